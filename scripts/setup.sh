@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# Installs everything vipcast's demo and tests need on a Debian machine. Idempotent.
+# Debian packages: the real peers and kernel tools the tests use (FRR, BIRD 2, GoBGP, ExaBGP,
+# nftables, wrk). Python: a virtualenv in .venv with vipcast installed editable, plus dev tools.
+set -euo pipefail
+here=$(cd "$(dirname "$0")/.." && pwd)
+cd "$here"
+
+APT_PACKAGES=(python3 python3-venv python3-pip frr bird2 gobgpd exabgp nftables libnftables1
+              wrk iproute2 tcpdump procps iputils-ping curl)
+SUDO=""
+[ "$(id -u)" -eq 0 ] || SUDO="sudo"
+
+missing=()
+for p in "${APT_PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+  echo "setup: installing Debian packages: ${missing[*]}"
+  $SUDO apt-get update -qq
+  # policy-rc.d keeps the packages' own services (frr, bird) from starting in the root namespace
+  if [ ! -e /usr/sbin/policy-rc.d ]; then
+    printf '#!/bin/sh\nexit 101\n' | $SUDO tee /usr/sbin/policy-rc.d >/dev/null
+    $SUDO chmod +x /usr/sbin/policy-rc.d
+    added_policy=1
+  fi
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+  [ -z "${added_policy:-}" ] || $SUDO rm -f /usr/sbin/policy-rc.d
+fi
+# the packages' own daemons must never run in the root namespace
+for svc in frr bird; do
+  if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet "$svc" 2>/dev/null; then
+    $SUDO systemctl stop "$svc" || true
+    $SUDO systemctl disable "$svc" >/dev/null 2>&1 || true
+  fi
+done
+
+PY=${VIPCAST_PYTHON:-python3}
+if [ ! -x .venv/bin/python ]; then
+  echo "setup: creating .venv"
+  "$PY" -m venv .venv
+fi
+stamp=.venv/.vipcast-installed
+want=$(sha256sum pyproject.toml | cut -d' ' -f1)
+if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ] || ! .venv/bin/python -c 'import vipcast' 2>/dev/null; then
+  echo "setup: installing vipcast and its Python dependencies into .venv"
+  .venv/bin/python -m pip install -q --upgrade pip
+  .venv/bin/python -m pip install -q -e '.[dev]'
+  echo "$want" > "$stamp"
+fi

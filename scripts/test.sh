@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# The whole test suite: installs what it needs (scripts/setup.sh), then lint, types, layers, tests.
+set -euo pipefail
+here=$(cd "$(dirname "$0")/.." && pwd)
+cd "$here"
+bash scripts/setup.sh
+export PATH="$here/.venv/bin:$PATH"
+echo "== ruff";        ruff check src tests bench
+echo "== mypy";        mypy --strict src/vipcast
+echo "== import-linter"; lint-imports
+echo "== pytest"
+exec python -m pytest -q "$@"

@@ -1,0 +1,3 @@
+"""vipcast: LoadBalancer IPs for on-premises Kubernetes."""
+
+__version__ = "0.1.0"
