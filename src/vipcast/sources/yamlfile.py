@@ -1,0 +1,1 @@
+"""Objects from YAML files (the standalone source)."""
