@@ -1,1 +1,43 @@
+"""The user-facing object model: our kinds, views of core objects, and the whole-config loader."""
 
+from vipcast.spec.addresses import AddressRange, parse_ip, parse_range
+from vipcast.spec.errors import Issue, SpecError
+from vipcast.spec.kube import (
+    ANNOTATION_HEALTH,
+    ANNOTATION_IPS,
+    ANNOTATION_POOL,
+    ANNOTATION_SHARING,
+    LOAD_BALANCER_CLASS,
+    Endpoint,
+    EndpointSlice,
+    Namespace,
+    Node,
+    Secret,
+    Service,
+    ServicePort,
+    annotation,
+)
+from vipcast.spec.load import KINDS, Spec, load_documents, load_paths, read_documents, requested_ips
+from vipcast.spec.meta import LabelSelector, ObjectMeta, Requirement
+from vipcast.spec.objects import (
+    API_GROUP,
+    API_VERSION,
+    BFDProfile,
+    BGPAdvertisement,
+    BGPPeer,
+    Community,
+    IPAddressPool,
+    L2Advertisement,
+    parse_community,
+    parse_duration,
+)
+
+__all__ = [
+    "ANNOTATION_HEALTH", "ANNOTATION_IPS", "ANNOTATION_POOL", "ANNOTATION_SHARING", "API_GROUP",
+    "API_VERSION", "KINDS", "LOAD_BALANCER_CLASS", "AddressRange", "BFDProfile",
+    "BGPAdvertisement", "BGPPeer", "Community", "Endpoint", "EndpointSlice", "IPAddressPool",
+    "Issue", "L2Advertisement", "LabelSelector", "Namespace", "Node", "ObjectMeta", "Requirement",
+    "Secret", "Service", "ServicePort", "Spec", "SpecError", "annotation", "load_documents",
+    "load_paths", "parse_community", "parse_duration", "parse_ip", "parse_range", "read_documents",
+    "requested_ips",
+]

@@ -1,0 +1,72 @@
+"""Address ranges of pools: CIDRs and ``first-last`` ranges, IPv4 and IPv6."""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+
+@dataclass(frozen=True, order=True)
+class AddressRange:
+    """An inclusive range of addresses of one family, as integers for fast arithmetic."""
+
+    version: int
+    first: int
+    last: int
+    text: str  # as the user wrote it
+    #: prefix length when written as a CIDR, else None
+    prefixlen: int | None = None
+
+    @property
+    def size(self) -> int:
+        return self.last - self.first + 1
+
+    def overlaps(self, other: AddressRange) -> bool:
+        return (
+            self.version == other.version
+            and self.first <= other.last
+            and other.first <= self.last
+        )
+
+    def contains(self, address: IPAddress) -> bool:
+        return address.version == self.version and self.first <= int(address) <= self.last
+
+    def address(self, value: int) -> IPAddress:
+        return ipaddress.ip_address(value) if self.version == 4 else ipaddress.IPv6Address(value)
+
+
+def parse_range(text: str) -> AddressRange:
+    """Parse ``192.0.2.0/28``, ``192.0.2.10-192.0.2.20``, ``2001:db8::/120`` or a single IP.
+
+    Raises ValueError with a user-facing message.
+    """
+    text = text.strip()
+    if "-" in text:
+        first_s, _, last_s = text.partition("-")
+        try:
+            first = ipaddress.ip_address(first_s.strip())
+            last = ipaddress.ip_address(last_s.strip())
+        except ValueError as exc:
+            raise ValueError(f"{text!r} is not a valid address range: {exc}") from None
+        if first.version != last.version:
+            raise ValueError(f"{text!r} mixes IPv4 and IPv6")
+        if int(last) < int(first):
+            raise ValueError(f"{text!r}: the last address is before the first")
+        return AddressRange(first.version, int(first), int(last), text)
+    try:
+        net = ipaddress.ip_network(text, strict=True)
+    except ValueError as exc:
+        raise ValueError(f"{text!r} is not a valid CIDR or range: {exc}") from None
+    return AddressRange(
+        net.version, int(net.network_address), int(net.broadcast_address), text, net.prefixlen
+    )
+
+
+def parse_ip(text: str) -> IPAddress:
+    """One IP address, or ValueError with a clear message."""
+    try:
+        return ipaddress.ip_address(text.strip())
+    except ValueError:
+        raise ValueError(f"{text!r} is not a valid IP address") from None

@@ -1,0 +1,284 @@
+"""Load object files into one cross-checked :class:`Spec`, or reject them whole.
+
+A config is a YAML file, or a directory of them, holding any number of documents of our kinds
+(``vipcast.io/v1beta1``) and of the core kinds we read (Service, EndpointSlice, Node, Namespace,
+Secret). Every problem is collected (file, kind/name, field, message) and raised together in
+one :class:`SpecError`; nothing of a broken config is returned.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from vipcast.spec.errors import Issue, SpecError
+from vipcast.spec.kube import (
+    ANNOTATION_IPS,
+    EndpointSlice,
+    Namespace,
+    Node,
+    Secret,
+    Service,
+    annotation,
+)
+from vipcast.spec.meta import LabelSelector
+from vipcast.spec.objects import (
+    API_VERSION,
+    BFDProfile,
+    BGPAdvertisement,
+    BGPPeer,
+    Community,
+    IPAddressPool,
+    L2Advertisement,
+    parse_community,
+)
+
+#: kind -> (accepted apiVersions, model)
+KINDS: dict[str, tuple[tuple[str, ...], type[BaseModel]]] = {
+    "IPAddressPool": ((API_VERSION,), IPAddressPool),
+    "BGPPeer": ((API_VERSION,), BGPPeer),
+    "BGPAdvertisement": ((API_VERSION,), BGPAdvertisement),
+    "L2Advertisement": ((API_VERSION,), L2Advertisement),
+    "BFDProfile": ((API_VERSION,), BFDProfile),
+    "Community": ((API_VERSION,), Community),
+    "Service": (("v1",), Service),
+    "EndpointSlice": (("discovery.k8s.io/v1",), EndpointSlice),
+    "Node": (("v1",), Node),
+    "Namespace": (("v1",), Namespace),
+    "Secret": (("v1",), Secret),
+}
+NAMESPACED = frozenset({"Service", "EndpointSlice", "Secret"})
+YAML_SUFFIXES = (".yaml", ".yml", ".json")
+
+
+@dataclass(frozen=True)
+class Spec:
+    """A whole, validated, cross-checked configuration (plus the core objects read with it)."""
+
+    pools: tuple[IPAddressPool, ...] = ()
+    peers: tuple[BGPPeer, ...] = ()
+    bgp_advertisements: tuple[BGPAdvertisement, ...] = ()
+    l2_advertisements: tuple[L2Advertisement, ...] = ()
+    bfd_profiles: tuple[BFDProfile, ...] = ()
+    communities: tuple[Community, ...] = ()
+    services: tuple[Service, ...] = ()
+    endpoint_slices: tuple[EndpointSlice, ...] = ()
+    nodes: tuple[Node, ...] = ()
+    namespaces: tuple[Namespace, ...] = ()
+    secrets: tuple[Secret, ...] = ()
+    #: "Kind/key" -> the file the object came from
+    origins: Mapping[str, str] = field(default_factory=dict)
+
+    def pool(self, name: str) -> IPAddressPool | None:
+        return next((p for p in self.pools if p.name == name), None)
+
+    def peer(self, name: str) -> BGPPeer | None:
+        return next((p for p in self.peers if p.name == name), None)
+
+    def bfd_profile(self, name: str) -> BFDProfile | None:
+        return next((p for p in self.bfd_profiles if p.name == name), None)
+
+    def node(self, name: str) -> Node | None:
+        return next((n for n in self.nodes if n.metadata.name == name), None)
+
+    def service(self, key: str) -> Service | None:
+        return next((s for s in self.services if s.key == key), None)
+
+    def community_aliases(self) -> dict[str, str]:
+        return {a.name: a.value for c in self.communities for a in c.spec.communities}
+
+    def resolve_community(self, text: str) -> int | tuple[int, int, int]:
+        """A community literal or alias as its value (the spec was checked: it resolves)."""
+        literal = parse_community(text)
+        if literal is None:
+            literal = parse_community(self.community_aliases()[text])
+        assert literal is not None
+        return literal
+
+    def namespace_labels(self, namespace: str) -> dict[str, str]:
+        ns = next((n for n in self.namespaces if n.metadata.name == namespace), None)
+        labels = dict(ns.metadata.labels) if ns else {}
+        labels.setdefault("kubernetes.io/metadata.name", namespace)
+        return labels
+
+    def slices_of(self, service_key: str) -> tuple[EndpointSlice, ...]:
+        return tuple(s for s in self.endpoint_slices if s.service_key == service_key)
+
+    def peer_password(self, peer: BGPPeer) -> str | None:
+        if peer.spec.password is not None:
+            return peer.spec.password
+        ref = peer.spec.password_secret
+        if ref is None:
+            return None
+        ns = ref.namespace or "default"
+        for secret in self.secrets:
+            if secret.metadata.name == ref.name and (secret.metadata.namespace or "default") == ns:
+                return secret.value(ref.key)
+        return None
+
+    def pools_selected(
+        self, names: Sequence[str], selectors: Sequence[LabelSelector]
+    ) -> tuple[IPAddressPool, ...]:
+        """Pools named or selected by an advertisement (all pools when it names none)."""
+        if not names and not selectors:
+            return self.pools
+        return tuple(
+            p
+            for p in self.pools
+            if p.name in names or any(s.matches(p.metadata.labels) for s in selectors)
+        )
+
+
+# ---------------------------------------------------------------- reading files
+
+
+def _files(paths: Iterable[str | Path]) -> tuple[list[Path], list[Issue]]:
+    files: list[Path] = []
+    issues: list[Issue] = []
+    for raw in paths:
+        path = Path(raw)
+        if path.is_dir():
+            found = sorted(
+                p for p in path.rglob("*")
+                if p.is_file() and p.suffix in YAML_SUFFIXES and not p.name.startswith(".")
+            )
+            files.extend(found)
+        elif path.is_file():
+            files.append(path)
+        else:
+            issues.append(Issue(str(path), "", "", "", "no such file or directory"))
+    return files, issues
+
+
+def read_documents(paths: Iterable[str | Path]) -> list[tuple[str, object]]:
+    """Every YAML document of the files (``List`` objects unrolled), or SpecError."""
+    files, issues = _files(paths)
+    docs: list[tuple[str, object]] = []
+    for path in files:
+        try:
+            text = path.read_text()
+            loaded = [d for d in yaml.safe_load_all(text) if d is not None]
+        except (OSError, UnicodeDecodeError) as exc:
+            issues.append(Issue(str(path), "", "", "", f"cannot read: {exc}"))
+            continue
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+            problem = getattr(exc, "problem", None) or str(exc)
+            issues.append(Issue(str(path), "", "", "", f"invalid YAML{where}: {problem}"))
+            continue
+        for doc in loaded:
+            if isinstance(doc, dict) and doc.get("kind") == "List":
+                docs.extend((str(path), item) for item in doc.get("items") or [])
+            else:
+                docs.append((str(path), doc))
+    if issues:
+        raise SpecError(issues)
+    return docs
+
+
+def load_paths(paths: Iterable[str | Path]) -> Spec:
+    """Load and cross-check the object files at ``paths`` (files or directories)."""
+    return load_documents(read_documents(paths))
+
+
+# ---------------------------------------------------------------- validation
+
+
+def _field(loc: tuple[int | str, ...]) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+def _parse(source: str, doc: object) -> tuple[BaseModel | None, list[Issue]]:
+    if not isinstance(doc, dict):
+        return None, [Issue(source, "", "", "", "a document must be a mapping (an object)")]
+    kind = doc.get("kind")
+    meta = doc.get("metadata")
+    name = str(meta.get("name", "")) if isinstance(meta, dict) else ""
+    if not isinstance(kind, str) or kind not in KINDS:
+        known = ", ".join(sorted(KINDS))
+        msg = f"unknown kind (known: {known})"
+        return None, [Issue(source, str(kind or ""), name, "kind", msg)]
+    versions, model = KINDS[kind]
+    if doc.get("apiVersion") not in versions:
+        msg = f"apiVersion must be {' or '.join(versions)}, not {doc.get('apiVersion')!r}"
+        return None, [Issue(source, kind, name, "apiVersion", msg)]
+    try:
+        return model.model_validate(doc), []
+    except ValidationError as exc:
+        issues = []
+        for err in exc.errors():
+            msg = err["msg"].removeprefix("Value error, ")
+            issues.append(Issue(source, kind, name, _field(tuple(err["loc"])), msg))
+        return None, issues
+
+
+def _key(kind: str, obj: Any) -> str:
+    meta = obj.metadata
+    if kind in NAMESPACED:
+        return f"{meta.namespace or 'default'}/{meta.name}"
+    return str(meta.name)
+
+
+def load_documents(docs: Iterable[tuple[str, object]]) -> Spec:
+    """Validate ``(source, document)`` pairs into a Spec, or raise SpecError with every issue."""
+    issues: list[Issue] = []
+    by_kind: dict[str, list[Any]] = {k: [] for k in KINDS}
+    origins: dict[str, str] = {}
+    for source, doc in docs:
+        obj, problems = _parse(source, doc)
+        issues.extend(problems)
+        if obj is None:
+            continue
+        kind = str(getattr(obj, "kind"))  # noqa: B009 - every model has a literal kind
+        key = _key(kind, obj)
+        if f"{kind}/{key}" in origins:
+            first = origins[f"{kind}/{key}"]
+            issues.append(
+                Issue(source, kind, key, "metadata.name", f"duplicate name (also in {first})")
+            )
+            continue
+        origins[f"{kind}/{key}"] = source
+        by_kind[kind].append(obj)
+    spec = Spec(
+        pools=tuple(by_kind["IPAddressPool"]),
+        peers=tuple(by_kind["BGPPeer"]),
+        bgp_advertisements=tuple(by_kind["BGPAdvertisement"]),
+        l2_advertisements=tuple(by_kind["L2Advertisement"]),
+        bfd_profiles=tuple(by_kind["BFDProfile"]),
+        communities=tuple(by_kind["Community"]),
+        services=tuple(by_kind["Service"]),
+        endpoint_slices=tuple(by_kind["EndpointSlice"]),
+        nodes=tuple(by_kind["Node"]),
+        namespaces=tuple(by_kind["Namespace"]),
+        secrets=tuple(by_kind["Secret"]),
+        origins=origins,
+    )
+    issues.extend(cross_check(spec))
+    if issues:
+        raise SpecError(issues)
+    return spec
+
+
+def cross_check(spec: Spec) -> list[Issue]:
+    """Checks that need more than one object: overlaps, references, impossible selectors."""
+    from vipcast.spec.checks import check_all  # local: keeps this module about files
+
+    return check_all(spec)
+
+
+def requested_ips(service: Service) -> tuple[str, ...]:
+    """IPs a Service asks for: the annotation (one per family) or spec.loadBalancerIP."""
+    raw = annotation(service.metadata, ANNOTATION_IPS)
+    if raw:
+        return tuple(str(ipaddress.ip_address(p.strip())) for p in raw.split(",") if p.strip())
+    return (service.spec.load_balancer_ip,) if service.spec.load_balancer_ip else ()
