@@ -1,0 +1,249 @@
+"""Who is alive on the LAN, without the API server: authenticated UDP heartbeats between agents.
+
+Sans-IO. The runtime sends :meth:`Membership.heartbeat` to every peer each ``interval``, feeds
+every received datagram to :meth:`Membership.receive`, and calls :meth:`Membership.expire` at
+:meth:`Membership.next_deadline`. Time is the caller's monotonic ``now`` in seconds.
+
+Wire format of one datagram (big-endian)::
+
+    magic "VCM1" | kind u8 (1 alive, 2 leaving) | name length u8 | name (UTF-8)
+    | incarnation u64 | sequence u64 | HMAC-SHA256 over everything before it (32 bytes)
+
+The shared key keeps strangers from joining or announcing someone's departure. A peer's
+``(incarnation, sequence)`` must grow strictly, so a recorded datagram cannot be replayed; the
+incarnation (the sender's start time in ns) lets a restarted agent begin again at sequence 1.
+
+L2 ownership follows from the view: the owner of an IP is the first of its candidates that is
+alive (:func:`choose_owner`). Split-brain rule: a node whose view lacks a quorum (more than half
+of the members not known to have left, itself included) owns nothing: it cannot tell its own
+isolation from everyone else's death, and the majority side takes over within the same failover
+window, so the minority dropping is what keeps a VIP answered by one node.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import struct
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from enum import Enum, IntEnum
+
+from vipcast.core.desired import L2Ownership
+
+MAGIC = b"VCM1"
+COUNTERS = struct.Struct("!QQ")
+DIGEST_SIZE = 32
+MAX_NAME = 255
+
+
+class MembershipError(ValueError):
+    """A heartbeat datagram that is malformed (before authentication)."""
+
+
+class Kind(IntEnum):
+    ALIVE = 1
+    LEAVING = 2
+
+
+@dataclass(frozen=True)
+class Heartbeat:
+    kind: Kind
+    node: str
+    incarnation: int
+    sequence: int
+
+    def encode(self, key: bytes) -> bytes:
+        name = self.node.encode()
+        if not 0 < len(name) <= MAX_NAME:
+            raise ValueError(f"node name of {len(name)} bytes")
+        body = (
+            MAGIC
+            + bytes([self.kind, len(name)])
+            + name
+            + COUNTERS.pack(self.incarnation, self.sequence)
+        )
+        return body + hmac.digest(key, body, hashlib.sha256)
+
+
+def decode_heartbeat(data: bytes, key: bytes) -> Heartbeat | None:
+    """The heartbeat, or None if its HMAC is wrong; raises :class:`MembershipError` if the
+    datagram is malformed."""
+    if len(data) < len(MAGIC) + 2 + COUNTERS.size + DIGEST_SIZE or data[:4] != MAGIC:
+        raise MembershipError("not a vipcast heartbeat")
+    kind, name_length = data[4], data[5]
+    end = 6 + name_length + COUNTERS.size
+    if name_length == 0 or len(data) != end + DIGEST_SIZE:
+        raise MembershipError(f"heartbeat of {len(data)} bytes with a {name_length}-byte name")
+    body, digest = data[:end], data[end:]
+    if not hmac.compare_digest(digest, hmac.digest(key, body, hashlib.sha256)):
+        return None
+    try:
+        node = body[6 : 6 + name_length].decode()
+        heartbeat_kind = Kind(kind)
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise MembershipError(f"authenticated but unreadable heartbeat: {exc}") from exc
+    incarnation, sequence = COUNTERS.unpack_from(body, 6 + name_length)
+    return Heartbeat(heartbeat_kind, node, incarnation, sequence)
+
+
+class Verdict(Enum):
+    ACCEPTED = "accepted"
+    MALFORMED = "malformed"
+    BAD_MAC = "bad-mac"
+    REPLAY = "replay"
+    UNKNOWN_MEMBER = "unknown-member"
+    SELF = "self"
+
+
+@dataclass(frozen=True)
+class Received:
+    verdict: Verdict
+    #: the alive set or quorum changed
+    changed: bool = False
+    node: str | None = None
+
+
+@dataclass(frozen=True)
+class MembershipConfig:
+    node: str
+    #: every member including this node
+    members: frozenset[str]
+    key: bytes
+    interval: float = 0.1
+    #: a peer unheard for this long is dead (≈ 4 missed heartbeats at the default interval)
+    dead_after: float = 0.35
+
+    def __post_init__(self) -> None:
+        if self.node not in self.members:
+            raise ValueError(f"{self.node!r} is not among the members {sorted(self.members)}")
+        if not self.key:
+            raise ValueError("an empty membership key authenticates nothing")
+
+
+@dataclass
+class _Peer:
+    incarnation: int = 0
+    sequence: int = 0
+    last_heard: float | None = None
+    left: bool = False
+
+
+@dataclass(frozen=True)
+class View:
+    alive: frozenset[str]
+    left: frozenset[str]
+    quorum: bool
+
+
+@dataclass
+class Membership:
+    config: MembershipConfig
+    #: this agent's start time in ns (any value larger than the previous run's)
+    incarnation: int
+    _sequence: int = 0
+    _peers: dict[str, _Peer] = field(default_factory=dict)
+    _view: View | None = None
+
+    def __post_init__(self) -> None:
+        self._peers = {name: _Peer() for name in self.config.members if name != self.config.node}
+        self._view = self._compute_view(0.0)
+
+    # -- what to send ------------------------------------------------------------------------
+    def heartbeat(self) -> bytes:
+        self._sequence += 1
+        return Heartbeat(Kind.ALIVE, self.config.node, self.incarnation, self._sequence).encode(
+            self.config.key
+        )
+
+    def leaving(self) -> bytes:
+        self._sequence += 1
+        return Heartbeat(Kind.LEAVING, self.config.node, self.incarnation, self._sequence).encode(
+            self.config.key
+        )
+
+    # -- what arrives --------------------------------------------------------------------------
+    def receive(self, data: bytes, now: float) -> Received:
+        try:
+            heartbeat = decode_heartbeat(data, self.config.key)
+        except MembershipError:
+            return Received(Verdict.MALFORMED)
+        if heartbeat is None:
+            return Received(Verdict.BAD_MAC)
+        if heartbeat.node == self.config.node:
+            return Received(Verdict.SELF, node=heartbeat.node)
+        peer = self._peers.get(heartbeat.node)
+        if peer is None:
+            return Received(Verdict.UNKNOWN_MEMBER, node=heartbeat.node)
+        if (heartbeat.incarnation, heartbeat.sequence) <= (peer.incarnation, peer.sequence):
+            return Received(Verdict.REPLAY, node=heartbeat.node)
+        peer.incarnation, peer.sequence = heartbeat.incarnation, heartbeat.sequence
+        if heartbeat.kind == Kind.LEAVING:
+            peer.left, peer.last_heard = True, None
+        else:
+            peer.left, peer.last_heard = False, now
+        return Received(Verdict.ACCEPTED, self._refresh(now), heartbeat.node)
+
+    def expire(self, now: float) -> bool:
+        """Declare dead the peers unheard for ``dead_after``; True if the view changed."""
+        return self._refresh(now)
+
+    def next_deadline(self) -> float | None:
+        """When the next peer would be declared dead if it stays silent."""
+        times = [
+            p.last_heard + self.config.dead_after
+            for p in self._peers.values()
+            if p.last_heard is not None
+        ]
+        return min(times) if times else None
+
+    # -- the view ------------------------------------------------------------------------------
+    @property
+    def view(self) -> View:
+        assert self._view is not None
+        return self._view
+
+    def _compute_view(self, now: float) -> View:
+        alive = {self.config.node}
+        for name, peer in self._peers.items():
+            if peer.last_heard is not None and now - peer.last_heard < self.config.dead_after:
+                alive.add(name)
+            elif peer.last_heard is not None:
+                peer.last_heard = None
+        left = frozenset(name for name, peer in self._peers.items() if peer.left)
+        voters = len(self.config.members) - len(left)
+        return View(frozenset(alive), left, 2 * len(alive) > voters)
+
+    def _refresh(self, now: float) -> bool:
+        view = self._compute_view(now)
+        changed = view != self._view
+        self._view = view
+        return changed
+
+    def status(self, now: float) -> dict[str, object]:
+        """Plain data: each peer's state and age of its last heartbeat."""
+        peers: dict[str, object] = {}
+        for name, peer in sorted(self._peers.items()):
+            state = "left" if peer.left else "alive" if name in self.view.alive else "dead"
+            age = None if peer.last_heard is None else round(now - peer.last_heard, 3)
+            peers[name] = {"state": state, "last_heard_s": age, "incarnation": peer.incarnation}
+        return {
+            "node": self.config.node,
+            "alive": sorted(self.view.alive),
+            "quorum": self.view.quorum,
+            "peers": peers,
+        }
+
+
+def choose_owner(candidates: Iterable[str], alive: frozenset[str]) -> str | None:
+    """The first candidate in preference order that is alive, if any."""
+    return next((name for name in candidates if name in alive), None)
+
+
+def owned_here(
+    ownerships: Iterable[L2Ownership], node: str, view: View
+) -> tuple[L2Ownership, ...]:
+    """The ownerships this node must answer for under ``view`` (none without a quorum)."""
+    if not view.quorum:
+        return ()
+    return tuple(o for o in ownerships if choose_owner(o.candidates, view.alive) == node)
