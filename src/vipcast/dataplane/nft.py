@@ -1,0 +1,179 @@
+"""Apply a rendered ``inet vipcast`` table through libnftables, atomically and only if needed.
+
+* One transaction per apply: ``add table; delete table; add table; add ...`` in a single
+  libnftables batch, so the kernel either swaps in the whole new table or, if anything in the
+  batch is rejected, keeps the previous one untouched. Established connections keep their NAT
+  bindings (conntrack), so a swap does not break them.
+* Before applying, the table is read back (``list table inet vipcast`` as JSON) and compared
+  with the render in canonical form; when they are equal, no transaction is sent. That makes a
+  restarted agent adopt the table it left behind without disturbing it.
+* The table is only removed by :meth:`NftTable.cleanup` (``vipcast dataplane cleanup``).
+
+libnftables is blocking; call these methods from a worker thread in asyncio code.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import nftables
+
+from vipcast.dataplane.netns_switch import inside
+from vipcast.dataplane.nft_render import FAMILY, JSON, TABLE, Rendered
+
+ObjectKey = tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class TableDiff:
+    """What differs between the kernel's table and a render, by object."""
+
+    added: tuple[str, ...] = ()
+    removed: tuple[str, ...] = ()
+    changed: tuple[str, ...] = ()
+
+    @property
+    def empty(self) -> bool:
+        return not (self.added or self.removed or self.changed)
+
+    def summary(self) -> str:
+        if self.empty:
+            return "no change"
+        return f"+{len(self.added)} -{len(self.removed)} ~{len(self.changed)}"
+
+
+@dataclass(frozen=True)
+class ApplyResult:
+    """The outcome of one apply: whether a transaction ran, and whether the kernel took it."""
+
+    ok: bool
+    changed: bool
+    diff: TableDiff = field(default_factory=TableDiff)
+    error: str = ""
+    seconds: float = 0.0
+
+
+class NftTable:
+    """The ``inet vipcast`` table in one network namespace (``None``: the current one)."""
+
+    def __init__(self, netns: str | None = None) -> None:
+        self._netns = netns
+
+    # -- kernel I/O ---------------------------------------------------------------------------
+
+    def _run(self, doc: JSON) -> tuple[int, Any, str]:
+        with inside(self._netns):
+            ctx = nftables.Nftables()
+            ctx.set_json_output(True)
+            rc, out, err = ctx.json_cmd(doc)
+        return int(rc), out, str(err)
+
+    def read(self) -> tuple[JSON, ...] | None:
+        """The table's objects in canonical form, or None when the table does not exist."""
+        rc, out, _err = self._run(
+            {"nftables": [{"list": {"table": {"family": FAMILY, "name": TABLE}}}]}
+        )
+        if rc != 0 or not isinstance(out, dict):
+            return None
+        return canonical(out.get("nftables", []))
+
+    def apply(self, rendered: Rendered, *, force: bool = False) -> ApplyResult:
+        """Make the kernel's table equal to ``rendered``; no transaction when it already is."""
+        start = time.monotonic()
+        current = self.read()
+        want = canonical(rendered.objects)
+        diff = table_diff(current or (), want)
+        if current is not None and diff.empty and not force:
+            return ApplyResult(ok=True, changed=False, diff=diff,
+                               seconds=time.monotonic() - start)
+        rc, _out, err = self._run(rendered.document())
+        return ApplyResult(
+            ok=rc == 0,
+            changed=rc == 0,
+            diff=diff,
+            error=err.strip() if rc != 0 else "",
+            seconds=time.monotonic() - start,
+        )
+
+    def run_document(self, doc: JSON) -> ApplyResult:
+        """Send an arbitrary document as one transaction (tests use it to send broken ones)."""
+        start = time.monotonic()
+        rc, _out, err = self._run(doc)
+        return ApplyResult(ok=rc == 0, changed=rc == 0, error=err.strip(),
+                           seconds=time.monotonic() - start)
+
+    def cleanup(self) -> bool:
+        """Remove the table; True if it existed."""
+        if self.read() is None:
+            return False
+        rc, _out, _err = self._run(
+            {"nftables": [{"delete": {"table": {"family": FAMILY, "name": TABLE}}}]}
+        )
+        return rc == 0
+
+
+# ---------------------------------------------------------------------------------------------
+# canonical form and diff (pure)
+
+_KIND_RANK = {"table": 0, "map": 1, "set": 1, "chain": 2, "rule": 3}
+
+
+def canonical(objects: Any) -> tuple[JSON, ...]:
+    """Objects of our table without metainfo or handles, elements sorted, in a stable order."""
+    out: list[tuple[tuple[Any, ...], JSON]] = []
+    rule_index: dict[str, int] = {}
+    for obj in objects:
+        if not isinstance(obj, dict) or len(obj) != 1:
+            continue
+        ((kind, body),) = obj.items()
+        if kind not in _KIND_RANK or not isinstance(body, dict):
+            continue
+        clean = {k: v for k, v in body.items() if k != "handle"}
+        if "elem" in clean:
+            clean["elem"] = sorted(clean["elem"], key=_dump)
+        if kind == "rule":
+            chain = str(clean.get("chain", ""))
+            idx = rule_index.get(chain, 0)
+            rule_index[chain] = idx + 1
+            sort_key: tuple[Any, ...] = (_KIND_RANK[kind], chain, idx)
+        else:
+            sort_key = (_KIND_RANK[kind], str(clean.get("name", "")), 0)
+        out.append((sort_key, {kind: clean}))
+    out.sort(key=lambda item: item[0])
+    return tuple(obj for _key, obj in out)
+
+
+def object_key(obj: JSON) -> str:
+    """A readable identity for one canonical object (``chain prerouting``, ``rule output#0``)."""
+    ((kind, body),) = obj.items()
+    if kind == "rule":
+        return f"rule {body.get('chain')}"
+    return f"{kind} {body.get('name')}"
+
+
+def table_diff(current: tuple[JSON, ...], want: tuple[JSON, ...]) -> TableDiff:
+    """Objects added, removed or changed going from ``current`` to ``want``."""
+    cur = _keyed(current)
+    new = _keyed(want)
+    added = tuple(sorted(k for k in new if k not in cur))
+    removed = tuple(sorted(k for k in cur if k not in new))
+    changed = tuple(sorted(k for k in new if k in cur and _dump(cur[k]) != _dump(new[k])))
+    return TableDiff(added, removed, changed)
+
+
+def _keyed(objects: tuple[JSON, ...]) -> dict[str, JSON]:
+    keyed: dict[str, JSON] = {}
+    counts: dict[str, int] = {}
+    for obj in objects:
+        base = object_key(obj)
+        n = counts.get(base, 0)
+        counts[base] = n + 1
+        keyed[f"{base}#{n}" if base.startswith("rule ") else base] = obj
+    return keyed
+
+
+def _dump(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"))
