@@ -1,0 +1,360 @@
+"""The address allocator: a pure function from (pools, services, current) to assignments.
+
+Order of work, which is what makes it stable:
+
+1. services that are not ours (type, class) and services that are gone release their addresses;
+2. every current address that is still valid is kept (services in key order, so a corrupt state
+   where two services claim one address resolves the same way every time);
+3. explicit requests (``loadBalancerIP`` / the IPs annotation) are granted or refused;
+4. the rest get fresh addresses from their best-ranked eligible pool.
+
+Nothing kept in step 2 is ever moved by steps 3-4, so adding or removing other services never
+moves an assignment, and feeding the result back in as ``current`` reproduces it.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+
+from vipcast.alloc.model import (
+    AllocationResult,
+    Assignment,
+    PoolInput,
+    Reason,
+    ServiceInput,
+)
+from vipcast.alloc.pools import PoolIndex, ip_text, is_buggy, serves
+from vipcast.alloc.sharing import first_conflict
+
+Addr = tuple[int, int]  # (version, value)
+
+
+def wanted_families(service: ServiceInput) -> tuple[int, ...]:
+    """Families the service should get, in its preference order."""
+    fams = tuple(dict.fromkeys(f for f in service.ip_families if f in (4, 6))) or (4,)
+    if service.ip_family_policy == "SingleStack":
+        return fams[:1]
+    if len(fams) == 1:
+        return (fams[0], 10 - fams[0])
+    return fams
+
+
+def family_name(version: int) -> str:
+    return f"IPv{version}"
+
+
+@dataclass
+class _Work:
+    """Mutable bookkeeping of one service during a run."""
+
+    service: ServiceInput
+    previous: tuple[str, ...]
+    held: dict[int, tuple[int, str]] = field(default_factory=dict)  # version -> (value, pool)
+    new: set[int] = field(default_factory=set)  # versions obtained in this run
+    invalidated: list[tuple[str, str]] = field(default_factory=list)
+
+
+class _Run:
+    def __init__(self, pools: Iterable[PoolInput]) -> None:
+        self.index = PoolIndex(pools)
+        self.holders: dict[Addr, list[ServiceInput]] = {}
+        self.shared: dict[str, list[Addr]] = {}  # sharing key -> addresses, in taking order
+        self._candidates: dict[object, list[PoolInput]] = {}
+
+    # ------------------------------------------------------------ holding
+
+    def hold(self, work: _Work, addr: Addr, pool: str, *, new: bool) -> None:
+        holders = self.holders.setdefault(addr, [])
+        if not holders:
+            self.index.take(*addr)
+            if work.service.sharing_key is not None:
+                self.shared.setdefault(work.service.sharing_key, []).append(addr)
+        holders.append(work.service)
+        work.held[addr[0]] = (addr[1], pool)
+        if new:
+            work.new.add(addr[0])
+
+    def pool_problem(self, service: ServiceInput, pool: PoolInput, addr: Addr) -> str | None:
+        """Why ``service`` may not hold ``addr`` from ``pool``, ignoring other holders."""
+        if service.requested_pool is not None and pool.name != service.requested_pool:
+            return f"not in the requested pool {service.requested_pool}"
+        if not serves(pool, service):
+            return f"pool {pool.name} does not serve this service (serviceAllocation)"
+        if pool.avoid_buggy_ips and is_buggy(*addr):
+            return f"pool {pool.name} avoids .0 and .255 addresses"
+        return None
+
+    def placement(self, service: ServiceInput, addr: Addr) -> tuple[str | None, str]:
+        """(pool, '') where ``service`` may hold ``addr``, or (None, why not)."""
+        names = self.index.pools_of(*addr)
+        if not names:
+            return None, "outside every pool"
+        why = ""
+        for pool in self.index.ranked:
+            if pool.name in names:
+                problem = self.pool_problem(service, pool, addr)
+                if problem is None:
+                    return pool.name, ""
+                why = why or problem
+        return None, why
+
+    def conflict(self, service: ServiceInput, addr: Addr) -> str | None:
+        return first_conflict(service, self.holders.get(addr, ()))
+
+    # ------------------------------------------------------------ step 2: keep
+
+    def keep(self, work: _Work) -> None:
+        service = work.service
+        families = wanted_families(service)
+        requested = set(service.requested_ips)
+        for text in work.previous:
+            try:
+                ip = ipaddress.ip_address(text)
+            except ValueError:
+                work.invalidated.append((text, "not an IP address"))
+                continue
+            addr = (ip.version, int(ip))
+            if ip.version not in families:
+                why = f"the service no longer wants {family_name(ip.version)}"
+            elif ip.version in work.held:
+                why = f"a second {family_name(ip.version)} address"
+            elif requested and str(ip) not in requested:
+                why = "not the requested address"
+            else:
+                pool, why = self.placement(service, addr)
+                if pool is not None:
+                    why = self.conflict(service, addr) or ""
+                    if not why:
+                        self.hold(work, addr, pool, new=False)
+                        continue
+            work.invalidated.append((str(ip), why))
+
+    # ------------------------------------------------------------ step 3: requests
+
+    def request(self, work: _Work) -> tuple[Reason, str] | None:
+        """Grant the requested addresses (all or none); None when granted."""
+        service = work.service
+        addrs: dict[int, Addr] = {}
+        for text in service.requested_ips:
+            try:
+                ip = ipaddress.ip_address(text.strip())
+            except ValueError:
+                return Reason.REQUEST_INVALID, f"{text!r} is not an IP address"
+            if ip.version in addrs:
+                return Reason.REQUEST_INVALID, f"more than one {family_name(ip.version)} requested"
+            addrs[ip.version] = (ip.version, int(ip))
+        families = wanted_families(service)
+        for version in addrs:
+            if version not in families:
+                return Reason.REQUEST_INVALID, (
+                    f"{family_name(version)} requested but the service's families are "
+                    f"{'/'.join(family_name(f) for f in families)}"
+                )
+        if service.ip_family_policy == "RequireDualStack" and len(addrs) < 2:
+            return Reason.REQUEST_INVALID, "RequireDualStack needs one requested IP per family"
+        grants: list[tuple[Addr, str]] = []
+        for version, addr in addrs.items():
+            if version in work.held:
+                continue
+            text = ip_text(*addr)
+            pool, why = self.placement(service, addr)
+            if pool is None:
+                reason = Reason.REQUESTED_OUTSIDE if why == "outside every pool" else (
+                    Reason.REQUESTED_REFUSED
+                )
+                return reason, f"requested {text}: {why}"
+            if conflict := self.conflict(service, addr):
+                return Reason.REQUESTED_TAKEN, f"requested {text}: {conflict}"
+            grants.append((addr, pool))
+        for addr, pool in grants:
+            self.hold(work, addr, pool, new=True)
+        return None
+
+    # ------------------------------------------------------------ step 4: fresh addresses
+
+    def candidates(self, service: ServiceInput, prefer: str | None) -> list[PoolInput]:
+        cache_key = (
+            service.namespace,
+            tuple(sorted(service.labels.items())),
+            tuple(sorted(service.namespace_labels.items())),
+            service.requested_pool,
+        )
+        pools = self._candidates.get(cache_key)
+        if pools is None:
+            if service.requested_pool is not None:
+                pool = self.index.by_name.get(service.requested_pool)
+                pools = [pool] if pool is not None and serves(pool, service) else []
+            else:
+                pools = [p for p in self.index.ranked if p.auto_assign and serves(p, service)]
+            self._candidates[cache_key] = pools
+        if prefer is not None and pools and pools[0].name != prefer:
+            pools = sorted(pools, key=lambda p: p.name != prefer)  # stable: held pool first
+        return pools
+
+    def find(self, work: _Work, pool: PoolInput, version: int) -> tuple[Addr, bool] | None:
+        """An address ``work`` could take from ``pool``: (addr, is fresh), without taking it."""
+        service = work.service
+        if service.sharing_key is not None:
+            for addr in self.shared.get(service.sharing_key, ()):
+                if (
+                    addr[0] == version
+                    and pool.name in self.index.pools_of(*addr)
+                    and self.pool_problem(service, pool, addr) is None
+                    and self.conflict(service, addr) is None
+                ):
+                    return addr, False
+        if version not in pool.families:
+            return None
+        value = self.index.peek_free(pool, version)
+        return None if value is None else ((version, value), True)
+
+    def obtain(self, work: _Work, pool: PoolInput, versions: list[int]) -> bool:
+        """Take one address per version from ``pool`` — all of them or none."""
+        if work.service.sharing_key is None and any(
+            self.index.is_full(pool, v) for v in versions
+        ):
+            return False
+        found = [self.find(work, pool, v) for v in versions]
+        if any(f is None for f in found):
+            return False
+        for item in found:
+            assert item is not None
+            addr, fresh = item
+            if fresh:
+                self.holders[addr] = []
+            self.hold(work, addr, pool.name, new=True)
+        return True
+
+    def give_back(self, work: _Work, version: int) -> None:
+        value, _pool = work.held.pop(version)
+        work.new.discard(version)
+        holders = self.holders[(version, value)]
+        holders.remove(work.service)
+        if not holders:
+            del self.holders[(version, value)]
+            self.index.release(version, value)
+            if work.service.sharing_key is not None:
+                self.shared[work.service.sharing_key].remove((version, value))
+
+    def fresh(self, work: _Work) -> tuple[Reason, str] | None:
+        """Fill the missing families; None when the service got what it needs."""
+        service = work.service
+        families = wanted_families(service)
+        missing = [f for f in families if f not in work.held]
+        if not missing:
+            return None
+        held_pool = next(iter(work.held.values()))[1] if work.held else None
+        pools = self.candidates(service, held_pool)
+        if not pools:
+            if service.requested_pool is not None:
+                if service.requested_pool not in self.index.by_name:
+                    return Reason.POOL_UNKNOWN, f"pool {service.requested_pool} does not exist"
+                return Reason.NO_POOL, f"pool {service.requested_pool} does not serve this service"
+            return Reason.NO_POOL, "no pool with autoAssign serves this service"
+        # one pool for every missing family (dual stack from one pool, like MetalLB)
+        for pool in pools:
+            if set(missing) <= pool.families and self.obtain(work, pool, missing):
+                return None
+        if service.ip_family_policy != "RequireDualStack" and len(missing) > 1:
+            for f in missing:
+                for pool in pools:
+                    if f in pool.families and self.obtain(work, pool, [f]):
+                        break
+            if work.held:
+                return None
+        names = ", ".join(p.name for p in pools)
+        wanted = " and ".join(family_name(f) for f in missing)
+        if not any(set(missing) <= p.families for p in pools) and len(missing) > 1:
+            return Reason.NO_POOL, f"no eligible pool ({names}) has both {wanted}"
+        if not any(f in p.families for p in pools for f in missing):
+            return Reason.NO_POOL, f"no eligible pool ({names}) has {wanted} addresses"
+        return Reason.POOL_EXHAUSTED, f"no free {wanted} address in {names}"
+
+
+def _is_ours(service: ServiceInput, load_balancer_class: str | None) -> tuple[Reason, str] | None:
+    if service.type != "LoadBalancer":
+        return Reason.NOT_LOAD_BALANCER, f"type is {service.type}"
+    if service.load_balancer_class not in (None, load_balancer_class):
+        return Reason.CLASS_NOT_OURS, (
+            f"loadBalancerClass {service.load_balancer_class} is not "
+            f"{load_balancer_class or 'unset'}"
+        )
+    return None
+
+
+def _outcome(work: _Work, failure: tuple[Reason, str] | None) -> Assignment:
+    service = work.service
+    order = wanted_families(service)
+    versions = sorted(work.held, key=lambda v: order.index(v) if v in order else 9)
+    ips = tuple(ip_text(v, work.held[v][0]) for v in versions)
+    pool = work.held[versions[0]][1] if versions else None
+    lost = tuple(work.invalidated)
+    if failure is not None:
+        reason, message = failure
+        if ips and reason in (Reason.POOL_EXHAUSTED, Reason.NO_POOL):
+            reason = Reason.PARTIAL
+    elif not work.new:
+        reason, message = Reason.KEPT, "unchanged"
+    elif service.requested_ips:
+        reason, message = Reason.REQUESTED, "requested address granted"
+    elif lost:
+        reason, message = Reason.MOVED, "; ".join(f"{ip}: {why}" for ip, why in lost)
+    else:
+        reason, message = Reason.ASSIGNED, f"from pool {pool}"
+    if lost and reason is not Reason.MOVED:
+        message += " (released " + "; ".join(f"{ip}: {why}" for ip, why in lost) + ")"
+    missing = [f for f in order if f not in work.held]
+    if reason in (Reason.ASSIGNED, Reason.MOVED) and missing and ips:
+        message += f"; no {' or '.join(family_name(f) for f in missing)} address available"
+    return Assignment(service.key, ips, pool, reason, message, work.previous, lost)
+
+
+def allocate(
+    pools: Iterable[PoolInput],
+    services: Iterable[ServiceInput],
+    current: Mapping[str, Iterable[str]],
+    *,
+    load_balancer_class: str | None = None,
+) -> AllocationResult:
+    """Assign addresses to every service; each outcome carries its reason.
+
+    ``current`` maps ``namespace/name`` to the addresses the service holds now (from the state
+    file or Service status). Services whose ``load_balancer_class`` is neither None nor
+    ``load_balancer_class`` belong to another controller.
+    """
+    run = _Run(pools)
+    by_key = {s.key: s for s in services}
+    out: dict[str, Assignment] = {}
+    works: list[_Work] = []
+    for key in sorted(by_key):
+        service = by_key[key]
+        previous = tuple(current.get(key, ()))
+        if skip := _is_ours(service, load_balancer_class):
+            lost = tuple((ip, skip[1]) for ip in previous)
+            out[key] = Assignment(key, (), None, skip[0], skip[1], previous, lost)
+        else:
+            works.append(_Work(service, previous))
+    released = tuple(
+        Assignment(key, (), None, Reason.DELETED, "service deleted", tuple(ips))
+        for key, ips in sorted(current.items())
+        if key not in by_key and tuple(ips)
+    )
+    for work in works:
+        run.keep(work)
+    failures: dict[str, tuple[Reason, str] | None] = {}
+    for work in works:
+        if work.service.requested_ips:
+            failures[work.service.key] = run.request(work)
+            if failures[work.service.key] is not None:
+                for version in list(work.held):
+                    value = work.held[version][0]
+                    work.invalidated.append((ip_text(version, value), "request refused"))
+                    run.give_back(work, version)
+    for work in works:
+        key = work.service.key
+        if key not in failures:
+            failures[key] = run.fresh(work)
+        out[key] = _outcome(work, failures[key])
+    return AllocationResult(dict(sorted(out.items())), released)

@@ -1,0 +1,143 @@
+"""Pools at allocation time: which pool holds an address, and the next free address of a pool.
+
+Free addresses are found with a per-range cursor over a set of used addresses, never by listing
+a range: within one ``allocate`` call addresses are only taken (releases happen before), so
+everything below a cursor stays used and each range is walked at most once per call. A /64 costs
+as much as a /30.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from bisect import bisect_right
+from collections.abc import Iterable, Mapping
+
+from vipcast.alloc.model import PoolInput, ServiceInput
+
+
+def is_buggy(version: int, value: int) -> bool:
+    """IPv4 addresses ending in .0 or .255, which ``avoidBuggyIPs`` skips."""
+    return version == 4 and (value & 0xFF) in (0, 0xFF)
+
+
+def ip_text(version: int, value: int) -> str:
+    return str(ipaddress.IPv4Address(value) if version == 4 else ipaddress.IPv6Address(value))
+
+
+def pool_rank(pool: PoolInput) -> tuple[bool, int, bool, bool, str]:
+    """Sort key: priority (lower first, unset last), then the more specific selectors, then name."""
+    return (
+        pool.priority is None,
+        pool.priority or 0,
+        not pool.service_selectors,
+        not (pool.namespaces or pool.namespace_selectors),
+        pool.name,
+    )
+
+
+def serves(pool: PoolInput, service: ServiceInput) -> bool:
+    """The pool's serviceAllocation lets this service take addresses from it."""
+    if pool.namespaces and service.namespace not in pool.namespaces:
+        return False
+    if pool.namespace_selectors and not any(
+        s.matches(service.namespace_labels) for s in pool.namespace_selectors
+    ):
+        return False
+    return not pool.service_selectors or any(
+        s.matches(service.labels) for s in pool.service_selectors
+    )
+
+
+class PoolIndex:
+    """All pools of one allocation run, ranked, with lookup by address and free cursors."""
+
+    def __init__(self, pools: Iterable[PoolInput]) -> None:
+        self.ranked: tuple[PoolInput, ...] = tuple(sorted(pools, key=pool_rank))
+        self.by_name: dict[str, PoolInput] = {p.name: p for p in self.ranked}
+        self._used: dict[int, set[int]] = {4: set(), 6: set()}
+        # per (pool name, range index): the next value that may be free
+        self._cursor: dict[tuple[str, int], int] = {}
+        self._full: set[tuple[str, int]] = set()
+        # lookup tables per family: range starts, (first, last, pool), running max of last
+        self._starts: dict[int, list[int]] = {}
+        self._spans: dict[int, list[tuple[int, int, str]]] = {}
+        self._reach: dict[int, list[int]] = {}
+        for version in (4, 6):
+            spans = sorted(
+                (r.first, r.last, p.name)
+                for p in self.ranked
+                for r in p.ranges
+                if r.version == version
+            )
+            reach: list[int] = []
+            for _first, last, _name in spans:
+                reach.append(max(last, reach[-1]) if reach else last)
+            self._starts[version] = [s[0] for s in spans]
+            self._spans[version] = spans
+            self._reach[version] = reach
+
+    def pools_of(self, version: int, value: int) -> list[str]:
+        """Names of the pools whose ranges contain the address (several if pools overlap)."""
+        spans, reach = self._spans[version], self._reach[version]
+        i = bisect_right(self._starts[version], value) - 1
+        names: list[str] = []
+        while i >= 0 and reach[i] >= value:
+            first, last, name = spans[i]
+            if first <= value <= last and name not in names:
+                names.append(name)
+            i -= 1
+        return names
+
+    def take(self, version: int, value: int) -> None:
+        self._used[version].add(value)
+
+    def release(self, version: int, value: int) -> None:
+        """Give an address back (a refused request); cursors past it step back."""
+        self._used[version].discard(value)
+        self._full = {k for k in self._full if k[1] != version}
+        for pool in self.ranked:
+            for index, rng in enumerate(pool.ranges):
+                key = (pool.name, index)
+                if rng.version == version and rng.first <= value <= rng.last:
+                    self._cursor[key] = min(self._cursor.get(key, value), value)
+
+    def is_used(self, version: int, value: int) -> bool:
+        return value in self._used[version]
+
+    def peek_free(self, pool: PoolInput, version: int) -> int | None:
+        """The lowest free address of ``version`` in ``pool`` (not taken); None when full."""
+        if (pool.name, version) in self._full:
+            return None
+        used = self._used[version]
+        for index, rng in enumerate(pool.ranges):
+            if rng.version != version:
+                continue
+            key = (pool.name, index)
+            value = self._cursor.get(key, rng.first)
+            while value <= rng.last and (
+                value in used or (pool.avoid_buggy_ips and is_buggy(version, value))
+            ):
+                value += 1
+            self._cursor[key] = value
+            if value <= rng.last:
+                return value
+        self._full.add((pool.name, version))
+        return None
+
+    def is_full(self, pool: PoolInput, version: int) -> bool:
+        """Known to have no free address of ``version`` (found out earlier in this run)."""
+        return (pool.name, version) in self._full
+
+    def capacity(self) -> Mapping[str, tuple[int, int]]:
+        """Per pool: (addresses in use, addresses in total) — for status and metrics."""
+        out: dict[str, tuple[int, int]] = {}
+        for p in self.ranked:
+            total = sum(r.size for r in p.ranges)
+            used = sum(
+                1
+                for r in p.ranges
+                for v in self._used[r.version]
+                if r.first <= v <= r.last
+            )
+            out[p.name] = (used, total)
+        return out
