@@ -1,0 +1,145 @@
+"""The node's data plane as the agent sees it: ``await apply(plan)``.
+
+:class:`NodeDataplane` keeps the last :class:`NodePlan`, renders its NAT rules without the
+backends the health checker reports down, applies the table (no transaction when nothing
+changed) and syncs the local VIP routes. The health checker is any object with the
+:class:`BackendHealth` shape (``vipcast.runtime.health.HealthChecker`` in the agent); the agent
+wires the two, and runs :meth:`NodeDataplane.run` so health flips re-render the maps.
+
+Blocking kernel calls (libnftables, netlink) run in a worker thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from vipcast.core.desired import NatRule, NodePlan
+from vipcast.dataplane.nft import ApplyResult, NftTable
+from vipcast.dataplane.nft_render import Skipped, down_set, render, usable_backends
+from vipcast.dataplane.routes import LocalVips, VipChange
+
+log = logging.getLogger(__name__)
+
+BackendKey = tuple[str, int]
+
+
+class BackendHealth(Protocol):
+    """What the data plane needs from a health checker."""
+
+    def track(self, targets: Mapping[BackendKey, tuple[str, ...]]) -> None: ...
+
+    def down(self) -> frozenset[BackendKey]: ...
+
+    def on_change(self, listener: Callable[[], None]) -> None: ...
+
+
+@dataclass(frozen=True)
+class DataplaneReport:
+    """What one apply did."""
+
+    nft: ApplyResult
+    vips: VipChange = field(default_factory=VipChange)
+    skipped: tuple[Skipped, ...] = ()
+
+    @property
+    def ok(self) -> bool:
+        return self.nft.ok
+
+
+def backend_targets(rules: tuple[NatRule, ...]) -> dict[BackendKey, tuple[str, ...]]:
+    """Every ready backend this node forwards to, with the services that use it."""
+    targets: dict[BackendKey, set[str]] = {}
+    for rule in rules:
+        for b in usable_backends(rule):
+            targets.setdefault((b.ip, b.port), set()).add(rule.service)
+    return {k: tuple(sorted(v)) for k, v in sorted(targets.items())}
+
+
+class NodeDataplane:
+    """nftables + local routes for one node, health-aware."""
+
+    def __init__(
+        self,
+        nft: NftTable,
+        vips: LocalVips | None = None,
+        health: BackendHealth | None = None,
+    ) -> None:
+        self._nft = nft
+        self._vips = vips
+        self._health = health
+        self._plan: NodePlan | None = None
+        self._lock = asyncio.Lock()
+        self._dirty = asyncio.Event()
+        self.last: DataplaneReport | None = None
+        if health is not None:
+            health.on_change(self._dirty.set)
+
+    @property
+    def plan(self) -> NodePlan | None:
+        return self._plan
+
+    async def apply(self, plan: NodePlan) -> DataplaneReport:
+        """Make the kernel match ``plan`` (minus down backends)."""
+        self._plan = plan
+        if self._health is not None:
+            self._health.track(backend_targets(plan.nat))
+        return await self._sync(plan)
+
+    async def refresh(self) -> DataplaneReport | None:
+        """Re-render the current plan with the current health (after a flip)."""
+        if self._plan is None:
+            return None
+        return await self._sync(self._plan)
+
+    async def run(self) -> None:
+        """Re-render whenever the health checker reports a flip. Runs until cancelled."""
+        while True:
+            await self._dirty.wait()
+            self._dirty.clear()
+            report = await self.refresh()
+            if report is not None and not report.ok:
+                log.error("data plane refresh failed: %s", report.nft.error)
+
+    def has_healthy_backend(self, service: str) -> bool:
+        """Whether this node can serve ``service`` now (some ready, healthy, eligible backend)."""
+        if self._plan is None:
+            return False
+        is_down = down_set(self._down())
+        return any(
+            usable_backends(rule, is_down)
+            for rule in self._plan.nat
+            if rule.service == service
+        )
+
+    def healthy_services(self) -> frozenset[str]:
+        if self._plan is None:
+            return frozenset()
+        is_down = down_set(self._down())
+        return frozenset(r.service for r in self._plan.nat if usable_backends(r, is_down))
+
+    async def cleanup(self) -> None:
+        """Remove the table and our routes (``vipcast dataplane cleanup``)."""
+        async with self._lock:
+            await asyncio.to_thread(self._nft.cleanup)
+            if self._vips is not None:
+                await asyncio.to_thread(self._vips.clear)
+
+    def _down(self) -> frozenset[BackendKey]:
+        return frozenset() if self._health is None else self._health.down()
+
+    async def _sync(self, plan: NodePlan) -> DataplaneReport:
+        async with self._lock:
+            rendered = render(plan.nat, down_set(self._down()))
+            result = await asyncio.to_thread(self._nft.apply, rendered)
+            vips = VipChange()
+            if self._vips is not None and result.ok:
+                vips = await asyncio.to_thread(self._vips.sync, plan.local_vips)
+            if result.changed:
+                log.info("nftables table applied (%s) in %.3fs", result.diff.summary(),
+                         result.seconds)
+            self.last = DataplaneReport(result, vips, rendered.skipped)
+            return self.last
