@@ -1,0 +1,217 @@
+"""The L2 runtime: consumes :class:`~vipcast.core.desired.NodePlan` (its ``l2`` ownerships),
+keeps the LAN membership view, and answers ARP/NDP for exactly the VIPs this node owns.
+
+Ownership of one VIP = the first of its candidates alive in the membership view, and nothing
+at all while this node's view has no quorum (see :mod:`vipcast.core.membership`). Every plan
+and every view change recomputes it; a VIP taken is announced at once, a VIP lost stops being
+answered at once.
+
+The VIP is never added to the interface as an address: the kernel would answer ARP/NDP for it
+on every node. The data plane accepts VIP traffic with nftables or a ``local`` route; if it
+uses a local route (or an address on ``lo``), the L2 interfaces need ``arp_ignore=1`` so the
+kernel does not answer for it (IPv6 NDP only answers for addresses on the interface itself).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from ipaddress import ip_address
+
+from prometheus_client import CollectorRegistry
+
+from vipcast.core.desired import L2Ownership, NodePlan
+from vipcast.core.membership import (
+    Membership,
+    MembershipConfig,
+    View,
+    choose_owner,
+    owned_here,
+)
+from vipcast.proto.l2 import format_mac
+from vipcast.runtime.l2_metrics import L2Metrics
+from vipcast.runtime.l2_responder import AnnounceSchedule, InterfaceResponder, IPAddress
+from vipcast.runtime.l2_socket import open_packet_socket
+from vipcast.runtime.membership import DEFAULT_PORT, MembershipAgent
+
+log = logging.getLogger(__name__)
+
+
+
+@dataclass(frozen=True)
+class L2Config:
+    node: str
+    #: the other members: node name -> (address, UDP port) of its membership socket
+    peers: Mapping[str, tuple[str, int]] = field(default_factory=dict)
+    key: bytes = b""
+    bind: tuple[str, int] = ("0.0.0.0", DEFAULT_PORT)
+    interval: float = 0.1
+    dead_after: float = 0.35
+    schedule: AnnounceSchedule = field(default_factory=AnnounceSchedule)
+    #: interfaces for ownerships that name none
+    default_interfaces: tuple[str, ...] = ()
+
+
+class L2Runtime:
+    """Build, ``await start()``, feed ``await apply(plan)``, ``await stop()``."""
+
+    def __init__(
+        self,
+        config: L2Config,
+        registry: CollectorRegistry,
+        *,
+        incarnation: int,
+        on_ownership: Callable[[frozenset[str]], None] | None = None,
+    ) -> None:
+        self.config = config
+        self.metrics = L2Metrics(registry)
+        members = frozenset({config.node, *config.peers})
+        self.membership = Membership(
+            MembershipConfig(
+                config.node,
+                members,
+                config.key or b"single-node",
+                config.interval,
+                config.dead_after,
+            ),
+            incarnation,
+        )
+        self._agent: MembershipAgent | None = None
+        if config.peers:
+            if not config.key:
+                raise ValueError("a membership key is required when there are peers")
+            self._agent = MembershipAgent(
+                self.membership, config.peers, config.bind, self._on_view, self.metrics
+            )
+        self._ownerships: tuple[L2Ownership, ...] = ()
+        self._responders: dict[str, InterfaceResponder] = {}
+        self._interface_errors: dict[str, str] = {}
+        self._owned: frozenset[str] = frozenset()
+        self._on_ownership = on_ownership
+        self._closing: set[asyncio.Task[None]] = set()
+        self._started = False
+
+    async def start(self) -> None:
+        if self._agent is not None:
+            await self._agent.start()
+        self._started = True
+        self._reconcile()
+
+    async def apply(self, plan: NodePlan) -> None:
+        """Adopt the plan's L2 ownerships (the agent's composition root calls this)."""
+        if plan.node != self.config.node:
+            raise ValueError(
+                f"plan for {plan.node!r} given to the L2 runtime of {self.config.node!r}"
+            )
+        self._ownerships = plan.l2
+        if self._started:
+            self._reconcile()
+
+    async def stop(self, *, graceful: bool = True) -> None:
+        """Stop answering at once; if ``graceful``, tell the peers so they take over now."""
+        self._started = False
+        for responder in self._responders.values():
+            responder.set_owned(frozenset())
+        if self._agent is not None:
+            await self._agent.stop(graceful=graceful)
+        responders, self._responders = list(self._responders.values()), {}
+        await asyncio.gather(*(r.close() for r in responders), *self._closing)
+        self._set_owned(frozenset())
+
+    # -- reconciliation ------------------------------------------------------------------------
+    def _on_view(self, view: View) -> None:
+        self.metrics.members_alive.set(len(view.alive))
+        self.metrics.quorum.set(1 if view.quorum else 0)
+        if self._started:
+            self._reconcile()
+
+    def _interfaces(self, ownership: L2Ownership) -> tuple[str, ...]:
+        return ownership.interfaces or self.config.default_interfaces
+
+    def _reconcile(self) -> None:
+        view = self.membership.view
+        wanted: dict[str, set[IPAddress]] = {}
+        for ownership in self._ownerships:
+            for ifname in self._interfaces(ownership):
+                wanted.setdefault(ifname, set())
+        owned = owned_here(self._ownerships, self.config.node, view)
+        for ownership in owned:
+            for ifname in self._interfaces(ownership):
+                wanted[ifname].add(ip_address(ownership.ip))
+        for ifname in list(self._responders):
+            if ifname not in wanted:
+                unused = self._responders.pop(ifname)
+                unused.set_owned(frozenset())
+                closing = asyncio.get_running_loop().create_task(unused.close())
+                self._closing.add(closing)
+                closing.add_done_callback(self._closing.discard)
+        for ifname, ips in wanted.items():
+            active = self._responder(ifname)
+            if active is not None:
+                active.set_owned(frozenset(ips))
+        for ownership in self._ownerships:
+            self.metrics.vip_owned.labels(ownership.ip).set(1 if ownership in owned else 0)
+        self._set_owned(frozenset(o.ip for o in owned))
+
+    def _set_owned(self, owned: frozenset[str]) -> None:
+        taken, released = owned - self._owned, self._owned - owned
+        if not taken and not released:
+            return
+        self.metrics.ownership_changes.labels("taken").inc(len(taken))
+        self.metrics.ownership_changes.labels("released").inc(len(released))
+        log.info(
+            "l2 %s: owns %s (taken %s, released %s)",
+            self.config.node,
+            sorted(owned),
+            sorted(taken),
+            sorted(released),
+        )
+        self._owned = owned
+        if self._on_ownership is not None:
+            self._on_ownership(owned)
+
+    def _responder(self, ifname: str) -> InterfaceResponder | None:
+        responder = self._responders.get(ifname)
+        if responder is not None:
+            return responder
+        try:
+            sock, mac = open_packet_socket(ifname)
+        except OSError as exc:
+            # retried on the next plan or view change
+            self._interface_errors[ifname] = str(exc)
+            log.warning("l2 %s: cannot open %s: %s", self.config.node, ifname, exc)
+            return None
+        self._interface_errors.pop(ifname, None)
+        responder = InterfaceResponder(ifname, sock, mac, self.config.schedule, self.metrics)
+        self._responders[ifname] = responder
+        return responder
+
+    # -- status --------------------------------------------------------------------------------
+    def status(self) -> dict[str, object]:
+        """Plain data: the membership view, who owns each VIP in this view, what we answer."""
+        view = self.membership.view
+        now = asyncio.get_running_loop().time()
+        vips = []
+        for ownership in self._ownerships:
+            owner = choose_owner(ownership.candidates, view.alive) if view.quorum else None
+            vips.append(
+                {
+                    "ip": ownership.ip,
+                    "owner": owner,
+                    "candidates": list(ownership.candidates),
+                    "interfaces": list(self._interfaces(ownership)),
+                    "answering_here": ownership.ip in self._owned,
+                }
+            )
+        return {
+            "node": self.config.node,
+            "membership": self.membership.status(now),
+            "vips": vips,
+            "interfaces": {
+                name: {"mac": format_mac(r.mac), "owned": sorted(str(ip) for ip in r.owned)}
+                for name, r in sorted(self._responders.items())
+            },
+            "interface_errors": dict(self._interface_errors),
+        }

@@ -1,0 +1,125 @@
+"""Standalone L2 responder, one process per node (used by tests, benchmarks and small setups)::
+
+    python -m vipcast.runtime.l2_main --node a --interface eth0 --vip 192.0.2.50 \\
+        --peer b=192.0.2.2 --peer c=192.0.2.3 --key-file /etc/vipcast/l2.key
+
+Every VIP gets the candidates given by ``--candidates`` (default: all members, sorted). On each
+ownership change one JSON line ``{"event": "owned", "t": <unix time>, "ips": [...]}`` goes to
+stdout; SIGUSR1 prints the status; SIGTERM/SIGINT stop gracefully (peers take over at once).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import os
+import signal
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from prometheus_client import CollectorRegistry
+
+from vipcast.core.desired import L2Ownership, NodePlan
+from vipcast.runtime.l2 import L2Config, L2Runtime
+from vipcast.runtime.l2_responder import AnnounceSchedule
+from vipcast.runtime.membership import DEFAULT_PORT
+
+
+def _host_port(text: str, default_port: int) -> tuple[str, int]:
+    if text.startswith("["):  # [2001:db8::1]:7946
+        host, _, rest = text[1:].partition("]")
+        return host, int(rest[1:]) if rest.startswith(":") else default_port
+    if text.count(":") == 1:
+        host, port = text.split(":")
+        return host, int(port)
+    return text, default_port
+
+
+def parse_args(argv: Sequence[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="vipcast-l2", description=__doc__.split("\n")[0])
+    parser.add_argument("--node", required=True)
+    parser.add_argument("--interface", action="append", default=[], required=True)
+    parser.add_argument("--vip", action="append", default=[])
+    parser.add_argument("--candidates", help="comma-separated preference order for every VIP")
+    parser.add_argument("--peer", action="append", default=[], help="NAME=HOST[:PORT]")
+    parser.add_argument("--bind", default=f"0.0.0.0:{DEFAULT_PORT}")
+    parser.add_argument("--key-file", type=Path)
+    parser.add_argument("--interval", type=float, default=0.1)
+    parser.add_argument("--dead-after", type=float, default=0.35)
+    parser.add_argument("--burst", type=int, default=3)
+    parser.add_argument("--burst-interval", type=float, default=0.2)
+    parser.add_argument("--announce-period", type=float, default=5.0)
+    parser.add_argument("--log-level", default="INFO")
+    return parser.parse_args(argv)
+
+
+def build(args: argparse.Namespace) -> tuple[L2Config, NodePlan]:
+    peers = {}
+    for item in args.peer:
+        name, _, address = item.partition("=")
+        peers[name] = _host_port(address, DEFAULT_PORT)
+    key = b""
+    if args.key_file is not None:
+        key = args.key_file.read_bytes().strip()
+    elif "VIPCAST_L2_KEY" in os.environ:
+        key = os.environ["VIPCAST_L2_KEY"].encode()
+    config = L2Config(
+        node=args.node,
+        peers=peers,
+        key=key,
+        bind=_host_port(args.bind, DEFAULT_PORT),
+        interval=args.interval,
+        dead_after=args.dead_after,
+        schedule=AnnounceSchedule(args.burst, args.burst_interval, args.announce_period),
+        default_interfaces=tuple(args.interface),
+    )
+    candidates = (
+        tuple(args.candidates.split(",")) if args.candidates else tuple(sorted({args.node, *peers}))
+    )
+    ownerships = tuple(
+        L2Ownership(vip, tuple(args.interface), candidates[0], candidates) for vip in args.vip
+    )
+    return config, NodePlan(node=args.node, l2=ownerships)
+
+
+def _emit(event: str, **fields: object) -> None:
+    print(json.dumps({"event": event, "t": time.time(), **fields}), flush=True)
+
+
+async def run(args: argparse.Namespace) -> None:
+    config, plan = build(args)
+    runtime = L2Runtime(
+        config,
+        CollectorRegistry(),
+        incarnation=time.time_ns(),
+        on_ownership=lambda owned: _emit("owned", ips=sorted(owned)),
+    )
+    loop = asyncio.get_running_loop()
+    stopping = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stopping.set)
+    loop.add_signal_handler(signal.SIGUSR1, lambda: _emit("status", status=runtime.status()))
+    await runtime.apply(plan)
+    await runtime.start()
+    _emit("started", node=config.node)
+    await stopping.wait()
+    await runtime.stop(graceful=True)
+    _emit("stopped", node=config.node)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    logging.basicConfig(
+        level=args.log_level,
+        format="%(asctime)s %(name)s %(levelname)s %(message)s",
+        stream=sys.stderr,
+    )
+    asyncio.run(run(args))
+
+
+if __name__ == "__main__":
+    main()

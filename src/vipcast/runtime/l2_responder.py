@@ -1,0 +1,120 @@
+"""One interface's ARP/NDP responder: reads frames from an AF_PACKET socket, answers those the
+sans-IO decision says are ours, and announces newly owned VIPs (burst, then periodically).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import socket
+from dataclasses import dataclass
+from ipaddress import IPv4Address, IPv6Address
+
+from vipcast.proto.l2 import Outcome, OwnedAddresses, announcements, decide
+from vipcast.runtime.l2_metrics import L2Metrics
+from vipcast.runtime.l2_socket import PACKET_OUTGOING
+
+log = logging.getLogger(__name__)
+
+IPAddress = IPv4Address | IPv6Address
+#: frames read per readiness callback before yielding to the loop
+READ_BATCH = 64
+
+
+@dataclass(frozen=True)
+class AnnounceSchedule:
+    """Gratuitous ARP / unsolicited NA on taking a VIP: ``burst`` rounds ``burst_interval``
+    apart starting at once, then one round every ``period`` while the VIP stays ours."""
+
+    burst: int = 3
+    burst_interval: float = 0.2
+    period: float = 5.0
+
+
+class InterfaceResponder:
+    def __init__(
+        self,
+        ifname: str,
+        sock: socket.socket,
+        mac: bytes,
+        schedule: AnnounceSchedule,
+        metrics: L2Metrics,
+    ) -> None:
+        self.ifname = ifname
+        self.mac = mac
+        self._sock = sock
+        self._schedule = schedule
+        self._metrics = metrics
+        self._owned = OwnedAddresses(mac)
+        self._announcers: dict[IPAddress, asyncio.Task[None]] = {}
+        self._loop = asyncio.get_running_loop()
+        self._loop.add_reader(sock.fileno(), self._on_readable)
+
+    @property
+    def owned(self) -> frozenset[IPAddress]:
+        return self._owned.ipv4 | self._owned.ipv6
+
+    def set_owned(self, ips: frozenset[IPAddress]) -> None:
+        """Answer exactly for ``ips`` from now on; announce the new ones at once."""
+        before = self.owned
+        self._owned = OwnedAddresses.of(self.mac, ips)
+        for ip in before - ips:
+            task = self._announcers.pop(ip, None)
+            if task is not None:
+                task.cancel()
+        for ip in sorted(ips - before, key=str):
+            self._announcers[ip] = self._loop.create_task(
+                self._announce(ip), name=f"l2-announce-{self.ifname}-{ip}"
+            )
+
+    async def close(self) -> None:
+        self._loop.remove_reader(self._sock.fileno())
+        tasks = list(self._announcers.values())
+        self._announcers.clear()
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._sock.close()
+
+    def _on_readable(self) -> None:
+        for _ in range(READ_BATCH):
+            try:
+                data, address = self._sock.recvfrom(65535)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:  # interface gone or down: keep the socket, log once per burst
+                log.warning("l2 %s: receive failed: %s", self.ifname, exc)
+                return
+            if address[2] == PACKET_OUTGOING:
+                continue
+            decision = decide(data, self._owned)
+            self._metrics.frames.labels(self.ifname, decision.outcome.value).inc()
+            if decision.reply is not None:
+                self._send(decision.reply)
+            elif decision.outcome is Outcome.MALFORMED:
+                log.debug("l2 %s: malformed frame: %s", self.ifname, decision.detail)
+
+    def _send(self, frame: bytes) -> bool:
+        try:
+            self._sock.send(frame)
+        except OSError as exc:
+            self._metrics.send_errors.labels(self.ifname).inc()
+            log.debug("l2 %s: send failed: %s", self.ifname, exc)
+            return False
+        return True
+
+    async def _announce(self, ip: IPAddress) -> None:
+        frames = announcements(self.mac, ip)
+        rounds = 0
+        while True:
+            for frame in frames:
+                if self._send(frame):
+                    self._metrics.announcements.labels(self.ifname).inc()
+            rounds += 1
+            burst = rounds < self._schedule.burst
+            await asyncio.sleep(
+                self._schedule.burst_interval if burst else self._schedule.period
+            )
