@@ -1,0 +1,256 @@
+"""The BGP speaker of one node: its peers, its listeners, and the routes a NodePlan asks for.
+
+:meth:`Speaker.apply` is the speaker's side of the agent's plan port: each ``BGPRoute`` names
+the peers it goes to, so the plan becomes one desired Adj-RIB-Out per peer and each session
+sends the difference. :meth:`Speaker.configure` adds, replaces and removes peers (a removed
+peer gets Cease/Peer De-configured). Listeners accept connections only from configured peers
+and carry their TCP MD5 keys.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import socket
+from collections.abc import Callable, Mapping, Sequence
+
+from vipcast.core.desired import BGPRoute, NodePlan
+from vipcast.proto.bgp import RouteAttributes
+from vipcast.runtime.bgp_peer import Connection, PeerDriver, PeerSettings, PeerStatus
+from vipcast.runtime.bgp_transport import (
+    TransportError,
+    family_of,
+    listening_socket,
+    normalize_address,
+    peer_of,
+    set_md5,
+)
+from vipcast.runtime.supervise import Backoff
+
+RoutesByPeer = Mapping[str, Mapping[str, RouteAttributes]]
+
+
+def route_attributes(route: BGPRoute) -> RouteAttributes:
+    return RouteAttributes(
+        local_pref=route.local_pref,
+        communities=tuple(route.communities),
+        large_communities=tuple(route.large_communities),
+    )
+
+
+def routes_by_peer(routes: Sequence[BGPRoute]) -> dict[str, dict[str, RouteAttributes]]:
+    """Each peer's desired Adj-RIB-Out from the node's routes (pure)."""
+    table: dict[str, dict[str, RouteAttributes]] = {}
+    for route in sorted(routes):
+        attributes = route_attributes(route)
+        for peer in route.peers:
+            table.setdefault(peer, {})[route.prefix] = attributes
+    return table
+
+
+class Listener:
+    """A listening socket that hands connections to the driver of the peer they come from."""
+
+    def __init__(self, address: str, port: int, log: logging.Logger) -> None:
+        self.address = address
+        self.port = port
+        self._log = log
+        self._server: asyncio.Server | None = None
+        self._sock: socket.socket | None = None
+        self._keys: dict[str, str] = {}
+
+    async def start(
+        self, lookup: Callable[[str], PeerDriver | None], md5: Mapping[str, str]
+    ) -> None:
+        self._sock = listening_socket(self.address, self.port, md5)
+        self._keys = {peer: key for peer, key in md5.items() if key}
+        self.port = self._sock.getsockname()[1]
+
+        def factory() -> Connection:
+            return _Incoming(lookup, self._log)
+
+        loop = asyncio.get_running_loop()
+        self._server = await loop.create_server(factory, sock=self._sock)
+
+    def set_keys(self, md5: Mapping[str, str]) -> None:
+        """Install new MD5 keys and remove the keys of peers that are gone."""
+        if self._sock is None:
+            return
+        wanted = {peer: key for peer, key in md5.items() if key}
+        for peer in self._keys.keys() - wanted.keys():
+            self._try_md5(peer, "")
+        for peer, key in wanted.items():
+            if self._keys.get(peer) != key:
+                self._try_md5(peer, key)
+        self._keys = wanted
+
+    def _try_md5(self, peer: str, key: str) -> None:
+        assert self._sock is not None
+        if self._sock.family == socket.AF_INET and family_of(peer) == socket.AF_INET6:
+            return
+        try:
+            set_md5(self._sock, peer, key)
+        except TransportError as exc:
+            self._log.warning("listener %s:%s: %s", self.address, self.port, exc)
+
+    async def stop(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+            self._server = None
+
+
+class _Incoming(Connection):
+    def __init__(self, lookup: Callable[[str], PeerDriver | None], log: logging.Logger) -> None:
+        super().__init__()
+        self._lookup = lookup
+        self._log = log
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)
+        address, port = peer_of(transport)
+        driver = self._lookup(address)
+        if driver is None:
+            self._log.info(
+                "refused a BGP connection from %s:%s (not a configured peer)", address, port
+            )
+            self.abort()
+            return
+        if not driver.accept(self):
+            self._log.info("%s: refused an extra connection from port %s", driver, port)
+            self.abort()
+
+
+class Speaker:
+    """Owns the node's peers; the plan consumer for BGP."""
+
+    def __init__(
+        self,
+        *,
+        listen: Sequence[tuple[str, int]] = (),
+        rng: random.Random | None = None,
+        log: logging.Logger | None = None,
+        backoff_base: float = 1.0,
+    ) -> None:
+        self._listen = list(listen)
+        self._rng = rng or random.Random()
+        self._log = log or logging.getLogger("vipcast.bgp")
+        self._backoff_base = backoff_base
+        self._peers: dict[str, PeerDriver] = {}
+        self._listeners: list[Listener] = []
+        self._routes: dict[str, dict[str, RouteAttributes]] = {}
+        self._changed = asyncio.Event()
+        self._stopping: set[asyncio.Task[None]] = set()
+
+    # ---- lifecycle ------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        for address, port in self._listen:
+            listener = Listener(address, port, self._log)
+            await listener.start(self._by_address, self._md5_keys())
+            self._listeners.append(listener)
+            self._log.info("listening for BGP on %s port %s", address, listener.port)
+
+    @property
+    def listen_ports(self) -> list[int]:
+        return [listener.port for listener in self._listeners]
+
+    async def stop(self, message: str = "") -> None:
+        """Cease/Administrative Shutdown to every peer, then close the listeners."""
+        for listener in self._listeners:
+            await listener.stop()
+        self._listeners = []
+        await asyncio.gather(
+            *(peer.stop(message) for peer in self._peers.values()), *self._stopping
+        )
+        self._peers = {}
+
+    # ---- configuration --------------------------------------------------------------------
+
+    def configure(self, peers: Sequence[PeerSettings]) -> list[str]:
+        """Make the running peers equal to ``peers``; returns what changed, for the log."""
+        wanted = {settings.name: settings for settings in peers}
+        changes: list[str] = []
+        for name in list(self._peers):
+            if name not in wanted or wanted[name] != self._peers[name].settings:
+                driver = self._peers.pop(name)
+                changes.append(f"removed {name}" if name not in wanted else f"replaced {name}")
+                task = asyncio.get_running_loop().create_task(
+                    driver.stop("peer de-configured"), name=f"bgp-stop-{name}"
+                )
+                self._stopping.add(task)
+                task.add_done_callback(self._stopping.discard)
+        for name, settings in wanted.items():
+            if name not in self._peers:
+                driver = PeerDriver(
+                    settings,
+                    backoff=Backoff(
+                        base=self._backoff_base,
+                        cap=max(self._backoff_base, settings.session.connect_retry_time * 0.75),
+                        rng=random.Random(self._rng.random()),
+                    ),
+                    log=self._log.getChild(name),
+                    on_change=self._changed.set,
+                )
+                driver.set_routes(self._routes.get(name, {}))
+                self._peers[name] = driver
+                driver.start()
+                if not any(change.endswith(name) for change in changes):
+                    changes.append(f"added {name}")
+        for listener in self._listeners:
+            listener.set_keys(self._md5_keys())
+        return changes
+
+    def set_routes(self, routes: RoutesByPeer) -> None:
+        self._routes = {peer: dict(table) for peer, table in routes.items()}
+        for name, driver in self._peers.items():
+            table = self._routes.get(name, {})
+            if dict(driver.routes()) != table:
+                driver.set_routes(table)
+
+    async def apply(self, plan: NodePlan) -> None:
+        self.set_routes(routes_by_peer(plan.bgp))
+
+    # ---- status ---------------------------------------------------------------------------
+
+    def peers(self) -> Mapping[str, PeerDriver]:
+        return self._peers
+
+    def status(self) -> list[PeerStatus]:
+        return [self._peers[name].status() for name in sorted(self._peers)]
+
+    async def wait_changed(self, timeout: float | None = None) -> bool:
+        """Wait until some session emitted an event (for tests and status watchers)."""
+        self._changed.clear()
+        try:
+            async with asyncio.timeout(timeout):
+                await self._changed.wait()
+        except TimeoutError:
+            return False
+        return True
+
+    async def wait_for(self, predicate: Callable[[Speaker], bool], timeout: float) -> bool:
+        """Wait until ``predicate(self)`` holds (checked after every session event)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while not predicate(self):
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                return False
+            await self.wait_changed(min(remaining, 0.5))
+        return True
+
+    # ---- internals ------------------------------------------------------------------------
+
+    def _by_address(self, address: str) -> PeerDriver | None:
+        for driver in self._peers.values():
+            if normalize_address(driver.settings.address) == address:
+                return driver
+        return None
+
+    def _md5_keys(self) -> dict[str, str]:
+        return {
+            normalize_address(d.settings.address): d.settings.transport.md5_password or ""
+            for d in self._peers.values()
+        }
