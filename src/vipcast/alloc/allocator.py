@@ -257,12 +257,13 @@ class _Run:
         for pool in pools:
             if set(missing) <= pool.families and self.obtain(work, pool, missing):
                 return None
-        if service.ip_family_policy != "RequireDualStack" and len(missing) > 1:
-            for f in missing:
-                for pool in pools:
-                    if f in pool.families and self.obtain(work, pool, [f]):
-                        break
-            if work.held:
+        if service.ip_family_policy != "RequireDualStack":
+            if len(missing) > 1:
+                for f in missing:
+                    for pool in pools:
+                        if f in pool.families and self.obtain(work, pool, [f]):
+                            break
+            if work.held:  # PreferDualStack: one family is enough
                 return None
         names = ", ".join(p.name for p in pools)
         wanted = " and ".join(family_name(f) for f in missing)
