@@ -1,0 +1,29 @@
+"""Fixtures of the L2 tests: a bridged LAN of three nodes and a client in namespaces."""
+
+from __future__ import annotations
+
+import itertools
+import os
+import shutil
+from collections.abc import Iterator
+
+import pytest
+from l2_lan import L2Lan
+
+from vipcast.lab.netns import Topology, leftovers
+
+_runs = itertools.count()
+
+
+@pytest.fixture
+def lan() -> Iterator[L2Lan]:
+    if os.geteuid() != 0 or not shutil.which("ip") or not shutil.which("tcpdump"):
+        pytest.skip("needs root, iproute2 and tcpdump")
+    prefix = f"vc-{os.getpid()}-l2{next(_runs)}"
+    topo = Topology(prefix)
+    try:
+        yield L2Lan(topo).build()
+    finally:
+        print(topo.logs())  # shown by pytest only when the test fails
+        topo.close()
+    assert leftovers(prefix) == []

@@ -1,0 +1,339 @@
+"""A LAN for L2 tests and benchmarks: a bridge namespace, node namespaces running
+``vipcast.runtime.l2_main`` and a UDP echo server on the VIP, and a client namespace.
+
+Imported by tests/l2/conftest.py and by bench/l2_failover.py (which adds this folder to
+sys.path). Everything lives in namespaces carrying the topology's run prefix.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import struct
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from vipcast.lab.netns import Netns, Process, Topology, wait_until
+from vipcast.proto.l2 import L2Error, decode_arp, decode_frame, format_mac
+from vipcast.proto.l2.ethernet import EtherType
+from vipcast.proto.l2.ndp import IcmpType, decode_ipv6, decode_neighbor
+
+PYTHON = sys.executable
+VIP4 = "192.0.2.50"
+VIP6 = "2001:db8::50"
+ECHO_PORT = 9000
+KEY = "l2-test-key-0123456789"
+
+ECHO_SERVER = r"""
+import selectors, socket, sys
+name, vip4, vip6, port = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+sel = selectors.DefaultSelector()
+for family, vip, level, opt in ((socket.AF_INET, vip4, 0, 15), (socket.AF_INET6, vip6, 41, 78)):
+    s = socket.socket(family, socket.SOCK_DGRAM)
+    s.setsockopt(level, opt, 1)
+    s.bind((vip, port))
+    sel.register(s, selectors.EVENT_READ)
+print("ready", flush=True)
+while True:
+    for key, _ in sel.select():
+        data, addr = key.fileobj.recvfrom(512)
+        key.fileobj.sendto(name.encode() + b" " + data, addr)
+"""
+
+PROBE_CLIENT = r"""
+import json, select, socket, sys, time
+vip, port, period, duration = sys.argv[1], int(sys.argv[2]), float(sys.argv[3]), float(sys.argv[4])
+s = socket.socket(socket.AF_INET6 if ":" in vip else socket.AF_INET, socket.SOCK_DGRAM)
+s.setblocking(False)
+sent, seq = {}, 0
+start = time.time()
+end, next_send = start + duration, start
+print(json.dumps({"start": start}), flush=True)
+while time.time() < end:
+    now = time.time()
+    if now >= next_send:
+        seq += 1
+        sent[seq] = now
+        try:
+            s.sendto(str(seq).encode(), (vip, port))
+        except OSError:
+            pass
+        next_send += period
+    ready, _, _ = select.select([s], [], [], max(0.0, min(next_send, end) - time.time()))
+    while ready:
+        try:
+            data, _ = s.recvfrom(512)
+        except BlockingIOError:
+            break
+        node, number = data.decode().split()
+        print(json.dumps({"seq": int(number), "sent": sent[int(number)], "recv": time.time(),
+                          "node": node}), flush=True)
+print(json.dumps({"sent_total": seq}), flush=True)
+"""
+
+
+@dataclass
+class Reply:
+    seq: int
+    sent: float
+    recv: float
+    node: str
+
+
+@dataclass
+class ProbeResult:
+    start: float
+    sent_total: int
+    replies: list[Reply]
+
+    def first_from(self, node: str, after: float) -> Reply | None:
+        return next((r for r in self.replies if r.node == node and r.sent >= after), None)
+
+    def lost(self) -> list[int]:
+        answered = {r.seq for r in self.replies}
+        return [s for s in range(1, self.sent_total + 1) if s not in answered]
+
+
+@dataclass
+class Answer:
+    """One ARP reply or Neighbor Advertisement for a VIP seen on the bridge."""
+
+    time: float
+    ip: str
+    mac: str
+    gratuitous: bool
+
+
+@dataclass
+class L2Lan:
+    topo: Topology
+    nodes: tuple[str, ...] = ("n1", "n2", "n3")
+    agent_args: tuple[str, ...] = ()
+    agents: dict[str, Process] = field(default_factory=dict)
+    macs: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def lan(self) -> Netns:
+        return self.topo["lan"]
+
+    @property
+    def client(self) -> Netns:
+        return self.topo["client"]
+
+    def address(self, node: str, v6: bool = False) -> str:
+        index = self.nodes.index(node) + 1
+        return f"2001:db8::{index}" if v6 else f"192.0.2.{index}"
+
+    def build(self) -> L2Lan:
+        lan = self.topo.add_netns("lan")
+        lan.add_bridge("br0")
+        lan.ip("link", "set", "br0", "type", "bridge", "mcast_snooping", "0")
+        for name in (*self.nodes, "client"):
+            ns = self.topo.add_netns(name)
+            ns.sysctl("net.ipv6.conf.all.accept_dad", 0)
+            ns.sysctl("net.ipv6.conf.default.accept_dad", 0)
+            self.topo.attach_to_bridge(lan, "br0", f"p-{name}"[:15], ns, "eth0")
+        client = self.topo["client"]
+        client.add_address("eth0", "192.0.2.100/24")
+        client.add_address("eth0", "2001:db8::100/64")
+        for name in self.nodes:
+            ns = self.topo[name]
+            ns.add_address("eth0", f"{self.address(name)}/24")
+            ns.add_address("eth0", f"{self.address(name, v6=True)}/64")
+            # the VIP is accepted through a local route, never an interface address; the kernel
+            # must then not answer ARP for it itself
+            ns.sysctl("net.ipv4.conf.all.arp_ignore", 1)
+            ns.sysctl("net.ipv4.conf.eth0.arp_ignore", 1)
+            ns.add_route(f"{VIP4}/32", dev="lo", kind="local")
+            ns.add_route(f"{VIP6}/128", dev="lo", kind="local")
+            link = ns.ip_json("link", "show", "dev", "eth0")[0]
+            self.macs[name] = link["address"]
+            server = ns.spawn(
+                [PYTHON, "-c", ECHO_SERVER, name, VIP4, VIP6, str(ECHO_PORT)], name="echo"
+            )
+            wait_until(lambda p=server: "ready" in p.log_text(), timeout=20, what="echo server")
+        key_file = self.topo.workdir / "l2.key"
+        key_file.write_text(KEY)
+        return self
+
+    def start_agent(self, node: str, *extra: str) -> Process:
+        args = [
+            PYTHON,
+            "-m",
+            "vipcast.runtime.l2_main",
+            "--node",
+            node,
+            "--interface",
+            "eth0",
+            "--vip",
+            VIP4,
+            "--vip",
+            VIP6,
+            "--candidates",
+            ",".join(self.nodes),
+            "--key-file",
+            str(self.topo.workdir / "l2.key"),
+            "--bind",
+            f"{self.address(node)}:7946",
+        ]
+        for peer in self.nodes:
+            if peer != node:
+                args += ["--peer", f"{peer}={self.address(peer)}"]
+        proc = self.topo[node].spawn(
+            [*args, *self.agent_args, *extra], name=f"agent{len(self.topo.processes)}"
+        )
+        self.agents[node] = proc
+        return proc
+
+    def start_all(self) -> None:
+        for node in self.nodes:
+            self.start_agent(node)
+        self.wait_owner(self.nodes[0])
+
+    # ---- observing agents
+
+    def owned(self, node: str) -> list[str] | None:
+        """The VIPs the agent last reported owning (None before its first report)."""
+        last = None
+        for line in self.agents[node].log_text().splitlines():
+            if line.startswith("{"):
+                event = json.loads(line)
+                if event.get("event") == "owned":
+                    last = event["ips"]
+        return last
+
+    def wait_owner(self, node: str, timeout: float = 15.0) -> None:
+        others = [n for n in self.nodes if n != node and self.agents.get(n) is not None]
+
+        def settled() -> bool:
+            if sorted(self.owned(node) or []) != sorted([VIP4, VIP6]):
+                return False
+            return all(not self.agents[n].alive() or not (self.owned(n) or []) for n in others)
+
+        wait_until(
+            settled,
+            timeout=timeout,
+            interval=0.05,
+            what=f"{node} sole owner",
+            on_timeout=self.topo.logs,
+        )
+
+    # ---- failures
+
+    def kill(self, node: str) -> float:
+        moment = time.time()
+        os.killpg(self.agents[node].pid, signal.SIGKILL)
+        self.agents[node].popen.wait(5)
+        return moment
+
+    def terminate(self, node: str) -> float:
+        moment = time.time()
+        os.killpg(self.agents[node].pid, signal.SIGTERM)
+        self.agents[node].popen.wait(5)
+        return moment
+
+    def cable(self, node: str, up: bool) -> float:
+        moment = time.time()
+        self.lan.set_link(f"p-{node}"[:15], up)
+        return moment
+
+    # ---- the client's view
+
+    def resolve(self, vip: str) -> str | None:
+        """Flush the client's neighbor cache, ping the VIP, return the MAC it resolved to."""
+        v6 = ":" in vip
+        self.client.ip("-6" if v6 else "-4", "neigh", "flush", "dev", "eth0")
+        self.client.run(["ping", "-6" if v6 else "-4", "-c", "1", "-W", "2", vip], check=False)
+        for entry in self.client.ip_json("-6" if v6 else "-4", "neigh", "show", "to", vip):
+            if entry.get("lladdr"):
+                return str(entry["lladdr"])
+        return None
+
+    def request(self, vip: str = VIP4, count: int = 1, timeout: float = 2.0) -> list[str]:
+        """Answers (node names) to ``count`` UDP requests sent 10 ms apart."""
+        result = self.probe(vip, period=0.01, duration=max(timeout, count * 0.01 + 0.5))
+        return [r.node for r in result.replies]
+
+    def probe(self, vip: str, period: float, duration: float) -> ProbeResult:
+        run = self.client.run(
+            [PYTHON, "-c", PROBE_CLIENT, vip, str(ECHO_PORT), str(period), str(duration)],
+            timeout=duration + 30,
+        )
+        return parse_probe(run.stdout)
+
+    def start_probe(self, vip: str, period: float, duration: float) -> Process:
+        return self.client.spawn(
+            [PYTHON, "-c", PROBE_CLIENT, vip, str(ECHO_PORT), str(period), str(duration)],
+            name=f"probe{len(self.topo.processes)}",
+        )
+
+    def start_capture(self) -> tuple[Process, Path]:
+        path = self.topo.workdir / f"capture{len(self.topo.processes)}.pcap"
+        proc = self.lan.spawn(
+            ["tcpdump", "-i", "br0", "-U", "-n", "-w", str(path), "arp or icmp6"],
+            name=f"tcpdump{len(self.topo.processes)}",
+        )
+        wait_until(lambda: "listening on" in proc.log_text(), timeout=10, what="tcpdump")
+        return proc, path
+
+
+def parse_probe(text: str) -> ProbeResult:
+    start, total, replies = 0.0, 0, []
+    for line in text.splitlines():
+        if not line.startswith("{"):
+            continue
+        item = json.loads(line)
+        if "start" in item:
+            start = item["start"]
+        elif "sent_total" in item:
+            total = item["sent_total"]
+        else:
+            replies.append(Reply(item["seq"], item["sent"], item["recv"], item["node"]))
+    return ProbeResult(start, total, replies)
+
+
+def answers(pcap: Path, vips: tuple[str, ...] = (VIP4, VIP6)) -> list[Answer]:
+    """ARP replies/announcements and Neighbor Advertisements for ``vips`` in a capture."""
+    data = pcap.read_bytes()
+    if len(data) < 24:
+        return []
+    little = data[:4] == b"\xd4\xc3\xb2\xa1"
+    order = "<" if little else ">"
+    found, offset = [], 24
+    while offset + 16 <= len(data):
+        seconds, micros, length, _ = struct.unpack_from(order + "IIII", data, offset)
+        frame = data[offset + 16 : offset + 16 + length]
+        offset += 16 + length
+        moment = seconds + micros / 1e6
+        try:
+            ethernet = decode_frame(frame)
+            if ethernet.ethertype == EtherType.ARP:
+                arp = decode_arp(ethernet.payload)
+                if str(arp.sender_ip) in vips and (arp.op == 2 or arp.is_gratuitous):
+                    found.append(
+                        Answer(
+                            moment,
+                            str(arp.sender_ip),
+                            format_mac(arp.sender_mac),
+                            arp.is_gratuitous,
+                        )
+                    )
+            elif ethernet.ethertype == EtherType.IPV6:
+                packet = decode_ipv6(ethernet.payload)
+                if packet.payload[:1] == bytes([IcmpType.NEIGHBOR_ADVERTISEMENT]):
+                    advert = decode_neighbor(packet)
+                    if str(advert.target) in vips:
+                        found.append(
+                            Answer(
+                                moment,
+                                str(advert.target),
+                                format_mac(advert.link_layer or ethernet.src),
+                                packet.dst.is_multicast,
+                            )
+                        )
+        except L2Error:
+            continue
+    return found
