@@ -43,6 +43,10 @@ class LabError(RuntimeError):
     """A lab command failed (the environment, not the code under test)."""
 
 
+class ProcessDied(LabError):
+    """A process the lab waits on has exited; :func:`wait_until` stops waiting at once."""
+
+
 def default_prefix() -> str:
     """The per-run prefix of every namespace this process creates: ``vc-<pid>``."""
     return f"vc-{os.getpid()}"
@@ -98,7 +102,8 @@ def wait_until(
 ) -> T:
     """Poll ``predicate`` until it returns a truthy value (returned) or ``timeout`` passes.
 
-    Exceptions from the predicate count as "not yet". On timeout raise :class:`TimeoutError`
+    Exceptions from the predicate count as "not yet", except :class:`ProcessDied`, which
+    propagates at once. On timeout raise :class:`TimeoutError`
     naming ``what``, the last error and ``on_timeout()`` (for example daemon logs).
     """
     deadline = time.monotonic() + timeout
@@ -106,6 +111,8 @@ def wait_until(
     while True:
         try:
             value = predicate()
+        except ProcessDied:
+            raise
         except Exception as exc:
             last_error = exc
         else:
@@ -409,6 +416,8 @@ class Topology:
         self.prefix = prefix or default_prefix()
         if workdir is None:
             workdir = Path(tempfile.mkdtemp(prefix=f"{self.prefix}-"))
+            # daemons that drop privileges (FRR runs as "frr") must reach their subfolders
+            workdir.chmod(0o755)
             owns_workdir = True
         else:
             workdir.mkdir(parents=True, exist_ok=True)
@@ -453,6 +462,9 @@ class Topology:
         ns = Netns(full, short, self)
         self.namespaces[short] = ns
         ns.set_link("lo", True)
+        # no duplicate-address detection: link-local and global v6 addresses usable at once
+        ns.sysctl("net.ipv6.conf.all.accept_dad", 0)
+        ns.sysctl("net.ipv6.conf.default.accept_dad", 0)
         if router:
             ns.enable_forwarding()
         return ns
