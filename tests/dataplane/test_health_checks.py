@@ -1,0 +1,144 @@
+"""Health-check config, thresholds (pure) and the checker against loopback servers."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from vipcast.runtime.health import HealthCheckConfig, HealthChecker, Threshold, parse_health_check
+from vipcast.runtime.probe import AnnouncementGate, http_get, tcp_connect
+
+
+def test_parse_annotation() -> None:
+    assert parse_health_check("tcp") == HealthCheckConfig()
+    assert parse_health_check("http:/healthz") == HealthCheckConfig(kind="http", path="/healthz")
+    assert parse_health_check("http") == HealthCheckConfig(kind="http", path="/")
+    assert parse_health_check("HTTP:/h, interval=1s, timeout=0.5, rise=3, fall=1") == (
+        HealthCheckConfig(kind="http", path="/h", interval=1.0, timeout=0.5, rise=3, fall=1)
+    )
+    assert parse_health_check("none").kind == "none"  # type: ignore[union-attr]
+    for bad in ("udp", "http:healthz", "tcp:/x", "tcp,interval=0", "tcp,rise=x", "tcp,foo=1"):
+        assert isinstance(parse_health_check(bad), str), bad
+
+
+def test_threshold_rise_and_fall() -> None:
+    t = Threshold(rise=2, fall=3)
+    assert t.up
+    assert [t.observe(False) for _ in range(3)] == [False, False, True]
+    assert not t.up
+    assert [t.observe(True), t.observe(False), t.observe(True), t.observe(True)] == [
+        False, False, False, True]
+    assert t.up
+
+
+@given(st.lists(st.booleans(), max_size=60), st.integers(1, 5), st.integers(1, 5))
+def test_threshold_flips_only_after_a_full_streak(results: list[bool], rise: int, fall: int) -> None:
+    t = Threshold(rise=rise, fall=fall)
+    streak_val, streak = True, 0
+    for ok in results:
+        before = t.up
+        streak = streak + 1 if ok == streak_val else 1
+        streak_val = ok
+        flipped = t.observe(ok)
+        assert flipped == (t.up != before)
+        if flipped:
+            assert t.up == ok and streak >= (rise if ok else fall)
+
+
+async def _serve(status: bytes = b"200 OK") -> tuple[asyncio.Server, int]:
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        with contextlib.suppress(ConnectionError, asyncio.IncompleteReadError):
+            await reader.readuntil(b"\r\n\r\n")
+            writer.write(b"HTTP/1.0 " + status + b"\r\nContent-Length: 2\r\n\r\nhi")
+            await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    return server, server.sockets[0].getsockname()[1]
+
+
+def test_probes_against_loopback() -> None:
+    async def main() -> None:
+        ok_srv, ok_port = await _serve()
+        bad_srv, bad_port = await _serve(b"503 Service Unavailable")
+        async with ok_srv, bad_srv:
+            assert (await tcp_connect("127.0.0.1", ok_port)).ok
+            good = await http_get("127.0.0.1", ok_port, "/healthz")
+            assert good.ok and good.status == 200 and good.body == b"hi"
+            bad = await http_get("127.0.0.1", bad_port, "/healthz")
+            assert not bad.ok and bad.status == 503
+        closed = await tcp_connect("127.0.0.1", ok_port, timeout=1.0)
+        assert not closed.ok and closed.error
+
+    asyncio.run(main())
+
+
+def test_checker_takes_a_dead_backend_out_and_back() -> None:
+    async def main() -> None:
+        server, port = await _serve()
+        checker = HealthChecker(HealthCheckConfig(interval=0.05, timeout=0.5, rise=2, fall=2))
+        flips: list[frozenset[tuple[str, int]]] = []
+        checker.on_change(lambda: flips.append(checker.down()))
+        try:
+            checker.track({("127.0.0.1", port): ("default/web",)})
+            await asyncio.sleep(0.3)
+            assert checker.down() == frozenset()
+            server.close()
+            await server.wait_closed()
+            await _until(lambda: checker.is_down("127.0.0.1", port), 10)
+            assert flips == [frozenset({("127.0.0.1", port)})]
+            again = await asyncio.start_server(lambda r, w: w.close(), "127.0.0.1", port)
+            async with again:
+                await _until(lambda: not checker.is_down("127.0.0.1", port), 10)
+            assert flips[-1] == frozenset()
+            checker.track({})
+            assert checker.down() == frozenset()
+        finally:
+            await checker.close()
+
+    asyncio.run(main())
+
+
+def test_per_service_config_and_none() -> None:
+    async def main() -> None:
+        checker = HealthChecker(HealthCheckConfig(interval=0.05, fall=1))
+        checker.configure({"a/skip": HealthCheckConfig(kind="none")})
+        try:
+            # nothing listens on port 9 on loopback: a checked target goes down, "none" stays up
+            checker.track({("127.0.0.1", 9): ("a/skip",), ("127.0.0.2", 9): ("b/checked",)})
+            await _until(lambda: checker.is_down("127.0.0.2", 9), 10)
+            assert not checker.is_down("127.0.0.1", 9)
+        finally:
+            await checker.close()
+
+    asyncio.run(main())
+
+
+def test_announcement_gate() -> None:
+    async def main() -> None:
+        server, port = await _serve()
+        gate = AnnouncementGate(timeout=0.5, attempts=2, retry_delay=0.01)
+        async with server:
+            assert (await gate.verify("127.0.0.1", port)).ok
+            assert gate.is_verified(("127.0.0.1", port, "TCP"))
+        gate.invalidate(("127.0.0.1", port, "TCP"))
+        assert not (await gate.verify("127.0.0.1", port)).ok
+        assert not gate.is_verified(("127.0.0.1", port, "TCP"))
+        udp = await gate.verify("127.0.0.1", 53, "UDP")
+        assert udp.ok and udp.error == "not verifiable"
+
+    asyncio.run(main())
+
+
+async def _until(predicate: object, timeout: float) -> None:
+    assert callable(predicate)
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not predicate():
+        if loop.time() > deadline:
+            pytest.fail("condition not reached in time")
+        await asyncio.sleep(0.02)
