@@ -36,7 +36,9 @@ def test_threshold_rise_and_fall() -> None:
 
 
 @given(st.lists(st.booleans(), max_size=60), st.integers(1, 5), st.integers(1, 5))
-def test_threshold_flips_only_after_a_full_streak(results: list[bool], rise: int, fall: int) -> None:
+def test_threshold_flips_only_after_a_full_streak(
+    results: list[bool], rise: int, fall: int
+) -> None:
     t = Threshold(rise=rise, fall=fall)
     streak_val, streak = True, 0
     for ok in results:

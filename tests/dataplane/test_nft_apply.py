@@ -16,7 +16,8 @@ pytestmark = pytest.mark.netns
 
 
 def _listing(ns: str) -> str:
-    return run_command(["ip", "netns", "exec", ns, "nft", "list", "table", "inet", "vipcast"]).stdout
+    argv = ["ip", "netns", "exec", ns, "nft", "list", "table", "inet", "vipcast"]
+    return run_command(argv).stdout
 
 
 def test_apply_read_back_equals_render(fresh_ns: str) -> None:
