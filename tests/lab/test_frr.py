@@ -8,7 +8,7 @@ import pytest
 
 from vipcast.lab.bgpconf import Neighbor
 from vipcast.lab.frr import FrrConfig, render_bgpd, start_frr
-from vipcast.lab.netns import Topology, wait_until
+from vipcast.lab.netns import Topology
 
 pytestmark = [
     pytest.mark.netns,
@@ -89,32 +89,17 @@ def test_frr_pair_established_route_crosses_ecmp_in_kernel(netlab: Topology) -> 
     rtr.wait_established(timeout=60)
     assert rtr.neighbor_states()["192.0.2.11"] == "Established"
 
-    paths = wait_until(
-        lambda: len(p := rtr.route("203.0.113.10/32")) == 2 and p,
-        timeout=30,
-        what="two paths at the router",
-    )
+    paths = rtr.wait_paths("203.0.113.10/32", 2)
     assert {p.nexthop for p in paths} == {"192.0.2.11", "192.0.2.12"}
     assert all(p.as_path == (65001,) for p in paths)
     assert any(p.best for p in paths) and any(p.multipath for p in paths)
 
-    route = wait_until(
-        lambda: (r := router.route("203.0.113.10/32")) and len(r.nexthops) == 2 and r,
-        timeout=30,
-        what="ECMP kernel route",
-    )
+    route = router.wait_route("203.0.113.10/32", count=2)
     assert route.gateways == ("192.0.2.11", "192.0.2.12")
-    v6 = wait_until(
-        lambda: (r := router.route("2001:db8:f::10/128")) and len(r.nexthops) == 2 and r,
-        timeout=30,
-        what="ECMP v6 kernel route",
-    )
+    assert route.protocol == "bgp"
+    v6 = router.wait_route("2001:db8:f::10/128", count=2)
     assert len(v6.nexthops) == 2
 
     # one speaker stops: the router drops to one path
     speakers[0].stop()
-    wait_until(
-        lambda: (r := router.route("203.0.113.10/32")) and r.gateways == ("192.0.2.12",),
-        timeout=30,
-        what="single path after one speaker stopped",
-    )
+    router.wait_route("203.0.113.10/32", gateways=["192.0.2.12"])

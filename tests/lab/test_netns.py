@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from vipcast.lab.netns import Topology, leftovers, list_netns, parse_routes, wait_until
@@ -10,7 +12,7 @@ pytestmark = pytest.mark.netns
 
 
 def test_parse_routes_normalises_default_host_and_ecmp() -> None:
-    raw = [
+    raw: list[dict[str, Any]] = [
         {"dst": "default", "gateway": "10.0.0.1", "dev": "eth0"},
         {"dst": "192.0.2.10", "dev": "eth0", "protocol": "bgp", "metric": 20},
         {

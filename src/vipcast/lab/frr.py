@@ -254,6 +254,23 @@ class FrrInstance:
             return []
         return [_frr_path(prefix, p) for p in data.get("paths", [])]
 
+    def wait_paths(self, prefix: str, count: int = 1, *, timeout: float = 30.0) -> list[BgpPath]:
+        """Wait until FRR holds exactly ``count`` paths for ``prefix`` (0: gone); return them."""
+
+        def ready() -> list[BgpPath] | None:
+            paths = self.route(prefix)
+            return paths if len(paths) == count else None
+
+        if count == 0:
+            wait_until(lambda: not self.route(prefix), timeout=timeout, what=f"{prefix} gone")
+            return []
+        return wait_until(
+            ready,
+            timeout=timeout,
+            what=f"{count} path(s) for {prefix} in FRR {self.netns.short}",
+            on_timeout=lambda: f"paths: {self.route(prefix)}",
+        )
+
     def received_prefixes(self, neighbor: str, family: Family | None = None) -> list[str]:
         """Prefixes accepted from ``neighbor`` (``show bgp ... neighbors X routes json``)."""
         fam = family or ("ipv6" if ":" in neighbor else "ipv4")
@@ -281,10 +298,7 @@ def _frr_path(prefix: str, p: dict[str, Any]) -> BgpPath:
     hops = p.get("nexthops") or []
     nexthop = hops[0].get("ip") if hops else None
     aspath = p.get("aspath") or p.get("path")
-    if isinstance(aspath, dict):
-        as_text = str(aspath.get("string", ""))
-    else:
-        as_text = str(aspath or "")
+    as_text = str(aspath.get("string", "")) if isinstance(aspath, dict) else str(aspath or "")
     as_path = tuple(int(x) for x in as_text.split() if x.isdigit())
     best = p.get("bestpath")
     peer = p.get("peer", {})

@@ -93,7 +93,7 @@ def leftovers(prefix: str) -> list[str]:
 
 
 def wait_until(
-    predicate: Callable[[], T],
+    predicate: Callable[[], T | None],
     *,
     timeout: float = 30.0,
     interval: float = 0.2,
@@ -372,6 +372,41 @@ class Netns:
             if r.dst == str(net):
                 return r
         return None
+
+    def wait_route(
+        self,
+        prefix: str,
+        *,
+        gateways: Sequence[str] | None = None,
+        count: int | None = None,
+        timeout: float = 30.0,
+    ) -> Route:
+        """Wait until the kernel has a route for ``prefix`` (with these gateways / hop count)."""
+
+        def matching() -> Route | None:
+            r = self.route(prefix)
+            if r is None:
+                return None
+            if gateways is not None and r.gateways != tuple(sorted(gateways)):
+                return None
+            if count is not None and len(r.nexthops) != count:
+                return None
+            return r
+
+        return wait_until(
+            matching,
+            timeout=timeout,
+            what=f"route {prefix} in {self.short} (gateways={gateways}, count={count})",
+            on_timeout=lambda: f"last: {self.route(prefix)}",
+        )
+
+    def wait_no_route(self, prefix: str, *, timeout: float = 30.0) -> None:
+        """Wait until the kernel has no route for ``prefix``."""
+        wait_until(
+            lambda: self.route(prefix) is None,
+            timeout=timeout,
+            what=f"route {prefix} gone from {self.short}",
+        )
 
     # ---- sysctls
 
