@@ -1,0 +1,523 @@
+"""asyncio driver of :mod:`vipcast.proto.bfd`: sockets, one timer per session, callbacks.
+
+:class:`BfdManager` owns the UDP sockets. Each session gets its own transmit socket (source
+port 49152-65535, TTL / hop limit 255, bound to the local address and, for single hop, to the
+interface when one is given). Received packets arrive on listening sockets bound to the local
+address and port 3784 (single hop) or 4784 (multihop), with the TTL / hop limit read from the
+ancillary data, and are handed to the session named by Your Discriminator, or, while that is
+still zero, the session of the source address.
+
+The BGP speaker's hook::
+
+    handle = manager.add_peer("192.0.2.1", "192.0.2.10", profile)
+    handle.on_down(lambda change: driver.abort())   # Up -> Down: drop the BGP session now
+    ...
+    handle.close()                                  # tells the peer AdminDown, frees sockets
+
+Per RFC 5882 §3.2, :meth:`BfdHandle.on_down` is not called when the remote merely signals
+AdminDown: that is the remote turning BFD off, not a failure of the path.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ipaddress
+import logging
+import random
+import socket
+import struct
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from prometheus_client import CollectorRegistry
+
+from vipcast.proto.bfd import (
+    MULTIHOP_PORT,
+    SINGLE_HOP_PORT,
+    SINGLE_HOP_TTL,
+    SOURCE_PORT_MAX,
+    SOURCE_PORT_MIN,
+    BFDPacketError,
+    DropReason,
+    Session,
+    SessionConfig,
+    State,
+    StateChanged,
+    decode,
+)
+from vipcast.runtime.bfd_metrics import BfdMetrics
+from vipcast.spec.objects import BFDProfileSpec
+
+# Linux values; Python's socket module lacks IP_RECVTTL
+IP_RECVTTL = getattr(socket, "IP_RECVTTL", 12)
+IPV6_RECVHOPLIMIT = getattr(socket, "IPV6_RECVHOPLIMIT", 51)
+IPV6_HOPLIMIT = getattr(socket, "IPV6_HOPLIMIT", 52)
+_INT = struct.Struct("@i")
+_READS_PER_WAKEUP = 64
+
+ChangeCallback = Callable[[StateChanged], None]
+SocketFactory = Callable[[int], socket.socket]
+
+log = logging.getLogger(__name__)
+
+
+def session_config(profile: BFDProfileSpec | SessionConfig | None, multihop: bool) -> SessionConfig:
+    """The session parameters for a spec profile (milliseconds) or explicit parameters."""
+    if isinstance(profile, SessionConfig):
+        return profile
+    p = profile if profile is not None else BFDProfileSpec()
+    return SessionConfig(
+        desired_min_tx_us=p.transmit_interval * 1000,
+        required_min_rx_us=p.receive_interval * 1000,
+        detect_mult=p.detect_multiplier,
+        passive=p.passive_mode,
+        multihop=multihop,
+        minimum_ttl=p.minimum_ttl,
+    )
+
+
+def _plain_socket(family: int) -> socket.socket:
+    return socket.socket(family, socket.SOCK_DGRAM)
+
+
+@dataclass(frozen=True)
+class BfdStatus:
+    """One session as ``vipcast status`` shows it. Intervals in milliseconds."""
+
+    peer: str
+    local: str | None
+    multihop: bool
+    state: str
+    remote_state: str
+    local_diag: str
+    remote_diag: int
+    local_discr: int
+    remote_discr: int
+    tx_interval_ms: float
+    detection_time_ms: float
+    remote_min_rx_ms: float
+    remote_detect_mult: int
+    #: loop time of the last state change
+    since: float
+    packets_sent: int
+    packets_received: int
+    packets_dropped: int
+
+
+@dataclass
+class _Listener:
+    sock: socket.socket
+    multihop: bool
+    users: int = 0
+
+
+@dataclass(eq=False)
+class BfdHandle:
+    """One BFD session as the rest of vipcast sees it."""
+
+    manager: BfdManager = field(repr=False)
+    peer: str
+    local: str | None
+    multihop: bool
+    interface: str | None
+    session: Session = field(repr=False)
+    tx: socket.socket = field(repr=False)
+    listener_key: tuple[str, int]
+    dest: tuple[str, int] | tuple[str, int, int, int]
+    users: int = 1
+    since: float = 0.0
+    sent: int = 0
+    received: int = 0
+    dropped: int = 0
+    closed: bool = False
+    _timer: asyncio.TimerHandle | None = field(default=None, repr=False)
+    _on_change: list[ChangeCallback] = field(default_factory=list, repr=False)
+    _on_down: list[ChangeCallback] = field(default_factory=list, repr=False)
+    _on_up: list[ChangeCallback] = field(default_factory=list, repr=False)
+    _changed: asyncio.Event = field(default_factory=asyncio.Event, repr=False)
+
+    @property
+    def state(self) -> State:
+        return self.session.state
+
+    def on_down(self, callback: ChangeCallback) -> None:
+        """Call ``callback`` each time the session falls from Up to Down (not remote AdminDown)."""
+        self._on_down.append(callback)
+
+    def on_up(self, callback: ChangeCallback) -> None:
+        """Call ``callback`` each time the session comes Up."""
+        self._on_up.append(callback)
+
+    def on_change(self, callback: ChangeCallback) -> None:
+        """Call ``callback`` on every state change."""
+        self._on_change.append(callback)
+
+    async def wait_for(self, state: State, timeout: float) -> bool:
+        """Wait until the session is in ``state``; False if ``timeout`` seconds pass first."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while self.session.state is not state:
+            remaining = deadline - loop.time()
+            if remaining <= 0 or self.closed:
+                return False
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._changed.wait(), remaining)
+        return True
+
+    def status(self) -> BfdStatus:
+        s = self.session
+        return BfdStatus(
+            peer=self.peer,
+            local=self.local,
+            multihop=self.multihop,
+            state=s.state.name,
+            remote_state=s.remote_state.name,
+            local_diag=s.local_diag.name,
+            remote_diag=s.remote_diag,
+            local_discr=s.local_discr,
+            remote_discr=s.remote_discr,
+            tx_interval_ms=s.tx_interval_us / 1000,
+            detection_time_ms=s.detection_time_us / 1000,
+            remote_min_rx_ms=s.remote_min_rx_us / 1000,
+            remote_detect_mult=s.remote_detect_mult,
+            since=self.since,
+            packets_sent=self.sent,
+            packets_received=self.received,
+            packets_dropped=self.dropped,
+        )
+
+    def reconfigure(self, profile: BFDProfileSpec | SessionConfig) -> None:
+        """New intervals for a running session (a Poll Sequence if Up)."""
+        self.session.reconfigure(session_config(profile, self.multihop), self.manager.now())
+        self.manager.pump(self)
+
+    def close(self) -> None:
+        """Release this user's hold; the last one tells the peer AdminDown and frees sockets."""
+        self.manager.release(self)
+
+
+class BfdManager:
+    """All BFD sessions of one process.
+
+    ``registry`` receives the metrics (none are kept without one); ``rng`` draws
+    discriminators, source ports and jitter; ``socket_factory(family)`` makes every UDP socket
+    (tests pass one that creates sockets inside a network namespace). ``port`` and
+    ``multihop_port`` exist for tests; RFC 5881/5883 fix them at 3784 and 4784.
+    """
+
+    def __init__(
+        self,
+        *,
+        registry: CollectorRegistry | None = None,
+        rng: random.Random | None = None,
+        socket_factory: SocketFactory = _plain_socket,
+        port: int = SINGLE_HOP_PORT,
+        multihop_port: int = MULTIHOP_PORT,
+    ) -> None:
+        self._rng = rng if rng is not None else random.Random()
+        self._metrics = BfdMetrics(registry) if registry is not None else None
+        self._socket = socket_factory
+        self._ports = {False: port, True: multihop_port}
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._by_discr: dict[int, BfdHandle] = {}
+        self._by_peer: dict[tuple[str, bool], BfdHandle] = {}
+        self._listeners: dict[tuple[str, int], _Listener] = {}
+
+    # ------------------------------------------------------------------ public
+
+    def now(self) -> float:
+        return self._running_loop().time()
+
+    def add_peer(
+        self,
+        peer_addr: str,
+        local_addr: str | None = None,
+        profile: BFDProfileSpec | SessionConfig | None = None,
+        multihop: bool = False,
+        interface: str | None = None,
+    ) -> BfdHandle:
+        """Start (or share) the session with ``peer_addr``; needs a running event loop.
+
+        A second call for the same peer and hop mode returns the same handle, held once more.
+        Raises OSError if the kernel refuses the sockets (address not local, port taken).
+        """
+        peer = str(ipaddress.ip_address(peer_addr.split("%")[0]))
+        key = (peer, multihop)
+        existing = self._by_peer.get(key)
+        if existing is not None:
+            existing.users += 1
+            return existing
+        loop = self._running_loop()
+        family = socket.AF_INET6 if ":" in peer else socket.AF_INET
+        config = session_config(profile, multihop)
+        listener_key = self._listen(family, local_addr, multihop)
+        try:
+            tx = self._transmit_socket(family, local_addr, interface if not multihop else None)
+        except OSError:
+            self._unlisten(listener_key)
+            raise
+        dest: tuple[str, int] | tuple[str, int, int, int] = (peer, self._ports[multihop])
+        if family == socket.AF_INET6:
+            scope = socket.if_nametoindex(interface) if interface else 0
+            dest = (peer, self._ports[multihop], 0, scope)
+        discr = self._new_discriminator()
+        handle = BfdHandle(
+            manager=self,
+            peer=peer,
+            local=local_addr,
+            multihop=multihop,
+            interface=interface,
+            session=Session(config, discr, self._rng.random),
+            tx=tx,
+            listener_key=listener_key,
+            dest=dest,
+            since=loop.time(),
+        )
+        self._by_discr[discr] = handle
+        self._by_peer[key] = handle
+        self._gauge(handle)
+        handle.session.start(loop.time())
+        self.pump(handle)
+        return handle
+
+    def sessions(self) -> list[BfdHandle]:
+        return list(self._by_peer.values())
+
+    def status(self) -> list[BfdStatus]:
+        return [h.status() for h in self._by_peer.values()]
+
+    def close(self) -> None:
+        """Take every session down (AdminDown to the peers) and close all sockets."""
+        for handle in list(self._by_peer.values()):
+            handle.users = 1
+            self.release(handle)
+
+    # ------------------------------------------------------------------ per session
+
+    def release(self, handle: BfdHandle) -> None:
+        if handle.closed:
+            return
+        handle.users -= 1
+        if handle.users > 0:
+            return
+        handle.session.admin_down(self.now())
+        self.pump(handle)
+        handle.closed = True
+        if handle._timer is not None:
+            handle._timer.cancel()
+        handle.tx.close()
+        self._by_discr.pop(handle.session.local_discr, None)
+        self._by_peer.pop((handle.peer, handle.multihop), None)
+        self._unlisten(handle.listener_key)
+        if self._metrics is not None:
+            self._metrics.forget(handle.peer)
+        handle._changed.set()
+
+    def pump(self, handle: BfdHandle) -> None:
+        """Send what the session queued, deliver its events, re-arm its timer."""
+        if handle.closed:
+            return
+        session = handle.session
+        for data in session.packets_to_send():
+            try:
+                handle.tx.sendto(data, handle.dest)
+            except OSError as exc:  # no route, link down, buffer full: BFD will notice
+                log.debug("bfd %s: send failed: %s", handle.peer, exc)
+                if self._metrics is not None:
+                    self._metrics.send_errors.labels(handle.peer).inc()
+                continue
+            handle.sent += 1
+            if self._metrics is not None:
+                self._metrics.packets_sent.labels(handle.peer).inc()
+        while (change := session.next_event()) is not None:
+            self._deliver(handle, change)
+        self._arm(handle)
+
+    def _deliver(self, handle: BfdHandle, change: StateChanged) -> None:
+        handle.since = self.now()
+        log.info(
+            "bfd %s: %s -> %s (%s)",
+            handle.peer,
+            change.old.name,
+            change.new.name,
+            change.diag.name,
+        )
+        if self._metrics is not None:
+            self._metrics.transitions.labels(handle.peer, change.new.name, change.diag.name).inc()
+            self._gauge(handle)
+        callbacks = list(handle._on_change)
+        if change.new is State.UP:
+            callbacks += handle._on_up
+        remote_off = handle.session.remote_state is State.ADMIN_DOWN
+        if change.old is State.UP and change.new is State.DOWN and not remote_off:
+            callbacks += handle._on_down
+        for callback in callbacks:
+            try:
+                callback(change)
+            except Exception:
+                log.exception("bfd %s: state-change callback failed", handle.peer)
+        event, handle._changed = handle._changed, asyncio.Event()
+        event.set()
+
+    def _gauge(self, handle: BfdHandle) -> None:
+        if self._metrics is None:
+            return
+        s = handle.session
+        self._metrics.session_state.labels(handle.peer).set(int(s.state))
+        self._metrics.session_up.labels(handle.peer).set(1 if s.state is State.UP else 0)
+        self._metrics.detection_time.labels(handle.peer).set(s.detection_time_us / 1e6)
+        self._metrics.tx_interval.labels(handle.peer).set(s.tx_interval_us / 1e6)
+
+    def _arm(self, handle: BfdHandle) -> None:
+        deadline = handle.session.next_deadline()
+        timer = handle._timer
+        if timer is not None:
+            if deadline is not None and timer.when() == deadline and not timer.cancelled():
+                return
+            timer.cancel()
+            handle._timer = None
+        if deadline is not None:
+            handle._timer = self._running_loop().call_at(deadline, self._fire, handle, deadline)
+
+    def _fire(self, handle: BfdHandle, deadline: float) -> None:
+        handle._timer = None
+        if handle.closed:
+            return
+        # the loop may wake a hair early; the session must see the deadline reached
+        handle.session.handle_timer(max(self.now(), deadline))
+        self.pump(handle)
+        if self._metrics is not None:
+            self._gauge(handle)
+
+    # ------------------------------------------------------------------ receive
+
+    def _on_readable(self, listener: _Listener) -> None:
+        for _ in range(_READS_PER_WAKEUP):
+            try:
+                data, ancdata, _flags, addr = listener.sock.recvmsg(512, 64)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:  # e.g. a queued ICMP error
+                log.debug("bfd: receive error: %s", exc)
+                continue
+            self._receive(data, _ttl(ancdata), str(addr[0]).split("%")[0], listener.multihop)
+
+    def _receive(self, data: bytes, ttl: int | None, source: str, multihop: bool) -> None:
+        try:
+            packet = decode(data)
+        except BFDPacketError as exc:
+            self._dropped(None, exc.reason)
+            return
+        if packet.your_discr:
+            handle = self._by_discr.get(packet.your_discr)
+            if handle is not None and (handle.peer != source or handle.multihop != multihop):
+                handle = None
+        else:
+            handle = self._by_peer.get((source, multihop))
+        if handle is None:
+            self._dropped(None, DropReason.NO_SESSION)
+            return
+        reason = handle.session.receive_control(packet, self.now(), ttl)
+        if reason is None:
+            handle.received += 1
+            if self._metrics is not None:
+                self._metrics.packets_received.labels(handle.peer).inc()
+        else:
+            self._dropped(handle, reason)
+        self.pump(handle)
+        if self._metrics is not None and reason is None:
+            self._gauge(handle)
+
+    def _dropped(self, handle: BfdHandle | None, reason: DropReason) -> None:
+        if handle is not None:
+            handle.dropped += 1
+        if self._metrics is not None:
+            self._metrics.packets_dropped.labels(reason.name).inc()
+
+    # ------------------------------------------------------------------ sockets
+
+    def _listen(self, family: int, local: str | None, multihop: bool) -> tuple[str, int]:
+        port = self._ports[multihop]
+        bind_addr = local if local else ("::" if family == socket.AF_INET6 else "0.0.0.0")
+        key = (bind_addr, port)
+        listener = self._listeners.get(key)
+        if listener is None:
+            sock = self._socket(family)
+            try:
+                sock.setblocking(False)
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                if family == socket.AF_INET6:
+                    sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+                    sock.setsockopt(socket.IPPROTO_IPV6, IPV6_RECVHOPLIMIT, 1)
+                else:
+                    sock.setsockopt(socket.IPPROTO_IP, IP_RECVTTL, 1)
+                sock.bind((bind_addr, port))
+            except OSError:
+                sock.close()
+                raise
+            listener = _Listener(sock, multihop)
+            self._listeners[key] = listener
+            self._running_loop().add_reader(sock.fileno(), self._on_readable, listener)
+        listener.users += 1
+        return key
+
+    def _unlisten(self, key: tuple[str, int]) -> None:
+        listener = self._listeners.get(key)
+        if listener is None:
+            return
+        listener.users -= 1
+        if listener.users <= 0:
+            del self._listeners[key]
+            self._running_loop().remove_reader(listener.sock.fileno())
+            listener.sock.close()
+
+    def _transmit_socket(
+        self, family: int, local: str | None, interface: str | None
+    ) -> socket.socket:
+        sock = self._socket(family)
+        try:
+            sock.setblocking(False)
+            if family == socket.AF_INET6:
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_UNICAST_HOPS, SINGLE_HOP_TTL)
+            else:
+                sock.setsockopt(socket.IPPROTO_IP, socket.IP_TTL, SINGLE_HOP_TTL)
+            if interface:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, interface.encode())
+            any_addr = "::" if family == socket.AF_INET6 else "0.0.0.0"
+            for attempt in range(64):
+                port = self._rng.randint(SOURCE_PORT_MIN, SOURCE_PORT_MAX)
+                try:
+                    sock.bind((local or any_addr, port))
+                    break
+                except OSError:
+                    if attempt == 63:
+                        raise
+        except OSError:
+            sock.close()
+            raise
+        return sock
+
+    def _new_discriminator(self) -> int:
+        while True:
+            discr = self._rng.randint(1, 0xFFFF_FFFF)
+            if discr not in self._by_discr:
+                return discr
+
+    def _running_loop(self) -> asyncio.AbstractEventLoop:
+        if self._loop is None:
+            self._loop = asyncio.get_running_loop()
+        return self._loop
+
+
+def _ttl(ancdata: list[tuple[int, int, bytes]]) -> int | None:
+    for level, kind, value in ancdata:
+        if (level, kind) in (
+            (socket.IPPROTO_IP, socket.IP_TTL),
+            (socket.IPPROTO_IPV6, IPV6_HOPLIMIT),
+        ):
+            if len(value) >= _INT.size:
+                return int(_INT.unpack_from(value)[0])
+            if len(value) == 1:
+                return value[0]
+    return None

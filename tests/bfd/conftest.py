@@ -1,0 +1,16 @@
+"""Fixtures of the BFD tests: loopback addresses unlikely to collide with parallel runs."""
+
+from __future__ import annotations
+
+import os
+import random
+
+import pytest
+
+
+@pytest.fixture
+def loopback_pair() -> tuple[str, str]:
+    """Two addresses in 127.0.0.0/8 picked from this process's PID and a random draw."""
+    rng = random.Random(os.getpid() ^ random.getrandbits(32))
+    b, c = rng.randrange(1, 255), rng.randrange(1, 254)
+    return f"127.{b}.{c}.1", f"127.{b}.{c}.2"

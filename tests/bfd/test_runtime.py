@@ -1,0 +1,165 @@
+"""Two vipcast BFD endpoints over loopback: bring-up, failure detection, callbacks, status."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from collections.abc import Callable
+
+import pytest
+from prometheus_client import CollectorRegistry
+
+from vipcast.proto.bfd import Diag, SessionConfig, State, StateChanged
+from vipcast.runtime.bfd import BfdManager
+
+FAST = SessionConfig(desired_min_tx_us=100_000, required_min_rx_us=100_000, detect_mult=3)
+
+
+class MutableSocket(socket.socket):
+    """A UDP socket whose sends can be silenced, to play a dead peer without telling it."""
+
+    muted = False
+
+    def sendto(self, data: object, *args: object) -> int:
+        if self.muted:
+            return 0
+        return super().sendto(data, *args)  # type: ignore[call-overload,no-any-return]
+
+
+@pytest.fixture
+def mutable_sockets() -> tuple[Callable[[int], socket.socket], list[MutableSocket]]:
+    made: list[MutableSocket] = []
+
+    def factory(family: int) -> socket.socket:
+        s = MutableSocket(family, socket.SOCK_DGRAM)
+        made.append(s)
+        return s
+
+    return factory, made
+
+
+def test_loopback_up_detect_recover_close(
+    loopback_pair: tuple[str, str],
+    mutable_sockets: tuple[Callable[[int], socket.socket], list[MutableSocket]],
+) -> None:
+    a_addr, b_addr = loopback_pair
+    factory, b_sockets = mutable_sockets
+
+    async def main() -> None:
+        registry = CollectorRegistry()
+        a = BfdManager(registry=registry)
+        b = BfdManager(socket_factory=factory)
+        try:
+            ha = a.add_peer(b_addr, a_addr, FAST)
+            hb = b.add_peer(a_addr, b_addr, FAST)
+            assert a.add_peer(b_addr, a_addr, FAST) is ha  # shared, held twice
+            downs: list[StateChanged] = []
+            ups: list[StateChanged] = []
+            b_downs: list[StateChanged] = []
+            ha.on_down(downs.append)
+            ha.on_up(ups.append)
+            hb.on_down(b_downs.append)
+
+            assert await ha.wait_for(State.UP, 10) and await hb.wait_for(State.UP, 10)
+            await asyncio.sleep(0.5)  # let the Poll Sequence settle the fast timers
+            st = ha.status()
+            assert (st.state, st.remote_state) == ("UP", "UP")
+            assert st.tx_interval_ms == 100 and st.detection_time_ms == 300
+            assert st.packets_received > 3 and st.packets_sent > 3
+            assert len(ups) == 1
+
+            # b falls silent: a must notice within its detection time (generous bound)
+            for s in b_sockets:
+                s.muted = True
+            loop = asyncio.get_running_loop()
+            t0 = loop.time()
+            assert await ha.wait_for(State.DOWN, 5)
+            elapsed = loop.time() - t0
+            assert elapsed < 2.0, elapsed
+            assert downs and downs[0].diag is Diag.CONTROL_DETECTION_TIME_EXPIRED
+            assert ha.status().local_diag == "CONTROL_DETECTION_TIME_EXPIRED"
+
+            for s in b_sockets:
+                s.muted = False
+            assert await ha.wait_for(State.UP, 10) and await hb.wait_for(State.UP, 10)
+            assert len(ups) == 2
+
+            # closing a (both holds) tells b AdminDown: b goes Down but does not call on_down
+            b_downs.clear()
+            ha.close()
+            assert ha.state is State.UP  # still held once
+            ha.close()
+            assert await hb.wait_for(State.DOWN, 5)
+            assert hb.session.local_diag is Diag.NEIGHBOR_SIGNALED_SESSION_DOWN
+            assert b_downs == []
+            assert a.sessions() == []
+            text = registry.get_sample_value(
+                "vipcast_bfd_state_transitions_total",
+                {"peer": b_addr, "state": "UP", "diag": "NONE"},
+            )
+            assert text == 2
+        finally:
+            a.close()
+            b.close()
+
+    asyncio.run(main())
+
+
+def test_add_peer_on_foreign_address_fails_cleanly(loopback_pair: tuple[str, str]) -> None:
+    async def main() -> None:
+        m = BfdManager()
+        try:
+            try:
+                m.add_peer("192.0.2.1", "198.51.100.77", FAST)  # not a local address
+            except OSError:
+                pass
+            else:
+                raise AssertionError("binding a foreign address must fail")
+            assert m.sessions() == [] and m._listeners == {}
+        finally:
+            m.close()
+
+    asyncio.run(main())
+
+
+def test_garbage_is_counted_and_ignored(loopback_pair: tuple[str, str]) -> None:
+    a_addr, b_addr = loopback_pair
+
+    async def main() -> None:
+        registry = CollectorRegistry()
+        m = BfdManager(registry=registry)
+        try:
+            h = m.add_peer(b_addr, a_addr, FAST)
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+                s.bind((b_addr, 0))
+                s.sendto(b"\x20\x40", (a_addr, 3784))
+                s.sendto(bytes(24), (a_addr, 3784))
+                # a well-formed Down from b, but with the default TTL 64: not single hop
+                s.sendto(
+                    bytes.fromhex("20 40 03 18 00000001 00000000 000f4240 000f4240 00000000"),
+                    (a_addr, 3784),
+                )
+            await asyncio.sleep(0.3)
+            assert (
+                registry.get_sample_value(
+                    "vipcast_bfd_packets_dropped_total", {"reason": "TOO_SHORT"}
+                )
+                == 1
+            )
+            assert (
+                registry.get_sample_value(
+                    "vipcast_bfd_packets_dropped_total", {"reason": "BAD_VERSION"}
+                )
+                == 1
+            )
+            assert (
+                registry.get_sample_value(
+                    "vipcast_bfd_packets_dropped_total", {"reason": "BAD_TTL"}
+                )
+                == 1
+            )
+            assert h.state is State.DOWN and h.session.remote_discr == 0
+        finally:
+            m.close()
+
+    asyncio.run(main())
