@@ -21,12 +21,24 @@ MEMBERS = frozenset({"a", "b", "c"})
 
 
 def agent(name: str, incarnation: int = 1, key: bytes = KEY) -> Membership:
-    return Membership(MembershipConfig(name, MEMBERS, key), incarnation)
+    membership = Membership(MembershipConfig(name, MEMBERS, key), incarnation)
+    membership.start(0.0)
+    return membership
 
 
 def test_alone_at_start_without_quorum() -> None:
     a = agent("a")
-    assert a.view == View(frozenset({"a"}), frozenset(), quorum=False)
+    assert a.view == View(frozenset({"a"}), frozenset(), quorum=False, settled=False)
+
+
+def test_no_quorum_before_the_startup_wait_even_with_a_majority() -> None:
+    a, b = agent("a"), agent("b")
+    a.receive(b.heartbeat(), now=0.1)  # b alive, but a is still settling
+    assert not a.view.quorum and a.view.alive == {"a", "b"}
+    assert a.next_deadline() == a.config.dead_after
+    a.receive(b.heartbeat(), now=0.3)
+    assert a.expire(a.config.dead_after)
+    assert a.view.quorum and a.view.settled
 
 
 def test_heartbeats_make_peers_alive_and_silence_kills_them() -> None:

@@ -133,7 +133,10 @@ class _Peer:
 class View:
     alive: frozenset[str]
     left: frozenset[str]
+    #: a majority of the voting members is alive, and the start-up wait is over
     quorum: bool
+    #: the start-up wait is over (always True for an agent alone)
+    settled: bool = True
 
 
 @dataclass
@@ -144,10 +147,19 @@ class Membership:
     _sequence: int = 0
     _peers: dict[str, _Peer] = field(default_factory=dict)
     _view: View | None = None
+    #: when this agent began listening; no quorum before ``dead_after`` has passed since
+    _started: float | None = None
 
     def __post_init__(self) -> None:
         self._peers = {name: _Peer() for name in self.config.members if name != self.config.node}
         self._view = self._compute_view(0.0)
+
+    def start(self, now: float) -> None:
+        """Begin listening. Until ``dead_after`` has passed the view has no quorum: a fresh
+        agent has not yet had the chance to hear every live peer, and must not take a VIP from
+        one it simply has not heard yet."""
+        self._started = now
+        self._refresh(now)
 
     # -- what to send ------------------------------------------------------------------------
     def heartbeat(self) -> bytes:
@@ -189,12 +201,15 @@ class Membership:
         return self._refresh(now)
 
     def next_deadline(self) -> float | None:
-        """When the next peer would be declared dead if it stays silent."""
+        """When the view changes next if nothing arrives: a silent peer declared dead, or the
+        end of the start-up wait."""
         times = [
             p.last_heard + self.config.dead_after
             for p in self._peers.values()
             if p.last_heard is not None
         ]
+        if self._started is not None and not self.view.settled:
+            times.append(self._started + self.config.dead_after)
         return min(times) if times else None
 
     # -- the view ------------------------------------------------------------------------------
@@ -212,7 +227,10 @@ class Membership:
                 peer.last_heard = None
         left = frozenset(name for name, peer in self._peers.items() if peer.left)
         voters = len(self.config.members) - len(left)
-        return View(frozenset(alive), left, 2 * len(alive) > voters)
+        settled = not self._peers or (
+            self._started is not None and now - self._started >= self.config.dead_after
+        )
+        return View(frozenset(alive), left, settled and 2 * len(alive) > voters, settled)
 
     def _refresh(self, now: float) -> bool:
         view = self._compute_view(now)

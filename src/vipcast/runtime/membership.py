@@ -53,6 +53,7 @@ class MembershipAgent:
         self._transport, _ = await loop.create_datagram_endpoint(
             lambda: _Endpoint(self), local_addr=self._bind
         )
+        self.membership.start(loop.time())
         self._task = loop.create_task(self._run(), name="l2-membership")
 
     def received(self, data: bytes) -> None:
