@@ -1,0 +1,299 @@
+"""The per-node plan: from (spec, assignments, endpoint slices, nodes) to each node's NodePlan.
+
+A pure function. Every node computes the plans of all nodes alike, so L2 owners agree without
+talking. Rules:
+
+* a Service is announced only when it has at least one ready endpoint;
+* a node is eligible for an advertisement when it is Ready, selected by the advertisement's
+  ``nodeSelectors`` and — with ``externalTrafficPolicy: Local`` — runs a ready endpoint;
+* BGP: the node announces the (aggregated) prefix to the BGPPeers that select it and that the
+  advertisement names (all of them when it names none);
+* L2: one owner per address among the eligible nodes, by a stable hash order (``candidates``);
+* NAT: each eligible node carries every port of the VIP to the ready endpoints (only the local
+  ones with policy Local); ``local_vips`` lists the VIPs the node must accept.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+
+from vipcast.alloc.pools import PoolIndex
+from vipcast.core.allocation import pool_input
+from vipcast.core.desired import BGPRoute, L2Ownership, NatRule, NodePlan
+from vipcast.core.endpoints import ReadyEndpoint, backends, ready_endpoints
+from vipcast.core.ownership import l2_candidates
+from vipcast.spec import (
+    BGPAdvertisement,
+    EndpointSlice,
+    L2Advertisement,
+    Node,
+    Service,
+    Spec,
+)
+
+Assignments = Mapping[str, Sequence[str]]
+Large = tuple[tuple[int, int, int], ...]
+RouteKey = tuple[str, tuple[str, ...], tuple[int, ...], Large, int | None]
+
+
+def aggregate(ip: str, adv: BGPAdvertisement) -> str:
+    """The prefix announced for ``ip`` under the advertisement's aggregation length."""
+    addr = ipaddress.ip_address(ip)
+    length = adv.spec.aggregation_length if addr.version == 4 else adv.spec.aggregation_length_v6
+    return str(ipaddress.ip_network(f"{addr}/{length}", strict=False))
+
+
+@dataclass(frozen=True)
+class Announcement:
+    """What one advertisement makes of one address: the nodes eligible for it."""
+
+    kind: str  # "BGP" or "L2"
+    advertisement: str
+    ip: str
+    eligible: frozenset[str]
+
+
+class PlanContext:
+    """Everything derived once from the inputs and shared by all nodes' plans."""
+
+    def __init__(
+        self,
+        spec: Spec,
+        assignments: Assignments,
+        endpoint_slices: Iterable[EndpointSlice] | None = None,
+        nodes: Iterable[Node] | None = None,
+    ) -> None:
+        self.spec = spec
+        self.assignments = {k: tuple(v) for k, v in sorted(assignments.items()) if v}
+        self.nodes: dict[str, Node] = {
+            n.metadata.name: n for n in sorted(nodes if nodes is not None else spec.nodes,
+                                               key=lambda n: n.metadata.name)
+        }
+        self.ready_nodes = frozenset(name for name, n in self.nodes.items() if n.ready)
+        self.services: dict[str, Service] = {s.key: s for s in spec.services}
+        slices: dict[str, list[EndpointSlice]] = {}
+        for s in endpoint_slices if endpoint_slices is not None else spec.endpoint_slices:
+            if s.service_key:
+                slices.setdefault(s.service_key, []).append(s)
+        self.endpoints: dict[str, tuple[ReadyEndpoint, ...]] = {
+            k: ready_endpoints(v) for k, v in slices.items()
+        }
+        self.pool_index = PoolIndex(pool_input(p) for p in spec.pools)
+        self.bgp_by_pool: dict[str, list[BGPAdvertisement]] = {p.name: [] for p in spec.pools}
+        self.l2_by_pool: dict[str, list[L2Advertisement]] = {p.name: [] for p in spec.pools}
+        self.adv_nodes: dict[tuple[str, str], frozenset[str]] = {}
+        for bgp in sorted(spec.bgp_advertisements, key=lambda a: a.name):
+            for pool in spec.pools_selected(
+                bgp.spec.ip_address_pools, bgp.spec.ip_address_pool_selectors
+            ):
+                self.bgp_by_pool[pool.name].append(bgp)
+            self.adv_nodes[("BGP", bgp.name)] = self._selected(bgp.spec.node_selectors)
+        for l2 in sorted(spec.l2_advertisements, key=lambda a: a.name):
+            for pool in spec.pools_selected(
+                l2.spec.ip_address_pools, l2.spec.ip_address_pool_selectors
+            ):
+                self.l2_by_pool[pool.name].append(l2)
+            self.adv_nodes[("L2", l2.name)] = self._selected(l2.spec.node_selectors)
+        self._peers: dict[tuple[str, str], tuple[str, ...]] = {}
+        self._communities: dict[str, tuple[tuple[int, ...], tuple[tuple[int, int, int], ...]]] = {}
+
+    def _selected(self, selectors: Sequence[object]) -> frozenset[str]:
+        if not selectors:
+            return frozenset(self.nodes)
+        return frozenset(
+            name
+            for name, node in self.nodes.items()
+            if any(s.matches(node.metadata.labels) for s in selectors)  # type: ignore[attr-defined]
+        )
+
+    # ------------------------------------------------------------ lookups
+
+    def pool_of(self, ip: str) -> str | None:
+        addr = ipaddress.ip_address(ip)
+        names = self.pool_index.pools_of(addr.version, int(addr))
+        return names[0] if names else None
+
+    def peers_for(self, adv: BGPAdvertisement, node: str) -> tuple[str, ...]:
+        """BGPPeers selecting ``node`` that the advertisement sends to (all when none named)."""
+        key = (adv.name, node)
+        if key not in self._peers:
+            labels = self.nodes[node].metadata.labels
+            self._peers[key] = tuple(
+                sorted(
+                    p.name
+                    for p in self.spec.peers
+                    if (not adv.spec.peers or p.name in adv.spec.peers)
+                    and (
+                        not p.spec.node_selectors
+                        or any(s.matches(labels) for s in p.spec.node_selectors)
+                    )
+                )
+            )
+        return self._peers[key]
+
+    def communities(
+        self, adv: BGPAdvertisement
+    ) -> tuple[tuple[int, ...], tuple[tuple[int, int, int], ...]]:
+        if adv.name not in self._communities:
+            std: set[int] = set()
+            large: set[tuple[int, int, int]] = set()
+            for text in adv.spec.communities:
+                value = self.spec.resolve_community(text)
+                if isinstance(value, tuple):
+                    large.add(value)
+                else:
+                    std.add(value)
+            self._communities[adv.name] = (tuple(sorted(std)), tuple(sorted(large)))
+        return self._communities[adv.name]
+
+    def local_nodes(self, key: str) -> frozenset[str]:
+        return frozenset(e.node for e in self.endpoints.get(key, ()) if e.node)
+
+    def announcements(self, key: str, ip: str) -> list[Announcement]:
+        """Per advertisement covering ``ip``'s pool: the nodes eligible to announce it."""
+        service = self.services[key]
+        pool = self.pool_of(ip)
+        if pool is None:
+            return []
+        allowed = self.ready_nodes
+        if service.spec.external_traffic_policy == "Local":
+            allowed = allowed & self.local_nodes(key)
+        out = [
+            Announcement("BGP", a.name, ip, self.adv_nodes[("BGP", a.name)] & allowed)
+            for a in self.bgp_by_pool.get(pool, ())
+        ]
+        out += [
+            Announcement("L2", a.name, ip, self.adv_nodes[("L2", a.name)] & allowed)
+            for a in self.l2_by_pool.get(pool, ())
+        ]
+        return out
+
+    def announced_services(self) -> Iterable[tuple[str, Service, tuple[str, ...]]]:
+        """Services with addresses that are LoadBalancers and have a ready endpoint."""
+        for key, ips in self.assignments.items():
+            service = self.services.get(key)
+            if service is None or service.spec.type != "LoadBalancer":
+                continue
+            if not self.endpoints.get(key):
+                continue
+            yield key, service, ips
+
+
+@dataclass
+class _NodeDuties:
+    routes: dict[RouteKey, set[str]]
+    nat: list[NatRule]
+    vips: set[str]
+
+
+def _build(ctx: PlanContext, targets: frozenset[str]) -> dict[str, NodePlan]:
+    duties = {n: _NodeDuties({}, [], set()) for n in sorted(targets)}
+    l2_eligible: dict[str, frozenset[str]] = {}
+    l2_services: dict[str, set[str]] = {}
+    l2_ifaces: dict[tuple[str, str], set[str]] = {}
+    bgp_advs = {a.name: a for a in ctx.spec.bgp_advertisements}
+    l2_advs = {a.name: a for a in ctx.spec.l2_advertisements}
+    for key, service, ips in ctx.announced_services():
+        eps = ctx.endpoints[key]
+        for ip in ips:
+            family = ipaddress.ip_address(ip).version
+            announcing: set[str] = set()
+            l2_nodes: frozenset[str] = frozenset()
+            for ann in ctx.announcements(key, ip):
+                if ann.kind == "BGP":
+                    adv = bgp_advs[ann.advertisement]
+                    prefix = aggregate(ip, adv)
+                    std, large = ctx.communities(adv)
+                    for node in ann.eligible & targets:
+                        peers = ctx.peers_for(adv, node)
+                        if not peers:
+                            continue
+                        announcing.add(node)
+                        rk: RouteKey = (prefix, peers, std, large, adv.spec.local_pref)
+                        duties[node].routes.setdefault(rk, set()).add(key)
+                else:
+                    l2_nodes |= ann.eligible
+                    ifaces = l2_advs[ann.advertisement].spec.interfaces
+                    for node in ann.eligible & targets:
+                        have = l2_ifaces.setdefault((ip, node), set())
+                        have.update(ifaces or ("*",))
+            if l2_nodes:
+                # sharers of an address must agree on the candidates: keep the common nodes
+                prev = l2_eligible.get(ip)
+                l2_eligible[ip] = l2_nodes if prev is None else (prev & l2_nodes or prev)
+                l2_services.setdefault(ip, set()).add(key)
+                announcing.update(l2_nodes & targets)
+            for node in announcing:
+                d = duties[node]
+                d.vips.add(ip)
+                for port in service.spec.ports:
+                    d.nat.append(
+                        NatRule(
+                            service=key,
+                            vip=ip,
+                            port=port.port,
+                            protocol=port.protocol,
+                            backends=backends(service, port, eps, family, node),
+                            traffic_policy=service.spec.external_traffic_policy,
+                            source_ranges=service.spec.load_balancer_source_ranges,
+                        )
+                    )
+    plans: dict[str, NodePlan] = {}
+    for node, d in duties.items():
+        routes = tuple(
+            sorted(
+                BGPRoute(rk[0], rk[1], rk[2], rk[3], rk[4], tuple(sorted(svcs)))
+                for rk, svcs in d.routes.items()
+            )
+        )
+        l2 = []
+        for ip, eligible in sorted(l2_eligible.items()):
+            if node not in eligible:
+                continue
+            candidates = l2_candidates(ip, eligible)
+            on_ifaces = l2_ifaces.get((ip, node), {"*"})
+            interfaces = () if "*" in on_ifaces else tuple(sorted(on_ifaces))
+            owners = tuple(sorted(l2_services[ip]))
+            l2.append(L2Ownership(ip, interfaces, candidates[0], candidates, owners))
+        plans[node] = NodePlan(
+            node=node,
+            bgp=routes,
+            l2=tuple(l2),
+            nat=tuple(sorted(d.nat)),
+            local_vips=tuple(sorted(d.vips, key=_ip_sort)),
+        )
+    return plans
+
+
+def _ip_sort(ip: str) -> tuple[int, int]:
+    addr = ipaddress.ip_address(ip)
+    return addr.version, int(addr)
+
+
+def plan_node(
+    spec: Spec,
+    assignments: Assignments,
+    node: str,
+    *,
+    endpoint_slices: Iterable[EndpointSlice] | None = None,
+    nodes: Iterable[Node] | None = None,
+) -> NodePlan:
+    """The duties of ``node``. A node unknown to the inputs gets an empty plan."""
+    ctx = PlanContext(spec, assignments, endpoint_slices, nodes)
+    if node not in ctx.nodes:
+        return NodePlan(node=node)
+    return _build(ctx, frozenset({node}))[node]
+
+
+def plan_all(
+    spec: Spec,
+    assignments: Assignments,
+    *,
+    endpoint_slices: Iterable[EndpointSlice] | None = None,
+    nodes: Iterable[Node] | None = None,
+) -> dict[str, NodePlan]:
+    """Every known node's plan, by node name (sorted)."""
+    ctx = PlanContext(spec, assignments, endpoint_slices, nodes)
+    return _build(ctx, frozenset(ctx.nodes))
