@@ -1,6 +1,7 @@
 """A tiny HTTP/1.1 echo backend: answers every request with ``<name> <client-ip>``.
 
-Run inside a backend namespace: ``python3 echo_server.py PORT NAME [HOST]``. Keep-alive aware
+Run inside a backend namespace: ``python3 echo_server.py PORT NAME [HOST]`` (default: all
+addresses, IPv4 and IPv6). Keep-alive aware
 (for wrk), standard library only, stops on SIGTERM. ``/healthz`` answers 200 unless the file
 ``$ECHO_UNHEALTHY`` exists (then 503), so tests can fail a health check without killing it.
 """
@@ -42,7 +43,7 @@ async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, nam
         writer.close()
 
 
-async def main(port: int, name: str, host: str) -> None:
+async def main(port: int, name: str, host: str | None) -> None:
     server = await asyncio.start_server(
         lambda r, w: handle(r, w, name), host=host, port=port, reuse_address=True, backlog=1024
     )
@@ -56,4 +57,4 @@ async def main(port: int, name: str, host: str) -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main(int(sys.argv[1]), sys.argv[2], sys.argv[3] if len(sys.argv) > 3 else "::"))
+    asyncio.run(main(int(sys.argv[1]), sys.argv[2], sys.argv[3] if len(sys.argv) > 3 else None))
