@@ -1,0 +1,283 @@
+"""BIRD 2 inside a lab namespace: ``bird -f -c CONF -s SOCK -P PID``, queried with ``birdc``.
+
+The generated configuration has one BGP protocol per neighbor (named ``n1``, ``n2``, ... in
+neighbor order), a kernel protocol per family exporting BGP routes to the namespace's kernel
+table (``merge paths`` on, so equal paths become one ECMP route), static blackhole routes for
+the prefixes it originates, and a BFD protocol when a neighbor asks for BFD. BIRD has no JSON
+output; :func:`parse_routes` reads ``show route all``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from vipcast.lab.bgpconf import BgpPath, Family, Neighbor, family_of
+from vipcast.lab.netns import (
+    LabError,
+    Netns,
+    Process,
+    ProcessDied,
+    Route,
+    run_command,
+    wait_until,
+)
+
+
+@dataclass(frozen=True)
+class BirdConfig:
+    asn: int
+    router_id: str
+    neighbors: tuple[Neighbor, ...] = ()
+    #: prefixes BIRD originates (static blackholes exported to BGP, not to the kernel)
+    networks: tuple[str, ...] = ()
+    graceful_restart: bool = True
+    #: install BGP routes into the namespace's kernel table
+    kernel_export: bool = True
+    #: BFD intervals (ms) when a neighbor has ``bfd=True``
+    bfd_interval_ms: int = 300
+    bfd_multiplier: int = 3
+    #: raw configuration appended at the end
+    extra: str = ""
+
+
+def protocol_name(index: int) -> str:
+    """The BGP protocol name of the ``index``-th neighbor (0-based)."""
+    return f"n{index + 1}"
+
+
+def _channel(family: Family, cfg: BirdConfig) -> str:
+    del cfg
+    return (
+        f"  {family} {{\n"
+        "    import all;\n"
+        "    export where source ~ [ RTS_STATIC, RTS_BGP ];\n"
+        "  };\n"
+    )
+
+
+def render_bird(cfg: BirdConfig, log_path: Path) -> str:
+    """BIRD's configuration file for ``cfg``."""
+    out = [
+        f'log "{log_path}" all;',
+        f"router id {cfg.router_id};",
+        "protocol device { scan time 5; }",
+    ]
+    if cfg.kernel_export:
+        for fam in ("ipv4", "ipv6"):
+            out.append(
+                f"protocol kernel kernel_{fam} {{\n"
+                "  merge paths on;\n"
+                f"  {fam} {{ import none; export where source = RTS_BGP; }};\n"
+                "}"
+            )
+    for fam in ("ipv4", "ipv6"):
+        nets = [p for p in cfg.networks if family_of(p) == fam]
+        routes = "".join(f"  route {p} blackhole;\n" for p in nets)
+        out.append(f"protocol static static_{fam} {{\n  {fam};\n{routes}}}")
+    if any(n.bfd for n in cfg.neighbors):
+        out.append(
+            "protocol bfd {\n"
+            f'  interface "*" {{ interval {cfg.bfd_interval_ms} ms;'
+            f" multiplier {cfg.bfd_multiplier}; }};\n"
+            "}"
+        )
+    for i, n in enumerate(cfg.neighbors):
+        body = [f"  local as {cfg.asn};"]
+        port = f" port {n.port}" if n.port is not None else ""
+        body.append(f"  neighbor {n.address} as {n.remote_as}{port};")
+        if n.local_address:
+            body.append(f"  source address {n.local_address};")
+        if n.password:
+            body.append(f'  password "{n.password}";')
+        if n.ebgp_multihop is not None:
+            body.append(f"  multihop {n.ebgp_multihop};")
+        if n.ttl_security_hops is not None:
+            body.append("  ttl security on;")
+            if n.ttl_security_hops > 1:
+                body.append(f"  multihop {n.ttl_security_hops};")
+        if n.bfd:
+            body.append("  bfd on;")
+        if n.passive:
+            body.append("  passive on;")
+        if n.hold_time is not None:
+            body.append(f"  hold time {n.hold_time};")
+        if n.keepalive is not None:
+            body.append(f"  keepalive time {n.keepalive};")
+        if n.connect_retry is not None:
+            body.append(f"  connect retry time {n.connect_retry};")
+        if cfg.graceful_restart:
+            body.append("  graceful restart on;")
+        if n.description:
+            body.append(f'  description "{n.description}";')
+        channels = "".join(_channel(f, cfg) for f in n.active_families)
+        out.append(
+            f"protocol bgp {protocol_name(i)} {{\n" + "\n".join(body) + "\n" + channels + "}"
+        )
+    out += [cfg.extra, ""]
+    return "\n".join(out)
+
+
+# --------------------------------------------------------------------------- parsing
+
+_ROUTE_HEAD = re.compile(
+    r"^(?P<prefix>\S+/\d+)?\s+(?P<kind>unicast|blackhole|unreachable|prohibit)\s+"
+    r"\[(?P<proto>\S+)\s[^\]]*\]\s*(?P<best>\*)?"
+)
+
+
+def _bird_communities(value: str) -> tuple[str, ...]:
+    return tuple(
+        ":".join(part.strip() for part in m.split(",")) for m in re.findall(r"\(([^)]*)\)", value)
+    )
+
+
+def parse_routes(text: str) -> dict[str, list[BgpPath]]:
+    """Parse ``birdc show route all`` output into prefix -> paths (BGP attributes kept)."""
+    result: dict[str, list[BgpPath]] = {}
+    current: dict[str, object] | None = None
+    prefix: str | None = None
+
+    def flush() -> None:
+        if current is not None and prefix is not None:
+            result.setdefault(prefix, []).append(BgpPath(prefix=prefix, **current))  # type: ignore[arg-type]
+
+    for line in text.splitlines():
+        m = _ROUTE_HEAD.match(line)
+        if m:
+            flush()
+            prefix = m.group("prefix") or prefix
+            current = {"best": bool(m.group("best")), "peer": m.group("proto"), "nexthop": None}
+            continue
+        if current is None:
+            continue
+        s = line.strip()
+        if s.startswith("via "):
+            current["nexthop"] = current["nexthop"] or s.split()[1]
+        elif s.startswith("BGP.as_path:"):
+            current["as_path"] = tuple(int(x) for x in s.split(":", 1)[1].split() if x.isdigit())
+        elif s.startswith("BGP.next_hop:"):
+            current["nexthop"] = s.split(":", 1)[1].split()[0]
+        elif s.startswith("BGP.local_pref:"):
+            current["local_pref"] = int(s.split(":", 1)[1])
+        elif s.startswith("BGP.med:"):
+            current["med"] = int(s.split(":", 1)[1])
+        elif s.startswith("BGP.origin:"):
+            current["origin"] = s.split(":", 1)[1].strip()
+        elif s.startswith("BGP.community:"):
+            current["communities"] = _bird_communities(s.split(":", 1)[1])
+        elif s.startswith("BGP.large_community:"):
+            current["large_communities"] = _bird_communities(s.split(":", 1)[1])
+    flush()
+    return result
+
+
+def parse_protocols(text: str) -> dict[str, str]:
+    """``show protocols`` -> protocol name -> BGP state ("Established", "Active", ...)."""
+    states: dict[str, str] = {}
+    for line in text.splitlines():
+        cols = line.split()
+        if len(cols) >= 4 and cols[1] == "BGP":
+            # Name Proto Table State Since Info — for BGP, Info holds the FSM state
+            states[cols[0]] = cols[-1] if len(cols) >= 6 else cols[3]
+    return states
+
+
+# --------------------------------------------------------------------------- instance
+
+
+@dataclass
+class BirdInstance:
+    netns: Netns
+    directory: Path
+    config: BirdConfig
+    process: Process = field(repr=False)
+
+    @property
+    def socket(self) -> Path:
+        return self.directory / "bird.ctl"
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def alive(self) -> bool:
+        return self.process.alive()
+
+    def stop(self) -> None:
+        self.process.stop()
+
+    def log_text(self) -> str:
+        log = self.directory / "bird.log"
+        text = log.read_text(errors="replace") if log.exists() else ""
+        return self.process.log_text() + text
+
+    def birdc(self, *command: str, timeout: float = 20.0) -> str:
+        """Run one birdc command; return its output without the banner."""
+        out = run_command(["birdc", "-s", str(self.socket), *command], timeout=timeout).stdout
+        lines = out.splitlines()
+        if lines and lines[0].startswith("BIRD "):
+            lines = lines[1:]
+        return "\n".join(lines)
+
+    def protocol_states(self) -> dict[str, str]:
+        """BGP protocol name (``n1``...) -> state."""
+        return parse_protocols(self.birdc("show", "protocols"))
+
+    def neighbor_states(self) -> dict[str, str]:
+        """Neighbor address -> BGP state."""
+        states = self.protocol_states()
+        return {
+            n.address: states.get(protocol_name(i), "") for i, n in enumerate(self.config.neighbors)
+        }
+
+    def established(self, *addresses: str) -> bool:
+        states = self.neighbor_states()
+        wanted = addresses or tuple(states)
+        return all(states.get(a) == "Established" for a in wanted)
+
+    def wait_established(self, *addresses: str, timeout: float = 60.0) -> None:
+        wait_until(
+            lambda: self.established(*addresses),
+            timeout=timeout,
+            what=f"BIRD in {self.netns.short}: sessions Established",
+            on_timeout=lambda: f"states: {self.neighbor_states()}\n{self.log_text()[-3000:]}",
+        )
+
+    def routes(self, family: Family = "ipv4") -> dict[str, list[BgpPath]]:
+        table = "master4" if family == "ipv4" else "master6"
+        return parse_routes(self.birdc("show", "route", "all", "table", table))
+
+    def route(self, prefix: str) -> list[BgpPath]:
+        return parse_routes(self.birdc("show", "route", "for", prefix, "all")).get(prefix, [])
+
+    def kernel_routes(self, *, v6: bool = False) -> list[Route]:
+        return self.netns.routes(v6=v6)
+
+
+def start_bird(
+    netns: Netns, config: BirdConfig, directory: Path, *, timeout: float = 30.0
+) -> BirdInstance:
+    """Write the config under ``directory`` and run BIRD in the foreground in ``netns``."""
+    directory.mkdir(parents=True, exist_ok=True)
+    conf = directory / "bird.conf"
+    conf.write_text(render_bird(config, directory / "bird.log"))
+    sock = directory / "bird.ctl"
+    argv = ["bird", "-f", "-c", str(conf), "-s", str(sock), "-P", str(directory / "bird.pid")]
+    proc = netns.spawn(argv, name="bird", log_path=directory / "bird.out")
+    inst = BirdInstance(netns=netns, directory=directory, config=config, process=proc)
+
+    def ready() -> bool:
+        if not proc.alive():
+            raise ProcessDied(f"bird exited:\n{inst.log_text()[-3000:]}")
+        return sock.exists() and bool(inst.birdc("show", "status"))
+
+    try:
+        wait_until(ready, timeout=timeout, what="bird control socket", on_timeout=inst.log_text)
+    except (LabError, TimeoutError):
+        with contextlib.suppress(Exception):
+            inst.stop()
+        raise
+    return inst
