@@ -1,0 +1,355 @@
+"""The lab: a router, N vipcast nodes, backends and a client, all in network namespaces.
+
+Topology (every name carries the run's prefix, e.g. ``vc-lab-router``)::
+
+    client (203.0.113.10) ── router (FRR, AS 64512) ── lan (bridge br0) ── n1 … nN
+                                                     198.18.0.1            198.18.0.1<i>
+                                                     fd00:18::1            fd00:18::1<i>
+
+Each node runs ``vipcast agent`` (AS 64513, eBGP to the router over IPv4 and IPv6) and two
+HTTP backends on its pod subnet (10.244.<i>.10-11, fd00:244:<i>::10-11). The object files the
+agents read are written to ``<workdir>/config``; the router spreads VIP traffic over the nodes
+by ECMP with an L4 hash. Nothing is added to the root namespace.
+
+``LabState`` is saved as JSON so ``vipcast lab status``/``down`` work from another process.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import signal
+import sys
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from vipcast.lab.bgpconf import Neighbor
+from vipcast.lab.frr import BfdProfile, FrrConfig, FrrInstance, start_frr
+from vipcast.lab.netns import Netns, Topology, delete_prefixed
+
+ROUTER_ASN = 64512
+NODE_ASN = 64513
+LAN_V4 = "198.18.0"
+LAN_V6 = "fd00:18::"
+CLIENT_V4 = "203.0.113.10"
+CLIENT_V6 = "2001:db8:cc::10"
+POOL_V4 = "192.0.2.0/27"
+POOL_V6 = "2001:db8:100::/120"
+STATE_FILE = "lab-state.json"
+DEFAULT_PREFIX = "vc-lab"
+AGENT_STATUS_PORT = 9470
+
+Step = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class LabOptions:
+    nodes: int = 3
+    mode: Literal["bgp", "l2"] = "bgp"
+    router: Literal["frr"] = "frr"
+    bfd: bool = True
+    prefix: str = DEFAULT_PREFIX
+    workdir: Path = Path("/tmp/vipcast-lab")
+    #: BGP hold time the agents and the router use (seconds)
+    hold_time: int = 9
+
+
+@dataclass
+class LabState:
+    prefix: str
+    workdir: str
+    nodes: list[str]
+    namespaces: list[str]
+    pids: dict[str, int] = field(default_factory=dict)
+    frr_dir: str = ""
+    options: dict[str, Any] = field(default_factory=dict)
+
+    def save(self) -> None:
+        Path(self.workdir, STATE_FILE).write_text(json.dumps(asdict(self), indent=2))
+
+    @classmethod
+    def read(cls, workdir: Path) -> LabState | None:
+        path = workdir / STATE_FILE
+        if not path.exists():
+            return None
+        return cls(**json.loads(path.read_text()))
+
+
+def node_v4(i: int) -> str:
+    return f"{LAN_V4}.{10 + i}"
+
+
+def node_v6(i: int) -> str:
+    return f"{LAN_V6}{10 + i:x}"
+
+
+def backend_ips(i: int) -> list[tuple[str, str]]:
+    """(IPv4, IPv6) of the two backends on node ``i``."""
+    return [(f"10.244.{i}.{10 + k}", f"fd00:244:{i}::{10 + k:x}") for k in range(2)]
+
+
+# ------------------------------------------------------------------ object files
+
+
+def _meta(name: str, **extra: Any) -> dict[str, Any]:
+    return {"name": name, **extra}
+
+
+def lab_objects(opts: LabOptions) -> dict[str, list[dict[str, Any]]]:
+    """The object files the agents read, by file name."""
+    api = "vipcast.io/v1beta1"
+    n = opts.nodes
+    config: list[dict[str, Any]] = [
+        {"apiVersion": api, "kind": "IPAddressPool", "metadata": _meta("lab"),
+         "spec": {"addresses": [POOL_V4, POOL_V6]}},
+    ]
+    if opts.mode == "bgp":
+        peer_common: dict[str, Any] = {
+            "myASN": NODE_ASN, "peerASN": ROUTER_ASN, "holdTime": f"{opts.hold_time}s",
+            "gracefulRestart": True,
+        }
+        if opts.bfd:
+            peer_common["bfdProfile"] = "fast"
+            config.append({"apiVersion": api, "kind": "BFDProfile", "metadata": _meta("fast"),
+                           "spec": {"receiveInterval": 100, "transmitInterval": 100,
+                                    "detectMultiplier": 3}})
+        config += [
+            {"apiVersion": api, "kind": "BGPPeer", "metadata": _meta("router-v4"),
+             "spec": {**peer_common, "peerAddress": f"{LAN_V4}.1"}},
+            {"apiVersion": api, "kind": "BGPPeer", "metadata": _meta("router-v6"),
+             "spec": {**peer_common, "peerAddress": f"{LAN_V6}1"}},
+            {"apiVersion": api, "kind": "Community", "metadata": _meta("lab-communities"),
+             "spec": {"communities": [{"name": "vip", "value": f"{ROUTER_ASN}:100"}]}},
+            {"apiVersion": api, "kind": "BGPAdvertisement", "metadata": _meta("to-router"),
+             "spec": {"ipAddressPools": ["lab"], "communities": ["vip"]}},
+        ]
+    else:
+        config.append({"apiVersion": api, "kind": "L2Advertisement", "metadata": _meta("lan"),
+                       "spec": {"ipAddressPools": ["lab"], "interfaces": ["eth0"]}})
+    nodes = [
+        {"apiVersion": "v1", "kind": "Node",
+         "metadata": _meta(f"n{i}", labels={"kubernetes.io/hostname": f"n{i}"}),
+         "status": {"conditions": [{"type": "Ready", "status": "True"}],
+                    "addresses": [{"type": "InternalIP", "address": node_v4(i)},
+                                  {"type": "InternalIP", "address": node_v6(i)}]}}
+        for i in range(1, n + 1)
+    ]
+    all_nodes = list(range(1, n + 1))
+    services = [
+        obj
+        for objs in (
+            _service("web", "Cluster", [("TCP", 80)], all_nodes, "IPv4"),
+        _service("web-local", "Local", [("TCP", 80)], all_nodes[:2] or all_nodes, "IPv4"),
+        _service("dual", "Cluster", [("TCP", 80)], all_nodes, "dual"),
+        _service("dns-tcp", "Cluster", [("TCP", 53)], all_nodes, "IPv4", sharing="dns"),
+        _service("dns-udp", "Cluster", [("UDP", 53)], all_nodes, "IPv4", sharing="dns"),
+        )
+        for obj in objs
+    ]
+    return {"config.yaml": config, "nodes.yaml": nodes, "services.yaml": services}
+
+
+def _service(
+    name: str,
+    policy: str,
+    ports: list[tuple[str, int]],
+    on_nodes: Iterable[int],
+    family: Literal["IPv4", "dual"],
+    sharing: str | None = None,
+) -> list[dict[str, Any]]:
+    annotations = {"vipcast.io/allow-shared-ip": sharing} if sharing else {}
+    spec: dict[str, Any] = {
+        "type": "LoadBalancer",
+        "externalTrafficPolicy": policy,
+        "ports": [{"name": f"p{p}", "port": p, "protocol": proto, "targetPort": 8080}
+                  for proto, p in ports],
+        "selector": {"app": name},
+    }
+    if family == "dual":
+        spec["ipFamilyPolicy"] = "RequireDualStack"
+        spec["ipFamilies"] = ["IPv4", "IPv6"]
+    objects: list[dict[str, Any]] = [
+        {"apiVersion": "v1", "kind": "Service",
+         "metadata": _meta(name, namespace="default", annotations=annotations), "spec": spec}
+    ]
+    families = [("IPv4", 0)] + ([("IPv6", 1)] if family == "dual" else [])
+    for addr_type, idx in families:
+        endpoints = [
+            {"addresses": [ips[idx]], "nodeName": f"n{i}", "conditions": {"ready": True}}
+            for i in on_nodes
+            for ips in backend_ips(i)
+        ]
+        objects.append({
+            "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+            "metadata": _meta(f"{name}-{addr_type.lower()}", namespace="default",
+                              labels={"kubernetes.io/service-name": name}),
+            "addressType": addr_type,
+            "endpoints": endpoints,
+            "ports": [{"name": f"p{p}", "port": 8080, "protocol": proto} for proto, p in ports],
+        })
+    return objects
+
+
+def write_objects(opts: LabOptions, directory: Path) -> None:
+    directory.mkdir(parents=True, exist_ok=True)
+    for fname, docs in lab_objects(opts).items():
+        (directory / fname).write_text(yaml.safe_dump_all(docs, sort_keys=False))
+
+
+# ------------------------------------------------------------------ building
+
+
+def _python() -> str:
+    return sys.executable
+
+
+def _vipcast() -> list[str]:
+    return [_python(), "-m", "vipcast.cli.main"]
+
+
+def router_config(opts: LabOptions) -> FrrConfig:
+    neighbors: list[Neighbor] = []
+    for i in range(1, opts.nodes + 1):
+        for addr in (node_v4(i), node_v6(i)):
+            neighbors.append(Neighbor(
+                address=addr, remote_as=NODE_ASN, bfd=opts.bfd and opts.mode == "bgp",
+                bfd_profile="fast" if opts.bfd else None, hold_time=opts.hold_time,
+                keepalive=max(1, opts.hold_time // 3), connect_retry=1,
+                description=f"n{i}",
+            ))
+    return FrrConfig(
+        asn=ROUTER_ASN, router_id=f"{LAN_V4}.1", neighbors=tuple(neighbors), hostname="router",
+        bfd_profiles=(BfdProfile("fast", 3, 100, 100),) if opts.bfd else (),
+        stalepath_time=60,
+    )
+
+
+def build(opts: LabOptions, step: Step = lambda _: None) -> tuple[Topology, LabState]:
+    """Build the whole lab; on any failure everything built so far is torn down."""
+    if opts.workdir.exists():
+        shutil.rmtree(opts.workdir)
+    opts.workdir.mkdir(parents=True)
+    opts.workdir.chmod(0o755)
+    topo = Topology(opts.prefix, workdir=opts.workdir, keep_workdir=True)
+    try:
+        state = _build(topo, opts, step)
+    except BaseException:
+        topo.close()
+        raise
+    return topo, state
+
+
+def _build(topo: Topology, opts: LabOptions, step: Step) -> LabState:
+    step("namespaces and links")
+    router = topo.add_netns("router", router=True)
+    lan = topo.add_netns("lan")
+    client = topo.add_netns("client")
+    lan.add_bridge("br0")
+    topo.attach_to_bridge(lan, "br0", "p0", router, "eth0")
+    router.add_address("eth0", f"{LAN_V4}.1/24")
+    router.add_address("eth0", f"{LAN_V6}1/64")
+    topo.veth(router, "cli0", client, "eth0")
+    router.add_address("cli0", "203.0.113.1/24")
+    router.add_address("cli0", "2001:db8:cc::1/64")
+    client.add_address("eth0", f"{CLIENT_V4}/24")
+    client.add_address("eth0", f"{CLIENT_V6}/64")
+    client.add_default_route("203.0.113.1")
+    client.add_default_route("2001:db8:cc::1")
+    # ECMP spreads flows by the L4 5-tuple
+    router.sysctl("net.ipv4.fib_multipath_hash_policy", 1)
+    router.sysctl("net.ipv6.fib_multipath_hash_policy", 1)
+    nodes: list[Netns] = []
+    for i in range(1, opts.nodes + 1):
+        node = topo.add_netns(f"n{i}", router=True)
+        nodes.append(node)
+        topo.attach_to_bridge(lan, "br0", f"p{i}", node, "eth0")
+        node.add_address("eth0", f"{node_v4(i)}/24")
+        node.add_address("eth0", f"{node_v6(i)}/64")
+        node.add_default_route(f"{LAN_V4}.1")
+        node.add_default_route(f"{LAN_V6}1")
+        node.ip("link", "add", "pods", "type", "dummy")
+        node.set_link("pods", True)
+        node.add_address("pods", f"10.244.{i}.1/24")
+        node.add_address("pods", f"fd00:244:{i}::1/64")
+        for ip4, ip6 in backend_ips(i):
+            node.add_address("pods", f"{ip4}/32")
+            node.add_address("pods", f"{ip6}/128")
+    for i, node in enumerate(nodes, start=1):
+        for j in range(1, opts.nodes + 1):
+            if j != i:
+                node.add_route(f"10.244.{j}.0/24", via=node_v4(j))
+                node.add_route(f"fd00:244:{j}::/64", via=node_v6(j))
+
+    step("object files")
+    config_dir = opts.workdir / "config"
+    write_objects(opts, config_dir)
+
+    state = LabState(
+        prefix=opts.prefix, workdir=str(opts.workdir), nodes=[f"n{i}" for i in
+                                                              range(1, opts.nodes + 1)],
+        namespaces=[ns.name for ns in topo], options={**asdict(opts), "workdir": str(opts.workdir)},
+    )
+    step("router (FRR)")
+    frr = start_frr(router, router_config(opts), opts.workdir / "frr")
+    state.frr_dir = str(frr.directory)
+    state.pids["router-frr"] = frr.pid
+
+    step("backends")
+    for i, node in enumerate(nodes, start=1):
+        for k, _ in enumerate(backend_ips(i)):
+            name = f"n{i}-b{k + 1}"
+            proc = node.spawn(
+                [_python(), "-m", "vipcast.lab.workload", "serve", "--host", "",
+                 "--port", "8080", "--name", name, "--node", f"n{i}"],
+                name=name,
+            )
+            state.pids[name] = proc.pid
+            break  # one process per node serves every pod address of the node
+    step("agents")
+    for i, node in enumerate(nodes, start=1):
+        proc = start_agent(topo, node, opts, f"n{i}")
+        state.pids[f"n{i}-agent"] = proc.pid
+    state.save()
+    return state
+
+
+def start_agent(topo: Topology, node: Netns, opts: LabOptions, name: str) -> Any:
+    return node.spawn(
+        [*_vipcast(), "agent", "--config", str(opts.workdir / "config"), "--node", name,
+         "--metrics-address", f"127.0.0.1:{AGENT_STATUS_PORT}",
+         "--state-dir", str(opts.workdir / f"state-{name}")],
+        name="agent",
+        log_path=opts.workdir / f"{name}-agent.log",
+    )
+
+
+def frr_of(topo: Topology, state: LabState) -> FrrInstance:
+    opts = LabOptions(**{**state.options, "workdir": Path(state.workdir)})
+    return FrrInstance(netns=topo["router"], directory=Path(state.frr_dir),
+                       config=router_config(opts))
+
+
+def wait_sessions(frr: FrrInstance, nodes: int, timeout: float = 60.0) -> None:
+    frr.wait_established(*[node_v4(i) for i in range(1, nodes + 1)], timeout=timeout)
+
+
+def teardown(prefix: str, workdir: Path | None = None) -> list[str]:
+    """Kill what the saved state names, by PID, then everything in our namespaces; delete them."""
+    if workdir is not None:
+        state = LabState.read(workdir)
+        if state is not None:
+            for pid in state.pids.values():
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.killpg(pid, signal.SIGTERM)
+            time.sleep(0.5)
+            for pid in state.pids.values():
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.killpg(pid, signal.SIGKILL)
+    return delete_prefixed(prefix + "-")
