@@ -1,0 +1,53 @@
+"""Fixtures of the kube area: a real generic API server (see ``harness/``) per test session."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from collections.abc import Coroutine, Iterator
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pytest
+
+from .harness.cluster import DEFAULT_BIN_DIR, Cluster, binaries_present, start_cluster
+
+T = TypeVar("T")
+_ns_counter = itertools.count()
+
+
+def run(coro: Coroutine[Any, Any, T], timeout: float = 60) -> T:
+    """Run one coroutine to completion with a generous deadline."""
+
+    async def bounded() -> T:
+        return await asyncio.wait_for(coro, timeout)
+
+    return asyncio.run(bounded())
+
+
+@pytest.fixture(scope="session")
+def kube_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    if not binaries_present():
+        pytest.skip(f"API-tier tests skipped: no apiextensions-apiserver/etcd in {DEFAULT_BIN_DIR}"
+                    " (scripts/build-k8s.sh failed or was not run)")
+    cluster = start_cluster(Path(tmp_path_factory.mktemp("k8s")))
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture
+def kubeconfig(kube_cluster: Cluster) -> Path:
+    return kube_cluster.kubeconfig
+
+
+@pytest.fixture
+def namespace(kube_cluster: Cluster) -> str:
+    """A fresh namespace for one test."""
+    name = f"t{next(_ns_counter)}"
+    code, body = kube_cluster.request(
+        "POST", "/api/v1/namespaces",
+        {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})
+    assert code == 201, body
+    return name

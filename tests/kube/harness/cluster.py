@@ -1,0 +1,276 @@
+"""A real generic Kubernetes API server for tests: etcd + apiextensions-apiserver + proxy.
+
+:func:`start_cluster` starts, all on loopback ports and under one work dir:
+
+1. etcd (``--unsafe-no-fsync``),
+2. the proxy process (allow-all auth stub + core-path shim, see ``proxy.py``),
+3. apiextensions-apiserver, phase 1 with webhooks off: CRD look-alikes of the built-in kinds
+   are created, each storage warmed, namespaces created;
+4. phase 2 (``webhooks=True``): the server is restarted with ``--kubeconfig`` pointing at the
+   shim so the ValidatingAdmissionWebhook plugin's informers can read webhook configurations.
+
+Clients use :attr:`Cluster.kubeconfig` (the shim, plain HTTP). :meth:`Cluster.stop` kills every
+process it started by PID. Binaries come from ``scripts/build-k8s.sh``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import ssl
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .builtin_crds import BUILTIN_KINDS, builtin_crds
+from .proxy import TOKEN
+
+DEFAULT_BIN_DIR = Path(os.environ.get("VIPCAST_K8S_CACHE",
+                                      Path.home() / ".cache" / "vipcast-k8s"))
+NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease", "vipcast-system")
+
+
+class ClusterError(RuntimeError):
+    pass
+
+
+def binaries_present(bin_dir: Path = DEFAULT_BIN_DIR) -> bool:
+    return all(os.access(bin_dir / b, os.X_OK) for b in ("etcd", "apiextensions-apiserver"))
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def _kubeconfig(path: Path, server: str, token: str | None = TOKEN) -> Path:
+    user: dict[str, Any] = {"token": token} if token else {}
+    cluster: dict[str, Any] = {"server": server}
+    if server.startswith("https"):
+        cluster["insecure-skip-tls-verify"] = True
+    path.write_text(json.dumps({
+        "apiVersion": "v1", "kind": "Config", "current-context": "harness",
+        "clusters": [{"name": "harness", "cluster": cluster}],
+        "users": [{"name": "harness", "user": user}],
+        "contexts": [{"name": "harness", "context": {"cluster": "harness", "user": "harness",
+                                                     "namespace": "default"}}],
+    }))
+    return path
+
+
+@dataclass
+class Cluster:
+    workdir: Path
+    bin_dir: Path
+    webhooks: bool = True
+    kubeconfig: Path = field(init=False)
+    url: str = field(init=False)
+    audit_log: Path = field(init=False)
+    procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict, init=False)
+
+    def __post_init__(self) -> None:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.etcd_port, self.peer_port = _free_port(), _free_port()
+        self.api_port, self.stub_port, self.shim_port = _free_port(), _free_port(), _free_port()
+        self.url = f"http://127.0.0.1:{self.shim_port}"
+        self.kubeconfig = _kubeconfig(self.workdir / "kubeconfig", self.url)
+        self.stub_kubeconfig = _kubeconfig(self.workdir / "stub.kubeconfig",
+                                           f"http://127.0.0.1:{self.stub_port}")
+        self.audit_log = self.workdir / "shim-audit.jsonl"
+        self._ssl = ssl.create_default_context()
+        self._ssl.check_hostname = False
+        self._ssl.verify_mode = ssl.CERT_NONE
+
+    # --- processes ------------------------------------------------------------
+    def _spawn(self, name: str, argv: list[str]) -> None:
+        log = (self.workdir / f"{name}.log").open("ab")
+        self.procs[name] = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT,
+                                            stdin=subprocess.DEVNULL, cwd=self.workdir)
+        log.close()
+
+    def _kill(self, name: str) -> None:
+        proc = self.procs.pop(name, None)
+        if proc is None:
+            return
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(10)
+
+    def stop(self) -> None:
+        for name in ("apiserver", "proxy", "etcd"):
+            self._kill(name)
+
+    def logs(self) -> str:
+        parts = []
+        for name in ("etcd", "proxy", "apiserver"):
+            path = self.workdir / f"{name}.log"
+            if path.exists():
+                parts.append(f"--- {name} ---\n" + path.read_text(errors="replace")[-4000:])
+        return "\n".join(parts)
+
+    def _check_alive(self) -> None:
+        for name, proc in self.procs.items():
+            if proc.poll() is not None:
+                raise ClusterError(f"{name} exited with {proc.returncode}\n{self.logs()}")
+
+    # --- HTTP -------------------------------------------------------------------
+    def request(self, method: str, path: str, body: Any = None, direct: bool = False,
+                timeout: float = 10) -> tuple[int, Any]:
+        base = f"https://127.0.0.1:{self.api_port}" if direct else self.url
+        data = json.dumps(body).encode() if body is not None else None
+        req = urllib.request.Request(base + path, data=data, method=method, headers={
+            "Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json",
+            "Accept": "application/json"})
+        try:
+            with urllib.request.urlopen(req, timeout=timeout,
+                                        context=self._ssl if direct else None) as resp:
+                raw = resp.read()
+                try:
+                    return resp.status, json.loads(raw) if raw else None
+                except ValueError:
+                    return resp.status, raw.decode(errors="replace")
+        except urllib.error.HTTPError as exc:
+            raw = exc.read()
+            try:
+                return exc.code, json.loads(raw)
+            except ValueError:
+                return exc.code, raw.decode(errors="replace")
+        except (urllib.error.URLError, OSError, TimeoutError) as exc:
+            return 0, str(exc)
+
+    def _wait(self, what: str, check: Any, deadline_s: float) -> None:
+        deadline = time.monotonic() + deadline_s
+        while True:
+            self._check_alive()
+            if check():
+                return
+            if time.monotonic() > deadline:
+                raise ClusterError(f"timed out waiting for {what}\n{self.logs()}")
+            time.sleep(0.1)
+
+    # --- start-up ---------------------------------------------------------------
+    def _start_apiserver(self, phase2: bool) -> None:
+        disabled = ["NamespaceLifecycle", "MutatingAdmissionWebhook",
+                    "ValidatingAdmissionPolicy", "MutatingAdmissionPolicy"]
+        if not phase2:
+            disabled.append("ValidatingAdmissionWebhook")
+        argv = [
+            str(self.bin_dir / "apiextensions-apiserver"),
+            f"--etcd-servers=http://127.0.0.1:{self.etcd_port}",
+            "--bind-address=127.0.0.1", f"--secure-port={self.api_port}",
+            f"--cert-dir={self.workdir / 'certs'}",
+            f"--authentication-kubeconfig={self.stub_kubeconfig}",
+            f"--authorization-kubeconfig={self.stub_kubeconfig}",
+            "--authentication-skip-lookup",
+            "--enable-priority-and-fairness=false",
+            f"--disable-admission-plugins={','.join(disabled)}",
+            f"--kubeconfig={self.kubeconfig if phase2 else self.stub_kubeconfig}",
+            "--etcd-compaction-interval=0",
+            "-v=1",
+        ]
+        self._spawn("apiserver", argv)
+        self._wait("apiserver /readyz",
+                   lambda: self.request("GET", "/readyz", direct=True, timeout=3)[0] == 200, 90)
+
+    def start(self) -> Cluster:
+        t0 = time.monotonic()
+        crd_dir = self.workdir / "builtin-crds"
+        crd_dir.mkdir(exist_ok=True)
+        crds = builtin_crds()
+        for crd in crds:
+            (crd_dir / f"{crd['metadata']['name']}.json").write_text(json.dumps(crd))
+        self._spawn("etcd", [
+            str(self.bin_dir / "etcd"), "--name=harness",
+            f"--data-dir={self.workdir / 'etcd-data'}",
+            f"--listen-client-urls=http://127.0.0.1:{self.etcd_port}",
+            f"--advertise-client-urls=http://127.0.0.1:{self.etcd_port}",
+            f"--listen-peer-urls=http://127.0.0.1:{self.peer_port}",
+            f"--initial-advertise-peer-urls=http://127.0.0.1:{self.peer_port}",
+            f"--initial-cluster=harness=http://127.0.0.1:{self.peer_port}",
+            "--unsafe-no-fsync", "--log-level=warn", "--quota-backend-bytes=1073741824",
+        ])
+        self._spawn("proxy", [
+            sys.executable, str(Path(__file__).with_name("proxy.py")),
+            f"--stub-port={self.stub_port}", f"--shim-port={self.shim_port}",
+            f"--upstream=https://127.0.0.1:{self.api_port}", f"--crd-dir={crd_dir}",
+            f"--audit-log={self.audit_log}",
+        ])
+        self._wait("etcd", lambda: self._etcd_healthy(), 30)
+        self._start_apiserver(phase2=False)
+        self.t_ready = time.monotonic() - t0
+        self.apply_crds(crds)
+        for ns in NAMESPACES:
+            self.request("POST", "/api/v1/namespaces",
+                         {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}})
+        self.t_crds = time.monotonic() - t0
+        if self.webhooks:
+            self._kill("apiserver")
+            self._start_apiserver(phase2=True)
+            self._warm(crds)
+        self.t_total = time.monotonic() - t0
+        return self
+
+    def _etcd_healthy(self) -> bool:
+        try:
+            url = f"http://127.0.0.1:{self.etcd_port}/health"
+            with urllib.request.urlopen(url, timeout=2) as resp:
+                return bool(resp.status == 200)
+        except (urllib.error.URLError, OSError):
+            return False
+
+    def apply_crds(self, crds: list[dict[str, Any]], deadline_s: float = 60) -> None:
+        """Create (or replace) CRDs, wait until Established and their storage answers."""
+        base = "/apis/apiextensions.k8s.io/v1/customresourcedefinitions"
+        for crd in crds:
+            code, body = self.request("POST", base, crd, direct=True)
+            if code == 409:
+                name = crd["metadata"]["name"]
+                _, current = self.request("GET", f"{base}/{name}", direct=True)
+                crd = {**crd, "metadata": {**crd["metadata"], "resourceVersion":
+                                           current["metadata"]["resourceVersion"]}}
+                code, body = self.request("PUT", f"{base}/{name}", crd, direct=True)
+            if code not in (200, 201):
+                raise ClusterError(f"CRD {crd['metadata']['name']} rejected: {code} {body}")
+
+        def established(name: str) -> bool:
+            code, body = self.request("GET", f"{base}/{name}", direct=True)
+            return code == 200 and any(
+                c["type"] == "Established" and c["status"] == "True"
+                for c in body.get("status", {}).get("conditions", []))
+
+        for crd in crds:
+            name = crd["metadata"]["name"]
+            self._wait(f"CRD {name} Established", lambda n=name: established(n), deadline_s)
+        self._warm(crds, deadline_s)
+
+    def _warm(self, crds: list[dict[str, Any]], deadline_s: float = 60) -> None:
+        for crd in crds:
+            spec = crd["spec"]
+            path = f"/apis/{spec['group']}/{spec['versions'][0]['name']}/{spec['names']['plural']}"
+            self._wait(f"storage of {path}",
+                       lambda p=path: self.request("GET", p + "?limit=1", direct=True)[0] == 200,
+                       deadline_s)
+
+
+def start_cluster(workdir: Path, bin_dir: Path = DEFAULT_BIN_DIR,
+                  webhooks: bool = True) -> Cluster:
+    cluster = Cluster(workdir, bin_dir, webhooks)
+    try:
+        return cluster.start()
+    except BaseException:
+        cluster.stop()
+        raise
+
+
+__all__ = ["BUILTIN_KINDS", "Cluster", "ClusterError", "binaries_present", "start_cluster"]
