@@ -297,3 +297,17 @@ def plan_all(
     """Every known node's plan, by node name (sorted)."""
     ctx = PlanContext(spec, assignments, endpoint_slices, nodes)
     return _build(ctx, frozenset(ctx.nodes))
+
+
+def plan_for_spec(
+    spec: Spec, node: str, current: Mapping[str, Iterable[str]] | None = None
+) -> NodePlan:
+    """Allocate the spec's Services (keeping ``current`` and status IPs) and plan ``node``.
+
+    The standalone agent's planner: every agent reading the same files computes the same
+    allocation, so the nodes agree on the VIPs without talking.
+    """
+    from vipcast.core.allocation import allocate_spec  # local: plan stays usable without it
+
+    result = allocate_spec(spec, current)
+    return plan_node(spec, result.current(), node)
