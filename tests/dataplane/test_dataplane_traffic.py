@@ -102,7 +102,7 @@ def test_cluster_spreads_and_masquerades_remote_backends(traffic_lab: TrafficLab
     lab = traffic_lab
 
     async def body(dp: NodeDataplane, _h: HealthChecker) -> None:
-        report = await dp.apply(_plan(_rule(lab)))
+        report = await dp.apply_report(_plan(_rule(lab)))
         assert report.ok, report.nft.error
         per_backend, seen, failures = await _requests(lab, VIP4)
         assert not failures
@@ -120,7 +120,7 @@ def test_local_policy_preserves_client_address_v4_and_v6(traffic_lab: TrafficLab
 
     async def body(dp: NodeDataplane, _h: HealthChecker) -> None:
         plan = _plan(_rule(lab, policy="Local"), _rule(lab, policy="Local", v6=True))
-        assert (await dp.apply(plan)).ok
+        assert (await dp.apply_report(plan)).ok
         per4, seen4, fail4 = await _requests(lab, VIP4, n=30)
         per6, seen6, fail6 = await _requests(lab, VIP6, n=30)
         assert not fail4 and not fail6
@@ -136,7 +136,7 @@ def test_source_ranges_block_others(traffic_lab: TrafficLab) -> None:
 
     async def body(dp: NodeDataplane, _h: HealthChecker) -> None:
         rule = _rule(lab, policy="Local", source_ranges=(f"{CLIENT4}/32",))
-        assert (await dp.apply(_plan(rule))).ok
+        assert (await dp.apply_report(_plan(rule))).ok
         _per, seen, failures = await _requests(lab, VIP4, n=10, source=CLIENT4)
         assert not failures and set(seen) == {CLIENT4}
         blocked = await lab.get(VIP4, source=CLIENT4_OTHER, timeout=1.0)
@@ -154,7 +154,7 @@ def test_verified_announcement_probe_goes_through_output_chain(traffic_lab: Traf
         await dp.cleanup()
         # no rules yet: the VIP is not served, so it must not be reported ready
         assert not (await gate.verify(VIP4, 80)).ok
-        assert (await dp.apply(_plan(_rule(lab), _rule(lab, v6=True)))).ok
+        assert (await dp.apply_report(_plan(_rule(lab), _rule(lab, v6=True)))).ok
         assert (await gate.verify(VIP4, 80)).ok
         assert (await gate.verify(VIP6, 80)).ok
         assert not (await gate.verify(VIP4, 81)).ok
@@ -167,7 +167,7 @@ def test_killed_backend_is_taken_out_within_the_health_window(traffic_lab: Traff
     victim = lab.backends[1]
 
     async def body(dp: NodeDataplane, health: HealthChecker) -> None:
-        assert (await dp.apply(_plan(_rule(lab)))).ok
+        assert (await dp.apply_report(_plan(_rule(lab)))).ok
         per_backend, _seen, failures = await _requests(lab, VIP4, n=30)
         assert not failures and victim.name in per_backend
         loop = asyncio.get_running_loop()
@@ -205,7 +205,7 @@ def test_no_healthy_backend_means_not_announceable(traffic_lab: TrafficLab) -> N
     async def body(dp: NodeDataplane, health: HealthChecker) -> None:
         rule = NatRule("default/lonely", VIP4, 80, "TCP",
                        (Backend(lab.backends[0].ip4, 9, "n2"),))  # nothing listens on :9
-        assert (await dp.apply(_plan(rule))).ok
+        assert (await dp.apply_report(_plan(rule))).ok
         assert dp.has_healthy_backend("default/lonely")  # benefit of the doubt at start
         await _until(lambda: not dp.has_healthy_backend("default/lonely"), 10, "service down")
         assert dp.healthy_services() == frozenset()

@@ -82,12 +82,22 @@ class NodeDataplane:
     def plan(self) -> NodePlan | None:
         return self._plan
 
-    async def apply(self, plan: NodePlan) -> DataplaneReport:
-        """Make the kernel match ``plan`` (minus down backends)."""
+    async def apply(self, plan: NodePlan) -> None:
+        """Make the kernel match ``plan`` (minus down backends); the outcome is in :attr:`last`.
+
+        The agent's plan-consumer shape; use :meth:`apply_report` to get the report directly.
+        """
+        await self.apply_report(plan)
+
+    async def apply_report(self, plan: NodePlan) -> DataplaneReport:
+        """:meth:`apply`, returning what it did."""
         self._plan = plan
         if self._health is not None:
             self._health.track(backend_targets(plan.nat))
-        return await self._sync(plan)
+        report = await self._sync(plan)
+        if not report.ok:
+            log.error("nftables apply failed, previous table kept: %s", report.nft.error)
+        return report
 
     async def refresh(self) -> DataplaneReport | None:
         """Re-render the current plan with the current health (after a flip)."""
