@@ -1,9 +1,275 @@
-"""CLI commands of one area (registered by :mod:`vipcast.cli.main`)."""
+"""Config commands: ``check-config``, ``plan`` (with ``--against``) and ``explain``.
+
+They read object files (a file or a directory), allocate with the state file kept beside them
+(so a second run gives the same IPs), and show the allocations and per-node announcements.
+"""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
 import typer
+from rich.console import Console
+from rich.table import Table
+
+from vipcast.alloc import AllocationResult
+from vipcast.core.allocation import allocate_spec
+from vipcast.core.desired import NodePlan
+from vipcast.core.explain import Explanation, explain
+from vipcast.core.plan import plan_all
+from vipcast.core.plan_document import plan_diff, plan_document
+from vipcast.sources.state import read_state, state_path, write_state
+from vipcast.spec import Spec, SpecError, load_paths
+
+PathArg = Annotated[Path, typer.Argument(help="An object file or a directory of them.")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print the stable JSON document.")]
+StateOpt = Annotated[
+    Path | None,
+    typer.Option("--state", help="State file (default: beside PATH, .vipcast-state.json)."),
+]
+SaveOpt = Annotated[
+    bool, typer.Option("--save/--no-save", help="Write the assignments to the state file.")
+]
+
+
+def _console(err: bool = False) -> Console:
+    return Console(stderr=err, soft_wrap=True, highlight=False)
+
+
+def _issues_table(error: SpecError) -> Table:
+    table = Table(title=f"{len(error.issues)} problem(s)", show_lines=False)
+    for column in ("file", "object", "field", "message"):
+        table.add_column(column, overflow="fold")
+    for issue in error.issues:
+        table.add_row(issue.file or "-", issue.obj, issue.field or "-", issue.message)
+    return table
+
+
+def _load(paths: list[Path]) -> Spec:
+    try:
+        return load_paths(paths)
+    except SpecError as error:
+        _console().print(_issues_table(error))
+        raise typer.Exit(1) from None
+
+
+def _allocate(
+    path: Path, spec: Spec, state: Path | None, *, save: bool
+) -> tuple[AllocationResult, list[str]]:
+    """Allocate with the state beside ``path``; returns the result and warnings to show."""
+    where = state or state_path(path)
+    stored = read_state(where)
+    warnings = [stored.problem] if stored.problem else []
+    result = allocate_spec(spec, stored.assignments)
+    if save and (result.current() != dict(stored.assignments) or not stored.exists):
+        try:
+            write_state(where, result.current())
+        except OSError as exc:
+            warnings.append(f"could not write the state file {where}: {exc.strerror}")
+    return result, warnings
+
+
+def _warn(warnings: list[str]) -> None:
+    for text in warnings:
+        _console(err=True).print(f"[yellow]warning:[/] {text}")
+
+
+def _services_table(result: AllocationResult) -> Table:
+    table = Table(title="Services")
+    for column in ("service", "addresses", "pool", "reason", "details"):
+        table.add_column(column, overflow="fold")
+    for key, a in result.assignments.items():
+        style = "" if a.ok else "red"
+        table.add_row(
+            key, ", ".join(a.ips) or "-", a.pool or "-", a.reason.value, a.message, style=style
+        )
+    for a in result.released:
+        table.add_row(a.service, "-", "-", a.reason.value, "released " + ", ".join(a.previous))
+    return table
+
+
+def _nodes_table(plans: dict[str, NodePlan]) -> Table:
+    table = Table(title="Announcements per node")
+    for column in ("node", "kind", "what", "services"):
+        table.add_column(column, overflow="fold")
+    for name, plan in plans.items():
+        rows = 0
+        for r in plan.bgp:
+            extra = f" localPref {r.local_pref}" if r.local_pref is not None else ""
+            table.add_row(
+                name, "BGP", f"{r.prefix} -> {', '.join(r.peers)}{extra}", ", ".join(r.services)
+            )
+            rows += 1
+        for o in plan.l2:
+            role = "owner" if o.owner == name else f"standby (owner {o.owner})"
+            where = ", ".join(o.interfaces) or "all interfaces"
+            table.add_row(name, "L2", f"{o.ip} {role} on {where}", ", ".join(o.services))
+            rows += 1
+        if not rows:
+            table.add_row(name, "-", "announces nothing", "-")
+    return table
+
+
+def _select_node(plans: dict[str, NodePlan], node: str | None) -> dict[str, NodePlan]:
+    if node is None:
+        return plans
+    if node not in plans:
+        known = ", ".join(plans) or "none"
+        _console(err=True).print(f"[red]error:[/] no Node {node!r} in the input (known: {known})")
+        raise typer.Exit(1)
+    return {node: plans[node]}
+
+
+def _emit_json(doc: dict[str, Any]) -> None:
+    typer.echo(json.dumps(doc, indent=2, sort_keys=False))
+
+
+def check_config(
+    paths: Annotated[list[Path], typer.Argument(help="Object files or directories.")],
+) -> None:
+    """Validate object files; exit 1 with a table of every problem."""
+    spec = _load(paths)
+    counts = {
+        "pools": len(spec.pools),
+        "peers": len(spec.peers),
+        "BGP advertisements": len(spec.bgp_advertisements),
+        "L2 advertisements": len(spec.l2_advertisements),
+        "services": len(spec.services),
+        "nodes": len(spec.nodes),
+    }
+    summary = ", ".join(f"{n} {what}" for what, n in counts.items())
+    _console().print(f"[green]valid[/]: {summary}")
+
+
+def plan(
+    path: PathArg,
+    node: Annotated[str | None, typer.Option(help="Show only this node.")] = None,
+    as_json: JsonOpt = False,
+    against: Annotated[
+        Path | None, typer.Option(help="Old config: show what changing from it would move.")
+    ] = None,
+    state: StateOpt = None,
+    save: SaveOpt = True,
+) -> None:
+    """Allocations and per-node announcements (or, with --against, a dry-run diff)."""
+    spec = _load([path])
+    if against is not None:
+        _plan_against(path, spec, against, state, node, as_json)
+        return
+    result, warnings = _allocate(path, spec, state, save=save)
+    _warn(warnings)
+    plans = _select_node(plan_all(spec, result.current()), node)
+    if as_json:
+        _emit_json(plan_document(result, plans))
+        return
+    out = _console()
+    out.print(_services_table(result))
+    out.print(_nodes_table(plans))
+
+
+def _plan_against(
+    path: Path, spec: Spec, against: Path, state: Path | None, node: str | None, as_json: bool
+) -> None:
+    old_spec = _load([against])
+    old_state = state or state_path(against)
+    if not read_state(old_state).exists:
+        old_state = state_path(path)
+    old, warnings = _allocate(against, old_spec, old_state, save=False)
+    _warn(warnings)
+    new = allocate_spec(spec, old.current())
+    old_plans = plan_all(old_spec, old.current())
+    new_plans = plan_all(spec, new.current())
+    if node is not None:
+        _select_node(new_plans | old_plans, node)
+        old_plans = {k: v for k, v in old_plans.items() if k == node}
+        new_plans = {k: v for k, v in new_plans.items() if k == node}
+    diff = plan_diff(old, old_plans, new, new_plans)
+    if as_json:
+        _emit_json(diff)
+        return
+    out = _console()
+    if not diff["services"] and not diff["nodes"]:
+        out.print("no change: no address moves, no route or L2 owner changes")
+        return
+    table = Table(title="Address changes")
+    for column in ("service", "before", "after", "reason", "details"):
+        table.add_column(column, overflow="fold")
+    for key, c in diff["services"].items():
+        before, after = ", ".join(c["before"]) or "-", ", ".join(c["after"]) or "-"
+        table.add_row(key, before, after, c["reason"], c["message"])
+    out.print(table)
+    changes = Table(title="Announcement changes")
+    for column in ("node", "change", "what"):
+        changes.add_column(column, overflow="fold")
+    labels = {
+        "routesAdded": "+ route",
+        "routesWithdrawn": "- route",
+        "l2Gained": "+ L2 owner",
+        "l2Lost": "- L2 owner",
+    }
+    for name, c in diff["nodes"].items():
+        for field, label in labels.items():
+            for what in c[field]:
+                changes.add_row(name, label, what)
+    out.print(changes)
+
+
+def _explanation_document(e: Explanation) -> dict[str, Any]:
+    return {
+        "service": e.service,
+        "ips": list(e.ips),
+        "pool": e.pool,
+        "reason": e.reason,
+        "message": e.message,
+        "readyEndpoints": e.ready_endpoints,
+        "notes": list(e.notes),
+        "nodes": {
+            v.node: {"announces": v.announces, "how": list(v.how), "whyNot": list(v.why_not)}
+            for v in e.nodes
+        },
+    }
+
+
+def explain_cmd(
+    path: PathArg,
+    service: Annotated[str, typer.Argument(metavar="NS/NAME", help="The Service to explain.")],
+    as_json: JsonOpt = False,
+    state: StateOpt = None,
+    save: SaveOpt = True,
+) -> None:
+    """Why a Service has these addresses (or none), and which nodes announce it and why."""
+    spec = _load([path])
+    key = service if "/" in service else f"default/{service}"
+    result, warnings = _allocate(path, spec, state, save=save)
+    _warn(warnings)
+    story = explain(spec, result, key)
+    if story is None:
+        known = ", ".join(s.key for s in spec.services) or "none"
+        _console(err=True).print(f"[red]error:[/] no Service {key} in {path} (known: {known})")
+        raise typer.Exit(1)
+    if as_json:
+        _emit_json(_explanation_document(story))
+        return
+    out = _console()
+    out.print(f"[bold]Service {story.service}[/]")
+    out.print(f"  addresses: {', '.join(story.ips) or 'none'} (pool {story.pool or '-'})")
+    out.print(f"  reason: {story.reason}: {story.message}")
+    out.print(f"  ready endpoints: {story.ready_endpoints}")
+    for note in story.notes:
+        out.print(f"  note: {note}")
+    table = Table(title="Nodes")
+    for column in ("node", "announces", "details"):
+        table.add_column(column, overflow="fold")
+    for v in story.nodes:
+        details = "\n".join(v.how or v.why_not) or "-"
+        table.add_row(v.node, "yes" if v.announces else "no", details)
+    out.print(table)
 
 
 def register(app: typer.Typer) -> None:
     """Add this module's commands to ``app``."""
+    app.command("check-config")(check_config)
+    app.command("plan")(plan)
+    app.command("explain")(explain_cmd)

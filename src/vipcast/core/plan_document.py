@@ -1,0 +1,128 @@
+"""The plan as a stable JSON document (``vipcast plan --json``) and the diff of two plans.
+
+The shape is a contract, documented in ``docs/plan-json.md``; keys are only ever added.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from vipcast.alloc import AllocationResult, Assignment
+from vipcast.core.desired import BGPRoute, L2Ownership, NatRule, NodePlan
+
+SCHEMA_VERSION = 1
+
+
+def community_text(value: int) -> str:
+    return f"{value >> 16}:{value & 0xFFFF}"
+
+
+def route_document(route: BGPRoute) -> dict[str, Any]:
+    return {
+        "prefix": route.prefix,
+        "peers": list(route.peers),
+        "communities": [community_text(c) for c in route.communities],
+        "largeCommunities": [f"{a}:{b}:{c}" for a, b, c in route.large_communities],
+        "localPref": route.local_pref,
+        "services": list(route.services),
+    }
+
+
+def l2_document(own: L2Ownership) -> dict[str, Any]:
+    return {
+        "ip": own.ip,
+        "interfaces": list(own.interfaces),
+        "owner": own.owner,
+        "candidates": list(own.candidates),
+        "services": list(own.services),
+    }
+
+
+def nat_document(rule: NatRule) -> dict[str, Any]:
+    return {
+        "service": rule.service,
+        "vip": rule.vip,
+        "port": rule.port,
+        "protocol": rule.protocol,
+        "trafficPolicy": rule.traffic_policy,
+        "sourceRanges": list(rule.source_ranges),
+        "backends": [
+            {"ip": b.ip, "port": b.port, "node": b.node, "local": b.local} for b in rule.backends
+        ],
+    }
+
+
+def node_document(plan: NodePlan) -> dict[str, Any]:
+    return {
+        "bgp": [route_document(r) for r in plan.bgp],
+        "l2": [l2_document(o) for o in plan.l2],
+        "nat": [nat_document(n) for n in plan.nat],
+        "localVips": list(plan.local_vips),
+    }
+
+
+def assignment_document(a: Assignment) -> dict[str, Any]:
+    return {
+        "ips": list(a.ips),
+        "pool": a.pool,
+        "reason": a.reason.value,
+        "message": a.message,
+        "ok": a.ok,
+        "previous": list(a.previous),
+    }
+
+
+def plan_document(result: AllocationResult, plans: Mapping[str, NodePlan]) -> dict[str, Any]:
+    """``{"services": {...}, "nodes": {...}, "released": [...]}`` (see docs/plan-json.md)."""
+    return {
+        "version": SCHEMA_VERSION,
+        "services": {k: assignment_document(a) for k, a in result.assignments.items()},
+        "released": [{"service": a.service, "ips": list(a.previous)} for a in result.released],
+        "nodes": {name: node_document(p) for name, p in sorted(plans.items())},
+    }
+
+
+def _route_lines(plan: NodePlan | None) -> set[str]:
+    if plan is None:
+        return set()
+    return {f"{r.prefix} -> {','.join(r.peers)}" for r in plan.bgp}
+
+
+def _l2_lines(plan: NodePlan | None) -> set[str]:
+    if plan is None:
+        return set()
+    return {o.ip for o in plan.l2 if o.owner == plan.node}
+
+
+def plan_diff(
+    old: AllocationResult,
+    old_plans: Mapping[str, NodePlan],
+    new: AllocationResult,
+    new_plans: Mapping[str, NodePlan],
+) -> dict[str, Any]:
+    """What moving from the old plan to the new one changes (only what changes is listed)."""
+    services: dict[str, Any] = {}
+    for key in sorted(set(old.assignments) | set(new.assignments)):
+        before = old.assignments[key].ips if key in old.assignments else ()
+        after_a = new.assignments.get(key)
+        after = after_a.ips if after_a else ()
+        if before != after:
+            services[key] = {
+                "before": list(before),
+                "after": list(after),
+                "reason": after_a.reason.value if after_a else "Deleted",
+                "message": after_a.message if after_a else "service deleted",
+            }
+    nodes: dict[str, Any] = {}
+    for name in sorted(set(old_plans) | set(new_plans)):
+        o, n = old_plans.get(name), new_plans.get(name)
+        change = {
+            "routesAdded": sorted(_route_lines(n) - _route_lines(o)),
+            "routesWithdrawn": sorted(_route_lines(o) - _route_lines(n)),
+            "l2Gained": sorted(_l2_lines(n) - _l2_lines(o)),
+            "l2Lost": sorted(_l2_lines(o) - _l2_lines(n)),
+        }
+        if any(change.values()):
+            nodes[name] = change
+    return {"version": SCHEMA_VERSION, "services": services, "nodes": nodes}
