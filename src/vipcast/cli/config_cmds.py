@@ -7,6 +7,7 @@ They read object files (a file or a directory), allocate with the state file kep
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -35,7 +36,10 @@ SaveOpt = Annotated[
 
 
 def _console(err: bool = False) -> Console:
-    return Console(stderr=err, soft_wrap=True, highlight=False)
+    stream = sys.stderr if err else sys.stdout
+    # wide when piped or captured, so messages are not folded into narrow columns
+    width = None if stream.isatty() else 160
+    return Console(stderr=err, soft_wrap=True, highlight=False, width=width)
 
 
 def _issues_table(error: SpecError) -> Table:
