@@ -108,7 +108,7 @@ def lab_objects(opts: LabOptions) -> dict[str, list[dict[str, Any]]]:
     n = opts.nodes
     config: list[dict[str, Any]] = [
         {"apiVersion": api, "kind": "IPAddressPool", "metadata": _meta("lab"),
-         "spec": {"addresses": [POOL_V4, POOL_V6]}},
+         "spec": {"addresses": [POOL_V4, POOL_V6], "avoidBuggyIPs": True}},
     ]
     if opts.mode == "bgp":
         peer_common: dict[str, Any] = {
@@ -274,13 +274,11 @@ def _build(topo: Topology, opts: LabOptions, step: Step) -> LabState:
         node.add_address("eth0", f"{node_v6(i)}/64")
         node.add_default_route(f"{LAN_V4}.1")
         node.add_default_route(f"{LAN_V6}1")
-        node.ip("link", "add", "pods", "type", "dummy")
-        node.set_link("pods", True)
-        node.add_address("pods", f"10.244.{i}.1/24")
-        node.add_address("pods", f"fd00:244:{i}::1/64")
+        # pod addresses live on lo (the lab kernel may lack dummy links); other nodes route
+        # each node's pod subnet to it over the LAN
         for ip4, ip6 in backend_ips(i):
-            node.add_address("pods", f"{ip4}/32")
-            node.add_address("pods", f"{ip6}/128")
+            node.add_address("lo", f"{ip4}/32")
+            node.add_address("lo", f"{ip6}/128")
     for i, node in enumerate(nodes, start=1):
         for j in range(1, opts.nodes + 1):
             if j != i:

@@ -44,9 +44,13 @@ def agent(
     poll_interval: Annotated[float, typer.Option(help="Seconds between file checks")] = 1.0,
     log_level: Annotated[str, typer.Option(help="DEBUG, INFO, WARNING, ERROR")] = "INFO",
     log_json: Annotated[bool, typer.Option(help="Log one JSON object per line")] = False,
+    dataplane: Annotated[
+        bool, typer.Option(help="Program nftables/local VIP routes and verify before announcing")
+    ] = True,
 ) -> None:
     """Run this node's agent: BGP sessions for the peers that select it, reload on change."""
-    from vipcast.app.agent import Agent, AgentOptions
+    from vipcast.app.agent import AgentOptions
+    from vipcast.app.node import run_node
     from vipcast.obs.logs import setup_logging
 
     setup_logging(log_level, as_json=log_json)
@@ -61,7 +65,7 @@ def agent(
     )
 
     async def main() -> int:
-        return await Agent(options).run()
+        return await run_node(options, dataplane_enabled=dataplane)
 
     raise typer.Exit(asyncio.run(main()))
 
