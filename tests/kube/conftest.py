@@ -51,3 +51,12 @@ def namespace(kube_cluster: Cluster) -> str:
         {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})
     assert code == 201, body
     return name
+
+
+@pytest.fixture(scope="session")
+def vipcast_crds(kube_cluster: Cluster) -> Cluster:
+    """The session cluster with vipcast's own CRDs (from ``deploy/crds``) installed."""
+    from vipcast.sources.kube.crds import all_crds
+
+    kube_cluster.apply_crds(all_crds())
+    return kube_cluster
