@@ -1,0 +1,112 @@
+"""HTTP backends and a bounded HTTP client for data plane and e2e tests.
+
+:func:`start_backend` runs :mod:`vipcast.lab.backend_server` in a namespace: it answers every
+request with JSON naming its backend id, its node and the client address it saw.
+:func:`http_load` runs :mod:`vipcast.lab.http_probe` in a namespace: at most ``count`` requests
+(a new connection each), stopped at ``deadline`` seconds, and returns per-backend counts and
+failures as a :class:`LoadResult`.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import dataclass, field
+
+from vipcast.lab.netns import Netns, Process, ProcessDied, wait_until
+
+
+@dataclass
+class BackendServer:
+    backend_id: str
+    node: str
+    netns: Netns
+    port: int
+    udp_port: int
+    process: Process = field(repr=False)
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def alive(self) -> bool:
+        return self.process.alive()
+
+    def stop(self) -> None:
+        self.process.stop()
+
+    def log_text(self) -> str:
+        return self.process.log_text()
+
+    def url(self, address: str, path: str = "/") -> str:
+        host = f"[{address}]" if ":" in address else address
+        return f"http://{host}:{self.port}{path}"
+
+
+def start_backend(
+    netns: Netns,
+    backend_id: str,
+    *,
+    node: str = "",
+    port: int = 8080,
+    udp_port: int = 0,
+    bind: str = "::",
+    timeout: float = 15.0,
+) -> BackendServer:
+    """Start an HTTP backend (and a UDP echo of the same JSON when ``udp_port``) in ``netns``."""
+    argv = [
+        sys.executable, "-m", "vipcast.lab.backend_server",
+        "--id", backend_id, "--node", node, "--port", str(port),
+        "--udp-port", str(udp_port), "--bind", bind,
+    ]  # fmt: skip
+    proc = netns.spawn(argv, name=f"backend-{backend_id}")
+    server = BackendServer(backend_id, node, netns, port, udp_port, proc)
+
+    def ready() -> bool:
+        if not proc.alive():
+            raise ProcessDied(f"backend {backend_id} exited:\n{proc.log_text()[-2000:]}")
+        return "ready" in proc.log_text()
+
+    wait_until(ready, timeout=timeout, what=f"backend {backend_id} listening")
+    return server
+
+
+@dataclass(frozen=True)
+class LoadResult:
+    sent: int
+    ok: int
+    failed: int
+    #: backend id -> answered requests
+    backends: dict[str, int]
+    #: node name -> answered requests
+    nodes: dict[str, int]
+    #: client addresses the backends saw
+    clients: tuple[str, ...]
+    #: the first few errors, as text
+    errors: tuple[str, ...]
+
+
+def http_load(
+    netns: Netns,
+    url: str,
+    *,
+    count: int = 100,
+    deadline: float = 30.0,
+    timeout: float = 2.0,
+) -> LoadResult:
+    """Send up to ``count`` GETs to ``url`` from inside ``netns`` within ``deadline`` seconds."""
+    argv = [
+        sys.executable, "-m", "vipcast.lab.http_probe", url,
+        "--count", str(count), "--deadline", str(deadline), "--timeout", str(timeout),
+    ]  # fmt: skip
+    out = netns.run(argv, timeout=deadline + timeout + 30).stdout
+    data = json.loads(out.strip().splitlines()[-1])
+    return LoadResult(
+        sent=int(data["sent"]),
+        ok=int(data["ok"]),
+        failed=int(data["failed"]),
+        backends={str(k): int(v) for k, v in data["backends"].items()},
+        nodes={str(k): int(v) for k, v in data["nodes"].items()},
+        clients=tuple(data["clients"]),
+        errors=tuple(data["errors"]),
+    )
