@@ -55,6 +55,8 @@ IPV6_RECVHOPLIMIT = getattr(socket, "IPV6_RECVHOPLIMIT", 51)
 IPV6_HOPLIMIT = getattr(socket, "IPV6_HOPLIMIT", 52)
 _INT = struct.Struct("@i")
 _READS_PER_WAKEUP = 64
+#: DSCP CS6 (network control), as routers mark their own BFD
+_NETWORK_CONTROL = 0xC0
 
 ChangeCallback = Callable[[StateChanged], None]
 SocketFactory = Callable[[int], socket.socket]
@@ -480,8 +482,10 @@ class BfdManager:
             sock.setblocking(False)
             if family == socket.AF_INET6:
                 sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_UNICAST_HOPS, SINGLE_HOP_TTL)
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_TCLASS, _NETWORK_CONTROL)
             else:
                 sock.setsockopt(socket.IPPROTO_IP, socket.IP_TTL, SINGLE_HOP_TTL)
+                sock.setsockopt(socket.IPPROTO_IP, socket.IP_TOS, _NETWORK_CONTROL)
             if interface:
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, interface.encode())
             any_addr = "::" if family == socket.AF_INET6 else "0.0.0.0"
