@@ -15,6 +15,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from vipcast.lab.netns import Netns, Process, Topology, wait_until
 from vipcast.proto.l2 import L2Error, decode_arp, decode_frame, format_mac
@@ -220,6 +221,17 @@ class L2Lan:
             what=f"{node} sole owner",
             on_timeout=self.topo.logs,
         )
+
+    def status(self, node: str) -> dict[str, Any]:
+        """The agent's status (it prints it as a JSON line on SIGUSR1)."""
+        proc = self.agents[node]
+        count = proc.log_text().count('"event": "status"')
+        os.killpg(proc.pid, signal.SIGUSR1)
+        wait_until(lambda: proc.log_text().count('"event": "status"') > count, timeout=10,
+                   interval=0.05, what=f"{node} status")
+        lines = [ln for ln in proc.log_text().splitlines() if '"event": "status"' in ln]
+        status: dict[str, Any] = json.loads(lines[-1])["status"]
+        return status
 
     # ---- failures
 

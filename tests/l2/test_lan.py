@@ -7,6 +7,8 @@ import time
 import pytest
 from l2_lan import VIP4, VIP6, L2Lan, answers, parse_probe
 
+from vipcast.lab.netns import wait_until
+
 pytestmark = [pytest.mark.netns, pytest.mark.slow]
 
 
@@ -21,6 +23,21 @@ def test_client_resolves_vip_to_owner_and_only_owner_answers(lan: L2Lan) -> None
     seen = answers(pcap)
     assert {a.ip for a in seen if not a.gratuitous} == {VIP4, VIP6}
     assert {a.mac for a in seen} == {lan.macs["n1"]}
+
+
+def test_status_shows_owner_and_membership_view(lan: L2Lan) -> None:
+    lan.start_all()
+    # n2 is past its start-up wait (dead_after) once it reports a quorum
+    status = wait_until(
+        lambda: (st := lan.status("n2"))["membership"]["quorum"] and st, timeout=10, interval=0.1
+    )
+    assert status["membership"]["alive"] == ["n1", "n2", "n3"]
+    assert status["membership"]["quorum"] is True
+    assert {v["ip"]: (v["owner"], v["answering_here"]) for v in status["vips"]} == {
+        VIP4: ("n1", False),
+        VIP6: ("n1", False),
+    }
+    assert status["interfaces"]["eth0"]["mac"] == lan.macs["n2"]
 
 
 
