@@ -1,9 +1,163 @@
-"""CLI commands of one area (registered by :mod:`vipcast.cli.main`)."""
+"""``vipcast lab up|down|status`` and ``vipcast demo``."""
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+from typing import Annotated, Literal
+
 import typer
+from rich.console import Console
+from rich.table import Table
+
+lab_app = typer.Typer(help="The lab: a router, vipcast nodes, backends and a client in netns.")
+console = Console(emoji=False)
+
+WORKDIR = Path("/tmp/vipcast-lab")
+
+
+def _need_root() -> None:
+    if os.geteuid() != 0:
+        console.print("[red]the lab builds network namespaces: run it as root[/red]")
+        raise typer.Exit(2)
+
+
+def _preflight() -> None:
+    from vipcast.app.demo import missing_tools
+
+    _need_root()
+    missing = missing_tools()
+    if missing:
+        console.print(
+            f"[red]missing Debian packages: {', '.join(missing)}[/red]\n"
+            "install them with: bash scripts/setup.sh   (or apt-get install "
+            + " ".join(missing) + ")"
+        )
+        raise typer.Exit(2)
+
+
+@lab_app.command("up")
+def up(
+    nodes: Annotated[int, typer.Option(min=1, max=8, help="How many nodes")] = 3,
+    mode: Annotated[str, typer.Option(help="bgp or l2")] = "bgp",
+    router: Annotated[str, typer.Option(help="frr (bird: not yet)")] = "frr",
+    bfd: Annotated[bool, typer.Option(help="BFD between router and nodes")] = True,
+    workdir: Annotated[Path, typer.Option(help="Where configs, logs and state go")] = WORKDIR,
+) -> None:
+    """Build the lab and leave it running (``vipcast lab down`` removes it)."""
+    from vipcast.app.lab import DEFAULT_PREFIX, LabOptions, build, frr_of, teardown, wait_sessions
+
+    _preflight()
+    if mode not in ("bgp", "l2") or router != "frr":
+        console.print("[red]this version builds --mode bgp with --router frr[/red]")
+        raise typer.Exit(2)
+    teardown(DEFAULT_PREFIX, workdir)  # safe to run twice: start from nothing
+    m: Literal["bgp", "l2"] = "bgp" if mode == "bgp" else "l2"
+    opts = LabOptions(nodes=nodes, mode=m, bfd=bfd, workdir=workdir)
+    with console.status("building the lab") as status:
+        topo, state = build(opts, step=lambda s: status.update(f"building the lab: {s}"))
+        status.update("waiting for BGP sessions")
+        wait_sessions(frr_of(topo, state), nodes, timeout=60)
+    console.print(f"[green]lab up[/green]: {len(state.namespaces)} namespaces, state in "
+                  f"{workdir}; try `vipcast lab status`")
+
+
+@lab_app.command("status")
+def status(
+    workdir: Annotated[Path, typer.Option(help="The lab's work directory")] = WORKDIR,
+) -> None:
+    """Namespaces, processes, the router's BGP sessions and VIP routes."""
+    from vipcast.app.lab import LabState
+    from vipcast.lab.netns import list_netns, run_command
+
+    state = LabState.read(workdir)
+    if state is None:
+        console.print("no lab is up")
+        raise typer.Exit(1)
+    table = Table(title="lab processes")
+    for col in ("name", "pid", "alive"):
+        table.add_column(col)
+    for name, pid in sorted(state.pids.items()):
+        table.add_row(name, str(pid), "yes" if Path(f"/proc/{pid}").exists() else "[red]no[/red]")
+    console.print(table)
+    present = set(list_netns())
+    console.print("namespaces: " + ", ".join(
+        ns + ("" if ns in present else " [red](gone)[/red]") for ns in state.namespaces))
+    router = f"{state.prefix}-router"
+    if router in present:
+        out = run_command(["ip", "-n", router, "route", "show", "proto", "bgp"], check=False)
+        console.print("[bold]router's BGP routes[/bold]\n" + (out.stdout or "(none)"))
+
+
+@lab_app.command("down")
+def down(
+    workdir: Annotated[Path, typer.Option(help="The lab's work directory")] = WORKDIR,
+) -> None:
+    """Stop every lab process (by PID) and delete the lab's namespaces. Always safe."""
+    from vipcast.app.lab import DEFAULT_PREFIX, LabState, teardown
+
+    _need_root()
+    state = LabState.read(workdir)
+    removed = teardown(state.prefix if state else DEFAULT_PREFIX, workdir)
+    console.print(f"lab down: removed {len(removed)} namespaces")
+
+
+def demo(
+    nodes: Annotated[int, typer.Option(min=2, max=6, help="How many nodes")] = 3,
+    bfd: Annotated[bool, typer.Option(help="BFD between router and nodes")] = True,
+    picture: Annotated[Path, typer.Option(help="Where to write the failover chart (SVG)")] = Path(
+        "vipcast-demo-failover.svg"
+    ),
+) -> None:
+    """The whole system in about a minute: allocate, announce, forward, fail over."""
+    from vipcast.app.demo import run_demo
+    from vipcast.app.lab import LabOptions
+
+    _preflight()
+    opts = LabOptions(nodes=nodes, bfd=bfd, prefix=f"vc-{os.getpid()}",
+                      workdir=Path(f"/tmp/vipcast-demo-{os.getpid()}"), hold_time=3)
+    with console.status("starting") as st:
+        result = run_demo(opts, lambda s: st.update(s), picture)
+    t = Table(title="1. allocations (controller)")
+    for col in ("service", "IPs", "traffic policy", "reason"):
+        t.add_column(col)
+    for a in result.allocations:
+        t.add_row(a.service, ", ".join(a.ips) or "-", a.policy, a.reason)
+    console.print(t)
+    t = Table(title="2. the router's BGP sessions (FRR)")
+    t.add_column("node address")
+    t.add_column("state")
+    for peer, st_ in sorted(result.sessions.items()):
+        t.add_row(peer, st_)
+    console.print(t)
+    t = Table(title="3. the router's kernel routes to the VIPs (ECMP)")
+    t.add_column("VIP")
+    t.add_column("next hops")
+    for ip, gws in result.routes.items():
+        t.add_row(ip, ", ".join(gws) or "[red]none[/red]")
+    console.print(t)
+    t = Table(title="4. client requests through the VIPs (node/backend: count)")
+    t.add_column("service VIP")
+    t.add_column("spread")
+    t.add_column("client address the backends saw")
+    for label, counter in result.spread.items():
+        t.add_row(label, ", ".join(f"{k}: {v}" for k, v in sorted(counter.items())),
+                  ", ".join(f"{k}: {v}" for k, v in sorted(result.clients_seen[label].items())))
+    console.print(t)
+    ok = sum(1 for s in result.failover_samples if s.ok)
+    rec = "did not recover" if result.recovery is None else f"{result.recovery:.2f} s"
+    console.print(
+        f"[bold]5. failover[/bold]: {result.killed_node} lost power at {result.kill_at:.1f} s "
+        f"(agent SIGKILLed, cable pulled); client traffic recovered after [bold]{rec}[/bold]; "
+        f"{result.failed_requests} of {len(result.failover_samples)} requests failed, "
+        f"{ok} succeeded" + (" (BFD 100 ms x 3)" if bfd else " (BGP hold timer 3 s)")
+    )
+    if result.picture:
+        console.print(f"chart of requests per node over time: {result.picture}")
+    console.print("[green]demo done: everything it built has been removed[/green]")
 
 
 def register(app: typer.Typer) -> None:
     """Add this module's commands to ``app``."""
+    app.add_typer(lab_app, name="lab")
+    app.command("demo")(demo)
