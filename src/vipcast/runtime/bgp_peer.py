@@ -200,8 +200,14 @@ class PeerDriver:
         primary = self._primary
         state = primary.session.state
         now = self._now()
-        if primary.connection is None and state in (State.CONNECT, State.ACTIVE):
-            self._cancel_connect(primary)
+        self._log.debug(
+            "%s: incoming connection (session %s, %d other links)",
+            self,
+            state.value,
+            len(self._others),
+        )
+        connecting = primary.connect_task is not None and not primary.connect_task.done()
+        if primary.connection is None and state in (State.CONNECT, State.ACTIVE) and not connecting:
             primary.outbound = False
             self._attach(primary, connection)
             primary.session.connection_made(now, local_of(connection.transport)[0])
@@ -214,7 +220,7 @@ class PeerDriver:
             and primary.session.negotiated is not None
             and self.settings.session.graceful_restart
         )
-        if state in OPENING or graceful:
+        if state in OPENING or graceful or connecting:
             link = self._new_link(replace(self.settings.session, passive=False), outbound=False)
             link.session.set_routes(self._routes)
             link.session.start(now)
@@ -351,6 +357,7 @@ class PeerDriver:
                 self._log.info("%s: %s %s", self, type(event).__name__, event.notification)
             self._write(link)
         self._rearm(link)
+        self._promote()
         if link is not self._primary:
             self._resolve_collision()
             self._forget_closed()
@@ -386,13 +393,29 @@ class PeerDriver:
         self._last_error = reason
         self._log.warning("%s: session down: %s", self, reason)
 
+    def _promote(self) -> None:
+        """An Established other link replaces a primary that has no connection left."""
+        primary = self._primary
+        if primary.connection is not None or primary.session.state == State.ESTABLISHED:
+            return
+        for other in self._others:
+            if other.session.state == State.ESTABLISHED and other.connection is not None:
+                self._log.debug("%s: the incoming connection carries the session now", self)
+                self._retire_primary(other)
+                self._cancel_connect(primary)
+                self._on_established()
+                return
+
     def _resolve_collision(self) -> None:
         primary = self._primary
         for other in list(self._others):
             a, b = primary.session, other.session
+            # both ends apply the same rule (RFC 4271 §6.8, by BGP identifier) to the same two
+            # connections, even when one of them already reached Established on one end
+            live = (*OPENING, State.ESTABLISHED)
             if a.peer_router_id is None or b.peer_router_id is None:
                 continue
-            if a.state not in OPENING or b.state not in OPENING:
+            if a.state not in live or b.state not in live:
                 continue
             config = self.settings.session
             winner = collision_winner(
