@@ -19,9 +19,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests" / "l2"))
 
-from l2_lan import VIP4, L2Lan, parse_probe  # noqa: E402
+from l2_lan import VIP4, L2Lan, parse_probe
 
-from vipcast.lab.netns import Topology  # noqa: E402
+from vipcast.lab.netns import Topology
 
 #: a probe runs this long; the failure happens PRE_FAILURE seconds into it
 PROBE_SECONDS = 4.0
@@ -65,8 +65,11 @@ def main() -> None:
                 "max_s": round(max(ok), 3) if ok else None,
             }
             report[kind] = summary
-            print(f"{kind:9s} median {summary['median_s']} s  max {summary['max_s']} s  "
-                  f"failed {summary['failed_trials']}/{args.trials}", flush=True)
+            print(
+                f"{kind:9s} median {summary['median_s']} s  max {summary['max_s']} s  "
+                f"failed {summary['failed_trials']}/{args.trials}",
+                flush=True,
+            )
     text = json.dumps(report, indent=2)
     if args.json:
         args.json.write_text(text + "\n")

@@ -155,7 +155,7 @@ class L2Lan:
             server = ns.spawn(
                 [PYTHON, "-c", ECHO_SERVER, name, VIP4, VIP6, str(ECHO_PORT)], name="echo"
             )
-            wait_until(lambda p=server: "ready" in p.log_text(), timeout=20, what="echo server")
+            wait_until(server.log_text, timeout=20, what="echo server ready")
         key_file = self.topo.workdir / "l2.key"
         key_file.write_text(KEY)
         return self
