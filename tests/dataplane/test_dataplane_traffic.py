@@ -11,8 +11,7 @@ from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 import pytest
-
-from conftest import (
+from dp_lab import (
     BACKEND_PORT,
     CLIENT4,
     CLIENT4_OTHER,
@@ -21,6 +20,7 @@ from conftest import (
     VIP6,
     TrafficLab,
 )
+
 from vipcast.core.desired import Backend, NatRule, NodePlan, TrafficPolicy
 from vipcast.dataplane.nft import NftTable
 from vipcast.dataplane.node import NodeDataplane

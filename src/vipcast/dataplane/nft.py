@@ -14,7 +14,6 @@ libnftables is blocking; call these methods from a worker thread in asyncio code
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -133,7 +132,7 @@ def canonical(objects: Any) -> tuple[JSON, ...]:
             continue
         clean = {k: v for k, v in body.items() if k != "handle"}
         if "elem" in clean:
-            clean["elem"] = sorted(clean["elem"], key=_dump)
+            clean["elem"] = sorted(clean["elem"], key=repr)
         if kind == "rule":
             chain = str(clean.get("chain", ""))
             idx = rule_index.get(chain, 0)
@@ -160,7 +159,7 @@ def table_diff(current: tuple[JSON, ...], want: tuple[JSON, ...]) -> TableDiff:
     new = _keyed(want)
     added = tuple(sorted(k for k in new if k not in cur))
     removed = tuple(sorted(k for k in cur if k not in new))
-    changed = tuple(sorted(k for k in new if k in cur and _dump(cur[k]) != _dump(new[k])))
+    changed = tuple(sorted(k for k in new if k in cur and cur[k] != new[k]))
     return TableDiff(added, removed, changed)
 
 
@@ -173,7 +172,3 @@ def _keyed(objects: tuple[JSON, ...]) -> dict[str, JSON]:
         counts[base] = n + 1
         keyed[f"{base}#{n}" if base.startswith("rule ") else base] = obj
     return keyed
-
-
-def _dump(value: Any) -> str:
-    return json.dumps(value, sort_keys=True, separators=(",", ":"))

@@ -16,10 +16,11 @@ skeleton and per-service chains:
 * ``remote4`` / ``remote6`` sets of backends on other nodes (``Cluster`` policy only); the
   ``postrouting`` chain masquerades DNATed traffic to them, so their replies come back through
   this node. Local backends are never masqueraded and see the client's own address.
-* ``allow4/6`` (``vip . l4proto . port . source-prefix``, interval set) and ``restricted4/6``
-  (``vip . l4proto . port``) implement ``loadBalancerSourceRanges`` in a filter chain that runs
-  just before DNAT (``dstnat - 10``): an allowed source is accepted, anything else to a
-  restricted VIP:port is dropped.
+* ``restricted4/6`` (``vip . l4proto . port``, a hash set) and ``allow4/6``
+  (``vip . l4proto . port . source-prefix``, an interval set) implement
+  ``loadBalancerSourceRanges`` in a filter chain that runs just before DNAT (``dstnat - 10``):
+  a packet to a restricted VIP:port jumps to ``source-check4/6``, which returns for an allowed
+  source and drops anything else. Unrestricted traffic pays one hash lookup per packet.
 
 The document is written in the canonical form ``nft -j list table inet vipcast`` prints back
 (sorted elements, compressed addresses, no handles), so :mod:`vipcast.dataplane.nft` can compare
@@ -28,6 +29,7 @@ the kernel's read-back with a render and skip the transaction when nothing chang
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import ipaddress
 import json
@@ -114,7 +116,7 @@ def usable_backends(
         and _family(b.ip) == fam
         and (rule.traffic_policy == "Cluster" or b.local)
     }
-    return tuple(sorted(out, key=lambda b: (ipaddress.ip_address(b.ip), b.port)))
+    return tuple(sorted(out, key=lambda b: (_parsed(b.ip)[:2], b.port)))
 
 
 def down_set(keys: Iterable[BackendKey]) -> Callable[[Backend], bool]:
@@ -140,7 +142,7 @@ def render(
     service_chains: list[JSON] = []
     service_rules: list[JSON] = []
 
-    for rule in sorted(rules):
+    for rule in sorted(rules, key=_rule_order):
         vip = _canon_ip(rule.vip)
         fam = _family(vip)
         proto = _PROTO_NAME[rule.protocol]
@@ -199,6 +201,11 @@ def render(
     return Rendered(tuple(objects), tuple(skipped))
 
 
+def _rule_order(rule: NatRule) -> tuple[Any, ...]:
+    # NatRule's own ordering compares Backend.node, which may be None: use a total key
+    return (rule.service, _parsed(rule.vip)[:2], rule.port, rule.protocol, repr(rule))
+
+
 def chain_name(service: str, vip: str, proto: str, port: int) -> str:
     """A readable, collision-safe chain name for one VIP:port/protocol of a service."""
     fam = _family(vip)
@@ -248,6 +255,8 @@ def _base_chains() -> list[JSON]:
         )
 
     return [
+        _obj("chain", name="source-check4"),
+        _obj("chain", name="source-check6"),
         base("filter-prerouting", "filter", "prerouting", FILTER_PRIORITY),
         base("prerouting", "nat", "prerouting", DSTNAT_PRIORITY),
         base("output", "nat", "output", DSTNAT_PRIORITY),
@@ -276,20 +285,27 @@ def _rule(chain: str, expr: list[JSON], comment: str | None = None) -> JSON:
 
 def _base_rules() -> list[JSON]:
     rules: list[JSON] = []
-    for fam in (4, 6):
+    families: tuple[IpFamily, IpFamily] = (4, 6)
+    for fam in families:
+        # one hash lookup per packet; only restricted VIP ports pay for the source check
+        rules.append(
+            _rule(
+                "filter-prerouting",
+                [
+                    _match({"concat": _key3(fam)}, f"@restricted{fam}"),
+                    {"jump": {"target": f"source-check{fam}"}},
+                ],
+            )
+        )
+    for fam in families:
         saddr = {"payload": {"protocol": _PAYLOAD[fam], "field": "saddr"}}
         rules.append(
             _rule(
-                "filter-prerouting",
-                [_match({"concat": [*_key3(fam), saddr]}, f"@allow{fam}"), {"accept": None}],
+                f"source-check{fam}",
+                [_match({"concat": [*_key3(fam), saddr]}, f"@allow{fam}"), {"return": None}],
             )
         )
-        rules.append(
-            _rule(
-                "filter-prerouting",
-                [_match({"concat": _key3(fam)}, f"@restricted{fam}"), {"drop": None}],
-            )
-        )
+        rules.append(_rule(f"source-check{fam}", [{"drop": None}]))
     for chain in ("prerouting", "output"):
         rules.extend(
             _rule(chain, [{"vmap": {"key": {"concat": _key3(fam)}, "data": f"@svc{fam}"}}])
@@ -350,27 +366,32 @@ def _prefix(addr: str, plen: int, fam: IpFamily) -> Any:
 
 
 def _elem_key(elem: tuple[Any, ...]) -> tuple[Any, ...]:
-    return tuple(
-        (0, int(ipaddress.ip_address(x)), "") if _is_ip(x) else (1, x, "")
-        if isinstance(x, int)
-        else (2, 0, str(x))
-        for x in elem
-    )
+    return tuple(_part_key(x) for x in elem)
 
 
-def _is_ip(value: Any) -> bool:
-    if not isinstance(value, str):
-        return False
-    try:
-        ipaddress.ip_address(value)
-    except ValueError:
-        return False
-    return True
+def _part_key(value: Any) -> tuple[int, int, str]:
+    if isinstance(value, int):
+        return (1, value, "")
+    text = str(value)
+    if ":" in text or (text[:1].isdigit() and "." in text):
+        try:
+            fam, number, _ = _parsed(text)
+        except ValueError:
+            return (2, 0, text)
+        return (0, fam << 128 | number, "")
+    return (2, 0, text)
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def _parsed(ip: str) -> tuple[IpFamily, int, str]:
+    """(family, integer, canonical text) of an address; memoised (plans repeat addresses)."""
+    addr = ipaddress.ip_address(ip)
+    return (4 if addr.version == 4 else 6), int(addr), str(addr)
 
 
 def _canon_ip(ip: str) -> str:
-    return str(ipaddress.ip_address(ip))
+    return _parsed(ip)[2]
 
 
 def _family(ip: str) -> IpFamily:
-    return 4 if ipaddress.ip_address(ip).version == 4 else 6
+    return _parsed(ip)[0]

@@ -1,0 +1,141 @@
+"""Data-plane benchmark: HTTP through the VIP vs straight to the backend, and table apply times.
+
+Run as root: ``.venv/bin/python bench/dataplane_wrk.py [--duration 5] [--json OUT]``.
+
+1. Throughput (wrk, bounded: ``-d DURATION -c 16 -t 2``) from the client namespace, in the same
+   run and against the same echo backend: (a) straight to the backend (routed through the
+   router and the node, no NAT), (b) through the VIP with that backend as the only one
+   (``Local`` policy: DNAT only), (c) through the VIP spread over all three backends. The
+   ratio b/a is the data plane's cost (goal >= 0.9). Runs alternate a/b to share the noise.
+2. Apply times in a fresh namespace for 1,000 services x 10 backends: render, first apply,
+   re-apply (read-back equals render: no transaction), and changing one backend.
+
+All traffic stays inside this run's namespaces (prefix ``vc-<pid>``); everything is torn down in
+``finally``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "dataplane"))
+
+from dp_lab import BACKEND_PORT, VIP4, TrafficLab, build_traffic_lab
+from dp_plans import scale_rules
+
+from vipcast.core.desired import Backend, NatRule
+from vipcast.dataplane.nft import NftTable
+from vipcast.dataplane.nft_render import render
+from vipcast.dataplane.routes import LocalVips
+from vipcast.lab.netns import Topology
+
+
+def _numbers(text: str) -> list[str]:
+    return re.findall(r"\d+", text)
+
+
+def wrk(lab: TrafficLab, url: str, duration: int) -> dict[str, float]:
+    out = lab.client.run(
+        ["wrk", "-d", f"{duration}s", "-c", "16", "-t", "2", "--timeout", "2s", url],
+        timeout=duration + 30,
+    ).stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    errors = re.search(r"Socket errors: (.*)", out)
+    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    lat = re.search(r"Latency\s+([\d.]+)(us|ms|s)", out)
+    scale = {"us": 1e-3, "ms": 1.0, "s": 1e3}
+    return {
+        "rps": rps,
+        "latency_avg_ms": float(lat.group(1)) * scale[lat.group(2)] if lat else float("nan"),
+        "errors": 0.0 if errors is None else float(sum(map(int, _numbers(errors.group(1))))),
+        "non2xx": 0.0 if non2xx is None else float(non2xx.group(1)),
+    }
+
+
+def throughput(duration: int, rounds: int) -> dict[str, Any]:
+    with Topology() as topo:
+        lab = build_traffic_lab(topo)
+        lab.router.add_route("192.0.2.0/24", via="10.1.0.2")  # direct path to the backends
+        one = lab.backends[0]
+        single = NatRule("bench/one", VIP4, 80, "TCP",
+                         (Backend(one.ip4, BACKEND_PORT, "n1", local=True),), "Local")
+        spread = NatRule("bench/all", VIP4, 81, "TCP", tuple(
+            Backend(b.ip4, BACKEND_PORT, "n1", local=True) for b in lab.backends), "Local")
+        result = NftTable(lab.node.name).apply(render((single, spread)))
+        assert result.ok, result.error
+        LocalVips(lab.node.name).sync([VIP4])
+        direct_url = f"http://{one.ip4}:{BACKEND_PORT}/"
+        wrk(lab, direct_url, 1)  # warm-up
+        direct, via_vip = [], []
+        for _ in range(rounds):
+            direct.append(wrk(lab, direct_url, duration))
+            via_vip.append(wrk(lab, f"http://{VIP4}:80/", duration))
+        spread_run = wrk(lab, f"http://{VIP4}:81/", duration)
+        d = statistics.median(r["rps"] for r in direct)
+        v = statistics.median(r["rps"] for r in via_vip)
+        return {
+            "direct_rps": d,
+            "vip_rps": v,
+            "ratio_vip_over_direct": v / d,
+            "vip_spread_3_backends_rps": spread_run["rps"],
+            "runs": {"direct": direct, "vip": via_vip, "spread": spread_run},
+        }
+
+
+def apply_times(services: int, backends: int) -> dict[str, float]:
+    with Topology() as topo:
+        ns = topo.add_netns("dpbench").name
+        table = NftTable(ns)
+        rules = scale_rules(services, backends)
+        t0 = time.monotonic()
+        rendered = render(rules)
+        t_render = time.monotonic() - t0
+        first = table.apply(rendered)
+        assert first.ok, first.error
+        noop = table.apply(rendered)
+        assert noop.ok and not noop.changed
+        t0 = time.monotonic()
+        changed_rules = scale_rules(services, backends, bump=1)
+        change = table.apply(render(changed_rules))
+        t_change = time.monotonic() - t0
+        assert change.ok and change.changed and len(change.diff.changed) >= 1
+        return {
+            "services": services,
+            "backends_per_service": backends,
+            "render_s": t_render,
+            "first_apply_s": first.seconds,
+            "noop_reapply_s": noop.seconds,
+            "change_one_backend_s": t_change,
+            "change_diff_objects": len(change.diff.changed) + len(change.diff.added),
+        }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else "")
+    parser.add_argument("--duration", type=int, default=5, help="seconds per wrk run (max 30)")
+    parser.add_argument("--rounds", type=int, default=2, help="alternating direct/VIP rounds")
+    parser.add_argument("--services", type=int, default=1000)
+    parser.add_argument("--backends", type=int, default=10)
+    parser.add_argument("--json", type=Path, help="write the figures here too")
+    args = parser.parse_args()
+    duration = max(1, min(args.duration, 30))
+    figures = {
+        "throughput": throughput(duration, max(1, min(args.rounds, 5))),
+        "apply": apply_times(args.services, args.backends),
+    }
+    text = json.dumps(figures, indent=2)
+    print(text)
+    if args.json:
+        args.json.write_text(text + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
