@@ -32,6 +32,7 @@ from typing import Any, Protocol
 from prometheus_client.registry import CollectorRegistry
 
 from vipcast.core.desired import NodePlan
+from vipcast.core.plan import plan_for_spec
 from vipcast.obs.bgp_metrics import register_bgp_metrics
 from vipcast.obs.status_server import StatusServer
 from vipcast.proto.bgp import SessionConfig
@@ -167,15 +168,8 @@ def issues_table(issues: Sequence[Issue]) -> str:
 
 
 def default_planner(spec: Spec, node: str) -> NodePlan:
-    """Allocation and the per-node plan from :mod:`vipcast.core.plan` (the shared planner)."""
-    from vipcast.core import plan as core_plan  # the planner lands separately
-
-    plan_for_spec: Callable[[Spec, str], NodePlan] | None = getattr(
-        core_plan, "plan_for_spec", None
-    )
-    if plan_for_spec is not None:
-        return plan_for_spec(spec, node)
-    raise RuntimeError("vipcast.core.plan provides no plan_for_spec(spec, node)")
+    """Allocation (same on every node for the same files) and this node's plan."""
+    return plan_for_spec(spec, node)
 
 
 class Agent:
