@@ -256,3 +256,14 @@ class BfdThread:
         self.loop.call_soon_threadsafe(self.loop.stop)
         self._thread.join(10)
         self.loop.close()
+
+
+class MutableSocket(socket.socket):
+    """A UDP socket whose sends can be silenced, to play a dead peer without telling it."""
+
+    muted = False
+
+    def sendto(self, data: object, *args: object) -> int:
+        if self.muted:
+            return 0
+        return super().sendto(data, *args)  # type: ignore[call-overload,no-any-return]

@@ -7,23 +7,13 @@ import socket
 from collections.abc import Callable
 
 import pytest
+from bfdlab import MutableSocket
 from prometheus_client import CollectorRegistry
 
 from vipcast.proto.bfd import Diag, SessionConfig, State, StateChanged
 from vipcast.runtime.bfd import BfdManager
 
 FAST = SessionConfig(desired_min_tx_us=100_000, required_min_rx_us=100_000, detect_mult=3)
-
-
-class MutableSocket(socket.socket):
-    """A UDP socket whose sends can be silenced, to play a dead peer without telling it."""
-
-    muted = False
-
-    def sendto(self, data: object, *args: object) -> int:
-        if self.muted:
-            return 0
-        return super().sendto(data, *args)  # type: ignore[call-overload,no-any-return]
 
 
 @pytest.fixture

@@ -1,0 +1,100 @@
+"""BFD sessions derived from BGPPeer objects, and the on_down hook the speaker uses."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+
+from bfdlab import MutableSocket
+
+from vipcast.proto.bfd import Diag, SessionConfig, State, StateChanged
+from vipcast.runtime.bfd import BfdManager
+from vipcast.runtime.bfd_bgp import BfdPeer, BgpBfd, bfd_peers
+from vipcast.spec.load import Spec, load_documents
+
+API = "vipcast.io/v1beta1"
+
+
+def spec_for(peer_ip: str, local_ip: str) -> Spec:
+    docs: list[tuple[str, object]] = [
+        ("t", {"apiVersion": API, "kind": "BFDProfile", "metadata": {"name": "fast"},
+               "spec": {"receiveInterval": 100, "transmitInterval": 100,
+                        "detectMultiplier": 3}}),
+        ("t", {"apiVersion": API, "kind": "BGPPeer", "metadata": {"name": "router"},
+               "spec": {"myASN": 64512, "peerASN": 64500, "peerAddress": peer_ip,
+                        "sourceAddress": local_ip, "bfdProfile": "fast"}}),
+        ("t", {"apiVersion": API, "kind": "BGPPeer", "metadata": {"name": "plain"},
+               "spec": {"myASN": 64512, "peerASN": 64501, "peerAddress": "192.0.2.99"}}),
+    ]  # fmt: skip
+    return load_documents(docs)
+
+
+def test_bfd_peers_from_spec() -> None:
+    spec = spec_for("192.0.2.1", "192.0.2.10")
+    (peer,) = bfd_peers(spec, ["router", "plain", "absent"])
+    assert peer == BfdPeer(
+        name="router",
+        address="192.0.2.1",
+        local="192.0.2.10",
+        config=SessionConfig(desired_min_tx_us=100_000, required_min_rx_us=100_000),
+    )
+    assert bfd_peers(spec, ["plain"]) == ()
+
+
+def test_down_callback_names_the_bgp_peer(loopback_pair: tuple[str, str]) -> None:
+    node_ip, router_ip = loopback_pair
+    fast = SessionConfig(desired_min_tx_us=100_000, required_min_rx_us=100_000)
+
+    async def main() -> None:
+        dropped: list[tuple[str, StateChanged]] = []
+        node = BgpBfd(BfdManager(), on_down=lambda name, change: dropped.append((name, change)))
+        muted: list[MutableSocket] = []
+
+        def router_socket(family: int) -> socket.socket:
+            muted.append(MutableSocket(family, socket.SOCK_DGRAM))
+            return muted[-1]
+
+        router = BfdManager(socket_factory=router_socket)
+        try:
+            (peer,) = bfd_peers(spec_for(router_ip, node_ip), ["router"])
+            assert node.configure([peer]) == ["added router"]
+            assert node.configure([peer]) == []
+            router.add_peer(node_ip, router_ip, fast)
+            assert await node.handles()["router"].wait_for(State.UP, 10)
+            assert node.status()["router"].state in ("UP", "DOWN", "INIT")
+
+            slower = SessionConfig(desired_min_tx_us=200_000, required_min_rx_us=200_000)
+            retimed = BfdPeer(peer.name, peer.address, peer.local, slower)
+            assert node.configure([retimed]) == ["retimed router"]
+
+            # the router vanishes without a word: its sockets stop sending
+            for s in muted:
+                s.muted = True
+            assert await node.handles()["router"].wait_for(State.DOWN, 5)
+            assert [name for name, _ in dropped] == ["router"]
+            assert dropped[0][1].diag is Diag.CONTROL_DETECTION_TIME_EXPIRED
+
+            assert node.configure([]) == ["removed router"]
+            assert node.handles() == {}
+            bad = BfdPeer("x", "192.0.2.1", "198.51.100.250", fast)  # not a local address
+            (change,) = node.configure([bad])
+            assert change.startswith("failed x:")
+        finally:
+            node.close()
+            router.close()
+
+    asyncio.run(main())
+
+
+def test_sockets_are_released(loopback_pair: tuple[str, str]) -> None:
+    node_ip, router_ip = loopback_pair
+
+    async def main() -> None:
+        m = BfdManager()
+        m.add_peer(router_ip, node_ip).close()
+        # the port is free again: a plain socket can take it
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            s.bind((node_ip, 3784))
+        m.close()
+
+    asyncio.run(main())
