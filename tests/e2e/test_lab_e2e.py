@@ -1,0 +1,195 @@
+"""End to end in the lab: router (FRR), three vipcast nodes, backends, a client.
+
+One lab is built for the module (about 10 s) and the scenarios run in order against it:
+traffic through the announced VIPs, ECMP spread, a service added and removed in the object
+files, an invalid config refused while the running one stays, an agent restart with graceful
+restart, and a node failure. Deadlines are generous; figures belong to bench/.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+
+from vipcast.app.demo import recovery_time, send
+from vipcast.app.lab import (
+    LabOptions,
+    LabState,
+    build,
+    frr_of,
+    node_v4,
+    start_agent,
+    wait_sessions,
+)
+from vipcast.lab.frr import FrrInstance
+from vipcast.lab.netns import Topology, leftovers, wait_until
+
+pytestmark = [pytest.mark.e2e, pytest.mark.netns]
+
+if os.geteuid() != 0:  # pragma: no cover
+    pytest.skip("the lab needs root", allow_module_level=True)
+
+
+class Lab:
+    def __init__(self, topo: Topology, state: LabState, opts: LabOptions) -> None:
+        self.topo, self.state, self.opts = topo, state, opts
+        self.frr: FrrInstance = frr_of(topo, state)
+        self.config = Path(state.workdir) / "config"
+
+    def gateways(self, ip: str) -> tuple[str, ...]:
+        route = self.topo["router"].route(f"{ip}/32")
+        return route.gateways if route else ()
+
+    def wait_gateways(self, ip: str, count: int, timeout: float = 30.0) -> None:
+        wait_until(lambda: len(self.gateways(ip)) == count or None, timeout=timeout,
+                   what=f"{count} next hops for {ip}",
+                   on_timeout=lambda: self.topo.logs())
+
+
+@pytest.fixture(scope="module")
+def lab() -> Iterator[Lab]:
+    # not pytest's tmp_path: FRR drops to the frr user, which must reach its directory
+    workdir = Path(tempfile.mkdtemp(prefix="vc-e2e-"))
+    opts = LabOptions(nodes=3, bfd=False, prefix=f"vc-{os.getpid()}-e2e", workdir=workdir,
+                      hold_time=3)
+    topo, state = build(opts)
+    try:
+        lab = Lab(topo, state, opts)
+        wait_sessions(lab.frr, 3, timeout=60)
+        yield lab
+    finally:
+        topo.close()
+        shutil.rmtree(workdir, ignore_errors=True)
+        assert not leftovers(opts.prefix)
+
+
+WEB = "192.0.2.3"  # the allocator's deterministic choice for default/web in the lab config
+
+
+def test_traffic_spreads_over_all_three_nodes(lab: Lab) -> None:
+    lab.wait_gateways(WEB, 3)
+    samples = send(lab.topo["client"], f"http://{WEB}/", 120)
+    assert all(s.ok for s in samples), [s.error for s in samples if not s.ok][:5]
+    assert {s.node for s in samples} == {"n1", "n2", "n3"}
+
+
+def test_local_policy_keeps_client_address_and_only_local_nodes_announce(lab: Lab) -> None:
+    local_ip = "192.0.2.4"
+    lab.wait_gateways(local_ip, 2)
+    assert set(lab.gateways(local_ip)) == {node_v4(1), node_v4(2)}
+    samples = send(lab.topo["client"], f"http://{local_ip}/", 40)
+    assert all(s.ok for s in samples)
+    assert {s.client for s in samples} == {"203.0.113.10"}
+
+
+def _add_service(lab: Lab, name: str) -> None:
+    docs = [
+        {"apiVersion": "v1", "kind": "Service",
+         "metadata": {"name": name, "namespace": "default",
+                      "annotations": {"vipcast.io/loadBalancerIPs": "192.0.2.20"}},
+         "spec": {"type": "LoadBalancer", "ports": [{"port": 80, "targetPort": 8080}]}},
+        {"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+         "metadata": {"name": f"{name}-x", "namespace": "default",
+                      "labels": {"kubernetes.io/service-name": name}},
+         "addressType": "IPv4",
+         "endpoints": [{"addresses": ["10.244.1.10"], "nodeName": "n1"}],
+         "ports": [{"port": 8080, "protocol": "TCP"}]},
+    ]
+    tmp = lab.config / f".{name}.tmp"
+    tmp.write_text(yaml.safe_dump_all(docs))
+    tmp.rename(lab.config / f"{name}.yaml")
+
+
+def test_service_added_then_removed(lab: Lab) -> None:
+    _add_service(lab, "added")
+    lab.wait_gateways("192.0.2.20", 3, timeout=30)
+    samples = send(lab.topo["client"], "http://192.0.2.20/", 20)
+    assert all(s.ok and s.backend == "n1-b1" for s in samples)
+    (lab.config / "added.yaml").unlink()
+    lab.wait_gateways("192.0.2.20", 0, timeout=30)
+    samples = send(lab.topo["client"], "http://192.0.2.20/", 5, timeout=0.5)
+    assert not any(s.ok for s in samples)
+
+
+def test_invalid_config_changes_nothing_then_fixed_file_applies(lab: Lab) -> None:
+    bad = lab.config / "zz-bad.yaml"
+    bad.write_text("apiVersion: vipcast.io/v1beta1\nkind: IPAddressPool\nmetadata: {name: x}\n"
+                   "spec: {addresses: [192.0.2.0/24]}\n")  # overlaps the lab pool
+    try:
+        time.sleep(3)  # the agents poll every second; they must refuse it
+        assert len(lab.gateways(WEB)) == 3
+        samples = send(lab.topo["client"], f"http://{WEB}/", 30)
+        assert all(s.ok for s in samples)
+        wait_until(lambda: "configuration refused" in
+                   (Path(lab.state.workdir) / "n1-agent.log").read_text() or None,
+                   timeout=20, what="the agent logs the refusal")
+    finally:
+        bad.unlink()
+    _add_service(lab, "after-fix")
+    lab.wait_gateways("192.0.2.20", 3, timeout=30)
+    (lab.config / "after-fix.yaml").unlink()
+    lab.wait_gateways("192.0.2.20", 0, timeout=30)
+
+
+def test_agent_restart_with_graceful_restart_loses_no_request(lab: Lab) -> None:
+    lab.wait_gateways(WEB, 3)
+    import subprocess
+
+    client = lab.topo["client"]
+    load = subprocess.Popen(
+        client.exec_argv([sys.executable, "-m", "vipcast.lab.workload", "load", "--url",
+                          f"http://{WEB}/", "--count", "400", "--interval", "0.02",
+                          "--timeout", "1.0", "--max-seconds", "12"]),
+        stdout=subprocess.PIPE, text=True,
+    )
+    time.sleep(1.5)
+    pid = lab.state.pids["n2-agent"]
+    os.killpg(pid, signal.SIGKILL)
+    time.sleep(0.5)
+    proc = start_agent(lab.topo, lab.topo["n2"], lab.opts, "n2")
+    lab.state.pids["n2-agent"] = proc.pid
+    out, _ = load.communicate(timeout=60)
+    from vipcast.app.demo import load_samples
+
+    samples = load_samples(out)
+    assert len(samples) > 100
+    failed = [s for s in samples if not s.ok]
+    assert not failed, f"{len(failed)} failed requests during a graceful restart"
+    wait_sessions(lab.frr, 3, timeout=30)
+
+
+def test_node_failure_moves_traffic_to_the_others(lab: Lab) -> None:
+    lab.wait_gateways(WEB, 3)
+    import subprocess
+
+    client = lab.topo["client"]
+    load = subprocess.Popen(
+        client.exec_argv([sys.executable, "-m", "vipcast.lab.workload", "load", "--url",
+                          f"http://{WEB}/", "--count", "1000", "--interval", "0.02",
+                          "--timeout", "0.25", "--max-seconds", "20"]),
+        stdout=subprocess.PIPE, text=True,
+    )
+    start = time.monotonic()
+    time.sleep(2.0)
+    kill_at = time.monotonic() - start
+    os.killpg(lab.state.pids["n3-agent"], signal.SIGKILL)
+    lab.topo["lan"].set_link("p3", False)
+    out, _ = load.communicate(timeout=60)
+    from vipcast.app.demo import load_samples
+
+    samples = load_samples(out)
+    recovery, _ = recovery_time(samples, kill_at)
+    assert recovery is not None, "client traffic never recovered"
+    assert recovery < 15.0  # hold timer 3 s (BFD makes it sub-second; see bench/)
+    assert set(lab.gateways(WEB)) == {node_v4(1), node_v4(2)}
+    late = [s for s in samples if s.t > kill_at + recovery + 0.5]
+    assert late and all(s.ok for s in late) and {s.node for s in late} == {"n1", "n2"}
