@@ -1,0 +1,117 @@
+"""UPDATE packing: shared attributes, message-size limits, decodable output."""
+
+from __future__ import annotations
+
+import ipaddress
+
+import pytest
+
+from vipcast.proto.bgp.attributes import MpReach, MpUnreach, WireContext
+from vipcast.proto.bgp.constants import IPV4_UNICAST, IPV6_UNICAST
+from vipcast.proto.bgp.messages import decode_message
+from vipcast.proto.bgp.packing import (
+    Outbound,
+    RouteAttributes,
+    end_of_rib,
+    pack_announcements,
+    pack_withdrawals,
+)
+from vipcast.proto.bgp.prefixes import encode_prefix
+from vipcast.proto.bgp.update import Update
+from vipcast.proto.bgp.wire import Framer
+
+
+def outbound(max_len: int = 4096, **kw: object) -> Outbound:
+    base: dict[str, object] = {
+        "local_asn": 65001,
+        "ibgp": False,
+        "four_octet_as": True,
+        "max_message_len": max_len,
+        "next_hop_v4": ipaddress.IPv4Address("192.0.2.1").packed,
+        "next_hop_v6": ipaddress.IPv6Address("2001:db8::1").packed,
+    }
+    base.update(kw)
+    return Outbound(**base)  # type: ignore[arg-type]
+
+
+def decode_all(messages: list[bytes], max_len: int) -> list[Update]:
+    out = []
+    for raw in messages:
+        assert len(raw) <= max_len
+        framer = Framer(max_len)
+        framer.feed(raw)
+        item = framer.next_message()
+        assert item is not None and framer.buffered == 0
+        msg = decode_message(item[0], item[1], WireContext())
+        assert isinstance(msg, Update) and not msg.treat_as_withdraw
+        out.append(msg)
+    return out
+
+
+def v4(n: int) -> list[str]:
+    base = int(ipaddress.IPv4Address("198.18.0.0"))
+    return [f"{ipaddress.IPv4Address(base + i)}/32" for i in range(n)]
+
+
+def v6(n: int) -> list[str]:
+    base = int(ipaddress.IPv6Address("2001:db8::"))
+    return [f"{ipaddress.IPv6Address(base + i)}/128" for i in range(n)]
+
+
+@pytest.mark.parametrize(("max_len", "most"), [(4096, 13), (65535, 1)])
+def test_ten_thousand_ipv4_routes_fit_a_handful(max_len: int, most: int) -> None:
+    prefixes = v4(10_000)
+    msgs = pack_announcements(
+        IPV4_UNICAST,
+        RouteAttributes(communities=(1, 2)),
+        [encode_prefix(p)[1] for p in prefixes],
+        outbound(max_len),
+    )
+    assert len(msgs) <= most
+    updates = decode_all(msgs, max_len)
+    assert [p for u in updates for p in u.nlri] == prefixes
+
+
+def test_ipv6_announcements_and_withdrawals() -> None:
+    prefixes = v6(3000)
+    nlri = [encode_prefix(p)[1] for p in prefixes]
+    ann = decode_all(pack_announcements(IPV6_UNICAST, RouteAttributes(), nlri, outbound()), 4096)
+    got = [p for u in ann for a in u.attributes if isinstance(a, MpReach) for p in a.nlri]
+    assert got == prefixes
+    wd = decode_all(pack_withdrawals(IPV6_UNICAST, nlri, outbound()), 4096)
+    got = [p for u in wd for a in u.attributes if isinstance(a, MpUnreach) for p in a.withdrawn]
+    assert got == prefixes and len(wd) <= 20
+
+
+def test_ipv4_withdrawals() -> None:
+    prefixes = v4(5000)
+    msgs = pack_withdrawals(IPV4_UNICAST, [encode_prefix(p)[1] for p in prefixes], outbound())
+    assert len(msgs) <= 7
+    assert [p for u in decode_all(msgs, 4096) for p in u.withdrawn] == prefixes
+
+
+def test_link_local_next_hop_is_32_bytes() -> None:
+    hop = ipaddress.IPv6Address("2001:db8::1").packed + ipaddress.IPv6Address("fe80::1").packed
+    msgs = pack_announcements(
+        IPV6_UNICAST,
+        RouteAttributes(),
+        [encode_prefix("2001:db8::/64")[1]],
+        outbound(next_hop_v6=hop),
+    )
+    (update,) = decode_all(msgs, 4096)
+    mp = next(a for a in update.attributes if isinstance(a, MpReach))
+    assert mp.next_hops == ("2001:db8::1", "fe80::1")
+
+
+def test_no_next_hop_means_nothing_sent() -> None:
+    nlri = [encode_prefix("192.0.2.1/32")[1]]
+    assert (
+        pack_announcements(IPV4_UNICAST, RouteAttributes(), nlri, outbound(next_hop_v4=None)) == []
+    )
+
+
+def test_end_of_rib_markers_decode() -> None:
+    assert decode_all([end_of_rib(IPV4_UNICAST)], 4096) == [Update()]
+    assert decode_all([end_of_rib(IPV6_UNICAST)], 4096) == [
+        Update(attributes=(MpUnreach(IPV6_UNICAST, ()),))
+    ]
