@@ -294,10 +294,18 @@ def _build(topo: Topology, opts: LabOptions, step: Step) -> LabState:
                                                               range(1, opts.nodes + 1)],
         namespaces=[ns.name for ns in topo], options={**asdict(opts), "workdir": str(opts.workdir)},
     )
-    step("router (FRR)")
-    frr = start_frr(router, router_config(opts), opts.workdir / "frr")
-    state.frr_dir = str(frr.directory)
-    state.pids["router-frr"] = frr.pid
+    if opts.mode == "bgp":
+        step("router (FRR)")
+        frr = start_frr(router, router_config(opts), opts.workdir / "frr")
+        state.frr_dir = str(frr.directory)
+        state.pids["router-frr"] = frr.pid
+    else:
+        # L2: the pool is on the LAN; the router resolves VIPs by ARP/NDP on its LAN port
+        router.add_route(POOL_V4, dev="eth0")
+        router.add_route(POOL_V6, dev="eth0")
+        for node in nodes:
+            # VIPs are local routes on the nodes: only vipcast's responder may answer for them
+            node.sysctl("net.ipv4.conf.all.arp_ignore", 1)
 
     step("backends")
     for i, node in enumerate(nodes, start=1):
@@ -318,6 +326,9 @@ def _build(topo: Topology, opts: LabOptions, step: Step) -> LabState:
     return state
 
 
+LAB_MEMBERSHIP_KEY = "vipcast-lab-membership-key"
+
+
 def start_agent(topo: Topology, node: Netns, opts: LabOptions, name: str) -> Any:
     return node.spawn(
         [*_vipcast(), "agent", "--config", str(opts.workdir / "config"), "--node", name,
@@ -325,6 +336,7 @@ def start_agent(topo: Topology, node: Netns, opts: LabOptions, name: str) -> Any
          "--state-dir", str(opts.workdir / f"state-{name}")],
         name="agent",
         log_path=opts.workdir / f"{name}-agent.log",
+        env={**os.environ, "VIPCAST_MEMBERSHIP_KEY": LAB_MEMBERSHIP_KEY},
     )
 
 

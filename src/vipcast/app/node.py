@@ -19,15 +19,20 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import replace
 
-from vipcast.app.agent import Agent, AgentOptions, default_planner
+from prometheus_client.registry import CollectorRegistry
+
+from vipcast.app.agent import Agent, AgentOptions, PlanConsumer, default_planner
 from vipcast.core.desired import NodePlan
 from vipcast.dataplane.nft import NftTable
 from vipcast.dataplane.node import NodeDataplane
 from vipcast.dataplane.routes import LocalVips
 from vipcast.runtime.health import HealthCheckConfig, HealthChecker, parse_health_check
+from vipcast.runtime.l2 import L2Config, L2Runtime
+from vipcast.runtime.membership import DEFAULT_PORT as MEMBERSHIP_PORT
 from vipcast.runtime.probe import AnnouncementGate
 from vipcast.spec import ANNOTATION_HEALTH, Spec, SpecError, annotation, load_paths
 
@@ -145,14 +150,52 @@ async def prime(
     log.info("verified before start: %s", ", ".join(sorted(policy.servable)) or "nothing")
 
 
-async def run_node(options: AgentOptions, *, dataplane_enabled: bool = True) -> int:
-    """Run the agent with the data plane and the announcement policy until it stops."""
+def l2_runtime(
+    options: AgentOptions, registry: CollectorRegistry, key: bytes
+) -> L2Runtime | None:
+    """The L2 responder and membership when the config has L2Advertisements, else None.
+
+    Members are the Nodes of the config; each is reached at its first InternalIP on the
+    membership port. A config that cannot be read is left to the agent, which reports it.
+    """
+    try:
+        spec = load_paths(options.config_paths)
+    except SpecError:
+        return None
+    if not spec.l2_advertisements:
+        return None
+    me = spec.node(options.node)
+    peers = {
+        n.metadata.name: (n.addresses_of()[0], MEMBERSHIP_PORT)
+        for n in spec.nodes
+        if n.metadata.name != options.node and n.addresses_of()
+    }
+    bind = (me.addresses_of()[0] if me and me.addresses_of() else "0.0.0.0", MEMBERSHIP_PORT)
+    config = L2Config(node=options.node, peers=peers, key=key, bind=bind)
+    return L2Runtime(config, registry, incarnation=time.time_ns() // 1_000_000)
+
+
+async def run_node(
+    options: AgentOptions, *, dataplane_enabled: bool = True, membership_key: bytes = b""
+) -> int:
+    """Run the agent with the data plane, L2 and the announcement policy until it stops."""
+    registry = CollectorRegistry()
+    consumers: list[PlanConsumer] = []
+    l2 = l2_runtime(options, registry, membership_key)
+    if l2 is not None:
+        await l2.start()
+        consumers.append(l2)
     if not dataplane_enabled:
-        return await Agent(options).run()
+        try:
+            return await Agent(options, registry=registry, consumers=consumers).run()
+        finally:
+            if l2 is not None:
+                await l2.stop(graceful=True)
     health = HealthChecker()
     dataplane = NodeDataplane(NftTable(), LocalVips(), health)
     policy = AnnouncementPolicy(dataplane, AnnouncementGate(), health)
-    agent = Agent(options, planner=policy.planner, consumers=[dataplane])
+    agent = Agent(options, planner=policy.planner, consumers=[dataplane, *consumers],
+                  registry=registry)
     policy.on_change(agent.request_reload)
     await prime(options, policy, dataplane)
     background = [
@@ -168,3 +211,5 @@ async def run_node(options: AgentOptions, *, dataplane_enabled: bool = True) -> 
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         await health.close()
+        if l2 is not None:
+            await l2.stop(graceful=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -47,6 +48,10 @@ def agent(
     dataplane: Annotated[
         bool, typer.Option(help="Program nftables/local VIP routes and verify before announcing")
     ] = True,
+    membership_key_file: Annotated[
+        Path | None,
+        typer.Option(help="Shared key of the L2 node membership (or $VIPCAST_MEMBERSHIP_KEY)"),
+    ] = None,
 ) -> None:
     """Run this node's agent: BGP sessions for the peers that select it, reload on change."""
     from vipcast.app.agent import AgentOptions
@@ -65,7 +70,10 @@ def agent(
     )
 
     async def main() -> int:
-        return await run_node(options, dataplane_enabled=dataplane)
+        key = os.environ.get("VIPCAST_MEMBERSHIP_KEY", "")
+        if membership_key_file is not None:
+            key = membership_key_file.read_text().strip()
+        return await run_node(options, dataplane_enabled=dataplane, membership_key=key.encode())
 
     raise typer.Exit(asyncio.run(main()))
 
