@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from dp_plans import CLUSTER_WEB, LOCAL_WEB, MIXED
+from dp_plans import CLUSTER_WEB, LOCAL_WEB, MIXED, scale_rules
 
 from vipcast.dataplane.netns_switch import NetnsError, inside
 from vipcast.dataplane.nft import NftTable, canonical
@@ -43,7 +43,8 @@ def test_change_and_remove(fresh_ns: str) -> None:
     table = NftTable(fresh_ns)
     table.apply(render((CLUSTER_WEB,)))
     changed = table.apply(render((CLUSTER_WEB, LOCAL_WEB)))
-    assert changed.ok and changed.changed
+    assert changed.ok and changed.changed and changed.mode == "patch"
+    assert table.read() == canonical(render((CLUSTER_WEB, LOCAL_WEB)).objects)
     assert any(k.startswith("chain svc4-shop-front") for k in changed.diff.added)
     assert "map svc4" in changed.diff.changed
     assert "203.0.113.11" in _listing(fresh_ns)
@@ -86,3 +87,36 @@ def test_table_survives_and_other_tables_untouched(fresh_ns: str) -> None:
 def test_unknown_namespace_is_an_error() -> None:
     with pytest.raises(NetnsError), inside("vc-does-not-exist-anywhere"):
         pass
+
+
+def test_patches_keep_the_kernel_equal_to_the_render(fresh_ns: str) -> None:
+    """A walk through plans: every step's read-back equals its render (patch or replace)."""
+    table = NftTable(fresh_ns)
+    steps = [
+        (),
+        (CLUSTER_WEB,),
+        MIXED,
+        MIXED[:3],
+        tuple(reversed(MIXED[2:])),
+        scale_rules(20, 3),
+        scale_rules(20, 3, bump=1),
+        scale_rules(19, 3),
+        (),
+    ]
+    modes = []
+    for rules in steps:
+        for down in ((), [("192.0.2.2", 8080), ("198.19.0.0", 8081)]):
+            rendered = render(rules, down_set(down))
+            result = table.apply(rendered)
+            assert result.ok, result.error
+            modes.append(result.mode)
+            assert table.read() == canonical(rendered.objects)
+    assert "patch" in modes and "none" in modes
+
+
+def test_one_backend_change_is_a_small_patch(fresh_ns: str) -> None:
+    table = NftTable(fresh_ns)
+    table.apply(render(scale_rules(50, 4)))
+    result = table.apply(render(scale_rules(50, 4, bump=1)))
+    # the bumped backend is the local one: only its service chain rule changes
+    assert result.mode == "patch" and len(result.diff.changed) == 1
