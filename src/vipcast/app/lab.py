@@ -333,7 +333,7 @@ def start_agent(topo: Topology, node: Netns, opts: LabOptions, name: str) -> Any
     return node.spawn(
         [*_vipcast(), "agent", "--config", str(opts.workdir / "config"), "--node", name,
          "--metrics-address", f"127.0.0.1:{AGENT_STATUS_PORT}",
-         "--state-dir", str(opts.workdir / f"state-{name}")],
+         "--state-dir", str(opts.workdir / f"state-{name}"), "--poll-interval", "0.1"],
         name="agent",
         log_path=opts.workdir / f"{name}-agent.log",
         env={**os.environ, "VIPCAST_MEMBERSHIP_KEY": LAB_MEMBERSHIP_KEY},
