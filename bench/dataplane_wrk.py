@@ -89,7 +89,7 @@ def throughput(duration: int, rounds: int) -> dict[str, Any]:
         }
 
 
-def apply_times(services: int, backends: int) -> dict[str, float]:
+def apply_times(services: int, backends: int) -> dict[str, Any]:
     with Topology() as topo:
         ns = topo.add_netns("dpbench").name
         table = NftTable(ns)
@@ -102,18 +102,25 @@ def apply_times(services: int, backends: int) -> dict[str, float]:
         noop = table.apply(rendered)
         assert noop.ok and not noop.changed
         t0 = time.monotonic()
+        table.read()
+        t_read = time.monotonic() - t0
+        t0 = time.monotonic()
         changed_rules = scale_rules(services, backends, bump=1)
         change = table.apply(render(changed_rules))
         t_change = time.monotonic() - t0
         assert change.ok and change.changed and len(change.diff.changed) >= 1
+        forced = table.apply(render(rules), force=True)
         return {
             "services": services,
             "backends_per_service": backends,
             "render_s": t_render,
             "first_apply_s": first.seconds,
             "noop_reapply_s": noop.seconds,
+            "read_back_s": t_read,
             "change_one_backend_s": t_change,
+            "change_one_backend_mode": change.mode,
             "change_diff_objects": len(change.diff.changed) + len(change.diff.added),
+            "full_replace_s": forced.seconds,
         }
 
 
