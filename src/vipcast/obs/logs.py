@@ -36,3 +36,5 @@ def setup_logging(level: str = "INFO", as_json: bool = False, stream: TextIO | N
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(level.upper())
+    # libraries that narrate every netlink message
+    logging.getLogger("pyroute2").setLevel(max(logging.WARNING, root.level))
