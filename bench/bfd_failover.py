@@ -20,216 +20,27 @@ Prints a table and writes ``bench/bfd_failover.json``.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import statistics
 import sys
-import threading
-import time
-from collections.abc import Callable
-from concurrent.futures import Future
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "tests" / "bfd"))
 
-from bfdlab import Bird  # type: ignore[import-not-found]  # noqa: E402
+from bfdecmp import (  # type: ignore[import-not-found,unused-ignore]  # noqa: E402
+    NODES,
+    VipcastNode,
+    bfdd_status,
+    build,
+    nexthops,
+    start_bird_node,
+    start_router,
+    trial,
+)
 
-from vipcast.core.desired import BGPRoute  # noqa: E402
-from vipcast.dataplane.netns_switch import inside  # noqa: E402
-from vipcast.lab.bgpconf import Neighbor  # noqa: E402
-from vipcast.lab.frr import BfdProfile, FrrConfig, FrrInstance, start_frr  # noqa: E402
-from vipcast.lab.netns import Netns, ProcessDied, Topology, wait_until  # noqa: E402
-from vipcast.proto.bfd import SessionConfig as BfdConfig  # noqa: E402
-from vipcast.proto.bgp import SessionConfig  # noqa: E402
-from vipcast.runtime.bfd import BfdManager  # noqa: E402
-from vipcast.runtime.bfd_bgp import BfdPeer, BgpBfd  # noqa: E402
-from vipcast.runtime.bgp_peer import PeerSettings  # noqa: E402
-from vipcast.runtime.bgp_speaker import Speaker, routes_by_peer  # noqa: E402
-
-T = TypeVar("T")
-ROUTER = "192.0.2.1"
-NODES = {"n1": "192.0.2.11", "n2": "192.0.2.12"}
-VIP = "198.51.100.10/32"
-ROUTER_ASN, NODE_ASN = 64512, 65001
-FAST = BfdConfig(desired_min_tx_us=100_000, required_min_rx_us=100_000, detect_mult=3)
-
-
-class NsLoop:
-    """An asyncio loop on a thread that lives inside a network namespace."""
-
-    def __init__(self, netns: str) -> None:
-        self.loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._run, args=(netns,), daemon=True)
-        self._thread.start()
-
-    def _run(self, netns: str) -> None:
-        with inside(netns):
-            self.loop.run_forever()
-
-    def call(self, fn: Callable[[], T], timeout: float = 10.0) -> T:
-        async def run() -> T:
-            return fn()
-
-        fut: Future[T] = asyncio.run_coroutine_threadsafe(run(), self.loop)
-        return fut.result(timeout)
-
-    def wait(self, coro: Any, timeout: float = 10.0) -> Any:
-        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
-
-    def close(self) -> None:
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self._thread.join(10)
-        self.loop.close()
-
-
-@dataclass
-class VipcastNode:
-    """vipcast's BGP speaker and BFD runtime for one node."""
-
-    ns: NsLoop
-    speaker: Speaker
-    bfd: BgpBfd
-
-    @classmethod
-    def start(cls, netns: Netns, address: str) -> VipcastNode:
-        ns = NsLoop(netns.name)
-        peer = PeerSettings(
-            name="r",
-            address=ROUTER,
-            session=SessionConfig(
-                local_asn=NODE_ASN, peer_asn=ROUTER_ASN, router_id=address, hold_time=9,
-                connect_retry_time=1.0, idle_hold_time=0.5,
-            ),
-        )  # fmt: skip
-
-        def build() -> VipcastNode:
-            speaker = Speaker(backoff_base=0.2)
-            speaker.set_routes(routes_by_peer([BGPRoute(VIP, ("r",))]))
-            speaker.configure([peer])
-
-            def drop(name: str, _change: object) -> None:
-                # the speaker has no reset call yet: re-adding the peer restarts its session
-                speaker.configure([])
-                speaker.configure([peer])
-
-            bfd = BgpBfd(BfdManager(), on_down=drop)
-            bfd.configure([BfdPeer("r", ROUTER, address, FAST, interface="eth0")])
-            return cls(ns, speaker, bfd)
-
-        return ns.call(build)
-
-    def stop(self) -> None:
-        self.ns.call(self.bfd.close)
-        self.ns.wait(self.speaker.stop("bench done"))
-        self.ns.close()
-
-
-BIRD_NODE_CONF = """\
-router id {address};
-log stderr all;
-protocol device {{ }}
-protocol bfd {{
-  interface "*" {{ min rx interval 100 ms; min tx interval 100 ms; multiplier 3; }};
-}}
-protocol static {{ ipv4; route {vip} blackhole; }}
-protocol bgp r {{
-  local {address} as {node_asn};
-  neighbor {router} as {router_asn};
-  direct;
-  bfd on;
-  hold time 9;
-  connect retry time 1;
-  error wait time 1, 2;
-  ipv4 {{ import none; export all; }};
-}}
-"""
-
-
-def start_bird_node(topo: Topology, netns: Netns, address: str) -> Bird:
-    directory = topo.workdir / f"bird-{netns.short}"
-    directory.mkdir(parents=True, exist_ok=True)
-    conf = directory / "bird.conf"
-    conf.write_text(BIRD_NODE_CONF.format(address=address, vip=VIP, router=ROUTER,
-                                          node_asn=NODE_ASN, router_asn=ROUTER_ASN))  # fmt: skip
-    ctl = directory / "bird.ctl"
-    proc = netns.spawn(["bird", "-f", "-c", str(conf), "-s", str(ctl)], name="bird",
-                       log_path=directory / "bird.log")  # fmt: skip
-    bird = Bird(netns, directory, proc)
-
-    def ready() -> bool:
-        if not proc.alive():
-            raise ProcessDied(f"bird exited:\n{proc.log_text()[-2000:]}")
-        return ctl.exists() and "BIRD" in bird.birdc("show status")
-
-    wait_until(ready, timeout=20, what="bird", on_timeout=proc.log_text)
-    return bird
-
-
-def build(topo: Topology) -> tuple[Netns, Netns, dict[str, Netns]]:
-    r, sw = topo.add_netns("r", router=True), topo.add_netns("sw")
-    sw.add_bridge("br0")
-    topo.attach_to_bridge(sw, "br0", "pr", r, "eth0")
-    r.add_address("eth0", f"{ROUTER}/24")
-    nodes = {}
-    for short, address in NODES.items():
-        n = topo.add_netns(short)
-        topo.attach_to_bridge(sw, "br0", f"p{short}", n, "eth0")
-        n.add_address("eth0", f"{address}/24")
-        nodes[short] = n
-    return r, sw, nodes
-
-
-def start_router(topo: Topology, r: Netns) -> FrrInstance:
-    cfg = FrrConfig(
-        asn=ROUTER_ASN,
-        router_id=ROUTER,
-        neighbors=tuple(
-            Neighbor(
-                a, NODE_ASN, bfd=True, bfd_profile="fast", keepalive=3, hold_time=9, connect_retry=1
-            )
-            for a in NODES.values()
-        ),
-        bfd_profiles=(BfdProfile("fast", 3, 100, 100),),
-        graceful_restart=False,
-        hostname="r",
-    )
-    return start_frr(r, cfg, topo.workdir / "frr")
-
-
-def nexthops(r: Netns) -> set[str]:
-    route = r.route(VIP)
-    return set(route.gateways) if route is not None else set()
-
-
-def bfdd_status(frr: FrrInstance, peer: str) -> str:
-    for p in frr.bfd_peers():
-        if p.get("peer") == peer:
-            return str(p.get("status", ""))
-    return ""
-
-
-def trial(
-    r: Netns, sw: Netns, frr: FrrInstance, cut_node: str, timeout: float = 15.0
-) -> dict[str, float]:
-    victim = NODES[cut_node]
-    t0 = time.monotonic()
-    sw.set_link(f"p{cut_node}", False)
-    got: dict[str, float] = {}
-    deadline = t0 + timeout
-    while time.monotonic() < deadline and len(got) < 2:
-        if "route" not in got and victim not in nexthops(r):
-            got["route"] = time.monotonic() - t0
-        if "bfdd" not in got and bfdd_status(frr, victim) == "down":
-            got["bfdd"] = time.monotonic() - t0
-        time.sleep(0.005)
-    sw.set_link(f"p{cut_node}", True)
-    wait_until(lambda: nexthops(r) == set(NODES.values()), timeout=60, interval=0.1,
-               what="both nexthops back")  # fmt: skip
-    wait_until(lambda: bfdd_status(frr, victim) == "up", timeout=30, what="bfd up again")
-    return got
+from vipcast.lab.netns import Topology, wait_until  # noqa: E402
 
 
 def run(speaker_kind: str, trials: int) -> dict[str, Any]:
