@@ -25,10 +25,17 @@ from vipcast.alloc.model import (
     Reason,
     ServiceInput,
 )
-from vipcast.alloc.pools import PoolIndex, ip_text, is_buggy, serves
+from vipcast.alloc.pools import PoolIndex, ip_text, is_buggy, parse_address, serves
 from vipcast.alloc.sharing import first_conflict
 
 Addr = tuple[int, int]  # (version, value)
+#: services that may share among themselves, ports permitting: key, policy, Local selector
+_Group = tuple[str, str, tuple[tuple[str, str], ...]]
+
+
+def _group(service: ServiceInput) -> _Group:
+    selector = service.selector if service.traffic_policy == "Local" else ()
+    return (service.sharing_key or "", service.traffic_policy, selector)
 
 
 def wanted_families(service: ServiceInput) -> tuple[int, ...]:
@@ -60,18 +67,27 @@ class _Run:
     def __init__(self, pools: Iterable[PoolInput]) -> None:
         self.index = PoolIndex(pools)
         self.holders: dict[Addr, list[ServiceInput]] = {}
-        self.shared: dict[str, list[Addr]] = {}  # sharing key -> addresses, in taking order
+        # shareable addresses per (sharing group, family), in taking order, and per group and
+        # (port, protocol) the addresses where it is in use: finding a shareable address skips
+        # busy ones with a set lookup instead of a full compatibility check
+        self.shared: dict[tuple[_Group, int], list[Addr]] = {}
+        self.port_users: dict[tuple[_Group, tuple[int, str]], set[Addr]] = {}
         self._candidates: dict[object, list[PoolInput]] = {}
 
     # ------------------------------------------------------------ holding
 
     def hold(self, work: _Work, addr: Addr, pool: str, *, new: bool) -> None:
+        service = work.service
         holders = self.holders.setdefault(addr, [])
+        if service.sharing_key is not None:
+            group = _group(service)
+            if not holders:
+                self.shared.setdefault((group, addr[0]), []).append(addr)
+            for port in service.ports:
+                self.port_users.setdefault((group, port), set()).add(addr)
         if not holders:
             self.index.take(*addr)
-            if work.service.sharing_key is not None:
-                self.shared.setdefault(work.service.sharing_key, []).append(addr)
-        holders.append(work.service)
+        holders.append(service)
         work.held[addr[0]] = (addr[1], pool)
         if new:
             work.new.add(addr[0])
@@ -111,16 +127,16 @@ class _Run:
         requested = set(service.requested_ips)
         for text in work.previous:
             try:
-                ip = ipaddress.ip_address(text)
+                addr = parse_address(text)
             except ValueError:
                 work.invalidated.append((text, "not an IP address"))
                 continue
-            addr = (ip.version, int(ip))
-            if ip.version not in families:
-                why = f"the service no longer wants {family_name(ip.version)}"
-            elif ip.version in work.held:
-                why = f"a second {family_name(ip.version)} address"
-            elif requested and str(ip) not in requested:
+            version = addr[0]
+            if version not in families:
+                why = f"the service no longer wants {family_name(version)}"
+            elif version in work.held:
+                why = f"a second {family_name(version)} address"
+            elif requested and ip_text(*addr) not in requested:
                 why = "not the requested address"
             else:
                 pool, why = self.placement(service, addr)
@@ -129,7 +145,7 @@ class _Run:
                     if not why:
                         self.hold(work, addr, pool, new=False)
                         continue
-            work.invalidated.append((str(ip), why))
+            work.invalidated.append((ip_text(*addr), why))
 
     # ------------------------------------------------------------ step 3: requests
 
@@ -197,10 +213,13 @@ class _Run:
         """An address ``work`` could take from ``pool``: (addr, is fresh), without taking it."""
         service = work.service
         if service.sharing_key is not None:
-            for addr in self.shared.get(service.sharing_key, ()):
+            group = _group(service)
+            busy = [self.port_users.get((group, port), ()) for port in service.ports]
+            for addr in self.shared.get((group, version), ()):
+                if any(addr in b for b in busy):
+                    continue
                 if (
-                    addr[0] == version
-                    and pool.name in self.index.pools_of(*addr)
+                    pool.name in self.index.pools_of(*addr)
                     and self.pool_problem(service, pool, addr) is None
                     and self.conflict(service, addr) is None
                 ):
@@ -230,13 +249,19 @@ class _Run:
     def give_back(self, work: _Work, version: int) -> None:
         value, _pool = work.held.pop(version)
         work.new.discard(version)
-        holders = self.holders[(version, value)]
-        holders.remove(work.service)
+        addr = (version, value)
+        service = work.service
+        holders = self.holders[addr]
+        holders.remove(service)
+        if service.sharing_key is not None:
+            group = _group(service)
+            for port in service.ports:
+                self.port_users[(group, port)].discard(addr)
+            if not holders:
+                self.shared[(group, version)].remove(addr)
         if not holders:
-            del self.holders[(version, value)]
+            del self.holders[addr]
             self.index.release(version, value)
-            if work.service.sharing_key is not None:
-                self.shared[work.service.sharing_key].remove((version, value))
 
     def fresh(self, work: _Work) -> tuple[Reason, str] | None:
         """Fill the missing families; None when the service got what it needs."""

@@ -21,7 +21,26 @@ def is_buggy(version: int, value: int) -> bool:
 
 
 def ip_text(version: int, value: int) -> str:
-    return str(ipaddress.IPv4Address(value) if version == 4 else ipaddress.IPv6Address(value))
+    """Canonical text of an address (IPv4 formatted directly: this runs for every service)."""
+    if version == 4:
+        return f"{value >> 24}.{(value >> 16) & 255}.{(value >> 8) & 255}.{value & 255}"
+    return str(ipaddress.IPv6Address(value))
+
+
+def parse_address(text: str) -> tuple[int, int]:
+    """(version, integer value) of an address; ValueError when it is not one.
+
+    Canonical dotted quads take a fast path; anything else goes through :mod:`ipaddress`.
+    """
+    parts = text.split(".")
+    if len(parts) == 4 and all(p.isdigit() and len(p) <= 3 for p in parts):
+        a, b, c, d = (int(p) for p in parts)
+        if a <= 255 and b <= 255 and c <= 255 and d <= 255 and all(
+            p == "0" or not p.startswith("0") for p in parts
+        ):
+            return 4, (a << 24) | (b << 16) | (c << 8) | d
+    ip = ipaddress.ip_address(text.strip())
+    return ip.version, int(ip)
 
 
 def pool_rank(pool: PoolInput) -> tuple[bool, int, bool, bool, str]:

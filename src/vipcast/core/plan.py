@@ -15,11 +15,10 @@ talking. Rules:
 
 from __future__ import annotations
 
-import ipaddress
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
-from vipcast.alloc.pools import PoolIndex
+from vipcast.alloc.pools import PoolIndex, ip_text, parse_address
 from vipcast.core.allocation import pool_input
 from vipcast.core.desired import BGPRoute, L2Ownership, NatRule, NodePlan
 from vipcast.core.endpoints import ReadyEndpoint, backends, ready_endpoints
@@ -38,11 +37,12 @@ Large = tuple[tuple[int, int, int], ...]
 RouteKey = tuple[str, tuple[str, ...], tuple[int, ...], Large, int | None]
 
 
-def aggregate(ip: str, adv: BGPAdvertisement) -> str:
-    """The prefix announced for ``ip`` under the advertisement's aggregation length."""
-    addr = ipaddress.ip_address(ip)
-    length = adv.spec.aggregation_length if addr.version == 4 else adv.spec.aggregation_length_v6
-    return str(ipaddress.ip_network(f"{addr}/{length}", strict=False))
+def aggregate(version: int, value: int, adv: BGPAdvertisement) -> str:
+    """The prefix announced for an address under the advertisement's aggregation length."""
+    bits = 32 if version == 4 else 128
+    length = adv.spec.aggregation_length if version == 4 else adv.spec.aggregation_length_v6
+    mask = ((1 << bits) - 1) ^ ((1 << (bits - length)) - 1)
+    return f"{ip_text(version, value & mask)}/{length}"
 
 
 @dataclass(frozen=True)
@@ -97,6 +97,7 @@ class PlanContext:
                 self.l2_by_pool[pool.name].append(l2)
             self.adv_nodes[("L2", l2.name)] = self._selected(l2.spec.node_selectors)
         self._peers: dict[tuple[str, str], tuple[str, ...]] = {}
+        self._addresses: dict[str, tuple[int, int]] = {}
         self._communities: dict[str, tuple[tuple[int, ...], tuple[tuple[int, int, int], ...]]] = {}
 
     def _selected(self, selectors: Sequence[object]) -> frozenset[str]:
@@ -110,9 +111,15 @@ class PlanContext:
 
     # ------------------------------------------------------------ lookups
 
+    def address(self, ip: str) -> tuple[int, int]:
+        """(version, value) of an assigned address, parsed once per context."""
+        addr = self._addresses.get(ip)
+        if addr is None:
+            addr = self._addresses[ip] = parse_address(ip)
+        return addr
+
     def pool_of(self, ip: str) -> str | None:
-        addr = ipaddress.ip_address(ip)
-        names = self.pool_index.pools_of(addr.version, int(addr))
+        names = self.pool_index.pools_of(*self.address(ip))
         return names[0] if names else None
 
     def peers_for(self, adv: BGPAdvertisement, node: str) -> tuple[str, ...]:
@@ -198,13 +205,13 @@ def _build(ctx: PlanContext, targets: frozenset[str]) -> dict[str, NodePlan]:
     for key, service, ips in ctx.announced_services():
         eps = ctx.endpoints[key]
         for ip in ips:
-            family = ipaddress.ip_address(ip).version
+            family, value = ctx.address(ip)
             announcing: set[str] = set()
             l2_nodes: frozenset[str] = frozenset()
             for ann in ctx.announcements(key, ip):
                 if ann.kind == "BGP":
                     adv = bgp_advs[ann.advertisement]
-                    prefix = aggregate(ip, adv)
+                    prefix = aggregate(family, value, adv)
                     std, large = ctx.communities(adv)
                     for node in ann.eligible & targets:
                         peers = ctx.peers_for(adv, node)
@@ -262,14 +269,9 @@ def _build(ctx: PlanContext, targets: frozenset[str]) -> dict[str, NodePlan]:
             bgp=routes,
             l2=tuple(l2),
             nat=tuple(sorted(d.nat)),
-            local_vips=tuple(sorted(d.vips, key=_ip_sort)),
+            local_vips=tuple(sorted(d.vips, key=ctx.address)),
         )
     return plans
-
-
-def _ip_sort(ip: str) -> tuple[int, int]:
-    addr = ipaddress.ip_address(ip)
-    return addr.version, int(addr)
 
 
 def plan_node(

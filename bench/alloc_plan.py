@@ -1,0 +1,102 @@
+"""Allocate and plan 10,000 services over 50 pools and 50 nodes; print times and peak memory.
+
+    .venv/bin/python bench/alloc_plan.py [--services 10000] [--pools 50] [--nodes 50]
+
+Pools alternate IPv4 /24s and dual-stack pools (an IPv4 /24 plus an IPv6 /64); a third of the
+services are dual stack, a tenth use externalTrafficPolicy Local, every fifth shares an address.
+Half the pools are announced over BGP (2 peers), half over L2. Goal: about 1 s or less for
+allocate + one node's plan.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+import resource
+from typing import Any
+
+from vipcast.core.allocation import allocate_spec
+from vipcast.core.plan import plan_all, plan_node
+from vipcast.spec import Spec, load_documents
+
+V = "vipcast.io/v1beta1"
+
+
+def documents(services: int, pools: int, nodes: int) -> list[tuple[str, dict[str, Any]]]:
+    docs: list[dict[str, Any]] = []
+    for i in range(pools):
+        addresses = [f"198.18.{i}.0/24"]
+        if i % 2:
+            addresses.append(f"2001:db8:{i:x}::/64")
+        docs.append({"apiVersion": V, "kind": "IPAddressPool", "metadata": {"name": f"p{i}"},
+                     "spec": {"addresses": addresses, "avoidBuggyIPs": True,
+                              "serviceAllocation": {"priority": i % 5}}})
+    for name in ("tor-a", "tor-b"):
+        docs.append({"apiVersion": V, "kind": "BGPPeer", "metadata": {"name": name},
+                     "spec": {"myASN": 64512, "peerASN": 64500, "peerAddress": "10.0.0.1"}})
+    half = [f"p{i}" for i in range(pools // 2)]
+    rest = [f"p{i}" for i in range(pools // 2, pools)]
+    docs.append({"apiVersion": V, "kind": "BGPAdvertisement", "metadata": {"name": "bgp"},
+                 "spec": {"ipAddressPools": half, "communities": ["65000:1"]}})
+    docs.append({"apiVersion": V, "kind": "L2Advertisement", "metadata": {"name": "l2"},
+                 "spec": {"ipAddressPools": rest}})
+    for n in range(nodes):
+        docs.append({"apiVersion": "v1", "kind": "Node", "metadata": {"name": f"node-{n}"}})
+    for s in range(services):
+        ns, name = f"ns{s % 20}", f"svc-{s}"
+        meta: dict[str, Any] = {"name": name, "namespace": ns}
+        spec: dict[str, Any] = {"type": "LoadBalancer", "selector": {"app": name},
+                                "ports": [{"name": "http", "port": 80 + (s % 5)}]}
+        if s % 3 == 0:
+            spec |= {"ipFamilyPolicy": "PreferDualStack", "ipFamilies": ["IPv4", "IPv6"]}
+        if s % 10 == 1:
+            spec["externalTrafficPolicy"] = "Local"
+        if s % 5 == 2:
+            meta["annotations"] = {"vipcast.io/allow-shared-ip": f"share-{s % 7}"}
+        docs.append({"apiVersion": "v1", "kind": "Service", "metadata": meta, "spec": spec})
+        docs.append({
+            "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+            "metadata": {"name": f"{name}-1", "namespace": ns,
+                         "labels": {"kubernetes.io/service-name": name}},
+            "addressType": "IPv4",
+            "ports": [{"name": "http", "port": 8080}],
+            "endpoints": [{"addresses": [f"10.{s // 65536}.{s // 256 % 256}.{s % 256}"],
+                           "nodeName": f"node-{s % nodes}"},
+                          {"addresses": [f"10.128.{s // 256 % 256}.{s % 256}"],
+                           "nodeName": f"node-{(s + 1) % nodes}"}],
+        })
+    return [("bench", d) for d in docs]
+
+
+def timed(label: str, fn: Any) -> Any:
+    start = time.perf_counter()
+    out = fn()
+    took = time.perf_counter() - start
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
+    print(f"{label:<34} {took * 1000:9.1f} ms   peak RSS so far {peak:7.1f} MB")
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--services", type=int, default=10_000)
+    parser.add_argument("--pools", type=int, default=50)
+    parser.add_argument("--nodes", type=int, default=50)
+    parser.add_argument("--all-nodes", action="store_true", help="also time plan_all")
+    args = parser.parse_args()
+    docs = documents(args.services, args.pools, args.nodes)
+    spec: Spec = load_documents(docs)  # not timed: the spec loader is not under test here
+    print(f"{args.services} services, {args.pools} pools, {args.nodes} nodes")
+    first = timed("allocate (empty state)", lambda: allocate_spec(spec))
+    again = timed("allocate (restart from state)", lambda: allocate_spec(spec, first.current()))
+    assert again.current() == first.current()
+    plan = timed("plan_node (one node)", lambda: plan_node(spec, first.current(), "node-0"))
+    granted = sum(1 for a in first.assignments.values() if a.ok)
+    print(f"granted {granted}/{args.services}; node-0: {len(plan.bgp)} routes, "
+          f"{len(plan.l2)} L2 duties, {len(plan.nat)} NAT rules")
+    if args.all_nodes:
+        timed("plan_all (every node)", lambda: plan_all(spec, first.current()))
+
+
+if __name__ == "__main__":
+    main()
