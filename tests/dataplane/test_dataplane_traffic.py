@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import json
+import socket
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
@@ -25,6 +27,7 @@ from vipcast.core.desired import Backend, NatRule, NodePlan, TrafficPolicy
 from vipcast.dataplane.nft import NftTable
 from vipcast.dataplane.node import NodeDataplane
 from vipcast.dataplane.routes import LocalVips
+from vipcast.lab.backends import start_backend
 from vipcast.runtime.health import HealthCheckConfig, HealthChecker
 from vipcast.runtime.probe import AnnouncementGate
 
@@ -211,3 +214,46 @@ def test_no_healthy_backend_means_not_announceable(traffic_lab: TrafficLab) -> N
         assert dp.healthy_services() == frozenset()
 
     _run(lab, body)
+
+
+def _udp_exchange(lab: TrafficLab, vip: str, port: int, n: int) -> list[dict[str, object]]:
+    """``n`` datagrams, each from a fresh socket (a new flow); the JSON answers received."""
+    answers: list[dict[str, object]] = []
+    family = socket.AF_INET6 if ":" in vip else socket.AF_INET
+    for _ in range(n):
+        sock = lab.client_factory()(family, socket.SOCK_DGRAM)
+        try:
+            sock.settimeout(2.0)
+            sock.sendto(b"ping", (vip, port))
+            data, _addr = sock.recvfrom(4096)
+            answers.append(json.loads(data))
+        except TimeoutError:
+            continue
+        finally:
+            sock.close()
+    return answers
+
+
+def test_udp_is_spread_and_local_keeps_the_client(traffic_lab: TrafficLab) -> None:
+    lab = traffic_lab
+    servers = [
+        start_backend(b.ns, b.name, node="n1", port=8081, udp_port=5353) for b in lab.backends
+    ]
+    try:
+
+        async def body(dp: NodeDataplane, _h: HealthChecker) -> None:
+            backends = tuple(Backend(b.ip4, 5353, "n1", local=True) for b in lab.backends)
+            rule = NatRule("kube-system/dns", VIP4, 53, "UDP", backends, "Local")
+            report = await dp.apply_report(_plan(rule))
+            assert report.ok, report.nft.error
+            await asyncio.sleep(1.0)  # several health intervals: UDP backends must stay in
+            assert dp.has_healthy_backend("kube-system/dns")
+            answers = await asyncio.to_thread(_udp_exchange, lab, VIP4, 53, 30)
+            assert len(answers) == 30
+            assert {a["client"] for a in answers} == {CLIENT4}
+            assert len({a["backend"] for a in answers}) >= 2
+
+        _run(lab, body)
+    finally:
+        for server in servers:
+            server.stop()

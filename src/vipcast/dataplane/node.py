@@ -51,9 +51,15 @@ class DataplaneReport:
 
 
 def backend_targets(rules: tuple[NatRule, ...]) -> dict[BackendKey, tuple[str, ...]]:
-    """Every ready backend this node forwards to, with the services that use it."""
+    """Every ready TCP backend this node forwards to, with the services that use it.
+
+    UDP and SCTP ports cannot be checked by a TCP connect or an HTTP GET, so their backends
+    are not tracked (they count as healthy while ready).
+    """
     targets: dict[BackendKey, set[str]] = {}
     for rule in rules:
+        if rule.protocol != "TCP":
+            continue
         for b in usable_backends(rule):
             targets.setdefault((b.ip, b.port), set()).add(rule.service)
     return {k: tuple(sorted(v)) for k, v in sorted(targets.items())}
