@@ -21,14 +21,13 @@ AdminDown: that is the remote turning BFD off, not a failure of the path.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import ipaddress
 import logging
 import random
 import socket
 import struct
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry
 
@@ -46,6 +45,7 @@ from vipcast.proto.bfd import (
     StateChanged,
     decode,
 )
+from vipcast.runtime.bfd_handle import BfdHandle, BfdStatus, ChangeCallback, session_config
 from vipcast.runtime.bfd_metrics import BfdMetrics
 from vipcast.spec.objects import BFDProfileSpec
 
@@ -58,53 +58,22 @@ _READS_PER_WAKEUP = 64
 #: DSCP CS6 (network control), as routers mark their own BFD
 _NETWORK_CONTROL = 0xC0
 
-ChangeCallback = Callable[[StateChanged], None]
 SocketFactory = Callable[[int], socket.socket]
 
 log = logging.getLogger(__name__)
 
-
-def session_config(profile: BFDProfileSpec | SessionConfig | None, multihop: bool) -> SessionConfig:
-    """The session parameters for a spec profile (milliseconds) or explicit parameters."""
-    if isinstance(profile, SessionConfig):
-        return profile
-    p = profile if profile is not None else BFDProfileSpec()
-    return SessionConfig(
-        desired_min_tx_us=p.transmit_interval * 1000,
-        required_min_rx_us=p.receive_interval * 1000,
-        detect_mult=p.detect_multiplier,
-        passive=p.passive_mode,
-        multihop=multihop,
-        minimum_ttl=p.minimum_ttl,
-    )
+__all__ = [
+    "BfdHandle",
+    "BfdManager",
+    "BfdStatus",
+    "ChangeCallback",
+    "SocketFactory",
+    "session_config",
+]
 
 
 def _plain_socket(family: int) -> socket.socket:
     return socket.socket(family, socket.SOCK_DGRAM)
-
-
-@dataclass(frozen=True)
-class BfdStatus:
-    """One session as ``vipcast status`` shows it. Intervals in milliseconds."""
-
-    peer: str
-    local: str | None
-    multihop: bool
-    state: str
-    remote_state: str
-    local_diag: str
-    remote_diag: int
-    local_discr: int
-    remote_discr: int
-    tx_interval_ms: float
-    detection_time_ms: float
-    remote_min_rx_ms: float
-    remote_detect_mult: int
-    #: loop time of the last state change
-    since: float
-    packets_sent: int
-    packets_received: int
-    packets_dropped: int
 
 
 @dataclass
@@ -112,91 +81,6 @@ class _Listener:
     sock: socket.socket
     multihop: bool
     users: int = 0
-
-
-@dataclass(eq=False)
-class BfdHandle:
-    """One BFD session as the rest of vipcast sees it."""
-
-    manager: BfdManager = field(repr=False)
-    peer: str
-    local: str | None
-    multihop: bool
-    interface: str | None
-    session: Session = field(repr=False)
-    tx: socket.socket = field(repr=False)
-    listener_key: tuple[str, int]
-    dest: tuple[str, int] | tuple[str, int, int, int]
-    users: int = 1
-    since: float = 0.0
-    sent: int = 0
-    received: int = 0
-    dropped: int = 0
-    closed: bool = False
-    _timer: asyncio.TimerHandle | None = field(default=None, repr=False)
-    _on_change: list[ChangeCallback] = field(default_factory=list, repr=False)
-    _on_down: list[ChangeCallback] = field(default_factory=list, repr=False)
-    _on_up: list[ChangeCallback] = field(default_factory=list, repr=False)
-    _changed: asyncio.Event = field(default_factory=asyncio.Event, repr=False)
-
-    @property
-    def state(self) -> State:
-        return self.session.state
-
-    def on_down(self, callback: ChangeCallback) -> None:
-        """Call ``callback`` each time the session falls from Up to Down (not remote AdminDown)."""
-        self._on_down.append(callback)
-
-    def on_up(self, callback: ChangeCallback) -> None:
-        """Call ``callback`` each time the session comes Up."""
-        self._on_up.append(callback)
-
-    def on_change(self, callback: ChangeCallback) -> None:
-        """Call ``callback`` on every state change."""
-        self._on_change.append(callback)
-
-    async def wait_for(self, state: State, timeout: float) -> bool:
-        """Wait until the session is in ``state``; False if ``timeout`` seconds pass first."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        while self.session.state is not state:
-            remaining = deadline - loop.time()
-            if remaining <= 0 or self.closed:
-                return False
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._changed.wait(), remaining)
-        return True
-
-    def status(self) -> BfdStatus:
-        s = self.session
-        return BfdStatus(
-            peer=self.peer,
-            local=self.local,
-            multihop=self.multihop,
-            state=s.state.name,
-            remote_state=s.remote_state.name,
-            local_diag=s.local_diag.name,
-            remote_diag=s.remote_diag,
-            local_discr=s.local_discr,
-            remote_discr=s.remote_discr,
-            tx_interval_ms=s.tx_interval_us / 1000,
-            detection_time_ms=s.detection_time_us / 1000,
-            remote_min_rx_ms=s.remote_min_rx_us / 1000,
-            remote_detect_mult=s.remote_detect_mult,
-            since=self.since,
-            packets_sent=self.sent,
-            packets_received=self.received,
-            packets_dropped=self.dropped,
-        )
-
-    def reconfigure(self, profile: BFDProfileSpec | SessionConfig) -> None:
-        """New intervals for a running session (a Poll Sequence if Up)."""
-        self.session.reconfigure(session_config(profile, self.multihop), self.manager.now())
-        self.manager.pump(self)
-
-    def close(self) -> None:
-        """Release this user's hold; the last one tells the peer AdminDown and frees sockets."""
-        self.manager.release(self)
 
 
 class BfdManager:
