@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
+
+if TYPE_CHECKING:
+    from lightkube import AsyncClient
 
 kube_app = typer.Typer(help="Kubernetes: CRDs and manifests.", no_args_is_help=True)
 
@@ -39,6 +42,61 @@ def crds(
     typer.echo(f"wrote {len(files)} CRDs to {out}")
 
 
+KubeconfigOpt = Annotated[
+    Path | None,
+    typer.Option("--kubeconfig", envvar="KUBECONFIG",
+                 help="kubeconfig file (default: in-cluster service account, then ~/.kube)."),
+]
+
+
+def _client(kubeconfig: Path | None, namespace: str) -> AsyncClient:
+    from lightkube import AsyncClient, KubeConfig
+
+    config = KubeConfig.from_file(kubeconfig) if kubeconfig else KubeConfig.from_env()
+    return AsyncClient(config=config, namespace=namespace, field_manager="vipcast")
+
+
+def controller(
+    kubeconfig: KubeconfigOpt = None,
+    namespace: Annotated[
+        str, typer.Option("--namespace", envvar="VIPCAST_NAMESPACE",
+                          help="Namespace of the leader-election Lease.")
+    ] = "vipcast-system",
+    identity: Annotated[
+        str | None, typer.Option("--identity", envvar="POD_NAME",
+                                 help="Leader-election identity (default: host name + random).")
+    ] = None,
+    lease_duration: Annotated[float, typer.Option(help="Lease duration, seconds.")] = 15.0,
+    log_level: Annotated[str, typer.Option(help="DEBUG, INFO, WARNING.")] = "INFO",
+) -> None:
+    """Run the controller: allocate Service IPs and write them to Service status (leader only)."""
+    import asyncio
+    import contextlib
+    import logging
+
+    from vipcast.app.controller import ControllerConfig, run_controller
+    from vipcast.sources.kube.leader import ElectionConfig
+
+    logging.basicConfig(level=log_level.upper(),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    election = ElectionConfig(namespace=namespace, lease_duration=lease_duration,
+                              renew_deadline=lease_duration * 2 / 3,
+                              retry_period=max(0.2, lease_duration / 7))
+    config = ControllerConfig(election=election) if identity is None else ControllerConfig(
+        identity=identity, election=election)
+
+    async def main() -> None:
+        client = _client(kubeconfig, namespace)
+        try:
+            await run_controller(client, config)
+        finally:
+            await client.close()
+
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(main())
+
+
 def register(app: typer.Typer) -> None:
     """Add this module's commands to ``app``."""
     app.add_typer(kube_app, name="kube")
+    app.command("controller")(controller)

@@ -1,0 +1,208 @@
+"""The in-cluster controller: allocates Service IPs and writes them to Service status.
+
+Wiring: one reflector per kind it reads (our CRDs, Services, Namespaces), a Lease elector, a
+status writer and an Event recorder. The reconcile is level-triggered: any change marks the
+state dirty; a round takes a snapshot of every store, validates it (bad objects left out, a bad
+config keeps the last good one), allocates, and writes the difference.
+
+Assignments live in the Services' ``status.loadBalancer.ingress`` and nowhere else: a new
+leader rebuilds all current assignments from every Service's status before allocating
+anything (the allocator keeps what is in ``current``), so a restart or failover moves no IP.
+Only the leader writes; standbys keep their caches warm.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import socket
+import uuid
+from dataclasses import dataclass, field
+
+import httpx2 as httpx
+from lightkube import ApiError, AsyncClient
+
+from vipcast.alloc import AllocationResult, Reason
+from vipcast.core.allocation import allocate_spec
+from vipcast.sources.kube.leader import ElectionConfig, LeaderElector
+from vipcast.sources.kube.reflector import Reflector
+from vipcast.sources.kube.resources import CONTROLLER_KINDS, Watched
+from vipcast.sources.kube.snapshot import Document, build_spec
+from vipcast.sources.kube.status import (
+    FIELD_MANAGER,
+    EventRecorder,
+    apply_service_ips,
+    current_ingress,
+    ingress_up_to_date,
+)
+from vipcast.spec import LOAD_BALANCER_CLASS
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ControllerConfig:
+    identity: str = field(default_factory=lambda: f"{socket.gethostname()}-{uuid.uuid4().hex[:6]}")
+    election: ElectionConfig = field(default_factory=ElectionConfig)
+    load_balancer_class: str | None = LOAD_BALANCER_CLASS
+    field_manager: str = FIELD_MANAGER
+    #: reconcile at least this often even without changes (retries failed writes)
+    resync: float = 30.0
+    #: wait this long after a change for more changes before reconciling
+    debounce: float = 0.05
+    watch_timeout: int = 290
+
+
+@dataclass
+class RoundReport:
+    """What one reconcile round did (for logs, metrics and tests)."""
+
+    leader: bool = False
+    allocated: int = 0
+    written: int = 0
+    failed_writes: int = 0
+    issues: int = 0
+    config_stale: bool = False
+    result: AllocationResult | None = None
+
+
+class Controller:
+    def __init__(self, client: AsyncClient, config: ControllerConfig | None = None,
+                 kinds: tuple[Watched, ...] = CONTROLLER_KINDS) -> None:
+        self.client = client
+        self.config = config or ControllerConfig()
+        self.dirty = asyncio.Event()
+        self.reflectors = [
+            Reflector(client, w, self.dirty.set, watch_timeout=self.config.watch_timeout)
+            for w in kinds
+        ]
+        self.elector = LeaderElector(client, self.config.identity, self.config.election)
+        self.events = EventRecorder(client, "vipcast-controller", self.config.identity)
+        self.last_good: tuple[Document, ...] = ()
+        #: what this leader wrote last round (wins over a status echo still in flight)
+        self.memory: dict[str, tuple[str, ...]] = {}
+        self.rounds = 0
+        self.last_report = RoundReport()
+        self.reported_issues: set[str] = set()
+
+    @property
+    def synced(self) -> bool:
+        return all(r.synced.is_set() for r in self.reflectors)
+
+    async def run(self) -> None:
+        async with asyncio.TaskGroup() as tg:
+            for reflector in self.reflectors:
+                tg.create_task(reflector.run(), name=f"reflect-{reflector.kind}")
+            tg.create_task(self.elector.run(), name="leader-election")
+            tg.create_task(self._loop(), name="reconcile")
+
+    async def _loop(self) -> None:
+        while True:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self.config.resync):
+                    await self._wait_for_change()
+            await asyncio.sleep(self.config.debounce)
+            self.dirty.clear()
+            self.elector.changed.clear()
+            if not self.synced:
+                continue
+            report = await self.reconcile_once()
+            if report.failed_writes:
+                self.dirty.set()
+                await asyncio.sleep(1.0)
+
+    async def _wait_for_change(self) -> None:
+        dirty = asyncio.ensure_future(self.dirty.wait())
+        leader = asyncio.ensure_future(self.elector.changed.wait())
+        try:
+            await asyncio.wait({dirty, leader}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            dirty.cancel()
+            leader.cancel()
+
+    async def reconcile_once(self) -> RoundReport:
+        """One round: snapshot, validate, allocate, write (only when leading)."""
+        self.rounds += 1
+        report = RoundReport(leader=self.elector.is_leader)
+        if not report.leader:
+            self.memory.clear()  # a future leader term starts again from Service status
+            self.last_report = report
+            return report
+        objects = {r.kind: r.snapshot() for r in self.reflectors}
+        outcome = build_spec(objects, self.last_good)
+        report.issues = len(outcome.issues)
+        report.config_stale = outcome.config_stale
+        for issue in outcome.issues:
+            text = str(issue)
+            if text not in self.reported_issues:
+                self.reported_issues.add(text)
+                log.warning("config problem: %s", text)
+        if outcome.spec is None:
+            self.last_report = report
+            return report
+        if not outcome.config_stale:
+            self.last_good = outcome.config
+        result = allocate_spec(outcome.spec, self.memory,
+                               load_balancer_class=self.config.load_balancer_class)
+        report.result = result
+        services = {f"{(s.get('metadata') or {}).get('namespace')}/"
+                    f"{(s.get('metadata') or {}).get('name')}": s
+                    for s in objects.get("Service", [])}
+        for dropped in outcome.dropped:
+            kind, _, key = dropped.partition("/")
+            if kind == "Service" and key in services:
+                why = "; ".join(i.message for i in outcome.issues if i.file == dropped)
+                await self.events.emit(services[key], "Warning", "InvalidService", why)
+        written: dict[str, tuple[str, ...]] = {}
+        for key, assignment in result.assignments.items():
+            svc = services.get(key)
+            if svc is None:
+                continue
+            if assignment.reason is Reason.CLASS_NOT_OURS:
+                continue
+            ips = assignment.ips
+            if assignment.reason is Reason.NOT_LOAD_BALANCER and not current_ingress(svc):
+                continue
+            if ips:
+                report.allocated += 1
+            if not ingress_up_to_date(svc, ips):
+                if not self.elector.is_leader:
+                    break
+                ok = await self._write(svc, ips)
+                report.written += ok
+                report.failed_writes += not ok
+                if ok and ips:
+                    verb = "Moved to" if assignment.moved else "Assigned"
+                    pool = f" from pool {assignment.pool}" if assignment.pool else ""
+                    await self.events.emit(svc, "Normal", "IPAllocated",
+                                           f"{verb} {', '.join(ips)}{pool}")
+            if ips:
+                written[key] = ips
+            if not assignment.ok and assignment.reason is not Reason.NOT_LOAD_BALANCER:
+                await self.events.emit(svc, "Warning", str(assignment.reason),
+                                       assignment.message)
+        self.memory = written
+        self.last_report = report
+        return report
+
+    async def _write(self, svc: dict[str, object], ips: tuple[str, ...]) -> bool:
+        meta = svc.get("metadata") or {}
+        assert isinstance(meta, dict)
+        try:
+            await apply_service_ips(self.client, str(meta.get("namespace")),
+                                    str(meta.get("name")), ips, self.config.field_manager)
+            return True
+        except ApiError as exc:
+            log.warning("status of %s/%s not written: %s", meta.get("namespace"),
+                        meta.get("name"), exc.status.message)
+            return exc.status.code == 404  # gone: nothing to retry
+        except (httpx.HTTPError, OSError) as exc:
+            log.warning("status of %s/%s not written: %s", meta.get("namespace"),
+                        meta.get("name"), exc)
+            return False
+
+
+async def run_controller(client: AsyncClient, config: ControllerConfig | None = None) -> None:
+    """Composition root used by ``vipcast controller``."""
+    await Controller(client, config).run()

@@ -1,0 +1,144 @@
+"""A reflector: list, then watch from the list's resourceVersion, relist on 410, back off.
+
+It keeps an in-memory store of one kind's objects (as plain dicts, keyed ``ns/name`` or
+``name``) and calls ``on_change`` after every change it applies, so the caller can run a
+level-triggered reconcile on a snapshot of all stores.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections.abc import Callable
+from contextlib import aclosing
+from dataclasses import dataclass
+from typing import Any
+
+import httpx2 as httpx
+from lightkube import ALL_NS, ApiError, AsyncClient
+
+from vipcast.sources.kube.resources import Watched
+
+log = logging.getLogger(__name__)
+
+JSON = dict[str, Any]
+
+
+@dataclass
+class Backoff:
+    """Exponential backoff with jitter; ``reset`` after a success."""
+
+    initial: float = 0.5
+    maximum: float = 30.0
+    factor: float = 2.0
+    jitter: float = 0.2
+    _next: float = 0.0
+
+    def delay(self, rng: random.Random) -> float:
+        self._next = self.initial if self._next == 0 else min(self.maximum,
+                                                              self._next * self.factor)
+        return self._next * (1 + self.jitter * rng.random())
+
+    def reset(self) -> None:
+        self._next = 0.0
+
+
+def object_key(obj: JSON) -> str:
+    meta = obj.get("metadata") or {}
+    ns = meta.get("namespace")
+    return f"{ns}/{meta.get('name')}" if ns else str(meta.get("name"))
+
+
+class Reflector:
+    """Mirror of one kind in memory, kept current by list + watch."""
+
+    def __init__(
+        self,
+        client: AsyncClient,
+        watched: Watched,
+        on_change: Callable[[], None],
+        *,
+        watch_timeout: int = 290,
+        backoff: Backoff | None = None,
+        seed: int | None = None,
+    ) -> None:
+        self.client = client
+        self.watched = watched
+        self.on_change = on_change
+        self.watch_timeout = watch_timeout
+        self.backoff = backoff or Backoff()
+        self.rng = random.Random(seed)
+        self.store: dict[str, JSON] = {}
+        self.synced = asyncio.Event()
+        self.resource_version: str | None = None
+        #: counters for tests and metrics
+        self.lists = 0
+        self.gone = 0
+        self.errors = 0
+
+    @property
+    def kind(self) -> str:
+        return self.watched.kind
+
+    def snapshot(self) -> list[JSON]:
+        return list(self.store.values())
+
+    async def run(self) -> None:
+        """List and watch forever (cancel to stop)."""
+        while True:
+            try:
+                await self._list()
+                self.backoff.reset()
+                await self._watch()
+            except ApiError as exc:
+                if exc.status.code == 410:
+                    self.gone += 1
+                    log.info("%s: resourceVersion %s expired, relisting", self.kind,
+                             self.resource_version)
+                    continue
+                await self._pause(f"API error {exc.status.code}: {exc.status.message}")
+            except (httpx.HTTPError, OSError) as exc:
+                await self._pause(f"{type(exc).__name__}: {exc}")
+
+    async def _pause(self, why: str) -> None:
+        self.errors += 1
+        delay = self.backoff.delay(self.rng)
+        log.warning("%s: %s; retrying in %.1fs", self.kind, why, delay)
+        await asyncio.sleep(delay)
+
+    def _ns(self) -> dict[str, Any]:
+        return {"namespace": ALL_NS} if self.watched.namespaced else {}
+
+    async def _list(self) -> None:
+        listing = self.client.list(self.watched.resource, chunk_size=500, **self._ns())
+        fresh: dict[str, JSON] = {}
+        async for obj in listing:
+            data = obj.to_dict()
+            fresh[object_key(data)] = data
+        self.lists += 1
+        self.resource_version = listing.resourceVersion
+        changed = fresh != self.store
+        self.store = fresh
+        first = not self.synced.is_set()
+        self.synced.set()
+        if changed or first:
+            self.on_change()
+
+    async def _watch(self) -> None:
+        stream = self.client.watch(self.watched.resource, resource_version=self.resource_version,
+                                   server_timeout=self.watch_timeout, **self._ns())
+        async with aclosing(stream):  # type: ignore[type-var]
+            async for event_type, obj in stream:
+                data = obj.to_dict()
+                rv = (data.get("metadata") or {}).get("resourceVersion")
+                if rv:
+                    self.resource_version = rv
+                key = object_key(data)
+                if event_type == "DELETED":
+                    self.store.pop(key, None)
+                elif event_type in ("ADDED", "MODIFIED"):
+                    self.store[key] = data
+                else:
+                    continue
+                self.on_change()

@@ -1,0 +1,55 @@
+"""The Kubernetes resources vipcast reads and writes, as lightkube resource classes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from lightkube.generic_resource import create_global_resource
+from lightkube.resources.coordination_v1 import Lease
+from lightkube.resources.core_v1 import Event, Namespace, Node, Secret, Service
+from lightkube.resources.discovery_v1 import EndpointSlice
+
+from vipcast.sources.kube.crds import KINDS
+from vipcast.spec.objects import API_GROUP, API_VERSION
+
+VERSION = API_VERSION.split("/", 1)[1]
+
+
+@dataclass(frozen=True)
+class Watched:
+    """One kind the sources watch: its spec kind name and lightkube resource class."""
+
+    kind: str
+    resource: Any
+    namespaced: bool
+    #: our own kinds: drop ``status`` before validation (the spec models have none)
+    ours: bool = False
+
+
+def _ours() -> tuple[Watched, ...]:
+    out = []
+    for info in KINDS:
+        kind = info.model.__name__
+        res = create_global_resource(API_GROUP, VERSION, kind, info.plural)
+        out.append(Watched(kind, res, namespaced=False, ours=True))
+    return tuple(out)
+
+
+OUR_KINDS: tuple[Watched, ...] = _ours()
+SERVICES = Watched("Service", Service, namespaced=True)
+ENDPOINT_SLICES = Watched("EndpointSlice", EndpointSlice, namespaced=True)
+NODES = Watched("Node", Node, namespaced=False)
+NAMESPACES = Watched("Namespace", Namespace, namespaced=False)
+SECRETS = Watched("Secret", Secret, namespaced=True)
+
+#: what the controller needs to allocate
+CONTROLLER_KINDS: tuple[Watched, ...] = (*OUR_KINDS, SERVICES, NAMESPACES)
+#: what a node's speaker needs to plan announcements and the data plane
+SPEAKER_KINDS: tuple[Watched, ...] = (*OUR_KINDS, SERVICES, NAMESPACES, ENDPOINT_SLICES, NODES,
+                                      SECRETS)
+
+__all__ = [
+    "CONTROLLER_KINDS", "ENDPOINT_SLICES", "NAMESPACES", "NODES", "OUR_KINDS", "SECRETS",
+    "SERVICES", "SPEAKER_KINDS", "Event", "Lease", "Service", "Watched",
+]

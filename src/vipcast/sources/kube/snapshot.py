@@ -1,0 +1,107 @@
+"""From the reflectors' objects to a :class:`~vipcast.spec.Spec`, tolerating bad objects.
+
+In a cluster one user's broken object must not stop every other Service, yet a broken
+*config* (pools, peers, advertisements) must not be half-applied either. So:
+
+* a Service, EndpointSlice, Node, Namespace or Secret with a problem is left out (and
+  reported), the rest goes on;
+* if any of vipcast's own objects has a problem, the last config that validated (``last_good``)
+  stays in force with the current core objects, and the problems are reported.
+
+Pure: no I/O, no clock.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from vipcast.spec import KINDS, Issue, Spec, SpecError, load_documents
+
+JSON = dict[str, Any]
+CORE_KINDS = frozenset({"Service", "EndpointSlice", "Node", "Namespace", "Secret"})
+OUR_KINDS = frozenset(KINDS) - CORE_KINDS
+Document = tuple[str, JSON]
+
+
+@dataclass(frozen=True)
+class SpecOutcome:
+    """The Spec to act on (None: nothing usable), and what was wrong on the way."""
+
+    spec: Spec | None
+    issues: tuple[Issue, ...] = ()
+    #: sources (``Kind/key``) of core objects left out
+    dropped: tuple[str, ...] = ()
+    #: our own objects were broken: ``config`` is the last good one, not the current
+    config_stale: bool = False
+    #: the documents of our kinds actually used (the next call's ``last_good``)
+    config: tuple[Document, ...] = ()
+
+
+def to_document(kind: str, obj: Mapping[str, Any]) -> JSON:
+    """An API object as the spec loader wants it (``status`` of our kinds and server-only
+    metadata dropped)."""
+    doc = dict(obj)
+    if kind in OUR_KINDS:
+        doc.pop("status", None)
+    meta = dict(doc.get("metadata") or {})
+    meta.pop("managedFields", None)
+    doc["metadata"] = meta
+    doc.setdefault("kind", kind)
+    return doc
+
+
+def documents(objects: Mapping[str, Iterable[Mapping[str, Any]]]) -> list[Document]:
+    """``kind -> objects`` as ``(source, document)`` pairs; source is ``Kind/ns/name``."""
+    out: list[Document] = []
+    for kind, items in objects.items():
+        for obj in items:
+            doc = to_document(kind, obj)
+            meta = doc["metadata"]
+            ns = meta.get("namespace")
+            key = f"{ns}/{meta.get('name')}" if ns else str(meta.get("name"))
+            out.append((f"{kind}/{key}", doc))
+    out.sort(key=lambda d: d[0])
+    return out
+
+
+def _kind_of(source: str) -> str:
+    return source.split("/", 1)[0]
+
+
+def build_spec(
+    objects: Mapping[str, Iterable[Mapping[str, Any]]],
+    last_good: Sequence[Document] = (),
+) -> SpecOutcome:
+    """Validate the cluster's objects into a Spec (see the module doc for the fallbacks)."""
+    docs = documents(objects)
+    ours = [d for d in docs if _kind_of(d[0]) in OUR_KINDS]
+    core = [d for d in docs if _kind_of(d[0]) not in OUR_KINDS]
+    issues: list[Issue] = []
+    dropped: list[str] = []
+    config_stale = False
+    for _ in range(4):
+        try:
+            spec = load_documents([*ours, *core])
+        except SpecError as error:
+            issues.extend(error.issues)
+            bad_core = {i.file for i in error.issues if _kind_of(i.file) in CORE_KINDS}
+            bad_ours = any(_kind_of(i.file) in OUR_KINDS or not i.file for i in error.issues)
+            if bad_core:
+                dropped.extend(sorted(bad_core))
+                core = [d for d in core if d[0] not in bad_core]
+            if bad_ours:
+                if config_stale or not last_good:
+                    # no config to fall back on (or it fails with today's core objects too):
+                    # acting on an empty config would withdraw every address
+                    config_stale = True
+                    break
+                config_stale = True
+                ours = list(last_good)
+            if not bad_core and not bad_ours:
+                break
+            continue
+        return SpecOutcome(spec, tuple(sorted(set(issues))), tuple(dropped), config_stale,
+                           tuple(ours))
+    return SpecOutcome(None, tuple(sorted(set(issues))), tuple(dropped), config_stale, ())
