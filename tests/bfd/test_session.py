@@ -331,3 +331,67 @@ def test_random_link_flaps_keep_invariants(flaps: list[tuple[bool, bool, float]]
     w.a_to_b = w.b_to_a = True
     w.run(15, until=lambda: w.a.state is w.b.state is State.UP)
     assert states(w) == (State.UP, State.UP)
+
+
+def test_remote_demand_mode_stops_periodic_tx_when_both_up() -> None:
+    w = up_pair()
+    a = w.a
+    demand = ControlPacket(
+        State.UP, my_discr=0x0B, your_discr=0x0A, detect_mult=3, desired_min_tx_us=100_000,
+        required_min_rx_us=100_000, demand=True,
+    )  # fmt: skip
+    assert a.receive_control(demand, w.now, 255) is None
+    a.packets_to_send()
+    for step_ in range(1, 3):  # within the 300 ms detection time
+        a.handle_timer(w.now + step_ * 0.1)
+    assert a.packets_to_send() == []
+    # a timer change still polls the remote, demand or not
+    a.reconfigure(SessionConfig(desired_min_tx_us=200_000, required_min_rx_us=100_000), w.now)
+    a.handle_timer(w.now + 0.25)
+    sent = [decode(d) for d in a.packets_to_send()]
+    assert sent and sent[0].poll
+
+
+@st.composite
+def remote_packets(draw: st.DrawFn) -> ControlPacket:
+    state = draw(st.sampled_from(State))
+    return ControlPacket(
+        state=state,
+        my_discr=draw(st.integers(1, 3)),
+        your_discr=draw(st.sampled_from([0, 0x0A] if state in (State.DOWN, State.ADMIN_DOWN)
+                                        else [0x0A, 7])),
+        detect_mult=draw(st.integers(1, 5)),
+        desired_min_tx_us=draw(st.sampled_from([0, 1, 50_000, 1_000_000, 0xFFFF_FFFF])),
+        required_min_rx_us=draw(st.sampled_from([0, 1, 50_000, 1_000_000])),
+        poll=draw(st.booleans()),
+        demand=draw(st.booleans()),
+    )  # fmt: skip
+
+
+@settings(max_examples=150)
+@given(
+    st.lists(
+        st.tuples(remote_packets(), st.floats(0, 5), st.sampled_from([255, 254, None])),
+        max_size=30,
+    )
+)
+def test_arbitrary_remote_behaviour_keeps_session_sane(
+    inputs: list[tuple[ControlPacket, float, int | None]],
+) -> None:
+    s = Session(FAST, 0x0A, half)
+    now = 0.0
+    s.start(now)
+    for packet, dt, ttl in inputs:
+        now += dt
+        s.handle_timer(now)
+        s.receive_control(packet, now, ttl)
+        for data in s.packets_to_send():
+            out = decode(data)
+            assert out.my_discr == 0x0A and not (out.poll and out.final)
+            assert out.state is s.state or out.final or out.state is not State.ADMIN_DOWN
+        deadline = s.next_deadline()
+        assert deadline is None or deadline >= now - 1e-9 or s.tx_interval_us == 0
+        if s.state is not State.UP:
+            assert s.desired_min_tx_us == 1_000_000
+        while s.next_event() is not None:
+            pass
