@@ -1,4 +1,7 @@
-"""Sans-IO BGP-4: codec, capabilities, the RFC 4271 FSM and a session (see docs/bgp-session-api.md)."""
+"""Sans-IO BGP-4: codec, capabilities, the RFC 4271 FSM and a session.
+
+The driver-facing contract is ``docs/bgp-session-api.md``.
+"""
 
 from .constants import IPV4_UNICAST, IPV6_UNICAST, Family, Origin, State
 from .errors import BGPError

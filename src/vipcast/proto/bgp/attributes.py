@@ -396,7 +396,7 @@ class AttributeSection:
     #: every malformation that was absorbed (for logs)
     problems: list[BGPError] = field(default_factory=list)
     seen: set[int] = field(default_factory=set)
-    #: where MP_REACH/MP_UNREACH sat among ``attributes`` (type code -> index), for re-encoding
+    #: where MP_REACH/MP_UNREACH sat in the whole attribute list (type -> index), for re-encoding
     mp_positions: dict[int, int] = field(default_factory=dict)
 
 
@@ -458,11 +458,11 @@ def _one(
             raise _err(UpdateSubcode.ATTRIBUTE_FLAGS_ERROR, f"flags {flags:#x} on {type_code}", raw)
         if type_code == AttrType.MP_REACH_NLRI:
             out.mp_reach = bytes(value)
-            out.mp_positions[type_code] = len(out.attributes)
+            out.mp_positions[type_code] = len(out.attributes) + len(out.mp_positions)
             return
         if type_code == AttrType.MP_UNREACH_NLRI:
             out.mp_unreach = bytes(value)
-            out.mp_positions[type_code] = len(out.attributes)
+            out.mp_positions[type_code] = len(out.attributes) + len(out.mp_positions)
             return
         attr = DECODERS[type_code](bytes(value), ctx)
     except BGPError as problem:

@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from .attributes import WireContext
 from .capabilities import Capability, decode_capabilities, encode_capability
 from .constants import (
+    HEADER_LEN,
+    MIN_LENGTH,
     ErrorCode,
     Family,
     HeaderSubcode,
@@ -173,9 +175,18 @@ DECODERS: dict[int, Callable[[bytes, WireContext], Message]] = {
 
 
 def decode_message(msg_type: int, body: bytes, ctx: WireContext | None = None) -> Message:
+    """Decode one message body (the framer checked the header; lengths are checked again)."""
     decoder = DECODERS.get(msg_type)
     if decoder is None:
         raise BGPError(ErrorCode.MESSAGE_HEADER, HeaderSubcode.BAD_MESSAGE_TYPE, bytes((msg_type,)))
+    length = HEADER_LEN + len(body)
+    if length < MIN_LENGTH[msg_type] or (msg_type == MessageType.KEEPALIVE and body):
+        raise BGPError(
+            ErrorCode.MESSAGE_HEADER,
+            HeaderSubcode.BAD_MESSAGE_LENGTH,
+            struct.pack("!H", length & 0xFFFF),
+            f"bad length {length} for message type {msg_type}",
+        )
     return decoder(body, ctx or WireContext())
 
 

@@ -192,7 +192,7 @@ def decode_update(body: bytes, ctx: WireContext) -> Update:
         family, raw = p.mp_unreach
         pos = p.section.mp_positions[AttrType.MP_UNREACH_NLRI]
         mp.append((pos, MpUnreach(family, decode_nlri(raw, family.afi))))
-    for pos, attr in sorted(mp, key=lambda item: item[0], reverse=True):
+    for pos, attr in sorted(mp, key=lambda item: item[0]):
         attrs.insert(pos, attr)
     return Update(
         withdrawn=decode_nlri(p.withdrawn, AFI.IPV4),
