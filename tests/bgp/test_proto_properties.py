@@ -57,6 +57,7 @@ from vipcast.proto.bgp.messages import (
     decode_message,
     encode_message,
 )
+from vipcast.proto.bgp.prefixes import encode_prefix
 from vipcast.proto.bgp.update import Update, summarize_update
 from vipcast.proto.bgp.wire import Framer
 
@@ -366,3 +367,27 @@ def test_session_survives_any_sequence(
             assert s.negotiated is None
         deadline = s.next_deadline()
         assert deadline is None or deadline >= now - 50
+
+
+def _slow_encode(text: str) -> bytes:
+    net = ipaddress.ip_network(text)
+    return bytes((net.prefixlen,)) + net.network_address.packed[: (net.prefixlen + 7) // 8]
+
+
+@given(
+    st.one_of(
+        v4_prefix,
+        st.tuples(u32, st.integers(0, 40)).map(lambda t: f"{ipaddress.IPv4Address(t[0])}/{t[1]}"),
+        st.from_regex(r"\A[0-9٣.]{1,16}/[0-9]{0,3}\Z"),
+    )
+)
+def test_fast_prefix_encoding_agrees_with_ipaddress(text: str) -> None:
+    try:
+        expected = _slow_encode(text)
+    except ValueError:
+        try:
+            encode_prefix(text)
+        except ValueError:
+            return
+        raise AssertionError(f"{text!r} accepted by the fast path only") from None
+    assert encode_prefix(text)[1] == expected

@@ -14,13 +14,44 @@ from .errors import BGPError
 _ADDR_BYTES: dict[int, int] = {AFI.IPV4: 4, AFI.IPV6: 16}
 
 
+_V4_FAMILY = Family(AFI.IPV4, 1)
+_V6_FAMILY = Family(AFI.IPV6, 1)
+
+
+def _encode_v4(prefix: str) -> bytes | None:
+    """Fast path for canonical ``a.b.c.d/len``; None means "let ipaddress decide"."""
+    if not prefix.isascii():
+        return None
+    addr, _, length = prefix.partition("/")
+    parts = addr.split(".")
+    if len(parts) != 4 or not length.isdigit() or len(length) > 2:
+        return None
+    plen = int(length)
+    if plen > 32:
+        return None
+    value = 0
+    for part in parts:
+        if not part.isdigit() or len(part) > 3 or (len(part) > 1 and part[0] == "0"):
+            return None
+        octet = int(part)
+        if octet > 255:
+            return None
+        value = (value << 8) | octet
+    if value & ((1 << (32 - plen)) - 1):
+        return None  # host bits set: ipaddress raises the ValueError
+    nbytes = (plen + 7) // 8
+    return bytes((plen,)) + value.to_bytes(4, "big")[:nbytes]
+
+
 def encode_prefix(prefix: str) -> tuple[Family, bytes]:
     """``"192.0.2.0/24"`` -> (IPv4 unicast, b"\\x18\\xc0\\x00\\x02"). ValueError if invalid."""
+    fast = _encode_v4(prefix)
+    if fast is not None:
+        return _V4_FAMILY, fast
     net = ipaddress.ip_network(prefix)
     plen = net.prefixlen
     packed = net.network_address.packed[: (plen + 7) // 8]
-    family = Family(AFI.IPV4 if net.version == 4 else AFI.IPV6, 1)
-    return family, bytes((plen,)) + packed
+    return (_V4_FAMILY if net.version == 4 else _V6_FAMILY), bytes((plen,)) + packed
 
 
 def _invalid(reason: str) -> BGPError:
