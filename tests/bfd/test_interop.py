@@ -27,7 +27,7 @@ from bfdlab import (
     start_frr_bfd,
 )
 
-from vipcast.lab.netns import Topology, wait_until
+from vipcast.lab.netns import Netns, Topology, wait_until
 from vipcast.proto.bfd import Diag, SessionConfig, State
 
 pytestmark = [pytest.mark.netns, pytest.mark.interop, pytest.mark.slow]
@@ -46,12 +46,18 @@ def _timed(predicate: Callable[[], bool], timeout: float, what: str) -> float:
     return time.monotonic() - t0
 
 
-@pytest.mark.parametrize("family", ["ipv4", "ipv6"])
+def _link_local(ns: Netns) -> str:
+    return next(a.split("/")[0] for a in ns.addresses("eth0") if a.startswith("fe80:"))
+
+
+@pytest.mark.parametrize("family", ["ipv4", "ipv6", "ipv6-link-local"])
 def test_frr_bfdd_single_hop(
     netlab: Topology, bfd_thread_factory: Callable[[str | None], BfdThread], family: str
 ) -> None:
     router_ip, node_ip = (ROUTER_IP, NODE_IP) if family == "ipv4" else (ROUTER_IP6, NODE_IP6)
     lan = build_lan(netlab)
+    if family == "ipv6-link-local":
+        router_ip, node_ip = _link_local(lan.router), _link_local(lan.node)
     frr = start_frr_bfd(lan, netlab.workdir)
     frr_add_peer(frr, node_ip, router_ip)
     node = bfd_thread_factory(lan.node.name)

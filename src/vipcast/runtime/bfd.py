@@ -21,6 +21,7 @@ AdminDown: that is the remote turning BFD off, not a failure of the path.
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import ipaddress
 import logging
 import random
@@ -55,6 +56,7 @@ IPV6_RECVHOPLIMIT = getattr(socket, "IPV6_RECVHOPLIMIT", 51)
 IPV6_HOPLIMIT = getattr(socket, "IPV6_HOPLIMIT", 52)
 _INT = struct.Struct("@i")
 _READS_PER_WAKEUP = 64
+_SIOCGIFINDEX = 0x8933
 #: DSCP CS6 (network control), as routers mark their own BFD
 _NETWORK_CONTROL = 0xC0
 
@@ -108,7 +110,7 @@ class BfdManager:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._by_discr: dict[int, BfdHandle] = {}
         self._by_peer: dict[tuple[str, bool], BfdHandle] = {}
-        self._listeners: dict[tuple[str, int], _Listener] = {}
+        self._listeners: dict[tuple[str, int, int], _Listener] = {}
 
     # ------------------------------------------------------------------ public
 
@@ -128,7 +130,9 @@ class BfdManager:
         A second call for the same peer and hop mode returns the same handle, held once more.
         Raises OSError if the kernel refuses the sockets (address not local, port taken).
         """
-        peer = str(ipaddress.ip_address(peer_addr.split("%")[0]))
+        address, _, zone = peer_addr.partition("%")
+        peer = str(ipaddress.ip_address(address))
+        interface = interface or zone or None  # "fe80::1%eth0" names its link
         key = (peer, multihop)
         existing = self._by_peer.get(key)
         if existing is not None:
@@ -136,17 +140,19 @@ class BfdManager:
             return existing
         loop = self._running_loop()
         family = socket.AF_INET6 if ":" in peer else socket.AF_INET
+        if _link_local(peer) and not interface:
+            raise ValueError(f"link-local peer {peer} needs an interface")
         config = session_config(profile, multihop)
-        listener_key = self._listen(family, local_addr, multihop)
+        link = interface if not multihop else None
+        listener_key = self._listen(family, local_addr, multihop, interface)
         try:
-            tx = self._transmit_socket(family, local_addr, interface if not multihop else None)
+            tx, scope = self._transmit_socket(family, local_addr, link)
         except OSError:
             self._unlisten(listener_key)
             raise
         dest: tuple[str, int] | tuple[str, int, int, int] = (peer, self._ports[multihop])
         if family == socket.AF_INET6:
-            scope = socket.if_nametoindex(interface) if interface else 0
-            dest = (peer, self._ports[multihop], 0, scope)
+            dest = (peer, self._ports[multihop], 0, scope if _link_local(peer) else 0)
         discr = self._new_discriminator()
         handle = BfdHandle(
             manager=self,
@@ -323,32 +329,38 @@ class BfdManager:
 
     # ------------------------------------------------------------------ sockets
 
-    def _listen(self, family: int, local: str | None, multihop: bool) -> tuple[str, int]:
+    def _listen(
+        self, family: int, local: str | None, multihop: bool, interface: str | None
+    ) -> tuple[str, int, int]:
         port = self._ports[multihop]
         bind_addr = local if local else ("::" if family == socket.AF_INET6 else "0.0.0.0")
-        key = (bind_addr, port)
-        listener = self._listeners.get(key)
-        if listener is None:
-            sock = self._socket(family)
-            try:
-                sock.setblocking(False)
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-                if family == socket.AF_INET6:
-                    sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
-                    sock.setsockopt(socket.IPPROTO_IPV6, IPV6_RECVHOPLIMIT, 1)
-                else:
-                    sock.setsockopt(socket.IPPROTO_IP, IP_RECVTTL, 1)
-                sock.bind((bind_addr, port))
-            except OSError:
+        sock = self._socket(family)
+        try:
+            scope = _ifindex(sock, interface) if interface and _link_local(bind_addr) else 0
+            key = (bind_addr, port, scope)
+            listener = self._listeners.get(key)
+            if listener is not None:
                 sock.close()
-                raise
-            listener = _Listener(sock, multihop)
-            self._listeners[key] = listener
-            self._running_loop().add_reader(sock.fileno(), self._on_readable, listener)
-        listener.users += 1
+                listener.users += 1
+                return key
+            sock.setblocking(False)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if family == socket.AF_INET6:
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+                sock.setsockopt(socket.IPPROTO_IPV6, IPV6_RECVHOPLIMIT, 1)
+                sock.bind((bind_addr, port, 0, scope))
+            else:
+                sock.setsockopt(socket.IPPROTO_IP, IP_RECVTTL, 1)
+                sock.bind((bind_addr, port))
+        except OSError:
+            sock.close()
+            raise
+        listener = _Listener(sock, multihop, users=1)
+        self._listeners[key] = listener
+        self._running_loop().add_reader(sock.fileno(), self._on_readable, listener)
         return key
 
-    def _unlisten(self, key: tuple[str, int]) -> None:
+    def _unlisten(self, key: tuple[str, int, int]) -> None:
         listener = self._listeners.get(key)
         if listener is None:
             return
@@ -360,10 +372,12 @@ class BfdManager:
 
     def _transmit_socket(
         self, family: int, local: str | None, interface: str | None
-    ) -> socket.socket:
+    ) -> tuple[socket.socket, int]:
+        """A bound transmit socket and the interface's index (0 without an interface)."""
         sock = self._socket(family)
         try:
             sock.setblocking(False)
+            scope = _ifindex(sock, interface) if interface else 0
             if family == socket.AF_INET6:
                 sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_UNICAST_HOPS, SINGLE_HOP_TTL)
                 sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_TCLASS, _NETWORK_CONTROL)
@@ -372,11 +386,14 @@ class BfdManager:
                 sock.setsockopt(socket.IPPROTO_IP, socket.IP_TOS, _NETWORK_CONTROL)
             if interface:
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, interface.encode())
-            any_addr = "::" if family == socket.AF_INET6 else "0.0.0.0"
+            address = local or ("::" if family == socket.AF_INET6 else "0.0.0.0")
             for attempt in range(64):
                 port = self._rng.randint(SOURCE_PORT_MIN, SOURCE_PORT_MAX)
                 try:
-                    sock.bind((local or any_addr, port))
+                    if family == socket.AF_INET6:
+                        sock.bind((address, port, 0, scope if _link_local(address) else 0))
+                    else:
+                        sock.bind((address, port))
                     break
                 except OSError:
                     if attempt == 63:
@@ -384,7 +401,7 @@ class BfdManager:
         except OSError:
             sock.close()
             raise
-        return sock
+        return sock, scope
 
     def _new_discriminator(self) -> int:
         while True:
@@ -409,3 +426,17 @@ def _ttl(ancdata: list[tuple[int, int, bytes]]) -> int | None:
             if len(value) == 1:
                 return value[0]
     return None
+
+
+def _link_local(address: str) -> bool:
+    return ":" in address and ipaddress.ip_address(address).is_link_local
+
+
+def _ifindex(sock: socket.socket, interface: str) -> int:
+    """The index of ``interface`` in the socket's own network namespace (SIOCGIFINDEX)."""
+    request = struct.pack("16si", interface.encode()[:15], 0)
+    try:
+        reply = fcntl.ioctl(sock.fileno(), _SIOCGIFINDEX, request)
+    except OSError as exc:
+        raise OSError(exc.errno, f"interface {interface!r}: {exc.strerror}") from exc
+    return int(struct.unpack("16si", reply)[1])

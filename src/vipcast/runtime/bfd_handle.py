@@ -79,7 +79,7 @@ class BfdHandle:
     interface: str | None
     session: Session = field(repr=False)
     tx: socket.socket = field(repr=False)
-    listener_key: tuple[str, int]
+    listener_key: tuple[str, int, int]
     dest: tuple[str, int] | tuple[str, int, int, int]
     users: int = 1
     since: float = 0.0
