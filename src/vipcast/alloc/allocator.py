@@ -17,6 +17,7 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from itertools import islice
 
 from vipcast.alloc.model import (
     AllocationResult,
@@ -72,6 +73,7 @@ class _Run:
         # busy ones with a set lookup instead of a full compatibility check
         self.shared: dict[tuple[_Group, int], list[Addr]] = {}
         self.port_users: dict[tuple[_Group, tuple[int, str]], set[Addr]] = {}
+        self._share_cursor: dict[tuple[_Group, int, tuple[tuple[int, str], ...]], int] = {}
         self._candidates: dict[object, list[PoolInput]] = {}
 
     # ------------------------------------------------------------ holding
@@ -215,7 +217,15 @@ class _Run:
         if service.sharing_key is not None:
             group = _group(service)
             busy = [self.port_users.get((group, port), ()) for port in service.ports]
-            for addr in self.shared.get((group, version), ()):
+            shared = self.shared.get((group, version), [])
+            # addresses at the front that are busy for these ports stay busy (holders are only
+            # added, except in give_back, which resets the cursors): skip them for good
+            cursor_key = (group, version, service.ports)
+            start = self._share_cursor.get(cursor_key, 0)
+            while start < len(shared) and any(shared[start] in b for b in busy):
+                start += 1
+            self._share_cursor[cursor_key] = start
+            for addr in islice(shared, start, None):
                 if any(addr in b for b in busy):
                     continue
                 if (
@@ -257,6 +267,7 @@ class _Run:
             group = _group(service)
             for port in service.ports:
                 self.port_users[(group, port)].discard(addr)
+            self._share_cursor = {k: v for k, v in self._share_cursor.items() if k[0] != group}
             if not holders:
                 self.shared[(group, version)].remove(addr)
         if not holders:

@@ -39,8 +39,10 @@ def parse_address(text: str) -> tuple[int, int]:
             p == "0" or not p.startswith("0") for p in parts
         ):
             return 4, (a << 24) | (b << 16) | (c << 8) | d
-    ip = ipaddress.ip_address(text.strip())
-    return ip.version, int(ip)
+    text = text.strip()
+    if ":" in text:  # skip ip_address's IPv4 attempt (an exception per call)
+        return 6, int(ipaddress.IPv6Address(text))
+    return 4, int(ipaddress.IPv4Address(text))
 
 
 def pool_rank(pool: PoolInput) -> tuple[bool, int, bool, bool, str]:

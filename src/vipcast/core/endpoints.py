@@ -56,10 +56,13 @@ def backends(
     """Backends of ``port`` for a VIP of ``family`` as seen from ``node``."""
     local_only = service.spec.external_traffic_policy == "Local"
     out = []
+    numbers: dict[tuple[tuple[str | None, int | None, str], ...], int | None] = {}
     for ep in endpoints:
         if ep.family != family:
             continue
-        number = target_port(port, ep)
+        if ep.ports not in numbers:  # endpoints of one slice share its ports
+            numbers[ep.ports] = target_port(port, ep)
+        number = numbers[ep.ports]
         if number is None:
             continue
         local = ep.node == node

@@ -98,6 +98,8 @@ class PlanContext:
             self.adv_nodes[("L2", l2.name)] = self._selected(l2.spec.node_selectors)
         self._peers: dict[tuple[str, str], tuple[str, ...]] = {}
         self._addresses: dict[str, tuple[int, int]] = {}
+        self._local: dict[str, frozenset[str]] = {}
+        self._eligible: dict[tuple[str, str, frozenset[str]], frozenset[str]] = {}
         self._communities: dict[str, tuple[tuple[int, ...], tuple[tuple[int, int, int], ...]]] = {}
 
     def _selected(self, selectors: Sequence[object]) -> frozenset[str]:
@@ -156,7 +158,12 @@ class PlanContext:
         return self._communities[adv.name]
 
     def local_nodes(self, key: str) -> frozenset[str]:
-        return frozenset(e.node for e in self.endpoints.get(key, ()) if e.node)
+        """Nodes running a ready endpoint of the service."""
+        nodes = self._local.get(key)
+        if nodes is None:
+            nodes = frozenset(e.node for e in self.endpoints.get(key, ()) if e.node)
+            self._local[key] = nodes
+        return nodes
 
     def announcements(self, key: str, ip: str) -> list[Announcement]:
         """Per advertisement covering ``ip``'s pool: the nodes eligible to announce it."""
@@ -167,14 +174,15 @@ class PlanContext:
         allowed = self.ready_nodes
         if service.spec.external_traffic_policy == "Local":
             allowed = allowed & self.local_nodes(key)
-        out = [
-            Announcement("BGP", a.name, ip, self.adv_nodes[("BGP", a.name)] & allowed)
-            for a in self.bgp_by_pool.get(pool, ())
-        ]
-        out += [
-            Announcement("L2", a.name, ip, self.adv_nodes[("L2", a.name)] & allowed)
-            for a in self.l2_by_pool.get(pool, ())
-        ]
+        out = []
+        for kind, advs in (("BGP", self.bgp_by_pool), ("L2", self.l2_by_pool)):
+            for adv in advs.get(pool, ()):
+                name = adv.name
+                cache_key = (kind, name, allowed)
+                eligible = self._eligible.get(cache_key)
+                if eligible is None:
+                    eligible = self._eligible[cache_key] = self.adv_nodes[(kind, name)] & allowed
+                out.append(Announcement(kind, name, ip, eligible))
         return out
 
     def announced_services(self) -> Iterable[tuple[str, Service, tuple[str, ...]]]:
@@ -232,43 +240,50 @@ def _build(ctx: PlanContext, targets: frozenset[str]) -> dict[str, NodePlan]:
                 l2_eligible[ip] = l2_nodes if prev is None else (prev & l2_nodes or prev)
                 l2_services.setdefault(ip, set()).add(key)
                 announcing.update(l2_nodes & targets)
+            local_nodes = ctx.local_nodes(key)
+            # a node without endpoints of the service sees them all as remote: the rules are
+            # the same frozen values on every such node, so they are built once and shared
+            remote: list[NatRule] | None = None
             for node in announcing:
                 d = duties[node]
                 d.vips.add(ip)
-                for port in service.spec.ports:
-                    d.nat.append(
-                        NatRule(
-                            service=key,
-                            vip=ip,
-                            port=port.port,
-                            protocol=port.protocol,
-                            backends=backends(service, port, eps, family, node),
-                            traffic_policy=service.spec.external_traffic_policy,
-                            source_ranges=service.spec.load_balancer_source_ranges,
-                        )
-                    )
+                if node in local_nodes:
+                    d.nat.extend(_nat_rules(key, service, ip, family, eps, node))
+                    continue
+                if remote is None:
+                    remote = _nat_rules(key, service, ip, family, eps, "")
+                d.nat.extend(remote)
     plans: dict[str, NodePlan] = {}
+    ranked: dict[str, tuple[str, ...]] = {}  # ip -> candidates, computed once for all nodes
+    # equal duties on different nodes are the same frozen value: build each once
+    route_cache: dict[tuple[RouteKey, frozenset[str]], BGPRoute] = {}
+    l2_cache: dict[tuple[str, tuple[str, ...]], L2Ownership] = {}
+    l2_order = sorted(l2_eligible.items(), key=lambda item: ctx.address(item[0]))
     for node, d in duties.items():
-        routes = tuple(
-            sorted(
-                BGPRoute(rk[0], rk[1], rk[2], rk[3], rk[4], tuple(sorted(svcs)))
-                for rk, svcs in d.routes.items()
-            )
-        )
+        routes = []
+        for rk, svcs in sorted(d.routes.items(), key=lambda item: item[0]):
+            ck = (rk, frozenset(svcs))
+            if ck not in route_cache:
+                route_cache[ck] = BGPRoute(*rk, services=tuple(sorted(svcs)))
+            routes.append(route_cache[ck])
         l2 = []
-        for ip, eligible in sorted(l2_eligible.items()):
+        for ip, eligible in l2_order:
             if node not in eligible:
                 continue
-            candidates = l2_candidates(ip, eligible)
             on_ifaces = l2_ifaces.get((ip, node), {"*"})
             interfaces = () if "*" in on_ifaces else tuple(sorted(on_ifaces))
-            owners = tuple(sorted(l2_services[ip]))
-            l2.append(L2Ownership(ip, interfaces, candidates[0], candidates, owners))
+            own = l2_cache.get((ip, interfaces))
+            if own is None:
+                candidates = ranked.get(ip) or ranked.setdefault(ip, l2_candidates(ip, eligible))
+                owners = tuple(sorted(l2_services[ip]))
+                own = L2Ownership(ip, interfaces, candidates[0], candidates, owners)
+                l2_cache[(ip, interfaces)] = own
+            l2.append(own)
         plans[node] = NodePlan(
             node=node,
-            bgp=routes,
+            bgp=tuple(routes),
             l2=tuple(l2),
-            nat=tuple(sorted(d.nat)),
+            nat=tuple(sorted(d.nat, key=_nat_order)),
             local_vips=tuple(sorted(d.vips, key=ctx.address)),
         )
     return plans
@@ -313,3 +328,30 @@ def plan_for_spec(
 
     result = allocate_spec(spec, current)
     return plan_node(spec, result.current(), node)
+
+
+def _nat_rules(
+    key: str,
+    service: Service,
+    ip: str,
+    family: int,
+    eps: tuple[ReadyEndpoint, ...],
+    node: str,
+) -> list[NatRule]:
+    return [
+        NatRule(
+            service=key,
+            vip=ip,
+            port=port.port,
+            protocol=port.protocol,
+            backends=backends(service, port, eps, family, node),
+            traffic_policy=service.spec.external_traffic_policy,
+            source_ranges=service.spec.load_balancer_source_ranges,
+        )
+        for port in service.spec.ports
+    ]
+
+
+def _nat_order(rule: NatRule) -> tuple[str, str, int, str]:
+    # (service, vip, port, protocol) identifies a rule: sorting on it avoids comparing backends
+    return rule.service, rule.vip, rule.port, rule.protocol
