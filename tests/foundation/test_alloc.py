@@ -218,11 +218,10 @@ def test_family_dropped_releases_that_address() -> None:
 
 def test_sharing_rules() -> None:
     pools = [pool("a", "192.0.2.0/30")]
-    web = {"sharing_key": "k", "ports": ((80, "TCP"),)}
     r = allocate(
         pools,
         [
-            svc("a-web", **web),
+            svc("a-web", sharing_key="k", ports=((80, "TCP"),)),
             svc("b-dns", sharing_key="k", ports=((53, "UDP"),)),
             svc("c-clash", sharing_key="k", ports=((80, "TCP"),)),
             svc("d-otherkey", sharing_key="j", ports=((22, "TCP"),)),

@@ -16,6 +16,7 @@ from vipcast.alloc import (
     allocate,
     share_conflict,
 )
+from vipcast.alloc.model import FamilyPolicy
 
 POOLS = (
     PoolInput("small", (IPRange.parse("192.0.2.254-192.0.3.2"),), avoid_buggy_ips=True),
@@ -36,7 +37,8 @@ PORTS = st.lists(
 
 @st.composite
 def services(draw: st.DrawFn, name: str) -> ServiceInput:
-    policy = draw(st.sampled_from(["SingleStack", "PreferDualStack", "RequireDualStack"]))
+    policies: list[FamilyPolicy] = ["SingleStack", "PreferDualStack", "RequireDualStack"]
+    policy = draw(st.sampled_from(policies))
     families = draw(st.sampled_from([(4,), (6,), (4, 6), (6, 4)]))
     return ServiceInput(
         "ns",
