@@ -18,12 +18,14 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
+from vipcast.alloc import Selector
 from vipcast.alloc.pools import PoolIndex, ip_text, parse_address
 from vipcast.core.allocation import pool_input
 from vipcast.core.desired import BGPRoute, L2Ownership, NatRule, NodePlan
 from vipcast.core.endpoints import ReadyEndpoint, backends, ready_endpoints
 from vipcast.core.ownership import l2_candidates
 from vipcast.spec import (
+    LOAD_BALANCER_CLASS,
     BGPAdvertisement,
     EndpointSlice,
     L2Advertisement,
@@ -102,13 +104,13 @@ class PlanContext:
         self._eligible: dict[tuple[str, str, frozenset[str]], frozenset[str]] = {}
         self._communities: dict[str, tuple[tuple[int, ...], tuple[tuple[int, int, int], ...]]] = {}
 
-    def _selected(self, selectors: Sequence[object]) -> frozenset[str]:
+    def _selected(self, selectors: Sequence[Selector]) -> frozenset[str]:
         if not selectors:
             return frozenset(self.nodes)
         return frozenset(
             name
             for name, node in self.nodes.items()
-            if any(s.matches(node.metadata.labels) for s in selectors)  # type: ignore[attr-defined]
+            if any(s.matches(node.metadata.labels) for s in selectors)
         )
 
     # ------------------------------------------------------------ lookups
@@ -191,6 +193,8 @@ class PlanContext:
             service = self.services.get(key)
             if service is None or service.spec.type != "LoadBalancer":
                 continue
+            if service.spec.load_balancer_class not in (None, LOAD_BALANCER_CLASS):
+                continue  # another controller's addresses (read from its status)
             if not self.endpoints.get(key):
                 continue
             yield key, service, ips

@@ -48,6 +48,8 @@ def read_state(path: str | Path) -> StateRead:
         return StateRead()
     except OSError as exc:
         return StateRead(problem=f"cannot read {path}: {exc.strerror}")
+    except UnicodeDecodeError:
+        return StateRead(problem=f"{path} is not UTF-8 text; ignored", exists=True)
     try:
         doc = json.loads(raw)
     except json.JSONDecodeError as exc:
