@@ -1,0 +1,152 @@
+"""vipcast's speaker against BIRD 2 in network namespaces.
+
+"rtr" runs BIRD (192.0.2.1, 2001:db8::1, kernel export on); "node" runs the vipcast speaker
+(``python -m vipcast.runtime.bgp_static``) at 192.0.2.11 / 2001:db8::11.
+"""
+
+from __future__ import annotations
+
+import shutil
+import signal
+from typing import Any
+
+import pytest
+
+from vipcast.lab.bgpconf import Neighbor
+from vipcast.lab.bird import BirdConfig, BirdInstance, start_bird
+from vipcast.lab.netns import LabError, Netns, Topology, wait_until
+
+pytest_plugins = ["vipcast.lab.pytest_fixtures"]
+pytestmark = [
+    pytest.mark.netns,
+    pytest.mark.interop,
+    pytest.mark.slow,
+    pytest.mark.skipif(shutil.which("bird") is None, reason="BIRD 2 not installed"),
+]
+
+R4, R6, N4, N6 = "192.0.2.1", "2001:db8::1", "192.0.2.11", "2001:db8::11"
+
+
+def link(topo: Topology) -> tuple[Netns, Netns]:
+    rtr = topo.add_netns("rtr", router=True)
+    node = topo.add_netns("node")
+    topo.veth(rtr, "eth0", node, "eth0")
+    for ns, v4, v6 in ((rtr, R4, R6), (node, N4, N6)):
+        ns.add_address("eth0", f"{v4}/24")
+        ns.add_address("eth0", f"{v6}/64")
+    return rtr, node
+
+
+def bird(topo: Topology, rtr: Netns, asn: int, *neighbors: Neighbor) -> BirdInstance:
+    return start_bird(
+        rtr, BirdConfig(asn=asn, router_id=R4, neighbors=neighbors), topo.workdir / "bird"
+    )
+
+
+def gone(b: BirdInstance, prefix: str) -> bool:
+    try:
+        return not b.route(prefix)
+    except LabError:  # birdc: "Network not found"
+        return True
+
+
+def peer(name: str, address: str, local_asn: int, peer_asn: int, **extra: Any) -> dict[str, Any]:
+    return {
+        "name": name, "address": address, "local_asn": local_asn, "peer_asn": peer_asn,
+        "router_id": N4, "hold_time": 9, "connect_retry_time": 2, "idle_hold_time": 0.5, **extra,
+    }  # fmt: skip
+
+
+def test_ebgp_v4_and_v6_4byte_asn_communities(netlab: Topology, static_speaker: Any) -> None:
+    rtr, node = link(netlab)
+    b = bird(
+        netlab, rtr, 65000,
+        Neighbor(N4, 4200000001, hold_time=9), Neighbor(N6, 4200000001, hold_time=9),
+    )  # fmt: skip
+    speaker = static_speaker(node, netlab.workdir)
+    routes = {
+        "v4": {
+            "203.0.113.10/32": {
+                "communities": [65000 << 16 | 100],
+                "large_communities": [[64512, 1, 2]],
+            }
+        },
+        "v6": {"2001:db8:100::10/128": {"communities": [65000 << 16 | 200]}},
+    }
+    speaker.configure(
+        [peer("v4", R4, 4200000001, 65000), peer("v6", R6, 4200000001, 65000)], routes
+    )
+    b.wait_established(N4, N6, timeout=60)
+    path = wait_until(lambda: b.route("203.0.113.10/32"), timeout=30, what="v4 route")[0]
+    assert "65000:100" in path.communities
+    assert "64512:1:2" in path.large_communities
+    assert path.as_path == (4200000001,)
+    path6 = wait_until(lambda: b.route("2001:db8:100::10/128"), timeout=30, what="v6 route")[0]
+    assert "65000:200" in path6.communities
+    rtr.wait_route("203.0.113.10/32", gateways=[N4], timeout=30)
+    # withdraw
+    speaker.send({"routes": {"v4": {}, "v6": {}}})
+    wait_until(lambda: gone(b, "203.0.113.10/32"), timeout=30, what="v4 withdraw")
+    wait_until(lambda: gone(b, "2001:db8:100::10/128"), timeout=30, what="v6 withdraw")
+
+
+def test_ibgp_local_pref_and_2byte_asn(netlab: Topology, static_speaker: Any) -> None:
+    rtr, node = link(netlab)
+    b = bird(netlab, rtr, 65000, Neighbor(N4, 65000, hold_time=9))
+    speaker = static_speaker(node, netlab.workdir)
+    speaker.configure(
+        [peer("r", R4, 65000, 65000)],
+        {"r": {"203.0.113.20/32": {"local_pref": 250}}},
+    )
+    b.wait_established(N4, timeout=60)
+    path = wait_until(lambda: b.route("203.0.113.20/32"), timeout=30, what="route")[0]
+    assert path.local_pref == 250
+    assert path.as_path == ()
+
+
+def test_hold_timer_expiry_and_route_refresh(netlab: Topology, static_speaker: Any) -> None:
+    rtr, node = link(netlab)
+    b = bird(netlab, rtr, 65000, Neighbor(N4, 65001, hold_time=9))
+    speaker = static_speaker(node, netlab.workdir)
+    speaker.configure([peer("r", R4, 65001, 65000, hold_time=3)], {"r": {"203.0.113.30/32": {}}})
+    b.wait_established(N4, timeout=60)
+    wait_until(lambda: b.route("203.0.113.30/32"), timeout=30, what="route")
+    # route refresh: BIRD asks again, vipcast re-sends its Adj-RIB-Out
+    sent = int(speaker.status()["r"]["updates_sent"])
+    b.birdc("reload", "in", "n1")
+    speaker.wait(lambda s: int(s["r"]["updates_sent"]) > sent, 30, "route refresh answered")
+    # freeze BIRD: vipcast's hold timer (3 s) expires and it sends NOTIFICATION 4
+    b.process.signal(signal.SIGSTOP)
+    try:
+        speaker.wait(
+            lambda s: (
+                s["r"]["state"] != "Established" and "hold" in str(s["r"]["last_error"]).lower()
+            ),
+            30,
+            "hold timer expiry",
+        )
+        assert int(speaker.status()["r"]["notifications_sent"]) >= 1
+    finally:
+        b.process.signal(signal.SIGCONT)
+
+
+def test_graceful_restart_keeps_route(netlab: Topology, static_speaker: Any) -> None:
+    rtr, node = link(netlab)
+    b = bird(netlab, rtr, 65000, Neighbor(N4, 65001, hold_time=9))
+    routes = {"r": {"203.0.113.40/32": {}}}
+    first = static_speaker(node, netlab.workdir, name="first")
+    first.configure([peer("r", R4, 65001, 65000, graceful_restart=True, restart_time=60)], routes)
+    b.wait_established(N4, timeout=60)
+    rtr.wait_route("203.0.113.40/32", gateways=[N4], timeout=30)
+    first.kill()  # kill -9
+    for _ in range(5):
+        assert rtr.route("203.0.113.40/32") is not None, "route lost during restart"
+        wait_until(lambda: True, timeout=0.3)
+    second = static_speaker(node, netlab.workdir, name="second")
+    second.configure(
+        [peer("r", R4, 65001, 65000, graceful_restart=True, restart_time=60, restarting=True)],
+        routes,
+    )
+    b.wait_established(N4, timeout=60)
+    assert rtr.route("203.0.113.40/32") is not None
+    wait_until(lambda: b.route("203.0.113.40/32"), timeout=30, what="route after restart")
