@@ -26,7 +26,7 @@ from vipcast.alloc.model import (
     Reason,
     ServiceInput,
 )
-from vipcast.alloc.pools import PoolIndex, ip_text, is_buggy, parse_address, serves
+from vipcast.alloc.pools import PoolIndex, ip_text, is_buggy, parse_address, pool_rank, serves
 from vipcast.alloc.sharing import first_conflict
 
 Addr = tuple[int, int]  # (version, value)
@@ -110,12 +110,11 @@ class _Run:
         if not names:
             return None, "outside every pool"
         why = ""
-        for pool in self.index.ranked:
-            if pool.name in names:
-                problem = self.pool_problem(service, pool, addr)
-                if problem is None:
-                    return pool.name, ""
-                why = why or problem
+        for pool in sorted((self.index.by_name[n] for n in names), key=pool_rank):
+            problem = self.pool_problem(service, pool, addr)
+            if problem is None:
+                return pool.name, ""
+            why = why or problem
         return None, why
 
     def conflict(self, service: ServiceInput, addr: Addr) -> str | None:
@@ -126,7 +125,12 @@ class _Run:
     def keep(self, work: _Work) -> None:
         service = work.service
         families = wanted_families(service)
-        requested = set(service.requested_ips)
+        requested = set()
+        for text in service.requested_ips:
+            try:
+                requested.add(ip_text(*parse_address(text)))
+            except ValueError:
+                requested.add(text)  # refused with the reason in step 3
         for text in work.previous:
             try:
                 addr = parse_address(text)
