@@ -1,0 +1,98 @@
+"""vipcast's speaker against GoBGP (gobgpd) in network namespaces.
+
+"rtr" runs gobgpd (192.0.2.1, 2001:db8::1); "node" runs the vipcast speaker
+(``python -m vipcast.runtime.bgp_static``) at 192.0.2.11 / 2001:db8::11.
+"""
+
+from __future__ import annotations
+
+import shutil
+from typing import Any
+
+import pytest
+
+from vipcast.lab.bgpconf import Neighbor
+from vipcast.lab.gobgp import GobgpConfig, GobgpInstance, start_gobgp
+from vipcast.lab.netns import Netns, Topology, wait_until
+
+pytest_plugins = ["vipcast.lab.pytest_fixtures"]
+pytestmark = [
+    pytest.mark.netns,
+    pytest.mark.interop,
+    pytest.mark.slow,
+    pytest.mark.skipif(shutil.which("gobgpd") is None, reason="GoBGP not installed"),
+]
+
+R4, R6, N4, N6 = "192.0.2.1", "2001:db8::1", "192.0.2.11", "2001:db8::11"
+
+
+def link(topo: Topology) -> tuple[Netns, Netns]:
+    rtr = topo.add_netns("rtr", router=True)
+    node = topo.add_netns("node")
+    topo.veth(rtr, "eth0", node, "eth0")
+    for ns, v4, v6 in ((rtr, R4, R6), (node, N4, N6)):
+        ns.add_address("eth0", f"{v4}/24")
+        ns.add_address("eth0", f"{v6}/64")
+    return rtr, node
+
+
+def gobgp(topo: Topology, rtr: Netns, asn: int, *neighbors: Neighbor) -> GobgpInstance:
+    return start_gobgp(
+        rtr, GobgpConfig(asn=asn, router_id=R4, neighbors=neighbors), topo.workdir / "gobgp"
+    )
+
+
+def peer(name: str, address: str, local_asn: int, peer_asn: int, **extra: Any) -> dict[str, Any]:
+    return {
+        "name": name, "address": address, "local_asn": local_asn, "peer_asn": peer_asn,
+        "router_id": N4, "hold_time": 9, "connect_retry_time": 2, "idle_hold_time": 0.5, **extra,
+    }  # fmt: skip
+
+
+def test_ebgp_v4_v6_communities_withdraw(netlab: Topology, static_speaker: Any) -> None:
+    rtr, node = link(netlab)
+    g = gobgp(netlab, rtr, 65000, Neighbor(N4, 4200000001), Neighbor(N6, 4200000001))
+    speaker = static_speaker(node, netlab.workdir)
+    large = [[64512, 1, 2]]
+    speaker.configure(
+        [peer("v4", R4, 4200000001, 65000), peer("v6", R6, 4200000001, 65000)],
+        {
+            "v4": {
+                "203.0.113.10/32": {"communities": [65000 << 16 | 100], "large_communities": large}
+            },
+            "v6": {"2001:db8:100::10/128": {"communities": [65000 << 16 | 200]}},
+        },
+    )
+    g.wait_established(N4, N6, timeout=60)
+    path = wait_until(lambda: g.route("203.0.113.10/32"), timeout=30, what="v4 route")[0]
+    assert "65000:100" in path.communities
+    assert "64512:1:2" in path.large_communities
+    assert path.as_path == (4200000001,)
+    assert path.nexthop == N4
+    path6 = wait_until(lambda: g.route("2001:db8:100::10/128"), timeout=30, what="v6 route")[0]
+    assert "65000:200" in path6.communities
+    assert path6.nexthop == N6
+    speaker.send({"routes": {"v4": {}, "v6": {}}})
+    wait_until(lambda: not g.route("203.0.113.10/32"), timeout=30, what="v4 withdraw")
+    wait_until(lambda: not g.route("2001:db8:100::10/128"), timeout=30, what="v6 withdraw")
+
+
+def test_ibgp_local_pref_2byte_and_md5(netlab: Topology, static_speaker: Any) -> None:
+    rtr, node = link(netlab)
+    g = gobgp(netlab, rtr, 65000, Neighbor(N4, 65000, password="s3cret"))
+    speaker = static_speaker(node, netlab.workdir)
+    speaker.configure(
+        [peer("r", R4, 65000, 65000, password="wrong")],
+        {"r": {"203.0.113.20/32": {"local_pref": 250}}},
+    )
+    wait_until(lambda: True, timeout=0.1)
+    with pytest.raises(TimeoutError):
+        g.wait_established(N4, timeout=4)
+    speaker.configure(
+        [peer("r", R4, 65000, 65000, password="s3cret")],
+        {"r": {"203.0.113.20/32": {"local_pref": 250}}},
+    )
+    g.wait_established(N4, timeout=60)
+    path = wait_until(lambda: g.route("203.0.113.20/32"), timeout=30, what="route")[0]
+    assert path.local_pref == 250
+    assert path.as_path == ()
