@@ -133,7 +133,7 @@ def test_hold_timer_expiry_and_route_refresh(netlab: Topology, static_speaker: A
 def test_graceful_restart_keeps_route(netlab: Topology, static_speaker: Any) -> None:
     rtr, node = link(netlab)
     b = bird(netlab, rtr, 65000, Neighbor(N4, 65001, hold_time=9))
-    routes = {"r": {"203.0.113.40/32": {}}}
+    routes: dict[str, dict[str, dict[str, object]]] = {"r": {"203.0.113.40/32": {}}}
     first = static_speaker(node, netlab.workdir, name="first")
     first.configure([peer("r", R4, 65001, 65000, graceful_restart=True, restart_time=60)], routes)
     b.wait_established(N4, timeout=60)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
 from vipcast.core.desired import BGPRoute, NodePlan
@@ -64,7 +64,7 @@ async def speaker(listen: tuple[str, int] | None = None) -> AsyncIterator[Speake
         await s.stop("test over")
 
 
-def established(name: str) -> object:
+def established(name: str) -> Callable[[Speaker], bool]:
     return lambda s: name in s.peers() and s.peers()[name].state == State.ESTABLISHED
 
 
@@ -88,7 +88,7 @@ async def test_session_routes_and_withdraw() -> None:
         plan = NodePlan(node="n1", bgp=tuple(routes))
         await node.apply(plan)
 
-        def received(n: int) -> object:
+        def received(n: int) -> Callable[[Speaker], bool]:
             return lambda s: s.peers()["node"].status().prefixes_received >= n
 
         assert await router.wait_for(received(100), DEADLINE)
