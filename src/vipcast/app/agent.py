@@ -253,6 +253,10 @@ class Agent:
             except Exception:
                 self._log.exception("plan consumer %r failed", consumer)
 
+    def add_consumer(self, consumer: PlanConsumer) -> None:
+        """One more plan consumer (wired after construction, e.g. one that needs the agent)."""
+        self._consumers.append(consumer)
+
     def request_reload(self) -> None:
         self._reload.set()
 

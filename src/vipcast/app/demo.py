@@ -26,6 +26,7 @@ from vipcast.app.lab import (
     LabState,
     build,
     frr_of,
+    node_v4,
     wait_sessions,
 )
 from vipcast.core.allocation import allocate_spec
@@ -75,6 +76,8 @@ class DemoResult:
     recovery: float | None
     failed_requests: int
     picture: Path | None = None
+    #: seconds from the failure until the router's kernel route lost the node's next hop
+    route_gone: float | None = None
 
 
 def load_samples(text: str) -> list[Sample]:
@@ -179,13 +182,21 @@ def _scenario(topo: Topology, state: LabState, opts: LabOptions, say: Say,
     if pid:
         os.killpg(pid, signal.SIGKILL)
     topo["lan"].set_link(f"p{opts.nodes}", False)  # the cable: the router's own link stays up
+    victim_hop = node_v4(opts.nodes)
+    route_gone: float | None = None
+    while time.monotonic() - started < duration:
+        r = router.route(f"{web_ip}/32")
+        if r is not None and victim_hop not in r.gateways:
+            route_gone = time.monotonic() - started - kill_at
+            break
+        time.sleep(0.02)
     out, _ = load.communicate(timeout=duration + 30)
     samples = load_samples(out)
     recovery, failed = recovery_time(samples, kill_at)
     result = DemoResult(
         allocations=allocs, sessions=sessions, routes=routes, spread=spread, clients_seen=seen,
         failover_samples=samples, killed_node=victim, kill_at=kill_at, recovery=recovery,
-        failed_requests=failed,
+        failed_requests=failed, route_gone=route_gone,
     )
     if picture is not None:
         picture.write_text(failover_svg(samples, kill_at, victim))

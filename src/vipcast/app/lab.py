@@ -113,7 +113,8 @@ def lab_objects(opts: LabOptions) -> dict[str, list[dict[str, Any]]]:
     if opts.mode == "bgp":
         peer_common: dict[str, Any] = {
             "myASN": NODE_ASN, "peerASN": ROUTER_ASN, "holdTime": f"{opts.hold_time}s",
-            "gracefulRestart": True,
+            # GR keeps stale routes through a node death; with BFD the lab wants them gone
+            "gracefulRestart": not opts.bfd,
         }
         if opts.bfd:
             peer_common["bfdProfile"] = "fast"
@@ -164,7 +165,10 @@ def _service(
     family: Literal["IPv4", "dual"],
     sharing: str | None = None,
 ) -> list[dict[str, Any]]:
-    annotations = {"vipcast.io/allow-shared-ip": sharing} if sharing else {}
+    # backends on a dead node leave the other nodes' NAT maps within about a second
+    annotations = {"vipcast.io/health-check": "tcp, interval=0.3, timeout=0.25, fall=2"}
+    if sharing:
+        annotations["vipcast.io/allow-shared-ip"] = sharing
     spec: dict[str, Any] = {
         "type": "LoadBalancer",
         "externalTrafficPolicy": policy,

@@ -30,6 +30,9 @@ from vipcast.core.desired import NodePlan
 from vipcast.dataplane.nft import NftTable
 from vipcast.dataplane.node import NodeDataplane
 from vipcast.dataplane.routes import LocalVips
+from vipcast.proto.bfd.session import StateChanged
+from vipcast.runtime.bfd import BfdManager
+from vipcast.runtime.bfd_bgp import BgpBfd, bfd_peers
 from vipcast.runtime.health import HealthCheckConfig, HealthChecker, parse_health_check
 from vipcast.runtime.l2 import L2Config, L2Runtime
 from vipcast.runtime.membership import DEFAULT_PORT as MEMBERSHIP_PORT
@@ -132,6 +135,33 @@ class AnnouncementPolicy:
             await asyncio.sleep(self._interval)
 
 
+class BfdBinding:
+    """A plan consumer that keeps one BFD session per BGP peer with a ``bfdProfile``.
+
+    When BFD declares a peer down, that peer's BGP connections are dropped at once, so the
+    router loses this node's routes within the BFD detection time, not the hold time.
+    """
+
+    def __init__(self, agent: Agent, registry: CollectorRegistry) -> None:
+        self._agent = agent
+        self.bfd = BgpBfd(BfdManager(registry=registry), on_down=self._down)
+
+    def _down(self, name: str, change: StateChanged) -> None:
+        log.warning("BFD: peer %s down (%s): dropping its BGP session", name, change.diag)
+        self._agent.speaker.reset_peer(name)
+
+    async def apply(self, plan: NodePlan) -> None:
+        current = self._agent.current
+        if current is None:
+            return
+        changes = self.bfd.configure(bfd_peers(current.spec, [p.name for p in current.peers]))
+        if changes:
+            log.info("BFD sessions: %s", ", ".join(changes))
+
+    def close(self) -> None:
+        self.bfd.close()
+
+
 async def prime(
     options: AgentOptions, policy: AnnouncementPolicy, dataplane: NodeDataplane
 ) -> None:
@@ -196,6 +226,8 @@ async def run_node(
     policy = AnnouncementPolicy(dataplane, AnnouncementGate(), health)
     agent = Agent(options, planner=policy.planner, consumers=[dataplane, *consumers],
                   registry=registry)
+    bfd = BfdBinding(agent, registry)
+    agent.add_consumer(bfd)
     policy.on_change(agent.request_reload)
     await prime(options, policy, dataplane)
     background = [
@@ -211,5 +243,6 @@ async def run_node(
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         await health.close()
+        bfd.close()
         if l2 is not None:
             await l2.stop(graceful=True)

@@ -146,9 +146,12 @@ def demo(
     console.print(t)
     ok = sum(1 for s in result.failover_samples if s.ok)
     rec = "did not recover" if result.recovery is None else f"{result.recovery:.2f} s"
+    gone = "-" if result.route_gone is None else f"{result.route_gone:.2f} s"
     console.print(
         f"[bold]5. failover[/bold]: {result.killed_node} lost power at {result.kill_at:.1f} s "
-        f"(agent SIGKILLed, cable pulled); client traffic recovered after [bold]{rec}[/bold]; "
+        f"(agent SIGKILLed, cable pulled); the router dropped its next hop after "
+        f"[bold]{gone}[/bold]; client traffic recovered after [bold]{rec}[/bold] "
+        "(backends on the dead node also leave the other nodes' maps by health check); "
         f"{result.failed_requests} of {len(result.failover_samples)} requests failed, "
         f"{ok} succeeded" + (" (BFD 100 ms x 3)" if bfd else " (BGP hold timer 3 s)")
     )

@@ -192,6 +192,21 @@ class PeerDriver:
         self._stopped = True
         self._teardown()
 
+    def reset(self) -> None:
+        """Drop the TCP connections at once, as if lost (BFD declared the peer down).
+
+        Nothing is sent; the sessions fall back and reconnect with backoff.
+        """
+        for link in self._links():
+            connection = link.connection
+            if connection is None:
+                continue
+            link.connection = None
+            connection.unbind()
+            connection.abort()
+            link.session.connection_lost(self._now())
+            self._pump(link)
+
     def accept(self, connection: Connection) -> bool:
         """An incoming TCP connection from this peer: adopt it, keep it for a collision, or
         refuse it (returns False; the caller closes it)."""

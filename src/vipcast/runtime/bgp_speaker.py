@@ -217,6 +217,14 @@ class Speaker:
     def peers(self) -> Mapping[str, PeerDriver]:
         return self._peers
 
+    def reset_peer(self, name: str) -> bool:
+        """Drop the named peer's connections at once (BFD down); False if no such peer."""
+        driver = self._peers.get(name)
+        if driver is None:
+            return False
+        driver.reset()
+        return True
+
     def status(self) -> list[PeerStatus]:
         return [self._peers[name].status() for name in sorted(self._peers)]
 

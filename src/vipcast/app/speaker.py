@@ -1,0 +1,114 @@
+"""The in-cluster node speaker: the standalone agent fed from the Kubernetes API.
+
+It reuses :class:`~vipcast.app.agent.Agent` (BGP speaker, plan consumers, status endpoint,
+graceful restart marker) and replaces only where the objects come from: reflectors of our
+CRDs, Services, EndpointSlices, Nodes, Namespaces and Secrets instead of files. Any change asks
+the agent to reload; the snapshot is validated with the same tolerant rules as the controller.
+
+A speaker never allocates: it announces exactly the addresses the controller wrote to the
+Services' ``status.loadBalancer.ingress`` -- and only for Services of our class, of type
+LoadBalancer, whose addresses lie in one of our pools -- so no node can announce an address
+before the leader has committed it to the API.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ipaddress
+import logging
+from collections.abc import Sequence
+
+from lightkube import AsyncClient
+
+from vipcast.app.agent import Agent, AgentOptions, Desired, PlanConsumer, peer_settings
+from vipcast.core.desired import NodePlan
+from vipcast.core.plan import plan_node
+from vipcast.sources.kube.reflector import Reflector
+from vipcast.sources.kube.resources import SPEAKER_KINDS, Watched
+from vipcast.sources.kube.snapshot import Document, build_spec
+from vipcast.spec import LOAD_BALANCER_CLASS, Issue, Spec, SpecError
+
+log = logging.getLogger(__name__)
+
+
+def status_assignments(spec: Spec, load_balancer_class: str | None = LOAD_BALANCER_CLASS
+                       ) -> dict[str, tuple[str, ...]]:
+    """The addresses the controller committed, limited to what this speaker may announce."""
+    ranges = [r for pool in spec.pools for r in pool.spec.ranges]
+    out: dict[str, tuple[str, ...]] = {}
+    for svc in spec.services:
+        if svc.spec.type != "LoadBalancer":
+            continue
+        cls = svc.spec.load_balancer_class
+        if cls is not None and cls != load_balancer_class:
+            continue
+        ips = tuple(ip for ip in svc.status_ips
+                    if any(r.contains(ipaddress.ip_address(ip)) for r in ranges))
+        if ips:
+            out[svc.key] = ips
+    return out
+
+
+class StatusPlanner:
+    """Plans a node from the committed (status) assignments only."""
+
+    def __init__(self, load_balancer_class: str | None) -> None:
+        self.load_balancer_class = load_balancer_class
+
+    def __call__(self, spec: Spec, node: str) -> NodePlan:
+        return plan_node(spec, status_assignments(spec, self.load_balancer_class), node)
+
+
+class KubeAgent(Agent):
+    """The agent with reflectors instead of object files."""
+
+    def __init__(
+        self,
+        client: AsyncClient,
+        options: AgentOptions,
+        *,
+        consumers: Sequence[PlanConsumer] = (),
+        kinds: tuple[Watched, ...] = SPEAKER_KINDS,
+        load_balancer_class: str | None = LOAD_BALANCER_CLASS,
+    ) -> None:
+        super().__init__(options, planner=StatusPlanner(load_balancer_class), consumers=consumers)
+        self.reflectors = [Reflector(client, w, self.request_reload) for w in kinds]
+        self.last_good: tuple[Document, ...] = ()
+
+    def load(self) -> Desired:
+        if not all(r.synced.is_set() for r in self.reflectors):
+            raise SpecError([Issue("", "", "", "", "Kubernetes caches are not synced yet")])
+        outcome = build_spec({r.kind: r.snapshot() for r in self.reflectors}, self.last_good)
+        if outcome.spec is None:
+            raise SpecError(list(outcome.issues) or [Issue("", "", "", "", "no usable config")])
+        for issue in outcome.issues:
+            log.warning("left out or refused: %s", issue)
+        if not outcome.config_stale:
+            self.last_good = outcome.config
+        spec = outcome.spec
+        plan = self._planner(spec, self.options.node)
+        peers = peer_settings(spec, self.options.node, router_id=self.options.router_id,
+                              restarting=self.restarting)
+        return Desired(spec=spec, plan=plan, peers=peers, files={})
+
+    async def serve(self, *, sync_timeout: float = 120.0, install_signals: bool = True) -> int:
+        """Start the reflectors, wait for their first lists, then run the agent."""
+        tasks = [asyncio.create_task(r.run(), name=f"reflect-{r.kind}") for r in self.reflectors]
+        try:
+            async with asyncio.timeout(sync_timeout):
+                for r in self.reflectors:
+                    await r.synced.wait()
+            return await self.run(install_signals=install_signals)
+        finally:
+            for task in tasks:
+                task.cancel()
+            for task in tasks:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+
+
+async def run_speaker(client: AsyncClient, options: AgentOptions,
+                      consumers: Sequence[PlanConsumer] = ()) -> int:
+    """Composition root used by ``vipcast speaker``."""
+    return await KubeAgent(client, options, consumers=consumers).serve()
