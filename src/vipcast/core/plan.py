@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 from vipcast.alloc import Selector
 from vipcast.alloc.pools import PoolIndex, ip_text, parse_address
-from vipcast.core.allocation import pool_input
+from vipcast.core.allocation import allocate_spec, pool_input
 from vipcast.core.desired import BGPRoute, L2Ownership, NatRule, NodePlan
 from vipcast.core.endpoints import ReadyEndpoint, backends, ready_endpoints
 from vipcast.core.ownership import l2_candidates
@@ -328,8 +328,6 @@ def plan_for_spec(
     The standalone agent's planner: every agent reading the same files computes the same
     allocation, so the nodes agree on the VIPs without talking.
     """
-    from vipcast.core.allocation import allocate_spec  # local: plan stays usable without it
-
     result = allocate_spec(spec, current)
     return plan_node(spec, result.current(), node)
 
