@@ -6,6 +6,9 @@ import os
 
 from hypothesis import HealthCheck, settings
 
+# the namespace-lab fixtures (``netlab``), shared by every area
+pytest_plugins = ["vipcast.lab.pytest_fixtures"]
+
 settings.register_profile(
     "ci",
     max_examples=300,

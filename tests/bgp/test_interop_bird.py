@@ -16,7 +16,6 @@ from vipcast.lab.bgpconf import Neighbor
 from vipcast.lab.bird import BirdConfig, BirdInstance, start_bird
 from vipcast.lab.netns import LabError, Netns, Topology, wait_until
 
-pytest_plugins = ["vipcast.lab.pytest_fixtures"]
 pytestmark = [
     pytest.mark.netns,
     pytest.mark.interop,

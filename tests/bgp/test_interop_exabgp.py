@@ -14,7 +14,6 @@ from vipcast.lab.bgpconf import Neighbor
 from vipcast.lab.exabgp import ExabgpConfig, start_exabgp
 from vipcast.lab.netns import Netns, Topology, wait_until
 
-pytest_plugins = ["vipcast.lab.pytest_fixtures"]
 pytestmark = [
     pytest.mark.netns,
     pytest.mark.interop,

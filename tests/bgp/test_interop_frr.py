@@ -19,7 +19,6 @@ from vipcast.lab.bgpconf import Neighbor
 from vipcast.lab.frr import FrrConfig, FrrInstance, start_frr
 from vipcast.lab.netns import Netns, Process, Topology, wait_until
 
-pytest_plugins = ["vipcast.lab.pytest_fixtures"]
 pytestmark = [
     pytest.mark.netns,
     pytest.mark.interop,

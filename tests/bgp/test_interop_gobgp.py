@@ -15,7 +15,6 @@ from vipcast.lab.bgpconf import Neighbor
 from vipcast.lab.gobgp import GobgpConfig, GobgpInstance, start_gobgp
 from vipcast.lab.netns import Netns, Topology, wait_until
 
-pytest_plugins = ["vipcast.lab.pytest_fixtures"]
 pytestmark = [
     pytest.mark.netns,
     pytest.mark.interop,
