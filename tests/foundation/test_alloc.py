@@ -319,3 +319,9 @@ def test_overlapping_pools_lookup() -> None:
     r = allocate(pools, [svc("x")], {"default/x": ("192.0.2.200",)})
     assert r.assignments["default/x"].reason is Reason.KEPT
     assert r.assignments["default/x"].pool == "wide"
+
+
+def test_pool_usage() -> None:
+    pools = [pool("a", "192.0.2.0/30"), pool("big", "2001:db8::/64")]
+    r = allocate(pools, [svc("x"), svc("y", ip_families=(6,))], {})
+    assert r.pool_usage == {"a": (1, 4), "big": (1, 2**64)}

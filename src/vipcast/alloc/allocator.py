@@ -76,6 +76,16 @@ class _Run:
         self._share_cursor: dict[tuple[_Group, int, tuple[tuple[int, str], ...]], int] = {}
         self._candidates: dict[object, list[PoolInput]] = {}
 
+    def usage(self) -> dict[str, tuple[int, int]]:
+        used: dict[str, set[Addr]] = {p.name: set() for p in self.index.ranked}
+        for addr, holders in self.holders.items():
+            if holders:
+                for name in self.index.pools_of(*addr)[:1]:
+                    used[name].add(addr)
+        return {
+            p.name: (len(used[p.name]), sum(r.size for r in p.ranges)) for p in self.index.ranked
+        }
+
     # ------------------------------------------------------------ holding
 
     def hold(self, work: _Work, addr: Addr, pool: str, *, new: bool) -> None:
@@ -398,4 +408,4 @@ def allocate(
         if key not in failures:
             failures[key] = run.fresh(work)
         out[key] = _outcome(work, failures[key])
-    return AllocationResult(dict(sorted(out.items())), released)
+    return AllocationResult(dict(sorted(out.items())), released, run.usage())

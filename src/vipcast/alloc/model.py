@@ -166,6 +166,8 @@ class AllocationResult:
     assignments: Mapping[str, Assignment]
     #: services that held addresses and no longer exist
     released: tuple[Assignment, ...] = ()
+    #: per pool: (addresses in use, addresses in total), for status and metrics
+    pool_usage: Mapping[str, tuple[int, int]] = field(default_factory=dict)
 
     def current(self) -> dict[str, tuple[str, ...]]:
         """The assignments in the shape ``allocate`` takes back as ``current``."""

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import ipaddress
 from bisect import bisect_right
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 
 from vipcast.alloc.model import PoolInput, ServiceInput
 
@@ -148,17 +148,3 @@ class PoolIndex:
     def is_full(self, pool: PoolInput, version: int) -> bool:
         """Known to have no free address of ``version`` (found out earlier in this run)."""
         return (pool.name, version) in self._full
-
-    def capacity(self) -> Mapping[str, tuple[int, int]]:
-        """Per pool: (addresses in use, addresses in total) — for status and metrics."""
-        out: dict[str, tuple[int, int]] = {}
-        for p in self.ranked:
-            total = sum(r.size for r in p.ranges)
-            used = sum(
-                1
-                for r in p.ranges
-                for v in self._used[r.version]
-                if r.first <= v <= r.last
-            )
-            out[p.name] = (used, total)
-        return out
