@@ -74,6 +74,7 @@ def test_plan_json_contract_and_state_is_reused(example: object) -> None:
     assert route["largeCommunities"] == ["64512:1:2"]
     assert route["localPref"] == 150
     assert doc["nodes"]["node-a"]["l2"] == []
+    assert doc["pools"]["public"] == {"used": 2, "total": 16}
     stored = read_state(state_path(path))
     assert stored.exists and stored.assignments["shop/web"] == tuple(web["ips"])
     # a second run gives the same IPs, even after a service sorting earlier appears

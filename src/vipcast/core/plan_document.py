@@ -79,6 +79,10 @@ def plan_document(result: AllocationResult, plans: Mapping[str, NodePlan]) -> di
         "version": SCHEMA_VERSION,
         "services": {k: assignment_document(a) for k, a in result.assignments.items()},
         "released": [{"service": a.service, "ips": list(a.previous)} for a in result.released],
+        "pools": {
+            name: {"used": used, "total": total}
+            for name, (used, total) in sorted(result.pool_usage.items())
+        },
         "nodes": {name: node_document(p) for name, p in sorted(plans.items())},
     }
 
