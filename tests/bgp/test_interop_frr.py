@@ -12,6 +12,7 @@ import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -239,3 +240,40 @@ def test_md5_right_password_accepted_wrong_refused(netlab: Topology) -> None:
     lab.frr.wait_established(NODES["n1"][0], timeout=60)
     lab.router.wait_route("203.0.113.0/32", gateways=[NODES["n1"][0]], timeout=60)
     assert lab.frr.neighbor_state(NODES["n2"][0]) != "Established"
+
+
+def test_ipv6_session_and_gtsm(netlab: Topology, static_speaker: Any) -> None:
+    """An IPv6 session carrying an IPv6 VIP, and an IPv4 session with GTSM on both sides."""
+    rtr = netlab.add_netns("rtr", router=True)
+    node = netlab.add_netns("n1")
+    netlab.veth(rtr, "eth0", node, "eth0")
+    for ns, (v4, v6) in ((rtr, (ROUTER_V4, ROUTER_V6)), (node, NODES["n1"])):
+        ns.add_address("eth0", f"{v4}/24")
+        ns.add_address("eth0", f"{v6}/64")
+    n4, n6 = NODES["n1"]
+    frr = start_frr(
+        rtr,
+        FrrConfig(
+            asn=ROUTER_ASN,
+            router_id=ROUTER_V4,
+            neighbors=(
+                Neighbor(n4, NODE_ASN, ttl_security_hops=1),
+                Neighbor(n6, NODE_ASN),
+            ),
+        ),
+        netlab.workdir / "frr",
+    )
+    speaker = static_speaker(node, netlab.workdir)
+    common = {"local_asn": NODE_ASN, "peer_asn": ROUTER_ASN, "router_id": n4, "hold_time": 9,
+              "connect_retry_time": 2, "idle_hold_time": 0.5}  # fmt: skip
+    speaker.configure(
+        [
+            {"name": "v4", "address": ROUTER_V4, "gtsm_hops": 1, **common},
+            {"name": "v6", "address": ROUTER_V6, **common},
+        ],
+        {"v4": {"203.0.113.50/32": {}}, "v6": {"2001:db8:100::50/128": {}}},
+    )
+    frr.wait_established(n4, n6, timeout=60)
+    rtr.wait_route("203.0.113.50/32", gateways=[n4], timeout=30)
+    route6 = wait_until(lambda: rtr.route("2001:db8:100::50/128"), timeout=30, what="v6 route")
+    assert route6.nexthops
