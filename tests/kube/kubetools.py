@@ -74,3 +74,16 @@ __all__ = [
     "lb_service",
     "pool",
 ]
+
+
+def endpoint_slice(service: str, namespace: str, node: str, address: str) -> Any:
+    from lightkube.resources.discovery_v1 import EndpointSlice
+
+    return EndpointSlice.from_dict({
+        "metadata": {"name": f"{service}-1", "namespace": namespace,
+                     "labels": {"kubernetes.io/service-name": service}},
+        "addressType": "IPv4",
+        "endpoints": [{"addresses": [address], "conditions": {"ready": True},
+                       "nodeName": node}],
+        "ports": [{"port": 8080, "protocol": "TCP"}],
+    })

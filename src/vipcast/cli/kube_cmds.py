@@ -96,7 +96,46 @@ def controller(
         asyncio.run(main())
 
 
+def speaker(
+    node: Annotated[str, typer.Option("--node", envvar="NODE_NAME", help="This node's name.")],
+    kubeconfig: KubeconfigOpt = None,
+    metrics: Annotated[
+        str | None, typer.Option("--metrics", help="Serve /metrics and /status on HOST:PORT.")
+    ] = None,
+    router_id: Annotated[str | None, typer.Option("--router-id", help="BGP identifier.")] = None,
+    state_dir: Annotated[
+        Path | None, typer.Option("--state-dir", help="Graceful-restart marker directory.")
+    ] = None,
+    log_level: Annotated[str, typer.Option(help="DEBUG, INFO, WARNING.")] = "INFO",
+) -> None:
+    """Run a node's speaker: announce the addresses the controller committed (BGP)."""
+    import asyncio
+    import logging
+
+    from vipcast.app.agent import AgentOptions
+    from vipcast.app.speaker import run_speaker
+
+    logging.basicConfig(level=log_level.upper(),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    address: tuple[str, int] | None = None
+    if metrics:
+        host, _, port = metrics.rpartition(":")
+        address = (host.strip("[]") or "0.0.0.0", int(port))
+    options = AgentOptions(config_paths=(), node=node, metrics_address=address,
+                           router_id=router_id, state_dir=state_dir)
+
+    async def main() -> int:
+        client = _client(kubeconfig, "default")
+        try:
+            return await run_speaker(client, options)
+        finally:
+            await client.close()
+
+    raise typer.Exit(asyncio.run(main()))
+
+
 def register(app: typer.Typer) -> None:
     """Add this module's commands to ``app``."""
     app.add_typer(kube_app, name="kube")
     app.command("controller")(controller)
+    app.command("speaker")(speaker)
