@@ -275,6 +275,16 @@ def established(config: SessionConfig = A_CFG, peer_open: bytes | None = None) -
         (b"\x00" * 19, 1, 1),
         (encode_message(Keepalive()), 5, 1),  # KEEPALIVE in OpenSent
     ],
+    ids=[
+        "4-octet-as-mismatch",
+        "my-as-mismatch",
+        "hold-time-2",
+        "router-id-zero",
+        "version-3",
+        "optional-parameter-1",
+        "bad-marker",
+        "keepalive-in-open-sent",
+    ],
 )
 def test_errors_before_established(raw: bytes, code: int, subcode: int) -> None:
     s = opened()

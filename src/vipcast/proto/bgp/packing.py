@@ -70,8 +70,9 @@ def _message(body: bytes) -> bytes:
     return MARKER + struct.pack("!H", HEADER_LEN + len(body)) + _UPDATE_TYPE + body
 
 
-def _path_attributes(attrs: RouteAttributes, out: Outbound) -> tuple[bytes, bytes]:
-    """Encoded attributes below and above MP_REACH_NLRI's type code (14), NEXT_HOP excluded."""
+def _path_attributes(attrs: RouteAttributes, out: Outbound) -> tuple[bytes, bytes, bytes]:
+    """Encoded attributes in three runs by type code, so that NEXT_HOP (3) and MP_REACH_NLRI
+    (14) can be slotted in ascending order (RFC 4271 §5): types 1-2, types 4-8, types > 14."""
     ctx = WireContext(four_octet_as=out.four_octet_as, ibgp=out.ibgp)
     low = [encode_attribute(OriginAttr(int(attrs.origin)), ctx)]
     needs_as4 = False
@@ -80,19 +81,20 @@ def _path_attributes(attrs: RouteAttributes, out: Outbound) -> tuple[bytes, byte
     else:
         low.append(encode_attribute(AsPath(((SegmentType.AS_SEQUENCE, (out.local_asn,)),)), ctx))
         needs_as4 = not out.four_octet_as and out.local_asn > 0xFFFF
+    mid = []
     if attrs.med is not None:
-        low.append(encode_attribute(Med(attrs.med), ctx))
+        mid.append(encode_attribute(Med(attrs.med), ctx))
     if out.ibgp:
         lp = _DEFAULT_LOCAL_PREF if attrs.local_pref is None else attrs.local_pref
-        low.append(encode_attribute(LocalPref(lp), ctx))
+        mid.append(encode_attribute(LocalPref(lp), ctx))
     if attrs.communities:
-        low.append(encode_attribute(Communities(tuple(attrs.communities)), ctx))
+        mid.append(encode_attribute(Communities(tuple(attrs.communities)), ctx))
     high = []
     if needs_as4:
         high.append(encode_attribute(As4Path(((SegmentType.AS_SEQUENCE, (out.local_asn,)),)), ctx))
     if attrs.large_communities:
         high.append(encode_attribute(LargeCommunities(tuple(attrs.large_communities)), ctx))
-    return b"".join(low), b"".join(high)
+    return b"".join(low), b"".join(mid), b"".join(high)
 
 
 def _chunks(nlri: Iterable[bytes], budget: int) -> Iterable[bytes]:
@@ -113,19 +115,19 @@ def pack_announcements(
     family: Family, attrs: RouteAttributes, nlri: Iterable[bytes], out: Outbound
 ) -> list[bytes]:
     """Framed UPDATEs announcing ``nlri`` (encoded prefixes of ``family``) with ``attrs``."""
-    low, high = _path_attributes(attrs, out)
+    low, mid, high = _path_attributes(attrs, out)
     if family == IPV4_UNICAST:
         if out.next_hop_v4 is None:
             return []
         next_hop = bytes((AttrFlag.TRANSITIVE, AttrType.NEXT_HOP, 4)) + out.next_hop_v4
-        # NEXT_HOP (3) sits after ORIGIN and AS_PATH; order is a nicety, so keep it simple
-        fixed = low + next_hop + high
+        fixed = low + next_hop + mid + high
         budget = out.max_message_len - HEADER_LEN - 4 - len(fixed)
         head = b"\0\0" + struct.pack("!H", len(fixed)) + fixed
         return [_message(head + run) for run in _chunks(nlri, budget)]
     hop = out.next_hop_v6 if family.afi == AFI.IPV6 else None
     if hop is None:
         return []
+    low += mid
     mp_fixed = struct.pack("!HBB", family.afi, family.safi, len(hop)) + hop + b"\0"
     overhead = len(low) + 4 + len(mp_fixed) + len(high)
     budget = out.max_message_len - HEADER_LEN - 4 - overhead
