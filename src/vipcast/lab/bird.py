@@ -106,8 +106,9 @@ def render_bird(cfg: BirdConfig, log_path: Path) -> str:
             body.append(f"  hold time {n.hold_time};")
         if n.keepalive is not None:
             body.append(f"  keepalive time {n.keepalive};")
-        if n.connect_retry is not None:
-            body.append(f"  connect retry time {n.connect_retry};")
+        # lab pace: retry fast, and do not sit out a minute after an error (BIRD's default)
+        body.append(f"  connect retry time {n.connect_retry or 3};")
+        body.append("  error wait time 1, 10;")
         if cfg.graceful_restart:
             body.append("  graceful restart on;")
         if n.description:
