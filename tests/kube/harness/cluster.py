@@ -247,7 +247,7 @@ class Cluster:
             code, body = self.request("GET", f"{base}/{name}", direct=True)
             return code == 200 and any(
                 c["type"] == "Established" and c["status"] == "True"
-                for c in body.get("status", {}).get("conditions", []))
+                for c in (body.get("status") or {}).get("conditions") or [])
 
         for crd in crds:
             name = crd["metadata"]["name"]
