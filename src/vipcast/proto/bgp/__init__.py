@@ -3,6 +3,7 @@
 The driver-facing contract is ``docs/bgp-session-api.md``.
 """
 
+from .config import SessionConfig, SessionStats
 from .constants import IPV4_UNICAST, IPV6_UNICAST, Family, Origin, State
 from .errors import BGPError
 from .events import (
@@ -21,7 +22,7 @@ from .events import (
 from .messages import Notification
 from .negotiation import Initiator, Negotiated, collision_winner
 from .packing import RouteAttributes
-from .session import Session, SessionConfig, SessionStats
+from .session import Session
 
 __all__ = [
     "IPV4_UNICAST",

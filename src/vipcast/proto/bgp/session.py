@@ -11,8 +11,9 @@ import enum
 import ipaddress
 from collections import deque
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
+from .adj_rib_out import AdjRibOut
 from .attributes import WireContext
 from .capabilities import (
     Capability,
@@ -22,12 +23,12 @@ from .capabilities import (
     Multiprotocol,
     RouteRefreshCapability,
 )
+from .config import SessionConfig, SessionStats
 from .constants import (
     IPV4_UNICAST,
     IPV6_UNICAST,
     LARGE_HOLD_TIME,
     MAX_MESSAGE_LEN,
-    SUPPORTED_FAMILIES,
     CeaseSubcode,
     ErrorCode,
     Family,
@@ -61,68 +62,11 @@ from .messages import (
     shutdown_data,
 )
 from .negotiation import Negotiated, my_as_field, negotiate
-from .packing import Outbound, RouteAttributes, end_of_rib, pack_announcements, pack_withdrawals
-from .prefixes import encode_prefix
+from .packing import Outbound, RouteAttributes, end_of_rib
 from .update import UpdateSummary, summarize_update
 from .wire import Framer
 
 _KEEPALIVE_BYTES = encode_message(Keepalive())
-
-
-@dataclass(frozen=True)
-class SessionConfig:
-    local_asn: int
-    peer_asn: int
-    router_id: str
-    hold_time: int = 90
-    keepalive_time: int | None = None
-    connect_retry_time: float = 10.0
-    idle_hold_time: float = 5.0
-    passive: bool = False
-    families: frozenset[Family] = SUPPORTED_FAMILIES
-    next_hop_v4: str | None = None
-    next_hop_v6: str | None = None
-    next_hop_v6_link_local: str | None = None
-    graceful_restart: bool = False
-    restart_time: int = 120
-    restarting: bool = False
-    extended_messages: bool = True
-    route_refresh: bool = True
-
-    def __post_init__(self) -> None:
-        for name in ("local_asn", "peer_asn"):
-            if not 0 < getattr(self, name) < 2**32:
-                raise ValueError(f"{name} must be in 1..4294967295")
-        if self.hold_time != 0 and not 3 <= self.hold_time <= 65535:
-            raise ValueError("hold_time must be 0 or 3..65535")
-        if int(ipaddress.IPv4Address(self.router_id)) == 0:
-            raise ValueError("router_id must not be 0.0.0.0")
-        if not self.families <= SUPPORTED_FAMILIES:
-            raise ValueError(f"unsupported families: {set(self.families - SUPPORTED_FAMILIES)}")
-        if not 0 <= self.restart_time <= 4095:
-            raise ValueError("restart_time must be in 0..4095")
-        for addr in (self.next_hop_v4, self.next_hop_v6, self.next_hop_v6_link_local):
-            if addr is not None:
-                ipaddress.ip_address(addr)
-
-
-@dataclass
-class SessionStats:
-    messages_sent: int = 0
-    messages_received: int = 0
-    updates_sent: int = 0
-    updates_received: int = 0
-    notifications_sent: int = 0
-    notifications_received: int = 0
-    keepalives_sent: int = 0
-    keepalives_received: int = 0
-    #: prefixes currently advertised to the peer (our Adj-RIB-Out as sent)
-    prefixes_advertised: int = 0
-    #: announcements received, cumulative (received routes are counted, never stored)
-    prefixes_received: int = 0
-    withdrawals_received: int = 0
-    established_count: int = 0
-    last_error: str | None = None
 
 
 class Timer(enum.Enum):
@@ -148,13 +92,6 @@ class _Down:
     sent: bool = False
 
 
-@dataclass
-class _AdjRibOut:
-    desired: dict[str, RouteAttributes] = field(default_factory=dict)
-    sent: dict[str, RouteAttributes] = field(default_factory=dict)
-    encoded: dict[str, tuple[Family, bytes]] = field(default_factory=dict)
-
-
 class Session:
     """A sans-IO BGP speaker for one peer (see the module docstring)."""
 
@@ -178,7 +115,7 @@ class Session:
         self._down = _Down()
         self._ctx = WireContext()
         self._outbound: Outbound | None = None
-        self._rib = _AdjRibOut()
+        self._rib = AdjRibOut()
         self.local_open = self._build_open()
 
     # ------------------------------------------------------------------ driver inputs
@@ -247,15 +184,9 @@ class Session:
 
     def set_routes(self, routes: Mapping[str, RouteAttributes]) -> None:
         """Replace the desired Adj-RIB-Out; the difference goes out if Established."""
-        encoded = self._rib.encoded
-        for prefix in routes:
-            if prefix not in encoded:
-                encoded[prefix] = encode_prefix(prefix)
-        self._rib.desired = dict(routes)
+        self._rib.set_desired(routes)
         if self.state is State.ESTABLISHED:
             self._sync()
-        for prefix in [p for p in encoded if p not in routes and p not in self._rib.sent]:
-            del encoded[prefix]
 
     # ------------------------------------------------------------------ driver outputs
 
@@ -476,7 +407,7 @@ class Session:
         assert self.negotiated is not None
         self.stats.established_count += 1
         self._events.append(Established(self.negotiated))
-        self._rib.sent = {}
+        self._rib.forget_sent()
         self._sync()
         for family in sorted(self.negotiated.families, key=lambda f: (f.afi, f.safi)):
             self._send(end_of_rib(family))
@@ -492,7 +423,7 @@ class Session:
         self._outbound = None
         self._ctx = WireContext()
         self._framer.max_len = MAX_MESSAGE_LEN
-        self._rib.sent = {}
+        self._rib.forget_sent()
         self.stats.prefixes_advertised = 0
         self._down = _Down()
         self._error = None
@@ -528,43 +459,13 @@ class Session:
         return frozenset(fams)
 
     def _sync(self) -> None:
-        out = self._outbound
-        if out is None:
-            return
-        rib = self._rib
-        desired, sent, encoded = rib.desired, rib.sent, rib.encoded
-        withdraw: dict[Family, list[bytes]] = {}
-        for prefix in [p for p in sent if p not in desired]:
-            family, nlri = encoded[prefix]
-            withdraw.setdefault(family, []).append(nlri)
-            del sent[prefix]
-        sendable = self._sendable()
-        groups: dict[tuple[Family, RouteAttributes], list[bytes]] = {}
-        for prefix, attrs in desired.items():
-            if sent.get(prefix) == attrs:
-                continue
-            family, nlri = encoded[prefix]
-            if family not in sendable:
-                continue
-            groups.setdefault((family, attrs), []).append(nlri)
-            sent[prefix] = attrs
-        for family, items in withdraw.items():
-            self._send_updates(pack_withdrawals(family, items, out))
-        for (family, attrs), items in groups.items():
-            self._send_updates(pack_announcements(family, attrs, items, out))
-        self.stats.prefixes_advertised = len(sent)
+        if self._outbound is not None:
+            self._send_updates(self._rib.sync(self._outbound, self._sendable()))
+        self.stats.prefixes_advertised = len(self._rib.sent)
 
     def _resend(self, family: Family) -> None:
-        out = self._outbound
-        if out is None:
-            return
-        groups: dict[RouteAttributes, list[bytes]] = {}
-        for prefix, attrs in self._rib.sent.items():
-            fam, nlri = self._rib.encoded[prefix]
-            if fam == family:
-                groups.setdefault(attrs, []).append(nlri)
-        for attrs, items in groups.items():
-            self._send_updates(pack_announcements(family, attrs, items, out))
+        if self._outbound is not None:
+            self._send_updates(self._rib.resend(family, self._outbound))
 
     def _send_updates(self, messages: list[bytes]) -> None:
         for message in messages:

@@ -1,0 +1,75 @@
+"""What we want to advertise to one peer versus what it has been sent: the diff as UPDATEs.
+
+Prefixes are encoded once when they first appear (``set_desired``) and the encoding is kept
+while the prefix is desired or advertised; routes with equal attributes are packed together.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from .constants import Family
+from .packing import Outbound, RouteAttributes, pack_announcements, pack_withdrawals
+from .prefixes import encode_prefix
+
+
+class AdjRibOut:
+    def __init__(self) -> None:
+        self.desired: dict[str, RouteAttributes] = {}
+        self.sent: dict[str, RouteAttributes] = {}
+        self._encoded: dict[str, tuple[Family, bytes]] = {}
+
+    def set_desired(self, routes: Mapping[str, RouteAttributes]) -> None:
+        """Replace the desired routes (ValueError for an invalid prefix, nothing changed)."""
+        encoded = self._encoded
+        fresh = {p: encode_prefix(p) for p in routes if p not in encoded}
+        encoded.update(fresh)
+        self.desired = dict(routes)
+
+    def forget_sent(self) -> None:
+        """The peer forgot everything (the session went down)."""
+        self.sent = {}
+        self._prune()
+
+    def sync(self, out: Outbound, sendable: frozenset[Family]) -> list[bytes]:
+        """UPDATEs that bring the peer from ``sent`` to ``desired`` (withdrawals first)."""
+        desired, sent, encoded = self.desired, self.sent, self._encoded
+        withdraw: dict[Family, list[bytes]] = {}
+        for prefix in [p for p in sent if p not in desired]:
+            family, nlri = encoded[prefix]
+            withdraw.setdefault(family, []).append(nlri)
+            del sent[prefix]
+        groups: dict[tuple[Family, RouteAttributes], list[bytes]] = {}
+        for prefix, attrs in desired.items():
+            if sent.get(prefix) == attrs:
+                continue
+            family, nlri = encoded[prefix]
+            if family not in sendable:
+                continue
+            groups.setdefault((family, attrs), []).append(nlri)
+            sent[prefix] = attrs
+        messages: list[bytes] = []
+        for family, items in withdraw.items():
+            messages += pack_withdrawals(family, items, out)
+        for (family, attrs), items in groups.items():
+            messages += pack_announcements(family, attrs, items, out)
+        self._prune()
+        return messages
+
+    def resend(self, family: Family, out: Outbound) -> list[bytes]:
+        """Everything advertised in ``family`` again (answer to ROUTE-REFRESH)."""
+        groups: dict[RouteAttributes, list[bytes]] = {}
+        for prefix, attrs in self.sent.items():
+            fam, nlri = self._encoded[prefix]
+            if fam == family:
+                groups.setdefault(attrs, []).append(nlri)
+        messages: list[bytes] = []
+        for attrs, items in groups.items():
+            messages += pack_announcements(family, attrs, items, out)
+        return messages
+
+    def _prune(self) -> None:
+        encoded, desired, sent = self._encoded, self.desired, self.sent
+        if len(encoded) > len(desired):
+            for prefix in [p for p in encoded if p not in desired and p not in sent]:
+                del encoded[prefix]

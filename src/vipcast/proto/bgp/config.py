@@ -1,0 +1,64 @@
+"""What one session is configured with, and what it counts."""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass
+
+from .constants import SUPPORTED_FAMILIES, Family
+
+
+@dataclass(frozen=True)
+class SessionConfig:
+    local_asn: int
+    peer_asn: int
+    router_id: str
+    hold_time: int = 90
+    keepalive_time: int | None = None
+    connect_retry_time: float = 10.0
+    idle_hold_time: float = 5.0
+    passive: bool = False
+    families: frozenset[Family] = SUPPORTED_FAMILIES
+    next_hop_v4: str | None = None
+    next_hop_v6: str | None = None
+    next_hop_v6_link_local: str | None = None
+    graceful_restart: bool = False
+    restart_time: int = 120
+    restarting: bool = False
+    extended_messages: bool = True
+    route_refresh: bool = True
+
+    def __post_init__(self) -> None:
+        for name in ("local_asn", "peer_asn"):
+            if not 0 < getattr(self, name) < 2**32:
+                raise ValueError(f"{name} must be in 1..4294967295")
+        if self.hold_time != 0 and not 3 <= self.hold_time <= 65535:
+            raise ValueError("hold_time must be 0 or 3..65535")
+        if int(ipaddress.IPv4Address(self.router_id)) == 0:
+            raise ValueError("router_id must not be 0.0.0.0")
+        if not self.families <= SUPPORTED_FAMILIES:
+            raise ValueError(f"unsupported families: {set(self.families - SUPPORTED_FAMILIES)}")
+        if not 0 <= self.restart_time <= 4095:
+            raise ValueError("restart_time must be in 0..4095")
+        for addr in (self.next_hop_v4, self.next_hop_v6, self.next_hop_v6_link_local):
+            if addr is not None:
+                ipaddress.ip_address(addr)
+
+
+@dataclass
+class SessionStats:
+    messages_sent: int = 0
+    messages_received: int = 0
+    updates_sent: int = 0
+    updates_received: int = 0
+    notifications_sent: int = 0
+    notifications_received: int = 0
+    keepalives_sent: int = 0
+    keepalives_received: int = 0
+    #: prefixes currently advertised to the peer (our Adj-RIB-Out as sent)
+    prefixes_advertised: int = 0
+    #: announcements received, cumulative (received routes are counted, never stored)
+    prefixes_received: int = 0
+    withdrawals_received: int = 0
+    established_count: int = 0
+    last_error: str | None = None
