@@ -108,8 +108,18 @@ class Cluster:
             proc.wait(10)
 
     def stop(self) -> None:
-        for name in ("apiserver", "proxy", "etcd"):
-            self._kill(name)
+        """Stop every process by PID: SIGTERM to all, then SIGKILL what is left after 3 s."""
+        procs = [self.procs.pop(n) for n in ("apiserver", "proxy", "etcd") if n in self.procs]
+        for proc in procs:
+            if proc.poll() is None:
+                proc.terminate()
+        deadline = time.monotonic() + 3
+        for proc in procs:
+            try:
+                proc.wait(max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(10)
 
     def logs(self) -> str:
         parts = []
