@@ -8,7 +8,7 @@ import pytest
 
 from vipcast.lab.bgpconf import Neighbor
 from vipcast.lab.frr import FrrConfig, render_bgpd, start_frr
-from vipcast.lab.netns import Topology
+from vipcast.lab.netns import Topology, wait_until
 
 pytestmark = [
     pytest.mark.netns,
@@ -92,7 +92,13 @@ def test_frr_pair_established_route_crosses_ecmp_in_kernel(netlab: Topology) -> 
     paths = rtr.wait_paths("203.0.113.10/32", 2)
     assert {p.nexthop for p in paths} == {"192.0.2.11", "192.0.2.12"}
     assert all(p.as_path == (65001,) for p in paths)
-    assert any(p.best for p in paths) and any(p.multipath for p in paths)
+
+    # best path and multipath marks follow the paths' arrival (FRR runs bestpath later)
+    def marked() -> bool:
+        paths = rtr.route("203.0.113.10/32")
+        return any(p.best for p in paths) and any(p.multipath for p in paths)
+
+    wait_until(marked, timeout=30, what="best + multipath marked")
 
     route = router.wait_route("203.0.113.10/32", count=2)
     assert route.gateways == ("192.0.2.11", "192.0.2.12")

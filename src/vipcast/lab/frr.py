@@ -183,11 +183,15 @@ class FrrInstance:
     def stop(self) -> None:
         for name in ("bgpd", "bfdd", "staticd", "zebra"):
             proc = self.processes.get(name)
-            if proc is None:
-                continue
-            proc.stop()
-            # FRR keeps a per-PID crash-log directory; it is ours, remove it
-            shutil.rmtree(f"/var/tmp/frr/{name}.{proc.pid}", ignore_errors=True)
+            if proc is not None:
+                proc.stop()
+        self.remove_crashlog_dirs()
+
+    def remove_crashlog_dirs(self) -> None:
+        """Remove FRR's per-PID ``/var/tmp/frr/<daemon>.<pid>`` folders of our daemons."""
+        for name, proc in self.processes.items():
+            if not proc.alive():
+                shutil.rmtree(f"/var/tmp/frr/{name}.{proc.pid}", ignore_errors=True)
 
     def log_text(self) -> str:
         return "\n".join(
@@ -341,6 +345,7 @@ def start_frr(
         (directory / f"{daemon}.conf").write_text(text)
     zsock = directory / "zserv.api"
     inst = FrrInstance(netns=netns, directory=directory, config=config)
+    netns.topology.add_cleanup(inst.remove_crashlog_dirs)
 
     def launch(daemon: str, *extra: str) -> None:
         argv = [

@@ -462,6 +462,7 @@ class Topology:
         self.keep_workdir = keep_workdir
         self.namespaces: dict[str, Netns] = {}
         self.processes: list[Process] = []
+        self._cleanups: list[Callable[[], None]] = []
         self._closed = False
 
     # ---- context manager
@@ -556,6 +557,10 @@ class Topology:
         self.processes.append(proc)
         return proc
 
+    def add_cleanup(self, fn: Callable[[], None]) -> None:
+        """Run ``fn`` on :meth:`close`, after the processes are stopped (errors ignored)."""
+        self._cleanups.append(fn)
+
     # ---- inspection
 
     def logs(self, tail: int = 4000) -> str:
@@ -577,6 +582,9 @@ class Topology:
             proc.stop(timeout=3.0)
         for ns in self.namespaces.values():
             _kill_pids(ns.pids())
+        for fn in reversed(self._cleanups):
+            with contextlib.suppress(Exception):
+                fn()
         for ns in self.namespaces.values():
             run_command(["ip", "netns", "del", ns.name], check=False)
         if self._owns_workdir and not self.keep_workdir:
