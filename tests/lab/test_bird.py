@@ -5,6 +5,8 @@ from __future__ import annotations
 import shutil
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from vipcast.lab.bgpconf import Neighbor
 from vipcast.lab.bird import BirdConfig, parse_protocols, parse_routes, start_bird
@@ -104,3 +106,10 @@ def test_frr_bird_established_routes_both_ways(netlab: Topology) -> None:
     assert n.wait_route("198.51.100.0/24").gateways == ("10.0.0.1",)
     (back,) = bird.route("198.51.100.0/24")
     assert back.as_path == (65000,) and back.peer == "n1"
+
+
+@given(st.text())
+def test_parsers_never_raise_on_arbitrary_text(text: str) -> None:
+    parse_routes(text)
+    parse_protocols(text)
+    parse_routes(SHOW_ROUTE + text)

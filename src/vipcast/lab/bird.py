@@ -135,42 +135,84 @@ def _bird_communities(value: str) -> tuple[str, ...]:
     )
 
 
+@dataclass
+class _PathDraft:
+    """A path being read from ``show route all`` lines."""
+
+    peer: str
+    best: bool
+    nexthop: str | None = None
+    as_path: tuple[int, ...] = ()
+    communities: tuple[str, ...] = ()
+    large_communities: tuple[str, ...] = ()
+    local_pref: int | None = None
+    med: int | None = None
+    origin: str | None = None
+
+    def path(self, prefix: str) -> BgpPath:
+        return BgpPath(
+            prefix=prefix,
+            nexthop=self.nexthop,
+            as_path=self.as_path,
+            communities=self.communities,
+            large_communities=self.large_communities,
+            local_pref=self.local_pref,
+            med=self.med,
+            best=self.best,
+            peer=self.peer,
+            origin=self.origin,
+        )
+
+
+def _int(text: str) -> int | None:
+    text = text.strip()
+    return int(text) if text.isdigit() else None
+
+
+def _first_word(text: str) -> str | None:
+    words = text.split()
+    return words[0] if words else None
+
+
 def parse_routes(text: str) -> dict[str, list[BgpPath]]:
-    """Parse ``birdc show route all`` output into prefix -> paths (BGP attributes kept)."""
+    """Parse ``birdc show route all`` output into prefix -> paths (BGP attributes kept).
+
+    Lines it does not understand are skipped.
+    """
     result: dict[str, list[BgpPath]] = {}
-    current: dict[str, object] | None = None
+    draft: _PathDraft | None = None
     prefix: str | None = None
 
     def flush() -> None:
-        if current is not None and prefix is not None:
-            result.setdefault(prefix, []).append(BgpPath(prefix=prefix, **current))  # type: ignore[arg-type]
+        if draft is not None and prefix is not None:
+            result.setdefault(prefix, []).append(draft.path(prefix))
 
     for line in text.splitlines():
         m = _ROUTE_HEAD.match(line)
         if m:
             flush()
             prefix = m.group("prefix") or prefix
-            current = {"best": bool(m.group("best")), "peer": m.group("proto"), "nexthop": None}
+            draft = _PathDraft(peer=m.group("proto"), best=bool(m.group("best")))
             continue
-        if current is None:
+        if draft is None:
             continue
-        s = line.strip()
-        if s.startswith("via "):
-            current["nexthop"] = current["nexthop"] or s.split()[1]
-        elif s.startswith("BGP.as_path:"):
-            current["as_path"] = tuple(int(x) for x in s.split(":", 1)[1].split() if x.isdigit())
-        elif s.startswith("BGP.next_hop:"):
-            current["nexthop"] = s.split(":", 1)[1].split()[0]
-        elif s.startswith("BGP.local_pref:"):
-            current["local_pref"] = int(s.split(":", 1)[1])
-        elif s.startswith("BGP.med:"):
-            current["med"] = int(s.split(":", 1)[1])
-        elif s.startswith("BGP.origin:"):
-            current["origin"] = s.split(":", 1)[1].strip()
-        elif s.startswith("BGP.community:"):
-            current["communities"] = _bird_communities(s.split(":", 1)[1])
-        elif s.startswith("BGP.large_community:"):
-            current["large_communities"] = _bird_communities(s.split(":", 1)[1])
+        key, _, value = line.strip().partition(":")
+        if key.startswith("via "):
+            draft.nexthop = draft.nexthop or _first_word(key[4:])
+        elif key == "BGP.as_path":
+            draft.as_path = tuple(int(x) for x in value.split() if x.isdigit())
+        elif key == "BGP.next_hop":
+            draft.nexthop = _first_word(value)
+        elif key == "BGP.local_pref":
+            draft.local_pref = _int(value)
+        elif key == "BGP.med":
+            draft.med = _int(value)
+        elif key == "BGP.origin":
+            draft.origin = value.strip()
+        elif key == "BGP.community":
+            draft.communities = _bird_communities(value)
+        elif key == "BGP.large_community":
+            draft.large_communities = _bird_communities(value)
     flush()
     return result
 
