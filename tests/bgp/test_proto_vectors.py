@@ -194,7 +194,7 @@ def _captured(daemon: str) -> tuple[dict[str, Any], list[bytes]]:
     return record, [bytes.fromhex(m["hex"]) for m in record["messages"]]
 
 
-@pytest.mark.parametrize("daemon", ["gobgp", "bird"])
+@pytest.mark.parametrize("daemon", ["gobgp", "bird", "frr"])
 def test_captured_stream_roundtrips(daemon: str) -> None:
     _record, raws = _captured(daemon)
     for raw in raws:
@@ -238,3 +238,43 @@ def test_bird_capture_contents() -> None:
     assert sum(s.announced for s in summaries) == 3
     v4 = next(m for m in msgs if isinstance(m, Update) and m.nlri)
     assert set(v4.nlri) == {"203.0.113.0/24", "203.0.113.128/25"}
+
+
+def test_frr_capture_contents() -> None:
+    record, raws = _captured("frr")
+    msgs = [_split(r, WireContext())[0] for r in raws]
+    opening = msgs[0]
+    assert isinstance(opening, Open)
+    assert opening.asn == record["peer_asn"] and opening.hold_time == 180
+    caps = opening.capabilities
+    assert ExtendedMessage() in caps and FourOctetAs(65030) in caps
+    assert RouteRefreshCapability(old=True) in caps and RouteRefreshCapability() in caps
+    gr = next(c for c in caps if isinstance(c, GracefulRestart))
+    assert (gr.restart_time, gr.restarting, gr.notification) == (120, True, True)
+    unknown = {c.code for c in caps if isinstance(c, UnknownCapability)}
+    assert unknown >= {69, 70, 71, 73}  # ADD-PATH, enhanced RR, LLGR, hostname: ignored
+    v4 = next(m for m in msgs if isinstance(m, Update) and m.nlri)
+    assert v4.nlri == ("203.0.113.0/24",)
+    assert Communities((65030 << 16 | 9,)) in v4.attributes
+    assert LargeCommunities(((65030, 1, 2),)) in v4.attributes and Med(7) in v4.attributes
+    v6 = next(m for m in msgs if isinstance(m, Update) and not m.nlri)
+    mp = next(a for a in v6.attributes if isinstance(a, MpReach))
+    assert mp.next_hops == ("::ffff:7f00:1",) and mp.nlri == ("2001:db8:3::/48",)
+
+
+@pytest.mark.parametrize(("daemon", "announced"), [("gobgp", 2), ("bird", 3), ("frr", 2)])
+def test_captured_stream_drives_a_session(daemon: str, announced: int) -> None:
+    """The daemon's bytes, fed to a session in one go and byte by byte, establish it."""
+    from vipcast.proto.bgp import Session, SessionConfig, State
+
+    record, raws = _captured(daemon)
+    stream = b"".join(raws)
+    for chunks in ([stream], [stream[i : i + 1] for i in range(len(stream))]):
+        session = Session(SessionConfig(65001, record["peer_asn"], "192.0.2.1", passive=True))
+        session.start(0)
+        session.connection_made(0, "127.0.0.2")
+        for chunk in chunks:
+            session.receive_data(chunk, 1)
+        assert session.state is State.ESTABLISHED
+        assert session.stats.prefixes_received == announced
+        assert session.stats.notifications_sent == 0

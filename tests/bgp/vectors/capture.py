@@ -1,6 +1,6 @@
-"""Capture real OPEN/UPDATE bytes from GoBGP and BIRD into ``captured_<daemon>.json``.
+"""Capture real OPEN/UPDATE bytes from GoBGP, BIRD and FRR into ``captured_<daemon>.json``.
 
-Run as root: ``.venv/bin/python tests/bgp/vectors/capture.py gobgp|bird``. It creates a
+Run as root: ``.venv/bin/python tests/bgp/vectors/capture.py gobgp|bird|frr``. It creates a
 namespace ``vc-<pid>-cap`` (loopback only), runs the daemon there with its state in a temp dir,
 accepts the daemon's connection on 127.0.0.2:179 with a passive vipcast Session, records every
 message the daemon sent for a few seconds, then kills the daemon and deletes the namespace.
@@ -65,6 +65,60 @@ protocol bgp vc {{
 """
 
 
+FRR_CONF = """
+frr defaults traditional
+hostname vccap
+router bgp 65030
+ bgp router-id 192.0.2.30
+ no bgp ebgp-requires-policy
+ no bgp network import-check
+ neighbor 127.0.0.2 remote-as 65001
+ neighbor 127.0.0.2 disable-connected-check
+ neighbor 127.0.0.2 update-source 127.0.0.1
+ neighbor 127.0.0.2 timers connect 1
+ address-family ipv4 unicast
+  network 203.0.113.0/24 route-map SETC
+ exit-address-family
+ address-family ipv6 unicast
+  network 2001:db8:3::/48
+  neighbor 127.0.0.2 activate
+ exit-address-family
+route-map SETC permit 10
+ set community 65030:9
+ set large-community 65030:1:2
+ set metric 7
+"""
+
+
+def _start_frr(tmp: str) -> list[subprocess.Popen[bytes]]:
+    conf = Path(tmp, "bgpd.conf")
+    conf.write_text(FRR_CONF)
+    proc = subprocess.Popen(
+        [
+            "/usr/lib/frr/bgpd",
+            "-f",
+            str(conf),
+            "-i",
+            f"{tmp}/bgpd.pid",
+            "-z",
+            f"{tmp}/zs.api",
+            "--vty_socket",
+            tmp,
+            "-Z",
+            "-S",
+            "-l",
+            DAEMON_ADDR,
+            "-p",
+            "1790",
+            "-P",
+            "0",
+            "--log",
+            f"file:{tmp}/bgpd.log",
+        ],
+    )
+    return [proc]
+
+
 def _start_gobgp(tmp: str) -> list[subprocess.Popen[bytes]]:
     conf = Path(tmp, "gobgpd.toml")
     conf.write_text(GOBGP_CONF)
@@ -114,7 +168,7 @@ def _start_bird(tmp: str) -> list[subprocess.Popen[bytes]]:
     return [proc]
 
 
-STARTERS = {"gobgp": _start_gobgp, "bird": _start_bird}
+STARTERS = {"gobgp": _start_gobgp, "bird": _start_bird, "frr": _start_frr}
 
 
 def inner(daemon: str) -> None:
@@ -123,7 +177,7 @@ def inner(daemon: str) -> None:
     from vipcast.proto.bgp.wire import Framer
 
     subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
-    peer_asn = {"gobgp": 65010, "bird": 65020}[daemon]
+    peer_asn = {"gobgp": 65010, "bird": 65020, "frr": 65030}[daemon]
     with tempfile.TemporaryDirectory(prefix="vc-cap-") as tmp:
         listener = socket.socket()
         listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -174,7 +228,7 @@ def inner(daemon: str) -> None:
             header = b"\xff" * 16 + (19 + len(body)).to_bytes(2, "big") + bytes((msg_type,))
             messages.append({"type": msg_type, "hex": (header + body).hex()})
         version = subprocess.run(
-            [{"gobgp": "gobgpd", "bird": "bird"}[daemon], "--version"],
+            [{"gobgp": "gobgpd", "bird": "bird", "frr": "/usr/lib/frr/bgpd"}[daemon], "--version"],
             capture_output=True,
             text=True,
             check=False,
