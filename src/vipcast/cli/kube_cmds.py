@@ -134,6 +134,40 @@ def speaker(
     raise typer.Exit(asyncio.run(main()))
 
 
+@kube_app.command("webhook")
+def webhook(
+    tls_cert: Annotated[Path, typer.Option("--tls-cert", help="PEM certificate file.")],
+    tls_key: Annotated[Path, typer.Option("--tls-key", help="PEM key file.")],
+    kubeconfig: KubeconfigOpt = None,
+    listen: Annotated[str, typer.Option("--listen", help="HOST:PORT to serve on.")] = "0.0.0.0:9443",
+    log_level: Annotated[str, typer.Option(help="DEBUG, INFO, WARNING.")] = "INFO",
+) -> None:
+    """Serve the validating admission webhook for vipcast's kinds (POST /validate)."""
+    import asyncio
+    import contextlib
+    import logging
+
+    from vipcast.sources.kube.webhook import WebhookServer
+
+    logging.basicConfig(level=log_level.upper(),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    host, _, port = listen.rpartition(":")
+
+    async def main() -> None:
+        client = _client(kubeconfig, "default")
+        server = WebhookServer(client, tls_cert, tls_key, host.strip("[]") or "0.0.0.0",
+                               int(port))
+        try:
+            await server.start()
+            await asyncio.Event().wait()
+        finally:
+            await server.stop()
+            await client.close()
+
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(main())
+
+
 def register(app: typer.Typer) -> None:
     """Add this module's commands to ``app``."""
     app.add_typer(kube_app, name="kube")

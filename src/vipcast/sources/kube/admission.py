@@ -1,0 +1,104 @@
+"""Validating admission for vipcast's kinds (pure: AdmissionReview request in, response out).
+
+A create or update is judged as the whole config would be after it:
+
+* the object itself must validate against its spec model (the same rules as files) -> deny;
+* problems the change *adds* among our objects (an overlapping pool, a selector that can never
+  match, an impossible aggregation length, ...) -> deny, with every problem in the message;
+* added references to objects that do not exist (yet) -> allowed with a warning, so a
+  multi-document ``kubectl apply`` works in any order;
+* problems that existed before the change are not held against it.
+
+Deletes are allowed. Kinds other than ours are allowed untouched.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+from pydantic import ValidationError
+
+from vipcast.sources.kube.snapshot import OUR_KINDS, documents, to_document
+from vipcast.spec import KINDS, Issue, SpecError, load_documents
+
+JSON = dict[str, Any]
+
+
+def _field(loc: Sequence[int | str]) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+def _issues(docs: Iterable[tuple[str, JSON]]) -> set[tuple[str, str, str, str]]:
+    try:
+        load_documents(list(docs))
+    except SpecError as error:
+        return {(i.kind, i.name, i.field, i.message) for i in error.issues}
+    return set()
+
+
+def _is_reference(message: str) -> bool:
+    return message.startswith("unknown ")
+
+
+def _response(uid: str, allowed: bool, message: str = "", warnings: Sequence[str] = (),
+              code: int = 200) -> JSON:
+    response: JSON = {"uid": uid, "allowed": allowed}
+    if not allowed:
+        response["status"] = {"code": code, "reason": "Invalid", "message": message}
+    if warnings:
+        response["warnings"] = list(warnings)[:20]
+    return {"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
+            "response": response}
+
+
+def model_issues(kind: str, obj: Mapping[str, Any]) -> list[Issue]:
+    """Problems of one object on its own (its spec model)."""
+    _, model = KINDS[kind]
+    doc = to_document(kind, obj)
+    name = str((doc.get("metadata") or {}).get("name", ""))
+    try:
+        model.model_validate(doc)
+    except ValidationError as exc:
+        return [Issue("", kind, name, _field(tuple(e["loc"])),
+                      e["msg"].removeprefix("Value error, ")) for e in exc.errors()]
+    return []
+
+
+def review(admission: Mapping[str, Any], existing: Mapping[str, Iterable[Mapping[str, Any]]]
+           ) -> JSON:
+    """Answer one AdmissionReview; ``existing`` is ``kind -> objects`` of our kinds now."""
+    request = admission.get("request") or {}
+    uid = str(request.get("uid", ""))
+    obj = request.get("object") or {}
+    kind = str((request.get("kind") or {}).get("kind") or obj.get("kind") or "")
+    if request.get("operation") not in ("CREATE", "UPDATE") or kind not in OUR_KINDS:
+        return _response(uid, True)
+    own = model_issues(kind, obj)
+    if own:
+        text = "; ".join(f"{i.field}: {i.message}" if i.field else i.message for i in own)
+        return _response(uid, False, f"{kind} {request.get('name') or ''}: {text}", code=422)
+    name = str((obj.get("metadata") or {}).get("name", ""))
+    others = {k: [o for o in objs if not (k == kind and
+                                           (o.get("metadata") or {}).get("name") == name)]
+              for k, objs in existing.items() if k in OUR_KINDS}
+    before = _issues(documents(others))
+    after_objects = {k: list(v) for k, v in others.items()}
+    after_objects.setdefault(kind, []).append(obj)
+    after = _issues(documents(after_objects))
+    # problems of the previous version of this object don't count as "before" for it
+    old = request.get("oldObject")
+    if old:
+        with_old = {k: list(v) for k, v in others.items()}
+        with_old.setdefault(kind, []).append(old)
+        before |= _issues(documents(with_old))
+    added = sorted(after - before)
+    denied = [i for i in added if not _is_reference(i[3])]
+    warnings = [f"{k}/{n} {f}: {m}" for k, n, f, m in added if _is_reference(m)]
+    if denied:
+        text = "; ".join(f"{k}/{n} {f}: {m}" for k, n, f, m in denied)
+        return _response(uid, False, text, warnings, code=422)
+    return _response(uid, True, warnings=warnings)

@@ -1,0 +1,89 @@
+"""The validating admission webhook server (HTTPS, aiohttp) for vipcast's kinds.
+
+``POST /validate`` answers AdmissionReview v1 with :func:`~vipcast.sources.kube.admission.
+review` against a reflector cache of our objects; ``GET /healthz`` answers 200 once the cache
+is synced. TLS certificate and key come from files (cert-manager or a Secret in a cluster).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import ssl
+from pathlib import Path
+
+from aiohttp import web
+from lightkube import AsyncClient
+
+from vipcast.sources.kube.admission import review
+from vipcast.sources.kube.reflector import Reflector
+from vipcast.sources.kube.resources import OUR_KINDS
+
+log = logging.getLogger(__name__)
+
+
+class WebhookServer:
+    def __init__(self, client: AsyncClient, cert: Path, key: Path, host: str = "0.0.0.0",
+                 port: int = 9443) -> None:
+        self.reflectors = [Reflector(client, w, lambda: None) for w in OUR_KINDS]
+        self.cert, self.key, self.host, self.port = cert, key, host, port
+        self._runner: web.AppRunner | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self.reviews = 0
+        self.bound: tuple[str, int] | None = None
+
+    def app(self) -> web.Application:
+        app = web.Application(client_max_size=4 * 1024 * 1024)
+        app.router.add_post("/validate", self._validate)
+        app.router.add_get("/healthz", self._healthz)
+        return app
+
+    async def _healthz(self, request: web.Request) -> web.Response:
+        ok = all(r.synced.is_set() for r in self.reflectors)
+        return web.Response(status=200 if ok else 503, text="ok" if ok else "syncing")
+
+    async def _validate(self, request: web.Request) -> web.Response:
+        try:
+            body = await request.json()
+        except (ValueError, UnicodeDecodeError):
+            return web.Response(status=400, text="not an AdmissionReview")
+        if not isinstance(body, dict):
+            return web.Response(status=400, text="not an AdmissionReview")
+        existing = {r.kind: r.snapshot() for r in self.reflectors}
+        answer = review(body, existing)
+        self.reviews += 1
+        resp = answer["response"]
+        if not resp["allowed"]:
+            log.info("denied %s: %s", (body.get("request") or {}).get("name"),
+                     resp["status"]["message"])
+        return web.json_response(answer, dumps=json.dumps)
+
+    async def start(self, sync_timeout: float = 60.0) -> tuple[str, int]:
+        self._tasks = [asyncio.create_task(r.run(), name=f"webhook-{r.kind}")
+                       for r in self.reflectors]
+        async with asyncio.timeout(sync_timeout):
+            for r in self.reflectors:
+                await r.synced.wait()
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.load_cert_chain(str(self.cert), str(self.key))
+        self._runner = web.AppRunner(self.app(), access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self.host, self.port, ssl_context=context)
+        await site.start()
+        server = site._server
+        sockets = getattr(server, "sockets", None) or []
+        name = sockets[0].getsockname() if sockets else (self.host, self.port)
+        self.bound = (str(name[0]), int(name[1]))
+        log.info("admission webhook on https://%s:%s/validate", *self.bound)
+        return self.bound
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
