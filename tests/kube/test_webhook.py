@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import shutil
 import subprocess
 from pathlib import Path
@@ -79,10 +80,8 @@ def test_api_server_calls_webhook_and_denies_overlap(
             assert server.reviews >= 1
         finally:
             for res, obj in ((VWC, name), (IPAddressPool, f"a-{namespace}")):
-                try:
+                with contextlib.suppress(ApiError):
                     await c.delete(res, obj)
-                except ApiError:
-                    pass
             await server.stop()
             await c.close()
 

@@ -139,7 +139,9 @@ def webhook(
     tls_cert: Annotated[Path, typer.Option("--tls-cert", help="PEM certificate file.")],
     tls_key: Annotated[Path, typer.Option("--tls-key", help="PEM key file.")],
     kubeconfig: KubeconfigOpt = None,
-    listen: Annotated[str, typer.Option("--listen", help="HOST:PORT to serve on.")] = "0.0.0.0:9443",
+    listen: Annotated[str, typer.Option("--listen", help="HOST:PORT to serve on.")] = (
+        "0.0.0.0:9443"
+    ),
     log_level: Annotated[str, typer.Option(help="DEBUG, INFO, WARNING.")] = "INFO",
 ) -> None:
     """Serve the validating admission webhook for vipcast's kinds (POST /validate)."""
