@@ -473,6 +473,22 @@ def test_unknown_transitive_attribute_passes_through_decoding() -> None:
 
 
 def test_bad_config_is_rejected() -> None:
-    for bad in ({"hold_time": 2}, {"local_asn": 0}, {"router_id": "0.0.0.0"}):
+    for bad in (
+        {"hold_time": 2},
+        {"local_asn": 0},
+        {"router_id": "0.0.0.0"},
+        {"connect_retry_time": 0},
+        {"keepalive_time": 0},
+    ):
         with pytest.raises(ValueError):
             replace(A_CFG, **bad)
+
+
+def test_timers_due_together_fire_once_each_in_deadline_order() -> None:
+    s = established(replace(A_CFG, hold_time=3))
+    # keepalive due at 2, hold at 4: one late call fires both, keepalive first
+    s.handle_timer(100)
+    out = messages(s.data_to_send())
+    assert out == [Keepalive(), Notification(4, 0)]
+    assert state(s) is State.IDLE
+    assert s.next_deadline() == 100 + A_CFG.idle_hold_time

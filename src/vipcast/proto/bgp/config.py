@@ -38,6 +38,10 @@ class SessionConfig:
             raise ValueError("router_id must not be 0.0.0.0")
         if not self.families <= SUPPORTED_FAMILIES:
             raise ValueError(f"unsupported families: {set(self.families - SUPPORTED_FAMILIES)}")
+        if self.keepalive_time is not None and self.keepalive_time < 1:
+            raise ValueError("keepalive_time must be at least 1 second")
+        if self.connect_retry_time <= 0 or self.idle_hold_time <= 0:
+            raise ValueError("connect_retry_time and idle_hold_time must be positive")
         if not 0 <= self.restart_time <= 4095:
             raise ValueError("restart_time must be in 0..4095")
         for addr in (self.next_hop_v4, self.next_hop_v6, self.next_hop_v6_link_local):

@@ -169,11 +169,14 @@ class Session:
                 self._fail(error, now)
 
     def handle_timer(self, now: float) -> None:
-        while True:
-            due = [(when, timer) for timer, when in self._deadlines.items() if when <= now]
-            if not due:
-                return
-            _when, timer = min(due, key=lambda item: item[0])
+        """Fire the timers due at ``now``, each at most once (re-armed ones wait for a call)."""
+        due = sorted(
+            ((when, timer) for timer, when in self._deadlines.items() if when <= now),
+            key=lambda item: item[0],
+        )
+        for when, timer in due:
+            if self._deadlines.get(timer) != when:
+                continue  # stopped or re-armed by an earlier timer's actions
             del self._deadlines[timer]
             event = timer.value
             if timer is Timer.HOLD:
