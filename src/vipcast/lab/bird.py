@@ -109,6 +109,7 @@ def render_bird(cfg: BirdConfig, log_path: Path) -> str:
         # lab pace: retry fast, and do not sit out a minute after an error (BIRD's default)
         body.append(f"  connect retry time {n.connect_retry or 3};")
         body.append("  error wait time 1, 10;")
+        body.append("  start delay time 1;")
         if cfg.graceful_restart:
             body.append("  graceful restart on;")
         if n.description:

@@ -66,6 +66,9 @@ class FrrConfig:
     bfd_profiles: tuple[BfdProfile, ...] = ()
     #: run bfdd even when no neighbor asks for BFD
     bfdd: bool = False
+    #: seconds between connection attempts for neighbors that set no ``connect_retry``
+    #: (FRR's own default is 10 s; the lab wants peers started later to be picked up fast)
+    connect_retry: int | None = 2
     #: TCP port bgpd listens on (0: do not listen)
     listen_port: int = 179
     hostname: str = "frr"
@@ -119,8 +122,9 @@ def render_bgpd(cfg: FrrConfig) -> str:
             lines.append(f" neighbor {a} passive")
         if n.keepalive is not None and n.hold_time is not None:
             lines.append(f" neighbor {a} timers {n.keepalive} {n.hold_time}")
-        if n.connect_retry is not None:
-            lines.append(f" neighbor {a} timers connect {n.connect_retry}")
+        retry = n.connect_retry if n.connect_retry is not None else cfg.connect_retry
+        if retry is not None:
+            lines.append(f" neighbor {a} timers connect {retry}")
         if n.local_address:
             lines.append(f" neighbor {a} update-source {n.local_address}")
     lines.extend(f" {line}" for line in cfg.extra_bgp)
