@@ -89,6 +89,16 @@ class Cluster:
         self._ssl.check_hostname = False
         self._ssl.verify_mode = ssl.CERT_NONE
 
+    def kubeconfig_for(self, user: str) -> Path:
+        """A kubeconfig whose token names ``user`` (the shim's audit log records it)."""
+        return _kubeconfig(self.workdir / f"kubeconfig-{user}", self.url, token=user)
+
+    def audit(self) -> list[dict[str, str]]:
+        """Every API call clients made through the shim so far."""
+        if not self.audit_log.exists():
+            return []
+        return [json.loads(line) for line in self.audit_log.read_text().splitlines() if line]
+
     # --- processes ------------------------------------------------------------
     def _spawn(self, name: str, argv: list[str]) -> None:
         log = (self.workdir / f"{name}.log").open("ab")

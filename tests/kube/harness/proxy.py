@@ -234,7 +234,9 @@ class Shim:
         verb = {"GET": "watch" if watch else ("get" if name else "list"), "POST": "create",
                 "PUT": "update", "PATCH": "patch",
                 "DELETE": "delete" if name else "deletecollection"}.get(method, method.lower())
+        auth = request.headers.get("Authorization", "")
         self.audit.write(json.dumps({
+            "user": auth.removeprefix("Bearer ").strip(),
             "verb": verb, "group": m.group("group") or "", "resource": resource,
             "subresource": sub or "", "namespace": m.group("ns") or "",
         }) + "\n")

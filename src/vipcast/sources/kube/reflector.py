@@ -108,7 +108,9 @@ class Reflector:
         await asyncio.sleep(delay)
 
     def _ns(self) -> dict[str, Any]:
-        return {"namespace": ALL_NS} if self.watched.namespaced else {}
+        if not self.watched.namespaced:
+            return {}
+        return {"namespace": self.watched.namespace or ALL_NS}
 
     async def _list(self) -> None:
         listing = self.client.list(self.watched.resource, chunk_size=500, **self._ns())

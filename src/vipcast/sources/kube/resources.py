@@ -25,6 +25,8 @@ class Watched:
     namespaced: bool
     #: our own kinds: drop ``status`` before validation (the spec models have none)
     ours: bool = False
+    #: watch one namespace only (None: every namespace, for namespaced kinds)
+    namespace: str | None = None
 
 
 def _ours() -> tuple[Watched, ...]:
@@ -41,7 +43,8 @@ SERVICES = Watched("Service", Service, namespaced=True)
 ENDPOINT_SLICES = Watched("EndpointSlice", EndpointSlice, namespaced=True)
 NODES = Watched("Node", Node, namespaced=False)
 NAMESPACES = Watched("Namespace", Namespace, namespaced=False)
-SECRETS = Watched("Secret", Secret, namespaced=True)
+#: BGP passwords: only Secrets in vipcast's own namespace are read (least privilege)
+SECRETS = Watched("Secret", Secret, namespaced=True, namespace="vipcast-system")
 
 #: what the controller needs to allocate
 CONTROLLER_KINDS: tuple[Watched, ...] = (*OUR_KINDS, SERVICES, NAMESPACES)
