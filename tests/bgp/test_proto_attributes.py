@@ -142,3 +142,9 @@ def test_mp_family_not_negotiated_is_ignored() -> None:
     reach = bytes.fromhex("800e1c0002011020010db8000000000000000000000001003020010db80001")
     s = summarize_update(body(ORIGIN + AS_PATH + reach, nlri=b""), ctx)
     assert (s.announced, s.treat_as_withdraw) == (0, False)
+
+
+def test_confederation_segments_only_from_internal_peers() -> None:
+    confed = ORIGIN + bytes.fromhex("4002060301" + "0000fde9") + NEXT_HOP
+    assert summarize_update(body(confed), WireContext(ibgp=False)).treat_as_withdraw
+    assert not summarize_update(body(confed), WireContext(ibgp=True)).treat_as_withdraw

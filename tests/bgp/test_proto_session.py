@@ -342,6 +342,8 @@ def test_route_refresh_resends_the_family() -> None:
     assert drain(s) == [RouteRefreshReceived(IPV4_UNICAST)]
     s.receive_data(encode_message(RouteRefresh(IPV6_UNICAST)), 3)  # not negotiated: ignored
     assert s.data_to_send() == b"" and s.state is State.ESTABLISHED
+    s.receive_data(encode_message(RouteRefresh(IPV4_UNICAST, subtype=1)), 3)  # BoRR: ignored
+    assert s.data_to_send() == b"" and drain(s) == []
 
 
 def test_route_refresh_without_the_capability_is_a_bad_type() -> None:

@@ -291,8 +291,15 @@ def _origin(value: bytes, ctx: WireContext) -> Attribute | None:
     return OriginAttr(value[0])
 
 
+_CONFED = frozenset({SegmentType.AS_CONFED_SEQUENCE, SegmentType.AS_CONFED_SET})
+
+
 def _as_path(value: bytes, ctx: WireContext) -> Attribute | None:
-    return AsPath(decode_segments(value, ctx.four_octet_as))
+    segments = decode_segments(value, ctx.four_octet_as)
+    # RFC 7606 §7.2: confederation segments from an external peer are malformed
+    if not ctx.ibgp and any(seg_type in _CONFED for seg_type, _ in segments):
+        raise _err(UpdateSubcode.MALFORMED_AS_PATH, "AS_CONFED segment from an external peer")
+    return AsPath(segments)
 
 
 def _as4_path(value: bytes, ctx: WireContext) -> Attribute | None:
@@ -424,7 +431,9 @@ def decode_attributes(data: bytes, ctx: WireContext) -> AttributeSection:
         raw = data[off : start + length]
         if start + length > end:
             # the attribute runs past the section: MP attributes can no longer be trusted
-            problem = _err(UpdateSubcode.ATTRIBUTE_LENGTH_ERROR, f"attribute {type_code} overruns")
+            problem = _err(
+                UpdateSubcode.ATTRIBUTE_LENGTH_ERROR, f"attribute {type_code} overruns", raw
+            )
             if type_code in MP_TYPES:
                 raise problem
             out.treat_as_withdraw = True

@@ -445,6 +445,8 @@ class Session:
             negotiated = self.negotiated
             if negotiated is None or pending.family not in negotiated.families:
                 return  # RFC 2918 §4: ignore families we did not negotiate
+            if pending.subtype != 0:
+                return  # RFC 7313 BoRR/EoRR markers: we did not offer enhanced refresh
             self._events.append(RouteRefreshReceived(pending.family))
             self._resend(pending.family)
 
