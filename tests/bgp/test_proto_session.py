@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import struct
 import tracemalloc
+from collections.abc import Callable
 from dataclasses import replace
 from typing import TypeVar
 
@@ -494,3 +495,39 @@ def test_timers_due_together_fire_once_each_in_deadline_order() -> None:
     assert out == [Keepalive(), Notification(4, 0)]
     assert state(s) is State.IDLE
     assert s.next_deadline() == 100 + A_CFG.idle_hold_time
+
+
+def _in_open_sent() -> Session:
+    return opened()
+
+
+def _in_open_confirm() -> Session:
+    s = opened()
+    s.receive_data(open_bytes(hold_time=30), 0)
+    s.data_to_send()
+    drain(s)
+    return s
+
+
+@pytest.mark.parametrize(
+    ("make", "deadline", "sent", "after"),
+    [
+        # OpenSent waits the large hold time (RFC 4271 §8.2.2: 4 minutes) for the OPEN
+        (_in_open_sent, 240.0, [Notification(4, 0)], State.IDLE),
+        # OpenConfirm keeps the peer alive with keepalives (30 / 3) until its KEEPALIVE comes
+        (_in_open_confirm, 10.0, [Keepalive()], State.OPEN_CONFIRM),
+        # Established with hold 90 on our side, 90 on theirs: keepalive at 30
+        (established, 31.0, [Keepalive()], State.ESTABLISHED),
+    ],
+    ids=["open-sent-hold", "open-confirm-keepalive", "established-keepalive"],
+)
+def test_timer_table(
+    make: Callable[[], Session], deadline: float, sent: list[Message], after: State
+) -> None:
+    s = make()
+    assert s.next_deadline() == pytest.approx(deadline)
+    s.handle_timer(deadline - 0.001)
+    assert s.data_to_send() == b""
+    s.handle_timer(deadline)
+    assert messages(s.data_to_send()) == sent
+    assert state(s) is after
