@@ -6,7 +6,14 @@ from typing import Any
 
 import pytest
 
-from vipcast.lab.netns import Topology, leftovers, list_netns, parse_routes, wait_until
+from vipcast.lab.netns import (
+    Topology,
+    default_prefix,
+    leftovers,
+    list_netns,
+    parse_routes,
+    wait_until,
+)
 
 pytestmark = pytest.mark.netns
 
@@ -94,3 +101,13 @@ def test_interface_name_limit(netlab: Topology) -> None:
 def test_wait_until_reports_what_timed_out() -> None:
     with pytest.raises(TimeoutError, match="the impossible"):
         wait_until(lambda: False, timeout=0.3, interval=0.05, what="the impossible")
+
+
+def test_module_topology_is_shared_part_one(netlab_module: Topology) -> None:
+    ns = netlab_module.add_netns("shared")
+    assert ns.name.startswith(netlab_module.prefix + "-")
+    assert netlab_module.prefix.startswith(default_prefix() + "-m")
+
+
+def test_module_topology_is_shared_part_two(netlab_module: Topology) -> None:
+    assert netlab_module["shared"].name in list_netns()

@@ -5,6 +5,8 @@ Enable in an area's ``conftest.py`` with ``pytest_plugins = ["vipcast.lab.pytest
 - ``netlab``: a fresh :class:`~vipcast.lab.netns.Topology` (prefix ``vc-<pid>``); on teardown
   it prints the tracked processes' logs (shown by pytest when the test failed), stops the
   processes by PID, deletes the namespaces and fails the test if any of them is left.
+- ``netlab_module``: the same, shared by the tests of one module (build once, test many);
+  its namespaces carry the prefix ``vc-<pid>-m<n>`` so they never clash with ``netlab``'s.
 - ``netlab_root``: skips the test unless it runs as root with ``ip`` available.
 """
 
@@ -16,7 +18,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from vipcast.lab.netns import Topology, list_netns
+from vipcast.lab.netns import Topology, default_prefix, list_netns
 
 
 def lab_capable() -> str | None:
@@ -35,9 +37,7 @@ def netlab_root() -> None:
         pytest.skip(reason)
 
 
-@pytest.fixture
-def netlab(netlab_root: None) -> Iterator[Topology]:
-    topo = Topology()
+def _run_topology(topo: Topology) -> Iterator[Topology]:
     try:
         yield topo
     finally:
@@ -48,3 +48,18 @@ def netlab(netlab_root: None) -> Iterator[Topology]:
         topo.close()
         left = [n for n in names if n in set(list_netns())]
         assert not left, f"namespaces left behind: {left}"
+
+
+@pytest.fixture
+def netlab(netlab_root: None) -> Iterator[Topology]:
+    yield from _run_topology(Topology())
+
+
+@pytest.fixture(scope="module")
+def netlab_module(request: pytest.FixtureRequest) -> Iterator[Topology]:
+    reason = lab_capable()
+    if reason:
+        pytest.skip(reason)
+    module = request.module.__name__.rsplit(".", 1)[-1]
+    tag = sum(module.encode()) % 1000
+    yield from _run_topology(Topology(f"{default_prefix()}-m{tag}"))
