@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from vipcast.proto.bgp import RouteAttributes, Session, SessionConfig, State
 from vipcast.proto.bgp.attributes import (
     Aggregator,
+    As4Path,
     AsPath,
     AtomicAggregate,
     Attribute,
@@ -205,6 +206,40 @@ def frames(raw: bytes) -> list[Message]:
 @given(messages)
 def test_decode_encode_roundtrip(message: Message) -> None:
     assert frames(encode_message(message, ROUNDTRIP_CTX)) == [message]
+
+
+TWO_BYTE_CTX = WireContext(four_octet_as=False, ibgp=False)
+segments_2byte = st.lists(
+    st.tuples(st.sampled_from([1, 2]), st.lists(u16, min_size=1, max_size=8).map(tuple)),
+    max_size=4,
+).map(tuple)
+
+
+@given(
+    segments_2byte,
+    st.one_of(st.none(), segments.filter(bool)),
+    st.one_of(st.none(), st.builds(Aggregator, u16, v4_addr)),
+    st.lists(v4_prefix, min_size=1, max_size=10),
+)
+def test_two_byte_session_roundtrip(
+    path: tuple[tuple[int, tuple[int, ...]], ...],
+    as4: tuple[tuple[int, tuple[int, ...]], ...] | None,
+    aggregator: Aggregator | None,
+    nlri: list[str],
+) -> None:
+    """On a session without RFC 6793, AS_PATH/AGGREGATOR are 2-byte and AS4_PATH is kept."""
+    attrs: list[Attribute] = [OriginAttr(0), AsPath(path), NextHop("192.0.2.1")]
+    if aggregator is not None:
+        attrs.append(aggregator)
+    if as4 is not None and all(t in (1, 2) for t, _ in as4):
+        attrs.append(As4Path(as4))
+    update = Update(attributes=tuple(attrs), nlri=tuple(nlri))
+    raw = encode_message(update, TWO_BYTE_CTX)
+    framer = Framer()
+    framer.feed(raw)
+    item = framer.next_message()
+    assert item is not None
+    assert decode_message(item[0], item[1], TWO_BYTE_CTX) == update
 
 
 @given(st.lists(messages, min_size=1, max_size=4), st.data())
