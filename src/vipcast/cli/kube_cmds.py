@@ -170,8 +170,48 @@ def webhook(
         asyncio.run(main())
 
 
+convert_app = typer.Typer(help="Convert other load balancers' objects to vipcast's.",
+                          no_args_is_help=True)
+
+
+@convert_app.command("metallb")
+def convert_metallb(
+    paths: Annotated[list[Path], typer.Argument(help="MetalLB YAML files or directories.")],
+    out: Annotated[
+        Path | None, typer.Option("--out", "-o", help="Write here instead of stdout.")
+    ] = None,
+) -> None:
+    """Convert MetalLB objects (metallb.io) to vipcast.io objects; notes go to stderr."""
+    import yaml
+
+    from vipcast.sources.kube.metallb import convert
+    from vipcast.spec import SpecError, load_documents, read_documents
+
+    try:
+        docs = read_documents(paths)
+    except SpecError as error:
+        for issue in error.issues:
+            typer.echo(f"error: {issue}", err=True)
+        raise typer.Exit(1) from None
+    result = convert(d for _, d in docs if isinstance(d, dict))
+    for note in result.notes:
+        typer.echo(f"note: {note}", err=True)
+    try:
+        load_documents([("converted", d) for d in result.documents])
+    except SpecError as error:
+        for issue in error.issues:
+            typer.echo(f"warning: converted {issue.obj} {issue.field}: {issue.message}", err=True)
+    text = yaml.safe_dump_all(list(result.documents), sort_keys=False)
+    if out is None:
+        typer.echo(text, nl=False)
+    else:
+        out.write_text(text)
+        typer.echo(f"wrote {len(result.documents)} objects to {out}", err=True)
+
+
 def register(app: typer.Typer) -> None:
     """Add this module's commands to ``app``."""
     app.add_typer(kube_app, name="kube")
+    app.add_typer(convert_app, name="convert")
     app.command("controller")(controller)
     app.command("speaker")(speaker)
