@@ -178,3 +178,16 @@ def test_state_file_roundtrip_and_corruption(tmp_path: Path) -> None:
     assert broken.problem and broken.assignments == {}
     assert state_path(tmp_path) == target
     assert state_path(tmp_path / "x.yaml") == tmp_path / ".x.yaml.vipcast-state.json"
+
+
+def test_explain_shows_what_was_given_up(example: object) -> None:
+    path = example("l2")  # type: ignore[operator]
+    write_state(state_path(path), {"edge/ingress": ("203.0.113.50",)})
+    code, out = run("explain", str(path), "edge/ingress", "--json")
+    assert code == 0, out
+    doc = json.loads(out)
+    assert doc["reason"] == "Moved"
+    assert doc["invalidated"] == [{"ip": "203.0.113.50", "why": "outside every pool"}]
+    assert read_state(state_path(path)).assignments["edge/ingress"] == tuple(doc["ips"])
+    code, out = run("explain", str(path), "edge/stale")
+    assert code == 0 and "no ready endpoint" in out

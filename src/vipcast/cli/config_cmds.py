@@ -170,6 +170,8 @@ def plan(
         return
     out = _console()
     out.print(_services_table(result))
+    usage = ", ".join(f"{name} {used}/{total}" for name, (used, total) in result.pool_usage.items())
+    out.print(f"pools in use: {usage or 'none'}")
     out.print(_nodes_table(plans))
 
 
@@ -229,6 +231,7 @@ def _explanation_document(e: Explanation) -> dict[str, Any]:
         "message": e.message,
         "readyEndpoints": e.ready_endpoints,
         "notes": list(e.notes),
+        "invalidated": [{"ip": ip, "why": why} for ip, why in e.invalidated],
         "nodes": {
             v.node: {"announces": v.announces, "how": list(v.how), "whyNot": list(v.why_not)}
             for v in e.nodes
@@ -261,6 +264,8 @@ def explain_cmd(
     out.print(f"  addresses: {', '.join(story.ips) or 'none'} (pool {story.pool or '-'})")
     out.print(f"  reason: {story.reason}: {story.message}")
     out.print(f"  ready endpoints: {story.ready_endpoints}")
+    for ip, why in story.invalidated:
+        out.print(f"  gave up {ip}: {why}")
     for note in story.notes:
         out.print(f"  note: {note}")
     table = Table(title="Nodes")

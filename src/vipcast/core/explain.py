@@ -32,6 +32,8 @@ class Explanation:
     nodes: tuple[NodeVerdict, ...]
     #: service-wide facts (not announced at all, no advertisement for the pool, ...)
     notes: tuple[str, ...] = ()
+    #: addresses it held before and lost in this run, each with why
+    invalidated: tuple[tuple[str, str], ...] = ()
 
 
 def _duties(plan: NodePlan, key: str) -> tuple[str, ...]:
@@ -112,4 +114,5 @@ def explain(
         ready_endpoints=ready,
         nodes=tuple(verdicts),
         notes=tuple(notes),
+        invalidated=assignment.invalidated,
     )
