@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import ipaddress
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
 from vipcast.alloc import (
     IPRange,
     MatchLabels,
@@ -10,6 +16,7 @@ from vipcast.alloc import (
     ServiceInput,
     allocate,
 )
+from vipcast.alloc.pools import ip_text, parse_address
 
 
 def pool(name: str, *ranges: str, **kw: object) -> PoolInput:
@@ -325,3 +332,25 @@ def test_pool_usage() -> None:
     pools = [pool("a", "192.0.2.0/30"), pool("big", "2001:db8::/64")]
     r = allocate(pools, [svc("x"), svc("y", ip_families=(6,))], {})
     assert r.pool_usage == {"a": (1, 4), "big": (1, 2**64)}
+
+
+@given(
+    st.text(max_size=45)
+    | st.lists(st.sampled_from(["0", "00", "1", "255", "256", "١", " 7", "9"]), min_size=4,
+               max_size=4).map(".".join)
+)
+def test_parse_address_agrees_with_ipaddress(text: str) -> None:
+    try:
+        expected = ipaddress.ip_address(text.strip())
+    except ValueError:
+        with pytest.raises(ValueError):
+            parse_address(text)
+        return
+    assert parse_address(text) == (expected.version, int(expected))
+    assert ip_text(expected.version, int(expected)) == str(expected)
+
+
+@given(st.integers(0, 2**32 - 1) | st.integers(0, 2**128 - 1).map(lambda v: -v - 1))
+def test_ip_text_roundtrip(n: int) -> None:
+    version, value = (4, n) if n >= 0 else (6, -n - 1)
+    assert parse_address(ip_text(version, value)) == (version, value)

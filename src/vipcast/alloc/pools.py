@@ -33,7 +33,7 @@ def parse_address(text: str) -> tuple[int, int]:
     Canonical dotted quads take a fast path; anything else goes through :mod:`ipaddress`.
     """
     parts = text.split(".")
-    if len(parts) == 4 and all(p.isdigit() and len(p) <= 3 for p in parts):
+    if len(parts) == 4 and all(p.isascii() and p.isdigit() and len(p) <= 3 for p in parts):
         a, b, c, d = (int(p) for p in parts)
         if a <= 255 and b <= 255 and c <= 255 and d <= 255 and all(
             p == "0" or not p.startswith("0") for p in parts
