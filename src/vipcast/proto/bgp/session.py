@@ -268,6 +268,7 @@ class Session:
             self._act(action, old, now)
 
     def _act(self, action: Action, old: State, now: float) -> None:
+        """Execute one FSM action (the names are documented in :class:`.fsm.Action`)."""
         cfg = self.config
         if action is Action.CONNECT:
             if not cfg.passive:
