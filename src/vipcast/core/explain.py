@@ -85,7 +85,9 @@ def explain(
     assignment = result.assignments.get(key)
     if assignment is None:
         return None
-    assignments = result.current()
+    # only the service and those sharing an address with it bear on its announcements
+    mine = set(assignment.ips)
+    assignments = {k: v for k, v in result.current().items() if mine & set(v)}
     ctx = PlanContext(spec, assignments, endpoint_slices, nodes)
     plans = plan_all(spec, assignments, endpoint_slices=endpoint_slices, nodes=nodes)
     ready = len(ctx.endpoints.get(key, ()))
