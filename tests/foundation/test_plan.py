@@ -187,3 +187,19 @@ def test_plan_is_deterministic_under_input_order() -> None:
     again = plan_all(spec, dict(reversed(list(result.current().items()))),
                      nodes=list(reversed(spec.nodes)))
     assert again == plan_all(spec, result.current())
+
+
+def test_overlapping_advertisements_merge_per_peer() -> None:
+    spec = load(
+        pool("p", "192.0.2.0/28"), peer("a"), peer("b"),
+        bgp_adv("one", communities=["65000:1"], localPref=100, peers=["a"]),
+        bgp_adv("two", communities=["65000:2", "large:1:2:3"], localPref=200),
+        node("n1"), service("s"), slice_("s", ("10.1.0.1", "n1", True)),
+    )
+    result = allocate_spec(spec)
+    routes = plan_node(spec, result.current(), "n1").bgp
+    by_peer = {p: r for r in routes for p in r.peers}
+    assert set(by_peer) == {"a", "b"} and len(routes) == 2
+    assert by_peer["a"].communities == ((65000 << 16) | 1, (65000 << 16) | 2)
+    assert by_peer["a"].local_pref == 200 and by_peer["a"].large_communities == ((1, 2, 3),)
+    assert by_peer["b"].communities == ((65000 << 16) | 2,)

@@ -265,7 +265,7 @@ def _build(ctx: PlanContext, targets: frozenset[str]) -> dict[str, NodePlan]:
     l2_order = sorted(l2_eligible.items(), key=lambda item: ctx.address(item[0]))
     for node, d in duties.items():
         routes = []
-        for rk, svcs in sorted(d.routes.items(), key=lambda item: item[0]):
+        for rk, svcs in sorted(_merge_routes(d.routes).items(), key=lambda item: item[0]):
             ck = (rk, frozenset(svcs))
             if ck not in route_cache:
                 route_cache[ck] = BGPRoute(*rk, services=tuple(sorted(svcs)))
@@ -330,6 +330,36 @@ def plan_for_spec(
     """
     result = allocate_spec(spec, current)
     return plan_node(spec, result.current(), node)
+
+
+def _merge_routes(routes: dict[RouteKey, set[str]]) -> dict[RouteKey, set[str]]:
+    """One set of attributes per (prefix, peer), whatever the advertisements that produced it.
+
+    Two advertisements may cover one prefix for the same peer (overlapping pool selections):
+    their communities are merged and the highest localPref wins, so a peer never gets two
+    versions of a route. Peers that end up with equal attributes are grouped again.
+    """
+    if len({(rk[0], peer) for rk in routes for peer in rk[1]}) == sum(len(rk[1]) for rk in routes):
+        return routes  # no (prefix, peer) twice: nothing to merge
+    per_peer: dict[tuple[str, str], tuple[set[int], set[tuple[int, int, int]], list[int], set[str]]]
+    per_peer = {}
+    for (prefix, peers, std, large, pref), svcs in routes.items():
+        for peer in peers:
+            entry = per_peer.setdefault((prefix, peer), (set(), set(), [], set()))
+            entry[0].update(std)
+            entry[1].update(large)
+            if pref is not None:
+                entry[2].append(pref)
+            entry[3].update(svcs)
+    grouped: dict[tuple[str, tuple[int, ...], Large, int | None, frozenset[str]], list[str]] = {}
+    for (prefix, peer), (all_std, all_large, prefs, svcs) in per_peer.items():
+        attrs = (prefix, tuple(sorted(all_std)), tuple(sorted(all_large)),
+                 max(prefs, default=None), frozenset(svcs))
+        grouped.setdefault(attrs, []).append(peer)
+    return {
+        (prefix, tuple(sorted(peers)), std_t, large_t, pref): set(svcs)
+        for (prefix, std_t, large_t, pref, svcs), peers in grouped.items()
+    }
 
 
 def _nat_rules(
