@@ -187,6 +187,7 @@ class Agent:
         self.options = options
         self._planner = planner
         self._consumers = list(consumers)
+        self._status_sections: dict[str, Callable[[], Any]] = {}
         self.registry = registry or CollectorRegistry()
         self._log = log or logging.getLogger("vipcast.agent")
         self._rng = random.Random(options.seed)
@@ -345,9 +346,13 @@ class Agent:
 
     # ---- status ---------------------------------------------------------------------------
 
+    def add_status_section(self, name: str, section: Callable[[], Any]) -> None:
+        """One more top-level key of /status (BFD sessions, L2 owners, data plane, ...)."""
+        self._status_sections[name] = section
+
     def status_document(self) -> dict[str, Any]:
         plan = self.current.plan if self.current is not None else None
-        return {
+        document: dict[str, Any] = {
             "node": self.options.node,
             "restarting": self.restarting,
             "config": {
@@ -360,3 +365,6 @@ class Agent:
                 for r in (plan.bgp if plan is not None else ())
             ],
         }
+        for name, section in self._status_sections.items():
+            document[name] = section()
+        return document

@@ -21,11 +21,11 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import replace
+from dataclasses import asdict, replace
 
 from prometheus_client.registry import CollectorRegistry
 
-from vipcast.app.agent import Agent, AgentOptions, PlanConsumer, default_planner
+from vipcast.app.agent import Agent, AgentOptions, PlanConsumer, Planner, default_planner
 from vipcast.core.desired import NodePlan
 from vipcast.dataplane.nft import NftTable
 from vipcast.dataplane.node import NodeDataplane
@@ -67,7 +67,9 @@ class AnnouncementPolicy:
         *,
         verify: bool = True,
         interval: float = 0.2,
+        base_planner: Planner = default_planner,
     ) -> None:
+        self._base_planner = base_planner
         self._dataplane = dataplane
         self._gate = gate
         self._health = health
@@ -79,7 +81,7 @@ class AnnouncementPolicy:
     def planner(self, spec: Spec, node: str) -> NodePlan:
         """The full plan, with BGP routes kept only for servable services."""
         self._health.configure(health_configs(spec))
-        plan = default_planner(spec, node)
+        plan = self._base_planner(spec, node)
         routes = []
         for route in plan.bgp:
             services = tuple(s for s in route.services if s in self.servable)
@@ -163,7 +165,10 @@ class BfdBinding:
 
 
 async def prime(
-    options: AgentOptions, policy: AnnouncementPolicy, dataplane: NodeDataplane
+    options: AgentOptions,
+    policy: AnnouncementPolicy,
+    dataplane: NodeDataplane,
+    base_planner: Planner = default_planner,
 ) -> None:
     """Before the first BGP session: program the data plane and verify what can be served.
 
@@ -175,7 +180,7 @@ async def prime(
         spec = load_paths(options.config_paths)
     except SpecError:
         return
-    await dataplane.apply(default_planner(spec, options.node))
+    await dataplane.apply(base_planner(spec, options.node))
     policy.servable = await policy.check()
     log.info("verified before start: %s", ", ".join(sorted(policy.servable)) or "nothing")
 
@@ -205,10 +210,24 @@ def l2_runtime(
     return L2Runtime(config, registry, incarnation=time.time_ns() // 1_000_000)
 
 
+#: builds the node's Agent: the standalone one reads files; the Kubernetes speaker passes its own
+AgentFactory = Callable[..., Agent]
+
+
 async def run_node(
-    options: AgentOptions, *, dataplane_enabled: bool = True, membership_key: bytes = b""
+    options: AgentOptions,
+    *,
+    dataplane_enabled: bool = True,
+    membership_key: bytes = b"",
+    agent_factory: AgentFactory = Agent,
+    base_planner: Planner = default_planner,
 ) -> int:
-    """Run the agent with the data plane, L2 and the announcement policy until it stops."""
+    """Run the agent with the data plane, L2, BFD and the announcement policy until it stops.
+
+    ``agent_factory`` is called like :class:`Agent` (``options, planner=, consumers=,
+    registry=``); the Kubernetes speaker passes a factory of its API-fed agent so both run
+    one code path.
+    """
     registry = CollectorRegistry()
     consumers: list[PlanConsumer] = []
     l2 = l2_runtime(options, registry, membership_key)
@@ -217,19 +236,25 @@ async def run_node(
         consumers.append(l2)
     if not dataplane_enabled:
         try:
-            return await Agent(options, registry=registry, consumers=consumers).run()
+            agent = agent_factory(options, registry=registry, consumers=consumers)
+            return int(await agent.run())
         finally:
             if l2 is not None:
                 await l2.stop(graceful=True)
     health = HealthChecker()
     dataplane = NodeDataplane(NftTable(), LocalVips(), health)
-    policy = AnnouncementPolicy(dataplane, AnnouncementGate(), health)
-    agent = Agent(options, planner=policy.planner, consumers=[dataplane, *consumers],
-                  registry=registry)
+    policy = AnnouncementPolicy(dataplane, AnnouncementGate(), health, base_planner=base_planner)
+    agent = agent_factory(options, planner=policy.planner, consumers=[dataplane, *consumers],
+                          registry=registry)
     bfd = BfdBinding(agent, registry)
     agent.add_consumer(bfd)
+    agent.add_status_section(
+        "bfd", lambda: {name: asdict(st) for name, st in bfd.bfd.status().items()}
+    )
+    if l2 is not None:
+        agent.add_status_section("l2", l2.status)
     policy.on_change(agent.request_reload)
-    await prime(options, policy, dataplane)
+    await prime(options, policy, dataplane, base_planner)
     background = [
         asyncio.create_task(dataplane.run(), name="dataplane"),
         asyncio.create_task(policy.run(), name="announcement-policy"),
