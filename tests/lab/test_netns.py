@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import signal
+import subprocess
+import sys
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -111,3 +115,24 @@ def test_module_topology_is_shared_part_one(netlab_module: Topology) -> None:
 
 def test_module_topology_is_shared_part_two(netlab_module: Topology) -> None:
     assert netlab_module["shared"].name in list_netns()
+
+
+def test_sigterm_inside_a_topology_block_still_cleans_up(tmp_path: Path) -> None:
+    marker = tmp_path / "prefix"
+    script = (
+        "import sys, time\n"
+        "from vipcast.lab.netns import Topology\n"
+        "with Topology() as t:\n"
+        "    t.add_netns('a').spawn(['sleep', '300'], name='s')\n"
+        f"    open({str(marker)!r}, 'w').write(t.prefix)\n"
+        "    time.sleep(60)\n"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", script])
+    try:
+        wait_until(lambda: marker.exists() and marker.read_text(), timeout=20, what="lab up")
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=20) == 128 + signal.SIGTERM
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert leftovers(marker.read_text()) == []

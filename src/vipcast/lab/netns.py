@@ -26,6 +26,7 @@ import shutil
 import signal
 import subprocess
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -464,10 +465,20 @@ class Topology:
         self.processes: list[Process] = []
         self._cleanups: list[Callable[[], None]] = []
         self._closed = False
+        self._sigterm_installed = False
 
     # ---- context manager
 
     def __enter__(self) -> Topology:
+        # A plain SIGTERM (``timeout``, a CI runner) would end the process without running
+        # ``__exit__`` and leave namespaces and daemons behind: while this block runs, turn it
+        # into SystemExit so the cleanup happens. Only when nobody else handles SIGTERM.
+        if (
+            threading.current_thread() is threading.main_thread()
+            and signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+        ):
+            signal.signal(signal.SIGTERM, _exit_on_sigterm)
+            self._sigterm_installed = True
         return self
 
     def __exit__(
@@ -476,6 +487,9 @@ class Topology:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
+        if self._sigterm_installed:
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            self._sigterm_installed = False
         self.close()
 
     def __getitem__(self, short: str) -> Netns:
@@ -589,6 +603,11 @@ class Topology:
             run_command(["ip", "netns", "del", ns.name], check=False)
         if self._owns_workdir and not self.keep_workdir:
             shutil.rmtree(self.workdir, ignore_errors=True)
+
+
+def _exit_on_sigterm(signum: int, frame: object) -> None:
+    del frame
+    raise SystemExit(128 + signum)
 
 
 def _kill_pids(pids: Sequence[int]) -> None:
