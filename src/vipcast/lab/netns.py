@@ -27,58 +27,47 @@ import signal
 import subprocess
 import tempfile
 import threading
-import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import Any
 
-T = TypeVar("T")
+from vipcast.lab.process import (
+    LabError,
+    Process,
+    ProcessDied,
+    kill_pids,
+    run_command,
+    wait_until,
+)
+from vipcast.lab.routes import NextHop, Route, parse_routes
+
+__all__ = [
+    "IFNAMSIZ",
+    "LabError",
+    "Netns",
+    "NextHop",
+    "Process",
+    "ProcessDied",
+    "Route",
+    "Topology",
+    "default_prefix",
+    "delete_prefixed",
+    "leftovers",
+    "list_netns",
+    "parse_routes",
+    "run_command",
+    "wait_until",
+]
 
 #: Linux interface names are at most 15 bytes
 IFNAMSIZ = 15
 
 
-class LabError(RuntimeError):
-    """A lab command failed (the environment, not the code under test)."""
-
-
-class ProcessDied(LabError):
-    """A process the lab waits on has exited; :func:`wait_until` stops waiting at once."""
-
-
 def default_prefix() -> str:
     """The per-run prefix of every namespace this process creates: ``vc-<pid>``."""
     return f"vc-{os.getpid()}"
-
-
-def run_command(
-    argv: Sequence[str],
-    *,
-    check: bool = True,
-    timeout: float = 30.0,
-    input_text: str | None = None,
-    env: Mapping[str, str] | None = None,
-) -> subprocess.CompletedProcess[str]:
-    """Run ``argv`` to completion, capturing text output; raise :class:`LabError` on failure."""
-    try:
-        done = subprocess.run(
-            list(argv),
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            input=input_text,
-            check=False,
-            env=dict(env) if env is not None else None,
-        )
-    except subprocess.TimeoutExpired as exc:
-        raise LabError(f"timed out after {timeout}s: {' '.join(argv)}") from exc
-    if check and done.returncode != 0:
-        raise LabError(
-            f"exit {done.returncode}: {' '.join(argv)}\n{done.stderr.strip()}{done.stdout.strip()}"
-        )
-    return done
 
 
 def list_netns() -> list[str]:
@@ -91,147 +80,6 @@ def leftovers(prefix: str) -> list[str]:
     """Named namespaces of the run ``prefix`` (``<prefix>-*``); empty when it cleaned up."""
     stem = prefix if prefix.endswith("-") else f"{prefix}-"
     return sorted(name for name in list_netns() if name.startswith(stem))
-
-
-def wait_until(
-    predicate: Callable[[], T | None],
-    *,
-    timeout: float = 30.0,
-    interval: float = 0.2,
-    what: str = "condition",
-    on_timeout: Callable[[], str] | None = None,
-) -> T:
-    """Poll ``predicate`` until it returns a truthy value (returned) or ``timeout`` passes.
-
-    Exceptions from the predicate count as "not yet", except :class:`ProcessDied`, which
-    propagates at once. On timeout raise :class:`TimeoutError`
-    naming ``what``, the last error and ``on_timeout()`` (for example daemon logs).
-    """
-    deadline = time.monotonic() + timeout
-    last_error: BaseException | None = None
-    while True:
-        try:
-            value = predicate()
-        except ProcessDied:
-            raise
-        except Exception as exc:
-            last_error = exc
-        else:
-            if value:
-                return value
-        if time.monotonic() >= deadline:
-            detail = f"; last error: {last_error!r}" if last_error else ""
-            extra = f"\n{on_timeout()}" if on_timeout else ""
-            raise TimeoutError(f"{what} not reached within {timeout}s{detail}{extra}")
-        time.sleep(interval)
-
-
-# --------------------------------------------------------------------------- processes
-
-
-@dataclass
-class Process:
-    """A process started inside a namespace, leader of its own process group."""
-
-    name: str
-    netns: str
-    popen: subprocess.Popen[bytes]
-    log_path: Path
-
-    @property
-    def pid(self) -> int:
-        return self.popen.pid
-
-    def alive(self) -> bool:
-        return self.popen.poll() is None
-
-    @property
-    def returncode(self) -> int | None:
-        return self.popen.poll()
-
-    def log_text(self) -> str:
-        """Everything the process wrote to stdout/stderr so far."""
-        try:
-            return self.log_path.read_text(errors="replace")
-        except FileNotFoundError:
-            return ""
-
-    def signal(self, sig: int) -> None:
-        """Send ``sig`` to the process group (the process and any children it started)."""
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(self.popen.pid, sig)
-
-    def stop(self, timeout: float = 5.0) -> int | None:
-        """SIGTERM the group, wait up to ``timeout``, then SIGKILL; return the exit code."""
-        if self.popen.poll() is None:
-            self.signal(signal.SIGTERM)
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                self.popen.wait(timeout)
-        # children of the group that outlived the leader, then the leader itself
-        self.signal(signal.SIGKILL)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            self.popen.wait(5.0)
-        return self.popen.returncode
-
-    def kill(self) -> None:
-        """SIGKILL the group at once (a crash, as ``kill -9`` would do)."""
-        self.signal(signal.SIGKILL)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            self.popen.wait(5.0)
-
-
-# --------------------------------------------------------------------------- routes
-
-
-@dataclass(frozen=True)
-class NextHop:
-    gateway: str | None
-    dev: str | None
-    weight: int = 1
-
-
-@dataclass(frozen=True)
-class Route:
-    """One kernel route, as ``ip -j route show`` reports it, normalised."""
-
-    dst: str  # always with a prefix length: "0.0.0.0/0", "192.0.2.10/32"
-    nexthops: tuple[NextHop, ...]
-    protocol: str | None = None
-    metric: int | None = None
-    type: str = "unicast"
-
-    @property
-    def gateways(self) -> tuple[str, ...]:
-        return tuple(sorted(h.gateway for h in self.nexthops if h.gateway))
-
-
-def parse_routes(raw: list[dict[str, Any]], family: int) -> list[Route]:
-    """Turn ``ip -j route show`` output into :class:`Route` values (ECMP kept as nexthops)."""
-    routes: list[Route] = []
-    for entry in raw:
-        dst = str(entry.get("dst", ""))
-        if dst == "default":
-            dst = "0.0.0.0/0" if family == 4 else "::/0"
-        elif "/" not in dst:
-            dst = f"{dst}/{32 if family == 4 else 128}"
-        hops_raw = entry.get("nexthops")
-        if hops_raw:
-            hops = tuple(
-                NextHop(h.get("gateway"), h.get("dev"), int(h.get("weight", 1))) for h in hops_raw
-            )
-        else:
-            hops = (NextHop(entry.get("gateway"), entry.get("dev")),)
-        metric = entry.get("metric")
-        routes.append(
-            Route(
-                dst=str(ipaddress.ip_network(dst, strict=False)),
-                nexthops=hops,
-                protocol=entry.get("protocol"),
-                metric=int(metric) if metric is not None else None,
-                type=str(entry.get("type", "unicast")),
-            )
-        )
-    return routes
 
 
 # --------------------------------------------------------------------------- namespaces
@@ -595,7 +443,7 @@ class Topology:
         for proc in reversed(self.processes):
             proc.stop(timeout=3.0)
         for ns in self.namespaces.values():
-            _kill_pids(ns.pids())
+            kill_pids(ns.pids())
         for fn in reversed(self._cleanups):
             with contextlib.suppress(Exception):
                 fn()
@@ -610,32 +458,11 @@ def _exit_on_sigterm(signum: int, frame: object) -> None:
     raise SystemExit(128 + signum)
 
 
-def _kill_pids(pids: Sequence[int]) -> None:
-    """SIGKILL the given PIDs (processes found inside one of our own namespaces)."""
-    for pid in pids:
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.kill(pid, signal.SIGKILL)
-    deadline = time.monotonic() + 3.0
-    while pids and time.monotonic() < deadline:
-        alive = [p for p in pids if Path(f"/proc/{p}").exists() and not _is_zombie(p)]
-        if not alive:
-            break
-        time.sleep(0.05)
-
-
-def _is_zombie(pid: int) -> bool:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return True
-    return stat.rsplit(")", 1)[-1].split()[0] == "Z"
-
-
 def delete_prefixed(prefix: str) -> list[str]:
     """Kill processes in and delete every namespace named ``prefix*`` (for ``lab down``)."""
     names = leftovers(prefix)
     for name in names:
         out = run_command(["ip", "netns", "pids", name], check=False).stdout
-        _kill_pids([int(p) for p in out.split() if p.isdigit()])
+        kill_pids([int(p) for p in out.split() if p.isdigit()])
         run_command(["ip", "netns", "del", name], check=False)
     return names
