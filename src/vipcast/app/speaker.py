@@ -15,13 +15,23 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import ipaddress
 import logging
 from collections.abc import Sequence
 
 from lightkube import AsyncClient
+from prometheus_client.registry import CollectorRegistry
 
-from vipcast.app.agent import Agent, AgentOptions, Desired, PlanConsumer, peer_settings
+from vipcast.app.agent import (
+    Agent,
+    AgentOptions,
+    Desired,
+    PlanConsumer,
+    Planner,
+    peer_settings,
+)
+from vipcast.app.node import run_node
 from vipcast.core.desired import NodePlan
 from vipcast.core.plan import plan_node
 from vipcast.sources.kube.reflector import Reflector
@@ -61,20 +71,31 @@ class StatusPlanner:
 
 
 class KubeAgent(Agent):
-    """The agent with reflectors instead of object files."""
+    """The agent with reflectors instead of object files.
+
+    Built like :class:`Agent` (``options, planner=, consumers=, registry=``) after the client,
+    so ``functools.partial(KubeAgent, client)`` is an agent factory for
+    :func:`~vipcast.app.node.run_node`. ``run()`` starts the reflectors, waits for their first
+    lists, then runs the agent.
+    """
 
     def __init__(
         self,
         client: AsyncClient,
         options: AgentOptions,
         *,
+        planner: Planner | None = None,
         consumers: Sequence[PlanConsumer] = (),
+        registry: CollectorRegistry | None = None,
         kinds: tuple[Watched, ...] = SPEAKER_KINDS,
         load_balancer_class: str | None = LOAD_BALANCER_CLASS,
+        sync_timeout: float = 120.0,
     ) -> None:
-        super().__init__(options, planner=StatusPlanner(load_balancer_class), consumers=consumers)
+        super().__init__(options, planner=planner or StatusPlanner(load_balancer_class),
+                         consumers=consumers, registry=registry)
         self.reflectors = [Reflector(client, w, self.request_reload) for w in kinds]
         self.last_good: tuple[Document, ...] = ()
+        self.sync_timeout = sync_timeout
 
     def load(self) -> Desired:
         if not all(r.synced.is_set() for r in self.reflectors):
@@ -92,14 +113,14 @@ class KubeAgent(Agent):
                               restarting=self.restarting)
         return Desired(spec=spec, plan=plan, peers=peers, files={})
 
-    async def serve(self, *, sync_timeout: float = 120.0, install_signals: bool = True) -> int:
+    async def run(self, install_signals: bool = True) -> int:
         """Start the reflectors, wait for their first lists, then run the agent."""
         tasks = [asyncio.create_task(r.run(), name=f"reflect-{r.kind}") for r in self.reflectors]
         try:
-            async with asyncio.timeout(sync_timeout):
+            async with asyncio.timeout(self.sync_timeout):
                 for r in self.reflectors:
                     await r.synced.wait()
-            return await self.run(install_signals=install_signals)
+            return await super().run(install_signals=install_signals)
         finally:
             for task in tasks:
                 task.cancel()
@@ -107,8 +128,23 @@ class KubeAgent(Agent):
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
 
+    async def serve(self, *, sync_timeout: float = 120.0, install_signals: bool = True) -> int:
+        """:meth:`run` with a given deadline for the first lists (kept for callers)."""
+        self.sync_timeout = sync_timeout
+        return await self.run(install_signals=install_signals)
 
-async def run_speaker(client: AsyncClient, options: AgentOptions,
-                      consumers: Sequence[PlanConsumer] = ()) -> int:
-    """Composition root used by ``vipcast speaker``."""
-    return await KubeAgent(client, options, consumers=consumers).serve()
+
+async def run_speaker(
+    client: AsyncClient,
+    options: AgentOptions,
+    *,
+    dataplane_enabled: bool = True,
+    membership_key: bytes = b"",
+    load_balancer_class: str | None = LOAD_BALANCER_CLASS,
+) -> int:
+    """Composition root used by ``vipcast speaker``: the node code path of ``vipcast agent``
+    (data plane, health checks, verified announcement, BFD) around the API-fed agent."""
+    factory = functools.partial(KubeAgent, client, load_balancer_class=load_balancer_class)
+    return await run_node(options, dataplane_enabled=dataplane_enabled,
+                          membership_key=membership_key, agent_factory=factory,
+                          base_planner=StatusPlanner(load_balancer_class))

@@ -7,8 +7,15 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from vipcast.spec import LOAD_BALANCER_CLASS
+
 if TYPE_CHECKING:
     from lightkube import AsyncClient
+
+def _host_port(text: str) -> tuple[str, int]:
+    host, _, port = text.rpartition(":")
+    return host.strip("[]") or "0.0.0.0", int(port)
+
 
 kube_app = typer.Typer(help="Kubernetes: CRDs and manifests.", no_args_is_help=True)
 
@@ -49,6 +56,12 @@ KubeconfigOpt = Annotated[
 ]
 
 
+ClassOpt = Annotated[
+    str, typer.Option("--load-balancer-class", envvar="VIPCAST_LOAD_BALANCER_CLASS",
+                      help="The Service loadBalancerClass handled (class-less ones too).")
+]
+
+
 def _client(kubeconfig: Path | None, namespace: str) -> AsyncClient:
     from lightkube import AsyncClient, KubeConfig
 
@@ -67,12 +80,14 @@ def controller(
                                  help="Leader-election identity (default: host name + random).")
     ] = None,
     lease_duration: Annotated[float, typer.Option(help="Lease duration, seconds.")] = 15.0,
+    load_balancer_class: ClassOpt = LOAD_BALANCER_CLASS,
     log_level: Annotated[str, typer.Option(help="DEBUG, INFO, WARNING.")] = "INFO",
 ) -> None:
     """Run the controller: allocate Service IPs and write them to Service status (leader only)."""
     import asyncio
     import contextlib
     import logging
+    from dataclasses import replace
 
     from vipcast.app.controller import ControllerConfig, run_controller
     from vipcast.sources.kube.leader import ElectionConfig
@@ -82,8 +97,9 @@ def controller(
     election = ElectionConfig(namespace=namespace, lease_duration=lease_duration,
                               renew_deadline=lease_duration * 2 / 3,
                               retry_period=max(0.2, lease_duration / 7))
-    config = ControllerConfig(election=election) if identity is None else ControllerConfig(
-        identity=identity, election=election)
+    config = ControllerConfig(election=election, load_balancer_class=load_balancer_class)
+    if identity is not None:
+        config = replace(config, identity=identity)
 
     async def main() -> None:
         client = _client(kubeconfig, namespace)
@@ -106,28 +122,45 @@ def speaker(
     state_dir: Annotated[
         Path | None, typer.Option("--state-dir", help="Graceful-restart marker directory.")
     ] = None,
+    listen: Annotated[
+        list[str] | None, typer.Option("--listen", help="BGP listen HOST:PORT (repeatable).")
+    ] = None,
+    dataplane: Annotated[
+        bool, typer.Option(help="Program nftables/local VIP routes and verify before announcing.")
+    ] = True,
+    membership_key_file: Annotated[
+        Path | None,
+        typer.Option(help="Shared key of the L2 node membership (or $VIPCAST_MEMBERSHIP_KEY)."),
+    ] = None,
+    load_balancer_class: ClassOpt = LOAD_BALANCER_CLASS,
     log_level: Annotated[str, typer.Option(help="DEBUG, INFO, WARNING.")] = "INFO",
 ) -> None:
-    """Run a node's speaker: announce the addresses the controller committed (BGP)."""
+    """Run a node's speaker: the node code path of ``vipcast agent`` fed from the API."""
     import asyncio
     import logging
+    import os
+    from dataclasses import replace
 
     from vipcast.app.agent import AgentOptions
     from vipcast.app.speaker import run_speaker
 
     logging.basicConfig(level=log_level.upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    address: tuple[str, int] | None = None
-    if metrics:
-        host, _, port = metrics.rpartition(":")
-        address = (host.strip("[]") or "0.0.0.0", int(port))
+    address = _host_port(metrics) if metrics else None
     options = AgentOptions(config_paths=(), node=node, metrics_address=address,
                            router_id=router_id, state_dir=state_dir)
+    if listen:
+        options = replace(options, listen=tuple(_host_port(item) for item in listen))
+    key = os.environ.get("VIPCAST_MEMBERSHIP_KEY", "")
+    if membership_key_file is not None:
+        key = membership_key_file.read_text().strip()
 
     async def main() -> int:
         client = _client(kubeconfig, "default")
         try:
-            return await run_speaker(client, options)
+            return await run_speaker(client, options, dataplane_enabled=dataplane,
+                                     membership_key=key.encode(),
+                                     load_balancer_class=load_balancer_class)
         finally:
             await client.close()
 
