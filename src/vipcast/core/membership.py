@@ -6,18 +6,29 @@ every received datagram to :meth:`Membership.receive`, and calls :meth:`Membersh
 
 Wire format of one datagram (big-endian)::
 
-    magic "VCM1" | kind u8 (1 alive, 2 leaving) | name length u8 | name (UTF-8)
-    | incarnation u64 | sequence u64 | HMAC-SHA256 over everything before it (32 bytes)
+    magic "VCM2" | kind u8 (1 alive, 2 leaving) | name length u8 | name (UTF-8)
+    | incarnation u64 | sequence u64 | serving count u16 | serving entries
+    | HMAC-SHA256 over everything before it (32 bytes)
+
+    serving entry = address length u8 (4 or 16) | address bytes
+
+The serving entries are the VIPs the sender can serve now (a healthy backend, and verified
+through its own data plane); every heartbeat carries the whole set, so a receiver's view of it
+is never older than one heartbeat. At most :data:`MAX_SERVING` entries fit one datagram; a
+sender with more VIPs declares only the first ones (fail closed: the rest go to other nodes).
 
 The shared key keeps strangers from joining or announcing someone's departure. A peer's
 ``(incarnation, sequence)`` must grow strictly, so a recorded datagram cannot be replayed; the
 incarnation (the sender's start time in ns) lets a restarted agent begin again at sequence 1.
 
 L2 ownership follows from the view: the owner of an IP is the first of its candidates that is
-alive (:func:`choose_owner`). Split-brain rule: a node whose view lacks a quorum (more than half
-of the members not known to have left, itself included) owns nothing: it cannot tell its own
-isolation from everyone else's death, and the majority side takes over within the same failover
-window, so the minority dropping is what keeps a VIP answered by one node.
+alive and says it can serve the IP (:func:`choose_owner`); every node computes it from the same
+heartbeats, so they agree without the API server.
+
+Split-brain rule: a node whose view lacks a quorum (more than half of the members not known to
+have left, itself included) owns nothing: it cannot tell its own isolation from everyone else's
+death, and the majority side takes over within the same failover window, so the minority
+dropping is what keeps a VIP answered by one node.
 """
 
 from __future__ import annotations
@@ -25,16 +36,19 @@ from __future__ import annotations
 import hashlib
 import hmac
 import struct
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import Enum, IntEnum
+from ipaddress import ip_address
 
 from vipcast.core.desired import L2Ownership
 
-MAGIC = b"VCM1"
-COUNTERS = struct.Struct("!QQ")
+MAGIC = b"VCM2"
+COUNTERS = struct.Struct("!QQH")
 DIGEST_SIZE = 32
 MAX_NAME = 255
+#: serving entries in one datagram (3,000 IPv6 entries: 51 kB, below the UDP maximum)
+MAX_SERVING = 3000
 
 
 class MembershipError(ValueError):
@@ -52,18 +66,43 @@ class Heartbeat:
     node: str
     incarnation: int
     sequence: int
+    #: the VIPs the sender can serve now (canonical address strings)
+    serving: frozenset[str] = frozenset()
 
     def encode(self, key: bytes) -> bytes:
         name = self.node.encode()
         if not 0 < len(name) <= MAX_NAME:
             raise ValueError(f"node name of {len(name)} bytes")
+        if len(self.serving) > MAX_SERVING:
+            raise ValueError(f"{len(self.serving)} serving entries (at most {MAX_SERVING})")
+        entries = b"".join(
+            bytes([len(packed)]) + packed
+            for packed in sorted(ip_address(ip).packed for ip in self.serving)
+        )
         body = (
             MAGIC
             + bytes([self.kind, len(name)])
             + name
-            + COUNTERS.pack(self.incarnation, self.sequence)
+            + COUNTERS.pack(self.incarnation, self.sequence, len(self.serving))
+            + entries
         )
         return body + hmac.digest(key, body, hashlib.sha256)
+
+
+def _decode_serving(data: bytes, count: int) -> frozenset[str]:
+    out: list[str] = []
+    offset = 0
+    for _ in range(count):
+        if offset >= len(data):
+            raise MembershipError(f"{count} serving entries announced, {len(out)} present")
+        size = data[offset]
+        if size not in (4, 16) or offset + 1 + size > len(data):
+            raise MembershipError(f"serving entry of {size} bytes at offset {offset}")
+        out.append(str(ip_address(data[offset + 1 : offset + 1 + size])))
+        offset += 1 + size
+    if offset != len(data):
+        raise MembershipError(f"{len(data) - offset} bytes after the serving entries")
+    return frozenset(out)
 
 
 def decode_heartbeat(data: bytes, key: bytes) -> Heartbeat | None:
@@ -72,10 +111,10 @@ def decode_heartbeat(data: bytes, key: bytes) -> Heartbeat | None:
     if len(data) < len(MAGIC) + 2 + COUNTERS.size + DIGEST_SIZE or data[:4] != MAGIC:
         raise MembershipError("not a vipcast heartbeat")
     kind, name_length = data[4], data[5]
-    end = 6 + name_length + COUNTERS.size
-    if name_length == 0 or len(data) != end + DIGEST_SIZE:
+    fixed = 6 + name_length + COUNTERS.size
+    if name_length == 0 or len(data) < fixed + DIGEST_SIZE:
         raise MembershipError(f"heartbeat of {len(data)} bytes with a {name_length}-byte name")
-    body, digest = data[:end], data[end:]
+    body, digest = data[:-DIGEST_SIZE], data[-DIGEST_SIZE:]
     if not hmac.compare_digest(digest, hmac.digest(key, body, hashlib.sha256)):
         return None
     try:
@@ -83,8 +122,9 @@ def decode_heartbeat(data: bytes, key: bytes) -> Heartbeat | None:
         heartbeat_kind = Kind(kind)
     except (UnicodeDecodeError, ValueError) as exc:
         raise MembershipError(f"authenticated but unreadable heartbeat: {exc}") from exc
-    incarnation, sequence = COUNTERS.unpack_from(body, 6 + name_length)
-    return Heartbeat(heartbeat_kind, node, incarnation, sequence)
+    incarnation, sequence, count = COUNTERS.unpack_from(body, 6 + name_length)
+    serving = _decode_serving(body[fixed:], count)
+    return Heartbeat(heartbeat_kind, node, incarnation, sequence, serving)
 
 
 class Verdict(Enum):
@@ -127,6 +167,7 @@ class _Peer:
     sequence: int = 0
     last_heard: float | None = None
     left: bool = False
+    serving: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -137,6 +178,8 @@ class View:
     quorum: bool
     #: the start-up wait is over (always True for an agent alone)
     settled: bool = True
+    #: per alive node, the VIPs it says it can serve now; None: servability not considered
+    serving: Mapping[str, frozenset[str]] | None = field(default=None, hash=False)
 
 
 @dataclass
@@ -149,6 +192,8 @@ class Membership:
     _view: View | None = None
     #: when this agent began listening; no quorum before ``dead_after`` has passed since
     _started: float | None = None
+    #: the VIPs this node can serve now (sent in every heartbeat)
+    _serving: frozenset[str] = frozenset()
 
     def __post_init__(self) -> None:
         self._peers = {name: _Peer() for name in self.config.members if name != self.config.node}
@@ -161,12 +206,26 @@ class Membership:
         self._started = now
         self._refresh(now)
 
+    def set_serving(self, ips: Iterable[str], now: float) -> bool:
+        """Declare the VIPs this node can serve now; True if the view changed.
+
+        Addresses are kept in canonical form; beyond :data:`MAX_SERVING` (in address order)
+        the rest are not declared, so other nodes take them.
+        """
+        canonical = sorted({ip_address(ip) for ip in ips}, key=lambda a: (a.version, a))
+        self._serving = frozenset(str(a) for a in canonical[:MAX_SERVING])
+        return self._refresh(now)
+
+    @property
+    def serving(self) -> frozenset[str]:
+        return self._serving
+
     # -- what to send ------------------------------------------------------------------------
     def heartbeat(self) -> bytes:
         self._sequence += 1
-        return Heartbeat(Kind.ALIVE, self.config.node, self.incarnation, self._sequence).encode(
-            self.config.key
-        )
+        return Heartbeat(
+            Kind.ALIVE, self.config.node, self.incarnation, self._sequence, self._serving
+        ).encode(self.config.key)
 
     def leaving(self) -> bytes:
         self._sequence += 1
@@ -191,9 +250,9 @@ class Membership:
             return Received(Verdict.REPLAY, node=heartbeat.node)
         peer.incarnation, peer.sequence = heartbeat.incarnation, heartbeat.sequence
         if heartbeat.kind == Kind.LEAVING:
-            peer.left, peer.last_heard = True, None
+            peer.left, peer.last_heard, peer.serving = True, None, frozenset()
         else:
-            peer.left, peer.last_heard = False, now
+            peer.left, peer.last_heard, peer.serving = False, now, heartbeat.serving
         return Received(Verdict.ACCEPTED, self._refresh(now), heartbeat.node)
 
     def expire(self, now: float) -> bool:
@@ -230,7 +289,13 @@ class Membership:
         settled = not self._peers or (
             self._started is not None and now - self._started >= self.config.dead_after
         )
-        return View(frozenset(alive), left, settled and 2 * len(alive) > voters, settled)
+        serving = {
+            name: self._serving if name == self.config.node else self._peers[name].serving
+            for name in alive
+        }
+        return View(
+            frozenset(alive), left, settled and 2 * len(alive) > voters, settled, serving
+        )
 
     def _refresh(self, now: float) -> bool:
         view = self._compute_view(now)
@@ -244,18 +309,47 @@ class Membership:
         for name, peer in sorted(self._peers.items()):
             state = "left" if peer.left else "alive" if name in self.view.alive else "dead"
             age = None if peer.last_heard is None else round(now - peer.last_heard, 3)
-            peers[name] = {"state": state, "last_heard_s": age, "incarnation": peer.incarnation}
+            peers[name] = {
+                "state": state,
+                "last_heard_s": age,
+                "incarnation": peer.incarnation,
+                "serving": sorted(peer.serving) if state == "alive" else [],
+            }
         return {
             "node": self.config.node,
             "alive": sorted(self.view.alive),
             "quorum": self.view.quorum,
+            "serving": sorted(self._serving),
             "peers": peers,
         }
 
 
-def choose_owner(candidates: Iterable[str], alive: frozenset[str]) -> str | None:
-    """The first candidate in preference order that is alive, if any."""
-    return next((name for name in candidates if name in alive), None)
+def choose_owner(
+    candidates: Iterable[str],
+    alive: frozenset[str],
+    serving: Mapping[str, frozenset[str]] | None = None,
+    ip: str | None = None,
+) -> str | None:
+    """The first candidate in preference order that is alive and (when ``serving`` is given)
+    says it can serve ``ip``; None if there is none (nobody answers: nobody could serve it)."""
+    for name in candidates:
+        if name not in alive:
+            continue
+        if serving is None or ip is None or ip in serving.get(name, frozenset()):
+            return name
+    return None
+
+
+def owner_of(ownership: L2Ownership, view: View) -> str | None:
+    """The owner of ``ownership.ip`` under ``view`` (None without a quorum)."""
+    if not view.quorum:
+        return None
+    ip = canonical_ip(ownership.ip) if view.serving is not None else None
+    return choose_owner(ownership.candidates, view.alive, view.serving, ip)
+
+
+def canonical_ip(text: str) -> str:
+    return str(ip_address(text))
 
 
 def owned_here(
@@ -264,4 +358,4 @@ def owned_here(
     """The ownerships this node must answer for under ``view`` (none without a quorum)."""
     if not view.quorum:
         return ()
-    return tuple(o for o in ownerships if choose_owner(o.candidates, view.alive) == node)
+    return tuple(o for o in ownerships if owner_of(o, view) == node)

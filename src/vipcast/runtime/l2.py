@@ -1,10 +1,15 @@
 """The L2 runtime: consumes :class:`~vipcast.core.desired.NodePlan` (its ``l2`` ownerships),
 keeps the LAN membership view, and answers ARP/NDP for exactly the VIPs this node owns.
 
-Ownership of one VIP = the first of its candidates alive in the membership view, and nothing
-at all while this node's view has no quorum (see :mod:`vipcast.core.membership`). Every plan
-and every view change recomputes it; a VIP taken is announced at once, a VIP lost stops being
-answered at once.
+Ownership of one VIP = the first of its candidates alive in the membership view that says it
+can serve the VIP, and nothing at all while this node's view has no quorum (see
+:mod:`vipcast.core.membership`). Every plan, view and servability change recomputes it; a VIP
+taken is announced at once, a VIP lost stops being answered at once.
+
+What this node can serve is declared with :meth:`L2Runtime.set_servable` (the node agent passes
+the VIPs with a healthy backend that were verified through its own data plane). Until it is
+called, every VIP of the plan counts as servable (the standalone responder without a data plane).
+A change is sent to the peers at once (an extra heartbeat), not at the next interval.
 
 The VIP is never added to the interface as an address: the kernel would answer ARP/NDP for it
 on every node. The data plane accepts VIP traffic with nftables or a ``local`` route; if it
@@ -27,8 +32,9 @@ from vipcast.core.membership import (
     Membership,
     MembershipConfig,
     View,
-    choose_owner,
+    canonical_ip,
     owned_here,
+    owner_of,
 )
 from vipcast.proto.l2 import format_mac
 from vipcast.runtime.l2_metrics import L2Metrics
@@ -90,6 +96,8 @@ class L2Runtime:
         self._interface_errors: dict[str, str] = {}
         self._owned: frozenset[str] = frozenset()
         self._on_ownership = on_ownership
+        #: the VIPs declared servable; None: every VIP of the plan
+        self._servable: frozenset[str] | None = None
         self._closing: set[asyncio.Task[None]] = set()
         self._started = False
 
@@ -106,8 +114,36 @@ class L2Runtime:
                 f"plan for {plan.node!r} given to the L2 runtime of {self.config.node!r}"
             )
         self._ownerships = plan.l2
+        self._declare()
         if self._started:
             self._reconcile()
+
+    def set_servable(self, ips: frozenset[str] | None) -> None:
+        """Declare the VIPs this node can serve now (None: all of the plan's); the peers hear
+        it at once and every node recomputes the owners."""
+        servable = None if ips is None else frozenset(canonical_ip(ip) for ip in ips)
+        if servable == self._servable:
+            return
+        self._servable = servable
+        if self._declare() and self._agent is not None and self._agent.running:
+            self._agent.send_now()
+        if self._started:
+            self._reconcile()
+
+    def _declare(self) -> bool:
+        """Put the servable VIPs of the plan into the membership; True if that changed them."""
+        planned = frozenset(canonical_ip(o.ip) for o in self._ownerships)
+        serving = planned if self._servable is None else planned & self._servable
+        if serving == self.membership.serving:
+            return False
+        self.membership.set_serving(serving, self._now())
+        return True
+
+    def _now(self) -> float:
+        try:
+            return asyncio.get_running_loop().time()
+        except RuntimeError:
+            return 0.0
 
     async def stop(self, *, graceful: bool = True) -> None:
         """Stop answering at once; if ``graceful``, tell the peers so they take over now."""
@@ -195,7 +231,7 @@ class L2Runtime:
         now = asyncio.get_running_loop().time()
         vips = []
         for ownership in self._ownerships:
-            owner = choose_owner(ownership.candidates, view.alive) if view.quorum else None
+            owner = owner_of(ownership, view)
             vips.append(
                 {
                     "ip": ownership.ip,
@@ -203,6 +239,7 @@ class L2Runtime:
                     "candidates": list(ownership.candidates),
                     "interfaces": list(self._interfaces(ownership)),
                     "answering_here": ownership.ip in self._owned,
+                    "servable_here": canonical_ip(ownership.ip) in self.membership.serving,
                 }
             )
         return {

@@ -56,6 +56,15 @@ class MembershipAgent:
         self.membership.start(loop.time())
         self._task = loop.create_task(self._run(), name="l2-membership")
 
+    @property
+    def running(self) -> bool:
+        return self._transport is not None
+
+    def send_now(self) -> None:
+        """An extra heartbeat at once (this node's serving set changed)."""
+        if self._transport is not None:
+            self._send_all(self.membership.heartbeat())
+
     def received(self, data: bytes) -> None:
         result = self.membership.receive(data, asyncio.get_running_loop().time())
         self._metrics.heartbeats.labels(result.verdict.value).inc()
