@@ -19,19 +19,20 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
+from html import escape
 from pathlib import Path
 
 from vipcast.app.lab import (
     LabOptions,
     LabState,
     build,
-    frr_of,
     node_v4,
+    router_of,
     wait_sessions,
 )
 from vipcast.core.allocation import allocate_spec
 from vipcast.lab.netns import Netns, Topology
-from vipcast.lab.workload import Sample
+from vipcast.lab.workload import ClientLoad, Sample
 from vipcast.spec import load_paths
 
 Say = Callable[[str], None]
@@ -39,16 +40,17 @@ Say = Callable[[str], None]
 REQUIRED = {
     "ip": "iproute2",
     "nft": "nftables",
-    "/usr/lib/frr/bgpd": "frr",
-    "/usr/lib/frr/zebra": "frr",
-    "/usr/lib/frr/bfdd": "frr",
+}
+ROUTER_TOOLS = {
+    "frr": {"/usr/lib/frr/bgpd": "frr", "/usr/lib/frr/zebra": "frr", "/usr/lib/frr/bfdd": "frr"},
+    "bird": {"bird": "bird2", "birdc": "bird2"},
 }
 
 
-def missing_tools() -> list[str]:
-    """Debian packages the demo needs that are not installed."""
-    out = []
-    for tool, package in REQUIRED.items():
+def missing_tools(router: str = "frr") -> list[str]:
+    """Debian packages the lab with this router needs that are not installed."""
+    out: list[str] = []
+    for tool, package in {**REQUIRED, **ROUTER_TOOLS.get(router, {})}.items():
         found = Path(tool).exists() if tool.startswith("/") else shutil.which(tool)
         if not found and package not in out:
             out.append(package)
@@ -107,17 +109,23 @@ def allocations(config: Path) -> list[Allocation]:
 
 
 def recovery_time(samples: list[Sample], kill_at: float) -> tuple[float | None, int]:
-    """Seconds from the kill to the last failed request, and how many failed after the kill."""
-    after = [s for s in samples if s.t >= kill_at]
+    """When the client recovered, and how many requests failed after the kill.
+
+    Recovery is the start of the first successful request after the last failed one,
+    counted from the kill (0.0 when nothing failed; None when no request succeeded after the
+    last failure). Requests already in flight at the kill count as after it.
+    """
+    after = [s for s in samples if s.t >= kill_at - 0.3]
     failed = [s for s in after if not s.ok]
     if not after:
         return None, 0
     if not failed:
         return 0.0, 0
     last_fail = max(s.t for s in failed)
-    if not any(s.ok and s.t > last_fail for s in after):
+    ok_after = [s.t for s in after if s.ok and s.t > last_fail]
+    if not ok_after:
         return None, len(failed)
-    return last_fail - kill_at, len(failed)
+    return max(0.0, min(ok_after) - kill_at), len(failed)
 
 
 def run_demo(opts: LabOptions, say: Say, picture: Path | None) -> DemoResult:
@@ -128,7 +136,7 @@ def run_demo(opts: LabOptions, say: Say, picture: Path | None) -> DemoResult:
 
 def _scenario(topo: Topology, state: LabState, opts: LabOptions, say: Say,
               picture: Path | None) -> DemoResult:
-    frr = frr_of(topo, state)
+    frr = router_of(topo, state)
     say("waiting for the router's BGP sessions to the nodes")
     wait_sessions(frr, opts.nodes, timeout=60)
     allocs = allocations(Path(state.workdir) / "config")
@@ -167,31 +175,14 @@ def _scenario(topo: Topology, state: LabState, opts: LabOptions, say: Say,
     victim = f"n{opts.nodes}"
     say(f"failover: the client keeps sending; {victim} loses power in 3 s")
     web_ip = vips["default/web"][0]
-    duration = 12.0
-    load = subprocess.Popen(
-        client.exec_argv([sys.executable, "-m", "vipcast.lab.workload", "load", "--url",
-                          f"http://{web_ip}/", "--count", str(int(duration / 0.02)),
-                          "--interval", "0.02", "--timeout", "0.25",
-                          "--max-seconds", str(duration)]),
-        stdout=subprocess.PIPE, text=True,
-    )
-    started = time.monotonic()
+    duration = 8.0 if opts.bfd else 12.0
+    load = ClientLoad(client, f"http://{web_ip}/", duration=duration, interval=0.02,
+                      timeout=0.25)
     time.sleep(3.0)
-    kill_at = time.monotonic() - started
-    pid = state.pids.get(f"{victim}-agent")
-    if pid:
-        os.killpg(pid, signal.SIGKILL)
-    topo["lan"].set_link(f"p{opts.nodes}", False)  # the cable: the router's own link stays up
-    victim_hop = node_v4(opts.nodes)
-    route_gone: float | None = None
-    while time.monotonic() - started < duration:
-        r = router.route(f"{web_ip}/32")
-        if r is not None and victim_hop not in r.gateways:
-            route_gone = time.monotonic() - started - kill_at
-            break
-        time.sleep(0.02)
-    out, _ = load.communicate(timeout=duration + 30)
-    samples = load_samples(out)
+    kill_at = power_off(topo, state, victim, load.now)
+    route_gone = watch_next_hop_gone(router, f"{web_ip}/32", node_v4(opts.nodes),
+                                     since=kill_at, clock=load.now, until=duration)
+    samples = load.samples()
     recovery, failed = recovery_time(samples, kill_at)
     result = DemoResult(
         allocations=allocs, sessions=sessions, routes=routes, spread=spread, clients_seen=seen,
@@ -199,65 +190,161 @@ def _scenario(topo: Topology, state: LabState, opts: LabOptions, say: Say,
         failed_requests=failed, route_gone=route_gone,
     )
     if picture is not None:
-        picture.write_text(failover_svg(samples, kill_at, victim))
+        cause = "BFD 100 ms x 3" if opts.bfd else f"BGP hold timer {opts.hold_time} s"
+        picture.write_text(failover_svg(
+            samples, kill_at, victim, route_gone=route_gone, recovery=recovery,
+            subtitle=f"{opts.nodes} nodes, failure detection: {cause}; one new connection "
+                     "every 20 ms, timeout 0.25 s"))
         result.picture = picture
+        png = write_png(picture)
+        if png is not None:
+            result.picture = png
     say("tearing down")
     return result
 
 
+def power_off(topo: Topology, state: LabState, node: str, clock: Callable[[], float]) -> float:
+    """A node loses power: its agent is SIGKILLed and its LAN cable pulled (bridge side).
+
+    Returns ``clock()`` at the failure.
+    """
+    at = clock()
+    pid = state.pids.get(f"{node}-agent")
+    if pid:
+        os.killpg(pid, signal.SIGKILL)
+    topo["lan"].set_link(f"p{node[1:]}", False)  # the router's own link stays up
+    return at
+
+
+def watch_next_hop_gone(router: Netns, prefix: str, hop: str, *, since: float,
+                        clock: Callable[[], float], until: float) -> float | None:
+    """Poll the router's kernel route (bounded by ``until`` on ``clock``) until ``hop`` leaves.
+
+    Returns seconds from ``since`` to the first poll without the next hop, or None.
+    """
+    while clock() < until:
+        r = router.route(prefix)
+        if r is None or hop not in r.gateways:
+            return clock() - since
+        time.sleep(0.01)
+    return None
+
+
 # ------------------------------------------------------------------ the picture
 
-COLORS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#9467bd", "#8c564b", "#e377c2", "#17becf"]
+NODE_COLORS = ["#4e79a7", "#f28e2b", "#59a14f", "#b07aa1", "#76b7b2", "#edc948", "#9c755f"]
+FAILED_COLOR = "#e15759"
 
 
-def failover_svg(samples: list[Sample], kill_at: float, victim: str,
-                 bucket: float = 0.25) -> str:
-    """Requests per node (and failures) per ``bucket`` seconds, as an SVG line chart."""
+def _nice_step(peak: int) -> int:
+    for step in (1, 2, 5, 10, 20, 25, 50, 100, 200, 500):
+        if peak / step <= 6:
+            return step
+    return 1000
+
+
+def failover_svg(samples: list[Sample], kill_at: float, victim: str, *,
+                 route_gone: float | None = None, recovery: float | None = None,
+                 subtitle: str = "", bucket: float = 0.2) -> str:
+    """Stacked bars: the client's requests per ``bucket`` seconds, by the node that served
+    them, failed ones in red on top; the failure, the router's reaction and the client's
+    recovery are marked on the time axis."""
     if not samples:
         return '<svg xmlns="http://www.w3.org/2000/svg" width="10" height="10"/>'
-    end = max(s.t for s in samples)
+    end = max(s.t for s in samples) + bucket
     n_buckets = int(end / bucket) + 1
-    series: dict[str, list[int]] = {}
+    names = sorted({str(s.node) for s in samples if s.ok})
+    counts = {name: [0] * n_buckets for name in [*names, "failed"]}
     for s in samples:
-        key = str(s.node) if s.ok else "failed"
-        series.setdefault(key, [0] * n_buckets)[int(s.t / bucket)] += 1
-    width, height, left, bottom, top = 760, 360, 50, 40, 30
-    plot_w, plot_h = width - left - 140, height - bottom - top
-    peak = max(max(v) for v in series.values()) or 1
+        counts[str(s.node) if s.ok else "failed"][max(0, int(s.t / bucket))] += 1
+    width, height = 860, 470
+    left, right, top, bottom = 70, 190, 104, 62
+    plot_w, plot_h = width - left - right, height - top - bottom
+    totals = [sum(c[k] for c in counts.values()) for k in range(n_buckets)]
+    step = _nice_step(max(totals) or 1)
+    peak = step * (-(-max(max(totals), 1) // step))
 
     def x(t: float) -> float:
-        return left + plot_w * t / max(end, bucket)
+        return left + plot_w * t / (n_buckets * bucket)
 
     def y(v: float) -> float:
         return top + plot_h * (1 - v / peak)
 
-    parts = [
+    per_bucket = f"{bucket * 1000:.0f} ms"
+    title = f"Client requests during a node failure: {victim} loses power at {kill_at:.1f} s"
+    out = [
         f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
-        'font-family="sans-serif" font-size="12">',
+        'font-family="DejaVu Sans, sans-serif" font-size="12">',
         f'<rect width="{width}" height="{height}" fill="white"/>',
-        f'<text x="{left}" y="18" font-size="14">vipcast demo: requests per node every '
-        f'{bucket:g} s ({victim} loses power at {kill_at:.1f} s)</text>',
+        f'<text x="{left}" y="22" font-size="15" font-weight="bold">{escape(title)}</text>',
+        f'<text x="{left}" y="40" fill="#555">{escape(subtitle)}</text>',
+    ]
+    if recovery is not None:  # the outage as the client saw it
+        out.append(f'<rect x="{x(kill_at):.1f}" y="{top}" '
+                   f'width="{max(1.0, x(kill_at + recovery) - x(kill_at)):.1f}" '
+                   f'height="{plot_h}" fill="{FAILED_COLOR}" fill-opacity="0.12"/>')
+    for v in range(0, peak + 1, step):  # grid and y ticks
+        out.append(f'<line x1="{left}" y1="{y(v):.1f}" x2="{left + plot_w}" y2="{y(v):.1f}" '
+                   'stroke="#ddd"/>')
+        out.append(f'<text x="{left - 6}" y="{y(v) + 4:.1f}" text-anchor="end">{v}</text>')
+    bar_w = max(1.0, plot_w / n_buckets - 1)
+    for k in range(n_buckets):
+        base = 0
+        for i, name in enumerate([*names, "failed"]):
+            c = counts[name][k]
+            if not c:
+                continue
+            color = FAILED_COLOR if name == "failed" else NODE_COLORS[i % len(NODE_COLORS)]
+            out.append(f'<rect x="{x(k * bucket) + 0.5:.1f}" y="{y(base + c):.1f}" '
+                       f'width="{bar_w:.1f}" height="{y(base) - y(base + c):.1f}" '
+                       f'fill="{color}"/>')
+            base += c
+    out += [
         f'<line x1="{left}" y1="{top + plot_h}" x2="{left + plot_w}" y2="{top + plot_h}" '
         'stroke="black"/>',
         f'<line x1="{left}" y1="{top}" x2="{left}" y2="{top + plot_h}" stroke="black"/>',
-        f'<line x1="{x(kill_at):.1f}" y1="{top}" x2="{x(kill_at):.1f}" y2="{top + plot_h}" '
-        'stroke="red" stroke-dasharray="4,3"/>',
-        f'<text x="{x(kill_at) + 4:.1f}" y="{top + 12}" fill="red">{victim} down</text>',
     ]
-    for tick in range(int(end) + 1):
-        parts.append(f'<text x="{x(tick):.1f}" y="{top + plot_h + 16}" '
-                     f'text-anchor="middle">{tick}s</text>')
-    for v in (0, peak):
-        parts.append(f'<text x="{left - 6}" y="{y(v) + 4:.1f}" text-anchor="end">{v}</text>')
-    for i, (name, counts) in enumerate(sorted(series.items())):
-        color = "#d62728" if name == "failed" else COLORS[i % len(COLORS)]
-        points = " ".join(f"{x((k + 0.5) * bucket):.1f},{y(c):.1f}"
-                          for k, c in enumerate(counts))
-        parts.append(f'<polyline fill="none" stroke="{color}" stroke-width="2" '
-                     f'points="{points}"/>')
-        ly = top + 16 * i + 10
-        parts.append(f'<rect x="{left + plot_w + 12}" y="{ly - 9}" width="12" height="10" '
-                     f'fill="{color}"/>')
-        parts.append(f'<text x="{left + plot_w + 30}" y="{ly}">{name}</text>')
-    parts.append("</svg>")
-    return "\n".join(parts)
+    for tick in range(int(n_buckets * bucket) + 1):
+        out.append(f'<text x="{x(tick):.1f}" y="{top + plot_h + 16}" '
+                   f'text-anchor="middle">{tick}</text>')
+    out.append(f'<text x="{left + plot_w / 2:.1f}" y="{height - 22}" text-anchor="middle">'
+               'time since the client started sending (s)</text>')
+    out.append(f'<text transform="translate(18,{top + plot_h / 2:.1f}) rotate(-90)" '
+               f'text-anchor="middle">requests per {per_bucket} (stacked by node)</text>')
+    marks = [(kill_at, f"{victim} dies", "#000", 0)]
+    if route_gone is not None:
+        marks.append((kill_at + route_gone, f"router drops it +{route_gone:.2f} s", "#555", 1))
+    if recovery is not None:
+        marks.append((kill_at + recovery, f"client recovered +{recovery:.2f} s", "#2a7", 2))
+    for t, label, color, row in marks:
+        label_y = top - 40 + 15 * row  # one row per mark, above the bars
+        out.append(f'<line x1="{x(t):.1f}" y1="{label_y - 10}" x2="{x(t):.1f}" '
+                   f'y2="{top + plot_h}" stroke="{color}" stroke-dasharray="5,3"/>')
+        out.append(f'<text x="{x(t) + 4:.1f}" y="{label_y}" '
+                   f'fill="{color}">{escape(label)}</text>')
+    lx = left + plot_w + 16
+    out.append(f'<text x="{lx}" y="{top + 4}" font-weight="bold">served by</text>')
+    for i, name in enumerate([*names, "failed"]):
+        color = FAILED_COLOR if name == "failed" else NODE_COLORS[i % len(NODE_COLORS)]
+        label = "failed (timeout)" if name == "failed" else f"node {name}"
+        ly = top + 24 + 18 * i
+        out.append(f'<rect x="{lx}" y="{ly - 10}" width="12" height="12" fill="{color}"/>')
+        out.append(f'<text x="{lx + 18}" y="{ly}">{escape(label)}</text>')
+    if recovery is not None:
+        ly = top + 24 + 18 * (len(names) + 1)
+        out.append(f'<rect x="{lx}" y="{ly - 10}" width="12" height="12" '
+                   f'fill="{FAILED_COLOR}" fill-opacity="0.12" stroke="#ccc"/>')
+        out.append(f'<text x="{lx + 18}" y="{ly}">outage seen by client</text>')
+    out.append("</svg>")
+    return "\n".join(out)
+
+
+def write_png(svg: Path) -> Path | None:
+    """Also render ``svg`` as PNG when ``rsvg-convert`` happens to be installed (optional)."""
+    tool = shutil.which("rsvg-convert")
+    if tool is None or svg.suffix != ".svg":
+        return None
+    png = svg.with_suffix(".png")
+    done = subprocess.run([tool, str(svg), "-o", str(png)], capture_output=True, check=False,
+                          timeout=30)
+    return png if done.returncode == 0 else None

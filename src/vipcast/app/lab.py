@@ -2,7 +2,7 @@
 
 Topology (every name carries the run's prefix, e.g. ``vc-lab-router``)::
 
-    client (203.0.113.10) ── router (FRR, AS 64512) ── lan (bridge br0) ── n1 … nN
+    client (203.0.113.10) ── router (FRR or BIRD 2, AS 64512) ── lan (bridge br0) ── n1 … nN
                                                      198.18.0.1            198.18.0.1<i>
                                                      fd00:18::1            fd00:18::1<i>
 
@@ -31,6 +31,7 @@ from typing import Any, Literal
 import yaml
 
 from vipcast.lab.bgpconf import Neighbor
+from vipcast.lab.bird import BirdConfig, BirdInstance, start_bird
 from vipcast.lab.frr import BfdProfile, FrrConfig, FrrInstance, start_frr
 from vipcast.lab.netns import Netns, Topology, delete_prefixed
 
@@ -47,18 +48,30 @@ DEFAULT_PREFIX = "vc-lab"
 AGENT_STATUS_PORT = 9470
 
 Step = Callable[[str], None]
+RouterKind = Literal["frr", "bird"]
+#: the lab's router daemon, whichever it is (both answer neighbor_states/wait_established)
+LabRouter = FrrInstance | BirdInstance
 
 
 @dataclass(frozen=True)
 class LabOptions:
     nodes: int = 3
     mode: Literal["bgp", "l2"] = "bgp"
-    router: Literal["frr"] = "frr"
+    router: RouterKind = "frr"
     bfd: bool = True
+    #: graceful restart on the agents' sessions; None: on without BFD, off with BFD
+    #: (docs/lab.md, "Graceful restart and BFD")
+    graceful_restart: bool | None = None
     prefix: str = DEFAULT_PREFIX
     workdir: Path = Path("/tmp/vipcast-lab")
     #: BGP hold time the agents and the router use (seconds)
     hold_time: int = 9
+
+    @property
+    def agent_graceful_restart(self) -> bool:
+        if self.graceful_restart is not None:
+            return self.graceful_restart
+        return not (self.bfd and self.mode == "bgp")
 
 
 @dataclass
@@ -69,6 +82,9 @@ class LabState:
     namespaces: list[str]
     pids: dict[str, int] = field(default_factory=dict)
     frr_dir: str = ""
+    #: "frr" or "bird"; the router's state directory is ``frr_dir`` / ``bird_dir``
+    router: str = "frr"
+    bird_dir: str = ""
     options: dict[str, Any] = field(default_factory=dict)
 
     def save(self) -> None:
@@ -113,8 +129,9 @@ def lab_objects(opts: LabOptions) -> dict[str, list[dict[str, Any]]]:
     if opts.mode == "bgp":
         peer_common: dict[str, Any] = {
             "myASN": NODE_ASN, "peerASN": ROUTER_ASN, "holdTime": f"{opts.hold_time}s",
-            # GR keeps stale routes through a node death; with BFD the lab wants them gone
-            "gracefulRestart": not opts.bfd,
+            # FRR as GR helper keeps a dead node's routes as stale even when BFD says it
+            # is gone (docs/lab.md); so by default GR is on only without BFD
+            "gracefulRestart": opts.agent_graceful_restart,
         }
         if opts.bfd:
             peer_common["bfdProfile"] = "fast"
@@ -218,7 +235,8 @@ def _vipcast() -> list[str]:
     return [_python(), "-m", "vipcast.cli.main"]
 
 
-def router_config(opts: LabOptions) -> FrrConfig:
+def router_neighbors(opts: LabOptions) -> tuple[Neighbor, ...]:
+    """The router's neighbors: every node over IPv4 and IPv6."""
     neighbors: list[Neighbor] = []
     for i in range(1, opts.nodes + 1):
         for addr in (node_v4(i), node_v6(i)):
@@ -228,10 +246,27 @@ def router_config(opts: LabOptions) -> FrrConfig:
                 keepalive=max(1, opts.hold_time // 3), connect_retry=1,
                 description=f"n{i}",
             ))
+    return tuple(neighbors)
+
+
+def router_config(opts: LabOptions) -> FrrConfig:
     return FrrConfig(
-        asn=ROUTER_ASN, router_id=f"{LAN_V4}.1", neighbors=tuple(neighbors), hostname="router",
+        asn=ROUTER_ASN, router_id=f"{LAN_V4}.1", neighbors=router_neighbors(opts),
+        hostname="router",
         bfd_profiles=(BfdProfile("fast", 3, 100, 100),) if opts.bfd else (),
         stalepath_time=60,
+    )
+
+
+def bird_config(opts: LabOptions) -> BirdConfig:
+    """BIRD 2 as the router: kernel protocol with ``merge paths`` so equal paths are ECMP.
+
+    BIRD's BFD-down handling is a hard session reset (not graceful restart) unless ``bfd
+    graceful`` is set, so GR stays on here even with BFD.
+    """
+    return BirdConfig(
+        asn=ROUTER_ASN, router_id=f"{LAN_V4}.1", neighbors=router_neighbors(opts),
+        graceful_restart=True, bfd_interval_ms=100, bfd_multiplier=3,
     )
 
 
@@ -298,7 +333,13 @@ def _build(topo: Topology, opts: LabOptions, step: Step) -> LabState:
                                                               range(1, opts.nodes + 1)],
         namespaces=[ns.name for ns in topo], options={**asdict(opts), "workdir": str(opts.workdir)},
     )
-    if opts.mode == "bgp":
+    state.router = opts.router
+    if opts.mode == "bgp" and opts.router == "bird":
+        step("router (BIRD 2)")
+        bird = start_bird(router, bird_config(opts), opts.workdir / "bird")
+        state.bird_dir = str(bird.directory)
+        state.pids["router-bird"] = bird.pid
+    elif opts.mode == "bgp":
         step("router (FRR)")
         frr = start_frr(router, router_config(opts), opts.workdir / "frr")
         state.frr_dir = str(frr.directory)
@@ -344,14 +385,29 @@ def start_agent(topo: Topology, node: Netns, opts: LabOptions, name: str) -> Any
     )
 
 
+def options_of(state: LabState) -> LabOptions:
+    return LabOptions(**{**state.options, "workdir": Path(state.workdir)})
+
+
 def frr_of(topo: Topology, state: LabState) -> FrrInstance:
-    opts = LabOptions(**{**state.options, "workdir": Path(state.workdir)})
     return FrrInstance(netns=topo["router"], directory=Path(state.frr_dir),
-                       config=router_config(opts))
+                       config=router_config(options_of(state)))
 
 
-def wait_sessions(frr: FrrInstance, nodes: int, timeout: float = 60.0) -> None:
-    frr.wait_established(*[node_v4(i) for i in range(1, nodes + 1)], timeout=timeout)
+def router_of(topo: Topology, state: LabState) -> LabRouter:
+    """The lab's router daemon (FRR or BIRD) as built into ``topo``."""
+    if state.router != "bird":
+        return frr_of(topo, state)
+    pid = state.pids["router-bird"]
+    process = next(p for p in topo.processes if p.pid == pid)
+    return BirdInstance(netns=topo["router"], directory=Path(state.bird_dir),
+                        config=bird_config(options_of(state)), process=process)
+
+
+def wait_sessions(router: LabRouter, nodes: int, timeout: float = 60.0) -> None:
+    """Wait until the router has its IPv4 and IPv6 sessions to every node Established."""
+    peers = [a for i in range(1, nodes + 1) for a in (node_v4(i), node_v6(i))]
+    router.wait_established(*peers, timeout=timeout)
 
 
 def teardown(prefix: str, workdir: Path | None = None) -> list[str]:

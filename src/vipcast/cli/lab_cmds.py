@@ -22,11 +22,11 @@ def _need_root() -> None:
         raise typer.Exit(2)
 
 
-def _preflight() -> None:
+def _preflight(router: str = "frr") -> None:
     from vipcast.app.demo import missing_tools
 
     _need_root()
-    missing = missing_tools()
+    missing = missing_tools(router)
     if missing:
         console.print(
             f"[red]missing Debian packages: {', '.join(missing)}[/red]\n"
@@ -40,24 +40,30 @@ def _preflight() -> None:
 def up(
     nodes: Annotated[int, typer.Option(min=1, max=8, help="How many nodes")] = 3,
     mode: Annotated[str, typer.Option(help="bgp or l2")] = "bgp",
-    router: Annotated[str, typer.Option(help="frr (bird: not yet)")] = "frr",
+    router: Annotated[str, typer.Option(help="The router daemon: frr or bird")] = "frr",
     bfd: Annotated[bool, typer.Option(help="BFD between router and nodes")] = True,
     workdir: Annotated[Path, typer.Option(help="Where configs, logs and state go")] = WORKDIR,
+    prefix: Annotated[str, typer.Option(help="Name prefix of the lab's namespaces")] = "vc-lab",
 ) -> None:
     """Build the lab and leave it running (``vipcast lab down`` removes it)."""
-    from vipcast.app.lab import DEFAULT_PREFIX, LabOptions, build, frr_of, teardown, wait_sessions
+    from vipcast.app.lab import LabOptions, LabState, build, router_of, teardown, wait_sessions
 
-    _preflight()
-    if mode not in ("bgp", "l2") or router != "frr":
-        console.print("[red]this version builds --mode bgp with --router frr[/red]")
+    _preflight(router)
+    if mode not in ("bgp", "l2") or router not in ("frr", "bird"):
+        console.print("[red]--mode is bgp or l2; --router is frr or bird[/red]")
         raise typer.Exit(2)
-    teardown(DEFAULT_PREFIX, workdir)  # safe to run twice: start from nothing
+    # safe to run twice: whatever a previous `lab up` left in this workdir goes first
+    previous = LabState.read(workdir)
+    teardown(previous.prefix if previous else prefix, workdir)
+    teardown(prefix)
     m: Literal["bgp", "l2"] = "bgp" if mode == "bgp" else "l2"
-    opts = LabOptions(nodes=nodes, mode=m, bfd=bfd, workdir=workdir)
+    r: Literal["frr", "bird"] = "bird" if router == "bird" else "frr"
+    opts = LabOptions(nodes=nodes, mode=m, router=r, bfd=bfd, workdir=workdir, prefix=prefix)
     with console.status("building the lab") as status:
         topo, state = build(opts, step=lambda s: status.update(f"building the lab: {s}"))
-        status.update("waiting for BGP sessions")
-        wait_sessions(frr_of(topo, state), nodes, timeout=60)
+        if m == "bgp":
+            status.update("waiting for BGP sessions")
+            wait_sessions(router_of(topo, state), nodes, timeout=60)
     console.print(f"[green]lab up[/green]: {len(state.namespaces)} namespaces, state in "
                   f"{workdir}; try `vipcast lab status`")
 
@@ -85,8 +91,12 @@ def status(
         ns + ("" if ns in present else " [red](gone)[/red]") for ns in state.namespaces))
     router = f"{state.prefix}-router"
     if router in present:
-        out = run_command(["ip", "-n", router, "route", "show", "proto", "bgp"], check=False)
-        console.print("[bold]router's BGP routes[/bold]\n" + (out.stdout or "(none)"))
+        proto = "bird" if state.router == "bird" else "bgp"
+        for fam in ("-4", "-6"):
+            out = run_command(["ip", fam, "-n", router, "route", "show", "proto", proto],
+                              check=False)
+            console.print(f"[bold]router's BGP routes (ip {fam} route, {state.router})[/bold]\n"
+                          + (out.stdout or "(none)\n"))
 
 
 @lab_app.command("down")

@@ -7,7 +7,11 @@ Run inside a namespace (``ip netns exec NS python -m vipcast.lab.workload ...``)
 - ``load --url URL --count C --interval S --timeout T --max-seconds M`` sends at most C
   requests (one new TCP connection each, so ECMP hashing spreads them), at most M seconds, and
   prints one JSON line per request: ``{"t": seconds since start, "ok": bool, "backend": ...,
-  "node": ..., "client": ..., "error": ...}``.
+  "node": ..., "client": ..., "error": ...}``. With ``--t0 EPOCH`` (a ``time.time()`` value
+  of the caller) ``t`` counts from that instant instead, so the caller can place its own
+  events (a node killed) on the same time line without the interpreter's start-up in between.
+  A request slot missed while an earlier request waited for its timeout is skipped, not
+  caught up in a burst, so the request rate stays flat across a failure.
 
 Both are bounded and stop by themselves; the lab kills servers by PID.
 """
@@ -18,10 +22,12 @@ import argparse
 import asyncio
 import http.client
 import json
+import subprocess
 import sys
 import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
+from typing import Protocol
 from urllib.parse import urlsplit
 
 
@@ -85,22 +91,67 @@ def request(url: str, timeout: float) -> Sample:
 
 
 def load(
-    url: str, count: int, interval: float, timeout: float, max_seconds: float
+    url: str, count: int, interval: float, timeout: float, max_seconds: float,
+    t0: float | None = None,
 ) -> Iterator[Sample]:
-    """At most ``count`` requests, at most ``max_seconds``, one every ``interval`` seconds."""
+    """At most ``count`` requests, at most ``max_seconds``, one every ``interval`` seconds.
+
+    ``t`` of each sample counts from ``t0`` (wall clock) when given, else from the start.
+    """
     start = time.monotonic()
-    for i in range(count):
-        due = start + i * interval
+    offset = 0.0 if t0 is None else time.time() - t0
+    slot = 0
+    for _ in range(count):
         now = time.monotonic()
         if now - start > max_seconds:
             return
+        # the next slot not yet passed (slots missed during a slow request are skipped)
+        slot = max(slot, int((now - start) / interval + 0.999)) if interval > 0 else slot
+        due = start + slot * interval
+        slot += 1
         if due > now:
             time.sleep(due - now)
-        t = time.monotonic() - start
+        t = time.monotonic() - start + offset
         sample = request(url, timeout)
         yield Sample(
             round(t, 4), sample.ok, sample.backend, sample.node, sample.client, sample.error
         )
+
+
+class _InNamespace(Protocol):
+    def exec_argv(self, argv: list[str]) -> list[str]: ...
+
+
+class ClientLoad:
+    """A ``load`` run in the background in a namespace, on the caller's time line.
+
+    ``t`` of every sample and :meth:`now` count from the same wall-clock instant ``t0``, so a
+    failure injected at ``load.now()`` lines up with the samples whatever the start-up delay.
+    """
+
+    def __init__(self, ns: _InNamespace, url: str, *, duration: float, interval: float = 0.02,
+                 timeout: float = 0.25) -> None:
+        self.t0 = time.time()
+        self.duration = duration
+        count = int(duration / interval) + 1
+        self._proc = subprocess.Popen(
+            ns.exec_argv([sys.executable, "-m", "vipcast.lab.workload", "load", "--url", url,
+                          "--count", str(count), "--interval", str(interval), "--timeout",
+                          str(timeout), "--max-seconds", str(duration), "--t0", str(self.t0)]),
+            stdout=subprocess.PIPE, text=True,
+        )
+
+    def now(self) -> float:
+        return time.time() - self.t0
+
+    def samples(self) -> list[Sample]:
+        """Wait for the run to end (bounded) and return its samples."""
+        try:
+            out, _ = self._proc.communicate(timeout=self.duration + 30)
+        except subprocess.TimeoutExpired:
+            self._proc.kill()
+            out, _ = self._proc.communicate()
+        return [Sample(**json.loads(line)) for line in out.splitlines() if line.strip()]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -117,6 +168,7 @@ def main(argv: list[str] | None = None) -> int:
     c.add_argument("--interval", type=float, default=0.01)
     c.add_argument("--timeout", type=float, default=0.5)
     c.add_argument("--max-seconds", type=float, default=30.0)
+    c.add_argument("--t0", type=float, default=None, help="time.time() that t counts from")
     args = parser.parse_args(argv)
     if args.cmd == "serve":
         asyncio.run(serve(args.host, args.port, args.name, args.node))
@@ -127,6 +179,7 @@ def main(argv: list[str] | None = None) -> int:
         args.interval,
         args.timeout,
         min(args.max_seconds, 600.0),
+        args.t0,
     ):
         sys.stdout.write(json.dumps(asdict(sample)) + "\n")
         sys.stdout.flush()
