@@ -30,6 +30,10 @@ from tests.kube.harness.cluster import binaries_present, start_cluster  # noqa: 
 from vipcast.sources.kube.crds import all_crds  # noqa: E402
 
 
+def progress(text: str) -> None:
+    print(text, file=sys.stderr, flush=True)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--kills", type=int, default=100)
@@ -56,8 +60,8 @@ def main() -> int:
             assert code == 201, body
             logs = work / "logs"
             logs.mkdir()
-            figures = asyncio.run(asyncio.wait_for(run_churn(cluster, "churn", logs, plan),
-                                                   3600))
+            experiment = run_churn(cluster, "churn", logs, plan, progress)
+            figures = asyncio.run(asyncio.wait_for(experiment, 3600))
         finally:
             cluster.stop()
         total = time.monotonic() - started

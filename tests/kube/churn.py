@@ -19,15 +19,38 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Awaitable, Callable
 from contextlib import aclosing
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
-from lightkube import ApiError
+import httpx2 as httpx
+from lightkube import ApiError, AsyncClient, KubeConfig
 from lightkube.resources.coordination_v1 import Lease
 
 from .harness.cluster import Cluster
-from .kubetools import IPAddressPool, Service, client, eventually, lb_service, pool
+from .kubetools import IPAddressPool, Service, eventually, lb_service, pool
+
+T = TypeVar("T")
+
+
+async def _retry(call: Callable[[], Awaitable[T]], attempts: int = 6) -> T | None:
+    """``call()``, retried on transport errors and 5xx/429 (a loaded server); a 409/404 on a
+    retry means an earlier attempt went through: None."""
+    for attempt in range(attempts):
+        try:
+            return await call()
+        except httpx.TransportError:
+            pass
+        except ApiError as error:
+            code = error.status.code or 0
+            if attempt and code in (404, 409):
+                return None
+            if code < 500 and code != 429:
+                raise
+        await asyncio.sleep(min(0.5 * 2 ** attempt, 5.0))
+    return await call()
 
 
 @dataclass
@@ -81,13 +104,14 @@ def _start(cluster: Cluster, namespace: str, identity: str, logdir: Path,
         log.close()
 
 
-async def run_churn(cluster: Cluster, namespace: str, logdir: Path, plan: ChurnPlan
-                    ) -> ChurnFigures:
+async def run_churn(cluster: Cluster, namespace: str, logdir: Path, plan: ChurnPlan,
+                    progress: Callable[[str], None] | None = None) -> ChurnFigures:
     """Run one churn experiment; the controller processes are always stopped at the end."""
     rng = random.Random(plan.seed)
     figures = ChurnFigures()
     procs: dict[str, subprocess.Popen[bytes]] = {}
-    c = client(cluster.kubeconfig, namespace)
+    c = AsyncClient(config=KubeConfig.from_file(cluster.kubeconfig), namespace=namespace,
+                    timeout=httpx.Timeout(60.0))
     pool_name = f"p-{namespace}"
     await c.create(pool(pool_name, [plan.cidr], namespace))
     holders: dict[str, str] = {}  # ip -> live service holding it, from every watched change
@@ -128,7 +152,7 @@ async def run_churn(cluster: Cluster, namespace: str, logdir: Path, plan: ChurnP
         nonlocal counter
         name = f"s{counter}"
         counter += 1
-        await c.create(lb_service(name, namespace))
+        await _retry(lambda: c.create(lb_service(name, namespace)))
         live.add(name)
         figures.created += 1
 
@@ -144,7 +168,7 @@ async def run_churn(cluster: Cluster, namespace: str, logdir: Path, plan: ChurnP
             live.discard(victim)
             deleted.add(victim)
             with contextlib.suppress(ApiError):
-                await c.delete(Service, victim, namespace=namespace)
+                await _retry(lambda v=victim: c.delete(Service, v, namespace=namespace))
             figures.deleted += 1
             await create_one()
             await asyncio.sleep(rng.uniform(0.05, 0.5))
@@ -155,7 +179,7 @@ async def run_churn(cluster: Cluster, namespace: str, logdir: Path, plan: ChurnP
             try:
                 lease = await c.get(Lease, "vipcast-controller", namespace=namespace)
                 victim = lease.spec.holderIdentity if lease.spec else None
-            except ApiError:
+            except (ApiError, httpx.TransportError):
                 victim = None
             if victim not in procs:
                 victim = rng.choice(sorted(procs))
@@ -164,6 +188,8 @@ async def run_churn(cluster: Cluster, namespace: str, logdir: Path, plan: ChurnP
             await asyncio.to_thread(procs[victim].wait, 10)
             procs[victim] = _start(cluster, namespace, victim, logdir, plan.lease_duration)
             figures.kills += 1
+            if progress is not None and figures.kills % 10 == 0:
+                progress(f"{time.monotonic() - started:.0f}s: {figures.line()}")
 
     auditor = asyncio.create_task(audit())
     stop = asyncio.Event()
@@ -179,6 +205,8 @@ async def run_churn(cluster: Cluster, namespace: str, logdir: Path, plan: ChurnP
         settle_from = time.monotonic()
 
         async def all_assigned() -> bool:
+            if auditor.done():
+                raise AssertionError(f"the status watch ended: {auditor.exception()!r}")
             return all(n in first_ip and any(h == n for h in holders.values()) for n in live)
 
         await eventually(all_assigned, plan.settle_timeout, every=0.5,
@@ -196,7 +224,7 @@ async def run_churn(cluster: Cluster, namespace: str, logdir: Path, plan: ChurnP
             if proc.poll() is None:
                 proc.kill()
             await asyncio.to_thread(proc.wait, 10)
-        with contextlib.suppress(ApiError):
-            await c.delete(IPAddressPool, pool_name)
+        with contextlib.suppress(ApiError, httpx.TransportError):
+            await _retry(lambda: c.delete(IPAddressPool, pool_name))
         await c.close()
     return figures
