@@ -8,6 +8,7 @@ import shutil
 from collections.abc import Iterator
 
 import pytest
+from agent_lan import AgentLan
 from l2_lan import L2Lan
 
 from vipcast.lab.netns import Topology, leftovers
@@ -23,6 +24,21 @@ def lan() -> Iterator[L2Lan]:
     topo = Topology(prefix)
     try:
         yield L2Lan(topo).build()
+    finally:
+        print(topo.logs())  # shown by pytest only when the test fails
+        topo.close()
+    assert leftovers(prefix) == []
+
+
+@pytest.fixture
+def agent_lan() -> Iterator[AgentLan]:
+    """Three full node agents in L2 mode with local backends (see ``agent_lan.py``)."""
+    if os.geteuid() != 0 or not shutil.which("ip") or not shutil.which("tcpdump"):
+        pytest.skip("needs root, iproute2 and tcpdump")
+    prefix = f"vc-{os.getpid()}-la{next(_runs)}"
+    topo = Topology(prefix)
+    try:
+        yield AgentLan(topo).build()
     finally:
         print(topo.logs())  # shown by pytest only when the test fails
         topo.close()

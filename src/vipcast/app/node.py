@@ -77,6 +77,9 @@ class AnnouncementPolicy:
         self._interval = interval
         self.servable: frozenset[str] = frozenset()
         self._on_change: Callable[[], None] = lambda: None
+        #: the L2 VIPs last declared servable, and who hears about them
+        self.servable_vips: frozenset[str] | None = None
+        self._on_servable_vips: Callable[[frozenset[str]], None] | None = None
 
     def planner(self, spec: Spec, node: str) -> NodePlan:
         """The full plan, with BGP routes kept only for servable services."""
@@ -91,6 +94,30 @@ class AnnouncementPolicy:
 
     def on_change(self, callback: Callable[[], None]) -> None:
         self._on_change = callback
+
+    def on_servable_vips(self, callback: Callable[[frozenset[str]], None]) -> None:
+        """``callback(vips)`` whenever the set of L2 VIPs this node can serve changes (the L2
+        runtime's :meth:`~vipcast.runtime.l2.L2Runtime.set_servable`)."""
+        self._on_servable_vips = callback
+
+    def l2_vips(self) -> frozenset[str]:
+        """The plan's L2 VIPs with at least one servable service (healthy and verified)."""
+        plan = self._dataplane.plan
+        if plan is None:
+            return frozenset()
+        return frozenset(
+            o.ip for o in plan.l2 if any(s in self.servable for s in o.services)
+        )
+
+    def publish_l2(self) -> None:
+        """Tell the L2 runtime what it can serve, if that changed (plan or servability)."""
+        if self._on_servable_vips is None:
+            return
+        vips = self.l2_vips()
+        if vips != self.servable_vips:
+            log.info("L2 VIPs servable here: %s", ",".join(sorted(vips)) or "none")
+            self.servable_vips = vips
+            self._on_servable_vips(vips)
 
     async def check(self) -> frozenset[str]:
         """Probe what needs probing; the services servable now."""
@@ -134,6 +161,7 @@ class AnnouncementPolicy:
                     ",".join(sorted(added)) or "none", ",".join(sorted(gone)) or "none",
                 )
                 self._on_change()
+            self.publish_l2()
             await asyncio.sleep(self._interval)
 
 
@@ -182,6 +210,7 @@ async def prime(
         return
     await dataplane.apply(base_planner(spec, options.node))
     policy.servable = await policy.check()
+    policy.publish_l2()
     log.info("verified before start: %s", ", ".join(sorted(policy.servable)) or "nothing")
 
 
@@ -232,6 +261,9 @@ async def run_node(
     consumers: list[PlanConsumer] = []
     l2 = l2_runtime(options, registry, membership_key)
     if l2 is not None:
+        if dataplane_enabled:
+            # own no VIP before the data plane has verified it can serve it
+            l2.set_servable(frozenset())
         await l2.start()
         consumers.append(l2)
     if not dataplane_enabled:
@@ -254,6 +286,8 @@ async def run_node(
     if l2 is not None:
         agent.add_status_section("l2", l2.status)
     policy.on_change(agent.request_reload)
+    if l2 is not None:
+        policy.on_servable_vips(l2.set_servable)
     await prime(options, policy, dataplane, base_planner)
     background = [
         asyncio.create_task(dataplane.run(), name="dataplane"),

@@ -1,0 +1,287 @@
+"""A LAN of full node agents in L2 mode (``vipcast agent``: data plane, health checks, verified
+announcement, L2 responder and membership), one local HTTP backend per node, and a client.
+
+    client 192.0.2.100 --- br0 (namespace "lan") ---+--- n1 192.0.2.1 (agent, backend :8080)
+                                                     +--- n2 192.0.2.2
+                                                     +--- n3 192.0.2.3
+
+The one Service (``externalTrafficPolicy: Local`` unless told otherwise) has the single address
+of its pool, :data:`VIP`, port 80, and one endpoint per node: the node's own address, port 8080,
+served by ``tests/dataplane/echo_server.py`` named after the node, so each HTTP answer says which
+node's data plane carried it. The config is one file every agent reads; tests edit it (e.g. an
+endpoint not ready) and the agents pick the change up by polling.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from vipcast.core.ownership import l2_candidates
+from vipcast.lab.netns import Netns, Process, Topology, wait_until
+
+PYTHON = sys.executable
+ECHO = Path(__file__).resolve().parents[1] / "dataplane" / "echo_server.py"
+VIP = "192.0.2.64"
+BACKEND_PORT = 8080
+STATUS_PORT = 9473
+KEY = "l2-agent-test-key-0123456789"
+#: fast checks so the tests stay short: down after 2 failures 0.3 s apart
+HEALTH = "tcp, interval=0.3, timeout=0.25, fall=2, rise=1"
+
+CONFIG = """\
+apiVersion: vipcast.io/v1beta1
+kind: IPAddressPool
+metadata: {{name: lan}}
+spec:
+  addresses: [{vip}/32]
+---
+apiVersion: vipcast.io/v1beta1
+kind: L2Advertisement
+metadata: {{name: lan}}
+spec:
+  ipAddressPools: [lan]
+  interfaces: [eth0]
+{nodes}
+---
+apiVersion: v1
+kind: Service
+metadata:
+  name: web
+  namespace: demo
+  annotations: {{vipcast.io/health-check: "{health}"}}
+spec:
+  type: LoadBalancer
+  externalTrafficPolicy: {policy}
+  selector: {{app: web}}
+  ports:
+    - {{name: http, port: 80, targetPort: {port}, protocol: TCP}}
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata:
+  name: web-1
+  namespace: demo
+  labels: {{kubernetes.io/service-name: web}}
+addressType: IPv4
+ports:
+  - {{name: http, port: {port}, protocol: TCP}}
+endpoints:
+{endpoints}
+"""
+
+NODE = """\
+---
+apiVersion: v1
+kind: Node
+metadata: {{name: {name}}}
+status:
+  addresses: [{{type: InternalIP, address: {address}}}]
+"""
+
+ENDPOINT = """\
+  - addresses: [{address}]
+    nodeName: {name}
+    conditions: {{ready: {ready}}}
+"""
+
+#: HTTP GET of VIP:80 every ``period`` on a fresh connection; one JSON line per attempt
+PROBE = r"""
+import json, socket, sys, time
+vip, period, duration = sys.argv[1], float(sys.argv[2]), float(sys.argv[3])
+end = time.time() + duration
+next_send = time.time()
+while time.time() < end:
+    sent = time.time()
+    node = None
+    try:
+        with socket.create_connection((vip, 80), timeout=0.3) as s:
+            s.settimeout(0.3)
+            s.sendall(b"GET / HTTP/1.1\r\nHost: vip\r\nConnection: close\r\n\r\n")
+            data = b""
+            while True:
+                chunk = s.recv(4096)
+                if not chunk:
+                    break
+                data += chunk
+        node = data.split(b"\r\n\r\n", 1)[1].split()[0].decode()
+    except (OSError, IndexError):
+        pass
+    print(json.dumps({"sent": sent, "node": node}), flush=True)
+    next_send += period
+    time.sleep(max(0.0, next_send - time.time()))
+"""
+
+
+@dataclass(frozen=True)
+class Attempt:
+    sent: float
+    node: str | None
+
+
+def parse_attempts(text: str) -> list[Attempt]:
+    out = []
+    for line in text.splitlines():
+        if line.startswith("{"):
+            item = json.loads(line)
+            out.append(Attempt(item["sent"], item["node"]))
+    return out
+
+
+@dataclass
+class AgentLan:
+    topo: Topology
+    nodes: tuple[str, ...] = ("n1", "n2", "n3")
+    policy: str = "Local"
+    ready: dict[str, bool] = field(default_factory=dict)
+    agents: dict[str, Process] = field(default_factory=dict)
+    backends: dict[str, Process] = field(default_factory=dict)
+    macs: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def client(self) -> Netns:
+        return self.topo["client"]
+
+    @property
+    def lan(self) -> Netns:
+        return self.topo["lan"]
+
+    @property
+    def config_path(self) -> Path:
+        return self.topo.workdir / "config.yaml"
+
+    def address(self, node: str) -> str:
+        return f"192.0.2.{self.nodes.index(node) + 1}"
+
+    def candidates(self) -> tuple[str, ...]:
+        """The preference order every agent computes for the VIP (all endpoints ready)."""
+        return l2_candidates(VIP, self.nodes)
+
+    # ---- building
+
+    def build(self) -> AgentLan:
+        lan = self.topo.add_netns("lan")
+        lan.add_bridge("br0")
+        lan.ip("link", "set", "br0", "type", "bridge", "mcast_snooping", "0")
+        for name in (*self.nodes, "client"):
+            ns = self.topo.add_netns(name)
+            ns.sysctl("net.ipv6.conf.all.accept_dad", 0)
+            ns.sysctl("net.ipv6.conf.default.accept_dad", 0)
+            self.topo.attach_to_bridge(lan, "br0", f"p-{name}"[:15], ns, "eth0")
+        self.client.add_address("eth0", "192.0.2.100/24")
+        for name in self.nodes:
+            ns = self.topo[name]
+            ns.add_address("eth0", f"{self.address(name)}/24")
+            # the agent adds a local route for the VIP: only vipcast's responder may answer ARP
+            ns.sysctl("net.ipv4.conf.all.arp_ignore", 1)
+            ns.sysctl("net.ipv4.conf.eth0.arp_ignore", 1)
+            self.macs[name] = ns.ip_json("link", "show", "dev", "eth0")[0]["address"]
+            self.ready[name] = True
+            self.start_backend(name)
+        (self.topo.workdir / "l2.key").write_text(KEY)
+        self.write_config()
+        return self
+
+    def write_config(self) -> None:
+        nodes = "".join(NODE.format(name=n, address=self.address(n)) for n in self.nodes)
+        endpoints = "".join(
+            ENDPOINT.format(address=self.address(n), name=n,
+                            ready="true" if self.ready[n] else "false")
+            for n in self.nodes
+        )
+        text = CONFIG.format(vip=VIP, nodes=nodes.rstrip("\n"), health=HEALTH,
+                             policy=self.policy, port=BACKEND_PORT, endpoints=endpoints)
+        tmp = self.config_path.with_suffix(".tmp")
+        tmp.write_text(text)
+        tmp.replace(self.config_path)  # agents never read a half-written file
+
+    def set_ready(self, node: str, ready: bool) -> None:
+        self.ready[node] = ready
+        self.write_config()
+
+    def start_backend(self, node: str) -> None:
+        ns = self.topo[node]
+        self.backends[node] = ns.spawn(
+            [PYTHON, str(ECHO), str(BACKEND_PORT), node], name=f"echo-{node}-{time.monotonic_ns()}"
+        )
+        wait_until(lambda: f":{BACKEND_PORT} " in ns.run(["ss", "-Htln"]).stdout,
+                   timeout=15, what=f"backend of {node} listening")
+
+    def stop_backend(self, node: str) -> float:
+        moment = time.time()
+        self.backends.pop(node).stop(timeout=3.0)
+        return moment
+
+    def start_agent(self, node: str) -> Process:
+        proc = self.topo[node].spawn(
+            [PYTHON, "-m", "vipcast.cli.main", "agent", "--config", str(self.config_path),
+             "--node", node, "--metrics-address", f"127.0.0.1:{STATUS_PORT}",
+             "--membership-key-file", str(self.topo.workdir / "l2.key"),
+             "--state-dir", str(self.topo.workdir / f"state-{node}"),
+             "--poll-interval", "0.2"],
+            name=f"agent-{node}",
+        )
+        self.agents[node] = proc
+        return proc
+
+    def start_all(self) -> None:
+        for node in self.nodes:
+            self.start_agent(node)
+
+    # ---- observing
+
+    def status(self, node: str) -> dict[str, object]:
+        """The agent's /status document (fetched inside its namespace)."""
+        out = self.topo[node].run(
+            [PYTHON, "-c",
+             "import sys, urllib.request; sys.stdout.write(urllib.request.urlopen("
+             f"'http://127.0.0.1:{STATUS_PORT}/status', timeout=3).read().decode())"],
+            check=False, timeout=20,
+        )
+        if out.returncode != 0:
+            return {}
+        document: dict[str, object] = json.loads(out.stdout)
+        return document
+
+    def answering(self, node: str) -> bool | None:
+        """Whether ``node`` answers ARP for the VIP now, in its agent's own words."""
+        l2 = self.status(node).get("l2")
+        if not isinstance(l2, dict):
+            return None
+        for vip in l2.get("vips", []):
+            if vip["ip"] == VIP:
+                return bool(vip["answering_here"])
+        return False
+
+    def wait_sole_owner(self, node: str, timeout: float = 60.0) -> None:
+        def settled() -> bool:
+            return self.answering(node) is True and all(
+                self.answering(n) is False for n in self.nodes if n != node
+            )
+
+        wait_until(settled, timeout=timeout, interval=0.2, what=f"{node} sole L2 owner",
+                   on_timeout=self.topo.logs)
+
+    def get(self) -> str | None:
+        """One HTTP GET of the VIP from the client: the node whose backend answered."""
+        attempts = self.probe(period=0.05, duration=0.01)
+        return attempts[0].node if attempts else None
+
+    def probe(self, period: float, duration: float) -> list[Attempt]:
+        run = self.client.run([PYTHON, "-c", PROBE, VIP, str(period), str(duration)],
+                              timeout=duration + 30)
+        return parse_attempts(run.stdout)
+
+    def start_probe(self, period: float, duration: float) -> Process:
+        return self.client.spawn([PYTHON, "-c", PROBE, VIP, str(period), str(duration)],
+                                 name=f"probe-{time.monotonic_ns()}")
+
+    def start_capture(self) -> tuple[Process, Path]:
+        path = self.topo.workdir / f"capture-{time.monotonic_ns()}.pcap"
+        proc = self.lan.spawn(["tcpdump", "-i", "br0", "-U", "-n", "-w", str(path), "arp"],
+                              name=f"tcpdump-{time.monotonic_ns()}")
+        wait_until(lambda: "listening on" in proc.log_text(), timeout=10, what="tcpdump")
+        return proc, path

@@ -1,0 +1,91 @@
+"""L2 ownership follows what a node can serve, with full agents on a namespaced LAN.
+
+The owner of the VIP must be able to carry its traffic: a node whose only backend dies gives the
+VIP up within the health-check window and the next candidate takes it (every node agrees through
+the heartbeats, no API server); it takes it back once the backend is healthy and verified again.
+With ``externalTrafficPolicy: Local`` an endpoint that stops being ready (a plan change) moves
+the VIP the same way. Only one node answers ARP for the VIP at a time (capture on the bridge).
+"""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from agent_lan import VIP, AgentLan, parse_attempts
+from l2_lan import answers
+
+pytestmark = [pytest.mark.netns, pytest.mark.slow]
+
+#: generous bound for a noisy machine; expected ≈ fall × interval + policy tick ≈ 1 s
+MOVE_WITHIN = 6.0
+#: one node stops answering, the next starts: both happen on one heartbeat exchange
+HANDOVER_WINDOW = 0.3
+
+
+def single_answerer(pcap: object, lan: AgentLan, before: str, after: str) -> None:
+    """ARP answers for the VIP on the bridge: ``before``'s MAC, then ``after``'s, never mixed
+    beyond the handover window, and nobody else's."""
+    seen = sorted(answers(pcap, (VIP,)), key=lambda a: a.time)  # type: ignore[arg-type]
+    by_mac = {mac: node for node, mac in lan.macs.items()}
+    nodes = [(a.time, by_mac.get(a.mac, a.mac)) for a in seen]
+    assert {n for _, n in nodes} <= {before, after}, nodes
+    first_after = min((t for t, n in nodes if n == after), default=None)
+    assert first_after is not None, f"{after} never announced the VIP: {nodes}"
+    last_before = max((t for t, n in nodes if n == before), default=0.0)
+    assert last_before <= first_after + HANDOVER_WINDOW, nodes
+
+
+def test_owner_without_healthy_backend_gives_up_the_vip(agent_lan: AgentLan) -> None:
+    lan = agent_lan
+    first, second = lan.candidates()[:2]
+    lan.start_all()
+    lan.wait_sole_owner(first)
+    assert lan.get() == first
+    capture, pcap = lan.start_capture()
+    probe = lan.start_probe(period=0.02, duration=7.0)
+    time.sleep(1.0)
+    killed_at = lan.stop_backend(first)
+    probe.popen.wait(40)
+    attempts = parse_attempts(probe.log_text())
+    moved = next((a for a in attempts if a.node == second and a.sent > killed_at), None)
+    assert moved is not None, f"{second} never answered: {attempts[-5:]}"
+    assert moved.sent - killed_at < MOVE_WITHIN
+    later = [a.node for a in attempts if a.sent > moved.sent + 0.5]
+    assert later and set(later) == {second}, later
+    lan.wait_sole_owner(second, timeout=10)
+    time.sleep(0.5)
+    capture.stop()
+    single_answerer(pcap, lan, first, second)
+    # recovery: healthy and verified again, the preferred node takes the VIP back
+    lan.start_backend(first)
+    lan.wait_sole_owner(first, timeout=30)
+    assert lan.get() == first
+
+
+def test_local_policy_owner_losing_its_last_ready_endpoint_moves_the_vip(
+    agent_lan: AgentLan,
+) -> None:
+    lan = agent_lan
+    first, second = lan.candidates()[:2]
+    lan.start_all()
+    lan.wait_sole_owner(first)
+    capture, pcap = lan.start_capture()
+    probe = lan.start_probe(period=0.02, duration=6.0)
+    time.sleep(1.0)
+    changed_at = time.time()
+    lan.set_ready(first, False)  # a plan change: first is no candidate any more
+    probe.popen.wait(40)
+    attempts = parse_attempts(probe.log_text())
+    moved = next((a for a in attempts if a.node == second and a.sent > changed_at), None)
+    assert moved is not None, f"{second} never answered: {attempts[-5:]}"
+    assert moved.sent - changed_at < MOVE_WITHIN
+    later = [a.node for a in attempts if a.sent > moved.sent + 0.5]
+    assert later and set(later) == {second}, later
+    lan.wait_sole_owner(second, timeout=10)
+    time.sleep(0.5)
+    capture.stop()
+    single_answerer(pcap, lan, first, second)
+    lan.set_ready(first, True)
+    lan.wait_sole_owner(first, timeout=30)
+    assert lan.get() == first
