@@ -7,6 +7,12 @@
 * Before applying, the table is read back (``list table inet vipcast`` as JSON) and compared
   with the render in canonical form; when they are equal, no transaction is sent. That makes a
   restarted agent adopt the table it left behind without disturbing it.
+* No-op path: :class:`NftTable` remembers what it last applied or read back. Re-applying the
+  same render costs one comparison (no read-back, no transaction); a change is patched against
+  the remembered table without reading the kernel first. The remembered table is trusted for
+  ``readback_every`` seconds; after that (or with ``check=True``) the next apply reads the
+  kernel again, so outside edits (someone ran ``nft``) are found and undone. A patch the kernel
+  refuses (its table was not what we remembered) falls back to a read-back and a full replace.
 * The table is only removed by :meth:`NftTable.cleanup` (``vipcast dataplane cleanup``).
 
 libnftables is blocking; call these methods from a worker thread in asyncio code.
@@ -62,13 +68,22 @@ class ApplyResult:
     error: str = ""
     seconds: float = 0.0
     mode: ApplyMode = "none"
+    #: the kernel's table was read back for this apply (not taken from the remembered one)
+    read_back: bool = False
 
 
 class NftTable:
     """The ``inet vipcast`` table in one network namespace (``None``: the current one)."""
 
-    def __init__(self, netns: str | None = None) -> None:
+    def __init__(self, netns: str | None = None, *, readback_every: float = 30.0) -> None:
         self._netns = netns
+        self.readback_every = readback_every
+        #: canonical form of the table as last applied or read back; None: unknown
+        self._known: tuple[JSON, ...] | None = None
+        #: the render objects of the last successful apply (the cheap equality check)
+        self._known_objects: tuple[JSON, ...] | None = None
+        #: monotonic time of the last read-back
+        self._read_at = float("-inf")
 
     # -- kernel I/O ---------------------------------------------------------------------------
 
@@ -88,23 +103,53 @@ class NftTable:
             return None
         return canonical(out.get("nftables", []))
 
-    def apply(self, rendered: Rendered, *, force: bool = False) -> ApplyResult:
-        """Make the kernel's table equal to ``rendered``; no transaction when it already is."""
+    def due_for_readback(self, now: float | None = None) -> bool:
+        """Whether the next apply will read the kernel's table (not trust the remembered one)."""
+        now = time.monotonic() if now is None else now
+        return self._known is None or now - self._read_at >= self.readback_every
+
+    def forget(self) -> None:
+        """Distrust the remembered table: the next apply reads the kernel."""
+        self._known = self._known_objects = None
+
+    def apply(
+        self, rendered: Rendered, *, force: bool = False, check: bool = False
+    ) -> ApplyResult:
+        """Make the kernel's table equal to ``rendered``; no transaction when it already is.
+
+        ``check`` reads the kernel back even when the remembered table is still trusted.
+        """
         start = time.monotonic()
-        current = self.read()
+        read_back = force or check or self.due_for_readback(start)
+        if not read_back and rendered.objects == self._known_objects:
+            return ApplyResult(ok=True, changed=False, seconds=time.monotonic() - start)
         want = canonical(rendered.objects)
+        if read_back:
+            current = self.read()
+            self._read_at = time.monotonic()
+        else:
+            current = self._known
         diff = table_diff(current or (), want)
         if current is not None and diff.empty and not force:
+            self._remember(want, rendered)
             return ApplyResult(ok=True, changed=False, diff=diff,
-                               seconds=time.monotonic() - start)
+                               seconds=time.monotonic() - start, read_back=read_back)
         patch = None if current is None or force else patch_commands(current, want)
         if patch is not None:
             rc, _out, err = self._run({"nftables": patch})
             if rc == 0:
+                self._remember(want, rendered)
                 return ApplyResult(ok=True, changed=True, diff=diff,
-                                   seconds=time.monotonic() - start, mode="patch")
-            # a failed batch changed nothing; fall through to the full replace
+                                   seconds=time.monotonic() - start, mode="patch",
+                                   read_back=read_back)
+            # a failed batch changed nothing; the kernel may not hold what we remembered
+            if not read_back:
+                return self.apply(rendered, check=True)
         rc, _out, err = self._run(rendered.document())
+        if rc == 0:
+            self._remember(want, rendered)
+        else:
+            self.forget()
         return ApplyResult(
             ok=rc == 0,
             changed=rc == 0,
@@ -112,17 +157,23 @@ class NftTable:
             error=err.strip() if rc != 0 else "",
             seconds=time.monotonic() - start,
             mode="replace",
+            read_back=read_back,
         )
+
+    def _remember(self, want: tuple[JSON, ...], rendered: Rendered) -> None:
+        self._known, self._known_objects = want, rendered.objects
 
     def run_document(self, doc: JSON) -> ApplyResult:
         """Send an arbitrary document as one transaction (tests use it to send broken ones)."""
         start = time.monotonic()
+        self.forget()
         rc, _out, err = self._run(doc)
         return ApplyResult(ok=rc == 0, changed=rc == 0, error=err.strip(),
                            seconds=time.monotonic() - start)
 
     def cleanup(self) -> bool:
         """Remove the table; True if it existed."""
+        self.forget()
         if self.read() is None:
             return False
         rc, _out, _err = self._run(

@@ -7,11 +7,17 @@ changed) and syncs the local VIP routes. The health checker is any object with t
 wires the two, and runs :meth:`NodeDataplane.run` so health flips re-render the maps.
 
 Blocking kernel calls (libnftables, netlink) run in a worker thread.
+
+Re-applying what is already applied (the same NAT rules, the same backends down, the same
+VIPs) renders nothing and touches no kernel object: the agent can call :meth:`apply` as often as
+it likes. :meth:`run` also re-checks the kernel every ``readback_every`` seconds (the table's
+setting), so an outside edit of the table or of our routes is undone within that time.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -81,6 +87,8 @@ class NodeDataplane:
         self._lock = asyncio.Lock()
         self._dirty = asyncio.Event()
         self.last: DataplaneReport | None = None
+        #: what the kernel was last made to match: (NAT rules, backends down, local VIPs)
+        self._applied: tuple[object, ...] | None = None
         if health is not None:
             health.on_change(self._dirty.set)
 
@@ -105,20 +113,29 @@ class NodeDataplane:
             log.error("nftables apply failed, previous table kept: %s", report.nft.error)
         return report
 
-    async def refresh(self) -> DataplaneReport | None:
-        """Re-render the current plan with the current health (after a flip)."""
+    async def refresh(self, *, check: bool = False) -> DataplaneReport | None:
+        """Re-render the current plan with the current health (after a flip); ``check`` reads
+        the kernel back even if nothing changed on our side."""
         if self._plan is None:
             return None
-        return await self._sync(self._plan)
+        return await self._sync(self._plan, check=check)
 
     async def run(self) -> None:
-        """Re-render whenever the health checker reports a flip. Runs until cancelled."""
+        """Re-render whenever the health checker reports a flip, and read the kernel back every
+        ``readback_every`` seconds. Runs until cancelled."""
         while True:
-            await self._dirty.wait()
+            timed_out = False
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self._nft.readback_every):
+                    await self._dirty.wait()
+                timed_out = not self._dirty.is_set()
             self._dirty.clear()
-            report = await self.refresh()
+            report = await self.refresh(check=timed_out)
             if report is not None and not report.ok:
                 log.error("data plane refresh failed: %s", report.nft.error)
+            elif report is not None and timed_out and report.nft.changed:
+                log.warning("data plane: the kernel's table differed from ours (outside edit?), "
+                            "restored (%s)", report.nft.diff.summary())
 
     def has_healthy_backend(self, service: str) -> bool:
         """Whether this node can serve ``service`` now (some ready, healthy, eligible backend)."""
@@ -147,13 +164,27 @@ class NodeDataplane:
     def _down(self) -> frozenset[BackendKey]:
         return frozenset() if self._health is None else self._health.down()
 
-    async def _sync(self, plan: NodePlan) -> DataplaneReport:
+    async def _sync(self, plan: NodePlan, *, check: bool = False) -> DataplaneReport:
         async with self._lock:
-            rendered = render(plan.nat, down_set(self._down()))
-            result = await asyncio.to_thread(self._nft.apply, rendered)
+            down = self._down()
+            duties = (plan.nat, down, plan.local_vips)
+            if (
+                not check
+                and duties == self._applied
+                and self.last is not None
+                and not self._nft.due_for_readback()
+            ):
+                # nothing changed on our side and the remembered table is still trusted
+                return DataplaneReport(ApplyResult(ok=True, changed=False),
+                                       skipped=self.last.skipped)
+            self._applied = None
+            rendered = render(plan.nat, down_set(down))
+            result = await asyncio.to_thread(self._nft.apply, rendered, check=check)
             vips = VipChange()
             if self._vips is not None and result.ok:
                 vips = await asyncio.to_thread(self._vips.sync, plan.local_vips)
+            if result.ok:
+                self._applied = duties
             if result.changed:
                 log.info("nftables table applied (%s) in %.3fs", result.diff.summary(),
                          result.seconds)

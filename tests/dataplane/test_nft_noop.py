@@ -1,0 +1,90 @@
+"""The no-op apply path: a remembered table makes re-applying free; read-backs find outside
+edits (real kernel, fresh namespace)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+from dp_plans import CLUSTER_WEB, LOCAL_WEB, MIXED
+
+from vipcast.core.desired import NodePlan
+from vipcast.dataplane.nft import NftTable, canonical
+from vipcast.dataplane.nft_render import render
+from vipcast.dataplane.node import NodeDataplane
+from vipcast.lab.netns import run_command
+
+pytestmark = pytest.mark.netns
+
+
+def _nft(ns: str, *args: str) -> None:
+    run_command(["ip", "netns", "exec", ns, "nft", *args])
+
+
+def test_reapply_from_memory_reads_nothing(fresh_ns: str) -> None:
+    table = NftTable(fresh_ns)
+    rendered = render(MIXED)
+    first = table.apply(rendered)
+    assert first.ok and first.changed and first.read_back
+    again = table.apply(render(MIXED))  # equal objects, another render
+    assert again.ok and not again.changed and not again.read_back
+    changed = table.apply(render((CLUSTER_WEB, LOCAL_WEB)))
+    assert changed.ok and changed.changed and not changed.read_back and changed.mode == "patch"
+    assert table.read() == canonical(render((CLUSTER_WEB, LOCAL_WEB)).objects)
+
+
+def test_outside_edit_is_found_by_a_check_and_undone(fresh_ns: str) -> None:
+    table = NftTable(fresh_ns)
+    rendered = render(MIXED)
+    table.apply(rendered)
+    _nft(fresh_ns, "flush", "chain", "inet", "vipcast", "prerouting")
+    trusted = table.apply(rendered)
+    assert not trusted.changed and not trusted.read_back  # memory is trusted until checked
+    checked = table.apply(rendered, check=True)
+    assert checked.ok and checked.changed and checked.read_back
+    assert "rule prerouting#0" in checked.diff.added
+    assert table.read() == canonical(rendered.objects)
+
+
+def test_readback_interval_zero_reads_every_time(fresh_ns: str) -> None:
+    table = NftTable(fresh_ns, readback_every=0.0)
+    rendered = render(MIXED)
+    table.apply(rendered)
+    again = table.apply(rendered)
+    assert again.read_back and not again.changed
+
+
+def test_stale_memory_falls_back_to_read_back_and_replace(fresh_ns: str) -> None:
+    table = NftTable(fresh_ns)
+    table.apply(render((CLUSTER_WEB,)))
+    _nft(fresh_ns, "delete", "table", "inet", "vipcast")  # behind our back
+    result = table.apply(render((CLUSTER_WEB, LOCAL_WEB)))
+    assert result.ok and result.changed and result.read_back and result.mode == "replace"
+    assert table.read() == canonical(render((CLUSTER_WEB, LOCAL_WEB)).objects)
+
+
+def test_node_dataplane_noop_and_periodic_check(fresh_ns: str) -> None:
+    async def scenario() -> None:
+        dp = NodeDataplane(NftTable(fresh_ns, readback_every=0.3))
+        plan = NodePlan(node="n1", nat=MIXED)
+        first = await dp.apply_report(plan)
+        assert first.ok and first.nft.changed
+        start = time.monotonic()
+        again = await dp.apply_report(NodePlan(node="n1", nat=MIXED))
+        assert again.ok and not again.nft.changed and not again.nft.read_back
+        assert time.monotonic() - start < 0.05
+        runner = asyncio.create_task(dp.run())
+        try:
+            _nft(fresh_ns, "delete", "table", "inet", "vipcast")
+            deadline = time.monotonic() + 10
+            while await asyncio.to_thread(NftTable(fresh_ns).read) is None:
+                assert time.monotonic() < deadline, "outside delete not undone"
+                await asyncio.sleep(0.05)
+        finally:
+            runner.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await runner
+        assert NftTable(fresh_ns).read() == canonical(render(MIXED).objects)
+
+    asyncio.run(scenario())
