@@ -23,7 +23,7 @@ from vipcast.alloc.pools import PoolIndex, ip_text, parse_address
 from vipcast.core.allocation import allocate_spec, pool_input
 from vipcast.core.desired import BGPRoute, L2Ownership, NatRule, NodePlan
 from vipcast.core.endpoints import ReadyEndpoint, backends, ready_endpoints
-from vipcast.core.ownership import l2_candidates
+from vipcast.core.ownership import Ranking
 from vipcast.spec import (
     LOAD_BALANCER_CLASS,
     BGPAdvertisement,
@@ -31,12 +31,15 @@ from vipcast.spec import (
     L2Advertisement,
     Node,
     Service,
+    ServicePort,
     Spec,
 )
 
 Assignments = Mapping[str, Sequence[str]]
 Large = tuple[tuple[int, int, int], ...]
 RouteKey = tuple[str, tuple[str, ...], tuple[int, ...], Large, int | None]
+#: (peers, the nodes that reach exactly these peers) of one advertisement
+PeerGroups = tuple[tuple[tuple[str, ...], frozenset[str]], ...]
 
 
 def aggregate(version: int, value: int, adv: BGPAdvertisement) -> str:
@@ -99,6 +102,7 @@ class PlanContext:
                 self.l2_by_pool[pool.name].append(l2)
             self.adv_nodes[("L2", l2.name)] = self._selected(l2.spec.node_selectors)
         self._peers: dict[tuple[str, str], tuple[str, ...]] = {}
+        self._peer_groups: dict[str, PeerGroups] = {}
         self._addresses: dict[str, tuple[int, int]] = {}
         self._local: dict[str, frozenset[str]] = {}
         self._eligible: dict[tuple[str, str, frozenset[str]], frozenset[str]] = {}
@@ -143,6 +147,19 @@ class PlanContext:
                 )
             )
         return self._peers[key]
+
+    def peer_groups(self, adv: BGPAdvertisement) -> PeerGroups:
+        """The nodes grouped by the peers the advertisement reaches from them (none left out)."""
+        groups = self._peer_groups.get(adv.name)
+        if groups is None:
+            by_peers: dict[tuple[str, ...], set[str]] = {}
+            for node in self.nodes:
+                peers = self.peers_for(adv, node)
+                if peers:
+                    by_peers.setdefault(peers, set()).add(node)
+            groups = tuple((peers, frozenset(nodes)) for peers, nodes in sorted(by_peers.items()))
+            self._peer_groups[adv.name] = groups
+        return groups
 
     def communities(
         self, adv: BGPAdvertisement
@@ -202,49 +219,96 @@ class PlanContext:
 
 @dataclass
 class _NodeDuties:
-    routes: dict[RouteKey, set[str]]
     nat: list[NatRule]
     vips: set[str]
 
 
+@dataclass
+class _L2Duty:
+    """One address answered on the LAN, with what every node needs to plan it."""
+
+    eligible: frozenset[str]
+    services: set[str]
+    #: (eligible nodes, interfaces or ("*",)) of each L2Advertisement covering it
+    interfaces: list[tuple[frozenset[str], tuple[str, ...]]]
+
+    def interfaces_on(self, node: str) -> tuple[str, ...]:
+        """The node's interfaces for the address; () means every interface."""
+        if len(self.interfaces) == 1:  # the common case: one advertisement
+            on: Iterable[str] = self.interfaces[0][1]
+        else:
+            on = {i for nodes, ifaces in self.interfaces if node in nodes for i in ifaces}
+        return () if "*" in on else tuple(sorted(on))
+
+
+class _Candidates:
+    """L2 candidate orders, ranked only for addresses with L2 duties, once for all nodes."""
+
+    def __init__(self, nodes: frozenset[str]) -> None:
+        self._rankings: dict[frozenset[str], Ranking] = {nodes: Ranking(nodes)}
+        self._orders: dict[str, tuple[str, ...]] = {}
+
+    def of(self, ip: str, eligible: frozenset[str]) -> tuple[str, ...]:
+        order = self._orders.get(ip)
+        if order is None:
+            ranking = self._rankings.get(eligible)
+            if ranking is None:
+                ranking = self._rankings[eligible] = Ranking(eligible)
+            order = self._orders[ip] = ranking.order(ip)
+        return order
+
+
 def _build(ctx: PlanContext, targets: frozenset[str]) -> dict[str, NodePlan]:
-    duties = {n: _NodeDuties({}, [], set()) for n in sorted(targets)}
-    l2_eligible: dict[str, frozenset[str]] = {}
-    l2_services: dict[str, set[str]] = {}
-    l2_ifaces: dict[tuple[str, str], set[str]] = {}
+    duties = {n: _NodeDuties([], set()) for n in sorted(targets)}
+    l2_duties: dict[str, _L2Duty] = {}
+    prefix_advs: dict[str, set[str]] = {}  # prefix -> the BGPAdvertisements announcing it
+    # route attributes -> service -> the nodes announcing it for that service
+    route_services: dict[RouteKey, dict[str, frozenset[str]]] = {}
+    all_vips: set[str] = set()
     bgp_advs = {a.name: a for a in ctx.spec.bgp_advertisements}
     l2_advs = {a.name: a for a in ctx.spec.l2_advertisements}
     for key, service, ips in ctx.announced_services():
         eps = ctx.endpoints[key]
-        for ip in ips:
+        local_nodes = ctx.local_nodes(key)
+        # every node's NAT rules come out in (service, vip, port, protocol) order as they are
+        # appended: services are in key order, addresses in text order, ports sorted here
+        ports = sorted(service.spec.ports, key=lambda p: (p.port, p.protocol))
+        for ip in sorted(ips):
             family, value = ctx.address(ip)
             announcing: set[str] = set()
             l2_nodes: frozenset[str] = frozenset()
+            l2_ifaces: list[tuple[frozenset[str], tuple[str, ...]]] = []
             for ann in ctx.announcements(key, ip):
                 if ann.kind == "BGP":
                     adv = bgp_advs[ann.advertisement]
                     prefix = aggregate(family, value, adv)
+                    prefix_advs.setdefault(prefix, set()).add(adv.name)
                     std, large = ctx.communities(adv)
-                    for node in ann.eligible & targets:
-                        peers = ctx.peers_for(adv, node)
-                        if not peers:
+                    for peers, peer_nodes in ctx.peer_groups(adv):
+                        nodes = ann.eligible & peer_nodes & targets
+                        if not nodes:
                             continue
-                        announcing.add(node)
+                        announcing.update(nodes)
                         rk: RouteKey = (prefix, peers, std, large, adv.spec.local_pref)
-                        duties[node].routes.setdefault(rk, set()).add(key)
+                        by_service = route_services.setdefault(rk, {})
+                        had = by_service.get(key)
+                        by_service[key] = nodes if had is None else had | nodes
                 else:
                     l2_nodes |= ann.eligible
                     ifaces = l2_advs[ann.advertisement].spec.interfaces
-                    for node in ann.eligible & targets:
-                        have = l2_ifaces.setdefault((ip, node), set())
-                        have.update(ifaces or ("*",))
+                    l2_ifaces.append((ann.eligible, tuple(ifaces) or ("*",)))
             if l2_nodes:
-                # sharers of an address must agree on the candidates: keep the common nodes
-                prev = l2_eligible.get(ip)
-                l2_eligible[ip] = l2_nodes if prev is None else (prev & l2_nodes or prev)
-                l2_services.setdefault(ip, set()).add(key)
+                duty = l2_duties.get(ip)
+                if duty is None:
+                    duty = l2_duties[ip] = _L2Duty(l2_nodes, set(), [])
+                else:
+                    # sharers of an address must agree on the candidates: keep the common nodes
+                    duty.eligible = duty.eligible & l2_nodes or duty.eligible
+                duty.services.add(key)
+                duty.interfaces.extend(l2_ifaces)
                 announcing.update(l2_nodes & targets)
-            local_nodes = ctx.local_nodes(key)
+            if announcing:
+                all_vips.add(ip)
             # a node without endpoints of the service sees them all as remote: the rules are
             # the same frozen values on every such node, so they are built once and shared
             remote: list[NatRule] | None = None
@@ -252,45 +316,72 @@ def _build(ctx: PlanContext, targets: frozenset[str]) -> dict[str, NodePlan]:
                 d = duties[node]
                 d.vips.add(ip)
                 if node in local_nodes:
-                    d.nat.extend(_nat_rules(key, service, ip, family, eps, node))
+                    d.nat.extend(_nat_rules(key, service, ip, family, eps, node, ports))
                     continue
                 if remote is None:
-                    remote = _nat_rules(key, service, ip, family, eps, "")
+                    remote = _nat_rules(key, service, ip, family, eps, "", ports)
                 d.nat.extend(remote)
     plans: dict[str, NodePlan] = {}
-    ranked: dict[str, tuple[str, ...]] = {}  # ip -> candidates, computed once for all nodes
+    candidates = _Candidates(ctx.ready_nodes)
+    # merging is needed only where two advertisements announce one prefix
+    merge = any(len(advs) > 1 for advs in prefix_advs.values())
     # equal duties on different nodes are the same frozen value: build each once
     route_cache: dict[tuple[RouteKey, frozenset[str]], BGPRoute] = {}
     l2_cache: dict[tuple[str, tuple[str, ...]], L2Ownership] = {}
-    l2_order = sorted(l2_eligible.items(), key=lambda item: ctx.address(item[0]))
+    l2_order = sorted(l2_duties.items(), key=lambda item: ctx.address(item[0]))
+    vips_order = tuple(sorted(all_vips, key=ctx.address))
+    route_table = [
+        (rk, by_service, frozenset.intersection(*by_service.values()),
+         BGPRoute(*rk, services=tuple(sorted(by_service))))
+        for rk, by_service in sorted(route_services.items(), key=lambda item: item[0])
+    ]
     for node, d in duties.items():
         routes = []
-        for rk, svcs in sorted(_merge_routes(d.routes).items(), key=lambda item: item[0]):
-            ck = (rk, frozenset(svcs))
-            if ck not in route_cache:
-                route_cache[ck] = BGPRoute(*rk, services=tuple(sorted(svcs)))
-            routes.append(route_cache[ck])
+        if merge:
+            mine = {rk: {s for s, nodes in by_service.items() if node in nodes}
+                    for rk, by_service, _, _ in route_table}
+            merged = _merge_routes({rk: svcs for rk, svcs in mine.items() if svcs})
+            for rk, svcs in sorted(merged.items(), key=lambda item: item[0]):
+                routes.append(_route(route_cache, rk, svcs))
+        else:
+            for rk, by_service, everywhere, route in route_table:
+                if node in everywhere:  # announced for every service here: the shared value
+                    routes.append(route)
+                    continue
+                svcs = {s for s, nodes in by_service.items() if node in nodes}
+                if svcs:
+                    routes.append(_route(route_cache, rk, svcs))
         l2 = []
-        for ip, eligible in l2_order:
-            if node not in eligible:
+        for ip, duty in l2_order:
+            if node not in duty.eligible:
                 continue
-            on_ifaces = l2_ifaces.get((ip, node), {"*"})
-            interfaces = () if "*" in on_ifaces else tuple(sorted(on_ifaces))
+            interfaces = duty.interfaces_on(node)
             own = l2_cache.get((ip, interfaces))
             if own is None:
-                candidates = ranked.get(ip) or ranked.setdefault(ip, l2_candidates(ip, eligible))
-                owners = tuple(sorted(l2_services[ip]))
-                own = L2Ownership(ip, interfaces, candidates[0], candidates, owners)
+                ranked = candidates.of(ip, duty.eligible)
+                owners = tuple(sorted(duty.services))
+                own = L2Ownership(ip, interfaces, ranked[0], ranked, owners)
                 l2_cache[(ip, interfaces)] = own
             l2.append(own)
+        if len(d.vips) == len(vips_order):
+            vips = vips_order
+        else:
+            vips = tuple(ip for ip in vips_order if ip in d.vips)
         plans[node] = NodePlan(
-            node=node,
-            bgp=tuple(routes),
-            l2=tuple(l2),
-            nat=tuple(sorted(d.nat, key=_nat_order)),
-            local_vips=tuple(sorted(d.vips, key=ctx.address)),
+            node=node, bgp=tuple(routes), l2=tuple(l2), nat=tuple(d.nat), local_vips=vips
         )
     return plans
+
+
+def _route(
+    cache: dict[tuple[RouteKey, frozenset[str]], BGPRoute], rk: RouteKey, services: set[str]
+) -> BGPRoute:
+    """Equal duties on different nodes are the same frozen value: build each once."""
+    ck = (rk, frozenset(services))
+    route = cache.get(ck)
+    if route is None:
+        route = cache[ck] = BGPRoute(*rk, services=tuple(sorted(services)))
+    return route
 
 
 def plan_node(
@@ -369,6 +460,7 @@ def _nat_rules(
     family: int,
     eps: tuple[ReadyEndpoint, ...],
     node: str,
+    ports: Sequence[ServicePort],
 ) -> list[NatRule]:
     return [
         NatRule(
@@ -380,10 +472,6 @@ def _nat_rules(
             traffic_policy=service.spec.external_traffic_policy,
             source_ranges=service.spec.load_balancer_source_ranges,
         )
-        for port in service.spec.ports
+        for port in ports
     ]
 
-
-def _nat_order(rule: NatRule) -> tuple[str, str, int, str]:
-    # (service, vip, port, protocol) identifies a rule: sorting on it avoids comparing backends
-    return rule.service, rule.vip, rule.port, rule.protocol
