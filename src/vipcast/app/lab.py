@@ -59,9 +59,10 @@ class LabOptions:
     mode: Literal["bgp", "l2"] = "bgp"
     router: RouterKind = "frr"
     bfd: bool = True
-    #: graceful restart on the agents' sessions; None: on without BFD, off with BFD
-    #: (docs/lab.md, "Graceful restart and BFD")
-    graceful_restart: bool | None = None
+    #: graceful restart on the agents' sessions (None: on only without BFD). FRR 8.4 and
+    #: BIRD 2 keep a restarting agent's routes yet drop a dead node's on BFD down, so both
+    #: can be on (docs/lab.md, "Graceful restart and BFD")
+    graceful_restart: bool | None = True
     prefix: str = DEFAULT_PREFIX
     workdir: Path = Path("/tmp/vipcast-lab")
     #: BGP hold time the agents and the router use (seconds)
@@ -129,8 +130,8 @@ def lab_objects(opts: LabOptions) -> dict[str, list[dict[str, Any]]]:
     if opts.mode == "bgp":
         peer_common: dict[str, Any] = {
             "myASN": NODE_ASN, "peerASN": ROUTER_ASN, "holdTime": f"{opts.hold_time}s",
-            # FRR as GR helper keeps a dead node's routes as stale even when BFD says it
-            # is gone (docs/lab.md); so by default GR is on only without BFD
+            # an agent restart closes TCP first (GR helper keeps its routes); a dead node
+            # goes silent and BFD down resets the session without GR (docs/lab.md)
             "gracefulRestart": opts.agent_graceful_restart,
         }
         if opts.bfd:
@@ -423,3 +424,11 @@ def teardown(prefix: str, workdir: Path | None = None) -> list[str]:
                 with contextlib.suppress(ProcessLookupError, PermissionError):
                     os.killpg(pid, signal.SIGKILL)
     return delete_prefixed(prefix + "-")
+
+
+def remove_workdir(workdir: Path) -> bool:
+    """Delete a lab's work directory, but only one a lab wrote (it holds the state file)."""
+    if not (workdir / STATE_FILE).is_file():
+        return False
+    shutil.rmtree(workdir, ignore_errors=True)
+    return True

@@ -102,14 +102,16 @@ def status(
 @lab_app.command("down")
 def down(
     workdir: Annotated[Path, typer.Option(help="The lab's work directory")] = WORKDIR,
+    keep_logs: Annotated[bool, typer.Option(help="Keep the work directory (logs)")] = False,
 ) -> None:
-    """Stop every lab process (by PID) and delete the lab's namespaces. Always safe."""
-    from vipcast.app.lab import DEFAULT_PREFIX, LabState, teardown
+    """Stop every lab process (by PID), delete the lab's namespaces and its work directory."""
+    from vipcast.app.lab import DEFAULT_PREFIX, LabState, remove_workdir, teardown
 
     _need_root()
     state = LabState.read(workdir)
     removed = teardown(state.prefix if state else DEFAULT_PREFIX, workdir)
-    console.print(f"lab down: removed {len(removed)} namespaces")
+    gone = "" if keep_logs or not remove_workdir(workdir) else f"; removed {workdir}"
+    console.print(f"lab down: removed {len(removed)} namespaces{gone}")
 
 
 def demo(

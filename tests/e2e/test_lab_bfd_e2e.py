@@ -1,0 +1,104 @@
+"""End to end with BFD (100 ms x 3) and graceful restart both on, FRR as the router.
+
+FRR 8.4 treats the two failures apart (docs/lab.md, "Graceful restart and BFD"): an agent that
+restarts closes its TCP session first, so FRR keeps its routes as stale (GR helper) and the
+client loses nothing; a node that loses power stops answering BFD while the session is still
+Established, and FRR tears the session down without GR, so its next hop leaves the kernel
+route within the BFD detection time. Deadlines are generous; bench/lab_failover.py measures.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from vipcast.app.demo import power_off, recovery_time, watch_next_hop_gone
+from vipcast.app.lab import (
+    LabOptions,
+    LabState,
+    build,
+    node_v4,
+    router_of,
+    start_agent,
+    wait_sessions,
+)
+from vipcast.lab.netns import Topology, leftovers
+from vipcast.lab.workload import ClientLoad
+
+pytestmark = [pytest.mark.e2e, pytest.mark.netns]
+
+if os.geteuid() != 0:  # pragma: no cover
+    pytest.skip("the lab needs root", allow_module_level=True)
+
+WEB = "192.0.2.3"
+
+
+@pytest.fixture(scope="module")
+def bfd_lab() -> Iterator[tuple[Topology, LabState, LabOptions]]:
+    workdir = Path(tempfile.mkdtemp(prefix="vc-e2e-bfd-"))
+    workdir.chmod(0o755)
+    opts = LabOptions(nodes=3, bfd=True, graceful_restart=True,
+                      prefix=f"vc-{os.getpid()}-bfd", workdir=workdir, hold_time=3)
+    topo, state = build(opts)
+    try:
+        wait_sessions(router_of(topo, state), 3, timeout=60)
+        yield topo, state, opts
+    finally:
+        topo.close()
+        shutil.rmtree(workdir, ignore_errors=True)
+        assert not leftovers(opts.prefix)
+
+
+def test_agent_restart_with_bfd_and_graceful_restart_loses_no_request(
+    bfd_lab: tuple[Topology, LabState, LabOptions],
+) -> None:
+    topo, state, opts = bfd_lab
+    router = topo["router"]
+    router.wait_route(f"{WEB}/32", count=3, timeout=30)
+    load = ClientLoad(topo["client"], f"http://{WEB}/", duration=8.0, interval=0.02,
+                      timeout=1.0)
+    time.sleep(1.5)
+    killed = load.now()
+    os.killpg(state.pids["n2-agent"], signal.SIGKILL)
+    # BFD from n2 stops too; the next hop must stay (stale) while the agent comes back
+    gone = watch_next_hop_gone(router, f"{WEB}/32", node_v4(2), since=killed,
+                               clock=load.now, until=killed + 1.5)
+    proc = start_agent(topo, topo["n2"], opts, "n2")
+    state.pids["n2-agent"] = proc.pid
+    samples = load.samples()
+    assert gone is None, f"the router dropped n2 {gone:.2f} s after its agent was killed"
+    assert len(samples) > 100
+    failed = [s for s in samples if not s.ok]
+    assert not failed, f"{len(failed)} failed requests during a graceful restart with BFD"
+    wait_sessions(router_of(topo, state), 3, timeout=30)
+    router.wait_route(f"{WEB}/32", count=3, timeout=30)
+
+
+def test_node_failure_with_bfd_drops_the_next_hop_and_client_recovers(
+    bfd_lab: tuple[Topology, LabState, LabOptions],
+) -> None:
+    topo, state, _ = bfd_lab
+    router = topo["router"]
+    router.wait_route(f"{WEB}/32", count=3, timeout=30)
+    load = ClientLoad(topo["client"], f"http://{WEB}/", duration=8.0, interval=0.02,
+                      timeout=0.25)
+    time.sleep(1.5)
+    kill_at = power_off(topo, state, "n3", load.now)
+    gone = watch_next_hop_gone(router, f"{WEB}/32", node_v4(3), since=kill_at,
+                               clock=load.now, until=8.0)
+    samples = load.samples()
+    # BFD detects in 0.3 s; 2.5 s is far below the 3 s hold timer plus GR's stale time
+    assert gone is not None and gone < 2.5, f"n3 still a next hop {gone} s after it died"
+    recovery, _ = recovery_time(samples, kill_at)
+    assert recovery is not None and recovery < 4.0, recovery
+    route = router.route(f"{WEB}/32")
+    assert route is not None and set(route.gateways) == {node_v4(1), node_v4(2)}
+    late = [s for s in samples if s.t > kill_at + recovery + 0.3]
+    assert late and all(s.ok for s in late) and {s.node for s in late} == {"n1", "n2"}

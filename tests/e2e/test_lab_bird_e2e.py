@@ -1,0 +1,80 @@
+"""End to end with BIRD 2 as the router: ECMP over the nodes, and a node failure with BFD.
+
+BIRD's kernel protocol (``merge paths on``) installs one multipath route per VIP; the client's
+new connections spread over the three nodes by the L4 hash. A node that loses power leaves the
+route when BFD (100 ms x 3) says so, and the client's traffic recovers. Deadlines are generous;
+the figures are in bench/lab_failover.py.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from vipcast.app.demo import power_off, recovery_time, send, watch_next_hop_gone
+from vipcast.app.lab import LabOptions, LabState, build, node_v4, node_v6, router_of, wait_sessions
+from vipcast.lab.netns import Topology, leftovers
+from vipcast.lab.workload import ClientLoad
+
+pytestmark = [pytest.mark.e2e, pytest.mark.netns]
+
+if os.geteuid() != 0:  # pragma: no cover
+    pytest.skip("the lab needs root", allow_module_level=True)
+
+WEB = "192.0.2.3"
+DUAL_V6 = "2001:db8:100::"
+
+
+@pytest.fixture(scope="module")
+def bird_lab() -> Iterator[tuple[Topology, LabState]]:
+    workdir = Path(tempfile.mkdtemp(prefix="vc-e2e-bird-"))
+    workdir.chmod(0o755)
+    opts = LabOptions(nodes=3, router="bird", bfd=True, prefix=f"vc-{os.getpid()}-bird",
+                      workdir=workdir, hold_time=3)
+    topo, state = build(opts)
+    try:
+        wait_sessions(router_of(topo, state), 3, timeout=60)
+        yield topo, state
+    finally:
+        topo.close()
+        shutil.rmtree(workdir, ignore_errors=True)
+        assert not leftovers(opts.prefix)
+
+
+def test_bird_installs_ecmp_and_traffic_spreads_over_all_nodes(
+    bird_lab: tuple[Topology, LabState],
+) -> None:
+    topo, _ = bird_lab
+    router = topo["router"]
+    route = router.wait_route(f"{WEB}/32", count=3, timeout=30)
+    assert set(route.gateways) == {node_v4(i) for i in (1, 2, 3)}
+    assert route.protocol == "bird"
+    v6 = router.wait_route(f"{DUAL_V6}/128", count=3, timeout=30)
+    assert set(v6.gateways) == {node_v6(i) for i in (1, 2, 3)}
+    samples = send(topo["client"], f"http://{WEB}/", 120)
+    assert all(s.ok for s in samples), [s.error for s in samples if not s.ok][:5]
+    assert {s.node for s in samples} == {"n1", "n2", "n3"}
+
+
+def test_bird_node_failure_with_bfd(bird_lab: tuple[Topology, LabState]) -> None:
+    topo, state = bird_lab
+    router = topo["router"]
+    router.wait_route(f"{WEB}/32", count=3, timeout=30)
+    load = ClientLoad(topo["client"], f"http://{WEB}/", duration=8.0, interval=0.02,
+                      timeout=0.25)
+    time.sleep(1.5)
+    kill_at = power_off(topo, state, "n3", load.now)
+    gone = watch_next_hop_gone(router, f"{WEB}/32", node_v4(3), since=kill_at,
+                               clock=load.now, until=8.0)
+    samples = load.samples()
+    assert gone is not None and gone < 2.5, f"n3 still a next hop {gone} s after it died"
+    recovery, _ = recovery_time(samples, kill_at)
+    assert recovery is not None and recovery < 4.0, recovery
+    late = [s for s in samples if s.t > kill_at + recovery + 0.3]
+    assert late and all(s.ok for s in late) and {s.node for s in late} == {"n1", "n2"}

@@ -1,0 +1,69 @@
+"""``vipcast lab up`` (twice), ``lab status`` and ``lab down`` through the CLI, as a user runs them.
+
+Up twice must end with one lab (the second up removes the first); down must leave no
+namespace, no process and no work directory behind.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from vipcast.lab.netns import delete_prefixed, leftovers
+
+pytestmark = [pytest.mark.e2e, pytest.mark.netns]
+
+if os.geteuid() != 0:  # pragma: no cover
+    pytest.skip("the lab needs root", allow_module_level=True)
+
+
+def vipcast(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "vipcast.cli.main", *args],
+                          capture_output=True, text=True, timeout=timeout, check=False,
+                          env={**os.environ, "COLUMNS": "200"})
+
+
+def alive(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return False
+    return stat.rsplit(")", 1)[-1].split()[0] != "Z"  # a zombie is gone already
+
+
+def test_lab_up_twice_status_then_down_leaves_nothing() -> None:
+    workdir = Path(tempfile.mkdtemp(prefix="vc-e2e-cli-")) / "lab"
+    prefix = f"vc-{os.getpid()}-cli"
+    common = ["--workdir", str(workdir)]
+    pids: set[int] = set()
+    try:
+        for _ in range(2):
+            up = vipcast("lab", "up", "--nodes", "2", "--router", "bird", "--prefix", prefix,
+                         *common)
+            assert up.returncode == 0, up.stdout + up.stderr
+            state = json.loads((workdir / "lab-state.json").read_text())
+            pids |= set(state["pids"].values())
+            assert len(leftovers(prefix)) == 5  # router, lan, client, n1, n2
+        first_pids = pids - set(state["pids"].values())
+        assert first_pids and not any(alive(p) for p in first_pids), "first lab still running"
+
+        st = vipcast("lab", "status", *common)
+        assert st.returncode == 0, st.stdout + st.stderr
+        assert "n2-agent" in st.stdout and "router-bird" in st.stdout
+        assert "nexthop via 198.18.0.11" in st.stdout, st.stdout
+
+        down = vipcast("lab", "down", *common)
+        assert down.returncode == 0, down.stdout + down.stderr
+        assert leftovers(prefix) == []
+        assert not any(alive(p) for p in pids)
+        assert not workdir.exists()
+        assert vipcast("lab", "status", *common).returncode == 1
+    finally:
+        delete_prefixed(prefix)
+        subprocess.run(["rm", "-rf", str(workdir.parent)], check=False)
