@@ -8,7 +8,9 @@ Run as root: ``.venv/bin/python bench/dataplane_wrk.py [--duration 5] [--json OU
    (``Local`` policy: DNAT only), (c) through the VIP spread over all three backends. The
    ratio b/a is the data plane's cost (goal >= 0.9). Runs alternate a/b to share the noise.
 2. Apply times in a fresh namespace for 1,000 services x 10 backends: render, first apply,
-   re-apply (read-back equals render: no transaction), and changing one backend.
+   re-apply from the remembered table (no read-back, no transaction), re-apply with a read-back
+   (the periodic outside-edit check), the agent's identical-plan path (nothing rendered), and
+   changing one backend (render + patch; also with a read-back first, as without the cache).
 
 All traffic stays inside this run's namespaces (prefix ``vc-<pid>``); everything is torn down in
 ``finally``.
@@ -17,6 +19,7 @@ All traffic stays inside this run's namespaces (prefix ``vc-<pid>``); everything
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import re
 import statistics
@@ -30,9 +33,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "dataplan
 from dp_lab import BACKEND_PORT, VIP4, TrafficLab, build_traffic_lab
 from dp_plans import scale_rules
 
-from vipcast.core.desired import Backend, NatRule
+from vipcast.core.desired import Backend, NatRule, NodePlan
 from vipcast.dataplane.nft import NftTable
 from vipcast.dataplane.nft_render import render
+from vipcast.dataplane.node import NodeDataplane
 from vipcast.dataplane.routes import LocalVips
 from vipcast.lab.netns import Topology
 
@@ -99,26 +103,53 @@ def apply_times(services: int, backends: int) -> dict[str, Any]:
         t_render = time.monotonic() - t0
         first = table.apply(rendered)
         assert first.ok, first.error
+        # no-op from the remembered table (no read-back, no transaction)
         noop = table.apply(rendered)
-        assert noop.ok and not noop.changed
+        assert noop.ok and not noop.changed and not noop.read_back
+        # no-op with a read-back (the periodic check for outside edits)
+        checked = table.apply(rendered, check=True)
+        assert checked.ok and not checked.changed and checked.read_back
         t0 = time.monotonic()
         table.read()
         t_read = time.monotonic() - t0
+        # one backend changes: render + patch against the remembered table
         t0 = time.monotonic()
         changed_rules = scale_rules(services, backends, bump=1)
-        change = table.apply(render(changed_rules))
+        changed_render = render(changed_rules)
+        t_change_render = time.monotonic() - t0
+        change = table.apply(changed_render)
         t_change = time.monotonic() - t0
         assert change.ok and change.changed and len(change.diff.changed) >= 1
+        assert not change.read_back
+        # the same change when the memory is not trusted (read-back first, as before the cache)
+        table.apply(rendered)
+        table.forget()
+        t0 = time.monotonic()
+        change_rb = table.apply(render(changed_rules))
+        t_change_rb = time.monotonic() - t0
+        assert change_rb.ok and change_rb.read_back
         forced = table.apply(render(rules), force=True)
+        # the agent's path: an identical plan again renders nothing and touches no kernel object
+        dp = NodeDataplane(NftTable(ns))
+        plan = NodePlan(node="n1", nat=tuple(rules))
+        asyncio.run(dp.apply_report(plan))
+        t0 = time.monotonic()
+        again = asyncio.run(dp.apply_report(NodePlan(node="n1", nat=tuple(rules))))
+        t_node_noop = time.monotonic() - t0
+        assert again.ok and not again.nft.changed
         return {
             "services": services,
             "backends_per_service": backends,
             "render_s": t_render,
             "first_apply_s": first.seconds,
             "noop_reapply_s": noop.seconds,
+            "noop_reapply_with_read_back_s": checked.seconds,
+            "node_dataplane_identical_plan_s": t_node_noop,
             "read_back_s": t_read,
             "change_one_backend_s": t_change,
+            "change_one_backend_render_s": t_change_render,
             "change_one_backend_mode": change.mode,
+            "change_one_backend_with_read_back_s": t_change_rb,
             "change_diff_objects": len(change.diff.changed) + len(change.diff.added),
             "full_replace_s": forced.seconds,
         }
@@ -131,10 +162,13 @@ def main() -> int:
     parser.add_argument("--services", type=int, default=1000)
     parser.add_argument("--backends", type=int, default=10)
     parser.add_argument("--json", type=Path, help="write the figures here too")
+    parser.add_argument("--apply-only", action="store_true", help="skip the wrk runs")
     args = parser.parse_args()
     duration = max(1, min(args.duration, 30))
     figures = {
-        "throughput": throughput(duration, max(1, min(args.rounds, 5))),
+        "throughput": (
+            None if args.apply_only else throughput(duration, max(1, min(args.rounds, 5)))
+        ),
         "apply": apply_times(args.services, args.backends),
     }
     text = json.dumps(figures, indent=2)
