@@ -143,7 +143,8 @@ class Shim:
 
     async def start(self, app: web.Application) -> None:
         self.session = aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(ssl=False, limit=200),
+            # no pool limit: every watch holds an upstream connection while it lasts
+            connector=aiohttp.TCPConnector(ssl=False, limit=0),
             timeout=aiohttp.ClientTimeout(total=None, sock_connect=10),
             auto_decompress=True,
         )
@@ -306,7 +307,9 @@ async def _serve(args: argparse.Namespace) -> None:
     runners.append(stub)
     shim = Shim(args.upstream, Path(args.crd_dir),
                 Path(args.audit_log) if args.audit_log else None)
-    runner = web.AppRunner(shim.app())
+    # a client that goes away (a killed controller) cancels its handler, which closes the
+    # upstream request: without it, idle watches would hold upstream connections for minutes
+    runner = web.AppRunner(shim.app(), handler_cancellation=True)
     await runner.setup()
     await web.TCPSite(runner, "127.0.0.1", args.shim_port).start()
     runners.append(runner)
