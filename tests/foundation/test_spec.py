@@ -267,6 +267,22 @@ def test_missing_path_and_non_mapping_document(tmp_path: Path) -> None:
         load_documents([("x", ["a", "list"])])
 
 
+def test_nameless_documents_are_located_by_position(tmp_path: Path) -> None:
+    """A document without a kind/name to show is found by its position in the file."""
+    path = tmp_path / "c.yaml"
+    path.write_text(
+        "apiVersion: v1\nkind: Node\nmetadata: {name: n1}\n---\n- a list\n---\n"
+        "apiVersion: vipcast.io/v1beta1\nkind: BFDProfile\nspec: {}\n"
+    )
+    with pytest.raises(SpecError) as err:
+        load_paths([path])
+    found = {(i.file, i.obj, i.field, i.message) for i in err.value.issues}
+    assert found == {
+        (str(path), "-", "", "a document must be a mapping (an object) (document #2 of the file)"),
+        (str(path), "BFDProfile", "metadata", "Field required (document #3 of the file)"),
+    }
+
+
 def test_bad_service_annotations(tmp_path: Path) -> None:
     found = issues_of(tmp_path, """
         apiVersion: v1

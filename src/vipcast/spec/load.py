@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -234,9 +234,15 @@ def load_documents(docs: Iterable[tuple[str, object]]) -> Spec:
     issues: list[Issue] = []
     by_kind: dict[str, list[Any]] = {k: [] for k in KINDS}
     origins: dict[str, str] = {}
+    ordinals: dict[str, int] = {}
     for source, doc in docs:
+        ordinal = ordinals[source] = ordinals.get(source, 0) + 1
         obj, problems = _parse(source, doc)
-        issues.extend(problems)
+        # an object without a name is found in its file by its position
+        issues.extend(
+            p if p.name else replace(p, message=f"{p.message} (document #{ordinal} of the file)")
+            for p in problems
+        )
         if obj is None:
             continue
         kind = str(getattr(obj, "kind"))  # noqa: B009 - every model has a literal kind
