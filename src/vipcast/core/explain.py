@@ -70,6 +70,11 @@ def _why_not(ctx: PlanContext, key: str, node: str) -> tuple[str, ...]:
                 out.append(f"{what}: externalTrafficPolicy Local and no ready endpoint here")
             elif ann.kind == "BGP":
                 out.append(f"{what}: no BGPPeer of the advertisement selects this node")
+            else:  # eligible for this service, but not for another one sharing the address
+                out.append(
+                    f"{what}: a service sharing the address is not eligible on this node "
+                    "(sharers answer from the nodes eligible for all of them)"
+                )
     return tuple(dict.fromkeys(out))
 
 
