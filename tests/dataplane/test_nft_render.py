@@ -13,12 +13,26 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from dp_plans import CLUSTER_WEB, DNS_V6, LOCAL_WEB, MIXED, RESTRICTED, SNAPSHOT_PLANS
+from dp_plans import (
+    CLUSTER_WEB,
+    DNS_V6,
+    LOCAL_WEB,
+    MIXED,
+    RESTRICTED,
+    SNAPSHOT_PLANS,
+    scale_rules,
+)
 from hypothesis import given
 from hypothesis import strategies as st
 
 from vipcast.core.desired import Backend, NatRule
-from vipcast.dataplane.nft_render import chain_name, down_set, render, usable_backends
+from vipcast.dataplane.nft_render import (
+    RenderCache,
+    chain_name,
+    down_set,
+    render,
+    usable_backends,
+)
 
 SNAPSHOTS = Path(__file__).with_name("snapshots")
 
@@ -174,3 +188,28 @@ def test_chain_names_are_distinct_and_readable() -> None:
     a = chain_name("a/b-c", "203.0.113.1", "tcp", 80)
     b = chain_name("a-b/c", "203.0.113.1", "tcp", 80)
     assert a != b and a.startswith("svc4-a-b-c-tcp80-")
+
+
+
+def _service_chains(rendered: Any) -> int:
+    return sum(
+        1 for o in rendered.objects if "chain" in o and o["chain"]["name"].startswith("svc")
+    )
+
+
+def test_render_cache_gives_the_same_table_through_a_sequence_of_changes() -> None:
+    cache = RenderCache()
+    steps: list[tuple[tuple[NatRule, ...], tuple[tuple[str, int], ...]]] = [
+        (MIXED, ()),
+        ((CLUSTER_WEB, LOCAL_WEB), ()),
+        ((CLUSTER_WEB, LOCAL_WEB), (("192.0.2.6", 8080),)),
+        (MIXED, (("192.0.2.6", 8443),)),
+        (scale_rules(20, 3), ()),
+        (scale_rules(20, 3, bump=1), ()),
+        ((), ()),
+        (MIXED, ()),
+    ]
+    for rules, down in steps:
+        with_cache = render(rules, down_set(down), cache)
+        assert with_cache == render(rules, down_set(down))
+        assert len(cache) == _service_chains(with_cache)  # only what the last render used

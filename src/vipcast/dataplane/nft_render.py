@@ -129,10 +129,63 @@ def down_set(keys: Iterable[BackendKey]) -> Callable[[Backend], bool]:
 # the render
 
 
+class RenderCache:
+    """Per-service pieces of earlier renders, owned by the caller (one per node data plane).
+
+    A render with a cache reuses the chain name, chain and DNAT rule of every VIP port whose
+    rule and usable backends are unchanged, so changing one backend among thousands renders
+    one service. Entries not used by the latest render are dropped. The cached objects are
+    shared between renders: treat rendered objects as read-only.
+    """
+
+    def __init__(self) -> None:
+        self._pieces: dict[tuple[NatRule, tuple[Backend, ...]], tuple[str, JSON, JSON]] = {}
+        self._order: dict[NatRule, tuple[Any, ...]] = {}
+        self._used: dict[tuple[NatRule, tuple[Backend, ...]], tuple[str, JSON, JSON]] = {}
+
+    def __len__(self) -> int:
+        return len(self._pieces)
+
+    def order(self, rule: NatRule) -> tuple[Any, ...]:
+        key = self._order.get(rule)
+        if key is None:
+            key = self._order[rule] = _rule_order(rule)
+        return key
+
+    def pieces(
+        self, rule: NatRule, backends: tuple[Backend, ...], fam: IpFamily, proto: str, vip: str
+    ) -> tuple[str, JSON, JSON]:
+        key = (rule, backends)
+        found = self._pieces.get(key)
+        if found is None:
+            found = _service_pieces(rule, backends, fam, proto, vip)
+        self._used[key] = found
+        return found
+
+    def finish(self) -> None:
+        """Keep only what the render just used."""
+        self._pieces, self._used = self._used, {}
+        live = {rule for rule, _ in self._pieces}
+        self._order = {rule: key for rule, key in self._order.items() if rule in live}
+
+
+def _service_pieces(
+    rule: NatRule, backends: tuple[Backend, ...], fam: IpFamily, proto: str, vip: str
+) -> tuple[str, JSON, JSON]:
+    chain = chain_name(rule.service, vip, proto, rule.port)
+    return chain, _obj("chain", name=chain), _dnat_rule(chain, rule.service, fam, proto, backends)
+
+
 def render(
-    rules: Sequence[NatRule], is_down: Callable[[Backend], bool] = lambda _b: False
+    rules: Sequence[NatRule],
+    is_down: Callable[[Backend], bool] = lambda _b: False,
+    cache: RenderCache | None = None,
 ) -> Rendered:
-    """The whole ``inet vipcast`` table for ``rules`` (a node plan's ``nat``)."""
+    """The whole ``inet vipcast`` table for ``rules`` (a node plan's ``nat``).
+
+    With a :class:`RenderCache` the unchanged services' pieces come from earlier renders (the
+    result is the same as without one).
+    """
     skipped: list[Skipped] = []
     seen: dict[tuple[str, str, int], str] = {}
     vmap: dict[IpFamily, list[list[Any]]] = {4: [], 6: []}
@@ -142,7 +195,7 @@ def render(
     service_chains: list[JSON] = []
     service_rules: list[JSON] = []
 
-    for rule in sorted(rules, key=_rule_order):
+    for rule in sorted(rules, key=_rule_order if cache is None else cache.order):
         vip = _canon_ip(rule.vip)
         fam = _family(vip)
         proto = _PROTO_NAME[rule.protocol]
@@ -165,12 +218,17 @@ def render(
         backends = usable_backends(rule, is_down)
         if not backends:
             continue
-        chain = chain_name(rule.service, vip, proto, rule.port)
+        if cache is None:
+            chain, chain_obj, dnat_rule = _service_pieces(rule, backends, fam, proto, vip)
+        else:
+            chain, chain_obj, dnat_rule = cache.pieces(rule, backends, fam, proto, vip)
         vmap[fam].append([{"concat": [vip, proto, rule.port]}, {"goto": {"target": chain}}])
         if rule.traffic_policy == "Cluster":
             remote[fam].update((_canon_ip(b.ip), proto, b.port) for b in backends if not b.local)
-        service_chains.append(_obj("chain", name=chain))
-        service_rules.append(_dnat_rule(chain, rule.service, fam, proto, backends))
+        service_chains.append(chain_obj)
+        service_rules.append(dnat_rule)
+    if cache is not None:
+        cache.finish()
 
     objects: list[JSON] = [{"table": {"family": FAMILY, "name": TABLE}}]
     for fam in (4, 6):
@@ -365,7 +423,9 @@ def _prefix(addr: str, plen: int, fam: IpFamily) -> Any:
     return {"prefix": {"addr": addr, "len": plen}}
 
 
+@functools.lru_cache(maxsize=1 << 16)
 def _elem_key(elem: tuple[Any, ...]) -> tuple[Any, ...]:
+    """Sort key of a set element (memoised: plans repeat elements from render to render)."""
     return tuple(_part_key(x) for x in elem)
 
 

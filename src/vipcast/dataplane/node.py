@@ -25,7 +25,13 @@ from typing import Protocol
 
 from vipcast.core.desired import NatRule, NodePlan
 from vipcast.dataplane.nft import ApplyResult, NftTable
-from vipcast.dataplane.nft_render import Skipped, down_set, render, usable_backends
+from vipcast.dataplane.nft_render import (
+    RenderCache,
+    Skipped,
+    down_set,
+    render,
+    usable_backends,
+)
 from vipcast.dataplane.routes import LocalVips, VipChange
 
 log = logging.getLogger(__name__)
@@ -89,6 +95,7 @@ class NodeDataplane:
         self.last: DataplaneReport | None = None
         #: what the kernel was last made to match: (NAT rules, backends down, local VIPs)
         self._applied: tuple[object, ...] | None = None
+        self._render_cache = RenderCache()
         if health is not None:
             health.on_change(self._dirty.set)
 
@@ -178,7 +185,7 @@ class NodeDataplane:
                 return DataplaneReport(ApplyResult(ok=True, changed=False),
                                        skipped=self.last.skipped)
             self._applied = None
-            rendered = render(plan.nat, down_set(down))
+            rendered = render(plan.nat, down_set(down), self._render_cache)
             result = await asyncio.to_thread(self._nft.apply, rendered, check=check)
             vips = VipChange()
             if self._vips is not None and result.ok:
