@@ -1,0 +1,150 @@
+"""A speaker driven by JSON lines on stdin, for interop tests and benchmarks.
+
+``python -m vipcast.runtime.bgp_static`` (run inside a namespace) reads one JSON document per
+line and makes the speaker equal to it::
+
+    {"listen": [["0.0.0.0", 179]]}                      (first line only, optional)
+    {"peers": [{"name": "r", "address": "192.0.2.1", "local_asn": 65001, "peer_asn": 65000,
+                "router_id": "192.0.2.11", "password": null, "hold_time": 90, ...}],
+     "routes": {"r": {"198.18.0.1/32": {"communities": [...], "large_communities": [...],
+                                         "local_pref": null}}},
+     "generate": {"peer": "r", "base": "198.18.0.0", "count": 1000}}
+
+``{"stop": true}`` (or end of input) stops with Cease/Administrative Shutdown. After every
+document and every session event it prints ``{"t": <monotonic>, "peers": [status...]}``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import json
+import logging
+import sys
+import time
+from dataclasses import asdict
+from typing import Any
+
+from vipcast.proto.bgp import RouteAttributes, SessionConfig
+from vipcast.runtime.bgp_peer import PeerSettings
+from vipcast.runtime.bgp_speaker import Speaker
+from vipcast.runtime.bgp_transport import TransportOptions
+
+
+def peer_from_json(doc: dict[str, Any]) -> PeerSettings:
+    config = SessionConfig(
+        local_asn=int(doc["local_asn"]),
+        peer_asn=int(doc["peer_asn"]),
+        router_id=str(doc["router_id"]),
+        hold_time=int(doc.get("hold_time", 90)),
+        connect_retry_time=float(doc.get("connect_retry_time", 5.0)),
+        idle_hold_time=float(doc.get("idle_hold_time", 1.0)),
+        passive=bool(doc.get("passive", False)),
+        graceful_restart=bool(doc.get("graceful_restart", False)),
+        restart_time=int(doc.get("restart_time", 120)),
+        restarting=bool(doc.get("restarting", False)),
+    )
+    return PeerSettings(
+        name=str(doc["name"]),
+        address=str(doc["address"]),
+        port=int(doc.get("port", 179)),
+        session=config,
+        transport=TransportOptions(
+            source_address=doc.get("source_address"),
+            ttl=doc.get("ttl"),
+            gtsm_hops=doc.get("gtsm_hops"),
+            md5_password=doc.get("password"),
+        ),
+    )
+
+
+def routes_from_json(doc: dict[str, Any]) -> dict[str, dict[str, RouteAttributes]]:
+    table: dict[str, dict[str, RouteAttributes]] = {}
+    for peer, routes in doc.get("routes", {}).items():
+        table[peer] = {
+            prefix: RouteAttributes(
+                communities=tuple(int(c) for c in attrs.get("communities", ())),
+                large_communities=tuple(
+                    (int(a), int(b), int(c)) for a, b, c in attrs.get("large_communities", ())
+                ),
+                local_pref=attrs.get("local_pref"),
+            )
+            for prefix, attrs in routes.items()
+        }
+    generate = doc.get("generate")
+    if generate:
+        base = ipaddress.ip_address(generate["base"])
+        length = 32 if base.version == 4 else 128
+        target = table.setdefault(str(generate["peer"]), {})
+        plain = RouteAttributes()
+        for i in range(int(generate["count"])):
+            target[f"{base + i}/{length}"] = plain
+    return table
+
+
+async def serve(lines: asyncio.Queue[str | None]) -> None:
+    first = await lines.get()
+    listen: list[tuple[str, int]] = []
+    pending = first
+    if first is not None:
+        doc = json.loads(first)
+        if "listen" in doc and len(doc) == 1:
+            listen = [(str(a), int(p)) for a, p in doc["listen"]]
+            pending = None
+    speaker = Speaker(listen=listen)
+    await speaker.start()
+
+    def report() -> None:
+        status = [asdict(s) for s in speaker.status()]
+        print(json.dumps({"t": time.monotonic(), "peers": status}), flush=True)
+
+    async def watch() -> None:
+        while True:
+            await speaker.wait_changed(1.0)
+            report()
+
+    watcher = asyncio.create_task(watch())
+    try:
+        while True:
+            line = pending if pending is not None else await lines.get()
+            pending = None
+            if line is None:
+                break
+            doc = json.loads(line)
+            if doc.get("stop"):
+                break
+            if "routes" in doc or "generate" in doc:
+                speaker.set_routes(routes_from_json(doc))
+            if "peers" in doc:
+                speaker.configure([peer_from_json(p) for p in doc["peers"]])
+            report()
+    finally:
+        watcher.cancel()
+        await asyncio.gather(watcher, return_exceptions=True)
+        await speaker.stop("bgp_static stopping")
+        report()
+
+
+def main() -> None:
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr)
+
+    async def run() -> None:
+        loop = asyncio.get_running_loop()
+        lines: asyncio.Queue[str | None] = asyncio.Queue()
+
+        def readable() -> None:
+            line = sys.stdin.readline()
+            if not line:
+                loop.remove_reader(sys.stdin.fileno())
+                lines.put_nowait(None)
+            elif line.strip():
+                lines.put_nowait(line)
+
+        loop.add_reader(sys.stdin.fileno(), readable)
+        await serve(lines)
+
+    asyncio.run(run())
+
+
+if __name__ == "__main__":
+    main()
