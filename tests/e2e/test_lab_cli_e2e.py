@@ -67,3 +67,26 @@ def test_lab_up_twice_status_then_down_leaves_nothing() -> None:
     finally:
         delete_prefixed(prefix)
         subprocess.run(["rm", "-rf", str(workdir.parent)], check=False)
+
+
+def test_demo_runs_in_about_a_minute_and_leaves_only_its_picture(tmp_path: Path) -> None:
+    picture = tmp_path / "failover.svg"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "vipcast.cli.main", "demo", "--picture", str(picture)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env={**os.environ, "COLUMNS": "200"},
+    )
+    try:
+        out, err = proc.communicate(timeout=180)  # about 15 s alone; generous on a busy box
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+        delete_prefixed(f"vc-{proc.pid}-")
+    assert proc.returncode == 0, out[-3000:] + err[-3000:]
+    for heading in ("allocations", "BGP sessions", "ECMP", "client requests", "failover"):
+        assert heading in out, out
+    assert "recovered after" in out and "did not recover" not in out, out
+    assert picture.exists() and "<svg" in picture.read_text()
+    assert leftovers(f"vc-{proc.pid}-") == []
+    assert not Path(f"/tmp/vipcast-demo-{proc.pid}").exists()

@@ -129,9 +129,12 @@ def recovery_time(samples: list[Sample], kill_at: float) -> tuple[float | None, 
 
 
 def run_demo(opts: LabOptions, say: Say, picture: Path | None) -> DemoResult:
+    """Build, run, tear down. The work directory goes too, unless the run failed (logs)."""
     topo, state = build(opts, step=lambda s: say(f"building the lab: {s}"))
     with topo:
-        return _scenario(topo, state, opts, say, picture)
+        result = _scenario(topo, state, opts, say, picture)
+    shutil.rmtree(opts.workdir, ignore_errors=True)
+    return result
 
 
 def _scenario(topo: Topology, state: LabState, opts: LabOptions, say: Say,

@@ -128,8 +128,13 @@ def demo(
     _preflight()
     opts = LabOptions(nodes=nodes, bfd=bfd, prefix=f"vc-{os.getpid()}",
                       workdir=Path(f"/tmp/vipcast-demo-{os.getpid()}"), hold_time=3)
-    with console.status("starting") as st:
-        result = run_demo(opts, lambda s: st.update(s), picture)
+    try:
+        with console.status("starting") as st:
+            result = run_demo(opts, lambda s: st.update(s), picture)
+    except Exception:
+        console.print(f"[red]the demo failed[/red]; its namespaces are removed, logs kept in "
+                      f"{opts.workdir}")
+        raise
     t = Table(title="1. allocations (controller)")
     for col in ("service", "IPs", "traffic policy", "reason"):
         t.add_column(col)
