@@ -191,6 +191,24 @@ class BfdBinding:
     def close(self) -> None:
         self.bfd.close()
 
+    def status(self) -> dict[str, object]:
+        """BGPPeer name -> its BFD session as plain data (the ``bfd`` section of /status)."""
+        return {name: asdict(st) for name, st in self.bfd.status().items()}
+
+
+def observe(agent: Agent, registry: CollectorRegistry, l2: L2Runtime | None) -> BfdBinding:
+    """Bind BFD to the agent's BGP peers and add the ``bfd`` and ``l2`` /status sections.
+
+    Called once per agent: the BFD and L2 metrics live on ``registry`` from construction, so
+    reloads reconfigure sessions without registering anything again.
+    """
+    bfd = BfdBinding(agent, registry)
+    agent.add_consumer(bfd)
+    agent.add_status_section("bfd", bfd.status)
+    if l2 is not None:
+        agent.add_status_section("l2", l2.status)
+    return bfd
+
 
 async def prime(
     options: AgentOptions,
@@ -267,10 +285,14 @@ async def run_node(
         await l2.start()
         consumers.append(l2)
     if not dataplane_enabled:
+        bare: BfdBinding | None = None
         try:
             agent = agent_factory(options, registry=registry, consumers=consumers)
+            bare = observe(agent, registry, l2)
             return int(await agent.run())
         finally:
+            if bare is not None:
+                bare.close()
             if l2 is not None:
                 await l2.stop(graceful=True)
     health = HealthChecker()
@@ -278,13 +300,7 @@ async def run_node(
     policy = AnnouncementPolicy(dataplane, AnnouncementGate(), health, base_planner=base_planner)
     agent = agent_factory(options, planner=policy.planner, consumers=[dataplane, *consumers],
                           registry=registry)
-    bfd = BfdBinding(agent, registry)
-    agent.add_consumer(bfd)
-    agent.add_status_section(
-        "bfd", lambda: {name: asdict(st) for name, st in bfd.bfd.status().items()}
-    )
-    if l2 is not None:
-        agent.add_status_section("l2", l2.status)
+    bfd = observe(agent, registry, l2)
     policy.on_change(agent.request_reload)
     if l2 is not None:
         policy.on_servable_vips(l2.set_servable)

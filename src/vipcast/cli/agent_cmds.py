@@ -1,4 +1,4 @@
-"""``vipcast agent`` (the standalone node agent) and ``vipcast status`` (its sessions)."""
+"""``vipcast agent`` (the standalone node agent) and ``vipcast status`` (BGP, BFD, L2)."""
 
 from __future__ import annotations
 
@@ -115,13 +115,102 @@ def sessions_table(document: dict[str, Any]) -> Table:
     return table
 
 
+def _ms(value: Any) -> str:
+    return "-" if value in (None, 0, 0.0) else f"{float(value):g}"
+
+
+def bfd_table(document: dict[str, Any]) -> Table | None:
+    """The BFD sessions (one per BGPPeer with a bfdProfile); None when there are none."""
+    sessions: dict[str, Any] = document.get("bfd") or {}
+    if not sessions:
+        return None
+    table = Table(title=f"BFD sessions of {document.get('node', '?')}")
+    for column in ("peer", "address", "state", "remote", "TX ms", "RX ms", "mult",
+                   "detect ms", "last diag", "uptime"):  # fmt: skip
+        table.add_column(column, overflow="fold")
+    for name, s in sorted(sessions.items()):
+        state = str(s["state"])
+        style = "green" if state == "UP" else "red" if state == "DOWN" else "yellow"
+        remote_mult = s.get("remote_detect_mult") or "-"
+        table.add_row(
+            name,
+            str(s["peer"]) + (" (multihop)" if s.get("multihop") else ""),
+            f"[{style}]{state}[/{style}]",
+            str(s.get("remote_state", "-")),
+            _ms(s.get("tx_interval_ms")),
+            _ms(s.get("rx_interval_ms")),
+            f"{s.get('detect_mult', '-')}/{remote_mult}",
+            _ms(s.get("detection_time_ms")),
+            str(s.get("last_diag") or s.get("local_diag") or "-"),
+            _uptime(s.get("uptime_s")),
+        )
+    return table
+
+
+def l2_tables(document: dict[str, Any]) -> list[Table]:
+    """Each L2 VIP's owner and this node's duties, then the membership view."""
+    l2: dict[str, Any] | None = document.get("l2")
+    if not l2:
+        return []
+    node = str(l2.get("node", document.get("node", "?")))
+    vips = Table(title=f"L2 VIPs (seen from {node})")
+    for column in ("VIP", "owner", "answered here", "servable here", "interfaces", "candidates"):
+        vips.add_column(column, overflow="fold")
+    for vip in l2.get("vips", []):
+        owner = vip.get("owner") or "[red]none[/red]"
+        here = "[green]yes[/green]" if vip.get("answering_here") else "no"
+        vips.add_row(
+            str(vip["ip"]),
+            str(owner),
+            here,
+            "yes" if vip.get("servable_here") else "no",
+            ",".join(vip.get("interfaces", [])) or "-",
+            ",".join(vip.get("candidates", [])),
+        )
+    view: dict[str, Any] = l2.get("membership") or {}
+    peers: dict[str, Any] = view.get("peers") or {}
+    alive = list(view.get("alive", []))
+    quorum = "[green]quorum[/green]" if view.get("quorum") else "[red]NO QUORUM[/red]"
+    members = Table(
+        title=f"L2 membership of {node}: {len(alive)}/{len(peers) + 1} alive, {quorum}"
+    )
+    for column in ("member", "state", "last heard", "serving"):
+        members.add_column(column, overflow="fold")
+    members.add_row(
+        f"{node} (self)", "[green]alive[/green]", "-", ",".join(view.get("serving", [])) or "-"
+    )
+    for name, peer in sorted(peers.items()):
+        state = str(peer.get("state"))
+        style = "green" if state == "alive" else "red" if state == "dead" else "yellow"
+        heard = peer.get("last_heard_s")
+        members.add_row(
+            name,
+            f"[{style}]{state}[/{style}]",
+            "never" if heard is None else f"{float(heard):.2f}s ago",
+            ",".join(peer.get("serving", [])) or "-",
+        )
+    errors: dict[str, str] = l2.get("interface_errors") or {}
+    if errors:
+        members.caption = "; ".join(f"{ifname}: {err}" for ifname, err in errors.items())
+    return [vips, members]
+
+
+def status_tables(document: dict[str, Any]) -> list[Table]:
+    """Every table ``vipcast status`` prints, in order."""
+    tables = [sessions_table(document)]
+    bfd = bfd_table(document)
+    if bfd is not None:
+        tables.append(bfd)
+    return tables + l2_tables(document)
+
+
 def status(
     address: Annotated[
         str, typer.Option("--address", "-a", help="The agent's --metrics-address")
     ] = DEFAULT_STATUS,
     as_json: Annotated[bool, typer.Option("--json", help="Print the raw JSON document")] = False,
 ) -> None:
-    """Show a running agent's BGP sessions (state, uptime, prefixes, last error)."""
+    """Show a running agent's BGP sessions, BFD sessions and L2 owners and membership."""
     try:
         document = fetch_status(address)
     except (OSError, urllib.error.URLError, ValueError) as exc:
@@ -131,7 +220,8 @@ def status(
         typer.echo(json.dumps(document, indent=2))
         return
     console = Console()
-    console.print(sessions_table(document))
+    for table in status_tables(document):
+        console.print(table)
     errors = document.get("config", {}).get("errors") or []
     if errors:
         console.print(f"[red]the last configuration change was refused ({len(errors)} issues)")

@@ -39,6 +39,7 @@ from vipcast.proto.bfd import (
     SOURCE_PORT_MAX,
     SOURCE_PORT_MIN,
     BFDPacketError,
+    Diag,
     DropReason,
     Session,
     SessionConfig,
@@ -228,6 +229,8 @@ class BfdManager:
 
     def _deliver(self, handle: BfdHandle, change: StateChanged) -> None:
         handle.since = self.now()
+        if change.diag is not Diag.NONE:
+            handle.last_diag = change.diag.name
         log.info(
             "bfd %s: %s -> %s (%s)",
             handle.peer,

@@ -66,6 +66,14 @@ class BfdStatus:
     packets_sent: int
     packets_received: int
     packets_dropped: int
+    #: negotiated receive interval (how often the remote sends), before jitter
+    rx_interval_ms: float = 0.0
+    #: this side's configured detect multiplier
+    detect_mult: int = 0
+    #: the diagnostic of the last state change that carried one (NONE: never failed)
+    last_diag: str = "NONE"
+    #: seconds the session has been Up; None when it is not Up
+    uptime_s: float | None = None
 
 
 @dataclass(eq=False)
@@ -86,6 +94,8 @@ class BfdHandle:
     sent: int = 0
     received: int = 0
     dropped: int = 0
+    #: the diagnostic of the last state change that carried one
+    last_diag: str = "NONE"
     closed: bool = False
     _timer: asyncio.TimerHandle | None = field(default=None, repr=False)
     _on_change: list[ChangeCallback] = field(default_factory=list, repr=False)
@@ -141,7 +151,16 @@ class BfdHandle:
             packets_sent=self.sent,
             packets_received=self.received,
             packets_dropped=self.dropped,
+            rx_interval_ms=s.rx_interval_us / 1000,
+            detect_mult=s.config.detect_mult,
+            last_diag=self.last_diag,
+            uptime_s=self._uptime(),
         )
+
+    def _uptime(self) -> float | None:
+        if self.session.state is not State.UP:
+            return None
+        return round(max(0.0, self.manager.now() - self.since), 3)
 
     def reconfigure(self, profile: BFDProfileSpec | SessionConfig) -> None:
         """New intervals for a running session (a Poll Sequence if Up)."""

@@ -202,9 +202,14 @@ class Session:
         return max(self._tx_in_use_us, self.remote_min_rx_us)
 
     @property
+    def rx_interval_us(self) -> int:
+        """The negotiated receive interval: how often the remote sends to us, before jitter."""
+        return max(self._rx_in_use_us, self.remote_desired_min_tx_us)
+
+    @property
     def detection_time_us(self) -> int:
         """How long the remote may stay silent before the session goes down."""
-        return self.remote_detect_mult * max(self._rx_in_use_us, self.remote_desired_min_tx_us)
+        return self.remote_detect_mult * self.rx_interval_us
 
     # ------------------------------------------------------------------ internals
 
