@@ -207,15 +207,17 @@ def _scenario(topo: Topology, state: LabState, opts: LabOptions, say: Say,
 
 
 def power_off(topo: Topology, state: LabState, node: str, clock: Callable[[], float]) -> float:
-    """A node loses power: its agent is SIGKILLed and its LAN cable pulled (bridge side).
+    """A node loses power: its LAN cable is pulled (bridge side), then its agent SIGKILLed.
 
-    Returns ``clock()`` at the failure.
+    The cable goes first: a dead machine sends nothing, while a killed process's kernel still
+    closes its TCP sessions with a FIN, which a graceful-restart helper takes for an agent
+    restart and keeps the node's routes (stale). Returns ``clock()`` at the failure.
     """
     at = clock()
+    topo["lan"].set_link(f"p{node[1:]}", False)  # the router's own link stays up
     pid = state.pids.get(f"{node}-agent")
     if pid:
         os.killpg(pid, signal.SIGKILL)
-    topo["lan"].set_link(f"p{node[1:]}", False)  # the router's own link stays up
     return at
 
 
