@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from vipcast.app.demo import recovery_time, send
+from vipcast.app.demo import power_off, recovery_time, send
 from vipcast.app.lab import (
     LabOptions,
     LabState,
@@ -180,9 +180,7 @@ def test_node_failure_moves_traffic_to_the_others(lab: Lab) -> None:
     )
     start = time.monotonic()
     time.sleep(2.0)
-    kill_at = time.monotonic() - start
-    os.killpg(lab.state.pids["n3-agent"], signal.SIGKILL)
-    lab.topo["lan"].set_link("p3", False)
+    kill_at = power_off(lab.topo, lab.state, "n3", lambda: time.monotonic() - start)
     out, _ = load.communicate(timeout=60)
     from vipcast.app.demo import load_samples
 
