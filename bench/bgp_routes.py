@@ -2,28 +2,37 @@
 
 Not a test. Runs in its own network namespaces (prefix vc-<pid>-...), as root:
 
-    .venv/bin/python bench/bgp_routes.py [--counts 1000,10000] [--speakers vipcast,bird]
+    .venv/bin/python bench/bgp_routes.py [--counts 1000,10000] [--speakers vipcast,bird,gobgp]
+                                         [--rounds 3] [--repeat 2]
 
-For each speaker and N: time from the trigger until the router namespace's kernel table holds
-all N routes (``proto bgp``), time to withdraw them all, the speaker's RSS with N routes
-announced. vipcast is driven through ``python -m vipcast.runtime.bgp_static`` (trigger = the
-JSON line written); BIRD announces N static blackholes (trigger = ``birdc enable``/``disable``
-of its static protocol). Also: one VIP from the trigger to the router's kernel (vipcast).
-GoBGP (``--speakers gobgp``, not in the default set) gets its N routes in one batch through its
-API: an MRT TABLE_DUMP_V2 file written here, injected with ``gobgp mrt inject global``. With the
-Debian gobgp 3.10 CLI only part of the dump reaches the RIB (4 of 10 in a probe; the CLI
-parses all records), so that run times out and GoBGP has no figure yet; the per-prefix CLI
-(``gobgp global rib add``, one process per route) would measure the CLI, not the daemon.
+For each speaker and N, ``--rounds`` fresh topologies (speakers interleaved, so that the noise
+of a shared machine falls on all of them), each with one untimed warm-up cycle (FRR sees the N
+routes once) and ``--repeat`` timed cycles: time from the trigger until the router
+namespace's kernel table holds all N routes (``proto bgp``), time from the next trigger until
+it holds none, the speaker's RSS with N routes announced. Medians are printed.
+
+Times come from ``ip monitor route`` in the router's namespace (the moment of the last route
+event), confirmed by polling ``ip route show``; when the monitor missed events the poll's time
+is used instead.
+
+Triggers: vipcast, ``python -m vipcast.runtime.bgp_static``, the JSON line written (the
+speaker generates the N prefixes, encodes and sends them after that); BIRD, ``birdc
+enable``/``disable`` of its static protocol of N blackholes; GoBGP, its gRPC API
+(``bench/bgp_gobgp_feed.py`` in the speaker's namespace): one AddPathStream of N paths in
+requests of 1,000, built before the trigger; withdraw = one DeletePath of the IPv4 family.
+One VIP, trigger to the router's kernel, for vipcast and GoBGP (5 times per topology).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import ipaddress
 import json
-import struct
+import statistics
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -34,24 +43,81 @@ from vipcast.lab.bird import BirdConfig, start_bird
 from vipcast.lab.frr import FrrConfig, FrrInstance, start_frr
 from vipcast.lab.gobgp import GobgpConfig, start_gobgp
 from vipcast.lab.netns import Netns, Topology
+from vipcast.lab.process import run_command
 
 ROUTER, SPEAKER = "10.0.0.1", "10.0.0.2"
 ROUTER_ASN, SPEAKER_ASN = 65000, 65001
 BASE = ipaddress.IPv4Address("198.18.0.0")
 DEADLINE = 120.0
+VIP_TIMES = 5
 
 
 def kernel_count(router: Netns) -> int:
-    out = router.run(["ip", "-4", "route", "show", "proto", "bgp"], check=True).stdout
-    return sum(1 for line in out.splitlines() if line.strip())
+    out = run_command(["ip", "-n", router.name, "-4", "route", "show", "proto", "bgp"]).stdout
+    return out.count("\n")
 
 
-def wait_count(router: Netns, predicate: Callable[[int], bool], start: float) -> float:
+class KernelWatch:
+    """``ip monitor route`` in the router's namespace, read by a thread: when BGP routes
+    were last added and deleted, and how many events were seen (to tell a lost event)."""
+
+    def __init__(self, router: Netns) -> None:
+        self._proc = subprocess.Popen(
+            ["ip", "-n", router.name, "-o", "monitor", "route"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+        )
+        self.added = self.deleted = 0
+        self.last_added = self.last_deleted = 0.0
+        self._thread = threading.Thread(target=self._read, daemon=True)
+        self._thread.start()
+
+    def _read(self) -> None:
+        assert self._proc.stdout is not None
+        for line in self._proc.stdout:
+            if b"proto bgp" not in line:
+                continue
+            now = time.monotonic()
+            if line.startswith(b"Deleted"):
+                self.deleted += 1
+                self.last_deleted = now
+            else:
+                self.added += 1
+                self.last_added = now
+
+    def close(self) -> None:
+        self._proc.terminate()
+        self._proc.wait(5)
+        self._thread.join(5)
+
+
+def wait_count(
+    router: Netns,
+    predicate: Callable[[int], bool],
+    start: float,
+    watch: KernelWatch | None = None,
+    expect: int = 0,
+    deleting: bool = False,
+) -> float:
+    """Seconds from ``start`` until the router's kernel table satisfies ``predicate``.
+
+    Polling (``ip route show``) confirms; with a ``watch`` that saw all ``expect`` events
+    since ``start``, the time is that of the last event (the poll only adds its own lag).
+    """
+    base = (watch.deleted if deleting else watch.added) if watch else 0
     deadline = start + DEADLINE
     while time.monotonic() < deadline:
         if predicate(kernel_count(router)):
-            return time.monotonic() - start
-        time.sleep(0.02)
+            polled = time.monotonic() - start
+            if watch is None:
+                return polled
+            time.sleep(0.05)  # let the reader thread catch up with the last lines
+            seen = (watch.deleted if deleting else watch.added) - base
+            last = watch.last_deleted if deleting else watch.last_added
+            if seen >= expect and start < last:
+                return min(polled, last - start)
+            return polled
+        time.sleep(0.01)
     raise TimeoutError("kernel table did not converge")
 
 
@@ -88,18 +154,72 @@ def start_router(topo: Topology, router: Netns) -> FrrInstance:
     )
 
 
-def bench_vipcast(n: int) -> dict[str, float]:
+Result = dict[str, float]
+VIP = "203.0.113.10"
+
+
+def timed_cycle(
+    router: Netns,
+    n: int,
+    announce: Callable[[], float],
+    withdraw: Callable[[], float],
+    watch: KernelWatch,
+    pid: int,
+) -> Result:
+    """One announce of N and one withdraw of all, each timed from its trigger."""
+    t0 = announce()
+    up = wait_count(router, lambda c: c >= n, t0, watch, n)
+    rss = rss_kib(pid)
+    t1 = withdraw()
+    down = wait_count(router, lambda c: c == 0, t1, watch, n, deleting=True)
+    return {"announce": up, "withdraw": down, "rss_kib": rss}
+
+
+def cycles(
+    router: Netns,
+    n: int,
+    announce: Callable[[], float],
+    withdraw: Callable[[], float],
+    pid: int,
+    repeat: int,
+) -> list[Result]:
+    """A warm-up cycle (untimed: FRR sees N routes once), then ``repeat`` timed cycles."""
+    watch = KernelWatch(router)
+    try:
+        wait_count(router, lambda c: c >= n, announce())
+        wait_count(router, lambda c: c == 0, withdraw())
+        return [timed_cycle(router, n, announce, withdraw, watch, pid) for _ in range(repeat)]
+    finally:
+        watch.close()
+
+
+def one_vip(
+    router: Netns, announce: Callable[[], float], withdraw: Callable[[], float], times: int
+) -> list[float]:
+    """Trigger to the router's kernel for one host route, ``times`` times."""
+    watch = KernelWatch(router)
+    out = []
+    try:
+        for _ in range(times):
+            out.append(wait_count(router, lambda c: c == 1, announce(), watch, 1))
+            wait_count(router, lambda c: c == 0, withdraw(), watch, 1, deleting=True)
+    finally:
+        watch.close()
+    return out
+
+
+def bench_vipcast(n: int, repeat: int) -> tuple[list[Result], list[float]]:
     with Topology() as topo:
         router, speaker = build(topo)
         frr = start_router(topo, router)
         proc = subprocess.Popen(
             speaker.exec_argv([sys.executable, "-m", "vipcast.runtime.bgp_static"]),
             stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
+            stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
             text=True,
         )
-        assert proc.stdin is not None and proc.stdout is not None
+        assert proc.stdin is not None
         stdin: IO[str] = proc.stdin
         peer = {
             "name": "rtr", "address": ROUTER, "local_asn": SPEAKER_ASN,
@@ -107,33 +227,39 @@ def bench_vipcast(n: int) -> dict[str, float]:
         }  # fmt: skip
 
         def send(doc: dict[str, object]) -> float:
+            line = json.dumps(doc) + "\n"
             t = time.monotonic()
-            stdin.write(json.dumps(doc) + "\n")
+            stdin.write(line)
             stdin.flush()
             return t
 
         try:
             send({"peers": [peer], "routes": {}})
             frr.wait_established(SPEAKER, timeout=60)
-            one = send({"routes": {"rtr": {"203.0.113.10/32": {}}}})
-            vip = wait_count(router, lambda c: c == 1, one)
-            send({"routes": {}})
-            wait_count(router, lambda c: c == 0, time.monotonic())
-            t0 = send({"generate": {"peer": "rtr", "base": str(BASE), "count": n}})
-            announce = wait_count(router, lambda c: c >= n, t0)
-            rss = rss_kib(proc.pid)
-            t1 = send({"routes": {}})
-            withdraw = wait_count(router, lambda c: c == 0, t1)
+            vip = one_vip(
+                router,
+                lambda: send({"routes": {"rtr": {f"{VIP}/32": {}}}}),
+                lambda: send({"routes": {}}),
+                VIP_TIMES,
+            )
+            results = cycles(
+                router,
+                n,
+                lambda: send({"generate": {"peer": "rtr", "base": str(BASE), "count": n}}),
+                lambda: send({"routes": {}}),
+                proc.pid,
+                repeat,
+            )
             send({"stop": True})
             proc.wait(10)
         finally:
             if proc.poll() is None:
                 proc.kill()
                 proc.wait(5)
-    return {"announce": announce, "withdraw": withdraw, "rss_kib": rss, "vip": vip}
+    return results, vip
 
 
-def bench_bird(n: int) -> dict[str, float]:
+def bench_bird(n: int, repeat: int) -> tuple[list[Result], list[float]]:
     with Topology() as topo:
         router, speaker = build(topo)
         start_router(topo, router)
@@ -151,40 +277,62 @@ def bench_bird(n: int) -> dict[str, float]:
         )
         bird.wait_established(ROUTER, timeout=60)
         wait_count(router, lambda c: c >= n, time.monotonic())
+
+        def birdc(command: str) -> Callable[[], float]:
+            def run() -> float:
+                t = time.monotonic()
+                bird.birdc(command, "static_ipv4")
+                return t
+
+            return run
+
+        # the routes are up from the start: withdraw them so that cycles() starts from zero
+        wait_count(router, lambda c: c == 0, birdc("disable")())
+        results = cycles(router, n, birdc("enable"), birdc("disable"), bird.pid, repeat)
+    return results, []
+
+
+class GobgpFeed:
+    """``bench/bgp_gobgp_feed.py`` running in the speaker's namespace (GoBGP's gRPC API)."""
+
+    def __init__(self, ns: Netns, api_port: int) -> None:
+        script = Path(__file__).with_name("bgp_gobgp_feed.py")
+        argv = [sys.executable, str(script), "--port", str(api_port), "--next-hop", SPEAKER]
+        self.proc = subprocess.Popen(
+            ns.exec_argv(argv), stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+        )
+        self._expect("ready")
+
+    def _expect(self, word: str) -> str:
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline()
+        if not line.startswith(word):
+            raise RuntimeError(f"gobgp feed: expected {word!r}, got {line!r}")
+        return line
+
+    def command(self, line: str) -> float:
+        """Send one command; returns when it was sent, after GoBGP answered the call."""
+        assert self.proc.stdin is not None
         t = time.monotonic()
-        bird.birdc("disable", "static_ipv4")
-        withdraw = wait_count(router, lambda c: c == 0, t)
-        t = time.monotonic()
-        bird.birdc("enable", "static_ipv4")
-        announce = wait_count(router, lambda c: c >= n, t)
-        rss = rss_kib(bird.pid)
-    return {"announce": announce, "withdraw": withdraw, "rss_kib": rss}
+        self.proc.stdin.write(line + "\n")
+        self.proc.stdin.flush()
+        self._expect("ok")
+        return t
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            with contextlib.suppress(OSError):
+                assert self.proc.stdin is not None
+                self.proc.stdin.write("stop\n")
+                self.proc.stdin.close()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
 
 
-def mrt_file(path: Path, n: int, nexthop: str) -> None:
-    """An MRT TABLE_DUMP_V2 dump (RFC 6396) of N /32s from one peer, for ``gobgp mrt inject``."""
-
-    def record(subtype: int, body: bytes) -> bytes:
-        return struct.pack("!IHHI", 0, 13, subtype, len(body)) + body
-
-    # the dump's one peer is a notional source (not the speaker itself, or GoBGP drops the paths)
-    source = ipaddress.IPv4Address("198.51.100.99").packed
-    peers = struct.pack("!H", 1) + bytes([0x02]) + source + source + struct.pack("!I", 64999)
-    out = [record(1, source + struct.pack("!H", 0) + peers)]
-    attrs = (
-        bytes([0x40, 1, 1, 0])  # ORIGIN IGP
-        + bytes([0x40, 2, 0])  # AS_PATH empty (GoBGP prepends its own AS on eBGP)
-        + bytes([0x40, 3, 4])
-        + ipaddress.IPv4Address(nexthop).packed
-    )
-    for i in range(n):
-        prefix = (BASE + i).packed
-        entry = struct.pack("!HIH", 0, 0, len(attrs)) + attrs
-        out.append(record(2, struct.pack("!IB", i, 32) + prefix + struct.pack("!H", 1) + entry))
-    path.write_bytes(b"".join(out))
-
-
-def bench_gobgp(n: int) -> dict[str, float]:
+def bench_gobgp(n: int, repeat: int) -> tuple[list[Result], list[float]]:
     with Topology() as topo:
         router, speaker = build(topo)
         start_router(topo, router)
@@ -199,48 +347,79 @@ def bench_gobgp(n: int) -> dict[str, float]:
             topo.workdir / "gobgp",
         )
         g.wait_established(ROUTER, timeout=60)
-        dump = topo.workdir / "routes.mrt"
-        mrt_file(dump, n, SPEAKER)
-        t = time.monotonic()
-        g.cli("mrt", "inject", "global", "--queue-size", "1", str(dump), timeout=DEADLINE)
-        announce = wait_count(router, lambda c: c >= n, t)
-        rss = rss_kib(g.pid)
-        t = time.monotonic()
-        g.cli("global", "rib", "-a", "ipv4", "del", "all", timeout=DEADLINE)
-        withdraw = wait_count(router, lambda c: c == 0, t)
-    return {"announce": announce, "withdraw": withdraw, "rss_kib": rss}
+        feed = GobgpFeed(speaker, g.config.api_port)
+        try:
+            feed.command(f"prepare {VIP} 1")
+            vip = one_vip(
+                router,
+                lambda: feed.command("announce"),
+                lambda: feed.command("withdraw"),
+                VIP_TIMES,
+            )
+            feed.command(f"prepare {BASE} {n}")
+            results = cycles(
+                router,
+                n,
+                lambda: feed.command("announce"),
+                lambda: feed.command("withdraw"),
+                g.pid,
+                repeat,
+            )
+        finally:
+            feed.close()
+    return results, vip
+
+
+def median(values: list[float]) -> float:
+    return statistics.median(values) if values else float("nan")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--counts", default="1000,10000")
-    parser.add_argument("--speakers", default="vipcast,bird")
+    parser.add_argument("--speakers", default="vipcast,bird,gobgp")
+    parser.add_argument("--rounds", type=int, default=3, help="fresh topologies per speaker")
+    parser.add_argument("--repeat", type=int, default=2, help="timed cycles per topology")
     args = parser.parse_args()
     counts = [int(c) for c in args.counts.split(",")]
+    speakers = args.speakers.split(",")
     runners = {"vipcast": bench_vipcast, "bird": bench_bird, "gobgp": bench_gobgp}
-    results: dict[tuple[str, int], dict[str, float]] = {}
+    runs: dict[tuple[str, int], list[Result]] = {}
+    vips: dict[str, list[float]] = {}
     for n in counts:
-        for name in args.speakers.split(","):
-            results[(name, n)] = runners[name](n)
-            print(name, n, results[(name, n)], flush=True)
+        for round_ in range(args.rounds):
+            for name in speakers:  # interleaved, so that machine noise hits every speaker
+                results, vip = runners[name](n, args.repeat)
+                runs.setdefault((name, n), []).extend(results)
+                vips.setdefault(name, []).extend(vip)
+                print(name, n, round_, results, [f"{v * 1000:.0f}ms" for v in vip], flush=True)
+    table: dict[tuple[str, int], Result] = {
+        key: {k: median([r[k] for r in rs]) for k in ("announce", "withdraw", "rss_kib")}
+        for key, rs in runs.items()
+    }
     print()
+    print(f"medians of {args.rounds} x {args.repeat} timed cycles per speaker and N")
     print(f"{'speaker':<8} {'N':>6} {'announce s':>11} {'withdraw s':>11} {'RSS MiB':>8}")
-    for (name, n), r in results.items():
+    for (name, n), r in table.items():
         print(
             f"{name:<8} {n:>6} {r['announce']:>11.3f} {r['withdraw']:>11.3f}"
             f" {r['rss_kib'] / 1024:>8.1f}"
         )
     for n in counts:
-        v, b = results.get(("vipcast", n)), results.get(("bird", n))
-        if v and b:
+        b = table.get(("bird", n))
+        for name in speakers:
+            s = table.get((name, n))
+            if b and s and name != "bird":
+                print(
+                    f"ratio {name}/BIRD at N={n}: announce {s['announce'] / b['announce']:.2f}x,"
+                    f" withdraw {s['withdraw'] / b['withdraw']:.2f}x"
+                )
+    for name, values in vips.items():
+        if values:
             print(
-                f"ratio vipcast/BIRD at N={n}: announce {v['announce'] / b['announce']:.2f}x,"
-                f" withdraw {v['withdraw'] / b['withdraw']:.2f}x"
-            )
-    for (name, n), r in results.items():
-        if "vip" in r:
-            print(
-                f"one VIP, trigger to router kernel ({name}, run N={n}): {r['vip'] * 1000:.0f} ms"
+                f"one VIP, trigger to router kernel ({name}):"
+                f" median {median(values) * 1000:.0f} ms,"
+                f" min {min(values) * 1000:.0f}, max {max(values) * 1000:.0f} (n={len(values)})"
             )
 
 
