@@ -19,7 +19,6 @@ from pathlib import Path
 import yaml
 
 from vipcast.app.lab import LabOptions, build, frr_of, wait_sessions
-from vipcast.lab.netns import wait_until
 
 
 def service_docs(name: str, ip: str) -> list[dict[str, object]]:
@@ -69,8 +68,7 @@ def main() -> None:
             if out:
                 times.append(float(out) - t0)
             (config / f"{name}.yaml").unlink()
-            wait_until(lambda ip=ip: topo["router"].route(f"{ip}/32") is None or None,
-                       timeout=30, what="route withdrawn")
+            topo["router"].wait_no_route(f"{ip}/32", timeout=30)
     finally:
         topo.close()
         shutil.rmtree(workdir, ignore_errors=True)
