@@ -313,7 +313,7 @@ def failover_svg(samples: list[Sample], kill_at: float, victim: str, *,
         out.append(f'<text x="{x(tick):.1f}" y="{top + plot_h + 16}" '
                    f'text-anchor="middle">{tick}</text>')
     out.append(f'<text x="{left + plot_w / 2:.1f}" y="{height - 22}" text-anchor="middle">'
-               'time since the client started sending (s)</text>')
+               'seconds since the client was launched (it sends once Python is up)</text>')
     out.append(f'<text transform="translate(18,{top + plot_h / 2:.1f}) rotate(-90)" '
                f'text-anchor="middle">requests per {per_bucket} (stacked by node)</text>')
     marks = [(kill_at, f"{victim} dies", "#000", 0)]
