@@ -36,7 +36,7 @@ API_DIR = Path("/usr/share/gocode/src/github.com/osrg/gobgp/api")
 
 def compile_api(out: Path) -> tuple[Any, Any, Any]:
     """gobgp_pb2, attribute_pb2 and gobgp_pb2_grpc compiled from Debian's .proto files."""
-    import grpc_tools
+    import grpc_tools  # type: ignore[import-untyped]
     from grpc_tools import protoc
 
     if not (API_DIR / "gobgp.proto").exists():
@@ -71,8 +71,8 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=1000)
     args = parser.parse_args()
 
-    import grpc
-    from google.protobuf.any_pb2 import Any as AnyMsg
+    import grpc  # type: ignore[import-untyped]
+    from google.protobuf.any_pb2 import Any as AnyMsg  # type: ignore[import-untyped]
 
     with tempfile.TemporaryDirectory(prefix="vc-gobgp-api-") as tmp:
         api, attr, rpc = compile_api(Path(tmp))

@@ -40,13 +40,21 @@ class AdjRibOut:
             withdraw.setdefault(family, []).append(nlri)
             del sent[prefix]
         groups: dict[tuple[Family, RouteAttributes], list[bytes]] = {}
+        # consecutive prefixes usually share one attributes object: reuse its group without
+        # hashing the attributes again
+        last_attrs: RouteAttributes | None = None
+        last_family: Family | None = None
+        group: list[bytes] = []
         for prefix, attrs in desired.items():
-            if sent.get(prefix) == attrs:
+            if sent and sent.get(prefix) == attrs:
                 continue
             family, nlri = encoded[prefix]
-            if family not in sendable:
-                continue
-            groups.setdefault((family, attrs), []).append(nlri)
+            if attrs is not last_attrs or family is not last_family:
+                if family not in sendable:
+                    continue
+                group = groups.setdefault((family, attrs), [])
+                last_attrs, last_family = attrs, family
+            group.append(nlri)
             sent[prefix] = attrs
         messages: list[bytes] = []
         for family, items in withdraw.items():

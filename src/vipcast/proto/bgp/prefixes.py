@@ -18,29 +18,28 @@ _V4_FAMILY = Family(AFI.IPV4, 1)
 _V6_FAMILY = Family(AFI.IPV6, 1)
 
 
+#: canonical decimal text of an octet / an IPv4 prefix length -> its value (no leading zeros,
+#: no signs or spaces: anything else is not in the table and takes the ipaddress path)
+_OCTETS: dict[str, int] = {str(i): i for i in range(256)}
+_V4_LENGTHS: dict[str, int] = {str(i): i for i in range(33)}
+_LENGTH_BYTE: tuple[bytes, ...] = tuple(bytes((n,)) for n in range(33))
+
+
 def _encode_v4(prefix: str) -> bytes | None:
     """Fast path for canonical ``a.b.c.d/len``; None means "let ipaddress decide"."""
-    if not prefix.isascii():
-        return None
     addr, _, length = prefix.partition("/")
+    plen = _V4_LENGTHS.get(length)
     parts = addr.split(".")
-    if len(parts) != 4 or not length.isdigit() or len(length) > 2:
+    if plen is None or len(parts) != 4:
         return None
-    plen = int(length)
-    if plen > 32:
+    octet = _OCTETS.get
+    a, b, c, d = octet(parts[0]), octet(parts[1]), octet(parts[2]), octet(parts[3])
+    if a is None or b is None or c is None or d is None:
         return None
-    value = 0
-    for part in parts:
-        if not part.isdigit() or len(part) > 3 or (len(part) > 1 and part[0] == "0"):
-            return None
-        octet = int(part)
-        if octet > 255:
-            return None
-        value = (value << 8) | octet
+    value = (a << 24) | (b << 16) | (c << 8) | d
     if value & ((1 << (32 - plen)) - 1):
         return None  # host bits set: ipaddress raises the ValueError
-    nbytes = (plen + 7) // 8
-    return bytes((plen,)) + value.to_bytes(4, "big")[:nbytes]
+    return _LENGTH_BYTE[plen] + value.to_bytes(4, "big")[: (plen + 7) // 8]
 
 
 def encode_prefix(prefix: str) -> tuple[Family, bytes]:
