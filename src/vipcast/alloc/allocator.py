@@ -75,6 +75,10 @@ class _Run:
         self.port_users: dict[tuple[_Group, tuple[int, str]], set[Addr]] = {}
         self._share_cursor: dict[tuple[_Group, int, tuple[tuple[int, str], ...]], int] = {}
         self._candidates: dict[object, list[PoolInput]] = {}
+        # per (candidate list, families): pools before this index cannot give those families to
+        # a service without a sharing key (they lack a family or are full; pools only fill up
+        # during step 4, and give_back, which runs before it, clears these)
+        self._open: dict[tuple[object, tuple[int, ...]], int] = {}
 
     def usage(self) -> dict[str, tuple[int, int]]:
         used: dict[str, set[Addr]] = {p.name: set() for p in self.index.ranked}
@@ -206,7 +210,10 @@ class _Run:
 
     # ------------------------------------------------------------ step 4: fresh addresses
 
-    def candidates(self, service: ServiceInput, prefer: str | None) -> list[PoolInput]:
+    def candidates(
+        self, service: ServiceInput, prefer: str | None
+    ) -> tuple[object, list[PoolInput]]:
+        """(a key naming this candidate list within the run, the eligible pools by rank)."""
         cache_key = (
             service.namespace,
             tuple(sorted(service.labels.items())),
@@ -223,7 +230,25 @@ class _Run:
             self._candidates[cache_key] = pools
         if prefer is not None and pools and pools[0].name != prefer:
             pools = sorted(pools, key=lambda p: p.name != prefer)  # stable: held pool first
-        return pools
+            return (cache_key, prefer), pools
+        return cache_key, pools
+
+    def first_open(self, slot: object, pools: list[PoolInput], versions: tuple[int, ...]) -> int:
+        """Index of the first pool of ``pools`` that may still give every one of ``versions``.
+
+        Only for services without a sharing key: for them a pool lacking a family or known
+        full for it is never a candidate again in this run, so the skipped prefix is remembered.
+        """
+        key = (slot, versions)
+        start = self._open.get(key, 0)
+        index = self.index
+        while start < len(pools):
+            pool = pools[start]
+            if all(v in pool.families and not index.is_full(pool, v) for v in versions):
+                break
+            start += 1
+        self._open[key] = start
+        return start
 
     def find(self, work: _Work, pool: PoolInput, version: int) -> tuple[Addr, bool] | None:
         """An address ``work`` could take from ``pool``: (addr, is fresh), without taking it."""
@@ -284,6 +309,7 @@ class _Run:
             self._share_cursor = {k: v for k, v in self._share_cursor.items() if k[0] != group}
             if not holders:
                 self.shared[(group, version)].remove(addr)
+        self._open.clear()
         if not holders:
             del self.holders[addr]
             self.index.release(version, value)
@@ -296,21 +322,26 @@ class _Run:
         if not missing:
             return None
         held_pool = next(iter(work.held.values()))[1] if work.held else None
-        pools = self.candidates(service, held_pool)
+        slot, pools = self.candidates(service, held_pool)
         if not pools:
             if service.requested_pool is not None:
                 if service.requested_pool not in self.index.by_name:
                     return Reason.POOL_UNKNOWN, f"pool {service.requested_pool} does not exist"
                 return Reason.NO_POOL, f"pool {service.requested_pool} does not serve this service"
             return Reason.NO_POOL, "no pool with autoAssign serves this service"
+        # without a sharing key, pools that cannot give the families are skipped for good
+        exclusive = service.sharing_key is None
         # one pool for every missing family (dual stack from one pool, like MetalLB)
-        for pool in pools:
-            if set(missing) <= pool.families and self.obtain(work, pool, missing):
+        need = set(missing)
+        start = self.first_open(slot, pools, tuple(missing)) if exclusive else 0
+        for pool in islice(pools, start, None):
+            if need <= pool.families and self.obtain(work, pool, missing):
                 return None
         if service.ip_family_policy != "RequireDualStack":
             if len(missing) > 1:
                 for f in missing:
-                    for pool in pools:
+                    start = self.first_open(slot, pools, (f,)) if exclusive else 0
+                    for pool in islice(pools, start, None):
                         if f in pool.families and self.obtain(work, pool, [f]):
                             break
             if work.held:  # PreferDualStack: one family is enough
