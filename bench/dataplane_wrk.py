@@ -38,7 +38,7 @@ from vipcast.dataplane.nft import NftTable
 from vipcast.dataplane.nft_render import render
 from vipcast.dataplane.node import NodeDataplane
 from vipcast.dataplane.routes import LocalVips
-from vipcast.lab.netns import Topology
+from vipcast.lab.netns import Netns, Topology, wait_until
 
 
 def _numbers(text: str) -> list[str]:
@@ -46,7 +46,11 @@ def _numbers(text: str) -> list[str]:
 
 
 def wrk(lab: TrafficLab, url: str, duration: int) -> dict[str, float]:
-    out = lab.client.run(
+    return wrk_in(lab.client, url, duration)
+
+
+def wrk_in(ns: Netns, url: str, duration: int) -> dict[str, float]:
+    out = ns.run(
         ["wrk", "-d", f"{duration}s", "-c", "16", "-t", "2", "--timeout", "2s", url],
         timeout=duration + 30,
     ).stdout
@@ -63,9 +67,48 @@ def wrk(lab: TrafficLab, url: str, duration: int) -> dict[str, float]:
     }
 
 
-def throughput(duration: int, rounds: int) -> dict[str, Any]:
+NGINX_CONF = """\
+worker_processes 1;
+daemon off;
+pid {dir}/nginx.pid;
+error_log {dir}/error.log;
+events {{ worker_connections 1024; }}
+http {{
+    access_log off;
+    client_body_temp_path {dir}/body;
+    proxy_temp_path {dir}/proxy;
+    fastcgi_temp_path {dir}/fastcgi;
+    uwsgi_temp_path {dir}/uwsgi;
+    scgi_temp_path {dir}/scgi;
+    server {{
+        listen {port};
+        location / {{ return 200 "{name} $remote_addr\\n"; }}
+    }}
+}}
+"""
+
+
+def use_nginx(lab: TrafficLab) -> None:
+    """Replace each echo backend by nginx (one worker, keep-alive, answers from memory)."""
+    for b in lab.backends:
+        lab.stop_backend(b)
+        directory = lab.topo.workdir / f"nginx-{b.name}"
+        directory.mkdir()
+        conf = directory / "nginx.conf"
+        conf.write_text(NGINX_CONF.format(dir=directory, port=BACKEND_PORT, name=b.name))
+        b.proc = b.ns.spawn(
+            ["nginx", "-p", str(directory), "-c", str(conf), "-e", str(directory / "error.log")],
+            name=f"nginx-{b.name}",
+        )
+        wait_until(lambda b=b: f":{BACKEND_PORT} " in b.ns.run(["ss", "-Htln"]).stdout,
+                   timeout=15, what=f"nginx {b.name} listening")
+
+
+def throughput(duration: int, rounds: int, backend: str = "echo") -> dict[str, Any]:
     with Topology() as topo:
         lab = build_traffic_lab(topo)
+        if backend == "nginx":
+            use_nginx(lab)
         lab.router.add_route("192.0.2.0/24", via="10.1.0.2")  # direct path to the backends
         one = lab.backends[0]
         single = NatRule("bench/one", VIP4, 80, "TCP",
@@ -77,19 +120,26 @@ def throughput(duration: int, rounds: int) -> dict[str, Any]:
         LocalVips(lab.node.name).sync([VIP4])
         direct_url = f"http://{one.ip4}:{BACKEND_PORT}/"
         wrk(lab, direct_url, 1)  # warm-up
-        direct, via_vip = [], []
+        direct, via_vip, loopback = [], [], []
         for _ in range(rounds):
             direct.append(wrk(lab, direct_url, duration))
             via_vip.append(wrk(lab, f"http://{VIP4}:80/", duration))
+            # the backend's own ceiling: wrk inside its namespace, no network path at all
+            loopback.append(wrk_in(one.ns, f"http://127.0.0.1:{BACKEND_PORT}/", duration))
         spread_run = wrk(lab, f"http://{VIP4}:81/", duration)
         d = statistics.median(r["rps"] for r in direct)
         v = statistics.median(r["rps"] for r in via_vip)
+        pairs = [b["rps"] / a["rps"] for a, b in zip(direct, via_vip, strict=True)]
         return {
+            "backend": backend,
             "direct_rps": d,
             "vip_rps": v,
             "ratio_vip_over_direct": v / d,
+            "ratio_per_round_median": statistics.median(pairs),
+            "backend_loopback_rps": statistics.median(r["rps"] for r in loopback),
             "vip_spread_3_backends_rps": spread_run["rps"],
-            "runs": {"direct": direct, "vip": via_vip, "spread": spread_run},
+            "runs": {"direct": direct, "vip": via_vip, "loopback": loopback,
+                     "spread": spread_run},
         }
 
 
@@ -176,11 +226,14 @@ def main() -> int:
     parser.add_argument("--backends", type=int, default=10)
     parser.add_argument("--json", type=Path, help="write the figures here too")
     parser.add_argument("--apply-only", action="store_true", help="skip the wrk runs")
+    parser.add_argument("--backend", choices=("echo", "nginx"), default="echo",
+                        help="HTTP backend: the Python echo server, or nginx (Debian nginx-light)")
     args = parser.parse_args()
     duration = max(1, min(args.duration, 30))
     figures = {
         "throughput": (
-            None if args.apply_only else throughput(duration, max(1, min(args.rounds, 5)))
+            None if args.apply_only
+            else throughput(duration, max(1, min(args.rounds, 15)), args.backend)
         ),
         "apply": apply_times(args.services, args.backends),
     }
