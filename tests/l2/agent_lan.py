@@ -15,6 +15,8 @@ endpoint not ready) and the agents pick the change up by polling.
 from __future__ import annotations
 
 import json
+import os
+import signal
 import sys
 import time
 from dataclasses import dataclass, field
@@ -231,6 +233,20 @@ class AgentLan:
         for node in self.nodes:
             self.start_agent(node)
 
+    def kill_agent(self, node: str) -> float:
+        """SIGKILL the node's agent (its nftables table and routes stay, as after a crash)."""
+        moment = time.time()
+        proc = self.agents.pop(node)
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.popen.wait(5)
+        return moment
+
+    def wipe_dataplane(self, node: str) -> None:
+        """What a reboot leaves: no vipcast table, no local VIP route."""
+        ns = self.topo[node]
+        ns.run(["nft", "delete", "table", "inet", "vipcast"], check=False)
+        ns.ip("route", "flush", "table", "local", "proto", "249", check=False)
+
     # ---- observing
 
     def status(self, node: str) -> dict[str, object]:
@@ -257,9 +273,15 @@ class AgentLan:
         return False
 
     def wait_sole_owner(self, node: str, timeout: float = 60.0) -> None:
+        def silent(other: str) -> bool:
+            agent = self.agents.get(other)
+            if agent is None or not agent.alive():
+                return True
+            return self.answering(other) is False
+
         def settled() -> bool:
             return self.answering(node) is True and all(
-                self.answering(n) is False for n in self.nodes if n != node
+                silent(n) for n in self.nodes if n != node
             )
 
         wait_until(settled, timeout=timeout, interval=0.2, what=f"{node} sole L2 owner",

@@ -89,3 +89,33 @@ def test_local_policy_owner_losing_its_last_ready_endpoint_moves_the_vip(
     lan.set_ready(first, True)
     lan.wait_sole_owner(first, timeout=30)
     assert lan.get() == first
+
+
+def test_restarted_node_takes_its_vip_back_only_when_it_can_carry_it(
+    agent_lan: AgentLan,
+) -> None:
+    """The preferred node crashes and comes back with an empty data plane (as after a reboot):
+    the next candidate carries the VIP meanwhile, and the returning node takes it back only once
+    its own data plane is programmed and verified, so no request fails during the takeback."""
+    lan = agent_lan
+    first, second = lan.candidates()[:2]
+    lan.start_all()
+    lan.wait_sole_owner(first)
+    lan.kill_agent(first)
+    lan.wipe_dataplane(first)
+    lan.wait_sole_owner(second, timeout=10)
+    assert lan.get() == second
+    capture, pcap = lan.start_capture()
+    probe = lan.start_probe(period=0.02, duration=8.0)
+    time.sleep(0.5)
+    restarted_at = time.time()
+    lan.start_agent(first)
+    lan.wait_sole_owner(first, timeout=30)
+    probe.popen.wait(40)
+    capture.stop()
+    attempts = [a for a in parse_attempts(probe.log_text()) if a.sent > restarted_at]
+    back = next((a for a in attempts if a.node == first), None)
+    assert back is not None, f"{first} never answered again: {attempts[-5:]}"
+    assert [a for a in attempts if a.node is None] == []  # make before break
+    assert {a.node for a in attempts if a.sent > back.sent + 0.5} == {first}
+    single_answerer(pcap, lan, second, first)
