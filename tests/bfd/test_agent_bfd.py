@@ -1,0 +1,141 @@
+"""The real ``vipcast agent`` with BFD and L2 against FRR in namespaces (see :mod:`agentlab`).
+
+One lab, in order: BFD comes up with the BGP session; ``vipcast status`` (JSON and tables) shows
+the BFD session and the L2 owner and membership; ``/metrics`` carries BGP, BFD and L2 series and
+still does after a reload (nothing registered twice); n1's link is cut behind the bridge: the
+router's BGP session to n1 drops and its kernel route loses n1's nexthop within BFD time, n1's
+agent drops its BGP session on BFD down, n2's membership sees n1 dead; the link comes back and
+everything returns.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import time
+
+import pytest
+from agentlab import L2_VIP, AgentNode, wait_agents_up, write_config
+from bfdecmp import NODES, bfdd_status, build, nexthops, start_router, trial
+
+from vipcast.lab.netns import Topology, wait_until
+
+pytestmark = [
+    pytest.mark.netns,
+    pytest.mark.interop,
+    pytest.mark.slow,
+    pytest.mark.skipif(shutil.which("/usr/lib/frr/bfdd") is None, reason="FRR not installed"),
+]
+
+
+def metric(text: str, name: str, labels: str = "") -> float | None:
+    """The value of one sample of the prometheus text, or None."""
+    pattern = re.escape(name) + (re.escape("{" + labels + "}") if labels else r"(?:\{\})?")
+    found = re.search(rf"^{pattern} (\S+)$", text, re.MULTILINE)
+    return float(found.group(1)) if found else None
+
+
+def test_agent_bfd_status_metrics_and_node_cut(netlab: Topology) -> None:
+    r, sw, nodes = build(netlab)
+    frr = start_router(netlab, r)
+    config = netlab.workdir / "objects.yaml"
+    write_config(config)
+    agents = [AgentNode.start(netlab, ns, short, config) for short, ns in nodes.items()]
+    n1, n2 = agents
+    try:
+        # BFD is brought up with the BGP session, on both sides
+        wait_agents_up(agents)
+        wait_until(lambda: nexthops(r) == set(NODES.values()), timeout=60, what="ECMP route",
+                   on_timeout=netlab.logs)  # fmt: skip
+        wait_until(lambda: all(bfdd_status(frr, a) == "up" for a in NODES.values()),
+                   timeout=30, what="BFD up on the router")  # fmt: skip
+
+        # JSON status: the negotiated session and the L2 view
+        document = n1.status()
+        bfd = document["bfd"]["r"]
+        assert bfd["state"] == "UP" and bfd["peer"] == "192.0.2.1"
+        assert bfd["tx_interval_ms"] == 100 and bfd["rx_interval_ms"] == 100
+        assert bfd["detect_mult"] == 3 and bfd["remote_detect_mult"] == 3
+        assert bfd["detection_time_ms"] == 300 and bfd["uptime_s"] is not None
+        wait_until(lambda: n1.status()["l2"]["membership"]["quorum"], timeout=30,
+                   what="L2 quorum on n1")  # fmt: skip
+        l2 = n1.status()["l2"]
+        assert l2["membership"]["alive"] == ["n1", "n2"]
+        (vip,) = l2["vips"]
+        assert vip["ip"] == L2_VIP and vip["owner"] in ("n1", "n2")
+        owner = vip["owner"]
+        assert (n1 if owner == "n1" else n2).status()["l2"]["vips"][0]["answering_here"]
+        assert n2.status()["l2"]["vips"][0]["owner"] == owner  # both views agree
+
+        # the CLI renders the same as tables, and --json passes the document through
+        text = n1.cli("status", "--address", "127.0.0.1:9473")
+        for needle in ("BGP sessions of n1", "BFD sessions of n1", "192.0.2.1", "UP",
+                       "L2 VIPs", L2_VIP, "2/2 alive, quorum", "n2"):  # fmt: skip
+            assert needle in text, (needle, text)
+        assert '"bfd"' in n1.cli("status", "--json", "--address", "127.0.0.1:9473")
+
+        # /metrics carries BGP, BFD and L2 series; a reload registers nothing twice
+        def metrics_ok() -> bool:
+            text = n1.get("/metrics")
+            return (
+                metric(text, "vipcast_bfd_session_up", 'peer="192.0.2.1"') == 1.0
+                and metric(text, "vipcast_l2_members_alive") == 2.0
+                and metric(text, "vipcast_l2_quorum") == 1.0
+                and "vipcast_bgp" in text
+            )
+
+        wait_until(metrics_ok, timeout=20, what="metrics")
+        uptime = n1.status()["bfd"]["r"]["uptime_s"]
+        write_config(config, extra=1)  # one more service: both agents reload and re-plan
+        wait_until(lambda: n1.status()["peers"][0]["prefixes_advertised"] == 2, timeout=60,
+                   what="reload picked up")  # fmt: skip
+        wait_until(metrics_ok, timeout=20, what="metrics after reload")
+        after = n1.status()["bfd"]["r"]
+        assert after["state"] == "UP" and after["uptime_s"] >= uptime  # not restarted
+        assert n1.proc.alive() and n2.proc.alive()
+        assert "Duplicated timeseries" not in n1.proc.log_text()
+
+        # cut n1 behind the bridge: the router drops n1 within BFD time, not the hold time
+        dropped = frr.neighbors()[NODES["n1"]].get("connectionsDropped", 0)
+        got = trial(r, sw, frr, "n1")  # also restores the link and waits for both back
+        assert "route" in got and got["route"] < 3.0, got
+        assert "bfdd" in got and got["bfdd"] < 3.0, got
+        # n1's own BFD saw the router vanish and made its speaker drop the BGP session
+        log = n1.proc.log_text()
+        assert "BFD: peer r down" in log, log[-3000:]
+        assert "BFD: peer" not in n2.proc.log_text()
+        wait_agents_up(agents, timeout=60)
+        assert n1.bfd()["last_diag"] != "NONE"
+        assert n2.bfd()["last_diag"] == "NONE"
+        # the router's BGP session with n1 went down and came back (FRR counts drops)
+        assert frr.neighbors()[NODES["n1"]].get("connectionsDropped", 0) > dropped
+    finally:
+        for agent in agents:
+            agent.proc.stop(timeout=10)
+
+
+def test_membership_sees_a_cut_node_dead(netlab: Topology) -> None:
+    """L2 status on the surviving node while n1 is cut: n1 dead, no quorum (2 members, the
+    documented split-brain rule), rendered in the table."""
+    _router, sw, nodes = build(netlab)
+    config = netlab.workdir / "objects.yaml"
+    write_config(config)
+    agents = [AgentNode.start(netlab, ns, short, config) for short, ns in nodes.items()]
+    n2 = agents[1]
+    try:
+        wait_until(lambda: n2.try_status().get("l2", {}).get("membership", {}).get("quorum"),
+                   timeout=60, what="quorum", on_timeout=netlab.logs)  # fmt: skip
+        sw.set_link("pn1", False)
+        t0 = time.monotonic()
+        wait_until(lambda: n2.status()["l2"]["membership"]["peers"]["n1"]["state"] == "dead",
+                   timeout=10, interval=0.05, what="n1 dead in n2's view")  # fmt: skip
+        assert time.monotonic() - t0 < 5.0
+        text = n2.cli("status", "--address", "127.0.0.1:9473")
+        assert "NO QUORUM" in text and "dead" in text, text
+        assert n2.status()["l2"]["vips"][0]["owner"] is None
+        sw.set_link("pn1", True)
+        wait_until(lambda: n2.status()["l2"]["membership"]["quorum"], timeout=20,
+                   what="quorum back")  # fmt: skip
+    finally:
+        for agent in agents:
+            agent.proc.stop(timeout=10)
