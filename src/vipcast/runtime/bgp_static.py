@@ -20,6 +20,7 @@ import asyncio
 import ipaddress
 import json
 import logging
+import os
 import sys
 import time
 from dataclasses import asdict
@@ -145,15 +146,26 @@ def main() -> None:
         loop = asyncio.get_running_loop()
         lines: asyncio.Queue[str | None] = asyncio.Queue()
 
-        def readable() -> None:
-            line = sys.stdin.readline()
-            if not line:
-                loop.remove_reader(sys.stdin.fileno())
-                lines.put_nowait(None)
-            elif line.strip():
-                lines.put_nowait(line)
+        fd = sys.stdin.fileno()
+        pending = bytearray()
 
-        loop.add_reader(sys.stdin.fileno(), readable)
+        def readable() -> None:
+            # os.read, not sys.stdin.readline(): a buffered reader may swallow several lines
+            # at once and the descriptor would not become readable again for the rest
+            chunk = os.read(fd, 1 << 20)
+            pending.extend(chunk)
+            while (end := pending.find(b"\n")) >= 0:
+                line = bytes(pending[:end])
+                del pending[: end + 1]
+                if line.strip():
+                    lines.put_nowait(line.decode())
+            if not chunk:
+                loop.remove_reader(fd)
+                if pending.strip():
+                    lines.put_nowait(pending.decode())
+                lines.put_nowait(None)
+
+        loop.add_reader(fd, readable)
         await serve(lines)
 
     asyncio.run(run())
