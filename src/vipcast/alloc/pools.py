@@ -21,16 +21,60 @@ def is_buggy(version: int, value: int) -> bool:
 
 
 def ip_text(version: int, value: int) -> str:
-    """Canonical text of an address (IPv4 formatted directly: this runs for every service)."""
+    """Canonical text of an address (RFC 5952, as :mod:`ipaddress` writes it), formatted here
+    directly: this runs for every service."""
     if version == 4:
         return f"{value >> 24}.{(value >> 16) & 255}.{(value >> 8) & 255}.{value & 255}"
-    return str(ipaddress.IPv6Address(value))
+    if not 0 <= value < 1 << 128:
+        raise ValueError(f"{value} is not an IPv6 address")
+    groups = [(value >> shift) & 0xFFFF for shift in range(112, -16, -16)]
+    # the longest run of two or more zero groups (the first of equal ones) becomes "::"
+    best_at, best_len, at, run = -1, 1, -1, 0
+    for i, group in enumerate(groups):
+        if group:
+            run = 0
+            continue
+        if not run:
+            at = i
+        run += 1
+        if run > best_len:
+            best_at, best_len = at, run
+    if best_at < 0:
+        return ":".join(f"{g:x}" for g in groups)
+    head = ":".join(f"{g:x}" for g in groups[:best_at])
+    tail = ":".join(f"{g:x}" for g in groups[best_at + best_len:])
+    return f"{head}::{tail}"
+
+
+_HEX_DIGITS = frozenset("0123456789abcdefABCDEF")
+
+
+def _parse_v6_groups(text: str) -> int | None:
+    """The value of plain hexadecimal IPv6 text (no embedded IPv4, no zone); None otherwise."""
+    head, sep, tail = text.partition("::")
+    if sep:
+        high = head.split(":") if head else []
+        low = tail.split(":") if tail else []
+        if len(high) + len(low) > 7:
+            return None
+        groups = [*high, *["0"] * (8 - len(high) - len(low)), *low]
+    else:
+        groups = text.split(":")
+        if len(groups) != 8:
+            return None
+    value = 0
+    for group in groups:
+        if not 0 < len(group) <= 4 or not _HEX_DIGITS.issuperset(group):
+            return None
+        value = value << 16 | int(group, 16)
+    return value
 
 
 def parse_address(text: str) -> tuple[int, int]:
     """(version, integer value) of an address; ValueError when it is not one.
 
-    Canonical dotted quads take a fast path; anything else goes through :mod:`ipaddress`.
+    Canonical dotted quads and plain hexadecimal IPv6 take fast paths; anything else goes
+    through :mod:`ipaddress` (which also words the error).
     """
     parts = text.split(".")
     if len(parts) == 4 and all(p.isascii() and p.isdigit() and len(p) <= 3 for p in parts):
@@ -41,6 +85,9 @@ def parse_address(text: str) -> tuple[int, int]:
             return 4, (a << 24) | (b << 16) | (c << 8) | d
     text = text.strip()
     if ":" in text:  # skip ip_address's IPv4 attempt (an exception per call)
+        value = _parse_v6_groups(text)
+        if value is not None:
+            return 6, value
         return 6, int(ipaddress.IPv6Address(text))
     return 4, int(ipaddress.IPv4Address(text))
 

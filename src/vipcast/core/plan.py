@@ -22,7 +22,7 @@ from vipcast.alloc import Selector
 from vipcast.alloc.pools import PoolIndex, ip_text, parse_address
 from vipcast.core.allocation import allocate_spec, pool_input
 from vipcast.core.desired import BGPRoute, L2Ownership, NatRule, NodePlan
-from vipcast.core.endpoints import ReadyEndpoint, backends, ready_endpoints
+from vipcast.core.endpoints import PortBackends, ReadyEndpoint, ready_endpoints
 from vipcast.core.ownership import Ranking
 from vipcast.spec import (
     LOAD_BALANCER_CLASS,
@@ -40,6 +40,8 @@ Large = tuple[tuple[int, int, int], ...]
 RouteKey = tuple[str, tuple[str, ...], tuple[int, ...], Large, int | None]
 #: (peers, the nodes that reach exactly these peers) of one advertisement
 PeerGroups = tuple[tuple[tuple[str, ...], frozenset[str]], ...]
+#: (kind "BGP" or "L2", the advertisement, the nodes eligible under it) for one address
+Advertised = tuple[tuple[str, BGPAdvertisement | L2Advertisement, frozenset[str]], ...]
 
 
 def aggregate(version: int, value: int, adv: BGPAdvertisement) -> str:
@@ -106,6 +108,7 @@ class PlanContext:
         self._addresses: dict[str, tuple[int, int]] = {}
         self._local: dict[str, frozenset[str]] = {}
         self._eligible: dict[tuple[str, str, frozenset[str]], frozenset[str]] = {}
+        self._advertised: dict[tuple[str, frozenset[str]], Advertised] = {}
         self._communities: dict[str, tuple[tuple[int, ...], tuple[tuple[int, int, int], ...]]] = {}
 
     def _selected(self, selectors: Sequence[Selector]) -> frozenset[str]:
@@ -186,22 +189,34 @@ class PlanContext:
 
     def announcements(self, key: str, ip: str) -> list[Announcement]:
         """Per advertisement covering ``ip``'s pool: the nodes eligible to announce it."""
-        service = self.services[key]
+        return [
+            Announcement(kind, adv.name, ip, eligible)
+            for kind, adv, eligible in self.advertised(key, ip)
+        ]
+
+    def advertised(self, key: str, ip: str) -> Advertised:
+        """(kind, advertisement, eligible nodes) per advertisement covering ``ip``'s pool."""
         pool = self.pool_of(ip)
         if pool is None:
-            return []
+            return ()
         allowed = self.ready_nodes
-        if service.spec.external_traffic_policy == "Local":
+        if self.services[key].spec.external_traffic_policy == "Local":
             allowed = allowed & self.local_nodes(key)
-        out = []
-        for kind, advs in (("BGP", self.bgp_by_pool), ("L2", self.l2_by_pool)):
-            for adv in advs.get(pool, ()):
-                name = adv.name
-                cache_key = (kind, name, allowed)
-                eligible = self._eligible.get(cache_key)
-                if eligible is None:
-                    eligible = self._eligible[cache_key] = self.adv_nodes[(kind, name)] & allowed
-                out.append(Announcement(kind, name, ip, eligible))
+        out = self._advertised.get((pool, allowed))
+        if out is None:
+            found = []
+            for kind, advs in (("BGP", self.bgp_by_pool), ("L2", self.l2_by_pool)):
+                adv: BGPAdvertisement | L2Advertisement
+                for adv in advs.get(pool, ()):
+                    name = adv.name
+                    cache_key = (kind, name, allowed)
+                    eligible = self._eligible.get(cache_key)
+                    if eligible is None:
+                        eligible = self._eligible[cache_key] = (
+                            self.adv_nodes[(kind, name)] & allowed
+                        )
+                    found.append((kind, adv, eligible))
+            out = self._advertised[(pool, allowed)] = tuple(found)
         return out
 
     def announced_services(self) -> Iterable[tuple[str, Service, tuple[str, ...]]]:
@@ -241,6 +256,26 @@ class _L2Duty:
         return () if "*" in on else tuple(sorted(on))
 
 
+class _Prefixes:
+    """The announced prefix of addresses per advertisement's aggregation length."""
+
+    def __init__(self) -> None:
+        self._masks: dict[tuple[int, str], tuple[int, str]] = {}
+
+    def of(self, family: int, value: int, adv: BGPAdvertisement) -> str:
+        """Same as ``aggregate(family, value, adv)``."""
+        mask = self._masks.get((family, adv.name))
+        if mask is None:
+            bits = 32 if family == 4 else 128
+            length = adv.spec.aggregation_length if family == 4 else (
+                adv.spec.aggregation_length_v6
+            )
+            mask = self._masks[(family, adv.name)] = (
+                ((1 << bits) - 1) ^ ((1 << (bits - length)) - 1), f"/{length}"
+            )
+        return ip_text(family, value & mask[0]) + mask[1]
+
+
 class _Candidates:
     """L2 candidate orders, ranked only for addresses with L2 duties, once for all nodes."""
 
@@ -265,38 +300,47 @@ def _build(ctx: PlanContext, targets: frozenset[str]) -> dict[str, NodePlan]:
     # route attributes -> service -> the nodes announcing it for that service
     route_services: dict[RouteKey, dict[str, frozenset[str]]] = {}
     all_vips: set[str] = set()
-    bgp_advs = {a.name: a for a in ctx.spec.bgp_advertisements}
-    l2_advs = {a.name: a for a in ctx.spec.l2_advertisements}
+    # (eligible nodes, nodes of a peer group) -> the target nodes among both
+    reach: dict[tuple[frozenset[str], frozenset[str]], frozenset[str]] = {}
+    prefixes = _Prefixes()
     for key, service, ips in ctx.announced_services():
         eps = ctx.endpoints[key]
         local_nodes = ctx.local_nodes(key)
         # every node's NAT rules come out in (service, vip, port, protocol) order as they are
         # appended: services are in key order, addresses in text order, ports sorted here
         ports = sorted(service.spec.ports, key=lambda p: (p.port, p.protocol))
+        tables: dict[int, list[tuple[ServicePort, PortBackends]]] = {}
         for ip in sorted(ips):
             family, value = ctx.address(ip)
             announcing: set[str] = set()
             l2_nodes: frozenset[str] = frozenset()
             l2_ifaces: list[tuple[frozenset[str], tuple[str, ...]]] = []
-            for ann in ctx.announcements(key, ip):
-                if ann.kind == "BGP":
-                    adv = bgp_advs[ann.advertisement]
-                    prefix = aggregate(family, value, adv)
-                    prefix_advs.setdefault(prefix, set()).add(adv.name)
+            for _kind, adv, eligible in ctx.advertised(key, ip):
+                if isinstance(adv, BGPAdvertisement):
+                    prefix = prefixes.of(family, value, adv)
+                    advs = prefix_advs.get(prefix)
+                    if advs is None:
+                        prefix_advs[prefix] = {adv.name}
+                    else:
+                        advs.add(adv.name)
                     std, large = ctx.communities(adv)
                     for peers, peer_nodes in ctx.peer_groups(adv):
-                        nodes = ann.eligible & peer_nodes & targets
+                        nodes = reach.get((eligible, peer_nodes))
+                        if nodes is None:
+                            nodes = reach[(eligible, peer_nodes)] = eligible & peer_nodes & targets
                         if not nodes:
                             continue
                         announcing.update(nodes)
                         rk: RouteKey = (prefix, peers, std, large, adv.spec.local_pref)
-                        by_service = route_services.setdefault(rk, {})
+                        by_service = route_services.get(rk)
+                        if by_service is None:
+                            route_services[rk] = {key: nodes}
+                            continue
                         had = by_service.get(key)
                         by_service[key] = nodes if had is None else had | nodes
                 else:
-                    l2_nodes |= ann.eligible
-                    ifaces = l2_advs[ann.advertisement].spec.interfaces
-                    l2_ifaces.append((ann.eligible, tuple(ifaces) or ("*",)))
+                    l2_nodes |= eligible
+                    l2_ifaces.append((eligible, adv.spec.interfaces or ("*",)))
             if l2_nodes:
                 duty = l2_duties.get(ip)
                 if duty is None:
@@ -307,8 +351,14 @@ def _build(ctx: PlanContext, targets: frozenset[str]) -> dict[str, NodePlan]:
                 duty.services.add(key)
                 duty.interfaces.extend(l2_ifaces)
                 announcing.update(l2_nodes & targets)
-            if announcing:
-                all_vips.add(ip)
+            if not announcing:
+                continue
+            all_vips.add(ip)
+            table = tables.get(family)
+            if table is None:
+                table = tables[family] = [
+                    (port, PortBackends(service, port, eps, family)) for port in ports
+                ]
             # a node without endpoints of the service sees them all as remote: the rules are
             # the same frozen values on every such node, so they are built once and shared
             remote: list[NatRule] | None = None
@@ -316,10 +366,10 @@ def _build(ctx: PlanContext, targets: frozenset[str]) -> dict[str, NodePlan]:
                 d = duties[node]
                 d.vips.add(ip)
                 if node in local_nodes:
-                    d.nat.extend(_nat_rules(key, service, ip, family, eps, node, ports))
+                    d.nat.extend(_nat_rules(key, service, ip, table, node))
                     continue
                 if remote is None:
-                    remote = _nat_rules(key, service, ip, family, eps, "", ports)
+                    remote = _nat_rules(key, service, ip, table, node)
                 d.nat.extend(remote)
     plans: dict[str, NodePlan] = {}
     candidates = _Candidates(ctx.ready_nodes)
@@ -457,21 +507,12 @@ def _nat_rules(
     key: str,
     service: Service,
     ip: str,
-    family: int,
-    eps: tuple[ReadyEndpoint, ...],
+    table: list[tuple[ServicePort, PortBackends]],
     node: str,
-    ports: Sequence[ServicePort],
 ) -> list[NatRule]:
+    policy = service.spec.external_traffic_policy
+    ranges = service.spec.load_balancer_source_ranges
     return [
-        NatRule(
-            service=key,
-            vip=ip,
-            port=port.port,
-            protocol=port.protocol,
-            backends=backends(service, port, eps, family, node),
-            traffic_policy=service.spec.external_traffic_policy,
-            source_ranges=service.spec.load_balancer_source_ranges,
-        )
-        for port in ports
+        NatRule(key, ip, port.port, port.protocol, backends.for_node(node), policy, ranges)
+        for port, backends in table
     ]
-
