@@ -67,6 +67,10 @@ class AgentOptions:
     state_dir: Path | None = None
     poll_interval: float = 1.0
     seed: int | None = None
+    #: reload (read, validate, plan) in a worker thread, so a big object set (10,000 services
+    #: take seconds to parse) does not stall BFD timers, keepalives and /status; only for
+    #: agents whose :meth:`Agent.load` and planner touch no loop-owned state (the file agent)
+    load_in_thread: bool = False
 
 
 @dataclass(frozen=True)
@@ -218,10 +222,15 @@ class Agent:
         )
         return Desired(spec=spec, plan=plan, peers=peers, files=files)
 
+    async def _load(self) -> Desired:
+        if self.options.load_in_thread:
+            return await asyncio.to_thread(self.load)
+        return self.load()
+
     async def reload(self) -> bool:
         """Validate the files whole and swap them in; on error keep the running config."""
         try:
-            desired = self.load()
+            desired = await self._load()
         except SpecError as exc:
             self.last_error = list(exc.issues)
             self._log.error(

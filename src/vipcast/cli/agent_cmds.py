@@ -67,6 +67,7 @@ def agent(
         router_id=router_id,
         state_dir=state_dir,
         poll_interval=poll_interval,
+        load_in_thread=True,  # files only: reloads parse and plan off the event loop
     )
 
     async def main() -> int:
