@@ -55,6 +55,8 @@ def test_loopback_up_detect_recover_close(
             st = ha.status()
             assert (st.state, st.remote_state) == ("UP", "UP")
             assert st.tx_interval_ms == 100 and st.detection_time_ms == 300
+            assert st.rx_interval_ms == 100 and st.detect_mult == 3
+            assert st.last_diag == "NONE" and st.uptime_s is not None and st.uptime_s >= 0.4
             assert st.packets_received > 3 and st.packets_sent > 3
             assert len(ups) == 1
 
@@ -68,11 +70,16 @@ def test_loopback_up_detect_recover_close(
             assert elapsed < 2.0, elapsed
             assert downs and downs[0].diag is Diag.CONTROL_DETECTION_TIME_EXPIRED
             assert ha.status().local_diag == "CONTROL_DETECTION_TIME_EXPIRED"
+            assert ha.status().uptime_s is None
 
             for s in b_sockets:
                 s.muted = False
             assert await ha.wait_for(State.UP, 10) and await hb.wait_for(State.UP, 10)
             assert len(ups) == 2
+            # Up again: the last failure's diagnostic stays visible, uptime restarts
+            back = ha.status()
+            assert back.last_diag == "CONTROL_DETECTION_TIME_EXPIRED"
+            assert back.uptime_s is not None and back.uptime_s < 5
 
             # closing a (both holds) tells b AdminDown: b goes Down but does not call on_down
             b_downs.clear()
