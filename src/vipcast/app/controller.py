@@ -23,11 +23,20 @@ from dataclasses import dataclass, field
 import httpx2 as httpx
 from lightkube import ApiError, AsyncClient
 
-from vipcast.alloc import AllocationResult, Reason
+from vipcast.alloc import AllocationResult, Assignment, Reason
 from vipcast.core.allocation import allocate_spec
+from vipcast.sources.kube.announcements import fold_reports
+from vipcast.sources.kube.conditions import (
+    OUR_TYPES,
+    allocated_condition,
+    announced_condition,
+    conditions_up_to_date,
+    current_conditions,
+    merged,
+)
 from vipcast.sources.kube.leader import ElectionConfig, LeaderElector
 from vipcast.sources.kube.reflector import Reflector
-from vipcast.sources.kube.resources import CONTROLLER_KINDS, Watched
+from vipcast.sources.kube.resources import CONTROLLER_KINDS, NODE_ANNOUNCEMENTS, Watched
 from vipcast.sources.kube.snapshot import Document, build_spec
 from vipcast.sources.kube.status import (
     FIELD_MANAGER,
@@ -130,6 +139,7 @@ class Controller:
             self.last_report = report
             return report
         objects = {r.kind: r.snapshot() for r in self.reflectors}
+        reports = objects.pop(NODE_ANNOUNCEMENTS.kind, [])
         outcome = build_spec(objects, self.last_good)
         report.issues = len(outcome.issues)
         report.config_stale = outcome.config_stale
@@ -154,29 +164,45 @@ class Controller:
             if kind == "Service" and key in services:
                 why = "; ".join(i.message for i in outcome.issues if i.file == dropped)
                 await self.events.emit(services[key], "Warning", "InvalidService", why)
+        for gone in result.released:
+            if gone.previous:
+                log.info("released %s of deleted Service %s", ", ".join(gone.previous),
+                         gone.service)
+        nodes, seen = fold_reports(reports)
         written: dict[str, tuple[str, ...]] = {}
+        later: list[tuple[dict[str, object], str, str, str]] = []
         for key, assignment in result.assignments.items():
             svc = services.get(key)
-            if svc is None:
-                continue
-            if assignment.reason is Reason.CLASS_NOT_OURS:
+            if svc is None or assignment.reason is Reason.CLASS_NOT_OURS:
                 continue
             ips = assignment.ips
-            if assignment.reason is Reason.NOT_LOAD_BALANCER and not current_ingress(svc):
-                continue
+            had = current_ingress(svc)
+            if assignment.reason is Reason.NOT_LOAD_BALANCER:
+                # no longer ours to serve: withdraw our ingress and our conditions
+                wanted: list[dict[str, object]] = []
+                up = not had and not any(c.get("type") in OUR_TYPES
+                                         for c in current_conditions(svc))
+            else:
+                wanted = [allocated_condition(assignment),
+                          announced_condition(ips, nodes, seen.get(key))]
+                up = (ingress_up_to_date(svc, ips)
+                      and conditions_up_to_date(current_conditions(svc), wanted,
+                                                _generation(svc)))
             if ips:
                 report.allocated += 1
-            if not ingress_up_to_date(svc, ips):
+            if not up:
                 if not self.elector.is_leader:
                     break
-                ok = await self._write(svc, ips)
+                conds = merged(current_conditions(svc), wanted, _generation(svc))
+                ok = await self._write(svc, ips, conds)
                 report.written += ok
                 report.failed_writes += not ok
-                if ok and ips:
-                    verb = "Moved to" if assignment.moved else "Assigned"
-                    pool = f" from pool {assignment.pool}" if assignment.pool else ""
-                    await self.events.emit(svc, "Normal", "IPAllocated",
-                                           f"{verb} {', '.join(ips)}{pool}")
+                if ok and tuple(had) != tuple(ips):
+                    await self._decision_event(svc, assignment, had)
+            elif assignment.reason is Reason.KEPT and key not in self.memory and ips:
+                # a new leader (or a restart) took these over from Service status
+                later.append((svc, "Normal", "IPKept",
+                              f"Kept {', '.join(ips)} (rebuilt from Service status)"))
             if ips:
                 written[key] = ips
             if not assignment.ok and assignment.reason is not Reason.NOT_LOAD_BALANCER:
@@ -184,14 +210,40 @@ class Controller:
                                        assignment.message)
         self.memory = written
         self.last_report = report
+        await self._emit_batch(later)
         return report
 
-    async def _write(self, svc: dict[str, object], ips: tuple[str, ...]) -> bool:
+    async def _decision_event(self, svc: dict[str, object], assignment: Assignment,
+                              had: tuple[str, ...]) -> None:
+        """The Event of a decision that changed a Service's addresses."""
+        ips = assignment.ips
+        pool = f" from pool {assignment.pool}" if assignment.pool else ""
+        why = "; ".join(f"{ip}: {reason}" for ip, reason in assignment.invalidated)
+        if ips and had:
+            await self.events.emit(svc, "Warning", "IPMoved",
+                                   f"Moved from {', '.join(had)} to {', '.join(ips)}{pool}"
+                                   + (f" ({why})" if why else ""))
+        elif ips:
+            await self.events.emit(svc, "Normal", "IPAllocated",
+                                   f"Assigned {', '.join(ips)}{pool}")
+        else:
+            cause = why or assignment.message or str(assignment.reason)
+            await self.events.emit(svc, "Normal", "IPReleased",
+                                   f"Released {', '.join(had)}: {cause}")
+
+    async def _emit_batch(self, events: list[tuple[dict[str, object], str, str, str]],
+                          width: int = 16) -> None:
+        for i in range(0, len(events), width):
+            await asyncio.gather(*(self.events.emit(*e) for e in events[i:i + width]))
+
+    async def _write(self, svc: dict[str, object], ips: tuple[str, ...],
+                     conditions: list[dict[str, object]]) -> bool:
         meta = svc.get("metadata") or {}
         assert isinstance(meta, dict)
         try:
             await apply_service_ips(self.client, str(meta.get("namespace")),
-                                    str(meta.get("name")), ips, self.config.field_manager)
+                                    str(meta.get("name")), ips, self.config.field_manager,
+                                    conditions)
             return True
         except ApiError as exc:
             log.warning("status of %s/%s not written: %s", meta.get("namespace"),
@@ -201,6 +253,13 @@ class Controller:
             log.warning("status of %s/%s not written: %s", meta.get("namespace"),
                         meta.get("name"), exc)
             return False
+
+
+def _generation(svc: dict[str, object]) -> int | None:
+    meta = svc.get("metadata") or {}
+    assert isinstance(meta, dict)
+    gen = meta.get("generation")
+    return gen if isinstance(gen, int) else None
 
 
 async def run_controller(client: AsyncClient, config: ControllerConfig | None = None) -> None:

@@ -5,6 +5,10 @@ graceful restart marker) and replaces only where the objects come from: reflecto
 CRDs, Services, EndpointSlices, Nodes, Namespaces and Secrets instead of files. Any change asks
 the agent to reload; the snapshot is validated with the same tolerant rules as the controller.
 
+Each speaker reports what it announces (and what it withholds, with why) in its node's
+``NodeAnnouncement`` (:mod:`vipcast.sources.kube.reporter`); the controller folds the reports
+into every Service's ``vipcast.io/Announced`` condition.
+
 A speaker never allocates: it announces exactly the addresses the controller wrote to the
 Services' ``status.loadBalancer.ingress`` -- and only for Services of our class, of type
 LoadBalancer, whose addresses lie in one of our pools -- so no node can announce an address
@@ -35,6 +39,7 @@ from vipcast.app.node import run_node
 from vipcast.core.desired import NodePlan
 from vipcast.core.plan import plan_node
 from vipcast.sources.kube.reflector import Reflector
+from vipcast.sources.kube.reporter import AnnouncementReporter
 from vipcast.sources.kube.resources import SPEAKER_KINDS, Watched
 from vipcast.sources.kube.snapshot import Document, build_spec
 from vipcast.spec import LOAD_BALANCER_CLASS, Issue, Spec, SpecError
@@ -90,10 +95,14 @@ class KubeAgent(Agent):
         kinds: tuple[Watched, ...] = SPEAKER_KINDS,
         load_balancer_class: str | None = LOAD_BALANCER_CLASS,
         sync_timeout: float = 120.0,
+        report: bool = True,
     ) -> None:
         super().__init__(options, planner=planner or StatusPlanner(load_balancer_class),
                          consumers=consumers, registry=registry)
         self.reflectors = [Reflector(client, w, self.request_reload) for w in kinds]
+        self.load_balancer_class = load_balancer_class
+        #: what this node announces, written to its NodeAnnouncement (None: not reported)
+        self.reporter = AnnouncementReporter(client, options.node) if report else None
         self.last_good: tuple[Document, ...] = ()
         self.sync_timeout = sync_timeout
 
@@ -109,6 +118,9 @@ class KubeAgent(Agent):
             self.last_good = outcome.config
         spec = outcome.spec
         plan = self._planner(spec, self.options.node)
+        if self.reporter is not None:
+            committed = status_assignments(spec, self.load_balancer_class)
+            self.reporter.offer(plan, committed, plan_node(spec, committed, self.options.node))
         peers = peer_settings(spec, self.options.node, router_id=self.options.router_id,
                               restarting=self.restarting)
         return Desired(spec=spec, plan=plan, peers=peers, files={})
@@ -116,6 +128,8 @@ class KubeAgent(Agent):
     async def run(self, install_signals: bool = True) -> int:
         """Start the reflectors, wait for their first lists, then run the agent."""
         tasks = [asyncio.create_task(r.run(), name=f"reflect-{r.kind}") for r in self.reflectors]
+        if self.reporter is not None:
+            tasks.append(asyncio.create_task(self.reporter.run(), name="node-announcement"))
         try:
             async with asyncio.timeout(self.sync_timeout):
                 for r in self.reflectors:

@@ -246,8 +246,31 @@ def crd_for(info: KindInfo) -> JSON:
     }
 
 
+def announcement_crd() -> JSON:
+    """The CRD of ``NodeAnnouncement`` (a speaker's report), from its pydantic model: spec
+    and status both structural; the lists are bounded by ``MAX_SERVICES``, not ``MAX_ITEMS``."""
+    from vipcast.sources.kube import announcements as ann
+
+    schema = ann.NodeAnnouncement.model_json_schema(by_alias=True, mode="validation")
+    conv = _Structural(schema, {})
+    status = conv.convert(schema["properties"]["status"])
+    status.pop("default", None)
+    for name in ("announced", "withheld"):
+        status["properties"][name]["maxItems"] = ann.MAX_SERVICES
+    info = KindInfo(ann.NodeAnnouncement, ann.PLURAL, ("vcann",),
+                    (("Node", "string", ".spec.nodeName"),))
+    crd = crd_for(info)
+    version = crd["spec"]["versions"][0]
+    root = version["schema"]["openAPIV3Schema"]
+    root["properties"]["status"] = status
+    root["description"] = ("What one node's speaker announces, written by that speaker "
+                           "(read by the controller for the Services' Announced condition)")
+    crd["spec"]["names"]["categories"] = ["vipcast"]
+    return crd
+
+
 def all_crds() -> list[JSON]:
-    return [crd_for(info) for info in KINDS]
+    return [*(crd_for(info) for info in KINDS), announcement_crd()]
 
 
 def render_yaml(crd: JSON) -> str:

@@ -39,6 +39,11 @@ def _ours() -> tuple[Watched, ...]:
 
 
 OUR_KINDS: tuple[Watched, ...] = _ours()
+#: the speakers' reports (not configuration: never part of the spec snapshot)
+NODE_ANNOUNCEMENTS = Watched(
+    "NodeAnnouncement",
+    create_global_resource(API_GROUP, VERSION, "NodeAnnouncement", "nodeannouncements"),
+    namespaced=False)
 SERVICES = Watched("Service", Service, namespaced=True)
 ENDPOINT_SLICES = Watched("EndpointSlice", EndpointSlice, namespaced=True)
 NODES = Watched("Node", Node, namespaced=False)
@@ -47,12 +52,12 @@ NAMESPACES = Watched("Namespace", Namespace, namespaced=False)
 SECRETS = Watched("Secret", Secret, namespaced=True, namespace="vipcast-system")
 
 #: what the controller needs to allocate
-CONTROLLER_KINDS: tuple[Watched, ...] = (*OUR_KINDS, SERVICES, NAMESPACES)
+CONTROLLER_KINDS: tuple[Watched, ...] = (*OUR_KINDS, SERVICES, NAMESPACES, NODE_ANNOUNCEMENTS)
 #: what a node's speaker needs to plan announcements and the data plane
 SPEAKER_KINDS: tuple[Watched, ...] = (*OUR_KINDS, SERVICES, NAMESPACES, ENDPOINT_SLICES, NODES,
                                       SECRETS)
 
 __all__ = [
-    "CONTROLLER_KINDS", "ENDPOINT_SLICES", "NAMESPACES", "NODES", "OUR_KINDS", "SECRETS",
-    "SERVICES", "SPEAKER_KINDS", "Event", "Lease", "Service", "Watched",
+    "CONTROLLER_KINDS", "ENDPOINT_SLICES", "NAMESPACES", "NODES", "NODE_ANNOUNCEMENTS",
+    "OUR_KINDS", "SECRETS", "SERVICES", "SPEAKER_KINDS", "Event", "Lease", "Service", "Watched",
 ]

@@ -18,13 +18,7 @@ from typing import Any
 
 import httpx2 as httpx
 from lightkube import ApiError, AsyncClient
-from lightkube.models.core_v1 import (
-    EventSource,
-    LoadBalancerIngress,
-    LoadBalancerStatus,
-    ObjectReference,
-    ServiceStatus,
-)
+from lightkube.models.core_v1 import EventSource, ObjectReference, ServiceStatus
 from lightkube.models.meta_v1 import ObjectMeta
 from lightkube.resources.core_v1 import Event, Service
 
@@ -48,15 +42,19 @@ def ingress_up_to_date(service: dict[str, Any], ips: Sequence[str]) -> bool:
 
 async def apply_service_ips(
     client: AsyncClient, namespace: str, name: str, ips: Sequence[str],
-    field_manager: str = FIELD_MANAGER,
+    field_manager: str = FIELD_MANAGER, conditions: Sequence[dict[str, Any]] = (),
 ) -> None:
-    """Make ``ips`` the Service's load-balancer ingress (empty: withdraw ours)."""
+    """Make ``ips`` the Service's load-balancer ingress (empty: withdraw ours), and
+    ``conditions`` (dicts of ``metav1.Condition``) the conditions this manager owns."""
+    status: ServiceStatus = ServiceStatus.from_dict({
+        "loadBalancer": {"ingress": [{"ip": ip, "ipMode": IP_MODE} for ip in ips]},
+        **({"conditions": list(conditions)} if conditions else {}),
+    })  # type: ignore[assignment]
     body = Service.Status(
         apiVersion="v1",
         kind="Service",
         metadata=ObjectMeta(name=name, namespace=namespace),
-        status=ServiceStatus(loadBalancer=LoadBalancerStatus(
-            ingress=[LoadBalancerIngress(ip=ip, ipMode=IP_MODE) for ip in ips])),
+        status=status,
     )
     await client.apply(body, name, namespace=namespace, field_manager=field_manager,
                        force=True)

@@ -1,0 +1,106 @@
+"""The two Service conditions the controller writes (pure: values in, condition dicts out).
+
+* ``vipcast.io/Allocated``: ``True`` when the Service holds every address it asked for
+  (reason ``Assigned``, ``Kept``, ``Requested``, ``Moved``), else ``False`` with the
+  allocator's reason (``PoolExhausted``, ``RequestedIPTaken``, ``NoEligiblePool``, ...) and
+  its message (which names the holder of a taken address).
+* ``vipcast.io/Announced``: ``True`` when at least one node's speaker announces all of the
+  Service's addresses (message: which nodes, how), else ``False``: ``NotAllocated``,
+  ``NoSpeakerReport`` (no speaker has reported yet) or ``NotAnnounced`` (each reporting node's
+  reason, from its ``NodeAnnouncement``).
+
+``lastTransitionTime`` moves only when a condition's status flips.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from vipcast.alloc import Assignment
+from vipcast.sources.kube.announcements import ServiceAnnouncements
+
+ALLOCATED = "vipcast.io/Allocated"
+ANNOUNCED = "vipcast.io/Announced"
+OUR_TYPES = (ALLOCATED, ANNOUNCED)
+MAX_MESSAGE = 1024
+_SHOWN_NODES = 8
+
+JSON = dict[str, Any]
+
+
+def _cond(type_: str, ok: bool, reason: str, message: str) -> JSON:
+    return {"type": type_, "status": "True" if ok else "False", "reason": reason,
+            "message": message[:MAX_MESSAGE]}
+
+
+def allocated_condition(assignment: Assignment) -> JSON:
+    message = assignment.message or (
+        f"{', '.join(assignment.ips)}" + (f" from pool {assignment.pool}"
+                                          if assignment.pool else ""))
+    return _cond(ALLOCATED, assignment.ok, str(assignment.reason), message)
+
+
+def _nodes(items: Sequence[str]) -> str:
+    shown = ", ".join(items[:_SHOWN_NODES])
+    more = len(items) - _SHOWN_NODES
+    return shown + (f" and {more} more" if more > 0 else "")
+
+
+def announced_condition(ips: Sequence[str], reporting_nodes: int,
+                        seen: ServiceAnnouncements | None) -> JSON:
+    if not ips:
+        return _cond(ANNOUNCED, False, "NotAllocated", "no address allocated")
+    want = set(ips)
+    full = [(node, modes) for node, got, modes in (seen.by if seen else ())
+            if want <= set(got)]
+    if full:
+        modes = sorted({m for _, ms in full for m in ms})
+        return _cond(ANNOUNCED, True, "Announced",
+                     f"announced by {len(full)} node(s) over {'+'.join(modes)}: "
+                     f"{_nodes([n for n, _ in full])}")
+    if reporting_nodes == 0:
+        return _cond(ANNOUNCED, False, "NoSpeakerReport", "no speaker has reported yet")
+    parts = [f"{node}: {reason}" for node, reason, _ in (seen.withheld if seen else ())]
+    partial = [node for node, _, _ in (seen.by if seen else ())]
+    if partial:
+        parts.append(f"only some addresses on {_nodes(partial)}")
+    why = "; ".join(parts[:_SHOWN_NODES]) if parts else "not in any speaker's report yet"
+    if seen and seen.withheld:
+        why += f" ({seen.withheld[0][2]})"
+    return _cond(ANNOUNCED, False, "NotAnnounced",
+                 f"not announced by any of {reporting_nodes} speaker(s): {why}")
+
+
+def merged(existing: Sequence[Mapping[str, Any]], wanted: Sequence[JSON], generation: int | None,
+           now: datetime | None = None) -> list[JSON]:
+    """Our wanted conditions with ``lastTransitionTime`` kept from ``existing`` unless the
+    status flipped (conditions of other types are not ours: SSA leaves them alone)."""
+    stamp = (now or datetime.now(UTC)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    old = {c.get("type"): c for c in existing}
+    out = []
+    for cond in wanted:
+        prev = old.get(cond["type"])
+        keep = prev is not None and prev.get("status") == cond["status"] and prev.get(
+            "lastTransitionTime")
+        out.append({**cond, "lastTransitionTime": prev["lastTransitionTime"] if keep and prev
+                    else stamp,
+                    **({"observedGeneration": generation} if generation is not None else {})})
+    return out
+
+
+def conditions_up_to_date(existing: Sequence[Mapping[str, Any]], wanted: Sequence[JSON],
+                          generation: int | None) -> bool:
+    old = {c.get("type"): c for c in existing}
+    for cond in wanted:
+        prev = old.get(cond["type"])
+        if prev is None or any(prev.get(k) != cond[k] for k in ("status", "reason", "message")):
+            return False
+        if generation is not None and prev.get("observedGeneration") != generation:
+            return False
+    return True
+
+
+def current_conditions(service: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    return list((service.get("status") or {}).get("conditions") or ())
