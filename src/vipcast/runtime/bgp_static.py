@@ -8,7 +8,7 @@ line and makes the speaker equal to it::
                 "router_id": "192.0.2.11", "password": null, "hold_time": 90, ...}],
      "routes": {"r": {"198.18.0.1/32": {"communities": [...], "large_communities": [...],
                                          "local_pref": null}}},
-     "generate": {"peer": "r", "base": "198.18.0.0", "count": 1000}}
+     "generate": {"peer": "r", "base": "198.18.0.0", "count": 1000}}   (or a list of them)
 
 ``{"stop": true}`` (or end of input) stops with Cease/Administrative Shutdown. After every
 document and every session event it prints ``{"t": <monotonic>, "peers": [status...]}``.
@@ -44,6 +44,7 @@ def peer_from_json(doc: dict[str, Any]) -> PeerSettings:
         graceful_restart=bool(doc.get("graceful_restart", False)),
         restart_time=int(doc.get("restart_time", 120)),
         restarting=bool(doc.get("restarting", False)),
+        next_hop_v6=doc.get("next_hop_v6"),
     )
     return PeerSettings(
         name=str(doc["name"]),
@@ -86,8 +87,8 @@ def routes_from_json(doc: dict[str, Any]) -> dict[str, dict[str, RouteAttributes
             )
             for prefix, attrs in routes.items()
         }
-    generate = doc.get("generate")
-    if generate:
+    generates = doc.get("generate") or []
+    for generate in [generates] if isinstance(generates, dict) else generates:
         target = table.setdefault(str(generate["peer"]), {})
         plain = RouteAttributes()
         target.update(
