@@ -115,3 +115,22 @@ def test_end_of_rib_markers_decode() -> None:
     assert decode_all([end_of_rib(IPV6_UNICAST)], 4096) == [
         Update(attributes=(MpUnreach(IPV6_UNICAST, ()),))
     ]
+
+
+def test_preferred_update_size_below_the_negotiated_maximum() -> None:
+    """With RFC 8654 negotiated, UPDATEs are still built at the preferred size (4,096);
+    only attributes that leave no room for a prefix there use the 65,535 maximum."""
+    nlri = [encode_prefix(f"198.18.{i >> 8}.{i & 255}/32")[1] for i in range(10_000)]
+    attrs = RouteAttributes()
+    big = pack_announcements(IPV4_UNICAST, attrs, nlri, outbound(65535))
+    small = pack_announcements(IPV4_UNICAST, attrs, nlri, outbound(65535, update_len=4096))
+    assert len(big) == 1 and len(small) == 13
+    assert all(len(m) <= 4096 for m in small)
+    decoded = decode_all(small, 4096)
+    assert sum(len(u.nlri) for u in decoded) == 10_000
+    withdrawals = pack_withdrawals(IPV4_UNICAST, nlri, outbound(65535, update_len=4096))
+    assert all(len(m) <= 4096 for m in withdrawals)
+    # 1,100 communities (4,400 bytes) do not fit in 4,096: the negotiated maximum is used
+    crowded = RouteAttributes(communities=tuple(range(1, 1101)))
+    wide = pack_announcements(IPV4_UNICAST, crowded, nlri[:10], outbound(65535, update_len=4096))
+    assert len(wide) == 1 and 4096 < len(wide[0]) <= 65535

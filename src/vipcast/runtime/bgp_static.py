@@ -45,6 +45,8 @@ def peer_from_json(doc: dict[str, Any]) -> PeerSettings:
         restart_time=int(doc.get("restart_time", 120)),
         restarting=bool(doc.get("restarting", False)),
         next_hop_v6=doc.get("next_hop_v6"),
+        extended_messages=bool(doc.get("extended_messages", True)),
+        update_size=int(doc.get("update_size", 4096)),
     )
     return PeerSettings(
         name=str(doc["name"]),

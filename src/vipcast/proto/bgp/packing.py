@@ -38,6 +38,8 @@ from .constants import (
 
 _UPDATE_TYPE = bytes((MessageType.UPDATE,))
 _DEFAULT_LOCAL_PREF = 100
+#: one IPv6 /128 on the wire (length byte + 16)
+_LONGEST_NLRI = 17
 
 
 @dataclass(frozen=True)
@@ -64,6 +66,16 @@ class Outbound:
     next_hop_v4: bytes | None
     #: 16 or 32 bytes (global + link-local), or None
     next_hop_v6: bytes | None
+    #: preferred UPDATE size (None: ``max_message_len``); never above ``max_message_len``
+    update_len: int | None = None
+
+    def budget(self, overhead: int) -> int:
+        """Room for NLRI in an UPDATE whose other parts take ``overhead`` bytes: the
+        preferred size, or the negotiated maximum when not even one prefix would fit."""
+        size = min(self.update_len or self.max_message_len, self.max_message_len)
+        if size - overhead < _LONGEST_NLRI:
+            size = self.max_message_len
+        return size - overhead
 
 
 def _message(body: bytes) -> bytes:
@@ -121,7 +133,7 @@ def pack_announcements(
             return []
         next_hop = bytes((AttrFlag.TRANSITIVE, AttrType.NEXT_HOP, 4)) + out.next_hop_v4
         fixed = low + next_hop + mid + high
-        budget = out.max_message_len - HEADER_LEN - 4 - len(fixed)
+        budget = out.budget(HEADER_LEN + 4 + len(fixed))
         head = b"\0\0" + struct.pack("!H", len(fixed)) + fixed
         return [_message(head + run) for run in _chunks(nlri, budget)]
     hop = out.next_hop_v6 if family.afi == AFI.IPV6 else None
@@ -130,7 +142,7 @@ def pack_announcements(
     low += mid
     mp_fixed = struct.pack("!HBB", family.afi, family.safi, len(hop)) + hop + b"\0"
     overhead = len(low) + 4 + len(mp_fixed) + len(high)
-    budget = out.max_message_len - HEADER_LEN - 4 - overhead
+    budget = out.budget(HEADER_LEN + 4 + overhead)
     msgs = []
     for run in _chunks(nlri, budget):
         mp_len = len(mp_fixed) + len(run)
@@ -147,12 +159,12 @@ def pack_announcements(
 def pack_withdrawals(family: Family, nlri: Iterable[bytes], out: Outbound) -> list[bytes]:
     """Framed UPDATEs withdrawing ``nlri`` of ``family``."""
     if family == IPV4_UNICAST:
-        budget = out.max_message_len - HEADER_LEN - 4
+        budget = out.budget(HEADER_LEN + 4)
         return [
             _message(struct.pack("!H", len(run)) + run + b"\0\0") for run in _chunks(nlri, budget)
         ]
     fixed = struct.pack("!HB", family.afi, family.safi)
-    budget = out.max_message_len - HEADER_LEN - 4 - 4 - len(fixed)
+    budget = out.budget(HEADER_LEN + 4 + 4 + len(fixed))
     msgs = []
     for run in _chunks(nlri, budget):
         mp = (

@@ -386,6 +386,7 @@ class Session:
             max_message_len=negotiated.max_message_len,
             next_hop_v4=self._next_hop_v4(),
             next_hop_v6=self._next_hop_v6(),
+            update_len=self.config.update_size,
         )
 
     def _next_hop_v4(self) -> bytes | None:
