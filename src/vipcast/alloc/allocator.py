@@ -32,6 +32,8 @@ from vipcast.alloc.sharing import first_conflict
 Addr = tuple[int, int]  # (version, value)
 #: services that may share among themselves, ports permitting: key, policy, Local selector
 _Group = tuple[str, str, tuple[tuple[str, str], ...]]
+#: per family, per pool name: addresses a sharing service might share (see _Run.shareable)
+_Shareable = dict[int, dict[str, list["Addr"]]]
 
 
 def _group(service: ServiceInput) -> _Group:
@@ -250,26 +252,43 @@ class _Run:
         self._open[key] = start
         return start
 
-    def find(self, work: _Work, pool: PoolInput, version: int) -> tuple[Addr, bool] | None:
-        """An address ``work`` could take from ``pool``: (addr, is fresh), without taking it."""
+    def shareable(self, work: _Work, version: int) -> dict[str, list[Addr]]:
+        """Per pool name: the addresses of ``version`` held by the service's sharing group and
+        not busy for its ports, in taking order (other holders' rules still to be checked)."""
+        service = work.service
+        group = _group(service)
+        busy = [self.port_users.get((group, port), ()) for port in service.ports]
+        shared = self.shared.get((group, version), [])
+        # addresses at the front that are busy for these ports stay busy (holders are only
+        # added, except in give_back, which resets the cursors): skip them for good
+        cursor_key = (group, version, service.ports)
+        start = self._share_cursor.get(cursor_key, 0)
+        while start < len(shared) and any(shared[start] in b for b in busy):
+            start += 1
+        self._share_cursor[cursor_key] = start
+        by_pool: dict[str, list[Addr]] = {}
+        for addr in islice(shared, start, None):
+            if any(addr in b for b in busy):
+                continue
+            for name in self.index.pools_of(*addr):
+                by_pool.setdefault(name, []).append(addr)
+        return by_pool
+
+    def find(
+        self, work: _Work, pool: PoolInput, version: int, shareable: _Shareable
+    ) -> tuple[Addr, bool] | None:
+        """An address ``work`` could take from ``pool``: (addr, is fresh), without taking it.
+
+        ``shareable`` caches :meth:`shareable` per version for one ``fresh`` call.
+        """
         service = work.service
         if service.sharing_key is not None:
-            group = _group(service)
-            busy = [self.port_users.get((group, port), ()) for port in service.ports]
-            shared = self.shared.get((group, version), [])
-            # addresses at the front that are busy for these ports stay busy (holders are only
-            # added, except in give_back, which resets the cursors): skip them for good
-            cursor_key = (group, version, service.ports)
-            start = self._share_cursor.get(cursor_key, 0)
-            while start < len(shared) and any(shared[start] in b for b in busy):
-                start += 1
-            self._share_cursor[cursor_key] = start
-            for addr in islice(shared, start, None):
-                if any(addr in b for b in busy):
-                    continue
+            by_pool = shareable.get(version)
+            if by_pool is None:
+                by_pool = shareable[version] = self.shareable(work, version)
+            for addr in by_pool.get(pool.name, ()):
                 if (
-                    pool.name in self.index.pools_of(*addr)
-                    and self.pool_problem(service, pool, addr) is None
+                    self.pool_problem(service, pool, addr) is None
                     and self.conflict(service, addr) is None
                 ):
                     return addr, False
@@ -278,13 +297,15 @@ class _Run:
         value = self.index.peek_free(pool, version)
         return None if value is None else ((version, value), True)
 
-    def obtain(self, work: _Work, pool: PoolInput, versions: list[int]) -> bool:
+    def obtain(
+        self, work: _Work, pool: PoolInput, versions: list[int], shareable: _Shareable
+    ) -> bool:
         """Take one address per version from ``pool`` — all of them or none."""
         if work.service.sharing_key is None and any(
             self.index.is_full(pool, v) for v in versions
         ):
             return False
-        found = [self.find(work, pool, v) for v in versions]
+        found = [self.find(work, pool, v, shareable) for v in versions]
         if any(f is None for f in found):
             return False
         for item in found:
@@ -293,6 +314,7 @@ class _Run:
             if fresh:
                 self.holders[addr] = []
             self.hold(work, addr, pool.name, new=True)
+        shareable.clear()  # what this service holds now changes what it may share
         return True
 
     def give_back(self, work: _Work, version: int) -> None:
@@ -334,15 +356,16 @@ class _Run:
         # one pool for every missing family (dual stack from one pool, like MetalLB)
         need = set(missing)
         start = self.first_open(slot, pools, tuple(missing)) if exclusive else 0
+        shareable: _Shareable = {}
         for pool in islice(pools, start, None):
-            if need <= pool.families and self.obtain(work, pool, missing):
+            if need <= pool.families and self.obtain(work, pool, missing, shareable):
                 return None
         if service.ip_family_policy != "RequireDualStack":
             if len(missing) > 1:
                 for f in missing:
                     start = self.first_open(slot, pools, (f,)) if exclusive else 0
                     for pool in islice(pools, start, None):
-                        if f in pool.families and self.obtain(work, pool, [f]):
+                        if f in pool.families and self.obtain(work, pool, [f], shareable):
                             break
             if work.held:  # PreferDualStack: one family is enough
                 return None
