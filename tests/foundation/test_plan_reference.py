@@ -224,3 +224,21 @@ def test_ipv6_fast_parse_agrees_with_ipaddress(text: str) -> None:
 @given(st.integers(0, 2**128 - 1) | st.sampled_from([0, 1, 2**128 - 1, 1 << 64, 0xFFFF << 32]))
 def test_ipv6_text_is_what_ipaddress_writes(value: int) -> None:
     assert ip_text(6, value) == str(ipaddress.IPv6Address(value))
+
+
+@given(st.one_of(
+    st.integers(0, 2**32 - 1).map(lambda v: str(ipaddress.IPv4Address(v))),
+    st.lists(st.text(alphabet="0123456789+-_ ", max_size=4), min_size=4, max_size=4).map(
+        ".".join),
+    st.text(alphabet="0123456789.٣²", max_size=16),
+))
+def test_ipv4_fast_parse_agrees_with_ipaddress(text: str) -> None:
+    try:
+        want: tuple[int, int] | None = (4, int(ipaddress.IPv4Address(text.strip())))
+    except ValueError:
+        want = None
+    try:
+        got: tuple[int, int] | None = parse_address(text)
+    except ValueError:
+        got = None
+    assert got == want

@@ -77,12 +77,16 @@ def parse_address(text: str) -> tuple[int, int]:
     through :mod:`ipaddress` (which also words the error).
     """
     parts = text.split(".")
-    if len(parts) == 4 and all(p.isascii() and p.isdigit() and len(p) <= 3 for p in parts):
-        a, b, c, d = (int(p) for p in parts)
-        if a <= 255 and b <= 255 and c <= 255 and d <= 255 and all(
-            p == "0" or not p.startswith("0") for p in parts
-        ):
-            return 4, (a << 24) | (b << 16) | (c << 8) | d
+    if len(parts) == 4 and text.isascii():
+        try:
+            a, b, c, d = map(int, parts)
+        except ValueError:
+            pass
+        else:
+            # canonical text only ("01", "+1", " 1" or "1_0" take the slow path)
+            if (0 <= a <= 255 and 0 <= b <= 255 and 0 <= c <= 255 and 0 <= d <= 255
+                    and f"{a}.{b}.{c}.{d}" == text):
+                return 4, (a << 24) | (b << 16) | (c << 8) | d
     text = text.strip()
     if ":" in text:  # skip ip_address's IPv4 attempt (an exception per call)
         value = _parse_v6_groups(text)
