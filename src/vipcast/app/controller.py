@@ -177,17 +177,14 @@ class Controller:
                 continue
             ips = assignment.ips
             had = current_ingress(svc)
-            if assignment.reason is Reason.NOT_LOAD_BALANCER:
-                # no longer ours to serve: withdraw our ingress and our conditions
-                wanted: list[dict[str, object]] = []
-                up = not had and not any(c.get("type") in OUR_TYPES
-                                         for c in current_conditions(svc))
-            else:
-                wanted = [allocated_condition(assignment),
-                          announced_condition(ips, nodes, seen.get(key))]
-                up = (ingress_up_to_date(svc, ips)
-                      and conditions_up_to_date(current_conditions(svc), wanted,
-                                                _generation(svc)))
+            ours = any(c.get("type") in OUR_TYPES for c in current_conditions(svc))
+            if assignment.reason is Reason.NOT_LOAD_BALANCER and not (had or ours):
+                continue  # never ours: not touched
+            # (no longer a LoadBalancer: the ingress is withdrawn, the conditions say so)
+            wanted = [allocated_condition(assignment),
+                      announced_condition(ips, nodes, seen.get(key))]
+            up = (ingress_up_to_date(svc, ips)
+                  and conditions_up_to_date(current_conditions(svc), wanted, _generation(svc)))
             if ips:
                 report.allocated += 1
             if not up:
@@ -199,7 +196,8 @@ class Controller:
                 report.failed_writes += not ok
                 if ok and tuple(had) != tuple(ips):
                     await self._decision_event(svc, assignment, had)
-            elif assignment.reason is Reason.KEPT and key not in self.memory and ips:
+            if (assignment.reason is Reason.KEPT and key not in self.memory and ips
+                    and tuple(had) == tuple(ips)):
                 # a new leader (or a restart) took these over from Service status
                 later.append((svc, "Normal", "IPKept",
                               f"Kept {', '.join(ips)} (rebuilt from Service status)"))

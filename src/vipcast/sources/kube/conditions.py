@@ -1,13 +1,17 @@
 """The two Service conditions the controller writes (pure: values in, condition dicts out).
 
-* ``vipcast.io/Allocated``: ``True`` when the Service holds every address it asked for
-  (reason ``Assigned``, ``Kept``, ``Requested``, ``Moved``), else ``False`` with the
+* ``vipcast.io/Allocated``: ``True`` (reason ``Allocated``) when the Service holds every
+  address it asked for (the allocator's ``Assigned``, ``Kept``, ``Requested``, ``Moved``), else ``False`` with the
   allocator's reason (``PoolExhausted``, ``RequestedIPTaken``, ``NoEligiblePool``, ...) and
   its message (which names the holder of a taken address).
 * ``vipcast.io/Announced``: ``True`` when at least one node's speaker announces all of the
   Service's addresses (message: which nodes, how), else ``False``: ``NotAllocated``,
   ``NoSpeakerReport`` (no speaker has reported yet) or ``NotAnnounced`` (each reporting node's
   reason, from its ``NodeAnnouncement``).
+
+A Service that stops being a LoadBalancer (or leaves our class) loses its ingress and keeps
+both conditions, ``False`` with reason ``NotLoadBalancer``/``NotAllocated``: removing
+conditions by omission depends on field ownership that other writers can reset.
 
 ``lastTransitionTime`` moves only when a condition's status flips.
 """
@@ -18,7 +22,7 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from vipcast.alloc import Assignment
+from vipcast.alloc import Assignment, Reason
 from vipcast.sources.kube.announcements import ServiceAnnouncements
 
 ALLOCATED = "vipcast.io/Allocated"
@@ -36,10 +40,19 @@ def _cond(type_: str, ok: bool, reason: str, message: str) -> JSON:
 
 
 def allocated_condition(assignment: Assignment) -> JSON:
-    message = assignment.message or (
-        f"{', '.join(assignment.ips)}" + (f" from pool {assignment.pool}"
-                                          if assignment.pool else ""))
-    return _cond(ALLOCATED, assignment.ok, str(assignment.reason), message)
+    if assignment.message:
+        message = assignment.message
+    elif assignment.reason is Reason.NOT_LOAD_BALANCER:
+        message = "not of type LoadBalancer: no address (any held were released)"
+    elif assignment.ips:
+        message = ", ".join(assignment.ips) + (f" from pool {assignment.pool}"
+                                               if assignment.pool else "")
+    else:
+        message = "no address allocated"
+    # granted: one stable reason (Assigned, then Kept next round, would rewrite the status
+    # once more for nothing); the decision itself is in the Events
+    reason = "Allocated" if assignment.ok else str(assignment.reason)
+    return _cond(ALLOCATED, assignment.ok, reason, message)
 
 
 def _nodes(items: Sequence[str]) -> str:
