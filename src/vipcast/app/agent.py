@@ -184,6 +184,22 @@ def settle_heap() -> None:
     gc.freeze()
 
 
+def run_planner(planner: Planner, spec: Spec, node: str) -> NodePlan:
+    """``planner(spec, node)`` with the cyclic GC paused while it runs.
+
+    Planning is a pure computation that builds tens of thousands of acyclic values (reference
+    counting frees them); without the pause, the collector traces them again and again while
+    they are built. It runs synchronously, so nothing else allocates meanwhile.
+    """
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        return planner(spec, node)
+    finally:
+        if enabled:
+            gc.enable()
+
+
 def default_planner(spec: Spec, node: str) -> NodePlan:
     """Allocation (same on every node for the same files) and this node's plan."""
     return plan_for_spec(spec, node)
@@ -230,7 +246,7 @@ class Agent:
         files = mtimes(self.options.config_paths)
         spec = load_paths(self.options.config_paths)
         settle_heap()
-        plan = self._planner(spec, self.options.node)
+        plan = run_planner(self._planner, spec, self.options.node)
         peers = peer_settings(
             spec, self.options.node, router_id=self.options.router_id, restarting=self.restarting
         )
