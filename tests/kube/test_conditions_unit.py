@@ -110,5 +110,5 @@ def test_fold_never_raises_on_garbage(objs: list[dict[str, object]]) -> None:
     def as_obj(d: dict[str, object]) -> dict[str, object]:
         return {k: (v if isinstance(v, dict) else {}) for k, v in d.items()}
 
-    nodes, seen = fold_reports([as_obj(o) for o in objs])
+    nodes, _ = fold_reports([as_obj(o) for o in objs])
     assert nodes <= len(objs)

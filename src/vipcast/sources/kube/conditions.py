@@ -1,9 +1,9 @@
 """The two Service conditions the controller writes (pure: values in, condition dicts out).
 
 * ``vipcast.io/Allocated``: ``True`` (reason ``Allocated``) when the Service holds every
-  address it asked for (the allocator's ``Assigned``, ``Kept``, ``Requested``, ``Moved``), else ``False`` with the
-  allocator's reason (``PoolExhausted``, ``RequestedIPTaken``, ``NoEligiblePool``, ...) and
-  its message (which names the holder of a taken address).
+  address it asked for (the allocator's ``Assigned``, ``Kept``, ``Requested``, ``Moved``),
+  else ``False`` with the allocator's reason (``PoolExhausted``, ``RequestedIPTaken``,
+  ``NoEligiblePool``, ...) and its message (which names the holder of a taken address).
 * ``vipcast.io/Announced``: ``True`` when at least one node's speaker announces all of the
   Service's addresses (message: which nodes, how), else ``False``: ``NotAllocated``,
   ``NoSpeakerReport`` (no speaker has reported yet) or ``NotAnnounced`` (each reporting node's
