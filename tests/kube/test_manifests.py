@@ -15,11 +15,12 @@ import yaml
 from vipcast.app.agent import AgentOptions
 from vipcast.app.controller import Controller, ControllerConfig
 from vipcast.app.speaker import KubeAgent
+from vipcast.sources.kube.conditions import ANNOUNCED
 from vipcast.sources.kube.leader import ElectionConfig
 
 from .conftest import run
 from .harness.cluster import Cluster
-from .kubetools import IPAddressPool, client, eventually, ingress_ips, lb_service, pool
+from .kubetools import IPAddressPool, Service, client, eventually, ingress_ips, lb_service, pool
 
 ROOT = Path(__file__).resolve().parents[2]
 MANIFESTS = sorted((ROOT / "deploy" / "kubernetes").glob("*.yaml"))
@@ -96,6 +97,18 @@ def test_rbac_covers_every_call(vipcast_crds: Cluster, namespace: str, tmp_path:
             await hook.start(30)
             await eventually(lambda: ingress_ips(admin, "web", namespace), 30, what="IP")
             await eventually(lambda: asyncio.sleep(0, agent.current), 30, what="speaker plan")
+            # the speaker's NodeAnnouncement (create + status), read back by the controller
+            assert agent.reporter is not None
+            await eventually(lambda: asyncio.sleep(0, agent.reporter.writes if agent.reporter
+                                                   else 0), 30, what="speaker's report")
+
+            async def folded() -> bool:
+                svc = (await admin.get(Service, "web", namespace=namespace)).to_dict()
+                conds = (svc.get("status") or {}).get("conditions") or ()
+                return any(c["type"] == ANNOUNCED and "rbac-node" in c["message"]
+                           for c in conds)
+
+            await eventually(folded, 30, what="report folded into the Announced condition")
         finally:
             agent.request_stop()
             await hook.stop()
@@ -119,4 +132,6 @@ def test_rbac_covers_every_call(vipcast_crds: Cluster, namespace: str, tmp_path:
         for c in calls if not _allowed(_rules_for(accounts[c["user"]]), c)})
     assert any(c["subresource"] == "status" and c["verb"] == "patch" for c in calls)
     assert any(c["resource"] == "leases" for c in calls)
+    assert any(c["resource"] == "nodeannouncements" and c["subresource"] == "status"
+               and c["user"] == "rbac-speaker" for c in calls)
     assert not missing, "RBAC rules in deploy/kubernetes miss:\n" + "\n".join(missing)
