@@ -135,12 +135,37 @@ def run_agents(trials: int, load: int) -> dict[str, Any]:
                 shown = ", ".join(f"{k} {v * 1000:.0f} ms" for k, v in sorted(got.items()))
                 print(f"  {kind} trial {i + 1}: {shown}", flush=True)
             flaps = _downs(n1) - downs_before - trials
+            reload = reload_check(n1, topo.workdir / "objects-n1.yaml", load, r)
         finally:
             for agent in agents:
                 agent.proc.stop(timeout=10)
     out = summarise(kind, results)
-    out.update(routes_from_n1=received, up_after_s=round(up_after, 1), extra_bfd_downs=flaps)
+    out.update(routes_from_n1=received, up_after_s=round(up_after, 1), extra_bfd_downs=flaps,
+               reload=reload)
     return out
+
+
+def reload_check(node: AgentNode, config: Path, load: int, r: Any) -> dict[str, Any]:
+    """Rewrite the node's object file (new mtime: the agent reloads and re-plans everything)
+    and watch its BFD session and the router's nexthop until the reload is logged done."""
+    downs = _downs(node)
+    marker = len(node.proc.log_text())
+    write_config(config, load=load, extra=1)
+    t0 = time.monotonic()
+    lost_nexthop = False
+    deadline = t0 + 600
+    while time.monotonic() < deadline:
+        if NODES["n1"] not in nexthops(r):
+            lost_nexthop = True
+        if "plan for n1" in node.proc.log_text()[marker:]:
+            break
+        time.sleep(0.05)
+    took = time.monotonic() - t0
+    time.sleep(2)
+    result = {"reload_s": round(took, 1), "bfd_downs": _downs(node) - downs,
+              "nexthop_lost": lost_nexthop}  # fmt: skip
+    print(f"  reload of n1's file: {result}", flush=True)
+    return result
 
 
 def _downs(node: AgentNode) -> int:
