@@ -55,12 +55,14 @@ def family_name(version: int) -> str:
     return f"IPv{version}"
 
 
-@dataclass
+@dataclass(slots=True)
 class _Work:
     """Mutable bookkeeping of one service during a run."""
 
     service: ServiceInput
     previous: tuple[str, ...]
+    #: wanted_families(service), computed once
+    families: tuple[int, ...]
     held: dict[int, tuple[int, str]] = field(default_factory=dict)  # version -> (value, pool)
     new: set[int] = field(default_factory=set)  # versions obtained in this run
     invalidated: list[tuple[str, str]] = field(default_factory=list)
@@ -140,7 +142,7 @@ class _Run:
 
     def keep(self, work: _Work) -> None:
         service = work.service
-        families = wanted_families(service)
+        families = work.families
         requested = set()
         for text in service.requested_ips:
             try:
@@ -183,7 +185,7 @@ class _Run:
             if ip.version in addrs:
                 return Reason.REQUEST_INVALID, f"more than one {family_name(ip.version)} requested"
             addrs[ip.version] = (ip.version, int(ip))
-        families = wanted_families(service)
+        families = work.families
         for version in addrs:
             if version not in families:
                 return Reason.REQUEST_INVALID, (
@@ -339,7 +341,7 @@ class _Run:
     def fresh(self, work: _Work) -> tuple[Reason, str] | None:
         """Fill the missing families; None when the service got what it needs."""
         service = work.service
-        families = wanted_families(service)
+        families = work.families
         missing = [f for f in families if f not in work.held]
         if not missing:
             return None
@@ -391,7 +393,7 @@ def _is_ours(service: ServiceInput, load_balancer_class: str | None) -> tuple[Re
 
 def _outcome(work: _Work, failure: tuple[Reason, str] | None) -> Assignment:
     service = work.service
-    order = wanted_families(service)
+    order = work.families
     versions = sorted(work.held, key=lambda v: order.index(v) if v in order else 9)
     ips = tuple(ip_text(v, work.held[v][0]) for v in versions)
     pool = work.held[versions[0]][1] if versions else None
@@ -440,7 +442,7 @@ def allocate(
             lost = tuple((ip, skip[1]) for ip in previous)
             out[key] = Assignment(key, (), None, skip[0], skip[1], previous, lost)
         else:
-            works.append(_Work(service, previous))
+            works.append(_Work(service, previous, wanted_families(service)))
     released = tuple(
         Assignment(key, (), None, Reason.DELETED, "service deleted", tuple(ips))
         for key, ips in sorted(current.items())

@@ -199,9 +199,16 @@ class PlanContext:
         pool = self.pool_of(ip)
         if pool is None:
             return ()
-        allowed = self.ready_nodes
+        return self.advertised_in(pool, self.allowed(key))
+
+    def allowed(self, key: str) -> frozenset[str]:
+        """Nodes that may announce the service: Ready, and with policy Local, running it."""
         if self.services[key].spec.external_traffic_policy == "Local":
-            allowed = allowed & self.local_nodes(key)
+            return self.ready_nodes & self.local_nodes(key)
+        return self.ready_nodes
+
+    def advertised_in(self, pool: str, allowed: frozenset[str]) -> Advertised:
+        """(kind, advertisement, eligible nodes) per advertisement of ``pool``."""
         out = self._advertised.get((pool, allowed))
         if out is None:
             found = []
@@ -310,12 +317,16 @@ def _build(ctx: PlanContext, targets: frozenset[str]) -> dict[str, NodePlan]:
         # appended: services are in key order, addresses in text order, ports sorted here
         ports = sorted(service.spec.ports, key=lambda p: (p.port, p.protocol))
         tables: dict[int, list[tuple[ServicePort, PortBackends]]] = {}
+        allowed = ctx.allowed(key)
         for ip in sorted(ips):
-            family, value = ctx.address(ip)
+            family, value = addr = ctx.address(ip)
+            pools = ctx.pool_index.pools_of(*addr)
+            if not pools:
+                continue  # outside every pool: announced by no advertisement
             announcing: set[str] = set()
             l2_nodes: frozenset[str] = frozenset()
             l2_ifaces: list[tuple[frozenset[str], tuple[str, ...]]] = []
-            for _kind, adv, eligible in ctx.advertised(key, ip):
+            for _kind, adv, eligible in ctx.advertised_in(pools[0], allowed):
                 if isinstance(adv, BGPAdvertisement):
                     prefix = prefixes.of(family, value, adv)
                     advs = prefix_advs.get(prefix)
@@ -339,7 +350,7 @@ def _build(ctx: PlanContext, targets: frozenset[str]) -> dict[str, NodePlan]:
                         had = by_service.get(key)
                         by_service[key] = nodes if had is None else had | nodes
                 else:
-                    l2_nodes |= eligible
+                    l2_nodes = l2_nodes | eligible if l2_nodes else eligible
                     l2_ifaces.append((eligible, adv.spec.interfaces or ("*",)))
             if l2_nodes:
                 duty = l2_duties.get(ip)
