@@ -55,6 +55,8 @@ KINDS: dict[str, tuple[tuple[str, ...], type[BaseModel]]] = {
 }
 NAMESPACED = frozenset({"Service", "EndpointSlice", "Secret"})
 YAML_SUFFIXES = (".yaml", ".yml", ".json")
+#: libyaml's safe loader when PyYAML was built with it (about 10x faster), else the Python one
+_SAFE_LOADER: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
 @dataclass(frozen=True)
@@ -163,7 +165,7 @@ def read_documents(paths: Iterable[str | Path]) -> list[tuple[str, object]]:
     for path in files:
         try:
             text = path.read_text()
-            loaded = [d for d in yaml.safe_load_all(text) if d is not None]
+            loaded = [d for d in yaml.load_all(text, Loader=_SAFE_LOADER) if d is not None]
         except (OSError, UnicodeDecodeError) as exc:
             issues.append(Issue(str(path), "", "", "", f"cannot read: {exc}"))
             continue
