@@ -172,18 +172,6 @@ def issues_table(issues: Sequence[Issue]) -> str:
     )
 
 
-def settle_heap() -> None:
-    """Keep the cyclic GC off a freshly loaded config, which lives until the next reload.
-
-    A large config is hundreds of thousands of objects; without this, every full collection
-    during planning rescans all of them. The previous config's cycles (if any) are collected
-    first: frozen objects are only ever freed by reference counting.
-    """
-    gc.unfreeze()
-    gc.collect()
-    gc.freeze()
-
-
 def run_planner(planner: Planner, spec: Spec, node: str) -> NodePlan:
     """``planner(spec, node)`` with the cyclic GC paused while it runs.
 
@@ -245,7 +233,6 @@ class Agent:
         """Read, validate and plan the object files; raises SpecError (nothing is changed)."""
         files = mtimes(self.options.config_paths)
         spec = load_paths(self.options.config_paths)
-        settle_heap()
         plan = run_planner(self._planner, spec, self.options.node)
         peers = peer_settings(
             spec, self.options.node, router_id=self.options.router_id, restarting=self.restarting
