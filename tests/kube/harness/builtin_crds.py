@@ -41,7 +41,9 @@ class BuiltinKind:
 BUILTIN_KINDS: tuple[BuiltinKind, ...] = (
     BuiltinKind("Service", "services", "", "v1", True, "service-v1.json", True, ("svc",)),
     BuiltinKind("Node", "nodes", "", "v1", False, "node-v1.json", True, ("no",)),
-    BuiltinKind("Namespace", "namespaces", "", "v1", False, "namespace-v1.json", True, ("ns",)),
+    # served as "xnamespaces": the generic server reads ".../namespaces/<name>" as a namespace
+    # prefix (single-Namespace paths would 404); the shim maps the core path to it
+    BuiltinKind("Namespace", "xnamespaces", "", "v1", False, "namespace-v1.json", True, ("ns",)),
     BuiltinKind("Event", "events", "", "v1", True, "event-v1.json", False, ("ev",)),
     BuiltinKind("Secret", "secrets", "", "v1", True, "secret-v1.json"),
     BuiltinKind("ConfigMap", "configmaps", "", "v1", True, "configmap-v1.json", False, ("cm",)),

@@ -34,6 +34,7 @@ CORE_APIVERSION = f"{CORE_GROUP}/v1"
 TOKEN = "vipcast-harness"
 _FORWARD_RESPONSE_HEADERS = ("Content-Type", "Warning", "Retry-After", "Audit-Id")
 _CORE_PATH = re.compile(r"^/api/v1(/.*)?$")
+_NAMESPACE_PATH = re.compile(r"^/api/v1/namespaces(/[^/]+)?(/status|/finalize)?$")
 _RESOURCE_PATH = re.compile(
     r"^/(?:api/v1|apis/(?P<group>[^/]+)/(?P<version>[^/]+))"
     r"(?:/namespaces/(?P<ns>[^/]+))?/(?P<resource>[^/]+)(?:/(?P<name>[^/]+))?(?:/(?P<sub>[^/]+))?$"
@@ -271,6 +272,8 @@ class Shim:
         path = request.path
         core = bool(_CORE_PATH.match(path))
         up_path = f"/apis/{CORE_APIVERSION}{path[len('/api/v1'):]}" if core else path
+        if core and _NAMESPACE_PATH.match(path):  # the stand-in's plural (see builtin_crds)
+            up_path = up_path.replace("/namespaces", "/xnamespaces", 1)
         self._log(request)
         raw = await request.read()
         body, ctype = self._request_body(request, raw, core)

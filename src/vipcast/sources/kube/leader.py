@@ -5,7 +5,9 @@ the holder has not renewed it for ``lease_duration`` *as observed locally* (remo
 are not compared with the local clock, so clock skew between nodes does not matter). Taking and
 renewing are updates carrying the read ``resourceVersion``: of two candidates racing, the API
 server accepts one and answers 409 to the other. A leader that cannot renew within
-``renew_deadline`` steps down. ``is_leader`` is the state; ``changed`` is set on each flip.
+``renew_deadline`` steps down -- also when the API server does not answer at all: each attempt
+is cut off at the leader's remaining renew deadline. ``is_leader`` is the state; ``changed``
+is set on each flip.
 """
 
 from __future__ import annotations
@@ -57,12 +59,12 @@ class LeaderElector:
         """Campaign and renew forever (cancel to stop; a leader releases the Lease then)."""
         try:
             while True:
-                ok = await self._try_acquire_or_renew()
+                ok = await self._attempt()
                 now = self.clock()
                 if ok:
                     self._last_renew_ok = now
                     self._set_leader(True)
-                elif self.is_leader and now - self._last_renew_ok > self.config.renew_deadline:
+                elif self.is_leader and now - self._last_renew_ok >= self.config.renew_deadline:
                     log.warning("%s: could not renew lease %s; stepping down", self.identity,
                                 self.config.name)
                     self._set_leader(False)
@@ -71,6 +73,20 @@ class LeaderElector:
             if self.is_leader:
                 await asyncio.shield(self._release())
                 self._set_leader(False)
+
+    async def _attempt(self) -> bool:
+        """One try, bounded so that a leader learns by its renew deadline that it failed (an
+        unreachable API server may hang a request far longer than that)."""
+        budget = self.config.renew_deadline
+        if self.is_leader:
+            budget = max(0.05, budget - (self.clock() - self._last_renew_ok))
+        try:
+            async with asyncio.timeout(budget):
+                return await self._try_acquire_or_renew()
+        except TimeoutError:
+            log.warning("%s: lease %s: no answer within %.1fs", self.identity, self.config.name,
+                        budget)
+            return False
 
     def _set_leader(self, value: bool) -> None:
         if value != self.is_leader:
