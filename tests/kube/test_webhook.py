@@ -5,11 +5,16 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import os
+import re
 import shutil
 import subprocess
+import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
+import yaml
 from lightkube import ApiError
 from lightkube.generic_resource import create_global_resource
 
@@ -77,6 +82,11 @@ def test_api_server_calls_webhook_and_denies_overlap(
 
             message = await eventually(denied, 30, every=0.5, what="webhook denial")
             assert "overlap" in message
+            # the very sentence `vipcast check-config` prints for the same two pools
+            same = _check_config_overlap(tmp_path, [pool(f"{n}-{namespace}", [r], namespace)
+                                                    for n, r in (("a", "198.18.1.0/28"),
+                                                                 ("b", "198.18.1.8/29"))])
+            assert same in message, (same, message)
             assert server.reviews >= 1
         finally:
             for res, obj in ((VWC, name), (IPAddressPool, f"a-{namespace}")):
@@ -86,3 +96,16 @@ def test_api_server_calls_webhook_and_denies_overlap(
             await c.close()
 
     run(go(), 90)
+
+
+def _check_config_overlap(tmp_path: Path, pools: list[Any]) -> str:
+    """The overlap problem ``vipcast check-config`` reports for ``pools`` (its CLI, run)."""
+    path = tmp_path / "pools.yaml"
+    path.write_text(yaml.safe_dump_all([p.to_dict() for p in pools]))
+    out = subprocess.run([sys.executable, "-m", "vipcast.cli.main", "check-config", str(path)],
+                         capture_output=True, text=True, timeout=60,
+                         env={**os.environ, "COLUMNS": "400", "NO_COLOR": "1"})
+    assert out.returncode == 1, out
+    found = re.search(r"\S+ overlaps \S+ of pool \S+", out.stdout + out.stderr)
+    assert found, out.stdout + out.stderr
+    return found.group(0).rstrip("│ ")
