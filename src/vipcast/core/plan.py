@@ -300,6 +300,10 @@ class _Candidates:
         return order
 
 
+def _port_order(port: ServicePort) -> tuple[int, str]:
+    return port.port, port.protocol
+
+
 def _build(ctx: PlanContext, targets: frozenset[str]) -> dict[str, NodePlan]:
     duties = {n: _NodeDuties([], set()) for n in sorted(targets)}
     l2_duties: dict[str, _L2Duty] = {}
@@ -315,10 +319,12 @@ def _build(ctx: PlanContext, targets: frozenset[str]) -> dict[str, NodePlan]:
         local_nodes = ctx.local_nodes(key)
         # every node's NAT rules come out in (service, vip, port, protocol) order as they are
         # appended: services are in key order, addresses in text order, ports sorted here
-        ports = sorted(service.spec.ports, key=lambda p: (p.port, p.protocol))
+        ports = service.spec.ports
+        if len(ports) > 1:
+            ports = tuple(sorted(ports, key=_port_order))
         tables: dict[int, list[tuple[ServicePort, PortBackends]]] = {}
         allowed = ctx.allowed(key)
-        for ip in sorted(ips):
+        for ip in sorted(ips) if len(ips) > 1 else ips:
             family, value = addr = ctx.address(ip)
             pools = ctx.pool_index.pools_of(*addr)
             if not pools:
