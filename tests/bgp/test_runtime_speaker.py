@@ -242,3 +242,33 @@ def test_routes_by_peer_groups_plan_routes() -> None:
     assert set(table) == {"a", "b"}
     assert table["a"] == {"192.0.2.1/32": RouteAttributes(local_pref=200)}
     assert table["b"]["192.0.2.2/32"].large_communities == ((1, 2, 3),)
+
+
+async def test_big_change_goes_out_head_first_and_whole() -> None:
+    """5,000 new prefixes at once: the first part leaves before the rest is encoded (two
+    writes), and the peer gets every prefix exactly once, with the right attributes."""
+    async with speaker(("127.0.0.3", 0)) as router, speaker() as node:
+        port = router.listen_ports[0]
+        router.configure(
+            [settings("node", "127.0.0.2", 179, 65000, 4200000001, "192.0.2.3", passive=True)]
+        )
+        node.configure(
+            [settings("rtr", "127.0.0.3", port, 4200000001, 65000, "192.0.2.2", source="127.0.0.2")]
+        )
+        assert await node.wait_for(established("rtr"), DEADLINE)
+        kept = {"203.0.113.1/32": RouteAttributes(communities=(7,))}
+        node.set_routes({"rtr": kept})
+        assert await router.wait_for(
+            lambda s: s.peers()["node"].status().prefixes_received == 1, DEADLINE
+        )
+        before = node.status()[0].updates_sent
+        many = {f"198.18.{i >> 8}.{i & 255}/32": RouteAttributes() for i in range(5000)}
+        node.set_routes({"rtr": {**kept, **many}})
+        assert await router.wait_for(
+            lambda s: s.peers()["node"].status().prefixes_received == 5001, DEADLINE
+        )
+        status = node.status()[0]
+        assert status.prefixes_advertised == 5001
+        # the kept route was not sent again; 5,000 /32s in 4,096-byte UPDATEs: a head part
+        # (1,000 prefixes, 2 UPDATEs) then the rest (4,000, 5 UPDATEs)
+        assert status.updates_sent - before == 2 + 5, status
