@@ -114,6 +114,7 @@ def test_leadership_is_lost_cleanly_when_the_api_server_stops_answering(
                     await eventually(lambda: asyncio.sleep(0, not a.elector.is_leader), 10,
                                      every=0.05, what="a stepping down")
                     stepped = loop.time() - t0
+                    print(f"leader stepped down {stepped:.2f}s after the API server went silent")
                     # by its renew deadline (1.5 s) plus one retry period, not a client timeout
                     assert stepped < 1.5 + 0.2 + 1.5, stepped
                     await eventually(lambda: asyncio.sleep(0, b.elector.is_leader), 15,
