@@ -31,9 +31,11 @@ VIP6 = L2Ownership("2001:db8::50", ("eth0",), "b", ("b", "c", "a"))
 
 
 def agent(name: str, serving: tuple[str, ...] = (), incarnation: int = 1) -> Membership:
+    """An agent past its start-up wait (at t = 0.5 s), declaring ``serving``."""
     membership = Membership(MembershipConfig(name, MEMBERS, KEY), incarnation)
     membership.start(0.0)
-    membership.set_serving(serving, 0.0)
+    membership.set_serving(serving, 0.5)
+    assert membership.view.settled
     return membership
 
 
@@ -117,6 +119,18 @@ def test_serving_set_is_capped_fail_closed() -> None:
     heartbeat = decode_heartbeat(a.heartbeat(), KEY)
     assert heartbeat is not None and len(heartbeat.serving) == MAX_SERVING
     assert len(a.heartbeat()) < 65_507
+
+
+def test_an_agent_in_its_startup_wait_declares_nothing() -> None:
+    """So the current owner keeps a VIP until the returning node can really take it."""
+    fresh = Membership(MembershipConfig("a", MEMBERS, KEY), 1)
+    fresh.start(10.0)
+    fresh.set_serving(("192.0.2.50",), 10.0)
+    heartbeat = decode_heartbeat(fresh.heartbeat(), KEY)
+    assert heartbeat is not None and heartbeat.serving == frozenset()
+    fresh.expire(11.0)
+    heartbeat = decode_heartbeat(fresh.heartbeat(), KEY)
+    assert heartbeat is not None and heartbeat.serving == {"192.0.2.50"}
 
 
 def test_serving_entries_are_authenticated() -> None:

@@ -222,9 +222,13 @@ class Membership:
 
     # -- what to send ------------------------------------------------------------------------
     def heartbeat(self) -> bytes:
+        """The next "alive" datagram. Until the start-up wait is over it declares nothing
+        servable: this node cannot own anything yet, and the current owners must not let go
+        of their VIPs before it can take them."""
         self._sequence += 1
+        serving = self._serving if self.view.settled else frozenset()
         return Heartbeat(
-            Kind.ALIVE, self.config.node, self.incarnation, self._sequence, self._serving
+            Kind.ALIVE, self.config.node, self.incarnation, self._sequence, serving
         ).encode(self.config.key)
 
     def leaving(self) -> bytes:

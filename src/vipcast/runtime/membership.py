@@ -96,8 +96,13 @@ class MembershipAgent:
             if now >= next_heartbeat:
                 self._send_all(self.membership.heartbeat())
                 next_heartbeat = max(next_heartbeat + interval, now)
+            settled = self.membership.view.settled
             if self.membership.expire(now):
                 self._changed()
+                if self.membership.view.settled and not settled:
+                    # the start-up wait is over: declare what we serve now, not an interval later
+                    self._send_all(self.membership.heartbeat())
+                    next_heartbeat = now + interval
             deadline = min(next_heartbeat, self.membership.next_deadline() or next_heartbeat)
             self._wake.clear()
             with contextlib.suppress(TimeoutError):
