@@ -40,6 +40,7 @@ def service_input(service: Service, namespace_labels: Mapping[str, str]) -> Serv
         wanted = requested_ips(service)
     except ValueError:  # the spec check reports it; an unparsable request asks for nothing valid
         wanted = ("invalid",)
+    annotated = bool(service.metadata.annotations)  # most Services have none to look up
     return ServiceInput(
         namespace=service.metadata.namespace or "default",
         name=service.metadata.name,
@@ -48,10 +49,10 @@ def service_input(service: Service, namespace_labels: Mapping[str, str]) -> Serv
         labels=service.metadata.labels,
         namespace_labels=namespace_labels,
         requested_ips=wanted,
-        requested_pool=annotation(service.metadata, ANNOTATION_POOL),
+        requested_pool=annotation(service.metadata, ANNOTATION_POOL) if annotated else None,
         ip_families=tuple(6 if f == "IPv6" else 4 for f in spec.ip_families) or (4,),
         ip_family_policy=spec.ip_family_policy or "SingleStack",
-        sharing_key=annotation(service.metadata, ANNOTATION_SHARING),
+        sharing_key=annotation(service.metadata, ANNOTATION_SHARING) if annotated else None,
         ports=tuple((p.port, p.protocol) for p in spec.ports),
         traffic_policy=spec.external_traffic_policy,
         selector=tuple(sorted((spec.selector or {}).items())),
