@@ -126,8 +126,10 @@ class AnnouncementPolicy:
             return frozenset()
         healthy = self._dataplane.healthy_services()
         servable: set[str] = set()
-        for service in sorted({rule.service for rule in plan.nat}):
-            keys = [(r.vip, r.port, r.protocol) for r in plan.nat if r.service == service]
+        ports: dict[str, list[tuple[str, int, str]]] = {}
+        for r in plan.nat:
+            ports.setdefault(r.service, []).append((r.vip, r.port, r.protocol))
+        for service, keys in sorted(ports.items()):
             if service not in healthy:
                 for key in keys:
                     self._gate.invalidate(key)

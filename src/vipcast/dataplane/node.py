@@ -96,6 +96,7 @@ class NodeDataplane:
         #: what the kernel was last made to match: (NAT rules, backends down, local VIPs)
         self._applied: tuple[object, ...] | None = None
         self._render_cache = RenderCache()
+        self._healthy: tuple[NodePlan, frozenset[BackendKey], frozenset[str]] | None = None
         if health is not None:
             health.on_change(self._dirty.set)
 
@@ -156,10 +157,18 @@ class NodeDataplane:
         )
 
     def healthy_services(self) -> frozenset[str]:
+        """Services with a usable backend now (memoised per plan and set of down backends:
+        the announcement policy asks several times a second)."""
         if self._plan is None:
             return frozenset()
-        is_down = down_set(self._down())
-        return frozenset(r.service for r in self._plan.nat if usable_backends(r, is_down))
+        down = self._down()
+        cached = self._healthy
+        if cached is not None and cached[0] is self._plan and cached[1] == down:
+            return cached[2]
+        is_down = down_set(down)
+        healthy = frozenset(r.service for r in self._plan.nat if usable_backends(r, is_down))
+        self._healthy = (self._plan, down, healthy)
+        return healthy
 
     async def cleanup(self) -> None:
         """Remove the table and our routes (``vipcast dataplane cleanup``)."""
