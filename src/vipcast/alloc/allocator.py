@@ -299,6 +299,20 @@ class _Run:
         value = self.index.peek_free(pool, version)
         return None if value is None else ((version, value), True)
 
+    def hopeless(
+        self, work: _Work, pool: PoolInput, versions: list[int], shareable: _Shareable
+    ) -> bool:
+        """``obtain(work, pool, versions, shareable)`` of a sharing service is sure to fail:
+        the pool is known full for one of the families and holds no address of it to share."""
+        for version in versions:
+            if self.index.is_full(pool, version):
+                by_pool = shareable.get(version)
+                if by_pool is None:
+                    by_pool = shareable[version] = self.shareable(work, version)
+                if pool.name not in by_pool:
+                    return True
+        return False
+
     def obtain(
         self, work: _Work, pool: PoolInput, versions: list[int], shareable: _Shareable
     ) -> bool:
@@ -360,14 +374,22 @@ class _Run:
         start = self.first_open(slot, pools, tuple(missing)) if exclusive else 0
         shareable: _Shareable = {}
         for pool in islice(pools, start, None):
-            if need <= pool.families and self.obtain(work, pool, missing, shareable):
+            if not need <= pool.families:
+                continue
+            if not exclusive and self.hopeless(work, pool, missing, shareable):
+                continue
+            if self.obtain(work, pool, missing, shareable):
                 return None
         if service.ip_family_policy != "RequireDualStack":
             if len(missing) > 1:
                 for f in missing:
                     start = self.first_open(slot, pools, (f,)) if exclusive else 0
                     for pool in islice(pools, start, None):
-                        if f in pool.families and self.obtain(work, pool, [f], shareable):
+                        if f not in pool.families:
+                            continue
+                        if not exclusive and self.hopeless(work, pool, [f], shareable):
+                            continue
+                        if self.obtain(work, pool, [f], shareable):
                             break
             if work.held:  # PreferDualStack: one family is enough
                 return None
