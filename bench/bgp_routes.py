@@ -29,6 +29,7 @@ import argparse
 import contextlib
 import ipaddress
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -137,6 +138,19 @@ def rss_kib(pid: int) -> int:
     return 0
 
 
+def cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU time of the given processes (and their threads)."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])  # utime, stime
+    return total / ticks
+
+
 def prefixes(n: int) -> list[str]:
     return [f"{BASE + i}/32" for i in range(n)]
 
@@ -175,13 +189,19 @@ def timed_cycle(
     watch: KernelWatch,
     pid: int,
 ) -> Result:
-    """One announce of N and one withdraw of all, each timed from its trigger."""
+    """One announce of N and one withdraw of all, each timed from its trigger; with the CPU
+    time the speaker and the router's daemons spent on the announce (load-independent)."""
+    daemons = router.pids()
+    cpu0, rcpu0 = cpu_seconds([pid]), cpu_seconds(daemons)
     t0 = announce()
     up = wait_count(router, lambda c: c >= n, t0, watch, n)
+    cpu, rcpu = cpu_seconds([pid]) - cpu0, cpu_seconds(daemons) - rcpu0
     rss = rss_kib(pid)
     t1 = withdraw()
     down = wait_count(router, lambda c: c == 0, t1, watch, n, deleting=True)
-    return {"announce": up, "withdraw": down, "rss_kib": rss}
+    return {
+        "announce": up, "withdraw": down, "rss_kib": rss, "cpu": cpu, "router_cpu": rcpu,
+    }  # fmt: skip
 
 
 def cycles(
@@ -217,7 +237,7 @@ def one_vip(
     return out
 
 
-def bench_vipcast(n: int, repeat: int, update_size: int = 4096) -> tuple[list[Result], list[float]]:
+def bench_vipcast(n: int, repeat: int, **session: object) -> tuple[list[Result], list[float]]:
     with Topology() as topo:
         router, speaker = build(topo)
         frr = start_router(topo, router)
@@ -233,7 +253,7 @@ def bench_vipcast(n: int, repeat: int, update_size: int = 4096) -> tuple[list[Re
         peer = {
             "name": "rtr", "address": ROUTER, "local_asn": SPEAKER_ASN,
             "peer_asn": ROUTER_ASN, "router_id": SPEAKER, "ttl": 1,
-            "update_size": update_size,
+            **session,
         }  # fmt: skip
 
         def send(doc: dict[str, object]) -> float:
@@ -401,6 +421,8 @@ def main() -> None:
         # them here; 65,535 is the RFC 8654 maximum FRR offers)
         "vipcast-64k": lambda n, repeat: bench_vipcast(n, repeat, update_size=65535),
         "vipcast-2k": lambda n, repeat: bench_vipcast(n, repeat, update_size=2048),
+        # vipcast offering IPv4 unicast only (as BIRD and GoBGP are configured here)
+        "vipcast-v4": lambda n, repeat: bench_vipcast(n, repeat, families=["ipv4"]),
     }
     runs: dict[tuple[str, int], list[Result]] = {}
     vips: dict[str, list[float]] = {}
@@ -412,16 +434,18 @@ def main() -> None:
                 vips.setdefault(name, []).extend(vip)
                 print(name, n, round_, results, [f"{v * 1000:.0f}ms" for v in vip], flush=True)
     table: dict[tuple[str, int], Result] = {
-        key: {k: median([r[k] for r in rs]) for k in ("announce", "withdraw", "rss_kib")}
-        for key, rs in runs.items()
+        key: {k: median([r[k] for r in rs]) for k in rs[0]} for key, rs in runs.items()
     }
     print()
     print(f"medians of {args.rounds} x {args.repeat} timed cycles per speaker and N")
-    print(f"{'speaker':<8} {'N':>6} {'announce s':>11} {'withdraw s':>11} {'RSS MiB':>8}")
+    print(
+        f"{'speaker':<11} {'N':>6} {'announce s':>11} {'withdraw s':>11} {'RSS MiB':>8}"
+        f" {'CPU s':>6} {'FRR CPU s':>10}"
+    )
     for (name, n), r in table.items():
         print(
-            f"{name:<8} {n:>6} {r['announce']:>11.3f} {r['withdraw']:>11.3f}"
-            f" {r['rss_kib'] / 1024:>8.1f}"
+            f"{name:<11} {n:>6} {r['announce']:>11.3f} {r['withdraw']:>11.3f}"
+            f" {r['rss_kib'] / 1024:>8.1f} {r['cpu']:>6.2f} {r['router_cpu']:>10.2f}"
         )
     for n in counts:
         b = table.get(("bird", n))

@@ -26,7 +26,7 @@ import time
 from dataclasses import asdict
 from typing import Any
 
-from vipcast.proto.bgp import RouteAttributes, SessionConfig
+from vipcast.proto.bgp import IPV4_UNICAST, IPV6_UNICAST, RouteAttributes, SessionConfig
 from vipcast.runtime.bgp_peer import PeerSettings
 from vipcast.runtime.bgp_speaker import Speaker
 from vipcast.runtime.bgp_transport import TransportOptions
@@ -47,6 +47,10 @@ def peer_from_json(doc: dict[str, Any]) -> PeerSettings:
         next_hop_v6=doc.get("next_hop_v6"),
         extended_messages=bool(doc.get("extended_messages", True)),
         update_size=int(doc.get("update_size", 4096)),
+        families=frozenset(
+            {"ipv4": IPV4_UNICAST, "ipv6": IPV6_UNICAST}[f]
+            for f in doc.get("families", ("ipv4", "ipv6"))
+        ),
     )
     return PeerSettings(
         name=str(doc["name"]),
