@@ -447,6 +447,14 @@ def main() -> None:
             f"{name:<11} {n:>6} {r['announce']:>11.3f} {r['withdraw']:>11.3f}"
             f" {r['rss_kib'] / 1024:>8.1f} {r['cpu']:>6.2f} {r['router_cpu']:>10.2f}"
         )
+    print("spread (quartiles over all timed cycles):")
+    for (name, n), rs in runs.items():
+        parts = []
+        for k in ("announce", "withdraw"):
+            values = sorted(r[k] for r in rs)
+            q = statistics.quantiles(values, n=4) if len(values) > 1 else [values[0]] * 3
+            parts.append(f"{k} {q[0]:.3f}-{q[2]:.3f} s")
+        print(f"  {name:<11} {n:>6}: {', '.join(parts)} (n={len(rs)})")
     for n in counts:
         b = table.get(("bird", n))
         for name in speakers:
