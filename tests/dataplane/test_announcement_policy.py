@@ -78,32 +78,60 @@ def test_servable_services_and_l2_vips_follow_health_and_verification() -> None:
         await dataplane.apply(PLAN)
 
         # a: healthy but its VIP port not verified yet; b: no healthy backend
-        policy.servable = await policy.check()
+        policy.servable = await policy.check(wait=True)
         policy.publish_l2()
         assert policy.servable == frozenset()
         assert declared == [frozenset()]
 
         gate.refuse.clear()
-        policy.servable = await policy.check()
+        policy.servable = await policy.check(wait=True)
         policy.publish_l2()
         assert policy.servable == {"demo/a"}
         assert declared[-1] == {"192.0.2.64"}
 
         health.failing.clear()
-        policy.servable = await policy.check()
+        policy.servable = await policy.check(wait=True)
         policy.publish_l2()
         assert declared[-1] == {"192.0.2.64", "192.0.2.65"}
         probes = gate.probes
-        policy.servable = await policy.check()
+        policy.servable = await policy.check(wait=True)
         policy.publish_l2()
         assert gate.probes == probes  # verified once, not on every tick
         assert len(declared) == 3  # published only on change
 
         # a loses its backend: not servable, and verified again after it recovers
         health.failing.add(("198.51.100.1", 8080))
-        policy.servable = await policy.check()
+        policy.servable = await policy.check(wait=True)
         policy.publish_l2()
         assert declared[-1] == {"192.0.2.65"}
         assert not gate.is_verified(("192.0.2.64", 80, "TCP"))
+
+    asyncio.run(scenario())
+
+
+def test_a_slow_probe_delays_no_other_service() -> None:
+    """Verification runs in the background: while one VIP port's probe hangs, another service
+    still loses (and regains) servability on the next check."""
+
+    @dataclass
+    class SlowGate(FakeGate):
+        async def verify(self, vip: str, port: int, protocol: str = "TCP") -> ProbeResult:
+            if vip == "192.0.2.65":
+                await asyncio.sleep(30)
+            return await super().verify(vip, port, protocol)
+
+    async def scenario() -> None:
+        health = FakeHealth()
+        gate = SlowGate()
+        dataplane = NodeDataplane(FakeTable(), None, health)  # type: ignore[arg-type]
+        policy = AnnouncementPolicy(dataplane, gate, health)  # type: ignore[arg-type]
+        await dataplane.apply(PLAN)
+        assert await policy.check() == frozenset()  # probes started, none finished
+        await asyncio.sleep(0.05)
+        assert await policy.check() == {"demo/a"}  # b's probe still hangs
+        health.failing.add(("198.51.100.1", 8080))
+        assert await policy.check() == frozenset()
+        policy.cancel_probes()
+        await asyncio.sleep(0)
 
     asyncio.run(scenario())

@@ -41,6 +41,11 @@ from vipcast.spec import ANNOTATION_HEALTH, Spec, SpecError, annotation, load_pa
 
 log = logging.getLogger("vipcast.node")
 
+#: verification probes in flight at once
+PROBES_AT_ONCE = 32
+#: (vip, port, protocol) of one VIP port
+VipKey = tuple[str, int, str]
+
 
 def health_configs(spec: Spec) -> dict[str, HealthCheckConfig]:
     """Per-service health-check configs from the ``vipcast.io/health-check`` annotation."""
@@ -80,6 +85,8 @@ class AnnouncementPolicy:
         #: the L2 VIPs last declared servable, and who hears about them
         self.servable_vips: frozenset[str] | None = None
         self._on_servable_vips: Callable[[frozenset[str]], None] | None = None
+        self._probes: dict[VipKey, asyncio.Task[None]] = {}
+        self._probe_slots = asyncio.Semaphore(PROBES_AT_ONCE)
 
     def planner(self, spec: Spec, node: str) -> NodePlan:
         """The full plan, with BGP routes kept only for servable services."""
@@ -119,40 +126,62 @@ class AnnouncementPolicy:
             self.servable_vips = vips
             self._on_servable_vips(vips)
 
-    async def check(self) -> frozenset[str]:
-        """Probe what needs probing; the services servable now."""
+    async def check(self, *, wait: bool = False) -> frozenset[str]:
+        """The services servable now: a healthy backend, and a VIP port verified through the
+        node's own data plane.
+
+        Verification probes run in the background (at most :data:`PROBES_AT_ONCE` at a time)
+        and count from the first check after they succeed, so a slow or failing probe never
+        delays another service's change. ``wait`` awaits the probes first (start-up).
+        """
         plan = self._dataplane.plan
         if plan is None:
             return frozenset()
         healthy = self._dataplane.healthy_services()
-        servable: set[str] = set()
-        ports: dict[str, list[tuple[str, int, str]]] = {}
+        ports: dict[str, list[VipKey]] = {}
         for r in plan.nat:
             ports.setdefault(r.service, []).append((r.vip, r.port, r.protocol))
-        for service, keys in sorted(ports.items()):
+        for service, keys in ports.items():
             if service not in healthy:
                 for key in keys:
                     self._gate.invalidate(key)
-                continue
-            if not self._verify:
-                servable.add(service)
-                continue
-            ok = False
-            for vip, port, protocol in keys:
-                if self._gate.is_verified((vip, port, protocol)):
-                    ok = True
-                    continue
+            elif self._verify:
+                for key in keys:
+                    if not self._gate.is_verified(key) and key not in self._probes:
+                        self._start_probe(service, key)
+        if wait and self._probes:
+            await asyncio.gather(*self._probes.values(), return_exceptions=True)
+        return frozenset(
+            service
+            for service, keys in ports.items()
+            if service in healthy
+            and (not self._verify or any(self._gate.is_verified(k) for k in keys))
+        )
+
+    def _start_probe(self, service: str, key: VipKey) -> None:
+        async def probe() -> None:
+            async with self._probe_slots:
+                vip, port, protocol = key
                 result = await self._gate.verify(vip, port, protocol)
-                if result.ok:
-                    ok = True
-                else:
-                    log.info("%s: %s:%d not verified yet: %s", service, vip, port, result.error)
-            if ok:
-                servable.add(service)
-        return frozenset(servable)
+            if not result.ok:
+                log.info("%s: %s:%d not verified yet: %s", service, vip, port, result.error)
+
+        task = asyncio.get_running_loop().create_task(probe(), name=f"verify {key}")
+        self._probes[key] = task
+        task.add_done_callback(lambda _t: self._probes.pop(key, None))
+
+    def cancel_probes(self) -> None:
+        for task in list(self._probes.values()):
+            task.cancel()
 
     async def run(self) -> None:
         """Re-check every ``interval`` seconds; ask for a re-plan when the set changes."""
+        try:
+            await self._run()
+        finally:
+            self.cancel_probes()
+
+    async def _run(self) -> None:
         while True:
             servable = await self.check()
             if servable != self.servable:
@@ -229,7 +258,7 @@ async def prime(
     except SpecError:
         return
     await dataplane.apply(base_planner(spec, options.node))
-    policy.servable = await policy.check()
+    policy.servable = await policy.check(wait=True)
     policy.publish_l2()
     log.info("verified before start: %s", ", ".join(sorted(policy.servable)) or "nothing")
 
