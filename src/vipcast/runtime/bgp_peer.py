@@ -9,7 +9,9 @@ is acted on; any other link is dropped once it has closed.
 
 The driver is thin: every call into a session is followed by :meth:`PeerDriver._pump`, which
 writes ``data_to_send()``, handles the events and re-arms the link's single timer at
-``next_deadline()``.
+``next_deadline()``. Writes happen in the call that caused them (no extra loop turn; the
+sockets have TCP_NODELAY), and a big route change writes its first part before the rest is
+encoded, so the router starts installing while we pack.
 """
 
 from __future__ import annotations
