@@ -160,3 +160,32 @@ def test_decoder_raises_only_its_error(tail: bytes, count: int) -> None:
     datagram = body + hmac.digest(KEY, body, hashlib.sha256)
     with contextlib.suppress(MembershipError):
         decode_heartbeat(datagram, KEY)
+
+
+nodes = st.sampled_from(["a", "b", "c", "d", "e"])
+
+
+@given(
+    st.lists(nodes, min_size=1, max_size=5, unique=True),
+    st.frozensets(nodes, max_size=5),
+    st.dictionaries(nodes, st.frozensets(st.sampled_from(["192.0.2.50", "192.0.2.51"]))),
+    st.booleans(),
+)
+def test_one_owner_at_most_and_only_an_alive_serving_one(
+    candidates: list[str],
+    alive: frozenset[str],
+    serving: dict[str, frozenset[str]],
+    quorum: bool,
+) -> None:
+    """Under one view, at most one node owns each VIP, and it is an alive candidate that
+    declared the VIP; if any such candidate exists, one owns it (given a quorum)."""
+    vips = [L2Ownership(ip, (), candidates[0], tuple(candidates)) for ip in ("192.0.2.50",
+                                                                          "192.0.2.51")]
+    view = View(alive, frozenset(), quorum, True, {n: serving.get(n, frozenset()) for n in alive})
+    for vip in vips:
+        owners = [n for n in "abcde" if vip in owned_here(vips, n, view)]
+        able = [n for n in candidates if n in alive and vip.ip in serving.get(n, frozenset())]
+        if not quorum or not able:
+            assert owners == []
+        else:
+            assert owners == [able[0]]
