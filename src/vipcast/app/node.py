@@ -144,6 +144,9 @@ class AnnouncementPolicy:
         for service, keys in ports.items():
             if service not in healthy:
                 for key in keys:
+                    running = self._probes.get(key)
+                    if running is not None:
+                        running.cancel()  # a success now would predate the failure
                     self._gate.invalidate(key)
             elif self._verify:
                 for key in keys:
