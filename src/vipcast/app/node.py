@@ -171,7 +171,9 @@ class AnnouncementPolicy:
 
         task = asyncio.get_running_loop().create_task(probe(), name=f"verify {key}")
         self._probes[key] = task
-        task.add_done_callback(lambda _t: self._probes.pop(key, None))
+        task.add_done_callback(
+            lambda done: self._probes.pop(key) if self._probes.get(key) is done else None
+        )
 
     def cancel_probes(self) -> None:
         for task in list(self._probes.values()):
