@@ -181,6 +181,22 @@ def test_namespace_selector() -> None:
     assert r.assignments["x/in"].ok and not r.assignments["y/out"].ok
 
 
+def test_relabelled_namespace_keeps_held_address_but_gets_no_new_one() -> None:
+    """serviceAllocation chooses where new addresses come from; it never takes one away."""
+    sel = MatchLabels((("team", "a"),))
+    pools = [pool("a", "192.0.2.0/30", namespace_selectors=(sel,))]
+    r = allocate(pools, [svc("in", ns="x", namespace_labels={"team": "a"})], {})
+    held = r.assignments["x/in"].ips
+    assert held
+    r2 = allocate(pools, [svc("in", ns="x"), svc("new", ns="x")], r.current())
+    assert r2.assignments["x/in"].ips == held and r2.assignments["x/in"].reason is Reason.KEPT
+    assert not r2.assignments["x/new"].ok
+    # a pool that no longer contains the address still moves it (the config demands it)
+    shrunk = [pool("a", "198.51.100.0/30")]
+    r3 = allocate(shrunk, [svc("in", ns="x", namespace_labels={"team": "a"})], r.current())
+    assert r3.assignments["x/in"].ips != held
+
+
 def test_dual_stack_policies_and_order() -> None:
     pools = [pool("v4", "192.0.2.0/30"), pool("ds", "198.51.100.0/30", "2001:db8::/64")]
     r = allocate(

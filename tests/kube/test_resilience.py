@@ -184,9 +184,6 @@ def test_namespace_labels_reevaluate_pool_choice(vipcast_crds: Cluster, namespac
     run(_namespace_labels(namespace, vipcast_crds, check_kept=False), 120)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "allocator gap (vipcast.alloc, not the kube area): a kept address must still be placeable "
-    "in an eligible pool, so removing the label releases the existing Service's address"))
 def test_namespace_label_removal_does_not_move_existing(vipcast_crds: Cluster,
                                                        namespace: str) -> None:
     run(_namespace_labels(namespace, vipcast_crds, check_kept=True), 120)

@@ -112,24 +112,35 @@ class _Run:
         if new:
             work.new.add(addr[0])
 
-    def pool_problem(self, service: ServiceInput, pool: PoolInput, addr: Addr) -> str | None:
-        """Why ``service`` may not hold ``addr`` from ``pool``, ignoring other holders."""
+    def pool_problem(
+        self, service: ServiceInput, pool: PoolInput, addr: Addr, *, keeping: bool = False
+    ) -> str | None:
+        """Why ``service`` may not hold ``addr`` from ``pool``, ignoring other holders.
+
+        ``keeping``: the service already holds ``addr``. A pool's ``serviceAllocation``
+        (namespaces, namespace and service selectors) decides where *new* addresses come from;
+        it does not take a held address away, so a relabelled Namespace or Service never moves
+        a VIP (IPs never reshuffle). A pool that stops containing the address, a changed pool
+        annotation or a requested IP still do.
+        """
         if service.requested_pool is not None and pool.name != service.requested_pool:
             return f"not in the requested pool {service.requested_pool}"
-        if not serves(pool, service):
+        if not keeping and not serves(pool, service):
             return f"pool {pool.name} does not serve this service (serviceAllocation)"
         if pool.avoid_buggy_ips and is_buggy(*addr):
             return f"pool {pool.name} avoids .0 and .255 addresses"
         return None
 
-    def placement(self, service: ServiceInput, addr: Addr) -> tuple[str | None, str]:
+    def placement(
+        self, service: ServiceInput, addr: Addr, *, keeping: bool = False
+    ) -> tuple[str | None, str]:
         """(pool, '') where ``service`` may hold ``addr``, or (None, why not)."""
         names = self.index.pools_of(*addr)
         if not names:
             return None, "outside every pool"
         why = ""
         for pool in sorted((self.index.by_name[n] for n in names), key=pool_rank):
-            problem = self.pool_problem(service, pool, addr)
+            problem = self.pool_problem(service, pool, addr, keeping=keeping)
             if problem is None:
                 return pool.name, ""
             why = why or problem
@@ -163,7 +174,7 @@ class _Run:
             elif requested and ip_text(*addr) not in requested:
                 why = "not the requested address"
             else:
-                pool, why = self.placement(service, addr)
+                pool, why = self.placement(service, addr, keeping=True)
                 if pool is not None:
                     why = self.conflict(service, addr) or ""
                     if not why:
