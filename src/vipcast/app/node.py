@@ -25,7 +25,14 @@ from dataclasses import asdict, replace
 
 from prometheus_client.registry import CollectorRegistry
 
-from vipcast.app.agent import Agent, AgentOptions, PlanConsumer, Planner, default_planner
+from vipcast.app.agent import (
+    Agent,
+    AgentOptions,
+    PlanConsumer,
+    Planner,
+    default_planner,
+    run_planner,
+)
 from vipcast.core.desired import NodePlan
 from vipcast.dataplane.nft import NftTable
 from vipcast.dataplane.node import NodeDataplane
@@ -262,7 +269,7 @@ async def prime(
         spec = load_paths(options.config_paths)
     except SpecError:
         return
-    await dataplane.apply(base_planner(spec, options.node))
+    await dataplane.apply(run_planner(base_planner, spec, options.node))
     policy.servable = await policy.check(wait=True)
     policy.publish_l2()
     log.info("verified before start: %s", ", ".join(sorted(policy.servable)) or "nothing")

@@ -34,6 +34,7 @@ from vipcast.app.agent import (
     PlanConsumer,
     Planner,
     peer_settings,
+    run_planner,
 )
 from vipcast.app.node import run_node
 from vipcast.core.desired import NodePlan
@@ -117,7 +118,7 @@ class KubeAgent(Agent):
         if not outcome.config_stale:
             self.last_good = outcome.config
         spec = outcome.spec
-        plan = self._planner(spec, self.options.node)
+        plan = run_planner(self._planner, spec, self.options.node)
         if self.reporter is not None:
             committed = status_assignments(spec, self.load_balancer_class)
             self.reporter.offer(plan, committed, plan_node(spec, committed, self.options.node))
