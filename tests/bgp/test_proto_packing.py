@@ -5,7 +5,10 @@ from __future__ import annotations
 import ipaddress
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
+from vipcast.proto.bgp.adj_rib_out import head_start
 from vipcast.proto.bgp.attributes import MpReach, MpUnreach, WireContext
 from vipcast.proto.bgp.constants import IPV4_UNICAST, IPV6_UNICAST
 from vipcast.proto.bgp.messages import decode_message
@@ -134,3 +137,25 @@ def test_preferred_update_size_below_the_negotiated_maximum() -> None:
     crowded = RouteAttributes(communities=tuple(range(1, 1101)))
     wide = pack_announcements(IPV4_UNICAST, crowded, nlri[:10], outbound(65535, update_len=4096))
     assert len(wide) == 1 and 4096 < len(wide[0]) <= 65535
+
+
+@given(
+    previous=st.sets(st.integers(0, 300), max_size=60),
+    routes=st.sets(st.integers(0, 300), max_size=200),
+    limit=st.integers(1, 50),
+)
+def test_head_start_is_what_stays_plus_the_first_new_ones(
+    previous: set[int], routes: set[int], limit: int
+) -> None:
+    def table(keys: set[int], med: int) -> dict[str, RouteAttributes]:
+        return {f"198.18.{k >> 8}.{k & 255}/32": RouteAttributes(med=med) for k in sorted(keys)}
+
+    before, after = table(previous, 1), table(routes, 2)
+    head = head_start(before, after, limit)
+    if len(after) - len(before) <= limit:
+        assert head is None
+        return
+    assert head is not None
+    new = [p for p in after if p not in before]
+    assert list(head) == [p for p in after if p in before or p in new[:limit]]
+    assert all(head[p] == after[p] for p in head)  # new attributes, order of ``routes``

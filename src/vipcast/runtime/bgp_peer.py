@@ -36,6 +36,7 @@ from vipcast.proto.bgp import (
     SessionDown,
     State,
     collision_winner,
+    head_start,
 )
 from vipcast.runtime.bgp_transport import (
     BGP_PORT,
@@ -167,7 +168,7 @@ class PeerDriver:
 
     def set_routes(self, routes: Mapping[str, RouteAttributes]) -> None:
         previous, self._routes = self._routes, dict(routes)
-        head = _head_start(previous, self._routes)
+        head = head_start(previous, self._routes)
         for link in self._links():
             if head is not None and link.session.state == State.ESTABLISHED:
                 # a big change: the first UPDATE goes out (and the router starts on it)
@@ -536,28 +537,6 @@ class _Counters:
         self.notifications_sent += int(getattr(stats, "notifications_sent", 0))
         self.notifications_received += int(getattr(stats, "notifications_received", 0))
         self.established += int(getattr(stats, "established_count", 0))
-
-
-#: above this many new prefixes, set_routes sends a first part on its own
-HEAD_START = 1000
-
-
-def _head_start(
-    previous: Mapping[str, RouteAttributes], routes: Mapping[str, RouteAttributes]
-) -> dict[str, RouteAttributes] | None:
-    """The routes to set first when ``routes`` adds many prefixes to ``previous``: what stays,
-    plus the first :data:`HEAD_START` new ones (about one UPDATE's worth); None otherwise."""
-    if len(routes) - len(previous) <= HEAD_START:
-        return None
-    head: dict[str, RouteAttributes] = {}
-    added = 0
-    for prefix, attrs in routes.items():
-        if prefix in previous:
-            head[prefix] = attrs
-        elif added < HEAD_START:
-            head[prefix] = attrs
-            added += 1
-    return head
 
 
 def _drain(session: Session) -> None:

@@ -3,6 +3,7 @@
 The driver-facing contract is ``docs/bgp-session-api.md``.
 """
 
+from .adj_rib_out import head_start
 from .config import SessionConfig, SessionStats
 from .constants import IPV4_UNICAST, IPV6_UNICAST, Family, Origin, State
 from .errors import BGPError
@@ -50,4 +51,5 @@ __all__ = [
     "State",
     "StateChanged",
     "collision_winner",
+    "head_start",
 ]

@@ -81,3 +81,28 @@ class AdjRibOut:
         if len(encoded) > len(desired):
             for prefix in [p for p in encoded if p not in desired and p not in sent]:
                 del encoded[prefix]
+
+
+#: above this many new prefixes, a route change is worth sending in two parts
+HEAD_START = 1000
+
+
+def head_start(
+    previous: Mapping[str, RouteAttributes],
+    routes: Mapping[str, RouteAttributes],
+    limit: int = HEAD_START,
+) -> dict[str, RouteAttributes] | None:
+    """The routes to set first when ``routes`` adds more than ``limit`` prefixes to
+    ``previous``: what stays (with its new attributes) plus the first ``limit`` new prefixes,
+    so that about one UPDATE goes out before the rest is encoded. None for smaller changes."""
+    if len(routes) - len(previous) <= limit:
+        return None
+    head: dict[str, RouteAttributes] = {}
+    added = 0
+    for prefix, attrs in routes.items():
+        if prefix in previous:
+            head[prefix] = attrs
+        elif added < limit:
+            head[prefix] = attrs
+            added += 1
+    return head
