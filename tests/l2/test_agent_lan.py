@@ -21,9 +21,14 @@ pytestmark = [pytest.mark.netns, pytest.mark.slow]
 MOVE_WITHIN = 6.0
 #: one node stops answering, the next starts: both happen on one heartbeat exchange
 HANDOVER_WINDOW = 0.3
+#: on a plan change each agent re-plans when it reads the file (polled every 0.2 s): the old
+#: and the new owner may both answer (or neither) for the difference; generous for the machine
+PLAN_CHANGE_WINDOW = 1.5
 
 
-def single_answerer(pcap: object, lan: AgentLan, before: str, after: str) -> None:
+def single_answerer(
+    pcap: object, lan: AgentLan, before: str, after: str, window: float = HANDOVER_WINDOW
+) -> None:
     """ARP answers for the VIP on the bridge: ``before``'s MAC, then ``after``'s, never mixed
     beyond the handover window, and nobody else's."""
     seen = sorted(answers(pcap, (VIP,)), key=lambda a: a.time)  # type: ignore[arg-type]
@@ -33,7 +38,7 @@ def single_answerer(pcap: object, lan: AgentLan, before: str, after: str) -> Non
     first_after = min((t for t, n in nodes if n == after), default=None)
     assert first_after is not None, f"{after} never announced the VIP: {nodes}"
     last_before = max((t for t, n in nodes if n == before), default=0.0)
-    assert last_before <= first_after + HANDOVER_WINDOW, nodes
+    assert last_before <= first_after + window, nodes
 
 
 def test_owner_without_healthy_backend_gives_up_the_vip(agent_lan: AgentLan) -> None:
@@ -85,7 +90,7 @@ def test_local_policy_owner_losing_its_last_ready_endpoint_moves_the_vip(
     lan.wait_sole_owner(second, timeout=10)
     time.sleep(0.5)
     capture.stop()
-    single_answerer(pcap, lan, first, second)
+    single_answerer(pcap, lan, first, second, PLAN_CHANGE_WINDOW)
     lan.set_ready(first, True)
     lan.wait_sole_owner(first, timeout=30)
     assert lan.get() == first
