@@ -28,7 +28,6 @@ from prometheus_client.registry import CollectorRegistry
 from vipcast.app.agent import (
     Agent,
     AgentOptions,
-    PlanConsumer,
     Planner,
     default_planner,
     run_planner,
@@ -239,7 +238,7 @@ class BfdBinding:
         return {name: asdict(st) for name, st in self.bfd.status().items()}
 
 
-def observe(agent: Agent, registry: CollectorRegistry, l2: L2Runtime | None) -> BfdBinding:
+def observe(agent: Agent, registry: CollectorRegistry, l2: NodeL2) -> BfdBinding:
     """Bind BFD to the agent's BGP peers and add the ``bfd`` and ``l2`` /status sections.
 
     Called once per agent: the BFD and L2 metrics live on ``registry`` from construction, so
@@ -248,8 +247,7 @@ def observe(agent: Agent, registry: CollectorRegistry, l2: L2Runtime | None) -> 
     bfd = BfdBinding(agent, registry)
     agent.add_consumer(bfd)
     agent.add_status_section("bfd", bfd.status)
-    if l2 is not None:
-        agent.add_status_section("l2", l2.status)
+    agent.add_status_section("l2", l2.status)
     return bfd
 
 
@@ -275,29 +273,59 @@ async def prime(
     log.info("verified before start: %s", ", ".join(sorted(policy.servable)) or "nothing")
 
 
-def l2_runtime(
-    options: AgentOptions, registry: CollectorRegistry, key: bytes
-) -> L2Runtime | None:
-    """The L2 responder and membership when the config has L2Advertisements, else None.
-
-    Members are the Nodes of the config; each is reached at its first InternalIP on the
-    membership port. A config that cannot be read is left to the agent, which reports it.
-    """
-    try:
-        spec = load_paths(options.config_paths)
-    except SpecError:
-        return None
-    if not spec.l2_advertisements:
-        return None
-    me = spec.node(options.node)
+def l2_config(spec: Spec, node: str, key: bytes) -> L2Config:
+    """Membership of the config's Nodes, each at its first InternalIP on the membership port."""
+    me = spec.node(node)
     peers = {
         n.metadata.name: (n.addresses_of()[0], MEMBERSHIP_PORT)
         for n in spec.nodes
-        if n.metadata.name != options.node and n.addresses_of()
+        if n.metadata.name != node and n.addresses_of()
     }
     bind = (me.addresses_of()[0] if me and me.addresses_of() else "0.0.0.0", MEMBERSHIP_PORT)
-    config = L2Config(node=options.node, peers=peers, key=key, bind=bind)
-    return L2Runtime(config, registry, incarnation=time.time_ns() // 1_000_000)
+    return L2Config(node=node, peers=peers, key=key, bind=bind)
+
+
+class NodeL2:
+    """The L2 responder and membership, started by the first plan whose config has
+    L2Advertisements — from object files or from the Kubernetes API alike.
+
+    The member list is the config's Nodes at that moment (a node added later joins after a
+    restart of the agents). Until the announcement policy says otherwise, nothing is servable
+    when ``gate`` (the data plane verifies first); without a data plane everything planned is.
+    """
+
+    def __init__(
+        self, agent: Agent, registry: CollectorRegistry, key: bytes, *, gate: bool
+    ) -> None:
+        self._agent = agent
+        self._registry = registry
+        self._key = key
+        self._servable: frozenset[str] | None = frozenset() if gate else None
+        self.runtime: L2Runtime | None = None
+
+    async def apply(self, plan: NodePlan) -> None:
+        if self.runtime is None:
+            current = self._agent.current
+            if current is None or not current.spec.l2_advertisements:
+                return
+            config = l2_config(current.spec, self._agent.options.node, self._key)
+            runtime = L2Runtime(config, self._registry, incarnation=time.time_ns() // 1_000_000)
+            runtime.set_servable(self._servable)
+            await runtime.start()
+            self.runtime = runtime
+        await self.runtime.apply(plan)
+
+    def set_servable(self, ips: frozenset[str] | None) -> None:
+        self._servable = ips
+        if self.runtime is not None:
+            self.runtime.set_servable(ips)
+
+    def status(self) -> dict[str, object]:
+        return self.runtime.status() if self.runtime is not None else {}
+
+    async def stop(self) -> None:
+        if self.runtime is not None:
+            await self.runtime.stop(graceful=True)
 
 
 #: builds the node's Agent: the standalone one reads files; the Kubernetes speaker passes its own
@@ -319,34 +347,27 @@ async def run_node(
     one code path.
     """
     registry = CollectorRegistry()
-    consumers: list[PlanConsumer] = []
-    l2 = l2_runtime(options, registry, membership_key)
-    if l2 is not None:
-        if dataplane_enabled:
-            # own no VIP before the data plane has verified it can serve it
-            l2.set_servable(frozenset())
-        await l2.start()
-        consumers.append(l2)
     if not dataplane_enabled:
-        bare: BfdBinding | None = None
+        agent = agent_factory(options, registry=registry)
+        l2 = NodeL2(agent, registry, membership_key, gate=False)
+        agent.add_consumer(l2)
+        bare = observe(agent, registry, l2)
         try:
-            agent = agent_factory(options, registry=registry, consumers=consumers)
-            bare = observe(agent, registry, l2)
             return int(await agent.run())
         finally:
-            if bare is not None:
-                bare.close()
-            if l2 is not None:
-                await l2.stop(graceful=True)
+            bare.close()
+            await l2.stop()
     health = HealthChecker()
     dataplane = NodeDataplane(NftTable(), LocalVips(), health)
     policy = AnnouncementPolicy(dataplane, AnnouncementGate(), health, base_planner=base_planner)
-    agent = agent_factory(options, planner=policy.planner, consumers=[dataplane, *consumers],
+    agent = agent_factory(options, planner=policy.planner, consumers=[dataplane],
                           registry=registry)
+    # own no VIP before the data plane has verified it can serve it
+    l2 = NodeL2(agent, registry, membership_key, gate=True)
+    agent.add_consumer(l2)
     bfd = observe(agent, registry, l2)
     policy.on_change(agent.request_reload)
-    if l2 is not None:
-        policy.on_servable_vips(l2.set_servable)
+    policy.on_servable_vips(l2.set_servable)
     await prime(options, policy, dataplane, base_planner)
     background = [
         asyncio.create_task(dataplane.run(), name="dataplane"),
@@ -362,5 +383,4 @@ async def run_node(
                 await task
         await health.close()
         bfd.close()
-        if l2 is not None:
-            await l2.stop(graceful=True)
+        await l2.stop()
