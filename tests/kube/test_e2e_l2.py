@@ -1,0 +1,302 @@
+"""End to end in Layer 2 mode on Kubernetes objects: the controller allocates from the API
+server, ``vipcast speaker`` on three nodes of one LAN answers ARP for the VIP (one owner), a
+client on the LAN reaches the backends; SIGKILL of the owner's speaker plus its cable pulled
+moves the VIP to another node, and requests succeed again.
+
+Topology (namespaces ``vc-<pid>-k8l-*``): client, n1, n2, n3 on one bridge (``lan``); each node
+runs a speaker (data plane on: nftables DNAT, verified before owning) and one HTTP backend for
+its pod addresses. The API server is reached through the relays of ``relay.py``, as in
+``test_e2e_lab.py``: nothing is added to the root namespace's network.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from vipcast.app.demo import load_samples, recovery_time, send
+from vipcast.app.lab import LAN_V4, backend_ips, node_v4
+from vipcast.lab.netns import Netns, Topology, leftovers, wait_until
+
+from .harness.cluster import Cluster
+
+pytestmark = [pytest.mark.e2e, pytest.mark.netns, pytest.mark.slow]
+
+if os.geteuid() != 0:  # pragma: no cover
+    pytest.skip("the lab needs root", allow_module_level=True)
+
+RELAY = Path(__file__).with_name("relay.py")
+NODES = 3
+POOL = "192.0.2.80/28"
+CLIENT_V4 = f"{LAN_V4}.100"
+API_PORT = 6443  # inside each node namespace
+STATUS = "127.0.0.1:9470"  # each speaker's /status, inside its namespace
+KEY = "k8s-l2-e2e-membership-key"
+API = "/apis/vipcast.io/v1beta1"
+
+
+def _vipcast() -> list[str]:
+    return [sys.executable, "-m", "vipcast.cli.main"]
+
+
+def _post(cluster: Cluster, path: str, body: dict[str, Any]) -> dict[str, Any]:
+    code, out = cluster.request("POST", path, body)
+    assert code == 201, (path, out)
+    assert isinstance(out, dict)
+    return out
+
+
+def _objects(cluster: Cluster, ns: str) -> list[str]:
+    """Nodes, pool, L2Advertisement and a Service with an EndpointSlice; the node names."""
+    names = [f"{ns}-n{i}" for i in range(1, NODES + 1)]
+    for i, name in enumerate(names, start=1):
+        node = _post(cluster, "/api/v1/nodes", {
+            "apiVersion": "v1", "kind": "Node",
+            "metadata": {"name": name, "labels": {"kubernetes.io/hostname": name}}})
+        node["status"] = {"conditions": [{"type": "Ready", "status": "True"}],
+                          "addresses": [{"type": "InternalIP", "address": node_v4(i)}]}
+        code, out = cluster.request("PUT", f"/api/v1/nodes/{name}/status", node)
+        assert code == 200, out
+    _post(cluster, f"{API}/ipaddresspools", {
+        "apiVersion": "vipcast.io/v1beta1", "kind": "IPAddressPool",
+        "metadata": {"name": f"{ns}-lan"},
+        "spec": {"addresses": [POOL], "serviceAllocation": {"namespaces": [ns]}}})
+    _post(cluster, f"{API}/l2advertisements", {
+        "apiVersion": "vipcast.io/v1beta1", "kind": "L2Advertisement",
+        "metadata": {"name": f"{ns}-lan"},
+        "spec": {"ipAddressPools": [f"{ns}-lan"], "interfaces": ["eth0"],
+                 "nodeSelectors": [{"matchExpressions": [{
+                     "key": "kubernetes.io/hostname", "operator": "In", "values": names}]}]}})
+    _post(cluster, f"/api/v1/namespaces/{ns}/services", {
+        "apiVersion": "v1", "kind": "Service",
+        "metadata": {"name": "web", "namespace": ns, "annotations": {
+            # backends behind a dead node leave the survivors' NAT maps within about a second
+            "vipcast.io/health-check": "tcp, interval=0.3, timeout=0.25, fall=2"}},
+        "spec": {"type": "LoadBalancer", "externalTrafficPolicy": "Cluster",
+                 "selector": {"app": "web"},
+                 "ports": [{"name": "http", "port": 80, "protocol": "TCP",
+                            "targetPort": 8080}]}})
+    _post(cluster, f"/apis/discovery.k8s.io/v1/namespaces/{ns}/endpointslices", {
+        "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+        "metadata": {"name": "web-1", "namespace": ns,
+                     "labels": {"kubernetes.io/service-name": "web"}},
+        "addressType": "IPv4",
+        "endpoints": [{"addresses": [backend_ips(i)[0][0]], "nodeName": names[i - 1],
+                       "conditions": {"ready": True}} for i in range(1, NODES + 1)],
+        "ports": [{"name": "http", "port": 8080, "protocol": "TCP"}]})
+    return names
+
+
+def _delete_objects(cluster: Cluster, ns: str, names: list[str]) -> None:
+    for path in (f"/api/v1/namespaces/{ns}/services/web",
+                 f"{API}/l2advertisements/{ns}-lan",
+                 f"{API}/ipaddresspools/{ns}-lan",
+                 *(f"/api/v1/nodes/{n}" for n in names)):
+        cluster.request("DELETE", path)
+
+
+def _ingress(cluster: Cluster, ns: str) -> str | None:
+    code, svc = cluster.request("GET", f"/api/v1/namespaces/{ns}/services/web")
+    if code != 200:
+        return None
+    ingress = ((svc.get("status") or {}).get("loadBalancer") or {}).get("ingress") or []
+    return next((i["ip"] for i in ingress if i.get("ip")), None)
+
+
+class L2Lan:
+    """client, n1..n3 on one bridge; a backend on each node (no speaker yet)."""
+
+    def __init__(self, topo: Topology) -> None:
+        self.topo = topo
+        lan, client = topo.add_netns("lan"), topo.add_netns("client")
+        lan.add_bridge("br0")
+        topo.attach_to_bridge(lan, "br0", "p0", client, "eth0")
+        client.add_address("eth0", f"{CLIENT_V4}/24")
+        # the pool is on the LAN: the client resolves each VIP by ARP on eth0
+        client.add_route(POOL, dev="eth0")
+        for i in range(1, NODES + 1):
+            node = topo.add_netns(f"n{i}", router=True)
+            topo.attach_to_bridge(lan, "br0", f"p{i}", node, "eth0")
+            node.add_address("eth0", f"{node_v4(i)}/24")
+            # VIPs are never interface addresses; only vipcast's responder answers for them
+            node.sysctl("net.ipv4.conf.all.arp_ignore", 1)
+            for ip4, _ in backend_ips(i):
+                node.add_address("lo", f"{ip4}/32")
+            for j in range(1, NODES + 1):
+                if j != i:
+                    node.add_route(f"10.244.{j}.0/24", via=node_v4(j))
+            node.spawn([sys.executable, "-m", "vipcast.lab.workload", "serve", "--host", "",
+                        "--port", "8080", "--name", f"n{i}-b", "--node", f"n{i}"],
+                       name="backend")
+
+    def node(self, i: int) -> Netns:
+        return self.topo[f"n{i}"]
+
+    def mac(self, i: int) -> str:
+        data = self.node(i).ip_json("link", "show", "dev", "eth0")
+        return str(data[0]["address"]).lower()
+
+    def client_neighbor(self, vip: str) -> str | None:
+        """The MAC the client's ARP cache holds for ``vip`` (None: unresolved)."""
+        for entry in self.topo["client"].ip_json("neigh", "show", vip, "dev", "eth0"):
+            mac = entry.get("lladdr")
+            if mac and not set(entry.get("state", [])) & {"FAILED", "INCOMPLETE"}:
+                return str(mac).lower()
+        return None
+
+    def status(self, i: int) -> dict[str, Any]:
+        """Speaker ``i``'s /status document."""
+        out = self.node(i).run(["curl", "-sf", "--max-time", "3", f"http://{STATUS}/status"],
+                               timeout=10).stdout
+        document = json.loads(out)
+        assert isinstance(document, dict)
+        return document
+
+
+def _answering(document: dict[str, Any], vip: str) -> bool:
+    l2 = document.get("l2") or {}
+    return any(v.get("ip") == vip and v.get("answering_here") for v in l2.get("vips", []))
+
+
+@pytest.fixture
+def l2_lan(kube_cluster: Cluster) -> Iterator[L2Lan]:
+    workdir = Path(tempfile.mkdtemp(prefix="vc-k8l-"))
+    prefix = f"vc-{os.getpid()}-k8l"
+    topo = Topology(prefix, workdir=workdir, keep_workdir=True)
+    try:
+        yield L2Lan(topo)
+    finally:
+        topo.close()
+        shutil.rmtree(workdir, ignore_errors=True)
+        assert not leftovers(prefix)
+
+
+def test_l2_speakers_fed_by_api_answer_arp_and_fail_over(
+    vipcast_crds: Cluster, namespace: str, l2_lan: L2Lan
+) -> None:
+    cluster, lan = vipcast_crds, l2_lan
+    work = lan.topo.workdir
+    names = _objects(cluster, namespace)
+    host_port = json.loads(cluster.kubeconfig.read_text())[
+        "clusters"][0]["cluster"]["server"].split("://", 1)[1]
+    sock = work / "api.sock"
+    node_kubeconfig = work / "node-kubeconfig"
+    config = json.loads(cluster.kubeconfig.read_text())
+    config["clusters"][0]["cluster"]["server"] = f"http://127.0.0.1:{API_PORT}"
+    node_kubeconfig.write_text(json.dumps(config))
+    root: list[subprocess.Popen[bytes]] = []
+    logs = {name: work / f"{name}.log" for name in ("relay", "controller")}
+    speakers: dict[int, int] = {}
+
+    def report() -> str:
+        text = lan.topo.logs()
+        for path in logs.values():
+            text += f"\n----- {path.name}\n{path.read_text()[-3000:]}"
+        return text
+
+    try:
+        with logs["relay"].open("ab") as log:
+            root.append(subprocess.Popen(
+                [sys.executable, str(RELAY), "--listen", f"unix:{sock}",
+                 "--connect", f"tcp:{host_port}"], stdout=log, stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL))
+        with logs["controller"].open("ab") as log:
+            root.append(subprocess.Popen(
+                [*_vipcast(), "controller", "--kubeconfig", str(cluster.kubeconfig),
+                 "--namespace", namespace, "--identity", "e2e-l2", "--lease-duration", "2"],
+                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL))
+        wait_until(lambda: sock.exists() or None, timeout=10, what=str(sock))
+        for i in range(1, NODES + 1):
+            node = lan.node(i)
+            node.spawn([sys.executable, str(RELAY), "--listen", f"tcp:127.0.0.1:{API_PORT}",
+                        "--connect", f"unix:{sock}"], name="api-relay")
+            speaker = node.spawn(
+                [*_vipcast(), "speaker", "--node", names[i - 1],
+                 "--kubeconfig", str(node_kubeconfig), "--metrics", STATUS,
+                 "--state-dir", str(work / f"state-n{i}")],
+                name="speaker", env={**os.environ, "VIPCAST_MEMBERSHIP_KEY": KEY})
+            speakers[i] = speaker.pid
+
+        vip = wait_until(lambda: _ingress(cluster, namespace), timeout=60,
+                         what="the controller's address in Service status", on_timeout=report)
+        assert vip.startswith("192.0.2.")
+        macs = {lan.mac(i): i for i in range(1, NODES + 1)}
+
+        def served() -> int | None:
+            samples = send(lan.topo["client"], f"http://{vip}/", 5, timeout=0.5,
+                           max_seconds=5)
+            if not samples or not all(s.ok for s in samples):
+                return None
+            mac = lan.client_neighbor(vip)
+            return macs.get(mac) if mac else None
+
+        owner = wait_until(served, timeout=60, interval=0.5,
+                           what=f"requests to {vip} and its ARP entry", on_timeout=report)
+
+        # exactly one speaker answers for the VIP, the one the client's ARP resolved to
+        def one_answerer() -> list[int] | None:
+            answering = [i for i in range(1, NODES + 1) if _answering(lan.status(i), vip)]
+            return answering if answering == [owner] else None
+
+        wait_until(one_answerer, timeout=20, what=f"n{owner} alone answering {vip}",
+                   on_timeout=report)
+
+        # `vipcast status` against a speaker shows the L2 section
+        shown = lan.node(owner).run([*_vipcast(), "status", "--address", STATUS],
+                                    timeout=30, env={**os.environ, "COLUMNS": "200"}).stdout
+        assert "L2 VIPs" in shown and "L2 membership" in shown, shown
+        assert vip in shown and names[owner - 1] in shown, shown
+        assert "quorum" in shown and "NO QUORUM" not in shown, shown
+
+        # the owner dies: SIGKILL its speaker and pull its cable, under client load
+        load = subprocess.Popen(
+            lan.topo["client"].exec_argv(
+                [sys.executable, "-m", "vipcast.lab.workload", "load", "--url",
+                 f"http://{vip}/", "--count", "1000", "--interval", "0.02",
+                 "--timeout", "0.25", "--max-seconds", "15"]),
+            stdout=subprocess.PIPE, text=True)
+        start = time.monotonic()
+        time.sleep(2.0)
+        kill_at = time.monotonic() - start
+        os.killpg(speakers[owner], signal.SIGKILL)
+        lan.topo["lan"].set_link(f"p{owner}", False)
+        out, _ = load.communicate(timeout=60)
+        after = load_samples(out)
+        recovery, failed = recovery_time(after, kill_at)
+        print(f"L2 failover through the API-fed speakers: recovered {recovery} s after the "
+              f"kill, {failed} requests failed")
+        assert recovery is not None, ("traffic never reached a new owner", report())
+        assert recovery < 12.0, report()  # ~0.3 s on an idle machine; generous for CI
+        late = [s for s in after if s.t > kill_at + recovery + 0.5]
+        assert late and all(s.ok for s in late)
+
+        survivors = [i for i in range(1, NODES + 1) if i != owner]
+        new_mac = lan.client_neighbor(vip)
+        assert new_mac is not None and macs.get(new_mac) in survivors, (new_mac, macs)
+        new_owner = macs[new_mac]
+        answering = [i for i in survivors if _answering(lan.status(i), vip)]
+        assert answering == [new_owner], (answering, new_owner)
+        samples = send(lan.topo["client"], f"http://{vip}/", 10, timeout=1.0)
+        assert samples and all(s.ok for s in samples), [s.error for s in samples]
+    finally:
+        for proc in root:
+            if proc.poll() is None:
+                os.kill(proc.pid, signal.SIGTERM)
+        for proc in root:
+            try:
+                proc.wait(5)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(5)
+        _delete_objects(cluster, namespace, names)
