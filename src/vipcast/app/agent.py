@@ -26,7 +26,7 @@ import os
 import random
 import signal
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -41,10 +41,13 @@ from vipcast.runtime.bgp_peer import PeerSettings
 from vipcast.runtime.bgp_speaker import Speaker
 from vipcast.runtime.bgp_transport import TransportOptions
 from vipcast.spec.errors import Issue, SpecError
-from vipcast.spec.load import Spec, load_paths
+from vipcast.spec.load import Spec, load_documents, read_documents
 from vipcast.spec.objects import BGPPeer
 
 MARKER = "agent-running"
+#: objects freed per step by :func:`release_gradually` (one step is one C-level deallocation
+#: cascade, which holds the GIL from start to end)
+RELEASE_STEP = 64
 
 
 class PlanConsumer(Protocol):
@@ -188,6 +191,29 @@ def run_planner(planner: Planner, spec: Spec, node: str) -> NodePlan:
             gc.enable()
 
 
+def release_gradually(parts: list[Any]) -> None:
+    """Drop ``parts`` (the last references to the pieces of a big value) a few at a time.
+
+    Freeing a big tree at once (a 10,000-service Spec, the raw YAML documents) is one
+    deallocation cascade in C that holds the GIL for ~0.1 s, even in a worker thread; freed in
+    steps of :data:`RELEASE_STEP` objects, the interpreter can switch threads between steps.
+    """
+    while parts:
+        del parts[-RELEASE_STEP:]
+
+
+def desired_parts(desired: Desired) -> list[Any]:
+    """References to every object of ``desired``'s spec and plan tuples, ``desired`` last."""
+    parts: list[Any] = []
+    for holder in (desired.spec, desired.plan):
+        for item in fields(holder):
+            value = getattr(holder, item.name)
+            if isinstance(value, tuple):
+                parts.extend(value)
+    parts.append(desired)
+    return parts
+
+
 def default_planner(spec: Spec, node: str) -> NodePlan:
     """Allocation (same on every node for the same files) and this node's plan."""
     return plan_for_spec(spec, node)
@@ -232,32 +258,47 @@ class Agent:
     def load(self) -> Desired:
         """Read, validate and plan the object files; raises SpecError (nothing is changed)."""
         files = mtimes(self.options.config_paths)
-        spec = load_paths(self.options.config_paths)
+        documents = read_documents(self.options.config_paths)
+        spec = load_documents(documents)
+        release_gradually(documents)
         plan = run_planner(self._planner, spec, self.options.node)
         peers = peer_settings(
             spec, self.options.node, router_id=self.options.router_id, restarting=self.restarting
         )
         return Desired(spec=spec, plan=plan, peers=peers, files=files)
 
-    async def _load(self) -> Desired:
+    def _load_compared(self) -> tuple[Desired, bool]:
+        """:meth:`load`, and whether it asks for the same as the running config."""
+        desired = self.load()
+        current = self.current
+        same = (
+            current is not None and current.plan == desired.plan and current.peers == desired.peers
+        )
+        return desired, same
+
+    async def _load(self) -> tuple[Desired, bool | None]:
         if not self.options.load_in_thread:
-            return self.load()
-        # The cyclic GC holds the GIL for hundreds of milliseconds per full pass over the
-        # millions of objects a big parse makes, starving the loop thread (BFD timers) as
-        # surely as running on it; pause it meanwhile. Measured with 10,000 services: worst
-        # loop gap 0.43 s with the GC on, 0.12 s with it paused.
+            return self.load(), None
+        # The cyclic GC holds the GIL for hundreds of milliseconds per pass over the millions
+        # of objects a big parse makes, starving the loop thread (BFD timers) as surely as
+        # running on it; pause it meanwhile, and afterwards freeze what was built: the new
+        # objects leave the collector's generations (no collection traces them again; the
+        # acyclic ones are still freed by reference counting, see reload). Without the
+        # freeze, the first young collection after the pause traces everything the load
+        # made, on the loop thread.
         was_enabled = gc.isenabled()
         gc.disable()
         try:
-            return await asyncio.to_thread(self.load)
+            return await asyncio.to_thread(self._load_compared)
         finally:
+            gc.freeze()
             if was_enabled:
                 gc.enable()
 
     async def reload(self) -> bool:
         """Validate the files whole and swap them in; on error keep the running config."""
         try:
-            desired = await self._load()
+            desired, same = await self._load()
         except SpecError as exc:
             self.last_error = list(exc.issues)
             self._log.error(
@@ -265,13 +306,25 @@ class Agent:
             )
             return False
         self.last_error = []
-        await self._swap(desired)
+        old = self.current
+        await self._swap(desired, same=same)
+        del desired
+        if old is not None and self.options.load_in_thread:
+            # free the replaced config off the loop and a little at a time: these are the
+            # last references to it (the consumers hold the new plan now)
+            parts = desired_parts(old)
+            del old
+            await asyncio.to_thread(release_gradually, parts)
         return True
 
-    async def _swap(self, desired: Desired) -> None:
+    async def _swap(self, desired: Desired, *, same: bool | None = None) -> None:
+        """Make ``desired`` the running config; ``same``: already compared with it (None:
+        compare here)."""
         old = self.current
         self.current = desired
-        if old is not None and old.plan == desired.plan and old.peers == desired.peers:
+        if same is None:
+            same = old is not None and old.plan == desired.plan and old.peers == desired.peers
+        if same:
             return
         await self.speaker.apply(desired.plan)  # routes first: sessions start with a full table
         changes = self.speaker.configure(desired.peers)
