@@ -29,6 +29,7 @@ from vipcast.app.demo import load_samples, recovery_time, send
 from vipcast.app.lab import LAN_V4, backend_ips, node_v4
 from vipcast.lab.netns import Netns, Topology, leftovers, wait_until
 
+from .arp_capture import ArpCapture
 from .harness.cluster import Cluster
 
 pytestmark = [pytest.mark.e2e, pytest.mark.netns, pytest.mark.slow]
@@ -155,6 +156,21 @@ class L2Lan:
                 return str(mac).lower()
         return None
 
+    def answerers(self, vip: str, name: str) -> set[str]:
+        """MACs that answer ARP for ``vip`` on the bridge while the client, its cache flushed,
+        resolves the VIP again and sends requests (every answer must come from them)."""
+        capture = ArpCapture(self.topo["lan"], "br0", self.topo.workdir / f"{name}.pcap")
+        try:
+            self.topo["client"].ip("neigh", "flush", "dev", "eth0")
+            samples = send(self.topo["client"], f"http://{vip}/", 5, timeout=1.0)
+            assert samples and all(s.ok for s in samples), [s.error for s in samples]
+        finally:
+            seen = capture.stop()
+        replies = [a for a in seen if a.ip == vip and not a.gratuitous]
+        assert replies, (seen, capture.path.stat().st_size, capture.process.log_text(),
+                         self.topo["client"].ip("neigh", "show").stdout)
+        return {a.mac for a in seen if a.ip == vip}
+
     def status(self, i: int) -> dict[str, Any]:
         """Speaker ``i``'s /status document."""
         out = self.node(i).run(["curl", "-sf", "--max-time", "3", f"http://{STATUS}/status"],
@@ -251,6 +267,7 @@ def test_l2_speakers_fed_by_api_answer_arp_and_fail_over(
 
         wait_until(one_answerer, timeout=20, what=f"n{owner} alone answering {vip}",
                    on_timeout=report)
+        assert lan.answerers(vip, "before") == {lan.mac(owner)}
 
         # `vipcast status` against a speaker shows the L2 section
         shown = lan.node(owner).run([*_vipcast(), "status", "--address", STATUS],
@@ -287,8 +304,7 @@ def test_l2_speakers_fed_by_api_answer_arp_and_fail_over(
         new_owner = macs[new_mac]
         answering = [i for i in survivors if _answering(lan.status(i), vip)]
         assert answering == [new_owner], (answering, new_owner)
-        samples = send(lan.topo["client"], f"http://{vip}/", 10, timeout=1.0)
-        assert samples and all(s.ok for s in samples), [s.error for s in samples]
+        assert lan.answerers(vip, "after") == {new_mac}
     finally:
         for proc in root:
             if proc.poll() is None:
