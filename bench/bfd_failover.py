@@ -100,7 +100,7 @@ def node_side(log: str, since: float) -> dict[str, float]:
     return got
 
 
-def run_agents(trials: int, load: int) -> dict[str, Any]:
+def run_agents(trials: int, load: int, reloads: int = 1) -> dict[str, Any]:
     """The same trials with the full ``vipcast agent`` on both nodes; n1 also announces
     ``load`` more routes (its own config file: services from a /18, one ready endpoint each)."""
     kind = f"agent+{load}" if load else "agent"
@@ -135,22 +135,29 @@ def run_agents(trials: int, load: int) -> dict[str, Any]:
                 shown = ", ".join(f"{k} {v * 1000:.0f} ms" for k, v in sorted(got.items()))
                 print(f"  {kind} trial {i + 1}: {shown}", flush=True)
             flaps = _downs(n1) - downs_before - trials
-            reload = reload_check(n1, topo.workdir / "objects-n1.yaml", load, r)
+            reload = [
+                reload_check(n1, topo.workdir / "objects-n1.yaml", load, r, extra=(i + 1) % 2)
+                for i in range(reloads)
+            ]
         finally:
             for agent in agents:
                 agent.proc.stop(timeout=10)
     out = summarise(kind, results)
-    out.update(routes_from_n1=received, up_after_s=round(up_after, 1), extra_bfd_downs=flaps,
-               reload=reload)
+    out.update(
+        routes_from_n1=received, up_after_s=round(up_after, 1), extra_bfd_downs=flaps, reload=reload
+    )
     return out
 
 
-def reload_check(node: AgentNode, config: Path, load: int, r: Any) -> dict[str, Any]:
-    """Rewrite the node's object file (new mtime: the agent reloads and re-plans everything)
-    and watch its BFD session and the router's nexthop until the reload is logged done."""
+def reload_check(
+    node: AgentNode, config: Path, load: int, r: Any, extra: int = 1
+) -> dict[str, Any]:
+    """Rewrite the node's object file with ``extra`` BGP services more (new mtime: the agent
+    reloads and re-plans everything) and watch its BFD session and the router's nexthop until
+    the reload is logged done."""
     downs = _downs(node)
     marker = len(node.proc.log_text())
-    write_config(config, load=load, extra=1)
+    write_config(config, load=load, extra=extra)
     t0 = time.monotonic()
     lost_nexthop = False
     deadline = t0 + 600
@@ -197,6 +204,12 @@ def main() -> int:
     parser.add_argument("--agents", default="",
                         help="also the full agent: comma-separated extra route counts on n1, "
                              "e.g. 0,10000")  # fmt: skip
+    parser.add_argument(
+        "--reloads",
+        type=int,
+        default=1,
+        help="reloads of n1's file after the agent trials (each changes it)",
+    )
     parser.add_argument("--out", type=Path, default=HERE / "bfd_failover.json")
     args = parser.parse_args()
     summaries = []
@@ -206,7 +219,7 @@ def main() -> int:
         summaries.append(run(kind, trials))
     for load in filter(None, args.agents.split(",")):
         print(f"agent with {load} extra routes on n1: {trials} trials", flush=True)
-        summaries.append(run_agents(trials, min(int(load), 16000)))
+        summaries.append(run_agents(trials, min(int(load), 16000), min(args.reloads, 20)))
     print("\nBFD 100 ms x 3, node n1 cut behind the bridge (router link stays up)")
     print(f"{'node speaker':<14}{'bfdd down med/max (ms)':>26}{'nexthop gone med/max (ms)':>30}")
     for s in summaries:

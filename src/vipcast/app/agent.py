@@ -385,6 +385,7 @@ class Agent:
                 self._log.info("status on http://%s:%s/status", *self.metrics_bound)
             await self.speaker.start()
             await self._swap(first)
+            del first  # the reload that replaces it frees it (off the loop when in a thread)
             self.started.set()
             await self._watch()
         finally:
