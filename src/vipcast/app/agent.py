@@ -372,6 +372,8 @@ class Agent:
             if marker is not None:
                 marker.unlink(missing_ok=True)
             return 2
+        if self.options.load_in_thread:
+            gc.freeze()  # as after every reload: no later collection on the loop traces it
         if self.restarting:
             self._log.info("previous agent did not stop cleanly: graceful restart (R-bit set)")
         loop = asyncio.get_running_loop()
