@@ -180,6 +180,21 @@ class L2Lan:
         return document
 
 
+def _reports(cluster: Cluster, names: list[str]) -> dict[str, tuple[str, ...]]:
+    """node -> how its NodeAnnouncement lists ``web``: ("L2",) announced, or (reason,)."""
+    out: dict[str, tuple[str, ...]] = {}
+    for name in names:
+        code, body = cluster.request("GET", f"{API}/nodeannouncements/{name}")
+        status = (body.get("status") or {}) if code == 200 else {}
+        for item in status.get("announced", []):
+            if item["service"].endswith("/web"):
+                out[name] = tuple(item["modes"])
+        for item in status.get("withheld", []):
+            if item["service"].endswith("/web"):
+                out[name] = (item["reason"],)
+    return out
+
+
 def _answering(document: dict[str, Any], vip: str) -> bool:
     l2 = document.get("l2") or {}
     return any(v.get("ip") == vip and v.get("answering_here") for v in l2.get("vips", []))
@@ -269,6 +284,27 @@ def test_l2_speakers_fed_by_api_answer_arp_and_fail_over(
                    on_timeout=report)
         assert lan.answerers(vip, "before") == {lan.mac(owner)}
 
+        # each speaker's NodeAnnouncement says who answers (the runtime owner), and the
+        # controller folds that into the Service's Announced condition
+        def reported(owner: int, nodes: list[int]) -> dict[str, tuple[str, ...]] | None:
+            want = {names[i - 1]: ("L2",) if i == owner else ("L2Standby",) for i in nodes}
+            got = _reports(cluster, [names[i - 1] for i in nodes])
+            return got if got == want else None
+
+        wait_until(lambda: reported(owner, list(range(1, NODES + 1))), timeout=20,
+                   what="NodeAnnouncements naming the owner",
+                   on_timeout=lambda: repr(_reports(cluster, names)))
+
+        def condition() -> str | None:
+            code, svc = cluster.request("GET", f"/api/v1/namespaces/{namespace}/services/web")
+            for cond in (svc.get("status") or {}).get("conditions") or [] if code == 200 else []:
+                if cond["type"] == "vipcast.io/Announced" and cond["status"] == "True":
+                    return str(cond["message"])
+            return None
+
+        message = wait_until(condition, timeout=20, what="the Announced condition")
+        assert message.endswith(f"over L2: {names[owner - 1]}"), message
+
         # `vipcast status` against a speaker shows the L2 section
         shown = lan.node(owner).run([*_vipcast(), "status", "--address", STATUS],
                                     timeout=30, env={**os.environ, "COLUMNS": "200"}).stdout
@@ -305,6 +341,11 @@ def test_l2_speakers_fed_by_api_answer_arp_and_fail_over(
         answering = [i for i in survivors if _answering(lan.status(i), vip)]
         assert answering == [new_owner], (answering, new_owner)
         assert lan.answerers(vip, "after") == {new_mac}
+        # the dead node's report stays as it was (until its Node is NotReady); the
+        # survivors' reports follow the new owner
+        wait_until(lambda: reported(new_owner, survivors), timeout=20,
+                   what="survivors' NodeAnnouncements naming the new owner",
+                   on_timeout=lambda: repr(_reports(cluster, names)))
     finally:
         for proc in root:
             if proc.poll() is None:

@@ -22,7 +22,8 @@ import contextlib
 import functools
 import ipaddress
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from lightkube import AsyncClient
 from prometheus_client.registry import CollectorRegistry
@@ -46,6 +47,9 @@ from vipcast.sources.kube.snapshot import Document, build_spec
 from vipcast.spec import LOAD_BALANCER_CLASS, Issue, Spec, SpecError
 
 log = logging.getLogger(__name__)
+
+#: seconds between looks at which L2 addresses this node answers, for its NodeAnnouncement
+L2_REPORT_EVERY = 0.5
 
 
 def status_assignments(spec: Spec, load_balancer_class: str | None = LOAD_BALANCER_CLASS
@@ -106,6 +110,30 @@ class KubeAgent(Agent):
         self.reporter = AnnouncementReporter(client, options.node) if report else None
         self.last_good: tuple[Document, ...] = ()
         self.sync_timeout = sync_timeout
+        #: the node's ``l2`` status section (added by run_node): which L2 VIPs it answers
+        self._l2_status: Callable[[], Any] | None = None
+
+    def add_status_section(self, name: str, section: Callable[[], Any]) -> None:
+        """As :meth:`Agent.add_status_section`; the ``l2`` section also tells the reporter
+        which L2 addresses this node answers (the runtime's owner, not the static one)."""
+        super().add_status_section(name, section)
+        if name == "l2":
+            self._l2_status = section
+
+    def l2_answered(self) -> frozenset[str] | None:
+        """The L2 addresses this node answers now (None: no L2 runtime running)."""
+        status = self._l2_status() if self._l2_status is not None else None
+        if not status:
+            return None
+        return frozenset(str(v["ip"]) for v in status.get("vips", ())
+                         if v.get("answering_here"))
+
+    async def _follow_l2(self, reporter: AnnouncementReporter, every: float) -> None:
+        """Report L2 ownership changes, which happen without a re-plan (membership view,
+        servability), every ``every`` seconds."""
+        while True:
+            reporter.set_l2_answered(self.l2_answered())
+            await asyncio.sleep(every)
 
     def load(self) -> Desired:
         if not all(r.synced.is_set() for r in self.reflectors):
@@ -131,6 +159,8 @@ class KubeAgent(Agent):
         tasks = [asyncio.create_task(r.run(), name=f"reflect-{r.kind}") for r in self.reflectors]
         if self.reporter is not None:
             tasks.append(asyncio.create_task(self.reporter.run(), name="node-announcement"))
+            tasks.append(asyncio.create_task(self._follow_l2(self.reporter, L2_REPORT_EVERY),
+                                             name="node-announcement-l2"))
         try:
             async with asyncio.timeout(self.sync_timeout):
                 for r in self.reflectors:

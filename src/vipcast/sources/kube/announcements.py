@@ -76,12 +76,15 @@ class NodeAnnouncement(_Wire):
 
 REASON_NOT_SELECTED = "NotSelected"
 REASON_NOT_VERIFIED = "NotVerified"
+REASON_L2_STANDBY = "L2Standby"
 
 _WHY = {
     REASON_NOT_SELECTED: "no advertisement announces it from this node (pool, node or peer "
                          "selectors), or no ready endpoint here for traffic policy Local",
     REASON_NOT_VERIFIED: "selected, but held back: the address does not answer through this "
                          "node's data plane yet (no healthy backend)",
+    REASON_L2_STANDBY: "an L2 candidate here: another node answers ARP/NDP for it now, or "
+                       "this node cannot serve it yet",
 }
 
 
@@ -89,8 +92,11 @@ def _ip(prefix: str) -> str:
     return prefix.split("/", 1)[0]
 
 
-def _services_of(plan: NodePlan) -> dict[str, tuple[set[str], set[str]]]:
-    """service -> (addresses, modes) announced by ``plan``."""
+def _services_of(plan: NodePlan, l2_answered: frozenset[str] | None = None
+                 ) -> dict[str, tuple[set[str], set[str]]]:
+    """service -> (addresses, modes) announced by ``plan``; an L2 address counts when the node
+    answers it (``l2_answered``, the L2 runtime's view) or, without that view, when the node is
+    its static owner."""
     out: dict[str, tuple[set[str], set[str]]] = {}
     for route in plan.bgp:
         for svc in route.services:
@@ -98,7 +104,8 @@ def _services_of(plan: NodePlan) -> dict[str, tuple[set[str], set[str]]]:
             ips.add(_ip(route.prefix))
             modes.add("BGP")
     for own in plan.l2:
-        if own.owner != plan.node:
+        here = own.owner == plan.node if l2_answered is None else own.ip in l2_answered
+        if not here:
             continue
         for svc in own.services:
             ips, modes = out.setdefault(svc, (set(), set()))
@@ -108,11 +115,20 @@ def _services_of(plan: NodePlan) -> dict[str, tuple[set[str], set[str]]]:
 
 
 def node_report(plan: NodePlan, committed: Mapping[str, tuple[str, ...]],
-                selected: NodePlan | None = None) -> NodeAnnouncementStatus:
+                selected: NodePlan | None = None,
+                l2_answered: frozenset[str] | None = None) -> NodeAnnouncementStatus:
     """The status a node reports: what ``plan`` announces, and each committed Service it does
-    not announce with why (``selected`` is the plan before verification, when known)."""
-    announced = _services_of(plan)
+    not announce with why (``selected`` is the plan before verification, when known).
+
+    ``l2_answered``: the L2 addresses this node answers ARP/NDP for now (the L2 runtime's
+    owner choice from membership and servability); without it the planner's static owner is
+    taken. With it, a Service this node is only an L2 candidate for is withheld as
+    ``L2Standby``.
+    """
+    announced = _services_of(plan, l2_answered)
     before = _services_of(selected) if selected is not None else {}
+    standby = ({svc for own in plan.l2 if plan.node in own.candidates for svc in own.services}
+               if l2_answered is not None else set())
     shown: list[AnnouncedService] = []
     held: list[WithheldService] = []
     for svc, ips in sorted(committed.items()):
@@ -121,7 +137,8 @@ def node_report(plan: NodePlan, committed: Mapping[str, tuple[str, ...]],
             shown.append(AnnouncedService(service=svc, addresses=tuple(sorted(got[0])),
                                           modes=tuple(sorted(got[1]))))
             continue
-        reason = REASON_NOT_VERIFIED if svc in before else REASON_NOT_SELECTED
+        reason = (REASON_L2_STANDBY if svc in standby
+                  else REASON_NOT_VERIFIED if svc in before else REASON_NOT_SELECTED)
         held.append(WithheldService(service=svc, addresses=tuple(ips), reason=reason,
                                     message=_WHY[reason]))
     return NodeAnnouncementStatus(announced=tuple(shown), withheld=tuple(held))

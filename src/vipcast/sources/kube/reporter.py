@@ -45,12 +45,28 @@ class AnnouncementReporter:
         self._loop: asyncio.AbstractEventLoop | None = None
         self.writes = 0
         self.errors = 0
+        self._inputs: tuple[NodePlan, Mapping[str, tuple[str, ...]], NodePlan | None] | None = None
+        self._l2_answered: frozenset[str] | None = None
 
     def offer(self, plan: NodePlan, committed: Mapping[str, tuple[str, ...]],
               selected: NodePlan | None = None) -> None:
         """The newest plan (``selected``: before verification; ``committed``: the addresses in
         Service status this node may announce)."""
-        self.wanted = node_report(plan, committed, selected)
+        self._inputs = (plan, committed, selected)
+        self._report()
+
+    def set_l2_answered(self, answered: frozenset[str] | None) -> None:
+        """The L2 addresses this node answers now (None: unknown, the static owner counts);
+        reports again if that changes."""
+        if answered != self._l2_answered:
+            self._l2_answered = answered
+            self._report()
+
+    def _report(self) -> None:
+        if self._inputs is None:
+            return
+        plan, committed, selected = self._inputs
+        self.wanted = node_report(plan, committed, selected, self._l2_answered)
         if self.wanted != self.written and self._loop is not None:
             self._loop.call_soon_threadsafe(self._changed.set)
 
