@@ -149,3 +149,18 @@ def test_graceful_restart_keeps_route(netlab: Topology, static_speaker: Any) -> 
     b.wait_established(N4, timeout=60)
     assert rtr.route("203.0.113.40/32") is not None
     wait_until(lambda: b.route("203.0.113.40/32"), timeout=30, what="route after restart")
+
+
+def test_md5_right_password_accepted_wrong_refused(netlab: Topology, static_speaker: Any) -> None:
+    rtr, node = link(netlab)
+    b = bird(netlab, rtr, 65000, Neighbor(N4, 65001, password="s3cret", hold_time=9))
+    speaker = static_speaker(node, netlab.workdir)
+    routes = {"r": {"203.0.113.50/32": {}}}
+    speaker.configure([peer("r", R4, 65001, 65000, password="wrong")], routes)
+    # segments signed with the wrong key are dropped by the kernel: no session comes up
+    with pytest.raises(TimeoutError):
+        b.wait_established(N4, timeout=4)
+    assert speaker.state("r") != "Established"
+    speaker.configure([peer("r", R4, 65001, 65000, password="s3cret")], routes)
+    b.wait_established(N4, timeout=60)
+    wait_until(lambda: b.route("203.0.113.50/32"), timeout=30, what="route over MD5 session")
