@@ -27,7 +27,7 @@ import pytest
 
 from vipcast.app.demo import load_samples, recovery_time, send
 from vipcast.app.lab import LAN_V4, backend_ips, node_v4
-from vipcast.lab.netns import Netns, Topology, leftovers, wait_until
+from vipcast.lab.netns import Netns, Process, Topology, leftovers, wait_until
 
 from .arp_capture import ArpCapture
 from .harness.cluster import Cluster
@@ -103,7 +103,8 @@ def _delete_objects(cluster: Cluster, ns: str, names: list[str]) -> None:
     for path in (f"/api/v1/namespaces/{ns}/services/web",
                  f"{API}/l2advertisements/{ns}-lan",
                  f"{API}/ipaddresspools/{ns}-lan",
-                 *(f"/api/v1/nodes/{n}" for n in names)):
+                 *(f"/api/v1/nodes/{n}" for n in names),
+                 *(f"{API}/nodeannouncements/{n}" for n in names)):
         cluster.request("DELETE", path)
 
 
@@ -228,7 +229,7 @@ def test_l2_speakers_fed_by_api_answer_arp_and_fail_over(
     node_kubeconfig.write_text(json.dumps(config))
     root: list[subprocess.Popen[bytes]] = []
     logs = {name: work / f"{name}.log" for name in ("relay", "controller")}
-    speakers: dict[int, int] = {}
+    speakers: dict[int, Process] = {}
 
     def report() -> str:
         text = lan.topo.logs()
@@ -257,7 +258,7 @@ def test_l2_speakers_fed_by_api_answer_arp_and_fail_over(
                  "--kubeconfig", str(node_kubeconfig), "--metrics", STATUS,
                  "--state-dir", str(work / f"state-n{i}")],
                 name="speaker", env={**os.environ, "VIPCAST_MEMBERSHIP_KEY": KEY})
-            speakers[i] = speaker.pid
+            speakers[i] = speaker
 
         vip = wait_until(lambda: _ingress(cluster, namespace), timeout=60,
                          what="the controller's address in Service status", on_timeout=report)
@@ -322,7 +323,7 @@ def test_l2_speakers_fed_by_api_answer_arp_and_fail_over(
         start = time.monotonic()
         time.sleep(2.0)
         kill_at = time.monotonic() - start
-        os.killpg(speakers[owner], signal.SIGKILL)
+        speakers[owner].kill()
         lan.topo["lan"].set_link(f"p{owner}", False)
         out, _ = load.communicate(timeout=60)
         after = load_samples(out)
@@ -356,4 +357,7 @@ def test_l2_speakers_fed_by_api_answer_arp_and_fail_over(
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait(5)
+        # speakers first: a running speaker would write its NodeAnnouncement again
+        for speaker in speakers.values():
+            speaker.stop(timeout=3.0)
         _delete_objects(cluster, namespace, names)
