@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import shutil
+import signal
 from typing import Any
 
 import pytest
@@ -95,3 +96,38 @@ def test_ibgp_local_pref_2byte_and_md5(netlab: Topology, static_speaker: Any) ->
     path = wait_until(lambda: g.route("203.0.113.20/32"), timeout=30, what="route")[0]
     assert path.local_pref == 250
     assert path.as_path == ()
+
+
+@pytest.mark.skip(
+    reason="GoBGP 3.10 never sends ROUTE-REFRESH: `gobgp neighbor ADDR softresetin` "
+    "(ResetPeer soft, direction in) re-runs policy over its own stored Adj-RIB-In "
+    "(server.go softResetIn -> propagateUpdate(adjRibIn.PathList)); nothing goes on the wire. "
+    "Route refresh answering is covered against FRR, BIRD and ExaBGP."
+)
+def test_route_refresh_answered() -> None:
+    raise AssertionError("skipped")
+
+
+def test_hold_timer_expiry(netlab: Topology, static_speaker: Any) -> None:
+    rtr, node = link(netlab)
+    g = gobgp(netlab, rtr, 65000, Neighbor(N4, 65001, hold_time=9))
+    speaker = static_speaker(node, netlab.workdir)
+    speaker.configure([peer("r", R4, 65001, 65000, hold_time=3)], {"r": {"203.0.113.30/32": {}}})
+    g.wait_established(N4, timeout=60)
+    wait_until(lambda: g.route("203.0.113.30/32"), timeout=30, what="route")
+    # freeze gobgpd: vipcast's hold timer (3 s) expires and it sends NOTIFICATION 4
+    g.process.signal(signal.SIGSTOP)
+    try:
+        speaker.wait(
+            lambda s: (
+                s["r"]["state"] != "Established" and "hold" in str(s["r"]["last_error"]).lower()
+            ),
+            30,
+            "hold timer expiry",
+        )
+        assert int(speaker.status()["r"]["notifications_sent"]) >= 1
+    finally:
+        g.process.signal(signal.SIGCONT)
+    # gobgpd thawed: the session comes back and the route with it
+    g.wait_established(N4, timeout=60)
+    wait_until(lambda: g.route("203.0.113.30/32"), timeout=30, what="route after re-establish")
