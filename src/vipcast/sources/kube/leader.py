@@ -6,8 +6,10 @@ are not compared with the local clock, so clock skew between nodes does not matt
 renewing are updates carrying the read ``resourceVersion``: of two candidates racing, the API
 server accepts one and answers 409 to the other. A leader that cannot renew within
 ``renew_deadline`` steps down -- also when the API server does not answer at all: each attempt
-is cut off at the leader's remaining renew deadline. ``is_leader`` is the state; ``changed``
-is set on each flip.
+is cut off at the leader's remaining renew deadline. A 409 alone decides nothing (the next
+attempt reads the Lease afresh), but a leader whose fresh read names another holder steps down
+at once. Releasing retries its read-modify-write on 409. ``is_leader`` is the state;
+``changed`` is set on each flip.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from lightkube.models.meta_v1 import ObjectMeta
 from lightkube.resources.coordination_v1 import Lease
 
 log = logging.getLogger(__name__)
+_RELEASE_ATTEMPTS = 3
 
 
 @dataclass(frozen=True)
@@ -64,6 +67,10 @@ class LeaderElector:
                 if ok:
                     self._last_renew_ok = now
                     self._set_leader(True)
+                elif self.is_leader and self._held_by_other():
+                    log.warning("%s: lease %s is held by %s; stepping down", self.identity,
+                                self.config.name, self._observed_holder)
+                    self._set_leader(False)
                 elif self.is_leader and now - self._last_renew_ok >= self.config.renew_deadline:
                     log.warning("%s: could not renew lease %s; stepping down", self.identity,
                                 self.config.name)
@@ -87,6 +94,12 @@ class LeaderElector:
             log.warning("%s: lease %s: no answer within %.1fs", self.identity, self.config.name,
                         budget)
             return False
+
+    def _held_by_other(self) -> bool:
+        """The last fresh read of the Lease names another holder: we lost it (someone took
+        it over, e.g. after our renewals stalled), so we must not wait out the renew deadline
+        believing we lead."""
+        return self._observed_holder is not None and self._observed_holder != self.identity
 
     def _set_leader(self, value: bool) -> None:
         if value != self.is_leader:
@@ -150,11 +163,21 @@ class LeaderElector:
     async def _release(self) -> None:
         """Give the Lease up on a clean stop so a standby takes over at once."""
         cfg = self.config
-        try:
-            lease = await self.client.get(Lease, cfg.name, namespace=cfg.namespace)
-            if lease.spec and lease.spec.holderIdentity == self.identity:
-                lease.spec.holderIdentity = None
-                lease.spec.leaseDurationSeconds = 1
-                await self.client.replace(lease)
-        except (ApiError, httpx.HTTPError, OSError) as exc:
-            log.info("%s: releasing lease %s failed: %s", self.identity, cfg.name, exc)
+        for _ in range(_RELEASE_ATTEMPTS):
+            try:
+                lease = await self.client.get(Lease, cfg.name, namespace=cfg.namespace)
+                if lease.spec and lease.spec.holderIdentity == self.identity:
+                    lease.spec.holderIdentity = None
+                    lease.spec.leaseDurationSeconds = 1
+                    await self.client.replace(lease)
+                return
+            except ApiError as exc:
+                if exc.status.code != 409:  # 409: written meanwhile, read it again
+                    log.info("%s: releasing lease %s failed: %s", self.identity, cfg.name,
+                             exc.status.message)
+                    return
+            except (httpx.HTTPError, OSError) as exc:
+                log.info("%s: releasing lease %s failed: %s", self.identity, cfg.name, exc)
+                return
+        log.info("%s: releasing lease %s: conflicts %d times, left to expire", self.identity,
+                 cfg.name, _RELEASE_ATTEMPTS)
