@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import signal
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -277,3 +278,61 @@ def test_ipv6_session_and_gtsm(netlab: Topology, static_speaker: Any) -> None:
     rtr.wait_route("203.0.113.50/32", gateways=[n4], timeout=30)
     route6 = wait_until(lambda: rtr.route("2001:db8:100::50/128"), timeout=30, what="v6 route")
     assert route6.nexthops
+
+
+def test_ibgp_local_pref_2byte_route_refresh_hold_timer(
+    netlab: Topology, static_speaker: Any
+) -> None:
+    """iBGP with a 2-byte ASN: LOCAL_PREF and communities arrive; FRR's ROUTE-REFRESH is
+    answered; freezing bgpd makes vipcast's hold timer expire."""
+    rtr = netlab.add_netns("rtr", router=True)
+    node = netlab.add_netns("n1")
+    netlab.veth(rtr, "eth0", node, "eth0")
+    for ns, v4 in ((rtr, ROUTER_V4), (node, NODES["n1"][0])):
+        ns.add_address("eth0", f"{v4}/24")
+    n4 = NODES["n1"][0]
+    frr = start_frr(
+        rtr,
+        FrrConfig(
+            asn=ROUTER_ASN,
+            router_id=ROUTER_V4,
+            neighbors=(Neighbor(n4, ROUTER_ASN, keepalive=3, hold_time=9),),
+        ),
+        netlab.workdir / "frr",
+    )
+    speaker = static_speaker(node, netlab.workdir)
+    attrs = {"local_pref": 250, "communities": [65000 << 16 | 100],
+             "large_communities": [[64512, 1, 2]]}  # fmt: skip
+    speaker.configure(
+        [{"name": "r", "address": ROUTER_V4, "local_asn": ROUTER_ASN, "peer_asn": ROUTER_ASN,
+          "router_id": n4, "hold_time": 3, "connect_retry_time": 2, "idle_hold_time": 0.5}],
+        {"r": {"203.0.113.60/32": attrs}},
+    )  # fmt: skip
+    frr.wait_established(n4, timeout=60)
+    path = frr.wait_paths("203.0.113.60/32", 1)[0]
+    assert path.local_pref == 250, path
+    assert path.as_path == (), path
+    assert "65000:100" in path.communities, path
+    assert "64512:1:2" in path.large_communities, path
+    rtr.wait_route("203.0.113.60/32", gateways=[n4], timeout=30)
+
+    # route refresh: FRR (no soft-reconfiguration inbound) sends ROUTE-REFRESH; vipcast re-sends
+    sent = int(speaker.status()["r"]["updates_sent"])
+    frr.vtysh(f"clear bgp ipv4 unicast {n4} soft in")
+    speaker.wait(lambda s: int(s["r"]["updates_sent"]) > sent, 30, "route refresh answered")
+    assert frr.wait_paths("203.0.113.60/32", 1)[0].local_pref == 250
+
+    # freeze bgpd: vipcast's hold timer (3 s) expires and it sends NOTIFICATION 4
+    bgpd = frr.processes["bgpd"]
+    bgpd.signal(signal.SIGSTOP)
+    try:
+        speaker.wait(
+            lambda s: (
+                s["r"]["state"] != "Established" and "hold" in str(s["r"]["last_error"]).lower()
+            ),
+            30,
+            "hold timer expiry",
+        )
+        assert int(speaker.status()["r"]["notifications_sent"]) >= 1
+    finally:
+        bgpd.signal(signal.SIGCONT)
