@@ -126,7 +126,7 @@ async def test_big_reload_keeps_the_loop_ticking(tmp_path: Path, unfrozen: None)
             replaced = weakref.ref(agent.current)
             config.write_text(big_config(2000, extra))
             lag = await max_loop_lag(agent)
-            assert lag < 0.25, lag  # generous: the machine is shared (measured ~0.03 s)
+            assert lag < 0.75, lag  # generous for a shared CI machine (measured ~0.03 s)
             assert gc.isenabled()
             current = agent.current
             assert current is not None and current.spec.pools[0].name == f"pool-{extra}"
