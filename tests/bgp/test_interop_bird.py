@@ -155,7 +155,7 @@ def test_md5_right_password_accepted_wrong_refused(netlab: Topology, static_spea
     rtr, node = link(netlab)
     b = bird(netlab, rtr, 65000, Neighbor(N4, 65001, password="s3cret", hold_time=9))
     speaker = static_speaker(node, netlab.workdir)
-    routes = {"r": {"203.0.113.50/32": {}}}
+    routes: dict[str, dict[str, dict[str, object]]] = {"r": {"203.0.113.50/32": {}}}
     speaker.configure([peer("r", R4, 65001, 65000, password="wrong")], routes)
     # segments signed with the wrong key are dropped by the kernel: no session comes up
     with pytest.raises(TimeoutError):
