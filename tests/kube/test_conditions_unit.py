@@ -112,3 +112,26 @@ def test_fold_never_raises_on_garbage(objs: list[dict[str, object]]) -> None:
 
     nodes, _ = fold_reports([as_obj(o) for o in objs])
     assert nodes <= len(objs)
+
+
+def test_reports_of_gone_or_not_ready_nodes_are_left_out() -> None:
+    """After an L2 failover the dead node's last report still says it answers: the fold
+    counts only Nodes that exist and are Ready, so the condition names the new owner."""
+    committed = {"ns/a": ("192.0.2.1",)}
+    dead = report_body("n1", node_report(_plan("n1", l2={"ns/a": "192.0.2.1"}, owner="n1"),
+                                         committed))
+    new = report_body("n2", node_report(_plan("n2", l2={"ns/a": "192.0.2.1"}, owner="n2"),
+                                        committed))
+    gone = report_body("n3", node_report(_plan("n3", bgp={"ns/a": "192.0.2.1"}), committed))
+    nodes, seen = fold_reports([dead, new, gone])
+    assert nodes == 3  # without readiness every report counts
+    nodes, seen = fold_reports([dead, new, gone], ready_nodes={"n2"})
+    assert nodes == 1
+    cond = announced_condition(("192.0.2.1",), nodes, seen.get("ns/a"))
+    assert cond["status"] == "True" and "n2" in cond["message"]
+    assert "n1" not in cond["message"] and "n3" not in cond["message"]
+    # no live node reports: nobody announces it, whatever the stale reports said
+    nodes, seen = fold_reports([dead, gone], ready_nodes={"n2"})
+    assert nodes == 0
+    assert announced_condition(("192.0.2.1",), nodes, seen.get("ns/a"))["reason"] == \
+        "NoSpeakerReport"

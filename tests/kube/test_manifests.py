@@ -11,6 +11,7 @@ from typing import Any
 import kubernetes_validate
 import pytest
 import yaml
+from lightkube.resources.core_v1 import Node
 
 from vipcast.app.agent import AgentOptions
 from vipcast.app.controller import Controller, ControllerConfig
@@ -82,6 +83,8 @@ def test_rbac_covers_every_call(vipcast_crds: Cluster, namespace: str, tmp_path:
         hook_client = client(vipcast_crds.kubeconfig_for("rbac-webhook"), namespace)
         await admin.create(pool(f"p-{namespace}", ["198.18.2.0/29"], namespace))
         await admin.create(lb_service("web", namespace))
+        # the controller counts only reports of Nodes that exist (and are Ready)
+        await admin.create(Node.from_dict({"metadata": {"name": "rbac-node"}}))
         ctl = Controller(ctl_client, ControllerConfig(
             identity="rbac", election=ElectionConfig(name=f"rbac-{namespace}",
                                                      lease_duration=2, retry_period=0.2),
@@ -118,6 +121,7 @@ def test_rbac_covers_every_call(vipcast_crds: Cluster, namespace: str, tmp_path:
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
             await admin.delete(IPAddressPool, f"p-{namespace}")
+            await admin.delete(Node, "rbac-node")
             for c in (admin, ctl_client, spk_client, hook_client):
                 await c.close()
 

@@ -36,7 +36,7 @@ from vipcast.sources.kube.conditions import (
 )
 from vipcast.sources.kube.leader import ElectionConfig, LeaderElector
 from vipcast.sources.kube.reflector import Reflector
-from vipcast.sources.kube.resources import CONTROLLER_KINDS, NODE_ANNOUNCEMENTS, Watched
+from vipcast.sources.kube.resources import CONTROLLER_KINDS, NODE_ANNOUNCEMENTS, NODES, Watched
 from vipcast.sources.kube.snapshot import Document, build_spec
 from vipcast.sources.kube.status import (
     FIELD_MANAGER,
@@ -78,7 +78,8 @@ class RoundReport:
 
 class Controller:
     def __init__(self, client: AsyncClient, config: ControllerConfig | None = None,
-                 kinds: tuple[Watched, ...] = CONTROLLER_KINDS) -> None:
+                 kinds: tuple[Watched, ...] = (*CONTROLLER_KINDS, NODES)) -> None:
+        # Nodes: which speakers' reports still count (a gone or NotReady node's do not)
         self.client = client
         self.config = config or ControllerConfig()
         self.dirty = asyncio.Event()
@@ -168,7 +169,9 @@ class Controller:
             if gone.previous:
                 log.info("released %s of deleted Service %s", ", ".join(gone.previous),
                          gone.service)
-        nodes, seen = fold_reports(reports)
+        # only live nodes' reports count (after an L2 failover the dead node's stays behind)
+        ready = {n.metadata.name for n in outcome.spec.nodes if n.ready}
+        nodes, seen = fold_reports(reports, ready)
         written: dict[str, tuple[str, ...]] = {}
         later: list[tuple[dict[str, object], str, str, str]] = []
         for key, assignment in result.assignments.items():

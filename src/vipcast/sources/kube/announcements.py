@@ -15,7 +15,7 @@ read and write the object.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -165,10 +165,15 @@ class ServiceAnnouncements:
     withheld: tuple[tuple[str, str, str], ...] = ()  # (node, reason, message)
 
 
-def fold_reports(objects: Iterable[Mapping[str, Any]]) -> tuple[int, dict[str,
-                                                                          ServiceAnnouncements]]:
+def fold_reports(objects: Iterable[Mapping[str, Any]],
+                 ready_nodes: Collection[str] | None = None
+                 ) -> tuple[int, dict[str, ServiceAnnouncements]]:
     """(number of nodes reporting, service -> its announcements) from NodeAnnouncement dicts;
-    a report that does not validate is left out (and logged)."""
+    a report that does not validate is left out (and logged).
+
+    ``ready_nodes``: the Nodes that exist and are Ready; the report of any other node (deleted,
+    or NotReady after a failover) is stale and left out. ``None``: every report counts.
+    """
     by: dict[str, list[tuple[str, tuple[str, ...], tuple[str, ...]]]] = {}
     held: dict[str, list[tuple[str, str, str]]] = {}
     nodes = 0
@@ -181,6 +186,8 @@ def fold_reports(objects: Iterable[Mapping[str, Any]]) -> tuple[int, dict[str,
             log.warning("NodeAnnouncement %s left out: %s", name, exc.errors()[:1])
             continue
         node = report.spec.node_name
+        if ready_nodes is not None and node not in ready_nodes:
+            continue  # the node is gone or not Ready: what it last said no longer holds
         nodes += 1
         for a in report.status.announced:
             by.setdefault(a.service, []).append((node, a.addresses, tuple(a.modes)))
