@@ -274,12 +274,19 @@ async def prime(
 
 
 def l2_config(spec: Spec, node: str, key: bytes) -> L2Config:
-    """Membership of the config's Nodes, each at its first InternalIP on the membership port."""
+    """Membership of the Nodes that could own an L2 address: Ready and selected by some
+    L2Advertisement's nodeSelectors (none: every node), each at its first InternalIP on the
+    membership port. A node without a speaker there (a control-plane node the selectors
+    leave out, a NotReady one) would count against quorum without ever answering. ``node``
+    itself is always a member."""
     me = spec.node(node)
+    selectors = [a.spec.node_selectors for a in spec.l2_advertisements]
     peers = {
         n.metadata.name: (n.addresses_of()[0], MEMBERSHIP_PORT)
         for n in spec.nodes
-        if n.metadata.name != node and n.addresses_of()
+        if n.metadata.name != node and n.addresses_of() and n.ready
+        and any(not sel or any(s.matches(n.metadata.labels) for s in sel)
+                for sel in selectors)
     }
     bind = (me.addresses_of()[0] if me and me.addresses_of() else "0.0.0.0", MEMBERSHIP_PORT)
     return L2Config(node=node, peers=peers, key=key, bind=bind)
