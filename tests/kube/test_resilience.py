@@ -102,35 +102,51 @@ def test_leadership_is_lost_cleanly_when_the_api_server_stops_answering(
         lease = f"lease-{namespace}"
         a = Controller(cut_client, _config("cut-a", lease))  # renew deadline 1.5 s
         b = Controller(admin, _config("direct-b", lease))
+        loop = asyncio.get_running_loop()
+        # every status write a issues: (when, leading then). Counting a round's writes is not
+        # enough: a round that began while a led (writing Services of the whole shared
+        # cluster) can end long after the cut, its report still saying leader and written > 0
+        issued: list[tuple[float, bool]] = []
+        write = a._write
+
+        async def recorded(svc: dict[str, object], ips: tuple[str, ...],
+                           conditions: list[dict[str, object]]) -> bool:
+            issued.append((loop.time(), a.elector.is_leader))
+            return await write(svc, ips, conditions)
+
+        a._write = recorded  # type: ignore[method-assign]
         try:
             async with running(a):
                 await eventually(lambda: ingress_ips(admin, "s1", namespace), 30, what="s1")
                 async with running(b):
                     await eventually(lambda: asyncio.sleep(0, b.synced), 20, what="b synced")
                     assert a.elector.is_leader and not b.elector.is_leader
-                    loop = asyncio.get_running_loop()
                     relay.cut.set()
                     t0 = loop.time()
                     await eventually(lambda: asyncio.sleep(0, not a.elector.is_leader), 10,
                                      every=0.05, what="a stepping down")
-                    stepped = loop.time() - t0
-                    print(f"leader stepped down {stepped:.2f}s after the API server went silent")
-                    # by its renew deadline (1.5 s) plus one retry period, not a client timeout
-                    assert stepped < 1.5 + 0.2 + 1.5, stepped
+                    down = loop.time()
+                    print(f"leader stepped down {down - t0:.2f}s after the API server "
+                          "went silent")
+                    # by its own renew deadline (1.5 s), not by a client timeout (10 s):
+                    # generous for a loaded machine, still well short of the timeout
+                    assert down - t0 < 6.0, down - t0
                     await eventually(lambda: asyncio.sleep(0, b.elector.is_leader), 15,
                                      what="b taking over")
                     await admin.create(lb_service("s2", namespace))
                     await eventually(lambda: ingress_ips(admin, "s2", namespace), 30,
                                      what="s2 served by b")
-                    rounds = a.rounds
                     await asyncio.sleep(1.0)
                     assert not a.elector.is_leader
-                    assert a.rounds == rounds or not a.last_report.leader
                     # the API server answers again: a stays a standby, b keeps leading
                     relay.cut.clear()
                     await asyncio.sleep(2.0)
                     assert b.elector.is_leader and not a.elector.is_leader
-                    assert a.last_report.written == 0 or not a.last_report.leader
+                    # a issued no status write once it had stepped down (neither while cut
+                    # off nor once the API server answered again), and none as a non-leader
+                    late = [round(t - down, 2) for t, leading in issued
+                            if t >= down or not leading]
+                    assert not late, f"writes by a after stepping down (s after): {late}"
         finally:
             relay.cut.clear()
             await relay.stop()
