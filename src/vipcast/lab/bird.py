@@ -24,6 +24,7 @@ from vipcast.lab.netns import (
     run_command,
     wait_until,
 )
+from vipcast.lab.process import SingleProcessDaemon
 
 
 @dataclass(frozen=True)
@@ -233,7 +234,7 @@ def parse_protocols(text: str) -> dict[str, str]:
 
 
 @dataclass
-class BirdInstance:
+class BirdInstance(SingleProcessDaemon):
     netns: Netns
     directory: Path
     config: BirdConfig
@@ -242,16 +243,6 @@ class BirdInstance:
     @property
     def socket(self) -> Path:
         return self.directory / "bird.ctl"
-
-    @property
-    def pid(self) -> int:
-        return self.process.pid
-
-    def alive(self) -> bool:
-        return self.process.alive()
-
-    def stop(self) -> None:
-        self.process.stop()
 
     def log_text(self) -> str:
         log = self.directory / "bird.log"

@@ -20,6 +20,7 @@ from typing import Any
 
 from vipcast.lab.bgpconf import BgpPath, Family, Neighbor, family_of
 from vipcast.lab.netns import LabError, Netns, Process, ProcessDied, wait_until
+from vipcast.lab.process import SingleProcessDaemon
 
 
 @dataclass(frozen=True)
@@ -160,7 +161,7 @@ def replay(events: list[dict[str, Any]]) -> dict[str, dict[str, BgpPath]]:
 
 
 @dataclass
-class ExabgpInstance:
+class ExabgpInstance(SingleProcessDaemon):
     netns: Netns
     directory: Path
     config: ExabgpConfig
@@ -173,19 +174,6 @@ class ExabgpInstance:
     @property
     def commands_path(self) -> Path:
         return self.directory / "commands"
-
-    @property
-    def pid(self) -> int:
-        return self.process.pid
-
-    def alive(self) -> bool:
-        return self.process.alive()
-
-    def stop(self) -> None:
-        self.process.stop()
-
-    def log_text(self) -> str:
-        return self.process.log_text()
 
     def events(self) -> list[dict[str, Any]]:
         """Every JSON message ExaBGP passed to the API process, in order."""

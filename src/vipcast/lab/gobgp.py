@@ -17,6 +17,7 @@ from typing import Any
 
 from vipcast.lab.bgpconf import BgpPath, Family, Neighbor, family_of
 from vipcast.lab.netns import LabError, Netns, Process, ProcessDied, wait_until
+from vipcast.lab.process import SingleProcessDaemon
 
 #: GoBGP session_state values (API enum) by name and number
 _STATES = {
@@ -161,24 +162,11 @@ def _gobgp_path(prefix: str, p: dict[str, Any]) -> BgpPath:
 
 
 @dataclass
-class GobgpInstance:
+class GobgpInstance(SingleProcessDaemon):
     netns: Netns
     directory: Path
     config: GobgpConfig
     process: Process = field(repr=False)
-
-    @property
-    def pid(self) -> int:
-        return self.process.pid
-
-    def alive(self) -> bool:
-        return self.process.alive()
-
-    def stop(self) -> None:
-        self.process.stop()
-
-    def log_text(self) -> str:
-        return self.process.log_text()
 
     def cli(self, *args: str, timeout: float = 20.0) -> str:
         """Run ``gobgp -p API_PORT ARGS`` inside the namespace."""

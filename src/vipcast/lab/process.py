@@ -162,3 +162,22 @@ def _is_zombie(pid: int) -> bool:
     except OSError:
         return True
     return stat.rsplit(")", 1)[-1].split()[0] == "Z"
+
+
+class SingleProcessDaemon:
+    """What every one-process lab daemon (BIRD, GoBGP, ExaBGP) offers about its process."""
+
+    process: Process
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def alive(self) -> bool:
+        return self.process.alive()
+
+    def stop(self) -> None:
+        self.process.stop()
+
+    def log_text(self) -> str:
+        return self.process.log_text()
