@@ -21,11 +21,11 @@ import uuid
 from dataclasses import dataclass, field
 
 import httpx2 as httpx
-from lightkube import ApiError, AsyncClient
 
 from vipcast.alloc import AllocationResult, Assignment, Reason
 from vipcast.core.allocation import allocate_spec
 from vipcast.sources.kube.announcements import fold_reports
+from vipcast.sources.kube.client import ApiError, AsyncClient
 from vipcast.sources.kube.conditions import (
     OUR_TYPES,
     allocated_condition,

@@ -25,7 +25,6 @@ import logging
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from lightkube import AsyncClient
 from prometheus_client.registry import CollectorRegistry
 
 from vipcast.app.agent import (
@@ -40,6 +39,7 @@ from vipcast.app.agent import (
 from vipcast.app.node import run_node
 from vipcast.core.desired import NodePlan
 from vipcast.core.plan import plan_node
+from vipcast.sources.kube.client import AsyncClient
 from vipcast.sources.kube.reflector import Reflector
 from vipcast.sources.kube.reporter import AnnouncementReporter
 from vipcast.sources.kube.resources import SPEAKER_KINDS, Watched

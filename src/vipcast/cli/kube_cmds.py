@@ -10,7 +10,7 @@ import typer
 from vipcast.spec import LOAD_BALANCER_CLASS
 
 if TYPE_CHECKING:
-    from lightkube import AsyncClient
+    from vipcast.sources.kube.client import AsyncClient
 
 def _host_port(text: str) -> tuple[str, int]:
     host, _, port = text.rpartition(":")
@@ -63,10 +63,9 @@ ClassOpt = Annotated[
 
 
 def _client(kubeconfig: Path | None, namespace: str) -> AsyncClient:
-    from lightkube import AsyncClient, KubeConfig
+    from vipcast.sources.kube.client import make_client
 
-    config = KubeConfig.from_file(kubeconfig) if kubeconfig else KubeConfig.from_env()
-    return AsyncClient(config=config, namespace=namespace, field_manager="vipcast")
+    return make_client(kubeconfig, namespace, "vipcast")
 
 
 def controller(
