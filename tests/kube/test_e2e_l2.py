@@ -30,6 +30,7 @@ from vipcast.app.lab import LAN_V4, backend_ips, node_v4
 from vipcast.lab.netns import Netns, Process, Topology, leftovers, wait_until
 
 from .arp_capture import ArpCapture
+from .e2e_objects import post, ready_nodes, vipcast_argv
 from .harness.cluster import Cluster
 
 pytestmark = [pytest.mark.e2e, pytest.mark.netns, pytest.mark.slow]
@@ -47,39 +48,22 @@ KEY = "k8s-l2-e2e-membership-key"
 API = "/apis/vipcast.io/v1beta1"
 
 
-def _vipcast() -> list[str]:
-    return [sys.executable, "-m", "vipcast.cli.main"]
-
-
-def _post(cluster: Cluster, path: str, body: dict[str, Any]) -> dict[str, Any]:
-    code, out = cluster.request("POST", path, body)
-    assert code == 201, (path, out)
-    assert isinstance(out, dict)
-    return out
 
 
 def _objects(cluster: Cluster, ns: str) -> list[str]:
     """Nodes, pool, L2Advertisement and a Service with an EndpointSlice; the node names."""
-    names = [f"{ns}-n{i}" for i in range(1, NODES + 1)]
-    for i, name in enumerate(names, start=1):
-        node = _post(cluster, "/api/v1/nodes", {
-            "apiVersion": "v1", "kind": "Node",
-            "metadata": {"name": name, "labels": {"kubernetes.io/hostname": name}}})
-        node["status"] = {"conditions": [{"type": "Ready", "status": "True"}],
-                          "addresses": [{"type": "InternalIP", "address": node_v4(i)}]}
-        code, out = cluster.request("PUT", f"/api/v1/nodes/{name}/status", node)
-        assert code == 200, out
-    _post(cluster, f"{API}/ipaddresspools", {
+    names = ready_nodes(cluster, ns, NODES)
+    post(cluster, f"{API}/ipaddresspools", {
         "apiVersion": "vipcast.io/v1beta1", "kind": "IPAddressPool",
         "metadata": {"name": f"{ns}-lan"},
         "spec": {"addresses": [POOL], "serviceAllocation": {"namespaces": [ns]}}})
-    _post(cluster, f"{API}/l2advertisements", {
+    post(cluster, f"{API}/l2advertisements", {
         "apiVersion": "vipcast.io/v1beta1", "kind": "L2Advertisement",
         "metadata": {"name": f"{ns}-lan"},
         "spec": {"ipAddressPools": [f"{ns}-lan"], "interfaces": ["eth0"],
                  "nodeSelectors": [{"matchExpressions": [{
                      "key": "kubernetes.io/hostname", "operator": "In", "values": names}]}]}})
-    _post(cluster, f"/api/v1/namespaces/{ns}/services", {
+    post(cluster, f"/api/v1/namespaces/{ns}/services", {
         "apiVersion": "v1", "kind": "Service",
         "metadata": {"name": "web", "namespace": ns, "annotations": {
             # backends behind a dead node leave the survivors' NAT maps within about a second
@@ -88,7 +72,7 @@ def _objects(cluster: Cluster, ns: str) -> list[str]:
                  "selector": {"app": "web"},
                  "ports": [{"name": "http", "port": 80, "protocol": "TCP",
                             "targetPort": 8080}]}})
-    _post(cluster, f"/apis/discovery.k8s.io/v1/namespaces/{ns}/endpointslices", {
+    post(cluster, f"/apis/discovery.k8s.io/v1/namespaces/{ns}/endpointslices", {
         "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
         "metadata": {"name": "web-1", "namespace": ns,
                      "labels": {"kubernetes.io/service-name": "web"}},
@@ -245,7 +229,7 @@ def test_l2_speakers_fed_by_api_answer_arp_and_fail_over(
                 stdin=subprocess.DEVNULL))
         with logs["controller"].open("ab") as log:
             root.append(subprocess.Popen(
-                [*_vipcast(), "controller", "--kubeconfig", str(cluster.kubeconfig),
+                [*vipcast_argv(), "controller", "--kubeconfig", str(cluster.kubeconfig),
                  "--namespace", namespace, "--identity", "e2e-l2", "--lease-duration", "2"],
                 stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL))
         wait_until(lambda: sock.exists() or None, timeout=10, what=str(sock))
@@ -254,7 +238,7 @@ def test_l2_speakers_fed_by_api_answer_arp_and_fail_over(
             node.spawn([sys.executable, str(RELAY), "--listen", f"tcp:127.0.0.1:{API_PORT}",
                         "--connect", f"unix:{sock}"], name="api-relay")
             speaker = node.spawn(
-                [*_vipcast(), "speaker", "--node", names[i - 1],
+                [*vipcast_argv(), "speaker", "--node", names[i - 1],
                  "--kubeconfig", str(node_kubeconfig), "--metrics", STATUS,
                  "--state-dir", str(work / f"state-n{i}")],
                 name="speaker", env={**os.environ, "VIPCAST_MEMBERSHIP_KEY": KEY})
@@ -307,7 +291,7 @@ def test_l2_speakers_fed_by_api_answer_arp_and_fail_over(
         assert message.endswith(f"over L2: {names[owner - 1]}"), message
 
         # `vipcast status` against a speaker shows the L2 section
-        shown = lan.node(owner).run([*_vipcast(), "status", "--address", STATUS],
+        shown = lan.node(owner).run([*vipcast_argv(), "status", "--address", STATUS],
                                     timeout=30, env={**os.environ, "COLUMNS": "200"}).stdout
         assert "L2 VIPs" in shown and "L2 membership" in shown, shown
         assert vip in shown and names[owner - 1] in shown, shown

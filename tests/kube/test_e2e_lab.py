@@ -22,7 +22,6 @@ import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -37,6 +36,7 @@ from vipcast.app.lab import (
 from vipcast.lab.frr import start_frr
 from vipcast.lab.netns import Netns, Topology, leftovers, wait_until
 
+from .e2e_objects import post, ready_nodes, vipcast_argv
 from .harness.cluster import Cluster
 
 pytestmark = [pytest.mark.e2e, pytest.mark.netns, pytest.mark.slow]
@@ -50,52 +50,35 @@ POOL = "192.0.2.64/28"
 API_PORT = 6443  # inside each node namespace
 
 
-def _vipcast() -> list[str]:
-    return [sys.executable, "-m", "vipcast.cli.main"]
-
-
-def _post(cluster: Cluster, path: str, body: dict[str, Any]) -> dict[str, Any]:
-    code, out = cluster.request("POST", path, body)
-    assert code == 201, (path, out)
-    assert isinstance(out, dict)
-    return out
 
 
 def _objects(cluster: Cluster, ns: str) -> list[str]:
     """Nodes, config and a Service with EndpointSlices; the node names."""
-    names = [f"{ns}-n{i}" for i in range(1, NODES + 1)]
-    for i, name in enumerate(names, start=1):
-        node = _post(cluster, "/api/v1/nodes", {
-            "apiVersion": "v1", "kind": "Node",
-            "metadata": {"name": name, "labels": {"kubernetes.io/hostname": name}}})
-        node["status"] = {"conditions": [{"type": "Ready", "status": "True"}],
-                          "addresses": [{"type": "InternalIP", "address": node_v4(i)}]}
-        code, out = cluster.request("PUT", f"/api/v1/nodes/{name}/status", node)
-        assert code == 200, out
+    names = ready_nodes(cluster, ns, NODES)
     api = "/apis/vipcast.io/v1beta1"
-    _post(cluster, f"{api}/ipaddresspools", {
+    post(cluster, f"{api}/ipaddresspools", {
         "apiVersion": "vipcast.io/v1beta1", "kind": "IPAddressPool",
         "metadata": {"name": f"{ns}-lab"},
         "spec": {"addresses": [POOL], "serviceAllocation": {"namespaces": [ns]}}})
-    _post(cluster, f"{api}/bgppeers", {
+    post(cluster, f"{api}/bgppeers", {
         "apiVersion": "vipcast.io/v1beta1", "kind": "BGPPeer",
         "metadata": {"name": f"{ns}-router"},
         "spec": {"myASN": 64513, "peerASN": 64512, "peerAddress": f"{LAN_V4}.1",
                  "holdTime": "3s",
                  "nodeSelectors": [{"matchExpressions": [{
                      "key": "kubernetes.io/hostname", "operator": "In", "values": names}]}]}})
-    _post(cluster, f"{api}/bgpadvertisements", {
+    post(cluster, f"{api}/bgpadvertisements", {
         "apiVersion": "vipcast.io/v1beta1", "kind": "BGPAdvertisement",
         "metadata": {"name": f"{ns}-to-router"},
         "spec": {"ipAddressPools": [f"{ns}-lab"]}})
-    _post(cluster, f"/api/v1/namespaces/{ns}/services", {
+    post(cluster, f"/api/v1/namespaces/{ns}/services", {
         "apiVersion": "v1", "kind": "Service",
         "metadata": {"name": "web", "namespace": ns},
         "spec": {"type": "LoadBalancer", "externalTrafficPolicy": "Cluster",
                  "selector": {"app": "web"},
                  "ports": [{"name": "http", "port": 80, "protocol": "TCP",
                             "targetPort": 8080}]}})
-    _post(cluster, f"/apis/discovery.k8s.io/v1/namespaces/{ns}/endpointslices", {
+    post(cluster, f"/apis/discovery.k8s.io/v1/namespaces/{ns}/endpointslices", {
         "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
         "metadata": {"name": "web-1", "namespace": ns,
                      "labels": {"kubernetes.io/service-name": "web"}},
@@ -196,7 +179,7 @@ def test_speaker_fed_by_api_announces_to_frr_and_traffic_flows(
                 stdin=subprocess.DEVNULL))
         with logs["controller"].open("ab") as log:
             root.append(subprocess.Popen(
-                [*_vipcast(), "controller", "--kubeconfig", str(cluster.kubeconfig),
+                [*vipcast_argv(), "controller", "--kubeconfig", str(cluster.kubeconfig),
                  "--namespace", namespace, "--identity", "e2e", "--lease-duration", "2"],
                 stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL))
         _wait_file(sock)
@@ -204,7 +187,7 @@ def test_speaker_fed_by_api_announces_to_frr_and_traffic_flows(
             node = lab.node(i)
             node.spawn([sys.executable, str(RELAY), "--listen", f"tcp:127.0.0.1:{API_PORT}",
                         "--connect", f"unix:{sock}"], name="api-relay")
-            node.spawn([*_vipcast(), "speaker", "--node", names[i - 1],
+            node.spawn([*vipcast_argv(), "speaker", "--node", names[i - 1],
                         "--kubeconfig", str(node_kubeconfig),
                         "--metrics", "127.0.0.1:9470",
                         "--state-dir", str(work / f"state-n{i}")], name="speaker")
