@@ -17,7 +17,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+import point_to_point
 import pytest
+from point_to_point import N4, R4, R6
 
 from vipcast.lab.bgpconf import Neighbor
 from vipcast.lab.bird import BirdConfig, start_bird
@@ -25,7 +27,6 @@ from vipcast.lab.netns import Netns, Process, Topology, wait_until
 
 pytestmark = [pytest.mark.netns, pytest.mark.interop, pytest.mark.slow]
 
-R4, R6, N4, N6 = "192.0.2.1", "2001:db8::1", "192.0.2.11", "2001:db8::11"
 NODE_ASN, ROUTER_ASN = 4200000001, 65000
 V4_HOSTS = 1 << 17  # all of 198.18.0.0/15
 FULL_TABLE = 200_000
@@ -84,13 +85,7 @@ VIP = "203.0.113.0/32"
 
 
 def link(topo: Topology) -> tuple[Netns, Netns]:
-    rtr = topo.add_netns("rtr", router=True)
-    node = topo.add_netns("n1")
-    topo.veth(rtr, "eth0", node, "eth0")
-    for ns, v4, v6 in ((rtr, R4, R6), (node, N4, N6)):
-        ns.add_address("eth0", f"{v4}/24")
-        ns.add_address("eth0", f"{v6}/64")
-    return rtr, node
+    return point_to_point.link(topo, "n1")
 
 
 def start_agent(topo: Topology, node: Netns, config: Path) -> Process:

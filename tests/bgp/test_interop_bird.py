@@ -11,6 +11,7 @@ import signal
 from typing import Any
 
 import pytest
+from point_to_point import N4, N6, R4, R6, link
 
 from vipcast.lab.bgpconf import Neighbor
 from vipcast.lab.bird import BirdConfig, BirdInstance, start_bird
@@ -23,17 +24,8 @@ pytestmark = [
     pytest.mark.skipif(shutil.which("bird") is None, reason="BIRD 2 not installed"),
 ]
 
-R4, R6, N4, N6 = "192.0.2.1", "2001:db8::1", "192.0.2.11", "2001:db8::11"
 
 
-def link(topo: Topology) -> tuple[Netns, Netns]:
-    rtr = topo.add_netns("rtr", router=True)
-    node = topo.add_netns("node")
-    topo.veth(rtr, "eth0", node, "eth0")
-    for ns, v4, v6 in ((rtr, R4, R6), (node, N4, N6)):
-        ns.add_address("eth0", f"{v4}/24")
-        ns.add_address("eth0", f"{v6}/64")
-    return rtr, node
 
 
 def bird(topo: Topology, rtr: Netns, asn: int, *neighbors: Neighbor) -> BirdInstance:

@@ -11,7 +11,9 @@ import signal
 from pathlib import Path
 from typing import Any
 
+import point_to_point
 import pytest
+from point_to_point import N4, R4
 
 from vipcast.lab import exabgp as exabgp_lab
 from vipcast.lab.bgpconf import Neighbor
@@ -25,16 +27,10 @@ pytestmark = [
     pytest.mark.skipif(shutil.which("exabgp") is None, reason="ExaBGP not installed"),
 ]
 
-R4, N4 = "192.0.2.1", "192.0.2.11"
 
 
 def link(topo: Topology) -> tuple[Netns, Netns]:
-    rtr = topo.add_netns("rtr", router=True)
-    node = topo.add_netns("node")
-    topo.veth(rtr, "eth0", node, "eth0")
-    rtr.add_address("eth0", f"{R4}/24")
-    node.add_address("eth0", f"{N4}/24")
-    return rtr, node
+    return point_to_point.link(topo, v6=False)
 
 
 @pytest.mark.parametrize(("local_asn", "peer_asn"), [(4200000001, 65000), (65000, 65000)])

@@ -17,7 +17,9 @@ import shutil
 import time
 from typing import Any
 
+import point_to_point
 import pytest
+from point_to_point import N4, R4
 
 from vipcast.lab.bgpconf import Neighbor
 from vipcast.lab.frr import FrrConfig, start_frr
@@ -32,7 +34,6 @@ pytestmark = [
     pytest.mark.skipif(shutil.which("ss") is None, reason="ss (iproute2) not installed"),
 ]
 
-R4, N4 = "192.0.2.1", "192.0.2.11"
 NODE_ASN, ROUTER_ASN = 65001, 65000
 VIP = "203.0.113.60/32"
 #: in the router's namespace only: hold every BGP segment with data (a SYN is 60 bytes)
@@ -53,12 +54,7 @@ def bgp_connections(node: Netns) -> list[str]:
 
 
 def link(topo: Topology) -> tuple[Netns, Netns]:
-    rtr = topo.add_netns("rtr", router=True)
-    node = topo.add_netns("node")
-    topo.veth(rtr, "eth0", node, "eth0")
-    rtr.add_address("eth0", f"{R4}/24")
-    node.add_address("eth0", f"{N4}/24")
-    return rtr, node
+    return point_to_point.link(topo, v6=False)
 
 
 @pytest.mark.parametrize(
