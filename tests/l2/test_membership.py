@@ -6,14 +6,13 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from vipcast.core.desired import L2Ownership
-from vipcast.core.membership import (
+from vipcast.core.l2owner import choose_owner, owned_here
+from vipcast.proto.membership import (
     Membership,
     MembershipConfig,
     Verdict,
     View,
-    choose_owner,
     decode_heartbeat,
-    owned_here,
 )
 
 KEY = b"test-key"

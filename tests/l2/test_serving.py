@@ -11,17 +11,15 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from vipcast.core.desired import L2Ownership
-from vipcast.core.membership import (
+from vipcast.core.l2owner import choose_owner, owned_here, owner_of
+from vipcast.proto.membership import (
     MAX_SERVING,
     Membership,
     MembershipConfig,
     MembershipError,
     Verdict,
     View,
-    choose_owner,
     decode_heartbeat,
-    owned_here,
-    owner_of,
 )
 
 KEY = b"test-key"

@@ -3,7 +3,7 @@ keeps the LAN membership view, and answers ARP/NDP for exactly the VIPs this nod
 
 Ownership of one VIP = the first of its candidates alive in the membership view that says it
 can serve the VIP, and nothing at all while this node's view has no quorum (see
-:mod:`vipcast.core.membership`). Every plan, view and servability change recomputes it; a VIP
+:mod:`vipcast.core.l2owner`). Every plan, view and servability change recomputes it; a VIP
 taken is announced at once, a VIP lost stops being answered at once.
 
 What this node can serve is declared with :meth:`L2Runtime.set_servable` (the node agent passes
@@ -28,15 +28,9 @@ from ipaddress import ip_address
 from prometheus_client import CollectorRegistry
 
 from vipcast.core.desired import L2Ownership, NodePlan
-from vipcast.core.membership import (
-    Membership,
-    MembershipConfig,
-    View,
-    canonical_ip,
-    owned_here,
-    owner_of,
-)
+from vipcast.core.l2owner import canonical_ip, owned_here, owner_of
 from vipcast.proto.l2 import format_mac
+from vipcast.proto.membership import Membership, MembershipConfig, View
 from vipcast.runtime.l2_metrics import L2Metrics
 from vipcast.runtime.l2_responder import AnnounceSchedule, InterfaceResponder, IPAddress
 from vipcast.runtime.l2_socket import open_packet_socket

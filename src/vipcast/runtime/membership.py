@@ -1,4 +1,4 @@
-"""The asyncio driver of :mod:`vipcast.core.membership`: one UDP socket, a heartbeat to every
+"""The asyncio driver of :mod:`vipcast.proto.membership`: one UDP socket, a heartbeat to every
 peer each interval, expiry at the view's next deadline, and a callback on every view change."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ import logging
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from vipcast.core.membership import Membership, Verdict, View
+from vipcast.proto.membership import Membership, Verdict, View
 from vipcast.runtime.l2_metrics import L2Metrics
 
 log = logging.getLogger(__name__)

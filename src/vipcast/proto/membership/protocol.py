@@ -4,7 +4,9 @@ Sans-IO. The runtime sends :meth:`Membership.heartbeat` to every peer each ``int
 every received datagram to :meth:`Membership.receive`, and calls :meth:`Membership.expire` at
 :meth:`Membership.next_deadline`. Time is the caller's monotonic ``now`` in seconds.
 
-Wire format of one datagram (big-endian)::
+Wire format: :mod:`vipcast.proto.membership.codec`.
+
+Heartbeat format recap::
 
     magic "VCM2" | kind u8 (1 alive, 2 leaving) | name length u8 | name (UTF-8)
     | incarnation u64 | sequence u64 | serving count u16 | serving entries
@@ -21,9 +23,8 @@ The shared key keeps strangers from joining or announcing someone's departure. A
 ``(incarnation, sequence)`` must grow strictly, so a recorded datagram cannot be replayed; the
 incarnation (the sender's start time in ns) lets a restarted agent begin again at sequence 1.
 
-L2 ownership follows from the view: the owner of an IP is the first of its candidates that is
-alive and says it can serve the IP (:func:`choose_owner`); every node computes it from the same
-heartbeats, so they agree without the API server.
+L2 ownership follows from the view (:mod:`vipcast.core.l2owner`): every node computes it from
+the same heartbeats, so they agree without the API server.
 
 Split-brain rule: a node whose view lacks a quorum (more than half of the members not known to
 have left, itself included) owns nothing: it cannot tell its own isolation from everyone else's
@@ -33,98 +34,18 @@ dropping is what keeps a VIP answered by one node.
 
 from __future__ import annotations
 
-import hashlib
-import hmac
-import struct
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from enum import Enum, IntEnum
+from enum import Enum
 from ipaddress import ip_address
 
-from vipcast.core.desired import L2Ownership
-
-MAGIC = b"VCM2"
-COUNTERS = struct.Struct("!QQH")
-DIGEST_SIZE = 32
-MAX_NAME = 255
-#: serving entries in one datagram (3,000 IPv6 entries: 51 kB, below the UDP maximum)
-MAX_SERVING = 3000
-
-
-class MembershipError(ValueError):
-    """A heartbeat datagram that is malformed (before authentication)."""
-
-
-class Kind(IntEnum):
-    ALIVE = 1
-    LEAVING = 2
-
-
-@dataclass(frozen=True)
-class Heartbeat:
-    kind: Kind
-    node: str
-    incarnation: int
-    sequence: int
-    #: the VIPs the sender can serve now (canonical address strings)
-    serving: frozenset[str] = frozenset()
-
-    def encode(self, key: bytes) -> bytes:
-        name = self.node.encode()
-        if not 0 < len(name) <= MAX_NAME:
-            raise ValueError(f"node name of {len(name)} bytes")
-        if len(self.serving) > MAX_SERVING:
-            raise ValueError(f"{len(self.serving)} serving entries (at most {MAX_SERVING})")
-        entries = b"".join(
-            bytes([len(packed)]) + packed
-            for packed in sorted(ip_address(ip).packed for ip in self.serving)
-        )
-        body = (
-            MAGIC
-            + bytes([self.kind, len(name)])
-            + name
-            + COUNTERS.pack(self.incarnation, self.sequence, len(self.serving))
-            + entries
-        )
-        return body + hmac.digest(key, body, hashlib.sha256)
-
-
-def _decode_serving(data: bytes, count: int) -> frozenset[str]:
-    out: list[str] = []
-    offset = 0
-    for _ in range(count):
-        if offset >= len(data):
-            raise MembershipError(f"{count} serving entries announced, {len(out)} present")
-        size = data[offset]
-        if size not in (4, 16) or offset + 1 + size > len(data):
-            raise MembershipError(f"serving entry of {size} bytes at offset {offset}")
-        out.append(str(ip_address(data[offset + 1 : offset + 1 + size])))
-        offset += 1 + size
-    if offset != len(data):
-        raise MembershipError(f"{len(data) - offset} bytes after the serving entries")
-    return frozenset(out)
-
-
-def decode_heartbeat(data: bytes, key: bytes) -> Heartbeat | None:
-    """The heartbeat, or None if its HMAC is wrong; raises :class:`MembershipError` if the
-    datagram is malformed."""
-    if len(data) < len(MAGIC) + 2 + COUNTERS.size + DIGEST_SIZE or data[:4] != MAGIC:
-        raise MembershipError("not a vipcast heartbeat")
-    kind, name_length = data[4], data[5]
-    fixed = 6 + name_length + COUNTERS.size
-    if name_length == 0 or len(data) < fixed + DIGEST_SIZE:
-        raise MembershipError(f"heartbeat of {len(data)} bytes with a {name_length}-byte name")
-    body, digest = data[:-DIGEST_SIZE], data[-DIGEST_SIZE:]
-    if not hmac.compare_digest(digest, hmac.digest(key, body, hashlib.sha256)):
-        return None
-    try:
-        node = body[6 : 6 + name_length].decode()
-        heartbeat_kind = Kind(kind)
-    except (UnicodeDecodeError, ValueError) as exc:
-        raise MembershipError(f"authenticated but unreadable heartbeat: {exc}") from exc
-    incarnation, sequence, count = COUNTERS.unpack_from(body, 6 + name_length)
-    serving = _decode_serving(body[fixed:], count)
-    return Heartbeat(heartbeat_kind, node, incarnation, sequence, serving)
+from vipcast.proto.membership.codec import (
+    MAX_SERVING,
+    Heartbeat,
+    Kind,
+    MembershipError,
+    decode_heartbeat,
+)
 
 
 class Verdict(Enum):
@@ -326,40 +247,3 @@ class Membership:
             "serving": sorted(self._serving),
             "peers": peers,
         }
-
-
-def choose_owner(
-    candidates: Iterable[str],
-    alive: frozenset[str],
-    serving: Mapping[str, frozenset[str]] | None = None,
-    ip: str | None = None,
-) -> str | None:
-    """The first candidate in preference order that is alive and (when ``serving`` is given)
-    says it can serve ``ip``; None if there is none (nobody answers: nobody could serve it)."""
-    for name in candidates:
-        if name not in alive:
-            continue
-        if serving is None or ip is None or ip in serving.get(name, frozenset()):
-            return name
-    return None
-
-
-def owner_of(ownership: L2Ownership, view: View) -> str | None:
-    """The owner of ``ownership.ip`` under ``view`` (None without a quorum)."""
-    if not view.quorum:
-        return None
-    ip = canonical_ip(ownership.ip) if view.serving is not None else None
-    return choose_owner(ownership.candidates, view.alive, view.serving, ip)
-
-
-def canonical_ip(text: str) -> str:
-    return str(ip_address(text))
-
-
-def owned_here(
-    ownerships: Iterable[L2Ownership], node: str, view: View
-) -> tuple[L2Ownership, ...]:
-    """The ownerships this node must answer for under ``view`` (none without a quorum)."""
-    if not view.quorum:
-        return ()
-    return tuple(o for o in ownerships if owner_of(o, view) == node)
