@@ -7,7 +7,9 @@
 # Idempotent: a no-op when both binaries and versions.txt exist. The machine's apt sources are
 # never touched: a private apt configuration with its own lists/cache dirs is used for the
 # downloads, nothing is installed system-wide. The scratch area (~4 GB peak) is removed at the
-# end. Exit status is non-zero on failure; scripts/test.sh treats that as "skip the API tier".
+# end. Exit status is non-zero on failure; scripts/test.sh then fails (unless VIPCAST_SKIP_KUBE=1).
+# The Debian mirror is the machine's own (apt-config's sources); with none the build stops.
+# VIPCAST_K8S_PRINT_MIRROR=1 prints the mirror it would use and exits (tests/scripts).
 set -euo pipefail
 
 OUT=${VIPCAST_K8S_CACHE:-$HOME/.cache/vipcast-k8s}
@@ -28,13 +30,34 @@ started=$(date +%s)
 log() { echo "build-k8s [$(( $(date +%s) - started ))s]: $*"; }
 
 # --- 1. private apt configuration: the machine's Debian mirror, suite sid, own state dirs -----
-mirror=$(grep -h -m1 -E '^URIs: .*debian/?$' /etc/apt/sources.list.d/*.sources 2>/dev/null \
-         | awk '{print $2}' || true)
-if [ -z "$mirror" ]; then
-  mirror=$(grep -h -m1 -E '^deb .*debian/? ' /etc/apt/sources.list 2>/dev/null \
-           | awk '{print $2}' || true)
+# The machine's own apt sources only, where apt itself says they are (apt-config: deb822
+# *.sources, then one-line sources.list and *.list): the first Debian archive URI (not
+# debian-security). No fallback: a machine without a Debian source is told so and the build stops.
+debian_mirror() {
+  local LIST PARTS f uri
+  eval "$(apt-config shell LIST Dir::Etc::sourcelist/f PARTS Dir::Etc::sourceparts/d)"
+  for f in "${PARTS%/}"/*.sources; do
+    [ -r "$f" ] || continue
+    uri=$(awk 'tolower($1)=="uris:" {for (i=2;i<=NF;i++) if ($i ~ /\/debian\/?$/) {print $i; exit}}' "$f")
+    [ -n "$uri" ] && { echo "$uri"; return 0; }
+  done
+  for f in "$LIST" "${PARTS%/}"/*.list; do
+    [ -r "$f" ] || continue
+    # "deb [options] URI suite components": the URI is the first field after the options
+    uri=$(sed -E 's/\[[^]]*\]//' "$f" \
+          | awk '$1=="deb" && $2 ~ /\/debian\/?$/ {print $2; exit}')
+    [ -n "$uri" ] && { echo "$uri"; return 0; }
+  done
+  return 1
+}
+if ! mirror=$(debian_mirror 2>/dev/null); then
+  echo "build-k8s: no Debian archive source in this machine's apt configuration (no URI ending" \
+       "in /debian in $(apt-config shell L Dir::Etc::sourcelist/f | cut -d"'" -f2) or" \
+       "$(apt-config shell P Dir::Etc::sourceparts/d | cut -d"'" -f2)*.{sources,list});" \
+       "configure one, or set VIPCAST_SKIP_KUBE=1 to run the suite without the API-tier tests" >&2
+  exit 1
 fi
-mirror=${mirror:-http://deb.debian.org/debian}
+if [ -n "${VIPCAST_K8S_PRINT_MIRROR:-}" ]; then echo "$mirror"; exit 0; fi
 APT="$WORK/apt"
 mkdir -p "$APT"/{lists/partial,cache/archives/partial,etc/preferences.d,etc/sources.list.d}
 : > "$APT/status"

@@ -1,11 +1,26 @@
 #!/usr/bin/env bash
 # The whole test suite: installs what it needs (scripts/setup.sh), then lint, types, layers, tests.
+# The Kubernetes API server (scripts/build-k8s.sh) and helm (scripts/install-helm.sh) are part of
+# the suite: if either cannot be built/installed the run fails. On a developer's machine without
+# them, VIPCAST_SKIP_KUBE=1 skips both and the API-tier/chart tests, and the run's summary says so.
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 cd "$here"
 bash scripts/setup.sh
-bash scripts/build-k8s.sh || echo "== k8s: API server build failed; the API-tier tests (tests/kube) will skip"
-bash scripts/install-helm.sh || echo "== helm: install failed; the chart tests (tests/kube/test_chart.py) will skip"
+if [ "${VIPCAST_SKIP_KUBE:-}" = 1 ]; then
+  echo "== k8s, helm: NOT built/installed (VIPCAST_SKIP_KUBE=1); the API-tier and chart tests will skip"
+else
+  bash scripts/build-k8s.sh || {
+    echo "== k8s: the API server build failed (see above); the suite cannot run the API-tier" \
+         "tests. Fix the build, or set VIPCAST_SKIP_KUBE=1 to skip them deliberately." >&2
+    exit 1
+  }
+  bash scripts/install-helm.sh || {
+    echo "== helm: install failed (see above); the suite cannot run the chart tests." \
+         "Fix it, or set VIPCAST_SKIP_KUBE=1 to skip them deliberately." >&2
+    exit 1
+  }
+fi
 export PATH="$here/.venv/bin:$PATH"
 echo "== ruff";        ruff check src tests bench
 echo "== mypy";        mypy --strict src/vipcast

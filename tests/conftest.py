@@ -1,4 +1,7 @@
-"""Suite-wide hygiene: hypothesis profiles. Area fixtures live in each tests/<area>/conftest.py."""
+"""Suite-wide hygiene: hypothesis profiles, the lab fixtures and the skip summary.
+
+Area fixtures live in each tests/<area>/conftest.py.
+"""
 
 from __future__ import annotations
 
@@ -6,8 +9,8 @@ import os
 
 from hypothesis import HealthCheck, settings
 
-# the namespace-lab fixtures (``netlab``), shared by every area
-pytest_plugins = ["vipcast.lab.pytest_fixtures"]
+# the namespace-lab fixtures (``netlab``), shared by every area; skips grouped by reason at the end
+pytest_plugins = ["vipcast.lab.pytest_fixtures", "vipcast.lab.pytest_skips"]
 
 settings.register_profile(
     "ci",

@@ -10,7 +10,13 @@ from typing import Any, TypeVar
 
 import pytest
 
-from .harness.cluster import DEFAULT_BIN_DIR, Cluster, binaries_present, start_cluster
+from .harness.cluster import (
+    DEFAULT_BIN_DIR,
+    Cluster,
+    binaries_present,
+    missing_tool,
+    start_cluster,
+)
 
 T = TypeVar("T")
 _ns_counter = itertools.count()
@@ -27,9 +33,8 @@ def run(coro: Coroutine[Any, Any, T], timeout: float = 60) -> T:
 
 @pytest.fixture(scope="session")
 def kube_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    if not binaries_present():
-        pytest.skip(f"API-tier tests skipped: no apiextensions-apiserver/etcd in {DEFAULT_BIN_DIR}"
-                    " (scripts/build-k8s.sh failed or was not run)")
+    missing_tool("API-tier tests", binaries_present(),
+                 f"no apiextensions-apiserver/etcd in {DEFAULT_BIN_DIR} (run scripts/build-k8s.sh)")
     cluster = start_cluster(Path(tmp_path_factory.mktemp("k8s")))
     try:
         yield cluster
