@@ -1,7 +1,7 @@
 """The render is pure: snapshots of representative plans, and properties over random ones.
 
-Regenerate snapshots with ``VIPCAST_UPDATE_SNAPSHOTS=1 pytest tests/dataplane/test_nft_render.py``
-and review the diff.
+A missing or different snapshot fails. Regenerate them (only then are they written) with
+``VIPCAST_UPDATE_SNAPSHOTS=1 pytest tests/dataplane/test_nft_render.py`` and review the diff.
 """
 
 from __future__ import annotations
@@ -42,9 +42,16 @@ def test_snapshot(name: str) -> None:
     doc = render(SNAPSHOT_PLANS[name]).document()
     text = json.dumps(doc, indent=1, sort_keys=False) + "\n"
     path = SNAPSHOTS / f"{name}.json"
-    if os.environ.get("VIPCAST_UPDATE_SNAPSHOTS") or not path.exists():
+    if os.environ.get("VIPCAST_UPDATE_SNAPSHOTS") == "1":
         path.write_text(text)
-    assert text == path.read_text()
+    assert path.exists(), (f"snapshot {path} missing: write it with VIPCAST_UPDATE_SNAPSHOTS=1 "
+                           "and review it before committing")
+    assert text == path.read_text(), f"render of {name} differs from {path}"
+
+
+def test_every_snapshot_belongs_to_a_plan() -> None:
+    """A snapshot file without its plan would never be compared: stale, remove it."""
+    assert sorted(p.stem for p in SNAPSHOTS.glob("*.json")) == sorted(SNAPSHOT_PLANS)
 
 
 def _objects(kind: str, rules: tuple[NatRule, ...], **kw: Any) -> dict[str, dict[str, Any]]:
