@@ -31,12 +31,20 @@ from vipcast.spec.objects import (
     parse_community,
     parse_duration,
 )
+from vipcast.spec.providers import (
+    ANNOTATION_SHARED_LB,
+    LoadBalancerProvider,
+    ProviderOptions,
+)
 
 __all__ = [
-    "ANNOTATION_HEALTH", "ANNOTATION_IPS", "ANNOTATION_POOL", "ANNOTATION_SHARING", "API_GROUP",
+    "ANNOTATION_HEALTH", "ANNOTATION_IPS", "ANNOTATION_POOL", "ANNOTATION_SHARED_LB",
+    "ANNOTATION_SHARING", "API_GROUP",
     "API_VERSION", "KINDS", "LOAD_BALANCER_CLASS", "AddressRange", "BFDProfile",
     "BGPAdvertisement", "BGPPeer", "Community", "Endpoint", "EndpointSlice", "IPAddressPool",
-    "Issue", "L2Advertisement", "LabelSelector", "Namespace", "Node", "ObjectMeta", "Requirement",
+    "Issue", "L2Advertisement", "LabelSelector", "LoadBalancerProvider", "Namespace", "Node",
+    "ObjectMeta",
+    "ProviderOptions", "Requirement",
     "Secret", "Service", "ServicePort", "Spec", "SpecError", "annotation", "load_documents",
     "load_paths", "parse_community", "parse_duration", "parse_ip", "parse_range", "read_documents",
     "requested_ips",

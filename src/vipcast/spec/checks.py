@@ -21,6 +21,7 @@ def check_all(spec: Spec) -> list[Issue]:
         *_peer_refs(spec),
         *_communities(spec),
         *_services(spec),
+        *_providers(spec),
     ]
 
 
@@ -191,3 +192,40 @@ def _services(spec: Spec) -> Iterator[Issue]:
                     spec, "Service", key, f"spec.loadBalancerSourceRanges[{i}]",
                     f"{cidr!r} is not a CIDR",
                 )
+
+
+def _providers(spec: Spec) -> Iterator[Issue]:
+    classes: dict[str, str] = {}
+    provider_pools: dict[str, str] = {}
+    for prov in spec.providers:
+        kind, name = "LoadBalancerProvider", prov.name
+        cls = prov.load_balancer_class
+        if cls in classes:
+            yield _issue(spec, kind, name, "spec.loadBalancerClass",
+                         f"class {cls} is also served by LoadBalancerProvider {classes[cls]}")
+        classes.setdefault(cls, name)
+        ref = prov.spec.credentials_secret
+        if ref and spec.secret_value(ref.name, ref.namespace, ref.key) is None:
+            yield _issue(
+                spec, kind, name, "spec.credentialsSecret",
+                f"Secret {ref.namespace or 'default'}/{ref.name} with key {ref.key!r} not found",
+            )
+        for i, pool_name in enumerate(prov.spec.options.address_pools):
+            field = f"spec.options.addressPools[{i}]"
+            pool = spec.pool(pool_name)
+            if pool is None:
+                yield _issue(spec, kind, name, field, f"unknown pool {pool_name!r}")
+            elif pool.spec.auto_assign:
+                yield _issue(spec, kind, name, field,
+                             f"pool {pool_name} must have autoAssign: false (else vipcast's own "
+                             "Services could be given the same addresses)")
+            elif pool_name in provider_pools:
+                yield _issue(spec, kind, name, field,
+                             f"pool {pool_name} is also used by LoadBalancerProvider "
+                             f"{provider_pools[pool_name]}")
+            provider_pools.setdefault(pool_name, name)
+        if prov.spec.driver == "octavia" and not (
+            prov.spec.options.vip_subnet_id or prov.spec.options.vip_network_id
+        ):
+            yield _issue(spec, kind, name, "spec.options",
+                         "the octavia driver needs vipSubnetId or vipNetworkId")

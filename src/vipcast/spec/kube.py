@@ -50,6 +50,8 @@ class ServiceSpec(ViewModel):
     ip_family_policy: Literal["SingleStack", "PreferDualStack", "RequireDualStack"] | None = None
     external_traffic_policy: Literal["Cluster", "Local"] = "Cluster"
     load_balancer_source_ranges: tuple[str, ...] = ()
+    health_check_node_port: int | None = Field(default=None, ge=1, le=65535)
+    allocate_load_balancer_node_ports: bool | None = None
 
     @field_validator("load_balancer_ip")
     @classmethod

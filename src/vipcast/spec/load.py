@@ -38,6 +38,7 @@ from vipcast.spec.objects import (
     L2Advertisement,
     parse_community,
 )
+from vipcast.spec.providers import LoadBalancerProvider
 
 #: kind -> (accepted apiVersions, model)
 KINDS: dict[str, tuple[tuple[str, ...], type[BaseModel]]] = {
@@ -47,6 +48,7 @@ KINDS: dict[str, tuple[tuple[str, ...], type[BaseModel]]] = {
     "L2Advertisement": ((API_VERSION,), L2Advertisement),
     "BFDProfile": ((API_VERSION,), BFDProfile),
     "Community": ((API_VERSION,), Community),
+    "LoadBalancerProvider": ((API_VERSION,), LoadBalancerProvider),
     "Service": (("v1",), Service),
     "EndpointSlice": (("discovery.k8s.io/v1",), EndpointSlice),
     "Node": (("v1",), Node),
@@ -69,6 +71,7 @@ class Spec:
     l2_advertisements: tuple[L2Advertisement, ...] = ()
     bfd_profiles: tuple[BFDProfile, ...] = ()
     communities: tuple[Community, ...] = ()
+    providers: tuple[LoadBalancerProvider, ...] = ()
     services: tuple[Service, ...] = ()
     endpoint_slices: tuple[EndpointSlice, ...] = ()
     nodes: tuple[Node, ...] = ()
@@ -111,6 +114,21 @@ class Spec:
 
     def slices_of(self, service_key: str) -> tuple[EndpointSlice, ...]:
         return tuple(s for s in self.endpoint_slices if s.service_key == service_key)
+
+    def secret_value(self, name: str, namespace: str | None, key: str) -> str | None:
+        ns = namespace or "default"
+        for secret in self.secrets:
+            if secret.metadata.name == name and (secret.metadata.namespace or "default") == ns:
+                return secret.value(key)
+        return None
+
+    def provider_for(self, load_balancer_class: str | None) -> LoadBalancerProvider | None:
+        """The provider serving a Service's loadBalancerClass (None: vipcast's own, or other)."""
+        if load_balancer_class is None:
+            return None
+        return next(
+            (p for p in self.providers if p.load_balancer_class == load_balancer_class), None
+        )
 
     def peer_password(self, peer: BGPPeer) -> str | None:
         if peer.spec.password is not None:
@@ -264,6 +282,7 @@ def load_documents(docs: Iterable[tuple[str, object]]) -> Spec:
         l2_advertisements=tuple(by_kind["L2Advertisement"]),
         bfd_profiles=tuple(by_kind["BFDProfile"]),
         communities=tuple(by_kind["Community"]),
+        providers=tuple(by_kind["LoadBalancerProvider"]),
         services=tuple(by_kind["Service"]),
         endpoint_slices=tuple(by_kind["EndpointSlice"]),
         nodes=tuple(by_kind["Node"]),

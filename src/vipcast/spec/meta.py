@@ -53,6 +53,8 @@ class ObjectMeta(ViewModel):
     annotations: dict[str, str] = Field(default_factory=dict)
     uid: str | None = None
     resource_version: str | None = None
+    finalizers: tuple[str, ...] = ()
+    deletion_timestamp: str | None = None
 
     @field_validator("name")
     @classmethod

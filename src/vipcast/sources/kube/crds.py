@@ -28,6 +28,7 @@ from vipcast.spec.objects import (
     L2Advertisement,
     parse_duration,
 )
+from vipcast.spec.providers import LoadBalancerProvider
 
 JSON = dict[str, Any]
 VERSION = API_VERSION.split("/", 1)[1]
@@ -81,6 +82,19 @@ KINDS: tuple[KindInfo, ...] = (
          ("Passive", "boolean", ".spec.passiveMode")),
     ),
     KindInfo(Community, "communities", ("vccomm",), ()),
+    KindInfo(
+        LoadBalancerProvider, "loadbalancerproviders", ("vclbp",),
+        (("Driver", "string", ".spec.driver"),
+         ("Endpoint", "string", ".spec.endpoint"),
+         ("Class", "string", ".spec.loadBalancerClass")),
+        (("options", "!(has(self.proxyProtocol) && self.proxyProtocol && has(self.forwardedFor)"
+          " && self.forwardedFor)", "proxyProtocol and forwardedFor exclude each other"),
+         ("options", "!(has(self.vipSubnetId) && has(self.vipNetworkId))",
+          "set vipSubnetId or vipNetworkId, not both"),
+         ("", "self.driver == 'haproxy' ? self.endpoint.startsWith('file://') : "
+          "(self.endpoint.startsWith('http://') || self.endpoint.startsWith('https://'))",
+          "haproxy takes a file:// state directory, octavia and as3 an http(s):// URL")),
+    ),
 )
 
 _KEEP = {
