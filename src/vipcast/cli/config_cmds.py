@@ -143,6 +143,10 @@ def check_config(
         "services": len(spec.services),
         "nodes": len(spec.nodes),
     }
+    for what, n in (("gateways", len(spec.gateways)), ("HTTP routes", len(spec.http_routes)),
+                    ("ingresses", len(spec.ingresses))):
+        if n:
+            counts[what] = n
     summary = ", ".join(f"{n} {what}" for what, n in counts.items())
     _console().print(f"[green]valid[/]: {summary}")
 

@@ -7,6 +7,7 @@ from collections.abc import Iterator, Sequence
 
 from vipcast.spec.addresses import AddressRange
 from vipcast.spec.errors import Issue
+from vipcast.spec.gateway.checks import check_gateway_objects
 from vipcast.spec.kube import ANNOTATION_IPS, annotation
 from vipcast.spec.load import Spec, requested_ips
 from vipcast.spec.meta import LabelSelector
@@ -22,6 +23,7 @@ def check_all(spec: Spec) -> list[Issue]:
         *_communities(spec),
         *_services(spec),
         *_providers(spec),
+        *check_gateway_objects(spec),
     ]
 
 

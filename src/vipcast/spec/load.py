@@ -18,6 +18,8 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from vipcast.spec.errors import Issue, SpecError
+from vipcast.spec.gateway.objects import Gateway, GatewayClass, Ingress, ReferenceGrant
+from vipcast.spec.gateway.routes import HTTPRoute
 from vipcast.spec.kube import (
     ANNOTATION_IPS,
     EndpointSlice,
@@ -40,6 +42,7 @@ from vipcast.spec.objects import (
 )
 from vipcast.spec.providers import LoadBalancerProvider
 
+_GATEWAY_VERSIONS = ("gateway.networking.k8s.io/v1", "gateway.networking.k8s.io/v1beta1")
 #: kind -> (accepted apiVersions, model)
 KINDS: dict[str, tuple[tuple[str, ...], type[BaseModel]]] = {
     "IPAddressPool": ((API_VERSION,), IPAddressPool),
@@ -54,8 +57,15 @@ KINDS: dict[str, tuple[tuple[str, ...], type[BaseModel]]] = {
     "Node": (("v1",), Node),
     "Namespace": (("v1",), Namespace),
     "Secret": (("v1",), Secret),
+    "GatewayClass": (_GATEWAY_VERSIONS, GatewayClass),
+    "Gateway": (_GATEWAY_VERSIONS, Gateway),
+    "HTTPRoute": (_GATEWAY_VERSIONS, HTTPRoute),
+    "ReferenceGrant": (_GATEWAY_VERSIONS, ReferenceGrant),
+    "Ingress": (("networking.k8s.io/v1",), Ingress),
 }
-NAMESPACED = frozenset({"Service", "EndpointSlice", "Secret"})
+NAMESPACED = frozenset(
+    {"Service", "EndpointSlice", "Secret", "Gateway", "HTTPRoute", "ReferenceGrant", "Ingress"}
+)
 YAML_SUFFIXES = (".yaml", ".yml", ".json")
 #: libyaml's safe loader when PyYAML was built with it (about 10x faster), else the Python one
 _SAFE_LOADER: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
@@ -77,6 +87,11 @@ class Spec:
     nodes: tuple[Node, ...] = ()
     namespaces: tuple[Namespace, ...] = ()
     secrets: tuple[Secret, ...] = ()
+    gateway_classes: tuple[GatewayClass, ...] = ()
+    gateways: tuple[Gateway, ...] = ()
+    http_routes: tuple[HTTPRoute, ...] = ()
+    reference_grants: tuple[ReferenceGrant, ...] = ()
+    ingresses: tuple[Ingress, ...] = ()
     #: "Kind/key" -> the file the object came from
     origins: Mapping[str, str] = field(default_factory=dict)
 
@@ -288,6 +303,11 @@ def load_documents(docs: Iterable[tuple[str, object]]) -> Spec:
         nodes=tuple(by_kind["Node"]),
         namespaces=tuple(by_kind["Namespace"]),
         secrets=tuple(by_kind["Secret"]),
+        gateway_classes=tuple(by_kind["GatewayClass"]),
+        gateways=tuple(by_kind["Gateway"]),
+        http_routes=tuple(by_kind["HTTPRoute"]),
+        reference_grants=tuple(by_kind["ReferenceGrant"]),
+        ingresses=tuple(by_kind["Ingress"]),
         origins=origins,
     )
     issues.extend(cross_check(spec))

@@ -1,0 +1,35 @@
+"""Views of the Gateway API kinds (GatewayClass, Gateway, HTTPRoute, ReferenceGrant) and of
+Ingress, as vipcast reads them; the checks that refuse what cannot be served."""
+
+from vipcast.spec.gateway.checks import (
+    check_gateway_objects,
+    hostname_problem,
+    listener_conflicts,
+    regex_problem,
+)
+from vipcast.spec.gateway.meta import GatewayObject, TimedMeta
+from vipcast.spec.gateway.objects import (
+    CONTROLLER_NAME,
+    INGRESS_CLASS,
+    Gateway,
+    GatewayClass,
+    Ingress,
+    Listener,
+    ReferenceGrant,
+)
+from vipcast.spec.gateway.routes import (
+    FILTER_TYPES,
+    SUPPORTED_FILTERS,
+    BackendRef,
+    HTTPRoute,
+    RouteFilter,
+    RouteMatch,
+    RouteRule,
+)
+
+__all__ = [
+    "CONTROLLER_NAME", "FILTER_TYPES", "INGRESS_CLASS", "SUPPORTED_FILTERS", "BackendRef",
+    "Gateway", "GatewayClass", "GatewayObject", "HTTPRoute", "Ingress", "Listener",
+    "ReferenceGrant", "RouteFilter", "RouteMatch", "RouteRule", "TimedMeta",
+    "check_gateway_objects", "hostname_problem", "listener_conflicts", "regex_problem",
+]
