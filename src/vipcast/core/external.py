@@ -15,9 +15,9 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from enum import StrEnum
-from typing import Literal
+from typing import Any, Literal
 
 from vipcast.alloc import allocate
 from vipcast.core.allocation import pool_input, service_input
@@ -325,3 +325,21 @@ def desired_external(
         lbs.append(DesiredLB(name, services, group_vip[name], tuple(listeners)))
         placement.update(dict.fromkeys(services, name))
     return ExternalPlan(tuple(lbs), tuple(sorted(refused, key=lambda r: r.service)), placement)
+
+
+# ---------------------------------------------------------------- plain data (state files)
+
+
+def lb_to_data(lb: DesiredLB) -> dict[str, object]:
+    """A desired load balancer as JSON-ready data (drivers keep what they applied)."""
+    return asdict(lb)
+
+
+def lb_from_data(data: Mapping[str, Any]) -> DesiredLB:
+    listeners = []
+    for x in data["listeners"]:
+        members = tuple(Member(**m) for m in x["members"])
+        listeners.append(Listener(
+            x["protocol"], x["port"], members, HealthMonitor(**x["monitor"]),
+            tuple(x["allowed_cidrs"]), x["client_address"], x["algorithm"], x["service"]))
+    return DesiredLB(data["name"], tuple(data["services"]), data["vip"], tuple(listeners))

@@ -1,0 +1,1 @@
+"""HAProxy appliance driver: rendered configuration plus the runtime API."""
