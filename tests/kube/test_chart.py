@@ -173,3 +173,55 @@ def test_server_side_dry_run(helm_env: dict[str, str], vipcast_crds: Cluster) ->
             "L2Advertisement", "BFDProfile", "Community", "Namespace", "Service"} <= kinds
     # not served by the generic stand-in (validated by schema only): RBAC, apps, admission
     assert {"Deployment", "DaemonSet", "ClusterRole"} <= skipped
+
+
+def _by_kind(docs: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+    out: dict[str, list[dict[str, Any]]] = {}
+    for d in docs:
+        out.setdefault(d["kind"], []).append(d)
+    return out
+
+
+def _pod(docs: list[dict[str, Any]], kind: str, component: str) -> dict[str, Any]:
+    return next(d for d in docs if d["kind"] == kind
+                and d["metadata"]["labels"].get("app.kubernetes.io/component") == component
+                )["spec"]["template"]["spec"]
+
+
+def test_secrets_by_name_and_namespaces_from_the_downward_api(helm_env: dict[str, str]
+                                                              ) -> None:
+    """Issue 16: the Secret namespace was hard-coded (403s when installed elsewhere) and every
+    speaker could read every Secret of the release namespace."""
+    docs = _template(helm_env, "--namespace", "lb", "--set",
+                     "peers[0].name=tor,peers[0].spec.myASN=1,peers[0].spec.peerASN=2,"
+                     "peers[0].spec.peerAddress=198.18.0.1,"
+                     "peers[0].spec.passwordSecret.name=tor-pw",
+                     "--set", "bgpPasswordSecrets[0]=extra-pw")
+    for kind, component in (("DaemonSet", "speaker"), ("Deployment", "controller")):
+        container = _pod(docs, kind, component)["containers"][0]
+        env = {e["name"]: e for e in container["env"]}
+        assert env["POD_NAMESPACE"]["valueFrom"] == {"fieldRef": {"fieldPath":
+                                                                  "metadata.namespace"}}
+        assert env["VIPCAST_PASSWORD_SECRETS"]["value"] == "extra-pw,tor-pw"
+        assert not any(a.startswith("--namespace") for a in container["args"])
+    secret_rules = [(d["kind"], d["metadata"]["name"], r) for d in docs
+                    if d["kind"] in ("Role", "ClusterRole") for r in d["rules"]
+                    if "secrets" in r["resources"]]
+    assert {(k, n) for k, n, _ in secret_rules} == {("Role", "vipcast-speaker"),
+                                                    ("Role", "vipcast-controller")}
+    for _, _, rule in secret_rules:
+        assert rule["resourceNames"] == ["extra-pw", "tor-pw"]
+        assert set(rule["verbs"]) <= {"get", "list", "watch"}
+    # no peer names a Secret: no Secret may be read at all
+    docs = _template(helm_env)
+    assert not any("secrets" in r["resources"] for d in docs
+                   if d["kind"] in ("Role", "ClusterRole") for r in d["rules"])
+
+
+def test_class_less_services_only_without_a_configured_class(helm_env: dict[str, str]
+                                                             ) -> None:
+    speaker = _pod(_template(helm_env), "DaemonSet", "speaker")["containers"][0]
+    assert not any(a.startswith("--load-balancer-class") for a in speaker["args"])
+    speaker = _pod(_template(helm_env, "--set", "loadBalancerClass=vipcast.io/vipcast"),
+                   "DaemonSet", "speaker")["containers"][0]
+    assert "--load-balancer-class=vipcast.io/vipcast" in speaker["args"]

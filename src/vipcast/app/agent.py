@@ -111,6 +111,8 @@ def peer_settings(
     for peer in sorted(spec.peers, key=lambda p: p.name):
         if not peer_selects_node(spec, peer, node):
             continue
+        if spec.password_problem(peer) is not None:
+            continue  # its passwordSecret gives no password: no session without it
         s = peer.spec
         ident = s.router_id or router_id
         if ident is None and s.source_address and ":" not in s.source_address:

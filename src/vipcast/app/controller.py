@@ -18,7 +18,7 @@ import contextlib
 import logging
 import socket
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import httpx2 as httpx
 
@@ -32,20 +32,30 @@ from vipcast.sources.kube.conditions import (
     announced_condition,
     conditions_up_to_date,
     current_conditions,
+    health_check_condition,
     merged,
+    password_condition,
 )
 from vipcast.sources.kube.leader import ElectionConfig, LeaderElector
-from vipcast.sources.kube.reflector import Reflector
-from vipcast.sources.kube.resources import CONTROLLER_KINDS, NODE_ANNOUNCEMENTS, NODES, Watched
+from vipcast.sources.kube.reflector import Reflector, snapshots
+from vipcast.sources.kube.resources import (
+    BGP_PEERS,
+    CONTROLLER_KINDS,
+    NODE_ANNOUNCEMENTS,
+    NODES,
+    Watched,
+    secrets,
+)
 from vipcast.sources.kube.snapshot import Document, build_spec
 from vipcast.sources.kube.status import (
     FIELD_MANAGER,
     EventRecorder,
+    apply_conditions,
     apply_service_ips,
     current_ingress,
     ingress_up_to_date,
 )
-from vipcast.spec import LOAD_BALANCER_CLASS
+from vipcast.spec import ANNOTATION_HEALTH, Spec, claims
 
 log = logging.getLogger(__name__)
 
@@ -54,13 +64,17 @@ log = logging.getLogger(__name__)
 class ControllerConfig:
     identity: str = field(default_factory=lambda: f"{socket.gethostname()}-{uuid.uuid4().hex[:6]}")
     election: ElectionConfig = field(default_factory=ElectionConfig)
-    load_balancer_class: str | None = LOAD_BALANCER_CLASS
+    #: the Services served (see :func:`vipcast.spec.claims`): None, class-less ones only
+    load_balancer_class: str | None = None
     field_manager: str = FIELD_MANAGER
     #: reconcile at least this often even without changes (retries failed writes)
     resync: float = 30.0
     #: wait this long after a change for more changes before reconciling
     debounce: float = 0.05
     watch_timeout: int = 290
+    #: Secrets (in the election namespace) that BGPPeers may name in ``passwordSecret``: the
+    #: controller only checks they resolve, for the peers' ``PasswordResolved`` condition
+    password_secrets: tuple[str, ...] = ()
 
 
 @dataclass
@@ -78,10 +92,13 @@ class RoundReport:
 
 class Controller:
     def __init__(self, client: AsyncClient, config: ControllerConfig | None = None,
-                 kinds: tuple[Watched, ...] = (*CONTROLLER_KINDS, NODES)) -> None:
-        # Nodes: which speakers' reports still count (a gone or NotReady node's do not)
+                 kinds: tuple[Watched, ...] | None = None) -> None:
         self.client = client
         self.config = config or ControllerConfig()
+        if kinds is None:
+            # Nodes: which speakers' reports still count (a gone or NotReady node's do not)
+            kinds = (*CONTROLLER_KINDS, NODES,
+                     *secrets(self.config.election.namespace, self.config.password_secrets))
         self.dirty = asyncio.Event()
         self.reflectors = [
             Reflector(client, w, self.dirty.set, watch_timeout=self.config.watch_timeout)
@@ -95,6 +112,8 @@ class Controller:
         self.rounds = 0
         self.last_report = RoundReport()
         self.reported_issues: set[str] = set()
+        #: the PasswordResolved condition last written per BGPPeer (status, reason, message)
+        self.peer_conditions: dict[str, tuple[str, str, str]] = {}
 
     @property
     def synced(self) -> bool:
@@ -139,7 +158,7 @@ class Controller:
             self.memory.clear()  # a future leader term starts again from Service status
             self.last_report = report
             return report
-        objects = {r.kind: r.snapshot() for r in self.reflectors}
+        objects = snapshots(self.reflectors)
         reports = objects.pop(NODE_ANNOUNCEMENTS.kind, [])
         outcome = build_spec(objects, self.last_good)
         report.issues = len(outcome.issues)
@@ -154,8 +173,14 @@ class Controller:
             return report
         if not outcome.config_stale:
             self.last_good = outcome.config
-        result = allocate_spec(outcome.spec, self.memory,
-                               load_balancer_class=self.config.load_balancer_class)
+        await self._peer_password_conditions(outcome.spec)
+        cls = self.config.load_balancer_class
+        # Services of another class (or class-less ones, when a class is configured) are
+        # another load balancer's: never allocated, never written
+        mine = replace(outcome.spec, services=tuple(
+            s for s in outcome.spec.services
+            if s.spec.type != "LoadBalancer" or claims(s.spec.load_balancer_class, cls)))
+        result = allocate_spec(mine, self.memory, load_balancer_class=cls)
         report.result = result
         services = {f"{(s.get('metadata') or {}).get('namespace')}/"
                     f"{(s.get('metadata') or {}).get('name')}": s
@@ -186,6 +211,9 @@ class Controller:
             # (no longer a LoadBalancer: the ingress is withdrawn, the conditions say so)
             wanted = [allocated_condition(assignment),
                       announced_condition(ips, nodes, seen.get(key))]
+            health = _annotations(svc).get(ANNOTATION_HEALTH)
+            if health is not None:
+                wanted.append(health_check_condition(health))
             up = (ingress_up_to_date(svc, ips)
                   and conditions_up_to_date(current_conditions(svc), wanted, _generation(svc)))
             if ips:
@@ -213,6 +241,26 @@ class Controller:
         self.last_report = report
         await self._emit_batch(later)
         return report
+
+    async def _peer_password_conditions(self, spec: Spec) -> None:
+        """Each BGPPeer with a ``passwordSecret`` gets ``vipcast.io/PasswordResolved``: a
+        missing or broken Secret stops that peer only, and says so on the peer."""
+        for peer in spec.peers:
+            if peer.spec.password_secret is None:
+                continue
+            cond = password_condition(spec, peer, self.config.election.namespace,
+                                      self.config.password_secrets)
+            key = (cond["status"], cond["reason"], cond["message"])
+            if self.peer_conditions.get(peer.name) == key or not self.elector.is_leader:
+                continue
+            stamped = merged([], [cond], None)
+            try:
+                await apply_conditions(self.client, BGP_PEERS.resource, peer.name, stamped,
+                                       self.config.field_manager)
+            except (ApiError, httpx.HTTPError, OSError) as exc:
+                log.warning("condition of BGPPeer %s not written: %s", peer.name, exc)
+                continue
+            self.peer_conditions[peer.name] = key
 
     async def _decision_event(self, svc: dict[str, object], assignment: Assignment,
                               had: tuple[str, ...]) -> None:
@@ -254,6 +302,13 @@ class Controller:
             log.warning("status of %s/%s not written: %s", meta.get("namespace"),
                         meta.get("name"), exc)
             return False
+
+
+def _annotations(svc: dict[str, object]) -> dict[str, str]:
+    meta = svc.get("metadata") or {}
+    assert isinstance(meta, dict)
+    found = meta.get("annotations") or {}
+    return found if isinstance(found, dict) else {}
 
 
 def _generation(svc: dict[str, object]) -> int | None:

@@ -61,7 +61,9 @@ def health_configs(spec: Spec) -> dict[str, HealthCheckConfig]:
         if text:
             parsed = parse_health_check(text)
             if isinstance(parsed, str):
-                log.warning("%s: ignoring health check %r: %s", service.key, text, parsed)
+                # the controller reports it on the Service (condition); not logged per load
+                log.debug("%s: default health check instead of %r: %s", service.key, text,
+                          parsed)
             else:
                 out[service.key] = parsed
     return out

@@ -40,11 +40,12 @@ from vipcast.app.node import run_node
 from vipcast.core.desired import NodePlan
 from vipcast.core.plan import plan_node
 from vipcast.sources.kube.client import AsyncClient
-from vipcast.sources.kube.reflector import Reflector
+from vipcast.sources.kube.reflector import Reflector, snapshots
 from vipcast.sources.kube.reporter import AnnouncementReporter
-from vipcast.sources.kube.resources import SPEAKER_KINDS, Watched
+from vipcast.sources.kube.resources import SPEAKER_KINDS, Watched, secrets
 from vipcast.sources.kube.snapshot import Document, build_spec
-from vipcast.spec import LOAD_BALANCER_CLASS, Issue, Spec, SpecError
+from vipcast.spec import Issue, Spec, SpecError, claims
+from vipcast.spec.checks import password_problems
 
 log = logging.getLogger(__name__)
 
@@ -52,16 +53,16 @@ log = logging.getLogger(__name__)
 L2_REPORT_EVERY = 0.5
 
 
-def status_assignments(spec: Spec, load_balancer_class: str | None = LOAD_BALANCER_CLASS
+def status_assignments(spec: Spec, load_balancer_class: str | None = None
                        ) -> dict[str, tuple[str, ...]]:
-    """The addresses the controller committed, limited to what this speaker may announce."""
+    """The addresses the controller committed, limited to what this speaker may announce
+    (Services it :func:`~vipcast.spec.claims`, addresses inside our pools)."""
     ranges = [r for pool in spec.pools for r in pool.spec.ranges]
     out: dict[str, tuple[str, ...]] = {}
     for svc in spec.services:
         if svc.spec.type != "LoadBalancer":
             continue
-        cls = svc.spec.load_balancer_class
-        if cls is not None and cls != load_balancer_class:
+        if not claims(svc.spec.load_balancer_class, load_balancer_class):
             continue
         ips = tuple(ip for ip in svc.status_ips
                     if any(r.contains(ipaddress.ip_address(ip)) for r in ranges))
@@ -98,13 +99,18 @@ class KubeAgent(Agent):
         consumers: Sequence[PlanConsumer] = (),
         registry: CollectorRegistry | None = None,
         kinds: tuple[Watched, ...] = SPEAKER_KINDS,
-        load_balancer_class: str | None = LOAD_BALANCER_CLASS,
+        load_balancer_class: str | None = None,
         sync_timeout: float = 120.0,
         report: bool = True,
+        namespace: str = "vipcast-system",
+        password_secrets: Sequence[str] = (),
     ) -> None:
         super().__init__(options, planner=planner or StatusPlanner(load_balancer_class),
                          consumers=consumers, registry=registry)
+        kinds = (*kinds, *secrets(namespace, password_secrets))
         self.reflectors = [Reflector(client, w, self.request_reload) for w in kinds]
+        #: peer problems already logged (a reload must not repeat them)
+        self._logged: frozenset[str] = frozenset()
         self.load_balancer_class = load_balancer_class
         #: what this node announces, written to its NodeAnnouncement (None: not reported)
         self.reporter = AnnouncementReporter(client, options.node) if report else None
@@ -138,11 +144,13 @@ class KubeAgent(Agent):
     def load(self) -> Desired:
         if not all(r.synced.is_set() for r in self.reflectors):
             raise SpecError([Issue("", "", "", "", "Kubernetes caches are not synced yet")])
-        outcome = build_spec({r.kind: r.snapshot() for r in self.reflectors}, self.last_good)
+        outcome = build_spec(snapshots(self.reflectors), self.last_good)
         if outcome.spec is None:
             raise SpecError(list(outcome.issues) or [Issue("", "", "", "", "no usable config")])
-        for issue in outcome.issues:
-            log.warning("left out or refused: %s", issue)
+        problems = {str(i) for i in (*outcome.issues, *password_problems(outcome.spec))}
+        for text in sorted(problems - self._logged):
+            log.warning("left out or refused: %s", text)
+        self._logged = frozenset(problems)
         if not outcome.config_stale:
             self.last_good = outcome.config
         spec = outcome.spec
@@ -185,11 +193,14 @@ async def run_speaker(
     *,
     dataplane_enabled: bool = True,
     membership_key: bytes = b"",
-    load_balancer_class: str | None = LOAD_BALANCER_CLASS,
+    load_balancer_class: str | None = None,
+    namespace: str = "vipcast-system",
+    password_secrets: Sequence[str] = (),
 ) -> int:
     """Composition root used by ``vipcast speaker``: the node code path of ``vipcast agent``
     (data plane, health checks, verified announcement, BFD) around the API-fed agent."""
-    factory = functools.partial(KubeAgent, client, load_balancer_class=load_balancer_class)
+    factory = functools.partial(KubeAgent, client, load_balancer_class=load_balancer_class,
+                                namespace=namespace, password_secrets=password_secrets)
     return await run_node(options, dataplane_enabled=dataplane_enabled,
                           membership_key=membership_key, agent_factory=factory,
                           base_planner=StatusPlanner(load_balancer_class))

@@ -7,8 +7,6 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from vipcast.spec import LOAD_BALANCER_CLASS
-
 if TYPE_CHECKING:
     from vipcast.sources.kube.client import AsyncClient
 
@@ -57,9 +55,27 @@ KubeconfigOpt = Annotated[
 
 
 ClassOpt = Annotated[
-    str, typer.Option("--load-balancer-class", envvar="VIPCAST_LOAD_BALANCER_CLASS",
-                      help="The Service loadBalancerClass handled (class-less ones too).")
+    str | None, typer.Option(
+        "--load-balancer-class", envvar="VIPCAST_LOAD_BALANCER_CLASS",
+        help="Serve the Services of this loadBalancerClass only (MetalLB's --lb-class); "
+             "unset: the Services without a class only.")
 ]
+
+
+NamespaceOpt = Annotated[
+    str, typer.Option("--namespace", envvar=["POD_NAMESPACE", "VIPCAST_NAMESPACE"],
+                      help="vipcast's own namespace (Lease, password Secrets); in a pod, from "
+                           "the Downward API (metadata.namespace as $POD_NAMESPACE).")
+]
+SecretsOpt = Annotated[
+    str, typer.Option("--password-secrets", envvar="VIPCAST_PASSWORD_SECRETS",
+                      help="Comma-separated names of the Secrets (in --namespace) that "
+                           "BGPPeers may name in passwordSecret; no other Secret is read.")
+]
+
+
+def _names(text: str) -> tuple[str, ...]:
+    return tuple(sorted({n.strip() for n in text.split(",") if n.strip()}))
 
 
 def _client(kubeconfig: Path | None, namespace: str) -> AsyncClient:
@@ -70,16 +86,14 @@ def _client(kubeconfig: Path | None, namespace: str) -> AsyncClient:
 
 def controller(
     kubeconfig: KubeconfigOpt = None,
-    namespace: Annotated[
-        str, typer.Option("--namespace", envvar="VIPCAST_NAMESPACE",
-                          help="Namespace of the leader-election Lease.")
-    ] = "vipcast-system",
+    namespace: NamespaceOpt = "vipcast-system",
+    password_secrets: SecretsOpt = "",
     identity: Annotated[
         str | None, typer.Option("--identity", envvar="POD_NAME",
                                  help="Leader-election identity (default: host name + random).")
     ] = None,
     lease_duration: Annotated[float, typer.Option(help="Lease duration, seconds.")] = 15.0,
-    load_balancer_class: ClassOpt = LOAD_BALANCER_CLASS,
+    load_balancer_class: ClassOpt = None,
     log_level: Annotated[str, typer.Option(help="DEBUG, INFO, WARNING.")] = "INFO",
 ) -> None:
     """Run the controller: allocate Service IPs and write them to Service status (leader only)."""
@@ -96,7 +110,8 @@ def controller(
     election = ElectionConfig(namespace=namespace, lease_duration=lease_duration,
                               renew_deadline=lease_duration * 2 / 3,
                               retry_period=max(0.2, lease_duration / 7))
-    config = ControllerConfig(election=election, load_balancer_class=load_balancer_class)
+    config = ControllerConfig(election=election, load_balancer_class=load_balancer_class,
+                              password_secrets=_names(password_secrets))
     if identity is not None:
         config = replace(config, identity=identity)
 
@@ -114,6 +129,8 @@ def controller(
 def speaker(
     node: Annotated[str, typer.Option("--node", envvar="NODE_NAME", help="This node's name.")],
     kubeconfig: KubeconfigOpt = None,
+    namespace: NamespaceOpt = "vipcast-system",
+    password_secrets: SecretsOpt = "",
     metrics: Annotated[
         str | None, typer.Option("--metrics", help="Serve /metrics and /status on HOST:PORT.")
     ] = None,
@@ -131,7 +148,7 @@ def speaker(
         Path | None,
         typer.Option(help="Shared key of the L2 node membership (or $VIPCAST_MEMBERSHIP_KEY)."),
     ] = None,
-    load_balancer_class: ClassOpt = LOAD_BALANCER_CLASS,
+    load_balancer_class: ClassOpt = None,
     log_level: Annotated[str, typer.Option(help="DEBUG, INFO, WARNING.")] = "INFO",
 ) -> None:
     """Run a node's speaker: the node code path of ``vipcast agent`` fed from the API."""
@@ -155,11 +172,13 @@ def speaker(
         key = membership_key_file.read_text().strip()
 
     async def main() -> int:
-        client = _client(kubeconfig, "default")
+        client = _client(kubeconfig, namespace)
         try:
             return await run_speaker(client, options, dataplane_enabled=dataplane,
                                      membership_key=key.encode(),
-                                     load_balancer_class=load_balancer_class)
+                                     load_balancer_class=load_balancer_class,
+                                     namespace=namespace,
+                                     password_secrets=_names(password_secrets))
         finally:
             await client.close()
 

@@ -9,9 +9,10 @@ re-render the nftables maps without the down backends; the agent asks
 :meth:`HealthChecker.down` or the data plane's ``has_healthy_backend`` to decide whether a VIP
 may stay announced.
 
-Per-service configuration comes from the ``vipcast.io/health-check`` annotation, parsed by
-:func:`parse_health_check` (``"tcp"``, ``"http:/healthz"``, ``"none"``, optionally followed by
-``",interval=1,timeout=0.5,rise=2,fall=3"``).
+Per-service configuration comes from the ``vipcast.io/health-check`` annotation, parsed and
+bounded by :func:`vipcast.spec.health.parse_health_check`. The annotation is tenant input, so
+the checker also caps this node's whole probe rate (:attr:`HealthChecker.max_rate`): when the
+tracked backends would need more probes a second, every interval is stretched by one factor.
 """
 
 from __future__ import annotations
@@ -19,69 +20,25 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, replace
-from typing import Literal
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
 
 from vipcast.runtime.probe import ProbeResult, SocketFactory, http_get, tcp_connect
+from vipcast.spec.health import CheckKind, HealthCheckConfig, parse_health_check
 
 log = logging.getLogger(__name__)
 
 BackendKey = tuple[str, int]
-CheckKind = Literal["tcp", "http", "none"]
 ANNOTATION = "vipcast.io/health-check"
+#: probes a second one node sends at most, over all backends (stretches every interval)
+MAX_PROBE_RATE = 100.0
 
 
-@dataclass(frozen=True)
-class HealthCheckConfig:
-    """How one service's backends are checked."""
-
-    kind: CheckKind = "tcp"
-    path: str = "/"
-    interval: float = 2.0
-    timeout: float = 1.0
-    rise: int = 2
-    fall: int = 2
-
-
-def parse_health_check(
-    text: str, default: HealthCheckConfig | None = None
-) -> HealthCheckConfig | str:
-    """The config an annotation value asks for, or a message saying what is wrong with it."""
-    base = default or HealthCheckConfig()
-    head, *options = [part.strip() for part in text.split(",")]
-    kind, _, path = head.partition(":")
-    kind = kind.strip().lower()
-    if kind not in ("tcp", "http", "none"):
-        return f"unknown health check kind {kind!r} (tcp, http:/path or none)"
-    cfg = replace(base, kind=kind)  # type: ignore[arg-type]
-    if kind == "http":
-        path = path or "/"
-        if not path.startswith("/"):
-            return f"HTTP health check path must start with '/': {path!r}"
-        cfg = replace(cfg, path=path)
-    elif path:
-        return f"{kind} health check takes no path"
-    for option in options:
-        name, _, value = option.partition("=")
-        name = name.strip()
-        try:
-            if name in ("interval", "timeout"):
-                number = float(value.rstrip("s"))
-                if not 0 < number <= 3600:
-                    return f"{name} must be in (0, 3600] seconds"
-                cfg = (replace(cfg, interval=number) if name == "interval"
-                       else replace(cfg, timeout=number))
-            elif name in ("rise", "fall"):
-                count = int(value)
-                if not 1 <= count <= 100:
-                    return f"{name} must be in [1, 100]"
-                cfg = replace(cfg, rise=count) if name == "rise" else replace(cfg, fall=count)
-            else:
-                return f"unknown health check option {name!r}"
-        except ValueError:
-            return f"bad value for {name}: {value!r}"
-    return cfg
+def rate_scale(intervals: Iterable[float], max_rate: float) -> float:
+    """The factor (>= 1) by which every interval is stretched so that probes at these
+    intervals together stay within ``max_rate`` a second."""
+    rate = sum(1.0 / i for i in intervals if i > 0)
+    return max(1.0, rate / max_rate) if max_rate > 0 else 1.0
 
 
 @dataclass
@@ -115,12 +72,19 @@ class _Target:
     last: ProbeResult | None = None
 
 
+__all__ = ["ANNOTATION", "CheckKind", "HealthCheckConfig", "HealthChecker", "Threshold",
+           "parse_health_check", "rate_scale"]
+
+
 @dataclass
 class HealthChecker:
     """Probes tracked backends and reports which are down. Run inside an asyncio loop."""
 
     default: HealthCheckConfig = field(default_factory=HealthCheckConfig)
     socket_factory: SocketFactory | None = None
+    max_rate: float = MAX_PROBE_RATE
+    #: every interval is multiplied by this (see :func:`rate_scale`)
+    scale: float = 1.0
     _configs: dict[str, HealthCheckConfig] = field(default_factory=dict)
     _targets: dict[BackendKey, _Target] = field(default_factory=dict)
     _listeners: list[Callable[[], None]] = field(default_factory=list)
@@ -154,6 +118,12 @@ class HealthChecker:
                     self._watch(key, target), name=f"health {key[0]}:{key[1]}"
                 )
             self._targets[key] = target
+        scale = rate_scale((t.config.interval for t in self._targets.values()
+                            if t.config.kind != "none"), self.max_rate)
+        if scale != self.scale:
+            log.info("health checks: %d backends, intervals stretched x%.2f to stay within "
+                     "%g probes/s", len(self._targets), scale, self.max_rate)
+        self.scale = scale
 
     def _config_for(self, services: tuple[str, ...]) -> HealthCheckConfig:
         for service in sorted(services):
@@ -209,4 +179,4 @@ class HealthChecker:
                 log.info("backend %s:%s is %s (%s)", ip, port, state, result.error or "ok")
                 for listener in list(self._listeners):
                     listener()
-            await asyncio.sleep(cfg.interval)
+            await asyncio.sleep(cfg.interval * self.scale)

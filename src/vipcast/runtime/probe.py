@@ -19,6 +19,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from vipcast.spec.health import valid_path
+
 SocketFactory = Callable[[int, int], socket.socket]
 #: ``(vip, port, protocol)``: one announced service port
 VipKey = tuple[str, int, str]
@@ -86,6 +88,8 @@ async def http_get(
     """``GET path`` over HTTP/1.0; ok for a 2xx or 3xx status. The body is kept (bounded)."""
     start = time.monotonic()
     deadline = start + timeout
+    if not valid_path(path):  # never put CR/LF or other header bytes on the wire
+        return ProbeResult(False, 0.0, "path refused: not RFC 3986 path characters")
     try:
         sock = await _connect(host, port, timeout, socket_factory, source)
     except (OSError, TimeoutError) as exc:

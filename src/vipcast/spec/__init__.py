@@ -16,6 +16,7 @@ from vipcast.spec.kube import (
     Service,
     ServicePort,
     annotation,
+    claims,
 )
 from vipcast.spec.load import KINDS, Spec, load_documents, load_paths, read_documents, requested_ips
 from vipcast.spec.meta import LabelSelector, ObjectMeta, Requirement
@@ -45,7 +46,8 @@ __all__ = [
     "Issue", "L2Advertisement", "LabelSelector", "LoadBalancerProvider", "Namespace", "Node",
     "ObjectMeta",
     "ProviderOptions", "Requirement",
-    "Secret", "Service", "ServicePort", "Spec", "SpecError", "annotation", "load_documents",
+    "Secret", "Service", "ServicePort", "Spec", "SpecError", "annotation", "claims",
+    "load_documents",
     "load_paths", "parse_community", "parse_duration", "parse_ip", "parse_range", "read_documents",
     "requested_ips",
 ]

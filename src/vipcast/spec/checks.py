@@ -141,12 +141,6 @@ def _peer_refs(spec: Spec) -> Iterator[Issue]:
             yield _issue(
                 spec, "BGPPeer", peer.name, "spec.bfdProfile", f"unknown BFDProfile {profile!r}"
             )
-        ref = peer.spec.password_secret
-        if ref and spec.peer_password(peer) is None:
-            yield _issue(
-                spec, "BGPPeer", peer.name, "spec.passwordSecret",
-                f"Secret {ref.namespace or 'default'}/{ref.name} with key {ref.key!r} not found",
-            )
 
 
 def _communities(spec: Spec) -> Iterator[Issue]:
@@ -231,3 +225,15 @@ def _providers(spec: Spec) -> Iterator[Issue]:
         ):
             yield _issue(spec, kind, name, "spec.options",
                          "the octavia driver needs vipSubnetId or vipNetworkId")
+
+
+def password_problems(spec: Spec) -> list[Issue]:
+    """Peers whose ``passwordSecret`` gives no usable password. Not part of :func:`check_all`:
+    a missing or broken Secret stops only that peer's session (a condition on the peer), never
+    the whole config."""
+    out = []
+    for peer in spec.peers:
+        problem = spec.password_problem(peer)
+        if problem is not None:
+            out.append(_issue(spec, "BGPPeer", peer.name, "spec.passwordSecret", problem))
+    return out

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import binascii
 from typing import Literal
 
 from pydantic import Field, field_validator
@@ -17,8 +18,16 @@ ANNOTATION_SHARING = "vipcast.io/allow-shared-ip"
 ANNOTATION_HEALTH = "vipcast.io/health-check"
 METALLB_PREFIXES = ("metallb.io/", "metallb.universe.tf/")
 
-#: the loadBalancerClass vipcast answers to (class-less services too, unless configured off)
+#: a loadBalancerClass name for vipcast (in a cluster, only when configured: see :func:`claims`)
 LOAD_BALANCER_CLASS = "vipcast.io/vipcast"
+
+
+def claims(service_class: str | None, configured: str | None) -> bool:
+    """Whether a controller configured with ``configured`` serves a LoadBalancer Service of
+    ``service_class`` in a cluster (MetalLB's ``--lb-class``): without a configured class it
+    serves the class-less Services only; with one, exactly that class and never a class-less
+    Service (another load balancer in the cluster may own those)."""
+    return service_class == configured
 
 
 def annotation(meta: ObjectMeta, ours: str) -> str | None:
@@ -174,9 +183,25 @@ class Secret(ViewModel):
     data: dict[str, str] = Field(default_factory=dict)
     string_data: dict[str, str] = Field(default_factory=dict)
 
+    @field_validator("data")
+    @classmethod
+    def _base64(cls, value: dict[str, str]) -> dict[str, str]:
+        # the API server only stores base64 here; a file (or a hostile object) may not
+        for key, text in value.items():
+            try:
+                base64.b64decode(text, validate=True)
+            except (binascii.Error, ValueError):
+                raise ValueError(f"data[{key}] is not valid base64") from None
+        return value
+
     def value(self, key: str) -> str | None:
+        """The text under ``key`` (None: no such key); ValueError when it is not UTF-8 text."""
         if key in self.string_data:
             return self.string_data[key]
         if key in self.data:
-            return base64.b64decode(self.data[key]).decode()
+            raw = base64.b64decode(self.data[key])
+            try:
+                return raw.decode()
+            except UnicodeDecodeError:
+                raise ValueError(f"data[{key}] is not UTF-8 text") from None
         return None

@@ -134,7 +134,10 @@ class Spec:
         ns = namespace or "default"
         for secret in self.secrets:
             if secret.metadata.name == name and (secret.metadata.namespace or "default") == ns:
-                return secret.value(key)
+                try:
+                    return secret.value(key)
+                except ValueError:  # not UTF-8 text: unusable, never an exception out of here
+                    return None
         return None
 
     def provider_for(self, load_balancer_class: str | None) -> LoadBalancerProvider | None:
@@ -146,16 +149,42 @@ class Spec:
         )
 
     def peer_password(self, peer: BGPPeer) -> str | None:
+        """The peer's TCP-MD5 password (None: none, or its Secret cannot be used: see
+        :meth:`password_problem`)."""
         if peer.spec.password is not None:
             return peer.spec.password
+        return self._secret_password(peer)[0]
+
+    def password_problem(self, peer: BGPPeer) -> str | None:
+        """Why the peer's ``passwordSecret`` gives no password (None: it does, or none is
+        referenced). A Secret reference without a namespace matches a Secret of that name in
+        any namespace the source read (in a cluster: vipcast's own namespace only)."""
+        if peer.spec.password is not None:
+            return None
+        return self._secret_password(peer)[1]
+
+    def _secret_password(self, peer: BGPPeer) -> tuple[str | None, str | None]:
+        """(password, None), or (None, why not); (None, None) when no Secret is referenced."""
         ref = peer.spec.password_secret
         if ref is None:
-            return None
-        ns = ref.namespace or "default"
-        for secret in self.secrets:
-            if secret.metadata.name == ref.name and (secret.metadata.namespace or "default") == ns:
-                return secret.value(ref.key)
-        return None
+            return None, None
+        where = f"{ref.namespace}/{ref.name}" if ref.namespace else ref.name
+        candidates = sorted(
+            (s for s in self.secrets if s.metadata.name == ref.name
+             and (ref.namespace is None or (s.metadata.namespace or "default") == ref.namespace)),
+            key=lambda s: s.metadata.namespace or "")
+        if not candidates:
+            return None, f"Secret {where} not found (or not readable by vipcast)"
+        try:
+            value = candidates[0].value(ref.key)
+        except ValueError as exc:
+            return None, f"Secret {where}: {exc}"
+        if value is None:
+            return None, f"Secret {where} has no key {ref.key!r}"
+        if not value or len(value.encode()) > 80 or "\0" in value:
+            # Linux's TCP-MD5 key: at most 80 bytes, a C string
+            return None, f"Secret {where} key {ref.key!r}: a password is 1 to 80 bytes, no NUL"
+        return value, None
 
     def pools_selected(
         self, names: Sequence[str], selectors: Sequence[LabelSelector]

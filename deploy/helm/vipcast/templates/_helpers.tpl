@@ -26,3 +26,24 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- define "vipcast.crdKinds" -}}
 [ipaddresspools, bgppeers, bgpadvertisements, l2advertisements, bfdprofiles, communities]
 {{- end -}}
+
+{{/* The Secrets (release namespace) BGPPeers may name in passwordSecret: those of the peers
+     in the values plus bgpPasswordSecrets; comma-separated, sorted (empty: none). */}}
+{{- define "vipcast.passwordSecrets" -}}
+{{- $names := list -}}
+{{- range .Values.peers -}}
+{{- with (default dict .spec).passwordSecret -}}
+{{- $names = append $names .name -}}
+{{- end -}}
+{{- end -}}
+{{- range .Values.bgpPasswordSecrets -}}
+{{- $names = append $names . -}}
+{{- end -}}
+{{- $names | uniq | sortAlpha | join "," -}}
+{{- end -}}
+
+{{/* vipcast's own namespace, from the Downward API (never a hard-coded name) */}}
+{{- define "vipcast.namespaceEnv" -}}
+- name: POD_NAMESPACE
+  valueFrom: {fieldRef: {fieldPath: metadata.namespace}}
+{{- end -}}

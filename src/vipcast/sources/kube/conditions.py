@@ -24,8 +24,14 @@ from typing import Any
 
 from vipcast.alloc import Assignment, Reason
 from vipcast.sources.kube.announcements import ServiceAnnouncements
+from vipcast.spec import ANNOTATION_HEALTH, BGPPeer, Spec
+from vipcast.spec.health import parse_health_check
 
 ALLOCATED = "vipcast.io/Allocated"
+#: on a Service with the ``vipcast.io/health-check`` annotation: whether its value is usable
+HEALTH_CHECK = "vipcast.io/HealthCheck"
+#: on a BGPPeer with ``passwordSecret``: whether its Secret gives a usable password
+PASSWORD_RESOLVED = "vipcast.io/PasswordResolved"
 ANNOUNCED = "vipcast.io/Announced"
 OUR_TYPES = (ALLOCATED, ANNOUNCED)
 MAX_MESSAGE = 1024
@@ -84,6 +90,35 @@ def announced_condition(ips: Sequence[str], reporting_nodes: int,
         why += f" ({seen.withheld[0][2]})"
     return _cond(ANNOUNCED, False, "NotAnnounced",
                  f"not announced by any of {reporting_nodes} speaker(s): {why}")
+
+
+def health_check_condition(text: str) -> JSON:
+    """``vipcast.io/HealthCheck`` of a Service carrying the health-check annotation: a bad
+    value is reported here, and the speakers use the default check instead."""
+    parsed = parse_health_check(text)
+    if isinstance(parsed, str):
+        return _cond(HEALTH_CHECK, False, "InvalidAnnotation",
+                     f"{ANNOTATION_HEALTH}: {parsed}; the default TCP check is used")
+    what = f"{parsed.kind}" + (f" {parsed.path}" if parsed.kind == "http" else "")
+    return _cond(HEALTH_CHECK, True, "Valid",
+                 f"{what} every {parsed.interval:g}s (timeout {parsed.timeout:g}s, "
+                 f"rise {parsed.rise}, fall {parsed.fall})" if parsed.kind != "none"
+                 else "no health check")
+
+
+def password_condition(spec: Spec, peer: BGPPeer, namespace: str,
+                       readable: Sequence[str]) -> JSON:
+    """``vipcast.io/PasswordResolved`` of a peer that names a ``passwordSecret``."""
+    problem = spec.password_problem(peer)
+    if problem is None:
+        return _cond(PASSWORD_RESOLVED, True, "Resolved", "the Secret gives the TCP-MD5 password")
+    ref = peer.spec.password_secret
+    hint = ""
+    if ref is not None and (ref.name not in readable or ref.namespace not in (None, namespace)):
+        hint = (f" (vipcast reads only the Secrets of namespace {namespace} that its "
+                f"installation names: {', '.join(readable) or 'none'})")
+    return _cond(PASSWORD_RESOLVED, False, "SecretNotUsable",
+                 f"{problem}: no BGP session to this peer until it is fixed{hint}")
 
 
 def merged(existing: Sequence[Mapping[str, Any]], wanted: Sequence[JSON], generation: int | None,

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from contextlib import aclosing
 from dataclasses import dataclass
 from typing import Any
@@ -48,6 +48,14 @@ def object_key(obj: JSON) -> str:
     meta = obj.get("metadata") or {}
     ns = meta.get("namespace")
     return f"{ns}/{meta.get('name')}" if ns else str(meta.get("name"))
+
+
+def snapshots(reflectors: Iterable[Reflector]) -> dict[str, list[JSON]]:
+    """``kind -> objects`` over every reflector (several may mirror one kind: named Secrets)."""
+    out: dict[str, list[JSON]] = {}
+    for r in reflectors:
+        out.setdefault(r.kind, []).extend(r.snapshot())
+    return out
 
 
 class Reflector:
@@ -108,9 +116,12 @@ class Reflector:
         await asyncio.sleep(delay)
 
     def _ns(self) -> dict[str, Any]:
-        if not self.watched.namespaced:
-            return {}
-        return {"namespace": self.watched.namespace or ALL_NS}
+        out: dict[str, Any] = {}
+        if self.watched.namespaced:
+            out["namespace"] = self.watched.namespace or ALL_NS
+        if self.watched.name is not None:
+            out["fields"] = {"metadata.name": self.watched.name}
+        return out
 
     async def _list(self) -> None:
         listing = self.client.list(self.watched.resource, chunk_size=500, **self._ns())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,6 +28,9 @@ class Watched:
     ours: bool = False
     #: watch one namespace only (None: every namespace, for namespaced kinds)
     namespace: str | None = None
+    #: watch one object by name only (``fieldSelector=metadata.name=``): what an RBAC rule
+    #: with ``resourceNames`` allows
+    name: str | None = None
 
 
 def _ours() -> tuple[Watched, ...]:
@@ -44,20 +48,26 @@ NODE_ANNOUNCEMENTS = Watched(
     "NodeAnnouncement",
     create_global_resource(API_GROUP, VERSION, "NodeAnnouncement", "nodeannouncements"),
     namespaced=False)
+BGP_PEERS = next(w for w in OUR_KINDS if w.kind == "BGPPeer")
 SERVICES = Watched("Service", Service, namespaced=True)
 ENDPOINT_SLICES = Watched("EndpointSlice", EndpointSlice, namespaced=True)
 NODES = Watched("Node", Node, namespaced=False)
 NAMESPACES = Watched("Namespace", Namespace, namespaced=False)
-#: BGP passwords: only Secrets in vipcast's own namespace are read (least privilege)
-SECRETS = Watched("Secret", Secret, namespaced=True, namespace="vipcast-system")
+
+
+def secrets(namespace: str, names: Iterable[str]) -> tuple[Watched, ...]:
+    """BGP passwords: only the named Secrets of vipcast's own namespace are read, one watch
+    each (least privilege: the Role lists them in ``resourceNames``)."""
+    return tuple(Watched("Secret", Secret, namespaced=True, namespace=namespace, name=name)
+                 for name in sorted(set(names)))
+
 
 #: what the controller needs to allocate
 CONTROLLER_KINDS: tuple[Watched, ...] = (*OUR_KINDS, SERVICES, NAMESPACES, NODE_ANNOUNCEMENTS)
-#: what a node's speaker needs to plan announcements and the data plane
-SPEAKER_KINDS: tuple[Watched, ...] = (*OUR_KINDS, SERVICES, NAMESPACES, ENDPOINT_SLICES, NODES,
-                                      SECRETS)
+#: what a node's speaker needs to plan announcements and the data plane (plus its Secrets)
+SPEAKER_KINDS: tuple[Watched, ...] = (*OUR_KINDS, SERVICES, NAMESPACES, ENDPOINT_SLICES, NODES)
 
 __all__ = [
-    "CONTROLLER_KINDS", "ENDPOINT_SLICES", "NAMESPACES", "NODES", "NODE_ANNOUNCEMENTS",
-    "OUR_KINDS", "SECRETS", "SERVICES", "SPEAKER_KINDS", "Event", "Lease", "Service", "Watched",
+    "BGP_PEERS", "CONTROLLER_KINDS", "ENDPOINT_SLICES", "NAMESPACES", "NODES", "NODE_ANNOUNCEMENTS",
+    "OUR_KINDS", "SERVICES", "SPEAKER_KINDS", "Event", "Lease", "Service", "Watched", "secrets",
 ]

@@ -60,6 +60,21 @@ async def apply_service_ips(
                        force=True)
 
 
+async def apply_conditions(
+    client: AsyncClient, resource: Any, name: str, conditions: Sequence[dict[str, Any]],
+    field_manager: str = FIELD_MANAGER,
+) -> None:
+    """Make ``conditions`` the ``status.conditions`` this manager owns on one of our
+    cluster-scoped objects (server-side apply on ``/status``)."""
+    body = resource.Status.from_dict({
+        "apiVersion": resource._api_info.resource.api_version,
+        "kind": resource._api_info.resource.kind,
+        "metadata": {"name": name},
+        "status": {"conditions": list(conditions)},
+    })
+    await client.apply(body, name, field_manager=field_manager, force=True)
+
+
 class EventRecorder:
     """Creates core Events about objects; the same (object, reason, message) is sent once."""
 

@@ -18,7 +18,7 @@ from aiohttp import web
 from lightkube import AsyncClient
 
 from vipcast.sources.kube.admission import review
-from vipcast.sources.kube.reflector import Reflector
+from vipcast.sources.kube.reflector import Reflector, snapshots
 from vipcast.sources.kube.resources import OUR_KINDS
 
 log = logging.getLogger(__name__)
@@ -51,7 +51,7 @@ class WebhookServer:
             return web.Response(status=400, text="not an AdmissionReview")
         if not isinstance(body, dict):
             return web.Response(status=400, text="not an AdmissionReview")
-        existing = {r.kind: r.snapshot() for r in self.reflectors}
+        existing = snapshots(self.reflectors)
         answer = review(body, existing)
         self.reviews += 1
         resp = answer["response"]
