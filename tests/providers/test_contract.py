@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import harness_as3
 import harness_haproxy
 import pytest
 
@@ -20,6 +21,7 @@ from vipcast.core.external import DesiredLB, Member
 from vipcast.providers.port import Applied, Retry
 
 HARNESSES = {
+    "as3": (harness_as3, harness_as3.AVAILABLE, ""),
     "haproxy": (harness_haproxy, harness_haproxy.AVAILABLE, "no haproxy binary (scripts/setup.sh)"),
 }
 

@@ -1,0 +1,1 @@
+"""F5 BIG-IP driver through AS3 declarations (tested against F5's published schema only)."""
