@@ -225,3 +225,17 @@ def test_class_less_services_only_without_a_configured_class(helm_env: dict[str,
     speaker = _pod(_template(helm_env, "--set", "loadBalancerClass=vipcast.io/vipcast"),
                    "DaemonSet", "speaker")["containers"][0]
     assert "--load-balancer-class=vipcast.io/vipcast" in speaker["args"]
+
+
+def test_speaker_metrics_on_loopback_unless_asked(helm_env: dict[str, str]) -> None:
+    """Issue 16: /status and /metrics were served on 0.0.0.0 of the host network."""
+    speaker = _pod(_template(helm_env), "DaemonSet", "speaker")["containers"][0]
+    assert "--metrics=127.0.0.1:7472" in speaker["args"]
+    assert "ports" not in speaker
+    speaker = _pod(_template(helm_env, "--set", "metrics.address=hostIP"), "DaemonSet",
+                   "speaker")["containers"][0]
+    assert "--metrics=$(HOST_IP):7472" in speaker["args"]
+    env = {e["name"]: e for e in speaker["env"]}
+    assert env["HOST_IP"]["valueFrom"] == {"fieldRef": {"fieldPath": "status.hostIP"}}
+    rendered = RENDERED.read_text()
+    assert "0.0.0.0:7472" not in rendered

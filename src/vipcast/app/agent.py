@@ -246,7 +246,8 @@ class Agent:
             log=self._log.getChild("bgp"),
         )
         register_bgp_metrics(self.registry, self.speaker.status)
-        self._status_server = StatusServer(self.registry, self.status_document)
+        self._status_server = StatusServer(self.registry, self.status_document,
+                                           ready=lambda: self.started.is_set())
         self.current: Desired | None = None
         self.last_error: list[Issue] = []
         self.restarting = False

@@ -132,7 +132,9 @@ def speaker(
     namespace: NamespaceOpt = "vipcast-system",
     password_secrets: SecretsOpt = "",
     metrics: Annotated[
-        str | None, typer.Option("--metrics", help="Serve /metrics and /status on HOST:PORT.")
+        str | None, typer.Option(
+            "--metrics", help="Serve /metrics, /status, /healthz, /readyz on HOST:PORT (a bare "
+                              "PORT: 127.0.0.1; the speaker is on the host network).")
     ] = None,
     router_id: Annotated[str | None, typer.Option("--router-id", help="BGP identifier.")] = None,
     state_dir: Annotated[
@@ -159,10 +161,11 @@ def speaker(
 
     from vipcast.app.agent import AgentOptions
     from vipcast.app.speaker import run_speaker
+    from vipcast.obs.status_server import parse_address
 
     logging.basicConfig(level=log_level.upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    address = _host_port(metrics) if metrics else None
+    address = parse_address(metrics) if metrics else None  # a bare port: loopback only
     options = AgentOptions(config_paths=(), node=node, metrics_address=address,
                            router_id=router_id, state_dir=state_dir)
     if listen:
