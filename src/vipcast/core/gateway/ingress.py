@@ -1,0 +1,168 @@
+"""Ingresses of class ``vipcast`` as Gateway API objects, so one translation serves both.
+
+All such Ingresses hang on one Gateway, ``vipcast-system/ingress`` (class ``vipcast-ingress``):
+an HTTP listener on port 80 that admits routes from every namespace, and for each TLS host an
+HTTPS listener on 443 with the Ingress's Secret (the Ingress's own ``tls`` entry stands for the
+ReferenceGrant). Each Ingress becomes an HTTPRoute of the same namespace and creation time:
+``host`` -> hostnames, ``Exact`` -> Exact, ``Prefix`` and ``ImplementationSpecific`` ->
+PathPrefix. ``defaultBackend`` answers only what no rule of any Ingress matches: all default
+backends are one route in ``vipcast-system`` created "at the end of time", so it sorts last; its
+references into the Ingresses' namespaces are granted (the Ingress asked for them). A named
+Service port is looked up on the Service (unknown: the backend does not resolve).
+
+One difference stays: an Ingress wildcard ``*.foo.com`` matches a single label, the Gateway
+API's matches one or more.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from vipcast.core.gateway.rules import created
+from vipcast.spec.gateway.objects import (
+    CONTROLLER_NAME,
+    INGRESS_CLASS,
+    Gateway,
+    GatewayClass,
+    Ingress,
+    IngressBackend,
+    ReferenceGrant,
+)
+from vipcast.spec.gateway.routes import HTTPRoute
+from vipcast.spec.load import Spec
+
+INGRESS_GATEWAY_NAMESPACE = "vipcast-system"
+INGRESS_GATEWAY_NAME = "ingress"
+INGRESS_GATEWAY_CLASS = "vipcast-ingress"
+_PATH_TYPES = {"Exact": "Exact", "Prefix": "PathPrefix", "ImplementationSpecific": "PathPrefix"}
+
+
+@dataclass(frozen=True)
+class IngressObjects:
+    classes: tuple[GatewayClass, ...] = ()
+    gateways: tuple[Gateway, ...] = ()
+    routes: tuple[HTTPRoute, ...] = ()
+    grants: tuple[ReferenceGrant, ...] = ()
+
+
+def _backend(ing: Ingress, backend: IngressBackend, spec: Spec) -> dict[str, Any]:
+    assert backend.service is not None  # the checks refuse resource backends
+    svc = backend.service
+    port = svc.port.number
+    if port is None:
+        found = spec.service(f"{ing.namespace}/{svc.name}")
+        port = next((p.port for p in found.spec.ports if p.name == svc.port.name), None) \
+            if found else None
+    ref: dict[str, Any] = {"name": svc.name}
+    if port is not None:
+        ref["port"] = port
+    return ref
+
+
+def _route(meta: dict[str, Any], hostnames: list[str], rules: list[dict[str, Any]]) -> HTTPRoute:
+    return HTTPRoute.model_validate({
+        "apiVersion": "gateway.networking.k8s.io/v1",
+        "kind": "HTTPRoute",
+        "metadata": meta,
+        "spec": {
+            "parentRefs": [{"name": INGRESS_GATEWAY_NAME, "namespace": INGRESS_GATEWAY_NAMESPACE}],
+            "hostnames": hostnames,
+            "rules": rules,
+        },
+    })
+
+
+def ingress_routes(ing: Ingress, spec: Spec) -> tuple[HTTPRoute, ...]:
+    """An Ingress's rules as HTTPRoutes: one per host, one for the rules without host. Same
+    namespace, same creation time."""
+    by_host: dict[str | None, list[dict[str, Any]]] = {}
+    for rule in ing.spec.rules:
+        for path in rule.http.paths if rule.http else ():
+            if path.backend.service is None:
+                continue
+            by_host.setdefault(rule.host, []).append({
+                "matches": [{"path": {"type": _PATH_TYPES[path.path_type], "value": path.path}}],
+                "backendRefs": [_backend(ing, path.backend, spec)],
+            })
+    out = []
+    for i, host in enumerate(sorted(by_host, key=lambda h: (h is not None, h or ""))):
+        meta = ing.metadata.model_dump(by_alias=True, exclude_none=True)
+        meta["name"] = f"ingress.{ing.name}.{i}"
+        out.append(_route(meta, [host] if host else [], by_host[host]))
+    return tuple(out)
+
+
+def default_backends(ingresses: list[Ingress], spec: Spec) -> tuple[HTTPRoute, ...]:
+    """The default backends, least preferred of all: one route created at the end of time, a
+    rule per Ingress, oldest Ingress first (so the oldest Ingress's default backend wins)."""
+    with_default = sorted(
+        (i for i in ingresses
+         if i.spec.default_backend is not None and i.spec.default_backend.service is not None),
+        key=lambda i: (created(i), i.key),
+    )
+    if not with_default:
+        return ()
+    rules = [{"matches": [{"path": {"type": "PathPrefix", "value": "/"}}],
+              "backendRefs": [{**_backend(i, i.spec.default_backend, spec),  # type: ignore[arg-type]
+                               "namespace": i.namespace}]}
+             for i in with_default]
+    meta = {"name": "ingress-default-backends", "namespace": INGRESS_GATEWAY_NAMESPACE,
+            "creationTimestamp": "9999-12-31T23:59:59Z"}
+    return (_route(meta, [], rules),)
+
+
+def ingress_objects(spec: Spec, addresses: tuple[str, ...]) -> IngressObjects:
+    """The Gateway API objects standing for the Ingresses of class vipcast (none: nothing)."""
+    ingresses = sorted((i for i in spec.ingresses if i.ingress_class == INGRESS_CLASS),
+                       key=lambda i: i.key)
+    if not ingresses:
+        return IngressObjects()
+    listeners: list[dict[str, Any]] = [{
+        "name": "http", "port": 80, "protocol": "HTTP",
+        "allowedRoutes": {"namespaces": {"from": "All"}},
+    }]
+    tls_hosts: dict[str, tuple[str, str]] = {}
+    for ing in ingresses:
+        for tls in ing.spec.tls:
+            if tls.secret_name:
+                for host in tls.hosts:
+                    tls_hosts.setdefault(host, (ing.namespace, tls.secret_name))
+    for n, host in enumerate(sorted(tls_hosts)):
+        ns, secret = tls_hosts[host]
+        listeners.append({
+            "name": f"https-{n}", "port": 443, "protocol": "HTTPS", "hostname": host,
+            "allowedRoutes": {"namespaces": {"from": "All"}},
+            "tls": {"certificateRefs": [{"name": secret, "namespace": ns}]},
+        })
+    gateway = Gateway.model_validate({
+        "metadata": {"name": INGRESS_GATEWAY_NAME, "namespace": INGRESS_GATEWAY_NAMESPACE},
+        "spec": {"gatewayClassName": INGRESS_GATEWAY_CLASS, "listeners": listeners,
+                 "addresses": [{"value": a} for a in addresses]},
+    })
+    grants = tuple(
+        ReferenceGrant.model_validate({
+            "metadata": {"name": "vipcast-ingress-tls", "namespace": ns},
+            "spec": {"from": [{"group": "gateway.networking.k8s.io", "kind": "Gateway",
+                               "namespace": INGRESS_GATEWAY_NAMESPACE}],
+                     "to": [{"group": "", "kind": "Secret", "name": name}]},
+        })
+        for ns, name in sorted(set(tls_hosts.values()))
+    ) + tuple(
+        ReferenceGrant.model_validate({
+            "metadata": {"name": "vipcast-ingress-default", "namespace": ns},
+            "spec": {"from": [{"group": "gateway.networking.k8s.io", "kind": "HTTPRoute",
+                               "namespace": INGRESS_GATEWAY_NAMESPACE}],
+                     "to": [{"group": "", "kind": "Service", "name": name}]},
+        })
+        for ns, name in sorted({(i.namespace, i.spec.default_backend.service.name)
+                                for i in ingresses
+                                if i.spec.default_backend and i.spec.default_backend.service})
+    )
+    cls = GatewayClass.model_validate({
+        "metadata": {"name": INGRESS_GATEWAY_CLASS},
+        "spec": {"controllerName": CONTROLLER_NAME},
+    })
+    routes = tuple(r for ing in ingresses for r in ingress_routes(ing, spec))
+    routes += default_backends(ingresses, spec)
+    return IngressObjects((cls,), (gateway,), routes, grants)
