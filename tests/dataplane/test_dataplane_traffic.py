@@ -8,7 +8,9 @@ from __future__ import annotations
 import asyncio
 import collections
 import json
+import shutil
 import socket
+import sys
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
@@ -161,6 +163,70 @@ def test_verified_announcement_probe_goes_through_output_chain(traffic_lab: Traf
         assert (await gate.verify(VIP4, 80)).ok
         assert (await gate.verify(VIP6, 80)).ok
         assert not (await gate.verify(VIP4, 81)).ok
+
+    _run(lab, body)
+
+
+DNS_PORT = 5353  # dnsmasq's port on the backends; the VIP serves DNS on 53
+
+
+def _dns_rule(lab: TrafficLab, backend: int) -> NatRule:
+    b = lab.backends[backend]
+    return NatRule("default/dns", VIP4, 53, "UDP", (Backend(b.ip4, DNS_PORT, "n2", local=False),))
+
+
+@pytest.mark.skipif(shutil.which("dnsmasq") is None,
+                    reason="dnsmasq not installed (scripts/setup.sh installs dnsmasq-base)")
+def test_udp_vip_is_verified_by_a_real_dns_backend_answering(traffic_lab: TrafficLab) -> None:
+    """A DNS Service (UDP) is verified only when a query through the VIP gets an answer from a
+    real DNS server behind it; a stopped server is refused; a silent backend leaves it
+    unverified (never counted as verified)."""
+    lab = traffic_lab
+    dns_ns = lab.backends[0].ns
+    silent_ns = lab.backends[1].ns
+
+    async def body(dp: NodeDataplane, _h: HealthChecker) -> None:
+        gate = AnnouncementGate(timeout=1.0, attempts=2, retry_delay=0.1,
+                                socket_factory=lab.node_factory())
+        key = (VIP4, 53, "UDP")
+        dnsmasq = await asyncio.to_thread(
+            dns_ns.spawn,
+            ["dnsmasq", "--keep-in-foreground", "--no-resolv", "--no-hosts", "--pid-file=",
+             "--user=root", f"--port={DNS_PORT}", f"--listen-address={lab.backends[0].ip4}",
+             "--bind-interfaces", "--address=/vip.test/192.0.2.99", "--log-queries",
+             "--log-facility=-"],
+            name="dnsmasq")
+        await _until(lambda: f":{DNS_PORT} " in dns_ns.run(["ss", "-Hunl"]).stdout, 15,
+                     "dnsmasq listening")
+        assert (await dp.apply_report(_plan(_dns_rule(lab, 0)))).ok
+        answer = await gate.verify(VIP4, 53, "UDP")
+        assert answer.ok, answer.error
+        assert answer.body[2] & 0x80  # QR: a DNS response
+        assert gate.state(key) == "verified"
+        assert "query[NS]" in dnsmasq.log_text()
+
+        await asyncio.to_thread(dnsmasq.stop, 3.0)
+        refused = await gate.verify(VIP4, 53, "UDP")
+        assert not refused.ok and refused.error == "refused"
+        assert gate.state(key) is None and not gate.may_announce(key)
+
+        # a UDP backend that reads and never answers (not a DNS server): no evidence either way
+        silent = await asyncio.to_thread(
+            silent_ns.spawn,
+            [sys.executable, "-c",
+             "import socket,time\n"
+             "s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\n"
+             f"s.bind(('{lab.backends[1].ip4}',{DNS_PORT}))\n"
+             "print('bound',flush=True)\n"
+             "while True: s.recv(512)\n"],
+            name="silent-udp")
+        await _until(lambda: "bound" in silent.log_text(), 15, "silent backend bound")
+        assert (await dp.apply_report(_plan(_dns_rule(lab, 1)))).ok
+        quiet = await gate.verify(VIP4, 53, "UDP")
+        assert not quiet.ok and quiet.error == "no answer: unverified"
+        assert gate.state(key) == "unverified"
+        assert not gate.is_verified(key) and gate.may_announce(key)
+        await asyncio.to_thread(silent.stop, 3.0)
 
     _run(lab, body)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import socket
 import contextlib
 
 import pytest
@@ -130,8 +131,54 @@ def test_announcement_gate() -> None:
         gate.invalidate(("127.0.0.1", port, "TCP"))
         assert not (await gate.verify("127.0.0.1", port)).ok
         assert not gate.is_verified(("127.0.0.1", port, "TCP"))
-        udp = await gate.verify("127.0.0.1", 53, "UDP")
-        assert udp.ok and udp.error == "not verifiable"
+
+    asyncio.run(main())
+
+
+def test_announcement_gate_udp_needs_an_answer_and_sctp_stays_unverified() -> None:
+    """UDP: an answer verifies, an ICMP port unreachable refuses, silence leaves it unverified
+    (announceable, never counted as verified); SCTP is unverified without a probe."""
+
+    class Answer(asyncio.DatagramProtocol):
+        def connection_made(self, transport: asyncio.BaseTransport) -> None:
+            self.transport = transport
+
+        def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
+            self.transport.sendto(data[:2] + b"answer", addr)  # type: ignore[attr-defined]
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        gate = AnnouncementGate(timeout=0.3, attempts=2, retry_delay=0.01)
+        answering, _ = await loop.create_datagram_endpoint(Answer, local_addr=("127.0.0.1", 0))
+        silent = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        try:
+            silent.bind(("127.0.0.1", 0))
+            port = answering.get_extra_info("sockname")[1]
+            quiet = silent.getsockname()[1]
+            ok = await gate.verify("127.0.0.1", port, "UDP")
+            assert ok.ok and ok.body.endswith(b"answer")
+            assert gate.is_verified(("127.0.0.1", port, "UDP"))
+            assert gate.state(("127.0.0.1", port, "UDP")) == "verified"
+
+            no_answer = await gate.verify("127.0.0.1", quiet, "UDP")
+            key = ("127.0.0.1", quiet, "UDP")
+            assert not no_answer.ok and no_answer.error == "no answer: unverified"
+            assert not gate.is_verified(key) and gate.may_announce(key)
+            assert gate.unverified() == {key}
+            assert silent.recv(512)[2:4] == b"\x00\x00"  # the DNS query arrived (flags 0)
+        finally:
+            answering.close()
+            silent.close()
+        refused = await gate.verify("127.0.0.1", port, "UDP")  # nothing bound there now
+        assert not refused.ok and refused.error == "refused"
+        assert not gate.may_announce(("127.0.0.1", port, "UDP"))
+
+        sctp = await gate.verify("127.0.0.1", 9, "SCTP")
+        assert not sctp.ok and sctp.error == "SCTP: unverified"
+        assert not gate.is_verified(("127.0.0.1", 9, "SCTP"))
+        assert gate.may_announce(("127.0.0.1", 9, "SCTP"))
+        gate.invalidate(("127.0.0.1", 9, "SCTP"))
+        assert not gate.may_announce(("127.0.0.1", 9, "SCTP"))
 
     asyncio.run(main())
 

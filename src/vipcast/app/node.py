@@ -158,7 +158,7 @@ class AnnouncementPolicy:
                     self._gate.invalidate(key)
             elif self._verify:
                 for key in keys:
-                    if not self._gate.is_verified(key) and key not in self._probes:
+                    if not self._gate.may_announce(key) and key not in self._probes:
                         self._start_probe(service, key)
         if wait and self._probes:
             await asyncio.gather(*self._probes.values(), return_exceptions=True)
@@ -166,7 +166,7 @@ class AnnouncementPolicy:
             service
             for service, keys in ports.items()
             if service in healthy
-            and (not self._verify or any(self._gate.is_verified(k) for k in keys))
+            and (not self._verify or any(self._gate.may_announce(k) for k in keys))
         )
 
     def _start_probe(self, service: str, key: VipKey) -> None:
