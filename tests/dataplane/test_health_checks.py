@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-import socket
 import contextlib
+import socket
 
 import pytest
 from hypothesis import given
