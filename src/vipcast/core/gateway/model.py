@@ -123,6 +123,9 @@ class VirtualHost:
 class RouteConfig:
     name: str
     virtual_hosts: tuple[VirtualHost, ...]
+    #: the listener port and scheme requests arrive on (redirects without a port keep it)
+    port: int = 80
+    https: bool = False
 
 
 @dataclass(frozen=True, order=True)

@@ -330,13 +330,13 @@ def translate(
             protocol = on_port[0].spec.protocol
             if protocol == "HTTP":
                 name = f"{gw.key}/{port}"
-                configs.append(RouteConfig(name, _vhosts(name, att, ruled)))
+                configs.append(RouteConfig(name, _vhosts(name, att, ruled), port))
                 chains.append(FilterChain(name, name))
             else:
                 for lis in on_port:
                     name = f"{gw.key}/{port}/{lis.spec.name}"
                     mine = [a for a in att if a.listener is lis]
-                    configs.append(RouteConfig(name, _vhosts(name, mine, ruled)))
+                    configs.append(RouteConfig(name, _vhosts(name, mine, ruled), port, True))
                     for c in lis.certificates:
                         certs[c.name] = c
                     chains.append(FilterChain(
