@@ -239,3 +239,51 @@ def test_speaker_metrics_on_loopback_unless_asked(helm_env: dict[str, str]) -> N
     assert env["HOST_IP"]["valueFrom"] == {"fieldRef": {"fieldPath": "status.hostIP"}}
     rendered = RENDERED.read_text()
     assert "0.0.0.0:7472" not in rendered
+
+
+def test_webhook_own_deployment_read_only_account_ca_issuer_and_policy(
+        helm_env: dict[str, str]) -> None:
+    """Issue 16: the webhook ran in the controller's pod under its ServiceAccount (which may
+    patch any Service's status), its CA bundle was a self-signed leaf (a renewal broke every
+    write), there was no NetworkPolicy, and the controller needed cert-manager to start."""
+    docs = _template(helm_env)
+    by_kind = _by_kind(docs)
+    webhook = _pod(docs, "Deployment", "webhook")
+    controller = _pod(docs, "Deployment", "controller")
+    assert webhook["serviceAccountName"] == "vipcast-webhook"
+    assert [c["name"] for c in controller["containers"]] == ["controller"]
+    assert "volumes" not in controller  # no certificate: starts without cert-manager
+    assert "--speaker-service-account=vipcast-system:vipcast-speaker" in (
+        webhook["containers"][0]["args"])
+    roles = {d["metadata"]["name"]: d for d in by_kind["ClusterRole"]}
+    assert all(set(r["verbs"]) <= {"get", "list", "watch"}
+               for r in roles["vipcast-webhook"]["rules"])
+    bindings = [b for b in docs if b["kind"] in ("RoleBinding", "ClusterRoleBinding")
+                and any(s["name"] == "vipcast-webhook" for s in b["subjects"])]
+    assert [b["roleRef"]["name"] for b in bindings] == ["vipcast-webhook"]
+    service = next(s for s in by_kind["Service"] if s["metadata"]["name"] == "vipcast-webhook")
+    assert service["spec"]["selector"]["app.kubernetes.io/component"] == "webhook"
+    # self-signed Issuer -> CA Certificate -> CA Issuer -> leaf; the bundle is the CA's
+    issuers = {d["metadata"]["name"]: d["spec"] for d in by_kind["Issuer"]}
+    certs = {d["metadata"]["name"]: d["spec"] for d in by_kind["Certificate"]}
+    assert issuers["vipcast-selfsigned"] == {"selfSigned": {}}
+    assert certs["vipcast-webhook-ca"]["isCA"] is True
+    assert certs["vipcast-webhook-ca"]["issuerRef"]["name"] == "vipcast-selfsigned"
+    assert issuers["vipcast-webhook-ca"] == {"ca": {"secretName": "vipcast-webhook-ca"}}
+    assert certs["vipcast-webhook-cert"]["issuerRef"]["name"] == "vipcast-webhook-ca"
+    (vwc,) = by_kind["ValidatingWebhookConfiguration"]
+    assert vwc["metadata"]["annotations"]["cert-manager.io/inject-ca-from"] == (
+        "vipcast-system/vipcast-webhook-ca")
+    reports = next(w for w in vwc["webhooks"] if w["name"] == "reports.vipcast.io")
+    assert reports["rules"][0]["resources"] == ["nodeannouncements", "nodeannouncements/status"]
+    assert reports["failurePolicy"] == "Fail"
+    assert "system:serviceaccount:vipcast-system:vipcast-speaker" in (
+        reports["matchConditions"][0]["expression"])
+    (policy,) = by_kind["NetworkPolicy"]
+    assert policy["spec"]["podSelector"]["matchLabels"]["app.kubernetes.io/component"] == (
+        "webhook")
+    assert policy["spec"]["ingress"] == [{"ports": [{"port": 9443, "protocol": "TCP"}]}]
+    # without cert-manager: a caBundle must be given, and no cert-manager object is rendered
+    plain = _template(helm_env, "--set", "webhook.certManager.enabled=false",
+                      "--set", "webhook.caBundle=Q0E=")
+    assert not any(d["apiVersion"].startswith("cert-manager.io") for d in plain)

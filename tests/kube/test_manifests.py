@@ -126,7 +126,7 @@ def test_rbac_covers_every_call(vipcast_crds: Cluster, namespace: str, tmp_path:
                 await c.close()
 
     run(go(), 90)
-    accounts = {"rbac-controller": "vipcast-controller", "rbac-webhook": "vipcast-controller",
+    accounts = {"rbac-controller": "vipcast-controller", "rbac-webhook": "vipcast-webhook",
                 "rbac-speaker": "vipcast-speaker"}
     calls = [c for c in vipcast_crds.audit() if c.get("user") in accounts]
     assert {c["user"] for c in calls} == set(accounts)

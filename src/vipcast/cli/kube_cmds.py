@@ -196,6 +196,12 @@ def webhook(
     listen: Annotated[str, typer.Option("--listen", help="HOST:PORT to serve on.")] = (
         "0.0.0.0:9443"
     ),
+    speaker_account: Annotated[
+        list[str] | None,
+        typer.Option("--speaker-service-account",
+                     help="NAMESPACE:NAME of the speakers' ServiceAccount (repeatable): each "
+                          "may write only its own node's NodeAnnouncement."),
+    ] = None,
     log_level: Annotated[str, typer.Option(help="DEBUG, INFO, WARNING.")] = "INFO",
 ) -> None:
     """Serve the validating admission webhook for vipcast's kinds (POST /validate)."""
@@ -211,8 +217,10 @@ def webhook(
 
     async def main() -> None:
         client = _client(kubeconfig, "default")
+        speakers = [f"system:serviceaccount:{a}"
+                    for a in speaker_account or ()]
         server = WebhookServer(client, tls_cert, tls_key, host.strip("[]") or "0.0.0.0",
-                               int(port))
+                               int(port), speakers=speakers)
         try:
             await server.start()
             await asyncio.Event().wait()

@@ -43,15 +43,37 @@ _RESOURCE_PATH = re.compile(
 # ---------------------------------------------------------------- auth stub
 
 
+#: tokens ``sa:<namespace>:<name>[:<node>]`` authenticate as that ServiceAccount, with the
+#: node a bound pod token names (``authentication.kubernetes.io/node-name``, Kubernetes >=
+#: 1.32): the shim forwards them, so admission sees a real ServiceAccount identity
+SA_TOKEN_PREFIX = "sa:"
+NODE_NAME_EXTRA = "authentication.kubernetes.io/node-name"
+
+
+def token_user(token: str) -> dict[str, Any]:
+    """The user a token names (``userInfo`` of the TokenReview): ``sa:`` tokens as above,
+    anything else the harness administrator."""
+    if token.startswith(SA_TOKEN_PREFIX):
+        ns, name, *node = token[len(SA_TOKEN_PREFIX):].split(":")
+        user: dict[str, Any] = {
+            "username": f"system:serviceaccount:{ns}:{name}",
+            "groups": ["system:serviceaccounts", f"system:serviceaccounts:{ns}",
+                       "system:authenticated"]}
+        if node:
+            user["extra"] = {NODE_NAME_EXTRA: [node[0]]}
+        return user
+    return {"username": "vipcast-test", "groups": ["system:masters", "system:authenticated"]}
+
+
 async def _token_review(request: web.Request) -> web.Response:
+    try:
+        token = str(((await request.json()).get("spec") or {}).get("token") or "")
+    except ValueError:
+        token = ""
     return web.json_response({
         "apiVersion": "authentication.k8s.io/v1",
         "kind": "TokenReview",
-        "status": {
-            "authenticated": True,
-            "user": {"username": "vipcast-test", "groups": ["system:masters",
-                                                           "system:authenticated"]},
-        },
+        "status": {"authenticated": True, "user": token_user(token)},
     })
 
 
@@ -221,7 +243,9 @@ class Shim:
         accept = request.headers.get("Accept", "application/json")
         if "json" not in accept:
             accept = "application/json"
-        return {"Authorization": f"Bearer {TOKEN}", "Accept": accept,
+        caller = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
+        token = caller if caller.startswith(SA_TOKEN_PREFIX) else TOKEN
+        return {"Authorization": f"Bearer {token}", "Accept": accept,
                 "User-Agent": request.headers.get("User-Agent", "vipcast-shim")}
 
     def _log(self, request: web.Request) -> None:

@@ -24,7 +24,7 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- end -}}
 
 {{- define "vipcast.crdKinds" -}}
-[ipaddresspools, bgppeers, bgpadvertisements, l2advertisements, bfdprofiles, communities]
+[ipaddresspools, bgppeers, bgpadvertisements, l2advertisements, bfdprofiles, communities, loadbalancerproviders]
 {{- end -}}
 
 {{/* The Secrets (release namespace) BGPPeers may name in passwordSecret: those of the peers
@@ -46,4 +46,19 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- define "vipcast.namespaceEnv" -}}
 - name: POD_NAMESPACE
   valueFrom: {fieldRef: {fieldPath: metadata.namespace}}
+{{- end -}}
+
+{{/* Replicas of a Deployment on different nodes (preferred) and zones: one node's loss never
+     takes every replica. Args: dict ctx, component. */}}
+{{- define "vipcast.spread" -}}
+affinity:
+  podAntiAffinity:
+    preferredDuringSchedulingIgnoredDuringExecution:
+      - weight: 100
+        podAffinityTerm:
+          topologyKey: kubernetes.io/hostname
+          labelSelector:
+            matchLabels:
+              {{- include "vipcast.selector" .ctx | nindent 14 }}
+              app.kubernetes.io/component: {{ .component }}
 {{- end -}}

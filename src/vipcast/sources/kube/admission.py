@@ -10,11 +10,18 @@ A create or update is judged as the whole config would be after it:
 * problems that existed before the change are not held against it.
 
 Deletes are allowed. Kinds other than ours are allowed untouched.
+
+``NodeAnnouncement`` (a speaker's report) is judged by who writes it: a speaker's
+ServiceAccount (``speakers``) may create or update only the report named after its own node,
+which its bound pod token carries (``userInfo.extra["authentication.kubernetes.io/node-name"]``,
+Kubernetes >= 1.32). RBAC cannot say this (a DaemonSet's pods share one ServiceAccount and
+``resourceNames`` would have to list every node), so without this check any node's speaker
+could forge another node's report.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from typing import Any
 
 from pydantic import ValidationError
@@ -68,13 +75,40 @@ def model_issues(kind: str, obj: Mapping[str, Any]) -> list[Issue]:
     return []
 
 
-def review(admission: Mapping[str, Any], existing: Mapping[str, Iterable[Mapping[str, Any]]]
-           ) -> JSON:
-    """Answer one AdmissionReview; ``existing`` is ``kind -> objects`` of our kinds now."""
+NODE_NAME_EXTRA = "authentication.kubernetes.io/node-name"
+REPORT_KIND = "NodeAnnouncement"
+
+
+def report_review(request: Mapping[str, Any], speakers: Collection[str]) -> JSON:
+    """A write of a NodeAnnouncement: a speaker writes its own node's report only."""
+    uid = str(request.get("uid", ""))
+    user = request.get("userInfo") or {}
+    username = str(user.get("username") or "")
+    if username not in speakers or request.get("operation") not in ("CREATE", "UPDATE"):
+        return _response(uid, True)
+    name = str(request.get("name") or ((request.get("object") or {}).get("metadata") or {})
+               .get("name") or "")
+    nodes = ((user.get("extra") or {}).get(NODE_NAME_EXTRA)) or []
+    if not nodes:
+        return _response(uid, False, f"{username} may write only its own node's "
+                         f"{REPORT_KIND}, and its token names no node (bound pod tokens carry "
+                         f"{NODE_NAME_EXTRA} from Kubernetes 1.32)", code=403)
+    if str(nodes[0]) != name:
+        return _response(uid, False, f"the speaker of node {nodes[0]} may not write "
+                         f"{REPORT_KIND} {name}", code=403)
+    return _response(uid, True)
+
+
+def review(admission: Mapping[str, Any], existing: Mapping[str, Iterable[Mapping[str, Any]]],
+           speakers: Collection[str] = ()) -> JSON:
+    """Answer one AdmissionReview; ``existing`` is ``kind -> objects`` of our kinds now,
+    ``speakers`` the usernames of the speakers' ServiceAccounts."""
     request = admission.get("request") or {}
     uid = str(request.get("uid", ""))
     obj = request.get("object") or {}
     kind = str((request.get("kind") or {}).get("kind") or obj.get("kind") or "")
+    if kind == REPORT_KIND:
+        return report_review(request, speakers)
     if request.get("operation") not in ("CREATE", "UPDATE") or kind not in OUR_KINDS:
         return _response(uid, True)
     own = model_issues(kind, obj)

@@ -2,7 +2,10 @@
 
 ``POST /validate`` answers AdmissionReview v1 with :func:`~vipcast.sources.kube.admission.
 review` against a reflector cache of our objects; ``GET /healthz`` answers 200 once the cache
-is synced. TLS certificate and key come from files (cert-manager or a Secret in a cluster).
+is synced. TLS certificate and key come from files (cert-manager or a Secret in a cluster),
+watched: when they change (a renewal rewrites the mounted Secret) the new pair is loaded for
+every later handshake, without a restart; a pair that does not load (half written) leaves the
+current one in use until the next look.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ import contextlib
 import json
 import logging
 import ssl
+from collections.abc import Collection
 from pathlib import Path
 
 from aiohttp import web
@@ -26,13 +30,47 @@ log = logging.getLogger(__name__)
 
 class WebhookServer:
     def __init__(self, client: AsyncClient, cert: Path, key: Path, host: str = "0.0.0.0",
-                 port: int = 9443) -> None:
+                 port: int = 9443, *, speakers: Collection[str] = (),
+                 cert_check_every: float = 2.0) -> None:
         self.reflectors = [Reflector(client, w, lambda: None) for w in OUR_KINDS]
         self.cert, self.key, self.host, self.port = cert, key, host, port
+        #: usernames of the speakers' ServiceAccounts (each may write its node's report only)
+        self.speakers = frozenset(speakers)
+        self.cert_check_every = cert_check_every
         self._runner: web.AppRunner | None = None
         self._tasks: list[asyncio.Task[None]] = []
+        self._context: ssl.SSLContext | None = None
+        self._loaded: tuple[bytes, bytes] = (b"", b"")
         self.reviews = 0
+        self.reloads = 0
         self.bound: tuple[str, int] | None = None
+
+    def _read_pair(self) -> tuple[bytes, bytes]:
+        return self.cert.read_bytes(), self.key.read_bytes()
+
+    def _load(self, context: ssl.SSLContext) -> bool:
+        """Load the files into ``context`` if they changed; True when a new pair is in use."""
+        try:
+            pair = self._read_pair()
+        except OSError as exc:
+            log.warning("webhook certificate not readable (%s); keeping the current one", exc)
+            return False
+        if pair == self._loaded:
+            return False
+        try:
+            context.load_cert_chain(str(self.cert), str(self.key))
+        except (ssl.SSLError, OSError, ValueError) as exc:
+            log.warning("webhook certificate did not load (%s); keeping the current one", exc)
+            return False
+        self._loaded = pair
+        return True
+
+    async def _watch_certificate(self) -> None:
+        while True:
+            await asyncio.sleep(self.cert_check_every)
+            if self._context is not None and self._load(self._context):
+                self.reloads += 1
+                log.info("webhook certificate reloaded from %s", self.cert)
 
     def app(self) -> web.Application:
         app = web.Application(client_max_size=4 * 1024 * 1024)
@@ -52,7 +90,7 @@ class WebhookServer:
         if not isinstance(body, dict):
             return web.Response(status=400, text="not an AdmissionReview")
         existing = snapshots(self.reflectors)
-        answer = review(body, existing)
+        answer = review(body, existing, self.speakers)
         self.reviews += 1
         resp = answer["response"]
         if not resp["allowed"]:
@@ -67,7 +105,11 @@ class WebhookServer:
             for r in self.reflectors:
                 await r.synced.wait()
         context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-        context.load_cert_chain(str(self.cert), str(self.key))
+        context.load_cert_chain(str(self.cert), str(self.key))  # the first must load
+        self._loaded = self._read_pair()
+        self._context = context
+        self._tasks.append(asyncio.create_task(self._watch_certificate(),
+                                               name="webhook-certificate"))
         self._runner = web.AppRunner(self.app(), access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.host, self.port, ssl_context=context)
