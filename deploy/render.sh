@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Renders deploy/kubernetes/vipcast.yaml from the Helm chart (deploy/helm/vipcast) and copies
 # the generated CRDs (deploy/crds, from `vipcast kube crds`) into the chart's crds/ directory.
+# The rendered file carries no L2 membership key (one would be shared by every user of the
+# file): create the Secret vipcast-membership yourself (docs/kubernetes.md).
 #   deploy/render.sh            write both
 #   deploy/render.sh --stdout   print the rendered manifest only (the tests compare it)
 # helm comes from scripts/install-helm.sh (cached under $HOME/.cache/vipcast-k8s).
@@ -17,7 +19,7 @@ render() {
   echo "# speaker DaemonSet, cert-manager certificate for the webhook). GENERATED from the Helm"
   echo "# chart deploy/helm/vipcast by deploy/render.sh; do not edit by hand."
   "$HELM" template vipcast "$here/helm/vipcast" --namespace vipcast-system --include-crds \
-    --set namespace.create=true
+    --set namespace.create=true --set membershipKey.create=false
 }
 
 if [ "${1:-}" = "--stdout" ]; then

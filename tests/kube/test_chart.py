@@ -9,6 +9,7 @@ with ``VIPCAST_SKIP_KUBE=1`` or outside CI.
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import subprocess
@@ -287,3 +288,35 @@ def test_webhook_own_deployment_read_only_account_ca_issuer_and_policy(
     plain = _template(helm_env, "--set", "webhook.certManager.enabled=false",
                       "--set", "webhook.caBundle=Q0E=")
     assert not any(d["apiVersion"].startswith("cert-manager.io") for d in plain)
+
+
+def test_l2_membership_key_from_a_generated_secret(helm_env: dict[str, str]) -> None:
+    """Issue 16: no membership key was ever passed to the speaker, so L2 with more than one
+    node never worked from the chart."""
+    docs = _template(helm_env, "--values", str(EXAMPLE_VALUES))
+    speaker = _pod(docs, "DaemonSet", "speaker")
+    container = speaker["containers"][0]
+    assert "--membership-key-file=/etc/vipcast/membership/key" in container["args"]
+    mount = next(m for m in container["volumeMounts"] if m["name"] == "membership")
+    assert mount["mountPath"] == "/etc/vipcast/membership" and mount["readOnly"] is True
+    volume = next(v for v in speaker["volumes"] if v["name"] == "membership")
+    assert volume["secret"]["secretName"] == "vipcast-membership"
+    secret = next(d for d in docs if d["kind"] == "Secret"
+                  and d["metadata"]["name"] == "vipcast-membership")
+    key = base64.b64decode(secret["data"]["key"])
+    assert len(key) >= 32
+    again = next(d for d in _template(helm_env) if d["kind"] == "Secret")
+    assert again["data"]["key"] != secret["data"]["key"]  # random per install, not a constant
+    # the shared rendered manifest never carries a key (every user would share it)
+    assert "vipcast-membership" in RENDERED.read_text()
+    assert not any(d and d.get("kind") == "Secret" for d in yaml.safe_load_all(
+        RENDERED.read_text()))
+
+
+def test_membership_key_file(tmp_path: Path) -> None:
+    from vipcast.cli.kube_cmds import membership_key
+
+    (tmp_path / "key").write_text("s3cret\n")
+    assert membership_key(tmp_path / "key", "env") == "s3cret"
+    assert membership_key(tmp_path / "missing", "env") == "env"
+    assert membership_key(None, "env") == "env"

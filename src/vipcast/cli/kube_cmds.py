@@ -74,6 +74,20 @@ SecretsOpt = Annotated[
 ]
 
 
+def membership_key(path: Path | None, env: str = "") -> str:
+    """The L2 membership key: the file's text (the chart mounts a generated Secret there),
+    else ``env``. A missing file (an optional Secret not created) gives ``env`` and a warning:
+    BGP needs no key, L2 with more than one node does."""
+    if path is None:
+        return env
+    try:
+        return path.read_text().strip()
+    except FileNotFoundError:
+        typer.echo(f"warning: no membership key at {path}: L2 with more than one node will not "
+                   "work until it exists", err=True)
+        return env
+
+
 def _names(text: str) -> tuple[str, ...]:
     return tuple(sorted({n.strip() for n in text.split(",") if n.strip()}))
 
@@ -170,9 +184,7 @@ def speaker(
                            router_id=router_id, state_dir=state_dir)
     if listen:
         options = replace(options, listen=tuple(_host_port(item) for item in listen))
-    key = os.environ.get("VIPCAST_MEMBERSHIP_KEY", "")
-    if membership_key_file is not None:
-        key = membership_key_file.read_text().strip()
+    key = membership_key(membership_key_file, os.environ.get("VIPCAST_MEMBERSHIP_KEY", ""))
 
     async def main() -> int:
         client = _client(kubeconfig, namespace)
