@@ -3,7 +3,7 @@
 One frontend per VIP:port, one backend per listener with the members as servers, health checks
 (TCP connect, or ``option httpchk`` on the healthCheckNodePort), ``loadBalancerSourceRanges`` as
 an ACL that rejects other sources at connection time, and the client address carried with PROXY
-protocol v2 (``send-proxy-v2``) or X-Forwarded-For (``mode http`` + ``option forwardedfor``).
+protocol v2 (``send-proxy-v2``) or X-Forwarded-For (``mode http`` + ``option forwardfor``).
 Members change later through the runtime API (:mod:`.runtime`): :func:`server_args` gives the
 ``add server`` keywords that match what the rendered ``server`` lines say.
 """
@@ -81,7 +81,7 @@ def render(lbs: Iterable[DesiredLB], admin_socket: str, pidfile: str) -> str:
                 out.append(f"    acl allowed src {' '.join(listener.allowed_cidrs)}")
                 out.append("    tcp-request connection reject unless allowed")
             if http:
-                out.append("    option forwardedfor")
+                out.append("    option forwardfor")
                 out.append("    timeout http-request 10s")
             out += [f"    default_backend {name}", "", f"backend {name}", f"    mode {mode}",
                     f"    balance {_BALANCE[listener.algorithm]}",

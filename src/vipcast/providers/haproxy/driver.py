@@ -75,7 +75,7 @@ class HAProxyDriver:
         candidate = self.config.with_suffix(".new")
         candidate.write_text(text)
         proc = await asyncio.create_subprocess_exec(
-            self.haproxy, "-c", "-q", "-f", str(candidate),
+            self.haproxy, "-c", "-f", str(candidate),
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
         out, _ = await proc.communicate()
         if proc.returncode != 0:
@@ -127,10 +127,14 @@ class HAProxyDriver:
 
     async def _reload(self) -> Retry | None:
         old = await self._worker_pid()
-        try:
-            await runtime.command(self.master, "reload", timeout=5.0)
-        except runtime.RuntimeError_ as exc:
-            return Retry(Failure.UNREACHABLE, f"HAProxy master CLI: {exc}", 5.0)
+        for attempt in range(40):  # the master's CLI may answer a moment after the worker
+            try:
+                await runtime.command(self.master, "reload; quit", timeout=5.0)
+                break
+            except runtime.RuntimeError_ as exc:
+                if attempt == 39:
+                    return Retry(Failure.UNREACHABLE, f"HAProxy master CLI: {exc}", 5.0)
+                await asyncio.sleep(0.05)
         self.reloads += 1
         return await self._wait_worker(old)
 

@@ -1,0 +1,122 @@
+"""The HAProxy appliance in network namespaces (real HAProxy 2.6, real kernel): member churn
+under steady load without failed requests or reloads; the client address reaches the backend
+with PROXY v2 and with X-Forwarded-For; source ranges refuse other clients."""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import shutil
+from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from vipcast.core.external import DesiredLB, HealthMonitor, Listener, Member
+from vipcast.lab.appliance import VIP, Appliance, build
+from vipcast.lab.backends import http_load
+from vipcast.lab.netns import Topology
+from vipcast.providers.haproxy import runtime
+from vipcast.providers.haproxy.driver import HAProxyDriver
+from vipcast.providers.port import Applied
+
+pytestmark = [pytest.mark.netns, pytest.mark.skipif(
+    shutil.which("haproxy") is None, reason="needs haproxy (scripts/setup.sh installs it)")]
+
+MONITOR = HealthMonitor("TCP", None, None, 1.0, 1.0, 1, 2)
+
+
+def lb(members: list[Member], *, client: str = "none", ranges: tuple[str, ...] = ()
+       ) -> DesiredLB:
+    listener = Listener("TCP", 80, tuple(sorted(members)), MONITOR, ranges,
+                        client, "ROUND_ROBIN", "default/web")  # type: ignore[arg-type]
+    return DesiredLB("kube_service_lab_default_web", ("default/web",), VIP, (listener,))
+
+
+@pytest.fixture(scope="module")
+def lab(netlab_module: Topology) -> Iterator[Appliance]:
+    yield build(netlab_module, nodes=2, backends_per_node=2)
+
+
+@pytest.fixture
+def driver(lab: Appliance, tmp_path: Path) -> Iterator[HAProxyDriver]:
+    drv = lab.driver(tmp_path / "haproxy")
+    try:
+        yield drv
+    finally:
+        asyncio.run(drv.stop())
+
+
+async def reloads_seen_by_haproxy(drv: HAProxyDriver) -> int:
+    """HAProxy's own count: the master's ``show proc`` lists the current worker's reloads."""
+    for _ in range(40):  # the master's CLI may answer a moment after the first worker
+        try:
+            text = await runtime.command(drv.master, "show proc; quit")
+            break
+        except runtime.RuntimeError_:
+            await asyncio.sleep(0.05)
+    for line in text.splitlines():
+        parts = line.split()
+        if len(parts) >= 3 and parts[1] == "worker":
+            return int(parts[2])
+    raise AssertionError(f"no worker in show proc:\n{text}")
+
+
+def test_twenty_member_changes_under_load_fail_no_request_and_never_reload(
+    lab: Appliance, driver: HAProxyDriver
+) -> None:
+    pool = lab.members
+    start = [pool[0], pool[1]]
+    assert isinstance(asyncio.run(driver.ensure(lb(start))), Applied)
+    base_reloads = asyncio.run(reloads_seen_by_haproxy(driver))
+    url = f"http://{VIP}/"
+    with concurrent.futures.ThreadPoolExecutor(1) as ex:
+        load = ex.submit(http_load, lab.client, url, count=3000, deadline=40.0, timeout=3.0)
+
+        async def churn() -> list[int]:
+            changes = []
+            current, spare = list(start), [m for m in pool if m not in start]
+            for i in range(20):
+                if i % 2 == 0:
+                    current.append(spare.pop(0))  # add one
+                else:
+                    spare.append(current.pop(0))  # drain and delete the oldest
+                outcome = await driver.update_members(lb(current))
+                assert isinstance(outcome, Applied), outcome
+                changes.append(outcome.changes)
+                await asyncio.sleep(0.3)
+            return changes
+
+        changes = asyncio.run(churn())
+        result = load.result()
+    assert all(c >= 1 for c in changes), changes
+    assert result.sent >= 200, result
+    assert result.failed == 0, result.errors
+    assert len(result.backends) == len(pool), result.backends  # every member served at some point
+    assert driver.reloads == 0
+    assert asyncio.run(reloads_seen_by_haproxy(driver)) == base_reloads
+
+
+@pytest.mark.parametrize("mode", ["proxy-v2", "xff"])
+def test_the_client_address_reaches_the_backend(
+    lab: Appliance, driver: HAProxyDriver, mode: str
+) -> None:
+    desired = lb(lab.members[:2], client=mode)
+    assert isinstance(asyncio.run(driver.ensure(desired)), Applied)
+    result = http_load(lab.client, f"http://{VIP}/", count=20, deadline=20.0)
+    assert result.failed == 0, result.errors
+    assert result.clients == ("10.10.0.2",)
+    plain = replace(desired, listeners=(replace(desired.listeners[0], client_address="none"),))
+    assert isinstance(asyncio.run(driver.ensure(plain)), Applied)
+    result = http_load(lab.client, f"http://{VIP}/", count=10, deadline=20.0)
+    assert result.failed == 0 and result.clients == ("10.20.1.1",)  # the appliance's own
+
+
+def test_source_ranges_refuse_other_clients(lab: Appliance, driver: HAProxyDriver) -> None:
+    desired = lb(lab.members[:2], ranges=("10.10.0.0/24",))
+    assert isinstance(asyncio.run(driver.ensure(desired)), Applied)
+    allowed = http_load(lab.client, f"http://{VIP}/", count=10, deadline=20.0)
+    assert allowed.ok == 10, allowed.errors
+    refused = http_load(lab.outsider, f"http://{VIP}/", count=5, deadline=20.0, timeout=2.0)
+    assert refused.ok == 0 and refused.failed == 5, refused
