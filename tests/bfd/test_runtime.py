@@ -12,6 +12,7 @@ from prometheus_client import CollectorRegistry
 
 from vipcast.proto.bfd import Diag, SessionConfig, State, StateChanged
 from vipcast.runtime.bfd import BfdManager
+from vipcast.runtime.clock import ManualClock
 
 FAST = SessionConfig(desired_min_tx_us=100_000, required_min_rx_us=100_000, detect_mult=3)
 
@@ -28,17 +29,36 @@ def mutable_sockets() -> tuple[Callable[[int], socket.socket], list[MutableSocke
     return factory, made
 
 
+async def _advance_until(clock: ManualClock, done: Callable[[], bool], *, limit: float,
+                         step: float = 0.01) -> float:
+    """Advance the manual clock in ``step``s until ``done()``; the clock time that took.
+
+    Fails after ``limit`` seconds of clock time (protocol time, not the machine's: a loaded
+    machine only makes the test slower, never changes what it sees)."""
+    start = clock.now()
+    while not done():
+        assert clock.now() - start < limit, f"not reached within {limit} s of clock time"
+        await clock.advance(step)
+        # the packets sent at this instant cross loopback: let the readers run
+        for _ in range(3):
+            await asyncio.sleep(0.001)
+    return clock.now() - start
+
+
 def test_loopback_up_detect_recover_close(
     loopback_pair: tuple[str, str],
     mutable_sockets: tuple[Callable[[int], socket.socket], list[MutableSocket]],
 ) -> None:
+    """Both sessions run on one ManualClock: the test moves protocol time itself, so the
+    detection bounds below are the protocol's (RFC 5880 6.8.4), exact on any machine."""
     a_addr, b_addr = loopback_pair
     factory, b_sockets = mutable_sockets
 
     async def main() -> None:
+        clock = ManualClock()
         registry = CollectorRegistry()
-        a = BfdManager(registry=registry)
-        b = BfdManager(socket_factory=factory)
+        a = BfdManager(registry=registry, clock=clock)
+        b = BfdManager(socket_factory=factory, clock=clock)
         try:
             ha = a.add_peer(b_addr, a_addr, FAST)
             hb = b.add_peer(a_addr, b_addr, FAST)
@@ -50,31 +70,37 @@ def test_loopback_up_detect_recover_close(
             ha.on_up(ups.append)
             hb.on_down(b_downs.append)
 
-            assert await ha.wait_for(State.UP, 10) and await hb.wait_for(State.UP, 10)
-            await asyncio.sleep(0.5)  # let the Poll Sequence settle the fast timers
+            both_up = lambda: ha.state is State.UP and hb.state is State.UP  # noqa: E731
+            await _advance_until(clock, both_up, limit=10)
+            # let the Poll Sequence settle the fast timers (0.5 s of protocol time)
+            await _advance_until(clock, lambda: ha.status().tx_interval_ms == 100
+                                 and (ha.status().uptime_s or 0) >= 0.5, limit=10)
             st = ha.status()
             assert (st.state, st.remote_state) == ("UP", "UP")
             assert st.tx_interval_ms == 100 and st.detection_time_ms == 300
             assert st.rx_interval_ms == 100 and st.detect_mult == 3
-            assert st.last_diag == "NONE" and st.uptime_s is not None and st.uptime_s >= 0.4
+            assert st.last_diag == "NONE" and st.uptime_s is not None and st.uptime_s >= 0.5
             assert st.packets_received > 3 and st.packets_sent > 3
             assert len(ups) == 1
 
-            # b falls silent: a must notice within its detection time (generous bound)
+            # b falls silent: a goes Down once no packet came for its detection time (300 ms),
+            # counted from b's last packet, sent at most one interval (100 ms) before the mute
             for s in b_sockets:
                 s.muted = True
-            loop = asyncio.get_running_loop()
-            t0 = loop.time()
-            assert await ha.wait_for(State.DOWN, 5)
-            elapsed = loop.time() - t0
-            assert elapsed < 2.0, elapsed
+            muted_at = clock.now()
+            while clock.now() - muted_at < 0.19:
+                await clock.advance(0.01)
+                await asyncio.sleep(0.001)
+                assert ha.state is State.UP, f"down {clock.now() - muted_at:.2f} s after the mute"
+            await _advance_until(clock, lambda: ha.state is State.DOWN, limit=1.0)
+            assert clock.now() - muted_at <= 0.31, clock.now() - muted_at
             assert downs and downs[0].diag is Diag.CONTROL_DETECTION_TIME_EXPIRED
             assert ha.status().local_diag == "CONTROL_DETECTION_TIME_EXPIRED"
             assert ha.status().uptime_s is None
 
             for s in b_sockets:
                 s.muted = False
-            assert await ha.wait_for(State.UP, 10) and await hb.wait_for(State.UP, 10)
+            await _advance_until(clock, both_up, limit=10)
             assert len(ups) == 2
             # Up again: the last failure's diagnostic stays visible, uptime restarts
             back = ha.status()
@@ -86,7 +112,7 @@ def test_loopback_up_detect_recover_close(
             ha.close()
             assert ha.state is State.UP  # still held once
             ha.close()
-            assert await hb.wait_for(State.DOWN, 5)
+            await _advance_until(clock, lambda: hb.state is State.DOWN, limit=5)
             assert hb.session.local_diag is Diag.NEIGHBOR_SIGNALED_SESSION_DOWN
             assert b_downs == []
             assert a.sessions() == []
@@ -99,7 +125,7 @@ def test_loopback_up_detect_recover_close(
             a.close()
             b.close()
 
-    asyncio.run(main())
+    asyncio.run(asyncio.wait_for(main(), 120))
 
 
 def test_add_peer_on_foreign_address_fails_cleanly(loopback_pair: tuple[str, str]) -> None:

@@ -10,6 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from vipcast.runtime.clock import ManualClock
 from vipcast.runtime.health import HealthCheckConfig, HealthChecker, Threshold, parse_health_check
 from vipcast.runtime.probe import AnnouncementGate, http_get, tcp_connect
 
@@ -104,6 +105,67 @@ def test_checker_takes_a_dead_backend_out_and_back() -> None:
             await checker.close()
 
     asyncio.run(main())
+
+
+def test_checker_probes_on_its_clock_and_flips_after_fall_probes() -> None:
+    """On a ManualClock the schedule is exact: one probe at tracking, then one per interval of
+    clock time, none in between however long the machine takes; down after ``fall`` failures,
+    up after ``rise`` successes."""
+
+    async def main() -> None:
+        clock = ManualClock()
+        checker = HealthChecker(HealthCheckConfig(interval=10.0, timeout=2.0, rise=2, fall=3),
+                                clock=clock)
+        server, port = await _serve()
+        server.close()
+        await server.wait_closed()  # nothing listens: every probe is refused
+        flips: list[tuple[float, bool]] = []
+        checker.on_change(lambda: flips.append((clock.now(), checker.is_down("127.0.0.1", port))))
+        results: list[object] = []
+
+        async def probed() -> None:
+            """Wait (real time, generous) until one more probe result is in."""
+            seen = len(results)
+            for _ in range(2000):
+                last = checker.last_result("127.0.0.1", port)
+                if last is not None and (not results or last is not results[-1]):
+                    results.append(last)
+                if len(results) > seen:
+                    return
+                await asyncio.sleep(0.005)
+            pytest.fail("no probe result")
+
+        try:
+            t0 = clock.now()
+            checker.track({("127.0.0.1", port): ("default/web",)})
+            await probed()
+            await asyncio.sleep(0.2)  # real time passes, clock time does not: no second probe
+            assert checker.last_result("127.0.0.1", port) is results[-1]
+            assert not checker.is_down("127.0.0.1", port)
+            await clock.advance(9.9)
+            await asyncio.sleep(0.05)
+            assert checker.last_result("127.0.0.1", port) is results[-1]
+            await clock.advance(0.1)
+            await probed()
+            assert not checker.is_down("127.0.0.1", port)  # 2 failures < fall
+            await clock.advance(10.0)
+            await probed()
+            assert checker.is_down("127.0.0.1", port)
+            assert flips == [(t0 + 20.0, True)]
+            again = await asyncio.start_server(lambda r, w: w.close(), "127.0.0.1", port)
+            async with again:
+                await clock.advance(10.0)
+                await probed()
+                assert checker.is_down("127.0.0.1", port)  # 1 success < rise
+                await clock.advance(10.0)
+                await probed()
+                assert not checker.is_down("127.0.0.1", port)
+            assert flips == [(t0 + 20.0, True), (t0 + 40.0, False)]
+            assert len(results) == 5
+        finally:
+            await checker.close()
+
+    asyncio.run(asyncio.wait_for(main(), 60))
 
 
 def test_per_service_config_and_none() -> None:

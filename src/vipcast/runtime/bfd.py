@@ -49,6 +49,7 @@ from vipcast.proto.bfd import (
 )
 from vipcast.runtime.bfd_handle import BfdHandle, BfdStatus, ChangeCallback, session_config
 from vipcast.runtime.bfd_metrics import BfdMetrics
+from vipcast.runtime.clock import Clock, LoopClock
 from vipcast.spec.objects import BFDProfileSpec
 
 # Linux values; Python's socket module lacks IP_RECVTTL
@@ -92,7 +93,9 @@ class BfdManager:
     ``registry`` receives the metrics (none are kept without one); ``rng`` draws
     discriminators, source ports and jitter; ``socket_factory(family)`` makes every UDP socket
     (tests pass one that creates sockets inside a network namespace). ``port`` and
-    ``multihop_port`` exist for tests; RFC 5881/5883 fix them at 3784 and 4784.
+    ``multihop_port`` exist for tests; RFC 5881/5883 fix them at 3784 and 4784. ``clock``
+    drives every session timer (default: the running loop's; tests hand a
+    :class:`~vipcast.runtime.clock.ManualClock` to move time themselves).
     """
 
     def __init__(
@@ -103,7 +106,9 @@ class BfdManager:
         socket_factory: SocketFactory = _plain_socket,
         port: int = SINGLE_HOP_PORT,
         multihop_port: int = MULTIHOP_PORT,
+        clock: Clock | None = None,
     ) -> None:
+        self._clock: Clock = clock if clock is not None else LoopClock()
         self._rng = rng if rng is not None else random.Random()
         self._metrics = BfdMetrics(registry) if registry is not None else None
         self._socket = socket_factory
@@ -116,7 +121,7 @@ class BfdManager:
     # ------------------------------------------------------------------ public
 
     def now(self) -> float:
-        return self._running_loop().time()
+        return self._clock.now()
 
     def add_peer(
         self,
@@ -139,7 +144,6 @@ class BfdManager:
         if existing is not None:
             existing.users += 1
             return existing
-        loop = self._running_loop()
         family = socket.AF_INET6 if ":" in peer else socket.AF_INET
         if _link_local(peer) and not interface:
             raise ValueError(f"link-local peer {peer} needs an interface")
@@ -165,12 +169,12 @@ class BfdManager:
             tx=tx,
             listener_key=listener_key,
             dest=dest,
-            since=loop.time(),
+            since=self.now(),
         )
         self._by_discr[discr] = handle
         self._by_peer[key] = handle
         self._gauge(handle)
-        handle.session.start(loop.time())
+        handle.session.start(self.now())
         self.pump(handle)
         return handle
 
@@ -273,7 +277,7 @@ class BfdManager:
             timer.cancel()
             handle._timer = None
         if deadline is not None:
-            handle._timer = self._running_loop().call_at(deadline, self._fire, handle, deadline)
+            handle._timer = self._clock.call_at(deadline, lambda: self._fire(handle, deadline))
 
     def _fire(self, handle: BfdHandle, deadline: float) -> None:
         handle._timer = None

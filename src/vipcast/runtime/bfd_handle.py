@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from vipcast.core.ports import Timer
 from vipcast.proto.bfd import Session, SessionConfig, State, StateChanged
 from vipcast.spec.objects import BFDProfileSpec
 
@@ -61,7 +62,7 @@ class BfdStatus:
     detection_time_ms: float
     remote_min_rx_ms: float
     remote_detect_mult: int
-    #: loop time of the last state change
+    #: clock time (the manager's clock) of the last state change
     since: float
     packets_sent: int
     packets_received: int
@@ -97,7 +98,7 @@ class BfdHandle:
     #: the diagnostic of the last state change that carried one
     last_diag: str = "NONE"
     closed: bool = False
-    _timer: asyncio.TimerHandle | None = field(default=None, repr=False)
+    _timer: Timer | None = field(default=None, repr=False)
     _on_change: list[ChangeCallback] = field(default_factory=list, repr=False)
     _on_down: list[ChangeCallback] = field(default_factory=list, repr=False)
     _on_up: list[ChangeCallback] = field(default_factory=list, repr=False)

@@ -23,6 +23,7 @@ import logging
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
+from vipcast.runtime.clock import Clock, LoopClock
 from vipcast.runtime.probe import ProbeResult, SocketFactory, http_get, tcp_connect
 from vipcast.spec.health import CheckKind, HealthCheckConfig, parse_health_check
 
@@ -85,6 +86,8 @@ class HealthChecker:
     max_rate: float = MAX_PROBE_RATE
     #: every interval is multiplied by this (see :func:`rate_scale`)
     scale: float = 1.0
+    #: the probe schedule's clock (tests hand a ManualClock instead of sleeping)
+    clock: Clock = field(default_factory=LoopClock)
     _configs: dict[str, HealthCheckConfig] = field(default_factory=dict)
     _targets: dict[BackendKey, _Target] = field(default_factory=dict)
     _listeners: list[Callable[[], None]] = field(default_factory=list)
@@ -179,4 +182,4 @@ class HealthChecker:
                 log.info("backend %s:%s is %s (%s)", ip, port, state, result.error or "ok")
                 for listener in list(self._listeners):
                     listener()
-            await asyncio.sleep(cfg.interval * self.scale)
+            await self.clock.sleep(cfg.interval * self.scale)
