@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import typer
 
-from vipcast.cli import agent_cmds, config_cmds, dataplane_cmds, kube_cmds, lab_cmds
+from vipcast.cli import (
+    agent_cmds,
+    config_cmds,
+    dataplane_cmds,
+    kube_cmds,
+    lab_cmds,
+    provider_cmds,
+)
 
 app = typer.Typer(
     name="vipcast",
@@ -13,7 +20,7 @@ app = typer.Typer(
     add_completion=False,
 )
 
-for module in (config_cmds, agent_cmds, dataplane_cmds, lab_cmds, kube_cmds):
+for module in (config_cmds, agent_cmds, dataplane_cmds, lab_cmds, kube_cmds, provider_cmds):
     module.register(app)
 
 

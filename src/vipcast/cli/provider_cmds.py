@@ -1,0 +1,64 @@
+"""``vipcast providers sync``: drive the external load balancers of a file set once."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from vipcast.spec import SpecError, load_paths
+
+
+def register(app: typer.Typer) -> None:
+    providers = typer.Typer(help="External load balancers (LoadBalancerProvider).",
+                            no_args_is_help=True)
+
+    @providers.command("sync")
+    def sync(
+        config: Annotated[list[Path], typer.Argument(help="object files or directories")],
+        as_json: Annotated[bool, typer.Option("--json")] = False,
+    ) -> None:
+        """Ensure every provider's load balancers match the Services; delete the unwanted."""
+        from vipcast.app.providers import sync_providers
+
+        try:
+            spec = load_paths(config)
+        except SpecError as exc:
+            for issue in exc.issues:
+                typer.echo(str(issue), err=True)
+            raise typer.Exit(2) from None
+        reports = asyncio.run(sync_providers(spec))
+        failed = False
+        out = []
+        for r in reports:
+            failed |= bool(r.retries)
+            out.append({
+                "provider": r.provider,
+                "applied": [{"name": a.name, "vip": a.vip, "changes": a.changes,
+                             "ipMode": a.ip_mode} for a in r.applied],
+                "deleted": [a.name for a in r.deleted],
+                "refused": [{"service": x.service, "reason": str(x.why), "message": x.message}
+                            for x in r.refused],
+                "retry": [{"name": n, "failure": str(x.failure), "message": x.message,
+                           "retryAfter": x.retry_after} for n, x in r.retries],
+            })
+        if as_json:
+            typer.echo(json.dumps(out, indent=1))
+        else:
+            for rep in reports:
+                typer.echo(f"provider {rep.provider}:")
+                for a in rep.applied:
+                    typer.echo(f"  ensured {a.name} vip={a.vip} changes={a.changes}")
+                for d in rep.deleted:
+                    typer.echo(f"  deleted {d.name}")
+                for x in rep.refused:
+                    typer.echo(f"  refused {x.service}: {x.why}: {x.message}")
+                for name, retry in rep.retries:
+                    typer.echo(f"  retry {name} in {retry.retry_after:.0f}s: {retry.failure}: "
+                               f"{retry.message}")
+        raise typer.Exit(1 if failed else 0)
+
+    app.add_typer(providers, name="providers")
