@@ -370,3 +370,14 @@ def test_parse_address_agrees_with_ipaddress(text: str) -> None:
 def test_ip_text_roundtrip(n: int) -> None:
     version, value = (4, n) if n >= 0 else (6, -n - 1)
     assert parse_address(ip_text(version, value)) == (version, value)
+
+
+def test_require_dual_stack_partial_adds_only_from_its_pool() -> None:
+    """Holding an IPv4 of a pool without IPv6, a RequireDualStack service does not take the
+    IPv6 from another pool (one pool per service): it stays partially assigned."""
+    pools = [pool("v4", "192.0.2.0/30"), pool("ds", "198.51.100.0/30", "2001:db8::/64")]
+    service = svc("x", ip_families=(4, 6), ip_family_policy="RequireDualStack")
+    r = allocate(pools, [service], {"default/x": ("192.0.2.1",)})
+    x = r.assignments["default/x"]
+    assert x.ips == ("192.0.2.1",) and x.reason is Reason.PARTIAL
+    assert "one pool per service" in x.message

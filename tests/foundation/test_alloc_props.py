@@ -187,6 +187,21 @@ class AllocatorMachine(RuleBasedStateMachine):
             for ip in a.ips:
                 assert self.usable(service, ip), (key, ip)
 
+    @invariant()
+    def one_pool_per_service(self) -> None:
+        """Every address of a service lies in the one pool its assignment names."""
+        by_name = {p.name: p for p in self.pools}
+        for key, a in self.result.assignments.items():
+            if not a.ips:
+                continue
+            assert a.pool in by_name, (key, a)
+            ranges = by_name[a.pool].ranges
+            for ip in a.ips:
+                addr = ipaddress.ip_address(ip)
+                assert any(
+                    r.version == addr.version and r.first <= int(addr) <= r.last for r in ranges
+                ), (key, ip, a.pool)
+
 
 TestAllocator = AllocatorMachine.TestCase
 TestAllocator.settings = settings(stateful_step_count=25, deadline=None)

@@ -10,12 +10,16 @@ Order of work, which is what makes it stable:
 
 Nothing kept in step 2 is ever moved by steps 3-4, so adding or removing other services never
 moves an assignment, and feeding the result back in as ``current`` reproduces it.
+
+One rule holds in steps 2, 3 and 4 alike (:data:`ONE_POOL`): all addresses of a service come
+from one pool — kept, requested or fresh. The rules are named in the reasons and described in
+docs/allocation.md under the same names.
 """
 
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from itertools import islice
 
@@ -26,8 +30,22 @@ from vipcast.alloc.model import (
     Reason,
     ServiceInput,
 )
-from vipcast.alloc.pools import PoolIndex, ip_text, is_buggy, parse_address, pool_rank, serves
+from vipcast.alloc.pools import (
+    PoolIndex,
+    ip_text,
+    is_buggy,
+    parse_address,
+    pool_rank,
+    rank_note,
+    serves,
+)
 from vipcast.alloc.sharing import first_conflict
+
+#: the rules named in reasons (docs/allocation.md has a section for each)
+ONE_POOL = "rule: one pool per service"
+FAMILIES = "rule: families from ipFamilies"
+ONE_REQUEST = "rule: one way to request"
+OUTSIDE = "outside every pool"
 
 Addr = tuple[int, int]  # (version, value)
 #: services that may share among themselves, ports permitting: key, policy, Local selector
@@ -42,11 +60,21 @@ def _group(service: ServiceInput) -> _Group:
 
 
 def wanted_families(service: ServiceInput) -> tuple[int, ...]:
-    """Families the service should get, in its preference order."""
-    fams = tuple(dict.fromkeys(f for f in service.ip_families if f in (4, 6))) or (4,)
+    """Families the service should get, in its preference order (rule: families from
+    ipFamilies).
+
+    ``ipFamilies`` as the API server settled it decides, as in MetalLB: PreferDualStack with one
+    listed family is that family only (the cluster gave the Service one family). Two cases have
+    no settled list to follow: an empty ``ipFamilies`` (standalone files, no API server) is
+    IPv4, or IPv4 then IPv6 under a dual-stack policy; RequireDualStack with one listed family
+    (which an API server never stores) wants both, the listed one first.
+    """
+    fams = tuple(dict.fromkeys(f for f in service.ip_families if f in (4, 6)))
     if service.ip_family_policy == "SingleStack":
-        return fams[:1]
-    if len(fams) == 1:
+        return fams[:1] or (4,)
+    if not fams:
+        return (4, 6)
+    if len(fams) == 1 and service.ip_family_policy == "RequireDualStack":
         return (fams[0], 10 - fams[0])
     return fams
 
@@ -66,6 +94,8 @@ class _Work:
     held: dict[int, tuple[int, str]] = field(default_factory=dict)  # version -> (value, pool)
     new: set[int] = field(default_factory=set)  # versions obtained in this run
     invalidated: list[tuple[str, str]] = field(default_factory=list)
+    #: which rule chose the fresh addresses (for the reason)
+    note: str = ""
 
 
 class _Run:
@@ -79,6 +109,8 @@ class _Run:
         self.port_users: dict[tuple[_Group, tuple[int, str]], set[Addr]] = {}
         self._share_cursor: dict[tuple[_Group, int, tuple[tuple[int, str], ...]], int] = {}
         self._candidates: dict[object, list[PoolInput]] = {}
+        self._tiers: dict[object, list[tuple[object, list[PoolInput]]]] = {}
+        self._notes: dict[tuple[object, ...], str] = {}
         # per (candidate list, families): pools before this index cannot give those families to
         # a service without a sharing key (they lack a family or are full; pools only fill up
         # during step 4, and give_back, which runs before it, clears these)
@@ -90,9 +122,7 @@ class _Run:
             if holders:
                 for name in self.index.pools_of(*addr)[:1]:
                     used[name].add(addr)
-        return {
-            p.name: (len(used[p.name]), sum(r.size for r in p.ranges)) for p in self.index.ranked
-        }
+        return {p.name: (len(used[p.name]), p.capacity) for p in self.index.ranked}
 
     # ------------------------------------------------------------ holding
 
@@ -132,15 +162,32 @@ class _Run:
         return None
 
     def placement(
-        self, service: ServiceInput, addr: Addr, *, keeping: bool = False
+        self, service: ServiceInput, addrs: list[Addr], *, held: Collection[Addr] = ()
     ) -> tuple[str | None, str]:
-        """(pool, '') where ``service`` may hold ``addr``, or (None, why not)."""
-        names = self.index.pools_of(*addr)
+        """(pool, '') where ``service`` may hold all of ``addrs``, or (None, why not).
+
+        All of them from one pool (rule: one pool per service), the best-ranked pool that
+        contains every address and lets the service hold each; for the addresses in ``held``
+        (already the service's) serviceAllocation is not checked again.
+        """
+        names: list[str] | None = None
+        for addr in addrs:
+            found = self.index.pools_of(*addr)
+            if not found:
+                return None, OUTSIDE if len(addrs) == 1 else f"{ip_text(*addr)} is {OUTSIDE}"
+            names = found if names is None else [n for n in names if n in found]
         if not names:
-            return None, "outside every pool"
+            texts = " and ".join(ip_text(*a) for a in addrs)
+            return None, f"no single pool holds {texts} ({ONE_POOL})"
         why = ""
         for pool in sorted((self.index.by_name[n] for n in names), key=pool_rank):
-            problem = self.pool_problem(service, pool, addr, keeping=keeping)
+            problem = next(
+                (
+                    p for a in addrs
+                    if (p := self.pool_problem(service, pool, a, keeping=a in held))
+                ),
+                None,
+            )
             if problem is None:
                 return pool.name, ""
             why = why or problem
@@ -160,12 +207,16 @@ class _Run:
                 requested.add(ip_text(*parse_address(text)))
             except ValueError:
                 requested.add(text)  # refused with the reason in step 3
+        parsed: list[Addr] = []
         for text in work.previous:
             try:
-                addr = parse_address(text)
+                parsed.append(parse_address(text))
             except ValueError:
                 work.invalidated.append((text, "not an IP address"))
-                continue
+        # the preferred family first: it is the one kept when the two are in different pools
+        if len(parsed) > 1:
+            parsed.sort(key=lambda a: families.index(a[0]) if a[0] in families else 9)
+        for addr in parsed:
             version = addr[0]
             if version not in families:
                 why = f"the service no longer wants {family_name(version)}"
@@ -174,13 +225,35 @@ class _Run:
             elif requested and ip_text(*addr) not in requested:
                 why = "not the requested address"
             else:
-                pool, why = self.placement(service, addr, keeping=True)
+                pool, why = self.placement(service, [addr], held=[addr])
+                if pool is not None and work.held:
+                    pool, why = self.join(work, addr)
                 if pool is not None:
                     why = self.conflict(service, addr) or ""
                     if not why:
                         self.hold(work, addr, pool, new=False)
                         continue
             work.invalidated.append((ip_text(*addr), why))
+
+    def join(self, work: _Work, addr: Addr) -> tuple[str | None, str]:
+        """(pool, '') when ``addr`` may be kept with the addresses ``work`` holds: in their
+        pool (rule: one pool per service); else (None, why not)."""
+        other = next(iter(work.held.values()))[1]
+        if other in self.index.pools_of(*addr) and self.pool_problem(
+            work.service, self.index.by_name[other], addr, keeping=True
+        ) is None:
+            return other, ""
+        both = [*self.held_addrs(work), addr]
+        pool, _why = self.placement(work.service, both, held=both)
+        if pool is None:
+            return None, f"not in pool {other} of the service's other address ({ONE_POOL})"
+        for version, (value, _old) in list(work.held.items()):
+            work.held[version] = (value, pool)
+        return pool, ""
+
+    @staticmethod
+    def held_addrs(work: _Work) -> list[Addr]:
+        return [(v, value) for v, (value, _pool) in work.held.items()]
 
     # ------------------------------------------------------------ step 3: requests
 
@@ -205,30 +278,36 @@ class _Run:
                 )
         if service.ip_family_policy == "RequireDualStack" and len(addrs) < 2:
             return Reason.REQUEST_INVALID, "RequireDualStack needs one requested IP per family"
-        grants: list[tuple[Addr, str]] = []
+        held = self.held_addrs(work)
+        for addr in addrs.values():
+            pool, why = self.placement(service, [addr], held=held)
+            if pool is None:
+                reason = Reason.REQUESTED_OUTSIDE if why == OUTSIDE else Reason.REQUESTED_REFUSED
+                return reason, f"requested {ip_text(*addr)}: {why}"
+        # every requested address from one pool, the same rule as for fresh addresses
+        pool, why = self.placement(service, list(addrs.values()), held=held)
+        if pool is None:
+            return Reason.REQUESTED_REFUSED, f"requested {why}"
+        for version, addr in addrs.items():
+            if version not in work.held and (conflict := self.conflict(service, addr)):
+                return Reason.REQUESTED_TAKEN, f"requested {ip_text(*addr)}: {conflict}"
         for version, addr in addrs.items():
             if version in work.held:
-                continue
-            text = ip_text(*addr)
-            pool, why = self.placement(service, addr)
-            if pool is None:
-                reason = Reason.REQUESTED_OUTSIDE if why == "outside every pool" else (
-                    Reason.REQUESTED_REFUSED
-                )
-                return reason, f"requested {text}: {why}"
-            if conflict := self.conflict(service, addr):
-                return Reason.REQUESTED_TAKEN, f"requested {text}: {conflict}"
-            grants.append((addr, pool))
-        for addr, pool in grants:
-            self.hold(work, addr, pool, new=True)
+                work.held[version] = (addr[1], pool)
+            else:
+                self.hold(work, addr, pool, new=True)
         return None
 
     # ------------------------------------------------------------ step 4: fresh addresses
 
     def candidates(
-        self, service: ServiceInput, prefer: str | None
+        self, service: ServiceInput, held_pool: str | None
     ) -> tuple[object, list[PoolInput]]:
-        """(a key naming this candidate list within the run, the eligible pools by rank)."""
+        """(a key naming this candidate list within the run, the eligible pools by rank).
+
+        A service that already holds an address may only add from that address's pool
+        (rule: one pool per service).
+        """
         cache_key = (
             service.namespace,
             tuple(sorted(service.labels.items())),
@@ -243,10 +322,21 @@ class _Run:
             else:
                 pools = [p for p in self.index.ranked if p.auto_assign and serves(p, service)]
             self._candidates[cache_key] = pools
-        if prefer is not None and pools and pools[0].name != prefer:
-            pools = sorted(pools, key=lambda p: p.name != prefer)  # stable: held pool first
-            return (cache_key, prefer), pools
+        if held_pool is not None:
+            return (cache_key, held_pool), [p for p in pools if p.name == held_pool]
         return cache_key, pools
+
+    def tiers(
+        self, slot: object, pools: list[PoolInput]
+    ) -> list[tuple[object, list[PoolInput]]]:
+        """The candidates cut into MetalLB's two tiers (ranking puts pinned pools first)."""
+        cut = self._tiers.get(slot)
+        if cut is None:
+            pinned = sum(1 for p in pools if p.is_pinned)
+            cut = self._tiers[slot] = [
+                (("pinned", slot), pools[:pinned]), (("general", slot), pools[pinned:])
+            ]
+        return cut
 
     def first_open(self, slot: object, pools: list[PoolInput], versions: tuple[int, ...]) -> int:
         """Index of the first pool of ``pools`` that may still give every one of ``versions``.
@@ -363,54 +453,137 @@ class _Run:
             del self.holders[addr]
             self.index.release(version, value)
 
+    def search(
+        self,
+        work: _Work,
+        slot: object,
+        pools: list[PoolInput],
+        versions: tuple[int, ...],
+        shareable: _Shareable,
+    ) -> PoolInput | None:
+        """Take one address per version from the first pool of ``pools`` that has them all;
+        that pool, or None."""
+        # without a sharing key, pools that cannot give the families are skipped for good
+        exclusive = work.service.sharing_key is None
+        start = self.first_open(slot, pools, versions) if exclusive else 0
+        need = set(versions)
+        for pool in islice(pools, start, None):
+            if not need <= pool.families:
+                continue
+            if not exclusive and self.hopeless(work, pool, list(versions), shareable):
+                continue
+            if self.obtain(work, pool, list(versions), shareable):
+                return pool
+        return None
+
     def fresh(self, work: _Work) -> tuple[Reason, str] | None:
-        """Fill the missing families; None when the service got what it needs."""
+        """Fill the missing families; None when the service got what it needs.
+
+        MetalLB's order: pools with a serviceAllocation first, then the others (two tiers, each
+        by rank). Within a tier, the first pool that gives every missing family; failing that, a
+        PreferDualStack service takes its first family (else its second) from the first pool
+        that has it. All from one pool (rule: one pool per service).
+        """
         service = work.service
         families = work.families
-        missing = [f for f in families if f not in work.held]
+        missing = tuple(f for f in families if f not in work.held)
         if not missing:
             return None
         held_pool = next(iter(work.held.values()))[1] if work.held else None
         slot, pools = self.candidates(service, held_pool)
         if not pools:
+            if held_pool is not None:
+                wanted = " and ".join(family_name(f) for f in missing)
+                if service.ip_family_policy == "RequireDualStack":
+                    return Reason.NO_POOL, (
+                        f"pool {held_pool} of its address cannot give {wanted} "
+                        f"({ONE_POOL})"
+                    )
+                work.note = (f"no {wanted}: pool {held_pool} of its other address does not "
+                             f"give it {wanted} ({ONE_POOL})")
+                return None
             if service.requested_pool is not None:
                 if service.requested_pool not in self.index.by_name:
                     return Reason.POOL_UNKNOWN, f"pool {service.requested_pool} does not exist"
                 return Reason.NO_POOL, f"pool {service.requested_pool} does not serve this service"
             return Reason.NO_POOL, "no pool with autoAssign serves this service"
-        # without a sharing key, pools that cannot give the families are skipped for good
-        exclusive = service.sharing_key is None
-        # one pool for every missing family (dual stack from one pool, like MetalLB)
-        need = set(missing)
-        start = self.first_open(slot, pools, tuple(missing)) if exclusive else 0
+        attempts = [missing]
+        if len(missing) > 1 and service.ip_family_policy != "RequireDualStack":
+            attempts += [(f,) for f in missing]
+        tiers = self.tiers(slot, pools)
         shareable: _Shareable = {}
-        for pool in islice(pools, start, None):
-            if not need <= pool.families:
+        for tier_slot, tier in tiers:
+            if not tier:
                 continue
-            if not exclusive and self.hopeless(work, pool, missing, shareable):
-                continue
-            if self.obtain(work, pool, missing, shareable):
+            for versions in attempts:
+                pool = self.search(work, tier_slot, tier, versions, shareable)
+                if pool is None:
+                    continue
+                work.note = self.choice_note(work, pool, versions, missing, held_pool)
                 return None
-        if service.ip_family_policy != "RequireDualStack":
-            if len(missing) > 1:
-                for f in missing:
-                    start = self.first_open(slot, pools, (f,)) if exclusive else 0
-                    for pool in islice(pools, start, None):
-                        if f not in pool.families:
-                            continue
-                        if not exclusive and self.hopeless(work, pool, [f], shareable):
-                            continue
-                        if self.obtain(work, pool, [f], shareable):
-                            break
-            if work.held:  # PreferDualStack: one family is enough
-                return None
+        if work.held and service.ip_family_policy != "RequireDualStack":
+            return None  # PreferDualStack holding one family: that is enough
         names = ", ".join(p.name for p in pools)
         wanted = " and ".join(family_name(f) for f in missing)
+        if held_pool is not None:
+            if not set(missing) <= pools[0].families:
+                return Reason.NO_POOL, (
+                    f"pool {held_pool} of its other address has no {wanted} ({ONE_POOL})"
+                )
+            return Reason.POOL_EXHAUSTED, (
+                f"no free {wanted} address in pool {held_pool} of its other address ({ONE_POOL})"
+            )
         if not any(set(missing) <= p.families for p in pools) and len(missing) > 1:
-            return Reason.NO_POOL, f"no eligible pool ({names}) has both {wanted}"
+            return Reason.NO_POOL, f"no eligible pool ({names}) has both {wanted} ({ONE_POOL})"
         if not any(f in p.families for p in pools for f in missing):
             return Reason.NO_POOL, f"no eligible pool ({names}) has {wanted} addresses"
         return Reason.POOL_EXHAUSTED, f"no free {wanted} address in {names}"
+
+    def choice_note(
+        self,
+        work: _Work,
+        pool: PoolInput,
+        versions: tuple[int, ...],
+        missing: tuple[int, ...],
+        held_pool: str | None,
+    ) -> str:
+        """Which rule chose ``pool`` for ``versions`` (for the reason); one text per case."""
+        service = work.service
+        one_family = (service.ip_family_policy == "PreferDualStack"
+                      and len(set(service.ip_families) & {4, 6}) == 1)
+        key = (pool.name, versions, missing, held_pool, one_family and work.families[0])
+        note = self._notes.get(key)
+        if note is None:
+            note = self._notes[key] = _choice_note(
+                pool, versions, missing, held_pool, work.families[0] if one_family else None
+            )
+        return note
+
+
+def _choice_note(
+    pool: PoolInput,
+    versions: tuple[int, ...],
+    missing: tuple[int, ...],
+    held_pool: str | None,
+    one_family: int | None,
+) -> str:
+    """The text of :meth:`_Run.choice_note`."""
+    got = " and ".join(family_name(f) for f in versions)
+    if held_pool is not None:
+        return f"{got} added from pool {held_pool}, the pool of its other address ({ONE_POOL})"
+    tier = "first tier: pools with a serviceAllocation" if pool.is_pinned else (
+        "second tier: pools without a serviceAllocation"
+    )
+    note = f"{tier}, rank: {rank_note(pool)}"
+    if len(versions) > 1:
+        note += f"; {got} from one pool ({ONE_POOL})"
+    elif len(missing) > 1:
+        note += (f"; {got} only: no eligible pool of this tier has both "
+                 f"{' and '.join(family_name(f) for f in missing)} free ({ONE_POOL})")
+    if one_family is not None:
+        note += (f"; PreferDualStack with ipFamilies [{family_name(one_family)}] "
+                 f"gets that family only ({FAMILIES})")
+    return note
 
 
 def _is_ours(service: ServiceInput, load_balancer_class: str | None) -> tuple[Reason, str] | None:
@@ -438,11 +611,14 @@ def _outcome(work: _Work, failure: tuple[Reason, str] | None) -> Assignment:
     elif not work.new:
         reason, message = Reason.KEPT, "unchanged"
     elif service.requested_ips:
-        reason, message = Reason.REQUESTED, "requested address granted"
+        reason, message = Reason.REQUESTED, f"requested address granted from pool {pool}"
     elif lost:
         reason, message = Reason.MOVED, "; ".join(f"{ip}: {why}" for ip, why in lost)
+        message += f"; now from pool {pool}"
     else:
         reason, message = Reason.ASSIGNED, f"from pool {pool}"
+    if work.note and reason in (Reason.ASSIGNED, Reason.MOVED, Reason.KEPT):
+        message += f" ({work.note})"
     if lost and reason is not Reason.MOVED:
         message += " (released " + "; ".join(f"{ip}: {why}" for ip, why in lost) + ")"
     missing = [f for f in order if f not in work.held]
@@ -485,7 +661,12 @@ def allocate(
         run.keep(work)
     failures: dict[str, tuple[Reason, str] | None] = {}
     for work in works:
-        if work.service.requested_ips:
+        if work.service.request_problem:
+            # refused whole, as MetalLB; what it holds stays until the request is readable
+            failures[work.service.key] = (
+                Reason.REQUEST_INVALID, f"{work.service.request_problem} ({ONE_REQUEST})"
+            )
+        elif work.service.requested_ips:
             failures[work.service.key] = run.request(work)
             if failures[work.service.key] is not None:
                 for version in list(work.held):

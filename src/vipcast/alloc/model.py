@@ -72,15 +72,53 @@ class PoolInput:
     auto_assign: bool = True
     #: skip x.x.x.0 and x.x.x.255 (IPv4 only), which some old clients mishandle
     avoid_buggy_ips: bool = False
-    #: lower number = tried first; None = after every pool with a priority
+    #: lower number = tried first; None or 0 = unset, after every pool with a priority (as
+    #: MetalLB, where 0 is the unset value)
     priority: int | None = None
     namespaces: tuple[str, ...] = ()
     namespace_selectors: tuple[Selector, ...] = ()
     service_selectors: tuple[Selector, ...] = ()
+    #: the pool has a ``serviceAllocation`` (even one that restricts nothing): such pools are
+    #: tried before pools without one, as MetalLB tries its "pinned" pools first
+    pinned: bool = False
 
     @cached_property
     def families(self) -> frozenset[int]:
         return frozenset(r.version for r in self.ranges)
+
+    @property
+    def rank_priority(self) -> int | None:
+        """The priority that ranks the pool: None when unset or 0."""
+        return self.priority or None
+
+    @property
+    def is_pinned(self) -> bool:
+        """Tried in the first tier: it has a serviceAllocation, a priority or a restriction."""
+        return bool(
+            self.pinned or self.rank_priority is not None or self.namespaces
+            or self.namespace_selectors or self.service_selectors
+        )
+
+    @cached_property
+    def capacity(self) -> int:
+        """Addresses the pool can hand out: ``avoidBuggyIPs`` leaves out .0 and .255."""
+        return self.capacity_of(4) + self.capacity_of(6)
+
+    def capacity_of(self, version: int) -> int:
+        """Addresses of one family the pool can hand out."""
+        total = 0
+        for r in self.ranges:
+            if r.version != version:
+                continue
+            total += r.size
+            if self.avoid_buggy_ips and version == 4:
+                total -= _multiples(r.first, r.last, 0) + _multiples(r.first, r.last, 255)
+        return total
+
+
+def _multiples(first: int, last: int, low: int) -> int:
+    """How many values in [first, last] end in the byte ``low``."""
+    return (last - low) // 256 - (first - 1 - low) // 256
 
 
 @dataclass(frozen=True)
@@ -93,11 +131,15 @@ class ServiceInput:
     load_balancer_class: str | None = None
     labels: Mapping[str, str] = field(default_factory=dict)
     namespace_labels: Mapping[str, str] = field(default_factory=dict)
-    #: spec.loadBalancerIP and the IPs annotation, at most one per family
+    #: spec.loadBalancerIP or the IPs annotation, at most one per family
     requested_ips: tuple[str, ...] = ()
+    #: why the request cannot be read (both spec.loadBalancerIP and the annotation set): the
+    #: Service gets no new address and keeps what it holds
+    request_problem: str | None = None
     #: the pool annotation
     requested_pool: str | None = None
-    #: address families in preference order (4 and/or 6); empty means (4,)
+    #: address families in preference order (4 and/or 6), as the API server settled them;
+    #: empty (standalone files): IPv4, or IPv4 then IPv6 for the dual-stack policies
     ip_families: tuple[int, ...] = (4,)
     ip_family_policy: FamilyPolicy = "SingleStack"
     sharing_key: str | None = None

@@ -96,15 +96,28 @@ def parse_address(text: str) -> tuple[int, int]:
     return 4, int(ipaddress.IPv4Address(text))
 
 
-def pool_rank(pool: PoolInput) -> tuple[bool, int, bool, bool, str]:
-    """Sort key: priority (lower first, unset last), then the more specific selectors, then name."""
+def pool_rank(pool: PoolInput) -> tuple[bool, bool, int, bool, bool, str]:
+    """Sort key, MetalLB's order made total: pools with a serviceAllocation first, by priority
+    (lower first; unset or 0 last), then the more specific selectors, then pools without a
+    serviceAllocation; ties by name."""
+    priority = pool.rank_priority
     return (
-        pool.priority is None,
-        pool.priority or 0,
+        not pool.is_pinned,
+        priority is None,
+        priority or 0,
         not pool.service_selectors,
         not (pool.namespaces or pool.namespace_selectors),
         pool.name,
     )
+
+
+def rank_note(pool: PoolInput) -> str:
+    """How ``pool`` ranks, in words (for reasons)."""
+    if pool.rank_priority is not None:
+        return f"priority {pool.rank_priority}"
+    if pool.is_pinned:
+        return "serviceAllocation, no priority (0 counts as unset)"
+    return "no serviceAllocation"
 
 
 def serves(pool: PoolInput, service: ServiceInput) -> bool:

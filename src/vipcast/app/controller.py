@@ -18,12 +18,16 @@ import contextlib
 import logging
 import socket
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 
 import httpx2 as httpx
+from prometheus_client.registry import CollectorRegistry
 
 from vipcast.alloc import AllocationResult, Assignment, Reason
 from vipcast.core.allocation import allocate_spec
+from vipcast.obs.pool_metrics import register_pool_metrics
+from vipcast.obs.status_server import StatusServer
 from vipcast.sources.kube.announcements import fold_reports
 from vipcast.sources.kube.client import ApiError, AsyncClient
 from vipcast.sources.kube.conditions import (
@@ -92,7 +96,8 @@ class RoundReport:
 
 class Controller:
     def __init__(self, client: AsyncClient, config: ControllerConfig | None = None,
-                 kinds: tuple[Watched, ...] | None = None) -> None:
+                 kinds: tuple[Watched, ...] | None = None,
+                 registry: CollectorRegistry | None = None) -> None:
         self.client = client
         self.config = config or ControllerConfig()
         if kinds is None:
@@ -114,6 +119,10 @@ class Controller:
         self.reported_issues: set[str] = set()
         #: the PasswordResolved condition last written per BGPPeer (status, reason, message)
         self.peer_conditions: dict[str, tuple[str, str, str]] = {}
+        #: per pool (in use, capacity) of the last allocation this leader made; empty otherwise
+        self.pool_usage: Mapping[str, tuple[int, int]] = {}
+        if registry is not None:
+            register_pool_metrics(registry, lambda: self.pool_usage)
 
     @property
     def synced(self) -> bool:
@@ -156,6 +165,7 @@ class Controller:
         report = RoundReport(leader=self.elector.is_leader)
         if not report.leader:
             self.memory.clear()  # a future leader term starts again from Service status
+            self.pool_usage = {}
             self.last_report = report
             return report
         objects = snapshots(self.reflectors)
@@ -182,6 +192,7 @@ class Controller:
             if s.spec.type != "LoadBalancer" or claims(s.spec.load_balancer_class, cls)))
         result = allocate_spec(mine, self.memory, load_balancer_class=cls)
         report.result = result
+        self.pool_usage = result.pool_usage
         services = {f"{(s.get('metadata') or {}).get('namespace')}/"
                     f"{(s.get('metadata') or {}).get('name')}": s
                     for s in objects.get("Service", [])}
@@ -318,6 +329,26 @@ def _generation(svc: dict[str, object]) -> int | None:
     return gen if isinstance(gen, int) else None
 
 
-async def run_controller(client: AsyncClient, config: ControllerConfig | None = None) -> None:
-    """Composition root used by ``vipcast controller``."""
-    await Controller(client, config).run()
+async def run_controller(
+    client: AsyncClient,
+    config: ControllerConfig | None = None,
+    metrics: tuple[str, int] | None = None,
+) -> None:
+    """Composition root used by ``vipcast controller``; with ``metrics``, serves /metrics
+    (pool capacity and use) and /status on that address."""
+    registry = CollectorRegistry()
+    controller = Controller(client, config, registry=registry)
+    if metrics is None:
+        await controller.run()
+        return
+    server = StatusServer(registry, lambda: {
+        "leader": controller.elector.is_leader,
+        "rounds": controller.rounds,
+        "pools": {name: {"used": used, "total": total}
+                  for name, (used, total) in sorted(controller.pool_usage.items())},
+    })
+    await server.start(*metrics)
+    try:
+        await controller.run()
+    finally:
+        await server.stop()

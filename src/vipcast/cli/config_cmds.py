@@ -19,10 +19,11 @@ from vipcast.alloc import AllocationResult
 from vipcast.core.allocation import allocate_spec
 from vipcast.core.desired import NodePlan
 from vipcast.core.explain import Explanation, explain
+from vipcast.core.notices import notices
 from vipcast.core.plan import plan_all
 from vipcast.core.plan_document import plan_diff, plan_document
 from vipcast.sources.state import read_state, state_path, write_state
-from vipcast.spec import Spec, SpecError, load_paths
+from vipcast.spec import Issue, Spec, SpecError, load_paths
 
 PathArg = Annotated[Path, typer.Argument(help="An object file or a directory of them.")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print the stable JSON document.")]
@@ -43,10 +44,14 @@ def _console(err: bool = False) -> Console:
 
 
 def _issues_table(error: SpecError) -> Table:
-    table = Table(title=f"{len(error.issues)} problem(s)", show_lines=False)
+    return _findings_table(f"{len(error.issues)} problem(s)", error.issues)
+
+
+def _findings_table(title: str, issues: list[Issue]) -> Table:
+    table = Table(title=title, show_lines=False)
     for column in ("file", "object", "field", "message"):
         table.add_column(column, overflow="fold")
-    for issue in error.issues:
+    for issue in issues:
         table.add_row(issue.file or "-", issue.obj, issue.field or "-", issue.message)
     return table
 
@@ -133,8 +138,12 @@ def _emit_json(doc: dict[str, Any]) -> None:
 def check_config(
     paths: Annotated[list[Path], typer.Argument(help="Object files or directories.")],
 ) -> None:
-    """Validate object files; exit 1 with a table of every problem."""
+    """Validate object files; exit 1 with a table of every problem. Warnings (a Service that
+    will be refused, a place where MetalLB reads the config differently) do not fail it."""
     spec = _load(paths)
+    warnings = notices(spec)
+    if warnings:
+        _console(err=True).print(_findings_table(f"{len(warnings)} warning(s)", warnings))
     counts = {
         "pools": len(spec.pools),
         "peers": len(spec.peers),

@@ -109,6 +109,9 @@ def controller(
     lease_duration: Annotated[float, typer.Option(help="Lease duration, seconds.")] = 15.0,
     load_balancer_class: ClassOpt = None,
     log_level: Annotated[str, typer.Option(help="DEBUG, INFO, WARNING.")] = "INFO",
+    metrics: Annotated[
+        str | None, typer.Option("--metrics", help="Serve /metrics and /status on HOST:PORT.")
+    ] = None,
 ) -> None:
     """Run the controller: allocate Service IPs and write them to Service status (leader only)."""
     import asyncio
@@ -132,7 +135,7 @@ def controller(
     async def main() -> None:
         client = _client(kubeconfig, namespace)
         try:
-            await run_controller(client, config)
+            await run_controller(client, config, _host_port(metrics) if metrics else None)
         finally:
             await client.close()
 

@@ -16,6 +16,7 @@ from vipcast.spec import (
     Service,
     Spec,
     annotation,
+    request_conflict,
     requested_ips,
 )
 
@@ -31,13 +32,15 @@ def pool_input(pool: IPAddressPool) -> PoolInput:
         namespaces=alloc.namespaces if alloc else (),
         namespace_selectors=alloc.namespace_selectors if alloc else (),
         service_selectors=alloc.service_selectors if alloc else (),
+        pinned=alloc is not None,
     )
 
 
 def service_input(service: Service, namespace_labels: Mapping[str, str]) -> ServiceInput:
     spec = service.spec
+    problem = request_conflict(service)
     try:
-        wanted = requested_ips(service)
+        wanted = () if problem else requested_ips(service)
     except ValueError:  # the spec check reports it; an unparsable request asks for nothing valid
         wanted = ("invalid",)
     annotated = bool(service.metadata.annotations)  # most Services have none to look up
@@ -49,8 +52,9 @@ def service_input(service: Service, namespace_labels: Mapping[str, str]) -> Serv
         labels=service.metadata.labels,
         namespace_labels=namespace_labels,
         requested_ips=wanted,
+        request_problem=problem,
         requested_pool=annotation(service.metadata, ANNOTATION_POOL) if annotated else None,
-        ip_families=tuple(6 if f == "IPv6" else 4 for f in spec.ip_families) or (4,),
+        ip_families=tuple(6 if f == "IPv6" else 4 for f in spec.ip_families),
         ip_family_policy=spec.ip_family_policy or "SingleStack",
         sharing_key=annotation(service.metadata, ANNOTATION_SHARING) if annotated else None,
         ports=tuple((p.port, p.protocol) for p in spec.ports),

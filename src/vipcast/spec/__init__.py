@@ -17,6 +17,7 @@ from vipcast.spec.kube import (
     ServicePort,
     annotation,
     claims,
+    request_conflict,
 )
 from vipcast.spec.load import KINDS, Spec, load_documents, load_paths, read_documents, requested_ips
 from vipcast.spec.meta import LabelSelector, ObjectMeta, Requirement
@@ -49,5 +50,5 @@ __all__ = [
     "Secret", "Service", "ServicePort", "Spec", "SpecError", "annotation", "claims",
     "load_documents",
     "load_paths", "parse_community", "parse_duration", "parse_ip", "parse_range", "read_documents",
-    "requested_ips",
+    "request_conflict", "requested_ips",
 ]

@@ -58,7 +58,15 @@ def parse_range(text: str) -> AddressRange:
     try:
         net = ipaddress.ip_network(text, strict=True)
     except ValueError as exc:
-        raise ValueError(f"{text!r} is not a valid CIDR or range: {exc}") from None
+        try:
+            loose = ipaddress.ip_network(text, strict=False)
+        except ValueError:
+            raise ValueError(f"{text!r} is not a valid CIDR or range: {exc}") from None
+        raise ValueError(
+            f"{text!r} has host bits set: vipcast refuses it, MetalLB would read it as "
+            f"{loose} — write {loose}, or a range (docs/allocation.md, \"CIDRs with host "
+            "bits\"; `vipcast convert metallb` rewrites it)"
+        ) from None
     return AddressRange(
         net.version, int(net.network_address), int(net.broadcast_address), text, net.prefixlen
     )

@@ -41,6 +41,18 @@ def annotation(meta: ObjectMeta, ours: str) -> str | None:
     return None
 
 
+def request_conflict(service: Service) -> str | None:
+    """Why a Service's address request cannot be read, or None: MetalLB refuses a Service that
+    sets both ``spec.loadBalancerIP`` and the loadBalancerIPs annotation, and so does vipcast
+    (docs/allocation.md, "One way to request")."""
+    if service.spec.load_balancer_ip and annotation(service.metadata, ANNOTATION_IPS):
+        return (
+            "both spec.loadBalancerIP and the loadBalancerIPs annotation are set: "
+            "remove one"
+        )
+    return None
+
+
 class ServicePort(ViewModel):
     name: str | None = None
     port: int = Field(ge=1, le=65535)

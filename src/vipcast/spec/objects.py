@@ -67,7 +67,8 @@ class OurObject(Model):
 class ServiceAllocation(Model):
     """Which services may take addresses from a pool, and its rank among pools."""
 
-    #: lower number = tried first (like MetalLB); pools without priority come last
+    #: lower number = tried first; unset or 0 comes after every pool with a priority (as in
+    #: MetalLB, where 0 is the unset value; docs/allocation.md, "Pool order")
     priority: int | None = Field(default=None, ge=0)
     namespaces: tuple[str, ...] = ()
     namespace_selectors: tuple[LabelSelector, ...] = ()

@@ -6,10 +6,16 @@ copied when the vipcast model knows it (by its wire name), renamed where the nam
 why. Namespaces are dropped (vipcast's kinds are cluster-scoped); a ``passwordSecret`` keeps
 its namespace (MetalLB reads it from ``metallb-system``) and gets MetalLB's fixed key. Objects
 vipcast has no equivalent for (``BGPPeer`` VRFs, ``ServiceL2Status``, ...) are reported.
+
+Pools are rewritten where vipcast would read MetalLB's text differently, so the converted
+config allocates as MetalLB does (docs/allocation.md): a CIDR with host bits
+(``1000::1/127``), which vipcast refuses, becomes the network MetalLB reads (``1000::/127``);
+``priority: 0``, MetalLB's unset value, is dropped (vipcast counts 0 as unset too, but warns).
 """
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -75,6 +81,8 @@ def convert_object(obj: Mapping[str, Any]) -> tuple[JSON | None, list[str]]:
         else:
             why = KNOWN_DROPS.get(key) or "no such field in vipcast"
             notes.append(f"{label}: dropped spec.{key} ({why})")
+    if kind == "IPAddressPool":
+        notes.extend(_as_metallb_reads(label, spec))
     if kind == "BGPPeer" and isinstance(spec.get("passwordSecret"), dict):
         ref = dict(spec["passwordSecret"])
         source_ns = ref.get("namespace") or meta.get("namespace") or "metallb-system"
@@ -88,6 +96,44 @@ def convert_object(obj: Mapping[str, Any]) -> tuple[JSON | None, list[str]]:
         if meta.get(field):
             new_meta[field] = dict(meta[field])
     return {"apiVersion": API_VERSION, "kind": kind, "metadata": new_meta, "spec": spec}, notes
+
+
+def _as_metallb_reads(label: str, spec: JSON) -> list[str]:
+    """Rewrite a pool's spec (in place) to what MetalLB makes of it; notes on each change."""
+    notes: list[str] = []
+    addresses = spec.get("addresses")
+    if isinstance(addresses, list):
+        rewritten = []
+        for text in addresses:
+            network = _network_of(text)
+            if network is not None:
+                notes.append(f"{label}: address {text} has host bits set; written as "
+                             f"{network}, the network MetalLB reads")
+                rewritten.append(network)
+            else:
+                rewritten.append(text)
+        spec["addresses"] = rewritten
+    alloc = spec.get("serviceAllocation")
+    if isinstance(alloc, dict) and alloc.get("priority") == 0:
+        alloc = {k: v for k, v in alloc.items() if k != "priority"}
+        spec["serviceAllocation"] = alloc
+        notes.append(f"{label}: dropped serviceAllocation.priority 0 (MetalLB's unset value)")
+    return notes
+
+
+def _network_of(text: object) -> str | None:
+    """The network MetalLB reads from a CIDR with host bits set; None for anything else."""
+    if not isinstance(text, str) or "-" in text or "/" not in text:
+        return None
+    try:
+        ipaddress.ip_network(text.strip())
+        return None  # no host bits
+    except ValueError:
+        pass
+    try:
+        return str(ipaddress.ip_network(text.strip(), strict=False))
+    except ValueError:
+        return None
 
 
 def convert(objects: Iterable[Mapping[str, Any]]) -> Conversion:
