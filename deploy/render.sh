@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Renders deploy/kubernetes/vipcast.yaml from the Helm chart (deploy/helm/vipcast) and copies
-# the generated CRDs (deploy/crds, from `vipcast kube crds`) into the chart's crds/ directory.
+# the generated CRDs (deploy/crds, from `vipcast kube crds`) into the chart's files/crds/
+# (rendered as templates, so `helm upgrade` upgrades them).
 # The rendered file carries no L2 membership key (one would be shared by every user of the
 # file): create the Secret vipcast-membership yourself (docs/kubernetes.md).
 #   deploy/render.sh            write both
@@ -18,7 +19,7 @@ render() {
   echo "# vipcast: everything a cluster needs (CRDs, namespace, RBAC, controller + webhook,"
   echo "# speaker DaemonSet, cert-manager certificate for the webhook). GENERATED from the Helm"
   echo "# chart deploy/helm/vipcast by deploy/render.sh; do not edit by hand."
-  "$HELM" template vipcast "$here/helm/vipcast" --namespace vipcast-system --include-crds \
+  "$HELM" template vipcast "$here/helm/vipcast" --namespace vipcast-system \
     --set namespace.create=true --set membershipKey.create=false
 }
 
@@ -26,6 +27,7 @@ if [ "${1:-}" = "--stdout" ]; then
   render
   exit 0
 fi
-cp "$here"/crds/*.yaml "$here/helm/vipcast/crds/"
+mkdir -p "$here/helm/vipcast/files/crds"
+cp "$here"/crds/*.yaml "$here/helm/vipcast/files/crds/"
 render > "$here/kubernetes/vipcast.yaml"
 echo "rendered $here/kubernetes/vipcast.yaml"

@@ -71,8 +71,8 @@ def test_rendered_manifest_is_up_to_date(helm_env: dict[str, str]) -> None:
 
 def test_chart_crds_are_the_generated_ones() -> None:
     files = rendered_files()
-    chart = {p.name: p.read_text() for p in (CHART / "crds").glob("*.yaml")}
-    assert chart == files, "deploy/helm/vipcast/crds is stale: run deploy/render.sh"
+    chart = {p.name: p.read_text() for p in (CHART / "files" / "crds").glob("*.yaml")}
+    assert chart == files, "deploy/helm/vipcast/files/crds is stale: run deploy/render.sh"
 
 
 def test_helm_lint(helm_env: dict[str, str]) -> None:
@@ -320,3 +320,52 @@ def test_membership_key_file(tmp_path: Path) -> None:
     assert membership_key(tmp_path / "key", "env") == "s3cret"
     assert membership_key(tmp_path / "missing", "env") == "env"
     assert membership_key(None, "env") == "env"
+
+
+def test_crds_are_upgraded_by_helm(helm_env: dict[str, str]) -> None:
+    """Issue 16: the CRDs were in crds/, which Helm installs once and never upgrades. They are
+    templates now (rendered without --include-crds), kept on uninstall."""
+    out = _helm(helm_env, "template", "vipcast", str(CHART), "--namespace", "vipcast-system")
+    crds = {d["metadata"]["name"]: d for d in yaml.safe_load_all(out)
+            if d and d["kind"] == "CustomResourceDefinition"}
+    generated = {(c := yaml.safe_load(t))["metadata"]["name"]: c
+                 for t in rendered_files().values()}
+    assert set(crds) == set(generated)
+    for name, crd in crds.items():
+        assert crd["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
+        assert crd["metadata"]["labels"]["app.kubernetes.io/managed-by"] == "Helm"
+        assert crd["spec"] == generated[name]["spec"], name
+    assert not (CHART / "crds").exists()
+    out = _helm(helm_env, "template", "vipcast", str(CHART), "--set", "crds.install=false")
+    assert "CustomResourceDefinition" not in out
+
+
+def test_pods_are_hardened_probed_and_spread(helm_env: dict[str, str]) -> None:
+    """Issue 16: no seccomp profile on the speaker, no probes, no PodDisruptionBudget or
+    anti-affinity for the controller replicas, no priority class for the speaker."""
+    docs = _template(helm_env)
+    speaker = _pod(docs, "DaemonSet", "speaker")
+    assert speaker["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    assert speaker["priorityClassName"] == "system-node-critical"
+    container = speaker["containers"][0]
+    assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": 7472,
+                                                     "host": "127.0.0.1"}
+    assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
+    for component in ("controller", "webhook"):
+        pod = _pod(docs, "Deployment", component)
+        term = pod["affinity"]["podAntiAffinity"][
+            "preferredDuringSchedulingIgnoredDuringExecution"][0]["podAffinityTerm"]
+        assert term["topologyKey"] == "kubernetes.io/hostname"
+        assert term["labelSelector"]["matchLabels"]["app.kubernetes.io/component"] == component
+        assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+        c = pod["containers"][0]
+        assert c["livenessProbe"] and c["readinessProbe"]
+    controller = _pod(docs, "Deployment", "controller")["containers"][0]
+    assert "--health=0.0.0.0:8081" in controller["args"]
+    pdbs = {d["metadata"]["name"]: d["spec"] for d in docs if d["kind"] == "PodDisruptionBudget"}
+    assert pdbs["vipcast-controller"]["maxUnavailable"] == 1
+    assert pdbs["vipcast-controller"]["selector"]["matchLabels"][
+        "app.kubernetes.io/component"] == "controller"
+    single = _template(helm_env, "--set", "controller.replicas=1")
+    assert "vipcast-controller" not in {d["metadata"]["name"] for d in single
+                                        if d["kind"] == "PodDisruptionBudget"}

@@ -154,3 +154,42 @@ def test_only_the_leader_writes_and_standby_takes_over(
 
     run(go(), 120)
 
+
+
+def test_health_endpoint_for_the_probes(vipcast_crds: Cluster, namespace: str) -> None:
+    """Issue 16: the controller had no liveness/readiness endpoint for its probes."""
+    import socket
+    import urllib.error
+    import urllib.request
+
+    from vipcast.app.controller import run_controller
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+
+    def get(path: str) -> int:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=3) as resp:
+                return int(resp.status)
+        except urllib.error.HTTPError as exc:
+            return exc.code
+        except OSError:
+            return 0
+
+    async def go() -> None:
+        c = client(vipcast_crds.kubeconfig, namespace)
+        task = asyncio.create_task(run_controller(c, _config("health", f"health-{namespace}"),
+                                                  health=("127.0.0.1", port)))
+        try:
+            await eventually(lambda: asyncio.to_thread(lambda: get("/readyz") == 200), 30,
+                             what="/readyz 200 once synced")
+            assert await asyncio.to_thread(get, "/healthz") == 200
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+            await c.close()
+        assert await asyncio.to_thread(get, "/healthz") == 0  # stopped with the controller
+
+    run(go(), 60)

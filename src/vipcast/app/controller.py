@@ -329,26 +329,37 @@ def _generation(svc: dict[str, object]) -> int | None:
     return gen if isinstance(gen, int) else None
 
 
+def controller_status(ctl: Controller) -> dict[str, object]:
+    """The controller's /status document (no addresses or Service names)."""
+    report = ctl.last_report
+    return {"identity": ctl.config.identity, "leader": ctl.elector.is_leader,
+            "synced": ctl.synced, "rounds": ctl.rounds,
+            "last_round": {"allocated": report.allocated, "written": report.written,
+                           "failed_writes": report.failed_writes, "issues": report.issues,
+                           "config_stale": report.config_stale},
+            "pools": {name: {"used": used, "total": total}
+                      for name, (used, total) in sorted(ctl.pool_usage.items())}}
+
+
 async def run_controller(
     client: AsyncClient,
     config: ControllerConfig | None = None,
     metrics: tuple[str, int] | None = None,
+    health: tuple[str, int] | None = None,
 ) -> None:
-    """Composition root used by ``vipcast controller``; with ``metrics``, serves /metrics
-    (pool capacity and use) and /status on that address."""
+    """Composition root used by ``vipcast controller``. With ``metrics`` and/or ``health``,
+    serves /metrics (pool capacity and use), /status, /healthz (the loop answers) and /readyz
+    (every cache synced, for the pod's probes) on each address given."""
     registry = CollectorRegistry()
     controller = Controller(client, config, registry=registry)
-    if metrics is None:
-        await controller.run()
-        return
-    server = StatusServer(registry, lambda: {
-        "leader": controller.elector.is_leader,
-        "rounds": controller.rounds,
-        "pools": {name: {"used": used, "total": total}
-                  for name, (used, total) in sorted(controller.pool_usage.items())},
-    })
-    await server.start(*metrics)
+    servers = []
+    for address in dict.fromkeys(a for a in (metrics, health) if a is not None):
+        server = StatusServer(registry, lambda: controller_status(controller),
+                              ready=lambda: controller.synced)
+        await server.start(*address)
+        servers.append(server)
     try:
         await controller.run()
     finally:
-        await server.stop()
+        for server in servers:
+            await server.stop()

@@ -107,6 +107,10 @@ def controller(
                                  help="Leader-election identity (default: host name + random).")
     ] = None,
     lease_duration: Annotated[float, typer.Option(help="Lease duration, seconds.")] = 15.0,
+    health: Annotated[
+        str | None, typer.Option("--health", help="Serve /healthz, /readyz and /status on "
+                                                  "HOST:PORT (a bare PORT: 127.0.0.1).")
+    ] = None,
     load_balancer_class: ClassOpt = None,
     log_level: Annotated[str, typer.Option(help="DEBUG, INFO, WARNING.")] = "INFO",
     metrics: Annotated[
@@ -120,6 +124,7 @@ def controller(
     from dataclasses import replace
 
     from vipcast.app.controller import ControllerConfig, run_controller
+    from vipcast.obs.status_server import parse_address
     from vipcast.sources.kube.leader import ElectionConfig
 
     logging.basicConfig(level=log_level.upper(),
@@ -135,7 +140,9 @@ def controller(
     async def main() -> None:
         client = _client(kubeconfig, namespace)
         try:
-            await run_controller(client, config, _host_port(metrics) if metrics else None)
+            await run_controller(client, config,
+                                 parse_address(metrics) if metrics else None,
+                                 parse_address(health) if health else None)
         finally:
             await client.close()
 
