@@ -45,6 +45,8 @@ CONFIGS = (
         PoolInput("dual", POOLS[1].ranges),
         PoolInput("manual", POOLS[2].ranges, priority=0),
     ),
+    # an IPv6-only pool beside them: dual-stack fallbacks must still keep to one pool
+    (*POOLS, PoolInput("v6", (IPRange.parse("2001:db8:1::/127"),), pinned=True)),
 )
 NAMES = st.sampled_from([f"s{i}" for i in range(12)])
 PORTS = st.lists(
@@ -74,7 +76,7 @@ def services(draw: st.DrawFn, name: str) -> ServiceInput:
 
 def all_addresses() -> list[str]:
     out: list[str] = []
-    for p in POOLS:
+    for p in CONFIGS[-1]:
         for r in p.ranges:
             for v in range(r.first, min(r.last, r.first + 6) + 1):
                 out.append(str(ipaddress.ip_address(v)))
