@@ -176,6 +176,8 @@ class Controller:
         for issue in outcome.issues:
             text = str(issue)
             if text not in self.reported_issues:
+                if len(self.reported_issues) >= 4096:  # bounded: tenants can make many
+                    self.reported_issues.clear()
                 self.reported_issues.add(text)
                 log.warning("config problem: %s", text)
         if outcome.spec is None:
