@@ -1,5 +1,5 @@
-"""AnnouncementPolicy (pure parts, fakes for the kernel and the probes): which services a node
-may announce, and which L2 VIPs it declares servable to the L2 runtime."""
+"""AnnouncementPolicy (fakes for the health checker and the probes): which services a node
+may announce, reported to the planner as observations (values)."""
 
 from __future__ import annotations
 
@@ -9,10 +9,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from vipcast.app.node import AnnouncementPolicy
-from vipcast.core.desired import Backend, L2Ownership, NatRule, NodePlan
-from vipcast.dataplane.nft import ApplyResult
-from vipcast.dataplane.nft_render import Rendered
-from vipcast.dataplane.node import NodeDataplane
+from vipcast.core.desired import Backend, HealthTarget, L2Ownership, NatRule, NodePlan
+from vipcast.core.pipeline import Local
 from vipcast.runtime.probe import AnnouncementGate, ProbeResult
 
 A = NatRule("demo/a", "192.0.2.64", 80, "TCP", (Backend("198.51.100.1", 8080, "n1", True),))
@@ -24,17 +22,11 @@ PLAN = NodePlan(
         L2Ownership("192.0.2.64", (), "n1", ("n1", "n2"), ("demo/a",)),
         L2Ownership("192.0.2.65", (), "n2", ("n2", "n1"), ("demo/b",)),
     ),
+    health=(
+        HealthTarget("198.51.100.1", 8080, ("demo/a",)),
+        HealthTarget("198.51.100.2", 8080, ("demo/b",)),
+    ),
 )
-
-
-class FakeTable:
-    readback_every = 30.0
-
-    def apply(self, rendered: Rendered, *, force: bool = False, check: bool = False) -> Any:
-        return ApplyResult(ok=True, changed=False)
-
-    def due_for_readback(self, now: float | None = None) -> bool:
-        return False
 
 
 @dataclass
@@ -67,44 +59,70 @@ class FakeGate(AnnouncementGate):
         return ProbeResult(True, 0.0)
 
 
-def test_servable_services_and_l2_vips_follow_health_and_verification() -> None:
+def test_servable_services_follow_health_and_verification() -> None:
     async def scenario() -> None:
         health = FakeHealth(failing={("198.51.100.2", 8080)})
         gate = FakeGate(refuse={"192.0.2.64"})
-        dataplane = NodeDataplane(FakeTable(), None, health)  # type: ignore[arg-type]
-        policy = AnnouncementPolicy(dataplane, gate, health)  # type: ignore[arg-type]
-        declared: list[frozenset[str]] = []
-        policy.on_servable_vips(declared.append)
-        await dataplane.apply(PLAN)
+        policy = AnnouncementPolicy(gate, health)  # type: ignore[arg-type]
+        await policy.apply(PLAN)
 
         # a: healthy but its VIP port not verified yet; b: no healthy backend
-        policy.servable = await policy.check(wait=True)
-        policy.publish_l2()
-        assert policy.servable == frozenset()
-        assert declared == [frozenset()]
+        assert await policy.check(wait=True) == frozenset()
+        assert policy.observed().down == {("198.51.100.2", 8080)}
 
         gate.refuse.clear()
-        policy.servable = await policy.check(wait=True)
-        policy.publish_l2()
-        assert policy.servable == {"demo/a"}
-        assert declared[-1] == {"192.0.2.64"}
+        assert await policy.check(wait=True) == {"demo/a"}
 
         health.failing.clear()
-        policy.servable = await policy.check(wait=True)
-        policy.publish_l2()
-        assert declared[-1] == {"192.0.2.64", "192.0.2.65"}
+        assert await policy.check(wait=True) == {"demo/a", "demo/b"}
         probes = gate.probes
-        policy.servable = await policy.check(wait=True)
-        policy.publish_l2()
-        assert gate.probes == probes  # verified once, not on every tick
-        assert len(declared) == 3  # published only on change
+        assert await policy.check(wait=True) == {"demo/a", "demo/b"}
+        assert gate.probes == probes  # verified once, not on every check
 
         # a loses its backend: not servable, and verified again after it recovers
         health.failing.add(("198.51.100.1", 8080))
-        policy.servable = await policy.check(wait=True)
-        policy.publish_l2()
-        assert declared[-1] == {"192.0.2.65"}
+        assert await policy.check(wait=True) == {"demo/b"}
         assert not gate.is_verified(("192.0.2.64", 80, "TCP"))
+
+    asyncio.run(scenario())
+
+
+def test_changes_are_reported_as_observations_only_when_they_change() -> None:
+    """The policy reports to the planner (values), never to a consumer; a flip is reported
+    at once (woken by the checker), not at the next interval."""
+
+    async def scenario() -> None:
+        health = FakeHealth()
+        listeners: list[Callable[[], None]] = []
+        health.on_change = listeners.append  # type: ignore[method-assign]
+        gate = FakeGate()
+        policy = AnnouncementPolicy(gate, health, interval=3600)  # type: ignore[arg-type]
+        seen: list[Local] = []
+
+        async def on_local(local: Local) -> None:
+            seen.append(local)
+
+        policy.report_to(on_local)
+        await policy.apply(PLAN)
+        runner = asyncio.create_task(policy.run())
+        try:
+            async with asyncio.timeout(10):
+                while not seen or seen[-1].servable != {"demo/a", "demo/b"}:
+                    await asyncio.sleep(0.01)
+            count = len(seen)
+            health.failing.add(("198.51.100.1", 8080))
+            for listener in listeners:
+                listener()
+            async with asyncio.timeout(10):
+                while len(seen) == count:
+                    await asyncio.sleep(0.01)
+            assert seen[-1] == Local(servable=frozenset({"demo/b"}),
+                                     down=frozenset({("198.51.100.1", 8080)}))
+            await asyncio.sleep(0.05)
+            assert len(seen) == count + 1  # nothing new to say
+        finally:
+            runner.cancel()
+            await asyncio.gather(runner, return_exceptions=True)
 
     asyncio.run(scenario())
 
@@ -123,9 +141,8 @@ def test_a_slow_probe_delays_no_other_service() -> None:
     async def scenario() -> None:
         health = FakeHealth()
         gate = SlowGate()
-        dataplane = NodeDataplane(FakeTable(), None, health)  # type: ignore[arg-type]
-        policy = AnnouncementPolicy(dataplane, gate, health)  # type: ignore[arg-type]
-        await dataplane.apply(PLAN)
+        policy = AnnouncementPolicy(gate, health)  # type: ignore[arg-type]
+        await policy.apply(PLAN)
         assert await policy.check() == frozenset()  # probes started, none finished
         await asyncio.sleep(0.05)
         assert await policy.check() == {"demo/a"}  # b's probe still hangs

@@ -122,8 +122,10 @@ def cluster_documents(seed: int, services: int = 60, nodes: int = 6) -> list[dic
 
 
 def plan_data(plan: NodePlan) -> dict[str, Any]:
-    """A NodePlan as JSON-ready data (tuples become lists)."""
-    return dataclasses.asdict(plan)
+    """A NodePlan's duties (what the planner of core.plan fills) as JSON-ready data (tuples
+    become lists); the fields the node pipeline adds later are not part of the digests."""
+    data = dataclasses.asdict(plan)
+    return {k: data[k] for k in ("node", "bgp", "l2", "nat", "local_vips")}
 
 
 def digest(data: Any) -> str:

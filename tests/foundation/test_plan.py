@@ -9,7 +9,8 @@ from vipcast.core.allocation import allocate_spec
 from vipcast.core.explain import explain
 from vipcast.core.ownership import l2_candidates
 from vipcast.core.plan import plan_all, plan_node
-from vipcast.spec import Spec, load_documents, load_paths
+from vipcast.sources.files import load_paths
+from vipcast.spec import Spec, load_documents
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 V = "vipcast.io/v1beta1"

@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
+from vipcast.sources.files import load_paths
 from vipcast.spec import (
     LabelSelector,
     SpecError,
     load_documents,
-    load_paths,
     parse_community,
     parse_duration,
     requested_ips,

@@ -17,32 +17,31 @@ complete when End-of-RIB is sent.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import gc
-import hashlib
-import ipaddress
 import logging
 import os
 import random
 import signal
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Protocol
 
 from prometheus_client.registry import CollectorRegistry
 
-from vipcast.core.desired import NodePlan
+from vipcast.core.desired import BgpSession, NodePlan
+from vipcast.core.pipeline import Local, NodeIdentity, Snapshot, snapshot
+from vipcast.core.pipeline import plan as pipeline_plan
 from vipcast.core.plan import plan_for_spec
+from vipcast.core.sessions import bgp_sessions
 from vipcast.obs.bgp_metrics import register_bgp_metrics
 from vipcast.obs.status_server import StatusServer
-from vipcast.proto.bgp import SessionConfig
 from vipcast.runtime.bgp_peer import PeerSettings
 from vipcast.runtime.bgp_speaker import Speaker
 from vipcast.runtime.bgp_transport import TransportOptions
+from vipcast.sources.files import ObjectFiles, watch
 from vipcast.spec.errors import Issue, SpecError
-from vipcast.spec.load import Spec, load_documents, read_documents
-from vipcast.spec.objects import BGPPeer
+from vipcast.spec.load import Spec
 
 MARKER = "agent-running"
 #: objects freed per step by :func:`release_gradually` (one step is one C-level deallocation
@@ -84,85 +83,35 @@ class Desired:
     spec: Spec
     plan: NodePlan
     peers: tuple[PeerSettings, ...]
-    files: Mapping[str, float] = field(default_factory=dict)
+    files: Mapping[str, object] = field(default_factory=dict)
+    #: the snapshot the plan was made from (re-planned from on every observation)
+    snapshot: Snapshot | None = None
 
 
-def derived_router_id(node: str) -> str:
-    """A stable IPv4-formatted BGP identifier from the node name (when none is configured)."""
-    value = int.from_bytes(hashlib.sha256(node.encode()).digest()[:4], "big") or 1
-    return str(ipaddress.IPv4Address(value))
-
-
-def peer_selects_node(spec: Spec, peer: BGPPeer, node: str) -> bool:
-    selectors = peer.spec.node_selectors
-    if not selectors:
-        return True
-    obj = spec.node(node)
-    labels = dict(obj.metadata.labels) if obj is not None else {}
-    labels.setdefault("kubernetes.io/hostname", node)
-    return any(selector.matches(labels) for selector in selectors)
+def to_peer_settings(session: BgpSession) -> PeerSettings:
+    """The speaker's settings of one planned BGP session."""
+    return PeerSettings(
+        name=session.name,
+        address=session.address,
+        port=session.port,
+        session=session.session,
+        transport=TransportOptions(
+            source_address=session.source_address,
+            ttl=session.ttl,
+            gtsm_hops=session.gtsm_hops,
+            md5_password=session.md5_password,
+        ),
+    )
 
 
 def peer_settings(
     spec: Spec, node: str, *, router_id: str | None = None, restarting: bool = False
 ) -> tuple[PeerSettings, ...]:
-    """The BGP sessions this node keeps, from the BGPPeer objects that select it (pure)."""
-    result = []
-    for peer in sorted(spec.peers, key=lambda p: p.name):
-        if not peer_selects_node(spec, peer, node):
-            continue
-        if spec.password_problem(peer) is not None:
-            continue  # its passwordSecret gives no password: no session without it
-        s = peer.spec
-        ident = s.router_id or router_id
-        if ident is None and s.source_address and ":" not in s.source_address:
-            ident = s.source_address
-        ebgp = s.my_asn != s.peer_asn
-        ttl: int | None = None
-        if ebgp:
-            ttl = 255 if s.ebgp_multi_hop else 1
-        hold = int(s.hold_time)
-        keepalive = None if s.keepalive_time is None else int(s.keepalive_time)
-        config = SessionConfig(
-            local_asn=s.my_asn,
-            peer_asn=s.peer_asn,
-            router_id=ident or derived_router_id(node),
-            hold_time=hold,
-            keepalive_time=keepalive,
-            connect_retry_time=float(s.connect_time),
-            passive=s.passive,
-            graceful_restart=s.graceful_restart,
-            restart_time=int(s.restart_time),
-            restarting=restarting and s.graceful_restart,
-        )
-        transport = TransportOptions(
-            source_address=s.source_address,
-            ttl=None if s.ttl_security_hops is not None else ttl,
-            gtsm_hops=s.ttl_security_hops,
-            md5_password=spec.peer_password(peer),
-        )
-        result.append(
-            PeerSettings(
-                name=peer.name,
-                address=s.peer_address,
-                port=s.peer_port,
-                session=config,
-                transport=transport,
-            )
-        )
-    return tuple(result)
-
-
-def mtimes(paths: Sequence[Path]) -> dict[str, float]:
-    """mtime of every file under ``paths`` (a vanished file counts as a change)."""
-    seen: dict[str, float] = {}
-    for path in paths:
-        candidates = sorted(path.rglob("*")) if path.is_dir() else [path]
-        for item in candidates:
-            with contextlib.suppress(OSError):
-                if item.is_file():
-                    seen[str(item)] = item.stat().st_mtime
-    return seen
+    """The BGP sessions this node keeps, as the speaker's settings (pure)."""
+    return tuple(
+        to_peer_settings(s)
+        for s in bgp_sessions(spec, node, router_id=router_id, restarting=restarting)
+    )
 
 
 def issues_table(issues: Sequence[Issue]) -> str:
@@ -222,7 +171,15 @@ def default_planner(spec: Spec, node: str) -> NodePlan:
 
 
 class Agent:
-    """One node's agent: reload loop, speaker, consumers, status endpoint."""
+    """One node's agent: the pipeline's driver, speaker, consumers, status endpoint.
+
+    The source (the object files here; the API server in the Kubernetes speaker, which
+    overrides :meth:`load_spec`) gives a whole validated :class:`Spec`; the planner makes its
+    :class:`~vipcast.core.pipeline.Snapshot`; :meth:`observe` hands in what the node sees
+    (health, verification, membership) and the agent re-plans from the snapshot in memory
+    (:func:`vipcast.core.pipeline.plan`) and hands the one plan to the speaker and every
+    consumer. Nothing is read again unless the source changed.
+    """
 
     def __init__(
         self,
@@ -232,6 +189,7 @@ class Agent:
         consumers: Sequence[PlanConsumer] = (),
         registry: CollectorRegistry | None = None,
         log: logging.Logger | None = None,
+        local: Local | None = None,
     ) -> None:
         self.options = options
         self._planner = planner
@@ -248,40 +206,51 @@ class Agent:
         register_bgp_metrics(self.registry, self.speaker.status)
         self._status_server = StatusServer(self.registry, self.status_document,
                                            ready=lambda: self.started.is_set())
+        self.files = ObjectFiles(options.config_paths)
         self.current: Desired | None = None
+        #: what the node observes now (the planner's input besides the config)
+        self.local = local or Local()
         self.last_error: list[Issue] = []
         self.restarting = False
         self._reload = asyncio.Event()
+        self._files_hint = asyncio.Event()
         self._stop = asyncio.Event()
+        self._publishing = asyncio.Lock()
         self.started = asyncio.Event()
         self.metrics_bound: tuple[str, int] | None = None
+        #: awaited with the first plan before the BGP sessions start (the node's data plane
+        #: and verification, so the first UPDATEs carry every servable route)
+        self.prime: Callable[[NodePlan], Awaitable[None]] | None = None
 
     # ---- configuration --------------------------------------------------------------------
 
+    def identity(self) -> NodeIdentity:
+        return NodeIdentity(self.options.node, self.options.router_id, self.restarting)
+
+    def load_spec(self) -> Spec:
+        """The source's whole config (the object files; only changed files are read again);
+        raises SpecError."""
+        return self.files.load()
+
     def load(self) -> Desired:
-        """Read, validate and plan the object files; raises SpecError (nothing is changed)."""
-        files = mtimes(self.options.config_paths)
-        documents = read_documents(self.options.config_paths)
-        spec = load_documents(documents)
-        release_gradually(documents)
-        plan = run_planner(self._planner, spec, self.options.node)
-        peers = peer_settings(
-            spec, self.options.node, router_id=self.options.router_id, restarting=self.restarting
-        )
-        return Desired(spec=spec, plan=plan, peers=peers, files=files)
+        """Read, validate and plan the config; raises SpecError (nothing is changed)."""
+        spec = self.load_spec()
+        duties = run_planner(self._planner, spec, self.options.node)
+        snap = snapshot(spec, duties, self.identity())
+        for service, problem in snap.health_problems:
+            # the controller reports it on the Service (condition); not logged per load
+            self._log.debug("%s: default health check instead: %s", service, problem)
+        return self._desired(snap)
 
-    def _load_compared(self) -> tuple[Desired, bool]:
-        """:meth:`load`, and whether it asks for the same as the running config."""
-        desired = self.load()
-        current = self.current
-        same = (
-            current is not None and current.plan == desired.plan and current.peers == desired.peers
-        )
-        return desired, same
+    def _desired(self, snap: Snapshot) -> Desired:
+        plan = pipeline_plan(snap, self.local)
+        peers = tuple(to_peer_settings(s) for s in plan.peers)
+        return Desired(spec=snap.spec, plan=plan, peers=peers, files=dict(self.files.stamps),
+                       snapshot=snap)
 
-    async def _load(self) -> tuple[Desired, bool | None]:
+    async def _load(self) -> Desired:
         if not self.options.load_in_thread:
-            return self.load(), None
+            return self.load()
         # The cyclic GC holds the GIL for hundreds of milliseconds per pass over the millions
         # of objects a big parse makes, starving the loop thread (BFD timers) as surely as
         # running on it; pause it meanwhile, and afterwards freeze what was built: the new
@@ -292,16 +261,16 @@ class Agent:
         was_enabled = gc.isenabled()
         gc.disable()
         try:
-            return await asyncio.to_thread(self._load_compared)
+            return await asyncio.to_thread(self.load)
         finally:
             gc.freeze()
             if was_enabled:
                 gc.enable()
 
     async def reload(self) -> bool:
-        """Validate the files whole and swap them in; on error keep the running config."""
+        """Validate the config whole and swap it in; on error keep the running one."""
         try:
-            desired, same = await self._load()
+            desired = await self._load()
         except SpecError as exc:
             self.last_error = list(exc.issues)
             self._log.error(
@@ -310,7 +279,8 @@ class Agent:
             return False
         self.last_error = []
         old = self.current
-        await self._swap(desired, same=same)
+        # observations may have changed while the load ran: plan with the newest
+        await self._publish(self._desired(desired.snapshot) if desired.snapshot else desired)
         del desired
         if old is not None and self.options.load_in_thread:
             # free the replaced config off the loop and a little at a time: these are the
@@ -320,31 +290,45 @@ class Agent:
             await asyncio.to_thread(release_gradually, parts)
         return True
 
-    async def _swap(self, desired: Desired, *, same: bool | None = None) -> None:
-        """Make ``desired`` the running config; ``same``: already compared with it (None:
-        compare here)."""
-        old = self.current
-        self.current = desired
-        if same is None:
-            same = old is not None and old.plan == desired.plan and old.peers == desired.peers
-        if same:
+    async def observe(self, local: Local) -> None:
+        """What the node observes changed (health, verification, membership): re-plan from the
+        snapshot in memory and hand the plan on. No file is read."""
+        if local == self.local:
             return
-        await self.speaker.apply(desired.plan)  # routes first: sessions start with a full table
-        changes = self.speaker.configure(desired.peers)
-        if changes:
-            self._log.info("peers: %s", ", ".join(changes))
-        self._log.info(
-            "plan for %s: %d BGP routes, %d L2, %d NAT rules",
-            desired.plan.node,
-            len(desired.plan.bgp),
-            len(desired.plan.l2),
-            len(desired.plan.nat),
-        )
-        for consumer in self._consumers:
-            try:
-                await consumer.apply(desired.plan)
-            except Exception:
-                self._log.exception("plan consumer %r failed", consumer)
+        self.local = local
+        current = self.current
+        if current is None or current.snapshot is None or not self.started.is_set():
+            return  # the next load plans with it
+        await self._publish(self._desired(current.snapshot))
+
+    async def _publish(self, desired: Desired) -> None:
+        """Make ``desired`` the running config and hand its plan to the speaker and every
+        consumer (each applies the difference itself)."""
+        async with self._publishing:
+            old = self.current
+            self.current = desired
+            if old is not None and old.plan == desired.plan:
+                return
+            plan = desired.plan
+            await self.speaker.apply(plan)  # routes first: sessions start with a full table
+            if old is None or old.plan.peers != plan.peers:
+                changes = self.speaker.configure(desired.peers)
+                if changes:
+                    self._log.info("peers: %s", ", ".join(changes))
+            if old is None or old.snapshot is not desired.snapshot:
+                self._log.info(
+                    "plan for %s: %d BGP routes, %d L2, %d NAT rules",
+                    plan.node, len(plan.bgp), len(plan.l2), len(plan.nat),
+                )
+            for consumer in self._consumers:
+                try:
+                    await consumer.apply(plan)
+                except Exception:
+                    self._log.exception("plan consumer %r failed", consumer)
+            self.published(plan)
+
+    def published(self, plan: NodePlan) -> None:
+        """Called after every plan was handed on (the Kubernetes speaker reports it)."""
 
     def add_consumer(self, consumer: PlanConsumer) -> None:
         """One more plan consumer (wired after construction, e.g. one that needs the agent)."""
@@ -369,14 +353,12 @@ class Agent:
             self.restarting = marker.exists()
             marker.write_text(str(os.getpid()))
         try:
-            first = self.load()
+            first = await self._load()
         except SpecError as exc:
             self._log.error("configuration invalid:\n%s", issues_table(exc.issues))
             if marker is not None:
                 marker.unlink(missing_ok=True)
             return 2
-        if self.options.load_in_thread:
-            gc.freeze()  # as after every reload: no later collection on the loop traces it
         if self.restarting:
             self._log.info("previous agent did not stop cleanly: graceful restart (R-bit set)")
         loop = asyncio.get_running_loop()
@@ -384,16 +366,24 @@ class Agent:
             loop.add_signal_handler(signal.SIGHUP, self.request_reload)
             loop.add_signal_handler(signal.SIGTERM, self.request_stop)
             loop.add_signal_handler(signal.SIGINT, self.request_stop)
+        watcher: asyncio.Task[None] | None = None
         try:
             if self.options.metrics_address is not None:
                 self.metrics_bound = await self._status_server.start(*self.options.metrics_address)
                 self._log.info("status on http://%s:%s/status", *self.metrics_bound)
+            if self.prime is not None:
+                await self.prime(first.plan)  # may observe(): planned again just below
             await self.speaker.start()
-            await self._swap(first)
+            assert first.snapshot is not None
+            await self._publish(self._desired(first.snapshot))
             del first  # the reload that replaces it frees it (off the loop when in a thread)
             self.started.set()
+            watcher = self._start_watching()
             await self._watch()
         finally:
+            if watcher is not None:
+                watcher.cancel()
+                await asyncio.gather(watcher, return_exceptions=True)
             self._log.info("stopping: Cease/Administrative Shutdown to every peer")
             await self.speaker.stop("vipcast agent stopping")
             await self._status_server.stop()
@@ -404,18 +394,28 @@ class Agent:
                 marker.unlink(missing_ok=True)
         return 0
 
+    def _start_watching(self) -> asyncio.Task[None] | None:
+        """Watch the object files (inotify, or polling): a change asks for a reload."""
+        if not self.options.config_paths:
+            return None
+
+        async def changed() -> None:
+            self._files_hint.set()  # looked at when no reload runs (see _watch)
+
+        return asyncio.create_task(
+            watch(self.options.config_paths, changed, poll_interval=self.options.poll_interval),
+            name="watch-object-files",
+        )
+
     async def _watch(self) -> None:
         while not self._stop.is_set():
             waiters = [
                 asyncio.ensure_future(self._stop.wait()),
                 asyncio.ensure_future(self._reload.wait()),
+                asyncio.ensure_future(self._files_hint.wait()),
             ]
             try:
-                await asyncio.wait(
-                    waiters,
-                    timeout=self.options.poll_interval,
-                    return_when=asyncio.FIRST_COMPLETED,
-                )
+                await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
             finally:
                 for waiter in waiters:
                     waiter.cancel()
@@ -424,20 +424,14 @@ class Agent:
                 return
             if self._reload.is_set():
                 self._reload.clear()
+                self._files_hint.clear()
                 self._log.info("reload requested")
                 await self.reload()
-                continue
-            current = self.current.files if self.current is not None else {}
-            if mtimes(self.options.config_paths) != current:
-                self._log.info("object files changed: reloading")
-                if not await self.reload() and self.current is not None:
-                    # remember the refused files so the same error is logged once
-                    self.current = Desired(
-                        spec=self.current.spec,
-                        plan=self.current.plan,
-                        peers=self.current.peers,
-                        files=mtimes(self.options.config_paths),
-                    )
+            elif self._files_hint.is_set():
+                self._files_hint.clear()
+                if self.files.changed():  # the stamps the last load saw, refused or not
+                    self._log.info("object files changed: reloading")
+                    await self.reload()
 
     # ---- status ---------------------------------------------------------------------------
 

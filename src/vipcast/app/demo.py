@@ -33,7 +33,7 @@ from vipcast.app.lab import (
 from vipcast.core.allocation import allocate_spec
 from vipcast.lab.netns import Netns, Topology
 from vipcast.lab.workload import ClientLoad, Sample
-from vipcast.spec import load_paths
+from vipcast.sources.files import load_paths
 
 Say = Callable[[str], None]
 

@@ -1,17 +1,22 @@
 """A whole node: the agent (BGP) plus the data plane, health checks and verified announcement.
 
-``vipcast agent`` runs :func:`run_node`. The pieces and how they meet:
+``vipcast agent`` runs :func:`run_node`, the node's composition root. Data flows one way::
 
-- the :class:`~vipcast.app.agent.Agent` loads the files and plans; its planner here is
-  :class:`AnnouncementPolicy.planner`, which keeps in the node's plan only the BGP routes of
-  services the node can really serve now;
-- :class:`~vipcast.dataplane.node.NodeDataplane` (a plan consumer) programs nftables and local
-  VIP routes, without the backends the :class:`~vipcast.runtime.health.HealthChecker` reports
-  down;
-- :meth:`AnnouncementPolicy.run` watches health and probes each VIP port through the node's own
-  data plane (:class:`~vipcast.runtime.probe.AnnouncementGate`); when the set of servable
-  services changes it asks the agent to re-plan, so routes are announced only after a
-  successful probe and withdrawn when the last healthy backend goes.
+    object files / API ──> Snapshot ──> plan(snapshot, observations) ──> NodePlan ──> consumers
+                                              ^                                          |
+                         observations (Local) └── AnnouncementPolicy <── health, probes ─┘
+
+- the :class:`~vipcast.app.agent.Agent` loads the config into a snapshot (only changed files
+  are read) and re-plans from it in memory whenever an observation changes;
+- every consumer gets the one plan and applies the difference: the BGP speaker (routes and
+  sessions), :class:`~vipcast.dataplane.node.NodeDataplane` (nftables without the plan's
+  ``down`` backends, local VIP routes), :class:`HealthTargets` (what the
+  :class:`~vipcast.runtime.health.HealthChecker` probes), :class:`BfdBinding` (BFD sessions),
+  :class:`NodeL2` (L2 members, owners, servable VIPs);
+- :class:`AnnouncementPolicy` watches health flips and probes each VIP port through the node's
+  own data plane (:class:`~vipcast.runtime.probe.AnnouncementGate`); it reports what it
+  observes as a :class:`~vipcast.core.pipeline.Local` value, never by calling a consumer. Routes
+  are announced only after a successful probe and withdrawn when the last healthy backend goes.
 """
 
 from __future__ import annotations
@@ -20,30 +25,25 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable
-from dataclasses import asdict, replace
+from collections.abc import Awaitable, Callable
+from dataclasses import asdict
 
 from prometheus_client.registry import CollectorRegistry
 
-from vipcast.app.agent import (
-    Agent,
-    AgentOptions,
-    Planner,
-    default_planner,
-    run_planner,
-)
-from vipcast.core.desired import NodePlan
+from vipcast.app.agent import Agent, AgentOptions, Planner, default_planner
+from vipcast.core.desired import BackendKey, BfdPeer, HealthTarget, NatRule, NodePlan
+from vipcast.core.pipeline import Local, healthy_services, l2_members
 from vipcast.dataplane.nft import NftTable
 from vipcast.dataplane.node import NodeDataplane
 from vipcast.dataplane.routes import LocalVips
 from vipcast.proto.bfd.session import StateChanged
 from vipcast.runtime.bfd import BfdManager
-from vipcast.runtime.bfd_bgp import BgpBfd, bfd_peers
-from vipcast.runtime.health import HealthCheckConfig, HealthChecker, parse_health_check
+from vipcast.runtime.bfd_bgp import BgpBfd
+from vipcast.runtime.health import HealthChecker
 from vipcast.runtime.l2 import L2Config, L2Runtime
 from vipcast.runtime.membership import DEFAULT_PORT as MEMBERSHIP_PORT
 from vipcast.runtime.probe import AnnouncementGate
-from vipcast.spec import ANNOTATION_HEALTH, Spec, SpecError, annotation, load_paths
+from vipcast.spec import Spec
 
 log = logging.getLogger("vipcast.node")
 
@@ -53,86 +53,86 @@ PROBES_AT_ONCE = 32
 VipKey = tuple[str, int, str]
 
 
-def health_configs(spec: Spec) -> dict[str, HealthCheckConfig]:
-    """Per-service health-check configs from the ``vipcast.io/health-check`` annotation."""
-    out: dict[str, HealthCheckConfig] = {}
-    for service in spec.services:
-        text = annotation(service.metadata, ANNOTATION_HEALTH)
-        if text:
-            parsed = parse_health_check(text)
-            if isinstance(parsed, str):
-                # the controller reports it on the Service (condition); not logged per load
-                log.debug("%s: default health check instead of %r: %s", service.key, text,
-                          parsed)
-            else:
-                out[service.key] = parsed
-    return out
+class _PlanIndex:
+    """What the policy looks up in one plan, built once per plan (not per check)."""
+
+    def __init__(self, plan: NodePlan) -> None:
+        self.plan = plan
+        self.ports: dict[str, list[VipKey]] = {}
+        self.rules: dict[str, list[NatRule]] = {}
+        for r in plan.nat:
+            self.ports.setdefault(r.service, []).append((r.vip, r.port, r.protocol))
+            self.rules.setdefault(r.service, []).append(r)
+        self.services_of: dict[BackendKey, tuple[str, ...]] = {
+            (t.ip, t.port): t.services for t in plan.health
+        }
+        self.healthy: frozenset[str] | None = None
+        self.down: frozenset[BackendKey] = frozenset()
+
+    def healthy_services(self, down: frozenset[BackendKey]) -> frozenset[str]:
+        """Services with a usable backend not down; after a flip only the services of the
+        backends that flipped are looked at again."""
+        if self.healthy is None:
+            self.healthy = healthy_services(self.plan.nat, down)
+        elif down != self.down:
+            touched = {s for k in down ^ self.down for s in self.services_of.get(k, ())}
+            healthy = set(self.healthy)
+            for service in touched:
+                if healthy_services(self.rules.get(service, ()), down):
+                    healthy.add(service)
+                else:
+                    healthy.discard(service)
+            self.healthy = frozenset(healthy)
+        self.down = down
+        return self.healthy
 
 
 class AnnouncementPolicy:
-    """Decides which services' routes the node may announce (healthy and verified)."""
+    """What the node observes about its services: which backends are down (the health
+    checker) and which services it can serve (a healthy backend, and a VIP port verified
+    through the node's own data plane, :class:`~vipcast.runtime.probe.AnnouncementGate`).
+
+    A plan consumer (it needs the plan's NAT rules) that reports back only values: each time
+    what it observes changes, ``on_local(Local(...))`` (the agent's
+    :meth:`~vipcast.app.agent.Agent.observe`, which re-plans from memory). It wakes on a health
+    flip, a new plan or a finished probe, and every ``interval`` seconds.
+    """
 
     def __init__(
         self,
-        dataplane: NodeDataplane,
         gate: AnnouncementGate,
         health: HealthChecker,
         *,
         verify: bool = True,
         interval: float = 0.2,
-        base_planner: Planner = default_planner,
+        on_local: Callable[[Local], Awaitable[None]] | None = None,
     ) -> None:
-        self._base_planner = base_planner
-        self._dataplane = dataplane
         self._gate = gate
         self._health = health
         self._verify = verify
         self._interval = interval
+        self._on_local = on_local
+        self._index: _PlanIndex | None = None
         self.servable: frozenset[str] = frozenset()
-        self._on_change: Callable[[], None] = lambda: None
-        #: the L2 VIPs last declared servable, and who hears about them
-        self.servable_vips: frozenset[str] | None = None
-        self._on_servable_vips: Callable[[frozenset[str]], None] | None = None
+        self.local = Local(servable=frozenset())
         self._probes: dict[VipKey, asyncio.Task[None]] = {}
         self._probe_slots = asyncio.Semaphore(PROBES_AT_ONCE)
+        self._wake = asyncio.Event()
+        health.on_change(self._wake.set)
 
-    def planner(self, spec: Spec, node: str) -> NodePlan:
-        """The full plan, with BGP routes kept only for servable services."""
-        self._health.configure(health_configs(spec))
-        plan = self._base_planner(spec, node)
-        routes = []
-        for route in plan.bgp:
-            services = tuple(s for s in route.services if s in self.servable)
-            if services:
-                routes.append(replace(route, services=services))
-        return replace(plan, bgp=tuple(routes))
+    async def apply(self, plan: NodePlan) -> None:
+        """A new plan (new services may need probes): check again now."""
+        if self._index is None or self._index.plan.nat is not plan.nat:
+            self._index = _PlanIndex(plan)
+            self._wake.set()
 
-    def on_change(self, callback: Callable[[], None]) -> None:
-        self._on_change = callback
+    def report_to(self, on_local: Callable[[Local], Awaitable[None]]) -> None:
+        """Where changed observations go (the agent's :meth:`~vipcast.app.agent.Agent.observe`)."""
+        self._on_local = on_local
 
-    def on_servable_vips(self, callback: Callable[[frozenset[str]], None]) -> None:
-        """``callback(vips)`` whenever the set of L2 VIPs this node can serve changes (the L2
-        runtime's :meth:`~vipcast.runtime.l2.L2Runtime.set_servable`)."""
-        self._on_servable_vips = callback
-
-    def l2_vips(self) -> frozenset[str]:
-        """The plan's L2 VIPs with at least one servable service (healthy and verified)."""
-        plan = self._dataplane.plan
-        if plan is None:
-            return frozenset()
-        return frozenset(
-            o.ip for o in plan.l2 if any(s in self.servable for s in o.services)
-        )
-
-    def publish_l2(self) -> None:
-        """Tell the L2 runtime what it can serve, if that changed (plan or servability)."""
-        if self._on_servable_vips is None:
-            return
-        vips = self.l2_vips()
-        if vips != self.servable_vips:
-            log.info("L2 VIPs servable here: %s", ",".join(sorted(vips)) or "none")
-            self.servable_vips = vips
-            self._on_servable_vips(vips)
+    def observed(self) -> Local:
+        """What the node observes now, as the planner's input."""
+        return Local(servable=self.servable, down=self._health.down())
 
     async def check(self, *, wait: bool = False) -> frozenset[str]:
         """The services servable now: a healthy backend, and a VIP port verified through the
@@ -142,14 +142,11 @@ class AnnouncementPolicy:
         and count from the first check after they succeed, so a slow or failing probe never
         delays another service's change. ``wait`` awaits the probes first (start-up).
         """
-        plan = self._dataplane.plan
-        if plan is None:
+        index = self._index
+        if index is None:
             return frozenset()
-        healthy = self._dataplane.healthy_services()
-        ports: dict[str, list[VipKey]] = {}
-        for r in plan.nat:
-            ports.setdefault(r.service, []).append((r.vip, r.port, r.protocol))
-        for service, keys in ports.items():
+        healthy = index.healthy_services(self._health.down())
+        for service, keys in index.ports.items():
             if service not in healthy:
                 for key in keys:
                     running = self._probes.get(key)
@@ -162,11 +159,12 @@ class AnnouncementPolicy:
                         self._start_probe(service, key)
         if wait and self._probes:
             await asyncio.gather(*self._probes.values(), return_exceptions=True)
+        if not self._verify:
+            return healthy & index.ports.keys()
         return frozenset(
             service
-            for service, keys in ports.items()
-            if service in healthy
-            and (not self._verify or any(self._gate.may_announce(k) for k in keys))
+            for service in healthy
+            if any(self._gate.may_announce(k) for k in index.ports.get(service, ()))
         )
 
     def _start_probe(self, service: str, key: VipKey) -> None:
@@ -174,7 +172,9 @@ class AnnouncementPolicy:
             async with self._probe_slots:
                 vip, port, protocol = key
                 result = await self._gate.verify(vip, port, protocol)
-            if not result.ok:
+            if result.ok:
+                self._wake.set()
+            else:
                 log.info("%s: %s:%d not verified yet: %s", service, vip, port, result.error)
 
         task = asyncio.get_running_loop().create_task(probe(), name=f"verify {key}")
@@ -187,8 +187,14 @@ class AnnouncementPolicy:
         for task in list(self._probes.values()):
             task.cancel()
 
+    async def settle(self) -> Local:
+        """Check once, awaiting the probes (start-up); the observations as the planner's input."""
+        self.servable = await self.check(wait=True)
+        self.local = self.observed()
+        return self.local
+
     async def run(self) -> None:
-        """Re-check every ``interval`` seconds; ask for a re-plan when the set changes."""
+        """Check on every wake-up (and every ``interval`` s); report what changed."""
         try:
             await self._run()
         finally:
@@ -196,41 +202,66 @@ class AnnouncementPolicy:
 
     async def _run(self) -> None:
         while True:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self._interval):
+                    await self._wake.wait()
+            self._wake.clear()
             servable = await self.check()
             if servable != self.servable:
                 added, gone = servable - self.servable, self.servable - servable
-                self.servable = servable
                 log.info(
                     "servable services changed: +%s -%s",
                     ",".join(sorted(added)) or "none", ",".join(sorted(gone)) or "none",
                 )
-                self._on_change()
-            self.publish_l2()
-            await asyncio.sleep(self._interval)
+                self.servable = servable
+            local = self.observed()
+            if local != self.local:
+                self.local = local
+                if self._on_local is not None:
+                    await self._on_local(local)
+
+
+class HealthTargets:
+    """A plan consumer: the health checker probes exactly the plan's health targets."""
+
+    def __init__(self, health: HealthChecker) -> None:
+        self._health = health
+        self._targets: tuple[HealthTarget, ...] | None = None
+
+    async def apply(self, plan: NodePlan) -> None:
+        if plan.health != self._targets:
+            self._targets = plan.health
+            self._health.set_targets(plan.health)
 
 
 class BfdBinding:
     """A plan consumer that keeps one BFD session per BGP peer with a ``bfdProfile``.
 
-    When BFD declares a peer down, that peer's BGP connections are dropped at once, so the
-    router loses this node's routes within the BFD detection time, not the hold time.
+    When BFD declares a peer down, ``on_down(name)`` drops that peer's BGP connections at
+    once (the composition root wires it to the speaker), so the router loses this node's
+    routes within the BFD detection time, not the hold time.
     """
 
-    def __init__(self, agent: Agent, registry: CollectorRegistry) -> None:
-        self._agent = agent
+    def __init__(self, registry: CollectorRegistry, on_down: Callable[[str], object]) -> None:
+        self._on_down = on_down
+        self._peers: tuple[BfdPeer, ...] | None = None
         self.bfd = BgpBfd(BfdManager(registry=registry), on_down=self._down)
 
     def _down(self, name: str, change: StateChanged) -> None:
         log.warning("BFD: peer %s down (%s): dropping its BGP session", name, change.diag)
-        self._agent.speaker.reset_peer(name)
+        self._on_down(name)
 
     async def apply(self, plan: NodePlan) -> None:
-        current = self._agent.current
-        if current is None:
+        if plan.bfd == self._peers and not self._failed():
             return
-        changes = self.bfd.configure(bfd_peers(current.spec, [p.name for p in current.peers]))
+        self._peers = plan.bfd
+        changes = self.bfd.configure(plan.bfd)
         if changes:
             log.info("BFD sessions: %s", ", ".join(changes))
+
+    def _failed(self) -> bool:
+        """Some planned session has no handle (its sockets failed): try again."""
+        return any(p.name not in self.bfd.handles() for p in self._peers or ())
 
     def close(self) -> None:
         self.bfd.close()
@@ -244,90 +275,58 @@ def observe(agent: Agent, registry: CollectorRegistry, l2: NodeL2) -> BfdBinding
     """Bind BFD to the agent's BGP peers and add the ``bfd`` and ``l2`` /status sections.
 
     Called once per agent: the BFD and L2 metrics live on ``registry`` from construction, so
-    reloads reconfigure sessions without registering anything again.
+    new plans reconfigure sessions without registering anything again.
     """
-    bfd = BfdBinding(agent, registry)
+    bfd = BfdBinding(registry, agent.speaker.reset_peer)
     agent.add_consumer(bfd)
     agent.add_status_section("bfd", bfd.status)
     agent.add_status_section("l2", l2.status)
     return bfd
 
 
-async def prime(
-    options: AgentOptions,
-    policy: AnnouncementPolicy,
-    dataplane: NodeDataplane,
-    base_planner: Planner = default_planner,
-) -> None:
-    """Before the first BGP session: program the data plane and verify what can be served.
-
-    So the first UPDATEs (and the End-of-RIB after a graceful restart) already carry every
-    route the node can serve, instead of an empty table followed by late announcements. An
-    invalid config is left to the agent, which reports it.
-    """
-    try:
-        spec = load_paths(options.config_paths)
-    except SpecError:
-        return
-    await dataplane.apply(run_planner(base_planner, spec, options.node))
-    policy.servable = await policy.check(wait=True)
-    policy.publish_l2()
-    log.info("verified before start: %s", ", ".join(sorted(policy.servable)) or "nothing")
+def l2_config_of(plan: NodePlan, key: bytes) -> L2Config:
+    """The L2 runtime's membership config from the plan's members."""
+    me = next((m for m in plan.l2_members if m.name == plan.node), None)
+    peers = {
+        m.name: (m.address, MEMBERSHIP_PORT)
+        for m in plan.l2_members
+        if m.name != plan.node and m.address is not None
+    }
+    bind = (me.address if me is not None and me.address else "0.0.0.0", MEMBERSHIP_PORT)
+    return L2Config(node=plan.node, peers=peers, key=key, bind=bind)
 
 
 def l2_config(spec: Spec, node: str, key: bytes) -> L2Config:
-    """Membership of the Nodes that could own an L2 address: Ready and selected by some
-    L2Advertisement's nodeSelectors (none: every node), each at its first InternalIP on the
-    membership port. A node without a speaker there (a control-plane node the selectors
-    leave out, a NotReady one) would count against quorum without ever answering. ``node``
-    itself is always a member."""
-    me = spec.node(node)
-    selectors = [a.spec.node_selectors for a in spec.l2_advertisements]
-    peers = {
-        n.metadata.name: (n.addresses_of()[0], MEMBERSHIP_PORT)
-        for n in spec.nodes
-        if n.metadata.name != node and n.addresses_of() and n.ready
-        and any(not sel or any(s.matches(n.metadata.labels) for s in sel)
-                for sel in selectors)
-    }
-    bind = (me.addresses_of()[0] if me and me.addresses_of() else "0.0.0.0", MEMBERSHIP_PORT)
-    return L2Config(node=node, peers=peers, key=key, bind=bind)
+    """Membership of the Nodes that could own an L2 address (see
+    :func:`vipcast.core.pipeline.l2_members`), each on the membership port."""
+    return l2_config_of(NodePlan(node=node, l2_members=l2_members(spec, node)), key)
 
 
 class NodeL2:
-    """The L2 responder and membership, started by the first plan whose config has
-    L2Advertisements — from object files or from the Kubernetes API alike.
+    """The L2 responder and membership, started by the first plan with L2 members (a config
+    with L2Advertisements) — from object files or from the Kubernetes API alike.
 
-    The member list is the config's Nodes at that moment (a node added later joins after a
-    restart of the agents). Until the announcement policy says otherwise, nothing is servable
-    when ``gate`` (the data plane verifies first); without a data plane everything planned is.
+    The member list is the plan's at that moment (a node added later joins after a restart of
+    the agents). What the node may own follows the plan's ``l2_servable``.
     """
 
-    def __init__(
-        self, agent: Agent, registry: CollectorRegistry, key: bytes, *, gate: bool
-    ) -> None:
-        self._agent = agent
+    def __init__(self, node: str, registry: CollectorRegistry, key: bytes) -> None:
+        self._node = node
         self._registry = registry
         self._key = key
-        self._servable: frozenset[str] | None = frozenset() if gate else None
         self.runtime: L2Runtime | None = None
 
     async def apply(self, plan: NodePlan) -> None:
         if self.runtime is None:
-            current = self._agent.current
-            if current is None or not current.spec.l2_advertisements:
+            if not plan.l2_members:
                 return
-            config = l2_config(current.spec, self._agent.options.node, self._key)
+            config = l2_config_of(plan, self._key)
             runtime = L2Runtime(config, self._registry, incarnation=time.time_ns() // 1_000_000)
-            runtime.set_servable(self._servable)
+            runtime.set_servable(plan.l2_servable)
             await runtime.start()
             self.runtime = runtime
+        self.runtime.set_servable(plan.l2_servable)
         await self.runtime.apply(plan)
-
-    def set_servable(self, ips: frozenset[str] | None) -> None:
-        self._servable = ips
-        if self.runtime is not None:
-            self.runtime.set_servable(ips)
 
     def status(self) -> dict[str, object]:
         return self.runtime.status() if self.runtime is not None else {}
@@ -352,13 +351,15 @@ async def run_node(
     """Run the agent with the data plane, L2, BFD and the announcement policy until it stops.
 
     ``agent_factory`` is called like :class:`Agent` (``options, planner=, consumers=,
-    registry=``); the Kubernetes speaker passes a factory of its API-fed agent so both run
-    one code path.
+    registry=, local=``); the Kubernetes speaker passes a factory of its API-fed agent so both
+    run one code path. The wiring is one way: the agent's plan goes to every consumer; the
+    health checker and the verification probes report back only as observations
+    (:meth:`Agent.observe`), which re-plan from memory.
     """
     registry = CollectorRegistry()
     if not dataplane_enabled:
-        agent = agent_factory(options, registry=registry)
-        l2 = NodeL2(agent, registry, membership_key, gate=False)
+        agent = agent_factory(options, planner=base_planner, registry=registry)
+        l2 = NodeL2(options.node, registry, membership_key)
         agent.add_consumer(l2)
         bare = observe(agent, registry, l2)
         try:
@@ -367,17 +368,29 @@ async def run_node(
             bare.close()
             await l2.stop()
     health = HealthChecker()
-    dataplane = NodeDataplane(NftTable(), LocalVips(), health)
-    policy = AnnouncementPolicy(dataplane, AnnouncementGate(), health, base_planner=base_planner)
-    agent = agent_factory(options, planner=policy.planner, consumers=[dataplane],
-                          registry=registry)
-    # own no VIP before the data plane has verified it can serve it
-    l2 = NodeL2(agent, registry, membership_key, gate=True)
+    dataplane = NodeDataplane(NftTable(), LocalVips())
+    policy = AnnouncementPolicy(AnnouncementGate(), health)
+    # nothing is servable (announced, owned) before the data plane verified it
+    agent = agent_factory(options, planner=base_planner, registry=registry,
+                          consumers=[HealthTargets(health), dataplane, policy],
+                          local=policy.local)
+    l2 = NodeL2(options.node, registry, membership_key)
     agent.add_consumer(l2)
     bfd = observe(agent, registry, l2)
-    policy.on_change(agent.request_reload)
-    policy.on_servable_vips(l2.set_servable)
-    await prime(options, policy, dataplane, base_planner)
+
+    async def prime(plan: NodePlan) -> None:
+        """Before the first BGP session: program the data plane and verify what can be
+        served, so the first UPDATEs (and the End-of-RIB after a graceful restart) already
+        carry every route the node can serve."""
+        await HealthTargets(health).apply(plan)
+        await dataplane.apply(plan)
+        await policy.apply(plan)
+        local = await policy.settle()
+        await agent.observe(local)
+        log.info("verified before start: %s", ", ".join(sorted(policy.servable)) or "nothing")
+
+    agent.prime = prime
+    policy.report_to(agent.observe)
     background = [
         asyncio.create_task(dataplane.run(), name="dataplane"),
         asyncio.create_task(policy.run(), name="announcement-policy"),

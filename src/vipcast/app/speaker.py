@@ -1,9 +1,12 @@
 """The in-cluster node speaker: the standalone agent fed from the Kubernetes API.
 
 It reuses :class:`~vipcast.app.agent.Agent` (BGP speaker, plan consumers, status endpoint,
-graceful restart marker) and replaces only where the objects come from: reflectors of our
-CRDs, Services, EndpointSlices, Nodes, Namespaces and Secrets instead of files. Any change asks
-the agent to reload; the snapshot is validated with the same tolerant rules as the controller.
+graceful restart marker) and replaces only where the objects come from
+(:meth:`KubeAgent.load_spec`):
+reflectors of our CRDs, Services, EndpointSlices, Nodes, Namespaces and Secrets instead of
+files. Any change asks the agent to reload; the snapshot is validated with the same tolerant
+rules as the controller. Health and verification changes re-plan from the snapshot in memory,
+as for files.
 
 Each speaker reports what it announces (and what it withholds, with why) in its node's
 ``NodeAnnouncement`` (:mod:`vipcast.sources.kube.reporter`); the controller folds the reports
@@ -27,17 +30,10 @@ from typing import Any
 
 from prometheus_client.registry import CollectorRegistry
 
-from vipcast.app.agent import (
-    Agent,
-    AgentOptions,
-    Desired,
-    PlanConsumer,
-    Planner,
-    peer_settings,
-    run_planner,
-)
+from vipcast.app.agent import Agent, AgentOptions, PlanConsumer, Planner
 from vipcast.app.node import run_node
 from vipcast.core.desired import NodePlan
+from vipcast.core.pipeline import Local, Snapshot
 from vipcast.core.plan import plan_node
 from vipcast.sources.kube.client import AsyncClient
 from vipcast.sources.kube.reflector import Reflector, snapshots
@@ -98,6 +94,7 @@ class KubeAgent(Agent):
         planner: Planner | None = None,
         consumers: Sequence[PlanConsumer] = (),
         registry: CollectorRegistry | None = None,
+        local: Local | None = None,
         kinds: tuple[Watched, ...] = SPEAKER_KINDS,
         load_balancer_class: str | None = None,
         sync_timeout: float = 120.0,
@@ -106,7 +103,7 @@ class KubeAgent(Agent):
         password_secrets: Sequence[str] = (),
     ) -> None:
         super().__init__(options, planner=planner or StatusPlanner(load_balancer_class),
-                         consumers=consumers, registry=registry)
+                         consumers=consumers, registry=registry, local=local)
         kinds = (*kinds, *secrets(namespace, password_secrets))
         self.reflectors = [Reflector(client, w, self.request_reload) for w in kinds]
         #: peer problems already logged (a reload must not repeat them)
@@ -116,6 +113,8 @@ class KubeAgent(Agent):
         self.reporter = AnnouncementReporter(client, options.node) if report else None
         self.last_good: tuple[Document, ...] = ()
         self.sync_timeout = sync_timeout
+        #: the committed addresses of the last snapshot reported
+        self._committed: tuple[Snapshot, dict[str, tuple[str, ...]]] | None = None
         #: the node's ``l2`` status section (added by run_node): which L2 VIPs it answers
         self._l2_status: Callable[[], Any] | None = None
 
@@ -141,7 +140,8 @@ class KubeAgent(Agent):
             reporter.set_l2_answered(self.l2_answered())
             await asyncio.sleep(every)
 
-    def load(self) -> Desired:
+    def load_spec(self) -> Spec:
+        """The reflectors' objects as one Spec (the same tolerant rules as the controller)."""
         if not all(r.synced.is_set() for r in self.reflectors):
             raise SpecError([Issue("", "", "", "", "Kubernetes caches are not synced yet")])
         outcome = build_spec(snapshots(self.reflectors), self.last_good)
@@ -153,14 +153,18 @@ class KubeAgent(Agent):
         self._logged = frozenset(problems)
         if not outcome.config_stale:
             self.last_good = outcome.config
-        spec = outcome.spec
-        plan = run_planner(self._planner, spec, self.options.node)
-        if self.reporter is not None:
-            committed = status_assignments(spec, self.load_balancer_class)
-            self.reporter.offer(plan, committed, plan_node(spec, committed, self.options.node))
-        peers = peer_settings(spec, self.options.node, router_id=self.options.router_id,
-                              restarting=self.restarting)
-        return Desired(spec=spec, plan=plan, peers=peers, files={})
+        return outcome.spec
+
+    def published(self, plan: NodePlan) -> None:
+        """Report what this node announces (and what it withholds) in its NodeAnnouncement:
+        the plan handed on, against the committed addresses and the unverified duties."""
+        current = self.current
+        if self.reporter is None or current is None or current.snapshot is None:
+            return
+        snap = current.snapshot
+        if self._committed is None or self._committed[0] is not snap:
+            self._committed = (snap, status_assignments(snap.spec, self.load_balancer_class))
+        self.reporter.offer(plan, self._committed[1], snap.duties)
 
     async def run(self, install_signals: bool = True) -> int:
         """Start the reflectors, wait for their first lists, then run the agent."""

@@ -22,8 +22,9 @@ from vipcast.core.explain import Explanation, explain
 from vipcast.core.notices import notices
 from vipcast.core.plan import plan_all
 from vipcast.core.plan_document import plan_diff, plan_document
+from vipcast.sources.files import load_paths
 from vipcast.sources.state import read_state, state_path, write_state
-from vipcast.spec import Issue, Spec, SpecError, load_paths
+from vipcast.spec import Issue, Spec, SpecError
 
 PathArg = Annotated[Path, typer.Argument(help="An object file or a directory of them.")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print the stable JSON document.")]

@@ -42,8 +42,8 @@ def _plan(plan_file: Path | None, config: list[Path] | None, node: str | None) -
             raise typer.Exit(2) from exc
     if config and node:
         from vipcast.app.agent import default_planner
+        from vipcast.sources.files import load_paths
         from vipcast.spec.errors import SpecError
-        from vipcast.spec.load import load_paths
 
         try:
             spec = load_paths(config)

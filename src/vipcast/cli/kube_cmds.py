@@ -268,8 +268,9 @@ def convert_metallb(
     """Convert MetalLB objects (metallb.io) to vipcast.io objects; notes go to stderr."""
     import yaml
 
+    from vipcast.sources.files import read_documents
     from vipcast.sources.kube.metallb import convert
-    from vipcast.spec import SpecError, load_documents, read_documents
+    from vipcast.spec import SpecError, load_documents
 
     try:
         docs = read_documents(paths)

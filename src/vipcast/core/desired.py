@@ -1,7 +1,10 @@
 """What one node must do: the contract between the pure planner and the effect layers.
 
-The planner (:mod:`vipcast.core.plan`) produces a :class:`NodePlan` per node; the BGP speaker,
-the L2 responder and the data plane consume it. Everything here is a frozen value, ordered
+The planner (:mod:`vipcast.core.plan`) produces the duties of each node (routes, L2 owners,
+NAT rules, local VIPs); the node pipeline (:mod:`vipcast.core.pipeline`) completes them into the
+one :class:`NodePlan` every consumer reads (BGP sessions, BFD sessions, health targets,
+backends down, servable L2 VIPs). The BGP speaker, BFD, the L2 responder, the data plane and
+the health checker consume it. Everything here is a frozen value, ordered
 deterministically, so two plans compare equal exactly when the node's duties are the same.
 """
 
@@ -10,8 +13,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
+from vipcast.proto.bfd import SessionConfig as BfdConfig
+from vipcast.proto.bgp import SessionConfig
+from vipcast.spec.health import HealthCheckConfig
+
 Protocol = Literal["TCP", "UDP", "SCTP"]
 TrafficPolicy = Literal["Cluster", "Local"]
+#: (ip, port) of one backend
+BackendKey = tuple[str, int]
 
 
 @dataclass(frozen=True, order=True)
@@ -70,6 +79,50 @@ class L2Ownership:
     services: tuple[str, ...] = ()
 
 
+@dataclass(frozen=True, order=True)
+class HealthTarget:
+    """One backend the node's health checker probes, and how."""
+
+    ip: str
+    port: int
+    services: tuple[str, ...]
+    config: HealthCheckConfig = field(default_factory=HealthCheckConfig)
+
+
+@dataclass(frozen=True)
+class BgpSession:
+    """One BGP session the node keeps (from a BGPPeer that selects it)."""
+
+    name: str
+    address: str
+    port: int
+    session: SessionConfig
+    source_address: str | None = None
+    ttl: int | None = None
+    gtsm_hops: int | None = None
+    md5_password: str | None = None
+
+
+@dataclass(frozen=True)
+class BfdPeer:
+    """The BFD session one BGP peer asks for."""
+
+    name: str
+    address: str
+    local: str | None
+    config: BfdConfig
+    multihop: bool = False
+    interface: str | None = None
+
+
+@dataclass(frozen=True, order=True)
+class L2Member:
+    """A node of the L2 membership (heartbeats) and where its membership socket is."""
+
+    name: str
+    address: str | None = None
+
+
 @dataclass(frozen=True)
 class NodePlan:
     """Everything one node announces and forwards."""
@@ -80,3 +133,16 @@ class NodePlan:
     nat: tuple[NatRule, ...] = ()
     #: VIPs the node must accept locally (address or local route), whether BGP or L2
     local_vips: tuple[str, ...] = field(default=())
+    # ---- filled by the node pipeline (vipcast.core.pipeline), empty in bare duties ----------
+    #: the BGP sessions to keep
+    peers: tuple[BgpSession, ...] = ()
+    #: the BFD sessions to keep (one per BGP peer with a BFDProfile)
+    bfd: tuple[BfdPeer, ...] = ()
+    #: the backends to health-check
+    health: tuple[HealthTarget, ...] = ()
+    #: backends left out of the NAT maps: failing their checks, or on a node known dead
+    down: frozenset[BackendKey] = frozenset()
+    #: the L2 VIPs this node may own now (healthy and verified); None: every planned one
+    l2_servable: frozenset[str] | None = None
+    #: the L2 membership (this node included); empty: the config has no L2Advertisement
+    l2_members: tuple[L2Member, ...] = ()

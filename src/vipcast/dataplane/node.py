@@ -178,7 +178,9 @@ class NodeDataplane:
                 await asyncio.to_thread(self._vips.clear)
 
     def _down(self) -> frozenset[BackendKey]:
-        return frozenset() if self._health is None else self._health.down()
+        """The plan's ``down`` backends, and those of a health checker given directly."""
+        planned = self._plan.down if self._plan is not None else frozenset()
+        return planned if self._health is None else planned | self._health.down()
 
     async def _sync(self, plan: NodePlan, *, check: bool = False) -> DataplaneReport:
         async with self._lock:

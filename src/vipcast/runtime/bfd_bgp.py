@@ -12,49 +12,16 @@ from __future__ import annotations
 
 import functools
 import logging
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
 
-from vipcast.proto.bfd import SessionConfig, StateChanged
-from vipcast.runtime.bfd import BfdHandle, BfdManager, BfdStatus, session_config
-from vipcast.spec.load import Spec
+from vipcast.core.desired import BfdPeer
+from vipcast.core.sessions import bfd_peers
+from vipcast.proto.bfd import StateChanged
+from vipcast.runtime.bfd import BfdHandle, BfdManager, BfdStatus
+
+__all__ = ["BfdPeer", "BgpBfd", "DownCallback", "bfd_peers"]
 
 DownCallback = Callable[[str, StateChanged], None]
-
-
-@dataclass(frozen=True)
-class BfdPeer:
-    """The BFD session one BGP peer asks for."""
-
-    name: str
-    address: str
-    local: str | None
-    config: SessionConfig
-    multihop: bool = False
-    interface: str | None = None
-
-
-def bfd_peers(spec: Spec, names: Iterable[str]) -> tuple[BfdPeer, ...]:
-    """The BFD sessions of the named BGPPeers that carry an existing ``bfdProfile``."""
-    result = []
-    for name in sorted(set(names)):
-        peer = spec.peer(name)
-        if peer is None or peer.spec.bfd_profile is None:
-            continue
-        profile = spec.bfd_profile(peer.spec.bfd_profile)
-        if profile is None:
-            continue
-        multihop = peer.spec.ebgp_multi_hop
-        result.append(
-            BfdPeer(
-                name=name,
-                address=peer.spec.peer_address,
-                local=peer.spec.source_address,
-                config=session_config(profile.spec, multihop),
-                multihop=multihop,
-            )
-        )
-    return tuple(result)
 
 
 class BgpBfd:

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from vipcast.core.ports import Timer
+from vipcast.core.sessions import bfd_config
 from vipcast.proto.bfd import Session, SessionConfig, State, StateChanged
 from vipcast.spec.objects import BFDProfileSpec
 
@@ -30,19 +31,8 @@ class SessionOwner(Protocol):
     def release(self, handle: BfdHandle) -> None: ...
 
 
-def session_config(profile: BFDProfileSpec | SessionConfig | None, multihop: bool) -> SessionConfig:
-    """The session parameters for a spec profile (milliseconds) or explicit parameters."""
-    if isinstance(profile, SessionConfig):
-        return profile
-    p = profile if profile is not None else BFDProfileSpec()
-    return SessionConfig(
-        desired_min_tx_us=p.transmit_interval * 1000,
-        required_min_rx_us=p.receive_interval * 1000,
-        detect_mult=p.detect_multiplier,
-        passive=p.passive_mode,
-        multihop=multihop,
-        minimum_ttl=p.minimum_ttl,
-    )
+#: the BFD session parameters of a spec profile (kept under its old name here)
+session_config = bfd_config
 
 
 @dataclass(frozen=True)

@@ -20,9 +20,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
+from vipcast.core.desired import HealthTarget
 from vipcast.runtime.clock import Clock, LoopClock
 from vipcast.runtime.probe import ProbeResult, SocketFactory, http_get, tcp_connect
 from vipcast.spec.health import CheckKind, HealthCheckConfig, parse_health_check
@@ -115,12 +116,35 @@ class HealthChecker:
                 continue
             if current is not None:
                 self._stop(key)
-            target = _Target(config, services, Threshold(config.rise, config.fall))
-            if config.kind != "none":
-                target.task = asyncio.get_running_loop().create_task(
-                    self._watch(key, target), name=f"health {key[0]}:{key[1]}"
-                )
-            self._targets[key] = target
+            self._start(key, config, services)
+        self._rescale()
+
+    def set_targets(self, targets: Sequence[HealthTarget]) -> None:
+        """Probe exactly these targets (the plan's), each with its own config."""
+        wanted = {(t.ip, t.port): t for t in targets}
+        for key in list(self._targets):
+            if key not in wanted:
+                self._stop(key)
+        for key, t in wanted.items():
+            current = self._targets.get(key)
+            if current is not None and current.config == t.config:
+                current.services = t.services
+                continue
+            if current is not None:
+                self._stop(key)
+            self._start(key, t.config, t.services)
+        self._rescale()
+
+    def _start(self, key: BackendKey, config: HealthCheckConfig, services: tuple[str, ...]
+               ) -> None:
+        target = _Target(config, services, Threshold(config.rise, config.fall))
+        if config.kind != "none":
+            target.task = asyncio.get_running_loop().create_task(
+                self._watch(key, target), name=f"health {key[0]}:{key[1]}"
+            )
+        self._targets[key] = target
+
+    def _rescale(self) -> None:
         scale = rate_scale((t.config.interval for t in self._targets.values()
                             if t.config.kind != "none"), self.max_rate)
         if scale != self.scale:

@@ -1,4 +1,4 @@
-"""The user-facing object model: our kinds, views of core objects, and the whole-config loader."""
+"""The user-facing object model: our kinds, views of core objects, and whole-config validation."""
 
 from vipcast.spec.addresses import AddressRange, parse_ip, parse_range
 from vipcast.spec.errors import Issue, SpecError
@@ -19,7 +19,15 @@ from vipcast.spec.kube import (
     claims,
     request_conflict,
 )
-from vipcast.spec.load import KINDS, Spec, load_documents, load_paths, read_documents, requested_ips
+from vipcast.spec.load import (
+    KINDS,
+    Spec,
+    Validated,
+    assemble,
+    load_documents,
+    requested_ips,
+    validate_documents,
+)
 from vipcast.spec.meta import LabelSelector, ObjectMeta, Requirement
 from vipcast.spec.objects import (
     API_GROUP,
@@ -48,7 +56,6 @@ __all__ = [
     "ObjectMeta",
     "ProviderOptions", "Requirement",
     "Secret", "Service", "ServicePort", "Spec", "SpecError", "annotation", "claims",
-    "load_documents",
-    "load_paths", "parse_community", "parse_duration", "parse_ip", "parse_range", "read_documents",
-    "request_conflict", "requested_ips",
+    "Validated", "assemble", "load_documents", "parse_community", "parse_duration", "parse_ip",
+    "parse_range", "request_conflict", "requested_ips", "validate_documents",
 ]

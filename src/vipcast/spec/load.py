@@ -1,9 +1,16 @@
-"""Load object files into one cross-checked :class:`Spec`, or reject them whole.
+"""Validate already-parsed documents into one cross-checked :class:`Spec`, or reject them whole.
 
-A config is a YAML file, or a directory of them, holding any number of documents of our kinds
-(``vipcast.io/v1beta1``) and of the core kinds we read (Service, EndpointSlice, Node, Namespace,
-Secret). Every problem is collected (file, kind/name, field, message) and raised together in
-one :class:`SpecError`; nothing of a broken config is returned.
+A config holds any number of documents of our kinds (``vipcast.io/v1beta1``) and of the core
+kinds we read (Service, EndpointSlice, Node, Namespace, Secret, the Gateway API, Ingress).
+Reading them (files, the Kubernetes API) is the sources' business
+(:mod:`vipcast.sources.files`); this module only validates values. Every problem is collected
+(source, kind/name, field, message) and raised together in one :class:`SpecError`; nothing of
+a broken config is returned.
+
+Validation is split in two so a source can cache the expensive half per file:
+:func:`validate_documents` turns the documents of one source into model objects (context-free,
+per document), :func:`assemble` puts the validated parts together, refuses duplicates and
+runs the cross-checks.
 """
 
 from __future__ import annotations
@@ -11,10 +18,8 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import BaseModel, ValidationError
 
 from vipcast.spec.errors import Issue, SpecError
@@ -66,9 +71,6 @@ KINDS: dict[str, tuple[tuple[str, ...], type[BaseModel]]] = {
 NAMESPACED = frozenset(
     {"Service", "EndpointSlice", "Secret", "Gateway", "HTTPRoute", "ReferenceGrant", "Ingress"}
 )
-YAML_SUFFIXES = (".yaml", ".yml", ".json")
-#: libyaml's safe loader when PyYAML was built with it (about 10x faster), else the Python one
-_SAFE_LOADER: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
 @dataclass(frozen=True)
@@ -199,59 +201,6 @@ class Spec:
         )
 
 
-# ---------------------------------------------------------------- reading files
-
-
-def _files(paths: Iterable[str | Path]) -> tuple[list[Path], list[Issue]]:
-    files: list[Path] = []
-    issues: list[Issue] = []
-    for raw in paths:
-        path = Path(raw)
-        if path.is_dir():
-            found = sorted(
-                p for p in path.rglob("*")
-                if p.is_file() and p.suffix in YAML_SUFFIXES and not p.name.startswith(".")
-            )
-            files.extend(found)
-        elif path.is_file():
-            files.append(path)
-        else:
-            issues.append(Issue(str(path), "", "", "", "no such file or directory"))
-    return files, issues
-
-
-def read_documents(paths: Iterable[str | Path]) -> list[tuple[str, object]]:
-    """Every YAML document of the files (``List`` objects unrolled), or SpecError."""
-    files, issues = _files(paths)
-    docs: list[tuple[str, object]] = []
-    for path in files:
-        try:
-            text = path.read_text()
-            loaded = [d for d in yaml.load_all(text, Loader=_SAFE_LOADER) if d is not None]
-        except (OSError, UnicodeDecodeError) as exc:
-            issues.append(Issue(str(path), "", "", "", f"cannot read: {exc}"))
-            continue
-        except yaml.YAMLError as exc:
-            mark = getattr(exc, "problem_mark", None)
-            where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-            problem = getattr(exc, "problem", None) or str(exc)
-            issues.append(Issue(str(path), "", "", "", f"invalid YAML{where}: {problem}"))
-            continue
-        for doc in loaded:
-            if isinstance(doc, dict) and doc.get("kind") == "List":
-                docs.extend((str(path), item) for item in doc.get("items") or [])
-            else:
-                docs.append((str(path), doc))
-    if issues:
-        raise SpecError(issues)
-    return docs
-
-
-def load_paths(paths: Iterable[str | Path]) -> Spec:
-    """Load and cross-check the object files at ``paths`` (files or directories)."""
-    return load_documents(read_documents(paths))
-
-
 # ---------------------------------------------------------------- validation
 
 
@@ -293,11 +242,21 @@ def _key(kind: str, obj: Any) -> str:
     return str(meta.name)
 
 
-def load_documents(docs: Iterable[tuple[str, object]]) -> Spec:
-    """Validate ``(source, document)`` pairs into a Spec, or raise SpecError with every issue."""
+@dataclass(frozen=True)
+class Validated:
+    """The documents of one source as model objects (in document order), with their issues."""
+
+    objects: tuple[tuple[str, BaseModel], ...] = ()
+    issues: tuple[Issue, ...] = ()
+
+
+def validate_documents(docs: Iterable[tuple[str, object]]) -> Validated:
+    """Each ``(source, document)`` as a model object; the problems of each as issues.
+
+    Context-free: the result depends on these documents only, so a source may keep it for as
+    long as the documents do not change (see :func:`assemble`)."""
     issues: list[Issue] = []
-    by_kind: dict[str, list[Any]] = {k: [] for k in KINDS}
-    origins: dict[str, str] = {}
+    objects: list[tuple[str, BaseModel]] = []
     ordinals: dict[str, int] = {}
     for source, doc in docs:
         ordinal = ordinals[source] = ordinals.get(source, 0) + 1
@@ -307,18 +266,31 @@ def load_documents(docs: Iterable[tuple[str, object]]) -> Spec:
             p if p.name else replace(p, message=f"{p.message} (document #{ordinal} of the file)")
             for p in problems
         )
-        if obj is None:
-            continue
-        kind = str(getattr(obj, "kind"))  # noqa: B009 - every model has a literal kind
-        key = _key(kind, obj)
-        if f"{kind}/{key}" in origins:
-            first = origins[f"{kind}/{key}"]
-            issues.append(
-                Issue(source, kind, key, "metadata.name", f"duplicate name (also in {first})")
-            )
-            continue
-        origins[f"{kind}/{key}"] = source
-        by_kind[kind].append(obj)
+        if obj is not None:
+            objects.append((source, obj))
+    return Validated(tuple(objects), tuple(issues))
+
+
+def assemble(parts: Iterable[Validated]) -> Spec:
+    """One Spec from validated parts (in order): duplicates refused, cross-checked; or
+    SpecError with every issue of every part."""
+    issues: list[Issue] = []
+    by_kind: dict[str, list[Any]] = {k: [] for k in KINDS}
+    origins: dict[str, str] = {}
+    for part in parts:
+        issues.extend(part.issues)
+        for source, obj in part.objects:
+            kind = str(getattr(obj, "kind"))  # noqa: B009 - every model has a literal kind
+            key = _key(kind, obj)
+            ident = f"{kind}/{key}"
+            first = origins.get(ident)
+            if first is not None:
+                issues.append(
+                    Issue(source, kind, key, "metadata.name", f"duplicate name (also in {first})")
+                )
+                continue
+            origins[ident] = source
+            by_kind[kind].append(obj)
     spec = Spec(
         pools=tuple(by_kind["IPAddressPool"]),
         peers=tuple(by_kind["BGPPeer"]),
@@ -345,9 +317,14 @@ def load_documents(docs: Iterable[tuple[str, object]]) -> Spec:
     return spec
 
 
+def load_documents(docs: Iterable[tuple[str, object]]) -> Spec:
+    """Validate ``(source, document)`` pairs into a Spec, or raise SpecError with every issue."""
+    return assemble([validate_documents(docs)])
+
+
 def cross_check(spec: Spec) -> list[Issue]:
     """Checks that need more than one object: overlaps, references, impossible selectors."""
-    from vipcast.spec.checks import check_all  # local: keeps this module about files
+    from vipcast.spec.checks import check_all  # local: checks imports Spec from here
 
     return check_all(spec)
 

@@ -1,0 +1,176 @@
+"""The node pipeline's pure planner: (snapshot, local observations, membership, node) -> Plan.
+
+::
+
+    source ──> Snapshot ──> plan(snapshot, local) ──> NodePlan ──> consumers apply the diff
+
+A :class:`Snapshot` is one whole, validated config together with everything derived from the
+config alone for this node: its duties (routes, L2 owners, NAT rules, local VIPs, from
+:mod:`vipcast.core.plan`), its BGP and BFD sessions and its health-check targets. It is built
+once per config change (:func:`snapshot`).
+
+:func:`plan` completes a snapshot with what the node observes now (:class:`Local`): which
+services it can serve (healthy and verified: only their routes are announced and only their L2
+VIPs may be owned), which backends fail their checks, which nodes the membership view says are
+dead (their backends leave the NAT maps). It does no more than filter, so a health flip or a
+membership change re-plans in milliseconds from memory, and the unchanged parts of the plan are
+the very same objects as before: consumers diff by identity cheaply.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, replace
+
+from vipcast.core.desired import (
+    BackendKey,
+    BGPRoute,
+    HealthCheckConfig,
+    L2Member,
+    NatRule,
+    NodePlan,
+)
+from vipcast.core.health import ANNOTATION, health_targets, parse_health_check
+from vipcast.core.sessions import bfd_peers, bgp_sessions
+from vipcast.spec import Spec, annotation
+
+
+@dataclass(frozen=True)
+class NodeIdentity:
+    """Who this node is, as the BGP sessions need it."""
+
+    node: str
+    router_id: str | None = None
+    #: the previous agent did not stop cleanly: graceful restart (R-bit) where configured
+    restarting: bool = False
+
+
+@dataclass(frozen=True)
+class Local:
+    """What the node observes now: the planner's inputs besides the config."""
+
+    #: services with a healthy backend and a verified VIP path; None: not gated (no data plane)
+    servable: frozenset[str] | None = None
+    #: backends failing their health checks
+    down: frozenset[BackendKey] = frozenset()
+    #: nodes the membership view says are dead: their backends leave Cluster-policy maps
+    dead_nodes: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """One whole config and what it alone asks of the node (frozen; see :func:`snapshot`)."""
+
+    spec: Spec
+    duties: NodePlan
+    plan_base: NodePlan
+    #: services with a health-check annotation that could not be parsed, with why
+    health_problems: tuple[tuple[str, str], ...] = ()
+    #: backend (ip, port) -> the node it runs on, for the membership filter
+    backend_nodes: Mapping[BackendKey, str] = field(default_factory=dict)
+
+
+def health_configs(spec: Spec) -> tuple[dict[str, HealthCheckConfig], list[tuple[str, str]]]:
+    """Per-service health-check configs from the annotation, and the refused annotations."""
+    out: dict[str, HealthCheckConfig] = {}
+    problems: list[tuple[str, str]] = []
+    for service in spec.services:
+        if not service.metadata.annotations:
+            continue
+        text = annotation(service.metadata, ANNOTATION)
+        if text:
+            parsed = parse_health_check(text)
+            if isinstance(parsed, str):
+                problems.append((service.key, f"ignoring health check {text!r}: {parsed}"))
+            else:
+                out[service.key] = parsed
+    return out, problems
+
+
+def _usable(rule: NatRule) -> Iterable[BackendKey]:
+    """Backends of a rule that may get traffic, health aside (ready, VIP's family, policy)."""
+    v6 = ":" in rule.vip
+    for b in rule.backends:
+        if b.ready and (":" in b.ip) == v6 and (rule.traffic_policy == "Cluster" or b.local):
+            yield (b.ip, b.port)
+
+
+def l2_members(spec: Spec, node: str) -> tuple[L2Member, ...]:
+    """The Nodes that could own an L2 address: Ready and selected by some L2Advertisement's
+    nodeSelectors (none: every node), each at its first InternalIP; ``node`` itself always
+    (a node without a speaker there would count against quorum without ever answering).
+    Empty when the config has no L2Advertisement."""
+    if not spec.l2_advertisements:
+        return ()
+    selectors = [a.spec.node_selectors for a in spec.l2_advertisements]
+    me = spec.node(node)
+    members = [L2Member(node, me.addresses_of()[0] if me and me.addresses_of() else None)]
+    members.extend(
+        L2Member(n.metadata.name, n.addresses_of()[0])
+        for n in spec.nodes
+        if n.metadata.name != node and n.addresses_of() and n.ready
+        and any(not sel or any(s.matches(n.metadata.labels) for s in sel) for sel in selectors)
+    )
+    return tuple(sorted(members))
+
+
+def snapshot(spec: Spec, duties: NodePlan, identity: NodeIdentity) -> Snapshot:
+    """The snapshot of ``spec`` for this node, given its duties (``plan_node``'s result)."""
+    peers = bgp_sessions(spec, identity.node, router_id=identity.router_id,
+                         restarting=identity.restarting)
+    configs, problems = health_configs(spec)
+    backend_nodes = {
+        (b.ip, b.port): b.node for r in duties.nat for b in r.backends if b.node is not None
+    }
+    base = replace(
+        duties,
+        peers=peers,
+        bfd=bfd_peers(spec, [p.name for p in peers]),
+        health=health_targets(duties.nat, configs, _usable),
+        l2_members=l2_members(spec, identity.node),
+    )
+    return Snapshot(spec, duties, base, tuple(problems), backend_nodes)
+
+
+def _servable_routes(routes: tuple[BGPRoute, ...], servable: frozenset[str]
+                     ) -> tuple[BGPRoute, ...]:
+    out: list[BGPRoute] = []
+    for route in routes:
+        services = route.services
+        if len(services) == 1:
+            if services[0] in servable:
+                out.append(route)
+            continue
+        kept = tuple(s for s in services if s in servable)
+        if len(kept) == len(services):
+            out.append(route)  # the same object: consumers see it unchanged
+        elif kept:
+            out.append(replace(route, services=kept))
+    return tuple(out)
+
+
+def healthy_services(rules: Iterable[NatRule], down: frozenset[BackendKey]) -> frozenset[str]:
+    """Services with some backend that may get traffic and is not down."""
+    return frozenset(
+        r.service for r in rules if any(k not in down for k in _usable(r))
+    )
+
+
+def plan(snap: Snapshot, local: Local) -> NodePlan:
+    """The node's one plan: the snapshot's, with what it observes now applied (pure, cheap)."""
+    base = snap.plan_base
+    down = local.down
+    if local.dead_nodes:
+        dead = local.dead_nodes
+        down = down | frozenset(k for k, n in snap.backend_nodes.items() if n in dead)
+    if local.servable is None:
+        return replace(base, down=down) if down != base.down else base
+    servable = local.servable
+    return replace(
+        base,
+        bgp=_servable_routes(base.bgp, servable),
+        down=down,
+        l2_servable=frozenset(
+            o.ip for o in base.l2 if any(s in servable for s in o.services)
+        ),
+    )

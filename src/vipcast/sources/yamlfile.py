@@ -1,1 +1,0 @@
-"""Objects from YAML files (the standalone source)."""

@@ -1,0 +1,76 @@
+"""The node pipeline's pure planner: a snapshot, completed by what the node observes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from vipcast.core.allocation import allocate_spec
+from vipcast.core.pipeline import Local, NodeIdentity, healthy_services, plan, snapshot
+from vipcast.core.plan import plan_node
+from vipcast.spec import Spec, load_documents
+
+V = "vipcast.io/v1beta1"
+
+
+def _spec() -> Spec:
+    docs: list[dict[str, Any]] = [
+        {"apiVersion": V, "kind": "IPAddressPool", "metadata": {"name": "p"},
+         "spec": {"addresses": ["192.0.2.0/28"]}},
+        {"apiVersion": V, "kind": "BFDProfile", "metadata": {"name": "fast"}, "spec": {}},
+        {"apiVersion": V, "kind": "BGPPeer", "metadata": {"name": "r"},
+         "spec": {"myASN": 64512, "peerASN": 64500, "peerAddress": "10.0.0.1",
+                  "bfdProfile": "fast"}},
+        {"apiVersion": V, "kind": "BGPAdvertisement", "metadata": {"name": "b"}, "spec": {}},
+        {"apiVersion": "v1", "kind": "Node", "metadata": {"name": "n1"}},
+        {"apiVersion": "v1", "kind": "Node", "metadata": {"name": "n2"}},
+    ]
+    for i, name in enumerate(("a", "b")):
+        meta: dict[str, Any] = {"name": name, "namespace": "d"}
+        if name == "b":
+            meta["annotations"] = {"vipcast.io/health-check": "http:/hz,rise=1"}
+        docs.append({"apiVersion": "v1", "kind": "Service", "metadata": meta,
+                     "spec": {"type": "LoadBalancer", "ports": [{"port": 80}]}})
+        docs.append({"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+                     "metadata": {"name": f"{name}-1", "namespace": "d",
+                                  "labels": {"kubernetes.io/service-name": name}},
+                     "addressType": "IPv4", "ports": [{"port": 8080}],
+                     "endpoints": [{"addresses": [f"198.51.100.{i + 1}"], "nodeName": "n2"}]})
+    return load_documents([("t.yaml", d) for d in docs])
+
+
+def _snap() -> Any:
+    spec = _spec()
+    duties = plan_node(spec, allocate_spec(spec).current(), "n1")
+    return snapshot(spec, duties, NodeIdentity("n1"))
+
+
+def test_the_snapshot_carries_sessions_and_health_targets() -> None:
+    snap = _snap()
+    base = snap.plan_base
+    assert [p.name for p in base.peers] == ["r"]
+    assert [b.name for b in base.bfd] == ["r"]
+    assert [(t.ip, t.services) for t in base.health] == [
+        ("198.51.100.1", ("d/a",)), ("198.51.100.2", ("d/b",))]
+    assert base.health[1].config.kind == "http" and base.health[1].config.rise == 1
+    assert base.health[0].config.kind == "tcp"
+
+
+def test_plan_keeps_only_servable_routes_and_reuses_the_rest() -> None:
+    snap = _snap()
+    everything = plan(snap, Local())
+    assert everything is snap.plan_base  # not gated, nothing down: the snapshot's plan
+    only_a = plan(snap, Local(servable=frozenset({"d/a"})))
+    assert [r.services for r in only_a.bgp] == [("d/a",)]
+    assert only_a.bgp[0] is snap.plan_base.bgp[0]  # unchanged routes are the same objects
+    assert only_a.nat == snap.plan_base.nat and only_a.peers == snap.plan_base.peers
+    assert plan(snap, Local(servable=frozenset())).bgp == ()
+
+
+def test_backends_down_or_on_dead_nodes_are_down_in_the_plan() -> None:
+    snap = _snap()
+    down = plan(snap, Local(down=frozenset({("198.51.100.1", 8080)})))
+    assert down.down == {("198.51.100.1", 8080)}
+    dead = plan(snap, Local(dead_nodes=frozenset({"n2"})))
+    assert dead.down == {("198.51.100.1", 8080), ("198.51.100.2", 8080)}
+    assert healthy_services(dead.nat, dead.down) == frozenset()
+    assert healthy_services(down.nat, down.down) == {"d/b"}
