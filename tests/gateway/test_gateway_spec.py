@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from vipcast.spec import SpecError, load_documents, load_paths
+from vipcast.sources.files import load_paths
+from vipcast.spec import SpecError, load_documents
 from vipcast.spec.gateway import regex_problem
 
 EXAMPLE = Path(__file__).parents[2] / "examples" / "gateway"

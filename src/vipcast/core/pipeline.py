@@ -25,7 +25,6 @@ from dataclasses import dataclass, field, replace
 from vipcast.core.desired import (
     BackendKey,
     BGPRoute,
-    HealthCheckConfig,
     L2Member,
     NatRule,
     NodePlan,
@@ -33,6 +32,7 @@ from vipcast.core.desired import (
 from vipcast.core.health import ANNOTATION, health_targets, parse_health_check
 from vipcast.core.sessions import bfd_peers, bgp_sessions
 from vipcast.spec import Spec, annotation
+from vipcast.spec.health import HealthCheckConfig
 
 
 @dataclass(frozen=True)
