@@ -9,7 +9,8 @@ from typing import Annotated
 
 import typer
 
-from vipcast.spec import SpecError, load_paths
+from vipcast.sources.files import load_paths
+from vipcast.spec import SpecError
 
 
 def register(app: typer.Typer) -> None:
