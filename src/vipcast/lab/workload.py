@@ -3,7 +3,8 @@
 Run inside a namespace (``ip netns exec NS python -m vipcast.lab.workload ...``):
 
 - ``serve --host H --port P --name B --node N`` answers every request with one JSON line
-  ``{"backend": B, "node": N, "client": "<source address it saw>"}``;
+  ``{"backend": B, "node": N, "client": "<source address it saw>"}``, over HTTP on TCP port P
+  and, for any datagram, on UDP port P;
 - ``load --url URL --count C --interval S --timeout T --max-seconds M`` sends at most C
   requests (one new TCP connection each, so ECMP hashing spreads them), at most M seconds, and
   prints one JSON line per request: ``{"t": seconds since start, "ok": bool, "backend": ...,
@@ -22,12 +23,13 @@ import argparse
 import asyncio
 import http.client
 import json
+import socket
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
-from typing import Protocol
+from typing import Any, Protocol, cast
 from urllib.parse import urlsplit
 
 
@@ -64,12 +66,40 @@ async def _answer(
         writer.close()
 
 
+class _UdpAnswer(asyncio.DatagramProtocol):
+    """Answers every datagram with the same JSON line as an HTTP answer (a UDP backend for the
+    lab's UDP services: their VIP ports are verified by an answer, docs/dataplane.md)."""
+
+    def __init__(self, name: str, node: str) -> None:
+        self.name, self.node = name, node
+        self.transport: asyncio.DatagramTransport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.DatagramTransport, transport)
+
+    def datagram_received(self, data: bytes, addr: tuple[str | Any, int]) -> None:
+        if self.transport is not None:
+            client = str(addr[0]).removeprefix("::ffff:")
+            body = {"backend": self.name, "node": self.node, "client": client}
+            self.transport.sendto(json.dumps(body).encode() + b"\n", addr)
+
+
 async def serve(host: str, port: int, name: str, node: str) -> None:
     server = await asyncio.start_server(
         lambda r, w: _answer(r, w, name, node), host=host, port=port, reuse_address=True
     )
-    async with server:
-        await server.serve_forever()
+    udp = socket.socket(socket.AF_INET6 if not host or ":" in host else socket.AF_INET,
+                        socket.SOCK_DGRAM)
+    if udp.family == socket.AF_INET6:
+        udp.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+    udp.bind((host or "::", port))
+    transport, _ = await asyncio.get_running_loop().create_datagram_endpoint(
+        lambda: _UdpAnswer(name, node), sock=udp)
+    try:
+        async with server:
+            await server.serve_forever()
+    finally:
+        transport.close()
 
 
 def request(url: str, timeout: float) -> Sample:

@@ -242,9 +242,11 @@ class AnnouncementGate:
     async def verify(self, vip: str, port: int, protocol: str = "TCP") -> ProbeResult:
         """Probe ``vip:port`` from this node; remember what the probe showed.
 
-        TCP: a connection. UDP: a DNS query, any answer counts; silence leaves the port
-        unverified (``ok=False``, ``error="no answer: unverified"``). SCTP: unverified without a
-        probe (``error="SCTP: unverified"``).
+        TCP: a connection. UDP: a DNS query, any answer counts; a refusal in any attempt fails
+        it (the DNAT picks a backend per query: one silent, one refusing is still broken); only
+        silence in every attempt leaves the port unverified (``ok=False``,
+        ``error="no answer: unverified"``). SCTP: unverified without a probe
+        (``error="SCTP: unverified"``).
         """
         key = (vip, port, protocol)
         if protocol == "SCTP":
@@ -252,6 +254,7 @@ class AnnouncementGate:
             self._unverified.add(key)
             return ProbeResult(False, 0.0, "SCTP: unverified")
         result = ProbeResult(False, 0.0, "not tried")
+        silent = True  # UDP: every attempt went unanswered, none was refused
         for attempt in range(max(1, self.attempts)):
             if attempt:
                 await asyncio.sleep(self.retry_delay)
@@ -267,8 +270,11 @@ class AnnouncementGate:
                 self._unverified.discard(key)
                 self._verified.add(key)
                 return result
+            silent = silent and result.error == "no answer"
+            if protocol == "UDP" and not silent:
+                break  # a refusal is evidence against: no need to ask again
         self.invalidate(key)
-        if protocol == "UDP" and result.error == "no answer":
+        if protocol == "UDP" and silent:
             self._unverified.add(key)
             return ProbeResult(False, result.seconds, "no answer: unverified")
         return result
