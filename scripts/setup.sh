@@ -31,7 +31,7 @@ if [ "${#missing[@]}" -gt 0 ]; then
   [ -z "${added_policy:-}" ] || $SUDO rm -f /usr/sbin/policy-rc.d
 fi
 # the packages' own daemons must never run in the root namespace
-for svc in frr bird nginx; do
+for svc in frr bird nginx haproxy; do
   if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet "$svc" 2>/dev/null; then
     $SUDO systemctl stop "$svc" || true
     $SUDO systemctl disable "$svc" >/dev/null 2>&1 || true
@@ -51,3 +51,5 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ] || ! .venv/bin/python -
   .venv/bin/python -m pip install -q -e '.[dev]'
   echo "$want" > "$stamp"
 fi
+# the real OpenStack Octavia API server for the Octavia driver's tests, in its own virtualenv
+bash "$(dirname "$0")/octavia-venv.sh"

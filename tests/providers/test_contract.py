@@ -15,6 +15,7 @@ from typing import Any
 
 import harness_as3
 import harness_haproxy
+import harness_octavia
 import pytest
 
 from vipcast.core.external import DesiredLB, Member
@@ -23,6 +24,7 @@ from vipcast.providers.port import Applied, Retry
 HARNESSES = {
     "as3": (harness_as3, harness_as3.AVAILABLE, ""),
     "haproxy": (harness_haproxy, harness_haproxy.AVAILABLE, "no haproxy binary (scripts/setup.sh)"),
+    "octavia": (harness_octavia, harness_octavia.AVAILABLE, str(harness_octavia.MISSING)),
 }
 
 
@@ -31,6 +33,8 @@ def harness(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Any]:
     module, available, why = HARNESSES[request.param]
     if not available:
         pytest.skip(f"{request.param}: {why}")
+    if request.param == "octavia":
+        request.getfixturevalue("octavia_api")
     loop = asyncio.new_event_loop()
     gen = module.make(tmp_path)
     h = loop.run_until_complete(gen.__anext__())

@@ -14,6 +14,7 @@ from urllib.parse import urlparse
 from vipcast.core.external import ExternalPlan, Refusal, desired_external
 from vipcast.providers.as3.driver import AS3Driver
 from vipcast.providers.haproxy.driver import HAProxyDriver
+from vipcast.providers.octavia.driver import OctaviaDriver
 from vipcast.providers.port import Applied, LoadBalancerDriver, Retry
 from vipcast.spec import LoadBalancerProvider, Spec
 
@@ -41,7 +42,9 @@ def build_driver(provider: LoadBalancerProvider, spec: Spec) -> LoadBalancerDriv
     if provider.spec.driver == "as3":
         return AS3Driver(provider.spec.endpoint, provider.spec.options.tenant,
                          password=secret or "")
-    raise NotImplementedError(f"the {provider.spec.driver} driver is not built yet")
+    opts = provider.spec.options
+    return OctaviaDriver(provider.spec.endpoint, project_id=opts.project_id or "vipcast",
+                         vip_subnet_id=opts.vip_subnet_id, vip_network_id=opts.vip_network_id)
 
 
 async def sync_provider(spec: Spec, provider: LoadBalancerProvider,

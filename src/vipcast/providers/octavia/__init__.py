@@ -1,0 +1,1 @@
+"""OpenStack Octavia driver (openstacksdk), tested against the real Octavia API server."""

@@ -1,0 +1,59 @@
+"""The Octavia driver under the contract suite, against the real Octavia API server."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from pathlib import Path
+
+from octavia_api import MISSING, PROJECT, SUBNET, OctaviaAPI
+
+__all__ = ["MISSING"]
+
+from vipcast.core.external import DesiredLB, HealthMonitor, Listener, Member
+from vipcast.providers.octavia.driver import OctaviaDriver
+
+MONITOR = HealthMonitor("TCP", None, None, 5.0, 3.0, 2, 3)
+AVAILABLE = MISSING is None
+#: the session's API server (conftest.py starts it on first use)
+SERVER: list[OctaviaAPI] = []
+
+
+class OctaviaHarness:
+    def __init__(self, api: OctaviaAPI) -> None:
+        self.api = api
+        self.driver = OctaviaDriver(api.url, project_id=PROJECT, vip_subnet_id=SUBNET,
+                                    wait_timeout=20.0)
+
+    def desired(self, name: str, members: Sequence[Member], ports: Sequence[int] = (80,),
+                vip_octet: int = 10) -> DesiredLB:
+        listeners = tuple(
+            Listener("TCP", p, tuple(sorted(members)), MONITOR, ("192.0.2.0/24",), "none",
+                     "ROUND_ROBIN", f"default/{name}") for p in ports)
+        return DesiredLB(name, (f"default/{name}",), f"198.51.100.{vip_octet}", listeners)
+
+    async def drift(self, lb: DesiredLB) -> None:
+        """Behind vipcast's back: a listener (and its pool) deleted in Octavia."""
+        found = await self.driver._find(lb.name)
+        listeners = list(self.driver.lb.listeners(load_balancer_id=found.id))
+        await self.driver._delete_listener(found.id, listeners[0])
+
+    async def leftovers(self) -> set[str]:
+        self.api.settle()
+        return {str(r[0]) for r in self.api.rows(
+            "SELECT name FROM load_balancer WHERE provisioning_status != 'DELETED' "
+            "AND name LIKE '%'")}
+
+    async def close(self) -> None:
+        # the next test starts from an empty project: delete whatever this one left
+        for name in await self.driver.names() or ():
+            await self.driver.delete(name)
+        self.api.settle()
+        await self.driver.close()
+
+
+async def make(tmp: Path) -> AsyncIterator[OctaviaHarness]:
+    harness = OctaviaHarness(SERVER[0])
+    try:
+        yield harness
+    finally:
+        await harness.close()
