@@ -15,7 +15,7 @@ Times come from ``ip monitor route`` in the router's namespace (the moment of th
 event), confirmed by polling ``ip route show``; when the monitor missed events the poll's time
 is used instead.
 
-Triggers: vipcast, ``python -m vipcast.runtime.bgp_static``, the JSON line written (the
+Triggers: vipcast, ``python -m vipcast.app.bgp_static``, the JSON line written (the
 speaker generates the N prefixes, encodes and sends them after that); BIRD, ``birdc
 enable``/``disable`` of its static protocol of N blackholes; GoBGP, its gRPC API
 (``bench/bgp_gobgp_feed.py`` in the speaker's namespace): one AddPathStream of N paths in
@@ -242,7 +242,7 @@ def bench_vipcast(n: int, repeat: int, **session: object) -> tuple[list[Result],
         router, speaker = build(topo)
         frr = start_router(topo, router)
         proc = subprocess.Popen(
-            speaker.exec_argv([sys.executable, "-m", "vipcast.runtime.bgp_static"]),
+            speaker.exec_argv([sys.executable, "-m", "vipcast.app.bgp_static"]),
             stdin=subprocess.PIPE,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,

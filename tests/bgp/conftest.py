@@ -58,7 +58,7 @@ NODE_V4, NODE_V6 = "192.0.2.11", "2001:db8::11"
 
 @dataclass
 class StaticSpeaker:
-    """``python -m vipcast.runtime.bgp_static`` inside a namespace, driven by JSON lines."""
+    """``python -m vipcast.app.bgp_static`` inside a namespace, driven by JSON lines."""
 
     popen: subprocess.Popen[str]
     out_path: Path
@@ -124,7 +124,7 @@ def spawn_static(
     log_path = workdir / f"{name}-static.log"
     with out_path.open("w") as out, log_path.open("w") as log:
         popen = subprocess.Popen(
-            [*exec_argv, sys.executable, "-m", "vipcast.runtime.bgp_static"],
+            [*exec_argv, sys.executable, "-m", "vipcast.app.bgp_static"],
             stdin=subprocess.PIPE,
             stdout=out,
             stderr=log,

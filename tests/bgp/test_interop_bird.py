@@ -1,7 +1,7 @@
 """vipcast's speaker against BIRD 2 in network namespaces.
 
 "rtr" runs BIRD (192.0.2.1, 2001:db8::1, kernel export on); "node" runs the vipcast speaker
-(``python -m vipcast.runtime.bgp_static``) at 192.0.2.11 / 2001:db8::11.
+(``python -m vipcast.app.bgp_static``) at 192.0.2.11 / 2001:db8::11.
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """A LAN for L2 tests and benchmarks: a bridge namespace, node namespaces running
-``vipcast.runtime.l2_main`` and a UDP echo server on the VIP, and a client namespace.
+``vipcast.app.l2_standalone`` and a UDP echo server on the VIP, and a client namespace.
 
 Imported by tests/l2/conftest.py and by bench/l2_failover.py (which adds this folder to
 sys.path). Everything lives in namespaces carrying the topology's run prefix.
@@ -164,7 +164,7 @@ class L2Lan:
         args = [
             PYTHON,
             "-m",
-            "vipcast.runtime.l2_main",
+            "vipcast.app.l2_standalone",
             "--node",
             node,
             "--interface",

@@ -1,6 +1,6 @@
 """A speaker driven by JSON lines on stdin, for interop tests and benchmarks.
 
-``python -m vipcast.runtime.bgp_static`` (run inside a namespace) reads one JSON document per
+``python -m vipcast.app.bgp_static`` (run inside a namespace) reads one JSON document per
 line and makes the speaker equal to it::
 
     {"listen": [["0.0.0.0", 179]]}                      (first line only, optional)

@@ -1,6 +1,6 @@
 """Standalone L2 responder, one process per node (used by tests, benchmarks and small setups)::
 
-    python -m vipcast.runtime.l2_main --node a --interface eth0 --vip 192.0.2.50 \\
+    python -m vipcast.app.l2_standalone --node a --interface eth0 --vip 192.0.2.50 \\
         --peer b=192.0.2.2 --peer c=192.0.2.3 --key-file /etc/vipcast/l2.key
 
 Every VIP gets the candidates given by ``--candidates`` (default: all members, sorted). On each
