@@ -63,7 +63,8 @@ class OctaviaAPI:
         self.url = f"http://127.0.0.1:{self.port}"
         self.proc: subprocess.Popen[bytes] | None = None
         self.paused = False
-        self.error_at_create: set[str] = set()
+        #: load balancer name -> how many of its creations land in ERROR
+        self.error_at_create: dict[str, int] = {}
         self.interval = 0.05
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -123,10 +124,12 @@ class OctaviaAPI:
                 "LIMIT 1").fetchone()]
             if not pending:
                 return
-            for name in self.error_at_create:
-                db.execute("UPDATE load_balancer SET provisioning_status='ERROR', "
-                           "operating_status='ERROR' WHERE name=? AND "
-                           "provisioning_status='PENDING_CREATE'", (name,))
+            for name, left in list(self.error_at_create.items()):
+                if left > 0 and db.execute(
+                        "UPDATE load_balancer SET provisioning_status='ERROR', "
+                        "operating_status='ERROR' WHERE name=? AND "
+                        "provisioning_status='PENDING_CREATE'", (name,)).rowcount:
+                    self.error_at_create[name] = left - 1
             for table in pending:
                 # as Octavia's worker does: a deleted LB row stays (DELETED), children go
                 if table == "load_balancer":

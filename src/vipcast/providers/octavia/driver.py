@@ -57,8 +57,10 @@ class OctaviaDriver:
             self.conn = openstack.connection.Connection(
                 auth_type="none", load_balancer_endpoint_override=self.endpoint)
         self.lb = self.conn.load_balancer
-        #: Octavia API calls made (for the bench)
+        #: Octavia API calls made (for the bench), 409s met, load balancers created
         self.calls = 0
+        self.conflicts = 0
+        self.creates = 0
 
     @property
     def capabilities(self) -> Capabilities:
@@ -113,6 +115,7 @@ class OctaviaDriver:
             try:
                 result = await self._call(fn, *args, **kwargs)
             except os_exc.ConflictException as exc:
+                self.conflicts += 1
                 if "immutable" not in str(exc).lower() and "pending" not in str(exc).lower() \
                         and "invalid state" not in str(exc).lower():
                     raise _Requeue(Retry(Failure.REFUSED, f"Octavia conflict: {exc.details}",
@@ -176,6 +179,7 @@ class OctaviaDriver:
             args["vip_address"] = vip
         for _attempt in range(3):
             lb = await self._call(self.lb.create_load_balancer, **args)
+            self.creates += 1
             status = await self._wait_active(lb.id)
             if status != "ERROR":
                 return lb
@@ -300,12 +304,9 @@ class OctaviaDriver:
         elif lb is None:
             lb = await self._create_lb(desired, desired.vip)
             changes += 1
-        else:
-            if str(lb.provisioning_status).startswith("PENDING_"):
-                await self._wait_active(lb.id)
-            if desired.vip and lb.vip_address != desired.vip:
-                return Retry(Failure.REFUSED, f"{desired.name} has VIP {lb.vip_address}; "
-                             f"Octavia cannot move it to {desired.vip}", 300.0)
+        elif desired.vip and lb.vip_address != desired.vip:
+            return Retry(Failure.REFUSED, f"{desired.name} has VIP {lb.vip_address}; "
+                         f"Octavia cannot move it to {desired.vip}", 300.0)
         have = {(x.protocol if x.protocol != "HTTP" else "TCP", x.protocol_port): x
                 for x in await self._call(lambda: list(self.lb.listeners(
                     load_balancer_id=lb.id))) if x.provisioning_status != "DELETED"}
@@ -329,6 +330,7 @@ class OctaviaDriver:
                 await self._call(self.lb.delete_load_balancer, lb.id, cascade=True)
             except os_exc.ConflictException:
                 # the Service went while its LB is PENDING_*: wait for it, then delete
+                self.conflicts += 1
                 await self._wait_active(lb.id)
                 await self._call(self.lb.delete_load_balancer, lb.id, cascade=True)
             except os_exc.NotFoundException:
