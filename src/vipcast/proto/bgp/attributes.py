@@ -405,6 +405,15 @@ class AttributeSection:
     seen: set[int] = field(default_factory=set)
     #: where MP_REACH/MP_UNREACH sat in the whole attribute list (type -> index), for re-encoding
     mp_positions: dict[int, int] = field(default_factory=dict)
+    #: the first malformation that turned the UPDATE into a withdrawal
+    withdraw_reason: BGPError | None = None
+
+    def withdraw(self, problem: BGPError) -> None:
+        """RFC 7606 §2 treat-as-withdraw because of ``problem`` (the first one is kept)."""
+        self.treat_as_withdraw = True
+        self.problems.append(problem)
+        if self.withdraw_reason is None:
+            self.withdraw_reason = problem
 
 
 def decode_attributes(data: bytes, ctx: WireContext) -> AttributeSection:
@@ -414,14 +423,12 @@ def decode_attributes(data: bytes, ctx: WireContext) -> AttributeSection:
     while off < end:
         if off + 3 > end:
             # RFC 7606 §4: cannot parse further -> treat-as-withdraw
-            out.treat_as_withdraw = True
-            out.problems.append(_err(UpdateSubcode.MALFORMED_ATTRIBUTE_LIST, "truncated header"))
+            out.withdraw(_err(UpdateSubcode.MALFORMED_ATTRIBUTE_LIST, "truncated header"))
             break
         flags, type_code = data[off], data[off + 1]
         if flags & AttrFlag.EXTENDED_LENGTH:
             if off + 4 > end:
-                out.treat_as_withdraw = True
-                out.problems.append(_err(UpdateSubcode.MALFORMED_ATTRIBUTE_LIST, "truncated"))
+                out.withdraw(_err(UpdateSubcode.MALFORMED_ATTRIBUTE_LIST, "truncated"))
                 break
             length = (data[off + 2] << 8) | data[off + 3]
             start = off + 4
@@ -436,8 +443,7 @@ def decode_attributes(data: bytes, ctx: WireContext) -> AttributeSection:
             )
             if type_code in MP_TYPES:
                 raise problem
-            out.treat_as_withdraw = True
-            out.problems.append(problem)
+            out.withdraw(problem)
             break
         value = data[start : start + length]
         off = start + length
@@ -477,10 +483,10 @@ def _one(
     except BGPError as problem:
         if policy is Policy.SESSION_RESET:
             raise
-        out.problems.append(problem)
         if policy is Policy.TREAT_AS_WITHDRAW:
-            out.treat_as_withdraw = True
+            out.withdraw(problem)
         else:
+            out.problems.append(problem)
             out.discarded.append(type_code)
         return
     if attr is not None:

@@ -51,7 +51,7 @@ from .events import (
     SessionEvent,
     StateChanged,
 )
-from .fsm import Action, Event, transition
+from .fsm import Action, Event, is_fsm_error, transition
 from .messages import (
     Keepalive,
     Notification,
@@ -239,6 +239,11 @@ class Session:
             self._dispatch(Event.UPDATE_RECEIVED, now)
 
     def _receive_open(self, body: bytes, now: float) -> None:
+        if is_fsm_error(self.state, Event.OPEN_RECEIVED):
+            # RFC 6608 §4: an OPEN after the OPEN exchange is an unexpected message, whatever
+            # its content: FSM error with the state's subcode, not an OPEN error from decoding
+            self._dispatch(Event.OPEN_RECEIVED, now)
+            return
         remote = decode_message(MessageType.OPEN, body, self._ctx)
         assert isinstance(remote, Open)
         self.peer_router_id = remote.router_id

@@ -53,6 +53,10 @@ class UpdateSummary:
     treat_as_withdraw: bool = False
     end_of_rib: Family | None = None
     problems: tuple[BGPError, ...] = field(default=(), compare=False)
+    #: type codes of attributes dropped under RFC 7606 attribute-discard (or repeated, §3g)
+    discarded: tuple[int, ...] = field(default=(), compare=False)
+    #: the first malformation that made it treat-as-withdraw
+    withdraw_reason: BGPError | None = field(default=None, compare=False)
 
 
 def _malformed(reason: str, subcode: int = UpdateSubcode.MALFORMED_ATTRIBUTE_LIST) -> BGPError:
@@ -100,8 +104,7 @@ def _parse(body: bytes, ctx: WireContext) -> _Parsed:
             needed.add(AttrType.NEXT_HOP)
         missing = needed - section.seen
         if missing:
-            section.treat_as_withdraw = True
-            section.problems.append(
+            section.withdraw(
                 _malformed(
                     f"missing well-known attribute {min(missing)}",
                     UpdateSubcode.MISSING_WELL_KNOWN_ATTRIBUTE,
@@ -131,8 +134,7 @@ def _parse_mp_reach(
     elif afi == AFI.IPV6 and nhlen in (16, 32):
         hops = tuple(str(ipaddress.IPv6Address(raw[i : i + 16])) for i in range(0, nhlen, 16))
     else:
-        section.treat_as_withdraw = True
-        section.problems.append(
+        section.withdraw(
             _malformed(
                 f"MP_REACH_NLRI next hop length {nhlen}", UpdateSubcode.OPTIONAL_ATTRIBUTE_ERROR
             )
@@ -176,7 +178,15 @@ def summarize_update(body: bytes, ctx: WireContext) -> UpdateSummary:
     taw = p.section.treat_as_withdraw
     if taw:
         withdrawn, announced = withdrawn + announced, 0
-    return UpdateSummary(announced, withdrawn, taw, eor, tuple(p.section.problems))
+    return UpdateSummary(
+        announced,
+        withdrawn,
+        taw,
+        eor,
+        tuple(p.section.problems),
+        tuple(p.section.discarded),
+        p.section.withdraw_reason,
+    )
 
 
 def decode_update(body: bytes, ctx: WireContext) -> Update:
