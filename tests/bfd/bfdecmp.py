@@ -203,10 +203,14 @@ def trial(
     cut_node: str,
     timeout: float = 15.0,
     back_timeout: float = 60.0,
+    reasons: dict[str, str] | None = None,
 ) -> dict[str, float]:
     """Cut ``cut_node``'s bridge port; seconds until bfdd says down (``bfdd``) and the kernel
     route loses its nexthop (``route``); restore it and wait for both nexthops (``back``:
-    seconds from the restore, session re-established and the table re-sent)."""
+    seconds from the restore, session re-established and the table re-sent). ``reasons``, when
+    given, receives why the router reset the BGP session while the node was cut
+    (``reasons["bgp"]``: FRR's ``lastResetDueTo`` and ``lastNotificationReason``, e.g.
+    "BGP Notification send: Cease/BFD Down")."""
     victim = NODES[cut_node]
     t0 = time.monotonic()
     sw.set_link(f"p{cut_node}", False)
@@ -218,6 +222,10 @@ def trial(
         if "bfdd" not in got and bfdd_status(frr, victim) == "down":
             got["bfdd"] = time.monotonic() - t0
         time.sleep(0.005)
+    if reasons is not None:
+        record = frr.neighbors().get(victim, {})
+        reasons["bgp"] = (f"{record.get('lastResetDueTo', '')}: "
+                          f"{record.get('lastNotificationReason', '')}")
     sw.set_link(f"p{cut_node}", True)
     restored = time.monotonic()
     wait_until(lambda: nexthops(r) == set(NODES.values()), timeout=back_timeout, interval=0.1,

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import re
 import shutil
-import time
 
 import pytest
 from agentlab import L2_VIP, AgentNode, wait_agents_up, write_config
@@ -97,9 +96,13 @@ def test_agent_bfd_status_metrics_and_node_cut(netlab: Topology) -> None:
 
         # cut n1 behind the bridge: the router drops n1 within BFD time, not the hold time
         dropped = frr.neighbors()[NODES["n1"]].get("connectionsDropped", 0)
-        got = trial(r, sw, frr, "n1")  # also restores the link and waits for both back
-        assert "route" in got and got["route"] < 3.0, got
-        assert "bfdd" in got and got["bfdd"] < 3.0, got
+        reasons: dict[str, str] = {}
+        got = trial(r, sw, frr, "n1", reasons=reasons)  # restores the link, waits for both
+        # behaviour, not speed (bench/bfd_failover.py has the figures): bfdd declared n1 down
+        # and the router dropped its next hop while the link was cut (15 s deadline), and it
+        # was BFD that reset the BGP session, not the 9 s hold timer
+        assert "route" in got and "bfdd" in got, got
+        assert "bfd down" in reasons["bgp"].lower(), (reasons, got)  # Cease/BFD Down sent
         # n1's own BFD saw the router vanish and made its speaker drop the BGP session
         log = n1.proc.log_text()
         assert "BFD: peer r down" in log, log[-3000:]
@@ -126,10 +129,9 @@ def test_membership_sees_a_cut_node_dead(netlab: Topology) -> None:
         wait_until(lambda: n2.try_status().get("l2", {}).get("membership", {}).get("quorum"),
                    timeout=60, what="quorum", on_timeout=netlab.logs)  # fmt: skip
         sw.set_link("pn1", False)
-        t0 = time.monotonic()
+        # a generous deadline; how fast membership detects is bench/l2_failover.py's figure
         wait_until(lambda: n2.status()["l2"]["membership"]["peers"]["n1"]["state"] == "dead",
                    timeout=10, interval=0.05, what="n1 dead in n2's view")  # fmt: skip
-        assert time.monotonic() - t0 < 5.0
         text = n2.cli("status", "--address", "127.0.0.1:9473")
         assert "NO QUORUM" in text and "dead" in text, text
         assert n2.status()["l2"]["vips"][0]["owner"] is None

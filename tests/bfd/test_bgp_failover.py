@@ -23,9 +23,13 @@ def test_router_drops_cut_node_nexthop(netlab: Topology) -> None:
         wait_until(lambda: all(bfdd_status(frr, a) == "up" for a in NODES.values()),
                    timeout=30, what="BFD up on the router")  # fmt: skip
         n1 = started[0]
-        got = trial(r, sw, frr, "n1")  # cuts n1, measures, restores, waits for both back
-        assert "route" in got and got["route"] < 3.0, got
-        assert "bfdd" in got and got["bfdd"] < 3.0, got
+        reasons: dict[str, str] = {}
+        got = trial(r, sw, frr, "n1", reasons=reasons)  # cut, measure, restore, wait
+        # behaviour, not speed (bench/bfd_failover.py has the figures): bfdd declared n1 down
+        # and the router dropped its next hop while the link was cut (15 s deadline), and it
+        # was BFD that reset the BGP session, not the 9 s hold timer
+        assert "route" in got and "bfdd" in got, got
+        assert "bfd down" in reasons["bgp"].lower(), (reasons, got)  # Cease/BFD Down sent
         # the node's BFD also saw the router vanish and made its speaker drop the session
         assert n1.drops == ["r"]
         assert started[1].drops == []

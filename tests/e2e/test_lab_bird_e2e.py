@@ -9,6 +9,7 @@ the figures are in bench/lab_failover.py.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import tempfile
 import time
@@ -73,8 +74,17 @@ def test_bird_node_failure_with_bfd(bird_lab: tuple[Topology, LabState]) -> None
     gone = watch_next_hop_gone(router, f"{WEB}/32", node_v4(3), since=kill_at,
                                clock=load.now, until=8.0)
     samples = load.samples()
-    assert gone is not None and gone < 2.5, f"n3 still a next hop {gone} s after it died"
+    # behaviour, not speed (bench/ has the figures): n3 left the route within the watch window,
+    # and it was BFD that took BIRD's session to n3 down, not the hold timer
+    assert gone is not None, "n3 still a next hop at the end of the watch window"
+    protocols = router_of(topo, state).birdc("show protocols all")  # type: ignore[attr-defined]
+    n3 = next((block for block in re.split(r"\n(?=\S)", protocols)
+               if f"Neighbor address: {node_v4(3)}" in block), "")
+    assert "BFD session down" in n3, n3 or protocols
     recovery, _ = recovery_time(samples, kill_at)
-    assert recovery is not None and recovery < 4.0, recovery
-    late = [s for s in samples if s.t > kill_at + recovery + 0.3]
-    assert late and all(s.ok for s in late) and {s.node for s in late} == {"n1", "n2"}
+    assert recovery is not None, [(s.t - kill_at, s.error) for s in samples if not s.ok]
+    # recovered, and stayed so: the run's last 2 s all succeed, on n1 and n2 only (every
+    # sample after ``recovery`` succeeds by its definition, so that alone proves nothing)
+    final = [s for s in samples if s.t > samples[-1].t - 2.0]
+    assert final and all(s.ok for s in final), [(s.t - kill_at, s.error) for s in final]
+    assert {s.node for s in final} == {"n1", "n2"}

@@ -61,9 +61,13 @@ def test_l2_owner_failure_moves_the_vip() -> None:
         after = load_samples(out)
         recovery, _ = recovery_time(after, kill_at)
         assert recovery is not None, "traffic never reached a new owner"
-        assert recovery < 10.0  # the L2 benchmark measures ~0.3 s; generous for CI
-        late = [s for s in after if s.t > kill_at + recovery + 0.5]
-        assert late and all(s.ok for s in late)
+        # behaviour, not speed (bench/l2_failover.py has the figure): a new owner serves and
+        # keeps serving: the run's last 4 s all succeed (every sample after ``recovery``
+        # succeeds by its definition, so that alone would prove nothing)
+        final = [s for s in after if s.t > after[-1].t - 4.0]
+        assert final and all(s.ok for s in final), [(s.t - kill_at, s.error) for s in after
+                                                    if not s.ok]
+        assert owner not in {s.node for s in final}
     finally:
         topo.close()
         shutil.rmtree(workdir, ignore_errors=True)

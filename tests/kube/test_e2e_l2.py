@@ -321,11 +321,16 @@ def test_l2_speakers_fed_by_api_answer_arp_and_fail_over(
         after = load_samples(out)
         recovery, failed = recovery_time(after, kill_at)
         print(f"L2 failover through the API-fed speakers: recovered {recovery} s after the "
-              f"kill, {failed} requests failed")
+              f"kill, {failed} requests failed: "
+              f"{[(round(s.t - kill_at, 2), s.error) for s in after if not s.ok]}")
         assert recovery is not None, ("traffic never reached a new owner", report())
-        assert recovery < 12.0, report()  # ~0.3 s on an idle machine; generous for CI
-        late = [s for s in after if s.t > kill_at + recovery + 0.5]
-        assert late and all(s.ok for s in late)
+        # behaviour, not speed (bench/l2_failover.py has the figure): a new owner serves and
+        # keeps serving: the run's last 4 s all succeed (every sample after ``recovery``
+        # succeeds by its definition, so that alone would prove nothing)
+        final = [s for s in after if s.t > after[-1].t - 4.0]
+        assert final and all(s.ok for s in final), (
+            [(round(s.t - kill_at, 2), s.error) for s in after if not s.ok], report())
+        assert f"n{owner}" not in {s.node for s in final}  # its backend is gone too
 
         survivors = [i for i in range(1, NODES + 1) if i != owner]
         new_mac = lan.client_neighbor(vip)

@@ -19,7 +19,6 @@ import signal
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -219,9 +218,7 @@ def test_speaker_fed_by_api_announces_to_frr_and_traffic_flows(
         # the Service goes away: both speakers withdraw the route
         code, _ = cluster.request("DELETE", f"/api/v1/namespaces/{namespace}/services/web")
         assert code in (200, 202)
-        started = time.monotonic()
-        lab.topo["router"].wait_no_route(f"{vip}/32", timeout=60)
-        assert time.monotonic() - started < 60
+        lab.topo["router"].wait_no_route(f"{vip}/32", timeout=60)  # fails after 60 s
     finally:
         for proc in root:
             if proc.poll() is None:
