@@ -163,6 +163,23 @@ class NftTable:
     def _remember(self, want: tuple[JSON, ...], rendered: Rendered) -> None:
         self._known, self._known_objects = want, rendered.objects
 
+    def patch(self, commands: list[JSON]) -> ApplyResult:
+        """Send ``commands`` (a patch of our table) as one transaction; the remembered table is
+        then out of date until :meth:`adopt` (or a read-back) says what the kernel holds."""
+        start = time.monotonic()
+        if not commands:
+            return ApplyResult(ok=True, changed=False, mode="patch")
+        rc, _out, err = self._run({"nftables": commands})
+        if rc != 0:
+            self.forget()
+        return ApplyResult(ok=rc == 0, changed=rc == 0, error=err.strip() if rc else "",
+                           seconds=time.monotonic() - start, mode="patch")
+
+    def adopt(self, rendered: Rendered) -> None:
+        """The kernel holds ``rendered`` (a :meth:`patch` made it so): remember it."""
+        if self._known is not None:
+            self._remember(canonical(rendered.objects), rendered)
+
     def run_document(self, doc: JSON) -> ApplyResult:
         """Send an arbitrary document as one transaction (tests use it to send broken ones)."""
         start = time.monotonic()

@@ -25,6 +25,7 @@ from typing import Protocol
 
 from vipcast.core.desired import NatRule, NodePlan
 from vipcast.dataplane.nft import ApplyResult, NftTable
+from vipcast.dataplane.nft_flip import FlipIndex
 from vipcast.dataplane.nft_render import (
     RenderCache,
     Skipped,
@@ -97,6 +98,11 @@ class NodeDataplane:
         self._applied: tuple[object, ...] | None = None
         self._render_cache = RenderCache()
         self._healthy: tuple[NodePlan, frozenset[BackendKey], frozenset[str]] | None = None
+        #: the health-flip fast path's index of the applied NAT rules
+        self._flips: FlipIndex | None = None
+        #: (NAT rules, backends down) a flip patch left in the kernel; the remembered table
+        #: is brought up to it before the next whole apply
+        self._patched: tuple[tuple[NatRule, ...], frozenset[BackendKey]] | None = None
         if health is not None:
             health.on_change(self._dirty.set)
 
@@ -177,6 +183,30 @@ class NodeDataplane:
             if self._vips is not None:
                 await asyncio.to_thread(self._vips.clear)
 
+    async def _flip(self, plan: NodePlan, down: frozenset[BackendKey]
+                    ) -> DataplaneReport | None:
+        """Only the backends down changed since the last apply: patch just the VIP ports they
+        serve (see :mod:`vipcast.dataplane.nft_flip`); None when that does not apply."""
+        applied, flips, last = self._applied, self._flips, self.last
+        if (applied is None or flips is None or last is None or applied[0] is not plan.nat
+                or applied[2] != plan.local_vips or applied[1] == down
+                or self._nft.due_for_readback()):
+            return None
+        commands = flips.commands(down)
+        result = await asyncio.to_thread(self._nft.patch, commands)
+        if not result.ok:
+            log.warning("nftables flip patch refused (%s): applying the whole table",
+                        result.error)
+            self._flips = None
+            self._applied = None
+            self._patched = None
+            self._nft.forget()
+            return None
+        self._applied = (plan.nat, down, plan.local_vips)
+        self._patched = (plan.nat, down)
+        self.last = DataplaneReport(result, skipped=last.skipped)
+        return self.last
+
     def _down(self) -> frozenset[BackendKey]:
         """The plan's ``down`` backends, and those of a health checker given directly."""
         planned = self._plan.down if self._plan is not None else frozenset()
@@ -195,7 +225,16 @@ class NodeDataplane:
                 # nothing changed on our side and the remembered table is still trusted
                 return DataplaneReport(ApplyResult(ok=True, changed=False),
                                        skipped=self.last.skipped)
+            fast = None if check else await self._flip(plan, down)
+            if fast is not None:
+                return fast
+            if self._patched is not None:
+                # the kernel holds what a flip patched in: remember that table first
+                nat, patched_down = self._patched
+                self._patched = None
+                self._nft.adopt(render(nat, down_set(patched_down), self._render_cache))
             self._applied = None
+            self._flips = None
             rendered = render(plan.nat, down_set(down), self._render_cache)
             result = await asyncio.to_thread(self._nft.apply, rendered, check=check)
             vips = VipChange()
@@ -203,6 +242,7 @@ class NodeDataplane:
                 vips = await asyncio.to_thread(self._vips.sync, plan.local_vips)
             if result.ok:
                 self._applied = duties
+                self._flips = FlipIndex(plan.nat, down, self._render_cache)
             if result.changed:
                 log.info("nftables table applied (%s) in %.3fs", result.diff.summary(),
                          result.seconds)

@@ -24,6 +24,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 
 from vipcast.proto.bgp import (
+    HEAD_START,
     CloseWanted,
     ConnectWanted,
     Established,
@@ -176,6 +177,26 @@ class PeerDriver:
                 link.session.set_routes(head)
                 self._write(link)
             link.session.set_routes(self._routes)
+            self._pump(link)
+
+    def update_routes(self, changes: Mapping[str, RouteAttributes | None]) -> None:
+        """Change only these prefixes (None: withdraw): the sessions look at them alone."""
+        if len(changes) > HEAD_START:
+            routes = dict(self._routes)
+            for prefix, attrs in changes.items():
+                if attrs is None:
+                    routes.pop(prefix, None)
+                else:
+                    routes[prefix] = attrs
+            self.set_routes(routes)
+            return
+        for prefix, attrs in changes.items():
+            if attrs is None:
+                self._routes.pop(prefix, None)
+            else:
+                self._routes[prefix] = attrs
+        for link in self._links():
+            link.session.update_routes(changes)
             self._pump(link)
 
     def routes(self) -> Mapping[str, RouteAttributes]:

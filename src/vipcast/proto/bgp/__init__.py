@@ -3,7 +3,7 @@
 The driver-facing contract is ``docs/bgp-session-api.md``.
 """
 
-from .adj_rib_out import head_start
+from .adj_rib_out import HEAD_START, head_start
 from .config import SessionConfig, SessionStats
 from .constants import IPV4_UNICAST, IPV6_UNICAST, Family, Origin, State
 from .errors import BGPError
@@ -26,6 +26,7 @@ from .packing import RouteAttributes
 from .session import Session
 
 __all__ = [
+    "HEAD_START",
     "IPV4_UNICAST",
     "IPV6_UNICAST",
     "BGPError",

@@ -18,6 +18,8 @@ class AdjRibOut:
         self.desired: dict[str, RouteAttributes] = {}
         self.sent: dict[str, RouteAttributes] = {}
         self._encoded: dict[str, tuple[Family, bytes]] = {}
+        #: prefixes changed since the last sync; None: compare everything
+        self._dirty: set[str] | None = None
 
     def set_desired(self, routes: Mapping[str, RouteAttributes]) -> None:
         """Replace the desired routes (ValueError for an invalid prefix, nothing changed)."""
@@ -25,14 +27,35 @@ class AdjRibOut:
         fresh = {p: encode_prefix(p) for p in routes if p not in encoded}
         encoded.update(fresh)
         self.desired = dict(routes)
+        self._dirty = None
+
+    def update_desired(self, changes: Mapping[str, RouteAttributes | None]) -> None:
+        """Change only these prefixes (None: no longer desired); the next :meth:`sync` looks
+        at them alone (ValueError for an invalid prefix, nothing changed)."""
+        encoded = self._encoded
+        fresh = {p: encode_prefix(p) for p, a in changes.items()
+                 if a is not None and p not in encoded}
+        encoded.update(fresh)
+        desired = self.desired
+        for prefix, attrs in changes.items():
+            if attrs is None:
+                desired.pop(prefix, None)
+            else:
+                desired[prefix] = attrs
+        if self._dirty is not None:
+            self._dirty.update(changes)
 
     def forget_sent(self) -> None:
         """The peer forgot everything (the session went down)."""
         self.sent = {}
+        self._dirty = None
         self._prune()
 
     def sync(self, out: Outbound, sendable: frozenset[Family]) -> list[bytes]:
         """UPDATEs that bring the peer from ``sent`` to ``desired`` (withdrawals first)."""
+        dirty, self._dirty = self._dirty, set()
+        if dirty is not None:
+            return self._sync_changed(dirty, out, sendable)
         desired, sent, encoded = self.desired, self.sent, self._encoded
         withdraw: dict[Family, list[bytes]] = {}
         for prefix in [p for p in sent if p not in desired]:
@@ -62,6 +85,38 @@ class AdjRibOut:
         for (family, attrs), items in groups.items():
             messages += pack_announcements(family, attrs, items, out)
         self._prune()
+        return messages
+
+    def _sync_changed(
+        self, dirty: set[str], out: Outbound, sendable: frozenset[Family]
+    ) -> list[bytes]:
+        """:meth:`sync` when only the ``dirty`` prefixes may differ (the same UPDATEs)."""
+        desired, sent, encoded = self.desired, self.sent, self._encoded
+        withdraw: dict[Family, list[bytes]] = {}
+        groups: dict[tuple[Family, RouteAttributes], list[bytes]] = {}
+        for prefix in sorted(dirty):
+            attrs = desired.get(prefix)
+            if attrs is None:
+                if prefix in sent:
+                    family, nlri = encoded[prefix]
+                    withdraw.setdefault(family, []).append(nlri)
+                    del sent[prefix]
+                continue
+            if sent.get(prefix) == attrs:
+                continue
+            family, nlri = encoded[prefix]
+            if family not in sendable:
+                continue
+            groups.setdefault((family, attrs), []).append(nlri)
+            sent[prefix] = attrs
+        messages: list[bytes] = []
+        for family, items in withdraw.items():
+            messages += pack_withdrawals(family, items, out)
+        for (family, attrs), items in groups.items():
+            messages += pack_announcements(family, attrs, items, out)
+        for prefix in dirty:
+            if prefix not in desired and prefix not in sent:
+                encoded.pop(prefix, None)
         return messages
 
     def resend(self, family: Family, out: Outbound) -> list[bytes]:

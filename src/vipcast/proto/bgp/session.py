@@ -191,6 +191,13 @@ class Session:
         if self.state is State.ESTABLISHED:
             self._sync()
 
+    def update_routes(self, changes: Mapping[str, RouteAttributes | None]) -> None:
+        """Change only these prefixes of the desired Adj-RIB-Out (None: withdraw); the
+        difference goes out if Established."""
+        self._rib.update_desired(changes)
+        if self.state is State.ESTABLISHED:
+            self._sync()
+
     # ------------------------------------------------------------------ driver outputs
 
     def data_to_send(self) -> bytes:
