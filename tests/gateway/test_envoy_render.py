@@ -93,7 +93,7 @@ def rich_documents() -> list[dict[str, Any]]:
                      "set": [{"name": "X-A", "value": "1"}], "remove": ["X-B"]}},
                  {"type": "ResponseHeaderModifier", "responseHeaderModifier": {
                      "add": [{"name": "X-C", "value": "2"}]}}],
-             "backendRefs": [backend("v1")]},
+             "backendRefs": [backend("v1"), backend("v2", weight=0)]},
         ]),
         route("gone", rules=[{"backendRefs": [backend("missing")]}]),
     ]

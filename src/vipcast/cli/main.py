@@ -8,6 +8,7 @@ from vipcast.cli import (
     agent_cmds,
     config_cmds,
     dataplane_cmds,
+    gateway_cmds,
     kube_cmds,
     lab_cmds,
     provider_cmds,
@@ -20,7 +21,8 @@ app = typer.Typer(
     add_completion=False,
 )
 
-for module in (config_cmds, agent_cmds, dataplane_cmds, lab_cmds, kube_cmds, provider_cmds):
+for module in (config_cmds, agent_cmds, dataplane_cmds, lab_cmds, kube_cmds, provider_cmds,
+               gateway_cmds):
     module.register(app)
 
 

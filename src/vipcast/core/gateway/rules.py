@@ -141,12 +141,12 @@ def _rule(
         if isinstance(outcome, Refused):
             refused.append(outcome)
             invalid_weight += ref.weight
-        elif ref.weight > 0:
+        else:  # weight 0 kept: its cluster stays warm for when the weight comes back
             valid.append(WeightedCluster(outcome, ref.weight))
     backends: tuple[WeightedCluster, ...] = ()
     direct: int | None = None
     if redirect is None:
-        if valid:
+        if any(wc.weight for wc in valid):
             merged: dict[str, int] = {}
             for wc in valid:
                 merged[wc.cluster] = merged.get(wc.cluster, 0) + wc.weight

@@ -45,15 +45,7 @@ from vipcast.core.gateway.model import (
     TlsCertificate,
 )
 from vipcast.dataplane.envoy.routes import route_configuration
-
-LISTENER = "type.googleapis.com/envoy.config.listener.v3.Listener"
-ROUTE = "type.googleapis.com/envoy.config.route.v3.RouteConfiguration"
-CLUSTER = "type.googleapis.com/envoy.config.cluster.v3.Cluster"
-ENDPOINT = "type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment"
-SECRET = "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Secret"
-#: the order a make-before-break update goes out in (clusters and secrets before the
-#: listeners and routes that name them)
-TYPE_ORDER = (CLUSTER, ENDPOINT, SECRET, LISTENER, ROUTE)
+from vipcast.proto.xds.types import CLUSTER, ENDPOINT, LISTENER, ROUTE, SECRET
 
 
 @dataclass(frozen=True)

