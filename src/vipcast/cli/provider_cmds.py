@@ -62,4 +62,26 @@ def register(app: typer.Typer) -> None:
                                f"{retry.message}")
         raise typer.Exit(1 if failed else 0)
 
+    @providers.command("controller")
+    def controller(
+        kubeconfig: Annotated[Path | None, typer.Option(help="default: in-cluster/env")] = None,
+        namespace: Annotated[str, typer.Option(envvar="VIPCAST_NAMESPACE",
+                                               help="vipcast's namespace")] = "vipcast-system",
+        resync: Annotated[float, typer.Option(help="seconds between passes")] = 30.0,
+    ) -> None:
+        """In Kubernetes: keep every provider's load balancers, Service finalizers, status,
+        conditions and Events up to date (a pass every --resync seconds)."""
+        from vipcast.app.provider_controller import ProviderController
+        from vipcast.sources.kube.client import make_client
+
+        async def main() -> None:
+            client = make_client(kubeconfig, namespace, "vipcast-providers")
+            stop = asyncio.Event()
+            try:
+                await ProviderController(client, namespace, resync=resync).run(stop)
+            finally:
+                await client.close()
+
+        asyncio.run(main())
+
     app.add_typer(providers, name="providers")

@@ -1,0 +1,112 @@
+"""External load balancers on the real API server: the finalizer
+``service.kubernetes.io/load-balancer-cleanup`` (the LB is gone before the Service is),
+``status.loadBalancer.ingress`` with ipMode, the ``vipcast.io/ExternalLoadBalancer`` condition
+and Events, a resync that repairs drift, and a refused Service named. The provider is the AS3
+driver against the local schema-validating AS3 stand-in (tests/providers/as3_server.py)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from lightkube.generic_resource import create_global_resource
+from lightkube.resources.core_v1 import Node, Secret, Service
+from lightkube.types import PatchType
+
+from vipcast.app.provider_controller import ProviderController
+from vipcast.sources.kube.provider_status import EXTERNAL_LB, FINALIZER
+
+from .conftest import run
+from .harness.cluster import Cluster
+from .kubetools import client, event_reasons, pool
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "providers"))
+from as3_server import AS3Service
+
+pytestmark = pytest.mark.slow
+Provider = create_global_resource("vipcast.io", "v1beta1", "LoadBalancerProvider",
+                                  "loadbalancerproviders")
+
+
+def service(name: str, ns: str, proto: str = "TCP") -> Service:
+    return Service.from_dict({
+        "metadata": {"name": name, "namespace": ns},
+        "spec": {"type": "LoadBalancer", "loadBalancerClass": f"vipcast.io/f5-{ns}",
+                 "ports": [{"port": 80, "protocol": proto, "nodePort": 30080}]}})
+
+
+def test_finalizer_status_conditions_events_and_cleanup(vipcast_crds: Cluster,
+                                                        namespace: str) -> None:
+    async def go() -> None:
+        as3 = AS3Service()
+        await as3.start()
+        c = client(vipcast_crds.kubeconfig, namespace)
+        ctl = ProviderController(c, namespace)
+        try:
+            await c.create(Node.from_dict({"metadata": {"name": f"x-{namespace}"}}))
+            await c.patch(Node.Status, f"x-{namespace}", {"status": {
+                "addresses": [{"type": "InternalIP", "address": "10.0.0.1"}],
+                "conditions": [{"type": "Ready", "status": "True"}]}},
+                patch_type=PatchType.MERGE)
+            await c.create(Secret.from_dict({"metadata": {"name": "f5", "namespace": namespace},
+                                             "stringData": {"password": "secret"}}))
+            p = pool(f"f5-{namespace}", ["198.51.100.96/30"], namespace)
+            p["spec"]["autoAssign"] = False
+            await c.create(p)
+            await c.create(Provider.from_dict({
+                "apiVersion": "vipcast.io/v1beta1", "kind": "LoadBalancerProvider",
+                "metadata": {"name": f"f5-{namespace}"},
+                "spec": {"driver": "as3", "endpoint": as3.url,
+                         "credentialsSecret": {"name": "f5", "namespace": namespace},
+                         "options": {"addressPools": [f"f5-{namespace}"], "tenant": namespace,
+                                     "clusterName": "c1"}}}))
+            await c.create(service("web", namespace))
+            await c.create(service("sig", namespace, "SCTP"))
+
+            result = await ctl.reconcile()
+            lb = f"kube_service_c1_{namespace}_web"
+            assert result.ensured == [lb]
+            svc = (await c.get(Service, "web", namespace=namespace)).to_dict()
+            assert FINALIZER in svc["metadata"]["finalizers"]
+            (ingress,) = svc["status"]["loadBalancer"]["ingress"]
+            assert ingress["ipMode"] == "VIP" and ingress["ip"].startswith("198.51.100.9")
+            cond = _cond(svc, EXTERNAL_LB)
+            assert cond["status"] == "True" and cond["reason"] == "Ensured"
+            assert "EnsuredLoadBalancer" in await event_reasons(c, "web", namespace)
+            members = as3.tenants[namespace][lb]["pool-tcp-80"]["members"]
+            assert {"servicePort": 30080, "serverAddresses": ["10.0.0.1"], "ratio": 1,
+                    "remark": f"x-{namespace}", "adminState": "enable"} in members
+
+            refused = (await c.get(Service, "sig", namespace=namespace)).to_dict()
+            cond = _cond(refused, EXTERNAL_LB)
+            assert cond["status"] == "False" and cond["reason"] == "ProtocolUnsupported"
+            assert "SCTP" in cond["message"]
+            assert "ProtocolUnsupported" in await event_reasons(c, "sig", namespace)
+
+            # drift behind vipcast's back, repaired by the next pass (resync)
+            as3.tenants[namespace][lb]["pool-tcp-80"]["members"] = []
+            await ctl.reconcile()
+            assert as3.tenants[namespace][lb]["pool-tcp-80"]["members"]
+
+            # delete: the finalizer holds the Service until the LB is gone
+            await c.delete(Service, "web", namespace=namespace)
+            held = (await c.get(Service, "web", namespace=namespace)).to_dict()
+            assert held["metadata"].get("deletionTimestamp")
+            result = await ctl.reconcile()
+            assert result.deleted == [lb] and result.released == [f"{namespace}/web"]
+            assert namespace not in as3.tenants or lb not in as3.tenants[namespace]
+            names = [s.metadata.name async for s in c.list(Service, namespace=namespace)]
+            assert "web" not in names
+            assert not as3.invalid
+        finally:
+            await c.delete(Service, "sig", namespace=namespace)
+            await ctl.reconcile()
+            await as3.stop()
+            await c.close()
+    run(go(), timeout=120)
+
+
+def _cond(svc: dict[str, Any], type_: str) -> dict[str, Any]:
+    return next(c for c in svc["status"].get("conditions") or () if c["type"] == type_)
