@@ -43,6 +43,7 @@ class GatewayOptions:
     workdir: Path
     envoy_binary: str
     admin_port: int = 19000
+    concurrency: int = 1
     proxy: ProxyOptions = field(default_factory=ProxyOptions)
     metrics_address: tuple[str, int] | None = None
     poll_interval: float = 0.5
@@ -63,7 +64,7 @@ class StandaloneGateway:
         self.options = options
         self.gateway = EnvoyGateway(
             GatewaySettings(options.node, options.workdir, options.envoy_binary,
-                            options.admin_port, options.proxy),
+                            options.admin_port, options.proxy, options.concurrency),
             on_ready=lambda ready: self._changed(),
             on_outcome=lambda node, outcome: self._changed(),
         )

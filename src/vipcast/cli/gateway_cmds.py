@@ -15,6 +15,7 @@ def gateway(
     node: Annotated[str, typer.Option("--node", "-n", help="This node's name")],
     workdir: Annotated[Path, typer.Option(help="Envoy's bootstrap, xDS socket and logs")],
     admin_port: Annotated[int, typer.Option(help="Envoy admin port on 127.0.0.1")] = 19000,
+    concurrency: Annotated[int, typer.Option(help="Envoy worker threads")] = 1,
     xff_trusted_hops: Annotated[
         int, typer.Option(help="X-Forwarded-For entries from clients to trust")
     ] = 0,
@@ -41,7 +42,7 @@ def gateway(
     setup_logging(log_level)
     options = GatewayOptions(
         config_paths=tuple(config), node=node, workdir=workdir, envoy_binary=find_envoy(),
-        admin_port=admin_port,
+        admin_port=admin_port, concurrency=concurrency,
         proxy=ProxyOptions(xff_num_trusted_hops=xff_trusted_hops, proxy_protocol=proxy_protocol),
         metrics_address=parse_address(metrics_address) if metrics_address else None,
         poll_interval=poll_interval, ingress_addresses=tuple(ingress_address or ()),

@@ -1,0 +1,325 @@
+"""The L7 gateway, side by side in one run (as root; namespaces ``vc-<pid>-*``):
+
+1. RPS and p99 through one gateway node (Envoy fed by vipcast) vs straight to the backend
+   (nginx returning a small body, keep-alive, wrk from the client namespace; rounds
+   interleaved); per-node RPS against the original system's 1,734-3,529.
+2. Endpoint churn under steady load: vipcast (EDS updates) vs nginx as the proxy, reloaded on
+   each change (the original system's design): failed requests and resets.
+3. EndpointSlice change -> first request served by the new pod (median of N flips).
+4. Scale: 1,000 HTTPRoutes / 10,000 endpoints: vipcast's CPU to load+translate+render, Envoy's
+   RSS (over an idle Envoy), vipcast's RSS, and vipcast's CPU for one endpoint change.
+
+    .venv/bin/python bench/gateway.py [--quick] [--out bench/gateway.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import signal
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from vipcast.lab.gateway import (
+    GATEWAY_IP,
+    GatewayLab,
+    base_objects,
+    http_route,
+    pod_ip,
+    service_objects,
+)
+from vipcast.lab.netns import Netns, Process, Topology, wait_until
+
+NGINX_BASE = """daemon off; worker_processes 1; pid {d}/nginx.pid; error_log {d}/error.log warn;
+events {{ worker_connections 4096; }}
+http {{ access_log off; keepalive_requests 1000000; client_body_temp_path {d}/b;
+  proxy_temp_path {d}/p; fastcgi_temp_path {d}/f; uwsgi_temp_path {d}/u; scgi_temp_path {d}/s;
+{body}
+}}
+"""
+
+
+def nginx(ns: Netns, topo: Topology, name: str, body: str) -> tuple[Process, Path]:
+    d = topo.workdir / name
+    d.mkdir(exist_ok=True)
+    conf = d / "nginx.conf"
+    conf.write_text(NGINX_BASE.format(d=d, body=body))
+    proc = ns.spawn(["nginx", "-c", str(conf), "-p", str(d)], name=name)
+    wait_until(lambda: (d / "nginx.pid").exists(), timeout=20, what=f"{name} started")
+    return proc, conf
+
+
+def wrk(ns: Netns, url: str, seconds: int, host: str = "bench") -> tuple[float, float]:
+    out = ns.run(["wrk", "-t2", "-c32", f"-d{seconds}s", "--latency", "-H", f"Host: {host}",
+                  url], timeout=seconds + 60).stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    m = re.search(r"99%\s+([\d.]+)(us|ms|s)", out)
+    assert m is not None, out
+    p99 = float(m.group(1)) * {"us": 1e-3, "ms": 1.0, "s": 1e3}[m.group(2)]
+    return rps, p99
+
+
+def throughput(lab: GatewayLab, rounds: int, seconds: int) -> dict[str, Any]:
+    lab.client.ip("route", "add", "10.0.0.0/24", "via", "203.0.113.1")
+    lab.pods_ns.ip("route", "add", "default", "via", "10.0.0.1")
+    ip = pod_ip(9)
+    lab.pods_ns.add_address("eth0", f"{ip}/24")
+    nginx(lab.pods_ns, lab.topo, "nginx-backend",
+          f'server {{ listen {ip}:8080; location / {{ return 200 "ok\\n"; }} }}')
+    lab.apply([*base_objects(), *service_objects("be", {ip: "ready"}),
+               http_route("be", rules=[{"backendRefs": [{"name": "be", "port": 80}]}])])
+    res: dict[str, list[tuple[float, float]]] = {"gateway": [], "direct": []}
+    for _ in range(rounds):
+        res["gateway"].append(wrk(lab.client, f"http://{GATEWAY_IP}/", seconds))
+        res["direct"].append(wrk(lab.client, f"http://{ip}:8080/", seconds))
+    out = {k: {"rps": statistics.median(r for r, _ in v), "p99_ms": statistics.median(
+        p for _, p in v), "runs": v} for k, v in res.items()}
+    out["rps_ratio"] = out["gateway"]["rps"] / out["direct"]["rps"]
+    out["p99_ratio"] = out["gateway"]["p99_ms"] / out["direct"]["p99_ms"]
+    out["vs_original_per_node"] = [out["gateway"]["rps"] / 3529, out["gateway"]["rps"] / 1734]
+    return out
+
+
+def _load(lab: GatewayLab, url: str, seconds: int, name: str) -> tuple[Process, Path]:
+    out = lab.topo.workdir / f"{name}.json"
+    proc = lab.client.spawn([lab.python, "-m", "vipcast.lab.http_load", "--url", url,
+                             "--connections", "4", "--rate", "200", "--duration",
+                             str(seconds), "--out", str(out)], name=name)
+    wait_until(lambda: "ready" in proc.log_text(), timeout=30, what="load started")
+    return proc, out
+
+
+def _finish(proc: Process, out: Path) -> dict[str, Any]:
+    proc.signal(signal.SIGTERM)
+    wait_until(lambda: out.exists(), timeout=30, what="load result")
+    result: dict[str, Any] = json.loads(out.read_text())
+    return result
+
+
+def churn(lab: GatewayLab, cycles: int) -> dict[str, Any]:
+    names = ["p0", "p1", "p2", "p3"]
+    for n, name in enumerate(names):
+        if name not in lab.pods:
+            lab.start_pod(name, n)
+    pool = {pod_ip(n): "ready" for n in range(4)}
+
+    def objects() -> list[dict[str, Any]]:
+        return [*base_objects(), *service_objects("app", pool),
+                http_route("c", rules=[{"backendRefs": [{"name": "app", "port": 80}]}])]
+
+    def cycle(i: int, remove: Any, add: Any) -> None:
+        name = names[i % 4]
+        ip = pod_ip(i % 4)
+        remove(ip)
+        lab.stop_pod(name)
+        lab.start_pod(name, i % 4)
+        add(ip)
+
+    # vipcast: terminating, removed (EDS), pod replaced, added back (EDS)
+    lab.apply(objects())
+    proc, out = _load(lab, f"http://{GATEWAY_IP}/", 600, "churn-vipcast")
+    time.sleep(1)
+    started = time.monotonic()
+
+    def v_remove(ip: str) -> None:
+        pool[ip] = "terminating"
+        lab.apply(objects())
+        del pool[ip]
+        lab.apply(objects())
+
+    def v_add(ip: str) -> None:
+        pool[ip] = "ready"
+        lab.apply(objects())
+
+    for i in range(cycles):
+        cycle(i, v_remove, v_add)
+    vip = _finish(proc, out)
+    vip["churn_seconds"] = round(time.monotonic() - started, 2)
+
+    # nginx in the gateway namespace, upstream rewritten and reloaded on every change
+    members = {pod_ip(n) for n in range(4)}
+
+    def body() -> str:
+        servers = " ".join(f"server {ip}:8080;" for ip in sorted(members))
+        return (f"upstream app {{ {servers} keepalive 32; }}\n"
+                f"server {{ listen {GATEWAY_IP}:8081; location / {{ proxy_pass http://app; "
+                'proxy_http_version 1.1; proxy_set_header Connection ""; } }')
+
+    ngx, conf = nginx(lab.gw, lab.topo, "nginx-proxy", body())
+    pid_file = conf.parent / "nginx.pid"
+
+    def reload() -> None:
+        conf.write_text(NGINX_BASE.format(d=conf.parent, body=body()))
+        lab.gw.run(["kill", "-HUP", pid_file.read_text().strip()])
+        time.sleep(0.3)  # reload is asynchronous; give the new workers their start
+
+    proc, out = _load(lab, f"http://{GATEWAY_IP}:8081/", 600, "churn-nginx")
+    time.sleep(1)
+    started = time.monotonic()
+
+    def n_remove(ip: str) -> None:
+        members.discard(ip)
+        reload()
+
+    def n_add(ip: str) -> None:
+        members.add(ip)
+        reload()
+
+    for i in range(cycles):
+        cycle(i, n_remove, n_add)
+    ngx_res = _finish(proc, out)
+    ngx_res["churn_seconds"] = round(time.monotonic() - started, 2)
+    ngx.stop()
+    return {"cycles": cycles, "vipcast": vip, "nginx_reload": ngx_res}
+
+
+FLIP_CLIENT = """
+import http.client, json, sys, time
+c = http.client.HTTPConnection(sys.argv[1], 80, timeout=5)
+last = None
+end = time.time() + float(sys.argv[2])
+print("ready", flush=True)
+while time.time() < end:
+    try:
+        c.request("GET", "/", headers={"Host": "flip"})
+        b = json.loads(c.getresponse().read())["backend"]
+    except Exception:
+        c = http.client.HTTPConnection(sys.argv[1], 80, timeout=5)
+        continue
+    if b != last:
+        print(f"{time.time():.6f} {b}", flush=True)
+        last = b
+"""
+
+
+def first_request(lab: GatewayLab, flips: int) -> dict[str, Any]:
+    for n, name in enumerate(["p0", "p1"]):
+        if name not in lab.pods:
+            lab.start_pod(name, n)
+
+    def objects(ip: str) -> list[dict[str, Any]]:
+        return [*base_objects(), *service_objects("flip", {ip: "ready"}),
+                http_route("f", rules=[{"backendRefs": [{"name": "flip", "port": 80}]}])]
+
+    lab.apply(objects(pod_ip(0)))
+    client = lab.client.spawn([lab.python, "-c", FLIP_CLIENT, GATEWAY_IP, "600"], name="flip")
+    wait_until(lambda: "p0" in client.log_text(), timeout=30, what="flip client")
+    took = []
+    for i in range(1, flips + 1):
+        want = f"p{i % 2}"
+        t0 = time.time()
+        lab.apply_nowait(objects(pod_ip(i % 2)))
+
+        def seen(want: str = want, t0: float = t0) -> float | None:
+            for line in client.log_text().splitlines():
+                parts = line.split()
+                if len(parts) == 2 and parts[1] == want and float(parts[0]) > t0:
+                    return float(parts[0])
+            return None
+
+        t1 = wait_until(seen, timeout=30, interval=0.01, what="new pod served")
+        took.append((t1 - t0) * 1000)
+        time.sleep(0.3)
+    client.stop()
+    return {"flips": flips, "median_ms": statistics.median(took),
+            "max_ms": max(took), "all_ms": [round(t, 1) for t in took]}
+
+
+def _proc_stat(ns: Netns, pid: int) -> tuple[float, float]:
+    """(CPU seconds, RSS MiB) of a process."""
+    stat = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    ticks = 100.0
+    cpu = (int(stat[11]) + int(stat[12])) / ticks
+    rss = next(int(line.split()[1]) for line in Path(f"/proc/{pid}/status").read_text()
+               .splitlines() if line.startswith("VmRSS")) / 1024
+    return cpu, rss
+
+
+def scale(topo: Topology, routes: int, services: int, per_service: int) -> dict[str, Any]:
+    from vipcast.core.gateway import translate
+    from vipcast.dataplane.envoy import render
+    from vipcast.spec import load_documents
+
+    def objects(shift: int = 0) -> list[dict[str, Any]]:
+        docs = base_objects()
+        for s in range(services):
+            eps = {f"10.{100 + s // 200}.{s % 200}.{(e + shift) % 250 + 1}": "ready"
+                   for e in range(per_service)}
+            docs += service_objects(f"s{s}", eps)
+        for r in range(routes):
+            docs.append(http_route(f"r{r}", hostnames=[f"r{r}.example.com"], rules=[
+                {"matches": [{"path": {"type": "PathPrefix", "value": f"/p{r % 7}"}}],
+                 "backendRefs": [{"name": f"s{r % services}", "port": 80}]}]))
+        return docs
+
+    docs = objects()
+    t = time.process_time()
+    spec = load_documents([("bench", d) for d in docs])
+    model = translate(spec, "gw").model
+    render(model)
+    in_process = time.process_time() - t
+
+    lab = GatewayLab(topo) if "ggw" not in topo.namespaces else None
+    assert lab is not None
+    lab.apply_nowait(base_objects())
+    lab.start_gateway("--concurrency", "1")
+    idle = lab.status()
+    _cpu0, envoy_idle = _proc_stat(lab.gw, idle["envoy"]["pid"])
+    gw_pid = lab.gateway_proc.pid if lab.gateway_proc else 0
+    cpu_a, _ = _proc_stat(lab.gw, gw_pid)
+    st = lab.apply(docs, timeout=300)
+    cpu_b, vip_rss = _proc_stat(lab.gw, gw_pid)
+    _c, envoy_full = _proc_stat(lab.gw, st["envoy"]["pid"])
+    # one endpoint change (one Service's slice) at that scale
+    one = objects()
+    one[2 + 1]["endpoints"][0]["addresses"] = ["10.99.0.1"]
+    lab.apply(one, timeout=300)
+    cpu_c, _ = _proc_stat(lab.gw, gw_pid)
+    return {
+        "routes": routes, "endpoints": services * per_service,
+        "vipcast_cpu_s_load_translate_render_in_process": round(in_process, 3),
+        "vipcast_cpu_s_full_config_in_gateway_process": round(cpu_b - cpu_a, 3),
+        "vipcast_cpu_s_one_endpoint_change": round(cpu_c - cpu_b, 3),
+        "vipcast_rss_mib": round(vip_rss, 1),
+        "envoy_rss_mib_idle": round(envoy_idle, 1),
+        "envoy_rss_mib_full": round(envoy_full, 1),
+        "envoy_rss_mib_added": round(envoy_full - envoy_idle, 1),
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--out", default="bench/gateway.json")
+    parser.add_argument("--parts", default="throughput,churn,first,scale")
+    args = parser.parse_args()
+    parts = set(args.parts.split(","))
+    result: dict[str, Any] = {"when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    with Topology() as topo:
+        lab = GatewayLab(topo)
+        lab.apply_nowait(base_objects())
+        lab.start_gateway("--concurrency", "2")
+        if "throughput" in parts:
+            result["throughput"] = throughput(lab, 1 if args.quick else 3,
+                                              5 if args.quick else 10)
+            print(json.dumps(result["throughput"], indent=1), flush=True)
+        if "churn" in parts:
+            result["churn"] = churn(lab, 5 if args.quick else 20)
+            print(json.dumps(result["churn"], indent=1), flush=True)
+        if "first" in parts:
+            result["first_request"] = first_request(lab, 5 if args.quick else 15)
+            print(json.dumps(result["first_request"], indent=1), flush=True)
+    if "scale" in parts:
+        with Topology() as topo:
+            result["scale"] = scale(topo, 1000, 100, 100)
+            print(json.dumps(result["scale"], indent=1), flush=True)
+    Path(args.out).write_text(json.dumps(result, indent=1) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

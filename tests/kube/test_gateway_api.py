@@ -1,0 +1,140 @@
+"""Gateway API on the real API server: the upstream v1.6.1 CRDs installed unchanged, their
+schemas and CEL rules refusing what they refuse, vipcast reading what the server returns and
+writing Gateway/HTTPRoute status the upstream status schema accepts; the admission webhook's
+answer for the gateway kinds."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from vipcast.core.gateway import translate
+from vipcast.sources.kube.admission import review
+from vipcast.sources.kube.client import make_client
+from vipcast.sources.kube.gateway_status import write_status
+from vipcast.sources.kube.snapshot import to_document
+from vipcast.spec import load_documents
+
+from .conftest import run
+from .harness.cluster import Cluster
+
+CRDS = Path(__file__).parents[2] / "deploy" / "gateway-api" / "crds"
+GW = "/apis/gateway.networking.k8s.io/v1"
+
+
+@pytest.fixture(scope="module")
+def gateway_api(kube_cluster: Cluster) -> Cluster:
+    crds = [yaml.safe_load(p.read_text()) for p in sorted(CRDS.glob("*.yaml"))]
+    kube_cluster.apply_crds(crds)
+    return kube_cluster
+
+
+def _post(cluster: Cluster, path: str, obj: dict[str, Any]) -> dict[str, Any]:
+    code, body = cluster.request("POST", path, obj)
+    assert code == 201, body
+    assert isinstance(body, dict)
+    return body
+
+
+def test_cel_rules_of_the_upstream_crds_refuse(gateway_api: Cluster, namespace: str) -> None:
+    bad = {"apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute",
+           "metadata": {"name": "bad", "namespace": namespace},
+           "spec": {"rules": [{"filters": [{"type": "RequestRedirect", "requestRedirect": {
+               "statusCode": 301}}], "backendRefs": [{"name": "s", "port": 80}]}]}}
+    code, body = gateway_api.request("POST", f"{GW}/namespaces/{namespace}/httproutes", bad)
+    assert code == 422, body
+    assert "RequestRedirect filter must not be used together with backendRefs" in str(body)
+
+
+def test_status_written_from_the_translation(gateway_api: Cluster, namespace: str,
+                                             kubeconfig: Path) -> None:
+    ns = namespace
+    cls = _post(gateway_api, f"{GW}/gatewayclasses", {
+        "apiVersion": "gateway.networking.k8s.io/v1", "kind": "GatewayClass",
+        "metadata": {"name": f"vipcast-{ns}"}, "spec": {"controllerName": "vipcast.io/gateway"}})
+    gw = _post(gateway_api, f"{GW}/namespaces/{ns}/gateways", {
+        "apiVersion": "gateway.networking.k8s.io/v1", "kind": "Gateway",
+        "metadata": {"name": "web", "namespace": ns},
+        "spec": {"gatewayClassName": f"vipcast-{ns}",
+                 "addresses": [{"type": "IPAddress", "value": "192.0.2.80"}],
+                 "listeners": [{"name": "http", "port": 80, "protocol": "HTTP"}]}})
+    ok = _post(gateway_api, f"{GW}/namespaces/{ns}/httproutes", {
+        "apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute",
+        "metadata": {"name": "ok", "namespace": ns},
+        "spec": {"parentRefs": [{"name": "web"}],
+                 "rules": [{"backendRefs": [{"name": "api", "port": 80}]}]}})
+    missing = _post(gateway_api, f"{GW}/namespaces/{ns}/httproutes", {
+        "apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute",
+        "metadata": {"name": "missing", "namespace": ns},
+        "spec": {"parentRefs": [{"name": "web"}], "hostnames": ["shop.example.com"],
+                 "rules": [{"backendRefs": [{"name": "nope", "port": 80}]}]}})
+    svc = {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "api", "namespace": ns},
+           "spec": {"ports": [{"name": "http", "port": 80}]}}
+    # the objects as the server returned them (its defaults applied) load as vipcast's views
+    docs = [(f"api/{o['kind']}", to_document(o["kind"], o)) for o in (cls, gw, ok, missing)]
+    spec = load_documents([*docs, ("api/Service", svc)])
+    route = next(r for r in spec.http_routes if r.name == "ok")
+    assert route.spec.rules[0].matches[0].path.type == "PathPrefix"  # the server's default
+    t = translate(spec, "n1")
+    now = datetime(2026, 12, 6, 3, 0, tzinfo=UTC)
+
+    async def write() -> int:
+        client = make_client(kubeconfig, ns, "vipcast-test")
+        try:
+            return await write_status(client, t, now)
+        finally:
+            await client.close()
+
+    assert run(write()) == 3
+    _, got_gw = gateway_api.request("GET", f"{GW}/namespaces/{ns}/gateways/web")
+    conds = {c["type"]: c for c in got_gw["status"]["conditions"]}
+    assert conds["Accepted"]["status"] == "True" and conds["Programmed"]["status"] == "True"
+    assert conds["Accepted"]["observedGeneration"] == got_gw["metadata"]["generation"]
+    assert got_gw["status"]["addresses"] == [{"type": "IPAddress", "value": "192.0.2.80"}]
+    [lis] = got_gw["status"]["listeners"]
+    assert lis["attachedRoutes"] == 2
+    _, got_ok = gateway_api.request("GET", f"{GW}/namespaces/{ns}/httproutes/ok")
+    [parent] = got_ok["status"]["parents"]
+    assert parent["controllerName"] == "vipcast.io/gateway"
+    assert {c["type"]: c["reason"] for c in parent["conditions"]} == {
+        "Accepted": "Accepted", "ResolvedRefs": "ResolvedRefs"}
+    _, got_missing = gateway_api.request("GET", f"{GW}/namespaces/{ns}/httproutes/missing")
+    reasons = {c["type"]: c["reason"] for c in got_missing["status"]["parents"][0]["conditions"]}
+    assert reasons == {"Accepted": "Accepted", "ResolvedRefs": "BackendNotFound"}
+    # written again unchanged: nothing to write
+    assert run(write()) == 0
+
+
+def _admission(kind: str, obj: dict[str, Any]) -> dict[str, Any]:
+    return {"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": {
+        "uid": "u1", "operation": "CREATE", "kind": {"kind": kind}, "object": obj,
+        "name": obj["metadata"]["name"]}}
+
+
+def test_webhook_denies_what_vipcast_cannot_serve() -> None:
+    route = {"apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute",
+             "metadata": {"name": "r", "namespace": "default"},
+             "spec": {"rules": [{"matches": [{"path": {"type": "RegularExpression",
+                                                        "value": "/(?=x)"}}],
+                                 "filters": [{"type": "CORS", "cors": {}}],
+                                 "backendRefs": [{"name": "s", "port": 80}]}]}}
+    answer = review(_admission("HTTPRoute", route), {})["response"]
+    assert not answer["allowed"]
+    message = answer["status"]["message"]
+    assert "spec.rules[0].matches[0].path.value" in message and "lookaround" in message
+    assert "spec.rules[0].filters[0].type" in message and "not supported" in message
+    gw = {"apiVersion": "gateway.networking.k8s.io/v1", "kind": "Gateway",
+          "metadata": {"name": "g", "namespace": "default"},
+          "spec": {"gatewayClassName": "vipcast", "listeners": [
+              {"name": "a", "port": 80, "protocol": "HTTP"},
+              {"name": "b", "port": 80, "protocol": "HTTPS",
+               "tls": {"certificateRefs": [{"name": "c"}]}}]}}
+    answer = review(_admission("Gateway", gw), {})["response"]
+    assert not answer["allowed"]
+    assert "conflicting listener" in answer["status"]["message"]
+    fine = {**route, "spec": {"rules": [{"backendRefs": [{"name": "s", "port": 80}]}]}}
+    assert review(_admission("HTTPRoute", fine), {})["response"]["allowed"]
