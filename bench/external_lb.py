@@ -9,8 +9,10 @@ Run as root: ``.venv/bin/python bench/external_lb.py [--changes 20] [--duration 
    request every ~5 ms and stamps each answer with CLOCK_MONOTONIC (system-wide, so comparable
    across namespaces). Latency = first answer from the new member - start of the call.
 2. Throughput through the appliance vs straight to the backend: wrk (``-c 16 -t 2``, bounded)
-   from the client to the VIP (HAProxy -> nginx on n1) and to the same nginx directly (routed
-   through the appliance namespace's kernel); one run each, printed as a ratio.
+   from the client to the VIP (router -> HAProxy -> nginx on n1) and to the same nginx
+   directly (router -> the appliance namespace's kernel forwarding); one run each, as a ratio.
+   The client reaches the VIP by the route the router learned from vipcast's BGP speaker on
+   the appliance.
 3. Octavia: API calls the driver makes for one Service create (2 ports, 3 nodes) and for one
    node change (a 4th node), against the real Octavia API server (tests/providers/octavia_api).
 """
@@ -64,6 +66,8 @@ def lb(members: list[Member], port: int = 80) -> DesiredLB:
 def member_changes(changes: int, duration: int) -> dict[str, Any]:
     with Topology() as topo:
         lab = build(topo, nodes=2, backends_per_node=2)
+        lab.announce([VIP])  # by vipcast's BGP speaker on the appliance, to the FRR router
+        lab.wait_route(VIP, timeout=60)
         drv = lab.driver(Path(tempfile.mkdtemp(prefix="vc-bench-haproxy-")))
         try:
             pool = lab.members

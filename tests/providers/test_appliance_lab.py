@@ -1,4 +1,5 @@
-"""The HAProxy appliance in network namespaces (real HAProxy 2.6, real kernel): member churn
+"""The HAProxy appliance in network namespaces (real HAProxy 2.6, real kernel, FRR router
+learning the VIP from vipcast's own BGP speaker on the appliance): member churn
 under steady load without failed requests or reloads; the client address reaches the backend
 with PROXY v2 and with X-Forwarded-For; source ranges refuse other clients."""
 
@@ -36,7 +37,22 @@ def lb(members: list[Member], *, client: str = "none", ranges: tuple[str, ...] =
 
 @pytest.fixture(scope="module")
 def lab(netlab_module: Topology) -> Iterator[Appliance]:
-    yield build(netlab_module, nodes=2, backends_per_node=2)
+    appliance = build(netlab_module, nodes=2, backends_per_node=2)
+    appliance.announce([VIP])
+    appliance.wait_route(VIP, timeout=60)
+    yield appliance
+
+
+def test_the_vip_reaches_the_router_by_vipcasts_speaker_on_the_appliance(lab: Appliance
+                                                                          ) -> None:
+    (path,) = lab.frr.route(f"{VIP}/32")
+    assert path.nexthop == "10.30.0.2" and path.as_path == (64513,)
+    other = "198.51.100.2"
+    lab.announce([VIP, other])
+    lab.wait_route(other)
+    lab.announce([VIP])
+    lab.wait_route(other, present=False)
+    assert lab.frr.route(f"{VIP}/32")
 
 
 @pytest.fixture

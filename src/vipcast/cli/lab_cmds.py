@@ -44,10 +44,15 @@ def up(
     bfd: Annotated[bool, typer.Option(help="BFD between router and nodes")] = True,
     workdir: Annotated[Path, typer.Option(help="Where configs, logs and state go")] = WORKDIR,
     prefix: Annotated[str, typer.Option(help="Name prefix of the lab's namespaces")] = "vc-lab",
+    appliance: Annotated[str | None, typer.Option(
+        help="Build the external-LB tier instead: 'haproxy' (docs/external-lb.md)")] = None,
 ) -> None:
     """Build the lab and leave it running (``vipcast lab down`` removes it)."""
     from vipcast.app.lab import LabOptions, LabState, build, router_of, teardown, wait_sessions
 
+    if appliance is not None:
+        _appliance_up(appliance, workdir, prefix)
+        return
     _preflight(router)
     if mode not in ("bgp", "l2") or router not in ("frr", "bird"):
         console.print("[red]--mode is bgp or l2; --router is frr or bird[/red]")
@@ -66,6 +71,32 @@ def up(
             wait_sessions(router_of(topo, state), nodes, timeout=60)
     console.print(f"[green]lab up[/green]: {len(state.namespaces)} namespaces, state in "
                   f"{workdir}; try `vipcast lab status`")
+
+
+def _appliance_up(kind: str, workdir: Path, prefix: str) -> None:
+    import shutil
+
+    from vipcast.app.lab import LabState, teardown
+
+    _preflight("frr")
+    if kind != "haproxy" or shutil.which("haproxy") is None:
+        console.print("[red]--appliance haproxy is the one appliance (and needs haproxy: "
+                      "bash scripts/setup.sh)[/red]")
+        raise typer.Exit(2)
+    from vipcast.app.lab_appliance import up as appliance_up
+
+    previous = LabState.read(workdir)
+    teardown(previous.prefix if previous else prefix, workdir)
+    teardown(prefix)
+    with console.status("building the appliance lab"):
+        state = appliance_up(workdir, prefix)
+    vips = ", ".join(state.options.get("vips", []))
+    console.print(
+        f"[green]appliance lab up[/green]: HAProxy on {prefix}-appliance serves {vips} "
+        f"(announced to {prefix}-router by vipcast's BGP speaker); try\n"
+        f"  ip netns exec {prefix}-client curl -s http://{vips.split(',')[0]}/\n"
+        f"  ip netns exec {prefix}-appliance vipcast providers sync {workdir}/config\n"
+        "and `vipcast lab down` to remove it")
 
 
 @lab_app.command("status")
