@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from vipcast.core.desired import NodePlan
 from vipcast.core.gateway.model import ProxyModel
 from vipcast.dataplane.envoy import ProxyOptions, ads_bootstrap, render, to_json
 from vipcast.proto.xds import Outcome
@@ -91,3 +92,19 @@ class EnvoyGateway:
             "listeners": len(self.model.listeners) if self.model else 0,
             "clusters": len(self.model.clusters) if self.model else 0,
         }
+
+
+class ProxyConsumer:
+    """A plan consumer: the plan's proxy model goes to the node's Envoy (no Gateway or
+    Ingress in the config: an empty model, Envoy listens on nothing)."""
+
+    def __init__(self, gateway: EnvoyGateway) -> None:
+        self.gateway = gateway
+        self._last: ProxyModel | None = None
+
+    async def apply(self, plan: NodePlan) -> None:
+        model = plan.proxy if plan.proxy is not None else ProxyModel(plan.node)
+        if model is self._last or model == self._last:
+            return
+        self._last = model
+        self.gateway.apply(model)

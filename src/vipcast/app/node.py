@@ -31,6 +31,7 @@ from dataclasses import asdict
 from prometheus_client.registry import CollectorRegistry
 
 from vipcast.app.agent import Agent, AgentOptions, Planner, default_planner
+from vipcast.app.envoy_gateway import EnvoyGateway, GatewaySettings, ProxyConsumer
 from vipcast.core.desired import BackendKey, BfdPeer, HealthTarget, NatRule, NodePlan
 from vipcast.core.pipeline import Local, healthy_services, l2_members
 from vipcast.dataplane.nft import NftTable
@@ -336,6 +337,31 @@ class NodeL2:
             await self.runtime.stop(graceful=True)
 
 
+def attach_gateway(agent: Agent, settings: GatewaySettings | None) -> asyncio.Task[None] | None:
+    """The node's L7 gateway as one more plan consumer (Envoy fed over ADS, supervised in the
+    background; its state in the ``gateway`` section of /status)."""
+    if settings is None:
+        return None
+    gateway = EnvoyGateway(settings)
+    agent.add_consumer(ProxyConsumer(gateway))
+    agent.add_status_section("gateway", gateway.status)
+    task = asyncio.create_task(gateway.run(), name="envoy-gateway")
+
+    def crashed(done: asyncio.Task[None]) -> None:
+        if not done.cancelled() and done.exception() is not None:
+            log.error("the L7 gateway stopped", exc_info=done.exception())
+
+    task.add_done_callback(crashed)
+    return task
+
+
+async def _stop(task: asyncio.Task[None] | None) -> None:
+    if task is not None:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
 #: builds the node's Agent: the standalone one reads files; the Kubernetes speaker passes its own
 AgentFactory = Callable[..., Agent]
 
@@ -347,6 +373,7 @@ async def run_node(
     membership_key: bytes = b"",
     agent_factory: AgentFactory = Agent,
     base_planner: Planner = default_planner,
+    gateway: GatewaySettings | None = None,
 ) -> int:
     """Run the agent with the data plane, L2, BFD and the announcement policy until it stops.
 
@@ -362,9 +389,11 @@ async def run_node(
         l2 = NodeL2(options.node, registry, membership_key)
         agent.add_consumer(l2)
         bare = observe(agent, registry, l2)
+        l7 = attach_gateway(agent, gateway)
         try:
             return int(await agent.run())
         finally:
+            await _stop(l7)
             bare.close()
             await l2.stop()
     health = HealthChecker()
@@ -377,6 +406,7 @@ async def run_node(
     l2 = NodeL2(options.node, registry, membership_key)
     agent.add_consumer(l2)
     bfd = observe(agent, registry, l2)
+    l7 = attach_gateway(agent, gateway)
 
     async def prime(plan: NodePlan) -> None:
         """Before the first BGP session: program the data plane and verify what can be
@@ -403,6 +433,7 @@ async def run_node(
         for task in background:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        await _stop(l7)
         await health.close()
         bfd.close()
         await l2.stop()

@@ -52,6 +52,13 @@ def agent(
         Path | None,
         typer.Option(help="Shared key of the L2 node membership (or $VIPCAST_MEMBERSHIP_KEY)"),
     ] = None,
+    gateway_workdir: Annotated[
+        Path | None,
+        typer.Option(help="Run the L7 gateway (Envoy fed over xDS); its files go here"),
+    ] = None,
+    gateway_admin_port: Annotated[
+        int, typer.Option(help="Envoy's admin port on 127.0.0.1")
+    ] = 19000,
 ) -> None:
     """Run this node's agent: BGP sessions for the peers that select it, reload on change."""
     from vipcast.app.agent import AgentOptions
@@ -74,7 +81,14 @@ def agent(
         key = os.environ.get("VIPCAST_MEMBERSHIP_KEY", "")
         if membership_key_file is not None:
             key = membership_key_file.read_text().strip()
-        return await run_node(options, dataplane_enabled=dataplane, membership_key=key.encode())
+        gateway = None
+        if gateway_workdir is not None:
+            from vipcast.app.envoy_gateway import GatewaySettings
+            from vipcast.runtime.envoy import find_envoy
+
+            gateway = GatewaySettings(node, gateway_workdir, find_envoy(), gateway_admin_port)
+        return await run_node(options, dataplane_enabled=dataplane, membership_key=key.encode(),
+                              gateway=gateway)
 
     raise typer.Exit(asyncio.run(main()))
 

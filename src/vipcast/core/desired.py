@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
+from vipcast.core.gateway.model import ProxyModel
 from vipcast.proto.bfd import SessionConfig as BfdConfig
 from vipcast.proto.bgp import SessionConfig
 from vipcast.spec.health import HealthCheckConfig
@@ -146,3 +147,5 @@ class NodePlan:
     l2_servable: frozenset[str] | None = None
     #: the L2 membership (this node included); empty: the config has no L2Advertisement
     l2_members: tuple[L2Member, ...] = ()
+    #: what the node's L7 gateway (Envoy) serves; None: the config has no Gateway or Ingress
+    proxy: ProxyModel | None = None

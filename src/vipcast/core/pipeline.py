@@ -29,6 +29,7 @@ from vipcast.core.desired import (
     NatRule,
     NodePlan,
 )
+from vipcast.core.gateway import translate
 from vipcast.core.health import ANNOTATION, health_targets, parse_health_check
 from vipcast.core.sessions import bfd_peers, bgp_sessions
 from vipcast.spec import Spec, annotation
@@ -128,6 +129,7 @@ def snapshot(spec: Spec, duties: NodePlan, identity: NodeIdentity) -> Snapshot:
         bfd=bfd_peers(spec, [p.name for p in peers]),
         health=health_targets(duties.nat, configs, _usable),
         l2_members=l2_members(spec, identity.node),
+        proxy=translate(spec, identity.node).model if spec.gateways or spec.ingresses else None,
     )
     return Snapshot(spec, duties, base, tuple(problems), backend_nodes)
 
