@@ -110,3 +110,39 @@ def test_finalizer_status_conditions_events_and_cleanup(vipcast_crds: Cluster,
 
 def _cond(svc: dict[str, Any], type_: str) -> dict[str, Any]:
     return next(c for c in svc["status"].get("conditions") or () if c["type"] == type_)
+
+
+def test_an_unreachable_provider_is_a_condition_and_a_retry(vipcast_crds: Cluster,
+                                                            namespace: str) -> None:
+    async def go() -> None:
+        c = client(vipcast_crds.kubeconfig, namespace)
+        ctl = ProviderController(c, namespace)
+        try:
+            await c.create(Provider.from_dict({
+                "apiVersion": "vipcast.io/v1beta1", "kind": "LoadBalancerProvider",
+                "metadata": {"name": f"f5-{namespace}"},
+                "spec": {"driver": "as3", "endpoint": "http://127.0.0.1:9",
+                         "options": {"tenant": namespace}}}))
+            svc = service("web", namespace).to_dict()
+            svc["spec"]["loadBalancerIP"] = "198.51.100.77"
+            await c.create(Service.from_dict(svc))
+            result = await ctl.reconcile()
+            assert result.ensured == [] and result.retry_after is not None
+            got = (await c.get(Service, "web", namespace=namespace)).to_dict()
+            assert FINALIZER in got["metadata"]["finalizers"]
+            cond = _cond(got, EXTERNAL_LB)
+            assert cond["status"] == "False" and cond["reason"] == "Unreachable"
+            assert "127.0.0.1:9" in cond["message"]
+            assert "SyncLoadBalancerFailed" in await event_reasons(c, "web", namespace)
+            assert not (got["status"].get("loadBalancer") or {}).get("ingress")
+            # the provider is removed, then the Service: the finalizer must not hold it forever
+            await c.delete(Provider, f"f5-{namespace}")
+            await c.delete(Service, "web", namespace=namespace)
+            result = await ctl.reconcile()
+            assert result.released == [f"{namespace}/web"]
+            assert "ProviderGone" in await event_reasons(c, "web", namespace)
+            names = [s.metadata.name async for s in c.list(Service, namespace=namespace)]
+            assert "web" not in names
+        finally:
+            await c.close()
+    run(go(), timeout=120)

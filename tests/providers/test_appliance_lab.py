@@ -136,3 +136,28 @@ def test_source_ranges_refuse_other_clients(lab: Appliance, driver: HAProxyDrive
     assert allowed.ok == 10, allowed.errors
     refused = http_load(lab.outsider, f"http://{VIP}/", count=5, deadline=20.0, timeout=2.0)
     assert refused.ok == 0 and refused.failed == 5, refused
+
+
+def test_a_frontend_change_reloads_hitlessly_and_keeps_runtime_members(
+    lab: Appliance, driver: HAProxyDriver
+) -> None:
+    """A new port is a frontend change: one reload (master re-exec, listeners passed over),
+    no failed request on the existing port, members added at runtime still there after."""
+    base = lb(lab.members[:1])
+    assert isinstance(asyncio.run(driver.ensure(base)), Applied)
+    grown = lb(lab.members[:2])  # a runtime change: no reload
+    assert isinstance(asyncio.run(driver.update_members(grown)), Applied)
+    assert driver.reloads == 0
+    second = replace(grown.listeners[0], port=8080)
+    with_port = replace(grown, listeners=(grown.listeners[0], second))
+    with concurrent.futures.ThreadPoolExecutor(1) as ex:
+        load = ex.submit(http_load, lab.client, f"http://{VIP}/", count=600, deadline=20.0,
+                         timeout=3.0)
+        asyncio.run(asyncio.sleep(1.0))
+        assert isinstance(asyncio.run(driver.ensure(with_port)), Applied)
+        result = load.result()
+    assert driver.reloads == 1
+    assert result.failed == 0, result.errors
+    assert asyncio.run(driver.get(with_port.name)) == with_port
+    extra = http_load(lab.client, f"http://{VIP}:8080/", count=10, deadline=20.0)
+    assert extra.failed == 0 and set(extra.backends) == {"n1-8081", "n1-8082"}

@@ -68,6 +68,16 @@ class ProviderController:
             return result
         raw = {f"{s['metadata'].get('namespace', 'default')}/{s['metadata']['name']}": s
                for s in raw_services}
+        served = {p.load_balancer_class for p in spec.providers}
+        for svc in spec.services:  # deleted, ours, and no provider left to clean up after it
+            if (svc.metadata.deletion_timestamp is not None and FINALIZER in
+                    svc.metadata.finalizers and svc.spec.load_balancer_class not in served):
+                await set_finalizer(self.client, await self._fresh(svc), False)
+                await self.events.emit(raw[svc.key], "Warning", "ProviderGone",
+                                       f"no LoadBalancerProvider serves class "
+                                       f"{svc.spec.load_balancer_class}: finalizer removed; "
+                                       "an external load balancer may be left behind")
+                result.released.append(svc.key)
         for provider in spec.providers:
             cls = provider.load_balancer_class
             mine = [s for s in spec.services if s.spec.type == "LoadBalancer"
