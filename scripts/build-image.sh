@@ -225,6 +225,12 @@ else
     --iidfile "$work/iid" -f "$work/context/Containerfile" "$work/context" >&2 \
     || die "podman build failed: nothing was tagged"
   podman tag "$(cat "$work/iid")" "$cached"
+  # the build stage's leftover image and earlier builds of this script (only ours, by label/tag)
+  for id in $(podman images -q --filter dangling=true --filter label=io.vipcast.stage=build); do
+    podman rmi "$id" >/dev/null 2>&1 || true
+  done
+  podman images --format '{{.Repository}}:{{.Tag}}' localhost/vipcast | grep ':build-' \
+    | grep -vx "$cached" | while read -r old; do podman rmi "$old" >/dev/null 2>&1 || true; done
 fi
 podman tag "$cached" "$tag"
 say "tagged $tag (revision $revision)"
