@@ -116,6 +116,8 @@ if [ "$relock" = 1 ]; then
   tmp_lock=$(mktemp)
   # the dependencies alone (not vipcast itself, which goes in as its own wheel)
   "$PY" -c 'import tomllib; print("\n".join(tomllib.load(open("pyproject.toml","rb"))["project"]["dependencies"]))' > "$tmp_lock.in"
+  # the pins of the current lock are kept where they still fit (pip-compile reads its output)
+  [ ! -s "$LOCK" ] || grep -v '^#' "$LOCK" > "$tmp_lock"
   say "resolving the runtime dependencies (pip-compile --generate-hashes)"
   (cd "$(dirname "$tmp_lock")" && "$tools/bin/pip-compile" -q --generate-hashes --allow-unsafe \
      --strip-extras --no-emit-index-url --no-emit-find-links --no-header --annotation-style=line \
