@@ -69,6 +69,7 @@ class StandaloneGateway:
             on_outcome=lambda node, outcome: self._changed(),
         )
         self.translation: Translation | None = None
+        self._values: dict[str, Any] = {}
         self.last_error: str | None = None
         self.reloads = 0
         self.files = ObjectFiles(self.options.config_paths)
@@ -79,8 +80,7 @@ class StandaloneGateway:
     def status(self) -> Mapping[str, Any]:
         doc: dict[str, Any] = {"node": self.options.node, **self.gateway.status(),
                                "reloads": self.reloads, "config_error": self.last_error}
-        if self.translation is not None:
-            doc.update(status_values(self.translation))
+        doc.update(self._values)
         return doc
 
     def _changed(self) -> None:
@@ -104,6 +104,7 @@ class StandaloneGateway:
         translation = translate(spec, self.options.node,
                                 ingress_addresses=self.options.ingress_addresses)
         self.translation = translation
+        self._values = status_values(translation)  # once per config, not per status write
         self.last_error = None
         self.reloads += 1
         self.gateway.apply(translation.model)

@@ -49,6 +49,7 @@ from vipcast.core.gateway.rules import RuleRoutes, created, precedence_key, rule
 from vipcast.spec.gateway.checks import SUPPORTED_PROTOCOLS, listener_conflicts
 from vipcast.spec.gateway.objects import CONTROLLER_NAME, Gateway, GatewayClass, Listener
 from vipcast.spec.gateway.routes import HTTPRoute
+from vipcast.spec.kube import EndpointSlice
 from vipcast.spec.load import Spec
 
 
@@ -217,22 +218,28 @@ def _vhosts(
 ) -> tuple[VirtualHost, ...]:
     hosts = sorted({h for a in attachments for h in a.hostnames})
     listener_hosts = sorted({a.listener.spec.hostname for a in attachments}, key=str)
+    # an exact hostname covers only itself: index those; wildcards (few) are tried one by one
+    exact: dict[str, list[tuple[_Attachment, str]]] = {}
+    wild: list[tuple[_Attachment, str]] = []
+    for a in attachments:
+        for h in a.hostnames:
+            if h == "*" or h.startswith("*."):
+                wild.append((a, h))
+            else:
+                exact.setdefault(h, []).append((a, h))
     out = []
     for host in hosts:
         owner = most_specific(list(listener_hosts), host)
         best: dict[tuple[str, int, int], tuple[tuple[object, ...], Route]] = {}
-        for a in attachments:
+        pairs = [*exact.get(host, ()), *((a, h) for a, h in wild if matches(h, host))]
+        for a, h in pairs:
             if a.listener.spec.hostname != owner:
                 continue
-            covering = [h for h in a.hostnames if matches(h, host)]
-            if not covering:
-                continue
             for r, m, route in ruled[a.route.key].routes:
-                for h in covering:
-                    key = precedence_key(h, a.route, r, m, route.match)
-                    slot = (a.route.key, r, m)
-                    if slot not in best or key < best[slot][0]:
-                        best[slot] = (key, route)
+                key = precedence_key(h, a.route, r, m, route.match)
+                slot = (a.route.key, r, m)
+                if slot not in best or key < best[slot][0]:
+                    best[slot] = (key, route)
         if best:
             ordered = tuple(route for _k, route in sorted(best.values(), key=lambda kv: kv[0]))
             out.append(VirtualHost(f"{name}/{host}", (host,), ordered))
@@ -354,13 +361,17 @@ def translate(
         for vh in cfg.virtual_hosts:
             for r in vh.routes:
                 used_clusters.update(b.cluster for b in r.backends)
+    slices: dict[str, list[EndpointSlice]] = {}
+    for sl in spec.endpoint_slices:
+        if sl.service_key is not None:
+            slices.setdefault(sl.service_key, []).append(sl)
     clusters = []
     for name in sorted(used_clusters):
         if name == INVALID_BACKEND:
             clusters.append(Cluster(name))
             continue
         key, number = name.rsplit(":", 1)
-        clusters.append(endpoints_of(services[key], int(number), spec.slices_of(key)))
+        clusters.append(endpoints_of(services[key], int(number), slices.get(key, [])))
     model = ProxyModel(
         node=node,
         listeners=tuple(sorted(proxy_listeners)),
