@@ -175,7 +175,7 @@ async def child(version: str, services: int, flips: int, work: Path) -> dict[str
     results: dict[str, list[float]] = {"dataplane": [], "bgp": []}
     start = time.perf_counter()
     try:
-        async with asyncio.timeout(600):
+        async with asyncio.timeout(1800):
             while not (agent.started.is_set() and announced()):
                 await asyncio.sleep(0.05)
             peer = router.peers()["node"]
@@ -187,7 +187,7 @@ async def child(version: str, services: int, flips: int, work: Path) -> dict[str
             marks.clear()
             marks["flip"] = time.perf_counter()
             health.flip()
-            async with asyncio.timeout(120):
+            async with asyncio.timeout(600):
                 while not ("dataplane" in marks and "bgp" in marks):
                     await asyncio.sleep(0.001)
             for what in ("dataplane", "bgp"):
@@ -223,8 +223,10 @@ def run_child(version: str, src: Path, args: argparse.Namespace, ns: str, work: 
         out = subprocess.run(
             ["ip", "netns", "exec", ns, sys.executable, __file__, "--child", version,
              "--services", str(args.services), "--flips", str(args.flips), "--work", str(work)],
-            env=env, check=True, capture_output=True, text=True, timeout=1800,
+            env=env, capture_output=True, text=True, timeout=3600,
         )
+        if out.returncode != 0:
+            raise RuntimeError(f"{version} failed:\n{out.stderr[-3000:]}")
         return json.loads(out.stdout.strip().splitlines()[-1])
     finally:
         subprocess.run(["ip", "netns", "del", ns], check=False)

@@ -30,6 +30,7 @@ from typing import Any, Protocol
 from prometheus_client.registry import CollectorRegistry
 
 from vipcast.core.desired import BgpSession, NodePlan
+from vipcast.core.incremental import NodePlanner
 from vipcast.core.pipeline import Local, NodeIdentity, Snapshot, snapshot
 from vipcast.core.pipeline import plan as pipeline_plan
 from vipcast.core.plan import plan_for_spec
@@ -192,7 +193,8 @@ class Agent:
         local: Local | None = None,
     ) -> None:
         self.options = options
-        self._planner = planner
+        # the files' planner remembers its last config: a few changed Services are planned alone
+        self._planner: Planner = NodePlanner() if planner is default_planner else planner
         self._consumers = list(consumers)
         self._status_sections: dict[str, Callable[[], Any]] = {}
         self.registry = registry or CollectorRegistry()
@@ -236,7 +238,10 @@ class Agent:
         """Read, validate and plan the config; raises SpecError (nothing is changed)."""
         spec = self.load_spec()
         duties = run_planner(self._planner, spec, self.options.node)
-        snap = snapshot(spec, duties, self.identity())
+        current = self.current
+        changed = getattr(self._planner, "last_changed", None)
+        previous = current.snapshot if current is not None and changed is not None else None
+        snap = snapshot(spec, duties, self.identity(), previous, changed)
         for service, problem in snap.health_problems:
             # the controller reports it on the Service (condition); not logged per load
             self._log.debug("%s: default health check instead: %s", service, problem)

@@ -25,14 +25,16 @@ from dataclasses import dataclass, field, replace
 from vipcast.core.desired import (
     BackendKey,
     BGPRoute,
+    HealthTarget,
     L2Member,
     NatRule,
     NodePlan,
 )
 from vipcast.core.gateway import translate
+from vipcast.core.gateway.model import ProxyModel
 from vipcast.core.health import ANNOTATION, health_targets, parse_health_check
 from vipcast.core.sessions import bfd_peers, bgp_sessions
-from vipcast.spec import Spec, annotation
+from vipcast.spec import Service, Spec, annotation
 from vipcast.spec.health import HealthCheckConfig
 
 
@@ -67,15 +69,16 @@ class Snapshot:
     plan_base: NodePlan
     #: services with a health-check annotation that could not be parsed, with why
     health_problems: tuple[tuple[str, str], ...] = ()
-    #: backend (ip, port) -> the node it runs on, for the membership filter
-    backend_nodes: Mapping[BackendKey, str] = field(default_factory=dict)
+    #: per service, its health-check config (annotated services only)
+    health_configs: Mapping[str, HealthCheckConfig] = field(default_factory=dict)
 
 
-def health_configs(spec: Spec) -> tuple[dict[str, HealthCheckConfig], list[tuple[str, str]]]:
+def health_configs(services: Iterable[Service]
+                   ) -> tuple[dict[str, HealthCheckConfig], list[tuple[str, str]]]:
     """Per-service health-check configs from the annotation, and the refused annotations."""
     out: dict[str, HealthCheckConfig] = {}
     problems: list[tuple[str, str]] = []
-    for service in spec.services:
+    for service in services:
         if not service.metadata.annotations:
             continue
         text = annotation(service.metadata, ANNOTATION)
@@ -115,23 +118,65 @@ def l2_members(spec: Spec, node: str) -> tuple[L2Member, ...]:
     return tuple(sorted(members))
 
 
-def snapshot(spec: Spec, duties: NodePlan, identity: NodeIdentity) -> Snapshot:
-    """The snapshot of ``spec`` for this node, given its duties (``plan_node``'s result)."""
-    peers = bgp_sessions(spec, identity.node, router_id=identity.router_id,
-                         restarting=identity.restarting)
-    configs, problems = health_configs(spec)
-    backend_nodes = {
-        (b.ip, b.port): b.node for r in duties.nat for b in r.backends if b.node is not None
-    }
-    base = replace(
-        duties,
-        peers=peers,
-        bfd=bfd_peers(spec, [p.name for p in peers]),
-        health=health_targets(duties.nat, configs, _usable),
-        l2_members=l2_members(spec, identity.node),
-        proxy=translate(spec, identity.node).model if spec.gateways or spec.ingresses else None,
-    )
-    return Snapshot(spec, duties, base, tuple(problems), backend_nodes)
+def _proxy(spec: Spec, node: str) -> ProxyModel | None:
+    """The node's L7 proxy model (None without Gateways and Ingresses)."""
+    return translate(spec, node).model if spec.gateways or spec.ingresses else None
+
+
+def snapshot(
+    spec: Spec,
+    duties: NodePlan,
+    identity: NodeIdentity,
+    previous: Snapshot | None = None,
+    changed: Mapping[str, Service | None] | None = None,
+) -> Snapshot:
+    """The snapshot of ``spec`` for this node, given its duties (``plan_node``'s result).
+
+    With ``previous`` and ``changed`` (the Services that differ from the previous config, by
+    key; None: removed; every other object of the config the same), only their part is
+    computed again; the result is the same as without."""
+    if previous is None or changed is None or previous.plan_base.node != identity.node:
+        peers = bgp_sessions(spec, identity.node, router_id=identity.router_id,
+                             restarting=identity.restarting)
+        configs, problems = health_configs(spec.services)
+        base = replace(
+            duties,
+            peers=peers,
+            bfd=bfd_peers(spec, [p.name for p in peers]),
+            health=health_targets(duties.nat, configs, _usable),
+            l2_members=l2_members(spec, identity.node),
+            proxy=_proxy(spec, identity.node),
+        )
+        return Snapshot(spec, duties, base, tuple(problems), configs)
+    old = previous.plan_base
+    keys = set(changed)
+    configs = {k: v for k, v in previous.health_configs.items() if k not in keys}
+    fresh, fresh_problems = health_configs(s for s in changed.values() if s is not None)
+    configs.update(fresh)
+    problems = [*(p for p in previous.health_problems if p[0] not in keys), *fresh_problems]
+    # the health targets: the old ones without the changed services, plus their new ones
+    targets = {(t.ip, t.port): t for t in old.health}
+    adding: dict[BackendKey, set[str]] = {}
+    touched: set[BackendKey] = set()
+    for rule in previous.duties.nat:
+        if rule.service in keys and rule.protocol == "TCP":
+            touched.update(_usable(rule))
+    for rule in duties.nat:
+        if rule.service in keys and rule.protocol == "TCP":
+            for key in _usable(rule):
+                adding.setdefault(key, set()).add(rule.service)
+    default = HealthCheckConfig()
+    for key in touched | adding.keys():
+        target = targets.pop(key, None)
+        names = (set(target.services) - keys if target else set()) | adding.get(key, set())
+        if names:
+            ordered = tuple(sorted(names))
+            config = next((configs[n] for n in ordered if n in configs), default)
+            targets[key] = HealthTarget(key[0], key[1], ordered, config)
+    health = tuple(targets[k] for k in sorted(targets))
+    base = replace(duties, peers=old.peers, bfd=old.bfd, health=health,
+                   l2_members=old.l2_members, proxy=_proxy(spec, identity.node))
+    return Snapshot(spec, duties, base, tuple(sorted(problems)), configs)
 
 
 def _servable_routes(routes: tuple[BGPRoute, ...], servable: frozenset[str]
@@ -164,7 +209,9 @@ def plan(snap: Snapshot, local: Local) -> NodePlan:
     down = local.down
     if local.dead_nodes:
         dead = local.dead_nodes
-        down = down | frozenset(k for k, n in snap.backend_nodes.items() if n in dead)
+        down = down | frozenset(
+            (b.ip, b.port) for r in base.nat for b in r.backends if b.node in dead
+        )
     if local.servable is None:
         return replace(base, down=down) if down != base.down else base
     servable = local.servable

@@ -8,7 +8,7 @@ from collections.abc import Iterator, Sequence
 from vipcast.spec.addresses import AddressRange
 from vipcast.spec.errors import Issue
 from vipcast.spec.gateway.checks import check_gateway_objects
-from vipcast.spec.kube import ANNOTATION_IPS, annotation
+from vipcast.spec.kube import ANNOTATION_IPS, Service, annotation
 from vipcast.spec.load import Spec, requested_ips
 from vipcast.spec.meta import LabelSelector
 from vipcast.spec.objects import IPAddressPool, parse_community
@@ -21,7 +21,6 @@ def check_all(spec: Spec) -> list[Issue]:
         *_advertisement_refs(spec),
         *_peer_refs(spec),
         *_communities(spec),
-        *_services(spec),
         *_providers(spec),
         *check_gateway_objects(spec),
     ]
@@ -162,32 +161,30 @@ def _communities(spec: Spec) -> Iterator[Issue]:
                 )
 
 
-def _services(spec: Spec) -> Iterator[Issue]:
-    for svc in spec.services:
-        key = svc.key
+def service_issues(source: str, svc: Service) -> Iterator[Issue]:
+    """The checks of one Service that need nothing else (run per document, when it is
+    validated: a source caches them with the Service)."""
+    key = svc.key
+
+    def issue(field: str, message: str) -> Issue:
+        return Issue(source, "Service", key, field, message)
+
+    try:
+        ips = requested_ips(svc)
+    except ValueError:
+        raw = annotation(svc.metadata, ANNOTATION_IPS)
+        yield issue(f"metadata.annotations[{ANNOTATION_IPS}]",
+                    f"{raw!r} is not a comma-separated list of IP addresses")
+        return
+    versions = [ipaddress.ip_address(ip).version for ip in ips]
+    if len(versions) != len(set(versions)):
+        yield issue(f"metadata.annotations[{ANNOTATION_IPS}]",
+                    "at most one requested IP per family")
+    for i, cidr in enumerate(svc.spec.load_balancer_source_ranges):
         try:
-            ips = requested_ips(svc)
+            ipaddress.ip_network(cidr, strict=False)
         except ValueError:
-            raw = annotation(svc.metadata, ANNOTATION_IPS)
-            yield _issue(
-                spec, "Service", key, f"metadata.annotations[{ANNOTATION_IPS}]",
-                f"{raw!r} is not a comma-separated list of IP addresses",
-            )
-            continue
-        versions = [ipaddress.ip_address(ip).version for ip in ips]
-        if len(versions) != len(set(versions)):
-            yield _issue(
-                spec, "Service", key, f"metadata.annotations[{ANNOTATION_IPS}]",
-                "at most one requested IP per family",
-            )
-        for i, cidr in enumerate(svc.spec.load_balancer_source_ranges):
-            try:
-                ipaddress.ip_network(cidr, strict=False)
-            except ValueError:
-                yield _issue(
-                    spec, "Service", key, f"spec.loadBalancerSourceRanges[{i}]",
-                    f"{cidr!r} is not a CIDR",
-                )
+            yield issue(f"spec.loadBalancerSourceRanges[{i}]", f"{cidr!r} is not a CIDR")
 
 
 def _providers(spec: Spec) -> Iterator[Issue]:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from functools import cached_property
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
@@ -249,12 +250,25 @@ class Validated:
     objects: tuple[tuple[str, BaseModel], ...] = ()
     issues: tuple[Issue, ...] = ()
 
+    @cached_property
+    def keyed(self) -> tuple[tuple[str, str, str, BaseModel], ...]:
+        """(``Kind/key``, kind, source, object) of each object: computed once per part, so a
+        source that keeps its parts assembles unchanged ones without looking into them."""
+        out = []
+        for source, obj in self.objects:
+            kind = str(getattr(obj, "kind"))  # noqa: B009 - every model has a literal kind
+            out.append((f"{kind}/{_key(kind, obj)}", kind, source, obj))
+        return tuple(out)
+
 
 def validate_documents(docs: Iterable[tuple[str, object]]) -> Validated:
     """Each ``(source, document)`` as a model object; the problems of each as issues.
 
     Context-free: the result depends on these documents only, so a source may keep it for as
-    long as the documents do not change (see :func:`assemble`)."""
+    long as the documents do not change (see :func:`assemble`). The checks of one object that
+    need no other object run here too (a Service's requested addresses)."""
+    from vipcast.spec.checks import service_issues  # local: checks imports Spec from here
+
     issues: list[Issue] = []
     objects: list[tuple[str, BaseModel]] = []
     ordinals: dict[str, int] = {}
@@ -268,6 +282,8 @@ def validate_documents(docs: Iterable[tuple[str, object]]) -> Validated:
         )
         if obj is not None:
             objects.append((source, obj))
+            if isinstance(obj, Service):
+                issues.extend(service_issues(source, obj))
     return Validated(tuple(objects), tuple(issues))
 
 
@@ -279,12 +295,10 @@ def assemble(parts: Iterable[Validated]) -> Spec:
     origins: dict[str, str] = {}
     for part in parts:
         issues.extend(part.issues)
-        for source, obj in part.objects:
-            kind = str(getattr(obj, "kind"))  # noqa: B009 - every model has a literal kind
-            key = _key(kind, obj)
-            ident = f"{kind}/{key}"
+        for ident, kind, source, obj in part.keyed:
             first = origins.get(ident)
             if first is not None:
+                key = ident.partition("/")[2]
                 issues.append(
                     Issue(source, kind, key, "metadata.name", f"duplicate name (also in {first})")
                 )

@@ -1,0 +1,264 @@
+"""The agent as a user runs it: 10,000 Services in files, routes into FRR's kernel.
+
+    .venv/bin/python bench/agent_routes.py [--services 10000] [--trials 10] [--rounds 1]
+                                           [--speakers after,before,bird,gobgp]
+
+Two figures, each in fresh namespaces (``vc-<pid>-...``, FRR 8.4 router, a speaker namespace
+on a veth), run as root:
+
+- **cold start**: from starting the speaker process until FRR's kernel holds all N routes.
+  ``after``/``before``: ``vipcast agent --no-dataplane`` with the N Services (pinned addresses,
+  one ready endpoint on the node) in one file, from this tree / from ``--before-rev``
+  (extracted with ``git archive``); BIRD 2: ``bird`` with N static routes in its config;
+  GoBGP 3: ``gobgpd`` started, then one gRPC AddPathStream of the N paths after the session
+  is up (``bench/bgp_gobgp_feed.py``). Every speaker's time includes opening its session.
+- **one Service added** (vipcast only): on the running agent, a new file with one Service and
+  its EndpointSlice, then SIGHUP; time until FRR's kernel holds its route. Then the file is
+  removed and SIGHUP sent again: time until the route is gone. ``--trials`` times each.
+
+Times come from ``ip monitor route`` in the router's namespace, confirmed by a table dump
+(:mod:`bench.bgp_routes`' watch). Writes ``bench/agent_routes.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from bgp_routes import (
+    BASE,
+    ROUTER,
+    ROUTER_ASN,
+    SPEAKER,
+    SPEAKER_ASN,
+    GobgpFeed,
+    KernelWatch,
+    build,
+    prefixes,
+    start_router,
+    wait_count,
+)
+
+from vipcast.lab.bgpconf import Neighbor
+from vipcast.lab.bird import BirdConfig, start_bird
+from vipcast.lab.gobgp import GobgpConfig, start_gobgp
+from vipcast.lab.netns import Topology
+
+ROOT = Path(__file__).resolve().parents[1]
+BEFORE_REV = "5d3ec32"
+
+
+def base_objects() -> list[dict[str, Any]]:
+    return [
+        {"apiVersion": "vipcast.io/v1beta1", "kind": "BGPPeer", "metadata": {"name": "rtr"},
+         "spec": {"myASN": SPEAKER_ASN, "peerASN": ROUTER_ASN, "peerAddress": ROUTER,
+                  "sourceAddress": SPEAKER, "connectTime": "1s"}},
+        {"apiVersion": "vipcast.io/v1beta1", "kind": "IPAddressPool",
+         "metadata": {"name": "pool"}, "spec": {"addresses": ["198.18.0.0/15"]}},
+        {"apiVersion": "vipcast.io/v1beta1", "kind": "BGPAdvertisement",
+         "metadata": {"name": "adv"}, "spec": {}},
+        {"apiVersion": "v1", "kind": "Node", "metadata": {"name": "n1"}},
+    ]
+
+
+def service_objects(name: str, ip: str) -> list[dict[str, Any]]:
+    return [
+        {"apiVersion": "v1", "kind": "Service",
+         "metadata": {"name": name, "namespace": "default",
+                      "annotations": {"vipcast.io/loadBalancerIPs": ip}},
+         "spec": {"type": "LoadBalancer", "ports": [{"port": 80, "targetPort": 8080}]}},
+        {"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+         "metadata": {"name": f"{name}-1", "namespace": "default",
+                      "labels": {"kubernetes.io/service-name": name}},
+         "addressType": "IPv4", "ports": [{"port": 8080}],
+         "endpoints": [{"addresses": ["10.244.1.10"], "nodeName": "n1"}]},
+    ]
+
+
+def write_docs(path: Path, docs: list[dict[str, Any]]) -> None:
+    path.write_text("\n---\n".join(json.dumps(d) for d in docs) + "\n")
+
+
+def write_config(config: Path, n: int) -> None:
+    config.mkdir(parents=True, exist_ok=True)
+    write_docs(config / "base.yaml", base_objects())
+    docs = []
+    for i, prefix in enumerate(prefixes(n)):
+        docs += service_objects(f"s{i:05d}", prefix.split("/")[0])
+    write_docs(config / "services.yaml", docs)
+
+
+def router_ready(topo: Topology) -> Any:
+    """FRR started and its bgpd listening, so every speaker's session opens at once."""
+    router, speaker = build(topo)
+    start_router(topo, router)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        out = subprocess.run(["ip", "netns", "exec", router.name, "ss", "-Hltn", "sport = :179"],
+                             capture_output=True, text=True).stdout
+        if out.strip():
+            time.sleep(0.5)  # zebra and bgpd settle
+            return router, speaker
+        time.sleep(0.1)
+    raise TimeoutError("FRR's bgpd does not listen")
+
+
+def extract(rev: str, into: Path) -> Path:
+    into.mkdir(parents=True, exist_ok=True)
+    archive = subprocess.run(["git", "-C", str(ROOT), "archive", rev, "src"],
+                             check=True, capture_output=True).stdout
+    subprocess.run(["tar", "-x", "-C", str(into)], input=archive, check=True)
+    return into / "src"
+
+
+def run_vipcast(src: Path, n: int, trials: int, work: Path) -> dict[str, Any]:
+    config = work / "config"
+    write_config(config, n)
+    with Topology() as topo:
+        router, speaker = router_ready(topo)
+        log = (work / "agent.log").open("w")
+        env = {**os.environ, "PYTHONPATH": str(src)}
+        argv = [sys.executable, "-c", "from vipcast.cli.main import app; app()", "agent",
+                "--config", str(config), "--node", "n1", "--no-dataplane",
+                "--metrics-address", "127.0.0.1:0", "--log-level", "INFO"]
+        watch = KernelWatch(router)
+        t0 = time.monotonic()
+        proc = subprocess.Popen(speaker.exec_argv(argv), env=env, stdout=log, stderr=log)
+        try:
+            cold = wait_count(router, lambda c: c >= n, t0, watch, n)
+            added: list[float] = []
+            removed: list[float] = []
+            for i in range(trials):
+                extra = config / f"extra-{i}.yaml"
+                write_docs(extra, service_objects(f"extra-{i}", f"198.19.200.{i + 1}"))
+                t = time.monotonic()
+                proc.send_signal(signal.SIGHUP)
+                added.append(wait_count(router, lambda c: c >= n + 1, t, watch, 1))
+                extra.unlink()
+                t = time.monotonic()
+                proc.send_signal(signal.SIGHUP)
+                removed.append(wait_count(router, lambda c: c <= n, t, watch, 1, deleting=True))
+                time.sleep(0.2)
+        finally:
+            watch.close()
+            proc.terminate()
+            try:
+                proc.wait(20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(5)
+            log.close()
+    return {"cold_start_s": cold, "add_one_s": added, "remove_one_s": removed}
+
+
+def run_bird(n: int, work: Path) -> dict[str, Any]:
+    with Topology() as topo:
+        router, speaker = router_ready(topo)
+        watch = KernelWatch(router)
+        try:
+            t0 = time.monotonic()
+            start_bird(speaker, BirdConfig(
+                asn=SPEAKER_ASN, router_id=SPEAKER, neighbors=(Neighbor(ROUTER, ROUTER_ASN),),
+                networks=tuple(prefixes(n)), kernel_export=False, graceful_restart=False,
+            ), work / "bird")
+            cold = wait_count(router, lambda c: c >= n, t0, watch, n)
+        finally:
+            watch.close()
+    return {"cold_start_s": cold}
+
+
+def run_gobgp(n: int, work: Path) -> dict[str, Any]:
+    with Topology() as topo:
+        router, speaker = router_ready(topo)
+        watch = KernelWatch(router)
+        try:
+            t0 = time.monotonic()
+            g = start_gobgp(speaker, GobgpConfig(
+                asn=SPEAKER_ASN, router_id=SPEAKER, neighbors=(Neighbor(ROUTER, ROUTER_ASN),),
+                graceful_restart=False,
+            ), work / "gobgp")
+            g.wait_established(ROUTER, timeout=60)
+            feed = GobgpFeed(speaker, g.config.api_port)
+            try:
+                feed.command(f"prepare {BASE} {n}")
+                feed.command("announce")
+                cold = wait_count(router, lambda c: c >= n, t0, watch, n)
+            finally:
+                feed.close()
+        finally:
+            watch.close()
+    return {"cold_start_s": cold}
+
+
+def med(values: list[float]) -> float:
+    return statistics.median(values) if values else float("nan")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--services", type=int, default=10000)
+    parser.add_argument("--trials", type=int, default=10)
+    parser.add_argument("--rounds", type=int, default=1)
+    parser.add_argument("--speakers", default="after,before,bird,gobgp")
+    parser.add_argument("--before-rev", default=BEFORE_REV)
+    parser.add_argument("--json", type=Path, default=ROOT / "bench" / "agent_routes.json")
+    args = parser.parse_args()
+    n, trials = args.services, min(args.trials, 50)
+    speakers = args.speakers.split(",")
+    runs: dict[str, list[dict[str, Any]]] = {s: [] for s in speakers}
+    with tempfile.TemporaryDirectory(prefix="vc-ar-") as tmp:
+        root = Path(os.environ.get("VC_BENCH_KEEP", tmp))
+        old = extract(args.before_rev, root / "before") if "before" in speakers else None
+        for rnd in range(min(args.rounds, 5)):
+            for s in speakers:  # interleaved: a busy machine's noise falls on all of them
+                work = root / f"{s}-{rnd}"
+                work.mkdir()
+                if s in ("after", "before"):
+                    src = ROOT / "src" if s == "after" else old
+                    assert src is not None
+                    runs[s].append(run_vipcast(src, n, trials, work))
+                elif s == "bird":
+                    runs[s].append(run_bird(n, work))
+                elif s == "gobgp":
+                    runs[s].append(run_gobgp(n, work))
+                print(s, json.dumps(runs[s][-1]), flush=True)
+    summary: dict[str, Any] = {}
+    for s, results in runs.items():
+        summary[s] = {"cold_start_s": round(med([r["cold_start_s"] for r in results]), 3)}
+        adds = [t for r in results for t in r.get("add_one_s", [])]
+        if adds:
+            summary[s]["add_one_s"] = round(med(adds), 3)
+            summary[s]["remove_one_s"] = round(
+                med([t for r in results for t in r["remove_one_s"]]), 3)
+    print(f"\n{n} services; medians in seconds (cold start: process start -> all routes in "
+          f"FRR's kernel)")
+    ref = summary.get("bird", {}).get("cold_start_s")
+    for s, fig in summary.items():
+        ratio = f"  {fig['cold_start_s'] / ref:.2f}x BIRD" if ref else ""
+        extra = ""
+        if "add_one_s" in fig:
+            extra = f"  one Service added {fig['add_one_s']:.3f}  removed {fig['remove_one_s']:.3f}"
+        print(f"{s:8} cold start {fig['cold_start_s']:.3f}{ratio}{extra}")
+    if "before" in summary and "after" in summary and "add_one_s" in summary["after"]:
+        print(f"one Service added, before/after: "
+              f"{summary['before']['add_one_s'] / summary['after']['add_one_s']:.1f}x")
+    args.json.write_text(json.dumps({
+        "date": time.strftime("%Y-%m-%d"), "services": n, "trials": trials,
+        "before_rev": args.before_rev, "load_average_1min": round(os.getloadavg()[0], 1),
+        "cpus": os.cpu_count(), "median": summary, "runs": runs,
+    }, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()

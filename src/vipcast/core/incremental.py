@@ -1,0 +1,333 @@
+"""The node's allocation and duties with memory: a change of a few Services is planned alone.
+
+:class:`NodePlanner` is ``plan_for_spec`` (allocate every Service, plan one node) that
+remembers its last inputs and result. When the next config differs from the last only in a
+few Services or EndpointSlices (every other object the very same Python object: the file
+source hands unchanged files' objects on as they were), it allocates and plans just those
+Services and splices their part into the previous duties; everything else in the result is the
+previous objects, so the consumers' identity diffs stay small.
+
+The shortcut is taken only where it provably gives what the whole computation gives, and the
+whole computation runs otherwise:
+
+* allocation: no Service got a fresh address last time (every address was requested or kept,
+  so none depends on the key order of the others), and every changed Service asks for explicit
+  addresses, no sharing key, no status addresses, and its addresses are held or requested by no
+  other Service (its own old ones freed are wanted by nobody else);
+* duties: each changed Service's routes, L2 ownerships and VIPs are its alone (no shared
+  address, no aggregated prefix it shares with another route).
+
+``tests/foundation/test_incremental.py`` checks the result against ``plan_for_spec`` on random
+changes.
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, fields, replace
+
+from vipcast.alloc import Reason
+from vipcast.alloc.pools import ip_text, parse_address
+from vipcast.core.allocation import allocate_spec, service_input
+from vipcast.core.desired import BGPRoute, L2Ownership, NatRule, NodePlan
+from vipcast.core.plan import plan_node
+from vipcast.spec import LOAD_BALANCER_CLASS, EndpointSlice, Service, Spec
+
+#: above this many changed Services, planning everything again is about as fast
+LIMIT = 64
+#: the Spec fields that hold Services and EndpointSlices; any other change plans everything
+_PER_SERVICE = frozenset({"services", "endpoint_slices", "origins"})
+_FRESH = frozenset({Reason.ASSIGNED, Reason.MOVED, Reason.PARTIAL})
+
+
+@dataclass
+class _Last:
+    spec: Spec
+    node: str
+    duties: NodePlan
+    assignments: dict[str, tuple[str, ...]]
+    services: dict[str, Service]
+    slices: dict[str, tuple[EndpointSlice, ...]]
+    #: address -> the Services holding it / requesting it
+    holders: dict[str, set[str]]
+    requested: dict[str, set[str]]
+    #: some Service got a fresh address (allocation depends on the order of all of them)
+    fresh: bool
+    #: ids of the spec's Services and EndpointSlices (the spec keeps them alive)
+    service_ids: set[int]
+    slice_ids: set[int]
+
+
+def _slices_by_service(spec: Spec) -> dict[str, tuple[EndpointSlice, ...]]:
+    grouped: dict[str, list[EndpointSlice]] = {}
+    for s in spec.endpoint_slices:
+        if s.service_key:
+            grouped.setdefault(s.service_key, []).append(s)
+    return {k: tuple(v) for k, v in grouped.items()}
+
+
+def _same_objects(a: object, b: object) -> bool:
+    if a is b:
+        return True
+    if not (isinstance(a, tuple) and isinstance(b, tuple)) or len(a) != len(b):
+        return False
+    return all(x is y for x, y in zip(a, b, strict=True))
+
+
+def _route_key(route: BGPRoute) -> tuple[object, ...]:
+    return (route.prefix, route.peers, route.communities, route.large_communities,
+            -1 if route.local_pref is None else route.local_pref)
+
+
+def _address_key(ip: str) -> tuple[int, int]:
+    return parse_address(ip)
+
+
+class NodePlanner:
+    """``plan_for_spec`` with memory (see the module); counts which way each call went."""
+
+    def __init__(self, limit: int = LIMIT) -> None:
+        self.limit = limit
+        self._last: _Last | None = None
+        self.incremental = 0
+        self.whole = 0
+        #: the Services the last call planned alone (None: it planned everything), by key;
+        #: None for a removed one (what :func:`vipcast.core.pipeline.snapshot` takes)
+        self.last_changed: dict[str, Service | None] | None = None
+
+    def __call__(self, spec: Spec, node: str) -> NodePlan:
+        last = self._last
+        if last is not None and last.node == node:
+            duties = self._changed(last, spec)
+            if duties is not None:
+                self.incremental += 1
+                return duties
+        self.whole += 1
+        self.last_changed = None
+        return self._whole(spec, node)
+
+    # ---- the whole computation ------------------------------------------------------------
+
+    def _whole(self, spec: Spec, node: str) -> NodePlan:
+        result = allocate_spec(spec)
+        assignments = result.current()
+        duties = plan_node(spec, assignments, node)
+        services = {s.key: s for s in spec.services}
+        holders: dict[str, set[str]] = {}
+        for key, ips in assignments.items():
+            for ip in ips:
+                holders.setdefault(ip, set()).add(key)
+        requested: dict[str, set[str]] = {}
+        for key, service in services.items():
+            for ip in _requests(service):
+                requested.setdefault(ip, set()).add(key)
+        fresh = any(a.reason in _FRESH for a in result.assignments.values())
+        self._last = _Last(spec, node, duties, dict(assignments), services,
+                           _slices_by_service(spec), holders, requested, fresh,
+                           {id(x) for x in spec.services}, {id(x) for x in spec.endpoint_slices})
+        return duties
+
+    # ---- a few Services changed -------------------------------------------------------------
+
+    def _changed(self, last: _Last, spec: Spec) -> NodePlan | None:
+        for item in fields(Spec):
+            if item.name not in _PER_SERVICE and not _same_objects(
+                getattr(last.spec, item.name), getattr(spec, item.name)
+            ):
+                return None
+        # what differs, by object identity (both specs hold their objects meanwhile)
+        service_ids = {id(x) for x in spec.services}
+        slice_ids = {id(x) for x in spec.endpoint_slices}
+        added = [x for x in spec.services if id(x) not in last.service_ids]
+        gone = [x for x in last.spec.services if id(x) not in service_ids]
+        added_slices = [x for x in spec.endpoint_slices if id(x) not in last.slice_ids]
+        gone_slices = [x for x in last.spec.endpoint_slices if id(x) not in slice_ids]
+        changed = {x.key for x in (*added, *gone)}
+        changed |= {k for x in (*added_slices, *gone_slices) if (k := x.service_key)}
+        if len(changed) > self.limit:
+            return None
+        services = {k: v for k in changed if (v := last.services.get(k)) is not None}
+        for x in gone:
+            services.pop(x.key, None)
+        services.update((x.key, x) for x in added)
+        slices = self._slices_of(last, changed, added_slices, gone_slices)
+        if slices is None:
+            return None
+        self.last_changed = {k: services.get(k) for k in changed}
+        if not changed:
+            last.spec, last.service_ids, last.slice_ids = spec, service_ids, slice_ids
+            return last.duties
+        assigned = self._allocate(last, services, changed)
+        if assigned is None:
+            return None
+        duties = self._splice(last, spec, services, slices, changed, assigned)
+        if duties is None:
+            return None
+        # the last state is replaced: update its indexes in place (no copy of 10,000 entries)
+        assignments, holders, requested = last.assignments, last.holders, last.requested
+        for key in changed:
+            for ip in assignments.pop(key, ()):
+                _discard(holders, ip, key)
+            old_service = last.services.pop(key, None)
+            for ip in _requests(old_service) if old_service is not None else ():
+                _discard(requested, ip, key)
+            last.slices.pop(key, None)
+        for key, ips in assigned.items():
+            if ips:
+                assignments[key] = ips
+            for ip in ips:
+                holders.setdefault(ip, set()).add(key)
+        for key, service in services.items():
+            last.services[key] = service
+            for ip in _requests(service):
+                requested.setdefault(ip, set()).add(key)
+        last.slices.update((k, v) for k, v in slices.items() if v)
+        last.spec, last.duties = spec, duties
+        last.service_ids, last.slice_ids = service_ids, slice_ids
+        return duties
+
+    @staticmethod
+    def _slices_of(
+        last: _Last, changed: set[str], added: list[EndpointSlice], gone: list[EndpointSlice]
+    ) -> dict[str, tuple[EndpointSlice, ...]] | None:
+        """The changed Services' EndpointSlices; None when old and new ones mix under one
+        Service (their order in the whole config would need a full look)."""
+        gone_ids = {id(x) for x in gone}
+        fresh: dict[str, list[EndpointSlice]] = {}
+        for x in added:
+            if x.service_key:
+                fresh.setdefault(x.service_key, []).append(x)
+        out: dict[str, tuple[EndpointSlice, ...]] = {}
+        for key in changed:
+            kept = tuple(x for x in last.slices.get(key, ()) if id(x) not in gone_ids)
+            new = tuple(fresh.get(key, ()))
+            if kept and new:
+                return None
+            out[key] = kept or new
+        return out
+
+    def _allocate(self, last: _Last, services: Mapping[str, Service], changed: set[str]
+                  ) -> dict[str, tuple[str, ...]] | None:
+        """The changed Services' addresses, allocated alone; None when that could differ from
+        allocating everything."""
+        if last.fresh:
+            return None
+        wanted: dict[str, tuple[str, ...]] = {}
+        for key in changed:
+            for ip in last.assignments.get(key, ()):
+                # its old address, freed: nobody else may be waiting for it
+                if last.requested.get(ip, set()) - {key}:
+                    return None
+            service = services.get(key)
+            if service is None:
+                continue
+            if service.status_ips:
+                return None
+            if not _is_ours(service):
+                wanted[key] = ()
+                continue
+            inp = service_input(service, {})
+            if not inp.requested_ips or inp.sharing_key or inp.request_problem:
+                return None
+            for ip in _requests(service):
+                if (last.holders.get(ip, set()) | last.requested.get(ip, set())) - {key}:
+                    return None
+                if any(ip in _requests(services[o]) for o in changed - {key} if o in services):
+                    return None
+            wanted[key] = ()
+        mine = tuple(services[k] for k in sorted(wanted))
+        if not mine:
+            return {}
+        result = allocate_spec(replace(last.spec, services=mine))
+        if any(a.reason in _FRESH for a in result.assignments.values()):
+            return None
+        return {k: tuple(result.assignments[k].ips) for k in wanted}
+
+    def _splice(
+        self,
+        last: _Last,
+        spec: Spec,
+        services: Mapping[str, Service],
+        slices: Mapping[str, tuple[EndpointSlice, ...]],
+        changed: set[str],
+        assigned: Mapping[str, tuple[str, ...]],
+    ) -> NodePlan | None:
+        """The previous duties without the changed Services' part, with their new part."""
+        old = last.duties
+        gone_ips = {ip for k in changed for ip in last.assignments.get(k, ())}
+        bgp: list[BGPRoute] = []
+        for route in old.bgp:
+            if changed.isdisjoint(route.services):
+                bgp.append(route)
+            elif not set(route.services) <= changed:
+                return None  # a prefix shared with an unchanged Service
+        l2: list[L2Ownership] = []
+        for own in old.l2:
+            if changed.isdisjoint(own.services):
+                l2.append(own)
+            elif not set(own.services) <= changed:
+                return None
+        nat = [r for r in old.nat if r.service not in changed]
+        vips = [ip for ip in old.local_vips if ip not in gone_ips]
+        mine = {k: v for k, v in assigned.items() if v}
+        if mine:
+            part_spec = replace(
+                spec,
+                services=tuple(services[k] for k in sorted(mine)),
+                endpoint_slices=tuple(s for k in sorted(mine) for s in slices.get(k, ())),
+            )
+            part = plan_node(part_spec, mine, last.node)
+            prefixes = {r.prefix for r in bgp}
+            for route in part.bgp:
+                if route.prefix in prefixes:
+                    return None  # aggregated with another Service's route
+                bisect.insort(bgp, route, key=_route_key)
+            for own in part.l2:
+                bisect.insort(l2, own, key=lambda o: _address_key(o.ip))
+            _insert_rules(nat, part.nat)
+            have = set(vips)
+            for ip in part.local_vips:
+                if ip not in have:
+                    bisect.insort(vips, ip, key=_address_key)
+        return NodePlan(node=old.node, bgp=tuple(bgp), l2=tuple(l2), nat=tuple(nat),
+                        local_vips=tuple(vips))
+
+
+def _insert_rules(nat: list[NatRule], rules: Iterable[NatRule]) -> None:
+    """Insert each Service's rules (in their order) where its key sorts among the others."""
+    by_service: dict[str, list[NatRule]] = {}
+    for rule in rules:
+        by_service.setdefault(rule.service, []).append(rule)
+    for service in sorted(by_service, reverse=True):
+        at = bisect.bisect_left(nat, service, key=lambda r: r.service)
+        nat[at:at] = by_service[service]
+
+
+def _discard(index: dict[str, set[str]], ip: str, key: str) -> None:
+    keys = index.get(ip)
+    if keys is not None:
+        keys.discard(key)
+        if not keys:
+            del index[ip]
+
+
+def _is_ours(service: Service) -> bool:
+    return service.spec.type == "LoadBalancer" and service.spec.load_balancer_class in (
+        None, LOAD_BALANCER_CLASS)
+
+
+def _requests(service: Service) -> tuple[str, ...]:
+    """The addresses a Service asks for, canonical (as the allocator writes them)."""
+    try:
+        wanted = service_input(service, {}).requested_ips
+    except ValueError:
+        return ()
+    out = []
+    for ip in wanted:
+        try:
+            family, value = parse_address(ip)
+        except ValueError:
+            continue
+        out.append(ip_text(family, value))
+    return tuple(out)
