@@ -273,3 +273,25 @@ def test_same_input_in_any_order_gives_the_same_bytes() -> None:
     for _ in range(10):
         rng.shuffle(docs)
         assert model_bytes(translate(spec_of(docs), "n1")) == want
+
+
+def test_explain_route_says_where_it_ranks_or_why_not() -> None:
+    from vipcast.core.gateway.explain import explain_route
+
+    gw = gateway(listeners=[{"name": "a", "port": 80, "protocol": "HTTP",
+                             "hostname": "a.example.com"}])
+    t = _t(gw, service("s"),
+           route("in", rules=[{"matches": [{"path": {"type": "Exact", "value": "/x"}}],
+                               "backendRefs": [backend("s")]},
+                              {"backendRefs": [backend("s")]}]),
+           route("out", hostnames=["b.example.com"], rules=[{"backendRefs": [backend("s")]}]))
+    story = explain_route(t, "default/in")
+    assert story is not None
+    assert [(p.entry, p.route_config, p.domains, p.position, p.of) for p in story.placements] == [
+        ("default/in/rule/0/match/0", "default/web/80", ("a.example.com",), 1, 2),
+        ("default/in/rule/1/match/0", "default/web/80", ("a.example.com",), 2, 2)]
+    out = explain_route(t, "default/out")
+    assert out is not None and out.placements == ()
+    accepted = condition(out.parents[0].conditions, "Accepted")
+    assert accepted is not None and accepted.reason == "NoMatchingListenerHostname"
+    assert explain_route(t, "default/nope") is None

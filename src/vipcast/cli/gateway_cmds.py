@@ -51,5 +51,50 @@ def gateway(
     raise typer.Exit(run_gateway(options))
 
 
+def explain_route(
+    path: Annotated[Path, typer.Argument(help="Object file or directory")],
+    route: Annotated[str, typer.Argument(metavar="NS/NAME", help="The HTTPRoute to explain")],
+    node: Annotated[str, typer.Option(help="The node whose proxy model to look at")] = "node",
+) -> None:
+    """Which Gateway listeners took an HTTPRoute (and where its rules rank), or why none did."""
+    from rich.console import Console
+
+    from vipcast.core.gateway import translate
+    from vipcast.core.gateway.explain import explain_route as explain
+    from vipcast.sources.files import load_paths
+    from vipcast.spec import SpecError
+
+    out = Console()
+    try:
+        spec = load_paths([path])
+    except SpecError as err:
+        for issue in err.issues:
+            out.print(f"[red]{issue}[/]")
+        raise typer.Exit(1) from None
+    key = route if "/" in route else f"default/{route}"
+    story = explain(translate(spec, node), key)
+    if story is None:
+        known = ", ".join(r.key for r in spec.http_routes) or "none"
+        out.print(f"[red]error:[/] HTTPRoute {key} has no Gateway of vipcast's as parent "
+                  f"(routes: {known})")
+        raise typer.Exit(1)
+    out.print(f"[bold]HTTPRoute {story.key}[/]")
+    for parent in story.parents:
+        ref = parent.parent
+        where = f"{ref.namespace}/{ref.name}" + (f" {ref.section_name}" if ref.section_name
+                                                 else "")
+        out.print(f"  parent Gateway {where}:")
+        for c in parent.conditions:
+            style = "green" if c.status == "True" else "red"
+            out.print(f"    [{style}]{c.type}={c.status}[/] {c.reason}"
+                      + (f": {c.message}" if c.message else ""))
+    if not story.placements:
+        out.print("  served by no listener")
+    for p in story.placements:
+        out.print(f"  {p.entry}: {p.route_config} host {', '.join(p.domains)}, "
+                  f"rank {p.position} of {p.of}")
+
+
 def register(app: typer.Typer) -> None:
     app.command()(gateway)
+    app.command("explain-route")(explain_route)
