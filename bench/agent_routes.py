@@ -131,7 +131,7 @@ def run_vipcast(src: Path, n: int, trials: int, work: Path) -> dict[str, Any]:
         env = {**os.environ, "PYTHONPATH": str(src)}
         argv = [sys.executable, "-c", "from vipcast.cli.main import app; app()", "agent",
                 "--config", str(config), "--node", "n1", "--no-dataplane",
-                "--metrics-address", "127.0.0.1:0", "--log-level", "INFO"]
+                "--metrics-address", "127.0.0.1:0", "--log-level", "WARNING"]
         watch = KernelWatch(router)
         t0 = time.monotonic()
         proc = subprocess.Popen(speaker.exec_argv(argv), env=env, stdout=log, stderr=log)

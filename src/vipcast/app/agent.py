@@ -1,11 +1,13 @@
 """The standalone node agent: object files in, BGP sessions and plan consumers out.
 
-This is the composition root of ``vipcast agent``: it loads the object files, computes this
-node's :class:`~vipcast.core.desired.NodePlan`, keeps BGP sessions to the peers that select
-this node, and hands every new plan to each consumer (the BGP speaker first; the data plane,
-L2 and BFD runtimes plug in as further :class:`PlanConsumer` s). It reloads on SIGHUP and when
-a file's mtime changes; a new config is validated whole and refused whole (the running one
-stays). It serves /metrics and /status on a local address.
+The driver of the node pipeline (``docs/pipeline.md``): it loads the object files (only changed
+files are read again) into a :class:`~vipcast.core.pipeline.Snapshot`, plans this node's
+:class:`~vipcast.core.desired.NodePlan` from it and from what the node observes
+(:meth:`Agent.observe` re-plans from memory), keeps BGP sessions to the peers the plan names,
+and hands every new plan to each consumer (the BGP speaker first; the data plane, health
+checker, L2 and BFD plug in as further :class:`PlanConsumer` s). It reloads on SIGHUP and when a
+file changes (inotify, or polling); a new config is validated whole and refused whole (the
+running one stays). It serves /metrics and /status on a local address.
 
 Graceful restart (RFC 4724, restarting side): a marker file in the state directory exists
 while the agent runs. If it is found at start, the previous agent did not stop cleanly (for

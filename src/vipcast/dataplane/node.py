@@ -1,10 +1,11 @@
 """The node's data plane as the agent sees it: ``await apply(plan)``.
 
 :class:`NodeDataplane` keeps the last :class:`NodePlan`, renders its NAT rules without the
-backends the health checker reports down, applies the table (no transaction when nothing
-changed) and syncs the local VIP routes. The health checker is any object with the
-:class:`BackendHealth` shape (``vipcast.runtime.health.HealthChecker`` in the agent); the agent
-wires the two, and runs :meth:`NodeDataplane.run` so health flips re-render the maps.
+plan's ``down`` backends, applies the table (no transaction when nothing changed) and syncs the
+local VIP routes. When only ``down`` changed (a health flip) it patches just the VIP ports the
+flipped backends serve (:mod:`vipcast.dataplane.nft_flip`). The node agent hands health to it
+only through the plan; a checker with the :class:`BackendHealth` shape can still be given
+directly (standalone uses and tests), and :meth:`NodeDataplane.run` then re-renders on its flips.
 
 Blocking kernel calls (libnftables, netlink) run in a worker thread.
 
