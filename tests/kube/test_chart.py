@@ -369,3 +369,25 @@ def test_pods_are_hardened_probed_and_spread(helm_env: dict[str, str]) -> None:
     single = _template(helm_env, "--set", "controller.replicas=1")
     assert "vipcast-controller" not in {d["metadata"]["name"] for d in single
                                         if d["kind"] == "PodDisruptionBudget"}
+
+
+def test_providers_controller_is_off_by_default_and_renders_when_enabled(
+    helm_env: dict[str, str],
+) -> None:
+    """The external-LB controller (docs/external-lb.md): absent from the default manifest;
+    with ``providers.enabled`` one Deployment of ``vipcast providers controller`` and its
+    least-privilege RBAC (credential Secrets by name only)."""
+    assert "-providers" not in RENDERED.read_text()
+    docs = _template(helm_env, "--set", "providers.enabled=true",
+                     "--set", "providers.credentialSecrets={f5-cred}")
+    mine = {d["kind"]: d for d in docs
+            if d and str(d["metadata"].get("name", "")).endswith("-providers")}
+    deploy = mine["Deployment"]
+    container = deploy["spec"]["template"]["spec"]["containers"][0]
+    assert container["args"][:2] == ["providers", "controller"]
+    assert deploy["spec"]["replicas"] == 1
+    assert mine["Role"]["rules"] == [{"apiGroups": [""], "resources": ["secrets"],
+                                      "resourceNames": ["f5-cred"], "verbs": ["get"]}]
+    rules = mine["ClusterRole"]["rules"]
+    assert not any("secrets" in r["resources"] for r in rules)
+    assert {"apiGroups": [""], "resources": ["services"], "verbs": ["patch"]} in rules

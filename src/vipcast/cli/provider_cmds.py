@@ -64,9 +64,12 @@ def register(app: typer.Typer) -> None:
 
     @providers.command("controller")
     def controller(
-        kubeconfig: Annotated[Path | None, typer.Option(help="default: in-cluster/env")] = None,
-        namespace: Annotated[str, typer.Option(envvar="VIPCAST_NAMESPACE",
-                                               help="vipcast's namespace")] = "vipcast-system",
+        kubeconfig: Annotated[Path | None, typer.Option(
+            envvar="KUBECONFIG", help="default: in-cluster/env")] = None,
+        namespace: Annotated[str, typer.Option(
+            envvar=["POD_NAMESPACE", "VIPCAST_NAMESPACE"],
+            help="vipcast's namespace (credential Secrets without a namespace are read here)",
+        )] = "vipcast-system",
         resync: Annotated[float, typer.Option(help="seconds between passes")] = 30.0,
     ) -> None:
         """In Kubernetes: keep every provider's load balancers, Service finalizers, status,
