@@ -68,7 +68,7 @@ def test_bird_node_failure_with_bfd(bird_lab: tuple[Topology, LabState]) -> None
     router = topo["router"]
     router.wait_route(f"{WEB}/32", count=3, timeout=30)
     load = ClientLoad(topo["client"], f"http://{WEB}/", duration=8.0, interval=0.02,
-                      timeout=0.25)
+                      timeout=0.25, response_timeout=2.0)
     time.sleep(1.5)
     kill_at = power_off(topo, state, "n3", load.now)
     gone = watch_next_hop_gone(router, f"{WEB}/32", node_v4(3), since=kill_at,

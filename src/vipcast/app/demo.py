@@ -179,8 +179,9 @@ def _scenario(topo: Topology, state: LabState, opts: LabOptions, say: Say,
     say(f"failover: the client keeps sending; {victim} loses power in 3 s")
     web_ip = vips["default/web"][0]
     duration = 8.0 if opts.bfd else 12.0
+    # the handshake shows the path (0.25 s); the answer may wait for a busy backend (2 s)
     load = ClientLoad(client, f"http://{web_ip}/", duration=duration, interval=0.02,
-                      timeout=0.25)
+                      timeout=0.25, response_timeout=2.0)
     time.sleep(3.0)
     kill_at = power_off(topo, state, victim, load.now)
     route_gone = watch_next_hop_gone(router, f"{web_ip}/32", node_v4(opts.nodes),

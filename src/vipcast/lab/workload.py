@@ -5,10 +5,13 @@ Run inside a namespace (``ip netns exec NS python -m vipcast.lab.workload ...``)
 - ``serve --host H --port P --name B --node N`` answers every request with one JSON line
   ``{"backend": B, "node": N, "client": "<source address it saw>"}``, over HTTP on TCP port P
   and, for any datagram, on UDP port P;
-- ``load --url URL --count C --interval S --timeout T --max-seconds M`` sends at most C
-  requests (one new TCP connection each, so ECMP hashing spreads them), at most M seconds, and
-  prints one JSON line per request: ``{"t": seconds since start, "ok": bool, "backend": ...,
-  "node": ..., "client": ..., "error": ...}``. With ``--t0 EPOCH`` (a ``time.time()`` value
+- ``load --url URL --count C --interval S --timeout T --max-seconds M
+  [--response-timeout R]`` sends at most C requests (one new TCP connection each, so ECMP
+  hashing spreads them), at most M seconds, and prints one JSON line per request:
+  ``{"t": seconds since start, "ok": bool, "backend": ..., "node": ..., "client": ...,
+  "error": ..., "phase": "connect"|"response", "connect_s": ..., "seconds": ...}``. ``T``
+  bounds the TCP handshake (the path), ``R`` (default ``T``) the answer (the backend process).
+  With ``--t0 EPOCH`` (a ``time.time()`` value
   of the caller) ``t`` counts from that instant instead, so the caller can place its own
   events (a node killed) on the same time line without the interpreter's start-up in between.
   A request slot missed while an earlier request waited for its timeout is skipped, not
@@ -28,7 +31,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any, Protocol, cast
 from urllib.parse import urlsplit
 
@@ -41,6 +44,11 @@ class Sample:
     node: str | None = None
     client: str | None = None
     error: str | None = None
+    #: where a failed request failed: "connect" (the path) or "response" (the backend)
+    phase: str | None = None
+    #: seconds to the completed TCP handshake, and to the end of the request
+    connect_s: float | None = None
+    seconds: float | None = None
 
 
 async def _answer(
@@ -102,27 +110,48 @@ async def serve(host: str, port: int, name: str, node: str) -> None:
         transport.close()
 
 
-def request(url: str, timeout: float) -> Sample:
-    """One GET on a new connection; the outcome as a Sample (t filled by the caller)."""
+def request(url: str, timeout: float, response_timeout: float | None = None) -> Sample:
+    """One GET on a new connection; the outcome as a Sample (t filled by the caller).
+
+    ``timeout`` bounds the TCP handshake: the kernels on the path answer it (SYN-ACK), so it
+    tests the path (routes, ARP, DNAT, a live backend host) and stays fast on a busy machine.
+    ``response_timeout`` (default: ``timeout``) bounds the answer, which needs the backend
+    process to be scheduled: on a loaded machine that can take longer than any path event.
+    """
     parts = urlsplit(url)
     host = parts.hostname or "127.0.0.1"
     conn = http.client.HTTPConnection(host, parts.port or 80, timeout=timeout)
+    phase = "connect"
+    start = time.monotonic()
+    connected: float | None = None
     try:
+        conn.connect()
+        connected = time.monotonic() - start
+        phase = "response"
+        assert conn.sock is not None
+        conn.sock.settimeout(timeout if response_timeout is None else response_timeout)
         conn.request("GET", parts.path or "/", headers={"Connection": "close"})
         resp = conn.getresponse()
         data = json.loads(resp.read() or b"{}")
         if resp.status != 200:
-            return Sample(0.0, False, error=f"HTTP {resp.status}")
-        return Sample(0.0, True, data.get("backend"), data.get("node"), data.get("client"))
+            return Sample(0.0, False, error=f"HTTP {resp.status}", phase=phase,
+                          connect_s=_ms(connected), seconds=_ms(time.monotonic() - start))
+        return Sample(0.0, True, data.get("backend"), data.get("node"), data.get("client"),
+                      connect_s=_ms(connected), seconds=_ms(time.monotonic() - start))
     except (OSError, http.client.HTTPException, ValueError) as exc:
-        return Sample(0.0, False, error=type(exc).__name__)
+        return Sample(0.0, False, error=type(exc).__name__, phase=phase,
+                      connect_s=_ms(connected), seconds=_ms(time.monotonic() - start))
     finally:
         conn.close()
 
 
+def _ms(seconds: float | None) -> float | None:
+    return None if seconds is None else round(seconds, 4)
+
+
 def load(
     url: str, count: int, interval: float, timeout: float, max_seconds: float,
-    t0: float | None = None,
+    t0: float | None = None, response_timeout: float | None = None,
 ) -> Iterator[Sample]:
     """At most ``count`` requests, at most ``max_seconds``, one every ``interval`` seconds.
 
@@ -142,10 +171,7 @@ def load(
         if due > now:
             time.sleep(due - now)
         t = time.monotonic() - start + offset
-        sample = request(url, timeout)
-        yield Sample(
-            round(t, 4), sample.ok, sample.backend, sample.node, sample.client, sample.error
-        )
+        yield replace(request(url, timeout, response_timeout), t=round(t, 4))
 
 
 class _InNamespace(Protocol):
@@ -160,14 +186,16 @@ class ClientLoad:
     """
 
     def __init__(self, ns: _InNamespace, url: str, *, duration: float, interval: float = 0.02,
-                 timeout: float = 0.25) -> None:
+                 timeout: float = 0.25, response_timeout: float | None = None) -> None:
         self.t0 = time.time()
         self.duration = duration
         count = int(duration / interval) + 1
         self._proc = subprocess.Popen(
             ns.exec_argv([sys.executable, "-m", "vipcast.lab.workload", "load", "--url", url,
                           "--count", str(count), "--interval", str(interval), "--timeout",
-                          str(timeout), "--max-seconds", str(duration), "--t0", str(self.t0)]),
+                          str(timeout), "--max-seconds", str(duration), "--t0", str(self.t0),
+                          *(["--response-timeout", str(response_timeout)]
+                            if response_timeout is not None else [])]),
             stdout=subprocess.PIPE, text=True,
         )
 
@@ -198,6 +226,8 @@ def main(argv: list[str] | None = None) -> int:
     c.add_argument("--interval", type=float, default=0.01)
     c.add_argument("--timeout", type=float, default=0.5)
     c.add_argument("--max-seconds", type=float, default=30.0)
+    c.add_argument("--response-timeout", type=float, default=None,
+                   help="bound on the answer once connected (default: --timeout)")
     c.add_argument("--t0", type=float, default=None, help="time.time() that t counts from")
     args = parser.parse_args(argv)
     if args.cmd == "serve":
@@ -210,6 +240,7 @@ def main(argv: list[str] | None = None) -> int:
         args.timeout,
         min(args.max_seconds, 600.0),
         args.t0,
+        args.response_timeout,
     ):
         sys.stdout.write(json.dumps(asdict(sample)) + "\n")
         sys.stdout.flush()
