@@ -43,3 +43,13 @@ def test_kube_skip_is_named(pytester: pytest.Pytester, monkeypatch: pytest.Monke
     pytester.makepyfile("def test_ok():\n    pass\n")
     result = pytester.runpytest("-p", "vipcast.lab.pytest_skips")
     result.stdout.fnmatch_lines(["VIPCAST_SKIP_KUBE=1: *did not run", "0 skipped"])
+
+
+def test_flaky_skip_fails_under_ci(pytester: pytest.Pytester,
+                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CI", "true")
+    pytester.makepyfile(INNER)
+    result = pytester.runpytest("-p", "vipcast.lab.pytest_skips")
+    result.assert_outcomes(passed=1, skipped=5)
+    result.stdout.fnmatch_lines(["CI: 1 test(s) skipped as flaky*flaky under load"])
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
