@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import subprocess
 import sys
@@ -170,6 +171,12 @@ def run_target(name: str, args: argparse.Namespace) -> dict[str, object]:
     return result
 
 
+def _version(package: str) -> str:
+    from importlib.metadata import version
+
+    return version(package)
+
+
 def _last_run(log: str) -> int:
     runs = re.findall(r"^#(\d+)", log, re.M)
     return int(runs[-1]) if runs else 0
@@ -177,7 +184,9 @@ def _last_run(log: str) -> int:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--targets", default="", help="comma-separated (default: all)")
+    parser.add_argument(
+        "--targets", default="", help="comma-separated, each name or name=runs (default: all)"
+    )
     parser.add_argument("--runs", type=int, default=0, help="inputs per target")
     parser.add_argument("--seconds", type=int, default=0, help="time per target")
     parser.add_argument("--seed", type=int, default=1)
@@ -194,11 +203,18 @@ def main() -> int:
         return 0
     if not args.runs and not args.seconds:
         args.runs = 10_000
-    names = [n for n in args.targets.split(",") if n] or list(_targets())
+    known = _targets()
+    plan = [item.partition("=") for item in args.targets.split(",") if item]
+    runs = {name: int(count) if count else args.runs for name, _, count in plan}
+    names = list(runs) or list(known)
     results: dict[str, dict[str, object]] = {}
     failed = False
+    load_before = os.getloadavg()
+    started = time.time()
     for name in names:
-        result = run_target(name, args)
+        result = run_target(
+            name, argparse.Namespace(**{**vars(args), "runs": runs.get(name, args.runs)})
+        )
         results[name] = result
         cov = result.get("coverage", {})
         print(
@@ -212,8 +228,31 @@ def main() -> int:
         if result["exit"] != 0 or result["crashes"]:
             failed = True
             print(result.get("log_tail", ""), file=sys.stderr)
+    bgp = sum(
+        int(r["runs"])  # type: ignore[call-overload]
+        for n, r in results.items()
+        if known[n].bgp  # type: ignore[attr-defined]
+    )
+    summary = {
+        "bgp_messages_fuzzed": bgp,
+        "inputs_fuzzed": sum(int(r["runs"]) for r in results.values()),  # type: ignore[call-overload]
+        "crashes": sum(len(r["crashes"]) for r in results.values()),  # type: ignore[arg-type]
+        "seconds": round(time.time() - started),
+        "seed": args.seed,
+        "python": sys.version.split()[0],
+        "atheris": _version("atheris"),
+        "cpus": os.cpu_count(),
+        "loadavg_before_after": [round(load_before[0], 1), round(os.getloadavg()[0], 1)],
+        "niceness": os.nice(0),
+        "date": time.strftime("%Y-%m-%dT%H:%MZ", time.gmtime(started)),
+    }
+    print(
+        f"BGP messages fuzzed: {bgp:,}; all inputs: {summary['inputs_fuzzed']:,}; "
+        f"crashes: {summary['crashes']}"
+    )
     if args.json:
-        Path(args.json).write_text(json.dumps(results, indent=1) + "\n")
+        doc = {"summary": summary, "targets": results}
+        Path(args.json).write_text(json.dumps(doc, indent=1) + "\n")
     return 1 if failed else 0
 
 

@@ -49,7 +49,9 @@ def fuzz(
 def test_every_target_survives_a_fixed_seed_slice(tmp_path: Path) -> None:
     proc = fuzz(tmp_path, "--runs", str(RUNS))
     assert proc.returncode == 0, proc.stdout + proc.stderr[-3000:]
-    results = json.loads((tmp_path / "out.json").read_text())
+    doc = json.loads((tmp_path / "out.json").read_text())
+    assert doc["summary"]["crashes"] == 0
+    results = doc["targets"]
     assert set(results) == {
         "bgp_message",
         "bgp_update",
@@ -71,7 +73,7 @@ def test_a_crash_is_reported_with_its_reproducer(tmp_path: Path) -> None:
         tmp_path, "--runs", "500", "--targets", "bgp_message", env={"VIPCAST_FUZZ_PLANTED_BUG": "1"}
     )
     assert proc.returncode == 1, proc.stdout + proc.stderr[-2000:]
-    result = json.loads((tmp_path / "out.json").read_text())["bgp_message"]
+    result = json.loads((tmp_path / "out.json").read_text())["targets"]["bgp_message"]
     assert len(result["crashes"]) == 1
     reproducer = Path(result["crashes"][0]).read_bytes()
     assert b"\xff" * 16 + b"\x00\x13\x04" in reproducer

@@ -27,6 +27,9 @@ from .constants import (
 from .errors import BGPError
 
 OPT, TRANS = AttrFlag.OPTIONAL, AttrFlag.TRANSITIVE
+#: the flag bits an attribute value carries: Extended Length is framing, and RFC 4271 §4.3 has
+#: the low four bits ignored when received and zero when sent
+VALUE_FLAGS = OPT | TRANS | AttrFlag.PARTIAL
 
 
 class Policy(enum.Enum):
@@ -229,7 +232,7 @@ def encode_value(attr: Attribute, ctx: WireContext) -> tuple[int, int, bytes]:
         flat = [x for triple in attr.values for x in triple]
         return OPT | TRANS, AttrType.LARGE_COMMUNITIES, struct.pack(f"!{len(flat)}I", *flat)
     if isinstance(attr, OpaqueAttribute):
-        return attr.flags & ~AttrFlag.EXTENDED_LENGTH, attr.type_code, attr.value
+        return attr.flags & VALUE_FLAGS, attr.type_code, attr.value
     raise TypeError(f"{type(attr).__name__} is encoded by the UPDATE codec")
 
 
@@ -465,7 +468,7 @@ def _one(
         if not flags & OPT:
             raise _err(UpdateSubcode.UNRECOGNIZED_WELL_KNOWN_ATTRIBUTE, f"type {type_code}", raw)
         if flags & TRANS:
-            out.attributes.append(OpaqueAttribute(flags, type_code, bytes(value)))
+            out.attributes.append(OpaqueAttribute(flags & VALUE_FLAGS, type_code, bytes(value)))
         return
     policy = POLICY[type_code]
     try:
