@@ -53,9 +53,13 @@ def nginx(ns: Netns, topo: Topology, name: str, body: str) -> tuple[Process, Pat
     return proc, conf
 
 
-def wrk(ns: Netns, url: str, seconds: int, host: str = "bench") -> tuple[float, float]:
+def wrk(ns: Netns, url: str, seconds: int, host: str = "bench",
+        counted: list[int] | None = None) -> tuple[float, float]:
     out = ns.run(["wrk", "-t2", "-c32", f"-d{seconds}s", "--latency", "-H", f"Host: {host}",
                   url], timeout=seconds + 60).stdout
+    if counted is not None:
+        done = re.search(r"(\d+) requests in", out)
+        counted.append(int(done.group(1)) if done else 0)
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
     m = re.search(r"99%\s+([\d.]+)(us|ms|s)", out)
     assert m is not None, out
@@ -73,14 +77,24 @@ def throughput(lab: GatewayLab, rounds: int, seconds: int) -> dict[str, Any]:
     lab.apply([*base_objects(), *service_objects("be", {ip: "ready"}),
                http_route("be", rules=[{"backendRefs": [{"name": "be", "port": 80}]}])])
     res: dict[str, list[tuple[float, float]]] = {"gateway": [], "direct": []}
+    envoy_pid = lab.status()["envoy"]["pid"]
+    counted: list[int] = []
+    envoy_cpu = 0.0
     for _ in range(rounds):
-        res["gateway"].append(wrk(lab.client, f"http://{GATEWAY_IP}/", seconds))
+        before, _rss = _proc_stat(lab.gw, envoy_pid)
+        res["gateway"].append(wrk(lab.client, f"http://{GATEWAY_IP}/", seconds,
+                                  counted=counted))
+        after, _rss = _proc_stat(lab.gw, envoy_pid)
+        envoy_cpu += after - before
         res["direct"].append(wrk(lab.client, f"http://{ip}:8080/", seconds))
     out = {k: {"rps": statistics.median(r for r, _ in v), "p99_ms": statistics.median(
         p for _, p in v), "runs": v} for k, v in res.items()}
     out["rps_ratio"] = out["gateway"]["rps"] / out["direct"]["rps"]
     out["p99_ratio"] = out["gateway"]["p99_ms"] / out["direct"]["p99_ms"]
     out["vs_original_per_node"] = [out["gateway"]["rps"] / 3529, out["gateway"]["rps"] / 1734]
+    # what Envoy costs, whatever else the shared machine runs: requests per Envoy CPU-second
+    out["envoy_cpu_s"] = round(envoy_cpu, 2)
+    out["requests_per_envoy_cpu_s"] = round(sum(counted) / envoy_cpu) if envoy_cpu else None
     return out
 
 
