@@ -5,6 +5,7 @@ label changes re-evaluating pool choice for new Services without moving existing
 from __future__ import annotations
 
 import asyncio
+import logging
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -86,7 +87,7 @@ class Cut:
 
 
 def test_leadership_is_lost_cleanly_when_the_api_server_stops_answering(
-    vipcast_crds: Cluster, namespace: str, tmp_path: Path
+    vipcast_crds: Cluster, namespace: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     async def go() -> None:
         admin = client(vipcast_crds.kubeconfig, namespace)
@@ -123,14 +124,20 @@ def test_leadership_is_lost_cleanly_when_the_api_server_stops_answering(
                     assert a.elector.is_leader and not b.elector.is_leader
                     relay.cut.set()
                     t0 = loop.time()
-                    await eventually(lambda: asyncio.sleep(0, not a.elector.is_leader), 10,
-                                     every=0.05, what="a stepping down")
+                    with caplog.at_level(logging.WARNING, logger="vipcast.sources.kube.leader"):
+                        await eventually(lambda: asyncio.sleep(0, not a.elector.is_leader), 30,
+                                         every=0.05, what="a stepping down")
                     down = loop.time()
                     print(f"leader stepped down {down - t0:.2f}s after the API server "
                           "went silent")
-                    # by its own renew deadline (1.5 s), not by a client timeout (10 s):
-                    # generous for a loaded machine, still well short of the timeout
-                    assert down - t0 < 6.0, down - t0
+                    # by its own renew deadline (1.5 s): its bounded attempt gave up and it
+                    # stepped down for not renewing, not because the client's 10 s timeout
+                    # raised (behaviour, not a wall-clock bound)
+                    said = [r.getMessage() for r in caplog.records
+                            if r.getMessage().startswith("cut-a:")]
+                    assert any("no answer within" in m for m in said), said
+                    assert any("could not renew lease" in m and "stepping down" in m
+                               for m in said), said
                     await eventually(lambda: asyncio.sleep(0, b.elector.is_leader), 15,
                                      what="b taking over")
                     await admin.create(lb_service("s2", namespace))
