@@ -16,7 +16,7 @@ def test_single_node_owns_its_vips_and_reports_status() -> None:
     async def scenario() -> None:
         registry = CollectorRegistry()
         seen: list[frozenset[str]] = []
-        runtime = L2Runtime(L2Config("a"), registry, incarnation=1, on_ownership=seen.append)
+        runtime = L2Runtime(L2Config("a"), registry, boot=1, on_ownership=seen.append)
         plan = NodePlan(
             node="a",
             l2=(

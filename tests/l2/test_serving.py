@@ -1,163 +1,97 @@
-"""Ownership follows servability: heartbeats carry the VIPs the sender can serve now (pure)."""
+"""Ownership follows servability: members declare the VIPs they can serve now, every member
+learns them through the membership protocol, and all agree on the owner."""
 
 from __future__ import annotations
 
-import contextlib
-import hashlib
-import hmac
-import struct
-
 from hypothesis import given
 from hypothesis import strategies as st
+from swim_cluster import cluster, member, swim
 
 from vipcast.core.desired import L2Ownership
 from vipcast.core.l2owner import choose_owner, owned_here, owner_of
-from vipcast.proto.membership import (
-    MAX_SERVING,
-    Membership,
-    MembershipConfig,
-    MembershipError,
-    Verdict,
-    View,
-    decode_heartbeat,
-)
+from vipcast.lab.membership_sim import Simulation
+from vipcast.proto.membership import MAX_SERVING, View
 
-KEY = b"test-key"
-MEMBERS = frozenset({"a", "b", "c"})
-VIP = L2Ownership("192.0.2.50", ("eth0",), "a", ("a", "b", "c"))
-VIP6 = L2Ownership("2001:db8::50", ("eth0",), "b", ("b", "c", "a"))
+MEMBERS = frozenset({"n0", "n1", "n2"})
+VIP = L2Ownership("192.0.2.50", ("eth0",), "n0", ("n0", "n1", "n2"))
+VIP6 = L2Ownership("2001:db8::50", ("eth0",), "n1", ("n1", "n2", "n0"))
 
 
-def agent(name: str, serving: tuple[str, ...] = (), incarnation: int = 1) -> Membership:
-    """An agent past its start-up wait (at t = 0.5 s), declaring ``serving``."""
-    membership = Membership(MembershipConfig(name, MEMBERS, KEY), incarnation)
-    membership.start(0.0)
-    membership.set_serving(serving, 0.5)
-    assert membership.view.settled
-    return membership
-
-
-def settled_views(agents: dict[str, Membership], now: float = 1.0) -> dict[str, View]:
-    """Every agent hears every other's latest heartbeat at ``now``."""
-    datagrams = {name: m.heartbeat() for name, m in agents.items()}
-    for name, m in agents.items():
-        for other, datagram in datagrams.items():
-            if other != name:
-                m.receive(datagram, now)
-        m.expire(now)
-    return {name: m.view for name, m in agents.items()}
-
-
-def test_heartbeat_carries_the_serving_set_canonically() -> None:
-    b = agent("b", ("192.0.2.50", "2001:DB8:0::50"))
-    heartbeat = decode_heartbeat(b.heartbeat(), KEY)
-    assert heartbeat is not None
-    assert heartbeat.serving == {"192.0.2.50", "2001:db8::50"}
+def views(sim: Simulation, settle: float = 0.5) -> dict[str, View]:
+    sim.run_until(sim.now + settle)
+    return {name: swim(sim, name).view for name in sorted(sim.up)}
 
 
 def test_owner_is_first_alive_candidate_that_can_serve() -> None:
-    alive = frozenset({"a", "b", "c"})
-    serving = {"a": frozenset(), "b": frozenset({"192.0.2.50"}), "c": frozenset({"192.0.2.50"})}
-    assert choose_owner(VIP.candidates, alive, serving, "192.0.2.50") == "b"
-    assert choose_owner(VIP.candidates, alive, {"a": frozenset()}, "192.0.2.50") is None
-    assert choose_owner(VIP.candidates, alive) == "a"  # servability not considered
+    alive = MEMBERS
+    serving = {"n0": frozenset(), "n1": frozenset({"192.0.2.50"}), "n2": frozenset({"192.0.2.50"})}
+    assert choose_owner(VIP.candidates, alive, serving, "192.0.2.50") == "n1"
+    assert choose_owner(VIP.candidates, alive, {"n0": frozenset()}, "192.0.2.50") is None
+    assert choose_owner(VIP.candidates, alive) == "n0"  # servability not considered
 
 
 def test_every_node_agrees_and_the_owner_moves_when_it_cannot_serve() -> None:
     both = ("192.0.2.50", "2001:db8::50")
-    agents = {n: agent(n, both) for n in sorted(MEMBERS)}
-    views = settled_views(agents)
-    assert {n: owner_of(VIP, v) for n, v in views.items()} == dict.fromkeys(MEMBERS, "a")
-    assert {n: owner_of(VIP6, v) for n, v in views.items()} == dict.fromkeys(MEMBERS, "b")
-    # a loses its last healthy backend for the v4 VIP: it drops it at once, locally ...
-    assert agents["a"].set_serving(("2001:db8::50",), 1.05)
-    assert owned_here([VIP, VIP6], "a", agents["a"].view) == ()
-    # ... and the others move it on a's next heartbeat; nobody else changes
-    views = settled_views(agents, 1.1)
-    assert {n: owner_of(VIP, v) for n, v in views.items()} == dict.fromkeys(MEMBERS, "b")
-    assert {n: owner_of(VIP6, v) for n, v in views.items()} == dict.fromkeys(MEMBERS, "b")
-    # recovery: a takes it back (preemptive, as with liveness)
-    agents["a"].set_serving(both, 1.2)
-    views = settled_views(agents, 1.25)
-    assert {n: owner_of(VIP, v) for n, v in views.items()} == dict.fromkeys(MEMBERS, "a")
+    sim = cluster(3)
+    for name in sorted(MEMBERS):
+        sim.set_serving(name, both)
+    seen = views(sim)
+    assert {n: owner_of(VIP, v) for n, v in seen.items()} == dict.fromkeys(MEMBERS, "n0")
+    assert {n: owner_of(VIP6, v) for n, v in seen.items()} == dict.fromkeys(MEMBERS, "n1")
+    # n0 loses its last healthy backend for the v4 VIP: it drops it at once, locally ...
+    sim.set_serving("n0", ("2001:db8::50",))
+    assert owned_here([VIP, VIP6], "n0", swim(sim, "n0").view) == ()
+    # ... and the others move it as soon as they hear; nobody else changes
+    seen = views(sim)
+    assert {n: owner_of(VIP, v) for n, v in seen.items()} == dict.fromkeys(MEMBERS, "n1")
+    assert {n: owner_of(VIP6, v) for n, v in seen.items()} == dict.fromkeys(MEMBERS, "n1")
+    # recovery: n0 takes it back (preemptive, as with liveness)
+    sim.set_serving("n0", both)
+    seen = views(sim)
+    assert {n: owner_of(VIP, v) for n, v in seen.items()} == dict.fromkeys(MEMBERS, "n0")
 
 
 def test_a_fresh_agent_serves_nothing_until_it_declares() -> None:
-    agents = {"a": agent("a"), "b": agent("b", ("192.0.2.50",)), "c": agent("c")}
-    views = settled_views(agents)
-    assert {n: owner_of(VIP, v) for n, v in views.items()} == dict.fromkeys(MEMBERS, "b")
+    sim = cluster(3)
+    sim.set_serving("n1", ("192.0.2.50",))
+    seen = views(sim)
+    assert {n: owner_of(VIP, v) for n, v in seen.items()} == dict.fromkeys(MEMBERS, "n1")
 
 
 def test_nobody_serves_nobody_answers() -> None:
-    agents = {n: agent(n) for n in sorted(MEMBERS)}
-    views = settled_views(agents)
-    assert all(owner_of(VIP, v) is None for v in views.values())
+    seen = views(cluster(3))
+    assert all(owner_of(VIP, v) is None for v in seen.values())
 
 
 def test_leaving_clears_the_serving_set() -> None:
-    a, b = agent("a"), agent("b", ("192.0.2.50",))
-    a.receive(b.heartbeat(), 1.0)
-    assert a.view.serving is not None and a.view.serving["b"] == {"192.0.2.50"}
-    a.receive(b.leaving(), 1.01)
-    assert "b" not in a.view.serving
+    sim = cluster(3)
+    sim.set_serving("n1", ("192.0.2.50",))
+    assert swim(sim, "n0").view.serving is not None
+    views(sim)
+    assert swim(sim, "n0").view.serving["n1"] == {"192.0.2.50"}  # type: ignore[index]
+    swim(sim, "n1").leave(sim.now)
+    sim._after("n1")
+    sim.kill("n1")
+    view = views(sim, 0.05)["n0"]
+    assert view.serving is not None and "n1" not in view.serving
 
 
 def test_serving_change_is_a_view_change() -> None:
-    a, b = agent("a"), agent("b", ("192.0.2.50",))
-    assert a.receive(b.heartbeat(), 1.0).changed
-    assert not a.receive(b.heartbeat(), 1.05).changed
-    b.set_serving((), 1.06)
-    assert a.receive(b.heartbeat(), 1.07).changed
+    sim = cluster(3)
+    a = swim(sim, "n0")
+    assert swim(sim, "n1").set_serving(("192.0.2.50",), sim.now)
+    sim._after("n1")
+    before = a.view
+    views(sim)
+    assert a.view != before or a.view.serving != before.serving
 
 
 def test_serving_set_is_capped_fail_closed() -> None:
     many = [f"198.18.{i // 256}.{i % 256}" for i in range(MAX_SERVING + 10)]
-    a = agent("a", tuple(many))
+    a = member("a", frozenset({"a"}), boot=1)
+    a.start(0.0)
+    a.set_serving(many, 0.0)
     assert len(a.serving) == MAX_SERVING
-    heartbeat = decode_heartbeat(a.heartbeat(), KEY)
-    assert heartbeat is not None and len(heartbeat.serving) == MAX_SERVING
-    assert len(a.heartbeat()) < 65_507
-
-
-def test_an_agent_in_its_startup_wait_declares_nothing() -> None:
-    """So the current owner keeps a VIP until the returning node can really take it."""
-    fresh = Membership(MembershipConfig("a", MEMBERS, KEY), 1)
-    fresh.start(10.0)
-    fresh.set_serving(("192.0.2.50",), 10.0)
-    heartbeat = decode_heartbeat(fresh.heartbeat(), KEY)
-    assert heartbeat is not None and heartbeat.serving == frozenset()
-    fresh.expire(11.0)
-    heartbeat = decode_heartbeat(fresh.heartbeat(), KEY)
-    assert heartbeat is not None and heartbeat.serving == {"192.0.2.50"}
-
-
-def test_serving_entries_are_authenticated() -> None:
-    b = agent("b", ("192.0.2.50",))
-    datagram = bytearray(b.heartbeat())
-    # flip the last address byte (just before the 32-byte HMAC)
-    datagram[-33] ^= 1
-    assert agent("a").receive(bytes(datagram), 1.0).verdict is Verdict.BAD_MAC
-
-
-addresses = st.one_of(
-    st.ip_addresses(v=4).map(str), st.ip_addresses(v=6).map(str)
-)
-
-
-@given(st.frozensets(addresses, max_size=40))
-def test_serving_round_trip(serving: frozenset[str]) -> None:
-    b = agent("b", tuple(serving))
-    heartbeat = decode_heartbeat(b.heartbeat(), KEY)
-    assert heartbeat is not None and heartbeat.serving == serving
-
-
-@given(st.binary(max_size=300), st.integers(0, 3))
-def test_decoder_raises_only_its_error(tail: bytes, count: int) -> None:
-    """Authenticated datagrams with garbage serving sections: a value or MembershipError."""
-    body = b"VCM2" + bytes([1, 1]) + b"b" + struct.pack("!QQH", 1, 1, count) + tail
-    datagram = body + hmac.digest(KEY, body, hashlib.sha256)
-    with contextlib.suppress(MembershipError):
-        decode_heartbeat(datagram, KEY)
 
 
 nodes = st.sampled_from(["a", "b", "c", "d", "e"])

@@ -48,8 +48,6 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser.add_argument("--peer", action="append", default=[], help="NAME=HOST[:PORT]")
     parser.add_argument("--bind", default=f"0.0.0.0:{DEFAULT_PORT}")
     parser.add_argument("--key-file", type=Path)
-    parser.add_argument("--interval", type=float, default=0.1)
-    parser.add_argument("--dead-after", type=float, default=0.35)
     parser.add_argument("--burst", type=int, default=3)
     parser.add_argument("--burst-interval", type=float, default=0.2)
     parser.add_argument("--announce-period", type=float, default=5.0)
@@ -72,8 +70,6 @@ def build(args: argparse.Namespace) -> tuple[L2Config, NodePlan]:
         peers=peers,
         key=key,
         bind=_host_port(args.bind, DEFAULT_PORT),
-        interval=args.interval,
-        dead_after=args.dead_after,
         schedule=AnnounceSchedule(args.burst, args.burst_interval, args.announce_period),
         default_interfaces=tuple(args.interface),
     )
@@ -95,7 +91,6 @@ async def run(args: argparse.Namespace) -> None:
     runtime = L2Runtime(
         config,
         CollectorRegistry(),
-        incarnation=time.time_ns(),
         on_ownership=lambda owned: _emit("owned", ips=sorted(owned)),
     )
     loop = asyncio.get_running_loop()

@@ -24,7 +24,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict
 
@@ -37,6 +36,7 @@ from vipcast.core.pipeline import Local, healthy_services, l2_members
 from vipcast.dataplane.nft import NftTable
 from vipcast.dataplane.node import NodeDataplane
 from vipcast.dataplane.routes import LocalVips
+from vipcast.obs.membership_metrics import register_membership_metrics
 from vipcast.proto.bfd.session import StateChanged
 from vipcast.runtime.bfd import BfdManager
 from vipcast.runtime.bfd_bgp import BgpBfd
@@ -322,7 +322,8 @@ class NodeL2:
             if not plan.l2_members:
                 return
             config = l2_config_of(plan, self._key)
-            runtime = L2Runtime(config, self._registry, incarnation=time.time_ns() // 1_000_000)
+            runtime = L2Runtime(config, self._registry)
+            register_membership_metrics(self._registry, runtime.membership_counters)
             runtime.set_servable(plan.l2_servable)
             await runtime.start()
             self.runtime = runtime

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from ipaddress import ip_address
@@ -30,11 +31,11 @@ from prometheus_client import CollectorRegistry
 from vipcast.core.desired import L2Ownership, NodePlan
 from vipcast.core.l2owner import canonical_ip, owned_here, owner_of
 from vipcast.proto.l2 import format_mac
-from vipcast.proto.membership import Membership, MembershipConfig, View
+from vipcast.proto.membership import Membership, MembershipConfig, Timers, View
 from vipcast.runtime.l2_metrics import L2Metrics
 from vipcast.runtime.l2_responder import AnnounceSchedule, InterfaceResponder, IPAddress
 from vipcast.runtime.l2_socket import open_packet_socket
-from vipcast.runtime.membership import DEFAULT_PORT, MembershipAgent
+from vipcast.runtime.membership import DEFAULT_PORT, MembershipAgent, new_boot
 
 log = logging.getLogger(__name__)
 
@@ -47,8 +48,8 @@ class L2Config:
     peers: Mapping[str, tuple[str, int]] = field(default_factory=dict)
     key: bytes = b""
     bind: tuple[str, int] = ("0.0.0.0", DEFAULT_PORT)
-    interval: float = 0.1
-    dead_after: float = 0.35
+    #: membership timers; None: :meth:`Timers.lan` for the member count
+    timers: Timers | None = None
     schedule: AnnounceSchedule = field(default_factory=AnnounceSchedule)
     #: interfaces for ownerships that name none
     default_interfaces: tuple[str, ...] = ()
@@ -62,28 +63,27 @@ class L2Runtime:
         config: L2Config,
         registry: CollectorRegistry,
         *,
-        incarnation: int,
+        boot: int | None = None,
         on_ownership: Callable[[frozenset[str]], None] | None = None,
     ) -> None:
         self.config = config
         self.metrics = L2Metrics(registry)
         members = frozenset({config.node, *config.peers})
+        timers = config.timers or Timers.lan(len(members))
         self.membership = Membership(
-            MembershipConfig(
-                config.node,
-                members,
-                config.key or b"single-node",
-                config.interval,
-                config.dead_after,
-            ),
-            incarnation,
+            MembershipConfig(config.node, members, config.key or b"single-node", timers),
+            boot=new_boot() if boot is None else boot,
+            rng=random.Random(),
         )
         self._agent: MembershipAgent | None = None
         if config.peers:
             if not config.key:
                 raise ValueError("a membership key is required when there are peers")
             self._agent = MembershipAgent(
-                self.membership, config.peers, config.bind, self._on_view, self.metrics
+                self.membership,
+                config.peers,
+                config.bind,
+                self._on_view,
             )
         self._ownerships: tuple[L2Ownership, ...] = ()
         self._responders: dict[str, InterfaceResponder] = {}
@@ -111,6 +111,16 @@ class L2Runtime:
         self._declare()
         if self._started:
             self._reconcile()
+
+    def membership_counters(self) -> dict[str, object] | None:
+        """The membership's plain counters (None without peers), for the metrics collector."""
+        return None if self._agent is None else self._agent.counters()
+
+    def set_peers(self, peers: Mapping[str, tuple[str, int]]) -> None:
+        """The other members changed (a node joined or left): seen without a restart."""
+        if self._agent is None:
+            raise ValueError("set_peers on an L2 runtime started without peers")
+        self._agent.set_peers(peers)
 
     def set_servable(self, ips: frozenset[str] | None) -> None:
         """Declare the VIPs this node can serve now (None: all of the plan's); the peers hear

@@ -40,9 +40,3 @@ class L2Metrics:
         self.send_errors = Counter(
             "vipcast_l2_send_errors", "frames the kernel refused", ["interface"], registry=registry
         )
-        self.heartbeats = Counter(
-            "vipcast_l2_heartbeats_received",
-            "membership datagrams received, by verdict",
-            ["verdict"],
-            registry=registry,
-        )

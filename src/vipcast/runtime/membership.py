@@ -1,22 +1,35 @@
-"""The asyncio driver of :mod:`vipcast.proto.membership`: one UDP socket, a heartbeat to every
-peer each interval, expiry at the view's next deadline, and a callback on every view change."""
+"""The asyncio driver of :mod:`vipcast.proto.membership`: one UDP socket, the protocol's timers
+on the event loop's clock, and a callback on every view change.
+
+Refused datagrams (bad MAC, replay, malformed, strangers) are counted by verdict
+(:meth:`MembershipAgent.counters`, exported by :mod:`vipcast.obs.membership_metrics` as
+``vipcast_membership_datagrams_received``) and logged at most once per :data:`LOG_EVERY`
+seconds per verdict, with the number suppressed since, so a flood cannot flood the log.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import logging
+import secrets
+from collections import Counter
 from collections.abc import Callable, Mapping
 from typing import Any
 
 from vipcast.proto.membership import Membership, Verdict, View
-from vipcast.runtime.l2_metrics import L2Metrics
 
 log = logging.getLogger(__name__)
 
 DEFAULT_PORT = 7946
-#: copies of the "leaving" datagram sent on a graceful stop (UDP may drop one)
-LEAVING_COPIES = 3
+#: seconds between two log lines about refused datagrams of one verdict
+LOG_EVERY = 10.0
+_QUIET = (Verdict.ACCEPTED, Verdict.SELF, Verdict.CHALLENGED, Verdict.STALE)
+
+
+def new_boot() -> int:
+    """A random non-zero 64-bit boot nonce (never a clock: see docs/membership.md)."""
+    return secrets.randbits(64) | 1
 
 
 class _Endpoint(asyncio.DatagramProtocol):
@@ -37,79 +50,118 @@ class MembershipAgent:
         peers: Mapping[str, tuple[str, int]],
         bind: tuple[str, int],
         on_change: Callable[[View], None],
-        metrics: L2Metrics,
+        clock: Callable[[], float] | None = None,
     ) -> None:
         self.membership = membership
         self._peers = dict(peers)
         self._bind = bind
         self._on_change = on_change
-        self._metrics = metrics
+        self._received: Counter[str] = Counter()
+        self._sent = 0
+        self._sent_bytes = 0
+        self._clock = clock
         self._transport: asyncio.DatagramTransport | None = None
         self._task: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
+        self._logged: dict[Verdict, float] = {}
+        self._suppressed: dict[Verdict, int] = {}
+
+    def _now(self) -> float:
+        return self._clock() if self._clock is not None else asyncio.get_running_loop().time()
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
         self._transport, _ = await loop.create_datagram_endpoint(
             lambda: _Endpoint(self), local_addr=self._bind
         )
-        self.membership.start(loop.time())
-        self._task = loop.create_task(self._run(), name="l2-membership")
+        self.membership.start(self._now())
+        self._flush()
+        self._task = loop.create_task(self._run(), name="membership")
+
+    def counters(self) -> dict[str, object]:
+        """Plain counters for the metrics collector."""
+        view = self.membership.view
+        return {
+            "received": dict(self._received),
+            "sent": self._sent,
+            "sent_bytes": self._sent_bytes,
+            "alive": len(view.alive),
+            "quorum": 1 if view.quorum else 0,
+        }
 
     @property
     def running(self) -> bool:
         return self._transport is not None
 
+    def set_peers(self, peers: Mapping[str, tuple[str, int]]) -> None:
+        """The members changed (a node joined or left the cluster): no restart needed."""
+        self._peers = dict(peers)
+        if self.membership.set_members({self.membership.node, *peers}, self._now()):
+            self._changed()
+        self._wake.set()
+
     def send_now(self) -> None:
-        """An extra heartbeat at once (this node's serving set changed)."""
+        """This node's serving set changed: send what the protocol queued at once."""
         if self._transport is not None:
-            self._send_all(self.membership.heartbeat())
+            self.membership.tick(self._now())
+            self._flush()
+            self._wake.set()
 
     def received(self, data: bytes) -> None:
-        result = self.membership.receive(data, asyncio.get_running_loop().time())
-        self._metrics.heartbeats.labels(result.verdict.value).inc()
-        if result.verdict not in (Verdict.ACCEPTED, Verdict.SELF):
-            log.info("membership: refused datagram (%s, %s)", result.verdict.value, result.node)
+        result = self.membership.receive(data, self._now())
+        self._received[result.verdict.value] += 1
+        if result.verdict not in _QUIET:
+            self._log_refused(result.verdict, result.node)
+        self._flush()
         if result.changed:
             self._changed()
-        self._wake.set()  # the next expiry deadline may have moved
+        self._wake.set()  # the next deadline may have moved
+
+    def _log_refused(self, verdict: Verdict, node: str | None) -> None:
+        now = self._now()
+        if now < self._logged.get(verdict, -LOG_EVERY) + LOG_EVERY:
+            self._suppressed[verdict] = self._suppressed.get(verdict, 0) + 1
+            return
+        self._logged[verdict] = now
+        log.warning(
+            "membership: refused a datagram (%s, sender %s); %d more refused for this reason "
+            "since the last report",
+            verdict.value, node, self._suppressed.pop(verdict, 0),
+        )
 
     def _changed(self) -> None:
         view = self.membership.view
-        log.info("membership: alive=%s quorum=%s", sorted(view.alive), view.quorum)
+        log.info("membership: alive=%d quorum=%s", len(view.alive), view.quorum)
+        log.debug("membership: alive=%s", sorted(view.alive))
         self._on_change(view)
 
-    def _send_all(self, datagram: bytes) -> None:
-        assert self._transport is not None
-        for host, port in self._peers.values():
+    def _flush(self) -> None:
+        if self._transport is None:
+            return
+        for name, datagram in self.membership.datagrams_to_send():
+            address = self._peers.get(name)
+            if address is None:
+                continue
+            self._sent += 1
+            self._sent_bytes += len(datagram)
             try:
-                self._transport.sendto(datagram, (host, port))
+                self._transport.sendto(datagram, address)
             except OSError as exc:
-                log.debug("membership: send to %s failed: %s", host, exc)
+                log.debug("membership: send to %s failed: %s", name, exc)
 
     async def _run(self) -> None:
-        loop = asyncio.get_running_loop()
-        interval = self.membership.config.interval
-        next_heartbeat = loop.time()
         while True:
-            now = loop.time()
-            if now >= next_heartbeat:
-                self._send_all(self.membership.heartbeat())
-                next_heartbeat = max(next_heartbeat + interval, now)
-            settled = self.membership.view.settled
-            if self.membership.expire(now):
+            if self.membership.tick(self._now()):
                 self._changed()
-                if self.membership.view.settled and not settled:
-                    # the start-up wait is over: declare what we serve now, not an interval later
-                    self._send_all(self.membership.heartbeat())
-                    next_heartbeat = now + interval
-            deadline = min(next_heartbeat, self.membership.next_deadline() or next_heartbeat)
+            self._flush()
+            deadline = self.membership.next_deadline()
             self._wake.clear()
+            timeout = None if deadline is None else max(0.0, deadline - self._now())
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), max(0.0, deadline - loop.time()))
+                await asyncio.wait_for(self._wake.wait(), timeout)
 
     async def stop(self, *, graceful: bool) -> None:
-        """Stop heartbeats; if ``graceful``, tell the peers first that we are leaving."""
+        """Stop; if ``graceful``, tell the peers first that we are leaving."""
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -117,7 +169,8 @@ class MembershipAgent:
             self._task = None
         if self._transport is not None:
             if graceful:
-                for _ in range(LEAVING_COPIES):
-                    self._send_all(self.membership.leaving())
+                self.membership.leave(self._now())
+                self._flush()
             self._transport.close()
             self._transport = None
+

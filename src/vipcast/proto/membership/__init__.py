@@ -1,19 +1,17 @@
-"""Node membership on the LAN (sans-IO): the wire codec and the protocol state machine.
+"""Node membership on the LAN (sans-IO): SWIM failure detection and dissemination with HMAC
+authentication and restart-proof replay protection.
 
-The runtime (:mod:`vipcast.runtime.membership`) drives it over UDP; L2 ownership decisions
-over its :class:`View` are in :mod:`vipcast.core.l2owner`.
+``codec`` is the wire format, ``replay`` the per-peer window, ``members`` the member table's
+values and rumor precedence, ``sync`` the paged state transfer, ``protocol`` the state machine.
+The runtime (:mod:`vipcast.runtime.membership`) drives it over UDP; L2 ownership decisions over
+its :class:`View` are in :mod:`vipcast.core.l2owner`. See docs/membership.md.
 """
 
-from vipcast.proto.membership.codec import (
-    MAX_SERVING,
-    Heartbeat,
-    Kind,
-    MembershipError,
-    decode_heartbeat,
-)
+from vipcast.proto.membership.codec import Datagram, Kind, Rumor, State, WireError, decode, encode
+from vipcast.proto.membership.config import MembershipConfig, Timers
 from vipcast.proto.membership.protocol import (
+    MAX_SERVING,
     Membership,
-    MembershipConfig,
     Received,
     Verdict,
     View,
@@ -21,13 +19,17 @@ from vipcast.proto.membership.protocol import (
 
 __all__ = [
     "MAX_SERVING",
-    "Heartbeat",
+    "Datagram",
     "Kind",
     "Membership",
     "MembershipConfig",
-    "MembershipError",
     "Received",
+    "Rumor",
+    "State",
+    "Timers",
     "Verdict",
     "View",
-    "decode_heartbeat",
+    "WireError",
+    "decode",
+    "encode",
 ]

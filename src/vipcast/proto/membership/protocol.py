@@ -1,51 +1,67 @@
-"""Who is alive on the LAN, without the API server: authenticated UDP heartbeats between agents.
+"""Who is alive on the LAN, without the API server: SWIM with HMAC and replay protection.
 
-Sans-IO. The runtime sends :meth:`Membership.heartbeat` to every peer each ``interval``, feeds
-every received datagram to :meth:`Membership.receive`, and calls :meth:`Membership.expire` at
-:meth:`Membership.next_deadline`. Time is the caller's monotonic ``now`` in seconds.
+Sans-IO, in aioquic's shape: the caller passes ``now`` (monotonic seconds) into every call,
+sends what :meth:`Membership.datagrams_to_send` returns (to the named member's address),
+feeds every received datagram to :meth:`Membership.receive`, and calls
+:meth:`Membership.tick` at :meth:`Membership.next_deadline`. Randomness comes from the
+``random.Random`` it is handed, so a run is reproducible from its seed.
 
-Wire format: :mod:`vipcast.proto.membership.codec`.
+Failure detection (SWIM, Das et al. 2002, with Lifeguard's buddy notice): each
+``probe_interval`` one member is pinged, round-robin over a list shuffled anew each round; no
+ack within ``probe_timeout`` → ``indirect_checks`` others are asked to ping it; no ack by the
+end of the period → the member is suspected. A suspicion not refuted within the suspicion
+timeout becomes a death. A member refutes a suspicion of itself by raising its incarnation.
+Membership changes and serving-set changes ride as rumors on every datagram, and on gossip
+datagrams sent to ``gossip_nodes`` random members while rumors are pending.
 
-Heartbeat format recap::
+Serving sets: each member numbers its set; a change is a rumor carrying the new version and,
+when small, the delta from the previous version. A member holding an older version pulls the set
+from its owner (paged, one MTU each). A new member pulls the member table from one peer (SYNC).
 
-    magic "VCM2" | kind u8 (1 alive, 2 leaving) | name length u8 | name (UTF-8)
-    | incarnation u64 | sequence u64 | serving count u16 | serving entries
-    | HMAC-SHA256 over everything before it (32 bytes)
+Authentication and replay: every datagram carries a truncated HMAC-SHA256 under the shared key,
+the sender's random 64-bit boot nonce and a per-boot sequence number. A receiver counts a
+sender's datagrams only once that boot was proven fresh: by an answer that echoes a nonce the
+receiver chose (an ack to its ping, a response to its challenge). Until then it answers pings
+(so the sender can verify it) and challenges the sender; rumors are ignored. A datagram recorded
+before the sender or the receiver restarted therefore never counts again. See
+docs/membership.md.
 
-    serving entry = address length u8 (4 or 16) | address bytes
-
-The serving entries are the VIPs the sender can serve now (a healthy backend, and verified
-through its own data plane); every heartbeat carries the whole set, so a receiver's view of it
-is never older than one heartbeat. At most :data:`MAX_SERVING` entries fit one datagram; a
-sender with more VIPs declares only the first ones (fail closed: the rest go to other nodes).
-
-The shared key keeps strangers from joining or announcing someone's departure. A peer's
-``(incarnation, sequence)`` must grow strictly, so a recorded datagram cannot be replayed; the
-incarnation (the sender's start time in ns) lets a restarted agent begin again at sequence 1.
-
-L2 ownership follows from the view (:mod:`vipcast.core.l2owner`): every node computes it from
-the same heartbeats, so they agree without the API server.
-
-Split-brain rule: a node whose view lacks a quorum (more than half of the members not known to
-have left, itself included) owns nothing: it cannot tell its own isolation from everyone else's
-death, and the majority side takes over within the same failover window, so the minority
-dropping is what keeps a VIP answered by one node.
+Split-brain rule (unchanged): a node whose view lacks a quorum (more than half of the members
+not known to have left, itself included) owns nothing.
 """
 
 from __future__ import annotations
 
+import random
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import Enum
 from ipaddress import ip_address
 
 from vipcast.proto.membership.codec import (
-    MAX_SERVING,
-    Heartbeat,
+    MAX_DELTA,
+    MTU_PAYLOAD,
+    Datagram,
     Kind,
-    MembershipError,
-    decode_heartbeat,
+    Rumor,
+    State,
+    WireError,
+    decode,
+    encode,
+    header_size,
 )
+from vipcast.proto.membership.config import MembershipConfig
+from vipcast.proto.membership.members import Member, RumorQueue, overrides
+from vipcast.proto.membership.sync import SyncMixin
+
+#: serving addresses this node declares at most (in address order; the rest go to others)
+MAX_SERVING = 3000
+#: members told at once of a graceful stop (all of them in a small cluster)
+LEAVE_FANOUT = 16
+#: copies of each LEAVE (UDP may drop one; the later copies count as replays, harmlessly)
+LEAVE_COPIES = 3
+_ANSWERS = frozenset({Kind.ACK, Kind.RESPONSE, Kind.SYNC, Kind.SERVING})
+_REQUESTS = frozenset({Kind.PING, Kind.CHALLENGE, Kind.SYNC_REQ, Kind.PULL})
 
 
 class Verdict(Enum):
@@ -55,40 +71,18 @@ class Verdict(Enum):
     REPLAY = "replay"
     UNKNOWN_MEMBER = "unknown-member"
     SELF = "self"
+    #: the sender's boot is not proven fresh yet: challenged, content ignored
+    CHALLENGED = "challenged"
+    #: an answer to no request of ours (late, or recorded)
+    STALE = "stale"
 
 
 @dataclass(frozen=True)
 class Received:
     verdict: Verdict
-    #: the alive set or quorum changed
+    #: the alive set, serving sets or quorum changed
     changed: bool = False
     node: str | None = None
-
-
-@dataclass(frozen=True)
-class MembershipConfig:
-    node: str
-    #: every member including this node
-    members: frozenset[str]
-    key: bytes
-    interval: float = 0.1
-    #: a peer unheard for this long is dead (≈ 4 missed heartbeats at the default interval)
-    dead_after: float = 0.35
-
-    def __post_init__(self) -> None:
-        if self.node not in self.members:
-            raise ValueError(f"{self.node!r} is not among the members {sorted(self.members)}")
-        if not self.key:
-            raise ValueError("an empty membership key authenticates nothing")
-
-
-@dataclass
-class _Peer:
-    incarnation: int = 0
-    sequence: int = 0
-    last_heard: float | None = None
-    left: bool = False
-    serving: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -104,146 +98,547 @@ class View:
 
 
 @dataclass
-class Membership:
-    config: MembershipConfig
-    #: this agent's start time in ns (any value larger than the previous run's)
-    incarnation: int
-    _sequence: int = 0
-    _peers: dict[str, _Peer] = field(default_factory=dict)
-    _view: View | None = None
-    #: when this agent began listening; no quorum before ``dead_after`` has passed since
-    _started: float | None = None
-    #: the VIPs this node can serve now (sent in every heartbeat)
-    _serving: frozenset[str] = frozenset()
+class _Pending:
+    """A nonce we sent: who may echo it, what for, until when."""
 
-    def __post_init__(self) -> None:
-        self._peers = {name: _Peer() for name in self.config.members if name != self.config.node}
-        self._view = self._compute_view(0.0)
+    purpose: str
+    peers: frozenset[str]
+    expires: float
+    #: probe: the target; relay: the requester and its nonce
+    target: str = ""
+    reply_to: str = ""
+    reply_token: int = 0
+    acked: bool = False
 
+
+@dataclass
+class _Probe:
+    target: str
+    token: int
+    sent: float
+    indirect: bool = False
+
+
+class Membership(SyncMixin):
+    def __init__(self, config: MembershipConfig, boot: int, rng: random.Random) -> None:
+        if not 0 < boot < 2**64:
+            raise ValueError("the boot nonce must be a non-zero 64-bit number")
+        self.config = config
+        self.timers = config.timers
+        self.node = config.node
+        self.boot = boot
+        self.incarnation = 0
+        self.rng = rng
+        self._sequence = 0
+        self.members: dict[str, Member] = {}
+        self._rumors = RumorQueue()
+        self._pending: dict[int, _Pending] = {}
+        self._outbox: list[tuple[str, bytes]] = []
+        self._order: list[str] = []
+        self._probe: _Probe | None = None
+        self._next_probe = 0.0
+        self._next_gossip = 0.0
+        self._started: float | None = None
+        self._serving: frozenset[str] = frozenset()
+        self._declared: frozenset[str] = frozenset()
+        self._serving_version = 0
+        self._left = False
+        #: suspected members and when their suspicion runs out
+        self._suspects: dict[str, float] = {}
+        #: members whose serving set is older than a version we heard of
+        self._wanting: set[str] = set()
+        #: the member table changed since the view was last computed
+        self._dirty = True
+        self._name_list: list[str] = []
+        self._view = View(frozenset({self.node}), frozenset(), False, False, {})
+        self._init_sync()
+        self.set_members(config.members, 0.0)
+
+    # -- inputs ----------------------------------------------------------------------------
     def start(self, now: float) -> None:
-        """Begin listening. Until ``dead_after`` has passed the view has no quorum: a fresh
-        agent has not yet had the chance to hear every live peer, and must not take a VIP from
-        one it simply has not heard yet."""
         self._started = now
+        self._next_probe = now
+        self._next_gossip = now
+        self._rumors.push(self._self_rumor(), self._transmits())
+        self._start_sync(now)
         self._refresh(now)
 
-    def set_serving(self, ips: Iterable[str], now: float) -> bool:
-        """Declare the VIPs this node can serve now; True if the view changed.
+    def set_members(self, names: Iterable[str], now: float) -> bool:
+        """The members as the source of truth lists them now: newcomers are probed from now on,
+        the removed are forgotten (and no longer count for the quorum)."""
+        wanted = set(names) - {self.node}
+        for name in list(self.members):
+            if name not in wanted:
+                del self.members[name]
+                self._rumors.discard(name)
+                self._suspects.pop(name, None)
+                self._wanting.discard(name)
+                self._dirty = True
+        for name in sorted(wanted - set(self.members)):
+            self.members[name] = Member(name)
+            self._dirty = True
+            self._order.insert(self.rng.randint(0, len(self._order)), name)
+        self._order = [n for n in self._order if n in self.members]
+        return self._refresh(now)
 
-        Addresses are kept in canonical form; beyond :data:`MAX_SERVING` (in address order)
-        the rest are not declared, so other nodes take them.
-        """
+    def set_serving(self, ips: Iterable[str], now: float) -> bool:
+        """Declare the VIPs this node can serve now; True if the view changed."""
         canonical = sorted({ip_address(ip) for ip in ips}, key=lambda a: (a.version, a))
         self._serving = frozenset(str(a) for a in canonical[:MAX_SERVING])
+        self._declare()
         return self._refresh(now)
 
     @property
     def serving(self) -> frozenset[str]:
         return self._serving
 
-    # -- what to send ------------------------------------------------------------------------
-    def heartbeat(self) -> bytes:
-        """The next "alive" datagram. Until the start-up wait is over it declares nothing
-        servable: this node cannot own anything yet, and the current owners must not let go
-        of their VIPs before it can take them."""
-        self._sequence += 1
-        serving = self._serving if self.view.settled else frozenset()
-        return Heartbeat(
-            Kind.ALIVE, self.config.node, self.incarnation, self._sequence, serving
-        ).encode(self.config.key)
-
-    def leaving(self) -> bytes:
-        self._sequence += 1
-        return Heartbeat(Kind.LEAVING, self.config.node, self.incarnation, self._sequence).encode(
-            self.config.key
-        )
-
-    # -- what arrives --------------------------------------------------------------------------
     def receive(self, data: bytes, now: float) -> Received:
         try:
-            heartbeat = decode_heartbeat(data, self.config.key)
-        except MembershipError:
+            d = decode(data, self.config.key, self.node)
+        except WireError:
             return Received(Verdict.MALFORMED)
-        if heartbeat is None:
+        if d is None:
             return Received(Verdict.BAD_MAC)
-        if heartbeat.node == self.config.node:
-            return Received(Verdict.SELF, node=heartbeat.node)
-        peer = self._peers.get(heartbeat.node)
-        if peer is None:
-            return Received(Verdict.UNKNOWN_MEMBER, node=heartbeat.node)
-        if (heartbeat.incarnation, heartbeat.sequence) <= (peer.incarnation, peer.sequence):
-            return Received(Verdict.REPLAY, node=heartbeat.node)
-        peer.incarnation, peer.sequence = heartbeat.incarnation, heartbeat.sequence
-        if heartbeat.kind == Kind.LEAVING:
-            peer.left, peer.last_heard, peer.serving = True, None, frozenset()
-        else:
-            peer.left, peer.last_heard, peer.serving = False, now, heartbeat.serving
-        return Received(Verdict.ACCEPTED, self._refresh(now), heartbeat.node)
+        if d.sender == self.node:
+            return Received(Verdict.SELF, node=d.sender)
+        member = self.members.get(d.sender)
+        if member is None:
+            return Received(Verdict.UNKNOWN_MEMBER, node=d.sender)
+        held = member.held
+        verdict = self._authenticate(member, d, now)
+        if verdict != Verdict.ACCEPTED:
+            return Received(verdict, self._refresh(now), d.sender)
+        self._process(member, d, now)
+        if held is not None and member.held is held:
+            # first contact: the datagram held back until the sender's boot was proven fresh
+            member.held = None
+            assert member.window is not None
+            if held.boot == member.boot and member.window.accept(held.boot, held.sequence):
+                self._process(member, held, now, answered=True)
+        return Received(Verdict.ACCEPTED, self._refresh(now), d.sender)
 
-    def expire(self, now: float) -> bool:
-        """Declare dead the peers unheard for ``dead_after``; True if the view changed."""
+    def learn(self, rumors: Iterable[Rumor], now: float) -> bool:
+        """Apply member records as if a SYNC answer had brought them (the simulator starts a
+        cluster from a converged table this way); True if the view changed."""
+        for rumor in rumors:
+            self._apply(rumor, now, spread=False)
         return self._refresh(now)
 
-    def next_deadline(self) -> float | None:
-        """When the view changes next if nothing arrives: a silent peer declared dead, or the
-        end of the start-up wait."""
-        times = [
-            p.last_heard + self.config.dead_after
-            for p in self._peers.values()
-            if p.last_heard is not None
-        ]
-        if self._started is not None and not self.view.settled:
-            times.append(self._started + self.config.dead_after)
-        return min(times) if times else None
+    def _process(self, member: Member, d: Datagram, now: float, answered: bool = False) -> None:
+        if (
+            d.incarnation > member.incarnation
+            or member.state is None
+            or d.serving_version > member.wanted_version
+        ):
+            self._apply(Rumor(d.sender, d.boot, d.incarnation, State.ALIVE, d.serving_version),
+                        now)
+        for rumor in d.rumors:
+            self._apply(rumor, now, source=d.sender)
+        if not (answered and d.kind in _REQUESTS):
+            self._handle(member, d, now)
+        if member.state in (State.SUSPECT, State.DEAD):
+            self._tell(member, now)
 
-    # -- the view ------------------------------------------------------------------------------
+    def tick(self, now: float) -> bool:
+        """Run the timers due at ``now``; True if the view changed."""
+        if self._started is None or self._left:
+            return False
+        for token in [t for t, p in self._pending.items() if p.expires <= now]:
+            del self._pending[token]
+        self._probe_step(now)
+        for name in [n for n, t in self._suspects.items() if t <= now]:
+            del self._suspects[name]
+            member = self.members[name]
+            if member.state == State.SUSPECT:
+                member.state, self._dirty = State.DEAD, True
+                member.serving, member.pages = frozenset(), {}
+                member.serving_version = member.wanted_version = 0
+                self._rumors.push(member.rumor(), self._transmits())
+        if self._rumors and now >= self._next_gossip:
+            self._next_gossip = now + self.timers.gossip_interval
+            for name in self._pick(self.timers.gossip_nodes, exclude=()):
+                self._send(name, Kind.GOSSIP)
+        self._sync_step(now)
+        return self._refresh(now)
+
+    def leave(self, now: float) -> None:
+        """A graceful stop: tell members now so they take over at once (no suspicion)."""
+        self._left = True
+        self._dirty = True
+        self.incarnation += 1
+        rumor = Rumor(self.node, self.boot, self.incarnation, State.LEFT, self._serving_version)
+        self._rumors.push(rumor, self._transmits())
+        names = [n for n, m in self.members.items() if m.state in (State.ALIVE, State.SUSPECT)]
+        if len(names) > LEAVE_FANOUT:
+            names = self.rng.sample(names, LEAVE_FANOUT)
+        for _ in range(LEAVE_COPIES):
+            for name in names:
+                self._send(name, Kind.LEAVE, first=rumor)
+
+    # -- outputs ---------------------------------------------------------------------------
+    def datagrams_to_send(self) -> list[tuple[str, bytes]]:
+        """(member name, datagram) pairs to send now."""
+        out, self._outbox = self._outbox, []
+        return out
+
+    def next_deadline(self) -> float | None:
+        if self._started is None or self._left:
+            return None
+        times = [self._next_probe]
+        if self._probe is not None and not self._probe.indirect:
+            times.append(self._probe.sent + self.timers.probe_timeout)
+        if self._rumors:
+            times.append(self._next_gossip)
+        times.extend(self._suspects.values())
+        if not self._view.settled:
+            times.append(self._started + self.timers.settle_after)
+        times.extend(self._sync_deadlines())
+        return min(times)
+
     @property
     def view(self) -> View:
-        assert self._view is not None
         return self._view
 
-    def _compute_view(self, now: float) -> View:
-        alive = {self.config.node}
-        for name, peer in self._peers.items():
-            if peer.last_heard is not None and now - peer.last_heard < self.config.dead_after:
-                alive.add(name)
-            elif peer.last_heard is not None:
-                peer.last_heard = None
-        left = frozenset(name for name, peer in self._peers.items() if peer.left)
-        voters = len(self.config.members) - len(left)
-        settled = not self._peers or (
-            self._started is not None and now - self._started >= self.config.dead_after
-        )
-        serving = {
-            name: self._serving if name == self.config.node else self._peers[name].serving
-            for name in alive
+    def status(self, now: float) -> dict[str, object]:
+        """Plain data: each member's state as known here."""
+        peers: dict[str, object] = {}
+        for name, m in sorted(self.members.items()):
+            peers[name] = {
+                "state": "unknown" if m.state is None else m.state.name.lower(),
+                "incarnation": m.incarnation,
+                "verified": m.verified,
+                "serving_version": m.serving_version,
+                "serving": sorted(m.serving) if m.state in (State.ALIVE, State.SUSPECT) else [],
+            }
+        return {
+            "node": self.node,
+            "incarnation": self.incarnation,
+            "alive": sorted(self._view.alive),
+            "quorum": self._view.quorum,
+            "settled": self._view.settled,
+            "serving": sorted(self._serving),
+            "serving_version": self._serving_version,
+            "peers": peers,
         }
-        return View(
-            frozenset(alive), left, settled and 2 * len(alive) > voters, settled, serving
-        )
+
+    # -- authentication --------------------------------------------------------------------
+    def _authenticate(self, member: Member, d: Datagram, now: float) -> Verdict:
+        if d.kind in _ANSWERS:
+            pending = self._pending.get(d.token) if d.token else None
+            if pending is None or d.sender not in pending.peers:
+                return Verdict.STALE
+            if d.boot in member.retired:
+                return Verdict.REPLAY
+            # an echo of our own fresh nonce: this boot of the sender is alive now
+            if not member.verified or member.boot != d.boot:
+                restarted = member.boot not in (0, d.boot)
+                was = member.state
+                member.adopt_boot(d.boot, d.incarnation)
+                if restarted or was != member.state:
+                    self._suspects.pop(member.name, None)
+                    self._wanting.discard(member.name)
+                    self._dirty = True
+                if restarted:
+                    self._rumors.push(member.rumor(), self._transmits())
+            assert member.window is not None
+            return Verdict.ACCEPTED if member.window.accept(d.boot, d.sequence) else Verdict.REPLAY
+        if member.verified and d.boot == member.boot:
+            assert member.window is not None
+            return Verdict.ACCEPTED if member.window.accept(d.boot, d.sequence) else Verdict.REPLAY
+        if d.boot in member.retired:
+            return Verdict.REPLAY
+        # not proven fresh: answer a request (harmless: the answer goes to the member's own
+        # address and echoes its nonce), challenge the sender, and ignore the content
+        if d.kind in _REQUESTS:
+            self._handle(member, d, now)
+        member.held = d
+        self._challenge(member, now)
+        return Verdict.CHALLENGED
+
+    def _challenge(self, member: Member, now: float) -> None:
+        if now < member.challenged_at + self.timers.request_timeout:
+            return
+        member.challenged_at = now
+        token = self._nonce("challenge", member.name, now)
+        self._send(member.name, Kind.CHALLENGE, token=token, rumors=False)
+
+    # -- what arrives ----------------------------------------------------------------------
+    def _handle(self, member: Member, d: Datagram, now: float) -> None:
+        kind = d.kind
+        if kind == Kind.PING:
+            self._send(d.sender, Kind.ACK, token=d.token)
+        elif kind == Kind.CHALLENGE:
+            self._send(d.sender, Kind.RESPONSE, token=d.token, rumors=False)
+        elif kind == Kind.ACK:
+            pending = self._pending.get(d.token)
+            if pending is None:
+                return
+            if pending.purpose == "probe":
+                pending.acked = True
+            elif pending.purpose == "relay" and not pending.acked:
+                pending.acked = True
+                self._send(pending.reply_to, Kind.ACK, token=pending.reply_token)
+        elif kind == Kind.PING_REQ:
+            if d.target in self.members and d.target != d.sender:
+                token = self._nonce("relay", d.target, now, self.timers.probe_interval)
+                relay = self._pending[token]
+                relay.reply_to, relay.reply_token = d.sender, d.token
+                self._send(d.target, Kind.PING, token=token)
+        elif kind == Kind.LEAVE:
+            pass  # the LEFT rumor it carries did the work
+        else:
+            self._handle_sync(member, d, now)
+
+    def _apply(
+        self, rumor: Rumor, now: float, source: str | None = None, *, spread: bool = True
+    ) -> None:
+        if rumor.node == self.node:
+            self._about_me(rumor, source, now)
+            return
+        member = self.members.get(rumor.node)
+        if member is None:
+            return
+        if member.boot == 0:
+            member.boot = rumor.boot
+        elif rumor.boot != member.boot:
+            if rumor.boot not in member.retired and rumor.state == State.ALIVE:
+                # another boot of a member we know: learn the truth from the member itself
+                self._probe_out_of_turn(member, now)
+            return
+        news = False
+        if overrides(rumor, member):
+            member.incarnation, member.state = rumor.incarnation, rumor.state
+            if rumor.state == State.SUSPECT:
+                self._suspects[member.name] = now + self._suspicion()
+            else:
+                self._suspects.pop(member.name, None)
+            if rumor.state in (State.DEAD, State.LEFT):
+                # forgotten with its version: when it comes back, its set is pulled again
+                member.serving, member.pages = frozenset(), {}
+                member.serving_version = member.wanted_version = 0
+                self._wanting.discard(member.name)
+            news = self._dirty = True
+        if rumor.serving_version > member.wanted_version:
+            member.wanted_version = rumor.serving_version
+            if rumor.delta is not None and member.serving_version == rumor.serving_version - 1:
+                added, removed = rumor.delta
+                member.serving = (member.serving - removed) | added
+                member.serving_version = rumor.serving_version
+            else:
+                self._wanting.add(member.name)
+                self._pull_check_at = now
+            news = self._dirty = True
+        if news and spread:
+            delta = rumor.delta if member.serving_version == rumor.serving_version else None
+            self._rumors.push(member.rumor(delta), self._transmits())
+
+    def _about_me(self, rumor: Rumor, source: str | None, now: float) -> None:
+        if rumor.boot != self.boot or self._left:
+            return
+        if rumor.state != State.ALIVE and rumor.incarnation >= self.incarnation:
+            self.incarnation = rumor.incarnation + 1
+            mine = self._self_rumor()
+            self._rumors.push(mine, self._transmits())
+            if source is not None:
+                self._send(source, Kind.GOSSIP, first=mine)
+
+    def _tell(self, member: Member, now: float) -> None:
+        """Lifeguard's buddy notice: a member we suspect (or think dead) hears it from us."""
+        if now < member.told_at + self.timers.probe_interval:
+            return
+        member.told_at = now
+        self._send(member.name, Kind.GOSSIP, first=member.rumor())
+
+    # -- probing ---------------------------------------------------------------------------
+    def _probe_step(self, now: float) -> None:
+        probe = self._probe
+        timed_out = probe is not None and now >= probe.sent + self.timers.probe_timeout
+        if probe is not None and timed_out and not probe.indirect:
+            probe.indirect = True
+            if not self._acked(probe):
+                target = self.members.get(probe.target)
+                if target is not None and target.state in (State.ALIVE, State.SUSPECT):
+                    pending = self._pending[probe.token]
+                    relays = self._pick(self.timers.indirect_checks, exclude=(probe.target,))
+                    pending.peers = pending.peers | frozenset(relays)
+                    for name in relays:
+                        self._send(name, Kind.PING_REQ, token=probe.token, target=probe.target)
+        if now < self._next_probe:
+            return
+        if probe is not None:
+            self._conclude(probe, now)
+        self._probe = None
+        self._next_probe = max(self._next_probe + self.timers.probe_interval, now)
+        target_name = self._next_target()
+        if target_name is None:
+            return
+        token = self._nonce("probe", target_name, now, 2 * self.timers.probe_interval)
+        self._pending[token].target = target_name
+        self._probe = _Probe(target_name, token, now)
+        self._send(target_name, Kind.PING, token=token)
+
+    def _acked(self, probe: _Probe) -> bool:
+        pending = self._pending.get(probe.token)
+        return pending is not None and pending.acked
+
+    def _conclude(self, probe: _Probe, now: float) -> None:
+        member = self.members.get(probe.target)
+        if member is None or self._acked(probe) or member.state != State.ALIVE:
+            return
+        member.state, self._dirty = State.SUSPECT, True
+        self._suspects[member.name] = now + self._suspicion()
+        rumor = member.rumor()
+        self._rumors.push(rumor, self._transmits())
+        self._tell(member, now)
+
+    def _next_target(self) -> str | None:
+        for _ in range(2):
+            while self._order:
+                name = self._order.pop()
+                member = self.members.get(name)
+                if member is not None and member.state != State.LEFT:
+                    return name
+            self._order = sorted(self.members)
+            self.rng.shuffle(self._order)
+        return None
+
+    def _probe_out_of_turn(self, member: Member, now: float) -> None:
+        if now < member.challenged_at + self.timers.request_timeout:
+            return
+        member.challenged_at = now
+        token = self._nonce("probe", member.name, now, self.timers.request_timeout)
+        self._send(member.name, Kind.PING, token=token, rumors=False)
+
+    def _pick(self, count: int, exclude: Iterable[str]) -> list[str]:
+        """Up to ``count`` distinct random members alive and verified here (sampled with a
+        bounded number of tries, not by scanning the table)."""
+        if not self.members or count <= 0:
+            return []
+        skip = set(exclude)
+        names = self._names()
+        out: list[str] = []
+        for _ in range(4 * count + 8):
+            name = names[self.rng.randrange(len(names))]
+            member = self.members[name]
+            if name in skip or member.state != State.ALIVE or not member.verified:
+                continue
+            out.append(name)
+            skip.add(name)
+            if len(out) == count:
+                break
+        return out
+
+    def _names(self) -> list[str]:
+        if len(self._name_list) != len(self.members):
+            self._name_list = sorted(self.members)
+        return self._name_list
+
+    # -- sending ---------------------------------------------------------------------------
+    def _nonce(self, purpose: str, peer: str, now: float, lifetime: float | None = None) -> int:
+        token = self.rng.getrandbits(64) or 1
+        expires = now + (self.timers.request_timeout if lifetime is None else lifetime)
+        self._pending[token] = _Pending(purpose, frozenset({peer}), expires)
+        return token
+
+    def _send(
+        self,
+        to: str,
+        kind: Kind,
+        *,
+        token: int = 0,
+        rumors: bool = True,
+        first: Rumor | None = None,
+        **body: object,
+    ) -> None:
+        self._sequence += 1
+        head = Datagram(kind, self.node, self.boot, self._sequence, self.incarnation, token,
+                        serving_version=self._serving_version, **body)  # type: ignore[arg-type]
+        data = encode(head, self.config.key, to)
+        if rumors or first is not None:
+            budget = MTU_PAYLOAD - len(data)
+            notice = first
+            member = self.members.get(to)
+            if notice is None and member is not None and member.state in (
+                State.SUSPECT, State.DEAD
+            ):
+                notice = member.rumor()
+            taken = self._rumors.take(budget, notice) if rumors else (first,)
+            if taken and taken[0] is not None:
+                data = encode(_with_rumors(head, taken), self.config.key, to)  # type: ignore[arg-type]
+        self._outbox.append((to, data))
+
+    # -- this node's own record --------------------------------------------------------------
+    def _self_rumor(self, delta: tuple[frozenset[str], frozenset[str]] | None = None) -> Rumor:
+        state = State.LEFT if self._left else State.ALIVE
+        return Rumor(self.node, self.boot, self.incarnation, state, self._serving_version, delta)
+
+    def _declare(self) -> None:
+        """Publish the serving set: nothing before the start-up wait is over (this node cannot
+        own anything yet, and the current owners must not let go before it can take over)."""
+        declared = self._serving if self._view.settled else frozenset()
+        if declared == self._declared:
+            return
+        added, removed = declared - self._declared, self._declared - declared
+        self._declared = declared
+        self._serving_version += 1
+        self._dirty = True
+        delta = (added, removed) if len(added) + len(removed) <= MAX_DELTA else None
+        self._rumors.push(self._self_rumor(delta), self._transmits())
+
+    def _suspicion(self) -> float:
+        return self.timers.suspicion_timeout(len(self.members) + 1)
+
+    def _transmits(self) -> int:
+        return self.timers.retransmits(len(self.members) + 1)
+
+    # -- the view --------------------------------------------------------------------------
+    def _compute_view(self, now: float) -> View:
+        alive = {self.node}
+        left = set()
+        serving = {self.node: self._declared}
+        known = True
+        for name, m in self.members.items():
+            if m.state in (State.ALIVE, State.SUSPECT):
+                alive.add(name)
+                serving[name] = m.serving
+            elif m.state == State.LEFT:
+                left.add(name)
+            elif m.state is None:
+                known = False
+        started = self._started is not None
+        if known:
+            self._synced = True
+        # settled early only once every member's state and serving set is known here
+        settled = not self.members or self._view.settled or (started and (
+            (known and not self._wanting)
+            or now >= (self._started or 0.0) + self.timers.settle_after
+        ))
+        voters = len(self.members) + 1 - len(left)
+        quorum = settled and 2 * len(alive) > voters
+        return View(frozenset(alive), frozenset(left), quorum, settled, serving)
 
     def _refresh(self, now: float) -> bool:
+        if not self._dirty and (self._view.settled or self._started is None or (
+            now < self._started + self.timers.settle_after
+        )):
+            return False
+        self._dirty = False
         view = self._compute_view(now)
-        changed = view != self._view
+        if view.settled and not self._view.settled:
+            self._view = view
+            self._declare()
+            view = self._compute_view(now)
+        changed = view != self._view or view.serving != self._view.serving
         self._view = view
         return changed
 
-    def status(self, now: float) -> dict[str, object]:
-        """Plain data: each peer's state and age of its last heartbeat."""
-        peers: dict[str, object] = {}
-        for name, peer in sorted(self._peers.items()):
-            state = "left" if peer.left else "alive" if name in self.view.alive else "dead"
-            age = None if peer.last_heard is None else round(now - peer.last_heard, 3)
-            peers[name] = {
-                "state": state,
-                "last_heard_s": age,
-                "incarnation": peer.incarnation,
-                "serving": sorted(peer.serving) if state == "alive" else [],
-            }
-        return {
-            "node": self.config.node,
-            "alive": sorted(self.view.alive),
-            "quorum": self.view.quorum,
-            "serving": sorted(self._serving),
-            "peers": peers,
-        }
+
+def _with_rumors(head: Datagram, rumors: tuple[Rumor, ...]) -> Datagram:
+    return Datagram(
+        head.kind, head.sender, head.boot, head.sequence, head.incarnation, head.token, rumors,
+        head.serving_version, head.target, head.start, head.total, head.records, head.version,
+        head.addresses,
+    )
+
+
+__all__ = ["MAX_SERVING", "Membership", "Received", "Verdict", "View", "header_size"]
