@@ -16,6 +16,7 @@ import hashlib
 import hmac
 import json
 import os
+import random
 import struct
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -85,6 +86,7 @@ from vipcast.proto.l2.arp import ArpOp, ArpPacket, decode_arp
 from vipcast.proto.l2.errors import L2Error
 from vipcast.proto.l2.ethernet import EthernetFrame, EtherType, decode_frame
 from vipcast.proto.l2.responder import OwnedAddresses, decide, gratuitous_arp, unsolicited_na
+from vipcast.proto.membership import Membership, MembershipConfig
 from vipcast.proto.membership import codec as membership
 
 TESTS = Path(__file__).resolve().parents[1]
@@ -441,22 +443,33 @@ def l2_frame(data: bytes) -> None:
 _KEY = b"fuzz-membership-key"
 
 
+_RECIPIENT = "fuzz-node"
+
+
 def membership_heartbeat(data: bytes) -> None:
-    """Any bytes as a heartbeat datagram; with the first bit set, signed with the right key so
-    the fuzzer gets past the HMAC into the body."""
+    """Any bytes as a membership datagram (name kept from the heartbeat it replaced); with the
+    first bit set, signed with the right key for the recipient so the fuzzer gets past the MAC
+    into the body. A decoded datagram re-encodes to itself; the state machine never raises."""
     if not data:
         return
     datagram = data[1:]
     if data[0] & 1:
-        datagram += hmac.digest(_KEY, datagram, hashlib.sha256)
+        signed = bytes([len(_RECIPIENT)]) + _RECIPIENT.encode() + datagram
+        datagram += hmac.digest(_KEY, signed, hashlib.sha256)[: membership.MAC_SIZE]
     try:
-        heartbeat = membership.decode_heartbeat(datagram, _KEY)
-    except membership.MembershipError:
-        return
-    if heartbeat is None:
-        return
-    again = membership.decode_heartbeat(heartbeat.encode(_KEY), _KEY)
-    assert again == heartbeat, (heartbeat, again)
+        decoded = membership.decode(datagram, _KEY, _RECIPIENT)
+    except membership.WireError:
+        decoded = None
+    if decoded is not None:
+        again = membership.decode(membership.encode(decoded, _KEY, _RECIPIENT), _KEY, _RECIPIENT)
+        assert again == decoded, (decoded, again)
+    node = Membership(
+        MembershipConfig(_RECIPIENT, frozenset({_RECIPIENT, "node-1", "nœud-2"}), _KEY),
+        boot=1, rng=random.Random(0),
+    )
+    node.start(0.0)
+    node.receive(datagram, 0.5)
+    node.tick(1.0)
 
 
 # --------------------------------------------------------------------------- registry
@@ -623,14 +636,16 @@ def _l2_seeds() -> Iterator[bytes]:
 
 
 def _membership_seeds() -> Iterator[bytes]:
-    for heartbeat in (
-        membership.Heartbeat(membership.Kind.ALIVE, "node-1", 1, 1),
-        membership.Heartbeat(
-            membership.Kind.LEAVING, "nœud-2", 2**40, 7, frozenset({"192.0.2.10", "2001:db8::10"})
-        ),
+    rumor = membership.Rumor("node-1", 5, 2, membership.State.SUSPECT, 3,
+                             (frozenset({"192.0.2.10"}), frozenset({"2001:db8::10"})))
+    for datagram in (
+        membership.Datagram(membership.Kind.PING, "node-1", 1, 1, 0, 7),
+        membership.Datagram(membership.Kind.GOSSIP, "nœud-2", 2**40, 7, 1, 0, (rumor,)),
+        membership.Datagram(membership.Kind.SERVING, "node-1", 1, 2, 0, 9, total=2,
+                            version=3, addresses=("192.0.2.10", "2001:db8::10")),
     ):
-        wire = heartbeat.encode(_KEY)
-        yield b"\1" + wire[: -membership.DIGEST_SIZE]
+        wire = membership.encode(datagram, _KEY, _RECIPIENT)
+        yield b"\1" + wire[: -membership.MAC_SIZE]
         yield b"\0" + wire
 
 
@@ -644,6 +659,6 @@ TARGETS: dict[str, Target] = {
     "bfd_packet": Target(bfd_packet_target, _bfd_seeds, ("vipcast.proto.bfd",), max_len=128),
     "l2_frame": Target(l2_frame, _l2_seeds, ("vipcast.proto.l2",), max_len=300),
     "membership_heartbeat": Target(
-        membership_heartbeat, _membership_seeds, ("vipcast.proto.membership.codec",), max_len=400
+        membership_heartbeat, _membership_seeds, ("vipcast.proto.membership",), max_len=1400
     ),
 }
