@@ -80,8 +80,12 @@ def test_allocated_and_announced_conditions(vipcast_crds: Cluster, namespace: st
                 async def settled() -> dict[str, dict[str, dict[str, Any]]] | None:
                     got = {n: await conditions(c, n, namespace)
                            for n in ("web", "taken", "lonely", "starved")}
+                    lonely = got["lonely"].get(ANNOUNCED, {})
+                    # NotAnnounced comes first as "not in any speaker's report yet": wait for
+                    # the speaker's own reason (a loaded machine showed the early one)
                     ready = (got["web"].get(ANNOUNCED, {}).get("status") == "True"
-                             and got["lonely"].get(ANNOUNCED, {}).get("reason") == "NotAnnounced"
+                             and lonely.get("reason") == "NotAnnounced"
+                             and f"{node}:" in lonely.get("message", "")
                              and all(ALLOCATED in v for v in got.values()))
                     return got if ready else None
 

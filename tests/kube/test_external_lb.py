@@ -6,11 +6,13 @@ driver against the local schema-validating AS3 stand-in (tests/providers/as3_ser
 
 from __future__ import annotations
 
+import contextlib
 import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
+from lightkube import ApiError
 from lightkube.generic_resource import create_global_resource
 from lightkube.resources.core_v1 import Node, Secret, Service
 from lightkube.types import PatchType
@@ -20,7 +22,7 @@ from vipcast.sources.kube.provider_status import EXTERNAL_LB, FINALIZER
 
 from .conftest import run
 from .harness.cluster import Cluster
-from .kubetools import client, event_reasons, pool
+from .kubetools import IPAddressPool, client, event_reasons, pool
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "providers"))
 from as3_server import AS3Service
@@ -104,6 +106,12 @@ def test_finalizer_status_conditions_events_and_cleanup(vipcast_crds: Cluster,
             await c.delete(Service, "sig", namespace=namespace)
             await ctl.reconcile()
             await as3.stop()
+            # cluster-scoped objects outlive the test's namespace: every later test's
+            # controller would read them
+            for res, name in ((Provider, f"f5-{namespace}"), (IPAddressPool, f"f5-{namespace}"),
+                              (Node, f"x-{namespace}")):
+                with contextlib.suppress(ApiError):
+                    await c.delete(res, name)
             await c.close()
     run(go(), timeout=120)
 

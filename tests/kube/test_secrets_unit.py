@@ -97,3 +97,16 @@ def test_webhook_allows_a_peer_whose_secret_it_cannot_see() -> None:
     out = review({"request": {"uid": "u", "kind": {"kind": "BGPPeer"}, "operation": "CREATE",
                               "name": "tor", "object": peer}}, {})
     assert out["response"]["allowed"] is True, out
+
+
+def test_a_providers_unreadable_credentials_do_not_stop_allocation() -> None:
+    """vipcast's controller never reads a LoadBalancerProvider's credentials Secret; with the
+    Secret check in the whole-config check, one provider made every controller round give no
+    spec (seen on the shared test cluster: every later test's allocation stopped)."""
+    provider = {"apiVersion": "vipcast.io/v1beta1", "kind": "LoadBalancerProvider",
+                "metadata": {"name": "f5"},
+                "spec": {"driver": "as3", "endpoint": "https://lb",
+                         "credentialsSecret": {"name": "f5", "namespace": "elsewhere"}}}
+    outcome = build_spec({**_objects(_secret({"password": _b64(b"s3cret")})),
+                          "LoadBalancerProvider": [provider]})
+    assert outcome.spec is not None and not outcome.config_stale, outcome.issues

@@ -85,8 +85,6 @@ def test_octavia_with_secret_and_explicit_class() -> None:
      "LoadBalancerProvider/p:spec.options.addressPools[0]: unknown pool 'nope'"),
     ("spec: {driver: as3, endpoint: 'https://lb', options: {addressPools: [general]}}",
      "pool general must have autoAssign: false"),
-    ("spec: {driver: as3, endpoint: 'https://lb', credentialsSecret: {name: missing}}",
-     "spec.credentialsSecret: Secret default/missing with key 'password' not found"),
     ("spec: {driver: octavia, endpoint: 'http://127.0.0.1:9876'}",
      "spec.options: the octavia driver needs vipSubnetId or vipNetworkId"),
     ("spec: {driver: as3, endpoint: 'https://lb', options: {colour: red}}",
@@ -115,3 +113,20 @@ def test_two_providers_cannot_serve_one_class_or_share_a_pool() -> None:
     assert any("LoadBalancerProvider/b:spec.loadBalancerClass: class x.io/lb is also served by "
                "LoadBalancerProvider a" in m for m in found), found
     assert any("pool appliance is also used by LoadBalancerProvider a" in m for m in found)
+
+
+def test_a_missing_credentials_secret_stops_that_provider_not_the_config() -> None:
+    """Issue 16's rule for Secrets: vipcast's controller and speakers never read a provider's
+    credentials, so a missing one must not invalidate the whole config (it stopped every
+    allocation in a cluster); the provider's own controller and `providers sync` report it."""
+    from vipcast.spec import load_documents
+    from vipcast.spec.checks import credential_problems
+
+    doc = {"apiVersion": "vipcast.io/v1beta1", "kind": "LoadBalancerProvider",
+           "metadata": {"name": "p"},
+           "spec": {"driver": "as3", "endpoint": "https://lb",
+                    "credentialsSecret": {"name": "missing"}}}
+    spec = load_documents([("cfg.yaml", doc)])
+    found = [str(i) for i in credential_problems(spec)]
+    assert any("spec.credentialsSecret: Secret default/missing with key 'password' not found"
+               in m for m in found), found

@@ -33,6 +33,7 @@ from vipcast.sources.kube.provider_status import (
 from vipcast.sources.kube.snapshot import documents
 from vipcast.sources.kube.status import EventRecorder
 from vipcast.spec import Service, SpecError, load_documents
+from vipcast.spec.checks import credential_problems
 
 log = logging.getLogger(__name__)
 
@@ -78,7 +79,12 @@ class ProviderController:
                                        f"{svc.spec.load_balancer_class}: finalizer removed; "
                                        "an external load balancer may be left behind")
                 result.released.append(svc.key)
+        unusable = {i.name for i in credential_problems(spec)}
+        for issue in credential_problems(spec):
+            log.warning("external load balancers: %s", issue)
         for provider in spec.providers:
+            if provider.name in unusable:
+                continue  # its credentials Secret is missing: this provider only waits
             cls = provider.load_balancer_class
             mine = [s for s in spec.services if s.spec.type == "LoadBalancer"
                     and s.spec.load_balancer_class == cls]

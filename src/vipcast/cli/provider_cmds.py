@@ -24,9 +24,13 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Ensure every provider's load balancers match the Services; delete the unwanted."""
         from vipcast.app.providers import sync_providers
+        from vipcast.spec.checks import credential_problems
 
         try:
             spec = load_paths(config)
+            problems = credential_problems(spec)  # not in the whole-config check (Secrets)
+            if problems:
+                raise SpecError(problems)
         except SpecError as exc:
             for issue in exc.issues:
                 typer.echo(str(issue), err=True)

@@ -197,12 +197,6 @@ def _providers(spec: Spec) -> Iterator[Issue]:
             yield _issue(spec, kind, name, "spec.loadBalancerClass",
                          f"class {cls} is also served by LoadBalancerProvider {classes[cls]}")
         classes.setdefault(cls, name)
-        ref = prov.spec.credentials_secret
-        if ref and spec.secret_value(ref.name, ref.namespace, ref.key) is None:
-            yield _issue(
-                spec, kind, name, "spec.credentialsSecret",
-                f"Secret {ref.namespace or 'default'}/{ref.name} with key {ref.key!r} not found",
-            )
         for i, pool_name in enumerate(prov.spec.options.address_pools):
             field = f"spec.options.addressPools[{i}]"
             pool = spec.pool(pool_name)
@@ -233,4 +227,20 @@ def password_problems(spec: Spec) -> list[Issue]:
         problem = spec.password_problem(peer)
         if problem is not None:
             out.append(_issue(spec, "BGPPeer", peer.name, "spec.passwordSecret", problem))
+    return out
+
+
+def credential_problems(spec: Spec) -> list[Issue]:
+    """LoadBalancerProviders whose ``credentialsSecret`` gives no value. Not part of
+    :func:`check_all`, like :func:`password_problems`: a missing Secret stops only that
+    provider (its controller reports it), never the whole config -- and vipcast's own
+    controller and speakers never read these Secrets at all."""
+    out = []
+    for prov in spec.providers:
+        ref = prov.spec.credentials_secret
+        if ref and spec.secret_value(ref.name, ref.namespace, ref.key) is None:
+            out.append(_issue(
+                spec, "LoadBalancerProvider", prov.name, "spec.credentialsSecret",
+                f"Secret {ref.namespace or 'default'}/{ref.name} with key {ref.key!r} not found",
+            ))
     return out
