@@ -236,11 +236,16 @@ def test_nack_keeps_the_last_good_configuration(lab: GatewayLab) -> None:
     st = lab.wait(lambda s: "RouteConfiguration" in s.get("nacked", {}), what="NACK reported")
     assert not st["in_sync"] and st["nacks"] >= 1
     assert st["envoy"]["ready"]
+    programmed = next(c for c in st["gateways"][0]["conditions"] if c["type"] == "Programmed")
+    assert (programmed["status"], programmed["reason"]) == ("False", "Invalid")
+    assert "refused by the proxy" in programmed["message"]
     for _ in range(5):  # still the last good routes
         assert lab.get_json("/")["backend"] == "p0"
     lab.apply(good)
     st = lab.status()
     assert st["nacked"] == {} and st["in_sync"]
+    programmed = next(c for c in st["gateways"][0]["conditions"] if c["type"] == "Programmed")
+    assert programmed["status"] == "True"
 
 
 def test_endpoint_churn_and_weight_changes_are_hitless(lab: GatewayLab) -> None:

@@ -295,3 +295,16 @@ def test_explain_route_says_where_it_ranks_or_why_not() -> None:
     accepted = condition(out.parents[0].conditions, "Accepted")
     assert accepted is not None and accepted.reason == "NoMatchingListenerHostname"
     assert explain_route(t, "default/nope") is None
+
+
+def test_a_proxy_refusal_makes_gateways_not_programmed() -> None:
+    from vipcast.core.gateway.model import with_refusal
+
+    t = _t(gateway())
+    assert with_refusal(t.gateways, {}) == t.gateways
+    [gw] = with_refusal(t.gateways, {"RouteConfiguration": "invalid regex"})
+    prog = condition(gw.conditions, "Programmed")
+    assert prog is not None and (prog.status, prog.reason) == ("False", "Invalid")
+    assert "RouteConfiguration refused by the proxy: invalid regex" in prog.message
+    assert condition(gw.conditions, "Accepted") == condition(t.gateways[0].conditions,
+                                                             "Accepted")

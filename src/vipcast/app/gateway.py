@@ -27,6 +27,7 @@ from prometheus_client.registry import CollectorRegistry
 from vipcast.app.agent import issues_table
 from vipcast.app.envoy_gateway import EnvoyGateway, GatewaySettings
 from vipcast.core.gateway import Translation, translate
+from vipcast.core.gateway.model import with_refusal
 from vipcast.dataplane.envoy import ProxyOptions
 from vipcast.obs.gateway_metrics import register_gateway_metrics
 from vipcast.obs.status_server import StatusServer
@@ -81,6 +82,10 @@ class StandaloneGateway:
         doc: dict[str, Any] = {"node": self.options.node, **self.gateway.status(),
                                "reloads": self.reloads, "config_error": self.last_error}
         doc.update(self._values)
+        refused = {t: info["message"] for t, info in doc.get("nacked", {}).items()}
+        if refused and self.translation is not None:  # Envoy's refusal, in Gateway status
+            gateways = with_refusal(self.translation.gateways, refused)
+            doc["gateways"] = [asdict(g) for g in gateways]
         return doc
 
     def _changed(self) -> None:

@@ -254,3 +254,22 @@ def model_bytes(value: object) -> bytes:
     """Canonical bytes of a model or status value (equal values, equal bytes)."""
     assert dataclasses.is_dataclass(value) and not isinstance(value, type)
     return json.dumps(dataclasses.asdict(value), sort_keys=True, separators=(",", ":")).encode()
+
+
+def with_refusal(gateways: tuple[GatewayStatus, ...],
+                 refused: dict[str, str]) -> tuple[GatewayStatus, ...]:
+    """The Gateway statuses with what the proxy refused (xDS type -> Envoy's message) folded
+    in: ``Programmed`` False, reason ``Invalid``, naming the refusal — the proxy keeps serving
+    its last good configuration meanwhile. No refusal: the statuses unchanged."""
+    if not refused:
+        return gateways
+    text = "; ".join(f"{t} refused by the proxy: {m}" for t, m in sorted(refused.items()))
+    out = []
+    for gw in gateways:
+        conds = tuple(
+            Condition("Programmed", "False", "Invalid",
+                      f"{text} (the last good configuration keeps serving)")
+            if c.type == "Programmed" and c.status == "True" else c
+            for c in gw.conditions)
+        out.append(dataclasses.replace(gw, conditions=conds))
+    return tuple(out)
