@@ -22,7 +22,8 @@ class AS3Harness:
     def desired(self, name: str, members: Sequence[Member], ports: Sequence[int] = (80,),
                 vip_octet: int = 10) -> DesiredLB:
         listeners = tuple(
-            Listener("TCP", p, tuple(sorted(members)), MONITOR, (), "none", "ROUND_ROBIN",
+            Listener("TCP", p, tuple(sorted(members)), MONITOR, ("192.0.2.0/24",), "none",
+                     "ROUND_ROBIN",
                      f"default/{name}") for p in ports)
         return DesiredLB(name, (f"default/{name}",), f"198.51.100.{vip_octet}", listeners)
 

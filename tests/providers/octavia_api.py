@@ -131,8 +131,17 @@ class OctaviaAPI:
                         "provisioning_status='PENDING_CREATE'", (name,)).rowcount:
                     self.error_at_create[name] = left - 1
             for table in pending:
-                # as Octavia's worker does: a deleted LB row stays (DELETED), children go
+                # as Octavia's worker does: a deleted LB row stays (DELETED), its children
+                # (a cascade delete marks only the LB) and deleted children's rows go
                 if table == "load_balancer":
+                    gone = "SELECT id FROM load_balancer WHERE provisioning_status=" \
+                        "'PENDING_DELETE'"
+                    pools = f"SELECT id FROM pool WHERE load_balancer_id IN ({gone})"
+                    for child, column, ids in (("member", "pool_id", pools),
+                                               ("health_monitor", "pool_id", pools),
+                                               ("listener", "load_balancer_id", gone),
+                                               ("pool", "load_balancer_id", gone)):
+                        db.execute(f"DELETE FROM {child} WHERE {column} IN ({ids})")
                     db.execute("UPDATE load_balancer SET provisioning_status='DELETED' "
                                "WHERE provisioning_status='PENDING_DELETE'")
                 else:

@@ -37,8 +37,9 @@ def test_declarations_validate_and_the_task_is_polled() -> None:
         assert isinstance(outcome, Applied) and outcome.changes == 1
         assert len(service.declarations) == 1 and not service.invalid
         app = service.tenants["vipcast_lab"]["kube_service_kubernetes_default_web"]
-        assert app["vs-tcp-80"] == {"class": "Service_TCP", "virtualAddresses": ["198.51.100.10"],
-                                    "virtualPort": 80, "pool": "pool-tcp-80"}
+        assert app["vs-tcp-80"] == {
+            "class": "Service_TCP", "virtualAddresses": [["198.51.100.10", "192.0.2.0/24"]],
+            "virtualPort": 80, "pool": "pool-tcp-80"}  # accept only from the source range
         assert [m["serverAddresses"] for m in app["pool-tcp-443"]["members"]] == [
             ["10.0.0.1"], ["10.0.0.2"]]
         # 1 GET tenant + 1 POST + 4 polls (3 in progress, then the result)

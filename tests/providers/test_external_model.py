@@ -12,6 +12,7 @@ from vipcast.core.external import Capabilities, HealthMonitor, Member, Why, desi
 TCP_ONLY = Capabilities("haproxy", frozenset({"TCP"}))
 NO_EXTRAS = Capabilities("as3", frozenset({"TCP", "UDP"}), proxy_protocol=False,
                          forwarded_for=False, source_ranges=False)
+ONE_RANGE = Capabilities("as3", frozenset({"TCP", "UDP"}), source_range_limit=1)
 PICKS_VIP = Capabilities("octavia", frozenset({"TCP", "UDP", "SCTP"}), assigns_vip=True)
 NODES = [node("n1", "10.0.0.1"), node("n2", "10.0.0.2"), node("n3", "10.0.0.3", ready=False)]
 
@@ -65,6 +66,9 @@ def test_pod_members_are_the_ready_endpoints_on_their_target_port() -> None:
      NO_EXTRAS, Why.CLIENT_ADDRESS, "the as3 driver cannot send the PROXY protocol"),
     (service("web", [(80, "TCP", 30080)], ip="198.51.100.9", ranges=["192.0.2.0/24"]), {},
      NO_EXTRAS, Why.SOURCE_RANGES, "the as3 driver cannot restrict source ranges"),
+    (service("web", [(80, "TCP", 30080)], ip="198.51.100.9",
+             ranges=["192.0.2.0/24", "203.0.113.0/24"]), {}, ONE_RANGE, Why.SOURCE_RANGES,
+     "the as3 driver carries at most 1 source range(s), not 2"),
     (service("dns", [(53, "UDP", 30053)], ip="198.51.100.9"), {"proxyProtocol": True},
      PICKS_VIP, Why.CLIENT_ADDRESS, "port 53/UDP: the client address can only be carried"),
     (service("web", [(80, "TCP", None)], ip="198.51.100.9"), {}, TCP_ONLY, Why.NO_NODE_PORT,

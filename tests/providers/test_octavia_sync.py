@@ -30,6 +30,13 @@ def live(api: OctaviaAPI) -> dict[str, str]:
         "load_balancer.id WHERE provisioning_status != 'DELETED'")}
 
 
+def ports(api: OctaviaAPI, lb: str) -> list[int]:
+    return sorted(int(str(r[0])) for r in api.rows(
+        "SELECT protocol_port FROM listener JOIN load_balancer ON load_balancer.id = "
+        "listener.load_balancer_id WHERE load_balancer.name = ? AND "
+        "load_balancer.provisioning_status != 'DELETED'", lb))
+
+
 def test_shared_load_balancer_lives_until_its_last_service(octavia_api: OctaviaAPI) -> None:
     async def main() -> None:
         nodes = [node("n1", "10.0.0.1"), node("n2", "10.0.0.2")]
@@ -40,14 +47,12 @@ def test_shared_load_balancer_lives_until_its_last_service(octavia_api: OctaviaA
         vip = report.ingress["default/a"][0]
         assert vip and report.ingress["default/b"][0] == vip
         assert set(live(octavia_api)) == {"kube_shared_kubernetes_front"}
-        listeners = octavia_api.rows("SELECT protocol_port FROM listener")
-        assert sorted(int(str(r[0])) for r in listeners) == [80, 443]
+        assert ports(octavia_api, "kube_shared_kubernetes_front") == [80, 443]
         # a goes: the LB stays with b's listener only
         (report,) = await sync_providers(spec_of(provider(octavia_api.url), *nodes, b))
         assert report.deleted == [] and report.applied[0].changes > 0
         octavia_api.settle()
-        assert [int(str(r[0])) for r in octavia_api.rows("SELECT protocol_port FROM listener")
-                ] == [443]
+        assert ports(octavia_api, "kube_shared_kubernetes_front") == [443]
         # b goes: the LB goes
         (report,) = await sync_providers(spec_of(provider(octavia_api.url), *nodes))
         assert [d.name for d in report.deleted] == ["kube_shared_kubernetes_front"]

@@ -134,6 +134,8 @@ class Capabilities:
     proxy_protocol: bool = True
     forwarded_for: bool = True
     source_ranges: bool = True
+    #: at most this many source ranges per listener (None: any number)
+    source_range_limit: int | None = None
     #: the product picks a VIP when none is given (Octavia); else an address is required
     assigns_vip: bool = False
 
@@ -233,6 +235,10 @@ def _listeners(
     if ranges and not caps.source_ranges:
         return [], Refusal(key, Why.SOURCE_RANGES,
                            f"the {caps.driver} driver cannot restrict source ranges")
+    if caps.source_range_limit is not None and len(ranges) > caps.source_range_limit:
+        return [], Refusal(key, Why.SOURCE_RANGES,
+                           f"the {caps.driver} driver carries at most "
+                           f"{caps.source_range_limit} source range(s), not {len(ranges)}")
     if not service.spec.ports:
         return [], Refusal(key, Why.NO_PORTS, "the Service has no ports")
     hc = opts.health_check

@@ -62,9 +62,11 @@ def application(lb: DesiredLB) -> JSON:
                 vipcast_algorithm=listener.algorithm,
             ),
         }
+        # a source range: the [destination, accept-from] pair AS3 documents
+        address: Any = [lb.vip, listener.allowed_cidrs[0]] if listener.allowed_cidrs else lb.vip
         app[f"vs-{suffix}"] = {
             "class": _CLASS[listener.protocol],
-            "virtualAddresses": [lb.vip],
+            "virtualAddresses": [address],
             "virtualPort": listener.port,
             "pool": f"pool-{suffix}",
         }
@@ -107,10 +109,11 @@ def load_balancer(name: str, app: Mapping[str, Any]) -> DesiredLB:
         members = tuple(sorted(
             Member(addr, m["servicePort"], m.get("remark", ""), m.get("ratio", 1))
             for m in pool.get("members", ()) for addr in m.get("serverAddresses", ())))
-        vip = vs["virtualAddresses"][0]
+        address = vs["virtualAddresses"][0]
+        vip, cidrs = (address[0], (address[1],)) if isinstance(address, list) else (address, ())
         listeners.append(Listener(
             _PROTOCOL[vs["class"]], vs["virtualPort"], members,
-            HealthMonitor(kind, port, path, interval, timeout, rise, fall), (), "none",
+            HealthMonitor(kind, port, path, interval, timeout, rise, fall), cidrs, "none",
             meta.get("vipcast_algorithm", {}).get("value", "ROUND_ROBIN"),
             meta.get("vipcast_service", {}).get("value", ""),
         ))

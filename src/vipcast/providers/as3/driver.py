@@ -19,8 +19,9 @@ from vipcast.core.external import Capabilities, DesiredLB
 from vipcast.providers.as3.declaration import application, applications, declaration, load_balancer
 from vipcast.providers.port import Applied, Failure, Outcome, Retry
 
+#: one source range per listener: AS3's ``virtualAddresses: [[VIP, accept-from-CIDR]]``
 CAPABILITIES = Capabilities("as3", frozenset({"TCP", "UDP"}), proxy_protocol=False,
-                            forwarded_for=False, source_ranges=False)
+                            forwarded_for=False, source_ranges=True, source_range_limit=1)
 DECLARE = "/mgmt/shared/appsvcs/declare"
 TASK = "/mgmt/shared/appsvcs/task"
 

@@ -127,8 +127,9 @@ class OctaviaDriver:
         raise _Requeue(Retry(Failure.BUSY, "load balancer stayed immutable (409)", 5.0))
 
     async def _find(self, name: str) -> Any | None:
+        # a load balancer being deleted is gone already (a new one may take its name)
         found = [lb for lb in await self._call(lambda: list(self.lb.load_balancers(name=name)))
-                 if lb.provisioning_status != "DELETED"]
+                 if lb.provisioning_status not in ("DELETED", "PENDING_DELETE")]
         found.sort(key=lambda lb: str(lb.created_at))
         return found[0] if found else None
 
