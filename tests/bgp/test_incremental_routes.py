@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from test_proto_packing import decode_all, outbound
@@ -69,3 +70,29 @@ def test_route_changes_are_the_difference_of_the_tables(
             else:
                 table[prefix] = attrs
         assert table == after.get(peer, {})
+
+
+def test_the_speaker_diffs_a_plan_against_the_last(monkeypatch: pytest.MonkeyPatch) -> None:
+    """After the first plan, a plan that keeps most routes as the same objects is applied as a
+    difference (the whole table is not rebuilt), and the tables end up as a rebuild's."""
+    import asyncio
+
+    from vipcast.core.desired import NodePlan
+    from vipcast.runtime import bgp_speaker
+
+    whole = []
+    real = bgp_speaker.routes_by_peer
+    monkeypatch.setattr(bgp_speaker, "routes_by_peer",
+                        lambda routes: whole.append(1) or real(routes))
+    first = tuple(BGPRoute(p, ("a",)) for p in PREFIXES[:8])
+    second = (*first[:5], BGPRoute(PREFIXES[9], ("a", "b")))
+
+    async def scenario() -> None:
+        speaker = bgp_speaker.Speaker()
+        await speaker.apply(NodePlan(node="n", bgp=first))
+        await speaker.apply(NodePlan(node="n", bgp=second))
+        await speaker.apply(NodePlan(node="n", bgp=second[1:]))
+        assert len(whole) == 1
+        assert speaker._routes == {p: dict(t) for p, t in real(second[1:]).items()}
+
+    asyncio.run(scenario())

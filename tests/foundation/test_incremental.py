@@ -1,15 +1,18 @@
-"""The incremental node planner against the whole computation, on random changes."""
+"""The incremental assembly and node planner against the whole computation, on random
+changes."""
 
 from __future__ import annotations
 
 import random
 from typing import Any
 
+import pytest
+
 from vipcast.core.incremental import NodePlanner
 from vipcast.core.pipeline import NodeIdentity, Snapshot, snapshot
 from vipcast.core.plan import plan_for_spec
-from vipcast.spec import Spec, validate_documents
-from vipcast.spec.load import Validated, assemble
+from vipcast.spec import Spec, SpecError, validate_documents
+from vipcast.spec.load import Assembler, Validated, assemble
 
 V = "vipcast.io/v1beta1"
 BASE: list[dict[str, Any]] = [
@@ -71,6 +74,7 @@ def test_incremental_plans_equal_whole_plans() -> None:
             docs = service(f"s{i}", rng, fresh)
             files[f"s{i}"] = validate_documents((f"s{i}.yaml", d) for d in docs)
         planner = NodePlanner()
+        assembler = Assembler()
         node = rng.choice(["n0", "n1", "n2"])
         identity = NodeIdentity(node)
         last: Snapshot | None = None
@@ -89,10 +93,16 @@ def test_incremental_plans_equal_whole_plans() -> None:
                     name = rng.choice(sorted(files))
                     files[name] = validate_documents(
                         (f"{name}.yaml", d) for d in service(name, rng, fresh))
+            parts = [base, *(files[k] for k in sorted(files))]
             try:
-                spec: Spec = assemble([base, *files.values()])
-            except Exception:  # two Services asking for one address: refused by the checks
+                spec: Spec = assemble(parts)
+            except SpecError:  # two Services asking for one address: refused by the checks
+                with pytest.raises(SpecError):
+                    assembler(parts)
                 continue
+            assembled = assembler(parts)
+            assert assembled == spec and assembled.origins == spec.origins
+            spec = assembled  # as the file source hands it on
             before = planner.incremental
             got = planner(spec, node)
             assert got == plan_for_spec(spec, node)

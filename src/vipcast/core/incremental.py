@@ -268,7 +268,11 @@ class NodePlanner:
                 l2.append(own)
             elif not set(own.services) <= changed:
                 return None
-        nat = [r for r in old.nat if r.service not in changed]
+        nat = list(old.nat)
+        for key in changed:  # each Service's rules are one block, in key order
+            start = bisect.bisect_left(nat, key, key=lambda r: r.service)
+            end = bisect.bisect_right(nat, key, lo=start, key=lambda r: r.service)
+            del nat[start:end]
         vips = [ip for ip in old.local_vips if ip not in gone_ips]
         mine = {k: v for k, v in assigned.items() if v}
         if mine:
@@ -278,9 +282,9 @@ class NodePlanner:
                 endpoint_slices=tuple(s for k in sorted(mine) for s in slices.get(k, ())),
             )
             part = plan_node(part_spec, mine, last.node)
-            prefixes = {r.prefix for r in bgp}
             for route in part.bgp:
-                if route.prefix in prefixes:
+                at = bisect.bisect_left(bgp, route.prefix, key=lambda r: r.prefix)
+                if at < len(bgp) and bgp[at].prefix == route.prefix:
                     return None  # aggregated with another Service's route
                 bisect.insort(bgp, route, key=_route_key)
             for own in part.l2:

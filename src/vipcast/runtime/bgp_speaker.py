@@ -239,8 +239,8 @@ class Speaker:
         the very same objects are looked at (a health flip touches a few of 10,000)."""
         last, self._applied = self._applied, plan.bgp
         if last is None or self._set_directly:
-            self._set_directly = False
             self.set_routes(routes_by_peer(plan.bgp))
+            self._set_directly = False  # what set_routes set: from the plan, diffable next time
             return
         if last is plan.bgp:
             return

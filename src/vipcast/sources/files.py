@@ -31,7 +31,8 @@ from pathlib import Path
 
 import yaml
 
-from vipcast.spec import Issue, Spec, SpecError, Validated, assemble, validate_documents
+from vipcast.spec import Issue, Spec, SpecError, Validated, validate_documents
+from vipcast.spec.load import Assembler
 
 log = logging.getLogger(__name__)
 
@@ -123,6 +124,7 @@ class ObjectFiles:
     def __init__(self, paths: Sequence[Path]) -> None:
         self.paths = tuple(paths)
         self._cache: dict[str, _Cached] = {}
+        self._assemble = Assembler()
         #: the stamps of the files the last :meth:`load` saw (refused or not)
         self.stamps: dict[str, Stamp] = {}
         #: how many files the last load read and parsed (the others came from the cache)
@@ -174,7 +176,7 @@ class ObjectFiles:
         self.stamps = seen
         if issues:
             raise SpecError([*issues, *(i for p in parts for i in p.issues)])
-        return assemble(parts)
+        return self._assemble(parts)
 
 
 async def watch(

@@ -19,6 +19,7 @@ import ipaddress
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from functools import cached_property
+from itertools import chain
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
@@ -251,6 +252,14 @@ class Validated:
     issues: tuple[Issue, ...] = ()
 
     @cached_property
+    def by_kind(self) -> dict[str, tuple[BaseModel, ...]]:
+        """The objects by kind, in order (this part's share of each Spec field)."""
+        grouped: dict[str, list[BaseModel]] = {}
+        for _ident, kind, _source, obj in self.keyed:
+            grouped.setdefault(kind, []).append(obj)
+        return {k: tuple(v) for k, v in grouped.items()}
+
+    @cached_property
     def keyed(self) -> tuple[tuple[str, str, str, BaseModel], ...]:
         """(``Kind/key``, kind, source, object) of each object: computed once per part, so a
         source that keeps its parts assembles unchanged ones without looking into them."""
@@ -287,6 +296,37 @@ def validate_documents(docs: Iterable[tuple[str, object]]) -> Validated:
     return Validated(tuple(objects), tuple(issues))
 
 
+#: kind -> the Spec field holding its objects
+SPEC_FIELDS: dict[str, str] = {
+    "IPAddressPool": "pools",
+    "BGPPeer": "peers",
+    "BGPAdvertisement": "bgp_advertisements",
+    "L2Advertisement": "l2_advertisements",
+    "BFDProfile": "bfd_profiles",
+    "Community": "communities",
+    "LoadBalancerProvider": "providers",
+    "Service": "services",
+    "EndpointSlice": "endpoint_slices",
+    "Node": "nodes",
+    "Namespace": "namespaces",
+    "Secret": "secrets",
+    "GatewayClass": "gateway_classes",
+    "Gateway": "gateways",
+    "HTTPRoute": "http_routes",
+    "ReferenceGrant": "reference_grants",
+    "Ingress": "ingresses",
+}
+
+
+def _spec_of(parts: Sequence[Validated], origins: dict[str, str]) -> Spec:
+    """The Spec of parts without issues or duplicates: each kind's objects, part by part."""
+    fields: dict[str, Any] = {
+        name: tuple(chain.from_iterable(p.by_kind.get(kind, ()) for p in parts))
+        for kind, name in SPEC_FIELDS.items()
+    }
+    return Spec(**fields, origins=origins)
+
+
 def assemble(parts: Iterable[Validated]) -> Spec:
     """One Spec from validated parts (in order): duplicates refused, cross-checked; or
     SpecError with every issue of every part."""
@@ -305,30 +345,55 @@ def assemble(parts: Iterable[Validated]) -> Spec:
                 continue
             origins[ident] = source
             by_kind[kind].append(obj)
-    spec = Spec(
-        pools=tuple(by_kind["IPAddressPool"]),
-        peers=tuple(by_kind["BGPPeer"]),
-        bgp_advertisements=tuple(by_kind["BGPAdvertisement"]),
-        l2_advertisements=tuple(by_kind["L2Advertisement"]),
-        bfd_profiles=tuple(by_kind["BFDProfile"]),
-        communities=tuple(by_kind["Community"]),
-        providers=tuple(by_kind["LoadBalancerProvider"]),
-        services=tuple(by_kind["Service"]),
-        endpoint_slices=tuple(by_kind["EndpointSlice"]),
-        nodes=tuple(by_kind["Node"]),
-        namespaces=tuple(by_kind["Namespace"]),
-        secrets=tuple(by_kind["Secret"]),
-        gateway_classes=tuple(by_kind["GatewayClass"]),
-        gateways=tuple(by_kind["Gateway"]),
-        http_routes=tuple(by_kind["HTTPRoute"]),
-        reference_grants=tuple(by_kind["ReferenceGrant"]),
-        ingresses=tuple(by_kind["Ingress"]),
-        origins=origins,
-    )
+    spec = Spec(**{name: tuple(by_kind[kind]) for kind, name in SPEC_FIELDS.items()},
+                origins=origins)
     issues.extend(cross_check(spec))
     if issues:
         raise SpecError(issues)
     return spec
+
+
+class Assembler:
+    """:func:`assemble` with memory: when the parts are the last ones (the same objects) with
+    some added or removed, only those are looked into; the result is the same."""
+
+    def __init__(self) -> None:
+        self._last: tuple[tuple[Validated, ...], Spec] | None = None
+
+    def __call__(self, parts: Sequence[Validated]) -> Spec:
+        last = self._last
+        if last is not None and not any(p.issues for p in parts):
+            spec = self._changed(last, tuple(parts))
+            if spec is not None:
+                self._last = (tuple(parts), spec)
+                return spec
+        spec = assemble(parts)
+        self._last = (tuple(parts), spec)
+        return spec
+
+    @staticmethod
+    def _changed(last: tuple[tuple[Validated, ...], Spec], parts: tuple[Validated, ...]
+                 ) -> Spec | None:
+        old_parts, old_spec = last
+        if parts == old_parts or (all(a is b for a, b in zip(parts, old_parts, strict=False)
+                                     ) and len(parts) == len(old_parts)):
+            return old_spec
+        old_ids, new_ids = {id(p) for p in old_parts}, {id(p) for p in parts}
+        origins = dict(old_spec.origins)
+        for part in old_parts:
+            if id(part) not in new_ids:
+                for ident, _kind, _source, _obj in part.keyed:
+                    origins.pop(ident, None)
+        for part in parts:
+            if id(part) not in old_ids:
+                for ident, _kind, source, _obj in part.keyed:
+                    if ident in origins:
+                        return None  # a duplicate: the whole assembly reports it
+                    origins[ident] = source
+        spec = _spec_of(parts, origins)
+        if cross_check(spec):
+            return None  # the whole assembly raises with every issue
+        return spec
 
 
 def load_documents(docs: Iterable[tuple[str, object]]) -> Spec:
