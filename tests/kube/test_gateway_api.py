@@ -27,10 +27,10 @@ GW = "/apis/gateway.networking.k8s.io/v1"
 
 
 @pytest.fixture(scope="module")
-def gateway_api(kube_cluster: Cluster) -> Cluster:
+def gateway_api(vipcast_crds: Cluster) -> Cluster:
     crds = [yaml.safe_load(p.read_text()) for p in sorted(CRDS.glob("*.yaml"))]
-    kube_cluster.apply_crds(crds)
-    return kube_cluster
+    vipcast_crds.apply_crds(crds)
+    return vipcast_crds
 
 
 def _post(cluster: Cluster, path: str, obj: dict[str, Any]) -> dict[str, Any]:
@@ -138,3 +138,68 @@ def test_webhook_denies_what_vipcast_cannot_serve() -> None:
     assert "conflicting listener" in answer["status"]["message"]
     fine = {**route, "spec": {"rules": [{"backendRefs": [{"name": "s", "port": 80}]}]}}
     assert review(_admission("HTTPRoute", fine), {})["response"]["allowed"]
+
+
+def test_controller_writes_gateway_status(gateway_api: Cluster, namespace: str) -> None:
+    """``vipcast controller --gateway-api``: the leader reads the Gateway API objects and keeps
+    their status; a broken route of one tenant is left out, not the whole config."""
+    import asyncio
+    import contextlib
+
+    from vipcast.app.controller import Controller, ControllerConfig
+    from vipcast.sources.kube.leader import ElectionConfig
+    from vipcast.sources.kube.resources import CONTROLLER_KINDS, GATEWAY_KINDS, NODES
+
+    ns = namespace
+    _post(gateway_api, f"{GW}/gatewayclasses", {
+        "apiVersion": "gateway.networking.k8s.io/v1", "kind": "GatewayClass",
+        "metadata": {"name": f"ctl-{ns}"}, "spec": {"controllerName": "vipcast.io/gateway"}})
+    _post(gateway_api, f"{GW}/namespaces/{ns}/gateways", {
+        "apiVersion": "gateway.networking.k8s.io/v1", "kind": "Gateway",
+        "metadata": {"name": "web", "namespace": ns},
+        "spec": {"gatewayClassName": f"ctl-{ns}",
+                 "addresses": [{"type": "IPAddress", "value": "192.0.2.81"}],
+                 "listeners": [{"name": "http", "port": 80, "protocol": "HTTP",
+                                "hostname": "a.example.com"}]}})
+    _post(gateway_api, f"{GW}/namespaces/{ns}/httproutes", {
+        "apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute",
+        "metadata": {"name": "elsewhere", "namespace": ns},
+        "spec": {"parentRefs": [{"name": "web"}], "hostnames": ["b.example.com"]}})
+    # RE2 has no lookaround: the API server takes it, vipcast leaves this route out
+    _post(gateway_api, f"{GW}/namespaces/{ns}/httproutes", {
+        "apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute",
+        "metadata": {"name": "broken", "namespace": ns},
+        "spec": {"parentRefs": [{"name": "web"}], "rules": [{"matches": [{"path": {
+            "type": "RegularExpression", "value": "/(?=x)"}}]}]}})
+
+    async def go() -> dict[str, Any]:
+        client = make_client(gateway_api.kubeconfig, ns, "vipcast-test")
+        config = ControllerConfig(
+            identity="gw-ctl", gateway_api=True, resync=2, debounce=0.02,
+            election=ElectionConfig(name=f"lease-{ns}", namespace="vipcast-system",
+                                    lease_duration=2, renew_deadline=1.5, retry_period=0.2))
+        # the test API server serves no networking.k8s.io Ingress: every other kind is watched
+        kinds = (*CONTROLLER_KINDS, NODES, *(k for k in GATEWAY_KINDS if k.kind != "Ingress"))
+        ctl = Controller(client, config, kinds=kinds)
+        task = asyncio.create_task(ctl.run())
+        try:
+            for _ in range(300):
+                _, got = gateway_api.request("GET", f"{GW}/namespaces/{ns}/httproutes/elsewhere")
+                if (got.get("status") or {}).get("parents"):
+                    return dict(got)
+                await asyncio.sleep(0.1)
+            raise AssertionError("no status written")
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+            await client.close()
+
+    got = run(go(), timeout=90)
+    reasons = {c["type"]: c["reason"] for c in got["status"]["parents"][0]["conditions"]}
+    assert reasons["Accepted"] == "NoMatchingListenerHostname"
+    _, gw = gateway_api.request("GET", f"{GW}/namespaces/{ns}/gateways/web")
+    assert {c["type"]: c["status"] for c in gw["status"]["conditions"]} == {
+        "Accepted": "True", "Programmed": "True"}
+    _, broken = gateway_api.request("GET", f"{GW}/namespaces/{ns}/httproutes/broken")
+    assert not (broken.get("status") or {}).get("parents")

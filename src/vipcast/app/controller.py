@@ -26,6 +26,7 @@ from prometheus_client.registry import CollectorRegistry
 
 from vipcast.alloc import AllocationResult, Assignment, Reason
 from vipcast.core.allocation import allocate_spec
+from vipcast.core.gateway import translate
 from vipcast.obs.pool_metrics import register_pool_metrics
 from vipcast.obs.status_server import StatusServer
 from vipcast.sources.kube.announcements import fold_reports
@@ -40,11 +41,13 @@ from vipcast.sources.kube.conditions import (
     merged,
     password_condition,
 )
+from vipcast.sources.kube.gateway_status import write_status
 from vipcast.sources.kube.leader import ElectionConfig, LeaderElector
 from vipcast.sources.kube.reflector import Reflector, snapshots
 from vipcast.sources.kube.resources import (
     BGP_PEERS,
     CONTROLLER_KINDS,
+    GATEWAY_KINDS,
     NODE_ANNOUNCEMENTS,
     NODES,
     Watched,
@@ -79,6 +82,9 @@ class ControllerConfig:
     #: Secrets (in the election namespace) that BGPPeers may name in ``passwordSecret``: the
     #: controller only checks they resolve, for the peers' ``PasswordResolved`` condition
     password_secrets: tuple[str, ...] = ()
+    #: also read the Gateway API kinds and Ingresses and write Gateway/HTTPRoute status
+    #: (the Gateway API CRDs must be installed)
+    gateway_api: bool = False
 
 
 @dataclass
@@ -104,6 +110,8 @@ class Controller:
             # Nodes: which speakers' reports still count (a gone or NotReady node's do not)
             kinds = (*CONTROLLER_KINDS, NODES,
                      *secrets(self.config.election.namespace, self.config.password_secrets))
+            if self.config.gateway_api:
+                kinds = (*kinds, *GATEWAY_KINDS)
         self.dirty = asyncio.Event()
         self.reflectors = [
             Reflector(client, w, self.dirty.set, watch_timeout=self.config.watch_timeout)
@@ -186,6 +194,8 @@ class Controller:
         if not outcome.config_stale:
             self.last_good = outcome.config
         await self._peer_password_conditions(outcome.spec)
+        if self.config.gateway_api:
+            await self._gateway_status(outcome.spec, report)
         cls = self.config.load_balancer_class
         # Services of another class (or class-less ones, when a class is configured) are
         # another load balancer's: never allocated, never written
@@ -254,6 +264,15 @@ class Controller:
         self.last_report = report
         await self._emit_batch(later)
         return report
+
+    async def _gateway_status(self, spec: Spec, report: RoundReport) -> None:
+        """Gateway and HTTPRoute status from the translation (the proxy model itself is the
+        speakers' business)."""
+        try:
+            await write_status(self.client, translate(spec, "controller"))
+        except ApiError as exc:
+            report.failed_writes += 1
+            log.warning("gateway status not written: %s", exc)
 
     async def _peer_password_conditions(self, spec: Spec) -> None:
         """Each BGPPeer with a ``passwordSecret`` gets ``vipcast.io/PasswordResolved``: a

@@ -116,6 +116,10 @@ def controller(
     metrics: Annotated[
         str | None, typer.Option("--metrics", help="Serve /metrics and /status on HOST:PORT.")
     ] = None,
+    gateway_api: Annotated[
+        bool, typer.Option(help="Read Gateway API objects and Ingresses, write Gateway and "
+                           "HTTPRoute status (the Gateway API CRDs must be installed).")
+    ] = False,
 ) -> None:
     """Run the controller: allocate Service IPs and write them to Service status (leader only)."""
     import asyncio
@@ -133,7 +137,7 @@ def controller(
                               renew_deadline=lease_duration * 2 / 3,
                               retry_period=max(0.2, lease_duration / 7))
     config = ControllerConfig(election=election, load_balancer_class=load_balancer_class,
-                              password_secrets=_names(password_secrets))
+                              password_secrets=_names(password_secrets), gateway_api=gateway_api)
     if identity is not None:
         config = replace(config, identity=identity)
 

@@ -6,10 +6,11 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from lightkube.generic_resource import create_global_resource
+from lightkube.generic_resource import create_global_resource, create_namespaced_resource
 from lightkube.resources.coordination_v1 import Lease
 from lightkube.resources.core_v1 import Event, Namespace, Node, Secret, Service
 from lightkube.resources.discovery_v1 import EndpointSlice
+from lightkube.resources.networking_v1 import Ingress
 
 from vipcast.sources.kube.crds import KINDS
 from vipcast.spec.objects import API_GROUP, API_VERSION
@@ -55,6 +56,22 @@ NODES = Watched("Node", Node, namespaced=False)
 NAMESPACES = Watched("Namespace", Namespace, namespaced=False)
 
 
+_GW = "gateway.networking.k8s.io"
+#: the Gateway API kinds and Ingress (read when the gateway is enabled: the CRDs must exist)
+GATEWAY_KINDS: tuple[Watched, ...] = (
+    Watched("GatewayClass", create_global_resource(_GW, "v1", "GatewayClass", "gatewayclasses"),
+            namespaced=False, ours=True),
+    Watched("Gateway", create_namespaced_resource(_GW, "v1", "Gateway", "gateways"),
+            namespaced=True, ours=True),
+    Watched("HTTPRoute", create_namespaced_resource(_GW, "v1", "HTTPRoute", "httproutes"),
+            namespaced=True, ours=True),
+    Watched("ReferenceGrant",
+            create_namespaced_resource(_GW, "v1beta1", "ReferenceGrant", "referencegrants"),
+            namespaced=True, ours=True),
+    Watched("Ingress", Ingress, namespaced=True, ours=True),
+)
+
+
 def secrets(namespace: str, names: Iterable[str]) -> tuple[Watched, ...]:
     """BGP passwords: only the named Secrets of vipcast's own namespace are read, one watch
     each (least privilege: the Role lists them in ``resourceNames``)."""
@@ -68,6 +85,7 @@ CONTROLLER_KINDS: tuple[Watched, ...] = (*OUR_KINDS, SERVICES, NAMESPACES, NODE_
 SPEAKER_KINDS: tuple[Watched, ...] = (*OUR_KINDS, SERVICES, NAMESPACES, ENDPOINT_SLICES, NODES)
 
 __all__ = [
-    "BGP_PEERS", "CONTROLLER_KINDS", "ENDPOINT_SLICES", "NAMESPACES", "NODES", "NODE_ANNOUNCEMENTS",
-    "OUR_KINDS", "SERVICES", "SPEAKER_KINDS", "Event", "Lease", "Service", "Watched", "secrets",
+    "BGP_PEERS", "CONTROLLER_KINDS", "ENDPOINT_SLICES", "GATEWAY_KINDS", "NAMESPACES", "NODES",
+    "NODE_ANNOUNCEMENTS", "OUR_KINDS", "SERVICES", "SPEAKER_KINDS", "Event", "Lease", "Service",
+    "Watched", "secrets",
 ]

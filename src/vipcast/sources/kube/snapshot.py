@@ -22,6 +22,10 @@ from vipcast.spec import KINDS, Issue, Spec, SpecError, load_documents
 JSON = dict[str, Any]
 CORE_KINDS = frozenset({"Service", "EndpointSlice", "Node", "Namespace", "Secret"})
 OUR_KINDS = frozenset(KINDS) - CORE_KINDS
+#: tenants' objects of the L7 gateway: like core objects, a broken one is left out (and
+#: reported) instead of freezing the whole config (the admission review still judges them)
+TENANT_KINDS = frozenset({"Gateway", "HTTPRoute", "ReferenceGrant", "Ingress"})
+TOLERATED_KINDS = CORE_KINDS | TENANT_KINDS
 Document = tuple[str, JSON]
 
 
@@ -76,8 +80,8 @@ def build_spec(
 ) -> SpecOutcome:
     """Validate the cluster's objects into a Spec (see the module doc for the fallbacks)."""
     docs = documents(objects)
-    ours = [d for d in docs if _kind_of(d[0]) in OUR_KINDS]
-    core = [d for d in docs if _kind_of(d[0]) not in OUR_KINDS]
+    ours = [d for d in docs if _kind_of(d[0]) not in TOLERATED_KINDS]
+    core = [d for d in docs if _kind_of(d[0]) in TOLERATED_KINDS]
     issues: list[Issue] = []
     dropped: list[str] = []
     config_stale = False
@@ -86,8 +90,9 @@ def build_spec(
             spec = load_documents([*ours, *core])
         except SpecError as error:
             issues.extend(error.issues)
-            bad_core = {i.file for i in error.issues if _kind_of(i.file) in CORE_KINDS}
-            bad_ours = any(_kind_of(i.file) in OUR_KINDS or not i.file for i in error.issues)
+            bad_core = {i.file for i in error.issues if _kind_of(i.file) in TOLERATED_KINDS}
+            bad_ours = any(_kind_of(i.file) not in TOLERATED_KINDS or not i.file
+                           for i in error.issues)
             if bad_core:
                 dropped.extend(sorted(bad_core))
                 core = [d for d in core if d[0] not in bad_core]
