@@ -203,3 +203,65 @@ def test_controller_writes_gateway_status(gateway_api: Cluster, namespace: str) 
         "Accepted": "True", "Programmed": "True"}
     _, broken = gateway_api.request("GET", f"{GW}/namespaces/{ns}/httproutes/broken")
     assert not (broken.get("status") or {}).get("parents")
+
+
+def test_speaker_plan_carries_the_proxy_model(gateway_api: Cluster, namespace: str) -> None:
+    """``vipcast speaker --gateway-workdir``: the API-fed agent reads the gateway kinds and its
+    plan carries the node's proxy model (pod endpoints from the EndpointSlices)."""
+    import asyncio
+    import contextlib
+
+    from vipcast.app.agent import AgentOptions
+    from vipcast.app.speaker import KubeAgent
+    from vipcast.sources.kube.resources import GATEWAY_KINDS, SPEAKER_KINDS
+
+    from .kubetools import client, endpoint_slice, lb_service
+
+    ns = namespace
+    _post(gateway_api, f"{GW}/gatewayclasses", {
+        "apiVersion": "gateway.networking.k8s.io/v1", "kind": "GatewayClass",
+        "metadata": {"name": f"spk-{ns}"}, "spec": {"controllerName": "vipcast.io/gateway"}})
+    _post(gateway_api, f"{GW}/namespaces/{ns}/gateways", {
+        "apiVersion": "gateway.networking.k8s.io/v1", "kind": "Gateway",
+        "metadata": {"name": "web", "namespace": ns},
+        "spec": {"gatewayClassName": f"spk-{ns}",
+                 "addresses": [{"type": "IPAddress", "value": "192.0.2.82"}],
+                 "listeners": [{"name": "http", "port": 80, "protocol": "HTTP"}]}})
+    _post(gateway_api, f"{GW}/namespaces/{ns}/httproutes", {
+        "apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute",
+        "metadata": {"name": "r", "namespace": ns},
+        "spec": {"parentRefs": [{"name": "web"}],
+                 "rules": [{"backendRefs": [{"name": "app", "port": 80}]}]}})
+
+    async def go() -> None:
+        c = client(gateway_api.kubeconfig, ns)
+        await c.create(lb_service("app", ns, type_="ClusterIP"))
+        await c.create(endpoint_slice("app", ns, "n1", "10.1.0.7"))
+        kinds = (*SPEAKER_KINDS, *(k for k in GATEWAY_KINDS if k.kind != "Ingress"))
+        agent = KubeAgent(c, AgentOptions(config_paths=(), node="n1", poll_interval=0.1),
+                          kinds=kinds, report=False)
+        task = asyncio.create_task(agent.serve(install_signals=False, sync_timeout=30))
+
+        def model() -> object:
+            plan = agent.current.plan if agent.current else None
+            return plan.proxy if plan is not None and plan.proxy is not None else None
+
+        try:
+            for _ in range(300):
+                proxy = model()
+                if proxy is not None and proxy.clusters and proxy.clusters[0].endpoints:
+                    break
+                await asyncio.sleep(0.1)
+            else:
+                raise AssertionError("no proxy model in the speaker's plan")
+            assert [lis.address for lis in proxy.listeners] == ["192.0.2.82"]
+            [cluster] = proxy.clusters
+            assert cluster.name == f"{ns}/app:80"
+            assert [e.address for e in cluster.endpoints] == ["10.1.0.7"]
+        finally:
+            agent.request_stop()
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.wait_for(task, 20)
+            await c.close()
+
+    run(go(), timeout=120)

@@ -31,6 +31,7 @@ from typing import Any
 from prometheus_client.registry import CollectorRegistry
 
 from vipcast.app.agent import Agent, AgentOptions, PlanConsumer, Planner
+from vipcast.app.envoy_gateway import GatewaySettings
 from vipcast.app.node import run_node
 from vipcast.core.desired import NodePlan
 from vipcast.core.pipeline import Local, Snapshot
@@ -38,7 +39,7 @@ from vipcast.core.plan import plan_node
 from vipcast.sources.kube.client import AsyncClient
 from vipcast.sources.kube.reflector import Reflector, snapshots
 from vipcast.sources.kube.reporter import AnnouncementReporter
-from vipcast.sources.kube.resources import SPEAKER_KINDS, Watched, secrets
+from vipcast.sources.kube.resources import GATEWAY_KINDS, SPEAKER_KINDS, Watched, secrets
 from vipcast.sources.kube.snapshot import Document, build_spec
 from vipcast.spec import Issue, Spec, SpecError, claims
 from vipcast.spec.checks import password_problems
@@ -200,11 +201,16 @@ async def run_speaker(
     load_balancer_class: str | None = None,
     namespace: str = "vipcast-system",
     password_secrets: Sequence[str] = (),
+    gateway: GatewaySettings | None = None,
 ) -> int:
     """Composition root used by ``vipcast speaker``: the node code path of ``vipcast agent``
-    (data plane, health checks, verified announcement, BFD) around the API-fed agent."""
+    (data plane, health checks, verified announcement, BFD) around the API-fed agent; with
+    ``gateway``, the Gateway API kinds and Ingresses are read too and the node's Envoy serves
+    them (the Gateway API CRDs must be installed)."""
+    kinds = (*SPEAKER_KINDS, *GATEWAY_KINDS) if gateway is not None else SPEAKER_KINDS
     factory = functools.partial(KubeAgent, client, load_balancer_class=load_balancer_class,
-                                namespace=namespace, password_secrets=password_secrets)
+                                namespace=namespace, password_secrets=password_secrets,
+                                kinds=kinds)
     return await run_node(options, dataplane_enabled=dataplane_enabled,
                           membership_key=membership_key, agent_factory=factory,
-                          base_planner=StatusPlanner(load_balancer_class))
+                          base_planner=StatusPlanner(load_balancer_class), gateway=gateway)

@@ -180,6 +180,13 @@ def speaker(
     ] = None,
     load_balancer_class: ClassOpt = None,
     log_level: Annotated[str, typer.Option(help="DEBUG, INFO, WARNING.")] = "INFO",
+    gateway_workdir: Annotated[
+        Path | None, typer.Option(help="Run the L7 gateway (Envoy fed over xDS) for the "
+                                  "Gateway API objects and Ingresses; its files go here.")
+    ] = None,
+    gateway_admin_port: Annotated[
+        int, typer.Option(help="Envoy's admin port on 127.0.0.1.")
+    ] = 19000,
 ) -> None:
     """Run a node's speaker: the node code path of ``vipcast agent`` fed from the API."""
     import asyncio
@@ -200,6 +207,13 @@ def speaker(
         options = replace(options, listen=tuple(_host_port(item) for item in listen))
     key = membership_key(membership_key_file, os.environ.get("VIPCAST_MEMBERSHIP_KEY", ""))
 
+    gateway = None
+    if gateway_workdir is not None:
+        from vipcast.app.envoy_gateway import GatewaySettings
+        from vipcast.runtime.envoy import find_envoy
+
+        gateway = GatewaySettings(node, gateway_workdir, find_envoy(), gateway_admin_port)
+
     async def main() -> int:
         client = _client(kubeconfig, namespace)
         try:
@@ -207,7 +221,8 @@ def speaker(
                                      membership_key=key.encode(),
                                      load_balancer_class=load_balancer_class,
                                      namespace=namespace,
-                                     password_secrets=_names(password_secrets))
+                                     password_secrets=_names(password_secrets),
+                                     gateway=gateway)
         finally:
             await client.close()
 
