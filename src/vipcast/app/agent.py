@@ -315,6 +315,10 @@ class Agent:
             old = self.current
             self.current = desired
             if old is not None and old.plan == desired.plan:
+                if old.snapshot is not desired.snapshot:
+                    # the same plan, new objects: what the node withholds (and why) may have
+                    # changed, e.g. a Service committed to status that it does not announce
+                    self.published(desired.plan)
                 return
             plan = desired.plan
             await self.speaker.apply(plan)  # routes first: sessions start with a full table
