@@ -26,8 +26,9 @@ def test_lab_up_appliance() -> None:
     # not under pytest's 0700 tmp_path: FRR's daemons run as user frr and must reach it
     workdir = Path(tempfile.mkdtemp(prefix=f"{prefix}-")) / "lab"
     workdir.parent.chmod(0o755)
+    topo = None
     try:
-        state = up(workdir, prefix)
+        topo, state = up(workdir, prefix)
         assert state.options["vips"] == ["198.51.100.1"]
         client = Netns(f"{prefix}-client", "client", Topology.__new__(Topology))
         result = http_load(client, "http://198.51.100.1/", count=20, deadline=20.0)
@@ -35,7 +36,9 @@ def test_lab_up_appliance() -> None:
         assert set(result.backends) == {"n1-8081", "n2-8081"}
         haproxy_pid = int((workdir / "haproxy" / "haproxy.pid").read_text().split()[0])
     finally:
-        teardown(prefix, workdir)
+        teardown(prefix, workdir)  # what `vipcast lab down` does
+        if topo is not None:
+            topo.close()  # reaps this process's handles of what teardown killed
         remove_workdir(workdir)
         shutil.rmtree(workdir.parent, ignore_errors=True)
     assert leftovers(prefix + "-") == []

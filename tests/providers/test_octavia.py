@@ -148,3 +148,4 @@ def test_a_request_octavia_refuses_is_named(octavia_api: OctaviaAPI) -> None:
         finally:
             await cleanup(octavia_api, drv)
     asyncio.run(main())
+

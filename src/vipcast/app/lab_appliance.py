@@ -57,7 +57,9 @@ def objects(workdir: Path, lab: Appliance) -> list[dict[str, Any]]:
     ]
 
 
-def up(workdir: Path, prefix: str, nodes: int = 2) -> LabState:
+def up(workdir: Path, prefix: str, nodes: int = 2) -> tuple[Topology, LabState]:
+    """Build and start it; the processes outlive this call (``vipcast lab down`` ends them).
+    The Topology is returned for callers that stay (tests reap their process handles)."""
     if workdir.exists():
         shutil.rmtree(workdir)
     workdir.mkdir(parents=True)
@@ -88,7 +90,7 @@ def up(workdir: Path, prefix: str, nodes: int = 2) -> LabState:
         for proc in lab.backends:
             state.pids[proc.name] = proc.pid
         state.save()
-        return state
+        return topo, state
     except BaseException:
         topo.close()
         raise

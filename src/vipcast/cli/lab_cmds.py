@@ -89,7 +89,7 @@ def _appliance_up(kind: str, workdir: Path, prefix: str) -> None:
     teardown(previous.prefix if previous else prefix, workdir)
     teardown(prefix)
     with console.status("building the appliance lab"):
-        state = appliance_up(workdir, prefix)
+        _, state = appliance_up(workdir, prefix)
     vips = ", ".join(state.options.get("vips", []))
     console.print(
         f"[green]appliance lab up[/green]: HAProxy on {prefix}-appliance serves {vips} "
