@@ -74,3 +74,28 @@ def test_backends_down_or_on_dead_nodes_are_down_in_the_plan() -> None:
     assert dead.down == {("198.51.100.1", 8080), ("198.51.100.2", 8080)}
     assert healthy_services(dead.nat, dead.down) == frozenset()
     assert healthy_services(down.nat, down.down) == {"d/b"}
+
+
+def test_the_filter_memo_gives_what_a_fresh_filter_gives() -> None:
+    """plan() remembers its last servable filter per snapshot; any sequence of servable sets
+    gives the plans a snapshot without that memory gives."""
+    import random
+
+    from test_incremental import BASE, service
+
+    rng = random.Random(5)
+    docs = list(BASE)
+    for i in range(40):
+        docs += service(f"s{i}", rng, 0.0)
+    spec = load_documents([("t.yaml", d) for d in docs])
+    duties = plan_node(spec, allocate_spec(spec).current(), "n1")
+    snap = snapshot(spec, duties, NodeIdentity("n1"))
+    services = sorted({r.service for r in duties.nat})
+    assert services
+    servable = set(services)
+    for _ in range(60):
+        for s in rng.sample(services, rng.randrange(0, 4)):
+            servable ^= {s}
+        local = Local(servable=frozenset(servable))
+        fresh = snapshot(spec, duties, NodeIdentity("n1"))
+        assert plan(snap, local) == plan(fresh, local)

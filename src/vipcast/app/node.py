@@ -24,7 +24,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import asdict
 
 from prometheus_client.registry import CollectorRegistry
@@ -69,6 +69,12 @@ class _PlanIndex:
         }
         self.healthy: frozenset[str] | None = None
         self.down: frozenset[BackendKey] = frozenset()
+        #: the policy's bookkeeping for this plan: servable services (None: not checked yet),
+        #: the healthy ones at the last check, those waiting for verification, the last answer
+        self.servable: set[str] | None = None
+        self.checked: frozenset[str] = frozenset()
+        self.waiting: set[str] = set()
+        self.result: frozenset[str] | None = None
 
     def healthy_services(self, down: frozenset[BackendKey]) -> frozenset[str]:
         """Services with a usable backend not down; after a flip only the services of the
@@ -118,6 +124,8 @@ class AnnouncementPolicy:
         self.local = Local(servable=frozenset())
         self._probes: dict[VipKey, asyncio.Task[None]] = {}
         self._probe_slots = asyncio.Semaphore(PROBES_AT_ONCE)
+        #: services whose probe ended since the last check
+        self._pending: set[str] = set()
         self._wake = asyncio.Event()
         health.on_change(self._wake.set)
 
@@ -141,38 +149,66 @@ class AnnouncementPolicy:
 
         Verification probes run in the background (at most :data:`PROBES_AT_ONCE` at a time)
         and count from the first check after they succeed, so a slow or failing probe never
-        delays another service's change. ``wait`` awaits the probes first (start-up).
+        delays another service's change. ``wait`` awaits the probes first (start-up). After
+        the first check of a plan, only the services whose health changed, whose probe ended
+        or that still wait for verification are looked at.
         """
         index = self._index
         if index is None:
             return frozenset()
         healthy = index.healthy_services(self._health.down())
-        for service, keys in index.ports.items():
+        if index.servable is None:
+            todo: Iterable[str] = index.ports
+            index.servable = set()
+        else:
+            todo = (healthy ^ index.checked) | self._pending | index.waiting
+        self._pending = set()
+        self._look(index, todo, healthy)
+        if wait and self._probes:
+            await asyncio.gather(*self._probes.values(), return_exceptions=True)
+            todo, self._pending = self._pending | index.waiting, set()
+            self._look(index, todo, healthy)
+        index.checked = healthy
+        if index.result is None or len(index.result) != len(index.servable) or any(
+            s not in index.result for s in index.servable
+        ):
+            index.result = frozenset(index.servable)
+        return index.result
+
+    def _look(self, index: _PlanIndex, services: Iterable[str], healthy: frozenset[str]
+              ) -> None:
+        """Probe or forget these services' VIP ports as their health says; note which are
+        servable now and which still wait for verification."""
+        assert index.servable is not None
+        for service in services:
+            keys = index.ports.get(service, ())
             if service not in healthy:
                 for key in keys:
                     running = self._probes.get(key)
                     if running is not None:
                         running.cancel()  # a success now would predate the failure
                     self._gate.invalidate(key)
-            elif self._verify:
-                for key in keys:
-                    if not self._gate.may_announce(key) and key not in self._probes:
-                        self._start_probe(service, key)
-        if wait and self._probes:
-            await asyncio.gather(*self._probes.values(), return_exceptions=True)
-        if not self._verify:
-            return healthy & index.ports.keys()
-        return frozenset(
-            service
-            for service in healthy
-            if any(self._gate.may_announce(k) for k in index.ports.get(service, ()))
-        )
+                index.servable.discard(service)
+                index.waiting.discard(service)
+                continue
+            if not keys:
+                continue
+            if not self._verify or any(self._gate.may_announce(k) for k in keys):
+                index.servable.add(service)
+                index.waiting.discard(service)
+                continue
+            index.servable.discard(service)
+            index.waiting.add(service)
+            for key in keys:
+                if key not in self._probes:
+                    self._start_probe(service, key)
 
     def _start_probe(self, service: str, key: VipKey) -> None:
         async def probe() -> None:
             async with self._probe_slots:
                 vip, port, protocol = key
                 result = await self._gate.verify(vip, port, protocol)
+            self._pending.add(service)
             if result.ok:
                 self._wake.set()
             else:

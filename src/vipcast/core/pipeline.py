@@ -71,6 +71,8 @@ class Snapshot:
     health_problems: tuple[tuple[str, str], ...] = ()
     #: per service, its health-check config (annotated services only)
     health_configs: Mapping[str, HealthCheckConfig] = field(default_factory=dict)
+    #: the last servable filter applied to it (see :func:`plan`); not part of the value
+    filter: _Filter | None = field(default=None, compare=False, repr=False)
 
 
 def health_configs(services: Iterable[Service]
@@ -179,21 +181,57 @@ def snapshot(
     return Snapshot(spec, duties, base, tuple(sorted(problems)), configs)
 
 
-def _servable_routes(routes: tuple[BGPRoute, ...], servable: frozenset[str]
-                     ) -> tuple[BGPRoute, ...]:
-    out: list[BGPRoute] = []
-    for route in routes:
-        services = route.services
-        if len(services) == 1:
-            if services[0] in servable:
-                out.append(route)
-            continue
-        kept = tuple(s for s in services if s in servable)
-        if len(kept) == len(services):
-            out.append(route)  # the same object: consumers see it unchanged
-        elif kept:
-            out.append(replace(route, services=kept))
-    return tuple(out)
+def _route_for(route: BGPRoute, servable: frozenset[str]) -> BGPRoute | None:
+    """The route as announced while only ``servable`` services can be served (None: not)."""
+    services = route.services
+    if len(services) == 1:
+        return route if services[0] in servable else None
+    kept = tuple(s for s in services if s in servable)
+    if len(kept) == len(services):
+        return route  # the same object: consumers see it unchanged
+    return replace(route, services=kept) if kept else None
+
+
+class _Filter:
+    """The last servable filter of one snapshot, kept with it: a new servable set looks again
+    only at the routes and L2 VIPs of the services that changed (the same result)."""
+
+    def __init__(self, base: NodePlan) -> None:
+        self.servable: frozenset[str] | None = None
+        self.routes: list[BGPRoute | None] = []
+        self.bgp: tuple[BGPRoute, ...] = ()
+        self.l2: set[str] = set()
+        self.l2_servable: frozenset[str] = frozenset()
+        self.route_at: dict[str, list[int]] = {}
+        for i, route in enumerate(base.bgp):
+            for service in route.services:
+                self.route_at.setdefault(service, []).append(i)
+        self.l2_of: dict[str, list[int]] = {}
+        for i, own in enumerate(base.l2):
+            for service in own.services:
+                self.l2_of.setdefault(service, []).append(i)
+
+    def apply(self, base: NodePlan, servable: frozenset[str]
+              ) -> tuple[tuple[BGPRoute, ...], frozenset[str]]:
+        last = self.servable
+        if last is None or len(servable ^ last) * 8 > len(base.bgp) + len(base.l2):
+            self.routes = [_route_for(r, servable) for r in base.bgp]
+            self.l2 = {o.ip for o in base.l2 if any(s in servable for s in o.services)}
+        else:
+            delta = servable ^ last
+            for i in {i for s in delta for i in self.route_at.get(s, ())}:
+                self.routes[i] = _route_for(base.bgp[i], servable)
+            for i in {i for s in delta for i in self.l2_of.get(s, ())}:
+                own = base.l2[i]
+                if any(s in servable for s in own.services):
+                    self.l2.add(own.ip)
+                else:
+                    self.l2.discard(own.ip)
+        if last != servable or self.servable is None:
+            self.bgp = tuple(r for r in self.routes if r is not None)
+            self.l2_servable = frozenset(self.l2)
+        self.servable = servable
+        return self.bgp, self.l2_servable
 
 
 def healthy_services(rules: Iterable[NatRule], down: frozenset[BackendKey]) -> frozenset[str]:
@@ -214,12 +252,8 @@ def plan(snap: Snapshot, local: Local) -> NodePlan:
         )
     if local.servable is None:
         return replace(base, down=down) if down != base.down else base
-    servable = local.servable
-    return replace(
-        base,
-        bgp=_servable_routes(base.bgp, servable),
-        down=down,
-        l2_servable=frozenset(
-            o.ip for o in base.l2 if any(s in servable for s in o.services)
-        ),
-    )
+    if snap.filter is None:
+        object.__setattr__(snap, "filter", _Filter(base))  # a memo: the result is the same
+    assert snap.filter is not None
+    bgp, l2_servable = snap.filter.apply(base, local.servable)
+    return replace(base, bgp=bgp, down=down, l2_servable=l2_servable)
