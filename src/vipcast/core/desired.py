@@ -62,6 +62,8 @@ class BGPRoute:
     large_communities: tuple[tuple[int, int, int], ...] = ()
     local_pref: int | None = None
     services: tuple[str, ...] = ()
+    #: RFC 4360 extended communities as 64-bit values (RFC 10005 link bandwidth: weightedECMP)
+    extended_communities: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True, order=True)

@@ -36,6 +36,7 @@ def route_attributes(route: BGPRoute) -> RouteAttributes:
         local_pref=route.local_pref,
         communities=tuple(route.communities),
         large_communities=tuple(route.large_communities),
+        extended_communities=tuple(route.extended_communities),
     )
 
 

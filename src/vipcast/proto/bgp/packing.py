@@ -21,6 +21,7 @@ from .attributes import (
     OriginAttr,
     WireContext,
     encode_attribute,
+    header,
 )
 from .constants import (
     AFI,
@@ -35,7 +36,9 @@ from .constants import (
     Origin,
     SegmentType,
 )
+from .ext_communities import encode_values
 
+OPT_TRANS = AttrFlag.OPTIONAL | AttrFlag.TRANSITIVE
 _UPDATE_TYPE = bytes((MessageType.UPDATE,))
 _DEFAULT_LOCAL_PREF = 100
 #: one IPv6 /128 on the wire (length byte + 16)
@@ -52,6 +55,8 @@ class RouteAttributes:
     local_pref: int | None = None
     communities: tuple[int, ...] = ()
     large_communities: tuple[tuple[int, int, int], ...] = ()
+    #: RFC 4360 extended communities as 64-bit values (link bandwidth: :mod:`.ext_communities`)
+    extended_communities: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -102,6 +107,9 @@ def _path_attributes(attrs: RouteAttributes, out: Outbound) -> tuple[bytes, byte
     if attrs.communities:
         mid.append(encode_attribute(Communities(tuple(attrs.communities)), ctx))
     high = []
+    if attrs.extended_communities:
+        value = encode_values(attrs.extended_communities)
+        high.append(header(OPT_TRANS, AttrType.EXTENDED_COMMUNITIES, len(value)) + value)
     if needs_as4:
         high.append(encode_attribute(As4Path(((SegmentType.AS_SEQUENCE, (out.local_asn,)),)), ctx))
     if attrs.large_communities:
