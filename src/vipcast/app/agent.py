@@ -32,6 +32,7 @@ from typing import Any, Protocol
 from prometheus_client.registry import CollectorRegistry
 
 from vipcast.core.desired import BgpSession, NodePlan
+from vipcast.core.gateway.address import GatewayServices, gateway_addresses
 from vipcast.core.incremental import NodePlanner
 from vipcast.core.pipeline import Local, NodeIdentity, Snapshot, snapshot
 from vipcast.core.pipeline import plan as pipeline_plan
@@ -198,6 +199,7 @@ class Agent:
         # the files' planner remembers its last config: a few changed Services are planned alone
         self._planner: Planner = NodePlanner() if planner is default_planner else planner
         self._consumers = list(consumers)
+        self._gateway_services = GatewayServices()
         self._status_sections: dict[str, Callable[[], Any]] = {}
         self.registry = registry or CollectorRegistry()
         self._log = log or logging.getLogger("vipcast.agent")
@@ -238,12 +240,13 @@ class Agent:
 
     def load(self) -> Desired:
         """Read, validate and plan the config; raises SpecError (nothing is changed)."""
-        spec = self.load_spec()
+        spec = self._gateway_services(self.load_spec())  # a Gateway's VIP: a stand-in Service
         duties = run_planner(self._planner, spec, self.options.node)
         current = self.current
         changed = getattr(self._planner, "last_changed", None)
         previous = current.snapshot if current is not None and changed is not None else None
-        snap = snapshot(spec, duties, self.identity(), previous, changed)
+        allocated = gateway_addresses(getattr(self._planner, "assignments", {}))
+        snap = snapshot(spec, duties, self.identity(), previous, changed, allocated)
         for service, problem in snap.health_problems:
             # the controller reports it on the Service (condition); not logged per load
             self._log.debug("%s: default health check instead: %s", service, problem)

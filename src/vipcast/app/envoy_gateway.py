@@ -21,6 +21,7 @@ from vipcast.core.desired import NodePlan
 from vipcast.core.gateway.model import ProxyModel
 from vipcast.dataplane.envoy import ProxyOptions, ads_bootstrap, render, to_json
 from vipcast.proto.xds import Outcome
+from vipcast.proto.xds.types import LISTENER
 from vipcast.runtime.envoy import EnvoyProcess, EnvoySettings, XdsCache, serve_ads
 
 log = logging.getLogger(__name__)
@@ -42,9 +43,16 @@ class EnvoyGateway:
         self, settings: GatewaySettings, *,
         on_ready: Callable[[bool], None] = lambda ready: None,
         on_outcome: Callable[[str, Outcome], None] | None = None,
+        on_serving: Callable[[bool], None] = lambda serving: None,
     ) -> None:
         self.settings = settings
-        self.cache = XdsCache(on_outcome)
+        self._on_ready = on_ready
+        self._on_outcome = on_outcome
+        self._on_serving = on_serving
+        #: Envoy is ready and ACKed a listener set (what the Gateways'
+        #: announcement waits for: a dead or unconfigured Envoy announces nothing)
+        self.serving = False
+        self.cache = XdsCache(self._outcome)
         self.model: ProxyModel | None = None
         s = settings
         s.workdir.mkdir(parents=True, exist_ok=True)
@@ -52,13 +60,35 @@ class EnvoyGateway:
         self.process = EnvoyProcess(
             EnvoySettings(s.envoy_binary, s.workdir / "envoy-bootstrap.json", s.admin_port,
                           s.workdir, concurrency=s.concurrency, drain_time=s.drain_time),
-            on_ready=on_ready,
+            on_ready=self._ready,
         )
+
+    def _ready(self, ready: bool) -> None:
+        self._on_ready(ready)
+        self._check_serving()
+
+    def _outcome(self, node: str, outcome: Outcome) -> None:
+        if self._on_outcome is not None:
+            self._on_outcome(node, outcome)
+        self._check_serving()
+
+    def _check_serving(self) -> None:
+        # ready (Envoy's own /ready: initialised from ADS) and connected with some listener
+        # set ACKed; not "in sync" (a change not yet ACKed must not withdraw the VIP)
+        report = self.cache.reports.get(self.settings.node)
+        serving = (self.process.ready and report is not None and report.connected
+                   and LISTENER in report.acked)
+        if serving != self.serving:
+            self.serving = serving
+            log.info("envoy %s", "serves the current configuration" if serving
+                     else "does not serve the current configuration")
+            self._on_serving(serving)
 
     def apply(self, model: ProxyModel) -> set[str]:
         """Swap in a new model; returns the xDS types whose version moved."""
         self.model = model
         changed = self.cache.update(render(model, self.settings.options))
+        self._check_serving()
         if changed:
             log.info("gateway model: %s changed", ", ".join(
                 sorted(t.rsplit(".", 1)[-1] for t in changed)))
@@ -80,7 +110,7 @@ class EnvoyGateway:
         report = self.cache.reports.get(self.settings.node)
         return {
             "envoy": {"pid": self.process.pid, "ready": self.process.ready,
-                      "restarts": self.process.restarts},
+                      "restarts": self.process.restarts, "serving": self.serving},
             "versions": {t.rsplit(".", 1)[-1]: v for t, v in self.cache.versions.items()},
             "acked": {t.rsplit(".", 1)[-1]: v for t, v in (report.acked if report else {}).items()},
             "nacked": {t.rsplit(".", 1)[-1]: {"version": v, "message": m}

@@ -128,6 +128,8 @@ class AnnouncementPolicy:
         self._pending: set[str] = set()
         self._wake = asyncio.Event()
         health.on_change(self._wake.set)
+        #: the node's Envoy is ready and ACKed the current configuration (an observation)
+        self._proxy_ready = False
 
     async def apply(self, plan: NodePlan) -> None:
         """A new plan (new services may need probes): check again now."""
@@ -139,9 +141,17 @@ class AnnouncementPolicy:
         """Where changed observations go (the agent's :meth:`~vipcast.app.agent.Agent.observe`)."""
         self._on_local = on_local
 
+    def proxy_ready(self, ready: bool) -> None:
+        """The node's Envoy started or stopped serving its current configuration (an event
+        from the gateway; the next check reports it): the Gateways' VIPs follow it."""
+        if ready != self._proxy_ready:
+            self._proxy_ready = ready
+            self._wake.set()
+
     def observed(self) -> Local:
         """What the node observes now, as the planner's input."""
-        return Local(servable=self.servable, down=self._health.down())
+        return Local(servable=self.servable, down=self._health.down(),
+                     proxy_ready=self._proxy_ready)
 
     async def check(self, *, wait: bool = False) -> frozenset[str]:
         """The services servable now: a healthy backend, and a VIP port verified through the
@@ -374,12 +384,16 @@ class NodeL2:
             await self.runtime.stop(graceful=True)
 
 
-def attach_gateway(agent: Agent, settings: GatewaySettings | None) -> asyncio.Task[None] | None:
+def attach_gateway(
+    agent: Agent, settings: GatewaySettings | None,
+    on_serving: Callable[[bool], None] = lambda serving: None,
+) -> asyncio.Task[None] | None:
     """The node's L7 gateway as one more plan consumer (Envoy fed over ADS, supervised in the
-    background; its state in the ``gateway`` section of /status)."""
+    background; its state in the ``gateway`` section of /status). Whether Envoy serves the
+    current configuration goes to ``on_serving`` (the announcement policy's observation)."""
     if settings is None:
         return None
-    gateway = EnvoyGateway(settings)
+    gateway = EnvoyGateway(settings, on_serving=on_serving)
     agent.add_consumer(ProxyConsumer(gateway))
     agent.add_status_section("gateway", gateway.status)
     task = asyncio.create_task(gateway.run(), name="envoy-gateway")
@@ -443,7 +457,7 @@ async def run_node(
     l2 = NodeL2(options.node, registry, membership_key)
     agent.add_consumer(l2)
     bfd = observe(agent, registry, l2)
-    l7 = attach_gateway(agent, gateway)
+    l7 = attach_gateway(agent, gateway, policy.proxy_ready)
 
     async def prime(plan: NodePlan) -> None:
         """Before the first BGP session: program the data plane and verify what can be

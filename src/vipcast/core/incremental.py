@@ -96,6 +96,11 @@ class NodePlanner:
         #: None for a removed one (what :func:`vipcast.core.pipeline.snapshot` takes)
         self.last_changed: dict[str, Service | None] | None = None
 
+    @property
+    def assignments(self) -> Mapping[str, tuple[str, ...]]:
+        """The last call's allocation, by Service key (what the snapshot's Gateways listen on)."""
+        return self._last.assignments if self._last is not None else {}
+
     def __call__(self, spec: Spec, node: str) -> NodePlan:
         last = self._last
         if last is not None and last.node == node:

@@ -31,6 +31,7 @@ from vipcast.core.desired import (
     NodePlan,
 )
 from vipcast.core.gateway import translate
+from vipcast.core.gateway.address import proxied
 from vipcast.core.gateway.model import ProxyModel
 from vipcast.core.health import ANNOTATION, health_targets, parse_health_check
 from vipcast.core.sessions import bfd_peers, bgp_sessions
@@ -58,6 +59,9 @@ class Local:
     down: frozenset[BackendKey] = frozenset()
     #: nodes the membership view says are dead: their backends leave Cluster-policy maps
     dead_nodes: frozenset[str] = frozenset()
+    #: the node's Envoy is ready and ACKed the current configuration: the Gateways' VIPs may
+    #: be announced (their stand-in Services join ``servable``)
+    proxy_ready: bool = False
 
 
 @dataclass(frozen=True)
@@ -71,6 +75,8 @@ class Snapshot:
     health_problems: tuple[tuple[str, str], ...] = ()
     #: per service, its health-check config (annotated services only)
     health_configs: Mapping[str, HealthCheckConfig] = field(default_factory=dict)
+    #: the Gateways' stand-in Services (announced only while ``Local.proxy_ready``)
+    proxied: frozenset[str] = frozenset()
     #: the last servable filter applied to it (see :func:`plan`); not part of the value
     filter: _Filter | None = field(default=None, compare=False, repr=False)
 
@@ -120,9 +126,12 @@ def l2_members(spec: Spec, node: str) -> tuple[L2Member, ...]:
     return tuple(sorted(members))
 
 
-def _proxy(spec: Spec, node: str) -> ProxyModel | None:
+def _proxy(spec: Spec, node: str, addresses: Mapping[str, tuple[str, ...]] | None
+           ) -> ProxyModel | None:
     """The node's L7 proxy model (None without Gateways and Ingresses)."""
-    return translate(spec, node).model if spec.gateways or spec.ingresses else None
+    if not (spec.gateways or spec.ingresses):
+        return None
+    return translate(spec, node, addresses).model
 
 
 def snapshot(
@@ -131,12 +140,16 @@ def snapshot(
     identity: NodeIdentity,
     previous: Snapshot | None = None,
     changed: Mapping[str, Service | None] | None = None,
+    gateway_addresses: Mapping[str, tuple[str, ...]] | None = None,
 ) -> Snapshot:
     """The snapshot of ``spec`` for this node, given its duties (``plan_node``'s result).
 
     With ``previous`` and ``changed`` (the Services that differ from the previous config, by
     key; None: removed; every other object of the config the same), only their part is
-    computed again; the result is the same as without."""
+    computed again; the result is the same as without. ``gateway_addresses``: Gateway key ->
+    the addresses allocated to it (its stand-in Service's, :mod:`vipcast.core.gateway.address`).
+    """
+    proxied_keys = proxied(spec) if spec.gateways else frozenset()
     if previous is None or changed is None or previous.plan_base.node != identity.node:
         peers = bgp_sessions(spec, identity.node, router_id=identity.router_id,
                              restarting=identity.restarting)
@@ -147,9 +160,9 @@ def snapshot(
             bfd=bfd_peers(spec, [p.name for p in peers]),
             health=health_targets(duties.nat, configs, _usable),
             l2_members=l2_members(spec, identity.node),
-            proxy=_proxy(spec, identity.node),
+            proxy=_proxy(spec, identity.node, gateway_addresses),
         )
-        return Snapshot(spec, duties, base, tuple(problems), configs)
+        return Snapshot(spec, duties, base, tuple(problems), configs, proxied_keys)
     old = previous.plan_base
     keys = set(changed)
     configs = {k: v for k, v in previous.health_configs.items() if k not in keys}
@@ -177,8 +190,9 @@ def snapshot(
             targets[key] = HealthTarget(key[0], key[1], ordered, config)
     health = tuple(targets[k] for k in sorted(targets))
     base = replace(duties, peers=old.peers, bfd=old.bfd, health=health,
-                   l2_members=old.l2_members, proxy=_proxy(spec, identity.node))
-    return Snapshot(spec, duties, base, tuple(sorted(problems)), configs)
+                   l2_members=old.l2_members,
+                   proxy=_proxy(spec, identity.node, gateway_addresses))
+    return Snapshot(spec, duties, base, tuple(sorted(problems)), configs, proxied_keys)
 
 
 def _route_for(route: BGPRoute, servable: frozenset[str]) -> BGPRoute | None:
@@ -255,5 +269,8 @@ def plan(snap: Snapshot, local: Local) -> NodePlan:
     if snap.filter is None:
         object.__setattr__(snap, "filter", _Filter(base))  # a memo: the result is the same
     assert snap.filter is not None
-    bgp, l2_servable = snap.filter.apply(base, local.servable)
+    servable = local.servable
+    if local.proxy_ready and snap.proxied:
+        servable = servable | snap.proxied
+    bgp, l2_servable = snap.filter.apply(base, servable)
     return replace(base, bgp=bgp, down=down, l2_servable=l2_servable)

@@ -10,7 +10,9 @@ talking. Rules:
   advertisement names (all of them when it names none);
 * L2: one owner per address among the eligible nodes, by a stable hash order (``candidates``);
 * NAT: each eligible node carries every port of the VIP to the ready endpoints (only the local
-  ones with policy Local); ``local_vips`` lists the VIPs the node must accept.
+  ones with policy Local); ``local_vips`` lists the VIPs the node must accept;
+* a Gateway's stand-in Service (:mod:`vipcast.core.gateway.address`) is announced without
+  endpoints and gets no NAT rules: the node's Envoy binds its VIP.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from vipcast.alloc.pools import PoolIndex, ip_text, parse_address
 from vipcast.core.allocation import allocate_spec, pool_input
 from vipcast.core.desired import BGPRoute, L2Ownership, NatRule, NodePlan
 from vipcast.core.endpoints import PortBackends, ReadyEndpoint, ready_endpoints
+from vipcast.core.gateway.address import proxied
 from vipcast.core.ownership import Ranking
 from vipcast.spec import (
     LOAD_BALANCER_CLASS,
@@ -80,6 +83,8 @@ class PlanContext:
         }
         self.ready_nodes = frozenset(name for name, n in self.nodes.items() if n.ready)
         self.services: dict[str, Service] = {s.key: s for s in spec.services}
+        #: Gateways' stand-in Services: no endpoints, no NAT (Envoy serves the VIP)
+        self.proxied = proxied(spec) if spec.gateways else frozenset()
         slices: dict[str, list[EndpointSlice]] = {}
         for s in endpoint_slices if endpoint_slices is not None else spec.endpoint_slices:
             if s.service_key:
@@ -234,7 +239,7 @@ class PlanContext:
                 continue
             if service.spec.load_balancer_class not in (None, LOAD_BALANCER_CLASS):
                 continue  # another controller's addresses (read from its status)
-            if not self.endpoints.get(key):
+            if not self.endpoints.get(key) and key not in self.proxied:
                 continue
             yield key, service, ips
 
@@ -315,7 +320,7 @@ def _build(ctx: PlanContext, targets: frozenset[str]) -> dict[str, NodePlan]:
     reach: dict[tuple[frozenset[str], frozenset[str]], frozenset[str]] = {}
     prefixes = _Prefixes()
     for key, service, ips in ctx.announced_services():
-        eps = ctx.endpoints[key]
+        eps = ctx.endpoints.get(key, ())
         local_nodes = ctx.local_nodes(key)
         # every node's NAT rules come out in (service, vip, port, protocol) order as they are
         # appended: services are in key order, addresses in text order, ports sorted here
@@ -371,6 +376,10 @@ def _build(ctx: PlanContext, targets: frozenset[str]) -> dict[str, NodePlan]:
             if not announcing:
                 continue
             all_vips.add(ip)
+            if key in ctx.proxied:
+                for node in announcing:
+                    duties[node].vips.add(ip)
+                continue
             table = tables.get(family)
             if table is None:
                 table = tables[family] = [

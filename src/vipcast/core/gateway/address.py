@@ -1,0 +1,116 @@
+"""A Gateway's address is a vipcast VIP: each Gateway of ours stands in the allocation and the
+announcement as a LoadBalancer Service (pure).
+
+The stand-in Service (:func:`gateway_service`) is named ``<gateway>.gateway.vipcast.io`` in the
+Gateway's namespace (a dotted name no Kubernetes Service can have), asks for the Gateway's
+``spec.addresses`` (IPAddress) as its requested IPs, carries the Gateway's labels and
+annotations (so ``vipcast.io/address-pool`` and ``vipcast.io/allow-shared-ip`` on a Gateway
+work as on a Service) and its listeners' ports. The allocator treats it like any other
+LoadBalancer: a pool address when nothing is asked, sharing by key, a conflict when two ask for
+one address. The planner announces it without endpoints and programs no NAT for it (Envoy
+binds the VIP itself), and only while the node's Envoy serves the current configuration
+(:attr:`vipcast.core.pipeline.Local.proxy_ready`).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
+
+from vipcast.spec import ANNOTATION_IPS, Service, Spec
+from vipcast.spec.gateway.objects import CONTROLLER_NAME, Gateway
+
+#: the stand-in Services' name suffix, and the annotation naming the Gateway they stand for
+SUFFIX = ".gateway.vipcast.io"
+ANNOTATION_GATEWAY = "vipcast.io/gateway"
+
+
+def gateway_service_key(gateway_key: str) -> str:
+    """The key of the Service standing for the Gateway ``namespace/name``."""
+    return gateway_key + SUFFIX
+
+
+def gateway_of(service_key: str) -> str | None:
+    """The Gateway key a stand-in Service's key names (None: a real Service)."""
+    return service_key[: -len(SUFFIX)] if service_key.endswith(SUFFIX) else None
+
+
+def _requested(gw: Gateway) -> tuple[str, ...] | None:
+    """The IP addresses the Gateway asks for; None when it asks for something not served
+    (another address type, not an IP: translation reports UnsupportedAddress)."""
+    out = []
+    for a in gw.spec.addresses:
+        if a.type != "IPAddress":
+            return None
+        try:
+            out.append(str(ipaddress.ip_address(a.value)))
+        except ValueError:
+            return None
+    return tuple(out)
+
+
+def gateway_service(gw: Gateway) -> Service | None:
+    """The LoadBalancer Service standing for ``gw`` in allocation and announcement."""
+    wanted = _requested(gw)
+    if wanted is None:
+        return None
+    annotations = dict(gw.metadata.annotations)
+    annotations[ANNOTATION_GATEWAY] = gw.key
+    annotations.pop(ANNOTATION_IPS, None)
+    if wanted:
+        annotations[ANNOTATION_IPS] = ",".join(wanted)
+    families = sorted({"IPv6" if ":" in ip else "IPv4" for ip in wanted})
+    ports = sorted({lis.port for lis in gw.spec.listeners})
+    return Service.model_validate({
+        "metadata": {"name": gw.name + SUFFIX, "namespace": gw.namespace,
+                     "labels": dict(gw.metadata.labels), "annotations": annotations},
+        "spec": {
+            "type": "LoadBalancer",
+            "ports": [{"name": f"p{p}", "port": p, "protocol": "TCP"} for p in ports],
+            **({"ipFamilies": families} if families else {}),
+            **({"ipFamilyPolicy": "RequireDualStack"} if len(families) == 2 else {}),
+        },
+    })
+
+
+class GatewayServices:
+    """``spec`` with a stand-in Service per Gateway of ours; a Gateway unchanged (the same
+    object) keeps its stand-in object, so the incremental planner sees no change."""
+
+    def __init__(self) -> None:
+        self._memo: dict[int, tuple[Gateway, Service | None]] = {}
+
+    def __call__(self, spec: Spec) -> Spec:
+        if not spec.gateways:
+            self._memo = {}
+            return spec
+        ours = {c.name for c in spec.gateway_classes if c.spec.controller_name == CONTROLLER_NAME}
+        memo: dict[int, tuple[Gateway, Service | None]] = {}
+        extra: list[Service] = []
+        for gw in spec.gateways:
+            if gw.spec.gateway_class_name not in ours:
+                continue
+            held = self._memo.get(id(gw))
+            service = held[1] if held is not None and held[0] is gw else gateway_service(gw)
+            memo[id(gw)] = (gw, service)
+            if service is not None:
+                extra.append(service)
+        self._memo = memo
+        return replace(spec, services=(*spec.services, *extra)) if extra else spec
+
+
+def proxied(spec: Spec) -> frozenset[str]:
+    """The keys of the stand-in Services in ``spec`` (announced only while Envoy serves)."""
+    return frozenset(s.key for s in spec.services if s.key.endswith(SUFFIX)
+                     and ANNOTATION_GATEWAY in s.metadata.annotations)
+
+
+def gateway_addresses(assignments: Mapping[str, Sequence[str]]) -> dict[str, tuple[str, ...]]:
+    """Gateway key -> its allocated addresses, from the allocation's assignments."""
+    out: dict[str, tuple[str, ...]] = {}
+    for key, ips in assignments.items():
+        gw = gateway_of(key)
+        if gw is not None and ips:
+            out[gw] = tuple(ips)
+    return out
