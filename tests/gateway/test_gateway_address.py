@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from tests.gateway.gwobjects import gateway, gateway_class, spec_of
+
 from vipcast.core.gateway import translate
 from vipcast.core.gateway.address import (
     GatewayServices,
