@@ -22,6 +22,7 @@ from vipcast.core.explain import Explanation, explain
 from vipcast.core.notices import notices
 from vipcast.core.plan import plan_all
 from vipcast.core.plan_document import plan_diff, plan_document
+from vipcast.core.weights import route_weight, weighted
 from vipcast.sources.files import load_paths
 from vipcast.sources.state import read_state, state_path, write_state
 from vipcast.spec import Issue, Spec, SpecError
@@ -108,6 +109,8 @@ def _nodes_table(plans: dict[str, NodePlan]) -> Table:
         rows = 0
         for r in plan.bgp:
             extra = f" localPref {r.local_pref}" if r.local_pref is not None else ""
+            weight = route_weight(r)
+            extra += f" weight {weight:g}" if weight is not None else ""
             table.add_row(
                 name, "BGP", f"{r.prefix} -> {', '.join(r.peers)}{extra}", ", ".join(r.services)
             )
@@ -178,7 +181,7 @@ def plan(
         return
     result, warnings = _allocate(path, spec, state, save=save)
     _warn(warnings)
-    plans = _select_node(plan_all(spec, result.current()), node)
+    plans = _select_node(weighted(spec, plan_all(spec, result.current())), node)
     if as_json:
         _emit_json(plan_document(result, plans))
         return
@@ -199,8 +202,8 @@ def _plan_against(
     old, warnings = _allocate(against, old_spec, old_state, save=False)
     _warn(warnings)
     new = allocate_spec(spec, old.current())
-    old_plans = plan_all(old_spec, old.current())
-    new_plans = plan_all(spec, new.current())
+    old_plans = weighted(old_spec, plan_all(old_spec, old.current()))
+    new_plans = weighted(spec, plan_all(spec, new.current()))
     if node is not None:
         _select_node(new_plans | old_plans, node)
         old_plans = {k: v for k, v in old_plans.items() if k == node}
@@ -233,6 +236,8 @@ def _plan_against(
         for field, label in labels.items():
             for what in c[field]:
                 changes.add_row(name, label, what)
+        for w in c.get("weightChanges", ()):
+            changes.add_row(name, "~ weight", f"{w['prefix']}: {w['before']} -> {w['after']}")
     out.print(changes)
 
 

@@ -35,6 +35,7 @@ from vipcast.core.gateway.address import proxied
 from vipcast.core.gateway.model import ProxyModel
 from vipcast.core.health import ANNOTATION, health_targets, parse_health_check
 from vipcast.core.sessions import bfd_peers, bgp_sessions
+from vipcast.core.weights import with_weights
 from vipcast.spec import Service, Spec, annotation
 from vipcast.spec.health import HealthCheckConfig
 
@@ -162,6 +163,7 @@ def snapshot(
             l2_members=l2_members(spec, identity.node),
             proxy=_proxy(spec, identity.node, gateway_addresses),
         )
+        base = with_weights(spec, base, previous.plan_base if previous is not None else None)
         return Snapshot(spec, duties, base, tuple(problems), configs, proxied_keys)
     old = previous.plan_base
     keys = set(changed)
@@ -192,6 +194,7 @@ def snapshot(
     base = replace(duties, peers=old.peers, bfd=old.bfd, health=health,
                    l2_members=old.l2_members,
                    proxy=_proxy(spec, identity.node, gateway_addresses))
+    base = with_weights(spec, base, old)
     return Snapshot(spec, duties, base, tuple(sorted(problems)), configs, proxied_keys)
 
 

@@ -10,6 +10,8 @@ from typing import Any
 
 from vipcast.alloc import AllocationResult, Assignment
 from vipcast.core.desired import BGPRoute, L2Ownership, NatRule, NodePlan
+from vipcast.core.weights import route_weight
+from vipcast.proto.bgp.ext_communities import format_bandwidth
 
 SCHEMA_VERSION = 1
 
@@ -26,6 +28,9 @@ def route_document(route: BGPRoute) -> dict[str, Any]:
         "largeCommunities": [f"{a}:{b}:{c}" for a, b, c in route.large_communities],
         "localPref": route.local_pref,
         "services": list(route.services),
+        # RFC 10005 weighted ECMP: the node's weight (link bandwidth / unit), null when unweighted
+        "weight": route_weight(route),
+        "extendedCommunities": [format_bandwidth(c) for c in route.extended_communities],
     }
 
 
@@ -99,6 +104,22 @@ def _l2_lines(plan: NodePlan | None) -> set[str]:
     return {o.ip for o in plan.l2 if o.owner == plan.node}
 
 
+def _weights(plan: NodePlan | None) -> dict[str, float]:
+    if plan is None:
+        return {}
+    return {r.prefix: w for r in plan.bgp if (w := route_weight(r)) is not None}
+
+
+def _weight_changes(old: NodePlan | None, new: NodePlan | None) -> list[dict[str, Any]]:
+    """Weighted ECMP: the routes whose weight (RFC 10005 link bandwidth) changes."""
+    before, after = _weights(old), _weights(new)
+    return [
+        {"prefix": p, "before": before.get(p), "after": after.get(p)}
+        for p in sorted(set(before) | set(after))
+        if before.get(p) != after.get(p)
+    ]
+
+
 def plan_diff(
     old: AllocationResult,
     old_plans: Mapping[str, NodePlan],
@@ -126,6 +147,7 @@ def plan_diff(
             "routesWithdrawn": sorted(_route_lines(o) - _route_lines(n)),
             "l2Gained": sorted(_l2_lines(n) - _l2_lines(o)),
             "l2Lost": sorted(_l2_lines(o) - _l2_lines(n)),
+            "weightChanges": _weight_changes(o, n),
         }
         if any(change.values()):
             nodes[name] = change

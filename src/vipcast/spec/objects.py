@@ -237,6 +237,10 @@ class BGPAdvertisementSpec(Model):
     communities: tuple[Annotated[str, BeforeValidator(_community_or_alias)], ...] = ()
     peers: tuple[str, ...] = ()
     node_selectors: tuple[LabelSelector, ...] = ()
+    #: RFC 10005 weighted ECMP (docs/weighted-ecmp.md): "endpoints" attaches a link bandwidth
+    #: community proportional to the node's ready local endpoints (Local policy) or to its
+    #: ``vipcast.io/bgp-weight`` Node annotation (Cluster policy)
+    weighted_ecmp: Literal["endpoints"] | None = Field(default=None, alias="weightedECMP")
 
 
 class BGPAdvertisement(OurObject):
