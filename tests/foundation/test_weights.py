@@ -6,8 +6,8 @@ from typing import Any
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
 from tests.foundation.test_plan import bgp_adv, load, node, peer, pool, service, slice_
+
 from vipcast.core.allocation import allocate_spec
 from vipcast.core.desired import NodePlan
 from vipcast.core.notices import notices
