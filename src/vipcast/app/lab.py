@@ -30,6 +30,7 @@ from typing import Any, Literal
 
 import yaml
 
+from vipcast.app.lab_gateway import agent_gateway_args, gateway_objects, gateway_pool
 from vipcast.lab.bgpconf import Neighbor
 from vipcast.lab.bird import BirdConfig, BirdInstance, start_bird
 from vipcast.lab.frr import BfdProfile, FrrConfig, FrrInstance, start_frr
@@ -67,6 +68,8 @@ class LabOptions:
     workdir: Path = Path("/tmp/vipcast-lab")
     #: BGP hold time the agents and the router use (seconds)
     hold_time: int = 9
+    #: Envoy on every node in front of the backends as pods (``app/lab_gateway.py``)
+    gateway: bool = False
 
     @property
     def agent_graceful_restart(self) -> bool:
@@ -127,6 +130,10 @@ def lab_objects(opts: LabOptions) -> dict[str, list[dict[str, Any]]]:
         {"apiVersion": api, "kind": "IPAddressPool", "metadata": _meta("lab"),
          "spec": {"addresses": [POOL_V4, POOL_V6], "avoidBuggyIPs": True}},
     ]
+    pools = ["lab"]
+    if opts.gateway:
+        config.append(gateway_pool())
+        pools.append("gateway")
     if opts.mode == "bgp":
         peer_common: dict[str, Any] = {
             "myASN": NODE_ASN, "peerASN": ROUTER_ASN, "holdTime": f"{opts.hold_time}s",
@@ -147,11 +154,11 @@ def lab_objects(opts: LabOptions) -> dict[str, list[dict[str, Any]]]:
             {"apiVersion": api, "kind": "Community", "metadata": _meta("lab-communities"),
              "spec": {"communities": [{"name": "vip", "value": f"{ROUTER_ASN}:100"}]}},
             {"apiVersion": api, "kind": "BGPAdvertisement", "metadata": _meta("to-router"),
-             "spec": {"ipAddressPools": ["lab"], "communities": ["vip"]}},
+             "spec": {"ipAddressPools": pools, "communities": ["vip"]}},
         ]
     else:
         config.append({"apiVersion": api, "kind": "L2Advertisement", "metadata": _meta("lan"),
-                       "spec": {"ipAddressPools": ["lab"], "interfaces": ["eth0"]}})
+                       "spec": {"ipAddressPools": pools, "interfaces": ["eth0"]}})
     nodes = [
         {"apiVersion": "v1", "kind": "Node",
          "metadata": _meta(f"n{i}", labels={"kubernetes.io/hostname": f"n{i}"}),
@@ -172,7 +179,10 @@ def lab_objects(opts: LabOptions) -> dict[str, list[dict[str, Any]]]:
         )
         for obj in objs
     ]
-    return {"config.yaml": config, "nodes.yaml": nodes, "services.yaml": services}
+    files = {"config.yaml": config, "nodes.yaml": nodes, "services.yaml": services}
+    if opts.gateway:
+        files["gateway.yaml"] = gateway_objects(n, backend_ips)
+    return files
 
 
 def _service(
@@ -379,7 +389,8 @@ def start_agent(topo: Topology, node: Netns, opts: LabOptions, name: str) -> Any
     return node.spawn(
         [*_vipcast(), "agent", "--config", str(opts.workdir / "config"), "--node", name,
          "--metrics-address", f"127.0.0.1:{AGENT_STATUS_PORT}",
-         "--state-dir", str(opts.workdir / f"state-{name}"), "--poll-interval", "0.1"],
+         "--state-dir", str(opts.workdir / f"state-{name}"), "--poll-interval", "0.1",
+         *(agent_gateway_args(str(opts.workdir), name) if opts.gateway else [])],
         name="agent",
         log_path=opts.workdir / f"{name}-agent.log",
         env={**os.environ, "VIPCAST_MEMBERSHIP_KEY": LAB_MEMBERSHIP_KEY},

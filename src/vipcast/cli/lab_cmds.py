@@ -46,6 +46,8 @@ def up(
     prefix: Annotated[str, typer.Option(help="Name prefix of the lab's namespaces")] = "vc-lab",
     appliance: Annotated[str | None, typer.Option(
         help="Build the external-LB tier instead: 'haproxy' (docs/external-lb.md)")] = None,
+    gateway: Annotated[bool, typer.Option(
+        help="Envoy on every node in front of the backends as pods (docs/gateway.md)")] = False,
 ) -> None:
     """Build the lab and leave it running (``vipcast lab down`` removes it)."""
     from vipcast.app.lab import LabOptions, LabState, build, router_of, teardown, wait_sessions
@@ -63,7 +65,8 @@ def up(
     teardown(prefix)
     m: Literal["bgp", "l2"] = "bgp" if mode == "bgp" else "l2"
     r: Literal["frr", "bird"] = "bird" if router == "bird" else "frr"
-    opts = LabOptions(nodes=nodes, mode=m, router=r, bfd=bfd, workdir=workdir, prefix=prefix)
+    opts = LabOptions(nodes=nodes, mode=m, router=r, bfd=bfd, workdir=workdir, prefix=prefix,
+                      gateway=gateway)
     with console.status("building the lab") as status:
         topo, state = build(opts, step=lambda s: status.update(f"building the lab: {s}"))
         if m == "bgp":
@@ -71,6 +74,13 @@ def up(
             wait_sessions(router_of(topo, state), nodes, timeout=60)
     console.print(f"[green]lab up[/green]: {len(state.namespaces)} namespaces, state in "
                   f"{workdir}; try `vipcast lab status`")
+    if gateway:
+        from vipcast.app.lab_gateway import GATEWAY_VIP, PATH_HOST, SPLIT_HOST
+
+        console.print(f"L7 gateway: Envoy on every node, Gateway default/web at {GATEWAY_VIP}; "
+                      f"try\n  ip netns exec {prefix}-client curl -s -H 'Host: {SPLIT_HOST}' "
+                      f"http://{GATEWAY_VIP}/\n  ip netns exec {prefix}-client curl -s "
+                      f"-H 'Host: {PATH_HOST}' http://{GATEWAY_VIP}/v2")
 
 
 def _appliance_up(kind: str, workdir: Path, prefix: str) -> None:

@@ -43,6 +43,9 @@ class Sample:
     backend: str | None = None
     node: str | None = None
     client: str | None = None
+    #: the pod address that answered and the X-Forwarded-For it saw (through the L7 gateway)
+    pod: str | None = None
+    forwarded: str | None = None
     error: str | None = None
     #: where a failed request failed: "connect" (the path) or "response" (the backend)
     phase: str | None = None
@@ -60,7 +63,15 @@ async def _answer(
             if not head:
                 break
             peer = writer.get_extra_info("peername")
-            body = json.dumps({"backend": name, "node": node, "client": peer[0]}).encode() + b"\n"
+            answer = {"backend": name, "node": node, "client": peer[0]}
+            # behind the L7 gateway: the pod address it was reached at, and the client Envoy
+            # put in X-Forwarded-For (what the backend sees of the real client)
+            answer["pod"] = writer.get_extra_info("sockname")[0]
+            for line in head.split(b"\r\n")[1:]:
+                key, _, value = line.partition(b":")
+                if key.strip().lower() == b"x-forwarded-for":
+                    answer["forwarded"] = value.strip().decode(errors="replace")
+            body = json.dumps(answer).encode() + b"\n"
             writer.write(
                 b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
                 + f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n".encode()
@@ -110,7 +121,8 @@ async def serve(host: str, port: int, name: str, node: str) -> None:
         transport.close()
 
 
-def request(url: str, timeout: float, response_timeout: float | None = None) -> Sample:
+def request(url: str, timeout: float, response_timeout: float | None = None,
+            host: str | None = None) -> Sample:
     """One GET on a new connection; the outcome as a Sample (t filled by the caller).
 
     ``timeout`` bounds the TCP handshake: the kernels on the path answer it (SYN-ACK), so it
@@ -130,14 +142,16 @@ def request(url: str, timeout: float, response_timeout: float | None = None) -> 
         phase = "response"
         assert conn.sock is not None
         conn.sock.settimeout(timeout if response_timeout is None else response_timeout)
-        conn.request("GET", parts.path or "/", headers={"Connection": "close"})
+        headers = {"Connection": "close", **({"Host": host} if host else {})}
+        conn.request("GET", parts.path or "/", headers=headers)
         resp = conn.getresponse()
         data = json.loads(resp.read() or b"{}")
         if resp.status != 200:
             return Sample(0.0, False, error=f"HTTP {resp.status}", phase=phase,
                           connect_s=_ms(connected), seconds=_ms(time.monotonic() - start))
         return Sample(0.0, True, data.get("backend"), data.get("node"), data.get("client"),
-                      connect_s=_ms(connected), seconds=_ms(time.monotonic() - start))
+                      data.get("pod"), data.get("forwarded"), connect_s=_ms(connected),
+                      seconds=_ms(time.monotonic() - start))
     except (OSError, http.client.HTTPException, ValueError) as exc:
         return Sample(0.0, False, error=type(exc).__name__, phase=phase,
                       connect_s=_ms(connected), seconds=_ms(time.monotonic() - start))
@@ -151,7 +165,7 @@ def _ms(seconds: float | None) -> float | None:
 
 def load(
     url: str, count: int, interval: float, timeout: float, max_seconds: float,
-    t0: float | None = None, response_timeout: float | None = None,
+    t0: float | None = None, response_timeout: float | None = None, host: str | None = None,
 ) -> Iterator[Sample]:
     """At most ``count`` requests, at most ``max_seconds``, one every ``interval`` seconds.
 
@@ -171,7 +185,7 @@ def load(
         if due > now:
             time.sleep(due - now)
         t = time.monotonic() - start + offset
-        yield replace(request(url, timeout, response_timeout), t=round(t, 4))
+        yield replace(request(url, timeout, response_timeout, host), t=round(t, 4))
 
 
 class _InNamespace(Protocol):
@@ -186,7 +200,8 @@ class ClientLoad:
     """
 
     def __init__(self, ns: _InNamespace, url: str, *, duration: float, interval: float = 0.02,
-                 timeout: float = 0.25, response_timeout: float | None = None) -> None:
+                 timeout: float = 0.25, response_timeout: float | None = None,
+                 host: str | None = None) -> None:
         self.t0 = time.time()
         self.duration = duration
         count = int(duration / interval) + 1
@@ -195,7 +210,8 @@ class ClientLoad:
                           "--count", str(count), "--interval", str(interval), "--timeout",
                           str(timeout), "--max-seconds", str(duration), "--t0", str(self.t0),
                           *(["--response-timeout", str(response_timeout)]
-                            if response_timeout is not None else [])]),
+                            if response_timeout is not None else []),
+                          *(["--host-header", host] if host else [])]),
             stdout=subprocess.PIPE, text=True,
         )
 
@@ -229,6 +245,7 @@ def main(argv: list[str] | None = None) -> int:
     c.add_argument("--response-timeout", type=float, default=None,
                    help="bound on the answer once connected (default: --timeout)")
     c.add_argument("--t0", type=float, default=None, help="time.time() that t counts from")
+    c.add_argument("--host-header", default=None, help="the Host header (L7 routing)")
     args = parser.parse_args(argv)
     if args.cmd == "serve":
         asyncio.run(serve(args.host, args.port, args.name, args.node))
@@ -241,6 +258,7 @@ def main(argv: list[str] | None = None) -> int:
         min(args.max_seconds, 600.0),
         args.t0,
         args.response_timeout,
+        args.host_header,
     ):
         sys.stdout.write(json.dumps(asdict(sample)) + "\n")
         sys.stdout.flush()

