@@ -122,3 +122,26 @@ def test_weights_are_a_function_of_the_endpoint_counts_alone(counts: dict[str, i
     renamed = {f"x{n}": c for n, c in counts.items()}
     assert sorted(p.bgp[0].extended_communities for p in plans_of(weighted_spec(renamed)).values()
                   ) == sorted(p.bgp[0].extended_communities for p in plans.values())
+
+
+def test_explain_and_status_show_each_nodes_weight() -> None:
+    from rich.console import Console
+
+    from vipcast.cli.agent_cmds import status_tables
+    from vipcast.core.explain import explain
+
+    spec = weighted_spec({"n1": 1, "n5": 5})
+    story = explain(spec, allocate_spec(spec), "ns/web")
+    assert story is not None
+    how = {v.node: v.how for v in story.nodes}
+    assert "with weight 5 (RFC 10005 link bandwidth)" in how["n5"][0]
+    assert "with weight 1 " in how["n1"][0]
+    document = {"node": "n5", "peers": [], "routes": [
+        {"prefix": "192.0.2.0/32", "peers": ["r"], "services": ["ns/web"], "weight": 5.0}]}
+    console = Console(width=200, record=True)
+    for table in status_tables(document):
+        console.print(table)
+    text = console.export_text()
+    assert "Weighted routes" in text and "192.0.2.0/32" in text and " 5 " in text
+    unweighted = {**document, "routes": [{**document["routes"][0], "weight": None}]}
+    assert len(status_tables(unweighted)) == len(status_tables(document)) - 1

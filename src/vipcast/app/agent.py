@@ -38,6 +38,7 @@ from vipcast.core.pipeline import Local, NodeIdentity, Snapshot, snapshot
 from vipcast.core.pipeline import plan as pipeline_plan
 from vipcast.core.plan import plan_for_spec
 from vipcast.core.sessions import bgp_sessions
+from vipcast.core.weights import route_weight
 from vipcast.obs.bgp_metrics import register_bgp_metrics
 from vipcast.obs.status_server import StatusServer
 from vipcast.runtime.bgp_peer import PeerSettings
@@ -464,7 +465,8 @@ class Agent:
             },
             "peers": [asdict(peer) for peer in self.speaker.status()],
             "routes": [
-                {"prefix": r.prefix, "peers": list(r.peers), "services": list(r.services)}
+                {"prefix": r.prefix, "peers": list(r.peers), "services": list(r.services),
+                 "weight": route_weight(r)}
                 for r in (plan.bgp if plan is not None else ())
             ],
         }

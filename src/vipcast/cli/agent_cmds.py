@@ -210,9 +210,27 @@ def l2_tables(document: dict[str, Any]) -> list[Table]:
     return [vips, members]
 
 
+def routes_table(document: dict[str, Any]) -> Table | None:
+    """The announced routes with their weighted-ECMP weight (only when some route has one)."""
+    routes = document.get("routes") or []
+    if not any(r.get("weight") is not None for r in routes):
+        return None
+    table = Table(title="Weighted routes (RFC 10005 link bandwidth)")
+    for column in ("prefix", "weight", "peers", "services"):
+        table.add_column(column, overflow="fold")
+    for r in routes:
+        weight = r.get("weight")
+        table.add_row(r["prefix"], "-" if weight is None else f"{weight:g}",
+                      ",".join(r.get("peers", [])), ",".join(r.get("services", [])))
+    return table
+
+
 def status_tables(document: dict[str, Any]) -> list[Table]:
     """Every table ``vipcast status`` prints, in order."""
     tables = [sessions_table(document)]
+    weights = routes_table(document)
+    if weights is not None:
+        tables.append(weights)
     bfd = bfd_table(document)
     if bfd is not None:
         tables.append(bfd)

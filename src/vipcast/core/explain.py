@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from vipcast.alloc import AllocationResult
 from vipcast.core.desired import NodePlan
 from vipcast.core.plan import PlanContext, plan_all
+from vipcast.core.weights import route_weight, weighted
 from vipcast.spec import EndpointSlice, Node, Spec
 
 
@@ -40,7 +41,9 @@ def _duties(plan: NodePlan, key: str) -> tuple[str, ...]:
     out = []
     for route in plan.bgp:
         if key in route.services:
-            out.append(f"BGP: announces {route.prefix} to {', '.join(route.peers)}")
+            weight = route_weight(route)
+            extra = f" with weight {weight:g} (RFC 10005 link bandwidth)" if weight else ""
+            out.append(f"BGP: announces {route.prefix} to {', '.join(route.peers)}{extra}")
     for own in plan.l2:
         if key in own.services:
             where = ", ".join(own.interfaces) or "all interfaces"
@@ -94,7 +97,9 @@ def explain(
     mine = set(assignment.ips)
     assignments = {k: v for k, v in result.current().items() if mine & set(v)}
     ctx = PlanContext(spec, assignments, endpoint_slices, nodes)
-    plans = plan_all(spec, assignments, endpoint_slices=endpoint_slices, nodes=nodes)
+    plans = weighted(
+        spec, plan_all(spec, assignments, endpoint_slices=endpoint_slices, nodes=nodes)
+    )
     ready = len(ctx.endpoints.get(key, ()))
     notes: list[str] = []
     if not assignment.ips:
