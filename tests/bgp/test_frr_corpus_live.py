@@ -1,8 +1,9 @@
 """The FRR bgpd corpus over real TCP: a running speaker on 127.0.0.1, raw peers feeding it.
 
 Eight raw peers (127.0.0.20-27, AS 10) each bring a session to Established with the corpus's
-own OPEN and then send their share of the 3,234 files, one at a time. After each file the
-answer on the wire must be the recorded one (``vectors/frr_corpus_outcomes.json``):
+own OPEN (its hold time raised from 9 to 240 s, so a stalled lane on a loaded machine is not
+cut by the hold timer) and then send their share of the 3,234 files, one at a time. After each
+file the answer on the wire must be the recorded one (``vectors/frr_corpus_outcomes.json``):
 
 * a class that ends the session: the NOTIFICATION with that code/subcode, then the close (or,
   for a NOTIFICATION from the peer, a close and nothing sent);
@@ -140,7 +141,10 @@ class RawPeer:
 
 async def run_lane(peer: RawPeer, names: list[str], files: dict[str, bytes]) -> None:
     want = recorded()
-    peer_open = files[PEER_OPEN_FILE]
+    # the corpus OPEN with its 9 s hold time raised to 240 s: a lane stalled by a loaded
+    # machine must not see its session end on the hold timer instead of the file's answer
+    raw = files[PEER_OPEN_FILE]
+    peer_open = raw[:22] + struct.pack("!H", 240) + raw[24:]
     for name in names:
         if peer.writer is None:
             await peer.establish(peer_open)
