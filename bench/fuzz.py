@@ -194,6 +194,9 @@ def main() -> int:
     parser.add_argument("--crashes", default="fuzz-crashes")
     parser.add_argument("--json", default="", help="write the results here")
     parser.add_argument("--no-coverage", action="store_true")
+    parser.add_argument(
+        "--update", action="store_true", help="replace only these targets in an existing --json"
+    )
     parser.add_argument("--child", default="", help=argparse.SUPPRESS)
     parser.add_argument("--work", default="", help=argparse.SUPPRESS)
     parser.add_argument("--seeds", default="", help=argparse.SUPPRESS)
@@ -251,8 +254,15 @@ def main() -> int:
         f"crashes: {summary['crashes']}"
     )
     if args.json:
-        doc = {"summary": summary, "targets": results}
-        Path(args.json).write_text(json.dumps(doc, indent=1) + "\n")
+        path = Path(args.json)
+        if args.update and path.exists():
+            # replace these targets' figures in an earlier run's file; keep both summaries
+            doc = json.loads(path.read_text())
+            doc["targets"].update(results)
+            doc.setdefault("updates", []).append({**summary, "targets": sorted(results)})
+        else:
+            doc = {"summary": summary, "targets": results}
+        path.write_text(json.dumps(doc, indent=1) + "\n")
     return 1 if failed else 0
 
 
