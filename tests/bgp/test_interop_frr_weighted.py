@@ -1,0 +1,117 @@
+"""Weighted ECMP against FRR 8.4: link bandwidth communities become kernel next-hop weights.
+
+Three agents announce one Local-policy VIP with 1, 2 and 5 ready endpoints; FRR (which weights
+multipaths by RFC 10005 link bandwidth when every path carries it) installs one route whose
+next hops are weighted in those ratios. Scaling a node's endpoints changes its weight with an
+UPDATE: FRR keeps three paths throughout, the route is never withdrawn.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from tests.bgp.test_interop_frr import BASE, NODE, NODE_ASN, NODES, ROUTER_ASN, ROUTER_V4, build
+from vipcast.lab.netns import Topology, wait_until
+from vipcast.lab.routes import Route
+
+pytestmark = [
+    pytest.mark.netns,
+    pytest.mark.interop,
+    pytest.mark.slow,
+    pytest.mark.skipif(shutil.which("/usr/lib/frr/bgpd") is None, reason="FRR not installed"),
+]
+
+VIP = "203.0.113.0/32"
+SERVICE = """\
+---
+apiVersion: v1
+kind: Service
+metadata: {{name: web, namespace: default}}
+spec:
+  type: LoadBalancer
+  externalTrafficPolicy: Local
+  ports: [{{name: http, port: 80, protocol: TCP}}]
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata:
+  name: web-1
+  namespace: default
+  labels: {{kubernetes.io/service-name: web}}
+addressType: IPv4
+ports: [{{name: http, port: 80, protocol: TCP}}]
+endpoints:
+{endpoints}
+"""
+
+
+def write_weighted(directory: Path, counts: dict[str, int]) -> None:
+    directory.mkdir(parents=True, exist_ok=True)
+    text = BASE.format(node_asn=NODE_ASN, router_asn=ROUTER_ASN, router=ROUTER_V4, password="")
+    text += "  weightedECMP: endpoints\n"
+    text += "".join(NODE.format(name=n) for n in counts)
+    endpoints = "".join(
+        f"  - addresses: [10.244.{i}.{j + 10}]\n    nodeName: {n}\n    conditions: {{ready: true}}\n"
+        for i, (n, c) in enumerate(sorted(counts.items()), 1)
+        for j in range(c)
+    )
+    text += SERVICE.format(endpoints=endpoints)
+    tmp = directory / "objects.yaml.tmp"
+    tmp.write_text(text)
+    tmp.replace(directory / "objects.yaml")
+
+
+def shares(route: Route) -> dict[str, float]:
+    total = sum(h.weight for h in route.nexthops)
+    return {str(h.gateway): h.weight / total for h in route.nexthops}
+
+
+def wait_shares(router: object, expected: dict[str, float], tolerance: float = 0.03) -> Route:
+    def matching() -> Route | None:
+        route = router.route(VIP)  # type: ignore[attr-defined]
+        if route is None or len(route.nexthops) != len(expected):
+            return None
+        got = shares(route)
+        ok = all(abs(got.get(gw, 0.0) - want) <= tolerance for gw, want in expected.items())
+        return route if ok else None
+
+    return wait_until(matching, timeout=60, what=f"weighted next hops {expected}",
+                      on_timeout=lambda: f"route: {router.route(VIP)}")  # type: ignore[attr-defined]
+
+
+def test_endpoint_counts_become_next_hop_weights(netlab: Topology) -> None:
+    lab = build(netlab, ["n1", "n2", "n3"])
+    lab.router.sysctl("net.ipv4.fib_multipath_hash_policy", 1)  # inside the router netns only
+    write_weighted(lab.config, {"n1": 1, "n2": 2, "n3": 5})
+    for name in lab.nodes:
+        lab.start_agent(name)
+    ips = {n: NODES[n][0] for n in lab.nodes}
+    lab.frr.wait_established(*ips.values(), timeout=60)
+
+    # every path carries a link bandwidth community in FRR's RIB
+    lab.frr.wait_paths(VIP, 3, timeout=60)
+    data = lab.frr.vtysh_json(f"show bgp ipv4 unicast {VIP} json")
+    assert isinstance(data, dict)
+    texts = [str(p.get("extendedCommunity", {}).get("string", "")) for p in data["paths"]]
+    assert all("LB:" in t for t in texts), texts
+
+    # the kernel route's next-hop weights are in the ratio 1:2:5 (within 3 points of 1/8...)
+    route = wait_shares(lab.router, {ips["n1"]: 1 / 8, ips["n2"]: 2 / 8, ips["n3"]: 5 / 8})
+    print("weights 1/2/5:", {str(h.gateway): h.weight for h in route.nexthops})
+
+    # status shows each node's weight
+    status = lab.status("n3")
+    routes = status["routes"]
+    assert isinstance(routes, list) and routes[0]["weight"] == 5.0
+
+    # scaling: n1 goes to 5 endpoints -> 5:2:5; the route is updated, never withdrawn
+    write_weighted(lab.config, {"n1": 5, "n2": 2, "n3": 5})
+    route = wait_shares(lab.router, {ips["n1"]: 5 / 12, ips["n2"]: 2 / 12, ips["n3"]: 5 / 12})
+    print("weights 5/2/5:", {str(h.gateway): h.weight for h in route.nexthops})
+    assert len(lab.frr.route(VIP)) == 3
+    for name in lab.nodes:
+        log = lab.agents[name].log_text()
+        assert "Traceback" not in log, log
