@@ -12,8 +12,8 @@ import shutil
 from pathlib import Path
 
 import pytest
-
 from tests.bgp.test_interop_frr import BASE, NODE, NODE_ASN, NODES, ROUTER_ASN, ROUTER_V4, build
+
 from vipcast.lab.netns import Topology, wait_until
 from vipcast.lab.routes import Route
 
