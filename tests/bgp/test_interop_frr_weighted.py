@@ -54,7 +54,8 @@ def write_weighted(directory: Path, counts: dict[str, int]) -> None:
     text += "  weightedECMP: endpoints\n"
     text += "".join(NODE.format(name=n) for n in counts)
     endpoints = "".join(
-        f"  - addresses: [10.244.{i}.{j + 10}]\n    nodeName: {n}\n    conditions: {{ready: true}}\n"
+        f"  - addresses: [10.244.{i}.{j + 10}]\n    nodeName: {n}\n"
+        "    conditions: {ready: true}\n"
         for i, (n, c) in enumerate(sorted(counts.items()), 1)
         for j in range(c)
     )
