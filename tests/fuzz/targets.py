@@ -3,9 +3,8 @@
 Each target feeds its input to a vipcast decoder and lets through exactly the rejections the
 RFCs give (a ``BGPError`` whose code/subcode is in :data:`BGP_ANSWERS`, a BFD ``DropReason``,
 an ``L2Error``, a membership ``WireError``); anything else escapes and is a crash. Accepted
-inputs are
-checked further: what was decoded encodes back to something that decodes to the same value, and
-everything a session sends decodes cleanly. ``seeds(name)`` gives each target a starting
+inputs are checked further: what was decoded encodes back to something that decodes to the same
+value, and everything a session sends decodes cleanly. ``seeds(name)`` gives each target a starting
 corpus built from the encoders (every capability, every attribute vipcast knows, MP_REACH and
 MP_UNREACH for IPv4 and IPv6, communities of all three kinds), the vectors in the repository
 and, for BGP, the FRR corpus when it is present. ``bench/fuzz.py`` drives them with atheris.
