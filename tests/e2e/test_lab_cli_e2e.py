@@ -87,6 +87,10 @@ def test_demo_runs_in_about_a_minute_and_leaves_only_its_picture(tmp_path: Path)
     for heading in ("allocations", "BGP sessions", "ECMP", "client requests", "failover"):
         assert heading in out, out
     assert "recovered after" in out and "did not recover" not in out, out
+    # the L7 part: routing, the split, the client the backends saw, scaling with no failure
+    assert "L7 gateway" in out and "203.0.113.10" in out, out
+    assert "times under load: 0 failed" in out, out
     assert picture.exists() and "<svg" in picture.read_text()
+    assert "Through the L7 gateway" in picture.read_text()
     assert leftovers(f"vc-{proc.pid}-") == []
     assert not Path(f"/tmp/vipcast-demo-{proc.pid}").exists()

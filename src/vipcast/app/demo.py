@@ -1,10 +1,12 @@
 """``vipcast demo``: the lab end to end in about a minute, with a summary and a picture.
 
-Builds the lab (router, nodes running vipcast agents, backends, client), shows the
+Builds the lab (router, nodes running vipcast agents and Envoy, backends, client), shows the
 allocations, the router's BGP sessions and ECMP routes, sends client traffic through the VIPs
 and shows how it spreads, then cuts a node off (agent killed, its cable pulled) while the client
-keeps sending, and reports how long the client's traffic took to recover. Writes an SVG of
-requests per node over time, then tears everything down.
+keeps sending, and reports how long the client's traffic took to recover. Its L7 part
+(``app/demo_gateway.py``) shows the Gateway: host and path routing, a weighted split, the client
+the backends saw, pods scaled under load. Writes an SVG of requests per node over time (and
+per Service version through the Gateway), then tears everything down.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from dataclasses import dataclass
 from html import escape
 from pathlib import Path
 
+from vipcast.app.demo_gateway import L7Result, l7_scenario, l7_svg, stack_svgs
 from vipcast.app.lab import (
     LabOptions,
     LabState,
@@ -80,6 +83,8 @@ class DemoResult:
     picture: Path | None = None
     #: seconds from the failure until the router's kernel route lost the node's next hop
     route_gone: float | None = None
+    #: the L7 part (the lab's Gateway), when the lab runs Envoy
+    l7: L7Result | None = None
 
 
 def load_samples(text: str) -> list[Sample]:
@@ -175,6 +180,8 @@ def _scenario(topo: Topology, state: LabState, opts: LabOptions, say: Say,
                                     for s in samples)
             seen[label] = Counter(str(s.client) for s in samples if s.ok)
 
+    l7 = l7_scenario(topo, state, opts, say) if opts.gateway else None
+
     victim = f"n{opts.nodes}"
     say(f"failover: the client keeps sending; {victim} loses power in 3 s")
     web_ip = vips["default/web"][0]
@@ -191,14 +198,15 @@ def _scenario(topo: Topology, state: LabState, opts: LabOptions, say: Say,
     result = DemoResult(
         allocations=allocs, sessions=sessions, routes=routes, spread=spread, clients_seen=seen,
         failover_samples=samples, killed_node=victim, kill_at=kill_at, recovery=recovery,
-        failed_requests=failed, route_gone=route_gone,
+        failed_requests=failed, route_gone=route_gone, l7=l7,
     )
     if picture is not None:
         cause = "BFD 100 ms x 3" if opts.bfd else f"BGP hold timer {opts.hold_time} s"
-        picture.write_text(failover_svg(
+        chart = failover_svg(
             samples, kill_at, victim, route_gone=route_gone, recovery=recovery,
             subtitle=f"{opts.nodes} nodes, failure detection: {cause}; one new connection "
-                     "every 20 ms, timeout 0.25 s"))
+                     "every 20 ms, timeout 0.25 s")
+        picture.write_text(stack_svgs([chart, l7_svg(l7)]) if l7 is not None else chart)
         result.picture = picture
         png = write_png(picture)
         if png is not None:

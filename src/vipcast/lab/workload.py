@@ -131,8 +131,8 @@ def request(url: str, timeout: float, response_timeout: float | None = None,
     process to be scheduled: on a loaded machine that can take longer than any path event.
     """
     parts = urlsplit(url)
-    host = parts.hostname or "127.0.0.1"
-    conn = http.client.HTTPConnection(host, parts.port or 80, timeout=timeout)
+    conn = http.client.HTTPConnection(parts.hostname or "127.0.0.1", parts.port or 80,
+                                      timeout=timeout)
     phase = "connect"
     start = time.monotonic()
     connected: float | None = None
