@@ -189,9 +189,9 @@ class NodeDataplane:
         """Only the backends down changed since the last apply: patch just the VIP ports they
         serve (see :mod:`vipcast.dataplane.nft_flip`); None when that does not apply."""
         applied, flips, last = self._applied, self._flips, self.last
+        # the periodic read-back (run()) checks the kernel; a flip does not wait for it
         if (applied is None or flips is None or last is None or applied[0] is not plan.nat
-                or applied[2] != plan.local_vips or applied[1] == down
-                or self._nft.due_for_readback()):
+                or applied[2] != plan.local_vips or applied[1] == down):
             return None
         commands = flips.commands(down)
         result = await asyncio.to_thread(self._nft.patch, commands)
