@@ -32,6 +32,7 @@ from typing import Any, Protocol
 from prometheus_client.registry import CollectorRegistry
 
 from vipcast.core.desired import BgpSession, NodePlan
+from vipcast.core.drain import Phase, apply_drain
 from vipcast.core.gateway.address import GatewayServices, gateway_addresses
 from vipcast.core.incremental import NodePlanner
 from vipcast.core.pipeline import Local, NodeIdentity, Snapshot, snapshot
@@ -79,6 +80,8 @@ class AgentOptions:
     #: take seconds to parse) does not stall BFD timers, keepalives and /status; only for
     #: agents whose :meth:`Agent.load` and planner touch no loop-owned state (the file agent)
     load_in_thread: bool = False
+    #: seconds between announcing with GRACEFUL_SHUTDOWN and withdrawing, on a drain
+    drain_grace: float = 30.0
 
 
 @dataclass(frozen=True)
@@ -217,6 +220,9 @@ class Agent:
         self.current: Desired | None = None
         #: what the node observes now (the planner's input besides the config)
         self.local = local or Local()
+        #: the drain state machine's phase (core.drain), set by the DrainDriver
+        self.drain_phase = Phase.ANNOUNCE
+        self.drain_state = "serving"
         self.last_error: list[Issue] = []
         self.restarting = False
         self._reload = asyncio.Event()
@@ -254,7 +260,7 @@ class Agent:
         return self._desired(snap)
 
     def _desired(self, snap: Snapshot) -> Desired:
-        plan = pipeline_plan(snap, self.local)
+        plan = apply_drain(pipeline_plan(snap, self.local), self.drain_phase)
         peers = tuple(to_peer_settings(s) for s in plan.peers)
         return Desired(spec=snap.spec, plan=plan, peers=peers, files=dict(self.files.stamps),
                        snapshot=snap)
@@ -310,6 +316,24 @@ class Agent:
         current = self.current
         if current is None or current.snapshot is None or not self.started.is_set():
             return  # the next load plans with it
+        await self._publish(self._desired(current.snapshot))
+
+    def drain_inputs(self) -> tuple[Spec, NodePlan] | None:
+        """The config and the undrained plan base the drain driver looks at (None: none yet)."""
+        current = self.current
+        if current is None or current.snapshot is None:
+            return None
+        return current.spec, current.snapshot.plan_base
+
+    async def set_drain(self, phase: Phase, state: str) -> None:
+        """The drain state machine moved (an observation like :meth:`observe`): re-plan."""
+        self.drain_state = state
+        if phase is self.drain_phase:
+            return
+        self.drain_phase = phase
+        current = self.current
+        if current is None or current.snapshot is None or not self.started.is_set():
+            return
         await self._publish(self._desired(current.snapshot))
 
     async def _publish(self, desired: Desired) -> None:
@@ -459,6 +483,7 @@ class Agent:
         document: dict[str, Any] = {
             "node": self.options.node,
             "restarting": self.restarting,
+            "drain": self.drain_state,
             "config": {
                 "files": sorted(self.current.files) if self.current else [],
                 "errors": [asdict(issue) for issue in self.last_error],

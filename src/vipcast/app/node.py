@@ -30,6 +30,7 @@ from dataclasses import asdict
 from prometheus_client.registry import CollectorRegistry
 
 from vipcast.app.agent import Agent, AgentOptions, Planner, default_planner
+from vipcast.app.drain import drain_driver
 from vipcast.app.envoy_gateway import EnvoyGateway, GatewaySettings, ProxyConsumer
 from vipcast.core.desired import BackendKey, BfdPeer, HealthTarget, NatRule, NodePlan
 from vipcast.core.pipeline import Local, healthy_services, l2_members
@@ -441,9 +442,11 @@ async def run_node(
         agent.add_consumer(l2)
         bare = observe(agent, registry, l2)
         l7 = attach_gateway(agent, gateway)
+        drain = drain_driver(agent, options)
         try:
             return int(await agent.run())
         finally:
+            await drain.stop()
             await _stop(l7)
             bare.close()
             await l2.stop()
@@ -458,6 +461,7 @@ async def run_node(
     agent.add_consumer(l2)
     bfd = observe(agent, registry, l2)
     l7 = attach_gateway(agent, gateway, policy.proxy_ready)
+    drain = drain_driver(agent, options)
 
     async def prime(plan: NodePlan) -> None:
         """Before the first BGP session: program the data plane and verify what can be
@@ -484,6 +488,7 @@ async def run_node(
         for task in background:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        await drain.stop()
         await _stop(l7)
         await health.close()
         bfd.close()

@@ -59,6 +59,11 @@ def agent(
     gateway_admin_port: Annotated[
         int, typer.Option(help="Envoy's admin port on 127.0.0.1")
     ] = 19000,
+    drain_grace: Annotated[
+        float,
+        typer.Option(help="On a drain, seconds announced with GRACEFUL_SHUTDOWN before the "
+                     "withdrawal (docs/drain.md)"),
+    ] = 30.0,
 ) -> None:
     """Run this node's agent: BGP sessions for the peers that select it, reload on change."""
     from vipcast.app.agent import AgentOptions
@@ -74,6 +79,7 @@ def agent(
         router_id=router_id,
         state_dir=state_dir,
         poll_interval=poll_interval,
+        drain_grace=drain_grace,
         load_in_thread=True,  # files only: reloads parse and plan off the event loop
     )
 
@@ -255,6 +261,9 @@ def status(
     console = Console()
     for table in status_tables(document):
         console.print(table)
+    drain = document.get("drain")
+    if drain and drain != "serving":
+        console.print(f"[yellow]drain: {drain}[/yellow]")
     errors = document.get("config", {}).get("errors") or []
     if errors:
         console.print(f"[red]the last configuration change was refused ({len(errors)} issues)")

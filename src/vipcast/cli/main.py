@@ -8,6 +8,7 @@ from vipcast.cli import (
     agent_cmds,
     config_cmds,
     dataplane_cmds,
+    drain_cmds,
     gateway_cmds,
     kube_cmds,
     lab_cmds,
@@ -22,7 +23,7 @@ app = typer.Typer(
 )
 
 for module in (config_cmds, agent_cmds, dataplane_cmds, lab_cmds, kube_cmds, provider_cmds,
-               gateway_cmds):
+               gateway_cmds, drain_cmds):
     module.register(app)
 
 

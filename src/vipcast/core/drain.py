@@ -1,0 +1,140 @@
+"""Node drains that lose no request (RFC 8326 GRACEFUL_SHUTDOWN): the state machine and its
+effect on the plan, both pure.
+
+The sequence of a drain, as a literal transition table (:data:`TRANSITIONS`):
+
+::
+
+    SERVING --drain--> DRAINING --routers-moved | grace-expired--> DRAINED
+       ^                  |                                           |
+       |               undrain                                     undrain
+       |                  v                                           v
+       +----------------- SERVING  <--health-verified-- UNDRAINING (still withdrawn)
+
+What each state does to the node's plan (:data:`PHASE_OF`, :func:`apply_drain`):
+
+- ``SERVING``: the plan as it is.
+- ``DRAINING``: every route is still announced, with the GRACEFUL_SHUTDOWN community 65535:0
+  added and LOCAL_PREF 0 (sent to iBGP peers only; eBGP routers that honour RFC 8326 set it
+  themselves), so the routers move traffic to the other nodes *before* anything is withdrawn.
+- ``DRAINED`` / ``UNDRAINING``: no BGP route is announced. L2 duties are kept as they are
+  (a hand-over to the next candidate before this node stops answering is not built yet:
+  dropping them here would leave the VIP unanswered).
+
+Timers (the grace period) live at the edge with the injectable Clock; this module only says
+which deadline a state wants (:func:`deadline_of`). Undrain re-announces only after the edge
+saw local health verified (the ``health-verified`` event).
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from dataclasses import replace
+
+from vipcast.core.desired import NodePlan
+from vipcast.proto.bgp.ext_communities import GRACEFUL_SHUTDOWN
+from vipcast.spec import Node
+
+#: Node annotation of the object files (standalone) and of Kubernetes: "true" drains
+DRAIN_ANNOTATION = "vipcast.io/drain"
+#: Node labels that drain a node by default (any value but "false"); configurable
+DEFAULT_DRAIN_LABELS = (
+    "node.kubernetes.io/exclude-from-external-load-balancers",
+    "vipcast.io/drain",
+)
+#: Node annotation the agent reports its drain state in ("draining", "drained")
+DRAIN_STATE_ANNOTATION = "vipcast.io/drain-state"
+#: default grace between GRACEFUL_SHUTDOWN and the withdrawal, seconds
+DEFAULT_GRACE = 30.0
+
+
+class DrainState(enum.Enum):
+    SERVING = "serving"
+    DRAINING = "draining"
+    DRAINED = "drained"
+    UNDRAINING = "undraining"
+
+
+class DrainEvent(enum.Enum):
+    DRAIN = "drain"
+    UNDRAIN = "undrain"
+    #: the routers no longer prefer this node (observed), or nothing shows they still do
+    ROUTERS_MOVED = "routers-moved"
+    GRACE_EXPIRED = "grace-expired"
+    HEALTH_VERIFIED = "health-verified"
+
+
+class Phase(enum.Enum):
+    """What the plan looks like in a state."""
+
+    ANNOUNCE = "announce"
+    GRACEFUL_SHUTDOWN = "graceful-shutdown"
+    WITHDRAWN = "withdrawn"
+
+
+S, E = DrainState, DrainEvent
+#: (state, event) -> next state; a pair not listed leaves the state as it is
+TRANSITIONS: Mapping[tuple[DrainState, DrainEvent], DrainState] = {
+    (S.SERVING, E.DRAIN): S.DRAINING,
+    (S.DRAINING, E.ROUTERS_MOVED): S.DRAINED,
+    (S.DRAINING, E.GRACE_EXPIRED): S.DRAINED,
+    (S.DRAINING, E.UNDRAIN): S.SERVING,  # nothing was withdrawn: announce plainly again
+    (S.DRAINED, E.UNDRAIN): S.UNDRAINING,
+    (S.UNDRAINING, E.HEALTH_VERIFIED): S.SERVING,
+    (S.UNDRAINING, E.DRAIN): S.DRAINED,
+}
+
+PHASE_OF: Mapping[DrainState, Phase] = {
+    S.SERVING: Phase.ANNOUNCE,
+    S.DRAINING: Phase.GRACEFUL_SHUTDOWN,
+    S.DRAINED: Phase.WITHDRAWN,
+    S.UNDRAINING: Phase.WITHDRAWN,
+}
+
+
+def step(state: DrainState, event: DrainEvent) -> DrainState:
+    """The state after ``event`` (the same state when the table has no such transition)."""
+    return TRANSITIONS.get((state, event), state)
+
+
+def deadline_of(state: DrainState, entered_at: float, grace: float) -> float | None:
+    """When the edge must deliver GRACE_EXPIRED (None: no timer in this state)."""
+    return entered_at + grace if state is S.DRAINING else None
+
+
+def apply_drain(plan: NodePlan, phase: Phase) -> NodePlan:
+    """``plan`` as announced in ``phase`` (the same object in ``ANNOUNCE``)."""
+    if phase is Phase.ANNOUNCE:
+        return plan
+    if phase is Phase.WITHDRAWN:
+        return replace(plan, bgp=())
+    routes = tuple(
+        replace(
+            r,
+            communities=r.communities if GRACEFUL_SHUTDOWN in r.communities
+            else (*r.communities, GRACEFUL_SHUTDOWN),
+            local_pref=0,
+        )
+        for r in plan.bgp
+    )
+    return replace(plan, bgp=routes)
+
+
+def wants_drain(node: Node | None, labels: tuple[str, ...] = DEFAULT_DRAIN_LABELS) -> bool:
+    """Whether the Node object asks for a drain: the annotation ``vipcast.io/drain: "true"``
+    or one of ``labels`` present (with any value but "false")."""
+    if node is None:
+        return False
+    meta = node.metadata
+    if meta.annotations.get(DRAIN_ANNOTATION, "").lower() == "true":
+        return True
+    return any(meta.labels.get(label, "false").lower() != "false" for label in labels)
+
+
+def drain_issues_for(nodes: Mapping[str, Node], requested: str) -> str | None:
+    """A reason when a drain names a node the config does not know (None: fine)."""
+    if requested in nodes:
+        return None
+    known = ", ".join(sorted(nodes)) or "none"
+    return f"no Node {requested!r} in the config (known: {known})"

@@ -1,0 +1,96 @@
+"""The drain state machine (table, deadlines) and what each phase does to the plan."""
+
+from __future__ import annotations
+
+from hypothesis import given
+from hypothesis import strategies as st
+from tests.foundation.test_plan import bgp_adv, load, node, peer, pool, service, slice_
+
+from vipcast.core.allocation import allocate_spec
+from vipcast.core.desired import BGPRoute, NodePlan
+from vipcast.core.drain import (
+    PHASE_OF,
+    TRANSITIONS,
+    DrainEvent,
+    DrainState,
+    Phase,
+    apply_drain,
+    deadline_of,
+    drain_issues_for,
+    step,
+    wants_drain,
+)
+from vipcast.core.plan import plan_node
+from vipcast.proto.bgp.ext_communities import GRACEFUL_SHUTDOWN
+
+S, E = DrainState, DrainEvent
+
+
+def test_the_drain_sequence() -> None:
+    state = S.SERVING
+    seen = [state]
+    for event in (E.DRAIN, E.GRACE_EXPIRED, E.UNDRAIN, E.HEALTH_VERIFIED):
+        state = step(state, event)
+        seen.append(state)
+    assert seen == [S.SERVING, S.DRAINING, S.DRAINED, S.UNDRAINING, S.SERVING]
+    assert [PHASE_OF[s] for s in seen] == [
+        Phase.ANNOUNCE, Phase.GRACEFUL_SHUTDOWN, Phase.WITHDRAWN, Phase.WITHDRAWN, Phase.ANNOUNCE
+    ]
+    # routers moved away before the grace ended: withdrawn at once
+    assert step(S.DRAINING, E.ROUTERS_MOVED) is S.DRAINED
+    # undrain while still announcing with 65535:0: straight back, nothing was withdrawn
+    assert step(S.DRAINING, E.UNDRAIN) is S.SERVING
+    # undrain never re-announces before health is verified
+    assert PHASE_OF[step(S.DRAINED, E.UNDRAIN)] is Phase.WITHDRAWN
+
+
+@given(st.sampled_from(list(S)), st.sampled_from(list(E)))
+def test_the_table_is_total_and_never_skips_graceful_shutdown(s: DrainState, e: DrainEvent
+                                                               ) -> None:
+    after = step(s, e)
+    assert after == TRANSITIONS.get((s, e), s)
+    # from announcing, the only way out is through GRACEFUL_SHUTDOWN: never a bare withdrawal
+    if PHASE_OF[s] is Phase.ANNOUNCE:
+        assert PHASE_OF[after] in (Phase.ANNOUNCE, Phase.GRACEFUL_SHUTDOWN)
+    # re-announcing after a withdrawal takes the health check
+    if PHASE_OF[s] is Phase.WITHDRAWN and PHASE_OF[after] is Phase.ANNOUNCE:
+        assert e is E.HEALTH_VERIFIED
+
+
+def test_only_draining_has_a_deadline() -> None:
+    assert deadline_of(S.DRAINING, 100.0, 30.0) == 130.0
+    assert all(deadline_of(s, 100.0, 30.0) is None for s in S if s is not S.DRAINING)
+
+
+def test_phases_on_the_plan() -> None:
+    route = BGPRoute("192.0.2.1/32", ("r",), communities=(65000 << 16 | 100,))
+    plan = NodePlan(node="n1", bgp=(route,))
+    assert apply_drain(plan, Phase.ANNOUNCE) is plan
+    gshut = apply_drain(plan, Phase.GRACEFUL_SHUTDOWN)
+    [r] = gshut.bgp
+    assert r.prefix == route.prefix and r.peers == route.peers
+    assert r.communities == (65000 << 16 | 100, GRACEFUL_SHUTDOWN)
+    assert r.local_pref == 0
+    assert apply_drain(gshut, Phase.GRACEFUL_SHUTDOWN).bgp[0].communities.count(
+        GRACEFUL_SHUTDOWN) == 1
+    assert apply_drain(plan, Phase.WITHDRAWN).bgp == ()
+
+
+def test_drain_triggers_on_the_node_object() -> None:
+    spec = load(pool("p", "192.0.2.0/28"), peer("r"), bgp_adv("a"),
+                node("plain"), node("labelled", **{
+                    "node.kubernetes.io/exclude-from-external-load-balancers": ""}),
+                node("off", **{"vipcast.io/drain": "false"}),
+                service("web"), slice_("web", ("10.0.0.1", "plain", True)))
+    nodes = {n.metadata.name: n for n in spec.nodes}
+    assert not wants_drain(nodes["plain"])
+    assert wants_drain(nodes["labelled"])
+    assert not wants_drain(nodes["off"])
+    assert not wants_drain(nodes["labelled"], labels=("example.com/drain",))
+    assert not wants_drain(None)
+    assert drain_issues_for(nodes, "plain") is None
+    reason = drain_issues_for(nodes, "ghost")
+    assert reason is not None and "no Node 'ghost'" in reason and "plain" in reason
+    # the plan itself is untouched by the label: the drain acts through the phases
+    duties = plan_node(spec, allocate_spec(spec).current(), "plain")
+    assert duties.bgp
