@@ -29,15 +29,13 @@ export PATH="$here/.venv/bin:$PATH"
 echo "== ruff";        ruff check src tests bench
 echo "== mypy";        mypy --strict src/vipcast
 echo "== import-linter"; lint-imports
-# the FRR bgpd corpus (tests/bgp/test_frr_corpus*.py) lives outside the repository, beside the
-# checkout (../shared/corpora/bgp-frr/bgpd) or where $VIPCAST_BGP_CORPUS says; without it those
-# tests fail (they never skip)
+# the FRR bgpd corpus (tests/bgp/test_frr_corpus*.py): $VIPCAST_BGP_CORPUS, else beside the
+# checkout (../shared/corpora/bgp-frr/bgpd), else the unchanged copy packed in the tests
 corpus="${VIPCAST_BGP_CORPUS:-$here/../shared/corpora/bgp-frr/bgpd}"
 if [ -d "$corpus/gen" ]; then
   echo "== corpora: FRR bgpd corpus at $corpus"
 else
-  echo "== corpora: FRR bgpd corpus MISSING at $corpus: tests/bgp/test_frr_corpus*.py will fail" \
-       "(place it there or set VIPCAST_BGP_CORPUS)" >&2
+  echo "== corpora: FRR bgpd corpus from tests/bgp/vectors/frr-corpus/bgpd.tar.xz"
 fi
 echo "== pytest"
 exec python -m pytest -q "$@"

@@ -1,7 +1,8 @@
 """The FRR bgpd fuzzing corpus as a conformance set: where it is, and what each file should get.
 
-The corpus is not in the repository (3,234 raw BGP messages, MIT, by Quentin Young): it is read
-from ``$VIPCAST_BGP_CORPUS`` or, by default, ``<project root>/../shared/corpora/bgp-frr/bgpd``.
+The corpus (3,234 raw BGP messages, MIT, by Quentin Young) is read from ``$VIPCAST_BGP_CORPUS``,
+else from ``<project root>/../shared/corpora/bgp-frr/bgpd``, else from the unchanged copy packed in
+``vectors/frr-corpus/bgpd.tar.xz`` (so a clean checkout anywhere runs all of it).
 
 Each file is one peer's byte stream. :func:`codec_outcome` reads it with the codec alone
 (framer, message decoders, both UPDATE readers) as a session in Established would, and
@@ -16,6 +17,7 @@ import hashlib
 import json
 import os
 import struct
+import tarfile
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -45,6 +47,7 @@ CORPUS_ENV = "VIPCAST_BGP_CORPUS"
 REGENERATE_ENV = "VIPCAST_REGENERATE_CORPUS_OUTCOMES"
 DEFAULT_CORPUS = ROOT.parent / "shared" / "corpora" / "bgp-frr" / "bgpd"
 OUTCOMES = Path(__file__).parent / "vectors" / "frr_corpus_outcomes.json"
+PACKED = Path(__file__).parent / "vectors" / "frr-corpus" / "bgpd.tar.xz"
 EXPECTED_FILES = 3234
 
 #: the corpus's own OPEN (AS 10, hold time 9 s, IPv4 unicast, route refresh, 4-octet AS,
@@ -62,6 +65,8 @@ def corpus_dir() -> Path:
 def corpus() -> dict[str, bytes]:
     directory = corpus_dir()
     if not (directory / "seed").is_dir() or not (directory / "gen").is_dir():
+        if not os.environ.get(CORPUS_ENV) and PACKED.is_file():
+            return packed_corpus(PACKED)
         pytest.fail(
             f"the FRR bgpd corpus is missing at {directory} (seed/ and gen/ expected): set "
             f"${CORPUS_ENV} or place it at <project>/../shared/corpora/bgp-frr/bgpd"
@@ -72,6 +77,19 @@ def corpus() -> dict[str, bytes]:
 def recorded() -> dict[str, dict[str, object]]:
     files: dict[str, dict[str, object]] = json.loads(OUTCOMES.read_text())["files"]
     return files
+
+
+def packed_corpus(archive: Path) -> dict[str, bytes]:
+    """The corpus from its packed copy: ``bgpd/seed/...`` and ``bgpd/gen/...`` members."""
+    files: dict[str, bytes] = {}
+    with tarfile.open(archive) as tar:
+        for member in tar.getmembers():
+            parts = member.name.split("/")
+            if member.isfile() and len(parts) == 3 and parts[1] in ("seed", "gen"):
+                handle = tar.extractfile(member)
+                assert handle is not None
+                files[f"{parts[1]}/{parts[2]}"] = handle.read()
+    return dict(sorted(files.items()))
 
 
 def corpus_files(directory: Path) -> list[str]:

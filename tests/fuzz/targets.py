@@ -18,6 +18,7 @@ import json
 import os
 import random
 import struct
+import tarfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv6Address
@@ -504,6 +505,16 @@ def _frr_corpus() -> Iterator[bytes]:
         os.environ.get("VIPCAST_BGP_CORPUS")
         or TESTS.parent.parent / "shared" / "corpora" / "bgp-frr" / "bgpd"
     )
+    if not (directory / "gen").is_dir():
+        # the unchanged copy packed beside the corpus tests (tests/bgp/vectors/frr-corpus)
+        packed = TESTS / "bgp" / "vectors" / "frr-corpus" / "bgpd.tar.xz"
+        if packed.is_file():
+            with tarfile.open(packed) as tar:
+                for member in sorted(tar.getmembers(), key=lambda m: m.name):
+                    handle = tar.extractfile(member) if member.isfile() else None
+                    if handle is not None:
+                        yield handle.read()
+        return
     for sub in ("seed", "gen"):
         if (directory / sub).is_dir():
             for path in sorted((directory / sub).iterdir()):
