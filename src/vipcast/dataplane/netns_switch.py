@@ -13,6 +13,7 @@ import ctypes.util
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
+from functools import cache
 
 CLONE_NEWNET = 0x40000000
 NETNS_RUN_DIR = "/run/netns"
@@ -22,9 +23,14 @@ class NetnsError(OSError):
     """The namespace could not be entered or left."""
 
 
+@cache
+def _libc() -> ctypes.CDLL:
+    # find_library runs `ldconfig -p` in a subprocess: once per process, not once per switch
+    return ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+
+
 def _setns(fd: int) -> None:
-    libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
-    if libc.setns(fd, CLONE_NEWNET) != 0:
+    if _libc().setns(fd, CLONE_NEWNET) != 0:
         err = ctypes.get_errno()
         raise NetnsError(err, os.strerror(err))
 
