@@ -223,6 +223,8 @@ class Agent:
         #: the drain state machine's phase (core.drain), set by the DrainDriver
         self.drain_phase = Phase.ANNOUNCE
         self.drain_state = "serving"
+        #: called (synchronously, must not await the agent) when a new config is published
+        self.config_watchers: list[Callable[[], None]] = []
         self.last_error: list[Issue] = []
         self.restarting = False
         self._reload = asyncio.Event()
@@ -342,6 +344,9 @@ class Agent:
         async with self._publishing:
             old = self.current
             self.current = desired
+            if old is None or old.snapshot is not desired.snapshot:
+                for watcher in self.config_watchers:
+                    watcher()  # a new config (the drain driver looks at the Node object)
             if old is not None and old.plan == desired.plan:
                 if old.snapshot is not desired.snapshot:
                     # the same plan, new objects: what the node withholds (and why) may have

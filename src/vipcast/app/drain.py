@@ -136,4 +136,5 @@ def drain_driver(agent: Agent, options: AgentOptions) -> DrainDriver:
     driver = DrainDriver(agent, options.node, LoopClock(),
                          grace=options.drain_grace)
     agent.add_consumer(driver)
+    agent.config_watchers.append(driver.kick)
     return driver

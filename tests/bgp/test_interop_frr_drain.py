@@ -1,0 +1,92 @@
+"""A node drain against FRR 8.4: GRACEFUL_SHUTDOWN first, the withdrawal after the grace.
+
+Three agents announce one VIP (ECMP over three next hops). ``vipcast drain n3`` sets the Node
+annotation in the object files; n3's agent re-announces with 65535:0 and FRR de-prefers that
+path (it leaves the multipath, the kernel route drops the next hop) while it is still in the
+RIB; after the grace n3 withdraws and reports "drained". ``vipcast undrain n3`` brings it back.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+import time
+
+import pytest
+from tests.bgp.test_interop_frr import NODES, Lab, build, write_config
+
+from vipcast.lab.bgpconf import BgpPath
+from vipcast.lab.netns import Topology, wait_until
+
+pytestmark = [
+    pytest.mark.netns,
+    pytest.mark.interop,
+    pytest.mark.slow,
+    pytest.mark.skipif(shutil.which("/usr/lib/frr/bgpd") is None, reason="FRR not installed"),
+]
+
+VIP = "203.0.113.0/32"
+GRACE = 8.0
+
+
+def cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "vipcast.cli.main", *args],
+                          capture_output=True, text=True, check=True, timeout=60)
+
+
+def start_with_grace(lab: Lab, name: str) -> None:
+    argv = [
+        sys.executable, "-m", "vipcast.cli.main", "agent",
+        "--config", str(lab.config), "--node", name,
+        "--metrics-address", "127.0.0.1:9473",
+        "--state-dir", str(lab.topo.workdir / f"state-{name}"),
+        "--poll-interval", "0.3", "--log-level", "INFO", "--no-dataplane",
+        "--drain-grace", str(GRACE),
+    ]  # fmt: skip
+    lab.agents[name] = lab.topo.spawn(lab.nodes[name], argv, name=f"agent-{name}")
+
+
+def test_drain_de_prefers_then_withdraws_then_undrains(netlab: Topology) -> None:
+    lab = build(netlab, ["n1", "n2", "n3"])
+    write_config(lab.config, ["web"], ["n1", "n2", "n3"])
+    for name in lab.nodes:
+        start_with_grace(lab, name)
+    ips = {n: NODES[n][0] for n in lab.nodes}
+    lab.frr.wait_established(*ips.values(), timeout=60)
+    lab.router.wait_route(VIP, gateways=sorted(ips.values()), timeout=60)
+
+    cli("drain", "n3", "--config", str(lab.config))
+    drained_at = time.monotonic()
+
+    # n3's path is still in the RIB with 65535:0 but no longer used: de-preferred
+    def de_preferred() -> BgpPath | None:
+        paths = lab.frr.route(VIP)
+        mine = [p for p in paths if p.nexthop == ips["n3"]]
+        if len(paths) != 3 or not mine:
+            return None
+        path = mine[0]
+        gshut = any(c in ("graceful-shutdown", "65535:0") for c in path.communities)
+        return path if gshut and not path.best and not path.multipath else None
+
+    path = wait_until(de_preferred, timeout=GRACE, what="n3's path de-preferred in FRR's RIB",
+                      on_timeout=lambda: f"paths: {lab.frr.route(VIP)}")
+    print("de-preferred path:", path)
+    # the kernel route drops n3's next hop before the withdrawal
+    lab.router.wait_route(VIP, gateways=sorted([ips["n1"], ips["n2"]]), timeout=GRACE)
+    assert len(lab.frr.route(VIP)) == 3, "withdrawn too early"
+
+    # after the grace: withdrawn, and the agent reports drained
+    lab.frr.wait_paths(VIP, 2, timeout=GRACE + 30)
+    assert time.monotonic() - drained_at >= GRACE - 1.0
+    wait_until(lambda: lab.status("n3").get("drain") == "drained", timeout=30,
+               what="n3 reports drained")
+
+    # undrain: health verified (no data plane: nothing gates), announced plainly again
+    cli("undrain", "n3", "--config", str(lab.config))
+    lab.frr.wait_paths(VIP, 3, timeout=30)
+    lab.router.wait_route(VIP, gateways=sorted(ips.values()), timeout=30)
+    wait_until(lambda: lab.status("n3").get("drain") == "serving", timeout=30,
+               what="n3 serving again")
+    assert not any("65535:0" in p.communities or "graceful-shutdown" in p.communities
+                   for p in lab.frr.route(VIP))
