@@ -96,6 +96,8 @@ def rich_documents() -> list[dict[str, Any]]:
              "backendRefs": [backend("v1"), backend("v2", weight=0)]},
         ]),
         route("gone", rules=[{"backendRefs": [backend("missing")]}]),
+        route("half", hostnames=["half.example.com"], rules=[
+            {"backendRefs": [backend("v1", weight=1), backend("missing", weight=1)]}]),
     ]
 
 

@@ -11,6 +11,7 @@ import json
 import os
 import signal
 import time
+from collections import Counter
 from collections.abc import Iterator
 from typing import Any
 
@@ -161,6 +162,20 @@ def test_weights_within_tolerance(lab: GatewayLab) -> None:
             counts[json.loads(line)["backend"]] += 1
     assert sum(counts.values()) == 400
     assert 48 <= counts["p1"] <= 112, counts
+
+
+def test_an_invalid_backends_share_is_answered_500(lab: GatewayLab) -> None:
+    """Gateway API: the weight share of a backendRef that does not resolve is answered 500
+    (never 503). 50/50 over 200 requests: the 500s are binomial (mean 100, sd 7.1); allowed
+    100 ± 35 (about 5 sd)."""
+    lab.apply([*base_objects(), *services("p0"), http_route("bad", rules=[
+        {"backendRefs": [to("p0", 50), {"name": "missing", "port": 80, "weight": 50}]}])])
+    out = lab.client.run(["sh", "-c", "for i in $(seq 200); do curl -s -o /dev/null "
+                          f"-w '%{{http_code}}\\n' -H 'Host: bad' http://{GATEWAY_IP}/; done"],
+                         timeout=180)
+    codes = Counter(line.strip() for line in out.stdout.splitlines() if line.strip())
+    assert set(codes) <= {"200", "500"} and sum(codes.values()) == 200, codes
+    assert 65 <= codes["500"] <= 135, codes
 
 
 def test_client_address_in_x_forwarded_for(lab: GatewayLab) -> None:

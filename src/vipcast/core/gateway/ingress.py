@@ -10,12 +10,15 @@ backends are one route in ``vipcast-system`` created "at the end of time", so it
 references into the Ingresses' namespaces are granted (the Ingress asked for them). A named
 Service port is looked up on the Service (unknown: the backend does not resolve).
 
-One difference stays: an Ingress wildcard ``*.foo.com`` matches a single label, the Gateway
-API's matches one or more.
+An Ingress wildcard ``*.foo.com`` matches exactly one label (the Ingress spec), the Gateway
+API's one or more: its rules also match the request's ``:authority`` against one label
+(:func:`one_label`), so ``a.b.foo.com`` falls through to the rules without host and the
+default backend.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -60,6 +63,14 @@ def _backend(ing: Ingress, backend: IngressBackend, spec: Spec) -> dict[str, Any
     return ref
 
 
+def one_label(wildcard: str) -> dict[str, str]:
+    """The header match that narrows a Gateway API wildcard (one or more labels) to the
+    Ingress one (exactly one label): the request's authority, any port, case-insensitive."""
+    suffix = re.escape(wildcard[2:])
+    return {"type": "RegularExpression", "name": ":authority",
+            "value": f"(?i)[^.:]+\\.{suffix}(:[0-9]+)?"}
+
+
 def _route(meta: dict[str, Any], hostnames: list[str], rules: list[dict[str, Any]]) -> HTTPRoute:
     return HTTPRoute.model_validate({
         "apiVersion": "gateway.networking.k8s.io/v1",
@@ -81,8 +92,12 @@ def ingress_routes(ing: Ingress, spec: Spec) -> tuple[HTTPRoute, ...]:
         for path in rule.http.paths if rule.http else ():
             if path.backend.service is None:
                 continue
+            match: dict[str, Any] = {
+                "path": {"type": _PATH_TYPES[path.path_type], "value": path.path}}
+            if rule.host and rule.host.startswith("*."):
+                match["headers"] = [one_label(rule.host)]
             by_host.setdefault(rule.host, []).append({
-                "matches": [{"path": {"type": _PATH_TYPES[path.path_type], "value": path.path}}],
+                "matches": [match],
                 "backendRefs": [_backend(ing, path.backend, spec)],
             })
     out = []

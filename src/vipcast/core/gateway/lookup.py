@@ -43,6 +43,7 @@ def match_matches(m: Match, req: Request) -> bool:
     if m.method is not None and req.method != m.method:
         return False
     headers = {k.lower(): v for k, v in req.headers.items()}
+    headers.setdefault(":authority", req.host)
     for h in m.headers:
         got = headers.get(h.name)
         if got is None or not (re.fullmatch(h.value, got) if h.regex else got == h.value):

@@ -28,7 +28,6 @@ from vipcast.core.gateway.hostnames import intersect, matches, most_specific
 from vipcast.core.gateway.ingress import ingress_objects
 from vipcast.core.gateway.model import (
     INVALID_BACKEND,
-    Cluster,
     Condition,
     FilterChain,
     GatewayClassStatus,
@@ -368,8 +367,7 @@ def translate(
     clusters = []
     for name in sorted(used_clusters):
         if name == INVALID_BACKEND:
-            clusters.append(Cluster(name))
-            continue
+            continue  # no cluster: the proxy answers that share 500 itself
         key, number = name.rsplit(":", 1)
         clusters.append(endpoints_of(services[key], int(number), slices.get(key, [])))
     model = ProxyModel(

@@ -9,8 +9,9 @@ Gateway API semantics carried into Envoy's vocabulary:
   plain prefix rewritten to ``<replacement>/`` — Envoy's documented way.
 - RequestRedirect without a port keeps the scheme's well-known port (none in Location) or the
   listener's port; the Host is matched and forwarded without a port equal to the listener's.
-- A rule without a valid backend is answered 500 by Envoy itself; the invalid share of a
-  weighted rule goes to a cluster without endpoints (503).
+- A rule without a valid backend is answered 500 by Envoy itself; so is the invalid share of a
+  weighted rule (the Gateway API's rule): a route before the rule's own, with the same match
+  and a ``runtime_fraction`` of that share, answers 500; the rest goes to the valid backends.
 """
 
 from __future__ import annotations
@@ -19,9 +20,10 @@ from envoy.config.core.v3 import base_pb2
 from envoy.config.route.v3 import route_components_pb2 as rc
 from envoy.config.route.v3 import route_pb2
 from envoy.type.matcher.v3 import regex_pb2, string_pb2
+from envoy.type.v3 import percent_pb2
 from google.protobuf import duration_pb2, wrappers_pb2
 
-from vipcast.core.gateway.model import HeaderOps, Match, Route, RouteConfig
+from vipcast.core.gateway.model import INVALID_BACKEND, HeaderOps, Match, Route, RouteConfig
 
 _REDIRECT_CODES = {
     301: rc.RedirectAction.MOVED_PERMANENTLY,
@@ -129,13 +131,14 @@ def _route(route: Route, cfg: RouteConfig, override: tuple[str, str] | None,
         out.direct_response.CopyFrom(rc.DirectResponseAction(status=route.direct_status))
         return out
     ra = rc.RouteAction()
-    if len(route.backends) == 1:
-        ra.cluster = route.backends[0].cluster
+    backends = [b for b in route.backends if b.cluster != INVALID_BACKEND]
+    if len(backends) == 1:
+        ra.cluster = backends[0].cluster
     else:
         ra.weighted_clusters.CopyFrom(rc.WeightedCluster(clusters=[
             rc.WeightedCluster.ClusterWeight(name=b.cluster,
                                              weight=wrappers_pb2.UInt32Value(value=b.weight))
-            for b in route.backends]))
+            for b in backends]))
     if route.rewrite is not None:
         rw = route.rewrite
         if rw.hostname:
@@ -154,12 +157,40 @@ def _route(route: Route, cfg: RouteConfig, override: tuple[str, str] | None,
     return out
 
 
+def _invalid_share(route: Route) -> int:
+    """Parts per million of the rule's weight that names an invalid backend (0: none)."""
+    total = sum(b.weight for b in route.backends)
+    bad = sum(b.weight for b in route.backends if b.cluster == INVALID_BACKEND)
+    if not bad or not total or route.direct_status is not None or route.redirect is not None:
+        return 0
+    return max(1, round(bad * 1_000_000 / total))
+
+
+def _invalid_route(route: Route, override: tuple[str, str] | None, index: int,
+                   share: int) -> rc.Route:
+    """The invalid backends' share of a weighted rule: the same match, matched for ``share``
+    parts per million of the requests, answered 500."""
+    match = _route_match(route.match, override)
+    match.runtime_fraction.CopyFrom(base_pb2.RuntimeFractionalPercent(
+        default_value=percent_pb2.FractionalPercent(
+            numerator=share, denominator=percent_pb2.FractionalPercent.MILLION)))
+    name = route.name if index == 0 else f"{route.name}/{index}"
+    out = rc.Route(name=f"{name}/invalid-backends", match=match)
+    out.response_headers_to_add.extend(_header_options(route.response_headers))
+    out.response_headers_to_remove.extend(h.lower() for h in route.response_headers.remove)
+    out.direct_response.CopyFrom(rc.DirectResponseAction(status=500))
+    return out
+
+
 def route_configuration(cfg: RouteConfig) -> route_pb2.RouteConfiguration:
     vhosts = []
     for vh in cfg.virtual_hosts:
         routes = []
         for route in vh.routes:
+            share = _invalid_share(route)
             for i, (override, prefix) in enumerate(_split_prefix(route)):
+                if share:
+                    routes.append(_invalid_route(route, override, i, share))
                 routes.append(_route(route, cfg, override, prefix, i))
         vhosts.append(rc.VirtualHost(name=vh.name, domains=list(vh.domains), routes=routes))
     return route_pb2.RouteConfiguration(
