@@ -8,13 +8,24 @@ UPDATE: FRR keeps three paths throughout, the route is never withdrawn.
 
 from __future__ import annotations
 
+import json
 import shutil
+import sys
 from pathlib import Path
 
 import pytest
-from tests.bgp.test_interop_frr import BASE, NODE, NODE_ASN, NODES, ROUTER_ASN, ROUTER_V4, build
+from tests.bgp.test_interop_frr import (
+    BASE,
+    NODE,
+    NODE_ASN,
+    NODES,
+    ROUTER_ASN,
+    ROUTER_V4,
+    Lab,
+    build,
+)
 
-from vipcast.lab.netns import Topology, wait_until
+from vipcast.lab.netns import Netns, Topology, wait_until
 from vipcast.lab.routes import Route
 
 pytestmark = [
@@ -83,9 +94,55 @@ def wait_shares(router: object, expected: dict[str, float], tolerance: float = 0
                       on_timeout=lambda: f"route: {router.route(VIP)}")  # type: ignore[attr-defined]
 
 
+SERVER = """
+import socket, sys
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("203.0.113.0", 80))
+s.listen(1024)
+name = sys.argv[1].encode()
+while True:
+    c, _ = s.accept()
+    c.sendall(name)
+    c.close()
+"""
+CLIENT = """
+import collections, json, socket, sys
+counts = collections.Counter()
+for _ in range(int(sys.argv[1])):
+    with socket.create_connection(("203.0.113.0", 80), timeout=5) as c:
+        counts[c.recv(64).decode()] += 1
+print(json.dumps(counts))
+"""
+CONNECTIONS = 4000
+
+
+def add_traffic(lab: Lab) -> Netns:
+    """A client behind the router, and on every node the VIP on lo with a TCP server that
+    answers with the node's name (no data plane: the agents run --no-dataplane)."""
+    client = lab.topo.add_netns("cli")
+    lab.topo.veth(lab.router, "eth1", client, "eth0")
+    lab.router.add_address("eth1", "198.51.100.1/24")
+    client.add_address("eth0", "198.51.100.2/24")
+    client.add_default_route("198.51.100.1")
+    for name, ns in lab.nodes.items():
+        ns.add_address("lo", VIP)
+        ns.add_route("198.51.100.0/24", via=ROUTER_V4)
+        lab.topo.spawn(ns, [sys.executable, "-c", SERVER, name], name=f"server-{name}")
+    return client
+
+
+def measure(client: Netns) -> dict[str, float]:
+    out = client.run([sys.executable, "-c", CLIENT, str(CONNECTIONS)], timeout=300)
+    counts: dict[str, int] = json.loads(out.stdout)
+    assert sum(counts.values()) == CONNECTIONS
+    return {n: c / CONNECTIONS for n, c in counts.items()}
+
+
 def test_endpoint_counts_become_next_hop_weights(netlab: Topology) -> None:
     lab = build(netlab, ["n1", "n2", "n3"])
     lab.router.sysctl("net.ipv4.fib_multipath_hash_policy", 1)  # inside the router netns only
+    client = add_traffic(lab)
     write_weighted(lab.config, {"n1": 1, "n2": 2, "n3": 5})
     for name in lab.nodes:
         lab.start_agent(name)
@@ -102,6 +159,10 @@ def test_endpoint_counts_become_next_hop_weights(netlab: Topology) -> None:
     # the kernel route's next-hop weights are in the ratio 1:2:5 (within 3 points of 1/8...)
     route = wait_shares(lab.router, {ips["n1"]: 1 / 8, ips["n2"]: 2 / 8, ips["n3"]: 5 / 8})
     print("weights 1/2/5:", {str(h.gateway): h.weight for h in route.nexthops})
+    spread = measure(client)
+    print(f"spread over {CONNECTIONS} new connections (1/2/5):", spread)
+    for name, want in (("n1", 1 / 8), ("n2", 2 / 8), ("n3", 5 / 8)):
+        assert abs(spread.get(name, 0.0) - want) <= 0.03, (name, spread)
 
     # status shows each node's weight
     status = lab.status("n3")
@@ -112,6 +173,10 @@ def test_endpoint_counts_become_next_hop_weights(netlab: Topology) -> None:
     write_weighted(lab.config, {"n1": 5, "n2": 2, "n3": 5})
     route = wait_shares(lab.router, {ips["n1"]: 5 / 12, ips["n2"]: 2 / 12, ips["n3"]: 5 / 12})
     print("weights 5/2/5:", {str(h.gateway): h.weight for h in route.nexthops})
+    spread = measure(client)
+    print(f"spread over {CONNECTIONS} new connections (5/2/5):", spread)
+    for name, want in (("n1", 5 / 12), ("n2", 2 / 12), ("n3", 5 / 12)):
+        assert abs(spread.get(name, 0.0) - want) <= 0.03, (name, spread)
     assert len(lab.frr.route(VIP)) == 3
     for name in lab.nodes:
         log = lab.agents[name].log_text()
