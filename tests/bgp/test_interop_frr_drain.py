@@ -4,10 +4,12 @@ Three agents announce one VIP (ECMP over three next hops). ``vipcast drain n3`` 
 annotation in the object files; n3's agent re-announces with 65535:0 and FRR de-prefers that
 path (it leaves the multipath, the kernel route drops the next hop) while it is still in the
 RIB; after the grace n3 withdraws and reports "drained". ``vipcast undrain n3`` brings it back.
+New connections under steady load through the whole drain: none fails, none is reset.
 """
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import sys
@@ -15,6 +17,7 @@ import time
 
 import pytest
 from tests.bgp.test_interop_frr import NODES, Lab, build, write_config
+from tests.bgp.test_interop_frr_weighted import add_traffic
 
 from vipcast.lab.bgpconf import BgpPath
 from vipcast.lab.netns import Topology, wait_until
@@ -47,14 +50,44 @@ def start_with_grace(lab: Lab, name: str) -> None:
     lab.agents[name] = lab.topo.spawn(lab.nodes[name], argv, name=f"agent-{name}")
 
 
+#: steady load: new connections at about 100/s for a bounded time, each answered by a node
+LOAD = """
+import collections, json, socket, sys, time
+end = time.monotonic() + float(sys.argv[1])
+t = {"ok": 0, "failed": 0, "resets": 0, "by_node": collections.Counter(), "errors": []}
+while time.monotonic() < end:
+    try:
+        with socket.create_connection(("203.0.113.0", 80), timeout=3) as c:
+            name = c.recv(64).decode()
+        if name:
+            t["ok"] += 1
+            t["by_node"][name] += 1
+        else:
+            t["failed"] += 1
+    except ConnectionResetError:
+        t["resets"] += 1
+    except OSError as exc:
+        t["failed"] += 1
+        t["errors"].append(repr(exc))
+    time.sleep(0.01)
+open(sys.argv[2], "w").write(json.dumps(t))
+"""
+
+
 def test_drain_de_prefers_then_withdraws_then_undrains(netlab: Topology) -> None:
     lab = build(netlab, ["n1", "n2", "n3"])
+    lab.router.sysctl("net.ipv4.fib_multipath_hash_policy", 1)  # inside the router netns only
+    client = add_traffic(lab)
     write_config(lab.config, ["web"], ["n1", "n2", "n3"])
     for name in lab.nodes:
         start_with_grace(lab, name)
     ips = {n: NODES[n][0] for n in lab.nodes}
     lab.frr.wait_established(*ips.values(), timeout=60)
     lab.router.wait_route(VIP, gateways=sorted(ips.values()), timeout=60)
+    result = lab.topo.workdir / "load.json"
+    load = lab.topo.spawn(client, [sys.executable, "-c", LOAD, str(GRACE + 14), str(result)],
+                          name="load")
+    time.sleep(3)  # steady state before the drain
 
     cli("drain", "n3", "--config", str(lab.config))
     drained_at = time.monotonic()
@@ -81,6 +114,14 @@ def test_drain_de_prefers_then_withdraws_then_undrains(netlab: Topology) -> None
     assert time.monotonic() - drained_at >= GRACE - 1.0
     wait_until(lambda: lab.status("n3").get("drain") == "drained", timeout=30,
                what="n3 reports drained")
+
+    # the steady load across the whole drain: no failed new connection, no reset
+    wait_until(lambda: load.popen.poll() is not None, timeout=GRACE + 60, what="load finished")
+    totals = json.loads(result.read_text())
+    print("load during the drain:", totals)
+    assert totals["failed"] == 0 and totals["resets"] == 0, totals
+    assert totals["by_node"].get("n3", 0) > 0  # n3 served before the drain
+    assert totals["ok"] > 300
 
     # undrain: health verified (no data plane: nothing gates), announced plainly again
     cli("undrain", "n3", "--config", str(lab.config))
