@@ -43,6 +43,7 @@ from vipcast.sources.kube.conditions import (
 )
 from vipcast.sources.kube.gateway_status import write_status
 from vipcast.sources.kube.leader import ElectionConfig, LeaderElector
+from vipcast.sources.kube.ratelimit import TokenBucket
 from vipcast.sources.kube.reflector import Reflector, snapshots
 from vipcast.sources.kube.resources import (
     BGP_PEERS,
@@ -85,6 +86,10 @@ class ControllerConfig:
     #: also read the Gateway API kinds and Ingresses and write Gateway/HTTPRoute status
     #: (the Gateway API CRDs must be installed)
     gateway_api: bool = False
+    #: client-side limit on Service status writes (token bucket; qps <= 0: none), like
+    #: client-go's --kube-api-qps/--kube-api-burst; see docs/scale.md for the cold-start cost
+    write_qps: float = 50.0
+    write_burst: int = 100
 
 
 @dataclass
@@ -119,6 +124,7 @@ class Controller:
         ]
         self.elector = LeaderElector(client, self.config.identity, self.config.election)
         self.events = EventRecorder(client, "vipcast-controller", self.config.identity)
+        self.write_limit = TokenBucket(self.config.write_qps, self.config.write_burst)
         self.last_good: tuple[Document, ...] = ()
         #: what this leader wrote last round (wins over a status echo still in flight)
         self.memory: dict[str, tuple[str, ...]] = {}
@@ -321,6 +327,7 @@ class Controller:
                      conditions: list[dict[str, object]]) -> bool:
         meta = svc.get("metadata") or {}
         assert isinstance(meta, dict)
+        await self.write_limit.take()
         try:
             await apply_service_ips(self.client, str(meta.get("namespace")),
                                     str(meta.get("name")), ips, self.config.field_manager,
@@ -355,6 +362,9 @@ def controller_status(ctl: Controller) -> dict[str, object]:
     report = ctl.last_report
     return {"identity": ctl.config.identity, "leader": ctl.elector.is_leader,
             "synced": ctl.synced, "rounds": ctl.rounds,
+            "status_writes": {"taken": ctl.write_limit.taken,
+                              "waited_s": round(ctl.write_limit.waited, 3),
+                              "qps": ctl.config.write_qps, "burst": ctl.config.write_burst},
             "last_round": {"allocated": report.allocated, "written": report.written,
                            "failed_writes": report.failed_writes, "issues": report.issues,
                            "config_stale": report.config_stale},

@@ -120,6 +120,13 @@ def controller(
         bool, typer.Option(help="Read Gateway API objects and Ingresses, write Gateway and "
                            "HTTPRoute status (the Gateway API CRDs must be installed).")
     ] = False,
+    kube_api_qps: Annotated[
+        float, typer.Option("--kube-api-qps", help="Service status writes per second at most "
+                            "(token bucket; 0: no limit).")
+    ] = 50.0,
+    kube_api_burst: Annotated[
+        int, typer.Option("--kube-api-burst", min=1, help="Status writes allowed in a burst.")
+    ] = 100,
 ) -> None:
     """Run the controller: allocate Service IPs and write them to Service status (leader only)."""
     import asyncio
@@ -137,7 +144,8 @@ def controller(
                               renew_deadline=lease_duration * 2 / 3,
                               retry_period=max(0.2, lease_duration / 7))
     config = ControllerConfig(election=election, load_balancer_class=load_balancer_class,
-                              password_secrets=_names(password_secrets), gateway_api=gateway_api)
+                              password_secrets=_names(password_secrets), gateway_api=gateway_api,
+                              write_qps=kube_api_qps, write_burst=kube_api_burst)
     if identity is not None:
         config = replace(config, identity=identity)
 

@@ -70,6 +70,7 @@ class Reflector:
         watch_timeout: int = 290,
         backoff: Backoff | None = None,
         seed: int | None = None,
+        slim: bool = True,
     ) -> None:
         self.client = client
         self.watched = watched
@@ -77,6 +78,9 @@ class Reflector:
         self.watch_timeout = watch_timeout
         self.backoff = backoff or Backoff()
         self.rng = random.Random(seed)
+        #: drop ``metadata.managedFields`` before storing (nothing reads it; with server-side
+        #: apply it is often the largest part of a Service): see docs/scale.md
+        self.slim = slim
         self.store: dict[str, JSON] = {}
         self.synced = asyncio.Event()
         self.resource_version: str | None = None
@@ -121,13 +125,21 @@ class Reflector:
             out["namespace"] = self.watched.namespace or ALL_NS
         if self.watched.name is not None:
             out["fields"] = {"metadata.name": self.watched.name}
+        if self.watched.labels is not None:
+            out["labels"] = list(self.watched.labels)
         return out
+
+    def _keep(self, obj: Any) -> JSON:
+        data: JSON = obj.to_dict()
+        if self.slim:
+            (data.get("metadata") or {}).pop("managedFields", None)
+        return data
 
     async def _list(self) -> None:
         listing = self.client.list(self.watched.resource, chunk_size=500, **self._ns())
         fresh: dict[str, JSON] = {}
         async for obj in listing:
-            data = obj.to_dict()
+            data = self._keep(obj)
             fresh[object_key(data)] = data
         self.lists += 1
         self.resource_version = listing.resourceVersion
@@ -143,7 +155,7 @@ class Reflector:
                                    server_timeout=self.watch_timeout, **self._ns())
         async with aclosing(stream):  # type: ignore[type-var]
             async for event_type, obj in stream:
-                data = obj.to_dict()
+                data = self._keep(obj)
                 rv = (data.get("metadata") or {}).get("resourceVersion")
                 if rv:
                     self.resource_version = rv

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from lightkube.generic_resource import create_global_resource, create_namespaced_resource
+from lightkube.operators import not_exists
 from lightkube.resources.coordination_v1 import Lease
 from lightkube.resources.core_v1 import Event, Namespace, Node, Secret, Service
 from lightkube.resources.discovery_v1 import EndpointSlice
@@ -32,6 +33,9 @@ class Watched:
     #: watch one object by name only (``fieldSelector=metadata.name=``): what an RBAC rule
     #: with ``resourceNames`` allows
     name: str | None = None
+    #: a label selector the API server applies to the list and the watch (fewer objects
+    #: sent, decoded and kept); None: every object of the kind
+    labels: tuple[tuple[str, Any], ...] | None = None
 
 
 def _ours() -> tuple[Watched, ...]:
@@ -52,6 +56,11 @@ NODE_ANNOUNCEMENTS = Watched(
 BGP_PEERS = next(w for w in OUR_KINDS if w.kind == "BGPPeer")
 SERVICES = Watched("Service", Service, namespaced=True)
 ENDPOINT_SLICES = Watched("EndpointSlice", EndpointSlice, namespaced=True)
+#: the speaker's EndpointSlices: a headless Service (clusterIP None) can never be a LoadBalancer,
+#: so its slices (labelled ``service.kubernetes.io/headless`` by the EndpointSlice controller)
+#: are filtered out by the API server (docs/scale.md: what each speaker needs to watch)
+SPEAKER_ENDPOINT_SLICES = Watched("EndpointSlice", EndpointSlice, namespaced=True,
+                                  labels=(("service.kubernetes.io/headless", not_exists()),))
 NODES = Watched("Node", Node, namespaced=False)
 NAMESPACES = Watched("Namespace", Namespace, namespaced=False)
 
@@ -82,10 +91,11 @@ def secrets(namespace: str, names: Iterable[str]) -> tuple[Watched, ...]:
 #: what the controller needs to allocate
 CONTROLLER_KINDS: tuple[Watched, ...] = (*OUR_KINDS, SERVICES, NAMESPACES, NODE_ANNOUNCEMENTS)
 #: what a node's speaker needs to plan announcements and the data plane (plus its Secrets)
-SPEAKER_KINDS: tuple[Watched, ...] = (*OUR_KINDS, SERVICES, NAMESPACES, ENDPOINT_SLICES, NODES)
+SPEAKER_KINDS: tuple[Watched, ...] = (*OUR_KINDS, SERVICES, NAMESPACES, SPEAKER_ENDPOINT_SLICES,
+                                      NODES)
 
 __all__ = [
     "BGP_PEERS", "CONTROLLER_KINDS", "ENDPOINT_SLICES", "GATEWAY_KINDS", "NAMESPACES", "NODES",
-    "NODE_ANNOUNCEMENTS", "OUR_KINDS", "SERVICES", "SPEAKER_KINDS", "Event", "Lease", "Service",
-    "Watched", "secrets",
+    "NODE_ANNOUNCEMENTS", "OUR_KINDS", "SERVICES", "SPEAKER_ENDPOINT_SLICES", "SPEAKER_KINDS",
+    "Event", "Lease", "Service", "Watched", "secrets",
 ]

@@ -1,0 +1,346 @@
+"""The Kubernetes tier at scale, on the real API server (tests/kube/harness), one cluster per size.
+
+For each size N: N LoadBalancer Services, one EndpointSlice each, plus N/4 slices of headless
+Services (what a real cluster's EndpointSlice controller labels ``service.kubernetes.io/headless``)
+are created through the API server. Then, in one run:
+
+1. **speaker watch tier, before/after**: a child process runs the speaker's Service and
+   EndpointSlice reflectors (``vipcast.sources.kube.reflector``) to sync, reports its RSS growth
+   and CPU time, then the CPU per watch event while the bench patches Services. "before" = every
+   EndpointSlice, objects stored whole; "after" = the speaker's selector (no headless slices) and
+   ``managedFields`` dropped (what ``SPEAKER_KINDS`` does now).
+2. **controller cold start**: two ``vipcast controller`` processes (leader-elected, status writes
+   limited to ``--qps``/``--burst``) allocate and write every Service's status; when half are
+   written the Lease holder is SIGKILLed and restarted. An auditor watches every status change:
+   moves and double assignments must be 0. Then both are stopped and a fresh controller starts
+   on the written statuses: the time until its first round finds nothing to write (rebuild from
+   status) is the restart figure.
+
+    nice .venv/bin/python bench/kube_scale.py --sizes 5000,10000 [--qps 100 --burst 200]
+
+Writes bench/kube_scale.json (each size's figures; sizes merged into the existing file).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import resource
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))
+
+import httpx2 as httpx  # noqa: E402
+from tests.kube.harness.cluster import Cluster, binaries_present, start_cluster  # noqa: E402
+from tests.kube.harness.proxy import TOKEN  # noqa: E402
+
+NS = "scale"
+HEADERS = {"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"}
+
+
+def progress(text: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {text}", file=sys.stderr, flush=True)
+
+
+def cidr_for(n: int) -> str:
+    bits = max(8, (n * 2 - 1).bit_length())
+    return f"198.18.0.0/{32 - bits}"
+
+
+async def create_objects(url: str, n: int, headless: int, width: int = 24) -> dict[str, float]:
+    """N LB Services + a slice each, ``headless`` headless slices; objects/s of each phase."""
+    async with httpx.AsyncClient(base_url=url, headers=HEADERS, timeout=120.0) as c:
+        async def post(path: str, body: dict[str, Any]) -> None:
+            for attempt in range(8):
+                try:
+                    r = await c.post(path, json=body)
+                    if r.status_code in (201, 409):
+                        return
+                except httpx.TransportError:
+                    pass
+                await asyncio.sleep(0.2 * 2 ** attempt)
+            raise RuntimeError(f"could not create {path} {body['metadata']['name']}")
+
+        async def run(bodies: list[tuple[str, dict[str, Any]]]) -> float:
+            t0 = time.monotonic()
+            it = iter(bodies)
+
+            async def worker() -> None:
+                for path, body in it:
+                    await post(path, body)
+            await asyncio.gather(*(worker() for _ in range(width)))
+            return len(bodies) / (time.monotonic() - t0)
+
+        svc = [(f"/api/v1/namespaces/{NS}/services", {
+            "apiVersion": "v1", "kind": "Service", "metadata": {"name": f"s{i}"},
+            "spec": {"type": "LoadBalancer", "ports": [{"port": 80, "protocol": "TCP"}]}})
+            for i in range(n)]
+        rate_svc = await run(svc)
+        progress(f"{n} services at {rate_svc:.0f}/s")
+        eps = f"/apis/discovery.k8s.io/v1/namespaces/{NS}/endpointslices"
+
+        def slice_(name: str, service: str, labels: dict[str, str]) -> dict[str, Any]:
+            return {"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+                    "metadata": {"name": name, "labels": {"kubernetes.io/service-name": service,
+                                                          **labels}},
+                    "addressType": "IPv4",
+                    "endpoints": [{"addresses": ["10.244.1.10"], "nodeName": "n1",
+                                   "conditions": {"ready": True}}],
+                    "ports": [{"port": 8080, "protocol": "TCP", "name": ""}]}
+        slices = [(eps, slice_(f"s{i}-x", f"s{i}", {})) for i in range(n)]
+        slices += [(eps, slice_(f"h{i}-x", f"h{i}", {"service.kubernetes.io/headless": ""}))
+                   for i in range(headless)]
+        rate_eps = await run(slices)
+        progress(f"{len(slices)} endpointslices at {rate_eps:.0f}/s")
+        return {"services_per_s": round(rate_svc, 1), "slices_per_s": round(rate_eps, 1)}
+
+
+# --- the speaker's watch tier, in a child process ---------------------------------------------
+
+async def probe(kubeconfig: Path, mode: str, events: int) -> dict[str, Any]:
+    from vipcast.sources.kube.client import make_client
+    from vipcast.sources.kube.reflector import Reflector
+    from vipcast.sources.kube.resources import ENDPOINT_SLICES, SERVICES, SPEAKER_ENDPOINT_SLICES
+
+    client = make_client(kubeconfig, NS, "probe")
+    slices = ENDPOINT_SLICES if mode == "before" else SPEAKER_ENDPOINT_SLICES
+    changes = 0
+
+    def changed() -> None:
+        nonlocal changes
+        changes += 1
+    rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    cpu0 = time.process_time()
+    t0 = time.monotonic()
+    refl = [Reflector(client, w, changed, slim=mode != "before") for w in (SERVICES, slices)]
+    tasks = [asyncio.create_task(r.run()) for r in refl]
+    for r in refl:
+        await r.synced.wait()
+    out: dict[str, Any] = {
+        "mode": mode, "services": len(refl[0].store), "slices": len(refl[1].store),
+        "sync_s": round(time.monotonic() - t0, 2),
+        "sync_cpu_s": round(time.process_time() - cpu0, 2),
+        "rss_growth_mb": round(
+            (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - rss0) / 1024, 1),
+    }
+    print(json.dumps({"synced": True}), flush=True)  # the bench now patches Services
+    base, cpu1 = changes, time.process_time()
+    while changes - base < events:
+        await asyncio.sleep(0.05)
+    out["cpu_ms_per_event"] = round((time.process_time() - cpu1) * 1000 / events, 3)
+    for t in tasks:
+        t.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    await client.close()
+    return out
+
+
+async def speaker_tier(cluster: Cluster, mode: str, events: int, n: int) -> dict[str, Any]:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, __file__, "--probe", mode, "--kubeconfig", str(cluster.kubeconfig),
+        "--events", str(events), stdout=asyncio.subprocess.PIPE)
+    assert proc.stdout is not None
+    line = await asyncio.wait_for(proc.stdout.readline(), 1800)
+    assert json.loads(line)["synced"], line
+    async with httpx.AsyncClient(base_url=cluster.url, headers={
+            **HEADERS, "Content-Type": "application/merge-patch+json"}, timeout=60.0) as c:
+        for i in range(events):
+            await c.patch(f"/api/v1/namespaces/{NS}/services/s{(i * 7919) % n}",
+                          content=json.dumps({"metadata": {"annotations": {
+                              "bench/touch": f"{mode}{i}"}}}))
+    result: dict[str, Any] = json.loads(await asyncio.wait_for(proc.stdout.readline(), 600))
+    await proc.wait()
+    return result
+
+
+# --- the controller ---------------------------------------------------------------------------
+
+def start_controller(cluster: Cluster, ident: str, logdir: Path, args: argparse.Namespace,
+                     health: int | None = None) -> subprocess.Popen[bytes]:
+    with (logdir / f"{ident}.log").open("ab") as log:
+        return subprocess.Popen(
+            ["nice", sys.executable, "-m", "vipcast.cli.main", "controller",
+             "--kubeconfig", str(cluster.kubeconfig), "--namespace", NS, "--identity", ident,
+             "--lease-duration", "5", "--log-level", "WARNING", "--kube-api-qps", str(args.qps),
+             "--kube-api-burst", str(args.burst),
+             *(["--health", str(health)] if health else [])],
+            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+
+
+def lease_holder(cluster: Cluster) -> str | None:
+    code, body = cluster.request(
+        "GET", f"/apis/coordination.k8s.io/v1/namespaces/{NS}/leases/vipcast-controller")
+    return (body.get("spec") or {}).get("holderIdentity") if code == 200 else None
+
+
+async def cold_start(cluster: Cluster, n: int, logdir: Path,
+                     args: argparse.Namespace) -> dict[str, Any]:
+    holders: dict[str, str] = {}
+    first: dict[str, tuple[str, ...]] = {}
+    fig: dict[str, Any] = {"moves": 0, "double_assignments": 0, "kills": 0}
+    stamps: list[float] = []
+
+    async def audit() -> None:
+        async with httpx.AsyncClient(base_url=cluster.url, headers=HEADERS,
+                                     timeout=httpx.Timeout(60.0, read=None)) as c:
+            code = 0
+            r = await c.get(f"/api/v1/namespaces/{NS}/services", params={"limit": "1"})
+            rv = r.json()["metadata"]["resourceVersion"]
+            async with c.stream("GET", f"/api/v1/namespaces/{NS}/services",
+                                params={"watch": "1", "resourceVersion": rv}) as s:
+                code = s.status_code
+                async for line in s.aiter_lines():
+                    ev = json.loads(line)
+                    obj = ev["object"]
+                    name = obj["metadata"]["name"]
+                    ing = ((obj.get("status") or {}).get("loadBalancer") or {}).get("ingress")
+                    ips = tuple(i["ip"] for i in ing or ())
+                    if not ips:
+                        continue
+                    if name not in first:
+                        first[name] = ips
+                        stamps.append(time.monotonic())
+                    elif first[name] != ips:
+                        fig["moves"] += 1
+                    for ip in ips:
+                        if holders.setdefault(ip, name) != name:
+                            fig["double_assignments"] += 1
+            raise RuntimeError(f"status watch ended ({code})")
+
+    auditor = asyncio.create_task(audit())
+    await asyncio.sleep(1.0)
+    procs: dict[str, subprocess.Popen[bytes]] = {}
+    t0 = time.monotonic()
+    try:
+        for ident in ("ctl-a", "ctl-b"):
+            procs[ident] = start_controller(cluster, ident, logdir, args)
+        killed = False
+        deadline = t0 + args.timeout
+        while len(first) < n and time.monotonic() < deadline:
+            if auditor.done():
+                auditor.result()
+            if not killed and len(first) >= n // 2:
+                victim = lease_holder(cluster) or "ctl-a"
+                fig["killed_at"] = len(first)
+                os.kill(procs[victim].pid, signal.SIGKILL)
+                procs[victim].wait(10)
+                procs[victim] = start_controller(cluster, victim, logdir, args)
+                fig["kills"] += 1
+                killed = True
+                progress(f"SIGKILL {victim} at {len(first)} assigned")
+            await asyncio.sleep(0.5)
+        await asyncio.sleep(2.0)  # late writes would show as violations
+        fig["assigned"] = len(first)
+        fig["distinct_addresses"] = len({ip for ips in first.values() for ip in ips})
+        if stamps:
+            fig["first_write_s"] = round(stamps[0] - t0, 2)
+            fig["all_assigned_s"] = round(stamps[-1] - t0, 2)
+            window = stamps[-1] - stamps[0]
+            fig["status_writes_per_s"] = round((len(stamps) - 1) / window, 1) if window else 0
+        progress(f"cold start: {fig}")
+    finally:
+        for p in procs.values():
+            p.kill()
+            p.wait(10)
+        auditor.cancel()
+        with contextlib.suppress(BaseException):
+            await auditor
+    # restart on written statuses: rebuild from status, nothing to write
+    port = 20000 + os.getpid() % 20000
+    t1 = time.monotonic()
+    p = start_controller(cluster, "ctl-c", logdir, args, health=port)
+    try:
+        while time.monotonic() - t1 < args.timeout:
+            with contextlib.suppress(OSError, ValueError):
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/status", timeout=5) as r:
+                    st = json.loads(r.read())
+                last = st.get("last_round") or {}
+                if st.get("leader") and last.get("allocated") == n:
+                    fig["restart_rebuild_s"] = round(time.monotonic() - t1, 2)
+                    fig["restart_writes"] = last.get("written")
+                    break
+            await asyncio.sleep(0.5)
+    finally:
+        p.kill()
+        p.wait(10)
+    return fig
+
+
+async def one_size(n: int, args: argparse.Namespace, work: Path) -> dict[str, Any]:
+    cluster = start_cluster(work / f"k8s-{n}", webhooks=False)
+    try:
+        from vipcast.sources.kube.crds import all_crds
+
+        cluster.apply_crds(all_crds())
+        code, body = cluster.request("POST", "/api/v1/namespaces", {
+            "apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NS}})
+        assert code == 201, body
+        code, body = cluster.request("POST", "/apis/vipcast.io/v1beta1/ipaddresspools", {
+            "apiVersion": "vipcast.io/v1beta1", "kind": "IPAddressPool",
+            "metadata": {"name": "scale"}, "spec": {"addresses": [cidr_for(n)]}})
+        assert code == 201, body
+        t0 = time.monotonic()
+        out: dict[str, Any] = {"services": n, "headless_slices": n // 4}
+        out["create"] = await create_objects(cluster.url, n, n // 4)
+        out["create"]["wall_s"] = round(time.monotonic() - t0, 1)
+        out["speaker"] = {}
+        for mode in ("before", "after"):
+            out["speaker"][mode] = await speaker_tier(cluster, mode, args.events, n)
+            progress(f"speaker {mode}: {out['speaker'][mode]}")
+        logdir = work / f"logs-{n}"
+        logdir.mkdir()
+        out["controller"] = await cold_start(cluster, n, logdir, args)
+        out["controller"].update(qps_limit=args.qps, burst=args.burst)
+        return out
+    finally:
+        cluster.stop()
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", default="5000,10000")
+    parser.add_argument("--qps", type=float, default=100.0)
+    parser.add_argument("--burst", type=int, default=200)
+    parser.add_argument("--events", type=int, default=300)
+    parser.add_argument("--timeout", type=float, default=1800.0)
+    parser.add_argument("--json", type=Path, default=HERE / "kube_scale.json")
+    parser.add_argument("--probe", choices=("before", "after"))
+    parser.add_argument("--kubeconfig", type=Path)
+    args = parser.parse_args()
+    if args.probe:
+        print(json.dumps(asyncio.run(probe(args.kubeconfig, args.probe, args.events))))
+        return 0
+    if not binaries_present():
+        print("no API server binaries: run scripts/build-k8s.sh", file=sys.stderr)
+        return 2
+    old = json.loads(args.json.read_text()) if args.json.exists() else {}
+    results: dict[str, Any] = old.get("sizes", {})
+    with tempfile.TemporaryDirectory(prefix="vc-scale-") as tmp:
+        for n in (int(s) for s in args.sizes.split(",")):
+            t0 = time.monotonic()
+            results[str(n)] = asyncio.run(one_size(n, args, Path(tmp)))
+            results[str(n)]["total_s"] = round(time.monotonic() - t0, 1)
+            sp = results[str(n)]["speaker"]
+            b, a = sp["before"], sp["after"]
+            print(f"n={n} speaker rss {b['rss_growth_mb']} -> {a['rss_growth_mb']} MB "
+                  f"(x{a['rss_growth_mb'] / max(b['rss_growth_mb'], 0.1):.2f}), sync cpu "
+                  f"{b['sync_cpu_s']} -> {a['sync_cpu_s']} s, cpu/event {b['cpu_ms_per_event']}"
+                  f" -> {a['cpu_ms_per_event']} ms; controller {results[str(n)]['controller']}",
+                  flush=True)
+            args.json.write_text(json.dumps({"sizes": results}, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
