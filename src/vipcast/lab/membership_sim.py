@@ -194,12 +194,13 @@ def swim_members(
 
 
 def warm_start(members: Mapping[str, Member], now: float = 0.0) -> None:
-    """Give every SWIM member the converged table (everyone alive at its boot), as a SYNC from
-    a converged peer would; boots are still proven fresh pairwise on first contact."""
+    """Start where a cluster up for longer than one probe round is: every member knows every
+    other alive at its boot, and every pair has proven its boots to each other (each pair's
+    one challenge exchange is not simulated: N² datagrams that a running cluster paid once)."""
     swim = [m for m in members.values() if isinstance(m, Membership)]
     records = [Rumor(m.node, m.boot, 0, State.ALIVE) for m in swim]
     for member in swim:
-        member.learn((r for r in records if r.node != member.node), now)
+        member.learn((r for r in records if r.node != member.node), now, proven=True)
 
 
 def percentile(values: list[float], q: float) -> float | None:

@@ -3,8 +3,7 @@ rumors, and the queue of rumors still to piggyback (values in, values out)."""
 
 from __future__ import annotations
 
-from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from vipcast.proto.membership.codec import Datagram, Rumor, State
 from vipcast.proto.membership.replay import ReplayWindow
@@ -13,7 +12,7 @@ from vipcast.proto.membership.replay import ReplayWindow
 RETIRED_BOOTS = 4
 
 
-@dataclass
+@dataclass(slots=True)
 class Member:
     name: str
     #: the member's boot nonce as known here; 0: never heard of
@@ -22,13 +21,13 @@ class Member:
     state: State | None = None
     #: the boot was proven fresh here (an answer to our nonce); only then its datagrams count
     window: ReplayWindow | None = None
-    retired: deque[int] = field(default_factory=lambda: deque(maxlen=RETIRED_BOOTS))
+    retired: tuple[int, ...] = ()
     #: the serving set held here and its version; the highest version heard of
     serving: frozenset[str] = frozenset()
     serving_version: int = 0
     wanted_version: int = 0
     #: a SERVING answer being assembled: version -> addresses so far
-    pages: dict[int, dict[int, tuple[str, ...]]] = field(default_factory=dict)
+    pages: dict[int, dict[int, tuple[str, ...]]] | None = None
     #: the latest datagram of a boot not yet proven fresh, processed once it is
     held: Datagram | None = None
     #: rate limits: when we last challenged, pulled from, or told this member about itself
@@ -49,11 +48,11 @@ class Member:
                 self.incarnation, self.state = incarnation, State.ALIVE
             return
         if self.boot and self.boot != boot:
-            self.retired.append(self.boot)
+            self.retired = (*self.retired, self.boot)[-RETIRED_BOOTS:]
         self.boot, self.incarnation, self.state = boot, incarnation, State.ALIVE
         self.window = ReplayWindow(boot)
         self.serving, self.serving_version, self.wanted_version = frozenset(), 0, 0
-        self.pages.clear()
+        self.pages = None
 
     def rumor(self, delta: tuple[frozenset[str], frozenset[str]] | None = None) -> Rumor:
         assert self.state is not None

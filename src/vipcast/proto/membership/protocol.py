@@ -52,6 +52,7 @@ from vipcast.proto.membership.codec import (
 )
 from vipcast.proto.membership.config import MembershipConfig
 from vipcast.proto.membership.members import Member, RumorQueue, overrides
+from vipcast.proto.membership.replay import ReplayWindow
 from vipcast.proto.membership.sync import SyncMixin
 
 #: serving addresses this node declares at most (in address order; the rest go to others)
@@ -217,11 +218,17 @@ class Membership(SyncMixin):
                 self._process(member, held, now, answered=True)
         return Received(Verdict.ACCEPTED, self._refresh(now), d.sender)
 
-    def learn(self, rumors: Iterable[Rumor], now: float) -> bool:
-        """Apply member records as if a SYNC answer had brought them (the simulator starts a
-        cluster from a converged table this way); True if the view changed."""
+    def learn(self, rumors: Iterable[Rumor], now: float, *, proven: bool = False) -> bool:
+        """Apply member records as if a SYNC answer had brought them; True if the view changed.
+
+        ``proven``: also count their boots as proven fresh, as after each pair has exchanged
+        one challenge (a cluster up for longer than one probe round). Only the simulator's
+        warm start uses it, to begin where a long-running cluster is."""
         for rumor in rumors:
             self._apply(rumor, now, spread=False)
+            member = self.members.get(rumor.node)
+            if proven and member is not None and member.boot == rumor.boot:
+                member.window = ReplayWindow(rumor.boot)
         return self._refresh(now)
 
     def _process(self, member: Member, d: Datagram, now: float, answered: bool = False) -> None:
@@ -251,7 +258,7 @@ class Membership(SyncMixin):
             member = self.members[name]
             if member.state == State.SUSPECT:
                 member.state, self._dirty = State.DEAD, True
-                member.serving, member.pages = frozenset(), {}
+                member.serving, member.pages = frozenset(), None
                 member.serving_version = member.wanted_version = 0
                 self._rumors.push(member.rumor(), self._transmits())
         if self._rumors and now >= self._next_gossip:
@@ -414,7 +421,7 @@ class Membership(SyncMixin):
                 self._suspects.pop(member.name, None)
             if rumor.state in (State.DEAD, State.LEFT):
                 # forgotten with its version: when it comes back, its set is pulled again
-                member.serving, member.pages = frozenset(), {}
+                member.serving, member.pages = frozenset(), None
                 member.serving_version = member.wanted_version = 0
                 self._wanting.discard(member.name)
             news = self._dirty = True

@@ -86,7 +86,8 @@ class SyncMixin:
             if len(busy) >= PULLS_AT_ONCE:
                 break
             if now >= member.pulled_at + self.timers.request_timeout:
-                self._pull(member, _first_gap(member.pages.get(member.wanted_version, {})), now)
+                pages = (member.pages or {}).get(member.wanted_version, {})
+                self._pull(member, _first_gap(pages), now)
                 busy.append(member)
         # look again when the oldest pull under way times out (or is answered)
         self._pull_check_at = (
@@ -173,6 +174,8 @@ class SyncMixin:
             self._wanting.add(member.name)
         if d.version != member.wanted_version:
             return
+        if member.pages is None:
+            member.pages = {}
         pages = member.pages.setdefault(d.version, {})
         for old in [v for v in member.pages if v != d.version]:
             del member.pages[old]
@@ -181,7 +184,7 @@ class SyncMixin:
         if got >= d.total:
             member.serving = frozenset(ip for p in pages.values() for ip in p)
             member.serving_version = d.version
-            member.pages.clear()
+            member.pages = None
             self._dirty = True
             self._pull_check_at = now
         elif len(pages) % PAGES_PER_ANSWER == 0:
