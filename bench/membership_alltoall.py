@@ -314,6 +314,7 @@ class AllToAll:
         self.peers = sorted(members - {node})
         self._out: list[tuple[str, bytes]] = []
         self._next = 0.0
+        self._ticked = -1.0
 
     @property
     def view(self) -> View:
@@ -328,6 +329,7 @@ class AllToAll:
         self._out.extend((peer, datagram) for peer in self.peers)
 
     def tick(self, now: float) -> bool:
+        self._ticked = now
         if now >= self._next:
             self._broadcast()
             self._next = max(self._next + self.m.config.interval, now)
@@ -342,7 +344,10 @@ class AllToAll:
 
     def next_deadline(self) -> float | None:
         deadline = self.m.next_deadline()
-        return self._next if deadline is None else min(self._next, deadline)
+        deadline = self._next if deadline is None else min(self._next, deadline)
+        # its expiry compares now - heard < dead_after, its deadline is heard + dead_after: one
+        # float ulp apart they disagree, so never ask to be woken again at the same instant
+        return max(deadline, self._ticked + 1e-6)
 
     def set_serving(self, ips: Iterable[str], now: float) -> bool:
         changed = self.m.set_serving(ips, now)

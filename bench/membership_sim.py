@@ -95,7 +95,9 @@ def run(kind: str, n: int, *, seed: int = 1, loss: float = 0.0, idle: float = 1.
         if len(times) == len(survivors):
             everywhere.append(max(times))
     seen = [
-        t - changed_at for (o, who), t in sim.serving_seen.items() if who == owner and o != owner
+        t - changed_at
+        for (o, who), t in sim.serving_seen.items()
+        if who == owner and o != owner and o in sim.up
     ]
     sent_bytes = [t.bytes / elapsed for t in sim.sent.values()]
     sent_packets = [t.packets / elapsed for t in sim.sent.values()]
@@ -147,6 +149,8 @@ def main() -> None:
     parser.add_argument("--sizes", type=int, nargs="+", default=[1000])
     parser.add_argument("--loss-window", type=float, default=3.0)
     parser.add_argument("--json", type=Path)
+    parser.add_argument("--part", choices=["all", "events", "loss"], default="all",
+                        help="events: detection/propagation/traffic runs; loss: false deaths")
     args = parser.parse_args()
     report: dict[str, object] = {"runs": [], "loss_runs": [], "alltoall_model": {}}
     runs: list[dict[str, object]] = report["runs"]  # type: ignore[assignment]
@@ -155,22 +159,26 @@ def main() -> None:
     def show(result: dict[str, object]) -> None:
         print(json.dumps(result), flush=True)
 
-    runs.append(run("alltoall", ALLTOALL_N, idle=0.5, horizon=1.0))
-    show(runs[-1])
+    events, loss_part = args.part in ("all", "events"), args.part in ("all", "loss")
+    if events:
+        runs.append(run("alltoall", ALLTOALL_N, idle=0.5, horizon=1.0))
+        show(runs[-1])
     for n in args.sizes:
-        runs.append(run("swim", n))
-        show(runs[-1])
-        runs.append(run("memberlist", n, idle=2.0, spacing=1.0, horizon=25.0))
-        show(runs[-1])
-        for loss in (0.01, 0.05):
-            losses.append(false_deaths("swim", n, loss, args.loss_window))
-            show(losses[-1])
+        if events:
+            runs.append(run("swim", n))
+            show(runs[-1])
+            runs.append(run("memberlist", n, idle=2.0, spacing=1.0, horizon=20.0))
+            show(runs[-1])
+        if loss_part:
+            for loss in (0.01, 0.05):
+                losses.append(false_deaths("swim", n, loss, args.loss_window))
+                show(losses[-1])
         report["alltoall_model"][str(n)] = {  # type: ignore[index]
             "vips_per_node_0": alltoall_model(n, 0), "vips_per_node_100": alltoall_model(n, 100),
         }
     report["max_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024
     print()
-    for n in args.sizes:
+    for n in args.sizes if events else ():
         swim = next(r for r in runs if r["kind"] == "swim" and r["members"] == n)
         ml = next(r for r in runs if r["kind"] == "memberlist" and r["members"] == n)
         model = report["alltoall_model"][str(n)]["vips_per_node_0"]  # type: ignore[index]

@@ -64,6 +64,8 @@ class MembershipAgent:
         self._task: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
         self._logged: dict[Verdict, float] = {}
+        #: the last view handed to ``on_change``
+        self._reported: View | None = None
         self._suppressed: dict[Verdict, int] = {}
 
     def _now(self) -> float:
@@ -96,14 +98,15 @@ class MembershipAgent:
     def set_peers(self, peers: Mapping[str, tuple[str, int]]) -> None:
         """The members changed (a node joined or left the cluster): no restart needed."""
         self._peers = dict(peers)
-        if self.membership.set_members({self.membership.node, *peers}, self._now()):
-            self._changed()
+        self.membership.set_members({self.membership.node, *peers}, self._now())
+        self._report()
         self._wake.set()
 
     def send_now(self) -> None:
         """This node's serving set changed: send what the protocol queued at once."""
         if self._transport is not None:
             self.membership.tick(self._now())
+            self._report()
             self._flush()
             self._wake.set()
 
@@ -113,8 +116,7 @@ class MembershipAgent:
         if result.verdict not in _QUIET:
             self._log_refused(result.verdict, result.node)
         self._flush()
-        if result.changed:
-            self._changed()
+        self._report()
         self._wake.set()  # the next deadline may have moved
 
     def _log_refused(self, verdict: Verdict, node: str | None) -> None:
@@ -129,8 +131,19 @@ class MembershipAgent:
             verdict.value, node, self._suppressed.pop(verdict, 0),
         )
 
+    def _report(self) -> None:
+        """Hand the view to ``on_change`` if it differs from the last one handed over (compared
+        by value, so no change is lost whichever call computed it)."""
+        view, last = self.membership.view, self._reported
+        if view is last or (
+            last is not None and view == last and view.serving == last.serving
+        ):
+            return
+        self._changed()
+
     def _changed(self) -> None:
         view = self.membership.view
+        self._reported = view
         log.info("membership: alive=%d quorum=%s", len(view.alive), view.quorum)
         log.debug("membership: alive=%s", sorted(view.alive))
         self._on_change(view)
@@ -151,8 +164,8 @@ class MembershipAgent:
 
     async def _run(self) -> None:
         while True:
-            if self.membership.tick(self._now()):
-                self._changed()
+            self.membership.tick(self._now())
+            self._report()
             self._flush()
             deadline = self.membership.next_deadline()
             self._wake.clear()
