@@ -320,7 +320,7 @@ class AllToAll:
     def view(self) -> View:
         return self.m.view
 
-    def start(self, now: float) -> None:
+    def start(self, now: float, *, announce: bool = True) -> None:
         self.m.start(now)
         self._next = now
 

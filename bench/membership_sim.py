@@ -67,11 +67,13 @@ def run(kind: str, n: int, *, seed: int = 1, loss: float = 0.0, idle: float = 1.
     started = time.process_time()
     members, settle = members_of(kind, n, seed)
     sim = Simulation(members, Network(loss=loss), seed=seed)
-    sim.start_all(stagger=0.1)
+    sim.start_all(stagger=0.1, announce=kind == "alltoall")
     sim.run_until(settle)
     sim.reset_traffic()
     begin = sim.now
     sim.run_until(begin + idle)
+    idle_bytes = [t.bytes / idle for t in sim.sent.values()]
+    idle_packets = [t.packets / idle for t in sim.sent.values()]
     rng = random.Random(seed)
     names = sorted(members)
     owner, *victims = rng.sample(names, kills + 1)
@@ -111,8 +113,11 @@ def run(kind: str, n: int, *, seed: int = 1, loss: float = 0.0, idle: float = 1.
         "undetected_pairs": undetected,
         "serving_change_s": _round(summarize(seen)),
         "serving_seen_by": f"{len(seen)}/{len(survivors) - 1}",
+        "idle_bytes_per_s_per_node": _round(summarize(idle_bytes)),
+        "idle_packets_per_s_per_node": _round(summarize(idle_packets)),
         "bytes_per_s_per_node": _round(summarize(sent_bytes)),
         "packets_per_s_per_node": _round(summarize(sent_packets)),
+        "events": f"{kills} deaths and 1 serving change in {elapsed:.1f} s",
         "false_deaths": len({(o, m) for o, m, _ in sim.false_deaths}),
         "cpu_s": round(time.process_time() - started, 1),
     }
@@ -122,7 +127,7 @@ def false_deaths(kind: str, n: int, loss: float, window: float, seed: int = 2) -
     started = time.process_time()
     members, settle = members_of(kind, n, seed)
     sim = Simulation(members, Network(loss=loss), seed=seed)
-    sim.start_all(stagger=0.1)
+    sim.start_all(stagger=0.1, announce=False)
     sim.run_until(settle + window)
     return {
         "kind": kind, "members": n, "loss": loss, "simulated_s": window,
@@ -182,10 +187,10 @@ def main() -> None:
         swim = next(r for r in runs if r["kind"] == "swim" and r["members"] == n)
         ml = next(r for r in runs if r["kind"] == "memberlist" and r["members"] == n)
         model = report["alltoall_model"][str(n)]["vips_per_node_0"]  # type: ignore[index]
-        sb = swim["bytes_per_s_per_node"]["mean"]  # type: ignore[index]
+        sb = swim["idle_bytes_per_s_per_node"]["mean"]  # type: ignore[index]
         print(f"{n} members: dead known everywhere p99 swim "
               f"{swim['known_dead_everywhere_s']['p99']} s, memberlist-defaults "  # type: ignore[index]
-              f"{ml['known_dead_everywhere_s']['p99']} s; bytes/s/node swim {sb:.0f}, "  # type: ignore[index]
+              f"{ml['known_dead_everywhere_s']['p99']} s; idle bytes/s/node swim {sb:.0f}, "  # type: ignore[index]
               f"all-to-all {model['bytes_per_s_per_node']:.0f} "
               f"(x{model['bytes_per_s_per_node'] / sb:.0f})")
     if args.json:

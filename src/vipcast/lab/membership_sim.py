@@ -30,7 +30,7 @@ WIRE_OVERHEAD = 28
 class Member(Protocol):
     @property
     def view(self) -> View: ...
-    def start(self, now: float) -> None: ...
+    def start(self, now: float, *, announce: bool = True) -> None: ...
     def receive(self, data: bytes, now: float) -> object: ...
     def tick(self, now: float) -> bool: ...
     def datagrams_to_send(self) -> list[tuple[str, bytes]]: ...
@@ -89,9 +89,15 @@ class Simulation:
         self.sent = {name: Traffic() for name in self.members}
 
     # -- control -------------------------------------------------------------------------
-    def start_all(self, stagger: float = 0.0) -> None:
+    def start_all(self, stagger: float = 0.0, *, announce: bool = True) -> None:
+        """Start every member (``announce=False``: members of a warm-started cluster, already
+        known to everyone, do not announce themselves again)."""
         for name, member in self.members.items():
-            member.start(self.now + self.rng.random() * stagger)
+            at = self.now + self.rng.random() * stagger
+            if announce:
+                member.start(at)
+            else:
+                member.start(at, announce=False)
             self.up.add(name)
             self._after(name)
 

@@ -156,13 +156,17 @@ class Membership(SyncMixin):
         self.set_members(config.members, 0.0)
 
     # -- inputs ----------------------------------------------------------------------------
-    def start(self, now: float) -> None:
+    def start(self, now: float, *, announce: bool = True) -> None:
+        """Begin: announce this boot (a rumor) and fetch the member table unless it is known.
+        ``announce=False`` is for a member restored into a cluster that already knows it (the
+        simulator's warm start)."""
         self._started = now
         self._next_probe = now
         self._next_gossip = now
-        self._rumors.push(self._self_rumor(), self._transmits())
-        self._start_sync(now)
+        if announce:
+            self._rumors.push(self._self_rumor(), self._transmits())
         self._refresh(now)
+        self._start_sync(now)
 
     def set_members(self, names: Iterable[str], now: float) -> bool:
         """The members as the source of truth lists them now: newcomers are probed from now on,

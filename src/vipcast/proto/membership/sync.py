@@ -61,6 +61,7 @@ class SyncMixin:
     def _start_sync(self, now: float) -> None:
         if not self.members:
             self._synced = True
+        if self._synced:
             return
         self._request_sync(0, now)
 
