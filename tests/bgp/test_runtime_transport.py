@@ -8,6 +8,7 @@ import socket
 
 import pytest
 
+from vipcast.core.backoff import Backoff
 from vipcast.runtime.bgp_transport import (
     IP_MINTTL,
     TransportError,
@@ -18,7 +19,6 @@ from vipcast.runtime.bgp_transport import (
     md5sig,
     normalize_address,
 )
-from vipcast.runtime.supervise import Backoff
 
 
 def test_md5sig_layout() -> None:

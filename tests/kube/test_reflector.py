@@ -7,7 +7,7 @@ import contextlib
 
 import pytest
 
-from vipcast.sources.kube.reflector import Backoff, Reflector
+from vipcast.sources.kube.reflector import Reflector
 from vipcast.sources.kube.resources import SERVICES
 
 from .conftest import run
@@ -15,16 +15,6 @@ from .harness.cluster import Cluster
 from .kubetools import Service, client, eventually, lb_service
 
 pytestmark = pytest.mark.slow
-
-
-def test_backoff_grows_and_resets() -> None:
-    import random
-
-    b = Backoff(initial=1, maximum=4, jitter=0)
-    rng = random.Random(1)
-    assert [b.delay(rng) for _ in range(4)] == [1, 2, 4, 4]
-    b.reset()
-    assert b.delay(rng) == 1
 
 
 def test_list_watch_delete_and_relist_after_gone(kube_cluster: Cluster, namespace: str) -> None:

@@ -23,6 +23,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 
+from vipcast.core.backoff import Backoff
 from vipcast.proto.bgp import (
     HEAD_START,
     CloseWanted,
@@ -46,7 +47,6 @@ from vipcast.runtime.bgp_transport import (
     local_of,
     peer_of,
 )
-from vipcast.runtime.supervise import Backoff
 
 OPENING = (State.OPEN_SENT, State.OPEN_CONFIRM)
 

@@ -15,6 +15,7 @@ import random
 import socket
 from collections.abc import Callable, Mapping, Sequence
 
+from vipcast.core.backoff import Backoff
 from vipcast.core.desired import BGPRoute, NodePlan
 from vipcast.proto.bgp import RouteAttributes
 from vipcast.runtime.bgp_peer import Connection, PeerDriver, PeerSettings, PeerStatus
@@ -26,7 +27,6 @@ from vipcast.runtime.bgp_transport import (
     peer_of,
     set_md5,
 )
-from vipcast.runtime.supervise import Backoff
 
 RoutesByPeer = Mapping[str, Mapping[str, RouteAttributes]]
 

@@ -1,38 +1,13 @@
-"""Retry pacing and task supervision: exponential backoff with jitter, restart on crash.
-
-Randomness is injected (a :class:`random.Random`), so tests can pin the delays.
+"""Task supervision: restart on crash, paced by :class:`vipcast.core.backoff.Backoff`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import random
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
 
-
-@dataclass
-class Backoff:
-    """Exponential backoff with jitter: ``base * 2**n`` capped at ``cap``, times [1-j, 1].
-
-    ``jitter`` is the fraction removed at random (RFC 4271 §10 suggests 0.75..1.0 of the
-    timer, i.e. ``jitter=0.25``).
-    """
-
-    base: float = 1.0
-    cap: float = 60.0
-    jitter: float = 0.25
-    rng: random.Random = field(default_factory=random.Random)
-    attempts: int = 0
-
-    def next_delay(self) -> float:
-        raw = min(self.cap, self.base * float(2 ** min(self.attempts, 30)))
-        self.attempts += 1
-        return raw * (1.0 - self.jitter * self.rng.random())
-
-    def reset(self) -> None:
-        self.attempts = 0
+from vipcast.core.backoff import Backoff
 
 
 async def supervise(

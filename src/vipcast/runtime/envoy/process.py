@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from vipcast.runtime.supervise import Backoff
+from vipcast.core.backoff import Backoff
 
 log = logging.getLogger(__name__)
 

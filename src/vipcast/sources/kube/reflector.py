@@ -12,36 +12,17 @@ import logging
 import random
 from collections.abc import Callable, Iterable
 from contextlib import aclosing
-from dataclasses import dataclass
 from typing import Any
 
 import httpx2 as httpx
 from lightkube import ALL_NS, ApiError, AsyncClient
 
+from vipcast.core.backoff import Backoff
 from vipcast.sources.kube.resources import Watched
 
 log = logging.getLogger(__name__)
 
 JSON = dict[str, Any]
-
-
-@dataclass
-class Backoff:
-    """Exponential backoff with jitter; ``reset`` after a success."""
-
-    initial: float = 0.5
-    maximum: float = 30.0
-    factor: float = 2.0
-    jitter: float = 0.2
-    _next: float = 0.0
-
-    def delay(self, rng: random.Random) -> float:
-        self._next = self.initial if self._next == 0 else min(self.maximum,
-                                                              self._next * self.factor)
-        return self._next * (1 + self.jitter * rng.random())
-
-    def reset(self) -> None:
-        self._next = 0.0
 
 
 def object_key(obj: JSON) -> str:
@@ -76,8 +57,7 @@ class Reflector:
         self.watched = watched
         self.on_change = on_change
         self.watch_timeout = watch_timeout
-        self.backoff = backoff or Backoff()
-        self.rng = random.Random(seed)
+        self.backoff = backoff or Backoff(base=0.5, cap=30.0, jitter=0.2, rng=random.Random(seed))
         #: drop ``metadata.managedFields`` before storing (nothing reads it; with server-side
         #: apply it is often the largest part of a Service): see docs/scale.md
         self.slim = slim
@@ -115,7 +95,7 @@ class Reflector:
 
     async def _pause(self, why: str) -> None:
         self.errors += 1
-        delay = self.backoff.delay(self.rng)
+        delay = self.backoff.next_delay()
         log.warning("%s: %s; retrying in %.1fs", self.kind, why, delay)
         await asyncio.sleep(delay)
 

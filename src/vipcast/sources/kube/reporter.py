@@ -17,6 +17,7 @@ from collections.abc import Mapping
 import httpx2 as httpx
 from lightkube import ApiError, AsyncClient
 
+from vipcast.core.backoff import Backoff
 from vipcast.core.desired import NodePlan
 from vipcast.sources.kube.announcements import (
     SPEAKER_FIELD_MANAGER,
@@ -24,7 +25,6 @@ from vipcast.sources.kube.announcements import (
     node_report,
     report_body,
 )
-from vipcast.sources.kube.reflector import Backoff
 from vipcast.sources.kube.resources import NODE_ANNOUNCEMENTS
 
 log = logging.getLogger(__name__)
@@ -72,8 +72,7 @@ class AnnouncementReporter:
 
     async def run(self, backoff: Backoff | None = None, seed: int | None = None) -> None:
         """Write each new report (cancel to stop)."""
-        backoff = backoff or Backoff()
-        rng = random.Random(seed)
+        backoff = backoff or Backoff(base=0.5, cap=30.0, jitter=0.2, rng=random.Random(seed))
         self._loop = asyncio.get_running_loop()
         if self.wanted is not None:
             self._changed.set()
@@ -88,7 +87,7 @@ class AnnouncementReporter:
                 backoff.reset()
             else:
                 self._changed.set()
-                await asyncio.sleep(backoff.delay(rng))
+                await asyncio.sleep(backoff.next_delay())
 
     async def _write(self, status: NodeAnnouncementStatus) -> bool:
         res = NODE_ANNOUNCEMENTS.resource
