@@ -27,16 +27,7 @@ from vipcast.core.desired import L2Ownership, NodePlan
 from vipcast.runtime.l2 import L2Config, L2Runtime
 from vipcast.runtime.l2_responder import AnnounceSchedule
 from vipcast.runtime.membership import DEFAULT_PORT
-
-
-def _host_port(text: str, default_port: int) -> tuple[str, int]:
-    if text.startswith("["):  # [2001:db8::1]:7946
-        host, _, rest = text[1:].partition("]")
-        return host, int(rest[1:]) if rest.startswith(":") else default_port
-    if text.count(":") == 1:
-        host, port = text.split(":")
-        return host, int(port)
-    return text, default_port
+from vipcast.spec.addresses import parse_host_port
 
 
 def parse_args(argv: Sequence[str]) -> argparse.Namespace:
@@ -59,7 +50,7 @@ def build(args: argparse.Namespace) -> tuple[L2Config, NodePlan]:
     peers = {}
     for item in args.peer:
         name, _, address = item.partition("=")
-        peers[name] = _host_port(address, DEFAULT_PORT)
+        peers[name] = parse_host_port(address, default_port=DEFAULT_PORT)
     key = b""
     if args.key_file is not None:
         key = args.key_file.read_bytes().strip()
@@ -69,7 +60,7 @@ def build(args: argparse.Namespace) -> tuple[L2Config, NodePlan]:
         node=args.node,
         peers=peers,
         key=key,
-        bind=_host_port(args.bind, DEFAULT_PORT),
+        bind=parse_host_port(args.bind, default_port=DEFAULT_PORT),
         schedule=AnnounceSchedule(args.burst, args.burst_interval, args.announce_period),
         default_interfaces=tuple(args.interface),
     )

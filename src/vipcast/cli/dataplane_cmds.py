@@ -15,6 +15,7 @@ from vipcast.dataplane.nft import NftTable
 from vipcast.dataplane.nft_render import down_set, render
 from vipcast.dataplane.planfile import PlanFileError, plan_from_data
 from vipcast.dataplane.routes import LocalVips
+from vipcast.spec.addresses import parse_host_port
 
 dataplane = typer.Typer(help="The node data plane: nftables table inet vipcast and VIP routes.",
                         no_args_is_help=True)
@@ -58,8 +59,10 @@ def _plan(plan_file: Path | None, config: list[Path] | None, node: str | None) -
 def _down(items: list[str] | None) -> list[tuple[str, int]]:
     out = []
     for item in items or ():
-        ip, _, port = item.rpartition(":")
-        out.append((ip.strip("[]"), int(port)))
+        try:
+            out.append(parse_host_port(item))
+        except ValueError as exc:
+            raise typer.BadParameter(str(exc), param_hint="--down") from None
     return out
 
 

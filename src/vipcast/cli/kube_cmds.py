@@ -7,12 +7,16 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from vipcast.spec.addresses import parse_host_port
+
 if TYPE_CHECKING:
     from vipcast.sources.kube.client import AsyncClient
 
 def _host_port(text: str) -> tuple[str, int]:
-    host, _, port = text.rpartition(":")
-    return host.strip("[]") or "0.0.0.0", int(port)
+    try:
+        return parse_host_port(text, default_host="0.0.0.0")
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
 
 
 kube_app = typer.Typer(help="Kubernetes: CRDs and manifests.", no_args_is_help=True)
@@ -262,14 +266,13 @@ def webhook(
 
     logging.basicConfig(level=log_level.upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    host, _, port = listen.rpartition(":")
+    host, port = _host_port(listen)
 
     async def main() -> None:
         client = _client(kubeconfig, "default")
         speakers = [f"system:serviceaccount:{a}"
                     for a in speaker_account or ()]
-        server = WebhookServer(client, tls_cert, tls_key, host.strip("[]") or "0.0.0.0",
-                               int(port), speakers=speakers)
+        server = WebhookServer(client, tls_cert, tls_key, host, port, speakers=speakers)
         try:
             await server.start()
             await asyncio.Event().wait()

@@ -25,6 +25,8 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client.registry import CollectorRegistry
 
+from vipcast.spec.addresses import parse_host_port
+
 StatusDocument = Callable[[], Mapping[str, Any]]
 #: keys never shown on /status, at any depth
 REDACTED = frozenset({"local_discr", "remote_discr", "discriminator", "password",
@@ -32,14 +34,8 @@ REDACTED = frozenset({"local_discr", "remote_discr", "discriminator", "password"
 
 
 def parse_address(text: str, default_host: str = "127.0.0.1") -> tuple[str, int]:
-    """``HOST:PORT``, ``[V6]:PORT`` or ``PORT`` → (host, port)."""
-    if text.isdigit():
-        return default_host, int(text)
-    if text.startswith("["):
-        host, _, port = text[1:].partition("]:")
-        return host, int(port)
-    host, _, port = text.rpartition(":")
-    return host or default_host, int(port)
+    """``HOST:PORT``, ``[V6]:PORT`` or ``PORT`` (on ``default_host``) → (host, port)."""
+    return parse_host_port(text, default_host=default_host)
 
 
 def redacted(value: Any) -> Any:

@@ -1,6 +1,6 @@
 """The user-facing object model: our kinds, views of core objects, and whole-config validation."""
 
-from vipcast.spec.addresses import AddressRange, parse_ip, parse_range
+from vipcast.spec.addresses import AddressRange, parse_host_port, parse_ip, parse_range
 from vipcast.spec.errors import Issue, SpecError
 from vipcast.spec.kube import (
     ANNOTATION_HEALTH,
@@ -86,6 +86,7 @@ __all__ = [
     "load_documents",
     "parse_community",
     "parse_duration",
+    "parse_host_port",
     "parse_ip",
     "parse_range",
     "request_conflict",

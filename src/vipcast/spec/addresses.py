@@ -78,3 +78,48 @@ def parse_ip(text: str) -> IPAddress:
         return ipaddress.ip_address(text.strip())
     except ValueError:
         raise ValueError(f"{text!r} is not a valid IP address") from None
+
+
+def parse_host_port(
+    text: str, *, default_host: str | None = None, default_port: int | None = None
+) -> tuple[str, int]:
+    """``HOST:PORT``, ``[V6]:PORT``, ``:PORT``, and (with the defaults given) ``PORT``,
+    ``HOST``, ``[V6]`` or a bare ``V6`` → ``(host, port)``; the host comes back without
+    brackets. A bare port needs ``default_host``, a missing port ``default_port``; an IPv6
+    address with a port needs brackets. ValueError names the text and what is wrong.
+    """
+    text = text.strip()
+    host: str
+    port_text: str | None
+    if not text:
+        raise ValueError("empty address: expected HOST:PORT")
+    if text.startswith("["):
+        host, sep, rest = text[1:].partition("]")
+        if not sep or not host:
+            raise ValueError(f"{text!r}: unclosed or empty '[' (expected [IPV6]:PORT)")
+        if rest and not rest.startswith(":"):
+            raise ValueError(f"{text!r}: expected ':PORT' after ']'")
+        port_text = rest[1:] if rest else None
+        if ":" not in host:
+            raise ValueError(f"{text!r}: brackets are for IPv6 addresses only")
+    elif text.isdigit() and default_host is not None:
+        host, port_text = default_host, text
+    elif text.count(":") > 1:  # a bare IPv6 address: no port can follow it
+        if default_port is None:
+            raise ValueError(f"{text!r}: write an IPv6 address with its port as [IPV6]:PORT")
+        host, port_text = text, None
+    elif ":" in text:
+        host, _, port_text = text.partition(":")
+        if not host:
+            if default_host is None:
+                raise ValueError(f"{text!r}: no host before ':PORT'")
+            host = default_host
+    else:
+        host, port_text = text, None
+    if port_text is None:
+        if default_port is None:
+            raise ValueError(f"{text!r}: no port (expected HOST:PORT)")
+        return host, default_port
+    if not port_text.isdigit() or int(port_text) > 65535:
+        raise ValueError(f"{text!r}: port {port_text!r} is not a number from 0 to 65535")
+    return host, int(port_text)
