@@ -7,6 +7,7 @@ line and makes the speaker equal to it::
     {"peers": [{"name": "r", "address": "192.0.2.1", "local_asn": 65001, "peer_asn": 65000,
                 "router_id": "192.0.2.11", "password": null, "hold_time": 90, ...}],
      "routes": {"r": {"198.18.0.1/32": {"communities": [...], "large_communities": [...],
+                                         "extended_communities": [<64-bit ints>],
                                          "local_pref": null}}},
      "generate": {"peer": "r", "base": "198.18.0.0", "count": 1000}}   (or a list of them)
 
@@ -90,6 +91,9 @@ def routes_from_json(doc: dict[str, Any]) -> dict[str, dict[str, RouteAttributes
                     (int(a), int(b), int(c)) for a, b, c in attrs.get("large_communities", ())
                 ),
                 local_pref=attrs.get("local_pref"),
+                extended_communities=tuple(
+                    int(c) for c in attrs.get("extended_communities", ())
+                ),
             )
             for prefix, attrs in routes.items()
         }
