@@ -37,6 +37,14 @@ def test_allocated_condition_carries_the_allocators_reason() -> None:
     assert taken["message"] == "192.0.2.1 is taken by ns/a"
 
 
+def test_allocated_condition_is_the_same_when_assigned_and_when_kept() -> None:
+    # a later round (or a new leader rebuilding from status) must not rewrite the status
+    assigned = Assignment("ns/a", ("192.0.2.1",), "p", Reason.ASSIGNED, "from pool p")
+    kept = Assignment("ns/a", ("192.0.2.1",), "p", Reason.KEPT, "unchanged")
+    assert allocated_condition(assigned) == allocated_condition(kept)
+    assert allocated_condition(kept)["message"] == "192.0.2.1 from pool p"
+
+
 def _plan(node: str, bgp: dict[str, str] | None = None, l2: dict[str, str] | None = None,
           owner: str | None = None) -> NodePlan:
     return NodePlan(

@@ -46,7 +46,14 @@ def _cond(type_: str, ok: bool, reason: str, message: str) -> JSON:
 
 
 def allocated_condition(assignment: Assignment) -> JSON:
-    if assignment.message:
+    if assignment.ok and assignment.ips:
+        # granted: the addresses and pool only. The allocator's message differs between the
+        # round that assigned ("from pool p") and every later one ("unchanged"), so using it
+        # rewrote every Service's status once more, and again after each leader change (at
+        # 50,000 Services that is minutes of writes at the QPS limit: docs/scale.md)
+        message = ", ".join(assignment.ips) + (f" from pool {assignment.pool}"
+                                               if assignment.pool else "")
+    elif assignment.message:
         message = assignment.message
     elif assignment.reason is Reason.NOT_LOAD_BALANCER:
         message = "not of type LoadBalancer: no address (any held were released)"
