@@ -391,3 +391,57 @@ def test_providers_controller_is_off_by_default_and_renders_when_enabled(
     rules = mine["ClusterRole"]["rules"]
     assert not any("secrets" in r["resources"] for r in rules)
     assert {"apiGroups": [""], "resources": ["services"], "verbs": ["patch"]} in rules
+
+
+def test_gateway_kinds_in_rbac_and_the_webhook_when_enabled(helm_env: dict[str, str]) -> None:
+    """The L7 gateway (docs/gateway.md): every role reads the Gateway API kinds and Ingresses,
+    the controller writes only their status; with ``gateway.enabled`` the controller runs
+    ``--gateway-api`` and the ValidatingWebhookConfiguration also judges the gateway kinds and
+    Ingresses of class vipcast (off by default: another implementation's routes are not
+    vipcast's to judge)."""
+    def roles(docs: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+        return {d["metadata"]["name"]: d["rules"] for d in docs if d["kind"] == "ClusterRole"}
+
+    def webhooks(docs: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+        conf = next(d for d in docs if d["kind"] == "ValidatingWebhookConfiguration")
+        return {w["name"]: w for w in conf["webhooks"]}
+
+    def controller_args(docs: list[dict[str, Any]]) -> list[str]:
+        dep = next(d for d in docs if d["kind"] == "Deployment"
+                   and d["metadata"]["name"] == "vipcast-controller")
+        args: list[str] = dep["spec"]["template"]["spec"]["containers"][0]["args"]
+        return args
+
+    read = {"apiGroups": ["gateway.networking.k8s.io"],
+            "resources": ["gatewayclasses", "gateways", "httproutes", "referencegrants"],
+            "verbs": ["get", "list", "watch"]}
+    ingress = {"apiGroups": ["networking.k8s.io"], "resources": ["ingresses"],
+               "verbs": ["get", "list", "watch"]}
+    status = {"apiGroups": ["gateway.networking.k8s.io"],
+              "resources": ["gateways/status", "httproutes/status"],
+              "verbs": ["get", "patch", "update"]}
+    default = _template(helm_env)
+    for name in ("vipcast-controller", "vipcast-speaker", "vipcast-webhook"):
+        assert read in roles(default)[name] and ingress in roles(default)[name], name
+    assert status in roles(default)["vipcast-controller"]
+    # nobody may write a Gateway's or HTTPRoute's spec
+    for name, rules in roles(default).items():
+        for r in rules:
+            if "gateway.networking.k8s.io" in r["apiGroups"]:
+                assert set(r["verbs"]) <= {"get", "list", "watch"} or all(
+                    res.endswith("/status") for res in r["resources"]), (name, r)
+    assert set(webhooks(default)) == {"validate.vipcast.io", "reports.vipcast.io"}
+    assert "--gateway-api" not in controller_args(default)
+    assert "gateway.vipcast.io" not in RENDERED.read_text()
+
+    enabled = _template(helm_env, "--set", "gateway.enabled=true")
+    hooks = webhooks(enabled)
+    gw = hooks["gateway.vipcast.io"]["rules"][0]
+    assert gw["apiGroups"] == ["gateway.networking.k8s.io"]
+    assert set(gw["resources"]) == {"gatewayclasses", "gateways", "httproutes",
+                                    "referencegrants"}
+    assert gw["operations"] == ["CREATE", "UPDATE"]
+    ing = hooks["ingress.vipcast.io"]
+    assert ing["rules"][0]["resources"] == ["ingresses"]
+    assert "'vipcast'" in ing["matchConditions"][0]["expression"]
+    assert "--gateway-api" in controller_args(enabled)
