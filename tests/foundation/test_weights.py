@@ -145,3 +145,16 @@ def test_explain_and_status_show_each_nodes_weight() -> None:
     assert "Weighted routes" in text and "192.0.2.0/32" in text and " 5 " in text
     unweighted = {**document, "routes": [{**document["routes"][0], "weight": None}]}
     assert len(status_tables(unweighted)) == len(status_tables(document)) - 1
+
+
+def test_a_peer_without_extended_communities_gets_unweighted_routes_and_a_warning() -> None:
+    base = weighted_spec({"n1": 1, "n2": 2})
+    spec = load(pool("p", "192.0.2.0/28"), peer("r", extendedCommunities=False),
+                bgp_adv("a", ipAddressPools=["p"], weightedECMP="endpoints"),
+                node("n1"), service("web", "Local"),
+                slice_("web", ("10.244.0.1", "n1", True)))
+    assert weights(plans_of(spec)) == {"n1": None}
+    assert plans_of(spec)["n1"].bgp  # still announced
+    [issue] = [i for i in notices(spec) if i.kind == "BGPAdvertisement"]
+    assert issue.field == "spec.weightedECMP" and "r take no extended communities" in issue.message
+    assert not [i for i in notices(base) if i.kind == "BGPAdvertisement"]

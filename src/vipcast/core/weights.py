@@ -97,6 +97,7 @@ def route_weights(spec: Spec, plan: NodePlan) -> dict[str, RouteWeight]:
     if not pools:
         return {}
     index = PoolIndex(pool_input(p) for p in spec.pools)
+    refusing = {p.name for p in spec.peers if not p.spec.extended_communities}
     services = {s.key: s for s in spec.services}
     node = next((n for n in spec.nodes if n.metadata.name == plan.node), None)
     node_weight, _ = parse_node_weight(
@@ -115,6 +116,8 @@ def route_weights(spec: Spec, plan: NodePlan) -> dict[str, RouteWeight]:
         peers = pools[names[0]]
         if peers is not None and not set(route.peers) <= peers:
             continue
+        if any(p in refusing for p in route.peers):
+            continue  # a peer that takes no extended communities: unweighted (check-config)
         weight, endpoints = 0.0, 0
         local_only = True
         for key in route.services:
@@ -190,9 +193,23 @@ def weights_by_prefix(plan: NodePlan) -> Mapping[str, float]:
 
 
 def weight_issues(spec: Spec) -> Iterator[Issue]:
-    """Warnings for ``check-config``: Node weight annotations that are not taken."""
+    """Warnings for ``check-config``: Node weight annotations that are not taken, and weighted
+    advertisements sent to peers that take no extended communities."""
     if not any(a.spec.weighted_ecmp for a in spec.bgp_advertisements):
         return
+    refusing = sorted(p.name for p in spec.peers if not p.spec.extended_communities)
+    for adv in spec.bgp_advertisements:
+        if adv.spec.weighted_ecmp is None:
+            continue
+        named = [p for p in refusing if not adv.spec.peers or p in adv.spec.peers]
+        if named:
+            yield Issue(
+                spec.origins.get(f"BGPAdvertisement/{adv.name}", ""), "BGPAdvertisement",
+                adv.name, "spec.weightedECMP",
+                f"peer(s) {', '.join(named)} take no extended communities "
+                "(BGPPeer spec.extendedCommunities: false): routes sent to them carry no "
+                "weight; a router weights only when every path has one",
+            )
     for node in spec.nodes:
         text = node.metadata.annotations.get(WEIGHT_ANNOTATION)
         _, reason = parse_node_weight(text)

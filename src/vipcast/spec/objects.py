@@ -130,6 +130,9 @@ class BGPPeerSpec(Model):
     bfd_profile: str | None = None
     graceful_restart: bool = Field(default=False, alias="gracefulRestart")
     restart_time: Duration = 120.0
+    #: false: the router does not take RFC 4360 extended communities from this session, so
+    #: weighted ECMP (RFC 10005 link bandwidth) leaves its routes unweighted (check-config says so)
+    extended_communities: bool = True
 
     @field_validator("peer_address")
     @classmethod
