@@ -125,6 +125,10 @@ def plan_data(plan: NodePlan) -> dict[str, Any]:
     """A NodePlan's duties (what the planner of core.plan fills) as JSON-ready data (tuples
     become lists); the fields the node pipeline adds later are not part of the digests."""
     data = dataclasses.asdict(plan)
+    for route in data["bgp"]:
+        # added later (weighted ECMP): absent from the digests while empty
+        if not route.get("extended_communities"):
+            route.pop("extended_communities", None)
     return {k: data[k] for k in ("node", "bgp", "l2", "nat", "local_vips")}
 
 
