@@ -142,7 +142,8 @@ def test_webhook_denies_what_vipcast_cannot_serve() -> None:
 
 def test_controller_writes_gateway_status(gateway_api: Cluster, namespace: str) -> None:
     """``vipcast controller --gateway-api``: the leader reads the Gateway API objects and keeps
-    their status; a broken route of one tenant is left out, not the whole config."""
+    their status (a condition reporting a problem is also a Warning Event on the object); a
+    broken route of one tenant is left out, not the whole config."""
     import asyncio
     import contextlib
 
@@ -185,10 +186,17 @@ def test_controller_writes_gateway_status(gateway_api: Cluster, namespace: str) 
         try:
             for _ in range(300):
                 _, got = gateway_api.request("GET", f"{GW}/namespaces/{ns}/httproutes/elsewhere")
-                if (got.get("status") or {}).get("parents"):
+                _, events = gateway_api.request("GET", f"/api/v1/namespaces/{ns}/events")
+                # the decision is also an Event on the route, as for Services
+                warned = [e for e in events.get("items") or ()
+                          if e["involvedObject"].get("name") == "elsewhere"
+                          and e["involvedObject"].get("kind") == "HTTPRoute"
+                          and e["reason"] == "NoMatchingListenerHostname"
+                          and e["type"] == "Warning"]
+                if (got.get("status") or {}).get("parents") and warned:
                     return dict(got)
                 await asyncio.sleep(0.1)
-            raise AssertionError("no status written")
+            raise AssertionError("no status or no Event written")
         finally:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):

@@ -275,7 +275,8 @@ class Controller:
         """Gateway and HTTPRoute status from the translation (the proxy model itself is the
         speakers' business)."""
         try:
-            await write_status(self.client, translate(spec, "controller"))
+            await write_status(self.client, translate(spec, "controller"),
+                               events=self.events)
         except ApiError as exc:
             report.failed_writes += 1
             log.warning("gateway status not written: %s", exc)

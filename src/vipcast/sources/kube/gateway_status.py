@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 from lightkube import ApiError, AsyncClient
 from lightkube.generic_resource import create_namespaced_resource
@@ -93,10 +93,65 @@ def _ref_key(ref: Mapping[str, Any]) -> tuple[str, ...]:
             str(ref.get("sectionName", "")), str(ref.get("port", "")))
 
 
+class EventSink(Protocol):
+    async def emit(self, obj: dict[str, Any], type_: str, reason: str, message: str) -> bool: ...
+
+
+def _flat(status: Mapping[str, Any]) -> dict[str, tuple[str, str, str]]:
+    """Where -> (status, reason, message) of every condition of a Gateway's or an
+    HTTPRoute's status (the Gateway's own, its listeners', the route's per parent)."""
+    out: dict[str, tuple[str, str, str]] = {}
+    groups: list[tuple[str, Any]] = [("", status.get("conditions") or ())]
+    groups += [(f"listener {lis.get('name')} ", lis.get("conditions") or ())
+               for lis in status.get("listeners") or ()]
+    groups += [(f"parent {(p.get('parentRef') or {}).get('name')} ", p.get("conditions") or ())
+               for p in status.get("parents") or ()
+               if p.get("controllerName") == CONTROLLER_NAME]
+    for prefix, conds in groups:
+        for c in conds:
+            out[prefix + str(c.get("type"))] = (str(c.get("status")), str(c.get("reason")),
+                                                str(c.get("message") or ""))
+    return out
+
+
+def _bad(where: str, status: str) -> bool:
+    """A condition that says something is wrong (Conflicted True, any other False)."""
+    return (status == "True") == where.endswith("Conflicted")
+
+
+async def _events(events: EventSink, obj: dict[str, Any], previous: Mapping[str, Any],
+                  status: Mapping[str, Any]) -> None:
+    """An Event per condition whose status or reason changed: a Warning when it now says
+    something is wrong, Normal when it is fine again (as for Services)."""
+    before = _flat(previous)
+    for where, (st, reason, message) in sorted(_flat(status).items()):
+        old = before.get(where)
+        if old is not None and old[:2] == (st, reason):
+            continue
+        if old is None and not _bad(where, st):
+            continue  # a first fine condition is no news
+        text = f"{where}: {reason}" + (f": {message}" if message else "")
+        await events.emit(obj, "Warning" if _bad(where, st) else "Normal", reason, text)
+
+
+def _meta(current: Any) -> dict[str, Any]:
+    meta = current.get("metadata") if isinstance(current, dict) else getattr(
+        current, "metadata", None)
+    if meta is None:
+        return {}
+    if isinstance(meta, dict):
+        return meta
+    return {"name": getattr(meta, "name", None), "namespace": getattr(meta, "namespace", None),
+            "uid": getattr(meta, "uid", None),
+            "resourceVersion": getattr(meta, "resourceVersion", None)}
+
+
 async def write_status(client: AsyncClient, translation: Translation,
-                       now: datetime | None = None) -> int:
+                       now: datetime | None = None, events: EventSink | None = None) -> int:
     """Write the status of every Gateway and HTTPRoute of the translation; returns how many
-    objects were written (objects that vanished meanwhile are skipped)."""
+    objects were written (objects that vanished meanwhile are skipped). With ``events``, each
+    condition that changed is also an Event on its object (Warning when it reports a problem:
+    BackendNotFound, RefNotPermitted, AddressNotUsable, ...)."""
     written = 0
     items: list[tuple[Any, str, Any]] = [(GATEWAYS, g.key, g) for g in translation.gateways]
     items += [(HTTP_ROUTES, r.key, r) for r in translation.routes]
@@ -120,4 +175,8 @@ async def write_status(client: AsyncClient, translation: Translation,
         await client.patch(resource.Status, name, {"status": status}, namespace=namespace,
                            patch_type=PatchType.MERGE)
         written += 1
+        if events is not None:
+            kind = "Gateway" if isinstance(st, GatewayStatus) else "HTTPRoute"
+            obj = {"apiVersion": f"{GROUP}/v1", "kind": kind, "metadata": _meta(current)}
+            await _events(events, obj, previous, status)
     return written
