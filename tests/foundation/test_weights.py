@@ -158,3 +158,22 @@ def test_a_peer_without_extended_communities_gets_unweighted_routes_and_a_warnin
     [issue] = [i for i in notices(spec) if i.kind == "BGPAdvertisement"]
     assert issue.field == "spec.weightedECMP" and "r take no extended communities" in issue.message
     assert not [i for i in notices(base) if i.kind == "BGPAdvertisement"]
+
+
+def test_lab_backends_option_gives_weighted_endpoint_counts() -> None:
+    from vipcast.app.lab import LabOptions, lab_objects
+    from vipcast.spec import load_documents
+
+    def spec_of(opts: LabOptions) -> Spec:
+        files = lab_objects(opts)
+        return load_documents([(name, d) for name, docs in files.items() for d in docs])
+
+    spec = spec_of(LabOptions(nodes=3, backends=(1, 2, 5)))
+    plans = plans_of(spec)
+    ip = allocate_spec(spec).assignments["default/web-local"].ips[0]
+    got = {n: route_weight(r) for n, p in plans.items() for r in p.bgp
+           if r.prefix == f"{ip}/32"}
+    assert got == {"n1": 1.0, "n2": 2.0, "n3": 5.0}
+    # without --backends: web-local on n1 and n2 with two pods each, nothing weighted
+    plain = plans_of(spec_of(LabOptions(nodes=3)))
+    assert all(r.extended_communities == () for p in plain.values() for r in p.bgp)

@@ -75,6 +75,9 @@ class LabOptions:
     hold_time: int = 9
     #: Envoy on every node in front of the backends as pods (``app/lab_gateway.py``)
     gateway: bool = False
+    #: ready endpoints of ``web-local`` per node (n1, n2, ...); set: the advertisement asks for
+    #: weighted ECMP and the router hashes by L4 (docs/weighted-ecmp.md)
+    backends: tuple[int, ...] = ()
 
     @property
     def agent_graceful_restart(self) -> bool:
@@ -115,9 +118,16 @@ def node_v6(i: int) -> str:
     return f"{LAN_V6}{10 + i:x}"
 
 
-def backend_ips(i: int) -> list[tuple[str, str]]:
-    """(IPv4, IPv6) of the two backends on node ``i``."""
-    return [(f"10.244.{i}.{10 + k}", f"fd00:244:{i}::{10 + k:x}") for k in range(2)]
+def backend_ips(i: int, count: int = 2) -> list[tuple[str, str]]:
+    """(IPv4, IPv6) of the backends (pod addresses) on node ``i``: two unless ``count``."""
+    return [(f"10.244.{i}.{10 + k}", f"fd00:244:{i}::{10 + k:x}") for k in range(count)]
+
+
+def local_backends(opts: LabOptions, i: int) -> int:
+    """How many ``web-local`` endpoints node ``i`` runs (``--backends``; else 2 on n1, n2)."""
+    if opts.backends:
+        return opts.backends[i - 1] if i <= len(opts.backends) else 0
+    return 2 if i <= 2 or opts.nodes == 1 else 0
 
 
 # ------------------------------------------------------------------ object files
@@ -159,7 +169,8 @@ def lab_objects(opts: LabOptions) -> dict[str, list[dict[str, Any]]]:
             {"apiVersion": api, "kind": "Community", "metadata": _meta("lab-communities"),
              "spec": {"communities": [{"name": "vip", "value": f"{ROUTER_ASN}:100"}]}},
             {"apiVersion": api, "kind": "BGPAdvertisement", "metadata": _meta("to-router"),
-             "spec": {"ipAddressPools": pools, "communities": ["vip"]}},
+             "spec": {"ipAddressPools": pools, "communities": ["vip"],
+                      **({"weightedECMP": "endpoints"} if opts.backends else {})}},
         ]
     else:
         config.append({"apiVersion": api, "kind": "L2Advertisement", "metadata": _meta("lan"),
@@ -177,7 +188,8 @@ def lab_objects(opts: LabOptions) -> dict[str, list[dict[str, Any]]]:
         obj
         for objs in (
             _service("web", "Cluster", [("TCP", 80)], all_nodes, "IPv4"),
-        _service("web-local", "Local", [("TCP", 80)], all_nodes[:2] or all_nodes, "IPv4"),
+        _service("web-local", "Local", [("TCP", 80)], all_nodes, "IPv4",
+                 counts={i: local_backends(opts, i) for i in all_nodes}),
         _service("dual", "Cluster", [("TCP", 80)], all_nodes, "dual"),
         _service("dns-tcp", "Cluster", [("TCP", 53)], all_nodes, "IPv4", sharing="dns"),
         _service("dns-udp", "Cluster", [("UDP", 53)], all_nodes, "IPv4", sharing="dns"),
@@ -198,6 +210,7 @@ def _service(
     on_nodes: Iterable[int],
     family: Literal["IPv4", "dual"],
     sharing: str | None = None,
+    counts: dict[int, int] | None = None,
 ) -> list[dict[str, Any]]:
     # backends on a dead node leave the other nodes' NAT maps within about a second
     annotations = {"vipcast.io/health-check": "tcp, interval=0.3, timeout=0.25, fall=2"}
@@ -222,7 +235,7 @@ def _service(
         endpoints = [
             {"addresses": [ips[idx]], "nodeName": f"n{i}", "conditions": {"ready": True}}
             for i in on_nodes
-            for ips in backend_ips(i)
+            for ips in backend_ips(i, counts[i] if counts is not None else 2)
         ]
         objects.append({
             "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
@@ -332,7 +345,7 @@ def _build(topo: Topology, opts: LabOptions, step: Step) -> LabState:
         node.add_default_route(f"{LAN_V6}1")
         # pod addresses live on lo (the lab kernel may lack dummy links); other nodes route
         # each node's pod subnet to it over the LAN
-        for ip4, ip6 in backend_ips(i):
+        for ip4, ip6 in backend_ips(i, max(2, local_backends(opts, i))):
             node.add_address("lo", f"{ip4}/32")
             node.add_address("lo", f"{ip6}/128")
     for i, node in enumerate(nodes, start=1):
@@ -358,6 +371,8 @@ def _build(topo: Topology, opts: LabOptions, step: Step) -> LabState:
         state.pids["router-bird"] = bird.pid
     elif opts.mode == "bgp":
         step("router (FRR)")
+        if opts.backends:  # weighted next hops spread connections only with an L4 hash
+            router.sysctl("net.ipv4.fib_multipath_hash_policy", 1)
         frr = start_frr(router, router_config(opts), opts.workdir / "frr")
         state.frr_dir = str(frr.directory)
         state.pids["router-frr"] = frr.pid
@@ -404,7 +419,8 @@ def start_agent(topo: Topology, node: Netns, opts: LabOptions, name: str) -> Any
 
 
 def options_of(state: LabState) -> LabOptions:
-    return LabOptions(**{**state.options, "workdir": Path(state.workdir)})
+    return LabOptions(**{**state.options, "workdir": Path(state.workdir),
+                         "backends": tuple(state.options.get("backends", ()))})
 
 
 def frr_of(topo: Topology, state: LabState) -> FrrInstance:

@@ -48,6 +48,9 @@ def up(
         help="Build the external-LB tier instead: 'haproxy' (docs/external-lb.md)")] = None,
     gateway: Annotated[bool, typer.Option(
         help="Envoy on every node in front of the backends as pods (docs/gateway.md)")] = False,
+    backends: Annotated[str | None, typer.Option(
+        help="Ready web-local pods per node, e.g. 1,2,5: weighted ECMP on "
+             "(docs/weighted-ecmp.md)")] = None,
 ) -> None:
     """Build the lab and leave it running (``vipcast lab down`` removes it)."""
     from vipcast.app.lab import LabOptions, LabState, build, router_of, teardown, wait_sessions
@@ -65,8 +68,16 @@ def up(
     teardown(prefix)
     m: Literal["bgp", "l2"] = "bgp" if mode == "bgp" else "l2"
     r: Literal["frr", "bird"] = "bird" if router == "bird" else "frr"
+    try:
+        counts = tuple(int(c) for c in backends.split(",")) if backends else ()
+    except ValueError:
+        counts = (-1,)
+    if any(c < 0 or c > 50 for c in counts) or len(counts) > nodes:
+        console.print(f"[red]--backends {backends!r}: one count (0-50) per node, at most "
+                      f"{nodes}[/red]")
+        raise typer.Exit(2)
     opts = LabOptions(nodes=nodes, mode=m, router=r, bfd=bfd, workdir=workdir, prefix=prefix,
-                      gateway=gateway)
+                      gateway=gateway, backends=counts)
     with console.status("building the lab") as status:
         topo, state = build(opts, step=lambda s: status.update(f"building the lab: {s}"))
         if m == "bgp":
