@@ -161,7 +161,7 @@ work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 # vipcast's wheel from the tracked files as they are in this checkout (no stray files), the
 # git revision written into the package (read by `vipcast version`)
-mkdir -p "$work/src" "$work/context/wheels"
+mkdir -p "$work/src" "$work/context/deps" "$work/context/app"
 if git rev-parse --git-dir >/dev/null 2>&1; then
   git ls-files -z --cached --others --exclude-standard -- pyproject.toml README.md src \
     | while IFS= read -r -d '' f; do [ -e "$f" ] && printf '%s\0' "$f"; done \
@@ -173,11 +173,12 @@ echo "$revision" > "$work/src/src/vipcast/REVISION"
 SOURCE_DATE_EPOCH=$epoch "$PY" -m pip wheel -q --disable-pip-version-check --no-deps \
   -w "$work/dist" "$work/src" >&2 || die "building vipcast's wheel failed"
 wheel=$(ls "$work"/dist/vipcast-*.whl)
-cp "$wheels"/*.whl "$wheel" "$work/context/wheels/"
-{
-  grep -v '^#' "$LOCK" | sed '/^\s*$/d'
-  echo "vipcast==$version --hash=sha256:$(sha "$wheel")"
-} > "$work/context/wheels/requirements.txt"
+# the build context: deps/ (locked wheels + the lock) and app/ (vipcast's wheel + its hash);
+# fixed mtimes so that podman's layer cache keeps the deps stage while the lock holds
+cp "$wheels"/*.whl "$work/context/deps/"
+grep -v '^#' "$LOCK" | sed '/^\s*$/d' > "$work/context/deps/requirements.txt"
+cp "$wheel" "$work/context/app/"
+echo "vipcast==$version --hash=sha256:$(sha "$wheel")" > "$work/context/app/requirements.txt"
 
 # --- 4. base root filesystems --------------------------------------------------------------
 mm_opts=(--variant=minbase --hook-dir=/usr/share/mmdebstrap/hooks/merged-usr
@@ -211,6 +212,7 @@ build_base=$(base_image build "${BUILD_PACKAGES[@]}")
 
 # --- 5. the image --------------------------------------------------------------------------
 cp "$IMAGE_DIR/Containerfile" "$work/context/Containerfile"
+find "$work/context" -exec touch -h -d @0 {} +
 key=$(cd "$work/context" && find . -type f -print0 | sort -z | xargs -0 sha256sum \
       | cat - <(podman image inspect --format '{{.Id}}' "$runtime_base" "$build_base") \
       <(echo "$version $revision $source_url") | sha256sum | cut -c1-16)
@@ -219,20 +221,40 @@ tag="localhost/vipcast:$version"
 if podman image exists "$cached"; then
   say "up to date: $cached"
 else
+  # the deps stage first, tagged: the tag keeps it (and podman's layer cache of it) while the
+  # lock and the base hold, so a source change only rebuilds the small app stage
+  deps_ref="localhost/vipcast-deps:$(cat "$LOCK" <(podman image inspect --format '{{.Id}}' \
+            "$build_base") "$IMAGE_DIR/Containerfile" | sha256sum | cut -c1-16)"
+  if ! podman image exists "$deps_ref"; then
+    say "podman build --target deps (the locked dependencies)"
+    podman build --pull=never --network=none --target deps -t "$deps_ref" \
+      --build-arg RUNTIME_BASE="$runtime_base" --build-arg BUILD_BASE="$build_base" \
+      -f "$work/context/Containerfile" "$work/context" >"$CACHE/podman-build.log" 2>&1 \
+      || { tail -30 "$CACHE/podman-build.log" >&2
+           die "podman build of the dependency stage failed: nothing was tagged"; }
+    podman images --format '{{.Repository}}:{{.Tag}}' localhost/vipcast-deps \
+      | { grep -vx "$deps_ref" || true; } \
+      | while read -r old; do podman rmi "$old" >/dev/null 2>&1 || true; done
+  fi
   say "podman build (base $runtime_base)"
-  podman build --quiet --pull=never --network=none --timestamp "$epoch" \
+  # no --timestamp: with it, podman's layer cache never matches and every build reinstalls
+  # the dependencies; the cache key above already names the inputs
+  podman build --pull=never --network=none \
     --build-arg RUNTIME_BASE="$runtime_base" --build-arg BUILD_BASE="$build_base" \
     --build-arg VERSION="$version" --build-arg REVISION="$revision" \
     --build-arg SOURCE="$source_url" \
-    --iidfile "$work/iid" -f "$work/context/Containerfile" "$work/context" >&2 \
-    || die "podman build failed: nothing was tagged"
+    --iidfile "$work/iid" -f "$work/context/Containerfile" "$work/context" \
+    >"$CACHE/podman-build.log" 2>&1 \
+    || { tail -30 "$CACHE/podman-build.log" >&2
+         die "podman build failed: nothing was tagged (log: $CACHE/podman-build.log)"; }
   podman tag "$(cat "$work/iid")" "$cached"
   # the build stage's leftover image and earlier builds of this script (only ours, by label/tag)
   for id in $(podman images -q --filter dangling=true --filter label=io.vipcast.stage=build); do
     podman rmi "$id" >/dev/null 2>&1 || true
   done
-  podman images --format '{{.Repository}}:{{.Tag}}' localhost/vipcast | grep ':build-' \
-    | grep -vx "$cached" | while read -r old; do podman rmi "$old" >/dev/null 2>&1 || true; done
+  podman images --format '{{.Repository}}:{{.Tag}}' localhost/vipcast \
+    | { grep ':build-' | grep -vx "$cached" || true; } \
+    | while read -r old; do podman rmi "$old" >/dev/null 2>&1 || true; done
 fi
 podman tag "$cached" "$tag"
 say "tagged $tag (revision $revision)"
