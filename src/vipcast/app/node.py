@@ -32,7 +32,7 @@ from prometheus_client.registry import CollectorRegistry
 from vipcast.app.agent import Agent, AgentOptions, Planner, default_planner
 from vipcast.app.drain import drain_driver
 from vipcast.app.envoy_gateway import EnvoyGateway, GatewaySettings, ProxyConsumer
-from vipcast.core.desired import BackendKey, BfdPeer, HealthTarget, NatRule, NodePlan
+from vipcast.core.desired import BackendKey, BfdPeer, HealthTarget, NatRule, NodePlan, VipKey
 from vipcast.core.pipeline import Local, healthy_services, l2_members
 from vipcast.dataplane.nft import NftTable
 from vipcast.dataplane.node import NodeDataplane
@@ -51,8 +51,6 @@ log = logging.getLogger("vipcast.node")
 
 #: verification probes in flight at once
 PROBES_AT_ONCE = 32
-#: (vip, port, protocol) of one VIP port
-VipKey = tuple[str, int, str]
 
 
 class _PlanIndex:

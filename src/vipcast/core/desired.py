@@ -22,6 +22,8 @@ Protocol = Literal["TCP", "UDP", "SCTP"]
 TrafficPolicy = Literal["Cluster", "Local"]
 #: (ip, port) of one backend
 BackendKey = tuple[str, int]
+#: ``(vip, port, protocol)``: one announced service port
+VipKey = tuple[str, int, str]
 
 
 @dataclass(frozen=True, order=True)

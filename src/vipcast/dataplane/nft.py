@@ -27,7 +27,8 @@ from typing import Any, Literal
 import nftables
 
 from vipcast.dataplane.netns_switch import inside
-from vipcast.dataplane.nft_render import FAMILY, JSON, TABLE, Rendered
+from vipcast.dataplane.nft_render import FAMILY, TABLE, Rendered
+from vipcast.spec.documents import JSON
 
 ObjectKey = tuple[str, ...]
 

@@ -20,7 +20,6 @@ from vipcast.core.desired import Backend, NatRule
 from vipcast.dataplane.nft_render import (
     _PROTO_NAME,
     FAMILY,
-    JSON,
     TABLE,
     BackendKey,
     RenderCache,
@@ -29,6 +28,7 @@ from vipcast.dataplane.nft_render import (
     down_set,
     usable_backends,
 )
+from vipcast.spec.documents import JSON
 
 Elem = tuple[str, str, int]
 

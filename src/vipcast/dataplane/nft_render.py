@@ -38,6 +38,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from vipcast.core.desired import Backend, NatRule
+from vipcast.spec.documents import JSON
 
 TABLE = "vipcast"
 FAMILY = "inet"
@@ -47,7 +48,6 @@ DSTNAT_PRIORITY = -100
 SRCNAT_PRIORITY = 100
 
 IpFamily = Literal[4, 6]
-JSON = dict[str, Any]
 #: ``(ip, port)`` of a backend the health checker considers down
 BackendKey = tuple[str, int]
 

@@ -45,7 +45,6 @@ from vipcast.runtime.bgp_transport import (
     TransportOptions,
     connect,
     local_of,
-    peer_of,
 )
 
 OPENING = (State.OPEN_SENT, State.OPEN_CONFIRM)
@@ -563,8 +562,3 @@ class _Counters:
 def _drain(session: Session) -> None:
     while session.next_event() is not None:
         pass
-
-
-def describe_peer(transport: asyncio.BaseTransport) -> str:
-    address, port = peer_of(transport)
-    return f"{address}:{port}"

@@ -30,11 +30,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Literal
 
+from vipcast.core.desired import VipKey
 from vipcast.spec.health import valid_path
 
 SocketFactory = Callable[[int, int], socket.socket]
-#: ``(vip, port, protocol)``: one announced service port
-VipKey = tuple[str, int, str]
 
 
 @dataclass(frozen=True)

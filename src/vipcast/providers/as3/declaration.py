@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from vipcast.core.external import DesiredLB, HealthMonitor, Listener, Member, Protocol
+from vipcast.spec.documents import JSON
 
 SCHEMA_VERSION = "3.56.0"
 _CLASS = {"TCP": "Service_TCP", "UDP": "Service_UDP"}
@@ -20,7 +21,6 @@ _PROTOCOL: dict[str, Protocol] = {"Service_TCP": "TCP", "Service_UDP": "UDP"}
 _MODE = {"ROUND_ROBIN": "round-robin", "LEAST_CONNECTIONS": "least-connections-member",
          "SOURCE_IP": "round-robin"}
 _ALGORITHM = {"round-robin": "ROUND_ROBIN", "least-connections-member": "LEAST_CONNECTIONS"}
-JSON = dict[str, Any]
 
 
 def _meta(**values: str) -> JSON:

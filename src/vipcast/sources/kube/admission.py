@@ -28,8 +28,7 @@ from pydantic import ValidationError
 
 from vipcast.sources.kube.snapshot import OUR_KINDS, documents, to_document
 from vipcast.spec import KINDS, Issue, SpecError, load_documents
-
-JSON = dict[str, Any]
+from vipcast.spec.documents import JSON
 
 
 def _field(loc: Sequence[int | str]) -> str:

@@ -25,6 +25,7 @@ from typing import Any
 from vipcast.alloc import Assignment, Reason
 from vipcast.sources.kube.announcements import ServiceAnnouncements
 from vipcast.spec import ANNOTATION_HEALTH, BGPPeer, Spec
+from vipcast.spec.documents import JSON
 from vipcast.spec.health import parse_health_check
 
 ALLOCATED = "vipcast.io/Allocated"
@@ -37,7 +38,6 @@ OUR_TYPES = (ALLOCATED, ANNOUNCED)
 MAX_MESSAGE = 1024
 _SHOWN_NODES = 8
 
-JSON = dict[str, Any]
 
 
 def _cond(type_: str, ok: bool, reason: str, message: str) -> JSON:

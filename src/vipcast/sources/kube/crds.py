@@ -17,6 +17,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel
 
+from vipcast.spec.documents import JSON
 from vipcast.spec.objects import (
     API_GROUP,
     API_VERSION,
@@ -30,7 +31,6 @@ from vipcast.spec.objects import (
 )
 from vipcast.spec.providers import LoadBalancerProvider
 
-JSON = dict[str, Any]
 VERSION = API_VERSION.split("/", 1)[1]
 MAX_ITEMS = 256
 MAX_STRING = 1024

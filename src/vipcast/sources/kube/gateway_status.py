@@ -18,13 +18,13 @@ from lightkube.generic_resource import create_namespaced_resource
 from lightkube.types import PatchType
 
 from vipcast.core.gateway.model import Condition, GatewayStatus, RouteStatus, Translation
+from vipcast.spec.documents import JSON
 from vipcast.spec.gateway.objects import CONTROLLER_NAME
 
 log = logging.getLogger(__name__)
 GROUP = "gateway.networking.k8s.io"
 GATEWAYS = create_namespaced_resource(GROUP, "v1", "Gateway", "gateways")
 HTTP_ROUTES = create_namespaced_resource(GROUP, "v1", "HTTPRoute", "httproutes")
-JSON = dict[str, Any]
 
 
 def _time(now: datetime) -> str:

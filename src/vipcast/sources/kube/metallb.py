@@ -23,9 +23,9 @@ from typing import Any
 from pydantic import BaseModel
 
 from vipcast.spec import KINDS
+from vipcast.spec.documents import JSON
 from vipcast.spec.objects import API_VERSION
 
-JSON = dict[str, Any]
 METALLB_GROUPS = ("metallb.io/",)
 VIPCAST_NAMESPACE = "vipcast-system"
 CONVERTED = ("IPAddressPool", "BGPPeer", "BGPAdvertisement", "L2Advertisement", "BFDProfile",

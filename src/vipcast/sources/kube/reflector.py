@@ -19,10 +19,10 @@ from lightkube import ALL_NS, ApiError, AsyncClient
 
 from vipcast.core.backoff import Backoff
 from vipcast.sources.kube.resources import Watched
+from vipcast.spec.documents import JSON
 
 log = logging.getLogger(__name__)
 
-JSON = dict[str, Any]
 
 
 def object_key(obj: JSON) -> str:

@@ -18,8 +18,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from vipcast.spec import KINDS, Issue, Spec, SpecError, load_documents
+from vipcast.spec.documents import JSON
 
-JSON = dict[str, Any]
 CORE_KINDS = frozenset({"Service", "EndpointSlice", "Node", "Namespace", "Secret"})
 OUR_KINDS = frozenset(KINDS) - CORE_KINDS
 #: tenants' objects of the L7 gateway: like core objects, a broken one is left out (and
