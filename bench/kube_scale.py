@@ -190,6 +190,7 @@ async def cold_start(cluster: Cluster, n: int, logdir: Path,
     first: dict[str, tuple[str, ...]] = {}
     fig: dict[str, Any] = {"moves": 0, "double_assignments": 0, "kills": 0}
     stamps: list[float] = []
+    writes: list[float] = []  # every status change seen (first writes and rewrites)
 
     async def audit() -> None:
         async with httpx.AsyncClient(base_url=cluster.url, headers=HEADERS,
@@ -208,6 +209,7 @@ async def cold_start(cluster: Cluster, n: int, logdir: Path,
                     ips = tuple(i["ip"] for i in ing or ())
                     if not ips:
                         continue
+                    writes.append(time.monotonic())
                     if name not in first:
                         first[name] = ips
                         stamps.append(time.monotonic())
@@ -226,6 +228,7 @@ async def cold_start(cluster: Cluster, n: int, logdir: Path,
         for ident in ("ctl-a", "ctl-b"):
             procs[ident] = start_controller(cluster, ident, logdir, args)
         killed = False
+        kill_time = 0.0
         deadline = t0 + args.timeout
         while len(first) < n and time.monotonic() < deadline:
             if auditor.done():
@@ -233,6 +236,9 @@ async def cold_start(cluster: Cluster, n: int, logdir: Path,
             if not killed and len(first) >= n // 2:
                 victim = lease_holder(cluster) or "ctl-a"
                 fig["killed_at"] = len(first)
+                span = time.monotonic() - stamps[0]
+                fig["writes_per_s_before_kill"] = round(len(writes) / span, 1) if span else 0
+                kill_time = time.monotonic()
                 os.kill(procs[victim].pid, signal.SIGKILL)
                 procs[victim].wait(10)
                 procs[victim] = start_controller(cluster, victim, logdir, args)
@@ -248,6 +254,12 @@ async def cold_start(cluster: Cluster, n: int, logdir: Path,
             fig["all_assigned_s"] = round(stamps[-1] - t0, 2)
             window = stamps[-1] - stamps[0]
             fig["status_writes_per_s"] = round((len(stamps) - 1) / window, 1) if window else 0
+            fig["status_writes_seen"] = len(writes)
+            if killed:
+                after = [w for w in writes if w > kill_time]
+                fig["writes_after_kill"] = len(after)
+                if after:
+                    fig["failover_gap_s"] = round(after[0] - kill_time, 2)
         progress(f"cold start: {fig}")
     finally:
         for p in procs.values():
