@@ -21,7 +21,7 @@ from vipcast.core.desired import NodePlan
 from vipcast.core.explain import Explanation, explain
 from vipcast.core.notices import notices
 from vipcast.core.plan import plan_all
-from vipcast.core.plan_document import plan_diff, plan_document
+from vipcast.core.plan_document import plan_diff, plan_json_chunks
 from vipcast.core.weights import route_weight, weighted
 from vipcast.sources.files import load_paths
 from vipcast.sources.state import read_state, state_path, write_state
@@ -183,7 +183,7 @@ def plan(
     _warn(warnings)
     plans = _select_node(weighted(spec, plan_all(spec, result.current())), node)
     if as_json:
-        _emit_json(plan_document(result, plans))
+        sys.stdout.writelines(plan_json_chunks(result, plans))
         return
     out = _console()
     out.print(_services_table(result))

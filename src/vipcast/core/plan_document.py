@@ -5,7 +5,8 @@ The shape is a contract, documented in ``docs/plan-json.md``; keys are only ever
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import json
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from vipcast.alloc import AllocationResult, Assignment
@@ -90,6 +91,67 @@ def plan_document(result: AllocationResult, plans: Mapping[str, NodePlan]) -> di
         },
         "nodes": {name: node_document(p) for name, p in sorted(plans.items())},
     }
+
+
+_COMPACT = json.JSONEncoder(separators=(", ", ": "), ensure_ascii=True).encode
+
+
+def _entries(
+    indent: str, items: Iterator[tuple[str | None, str]], opening: str, closing: str
+) -> Iterator[str]:
+    """``opening``, one already-encoded entry a line (``"key": value`` when keyed), ``closing``."""
+    first = True
+    yield opening
+    for key, text in items:
+        prefix = "\n" if first else ",\n"
+        first = False
+        yield f"{prefix}{indent}{_COMPACT(key)}: {text}" if key is not None else (
+            f"{prefix}{indent}{text}")
+    yield closing if first else f"\n{indent[:-2]}{closing}"
+
+
+def plan_json_chunks(result: AllocationResult, plans: Mapping[str, NodePlan]) -> Iterator[str]:
+    """:func:`plan_document` as JSON text, in pieces to write one after the other.
+
+    The same document (``json.loads`` of the joined text equals ``plan_document``), laid out
+    for a 10,000-service plan: the structure indented, each route, L2 duty, NAT rule and
+    service on one line. Every entry is encoded once with the C encoder and reused where
+    several nodes' plans share the value (an L2 duty is in every node's plan), where an indented
+    ``json.dumps`` of the whole would run the pure-Python encoder over every copy.
+    """
+    cache: dict[int, tuple[object, str]] = {}
+
+    def once(value: object, document: Callable[[Any], dict[str, Any]]) -> str:
+        hit = cache.get(id(value))
+        if hit is not None and hit[0] is value:
+            return hit[1]
+        text = _COMPACT(document(value))
+        cache[id(value)] = (value, text)  # the value is kept, so its id is not reused
+        return text
+
+    yield f'{{\n  "version": {SCHEMA_VERSION},\n  "services": '
+    yield from _entries("    ", ((k, _COMPACT(assignment_document(a)))
+                                 for k, a in result.assignments.items()), "{", "}")
+    yield ',\n  "released": '
+    yield from _entries("    ", ((None, _COMPACT({"service": a.service, "ips": list(a.previous)}))
+                                 for a in result.released), "[", "]")
+    yield ',\n  "pools": '
+    yield from _entries("    ", ((name, _COMPACT({"used": used, "total": total}))
+                                 for name, (used, total) in sorted(result.pool_usage.items())),
+                        "{", "}")
+    yield ',\n  "nodes": {'
+    for n, (name, plan) in enumerate(sorted(plans.items())):
+        yield f'{"," if n else ""}\n    {_COMPACT(name)}: {{\n      "bgp": '
+        yield from _entries("        ", ((None, once(r, route_document)) for r in plan.bgp),
+                            "[", "]")
+        yield ',\n      "l2": '
+        yield from _entries("        ", ((None, once(o, l2_document)) for o in plan.l2),
+                            "[", "]")
+        yield ',\n      "nat": '
+        yield from _entries("        ", ((None, once(r, nat_document)) for r in plan.nat),
+                            "[", "]")
+        yield f',\n      "localVips": {_COMPACT(list(plan.local_vips))}\n    }}'
+    yield "\n  }\n}\n" if plans else "}\n}\n"
 
 
 def _route_lines(plan: NodePlan | None) -> set[str]:

@@ -1,0 +1,42 @@
+"""``vipcast plan --json`` streams plan_json_chunks: the same document as plan_document."""
+
+from __future__ import annotations
+
+import json
+import random
+import sys
+from pathlib import Path
+
+from vipcast.core.allocation import allocate_spec
+from vipcast.core.plan import plan_all
+from vipcast.core.plan_document import plan_document, plan_json_chunks
+from vipcast.spec import load_documents
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
+from alloc_plan import documents
+
+
+def test_streamed_text_is_the_document() -> None:
+    spec = load_documents(documents(300, 6, 5))
+    result = allocate_spec(spec)
+    plans = plan_all(spec, result.current())
+    text = "".join(plan_json_chunks(result, plans))
+    assert json.loads(text) == plan_document(result, plans)
+    # layout: one entry a line, structure indented
+    assert '\n        {"ip": ' in text and text.startswith('{\n  "version": 1,')
+
+
+def test_empty_sections_and_no_nodes() -> None:
+    spec = load_documents(documents(0, 1, 0))
+    result = allocate_spec(spec)
+    for plans in ({}, plan_all(spec, result.current())):
+        text = "".join(plan_json_chunks(result, plans))
+        assert json.loads(text) == plan_document(result, plans)
+
+
+def test_one_node_of_a_random_plan() -> None:
+    rng = random.Random(5)
+    spec = load_documents(documents(rng.randrange(1, 80), 4, 3))
+    result = allocate_spec(spec)
+    plans = {k: v for k, v in plan_all(spec, result.current()).items() if k == "node-1"}
+    assert json.loads("".join(plan_json_chunks(result, plans))) == plan_document(result, plans)
