@@ -29,8 +29,6 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Protocol
 
-from prometheus_client.registry import CollectorRegistry
-
 from vipcast.core.desired import BgpSession, NodePlan
 from vipcast.core.drain import Phase, apply_drain
 from vipcast.core.gateway.address import GatewayServices, gateway_addresses
@@ -41,6 +39,7 @@ from vipcast.core.plan import plan_for_spec
 from vipcast.core.sessions import bgp_sessions
 from vipcast.core.weights import route_weight
 from vipcast.obs.bgp_metrics import register_bgp_metrics
+from vipcast.obs.registry import CollectorRegistry
 from vipcast.obs.status_server import StatusServer
 from vipcast.runtime.bgp_peer import PeerSettings
 from vipcast.runtime.bgp_speaker import Speaker

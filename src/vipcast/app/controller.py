@@ -22,12 +22,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 
 import httpx2 as httpx
-from prometheus_client.registry import CollectorRegistry
 
 from vipcast.alloc import AllocationResult, Assignment, Reason
 from vipcast.core.allocation import allocate_spec
 from vipcast.core.gateway import translate
 from vipcast.obs.pool_metrics import register_pool_metrics
+from vipcast.obs.registry import CollectorRegistry
 from vipcast.obs.status_server import StatusServer
 from vipcast.sources.kube.announcements import fold_reports
 from vipcast.sources.kube.client import ApiError, AsyncClient

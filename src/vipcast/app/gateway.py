@@ -22,14 +22,13 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from prometheus_client.registry import CollectorRegistry
-
 from vipcast.app.agent import issues_table
 from vipcast.app.envoy_gateway import EnvoyGateway, GatewaySettings
 from vipcast.core.gateway import Translation, translate
 from vipcast.core.gateway.model import with_refusal
 from vipcast.dataplane.envoy import ProxyOptions
 from vipcast.obs.gateway_metrics import register_gateway_metrics
+from vipcast.obs.registry import CollectorRegistry
 from vipcast.obs.status_server import StatusServer
 from vipcast.sources.files import ObjectFiles, watch
 from vipcast.spec import SpecError

@@ -21,9 +21,8 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from prometheus_client import CollectorRegistry
-
 from vipcast.core.desired import L2Ownership, NodePlan
+from vipcast.obs.registry import CollectorRegistry
 from vipcast.runtime.l2 import L2Config, L2Runtime
 from vipcast.runtime.l2_responder import AnnounceSchedule
 from vipcast.runtime.membership import DEFAULT_PORT

@@ -27,8 +27,6 @@ import logging
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import asdict
 
-from prometheus_client.registry import CollectorRegistry
-
 from vipcast.app.agent import Agent, AgentOptions, Planner, default_planner
 from vipcast.app.drain import drain_driver
 from vipcast.app.envoy_gateway import EnvoyGateway, GatewaySettings, ProxyConsumer
@@ -38,6 +36,7 @@ from vipcast.dataplane.nft import NftTable
 from vipcast.dataplane.node import NodeDataplane
 from vipcast.dataplane.routes import LocalVips
 from vipcast.obs.membership_metrics import register_membership_metrics
+from vipcast.obs.registry import CollectorRegistry
 from vipcast.proto.bfd.session import StateChanged
 from vipcast.runtime.bfd import BfdManager
 from vipcast.runtime.bfd_bgp import BgpBfd

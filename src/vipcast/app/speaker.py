@@ -28,14 +28,13 @@ import logging
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from prometheus_client.registry import CollectorRegistry
-
 from vipcast.app.agent import Agent, AgentOptions, PlanConsumer, Planner
 from vipcast.app.envoy_gateway import GatewaySettings
 from vipcast.app.node import run_node
 from vipcast.core.desired import NodePlan
 from vipcast.core.pipeline import Local, Snapshot
 from vipcast.core.plan import plan_node
+from vipcast.obs.registry import CollectorRegistry
 from vipcast.sources.kube.client import AsyncClient
 from vipcast.sources.kube.reflector import Reflector, snapshots
 from vipcast.sources.kube.reporter import AnnouncementReporter

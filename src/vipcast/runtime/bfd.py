@@ -30,8 +30,8 @@ import struct
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from prometheus_client import CollectorRegistry
-
+from vipcast.obs.bfd_metrics import BfdMetrics
+from vipcast.obs.registry import CollectorRegistry
 from vipcast.proto.bfd import (
     MULTIHOP_PORT,
     SINGLE_HOP_PORT,
@@ -48,7 +48,6 @@ from vipcast.proto.bfd import (
     decode,
 )
 from vipcast.runtime.bfd_handle import BfdHandle, BfdStatus, ChangeCallback, session_config
-from vipcast.runtime.bfd_metrics import BfdMetrics
 from vipcast.runtime.clock import Clock, LoopClock
 from vipcast.spec.objects import BFDProfileSpec
 

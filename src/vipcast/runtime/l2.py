@@ -26,13 +26,12 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from ipaddress import ip_address
 
-from prometheus_client import CollectorRegistry
-
 from vipcast.core.desired import L2Ownership, NodePlan
 from vipcast.core.l2owner import canonical_ip, owned_here, owner_of
+from vipcast.obs.l2_metrics import L2Metrics
+from vipcast.obs.registry import CollectorRegistry
 from vipcast.proto.l2 import format_mac
 from vipcast.proto.membership import Membership, MembershipConfig, Timers, View
-from vipcast.runtime.l2_metrics import L2Metrics
 from vipcast.runtime.l2_responder import AnnounceSchedule, InterfaceResponder, IPAddress
 from vipcast.runtime.l2_socket import open_packet_socket
 from vipcast.runtime.membership import DEFAULT_PORT, MembershipAgent, new_boot

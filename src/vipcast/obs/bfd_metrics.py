@@ -1,4 +1,4 @@
-"""Prometheus metrics of the BFD runtime, registered on a registry the caller passes."""
+"""Prometheus metrics of the BFD runtime (vipcast.runtime.bfd), on a registry the caller passes."""
 
 from __future__ import annotations
 

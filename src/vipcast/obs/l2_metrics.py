@@ -1,4 +1,4 @@
-"""Prometheus metrics of the L2 runtime, registered on a registry the caller passes."""
+"""Prometheus metrics of the L2 runtime (vipcast.runtime.l2), on a registry the caller passes."""
 
 from __future__ import annotations
 
