@@ -108,8 +108,8 @@ async def child(version: str, services: int, flips: int, work: Path) -> dict[str
     from vipcast.dataplane.nft import NftTable
     from vipcast.dataplane.node import NodeDataplane
     from vipcast.proto.bgp import SessionConfig
-    from vipcast.runtime.bgp_peer import PeerSettings
-    from vipcast.runtime.bgp_speaker import Speaker
+    from vipcast.runtime.bgp.peer import PeerSettings
+    from vipcast.runtime.bgp.speaker import Speaker
     from vipcast.runtime.probe import AnnouncementGate
 
     logging.basicConfig(level=logging.WARNING)

@@ -41,7 +41,7 @@ from vipcast.proto.membership import Timers
 KEY = b"bench-membership-key"
 KILLS = 3
 ALLTOALL_N = 50
-#: the old protocol's constants (runtime/l2.py before the change)
+#: the old protocol's constants (runtime/l2/driver.py before the change)
 ALLTOALL_INTERVAL = 0.1
 #: a heartbeat's bytes: 4 magic + 2 + name + 16 counters + 2 count + 32 HMAC, + 5 per IPv4 VIP
 ALLTOALL_BASE = 4 + 2 + 6 + 16 + 2 + 32

@@ -25,10 +25,10 @@ from vipcast.lab.frr import BfdProfile, FrrConfig, FrrInstance, start_frr
 from vipcast.lab.netns import Netns, ProcessDied, Topology, wait_until
 from vipcast.proto.bfd import SessionConfig as BfdConfig
 from vipcast.proto.bgp import SessionConfig
-from vipcast.runtime.bfd import BfdManager
-from vipcast.runtime.bfd_bgp import BfdPeer, BgpBfd
-from vipcast.runtime.bgp_peer import PeerSettings
-from vipcast.runtime.bgp_speaker import Speaker, routes_by_peer
+from vipcast.runtime.bfd.bgp import BfdPeer, BgpBfd
+from vipcast.runtime.bfd.manager import BfdManager
+from vipcast.runtime.bgp.peer import PeerSettings
+from vipcast.runtime.bgp.speaker import Speaker, routes_by_peer
 
 T = TypeVar("T")
 ROUTER = "192.0.2.1"

@@ -38,7 +38,7 @@ from vipcast.lab.netns import (
     wait_until,
 )
 from vipcast.proto.bfd import SessionConfig, StateChanged
-from vipcast.runtime.bfd import BfdHandle, BfdManager
+from vipcast.runtime.bfd.manager import BfdHandle, BfdManager
 
 T = TypeVar("T")
 

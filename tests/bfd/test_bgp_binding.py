@@ -8,8 +8,8 @@ import socket
 from bfdlab import MutableSocket
 
 from vipcast.proto.bfd import Diag, SessionConfig, State, StateChanged
-from vipcast.runtime.bfd import BfdManager
-from vipcast.runtime.bfd_bgp import BfdPeer, BgpBfd, bfd_peers
+from vipcast.runtime.bfd.bgp import BfdPeer, BgpBfd, bfd_peers
+from vipcast.runtime.bfd.manager import BfdManager
 from vipcast.spec.load import Spec, load_documents
 
 API = "vipcast.io/v1beta1"

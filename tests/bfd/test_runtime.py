@@ -11,7 +11,7 @@ from bfdlab import MutableSocket
 from prometheus_client import CollectorRegistry
 
 from vipcast.proto.bfd import Diag, SessionConfig, State, StateChanged
-from vipcast.runtime.bfd import BfdManager
+from vipcast.runtime.bfd.manager import BfdManager
 from vipcast.runtime.clock import ManualClock
 
 FAST = SessionConfig(desired_min_tx_us=100_000, required_min_rx_us=100_000, detect_mult=3)

@@ -16,8 +16,8 @@ from typer.testing import CliRunner
 from vipcast.app.agent import Agent, AgentOptions
 from vipcast.cli.main import app as cli_app
 from vipcast.proto.bgp import SessionConfig, State
-from vipcast.runtime.bgp_peer import PeerSettings
-from vipcast.runtime.bgp_speaker import Speaker
+from vipcast.runtime.bgp.peer import PeerSettings
+from vipcast.runtime.bgp.speaker import Speaker
 
 DEADLINE = 20.0
 

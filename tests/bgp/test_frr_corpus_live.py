@@ -25,8 +25,8 @@ import pytest
 from frr_corpus import LOCAL_ASN, PEER_ASN, PEER_OPEN_FILE, corpus, recorded
 
 from vipcast.proto.bgp import RouteAttributes, SessionConfig, State
-from vipcast.runtime.bgp_peer import PeerSettings
-from vipcast.runtime.bgp_speaker import Speaker
+from vipcast.runtime.bgp.peer import PeerSettings
+from vipcast.runtime.bgp.speaker import Speaker
 
 LOG = logging.getLogger("test.frr_corpus_live")
 MARKER = b"\xff" * 16

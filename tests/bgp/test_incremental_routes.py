@@ -11,7 +11,7 @@ from vipcast.core.desired import BGPRoute
 from vipcast.proto.bgp.adj_rib_out import AdjRibOut
 from vipcast.proto.bgp.constants import IPV4_UNICAST, IPV6_UNICAST
 from vipcast.proto.bgp.packing import RouteAttributes
-from vipcast.runtime.bgp_speaker import route_changes, routes_by_peer
+from vipcast.runtime.bgp.speaker import route_changes, routes_by_peer
 
 PREFIXES = [f"198.18.0.{i}/32" for i in range(12)] + [f"2001:db8::{i:x}/128" for i in range(4)]
 ATTRS = [RouteAttributes(), RouteAttributes(local_pref=200), RouteAttributes(communities=(7,))]
@@ -78,7 +78,7 @@ def test_the_speaker_diffs_a_plan_against_the_last(monkeypatch: pytest.MonkeyPat
     import asyncio
 
     from vipcast.core.desired import NodePlan
-    from vipcast.runtime import bgp_speaker
+    from vipcast.runtime.bgp import speaker as bgp_speaker
 
     whole = []
     real = bgp_speaker.routes_by_peer

@@ -16,9 +16,9 @@ import struct
 import pytest
 
 from vipcast.proto.bgp import SessionConfig, State
-from vipcast.runtime.bgp_peer import PeerSettings
-from vipcast.runtime.bgp_speaker import Speaker
-from vipcast.runtime.bgp_transport import TransportOptions
+from vipcast.runtime.bgp.peer import PeerSettings
+from vipcast.runtime.bgp.speaker import Speaker
+from vipcast.runtime.bgp.transport import TransportOptions
 
 MARKER = b"\xff" * 16
 LOG = logging.getLogger("test.fuzz")

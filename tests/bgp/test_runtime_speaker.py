@@ -13,9 +13,9 @@ from contextlib import asynccontextmanager
 
 from vipcast.core.desired import BGPRoute, NodePlan
 from vipcast.proto.bgp import RouteAttributes, SessionConfig, State
-from vipcast.runtime.bgp_peer import PeerSettings
-from vipcast.runtime.bgp_speaker import Speaker, routes_by_peer
-from vipcast.runtime.bgp_transport import TransportOptions
+from vipcast.runtime.bgp.peer import PeerSettings
+from vipcast.runtime.bgp.speaker import Speaker, routes_by_peer
+from vipcast.runtime.bgp.transport import TransportOptions
 
 LOG = logging.getLogger("test.bgp")
 DEADLINE = 20.0

@@ -9,7 +9,7 @@ import socket
 import pytest
 
 from vipcast.core.backoff import Backoff
-from vipcast.runtime.bgp_transport import (
+from vipcast.runtime.bgp.transport import (
     IP_MINTTL,
     TransportError,
     TransportOptions,

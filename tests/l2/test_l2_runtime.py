@@ -7,7 +7,7 @@ import asyncio
 from prometheus_client import CollectorRegistry
 
 from vipcast.core.desired import L2Ownership, NodePlan
-from vipcast.runtime.l2 import L2Config, L2Runtime
+from vipcast.runtime.l2.driver import L2Config, L2Runtime
 
 MISSING_IF = "vc-no-such-if"
 

@@ -41,9 +41,9 @@ from vipcast.core.weights import route_weight
 from vipcast.obs.bgp_metrics import register_bgp_metrics
 from vipcast.obs.registry import CollectorRegistry
 from vipcast.obs.status_server import StatusServer
-from vipcast.runtime.bgp_peer import PeerSettings
-from vipcast.runtime.bgp_speaker import Speaker
-from vipcast.runtime.bgp_transport import TransportOptions
+from vipcast.runtime.bgp.peer import PeerSettings
+from vipcast.runtime.bgp.speaker import Speaker
+from vipcast.runtime.bgp.transport import TransportOptions
 from vipcast.sources.files import ObjectFiles, watch
 from vipcast.spec.errors import Issue, SpecError
 from vipcast.spec.load import Spec

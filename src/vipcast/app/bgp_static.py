@@ -28,9 +28,9 @@ from dataclasses import asdict
 from typing import Any
 
 from vipcast.proto.bgp import IPV4_UNICAST, IPV6_UNICAST, RouteAttributes, SessionConfig
-from vipcast.runtime.bgp_peer import PeerSettings
-from vipcast.runtime.bgp_speaker import Speaker
-from vipcast.runtime.bgp_transport import TransportOptions
+from vipcast.runtime.bgp.peer import PeerSettings
+from vipcast.runtime.bgp.speaker import Speaker
+from vipcast.runtime.bgp.transport import TransportOptions
 
 
 def peer_from_json(doc: dict[str, Any]) -> PeerSettings:

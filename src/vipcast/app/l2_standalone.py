@@ -23,8 +23,8 @@ from pathlib import Path
 
 from vipcast.core.desired import L2Ownership, NodePlan
 from vipcast.obs.registry import CollectorRegistry
-from vipcast.runtime.l2 import L2Config, L2Runtime
-from vipcast.runtime.l2_responder import AnnounceSchedule
+from vipcast.runtime.l2.driver import L2Config, L2Runtime
+from vipcast.runtime.l2.responder import AnnounceSchedule
 from vipcast.runtime.membership import DEFAULT_PORT
 from vipcast.spec.addresses import parse_host_port
 

@@ -38,10 +38,10 @@ from vipcast.dataplane.routes import LocalVips
 from vipcast.obs.membership_metrics import register_membership_metrics
 from vipcast.obs.registry import CollectorRegistry
 from vipcast.proto.bfd.session import StateChanged
-from vipcast.runtime.bfd import BfdManager
-from vipcast.runtime.bfd_bgp import BgpBfd
+from vipcast.runtime.bfd.bgp import BgpBfd
+from vipcast.runtime.bfd.manager import BfdManager
 from vipcast.runtime.health import HealthChecker
-from vipcast.runtime.l2 import L2Config, L2Runtime
+from vipcast.runtime.l2.driver import L2Config, L2Runtime
 from vipcast.runtime.membership import DEFAULT_PORT as MEMBERSHIP_PORT
 from vipcast.runtime.probe import AnnouncementGate
 from vipcast.spec import Spec

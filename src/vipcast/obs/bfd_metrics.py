@@ -1,4 +1,7 @@
-"""Prometheus metrics of the BFD runtime (vipcast.runtime.bfd), on a registry the caller passes."""
+"""Prometheus metrics of the BFD runtime (vipcast.runtime.bfd.manager).
+
+Registered on the registry the caller passes.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +11,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge
 
 
 class BfdMetrics:
-    """One set of BFD series; :class:`vipcast.runtime.bfd.BfdManager` updates them."""
+    """One set of BFD series; :class:`vipcast.runtime.bfd.manager.BfdManager` updates them."""
 
     def __init__(self, registry: CollectorRegistry) -> None:
         self.session_state = Gauge(

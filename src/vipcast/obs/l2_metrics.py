@@ -1,4 +1,7 @@
-"""Prometheus metrics of the L2 runtime (vipcast.runtime.l2), on a registry the caller passes."""
+"""Prometheus metrics of the L2 runtime (vipcast.runtime.l2.driver).
+
+Registered on the registry the caller passes.
+"""
 
 from __future__ import annotations
 

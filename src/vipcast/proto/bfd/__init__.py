@@ -1,7 +1,8 @@
 """Sans-IO BFD (RFC 5880 asynchronous mode, RFC 5881 single hop, RFC 5883 multihop).
 
 :class:`Session` is the whole protocol for one peer: packets and ``now`` in, packets, deadlines
-and :class:`StateChanged` events out. :mod:`vipcast.runtime.bfd` gives it sockets and timers.
+and :class:`StateChanged` events out. :mod:`vipcast.runtime.bfd.manager` gives it sockets
+and timers.
 """
 
 from vipcast.proto.bfd.constants import (

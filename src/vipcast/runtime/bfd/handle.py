@@ -1,6 +1,6 @@
 """What the rest of vipcast holds of one BFD session: :class:`BfdHandle` and its status.
 
-The handle belongs to a :class:`vipcast.runtime.bfd.BfdManager`, which owns the sockets and
+The handle belongs to a :class:`vipcast.runtime.bfd.manager.BfdManager`, which owns the sockets and
 timers; the handle carries the callbacks and counters and answers status questions.
 """
 

@@ -47,7 +47,7 @@ from vipcast.proto.bfd import (
     StateChanged,
     decode,
 )
-from vipcast.runtime.bfd_handle import BfdHandle, BfdStatus, ChangeCallback, session_config
+from vipcast.runtime.bfd.handle import BfdHandle, BfdStatus, ChangeCallback, session_config
 from vipcast.runtime.clock import Clock, LoopClock
 from vipcast.spec.objects import BFDProfileSpec
 

@@ -32,8 +32,8 @@ from vipcast.obs.l2_metrics import L2Metrics
 from vipcast.obs.registry import CollectorRegistry
 from vipcast.proto.l2 import format_mac
 from vipcast.proto.membership import Membership, MembershipConfig, Timers, View
-from vipcast.runtime.l2_responder import AnnounceSchedule, InterfaceResponder, IPAddress
-from vipcast.runtime.l2_socket import open_packet_socket
+from vipcast.runtime.l2.packet_socket import open_packet_socket
+from vipcast.runtime.l2.responder import AnnounceSchedule, InterfaceResponder, IPAddress
 from vipcast.runtime.membership import DEFAULT_PORT, MembershipAgent, new_boot
 
 log = logging.getLogger(__name__)

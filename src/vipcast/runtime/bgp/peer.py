@@ -40,7 +40,7 @@ from vipcast.proto.bgp import (
     collision_winner,
     head_start,
 )
-from vipcast.runtime.bgp_transport import (
+from vipcast.runtime.bgp.transport import (
     BGP_PORT,
     TransportOptions,
     connect,

@@ -17,7 +17,7 @@ from collections.abc import Callable, Mapping, Sequence
 from vipcast.core.desired import BfdPeer
 from vipcast.core.sessions import bfd_peers
 from vipcast.proto.bfd import StateChanged
-from vipcast.runtime.bfd import BfdHandle, BfdManager, BfdStatus
+from vipcast.runtime.bfd.manager import BfdHandle, BfdManager, BfdStatus
 
 __all__ = ["BfdPeer", "BgpBfd", "DownCallback", "bfd_peers"]
 

@@ -18,8 +18,8 @@ from collections.abc import Callable, Mapping, Sequence
 from vipcast.core.backoff import Backoff
 from vipcast.core.desired import BGPRoute, NodePlan
 from vipcast.proto.bgp import RouteAttributes
-from vipcast.runtime.bgp_peer import Connection, PeerDriver, PeerSettings, PeerStatus
-from vipcast.runtime.bgp_transport import (
+from vipcast.runtime.bgp.peer import Connection, PeerDriver, PeerSettings, PeerStatus
+from vipcast.runtime.bgp.transport import (
     TransportError,
     family_of,
     listening_socket,

@@ -13,7 +13,7 @@ from ipaddress import IPv4Address, IPv6Address
 
 from vipcast.obs.l2_metrics import L2Metrics
 from vipcast.proto.l2 import Outcome, OwnedAddresses, announcements, decide
-from vipcast.runtime.l2_socket import PACKET_OUTGOING
+from vipcast.runtime.l2.packet_socket import PACKET_OUTGOING
 
 log = logging.getLogger(__name__)
 

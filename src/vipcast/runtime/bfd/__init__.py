@@ -1,0 +1,1 @@
+"""BFD runtime: asyncio drivers of vipcast.proto.bfd (sockets, timers)."""

@@ -1,0 +1,1 @@
+"""BGP runtime: asyncio drivers of vipcast.proto.bgp (sockets, timers)."""

@@ -1,0 +1,1 @@
+"""L2 runtime: membership-driven ownership and the AF_PACKET ARP/NDP responder."""
