@@ -13,7 +13,9 @@ import contextlib
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import ClassVar
 
+from vipcast.lab.bgp_daemon import BgpDaemon
 from vipcast.lab.bgpconf import BgpPath, Family, Neighbor, family_of
 from vipcast.lab.netns import (
     LabError,
@@ -234,7 +236,8 @@ def parse_protocols(text: str) -> dict[str, str]:
 
 
 @dataclass
-class BirdInstance(SingleProcessDaemon):
+class BirdInstance(SingleProcessDaemon, BgpDaemon):
+    daemon: ClassVar[str] = "BIRD"
     netns: Netns
     directory: Path
     config: BirdConfig
@@ -267,19 +270,6 @@ class BirdInstance(SingleProcessDaemon):
         return {
             n.address: states.get(protocol_name(i), "") for i, n in enumerate(self.config.neighbors)
         }
-
-    def established(self, *addresses: str) -> bool:
-        states = self.neighbor_states()
-        wanted = addresses or tuple(states)
-        return all(states.get(a) == "Established" for a in wanted)
-
-    def wait_established(self, *addresses: str, timeout: float = 60.0) -> None:
-        wait_until(
-            lambda: self.established(*addresses),
-            timeout=timeout,
-            what=f"BIRD in {self.netns.short}: sessions Established",
-            on_timeout=lambda: f"states: {self.neighbor_states()}\n{self.log_text()[-3000:]}",
-        )
 
     def routes(self, family: Family = "ipv4") -> dict[str, list[BgpPath]]:
         table = "master4" if family == "ipv4" else "master6"

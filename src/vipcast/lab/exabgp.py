@@ -16,8 +16,9 @@ import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
+from vipcast.lab.bgp_daemon import BgpDaemon
 from vipcast.lab.bgpconf import BgpPath, Family, Neighbor, family_of
 from vipcast.lab.netns import LabError, Netns, Process, ProcessDied, wait_until
 from vipcast.lab.process import SingleProcessDaemon
@@ -161,7 +162,8 @@ def replay(events: list[dict[str, Any]]) -> dict[str, dict[str, BgpPath]]:
 
 
 @dataclass
-class ExabgpInstance(SingleProcessDaemon):
+class ExabgpInstance(SingleProcessDaemon, BgpDaemon):
+    daemon: ClassVar[str] = "ExaBGP"
     netns: Netns
     directory: Path
     config: ExabgpConfig
@@ -203,19 +205,6 @@ class ExabgpInstance(SingleProcessDaemon):
                 peer = str(n.get("address", {}).get("peer", ""))
                 states[peer] = "Established" if n.get("state") == "up" else str(n.get("state"))
         return states
-
-    def established(self, *addresses: str) -> bool:
-        states = self.neighbor_states()
-        wanted = addresses or tuple(states)
-        return all(states.get(a) == "Established" for a in wanted)
-
-    def wait_established(self, *addresses: str, timeout: float = 60.0) -> None:
-        wait_until(
-            lambda: self.established(*addresses),
-            timeout=timeout,
-            what=f"ExaBGP in {self.netns.short}: sessions Established",
-            on_timeout=lambda: f"states: {self.neighbor_states()}\n{self.log_text()[-3000:]}",
-        )
 
     def routes(self, family: Family = "ipv4") -> dict[str, list[BgpPath]]:
         """What the peers currently announce to us (updates replayed), by prefix."""

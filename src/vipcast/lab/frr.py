@@ -19,8 +19,9 @@ import json
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
+from vipcast.lab.bgp_daemon import BgpDaemon
 from vipcast.lab.bgpconf import BgpPath, Family, Neighbor, family_of
 from vipcast.lab.netns import (
     LabError,
@@ -168,8 +169,10 @@ def render_staticd(cfg: FrrConfig) -> str:
 
 
 @dataclass
-class FrrInstance:
+class FrrInstance(BgpDaemon):
     """A running FRR in one namespace; stop() ends every daemon of it."""
+
+    daemon: ClassVar[str] = "FRR"
 
     netns: Netns
     directory: Path
@@ -235,18 +238,8 @@ class FrrInstance:
     def neighbor_state(self, address: str) -> str | None:
         return self.neighbor_states().get(address)
 
-    def established(self, *addresses: str) -> bool:
-        states = self.neighbor_states()
-        wanted = addresses or tuple(n.address for n in self.config.neighbors)
-        return all(states.get(a) == "Established" for a in wanted)
-
-    def wait_established(self, *addresses: str, timeout: float = 60.0) -> None:
-        wait_until(
-            lambda: self.established(*addresses),
-            timeout=timeout,
-            what=f"FRR in {self.netns.short}: sessions Established",
-            on_timeout=lambda: f"states: {self.neighbor_states()}\n{self.log_text()[-3000:]}",
-        )
+    def expected_peers(self, states: dict[str, str]) -> tuple[str, ...]:
+        return tuple(n.address for n in self.config.neighbors)
 
     def routes(self, family: Family = "ipv4") -> dict[str, list[BgpPath]]:
         """The BGP table of ``family``: prefix -> paths (with full attributes)."""

@@ -13,8 +13,9 @@ import contextlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
+from vipcast.lab.bgp_daemon import BgpDaemon
 from vipcast.lab.bgpconf import BgpPath, Family, Neighbor, family_of
 from vipcast.lab.netns import LabError, Netns, Process, ProcessDied, wait_until
 from vipcast.lab.process import SingleProcessDaemon
@@ -162,7 +163,8 @@ def _gobgp_path(prefix: str, p: dict[str, Any]) -> BgpPath:
 
 
 @dataclass
-class GobgpInstance(SingleProcessDaemon):
+class GobgpInstance(SingleProcessDaemon, BgpDaemon):
+    daemon: ClassVar[str] = "GoBGP"
     netns: Netns
     directory: Path
     config: GobgpConfig
@@ -188,18 +190,8 @@ class GobgpInstance(SingleProcessDaemon):
             states[str(addr)] = _STATES.get(raw, raw)
         return states
 
-    def established(self, *addresses: str) -> bool:
-        states = self.neighbor_states()
-        wanted = addresses or tuple(n.address for n in self.config.neighbors)
-        return all(states.get(a) == "Established" for a in wanted)
-
-    def wait_established(self, *addresses: str, timeout: float = 60.0) -> None:
-        wait_until(
-            lambda: self.established(*addresses),
-            timeout=timeout,
-            what=f"GoBGP in {self.netns.short}: sessions Established",
-            on_timeout=lambda: f"states: {self.neighbor_states()}\n{self.log_text()[-3000:]}",
-        )
+    def expected_peers(self, states: dict[str, str]) -> tuple[str, ...]:
+        return tuple(n.address for n in self.config.neighbors)
 
     def routes(self, family: Family = "ipv4") -> dict[str, list[BgpPath]]:
         """The global RIB: prefix -> paths."""
