@@ -11,7 +11,7 @@ from typing import Any
 
 from vipcast.alloc import AllocationResult, Assignment
 from vipcast.core.desired import BGPRoute, L2Ownership, NatRule, NodePlan
-from vipcast.core.weights import route_weight
+from vipcast.core.weights import route_weight, weights_by_prefix
 from vipcast.proto.bgp.ext_communities import format_bandwidth
 
 SCHEMA_VERSION = 1
@@ -166,10 +166,8 @@ def _l2_lines(plan: NodePlan | None) -> set[str]:
     return {o.ip for o in plan.l2 if o.owner == plan.node}
 
 
-def _weights(plan: NodePlan | None) -> dict[str, float]:
-    if plan is None:
-        return {}
-    return {r.prefix: w for r in plan.bgp if (w := route_weight(r)) is not None}
+def _weights(plan: NodePlan | None) -> Mapping[str, float]:
+    return {} if plan is None else weights_by_prefix(plan)
 
 
 def _weight_changes(old: NodePlan | None, new: NodePlan | None) -> list[dict[str, Any]]:
