@@ -97,9 +97,12 @@ def _names(text: str) -> tuple[str, ...]:
 
 
 def _client(kubeconfig: Path | None, namespace: str) -> AsyncClient:
-    from vipcast.sources.kube.client import make_client
+    from vipcast.sources.kube.client import KubeconfigError, make_client
 
-    return make_client(kubeconfig, namespace, "vipcast")
+    try:
+        return make_client(kubeconfig, namespace, "vipcast")
+    except KubeconfigError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--kubeconfig") from exc
 
 
 def controller(

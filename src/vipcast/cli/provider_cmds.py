@@ -79,10 +79,13 @@ def register(app: typer.Typer) -> None:
         """In Kubernetes: keep every provider's load balancers, Service finalizers, status,
         conditions and Events up to date (a pass every --resync seconds)."""
         from vipcast.app.provider_controller import ProviderController
-        from vipcast.sources.kube.client import make_client
+        from vipcast.sources.kube.client import KubeconfigError, make_client
 
         async def main() -> None:
-            client = make_client(kubeconfig, namespace, "vipcast-providers")
+            try:
+                client = make_client(kubeconfig, namespace, "vipcast-providers")
+            except KubeconfigError as exc:
+                raise typer.BadParameter(str(exc), param_hint="--kubeconfig") from exc
             stop = asyncio.Event()
             try:
                 await ProviderController(client, namespace, resync=resync).run(stop)
