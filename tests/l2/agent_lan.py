@@ -21,6 +21,9 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
+
+from l2_lan import converged
 
 from vipcast.core.ownership import l2_candidates
 from vipcast.lab.netns import Netns, Process, Topology, wait_until
@@ -232,6 +235,26 @@ class AgentLan:
     def start_all(self) -> None:
         for node in self.nodes:
             self.start_agent(node)
+        self.wait_converged()
+
+    def wait_converged(self, timeout: float = 90.0) -> dict[str, dict[str, Any]]:
+        """Wait until every running agent is past its start-up wait, sees all running agents
+        alive with a quorum and names the same owner (``l2_lan.converged``); return their L2
+        statuses."""
+        running = [n for n, a in self.agents.items() if a.alive()]
+
+        def l2(node: str) -> dict[str, Any]:
+            section = self.status(node).get("l2")
+            if not isinstance(section, dict):
+                raise LookupError(f"{node}: no l2 status yet")
+            return section
+
+        statuses: dict[str, dict[str, Any]] = wait_until(
+            lambda: (st := {n: l2(n) for n in running}) and converged(st) and st,
+            timeout=timeout, interval=0.2, what="agents settled and agreeing",
+            on_timeout=self.topo.logs,
+        )
+        return statuses
 
     def kill_agent(self, node: str) -> float:
         """SIGKILL the node's agent (its nftables table and routes stay, as after a crash)."""

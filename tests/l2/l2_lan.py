@@ -13,6 +13,7 @@ import signal
 import struct
 import sys
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -193,6 +194,18 @@ class L2Lan:
         for node in self.nodes:
             self.start_agent(node)
         self.wait_owner(self.nodes[0])
+        self.wait_converged()
+
+    def wait_converged(self, timeout: float = 60.0) -> dict[str, dict[str, Any]]:
+        """Wait until every running agent is past its start-up wait and agrees (see
+        :func:`converged`); return their statuses."""
+        running = [n for n in self.nodes if n in self.agents and self.agents[n].alive()]
+        statuses: dict[str, dict[str, Any]] = wait_until(
+            lambda: (st := {n: self.status(n) for n in running}) and converged(st) and st,
+            timeout=timeout, interval=0.2, what="agents settled and agreeing",
+            on_timeout=self.topo.logs,
+        )
+        return statuses
 
     # ---- observing agents
 
@@ -225,6 +238,9 @@ class L2Lan:
     def status(self, node: str) -> dict[str, Any]:
         """The agent's status (it prints it as a JSON line on SIGUSR1)."""
         proc = self.agents[node]
+        # SIGUSR1's default action ends the process: signal only once the handler is installed
+        wait_until(lambda: '"event": "started"' in proc.log_text(), timeout=60, interval=0.1,
+                   what=f"{node} started")
         count = proc.log_text().count('"event": "status"')
         os.killpg(proc.pid, signal.SIGUSR1)
         wait_until(lambda: proc.log_text().count('"event": "status"') > count, timeout=10,
@@ -290,6 +306,22 @@ class L2Lan:
         )
         wait_until(lambda: "listening on" in proc.log_text(), timeout=10, what="tcpdump")
         return proc, path
+
+
+def converged(statuses: Mapping[str, Mapping[str, Any]]) -> bool:
+    """The agents' L2 status documents (node -> ``status``) show a settled cluster: each is past
+    its start-up wait with a quorum, sees exactly these nodes alive, and all name the same owner
+    for every VIP. Shared by :class:`L2Lan` and ``agent_lan.AgentLan``: a test that cuts, kills or
+    partitions right after start must not race the slowest agent's start-up wait."""
+    owners = set()
+    for status in statuses.values():
+        membership = status["membership"]
+        if not (membership["settled"] and membership["quorum"]):
+            return False
+        if sorted(membership["alive"]) != sorted(statuses):
+            return False
+        owners.add(tuple(sorted((v["ip"], v["owner"]) for v in status["vips"])))
+    return len(owners) == 1
 
 
 def parse_probe(text: str) -> ProbeResult:

@@ -7,8 +7,6 @@ import time
 import pytest
 from l2_lan import VIP4, VIP6, L2Lan, answers, parse_probe
 
-from vipcast.lab.netns import wait_until
-
 pytestmark = [pytest.mark.netns, pytest.mark.slow]
 
 
@@ -27,18 +25,16 @@ def test_client_resolves_vip_to_owner_and_only_owner_answers(lan: L2Lan) -> None
 
 def test_status_shows_owner_and_membership_view(lan: L2Lan) -> None:
     lan.start_all()
-    # n2 is past its start-up wait (dead_after) once it reports a quorum
-    status = wait_until(
-        lambda: (st := lan.status("n2"))["membership"]["quorum"] and st, timeout=10, interval=0.1
-    )
+    # every agent past its start-up wait, with the full view (not only a quorum of it)
+    status = lan.wait_converged()["n2"]
     assert status["membership"]["alive"] == ["n1", "n2", "n3"]
     assert status["membership"]["quorum"] is True
+    assert status["membership"]["settled"] is True
     assert {v["ip"]: (v["owner"], v["answering_here"]) for v in status["vips"]} == {
         VIP4: ("n1", False),
         VIP6: ("n1", False),
     }
     assert status["interfaces"]["eth0"]["mac"] == lan.macs["n2"]
-
 
 
 def test_sigkill_of_owner_fails_over_to_next_candidate(lan: L2Lan) -> None:
@@ -66,7 +62,7 @@ def test_sigkill_of_owner_fails_over_to_next_candidate(lan: L2Lan) -> None:
 
 
 def test_link_down_of_owner_fails_over_and_link_up_takes_back(lan: L2Lan) -> None:
-    lan.start_all()
+    lan.start_all()  # returns once every agent is settled and agrees on n1 (no start-up race)
     lan.cable("n1", up=False)
     result = lan.probe(VIP4, period=0.01, duration=2.0)
     # answered again within the probe's window (a generous deadline), at the end by n2; never
