@@ -98,12 +98,26 @@ def test_envoy_killed_vip_leaves_the_node_and_returns(lab: tuple[Topology, Path]
     try:
         os.kill(pid, signal.SIGKILL)
         _wait_hops(topo, {node_v4(2)}, "n1's next hop withdrawn after its Envoy died")
+        # the agent has seen the exit (and failed to restart without the bootstrap) before the
+        # bootstrap comes back; the route may be withdrawn sooner, on the failed /ready probe
+        wait_until(
+            lambda: gateway_state(n1, AGENT_STATUS_PORT).get("envoy", {}).get("restarts", 0)
+            > before["envoy"]["restarts"] or None,
+            timeout=60, interval=0.1, what="n1's agent saw its Envoy exit",
+            on_timeout=lambda: f"{gateway_state(n1, AGENT_STATUS_PORT)}\n{topo.logs()}")
         # the other node still serves the VIP
         assert _get(topo, SPLIT_HOST)["pod"].startswith("10.244.")
     finally:
         aside.rename(bootstrap)
     _wait_hops(topo, {node_v4(1), node_v4(2)}, "n1's next hop back after Envoy restarted")
-    after = gateway_state(n1, AGENT_STATUS_PORT)
+
+    def settled() -> dict[str, Any] | None:
+        state = gateway_state(n1, AGENT_STATUS_PORT)
+        envoy = state.get("envoy", {})
+        return state if envoy.get("serving") and envoy.get("pid") != pid else None
+
+    after = wait_until(settled, timeout=60, interval=0.1, what="n1's new Envoy serving",
+                       on_timeout=lambda: f"{gateway_state(n1, AGENT_STATUS_PORT)}")
     assert after["envoy"]["pid"] != pid
     assert after["envoy"]["restarts"] > before["envoy"]["restarts"]
     assert after["envoy"]["serving"] and after["acked"]["Listener"] == after["versions"]["Listener"]
