@@ -228,6 +228,18 @@ def test_class_less_services_only_without_a_configured_class(helm_env: dict[str,
     assert "--load-balancer-class=vipcast.io/vipcast" in speaker["args"]
 
 
+def test_controller_write_rate_from_values(helm_env: dict[str, str]) -> None:
+    """Issue 19: the status-write limit existed as flags only; the chart never set it."""
+    controller = _pod(_template(helm_env), "Deployment", "controller")["containers"][0]
+    assert "--kube-api-qps=50" in controller["args"]
+    assert "--kube-api-burst=100" in controller["args"]
+    controller = _pod(_template(helm_env, "--set", "controller.kubeApiQps=0",
+                                "--set", "controller.kubeApiBurst=7"),
+                      "Deployment", "controller")["containers"][0]
+    assert "--kube-api-qps=0" in controller["args"]
+    assert "--kube-api-burst=7" in controller["args"]
+
+
 def test_speaker_metrics_on_loopback_unless_asked(helm_env: dict[str, str]) -> None:
     """Issue 16: /status and /metrics were served on 0.0.0.0 of the host network."""
     speaker = _pod(_template(helm_env), "DaemonSet", "speaker")["containers"][0]
