@@ -39,6 +39,8 @@ def bgp_sessions(
             continue
         if spec.password_problem(peer) is not None:
             continue  # its passwordSecret gives no password: no session without it
+        if peer.spec.coexistence == "HandOff":
+            continue  # the CNI's daemon announces toward this router (core/handoff.py)
         s = peer.spec
         ident = s.router_id or router_id
         if ident is None and s.source_address and ":" not in s.source_address:
@@ -94,7 +96,7 @@ def bfd_peers(spec: Spec, names: Iterable[str]) -> tuple[BfdPeer, ...]:
     result = []
     for name in sorted(set(names)):
         peer = spec.peer(name)
-        if peer is None or peer.spec.bfd_profile is None:
+        if peer is None or peer.spec.bfd_profile is None or peer.spec.coexistence == "HandOff":
             continue
         profile = spec.bfd_profile(peer.spec.bfd_profile)
         if profile is None:

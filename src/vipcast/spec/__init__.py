@@ -1,6 +1,7 @@
 """The user-facing object model: our kinds, views of core objects, and whole-config validation."""
 
 from vipcast.spec.addresses import AddressRange, parse_host_port, parse_ip, parse_range
+from vipcast.spec.cni import CNISpeaker
 from vipcast.spec.errors import Issue, SpecError
 from vipcast.spec.kube import (
     ANNOTATION_HEALTH,
@@ -61,6 +62,7 @@ __all__ = [
     "BFDProfile",
     "BGPAdvertisement",
     "BGPPeer",
+    "CNISpeaker",
     "Community",
     "Endpoint",
     "EndpointSlice",

@@ -6,6 +6,7 @@ import ipaddress
 from collections.abc import Iterator, Sequence
 
 from vipcast.spec.addresses import AddressRange
+from vipcast.spec.cni_checks import check_cni
 from vipcast.spec.errors import Issue
 from vipcast.spec.gateway.checks import check_gateway_objects
 from vipcast.spec.kube import ANNOTATION_IPS, Service, annotation
@@ -23,6 +24,7 @@ def check_all(spec: Spec) -> list[Issue]:
         *_communities(spec),
         *_providers(spec),
         *check_gateway_objects(spec),
+        *check_cni(spec),
     ]
 
 

@@ -24,6 +24,7 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
+from vipcast.spec.cni import CNISpeaker
 from vipcast.spec.errors import Issue, SpecError
 from vipcast.spec.gateway.objects import Gateway, GatewayClass, Ingress, ReferenceGrant
 from vipcast.spec.gateway.routes import HTTPRoute
@@ -59,6 +60,7 @@ KINDS: dict[str, tuple[tuple[str, ...], type[BaseModel]]] = {
     "BFDProfile": ((API_VERSION,), BFDProfile),
     "Community": ((API_VERSION,), Community),
     "LoadBalancerProvider": ((API_VERSION,), LoadBalancerProvider),
+    "CNISpeaker": ((API_VERSION,), CNISpeaker),
     "Service": (("v1",), Service),
     "EndpointSlice": (("discovery.k8s.io/v1",), EndpointSlice),
     "Node": (("v1",), Node),
@@ -86,6 +88,7 @@ class Spec:
     bfd_profiles: tuple[BFDProfile, ...] = ()
     communities: tuple[Community, ...] = ()
     providers: tuple[LoadBalancerProvider, ...] = ()
+    cni_speakers: tuple[CNISpeaker, ...] = ()
     services: tuple[Service, ...] = ()
     endpoint_slices: tuple[EndpointSlice, ...] = ()
     nodes: tuple[Node, ...] = ()
@@ -107,6 +110,13 @@ class Spec:
 
     def bfd_profile(self, name: str) -> BFDProfile | None:
         return next((p for p in self.bfd_profiles if p.name == name), None)
+
+    def cni_speaker_of(self, peer: BGPPeer) -> CNISpeaker | None:
+        """The CNISpeaker a BGPPeer names (or the only one, when it names none)."""
+        name = peer.spec.cni_speaker
+        if name is None:
+            return self.cni_speakers[0] if len(self.cni_speakers) == 1 else None
+        return next((c for c in self.cni_speakers if c.name == name), None)
 
     def node(self, name: str) -> Node | None:
         return next((n for n in self.nodes if n.metadata.name == name), None)
@@ -305,6 +315,7 @@ SPEC_FIELDS: dict[str, str] = {
     "BFDProfile": "bfd_profiles",
     "Community": "communities",
     "LoadBalancerProvider": "providers",
+    "CNISpeaker": "cni_speakers",
     "Service": "services",
     "EndpointSlice": "endpoint_slices",
     "Node": "nodes",

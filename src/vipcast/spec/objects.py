@@ -104,6 +104,11 @@ class IPAddressPool(OurObject):
 # ---------------------------------------------------------------- BGP
 
 
+#: how a BGPPeer lives beside a CNI's BGP speaker on the same nodes (docs/cni.md)
+Coexistence = Literal["SeparateIdentity", "ThroughDaemon", "HandOff"]
+COEXISTENCE_MODES: tuple[str, ...] = ("SeparateIdentity", "ThroughDaemon", "HandOff")
+
+
 class SecretRef(Model):
     name: str
     namespace: str | None = None
@@ -133,6 +138,13 @@ class BGPPeerSpec(Model):
     #: false: the router does not take RFC 4360 extended communities from this session, so
     #: weighted ECMP (RFC 10005 link bandwidth) leaves its routes unweighted (check-config says so)
     extended_communities: bool = True
+    #: how this session lives beside the CNI's BGP speaker (docs/cni.md): its own source
+    #: address and router ID toward the router, through the node's daemon (this peer is the
+    #: daemon), or no session at all (the announcements are handed to the CNI); unset: vipcast
+    #: is the only speaker toward this router on the nodes it selects
+    coexistence: Coexistence | None = None
+    #: the CNISpeaker it lives beside (may be left out when there is exactly one)
+    cni_speaker: str | None = Field(default=None, alias="cniSpeaker")
 
     @field_validator("peer_address")
     @classmethod

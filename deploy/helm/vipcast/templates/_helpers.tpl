@@ -24,7 +24,7 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- end -}}
 
 {{- define "vipcast.crdKinds" -}}
-[ipaddresspools, bgppeers, bgpadvertisements, l2advertisements, bfdprofiles, communities, loadbalancerproviders]
+[ipaddresspools, bgppeers, bgpadvertisements, l2advertisements, bfdprofiles, communities, loadbalancerproviders, cnispeakers]
 {{- end -}}
 
 {{/* The Secrets (release namespace) BGPPeers may name in passwordSecret: those of the peers

@@ -17,6 +17,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel
 
+from vipcast.spec.cni import CNISpeaker
 from vipcast.spec.documents import JSON
 from vipcast.spec.objects import (
     API_GROUP,
@@ -82,6 +83,15 @@ KINDS: tuple[KindInfo, ...] = (
          ("Passive", "boolean", ".spec.passiveMode")),
     ),
     KindInfo(Community, "communities", ("vccomm",), ()),
+    KindInfo(
+        CNISpeaker, "cnispeakers", ("vccni",),
+        (("CNI", "string", ".spec.cni"),
+         ("ASN", "integer", ".spec.asn"),
+         ("Router ID", "string", ".spec.routerID"),
+         ("Source", "string", ".spec.sourceAddress")),
+        (("handOff", "[has(self.calico), has(self.frrK8s), has(self.birdInclude)]"
+          ".filter(x, x).size() == 1", "set exactly one of calico, frrK8s, birdInclude"),),
+    ),
     KindInfo(
         LoadBalancerProvider, "loadbalancerproviders", ("vclbp",),
         (("Driver", "string", ".spec.driver"),
