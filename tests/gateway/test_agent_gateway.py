@@ -26,7 +26,10 @@ STATUS = "127.0.0.1:9479"
 
 
 def _objects(ip: str) -> list[dict[str, Any]]:
-    return [*base_objects(), *service_objects("app", {ip: "ready"}),
+    # the Gateway's spec.addresses are honoured from a pool (allocated like a Service's)
+    pool = {"apiVersion": "vipcast.io/v1beta1", "kind": "IPAddressPool",
+            "metadata": {"name": "gw"}, "spec": {"addresses": [f"{GATEWAY_IP}/32"]}}
+    return [pool, *base_objects(), *service_objects("app", {ip: "ready"}),
             http_route("a", rules=[{"backendRefs": [{"name": "app", "port": 80}]}])]
 
 

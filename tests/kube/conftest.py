@@ -65,3 +65,14 @@ def vipcast_crds(kube_cluster: Cluster) -> Cluster:
 
     kube_cluster.apply_crds(all_crds())
     return kube_cluster
+
+
+@pytest.fixture(scope="session")
+def gateway_api(vipcast_crds: Cluster) -> Cluster:
+    """The session cluster with the upstream Gateway API CRDs (v1.6.1 standard channel,
+    ``deploy/gateway-api/crds``) installed unchanged."""
+    import yaml
+
+    crds = Path(__file__).parents[2] / "deploy" / "gateway-api" / "crds"
+    vipcast_crds.apply_crds([yaml.safe_load(p.read_text()) for p in sorted(crds.glob("*.yaml"))])
+    return vipcast_crds

@@ -9,9 +9,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import pytest
-import yaml
-
 from vipcast.core.gateway import translate
 from vipcast.sources.kube.admission import review
 from vipcast.sources.kube.client import make_client
@@ -22,15 +19,7 @@ from vipcast.spec import load_documents
 from .conftest import run
 from .harness.cluster import Cluster
 
-CRDS = Path(__file__).parents[2] / "deploy" / "gateway-api" / "crds"
 GW = "/apis/gateway.networking.k8s.io/v1"
-
-
-@pytest.fixture(scope="module")
-def gateway_api(vipcast_crds: Cluster) -> Cluster:
-    crds = [yaml.safe_load(p.read_text()) for p in sorted(CRDS.glob("*.yaml"))]
-    vipcast_crds.apply_crds(crds)
-    return vipcast_crds
 
 
 def _post(cluster: Cluster, path: str, obj: dict[str, Any]) -> dict[str, Any]:
@@ -152,6 +141,7 @@ def test_controller_writes_gateway_status(gateway_api: Cluster, namespace: str) 
     from vipcast.sources.kube.resources import CONTROLLER_KINDS, GATEWAY_KINDS, NODES
 
     ns = namespace
+    _pool(gateway_api, ns, "198.18.20.0/29")
     _post(gateway_api, f"{GW}/gatewayclasses", {
         "apiVersion": "gateway.networking.k8s.io/v1", "kind": "GatewayClass",
         "metadata": {"name": f"ctl-{ns}"}, "spec": {"controllerName": "vipcast.io/gateway"}})
@@ -159,7 +149,7 @@ def test_controller_writes_gateway_status(gateway_api: Cluster, namespace: str) 
         "apiVersion": "gateway.networking.k8s.io/v1", "kind": "Gateway",
         "metadata": {"name": "web", "namespace": ns},
         "spec": {"gatewayClassName": f"ctl-{ns}",
-                 "addresses": [{"type": "IPAddress", "value": "192.0.2.81"}],
+                 "addresses": [{"type": "IPAddress", "value": "198.18.20.1"}],
                  "listeners": [{"name": "http", "port": 80, "protocol": "HTTP",
                                 "hostname": "a.example.com"}]}})
     _post(gateway_api, f"{GW}/namespaces/{ns}/httproutes", {
@@ -209,8 +199,17 @@ def test_controller_writes_gateway_status(gateway_api: Cluster, namespace: str) 
     _, gw = gateway_api.request("GET", f"{GW}/namespaces/{ns}/gateways/web")
     assert {c["type"]: c["status"] for c in gw["status"]["conditions"]} == {
         "Accepted": "True", "Programmed": "True"}
+    assert gw["status"]["addresses"] == [{"type": "IPAddress", "value": "198.18.20.1"}]
     _, broken = gateway_api.request("GET", f"{GW}/namespaces/{ns}/httproutes/broken")
     assert not (broken.get("status") or {}).get("parents")
+
+
+def _pool(cluster: Cluster, ns: str, cidr: str) -> None:
+    """A pool serving only namespace ``ns`` (a range no other test of the session uses)."""
+    _post(cluster, "/apis/vipcast.io/v1beta1/ipaddresspools", {
+        "apiVersion": "vipcast.io/v1beta1", "kind": "IPAddressPool",
+        "metadata": {"name": f"gw-{ns}"},
+        "spec": {"addresses": [cidr], "serviceAllocation": {"namespaces": [ns]}}})
 
 
 def test_speaker_plan_carries_the_proxy_model(gateway_api: Cluster, namespace: str) -> None:
@@ -226,15 +225,20 @@ def test_speaker_plan_carries_the_proxy_model(gateway_api: Cluster, namespace: s
     from .kubetools import client, endpoint_slice, lb_service
 
     ns = namespace
+    _pool(gateway_api, ns, "198.18.22.0/29")
     _post(gateway_api, f"{GW}/gatewayclasses", {
         "apiVersion": "gateway.networking.k8s.io/v1", "kind": "GatewayClass",
         "metadata": {"name": f"spk-{ns}"}, "spec": {"controllerName": "vipcast.io/gateway"}})
-    _post(gateway_api, f"{GW}/namespaces/{ns}/gateways", {
+    gw = _post(gateway_api, f"{GW}/namespaces/{ns}/gateways", {
         "apiVersion": "gateway.networking.k8s.io/v1", "kind": "Gateway",
         "metadata": {"name": "web", "namespace": ns},
         "spec": {"gatewayClassName": f"spk-{ns}",
-                 "addresses": [{"type": "IPAddress", "value": "192.0.2.82"}],
                  "listeners": [{"name": "http", "port": 80, "protocol": "HTTP"}]}})
+    # the speaker never allocates: it listens on what the controller committed to the
+    # Gateway's status.addresses (written here as the controller would)
+    gw["status"] = {"addresses": [{"type": "IPAddress", "value": "198.18.22.2"}]}
+    code, body = gateway_api.request("PUT", f"{GW}/namespaces/{ns}/gateways/web/status", gw)
+    assert code == 200, body
     _post(gateway_api, f"{GW}/namespaces/{ns}/httproutes", {
         "apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute",
         "metadata": {"name": "r", "namespace": ns},
@@ -270,7 +274,7 @@ def test_speaker_plan_carries_the_proxy_model(gateway_api: Cluster, namespace: s
                 await asyncio.sleep(0.1)
             else:
                 raise AssertionError("no proxy model in the speaker's plan")
-            assert got == (["192.0.2.82"], ["10.1.0.7"])
+            assert got == (["198.18.22.2"], ["10.1.0.7"])
         finally:
             agent.request_stop()
             with contextlib.suppress(asyncio.CancelledError):

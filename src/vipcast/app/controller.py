@@ -26,6 +26,14 @@ import httpx2 as httpx
 from vipcast.alloc import AllocationResult, Assignment, Reason
 from vipcast.core.allocation import allocate_spec
 from vipcast.core.gateway import translate
+from vipcast.core.gateway.address import (
+    SUFFIX,
+    GatewayServices,
+    gateway_addresses,
+    gateway_of,
+    gateway_refusals,
+    readable,
+)
 from vipcast.obs.pool_metrics import register_pool_metrics
 from vipcast.obs.registry import CollectorRegistry
 from vipcast.obs.status_server import StatusServer
@@ -126,6 +134,9 @@ class Controller:
         self.events = EventRecorder(client, "vipcast-controller", self.config.identity)
         self.write_limit = TokenBucket(self.config.write_qps, self.config.write_burst)
         self.last_good: tuple[Document, ...] = ()
+        #: each Gateway of ours as a stand-in Service: Services and Gateways share one
+        #: allocation, so no address is handed to two things
+        self.gateway_services = GatewayServices(self.config.load_balancer_class)
         #: what this leader wrote last round (wins over a status echo still in flight)
         self.memory: dict[str, tuple[str, ...]] = {}
         self.rounds = 0
@@ -200,15 +211,19 @@ class Controller:
         if not outcome.config_stale:
             self.last_good = outcome.config
         await self._peer_password_conditions(outcome.spec)
+        spec = outcome.spec
         if self.config.gateway_api:
-            await self._gateway_status(outcome.spec, report)
+            spec = self.gateway_services(spec)
         cls = self.config.load_balancer_class
         # Services of another class (or class-less ones, when a class is configured) are
         # another load balancer's: never allocated, never written
-        mine = replace(outcome.spec, services=tuple(
-            s for s in outcome.spec.services
+        mine = replace(spec, services=tuple(
+            s for s in spec.services
             if s.spec.type != "LoadBalancer" or claims(s.spec.load_balancer_class, cls)))
         result = allocate_spec(mine, self.memory, load_balancer_class=cls)
+        written: dict[str, tuple[str, ...]] = {}
+        if self.config.gateway_api:
+            written.update(await self._gateway_status(spec, result, report))
         report.result = result
         self.pool_usage = result.pool_usage
         services = {f"{(s.get('metadata') or {}).get('namespace')}/"
@@ -226,12 +241,13 @@ class Controller:
         # only live nodes' reports count (after an L2 failover the dead node's stays behind)
         ready = {n.metadata.name for n in outcome.spec.nodes if n.ready}
         nodes, seen = fold_reports(reports, ready)
-        written: dict[str, tuple[str, ...]] = {}
         later: list[tuple[dict[str, object], str, str, str]] = []
         for key, assignment in result.assignments.items():
             svc = services.get(key)
             if svc is None or assignment.reason is Reason.CLASS_NOT_OURS:
                 continue
+            if SUFFIX in assignment.message:  # held by a Gateway: say so, by its name
+                assignment = replace(assignment, message=readable(assignment.message))
             ips = assignment.ips
             had = current_ingress(svc)
             ours = any(c.get("type") in OUR_TYPES for c in current_conditions(svc))
@@ -271,15 +287,26 @@ class Controller:
         await self._emit_batch(later)
         return report
 
-    async def _gateway_status(self, spec: Spec, report: RoundReport) -> None:
-        """Gateway and HTTPRoute status from the translation (the proxy model itself is the
-        speakers' business)."""
+    async def _gateway_status(self, spec: Spec, result: AllocationResult,
+                              report: RoundReport) -> dict[str, tuple[str, ...]]:
+        """Gateway and HTTPRoute status from the translation at the allocated Gateway
+        addresses: ``status.addresses`` commits them (the speakers announce only committed
+        addresses), ``Programmed`` says why a Gateway got none. Returns the stand-ins'
+        addresses committed (this leader's memory of them); the proxy model itself is the
+        speakers' business."""
+        current = result.current()
+        addresses = gateway_addresses(current)
+        translation = translate(spec, "controller", addresses,
+                                refusals=gateway_refusals(result.assignments))
         try:
-            await write_status(self.client, translate(spec, "controller"),
-                               events=self.events)
-        except ApiError as exc:
+            await write_status(self.client, translation, events=self.events)
+        except (ApiError, httpx.HTTPError, OSError) as exc:
             report.failed_writes += 1
             log.warning("gateway status not written: %s", exc)
+            # what was committed before stays this leader's memory
+            return {k: ips for k, ips in self.memory.items() if gateway_of(k) is not None}
+        # every Gateway of the translation had its status written (or was gone)
+        return {k: ips for k, ips in current.items() if gateway_of(k) is not None}
 
     async def _peer_password_conditions(self, spec: Spec) -> None:
         """Each BGPPeer with a ``passwordSecret`` gets ``vipcast.io/PasswordResolved``: a

@@ -32,6 +32,7 @@ from vipcast.app.agent import Agent, AgentOptions, PlanConsumer, Planner
 from vipcast.app.envoy_gateway import GatewaySettings
 from vipcast.app.node import run_node
 from vipcast.core.desired import NodePlan
+from vipcast.core.gateway.address import GatewayServices
 from vipcast.core.pipeline import Local, Snapshot
 from vipcast.core.plan import plan_node
 from vipcast.obs.registry import CollectorRegistry
@@ -68,13 +69,18 @@ def status_assignments(spec: Spec, load_balancer_class: str | None = None
 
 
 class StatusPlanner:
-    """Plans a node from the committed (status) assignments only."""
+    """Plans a node from the committed (status) assignments only; a Gateway's are the
+    ``status.addresses`` the controller wrote (its stand-in Service's status)."""
 
     def __init__(self, load_balancer_class: str | None) -> None:
         self.load_balancer_class = load_balancer_class
+        #: the committed addresses of the last plan (Gateways' among them: where the proxy
+        #: model's listeners bind)
+        self.assignments: dict[str, tuple[str, ...]] = {}
 
     def __call__(self, spec: Spec, node: str) -> NodePlan:
-        return plan_node(spec, status_assignments(spec, self.load_balancer_class), node)
+        self.assignments = status_assignments(spec, self.load_balancer_class)
+        return plan_node(spec, self.assignments, node)
 
 
 class KubeAgent(Agent):
@@ -106,6 +112,8 @@ class KubeAgent(Agent):
                          consumers=consumers, registry=registry, local=local)
         kinds = (*kinds, *secrets(namespace, password_secrets))
         self.reflectors = [Reflector(client, w, self.request_reload) for w in kinds]
+        # a Gateway's stand-in Service is of the class this speaker serves, as the controller's
+        self._gateway_services = GatewayServices(load_balancer_class)
         #: peer problems already logged (a reload must not repeat them)
         self._logged: frozenset[str] = frozenset()
         self.load_balancer_class = load_balancer_class

@@ -18,6 +18,7 @@ import ipaddress
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
 
+from vipcast.alloc import Assignment, Reason
 from vipcast.spec import ANNOTATION_IPS, Service, Spec
 from vipcast.spec.gateway.objects import CONTROLLER_NAME, Gateway
 
@@ -50,8 +51,25 @@ def _requested(gw: Gateway) -> tuple[str, ...] | None:
     return tuple(out)
 
 
-def gateway_service(gw: Gateway) -> Service | None:
-    """The LoadBalancer Service standing for ``gw`` in allocation and announcement."""
+def committed(gw: Gateway) -> tuple[str, ...]:
+    """The IP addresses written to the Gateway's ``status.addresses`` (on Kubernetes: what the
+    controller allocated and committed; a Gateway of ours has no other status writer)."""
+    out = []
+    for a in (gw.status or {}).get("addresses") or ():
+        if not isinstance(a, dict) or a.get("type", "IPAddress") != "IPAddress":
+            continue
+        try:
+            out.append(str(ipaddress.ip_address(str(a.get("value")))))
+        except ValueError:
+            continue
+    return tuple(out)
+
+
+def gateway_service(gw: Gateway, load_balancer_class: str | None = None) -> Service | None:
+    """The LoadBalancer Service standing for ``gw`` in allocation and announcement: of
+    ``load_balancer_class`` (the class the controller and speakers serve), its status the
+    Gateway's committed addresses (so a restarted controller keeps them, and a speaker
+    announces only what was committed)."""
     wanted = _requested(gw)
     if wanted is None:
         return None
@@ -70,7 +88,9 @@ def gateway_service(gw: Gateway) -> Service | None:
             "ports": [{"name": f"p{p}", "port": p, "protocol": "TCP"} for p in ports],
             **({"ipFamilies": families} if families else {}),
             **({"ipFamilyPolicy": "RequireDualStack"} if len(families) == 2 else {}),
+            **({"loadBalancerClass": load_balancer_class} if load_balancer_class else {}),
         },
+        "status": {"loadBalancer": {"ingress": [{"ip": ip} for ip in committed(gw)]}},
     })
 
 
@@ -78,7 +98,8 @@ class GatewayServices:
     """``spec`` with a stand-in Service per Gateway of ours; a Gateway unchanged (the same
     object) keeps its stand-in object, so the incremental planner sees no change."""
 
-    def __init__(self) -> None:
+    def __init__(self, load_balancer_class: str | None = None) -> None:
+        self.load_balancer_class = load_balancer_class
         self._memo: dict[int, tuple[Gateway, Service | None]] = {}
 
     def __call__(self, spec: Spec) -> Spec:
@@ -92,7 +113,8 @@ class GatewayServices:
             if gw.spec.gateway_class_name not in ours:
                 continue
             held = self._memo.get(id(gw))
-            service = held[1] if held is not None and held[0] is gw else gateway_service(gw)
+            service = held[1] if held is not None and held[0] is gw else gateway_service(
+                gw, self.load_balancer_class)
             memo[id(gw)] = (gw, service)
             if service is not None:
                 extra.append(service)
@@ -114,3 +136,35 @@ def gateway_addresses(assignments: Mapping[str, Sequence[str]]) -> dict[str, tup
         if gw is not None and ips:
             out[gw] = tuple(ips)
     return out
+
+
+#: the Gateway API's Programmed reason for an allocation that gave a Gateway nothing (or less
+#: than it asked for): a request that cannot be met is AddressNotUsable, no address to give
+#: (no pool, pool exhausted) AddressNotAssigned
+_NOT_USABLE = frozenset({Reason.REQUESTED_TAKEN, Reason.REQUESTED_OUTSIDE,
+                         Reason.REQUESTED_REFUSED, Reason.REQUEST_INVALID, Reason.PARTIAL})
+
+
+def gateway_refusals(assignments: Mapping[str, Assignment]) -> dict[str, tuple[str, str]]:
+    """Gateway key -> (Programmed reason, message) for every Gateway the allocation did not
+    give all it asked for (the message names a Service or Gateway holding a wanted address)."""
+    out: dict[str, tuple[str, str]] = {}
+    for key, a in assignments.items():
+        gw = gateway_of(key)
+        if gw is None or a.ok:
+            continue
+        reason = "AddressNotUsable" if a.reason in _NOT_USABLE else "AddressNotAssigned"
+        message = readable(f"{a.reason}: {a.message}" if a.message else str(a.reason))
+        out[gw] = (reason, message)
+    return out
+
+
+def readable(text: str) -> str:
+    """An allocator message with each stand-in's key named as its Gateway (a Service's
+    condition says ``held by Gateway ns/name``, not the stand-in's name)."""
+    words = []
+    for word in text.split(" "):
+        core = word.rstrip(",.;:)")
+        gw = gateway_of(core)
+        words.append(word.replace(core, f"Gateway {gw}") if gw is not None else word)
+    return " ".join(words)

@@ -25,7 +25,7 @@ from vipcast.core.gateway.backends import (
     resolve_certificate,
 )
 from vipcast.core.gateway.hostnames import intersect, matches, most_specific
-from vipcast.core.gateway.ingress import ingress_objects
+from vipcast.core.gateway.ingress import INGRESS_GATEWAY_CLASS, ingress_objects
 from vipcast.core.gateway.model import (
     INVALID_BACKEND,
     Condition,
@@ -139,8 +139,15 @@ def _check_listeners(gw: Gateway, spec: Spec, secrets: dict[str, object]) -> lis
 
 
 def _addresses(
-    gw: Gateway, allocated: Mapping[str, tuple[str, ...]]
+    gw: Gateway, allocated: Mapping[str, tuple[str, ...]] | None,
+    refusals: Mapping[str, tuple[str, str]],
 ) -> tuple[tuple[str, ...], Condition | None]:
+    """The Gateway's addresses and a condition refusing them (None: none refused).
+
+    With an allocation (``allocated`` not None) it is the whole truth: the allocator honoured
+    ``spec.addresses`` if it could (in a pool, not held by a Service or another Gateway), and
+    what it did not give is refused with the allocator's reason (``refusals``). Without one
+    (``vipcast gateway``, explain), ``spec.addresses`` are taken as they are."""
     wanted = [a for a in gw.spec.addresses]
     if any(a.type != "IPAddress" for a in wanted):
         return (), _cond("Accepted", False, "UnsupportedAddress",
@@ -152,8 +159,17 @@ def _addresses(
         except ValueError:
             return (), _cond("Accepted", False, "UnsupportedAddress",
                              f"{a.value!r} is not an IP address")
-    addrs.extend(allocated.get(gw.key, ()))
-    return tuple(sorted(set(addrs), key=lambda a: (":" in a, a))), None
+    refused = None
+    # the Gateway standing for Ingresses listens where it is told (--ingress-address)
+    if allocated is not None and gw.spec.gateway_class_name != INGRESS_GATEWAY_CLASS:
+        addrs = list(allocated.get(gw.key, ()))
+        if gw.key in refusals:
+            reason, message = refusals[gw.key]
+            refused = _cond("Programmed", False, reason, message)
+        elif not addrs:
+            refused = _cond("Programmed", False, "AddressNotAssigned",
+                            "no address allocated yet")
+    return tuple(sorted(set(addrs), key=lambda a: (":" in a, a))), refused
 
 
 def _allowed(lis: _Listener, route: HTTPRoute, spec: Spec) -> bool:
@@ -265,10 +281,13 @@ def translate(
     addresses: Mapping[str, tuple[str, ...]] | None = None,
     *,
     ingress_addresses: tuple[str, ...] = (),
+    refusals: Mapping[str, tuple[str, str]] | None = None,
 ) -> Translation:
     """The proxy model of ``node`` and the status of every Gateway and HTTPRoute of ours.
 
-    ``addresses``: Gateway key -> addresses allocated to it (beside its ``spec.addresses``).
+    ``addresses``: Gateway key -> addresses allocated to it; given, it is all a Gateway gets
+    (None: each Gateway's ``spec.addresses`` as they are). ``refusals``: Gateway key ->
+    (Programmed reason, message) of an allocation that did not give what was asked.
     ``ingress_addresses``: where the Gateway standing for Ingresses of class vipcast listens.
     """
     extra = ingress_objects(spec, ingress_addresses)
@@ -291,10 +310,10 @@ def translate(
     gw_conds: dict[str, list[Condition]] = {}
     owner_of: dict[str, str] = {}
     for gw in gateways:
-        addrs, refused = _addresses(gw, addresses or {})
+        addrs, refused = _addresses(gw, addresses, refusals or {})
         conds = [refused] if refused else []
         taken = [a for a in addrs if a in owner_of]
-        if taken and not conds:
+        if taken and not any(c.type == "Programmed" for c in conds):
             conds.append(_cond("Programmed", False, "AddressNotUsable",
                                f"{', '.join(taken)} already used by Gateway {owner_of[taken[0]]}"))
             addrs = ()

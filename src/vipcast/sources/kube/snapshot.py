@@ -44,11 +44,15 @@ class SpecOutcome:
 
 
 def to_document(kind: str, obj: Mapping[str, Any]) -> JSON:
-    """An API object as the spec loader wants it (``status`` of our kinds and server-only
-    metadata dropped)."""
+    """An API object as the spec loader wants it (``status`` of our kinds -- but a Gateway's
+    committed ``status.addresses`` -- and server-only metadata dropped)."""
     doc = dict(obj)
     if kind in OUR_KINDS:
-        doc.pop("status", None)
+        status = doc.pop("status", None)
+        if kind == "Gateway" and isinstance(status, Mapping) and status.get("addresses"):
+            # the addresses the controller committed (allocated): the speakers announce
+            # them, a new leader keeps them
+            doc["status"] = {"addresses": status["addresses"]}
     meta = dict(doc.get("metadata") or {})
     meta.pop("managedFields", None)
     doc["metadata"] = meta
