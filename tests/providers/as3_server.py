@@ -3,12 +3,13 @@ AS3 schema (3.56.0, Draft 7; F5's custom keywords ignored) and answers with AS3'
 
 Knobs for tests: ``busy`` (answer 503 to the next N declares), ``polls`` (task stays "in
 progress" for N polls), ``password`` (401 otherwise). ``declarations`` keeps every request
-body that was validated.
+body that was validated; ``writes`` every accepted POST/DELETE as (monotonic time, User-Agent).
 """
 
 from __future__ import annotations
 
 import json
+import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -33,6 +34,8 @@ class AS3Service:
         self.tasks: dict[str, dict[str, Any]] = {}
         self.declarations: list[dict[str, Any]] = []
         self.invalid: list[str] = []
+        #: (time.monotonic(), User-Agent) of every POST/DELETE past authentication
+        self.writes: list[tuple[float, str]] = []
         self.busy = 0
         self.polls = 1
         self.runner: web.AppRunner | None = None
@@ -65,6 +68,8 @@ class AS3Service:
         if not ok:
             return web.json_response({"code": 401, "message": "Authorization failed"},
                                      status=401)
+        if request.method in ("POST", "DELETE"):
+            self.writes.append((time.monotonic(), request.headers.get("User-Agent", "")))
         response: web.StreamResponse = await handler(request)
         return response
 

@@ -6,22 +6,31 @@ is created; ensures every desired load balancer (a resync: drift is repaired); d
 no Service wants, and then lets deleted Services go (finalizer removed); writes each
 Service's ``status.loadBalancer.ingress`` (ipMode VIP or Proxy) and the
 ``vipcast.io/ExternalLoadBalancer`` condition; and records an Event for each decision.
-``run`` repeats the pass every ``resync`` seconds (sooner when a driver asks to retry).
+
+``run`` repeats the pass every ``resync`` seconds, sooner when a driver asks to retry: the
+driver's ``retry_after`` is the base of an exponential backoff over consecutive failing passes
+(capped at ``resync``, jittered by :func:`vipcast.core.backoff.backoff_delay` with the ``rng``
+passed in). With an ``elector`` (a Lease, as the main controller's) only the leader passes,
+and it asks ``elector.holds()`` right before every write -- to a load balancer, a finalizer,
+a status, an Event -- so a paused leader that wakes after a standby took over writes nothing.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from vipcast.app.providers import DriverFactory, build_driver, sync_provider
+from vipcast.app.providers import DriverFactory, Fenced, build_driver, sync_provider
+from vipcast.core.backoff import backoff_delay
 from vipcast.core.external import lb_name
 from vipcast.sources.kube.conditions import merged
+from vipcast.sources.kube.leader import LeaderElector
 from vipcast.sources.kube.provider_status import (
     FINALIZER,
     apply_external_status,
@@ -32,7 +41,7 @@ from vipcast.sources.kube.provider_status import (
 )
 from vipcast.sources.kube.snapshot import documents
 from vipcast.sources.kube.status import EventRecorder
-from vipcast.spec import Service, SpecError, load_documents
+from vipcast.spec import LoadBalancerProvider, Service, SpecError, load_documents
 from vipcast.spec.checks import credential_problems
 
 log = logging.getLogger(__name__)
@@ -45,20 +54,71 @@ class PassResult:
     released: list[str] = field(default_factory=list)
     refused: list[str] = field(default_factory=list)
     retry_after: float | None = None
+    #: leadership was lost during the pass: it stopped before its next write
+    fenced: bool = False
+
+
+#: the resync and retry delays are shortened by up to this share (never lengthened)
+JITTER = 0.25
+#: the first retry after a pass that failed as a whole (API server unreachable, ...)
+_PASS_FAILED_RETRY = 2.0
 
 
 class ProviderController:
-    def __init__(self, client: Any, namespace: str, *, factory: DriverFactory = build_driver,
-                 resync: float = 30.0) -> None:
+    def __init__(self, client: Any, namespace: str, *, factory: DriverFactory | None = None,
+                 resync: float = 30.0, elector: LeaderElector | None = None,
+                 rng: random.Random | None = None) -> None:
+        """``elector`` None: this controller always writes (one replica, or a test's pass);
+        ``rng`` draws the jitter (seed it for repeatable delays); the default ``factory``
+        builds the drivers with the elector's identity as their User-Agent."""
         self.client = client
         self.namespace = namespace
-        self.factory = factory
+        agent = "vipcast-providers" + (f"/{elector.identity}" if elector is not None else "")
+        self.factory: DriverFactory = factory or functools.partial(build_driver,
+                                                                   user_agent=agent)
         self.resync = resync
-        self.events = EventRecorder(client, "vipcast-providers")
+        self.elector = elector
+        self.rng = rng if rng is not None else random.Random()
+        self.events = EventRecorder(client, "vipcast-providers",
+                                    elector.identity if elector is not None else None)
+        #: consecutive passes that asked for a retry (the backoff's attempt)
+        self.failed_passes = 0
+
+    def may_write(self) -> bool:
+        """True unless an elector says this replica does not (or no longer surely) lead."""
+        return self.elector is None or self.elector.holds()
+
+    def _fence(self) -> None:
+        if not self.may_write():
+            raise Fenced("leadership lost")
+
+    def next_wait(self, result: PassResult | None) -> float:
+        """Seconds until the next pass after ``result`` (None: the pass failed as a whole).
+
+        Nothing to retry: ``resync`` less up to 25 % jitter. Otherwise the driver's
+        ``retry_after`` doubled for each consecutive failing pass, capped at ``resync``."""
+        draw = self.rng.random()
+        if result is not None and result.retry_after is None:
+            self.failed_passes = 0
+            return backoff_delay(0, self.resync, self.resync, JITTER, draw)
+        base = _PASS_FAILED_RETRY if result is None or result.retry_after is None \
+            else result.retry_after
+        delay = backoff_delay(self.failed_passes, max(base, 0.01), self.resync, JITTER, draw)
+        self.failed_passes += 1
+        return delay
 
     async def reconcile(self) -> PassResult:
-        """One pass (see the module docstring)."""
+        """One pass (see the module docstring); stops at the first write it may no longer do
+        (``fenced``)."""
         result = PassResult()
+        try:
+            await self._reconcile(result)
+        except Fenced:
+            log.warning("external load balancers: leadership lost; pass stopped before a write")
+            result.fenced = True
+        return result
+
+    async def _reconcile(self, result: PassResult) -> None:
         objs = await read_objects(self.client, self.namespace)
         raw_services = objs["Service"]
         try:
@@ -66,13 +126,14 @@ class ProviderController:
         except SpecError as exc:
             for issue in exc.issues:
                 log.warning("external load balancers: %s", issue)
-            return result
+            return
         raw = {f"{s['metadata'].get('namespace', 'default')}/{s['metadata']['name']}": s
                for s in raw_services}
         served = {p.load_balancer_class for p in spec.providers}
         for svc in spec.services:  # deleted, ours, and no provider left to clean up after it
             if (svc.metadata.deletion_timestamp is not None and FINALIZER in
                     svc.metadata.finalizers and svc.spec.load_balancer_class not in served):
+                self._fence()
                 await set_finalizer(self.client, await self._fresh(svc), False)
                 await self.events.emit(raw[svc.key], "Warning", "ProviderGone",
                                        f"no LoadBalancerProvider serves class "
@@ -90,10 +151,11 @@ class ProviderController:
                     and s.spec.load_balancer_class == cls]
             for svc in mine:  # the finalizer before the load balancer exists
                 if svc.metadata.deletion_timestamp is None:
+                    self._fence()
                     await set_finalizer(self.client, raw[svc.key], True)
             driver = self.factory(provider, spec)
             try:
-                report = await sync_provider(spec, provider, driver)
+                report = await sync_provider(spec, provider, driver, may_write=self.may_write)
             finally:
                 close = getattr(driver, "close", None)
                 if close is not None:
@@ -105,13 +167,15 @@ class ProviderController:
                 if svc.metadata.deletion_timestamp is not None:
                     if name in retry_names or (name not in gone and "*" in retry_names):
                         continue
+                    self._fence()
                     await set_finalizer(self.client, await self._fresh(svc), False)
                     await self.events.emit(raw[svc.key], "Normal", "DeletedLoadBalancer",
                                            f"{provider.spec.driver} load balancer {name} "
                                            "deleted")
                     result.released.append(svc.key)
                     continue
-                await self._status(svc, raw[svc.key], provider.spec.driver, name, report)
+                self._fence()
+                await self._status(svc, raw[svc.key], provider, name, report)
             result.ensured += [a.name for a in report.applied]
             result.deleted += sorted(gone)
             result.refused += [r.service for r in report.refused]
@@ -119,14 +183,14 @@ class ProviderController:
                 after = retry.retry_after
                 result.retry_after = after if result.retry_after is None else min(
                     result.retry_after, after)
-        return result
 
     async def _fresh(self, svc: Service) -> dict[str, Any]:
         return await get_service(self.client, svc.metadata.namespace or "default",
                                  svc.metadata.name)
 
-    async def _status(self, svc: Service, raw: dict[str, Any], driver: str, name: str,
-                      report: Any) -> None:
+    async def _status(self, svc: Service, raw: dict[str, Any], provider: LoadBalancerProvider,
+                      name: str, report: Any) -> None:
+        driver = provider.spec.driver
         refusal = next((r for r in report.refused if r.service == svc.key), None)
         retry = next((r for n, r in report.retries if n == name), None)
         ingress: Sequence[tuple[str, str]] = ()
@@ -134,10 +198,12 @@ class ProviderController:
             cond = external_condition(False, str(refusal.why), refusal.message)
             await self.events.emit(raw, "Warning", str(refusal.why), refusal.message)
         elif retry is not None:
+            who = f"LoadBalancerProvider {provider.name} ({driver})"
             cond = external_condition(False, str(retry.failure),
-                                      f"{retry.message} (retry in {retry.retry_after:.0f}s)")
+                                      f"{who}: {retry.message} (retry in "
+                                      f"{retry.retry_after:.0f}s)")
             await self.events.emit(raw, "Warning", "SyncLoadBalancerFailed",
-                                   f"{driver}: {retry.failure}: {retry.message}")
+                                   f"{who}: {retry.failure}: {retry.message}")
         elif svc.key in report.ingress:
             vip, mode = report.ingress[svc.key]
             ingress = ((vip, mode),) if vip else ()
@@ -154,18 +220,38 @@ class ProviderController:
             merged(existing, [cond], None))
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Reconcile until ``stop``: every ``resync`` s, sooner (with jitter) on a retry."""
-        while not stop.is_set():
-            try:
-                result = await self.reconcile()
-                wait = self.resync if result.retry_after is None else min(
-                    self.resync, result.retry_after)
-            except Exception:
-                log.exception("external load balancers: pass failed")
-                wait = self.resync
-            wait *= random.uniform(0.8, 1.2)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), wait)
+        """Reconcile until ``stop`` (see the module docstring for the pacing and the Lease)."""
+        campaign = asyncio.create_task(self.elector.run(), name="providers-leader-election") \
+            if self.elector is not None else None
+        try:
+            while not stop.is_set():
+                if self.elector is not None and not self.elector.is_leader:
+                    self.failed_passes = 0
+                    await self._sleep(stop, self.resync, wake_on_leadership=True)
+                    continue
+                try:
+                    wait = self.next_wait(await self.reconcile())
+                except Exception:
+                    log.exception("external load balancers: pass failed")
+                    wait = self.next_wait(None)
+                await self._sleep(stop, wait, wake_on_leadership=True)
+        finally:
+            if campaign is not None:
+                campaign.cancel()  # a leader gives the Lease up on the way out
+                with contextlib.suppress(asyncio.CancelledError):
+                    await campaign
+
+    async def _sleep(self, stop: asyncio.Event, seconds: float, *,
+                     wake_on_leadership: bool) -> None:
+        waits = [asyncio.ensure_future(stop.wait())]
+        if wake_on_leadership and self.elector is not None:
+            self.elector.changed.clear()
+            waits.append(asyncio.ensure_future(self.elector.changed.wait()))
+        try:
+            await asyncio.wait(waits, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for w in waits:
+                w.cancel()
 
 
 __all__ = ["FINALIZER", "PassResult", "ProviderController"]

@@ -33,26 +33,49 @@ class ProviderReport:
 DriverFactory = Callable[[LoadBalancerProvider, Spec], LoadBalancerDriver]
 
 
-def build_driver(provider: LoadBalancerProvider, spec: Spec) -> LoadBalancerDriver:
-    """The driver of a provider (credentials read from the Secret the provider names)."""
+class Fenced(Exception):
+    """The writer lost the right to write (its leadership) in the middle of a pass: nothing
+    more was written; the new leader's passes carry on."""
+
+
+def _always() -> bool:
+    return True
+
+
+def build_driver(provider: LoadBalancerProvider, spec: Spec, *,
+                 user_agent: str = "vipcast") -> LoadBalancerDriver:
+    """The driver of a provider (credentials read from the Secret the provider names);
+    ``user_agent`` names the writer to the product (its logs)."""
     ref = provider.spec.credentials_secret
     secret = spec.secret_value(ref.name, ref.namespace, ref.key) if ref else None
     if provider.spec.driver == "haproxy":
         return HAProxyDriver(urlparse(provider.spec.endpoint).path)
     if provider.spec.driver == "as3":
         return AS3Driver(provider.spec.endpoint, provider.spec.options.tenant,
-                         password=secret or "")
+                         password=secret or "", user_agent=user_agent)
     opts = provider.spec.options
     return OctaviaDriver(provider.spec.endpoint, project_id=opts.project_id or "vipcast",
                          vip_subnet_id=opts.vip_subnet_id, vip_network_id=opts.vip_network_id)
 
 
 async def sync_provider(spec: Spec, provider: LoadBalancerProvider,
-                        driver: LoadBalancerDriver) -> ProviderReport:
+                        driver: LoadBalancerDriver, *,
+                        may_write: Callable[[], bool] = _always) -> ProviderReport:
+    """Ensure the provider's load balancers, then delete the ones no Service wants.
+
+    Raises:
+        Fenced: ``may_write()`` answered False before a write (leadership lost mid-pass).
+    """
     report = ProviderReport(provider.name)
+
+    def fence() -> None:
+        if not may_write():
+            raise Fenced(provider.name)
+
     plan: ExternalPlan = desired_external(spec, provider, driver.capabilities)
     report.refused = plan.refused
     for lb in plan.load_balancers:
+        fence()
         outcome = await driver.ensure(lb)
         if isinstance(outcome, Retry):
             report.retries.append((lb.name, outcome))
@@ -68,6 +91,7 @@ async def sync_provider(spec: Spec, provider: LoadBalancerProvider,
     for name in names:
         if name in wanted:
             continue
+        fence()
         outcome = await driver.delete(name)
         if isinstance(outcome, Retry):
             report.retries.append((name, outcome))

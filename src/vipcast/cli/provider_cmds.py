@@ -75,11 +75,33 @@ def register(app: typer.Typer) -> None:
             help="vipcast's namespace (credential Secrets without a namespace are read here)",
         )] = "vipcast-system",
         resync: Annotated[float, typer.Option(help="seconds between passes")] = 30.0,
+        identity: Annotated[str | None, typer.Option(
+            "--identity", envvar="POD_NAME",
+            help="Leader-election identity (default: host name + random).")] = None,
+        lease_duration: Annotated[float, typer.Option(
+            min=1.0, help="Lease duration, seconds (Lease vipcast-providers).")] = 15.0,
+        log_level: Annotated[str, typer.Option(help="DEBUG, INFO, WARNING.")] = "INFO",
     ) -> None:
         """In Kubernetes: keep every provider's load balancers, Service finalizers, status,
-        conditions and Events up to date (a pass every --resync seconds)."""
+        conditions and Events up to date (a pass every --resync seconds). Replicas elect a
+        leader with the Lease ``vipcast-providers``; only the leader writes."""
+        import logging
+        import signal
+        import socket
+        import uuid
+
         from vipcast.app.provider_controller import ProviderController
         from vipcast.sources.kube.client import KubeconfigError, make_client
+        from vipcast.sources.kube.leader import ElectionConfig, LeaderElector
+
+        logging.basicConfig(level=log_level.upper(),
+                            format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        logging.getLogger("httpx2").setLevel(logging.WARNING)  # a line per API request
+        me = identity or f"{socket.gethostname()}-{uuid.uuid4().hex[:6]}"
+        election = ElectionConfig(name="vipcast-providers", namespace=namespace,
+                                  lease_duration=lease_duration,
+                                  renew_deadline=lease_duration * 2 / 3,
+                                  retry_period=max(0.2, lease_duration / 7))
 
         async def main() -> None:
             try:
@@ -87,8 +109,12 @@ def register(app: typer.Typer) -> None:
             except KubeconfigError as exc:
                 raise typer.BadParameter(str(exc), param_hint="--kubeconfig") from exc
             stop = asyncio.Event()
+            for sig in (signal.SIGTERM, signal.SIGINT):  # a clean stop gives the Lease up
+                asyncio.get_running_loop().add_signal_handler(sig, stop.set)
+            elector = LeaderElector(client, me, election)
             try:
-                await ProviderController(client, namespace, resync=resync).run(stop)
+                await ProviderController(client, namespace, resync=resync,
+                                         elector=elector).run(stop)
             finally:
                 await client.close()
 

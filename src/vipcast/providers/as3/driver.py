@@ -29,10 +29,14 @@ TASK = "/mgmt/shared/appsvcs/task"
 class AS3Driver:
     def __init__(self, endpoint: str, tenant: str, *, username: str = "admin",
                  password: str = "", poll_interval: float = 0.1, task_timeout: float = 120.0,
-                 session: aiohttp.ClientSession | None = None) -> None:
+                 session: aiohttp.ClientSession | None = None,
+                 user_agent: str = "vipcast") -> None:
+        """``user_agent`` names the writer in the BIG-IP's logs (the controller puts its
+        leader-election identity there)."""
         self.endpoint = endpoint.rstrip("/")
         self.tenant = tenant
         self.authorization = aiohttp.encode_basic_auth(username, password)
+        self.user_agent = user_agent
         self.poll_interval = poll_interval
         self.task_timeout = task_timeout
         self._session = session
@@ -51,7 +55,7 @@ class AS3Driver:
     def _http(self) -> aiohttp.ClientSession:
         if self._session is None:
             self._session = aiohttp.ClientSession(
-                headers={"Authorization": self.authorization},
+                headers={"Authorization": self.authorization, "User-Agent": self.user_agent},
                 timeout=aiohttp.ClientTimeout(total=30))
         return self._session
 

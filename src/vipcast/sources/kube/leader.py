@@ -9,7 +9,7 @@ server accepts one and answers 409 to the other. A leader that cannot renew with
 is cut off at the leader's remaining renew deadline. A 409 alone decides nothing (the next
 attempt reads the Lease afresh), but a leader whose fresh read names another holder steps down
 at once. Releasing retries its read-modify-write on 409. ``is_leader`` is the state;
-``changed`` is set on each flip.
+``changed`` is set on each flip; ``holds()`` is what a writer checks right before each write.
 """
 
 from __future__ import annotations
@@ -94,6 +94,15 @@ class LeaderElector:
             log.warning("%s: lease %s: no answer within %.1fs", self.identity, self.config.name,
                         budget)
             return False
+
+    def holds(self) -> bool:
+        """Leading, and the last renewal is younger than the renew deadline by the local clock.
+
+        A writer asks this right before each write: after a pause (SIGSTOP, a stalled event
+        loop, a long call in a thread) ``is_leader`` may still say True while a standby has
+        taken the expired Lease over; this answer is already False then, because the local
+        clock ran on during the pause."""
+        return self.is_leader and self.clock() - self._last_renew_ok < self.config.renew_deadline
 
     def _held_by_other(self) -> bool:
         """The last fresh read of the Lease names another holder: we lost it (someone took
