@@ -45,8 +45,9 @@ def test_change_and_remove(fresh_ns: str) -> None:
     changed = table.apply(render((CLUSTER_WEB, LOCAL_WEB)))
     assert changed.ok and changed.changed and changed.mode == "patch"
     assert table.read() == canonical(render((CLUSTER_WEB, LOCAL_WEB)).objects)
-    assert any(k.startswith("chain svc4-shop-front") for k in changed.diff.added)
-    assert "map svc4" in changed.diff.changed
+    # a new one-backend service: elements only (the chain and maps of slot 0 exist already)
+    assert changed.diff.added == ()
+    assert set(changed.diff.changed) == {"map svc4", "map addr4-0", "map port4-0"}
     assert "203.0.113.11" in _listing(fresh_ns)
     health = table.apply(render((CLUSTER_WEB, LOCAL_WEB), down_set([("192.0.2.6", 8080)])))
     assert health.changed and "192.0.2.6 . 8080" not in _listing(fresh_ns)
@@ -118,5 +119,5 @@ def test_one_backend_change_is_a_small_patch(fresh_ns: str) -> None:
     table = NftTable(fresh_ns)
     table.apply(render(scale_rules(50, 4)))
     result = table.apply(render(scale_rules(50, 4, bump=1)))
-    # the bumped backend is the local one: only its service chain rule changes
-    assert result.mode == "patch" and len(result.diff.changed) == 1
+    # the bumped backend is the local one (slot 0): only its port element changes
+    assert result.mode == "patch" and result.diff.changed == ("map port4-0",)

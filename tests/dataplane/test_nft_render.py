@@ -28,7 +28,6 @@ from hypothesis import strategies as st
 from vipcast.core.desired import Backend, NatRule
 from vipcast.dataplane.nft_render import (
     RenderCache,
-    chain_name,
     down_set,
     render,
     usable_backends,
@@ -64,9 +63,28 @@ def _rules(rules: tuple[NatRule, ...], **kw: Any) -> list[dict[str, Any]]:
     return [o["rule"] for o in render(rules, **kw).objects if "rule" in o]
 
 
-def _dnat_targets(rule: dict[str, Any]) -> list[tuple[str, int]]:
-    dnat = rule["expr"][1]["dnat"]
-    return [tuple(e[1]["concat"]) for e in dnat["addr"]["map"]["data"]["set"]]
+def _verdict(rules: tuple[NatRule, ...], key: list[Any], **kw: Any) -> str | None:
+    """The chain the VIP port ``key`` (``[vip, proto, port]``) jumps to; None: not rendered."""
+    maps = _objects("map", rules, **kw)
+    fam = ipaddress.ip_address(key[0]).version
+    found = [v for k, v in maps[f"svc{fam}"].get("elem", []) if k["concat"] == key]
+    return found[0]["goto"]["target"] if found else None
+
+
+def _targets(rules: tuple[NatRule, ...], key: list[Any], **kw: Any) -> list[tuple[str, int]]:
+    """The backends of the VIP port ``key``, slot by slot, from the addr/port maps."""
+    maps = _objects("map", rules, **kw)
+    fam = ipaddress.ip_address(key[0]).version
+    out = []
+    for i in range(len(maps)):
+        addr = dict((repr(k), v) for k, v in maps.get(f"addr{fam}-{i}", {}).get("elem", []))
+        port = dict((repr(k), v) for k, v in maps.get(f"port{fam}-{i}", {}).get("elem", []))
+        k = repr({"concat": key})
+        assert (k in addr) == (k in port), f"slot {i}: address and port maps disagree"
+        if k not in addr:
+            break
+        out.append((addr[k], port[k]))
+    return out
 
 
 def test_document_replaces_table_in_one_batch() -> None:
@@ -79,17 +97,34 @@ def test_document_replaces_table_in_one_batch() -> None:
 
 
 def test_cluster_spreads_over_ready_backends_and_masquerades_only_remote() -> None:
-    (svc,) = [r for r in _rules((CLUSTER_WEB,)) if r.get("comment") == "default/web"]
-    assert _dnat_targets(svc) == [("192.0.2.2", 8080), ("192.0.2.6", 8080)]
-    numgen = svc["expr"][1]["dnat"]["addr"]["map"]["key"]["numgen"]
-    assert numgen == {"mode": "random", "mod": 2, "offset": 0}
+    key = ["203.0.113.10", "tcp", 80]
+    assert _targets((CLUSTER_WEB,), key) == [("192.0.2.2", 8080), ("192.0.2.6", 8080)]
+    assert _verdict((CLUSTER_WEB,), key) == "pick4-2"
+    (pick,) = [r for r in _rules((CLUSTER_WEB,)) if r["chain"] == "pick4-2"]
+    vmap = pick["expr"][0]["vmap"]
+    assert vmap["key"]["numgen"] == {"mode": "random", "mod": 2, "offset": 0}
+    assert vmap["data"]["set"] == [[0, {"goto": {"target": "slot4-0"}}],
+                                   [1, {"goto": {"target": "slot4-1"}}]]
     remote = _objects("set", (CLUSTER_WEB,))["remote4"]
     assert remote["elem"] == [{"concat": ["192.0.2.6", "tcp", 8080]}]
 
 
+def test_slot_chain_dnats_to_address_and_port_from_its_maps() -> None:
+    (slot,) = [r for r in _rules((CLUSTER_WEB,)) if r["chain"] == "slot4-1"]
+    dnat = slot["expr"][0]["dnat"]
+    assert dnat["family"] == "ip"
+    assert dnat["addr"]["map"]["data"] == "@addr4-1"
+    assert dnat["port"]["map"]["data"] == "@port4-1"
+    # looked up by the packet's own VIP key, the same key the verdict map used
+    assert dnat["addr"]["map"]["key"] == dnat["port"]["map"]["key"]
+    assert [p["payload"]["field"] for p in dnat["addr"]["map"]["key"]["concat"][::2]] == [
+        "daddr", "dport"]
+
+
 def test_local_policy_uses_only_local_backends_without_snat() -> None:
-    (svc,) = [r for r in _rules((LOCAL_WEB,)) if r.get("comment") == "shop/front"]
-    assert _dnat_targets(svc) == [("192.0.2.2", 8443)]
+    key = ["203.0.113.11", "tcp", 443]
+    assert _targets((LOCAL_WEB,), key) == [("192.0.2.2", 8443)]
+    assert _verdict((LOCAL_WEB,), key) == "slot4-0"  # one backend: no random pick
     assert "elem" not in _objects("set", (LOCAL_WEB,))["remote4"]
 
 
@@ -108,19 +143,24 @@ def test_source_range_everything_means_unrestricted() -> None:
 
 
 def test_ipv6_uses_ip6_dnat_and_compressed_addresses() -> None:
-    (svc,) = [r for r in _rules((DNS_V6,)) if r.get("comment") == "kube-system/dns"]
-    assert svc["expr"][1]["dnat"]["family"] == "ip6"
-    assert ("2001:db8:1::35", 5353) in _dnat_targets(svc)
+    (slot,) = [r for r in _rules((DNS_V6,)) if r["chain"] == "slot6-0"]
+    assert slot["expr"][0]["dnat"]["family"] == "ip6"
+    key = ["2001:db8:f::10", "udp", 53]
+    assert ("2001:db8:1::35", 5353) in _targets((DNS_V6,), key)
     vmap = _objects("map", (DNS_V6,))["svc6"]
-    assert vmap["elem"][0][0] == {"concat": ["2001:db8:f::10", "udp", 53]}
+    assert vmap["elem"][0][0] == {"concat": key}
+    assert "addr4-0" not in _objects("map", (DNS_V6,))  # no IPv4 service, no IPv4 slots
 
 
 def test_down_backends_leave_the_map_and_all_down_drops_the_service() -> None:
+    key = ["203.0.113.10", "tcp", 80]
     is_down = down_set([("192.0.2.6", 8080)])
-    (svc,) = [r for r in _rules((CLUSTER_WEB,), is_down=is_down) if r.get("comment")]
-    assert _dnat_targets(svc) == [("192.0.2.2", 8080)]
+    assert _targets((CLUSTER_WEB,), key, is_down=is_down) == [("192.0.2.2", 8080)]
+    assert _verdict((CLUSTER_WEB,), key, is_down=is_down) == "slot4-0"
+    assert "pick4-2" not in _objects("chain", (CLUSTER_WEB,), is_down=is_down)
     all_down = down_set([("192.0.2.6", 8080), ("192.0.2.2", 8080)])
-    assert "elem" not in _objects("map", (CLUSTER_WEB,), is_down=all_down)["svc4"]
+    maps = _objects("map", (CLUSTER_WEB,), is_down=all_down)
+    assert "elem" not in maps["svc4"] and "addr4-0" not in maps
 
 
 def test_duplicate_vip_port_is_skipped_with_a_reason() -> None:
@@ -178,39 +218,60 @@ def test_render_properties(rules: tuple[NatRule, ...]) -> None:
     json.dumps(out.document())  # serialisable
     chains = {o["chain"]["name"] for o in out.objects if "chain" in o}
     maps = {o["map"]["name"]: o["map"] for o in out.objects if "map" in o}
-    keys = [tuple(e[0]["concat"]) for m in maps.values() for e in m.get("elem", [])]
-    assert len(keys) == len(set(keys)), "one verdict per VIP:port/protocol"
     for m in maps.values():
-        for _key, verdict in m.get("elem", []):
-            assert verdict["goto"]["target"] in chains
+        keys = [repr(e[0]) for e in m.get("elem", [])]
+        assert len(keys) == len(set(keys)), "one value per VIP:port/protocol in each map"
     remote = {
         tuple(e["concat"])
         for o in out.objects
         if "set" in o and o["set"]["name"].startswith("remote")
         for e in o["set"].get("elem", [])
     }
+    rendered: set[tuple[Any, ...]] = set()
     for rule in rules:
         fam = ipaddress.ip_address(rule.vip).version
-        for b in usable_backends(rule):
+        key = [str(ipaddress.ip_address(rule.vip)), rule.protocol.lower(), rule.port]
+        if tuple(key) in rendered:
+            continue  # a later rule of the same VIP port is skipped
+        rendered.add(tuple(key))
+        usable = usable_backends(rule)
+        for b in usable:
             assert ipaddress.ip_address(b.ip).version == fam
             assert b.ready
             if rule.traffic_policy == "Local":
                 assert b.local
             if b.local:
-                key = (str(ipaddress.ip_address(b.ip)), rule.protocol.lower(), b.port)
-                assert key not in remote
+                assert (str(ipaddress.ip_address(b.ip)), rule.protocol.lower(), b.port) \
+                    not in remote
+        # exactly the usable backends fill slots 0..n-1, and the verdict leads to them
+        assert _targets(rules, key) == [(str(ipaddress.ip_address(b.ip)), b.port)
+                                        for b in usable]
+        target = _verdict(rules, key)
+        assert (target is None) == (not usable)
+        if target is not None:
+            assert target in chains
+            assert target == (f"slot{fam}-0" if len(usable) == 1 else f"pick{fam}-{len(usable)}")
+    for name in chains:
+        if name.startswith("slot"):
+            fam, i = name[4], int(name.split("-")[1])
+            assert f"addr{fam}-{i}" in maps and f"port{fam}-{i}" in maps
 
 
-def test_chain_names_are_distinct_and_readable() -> None:
-    a = chain_name("a/b-c", "203.0.113.1", "tcp", 80)
-    b = chain_name("a-b/c", "203.0.113.1", "tcp", 80)
-    assert a != b and a.startswith("svc4-a-b-c-tcp80-")
+def test_chains_do_not_grow_with_services() -> None:
+    """Services share the pick/slot chains: the chain count depends on backend counts only."""
+    def chains(rules: tuple[NatRule, ...]) -> set[str]:
+        return {o["chain"]["name"] for o in render(rules).objects if "chain" in o}
+
+    few, many = chains(scale_rules(10, 3)), chains(scale_rules(2000, 3))
+    assert few == many
+    assert {c for c in many if c.startswith(("pick", "slot"))} == {
+        "pick4-3", "slot4-0", "slot4-1", "slot4-2"}
 
 
-
-def _service_chains(rendered: Any) -> int:
+def _rendered_ports(rendered: Any) -> int:
     return sum(
-        1 for o in rendered.objects if "chain" in o and o["chain"]["name"].startswith("svc")
+        len(o["map"].get("elem", [])) for o in rendered.objects
+        if "map" in o and o["map"]["name"] in ("svc4", "svc6")
     )
 
 
@@ -229,4 +290,4 @@ def test_render_cache_gives_the_same_table_through_a_sequence_of_changes() -> No
     for rules, down in steps:
         with_cache = render(rules, down_set(down), cache)
         assert with_cache == render(rules, down_set(down))
-        assert len(cache) == _service_chains(with_cache)  # only what the last render used
+        assert len(cache) == _rendered_ports(with_cache)  # only what the last render used

@@ -27,6 +27,7 @@ from typing import Any, Literal
 import nftables
 
 from vipcast.dataplane.netns_switch import inside
+from vipcast.dataplane.nft_patch import patch_commands
 from vipcast.dataplane.nft_render import FAMILY, TABLE, Rendered
 from vipcast.spec.documents import JSON
 
@@ -59,7 +60,8 @@ class ApplyResult:
     """The outcome of one apply: whether a transaction ran, and whether the kernel took it.
 
     ``mode`` says which transaction: ``none`` (read-back equalled the render), ``patch`` (only
-    service chains and set elements changed: a small batch touching just those) or
+    set/map elements and the pick/slot objects changed: a small batch touching just those,
+    :mod:`vipcast.dataplane.nft_patch`) or
     ``replace`` (the whole table, re-created in one batch).
     """
 
@@ -258,86 +260,3 @@ def _keyed(objects: tuple[JSON, ...]) -> dict[str, JSON]:
         counts[base] = n + 1
         keyed[f"{base}#{n}" if base.startswith("rule ") else base] = obj
     return keyed
-
-
-# ---------------------------------------------------------------------------------------------
-# patch: a small batch when only service chains and set/map elements differ (pure)
-
-SERVICE_CHAIN_PREFIX = "svc"
-
-
-def patch_commands(current: tuple[JSON, ...], want: tuple[JSON, ...]) -> list[JSON] | None:
-    """Commands turning ``current`` into ``want`` without re-creating the table, or None.
-
-    Only service chains (``svc*``), their rules and the elements of sets and maps may differ;
-    anything else (the skeleton: table, set definitions, base chains and their rules) needs a
-    full replace. Order inside the batch: new chains and their rules, changed chains (flush and
-    re-add), element deletions, element additions (verdicts may now name the new chains), and
-    last the removal of chains nothing points to any more.
-    """
-    cur_sets, cur_chains, cur_rules, cur_other = _split(current)
-    new_sets, new_chains, new_rules, new_other = _split(want)
-    if cur_other != new_other or cur_sets.keys() != new_sets.keys():
-        return None
-    cmds: list[JSON] = []
-    base = {"family": FAMILY, "table": TABLE}
-    for name in sorted(new_chains.keys() - cur_chains.keys()):
-        cmds.append({"add": {"chain": {**base, "name": name}}})
-        cmds.extend({"add": {"rule": r}} for r in new_rules.get(name, []))
-    for name in sorted(new_chains.keys() & cur_chains.keys()):
-        if new_chains[name] != cur_chains[name]:
-            return None
-        if new_rules.get(name, []) != cur_rules.get(name, []):
-            cmds.append({"flush": {"chain": {**base, "name": name}}})
-            cmds.extend({"add": {"rule": r}} for r in new_rules.get(name, []))
-    adds: list[JSON] = []
-    for name, (kind, definition, elems) in sorted(new_sets.items()):
-        old_kind, old_definition, old_elems = cur_sets[name]
-        if (kind, definition) != (old_kind, old_definition):
-            return None
-        is_map = kind == "map"
-        old = {_elem_id(e, is_map): e for e in old_elems}
-        new = {_elem_id(e, is_map): e for e in elems}
-        gone = [old[k] for k in sorted(old.keys() - new.keys())]
-        # a map element whose verdict changed: delete the key, add it back with the new verdict
-        moved = [k for k in sorted(old.keys() & new.keys()) if old[k] != new[k]]
-        gone += [old[k] for k in moved]
-        fresh = [new[k] for k in sorted(new.keys() - old.keys())] + [new[k] for k in moved]
-        if gone:
-            keys = [e[0] if is_map else e for e in gone]
-            cmds.append({"delete": {"element": {**base, "name": name, "elem": keys}}})
-        if fresh:
-            adds.append({"add": {"element": {**base, "name": name, "elem": fresh}}})
-    cmds.extend(adds)
-    for name in sorted(cur_chains.keys() - new_chains.keys()):
-        cmds.append({"flush": {"chain": {**base, "name": name}}})
-        cmds.append({"delete": {"chain": {**base, "name": name}}})
-    return cmds
-
-
-_SetInfo = tuple[str, JSON, list[Any]]
-
-
-def _split(
-    objects: tuple[JSON, ...],
-) -> tuple[dict[str, _SetInfo], dict[str, JSON], dict[str, list[JSON]], list[JSON]]:
-    sets: dict[str, _SetInfo] = {}
-    chains: dict[str, JSON] = {}
-    rules: dict[str, list[JSON]] = {}
-    other: list[JSON] = []
-    for obj in objects:
-        ((kind, body),) = obj.items()
-        if kind in ("set", "map"):
-            definition = {k: v for k, v in body.items() if k != "elem"}
-            sets[str(body["name"])] = (kind, definition, list(body.get("elem", [])))
-        elif kind == "chain" and str(body.get("name", "")).startswith(SERVICE_CHAIN_PREFIX):
-            chains[str(body["name"])] = body
-        elif kind == "rule" and str(body.get("chain", "")).startswith(SERVICE_CHAIN_PREFIX):
-            rules.setdefault(str(body["chain"]), []).append(body)
-        else:
-            other.append(obj)
-    return sets, chains, rules, other
-
-
-def _elem_id(elem: Any, is_map: bool) -> str:
-    return repr(elem[0] if is_map else elem)

@@ -1,36 +1,44 @@
 """A change of the backends down, as a small nftables patch (pure): the health-flip fast path.
 
-A full render of 10,000 services and its diff against the remembered table cost seconds on a
-busy machine; a health flip changes the backends of a few VIP ports. :class:`FlipIndex` is
-built once per set of NAT rules (with the backends down at that time) and answers, for a new
-set of backends down, the commands that turn the table rendered for the old set into the table
-:func:`~vipcast.dataplane.nft_render.render` would give for the new one: the affected service
-chains' DNAT rules (flush and re-add), verdict-map elements of VIP ports that gained their
-first or lost their last usable backend, and ``remote`` set elements whose last user went (or
-first came). The index then holds the new set. ``tests/dataplane`` checks the patched kernel
-table against a full render.
+A full render of 10,000 services and its diff against the remembered table cost hundreds of
+milliseconds; a health flip changes the backends of a few VIP ports. :class:`FlipIndex` is built
+once per set of NAT rules (with the backends down at that time) and answers, for a new set of
+backends down, the :class:`~vipcast.dataplane.nft_patch.TablePatch` that turns the table
+rendered for the old set into the table :func:`~vipcast.dataplane.nft_render.render` would give
+for the new one. In the element layout that is: the affected VIP ports' verdict-map elements
+(a new backend count names another picker, no backend left removes the element), their
+``addr``/``port`` slot elements, ``remote`` set elements whose last user went (or first came),
+and a ``pick``/``slot`` chain (with its maps) when a backend count comes into use or goes out of
+it. The index then holds the new set. ``tests/dataplane`` checks the patched kernel table
+against a full render.
 """
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from typing import Any
 
 from vipcast.core.desired import Backend, NatRule
+from vipcast.dataplane.nft_patch import TablePatch
 from vipcast.dataplane.nft_render import (
     _PROTO_NAME,
-    FAMILY,
-    TABLE,
     BackendKey,
+    IpFamily,
+    Piece,
     RenderCache,
     _canon_ip,
     _family,
     down_set,
+    pick_objects,
+    slot_objects,
     usable_backends,
 )
 from vipcast.spec.documents import JSON
 
 Elem = tuple[str, str, int]
+#: per family: (slots in use, backend counts with a picker chain)
+Shape = dict[IpFamily, tuple[int, frozenset[int]]]
 
 
 class FlipIndex:
@@ -46,6 +54,8 @@ class FlipIndex:
         self._by_backend: dict[BackendKey, list[NatRule]] = {}
         #: ``remote`` set element -> how many rendered rules put it there
         self._remote: dict[Elem, int] = {}
+        #: per family: usable backend count -> how many VIP ports have it
+        self._counts: dict[IpFamily, Counter[int]] = {4: Counter(), 6: Counter()}
         is_down = down_set(down)
         for rule in sorted(rules, key=cache.order):
             key = (_canon_ip(rule.vip), _PROTO_NAME[rule.protocol], rule.port)
@@ -54,9 +64,13 @@ class FlipIndex:
             seen.add(key)
             for b in rule.backends:
                 self._by_backend.setdefault((_canon_ip(b.ip), b.port), []).append(rule)
-            self._count(rule, usable_backends(rule, is_down), +1)
+            usable = usable_backends(rule, is_down)
+            self._count_remote(rule, usable, +1)
+            if usable:
+                self._counts[_family(key[0])][len(usable)] += 1
 
-    def _count(self, rule: NatRule, backends: Iterable[Backend], step: int) -> list[Elem]:
+    def _count_remote(self, rule: NatRule, backends: Iterable[Backend], step: int
+                      ) -> list[Elem]:
         """Add ``step`` to the remote elements of ``rule``; the elements that crossed zero."""
         if rule.traffic_policy != "Cluster":
             return []
@@ -76,6 +90,13 @@ class FlipIndex:
                 crossed.append(elem)
         return crossed
 
+    def _shape(self) -> Shape:
+        out: Shape = {}
+        for fam, counts in self._counts.items():
+            used = [n for n, services in counts.items() if services]
+            out[fam] = (max(used, default=0), frozenset(n for n in used if n > 1))
+        return out
+
     def commands(self, down: frozenset[BackendKey]) -> list[JSON]:
         """The commands from the table rendered for :attr:`down` to the one for ``down``;
         the index holds ``down`` afterwards."""
@@ -85,51 +106,81 @@ class FlipIndex:
             for rule in self._by_backend.get(key, ()):
                 rules[id(rule)] = rule
         old_down, new_down = down_set(self.down), down_set(down)
-        base = {"family": FAMILY, "table": TABLE}
-        new_chains: list[JSON] = []
-        flushed: list[JSON] = []
-        gone_elems: dict[str, list[Any]] = {}
-        new_elems: dict[str, list[Any]] = {}
-        gone_chains: list[JSON] = []
+        old_shape = self._shape()
+        patch = TablePatch()
+        remote_gone: dict[str, list[Any]] = {}
+        remote_new: dict[str, list[Any]] = {}
         for rule in sorted(rules.values(), key=self._cache.order):
             before = usable_backends(rule, old_down)
             after = usable_backends(rule, new_down)
             if before == after:
                 continue
-            vip = _canon_ip(rule.vip)
-            fam = _family(vip)
-            proto = _PROTO_NAME[rule.protocol]
-            verdict_key = {"concat": [vip, proto, rule.port]}
+            fam = _family(rule.vip)
+            old = self._cache.piece(rule, before) if before else None
+            new = self._cache.piece(rule, after) if after else None
+            _elements(patch, fam, old, new)
+            if before:
+                self._counts[fam][len(before)] -= 1
             if after:
-                chain, chain_obj, dnat = self._cache.pieces(rule, after, fam, proto, vip)
-                if before:
-                    flushed.append({"flush": {"chain": {**base, "name": chain}}})
-                    flushed.append({"add": dnat})
-                else:
-                    new_chains.append({"add": chain_obj})
-                    new_chains.append({"add": dnat})
-                    new_elems.setdefault(f"svc{fam}", []).append(
-                        [verdict_key, {"goto": {"target": chain}}])
-            else:
-                chain = self._cache.pieces(rule, before, fam, proto, vip)[0]
-                gone_elems.setdefault(f"svc{fam}", []).append(verdict_key)
-                gone_chains.append({"flush": {"chain": {**base, "name": chain}}})
-                gone_chains.append({"delete": {"chain": {**base, "name": chain}}})
-            for elem in self._count(rule, before, -1):
-                if self._remote.get(elem) is None:
-                    gone_elems.setdefault(f"remote{fam}", []).append({"concat": list(elem)})
-            for elem in self._count(rule, after, +1):
-                removed = gone_elems.get(f"remote{fam}", [])
+                self._counts[fam][len(after)] += 1
+            name = f"remote{fam}"
+            for elem in self._count_remote(rule, before, -1):
+                remote_gone.setdefault(name, []).append({"concat": list(elem)})
+            for elem in self._count_remote(rule, after, +1):
                 concat = {"concat": list(elem)}
+                removed = remote_gone.get(name, [])
                 if concat in removed:
                     removed.remove(concat)  # gone and back in one flip: no change
                 else:
-                    new_elems.setdefault(f"remote{fam}", []).append(concat)
+                    remote_new.setdefault(name, []).append(concat)
+        for name, elems in remote_gone.items():
+            if elems:
+                patch.delete[name] = elems
+        patch.add.update(remote_new)
+        _structure(patch, old_shape, self._shape())
         self.down = down
-        cmds = [*new_chains, *flushed]
-        cmds += [{"delete": {"element": {**base, "name": n, "elem": e}}}
-                 for n, e in sorted(gone_elems.items()) if e]
-        cmds += [{"add": {"element": {**base, "name": n, "elem": e}}}
-                 for n, e in sorted(new_elems.items()) if e]
-        cmds += gone_chains
-        return cmds
+        return patch.commands()
+
+
+def _elements(patch: TablePatch, fam: IpFamily, old: Piece | None, new: Piece | None) -> None:
+    """The element changes of one VIP port going from ``old`` to ``new`` (None: not rendered)."""
+    svc = f"svc{fam}"
+    if old is not None and (new is None or old.verdict != new.verdict):
+        patch.delete.setdefault(svc, []).append(old.key)
+    if new is not None and (old is None or old.verdict != new.verdict):
+        patch.add.setdefault(svc, []).append(new.verdict)
+    old_slots = old.slots if old else ()
+    new_slots = new.slots if new else ()
+    for i in range(max(len(old_slots), len(new_slots))):
+        for j, prefix in ((0, "addr"), (1, "port")):
+            was = old_slots[i][j] if i < len(old_slots) else None
+            now = new_slots[i][j] if i < len(new_slots) else None
+            if was == now:
+                continue
+            name = f"{prefix}{fam}-{i}"
+            if was is not None:
+                patch.delete.setdefault(name, []).append(was[0])
+            if now is not None:
+                patch.add.setdefault(name, []).append(now)
+
+
+def _structure(patch: TablePatch, old: Shape, new: Shape) -> None:
+    """Chains and maps for backend counts that came into use or went out of it."""
+    for fam in sorted(new):
+        old_slots, old_picks = old[fam]
+        new_slots, new_picks = new[fam]
+        for i in range(old_slots, new_slots):
+            addr_map, port_map, chain, rule = slot_objects(fam, i)
+            patch.new_maps += [addr_map, port_map]
+            patch.new_chains.append(chain)
+            patch.rules.append(rule)
+        for n in sorted(new_picks - old_picks):
+            chain, rule = pick_objects(fam, n)
+            patch.new_chains.append(chain)
+            patch.rules.append(rule)
+        patch.gone_chains += [f"pick{fam}-{n}" for n in sorted(old_picks - new_picks)]
+        for i in range(new_slots, old_slots):
+            patch.gone_chains.append(f"slot{fam}-{i}")
+            patch.gone_maps += [f"addr{fam}-{i}", f"port{fam}-{i}"]
+    for name in patch.gone_maps:
+        patch.delete.pop(name, None)  # the map goes with its elements

@@ -3,16 +3,26 @@
 Theory of operation
 -------------------
 Everything lives in one table of our own, ``inet vipcast``, so the rest of the host's ruleset is
-never touched and the whole table can be replaced in one transaction. The table has a fixed
-skeleton and per-service chains:
+never touched and the whole table can be replaced in one transaction. The table's size in
+*chains* does not grow with the number of services: every per-service fact is a set or map
+element, so a change of one service (a health flip) is a few element updates in one
+transaction. (libnftables reads the table's chains and rules before every command: with a chain
+per VIP port, 10,000 services made each command cost 70-150 ms; with elements it costs about
+1 ms. Measured in ``bench/health_flip.json``.)
 
-* ``svc4`` / ``svc6`` verdict maps ``daddr . l4proto . dport -> goto <service chain>``; the
+* ``svc4`` / ``svc6`` verdict maps ``daddr . l4proto . dport -> goto <picker>``; the
   ``prerouting`` (traffic arriving) and ``output`` (traffic the node sends itself, e.g. the
-  verified-announcement probe) nat chains look the VIP up there with one rule per family, so the
-  cost of a packet does not grow with the number of services.
-* one chain per VIP:port/protocol holding one rule: ``dnat to numgen random mod N map {...}``,
-  the anonymous map spreading new connections over the N healthy backends (conntrack keeps a
-  connection on the backend it got).
+  verified-announcement probe) nat chains look the VIP up there with one rule per family.
+* a VIP port with N usable backends goes to ``pick<fam>-<N>`` (or straight to ``slot<fam>-0``
+  when N is 1), a chain shared by every service with N backends holding one rule:
+  ``numgen random mod N vmap { 0 : goto slot<fam>-0, ... }``.
+* ``slot<fam>-<i>`` (shared too) DNATs to the service's i-th backend, looked up by the same
+  ``daddr . l4proto . dport`` key in the maps ``addr<fam>-<i>`` (backend address) and
+  ``port<fam>-<i>`` (backend port). The backends of a service fill slots 0..N-1 in a stable
+  order. Two maps rather than one ``addr . port`` map: nft 1.0.6's JSON parser (Debian 12)
+  cannot declare a named map with concatenated data (nor a ``typeof`` map); the address and
+  port of a ``dnat`` can come from two lookups, and both maps stay plain JSON.
+  Conntrack keeps an established connection on the backend it got, whatever the maps say later.
 * ``remote4`` / ``remote6`` sets of backends on other nodes (``Cluster`` policy only); the
   ``postrouting`` chain masquerades DNATed traffic to them, so their replies come back through
   this node. Local backends are never masqueraded and see the client's own address.
@@ -21,6 +31,9 @@ skeleton and per-service chains:
   ``loadBalancerSourceRanges`` in a filter chain that runs just before DNAT (``dstnat - 10``):
   a packet to a restricted VIP:port jumps to ``source-check4/6``, which returns for an allowed
   source and drops anything else. Unrestricted traffic pays one hash lookup per packet.
+
+Only the ``pick``/``slot`` chains and the ``addr``/``port`` maps come and go (with the largest
+backend count in use); the rest is a fixed skeleton.
 
 The document is written in the canonical form ``nft -j list table inet vipcast`` prints back
 (sorted elements, compressed addresses, no handles), so :mod:`vipcast.dataplane.nft` can compare
@@ -129,19 +142,32 @@ def down_set(keys: Iterable[BackendKey]) -> Callable[[Backend], bool]:
 # the render
 
 
+@dataclass(frozen=True)
+class Piece:
+    """One rendered VIP port: its verdict-map element and its backends' slot elements."""
+
+    fam: IpFamily
+    #: ``{"concat": [vip, proto, port]}``, the key of every element below
+    key: JSON
+    verdict: list[Any]
+    #: per slot i: the ``addr<fam>-<i>`` and ``port<fam>-<i>`` elements
+    slots: tuple[tuple[list[Any], list[Any]], ...]
+    #: ``remote<fam>`` elements (Cluster policy, backends on other nodes)
+    remote: tuple[tuple[str, str, int], ...]
+
+
 class RenderCache:
     """Per-service pieces of earlier renders, owned by the caller (one per node data plane).
 
-    A render with a cache reuses the chain name, chain and DNAT rule of every VIP port whose
-    rule and usable backends are unchanged, so changing one backend among thousands renders
-    one service. Entries not used by the latest render are dropped. The cached objects are
+    A render with a cache reuses the elements of every VIP port whose rule and usable backends
+    are unchanged. Entries not used by the latest render are dropped. The cached objects are
     shared between renders: treat rendered objects as read-only.
     """
 
     def __init__(self) -> None:
-        self._pieces: dict[tuple[NatRule, tuple[Backend, ...]], tuple[str, JSON, JSON]] = {}
+        self._pieces: dict[tuple[NatRule, tuple[Backend, ...]], Piece] = {}
         self._order: dict[NatRule, tuple[Any, ...]] = {}
-        self._used: dict[tuple[NatRule, tuple[Backend, ...]], tuple[str, JSON, JSON]] = {}
+        self._used: dict[tuple[NatRule, tuple[Backend, ...]], Piece] = {}
 
     def __len__(self) -> int:
         return len(self._pieces)
@@ -152,13 +178,11 @@ class RenderCache:
             key = self._order[rule] = _rule_order(rule)
         return key
 
-    def pieces(
-        self, rule: NatRule, backends: tuple[Backend, ...], fam: IpFamily, proto: str, vip: str
-    ) -> tuple[str, JSON, JSON]:
+    def piece(self, rule: NatRule, backends: tuple[Backend, ...]) -> Piece:
         key = (rule, backends)
         found = self._pieces.get(key)
         if found is None:
-            found = _service_pieces(rule, backends, fam, proto, vip)
+            found = service_piece(rule, backends)
         self._used[key] = found
         return found
 
@@ -169,11 +193,23 @@ class RenderCache:
         self._order = {rule: key for rule, key in self._order.items() if rule in live}
 
 
-def _service_pieces(
-    rule: NatRule, backends: tuple[Backend, ...], fam: IpFamily, proto: str, vip: str
-) -> tuple[str, JSON, JSON]:
-    chain = chain_name(rule.service, vip, proto, rule.port)
-    return chain, _obj("chain", name=chain), _dnat_rule(chain, rule.service, fam, proto, backends)
+def service_piece(rule: NatRule, backends: tuple[Backend, ...]) -> Piece:
+    """The elements of ``rule`` with its usable ``backends`` (at least one)."""
+    vip = _canon_ip(rule.vip)
+    fam = _family(vip)
+    proto = _PROTO_NAME[rule.protocol]
+    key: JSON = {"concat": [vip, proto, rule.port]}
+    slots = tuple(([key, _canon_ip(b.ip)], [key, b.port]) for b in backends)
+    remote: tuple[tuple[str, str, int], ...] = ()
+    if rule.traffic_policy == "Cluster":
+        remote = tuple((_canon_ip(b.ip), proto, b.port) for b in backends if not b.local)
+    return Piece(fam, key, [key, {"goto": {"target": picker(fam, len(backends))}}], slots,
+                 remote)
+
+
+def picker(fam: IpFamily, n: int) -> str:
+    """The chain a VIP port with ``n`` usable backends jumps to."""
+    return f"slot{fam}-0" if n == 1 else f"pick{fam}-{n}"
 
 
 def render(
@@ -189,11 +225,11 @@ def render(
     skipped: list[Skipped] = []
     seen: dict[tuple[str, str, int], str] = {}
     vmap: dict[IpFamily, list[list[Any]]] = {4: [], 6: []}
+    slots: dict[IpFamily, list[tuple[list[Any], list[Any]]]] = {4: [], 6: []}
+    counts: dict[IpFamily, set[int]] = {4: set(), 6: set()}
     remote: dict[IpFamily, set[tuple[str, str, int]]] = {4: set(), 6: set()}
     allow: dict[IpFamily, list[tuple[str, str, int, str, int]]] = {4: [], 6: []}
     restricted: dict[IpFamily, list[tuple[str, str, int]]] = {4: [], 6: []}
-    service_chains: list[JSON] = []
-    service_rules: list[JSON] = []
 
     for rule in sorted(rules, key=_rule_order if cache is None else cache.order):
         vip = _canon_ip(rule.vip)
@@ -218,21 +254,34 @@ def render(
         backends = usable_backends(rule, is_down)
         if not backends:
             continue
-        if cache is None:
-            chain, chain_obj, dnat_rule = _service_pieces(rule, backends, fam, proto, vip)
-        else:
-            chain, chain_obj, dnat_rule = cache.pieces(rule, backends, fam, proto, vip)
-        vmap[fam].append([{"concat": [vip, proto, rule.port]}, {"goto": {"target": chain}}])
-        if rule.traffic_policy == "Cluster":
-            remote[fam].update((_canon_ip(b.ip), proto, b.port) for b in backends if not b.local)
-        service_chains.append(chain_obj)
-        service_rules.append(dnat_rule)
+        piece = service_piece(rule, backends) if cache is None else cache.piece(rule, backends)
+        vmap[fam].append(piece.verdict)
+        counts[fam].add(len(backends))
+        per_slot = slots[fam]
+        for i, pair in enumerate(piece.slots):
+            if i == len(per_slot):
+                per_slot.append(([], []))
+            per_slot[i][0].append(pair[0])
+            per_slot[i][1].append(pair[1])
+        remote[fam].update(piece.remote)
     if cache is not None:
         cache.finish()
 
     objects: list[JSON] = [{"table": {"family": FAMILY, "name": TABLE}}]
+    chains: list[JSON] = []
+    rules_out: list[JSON] = []
     for fam in (4, 6):
-        objects.append(_vmap_obj(f"svc{fam}", fam, vmap[fam]))
+        objects.append(_map_obj(f"svc{fam}", fam, "verdict", vmap[fam]))
+        for i, (addrs, ports) in enumerate(slots[fam]):
+            addr_map, port_map, chain, rule_obj = slot_objects(fam, i)
+            objects.append(_with_elems(addr_map, addrs))
+            objects.append(_with_elems(port_map, ports))
+            chains.append(chain)
+            rules_out.append(rule_obj)
+        for n in sorted(c for c in counts[fam] if c > 1):
+            chain, rule_obj = pick_objects(fam, n)
+            chains.append(chain)
+            rules_out.append(rule_obj)
         objects.append(
             _set_obj(f"remote{fam}", [_NFT_ADDR[fam], "inet_proto", "inet_service"],
                      [{"concat": list(k)} for k in sorted(remote[fam], key=_elem_key)])
@@ -252,9 +301,9 @@ def render(
                 flags=["interval"],
             )
         )
-    objects.extend(service_chains)
+    objects.extend(chains)
     objects.extend(_base_chains())
-    objects.extend(service_rules)
+    objects.extend(rules_out)
     objects.extend(_base_rules())
     return Rendered(tuple(objects), tuple(skipped))
 
@@ -264,12 +313,42 @@ def _rule_order(rule: NatRule) -> tuple[Any, ...]:
     return (rule.service, _parsed(rule.vip)[:2], rule.port, rule.protocol, repr(rule))
 
 
-def chain_name(service: str, vip: str, proto: str, port: int) -> str:
-    """A readable, collision-safe chain name for one VIP:port/protocol of a service."""
-    fam = _family(vip)
-    safe = "".join(c if c.isalnum() or c in ".-" else "-" for c in service)[:180]
-    tag = hashlib.sha256(f"{service}|{vip}|{proto}|{port}".encode()).hexdigest()[:8]
-    return f"svc{fam}-{safe}-{proto}{port}-{tag}"
+# ---------------------------------------------------------------------------------------------
+# the shared pick/slot objects (they come and go with the backend counts in use)
+
+#: name prefixes of the chains and maps that exist only while a backend count needs them
+DYNAMIC_CHAINS = ("pick", "slot")
+DYNAMIC_MAPS = ("addr", "port")
+
+
+@functools.lru_cache(maxsize=1024)
+def slot_objects(fam: IpFamily, i: int) -> tuple[JSON, JSON, JSON, JSON]:
+    """``addr<fam>-<i>`` and ``port<fam>-<i>`` (without elements), ``slot<fam>-<i>`` and its
+    DNAT rule. Shared (cached) values: read-only."""
+    name = f"slot{fam}-{i}"
+    dnat = {
+        "dnat": {
+            "family": _PAYLOAD[fam],
+            "addr": {"map": {"key": {"concat": _key3(fam)}, "data": f"@addr{fam}-{i}"}},
+            "port": {"map": {"key": {"concat": _key3(fam)}, "data": f"@port{fam}-{i}"}},
+        }
+    }
+    return (
+        _map_obj(f"addr{fam}-{i}", fam, _NFT_ADDR[fam], []),
+        _map_obj(f"port{fam}-{i}", fam, "inet_service", []),
+        _obj("chain", name=name),
+        _rule(name, [dnat]),
+    )
+
+
+@functools.lru_cache(maxsize=1024)
+def pick_objects(fam: IpFamily, n: int) -> tuple[JSON, JSON]:
+    """``pick<fam>-<n>`` and its rule: a uniform random choice among slots 0..n-1."""
+    name = f"pick{fam}-{n}"
+    table = [[i, {"goto": {"target": f"slot{fam}-{i}"}}] for i in range(n)]
+    vmap = {"vmap": {"key": {"numgen": {"mode": "random", "mod": n, "offset": 0}},
+                     "data": {"set": table}}}
+    return _obj("chain", name=name), _rule(name, [vmap])
 
 
 # ---------------------------------------------------------------------------------------------
@@ -295,15 +374,22 @@ def _set_obj(
     return _obj("set", **fields)
 
 
-def _vmap_obj(name: str, fam: IpFamily, elems: list[list[Any]]) -> JSON:
+def _map_obj(name: str, fam: IpFamily, data: str, elems: list[list[Any]]) -> JSON:
     fields: JSON = {
         "name": name,
         "type": [_NFT_ADDR[fam], "inet_proto", "inet_service"],
-        "map": "verdict",
+        "map": data,
     }
-    if elems:
-        fields["elem"] = sorted(elems, key=lambda e: _elem_key(tuple(e[0]["concat"])))
-    return _obj("map", **fields)
+    obj = _obj("map", **fields)
+    return _with_elems(obj, elems)
+
+
+def _with_elems(obj: JSON, elems: list[list[Any]]) -> JSON:
+    if not elems:
+        return obj
+    ((kind, body),) = obj.items()
+    ordered = sorted(elems, key=lambda e: _elem_key(tuple(e[0]["concat"])))
+    return {kind: {**body, "elem": ordered}}
 
 
 def _base_chains() -> list[JSON]:
@@ -381,26 +467,6 @@ def _base_rules() -> list[JSON]:
         for fam in (4, 6)
     )
     return rules
-
-
-def _dnat_rule(
-    chain: str, service: str, fam: IpFamily, proto: str, backends: Sequence[Backend]
-) -> JSON:
-    table = [
-        [i, {"concat": [_canon_ip(b.ip), b.port]}] for i, b in enumerate(backends)
-    ]
-    dnat = {
-        "dnat": {
-            "family": _PAYLOAD[fam],
-            "addr": {
-                "map": {
-                    "key": {"numgen": {"mode": "random", "mod": len(backends), "offset": 0}},
-                    "data": {"set": table},
-                }
-            },
-        }
-    }
-    return _rule(chain, [_match({"meta": {"key": "l4proto"}}, proto), dnat], comment=service)
 
 
 def _source_prefixes(
