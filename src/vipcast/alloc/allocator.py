@@ -18,7 +18,6 @@ docs/allocation.md under the same names.
 
 from __future__ import annotations
 
-import ipaddress
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from itertools import islice
@@ -263,12 +262,12 @@ class _Run:
         addrs: dict[int, Addr] = {}
         for text in service.requested_ips:
             try:
-                ip = ipaddress.ip_address(text.strip())
+                version, value = parse_address(text)
             except ValueError:
                 return Reason.REQUEST_INVALID, f"{text!r} is not an IP address"
-            if ip.version in addrs:
-                return Reason.REQUEST_INVALID, f"more than one {family_name(ip.version)} requested"
-            addrs[ip.version] = (ip.version, int(ip))
+            if version in addrs:
+                return Reason.REQUEST_INVALID, f"more than one {family_name(version)} requested"
+            addrs[version] = (version, value)
         families = work.families
         for version in addrs:
             if version not in families:

@@ -5,8 +5,11 @@ graceful restart marker) and replaces only where the objects come from
 (:meth:`KubeAgent.load_spec`):
 reflectors of our CRDs, Services, EndpointSlices, Nodes, Namespaces and Secrets instead of
 files. Any change asks the agent to reload; the snapshot is validated with the same tolerant
-rules as the controller. Health and verification changes re-plan from the snapshot in memory,
-as for files.
+rules as the controller, each object once (:class:`~vipcast.sources.kube.snapshot.SpecBuilder`
+keeps the validated objects of unchanged ones), and planned incrementally
+(:class:`~vipcast.core.incremental.StatusNodePlanner`: an event that changes one Service or
+EndpointSlice plans that Service alone). Health and verification changes re-plan from the
+snapshot in memory, as for files.
 
 Each speaker reports what it announces (and what it withholds, with why) in its node's
 ``NodeAnnouncement`` (:mod:`vipcast.sources.kube.reporter`); the controller folds the reports
@@ -23,7 +26,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-import ipaddress
 import logging
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -31,17 +33,18 @@ from typing import Any
 from vipcast.app.agent import Agent, AgentOptions, PlanConsumer, Planner
 from vipcast.app.envoy_gateway import GatewaySettings
 from vipcast.app.node import run_node
+from vipcast.core.allocation import committed_assignments
 from vipcast.core.desired import NodePlan
 from vipcast.core.gateway.address import GatewayServices
+from vipcast.core.incremental import StatusNodePlanner
 from vipcast.core.pipeline import Local, Snapshot
-from vipcast.core.plan import plan_node
 from vipcast.obs.registry import CollectorRegistry
 from vipcast.sources.kube.client import AsyncClient
 from vipcast.sources.kube.reflector import Reflector, snapshots
 from vipcast.sources.kube.reporter import AnnouncementReporter
 from vipcast.sources.kube.resources import GATEWAY_KINDS, SPEAKER_KINDS, Watched, secrets
-from vipcast.sources.kube.snapshot import Document, build_spec
-from vipcast.spec import Issue, Spec, SpecError, claims
+from vipcast.sources.kube.snapshot import Document, SpecBuilder
+from vipcast.spec import Issue, Spec, SpecError
 from vipcast.spec.checks import password_problems
 
 log = logging.getLogger(__name__)
@@ -54,33 +57,16 @@ def status_assignments(spec: Spec, load_balancer_class: str | None = None
                        ) -> dict[str, tuple[str, ...]]:
     """The addresses the controller committed, limited to what this speaker may announce
     (Services it :func:`~vipcast.spec.claims`, addresses inside our pools)."""
-    ranges = [r for pool in spec.pools for r in pool.spec.ranges]
-    out: dict[str, tuple[str, ...]] = {}
-    for svc in spec.services:
-        if svc.spec.type != "LoadBalancer":
-            continue
-        if not claims(svc.spec.load_balancer_class, load_balancer_class):
-            continue
-        ips = tuple(ip for ip in svc.status_ips
-                    if any(r.contains(ipaddress.ip_address(ip)) for r in ranges))
-        if ips:
-            out[svc.key] = ips
-    return out
+    return committed_assignments(spec, load_balancer_class)
 
 
-class StatusPlanner:
-    """Plans a node from the committed (status) assignments only; a Gateway's are the
-    ``status.addresses`` the controller wrote (its stand-in Service's status)."""
-
-    def __init__(self, load_balancer_class: str | None) -> None:
-        self.load_balancer_class = load_balancer_class
-        #: the committed addresses of the last plan (Gateways' among them: where the proxy
-        #: model's listeners bind)
-        self.assignments: dict[str, tuple[str, ...]] = {}
-
-    def __call__(self, spec: Spec, node: str) -> NodePlan:
-        self.assignments = status_assignments(spec, self.load_balancer_class)
-        return plan_node(spec, self.assignments, node)
+class StatusPlanner(StatusNodePlanner):
+    """Plans a node from the committed (status) assignments only, with memory: an event
+    that changes a few Services or EndpointSlices plans only those
+    (:class:`~vipcast.core.incremental.StatusNodePlanner`). A Gateway's addresses are the
+    ``status.addresses`` the controller wrote (its stand-in Service's status); the last
+    plan's committed addresses, Gateways' among them, are :attr:`assignments` (where the
+    proxy model's listeners bind)."""
 
 
 class KubeAgent(Agent):
@@ -120,6 +106,9 @@ class KubeAgent(Agent):
         #: what this node announces, written to its NodeAnnouncement (None: not reported)
         self.reporter = AnnouncementReporter(client, options.node) if report else None
         self.last_good: tuple[Document, ...] = ()
+        #: validates only the objects an event changed (the others stay the same objects,
+        #: so the planner plans only the changed Services)
+        self._build_spec = SpecBuilder()
         self.sync_timeout = sync_timeout
         #: the committed addresses of the last snapshot reported
         self._committed: tuple[Snapshot, dict[str, tuple[str, ...]]] | None = None
@@ -152,7 +141,7 @@ class KubeAgent(Agent):
         """The reflectors' objects as one Spec (the same tolerant rules as the controller)."""
         if not all(r.synced.is_set() for r in self.reflectors):
             raise SpecError([Issue("", "", "", "", "Kubernetes caches are not synced yet")])
-        outcome = build_spec(snapshots(self.reflectors), self.last_good)
+        outcome = self._build_spec(snapshots(self.reflectors), self.last_good)
         if outcome.spec is None:
             raise SpecError(list(outcome.issues) or [Issue("", "", "", "", "no usable config")])
         problems = {str(i) for i in (*outcome.issues, *password_problems(outcome.spec))}

@@ -5,6 +5,7 @@ This is the only place that knows both the spec's models and the allocator's sma
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Iterable, Mapping
 
 from vipcast.alloc import AllocationResult, IPRange, PoolInput, ServiceInput, allocate
@@ -16,6 +17,7 @@ from vipcast.spec import (
     Service,
     Spec,
     annotation,
+    claims,
     request_conflict,
     requested_ips,
 )
@@ -66,6 +68,33 @@ def service_input(service: Service, namespace_labels: Mapping[str, str]) -> Serv
 def status_assignments(services: Iterable[Service]) -> dict[str, tuple[str, ...]]:
     """Current addresses as written in the Services' ``status.loadBalancer.ingress``."""
     return {s.key: s.status_ips for s in services if s.status_ips}
+
+
+def committed_ips(
+    service: Service, pools: Iterable[IPAddressPool], load_balancer_class: str | None
+) -> tuple[str, ...]:
+    """The addresses of one Service that a node may announce in a cluster: those the
+    controller committed to its status, if it is a LoadBalancer of the class served
+    (:func:`~vipcast.spec.claims`), and only those inside one of the pools."""
+    if service.spec.type != "LoadBalancer" or not service.status_ips:
+        return ()
+    if not claims(service.spec.load_balancer_class, load_balancer_class):
+        return ()
+    ranges = [r for pool in pools for r in pool.spec.ranges]
+    return tuple(ip for ip in service.status_ips
+                 if any(r.contains(ipaddress.ip_address(ip)) for r in ranges))
+
+
+def committed_assignments(
+    spec: Spec, load_balancer_class: str | None = None
+) -> dict[str, tuple[str, ...]]:
+    """:func:`committed_ips` of every Service of the spec that has some, by key."""
+    out: dict[str, tuple[str, ...]] = {}
+    for service in spec.services:
+        ips = committed_ips(service, spec.pools, load_balancer_class)
+        if ips:
+            out[service.key] = ips
+    return out
 
 
 def allocate_spec(

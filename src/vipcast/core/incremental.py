@@ -29,10 +29,22 @@ from dataclasses import dataclass, fields, replace
 
 from vipcast.alloc import Reason
 from vipcast.alloc.pools import ip_text, parse_address
-from vipcast.core.allocation import allocate_spec, service_input
+from vipcast.core.allocation import (
+    allocate_spec,
+    committed_assignments,
+    committed_ips,
+    service_input,
+)
 from vipcast.core.desired import BGPRoute, L2Ownership, NatRule, NodePlan
 from vipcast.core.plan import plan_node
-from vipcast.spec import LOAD_BALANCER_CLASS, EndpointSlice, Service, Spec
+from vipcast.spec import (
+    LOAD_BALANCER_CLASS,
+    EndpointSlice,
+    Service,
+    Spec,
+    request_conflict,
+    requested_ips,
+)
 
 #: above this many changed Services, planning everything again is about as fast
 LIMIT = 64
@@ -114,9 +126,17 @@ class NodePlanner:
 
     # ---- the whole computation ------------------------------------------------------------
 
-    def _whole(self, spec: Spec, node: str) -> NodePlan:
+    def _assign_all(self, spec: Spec) -> tuple[Mapping[str, tuple[str, ...]], bool]:
+        """Every Service's addresses, and whether some got a fresh one (the allocator)."""
         result = allocate_spec(spec)
-        assignments = result.current()
+        fresh = any(a.reason in _FRESH for a in result.assignments.values())
+        return result.current(), fresh
+
+    def _requests_of(self, service: Service) -> tuple[str, ...]:
+        return _requests(service)
+
+    def _whole(self, spec: Spec, node: str) -> NodePlan:
+        assignments, fresh = self._assign_all(spec)
         duties = plan_node(spec, assignments, node)
         services = {s.key: s for s in spec.services}
         holders: dict[str, set[str]] = {}
@@ -125,9 +145,8 @@ class NodePlanner:
                 holders.setdefault(ip, set()).add(key)
         requested: dict[str, set[str]] = {}
         for key, service in services.items():
-            for ip in _requests(service):
+            for ip in self._requests_of(service):
                 requested.setdefault(ip, set()).add(key)
-        fresh = any(a.reason in _FRESH for a in result.assignments.values())
         self._last = _Last(spec, node, duties, dict(assignments), services,
                            _slices_by_service(spec), holders, requested, fresh,
                            {id(x) for x in spec.services}, {id(x) for x in spec.endpoint_slices})
@@ -175,7 +194,7 @@ class NodePlanner:
             for ip in assignments.pop(key, ()):
                 _discard(holders, ip, key)
             old_service = last.services.pop(key, None)
-            for ip in _requests(old_service) if old_service is not None else ():
+            for ip in self._requests_of(old_service) if old_service is not None else ():
                 _discard(requested, ip, key)
             last.slices.pop(key, None)
         for key, ips in assigned.items():
@@ -185,7 +204,7 @@ class NodePlanner:
                 holders.setdefault(ip, set()).add(key)
         for key, service in services.items():
             last.services[key] = service
-            for ip in _requests(service):
+            for ip in self._requests_of(service):
                 requested.setdefault(ip, set()).add(key)
         last.slices.update((k, v) for k, v in slices.items() if v)
         last.spec, last.duties = spec, duties
@@ -303,6 +322,43 @@ class NodePlanner:
                         local_vips=tuple(vips))
 
 
+class StatusNodePlanner(NodePlanner):
+    """The Kubernetes speaker's planner with memory: it never allocates, it plans the
+    addresses the controller committed to the Services' status
+    (:func:`~vipcast.core.allocation.committed_ips`). A change of a few Services or
+    EndpointSlices is planned alone when no address it held or holds is held by another
+    Service too; anything else plans everything, as ``plan_node(spec,
+    committed_assignments(spec), node)`` would."""
+
+    def __init__(self, load_balancer_class: str | None = None, limit: int = LIMIT) -> None:
+        super().__init__(limit)
+        self.load_balancer_class = load_balancer_class
+
+    def _assign_all(self, spec: Spec) -> tuple[Mapping[str, tuple[str, ...]], bool]:
+        return committed_assignments(spec, self.load_balancer_class), False
+
+    def _requests_of(self, service: Service) -> tuple[str, ...]:
+        return ()  # status addresses only: nothing is requested from this planner
+
+    def _allocate(self, last: _Last, services: Mapping[str, Service], changed: set[str]
+                  ) -> dict[str, tuple[str, ...]] | None:
+        wanted: dict[str, tuple[str, ...]] = {}
+        for key in changed:
+            for ip in last.assignments.get(key, ()):
+                if last.holders.get(ip, set()) - {key}:
+                    return None  # shared with another Service
+            service = services.get(key)
+            wanted[key] = () if service is None else committed_ips(
+                service, last.spec.pools, self.load_balancer_class)
+        for key, ips in wanted.items():
+            for ip in ips:
+                if last.holders.get(ip, set()) - {key}:
+                    return None
+                if any(ip in wanted[o] for o in changed - {key}):
+                    return None
+        return wanted
+
+
 def _insert_rules(nat: list[NatRule], rules: Iterable[NatRule]) -> None:
     """Insert each Service's rules (in their order) where its key sorts among the others."""
     by_service: dict[str, list[NatRule]] = {}
@@ -328,8 +384,8 @@ def _is_ours(service: Service) -> bool:
 
 def _requests(service: Service) -> tuple[str, ...]:
     """The addresses a Service asks for, canonical (as the allocator writes them)."""
-    try:
-        wanted = service_input(service, {}).requested_ips
+    try:  # as service_input() reads them, without building the whole input
+        wanted = () if request_conflict(service) else requested_ips(service)
     except ValueError:
         return ()
     out = []

@@ -31,14 +31,13 @@ from pathlib import Path
 
 import yaml
 
+from vipcast.sources.yaml_documents import load_all
 from vipcast.spec import Issue, Spec, SpecError, Validated, validate_documents
 from vipcast.spec.load import Assembler
 
 log = logging.getLogger(__name__)
 
 YAML_SUFFIXES = (".yaml", ".yml", ".json")
-#: libyaml's safe loader when PyYAML was built with it (about 10x faster), else the Python one
-_SAFE_LOADER: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 #: raw documents freed per step after validation (see ObjectFiles.load)
 RELEASE_STEP = 64
@@ -73,11 +72,13 @@ def stamp_of(path: Path) -> Stamp | None:
 
 
 def parse_file(path: Path) -> tuple[list[tuple[str, object]], list[Issue]]:
-    """The YAML documents of one file (``List`` unrolled), or the reason it cannot be read."""
+    """The YAML documents of one file (``List`` unrolled), or the reason it cannot be read.
+
+    Parsed as ``yaml.safe_load_all`` would (:mod:`vipcast.sources.yaml_documents`)."""
     source = str(path)
     try:
         text = path.read_text()
-        loaded = [d for d in yaml.load_all(text, Loader=_SAFE_LOADER) if d is not None]
+        loaded = [d for d in load_all(text) if d is not None]
     except (OSError, UnicodeDecodeError) as exc:
         return [], [Issue(source, "", "", "", f"cannot read: {exc}")]
     except yaml.YAMLError as exc:

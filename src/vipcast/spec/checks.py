@@ -178,7 +178,7 @@ def service_issues(source: str, svc: Service) -> Iterator[Issue]:
         yield issue(f"metadata.annotations[{ANNOTATION_IPS}]",
                     f"{raw!r} is not a comma-separated list of IP addresses")
         return
-    versions = [ipaddress.ip_address(ip).version for ip in ips]
+    versions = [6 if ":" in ip else 4 for ip in ips]  # canonical text (requested_ips)
     if len(versions) != len(set(versions)):
         yield issue(f"metadata.annotations[{ANNOTATION_IPS}]",
                     "at most one requested IP per family")

@@ -420,8 +420,21 @@ def cross_check(spec: Spec) -> list[Issue]:
 
 
 def requested_ips(service: Service) -> tuple[str, ...]:
-    """IPs a Service asks for: the annotation (one per family) or spec.loadBalancerIP."""
+    """IPs a Service asks for: the annotation (one per family) or spec.loadBalancerIP, in
+    canonical text (ValueError for one that is not an address)."""
     raw = annotation(service.metadata, ANNOTATION_IPS)
     if raw:
-        return tuple(str(ipaddress.ip_address(p.strip())) for p in raw.split(",") if p.strip())
+        return tuple(canonical_ip(p.strip()) for p in raw.split(",") if p.strip())
     return (service.spec.load_balancer_ip,) if service.spec.load_balancer_ip else ()
+
+
+def canonical_ip(text: str) -> str:
+    """``str(ipaddress.ip_address(text))``; a canonical dotted quad is returned as it is
+    without building an address object (ValueError for text that is not an address)."""
+    parts = text.split(".")
+    # canonical: ASCII digits, 0-255, no leading zero (ipaddress refuses those), no sign
+    if len(parts) == 4 and text.isascii() and all(
+        p.isdigit() and (len(p) == 1 or (p[0] != "0" and int(p) <= 255)) for p in parts
+    ):
+        return text
+    return str(ipaddress.ip_address(text))

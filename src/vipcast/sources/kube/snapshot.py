@@ -17,8 +17,9 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from vipcast.spec import KINDS, Issue, Spec, SpecError, load_documents
+from vipcast.spec import KINDS, Issue, Spec, SpecError, load_documents, validate_documents
 from vipcast.spec.documents import JSON
+from vipcast.spec.load import Assembler, Validated
 
 CORE_KINDS = frozenset({"Service", "EndpointSlice", "Node", "Namespace", "Secret"})
 OUR_KINDS = frozenset(KINDS) - CORE_KINDS
@@ -114,3 +115,53 @@ def build_spec(
         return SpecOutcome(spec, tuple(sorted(set(issues))), tuple(dropped), config_stale,
                            tuple(ours))
     return SpecOutcome(None, tuple(sorted(set(issues))), tuple(dropped), config_stale, ())
+
+
+class SpecBuilder:
+    """:func:`build_spec` with memory, for a source that hands on unchanged objects as the
+    same mappings (the reflectors' stores): each object is validated once and kept, keyed
+    by the mapping's identity (the mapping is kept with it), and the whole is assembled from
+    the kept parts (:class:`~vipcast.spec.load.Assembler`), so one changed Service is one
+    validation and the other Services stay the same Python objects (what
+    :class:`~vipcast.core.incremental.NodePlanner` looks for). When anything has a problem,
+    :func:`build_spec` decides, as without memory."""
+
+    def __init__(self) -> None:
+        #: id(raw object) -> (raw object, source, document, its validated part)
+        self._parts: dict[int, tuple[Mapping[str, Any], str, JSON, Validated]] = {}
+        self._assemble = Assembler()
+        #: how many objects the last call validated (the others were kept)
+        self.validated = 0
+
+    def __call__(
+        self,
+        objects: Mapping[str, Iterable[Mapping[str, Any]]],
+        last_good: Sequence[Document] = (),
+    ) -> SpecOutcome:
+        parts: dict[int, tuple[Mapping[str, Any], str, JSON, Validated]] = {}
+        kept = self._parts
+        self.validated = 0
+        for kind, items in objects.items():
+            for obj in items:
+                entry = kept.get(id(obj))
+                if entry is None or entry[0] is not obj:
+                    doc = to_document(kind, obj)
+                    meta = doc["metadata"]
+                    ns = meta.get("namespace")
+                    key = f"{ns}/{meta.get('name')}" if ns else str(meta.get("name"))
+                    source = f"{kind}/{key}"
+                    entry = (obj, source, doc, validate_documents([(source, doc)]))
+                    self.validated += 1
+                parts[id(obj)] = entry
+        self._parts = parts
+        ordered = sorted(parts.values(), key=lambda e: e[1])
+        ours = [e for e in ordered if _kind_of(e[1]) not in TOLERATED_KINDS]
+        core = [e for e in ordered if _kind_of(e[1]) in TOLERATED_KINDS]
+        if not any(e[3].issues for e in ordered):
+            try:
+                spec = self._assemble([e[3] for e in (*ours, *core)])
+            except SpecError:
+                pass  # cross-object problems: the tolerant rules below sort them out
+            else:
+                return SpecOutcome(spec, config=tuple((e[1], e[2]) for e in ours))
+        return build_spec(objects, last_good)
