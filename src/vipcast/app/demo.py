@@ -224,9 +224,10 @@ def power_off(topo: Topology, state: LabState, node: str, clock: Callable[[], fl
     """
     at = clock()
     topo["lan"].set_link(f"p{node[1:]}", False)  # the router's own link stays up
-    pid = state.pids.get(f"{node}-agent")
-    if pid:
-        os.killpg(pid, signal.SIGKILL)
+    for process in ("agent", "cni-bird"):  # and the CNI's BIRD, in a ``--cni bird`` lab
+        pid = state.pids.get(f"{node}-{process}")
+        if pid:
+            os.killpg(pid, signal.SIGKILL)
     return at
 
 

@@ -30,7 +30,16 @@ from typing import Any, Literal
 
 import yaml
 
+from vipcast.app.lab_cni import (
+    CniKind,
+    CoexistMode,
+    cni_config,
+    daemon_peers,
+    node_routers,
+    start_node_birds,
+)
 from vipcast.app.lab_gateway import (
+    GATEWAY_POOL,
     agent_gateway_args,
     gateway_objects,
     gateway_pool,
@@ -38,6 +47,7 @@ from vipcast.app.lab_gateway import (
 )
 from vipcast.lab.bgpconf import Neighbor
 from vipcast.lab.bird import BirdConfig, BirdInstance, start_bird
+from vipcast.lab.cni_bird import CniBird, CniBirdConfig
 from vipcast.lab.frr import BfdProfile, FrrConfig, FrrInstance, start_frr
 from vipcast.lab.netns import Netns, Topology, delete_prefixed
 
@@ -78,6 +88,11 @@ class LabOptions:
     #: ready endpoints of ``web-local`` per node (n1, n2, ...); set: the advertisement asks for
     #: weighted ECMP and the router hashes by L4 (docs/weighted-ecmp.md)
     backends: tuple[int, ...] = ()
+    #: "bird": every node runs BIRD 2 playing a BGP-speaking CNI (calico-node's policy), and
+    #: vipcast lives beside it as ``coexist`` says (``app/lab_cni.py``, docs/cni.md)
+    cni: CniKind = "none"
+    #: "daemon": mode 2, vipcast's VIPs go through the node's BIRD
+    coexist: CoexistMode = "daemon"
 
     @property
     def agent_graceful_restart(self) -> bool:
@@ -161,11 +176,17 @@ def lab_objects(opts: LabOptions) -> dict[str, list[dict[str, Any]]]:
             config.append({"apiVersion": api, "kind": "BFDProfile", "metadata": _meta("fast"),
                            "spec": {"receiveInterval": 100, "transmitInterval": 100,
                                     "detectMultiplier": 3}})
+        if opts.cni == "bird":  # mode 2: each agent peers its node's BIRD, not the router
+            config += daemon_peers(n, node_v4, node_v6, asn=NODE_ASN, hold_time=opts.hold_time,
+                                   graceful_restart=opts.agent_graceful_restart)
+        else:
+            config += [
+                {"apiVersion": api, "kind": "BGPPeer", "metadata": _meta("router-v4"),
+                 "spec": {**peer_common, "peerAddress": f"{LAN_V4}.1"}},
+                {"apiVersion": api, "kind": "BGPPeer", "metadata": _meta("router-v6"),
+                 "spec": {**peer_common, "peerAddress": f"{LAN_V6}1"}},
+            ]
         config += [
-            {"apiVersion": api, "kind": "BGPPeer", "metadata": _meta("router-v4"),
-             "spec": {**peer_common, "peerAddress": f"{LAN_V4}.1"}},
-            {"apiVersion": api, "kind": "BGPPeer", "metadata": _meta("router-v6"),
-             "spec": {**peer_common, "peerAddress": f"{LAN_V6}1"}},
             {"apiVersion": api, "kind": "Community", "metadata": _meta("lab-communities"),
              "spec": {"communities": [{"name": "vip", "value": f"{ROUTER_ASN}:100"}]}},
             {"apiVersion": api, "kind": "BGPAdvertisement", "metadata": _meta("to-router"),
@@ -201,6 +222,11 @@ def lab_objects(opts: LabOptions) -> dict[str, list[dict[str, Any]]]:
         files["gateway.yaml"] = gateway_objects()
         files["gateway-pods.yaml"] = pod_objects(n, backend_ips)
     return files
+
+
+def lab_pools(opts: LabOptions) -> tuple[str, ...]:
+    """Every VIP pool of the lab (the CNI's BIRD accepts host routes inside them only)."""
+    return (POOL_V4, POOL_V6) + ((GATEWAY_POOL,) if opts.gateway else ())
 
 
 def _service(
@@ -350,7 +376,8 @@ def _build(topo: Topology, opts: LabOptions, step: Step) -> LabState:
             node.add_address("lo", f"{ip6}/128")
     for i, node in enumerate(nodes, start=1):
         for j in range(1, opts.nodes + 1):
-            if j != i:
+            # beside a CNI the router routes pod blocks (it learned them from the nodes' BIRDs)
+            if j != i and opts.cni == "none":
                 node.add_route(f"10.244.{j}.0/24", via=node_v4(j))
                 node.add_route(f"fd00:244:{j}::/64", via=node_v6(j))
 
@@ -383,6 +410,11 @@ def _build(topo: Topology, opts: LabOptions, step: Step) -> LabState:
         for node in nodes:
             # VIPs are local routes on the nodes: only vipcast's responder may answer for them
             node.sysctl("net.ipv4.conf.all.arp_ignore", 1)
+
+    if opts.cni == "bird":
+        step("the CNI's BIRD on every node")
+        configs = [node_cni_config(opts, i) for i in range(1, opts.nodes + 1)]
+        start_node_birds(nodes, configs, opts.workdir, state.pids)
 
     step("backends")
     for i, node in enumerate(nodes, start=1):
@@ -436,6 +468,25 @@ def router_of(topo: Topology, state: LabState) -> LabRouter:
     process = next(p for p in topo.processes if p.pid == pid)
     return BirdInstance(netns=topo["router"], directory=Path(state.bird_dir),
                         config=bird_config(options_of(state)), process=process)
+
+
+def node_cni_config(opts: LabOptions, i: int) -> CniBirdConfig:
+    """Node ``i``'s CNI BIRD configuration (``--cni bird``)."""
+    routers = node_routers(f"{LAN_V4}.1", f"{LAN_V6}1", router_asn=ROUTER_ASN,
+                           bfd=opts.bfd, hold_time=opts.hold_time)
+    return cni_config(i, node_v4(i), node_v6(i), routers, asn=NODE_ASN,
+                      vip_pools=lab_pools(opts), coexist=opts.coexist)
+
+
+def cni_bird_of(topo: Topology, state: LabState, node: str) -> CniBird:
+    """The CNI BIRD running on ``node`` (``n1``...) of a ``--cni bird`` lab."""
+    i = int(node.removeprefix("n"))
+    pid = state.pids[f"{node}-cni-bird"]
+    process = next(p for p in topo.processes if p.pid == pid)
+    cfg = node_cni_config(options_of(state), i)
+    plain = BirdConfig(asn=cfg.asn, router_id=cfg.router_id, neighbors=cfg.routers)
+    return CniBird(netns=topo[node], directory=Path(state.workdir) / f"cni-{node}",
+                   config=plain, process=process, cni=cfg)
 
 
 def wait_sessions(router: LabRouter, nodes: int, timeout: float = 60.0) -> None:

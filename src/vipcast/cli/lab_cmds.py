@@ -51,6 +51,9 @@ def up(
     backends: Annotated[str | None, typer.Option(
         help="Ready web-local pods per node, e.g. 1,2,5: weighted ECMP on "
              "(docs/weighted-ecmp.md)")] = None,
+    cni: Annotated[str, typer.Option(
+        help="'bird': every node runs BIRD 2 as a BGP-speaking CNI (calico-node's policy) and "
+             "vipcast's VIPs go through it (docs/cni.md)")] = "none",
 ) -> None:
     """Build the lab and leave it running (``vipcast lab down`` removes it)."""
     from vipcast.app.lab import LabOptions, LabState, build, router_of, teardown, wait_sessions
@@ -62,6 +65,12 @@ def up(
     if mode not in ("bgp", "l2") or router not in ("frr", "bird"):
         console.print("[red]--mode is bgp or l2; --router is frr or bird[/red]")
         raise typer.Exit(2)
+    if cni not in ("none", "bird") or (cni == "bird" and (mode, router) != ("bgp", "frr")):
+        console.print("[red]--cni is none or bird; --cni bird needs --mode bgp and --router frr "
+                      "(FRR plays the router the CNI peers)[/red]")
+        raise typer.Exit(2)
+    if cni == "bird":
+        _preflight("bird")
     # safe to run twice: whatever a previous `lab up` left in this workdir goes first
     previous = LabState.read(workdir)
     teardown(previous.prefix if previous else prefix, workdir)
@@ -77,12 +86,19 @@ def up(
                       f"{nodes}[/red]")
         raise typer.Exit(2)
     opts = LabOptions(nodes=nodes, mode=m, router=r, bfd=bfd, workdir=workdir, prefix=prefix,
-                      gateway=gateway, backends=counts)
+                      gateway=gateway, backends=counts, cni="bird" if cni == "bird" else "none")
     with console.status("building the lab") as status:
         topo, state = build(opts, step=lambda s: status.update(f"building the lab: {s}"))
         if m == "bgp":
             status.update("waiting for BGP sessions")
             wait_sessions(router_of(topo, state), nodes, timeout=60)
+        if opts.cni == "bird":
+            from vipcast.app.lab import cni_bird_of
+            from vipcast.lab.cni_bird import wait_vipcast_sessions
+
+            status.update("waiting for the agents' sessions with their nodes' BIRD")
+            for node in state.nodes:
+                wait_vipcast_sessions(cni_bird_of(topo, state, node), timeout=60)
     console.print(f"[green]lab up[/green]: {len(state.namespaces)} namespaces, state in "
                   f"{workdir}; try `vipcast lab status`")
     if gateway:
@@ -149,6 +165,30 @@ def status(
                               check=False)
             console.print(f"[bold]router's BGP routes (ip {fam} route, {state.router})[/bold]\n"
                           + (out.stdout or "(none)\n"))
+        if state.options.get("cni", "none") != "none" and state.frr_dir:
+            _print_speakers(state)
+
+
+def _print_speakers(state: Any) -> None:
+    """Beside a CNI: each router session with the routes of both speakers it carries."""
+    from vipcast.app.lab import lab_pools, node_v4, node_v6, options_of
+    from vipcast.app.lab_cni import router_sessions, vipcast_session_states
+
+    opts = options_of(state)
+    node_of = {a: f"n{i}" for i in range(1, opts.nodes + 1) for a in (node_v4(i), node_v6(i))}
+    table = Table(title="the router's sessions (FRR): one per node and family, the CNI's; "
+                        "routes by speaker")
+    for col in ("neighbor", "node", "state", "up / drops", "pod blocks (CNI)", "VIPs (vipcast)"):
+        table.add_column(col)
+    for s in router_sessions(Path(state.frr_dir), node_of, lab_pools(opts)):
+        table.add_row(s.neighbor, s.node, s.state, f"{s.up_ms / 1000:.0f} s / {s.dropped}",
+                      "\n".join(s.pod_routes) or "-",
+                      "\n".join(s.vip_routes + s.other_routes) or "-")
+    console.print(table)
+    workdir = Path(state.workdir)
+    states = {node: vipcast_session_states(workdir, node) for node in state.nodes}
+    console.print("vipcast's sessions with its node's BIRD: " + "; ".join(
+        f"{node}: " + ", ".join(f"{k} {v}" for k, v in st.items()) for node, st in states.items()))
 
 
 @lab_app.command("down")

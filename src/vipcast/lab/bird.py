@@ -283,12 +283,21 @@ class BirdInstance(SingleProcessDaemon, BgpDaemon):
 
 
 def start_bird(
-    netns: Netns, config: BirdConfig, directory: Path, *, timeout: float = 30.0
+    netns: Netns,
+    config: BirdConfig,
+    directory: Path,
+    *,
+    timeout: float = 30.0,
+    text: str | None = None,
 ) -> BirdInstance:
-    """Write the config under ``directory`` and run BIRD in the foreground in ``netns``."""
+    """Write the config under ``directory`` and run BIRD in the foreground in ``netns``.
+
+    ``text``: the configuration file to use instead of rendering ``config`` (which then only
+    describes the neighbors, e.g. :mod:`vipcast.lab.cni_bird`).
+    """
     directory.mkdir(parents=True, exist_ok=True)
     conf = directory / "bird.conf"
-    conf.write_text(render_bird(config, directory / "bird.log"))
+    conf.write_text(text if text is not None else render_bird(config, directory / "bird.log"))
     sock = directory / "bird.ctl"
     argv = ["bird", "-f", "-c", str(conf), "-s", str(sock), "-P", str(directory / "bird.pid")]
     proc = netns.spawn(argv, name="bird", log_path=directory / "bird.out")

@@ -1,0 +1,253 @@
+"""End to end beside a BGP-speaking CNI, mode 2 ("through the node's own daemon", docs/cni.md).
+
+The lab's three nodes run BIRD 2 configured as calico-node configures its BIRD, with the
+shipped snippet ``deploy/cni/bird/vipcast.conf`` included; each agent peers iBGP with its
+node's BIRD on the node's own address, port 1790. FRR is the router and keeps one neighbor per
+node and family: the CNI's. What is checked, in order:
+
+1. the router learns each node's pod block and the VIPs over that one session, with vipcast's
+   community intact, and nothing else; the client reaches a pod and the VIPs;
+2. ``externalTrafficPolicy: Local`` is announced only by nodes with endpoints;
+3. a burst of VIP changes (Services added and removed) reaches the router, withdrawals
+   included, and no router session drops or restarts (FRR's counters and BIRD's session
+   start times unchanged);
+4. an agent restart (graceful restart towards BIRD) changes nothing the router sees;
+5. a node loses power: BFD between the router and the node's BIRD takes the session down and
+   both the node's pod block and its VIP next hops leave the router (last: it kills n3).
+
+Deadlines are generous; the figures are in bench/cni_failover.py.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from vipcast.app.demo import power_off, send, watch_next_hop_gone
+from vipcast.app.lab import (
+    LabOptions,
+    LabState,
+    build,
+    cni_bird_of,
+    node_v4,
+    node_v6,
+    options_of,
+    router_of,
+    start_agent,
+    wait_sessions,
+)
+from vipcast.app.lab_cni import pod_blocks
+from vipcast.lab.cni_bird import wait_vipcast_sessions
+from vipcast.lab.frr import FrrInstance
+from vipcast.lab.netns import Topology, leftovers, wait_until
+from vipcast.lab.workload import ClientLoad
+
+pytestmark = [pytest.mark.e2e, pytest.mark.netns]
+
+if os.geteuid() != 0:  # pragma: no cover
+    pytest.skip("the lab needs root", allow_module_level=True)
+
+WEB, WEB_LOCAL = "192.0.2.3", "192.0.2.4"
+DUAL_V6 = "2001:db8:100::"
+VIP_COMMUNITY = "64512:100"
+#: the burst's Services ask for these addresses (vipcast.io/loadBalancerIPs)
+BURST_IPS = [f"192.0.2.{n}" for n in range(20, 26)]
+NODES = ("n1", "n2", "n3")
+
+
+@pytest.fixture(scope="module")
+def cni_lab() -> Iterator[tuple[Topology, LabState]]:
+    workdir = Path(tempfile.mkdtemp(prefix="vc-e2e-cni-"))
+    workdir.chmod(0o755)
+    opts = LabOptions(nodes=3, cni="bird", bfd=True, prefix=f"vc-{os.getpid()}-cni",
+                      workdir=workdir, hold_time=3)
+    topo, state = build(opts)
+    try:
+        wait_sessions(router_of(topo, state), 3, timeout=90)
+        for node in NODES:
+            wait_vipcast_sessions(cni_bird_of(topo, state, node), timeout=90)
+        yield topo, state
+    finally:
+        topo.close()
+        shutil.rmtree(workdir, ignore_errors=True)
+        assert not leftovers(opts.prefix)
+
+
+def _frr(topo: Topology, state: LabState) -> FrrInstance:
+    frr = router_of(topo, state)
+    assert isinstance(frr, FrrInstance)
+    return frr
+
+
+def _counters(frr: FrrInstance) -> dict[str, tuple[int, int]]:
+    """Per router neighbor: (sessions established, sessions dropped) since bgpd started."""
+    return {a: (int(v.get("connectionsEstablished", 0)), int(v.get("connectionsDropped", 0)))
+            for a, v in frr.neighbors().items()}
+
+
+def _bird_session_starts(topo: Topology, state: LabState) -> dict[str, str]:
+    """Per node and router session: the time BIRD says the session last changed state."""
+    starts = {}
+    for node in NODES:
+        out = cni_bird_of(topo, state, node).birdc("show", "protocols")
+        for line in out.splitlines():
+            cols = line.split()
+            if cols and cols[0].startswith("Global_"):
+                starts[f"{node}/{cols[0]}"] = " ".join(cols[3:5])
+    return starts
+
+
+def _service(name: str, ip: str) -> list[dict[str, Any]]:
+    """A Cluster Service asking for ``ip``, backed by the pods on every node."""
+    return [
+        {"apiVersion": "v1", "kind": "Service",
+         "metadata": {"name": name, "namespace": "default",
+                      "annotations": {"vipcast.io/loadBalancerIPs": ip}},
+         "spec": {"type": "LoadBalancer", "externalTrafficPolicy": "Cluster",
+                  "ports": [{"name": "http", "port": 80, "protocol": "TCP", "targetPort": 8080}],
+                  "selector": {"app": name}}},
+        {"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+         "metadata": {"name": name, "namespace": "default",
+                      "labels": {"kubernetes.io/service-name": name}},
+         "addressType": "IPv4",
+         "endpoints": [{"addresses": [f"10.244.{i}.10"], "nodeName": f"n{i}",
+                        "conditions": {"ready": True}} for i in (1, 2, 3)],
+         "ports": [{"name": "http", "port": 8080, "protocol": "TCP"}]},
+    ]
+
+
+def test_router_learns_pod_blocks_and_vips_over_the_cni_session(
+    cni_lab: tuple[Topology, LabState],
+) -> None:
+    topo, state = cni_lab
+    frr = _frr(topo, state)
+    # the router has the CNI's sessions and no other: one per node and family
+    expected = {a for i in (1, 2, 3) for a in (node_v4(i), node_v6(i))}
+    assert set(frr.neighbor_states()) == expected
+    assert all(s == "Established" for s in frr.neighbor_states().values())
+    for i in (1, 2, 3):
+        block4, block6 = pod_blocks(i)
+        got4 = set(wait_until(
+            lambda i=i: (r if {pod_blocks(i)[0], f"{WEB}/32"} <= set(
+                r := frr.received_prefixes(node_v4(i))) else None),
+            timeout=30, what=f"n{i}'s block and VIPs at the router"))
+        # the node's own block, the VIPs, and nothing else (no /32 of a pod, no other block)
+        assert block4 in got4
+        assert {p for p in got4 if p.startswith("10.244.")} == {block4}
+        assert all(p == block4 or p.startswith("192.0.2.") for p in got4), got4
+        got6 = set(wait_until(
+            lambda i=i: (r if pod_blocks(i)[1] in (r := frr.received_prefixes(node_v6(i)))
+                         and f"{DUAL_V6}/128" in r else None),
+            timeout=30, what=f"n{i}'s IPv6 block and VIP at the router"))
+        assert {p for p in got6 if p.startswith("fd00:244:")} == {block6}
+    # vipcast's route through BIRD: AS path = the node's AS once, vipcast's community intact
+    paths = frr.wait_paths(f"{WEB}/32", 3)
+    assert {p.as_path for p in paths} == {(64513,)}
+    assert all(VIP_COMMUNITY in p.communities for p in paths), paths
+    # the client reaches a pod on each node through the router, and the VIPs over all nodes
+    for i in (1, 2, 3):
+        out = topo["client"].run(["curl", "-s", "-m", "5", f"http://10.244.{i}.10:8080/"],
+                                 check=False).stdout
+        assert json.loads(out or "{}").get("node") == f"n{i}", out
+    route = topo["router"].wait_route(f"{WEB}/32", count=3, timeout=30)
+    assert set(route.gateways) == {node_v4(i) for i in (1, 2, 3)}
+    samples = send(topo["client"], f"http://{WEB}/", 90)
+    assert all(s.ok for s in samples), [s.error for s in samples if not s.ok][:5]
+    assert {s.node for s in samples} == {"n1", "n2", "n3"}
+    v6 = topo["router"].wait_route(f"{DUAL_V6}/128", count=3, timeout=30)
+    assert len(v6.gateways) == 3
+
+
+def test_local_policy_is_announced_only_by_nodes_with_endpoints(
+    cni_lab: tuple[Topology, LabState],
+) -> None:
+    topo, state = cni_lab
+    frr = _frr(topo, state)
+    paths = frr.wait_paths(f"{WEB_LOCAL}/32", 2)
+    assert {p.nexthop for p in paths} == {node_v4(1), node_v4(2)}
+    assert f"{WEB_LOCAL}/32" not in frr.received_prefixes(node_v4(3))
+    samples = send(topo["client"], f"http://{WEB_LOCAL}/", 40)
+    assert all(s.ok for s in samples), [s.error for s in samples if not s.ok][:5]
+    assert {s.node for s in samples} <= {"n1", "n2"}
+
+
+def test_vip_changes_propagate_without_flapping_the_router_sessions(
+    cni_lab: tuple[Topology, LabState],
+) -> None:
+    topo, state = cni_lab
+    frr = _frr(topo, state)
+    frr.wait_paths(f"{WEB}/32", 3)
+    before, starts = _counters(frr), _bird_session_starts(topo, state)
+    extra = Path(state.workdir) / "config" / "burst.yaml"
+    for round_ in range(3):
+        # a burst: six Services appear at once, then go; each round waits for the router
+        docs = [d for k, ip in enumerate(BURST_IPS) for d in _service(f"burst{k}", ip)]
+        extra.write_text(yaml.safe_dump_all(docs, sort_keys=False))
+        for ip in BURST_IPS:
+            frr.wait_paths(f"{ip}/32", 3, timeout=45)
+        extra.unlink()
+        for ip in BURST_IPS:
+            frr.wait_paths(f"{ip}/32", 0, timeout=45)  # withdrawn through every node's BIRD
+        assert frr.route(f"{WEB}/32"), f"round {round_}: the lab's own VIP went with the burst"
+    assert len(frr.route(f"{WEB}/32")) == 3
+    assert _counters(frr) == before, "a router session dropped or restarted during the burst"
+    assert _bird_session_starts(topo, state) == starts
+
+
+def test_agent_restart_changes_nothing_the_router_sees(
+    cni_lab: tuple[Topology, LabState],
+) -> None:
+    topo, state = cni_lab
+    frr = _frr(topo, state)
+    frr.wait_paths(f"{WEB}/32", 3)
+    before = _counters(frr)
+    bird = cni_bird_of(topo, state, "n2")
+    os.killpg(state.pids["n2-agent"], signal.SIGKILL)
+    # BIRD, the graceful-restart helper, keeps n2's VIPs (stale) while the agent is away
+    wait_until(lambda: bird.vipcast_states()["vipcast4"] != "Established", timeout=20,
+               what="BIRD sees n2's agent gone")
+    assert {p.nexthop for p in frr.route(f"{WEB}/32")} == {node_v4(i) for i in (1, 2, 3)}
+    proc = start_agent(topo, topo["n2"], options_of(state), "n2")
+    state.pids["n2-agent"] = proc.pid
+    wait_vipcast_sessions(bird, timeout=60)
+    time.sleep(2.0)  # BIRD ends the restart on the agent's End-of-RIB; give the router time
+    assert {p.nexthop for p in frr.route(f"{WEB}/32")} == {node_v4(i) for i in (1, 2, 3)}
+    assert _counters(frr) == before
+
+
+def test_node_power_loss_bfd_takes_pod_block_and_vips_away(
+    cni_lab: tuple[Topology, LabState],
+) -> None:
+    topo, state = cni_lab
+    frr = _frr(topo, state)
+    router = topo["router"]
+    router.wait_route(f"{WEB}/32", count=3, timeout=30)
+    router.wait_route(pod_blocks(3)[0], timeout=30)
+    load = ClientLoad(topo["client"], f"http://{WEB}/", duration=6.0, interval=0.02,
+                      timeout=0.25, response_timeout=2.0)
+    time.sleep(1.0)
+    kill_at = power_off(topo, state, "n3", load.now)
+    gone = watch_next_hop_gone(router, f"{WEB}/32", node_v4(3), since=kill_at,
+                               clock=load.now, until=6.0)
+    samples = load.samples()
+    assert gone is not None, "n3 still a next hop of the VIP at the end of the watch window"
+    router.wait_no_route(pod_blocks(3)[0], timeout=10)
+    # it was BFD between the router and n3's BIRD that ended the session, not the hold timer
+    record = frr.neighbors()[node_v4(3)]
+    reason = f"{record.get('lastResetDueTo', '')} {record.get('lastNotificationReason', '')}"
+    assert "BFD" in reason, reason
+    assert frr.neighbor_state(node_v4(3)) != "Established"
+    # the client recovered on n1 and n2
+    final = [s for s in samples if s.t > samples[-1].t - 1.5]
+    assert final and all(s.ok for s in final), [(s.t - kill_at, s.error) for s in final]
+    assert {s.node for s in final} <= {"n1", "n2"}
