@@ -34,6 +34,7 @@ from vipcast.app.lab_cni import (
     CniKind,
     CoexistMode,
     cni_config,
+    cni_speaker,
     daemon_peers,
     node_routers,
     start_node_birds,
@@ -177,6 +178,8 @@ def lab_objects(opts: LabOptions) -> dict[str, list[dict[str, Any]]]:
                            "spec": {"receiveInterval": 100, "transmitInterval": 100,
                                     "detectMultiplier": 3}})
         if opts.cni == "bird":  # mode 2: each agent peers its node's BIRD, not the router
+            config.append(cni_speaker(asn=NODE_ASN, routers=((f"{LAN_V4}.1", ROUTER_ASN),
+                                                             (f"{LAN_V6}1", ROUTER_ASN))))
             config += daemon_peers(n, node_v4, node_v6, asn=NODE_ASN, hold_time=opts.hold_time,
                                    graceful_restart=opts.agent_graceful_restart)
         else:

@@ -45,6 +45,21 @@ def vipcast_router_id(i: int) -> str:
     return f"198.19.0.{10 + i}"
 
 
+def cni_speaker(*, asn: int, routers: tuple[tuple[str, int], ...]) -> dict[str, Any]:
+    """The ``CNISpeaker`` the lab declares: the nodes' BIRD (docs/cni.md, "The objects").
+
+    ``listenPort`` is the port the BIRD accepts vipcast on (the snippet's ``VIPCAST_PORT``);
+    identity and sessions are the node's own address, as calico-node's defaults.
+    """
+    return {
+        "apiVersion": "vipcast.io/v1beta1", "kind": "CNISpeaker",
+        "metadata": {"name": "calico"},
+        "spec": {"cni": "Calico", "asn": asn, "routerID": "NodeIP", "sourceAddress": "NodeIP",
+                 "listenPort": VIPCAST_PORT,
+                 "routers": [{"peerAddress": a, "peerASN": r_asn} for a, r_asn in routers]},
+    }
+
+
 def daemon_peers(
     nodes: int, node_v4: Callable[[int], str], node_v6: Callable[[int], str], *,
     asn: int, hold_time: int, graceful_restart: bool,
@@ -57,6 +72,7 @@ def daemon_peers(
                 "apiVersion": "vipcast.io/v1beta1", "kind": "BGPPeer",
                 "metadata": {"name": f"cni-n{i}-{fam}"},
                 "spec": {
+                    "coexistence": "ThroughDaemon", "cniSpeaker": "calico",
                     "myASN": asn, "peerASN": asn, "peerAddress": address,
                     "peerPort": VIPCAST_PORT, "sourceAddress": address,
                     "routerID": vipcast_router_id(i), "holdTime": f"{hold_time}s",
