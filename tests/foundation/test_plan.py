@@ -204,3 +204,16 @@ def test_overlapping_advertisements_merge_per_peer() -> None:
     assert by_peer["a"].communities == ((65000 << 16) | 1, (65000 << 16) | 2)
     assert by_peer["a"].local_pref == 200 and by_peer["a"].large_communities == ((1, 2, 3),)
     assert by_peer["b"].communities == ((65000 << 16) | 2,)
+
+
+def test_advertisements_with_and_without_local_pref_on_one_prefix() -> None:
+    # localPref 0 beside an unset one: the route keys differ only there (None < 0 used to
+    # raise TypeError while sorting them); the merged route carries the value that is set
+    spec = load(
+        pool("p", "192.0.2.0/28"), peer("a"), peer("b"),
+        bgp_adv("unset", aggregationLength=28), bgp_adv("zero", aggregationLength=28, localPref=0),
+        node("n1"), service("s"), slice_("s", ("10.1.0.1", "n1", True)),
+    )
+    routes = plan_node(spec, allocate_spec(spec).current(), "n1").bgp
+    assert [(r.prefix, r.peers, r.local_pref) for r in routes] == [
+        ("192.0.2.0/28", ("a", "b"), 0)]

@@ -40,6 +40,7 @@ from vipcast.obs.registry import CollectorRegistry
 from vipcast.proto.bfd.session import StateChanged
 from vipcast.runtime.bfd.bgp import BgpBfd
 from vipcast.runtime.bfd.manager import BfdManager
+from vipcast.runtime.handoff.bird import BirdHandOff
 from vipcast.runtime.health import HealthChecker
 from vipcast.runtime.l2.driver import L2Config, L2Runtime
 from vipcast.runtime.membership import DEFAULT_PORT as MEMBERSHIP_PORT
@@ -437,6 +438,8 @@ async def run_node(
         agent = agent_factory(options, planner=base_planner, registry=registry)
         l2 = NodeL2(options.node, registry, membership_key)
         agent.add_consumer(l2)
+        bird = BirdHandOff()
+        agent.add_consumer(bird)
         bare = observe(agent, registry, l2)
         l7 = attach_gateway(agent, gateway)
         drain = drain_driver(agent, options)
@@ -447,6 +450,7 @@ async def run_node(
             await _stop(l7)
             bare.close()
             await l2.stop()
+            await bird.stop()
     health = HealthChecker()
     dataplane = NodeDataplane(NftTable(), LocalVips())
     policy = AnnouncementPolicy(AnnouncementGate(), health)
@@ -456,6 +460,8 @@ async def run_node(
                           local=policy.local)
     l2 = NodeL2(options.node, registry, membership_key)
     agent.add_consumer(l2)
+    bird = BirdHandOff()
+    agent.add_consumer(bird)
     bfd = observe(agent, registry, l2)
     l7 = attach_gateway(agent, gateway, policy.proxy_ready)
     drain = drain_driver(agent, options)
@@ -490,3 +496,4 @@ async def run_node(
         await health.close()
         bfd.close()
         await l2.stop()
+        await bird.stop()

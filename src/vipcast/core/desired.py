@@ -17,6 +17,7 @@ from vipcast.core.gateway.model import ProxyModel
 from vipcast.proto.bfd import SessionConfig as BfdConfig
 from vipcast.proto.bgp import SessionConfig
 from vipcast.spec.health import HealthCheckConfig
+from vipcast.spec.objects import BFDProfileSpec
 
 Protocol = Literal["TCP", "UDP", "SCTP"]
 TrafficPolicy = Literal["Cluster", "Local"]
@@ -120,6 +121,43 @@ class BfdPeer:
     interface: str | None = None
 
 
+@dataclass(frozen=True)
+class HandOffNeighbor:
+    """A ``HandOff`` BGPPeer selecting this node: the CNI's session toward a router, to which
+    the CNI announces what vipcast hands it (vipcast opens no session)."""
+
+    name: str
+    address: str
+    my_asn: int
+    peer_asn: int
+    port: int = 179
+    ebgp_multi_hop: bool = False
+    #: the BFDProfile's name and intervals (FRR-K8s sets BFD up for the neighbor)
+    bfd_profile: str | None = None
+    bfd: BFDProfileSpec | None = None
+    password: str | None = None
+    #: a Secret in the FRR-K8s namespace holding the password (FRR-K8s reads it)
+    password_secret: str | None = None
+
+
+@dataclass(frozen=True)
+class HandOffTarget:
+    """Where this node's announcements toward hand-off peers go: one CNISpeaker's target."""
+
+    cni: str  # CNISpeaker name
+    asn: int  # the CNI's AS
+    kind: Literal["calico", "frrK8s", "birdInclude"]
+    neighbors: tuple[HandOffNeighbor, ...]
+    #: calico: the BGPConfiguration whose serviceLoadBalancerIPs vipcast owns
+    bgp_configuration: str = "default"
+    #: frrK8s: the namespace of the FRRConfiguration objects
+    namespace: str = "frr-k8s-system"
+    #: birdInclude: the file, BIRD's control socket, the static protocol's name
+    path: str = ""
+    control_socket: str = ""
+    protocol: str = "vipcast_handoff"
+
+
 @dataclass(frozen=True, order=True)
 class L2Member:
     """A node of the L2 membership (heartbeats) and where its membership socket is."""
@@ -143,6 +181,8 @@ class NodePlan:
     peers: tuple[BgpSession, ...] = ()
     #: the BFD sessions to keep (one per BGP peer with a BFDProfile)
     bfd: tuple[BfdPeer, ...] = ()
+    #: where announcements toward HandOff peers are handed to a CNI (core/handoff.py)
+    hand_off: tuple[HandOffTarget, ...] = ()
     #: the backends to health-check
     health: tuple[HealthTarget, ...] = ()
     #: backends left out of the NAT maps: failing their checks, or on a node known dead

@@ -33,6 +33,7 @@ from vipcast.core.desired import (
 from vipcast.core.gateway import translate
 from vipcast.core.gateway.address import proxied
 from vipcast.core.gateway.model import ProxyModel
+from vipcast.core.handoff import hand_off_targets
 from vipcast.core.health import ANNOTATION, health_targets, parse_health_check
 from vipcast.core.sessions import bfd_peers, bgp_sessions
 from vipcast.core.weights import with_weights
@@ -159,6 +160,7 @@ def snapshot(
             duties,
             peers=peers,
             bfd=bfd_peers(spec, [p.name for p in peers]),
+            hand_off=hand_off_targets(spec, identity.node),
             health=health_targets(duties.nat, configs, _usable),
             l2_members=l2_members(spec, identity.node),
             proxy=_proxy(spec, identity.node, gateway_addresses),
@@ -191,7 +193,7 @@ def snapshot(
             config = next((configs[n] for n in ordered if n in configs), default)
             targets[key] = HealthTarget(key[0], key[1], ordered, config)
     health = tuple(targets[k] for k in sorted(targets))
-    base = replace(duties, peers=old.peers, bfd=old.bfd, health=health,
+    base = replace(duties, peers=old.peers, bfd=old.bfd, hand_off=old.hand_off, health=health,
                    l2_members=old.l2_members,
                    proxy=_proxy(spec, identity.node, gateway_addresses))
     base = with_weights(spec, base, old)

@@ -409,7 +409,7 @@ def _build(ctx: PlanContext, targets: frozenset[str]) -> dict[str, NodePlan]:
     route_table = [
         (rk, by_service, frozenset.intersection(*by_service.values()),
          BGPRoute(*rk, services=tuple(sorted(by_service))))
-        for rk, by_service in sorted(route_services.items(), key=lambda item: item[0])
+        for rk, by_service in sorted(route_services.items(), key=lambda item: _key_order(item[0]))
     ]
     for node, d in duties.items():
         routes = []
@@ -497,6 +497,12 @@ def plan_for_spec(
     """
     result = allocate_spec(spec, current)
     return plan_node(spec, result.current(), node)
+
+
+def _key_order(rk: RouteKey) -> tuple[object, ...]:
+    """A total order of route keys: an unset localPref sorts before any value (a key with
+    localPref None and one with 0 may differ only there, and None < 0 raises)."""
+    return (*rk[:4], rk[4] is not None, rk[4] or 0)
 
 
 def _merge_routes(routes: dict[RouteKey, set[str]]) -> dict[RouteKey, set[str]]:
