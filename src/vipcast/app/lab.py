@@ -31,12 +31,14 @@ from typing import Any, Literal
 import yaml
 
 from vipcast.app.lab_cni import (
+    VIPCAST_SEPARATE_ASN,
     CniKind,
     CoexistMode,
     cni_config,
     cni_speaker,
     daemon_peers,
     node_routers,
+    separate_peers,
     start_node_birds,
 )
 from vipcast.app.lab_gateway import (
@@ -92,7 +94,8 @@ class LabOptions:
     #: "bird": every node runs BIRD 2 playing a BGP-speaking CNI (calico-node's policy), and
     #: vipcast lives beside it as ``coexist`` says (``app/lab_cni.py``, docs/cni.md)
     cni: CniKind = "none"
-    #: "daemon": mode 2, vipcast's VIPs go through the node's BIRD
+    #: "daemon": mode 2, vipcast's VIPs go through the node's BIRD; "separate": mode 1,
+    #: vipcast peers the router itself from a second node address
     coexist: CoexistMode = "daemon"
 
     @property
@@ -132,6 +135,15 @@ def node_v4(i: int) -> str:
 
 def node_v6(i: int) -> str:
     return f"{LAN_V6}{10 + i:x}"
+
+
+def vipcast_v4(i: int) -> str:
+    """Node ``i``'s second address, vipcast's own beside a CNI (``coexist="separate"``)."""
+    return f"{LAN_V4}.{40 + i}"
+
+
+def vipcast_v6(i: int) -> str:
+    return f"{LAN_V6}{40 + i:x}"
 
 
 def backend_ips(i: int, count: int = 2) -> list[tuple[str, str]]:
@@ -177,9 +189,16 @@ def lab_objects(opts: LabOptions) -> dict[str, list[dict[str, Any]]]:
             config.append({"apiVersion": api, "kind": "BFDProfile", "metadata": _meta("fast"),
                            "spec": {"receiveInterval": 100, "transmitInterval": 100,
                                     "detectMultiplier": 3}})
-        if opts.cni == "bird":  # mode 2: each agent peers its node's BIRD, not the router
-            config.append(cni_speaker(asn=NODE_ASN, routers=((f"{LAN_V4}.1", ROUTER_ASN),
-                                                             (f"{LAN_V6}1", ROUTER_ASN))))
+        routers = ((f"{LAN_V4}.1", ROUTER_ASN), (f"{LAN_V6}1", ROUTER_ASN))
+        if opts.cni == "bird" and opts.coexist == "separate":
+            # mode 1: each agent peers the router itself, from its node's second address
+            config.append(cni_speaker(asn=NODE_ASN, routers=routers, listen_port=179))
+            config += separate_peers(
+                n, vipcast_v4, vipcast_v6, router_v4=f"{LAN_V4}.1", router_v6=f"{LAN_V6}1",
+                router_asn=ROUTER_ASN, hold_time=opts.hold_time,
+                graceful_restart=opts.agent_graceful_restart, bfd=opts.bfd)
+        elif opts.cni == "bird":  # mode 2: each agent peers its node's BIRD, not the router
+            config.append(cni_speaker(asn=NODE_ASN, routers=routers))
             config += daemon_peers(n, node_v4, node_v6, asn=NODE_ASN, hold_time=opts.hold_time,
                                    graceful_restart=opts.agent_graceful_restart)
         else:
@@ -305,6 +324,15 @@ def router_neighbors(opts: LabOptions) -> tuple[Neighbor, ...]:
                 keepalive=max(1, opts.hold_time // 3), connect_retry=1,
                 description=f"n{i}",
             ))
+        if opts.cni == "bird" and opts.coexist == "separate":
+            # mode 1: the node's vipcast is a second neighbor, from its own address and AS
+            for addr in (vipcast_v4(i), vipcast_v6(i)):
+                neighbors.append(Neighbor(
+                    address=addr, remote_as=VIPCAST_SEPARATE_ASN, bfd=opts.bfd,
+                    bfd_profile="fast" if opts.bfd else None, hold_time=opts.hold_time,
+                    keepalive=max(1, opts.hold_time // 3), connect_retry=1,
+                    description=f"n{i} vipcast",
+                ))
     return tuple(neighbors)
 
 
@@ -370,6 +398,9 @@ def _build(topo: Topology, opts: LabOptions, step: Step) -> LabState:
         topo.attach_to_bridge(lan, "br0", f"p{i}", node, "eth0")
         node.add_address("eth0", f"{node_v4(i)}/24")
         node.add_address("eth0", f"{node_v6(i)}/64")
+        if opts.cni == "bird" and opts.coexist == "separate":
+            node.add_address("eth0", f"{vipcast_v4(i)}/24")
+            node.add_address("eth0", f"{vipcast_v6(i)}/64")
         node.add_default_route(f"{LAN_V4}.1")
         node.add_default_route(f"{LAN_V6}1")
         # pod addresses live on lo (the lab kernel may lack dummy links); other nodes route

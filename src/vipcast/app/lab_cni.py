@@ -6,6 +6,11 @@ Every node runs BIRD 2 configured the way calico-node configures its BIRD
 rejects everything else it does not own. The router (FRR) keeps exactly those sessions: one
 neighbor per node and family, the CNI's.
 
+``coexist="separate"`` (mode 1, "separate identity"): each agent peers the router directly from
+a second address of its node (:func:`separate_peers`), with its own router ID and AS
+(:data:`VIPCAST_SEPARATE_ASN`); the router keeps two neighbors per node and family, the CNI's
+and vipcast's, and the node's BIRD does not hear of the VIPs. vipcast listens on no port.
+
 ``coexist="daemon"`` (mode 2, "through the node's own daemon"): vipcast speaks iBGP to the
 node's BIRD on the node's own address, port :data:`VIPCAST_PORT` (never 179); BIRD includes the
 shipped snippet (``deploy/cni/bird/vipcast.conf``) and re-advertises the VIPs to the router.
@@ -29,7 +34,7 @@ from vipcast.lab.netns import Netns
 from vipcast.lab.process import run_command
 
 CniKind = Literal["none", "bird"]
-CoexistMode = Literal["daemon"]
+CoexistMode = Literal["daemon", "separate"]
 #: the port the node's BIRD listens on for its vipcast agent (vipcast's peerPort)
 VIPCAST_PORT = 1790
 POD_POOLS = ("10.244.0.0/16", "fd00:244::/32")
@@ -45,7 +50,13 @@ def vipcast_router_id(i: int) -> str:
     return f"198.19.0.{10 + i}"
 
 
-def cni_speaker(*, asn: int, routers: tuple[tuple[str, int], ...]) -> dict[str, Any]:
+#: vipcast's own AS in mode 1 (the CNI's BIRD is the node's AS): the router's AS paths say
+#: which speaker a route came from
+VIPCAST_SEPARATE_ASN = 64514
+
+
+def cni_speaker(*, asn: int, routers: tuple[tuple[str, int], ...],
+                listen_port: int = VIPCAST_PORT) -> dict[str, Any]:
     """The ``CNISpeaker`` the lab declares: the nodes' BIRD (docs/cni.md, "The objects").
 
     ``listenPort`` is the port the BIRD accepts vipcast on (the snippet's ``VIPCAST_PORT``);
@@ -55,7 +66,7 @@ def cni_speaker(*, asn: int, routers: tuple[tuple[str, int], ...]) -> dict[str, 
         "apiVersion": "vipcast.io/v1beta1", "kind": "CNISpeaker",
         "metadata": {"name": "calico"},
         "spec": {"cni": "Calico", "asn": asn, "routerID": "NodeIP", "sourceAddress": "NodeIP",
-                 "listenPort": VIPCAST_PORT,
+                 "listenPort": listen_port,
                  "routers": [{"peerAddress": a, "peerASN": r_asn} for a, r_asn in routers]},
     }
 
@@ -80,6 +91,32 @@ def daemon_peers(
                     "nodeSelectors": [{"matchLabels": {"kubernetes.io/hostname": f"n{i}"}}],
                 },
             })
+    return peers
+
+
+def separate_peers(
+    nodes: int, own_v4: Callable[[int], str], own_v6: Callable[[int], str], *,
+    router_v4: str, router_v6: str, router_asn: int, hold_time: int, graceful_restart: bool,
+    bfd: bool,
+) -> list[dict[str, Any]]:
+    """Mode 1's BGPPeer objects: each node's agent peers the router from its node's second
+    address (``own_v4(i)``/``own_v6(i)``), router ID = that IPv4 address, AS
+    :data:`VIPCAST_SEPARATE_ASN`, BFD with the router when ``bfd``."""
+    peers: list[dict[str, Any]] = []
+    for i in range(1, nodes + 1):
+        for fam, router, source in (("v4", router_v4, own_v4(i)), ("v6", router_v6, own_v6(i))):
+            spec: dict[str, Any] = {
+                "coexistence": "SeparateIdentity", "cniSpeaker": "calico",
+                "myASN": VIPCAST_SEPARATE_ASN, "peerASN": router_asn, "peerAddress": router,
+                "sourceAddress": source, "routerID": own_v4(i),
+                "holdTime": f"{hold_time}s", "connectTime": "1s",
+                "gracefulRestart": graceful_restart,
+                "nodeSelectors": [{"matchLabels": {"kubernetes.io/hostname": f"n{i}"}}],
+            }
+            if bfd:
+                spec["bfdProfile"] = "fast"
+            peers.append({"apiVersion": "vipcast.io/v1beta1", "kind": "BGPPeer",
+                          "metadata": {"name": f"router-n{i}-{fam}"}, "spec": spec})
     return peers
 
 

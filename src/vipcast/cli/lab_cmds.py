@@ -54,6 +54,10 @@ def up(
     cni: Annotated[str, typer.Option(
         help="'bird': every node runs BIRD 2 as a BGP-speaking CNI (calico-node's policy) and "
              "vipcast's VIPs go through it (docs/cni.md)")] = "none",
+    coexist: Annotated[str, typer.Option(
+        help="With --cni bird: 'daemon' (mode 2, the VIPs go through the node's BIRD) or "
+             "'separate' (mode 1, vipcast peers the router from a second node address)")
+    ] = "daemon",
 ) -> None:
     """Build the lab and leave it running (``vipcast lab down`` removes it)."""
     from vipcast.app.lab import LabOptions, LabState, build, router_of, teardown, wait_sessions
@@ -68,6 +72,9 @@ def up(
     if cni not in ("none", "bird") or (cni == "bird" and (mode, router) != ("bgp", "frr")):
         console.print("[red]--cni is none or bird; --cni bird needs --mode bgp and --router frr "
                       "(FRR plays the router the CNI peers)[/red]")
+        raise typer.Exit(2)
+    if coexist not in ("daemon", "separate"):
+        console.print("[red]--coexist is daemon or separate[/red]")
         raise typer.Exit(2)
     if cni == "bird":
         _preflight("bird")
@@ -86,13 +93,21 @@ def up(
                       f"{nodes}[/red]")
         raise typer.Exit(2)
     opts = LabOptions(nodes=nodes, mode=m, router=r, bfd=bfd, workdir=workdir, prefix=prefix,
-                      gateway=gateway, backends=counts, cni="bird" if cni == "bird" else "none")
+                      gateway=gateway, backends=counts, cni="bird" if cni == "bird" else "none",
+                      coexist="separate" if coexist == "separate" else "daemon")
     with console.status("building the lab") as status:
         topo, state = build(opts, step=lambda s: status.update(f"building the lab: {s}"))
         if m == "bgp":
             status.update("waiting for BGP sessions")
             wait_sessions(router_of(topo, state), nodes, timeout=60)
-        if opts.cni == "bird":
+        if opts.cni == "bird" and opts.coexist == "separate":
+            from vipcast.app.lab import vipcast_v4, vipcast_v6
+
+            status.update("waiting for vipcast's own sessions with the router")
+            router_of(topo, state).wait_established(
+                *(a for i in range(1, nodes + 1) for a in (vipcast_v4(i), vipcast_v6(i))),
+                timeout=60)
+        elif opts.cni == "bird":
             from vipcast.app.lab import cni_bird_of
             from vipcast.lab.cni_bird import wait_vipcast_sessions
 
@@ -171,13 +186,24 @@ def status(
 
 def _print_speakers(state: Any) -> None:
     """Beside a CNI: each router session with the routes of both speakers it carries."""
-    from vipcast.app.lab import lab_pools, node_v4, node_v6, options_of
+    from vipcast.app.lab import (
+        lab_pools,
+        node_v4,
+        node_v6,
+        options_of,
+        vipcast_v4,
+        vipcast_v6,
+    )
     from vipcast.app.lab_cni import router_sessions, vipcast_session_states
 
     opts = options_of(state)
     node_of = {a: f"n{i}" for i in range(1, opts.nodes + 1) for a in (node_v4(i), node_v6(i))}
-    table = Table(title="the router's sessions (FRR): one per node and family, the CNI's; "
-                        "routes by speaker")
+    if opts.coexist == "separate":
+        node_of.update({a: f"n{i} (vipcast)" for i in range(1, opts.nodes + 1)
+                        for a in (vipcast_v4(i), vipcast_v6(i))})
+    who = ("two per node and family, the CNI's and vipcast's" if opts.coexist == "separate"
+           else "one per node and family, the CNI's")
+    table = Table(title=f"the router's sessions (FRR): {who}; routes by speaker")
     for col in ("neighbor", "node", "state", "up / drops", "pod blocks (CNI)", "VIPs (vipcast)"):
         table.add_column(col)
     for s in router_sessions(Path(state.frr_dir), node_of, lab_pools(opts)):
@@ -185,6 +211,8 @@ def _print_speakers(state: Any) -> None:
                       "\n".join(s.pod_routes) or "-",
                       "\n".join(s.vip_routes + s.other_routes) or "-")
     console.print(table)
+    if opts.coexist == "separate":
+        return  # mode 1: vipcast's sessions are the router's "(vipcast)" rows above
     workdir = Path(state.workdir)
     states = {node: vipcast_session_states(workdir, node) for node in state.nodes}
     console.print("vipcast's sessions with its node's BIRD: " + "; ".join(

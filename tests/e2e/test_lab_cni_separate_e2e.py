@@ -1,0 +1,230 @@
+"""End to end beside a BGP-speaking CNI, mode 1 ("separate identity", docs/cni.md).
+
+The lab's three nodes run BIRD 2 configured as calico-node configures its BIRD (the CNI: the
+node's pod block over one session per family from the node's address, AS 64513, BFD with the
+router). Each agent peers the router itself from a second address of its node (198.18.0.4x,
+fd00:18::2x), router ID = that address, AS 64514, BFD 100 ms x 3, and listens on no port. FRR
+is the router and keeps two neighbors per node and family. What is checked, in order:
+
+1. the router's neighbors are exactly both speakers of every node; the CNI's sessions carry
+   the node's pod block and nothing of vipcast's, vipcast's carry the VIPs and nothing of the
+   CNI's; only BIRD listens on port 179 on the nodes; the client reaches a pod on every node
+   and the VIPs over every node (next hops: vipcast's addresses);
+2. a burst of VIP changes reaches the router (withdrawals included) and no CNI session drops
+   or restarts (FRR's counters and BIRD's session start times unchanged), nor any of vipcast's;
+3. a node loses power: BFD takes down both of its sessions (FRR says why), its VIP next hop and
+   its pod block leave the router, the other nodes' sessions stay, and the client recovers.
+
+Deadlines are generous; the failover figure is in bench/cni_separate_failover.py.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from vipcast.app.demo import power_off, send, watch_next_hop_gone
+from vipcast.app.lab import (
+    LabOptions,
+    LabState,
+    build,
+    cni_bird_of,
+    node_v4,
+    node_v6,
+    router_of,
+    vipcast_v4,
+    vipcast_v6,
+    wait_sessions,
+)
+from vipcast.app.lab_cni import pod_blocks
+from vipcast.lab.frr import FrrInstance
+from vipcast.lab.netns import Topology, leftovers, wait_until
+from vipcast.lab.workload import ClientLoad
+
+pytestmark = [pytest.mark.e2e, pytest.mark.netns]
+
+if os.geteuid() != 0:  # pragma: no cover
+    pytest.skip("the lab needs root", allow_module_level=True)
+
+WEB = "192.0.2.3"
+DUAL_V6 = "2001:db8:100::"
+BURST_IPS = [f"192.0.2.{n}" for n in range(20, 26)]
+NODES = (1, 2, 3)
+CNI_AS, VIPCAST_AS = 64513, 64514
+
+
+def _cni(i: int) -> tuple[str, str]:
+    return node_v4(i), node_v6(i)
+
+
+def _ours(i: int) -> tuple[str, str]:
+    return vipcast_v4(i), vipcast_v6(i)
+
+
+@pytest.fixture(scope="module")
+def lab() -> Iterator[tuple[Topology, LabState]]:
+    workdir = Path(tempfile.mkdtemp(prefix="vc-e2e-cni1-"))
+    workdir.chmod(0o755)
+    opts = LabOptions(nodes=3, cni="bird", coexist="separate", bfd=True,
+                      prefix=f"vc-{os.getpid()}-cn1", workdir=workdir, hold_time=3)
+    topo, state = build(opts)
+    try:
+        router = router_of(topo, state)
+        wait_sessions(router, 3, timeout=90)
+        router.wait_established(*(a for i in NODES for a in _ours(i)), timeout=90)
+        yield topo, state
+    finally:
+        topo.close()
+        shutil.rmtree(workdir, ignore_errors=True)
+        assert not leftovers(opts.prefix)
+
+
+def _frr(topo: Topology, state: LabState) -> FrrInstance:
+    frr = router_of(topo, state)
+    assert isinstance(frr, FrrInstance)
+    return frr
+
+
+def _counters(frr: FrrInstance, addresses: list[str]) -> dict[str, tuple[int, int]]:
+    """(sessions established, sessions dropped) since bgpd started, per neighbor."""
+    neighbors = frr.neighbors()
+    return {a: (int(neighbors[a].get("connectionsEstablished", 0)),
+                int(neighbors[a].get("connectionsDropped", 0))) for a in addresses}
+
+
+def _bird_session_starts(topo: Topology, state: LabState) -> dict[str, str]:
+    starts = {}
+    for i in NODES:
+        out = cni_bird_of(topo, state, f"n{i}").birdc("show", "protocols")
+        for line in out.splitlines():
+            cols = line.split()
+            if cols and cols[0].startswith("Global_"):
+                starts[f"n{i}/{cols[0]}"] = " ".join(cols[3:5])
+    return starts
+
+
+def _service(name: str, ip: str) -> list[dict[str, Any]]:
+    return [
+        {"apiVersion": "v1", "kind": "Service",
+         "metadata": {"name": name, "namespace": "default",
+                      "annotations": {"vipcast.io/loadBalancerIPs": ip}},
+         "spec": {"type": "LoadBalancer", "externalTrafficPolicy": "Cluster",
+                  "ports": [{"name": "http", "port": 80, "protocol": "TCP", "targetPort": 8080}],
+                  "selector": {"app": name}}},
+        {"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+         "metadata": {"name": name, "namespace": "default",
+                      "labels": {"kubernetes.io/service-name": name}},
+         "addressType": "IPv4",
+         "endpoints": [{"addresses": [f"10.244.{i}.10"], "nodeName": f"n{i}",
+                        "conditions": {"ready": True}} for i in NODES],
+         "ports": [{"name": "http", "port": 8080, "protocol": "TCP"}]},
+    ]
+
+
+def test_two_speakers_per_node_each_with_its_own_routes(
+    lab: tuple[Topology, LabState],
+) -> None:
+    topo, state = lab
+    frr = _frr(topo, state)
+    states = frr.neighbor_states()
+    assert set(states) == {a for i in NODES for a in (*_cni(i), *_ours(i))}
+    assert set(states.values()) == {"Established"}
+    for i in NODES:
+        block4, block6 = pod_blocks(i)
+        cni4 = set(wait_until(lambda i=i: r if pod_blocks(i)[0] in (
+            r := frr.received_prefixes(node_v4(i))) else None, timeout=30,
+            what=f"n{i}'s pod block from its CNI"))
+        ours4 = set(wait_until(lambda i=i: r if f"{WEB}/32" in (
+            r := frr.received_prefixes(vipcast_v4(i))) else None, timeout=30,
+            what=f"the VIP from n{i}'s vipcast"))
+        assert cni4 == {block4}, cni4  # the CNI's session: its block, no VIP
+        assert ours4 and all(p.startswith("192.0.2.") for p in ours4), ours4
+        assert set(frr.received_prefixes(node_v6(i))) == {block6}
+        ours6 = set(wait_until(lambda i=i: r if f"{DUAL_V6}/128" in (
+            r := frr.received_prefixes(vipcast_v6(i))) else None, timeout=30,
+            what=f"the IPv6 VIP from n{i}'s vipcast"))
+        assert all(p.startswith("2001:db8:100:") for p in ours6), ours6
+        # only the CNI listens for BGP on the node: vipcast never binds port 179
+        listeners = topo[f"n{i}"].run(["ss", "-Hltnp", "sport = :179"]).stdout
+        assert listeners.strip() and all("bird" in line for line in listeners.splitlines()), \
+            listeners
+    paths = frr.wait_paths(f"{WEB}/32", 3)
+    assert {p.as_path for p in paths} == {(VIPCAST_AS,)}
+    assert {p.nexthop for p in paths} == {vipcast_v4(i) for i in NODES}
+    assert {p.as_path for p in frr.route(pod_blocks(1)[0])} == {(CNI_AS,)}
+    # the client reaches a pod on each node (through the CNI's routes) and the VIP on all nodes
+    for i in NODES:
+        out = topo["client"].run(["curl", "-s", "-m", "5", f"http://10.244.{i}.10:8080/"],
+                                 check=False).stdout
+        assert json.loads(out or "{}").get("node") == f"n{i}", out
+    route = topo["router"].wait_route(f"{WEB}/32", count=3, timeout=30)
+    assert set(route.gateways) == {vipcast_v4(i) for i in NODES}
+    samples = send(topo["client"], f"http://{WEB}/", 90)
+    assert all(s.ok for s in samples), [s.error for s in samples if not s.ok][:5]
+    assert {s.node for s in samples} == {"n1", "n2", "n3"}
+
+
+def test_vip_changes_do_not_flap_the_cni_sessions(lab: tuple[Topology, LabState]) -> None:
+    topo, state = lab
+    frr = _frr(topo, state)
+    frr.wait_paths(f"{WEB}/32", 3)
+    every = [a for i in NODES for a in (*_cni(i), *_ours(i))]
+    before, starts = _counters(frr, every), _bird_session_starts(topo, state)
+    blocks_before = {i: set(frr.received_prefixes(node_v4(i))) for i in NODES}
+    extra = Path(state.workdir) / "config" / "burst.yaml"
+    for round_ in range(3):
+        docs = [d for k, ip in enumerate(BURST_IPS) for d in _service(f"burst{k}", ip)]
+        extra.write_text(yaml.safe_dump_all(docs, sort_keys=False))
+        for ip in BURST_IPS:
+            paths = frr.wait_paths(f"{ip}/32", 3, timeout=45)
+            assert {p.nexthop for p in paths} == {vipcast_v4(i) for i in NODES}
+        extra.unlink()
+        for ip in BURST_IPS:
+            frr.wait_paths(f"{ip}/32", 0, timeout=45)
+        assert frr.route(f"{WEB}/32"), f"round {round_}: the lab's own VIP went with the burst"
+    assert _counters(frr, every) == before, "a router session dropped or restarted"
+    assert _bird_session_starts(topo, state) == starts
+    assert {i: set(frr.received_prefixes(node_v4(i))) for i in NODES} == blocks_before
+
+
+def test_node_power_loss_bfd_drops_both_speakers_of_the_node(
+    lab: tuple[Topology, LabState],
+) -> None:
+    topo, state = lab
+    frr = _frr(topo, state)
+    router = topo["router"]
+    router.wait_route(f"{WEB}/32", count=3, timeout=30)
+    router.wait_route(pod_blocks(3)[0], timeout=30)
+    survivors = [a for i in (1, 2) for a in (*_cni(i), *_ours(i))]
+    before = _counters(frr, survivors)
+    load = ClientLoad(topo["client"], f"http://{WEB}/", duration=6.0, interval=0.02,
+                      timeout=0.25, response_timeout=2.0)
+    time.sleep(1.0)
+    kill_at = power_off(topo, state, "n3", load.now)
+    gone = watch_next_hop_gone(router, f"{WEB}/32", vipcast_v4(3), since=kill_at,
+                               clock=load.now, until=6.0)
+    samples = load.samples()
+    assert gone is not None, "n3's vipcast still a next hop of the VIP after the watch window"
+    router.wait_no_route(pod_blocks(3)[0], timeout=10)
+    neighbors = frr.neighbors()
+    for address in (vipcast_v4(3), node_v4(3)):
+        # BFD, not the hold timer (3 s), ended both of n3's sessions
+        record = neighbors[address]
+        reason = f"{record.get('lastResetDueTo', '')} {record.get('lastNotificationReason', '')}"
+        assert "BFD" in reason, (address, reason)
+        assert record.get("bgpState") != "Established"
+    route = router.route(f"{WEB}/32")
+    assert route is not None and set(route.gateways) == {vipcast_v4(1), vipcast_v4(2)}
+    assert _counters(frr, survivors) == before  # the other nodes' sessions never moved
+    final = [s for s in samples if s.t > samples[-1].t - 1.5]
+    assert final and all(s.ok for s in final), [(s.t - kill_at, s.error) for s in final]
+    assert {s.node for s in final} <= {"n1", "n2"}
