@@ -360,3 +360,28 @@ def test_timers_for_memberlist_match_its_published_lan_defaults() -> None:
         4.0, 0.2, 3, 4)
     assert t.suspicion_timeout(1000) == pytest.approx(4 * 3.0004, rel=1e-3)
     assert Network().loss == 0.0
+
+
+def test_a_stall_longer_than_a_probe_neither_crashes_nor_suspects() -> None:
+    """The agent's event loop stalls (GC, a big plan, a loaded machine) right after a probe
+    went out, for longer than the probe's nonce lives. tick() then ran the indirect-probe step
+    for a probe whose nonce had just expired and raised KeyError: in the runtime that ended the
+    membership task, and from then on the node sent no gossip, no pulls, no probes of its own
+    (its serving-set changes reached the others only by chance; tests/l2 saw a VIP never move).
+    The protocol must go on, and a probe it could not follow is no evidence against the
+    target."""
+    sim = cluster(3)
+    a = swim(sim, "n0")
+    now = a._next_probe  # the next tick sends a probe
+    a.tick(now)
+    probe = a._probe
+    assert probe is not None and probe.sent == now
+    target = probe.target
+    a.datagrams_to_send()  # lost: the target never answers this one
+    stalled = now + 10 * a.timers.probe_interval
+    a.tick(stalled)
+    assert a.members[target].state == State.ALIVE  # not suspected for our own stall
+    a.tick(stalled + a.timers.probe_timeout)
+    a.tick(a._next_probe)
+    assert a.next_deadline() is not None
+    assert a.datagrams_to_send(), "the member keeps probing after the stall"

@@ -43,6 +43,13 @@ class _Endpoint(asyncio.DatagramProtocol):
         log.debug("membership: %s", exc)
 
 
+def _report_crash(task: asyncio.Task[None]) -> None:
+    """The timer loop ended by an exception (a bug): say so loudly. Without the loop the node
+    still answers (so nobody declares it dead) but sends no gossip, pulls or probes of its own."""
+    if not task.cancelled() and task.exception() is not None:
+        log.error("membership: the timer loop stopped", exc_info=task.exception())
+
+
 class MembershipAgent:
     def __init__(
         self,
@@ -79,6 +86,7 @@ class MembershipAgent:
         self.membership.start(self._now())
         self._flush()
         self._task = loop.create_task(self._run(), name="membership")
+        self._task.add_done_callback(_report_crash)
 
     def counters(self) -> dict[str, object]:
         """Plain counters for the metrics collector."""

@@ -466,10 +466,12 @@ class Membership(SyncMixin):
         timed_out = probe is not None and now >= probe.sent + self.timers.probe_timeout
         if probe is not None and timed_out and not probe.indirect:
             probe.indirect = True
-            if not self._acked(probe):
+            # None: the nonce expired before this tick ran (this node stalled for longer than
+            # the probe lives); the probe is abandoned, not concluded (see _conclude)
+            pending = self._pending.get(probe.token)
+            if pending is not None and not pending.acked:
                 target = self.members.get(probe.target)
                 if target is not None and target.state in (State.ALIVE, State.SUSPECT):
-                    pending = self._pending[probe.token]
                     relays = self._pick(self.timers.indirect_checks, exclude=(probe.target,))
                     pending.peers = pending.peers | frozenset(relays)
                     for name in relays:
@@ -488,13 +490,14 @@ class Membership(SyncMixin):
         self._probe = _Probe(target_name, token, now)
         self._send(target_name, Kind.PING, token=token)
 
-    def _acked(self, probe: _Probe) -> bool:
-        pending = self._pending.get(probe.token)
-        return pending is not None and pending.acked
-
     def _conclude(self, probe: _Probe, now: float) -> None:
+        """No ack by the end of the period: suspect the target. Not when the probe's nonce
+        expired unconcluded: this node itself stalled past the probe's lifetime (a GC pause, a
+        loaded machine), so the silence is no evidence against the target (Lifeguard's point:
+        a slow prober must not accuse others)."""
         member = self.members.get(probe.target)
-        if member is None or self._acked(probe) or member.state != State.ALIVE:
+        pending = self._pending.get(probe.token)
+        if member is None or pending is None or pending.acked or member.state != State.ALIVE:
             return
         member.state, self._dirty = State.SUSPECT, True
         self._suspects[member.name] = now + self._suspicion()
