@@ -70,10 +70,68 @@ def test_backends_down_or_on_dead_nodes_are_down_in_the_plan() -> None:
     snap = _snap()
     down = plan(snap, Local(down=frozenset({("198.51.100.1", 8080)})))
     assert down.down == {("198.51.100.1", 8080)}
-    dead = plan(snap, Local(dead_nodes=frozenset({"n2"})))
-    assert dead.down == {("198.51.100.1", 8080), ("198.51.100.2", 8080)}
-    assert healthy_services(dead.nat, dead.down) == frozenset()
     assert healthy_services(down.nat, down.down) == {"d/b"}
+    # every backend of both services is on n2: dropping them would leave the services with
+    # nothing, so a dead n2 leaves them in (if only n2's agent died, they still serve)
+    dead = plan(snap, Local(dead_nodes=frozenset({"n2"})))
+    assert dead.down == frozenset()
+
+
+def _three_nodes() -> Any:
+    docs: list[dict[str, Any]] = [
+        {"apiVersion": V, "kind": "IPAddressPool", "metadata": {"name": "p"},
+         "spec": {"addresses": ["192.0.2.0/28"]}},
+        {"apiVersion": V, "kind": "BGPPeer", "metadata": {"name": "r"},
+         "spec": {"myASN": 64512, "peerASN": 64500, "peerAddress": "10.0.0.1"}},
+        {"apiVersion": V, "kind": "BGPAdvertisement", "metadata": {"name": "b"}, "spec": {}},
+    ]
+    for i in (1, 2, 3):
+        docs.append({"apiVersion": "v1", "kind": "Node", "metadata": {"name": f"n{i}"},
+                     "status": {"addresses": [{"type": "InternalIP",
+                                               "address": f"198.18.0.{10 + i}"}]}})
+    for name, policy, nodes in (("web", "Cluster", (1, 2, 3)), ("local", "Local", (1, 2)),
+                                ("only3", "Cluster", (3,))):
+        docs.append({"apiVersion": "v1", "kind": "Service",
+                     "metadata": {"name": name, "namespace": "d"},
+                     "spec": {"type": "LoadBalancer", "ports": [{"port": 80}],
+                              "externalTrafficPolicy": policy}})
+        docs.append({"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+                     "metadata": {"name": f"{name}-1", "namespace": "d",
+                                  "labels": {"kubernetes.io/service-name": name}},
+                     "addressType": "IPv4", "ports": [{"port": 8080}],
+                     "endpoints": [{"addresses": [f"10.244.{n}.{len(name)}"], "nodeName": f"n{n}"}
+                                   for n in nodes]})
+    spec = load_documents([("t.yaml", d) for d in docs])
+    duties = plan_node(spec, allocate_spec(spec).current(), "n1")
+    return snapshot(spec, duties, NodeIdentity("n1"))
+
+
+def test_a_dead_node_leaves_the_cluster_policy_maps_unless_it_would_empty_a_rule() -> None:
+    snap = _three_nodes()
+    web3, only3 = ("10.244.3.3", 8080), ("10.244.3.5", 8080)
+    dead = plan(snap, Local(dead_nodes=frozenset({"n3"})))
+    assert dead.down == {web3}  # only3 keeps its one backend; Local rules never go there
+    assert dead.nat is snap.plan_base.nat  # the rules stay; the data plane leaves out ``down``
+    # n2's web backend failing its check too: web still has n1's, n3's still goes
+    both = plan(snap, Local(dead_nodes=frozenset({"n3"}), down=frozenset({("10.244.2.3", 8080)})))
+    assert both.down == {web3, ("10.244.2.3", 8080)}
+    # every other web backend failing: the dead node's one is all web has left, it stays
+    alone = plan(snap, Local(dead_nodes=frozenset({"n3"}),
+                             down=frozenset({("10.244.1.3", 8080), ("10.244.2.3", 8080)})))
+    assert web3 not in alone.down and only3 not in alone.down
+    # the memo of one set of dead nodes gives what a fresh snapshot gives
+    assert plan(_three_nodes(), Local(dead_nodes=frozenset({"n3"}))).down == dead.down
+    assert plan(snap, Local(dead_nodes=frozenset({"n2", "n3"}))).down == {
+        web3, ("10.244.2.3", 8080)}
+    assert plan(snap, Local()).down == frozenset()
+
+
+def test_liveness_members_are_every_node_of_a_bgp_config() -> None:
+    snap = _three_nodes()
+    members = snap.plan_base.liveness_members
+    assert [(m.name, m.address) for m in members] == [
+        ("n1", "198.18.0.11"), ("n2", "198.18.0.12"), ("n3", "198.18.0.13")]
+    assert snap.plan_base.l2_members == ()
 
 
 def test_the_filter_memo_gives_what_a_fresh_filter_gives() -> None:

@@ -81,6 +81,8 @@ class AgentOptions:
     load_in_thread: bool = False
     #: seconds between announcing with GRACEFUL_SHUTDOWN and withdrawing, on a drain
     drain_grace: float = 30.0
+    #: the membership's dead nodes leave the Cluster-policy maps (app/liveness.py)
+    node_liveness: bool = True
 
 
 @dataclass(frozen=True)

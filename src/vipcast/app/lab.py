@@ -97,6 +97,9 @@ class LabOptions:
     #: "daemon": mode 2, vipcast's VIPs go through the node's BIRD; "separate": mode 1,
     #: vipcast peers the router itself from a second node address
     coexist: CoexistMode = "daemon"
+    #: node liveness (the SWIM membership) on the agents: a dead node's backends leave the
+    #: others' Cluster-policy maps within its detection time (off: only by health check)
+    liveness: bool = True
 
     @property
     def agent_graceful_restart(self) -> bool:
@@ -477,6 +480,7 @@ def start_agent(topo: Topology, node: Netns, opts: LabOptions, name: str) -> Any
         [*_vipcast(), "agent", "--config", str(opts.workdir / "config"), "--node", name,
          "--metrics-address", f"127.0.0.1:{AGENT_STATUS_PORT}",
          "--state-dir", str(opts.workdir / f"state-{name}"), "--poll-interval", "0.1",
+         *([] if opts.liveness else ["--no-node-liveness"]),
          *(agent_gateway_args(str(opts.workdir), name) if opts.gateway else [])],
         name="agent",
         log_path=opts.workdir / f"{name}-agent.log",

@@ -30,6 +30,7 @@ from dataclasses import asdict
 from vipcast.app.agent import Agent, AgentOptions, Planner, default_planner
 from vipcast.app.drain import drain_driver
 from vipcast.app.envoy_gateway import EnvoyGateway, GatewaySettings, ProxyConsumer
+from vipcast.app.liveness import NodeLiveness
 from vipcast.core.desired import BackendKey, BfdPeer, HealthTarget, NatRule, NodePlan, VipKey
 from vipcast.core.pipeline import Local, healthy_services, l2_members
 from vipcast.dataplane.nft import NftTable
@@ -38,6 +39,7 @@ from vipcast.dataplane.routes import LocalVips
 from vipcast.obs.membership_metrics import register_membership_metrics
 from vipcast.obs.registry import CollectorRegistry
 from vipcast.proto.bfd.session import StateChanged
+from vipcast.proto.membership import View
 from vipcast.runtime.bfd.bgp import BgpBfd
 from vipcast.runtime.bfd.manager import BfdManager
 from vipcast.runtime.handoff.bird import BirdHandOff
@@ -129,6 +131,8 @@ class AnnouncementPolicy:
         health.on_change(self._wake.set)
         #: the node's Envoy is ready and ACKed the current configuration (an observation)
         self._proxy_ready = False
+        #: nodes the membership says are dead (an observation, see app/liveness.py)
+        self._dead_nodes: frozenset[str] = frozenset()
 
     async def apply(self, plan: NodePlan) -> None:
         """A new plan (new services may need probes): check again now."""
@@ -147,10 +151,17 @@ class AnnouncementPolicy:
             self._proxy_ready = ready
             self._wake.set()
 
+    def dead_nodes(self, nodes: frozenset[str]) -> None:
+        """The membership's view of dead nodes changed (an event from the membership; the next
+        check reports it): their backends leave the Cluster-policy maps."""
+        if nodes != self._dead_nodes:
+            self._dead_nodes = nodes
+            self._wake.set()
+
     def observed(self) -> Local:
         """What the node observes now, as the planner's input."""
         return Local(servable=self.servable, down=self._health.down(),
-                     proxy_ready=self._proxy_ready)
+                     proxy_ready=self._proxy_ready, dead_nodes=self._dead_nodes)
 
     async def check(self, *, wait: bool = False) -> frozenset[str]:
         """The services servable now: a healthy backend, and a VIP port verified through the
@@ -356,10 +367,12 @@ class NodeL2:
     the agents). What the node may own follows the plan's ``l2_servable``.
     """
 
-    def __init__(self, node: str, registry: CollectorRegistry, key: bytes) -> None:
+    def __init__(self, node: str, registry: CollectorRegistry, key: bytes,
+                 on_view: Callable[[View], None] | None = None) -> None:
         self._node = node
         self._registry = registry
         self._key = key
+        self._on_view = on_view
         self.runtime: L2Runtime | None = None
 
     async def apply(self, plan: NodePlan) -> None:
@@ -367,8 +380,7 @@ class NodeL2:
             if not plan.l2_members:
                 return
             config = l2_config_of(plan, self._key)
-            runtime = L2Runtime(config, self._registry)
-            register_membership_metrics(self._registry, runtime.membership_counters)
+            runtime = L2Runtime(config, self._registry, on_view=self._on_view)
             runtime.set_servable(plan.l2_servable)
             await runtime.start()
             self.runtime = runtime
@@ -377,6 +389,9 @@ class NodeL2:
 
     def status(self) -> dict[str, object]:
         return self.runtime.status() if self.runtime is not None else {}
+
+    def membership_counters(self) -> dict[str, object] | None:
+        return self.runtime.membership_counters() if self.runtime is not None else None
 
     async def stop(self) -> None:
         if self.runtime is not None:
@@ -437,6 +452,7 @@ async def run_node(
     if not dataplane_enabled:
         agent = agent_factory(options, planner=base_planner, registry=registry)
         l2 = NodeL2(options.node, registry, membership_key)
+        register_membership_metrics(registry, l2.membership_counters)
         agent.add_consumer(l2)
         bird = BirdHandOff()
         agent.add_consumer(bird)
@@ -458,8 +474,18 @@ async def run_node(
     agent = agent_factory(options, planner=base_planner, registry=registry,
                           consumers=[HealthTargets(health), dataplane, policy],
                           local=policy.local)
-    l2 = NodeL2(options.node, registry, membership_key)
+    # node liveness: the membership's dead nodes are an observation like health (BGP mode:
+    # its own membership; L2 mode: the L2 one), see app/liveness.py
+    liveness = NodeLiveness(options.node, membership_key, policy.dead_nodes,
+                            enabled=options.node_liveness)
+    l2 = NodeL2(options.node, registry, membership_key,
+                on_view=lambda view: policy.dead_nodes(
+                    view.dead if options.node_liveness else frozenset()))
+    register_membership_metrics(registry,
+                                lambda: l2.membership_counters() or liveness.counters())
+    agent.add_consumer(liveness)  # before L2: it frees the membership port for it
     agent.add_consumer(l2)
+    agent.add_status_section("liveness", liveness.status)
     bird = BirdHandOff()
     agent.add_consumer(bird)
     bfd = observe(agent, registry, l2)
@@ -495,5 +521,6 @@ async def run_node(
         await _stop(l7)
         await health.close()
         bfd.close()
+        await liveness.stop()
         await l2.stop()
         await bird.stop()

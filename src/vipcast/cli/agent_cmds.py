@@ -50,8 +50,13 @@ def agent(
     ] = True,
     membership_key_file: Annotated[
         Path | None,
-        typer.Option(help="Shared key of the L2 node membership (or $VIPCAST_MEMBERSHIP_KEY)"),
+        typer.Option(help="Shared key of the node membership: L2 owners, and node liveness "
+                     "(or $VIPCAST_MEMBERSHIP_KEY)"),
     ] = None,
+    node_liveness: Annotated[
+        bool, typer.Option(help="Leave a dead node's backends out of the Cluster-policy maps as "
+                           "soon as the node membership declares it dead (docs/membership.md)")
+    ] = True,
     gateway_workdir: Annotated[
         Path | None,
         typer.Option(help="Run the L7 gateway (Envoy fed over xDS); its files go here"),
@@ -80,6 +85,7 @@ def agent(
         state_dir=state_dir,
         poll_interval=poll_interval,
         drain_grace=drain_grace,
+        node_liveness=node_liveness,
         load_in_thread=True,  # files only: reloads parse and plan off the event loop
     )
 

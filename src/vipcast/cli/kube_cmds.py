@@ -79,16 +79,16 @@ SecretsOpt = Annotated[
 
 
 def membership_key(path: Path | None, env: str = "") -> str:
-    """The L2 membership key: the file's text (the chart mounts a generated Secret there),
+    """The node membership key: the file's text (the chart mounts a generated Secret there),
     else ``env``. A missing file (an optional Secret not created) gives ``env`` and a warning:
-    BGP needs no key, L2 with more than one node does."""
+    BGP works without it (but without node liveness), L2 with more than one node does not."""
     if path is None:
         return env
     try:
         return path.read_text().strip()
     except FileNotFoundError:
         typer.echo(f"warning: no membership key at {path}: L2 with more than one node will not "
-                   "work until it exists", err=True)
+                   "work and BGP runs without node liveness until it exists", err=True)
         return env
 
 
@@ -191,8 +191,13 @@ def speaker(
     ] = True,
     membership_key_file: Annotated[
         Path | None,
-        typer.Option(help="Shared key of the L2 node membership (or $VIPCAST_MEMBERSHIP_KEY)."),
+        typer.Option(help="Shared key of the node membership: L2 owners, and node liveness "
+                     "(or $VIPCAST_MEMBERSHIP_KEY)."),
     ] = None,
+    node_liveness: Annotated[
+        bool, typer.Option(help="Leave a dead node's backends out of the Cluster-policy maps "
+                           "as soon as the node membership declares it dead.")
+    ] = True,
     load_balancer_class: ClassOpt = None,
     log_level: Annotated[str, typer.Option(help="DEBUG, INFO, WARNING.")] = "INFO",
     gateway_workdir: Annotated[
@@ -217,7 +222,8 @@ def speaker(
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     address = parse_address(metrics) if metrics else None  # a bare port: loopback only
     options = AgentOptions(config_paths=(), node=node, metrics_address=address,
-                           router_id=router_id, state_dir=state_dir)
+                           router_id=router_id, state_dir=state_dir,
+                           node_liveness=node_liveness)
     if listen:
         options = replace(options, listen=tuple(_host_port(item) for item in listen))
     key = membership_key(membership_key_file, os.environ.get("VIPCAST_MEMBERSHIP_KEY", ""))

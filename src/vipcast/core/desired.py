@@ -191,5 +191,8 @@ class NodePlan:
     l2_servable: frozenset[str] | None = None
     #: the L2 membership (this node included); empty: the config has no L2Advertisement
     l2_members: tuple[L2Member, ...] = ()
+    #: the liveness-only membership of a BGP config (this node included): who may be declared
+    #: dead (``Local.dead_nodes``); empty in L2 mode, where the L2 membership tells
+    liveness_members: tuple[L2Member, ...] = ()
     #: what the node's L7 gateway (Envoy) serves; None: the config has no Gateway or Ingress
     proxy: ProxyModel | None = None

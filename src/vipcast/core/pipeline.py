@@ -81,6 +81,8 @@ class Snapshot:
     proxied: frozenset[str] = frozenset()
     #: the last servable filter applied to it (see :func:`plan`); not part of the value
     filter: _Filter | None = field(default=None, compare=False, repr=False)
+    #: the backends of the last set of dead nodes, by rule (see :func:`_on_dead_nodes`)
+    dead_index: _DeadIndex | None = field(default=None, compare=False, repr=False)
 
 
 def health_configs(services: Iterable[Service]
@@ -128,6 +130,25 @@ def l2_members(spec: Spec, node: str) -> tuple[L2Member, ...]:
     return tuple(sorted(members))
 
 
+def liveness_members(spec: Spec, node: str) -> tuple[L2Member, ...]:
+    """The membership that tells a BGP node which nodes are dead: every Node with an
+    InternalIP (at its first one), Ready or not (a node's death is what the membership is
+    for), and ``node`` itself. Empty with an L2Advertisement (the L2 membership runs and
+    tells it, over its own members) or without a BGPAdvertisement (no VIP traffic arrives).
+    In Kubernetes the Node objects say who is a member; the membership only says who is
+    alive, faster than the Node's conditions or the health checks."""
+    if spec.l2_advertisements or not spec.bgp_advertisements:
+        return ()
+    me = spec.node(node)
+    members = [L2Member(node, me.addresses_of()[0] if me and me.addresses_of() else None)]
+    members.extend(
+        L2Member(n.metadata.name, n.addresses_of()[0])
+        for n in spec.nodes
+        if n.metadata.name != node and n.addresses_of()
+    )
+    return tuple(sorted(members))
+
+
 def _proxy(spec: Spec, node: str, addresses: Mapping[str, tuple[str, ...]] | None
            ) -> ProxyModel | None:
     """The node's L7 proxy model (None without Gateways and Ingresses)."""
@@ -163,6 +184,7 @@ def snapshot(
             hand_off=hand_off_targets(spec, identity.node),
             health=health_targets(duties.nat, configs, _usable),
             l2_members=l2_members(spec, identity.node),
+            liveness_members=liveness_members(spec, identity.node),
             proxy=_proxy(spec, identity.node, gateway_addresses),
         )
         base = with_weights(spec, base, previous.plan_base if previous is not None else None)
@@ -194,7 +216,7 @@ def snapshot(
             targets[key] = HealthTarget(key[0], key[1], ordered, config)
     health = tuple(targets[k] for k in sorted(targets))
     base = replace(duties, peers=old.peers, bfd=old.bfd, hand_off=old.hand_off, health=health,
-                   l2_members=old.l2_members,
+                   l2_members=old.l2_members, liveness_members=old.liveness_members,
                    proxy=_proxy(spec, identity.node, gateway_addresses))
     base = with_weights(spec, base, old)
     return Snapshot(spec, duties, base, tuple(sorted(problems)), configs, proxied_keys)
@@ -260,15 +282,57 @@ def healthy_services(rules: Iterable[NatRule], down: frozenset[BackendKey]) -> f
     )
 
 
+@dataclass(frozen=True)
+class _DeadIndex:
+    """Per Cluster-policy rule with a backend on a dead node: those backends, and the rule's
+    other usable backends (computed once per set of dead nodes and snapshot)."""
+
+    dead: frozenset[str]
+    rules: tuple[tuple[tuple[BackendKey, ...], tuple[BackendKey, ...]], ...]
+
+
+def _dead_index(base: NodePlan, dead: frozenset[str]) -> _DeadIndex:
+    rules = []
+    for rule in base.nat:
+        if rule.traffic_policy != "Cluster":
+            continue  # Local: only this node's own endpoints, never on another node
+        v6 = ":" in rule.vip
+        gone: list[BackendKey] = []
+        others: list[BackendKey] = []
+        for b in rule.backends:
+            if b.ready and (":" in b.ip) == v6:
+                (gone if b.node in dead else others).append((b.ip, b.port))
+        if gone:
+            rules.append((tuple(gone), tuple(others)))
+    return _DeadIndex(dead, tuple(rules))
+
+
+def _on_dead_nodes(snap: Snapshot, dead: frozenset[str], down: frozenset[BackendKey]
+                   ) -> frozenset[BackendKey]:
+    """The backends on dead nodes to leave out of the NAT maps: all of them, except those of a
+    rule that would keep no backend at all without them (it keeps them: if the node is dead
+    they fail either way, and if only its agent died -- the membership sees agents, not
+    machines -- they still serve; the health checks decide)."""
+    index = snap.dead_index
+    if index is None or index.dead != dead:
+        index = _dead_index(snap.plan_base, dead)
+        object.__setattr__(snap, "dead_index", index)  # a memo: the result is the same
+    out: set[BackendKey] = set()
+    keep: set[BackendKey] = set()
+    for gone, others in index.rules:
+        if any(k not in down for k in others):
+            out.update(gone)
+        else:
+            keep.update(gone)
+    return frozenset(out - keep)
+
+
 def plan(snap: Snapshot, local: Local) -> NodePlan:
     """The node's one plan: the snapshot's, with what it observes now applied (pure, cheap)."""
     base = snap.plan_base
     down = local.down
     if local.dead_nodes:
-        dead = local.dead_nodes
-        down = down | frozenset(
-            (b.ip, b.port) for r in base.nat for b in r.backends if b.node in dead
-        )
+        down = down | _on_dead_nodes(snap, local.dead_nodes, down)
     if local.servable is None:
         return replace(base, down=down) if down != base.down else base
     if snap.filter is None:

@@ -10,7 +10,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 #: what the snapshot callable returns: {"received": {verdict: n}, "sent": n, "sent_bytes": n,
-#: "alive": n, "quorum": 0 or 1}; None while no membership runs
+#: "alive": n, "dead": n, "quorum": 0 or 1}; None while no membership runs
 Snapshot = Mapping[str, object] | None
 
 
@@ -43,6 +43,11 @@ class MembershipCollector(Collector):
         yield GaugeMetricFamily(
             "vipcast_membership_alive", "members alive in this node's view",
             value=_number(data.get("alive")),
+        )
+        yield GaugeMetricFamily(
+            "vipcast_membership_dead",
+            "members known dead in this node's view (their backends leave Cluster-policy maps)",
+            value=_number(data.get("dead")),
         )
         yield GaugeMetricFamily(
             "vipcast_membership_quorum", "1 if this node sees a majority of members",

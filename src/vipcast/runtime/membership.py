@@ -18,6 +18,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from vipcast.proto.membership import Membership, Verdict, View
+from vipcast.runtime.clock import Clock, LoopClock, Timer
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +58,7 @@ class MembershipAgent:
         peers: Mapping[str, tuple[str, int]],
         bind: tuple[str, int],
         on_change: Callable[[View], None],
-        clock: Callable[[], float] | None = None,
+        clock: Clock | None = None,
     ) -> None:
         self.membership = membership
         self._peers = dict(peers)
@@ -66,7 +67,7 @@ class MembershipAgent:
         self._received: Counter[str] = Counter()
         self._sent = 0
         self._sent_bytes = 0
-        self._clock = clock
+        self._clock: Clock = clock if clock is not None else LoopClock()
         self._transport: asyncio.DatagramTransport | None = None
         self._task: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
@@ -75,8 +76,11 @@ class MembershipAgent:
         self._reported: View | None = None
         self._suppressed: dict[Verdict, int] = {}
 
-    def _now(self) -> float:
-        return self._clock() if self._clock is not None else asyncio.get_running_loop().time()
+    def now(self) -> float:
+        """The protocol's time (the clock's)."""
+        return self._clock.now()
+
+    _now = now
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
@@ -96,6 +100,7 @@ class MembershipAgent:
             "sent": self._sent,
             "sent_bytes": self._sent_bytes,
             "alive": len(view.alive),
+            "dead": len(view.dead),
             "quorum": 1 if view.quorum else 0,
         }
 
@@ -171,15 +176,24 @@ class MembershipAgent:
                 log.debug("membership: send to %s failed: %s", name, exc)
 
     async def _run(self) -> None:
-        while True:
-            self.membership.tick(self._now())
-            self._report()
-            self._flush()
-            deadline = self.membership.next_deadline()
-            self._wake.clear()
-            timeout = None if deadline is None else max(0.0, deadline - self._now())
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout)
+        """Run the protocol's timers: tick, send, sleep until its next deadline on the clock
+        (or until a datagram or a change moves it)."""
+        timer: Timer | None = None
+        try:
+            while True:
+                self.membership.tick(self._now())
+                self._report()
+                self._flush()
+                deadline = self.membership.next_deadline()
+                self._wake.clear()
+                if timer is not None:
+                    timer.cancel()
+                timer = None if deadline is None else self._clock.call_at(deadline,
+                                                                          self._wake.set)
+                await self._wake.wait()
+        finally:
+            if timer is not None:
+                timer.cancel()
 
     async def stop(self, *, graceful: bool) -> None:
         """Stop; if ``graceful``, tell the peers first that we are leaving."""

@@ -96,6 +96,10 @@ class View:
     settled: bool = True
     #: per alive node, the VIPs it says it can serve now; None: servability not considered
     serving: Mapping[str, frozenset[str]] | None = field(default=None, hash=False)
+    #: members known dead: seen alive in this boot, then suspected and not refuted in time.
+    #: Never a member not heard from yet (no speaker there, or not started), nor one that
+    #: left (a graceful stop is a restart of the agent, not a dead machine)
+    dead: frozenset[str] = frozenset()
 
 
 @dataclass
@@ -609,6 +613,7 @@ class Membership(SyncMixin):
     def _compute_view(self, now: float) -> View:
         alive = {self.node}
         left = set()
+        dead = set()
         serving = {self.node: self._declared}
         known = True
         for name, m in self.members.items():
@@ -617,6 +622,8 @@ class Membership(SyncMixin):
                 serving[name] = m.serving
             elif m.state == State.LEFT:
                 left.add(name)
+            elif m.state == State.DEAD:
+                dead.add(name)
             elif m.state is None:
                 known = False
         started = self._started is not None
@@ -629,7 +636,7 @@ class Membership(SyncMixin):
         ))
         voters = len(self.members) + 1 - len(left)
         quorum = settled and 2 * len(alive) > voters
-        return View(frozenset(alive), frozenset(left), quorum, settled, serving)
+        return View(frozenset(alive), frozenset(left), quorum, settled, serving, frozenset(dead))
 
     def _refresh(self, now: float) -> bool:
         if not self._dirty and (self._view.settled or self._started is None or (

@@ -64,6 +64,7 @@ class L2Runtime:
         *,
         boot: int | None = None,
         on_ownership: Callable[[frozenset[str]], None] | None = None,
+        on_view: Callable[[View], None] | None = None,
     ) -> None:
         self.config = config
         self.metrics = L2Metrics(registry)
@@ -89,6 +90,8 @@ class L2Runtime:
         self._interface_errors: dict[str, str] = {}
         self._owned: frozenset[str] = frozenset()
         self._on_ownership = on_ownership
+        #: every membership view change (the node's liveness: ``View.dead``)
+        self._on_view_change = on_view
         #: the VIPs declared servable; None: every VIP of the plan
         self._servable: frozenset[str] | None = None
         self._closing: set[asyncio.Task[None]] = set()
@@ -165,6 +168,8 @@ class L2Runtime:
         self.metrics.quorum.set(1 if view.quorum else 0)
         if self._started:
             self._reconcile()
+        if self._on_view_change is not None:
+            self._on_view_change(view)
 
     def _interfaces(self, ownership: L2Ownership) -> tuple[str, ...]:
         return ownership.interfaces or self.config.default_interfaces

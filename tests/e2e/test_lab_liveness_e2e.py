@@ -1,0 +1,135 @@
+"""End to end: node liveness in BGP mode (BGP + BFD, ``externalTrafficPolicy: Cluster``).
+
+A node loses power (cable pulled, agent SIGKILLed) while a client keeps sending to the Cluster
+service ``web``, whose backends run on every node. The router drops the dead node's next hop by
+BFD; the surviving nodes learn the death from the node membership (SWIM) and leave the dead
+node's backends out of their NAT maps, which the health checks alone would do only later. The
+test asserts what the kernels hold and what the client saw, in order; the time it takes is
+bench/lab_failover.py's figure (with and without liveness, one run).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from vipcast.app.demo import power_off, recovery_time, watch_next_hop_gone
+from vipcast.app.lab import (
+    AGENT_STATUS_PORT,
+    LabOptions,
+    LabState,
+    backend_ips,
+    build,
+    node_v4,
+    router_of,
+    start_agent,
+    wait_sessions,
+)
+from vipcast.lab.netns import Netns, Topology, leftovers, wait_until
+from vipcast.lab.workload import ClientLoad
+
+pytestmark = [pytest.mark.e2e, pytest.mark.netns]
+
+if os.geteuid() != 0:  # pragma: no cover
+    pytest.skip("the lab needs root", allow_module_level=True)
+
+WEB = "192.0.2.3"
+N3_BACKENDS = [ip4 for ip4, _ in backend_ips(3)]
+_STATUS = ("import json, urllib.request; print(urllib.request.urlopen("
+           f"'http://127.0.0.1:{AGENT_STATUS_PORT}/status', timeout=5).read().decode())")
+
+
+@pytest.fixture(scope="module")
+def lab() -> Iterator[tuple[Topology, LabState, LabOptions]]:
+    workdir = Path(tempfile.mkdtemp(prefix="vc-e2e-live-"))
+    workdir.chmod(0o755)
+    opts = LabOptions(nodes=3, bfd=True, graceful_restart=True,
+                      prefix=f"vc-{os.getpid()}-live", workdir=workdir, hold_time=3)
+    topo, state = build(opts)
+    try:
+        wait_sessions(router_of(topo, state), 3, timeout=60)
+        yield topo, state, opts
+    finally:
+        topo.close()
+        shutil.rmtree(workdir, ignore_errors=True)
+        assert not leftovers(opts.prefix)
+
+
+def status(node: Netns) -> dict[str, Any]:
+    document: dict[str, Any] = json.loads(node.run([sys.executable, "-c", _STATUS]).stdout)
+    return document
+
+
+def nat_targets(node: Netns) -> str:
+    """The node's nftables ruleset as text (the NAT maps' backend addresses are in it)."""
+    return node.run(["nft", "list", "ruleset"]).stdout
+
+
+def test_survivors_drop_a_dead_nodes_backends_and_take_them_back_when_it_returns(
+    lab: tuple[Topology, LabState, LabOptions],
+) -> None:
+    topo, state, opts = lab
+    router, survivors = topo["router"], [topo["n1"], topo["n2"]]
+    router.wait_route(f"{WEB}/32", count=3, timeout=60)
+    for node in survivors:
+        # every node knows every other alive, and forwards to n3's backends
+        wait_until(lambda node=node: set(status(node)["liveness"].get("alive", ())) ==
+                   {"n1", "n2", "n3"} or None, timeout=60, what=f"{node.name} sees all alive")
+        assert all(ip in nat_targets(node) for ip in N3_BACKENDS)
+    load = ClientLoad(topo["client"], f"http://{WEB}/", duration=8.0, interval=0.02,
+                      timeout=0.25, response_timeout=2.0)
+    time.sleep(1.5)
+    kill_at = power_off(topo, state, "n3", load.now)
+    gone = watch_next_hop_gone(router, f"{WEB}/32", node_v4(3), since=kill_at,
+                               clock=load.now, until=8.0)
+    for node in survivors:
+        wait_until(lambda node=node: status(node)["liveness"].get("dead") == ["n3"] or None,
+                   timeout=30, what=f"{node.name} declares n3 dead")
+        ruleset = nat_targets(node)
+        assert not any(ip in ruleset for ip in N3_BACKENDS), (node.name, ruleset)
+    samples = load.samples()
+    assert gone is not None, "n3 still a next hop at the end of the watch window"
+    recovery, _ = recovery_time(samples, kill_at)
+    assert recovery is not None, [(s.t - kill_at, s.error) for s in samples if not s.ok]
+    final = [s for s in samples if s.t > samples[-1].t - 2.0]
+    assert final and all(s.ok for s in final), [(s.t - kill_at, s.error) for s in final]
+    assert {s.node for s in final} == {"n1", "n2"}
+    assert {s.backend for s in final if s.ok} <= {f"n{i}-b1" for i in (1, 2)} | {
+        f"n{i}-b2" for i in (1, 2)}
+    # n3 comes back (a new boot): alive again everywhere, its backends back in the maps
+    topo["lan"].set_link("p3", True)
+    state.pids["n3-agent"] = start_agent(topo, topo["n3"], opts, "n3").pid
+    for node in survivors:
+        wait_until(lambda node=node: (status(node)["liveness"].get("dead") == [] and all(
+            ip in nat_targets(node) for ip in N3_BACKENDS)) or None,
+            timeout=60, what=f"{node.name} takes n3's backends back")
+    wait_sessions(router_of(topo, state), 3, timeout=60)
+
+
+def test_a_graceful_stop_is_no_death(lab: tuple[Topology, LabState, LabOptions]) -> None:
+    """An agent stopped with SIGTERM leaves the membership (its machine still runs): the
+    others do not declare it dead and keep forwarding to its backends."""
+    topo, state, opts = lab
+    n1, n3 = topo["n1"], topo["n3"]
+    wait_until(lambda: set(status(n1)["liveness"].get("alive", ())) == {"n1", "n2", "n3"}
+               or None, timeout=60, what="n1 sees n3 alive")
+    os.killpg(state.pids["n3-agent"], 15)
+    wait_until(lambda: "n3" not in status(n1)["liveness"].get("alive", ()) or None,
+               timeout=30, what="n1 sees n3 leave")
+    time.sleep(1.0)  # past the suspicion and dead timers: still not dead
+    document = status(n1)["liveness"]
+    assert document["dead"] == [] and document["peers"]["n3"]["state"] == "left"
+    # the health checks still pass (n3's backends run): they stay in n1's maps
+    assert all(ip in nat_targets(n1) for ip in N3_BACKENDS)
+    state.pids["n3-agent"] = start_agent(topo, n3, opts, "n3").pid
+    wait_until(lambda: set(status(n1)["liveness"].get("alive", ())) == {"n1", "n2", "n3"}
+               or None, timeout=60, what="n3 back")
