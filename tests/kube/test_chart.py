@@ -472,3 +472,53 @@ def test_gateway_kinds_in_rbac_and_the_webhook_when_enabled(helm_env: dict[str, 
     assert ing["rules"][0]["resources"] == ["ingresses"]
     assert "'vipcast'" in ing["matchConditions"][0]["expression"]
     assert "--gateway-api" in controller_args(enabled)
+
+
+def test_gateway_runs_envoy_in_the_speakers_and_reads_only_tls_secrets(
+        helm_env: dict[str, str]) -> None:
+    """``gateway.enabled``: the speaker runs Envoy (``--gateway-workdir`` in its state volume,
+    NET_BIND_SERVICE for ports 80/443, the gateway's resources); the controller and the
+    speakers may read Secrets for the listeners' certificates -- anywhere (a ClusterRole) or
+    only in ``gateway.tlsSecretNamespaces`` (Roles there) -- and nothing of that without it."""
+    def speaker(docs: list[dict[str, Any]]) -> dict[str, Any]:
+        ds = next(d for d in docs if d["kind"] == "DaemonSet")
+        container: dict[str, Any] = ds["spec"]["template"]["spec"]["containers"][0]
+        return container
+
+    def secret_rules(docs: list[dict[str, Any]]) -> dict[tuple[str, str | None], Any]:
+        return {(d["kind"], d["metadata"].get("namespace")): d["rules"] for d in docs
+                if d["kind"] in ("Role", "ClusterRole")
+                and d["metadata"]["name"] == "vipcast-gateway-tls"}
+
+    def bound(docs: list[dict[str, Any]], kind: str) -> set[str]:
+        return {s["name"] for d in docs if d["kind"] == kind
+                and d["metadata"]["name"] == "vipcast-gateway-tls" for s in d["subjects"]}
+
+    default = _template(helm_env)
+    assert not any(a.startswith("--gateway") for a in speaker(default)["args"])
+    assert "NET_BIND_SERVICE" not in speaker(default)["securityContext"]["capabilities"]["add"]
+    assert secret_rules(default) == {}
+
+    on = _template(helm_env, "--set", "gateway.enabled=true")
+    sp = speaker(on)
+    assert "--gateway-workdir=/run/vipcast/gateway" in sp["args"]
+    assert "--gateway-admin-port=19000" in sp["args"]
+    assert {"name": "state", "mountPath": "/run/vipcast"} in sp["volumeMounts"]
+    assert sp["securityContext"]["capabilities"] == {
+        "drop": ["ALL"], "add": ["NET_ADMIN", "NET_RAW", "NET_BIND_SERVICE"]}
+    assert sp["securityContext"]["readOnlyRootFilesystem"] is True
+    assert sp["resources"]["limits"]["memory"] == "512Mi"
+    read = [{"apiGroups": [""], "resources": ["secrets"], "verbs": ["get", "list", "watch"]}]
+    assert secret_rules(on) == {("ClusterRole", None): read}
+    assert bound(on, "ClusterRoleBinding") == {"vipcast-controller", "vipcast-speaker"}
+
+    narrow = _template(helm_env, "--set", "gateway.enabled=true",
+                       "--set", "gateway.tlsSecretNamespaces={shop,certs}")
+    assert secret_rules(narrow) == {("Role", "shop"): read, ("Role", "certs"): read}
+    assert bound(narrow, "RoleBinding") == {"vipcast-controller", "vipcast-speaker"}
+    # no other role of the chart reads Secrets beyond the BGP passwords' names
+    for d in narrow:
+        if d["kind"] in ("Role", "ClusterRole") and d["metadata"]["name"] != "vipcast-gateway-tls":
+            for r in d["rules"]:
+                if "secrets" in r["resources"]:
+                    assert r.get("resourceNames"), (d["metadata"]["name"], r)

@@ -34,6 +34,7 @@ from vipcast.core.gateway.address import (
     gateway_refusals,
     readable,
 )
+from vipcast.core.gateway.certificates import certificate_refs
 from vipcast.obs.pool_metrics import register_pool_metrics
 from vipcast.obs.registry import CollectorRegistry
 from vipcast.obs.status_server import StatusServer
@@ -51,6 +52,7 @@ from vipcast.sources.kube.conditions import (
 )
 from vipcast.sources.kube.gateway_status import write_status
 from vipcast.sources.kube.leader import ElectionConfig, LeaderElector
+from vipcast.sources.kube.named_secrets import NamedSecrets
 from vipcast.sources.kube.ratelimit import TokenBucket
 from vipcast.sources.kube.reflector import Reflector, snapshots
 from vipcast.sources.kube.resources import (
@@ -130,6 +132,8 @@ class Controller:
             Reflector(client, w, self.dirty.set, watch_timeout=self.config.watch_timeout)
             for w in kinds
         ]
+        #: the TLS Secrets our Gateways and Ingresses name (and may name), one watch each
+        self.tls_secrets = NamedSecrets(client, self.dirty.set)
         self.elector = LeaderElector(client, self.config.identity, self.config.election)
         self.events = EventRecorder(client, "vipcast-controller", self.config.identity)
         self.write_limit = TokenBucket(self.config.write_qps, self.config.write_burst)
@@ -154,11 +158,15 @@ class Controller:
         return all(r.synced.is_set() for r in self.reflectors)
 
     async def run(self) -> None:
-        async with asyncio.TaskGroup() as tg:
-            for reflector in self.reflectors:
-                tg.create_task(reflector.run(), name=f"reflect-{reflector.kind}")
-            tg.create_task(self.elector.run(), name="leader-election")
-            tg.create_task(self._loop(), name="reconcile")
+        self.tls_secrets.bind(asyncio.get_running_loop())
+        try:
+            async with asyncio.TaskGroup() as tg:
+                for reflector in self.reflectors:
+                    tg.create_task(reflector.run(), name=f"reflect-{reflector.kind}")
+                tg.create_task(self.elector.run(), name="leader-election")
+                tg.create_task(self._loop(), name="reconcile")
+        finally:
+            await self.tls_secrets.close()
 
     async def _loop(self) -> None:
         while True:
@@ -193,7 +201,7 @@ class Controller:
             self.pool_usage = {}
             self.last_report = report
             return report
-        objects = snapshots(self.reflectors)
+        objects = snapshots([*self.reflectors, *self.tls_secrets.reflectors])
         reports = objects.pop(NODE_ANNOUNCEMENTS.kind, [])
         outcome = build_spec(objects, self.last_good)
         report.issues = len(outcome.issues)
@@ -214,6 +222,7 @@ class Controller:
         spec = outcome.spec
         if self.config.gateway_api:
             spec = self.gateway_services(spec)
+            self.tls_secrets.want(certificate_refs(spec))
         cls = self.config.load_balancer_class
         # Services of another class (or class-less ones, when a class is configured) are
         # another load balancer's: never allocated, never written
@@ -295,6 +304,10 @@ class Controller:
         addresses committed (this leader's memory of them); the proxy model itself is the
         speakers' business."""
         current = result.current()
+        if not self.tls_secrets.synced:
+            # a certificate's Secret not read yet: no ResolvedRefs verdict on it this round
+            # (its first list marks the state dirty)
+            return {k: ips for k, ips in self.memory.items() if gateway_of(k) is not None}
         addresses = gateway_addresses(current)
         translation = translate(spec, "controller", addresses,
                                 refusals=gateway_refusals(result.assignments))

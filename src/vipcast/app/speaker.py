@@ -36,10 +36,12 @@ from vipcast.app.node import run_node
 from vipcast.core.allocation import committed_assignments
 from vipcast.core.desired import NodePlan
 from vipcast.core.gateway.address import GatewayServices
+from vipcast.core.gateway.certificates import certificate_refs
 from vipcast.core.incremental import StatusNodePlanner
 from vipcast.core.pipeline import Local, Snapshot
 from vipcast.obs.registry import CollectorRegistry
 from vipcast.sources.kube.client import AsyncClient
+from vipcast.sources.kube.named_secrets import NamedSecrets
 from vipcast.sources.kube.reflector import Reflector, snapshots
 from vipcast.sources.kube.reporter import AnnouncementReporter
 from vipcast.sources.kube.resources import GATEWAY_KINDS, SPEAKER_KINDS, Watched, secrets
@@ -100,6 +102,9 @@ class KubeAgent(Agent):
         self.reflectors = [Reflector(client, w, self.request_reload) for w in kinds]
         # a Gateway's stand-in Service is of the class this speaker serves, as the controller's
         self._gateway_services = GatewayServices(load_balancer_class)
+        #: the TLS Secrets our Gateways and Ingresses name (and may name), one watch each
+        self.tls_secrets = NamedSecrets(client, self.request_reload)
+        self._gateway = any(w.kind == "Gateway" for w in kinds)
         #: peer problems already logged (a reload must not repeat them)
         self._logged: frozenset[str] = frozenset()
         self.load_balancer_class = load_balancer_class
@@ -141,9 +146,12 @@ class KubeAgent(Agent):
         """The reflectors' objects as one Spec (the same tolerant rules as the controller)."""
         if not all(r.synced.is_set() for r in self.reflectors):
             raise SpecError([Issue("", "", "", "", "Kubernetes caches are not synced yet")])
-        outcome = self._build_spec(snapshots(self.reflectors), self.last_good)
+        outcome = self._build_spec(
+            snapshots([*self.reflectors, *self.tls_secrets.reflectors]), self.last_good)
         if outcome.spec is None:
             raise SpecError(list(outcome.issues) or [Issue("", "", "", "", "no usable config")])
+        if self._gateway:
+            self.tls_secrets.want(certificate_refs(outcome.spec))
         problems = {str(i) for i in (*outcome.issues, *password_problems(outcome.spec))}
         for text in sorted(problems - self._logged):
             log.warning("left out or refused: %s", text)
@@ -165,6 +173,7 @@ class KubeAgent(Agent):
 
     async def run(self, install_signals: bool = True) -> int:
         """Start the reflectors, wait for their first lists, then run the agent."""
+        self.tls_secrets.bind(asyncio.get_running_loop())
         tasks = [asyncio.create_task(r.run(), name=f"reflect-{r.kind}") for r in self.reflectors]
         if self.reporter is not None:
             tasks.append(asyncio.create_task(self.reporter.run(), name="node-announcement"))
@@ -181,6 +190,7 @@ class KubeAgent(Agent):
             for task in tasks:
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
+            await self.tls_secrets.close()
 
     async def serve(self, *, sync_timeout: float = 120.0, install_signals: bool = True) -> int:
         """:meth:`run` with a given deadline for the first lists (kept for callers)."""

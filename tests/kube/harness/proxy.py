@@ -12,7 +12,8 @@ Run as a script::
   streams and managedFields), synthesizes ``/api``, ``/api/v1``, ``/apis`` discovery and
   ``/version``, fills missing ``apiVersion``/``kind`` on writes, downgrades strategic merge
   patch to JSON merge patch, forwards ``Warning``/``Retry-After``, and logs every call as
-  ``{"verb", "group", "resource", "subresource", "namespace"}`` for RBAC coverage checks.
+  ``{"verb", "group", "resource", "subresource", "namespace", "name"}`` for RBAC coverage
+  checks (``name``: the path's, or a ``fieldSelector=metadata.name=`` one; empty for a list).
 """
 
 from __future__ import annotations
@@ -261,10 +262,14 @@ class Shim:
                 "PUT": "update", "PATCH": "patch",
                 "DELETE": "delete" if name else "deletecollection"}.get(method, method.lower())
         auth = request.headers.get("Authorization", "")
+        # the object: the path's name, or a list/watch narrowed to one by fieldSelector
+        selected = [f.partition("=")[2] for f in request.query.get("fieldSelector", "").split(",")
+                    if f.startswith("metadata.name=")]
         self.audit.write(json.dumps({
             "user": auth.removeprefix("Bearer ").strip(),
             "verb": verb, "group": m.group("group") or "", "resource": resource,
             "subresource": sub or "", "namespace": m.group("ns") or "",
+            "name": name or (selected[0] if selected else ""),
         }) + "\n")
 
     def _request_body(self, request: web.Request, raw: bytes, core: bool) -> tuple[bytes, str]:
