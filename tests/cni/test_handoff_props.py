@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from vipcast.core.allocation import allocate_spec
 from vipcast.core.handoff import (
     bird_include,
+    calico_hand_off,
     calico_service_lb_ips,
     frr_configuration,
     hand_off_targets,
@@ -149,3 +150,25 @@ def test_hand_off_is_exactly_the_hand_off_peers_routes(case: tuple[Spec, str]) -
     assert POOL_V4 not in cidrs and POOL_V6 not in cidrs
     assert {ipaddress.ip_network(c).network_address for c in cidrs} == {
         ipaddress.ip_address(v) for r in every for v in r.vips}
+
+
+@given(clusters())
+def test_calico_entries_are_the_handed_vips_as_host_routes(case: tuple[Spec, str]) -> None:
+    spec, kind = case
+    result = allocate_spec(spec, {})
+    entries = calico_hand_off(spec, result.current())
+    if kind != "calico":
+        assert entries == {}
+        return
+    cidrs = [e["cidr"] for e in entries["default"]]
+    # reference: every allocated address, if some advertisement reaches a hand-off peer
+    handed = any(not a.spec.peers or {"tor", "tor6"} & set(a.spec.peers)
+                 for a in spec.bgp_advertisements)
+    allocated = {ip for ips in result.current().values() for ip in ips}
+    expected = {ipaddress.ip_address(ip) for ip in allocated} if handed else set()
+    assert {ipaddress.ip_network(c).network_address for c in cidrs} == expected
+    assert len(cidrs) == len(set(cidrs))
+    for cidr in cidrs:
+        net = ipaddress.ip_network(cidr)
+        assert net.prefixlen == net.max_prefixlen, cidr  # never the pool or any range
+    assert calico_hand_off(spec, result.current()) == entries  # deterministic

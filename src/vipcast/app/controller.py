@@ -35,6 +35,7 @@ from vipcast.core.gateway.address import (
     readable,
 )
 from vipcast.core.gateway.certificates import certificate_refs
+from vipcast.core.handoff import calico_hand_off
 from vipcast.obs.pool_metrics import register_pool_metrics
 from vipcast.obs.registry import CollectorRegistry
 from vipcast.obs.status_server import StatusServer
@@ -51,6 +52,7 @@ from vipcast.sources.kube.conditions import (
     password_condition,
 )
 from vipcast.sources.kube.gateway_status import write_status
+from vipcast.sources.kube.handoff import write_calico
 from vipcast.sources.kube.leader import ElectionConfig, LeaderElector
 from vipcast.sources.kube.named_secrets import NamedSecrets
 from vipcast.sources.kube.ratelimit import TokenBucket
@@ -146,6 +148,8 @@ class Controller:
         self.rounds = 0
         self.last_report = RoundReport()
         self.reported_issues: set[str] = set()
+        #: Calico BGPConfiguration -> the serviceLoadBalancerIPs this leader wrote there
+        self.calico_written: dict[str, list[dict[str, str]]] = {}
         #: the PasswordResolved condition last written per BGPPeer (status, reason, message)
         self.peer_conditions: dict[str, tuple[str, str, str]] = {}
         #: per pool (in use, capacity) of the last allocation this leader made; empty otherwise
@@ -198,6 +202,7 @@ class Controller:
         report = RoundReport(leader=self.elector.is_leader)
         if not report.leader:
             self.memory.clear()  # a future leader term starts again from Service status
+            self.calico_written.clear()
             self.pool_usage = {}
             self.last_report = report
             return report
@@ -294,7 +299,24 @@ class Controller:
         self.memory = written
         self.last_report = report
         await self._emit_batch(later)
+        await self._calico_hand_off(spec, result)
         return report
+
+    async def _calico_hand_off(self, spec: Spec, result: AllocationResult) -> None:
+        """Calico's ``serviceLoadBalancerIPs`` for HandOff peers (docs/cni.md): one /32 or
+        /128 per handed VIP, written when it changed; a missing BGPConfiguration is logged
+        once and retried on the next round."""
+        for name, entries in calico_hand_off(spec, result.current()).items():
+            if self.calico_written.get(name) == entries or not self.elector.is_leader:
+                continue
+            problem = await write_calico(self.client, name, entries)
+            if problem is None:
+                self.calico_written[name] = entries
+                log.info("Calico BGPConfiguration %s: %d serviceLoadBalancerIPs", name,
+                         len(entries))
+            elif problem not in self.reported_issues:
+                self.reported_issues.add(problem)
+                log.warning("hand-off to Calico: %s", problem)
 
     async def _gateway_status(self, spec: Spec, result: AllocationResult,
                               report: RoundReport) -> dict[str, tuple[str, ...]]:

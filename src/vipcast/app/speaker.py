@@ -11,6 +11,9 @@ keeps the validated objects of unchanged ones), and planned incrementally
 EndpointSlice plans that Service alone). Health and verification changes re-plan from the
 snapshot in memory, as for files.
 
+A ``HandOff`` to FRR-K8s (docs/cni.md) makes the speaker write its node's ``FRRConfiguration``
+(:class:`~vipcast.sources.kube.handoff.FrrK8sHandOff`, a consumer of the node's plan).
+
 Each speaker reports what it announces (and what it withholds, with why) in its node's
 ``NodeAnnouncement`` (:mod:`vipcast.sources.kube.reporter`); the controller folds the reports
 into every Service's ``vipcast.io/Announced`` condition.
@@ -41,6 +44,7 @@ from vipcast.core.incremental import StatusNodePlanner
 from vipcast.core.pipeline import Local, Snapshot
 from vipcast.obs.registry import CollectorRegistry
 from vipcast.sources.kube.client import AsyncClient
+from vipcast.sources.kube.handoff import FrrK8sHandOff
 from vipcast.sources.kube.named_secrets import NamedSecrets
 from vipcast.sources.kube.reflector import Reflector, snapshots
 from vipcast.sources.kube.reporter import AnnouncementReporter
@@ -110,6 +114,9 @@ class KubeAgent(Agent):
         self.load_balancer_class = load_balancer_class
         #: what this node announces, written to its NodeAnnouncement (None: not reported)
         self.reporter = AnnouncementReporter(client, options.node) if report else None
+        #: this node's FRRConfiguration, when a CNISpeaker hands off to FRR-K8s (docs/cni.md)
+        self.frr_hand_off = FrrK8sHandOff(client, options.node)
+        self.add_consumer(self.frr_hand_off)
         self.last_good: tuple[Document, ...] = ()
         #: validates only the objects an event changed (the others stay the same objects,
         #: so the planner plans only the changed Services)
@@ -175,6 +182,7 @@ class KubeAgent(Agent):
         """Start the reflectors, wait for their first lists, then run the agent."""
         self.tls_secrets.bind(asyncio.get_running_loop())
         tasks = [asyncio.create_task(r.run(), name=f"reflect-{r.kind}") for r in self.reflectors]
+        tasks.append(asyncio.create_task(self.frr_hand_off.run(), name="frr-k8s-hand-off"))
         if self.reporter is not None:
             tasks.append(asyncio.create_task(self.reporter.run(), name="node-announcement"))
             tasks.append(asyncio.create_task(self._follow_l2(self.reporter, L2_REPORT_EVERY),

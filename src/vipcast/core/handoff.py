@@ -16,7 +16,7 @@ as observed (servable routes only), what goes to those peers; the renderers turn
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -118,6 +118,50 @@ def calico_service_lb_ips(routes: Iterable[HandedRoute]) -> list[dict[str, str]]
     hosts = {ipaddress.ip_address(ip) for r in routes for ip in r.vips}
     ordered = sorted(hosts, key=lambda a: (a.version, a))
     return [{"cidr": f"{a}/{a.max_prefixlen}"} for a in ordered]
+
+
+def calico_hand_off(spec: Spec, assignments: Mapping[str, tuple[str, ...]]
+                    ) -> dict[str, list[dict[str, str]]]:
+    """Per Calico ``BGPConfiguration`` named by a CNISpeaker's ``handOff.calico``: the
+    ``serviceLoadBalancerIPs`` entries, one /32 or /128 per allocated VIP that an
+    advertisement sends to a HandOff peer of that CNISpeaker (an empty list when none does).
+
+    Cluster-wide and per address, not per node: Calico announces each of these from every
+    node (Cluster policy) or from the nodes with a local endpoint (Local), on its own.
+    """
+    targets: dict[str, str] = {}  # HandOff peer -> BGPConfiguration name
+    out: dict[str, set[ipaddress.IPv4Address | ipaddress.IPv6Address]] = {}
+    for speaker in spec.cni_speakers:
+        if speaker.spec.hand_off is not None and speaker.spec.hand_off.calico is not None:
+            out.setdefault(speaker.spec.hand_off.calico.bgp_configuration, set())
+    for peer in spec.peers:
+        cni = spec.cni_speaker_of(peer) if peer.spec.coexistence == "HandOff" else None
+        if cni is not None and cni.spec.hand_off is not None and cni.spec.hand_off.calico:
+            targets[peer.name] = cni.spec.hand_off.calico.bgp_configuration
+    if not targets:
+        return {name: [] for name in sorted(out)}
+    # pool -> the BGPConfigurations its advertisements reach
+    reach: dict[str, set[str]] = {}
+    for adv in spec.bgp_advertisements:
+        names = adv.spec.peers or tuple(p.name for p in spec.peers)
+        hit = {targets[n] for n in names if n in targets}
+        if not hit:
+            continue
+        for pool in spec.pools_selected(adv.spec.ip_address_pools,
+                                        adv.spec.ip_address_pool_selectors):
+            reach.setdefault(pool.name, set()).update(hit)
+    ranges = [(pool.name, r) for pool in spec.pools if pool.name in reach
+              for r in pool.spec.ranges]
+    for ips in assignments.values():
+        for ip in ips:
+            address = ipaddress.ip_address(ip)
+            for pool_name, r in ranges:
+                if r.version == address.version and r.first <= int(address) <= r.last:
+                    for name in reach[pool_name]:
+                        out.setdefault(name, set()).add(address)
+    return {name: [{"cidr": f"{a}/{a.max_prefixlen}"}
+                   for a in sorted(addresses, key=lambda a: (a.version, a))]
+            for name, addresses in sorted(out.items())}
 
 
 def community_text(value: int) -> str:
