@@ -2,7 +2,7 @@
 # Renders deploy/kubernetes/vipcast.yaml from the Helm chart (deploy/helm/vipcast) and copies
 # the generated CRDs (deploy/crds, from `vipcast kube crds`) into the chart's files/crds/
 # (rendered as templates, so `helm upgrade` upgrades them).
-# The rendered file carries no L2 membership key (one would be shared by every user of the
+# The rendered file carries no node membership key (one would be shared by every user of the
 # file): create the Secret vipcast-membership yourself (docs/kubernetes.md).
 #   deploy/render.sh            write both
 #   deploy/render.sh --stdout   print the rendered manifest only (the tests compare it)

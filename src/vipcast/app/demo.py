@@ -202,6 +202,7 @@ def _scenario(topo: Topology, state: LabState, opts: LabOptions, say: Say,
     )
     if picture is not None:
         cause = "BFD 100 ms x 3" if opts.bfd else f"BGP hold timer {opts.hold_time} s"
+        cause += ", node liveness (SWIM)" if opts.liveness else ", no node liveness"
         chart = failover_svg(
             samples, kill_at, victim, route_gone=route_gone, recovery=recovery,
             subtitle=f"{opts.nodes} nodes, failure detection: {cause}; one new connection "

@@ -20,6 +20,7 @@ import random
 from collections.abc import Callable, Mapping
 
 from vipcast.core.desired import NodePlan
+from vipcast.core.ports import Clock
 from vipcast.proto.membership import Membership, MembershipConfig, Timers, View
 from vipcast.runtime.membership import DEFAULT_PORT, MembershipAgent, new_boot
 
@@ -49,6 +50,7 @@ class NodeLiveness:
         enabled: bool = True,
         timers: Timers | None = None,
         port: int = DEFAULT_PORT,
+        clock: Clock | None = None,
     ) -> None:
         self._node = node
         self._key = key
@@ -56,6 +58,7 @@ class NodeLiveness:
         self._enabled = enabled
         self._timers = timers
         self._port = port
+        self._clock = clock
         self._agent: MembershipAgent | None = None
         self._peers: Peers = {}
         self._dead: frozenset[str] = frozenset()
@@ -79,7 +82,7 @@ class NodeLiveness:
             timers = self._timers or Timers.lan(len(members))
             membership = Membership(MembershipConfig(self._node, members, self._key, timers),
                                     boot=new_boot(), rng=random.Random())
-            agent = MembershipAgent(membership, peers, bind, self._changed)
+            agent = MembershipAgent(membership, peers, bind, self._changed, self._clock)
             await agent.start()
             self._agent, self._peers = agent, dict(peers)
             log.info("node liveness: %d other members, probe every %.0f ms", len(peers),

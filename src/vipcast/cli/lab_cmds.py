@@ -242,6 +242,9 @@ def demo(
     ),
     gateway: Annotated[bool, typer.Option(
         help="The L7 part: Envoy on every node, the lab's Gateway (needs envoy)")] = True,
+    liveness: Annotated[bool, typer.Option(
+        help="Node liveness: the survivors drop a dead node's backends when the node "
+             "membership declares it dead (off: only when their health checks fail)")] = True,
 ) -> None:
     """The whole system in about a minute: allocate, announce, forward, fail over."""
     from vipcast.app.demo import run_demo
@@ -259,7 +262,7 @@ def demo(
             gateway = False
     opts = LabOptions(nodes=nodes, bfd=bfd, prefix=f"vc-{os.getpid()}",
                       workdir=Path(f"/tmp/vipcast-demo-{os.getpid()}"), hold_time=3,
-                      gateway=gateway)
+                      gateway=gateway, liveness=liveness)
     try:
         with console.status("starting") as st:
             result = run_demo(opts, lambda s: st.update(s), picture)
@@ -300,7 +303,10 @@ def demo(
         f"[bold]5. failover[/bold]: {result.killed_node} lost power at {result.kill_at:.1f} s "
         f"(agent SIGKILLed, cable pulled); the router dropped its next hop after "
         f"[bold]{gone}[/bold]; client traffic recovered after [bold]{rec}[/bold] "
-        "(backends on the dead node also leave the other nodes' maps by health check); "
+        + ("(the other nodes left its backends out of their maps once the node membership "
+           "declared it dead); " if liveness else
+           "(backends on the dead node left the other nodes' maps by health check only: "
+           "--no-liveness); ") +
         f"{result.failed_requests} of {len(result.failover_samples)} requests failed, "
         f"{ok} succeeded" + (" (BFD 100 ms x 3)" if bfd else " (BGP hold timer 3 s)")
     )
