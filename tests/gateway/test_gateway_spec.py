@@ -147,6 +147,7 @@ apiVersion: networking.k8s.io/v1
 kind: Ingress
 metadata: {name: i, namespace: default}
 spec:
+  ingressClassName: vipcast
   rules:
   - host: ok.example.com
     http:

@@ -197,3 +197,51 @@ def test_an_ingress_wildcard_matches_exactly_one_label(tmp_path: Any) -> None:
                            "--base-id-path", str(tmp_path / "base-id"), "--use-dynamic-base-id"],
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+def _legacy(name: str, annotation: str | None, cls: str | None) -> dict[str, Any]:
+    doc = ingress(name, [{"host": f"{name}.example.com",
+                          "http": {"paths": [ipath("/", "Prefix", "s1")]}}])
+    if cls is None:
+        del doc["spec"]["ingressClassName"]
+    else:
+        doc["spec"]["ingressClassName"] = cls
+    if annotation is not None:
+        doc["metadata"]["annotations"] = {"kubernetes.io/ingress.class": annotation}
+    return doc
+
+
+def test_the_legacy_class_annotation_and_ingress_class_name_first() -> None:
+    """``kubernetes.io/ingress.class: vipcast`` is honoured (as ingress-nginx does); when
+    ``spec.ingressClassName`` is set it decides, whatever the annotation says."""
+    docs = [service("s1"),
+            _legacy("legacy", "vipcast", None),
+            _legacy("named", "nginx", "vipcast"),
+            _legacy("theirs", "vipcast", "nginx"),
+            _legacy("other", "nginx", None),
+            _legacy("none", None, None)]
+    t = translate(spec_of(docs), "n1", ingress_addresses=(VIP,))
+    config = listener_config(t.model, VIP, 80)
+    assert config is not None
+    served = sorted(h for vh in config.virtual_hosts for h in vh.domains
+                    if h.endswith(".example.com"))
+    assert served == ["legacy.example.com", "named.example.com"]
+
+
+def test_another_class_ingress_is_not_judged() -> None:
+    """check-config and the webhook judge only Ingresses of class vipcast: a resource
+    backend (which vipcast refuses) is another controller's business."""
+    import pytest
+
+    from vipcast.spec import SpecError
+
+    def with_resource(doc: dict[str, Any]) -> dict[str, Any]:
+        doc["spec"]["defaultBackend"] = {"resource": {"apiGroup": "k8s.example.com",
+                                                      "kind": "Bucket", "name": "b"}}
+        return doc
+
+    theirs = with_resource(_legacy("theirs", "nginx", None))
+    assert spec_of([service("s1"), theirs]).ingresses  # loads, nothing to say
+    with pytest.raises(SpecError) as err:
+        spec_of([service("s1"), theirs, with_resource(_legacy("ours", "vipcast", None))])
+    assert {i.name for i in err.value.issues} == {"default/ours"}

@@ -470,7 +470,11 @@ def test_gateway_kinds_in_rbac_and_the_webhook_when_enabled(helm_env: dict[str, 
     assert gw["operations"] == ["CREATE", "UPDATE"]
     ing = hooks["ingress.vipcast.io"]
     assert ing["rules"][0]["resources"] == ["ingresses"]
-    assert "'vipcast'" in ing["matchConditions"][0]["expression"]
+    expression = ing["matchConditions"][0]["expression"]
+    assert "'vipcast'" in expression
+    # the legacy class annotation too, when spec.ingressClassName is not set
+    assert "has(object.spec.ingressClassName) ?" in expression
+    assert "object.metadata.annotations['kubernetes.io/ingress.class'] == 'vipcast'" in expression
     assert "--gateway-api" in controller_args(enabled)
 
 

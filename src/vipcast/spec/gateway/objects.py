@@ -184,6 +184,8 @@ class Ingress(GatewayObject):
 
     @property
     def ingress_class(self) -> str | None:
+        """The class: ``spec.ingressClassName``, else the legacy ``kubernetes.io/ingress.class``
+        annotation (ingress-nginx's and the Kubernetes API's rule: the field wins)."""
         return self.spec.ingress_class_name or self.metadata.annotations.get(
             INGRESS_CLASS_ANNOTATION
         )
