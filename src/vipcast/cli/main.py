@@ -10,6 +10,7 @@ from vipcast.cli import (
     dataplane_cmds,
     drain_cmds,
     gateway_cmds,
+    handoff_cmds,
     kube_cmds,
     lab_cmds,
     provider_cmds,
@@ -23,7 +24,7 @@ app = typer.Typer(
 )
 
 for module in (config_cmds, agent_cmds, dataplane_cmds, lab_cmds, kube_cmds, provider_cmds,
-               gateway_cmds, drain_cmds):
+               gateway_cmds, drain_cmds, handoff_cmds):
     module.register(app)
 
 

@@ -121,9 +121,18 @@ class PlanContext:
             return frozenset(self.nodes)
         return frozenset(
             name
-            for name, node in self.nodes.items()
-            if any(s.matches(node.metadata.labels) for s in selectors)
+            for name in self.nodes
+            if any(s.matches(self.labels_of(name)) for s in selectors)
         )
+
+    def labels_of(self, node: str) -> Mapping[str, str]:
+        """A node's labels, ``kubernetes.io/hostname`` defaulting to its name (a hand-written
+        standalone Node may lack it; a BGPPeer's session is opened by the same rule,
+        :func:`vipcast.core.sessions.peer_selects_node`, so routes and sessions agree)."""
+        labels = self.nodes[node].metadata.labels
+        if "kubernetes.io/hostname" in labels:
+            return labels
+        return {**labels, "kubernetes.io/hostname": node}
 
     # ------------------------------------------------------------ lookups
 
@@ -142,7 +151,7 @@ class PlanContext:
         """BGPPeers selecting ``node`` that the advertisement sends to (all when none named)."""
         key = (adv.name, node)
         if key not in self._peers:
-            labels = self.nodes[node].metadata.labels
+            labels = self.labels_of(node)
             self._peers[key] = tuple(
                 sorted(
                     p.name
