@@ -37,9 +37,11 @@ from vipcast.app.lab_cni import (
     cni_config,
     cni_speaker,
     daemon_peers,
+    handoff_objects,
     node_routers,
     separate_peers,
     start_node_birds,
+    write_empty_handoff_files,
 )
 from vipcast.app.lab_gateway import (
     GATEWAY_POOL,
@@ -50,7 +52,7 @@ from vipcast.app.lab_gateway import (
 )
 from vipcast.lab.bgpconf import Neighbor
 from vipcast.lab.bird import BirdConfig, BirdInstance, start_bird
-from vipcast.lab.cni_bird import CniBird, CniBirdConfig
+from vipcast.lab.cni_bird import CniBird, CniBirdConfig, start_cni_bird
 from vipcast.lab.frr import BfdProfile, FrrConfig, FrrInstance, start_frr
 from vipcast.lab.netns import Netns, Topology, delete_prefixed
 
@@ -95,7 +97,8 @@ class LabOptions:
     #: vipcast lives beside it as ``coexist`` says (``app/lab_cni.py``, docs/cni.md)
     cni: CniKind = "none"
     #: "daemon": mode 2, vipcast's VIPs go through the node's BIRD; "separate": mode 1,
-    #: vipcast peers the router itself from a second node address
+    #: vipcast peers the router itself from a second node address; "handoff": mode 3, the
+    #: agent speaks no BGP and hands the VIPs to the node's BIRD in a file
     coexist: CoexistMode = "daemon"
     #: node liveness (the SWIM membership) on the agents: a dead node's backends leave the
     #: others' Cluster-policy maps within its detection time (off: only by health check)
@@ -200,6 +203,9 @@ def lab_objects(opts: LabOptions) -> dict[str, list[dict[str, Any]]]:
                 n, vipcast_v4, vipcast_v6, router_v4=f"{LAN_V4}.1", router_v6=f"{LAN_V6}1",
                 router_asn=ROUTER_ASN, hold_time=opts.hold_time,
                 graceful_restart=opts.agent_graceful_restart, bfd=opts.bfd)
+        elif opts.cni == "bird" and opts.coexist == "handoff":
+            # mode 3: no session at all, a file for the node's BIRD
+            config += handoff_objects(n, opts.workdir, asn=NODE_ASN, routers=routers)
         elif opts.cni == "bird":  # mode 2: each agent peers its node's BIRD, not the router
             config.append(cni_speaker(asn=NODE_ASN, routers=routers))
             config += daemon_peers(n, node_v4, node_v6, asn=NODE_ASN, hold_time=opts.hold_time,
@@ -450,6 +456,8 @@ def _build(topo: Topology, opts: LabOptions, step: Step) -> LabState:
 
     if opts.cni == "bird":
         step("the CNI's BIRD on every node")
+        if opts.coexist == "handoff":
+            write_empty_handoff_files(config_dir, opts.nodes)
         configs = [node_cni_config(opts, i) for i in range(1, opts.nodes + 1)]
         start_node_birds(nodes, configs, opts.workdir, state.pids)
 
@@ -513,7 +521,7 @@ def node_cni_config(opts: LabOptions, i: int) -> CniBirdConfig:
     routers = node_routers(f"{LAN_V4}.1", f"{LAN_V6}1", router_asn=ROUTER_ASN,
                            bfd=opts.bfd, hold_time=opts.hold_time)
     return cni_config(i, node_v4(i), node_v6(i), routers, asn=NODE_ASN,
-                      vip_pools=lab_pools(opts), coexist=opts.coexist)
+                      vip_pools=lab_pools(opts), coexist=opts.coexist, workdir=opts.workdir)
 
 
 def cni_bird_of(topo: Topology, state: LabState, node: str) -> CniBird:
@@ -525,6 +533,15 @@ def cni_bird_of(topo: Topology, state: LabState, node: str) -> CniBird:
     plain = BirdConfig(asn=cfg.asn, router_id=cfg.router_id, neighbors=cfg.routers)
     return CniBird(netns=topo[node], directory=Path(state.workdir) / f"cni-{node}",
                    config=plain, process=process, cni=cfg)
+
+
+def restart_cni_bird(topo: Topology, state: LabState, node: str) -> CniBird:
+    """Start ``node``'s CNI BIRD again (after a power loss); records its new PID."""
+    i = int(node.removeprefix("n"))
+    bird = start_cni_bird(topo[node], node_cni_config(options_of(state), i),
+                          Path(state.workdir) / f"cni-{node}")
+    state.pids[f"{node}-cni-bird"] = bird.pid
+    return bird
 
 
 def wait_sessions(router: LabRouter, nodes: int, timeout: float = 60.0) -> None:

@@ -14,6 +14,14 @@ and vipcast's, and the node's BIRD does not hear of the VIPs. vipcast listens on
 ``coexist="daemon"`` (mode 2, "through the node's own daemon"): vipcast speaks iBGP to the
 node's BIRD on the node's own address, port :data:`VIPCAST_PORT` (never 179); BIRD includes the
 shipped snippet (``deploy/cni/bird/vipcast.conf``) and re-advertises the VIPs to the router.
+
+``coexist="handoff"`` (mode 3): vipcast speaks no BGP. Each node has its own ``CNISpeaker``
+(``calico-n<i>``: the lab's nodes share one file system, so each BIRD's include file and control
+socket are the node's own) with ``handOff.birdInclude``, and HandOff ``BGPPeer``s toward the
+router; the agent writes its node's announcements into ``<workdir>/cni-n<i>/vipcast-handoff.conf``
+and runs ``birdc configure``. The BIRD includes that file and
+``deploy/cni/bird/vipcast-handoff.conf``. The lab writes the file once (empty, from the same pure
+function the agent uses) before BIRD starts, since BIRD refuses a missing include.
 The nodes route other nodes' pods through the router (no static routes between nodes), which
 learned every block from the CNI, as with calico's node-to-node mesh off and a ToR peering.
 """
@@ -27,14 +35,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from vipcast.core.handoff import bird_include, hand_off_targets
 from vipcast.lab.bgpconf import Neighbor
 from vipcast.lab.bird import parse_protocols
 from vipcast.lab.cni_bird import CniBird, CniBirdConfig, start_cni_bird
 from vipcast.lab.netns import Netns
 from vipcast.lab.process import run_command
+from vipcast.sources.files import load_paths
 
 CniKind = Literal["none", "bird"]
-CoexistMode = Literal["daemon", "separate"]
+CoexistMode = Literal["daemon", "separate", "handoff"]
 #: the port the node's BIRD listens on for its vipcast agent (vipcast's peerPort)
 VIPCAST_PORT = 1790
 POD_POOLS = ("10.244.0.0/16", "fd00:244::/32")
@@ -120,15 +130,60 @@ def separate_peers(
     return peers
 
 
+def handoff_path(workdir: Path, i: int) -> Path:
+    """Where node ``i``'s agent writes its hand-off file (mode 3)."""
+    return workdir / f"cni-n{i}" / "vipcast-handoff.conf"
+
+
+def handoff_objects(
+    nodes: int, workdir: Path, *, asn: int, routers: tuple[tuple[str, int], ...],
+) -> list[dict[str, Any]]:
+    """Mode 3's objects: per node a CNISpeaker with its BIRD include file and HandOff peers
+    toward every router address (vipcast opens no session to them)."""
+    objects: list[dict[str, Any]] = []
+    for i in range(1, nodes + 1):
+        selector = [{"matchLabels": {"kubernetes.io/hostname": f"n{i}"}}]
+        speaker = cni_speaker(asn=asn, routers=routers)
+        speaker["metadata"] = {"name": f"calico-n{i}"}
+        speaker["spec"].update(
+            listenPort=179, nodeSelectors=selector,
+            handOff={"birdInclude": {
+                "path": str(handoff_path(workdir, i)),
+                "controlSocket": str(workdir / f"cni-n{i}" / "bird.ctl")}})
+        objects.append(speaker)
+        for fam, (address, router_asn) in zip(("v4", "v6"), routers, strict=True):
+            objects.append({
+                "apiVersion": "vipcast.io/v1beta1", "kind": "BGPPeer",
+                "metadata": {"name": f"handoff-n{i}-{fam}"},
+                "spec": {"coexistence": "HandOff", "cniSpeaker": f"calico-n{i}",
+                         "myASN": asn, "peerASN": router_asn, "peerAddress": address,
+                         "nodeSelectors": selector},
+            })
+    return objects
+
+
+def write_empty_handoff_files(config_dir: Path, nodes: int) -> None:
+    """Each node's hand-off file as the agent writes it when it hands nothing (BIRD needs the
+    file before it starts; the agent replaces it)."""
+    spec = load_paths([config_dir])
+    for i in range(1, nodes + 1):
+        for target in hand_off_targets(spec, f"n{i}"):
+            if target.kind == "birdInclude":
+                path = Path(target.path)
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.write_text(bird_include(f"n{i}", target, ()))
+
+
 def cni_config(
     i: int, v4: str, v6: str, routers: tuple[Neighbor, ...], *, asn: int,
-    vip_pools: tuple[str, ...], coexist: CoexistMode | None,
+    vip_pools: tuple[str, ...], coexist: CoexistMode, workdir: Path,
 ) -> CniBirdConfig:
     """Node ``i``'s CNI BIRD: its blocks, the pools, its router sessions (and vipcast's)."""
     return CniBirdConfig(
         asn=asn, router_id=v4, node_v4=v4, node_v6=v6, blocks=pod_blocks(i), pools=POD_POOLS,
-        routers=routers, vipcast=coexist == "daemon", vip_pools=vip_pools,
-        vipcast_port=VIPCAST_PORT,
+        routers=routers, coexist="none" if coexist == "separate" else coexist,
+        vip_pools=vip_pools, vipcast_port=VIPCAST_PORT,
+        handoff_path=str(handoff_path(workdir, i)),
     )
 
 

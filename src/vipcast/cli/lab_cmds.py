@@ -55,8 +55,10 @@ def up(
         help="'bird': every node runs BIRD 2 as a BGP-speaking CNI (calico-node's policy) and "
              "vipcast's VIPs go through it (docs/cni.md)")] = "none",
     coexist: Annotated[str, typer.Option(
-        help="With --cni bird: 'daemon' (mode 2, the VIPs go through the node's BIRD) or "
-             "'separate' (mode 1, vipcast peers the router from a second node address)")
+        help="With --cni bird: 'daemon' (mode 2, the VIPs go through the node's BIRD), "
+             "'separate' (mode 1, vipcast peers the router from a second node address) or "
+             "'handoff' (mode 3, no BGP from vipcast: the node's BIRD announces what the agent "
+             "writes for it)")
     ] = "daemon",
 ) -> None:
     """Build the lab and leave it running (``vipcast lab down`` removes it)."""
@@ -73,8 +75,8 @@ def up(
         console.print("[red]--cni is none or bird; --cni bird needs --mode bgp and --router frr "
                       "(FRR plays the router the CNI peers)[/red]")
         raise typer.Exit(2)
-    if coexist not in ("daemon", "separate"):
-        console.print("[red]--coexist is daemon or separate[/red]")
+    if coexist not in ("daemon", "separate", "handoff"):
+        console.print("[red]--coexist is daemon, separate or handoff[/red]")
         raise typer.Exit(2)
     if cni == "bird":
         _preflight("bird")
@@ -94,7 +96,8 @@ def up(
         raise typer.Exit(2)
     opts = LabOptions(nodes=nodes, mode=m, router=r, bfd=bfd, workdir=workdir, prefix=prefix,
                       gateway=gateway, backends=counts, cni="bird" if cni == "bird" else "none",
-                      coexist="separate" if coexist == "separate" else "daemon")
+                      coexist="separate" if coexist == "separate" else
+                      "handoff" if coexist == "handoff" else "daemon")
     with console.status("building the lab") as status:
         topo, state = build(opts, step=lambda s: status.update(f"building the lab: {s}"))
         if m == "bgp":
@@ -107,7 +110,7 @@ def up(
             router_of(topo, state).wait_established(
                 *(a for i in range(1, nodes + 1) for a in (vipcast_v4(i), vipcast_v6(i))),
                 timeout=60)
-        elif opts.cni == "bird":
+        elif opts.cni == "bird" and opts.coexist == "daemon":
             from vipcast.app.lab import cni_bird_of
             from vipcast.lab.cni_bird import wait_vipcast_sessions
 
@@ -213,6 +216,14 @@ def _print_speakers(state: Any) -> None:
     console.print(table)
     if opts.coexist == "separate":
         return  # mode 1: vipcast's sessions are the router's "(vipcast)" rows above
+    if opts.coexist == "handoff":
+        from vipcast.app.lab_cni import handoff_path
+
+        handed = {node: handoff_path(Path(state.workdir), i).read_text().count(" route ")
+                  for i, node in enumerate(state.nodes, start=1)}
+        console.print("vipcast speaks no BGP (mode 3); routes each agent handed its node's "
+                      "BIRD: " + "; ".join(f"{node}: {n}" for node, n in handed.items()))
+        return
     workdir = Path(state.workdir)
     states = {node: vipcast_session_states(workdir, node) for node in state.nodes}
     console.print("vipcast's sessions with its node's BIRD: " + "; ".join(

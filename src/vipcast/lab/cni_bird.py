@@ -20,9 +20,10 @@ Where the lab differs from calico-node, on purpose: the router sessions are ``di
 (single hop) with ``bfd on`` at the lab's 100 ms x 3, where calico's template says
 ``multihop`` and, only with a ``restartTime``, ``bfd graceful`` on calico's multihop BFD (500 ms
 x 16) — a directly connected router's single-hop BFD never meets a multihop one. BIRD 2 has no
-``krt_tunnel`` (no IPIP here). With ``vipcast=True`` the shipped snippet
-(``deploy/cni/bird/vipcast.conf``) is included with this node's ``define``s and the two calls
-it asks for are placed in the export filters (coexistence mode 2, docs/cni.md).
+``krt_tunnel`` (no IPIP here). ``coexist="daemon"`` includes the shipped snippet
+(``deploy/cni/bird/vipcast.conf``) with this node's ``define``s and places the two calls it
+asks for in the export filters (coexistence mode 2, docs/cni.md); ``coexist="handoff"`` does the
+same with ``deploy/cni/bird/vipcast-handoff.conf`` and the file the agent writes (mode 3).
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import vipcast
 from vipcast.lab.bgpconf import Family, Neighbor, family_of
@@ -38,7 +40,10 @@ from vipcast.lab.netns import LabError, Netns
 from vipcast.lab.process import run_command, wait_until
 
 #: the snippet vipcast ships for a Calico-style BIRD (mode 2), read from the source tree
-VIPCAST_SNIPPET = Path(vipcast.__file__).resolve().parents[2] / "deploy/cni/bird/vipcast.conf"
+SNIPPETS = Path(vipcast.__file__).resolve().parents[2] / "deploy/cni/bird"
+VIPCAST_SNIPPET = SNIPPETS / "vipcast.conf"
+#: the snippet for the hand-off (mode 3): export/kernel functions for the agent's static routes
+HANDOFF_SNIPPET = SNIPPETS / "vipcast-handoff.conf"
 #: the BGP protocols the snippet defines (names the snippet's functions test against)
 VIPCAST_PROTOCOLS = {"ipv4": "vipcast4", "ipv6": "vipcast6"}
 
@@ -58,10 +63,18 @@ class CniBirdConfig:
     routers: tuple[Neighbor, ...]
     bfd_interval_ms: int = 100
     bfd_multiplier: int = 3
-    #: include vipcast's snippet (mode 2): the VIP pools and the port BIRD listens on for vipcast
-    vipcast: bool = False
+    #: how vipcast lives beside this BIRD: "none" (it does not), "daemon" (mode 2: vipcast's
+    #: snippet, BIRD listens on ``vipcast_port``), "handoff" (mode 3: the agent writes
+    #: ``handoff_path``, included with the hand-off snippet)
+    coexist: Literal["none", "daemon", "handoff"] = "none"
     vip_pools: tuple[str, ...] = ()
     vipcast_port: int = 1790
+    handoff_path: str = ""
+
+    @property
+    def vipcast(self) -> bool:
+        """Mode 2: vipcast peers this BIRD."""
+        return self.coexist == "daemon"
 
 
 def global_peer_name(address: str) -> str:
@@ -74,20 +87,23 @@ def _host_len(prefix: str) -> int:
 
 
 def vipcast_defines(cfg: CniBirdConfig) -> str:
-    """The ``define`` lines the snippet asks for, for this node."""
+    """The ``define`` lines the snippet asks for, for this node (the hand-off's: pools only)."""
     sets = {}
     for fam, name in (("ipv4", "VIPCAST_POOLS4"), ("ipv6", "VIPCAST_POOLS6")):
         items = [f"{p}{{{_host_len(p)},{_host_len(p)}}}" for p in cfg.vip_pools
                  if family_of(p) == fam]
         # BIRD has no empty prefix set literal: a pool-less family matches nothing real
         sets[name] = ", ".join(items) or ("0.0.0.0/32{32,32}" if fam == "ipv4" else "::/128")
+    pools = [f"define VIPCAST_POOLS4 = [ {sets['VIPCAST_POOLS4']} ];",
+             f"define VIPCAST_POOLS6 = [ {sets['VIPCAST_POOLS6']} ];"]
+    if cfg.coexist == "handoff":
+        return "\n".join(pools)
     return "\n".join([
         f"define VIPCAST_AS = {cfg.asn};",
         f"define VIPCAST_PORT = {cfg.vipcast_port};",
         f"define VIPCAST_NODE4 = {cfg.node_v4};",
         f"define VIPCAST_NODE6 = {cfg.node_v6};",
-        f"define VIPCAST_POOLS4 = [ {sets['VIPCAST_POOLS4']} ];",
-        f"define VIPCAST_POOLS6 = [ {sets['VIPCAST_POOLS6']} ];",
+        *pools,
     ])
 
 
@@ -95,16 +111,23 @@ def _by_family(prefixes: tuple[str, ...], fam: Family) -> list[str]:
     return [p for p in prefixes if family_of(p) == fam]
 
 
-def render_cni_bird(cfg: CniBirdConfig, log_path: Path, snippet: Path = VIPCAST_SNIPPET) -> str:
-    """The node's BIRD 2 configuration (calico-node's policy; the vipcast snippet included)."""
-    if cfg.vipcast and not snippet.is_file():
-        raise LabError(f"{snippet}: vipcast's BIRD snippet is missing (run from the source tree)")
+def render_cni_bird(cfg: CniBirdConfig, log_path: Path) -> str:
+    """The node's BIRD 2 configuration (calico-node's policy; vipcast's snippet included)."""
     out = [f'log "{log_path}" all;', f"router id {cfg.router_id};", ""]
-    if cfg.vipcast:
-        out += ["# vipcast (mode 2): the snippet's parameters for this node, then the snippet",
-                vipcast_defines(cfg), f'include "{snippet}";', ""]
-    hook = "  vipcast_export();\n" if cfg.vipcast else ""
-    no_kernel = "  vipcast_no_kernel();\n" if cfg.vipcast else ""
+    hook = no_kernel = ""
+    if cfg.coexist != "none":
+        snippet = VIPCAST_SNIPPET if cfg.coexist == "daemon" else HANDOFF_SNIPPET
+        if not snippet.is_file():
+            raise LabError(f"{snippet}: vipcast's BIRD snippet is missing (run from the source "
+                           "tree)")
+        out += [f"# vipcast ({cfg.coexist}): the snippet's parameters for this node",
+                vipcast_defines(cfg)]
+        if cfg.coexist == "handoff":
+            out.append(f'include "{cfg.handoff_path}";   # written by the vipcast agent')
+        out += [f'include "{snippet}";', ""]
+        prefix = "vipcast" if cfg.coexist == "daemon" else "vipcast_handoff"
+        hook = f"  {prefix}_export();\n"
+        no_kernel = f"  {prefix}_no_kernel();\n"
     families: tuple[tuple[Family, str], ...] = (("ipv4", "4"), ("ipv6", "6"))
     for fam, suffix in families:
         blocks = _by_family(cfg.blocks, fam)
