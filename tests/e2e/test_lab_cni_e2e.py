@@ -1,9 +1,16 @@
-"""End to end beside a BGP-speaking CNI, mode 2 ("through the node's own daemon", docs/cni.md).
+"""End to end beside a BGP-speaking CNI: modes 2 and 3 (docs/cni.md), one lab each.
 
-The lab's three nodes run BIRD 2 configured as calico-node configures its BIRD, with the
-shipped snippet ``deploy/cni/bird/vipcast.conf`` included; each agent peers iBGP with its
-node's BIRD on the node's own address, port 1790. FRR is the router and keeps one neighbor per
-node and family: the CNI's. What is checked, in order:
+The lab's three nodes run BIRD 2 configured as calico-node configures its BIRD. FRR is the
+router and keeps one neighbor per node and family: the CNI's.
+
+- ``daemon`` (mode 2, ThroughDaemon): the BIRD includes the shipped snippet
+  ``deploy/cni/bird/vipcast.conf``; each agent peers iBGP with its node's BIRD on the node's
+  own address, port 1790.
+- ``handoff`` (mode 3, HandOff to ``birdInclude``): vipcast speaks no BGP at all; each agent
+  writes its node's announcements into the file its BIRD includes (with
+  ``deploy/cni/bird/vipcast-handoff.conf``) and runs ``birdc configure``.
+
+What is checked, in order, for each:
 
 1. the router learns each node's pod block and the VIPs over that one session, with vipcast's
    community intact, and nothing else; the client reaches a pod and the VIPs;
@@ -11,7 +18,8 @@ node and family: the CNI's. What is checked, in order:
 3. a burst of VIP changes (Services added and removed) reaches the router, withdrawals
    included, and no router session drops or restarts (FRR's counters and BIRD's session
    start times unchanged);
-4. an agent restart (graceful restart towards BIRD) changes nothing the router sees;
+4. an agent restart changes nothing the router sees (mode 2: BIRD is the graceful-restart helper
+   of vipcast's session; mode 3: the file stays, and the agent's rewrite reloads nothing new);
 5. a node loses power: BFD between the router and the node's BIRD takes the session down and
    both the node's pod block and its VIP next hops leave the router (last: it kills n3).
 
@@ -65,17 +73,21 @@ BURST_IPS = [f"192.0.2.{n}" for n in range(20, 26)]
 NODES = ("n1", "n2", "n3")
 
 
-@pytest.fixture(scope="module")
-def cni_lab() -> Iterator[tuple[Topology, LabState]]:
-    workdir = Path(tempfile.mkdtemp(prefix="vc-e2e-cni-"))
+@pytest.fixture(scope="module", params=["daemon", "handoff"])
+def cni_lab(request: pytest.FixtureRequest) -> Iterator[tuple[Topology, LabState]]:
+    coexist = request.param
+    workdir = Path(tempfile.mkdtemp(prefix=f"vc-e2e-cni-{coexist}-"))
     workdir.chmod(0o755)
-    opts = LabOptions(nodes=3, cni="bird", bfd=True, prefix=f"vc-{os.getpid()}-cni",
-                      workdir=workdir, hold_time=3)
+    opts = LabOptions(nodes=3, cni="bird", coexist=coexist, bfd=True, workdir=workdir,
+                      prefix=f"vc-{os.getpid()}-cni{coexist[0]}", hold_time=3)
     topo, state = build(opts)
     try:
         wait_sessions(router_of(topo, state), 3, timeout=90)
-        for node in NODES:
-            wait_vipcast_sessions(cni_bird_of(topo, state, node), timeout=90)
+        if coexist == "daemon":
+            for node in NODES:
+                wait_vipcast_sessions(cni_bird_of(topo, state, node), timeout=90)
+        # mode 3: every node's agent has handed the Cluster VIP to its BIRD
+        _frr(topo, state).wait_paths(f"{WEB}/32", 3, timeout=120)
         yield topo, state
     finally:
         topo.close()
@@ -212,14 +224,25 @@ def test_agent_restart_changes_nothing_the_router_sees(
     frr.wait_paths(f"{WEB}/32", 3)
     before = _counters(frr)
     bird = cni_bird_of(topo, state, "n2")
+    daemon = options_of(state).coexist == "daemon"
+    handoff = Path(state.workdir) / "cni-n2" / "vipcast-handoff.conf"
+    handed = "" if daemon else handoff.read_text()
+    log = Path(state.workdir) / "n2-agent.log"
     os.killpg(state.pids["n2-agent"], signal.SIGKILL)
-    # BIRD, the graceful-restart helper, keeps n2's VIPs (stale) while the agent is away
-    wait_until(lambda: bird.vipcast_states()["vipcast4"] != "Established", timeout=20,
-               what="BIRD sees n2's agent gone")
+    if daemon:
+        # BIRD, the graceful-restart helper, keeps n2's VIPs (stale) while the agent is away
+        wait_until(lambda: bird.vipcast_states()["vipcast4"] != "Established", timeout=20,
+                   what="BIRD sees n2's agent gone")
     assert {p.nexthop for p in frr.route(f"{WEB}/32")} == {node_v4(i) for i in (1, 2, 3)}
+    log.unlink()
     proc = start_agent(topo, topo["n2"], options_of(state), "n2")
     state.pids["n2-agent"] = proc.pid
-    wait_vipcast_sessions(bird, timeout=60)
+    if daemon:
+        wait_vipcast_sessions(bird, timeout=60)
+    else:  # the new agent wrote its file again and BIRD reloaded it
+        wait_until(lambda: "reloaded" in (log.read_text() if log.exists() else ""),
+                   timeout=90, what="n2's new agent handed its routes to BIRD")
+        assert handoff.read_text() == handed
     time.sleep(2.0)  # BIRD ends the restart on the agent's End-of-RIB; give the router time
     assert {p.nexthop for p in frr.route(f"{WEB}/32")} == {node_v4(i) for i in (1, 2, 3)}
     assert _counters(frr) == before

@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 
 from vipcast.app.lab import LabOptions, node_cni_config, write_objects
-from vipcast.app.lab_cni import speaker_of
-from vipcast.lab.cni_bird import VIPCAST_SNIPPET, render_cni_bird
+from vipcast.app.lab_cni import CoexistMode, speaker_of, write_empty_handoff_files
+from vipcast.lab.cni_bird import HANDOFF_SNIPPET, VIPCAST_SNIPPET, render_cni_bird
 from vipcast.sources.files import load_paths
 from vipcast.spec.cni_checks import check_cni
 
@@ -25,11 +25,13 @@ needs_bird = pytest.mark.skipif(shutil.which("bird") is None,
 
 
 @needs_bird
-@pytest.mark.parametrize("coexist", [True, False], ids=["with-vipcast", "cni-only"])
-def test_bird_accepts_the_rendered_node_config(tmp_path: Path, coexist: bool) -> None:
-    cfg = node_cni_config(LabOptions(nodes=3, cni="bird"), 2)
-    if not coexist:
-        cfg = type(cfg)(**{**cfg.__dict__, "vipcast": False})
+@pytest.mark.parametrize("coexist", ["daemon", "handoff", "separate"])
+def test_bird_accepts_the_rendered_node_config(tmp_path: Path, coexist: CoexistMode) -> None:
+    opts = LabOptions(nodes=3, cni="bird", coexist=coexist, workdir=tmp_path)
+    cfg = node_cni_config(opts, 2)
+    if coexist == "handoff":  # the file the agent writes must exist: the lab writes it empty
+        write_objects(opts, tmp_path / "config")
+        write_empty_handoff_files(tmp_path / "config", 3)
     conf = tmp_path / "bird.conf"
     conf.write_text(render_cni_bird(cfg, tmp_path / "bird.log"))
     done = subprocess.run(["bird", "-p", "-c", str(conf)], capture_output=True, text=True,
@@ -40,8 +42,10 @@ def test_bird_accepts_the_rendered_node_config(tmp_path: Path, coexist: bool) ->
     assert "if ( net = 10.244.2.0/24 ) then { accept; }" in text
     assert "if ( net ~ 10.244.2.0/24 ) then { reject; }" in text
     assert "protocol bgp Global_198_18_0_1 from bgp_template" in text
-    assert ("vipcast_export();" in text) is coexist
-    assert (f'include "{VIPCAST_SNIPPET}";' in text) is coexist
+    assert ("vipcast_export();" in text) is (coexist == "daemon")
+    assert (f'include "{VIPCAST_SNIPPET}";' in text) is (coexist == "daemon")
+    assert ("vipcast_handoff_export();" in text) is (coexist == "handoff")
+    assert (f'include "{HANDOFF_SNIPPET}";' in text) is (coexist == "handoff")
 
 
 def test_vipcast_export_comes_before_calicos_own_rules(tmp_path: Path) -> None:
@@ -52,19 +56,25 @@ def test_vipcast_export_comes_before_calicos_own_rules(tmp_path: Path) -> None:
     assert kernel.index("vipcast_no_kernel();") < kernel.index("accept;")
 
 
-def test_the_shipped_snippet_is_the_documented_one() -> None:
-    snippet = VIPCAST_SNIPPET.read_text()
-    assert VIPCAST_SNIPPET == REPO / "deploy/cni/bird/vipcast.conf"
-    assert snippet in (REPO / "docs/cni.md").read_text(), "docs/cni.md must print the file as is"
+@pytest.mark.parametrize("snippet", [VIPCAST_SNIPPET, HANDOFF_SNIPPET], ids=lambda p: p.name)
+def test_the_shipped_snippets_are_the_documented_ones(snippet: Path) -> None:
+    assert snippet.parent == REPO / "deploy/cni/bird"
+    assert snippet.read_text() in (REPO / "docs/cni.md").read_text(), (
+        f"docs/cni.md must print {snippet.name} as is")
 
 
-def test_the_labs_objects_pass_check_config(tmp_path: Path) -> None:
-    write_objects(LabOptions(nodes=3, cni="bird"), tmp_path)
+@pytest.mark.parametrize(("coexist", "mode"), [("daemon", "ThroughDaemon"),
+                                               ("handoff", "HandOff"),
+                                               ("separate", "SeparateIdentity")])
+def test_the_labs_objects_pass_check_config(tmp_path: Path, coexist: CoexistMode,
+                                            mode: str) -> None:
+    write_objects(LabOptions(nodes=3, cni="bird", coexist=coexist), tmp_path)
     spec = load_paths([tmp_path])
     assert check_cni(spec) == []
-    through = [p for p in spec.peers if p.spec.coexistence == "ThroughDaemon"]
-    assert len(through) == 6
-    assert {p.spec.peer_port for p in through} == {1790}
+    peers = [p for p in spec.peers if p.spec.coexistence == mode]
+    assert len(peers) == len(spec.peers) == 6
+    if coexist == "daemon":
+        assert {p.spec.peer_port for p in peers} == {1790}
 
 
 def test_routes_are_told_apart_by_speaker() -> None:
