@@ -107,6 +107,17 @@ def _counters(frr: FrrInstance) -> dict[str, tuple[int, int]]:
             for a, v in frr.neighbors().items()}
 
 
+def _resets(frr: FrrInstance, before: dict[str, tuple[int, int]]) -> str:
+    """Why FRR reset the sessions whose counters moved since ``before`` (for a failure)."""
+    now = frr.neighbors()
+    return "; ".join(
+        f"{a}: {before.get(a)} -> {_counters(frr).get(a)} {v.get('lastResetDueTo', '')} "
+        f"{v.get('lastNotificationReason', '')} {v.get('lastResetTimerMsecs', '')} ms ago"
+        for a, v in now.items()
+        if (int(v.get("connectionsEstablished", 0)), int(v.get("connectionsDropped", 0)))
+        != before.get(a))
+
+
 def _bird_session_starts(topo: Topology, state: LabState) -> dict[str, str]:
     """Per node and router session: the time BIRD says the session last changed state."""
     starts = {}
@@ -212,7 +223,8 @@ def test_vip_changes_propagate_without_flapping_the_router_sessions(
             frr.wait_paths(f"{ip}/32", 0, timeout=45)  # withdrawn through every node's BIRD
         assert frr.route(f"{WEB}/32"), f"round {round_}: the lab's own VIP went with the burst"
     assert len(frr.route(f"{WEB}/32")) == 3
-    assert _counters(frr) == before, "a router session dropped or restarted during the burst"
+    assert _counters(frr) == before, (
+        f"a router session dropped or restarted during the burst: {_resets(frr, before)}")
     assert _bird_session_starts(topo, state) == starts
 
 
@@ -245,7 +257,7 @@ def test_agent_restart_changes_nothing_the_router_sees(
         assert handoff.read_text() == handed
     time.sleep(2.0)  # BIRD ends the restart on the agent's End-of-RIB; give the router time
     assert {p.nexthop for p in frr.route(f"{WEB}/32")} == {node_v4(i) for i in (1, 2, 3)}
-    assert _counters(frr) == before
+    assert _counters(frr) == before, _resets(frr, before)
 
 
 def test_node_power_loss_bfd_takes_pod_block_and_vips_away(
