@@ -96,3 +96,36 @@ def test_the_speaker_diffs_a_plan_against_the_last(monkeypatch: pytest.MonkeyPat
         assert speaker._routes == {p: dict(t) for p, t in real(second[1:]).items()}
 
     asyncio.run(scenario())
+
+
+def test_the_speaker_uses_the_planners_delta_only_when_it_fits(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A plan's ``bgp_delta`` from the routes the speaker applied is used as is (no diff of
+    the whole table); one from other routes, or for another tuple, is ignored (diffed)."""
+    import asyncio
+
+    from vipcast.core.desired import NodePlan, RouteDelta
+    from vipcast.runtime.bgp import speaker as bgp_speaker
+
+    diffs = []
+    real = bgp_speaker.route_changes
+    monkeypatch.setattr(bgp_speaker, "route_changes",
+                        lambda old, new: diffs.append(1) or real(old, new))
+    first = tuple(BGPRoute(p, ("a",)) for p in PREFIXES[:8])
+    moved = BGPRoute(PREFIXES[2], ("a", "b"))
+    second = (first[0], first[1], moved, *first[4:])
+    good = RouteDelta(first, second, (first[2], first[3]), (moved,))
+    third = second[1:]
+    stale = RouteDelta(first, third, (first[0],), ())  # not from what the speaker applied
+
+    async def scenario() -> None:
+        speaker = bgp_speaker.Speaker()
+        await speaker.apply(NodePlan(node="n", bgp=first))
+        await speaker.apply(NodePlan(node="n", bgp=second, bgp_delta=good))
+        assert diffs == []
+        assert speaker._routes == {p: dict(t) for p, t in routes_by_peer(second).items()}
+        await speaker.apply(NodePlan(node="n", bgp=third, bgp_delta=stale))
+        assert diffs == [1]
+        assert speaker._routes == {p: dict(t) for p, t in routes_by_peer(third).items()}
+
+    asyncio.run(scenario())

@@ -157,3 +157,40 @@ def test_the_filter_memo_gives_what_a_fresh_filter_gives() -> None:
         local = Local(servable=frozenset(servable))
         fresh = snapshot(spec, duties, NodeIdentity("n1"))
         assert plan(snap, local) == plan(fresh, local)
+
+
+def test_the_route_delta_takes_the_previous_routes_to_the_new_ones() -> None:
+    """A plan made by the filter's incremental path says how its routes differ from the
+    previous plan's: the previous tuple, minus ``removed``, plus ``added``, is the new one
+    (by identity); a plan that looked at everything carries no delta."""
+    import random
+
+    from test_incremental import BASE, service
+
+    rng = random.Random(11)
+    docs = list(BASE)
+    for i in range(40):
+        docs += service(f"s{i}", rng, 0.0)
+    spec = load_documents([("t.yaml", d) for d in docs])
+    duties = plan_node(spec, allocate_spec(spec).current(), "n1")
+    snap = snapshot(spec, duties, NodeIdentity("n1"))
+    services = sorted({r.service for r in duties.nat})
+    servable = set(services)
+    previous = plan(snap, Local(servable=frozenset(servable)))
+    assert previous.bgp_delta is None  # the first filter looks at everything
+    deltas = 0
+    for _ in range(60):
+        for s in rng.sample(services, rng.randrange(1, 3)):
+            servable ^= {s}
+        current = plan(snap, Local(servable=frozenset(servable)))
+        delta = current.bgp_delta
+        if delta is not None:
+            deltas += 1
+            assert delta.base is previous.bgp and delta.result is current.bgp
+            gone = {id(r) for r in delta.removed}
+            kept = [r for r in previous.bgp if id(r) not in gone]
+            assert {id(r) for r in kept} | {id(r) for r in delta.added} == {
+                id(r) for r in current.bgp}
+            assert not gone & {id(r) for r in current.bgp}
+        previous = current
+    assert deltas > 30

@@ -69,11 +69,12 @@ class _PlanIndex:
             (t.ip, t.port): t.services for t in plan.health
         }
         self.healthy: frozenset[str] | None = None
+        #: services whose health changed since the policy last looked (see :meth:`flipped`)
+        self._flipped: set[str] = set()
         self.down: frozenset[BackendKey] = frozenset()
         #: the policy's bookkeeping for this plan: servable services (None: not checked yet),
-        #: the healthy ones at the last check, those waiting for verification, the last answer
+        #: those waiting for verification, the last answer
         self.servable: set[str] | None = None
-        self.checked: frozenset[str] = frozenset()
         self.waiting: set[str] = set()
         self.result: frozenset[str] | None = None
 
@@ -84,15 +85,21 @@ class _PlanIndex:
             self.healthy = healthy_services(self.plan.nat, down)
         elif down != self.down:
             touched = {s for k in down ^ self.down for s in self.services_of.get(k, ())}
-            healthy = set(self.healthy)
-            for service in touched:
-                if healthy_services(self.rules.get(service, ()), down):
-                    healthy.add(service)
-                else:
-                    healthy.discard(service)
-            self.healthy = frozenset(healthy)
+            gained = {s for s in touched if healthy_services(self.rules.get(s, ()), down)}
+            lost = touched - gained
+            gained -= self.healthy
+            lost &= self.healthy
+            if gained or lost:
+                self.healthy = (self.healthy | gained) - lost
+                self._flipped |= gained | lost
         self.down = down
         return self.healthy
+
+    def flipped(self) -> set[str]:
+        """The services whose health changed since the last call (their healthy state is
+        :attr:`healthy`'s); looked at instead of comparing 10,000 names on every check."""
+        out, self._flipped = self._flipped, set()
+        return out
 
 
 class AnnouncementPolicy:
@@ -177,21 +184,19 @@ class AnnouncementPolicy:
         if index is None:
             return frozenset()
         healthy = index.healthy_services(self._health.down())
+        flipped = index.flipped()
         if index.servable is None:
             todo: Iterable[str] = index.ports
             index.servable = set()
         else:
-            todo = (healthy ^ index.checked) | self._pending | index.waiting
+            todo = flipped | self._pending | index.waiting
         self._pending = set()
         self._look(index, todo, healthy)
         if wait and self._probes:
             await asyncio.gather(*self._probes.values(), return_exceptions=True)
             todo, self._pending = self._pending | index.waiting, set()
             self._look(index, todo, healthy)
-        index.checked = healthy
-        if index.result is None or len(index.result) != len(index.servable) or any(
-            s not in index.result for s in index.servable
-        ):
+        if index.result is None or index.result != index.servable:  # set equality, in C
             index.result = frozenset(index.servable)
         return index.result
 

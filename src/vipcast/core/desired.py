@@ -166,6 +166,19 @@ class L2Member:
     address: str | None = None
 
 
+@dataclass(frozen=True, eq=False)
+class RouteDelta:
+    """How a plan's ``bgp`` tuple was made from an earlier one: ``base`` with ``removed``
+    taken out and ``added`` put in (by object identity). A hint for a consumer that diffs
+    (the BGP speaker): valid only if ``base`` is what it applied and ``result`` the tuple it
+    is given, which it checks by identity before use."""
+
+    base: tuple[BGPRoute, ...]
+    result: tuple[BGPRoute, ...]
+    removed: tuple[BGPRoute, ...]
+    added: tuple[BGPRoute, ...]
+
+
 @dataclass(frozen=True)
 class NodePlan:
     """Everything one node announces and forwards."""
@@ -196,3 +209,6 @@ class NodePlan:
     liveness_members: tuple[L2Member, ...] = ()
     #: what the node's L7 gateway (Envoy) serves; None: the config has no Gateway or Ingress
     proxy: ProxyModel | None = None
+    #: how ``bgp`` differs from the previous plan's (the pipeline's filter knows, so a health
+    #: flip is not found again by comparing 10,000 routes); not part of the value
+    bgp_delta: RouteDelta | None = field(default=None, compare=False, repr=False)

@@ -29,6 +29,7 @@ from vipcast.core.desired import (
     L2Member,
     NatRule,
     NodePlan,
+    RouteDelta,
 )
 from vipcast.core.gateway import translate
 from vipcast.core.gateway.address import proxied
@@ -253,26 +254,43 @@ class _Filter:
                 self.l2_of.setdefault(service, []).append(i)
 
     def apply(self, base: NodePlan, servable: frozenset[str]
-              ) -> tuple[tuple[BGPRoute, ...], frozenset[str]]:
+              ) -> tuple[tuple[BGPRoute, ...], frozenset[str], RouteDelta | None]:
+        """The routes and L2 VIPs for ``servable``, and how the routes differ from the last
+        call's (None: looked at everything, or nothing changed)."""
         last = self.servable
+        removed: list[BGPRoute] = []
+        added: list[BGPRoute] = []
+        incremental = False
         if last is None or len(servable ^ last) * 8 > len(base.bgp) + len(base.l2):
             self.routes = [_route_for(r, servable) for r in base.bgp]
             self.l2 = {o.ip for o in base.l2 if any(s in servable for s in o.services)}
         else:
+            incremental = True
             delta = servable ^ last
             for i in {i for s in delta for i in self.route_at.get(s, ())}:
-                self.routes[i] = _route_for(base.bgp[i], servable)
+                before, after = self.routes[i], _route_for(base.bgp[i], servable)
+                if before is not after:
+                    if before is not None:
+                        removed.append(before)
+                    if after is not None:
+                        added.append(after)
+                self.routes[i] = after
             for i in {i for s in delta for i in self.l2_of.get(s, ())}:
                 own = base.l2[i]
                 if any(s in servable for s in own.services):
                     self.l2.add(own.ip)
                 else:
                     self.l2.discard(own.ip)
+        changed: RouteDelta | None = None
         if last != servable or self.servable is None:
-            self.bgp = tuple(r for r in self.routes if r is not None)
+            previous = self.bgp
+            # filter(None, ...) drops the Nones in C (a BGPRoute is always true)
+            self.bgp = tuple(filter(None, self.routes))
             self.l2_servable = frozenset(self.l2)
+            if incremental:
+                changed = RouteDelta(previous, self.bgp, tuple(removed), tuple(added))
         self.servable = servable
-        return self.bgp, self.l2_servable
+        return self.bgp, self.l2_servable, changed
 
 
 def healthy_services(rules: Iterable[NatRule], down: frozenset[BackendKey]) -> frozenset[str]:
@@ -341,5 +359,5 @@ def plan(snap: Snapshot, local: Local) -> NodePlan:
     servable = local.servable
     if local.proxy_ready and snap.proxied:
         servable = servable | snap.proxied
-    bgp, l2_servable = snap.filter.apply(base, servable)
-    return replace(base, bgp=bgp, down=down, l2_servable=l2_servable)
+    bgp, l2_servable, delta = snap.filter.apply(base, servable)
+    return replace(base, bgp=bgp, down=down, l2_servable=l2_servable, bgp_delta=delta)
