@@ -19,6 +19,7 @@ from lightkube.generic_resource import create_global_resource
 from vipcast.app.controller import Controller, ControllerConfig
 from vipcast.core.desired import BGPRoute, HandOffNeighbor, HandOffTarget, NatRule, NodePlan
 from vipcast.core.handoff import frr_configuration, handed_routes
+from vipcast.sources.kube.conditions import handed_off_condition, merged
 from vipcast.sources.kube.handoff import (
     BGP_CONFIGURATIONS,
     FRR_CONFIGURATIONS,
@@ -26,6 +27,7 @@ from vipcast.sources.kube.handoff import (
     write_calico,
 )
 from vipcast.sources.kube.leader import ElectionConfig
+from vipcast.sources.kube.status import apply_conditions
 from vipcast.spec.objects import BFDProfileSpec
 
 from .conftest import run
@@ -193,6 +195,9 @@ def test_controller_hands_allocated_vips_to_calico(cni_crds: Cluster, namespace:
                   {"cni": "Calico", "asn": 64512,
                    "routers": [{"peerAddress": "192.0.2.1", "peerASN": 65000}],
                    "handOff": {"calico": {"bgpConfiguration": bgp_conf}}}),
+            _ours("CNISpeaker", "cnispeakers", f"nowhere-{namespace}",
+                  {"cni": "Calico", "asn": 64512,
+                   "handOff": {"calico": {"bgpConfiguration": f"absent-{namespace}"}}}),
             _ours("BGPPeer", "bgppeers", f"tor-{namespace}",
                   {"coexistence": "HandOff", "cniSpeaker": f"calico-{namespace}",
                    "myASN": 64512, "peerASN": 65000, "peerAddress": "192.0.2.1"}),
@@ -226,6 +231,24 @@ def test_controller_hands_allocated_vips_to_calico(cni_crds: Cluster, namespace:
                 return sorted(await cidrs()) == want
             await eventually(both, 30, what="both VIPs in serviceLoadBalancerIPs")
             assert "198.51.100.64/29" not in await cidrs()
+            # each CNISpeaker says how its hand-off went; a missing BGPConfiguration is named
+            speakers = objects[1][0]
+
+            async def handed_off(name: str) -> dict[str, Any] | None:
+                obj = (await c.get(speakers, name)).to_dict()
+                conds = (obj.get("status") or {}).get("conditions") or []
+                return next((x for x in conds if x["type"] == "vipcast.io/HandedOff"), None)
+
+            ok = await eventually(lambda: handed_off(f"calico-{namespace}"), 30,
+                                  what="HandedOff on the CNISpeaker")
+            assert (ok["status"], ok["reason"]) == ("True", "Written")
+            assert f"2 serviceLoadBalancerIPs in BGPConfiguration {bgp_conf}" == ok["message"]
+            bad = await eventually(lambda: handed_off(f"nowhere-{namespace}"), 30,
+                                   what="HandedOff on the CNISpeaker without its object")
+            assert (bad["status"], bad["reason"]) == ("False", "BGPConfigurationNotFound")
+            assert f"absent-{namespace}" in bad["message"]
+            with pytest.raises(ApiError):
+                await c.get(BGP_CONFIGURATIONS, f"absent-{namespace}")
             from lightkube.resources.core_v1 import Service
             await c.delete(Service, "api", namespace=namespace)
 
@@ -313,6 +336,13 @@ def test_chart_rbac_allows_exactly_the_hand_off_writes(cni_crds: Cluster, namesp
         task = asyncio.create_task(writer.run(seed=1))
         try:
             assert await write_calico(ctl, bgp_conf, [{"cidr": "198.51.100.10/32"}]) is None
+            # the CNISpeaker's HandedOff condition, as the controller writes it
+            res, speaker = _ours("CNISpeaker", "cnispeakers", f"rbac-{namespace}",
+                                 {"asn": 64512, "handOff": {"calico": {}}})
+            await admin.create(speaker)
+            await apply_conditions(ctl, res, f"rbac-{namespace}", merged(
+                [], [handed_off_condition(bgp_conf, 1, None)], None))
+            await admin.delete(res, f"rbac-{namespace}")
             target = _target(namespace)
             await writer.apply(_plan(target, *ROUTES))
             await eventually(lambda: asyncio.sleep(0, writer.writes), 20, what="a write")
@@ -331,6 +361,7 @@ def test_chart_rbac_allows_exactly_the_hand_off_writes(cni_crds: Cluster, namesp
     assert {(c["user"], c["verb"], c["resource"]) for c in calls} >= {
         ("rbac-cni-controller", "get", "bgpconfigurations"),
         ("rbac-cni-controller", "patch", "bgpconfigurations"),
+        ("rbac-cni-controller", "patch", "cnispeakers"),
         ("rbac-cni-speaker", "patch", "frrconfigurations"),
         ("rbac-cni-speaker", "delete", "frrconfigurations")}
     missing = [c for c in calls if not _allowed(users[c["user"]], c)]

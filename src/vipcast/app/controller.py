@@ -47,6 +47,7 @@ from vipcast.sources.kube.conditions import (
     announced_condition,
     conditions_up_to_date,
     current_conditions,
+    handed_off_condition,
     health_check_condition,
     merged,
     password_condition,
@@ -59,6 +60,7 @@ from vipcast.sources.kube.ratelimit import TokenBucket
 from vipcast.sources.kube.reflector import Reflector, snapshots
 from vipcast.sources.kube.resources import (
     BGP_PEERS,
+    CNI_SPEAKERS,
     CONTROLLER_KINDS,
     GATEWAY_KINDS,
     NODE_ANNOUNCEMENTS,
@@ -150,6 +152,8 @@ class Controller:
         self.reported_issues: set[str] = set()
         #: Calico BGPConfiguration -> the serviceLoadBalancerIPs this leader wrote there
         self.calico_written: dict[str, list[dict[str, str]]] = {}
+        #: the HandedOff condition last written per CNISpeaker (status, reason, message)
+        self.cni_conditions: dict[str, tuple[str, str, str]] = {}
         #: the PasswordResolved condition last written per BGPPeer (status, reason, message)
         self.peer_conditions: dict[str, tuple[str, str, str]] = {}
         #: per pool (in use, capacity) of the last allocation this leader made; empty otherwise
@@ -203,6 +207,7 @@ class Controller:
         if not report.leader:
             self.memory.clear()  # a future leader term starts again from Service status
             self.calico_written.clear()
+            self.cni_conditions.clear()
             self.pool_usage = {}
             self.last_report = report
             return report
@@ -317,6 +322,23 @@ class Controller:
             elif problem not in self.reported_issues:
                 self.reported_issues.add(problem)
                 log.warning("hand-off to Calico: %s", problem)
+            # the CNISpeakers that name it say how it went (kubectl describe cnispeaker)
+            cond = handed_off_condition(name, len(entries), problem)
+            for cni in spec.cni_speakers:
+                target = cni.spec.hand_off
+                if target is None or target.calico is None or \
+                        target.calico.bgp_configuration != name:
+                    continue
+                key = (cond["status"], cond["reason"], cond["message"])
+                if self.cni_conditions.get(cni.name) == key:
+                    continue
+                try:
+                    await apply_conditions(self.client, CNI_SPEAKERS.resource, cni.name,
+                                           merged([], [cond], None), self.config.field_manager)
+                except (ApiError, httpx.HTTPError, OSError) as exc:
+                    log.warning("CNISpeaker %s: condition not written: %s", cni.name, exc)
+                    continue
+                self.cni_conditions[cni.name] = key
 
     async def _gateway_status(self, spec: Spec, result: AllocationResult,
                               report: RoundReport) -> dict[str, tuple[str, ...]]:

@@ -34,6 +34,8 @@ HEALTH_CHECK = "vipcast.io/HealthCheck"
 #: on a BGPPeer with ``passwordSecret``: whether its Secret gives a usable password
 PASSWORD_RESOLVED = "vipcast.io/PasswordResolved"
 ANNOUNCED = "vipcast.io/Announced"
+#: on a CNISpeaker with ``handOff.calico``: whether vipcast could write its BGPConfiguration
+HANDED_OFF = "vipcast.io/HandedOff"
 OUR_TYPES = (ALLOCATED, ANNOUNCED)
 MAX_MESSAGE = 1024
 _SHOWN_NODES = 8
@@ -126,6 +128,15 @@ def password_condition(spec: Spec, peer: BGPPeer, namespace: str,
                 f"installation names: {', '.join(readable) or 'none'})")
     return _cond(PASSWORD_RESOLVED, False, "SecretNotUsable",
                  f"{problem}: no BGP session to this peer until it is fixed{hint}")
+
+
+def handed_off_condition(bgp_configuration: str, count: int, problem: str | None) -> JSON:
+    """``vipcast.io/HandedOff`` of a CNISpeaker that hands off to Calico."""
+    if problem is None:
+        return _cond(HANDED_OFF, True, "Written",
+                     f"{count} serviceLoadBalancerIPs in BGPConfiguration {bgp_configuration}")
+    reason = "BGPConfigurationNotFound" if "not found" in problem else "WriteFailed"
+    return _cond(HANDED_OFF, False, reason, problem)
 
 
 def merged(existing: Sequence[Mapping[str, Any]], wanted: Sequence[JSON], generation: int | None,

@@ -54,6 +54,7 @@ NODE_ANNOUNCEMENTS = Watched(
     create_global_resource(API_GROUP, VERSION, "NodeAnnouncement", "nodeannouncements"),
     namespaced=False)
 BGP_PEERS = next(w for w in OUR_KINDS if w.kind == "BGPPeer")
+CNI_SPEAKERS = next(w for w in OUR_KINDS if w.kind == "CNISpeaker")
 SERVICES = Watched("Service", Service, namespaced=True)
 ENDPOINT_SLICES = Watched("EndpointSlice", EndpointSlice, namespaced=True)
 #: the speaker's EndpointSlices: a headless Service (clusterIP None) can never be a LoadBalancer,
@@ -95,7 +96,8 @@ SPEAKER_KINDS: tuple[Watched, ...] = (*OUR_KINDS, SERVICES, NAMESPACES, SPEAKER_
                                       NODES)
 
 __all__ = [
-    "BGP_PEERS", "CONTROLLER_KINDS", "ENDPOINT_SLICES", "GATEWAY_KINDS", "NAMESPACES", "NODES",
+    "BGP_PEERS", "CNI_SPEAKERS", "CONTROLLER_KINDS", "ENDPOINT_SLICES", "GATEWAY_KINDS",
+    "NAMESPACES", "NODES",
     "NODE_ANNOUNCEMENTS", "OUR_KINDS", "SERVICES", "SPEAKER_ENDPOINT_SLICES", "SPEAKER_KINDS",
     "Event", "Lease", "Service", "Watched", "secrets",
 ]
