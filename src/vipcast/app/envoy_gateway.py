@@ -52,7 +52,7 @@ class EnvoyGateway:
         #: Envoy is ready and ACKed a listener set (what the Gateways'
         #: announcement waits for: a dead or unconfigured Envoy announces nothing)
         self.serving = False
-        self.cache = XdsCache(self._outcome)
+        self.cache = XdsCache(self._outcome, on_stream=lambda node, up: self._check_serving())
         self.model: ProxyModel | None = None
         s = settings
         s.workdir.mkdir(parents=True, exist_ok=True)
@@ -74,7 +74,9 @@ class EnvoyGateway:
 
     def _check_serving(self) -> None:
         # ready (Envoy's own /ready: initialised from ADS) and connected with some listener
-        # set ACKed; not "in sync" (a change not yet ACKed must not withdraw the VIP)
+        # set ACKed on the current stream; not "in sync" (a change not yet ACKed must not
+        # withdraw the VIP). Checked on every readiness change, ACK/NACK and stream open/close:
+        # a dead Envoy's stream end withdraws at once, without waiting for the /ready poll
         report = self.cache.reports.get(self.settings.node)
         serving = (self.process.ready and report is not None and report.connected
                    and LISTENER in report.acked)

@@ -42,20 +42,27 @@ _CHANGED = object()
 
 @dataclass
 class NodeReport:
-    """What one node's Envoy accepted and refused, per type."""
+    """What one node's Envoy accepted and refused, per type, on its current stream."""
 
     acked: dict[str, str] = field(default_factory=dict)
     #: type -> (refused version, Envoy's message); cleared when a later version is ACKed
     nacked: dict[str, tuple[str, str]] = field(default_factory=dict)
     acks: int = 0
     nacks: int = 0
-    connected: bool = False
+    #: open ADS streams of this node (a restarted Envoy's new stream may open before the old
+    #: one is seen closed: the old one's end must not mark the new one gone)
+    streams: int = 0
+
+    @property
+    def connected(self) -> bool:
+        return self.streams > 0
 
 
 class XdsCache:
     """The resources Envoy should have; one per node agent."""
 
-    def __init__(self, on_outcome: Callable[[str, Outcome], None] | None = None) -> None:
+    def __init__(self, on_outcome: Callable[[str, Outcome], None] | None = None,
+                 on_stream: Callable[[str, bool], None] | None = None) -> None:
         self._resources: dict[str, dict[str, Message]] = {t: {} for t in TYPE_ORDER}
         self._desired: dict[str, dict[str, Message]] = {t: {} for t in TYPE_ORDER}
         self._retired: dict[str, tuple[Message, Message | None]] = {}
@@ -63,6 +70,9 @@ class XdsCache:
         self.versions: dict[str, str] = {t: self._version({}) for t in TYPE_ORDER}
         self._queues: set[asyncio.Queue[object]] = set()
         self._on_outcome = on_outcome
+        #: called with (node, connected) when a stream of a node's Envoy opens or closes
+        #: (whether it serves can change: an observation, not a poll)
+        self._on_stream = on_stream
         self.reports: dict[str, NodeReport] = {}
         self.updates = 0
 
@@ -125,6 +135,25 @@ class XdsCache:
         res = self._packed[type_url]
         chosen = sorted(res) if names is None else sorted(n for n in names if n in res)
         return [res[n] for n in chosen]
+
+    def stream_opened(self, node: str) -> None:
+        """A stream of ``node`` began: what it accepts is counted afresh (a new stream is a new
+        or restarted Envoy; what an earlier one ACKed says nothing about this one's listeners,
+        and a restarted Envoy whose first listeners are refused may still answer /ready)."""
+        report = self.reports.setdefault(node, NodeReport())
+        report.streams += 1
+        report.acked = {}
+        report.nacked = {}
+        if self._on_stream is not None:
+            self._on_stream(node, True)
+
+    def stream_closed(self, node: str) -> None:
+        report = self.reports.get(node)
+        if report is None or report.streams == 0:
+            return
+        report.streams -= 1
+        if self._on_stream is not None:
+            self._on_stream(node, report.connected)
 
     def record(self, node: str, outcome: Outcome) -> None:
         report = self.reports.setdefault(node, NodeReport())
@@ -192,7 +221,7 @@ class AdsServicer(ads_pb2_grpc.AggregatedDiscoveryServiceServicer):  # type: ign
                 if isinstance(item, discovery_pb2.DiscoveryRequest):
                     if item.node.id and node == "?":
                         node = item.node.id
-                        cache.reports.setdefault(node, NodeReport()).connected = True
+                        cache.stream_opened(node)
                     error = item.error_detail.message if item.HasField("error_detail") else None
                     outcome = stream.receive(Request(
                         item.type_url, item.version_info, item.response_nonce,
@@ -208,8 +237,8 @@ class AdsServicer(ads_pb2_grpc.AggregatedDiscoveryServiceServicer):  # type: ign
             reader.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await reader
-            if node in cache.reports:
-                cache.reports[node].connected = False
+            if node != "?":
+                cache.stream_closed(node)
 
 
 async def serve_ads(cache: XdsCache, socket_path: str) -> grpc.aio.Server:
