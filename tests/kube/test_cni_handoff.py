@@ -269,6 +269,21 @@ def test_controller_hands_allocated_vips_to_calico(cni_crds: Cluster, namespace:
 
 def _chart_rules(values: list[str], account: str) -> list[tuple[str | None, dict[str, Any]]]:
     """(namespace or None, rule) the chart rendered with ``values`` grants ``account``."""
+    docs = _render(values)
+    roles = {(d["kind"], d["metadata"].get("namespace"), d["metadata"]["name"]): d
+             for d in docs if d["kind"] in ("Role", "ClusterRole")}
+    rules: list[tuple[str | None, dict[str, Any]]] = []
+    for b in docs:
+        if b["kind"] in ("RoleBinding", "ClusterRoleBinding") and any(
+                s["name"] == account for s in b["subjects"]):
+            ref = b["roleRef"]
+            ns = b["metadata"].get("namespace") if ref["kind"] == "Role" else None
+            rules.extend((ns, r) for r in roles[(ref["kind"], ns, ref["name"])]["rules"])
+    return rules
+
+
+def _render(values: list[str]) -> list[dict[str, Any]]:
+    """The chart's documents rendered with ``values`` (``--set`` items)."""
     import os
     import subprocess
     import tempfile
@@ -286,17 +301,7 @@ def _chart_rules(values: list[str], account: str) -> list[tuple[str | None, dict
             [str(helm), "template", "vipcast", str(chart), "--namespace", "vipcast-system",
              *(a for v in values for a in ("--set", v))],
             env=env, capture_output=True, text=True, timeout=60, check=True).stdout
-    docs = [d for d in yaml.safe_load_all(out) if d]
-    roles = {(d["kind"], d["metadata"].get("namespace"), d["metadata"]["name"]): d
-             for d in docs if d["kind"] in ("Role", "ClusterRole")}
-    rules: list[tuple[str | None, dict[str, Any]]] = []
-    for b in docs:
-        if b["kind"] in ("RoleBinding", "ClusterRoleBinding") and any(
-                s["name"] == account for s in b["subjects"]):
-            ref = b["roleRef"]
-            ns = b["metadata"].get("namespace") if ref["kind"] == "Role" else None
-            rules.extend((ns, r) for r in roles[(ref["kind"], ns, ref["name"])]["rules"])
-    return rules
+    return [d for d in yaml.safe_load_all(out) if d]
 
 
 def _allowed(rules: list[tuple[str | None, dict[str, Any]]], call: dict[str, str]) -> bool:
@@ -376,7 +381,49 @@ def test_chart_rbac_allows_exactly_the_hand_off_writes(cni_crds: Cluster, namesp
                          "subresource": "", "verb": "patch", "namespace": "kube-system",
                          "name": "vipcast-n1"})):
         assert not _allowed(rules, call), call
+    # the speakers are told the namespace (a stale object of their node is removed there)
+    (speaker,) = [d for d in _render(values) if d["kind"] == "DaemonSet"]
+    args = speaker["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert f"--frr-k8s-namespace={namespace}" in args
     # without the values the chart grants nothing in those groups
     for account in ("vipcast-controller", "vipcast-speaker"):
         assert not any(g in ("crd.projectcalico.org", "frrk8s.metallb.io")
                        for _, r in _chart_rules([], account) for g in r["apiGroups"])
+
+
+def test_a_restarted_speaker_removes_its_stale_frr_configuration(
+        cni_crds: Cluster, namespace: str) -> None:
+    """A node's object left from before (the config stopped handing off while the speaker was
+    down) would keep FRR-K8s announcing its VIPs: a speaker told the FRR-K8s namespace
+    deletes it on its first plan unless that plan wants it."""
+    async def go() -> None:
+        c = client(cni_crds.kubeconfig, namespace)
+        target = _target(namespace)
+        stale = frr_configuration("n1", target, handed_routes(_plan(target, *ROUTES), target))
+        await c.create(FRR_CONFIGURATIONS.from_dict(stale))
+        await c.create(FRR_CONFIGURATIONS.from_dict(
+            {**stale, "metadata": {**stale["metadata"], "name": "vipcast-n2"}}))
+        writer = FrrK8sHandOff(c, "n1", namespaces=(namespace,))
+        task = asyncio.create_task(writer.run(seed=1))
+
+        async def gone() -> bool:
+            try:
+                await c.get(FRR_CONFIGURATIONS, "vipcast-n1", namespace=namespace)
+            except ApiError:
+                return True
+            return False
+
+        try:
+            await writer.apply(_plan(None, *ROUTES))
+            await eventually(gone, 20, what="n1's stale FRRConfiguration deleted")
+            # another node's object is that node's speaker's business
+            await c.get(FRR_CONFIGURATIONS, "vipcast-n2", namespace=namespace)
+            assert writer.writes == 0 and writer.deletes == 1
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+            await c.delete(FRR_CONFIGURATIONS, "vipcast-n2", namespace=namespace)
+            await c.close()
+
+    run(go(), 60)

@@ -99,6 +99,7 @@ class KubeAgent(Agent):
         report: bool = True,
         namespace: str = "vipcast-system",
         password_secrets: Sequence[str] = (),
+        frr_k8s_namespaces: tuple[str, ...] = (),
     ) -> None:
         super().__init__(options, planner=planner or StatusPlanner(load_balancer_class),
                          consumers=consumers, registry=registry, local=local)
@@ -115,7 +116,7 @@ class KubeAgent(Agent):
         #: what this node announces, written to its NodeAnnouncement (None: not reported)
         self.reporter = AnnouncementReporter(client, options.node) if report else None
         #: this node's FRRConfiguration, when a CNISpeaker hands off to FRR-K8s (docs/cni.md)
-        self.frr_hand_off = FrrK8sHandOff(client, options.node)
+        self.frr_hand_off = FrrK8sHandOff(client, options.node, namespaces=frr_k8s_namespaces)
         self.add_consumer(self.frr_hand_off)
         self.last_good: tuple[Document, ...] = ()
         #: validates only the objects an event changed (the others stay the same objects,
@@ -216,6 +217,7 @@ async def run_speaker(
     namespace: str = "vipcast-system",
     password_secrets: Sequence[str] = (),
     gateway: GatewaySettings | None = None,
+    frr_k8s_namespaces: tuple[str, ...] = (),
 ) -> int:
     """Composition root used by ``vipcast speaker``: the node code path of ``vipcast agent``
     (data plane, health checks, verified announcement, BFD) around the API-fed agent; with
@@ -224,7 +226,7 @@ async def run_speaker(
     kinds = (*SPEAKER_KINDS, *GATEWAY_KINDS) if gateway is not None else SPEAKER_KINDS
     factory = functools.partial(KubeAgent, client, load_balancer_class=load_balancer_class,
                                 namespace=namespace, password_secrets=password_secrets,
-                                kinds=kinds)
+                                kinds=kinds, frr_k8s_namespaces=frr_k8s_namespaces)
     return await run_node(options, dataplane_enabled=dataplane_enabled,
                           membership_key=membership_key, agent_factory=factory,
                           base_planner=StatusPlanner(load_balancer_class), gateway=gateway)

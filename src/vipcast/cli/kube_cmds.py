@@ -207,6 +207,11 @@ def speaker(
     gateway_admin_port: Annotated[
         int, typer.Option(help="Envoy's admin port on 127.0.0.1.")
     ] = 19000,
+    frr_k8s_namespace: Annotated[
+        str | None, typer.Option(help="Where this node's FRRConfiguration may be (HandOff to "
+                                 "FRR-K8s, docs/cni.md): one left from before is removed "
+                                 "when the config no longer hands off.")
+    ] = None,
 ) -> None:
     """Run a node's speaker: the node code path of ``vipcast agent`` fed from the API."""
     import asyncio
@@ -243,7 +248,9 @@ def speaker(
                                      load_balancer_class=load_balancer_class,
                                      namespace=namespace,
                                      password_secrets=_names(password_secrets),
-                                     gateway=gateway)
+                                     gateway=gateway,
+                                     frr_k8s_namespaces=(frr_k8s_namespace,)
+                                     if frr_k8s_namespace else ())
         finally:
             await client.close()
 

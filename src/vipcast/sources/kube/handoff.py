@@ -71,14 +71,18 @@ class FrrK8sHandOff:
     """A plan consumer of the speaker: this node's FRRConfiguration, from its plan."""
 
     def __init__(self, client: AsyncClient, node: str,
-                 field_manager: str = SPEAKER_HAND_OFF_MANAGER) -> None:
+                 field_manager: str = SPEAKER_HAND_OFF_MANAGER,
+                 namespaces: tuple[str, ...] = ()) -> None:
+        """``namespaces``: where this node's object may be left from before (a config that no
+        longer hands off, a restart): it is deleted there unless the plan wants it."""
         self.client = client
         self.node = node
         self.field_manager = field_manager
         #: namespace -> the object wanted there (None: none; delete ours if it exists)
-        self.wanted: dict[str, dict[str, Any] | None] = {}
+        self.wanted: dict[str, dict[str, Any] | None] = {ns: None for ns in namespaces}
         self.written: dict[str, dict[str, Any] | None] = {}
         self._changed = asyncio.Event()
+        self._started = bool(namespaces)
         self.writes = 0
         self.deletes = 0
         self.errors = 0
@@ -89,7 +93,8 @@ class FrrK8sHandOff:
             if target.kind == "frrK8s":
                 wanted[target.namespace] = frr_configuration(
                     self.node, target, handed_routes(plan, target))
-        if wanted != self.wanted:
+        if wanted != self.wanted or self._started:
+            self._started = False
             self.wanted = wanted
             self._changed.set()
 
