@@ -125,6 +125,38 @@ def test_bird_hand_off_reaches_the_router_without_a_flap(netlab: Topology) -> No
     assert before[1] == 0
 
 
+def test_a_bird_that_answers_late_gets_the_file_by_retry(netlab: Topology) -> None:
+    """The first reload fails (BIRD is not running yet); the consumer keeps retrying on its
+    own, without a new plan, until BIRD answers ``configure``."""
+    node = netlab.add_netns("node")
+    include = netlab.workdir / "late" / "vipcast.conf"
+    include.parent.mkdir(parents=True)
+    socket = netlab.workdir / "bird" / "bird.ctl"
+    t = target(include, socket)
+    consumer = BirdHandOff(retry=0.2)
+
+    async def steps() -> None:
+        await consumer.apply(plan(t, route("198.51.100.10/32", "tor")))
+        assert consumer.reloads == 0 and consumer.failures >= 1
+        failures = consumer.failures
+        await asyncio.sleep(1.0)
+        assert consumer.failures > failures  # still trying, on its own
+        bird = await asyncio.to_thread(start_bird, node, BirdConfig(
+            asn=64512, router_id=N4, kernel_export=False, extra=f'include "{include}";'),
+            netlab.workdir / "bird")
+        assert bird.socket == socket
+        deadline = asyncio.get_running_loop().time() + 30
+        while consumer.reloads == 0 and asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(0.1)
+        await consumer.stop()
+        assert consumer.reloads == 1
+        out = await asyncio.to_thread(bird.birdc, "show", "route", "protocol",
+                                      "vipcast_handoff")
+        assert "198.51.100.10/32" in out
+
+    asyncio.run(steps())
+
+
 async def _apply_without_bird(tmp: Path) -> BirdHandOff:
     consumer = BirdHandOff(retry=0.05)
     t = target(tmp / "vipcast.conf", tmp / "no-bird.ctl")

@@ -74,6 +74,8 @@ class BirdHandOff:
         self._pending: dict[str, tuple[str, str]] = {}
         self._retrier: asyncio.Task[None] | None = None
         self.reloads = 0
+        self.failures = 0
+        self._lock = asyncio.Lock()
 
     async def apply(self, plan: NodePlan) -> None:
         for target in plan.hand_off:
@@ -84,12 +86,19 @@ class BirdHandOff:
         await self._flush()
 
     async def _flush(self) -> None:
+        async with self._lock:  # one writer of the files and one birdc at a time
+            await self._flush_pending()
+
+    async def _flush_pending(self) -> None:
         for path, (text, control) in list(self._pending.items()):
             try:
                 await asyncio.to_thread(write_atomically, Path(path), text)
                 await birdc_configure(control, birdc=self._birdc)
             except (OSError, BirdReloadError) as exc:
-                log.warning("hand-off to BIRD (%s): %s; retrying", path, exc)
+                if self.failures == 0 or self._retrier is None or self._retrier.done():
+                    log.warning("hand-off to BIRD (%s): %s; retrying every %g s", path, exc,
+                                self._retry)
+                self.failures += 1
                 self._schedule_retry()
                 continue
             self.reloads += 1
@@ -104,8 +113,11 @@ class BirdHandOff:
             self._retrier = asyncio.create_task(self._retry_later(), name="bird-hand-off-retry")
 
     async def _retry_later(self) -> None:
-        await asyncio.sleep(self._retry)
-        await self._flush()
+        """Flush again every ``retry`` seconds until nothing is pending (a new plan in between
+        flushes on its own; this loop only covers a BIRD that does not answer)."""
+        while self._pending:
+            await asyncio.sleep(self._retry)
+            await self._flush()
 
     async def stop(self) -> None:
         if self._retrier is not None:
