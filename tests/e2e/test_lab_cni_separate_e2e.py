@@ -12,7 +12,9 @@ is the router and keeps two neighbors per node and family. What is checked, in o
    and the VIPs over every node (next hops: vipcast's addresses);
 2. a burst of VIP changes reaches the router (withdrawals included) and no CNI session drops
    or restarts (FRR's counters and BIRD's session start times unchanged), nor any of vipcast's;
-3. a node loses power: BFD takes down both of its sessions (FRR says why), its VIP next hop and
+3. an agent restart (graceful restart toward the router) keeps its VIP next hop and moves no
+   CNI session;
+4. a node loses power: BFD takes down both of its sessions (FRR says why), its VIP next hop and
    its pod block leave the router, the other nodes' sessions stay, and the client recovers.
 
 Deadlines are generous; the failover figure is in bench/cni_separate_failover.py.
@@ -23,6 +25,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import tempfile
 import time
 from collections.abc import Iterator
@@ -40,7 +43,9 @@ from vipcast.app.lab import (
     cni_bird_of,
     node_v4,
     node_v6,
+    options_of,
     router_of,
+    start_agent,
     vipcast_v4,
     vipcast_v6,
     wait_sessions,
@@ -194,6 +199,27 @@ def test_vip_changes_do_not_flap_the_cni_sessions(lab: tuple[Topology, LabState]
     assert _counters(frr, every) == before, "a router session dropped or restarted"
     assert _bird_session_starts(topo, state) == starts
     assert {i: set(frr.received_prefixes(node_v4(i))) for i in NODES} == blocks_before
+
+
+def test_agent_restart_leaves_the_cni_sessions_alone(lab: tuple[Topology, LabState]) -> None:
+    """vipcast's agent restarts (graceful restart toward the router): the router keeps n2's
+    VIP next hop meanwhile, and no CNI session -- n2's included -- drops."""
+    topo, state = lab
+    frr = _frr(topo, state)
+    frr.wait_paths(f"{WEB}/32", 3)
+    cni_sessions = [a for i in NODES for a in _cni(i)]
+    before = _counters(frr, cni_sessions)
+    starts = _bird_session_starts(topo, state)
+    os.killpg(state.pids["n2-agent"], signal.SIGKILL)
+    wait_until(lambda: frr.neighbor_state(vipcast_v4(2)) != "Established", timeout=20,
+               what="the router sees n2's vipcast gone")
+    assert {p.nexthop for p in frr.route(f"{WEB}/32")} == {vipcast_v4(i) for i in NODES}
+    proc = start_agent(topo, topo["n2"], options_of(state), "n2")
+    state.pids["n2-agent"] = proc.pid
+    frr.wait_established(*_ours(2), timeout=60)
+    frr.wait_paths(f"{WEB}/32", 3)
+    assert _counters(frr, cni_sessions) == before
+    assert _bird_session_starts(topo, state) == starts
 
 
 def test_node_power_loss_bfd_drops_both_speakers_of_the_node(
