@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from vipcast.cli.agent_cmds import handoff_table
 from vipcast.core.desired import BGPRoute, HandOffNeighbor, HandOffTarget, NatRule, NodePlan
 from vipcast.core.handoff import bird_include, handed_routes
 from vipcast.lab.bgpconf import Neighbor
@@ -120,6 +121,11 @@ def test_bird_hand_off_reaches_the_router_without_a_flap(netlab: Topology) -> No
     assert "65000:100" in path.communities and "64512:1:2" in path.large_communities
     assert path.as_path == (64512,)
     assert consumer.reloads == 2
+    (row,) = consumer.status()  # the agent's /status "handoff" section
+    assert (row["path"], row["loaded_routes"], row["pending"], row["failures"]) == (
+        str(include), 2, False, 0)
+    table = handoff_table({"node": "n1", "handoff": consumer.status()})
+    assert table is not None and table.row_count == 1
     # the router's one session to the node's BIRD never went down
     assert session_counters(frr) == before
     assert before[1] == 0

@@ -237,9 +237,27 @@ def routes_table(document: dict[str, Any]) -> Table | None:
     return table
 
 
+def handoff_table(document: dict[str, Any]) -> Table | None:
+    """What this node hands to a CNI's BIRD (docs/cni.md, HandOff); None when nothing."""
+    rows = document.get("handoff") or []
+    if not rows:
+        return None
+    table = Table(title=f"Hand-off to the CNI of {document.get('node', '?')}")
+    for column in ("target", "file", "routes loaded", "reload pending", "reloads", "failures"):
+        table.add_column(column, overflow="fold")
+    for r in rows:
+        pending = "[yellow]yes[/yellow]" if r.get("pending") else "no"
+        table.add_row(str(r.get("target")), str(r.get("path")), str(r.get("loaded_routes")),
+                      pending, str(r.get("reloads")), str(r.get("failures")))
+    return table
+
+
 def status_tables(document: dict[str, Any]) -> list[Table]:
     """Every table ``vipcast status`` prints, in order."""
     tables = [sessions_table(document)]
+    handoff = handoff_table(document)
+    if handoff is not None:
+        tables.append(handoff)
     weights = routes_table(document)
     if weights is not None:
         tables.append(weights)

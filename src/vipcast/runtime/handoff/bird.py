@@ -119,6 +119,16 @@ class BirdHandOff:
             await asyncio.sleep(self._retry)
             await self._flush()
 
+    def status(self) -> list[dict[str, object]]:
+        """Each include file: routes BIRD has loaded, whether a newer text waits for a reload,
+        and the counts (the agent's /status ``handoff`` section)."""
+        paths = sorted(set(self._loaded) | set(self._pending))
+        return [{"target": "birdInclude", "path": path,
+                 "loaded_routes": self._loaded.get(path, "").count(" route "),
+                 "pending": path in self._pending,
+                 "control_socket": (self._pending.get(path) or ("", ""))[1] or None,
+                 "reloads": self.reloads, "failures": self.failures} for path in paths]
+
     async def stop(self) -> None:
         if self._retrier is not None:
             self._retrier.cancel()
