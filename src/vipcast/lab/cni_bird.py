@@ -209,10 +209,37 @@ class CniBird(BirdInstance):
         states = self.protocol_states()
         return {r.address: states.get(global_peer_name(r.address), "") for r in self.cni.routers}
 
+    def router_session_changes(self) -> dict[str, tuple[str, float]]:
+        """Router session (``Global_...``) -> (BIRD's state, when it last changed, in seconds
+        of the day); see :meth:`session_changes`."""
+        return {k: v for k, v in self.session_changes().items() if k.startswith("Global_")}
+
+    def session_changes(self) -> dict[str, tuple[str, float]]:
+        """Every BGP session of this BIRD (the router's ``Global_...``, vipcast's
+        ``vipcast4``/``vipcast6``) -> (BIRD's state, when it last changed, in seconds
+        of the day). BIRD prints that monotonic instant in wall-clock time converted on every
+        call, so one instant can print a millisecond apart: compare with :func:`same_changes`.
+        """
+        changes = {}
+        for line in self.birdc("show", "protocols").splitlines():
+            cols = line.split()
+            if len(cols) >= 5 and cols[1] == "BGP" and cols[4].count(":") == 2:
+                h, m, sec = cols[4].split(":")
+                changes[cols[0]] = (cols[3], int(h) * 3600 + int(m) * 60 + float(sec))
+        return changes
+
     def vipcast_states(self) -> dict[str, str]:
         """``vipcast4``/``vipcast6`` -> state of the session with the node's vipcast agent."""
         states = self.protocol_states()
         return {name: states.get(name, "") for name in VIPCAST_PROTOCOLS.values()}
+
+
+def same_changes(a: dict[str, tuple[str, float]], b: dict[str, tuple[str, float]]) -> bool:
+    """No session changed state between two :meth:`CniBird.router_session_changes` readings:
+    same states, same instants within 50 ms (a session that went down and came back takes at
+    least BIRD's error wait and connect delay, a second each in the lab)."""
+    return a.keys() == b.keys() and all(
+        a[k][0] == b[k][0] and abs(a[k][1] - b[k][1]) < 0.05 for k in a)
 
 
 def start_cni_bird(netns: Netns, cfg: CniBirdConfig, directory: Path) -> CniBird:
