@@ -24,8 +24,9 @@ changes.
 from __future__ import annotations
 
 import bisect
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, fields, replace
+from typing import TypeVar
 
 from vipcast.alloc import Reason
 from vipcast.alloc.pools import ip_text, parse_address
@@ -36,6 +37,7 @@ from vipcast.core.allocation import (
     service_input,
 )
 from vipcast.core.desired import BGPRoute, L2Ownership, NatRule, NodePlan
+from vipcast.core.identity import identity_diff
 from vipcast.core.plan import plan_node
 from vipcast.spec import (
     LOAD_BALANCER_CLASS,
@@ -46,6 +48,8 @@ from vipcast.spec import (
     requested_ips,
 )
 
+T = TypeVar("T")
+K = TypeVar("K", str, tuple[int, int])
 #: above this many changed Services, planning everything again is about as fast
 LIMIT = 64
 #: the Spec fields that hold Services and EndpointSlices; any other change plans everything
@@ -66,9 +70,9 @@ class _Last:
     requested: dict[str, set[str]]
     #: some Service got a fresh address (allocation depends on the order of all of them)
     fresh: bool
-    #: ids of the spec's Services and EndpointSlices (the spec keeps them alive)
-    service_ids: set[int]
-    slice_ids: set[int]
+    #: Service key -> its routes / L2 ownerships in ``duties``
+    routes_of: dict[str, list[BGPRoute]]
+    l2_of: dict[str, list[L2Ownership]]
 
 
 def _slices_by_service(spec: Spec) -> dict[str, tuple[EndpointSlice, ...]]:
@@ -148,8 +152,8 @@ class NodePlanner:
             for ip in self._requests_of(service):
                 requested.setdefault(ip, set()).add(key)
         self._last = _Last(spec, node, duties, dict(assignments), services,
-                           _slices_by_service(spec), holders, requested, fresh,
-                           {id(x) for x in spec.services}, {id(x) for x in spec.endpoint_slices})
+                           _slices_by_service(spec), holders, requested, fresh, {}, {})
+        _index(self._last, duties.bgp, duties.l2)
         return duties
 
     # ---- a few Services changed -------------------------------------------------------------
@@ -161,12 +165,8 @@ class NodePlanner:
             ):
                 return None
         # what differs, by object identity (both specs hold their objects meanwhile)
-        service_ids = {id(x) for x in spec.services}
-        slice_ids = {id(x) for x in spec.endpoint_slices}
-        added = [x for x in spec.services if id(x) not in last.service_ids]
-        gone = [x for x in last.spec.services if id(x) not in service_ids]
-        added_slices = [x for x in spec.endpoint_slices if id(x) not in last.slice_ids]
-        gone_slices = [x for x in last.spec.endpoint_slices if id(x) not in slice_ids]
+        gone, added = identity_diff(last.spec.services, spec.services)
+        gone_slices, added_slices = identity_diff(last.spec.endpoint_slices, spec.endpoint_slices)
         changed = {x.key for x in (*added, *gone)}
         changed |= {k for x in (*added_slices, *gone_slices) if (k := x.service_key)}
         if len(changed) > self.limit:
@@ -180,14 +180,15 @@ class NodePlanner:
             return None
         self.last_changed = {k: services.get(k) for k in changed}
         if not changed:
-            last.spec, last.service_ids, last.slice_ids = spec, service_ids, slice_ids
+            last.spec = spec
             return last.duties
         assigned = self._allocate(last, services, changed)
         if assigned is None:
             return None
-        duties = self._splice(last, spec, services, slices, changed, assigned)
-        if duties is None:
+        spliced = self._splice(last, spec, services, slices, changed, assigned)
+        if spliced is None:
             return None
+        duties, part_bgp, part_l2 = spliced
         # the last state is replaced: update its indexes in place (no copy of 10,000 entries)
         assignments, holders, requested = last.assignments, last.holders, last.requested
         for key in changed:
@@ -207,8 +208,11 @@ class NodePlanner:
             for ip in self._requests_of(service):
                 requested.setdefault(ip, set()).add(key)
         last.slices.update((k, v) for k, v in slices.items() if v)
+        for key in changed:
+            last.routes_of.pop(key, None)
+            last.l2_of.pop(key, None)
+        _index(last, part_bgp, part_l2)
         last.spec, last.duties = spec, duties
-        last.service_ids, last.slice_ids = service_ids, slice_ids
         return duties
 
     @staticmethod
@@ -276,28 +280,37 @@ class NodePlanner:
         slices: Mapping[str, tuple[EndpointSlice, ...]],
         changed: set[str],
         assigned: Mapping[str, tuple[str, ...]],
-    ) -> NodePlan | None:
-        """The previous duties without the changed Services' part, with their new part."""
+    ) -> tuple[NodePlan, tuple[BGPRoute, ...], tuple[L2Ownership, ...]] | None:
+        """The previous duties without the changed Services' part, with their new part; and
+        that new part's routes and L2 ownerships."""
         old = last.duties
         gone_ips = {ip for k in changed for ip in last.assignments.get(k, ())}
-        bgp: list[BGPRoute] = []
-        for route in old.bgp:
-            if changed.isdisjoint(route.services):
-                bgp.append(route)
-            elif not set(route.services) <= changed:
+        # the changed Services' routes and L2 ownerships, found through the index and taken
+        # out of copies of the sorted tuples (no walk over the 10,000 others)
+        bgp = list(old.bgp)
+        for route in {id(r): r for k in changed for r in last.routes_of.get(k, ())}.values():
+            if not set(route.services) <= changed:
                 return None  # a prefix shared with an unchanged Service
-        l2: list[L2Ownership] = []
-        for own in old.l2:
-            if changed.isdisjoint(own.services):
-                l2.append(own)
-            elif not set(own.services) <= changed:
+            if not _remove(bgp, route, route.prefix, _prefix_of):
+                return None
+        l2 = list(old.l2)
+        for own in {id(o): o for k in changed for o in last.l2_of.get(k, ())}.values():
+            if not set(own.services) <= changed:
+                return None
+            if not _remove(l2, own, _address_key(own.ip), _l2_key):
                 return None
         nat = list(old.nat)
         for key in changed:  # each Service's rules are one block, in key order
             start = bisect.bisect_left(nat, key, key=lambda r: r.service)
             end = bisect.bisect_right(nat, key, lo=start, key=lambda r: r.service)
             del nat[start:end]
-        vips = [ip for ip in old.local_vips if ip not in gone_ips]
+        vips = list(old.local_vips)
+        for ip in gone_ips:
+            at = bisect.bisect_left(vips, _address_key(ip), key=_address_key)
+            if at < len(vips) and vips[at] == ip:
+                del vips[at]
+        part_bgp: tuple[BGPRoute, ...] = ()
+        part_l2: tuple[L2Ownership, ...] = ()
         mine = {k: v for k, v in assigned.items() if v}
         if mine:
             part_spec = replace(
@@ -306,6 +319,7 @@ class NodePlanner:
                 endpoint_slices=tuple(s for k in sorted(mine) for s in slices.get(k, ())),
             )
             part = plan_node(part_spec, mine, last.node)
+            part_bgp, part_l2 = part.bgp, part.l2
             for route in part.bgp:
                 at = bisect.bisect_left(bgp, route.prefix, key=lambda r: r.prefix)
                 if at < len(bgp) and bgp[at].prefix == route.prefix:
@@ -318,8 +332,9 @@ class NodePlanner:
             for ip in part.local_vips:
                 if ip not in have:
                     bisect.insort(vips, ip, key=_address_key)
-        return NodePlan(node=old.node, bgp=tuple(bgp), l2=tuple(l2), nat=tuple(nat),
-                        local_vips=tuple(vips))
+        duties = NodePlan(node=old.node, bgp=tuple(bgp), l2=tuple(l2), nat=tuple(nat),
+                          local_vips=tuple(vips))
+        return duties, part_bgp, part_l2
 
 
 class StatusNodePlanner(NodePlanner):
@@ -357,6 +372,34 @@ class StatusNodePlanner(NodePlanner):
                 if any(ip in wanted[o] for o in changed - {key}):
                     return None
         return wanted
+
+
+def _index(last: _Last, routes: Iterable[BGPRoute], l2: Iterable[L2Ownership]) -> None:
+    for route in routes:
+        for key in route.services:
+            last.routes_of.setdefault(key, []).append(route)
+    for own in l2:
+        for key in own.services:
+            last.l2_of.setdefault(key, []).append(own)
+
+
+def _prefix_of(route: BGPRoute) -> str:
+    return route.prefix
+
+
+def _l2_key(own: L2Ownership) -> tuple[int, int]:
+    return _address_key(own.ip)
+
+
+def _remove(items: list[T], item: T, key: K, key_of: Callable[[T], K]) -> bool:
+    """Take ``item`` (by identity) out of ``items``, sorted by ``key_of``; False: not there."""
+    at = bisect.bisect_left(items, key, key=key_of)
+    while at < len(items) and key_of(items[at]) == key:
+        if items[at] is item:
+            del items[at]
+            return True
+        at += 1
+    return False
 
 
 def _insert_rules(nat: list[NatRule], rules: Iterable[NatRule]) -> None:

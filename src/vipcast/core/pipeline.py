@@ -19,7 +19,8 @@ the very same objects as before: consumers diff by identity cheaply.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+import bisect
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
 from vipcast.core.desired import (
@@ -196,31 +197,55 @@ def snapshot(
     fresh, fresh_problems = health_configs(s for s in changed.values() if s is not None)
     configs.update(fresh)
     problems = [*(p for p in previous.health_problems if p[0] not in keys), *fresh_problems]
-    # the health targets: the old ones without the changed services, plus their new ones
-    targets = {(t.ip, t.port): t for t in old.health}
+    # the health targets: the old ones without the changed services, plus their new ones;
+    # the NAT rules are sorted by service, the targets by (ip, port): found by bisection
     adding: dict[BackendKey, set[str]] = {}
     touched: set[BackendKey] = set()
-    for rule in previous.duties.nat:
-        if rule.service in keys and rule.protocol == "TCP":
+    for rule in _rules_of(previous.duties.nat, keys):
+        if rule.protocol == "TCP":
             touched.update(_usable(rule))
-    for rule in duties.nat:
-        if rule.service in keys and rule.protocol == "TCP":
+    for rule in _rules_of(duties.nat, keys):
+        if rule.protocol == "TCP":
             for key in _usable(rule):
                 adding.setdefault(key, set()).add(rule.service)
     default = HealthCheckConfig()
-    for key in touched | adding.keys():
-        target = targets.pop(key, None)
+    targets = list(old.health)
+    for key in sorted(touched | adding.keys()):
+        at = bisect.bisect_left(targets, key, key=_target_key)
+        target = targets[at] if at < len(targets) and _target_key(targets[at]) == key else None
         names = (set(target.services) - keys if target else set()) | adding.get(key, set())
         if names:
             ordered = tuple(sorted(names))
             config = next((configs[n] for n in ordered if n in configs), default)
-            targets[key] = HealthTarget(key[0], key[1], ordered, config)
-    health = tuple(targets[k] for k in sorted(targets))
+            fresh_target = HealthTarget(key[0], key[1], ordered, config)
+            if target is None:
+                targets.insert(at, fresh_target)
+            else:
+                targets[at] = fresh_target
+        elif target is not None:
+            del targets[at]
+    health = tuple(targets)
     base = replace(duties, peers=old.peers, bfd=old.bfd, hand_off=old.hand_off, health=health,
                    l2_members=old.l2_members, liveness_members=old.liveness_members,
                    proxy=_proxy(spec, identity.node, gateway_addresses))
     base = with_weights(spec, base, old)
     return Snapshot(spec, duties, base, tuple(sorted(problems)), configs, proxied_keys)
+
+
+def _target_key(target: HealthTarget) -> BackendKey:
+    return (target.ip, target.port)
+
+
+def _rules_of(nat: Sequence[NatRule], keys: Iterable[str]) -> Iterator[NatRule]:
+    """The rules of the services ``keys`` (``nat`` is sorted by service: each one block)."""
+    for key in keys:
+        start = bisect.bisect_left(nat, key, key=_service_of)
+        end = bisect.bisect_right(nat, key, lo=start, key=_service_of)
+        yield from nat[start:end]
+
+
+def _service_of(rule: NatRule) -> str:
+    return rule.service
 
 
 def _route_for(route: BGPRoute, servable: frozenset[str]) -> BGPRoute | None:
