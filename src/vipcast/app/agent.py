@@ -45,6 +45,7 @@ from vipcast.runtime.bgp.peer import PeerSettings
 from vipcast.runtime.bgp.speaker import Speaker
 from vipcast.runtime.bgp.transport import TransportOptions
 from vipcast.sources.files import ObjectFiles, watch
+from vipcast.sources.validated_cache import ValidatedCache
 from vipcast.spec.errors import Issue, SpecError
 from vipcast.spec.load import Spec
 
@@ -83,6 +84,8 @@ class AgentOptions:
     drain_grace: float = 30.0
     #: the membership's dead nodes leave the Cluster-policy maps (app/liveness.py)
     node_liveness: bool = True
+    #: keep validated object files here across restarts (sources/validated_cache.py)
+    cache_dir: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -217,7 +220,10 @@ class Agent:
         register_bgp_metrics(self.registry, self.speaker.status)
         self._status_server = StatusServer(self.registry, self.status_document,
                                            ready=lambda: self.started.is_set())
-        self.files = ObjectFiles(options.config_paths)
+        self.files = ObjectFiles(
+            options.config_paths,
+            cache=ValidatedCache(options.cache_dir) if options.cache_dir is not None else None,
+        )
         self.current: Desired | None = None
         #: what the node observes now (the planner's input besides the config)
         self.local = local or Local()
@@ -310,7 +316,17 @@ class Agent:
             parts = desired_parts(old)
             del old
             await asyncio.to_thread(release_gradually, parts)
+        await self._save_files()
         return True
+
+    async def _save_files(self) -> None:
+        """Write newly validated files to the disk cache, after the plan was handed on."""
+        if self.files.disk is None:
+            return
+        if self.options.load_in_thread:
+            await asyncio.to_thread(self.files.save)
+        else:
+            self.files.save()
 
     async def observe(self, local: Local) -> None:
         """What the node observes changed (health, verification, membership): re-plan from the
@@ -425,6 +441,7 @@ class Agent:
             await self._publish(self._desired(first.snapshot))
             del first  # the reload that replaces it frees it (off the loop when in a thread)
             self.started.set()
+            await self._save_files()
             watcher = self._start_watching()
             await self._watch()
         finally:

@@ -69,6 +69,12 @@ def agent(
         typer.Option(help="On a drain, seconds announced with GRACEFUL_SHUTDOWN before the "
                      "withdrawal (docs/drain.md)"),
     ] = 30.0,
+    cache_dir: Annotated[
+        Path | None,
+        typer.Option(help="Keep validated object files here (by content) so a restart need "
+                     "not parse them again; a directory only this user may write "
+                     "(docs/pipeline.md)"),
+    ] = None,
 ) -> None:
     """Run this node's agent: BGP sessions for the peers that select it, reload on change."""
     from vipcast.app.agent import AgentOptions
@@ -86,6 +92,7 @@ def agent(
         poll_interval=poll_interval,
         drain_grace=drain_grace,
         node_liveness=node_liveness,
+        cache_dir=cache_dir,
         load_in_thread=True,  # files only: reloads parse and plan off the event loop
     )
 

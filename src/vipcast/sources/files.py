@@ -31,6 +31,7 @@ from pathlib import Path
 
 import yaml
 
+from vipcast.sources.validated_cache import ValidatedCache
 from vipcast.sources.yaml_documents import load_all
 from vipcast.spec import Issue, Spec, SpecError, Validated, validate_documents
 from vipcast.spec.load import Assembler
@@ -75,11 +76,21 @@ def parse_file(path: Path) -> tuple[list[tuple[str, object]], list[Issue]]:
     """The YAML documents of one file (``List`` unrolled), or the reason it cannot be read.
 
     Parsed as ``yaml.safe_load_all`` would (:mod:`vipcast.sources.yaml_documents`)."""
-    source = str(path)
     try:
-        text = path.read_text()
+        data = path.read_bytes()
+    except OSError as exc:
+        return [], [Issue(str(path), "", "", "", f"cannot read: {exc}")]
+    return parse_bytes(str(path), data)
+
+
+def parse_bytes(source: str, data: bytes) -> tuple[list[tuple[str, object]], list[Issue]]:
+    """:func:`parse_file` of a file's bytes (UTF-8 text)."""
+    try:
+        text = data.decode()
+        if "\r" in text:  # as text mode reads a file: universal newlines
+            text = text.replace("\r\n", "\n").replace("\r", "\n")
         loaded = [d for d in load_all(text) if d is not None]
-    except (OSError, UnicodeDecodeError) as exc:
+    except UnicodeDecodeError as exc:
         return [], [Issue(source, "", "", "", f"cannot read: {exc}")]
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
@@ -122,14 +133,22 @@ class _Cached:
 class ObjectFiles:
     """The object files at ``paths``, read again only where a file changed."""
 
-    def __init__(self, paths: Sequence[Path]) -> None:
+    def __init__(self, paths: Sequence[Path], *, cache: ValidatedCache | None = None) -> None:
         self.paths = tuple(paths)
+        #: validated files kept on disk across restarts (None: none)
+        self.disk = cache
         self._cache: dict[str, _Cached] = {}
         self._assemble = Assembler()
         #: the stamps of the files the last :meth:`load` saw (refused or not)
         self.stamps: dict[str, Stamp] = {}
         #: how many files the last load read and parsed (the others came from the cache)
         self.parsed = 0
+
+    def save(self) -> None:
+        """Write what the last loads validated to the disk cache (if any): after the work,
+        in a worker thread (see :meth:`ValidatedCache.flush`)."""
+        if self.disk is not None:
+            self.disk.flush()
 
     def current_stamps(self) -> dict[str, Stamp]:
         files, _ = config_files(self.paths)
@@ -161,16 +180,7 @@ class ObjectFiles:
             seen[name] = stamp
             entry = self._cache.get(name)
             if entry is None or entry.stamp != stamp:
-                docs, problems = parse_file(path)
-                self.parsed += 1
-                validated = validate_documents(docs)
-                # free the raw documents a few at a time: one big deallocation cascade holds
-                # the GIL for ~0.1 s per 10,000 documents, even in a worker thread
-                while docs:
-                    del docs[-RELEASE_STEP:]
-                if problems:
-                    validated = Validated(validated.objects, (*problems, *validated.issues))
-                entry = _Cached(stamp, validated)
+                entry = _Cached(stamp, self._validate(path))
             cache[name] = entry
             parts.append(entry.validated)
         self._cache = cache
@@ -178,6 +188,33 @@ class ObjectFiles:
         if issues:
             raise SpecError([*issues, *(i for p in parts for i in p.issues)])
         return self._assemble(parts)
+
+
+    def _validate(self, path: Path) -> Validated:
+        """One file read, parsed and validated (or taken from the disk cache by content)."""
+        name = str(path)
+        try:
+            data = path.read_bytes()
+        except OSError as exc:
+            return Validated((), (Issue(name, "", "", "", f"cannot read: {exc}"),))
+        key = None
+        if self.disk is not None:
+            key = self.disk.key(name, data)
+            kept = self.disk.get(key)
+            if kept is not None:
+                return kept
+        docs, problems = parse_bytes(name, data)
+        self.parsed += 1
+        validated = validate_documents(docs)
+        # free the raw documents a few at a time: one big deallocation cascade holds the GIL
+        # for ~0.1 s per 10,000 documents, even in a worker thread
+        while docs:
+            del docs[-RELEASE_STEP:]
+        if problems:
+            validated = Validated(validated.objects, (*problems, *validated.issues))
+        if self.disk is not None and key is not None:
+            self.disk.put(key, validated)
+        return validated
 
 
 async def watch(
