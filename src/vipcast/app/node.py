@@ -26,10 +26,10 @@ import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import asdict
+from typing import TYPE_CHECKING
 
 from vipcast.app.agent import Agent, AgentOptions, Planner, default_planner
 from vipcast.app.drain import drain_driver
-from vipcast.app.envoy_gateway import EnvoyGateway, GatewaySettings, ProxyConsumer
 from vipcast.app.liveness import NodeLiveness
 from vipcast.core.desired import BackendKey, BfdPeer, HealthTarget, NatRule, NodePlan, VipKey
 from vipcast.core.pipeline import Local, healthy_services, l2_members
@@ -48,6 +48,9 @@ from vipcast.runtime.l2.driver import L2Config, L2Runtime
 from vipcast.runtime.membership import DEFAULT_PORT as MEMBERSHIP_PORT
 from vipcast.runtime.probe import AnnouncementGate
 from vipcast.spec import Spec
+
+if TYPE_CHECKING:
+    from vipcast.app.envoy_gateway import GatewaySettings
 
 log = logging.getLogger("vipcast.node")
 
@@ -412,6 +415,9 @@ def attach_gateway(
     current configuration goes to ``on_serving`` (the announcement policy's observation)."""
     if settings is None:
         return None
+    # imported here: Envoy's protobufs and gRPC cost ~0.5 s of start-up to nodes without it
+    from vipcast.app.envoy_gateway import EnvoyGateway, ProxyConsumer
+
     gateway = EnvoyGateway(settings, on_serving=on_serving)
     agent.add_consumer(ProxyConsumer(gateway))
     agent.add_status_section("gateway", gateway.status)

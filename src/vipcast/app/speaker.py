@@ -31,10 +31,9 @@ import contextlib
 import functools
 import logging
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from vipcast.app.agent import Agent, AgentOptions, PlanConsumer, Planner
-from vipcast.app.envoy_gateway import GatewaySettings
 from vipcast.app.node import run_node
 from vipcast.core.allocation import committed_assignments
 from vipcast.core.desired import NodePlan
@@ -52,6 +51,9 @@ from vipcast.sources.kube.resources import GATEWAY_KINDS, SPEAKER_KINDS, Watched
 from vipcast.sources.kube.snapshot import Document, SpecBuilder
 from vipcast.spec import Issue, Spec, SpecError
 from vipcast.spec.checks import password_problems
+
+if TYPE_CHECKING:
+    from vipcast.app.envoy_gateway import GatewaySettings
 
 log = logging.getLogger(__name__)
 

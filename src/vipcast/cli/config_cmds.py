@@ -6,6 +6,7 @@ They read object files (a file or a directory), allocate with the state file kep
 
 from __future__ import annotations
 
+import gc
 import json
 import sys
 from pathlib import Path
@@ -59,6 +60,10 @@ def _findings_table(title: str, issues: list[Issue]) -> Table:
 
 
 def _load(paths: list[Path]) -> Spec:
+    # A one-shot command over one config: the cyclic collector would only trace the millions
+    # of acyclic values a big config builds again and again (10,000 Services: ~40 % of
+    # ``vipcast plan --json``); reference counting still frees them.
+    gc.disable()
     try:
         return load_paths(paths)
     except SpecError as error:

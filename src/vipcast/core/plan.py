@@ -420,25 +420,27 @@ def _build(ctx: PlanContext, targets: frozenset[str]) -> dict[str, NodePlan]:
          BGPRoute(*rk, services=tuple(sorted(by_service))))
         for rk, by_service in sorted(route_services.items(), key=lambda item: _key_order(item[0]))
     ]
-    for node, d in duties.items():
-        routes = []
-        if merge:
-            mine = {rk: {s for s, nodes in by_service.items() if node in nodes}
-                    for rk, by_service, _, _ in route_table}
-            merged = _merge_routes({rk: svcs for rk, svcs in mine.items() if svcs})
-            for rk, svcs in sorted(merged.items(), key=lambda item: item[0]):
-                routes.append(_route(route_cache, rk, svcs))
-        else:
-            for rk, by_service, everywhere, route in route_table:
-                if node in everywhere:  # announced for every service here: the shared value
-                    routes.append(route)
-                    continue
-                svcs = {s for s, nodes in by_service.items() if node in nodes}
-                if svcs:
-                    routes.append(_route(route_cache, rk, svcs))
-        l2 = []
-        for ip, duty in l2_order:
-            if node not in duty.eligible:
+    # each node's routes and L2 duties in table order: walked once for all nodes (each entry
+    # appended to the lists of the nodes it concerns), not once per node
+    node_routes: dict[str, list[BGPRoute]] = {node: [] for node in duties}
+    if not merge:
+        for rk, by_service, everywhere, route in route_table:
+            for node in everywhere:  # announced for every service here: the shared value
+                node_routes[node].append(route)
+            if len(by_service) > 1:
+                for node in frozenset.union(*by_service.values()) - everywhere:
+                    svcs = {s for s, nodes in by_service.items() if node in nodes}
+                    node_routes[node].append(_route(route_cache, rk, svcs))
+    node_l2: dict[str, list[L2Ownership]] = {node: [] for node in duties}
+    for ip, duty in l2_order:
+        # one advertisement: the same interfaces, so the same value, on every node
+        shared: L2Ownership | None = None
+        for node in duty.eligible:
+            mine = node_l2.get(node)
+            if mine is None:
+                continue  # not planned here
+            if shared is not None:
+                mine.append(shared)
                 continue
             interfaces = duty.interfaces_on(node)
             own = l2_cache.get((ip, interfaces))
@@ -447,7 +449,18 @@ def _build(ctx: PlanContext, targets: frozenset[str]) -> dict[str, NodePlan]:
                 owners = tuple(sorted(duty.services))
                 own = L2Ownership(ip, interfaces, ranked[0], ranked, owners)
                 l2_cache[(ip, interfaces)] = own
-            l2.append(own)
+            if len(duty.interfaces) == 1:
+                shared = own
+            mine.append(own)
+    for node, d in duties.items():
+        routes = node_routes[node]
+        if merge:
+            mine_rk = {rk: {s for s, nodes in by_service.items() if node in nodes}
+                       for rk, by_service, _, _ in route_table}
+            merged = _merge_routes({rk: svcs for rk, svcs in mine_rk.items() if svcs})
+            for rk, svcs in sorted(merged.items(), key=lambda item: item[0]):
+                routes.append(_route(route_cache, rk, svcs))
+        l2 = node_l2[node]
         if len(d.vips) == len(vips_order):
             vips = vips_order
         else:

@@ -6,7 +6,7 @@ The shape is a contract, documented in ``docs/plan-json.md``; keys are only ever
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 from vipcast.alloc import AllocationResult, Assignment
@@ -110,6 +110,13 @@ def _entries(
     yield closing if first else f"\n{indent[:-2]}{closing}"
 
 
+def _joined(indent: str, texts: list[str], opening: str, closing: str) -> str:
+    """What :func:`_entries` yields for unkeyed ``texts``, as one string."""
+    if not texts:
+        return opening + closing
+    return f"{opening}\n{indent}" + f",\n{indent}".join(texts) + f"\n{indent[:-2]}{closing}"
+
+
 def plan_json_chunks(result: AllocationResult, plans: Mapping[str, NodePlan]) -> Iterator[str]:
     """:func:`plan_document` as JSON text, in pieces to write one after the other.
 
@@ -121,13 +128,19 @@ def plan_json_chunks(result: AllocationResult, plans: Mapping[str, NodePlan]) ->
     """
     cache: dict[int, tuple[object, str]] = {}
 
-    def once(value: object, document: Callable[[Any], dict[str, Any]]) -> str:
-        hit = cache.get(id(value))
-        if hit is not None and hit[0] is value:
-            return hit[1]
-        text = _COMPACT(document(value))
-        cache[id(value)] = (value, text)  # the value is kept, so its id is not reused
-        return text
+    def encoded(values: Sequence[Any], document: Callable[[Any], dict[str, Any]]) -> str:
+        """The values as one indented JSON list, each value's text made once."""
+        texts = []
+        get = cache.get
+        for value in values:
+            hit = get(id(value))
+            if hit is not None and hit[0] is value:
+                texts.append(hit[1])
+                continue
+            text = _COMPACT(document(value))
+            cache[id(value)] = (value, text)  # the value is kept, so its id is not reused
+            texts.append(text)
+        return _joined("        ", texts, "[", "]")
 
     yield f'{{\n  "version": {SCHEMA_VERSION},\n  "services": '
     yield from _entries("    ", ((k, _COMPACT(assignment_document(a)))
@@ -142,14 +155,11 @@ def plan_json_chunks(result: AllocationResult, plans: Mapping[str, NodePlan]) ->
     yield ',\n  "nodes": {'
     for n, (name, plan) in enumerate(sorted(plans.items())):
         yield f'{"," if n else ""}\n    {_COMPACT(name)}: {{\n      "bgp": '
-        yield from _entries("        ", ((None, once(r, route_document)) for r in plan.bgp),
-                            "[", "]")
+        yield encoded(plan.bgp, route_document)
         yield ',\n      "l2": '
-        yield from _entries("        ", ((None, once(o, l2_document)) for o in plan.l2),
-                            "[", "]")
+        yield encoded(plan.l2, l2_document)
         yield ',\n      "nat": '
-        yield from _entries("        ", ((None, once(r, nat_document)) for r in plan.nat),
-                            "[", "]")
+        yield encoded(plan.nat, nat_document)
         yield f',\n      "localVips": {_COMPACT(list(plan.local_vips))}\n    }}'
     yield "\n  }\n}\n" if plans else "}\n}\n"
 
