@@ -11,10 +11,8 @@ import yaml
 from rich.console import Console
 
 from vipcast.core.desired import NodePlan
-from vipcast.dataplane.nft import NftTable
 from vipcast.dataplane.nft_render import down_set, render
 from vipcast.dataplane.planfile import PlanFileError, plan_from_data
-from vipcast.dataplane.routes import LocalVips
 from vipcast.spec.addresses import parse_host_port
 
 dataplane = typer.Typer(help="The node data plane: nftables table inet vipcast and VIP routes.",
@@ -91,6 +89,9 @@ def apply_cmd(
     routes: Annotated[bool, typer.Option(help="Also sync the local VIP routes.")] = True,
 ) -> None:
     """Apply a node's plan once (no health checks); a no-op when the table already matches."""
+    from vipcast.dataplane.nft import NftTable  # netlink and libnftables: only here
+    from vipcast.dataplane.routes import LocalVips
+
     plan = _plan(plan_file, config, node)
     result = NftTable(netns).apply(render(plan.nat))
     if not result.ok:
@@ -106,6 +107,9 @@ def apply_cmd(
 @dataplane.command("show")
 def show_cmd(netns: NetnsOpt = None) -> None:
     """Print the installed table (canonical JSON) and our local VIP routes."""
+    from vipcast.dataplane.nft import NftTable  # netlink and libnftables: only here
+    from vipcast.dataplane.routes import LocalVips
+
     objects = NftTable(netns).read()
     doc: dict[str, Any] = {
         "table": None if objects is None else list(objects),
@@ -117,6 +121,9 @@ def show_cmd(netns: NetnsOpt = None) -> None:
 @dataplane.command("cleanup")
 def cleanup_cmd(netns: NetnsOpt = None) -> None:
     """Remove table inet vipcast and every local VIP route vipcast installed."""
+    from vipcast.dataplane.nft import NftTable  # netlink and libnftables: only here
+    from vipcast.dataplane.routes import LocalVips
+
     removed = NftTable(netns).cleanup()
     change = LocalVips(netns).clear()
     typer.echo(

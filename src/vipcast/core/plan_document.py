@@ -126,20 +126,17 @@ def plan_json_chunks(result: AllocationResult, plans: Mapping[str, NodePlan]) ->
     several nodes' plans share the value (an L2 duty is in every node's plan), where an indented
     ``json.dumps`` of the whole would run the pure-Python encoder over every copy.
     """
-    cache: dict[int, tuple[object, str]] = {}
+    cache: dict[int, str] = {}
+    kept: list[object] = []  # every value encoded stays alive, so its id is not reused
 
     def encoded(values: Sequence[Any], document: Callable[[Any], dict[str, Any]]) -> str:
         """The values as one indented JSON list, each value's text made once."""
-        texts = []
-        get = cache.get
-        for value in values:
-            hit = get(id(value))
-            if hit is not None and hit[0] is value:
-                texts.append(hit[1])
-                continue
-            text = _COMPACT(document(value))
-            cache[id(value)] = (value, text)  # the value is kept, so its id is not reused
-            texts.append(text)
+        ids = list(map(id, values))
+        for value, ident in zip(values, ids, strict=True):
+            if ident not in cache:
+                cache[ident] = _COMPACT(document(value))
+                kept.append(value)
+        texts = list(map(cache.__getitem__, ids))
         return _joined("        ", texts, "[", "]")
 
     yield f'{{\n  "version": {SCHEMA_VERSION},\n  "services": '

@@ -24,6 +24,9 @@ class Model(BaseModel):
         alias_generator=to_camel,
         populate_by_name=True,
         str_strip_whitespace=True,
+        # the validator is built when a model first validates: the kinds a config does not
+        # use (Gateway API, providers, CNI) cost no start-up time
+        defer_build=True,
     )
 
 
@@ -31,7 +34,8 @@ class ViewModel(BaseModel):
     """Base of read-only views of core Kubernetes objects: fields we don't read are ignored."""
 
     model_config = ConfigDict(
-        extra="ignore", frozen=True, alias_generator=to_camel, populate_by_name=True
+        extra="ignore", frozen=True, alias_generator=to_camel, populate_by_name=True,
+        defer_build=True,
     )
 
 
