@@ -1,15 +1,18 @@
 """The agent as a user runs it: 10,000 Services in files, routes into FRR's kernel.
 
     .venv/bin/python bench/agent_routes.py [--services 10000] [--trials 10] [--rounds 1]
-                                           [--speakers after,before,bird,gobgp]
+                                           [--speakers after,warm,before,bird,gobgp]
 
 Two figures, each in fresh namespaces (``vc-<pid>-...``, FRR 8.4 router, a speaker namespace
 on a veth), run as root:
 
 - **cold start**: from starting the speaker process until FRR's kernel holds all N routes.
   ``after``/``before``: ``vipcast agent --no-dataplane`` with the N Services (pinned addresses,
-  one ready endpoint on the node) in one file, from this tree / from ``--before-rev``
-  (extracted with ``git archive``); BIRD 2: ``bird`` with N static routes in its config;
+  one ready endpoint on the node) in one YAML file (block style, as a user writes them), from
+  this tree / from ``--before-rev`` (extracted with ``git archive``); ``after`` starts with an
+  empty ``--cache-dir`` (cold cache: everything parsed and validated), ``warm`` with the cache
+  a previous start of the same files left (``sources/validated_cache.py``; a priming start,
+  not timed, fills it once); BIRD 2: ``bird`` with N static routes in its config;
   GoBGP 3: ``gobgpd`` started, then one gRPC AddPathStream of the N paths after the session
   is up (``bench/bgp_gobgp_feed.py``). Every speaker's time includes opening its session.
 - **one Service added** (vipcast only): on the running agent, a new file with one Service and
@@ -34,6 +37,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 sys.path.insert(0, str(Path(__file__).parent))
 
 from bgp_routes import (
@@ -56,7 +61,7 @@ from vipcast.lab.gobgp import GobgpConfig, start_gobgp
 from vipcast.lab.netns import Topology
 
 ROOT = Path(__file__).resolve().parents[1]
-BEFORE_REV = "5d3ec32"
+BEFORE_REV = "870ccaf"
 
 
 def base_objects() -> list[dict[str, Any]]:
@@ -87,7 +92,7 @@ def service_objects(name: str, ip: str) -> list[dict[str, Any]]:
 
 
 def write_docs(path: Path, docs: list[dict[str, Any]]) -> None:
-    path.write_text("\n---\n".join(json.dumps(d) for d in docs) + "\n")
+    path.write_text(yaml.safe_dump_all(docs, sort_keys=False))
 
 
 def write_config(config: Path, n: int) -> None:
@@ -122,16 +127,19 @@ def extract(rev: str, into: Path) -> Path:
     return into / "src"
 
 
-def run_vipcast(src: Path, n: int, trials: int, work: Path) -> dict[str, Any]:
-    config = work / "config"
-    write_config(config, n)
+def run_vipcast(src: Path, n: int, trials: int, work: Path, *, config: Path | None = None,
+                cache: Path | None = None) -> dict[str, Any]:
+    if config is None:
+        config = work / "config"
+        write_config(config, n)
     with Topology() as topo:
         router, speaker = router_ready(topo)
         log = (work / "agent.log").open("w")
         env = {**os.environ, "PYTHONPATH": str(src)}
         argv = [sys.executable, "-c", "from vipcast.cli.main import app; app()", "agent",
                 "--config", str(config), "--node", "n1", "--no-dataplane",
-                "--metrics-address", "127.0.0.1:0", "--log-level", "WARNING"]
+                "--metrics-address", "127.0.0.1:0", "--log-level", "WARNING",
+                *(["--cache-dir", str(cache)] if cache is not None else [])]
         watch = KernelWatch(router)
         t0 = time.monotonic()
         proc = subprocess.Popen(speaker.exec_argv(argv), env=env, stdout=log, stderr=log)
@@ -210,7 +218,7 @@ def main() -> None:
     parser.add_argument("--services", type=int, default=10000)
     parser.add_argument("--trials", type=int, default=10)
     parser.add_argument("--rounds", type=int, default=1)
-    parser.add_argument("--speakers", default="after,before,bird,gobgp")
+    parser.add_argument("--speakers", default="after,warm,before,bird,gobgp")
     parser.add_argument("--before-rev", default=BEFORE_REV)
     parser.add_argument("--json", type=Path, default=ROOT / "bench" / "agent_routes.json")
     args = parser.parse_args()
@@ -220,14 +228,24 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="vc-ar-") as tmp:
         root = Path(os.environ.get("VC_BENCH_KEEP", tmp))
         old = extract(args.before_rev, root / "before") if "before" in speakers else None
+        shared = root / "config"  # one set of files for both cache runs (the key has the path)
+        write_config(shared, n)
         for rnd in range(min(args.rounds, 5)):
             for s in speakers:  # interleaved: a busy machine's noise falls on all of them
                 work = root / f"{s}-{rnd}"
                 work.mkdir()
-                if s in ("after", "before"):
-                    src = ROOT / "src" if s == "after" else old
-                    assert src is not None
-                    runs[s].append(run_vipcast(src, n, trials, work))
+                if s == "after":  # an empty cache: the cold-cache start
+                    runs[s].append(run_vipcast(ROOT / "src", n, trials, work, config=shared,
+                                               cache=root / f"cache-cold-{rnd}"))
+                elif s == "warm":
+                    if rnd == 0:  # a start that leaves the cache, not timed
+                        run_vipcast(ROOT / "src", n, 0, work, config=shared,
+                                    cache=root / "cache-warm")
+                    runs[s].append(run_vipcast(ROOT / "src", n, trials, work, config=shared,
+                                               cache=root / "cache-warm"))
+                elif s == "before":
+                    assert old is not None
+                    runs[s].append(run_vipcast(old, n, trials, work))
                 elif s == "bird":
                     runs[s].append(run_bird(n, work))
                 elif s == "gobgp":
@@ -253,6 +271,10 @@ def main() -> None:
     if "before" in summary and "after" in summary and "add_one_s" in summary["after"]:
         print(f"one Service added, before/after: "
               f"{summary['before']['add_one_s'] / summary['after']['add_one_s']:.1f}x")
+    for s in ("after", "warm"):
+        if "before" in summary and s in summary:
+            print(f"cold start, before/{s}: "
+                  f"{summary['before']['cold_start_s'] / summary[s]['cold_start_s']:.1f}x")
     args.json.write_text(json.dumps({
         "date": time.strftime("%Y-%m-%d"), "services": n, "trials": trials,
         "before_rev": args.before_rev, "load_average_1min": round(os.getloadavg()[0], 1),

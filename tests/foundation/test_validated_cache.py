@@ -120,3 +120,23 @@ def test_a_directory_others_may_write_is_not_used(config: Path, tmp_path: Path) 
     files.load()
     files.save()
     assert not entries(cache)
+
+
+def test_entries_of_unchanged_files_survive_later_reloads(config: Path, tmp_path: Path
+                                                          ) -> None:
+    cache = tmp_path / "cache"
+    files = restart(config, cache)
+    files.load()
+    files.save()
+    write(config / "extra.yaml", [svc("extra", "198.18.0.100")])
+    files.load()  # reads extra.yaml alone: the others come from memory
+    assert files.parsed == 1
+    files.save()
+    assert len(entries(cache)) == 3
+    (config / "extra.yaml").unlink()
+    files.load()
+    files.save()
+    assert len(entries(cache)) == 2
+    again = restart(config, cache)
+    again.load()
+    assert again.parsed == 0

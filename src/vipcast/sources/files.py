@@ -128,6 +128,8 @@ def load_paths(paths: Iterable[str | Path]) -> Spec:
 class _Cached:
     stamp: Stamp
     validated: Validated
+    #: the disk cache's key of the content validated (None: no disk cache)
+    key: str | None = None
 
 
 class ObjectFiles:
@@ -148,7 +150,7 @@ class ObjectFiles:
         """Write what the last loads validated to the disk cache (if any): after the work,
         in a worker thread (see :meth:`ValidatedCache.flush`)."""
         if self.disk is not None:
-            self.disk.flush()
+            self.disk.flush({e.key for e in self._cache.values() if e.key is not None})
 
     def current_stamps(self) -> dict[str, Stamp]:
         files, _ = config_files(self.paths)
@@ -180,7 +182,7 @@ class ObjectFiles:
             seen[name] = stamp
             entry = self._cache.get(name)
             if entry is None or entry.stamp != stamp:
-                entry = _Cached(stamp, self._validate(path))
+                entry = _Cached(stamp, *self._validate(path))
             cache[name] = entry
             parts.append(entry.validated)
         self._cache = cache
@@ -190,19 +192,20 @@ class ObjectFiles:
         return self._assemble(parts)
 
 
-    def _validate(self, path: Path) -> Validated:
-        """One file read, parsed and validated (or taken from the disk cache by content)."""
+    def _validate(self, path: Path) -> tuple[Validated, str | None]:
+        """One file read, parsed and validated (or taken from the disk cache by content), and
+        its disk cache key."""
         name = str(path)
         try:
             data = path.read_bytes()
         except OSError as exc:
-            return Validated((), (Issue(name, "", "", "", f"cannot read: {exc}"),))
+            return Validated((), (Issue(name, "", "", "", f"cannot read: {exc}"),)), None
         key = None
         if self.disk is not None:
             key = self.disk.key(name, data)
             kept = self.disk.get(key)
             if kept is not None:
-                return kept
+                return kept, key
         docs, problems = parse_bytes(name, data)
         self.parsed += 1
         validated = validate_documents(docs)
@@ -214,7 +217,7 @@ class ObjectFiles:
             validated = Validated(validated.objects, (*problems, *validated.issues))
         if self.disk is not None and key is not None:
             self.disk.put(key, validated)
-        return validated
+        return validated, key
 
 
 async def watch(

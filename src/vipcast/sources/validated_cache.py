@@ -12,7 +12,8 @@ every change:
 
 An entry is written whole under a temporary name and renamed (a crash leaves no half entry);
 one that cannot be read or is not what it should be is ignored and the file parsed as without
-a cache. Entries not used by the last load are removed when the next ones are written. The
+a cache. Entries of files no longer in the config (or of their old contents) are removed when
+the next ones are written. The
 directory holds pickles, which run code when loaded: it must be writable by this agent's
 user only (it is created with mode 0700 and refused when others may write to it).
 """
@@ -63,7 +64,6 @@ class ValidatedCache:
         self.directory = directory / code_version()
         self.usable = self._prepare(directory)
         self._pending: dict[str, Validated] = {}
-        self._used: set[str] = set()
         #: how many files the last loads took from the cache
         self.hits = 0
 
@@ -88,7 +88,6 @@ class ValidatedCache:
         """The entry (None: none, or unusable)."""
         if not self.usable:
             return None
-        self._used.add(key)
         try:
             with (self.directory / (key + SUFFIX)).open("rb") as handle:
                 # our own 0700 directory; the issues, then the objects a chunk at a time
@@ -110,17 +109,18 @@ class ValidatedCache:
     def put(self, key: str, value: Validated) -> None:
         """Remember an entry to write by :meth:`flush` (writing takes time: after the work)."""
         if self.usable:
-            self._used.add(key)
             self._pending[key] = value
 
-    def flush(self) -> None:
-        """Write the remembered entries; remove the entries no load used since the last flush.
-        Errors are logged (a cache that cannot be written only costs the next start time)."""
+    def flush(self, keep: set[str]) -> None:
+        """Write the remembered entries that are in ``keep`` (the entries of the config as it
+        is now) and remove every other entry. Errors are logged (a cache that cannot be
+        written only costs the next start its time)."""
         pending, self._pending = self._pending, {}
-        used, self._used = self._used, set()
         if not self.usable:
             return
         for key, value in pending.items():
+            if key not in keep:
+                continue
             target = self.directory / (key + SUFFIX)
             temporary = target.with_suffix(f".{os.getpid()}.tmp")
             try:
@@ -131,7 +131,7 @@ class ValidatedCache:
                 log.warning("cannot write the cache entry %s: %s", target, exc)
                 with contextlib.suppress(OSError):
                     temporary.unlink()
-        self._prune(self.directory, used)
+        self._prune(self.directory, keep)
         try:  # another vipcast's entries (an upgrade): never read by this one
             others = [d for d in self.root.iterdir() if d.is_dir() and d != self.directory
                       and len(d.name) == len(self.directory.name)]
