@@ -116,9 +116,11 @@ def _peer_issues(spec: Spec, peer: BGPPeer) -> Iterator[Issue]:
     cni = spec.cni_speaker_of(peer)
     if cni is None:
         if not spec.cni_speakers:
+            # worded as a dangling reference: the admission webhook warns instead of denying,
+            # so the BGPPeer may be applied before its CNISpeaker (check-config still refuses)
             yield issue("spec.coexistence",
-                        f"{s.coexistence} needs a CNISpeaker (none is declared): declare the "
-                        "CNI's BGP speaker")
+                        f"unknown CNISpeaker: {s.coexistence} needs one and none is declared "
+                        "(declare the CNI's BGP speaker)")
         else:
             names = ", ".join(sorted(c.name for c in spec.cni_speakers))
             yield issue("spec.cniSpeaker",
