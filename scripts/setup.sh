@@ -55,3 +55,5 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ] || ! .venv/bin/python -
 fi
 # the real OpenStack Octavia API server for the Octavia driver's tests, in its own virtualenv
 bash "$(dirname "$0")/octavia-venv.sh"
+# and the real Keystone its Keystone-authenticated tests run against, in another one
+bash "$(dirname "$0")/keystone-venv.sh"

@@ -141,6 +141,7 @@ def test_an_unreachable_provider_is_a_condition_and_a_retry(vipcast_crds: Cluste
             cond = _cond(got, EXTERNAL_LB)
             assert cond["status"] == "False" and cond["reason"] == "Unreachable"
             assert "127.0.0.1:9" in cond["message"]
+            assert f"LoadBalancerProvider f5-{namespace} (as3)" in cond["message"]
             assert "SyncLoadBalancerFailed" in await event_reasons(c, "web", namespace)
             assert not (got["status"].get("loadBalancer") or {}).get("ingress")
             # the provider is removed, then the Service: the finalizer must not hold it forever

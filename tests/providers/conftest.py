@@ -1,4 +1,5 @@
-"""Area fixtures: the real Octavia API server, started once per session when a test asks."""
+"""Area fixtures: the real Octavia API server (noauth, and one with the real Keystone), each
+started once per session when a test asks."""
 
 from __future__ import annotations
 
@@ -6,6 +7,8 @@ from collections.abc import Iterator
 
 import harness_octavia
 import pytest
+from keystone_api import MISSING as KEYSTONE_MISSING
+from keystone_api import KeystoneAPI
 from octavia_api import MISSING, OctaviaAPI
 
 
@@ -21,3 +24,25 @@ def octavia_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OctaviaAPI
     finally:
         api.stop()
         harness_octavia.SERVER.clear()
+
+
+@pytest.fixture(scope="session")
+def octavia_keystone(tmp_path_factory: pytest.TempPathFactory
+                     ) -> Iterator[tuple[OctaviaAPI, KeystoneAPI]]:
+    """The real Keystone (its prepared state cached under ~/.cache, see keystone_api.py) and a
+    second real Octavia API server, this one with ``auth_strategy = keystone``; both start
+    at once (Octavia asks Keystone only when the first request comes)."""
+    for missing in (KEYSTONE_MISSING, MISSING):
+        if missing:
+            pytest.skip(missing)
+    keystone = KeystoneAPI(tmp_path_factory.mktemp("keystone"))
+    octavia = OctaviaAPI(tmp_path_factory.mktemp("octavia-keystone"), keystone=keystone)
+    try:
+        keystone.launch()
+        octavia.launch()
+        keystone.wait()
+        octavia.wait()
+        yield octavia, keystone
+    finally:
+        octavia.stop()
+        keystone.stop()

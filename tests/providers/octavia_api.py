@@ -2,13 +2,17 @@
 
 Its own virtualenv (``$VIPCAST_OCTAVIA_VENV``, default ``~/.cache/vipcast/octavia-19.0.0``,
 made by ``scripts/octavia-venv.sh``). A file sqlite database is created from the models'
-metadata plus the seeded lookup rows (octavia_seed.py); ``noauth``, the ``noop_driver``
-provider and ``network_noop_driver``; ``[database] pool_timeout`` left empty.
+metadata plus the seeded lookup rows (octavia_seed.py), once, cached in ``<venv>-db`` and
+copied for each server; ``noauth`` -- or, given a running
+:class:`keystone_api.KeystoneAPI`, ``keystone`` (its keystonemiddleware validates every token
+with that real Keystone, and Octavia enforces project quotas, which it skips under noauth) --,
+the ``noop_driver`` provider and ``network_noop_driver``; ``[database] pool_timeout`` empty.
 
 The noop provider leaves everything PENDING_*; :meth:`OctaviaAPI.settle` moves objects on in
 the database as Octavia's functional tests do: to ACTIVE/ONLINE (DELETED for PENDING_DELETE),
 or to ERROR for the load balancers named in ``error_at_create``; deleted children's rows go
-(a deleted load balancer's row stays, DELETED), as Octavia's controller worker does.
+(a deleted load balancer's row stays, DELETED) and their project's quota use goes down,
+as Octavia's controller worker does.
 ``paused`` holds everything PENDING (a slow provider). A background thread settles every
 ``interval`` seconds.
 """
@@ -16,7 +20,9 @@ or to ERROR for the load balancers named in ``error_at_create``; deleted childre
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
+import shutil
 import socket
 import sqlite3
 import subprocess
@@ -24,6 +30,8 @@ import threading
 import time
 import urllib.request
 from pathlib import Path
+
+from keystone_api import PASSWORDS, KeystoneAPI
 
 VENV = Path(os.environ.get("VIPCAST_OCTAVIA_VENV",
                            Path.home() / ".cache" / "vipcast" / "octavia-19.0.0"))
@@ -48,6 +56,22 @@ pool_timeout =
 network_driver = network_noop_driver
 """
 
+KEYSTONE = """[keystone_authtoken]
+www_authenticate_uri = {url}
+auth_url = {url}
+auth_type = password
+username = octavia
+password = {password}
+project_name = service
+user_domain_name = Default
+project_domain_name = Default
+interface = public
+"""
+#: table -> the quota column Octavia's worker decrements when its rows are deleted
+_IN_USE = {"load_balancer": "in_use_load_balancer", "listener": "in_use_listener",
+           "pool": "in_use_pool", "member": "in_use_member",
+           "health_monitor": "in_use_health_monitor"}
+
 
 def _free_port() -> int:
     with socket.socket() as s:
@@ -56,8 +80,9 @@ def _free_port() -> int:
 
 
 class OctaviaAPI:
-    def __init__(self, workdir: Path) -> None:
+    def __init__(self, workdir: Path, keystone: KeystoneAPI | None = None) -> None:
         self.dir = workdir
+        self.keystone = keystone
         self.db = workdir / "octavia.sqlite"
         self.port = _free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -70,13 +95,25 @@ class OctaviaAPI:
         self._thread: threading.Thread | None = None
 
     def start(self, timeout: float = 90.0) -> None:
+        self.launch()
+        self.wait(timeout)
+
+    def launch(self) -> None:
+        """Start the server (from a copy of the cached seeded database); :meth:`wait` next."""
         self.dir.mkdir(parents=True, exist_ok=True)
-        subprocess.run([str(VENV / "bin" / "python"), str(SEED), str(self.db)], check=True,
-                       capture_output=True, timeout=120)
+        shutil.copyfile(_seeded_database(), self.db)
         conf = self.dir / "octavia.conf"
-        conf.write_text(CONFIG.format(port=self.port, db=self.db, log=self.dir / "api.log"))
+        text = CONFIG.format(port=self.port, db=self.db, log=self.dir / "api.log")
+        if self.keystone is not None:
+            text = text.replace("auth_strategy = noauth", "auth_strategy = keystone")
+            text += KEYSTONE.format(url=self.keystone.url, password=PASSWORDS["octavia"])
+        conf.write_text(text)
         self.proc = subprocess.Popen([str(API), "--config-file", str(conf)],
                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def wait(self, timeout: float = 90.0) -> None:
+        """Until the server answers; then the settler thread starts."""
+        assert self.proc is not None
         end = time.monotonic() + timeout
         while time.monotonic() < end:
             if self.proc.poll() is not None:
@@ -132,7 +169,8 @@ class OctaviaAPI:
                     self.error_at_create[name] = left - 1
             for table in pending:
                 # as Octavia's worker does: a deleted LB row stays (DELETED), its children
-                # (a cascade delete marks only the LB) and deleted children's rows go
+                # (a cascade delete marks only the LB) and deleted children's rows go, and
+                # the project's quota use goes down
                 if table == "load_balancer":
                     gone = "SELECT id FROM load_balancer WHERE provisioning_status=" \
                         "'PENDING_DELETE'"
@@ -141,10 +179,13 @@ class OctaviaAPI:
                                                ("health_monitor", "pool_id", pools),
                                                ("listener", "load_balancer_id", gone),
                                                ("pool", "load_balancer_id", gone)):
+                        _release_quota(db, child, f"{column} IN ({ids})")
                         db.execute(f"DELETE FROM {child} WHERE {column} IN ({ids})")
+                    _release_quota(db, "load_balancer", "provisioning_status='PENDING_DELETE'")
                     db.execute("UPDATE load_balancer SET provisioning_status='DELETED' "
                                "WHERE provisioning_status='PENDING_DELETE'")
                 else:
+                    _release_quota(db, table, "provisioning_status='PENDING_DELETE'")
                     db.execute(f"DELETE FROM {table} "
                                "WHERE provisioning_status='PENDING_DELETE'")
                 db.execute(f"UPDATE {table} SET provisioning_status='ACTIVE', "
@@ -153,6 +194,31 @@ class OctaviaAPI:
     def rows(self, sql: str, *args: object) -> list[tuple[object, ...]]:
         with sqlite3.connect(self.db, timeout=5) as db:
             return list(db.execute(sql, args))
+
+
+def _seeded_database() -> Path:
+    """The seeded database, made once (octavia_seed.py) and cached beside the venv."""
+    cached = Path(f"{VENV}-db") / "octavia.sqlite"
+    if cached.exists():
+        return cached
+    cached.parent.mkdir(parents=True, exist_ok=True)
+    with open(f"{cached}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not cached.exists():
+            fresh = cached.with_suffix(".new")
+            fresh.unlink(missing_ok=True)
+            subprocess.run([str(VENV / "bin" / "python"), str(SEED), str(fresh)], check=True,
+                           capture_output=True, timeout=300)
+            fresh.rename(cached)
+    return cached
+
+
+def _release_quota(db: sqlite3.Connection, table: str, where: str) -> None:
+    column = _IN_USE[table]
+    for project, count in db.execute(f"SELECT project_id, COUNT(*) FROM {table} WHERE {where} "
+                                     "GROUP BY project_id").fetchall():
+        db.execute(f"UPDATE quotas SET {column} = MAX(COALESCE({column}, 0) - ?, 0) "
+                   "WHERE project_id = ?", (count, project))
 
 
 MISSING = None if API.exists() else (

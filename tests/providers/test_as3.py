@@ -95,3 +95,47 @@ def test_unreachable_is_a_value() -> None:
             await driver.close()
         assert isinstance(outcome, Retry) and outcome.failure == Failure.UNREACHABLE
     asyncio.run(main())
+
+
+def test_an_endpoint_that_is_not_as3_is_named_not_a_traceback() -> None:
+    """The management URL points at something else (a web server's HTML page, a JSON API of
+    another product, a proxy's empty 502): a REFUSED value naming the URL and what came back,
+    never an exception out of the driver; and a tenant that could not be read is never taken
+    for an empty one (delete does not report success)."""
+    from aiohttp import web
+
+    async def main() -> None:
+        answers = {"/html": (200, "text/html", "<html><body>It works!</body></html>"),
+                   "/list": (200, "application/json", "[1, 2, 3]"),
+                   "/empty": (502, "text/plain", "")}
+
+        async def handle(request: web.Request) -> web.Response:
+            prefix = "/" + request.path.split("/")[1]
+            status, ctype, body = answers[prefix]
+            return web.Response(status=status, text=body, content_type=ctype)
+
+        app = web.Application()
+        app.router.add_route("*", "/{tail:.*}", handle)
+        runner = web.AppRunner(app)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        try:
+            for prefix, shown in (("/html", "It works! not AS3's JSON"),
+                                  ("/list", "[1, 2, 3]"), ("/empty", "answered 502: no body")):
+                driver = AS3Driver(f"http://127.0.0.1:{port}{prefix}", "t", password="x")
+                try:
+                    desired = AS3Harness.desired(None, "web", MEMBERS)  # type: ignore[arg-type]
+                    for outcome in (await driver.ensure(desired), await driver.names(),
+                                    await driver.delete("web")):
+                        assert isinstance(outcome, Retry), outcome
+                        assert outcome.failure == Failure.REFUSED
+                        assert f"127.0.0.1:{port}{prefix}/mgmt/shared/appsvcs/declare" \
+                            in outcome.message
+                        assert all(w in outcome.message for w in shown.split()), outcome
+                finally:
+                    await driver.close()
+        finally:
+            await runner.cleanup()
+    asyncio.run(main())

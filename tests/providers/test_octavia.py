@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 
 import pytest
 from harness_octavia import MONITOR
@@ -39,6 +40,13 @@ def later(seconds: float, fn: object) -> threading.Timer:
     timer = threading.Timer(seconds, fn)  # type: ignore[arg-type]
     timer.start()
     return timer
+
+
+def unpause_after_conflict(api: OctaviaAPI, drv: OctaviaDriver, bound: float = 60.0) -> None:
+    end = time.monotonic() + bound
+    while drv.conflicts == 0 and time.monotonic() < end:
+        time.sleep(0.02)
+    api.paused = False
 
 
 async def cleanup(api: OctaviaAPI, drv: OctaviaDriver) -> None:
@@ -77,7 +85,9 @@ def test_409_while_pending_is_waited_out(octavia_api: OctaviaAPI) -> None:
             # someone else's write leaves the LB PENDING_UPDATE (immutable)
             lb = await drv._find("busy")
             drv.lb.update_load_balancer(lb.id, description="touched")
-            timer = later(1.0, lambda: setattr(octavia_api, "paused", False))
+            # the provider finishes only once the driver met the 409 (on a loaded machine a
+            # fixed delay could end before the driver's first write)
+            timer = later(0.0, lambda: unpause_after_conflict(octavia_api, drv))
             outcome = await drv.ensure(desired("busy", "198.51.100.20", 80, 443))
             timer.join()
             assert isinstance(outcome, Applied), outcome

@@ -78,6 +78,7 @@ def test_vip_kept_when_a_deleted_lb_is_created_again(octavia_api: OctaviaAPI) ->
                                  "kube_service_kubernetes_default_web")[0][0]
         from vipcast.providers.octavia.driver import OctaviaDriver
         drv = OctaviaDriver(octavia_api.url, project_id=PROJECT, vip_subnet_id=SUBNET)
+        await drv._connect()
         drv.lb.delete_load_balancer(str(lb_id), cascade=True)
         await drv.close()
         assert live(octavia_api) == {}

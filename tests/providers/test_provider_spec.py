@@ -23,7 +23,8 @@ spec: {addresses: ["203.0.113.0/28"]}
 apiVersion: v1
 kind: Secret
 metadata: {name: os-cred, namespace: vipcast-system}
-stringData: {token: abc}
+stringData: {auth_url: "https://keystone.example:5000/v3", application_credential_id: ac1,
+             application_credential_secret: abc}
 """
 
 
@@ -66,10 +67,12 @@ def test_octavia_with_secret_and_explicit_class() -> None:
           driver: octavia
           endpoint: http://127.0.0.1:9876
           loadBalancerClass: openstack.example/octavia
-          credentialsSecret: {name: os-cred, namespace: vipcast-system, key: token}
+          credentialsSecret: {name: os-cred, namespace: vipcast-system}
           options: {vipSubnetId: 7f1c0b4e-0000-4000-8000-000000000001}
     """)
     assert spec.providers[0].load_balancer_class == "openstack.example/octavia"
+    from vipcast.spec.checks import credential_problems
+    assert credential_problems(spec) == []
 
 
 @pytest.mark.parametrize(("doc", "expected"), [
@@ -130,3 +133,69 @@ def test_a_missing_credentials_secret_stops_that_provider_not_the_config() -> No
     found = [str(i) for i in credential_problems(spec)]
     assert any("spec.credentialsSecret: Secret default/missing with key 'password' not found"
                in m for m in found), found
+
+
+def _octavia_with(secret: dict[str, str] | None) -> list[str]:
+    from vipcast.spec.checks import credential_problems
+
+    docs: list[dict[str, object]] = [
+        {"apiVersion": "vipcast.io/v1beta1", "kind": "LoadBalancerProvider",
+         "metadata": {"name": "openstack"},
+         "spec": {"driver": "octavia", "endpoint": "https://octavia.example:9876",
+                  "credentialsSecret": {"name": "os-cred", "namespace": "vipcast-system"},
+                  "options": {"vipSubnetId": "7f1c0b4e-0000-4000-8000-000000000001"}}}]
+    if secret is not None:
+        docs.append({"apiVersion": "v1", "kind": "Secret",
+                     "metadata": {"name": "os-cred", "namespace": "vipcast-system"},
+                     "stringData": secret})
+    spec = load_documents([("cfg.yaml", d) for d in docs])
+    return [str(i) for i in credential_problems(spec)]
+
+
+APP = {"auth_url": "https://keystone.example:5000/v3", "application_credential_id": "ac1",
+       "application_credential_secret": "s3cr3t"}
+
+
+@pytest.mark.parametrize(("secret", "expected"), [
+    (None, "Secret vipcast-system/os-cred not found"),
+    ({"token": "abc"}, "key 'token' is not a Keystone auth field"),
+    ({**APP, "aplication_credential_id": "x"},
+     "key 'aplication_credential_id' is not a Keystone auth field"),
+    ({"application_credential_id": "ac1", "application_credential_secret": "s"},
+     "key 'auth_url' is missing"),
+    ({**APP, "auth_url": "keystone:5000"}, "auth_url 'keystone:5000' is not an http(s):// URL"),
+    ({"auth_url": APP["auth_url"], "application_credential_id": "ac1"},
+     "application_credential_secret is missing"),
+    ({**APP, "password": "p"}, "password and application_credential_* exclude each other"),
+    ({"auth_url": APP["auth_url"], "username": "u", "password": "p"},
+     "project_name (or project_id) is missing"),
+    ({"auth_url": APP["auth_url"], "username": "u", "project_name": "p"},
+     "password is missing"),
+])
+def test_a_bad_keystone_secret_is_named_with_its_key(secret: dict[str, str] | None,
+                                                     expected: str) -> None:
+    (problem,) = _octavia_with(secret)
+    assert problem.startswith("cfg.yaml:LoadBalancerProvider/openstack:spec.credentialsSecret:")
+    assert expected in problem, problem
+    assert "s3cr3t" not in problem
+
+
+def test_keystone_credentials_from_a_secret() -> None:
+    from vipcast.spec.keystone import keystone_credential
+    from vipcast.spec.kube import Secret
+
+    assert _octavia_with(APP) == []
+    app = keystone_credential(Secret.model_validate(
+        {"metadata": {"name": "c"}, "stringData": {**APP, "region_name": "RegionTwo"}}))
+    assert app.auth_type == "v3applicationcredential" and app.region_name == "RegionTwo"
+    assert app.auth() == APP
+    assert app.describe() == "application credential ac1"
+    pw = keystone_credential(Secret.model_validate(
+        {"metadata": {"name": "c"}, "stringData": {"auth_url": APP["auth_url"],
+                                                   "username": "lb", "password": "p",
+                                                   "project_name": "k8s"}}))
+    assert pw.auth_type == "v3password"
+    assert pw.auth() == {"auth_url": APP["auth_url"], "username": "lb", "password": "p",
+                         "project_name": "k8s", "user_domain_name": "Default",
+                         "project_domain_name": "Default"}
+    assert pw.describe() == "user lb in project k8s"

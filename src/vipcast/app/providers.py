@@ -17,6 +17,7 @@ from vipcast.providers.haproxy.driver import HAProxyDriver
 from vipcast.providers.octavia.driver import OctaviaDriver
 from vipcast.providers.port import Applied, LoadBalancerDriver, Retry
 from vipcast.spec import LoadBalancerProvider, Spec
+from vipcast.spec.keystone import keystone_credential
 
 
 @dataclass
@@ -47,15 +48,22 @@ def build_driver(provider: LoadBalancerProvider, spec: Spec, *,
     """The driver of a provider (credentials read from the Secret the provider names);
     ``user_agent`` names the writer to the product (its logs)."""
     ref = provider.spec.credentials_secret
-    secret = spec.secret_value(ref.name, ref.namespace, ref.key) if ref else None
+    secret = spec.secret_value(ref.name, ref.namespace, ref.key) \
+        if ref and provider.spec.driver == "as3" else None
     if provider.spec.driver == "haproxy":
         return HAProxyDriver(urlparse(provider.spec.endpoint).path)
     if provider.spec.driver == "as3":
         return AS3Driver(provider.spec.endpoint, provider.spec.options.tenant,
                          password=secret or "", user_agent=user_agent)
     opts = provider.spec.options
-    return OctaviaDriver(provider.spec.endpoint, project_id=opts.project_id or "vipcast",
-                         vip_subnet_id=opts.vip_subnet_id, vip_network_id=opts.vip_network_id)
+    credential = None
+    if ref is not None:  # credential_problems() has checked it: this cannot raise
+        found = spec.secret(ref.name, ref.namespace)
+        credential = keystone_credential(found) if found is not None else None
+    return OctaviaDriver(provider.spec.endpoint,
+                         project_id=opts.project_id or (None if credential else "vipcast"),
+                         vip_subnet_id=opts.vip_subnet_id, vip_network_id=opts.vip_network_id,
+                         credential=credential, user_agent=user_agent)
 
 
 async def sync_provider(spec: Spec, provider: LoadBalancerProvider,

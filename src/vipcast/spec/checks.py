@@ -9,6 +9,7 @@ from vipcast.spec.addresses import AddressRange
 from vipcast.spec.cni_checks import check_cni
 from vipcast.spec.errors import Issue
 from vipcast.spec.gateway.checks import check_gateway_objects
+from vipcast.spec.keystone import keystone_credential
 from vipcast.spec.kube import ANNOTATION_IPS, Service, annotation
 from vipcast.spec.load import Spec, requested_ips
 from vipcast.spec.meta import LabelSelector
@@ -240,6 +241,19 @@ def credential_problems(spec: Spec) -> list[Issue]:
     out = []
     for prov in spec.providers:
         ref = prov.spec.credentials_secret
+        if ref and prov.spec.driver == "octavia":  # the Secret's keys are Keystone's fields
+            where = f"Secret {ref.namespace or 'default'}/{ref.name}"
+            secret = spec.secret(ref.name, ref.namespace)
+            problem = f"{where} not found" if secret is None else None
+            if secret is not None:
+                try:
+                    keystone_credential(secret)
+                except ValueError as exc:
+                    problem = f"{where}: {exc}"
+            if problem:
+                out.append(_issue(spec, "LoadBalancerProvider", prov.name,
+                                  "spec.credentialsSecret", problem))
+            continue
         if ref and spec.secret_value(ref.name, ref.namespace, ref.key) is None:
             out.append(_issue(
                 spec, "LoadBalancerProvider", prov.name, "spec.credentialsSecret",

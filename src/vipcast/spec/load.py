@@ -144,6 +144,12 @@ class Spec:
     def slices_of(self, service_key: str) -> tuple[EndpointSlice, ...]:
         return tuple(s for s in self.endpoint_slices if s.service_key == service_key)
 
+    def secret(self, name: str, namespace: str | None) -> Secret | None:
+        """The Secret ``namespace/name`` (None: not in the set)."""
+        ns = namespace or "default"
+        return next((s for s in self.secrets if s.metadata.name == name
+                     and (s.metadata.namespace or "default") == ns), None)
+
     def secret_value(self, name: str, namespace: str | None, key: str) -> str | None:
         ns = namespace or "default"
         for secret in self.secrets:

@@ -56,6 +56,7 @@ class ProviderOptions(Model):
     #: the ``<cluster>`` of the names ``kube_service_<cluster>_<namespace>_<name>``
     cluster_name: str = Field(default="kubernetes", pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
     #: Octavia: the VIP's subnet or network, and the project the load balancers belong to
+    #: (with a Keystone credential, default: the token's project)
     vip_subnet_id: str | None = None
     vip_network_id: str | None = None
     project_id: str | None = None
@@ -76,7 +77,9 @@ class LoadBalancerProviderSpec(Model):
     #: haproxy: the appliance's state directory (``file:///var/lib/vipcast-haproxy``);
     #: octavia: the load-balancer API URL; as3: the BIG-IP management URL
     endpoint: str = Field(min_length=1, max_length=1024)
-    #: a Secret holding the credential (key ``token`` for Octavia, ``password`` for AS3)
+    #: a Secret holding the credential: AS3, the password under ``key``; Octavia, a Keystone
+    #: credential whose keys are clouds.yaml's ``auth`` names (``key`` unused; see
+    #: :mod:`vipcast.spec.keystone`); none for Octavia: no authentication (noauth)
     credentials_secret: SecretRef | None = None
     #: the Services' loadBalancerClass this provider serves (default ``vipcast.io/<name>``)
     load_balancer_class: str | None = Field(default=None, max_length=253)

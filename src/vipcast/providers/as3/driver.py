@@ -11,6 +11,7 @@ declaration with F5's published AS3 schema 3.56.0 and answers as AS3 documents.
 from __future__ import annotations
 
 import asyncio
+import json
 from typing import Any
 
 import aiohttp
@@ -64,11 +65,20 @@ class AS3Driver:
         self.calls += 1
         try:
             async with self._http().request(method, self.endpoint + path, json=body) as resp:
-                data = await resp.json(content_type=None) if resp.status != 204 else None
                 status = resp.status
+                text = await resp.text(errors="replace") if status != 204 else ""
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
             return Retry(Failure.UNREACHABLE, f"{self.endpoint}: {exc or type(exc).__name__}",
                          10.0)
+        try:
+            data = json.loads(text) if text.strip() else None
+        except ValueError:
+            data = _NOT_JSON
+        if status != 401 and (data is _NOT_JSON or not isinstance(data, dict | None)):
+            # an HTML error page, a proxy, another product: not AS3 talking
+            return Retry(Failure.REFUSED, f"{method} {self.endpoint}{path.split('?')[0]} "
+                         f"answered {status} with {_sample(text)}, not AS3's JSON: is this "
+                         "the BIG-IP's management address, with AS3 installed?", 300.0)
         if status == 401:
             return Retry(Failure.BAD_CREDENTIAL, f"{self.endpoint} refused the credential "
                          "(401): nothing was changed", 300.0)
@@ -81,11 +91,12 @@ class AS3Driver:
         if isinstance(got, Retry):
             return got
         status, data = got
-        if status in (204, 404) or not data:
+        if status in (204, 404):  # no such tenant (yet)
             return {}
-        if status != 200:
-            return Retry(Failure.REFUSED, _message(data, f"GET declaration: {status}"), 30.0)
-        return applications(data.get(self.tenant, {}))
+        if status != 200:  # not knowing what is there, nothing may be assumed gone
+            return Retry(Failure.REFUSED, f"GET {self.endpoint}{DECLARE}/{self.tenant} "
+                         f"answered {status}: {_message(data, 'no body')}", 30.0)
+        return applications(data.get(self.tenant, {})) if data else {}
 
     async def _deploy(self, apps: dict[str, dict[str, Any]]) -> Retry | None:
         if apps:
@@ -153,6 +164,14 @@ class AS3Driver:
     async def names(self) -> tuple[str, ...] | Retry:
         apps = await self._tenant_apps()
         return apps if isinstance(apps, Retry) else tuple(sorted(apps))
+
+
+_NOT_JSON = object()
+
+
+def _sample(text: str) -> str:
+    line = " ".join(text.split())[:80]
+    return f"{line!r}" if line else "an empty body"
 
 
 def _message(data: Any, default: str) -> str:

@@ -35,6 +35,10 @@ CAPABILITIES = Capabilities("haproxy", frozenset({"TCP"}), proxy_protocol=True,
                             forwarded_for=True, source_ranges=True)
 
 
+class _BadState(ValueError):
+    """The appliance's state file cannot be read back (edited or truncated by hand)."""
+
+
 class HAProxyDriver:
     """Drives one HAProxy (started on first ensure) through its files and sockets."""
 
@@ -60,10 +64,14 @@ class HAProxyDriver:
 
     def _load(self) -> dict[str, DesiredLB]:
         try:
-            data = json.loads(self.state.read_text())
+            text = self.state.read_text()
         except FileNotFoundError:
             return {}
-        return {d["name"]: lb_from_data(d) for d in data}
+        try:
+            return {d["name"]: lb_from_data(d) for d in json.loads(text)}
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise _BadState(f"{self.state} is not vipcast's state file ({exc!r}); move it "
+                            "aside to start again from the Services") from exc
 
     def _save(self, lbs: dict[str, DesiredLB]) -> None:
         tmp = self.state.with_suffix(".tmp")
@@ -215,7 +223,10 @@ class HAProxyDriver:
     # ------------------------------------------------------------ the port
 
     async def get(self, name: str) -> DesiredLB | Retry | None:
-        lb = self._load().get(name)
+        try:
+            lb = self._load().get(name)
+        except (OSError, _BadState) as exc:
+            return self._local_failure(exc)
         if lb is None:
             return None
         try:
@@ -231,7 +242,23 @@ class HAProxyDriver:
             listeners.append(replace(listener, members=members))
         return replace(lb, listeners=tuple(listeners))
 
+    def _local_failure(self, exc: Exception) -> Retry:
+        """The appliance's own files or binary failed us (never an exception out of here)."""
+        if isinstance(exc, FileNotFoundError) and exc.filename == self.haproxy:
+            return Retry(Failure.REFUSED, f"no haproxy binary {self.haproxy!r} on the "
+                         "appliance", 300.0)
+        if isinstance(exc, OSError):
+            return Retry(Failure.REFUSED, f"HAProxy state directory {self.dir}: "
+                         f"{exc.strerror or exc} ({exc.filename or self.dir})", 60.0)
+        return Retry(Failure.REFUSED, str(exc), 300.0)
+
     async def ensure(self, desired: DesiredLB) -> Outcome:
+        try:
+            return await self._ensure(desired)
+        except (OSError, _BadState) as exc:
+            return self._local_failure(exc)
+
+    async def _ensure(self, desired: DesiredLB) -> Outcome:
         self.dir.mkdir(parents=True, exist_ok=True)
         lbs = self._load()
         before = lbs.get(desired.name)
@@ -259,6 +286,12 @@ class HAProxyDriver:
         return await self.ensure(desired)
 
     async def delete(self, name: str) -> Outcome:
+        try:
+            return await self._delete(name)
+        except (OSError, _BadState) as exc:
+            return self._local_failure(exc)
+
+    async def _delete(self, name: str) -> Outcome:
         lbs = self._load()
         if name not in lbs:
             return Applied(name, None, 0)
@@ -271,7 +304,10 @@ class HAProxyDriver:
         return Applied(name, gone.vip, 1)
 
     async def names(self) -> tuple[str, ...] | Retry:
-        return tuple(sorted(self._load()))
+        try:
+            return tuple(sorted(self._load()))
+        except (OSError, _BadState) as exc:
+            return self._local_failure(exc)
 
     async def proxies(self) -> set[str]:
         """Every frontend/backend the running HAProxy has (``show stat``): what is really there."""

@@ -11,7 +11,15 @@ waits for ACTIVE with backoff; a 409 is answered by waiting and trying again, an
 wait runs out the outcome is a ``Retry`` (requeue). A load balancer that lands in ERROR at
 creation is deleted and created again with the same VIP. Load balancers are found by name, so
 a restarted vipcast adopts what it created before and never creates a second one.
-openstacksdk is synchronous: each call runs in a worker thread.
+
+With a Keystone credential (an application credential or a password, from the provider's
+Secret) openstacksdk gets a token from Keystone and the load balancers belong to the token's
+project; without one it talks to a ``noauth`` endpoint. Keystone refusing the credential,
+Octavia refusing the token (401) or forbidding the call by policy (403) come back as
+``BAD_CREDENTIAL`` naming the credential (never its secret); a project quota met (403
+QuotaException) as ``QUOTA`` -- and when that happens while a load balancer created in the
+same call is being filled in, that load balancer is deleted again, so nothing half-made is
+left. openstacksdk is synchronous: each call runs in a worker thread.
 """
 
 from __future__ import annotations
@@ -28,6 +36,7 @@ from openstack import warnings as os_warnings
 
 from vipcast.core.external import Capabilities, DesiredLB, HealthMonitor, Listener, Member
 from vipcast.providers.port import Applied, Failure, Outcome, Retry
+from vipcast.spec.keystone import KeystoneCredential
 
 CAPABILITIES = Capabilities("octavia", frozenset({"TCP", "UDP", "SCTP"}), proxy_protocol=True,
                             forwarded_for=True, source_ranges=True, assigns_vip=True)
@@ -40,23 +49,32 @@ class _Requeue(Exception):
 
 
 class OctaviaDriver:
-    def __init__(self, endpoint: str, *, project_id: str, vip_subnet_id: str | None = None,
-                 vip_network_id: str | None = None,
+    def __init__(self, endpoint: str, *, project_id: str | None,
+                 vip_subnet_id: str | None = None, vip_network_id: str | None = None,
+                 credential: KeystoneCredential | None = None, user_agent: str = "vipcast",
                  wait_timeout: float = 60.0, backoff: tuple[float, float, float] = (0.05, 1.5,
                                                                                    2.0)) -> None:
+        """``project_id`` None: the token's project (with a credential; noauth needs one).
+        ``user_agent`` names the writer in Octavia's and Keystone's logs."""
         self.endpoint = endpoint.rstrip("/")
         self.project_id = project_id
         self.vip_subnet_id = vip_subnet_id
         self.vip_network_id = vip_network_id
+        self.credential = credential
         self.wait_timeout = wait_timeout
         self.backoff = backoff
+        auth: dict[str, Any] = {"auth_type": "none"}
+        if credential is not None:
+            auth = {"auth_type": credential.auth_type, "auth": credential.auth(),
+                    "region_name": credential.region_name}
         with warnings.catch_warnings():
             # openstacksdk 4.x warns about its own default (empty) InfluxDB metrics config
             warnings.filterwarnings("ignore", message="Support for InfluxDB",
                                     category=os_warnings.RemovedInSDK60Warning)
             self.conn = openstack.connection.Connection(
-                auth_type="none", load_balancer_endpoint_override=self.endpoint)
-        self.lb = self.conn.load_balancer
+                load_balancer_endpoint_override=self.endpoint, app_name=user_agent,
+                app_version="", **auth)
+        self._lb: Any = None
         #: Octavia API calls made (for the bench), 409s met, load balancers created
         self.calls = 0
         self.conflicts = 0
@@ -71,26 +89,64 @@ class OctaviaDriver:
 
     # ------------------------------------------------------------ calls
 
+    @property
+    def lb(self) -> Any:
+        """openstacksdk's load-balancer proxy (after :meth:`_connect`)."""
+        if self._lb is None:
+            raise RuntimeError("OctaviaDriver: _connect() first")
+        return self._lb
+
+    async def _connect(self) -> None:
+        """Make the proxy: with a credential this is where Keystone is first asked for a
+        token, so it goes through :meth:`_call`'s error mapping (never at construction)."""
+        if self._lb is None:
+            self._lb = await self._run(lambda: self.conn.load_balancer)
+
+    def _who(self) -> str:
+        return self.credential.describe() if self.credential is not None else "noauth"
+
     async def _call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """One Octavia API call (counted), its failures mapped by :meth:`_run`."""
         self.calls += 1
+        return await self._run(fn, *args, **kwargs)
+
+    async def _run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         try:
             return await asyncio.to_thread(fn, *args, **kwargs)
         except os_exc.HttpException as exc:
-            status = exc.status_code
-            if status == 401:
-                raise _Requeue(Retry(Failure.BAD_CREDENTIAL, f"Octavia refused the credential "
-                                     f"(401): {exc.details or exc}", 300.0)) from exc
-            if status == 403 and "quota" in str(exc).lower():
-                raise _Requeue(Retry(Failure.QUOTA, f"Octavia quota: {exc.details}", 300.0)
-                               ) from exc
-            if status == 409:
-                raise
-            if status == 404:
-                raise
-            raise _Requeue(Retry(Failure.REFUSED, f"Octavia answered {status}: "
-                                 f"{exc.details or exc}", 60.0)) from exc
-        except (ks_exc.ConnectFailure, ks_exc.ConnectTimeout, os_exc.SDKException) as exc:
-            raise _Requeue(Retry(Failure.UNREACHABLE, f"{self.endpoint}: {exc}", 10.0)) from exc
+            failure = self._http_failure(exc)
+            if failure is None:
+                raise  # 404 and 409 are the caller's to handle
+            raise failure from exc
+        except (ks_exc.Unauthorized, ks_exc.Forbidden) as exc:  # Keystone said no
+            assert self.credential is not None
+            raise _Requeue(Retry(
+                Failure.BAD_CREDENTIAL, f"authentication failed: Keystone "
+                f"{self.credential.auth_url} refused the {self._who()} ({exc.http_status}); "
+                "nothing was changed", 300.0)) from exc
+        except (ks_exc.ConnectFailure, ks_exc.ConnectTimeout) as exc:
+            raise _Requeue(Retry(Failure.UNREACHABLE, str(exc), 10.0)) from exc
+        except (ks_exc.ClientException, os_exc.SDKException) as exc:
+            where = self.credential.auth_url if self.credential is not None else self.endpoint
+            raise _Requeue(Retry(Failure.UNREACHABLE, f"{where}: {exc}", 10.0)) from exc
+
+    def _http_failure(self, exc: os_exc.HttpException) -> _Requeue | None:
+        """What an error answer from Octavia means (None: 404 and 409, the caller's)."""
+        status = exc.status_code
+        details = str(exc.details or exc)
+        if status in (404, 409):
+            return None
+        if status == 401:
+            return _Requeue(Retry(Failure.BAD_CREDENTIAL, f"authentication failed: Octavia "
+                                  f"refused the token of the {self._who()} (401): {details}; "
+                                  "nothing was changed", 300.0))
+        if status == 403 and "quota" in f"{details} {exc}".lower():
+            return _Requeue(Retry(Failure.QUOTA, f"Octavia project quota: {details}", 300.0))
+        if status == 403:
+            return _Requeue(Retry(Failure.BAD_CREDENTIAL, f"Octavia forbids this to the "
+                                  f"{self._who()} (403: {details}): it needs the member (or "
+                                  "load-balancer_member) role on its project", 300.0))
+        return _Requeue(Retry(Failure.REFUSED, f"Octavia answered {status}: {details}", 60.0))
 
     async def _wait_active(self, lb_id: str) -> str:
         """Wait (with backoff) until the LB leaves PENDING_*; returns its status."""
@@ -169,9 +225,10 @@ class OctaviaDriver:
                          tuple(listeners))
 
     async def _create_lb(self, desired: DesiredLB, vip: str | None) -> Any:
-        args: dict[str, Any] = {"name": desired.name, "project_id": self.project_id,
-                                "description": "managed by vipcast",
+        args: dict[str, Any] = {"name": desired.name, "description": "managed by vipcast",
                                 "tags": ["vipcast"]}
+        if self.project_id:
+            args["project_id"] = self.project_id
         if self.vip_subnet_id:
             args["vip_subnet_id"] = self.vip_subnet_id
         else:
@@ -283,6 +340,7 @@ class OctaviaDriver:
 
     async def get(self, name: str) -> DesiredLB | Retry | None:
         try:
+            await self._connect()
             lb = await self._find(name)
             return None if lb is None else await self._observe(lb)
         except _Requeue as exc:
@@ -290,6 +348,7 @@ class OctaviaDriver:
 
     async def ensure(self, desired: DesiredLB) -> Outcome:
         try:
+            await self._connect()
             return await self._ensure(desired)
         except _Requeue as exc:
             return exc.retry
@@ -304,10 +363,34 @@ class OctaviaDriver:
             changes += 2
         elif lb is None:
             lb = await self._create_lb(desired, desired.vip)
-            changes += 1
+            try:
+                changes = 1 + await self._ensure_listeners(lb, desired)
+            except _Requeue as exc:
+                if exc.retry.failure is Failure.QUOTA:
+                    raise _Requeue(await self._undo_create(lb, exc.retry)) from exc
+                raise
+            return Applied(desired.name, lb.vip_address, changes, desired.ip_mode)
         elif desired.vip and lb.vip_address != desired.vip:
             return Retry(Failure.REFUSED, f"{desired.name} has VIP {lb.vip_address}; "
                          f"Octavia cannot move it to {desired.vip}", 300.0)
+        changes += await self._ensure_listeners(lb, desired)
+        return Applied(desired.name, lb.vip_address, changes, desired.ip_mode)
+
+    async def _undo_create(self, lb: Any, why: Retry) -> Retry:
+        """A load balancer created in this call could not be completed (a quota met on a
+        listener, pool, monitor or member): delete it, so nothing half-made is left."""
+        try:
+            await self._wait_active(lb.id)
+            await self._call(self.lb.delete_load_balancer, lb.id, cascade=True)
+        except (_Requeue, os_exc.HttpException) as exc:
+            cause = exc.retry.message if isinstance(exc, _Requeue) else str(exc)
+            return Retry(why.failure, f"{why.message}; deleting the incomplete {lb.name} "
+                         f"failed too: {cause}", why.retry_after)
+        return Retry(why.failure, f"{why.message}; the incomplete {lb.name} created in this "
+                     "pass was deleted again", why.retry_after)
+
+    async def _ensure_listeners(self, lb: Any, desired: DesiredLB) -> int:
+        changes = 0
         have = {(x.protocol if x.protocol != "HTTP" else "TCP", x.protocol_port): x
                 for x in await self._call(lambda: list(self.lb.listeners(
                     load_balancer_id=lb.id))) if x.provisioning_status != "DELETED"}
@@ -317,13 +400,14 @@ class OctaviaDriver:
             changes += 1
         for key, listener in sorted(wanted.items()):
             changes += await self._ensure_listener(lb.id, desired.name, listener, have.get(key))
-        return Applied(desired.name, lb.vip_address, changes, desired.ip_mode)
+        return changes
 
     async def update_members(self, desired: DesiredLB) -> Outcome:
         return await self.ensure(desired)
 
     async def delete(self, name: str) -> Outcome:
         try:
+            await self._connect()
             lb = await self._find(name)
             if lb is None or lb.provisioning_status == "PENDING_DELETE":
                 return Applied(name, None, 0)
@@ -342,6 +426,7 @@ class OctaviaDriver:
 
     async def names(self) -> tuple[str, ...] | Retry:
         try:
+            await self._connect()
             lbs = await self._call(lambda: list(self.lb.load_balancers(tags="vipcast")))
         except _Requeue as exc:
             return exc.retry
