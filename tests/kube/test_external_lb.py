@@ -155,3 +155,74 @@ def test_an_unreachable_provider_is_a_condition_and_a_retry(vipcast_crds: Cluste
         finally:
             await c.close()
     run(go(), timeout=120)
+
+
+def test_unusable_credentials_are_on_the_service_and_a_busy_provider_keeps_the_address(
+        vipcast_crds: Cluster, namespace: str) -> None:
+    """A provider whose credentials Secret is missing writes nothing to the product and says
+    so on each of its Services (condition + Event naming the provider and the Secret); once
+    the Secret exists the LB is made; a later failure of the product (503 busy) is a
+    condition, and the address already in the Service's status stays there."""
+    async def go() -> None:
+        as3 = AS3Service()
+        await as3.start()
+        c = client(vipcast_crds.kubeconfig, namespace)
+        ctl = ProviderController(c, namespace)
+        name = f"cr-{namespace}"
+        try:
+            await c.create(Node.from_dict({"metadata": {"name": f"y-{namespace}"}}))
+            await c.patch(Node.Status, f"y-{namespace}", {"status": {
+                "addresses": [{"type": "InternalIP", "address": "10.0.0.2"}],
+                "conditions": [{"type": "Ready", "status": "True"}]}},
+                patch_type=PatchType.MERGE)
+            p = pool(name, ["198.51.100.104/30"], namespace)
+            p["spec"]["autoAssign"] = False
+            await c.create(p)
+            await c.create(Provider.from_dict({
+                "apiVersion": "vipcast.io/v1beta1", "kind": "LoadBalancerProvider",
+                "metadata": {"name": name},
+                "spec": {"driver": "as3", "endpoint": as3.url,
+                         "credentialsSecret": {"name": "f5", "namespace": namespace},
+                         "options": {"addressPools": [name], "tenant": namespace}}}))
+            svc = service("web", namespace).to_dict()
+            svc["spec"]["loadBalancerClass"] = f"vipcast.io/{name}"
+            await c.create(Service.from_dict(svc))
+
+            await ctl.reconcile()
+            got = (await c.get(Service, "web", namespace=namespace)).to_dict()
+            cond = _cond(got, EXTERNAL_LB)
+            assert cond["status"] == "False" and cond["reason"] == "CredentialsUnusable"
+            assert f"LoadBalancerProvider {name} (as3)" in cond["message"]
+            assert f"Secret {namespace}/f5 with key 'password' not found" in cond["message"]
+            assert "CredentialsUnusable" in await event_reasons(c, "web", namespace)
+            assert as3.writes == []
+
+            await c.create(Secret.from_dict({"metadata": {"name": "f5", "namespace": namespace},
+                                             "stringData": {"password": "secret"}}))
+            await ctl.reconcile()
+            got = (await c.get(Service, "web", namespace=namespace)).to_dict()
+            assert _cond(got, EXTERNAL_LB)["reason"] == "Ensured"
+            (ingress,) = got["status"]["loadBalancer"]["ingress"]
+
+            as3.busy = 10
+            await c.patch(Service, "web", {"spec": {"ports": [
+                {"port": 80, "protocol": "TCP", "nodePort": 30080, "name": "http"},
+                {"port": 443, "protocol": "TCP", "nodePort": 30443, "name": "tls"}]}},
+                namespace=namespace, patch_type=PatchType.MERGE)
+            result = await ctl.reconcile()
+            assert result.retry_after is not None
+            got = (await c.get(Service, "web", namespace=namespace)).to_dict()
+            cond = _cond(got, EXTERNAL_LB)
+            assert cond["status"] == "False" and cond["reason"] == "Busy", cond
+            assert got["status"]["loadBalancer"]["ingress"] == [ingress]
+        finally:
+            as3.busy = 0
+            with contextlib.suppress(ApiError):
+                await c.delete(Service, "web", namespace=namespace)
+            await ctl.reconcile()
+            await as3.stop()
+            for res, obj in ((Provider, name), (IPAddressPool, name), (Node, f"y-{namespace}")):
+                with contextlib.suppress(ApiError):
+                    await c.delete(res, obj)
+            await c.close()
+    run(go(), timeout=120)

@@ -140,15 +140,22 @@ class ProviderController:
                                        f"{svc.spec.load_balancer_class}: finalizer removed; "
                                        "an external load balancer may be left behind")
                 result.released.append(svc.key)
-        unusable = {i.name for i in credential_problems(spec)}
-        for issue in credential_problems(spec):
+        unusable = {i.name: i for i in credential_problems(spec)}
+        for issue in unusable.values():
             log.warning("external load balancers: %s", issue)
         for provider in spec.providers:
-            if provider.name in unusable:
-                continue  # its credentials Secret is missing: this provider only waits
             cls = provider.load_balancer_class
             mine = [s for s in spec.services if s.spec.type == "LoadBalancer"
                     and s.spec.load_balancer_class == cls]
+            if provider.name in unusable:
+                # its credentials Secret is missing or broken: this provider only waits, and
+                # its Services say why (nothing is written to the product)
+                for svc in mine:
+                    if svc.metadata.deletion_timestamp is None:
+                        self._fence()
+                        await self._unusable(svc, raw[svc.key], provider,
+                                             unusable[provider.name].message)
+                continue
             for svc in mine:  # the finalizer before the load balancer exists
                 if svc.metadata.deletion_timestamp is None:
                     self._fence()
@@ -188,6 +195,17 @@ class ProviderController:
         return await get_service(self.client, svc.metadata.namespace or "default",
                                  svc.metadata.name)
 
+    async def _unusable(self, svc: Service, raw: dict[str, Any],
+                        provider: LoadBalancerProvider, why: str) -> None:
+        message = (f"LoadBalancerProvider {provider.name} ({provider.spec.driver}): "
+                   f"spec.credentialsSecret: {why}")
+        cond = external_condition(False, "CredentialsUnusable", message)
+        await self.events.emit(raw, "Warning", "CredentialsUnusable", message)
+        existing = ((raw.get("status") or {}).get("conditions")) or ()
+        await apply_external_status(
+            self.client, svc.metadata.namespace or "default", svc.metadata.name,
+            _kept_ingress(raw), merged(existing, [cond], None))
+
     async def _status(self, svc: Service, raw: dict[str, Any], provider: LoadBalancerProvider,
                       name: str, report: Any) -> None:
         driver = provider.spec.driver
@@ -198,6 +216,9 @@ class ProviderController:
             cond = external_condition(False, str(refusal.why), refusal.message)
             await self.events.emit(raw, "Warning", str(refusal.why), refusal.message)
         elif retry is not None:
+            # a failure to reach or change the product says nothing about the load balancer
+            # that is there: its address stays in the status (DNS and clients keep it)
+            ingress = _kept_ingress(raw)
             who = f"LoadBalancerProvider {provider.name} ({driver})"
             cond = external_condition(False, str(retry.failure),
                                       f"{who}: {retry.message} (retry in "
@@ -252,6 +273,13 @@ class ProviderController:
         finally:
             for w in waits:
                 w.cancel()
+
+
+def _kept_ingress(raw: dict[str, Any]) -> tuple[tuple[str, str], ...]:
+    """The (ip, ipMode) pairs the Service's status has now."""
+    lb = ((raw.get("status") or {}).get("loadBalancer") or {})
+    return tuple((str(i["ip"]), str(i.get("ipMode") or "VIP"))
+                 for i in lb.get("ingress") or () if i.get("ip"))
 
 
 __all__ = ["FINALIZER", "PassResult", "ProviderController"]
