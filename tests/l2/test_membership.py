@@ -385,3 +385,42 @@ def test_a_stall_longer_than_a_probe_neither_crashes_nor_suspects() -> None:
     a.tick(a._next_probe)
     assert a.next_deadline() is not None
     assert a.datagrams_to_send(), "the member keeps probing after the stall"
+
+
+def test_after_its_own_stall_a_member_reads_before_it_accuses() -> None:
+    """A tick far later than the deadline the member gave (it stalled) concludes nothing: the
+    refutation may sit unread in the socket. The next tick concludes whatever it finds, so a
+    member that keeps stalling still detects deaths (one grace per stall)."""
+    sim = cluster(3)
+    a = swim(sim, "n0")
+    a.members["n1"].state = State.SUSPECT
+    a._suspects["n1"] = sim.now + 0.001
+    due = a.next_deadline()
+    assert due is not None
+    a.tick(due + 0.3)
+    assert a.members["n1"].state == State.SUSPECT
+    refuted = a.members["n1"].incarnation + 1
+    a.receive(_alive_rumor_from(sim, "n1", refuted), due + 0.31)
+    assert a.members["n1"].state == State.ALIVE  # read in time: no false death
+    a.members["n1"].state = State.SUSPECT
+    a._suspects["n1"] = due + 0.32
+    late = a.next_deadline()
+    assert late is not None
+    now = late + 0.3
+    a.tick(now)  # another stall: graced again (a new stall)
+    assert a.members["n1"].state == State.SUSPECT
+    for _ in range(20):  # on time from here: nothing refutes, the suspicion runs out
+        now = max(now, a.next_deadline() or now)
+        a.tick(now)
+        if a.members["n1"].state == State.DEAD:
+            break
+    assert a.members["n1"].state == State.DEAD
+    assert now - late < 0.3 + 0.1  # within a grace of the end of the stall
+
+
+def _alive_rumor_from(sim: Simulation, name: str, incarnation: int) -> bytes:
+    """A GOSSIP datagram from ``name`` to n0 carrying its refutation (incarnation raised)."""
+    m = swim(sim, name)
+    m.incarnation = incarnation
+    m._send("n0", Kind.GOSSIP, first=m._self_rumor())
+    return next(data for to, data in m.datagrams_to_send() if to == "n0")

@@ -156,6 +156,10 @@ class Membership(SyncMixin):
         self._dirty = True
         self._name_list: list[str] = []
         self._view = View(frozenset({self.node}), frozenset(), False, False, {})
+        #: the deadline :meth:`next_deadline` last gave; a tick much later means this node
+        #: stalled (see :meth:`_stalled`), and whether that stall was already given its grace
+        self._promised: float | None = None
+        self._graced = False
         self._init_sync()
         self.set_members(config.members, 0.0)
 
@@ -258,6 +262,8 @@ class Membership(SyncMixin):
         """Run the timers due at ``now``; True if the view changed."""
         if self._started is None or self._left:
             return False
+        if self._stalled(now):
+            return self._grace(now)
         for token in [t for t, p in self._pending.items() if p.expires <= now]:
             del self._pending[token]
         self._probe_step(now)
@@ -308,7 +314,34 @@ class Membership(SyncMixin):
         if not self._view.settled:
             times.append(self._started + self.timers.settle_after)
         times.extend(self._sync_deadlines())
-        return min(times)
+        self._promised = min(times)
+        return self._promised
+
+    def _stalled(self, now: float) -> bool:
+        """This tick comes more than a probe timeout after the deadline we gave: this node
+        stalled (a GC pause, a loaded machine, a long synchronous step). The acks and
+        refutations that arrived meanwhile may still sit unread in the socket. Once per stall."""
+        promised, self._promised = self._promised, None
+        if promised is None or now - promised <= self.timers.probe_timeout or self._graced:
+            self._graced = False
+            return False
+        self._graced = True
+        return True
+
+    def _grace(self, now: float) -> bool:
+        """Lifeguard's point that a slow member must not accuse others: after a stall, nothing
+        is concluded (no probe judged, no suspicion expired) until the datagrams that arrived
+        meanwhile were read; the probe under way waits for its ack again and the suspicions
+        due run out a probe timeout later. The next tick proceeds whatever it finds."""
+        grace = now + self.timers.probe_timeout
+        if self._probe is not None:
+            self._probe.sent = now
+            self._probe.indirect = False
+            self._next_probe = max(self._next_probe, now + self.timers.probe_interval)
+        for name, until in self._suspects.items():
+            if until < grace:
+                self._suspects[name] = grace
+        return self._refresh(now)
 
     @property
     def view(self) -> View:
