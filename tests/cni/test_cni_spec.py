@@ -175,3 +175,16 @@ def test_bad_cni_speaker_fields_are_named(spec: dict[str, Any], field: str) -> N
     issues = refused(cni(**spec))
     assert [i.field for i in issues] == [field]
     assert issues[0].obj == "CNISpeaker/calico"
+
+
+def test_hand_off_goes_only_to_nodes_the_cni_runs_on() -> None:
+    from vipcast.core.handoff import hand_off_targets
+
+    on_a = cni(handOff={"calico": {}}, nodeSelectors=[{"matchLabels": {"rack": "a"}}])
+    spec = load(on_a, peer(coexistence="HandOff", myASN=64512))
+    assert [t.cni for t in hand_off_targets(spec, "n1")] == ["calico"]
+    assert hand_off_targets(spec, "n2") == ()  # no CNI daemon on n2: nothing to hand to
+    (issue,) = refused(on_a, peer(coexistence="HandOff", myASN=64512,
+                                  nodeSelectors=[{"matchLabels": {"rack": "b"}}]))
+    assert (issue.obj, issue.field) == ("BGPPeer/tor", "spec.nodeSelectors")
+    assert "selects n2, where CNISpeaker calico does not run" in issue.message

@@ -23,6 +23,7 @@ from typing import Any
 from vipcast.core.desired import BGPRoute, HandOffNeighbor, HandOffTarget, NodePlan
 from vipcast.core.sessions import peer_selects_node
 from vipcast.spec import Spec
+from vipcast.spec.cni_checks import selects
 
 FRR_K8S_API = "frrk8s.metallb.io/v1beta1"
 #: label on every object vipcast writes for a hand-off
@@ -52,6 +53,8 @@ def hand_off_targets(spec: Spec, node: str) -> tuple[HandOffTarget, ...]:
         cni = spec.cni_speaker_of(peer)
         if cni is None or cni.spec.hand_off is None:
             continue  # refused by check-config; nothing to hand to
+        if not selects(spec, cni.spec.node_selectors, node):
+            continue  # the CNI's daemon does not run here: nobody to hand to
         s = peer.spec
         profile = spec.bfd_profile(s.bfd_profile) if s.bfd_profile else None
         by_cni.setdefault(cni.name, []).append(HandOffNeighbor(

@@ -10,7 +10,8 @@ Every finding names the BGPPeer's (or CNISpeaker's) file, object and field. What
   CNI's), or the same source address or router ID as the CNI's on a node both run on;
 - ``ThroughDaemon``: a peer AS or port other than the daemon's, or the daemon's router ID
   (RFC 4271 §6.2: an internal peer with our own BGP Identifier is refused with an OPEN error);
-- ``HandOff``: a CNISpeaker without ``spec.handOff``, a ``myASN`` other than the daemon's AS
+- ``HandOff``: a peer selecting only nodes its CNISpeaker does not run on, a CNISpeaker without
+  ``spec.handOff``, a ``myASN`` other than the daemon's AS
   (the CNI announces from its own AS), and for FRR-K8s a password Secret outside the namespace
   FRR-K8s reads its Secrets from.
 
@@ -46,7 +47,9 @@ def _issue(spec: Spec, kind: str, name: str, field: str, message: str) -> Issue:
     return Issue(spec.origins.get(f"{kind}/{name}", ""), kind, name, field, message)
 
 
-def _selects(spec: Spec, selectors: Sequence[LabelSelector], node: str) -> bool:
+def selects(spec: Spec, selectors: Sequence[LabelSelector], node: str) -> bool:
+    """Whether node selectors select a node (``kubernetes.io/hostname`` defaults to its name,
+    as for BGPPeer sessions)."""
     if not selectors:
         return True
     obj = spec.node(node)
@@ -62,8 +65,8 @@ def shared_nodes(spec: Spec, peer: BGPPeer, cni: CNISpeaker) -> tuple[str, ...] 
         return None if either_all else ()
     return tuple(
         n.metadata.name for n in spec.nodes
-        if _selects(spec, peer.spec.node_selectors, n.metadata.name)
-        and _selects(spec, cni.spec.node_selectors, n.metadata.name)
+        if selects(spec, peer.spec.node_selectors, n.metadata.name)
+        and selects(spec, cni.spec.node_selectors, n.metadata.name)
     )
 
 
@@ -132,6 +135,12 @@ def _peer_issues(spec: Spec, peer: BGPPeer) -> Iterator[Issue]:
     elif s.coexistence == "ThroughDaemon":
         yield from _through(spec, peer, cni, nodes)
     else:
+        mine = [n.metadata.name for n in spec.nodes
+                if selects(spec, peer.spec.node_selectors, n.metadata.name)]
+        if nodes == () and mine:  # (a selector matching no node yet is not an error)
+            yield _issue(spec, "BGPPeer", peer.name, "spec.nodeSelectors",
+                         f"selects {', '.join(mine)}, where CNISpeaker {cni.name} does not "
+                         "run: nothing would be handed off")
         yield from _hand_off(spec, peer, cni)
 
 
