@@ -1,6 +1,7 @@
 """End to end on Kubernetes objects: the controller allocates from the API server, ``vipcast
 speaker`` on two lab nodes (in network namespaces) announces the VIP to FRR, and a client's
-requests through the router reach the backends.
+requests through the router reach the backends. The speakers' node liveness takes its members
+from the API's Node objects, and a speaker whose node loses power is declared dead by the other.
 
 Topology (namespaces ``vc-<pid>-k8e-*``): client ── router (FRR, AS 64512) ── lan bridge ── n1,
 n2 (each a speaker + one HTTP backend serving its two pod addresses). The API server (harness)
@@ -51,6 +52,10 @@ def kube_lab(kube_cluster: Cluster) -> Iterator[KubeLab]:
         yield lab
 
 
+_STATUS = ("import urllib.request; print(urllib.request.urlopen("
+           "'http://127.0.0.1:9470/status', timeout=5).read().decode())")
+
+
 def _wait_file(path: Path, timeout: float = 10) -> None:
     wait_until(lambda: path.exists() or None, timeout=timeout, what=f"{path}")
 
@@ -68,6 +73,7 @@ def test_speaker_fed_by_api_announces_to_frr_and_traffic_flows(
     config["clusters"][0]["cluster"]["server"] = f"http://127.0.0.1:{API_PORT}"
     node_kubeconfig.write_text(json.dumps(config))
     root: list[subprocess.Popen[bytes]] = []
+    speakers = []
     logs = {name: work / f"{name}.log" for name in ("relay", "controller")}
     try:
         with logs["relay"].open("ab") as log:
@@ -85,10 +91,11 @@ def test_speaker_fed_by_api_announces_to_frr_and_traffic_flows(
             node = lab.node(i)
             node.spawn([sys.executable, str(RELAY), "--listen", f"tcp:127.0.0.1:{API_PORT}",
                         "--connect", f"unix:{sock}"], name="api-relay")
-            node.spawn([*vipcast_argv(), "speaker", "--node", names[i - 1],
-                        "--kubeconfig", str(node_kubeconfig),
-                        "--metrics", "127.0.0.1:9470",
-                        "--state-dir", str(work / f"state-n{i}")], name="speaker")
+            speakers.append(node.spawn(
+                [*vipcast_argv(), "speaker", "--node", names[i - 1],
+                 "--kubeconfig", str(node_kubeconfig), "--metrics", "127.0.0.1:9470",
+                 "--state-dir", str(work / f"state-n{i}")], name="speaker",
+                env={**os.environ, "VIPCAST_MEMBERSHIP_KEY": "e2e-membership-key"}))
 
         def report() -> str:
             text = lab.topo.logs()
@@ -118,6 +125,20 @@ def test_speaker_fed_by_api_announces_to_frr_and_traffic_flows(
         code, _ = cluster.request("DELETE", f"/api/v1/namespaces/{namespace}/services/web")
         assert code in (200, 202)
         lab.topo["router"].wait_no_route(f"{vip}/32", timeout=60)  # fails after 60 s
+
+        # node liveness: the members are the API's Nodes (the speakers got no list); n2 loses
+        # power (cable pulled, speaker SIGKILLed) and n1's speaker declares it dead
+        def liveness(i: int) -> dict[str, object]:
+            out = lab.node(i).run([sys.executable, "-c", _STATUS]).stdout
+            section: dict[str, object] = json.loads(out).get("liveness", {})
+            return section
+
+        wait_until(lambda: set(liveness(1).get("alive", ())) == set(names[:NODES]) or None,
+                   timeout=60, what="n1's speaker sees both nodes alive", on_timeout=report)
+        lab.topo["lan"].set_link("p2", False)
+        os.killpg(speakers[1].pid, signal.SIGKILL)
+        wait_until(lambda: liveness(1).get("dead") == [names[1]] or None, timeout=30,
+                   what=f"n1's speaker declares {names[1]} dead", on_timeout=report)
     finally:
         for proc in root:
             if proc.poll() is None:
