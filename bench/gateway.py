@@ -8,6 +8,9 @@
 3. EndpointSlice change -> first request served by the new pod (median of N flips).
 4. Scale: 1,000 HTTPRoutes / 10,000 endpoints: vipcast's CPU to load+translate+render, Envoy's
    RSS (over an idle Envoy), vipcast's RSS, and vipcast's CPU for one endpoint change.
+5. EDS (state of the world) for one endpoint change at 10 and 1,000 clusters: bytes sent
+   against what a delta response would carry, vipcast's and Envoy's CPU per update (is
+   incremental xDS worth it?).
 
     .venv/bin/python bench/gateway.py [--quick] [--out bench/gateway.json]
 """
@@ -16,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import signal
 import statistics
@@ -78,6 +82,7 @@ def throughput(lab: GatewayLab, rounds: int, seconds: int) -> dict[str, Any]:
                http_route("be", rules=[{"backendRefs": [{"name": "be", "port": 80}]}])])
     res: dict[str, list[tuple[float, float]]] = {"gateway": [], "direct": []}
     envoy_pid = lab.status()["envoy"]["pid"]
+    load_before = os.getloadavg()
     counted: list[int] = []
     envoy_cpu = 0.0
     for _ in range(rounds):
@@ -89,6 +94,8 @@ def throughput(lab: GatewayLab, rounds: int, seconds: int) -> dict[str, Any]:
         res["direct"].append(wrk(lab.client, f"http://{ip}:8080/", seconds))
     out = {k: {"rps": statistics.median(r for r, _ in v), "p99_ms": statistics.median(
         p for _, p in v), "runs": v} for k, v in res.items()}
+    # the machine is shared: what else ran is part of the figure (1-minute load average)
+    out["loadavg_1m_before_after"] = [round(load_before[0], 1), round(os.getloadavg()[0], 1)]
     out["rps_ratio"] = out["gateway"]["rps"] / out["direct"]["rps"]
     out["p99_ratio"] = out["gateway"]["p99_ms"] / out["direct"]["p99_ms"]
     out["vs_original_per_node"] = [out["gateway"]["rps"] / 3529, out["gateway"]["rps"] / 1734]
@@ -305,11 +312,96 @@ def scale(topo: Topology, routes: int, services: int, per_service: int) -> dict[
     }
 
 
+def eds(clusters: tuple[int, ...], per_service: int, changes: int) -> dict[str, Any]:
+    """What state-of-the-world EDS costs for one endpoint change, by number of clusters (the
+    question behind delta xDS): the bytes of the EDS response vipcast sends (every cluster's
+    ClusterLoadAssignment) against the one assignment that changed (what a delta response
+    would carry); vipcast's CPU to render and swap the xDS cache (in process); and Envoy's
+    CPU per update, averaged over ``changes`` changes (its /proc counter ticks 10 ms)."""
+    from vipcast.core.gateway import translate
+    from vipcast.dataplane.envoy import render
+    from vipcast.proto.xds import ENDPOINT
+    from vipcast.runtime.envoy import XdsCache
+    from vipcast.spec import load_documents
+
+    def objects(n: int, moved: int = -1, shift: int = 0) -> list[dict[str, Any]]:
+        docs = base_objects()
+        for s in range(n):
+            eps = {f"10.{100 + s // 200}.{s % 200}.{e + 1 + (shift if s == moved else 0)}":
+                   "ready" for e in range(per_service)}
+            docs += service_objects(f"s{s}", eps)
+        docs.append(http_route("r", rules=[{"backendRefs": [
+            {"name": f"s{s}", "port": 80} for s in range(min(n, 16))]}]))
+        for r in range(n):
+            docs.append(http_route(f"r{r}", hostnames=[f"r{r}.example.com"],
+                                   rules=[{"backendRefs": [{"name": f"s{r}", "port": 80}]}]))
+        return docs
+
+    out: dict[str, Any] = {}
+    for n in clusters:
+        def resources(shift: int, n: int = n) -> dict[str, Any]:
+            spec = load_documents([("bench", d) for d in objects(n, moved=0, shift=shift)])
+            return render(translate(spec, "gw").model)
+
+        base, moved = resources(0), resources(per_service)
+        sotw = sum(len(m.SerializeToString()) for m in moved[ENDPOINT].values())
+        changed = [name for name, m in moved[ENDPOINT].items()
+                   if base[ENDPOINT].get(name) != m]
+        delta = sum(len(moved[ENDPOINT][name].SerializeToString()) for name in changed)
+        cache = XdsCache()
+        cache.update(base)
+        t = time.process_time()
+        for i in range(changes):
+            cache.update(moved if i % 2 == 0 else base)
+        swap_ms = (time.process_time() - t) / changes * 1000
+
+        with Topology() as topo:
+            out[str(n)] = _eds_in_envoy(topo, objects, n, per_service, changes)
+        out[str(n)].update({
+            "eds_response_bytes_sotw": sotw, "eds_bytes_changed_assignments_only": delta,
+            "bytes_ratio_sotw_to_delta": round(sotw / delta, 1),
+            "vipcast_ms_per_cache_swap_in_process": round(swap_ms, 2)})
+        print(json.dumps(out[str(n)], indent=1), flush=True)
+    return out
+
+
+def _eds_in_envoy(topo: Topology, objects: Any, n: int, per_service: int,
+                  changes: int) -> dict[str, Any]:
+    """Envoy's CPU per EDS update (one Service's endpoints moving back and forth)."""
+    from vipcast.proto.xds import LISTENER
+
+    lab = GatewayLab(topo)
+    lab.apply_nowait(objects(n))
+    lab.start_gateway("--concurrency", "1")
+    st = lab.apply(objects(n), timeout=300)
+    pid = st["envoy"]["pid"]
+    listener = st["versions"]["Listener"]
+    cpu_a, _ = _proc_stat(lab.gw, pid)
+    t0 = time.monotonic()
+    for i in range(changes):
+        st = lab.apply(objects(n, moved=0, shift=per_service if i % 2 == 0 else 0),
+                       timeout=300)
+    wall = time.monotonic() - t0
+    cpu_b, _ = _proc_stat(lab.gw, pid)
+    idle_a, _ = _proc_stat(lab.gw, pid)
+    time.sleep(min(wall, 10.0))
+    idle_b, _ = _proc_stat(lab.gw, pid)
+    idle_rate = (idle_b - idle_a) / min(wall, 10.0)
+    assert st["envoy"]["pid"] == pid and st["versions"]["Listener"] == listener
+    assert st["acked"][LISTENER.rsplit(".", 1)[-1]] == listener
+    return {
+        "clusters": n, "endpoints": n * per_service, "changes": changes,
+        "envoy_cpu_ms_per_update": round((cpu_b - cpu_a) / changes * 1000, 1),
+        "envoy_idle_cpu_ms_per_update_window": round(idle_rate * wall / changes * 1000, 1),
+        "listener_version_unchanged": True, "envoy_restarts": 0,
+    }
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--out", default="bench/gateway.json")
-    parser.add_argument("--parts", default="throughput,churn,first,scale")
+    parser.add_argument("--parts", default="throughput,churn,first,scale,eds")
     args = parser.parse_args()
     parts = set(args.parts.split(","))
     result: dict[str, Any] = {"when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
@@ -327,6 +419,8 @@ def main() -> int:
         if "first" in parts:
             result["first_request"] = first_request(lab, 5 if args.quick else 15)
             print(json.dumps(result["first_request"], indent=1), flush=True)
+    if "eds" in parts:
+        result["eds"] = eds((10, 1000), 10, 6 if args.quick else 20)
     if "scale" in parts:
         with Topology() as topo:
             result["scale"] = scale(topo, 1000, 100, 100)
