@@ -7,6 +7,7 @@ driver against the local schema-validating AS3 stand-in (tests/providers/as3_ser
 from __future__ import annotations
 
 import contextlib
+import json
 import sys
 from pathlib import Path
 from typing import Any
@@ -222,6 +223,83 @@ def test_unusable_credentials_are_on_the_service_and_a_busy_provider_keeps_the_a
             await ctl.reconcile()
             await as3.stop()
             for res, obj in ((Provider, name), (IPAddressPool, name), (Node, f"y-{namespace}")):
+                with contextlib.suppress(ApiError):
+                    await c.delete(res, obj)
+            await c.close()
+    run(go(), timeout=120)
+
+
+def test_an_invalid_service_blocks_nothing_and_keeps_its_load_balancer(
+        vipcast_crds: Cluster, namespace: str) -> None:
+    """A tenant edits a Service into something invalid (a bad address annotation): the other
+    Services' load balancers are still kept up to date in the same pass, the invalid one's
+    load balancer and address are left exactly as they are (not deleted as unwanted), and the
+    Service says why (condition + Event naming the provider and the field)."""
+    async def go() -> None:
+        as3 = AS3Service()
+        await as3.start()
+        c = client(vipcast_crds.kubeconfig, namespace)
+        ctl = ProviderController(c, namespace)
+        name = f"iv-{namespace}"
+        try:
+            await c.create(Node.from_dict({"metadata": {"name": f"z-{namespace}"}}))
+            await c.patch(Node.Status, f"z-{namespace}", {"status": {
+                "addresses": [{"type": "InternalIP", "address": "10.0.0.4"}],
+                "conditions": [{"type": "Ready", "status": "True"}]}},
+                patch_type=PatchType.MERGE)
+            await c.create(Secret.from_dict({"metadata": {"name": "f5", "namespace": namespace},
+                                             "stringData": {"password": "secret"}}))
+            p = pool(name, ["198.51.100.112/29"], namespace)
+            p["spec"]["autoAssign"] = False
+            await c.create(p)
+            await c.create(Provider.from_dict({
+                "apiVersion": "vipcast.io/v1beta1", "kind": "LoadBalancerProvider",
+                "metadata": {"name": name},
+                "spec": {"driver": "as3", "endpoint": as3.url,
+                         "credentialsSecret": {"name": "f5", "namespace": namespace},
+                         "options": {"addressPools": [name], "tenant": namespace}}}))
+            for svc_name in ("web", "api"):
+                svc = service(svc_name, namespace).to_dict()
+                svc["spec"]["loadBalancerClass"] = f"vipcast.io/{name}"
+                svc["spec"]["ports"][0]["nodePort"] = 30080 if svc_name == "web" else 30081
+                await c.create(Service.from_dict(svc))
+            result = await ctl.reconcile()
+            web_lb = f"kube_service_kubernetes_{namespace}_web"
+            api_lb = f"kube_service_kubernetes_{namespace}_api"
+            assert sorted(result.ensured) == sorted([web_lb, api_lb])
+            web_app = json.dumps(as3.tenants[namespace][web_lb], sort_keys=True)
+            before = (await c.get(Service, "web", namespace=namespace)).to_dict()
+            (ingress,) = before["status"]["loadBalancer"]["ingress"]
+
+            await c.patch(Service, "web", {"metadata": {"annotations": {
+                "vipcast.io/loadBalancerIPs": "bogus"}}}, namespace=namespace,
+                patch_type=PatchType.MERGE)
+            await c.patch(Service, "api", {"spec": {"ports": [
+                {"port": 80, "protocol": "TCP", "nodePort": 30081, "name": "http"},
+                {"port": 443, "protocol": "TCP", "nodePort": 30443, "name": "tls"}]}},
+                namespace=namespace, patch_type=PatchType.MERGE)
+            result = await ctl.reconcile()
+            assert result.ensured == [api_lb] and result.deleted == []
+            assert "pool-tcp-443" in as3.tenants[namespace][api_lb]
+            assert json.dumps(as3.tenants[namespace][web_lb], sort_keys=True) == web_app
+            got = (await c.get(Service, "web", namespace=namespace)).to_dict()
+            cond = _cond(got, EXTERNAL_LB)
+            assert cond["status"] == "False" and cond["reason"] == "InvalidService", cond
+            assert f"LoadBalancerProvider {name}" in cond["message"]
+            assert "vipcast.io/loadBalancerIPs" in cond["message"] and "bogus" in cond["message"]
+            assert "InvalidService" in await event_reasons(c, "web", namespace)
+            assert got["status"]["loadBalancer"]["ingress"] == [ingress]
+            assert not as3.invalid
+        finally:
+            for svc_name in ("web", "api"):
+                with contextlib.suppress(ApiError):
+                    await c.delete(Service, svc_name, namespace=namespace)
+            await ctl.reconcile()
+            with contextlib.suppress(ApiError):  # the invalid one is never let go by vipcast
+                await c.patch(Service, "web", {"metadata": {"finalizers": None}},
+                              namespace=namespace, patch_type=PatchType.MERGE)
+            await as3.stop()
+            for res, obj in ((Provider, name), (IPAddressPool, name), (Node, f"z-{namespace}")):
                 with contextlib.suppress(ApiError):
                     await c.delete(res, obj)
             await c.close()

@@ -39,10 +39,11 @@ from vipcast.sources.kube.provider_status import (
     read_objects,
     set_finalizer,
 )
-from vipcast.sources.kube.snapshot import documents
+from vipcast.sources.kube.snapshot import Document, build_spec
 from vipcast.sources.kube.status import EventRecorder
-from vipcast.spec import LoadBalancerProvider, Service, SpecError, load_documents
+from vipcast.spec import ANNOTATION_SHARED_LB, LoadBalancerProvider, Service, Spec
 from vipcast.spec.checks import credential_problems
+from vipcast.spec.errors import Issue
 
 log = logging.getLogger(__name__)
 
@@ -83,6 +84,8 @@ class ProviderController:
                                     elector.identity if elector is not None else None)
         #: consecutive passes that asked for a retry (the backoff's attempt)
         self.failed_passes = 0
+        #: our own objects as last validated (a broken edit falls back to them)
+        self.last_good: tuple[Document, ...] = ()
 
     def may_write(self) -> bool:
         """True unless an elector says this replica does not (or no longer surely) lead."""
@@ -121,15 +124,20 @@ class ProviderController:
     async def _reconcile(self, result: PassResult) -> None:
         objs = await read_objects(self.client, self.namespace)
         raw_services = objs["Service"]
-        try:
-            spec = load_documents(documents(objs))
-        except SpecError as exc:
-            for issue in exc.issues:
-                log.warning("external load balancers: %s", issue)
+        # as the main controller: a bad core object (a tenant's Service) is left out, a bad
+        # one of ours falls back to the last good set; nothing usable -> nothing is done
+        outcome = build_spec(objs, self.last_good)
+        for issue in outcome.issues:
+            log.warning("external load balancers: %s", issue)
+        if outcome.spec is None:
             return
+        spec = outcome.spec
+        if not outcome.config_stale:
+            self.last_good = outcome.config
         raw = {f"{s['metadata'].get('namespace', 'default')}/{s['metadata']['name']}": s
                for s in raw_services}
         served = {p.load_balancer_class for p in spec.providers}
+        unreadable = await self._unreadable(spec, raw, outcome.dropped, outcome.issues)
         for svc in spec.services:  # deleted, ours, and no provider left to clean up after it
             if (svc.metadata.deletion_timestamp is not None and FINALIZER in
                     svc.metadata.finalizers and svc.spec.load_balancer_class not in served):
@@ -162,7 +170,8 @@ class ProviderController:
                     await set_finalizer(self.client, raw[svc.key], True)
             driver = self.factory(provider, spec)
             try:
-                report = await sync_provider(spec, provider, driver, may_write=self.may_write)
+                report = await sync_provider(spec, provider, driver, may_write=self.may_write,
+                                             frozen=unreadable.get(provider.name, set()))
             finally:
                 close = getattr(driver, "close", None)
                 if close is not None:
@@ -194,6 +203,40 @@ class ProviderController:
     async def _fresh(self, svc: Service) -> dict[str, Any]:
         return await get_service(self.client, svc.metadata.namespace or "default",
                                  svc.metadata.name)
+
+    async def _unreadable(self, spec: Spec, raw: dict[str, dict[str, Any]],
+                          dropped: Sequence[str], issues: Sequence[Issue]
+                          ) -> dict[str, set[str]]:
+        """Services left out as invalid: per provider, the load balancers they may have
+        (left exactly as they are this pass: never deleted, never half-changed), and a
+        condition on each such Service of a provider's class naming the problem."""
+        out: dict[str, set[str]] = {}
+        for source in dropped:
+            kind, _, key = source.partition("/")
+            svc = raw.get(key) if kind == "Service" else None
+            if svc is None:
+                continue
+            cls = (svc.get("spec") or {}).get("loadBalancerClass")
+            provider = spec.provider_for(cls if isinstance(cls, str) else None)
+            if provider is None:
+                continue
+            meta = svc.get("metadata") or {}
+            shared = (meta.get("annotations") or {}).get(ANNOTATION_SHARED_LB)
+            cluster = provider.spec.options.cluster_name
+            out.setdefault(provider.name, set()).add(
+                f"kube_shared_{cluster}_{shared}" if shared else
+                f"kube_service_{cluster}_{meta.get('namespace', 'default')}_{meta.get('name')}")
+            why = "; ".join(f"{i.field}: {i.message}" for i in issues if i.file == source)
+            message = (f"LoadBalancerProvider {provider.name}: the Service is invalid, its "
+                       f"external load balancer is left as it is: {why or 'see the logs'}")
+            self._fence()
+            await self.events.emit(svc, "Warning", "InvalidService", message)
+            existing = ((svc.get("status") or {}).get("conditions")) or ()
+            await apply_external_status(
+                self.client, str(meta.get("namespace", "default")), str(meta.get("name")),
+                _kept_ingress(svc),
+                merged(existing, [external_condition(False, "InvalidService", message)], None))
+        return out
 
     async def _unusable(self, svc: Service, raw: dict[str, Any],
                         provider: LoadBalancerProvider, why: str) -> None:

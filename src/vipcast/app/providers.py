@@ -7,7 +7,7 @@ a resync repeats: drift is repaired because every pass ensures the whole load ba
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from urllib.parse import urlparse
 
@@ -68,8 +68,10 @@ def build_driver(provider: LoadBalancerProvider, spec: Spec, *,
 
 async def sync_provider(spec: Spec, provider: LoadBalancerProvider,
                         driver: LoadBalancerDriver, *,
-                        may_write: Callable[[], bool] = _always) -> ProviderReport:
-    """Ensure the provider's load balancers, then delete the ones no Service wants.
+                        may_write: Callable[[], bool] = _always,
+                        frozen: Collection[str] = ()) -> ProviderReport:
+    """Ensure the provider's load balancers, then delete the ones no Service wants; the
+    ``frozen`` ones (a Service of theirs could not be read) are neither changed nor deleted.
 
     Raises:
         Fenced: ``may_write()`` answered False before a write (leadership lost mid-pass).
@@ -83,6 +85,8 @@ async def sync_provider(spec: Spec, provider: LoadBalancerProvider,
     plan: ExternalPlan = desired_external(spec, provider, driver.capabilities)
     report.refused = plan.refused
     for lb in plan.load_balancers:
+        if lb.name in frozen:
+            continue
         fence()
         outcome = await driver.ensure(lb)
         if isinstance(outcome, Retry):
@@ -97,7 +101,7 @@ async def sync_provider(spec: Spec, provider: LoadBalancerProvider,
         return report
     wanted = {lb.name for lb in plan.load_balancers}
     for name in names:
-        if name in wanted:
+        if name in wanted or name in frozen:
             continue
         fence()
         outcome = await driver.delete(name)
