@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import asyncio
 import time
+from typing import Any
 
 import pytest
 from dp_plans import CLUSTER_WEB, LOCAL_WEB, MIXED
 
 from vipcast.core.desired import NodePlan
 from vipcast.dataplane.nft import NftTable, canonical
-from vipcast.dataplane.nft_render import render
+from vipcast.dataplane.nft_render import down_set, render
 from vipcast.dataplane.node import NodeDataplane
 from vipcast.lab.netns import run_command
 
@@ -86,5 +87,45 @@ def test_node_dataplane_noop_and_periodic_check(fresh_ns: str) -> None:
             with pytest.raises(asyncio.CancelledError):
                 await runner
         assert NftTable(fresh_ns).read() == canonical(render(MIXED).objects)
+
+    asyncio.run(scenario())
+
+
+def test_a_flip_does_not_wait_for_the_periodic_read_back(fresh_ns: str) -> None:
+    """The periodic check reads the kernel without the lock: a flip arriving meanwhile is
+    patched at once, and the read it may have overtaken is not taken for an outside edit."""
+    import threading
+    from dataclasses import replace
+
+    async def scenario() -> None:
+        table = NftTable(fresh_ns, readback_every=3600)
+        dp = NodeDataplane(table)
+        plan = NodePlan(node="n1", nat=MIXED)
+        assert (await dp.apply_report(plan)).ok
+        reading, release = threading.Event(), threading.Event()
+        real_read = table.read
+
+        def held_read() -> Any:
+            out = real_read()  # the real kernel, read before the flip ...
+            reading.set()
+            release.wait(30)  # ... and held until the flip went through
+            return out
+
+        table.read = held_read  # type: ignore[method-assign]
+        check = asyncio.create_task(dp.refresh(check=True))
+        assert await asyncio.to_thread(reading.wait, 30)
+        down = frozenset({("192.0.2.6", 8080)})
+        flipped = await asyncio.wait_for(dp.apply_report(replace(plan, down=down)), 30)
+        assert not check.done()  # the flip did not wait for the check
+        assert flipped.ok and flipped.nft.mode == "patch"
+        release.set()
+        report = await check
+        assert report is not None and report.ok and not report.nft.changed
+        table.read = real_read  # type: ignore[method-assign]
+        assert await asyncio.to_thread(table.read) == canonical(
+            render(MIXED, down_set(down)).objects)
+        # the next check, with nothing in between, reads and finds the table as it should be
+        again = await dp.refresh(check=True)
+        assert again is not None and again.nft.read_back and not again.nft.changed
 
     asyncio.run(scenario())

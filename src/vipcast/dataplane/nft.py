@@ -56,6 +56,15 @@ ApplyMode = Literal["none", "patch", "replace"]
 
 
 @dataclass(frozen=True)
+class Readback:
+    """The kernel's table as :meth:`NftTable.read` gave it (None: no table), read at ``at``
+    (monotonic): handed to :meth:`NftTable.apply` when the read was taken beforehand."""
+
+    table: tuple[JSON, ...] | None
+    at: float
+
+
+@dataclass(frozen=True)
 class ApplyResult:
     """The outcome of one apply: whether a transaction ran, and whether the kernel took it.
 
@@ -116,18 +125,23 @@ class NftTable:
         self._known = self._known_objects = None
 
     def apply(
-        self, rendered: Rendered, *, force: bool = False, check: bool = False
+        self, rendered: Rendered, *, force: bool = False, check: bool = False,
+        readback: Readback | None = None,
     ) -> ApplyResult:
         """Make the kernel's table equal to ``rendered``; no transaction when it already is.
 
-        ``check`` reads the kernel back even when the remembered table is still trusted.
+        ``check`` reads the kernel back even when the remembered table is still trusted;
+        ``readback`` is such a read taken beforehand (the caller vouches that nothing changed
+        the table since), used instead of reading again.
         """
         start = time.monotonic()
-        read_back = force or check or self.due_for_readback(start)
+        read_back = force or check or readback is not None or self.due_for_readback(start)
         if not read_back and rendered.objects == self._known_objects:
             return ApplyResult(ok=True, changed=False, seconds=time.monotonic() - start)
         want = canonical(rendered.objects)
-        if read_back:
+        if readback is not None:
+            current, self._read_at = readback.table, readback.at
+        elif read_back:
             current = self.read()
             self._read_at = time.monotonic()
         else:

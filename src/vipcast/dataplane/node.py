@@ -12,7 +12,10 @@ Blocking kernel calls (libnftables, netlink) run in a worker thread.
 Re-applying what is already applied (the same NAT rules, the same backends down, the same
 VIPs) renders nothing and touches no kernel object: the agent can call :meth:`apply` as often as
 it likes. :meth:`run` also re-checks the kernel every ``readback_every`` seconds (the table's
-setting), so an outside edit of the table or of our routes is undone within that time.
+setting), so an outside edit of the table or of our routes is undone within that time. That
+read-back of a 10,000-service table takes seconds, so it runs without the lock: a flip meanwhile
+is patched at once, and a read that a change of ours may have overtaken is not used (the next
+periodic check reads again).
 """
 
 from __future__ import annotations
@@ -20,12 +23,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
 from vipcast.core.desired import NatRule, NodePlan
-from vipcast.dataplane.nft import ApplyResult, NftTable
+from vipcast.dataplane.nft import ApplyResult, NftTable, Readback
 from vipcast.dataplane.nft_flip import FlipIndex
 from vipcast.dataplane.nft_render import (
     RenderCache,
@@ -104,6 +108,8 @@ class NodeDataplane:
         #: (NAT rules, backends down) a flip patch left in the kernel; the remembered table
         #: is brought up to it before the next whole apply
         self._patched: tuple[tuple[NatRule, ...], frozenset[BackendKey]] | None = None
+        #: bumped before every transaction of ours: a read-back taken across a bump is stale
+        self._epoch = 0
         if health is not None:
             health.on_change(self._dirty.set)
 
@@ -133,7 +139,12 @@ class NodeDataplane:
         the kernel back even if nothing changed on our side."""
         if self._plan is None:
             return None
-        return await self._sync(self._plan, check=check)
+        if not check:
+            return await self._sync(self._plan)
+        # read the kernel without holding the lock (seconds for a big table): flips go on
+        epoch, at = self._epoch, time.monotonic()
+        table = await asyncio.to_thread(self._nft.read)
+        return await self._sync(self._plan, check=True, readback=(epoch, Readback(table, at)))
 
     async def run(self) -> None:
         """Re-render whenever the health checker reports a flip, and read the kernel back every
@@ -180,6 +191,7 @@ class NodeDataplane:
     async def cleanup(self) -> None:
         """Remove the table and our routes (``vipcast dataplane cleanup``)."""
         async with self._lock:
+            self._epoch += 1
             await asyncio.to_thread(self._nft.cleanup)
             if self._vips is not None:
                 await asyncio.to_thread(self._vips.clear)
@@ -194,6 +206,7 @@ class NodeDataplane:
                 or applied[2] != plan.local_vips or applied[1] == down):
             return None
         commands = flips.commands(down)
+        self._epoch += 1
         result = await asyncio.to_thread(self._nft.patch, commands)
         if not result.ok:
             log.warning("nftables flip patch refused (%s): applying the whole table",
@@ -213,8 +226,20 @@ class NodeDataplane:
         planned = self._plan.down if self._plan is not None else frozenset()
         return planned if self._health is None else planned | self._health.down()
 
-    async def _sync(self, plan: NodePlan, *, check: bool = False) -> DataplaneReport:
+    async def _sync(self, plan: NodePlan, *, check: bool = False,
+                    readback: tuple[int, Readback] | None = None) -> DataplaneReport:
         async with self._lock:
+            taken: Readback | None = None
+            if readback is not None:
+                epoch, taken = readback
+                if epoch != self._epoch:
+                    # a change of ours reached the kernel while it was read: the read may
+                    # predate it (it would look like an outside edit); the next check reads
+                    log.debug("data plane check skipped: the table changed while it was read")
+                    if self.last is not None and self._applied is not None:
+                        return DataplaneReport(ApplyResult(ok=True, changed=False),
+                                               skipped=self.last.skipped)
+                    taken, check = None, False
             down = self._down()
             duties = (plan.nat, down, plan.local_vips)
             if (
@@ -237,7 +262,9 @@ class NodeDataplane:
             self._applied = None
             self._flips = None
             rendered = render(plan.nat, down_set(down), self._render_cache)
-            result = await asyncio.to_thread(self._nft.apply, rendered, check=check)
+            self._epoch += 1
+            result = await asyncio.to_thread(self._nft.apply, rendered, check=check,
+                                             readback=taken)
             vips = VipChange()
             if self._vips is not None and result.ok:
                 vips = await asyncio.to_thread(self._vips.sync, plan.local_vips)
