@@ -6,6 +6,7 @@ driver against the local schema-validating AS3 stand-in (tests/providers/as3_ser
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import sys
@@ -23,7 +24,7 @@ from vipcast.sources.kube.provider_status import EXTERNAL_LB, FINALIZER
 
 from .conftest import run
 from .harness.cluster import Cluster
-from .kubetools import IPAddressPool, client, event_reasons, pool
+from .kubetools import IPAddressPool, client, event_reasons, eventually, pool
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "providers"))
 from as3_server import AS3Service
@@ -302,5 +303,60 @@ def test_an_invalid_service_blocks_nothing_and_keeps_its_load_balancer(
             for res, obj in ((Provider, name), (IPAddressPool, name), (Node, f"z-{namespace}")):
                 with contextlib.suppress(ApiError):
                     await c.delete(res, obj)
+            await c.close()
+    run(go(), timeout=120)
+
+
+def test_run_keeps_each_providers_driver_until_the_provider_or_its_secret_changes(
+        vipcast_crds: Cluster, namespace: str) -> None:
+    """Under ``run`` a provider's driver (its HTTP session; with Keystone, its token) is built
+    once and reused pass after pass; a changed Secret builds a new one and closes the old; the
+    provider removed, its driver is closed."""
+    from vipcast.app.providers import build_driver
+
+    async def go() -> None:
+        as3 = AS3Service()
+        await as3.start()
+        c = client(vipcast_crds.kubeconfig, namespace)
+        built: list[Any] = []
+
+        def factory(provider: Any, spec: Any) -> Any:
+            built.append(build_driver(provider, spec))
+            return built[-1]
+
+        ctl = ProviderController(c, namespace, factory=factory, resync=0.2)
+        name = f"kd-{namespace}"
+        stop = asyncio.Event()
+        task: asyncio.Task[None] | None = None
+        try:
+            await c.create(Secret.from_dict({"metadata": {"name": "f5", "namespace": namespace},
+                                             "stringData": {"password": "secret"}}))
+            await c.create(Provider.from_dict({
+                "apiVersion": "vipcast.io/v1beta1", "kind": "LoadBalancerProvider",
+                "metadata": {"name": name},
+                "spec": {"driver": "as3", "endpoint": as3.url,
+                         "credentialsSecret": {"name": "f5", "namespace": namespace},
+                         "options": {"tenant": namespace}}}))
+            task = asyncio.create_task(ctl.run(stop))
+            await eventually(lambda: asyncio.sleep(0, built[0].calls >= 3 if built else None),
+                             30, what="three passes with one driver")
+            assert len(built) == 1
+            await c.patch(Secret, "f5", {"stringData": {"password": "rotated"}},
+                          namespace=namespace, patch_type=PatchType.MERGE)
+            await eventually(lambda: asyncio.sleep(0, len(built) == 2), 30,
+                             what="a new driver for the rotated Secret")
+            assert built[0]._session is None  # the old one was closed
+            assert built[1].authorization != built[0].authorization
+            await c.delete(Provider, name)
+            await eventually(lambda: asyncio.sleep(0, built[1]._session is None), 30,
+                             what="the removed provider's driver closed")
+            assert len(built) == 2
+        finally:
+            stop.set()
+            if task is not None:
+                await asyncio.wait_for(task, 30)
+            await as3.stop()
+            with contextlib.suppress(ApiError):
+                await c.delete(Provider, name)
             await c.close()
     run(go(), timeout=120)

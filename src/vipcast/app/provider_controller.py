@@ -22,13 +22,14 @@ import contextlib
 import functools
 import logging
 import random
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from vipcast.app.providers import DriverFactory, Fenced, build_driver, sync_provider
 from vipcast.core.backoff import backoff_delay
 from vipcast.core.external import lb_name
+from vipcast.providers.port import LoadBalancerDriver
 from vipcast.sources.kube.conditions import merged
 from vipcast.sources.kube.leader import LeaderElector
 from vipcast.sources.kube.provider_status import (
@@ -86,6 +87,9 @@ class ProviderController:
         self.failed_passes = 0
         #: our own objects as last validated (a broken edit falls back to them)
         self.last_good: tuple[Document, ...] = ()
+        #: provider -> (what it was built from, driver); kept across passes by ``run``
+        self._drivers: dict[str, tuple[str, LoadBalancerDriver]] = {}
+        self.keep_drivers = False
 
     def may_write(self) -> bool:
         """True unless an elector says this replica does not (or no longer surely) lead."""
@@ -168,14 +172,13 @@ class ProviderController:
                 if svc.metadata.deletion_timestamp is None:
                     self._fence()
                     await set_finalizer(self.client, raw[svc.key], True)
-            driver = self.factory(provider, spec)
+            driver = await self._driver(provider, spec)
             try:
                 report = await sync_provider(spec, provider, driver, may_write=self.may_write,
                                              frozen=unreadable.get(provider.name, set()))
             finally:
-                close = getattr(driver, "close", None)
-                if close is not None:
-                    await close()
+                if not self.keep_drivers:
+                    await self._close_drivers()
             retry_names = {name for name, _ in report.retries}
             gone = {d.name for d in report.deleted}
             for svc in mine:
@@ -199,10 +202,35 @@ class ProviderController:
                 after = retry.retry_after
                 result.retry_after = after if result.retry_after is None else min(
                     result.retry_after, after)
+        # providers gone, or waiting for their credentials: their kept drivers go
+        await self._close_drivers(keep={p.name for p in spec.providers
+                                        if p.name not in unusable})
 
     async def _fresh(self, svc: Service) -> dict[str, Any]:
         return await get_service(self.client, svc.metadata.namespace or "default",
                                  svc.metadata.name)
+
+    async def _driver(self, provider: LoadBalancerProvider, spec: Spec
+                      ) -> LoadBalancerDriver:
+        """The provider's driver, kept from the last pass while the provider and its Secret
+        are unchanged (its session, and with Keystone its token, are reused: one token per
+        credential until it expires, not one per pass)."""
+        ref = provider.spec.credentials_secret
+        secret = spec.secret(ref.name, ref.namespace) if ref is not None else None
+        key = repr((provider.spec.model_dump(mode="json"),
+                    secret.model_dump(mode="json") if secret is not None else None))
+        held = self._drivers.get(provider.name)
+        if held is not None and held[0] == key:
+            return held[1]
+        if held is not None:
+            await _close(held[1])
+        driver = self.factory(provider, spec)
+        self._drivers[provider.name] = (key, driver)
+        return driver
+
+    async def _close_drivers(self, keep: Collection[str] = ()) -> None:
+        for name in [n for n in self._drivers if n not in keep]:
+            await _close(self._drivers.pop(name)[1])
 
     async def _unreadable(self, spec: Spec, raw: dict[str, dict[str, Any]],
                           dropped: Sequence[str], issues: Sequence[Issue]
@@ -287,6 +315,7 @@ class ProviderController:
         """Reconcile until ``stop`` (see the module docstring for the pacing and the Lease)."""
         campaign = asyncio.create_task(self.elector.run(), name="providers-leader-election") \
             if self.elector is not None else None
+        self.keep_drivers = True
         try:
             while not stop.is_set():
                 if self.elector is not None and not self.elector.is_leader:
@@ -300,6 +329,8 @@ class ProviderController:
                     wait = self.next_wait(None)
                 await self._sleep(stop, wait, wake_on_leadership=True)
         finally:
+            self.keep_drivers = False
+            await self._close_drivers()
             if campaign is not None:
                 campaign.cancel()  # a leader gives the Lease up on the way out
                 with contextlib.suppress(asyncio.CancelledError):
@@ -316,6 +347,12 @@ class ProviderController:
         finally:
             for w in waits:
                 w.cancel()
+
+
+async def _close(driver: LoadBalancerDriver) -> None:
+    close = getattr(driver, "close", None)
+    if close is not None:
+        await close()
 
 
 def _kept_ingress(raw: dict[str, Any]) -> tuple[tuple[str, str], ...]:
