@@ -132,3 +132,100 @@ def test_the_lock_pins_every_file_by_hash() -> None:
     assert all("--hash=sha256:" in block for block in blocks)
     names = {line.split("==")[0].lower() for line in reqs}
     assert {"pydantic", "lightkube", "pip-nftables", "pyroute2"} <= names, names
+
+
+def _build(*args: str, env: dict[str, str] | None = None,
+           cwd: Path = REPO, timeout: float = 1500) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["bash", str(cwd / "scripts" / "build-image.sh"), *args],
+                          capture_output=True, text=True, timeout=timeout, cwd=cwd,
+                          env={**os.environ, **(env or {})}, check=False)
+
+
+def _image_id(stderr: str) -> str:
+    """The image ID the script names in its last line ("tagged ... image <id>")."""
+    line = [x for x in stderr.splitlines() if x.startswith("build-image: tagged ")][-1]
+    return line.rsplit("image ", 1)[1].rstrip(")")
+
+
+def test_the_final_stages_rebuild_to_the_same_image(image: Image) -> None:
+    """Reproducible (the cheap check; bench/image_build.py builds twice from nothing): the
+    final stages rebuilt without podman's cache, on the cached base and dependency image, give
+    the image ID the cached build has, so the same layer digests and config."""
+    cached = _build()
+    assert cached.returncode == 0, cached.stderr[-3000:]
+    rebuilt = _build("--no-cache")
+    assert rebuilt.returncode == 0, rebuilt.stderr[-3000:]
+    assert "podman build (base" in rebuilt.stderr, rebuilt.stderr
+    first, second = _image_id(cached.stderr), _image_id(rebuilt.stderr)
+    layers = [image.podman("image", "inspect", "--format", "{{json .RootFS.Layers}}",
+                           ref).stdout for ref in (first, second)]
+    assert first == second, (first, second, layers)
+    created = image.podman("image", "inspect", "--format", "{{.Created.Unix}}", second).stdout
+    commit = subprocess.run(["git", "log", "-1", "--format=%ct"], capture_output=True,
+                            text=True, cwd=REPO, check=True).stdout
+    assert created.strip() == commit.strip()  # SOURCE_DATE_EPOCH: the commit's time
+
+
+def test_the_debian_lock_pins_every_package() -> None:
+    lock = (REPO / "deploy" / "image" / "debian.lock").read_text()
+    sections: dict[str, dict[str, str]] = {}
+    current = None
+    for line in lock.splitlines():
+        if line.startswith("["):
+            current = sections.setdefault(line.strip("[]"), {})
+        elif line and not line.startswith("#"):
+            assert current is not None and line.count("=") == 1, line
+            name, version = line.split("=")
+            current[name] = version
+    assert set(sections) == {"runtime", "build"}
+    assert {"python3", "libnftables1", "nftables", "iproute2", "ca-certificates",
+            "libc6", "base-files"} <= set(sections["runtime"])
+    assert {"python3-venv"} <= set(sections["build"]) - set(sections["runtime"])
+    # one version of each package in both root filesystems
+    shared = set(sections["runtime"]) & set(sections["build"])
+    assert all(sections["runtime"][p] == sections["build"][p] for p in shared)
+    assert "# source-date-epoch: " in lock and "_InRelease " in lock
+
+
+def _repo_copy(tmp_path: Path) -> Path:
+    copy = tmp_path / "repo"
+    for part in ("scripts", "deploy/image"):
+        shutil.copytree(REPO / part, copy / part)
+    shutil.copy(REPO / "pyproject.toml", copy / "pyproject.toml")
+    return copy
+
+
+def test_a_pinned_version_the_mirror_no_longer_has_is_named(tmp_path: Path) -> None:
+    """The lock pins a version the mirror does not have (any more): the build stops when
+    the mirror's lists are known, naming the package and version, and nothing is tagged."""
+    if shutil.which("podman") is None or shutil.which("mmdebstrap") is None:
+        pytest.skip("podman and mmdebstrap are checked first (scripts/setup.sh installs them)")
+    copy = _repo_copy(tmp_path)
+    lock = copy / "deploy" / "image" / "debian.lock"
+    text = lock.read_text()
+    old = next(line for line in text.splitlines() if line.startswith("base-files="))
+    lock.write_text(text.replace(old, "base-files=0.0+vipcast.gone"))
+    out = _build(cwd=copy, timeout=900, env={
+        "VIPCAST_IMAGE_NO_INSTALL": "1", "VIPCAST_IMAGE_CACHE": str(tmp_path / "cache"),
+        "VIPCAST_PYTHON": str(REPO / ".venv" / "bin" / "python")
+        if (REPO / ".venv" / "bin" / "python").exists() else "python3"})
+    assert out.returncode == 1, out.stderr[-3000:]
+    assert "base-files=0.0+vipcast.gone" in out.stderr, out.stderr[-3000:]
+    assert "no longer has" in out.stderr and "--relock-debian" in out.stderr, out.stderr
+    assert out.stdout == ""
+    assert not list((tmp_path / "cache" / "rootfs").glob("*.tar")), "a root filesystem was kept"
+
+
+def test_a_stale_debian_lock_is_refused(tmp_path: Path) -> None:
+    """The package lists changed since deploy/image/debian.lock was made: the script says so
+    before building anything."""
+    if shutil.which("podman") is None or shutil.which("mmdebstrap") is None:
+        pytest.skip("podman and mmdebstrap are checked first (scripts/setup.sh installs them)")
+    copy = _repo_copy(tmp_path)
+    script = copy / "scripts" / "build-image.sh"
+    script.write_text(script.read_text().replace(
+        "RUNTIME_PACKAGES=(python3 ", "RUNTIME_PACKAGES=(python3 curl ", 1))
+    out = _build(cwd=copy, timeout=120, env={"VIPCAST_IMAGE_NO_INSTALL": "1",
+                                             "VIPCAST_IMAGE_CACHE": str(tmp_path / "cache")})
+    assert out.returncode == 1
+    assert "debian.lock is stale" in out.stderr and "--relock-debian" in out.stderr, out.stderr

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import os
+import shutil
 from collections.abc import Coroutine, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
 
+from .e2e_run import Image, build_image
 from .harness.cluster import (
     DEFAULT_BIN_DIR,
     Cluster,
@@ -76,3 +79,21 @@ def gateway_api(vipcast_crds: Cluster) -> Cluster:
     crds = Path(__file__).parents[2] / "deploy" / "gateway-api" / "crds"
     vipcast_crds.apply_crds([yaml.safe_load(p.read_text()) for p in sorted(crds.glob("*.yaml"))])
     return vipcast_crds
+
+
+@pytest.fixture(scope="session")
+def vipcast_image() -> Iterator[Image | None]:
+    """vipcast's container image for the end-to-end tests (``e2e_run.py``), pinned under a tag
+    of this session; None when ``VIPCAST_E2E_FROM_SOURCE=1`` asks for the source tree."""
+    if os.environ.get("VIPCAST_E2E_FROM_SOURCE") == "1":
+        yield None
+        return
+    if os.geteuid() != 0 or shutil.which("podman") is None:
+        pytest.fail("the end-to-end tests run vipcast's image: they need root and podman "
+                    "(scripts/setup.sh installs it); VIPCAST_E2E_FROM_SOURCE=1 runs them from "
+                    "the source tree instead")
+    image = build_image(f"localhost/vipcast:e2e-{os.getpid()}")
+    try:
+        yield image
+    finally:
+        image.podman("rmi", image.ref, check=False)

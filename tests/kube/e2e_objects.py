@@ -1,10 +1,14 @@
-"""Set-up shared by the end-to-end tests that run speakers against the harness's API server."""
+"""Set-up shared by the end-to-end tests that run speakers against the harness's API server:
+the Kubernetes objects, the relays to the API server, the BGP lab (how vipcast itself runs:
+``e2e_run.py``)."""
 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
+import subprocess
 import sys
 import tempfile
 from collections.abc import Iterator
@@ -13,13 +17,9 @@ from typing import Any
 
 from vipcast.app.lab import LAN_V4, LabOptions, backend_ips, node_v4, router_config
 from vipcast.lab.frr import start_frr
-from vipcast.lab.netns import Netns, Topology, leftovers
+from vipcast.lab.netns import Netns, Topology, leftovers, wait_until
 
 from .harness.cluster import Cluster
-
-
-def vipcast_argv() -> list[str]:
-    return [sys.executable, "-m", "vipcast.cli.main"]
 
 
 def post(cluster: Cluster, path: str, body: dict[str, Any]) -> dict[str, Any]:
@@ -48,32 +48,43 @@ RELAY = Path(__file__).with_name("relay.py")
 NODES = 2
 POOL = "192.0.2.64/28"
 API_PORT = 6443  # inside each node namespace
+API = "/apis/vipcast.io/v1beta1"
 
 
-
-
-def lab_objects(cluster: Cluster, ns: str) -> list[str]:
-    """Nodes, config and a Service with EndpointSlices; the node names."""
-    names = ready_nodes(cluster, ns, NODES)
-    api = "/apis/vipcast.io/v1beta1"
-    post(cluster, f"{api}/ipaddresspools", {
+def lab_objects(cluster: Cluster, ns: str, *, mode: str = "bgp", nodes: int = NODES,
+                pool: str = POOL, per_node: int = 2,
+                annotations: dict[str, str] | None = None) -> list[str]:
+    """Ready Nodes, a pool ``<ns>-lab`` for ``ns``, its advertisement (``mode`` "bgp": a
+    BGPPeer to the lab's router and a BGPAdvertisement; "l2": an L2Advertisement on eth0) and
+    Service ``web`` (80 -> 8080) with EndpointSlice ``web-1`` listing ``per_node`` pod
+    addresses of each node's backend; the node names. :func:`delete_lab_objects` undoes it."""
+    names = ready_nodes(cluster, ns, nodes)
+    selectors = [{"matchExpressions": [{
+        "key": "kubernetes.io/hostname", "operator": "In", "values": names}]}]
+    post(cluster, f"{API}/ipaddresspools", {
         "apiVersion": "vipcast.io/v1beta1", "kind": "IPAddressPool",
         "metadata": {"name": f"{ns}-lab"},
-        "spec": {"addresses": [POOL], "serviceAllocation": {"namespaces": [ns]}}})
-    post(cluster, f"{api}/bgppeers", {
-        "apiVersion": "vipcast.io/v1beta1", "kind": "BGPPeer",
-        "metadata": {"name": f"{ns}-router"},
-        "spec": {"myASN": 64513, "peerASN": 64512, "peerAddress": f"{LAN_V4}.1",
-                 "holdTime": "3s",
-                 "nodeSelectors": [{"matchExpressions": [{
-                     "key": "kubernetes.io/hostname", "operator": "In", "values": names}]}]}})
-    post(cluster, f"{api}/bgpadvertisements", {
-        "apiVersion": "vipcast.io/v1beta1", "kind": "BGPAdvertisement",
-        "metadata": {"name": f"{ns}-to-router"},
-        "spec": {"ipAddressPools": [f"{ns}-lab"]}})
+        "spec": {"addresses": [pool], "serviceAllocation": {"namespaces": [ns]}}})
+    if mode == "bgp":
+        post(cluster, f"{API}/bgppeers", {
+            "apiVersion": "vipcast.io/v1beta1", "kind": "BGPPeer",
+            "metadata": {"name": f"{ns}-router"},
+            "spec": {"myASN": 64513, "peerASN": 64512, "peerAddress": f"{LAN_V4}.1",
+                     "holdTime": "3s", "nodeSelectors": selectors}})
+        post(cluster, f"{API}/bgpadvertisements", {
+            "apiVersion": "vipcast.io/v1beta1", "kind": "BGPAdvertisement",
+            "metadata": {"name": f"{ns}-lab"}, "spec": {"ipAddressPools": [f"{ns}-lab"]}})
+    elif mode == "l2":
+        post(cluster, f"{API}/l2advertisements", {
+            "apiVersion": "vipcast.io/v1beta1", "kind": "L2Advertisement",
+            "metadata": {"name": f"{ns}-lab"},
+            "spec": {"ipAddressPools": [f"{ns}-lab"], "interfaces": ["eth0"],
+                     "nodeSelectors": selectors}})
+    else:
+        raise ValueError(f"mode: {mode!r}")
     post(cluster, f"/api/v1/namespaces/{ns}/services", {
         "apiVersion": "v1", "kind": "Service",
-        "metadata": {"name": "web", "namespace": ns},
+        "metadata": {"name": "web", "namespace": ns, "annotations": annotations or {}},
         "spec": {"type": "LoadBalancer", "externalTrafficPolicy": "Cluster",
                  "selector": {"app": "web"},
                  "ports": [{"name": "http", "port": 80, "protocol": "TCP",
@@ -83,11 +94,63 @@ def lab_objects(cluster: Cluster, ns: str) -> list[str]:
         "metadata": {"name": "web-1", "namespace": ns,
                      "labels": {"kubernetes.io/service-name": "web"}},
         "addressType": "IPv4",
-        "endpoints": [{"addresses": [ips[0]], "nodeName": names[i - 1],
+        "endpoints": [{"addresses": [ip4], "nodeName": names[i - 1],
                        "conditions": {"ready": True}}
-                      for i in range(1, NODES + 1) for ips in backend_ips(i)],
+                      for i in range(1, nodes + 1) for ip4, _ in backend_ips(i)[:per_node]],
         "ports": [{"name": "http", "port": 8080, "protocol": "TCP"}]})
     return names
+
+
+def delete_lab_objects(cluster: Cluster, ns: str, names: list[str]) -> None:
+    """What :func:`lab_objects` made, and the speakers' NodeAnnouncements (stop them first)."""
+    for path in (f"/api/v1/namespaces/{ns}/services/web",
+                 f"{API}/bgppeers/{ns}-router", f"{API}/bgpadvertisements/{ns}-lab",
+                 f"{API}/l2advertisements/{ns}-lab", f"{API}/ipaddresspools/{ns}-lab",
+                 *(f"/api/v1/nodes/{n}" for n in names),
+                 *(f"{API}/nodeannouncements/{n}" for n in names)):
+        cluster.request("DELETE", path)
+
+
+class ApiRelay:
+    """The API server for processes in lab namespaces. It listens on the root namespace's
+    loopback, which node namespaces cannot reach: a relay in the root namespace exposes it on
+    a unix socket in ``workdir``, and :meth:`into` starts a relay inside a node namespace that
+    listens on the node's own 127.0.0.1:``API_PORT`` and forwards to that socket. Nothing is
+    added to the root namespace's network. ``kubeconfig`` (the API server as it is) and
+    ``node_kubeconfig`` (through the node's relay) are readable by the image's user."""
+
+    def __init__(self, cluster: Cluster, workdir: Path) -> None:
+        self.sock = workdir / "api.sock"
+        self.log = workdir / "relay.log"
+        config = json.loads(cluster.kubeconfig.read_text())
+        host_port = config["clusters"][0]["cluster"]["server"].split("://", 1)[1]
+        self.kubeconfig = workdir / "kubeconfig"
+        self.kubeconfig.write_text(json.dumps(config))
+        config["clusters"][0]["cluster"]["server"] = f"http://127.0.0.1:{API_PORT}"
+        self.node_kubeconfig = workdir / "node-kubeconfig"
+        self.node_kubeconfig.write_text(json.dumps(config))
+        for path in (self.kubeconfig, self.node_kubeconfig):
+            path.chmod(0o644)
+        with self.log.open("ab") as log:
+            self.popen = subprocess.Popen(
+                [sys.executable, str(RELAY), "--listen", f"unix:{self.sock}",
+                 "--connect", f"tcp:{host_port}"], stdout=log, stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL)
+        wait_until(lambda: self.sock.exists() or None, timeout=10, what=str(self.sock),
+                   on_timeout=lambda: self.log.read_text()[-2000:])
+
+    def into(self, node: Netns) -> None:
+        node.spawn([sys.executable, str(RELAY), "--listen", f"tcp:127.0.0.1:{API_PORT}",
+                    "--connect", f"unix:{self.sock}"], name="api-relay")
+
+    def close(self) -> None:
+        if self.popen.poll() is None:
+            self.popen.terminate()
+        try:
+            self.popen.wait(5)
+        except subprocess.TimeoutExpired:
+            self.popen.kill()
+            self.popen.wait(5)
 
 
 def lb_ingress(cluster: Cluster, ns: str, name: str = "web") -> str | None:

@@ -254,6 +254,29 @@ def test_speaker_metrics_on_loopback_unless_asked(helm_env: dict[str, str]) -> N
     assert "0.0.0.0:7472" not in rendered
 
 
+def test_speaker_metrics_on_the_pod_ip(helm_env: dict[str, str]) -> None:
+    """Issue 16's documented way to expose metrics without a proxy: a port on the pod's IP
+    (the node's address: the speaker is on the host network), declared, probed there."""
+    speaker = _pod(_template(helm_env, "--set", "metrics.address=podIP", "--set",
+                             "metrics.port=9472"), "DaemonSet", "speaker")["containers"][0]
+    assert "--metrics=$(POD_IP):9472" in speaker["args"]
+    env = {e["name"]: e for e in speaker["env"]}
+    assert env["POD_IP"]["valueFrom"] == {"fieldRef": {"fieldPath": "status.podIP"}}
+    assert speaker["ports"] == [{"name": "metrics", "containerPort": 9472, "protocol": "TCP"}]
+    # the kubelet probes the pod's IP (no host): where the endpoint listens
+    assert speaker["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": 9472}
+    assert speaker["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": 9472}
+    # on the loopback (the default), the probes name it
+    speaker = _pod(_template(helm_env), "DaemonSet", "speaker")["containers"][0]
+    assert speaker["livenessProbe"]["httpGet"]["host"] == "127.0.0.1"
+    # anything else is refused at render time, naming the value
+    out = subprocess.run([str(HELM), "template", "vipcast", str(CHART), "--set",
+                          "metrics.address=0.0.0.0"], capture_output=True, text=True,
+                         env=helm_env, timeout=120, check=False)
+    assert out.returncode != 0
+    assert 'metrics.address "0.0.0.0"' in out.stderr and "podIP" in out.stderr, out.stderr
+
+
 def test_webhook_own_deployment_read_only_account_ca_issuer_and_policy(
         helm_env: dict[str, str]) -> None:
     """Issue 16: the webhook ran in the controller's pod under its ServiceAccount (which may

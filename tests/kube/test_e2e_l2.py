@@ -9,7 +9,9 @@ membership had settled, and it placed the kill and the samples on two different 
 
 Topology (namespaces ``vc-<pid>-k8l-*``): client, n1, n2, n3 on one bridge (``lan``); each node
 runs a speaker (data plane on: nftables DNAT, verified before owning) and one HTTP backend for
-its pod addresses. The API server is reached through the relays of ``relay.py``, as in
+its pod addresses. vipcast runs from its container image, as the chart runs it (``e2e_run.py``;
+the owner's crash is ``podman kill -s KILL``; ``VIPCAST_E2E_FROM_SOURCE=1``: from the source
+tree). The API server is reached through the relays of ``e2e_objects.ApiRelay``, as in
 ``test_e2e_lab.py``: nothing is added to the root namespace's network.
 """
 
@@ -18,7 +20,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -31,11 +32,12 @@ import pytest
 
 from vipcast.app.demo import recovery_time, send
 from vipcast.app.lab import LAN_V4, backend_ips, node_v4
-from vipcast.lab.netns import Netns, Process, Topology, leftovers, wait_until
+from vipcast.lab.netns import Netns, Topology, leftovers, wait_until
 from vipcast.lab.workload import ClientLoad
 
 from .arp_capture import ArpCapture
-from .e2e_objects import post, ready_nodes, vipcast_argv
+from .e2e_objects import API, ApiRelay, delete_lab_objects, lab_objects, lb_ingress
+from .e2e_run import Handle, Image, Runner, vipcast_argv
 from .harness.cluster import Cluster
 
 pytestmark = [
@@ -47,66 +49,13 @@ pytestmark = [
 if os.geteuid() != 0:  # pragma: no cover
     pytest.skip("the lab needs root", allow_module_level=True)
 
-RELAY = Path(__file__).with_name("relay.py")
 NODES = 3
 POOL = "192.0.2.80/28"
 CLIENT_V4 = f"{LAN_V4}.100"
-API_PORT = 6443  # inside each node namespace
 STATUS = "127.0.0.1:9470"  # each speaker's /status, inside its namespace
 KEY = "k8s-l2-e2e-membership-key"
-API = "/apis/vipcast.io/v1beta1"
 
 
-
-
-def _objects(cluster: Cluster, ns: str) -> list[str]:
-    """Nodes, pool, L2Advertisement and a Service with an EndpointSlice; the node names."""
-    names = ready_nodes(cluster, ns, NODES)
-    post(cluster, f"{API}/ipaddresspools", {
-        "apiVersion": "vipcast.io/v1beta1", "kind": "IPAddressPool",
-        "metadata": {"name": f"{ns}-lan"},
-        "spec": {"addresses": [POOL], "serviceAllocation": {"namespaces": [ns]}}})
-    post(cluster, f"{API}/l2advertisements", {
-        "apiVersion": "vipcast.io/v1beta1", "kind": "L2Advertisement",
-        "metadata": {"name": f"{ns}-lan"},
-        "spec": {"ipAddressPools": [f"{ns}-lan"], "interfaces": ["eth0"],
-                 "nodeSelectors": [{"matchExpressions": [{
-                     "key": "kubernetes.io/hostname", "operator": "In", "values": names}]}]}})
-    post(cluster, f"/api/v1/namespaces/{ns}/services", {
-        "apiVersion": "v1", "kind": "Service",
-        "metadata": {"name": "web", "namespace": ns, "annotations": {
-            # backends behind a dead node leave the survivors' NAT maps within about a second
-            "vipcast.io/health-check": "tcp, interval=0.3, timeout=0.25, fall=2"}},
-        "spec": {"type": "LoadBalancer", "externalTrafficPolicy": "Cluster",
-                 "selector": {"app": "web"},
-                 "ports": [{"name": "http", "port": 80, "protocol": "TCP",
-                            "targetPort": 8080}]}})
-    post(cluster, f"/apis/discovery.k8s.io/v1/namespaces/{ns}/endpointslices", {
-        "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
-        "metadata": {"name": "web-1", "namespace": ns,
-                     "labels": {"kubernetes.io/service-name": "web"}},
-        "addressType": "IPv4",
-        "endpoints": [{"addresses": [backend_ips(i)[0][0]], "nodeName": names[i - 1],
-                       "conditions": {"ready": True}} for i in range(1, NODES + 1)],
-        "ports": [{"name": "http", "port": 8080, "protocol": "TCP"}]})
-    return names
-
-
-def _delete_objects(cluster: Cluster, ns: str, names: list[str]) -> None:
-    for path in (f"/api/v1/namespaces/{ns}/services/web",
-                 f"{API}/l2advertisements/{ns}-lan",
-                 f"{API}/ipaddresspools/{ns}-lan",
-                 *(f"/api/v1/nodes/{n}" for n in names),
-                 *(f"{API}/nodeannouncements/{n}" for n in names)):
-        cluster.request("DELETE", path)
-
-
-def _ingress(cluster: Cluster, ns: str) -> str | None:
-    code, svc = cluster.request("GET", f"/api/v1/namespaces/{ns}/services/web")
-    if code != 200:
-        return None
-    ingress = ((svc.get("status") or {}).get("loadBalancer") or {}).get("ingress") or []
-    return next((i["ip"] for i in ingress if i.get("ip")), None)
 
 
 class L2Lan:
@@ -197,6 +146,7 @@ def _answering(document: dict[str, Any], vip: str) -> bool:
 @pytest.fixture
 def l2_lan(kube_cluster: Cluster) -> Iterator[L2Lan]:
     workdir = Path(tempfile.mkdtemp(prefix="vc-k8l-"))
+    workdir.chmod(0o755)  # the containers' user reads the kubeconfig there
     prefix = f"vc-{os.getpid()}-k8l"
     topo = Topology(prefix, workdir=workdir, keep_workdir=True)
     try:
@@ -208,52 +158,31 @@ def l2_lan(kube_cluster: Cluster) -> Iterator[L2Lan]:
 
 
 def test_l2_speakers_fed_by_api_answer_arp_and_fail_over(
-    vipcast_crds: Cluster, namespace: str, l2_lan: L2Lan
+    vipcast_crds: Cluster, namespace: str, l2_lan: L2Lan, vipcast_image: Image | None
 ) -> None:
     cluster, lan = vipcast_crds, l2_lan
     work = lan.topo.workdir
-    names = _objects(cluster, namespace)
-    host_port = json.loads(cluster.kubeconfig.read_text())[
-        "clusters"][0]["cluster"]["server"].split("://", 1)[1]
-    sock = work / "api.sock"
-    node_kubeconfig = work / "node-kubeconfig"
-    config = json.loads(cluster.kubeconfig.read_text())
-    config["clusters"][0]["cluster"]["server"] = f"http://127.0.0.1:{API_PORT}"
-    node_kubeconfig.write_text(json.dumps(config))
-    root: list[subprocess.Popen[bytes]] = []
-    logs = {name: work / f"{name}.log" for name in ("relay", "controller")}
-    speakers: dict[int, Process] = {}
+    names = lab_objects(cluster, namespace, mode="l2", nodes=NODES, pool=POOL, per_node=1,
+                        annotations={
+                            # backends behind a dead node leave the survivors' NAT maps
+                            # within about a second
+                            "vipcast.io/health-check": "tcp, interval=0.3, timeout=0.25, fall=2"})
+    relay = ApiRelay(cluster, work)
+    runner = Runner(vipcast_image, work)
+    speakers: dict[int, Handle] = {}
 
     def report() -> str:
-        text = lan.topo.logs()
-        for path in logs.values():
-            text += f"\n----- {path.name}\n{path.read_text()[-3000:]}"
-        return text
+        return f"{lan.topo.logs()}{runner.report()}\n----- relay\n{relay.log.read_text()[-2000:]}"
 
     try:
-        with logs["relay"].open("ab") as log:
-            root.append(subprocess.Popen(
-                [sys.executable, str(RELAY), "--listen", f"unix:{sock}",
-                 "--connect", f"tcp:{host_port}"], stdout=log, stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL))
-        with logs["controller"].open("ab") as log:
-            root.append(subprocess.Popen(
-                [*vipcast_argv(), "controller", "--kubeconfig", str(cluster.kubeconfig),
-                 "--namespace", namespace, "--identity", "e2e-l2", "--lease-duration", "2"],
-                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL))
-        wait_until(lambda: sock.exists() or None, timeout=10, what=str(sock))
+        runner.controller(relay.kubeconfig, namespace, "e2e-l2")
         for i in range(1, NODES + 1):
-            node = lan.node(i)
-            node.spawn([sys.executable, str(RELAY), "--listen", f"tcp:127.0.0.1:{API_PORT}",
-                        "--connect", f"unix:{sock}"], name="api-relay")
-            speaker = node.spawn(
-                [*vipcast_argv(), "speaker", "--node", names[i - 1],
-                 "--kubeconfig", str(node_kubeconfig), "--metrics", STATUS,
-                 "--state-dir", str(work / f"state-n{i}")],
-                name="speaker", env={**os.environ, "VIPCAST_MEMBERSHIP_KEY": KEY})
-            speakers[i] = speaker
+            relay.into(lan.node(i))
+            speakers[i] = runner.speaker(lan.node(i), names[i - 1], relay.node_kubeconfig,
+                                         work / f"state-n{i}", STATUS,
+                                         env={"VIPCAST_MEMBERSHIP_KEY": KEY})
 
-        vip = wait_until(lambda: _ingress(cluster, namespace), timeout=60,
+        vip = wait_until(lambda: lb_ingress(cluster, namespace), timeout=60,
                          what="the controller's address in Service status", on_timeout=report)
         assert vip.startswith("192.0.2.")
         macs = {lan.mac(i): i for i in range(1, NODES + 1)}
@@ -369,16 +298,7 @@ def test_l2_speakers_fed_by_api_answer_arp_and_fail_over(
                    what="survivors' NodeAnnouncements naming the new owner",
                    on_timeout=lambda: repr(_reports(cluster, names)))
     finally:
-        for proc in root:
-            if proc.poll() is None:
-                os.kill(proc.pid, signal.SIGTERM)
-        for proc in root:
-            try:
-                proc.wait(5)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(5)
         # speakers first: a running speaker would write its NodeAnnouncement again
-        for speaker in speakers.values():
-            speaker.stop(timeout=3.0)
-        _delete_objects(cluster, namespace, names)
+        runner.close()
+        relay.close()
+        delete_lab_objects(cluster, namespace, names)
