@@ -10,8 +10,9 @@ membership had settled, and it placed the kill and the samples on two different 
 Topology (namespaces ``vc-<pid>-k8l-*``): client, n1, n2, n3 on one bridge (``lan``); each node
 runs a speaker (data plane on: nftables DNAT, verified before owning) and one HTTP backend for
 its pod addresses. vipcast runs from the source tree through ``e2e_run.Runner`` (the image
-runner is the one ``test_e2e_lab.py`` uses). The API server is reached through the relays of ``e2e_objects.ApiRelay``, as in
-``test_e2e_lab.py``: nothing is added to the root namespace's network.
+runner is the one ``test_e2e_lab.py`` uses). The API server is reached through the relays of
+``e2e_objects.ApiRelay``, as in ``test_e2e_lab.py``: nothing is added to the root namespace's
+network.
 """
 
 from __future__ import annotations
