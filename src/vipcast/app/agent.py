@@ -25,7 +25,7 @@ import os
 import random
 import signal
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -44,6 +44,8 @@ from vipcast.obs.status_server import StatusServer
 from vipcast.runtime.bgp.peer import PeerSettings
 from vipcast.runtime.bgp.speaker import Speaker
 from vipcast.runtime.bgp.transport import TransportOptions
+from vipcast.runtime.clock import LoopClock
+from vipcast.runtime.weight_pacer import WeightPacer
 from vipcast.sources.files import ObjectFiles, watch
 from vipcast.sources.validated_cache import ValidatedCache
 from vipcast.spec.errors import Issue, SpecError
@@ -82,6 +84,8 @@ class AgentOptions:
     load_in_thread: bool = False
     #: seconds between announcing with GRACEFUL_SHUTDOWN and withdrawing, on a drain
     drain_grace: float = 30.0
+    #: seconds between two weight changes of one route (core/weight_pacing.py; 0: unpaced)
+    weight_interval: float = 5.0
     #: the membership's dead nodes leave the Cluster-policy maps (app/liveness.py)
     node_liveness: bool = True
     #: keep validated object files here across restarts (sources/validated_cache.py)
@@ -230,6 +234,9 @@ class Agent:
         #: the drain state machine's phase (core.drain), set by the DrainDriver
         self.drain_phase = Phase.ANNOUNCE
         self.drain_state = "serving"
+        #: holds weight changes to one per interval per route (runtime/weight_pacer.py)
+        self.pacer = WeightPacer(LoopClock(), self._weights_due, options.weight_interval)
+        self._repace: asyncio.Task[None] | None = None
         #: called (synchronously, must not await the agent) when a new config is published
         self.config_watchers: list[Callable[[], None]] = []
         self.last_error: list[Issue] = []
@@ -357,10 +364,23 @@ class Agent:
             return
         await self._publish(self._desired(current.snapshot))
 
+    def _weights_due(self) -> None:
+        """A held weight is due (the pacer's timer): plan again from memory."""
+        if self._repace is None or self._repace.done():
+            self._repace = asyncio.get_running_loop().create_task(self._republish())
+
+    async def _republish(self) -> None:
+        current = self.current
+        if current is not None and current.snapshot is not None:
+            await self._publish(self._desired(current.snapshot))
+
     async def _publish(self, desired: Desired) -> None:
         """Make ``desired`` the running config and hand its plan to the speaker and every
         consumer (each applies the difference itself)."""
         async with self._publishing:
+            paced = self.pacer.pace(desired.plan)
+            if paced is not desired.plan:
+                desired = replace(desired, plan=paced)
             old = self.current
             self.current = desired
             if old is None or old.snapshot is not desired.snapshot:
@@ -448,6 +468,10 @@ class Agent:
             if watcher is not None:
                 watcher.cancel()
                 await asyncio.gather(watcher, return_exceptions=True)
+            self.pacer.stop()
+            if self._repace is not None:
+                self._repace.cancel()
+                await asyncio.gather(self._repace, return_exceptions=True)
             self._log.info("stopping: Cease/Administrative Shutdown to every peer")
             await self.speaker.stop("vipcast agent stopping")
             await self._status_server.stop()

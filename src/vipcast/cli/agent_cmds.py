@@ -69,6 +69,12 @@ def agent(
         typer.Option(help="On a drain, seconds announced with GRACEFUL_SHUTDOWN before the "
                      "withdrawal (docs/drain.md)"),
     ] = 30.0,
+    weight_interval: Annotated[
+        float,
+        typer.Option(help="Seconds between two link bandwidth (weightedECMP) changes of one "
+                     "route; changes in between are coalesced, the last one wins; 0: every "
+                     "change at once (docs/weighted-ecmp.md)"),
+    ] = 5.0,
     cache_dir: Annotated[
         Path | None,
         typer.Option(help="Keep validated object files here (by content) so a restart need "
@@ -91,6 +97,7 @@ def agent(
         state_dir=state_dir,
         poll_interval=poll_interval,
         drain_grace=drain_grace,
+        weight_interval=weight_interval,
         node_liveness=node_liveness,
         cache_dir=cache_dir,
         load_in_thread=True,  # files only: reloads parse and plan off the event loop
