@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import hashlib
 import json
 import os
 import shutil
@@ -35,7 +36,9 @@ from pathlib import Path
 VERSION = "30.0.0"
 VENV = Path(os.environ.get("VIPCAST_KEYSTONE_VENV",
                            Path.home() / ".cache" / "vipcast" / f"keystone-{VERSION}"))
-STATE = Path(f"{VENV}-state")
+#: rebuilt when this file (its configuration, its seeding) changes
+STATE = Path(f"{VENV}-state-"
+             f"{hashlib.sha256(Path(__file__).read_bytes()).hexdigest()[:12]}")
 SERVE = Path(__file__).with_name("keystone_serve.py")
 ADMIN_PASSWORD = "vc-admin-pw"
 PASSWORDS = {"octavia": "vc-octavia-pw", "vipcast": "vc-vipcast-pw", "watcher": "vc-watcher-pw"}

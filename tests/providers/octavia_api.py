@@ -2,8 +2,8 @@
 
 Its own virtualenv (``$VIPCAST_OCTAVIA_VENV``, default ``~/.cache/vipcast/octavia-19.0.0``,
 made by ``scripts/octavia-venv.sh``). A file sqlite database is created from the models'
-metadata plus the seeded lookup rows (octavia_seed.py), once, cached in ``<venv>-db`` and
-copied for each server; ``noauth`` -- or, given a running
+metadata plus the seeded lookup rows (octavia_seed.py), once, cached in ``<venv>-db-<hash of
+octavia_seed.py>`` and copied for each server; ``noauth`` -- or, given a running
 :class:`keystone_api.KeystoneAPI`, ``keystone`` (its keystonemiddleware validates every token
 with that real Keystone, and Octavia enforces project quotas, which it skips under noauth) --,
 the ``noop_driver`` provider and ``network_noop_driver``; ``[database] pool_timeout`` empty.
@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import hashlib
 import os
 import shutil
 import socket
@@ -197,8 +198,10 @@ class OctaviaAPI:
 
 
 def _seeded_database() -> Path:
-    """The seeded database, made once (octavia_seed.py) and cached beside the venv."""
-    cached = Path(f"{VENV}-db") / "octavia.sqlite"
+    """The seeded database, made once (octavia_seed.py) and cached beside the venv (again
+    when octavia_seed.py changes)."""
+    digest = hashlib.sha256(SEED.read_bytes()).hexdigest()[:12]
+    cached = Path(f"{VENV}-db-{digest}") / "octavia.sqlite"
     if cached.exists():
         return cached
     cached.parent.mkdir(parents=True, exist_ok=True)
