@@ -364,6 +364,18 @@ class Agent:
             return
         await self._publish(self._desired(current.snapshot))
 
+    async def _withdraw_all(self) -> None:
+        """On stop, before the Cease: withdraw every route in UPDATEs of their own, so a
+        router drops the paths by the withdrawal even where it would keep them on a session
+        end (graceful restart's stale paths). The UPDATE is written before the NOTIFICATION
+        on the same connection, so the router reads it first."""
+        current = self.current
+        if current is None or not current.plan.bgp or not self.started.is_set():
+            return
+        self._log.info("stopping: withdrawing %d route(s)", len(current.plan.bgp))
+        async with self._publishing:
+            await self.speaker.apply(replace(current.plan, bgp=(), bgp_delta=None))
+
     def _weights_due(self) -> None:
         """A held weight is due (the pacer's timer): plan again from memory."""
         if self._repace is None or self._repace.done():
@@ -472,6 +484,7 @@ class Agent:
             if self._repace is not None:
                 self._repace.cancel()
                 await asyncio.gather(self._repace, return_exceptions=True)
+            await self._withdraw_all()
             self._log.info("stopping: Cease/Administrative Shutdown to every peer")
             await self.speaker.stop("vipcast agent stopping")
             await self._status_server.stop()
