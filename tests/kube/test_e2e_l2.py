@@ -168,8 +168,9 @@ def test_l2_speakers_fed_by_api_answer_arp_and_fail_over(
                             # within about a second
                             "vipcast.io/health-check": "tcp, interval=0.3, timeout=0.25, fall=2"})
     relay = ApiRelay(cluster, work)
-    # from the source tree for now: with the image, two survivors both reported answering
-    # for the VIP after the owner's container was killed (1 run of 2; under investigation)
+    # from the source tree for now: with the image it passed 2 runs of 4 (one failure timed
+    # out waiting, in the other both survivors answered for the VIP after the owner's
+    # container was killed; both while image builds loaded the machine): docs/image.md
     runner = Runner(None, work)
     speakers: dict[int, Handle] = {}
 
