@@ -38,14 +38,14 @@ def cli(*args: str) -> subprocess.CompletedProcess[str]:
                           capture_output=True, text=True, check=True, timeout=60)
 
 
-def start_with_grace(lab: Lab, name: str) -> None:
+def start_with_grace(lab: Lab, name: str, grace: float = GRACE, quiet: float = 0.0) -> None:
     argv = [
         sys.executable, "-m", "vipcast.cli.main", "agent",
         "--config", str(lab.config), "--node", name,
         "--metrics-address", "127.0.0.1:9473",
         "--state-dir", str(lab.topo.workdir / f"state-{name}"),
         "--poll-interval", "0.3", "--log-level", "INFO", "--no-dataplane",
-        "--drain-grace", str(GRACE),
+        "--drain-grace", str(grace), "--drain-quiet", str(quiet),
     ]  # fmt: skip
     lab.agents[name] = lab.topo.spawn(lab.nodes[name], argv, name=f"agent-{name}")
 
@@ -131,3 +131,47 @@ def test_drain_de_prefers_then_withdraws_then_undrains(netlab: Topology) -> None
                what="n3 serving again")
     assert not any("65535:0" in p.communities or "graceful-shutdown" in p.communities
                    for p in lab.frr.route(VIP))
+
+
+def test_drain_ends_early_once_the_routers_moved(netlab: Topology) -> None:
+    """A long grace (120 s) and a quiet period of 3 s: n3's nftables counter of new
+    connections to the VIP stops once FRR de-prefers its path, and n3 withdraws then, long
+    before the grace; still no failed or reset new connection."""
+    grace, quiet = 120.0, 3.0
+    lab = build(netlab, ["n1", "n2", "n3"])
+    lab.router.sysctl("net.ipv4.fib_multipath_hash_policy", 1)  # inside the router netns only
+    client = add_traffic(lab)
+    write_config(lab.config, ["web"], ["n1", "n2", "n3"])
+    for name in lab.nodes:
+        start_with_grace(lab, name, grace=grace, quiet=quiet)
+    ips = {n: NODES[n][0] for n in lab.nodes}
+    lab.frr.wait_established(*ips.values(), timeout=60)
+    lab.router.wait_route(VIP, gateways=sorted(ips.values()), timeout=60)
+    result = lab.topo.workdir / "load.json"
+    load = lab.topo.spawn(client, [sys.executable, "-c", LOAD, "16", str(result)], name="load")
+    time.sleep(3)  # steady state before the drain
+
+    cli("drain", "n3", "--config", str(lab.config))
+    drained_at = time.monotonic()
+    # de-preferred first (the kernel route drops n3 while its path is in the RIB) ...
+    lab.router.wait_route(VIP, gateways=sorted([ips["n1"], ips["n2"]]), timeout=30)
+    assert len(lab.frr.route(VIP)) == 3, "withdrawn before the routers moved"
+    # ... then withdrawn once the counter was quiet, long before the grace
+    lab.frr.wait_paths(VIP, 2, timeout=60)
+    took = time.monotonic() - drained_at
+    wait_until(lambda: lab.status("n3").get("drain") == "drained", timeout=30,
+               what="n3 reports drained")
+    log = lab.agents["n3"].log_text()
+    assert "routers moved" in log, log[-2000:]
+    print(f"withdrawn {took:.1f}s after the drain (grace {grace:g}s):",
+          next(line for line in log.splitlines() if "routers moved" in line))
+    assert took < grace / 2
+
+    wait_until(lambda: load.popen.poll() is not None, timeout=60, what="load finished")
+    totals = json.loads(result.read_text())
+    print("load during the drain:", totals)
+    assert totals["failed"] == 0 and totals["resets"] == 0, totals
+    assert totals["by_node"].get("n3", 0) > 0 and totals["ok"] > 300
+    # the counter's table is gone with the phase
+    out = lab.nodes["n3"].run(["nft", "list", "tables"], check=True).stdout
+    assert "vipcast_drain" not in out

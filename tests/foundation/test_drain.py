@@ -94,3 +94,15 @@ def test_drain_triggers_on_the_node_object() -> None:
     # the plan itself is untouched by the label: the drain acts through the phases
     duties = plan_node(spec, allocate_spec(spec).current(), "plain")
     assert duties.bgp
+
+
+def test_routers_moved_after_a_quiet_period_of_the_counter() -> None:
+    from vipcast.core.drain import routers_moved
+
+    assert not routers_moved([], 3.0)
+    assert not routers_moved([(0.0, 5), (1.0, 9), (2.0, 9)], 3.0)  # not quiet long enough
+    assert not routers_moved([(0.0, 5), (1.0, 9), (4.0, 12)], 3.0)  # still rising
+    assert not routers_moved([(0.0, 5), (1.0, 9), (3.5, 9), (4.0, 10)], 3.0)  # moved again
+    assert routers_moved([(0.0, 5), (1.0, 9), (2.0, 9), (4.0, 9)], 3.0)
+    assert routers_moved([(0.0, 0), (3.0, 0)], 3.0)  # nothing came at all
+    assert not routers_moved([(0.0, 0), (3.0, 0)], 0.0)  # 0: no early end

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -113,3 +114,60 @@ def test_drain_and_undrain_commands_edit_the_node(tmp_path: Path) -> None:
     assert result.exit_code == 2
     assert "no Node 'ghost'" in result.output and "n1, n2" in result.output
     assert objects.read_text() == before
+
+
+@dataclass
+class Counter:
+    """A stand-in for the nftables counter: counts as the test says."""
+
+    counts: list[int]
+    installed: list[list[str]] = field(default_factory=list)
+    removed: int = 0
+
+    def install(self, addresses: Sequence[str]) -> None:
+        self.installed.append(list(addresses))
+
+    def read(self) -> int:
+        return self.counts.pop(0) if len(self.counts) > 1 else self.counts[0]
+
+    def remove(self) -> None:
+        self.removed += 1
+
+
+def test_a_quiet_counter_ends_the_wait_before_the_grace() -> None:
+    async def main() -> None:
+        clock = ManualClock()
+        agent = Agent(spec_with(True))
+        counter = Counter([0, 4, 9, 12, 12])  # still arriving, then nothing more
+        driver = DrainDriver(agent, "n1", clock, grace=60.0, counter=counter, quiet=3.0)
+        await _settle(driver, clock)
+        assert driver.state is DrainState.DRAINING
+        assert counter.installed == [["192.0.2.0"]]
+        for _ in range(5):
+            await clock.advance(1.0)
+        assert driver.state is DrainState.DRAINING  # 12 at t=3 and t=4: not quiet for 3 s
+        for _ in range(3):
+            await clock.advance(1.0)
+        assert driver.state is DrainState.DRAINED and agent.phases[-1][1] == "drained"
+        # 12 since t=3: quiet for 3 s at t=6, long before the grace of 60
+        assert driver.entered_at == clock.start + 6.0 and counter.removed == 1
+        await driver.stop()
+
+    asyncio.run(main())
+
+
+def test_a_busy_counter_leaves_the_grace_to_end_the_wait() -> None:
+    async def main() -> None:
+        clock = ManualClock()
+        agent = Agent(spec_with(True))
+        counter = Counter(list(range(0, 1000, 7)))  # the routers keep sending
+        driver = DrainDriver(agent, "n1", clock, grace=20.0, counter=counter, quiet=3.0)
+        await _settle(driver, clock)
+        for _ in range(19):
+            await clock.advance(1.0)
+        assert driver.state is DrainState.DRAINING
+        await clock.advance(1.5)
+        assert driver.state is DrainState.DRAINED and counter.removed == 1
+        await driver.stop()
+
+    asyncio.run(main())

@@ -84,6 +84,8 @@ class AgentOptions:
     load_in_thread: bool = False
     #: seconds between announcing with GRACEFUL_SHUTDOWN and withdrawing, on a drain
     drain_grace: float = 30.0
+    #: a drain ends early once no new connection reached the node's VIPs for this long (0: off)
+    drain_quiet: float = 5.0
     #: seconds between two weight changes of one route (core/weight_pacing.py; 0: unpaced)
     weight_interval: float = 5.0
     #: the membership's dead nodes leave the Cluster-policy maps (app/liveness.py)

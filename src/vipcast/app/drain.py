@@ -4,6 +4,10 @@ events and runs its one timer on the injectable Clock.
 - drain / undrain come from the Node object in the config (annotation ``vipcast.io/drain``
   or a drain label, :func:`~vipcast.core.drain.wants_drain`), seen with every plan;
 - GRACE_EXPIRED comes from a timer armed when DRAINING starts;
+- ROUTERS_MOVED when, DRAINING, a counter of new connections to the node's VIPs (an nftables
+  counter, :mod:`vipcast.dataplane.drain_counter`) has not moved for the quiet period
+  (:func:`~vipcast.core.drain.routers_moved`): the wait ends before the grace. Without a
+  usable counter (no nftables, no privilege) the grace alone ends it;
 - HEALTH_VERIFIED when, undraining, every service of the node's routes is servable again
   (the announcement policy's verified set; no gating without a data plane).
 
@@ -14,23 +18,28 @@ publishing then): it only schedules :meth:`_settle`, one task at a time.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Protocol
 
 from vipcast.core.desired import NodePlan
 from vipcast.core.drain import (
     DEFAULT_DRAIN_LABELS,
     DEFAULT_GRACE,
+    DEFAULT_QUIET,
     PHASE_OF,
     DrainEvent,
     DrainState,
     Phase,
     deadline_of,
+    routers_moved,
     step,
     wants_drain,
 )
 from vipcast.core.pipeline import Local
 from vipcast.core.ports import Clock, Timer
+from vipcast.dataplane.drain_counter import CounterError, NewConnectionCounter
 from vipcast.runtime.clock import LoopClock
 from vipcast.spec import Spec
 
@@ -48,6 +57,26 @@ class Drainable(Protocol):
     async def set_drain(self, phase: Phase, state: str) -> None: ...
 
 
+class ConnectionCounter(Protocol):
+    """New connections to a set of addresses (the edge: nftables)."""
+
+    def install(self, addresses: Sequence[str]) -> None: ...
+
+    def read(self) -> int: ...
+
+    def remove(self) -> None: ...
+
+
+def _addresses(plan: NodePlan) -> list[str]:
+    """The host routes' addresses of a plan (the VIPs a router sends this node)."""
+    out = []
+    for route in plan.bgp:
+        ip, _, length = route.prefix.partition("/")
+        if length in ("32", "128"):
+            out.append(ip)
+    return out
+
+
 class DrainDriver:
     def __init__(
         self,
@@ -57,6 +86,9 @@ class DrainDriver:
         *,
         grace: float = DEFAULT_GRACE,
         labels: tuple[str, ...] = DEFAULT_DRAIN_LABELS,
+        counter: ConnectionCounter | None = None,
+        quiet: float = DEFAULT_QUIET,
+        sample_every: float = 1.0,
         log: logging.Logger | None = None,
     ) -> None:
         self.agent = agent
@@ -68,6 +100,11 @@ class DrainDriver:
         self.entered_at = 0.0
         self._timer: Timer | None = None
         self._expired = False
+        self.counter = counter
+        self.quiet = quiet
+        self.sample_every = sample_every
+        self._moved = False
+        self._watch: asyncio.Task[None] | None = None
         self._task: asyncio.Task[None] | None = None
         self._again = False
         self._log = log or logging.getLogger("vipcast.drain")
@@ -84,6 +121,7 @@ class DrainDriver:
     async def stop(self) -> None:
         if self._timer is not None:
             self._timer.cancel()
+        await self._stop_watch()
         if self._task is not None:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
@@ -97,6 +135,8 @@ class DrainDriver:
         events = [DrainEvent.DRAIN if wants_drain(node, self.labels) else DrainEvent.UNDRAIN]
         if self._expired:
             events.append(DrainEvent.GRACE_EXPIRED)
+        if self._moved:
+            events.append(DrainEvent.ROUTERS_MOVED)
         servable = self.agent.local.servable
         if servable is None or all(s in servable for r in base.bgp for s in r.services):
             events.append(DrainEvent.HEALTH_VERIFIED)
@@ -108,9 +148,13 @@ class DrainDriver:
             before = self.state
             for event in self._events():
                 self.state = step(self.state, event)
-            self._expired = False
+            self._expired = self._moved = False
             if self.state is not before:
                 self._entered(before)
+                if self.state is DrainState.DRAINING:
+                    self._start_watch()
+                elif before is DrainState.DRAINING:
+                    await self._stop_watch()
                 await self.agent.set_drain(PHASE_OF[self.state], self.state.value)
             elif not self._again:
                 return
@@ -125,6 +169,47 @@ class DrainDriver:
         if deadline is not None:
             self._timer = self.clock.call_at(deadline, self._expire)
 
+    def _start_watch(self) -> None:
+        if self.counter is None or self.quiet <= 0:
+            return
+        inputs = self.agent.drain_inputs()
+        addresses = _addresses(inputs[1]) if inputs is not None else []
+        if addresses:
+            self._watch = asyncio.get_running_loop().create_task(
+                self._watch_counter(self.counter, addresses))
+
+    async def _stop_watch(self) -> None:
+        if self._watch is not None:
+            self._watch.cancel()
+            await asyncio.gather(self._watch, return_exceptions=True)
+            self._watch = None
+
+    async def _watch_counter(self, counter: ConnectionCounter, addresses: list[str]) -> None:
+        """Sample the new-connection counter until it is quiet (ROUTERS_MOVED)."""
+        try:
+            counter.install(addresses)
+        except (CounterError, OSError) as exc:
+            self._log.warning("drain: no connection counter (%s): the grace ends the wait", exc)
+            return
+        samples: list[tuple[float, int]] = []
+        try:
+            while True:
+                samples.append((self.clock.now(), counter.read()))
+                if routers_moved(samples, self.quiet):
+                    self._log.info(
+                        "drain: routers moved (no new connection to %s for %gs, %d before)",
+                        ", ".join(addresses), self.quiet, samples[-1][1])
+                    self._moved = True
+                    self.kick()
+                    return
+                await self.clock.sleep(self.sample_every)
+        except (CounterError, OSError) as exc:
+            self._log.warning("drain: connection counter failed (%s): the grace ends the wait",
+                              exc)
+        finally:
+            with contextlib.suppress(CounterError, OSError):
+                counter.remove()
+
     def _expire(self) -> None:
         self._timer = None
         self._expired = True
@@ -133,8 +218,8 @@ class DrainDriver:
 
 def drain_driver(agent: Agent, options: AgentOptions) -> DrainDriver:
     """The node's drain driver on the loop's clock, wired as a plan consumer of ``agent``."""
-    driver = DrainDriver(agent, options.node, LoopClock(),
-                         grace=options.drain_grace)
+    driver = DrainDriver(agent, options.node, LoopClock(), grace=options.drain_grace,
+                         counter=NewConnectionCounter(), quiet=options.drain_quiet)
     agent.add_consumer(driver)
     agent.config_watchers.append(driver.kick)
     return driver

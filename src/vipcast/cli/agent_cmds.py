@@ -69,6 +69,12 @@ def agent(
         typer.Option(help="On a drain, seconds announced with GRACEFUL_SHUTDOWN before the "
                      "withdrawal (docs/drain.md)"),
     ] = 30.0,
+    drain_quiet: Annotated[
+        float,
+        typer.Option(help="On a drain, withdraw before the grace once no new connection "
+                     "reached this node's VIPs for this many seconds (an nftables counter: "
+                     "the routers moved away); 0: the grace alone (docs/drain.md)"),
+    ] = 5.0,
     weight_interval: Annotated[
         float,
         typer.Option(help="Seconds between two link bandwidth (weightedECMP) changes of one "
@@ -97,6 +103,7 @@ def agent(
         state_dir=state_dir,
         poll_interval=poll_interval,
         drain_grace=drain_grace,
+        drain_quiet=drain_quiet,
         weight_interval=weight_interval,
         node_liveness=node_liveness,
         cache_dir=cache_dir,

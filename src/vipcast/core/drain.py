@@ -29,7 +29,7 @@ saw local health verified (the ``health-verified`` event).
 from __future__ import annotations
 
 import enum
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 
 from vipcast.core.desired import NodePlan
@@ -47,6 +47,9 @@ DEFAULT_DRAIN_LABELS = (
 DRAIN_STATE_ANNOTATION = "vipcast.io/drain-state"
 #: default grace between GRACEFUL_SHUTDOWN and the withdrawal, seconds
 DEFAULT_GRACE = 30.0
+#: default quiet period: no new connection to the node's VIPs for this long while DRAINING
+#: means the routers moved away (the wait ends early)
+DEFAULT_QUIET = 5.0
 
 
 class DrainState(enum.Enum):
@@ -138,3 +141,15 @@ def drain_issues_for(nodes: Mapping[str, Node], requested: str) -> str | None:
         return None
     known = ", ".join(sorted(nodes)) or "none"
     return f"no Node {requested!r} in the config (known: {known})"
+
+
+def routers_moved(samples: Sequence[tuple[float, int]], quiet: float) -> bool:
+    """Whether the routers stopped sending this node new connections: ``samples`` are
+    (time, count of new connections to the node's VIPs) taken while DRAINING, oldest first;
+    True once the count has not moved over the last ``quiet`` seconds (a node that got no
+    connection at all in that span is one no router prefers either)."""
+    if not samples or quiet <= 0:
+        return False
+    last_at, last = samples[-1]
+    before = [count for at, count in samples if at <= last_at - quiet]
+    return bool(before) and before[-1] == last
