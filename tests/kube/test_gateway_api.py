@@ -201,6 +201,9 @@ def test_controller_writes_gateway_status(gateway_api: Cluster, namespace: str) 
     assert gw["status"]["addresses"] == [{"type": "IPAddress", "value": "198.18.20.1"}]
     _, broken = gateway_api.request("GET", f"{GW}/namespaces/{ns}/httproutes/broken")
     assert not (broken.get("status") or {}).get("parents")
+    for path in (f"{GW}/gatewayclasses/ctl-{ns}",
+                 f"/apis/vipcast.io/v1beta1/ipaddresspools/gw-{ns}"):
+        gateway_api.request("DELETE", path)
 
 
 def _pool(cluster: Cluster, ns: str, cidr: str) -> None:
@@ -281,3 +284,6 @@ def test_speaker_plan_carries_the_proxy_model(gateway_api: Cluster, namespace: s
             await c.close()
 
     run(go(), timeout=120)
+    for path in (f"{GW}/gatewayclasses/spk-{ns}",
+                 f"/apis/vipcast.io/v1beta1/ipaddresspools/gw-{ns}"):
+        gateway_api.request("DELETE", path)
