@@ -19,8 +19,9 @@ on a veth), run as root:
   its EndpointSlice, then SIGHUP; time until FRR's kernel holds its route. Then the file is
   removed and SIGHUP sent again: time until the route is gone. ``--trials`` times each.
 
-Times come from ``ip monitor route`` in the router's namespace, confirmed by a table dump
-(:mod:`bench.bgp_routes`' watch). Writes ``bench/agent_routes.json``.
+Both trees are byte-compiled first and the agents run with bytecode, as an installed vipcast
+(pip, the image) runs. Times come from ``ip monitor route`` in the router's namespace,
+confirmed by a table dump (:mod:`bench.bgp_routes`' watch). Writes ``bench/agent_routes.json``.
 """
 
 from __future__ import annotations
@@ -124,7 +125,23 @@ def extract(rev: str, into: Path) -> Path:
     archive = subprocess.run(["git", "-C", str(ROOT), "archive", rev, "src"],
                              check=True, capture_output=True).stdout
     subprocess.run(["tar", "-x", "-C", str(into)], input=archive, check=True)
-    return into / "src"
+    return compiled(into / "src")
+
+
+def compiled(src: Path) -> Path:
+    """``src`` with its bytecode written, as an installed package has it (pip and the image
+    compile at install time): a start then measures the program, not the compiler."""
+    subprocess.run([sys.executable, "-m", "compileall", "-q", str(src)], check=True,
+                   env=user_env(src))
+    return src
+
+
+def user_env(src: Path) -> dict[str, str]:
+    """The environment of a process run from ``src`` as a user runs it: bytecode read and
+    written (a developer shell may set PYTHONDONTWRITEBYTECODE)."""
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    env["PYTHONPATH"] = str(src)
+    return env
 
 
 def run_vipcast(src: Path, n: int, trials: int, work: Path, *, config: Path | None = None,
@@ -135,7 +152,7 @@ def run_vipcast(src: Path, n: int, trials: int, work: Path, *, config: Path | No
     with Topology() as topo:
         router, speaker = router_ready(topo)
         log = (work / "agent.log").open("w")
-        env = {**os.environ, "PYTHONPATH": str(src)}
+        env = user_env(src)
         argv = [sys.executable, "-c", "from vipcast.cli.main import app; app()", "agent",
                 "--config", str(config), "--node", "n1", "--no-dataplane",
                 "--metrics-address", "127.0.0.1:0", "--log-level", "WARNING",
@@ -228,6 +245,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="vc-ar-") as tmp:
         root = Path(os.environ.get("VC_BENCH_KEEP", tmp))
         old = extract(args.before_rev, root / "before") if "before" in speakers else None
+        compiled(ROOT / "src")
         shared = root / "config"  # one set of files for both cache runs (the key has the path)
         write_config(shared, n)
         for rnd in range(min(args.rounds, 5)):

@@ -31,7 +31,7 @@ from vipcast.core.plan_document import plan_json_chunks
 from vipcast.sources.files import load_paths
 
 sys.path.insert(0, str(Path(__file__).parent))
-from agent_routes import extract
+from agent_routes import compiled, extract, user_env
 from alloc_plan import documents
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -58,7 +58,7 @@ def stages(path: Path, figures: dict[str, Any]) -> None:
 
 def whole_command(src: Path, path: Path) -> tuple[float, float]:
     """(wall, CPU) seconds of ``vipcast plan --json`` run from ``src``."""
-    env = {**os.environ, "PYTHONPATH": str(src)}
+    env = user_env(src)
     with open(os.devnull, "wb") as sink:
         start = time.perf_counter()
         cpu0 = os.times()
@@ -90,6 +90,7 @@ def main() -> None:
         stages(path, figures)
         gc.enable()
         before_src = extract(args.before_rev, Path(tmp) / "before")
+        compiled(ROOT / "src")
         runs: dict[str, list[tuple[float, float]]] = {"before": [], "after": []}
         for _ in range(args.rounds):  # interleaved: a busy machine's noise falls on both
             for name, src in (("before", before_src), ("after", ROOT / "src")):
