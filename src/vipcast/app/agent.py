@@ -328,6 +328,23 @@ class Agent:
         await self._save_files()
         return True
 
+    async def _save_when_announced(self, limit: float = 30.0) -> None:
+        """Write the disk cache once every peer has the first plan's routes (or after
+        ``limit`` seconds): pickling 10,000 Services takes CPU the first UPDATEs need."""
+        if self.files.disk is None:
+            return
+        wanted: dict[str, int] = {}  # routes per peer
+        for route in self.current.plan.bgp if self.current is not None else ():
+            for peer in route.peers:
+                wanted[peer] = wanted.get(peer, 0) + 1
+        await self.speaker.wait_for(
+            lambda speaker: all(p.state == "Established"
+                                and p.prefixes_advertised >= wanted.get(p.name, 0)
+                                for p in speaker.status()),
+            timeout=limit,
+        )
+        await self._save_files()
+
     async def _save_files(self) -> None:
         """Write newly validated files to the disk cache, after the plan was handed on."""
         if self.files.disk is None:
@@ -464,6 +481,7 @@ class Agent:
             loop.add_signal_handler(signal.SIGTERM, self.request_stop)
             loop.add_signal_handler(signal.SIGINT, self.request_stop)
         watcher: asyncio.Task[None] | None = None
+        saver: asyncio.Task[None] | None = None
         try:
             if self.options.metrics_address is not None:
                 self.metrics_bound = await self._status_server.start(*self.options.metrics_address)
@@ -475,13 +493,14 @@ class Agent:
             await self._publish(self._desired(first.snapshot))
             del first  # the reload that replaces it frees it (off the loop when in a thread)
             self.started.set()
-            await self._save_files()
+            saver = asyncio.create_task(self._save_when_announced(), name="save-validated")
             watcher = self._start_watching()
             await self._watch()
         finally:
-            if watcher is not None:
-                watcher.cancel()
-                await asyncio.gather(watcher, return_exceptions=True)
+            for task in (watcher, saver):
+                if task is not None:
+                    task.cancel()
+                    await asyncio.gather(task, return_exceptions=True)
             self.pacer.stop()
             if self._repace is not None:
                 self._repace.cancel()
