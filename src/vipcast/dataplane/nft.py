@@ -234,7 +234,7 @@ def canonical(objects: Any) -> tuple[JSON, ...]:
             continue
         clean = {k: v for k, v in body.items() if k != "handle"}
         if "elem" in clean:
-            clean["elem"] = sorted(clean["elem"], key=repr)
+            clean["elem"] = sorted(clean["elem"], key=_elem_order)
         if kind == "rule":
             chain = str(clean.get("chain", ""))
             idx = rule_index.get(chain, 0)
@@ -245,6 +245,12 @@ def canonical(objects: Any) -> tuple[JSON, ...]:
         out.append((sort_key, {kind: clean}))
     out.sort(key=lambda item: item[0])
     return tuple(obj for _key, obj in out)
+
+
+def _elem_order(elem: Any) -> str:
+    """A set element's place in the canonical order; a map element's by its key alone (keys
+    are unique in a map, and the key's text is half the element's)."""
+    return repr(elem[0] if isinstance(elem, list) else elem)
 
 
 def object_key(obj: JSON) -> str:

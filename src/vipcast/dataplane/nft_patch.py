@@ -97,6 +97,8 @@ def patch_commands(current: tuple[JSON, ...], want: tuple[JSON, ...]) -> list[JS
 
 def _element_diff(patch: TablePatch, name: str, is_map: bool, old_elems: list[Any],
                   new_elems: list[Any]) -> None:
+    if old_elems == new_elems:
+        return  # most maps of a plan change (cheap: unchanged elements are the same objects)
     old = {_elem_id(e, is_map): e for e in old_elems}
     new = {_elem_id(e, is_map): e for e in new_elems}
     gone = [old[k] for k in sorted(old.keys() - new.keys())]

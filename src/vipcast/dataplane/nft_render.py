@@ -154,6 +154,8 @@ class Piece:
     slots: tuple[tuple[list[Any], list[Any]], ...]
     #: ``remote<fam>`` elements (Cluster policy, backends on other nodes)
     remote: tuple[tuple[str, str, int], ...]
+    #: where its elements sort in every map (by address, protocol, port)
+    order: tuple[Any, ...] = ()
 
 
 class RenderCache:
@@ -204,7 +206,7 @@ def service_piece(rule: NatRule, backends: tuple[Backend, ...]) -> Piece:
     if rule.traffic_policy == "Cluster":
         remote = tuple((_canon_ip(b.ip), proto, b.port) for b in backends if not b.local)
     return Piece(fam, key, [key, {"goto": {"target": picker(fam, len(backends))}}], slots,
-                 remote)
+                 remote, _elem_key((vip, proto, rule.port)))
 
 
 def picker(fam: IpFamily, n: int) -> str:
@@ -224,9 +226,7 @@ def render(
     """
     skipped: list[Skipped] = []
     seen: dict[tuple[str, str, int], str] = {}
-    vmap: dict[IpFamily, list[list[Any]]] = {4: [], 6: []}
-    slots: dict[IpFamily, list[tuple[list[Any], list[Any]]]] = {4: [], 6: []}
-    counts: dict[IpFamily, set[int]] = {4: set(), 6: set()}
+    pieces: dict[IpFamily, list[Piece]] = {4: [], 6: []}
     remote: dict[IpFamily, set[tuple[str, str, int]]] = {4: set(), 6: set()}
     allow: dict[IpFamily, list[tuple[str, str, int, str, int]]] = {4: [], 6: []}
     restricted: dict[IpFamily, list[tuple[str, str, int]]] = {4: [], 6: []}
@@ -255,23 +255,31 @@ def render(
         if not backends:
             continue
         piece = service_piece(rule, backends) if cache is None else cache.piece(rule, backends)
-        vmap[fam].append(piece.verdict)
-        counts[fam].add(len(backends))
-        per_slot = slots[fam]
-        for i, pair in enumerate(piece.slots):
-            if i == len(per_slot):
-                per_slot.append(([], []))
-            per_slot[i][0].append(pair[0])
-            per_slot[i][1].append(pair[1])
+        pieces[fam].append(piece)
         remote[fam].update(piece.remote)
     if cache is not None:
         cache.finish()
+    # one sort per family; every map's elements follow it (a map holds a subset of the keys)
+    vmap: dict[IpFamily, list[list[Any]]] = {4: [], 6: []}
+    slots: dict[IpFamily, list[tuple[list[Any], list[Any]]]] = {4: [], 6: []}
+    counts: dict[IpFamily, set[int]] = {4: set(), 6: set()}
+    for fam, mine in pieces.items():
+        mine.sort(key=_piece_order)
+        per_slot = slots[fam]
+        for piece in mine:
+            vmap[fam].append(piece.verdict)
+            counts[fam].add(len(piece.slots))
+            for i, pair in enumerate(piece.slots):
+                if i == len(per_slot):
+                    per_slot.append(([], []))
+                per_slot[i][0].append(pair[0])
+                per_slot[i][1].append(pair[1])
 
     objects: list[JSON] = [{"table": {"family": FAMILY, "name": TABLE}}]
     chains: list[JSON] = []
     rules_out: list[JSON] = []
     for fam in (4, 6):
-        objects.append(_map_obj(f"svc{fam}", fam, "verdict", vmap[fam]))
+        objects.append(_with_elems(_map_obj(f"svc{fam}", fam, "verdict", []), vmap[fam]))
         for i, (addrs, ports) in enumerate(slots[fam]):
             addr_map, port_map, chain, rule_obj = slot_objects(fam, i)
             objects.append(_with_elems(addr_map, addrs))
@@ -306,6 +314,10 @@ def render(
     objects.extend(rules_out)
     objects.extend(_base_rules())
     return Rendered(tuple(objects), tuple(skipped))
+
+
+def _piece_order(piece: Piece) -> tuple[Any, ...]:
+    return piece.order
 
 
 def _rule_order(rule: NatRule) -> tuple[Any, ...]:
@@ -385,11 +397,11 @@ def _map_obj(name: str, fam: IpFamily, data: str, elems: list[list[Any]]) -> JSO
 
 
 def _with_elems(obj: JSON, elems: list[list[Any]]) -> JSON:
+    """``obj`` with these elements (already in the render's order: by key)."""
     if not elems:
         return obj
     ((kind, body),) = obj.items()
-    ordered = sorted(elems, key=lambda e: _elem_key(tuple(e[0]["concat"])))
-    return {kind: {**body, "elem": ordered}}
+    return {kind: {**body, "elem": elems}}
 
 
 def _base_chains() -> list[JSON]:
