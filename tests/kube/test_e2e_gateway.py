@@ -35,8 +35,8 @@ from .e2e_objects import (
     lab_objects,
     lb_ingress,
     post,
-    vipcast_argv,
 )
+from .e2e_run import vipcast_argv
 from .harness.cluster import Cluster
 
 pytestmark = [pytest.mark.e2e, pytest.mark.netns, pytest.mark.slow]
