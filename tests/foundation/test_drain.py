@@ -96,6 +96,22 @@ def test_drain_triggers_on_the_node_object() -> None:
     assert duties.bgp
 
 
+def test_drain_taints_by_key() -> None:
+    from vipcast.spec import Node
+
+    def tainted(*keys: str) -> Node:
+        return Node.model_validate({"metadata": {"name": "n"}, "spec": {"taints": [
+            {"key": k, "value": "x", "effect": "NoSchedule"} for k in keys]}})
+
+    assert wants_drain(tainted("ToBeDeletedByClusterAutoscaler"))
+    assert wants_drain(tainted("vipcast.io/drain"))
+    # cordon is not shutdown: the unschedulable taint does not drain
+    assert not wants_drain(tainted("node.kubernetes.io/unschedulable"))
+    assert not wants_drain(tainted())
+    assert wants_drain(tainted("example.com/retire"), taints=("example.com/retire",))
+    assert not wants_drain(tainted("vipcast.io/drain"), taints=())
+
+
 def test_routers_moved_after_a_quiet_period_of_the_counter() -> None:
     from vipcast.core.drain import routers_moved
 

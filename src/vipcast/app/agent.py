@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from vipcast.core.desired import BgpSession, NodePlan
-from vipcast.core.drain import Phase, apply_drain
+from vipcast.core.drain import DEFAULT_DRAIN_LABELS, DEFAULT_DRAIN_TAINTS, Phase, apply_drain
 from vipcast.core.gateway.address import GatewayServices, gateway_addresses
 from vipcast.core.incremental import NodePlanner
 from vipcast.core.pipeline import Local, NodeIdentity, Snapshot, snapshot
@@ -84,6 +84,9 @@ class AgentOptions:
     load_in_thread: bool = False
     #: seconds between announcing with GRACEFUL_SHUTDOWN and withdrawing, on a drain
     drain_grace: float = 30.0
+    #: Node labels and taint keys that drain the node (core/drain.py; docs/drain.md)
+    drain_labels: tuple[str, ...] = DEFAULT_DRAIN_LABELS
+    drain_taints: tuple[str, ...] = DEFAULT_DRAIN_TAINTS
     #: a drain ends early once no new connection reached the node's VIPs for this long (0: off)
     drain_quiet: float = 5.0
     #: seconds between two weight changes of one route (core/weight_pacing.py; 0: unpaced)

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Protocol
 from vipcast.core.desired import NodePlan
 from vipcast.core.drain import (
     DEFAULT_DRAIN_LABELS,
+    DEFAULT_DRAIN_TAINTS,
     DEFAULT_GRACE,
     DEFAULT_QUIET,
     PHASE_OF,
@@ -86,6 +87,7 @@ class DrainDriver:
         *,
         grace: float = DEFAULT_GRACE,
         labels: tuple[str, ...] = DEFAULT_DRAIN_LABELS,
+        taints: tuple[str, ...] = DEFAULT_DRAIN_TAINTS,
         counter: ConnectionCounter | None = None,
         quiet: float = DEFAULT_QUIET,
         sample_every: float = 1.0,
@@ -96,6 +98,7 @@ class DrainDriver:
         self.clock = clock
         self.grace = grace
         self.labels = labels
+        self.taints = taints
         self.state = DrainState.SERVING
         self.entered_at = 0.0
         self._timer: Timer | None = None
@@ -132,7 +135,8 @@ class DrainDriver:
             return []
         spec, base = inputs
         node = next((n for n in spec.nodes if n.metadata.name == self.node), None)
-        events = [DrainEvent.DRAIN if wants_drain(node, self.labels) else DrainEvent.UNDRAIN]
+        wanted = wants_drain(node, self.labels, self.taints)
+        events = [DrainEvent.DRAIN if wanted else DrainEvent.UNDRAIN]
         if self._expired:
             events.append(DrainEvent.GRACE_EXPIRED)
         if self._moved:
@@ -219,6 +223,7 @@ class DrainDriver:
 def drain_driver(agent: Agent, options: AgentOptions) -> DrainDriver:
     """The node's drain driver on the loop's clock, wired as a plan consumer of ``agent``."""
     driver = DrainDriver(agent, options.node, LoopClock(), grace=options.drain_grace,
+                         labels=options.drain_labels, taints=options.drain_taints,
                          counter=NewConnectionCounter(), quiet=options.drain_quiet)
     agent.add_consumer(driver)
     agent.config_watchers.append(driver.kick)

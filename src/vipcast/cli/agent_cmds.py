@@ -75,6 +75,11 @@ def agent(
                      "reached this node's VIPs for this many seconds (an nftables counter: "
                      "the routers moved away); 0: the grace alone (docs/drain.md)"),
     ] = 5.0,
+    drain_label: Annotated[
+        list[str] | None,
+        typer.Option(help="A Node label that drains the node (repeat; replaces the defaults, "
+                     "docs/drain.md)"),
+    ] = None,
     weight_interval: Annotated[
         float,
         typer.Option(help="Seconds between two link bandwidth (weightedECMP) changes of one "
@@ -91,6 +96,7 @@ def agent(
     """Run this node's agent: BGP sessions for the peers that select it, reload on change."""
     from vipcast.app.agent import AgentOptions
     from vipcast.app.node import run_node
+    from vipcast.core.drain import DEFAULT_DRAIN_LABELS
     from vipcast.obs.logs import setup_logging
 
     setup_logging(log_level, as_json=log_json)
@@ -104,6 +110,7 @@ def agent(
         poll_interval=poll_interval,
         drain_grace=drain_grace,
         drain_quiet=drain_quiet,
+        drain_labels=tuple(drain_label) if drain_label is not None else DEFAULT_DRAIN_LABELS,
         weight_interval=weight_interval,
         node_liveness=node_liveness,
         cache_dir=cache_dir,

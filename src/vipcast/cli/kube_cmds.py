@@ -212,6 +212,22 @@ def speaker(
                                  "FRR-K8s, docs/cni.md): one left from before is removed "
                                  "when the config no longer hands off.")
     ] = None,
+    drain_label: Annotated[
+        list[str] | None, typer.Option(help="A Node label that drains the node (repeat; "
+                                       "replaces the defaults, docs/drain.md).")
+    ] = None,
+    drain_taint: Annotated[
+        list[str] | None, typer.Option(help="A Node taint key that drains the node (repeat; "
+                                       "replaces the defaults, docs/drain.md).")
+    ] = None,
+    drain_grace: Annotated[
+        float, typer.Option(help="On a drain, seconds at most announced with "
+                            "GRACEFUL_SHUTDOWN before the withdrawal.")
+    ] = 30.0,
+    drain_quiet: Annotated[
+        float, typer.Option(help="On a drain, withdraw once no new connection reached this "
+                            "node's VIPs for this many seconds (0: the grace alone).")
+    ] = 5.0,
 ) -> None:
     """Run a node's speaker: the node code path of ``vipcast agent`` fed from the API."""
     import asyncio
@@ -228,7 +244,12 @@ def speaker(
     address = parse_address(metrics) if metrics else None  # a bare port: loopback only
     options = AgentOptions(config_paths=(), node=node, metrics_address=address,
                            router_id=router_id, state_dir=state_dir,
-                           node_liveness=node_liveness)
+                           node_liveness=node_liveness, drain_grace=drain_grace,
+                           drain_quiet=drain_quiet)
+    if drain_label is not None:
+        options = replace(options, drain_labels=tuple(drain_label))
+    if drain_taint is not None:
+        options = replace(options, drain_taints=tuple(drain_taint))
     if listen:
         options = replace(options, listen=tuple(_host_port(item) for item in listen))
     key = membership_key(membership_key_file, os.environ.get("VIPCAST_MEMBERSHIP_KEY", ""))

@@ -43,6 +43,13 @@ DEFAULT_DRAIN_LABELS = (
     "node.kubernetes.io/exclude-from-external-load-balancers",
     "vipcast.io/drain",
 )
+#: Node taints (by key, any value and effect) that drain a node by default; configurable.
+#: The cluster autoscaler's taint on a node it is about to delete, and our own key. Cordon
+#: (``node.kubernetes.io/unschedulable``) is deliberately not one: cordon is not shutdown.
+DEFAULT_DRAIN_TAINTS = (
+    "ToBeDeletedByClusterAutoscaler",
+    "vipcast.io/drain",
+)
 #: Node annotation the agent reports its drain state in ("draining", "drained")
 DRAIN_STATE_ANNOTATION = "vipcast.io/drain-state"
 #: default grace between GRACEFUL_SHUTDOWN and the withdrawal, seconds
@@ -124,15 +131,22 @@ def apply_drain(plan: NodePlan, phase: Phase) -> NodePlan:
     return replace(plan, bgp=routes)
 
 
-def wants_drain(node: Node | None, labels: tuple[str, ...] = DEFAULT_DRAIN_LABELS) -> bool:
-    """Whether the Node object asks for a drain: the annotation ``vipcast.io/drain: "true"``
-    or one of ``labels`` present (with any value but "false")."""
+def wants_drain(
+    node: Node | None,
+    labels: tuple[str, ...] = DEFAULT_DRAIN_LABELS,
+    taints: tuple[str, ...] = DEFAULT_DRAIN_TAINTS,
+) -> bool:
+    """Whether the Node object asks for a drain: the annotation ``vipcast.io/drain: "true"``,
+    one of ``labels`` present (with any value but "false"), or a taint whose key is one of
+    ``taints`` (any value, any effect)."""
     if node is None:
         return False
     meta = node.metadata
     if meta.annotations.get(DRAIN_ANNOTATION, "").lower() == "true":
         return True
-    return any(meta.labels.get(label, "false").lower() != "false" for label in labels)
+    if any(meta.labels.get(label, "false").lower() != "false" for label in labels):
+        return True
+    return any(t.key in taints for t in node.spec.taints)
 
 
 def drain_issues_for(nodes: Mapping[str, Node], requested: str) -> str | None:

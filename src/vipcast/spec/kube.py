@@ -164,10 +164,21 @@ class NodeStatus(ViewModel):
     addresses: tuple[NodeAddress, ...] = ()
 
 
+class Taint(ViewModel):
+    key: str
+    value: str = ""
+    effect: str = ""
+
+
+class NodeSpec(ViewModel):
+    taints: tuple[Taint, ...] = ()
+
+
 class Node(ViewModel):
     api_version: Literal["v1"] = "v1"
     kind: Literal["Node"] = "Node"
     metadata: ObjectMeta
+    spec: NodeSpec = Field(default_factory=NodeSpec)
     status: NodeStatus = Field(default_factory=NodeStatus)
 
     @property
