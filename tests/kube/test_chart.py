@@ -549,3 +549,14 @@ def test_gateway_runs_envoy_in_the_speakers_and_reads_only_tls_secrets(
             for r in d["rules"]:
                 if "secrets" in r["resources"]:
                     assert r.get("resourceNames"), (d["metadata"]["name"], r)
+
+
+def test_the_speaker_writes_nodes_only_to_patch_its_drain_state(helm_env: dict[str, str]) -> None:
+    """The speaker's one write on core objects: ``patch`` on Nodes (the drain state
+    annotation); never create, update or delete a Node, never write a Service."""
+    docs = _template(helm_env)
+    role = next(d for d in docs if d and d["kind"] == "ClusterRole"
+                and d["metadata"]["name"].endswith("-speaker"))
+    core_writes = [r for r in role["rules"] if "" in r["apiGroups"]
+                   and set(r["verbs"]) - {"get", "list", "watch"}]
+    assert core_writes == [{"apiGroups": [""], "resources": ["nodes"], "verbs": ["patch"]}]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Awaitable
 from dataclasses import replace
 
 import pytest
@@ -21,6 +22,10 @@ from .kubetools import IPAddressPool, client, endpoint_slice, eventually, lb_ser
 from .test_speaker import BGPAdvertisement, BGPPeer, _set_status
 
 pytestmark = pytest.mark.slow
+
+
+async def _eq(value: Awaitable[str | None], wanted: str | None) -> bool | None:
+    return True if await value == wanted else None
 
 
 def test_a_taint_or_a_label_drains_the_node(vipcast_crds: Cluster, namespace: str) -> None:
@@ -69,9 +74,18 @@ def test_a_taint_or_a_label_drains_the_node(vipcast_crds: Cluster, namespace: st
                                               "value": "1", "effect": "NoSchedule"}]}})
             await eventually(lambda: state("drained", False), 30, what="drained on the taint")
             assert "draining" in seen
+            # reported on the Node for whoever waits to evict
+            async def annotation() -> str | None:
+                got = await c.get(Node, node)
+                return (got.metadata.annotations or {}).get("vipcast.io/drain-state")
+
+            assert await eventually(
+                lambda: _eq(annotation(), "drained"), 30, what="drain state on the Node")
             # the taint removed: announced again
             await patch({"spec": {"taints": None}})
             await eventually(lambda: state("serving", True), 30, what="undrained")
+            await eventually(lambda: _eq(annotation(), None), 30,
+                             what="drain state removed from the Node")
             # the documented default label drains as well
             await patch({"metadata": {"labels": {
                 "node.kubernetes.io/exclude-from-external-load-balancers": ""}}})

@@ -37,12 +37,14 @@ from vipcast.app.agent import Agent, AgentOptions, PlanConsumer, Planner
 from vipcast.app.node import run_node
 from vipcast.core.allocation import committed_assignments
 from vipcast.core.desired import NodePlan
+from vipcast.core.drain import Phase
 from vipcast.core.gateway.address import GatewayServices
 from vipcast.core.gateway.certificates import certificate_refs
 from vipcast.core.incremental import StatusNodePlanner
 from vipcast.core.pipeline import Local, Snapshot
 from vipcast.obs.registry import CollectorRegistry
 from vipcast.sources.kube.client import AsyncClient
+from vipcast.sources.kube.drain_report import DrainReporter
 from vipcast.sources.kube.handoff import FrrK8sHandOff
 from vipcast.sources.kube.named_secrets import NamedSecrets
 from vipcast.sources.kube.reflector import Reflector, snapshots
@@ -117,6 +119,8 @@ class KubeAgent(Agent):
         self.load_balancer_class = load_balancer_class
         #: what this node announces, written to its NodeAnnouncement (None: not reported)
         self.reporter = AnnouncementReporter(client, options.node) if report else None
+        #: this node's drain state on its Node (annotation vipcast.io/drain-state)
+        self.drain_reporter = DrainReporter(client, options.node) if report else None
         #: this node's FRRConfiguration, when a CNISpeaker hands off to FRR-K8s (docs/cni.md)
         self.frr_hand_off = FrrK8sHandOff(client, options.node, namespaces=frr_k8s_namespaces)
         self.add_consumer(self.frr_hand_off)
@@ -202,6 +206,15 @@ class KubeAgent(Agent):
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
             await self.tls_secrets.close()
+            if self.drain_reporter is not None:
+                await self.drain_reporter.stop()
+
+    async def set_drain(self, phase: Phase, state: str) -> None:
+        """The drain moved: re-plan, and report the state on this node's Node."""
+        changed = state != self.drain_state
+        await super().set_drain(phase, state)
+        if changed and self.drain_reporter is not None:
+            self.drain_reporter.offer(state)
 
     async def serve(self, *, sync_timeout: float = 120.0, install_signals: bool = True) -> int:
         """:meth:`run` with a given deadline for the first lists (kept for callers)."""
