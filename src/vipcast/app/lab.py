@@ -538,7 +538,11 @@ def cni_bird_of(topo: Topology, state: LabState, node: str) -> CniBird:
 def restart_cni_bird(topo: Topology, state: LabState, node: str) -> CniBird:
     """Start ``node``'s CNI BIRD again (after a power loss); records its new PID."""
     i = int(node.removeprefix("n"))
-    bird = start_cni_bird(topo[node], node_cni_config(options_of(state), i),
+    opts = options_of(state)
+    if opts.coexist == "handoff":  # the file is gone with the power (tmpfs): empty until the
+        # agent has verified its data plane again
+        write_empty_handoff_files(opts.workdir / "config", opts.nodes, only=i)
+    bird = start_cni_bird(topo[node], node_cni_config(opts, i),
                           Path(state.workdir) / f"cni-{node}")
     state.pids[f"{node}-cni-bird"] = bird.pid
     return bird

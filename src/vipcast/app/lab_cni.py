@@ -162,11 +162,14 @@ def handoff_objects(
     return objects
 
 
-def write_empty_handoff_files(config_dir: Path, nodes: int) -> None:
-    """Each node's hand-off file as the agent writes it when it hands nothing (BIRD needs the
-    file before it starts; the agent replaces it)."""
+def write_empty_handoff_files(config_dir: Path, nodes: int, only: int | None = None) -> None:
+    """Each node's hand-off file (or node ``only``'s) as the agent writes it when it hands
+    nothing: BIRD needs the file before it starts, and a node that boots must announce nothing
+    until its agent has verified its data plane and replaces the file (docs/cni.md)."""
     spec = load_paths([config_dir])
     for i in range(1, nodes + 1):
+        if only is not None and i != only:
+            continue
         for target in hand_off_targets(spec, f"n{i}"):
             if target.kind == "birdInclude":
                 path = Path(target.path)
