@@ -21,7 +21,9 @@ What is checked, in order, for each:
 4. an agent restart changes nothing the router sees (mode 2: BIRD is the graceful-restart helper
    of vipcast's session; mode 3: the file stays, and the agent's rewrite reloads nothing new);
 5. a node loses power: BFD between the router and the node's BIRD takes the session down and
-   both the node's pod block and its VIP next hops leave the router (last: it kills n3).
+   both the node's pod block and its VIP next hops leave the router;
+6. the node comes back: its BIRD alone brings the pod block back but no VIP; the VIPs return
+   with its agent (mode 3: the hand-off file starts empty, as on tmpfs after a power loss).
 
 Deadlines are generous; the figures are in bench/cni_failover.py.
 """
@@ -50,6 +52,7 @@ from vipcast.app.lab import (
     node_v4,
     node_v6,
     options_of,
+    restart_cni_bird,
     router_of,
     start_agent,
     wait_sessions,
@@ -168,6 +171,13 @@ def test_router_learns_pod_blocks_and_vips_over_the_cni_session(
                          and f"{DUAL_V6}/128" in r else None),
             timeout=30, what=f"n{i}'s IPv6 block and VIP at the router"))
         assert {p for p in got6 if p.startswith("fd00:244:")} == {block6}
+    # BFD runs between the router and each node's BIRD, at 100 ms x 3 both ways
+    bfd = {p.get("peer"): p for p in frr.bfd_peers()}
+    for i in (1, 2, 3):
+        peer = bfd.get(node_v4(i), {})
+        assert peer.get("status") == "up", bfd
+        assert (peer.get("remote-detect-multiplier"), peer.get("remote-transmit-interval"),
+                peer.get("receive-interval")) == (3, 100, 100), peer
     # vipcast's route through BIRD: AS path = the node's AS once, vipcast's community intact
     paths = frr.wait_paths(f"{WEB}/32", 3)
     assert {p.as_path for p in paths} == {(64513,)}
@@ -282,3 +292,26 @@ def test_node_power_loss_bfd_takes_pod_block_and_vips_away(
     final = [s for s in samples if s.t > samples[-1].t - 1.5]
     assert final and all(s.ok for s in final), [(s.t - kill_at, s.error) for s in final]
     assert {s.node for s in final} <= {"n1", "n2"}
+
+
+def test_a_node_back_from_power_loss_announces_its_vips_only_with_its_agent(
+    cni_lab: tuple[Topology, LabState],
+) -> None:
+    """n3 (powered off by the test before) comes back: cable, then its BIRD alone. The router
+    gets n3's pod block back but no VIP from n3 until n3's agent runs again (mode 2: no
+    session yet; mode 3: the hand-off file is empty after the power loss, as on tmpfs)."""
+    topo, state = cni_lab
+    frr = _frr(topo, state)
+    topo["lan"].set_link("p3", True)
+    restart_cni_bird(topo, state, "n3")
+    wait_sessions(router_of(topo, state), 3, timeout=90)
+    topo["router"].wait_route(pod_blocks(3)[0], timeout=60)
+    time.sleep(2.0)  # what BIRD would announce on its own has reached the router by now
+    assert f"{WEB}/32" not in frr.received_prefixes(node_v4(3))
+    assert {p.nexthop for p in frr.route(f"{WEB}/32")} == {node_v4(1), node_v4(2)}
+    state.pids["n3-agent"] = start_agent(topo, topo["n3"], options_of(state), "n3").pid
+    wait_until(lambda: {p.nexthop for p in frr.route(f"{WEB}/32")} == {
+        node_v4(i) for i in (1, 2, 3)}, timeout=120, what="n3 announces the VIP again")
+    samples = send(topo["client"], f"http://{WEB}/", 60)
+    assert all(s.ok for s in samples), [s.error for s in samples if not s.ok][:5]
+    assert "n3" in {s.node for s in samples}
