@@ -181,3 +181,36 @@ def test_endpoint_counts_become_next_hop_weights(netlab: Topology) -> None:
     for name in lab.nodes:
         log = lab.agents[name].log_text()
         assert "Traceback" not in log, log
+
+
+def test_a_burst_of_endpoint_changes_is_paced(netlab: Topology) -> None:
+    """n1's endpoint count changes four times within about two seconds (a rollout): with the
+    agents' default pacing (one weight change per route per 5 s) FRR receives at most two
+    UPDATEs for the VIP from n1 (the first change, then the coalesced last one), never a
+    withdrawal, and ends with the last count's weight."""
+    import re
+    import time
+
+    lab = build(netlab, ["n1", "n2", "n3"])
+    write_weighted(lab.config, {"n1": 1, "n2": 2, "n3": 5})
+    for name in lab.nodes:
+        lab.start_agent(name)
+    ips = {n: NODES[n][0] for n in lab.nodes}
+    lab.frr.wait_established(*ips.values(), timeout=60)
+    wait_shares(lab.router, {ips["n1"]: 1 / 8, ips["n2"]: 2 / 8, ips["n3"]: 5 / 8})
+    lab.frr.configure("log stdout debugging")
+    lab.frr.vtysh("debug bgp updates in")
+    mark = len(lab.frr.processes["bgpd"].log_text())
+    for count in (2, 3, 4, 5):
+        write_weighted(lab.config, {"n1": count, "n2": 2, "n3": 5})
+        time.sleep(0.6)  # > the agents' 0.3 s file poll: each count is seen
+        assert len(lab.frr.route(VIP)) == 3
+    wait_shares(lab.router, {ips["n1"]: 5 / 12, ips["n2"]: 2 / 12, ips["n3"]: 5 / 12})
+    time.sleep(6)  # one more interval: nothing else may come
+    log = lab.frr.processes["bgpd"].log_text()[mark:]
+    n1 = re.escape(ips["n1"])
+    updates = re.findall(rf"{n1}\S* rcvd {re.escape(VIP)}", log)
+    print(f"UPDATEs about {VIP} from n1 during the burst: {len(updates)}")
+    assert 1 <= len(updates) <= 2, log[-3000:]
+    assert not re.search(rf"{n1}\S* rcvd UPDATE about {re.escape(VIP)}.*withdrawn", log)
+    assert len(lab.frr.route(VIP)) == 3
