@@ -122,3 +122,18 @@ def test_routers_moved_after_a_quiet_period_of_the_counter() -> None:
     assert routers_moved([(0.0, 5), (1.0, 9), (2.0, 9), (4.0, 9)], 3.0)
     assert routers_moved([(0.0, 0), (3.0, 0)], 3.0)  # nothing came at all
     assert not routers_moved([(0.0, 0), (3.0, 0)], 0.0)  # 0: no early end
+
+
+def test_an_unreadable_drain_annotation_is_a_warning_and_drains_nothing() -> None:
+    from vipcast.core.notices import notices
+
+    doc = node("n1")
+    doc["metadata"]["annotations"] = {"vipcast.io/drain": "yes please"}
+    spec = load(pool("p", "192.0.2.0/28"), peer("r"), bgp_adv("a"), doc, node("n2"),
+                service("web"), slice_("web", ("10.0.0.1", "n1", True)))
+    [issue] = [i for i in notices(spec) if i.kind == "Node"]
+    assert issue.name == "n1" and issue.field == "metadata.annotations[vipcast.io/drain]"
+    assert "neither" in issue.message
+    assert not wants_drain(next(n for n in spec.nodes if n.metadata.name == "n1"))
+    # the route stays planned
+    assert plan_node(spec, allocate_spec(spec).current(), "n1").bgp

@@ -29,12 +29,12 @@ saw local health verified (the ``health-verified`` event).
 from __future__ import annotations
 
 import enum
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import replace
 
 from vipcast.core.desired import NodePlan
 from vipcast.proto.bgp.ext_communities import GRACEFUL_SHUTDOWN
-from vipcast.spec import Node
+from vipcast.spec import Issue, Node, Spec
 
 #: Node annotation of the object files (standalone) and of Kubernetes: "true" drains
 DRAIN_ANNOTATION = "vipcast.io/drain"
@@ -167,3 +167,17 @@ def routers_moved(samples: Sequence[tuple[float, int]], quiet: float) -> bool:
     last_at, last = samples[-1]
     before = [count for at, count in samples if at <= last_at - quiet]
     return bool(before) and before[-1] == last
+
+
+def drain_issues(spec: Spec) -> Iterator[Issue]:
+    """Warnings for ``check-config``: a ``vipcast.io/drain`` annotation that is neither
+    "true" nor "false" (it does not drain: nothing is withdrawn on a value we cannot read)."""
+    for node in spec.nodes:
+        value = node.metadata.annotations.get(DRAIN_ANNOTATION)
+        if value is not None and value.lower() not in ("true", "false"):
+            yield Issue(
+                spec.origins.get(f"Node/{node.metadata.name}", ""), "Node", node.metadata.name,
+                f"metadata.annotations[{DRAIN_ANNOTATION}]",
+                f"{value!r} is neither \"true\" nor \"false\": the node is not drained "
+                "(vipcast drain NODE sets \"true\")",
+            )

@@ -14,6 +14,7 @@ import ipaddress
 from collections.abc import Iterator
 
 from vipcast.core.allocation import pool_input
+from vipcast.core.drain import drain_issues
 from vipcast.core.weights import weight_issues
 from vipcast.spec import (
     ANNOTATION_IPS,
@@ -28,7 +29,7 @@ from vipcast.spec import (
 def notices(spec: Spec) -> list[Issue]:
     """Every warning for a loaded (valid) Spec, sorted."""
     return sorted({*_priority_zero(spec), *_capacity(spec), *_requests(spec),
-                   *weight_issues(spec)})
+                   *weight_issues(spec), *drain_issues(spec)})
 
 
 def _issue(spec: Spec, kind: str, name: str, field: str, message: str) -> Issue:
