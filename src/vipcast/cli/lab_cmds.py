@@ -110,6 +110,14 @@ def up(
             router_of(topo, state).wait_established(
                 *(a for i in range(1, nodes + 1) for a in (vipcast_v4(i), vipcast_v6(i))),
                 timeout=60)
+        elif opts.cni == "bird" and opts.coexist == "handoff":
+            from vipcast.app.lab_cni import handoff_path
+            from vipcast.lab.netns import wait_until
+
+            status.update("waiting for every agent to hand its routes to its node's BIRD")
+            wait_until(lambda: all(" route " in handoff_path(workdir, i).read_text()
+                                   for i in range(1, nodes + 1)),
+                       timeout=120, what="every node's hand-off file")
         elif opts.cni == "bird" and opts.coexist == "daemon":
             from vipcast.app.lab import cni_bird_of
             from vipcast.lab.cni_bird import wait_vipcast_sessions
