@@ -141,6 +141,9 @@ class AgentLan:
     topo: Topology
     nodes: tuple[str, ...] = ("n1", "n2", "n3")
     policy: str = "Local"
+    #: the nodes the config file names (a Node object and an endpoint each); None: all of
+    #: ``nodes`` (a test adds or removes one later to show live membership)
+    configured: tuple[str, ...] | None = None
     ready: dict[str, bool] = field(default_factory=dict)
     agents: dict[str, Process] = field(default_factory=dict)
     backends: dict[str, Process] = field(default_factory=dict)
@@ -161,9 +164,18 @@ class AgentLan:
     def address(self, node: str) -> str:
         return f"192.0.2.{self.nodes.index(node) + 1}"
 
+    def members(self) -> tuple[str, ...]:
+        """The nodes the config names now."""
+        return self.nodes if self.configured is None else self.configured
+
     def candidates(self) -> tuple[str, ...]:
         """The preference order every agent computes for the VIP (all endpoints ready)."""
-        return l2_candidates(VIP, self.nodes)
+        return l2_candidates(VIP, self.members())
+
+    def set_configured(self, nodes: tuple[str, ...]) -> None:
+        """Rewrite the config with exactly these Nodes (the agents pick it up by polling)."""
+        self.configured = nodes
+        self.write_config()
 
     # ---- building
 
@@ -191,11 +203,11 @@ class AgentLan:
         return self
 
     def write_config(self) -> None:
-        nodes = "".join(NODE.format(name=n, address=self.address(n)) for n in self.nodes)
+        nodes = "".join(NODE.format(name=n, address=self.address(n)) for n in self.members())
         endpoints = "".join(
             ENDPOINT.format(address=self.address(n), name=n,
                             ready="true" if self.ready[n] else "false")
-            for n in self.nodes
+            for n in self.members()
         )
         text = CONFIG.format(vip=VIP, nodes=nodes.rstrip("\n"), health=HEALTH,
                              policy=self.policy, port=BACKEND_PORT, endpoints=endpoints)

@@ -43,3 +43,19 @@ def agent_lan() -> Iterator[AgentLan]:
         print(topo.logs())  # shown by pytest only when the test fails
         topo.close()
     assert leftovers(prefix) == []
+
+
+@pytest.fixture
+def agent_lan4() -> Iterator[AgentLan]:
+    """Four nodes on the LAN, only n1-n3 named in the config at first (see ``agent_lan.py``)."""
+    if os.geteuid() != 0 or not shutil.which("ip") or not shutil.which("tcpdump"):
+        pytest.skip("needs root, iproute2 and tcpdump")
+    prefix = f"vc-{os.getpid()}-lm{next(_runs)}"
+    topo = Topology(prefix)
+    try:
+        lan = AgentLan(topo, nodes=("n1", "n2", "n3", "n4"), configured=("n1", "n2", "n3"))
+        yield lan.build()
+    finally:
+        print(topo.logs())  # shown by pytest only when the test fails
+        topo.close()
+    assert leftovers(prefix) == []

@@ -371,8 +371,11 @@ class NodeL2:
     """The L2 responder and membership, started by the first plan with L2 members (a config
     with L2Advertisements) — from object files or from the Kubernetes API alike.
 
-    The member list is the plan's at that moment (a node added later joins after a restart of
-    the agents). What the node may own follows the plan's ``l2_servable``.
+    The member list follows every plan: a Node added to (or removed from) the config joins
+    (or leaves) this node's membership view without a restart (:meth:`L2Runtime.set_peers`).
+    Only a change of this node's own membership address, or peers appearing for a runtime that
+    started alone (no socket), rebuilds the runtime. What the node may own follows the plan's
+    ``l2_servable``.
     """
 
     def __init__(self, node: str, registry: CollectorRegistry, key: bytes,
@@ -384,6 +387,17 @@ class NodeL2:
         self.runtime: L2Runtime | None = None
 
     async def apply(self, plan: NodePlan) -> None:
+        if self.runtime is not None and plan.l2_members:
+            config = l2_config_of(plan, self._key)
+            current = self.runtime.config
+            if config.bind != current.bind or (config.peers and not current.peers):
+                log.info("l2 %s: membership address or mode changed, rebuilding the runtime",
+                         plan.node)
+                await self.runtime.stop(graceful=True)
+                self.runtime = None
+            elif config.peers != current.peers and current.peers:
+                log.info("l2 %s: members now %s", plan.node, sorted(config.peers))
+                self.runtime.set_peers(config.peers)
         if self.runtime is None:
             if not plan.l2_members:
                 return

@@ -23,7 +23,7 @@ import asyncio
 import logging
 import random
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from ipaddress import ip_address
 
 from vipcast.core.desired import L2Ownership, NodePlan
@@ -122,6 +122,7 @@ class L2Runtime:
         """The other members changed (a node joined or left): seen without a restart."""
         if self._agent is None:
             raise ValueError("set_peers on an L2 runtime started without peers")
+        self.config = replace(self.config, peers=dict(peers))
         self._agent.set_peers(peers)
 
     def set_servable(self, ips: frozenset[str] | None) -> None:
