@@ -139,3 +139,39 @@ def test_a_big_document_is_encoded_in_pieces() -> None:
     assert json.loads(text) == redacted(doc)
     assert "discr" not in text
     assert ticks >= 10000 // 256  # the loop ran between the pieces
+
+
+def test_bound_before_serving_a_busy_port_fails_at_bind_and_serving_answers_later() -> None:
+    """The agent binds before announcing (a busy port is an error then) and serves only after
+    its first plan is handed on; the socket bound first is the one served."""
+    async def go() -> tuple[int, str]:
+        server, _ = _serve()
+        host, port = server.bind("127.0.0.1", 0)
+        other, _ = _serve()
+        try:
+            other.bind(host, port)
+        except OSError:
+            pass
+        else:
+            raise AssertionError("a second bind of a listening port succeeded")
+        try:
+            assert await server.start() == (host, port)
+            async with aiohttp.ClientSession() as http, \
+                    http.get(f"http://{host}:{port}/healthz") as resp:
+                return resp.status, await resp.text()
+        finally:
+            await server.stop()
+            await other.stop()
+
+    assert asyncio.run(go()) == (200, "ok\n")
+
+
+def test_the_agent_module_does_not_import_the_http_stack() -> None:
+    """aiohttp (and its TLS setup) is imported when serving starts, not with the agent."""
+    import subprocess
+    import sys
+
+    code = "import sys, vipcast.app.agent; print('aiohttp' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=120, check=True)
+    assert out.stdout.strip() == "False"

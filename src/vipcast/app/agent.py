@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import importlib
 import logging
 import os
 import random
@@ -486,15 +487,20 @@ class Agent:
         watcher: asyncio.Task[None] | None = None
         saver: asyncio.Task[None] | None = None
         try:
-            if self.options.metrics_address is not None:
-                self.metrics_bound = await self._status_server.start(*self.options.metrics_address)
-                self._log.info("status on http://%s:%s/status", *self.metrics_bound)
+            if self.options.metrics_address is not None:  # a busy port fails before announcing
+                self.metrics_bound = self._status_server.bind(*self.options.metrics_address)
             if self.prime is not None:
                 await self.prime(first.plan)  # may observe(): planned again just below
             await self.speaker.start()
             assert first.snapshot is not None
             await self._publish(self._desired(first.snapshot))
             del first  # the reload that replaces it frees it (off the loop when in a thread)
+            if self.options.metrics_address is not None:
+                # served after the first plan is handed on: the HTTP stack is imported in a
+                # thread (the loop keeps sending the first UPDATEs meanwhile)
+                await asyncio.to_thread(importlib.import_module, "aiohttp.web")
+                self.metrics_bound = await self._status_server.start()
+                self._log.info("status on http://%s:%s/status", *self.metrics_bound)
             self.started.set()
             saver = asyncio.create_task(self._save_when_announced(), name="save-validated")
             watcher = self._start_watching()

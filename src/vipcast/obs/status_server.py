@@ -10,22 +10,29 @@ many clients ask (concurrent requests share one build), and requests beyond ``ra
 (burst ``burst``) are answered ``429`` with ``Retry-After``. The JSON is compact and encoded
 in pieces with the loop given back between them (:func:`encode`). BFD discriminators (what a
 spoofed BFD packet would need) are never shown.
+
+aiohttp (with its TLS setup, the biggest import of an agent start) is imported only when
+serving starts (:meth:`StatusServer.start`), not with this module: the agent starts serving
+after its first plan is handed to BGP.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import socket
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client.registry import CollectorRegistry
 
 from vipcast.spec.addresses import parse_host_port
+
+if TYPE_CHECKING:
+    from aiohttp import web
 
 StatusDocument = Callable[[], Mapping[str, Any]]
 #: keys never shown on /status, at any depth
@@ -146,8 +153,11 @@ class StatusServer:
         self.metrics_cache = _Cached(self._build_metrics, max_age)
         self.limited = 0
         self.bound: tuple[str, int] | None = None
+        self._socket: socket.socket | None = None
 
     def _app(self) -> web.Application:
+        from aiohttp import web  # imported when serving starts: ~0.1-0.3 s the start skips
+
         app = web.Application(client_max_size=1024)
         app.router.add_get("/metrics", self._metrics)
         app.router.add_get("/status", self._status_json)
@@ -162,6 +172,8 @@ class StatusServer:
         return generate_latest(self._registry)
 
     def _too_many(self) -> web.Response | None:
+        from aiohttp import web
+
         wait = self._bucket.take()
         if wait <= 0:
             return None
@@ -170,36 +182,58 @@ class StatusServer:
                             headers={"Retry-After": str(max(1, round(wait + 0.5)))})
 
     async def _metrics(self, request: web.Request) -> web.Response:
+        from aiohttp import web
+
         if (refused := self._too_many()) is not None:
             return refused
         body = await self.metrics_cache.get()
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
     async def _status_json(self, request: web.Request) -> web.Response:
+        from aiohttp import web
+
         if (refused := self._too_many()) is not None:
             return refused
         body = await self.status_cache.get()
         return web.Response(body=body, content_type="application/json")
 
     async def _healthz(self, request: web.Request) -> web.Response:
+        from aiohttp import web
+
         return web.Response(text="ok\n")
 
     async def _readyz(self, request: web.Request) -> web.Response:
+        from aiohttp import web
+
         ok = self._ready is None or self._ready()
         return web.Response(status=200 if ok else 503, text="ok\n" if ok else "not ready\n")
 
-    async def start(self, host: str, port: int) -> tuple[str, int]:
+    def bind(self, host: str, port: int) -> tuple[str, int]:
+        """Bind and listen now (a busy port fails here, before anything is announced); serve
+        from :meth:`start`. Answers (host, bound port)."""
+        family, _, _, _, address = socket.getaddrinfo(
+            host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)[0]
+        self._socket = socket.create_server(address, family=family)
+        self.bound = (host, int(self._socket.getsockname()[1]))
+        return self.bound
+
+    async def start(self, host: str | None = None, port: int | None = None) -> tuple[str, int]:
+        """Serve on the socket :meth:`bind` opened, else on ``host``:``port`` bound now."""
+        from aiohttp import web
+
+        if self._socket is None:
+            assert host is not None and port is not None, "start(host, port) or bind() first"
+            self.bind(host, port)
+        assert self._socket is not None and self.bound is not None
         self._runner = web.AppRunner(self._app(), access_log=None)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, host, port)
-        await site.start()
-        server = site._server  # aiohttp keeps the asyncio server here; read the bound port
-        sockets = getattr(server, "sockets", None) or []
-        bound_port = int(sockets[0].getsockname()[1]) if sockets else port
-        self.bound = (host, bound_port)
+        await web.SockSite(self._runner, self._socket).start()
         return self.bound
 
     async def stop(self) -> None:
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
+        if self._socket is not None:
+            self._socket.close()
+            self._socket = None
