@@ -244,7 +244,8 @@ def main() -> None:
     runs: dict[str, list[dict[str, Any]]] = {s: [] for s in speakers}
     with tempfile.TemporaryDirectory(prefix="vc-ar-") as tmp:
         root = Path(os.environ.get("VC_BENCH_KEEP", tmp))
-        old = extract(args.before_rev, root / "before") if "before" in speakers else None
+        old = (extract(args.before_rev, root / "before")
+               if {"before", "before-warm"} & set(speakers) else None)
         compiled(ROOT / "src")
         shared = root / "config"  # one set of files for both cache runs (the key has the path)
         write_config(shared, n)
@@ -264,6 +265,13 @@ def main() -> None:
                 elif s == "before":
                     assert old is not None
                     runs[s].append(run_vipcast(old, n, trials, work))
+                elif s == "before-warm":  # --before-rev with a warm cache (a tree that has one)
+                    assert old is not None
+                    if rnd == 0:
+                        run_vipcast(old, n, 0, work, config=shared,
+                                    cache=root / "cache-warm-before")
+                    runs[s].append(run_vipcast(old, n, trials, work, config=shared,
+                                               cache=root / "cache-warm-before"))
                 elif s == "bird":
                     runs[s].append(run_bird(n, work))
                 elif s == "gobgp":
@@ -289,6 +297,9 @@ def main() -> None:
     if "before" in summary and "after" in summary and "add_one_s" in summary["after"]:
         print(f"one Service added, before/after: "
               f"{summary['before']['add_one_s'] / summary['after']['add_one_s']:.1f}x")
+    if "before-warm" in summary and "warm" in summary:
+        print(f"cold start, warm cache, before/after: "
+              f"{summary['before-warm']['cold_start_s'] / summary['warm']['cold_start_s']:.2f}x")
     for s in ("after", "warm"):
         if "before" in summary and s in summary:
             print(f"cold start, before/{s}: "

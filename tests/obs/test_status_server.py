@@ -166,12 +166,15 @@ def test_bound_before_serving_a_busy_port_fails_at_bind_and_serving_answers_late
     assert asyncio.run(go()) == (200, "ok\n")
 
 
-def test_the_agent_module_does_not_import_the_http_stack() -> None:
-    """aiohttp (and its TLS setup) is imported when serving starts, not with the agent."""
+def test_the_agent_modules_do_not_import_the_http_stack_or_netlink() -> None:
+    """aiohttp (and its TLS setup) is imported when serving starts and pyroute2 by the first
+    local-route change, not with the agent's modules (a start pays for neither before its
+    first routes)."""
     import subprocess
     import sys
 
-    code = "import sys, vipcast.app.agent; print('aiohttp' in sys.modules)"
+    code = ("import sys, vipcast.cli.main, vipcast.app.agent, vipcast.app.node; "
+            "print(sorted({'aiohttp', 'pyroute2'} & set(sys.modules)))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          timeout=120, check=True)
-    assert out.stdout.strip() == "False"
+    assert out.stdout.strip() == "[]"

@@ -11,6 +11,8 @@ installed for the same address are left alone. Add and remove are idempotent (``
 ``ESRCH``/``ENOENT`` are outcomes, not errors).
 
 pyroute2's ``IPRoute`` is blocking; call these methods from a worker thread in asyncio code.
+pyroute2 is imported by the first call (in that thread), not with this module: an agent
+without a dataplane never loads it, one with a dataplane not before its first plan.
 """
 
 from __future__ import annotations
@@ -20,11 +22,12 @@ import ipaddress
 import socket
 from collections.abc import Iterable
 from dataclasses import dataclass
-
-from pyroute2 import IPRoute
-from pyroute2.netlink.exceptions import NetlinkError
+from typing import TYPE_CHECKING
 
 from vipcast.dataplane.netns_switch import inside
+
+if TYPE_CHECKING:
+    from pyroute2 import IPRoute
 
 #: our route protocol number (``ip route ... proto 249``); 249 is unassigned in rt_protos
 RTPROT_VIPCAST = 249
@@ -61,6 +64,8 @@ class LocalVips:
 
     def current(self) -> frozenset[str]:
         """VIPs we installed (and nobody removed)."""
+        from pyroute2 import IPRoute
+
         with inside(self._netns), IPRoute() as ipr:
             found: set[str] = set()
             for family in (socket.AF_INET, socket.AF_INET6):
@@ -80,6 +85,8 @@ class LocalVips:
         remove = sorted(have - want, key=_order)
         if not add and not remove:
             return VipChange()
+        from pyroute2 import IPRoute
+
         with inside(self._netns), IPRoute() as ipr:
             index = ipr.link_lookup(ifname=self._device)
             if not index:
@@ -95,6 +102,8 @@ class LocalVips:
         return self.sync(())
 
     def _change(self, ipr: IPRoute, command: str, vip: str, oif: int) -> None:
+        from pyroute2.netlink.exceptions import NetlinkError
+
         addr = ipaddress.ip_address(vip)
         try:
             ipr.route(
