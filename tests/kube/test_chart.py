@@ -480,7 +480,8 @@ def test_gateway_kinds_in_rbac_and_the_webhook_when_enabled(helm_env: dict[str, 
             if "gateway.networking.k8s.io" in r["apiGroups"]:
                 assert set(r["verbs"]) <= {"get", "list", "watch"} or all(
                     res.endswith("/status") for res in r["resources"]), (name, r)
-    assert set(webhooks(default)) == {"validate.vipcast.io", "reports.vipcast.io"}
+    assert set(webhooks(default)) == {"validate.vipcast.io", "reports.vipcast.io",
+                                      "nodes.vipcast.io"}
     assert "--gateway-api" not in controller_args(default)
     assert "gateway.vipcast.io" not in RENDERED.read_text()
 
@@ -560,3 +561,19 @@ def test_the_speaker_writes_nodes_only_to_patch_its_drain_state(helm_env: dict[s
     core_writes = [r for r in role["rules"] if "" in r["apiGroups"]
                    and set(r["verbs"]) - {"get", "list", "watch"}]
     assert core_writes == [{"apiGroups": [""], "resources": ["nodes"], "verbs": ["patch"]}]
+    # RBAC cannot narrow that patch to the speaker's own Node and one annotation: the
+    # webhook does, asked for the speakers' Node writes only (and refusing while it is down)
+    vwc = next(d for d in docs if d["kind"] == "ValidatingWebhookConfiguration")
+    hook = next(w for w in vwc["webhooks"] if w["name"] == "nodes.vipcast.io")
+    assert hook["rules"][0]["apiGroups"] == [""]
+    assert {"nodes", "nodes/status"} <= set(hook["rules"][0]["resources"])
+    assert hook["failurePolicy"] == "Fail"
+    assert hook["matchConditions"][0]["expression"] == (
+        "request.userInfo.username == "
+        "'system:serviceaccount:vipcast-system:vipcast-speaker'")
+    # without the webhook there is nothing to hold that patch to one node: no Node write
+    unguarded = _template(helm_env, "--set", "webhook.enabled=false")
+    role = next(d for d in unguarded if d["kind"] == "ClusterRole"
+                and d["metadata"]["name"].endswith("-speaker"))
+    assert not [r for r in role["rules"] if "nodes" in r["resources"]
+                and set(r["verbs"]) - {"get", "list", "watch"}]

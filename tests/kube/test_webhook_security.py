@@ -24,10 +24,14 @@ from typing import Any
 import pytest
 from lightkube import ApiError
 from lightkube.generic_resource import create_global_resource
+from lightkube.resources.core_v1 import Node
+from lightkube.types import PatchType
 
 from vipcast.core.desired import NodePlan
+from vipcast.core.drain import DRAIN_STATE_ANNOTATION
 from vipcast.sources.kube.admission import NODE_NAME_EXTRA, review
 from vipcast.sources.kube.announcements import report_body
+from vipcast.sources.kube.drain_report import DrainReporter
 from vipcast.sources.kube.reporter import AnnouncementReporter
 from vipcast.sources.kube.webhook import WebhookServer
 
@@ -192,6 +196,124 @@ def test_renewed_certificate_served_and_reports_per_node(vipcast_crds: Cluster, 
                              (NodeAnnouncement, node_a), (NodeAnnouncement, node_b)):
                 with contextlib.suppress(ApiError):
                     await admin.delete(res, obj)
+            await server.stop()
+            await speaker_a.close()
+            await admin.close()
+
+    run(go(), 120)
+
+
+def _node_request(name: str, user: dict[str, Any], old: dict[str, Any], new: dict[str, Any],
+                  operation: str = "UPDATE") -> dict[str, Any]:
+    return {"request": {"uid": "u", "kind": {"kind": "Node"}, "operation": operation,
+                        "name": name, "userInfo": user, "oldObject": old, "object": new}}
+
+
+def test_a_speaker_changes_only_its_own_nodes_drain_state() -> None:
+    own = {"username": SPEAKER, "extra": {NODE_NAME_EXTRA: ["node-a"]}}
+    old = {"metadata": {"name": "node-a", "resourceVersion": "1", "labels": {"x": "1"}},
+           "spec": {}}
+    noted = {"metadata": {"name": "node-a", "resourceVersion": "2", "labels": {"x": "1"},
+                          "annotations": {DRAIN_STATE_ANNOTATION: "draining"}}, "spec": {}}
+    assert review(_node_request("node-a", own, old, noted), {}, [SPEAKER])["response"]["allowed"]
+    tainted = {**noted, "spec": {"taints": [{"key": "k", "effect": "NoSchedule"}]}}
+    out = review(_node_request("node-a", own, old, tainted), {}, [SPEAKER])["response"]
+    assert not out["allowed"] and "not spec.taints" in out["status"]["message"]
+    other = review(_node_request("node-b", own, old, noted), {}, [SPEAKER])["response"]
+    assert "node node-a may not write Node node-b" in other["status"]["message"]
+    deleted = review(_node_request("node-a", own, old, {}, "DELETE"), {}, [SPEAKER])
+    assert not deleted["response"]["allowed"]
+    assert not review(_node_request("node-a", {"username": SPEAKER}, old, noted), {},
+                      [SPEAKER])["response"]["allowed"]
+    admin = review(_node_request("node-b", {"username": "admin"}, old, tainted), {}, [SPEAKER])
+    assert admin["response"]["allowed"]
+
+
+@pytest.mark.slow
+def test_a_speaker_patches_only_its_own_nodes_drain_state(vipcast_crds: Cluster, namespace: str,
+                                                          tmp_path: Path) -> None:
+    """The chart grants the speakers ``patch`` on Nodes for the drain state; against the real
+    API server, through the webhook as the chart registers it (the harness serves Nodes in
+    the stand-in group core.kube.test): node A's speaker token may set the annotation on A
+    (DrainReporter, the speaker's own write path), not on B, and no label on A."""
+    ca = _ca(tmp_path)
+    served = (tmp_path / "tls.crt", tmp_path / "tls.key")
+    _install(_leaf(tmp_path, ca, 1), served)
+    node_a, node_b = f"{namespace}-na", f"{namespace}-nb"
+
+    async def go() -> None:
+        admin = client(vipcast_crds.kubeconfig, namespace)
+        speaker_a = client(vipcast_crds.kubeconfig_for(f"sa:vipcast-system:vipcast-speaker:"
+                                                       f"{node_a}"), namespace)
+        server = WebhookServer(admin, *served, host="127.0.0.1", port=0, speakers=[SPEAKER])
+        _, port = await server.start(30)
+        name = f"vipcast-nodes-{namespace}"
+        try:
+            for node in (node_a, node_b):
+                await admin.create(Node.from_dict({"metadata": {"name": node,
+                                                                "labels": {"zone": "z1"}}}))
+            await admin.create(VWC.from_dict({
+                "apiVersion": "admissionregistration.k8s.io/v1",
+                "kind": "ValidatingWebhookConfiguration", "metadata": {"name": name},
+                "webhooks": [{
+                    "name": "nodes.vipcast.io",
+                    "clientConfig": {"url": f"https://127.0.0.1:{port}/validate",
+                                     "caBundle": base64.b64encode(ca[0].read_bytes()).decode()},
+                    "rules": [{"apiGroups": ["", "core.kube.test"], "apiVersions": ["v1"],
+                               "operations": ["CREATE", "UPDATE", "DELETE"],
+                               "resources": ["nodes", "nodes/status"]}],
+                    "matchConditions": [{
+                        "name": "speakers-only",
+                        "expression": f"request.userInfo.username == '{SPEAKER}'"}],
+                    "sideEffects": "None", "admissionReviewVersions": ["v1"],
+                    "failurePolicy": "Fail", "timeoutSeconds": 5}]}))
+
+            def note(value: str) -> dict[str, Any]:
+                return {"metadata": {"annotations": {DRAIN_STATE_ANNOTATION: value}}}
+
+            async def patch_refused(node: str, body: dict[str, Any]) -> str | None:
+                try:
+                    await speaker_a.patch(Node, node, body, patch_type=PatchType.MERGE)
+                except ApiError as exc:
+                    return str(exc.status.message)
+                return None
+
+            # the webhook is live once node A's speaker cannot write node B
+            message = await eventually(lambda: patch_refused(node_b, note("drained")), 30,
+                                       every=0.5, what="another node's patch refused")
+            assert f"node {node_a} may not write Node {node_b}" in message
+            # a label (scheduling) on its own node: refused, the Node unchanged
+            label = await patch_refused(node_a, {"metadata": {"labels": {"zone": "evil"}}})
+            assert label is not None and "metadata.labels.zone" in label
+            taint = await patch_refused(node_a, {"spec": {"taints": [
+                {"key": "evict-others", "effect": "NoSchedule"}]}})
+            assert taint is not None and "spec.taints" in taint
+            # the annotation on its own node: through the speaker's own write path
+            reporter = DrainReporter(speaker_a, node_a)
+            reporter.offer("draining")
+            await reporter.stop()
+            assert reporter.written == "draining"
+            a = await admin.get(Node, node_a)
+            b = await admin.get(Node, node_b)
+            assert a.metadata.annotations[DRAIN_STATE_ANNOTATION] == "draining"
+            assert a.metadata.labels == {"zone": "z1"} and not (a.spec and a.spec.taints)
+            assert DRAIN_STATE_ANNOTATION not in (b.metadata.annotations or {})
+            # back to serving: the annotation removed, also allowed
+            reporter.offer("serving")
+            await reporter.stop()
+            a = await admin.get(Node, node_a)
+            assert DRAIN_STATE_ANNOTATION not in (a.metadata.annotations or {})
+            # an administrator's Node writes never reach the webhook (matchConditions)
+            before = server.reviews
+            await admin.patch(Node, node_b, {"metadata": {"labels": {"zone": "z2"}}},
+                              patch_type=PatchType.MERGE)
+            assert server.reviews == before
+        finally:
+            with contextlib.suppress(ApiError):
+                await admin.delete(VWC, name)
+            for node in (node_a, node_b):
+                with contextlib.suppress(ApiError):
+                    await admin.delete(Node, node)
             await server.stop()
             await speaker_a.close()
             await admin.close()

@@ -17,6 +17,13 @@ which its bound pod token carries (``userInfo.extra["authentication.kubernetes.i
 Kubernetes >= 1.32). RBAC cannot say this (a DaemonSet's pods share one ServiceAccount and
 ``resourceNames`` would have to list every node), so without this check any node's speaker
 could forge another node's report.
+
+``Node`` updates by a speaker are held to the same node: the chart grants the speakers
+``patch`` on Nodes for one purpose, the drain-state annotation on their own Node
+(docs/drain.md), and RBAC would let that verb change any Node's labels or taints. A speaker
+may update only the Node its token names, and the update may change nothing but the
+annotation ``vipcast.io/drain-state``. Nobody else's Node writes reach this webhook (its
+``matchConditions`` name the speakers' ServiceAccount).
 """
 
 from __future__ import annotations
@@ -26,6 +33,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from vipcast.core.drain import DRAIN_STATE_ANNOTATION
 from vipcast.sources.kube.snapshot import OUR_KINDS, documents, to_document
 from vipcast.spec import KINDS, Issue, SpecError, load_documents
 from vipcast.spec.documents import JSON
@@ -98,6 +106,65 @@ def report_review(request: Mapping[str, Any], speakers: Collection[str]) -> JSON
     return _response(uid, True)
 
 
+NODE_KIND = "Node"
+#: metadata the API server itself changes on every write (not the writer's change)
+_SERVER_FIELDS = ("resourceVersion", "managedFields", "generation")
+
+
+def _without_drain_state(obj: Mapping[str, Any]) -> JSON:
+    out = dict(obj)
+    meta = {k: v for k, v in (obj.get("metadata") or {}).items() if k not in _SERVER_FIELDS}
+    notes = {k: v for k, v in (meta.get("annotations") or {}).items()
+             if k != DRAIN_STATE_ANNOTATION}
+    meta.pop("annotations", None)
+    if notes:
+        meta["annotations"] = notes
+    out["metadata"] = meta
+    return out
+
+
+def _changed(old: Any, new: Any, path: str = "") -> list[str]:
+    """The fields (dotted paths) where ``old`` and ``new`` differ."""
+    if isinstance(old, Mapping) or isinstance(new, Mapping):
+        old, new = old if old is not None else {}, new if new is not None else {}
+    if isinstance(old, Mapping) and isinstance(new, Mapping):
+        out: list[str] = []
+        for key in sorted(set(old) | set(new), key=str):
+            out += _changed(old.get(key), new.get(key), f"{path}.{key}" if path else str(key))
+        return out
+    return [] if old == new else [path or "(object)"]
+
+
+def node_review(request: Mapping[str, Any], speakers: Collection[str]) -> JSON:
+    """A speaker's write of a Node: its own Node, the drain-state annotation only."""
+    uid = str(request.get("uid", ""))
+    user = request.get("userInfo") or {}
+    username = str(user.get("username") or "")
+    if username not in speakers:
+        return _response(uid, True)
+    name = str(request.get("name") or "")
+    operation = str(request.get("operation") or "")
+    if operation != "UPDATE":
+        return _response(uid, False, f"{username} may not {operation.lower()} Node {name}: "
+                         f"a speaker only updates its own Node's {DRAIN_STATE_ANNOTATION}",
+                         code=403)
+    nodes = ((user.get("extra") or {}).get(NODE_NAME_EXTRA)) or []
+    if not nodes:
+        return _response(uid, False, f"{username} may write only its own Node, and its token "
+                         f"names no node (bound pod tokens carry {NODE_NAME_EXTRA} from "
+                         f"Kubernetes 1.32)", code=403)
+    if str(nodes[0]) != name:
+        return _response(uid, False, f"the speaker of node {nodes[0]} may not write Node "
+                         f"{name}", code=403)
+    changed = _changed(_without_drain_state(request.get("oldObject") or {}),
+                       _without_drain_state(request.get("object") or {}))
+    if changed:
+        return _response(uid, False, f"the speaker of node {name} may change only the "
+                         f"annotation {DRAIN_STATE_ANNOTATION} of its Node, not "
+                         f"{', '.join(changed[:5])}", code=403)
+    return _response(uid, True)
+
+
 def review(admission: Mapping[str, Any], existing: Mapping[str, Iterable[Mapping[str, Any]]],
            speakers: Collection[str] = ()) -> JSON:
     """Answer one AdmissionReview; ``existing`` is ``kind -> objects`` of our kinds now,
@@ -108,6 +175,8 @@ def review(admission: Mapping[str, Any], existing: Mapping[str, Iterable[Mapping
     kind = str((request.get("kind") or {}).get("kind") or obj.get("kind") or "")
     if kind == REPORT_KIND:
         return report_review(request, speakers)
+    if kind == NODE_KIND:
+        return node_review(request, speakers)
     if request.get("operation") not in ("CREATE", "UPDATE") or kind not in OUR_KINDS:
         return _response(uid, True)
     own = model_issues(kind, obj)
