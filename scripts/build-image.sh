@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds vipcast's container image here, from pinned Debian packages and locked wheels, without
 # pulling anything from a container registry. Reproducible: the same commit, locks and mirror
-# content give the same image ID and layer digests (bench/image_repro.py). Idempotent and
+# content give the same image ID and layer digests (bench/image_build.py). Idempotent and
 # cached: a second run with the same inputs finishes in seconds.
 #
 #   bash scripts/build-image.sh                 build (or reuse) and tag vipcast:<version>
@@ -57,7 +57,7 @@ for arg in "$@"; do
     --relock) relock=1 ;;
     --relock-debian) relock_debian=1 ;;
     --no-cache) no_cache=1 ;;
-    -h|--help) sed -n '2,29p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,28p' "$0"; exit 0 ;;
     *) die "unknown argument: $arg (see --help)" ;;
   esac
 done
