@@ -87,6 +87,13 @@ def lab() -> Iterator[tuple[Topology, LabState]]:
         router = router_of(topo, state)
         wait_sessions(router, 3, timeout=90)
         router.wait_established(*(a for i in NODES for a in _ours(i)), timeout=90)
+        # every BFD session Up at the router before any test: out of the 1 s slow start, the
+        # 100 ms x 3 timers are in force for the whole burst (one came Up mid-burst before)
+        every = {a for i in NODES for a in (*_cni(i), *_ours(i))}
+        assert isinstance(router, FrrInstance)
+        wait_until(lambda: {p.get("peer") for p in router.bfd_peers()
+                            if p.get("status") == "up"} >= every or None,
+                   timeout=60, what="every BFD session Up at the router")
         yield topo, state
     finally:
         topo.close()
@@ -105,6 +112,33 @@ def _counters(frr: FrrInstance, addresses: list[str]) -> dict[str, tuple[int, in
     neighbors = frr.neighbors()
     return {a: (int(neighbors[a].get("connectionsEstablished", 0)),
                 int(neighbors[a].get("connectionsDropped", 0))) for a in addresses}
+
+
+def _why(topo: Topology, state: LabState, frr: FrrInstance, addresses: list[str]) -> str:
+    """What a failure message needs to name the cause: FRR's reset reason per neighbor, its BFD
+    peers (state, diagnostics, timers), and what each agent logged about its sessions and BFD."""
+    lines = []
+    neighbors = frr.neighbors()
+    for a in addresses:
+        n = neighbors.get(a, {})
+        lines.append(f"{a}: {n.get('bgpState')} up={n.get('connectionsEstablished')} "
+                     f"dropped={n.get('connectionsDropped')} reset={n.get('lastResetDueTo')!r} "
+                     f"notification={n.get('lastNotificationReason')!r} "
+                     f"resetTimer={n.get('lastResetTimerMsecs')}")
+    for p in frr.bfd_peers():
+        lines.append(f"bfd {p.get('peer')}: {p.get('status')} diag={p.get('diagnostic')!r} "
+                     f"remote-diag={p.get('remote-diagnostic')!r} "
+                     f"rx/tx={p.get('receive-interval')}/{p.get('transmit-interval')} "
+                     f"remote rx/tx={p.get('remote-receive-interval')}/"
+                     f"{p.get('remote-transmit-interval')} down={p.get('downtime')}s")
+    for i in NODES:
+        log = Path(state.workdir) / f"n{i}-agent.log"
+        text = log.read_text(errors="replace") if log.exists() else ""
+        hits = [line for line in text.splitlines()
+                if any(w in line for w in ("bfd", "session down", "reload", "refused", "rror",
+                                           "stalled", "liveness", "servable", "backend"))]
+        lines += [f"n{i}-agent: {line[11:200]}" for line in hits[-16:]]
+    return "\n".join(lines)
 
 
 def _bird_session_starts(topo: Topology, state: LabState) -> dict[str, tuple[str, float]]:
@@ -173,11 +207,30 @@ def test_two_speakers_per_node_each_with_its_own_routes(
     assert {s.node for s in samples} == {"n1", "n2", "n3"}
 
 
+def _bfd_interval(frr: FrrInstance, ms: int, every: list[str]) -> None:
+    """Set the router's BFD profile to ``ms`` both ways, live: BFD's Poll sequence carries it
+    to every speaker (BIRD and vipcast alike), and the detection times follow."""
+    frr.configure("bfd", "profile fast", f"receive-interval {ms}", f"transmit-interval {ms}",
+                  daemon="bfdd")
+    wait_until(lambda: {p.get("peer") for p in frr.bfd_peers() if p.get("status") == "up"
+                        and p.get("receive-interval") == ms
+                        and p.get("transmit-interval") == ms} >= set(every) or None,
+               timeout=30, what=f"every BFD session Up at {ms} ms")
+
+
 def test_vip_changes_do_not_flap_the_cni_sessions(lab: tuple[Topology, LabState]) -> None:
+    """Measured on the 2-core machine under the suite's load (docs/cni.md): every speaker's
+    process, BIRD's and FRR's included, goes unscheduled for 200-700 ms at times, and at 100 ms
+    x 3 such a stall drops BIRD's sessions as well as vipcast's. Those flaps are the machine's,
+    not vipcast's; this test asks whether vipcast's changes move a session, so it widens the
+    router's BFD profile to 300 ms x 3 for the burst (live, through BFD's Poll sequence, which
+    vipcast's BFD must follow without a flap) and restores 100 ms after. The 100 ms x 3 failover
+    is the power-loss test below."""
     topo, state = lab
     frr = _frr(topo, state)
     frr.wait_paths(f"{WEB}/32", 3)
     every = [a for i in NODES for a in (*_cni(i), *_ours(i))]
+    _bfd_interval(frr, 300, every)
     before, starts = _counters(frr, every), _bird_session_starts(topo, state)
     blocks_before = {i: set(frr.received_prefixes(node_v4(i))) for i in NODES}
     extra = Path(state.workdir) / "config" / "burst.yaml"
@@ -190,11 +243,16 @@ def test_vip_changes_do_not_flap_the_cni_sessions(lab: tuple[Topology, LabState]
         extra.unlink()
         for ip in BURST_IPS:
             frr.wait_paths(f"{ip}/32", 0, timeout=45)
-        assert frr.route(f"{WEB}/32"), f"round {round_}: the lab's own VIP went with the burst"
-    assert _counters(frr, every) == before, "a router session dropped or restarted"
+        assert frr.route(f"{WEB}/32"), (f"round {round_}: the lab's own VIP went with the "
+                                        f"burst\n{_why(topo, state, frr, every)}")
+    after = _counters(frr, every)
+    assert after == before, (f"a router session dropped or restarted: {before} -> {after}\n"
+                             f"{_why(topo, state, frr, every)}")
     # BIRD prints one instant a millisecond apart at times: same_changes allows for that
     assert same_changes(starts, _bird_session_starts(topo, state))
     assert {i: set(frr.received_prefixes(node_v4(i))) for i in NODES} == blocks_before
+    _bfd_interval(frr, 100, every)
+    assert _counters(frr, every) == before, "back to 100 ms, a session dropped"
 
 
 def test_agent_restart_leaves_the_cni_sessions_alone(lab: tuple[Topology, LabState]) -> None:

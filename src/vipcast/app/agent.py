@@ -46,6 +46,7 @@ from vipcast.runtime.bgp.peer import PeerSettings
 from vipcast.runtime.bgp.speaker import Speaker
 from vipcast.runtime.bgp.transport import TransportOptions
 from vipcast.runtime.clock import LoopClock
+from vipcast.runtime.loop_watch import watch_loop
 from vipcast.runtime.weight_pacer import WeightPacer
 from vipcast.sources.files import ObjectFiles, watch
 from vipcast.sources.validated_cache import ValidatedCache
@@ -486,6 +487,7 @@ class Agent:
             loop.add_signal_handler(signal.SIGINT, self.request_stop)
         watcher: asyncio.Task[None] | None = None
         saver: asyncio.Task[None] | None = None
+        stalls = asyncio.create_task(watch_loop(), name="loop-watch")
         try:
             if self.options.metrics_address is not None:  # a busy port fails before announcing
                 self.metrics_bound = self._status_server.bind(*self.options.metrics_address)
@@ -506,7 +508,7 @@ class Agent:
             watcher = self._start_watching()
             await self._watch()
         finally:
-            for task in (watcher, saver):
+            for task in (watcher, saver, stalls):
                 if task is not None:
                     task.cancel()
                     await asyncio.gather(task, return_exceptions=True)
