@@ -27,6 +27,7 @@ from kube.e2e_objects import (
     NODES,
     RELAY,
     KubeLab,
+    delete_lab_objects,
     kube_lab_topology,
     lab_objects,
     post,
@@ -158,8 +159,7 @@ def test_speaker_containers_run_envoy_for_a_gateway(
             except subprocess.TimeoutExpired:
                 relay.kill()
                 relay.wait(5)
-        api = "/apis/vipcast.io/v1beta1"
-        for path in (f"{api}/bgppeers/{ns}-router", f"{api}/bgpadvertisements/{ns}-to-router",
-                     f"{api}/ipaddresspools/{ns}-lab", f"{GW}/gatewayclasses/img-{ns}",
-                     *(f"/api/v1/nodes/{n}" for n in names)):
-            cluster.request("DELETE", path)
+        # the lab's objects (a BGPAdvertisement left naming a deleted pool would freeze the
+        # config of every later test's controller in the shared session cluster)
+        delete_lab_objects(cluster, ns, names)
+        cluster.request("DELETE", f"{GW}/gatewayclasses/img-{ns}")
