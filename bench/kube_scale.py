@@ -18,7 +18,10 @@ are created through the API server. Then, in one run:
 
     nice .venv/bin/python bench/kube_scale.py --sizes 5000,10000 [--qps 100 --burst 200]
 
-Writes bench/kube_scale.json (each size's figures; sizes merged into the existing file).
+Writes bench/kube_scale.json (each size's figures; sizes merged into the existing file). A size
+in progress is written after each phase (and every ~30 s of the cold start) with
+``"partial": true``, so a run cut short keeps what it measured; the RSS of the test cluster's
+processes (etcd, API server) is recorded after creation and at the end.
 """
 
 from __future__ import annotations
@@ -185,7 +188,7 @@ def lease_holder(cluster: Cluster) -> str | None:
 
 
 async def cold_start(cluster: Cluster, n: int, logdir: Path,
-                     args: argparse.Namespace) -> dict[str, Any]:
+                     args: argparse.Namespace, save: Any = None) -> dict[str, Any]:
     holders: dict[str, str] = {}
     first: dict[str, tuple[str, ...]] = {}
     fig: dict[str, Any] = {"moves": 0, "double_assignments": 0, "kills": 0}
@@ -245,6 +248,11 @@ async def cold_start(cluster: Cluster, n: int, logdir: Path,
                 fig["kills"] += 1
                 killed = True
                 progress(f"SIGKILL {victim} at {len(first)} assigned")
+            if save and len(stamps) > 1 and int(time.monotonic()) % 30 == 0:
+                span = stamps[-1] - stamps[0]
+                save({**fig, "assigned_so_far": len(first), "elapsed_s": round(
+                    time.monotonic() - t0, 1), "status_writes_per_s_so_far": round(
+                        (len(stamps) - 1) / span, 1) if span else 0})
             await asyncio.sleep(0.5)
         await asyncio.sleep(2.0)  # late writes would show as violations
         fig["assigned"] = len(first)
@@ -289,7 +297,24 @@ async def cold_start(cluster: Cluster, n: int, logdir: Path,
     return fig
 
 
-async def one_size(n: int, args: argparse.Namespace, work: Path) -> dict[str, Any]:
+def rss_mb(pid: int) -> float:
+    """Resident memory of a process (MB), 0 when it is gone."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return round(int(line.split()[1]) / 1024, 1)
+    except OSError:
+        pass
+    return 0.0
+
+
+def server_memory(cluster: Cluster) -> dict[str, float]:
+    """RSS of the test cluster's processes (etcd, kube-apiserver, ...), MB."""
+    return {name: rss_mb(p.pid) for name, p in cluster.procs.items()}
+
+
+async def one_size(n: int, args: argparse.Namespace, work: Path,
+                   save: Any = None) -> dict[str, Any]:
     cluster = start_cluster(work / f"k8s-{n}", webhooks=False)
     try:
         from vipcast.sources.kube.crds import all_crds
@@ -306,14 +331,23 @@ async def one_size(n: int, args: argparse.Namespace, work: Path) -> dict[str, An
         out: dict[str, Any] = {"services": n, "headless_slices": n // 4}
         out["create"] = await create_objects(cluster.url, n, n // 4)
         out["create"]["wall_s"] = round(time.monotonic() - t0, 1)
+        out["server_rss_mb_after_create"] = server_memory(cluster)
+        progress(f"created: {out['create']} server rss {out['server_rss_mb_after_create']}")
+        if save:
+            save(out)
         out["speaker"] = {}
         for mode in ("before", "after"):
             out["speaker"][mode] = await speaker_tier(cluster, mode, args.events, n)
             progress(f"speaker {mode}: {out['speaker'][mode]}")
+            if save:
+                save(out)
         logdir = work / f"logs-{n}"
         logdir.mkdir()
-        out["controller"] = await cold_start(cluster, n, logdir, args)
+        out["controller"] = await cold_start(
+            cluster, n, logdir, args,
+            (lambda fig: save({**out, "controller": fig})) if save else None)
         out["controller"].update(qps_limit=args.qps, burst=args.burst)
+        out["server_rss_mb_end"] = server_memory(cluster)
         return out
     finally:
         cluster.stop()
@@ -341,7 +375,12 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="vc-scale-") as tmp:
         for n in (int(s) for s in args.sizes.split(",")):
             t0 = time.monotonic()
-            results[str(n)] = asyncio.run(one_size(n, args, Path(tmp)))
+
+            def save(partial: dict[str, Any], key: str = str(n)) -> None:
+                results[key] = {**partial, "partial": True}
+                args.json.write_text(json.dumps({"sizes": results}, indent=2) + "\n")
+
+            results[str(n)] = asyncio.run(one_size(n, args, Path(tmp), save))
             results[str(n)]["total_s"] = round(time.monotonic() - t0, 1)
             sp = results[str(n)]["speaker"]
             b, a = sp["before"], sp["after"]

@@ -102,7 +102,7 @@ class View:
     dead: frozenset[str] = frozenset()
 
 
-@dataclass
+@dataclass(slots=True)
 class _Pending:
     """A nonce we sent: who may echo it, what for, until when."""
 
@@ -116,7 +116,7 @@ class _Pending:
     acked: bool = False
 
 
-@dataclass
+@dataclass(slots=True)
 class _Probe:
     target: str
     token: int

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 WINDOW = 1024
 
 
-@dataclass
+@dataclass(slots=True)
 class ReplayWindow:
     boot: int
     highest: int = 0
