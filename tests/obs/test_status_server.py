@@ -166,15 +166,15 @@ def test_bound_before_serving_a_busy_port_fails_at_bind_and_serving_answers_late
     assert asyncio.run(go()) == (200, "ok\n")
 
 
-def test_the_agent_modules_do_not_import_the_http_stack_or_netlink() -> None:
-    """aiohttp (and its TLS setup) is imported when serving starts and pyroute2 by the first
-    local-route change, not with the agent's modules (a start pays for neither before its
-    first routes)."""
+def test_the_agent_modules_do_not_import_the_http_stack_netlink_or_rich() -> None:
+    """aiohttp (and its TLS setup) is imported when serving starts, pyroute2 by the first
+    local-route change and rich by the first table or console print, not with the agent's
+    modules (a start pays for none of them before its first routes)."""
     import subprocess
     import sys
 
     code = ("import sys, vipcast.cli.main, vipcast.app.agent, vipcast.app.node; "
-            "print(sorted({'aiohttp', 'pyroute2'} & set(sys.modules)))")
+            "print(sorted({'aiohttp', 'pyroute2', 'rich'} & set(sys.modules)))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          timeout=120, check=True)
     assert out.stdout.strip() == "[]"

@@ -8,11 +8,12 @@ import os
 import urllib.error
 import urllib.request
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.console import Console
-from rich.table import Table
+
+if TYPE_CHECKING:
+    from rich.table import Table
 
 DEFAULT_STATUS = "127.0.0.1:9473"
 
@@ -151,6 +152,8 @@ def _uptime(seconds: float | None) -> str:
 
 
 def sessions_table(document: dict[str, Any]) -> Table:
+    from rich.table import Table
+
     table = Table(title=f"BGP sessions of {document.get('node', '?')}")
     for column in ("peer", "address", "AS", "state", "uptime", "sent", "received", "last error"):
         table.add_column(column, overflow="fold")
@@ -176,6 +179,8 @@ def _ms(value: Any) -> str:
 
 def bfd_table(document: dict[str, Any]) -> Table | None:
     """The BFD sessions (one per BGPPeer with a bfdProfile); None when there are none."""
+    from rich.table import Table
+
     sessions: dict[str, Any] = document.get("bfd") or {}
     if not sessions:
         return None
@@ -204,6 +209,8 @@ def bfd_table(document: dict[str, Any]) -> Table | None:
 
 def l2_tables(document: dict[str, Any]) -> list[Table]:
     """Each L2 VIP's owner and this node's duties, then the membership view."""
+    from rich.table import Table
+
     l2: dict[str, Any] | None = document.get("l2")
     if not l2:
         return []
@@ -252,6 +259,8 @@ def l2_tables(document: dict[str, Any]) -> list[Table]:
 
 def routes_table(document: dict[str, Any]) -> Table | None:
     """The announced routes with their weighted-ECMP weight (only when some route has one)."""
+    from rich.table import Table
+
     routes = document.get("routes") or []
     if not any(r.get("weight") is not None for r in routes):
         return None
@@ -267,6 +276,8 @@ def routes_table(document: dict[str, Any]) -> Table | None:
 
 def handoff_table(document: dict[str, Any]) -> Table | None:
     """What this node hands to a CNI's BIRD (docs/cni.md, HandOff); None when nothing."""
+    from rich.table import Table
+
     rows = document.get("handoff") or []
     if not rows:
         return None
@@ -302,6 +313,8 @@ def status(
     as_json: Annotated[bool, typer.Option("--json", help="Print the raw JSON document")] = False,
 ) -> None:
     """Show a running agent's BGP sessions, BFD sessions and L2 owners and membership."""
+    from rich.console import Console
+
     try:
         document = fetch_status(address)
     except (OSError, urllib.error.URLError, ValueError) as exc:

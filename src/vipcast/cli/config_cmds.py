@@ -10,11 +10,9 @@ import gc
 import json
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.console import Console
-from rich.table import Table
 
 from vipcast.alloc import AllocationResult
 from vipcast.core.allocation import allocate_spec
@@ -28,6 +26,10 @@ from vipcast.sources.files import load_paths
 from vipcast.sources.state import read_state, state_path, write_state
 from vipcast.spec import Issue, Spec, SpecError
 
+if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.table import Table
+
 PathArg = Annotated[Path, typer.Argument(help="An object file or a directory of them.")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print the stable JSON document.")]
 StateOpt = Annotated[
@@ -40,6 +42,8 @@ SaveOpt = Annotated[
 
 
 def _console(err: bool = False) -> Console:
+    from rich.console import Console
+
     stream = sys.stderr if err else sys.stdout
     # wide when piped or captured, so messages are not folded into narrow columns
     width = None if stream.isatty() else 160
@@ -51,6 +55,8 @@ def _issues_table(error: SpecError) -> Table:
 
 
 def _findings_table(title: str, issues: list[Issue]) -> Table:
+    from rich.table import Table
+
     table = Table(title=title, show_lines=False)
     for column in ("file", "object", "field", "message"):
         table.add_column(column, overflow="fold")
@@ -93,6 +99,8 @@ def _warn(warnings: list[str]) -> None:
 
 
 def _services_table(result: AllocationResult) -> Table:
+    from rich.table import Table
+
     table = Table(title="Services")
     for column in ("service", "addresses", "pool", "reason", "details"):
         table.add_column(column, overflow="fold")
@@ -107,6 +115,8 @@ def _services_table(result: AllocationResult) -> Table:
 
 
 def _nodes_table(plans: dict[str, NodePlan]) -> Table:
+    from rich.table import Table
+
     table = Table(title="Announcements per node")
     for column in ("node", "kind", "what", "services"):
         table.add_column(column, overflow="fold")
@@ -200,6 +210,8 @@ def plan(
 def _plan_against(
     path: Path, spec: Spec, against: Path, state: Path | None, node: str | None, as_json: bool
 ) -> None:
+    from rich.table import Table
+
     old_spec = _load([against])
     old_state = state or state_path(against)
     if not read_state(old_state).exists:
@@ -271,6 +283,8 @@ def explain_cmd(
     save: SaveOpt = True,
 ) -> None:
     """Why a Service has these addresses (or none), and which nodes announce it and why."""
+    from rich.table import Table
+
     spec = _load([path])
     key = service if "/" in service else f"default/{service}"
     result, warnings = _allocate(path, spec, state, save=save)

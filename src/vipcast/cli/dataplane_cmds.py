@@ -2,22 +2,33 @@
 
 from __future__ import annotations
 
+import functools
 import json
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 import yaml
-from rich.console import Console
 
 from vipcast.core.desired import NodePlan
 from vipcast.dataplane.nft_render import down_set, render
 from vipcast.dataplane.planfile import PlanFileError, plan_from_data
 from vipcast.spec.addresses import parse_host_port
 
+if TYPE_CHECKING:
+    from rich.console import Console
+
 dataplane = typer.Typer(help="The node data plane: nftables table inet vipcast and VIP routes.",
                         no_args_is_help=True)
-console = Console(stderr=True)
+
+
+@functools.cache
+def _console() -> Console:
+    """The command's console, made when first printed to (rich is not imported before)."""
+    from rich.console import Console
+
+    return Console(stderr=True)
+
 
 PlanArg = Annotated[
     Path | None, typer.Argument(help="A NodePlan file (YAML/JSON: node, nat, local_vips).")
@@ -37,7 +48,7 @@ def _plan(plan_file: Path | None, config: list[Path] | None, node: str | None) -
         try:
             return plan_from_data(yaml.safe_load(plan_file.read_text()))
         except (OSError, yaml.YAMLError, PlanFileError) as exc:
-            console.print(f"[red]cannot read plan {plan_file}: {exc}")
+            _console().print(f"[red]cannot read plan {plan_file}: {exc}")
             raise typer.Exit(2) from exc
     if config and node:
         from vipcast.app.agent import default_planner
@@ -47,10 +58,10 @@ def _plan(plan_file: Path | None, config: list[Path] | None, node: str | None) -
         try:
             spec = load_paths(config)
         except SpecError as exc:
-            console.print(f"[red]invalid configuration:\n{exc}")
+            _console().print(f"[red]invalid configuration:\n{exc}")
             raise typer.Exit(2) from exc
         return default_planner(spec, node)
-    console.print("[red]give a PLANFILE, or --config FILES with --node NAME")
+    _console().print("[red]give a PLANFILE, or --config FILES with --node NAME")
     raise typer.Exit(2)
 
 
@@ -76,7 +87,7 @@ def render_cmd(
     """Print the libnftables JSON transaction for a node's plan (nothing is applied)."""
     rendered = render(_plan(plan_file, config, node).nat, down_set(_down(down)))
     for skipped in rendered.skipped:
-        console.print(f"[yellow]skipped {skipped.service}: {skipped.reason}")
+        _console().print(f"[yellow]skipped {skipped.service}: {skipped.reason}")
     typer.echo(json.dumps(rendered.document(), indent=2))
 
 
@@ -95,7 +106,7 @@ def apply_cmd(
     plan = _plan(plan_file, config, node)
     result = NftTable(netns).apply(render(plan.nat))
     if not result.ok:
-        console.print(f"[red]apply failed, previous table kept:\n{result.error}")
+        _console().print(f"[red]apply failed, previous table kept:\n{result.error}")
         raise typer.Exit(1)
     state = "applied" if result.changed else "unchanged"
     typer.echo(f"nftables: {state} ({result.diff.summary()}, {result.seconds * 1000:.1f} ms)")

