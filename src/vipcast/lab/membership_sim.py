@@ -87,6 +87,8 @@ class Simulation:
         self._alive_before: dict[str, frozenset[str]] = {}
         self._serving_before: dict[str, Mapping[str, frozenset[str]] | None] = {}
         self.sent = {name: Traffic() for name in self.members}
+        #: member -> end of its current stall (its process runs nothing until then)
+        self._stalled_until: dict[str, float] = {}
 
     # -- control -------------------------------------------------------------------------
     def start_all(self, stagger: float = 0.0, *, announce: bool = True) -> None:
@@ -114,6 +116,12 @@ class Simulation:
         self._after(name)
         return self.now
 
+    def stall(self, name: str, at: float, duration: float) -> None:
+        """From ``at``, ``name``'s process runs nothing for ``duration`` seconds (a GC pause, a
+        loaded machine): its timers fire late and what arrives meanwhile waits in its socket,
+        read in arrival order when the stall ends."""
+        self._push(at, "stall", name, repr(duration).encode())
+
     def reset_traffic(self) -> None:
         self.sent = {name: Traffic() for name in self.members}
 
@@ -125,6 +133,16 @@ class Simulation:
             if name not in self.up:
                 continue
             member = self.members[name]
+            if kind == "stall":
+                until = at + float(data.decode())
+                self._stalled_until[name] = max(self._stalled_until.get(name, 0.0), until)
+                continue
+            resume = self._stalled_until.get(name)
+            if resume is not None and at < resume:
+                if kind == "tick":
+                    self._tick_at[name] = resume
+                self._push(resume, kind, name, data)
+                continue
             if kind == "tick":
                 if self._tick_at.get(name) != at:
                     continue

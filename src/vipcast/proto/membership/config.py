@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 
 @dataclass(frozen=True)
@@ -32,12 +32,49 @@ class Timers:
     settle_after: float = 0.35
     #: a request (challenge, pull, sync) unanswered this long is sent again
     request_timeout: float = 0.25
+    #: Lifeguard's dynamic suspicion: a suspicion starts at ``suspicion_max_mult`` times the
+    #: suspicion timeout and shrinks toward it, on a log curve, as up to
+    #: ``suspicion_confirmations`` other members are heard suspecting the same incarnation
+    #: (1.0: a fixed timeout, SWIM as before)
+    suspicion_max_mult: float = 3.0
+    suspicion_confirmations: int = 3
+    #: Lifeguard's local health: a member that sees signs of its own slowness (a tick late by
+    #: more than a probe timeout, a suspicion of itself to refute) raises its health score by
+    #: one, a probe answered in time lowers it by one; probe timeout and probe interval are
+    #: stretched by ``score + 1``, the score stays below ``awareness_max`` (1: off)
+    awareness_max: int = 8
 
     def suspicion_timeout(self, members: int) -> float:
         return max(
             self.suspicion_min,
             self.suspicion_mult * math.log10(members + 1) * self.probe_interval,
         )
+
+    def suspicion_after(self, members: int, confirmations: int) -> float:
+        """How long a suspicion lasts, counted from when it began here, once ``confirmations``
+        other members were heard suspecting the same incarnation (Lifeguard's formula:
+        ``max - (max - min) * log(c + 1) / log(k + 1)``, never below ``min``). ``k`` is
+        ``suspicion_confirmations``, fewer in a cluster too small to give them."""
+        low = self.suspicion_timeout(members)
+        high = low * max(1.0, self.suspicion_max_mult)
+        k = min(self.suspicion_confirmations, members - 2)
+        if k < 1 or high <= low:
+            return low
+        c = min(max(confirmations, 0), k)
+        return max(low, high - (high - low) * math.log(c + 1) / math.log(k + 1))
+
+    def stall_tolerance(self) -> float:
+        """A member whose process stalls for less than this, minus one network round trip,
+        is never declared dead: a probe it missed is concluded a probe interval after it went
+        out, and no suspicion here runs out sooner than ``suspicion_min``. A longer stall cannot
+        be told from a crash (the stalled member answers nothing), so the tolerance is the
+        price in detection time: see docs/membership.md."""
+        return self.probe_interval + self.suspicion_min
+
+    def swim(self) -> Timers:
+        """The same timers without Lifeguard's additions: a fixed suspicion timeout and no
+        local health (the protocol as it was; the bench's reference)."""
+        return replace(self, suspicion_max_mult=1.0, awareness_max=1)
 
     def retransmits(self, members: int) -> int:
         return self.retransmit_mult * max(1, math.ceil(math.log10(members + 1)))
@@ -60,7 +97,8 @@ class Timers:
     def memberlist_lan(cls) -> Timers:
         """hashicorp memberlist's DefaultLANConfig, as published: ProbeInterval 1 s,
         ProbeTimeout 500 ms, IndirectChecks 3, SuspicionMult 4 (the minimum of its Lifeguard
-        suspicion range), GossipInterval 200 ms, GossipNodes 3, RetransmitMult 4."""
+        suspicion range), GossipInterval 200 ms, GossipNodes 3, RetransmitMult 4,
+        SuspicionMaxTimeoutMult 6, AwarenessMaxMultiplier 8."""
         return cls(
             probe_interval=1.0,
             probe_timeout=0.5,
@@ -72,6 +110,9 @@ class Timers:
             retransmit_mult=4,
             settle_after=2.0,
             request_timeout=1.0,
+            suspicion_max_mult=6.0,
+            suspicion_confirmations=2,
+            awareness_max=8,
         )
 
 

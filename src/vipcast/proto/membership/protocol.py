@@ -150,6 +150,11 @@ class Membership(SyncMixin):
         self._left = False
         #: suspected members and when their suspicion runs out
         self._suspects: dict[str, float] = {}
+        #: per suspected member: when the suspicion began here and who was heard suspecting
+        #: that incarnation (Lifeguard's confirmations; the first one is not a confirmation)
+        self._accusers: dict[str, tuple[float, int, set[str]]] = {}
+        #: Lifeguard's local health score, 0 (healthy) .. awareness_max - 1
+        self.health = 0
         #: members whose serving set is older than a version we heard of
         self._wanting: set[str] = set()
         #: the member table changed since the view was last computed
@@ -185,6 +190,7 @@ class Membership(SyncMixin):
                 del self.members[name]
                 self._rumors.discard(name)
                 self._suspects.pop(name, None)
+                self._accusers.pop(name, None)
                 self._wanting.discard(name)
                 self._dirty = True
         for name in sorted(wanted - set(self.members)):
@@ -269,6 +275,7 @@ class Membership(SyncMixin):
         self._probe_step(now)
         for name in [n for n, t in self._suspects.items() if t <= now]:
             del self._suspects[name]
+            self._accusers.pop(name, None)
             member = self.members[name]
             if member.state == State.SUSPECT:
                 member.state, self._dirty = State.DEAD, True
@@ -307,7 +314,7 @@ class Membership(SyncMixin):
             return None
         times = [self._next_probe]
         if self._probe is not None and not self._probe.indirect:
-            times.append(self._probe.sent + self.timers.probe_timeout)
+            times.append(self._probe.sent + self._probe_timeout())
         if self._rumors:
             times.append(self._next_gossip)
         times.extend(self._suspects.values())
@@ -322,10 +329,11 @@ class Membership(SyncMixin):
         stalled (a GC pause, a loaded machine, a long synchronous step). The acks and
         refutations that arrived meanwhile may still sit unread in the socket. Once per stall."""
         promised, self._promised = self._promised, None
-        if promised is None or now - promised <= self.timers.probe_timeout or self._graced:
+        if promised is None or now - promised <= self._probe_timeout() or self._graced:
             self._graced = False
             return False
         self._graced = True
+        self._health_change(+1)
         return True
 
     def _grace(self, now: float) -> bool:
@@ -333,11 +341,11 @@ class Membership(SyncMixin):
         is concluded (no probe judged, no suspicion expired) until the datagrams that arrived
         meanwhile were read; the probe under way waits for its ack again and the suspicions
         due run out a probe timeout later. The next tick proceeds whatever it finds."""
-        grace = now + self.timers.probe_timeout
+        grace = now + self._probe_timeout()
         if self._probe is not None:
             self._probe.sent = now
             self._probe.indirect = False
-            self._next_probe = max(self._next_probe, now + self.timers.probe_interval)
+            self._next_probe = max(self._next_probe, now + self._probe_interval())
         for name, until in self._suspects.items():
             if until < grace:
                 self._suspects[name] = grace
@@ -384,6 +392,7 @@ class Membership(SyncMixin):
                 member.adopt_boot(d.boot, d.incarnation)
                 if restarted or was != member.state:
                     self._suspects.pop(member.name, None)
+                    self._accusers.pop(member.name, None)
                     self._wanting.discard(member.name)
                     self._dirty = True
                 if restarted:
@@ -454,12 +463,20 @@ class Membership(SyncMixin):
                 self._probe_out_of_turn(member, now)
             return
         news = False
+        if (
+            source is not None
+            and rumor.state == State.SUSPECT
+            and member.state == State.SUSPECT
+            and rumor.incarnation == member.incarnation
+        ):
+            self._confirm(member, source, now)
         if overrides(rumor, member):
             member.incarnation, member.state = rumor.incarnation, rumor.state
             if rumor.state == State.SUSPECT:
-                self._suspects[member.name] = now + self._suspicion()
+                self._suspect(member, source or "", now)
             else:
                 self._suspects.pop(member.name, None)
+                self._accusers.pop(member.name, None)
             if rumor.state in (State.DEAD, State.LEFT):
                 # forgotten with its version: when it comes back, its set is pulled again
                 member.serving, member.pages = frozenset(), None
@@ -484,6 +501,8 @@ class Membership(SyncMixin):
         if rumor.boot != self.boot or self._left:
             return
         if rumor.state != State.ALIVE and rumor.incarnation >= self.incarnation:
+            # suspected: a sign that this node may be the slow one (Lifeguard)
+            self._health_change(+1)
             self.incarnation = rumor.incarnation + 1
             mine = self._self_rumor()
             self._rumors.push(mine, self._transmits())
@@ -500,7 +519,7 @@ class Membership(SyncMixin):
     # -- probing ---------------------------------------------------------------------------
     def _probe_step(self, now: float) -> None:
         probe = self._probe
-        timed_out = probe is not None and now >= probe.sent + self.timers.probe_timeout
+        timed_out = probe is not None and now >= probe.sent + self._probe_timeout()
         if probe is not None and timed_out and not probe.indirect:
             probe.indirect = True
             # None: the nonce expired before this tick ran (this node stalled for longer than
@@ -518,11 +537,11 @@ class Membership(SyncMixin):
         if probe is not None:
             self._conclude(probe, now)
         self._probe = None
-        self._next_probe = max(self._next_probe + self.timers.probe_interval, now)
+        self._next_probe = max(self._next_probe + self._probe_interval(), now)
         target_name = self._next_target()
         if target_name is None:
             return
-        token = self._nonce("probe", target_name, now, 2 * self.timers.probe_interval)
+        token = self._nonce("probe", target_name, now, 2 * self._probe_interval())
         self._pending[token].target = target_name
         self._probe = _Probe(target_name, token, now)
         self._send(target_name, Kind.PING, token=token)
@@ -534,10 +553,17 @@ class Membership(SyncMixin):
         a slow prober must not accuse others)."""
         member = self.members.get(probe.target)
         pending = self._pending.get(probe.token)
-        if member is None or pending is None or pending.acked or member.state != State.ALIVE:
+        if pending is not None and pending.acked:
+            self._health_change(-1)
+        if member is None or pending is None or pending.acked:
+            return
+        if member.state == State.SUSPECT:
+            self._confirm(member, self.node, now)
+            return
+        if member.state != State.ALIVE:
             return
         member.state, self._dirty = State.SUSPECT, True
-        self._suspects[member.name] = now + self._suspicion()
+        self._suspect(member, self.node, now)
         rumor = member.rumor()
         self._rumors.push(rumor, self._transmits())
         self._tell(member, now)
@@ -638,6 +664,32 @@ class Membership(SyncMixin):
 
     def _suspicion(self) -> float:
         return self.timers.suspicion_timeout(len(self.members) + 1)
+
+    def _suspect(self, member: Member, accuser: str, now: float) -> None:
+        """A suspicion of ``member`` begins here (ours, or heard from ``accuser``)."""
+        self._accusers[member.name] = (now, member.incarnation, {accuser})
+        self._suspects[member.name] = now + self.timers.suspicion_after(len(self.members) + 1, 0)
+
+    def _confirm(self, member: Member, accuser: str, now: float) -> None:
+        """Another member suspects the same incarnation: the suspicion shrinks (Lifeguard)."""
+        entry = self._accusers.get(member.name)
+        if entry is None or entry[1] != member.incarnation or member.name not in self._suspects:
+            return
+        began, _, accusers = entry
+        if accuser in accusers:
+            return
+        accusers.add(accuser)
+        after = self.timers.suspicion_after(len(self.members) + 1, len(accusers) - 1)
+        self._suspects[member.name] = min(self._suspects[member.name], began + after)
+
+    def _health_change(self, delta: int) -> None:
+        self.health = min(max(self.health + delta, 0), max(self.timers.awareness_max - 1, 0))
+
+    def _probe_timeout(self) -> float:
+        return self.timers.probe_timeout * (self.health + 1)
+
+    def _probe_interval(self) -> float:
+        return self.timers.probe_interval * (self.health + 1)
 
     def _transmits(self) -> int:
         return self.timers.retransmits(len(self.members) + 1)
