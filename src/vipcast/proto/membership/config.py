@@ -43,6 +43,10 @@ class Timers:
     #: one, a probe answered in time lowers it by one; probe timeout and probe interval are
     #: stretched by ``score + 1``, the score stays below ``awareness_max`` (1: off)
     awareness_max: int = 8
+    #: a member refuting a suspicion of itself sends the refutation directly to the member
+    #: that told it and up to ``refute_fanout - 1`` others, besides gossiping it (1: only the
+    #: member that told it, as before)
+    refute_fanout: int = 16
 
     def suspicion_timeout(self, members: int) -> float:
         return max(
@@ -73,8 +77,9 @@ class Timers:
 
     def swim(self) -> Timers:
         """The same timers without Lifeguard's additions: a fixed suspicion timeout and no
-        local health (the protocol as it was; the bench's reference)."""
-        return replace(self, suspicion_max_mult=1.0, awareness_max=1)
+        local health, refutation to the teller only (the protocol as it was; the bench's
+        reference)."""
+        return replace(self, suspicion_max_mult=1.0, awareness_max=1, refute_fanout=1)
 
     def retransmits(self, members: int) -> int:
         return self.retransmit_mult * max(1, math.ceil(math.log10(members + 1)))

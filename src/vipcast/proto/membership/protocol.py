@@ -506,8 +506,16 @@ class Membership(SyncMixin):
             self.incarnation = rumor.incarnation + 1
             mine = self._self_rumor()
             self._rumors.push(mine, self._transmits())
-            if source is not None:
-                self._send(source, Kind.GOSSIP, first=mine)
+            # the refutation goes at once, in one hop, to the member that told us and to up to
+            # refute_fanout - 1 others (all of a small cluster): each of them may have a
+            # suspicion running out, and gossip alone reached some only after theirs had
+            fanout = self.timers.refute_fanout - 1
+            names = [n for n, m in self.members.items()
+                     if n != source and m.state in (State.ALIVE, State.SUSPECT)] if fanout else []
+            if len(names) > fanout:
+                names = self.rng.sample(names, fanout)
+            for name in ([source] if source is not None else []) + names:
+                self._send(name, Kind.GOSSIP, first=mine)
 
     def _tell(self, member: Member, now: float) -> None:
         """Lifeguard's buddy notice: a member we suspect (or think dead) hears it from us."""
