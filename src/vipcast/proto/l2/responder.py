@@ -162,3 +162,28 @@ def announcements(mac: bytes, ip: IPv4Address | IPv6Address) -> tuple[bytes, ...
     if isinstance(ip, IPv4Address):
         return (gratuitous_arp(mac, ip, ArpOp.REQUEST), gratuitous_arp(mac, ip, ArpOp.REPLY))
     return (unsolicited_na(mac, ip),)
+
+
+def claim_of(data: bytes, mac: bytes) -> IPv4Address | IPv6Address | None:
+    """The address another host announces as its own in this frame, if it is an announcement
+    (a gratuitous ARP request or reply, an unsolicited Neighbor Advertisement to a multicast
+    group) from a MAC other than ``mac``; None for anything else, malformed frames included."""
+    try:
+        frame = decode_frame(data)
+        if frame.ethertype == EtherType.ARP:
+            arp = decode_arp(frame.payload)
+            if arp.is_gratuitous and arp.sender_mac != mac:
+                return arp.sender_ip
+            return None
+        if frame.ethertype == EtherType.IPV6:
+            packet = decode_ipv6(frame.payload)
+            if packet.next_header != NEXT_HEADER_ICMPV6 or not packet.dst.is_multicast:
+                return None
+            if packet.payload[:1] != bytes([IcmpType.NEIGHBOR_ADVERTISEMENT]):
+                return None
+            advert = decode_neighbor(packet)
+            if (advert.link_layer or frame.src) != mac:
+                return advert.target
+    except L2Error:
+        return None
+    return None

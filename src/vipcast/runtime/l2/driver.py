@@ -27,7 +27,7 @@ from dataclasses import dataclass, field, replace
 from ipaddress import ip_address
 
 from vipcast.core.desired import L2Ownership, NodePlan
-from vipcast.core.l2owner import canonical_ip, owned_here, owner_of
+from vipcast.core.l2owner import Releasing, canonical_ip, owned_by_peers, owned_here, owner_of
 from vipcast.obs.l2_metrics import L2Metrics
 from vipcast.obs.registry import CollectorRegistry
 from vipcast.proto.l2 import format_mac
@@ -37,7 +37,6 @@ from vipcast.runtime.l2.responder import AnnounceSchedule, InterfaceResponder, I
 from vipcast.runtime.membership import DEFAULT_PORT, MembershipAgent, new_boot
 
 log = logging.getLogger(__name__)
-
 
 
 @dataclass(frozen=True)
@@ -52,6 +51,9 @@ class L2Config:
     schedule: AnnounceSchedule = field(default_factory=AnnounceSchedule)
     #: interfaces for ownerships that name none
     default_interfaces: tuple[str, ...] = ()
+    #: a VIP a plan change gives to another live node is answered until that node's claim is
+    #: seen on the wire, at most this long (seconds)
+    release_timeout: float = 3.0
 
 
 class L2Runtime:
@@ -89,6 +91,8 @@ class L2Runtime:
         self._responders: dict[str, InterfaceResponder] = {}
         self._interface_errors: dict[str, str] = {}
         self._owned: frozenset[str] = frozenset()
+        self._releasing = Releasing()
+        self._release_timer: asyncio.TimerHandle | None = None
         self._on_ownership = on_ownership
         #: every membership view change (the node's liveness: ``View.dead``)
         self._on_view_change = on_view
@@ -155,6 +159,9 @@ class L2Runtime:
     async def stop(self, *, graceful: bool = True) -> None:
         """Stop answering at once; if ``graceful``, tell the peers so they take over now."""
         self._started = False
+        self._releasing = Releasing()
+        if self._release_timer is not None:
+            self._release_timer.cancel()
         for responder in self._responders.values():
             responder.set_owned(frozenset())
         if self._agent is not None:
@@ -177,14 +184,33 @@ class L2Runtime:
 
     def _reconcile(self) -> None:
         view = self.membership.view
+        owned = owned_here(self._ownerships, self.config.node, view)
+        owned_ips = frozenset(o.ip for o in owned)
+        peer_owned = owned_by_peers(self._ownerships, self.config.node, view)
+        lost = (self._owned - owned_ips) & peer_owned
+        now = self._now()
+        timeout = self.config.release_timeout
+        claimed = frozenset(
+            ip
+            for ip in lost | self._releasing.ips
+            for r in self._responders.values()
+            if r.claims.get(ip_address(ip), float("-inf")) > now - timeout
+        )
+        self._releasing = self._releasing.step(
+            lost_to_peer=lost, peer_owned=peer_owned, claimed=claimed, now=now, timeout=timeout
+        )
+        if lost - self._releasing.ips:
+            log.info("l2 %s: %s already claimed by the new owner", self.config.node, sorted(lost))
         wanted: dict[str, set[IPAddress]] = {}
+        releasing: dict[str, set[IPAddress]] = {}
         for ownership in self._ownerships:
             for ifname in self._interfaces(ownership):
                 wanted.setdefault(ifname, set())
-        owned = owned_here(self._ownerships, self.config.node, view)
-        for ownership in owned:
-            for ifname in self._interfaces(ownership):
-                wanted[ifname].add(ip_address(ownership.ip))
+                releasing.setdefault(ifname, set())
+                if ownership in owned:
+                    wanted[ifname].add(ip_address(ownership.ip))
+                elif ownership.ip in self._releasing.ips:
+                    releasing[ifname].add(ip_address(ownership.ip))
         for ifname in list(self._responders):
             if ifname not in wanted:
                 unused = self._responders.pop(ifname)
@@ -195,10 +221,32 @@ class L2Runtime:
         for ifname, ips in wanted.items():
             active = self._responder(ifname)
             if active is not None:
-                active.set_owned(frozenset(ips))
+                active.set_owned(frozenset(ips), frozenset(releasing[ifname]))
         for ownership in self._ownerships:
             self.metrics.vip_owned.labels(ownership.ip).set(1 if ownership in owned else 0)
-        self._set_owned(frozenset(o.ip for o in owned))
+        self._set_owned(owned_ips)
+        self._arm_release_timer()
+
+    def _arm_release_timer(self) -> None:
+        if self._release_timer is not None:
+            self._release_timer.cancel()
+            self._release_timer = None
+        deadline = self._releasing.next_deadline()
+        if deadline is not None:
+            self._release_timer = asyncio.get_running_loop().call_at(deadline, self._on_release_due)
+
+    def _on_release_due(self) -> None:
+        self._release_timer = None
+        if self._started:
+            self._reconcile()
+
+    def _on_claim(self, ip: IPAddress) -> None:
+        """Another MAC announced a VIP we are releasing: the new owner answers, we stop."""
+        log.info(
+            "l2 %s: %s claimed by its new owner, no longer answered here", self.config.node, ip
+        )
+        if self._started:
+            self._reconcile()
 
     def _set_owned(self, owned: frozenset[str]) -> None:
         taken, released = owned - self._owned, self._owned - owned
@@ -229,7 +277,9 @@ class L2Runtime:
             log.warning("l2 %s: cannot open %s: %s", self.config.node, ifname, exc)
             return None
         self._interface_errors.pop(ifname, None)
-        responder = InterfaceResponder(ifname, sock, mac, self.config.schedule, self.metrics)
+        responder = InterfaceResponder(
+            ifname, sock, mac, self.config.schedule, self.metrics, self._on_claim
+        )
         self._responders[ifname] = responder
         return responder
 
@@ -248,6 +298,7 @@ class L2Runtime:
                     "candidates": list(ownership.candidates),
                     "interfaces": list(self._interfaces(ownership)),
                     "answering_here": ownership.ip in self._owned,
+                    "releasing_here": ownership.ip in self._releasing.ips,
                     "servable_here": canonical_ip(ownership.ip) in self.membership.serving,
                 }
             )

@@ -8,11 +8,12 @@ import asyncio
 import contextlib
 import logging
 import socket
+from collections.abc import Callable
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv6Address
 
 from vipcast.obs.l2_metrics import L2Metrics
-from vipcast.proto.l2 import Outcome, OwnedAddresses, announcements, decide
+from vipcast.proto.l2 import Outcome, OwnedAddresses, announcements, claim_of, decide
 from vipcast.runtime.l2.packet_socket import PACKET_OUTGOING
 
 log = logging.getLogger(__name__)
@@ -40,6 +41,7 @@ class InterfaceResponder:
         mac: bytes,
         schedule: AnnounceSchedule,
         metrics: L2Metrics,
+        on_claim: Callable[[IPAddress], None] | None = None,
     ) -> None:
         self.ifname = ifname
         self.mac = mac
@@ -47,6 +49,11 @@ class InterfaceResponder:
         self._schedule = schedule
         self._metrics = metrics
         self._owned = OwnedAddresses(mac)
+        #: answered but not announced: handed over, answered until the new owner's claim
+        self._releasing: frozenset[IPAddress] = frozenset()
+        #: the last time another MAC announced one of the addresses answered here
+        self.claims: dict[IPAddress, float] = {}
+        self._on_claim = on_claim
         self._announcers: dict[IPAddress, asyncio.Task[None]] = {}
         self._loop = asyncio.get_running_loop()
         self._loop.add_reader(sock.fileno(), self._on_readable)
@@ -55,15 +62,21 @@ class InterfaceResponder:
     def owned(self) -> frozenset[IPAddress]:
         return self._owned.ipv4 | self._owned.ipv6
 
-    def set_owned(self, ips: frozenset[IPAddress]) -> None:
-        """Answer exactly for ``ips`` from now on; announce the new ones at once."""
-        before = self.owned
-        self._owned = OwnedAddresses.of(self.mac, ips)
-        for ip in before - ips:
-            task = self._announcers.pop(ip, None)
-            if task is not None:
-                task.cancel()
-        for ip in sorted(ips - before, key=str):
+    @property
+    def releasing(self) -> frozenset[IPAddress]:
+        return self._releasing
+
+    def set_owned(
+        self, ips: frozenset[IPAddress], releasing: frozenset[IPAddress] = frozenset()
+    ) -> None:
+        """Answer for ``ips`` and ``releasing`` from now on; announce the newly owned ``ips`` at
+        once (``releasing`` is answered, never announced: another node is taking it)."""
+        self._owned = OwnedAddresses.of(self.mac, ips | releasing)
+        self._releasing = releasing - ips
+        for ip in list(self._announcers):
+            if ip not in ips:
+                self._announcers.pop(ip).cancel()
+        for ip in sorted(ips - self._announcers.keys(), key=str):
             self._announcers[ip] = self._loop.create_task(
                 self._announce(ip), name=f"l2-announce-{self.ifname}-{ip}"
             )
@@ -90,12 +103,22 @@ class InterfaceResponder:
                 return
             if address[2] == PACKET_OUTGOING:
                 continue
+            if self._releasing or self._on_claim is not None:
+                self._note_claim(data)
             decision = decide(data, self._owned)
             self._metrics.frames.labels(self.ifname, decision.outcome.value).inc()
             if decision.reply is not None:
                 self._send(decision.reply)
             elif decision.outcome is Outcome.MALFORMED:
                 log.debug("l2 %s: malformed frame: %s", self.ifname, decision.detail)
+
+    def _note_claim(self, data: bytes) -> None:
+        claimed = claim_of(data, self.mac)
+        if claimed is None or claimed not in self.owned:
+            return
+        self.claims[claimed] = self._loop.time()
+        if claimed in self._releasing and self._on_claim is not None:
+            self._on_claim(claimed)
 
     def _send(self, frame: bytes) -> bool:
         try:
@@ -115,6 +138,4 @@ class InterfaceResponder:
                     self._metrics.announcements.labels(self.ifname).inc()
             rounds += 1
             burst = rounds < self._schedule.burst
-            await asyncio.sleep(
-                self._schedule.burst_interval if burst else self._schedule.period
-            )
+            await asyncio.sleep(self._schedule.burst_interval if burst else self._schedule.period)
