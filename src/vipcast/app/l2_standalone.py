@@ -35,6 +35,12 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser.add_argument("--interface", action="append", default=[], required=True)
     parser.add_argument("--vip", action="append", default=[])
     parser.add_argument("--candidates", help="comma-separated preference order for every VIP")
+    parser.add_argument(
+        "--candidates-file",
+        type=Path,
+        help="read the preference order from this file (comma-separated) at start and on SIGHUP",
+    )
+    parser.add_argument("--release-timeout", type=float, default=3.0)
     parser.add_argument("--peer", action="append", default=[], help="NAME=HOST[:PORT]")
     parser.add_argument("--bind", default=f"0.0.0.0:{DEFAULT_PORT}")
     parser.add_argument("--key-file", type=Path)
@@ -62,10 +68,12 @@ def build(args: argparse.Namespace) -> tuple[L2Config, NodePlan]:
         bind=parse_host_port(args.bind, default_port=DEFAULT_PORT),
         schedule=AnnounceSchedule(args.burst, args.burst_interval, args.announce_period),
         default_interfaces=tuple(args.interface),
+        release_timeout=args.release_timeout,
     )
-    candidates = (
-        tuple(args.candidates.split(",")) if args.candidates else tuple(sorted({args.node, *peers}))
-    )
+    text = args.candidates
+    if args.candidates_file is not None:
+        text = args.candidates_file.read_text().strip()
+    candidates = tuple(text.split(",")) if text else tuple(sorted({args.node, *peers}))
     ownerships = tuple(
         L2Ownership(vip, tuple(args.interface), candidates[0], candidates) for vip in args.vip
     )
@@ -89,6 +97,22 @@ async def run(args: argparse.Namespace) -> None:
         loop.add_signal_handler(sig, stopping.set)
     loop.add_signal_handler(signal.SIGUSR1, lambda: _emit("status", status=runtime.status()))
     await runtime.apply(plan)
+
+    pending: set[asyncio.Task[None]] = set()
+
+    def reload() -> None:
+        # a plan change: the preference order re-read (an unreadable file changes nothing)
+        try:
+            _, new_plan = build(args)
+        except (OSError, ValueError) as exc:
+            _emit("reload_failed", error=f"{args.candidates_file}: {exc}")
+            return
+        applying = loop.create_task(runtime.apply(new_plan))
+        pending.add(applying)
+        applying.add_done_callback(pending.discard)
+        _emit("plan", candidates=list(new_plan.l2[0].candidates) if new_plan.l2 else [])
+
+    loop.add_signal_handler(signal.SIGHUP, reload)
     await runtime.start()
     _emit("started", node=config.node)
     await stopping.wait()

@@ -116,7 +116,7 @@ class L2Runtime:
         self._ownerships = plan.l2
         self._declare()
         if self._started:
-            self._reconcile()
+            self._reconcile(hand_over=True)
 
     def membership_counters(self) -> dict[str, object] | None:
         """The membership's plain counters (None without peers), for the metrics collector."""
@@ -139,7 +139,7 @@ class L2Runtime:
         if self._declare() and self._agent is not None and self._agent.running:
             self._agent.send_now()
         if self._started:
-            self._reconcile()
+            self._reconcile(hand_over=True)
 
     def _declare(self) -> bool:
         """Put the servable VIPs of the plan into the membership; True if that changed them."""
@@ -182,12 +182,16 @@ class L2Runtime:
     def _interfaces(self, ownership: L2Ownership) -> tuple[str, ...]:
         return ownership.interfaces or self.config.default_interfaces
 
-    def _reconcile(self) -> None:
+    def _reconcile(self, *, hand_over: bool = False) -> None:
+        """Answer for what this node owns now. With ``hand_over`` (a plan or servability change
+        made here), a VIP another live node takes is released, not dropped; a view change (a
+        node died, came back, or a peer's servability changed) drops it at once: the peer
+        already owns it in its own view and announced it."""
         view = self.membership.view
         owned = owned_here(self._ownerships, self.config.node, view)
         owned_ips = frozenset(o.ip for o in owned)
         peer_owned = owned_by_peers(self._ownerships, self.config.node, view)
-        lost = (self._owned - owned_ips) & peer_owned
+        lost = (self._owned - owned_ips) & peer_owned if hand_over else frozenset()
         now = self._now()
         timeout = self.config.release_timeout
         claimed = frozenset(

@@ -1,6 +1,6 @@
 """AF_PACKET sockets for the L2 responder: one raw socket per interface, filtered in the kernel
-(classic BPF) down to ARP and ICMPv6 Neighbor Solicitations, receiving all multicast so the
-solicited-node groups of the VIPs reach it without joining each one.
+(classic BPF) down to ARP and ICMPv6 Neighbor Solicitations and Advertisements, receiving all
+multicast so the solicited-node groups of the VIPs reach it without joining each one.
 """
 
 from __future__ import annotations
@@ -17,16 +17,18 @@ SO_ATTACH_FILTER = 26
 #: sll_pkttype of a frame this host sent (seen by ETH_P_ALL sockets)
 PACKET_OUTGOING = 4
 
-# ldh [12]; ARP -> accept; IPv6 -> next header 58 at [20]; ICMPv6 type 135 at [54] -> accept
+# ldh [12]; ARP -> accept; IPv6 -> next header 58 at [20]; ICMPv6 type at [54]: 135 (a
+# solicitation to answer) or 136 (an advertisement: another node's claim of a VIP) -> accept
 _BPF_LD_H_ABS, _BPF_LD_B_ABS, _BPF_JEQ_K, _BPF_RET_K = 0x28, 0x30, 0x15, 0x06
 NS_FILTER: tuple[tuple[int, int, int, int], ...] = (
     (_BPF_LD_H_ABS, 0, 0, 12),
-    (_BPF_JEQ_K, 5, 0, 0x0806),
-    (_BPF_JEQ_K, 0, 5, 0x86DD),
+    (_BPF_JEQ_K, 6, 0, 0x0806),
+    (_BPF_JEQ_K, 0, 6, 0x86DD),
     (_BPF_LD_B_ABS, 0, 0, 20),
-    (_BPF_JEQ_K, 0, 3, 58),
+    (_BPF_JEQ_K, 0, 4, 58),
     (_BPF_LD_B_ABS, 0, 0, 54),
-    (_BPF_JEQ_K, 0, 1, 135),
+    (_BPF_JEQ_K, 1, 0, 135),
+    (_BPF_JEQ_K, 0, 1, 136),
     (_BPF_RET_K, 0, 0, 0x40000),
     (_BPF_RET_K, 0, 0, 0),
 )

@@ -51,7 +51,8 @@ class InterfaceResponder:
         self._owned = OwnedAddresses(mac)
         #: answered but not announced: handed over, answered until the new owner's claim
         self._releasing: frozenset[IPAddress] = frozenset()
-        #: the last time another MAC announced one of the addresses answered here
+        #: the last time another MAC announced one of the addresses answered here, since this
+        #: node last took it
         self.claims: dict[IPAddress, float] = {}
         self._on_claim = on_claim
         self._announcers: dict[IPAddress, asyncio.Task[None]] = {}
@@ -77,6 +78,8 @@ class InterfaceResponder:
             if ip not in ips:
                 self._announcers.pop(ip).cancel()
         for ip in sorted(ips - self._announcers.keys(), key=str):
+            # another node's announcement before we took the VIP is no claim on it any more
+            self.claims.pop(ip, None)
             self._announcers[ip] = self._loop.create_task(
                 self._announce(ip), name=f"l2-announce-{self.ifname}-{ip}"
             )
