@@ -8,7 +8,15 @@ from ipaddress import IPv4Address, IPv6Address
 
 from vipcast.core.desired import L2Ownership
 from vipcast.core.l2owner import Releasing, owned_by_peers
-from vipcast.proto.l2 import ArpOp, announcements, claim_of, gratuitous_arp
+from vipcast.proto.l2 import (
+    ArpOp,
+    OwnedAddresses,
+    announcements,
+    claim_of,
+    decide,
+    gratuitous_arp,
+    owner_probes,
+)
 from vipcast.proto.membership import View
 
 VIP = "192.0.2.50"
@@ -102,3 +110,14 @@ def test_claims_are_announcements_from_another_mac() -> None:
     assert claim_of(gratuitous_arp(MAC_B, ip4, ArpOp.REPLY), MAC_A) == ip4
     assert claim_of(b"\x00" * 10, MAC_A) is None
     assert claim_of(announcements(MAC_B, ip4)[0][:20], MAC_A) is None
+
+
+def test_the_owners_answer_to_a_probe_is_a_claim() -> None:
+    # the releasing node (MAC_A) asks; the new owner (MAC_B) answers; that answer is its claim
+    for ip in (IPv4Address(VIP), IPv6Address("2001:db8::50")):
+        (probe,) = owner_probes(MAC_A, ip)
+        assert claim_of(probe, MAC_B) is None  # a probe claims nothing
+        answer = decide(probe, OwnedAddresses.of(MAC_B, [ip])).reply
+        assert answer is not None
+        assert claim_of(answer, MAC_A) == ip
+        assert decide(probe, OwnedAddresses.of(MAC_B, [])).reply is None

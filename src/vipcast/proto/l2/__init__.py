@@ -11,6 +11,7 @@ from vipcast.proto.l2.responder import (
     claim_of,
     decide,
     gratuitous_arp,
+    owner_probes,
     unsolicited_na,
 )
 
@@ -29,6 +30,7 @@ __all__ = [
     "decode_frame",
     "format_mac",
     "gratuitous_arp",
+    "owner_probes",
     "parse_mac",
     "unsolicited_na",
 ]

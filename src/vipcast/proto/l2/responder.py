@@ -165,19 +165,19 @@ def announcements(mac: bytes, ip: IPv4Address | IPv6Address) -> tuple[bytes, ...
 
 
 def claim_of(data: bytes, mac: bytes) -> IPv4Address | IPv6Address | None:
-    """The address another host announces as its own in this frame, if it is an announcement
-    (a gratuitous ARP request or reply, an unsolicited Neighbor Advertisement to a multicast
-    group) from a MAC other than ``mac``; None for anything else, malformed frames included."""
+    """The address another host says is its own in this frame: the sender address of a
+    gratuitous ARP or of an ARP reply, the target of a Neighbor Advertisement (solicited or
+    not), from a MAC other than ``mac``; None for anything else, malformed frames included."""
     try:
         frame = decode_frame(data)
         if frame.ethertype == EtherType.ARP:
             arp = decode_arp(frame.payload)
-            if arp.is_gratuitous and arp.sender_mac != mac:
+            if arp.sender_mac != mac and (arp.is_gratuitous or arp.op == ArpOp.REPLY):
                 return arp.sender_ip
             return None
         if frame.ethertype == EtherType.IPV6:
             packet = decode_ipv6(frame.payload)
-            if packet.next_header != NEXT_HEADER_ICMPV6 or not packet.dst.is_multicast:
+            if packet.next_header != NEXT_HEADER_ICMPV6:
                 return None
             if packet.payload[:1] != bytes([IcmpType.NEIGHBOR_ADVERTISEMENT]):
                 return None
@@ -187,3 +187,15 @@ def claim_of(data: bytes, mac: bytes) -> IPv4Address | IPv6Address | None:
     except L2Error:
         return None
     return None
+
+
+def owner_probes(mac: bytes, ip: IPv4Address | IPv6Address) -> tuple[bytes, ...]:
+    """Ask who answers for ``ip`` without claiming it: an ARP probe (sender address 0.0.0.0,
+    RFC 5227) or a Neighbor Solicitation from the unspecified address to the solicited-node
+    group (as in duplicate address detection); the owner's answer is a claim (:func:`claim_of`)."""
+    if isinstance(ip, IPv4Address):
+        packet = ArpPacket(ArpOp.REQUEST, mac, IPv4Address(0), ZERO_MAC, ip)
+        return (EthernetFrame(BROADCAST, mac, EtherType.ARP, packet.encode()).encode(),)
+    group = solicited_node(ip)
+    solicitation = NeighborMessage(IcmpType.NEIGHBOR_SOLICITATION, ip)
+    return (_ipv6_frame(mac, multicast_mac(group), UNSPECIFIED, group, solicitation),)

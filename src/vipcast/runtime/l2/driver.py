@@ -196,7 +196,7 @@ class L2Runtime:
         timeout = self.config.release_timeout
         claimed = frozenset(
             ip
-            for ip in lost | self._releasing.ips
+            for ip in self._releasing.ips  # a claim counts from the start of the release
             for r in self._responders.values()
             if r.claims.get(ip_address(ip), float("-inf")) > now - timeout
         )

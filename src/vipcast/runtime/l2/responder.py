@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv6Address
 
 from vipcast.obs.l2_metrics import L2Metrics
-from vipcast.proto.l2 import Outcome, OwnedAddresses, announcements, claim_of, decide
+from vipcast.proto.l2 import Outcome, OwnedAddresses, announcements, claim_of, decide, owner_probes
 from vipcast.runtime.l2.packet_socket import PACKET_OUTGOING
 
 log = logging.getLogger(__name__)
@@ -51,8 +51,8 @@ class InterfaceResponder:
         self._owned = OwnedAddresses(mac)
         #: answered but not announced: handed over, answered until the new owner's claim
         self._releasing: frozenset[IPAddress] = frozenset()
-        #: the last time another MAC announced one of the addresses answered here, since this
-        #: node last took it
+        #: the last time another MAC claimed one of the addresses answered here, since this
+        #: node last took it or started releasing it
         self.claims: dict[IPAddress, float] = {}
         self._on_claim = on_claim
         self._announcers: dict[IPAddress, asyncio.Task[None]] = {}
@@ -73,7 +73,14 @@ class InterfaceResponder:
         """Answer for ``ips`` and ``releasing`` from now on; announce the newly owned ``ips`` at
         once (``releasing`` is answered, never announced: another node is taking it)."""
         self._owned = OwnedAddresses.of(self.mac, ips | releasing)
+        started = releasing - ips - self._releasing
         self._releasing = releasing - ips
+        for ip in sorted(started, key=str):
+            # only an answer from now on is the new owner's claim; ask for it at once in case
+            # the new owner announced before this node let go
+            self.claims.pop(ip, None)
+            for frame in owner_probes(self.mac, ip):
+                self._send(frame)
         for ip in list(self._announcers):
             if ip not in ips:
                 self._announcers.pop(ip).cancel()
