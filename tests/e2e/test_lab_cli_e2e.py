@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -77,7 +78,8 @@ def test_demo_runs_in_about_a_minute_and_leaves_only_its_picture(tmp_path: Path)
         env={**os.environ, "COLUMNS": "200"},
     )
     try:
-        out, err = proc.communicate(timeout=180)  # about 15 s alone; generous on a busy box
+        # about 70 s alone (weights, a drain under load, failover, L7): generous on a busy box
+        out, err = proc.communicate(timeout=360)
     finally:
         if proc.poll() is None:
             proc.kill()
@@ -87,6 +89,13 @@ def test_demo_runs_in_about_a_minute_and_leaves_only_its_picture(tmp_path: Path)
     for heading in ("allocations", "BGP sessions", "ECMP", "client requests", "failover"):
         assert heading in out, out
     assert "recovered after" in out and "did not recover" not in out, out
+    # weighted ECMP: the router's weights follow the pods per node (1, 2, 3)
+    assert "weighted ECMP to" in out and "router weight" in out, out
+    weights = [int(w) for _, w in sorted(re.findall(r"│ (198\.18\.0\.1\d) +│ (\d+) +│", out))]
+    assert len(weights) == 3 and weights[0] < weights[1] < weights[2], out
+    # the drain under load: zero failed requests, the node's route withdrawn
+    assert "6. drain" in out and " 0 failed of " in out and "not within the run" not in out, out
+    assert "Drain of n1: 0 failed" in picture.read_text()
     # the L7 part: routing, the split, the client the backends saw, scaling with no failure
     assert "L7 gateway" in out and "203.0.113.10" in out, out
     assert "times under load: 0 failed" in out, out

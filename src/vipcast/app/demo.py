@@ -3,7 +3,10 @@
 Builds the lab (router, nodes running vipcast agents and Envoy, backends, client), shows the
 allocations, the router's BGP sessions and ECMP routes, sends client traffic through the VIPs
 and shows how it spreads, then cuts a node off (agent killed, its cable pulled) while the client
-keeps sending, and reports how long the client's traffic took to recover. Its L7 part
+keeps sending, and reports how long the client's traffic took to recover. Before that
+(``app/demo_drain.py``) it shows the router's weighted next hops for a VIP whose nodes run
+different numbers of pods, beside the client's measured spread, and drains a node under load
+(the failed requests counted: zero expected), then undrains it. Its L7 part
 (``app/demo_gateway.py``) shows the Gateway: host and path routing, a weighted split, the client
 the backends saw, pods scaled under load. Writes an SVG of requests per node over time (and
 per Service version through the Gateway), then tears everything down.
@@ -24,6 +27,13 @@ from dataclasses import dataclass, replace
 from html import escape
 from pathlib import Path
 
+from vipcast.app.demo_drain import (
+    DrainResult,
+    WeightResult,
+    drain_node,
+    drain_svg,
+    measure_weights,
+)
 from vipcast.app.demo_gateway import L7Result, l7_scenario, l7_svg, stack_svgs
 from vipcast.app.lab import (
     LabOptions,
@@ -85,6 +95,10 @@ class DemoResult:
     route_gone: float | None = None
     #: the L7 part (the lab's Gateway), when the lab runs Envoy
     l7: L7Result | None = None
+    #: weighted ECMP (a lab with ``backends``): the router's weights and the measured spread
+    weights: WeightResult | None = None
+    #: a drain under client load (then an undrain), before the failover
+    drain: DrainResult | None = None
 
 
 def load_samples(text: str) -> list[Sample]:
@@ -180,6 +194,11 @@ def _scenario(topo: Topology, state: LabState, opts: LabOptions, say: Say,
                                     for s in samples)
             seen[label] = Counter(str(s.client) for s in samples if s.ok)
 
+    weights = (measure_weights(topo, vips["default/web-local"][0], opts.nodes, say,
+                               lambda c, url, n: send(c, url, n))
+               if opts.backends else None)
+    drained = drain_node(topo, state, 1, vips["default/web"][0], say)
+
     l7 = l7_scenario(topo, state, opts, say) if opts.gateway else None
 
     victim = f"n{opts.nodes}"
@@ -203,7 +222,7 @@ def _scenario(topo: Topology, state: LabState, opts: LabOptions, say: Say,
     result = DemoResult(
         allocations=allocs, sessions=sessions, routes=routes, spread=spread, clients_seen=seen,
         failover_samples=samples, killed_node=victim, kill_at=kill_at, recovery=recovery,
-        failed_requests=failed, route_gone=route_gone, l7=l7,
+        failed_requests=failed, route_gone=route_gone, l7=l7, weights=weights, drain=drained,
     )
     if picture is not None:
         cause = "BFD 100 ms x 3" if opts.bfd else f"BGP hold timer {opts.hold_time} s"
@@ -212,7 +231,10 @@ def _scenario(topo: Topology, state: LabState, opts: LabOptions, say: Say,
             samples, kill_at, victim, route_gone=route_gone, recovery=recovery,
             subtitle=f"{opts.nodes} nodes, failure detection: {cause}; two clients, each "
                      "one new connection every 40 ms, timeout 0.25 s")
-        picture.write_text(stack_svgs([chart, l7_svg(l7)]) if l7 is not None else chart)
+        charts = [chart, drain_svg(weights, drained)]
+        if l7 is not None:
+            charts.append(l7_svg(l7))
+        picture.write_text(stack_svgs(charts))
         result.picture = picture
         png = write_png(picture)
         if png is not None:

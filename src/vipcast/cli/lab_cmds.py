@@ -297,7 +297,9 @@ def demo(
             gateway = False
     opts = LabOptions(nodes=nodes, bfd=bfd, prefix=f"vc-{os.getpid()}",
                       workdir=Path(f"/tmp/vipcast-demo-{os.getpid()}"), hold_time=3,
-                      gateway=gateway, liveness=liveness)
+                      gateway=gateway, liveness=liveness,
+                      # web-local pods 1, 2, 3, ... per node: weighted ECMP on
+                      backends=tuple(range(1, nodes + 1)))
     try:
         with _console().status("starting") as st:
             result = run_demo(opts, lambda s: st.update(s), picture)
@@ -331,11 +333,31 @@ def demo(
         t.add_row(label, ", ".join(f"{k}: {v}" for k, v in sorted(counter.items())),
                   ", ".join(f"{k}: {v}" for k, v in sorted(result.clients_seen[label].items())))
     _console().print(t)
+    if result.weights is not None:
+        w = result.weights
+        t = Table(title=f"5. weighted ECMP to {w.vip} (web-local: 1, 2, 3, ... pods per node)")
+        for col in ("next hop", "router weight", "weight share", "requests served",
+                    "measured share"):
+            t.add_column(col)
+        total_w = sum(w.weights.values()) or 1
+        total_s = sum(w.served.values()) or 1
+        for hop in sorted(w.weights):
+            t.add_row(hop, str(w.weights[hop]), f"{w.weights[hop] / total_w:.0%}",
+                      str(w.served[hop]), f"{w.served[hop] / total_s:.0%}")
+        _console().print(t)
+    if result.drain is not None:
+        d = result.drain
+        gone = "not within the run" if d.withdrawn is None else f"{d.withdrawn:.1f} s"
+        _console().print(
+            f"[bold]6. drain[/bold]: vipcast drain {d.node} under load: GRACEFUL_SHUTDOWN "
+            f"moved the router's new connections away, the agent withdrew after "
+            f"[bold]{gone}[/bold] (its NEW-connection counter quiet); "
+            f"[bold]{d.failed} failed[/bold] of {len(d.samples)} requests; undrained after")
     ok = sum(1 for s in result.failover_samples if s.ok)
     rec = "did not recover" if result.recovery is None else f"{result.recovery:.2f} s"
     gone = "-" if result.route_gone is None else f"{result.route_gone:.2f} s"
     _console().print(
-        f"[bold]5. failover[/bold]: {result.killed_node} lost power at {result.kill_at:.1f} s "
+        f"[bold]7. failover[/bold]: {result.killed_node} lost power at {result.kill_at:.1f} s "
         f"(agent SIGKILLed, cable pulled); the router dropped its next hop after "
         f"[bold]{gone}[/bold]; client traffic recovered after [bold]{rec}[/bold] "
         + ("(the other nodes left its backends out of their maps once the node membership "
@@ -357,7 +379,7 @@ def _print_l7(l7: Any) -> None:
 
     from vipcast.app.lab_gateway import GATEWAY_VIP
 
-    _console().print(f"[bold]6. L7 gateway[/bold]: Envoy on every node; Gateway default/web at "
+    _console().print(f"[bold]8. L7 gateway[/bold]: Envoy on every node; Gateway default/web at "
                   f"{GATEWAY_VIP}, the router's next hops {', '.join(l7.next_hops)}")
     t = Table(title="routing by Host and path")
     for col in ("Host", "path", "served by"):
