@@ -197,9 +197,10 @@ def _scenario(topo: Topology, state: LabState, opts: LabOptions, say: Say,
     weights = (measure_weights(topo, vips["default/web-local"][0], opts.nodes, say,
                                lambda c, url, n: send(c, url, n))
                if opts.backends else None)
-    drained = drain_node(topo, state, 1, vips["default/web"][0], say)
-
     l7 = l7_scenario(topo, state, opts, say) if opts.gateway else None
+    # after the L7 part: an undrain completes only once every route's service is verified
+    # servable again, which the Gateway VIP's never is here (docs/drain.md, not done yet)
+    drained = drain_node(topo, state, 1, vips["default/web"][0], say)
 
     victim = f"n{opts.nodes}"
     say(f"failover: the client keeps sending; {victim} loses power in 3 s")

@@ -47,6 +47,8 @@ class DrainResult:
     #: seconds from the drain until the router's route lost the node's next hop
     withdrawn: float | None
     failed: int
+    #: seconds from the undrain until the router's route had the node's next hop again
+    back: float | None = None
 
 
 def measure_weights(topo: Topology, vip: str, nodes: int, say: Say,
@@ -96,13 +98,16 @@ def drain_node(topo: Topology, state: LabState, node: int, vip: str, say: Say) -
                       for other in loads for s in other.samples()), key=lambda s: s.t)
     say(f"drain: {name} comes back")
     _vipcast("undrain", name, "--config", config)
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
+    undrain_at = time.monotonic()
+    back: float | None = None
+    while time.monotonic() < undrain_at + 20:
         r = router.route(f"{vip}/32")
         if r is not None and hop in r.gateways:
+            back = time.monotonic() - undrain_at
             break
         time.sleep(0.2)
-    return DrainResult(name, samples, drain_at, withdrawn, sum(1 for s in samples if not s.ok))
+    return DrainResult(name, samples, drain_at, withdrawn, sum(1 for s in samples if not s.ok),
+                       back)
 
 
 def _vipcast(*args: str) -> None:

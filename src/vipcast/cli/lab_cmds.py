@@ -352,7 +352,9 @@ def demo(
             f"[bold]6. drain[/bold]: vipcast drain {d.node} under load: GRACEFUL_SHUTDOWN "
             f"moved the router's new connections away, the agent withdrew after "
             f"[bold]{gone}[/bold] (its NEW-connection counter quiet); "
-            f"[bold]{d.failed} failed[/bold] of {len(d.samples)} requests; undrained after")
+            f"[bold]{d.failed} failed[/bold] of {len(d.samples)} requests; vipcast undrain: "
+            + ("[yellow]not back in the router's routes within 20 s[/yellow]"
+               if d.back is None else f"back in the router's routes after {d.back:.1f} s"))
     ok = sum(1 for s in result.failover_samples if s.ok)
     rec = "did not recover" if result.recovery is None else f"{result.recovery:.2f} s"
     gone = "-" if result.route_gone is None else f"{result.route_gone:.2f} s"
