@@ -41,6 +41,9 @@ class Agent:
     def drain_inputs(self) -> tuple[Spec, NodePlan]:
         return self.spec, plan_node(self.spec, allocate_spec(self.spec).current(), "n1")
 
+    def servable_now(self) -> frozenset[str] | None:
+        return self.local.servable
+
     async def set_drain(self, phase: Phase, state: str) -> None:
         self.phases.append((phase, state))
 

@@ -18,7 +18,7 @@ from vipcast.core.gateway.address import (
     gateway_service_key,
 )
 from vipcast.core.incremental import NodePlanner
-from vipcast.core.pipeline import Local, NodeIdentity, plan, snapshot
+from vipcast.core.pipeline import Local, NodeIdentity, plan, servable_now, snapshot
 from vipcast.spec import Spec
 
 Doc = dict[str, Any]
@@ -45,6 +45,24 @@ def _plan(spec: Spec, node: str, local: Local) -> tuple[Any, Any]:
     allocated = gateway_addresses(planner.assignments)
     snap = snapshot(full, duties, NodeIdentity(node), gateway_addresses=allocated)
     return plan(snap, local), allocated
+
+
+def test_undrain_gate_counts_a_served_gateway_as_servable() -> None:
+    """The drain driver's HEALTH_VERIFIED reads what the planner would announce: with the
+    node's Envoy ready, the Gateway's stand-in Service is servable (the undrain of a node
+    carrying a Gateway VIP waited for ever, seen in the demo)."""
+    spec = spec_of([*_infra(), gateway_class(), gateway("web", addresses=())])
+    planner = NodePlanner()
+    full = GatewayServices()(spec)
+    duties = planner(full, "n1")
+    snap = snapshot(full, duties, NodeIdentity("n1"),
+                    gateway_addresses=gateway_addresses(planner.assignments))
+    stand_in = gateway_service_key("default/web")
+    assert stand_in in {s for r in snap.plan_base.bgp for s in r.services}
+    ready = servable_now(snap, Local(servable=frozenset(), proxy_ready=True))
+    assert ready is not None and stand_in in ready
+    assert servable_now(snap, Local(servable=frozenset(), proxy_ready=False)) == frozenset()
+    assert servable_now(snap, Local()) is None
 
 
 def _prefixes(p: Any) -> list[str]:

@@ -36,6 +36,7 @@ from vipcast.core.gateway.address import GatewayServices, gateway_addresses
 from vipcast.core.incremental import NodePlanner
 from vipcast.core.pipeline import Local, NodeIdentity, Snapshot, snapshot
 from vipcast.core.pipeline import plan as pipeline_plan
+from vipcast.core.pipeline import servable_now as pipeline_servable_now
 from vipcast.core.plan import plan_for_spec
 from vipcast.core.sessions import bgp_sessions
 from vipcast.core.weights import route_weight
@@ -376,6 +377,13 @@ class Agent:
         if current is None or current.snapshot is None:
             return None
         return current.spec, current.snapshot.plan_base
+
+    def servable_now(self) -> frozenset[str] | None:
+        """The services the plan may announce now (see :func:`core.pipeline.servable_now`)."""
+        current = self.current
+        if current is None or current.snapshot is None:
+            return self.local.servable
+        return pipeline_servable_now(current.snapshot, self.local)
 
     async def set_drain(self, phase: Phase, state: str) -> None:
         """The drain state machine moved (an observation like :meth:`observe`): re-plan."""

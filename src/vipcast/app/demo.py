@@ -198,8 +198,8 @@ def _scenario(topo: Topology, state: LabState, opts: LabOptions, say: Say,
                                lambda c, url, n: send(c, url, n))
                if opts.backends else None)
     l7 = l7_scenario(topo, state, opts, say) if opts.gateway else None
-    # after the L7 part: an undrain completes only once every route's service is verified
-    # servable again, which the Gateway VIP's never is here (docs/drain.md, not done yet)
+    # after the L7 part: an undrain completes once every route's service is servable again
+    # (the Gateway VIP's while Envoy is ready; docs/drain.md)
     drained = drain_node(topo, state, 1, vips["default/web"][0], say)
 
     victim = f"n{opts.nodes}"

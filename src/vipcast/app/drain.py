@@ -9,7 +9,8 @@ events and runs its one timer on the injectable Clock.
   (:func:`~vipcast.core.drain.routers_moved`): the wait ends before the grace. Without a
   usable counter (no nftables, no privilege) the grace alone ends it;
 - HEALTH_VERIFIED when, undraining, every service of the node's routes is servable again
-  (the announcement policy's verified set; no gating without a data plane).
+  (what the planner would announce: the verified set, and the Gateways' stand-ins while the
+  node's Envoy is ready; no gating without a data plane).
 
 The driver is a plan consumer that never awaits the agent from inside ``apply`` (the agent is
 publishing then): it only schedules :meth:`_settle`, one task at a time.
@@ -38,7 +39,6 @@ from vipcast.core.drain import (
     step,
     wants_drain,
 )
-from vipcast.core.pipeline import Local
 from vipcast.core.ports import Clock, Timer
 from vipcast.dataplane.drain_counter import CounterError, NewConnectionCounter
 from vipcast.runtime.clock import LoopClock
@@ -51,9 +51,9 @@ if TYPE_CHECKING:
 class Drainable(Protocol):
     """What the driver needs of the agent."""
 
-    local: Local
-
     def drain_inputs(self) -> tuple[Spec, NodePlan] | None: ...
+
+    def servable_now(self) -> frozenset[str] | None: ...
 
     async def set_drain(self, phase: Phase, state: str) -> None: ...
 
@@ -141,7 +141,7 @@ class DrainDriver:
             events.append(DrainEvent.GRACE_EXPIRED)
         if self._moved:
             events.append(DrainEvent.ROUTERS_MOVED)
-        servable = self.agent.local.servable
+        servable = self.agent.servable_now()
         if servable is None or all(s in servable for r in base.bgp for s in r.services):
             events.append(DrainEvent.HEALTH_VERIFIED)
         return events

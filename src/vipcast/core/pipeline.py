@@ -370,6 +370,16 @@ def _on_dead_nodes(snap: Snapshot, dead: frozenset[str], down: frozenset[Backend
     return frozenset(out - keep)
 
 
+
+def servable_now(snap: Snapshot, local: Local) -> frozenset[str] | None:
+    """The services the plan may announce: the verified ones, and the Gateways' stand-in
+    Services while the node's proxy is ready (None: not gated, no data plane)."""
+    if local.servable is None:
+        return None
+    if local.proxy_ready and snap.proxied:
+        return local.servable | snap.proxied
+    return local.servable
+
 def plan(snap: Snapshot, local: Local) -> NodePlan:
     """The node's one plan: the snapshot's, with what it observes now applied (pure, cheap)."""
     base = snap.plan_base
@@ -381,8 +391,7 @@ def plan(snap: Snapshot, local: Local) -> NodePlan:
     if snap.filter is None:
         object.__setattr__(snap, "filter", _Filter(base))  # a memo: the result is the same
     assert snap.filter is not None
-    servable = local.servable
-    if local.proxy_ready and snap.proxied:
-        servable = servable | snap.proxied
+    servable = servable_now(snap, local)
+    assert servable is not None
     bgp, l2_servable, delta = snap.filter.apply(base, servable)
     return replace(base, bgp=bgp, down=down, l2_servable=l2_servable, bgp_delta=delta)
