@@ -76,6 +76,15 @@ def test_phases_on_the_plan() -> None:
     assert apply_drain(plan, Phase.WITHDRAWN).bgp == ()
 
 
+def test_a_draining_node_serves_no_l2_vip() -> None:
+    """L2 drain: the node's serving set empties as the drain starts, so the members elect the
+    next owner, whose announcement ends this node's release (docs/l2.md); back on ANNOUNCE."""
+    plan = NodePlan(node="n1", l2_servable=frozenset({"demo/web"}))
+    assert apply_drain(plan, Phase.ANNOUNCE).l2_servable == frozenset({"demo/web"})
+    assert apply_drain(plan, Phase.GRACEFUL_SHUTDOWN).l2_servable == frozenset()
+    assert apply_drain(plan, Phase.WITHDRAWN).l2_servable == frozenset()
+
+
 def test_drain_triggers_on_the_node_object() -> None:
     spec = load(pool("p", "192.0.2.0/28"), peer("r"), bgp_adv("a"),
                 node("plain"), node("labelled", **{

@@ -82,7 +82,7 @@ NODE = """\
 ---
 apiVersion: v1
 kind: Node
-metadata: {{name: {name}}}
+metadata: {{name: {name}, annotations: {{vipcast.io/drain: "{drain}"}}}}
 status:
   addresses: [{{type: InternalIP, address: {address}}}]
 """
@@ -145,6 +145,8 @@ class AgentLan:
     #: ``nodes`` (a test adds or removes one later to show live membership)
     configured: tuple[str, ...] | None = None
     ready: dict[str, bool] = field(default_factory=dict)
+    #: nodes whose Node object carries ``vipcast.io/drain: "true"``
+    drained: set[str] = field(default_factory=set)
     agents: dict[str, Process] = field(default_factory=dict)
     backends: dict[str, Process] = field(default_factory=dict)
     macs: dict[str, str] = field(default_factory=dict)
@@ -203,7 +205,9 @@ class AgentLan:
         return self
 
     def write_config(self) -> None:
-        nodes = "".join(NODE.format(name=n, address=self.address(n)) for n in self.members())
+        nodes = "".join(NODE.format(name=n, address=self.address(n),
+                                    drain="true" if n in self.drained else "false")
+                        for n in self.members())
         endpoints = "".join(
             ENDPOINT.format(address=self.address(n), name=n,
                             ready="true" if self.ready[n] else "false")
@@ -217,6 +221,11 @@ class AgentLan:
 
     def set_ready(self, node: str, ready: bool) -> None:
         self.ready[node] = ready
+        self.write_config()
+
+    def set_drained(self, node: str, drained: bool) -> None:
+        """``vipcast drain``/``undrain`` as the files see it: the Node's annotation."""
+        (self.drained.add if drained else self.drained.discard)(node)
         self.write_config()
 
     def start_backend(self, node: str) -> None:

@@ -102,6 +102,38 @@ def test_local_policy_owner_losing_its_last_ready_endpoint_moves_the_vip(
     assert lan.get() == first
 
 
+def test_drained_owner_hands_its_vip_over_before_it_stops_answering(
+    agent_lan: AgentLan,
+) -> None:
+    """Issue 14, L2 drain: the owner's Node is annotated ``vipcast.io/drain``; the next
+    candidate takes the VIP and the drained node keeps answering until it sees that node's
+    announcement (the release of docs/l2.md), so every probe is answered across the drain and
+    the capture shows one MAC, then the other. Undrain gives the VIP back."""
+    lan = agent_lan
+    first, second = lan.candidates()[:2]
+    lan.start_all()
+    lan.wait_sole_owner(first)
+    capture, pcap = lan.start_capture()
+    probe = lan.start_probe(period=0.02, duration=6.0)
+    time.sleep(1.0)
+    drained_at = time.time()
+    lan.set_drained(first, True)
+    probe.popen.wait(40)
+    capture.stop()
+    attempts = parse_attempts(probe.log_text())
+    unanswered = [a for a in attempts if a.node is None]
+    assert not unanswered, f"{len(unanswered)} of {len(attempts)} unanswered: {unanswered[:5]}"
+    moved = next((a for a in attempts if a.node == second and a.sent > drained_at), None)
+    assert moved is not None, f"{second} never answered: {attempts[-5:]}"
+    later = [a.node for a in attempts if a.sent > moved.sent + 0.5]
+    assert later and set(later) == {second}, later
+    single_answerer(pcap, lan, first, second)
+    assert lan.status(first).get("drain") in ("draining", "drained"), lan.status(first)
+    lan.set_drained(first, False)
+    lan.wait_sole_owner(first, timeout=30)
+    assert lan.get() == first
+
+
 def test_restarted_node_takes_its_vip_back_only_when_it_can_carry_it(
     agent_lan: AgentLan,
 ) -> None:

@@ -117,8 +117,11 @@ def apply_drain(plan: NodePlan, phase: Phase) -> NodePlan:
     """``plan`` as announced in ``phase`` (the same object in ``ANNOUNCE``)."""
     if phase is Phase.ANNOUNCE:
         return plan
+    # L2: a draining node serves no VIP any more, so the members elect the next owner; this
+    # node keeps answering (releasing) until it sees that owner's gratuitous ARP / NA
+    # (runtime/l2, docs/l2.md "Hand-over on a plan change")
     if phase is Phase.WITHDRAWN:
-        return replace(plan, bgp=())
+        return replace(plan, bgp=(), l2_servable=frozenset())
     routes = tuple(
         replace(
             r,
@@ -128,7 +131,7 @@ def apply_drain(plan: NodePlan, phase: Phase) -> NodePlan:
         )
         for r in plan.bgp
     )
-    return replace(plan, bgp=routes)
+    return replace(plan, bgp=routes, l2_servable=frozenset())
 
 
 def wants_drain(
