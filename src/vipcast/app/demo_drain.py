@@ -124,7 +124,7 @@ FAILED = "#e15759"
 def drain_svg(w: WeightResult | None, d: DrainResult, bucket: float = 0.5) -> str:
     """Left: weight share vs measured share per node. Right: the client's requests per
     ``bucket`` by node during the drain, failed ones in red, drain and withdrawal marked."""
-    width, height = 860, 330
+    width, height = 860, 350
     out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
            'font-family="DejaVu Sans, sans-serif" font-size="12">',
            f'<rect width="{width}" height="{height}" fill="white"/>']
@@ -150,8 +150,8 @@ def drain_svg(w: WeightResult | None, d: DrainResult, bucket: float = 0.5) -> st
     left, top, plot_w, plot_h = 400, 64, 430, 210
     out.append(f'<text x="{left}" y="22" font-size="15" font-weight="bold">'
                f'Drain of {escape(d.node)}: {d.failed} failed of {len(d.samples)}</text>')
-    out.append(f'<text x="{left}" y="40" fill="#555">client requests per {bucket:g} s by '
-               'node; GRACEFUL_SHUTDOWN, then withdrawal</text>')
+    out.append(f'<text x="{left}" y="40" fill="#555">requests per {bucket:g} s by pod\'s '
+               'node; GRACEFUL_SHUTDOWN, withdrawal</text>')
     if d.samples:
         end = max(s.t for s in d.samples) + bucket
         n = int(end / bucket) + 1
@@ -193,6 +193,8 @@ def drain_svg(w: WeightResult | None, d: DrainResult, bucket: float = 0.5) -> st
             out.append(f'<text x="{left + 90 * i + 16}" y="{top + plot_h + 28}">node '
                        f'{escape(key)}</text>')
         out.append(f'<text x="{left}" y="{top + plot_h + 48}" fill="#555">seconds: 0 - '
-                   f'{end:.0f}</text>')
+                   f'{end:.0f}; {escape(d.node)} takes no new traffic, its pods answer on</text>')
+        out.append(f'<text x="{left}" y="{top + plot_h + 64}" fill="#555">through the other '
+                   'nodes (Cluster policy)</text>')
     out.append("</svg>")
     return "\n".join(out)
