@@ -355,7 +355,7 @@ else
   podman build --pull=never --network=none --timestamp="$epoch" "${cache_opt[@]}" \
     --build-arg RUNTIME_BASE="$runtime_base" --build-arg DEPS_IMAGE="$deps_ref" \
     --build-arg VERSION="$version" --build-arg REVISION="$revision" \
-    --build-arg SOURCE="$source_url" \
+    --build-arg SOURCE="$source_url" --build-arg SOURCE_DATE_EPOCH="$epoch" \
     --iidfile "$work/iid" -f "$work/context/Containerfile" "$work/context" \
     >"$CACHE/podman-build.log" 2>&1 \
     || { tail -30 "$CACHE/podman-build.log" >&2
