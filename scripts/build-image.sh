@@ -7,7 +7,7 @@
 #   bash scripts/build-image.sh                 build (or reuse) and tag vipcast:<version>
 #   bash scripts/build-image.sh --relock        rewrite deploy/image/requirements.lock (PyPI)
 #   bash scripts/build-image.sh --relock-debian rewrite deploy/image/debian.lock (the mirror)
-#   bash scripts/build-image.sh --no-cache      rebuild the final stages even when cached
+#   bash scripts/build-image.sh --no-cache      rebuild the final stages even when tagged
 #
 # Steps (docs/image.md):
 #   1. tools: podman, runc, mmdebstrap (installed with apt-get when missing and allowed)
@@ -350,12 +350,14 @@ else
   fi
   say "podman build (base $runtime_base, dependencies $deps_ref, timestamp $epoch)"
   # --timestamp: the image's created time, its history and every file's mtime are the
-  # commit's time, so the same commit gives the same image ID (docs/image.md)
-  cache_opt=(); [ "$no_cache" = 0 ] || cache_opt=(--no-cache)
-  podman build --pull=never --network=none --timestamp="$epoch" "${cache_opt[@]}" \
+  # commit's time, so the same commit gives the same image ID (docs/image.md). Never podman's
+  # layer cache here: podman 4.3 reuses a cached layer (and a cached stage) whatever
+  # --timestamp says, so a build after another commit kept that commit's file times and got
+  # another ID than a fresh build (CI). The tagged image above is this script's cache.
+  podman build --pull=never --network=none --timestamp="$epoch" --no-cache \
     --build-arg RUNTIME_BASE="$runtime_base" --build-arg DEPS_IMAGE="$deps_ref" \
     --build-arg VERSION="$version" --build-arg REVISION="$revision" \
-    --build-arg SOURCE="$source_url" --build-arg SOURCE_DATE_EPOCH="$epoch" \
+    --build-arg SOURCE="$source_url" \
     --iidfile "$work/iid" -f "$work/context/Containerfile" "$work/context" \
     >"$CACHE/podman-build.log" 2>&1 \
     || { tail -30 "$CACHE/podman-build.log" >&2
