@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from pathlib import Path
 
 from octavia_api import MISSING, PROJECT, SUBNET, OctaviaAPI
@@ -37,19 +37,18 @@ class _SqliteLockRetry(OctaviaDriver):
     other outcome, and a third refusal, is returned as is (seen once in CI under load)."""
 
     async def ensure(self, desired: DesiredLB) -> Outcome:
-        outcome = await super().ensure(desired)
-        for _ in range(2):
-            if not _locked(outcome):
-                break
-            outcome = await super().ensure(desired)
-        return outcome
+        return await self._again(lambda: super(_SqliteLockRetry, self).ensure(desired))
 
     async def delete(self, name: str) -> Outcome:
-        outcome = await super().delete(name)
+        return await self._again(lambda: super(_SqliteLockRetry, self).delete(name))
+
+    @staticmethod
+    async def _again(call: Callable[[], Awaitable[Outcome]]) -> Outcome:
+        outcome = await call()
         for _ in range(2):
             if not _locked(outcome):
                 break
-            outcome = await super().delete(name)
+            outcome = await call()
         return outcome
 
 
