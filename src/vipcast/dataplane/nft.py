@@ -28,7 +28,8 @@ import nftables
 
 from vipcast.dataplane.netns_switch import inside
 from vipcast.dataplane.nft_patch import patch_commands
-from vipcast.dataplane.nft_render import FAMILY, TABLE, Rendered
+from vipcast.dataplane.nft_render import Rendered
+from vipcast.dataplane.nft_table import FAMILY, TABLE
 from vipcast.spec.documents import JSON
 
 ObjectKey = tuple[str, ...]

@@ -20,20 +20,16 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from vipcast.core.desired import Backend, NatRule
+from vipcast.dataplane.nft_elements import PROTO_NAME, IpFamily, canon_ip, family_of
 from vipcast.dataplane.nft_patch import TablePatch
 from vipcast.dataplane.nft_render import (
-    _PROTO_NAME,
     BackendKey,
-    IpFamily,
     Piece,
     RenderCache,
-    _canon_ip,
-    _family,
     down_set,
-    pick_objects,
-    slot_objects,
     usable_backends,
 )
+from vipcast.dataplane.nft_table import pick_objects, slot_objects
 from vipcast.spec.documents import JSON
 
 Elem = tuple[str, str, int]
@@ -58,28 +54,28 @@ class FlipIndex:
         self._counts: dict[IpFamily, Counter[int]] = {4: Counter(), 6: Counter()}
         is_down = down_set(down)
         for rule in sorted(rules, key=cache.order):
-            key = (_canon_ip(rule.vip), _PROTO_NAME[rule.protocol], rule.port)
+            key = (canon_ip(rule.vip), PROTO_NAME[rule.protocol], rule.port)
             if key in seen:
                 continue  # a later rule of the same VIP port is never rendered
             seen.add(key)
             for b in rule.backends:
-                self._by_backend.setdefault((_canon_ip(b.ip), b.port), []).append(rule)
+                self._by_backend.setdefault((canon_ip(b.ip), b.port), []).append(rule)
             usable = usable_backends(rule, is_down)
             self._count_remote(rule, usable, +1)
             if usable:
-                self._counts[_family(key[0])][len(usable)] += 1
+                self._counts[family_of(key[0])][len(usable)] += 1
 
     def _count_remote(self, rule: NatRule, backends: Iterable[Backend], step: int
                       ) -> list[Elem]:
         """Add ``step`` to the remote elements of ``rule``; the elements that crossed zero."""
         if rule.traffic_policy != "Cluster":
             return []
-        proto = _PROTO_NAME[rule.protocol]
+        proto = PROTO_NAME[rule.protocol]
         crossed = []
         for b in backends:
             if b.local:
                 continue
-            elem = (_canon_ip(b.ip), proto, b.port)
+            elem = (canon_ip(b.ip), proto, b.port)
             before = self._remote.get(elem, 0)
             after = before + step
             if after:
@@ -100,7 +96,7 @@ class FlipIndex:
     def commands(self, down: frozenset[BackendKey]) -> list[JSON]:
         """The commands from the table rendered for :attr:`down` to the one for ``down``;
         the index holds ``down`` afterwards."""
-        changed = {(_canon_ip(ip), port) for ip, port in down ^ self.down}
+        changed = {(canon_ip(ip), port) for ip, port in down ^ self.down}
         rules: dict[int, NatRule] = {}
         for key in changed:
             for rule in self._by_backend.get(key, ()):
@@ -115,7 +111,7 @@ class FlipIndex:
             after = usable_backends(rule, new_down)
             if before == after:
                 continue
-            fam = _family(rule.vip)
+            fam = family_of(rule.vip)
             old = self._cache.piece(rule, before) if before else None
             new = self._cache.piece(rule, after) if after else None
             _elements(patch, fam, old, new)

@@ -17,7 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from vipcast.dataplane.nft_render import DYNAMIC_CHAINS, DYNAMIC_MAPS, FAMILY, TABLE
+from vipcast.dataplane.nft_table import DYNAMIC_CHAINS, DYNAMIC_MAPS, FAMILY, TABLE
 from vipcast.spec.documents import JSON
 
 _BASE = {"family": FAMILY, "table": TABLE}

@@ -38,35 +38,49 @@ backend count in use); the rest is a fixed skeleton.
 The document is written in the canonical form ``nft -j list table inet vipcast`` prints back
 (sorted elements, compressed addresses, no handles), so :mod:`vipcast.dataplane.nft` can compare
 the kernel's read-back with a render and skip the transaction when nothing changed.
+
+This module fills the maps and sets with the elements of the services (and keeps per-service
+pieces between renders); the table's objects and fixed skeleton are built in
+:mod:`vipcast.dataplane.nft_table`, the canonical element values in
+:mod:`vipcast.dataplane.nft_elements`.
 """
 
 from __future__ import annotations
 
-import functools
 import hashlib
-import ipaddress
 import json
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 from vipcast.core.desired import Backend, NatRule
+from vipcast.dataplane.nft_elements import (
+    PROTO_NAME,
+    IpFamily,
+    canon_ip,
+    elem_key,
+    family_of,
+    parsed_ip,
+    prefix_value,
+    source_prefixes,
+)
+from vipcast.dataplane.nft_table import (
+    FAMILY,
+    NFT_ADDR,
+    TABLE,
+    base_chains,
+    base_rules,
+    map_obj,
+    pick_objects,
+    picker,
+    set_obj,
+    slot_objects,
+    with_elems,
+)
 from vipcast.spec.documents import JSON
 
-TABLE = "vipcast"
-FAMILY = "inet"
-#: filter chain priority: before DNAT (dstnat is -100), so the VIP is still the destination
-FILTER_PRIORITY = -110
-DSTNAT_PRIORITY = -100
-SRCNAT_PRIORITY = 100
-
-IpFamily = Literal[4, 6]
 #: ``(ip, port)`` of a backend the health checker considers down
 BackendKey = tuple[str, int]
-
-_PROTO_NAME = {"TCP": "tcp", "UDP": "udp", "SCTP": "sctp"}
-_NFT_ADDR = {4: "ipv4_addr", 6: "ipv6_addr"}
-_PAYLOAD = {4: "ip", 6: "ip6"}
 
 
 @dataclass(frozen=True)
@@ -120,22 +134,22 @@ def usable_backends(
 
     Ready, healthy, of the VIP's address family, and (``Local`` policy) on this node.
     """
-    fam = _family(rule.vip)
+    fam = family_of(rule.vip)
     out = {
         b
         for b in rule.backends
         if b.ready
         and not is_down(b)
-        and _family(b.ip) == fam
+        and family_of(b.ip) == fam
         and (rule.traffic_policy == "Cluster" or b.local)
     }
-    return tuple(sorted(out, key=lambda b: (_parsed(b.ip)[:2], b.port)))
+    return tuple(sorted(out, key=lambda b: (parsed_ip(b.ip)[:2], b.port)))
 
 
 def down_set(keys: Iterable[BackendKey]) -> Callable[[Backend], bool]:
     """A predicate for :func:`render` from the ``(ip, port)`` pairs known to be down."""
-    frozen = frozenset((_canon_ip(ip), port) for ip, port in keys)
-    return lambda b: (_canon_ip(b.ip), b.port) in frozen
+    frozen = frozenset((canon_ip(ip), port) for ip, port in keys)
+    return lambda b: (canon_ip(b.ip), b.port) in frozen
 
 
 # ---------------------------------------------------------------------------------------------
@@ -197,21 +211,17 @@ class RenderCache:
 
 def service_piece(rule: NatRule, backends: tuple[Backend, ...]) -> Piece:
     """The elements of ``rule`` with its usable ``backends`` (at least one)."""
-    vip = _canon_ip(rule.vip)
-    fam = _family(vip)
-    proto = _PROTO_NAME[rule.protocol]
+    vip = canon_ip(rule.vip)
+    fam = family_of(vip)
+    proto = PROTO_NAME[rule.protocol]
     key: JSON = {"concat": [vip, proto, rule.port]}
-    slots = tuple(([key, _canon_ip(b.ip)], [key, b.port]) for b in backends)
+    slots = tuple(([key, canon_ip(b.ip)], [key, b.port]) for b in backends)
     remote: tuple[tuple[str, str, int], ...] = ()
     if rule.traffic_policy == "Cluster":
-        remote = tuple((_canon_ip(b.ip), proto, b.port) for b in backends if not b.local)
+        remote = tuple((canon_ip(b.ip), proto, b.port) for b in backends if not b.local)
     return Piece(fam, key, [key, {"goto": {"target": picker(fam, len(backends))}}], slots,
-                 remote, _elem_key((vip, proto, rule.port)))
+                 remote, elem_key((vip, proto, rule.port)))
 
-
-def picker(fam: IpFamily, n: int) -> str:
-    """The chain a VIP port with ``n`` usable backends jumps to."""
-    return f"slot{fam}-0" if n == 1 else f"pick{fam}-{n}"
 
 
 def render(
@@ -232,9 +242,9 @@ def render(
     restricted: dict[IpFamily, list[tuple[str, str, int]]] = {4: [], 6: []}
 
     for rule in sorted(rules, key=_rule_order if cache is None else cache.order):
-        vip = _canon_ip(rule.vip)
-        fam = _family(vip)
-        proto = _PROTO_NAME[rule.protocol]
+        vip = canon_ip(rule.vip)
+        fam = family_of(vip)
+        proto = PROTO_NAME[rule.protocol]
         key = (vip, proto, rule.port)
         if key in seen:
             skipped.append(
@@ -242,12 +252,12 @@ def render(
             )
             continue
         seen[key] = rule.service
-        foreign = [b for b in rule.backends if _family(b.ip) != fam]
+        foreign = [b for b in rule.backends if family_of(b.ip) != fam]
         if foreign:
             skipped.append(
                 Skipped(rule.service, f"{len(foreign)} backend(s) of the other address family")
             )
-        ranges = _source_prefixes(rule.source_ranges, fam)
+        ranges = source_prefixes(rule.source_ranges, fam)
         if ranges is not None:
             restricted[fam].append(key)
             allow[fam].extend((*key, str(n.network_address), n.prefixlen) for n in ranges)
@@ -279,11 +289,11 @@ def render(
     chains: list[JSON] = []
     rules_out: list[JSON] = []
     for fam in (4, 6):
-        objects.append(_with_elems(_map_obj(f"svc{fam}", fam, "verdict", []), vmap[fam]))
+        objects.append(with_elems(map_obj(f"svc{fam}", fam, "verdict", []), vmap[fam]))
         for i, (addrs, ports) in enumerate(slots[fam]):
             addr_map, port_map, chain, rule_obj = slot_objects(fam, i)
-            objects.append(_with_elems(addr_map, addrs))
-            objects.append(_with_elems(port_map, ports))
+            objects.append(with_elems(addr_map, addrs))
+            objects.append(with_elems(port_map, ports))
             chains.append(chain)
             rules_out.append(rule_obj)
         for n in sorted(c for c in counts[fam] if c > 1):
@@ -291,28 +301,28 @@ def render(
             chains.append(chain)
             rules_out.append(rule_obj)
         objects.append(
-            _set_obj(f"remote{fam}", [_NFT_ADDR[fam], "inet_proto", "inet_service"],
-                     [{"concat": list(k)} for k in sorted(remote[fam], key=_elem_key)])
+            set_obj(f"remote{fam}", [NFT_ADDR[fam], "inet_proto", "inet_service"],
+                     [{"concat": list(k)} for k in sorted(remote[fam], key=elem_key)])
         )
         objects.append(
-            _set_obj(f"restricted{fam}", [_NFT_ADDR[fam], "inet_proto", "inet_service"],
-                     [{"concat": list(k)} for k in sorted(restricted[fam], key=_elem_key)])
+            set_obj(f"restricted{fam}", [NFT_ADDR[fam], "inet_proto", "inet_service"],
+                     [{"concat": list(k)} for k in sorted(restricted[fam], key=elem_key)])
         )
         objects.append(
-            _set_obj(
+            set_obj(
                 f"allow{fam}",
-                [_NFT_ADDR[fam], "inet_proto", "inet_service", _NFT_ADDR[fam]],
+                [NFT_ADDR[fam], "inet_proto", "inet_service", NFT_ADDR[fam]],
                 [
-                    {"concat": [v, p, port, _prefix(addr, plen, fam)]}
-                    for v, p, port, addr, plen in sorted(allow[fam], key=_elem_key)
+                    {"concat": [v, p, port, prefix_value(addr, plen, fam)]}
+                    for v, p, port, addr, plen in sorted(allow[fam], key=elem_key)
                 ],
                 flags=["interval"],
             )
         )
     objects.extend(chains)
-    objects.extend(_base_chains())
+    objects.extend(base_chains())
     objects.extend(rules_out)
-    objects.extend(_base_rules())
+    objects.extend(base_rules())
     return Rendered(tuple(objects), tuple(skipped))
 
 
@@ -322,214 +332,5 @@ def _piece_order(piece: Piece) -> tuple[Any, ...]:
 
 def _rule_order(rule: NatRule) -> tuple[Any, ...]:
     # NatRule's own ordering compares Backend.node, which may be None: use a total key
-    return (rule.service, _parsed(rule.vip)[:2], rule.port, rule.protocol, repr(rule))
+    return (rule.service, parsed_ip(rule.vip)[:2], rule.port, rule.protocol, repr(rule))
 
-
-# ---------------------------------------------------------------------------------------------
-# the shared pick/slot objects (they come and go with the backend counts in use)
-
-#: name prefixes of the chains and maps that exist only while a backend count needs them
-DYNAMIC_CHAINS = ("pick", "slot")
-DYNAMIC_MAPS = ("addr", "port")
-
-
-@functools.lru_cache(maxsize=1024)
-def slot_objects(fam: IpFamily, i: int) -> tuple[JSON, JSON, JSON, JSON]:
-    """``addr<fam>-<i>`` and ``port<fam>-<i>`` (without elements), ``slot<fam>-<i>`` and its
-    DNAT rule. Shared (cached) values: read-only."""
-    name = f"slot{fam}-{i}"
-    dnat = {
-        "dnat": {
-            "family": _PAYLOAD[fam],
-            "addr": {"map": {"key": {"concat": _key3(fam)}, "data": f"@addr{fam}-{i}"}},
-            "port": {"map": {"key": {"concat": _key3(fam)}, "data": f"@port{fam}-{i}"}},
-        }
-    }
-    return (
-        _map_obj(f"addr{fam}-{i}", fam, _NFT_ADDR[fam], []),
-        _map_obj(f"port{fam}-{i}", fam, "inet_service", []),
-        _obj("chain", name=name),
-        _rule(name, [dnat]),
-    )
-
-
-@functools.lru_cache(maxsize=1024)
-def pick_objects(fam: IpFamily, n: int) -> tuple[JSON, JSON]:
-    """``pick<fam>-<n>`` and its rule: a uniform random choice among slots 0..n-1."""
-    name = f"pick{fam}-{n}"
-    table = [[i, {"goto": {"target": f"slot{fam}-{i}"}}] for i in range(n)]
-    vmap = {"vmap": {"key": {"numgen": {"mode": "random", "mod": n, "offset": 0}},
-                     "data": {"set": table}}}
-    return _obj("chain", name=name), _rule(name, [vmap])
-
-
-# ---------------------------------------------------------------------------------------------
-# pieces
-
-
-def _obj(kind: str, **fields: Any) -> JSON:
-    base: JSON = {"family": FAMILY, "table": TABLE} if kind != "table" else {"family": FAMILY}
-    if kind in ("set", "map"):
-        # nft prints sets as family, name, table, ...
-        return {kind: {"family": FAMILY, "name": fields.pop("name"), "table": TABLE, **fields}}
-    return {kind: {**base, **fields}}
-
-
-def _set_obj(
-    name: str, types: list[str], elems: list[Any], flags: list[str] | None = None
-) -> JSON:
-    fields: JSON = {"name": name, "type": types}
-    if flags:
-        fields["flags"] = flags
-    if elems:
-        fields["elem"] = elems
-    return _obj("set", **fields)
-
-
-def _map_obj(name: str, fam: IpFamily, data: str, elems: list[list[Any]]) -> JSON:
-    fields: JSON = {
-        "name": name,
-        "type": [_NFT_ADDR[fam], "inet_proto", "inet_service"],
-        "map": data,
-    }
-    obj = _obj("map", **fields)
-    return _with_elems(obj, elems)
-
-
-def _with_elems(obj: JSON, elems: list[list[Any]]) -> JSON:
-    """``obj`` with these elements (already in the render's order: by key)."""
-    if not elems:
-        return obj
-    ((kind, body),) = obj.items()
-    return {kind: {**body, "elem": elems}}
-
-
-def _base_chains() -> list[JSON]:
-    def base(name: str, type_: str, hook: str, prio: int) -> JSON:
-        return _obj(
-            "chain", name=name, type=type_, hook=hook, prio=prio, policy="accept"
-        )
-
-    return [
-        _obj("chain", name="source-check4"),
-        _obj("chain", name="source-check6"),
-        base("filter-prerouting", "filter", "prerouting", FILTER_PRIORITY),
-        base("prerouting", "nat", "prerouting", DSTNAT_PRIORITY),
-        base("output", "nat", "output", DSTNAT_PRIORITY),
-        base("postrouting", "nat", "postrouting", SRCNAT_PRIORITY),
-    ]
-
-
-def _key3(fam: IpFamily, field: str = "daddr") -> list[JSON]:
-    return [
-        {"payload": {"protocol": _PAYLOAD[fam], "field": field}},
-        {"meta": {"key": "l4proto"}},
-        {"payload": {"protocol": "th", "field": "dport"}},
-    ]
-
-
-def _match(left: Any, right: Any, op: str = "==") -> JSON:
-    return {"match": {"op": op, "left": left, "right": right}}
-
-
-def _rule(chain: str, expr: list[JSON], comment: str | None = None) -> JSON:
-    fields: JSON = {"chain": chain, "expr": expr}
-    if comment is not None:
-        fields["comment"] = comment
-    return _obj("rule", **fields)
-
-
-def _base_rules() -> list[JSON]:
-    rules: list[JSON] = []
-    families: tuple[IpFamily, IpFamily] = (4, 6)
-    for fam in families:
-        # one hash lookup per packet; only restricted VIP ports pay for the source check
-        rules.append(
-            _rule(
-                "filter-prerouting",
-                [
-                    _match({"concat": _key3(fam)}, f"@restricted{fam}"),
-                    {"jump": {"target": f"source-check{fam}"}},
-                ],
-            )
-        )
-    for fam in families:
-        saddr = {"payload": {"protocol": _PAYLOAD[fam], "field": "saddr"}}
-        rules.append(
-            _rule(
-                f"source-check{fam}",
-                [_match({"concat": [*_key3(fam), saddr]}, f"@allow{fam}"), {"return": None}],
-            )
-        )
-        rules.append(_rule(f"source-check{fam}", [{"drop": None}]))
-    for chain in ("prerouting", "output"):
-        rules.extend(
-            _rule(chain, [{"vmap": {"key": {"concat": _key3(fam)}, "data": f"@svc{fam}"}}])
-            for fam in (4, 6)
-        )
-    rules.extend(
-        _rule(
-            "postrouting",
-            [
-                _match({"ct": {"key": "status"}}, "dnat", op="in"),
-                _match({"concat": _key3(fam)}, f"@remote{fam}"),
-                {"masquerade": None},
-            ],
-        )
-        for fam in (4, 6)
-    )
-    return rules
-
-
-def _source_prefixes(
-    ranges: Sequence[str], fam: IpFamily
-) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network] | None:
-    """Collapsed source prefixes of ``fam``; None when the VIP is open to everyone."""
-    if not ranges:
-        return None
-    nets = [ipaddress.ip_network(r, strict=False) for r in ranges]
-    mine = [n for n in nets if n.version == fam]
-    if any(n.prefixlen == 0 for n in mine):
-        return None
-    return list(ipaddress.collapse_addresses(mine))  # type: ignore[type-var]
-
-
-def _prefix(addr: str, plen: int, fam: IpFamily) -> Any:
-    full = 32 if fam == 4 else 128
-    if plen == full:
-        return addr
-    return {"prefix": {"addr": addr, "len": plen}}
-
-
-@functools.lru_cache(maxsize=1 << 16)
-def _elem_key(elem: tuple[Any, ...]) -> tuple[Any, ...]:
-    """Sort key of a set element (memoised: plans repeat elements from render to render)."""
-    return tuple(_part_key(x) for x in elem)
-
-
-def _part_key(value: Any) -> tuple[int, int, str]:
-    if isinstance(value, int):
-        return (1, value, "")
-    text = str(value)
-    if ":" in text or (text[:1].isdigit() and "." in text):
-        try:
-            fam, number, _ = _parsed(text)
-        except ValueError:
-            return (2, 0, text)
-        return (0, fam << 128 | number, "")
-    return (2, 0, text)
-
-
-@functools.lru_cache(maxsize=1 << 16)
-def _parsed(ip: str) -> tuple[IpFamily, int, str]:
-    """(family, integer, canonical text) of an address; memoised (plans repeat addresses)."""
-    addr = ipaddress.ip_address(ip)
-    return (4 if addr.version == 4 else 6), int(addr), str(addr)
-
-
-def _canon_ip(ip: str) -> str:
-    return _parsed(ip)[2]
-
-
-def _family(ip: str) -> IpFamily:
-    return _parsed(ip)[0]
