@@ -276,9 +276,10 @@ class Agent:
         current = self.current
         changed = getattr(self._planner, "last_changed", None)
         previous = current.snapshot if current is not None and changed is not None else None
-        # only Gateways have stand-in Services (no need to look through 10,000 keys without)
+        # only Gateways (and the Gateway standing for Ingresses) have stand-in Services (no
+        # need to look through 10,000 keys without)
         allocated = (gateway_addresses(getattr(self._planner, "assignments", {}))
-                     if spec.gateways else {})
+                     if spec.gateways or spec.ingresses else {})
         snap = snapshot(spec, duties, self.identity(), previous, changed, allocated)
         for service, problem in snap.health_problems:
             # the controller reports it on the Service (condition); not logged per load

@@ -174,7 +174,7 @@ def snapshot(
     computed again; the result is the same as without. ``gateway_addresses``: Gateway key ->
     the addresses allocated to it (its stand-in Service's, :mod:`vipcast.core.gateway.address`).
     """
-    proxied_keys = proxied(spec) if spec.gateways else frozenset()
+    proxied_keys = proxied(spec) if spec.gateways or spec.ingresses else frozenset()
     if previous is None or changed is None or previous.plan_base.node != identity.node:
         peers = bgp_sessions(spec, identity.node, router_id=identity.router_id,
                              restarting=identity.restarting)

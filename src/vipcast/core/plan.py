@@ -84,7 +84,7 @@ class PlanContext:
         self.ready_nodes = frozenset(name for name, n in self.nodes.items() if n.ready)
         self.services: dict[str, Service] = {s.key: s for s in spec.services}
         #: Gateways' stand-in Services: no endpoints, no NAT (Envoy serves the VIP)
-        self.proxied = proxied(spec) if spec.gateways else frozenset()
+        self.proxied = proxied(spec) if spec.gateways or spec.ingresses else frozenset()
         slices: dict[str, list[EndpointSlice]] = {}
         for s in endpoint_slices if endpoint_slices is not None else spec.endpoint_slices:
             if s.service_key:

@@ -26,7 +26,14 @@ from pydantic import BaseModel, ValidationError
 
 from vipcast.spec.cni import CNISpeaker
 from vipcast.spec.errors import Issue, SpecError
-from vipcast.spec.gateway.objects import Gateway, GatewayClass, Ingress, ReferenceGrant
+from vipcast.spec.gateway.objects import (
+    Gateway,
+    GatewayClass,
+    Ingress,
+    IngressClass,
+    ReferenceGrant,
+    served_ingresses,
+)
 from vipcast.spec.gateway.routes import HTTPRoute
 from vipcast.spec.kube import (
     ANNOTATION_IPS,
@@ -71,6 +78,7 @@ KINDS: dict[str, tuple[tuple[str, ...], type[BaseModel]]] = {
     "HTTPRoute": (_GATEWAY_VERSIONS, HTTPRoute),
     "ReferenceGrant": (_GATEWAY_VERSIONS, ReferenceGrant),
     "Ingress": (("networking.k8s.io/v1",), Ingress),
+    "IngressClass": (("networking.k8s.io/v1",), IngressClass),
 }
 NAMESPACED = frozenset(
     {"Service", "EndpointSlice", "Secret", "Gateway", "HTTPRoute", "ReferenceGrant", "Ingress"}
@@ -99,6 +107,7 @@ class Spec:
     http_routes: tuple[HTTPRoute, ...] = ()
     reference_grants: tuple[ReferenceGrant, ...] = ()
     ingresses: tuple[Ingress, ...] = ()
+    ingress_classes: tuple[IngressClass, ...] = ()
     #: "Kind/key" -> the file the object came from
     origins: Mapping[str, str] = field(default_factory=dict)
 
@@ -123,6 +132,11 @@ class Spec:
 
     def service(self, key: str) -> Service | None:
         return next((s for s in self.services if s.key == key), None)
+
+    def served_ingresses(self) -> tuple[Ingress, ...]:
+        """The Ingresses of vipcast's classes (see
+        :func:`vipcast.spec.gateway.objects.served_ingresses`)."""
+        return served_ingresses(self.ingresses, self.ingress_classes)
 
     def community_aliases(self) -> dict[str, str]:
         return {a.name: a.value for c in self.communities for a in c.spec.communities}
@@ -332,6 +346,7 @@ SPEC_FIELDS: dict[str, str] = {
     "HTTPRoute": "http_routes",
     "ReferenceGrant": "reference_grants",
     "Ingress": "ingresses",
+    "IngressClass": "ingress_classes",
 }
 
 

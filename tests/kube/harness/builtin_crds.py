@@ -55,6 +55,8 @@ BUILTIN_KINDS: tuple[BuiltinKind, ...] = (
     # the L7 gateway reads Ingresses of class vipcast (issue 12)
     BuiltinKind("Ingress", "ingresses", "networking.k8s.io", "v1", True,
                 "ingress-networking-v1.json", True, ("ing",)),
+    BuiltinKind("IngressClass", "ingressclasses", "networking.k8s.io", "v1", False,
+                "ingressclass-networking-v1.json"),
     BuiltinKind("Lease", "leases", "coordination.k8s.io", "v1", True,
                 "lease-coordination-v1.json"),
     BuiltinKind("Event", "events", "events.k8s.io", "v1", True, "event-events-v1.json"),

@@ -10,6 +10,14 @@ LoadBalancer: a pool address when nothing is asked, sharing by key, a conflict w
 one address. The planner announces it without endpoints and programs no NAT for it (Envoy
 binds the VIP itself), and only while the node's Envoy serves the current configuration
 (:attr:`vipcast.core.pipeline.Local.proxy_ready`).
+
+The Gateway standing for the Ingresses of vipcast's classes (``vipcast-system/ingress``,
+:mod:`vipcast.core.gateway.ingress`) has a stand-in too (:func:`ingress_gateway`): it carries
+the ``vipcast.io/`` (and MetalLB) annotations of vipcast's IngressClasses (the oldest first
+wins per annotation), so ``vipcast.io/address-pool`` or ``vipcast.io/loadBalancerIPs`` on the
+IngressClass pick its pool or address; its committed address is what the served Ingresses'
+``status.loadBalancer.ingress`` say (:func:`ingress_committed`: where the controller commits
+it, as ingress-nginx does).
 """
 
 from __future__ import annotations
@@ -19,8 +27,15 @@ from collections.abc import Mapping, Sequence
 from dataclasses import replace
 
 from vipcast.alloc import Assignment, Reason
+from vipcast.core.gateway.ingress import (
+    INGRESS_GATEWAY_NAME,
+    INGRESS_GATEWAY_NAMESPACE,
+    ingress_objects,
+)
+from vipcast.core.gateway.rules import created
 from vipcast.spec import ANNOTATION_IPS, Service, Spec
-from vipcast.spec.gateway.objects import CONTROLLER_NAME, Gateway
+from vipcast.spec.gateway.objects import CONTROLLER_NAME, Gateway, Ingress, IngressClass
+from vipcast.spec.kube import METALLB_PREFIXES, annotation
 
 #: the stand-in Services' name suffix, and the annotation naming the Gateway they stand for
 SUFFIX = ".gateway.vipcast.io"
@@ -94,18 +109,103 @@ def gateway_service(gw: Gateway, load_balancer_class: str | None = None) -> Serv
     })
 
 
+#: the key of the Gateway standing for the Ingresses of vipcast's classes
+INGRESS_GATEWAY_KEY = f"{INGRESS_GATEWAY_NAMESPACE}/{INGRESS_GATEWAY_NAME}"
+_CLASS_ANNOTATIONS = ("vipcast.io/", *METALLB_PREFIXES)
+
+
+def ingress_ips(ing: Ingress) -> tuple[str, ...]:
+    """The IP addresses in an Ingress's ``status.loadBalancer.ingress`` (in order)."""
+    out = []
+    for entry in ((ing.status or {}).get("loadBalancer") or {}).get("ingress") or ():
+        if not isinstance(entry, dict) or not entry.get("ip"):
+            continue
+        try:
+            out.append(str(ipaddress.ip_address(str(entry["ip"]))))
+        except ValueError:
+            continue
+    return tuple(out)
+
+
+def ingress_committed(served: Sequence[Ingress]) -> tuple[str, ...]:
+    """The Ingress Gateway's committed addresses: the controller writes one address set to
+    every served Ingress's status, so the set most of them carry (a tie: the oldest
+    Ingress's). An Ingress that came from another controller still carrying its address is
+    outvoted; a lone one is kept only where a pool of ours holds it (the allocator's rule for
+    every status)."""
+    votes: dict[tuple[str, ...], list[tuple[str, str]]] = {}
+    for ing in served:
+        ips = ingress_ips(ing)
+        if ips:
+            votes.setdefault(ips, []).append((created(ing), ing.key))
+    if not votes:
+        return ()
+    return min(votes, key=lambda ips: (-len(votes[ips]), min(votes[ips])))
+
+
+def _class_annotations(classes: Sequence[IngressClass]) -> dict[str, str]:
+    ours = sorted((c for c in classes if c.is_ours), key=lambda c: (created(c), c.name))
+    out: dict[str, str] = {}
+    for cls in ours:
+        for key, value in cls.metadata.annotations.items():
+            if key.startswith(_CLASS_ANNOTATIONS):
+                out.setdefault(key, value)
+    return out
+
+
+def ingress_gateway(spec: Spec) -> Gateway | None:
+    """The Gateway standing for the served Ingresses (None: none served), with the
+    IngressClasses' pool/address annotations and the committed address as its status."""
+    served = spec.served_ingresses()
+    objects = ingress_objects(spec, (), served)
+    if not objects.gateways:
+        return None
+    gw = objects.gateways[0]
+    annotations = _class_annotations(spec.ingress_classes)
+    meta = gw.metadata.model_copy(update={"annotations": annotations})
+    update: dict[str, object] = {"metadata": meta}
+    wanted = annotation(meta, ANNOTATION_IPS)
+    if wanted:
+        addresses = [{"type": "IPAddress", "value": v.strip()}
+                     for v in wanted.split(",") if v.strip()]
+        update["spec"] = gw.spec.model_validate(
+            {**gw.spec.model_dump(by_alias=True, exclude_none=True), "addresses": addresses})
+    committed_ips = ingress_committed(served)
+    if committed_ips:
+        update["status"] = {"addresses": [{"type": "IPAddress", "value": ip}
+                                          for ip in committed_ips]}
+    return gw.model_copy(update=update)
+
+
 class GatewayServices:
-    """``spec`` with a stand-in Service per Gateway of ours; a Gateway unchanged (the same
-    object) keeps its stand-in object, so the incremental planner sees no change."""
+    """``spec`` with a stand-in Service per Gateway of ours (and one for the Gateway standing
+    for the served Ingresses); a Gateway unchanged (the same object) keeps its stand-in
+    object, so the incremental planner sees no change."""
 
     def __init__(self, load_balancer_class: str | None = None) -> None:
         self.load_balancer_class = load_balancer_class
         self._memo: dict[int, tuple[Gateway, Service | None]] = {}
+        self._ingress_memo: tuple[tuple[int, ...], Service | None] | None = None
+
+    def _ingress_service(self, spec: Spec) -> Service | None:
+        """The stand-in of the Ingress Gateway: the same object while no Ingress or
+        IngressClass changed (the objects are the same ones)."""
+        if not spec.ingresses:
+            self._ingress_memo = None
+            return None
+        ids = tuple(id(o) for o in (*spec.ingresses, *spec.ingress_classes))
+        if self._ingress_memo is not None and self._ingress_memo[0] == ids:
+            return self._ingress_memo[1]
+        gw = ingress_gateway(spec)
+        service = gateway_service(gw, self.load_balancer_class) if gw is not None else None
+        self._ingress_memo = (ids, service)
+        return service
 
     def __call__(self, spec: Spec) -> Spec:
+        ingress = self._ingress_service(spec)
         if not spec.gateways:
             self._memo = {}
-            return spec
+            return replace(spec, services=(*spec.services, ingress)) if ingress else spec
         ours = {c.name for c in spec.gateway_classes if c.spec.controller_name == CONTROLLER_NAME}
         memo: dict[int, tuple[Gateway, Service | None]] = {}
         extra: list[Service] = []
@@ -119,6 +219,8 @@ class GatewayServices:
             if service is not None:
                 extra.append(service)
         self._memo = memo
+        if ingress is not None:
+            extra.append(ingress)
         return replace(spec, services=(*spec.services, *extra)) if extra else spec
 
 

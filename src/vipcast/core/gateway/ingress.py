@@ -1,4 +1,10 @@
-"""Ingresses of class ``vipcast`` as Gateway API objects, so one translation serves both.
+"""Ingresses of vipcast's classes as Gateway API objects, so one translation serves both.
+
+An Ingress is vipcast's when its class (``spec.ingressClassName``, else the legacy
+``kubernetes.io/ingress.class`` annotation) names an IngressClass whose ``spec.controller`` is
+``vipcast.io/ingress-controller`` (or is ``vipcast``, when no IngressClass of that name says
+otherwise), or when it has no class and an IngressClass of vipcast's is marked default
+(:func:`vipcast.spec.gateway.objects.served_ingresses`).
 
 All such Ingresses hang on one Gateway, ``vipcast-system/ingress`` (class ``vipcast-ingress``):
 an HTTP listener on port 80 that admits routes from every namespace, and for each TLS host an
@@ -19,13 +25,13 @@ default backend.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from vipcast.core.gateway.rules import created
 from vipcast.spec.gateway.objects import (
     CONTROLLER_NAME,
-    INGRESS_CLASS,
     Gateway,
     GatewayClass,
     Ingress,
@@ -127,9 +133,12 @@ def default_backends(ingresses: list[Ingress], spec: Spec) -> tuple[HTTPRoute, .
     return (_route(meta, [], rules),)
 
 
-def ingress_objects(spec: Spec, addresses: tuple[str, ...]) -> IngressObjects:
-    """The Gateway API objects standing for the Ingresses of class vipcast (none: nothing)."""
-    ingresses = sorted((i for i in spec.ingresses if i.ingress_class == INGRESS_CLASS),
+def ingress_objects(spec: Spec, addresses: tuple[str, ...],
+                    served: Sequence[Ingress] | None = None) -> IngressObjects:
+    """The Gateway API objects standing for the Ingresses vipcast serves (``served``, by
+    default :meth:`Spec.served_ingresses`: its classes, or no class when one of its
+    IngressClasses is the default); none: nothing."""
+    ingresses = sorted(spec.served_ingresses() if served is None else served,
                        key=lambda i: i.key)
     if not ingresses:
         return IngressObjects()

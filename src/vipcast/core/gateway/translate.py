@@ -25,7 +25,7 @@ from vipcast.core.gateway.backends import (
     resolve_certificate,
 )
 from vipcast.core.gateway.hostnames import intersect, matches, most_specific
-from vipcast.core.gateway.ingress import INGRESS_GATEWAY_CLASS, ingress_objects
+from vipcast.core.gateway.ingress import ingress_objects
 from vipcast.core.gateway.model import (
     INVALID_BACKEND,
     Condition,
@@ -160,8 +160,7 @@ def _addresses(
             return (), _cond("Accepted", False, "UnsupportedAddress",
                              f"{a.value!r} is not an IP address")
     refused = None
-    # the Gateway standing for Ingresses listens where it is told (--ingress-address)
-    if allocated is not None and gw.spec.gateway_class_name != INGRESS_GATEWAY_CLASS:
+    if allocated is not None:
         addrs = list(allocated.get(gw.key, ()))
         if gw.key in refusals:
             reason, message = refusals[gw.key]

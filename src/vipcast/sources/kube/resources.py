@@ -11,7 +11,7 @@ from lightkube.operators import not_exists
 from lightkube.resources.coordination_v1 import Lease
 from lightkube.resources.core_v1 import Event, Namespace, Node, Secret, Service
 from lightkube.resources.discovery_v1 import EndpointSlice
-from lightkube.resources.networking_v1 import Ingress
+from lightkube.resources.networking_v1 import Ingress, IngressClass
 
 from vipcast.sources.kube.crds import KINDS
 from vipcast.spec.objects import API_GROUP, API_VERSION
@@ -79,6 +79,8 @@ GATEWAY_KINDS: tuple[Watched, ...] = (
             create_namespaced_resource(_GW, "v1beta1", "ReferenceGrant", "referencegrants"),
             namespaced=True, ours=True),
     Watched("Ingress", Ingress, namespaced=True, ours=True),
+    # which Ingresses are ours: the classes of vipcast's controller, and the default one
+    Watched("IngressClass", IngressClass, namespaced=False, ours=True),
 )
 
 

@@ -25,7 +25,7 @@ CORE_KINDS = frozenset({"Service", "EndpointSlice", "Node", "Namespace", "Secret
 OUR_KINDS = frozenset(KINDS) - CORE_KINDS
 #: tenants' objects of the L7 gateway: like core objects, a broken one is left out (and
 #: reported) instead of freezing the whole config (the admission review still judges them)
-TENANT_KINDS = frozenset({"Gateway", "HTTPRoute", "ReferenceGrant", "Ingress"})
+TENANT_KINDS = frozenset({"Gateway", "HTTPRoute", "ReferenceGrant", "Ingress", "IngressClass"})
 TOLERATED_KINDS = CORE_KINDS | TENANT_KINDS
 Document = tuple[str, JSON]
 
@@ -46,7 +46,8 @@ class SpecOutcome:
 
 def to_document(kind: str, obj: Mapping[str, Any]) -> JSON:
     """An API object as the spec loader wants it (``status`` of our kinds -- but a Gateway's
-    committed ``status.addresses`` -- and server-only metadata dropped)."""
+    committed ``status.addresses`` and an Ingress's ``status.loadBalancer`` -- and server-only
+    metadata dropped)."""
     doc = dict(obj)
     if kind in OUR_KINDS:
         status = doc.pop("status", None)
@@ -54,6 +55,9 @@ def to_document(kind: str, obj: Mapping[str, Any]) -> JSON:
             # the addresses the controller committed (allocated): the speakers announce
             # them, a new leader keeps them
             doc["status"] = {"addresses": status["addresses"]}
+        if kind == "Ingress" and isinstance(status, Mapping) and status.get("loadBalancer"):
+            # the Ingress Gateway's committed address (core/gateway/address.ingress_committed)
+            doc["status"] = {"loadBalancer": status["loadBalancer"]}
     meta = dict(doc.get("metadata") or {})
     meta.pop("managedFields", None)
     doc["metadata"] = meta

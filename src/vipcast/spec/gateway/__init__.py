@@ -11,11 +11,14 @@ from vipcast.spec.gateway.meta import GatewayObject, TimedMeta
 from vipcast.spec.gateway.objects import (
     CONTROLLER_NAME,
     INGRESS_CLASS,
+    INGRESS_CONTROLLER,
     Gateway,
     GatewayClass,
     Ingress,
+    IngressClass,
     Listener,
     ReferenceGrant,
+    served_ingresses,
 )
 from vipcast.spec.gateway.routes import (
     FILTER_TYPES,
@@ -28,8 +31,10 @@ from vipcast.spec.gateway.routes import (
 )
 
 __all__ = [
-    "CONTROLLER_NAME", "FILTER_TYPES", "INGRESS_CLASS", "SUPPORTED_FILTERS", "BackendRef",
-    "Gateway", "GatewayClass", "GatewayObject", "HTTPRoute", "Ingress", "Listener",
+    "CONTROLLER_NAME", "FILTER_TYPES", "INGRESS_CLASS", "INGRESS_CONTROLLER", "SUPPORTED_FILTERS",
+    "BackendRef", "Gateway", "GatewayClass", "GatewayObject", "HTTPRoute", "Ingress",
+    "IngressClass", "Listener",
     "ReferenceGrant", "RouteFilter", "RouteMatch", "RouteRule", "TimedMeta",
     "check_gateway_objects", "hostname_problem", "listener_conflicts", "regex_problem",
+    "served_ingresses",
 ]

@@ -12,7 +12,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from typing import Protocol
 
 from vipcast.spec.errors import Issue
-from vipcast.spec.gateway.objects import INGRESS_CLASS, Gateway, Ingress, Listener
+from vipcast.spec.gateway.objects import Gateway, Ingress, Listener
 from vipcast.spec.gateway.routes import (
     FILTER_TYPES,
     SUPPORTED_FILTERS,
@@ -41,8 +41,7 @@ class _Objects(Protocol):
     def gateways(self) -> tuple[Gateway, ...]: ...
     @property
     def http_routes(self) -> tuple[HTTPRoute, ...]: ...
-    @property
-    def ingresses(self) -> tuple[Ingress, ...]: ...
+    def served_ingresses(self) -> tuple[Ingress, ...]: ...
     @property
     def origins(self) -> Mapping[str, str]: ...
 
@@ -231,9 +230,8 @@ def _routes(spec: _Objects) -> Iterator[Issue]:
 
 
 def _ingresses(spec: _Objects) -> Iterator[Issue]:
-    for ing in spec.ingresses:
-        if ing.ingress_class != INGRESS_CLASS:
-            continue  # another controller's (a resource backend may be fine there)
+    # another controller's Ingresses are not judged (a resource backend may be fine there)
+    for ing in spec.served_ingresses():
         backends = [("spec.defaultBackend", ing.spec.default_backend)]
         for r, rule in enumerate(ing.spec.rules):
             if rule.host is not None and (problem := hostname_problem(rule.host)):

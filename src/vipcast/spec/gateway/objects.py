@@ -14,8 +14,13 @@ from vipcast.spec.meta import LabelSelector, Model
 #: the GatewayClass controllerName vipcast answers to
 CONTROLLER_NAME = "vipcast.io/gateway"
 #: the IngressClass name (``spec.ingressClassName`` or the legacy annotation) vipcast serves
+#: when no IngressClass of that name says otherwise
 INGRESS_CLASS = "vipcast"
 INGRESS_CLASS_ANNOTATION = "kubernetes.io/ingress.class"
+#: the IngressClass ``spec.controller`` vipcast answers to
+INGRESS_CONTROLLER = "vipcast.io/ingress-controller"
+#: marks an IngressClass the cluster's default (Ingresses without a class are its)
+DEFAULT_CLASS_ANNOTATION = "ingressclass.kubernetes.io/is-default-class"
 
 _V1 = Literal["gateway.networking.k8s.io/v1", "gateway.networking.k8s.io/v1beta1"]
 
@@ -189,3 +194,68 @@ class Ingress(GatewayObject):
         return self.spec.ingress_class_name or self.metadata.annotations.get(
             INGRESS_CLASS_ANNOTATION
         )
+
+
+# ---------------------------------------------------------------- IngressClass
+
+
+class IngressClassParameters(Model):
+    api_group: str | None = None
+    kind: str
+    name: str
+    namespace: str | None = None
+    scope: str | None = None
+
+
+class IngressClassSpec(Model):
+    controller: str | None = None
+    parameters: IngressClassParameters | None = None
+
+
+class IngressClass(GatewayObject):
+    """An IngressClass (``networking.k8s.io/v1``): ``spec.controller`` says whose it is; the
+    annotation ``ingressclass.kubernetes.io/is-default-class: "true"`` makes it the default."""
+
+    api_version: Literal["networking.k8s.io/v1"] = "networking.k8s.io/v1"
+    kind: Literal["IngressClass"] = "IngressClass"
+    spec: IngressClassSpec = Field(default_factory=IngressClassSpec)
+
+    @property
+    def key(self) -> str:
+        return self.metadata.name
+
+    @property
+    def is_default(self) -> bool:
+        return self.metadata.annotations.get(DEFAULT_CLASS_ANNOTATION, "").lower() == "true"
+
+    @property
+    def is_ours(self) -> bool:
+        return self.spec.controller == INGRESS_CONTROLLER
+
+
+def ingress_classes_of_ours(classes: tuple[IngressClass, ...]) -> frozenset[str]:
+    """The class names whose Ingresses vipcast serves: every IngressClass whose
+    ``spec.controller`` is :data:`INGRESS_CONTROLLER`, and the name ``vipcast`` unless an
+    IngressClass of that name names another controller."""
+    ours = {c.name for c in classes if c.is_ours}
+    if not any(c.name == INGRESS_CLASS for c in classes):
+        ours.add(INGRESS_CLASS)
+    return frozenset(ours)
+
+
+def takes_classless(classes: tuple[IngressClass, ...]) -> bool:
+    """Whether an Ingress without a class is vipcast's: an IngressClass of ours is marked
+    default and no other controller's is (two defaults of different controllers: Kubernetes
+    refuses new class-less Ingresses; the ones already there are nobody's)."""
+    defaults = [c for c in classes if c.is_default]
+    return bool(defaults) and all(c.is_ours for c in defaults)
+
+
+def served_ingresses(ingresses: tuple[Ingress, ...],
+                     classes: tuple[IngressClass, ...]) -> tuple[Ingress, ...]:
+    """The Ingresses vipcast serves: its class (``spec.ingressClassName``, else the legacy
+    annotation) is one of ours, or it has none and an IngressClass of ours is the default."""
+    ours = ingress_classes_of_ours(classes)
+    classless = takes_classless(classes)
+    return tuple(i for i in ingresses
+                 if (i.ingress_class in ours if i.ingress_class is not None else classless))
