@@ -16,7 +16,7 @@ from typing import Any
 
 import yaml
 
-from vipcast.app.lab import LabState, _vipcast
+from vipcast.app.lab import LabState, vipcast_argv
 from vipcast.lab.appliance import VIP, Appliance, build
 from vipcast.lab.netns import LabError, Topology
 
@@ -71,7 +71,7 @@ def up(workdir: Path, prefix: str, nodes: int = 2) -> tuple[Topology, LabState]:
         config.mkdir()
         (config / "appliance.yaml").write_text(
             yaml.safe_dump_all(objects(workdir, lab), sort_keys=False))
-        out = lab.appliance.run([*_vipcast(), "providers", "sync", str(config), "--json"],
+        out = lab.appliance.run([*vipcast_argv(), "providers", "sync", str(config), "--json"],
                                 timeout=60, check=False)
         if out.returncode != 0:
             raise LabError(f"providers sync failed:\n{out.stdout}\n{out.stderr}")
