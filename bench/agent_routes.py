@@ -42,6 +42,7 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).parent))
 
+from bgp_capture import Capture, phases
 from bgp_routes import (
     BASE,
     ROUTER,
@@ -120,6 +121,29 @@ def router_ready(topo: Topology) -> Any:
     raise TimeoutError("FRR's bgpd does not listen")
 
 
+class Timeline:
+    """The phases of one cold start: a capture of the BGP session in the router's namespace
+    (:mod:`bench.bgp_capture`) and the router's kernel table (:class:`KernelWatch`), as
+    seconds from the speaker process's start."""
+
+    def __init__(self, router: Any, work: Path) -> None:
+        self.capture = Capture(router, work / "bgp.pcap")
+        self.capture.start()
+        self.watch = KernelWatch(router)
+        self.wall = self.mono = 0.0
+
+    def begin(self) -> float:
+        self.wall, self.mono = time.time(), time.monotonic()
+        return self.mono
+
+    def phases(self) -> dict[str, float | None]:
+        """After the cold start: the capture's phases and the kernel's first and last route."""
+        found = phases(self.capture.stop(), SPEAKER, self.wall)
+        found["first_kernel"] = round(self.watch.first_added - self.mono, 4)
+        found["last_kernel"] = round(self.watch.last_added - self.mono, 4)
+        return found
+
+
 def extract(rev: str, into: Path) -> Path:
     into.mkdir(parents=True, exist_ok=True)
     archive = subprocess.run(["git", "-C", str(ROOT), "archive", rev, "src"],
@@ -157,11 +181,13 @@ def run_vipcast(src: Path, n: int, trials: int, work: Path, *, config: Path | No
                 "--config", str(config), "--node", "n1", "--no-dataplane",
                 "--metrics-address", "127.0.0.1:0", "--log-level", "WARNING",
                 *(["--cache-dir", str(cache)] if cache is not None else [])]
-        watch = KernelWatch(router)
-        t0 = time.monotonic()
+        timeline = Timeline(router, work)
+        watch = timeline.watch
+        t0 = timeline.begin()
         proc = subprocess.Popen(speaker.exec_argv(argv), env=env, stdout=log, stderr=log)
         try:
             cold = wait_count(router, lambda c: c >= n, t0, watch, n)
+            steps = timeline.phases()
             added: list[float] = []
             removed: list[float] = []
             for i in range(trials):
@@ -184,31 +210,34 @@ def run_vipcast(src: Path, n: int, trials: int, work: Path, *, config: Path | No
                 proc.kill()
                 proc.wait(5)
             log.close()
-    return {"cold_start_s": cold, "add_one_s": added, "remove_one_s": removed}
+    return {"cold_start_s": cold, "add_one_s": added, "remove_one_s": removed, "phases": steps}
 
 
 def run_bird(n: int, work: Path) -> dict[str, Any]:
     with Topology() as topo:
         router, speaker = router_ready(topo)
-        watch = KernelWatch(router)
+        timeline = Timeline(router, work)
+        watch = timeline.watch
         try:
-            t0 = time.monotonic()
+            t0 = timeline.begin()
             start_bird(speaker, BirdConfig(
                 asn=SPEAKER_ASN, router_id=SPEAKER, neighbors=(Neighbor(ROUTER, ROUTER_ASN),),
                 networks=tuple(prefixes(n)), kernel_export=False, graceful_restart=False,
             ), work / "bird")
             cold = wait_count(router, lambda c: c >= n, t0, watch, n)
+            steps = timeline.phases()
         finally:
             watch.close()
-    return {"cold_start_s": cold}
+    return {"cold_start_s": cold, "phases": steps}
 
 
 def run_gobgp(n: int, work: Path) -> dict[str, Any]:
     with Topology() as topo:
         router, speaker = router_ready(topo)
-        watch = KernelWatch(router)
+        timeline = Timeline(router, work)
+        watch = timeline.watch
         try:
-            t0 = time.monotonic()
+            t0 = timeline.begin()
             g = start_gobgp(speaker, GobgpConfig(
                 asn=SPEAKER_ASN, router_id=SPEAKER, neighbors=(Neighbor(ROUTER, ROUTER_ASN),),
                 graceful_restart=False,
@@ -219,15 +248,38 @@ def run_gobgp(n: int, work: Path) -> dict[str, Any]:
                 feed.command(f"prepare {BASE} {n}")
                 feed.command("announce")
                 cold = wait_count(router, lambda c: c >= n, t0, watch, n)
+                steps = timeline.phases()
             finally:
                 feed.close()
         finally:
             watch.close()
-    return {"cold_start_s": cold}
+    return {"cold_start_s": cold, "phases": steps}
 
 
 def med(values: list[float]) -> float:
     return statistics.median(values) if values else float("nan")
+
+
+PHASES = (("tcp_syn", "TCP SYN"), ("open_sent", "OPEN sent"), ("established", "Established"),
+          ("first_update", "first UPDATE"), ("last_update", "last UPDATE"),
+          ("first_kernel", "first route in kernel"), ("last_kernel", "last route in kernel"))
+
+
+def print_phases(summary: dict[str, Any]) -> None:
+    """The cold start's phases, seconds from the process start (medians), one column per
+    speaker."""
+    speakers = [s for s in summary if "phases" in summary[s]]
+    if not speakers:
+        return
+    print("\nphases of the cold start (s from process start; router-side capture):")
+    print(f"{'':24}" + "".join(f"{s:>10}" for s in speakers))
+    for key, label in PHASES:
+        cells = [summary[s]["phases"].get(key) for s in speakers]
+        print(f"{label:24}" + "".join(
+            f"{c:10.3f}" if c is not None and c == c else f"{'-':>10}" for c in cells))
+    print(f"{'SYN from the speaker':24}" + "".join(
+        f"{'yes' if summary[s]['phases'].get('syn_from_speaker') else 'no':>10}"
+        for s in speakers))
 
 
 def main() -> None:
@@ -280,6 +332,12 @@ def main() -> None:
     summary: dict[str, Any] = {}
     for s, results in runs.items():
         summary[s] = {"cold_start_s": round(med([r["cold_start_s"] for r in results]), 3)}
+        steps = [r["phases"] for r in results if r.get("phases")]
+        if steps:
+            summary[s]["phases"] = {
+                k: round(med([x[k] for x in steps if x.get(k) is not None]), 3)
+                for k in steps[0]
+            }
         adds = [t for r in results for t in r.get("add_one_s", [])]
         if adds:
             summary[s]["add_one_s"] = round(med(adds), 3)
@@ -294,6 +352,7 @@ def main() -> None:
         if "add_one_s" in fig:
             extra = f"  one Service added {fig['add_one_s']:.3f}  removed {fig['remove_one_s']:.3f}"
         print(f"{s:8} cold start {fig['cold_start_s']:.3f}{ratio}{extra}")
+    print_phases(summary)
     if "before" in summary and "after" in summary and "add_one_s" in summary["after"]:
         print(f"one Service added, before/after: "
               f"{summary['before']['add_one_s'] / summary['after']['add_one_s']:.1f}x")

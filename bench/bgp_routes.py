@@ -69,7 +69,7 @@ class KernelWatch:
             stderr=subprocess.DEVNULL,
         )
         self.added = self.deleted = 0
-        self.last_added = self.last_deleted = 0.0
+        self.first_added = self.last_added = self.last_deleted = 0.0
         self._thread = threading.Thread(target=self._read, daemon=True)
         self._thread.start()
 
@@ -83,6 +83,8 @@ class KernelWatch:
                 self.deleted += 1
                 self.last_deleted = now
             else:
+                if not self.added:
+                    self.first_added = now
                 self.added += 1
                 self.last_added = now
 
