@@ -6,13 +6,18 @@
 Two figures, each in fresh namespaces (``vc-<pid>-...``, FRR 8.4 router, a speaker namespace
 on a veth), run as root:
 
-- **cold start**: from starting the speaker process until FRR's kernel holds all N routes.
+- **cold start**: from starting the speaker process until FRR's kernel holds all N routes,
+  with its phases (TCP SYN, OPEN, Established, first and last UPDATE carrying routes, from a
+  capture in the router's namespace, :mod:`bench.bgp_capture`; first and last route in FRR's
+  kernel), all as seconds from the process start.
   ``after``/``before``: ``vipcast agent --no-dataplane`` with the N Services (pinned addresses,
   one ready endpoint on the node) in one YAML file (block style, as a user writes them), from
   this tree / from ``--before-rev`` (extracted with ``git archive``); ``after`` starts with an
   empty ``--cache-dir`` (cold cache: everything parsed and validated), ``warm`` with the cache
-  a previous start of the same files left (``sources/validated_cache.py``; a priming start,
-  not timed, fills it once); BIRD 2: ``bird`` with N static routes in its config;
+  a previous start of the same files left (``app/start_cache.py``: the whole start, or for a
+  tree without it ``sources/validated_cache.py``'s per-file entries; a priming start, not
+  timed, fills it once and is stopped only after the cache is written); BIRD 2: ``bird``
+  with N static routes in its config;
   GoBGP 3: ``gobgpd`` started, then one gRPC AddPathStream of the N paths after the session
   is up (``bench/bgp_gobgp_feed.py``). Every speaker's time includes opening its session.
 - **one Service added** (vipcast only): on the running agent, a new file with one Service and
@@ -168,8 +173,22 @@ def user_env(src: Path) -> dict[str, str]:
     return env
 
 
+def cache_written(src: Path, cache: Path, limit: float = 120.0) -> None:
+    """Wait until the agent of ``src`` wrote its cache (after its routes are out, and for the
+    start cache once the config ran unchanged for 5 s): a priming start stopped earlier
+    leaves a partial cache or none, and the timed start would be a cold one."""
+    pattern = "start-*.pickle" if (src / "vipcast/app/start_cache.py").exists() else "*/*.validated"
+    deadline = time.monotonic() + limit
+    while not list(cache.glob(pattern)):
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"no {pattern} in {cache}")
+        time.sleep(0.1)
+    time.sleep(0.5)  # the per-file entries are renamed into place one by one
+
+
 def run_vipcast(src: Path, n: int, trials: int, work: Path, *, config: Path | None = None,
-                cache: Path | None = None) -> dict[str, Any]:
+                cache: Path | None = None, prime: bool = False) -> dict[str, Any]:
+    work.mkdir(parents=True, exist_ok=True)
     if config is None:
         config = work / "config"
         write_config(config, n)
@@ -188,6 +207,8 @@ def run_vipcast(src: Path, n: int, trials: int, work: Path, *, config: Path | No
         try:
             cold = wait_count(router, lambda c: c >= n, t0, watch, n)
             steps = timeline.phases()
+            if prime and cache is not None:
+                cache_written(src, cache)
             added: list[float] = []
             removed: list[float] = []
             for i in range(trials):
@@ -310,8 +331,8 @@ def main() -> None:
                                                cache=root / f"cache-cold-{rnd}"))
                 elif s == "warm":
                     if rnd == 0:  # a start that leaves the cache, not timed
-                        run_vipcast(ROOT / "src", n, 0, work, config=shared,
-                                    cache=root / "cache-warm")
+                        run_vipcast(ROOT / "src", n, 0, work / "prime", config=shared,
+                                    cache=root / "cache-warm", prime=True)
                     runs[s].append(run_vipcast(ROOT / "src", n, trials, work, config=shared,
                                                cache=root / "cache-warm"))
                 elif s == "before":
@@ -320,8 +341,8 @@ def main() -> None:
                 elif s == "before-warm":  # --before-rev with a warm cache (a tree that has one)
                     assert old is not None
                     if rnd == 0:
-                        run_vipcast(old, n, 0, work, config=shared,
-                                    cache=root / "cache-warm-before")
+                        run_vipcast(old, n, 0, work / "prime", config=shared,
+                                    cache=root / "cache-warm-before", prime=True)
                     runs[s].append(run_vipcast(old, n, trials, work, config=shared,
                                                cache=root / "cache-warm-before"))
                 elif s == "bird":

@@ -14,6 +14,12 @@ while the agent runs. If it is found at start, the previous agent did not stop c
 example ``kill -9``), so this process sets the Restart State bit in its OPENs; the plan is
 computed and given to every session *before* the sessions start, so the initial table is
 complete when End-of-RIB is sent.
+
+With ``--cache-dir``, a start whose object files are the ones of a cache written by an earlier
+start takes its snapshot and the planner's memory from that cache (:mod:`vipcast.app.start_cache`)
+instead of reading, validating and planning; its values are the agent's own, split out:
+options and values in :mod:`vipcast.app.agent_values`, the GC pauses in
+:mod:`vipcast.app.gc_pauses`.
 """
 
 from __future__ import annotations
@@ -25,27 +31,35 @@ import logging
 import os
 import random
 import signal
-from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field, fields, replace
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import asdict, replace
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
-from vipcast.core.desired import BgpSession, NodePlan
-from vipcast.core.drain import DEFAULT_DRAIN_LABELS, DEFAULT_DRAIN_TAINTS, Phase, apply_drain
+from vipcast.app.agent_values import (
+    AgentOptions,
+    Desired,
+    PlanConsumer,
+    Planner,
+    default_planner,
+    issues_table,
+    peer_settings,
+    to_peer_settings,
+)
+from vipcast.app.gc_pauses import RELEASE_STEP, desired_parts, release_gradually, run_planner
+from vipcast.app.start_cache import StartCache
+from vipcast.core.desired import NodePlan
+from vipcast.core.drain import Phase, apply_drain
 from vipcast.core.gateway.address import GatewayServices, gateway_addresses
 from vipcast.core.incremental import NodePlanner
 from vipcast.core.pipeline import Local, NodeIdentity, Snapshot, snapshot
 from vipcast.core.pipeline import plan as pipeline_plan
 from vipcast.core.pipeline import servable_now as pipeline_servable_now
-from vipcast.core.plan import plan_for_spec
-from vipcast.core.sessions import bgp_sessions
 from vipcast.core.weights import route_weight
 from vipcast.obs.bgp_metrics import register_bgp_metrics
 from vipcast.obs.registry import CollectorRegistry
 from vipcast.obs.status_server import StatusServer
-from vipcast.runtime.bgp.peer import PeerSettings
 from vipcast.runtime.bgp.speaker import Speaker
-from vipcast.runtime.bgp.transport import TransportOptions
 from vipcast.runtime.clock import LoopClock
 from vipcast.runtime.loop_watch import watch_loop
 from vipcast.runtime.weight_pacer import WeightPacer
@@ -54,144 +68,13 @@ from vipcast.sources.validated_cache import ValidatedCache
 from vipcast.spec.errors import Issue, SpecError
 from vipcast.spec.load import Spec
 
+__all__ = [  # the agent's values live in agent_values and gc_pauses; importers use either
+    "MARKER", "RELEASE_STEP", "Agent", "AgentOptions", "Desired", "PlanConsumer", "Planner",
+    "default_planner", "desired_parts", "issues_table", "peer_settings", "release_gradually",
+    "run_planner", "to_peer_settings",
+]
+
 MARKER = "agent-running"
-#: objects freed per step by :func:`release_gradually` (one step is one C-level deallocation
-#: cascade, which holds the GIL from start to end)
-RELEASE_STEP = 64
-
-
-class PlanConsumer(Protocol):
-    """Anything that acts on the node's plan (BGP speaker, data plane, L2 responder, ...)."""
-
-    async def apply(self, plan: NodePlan) -> None: ...
-
-
-#: (spec, node name) -> the node's plan; the default wires the allocator and core.plan
-Planner = Callable[[Spec, str], NodePlan]
-
-
-@dataclass(frozen=True)
-class AgentOptions:
-    config_paths: tuple[Path, ...]
-    node: str
-    metrics_address: tuple[str, int] | None = None
-    #: where to accept BGP connections (passive peers, collisions); empty: none
-    listen: tuple[tuple[str, int], ...] = ()
-    router_id: str | None = None
-    state_dir: Path | None = None
-    poll_interval: float = 1.0
-    seed: int | None = None
-    #: reload (read, validate, plan) in a worker thread, so a big object set (10,000 services
-    #: take seconds to parse) does not stall BFD timers, keepalives and /status; only for
-    #: agents whose :meth:`Agent.load` and planner touch no loop-owned state (the file agent)
-    load_in_thread: bool = False
-    #: seconds between announcing with GRACEFUL_SHUTDOWN and withdrawing, on a drain
-    drain_grace: float = 30.0
-    #: Node labels and taint keys that drain the node (core/drain.py; docs/drain.md)
-    drain_labels: tuple[str, ...] = DEFAULT_DRAIN_LABELS
-    drain_taints: tuple[str, ...] = DEFAULT_DRAIN_TAINTS
-    #: a drain ends early once no new connection reached the node's VIPs for this long (0: off)
-    drain_quiet: float = 5.0
-    #: seconds between two weight changes of one route (core/weight_pacing.py; 0: unpaced)
-    weight_interval: float = 5.0
-    #: the membership's dead nodes leave the Cluster-policy maps (app/liveness.py)
-    node_liveness: bool = True
-    #: keep validated object files here across restarts (sources/validated_cache.py)
-    cache_dir: Path | None = None
-
-
-@dataclass(frozen=True)
-class Desired:
-    """One validated configuration and what it asks of this node."""
-
-    spec: Spec
-    plan: NodePlan
-    peers: tuple[PeerSettings, ...]
-    files: Mapping[str, object] = field(default_factory=dict)
-    #: the snapshot the plan was made from (re-planned from on every observation)
-    snapshot: Snapshot | None = None
-
-
-def to_peer_settings(session: BgpSession) -> PeerSettings:
-    """The speaker's settings of one planned BGP session."""
-    return PeerSettings(
-        name=session.name,
-        address=session.address,
-        port=session.port,
-        session=session.session,
-        transport=TransportOptions(
-            source_address=session.source_address,
-            ttl=session.ttl,
-            gtsm_hops=session.gtsm_hops,
-            md5_password=session.md5_password,
-        ),
-    )
-
-
-def peer_settings(
-    spec: Spec, node: str, *, router_id: str | None = None, restarting: bool = False
-) -> tuple[PeerSettings, ...]:
-    """The BGP sessions this node keeps, as the speaker's settings (pure)."""
-    return tuple(
-        to_peer_settings(s)
-        for s in bgp_sessions(spec, node, router_id=router_id, restarting=restarting)
-    )
-
-
-def issues_table(issues: Sequence[Issue]) -> str:
-    """The spec errors as an aligned text table for the log."""
-    rows = [("FILE", "OBJECT", "FIELD", "MESSAGE")] + [
-        (i.file or "-", i.obj, i.field or "-", i.message) for i in issues
-    ]
-    widths = [max(len(row[c]) for row in rows) for c in range(3)]
-    return "\n".join(
-        "  ".join(cell.ljust(widths[c]) if c < 3 else cell for c, cell in enumerate(row))
-        for row in rows
-    )
-
-
-def run_planner(planner: Planner, spec: Spec, node: str) -> NodePlan:
-    """``planner(spec, node)`` with the cyclic GC paused while it runs.
-
-    Planning is a pure computation that builds tens of thousands of acyclic values (reference
-    counting frees them); without the pause, the collector traces them again and again while
-    they are built. It runs synchronously, so nothing else allocates meanwhile.
-    """
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        return planner(spec, node)
-    finally:
-        if enabled:
-            gc.enable()
-
-
-def release_gradually(parts: list[Any]) -> None:
-    """Drop ``parts`` (the last references to the pieces of a big value) a few at a time.
-
-    Freeing a big tree at once (a 10,000-service Spec, the raw YAML documents) is one
-    deallocation cascade in C that holds the GIL for ~0.1 s, even in a worker thread; freed in
-    steps of :data:`RELEASE_STEP` objects, the interpreter can switch threads between steps.
-    """
-    while parts:
-        del parts[-RELEASE_STEP:]
-
-
-def desired_parts(desired: Desired) -> list[Any]:
-    """References to every object of ``desired``'s spec and plan tuples, ``desired`` last."""
-    parts: list[Any] = []
-    for holder in (desired.spec, desired.plan):
-        for item in fields(holder):
-            value = getattr(holder, item.name)
-            if isinstance(value, tuple):
-                parts.extend(value)
-    parts.append(desired)
-    return parts
-
-
-def default_planner(spec: Spec, node: str) -> NodePlan:
-    """Allocation (same on every node for the same files) and this node's plan."""
-    return plan_for_spec(spec, node)
 
 
 class Agent:
@@ -236,6 +119,12 @@ class Agent:
             options.config_paths,
             cache=ValidatedCache(options.cache_dir) if options.cache_dir is not None else None,
         )
+        #: the whole start on disk (the file agent with --cache-dir and the files' planner)
+        self.start_cache = (
+            StartCache(options.cache_dir, options.node)
+            if options.cache_dir is not None and isinstance(self._planner, NodePlanner)
+            and type(self).load_spec is Agent.load_spec else None
+        )
         self.current: Desired | None = None
         #: what the node observes now (the planner's input besides the config)
         self.local = local or Local()
@@ -253,6 +142,11 @@ class Agent:
         self._files_hint = asyncio.Event()
         self._stop = asyncio.Event()
         self._publishing = asyncio.Lock()
+        #: held while a load runs (and while the start cache is written: the planner's memory
+        #: is updated in place by a load)
+        self._loading = asyncio.Lock()
+        #: set when a new config is published (the start cache waits for a quiet one)
+        self._new_config = asyncio.Event()
         self.started = asyncio.Event()
         self.metrics_bound: tuple[str, int] | None = None
         #: awaited with the first plan before the BGP sessions start (the node's data plane
@@ -270,7 +164,13 @@ class Agent:
         return self.files.load()
 
     def load(self) -> Desired:
-        """Read, validate and plan the config; raises SpecError (nothing is changed)."""
+        """Read, validate and plan the config; raises SpecError (nothing is changed).
+        The first load takes the start cache's snapshot when it is that of these files."""
+        if self.current is None and self.start_cache is not None:
+            restored = self.start_cache.restore(self.files, self.identity())
+            if restored is not None:
+                self._planner = restored.planner
+                return self._desired(restored.snapshot)
         spec = self._gateway_services(self.load_spec())  # a Gateway's VIP: a stand-in Service
         duties = run_planner(self._planner, spec, self.options.node)
         current = self.current
@@ -314,7 +214,8 @@ class Agent:
     async def reload(self) -> bool:
         """Validate the config whole and swap it in; on error keep the running one."""
         try:
-            desired = await self._load()
+            async with self._loading:
+                desired = await self._load()
         except SpecError as exc:
             self.last_error = list(exc.issues)
             self._log.error(
@@ -335,9 +236,10 @@ class Agent:
         await self._save_files()
         return True
 
-    async def _save_when_announced(self, limit: float = 30.0) -> None:
-        """Write the disk cache once every peer has the first plan's routes (or after
-        ``limit`` seconds): pickling 10,000 Services takes CPU the first UPDATEs need."""
+    async def _keep_caches(self, limit: float = 30.0) -> None:
+        """Write the disk caches once every peer has the first plan's routes (or after
+        ``limit`` seconds): pickling 10,000 Services takes CPU the first UPDATEs need. Then
+        the start cache, each time a new config has run unchanged for ``cache_quiet`` seconds."""
         if self.files.disk is None:
             return
         wanted: dict[str, int] = {}  # routes per peer
@@ -351,6 +253,33 @@ class Agent:
             timeout=limit,
         )
         await self._save_files()
+        while self.start_cache is not None:
+            await self._new_config.wait()
+            self._new_config.clear()
+            while True:  # until no new config for cache_quiet seconds
+                try:
+                    async with asyncio.timeout(self.options.cache_quiet):
+                        await self._new_config.wait()
+                except TimeoutError:
+                    break
+                self._new_config.clear()
+            await self._save_start()
+
+    async def _save_start(self) -> bool:
+        """Write the running config's start (its snapshot, the files it came from, the
+        planner's memory) to the start cache, unless it holds it already."""
+        cache = self.start_cache
+        if cache is None:
+            return False
+        async with self._loading:  # no load updates the planner's memory meanwhile
+            current = self.current
+            if (current is None or current.snapshot is None or current.snapshot is cache.holds
+                    or current.spec.gateways  # their stand-ins are remembered by object id
+                    or current.files != self.files.stamps):  # a refused load since
+                return False
+            assert isinstance(self._planner, NodePlanner)
+            return await asyncio.to_thread(cache.save, self.files.state(), self._planner,
+                                           current.snapshot, self.identity())
 
     async def _save_files(self) -> None:
         """Write newly validated files to the disk cache, after the plan was handed on."""
@@ -429,6 +358,7 @@ class Agent:
             old = self.current
             self.current = desired
             if old is None or old.snapshot is not desired.snapshot:
+                self._new_config.set()
                 for watcher in self.config_watchers:
                     watcher()  # a new config (the drain driver looks at the Node object)
             if old is not None and old.plan == desired.plan:
@@ -513,7 +443,7 @@ class Agent:
                 self.metrics_bound = await self._status_server.start()
                 self._log.info("status on http://%s:%s/status", *self.metrics_bound)
             self.started.set()
-            saver = asyncio.create_task(self._save_when_announced(), name="save-validated")
+            saver = asyncio.create_task(self._keep_caches(), name="save-caches")
             watcher = self._start_watching()
             await self._watch()
         finally:

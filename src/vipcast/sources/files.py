@@ -25,8 +25,8 @@ import asyncio
 import contextlib
 import logging
 import os
-from collections.abc import Awaitable, Callable, Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import yaml
@@ -132,6 +132,14 @@ class _Cached:
     key: str | None = None
 
 
+@dataclass(frozen=True)
+class FilesState:
+    """:meth:`ObjectFiles.state`: the validated files by name, and the assembler's memory."""
+
+    entries: Mapping[str, _Cached]
+    assemble: Assembler
+
+
 class ObjectFiles:
     """The object files at ``paths``, read again only where a file changed."""
 
@@ -151,6 +159,19 @@ class ObjectFiles:
         in a worker thread (see :meth:`ValidatedCache.flush`)."""
         if self.disk is not None:
             self.disk.flush({e.key for e in self._cache.values() if e.key is not None})
+
+    def state(self) -> FilesState:
+        """What the last load kept (per file, its validated objects; the assembler's memory),
+        for a cache of the agent's whole start (``app/start_cache.py``)."""
+        return FilesState(dict(self._cache), self._assemble)
+
+    def adopt(self, state: FilesState, stamps: Mapping[str, Stamp]) -> None:
+        """Take ``state`` as what the last load kept, the files now at ``stamps`` (their
+        content checked by the caller): the next load reads only files changed since."""
+        self._cache = {name: replace(entry, stamp=stamps[name])
+                       for name, entry in state.entries.items()}
+        self._assemble = state.assemble
+        self.stamps = dict(stamps)
 
     def current_stamps(self) -> dict[str, Stamp]:
         files, _ = config_files(self.paths)

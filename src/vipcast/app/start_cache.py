@@ -1,0 +1,284 @@
+"""A cache on disk of the agent's whole start: one file that, when the object files are the
+ones it was made from, replaces reading, validating, allocating and planning them.
+
+The per-file cache (:mod:`vipcast.sources.validated_cache`) spares a restart the YAML and the
+validation, but allocation and planning still run over every Service (about 1.2 s of CPU for
+10,000 of them, more than unpickling the validated files). This cache keeps, in one pickle
+stream, everything the agent holds after a load: per file its validated objects (the source's
+memory), the assembler's and the incremental planner's memory, and the snapshot (the config and
+its duties, :class:`~vipcast.core.pipeline.Snapshot`). One stream keeps the objects shared
+between them shared, so a reload after the start is as incremental as in the process that wrote
+it (an unchanged Service is the same object in the files' entries, the spec and the planner).
+
+It is used only when it is exactly right:
+
+* the key is the SHA-256 of every object file's path and exact bytes (read at each start; a
+  stamp such as mtime proves nothing about content), of this node's name and router id;
+* the header names a format and a digest of the code the values come from (vipcast's version,
+  Python's and pydantic's, and the source of ``spec/``, ``alloc/``, ``core/``, ``sources/``
+  and the agent's modules): another vipcast's file is never read past its header;
+* the header is read with an unpickler that refuses every class (plain strings and numbers
+  only); the rest only from a file this user owns, no one else may write, in a directory the
+  same holds for (a pickle runs code when loaded); whatever it holds is checked for its types.
+
+Anything else (no file, another key or version, a damaged or foreign file) is a miss, logged
+with its reason, and the agent loads as without it. The file is written whole under a temporary
+name and renamed, in a worker thread, a chunk of objects at a time (the GIL is released between
+chunks), only once a config has been running unchanged for a while (``cache_quiet``, 5 s).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import logging
+import os
+import pickle
+import stat
+import sys
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, fields, replace
+from pathlib import Path
+from typing import Any, BinaryIO
+
+from vipcast.core.incremental import NodePlanner
+from vipcast.core.pipeline import NodeIdentity, Snapshot, snapshot
+from vipcast.sources.files import FilesState, ObjectFiles, Stamp, config_files, stamp_of
+from vipcast.sources.validated_cache import ValidatedCache
+
+log = logging.getLogger("vipcast.agent.start_cache")
+
+MAGIC = "vipcast-start-cache"
+FORMAT = 1
+#: objects pickled per chunk (the GIL is held for one chunk)
+CHUNK = 512
+#: the packages whose code made the cached values
+_PACKAGES = ("spec", "alloc", "core", "sources")
+_MODULES = ("app/agent.py", "app/agent_values.py", "app/gc_pauses.py", "app/start_cache.py")
+
+
+def code_digest() -> str:
+    """A digest of the code the cached values depend on (see the module)."""
+    import pydantic
+
+    import vipcast
+
+    root = Path(vipcast.__file__).parent
+    digest = hashlib.sha256(f"{vipcast.__version__}\0{sys.version}\0{pydantic.VERSION}\0"
+                            .encode())
+    modules = [m for package in _PACKAGES for m in sorted((root / package).rglob("*.py"))]
+    modules += [root / m for m in _MODULES]
+    for module in modules:
+        digest.update(str(module.relative_to(root)).encode() + b"\0" + module.read_bytes())
+    return digest.hexdigest()[:32]
+
+
+def private(path: Path) -> str | None:
+    """Why ``path`` may not be trusted with pickles (None: it may): it must be ours, and
+    writable by no one else."""
+    try:
+        st = path.stat()
+    except OSError as exc:
+        return str(exc)
+    if st.st_uid != os.geteuid():
+        return f"{path} belongs to uid {st.st_uid}"
+    if st.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+        return f"{path} is writable by others"
+    return None
+
+
+class _NoClasses(pickle.Unpickler):
+    """Unpickles plain data only (the header): any class or function is refused."""
+
+    def find_class(self, module: str, name: str) -> Any:
+        raise pickle.UnpicklingError(f"the header names {module}.{name}")
+
+
+@dataclass(frozen=True)
+class Files:
+    """The object files as they are now: per file its stamp and per-file cache key."""
+
+    stamps: dict[str, Stamp]
+    keys: dict[str, str]
+
+
+def current_files(paths: Sequence[Path]) -> Files | None:
+    """Every object file's stamp (taken before its bytes are read: a later write changes it)
+    and content key; None when one cannot be read (the load will say why)."""
+    names, issues = config_files(paths)
+    if issues:
+        return None
+    stamps: dict[str, Stamp] = {}
+    keys: dict[str, str] = {}
+    for path in names:
+        name = str(path)
+        found = stamp_of(path)
+        try:
+            data = path.read_bytes()
+        except OSError:
+            return None
+        if found is None:
+            return None
+        stamps[name], keys[name] = found, ValidatedCache.key(name, data)
+    return Files(stamps, keys)
+
+
+def start_key(keys: dict[str, str], identity: NodeIdentity) -> str:
+    """The key of a start: every file's content key, the node and its router id."""
+    digest = hashlib.sha256(f"{identity.node}\0{identity.router_id or ''}\0".encode())
+    for name in sorted(keys):
+        digest.update(f"{name}\0{keys[name]}\0".encode())
+    return digest.hexdigest()
+
+
+@dataclass(frozen=True)
+class Restored:
+    """What a hit gives the agent: the planner with its memory and the snapshot."""
+
+    planner: NodePlanner
+    snapshot: Snapshot
+
+
+def _chunks(state: FilesState, snap: Snapshot) -> Iterator[list[object]]:
+    """The big values' elements in chunks, pickled before the state that holds them (their
+    memo entries make the state's own pickle small)."""
+    big: list[Sequence[object]] = [entry.validated.objects for entry in state.entries.values()]
+    for plan in (snap.duties, snap.plan_base):
+        big += [v for f in fields(plan) if isinstance(v := getattr(plan, f.name), tuple)
+                and len(v) > CHUNK]
+    for values in big:
+        for start in range(0, len(values), CHUNK):
+            yield list(values[start:start + CHUNK])
+
+
+class StartCache:
+    """The start cache of one node in ``directory`` (see the module)."""
+
+    def __init__(self, directory: Path, node: str) -> None:
+        self.directory = directory
+        self.path = directory / f"start-{hashlib.sha256(node.encode()).hexdigest()[:16]}.pickle"
+        self._code: str | None = None
+        #: the key of what the file holds (restored or written by this process)
+        self.key: str | None = None
+        #: the snapshot the file holds (nothing to write while it is the current one)
+        self.holds: Snapshot | None = None
+        #: why the last restore missed (None: it hit, or none was tried)
+        self.missed: str | None = None
+
+    def code(self) -> str:
+        if self._code is None:
+            self._code = code_digest()
+        return self._code
+
+    # ---- reading ----------------------------------------------------------------------------
+
+    def restore(self, files: ObjectFiles, identity: NodeIdentity) -> Restored | None:
+        """The cached start if it is that of the files as they are now (installing the files'
+        entries into ``files``), else None with the reason logged."""
+        try:
+            restored = self._restore(files, identity)
+        except Exception as exc:  # a damaged file is only a miss
+            restored, self.missed = None, f"unusable ({type(exc).__name__}: {exc})"
+        if restored is None:
+            log.info("start cache %s not used: %s", self.path, self.missed)
+        else:
+            self.missed = None
+        return restored
+
+    def _restore(self, files: ObjectFiles, identity: NodeIdentity) -> Restored | None:
+        if not self.path.exists():
+            self.missed = "no cache file"
+            return None
+        doubt = private(self.directory) or private(self.path)
+        if doubt is not None:
+            self.missed = f"not trusted: {doubt}"
+            return None
+        now = current_files(files.paths)
+        if now is None:
+            self.missed = "an object file cannot be read"
+            return None
+        key = start_key(now.keys, identity)
+        with self.path.open("rb") as handle:
+            header = _NoClasses(handle).load()
+            wanted = (MAGIC, FORMAT, self.code(), key)
+            if not isinstance(header, tuple) or header[:3] != wanted[:3]:
+                self.missed = "written by another vipcast (format or code)"
+                return None
+            if header != wanted:
+                self.missed = "made from other object files (or another node)"
+                return None
+            state = _read_body(handle)
+        checked = _checked(state, now)
+        if checked is None:
+            self.missed = "unexpected content"
+            return None
+        files_state, planner, snap, cached_identity = checked
+        files.adopt(files_state, now.stamps)
+        if cached_identity != identity:  # restarting differs: the sessions' R-bit
+            snap = snapshot(snap.spec, snap.duties, identity)
+        self.key, self.holds = key, snap
+        return Restored(planner, snap)
+
+    # ---- writing ----------------------------------------------------------------------------
+
+    def save(self, state: FilesState, planner: NodePlanner, snap: Snapshot,
+             identity: NodeIdentity) -> bool:
+        """Write the start of ``snap`` (the files' entries it came from, the planner's memory);
+        in a worker thread, with no load running meanwhile. False: not written (logged)."""
+        keys = {name: entry.key for name, entry in state.entries.items()}
+        if any(k is None for k in keys.values()):
+            return False
+        key = start_key({n: k for n, k in keys.items() if k is not None}, identity)
+        if private(self.directory) is not None:
+            log.warning("start cache not written: %s", private(self.directory))
+            return False
+        bare = replace(snap, filter=None, dead_index=None)
+        temporary = self.path.with_suffix(f".{os.getpid()}.tmp")
+        try:
+            with temporary.open("wb") as handle:
+                pickle.dump((MAGIC, FORMAT, self.code(), key), handle,
+                            protocol=pickle.HIGHEST_PROTOCOL)
+                _write_body(handle, state, bare, {"files": state, "planner": planner,
+                                                  "snapshot": bare, "identity": identity})
+            os.replace(temporary, self.path)
+        except (OSError, pickle.PicklingError) as exc:
+            log.warning("start cache not written to %s: %s", self.path, exc)
+            temporary.unlink(missing_ok=True)
+            return False
+        self.key, self.holds = key, snap
+        return True
+
+
+def _write_body(handle: BinaryIO, state: FilesState, snap: Snapshot,
+                values: dict[str, object]) -> None:
+    """The chunks (each one ``dump``, one pickler: a later record refers to an earlier one's
+    objects), then an empty chunk, then ``values``."""
+    pickler = pickle.Pickler(handle, protocol=pickle.HIGHEST_PROTOCOL)
+    for chunk in _chunks(state, snap):
+        pickler.dump(chunk)
+    pickler.dump([])
+    pickler.dump(values)
+
+
+def _read_body(handle: io.BufferedReader) -> object:
+    unpickler = pickle.Unpickler(handle)  # trusted: ours, written by this code (see the module)
+    while unpickler.load():
+        pass
+    return unpickler.load()
+
+
+def _checked(state: object, now: Files
+             ) -> tuple[FilesState, NodePlanner, Snapshot, NodeIdentity] | None:
+    """The restored values, if they have the types and files they should."""
+    if not isinstance(state, dict):
+        return None
+    files_state, planner = state.get("files"), state.get("planner")
+    snap, identity = state.get("snapshot"), state.get("identity")
+    if not (isinstance(files_state, FilesState) and isinstance(planner, NodePlanner)
+            and isinstance(snap, Snapshot) and isinstance(identity, NodeIdentity)):
+        return None
+    if set(files_state.entries) != set(now.stamps) or any(
+        files_state.entries[name].key != key for name, key in now.keys.items()
+    ):
+        return None
+    return files_state, planner, snap, identity
