@@ -1,8 +1,10 @@
 """The L7 gateway, side by side in one run (as root; namespaces ``vc-<pid>-*``):
 
-1. RPS and p99 through one gateway node (Envoy fed by vipcast) vs straight to the backend
-   (nginx returning a small body, keep-alive, wrk from the client namespace; rounds
-   interleaved); per-node RPS against the original system's 1,734-3,529.
+1. RPS and p99 through one gateway node (Envoy fed by vipcast) as rendered at 4f6fdc7 and as
+   rendered now, vs straight to the backend (nginx returning a small body, keep-alive, wrk
+   from the client namespace; rounds interleaved), unpinned and with Envoy given one core;
+   who used the CPU; per-node RPS against the original system's 1,734-3,529
+   (``bench/gateway_throughput.py``).
 2. Endpoint churn under steady load: vipcast (EDS updates) vs nginx as the proxy, reloaded on
    each change (the original system's design): failed requests and resets.
 3. EndpointSlice change -> first request served by the new pod (median of N flips).
@@ -12,21 +14,23 @@
    against what a delta response would carry, vipcast's and Envoy's CPU per update (is
    incremental xDS worth it?).
 
-    .venv/bin/python bench/gateway.py [--quick] [--out bench/gateway.json]
+    .venv/bin/python bench/gateway.py [--quick] [--parts throughput,...] [--out F]
+
+Only the parts run are replaced in ``--out`` (the others' figures stay).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
-import re
 import signal
 import statistics
 import sys
 import time
 from pathlib import Path
 from typing import Any
+
+from gateway_throughput import NGINX_BASE, nginx, throughput
 
 from vipcast.lab.gateway import (
     GATEWAY_IP,
@@ -37,72 +41,6 @@ from vipcast.lab.gateway import (
     service_objects,
 )
 from vipcast.lab.netns import Netns, Process, Topology, wait_until
-
-NGINX_BASE = """daemon off; worker_processes 1; pid {d}/nginx.pid; error_log {d}/error.log warn;
-events {{ worker_connections 4096; }}
-http {{ access_log off; keepalive_requests 1000000; client_body_temp_path {d}/b;
-  proxy_temp_path {d}/p; fastcgi_temp_path {d}/f; uwsgi_temp_path {d}/u; scgi_temp_path {d}/s;
-{body}
-}}
-"""
-
-
-def nginx(ns: Netns, topo: Topology, name: str, body: str) -> tuple[Process, Path]:
-    d = topo.workdir / name
-    d.mkdir(exist_ok=True)
-    conf = d / "nginx.conf"
-    conf.write_text(NGINX_BASE.format(d=d, body=body))
-    proc = ns.spawn(["nginx", "-c", str(conf), "-p", str(d)], name=name)
-    wait_until(lambda: (d / "nginx.pid").exists(), timeout=20, what=f"{name} started")
-    return proc, conf
-
-
-def wrk(ns: Netns, url: str, seconds: int, host: str = "bench",
-        counted: list[int] | None = None) -> tuple[float, float]:
-    out = ns.run(["wrk", "-t2", "-c32", f"-d{seconds}s", "--latency", "-H", f"Host: {host}",
-                  url], timeout=seconds + 60).stdout
-    if counted is not None:
-        done = re.search(r"(\d+) requests in", out)
-        counted.append(int(done.group(1)) if done else 0)
-    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
-    m = re.search(r"99%\s+([\d.]+)(us|ms|s)", out)
-    assert m is not None, out
-    p99 = float(m.group(1)) * {"us": 1e-3, "ms": 1.0, "s": 1e3}[m.group(2)]
-    return rps, p99
-
-
-def throughput(lab: GatewayLab, rounds: int, seconds: int) -> dict[str, Any]:
-    lab.client.ip("route", "add", "10.0.0.0/24", "via", "203.0.113.1")
-    lab.pods_ns.ip("route", "add", "default", "via", "10.0.0.1")
-    ip = pod_ip(9)
-    lab.pods_ns.add_address("eth0", f"{ip}/24")
-    nginx(lab.pods_ns, lab.topo, "nginx-backend",
-          f'server {{ listen {ip}:8080; location / {{ return 200 "ok\\n"; }} }}')
-    lab.apply([*base_objects(), *service_objects("be", {ip: "ready"}),
-               http_route("be", rules=[{"backendRefs": [{"name": "be", "port": 80}]}])])
-    res: dict[str, list[tuple[float, float]]] = {"gateway": [], "direct": []}
-    envoy_pid = lab.status()["envoy"]["pid"]
-    load_before = os.getloadavg()
-    counted: list[int] = []
-    envoy_cpu = 0.0
-    for _ in range(rounds):
-        before, _rss = _proc_stat(lab.gw, envoy_pid)
-        res["gateway"].append(wrk(lab.client, f"http://{GATEWAY_IP}/", seconds,
-                                  counted=counted))
-        after, _rss = _proc_stat(lab.gw, envoy_pid)
-        envoy_cpu += after - before
-        res["direct"].append(wrk(lab.client, f"http://{ip}:8080/", seconds))
-    out = {k: {"rps": statistics.median(r for r, _ in v), "p99_ms": statistics.median(
-        p for _, p in v), "runs": v} for k, v in res.items()}
-    # the machine is shared: what else ran is part of the figure (1-minute load average)
-    out["loadavg_1m_before_after"] = [round(load_before[0], 1), round(os.getloadavg()[0], 1)]
-    out["rps_ratio"] = out["gateway"]["rps"] / out["direct"]["rps"]
-    out["p99_ratio"] = out["gateway"]["p99_ms"] / out["direct"]["p99_ms"]
-    out["vs_original_per_node"] = [out["gateway"]["rps"] / 3529, out["gateway"]["rps"] / 1734]
-    # what Envoy costs, whatever else the shared machine runs: requests per Envoy CPU-second
-    out["envoy_cpu_s"] = round(envoy_cpu, 2)
-    out["requests_per_envoy_cpu_s"] = round(sum(counted) / envoy_cpu) if envoy_cpu else None
-    return out
 
 
 def _load(lab: GatewayLab, url: str, seconds: int, name: str) -> tuple[Process, Path]:
@@ -404,14 +342,15 @@ def main() -> int:
     parser.add_argument("--parts", default="throughput,churn,first,scale,eds")
     args = parser.parse_args()
     parts = set(args.parts.split(","))
-    result: dict[str, Any] = {"when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    when = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    result: dict[str, Any] = {"when": when}
     with Topology() as topo:
         lab = GatewayLab(topo)
         lab.apply_nowait(base_objects())
-        lab.start_gateway("--concurrency", "2")
+        lab.start_gateway()  # Envoy: one worker per CPU
         if "throughput" in parts:
-            result["throughput"] = throughput(lab, 1 if args.quick else 3,
-                                              5 if args.quick else 10)
+            result["throughput"] = {"when": when, **throughput(
+                lab, 1 if args.quick else 3, 5 if args.quick else 10)}
             print(json.dumps(result["throughput"], indent=1), flush=True)
         if "churn" in parts:
             result["churn"] = churn(lab, 5 if args.quick else 20)
@@ -425,7 +364,13 @@ def main() -> int:
         with Topology() as topo:
             result["scale"] = scale(topo, 1000, 100, 100)
             print(json.dumps(result["scale"], indent=1), flush=True)
-    Path(args.out).write_text(json.dumps(result, indent=1) + "\n")
+    out = Path(args.out)
+    try:  # the parts not run keep their figures
+        kept: dict[str, Any] = json.loads(out.read_text())
+    except (OSError, ValueError):
+        kept = {}
+    kept.update(result)
+    out.write_text(json.dumps(kept, indent=1) + "\n")
     return 0
 
 

@@ -142,6 +142,28 @@ def test_rendered_resources() -> None:
     assert routes["default/gone/rule/0/match/0"].direct_response.status == 500
 
 
+def test_the_router_adds_no_envoy_headers() -> None:
+    """Every HTTP connection manager's router suppresses its x-envoy-* headers (HTTP and
+    HTTPS chains, ADS and inline)."""
+    from envoy.extensions.filters.http.router.v3 import router_pb2
+    from envoy.extensions.filters.network.http_connection_manager.v3 import (
+        http_connection_manager_pb2 as hcm,
+    )
+
+    model = translate(spec_of(rich_documents()), "n1").model
+    for options in (ProxyOptions(), ProxyOptions(ads=False)):
+        seen = 0
+        for lis in render(model, options)[LISTENER].values():
+            for chain in lis.filter_chains:
+                manager = hcm.HttpConnectionManager()
+                assert chain.filters[0].typed_config.Unpack(manager)
+                router = router_pb2.Router()
+                assert manager.http_filters[-1].typed_config.Unpack(router)
+                assert router.suppress_envoy_headers
+                seen += 1
+        assert seen == 8  # 2 addresses x (80, 8080, and 443 with one chain per SNI name)
+
+
 def test_rendering_is_deterministic() -> None:
     model = translate(spec_of(rich_documents()), "n1").model
     a, b = render(model), render(model)

@@ -13,6 +13,7 @@ import signal
 import time
 from collections import Counter
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -189,6 +190,27 @@ def test_client_address_in_x_forwarded_for(lab: GatewayLab) -> None:
     seen = lab.get_json("/", "h", "-H", "X-Forwarded-For: 198.51.100.66")
     assert seen["headers"]["x-forwarded-for"] == f"198.51.100.66,{CLIENT_IP}"
     assert seen["headers"]["x-envoy-external-address"] == CLIENT_IP
+
+
+def test_the_router_adds_no_envoy_headers(lab: GatewayLab) -> None:
+    """suppress_envoy_headers: neither the client nor the pod sees the router's x-envoy-*
+    headers; the connection manager's client address header is still there."""
+    lab.apply([*base_objects(), *services("p0"), http_route("x", rules=[
+        {"backendRefs": [to("p0")]}])])
+    status, headers, body = lab.curl(f"http://{GATEWAY_IP}/", "-H", "Host: h")
+    assert status == 200, body
+    assert json.loads(body)["backend"] == "p0"
+    assert not [h for h in headers if h.startswith("x-envoy")], headers
+    seen = json.loads(body)["headers"]
+    assert "x-envoy-expected-rq-timeout-ms" not in seen
+    assert seen["x-envoy-external-address"] == CLIENT_IP
+
+
+def test_envoy_runs_one_worker_per_cpu(lab: GatewayLab) -> None:
+    """No --concurrency given: Envoy's workers are the CPUs the gateway may use."""
+    pid = lab.status()["envoy"]["pid"]
+    argv = Path(f"/proc/{pid}/cmdline").read_text().split("\0")
+    assert argv[argv.index("--concurrency") + 1] == str(len(os.sched_getaffinity(0)))
 
 
 def test_websocket_upgrade(lab: GatewayLab) -> None:

@@ -34,7 +34,8 @@ class GatewaySettings:
     envoy_binary: str
     admin_port: int = 19000
     options: ProxyOptions = field(default_factory=ProxyOptions)
-    concurrency: int = 1
+    #: Envoy worker threads; None: one per CPU this process may use (runtime.envoy.cpu_budget)
+    concurrency: int | None = None
     drain_time: float = 5.0
 
 

@@ -43,7 +43,7 @@ class GatewayOptions:
     workdir: Path
     envoy_binary: str
     admin_port: int = 19000
-    concurrency: int = 1
+    concurrency: int | None = None
     proxy: ProxyOptions = field(default_factory=ProxyOptions)
     metrics_address: tuple[str, int] | None = None
     poll_interval: float = 0.5

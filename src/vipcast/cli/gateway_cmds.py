@@ -15,7 +15,9 @@ def gateway(
     node: Annotated[str, typer.Option("--node", "-n", help="This node's name")],
     workdir: Annotated[Path, typer.Option(help="Envoy's bootstrap, xDS socket and logs")],
     admin_port: Annotated[int, typer.Option(help="Envoy admin port on 127.0.0.1")] = 19000,
-    concurrency: Annotated[int, typer.Option(help="Envoy worker threads")] = 1,
+    concurrency: Annotated[int | None, typer.Option(
+        help="Envoy worker threads (default: one per CPU this process may use: its CPU "
+             "affinity, capped by a cgroup CPU limit)", min=1)] = None,
     xff_trusted_hops: Annotated[
         int, typer.Option(help="X-Forwarded-For entries from clients to trust")
     ] = 0,

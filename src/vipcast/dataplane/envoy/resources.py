@@ -5,8 +5,8 @@ Listeners bind the Gateway address with ``freebind`` (the VIP need not be on an 
 the node yet). HTTP connection managers append the client to X-Forwarded-For
 (``use_remote_address``; ``xff_num_trusted_hops`` says how many client-supplied entries to
 trust), pass websocket upgrades, speak HTTP/1.1 and HTTP/2 (ALPN on TLS) and may take the
-client address from a PROXY protocol v2 header. Certificates come over SDS, so rotating one
-changes no listener and closes no connection.
+client address from a PROXY protocol v2 header; the router adds no ``x-envoy-*`` headers.
+Certificates come over SDS, so rotating one changes no listener and closes no connection.
 """
 
 from __future__ import annotations
@@ -93,8 +93,11 @@ def _connection_manager(chain: FilterChain, model: ProxyModel,
         strip_matching_host_port=True,
         upgrade_configs=[hcm.HttpConnectionManager.UpgradeConfig(upgrade_type="websocket")],
         http2_protocol_options=protocol_pb2.Http2ProtocolOptions(allow_connect=True),
-        http_filters=[hcm.HttpFilter(name="envoy.filters.http.router",
-                                     typed_config=_any(router_pb2.Router()))],
+        # the router adds no x-envoy-* headers of its own (x-envoy-upstream-service-time to
+        # the client, x-envoy-expected-rq-timeout-ms to the pod): proxy internals neither side
+        # asked for, and per-request work (docs/gateway.md, "What a request costs")
+        http_filters=[hcm.HttpFilter(name="envoy.filters.http.router", typed_config=_any(
+            router_pb2.Router(suppress_envoy_headers=True)))],
     )
     if opts.ads:
         out.rds.CopyFrom(hcm.Rds(config_source=_ads(), route_config_name=chain.route_config))

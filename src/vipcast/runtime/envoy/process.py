@@ -4,6 +4,10 @@ Readiness is Envoy's own: ``GET /ready`` on its admin listener (127.0.0.1) answe
 server is initialised (listeners and clusters of the first xDS round warmed). Every change of
 readiness is reported through ``on_ready`` — the planner's input for announcing the Gateway
 address: a node whose Envoy is dead or unconfigured announces nothing.
+
+Workers: unless told, Envoy runs one worker thread per CPU this process may use — its CPU
+affinity, capped by a cgroup CPU limit (a container's ``resources.limits.cpu``): Envoy's own
+default counts every CPU of the host, and more workers than the CPU quota only get throttled.
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import os
 import signal
 from collections.abc import Callable, Sequence
@@ -47,13 +52,77 @@ async def admin_get(port: int, path: str, timeout: float = 1.0) -> tuple[int, st
         return 0, ""
 
 
+def quota_cpus(quota: str, period: str | None = None) -> float | None:
+    """CPUs a cgroup CPU quota allows: v2 ``cpu.max`` text (``"QUOTA PERIOD"`` or
+    ``"max PERIOD"``), or v1 ``cpu.cfs_quota_us`` and ``cpu.cfs_period_us`` texts (quota -1:
+    none). None: no limit (or unreadable text)."""
+    parts = quota.split() if period is None else [quota.strip(), period.strip()]
+    if len(parts) != 2 or parts[0] == "max":
+        return None
+    try:
+        q, p = int(parts[0]), int(parts[1])
+    except ValueError:
+        return None
+    return q / p if q > 0 and p > 0 else None
+
+
+def _quota_files(here: Path) -> float | None:
+    try:
+        return quota_cpus((here / "cpu.max").read_text())
+    except OSError:
+        pass
+    try:
+        return quota_cpus((here / "cpu.cfs_quota_us").read_text(),
+                          (here / "cpu.cfs_period_us").read_text())
+    except OSError:
+        return None
+
+
+def cgroup_cpu_limit(proc_cgroup: str, root: Path) -> float | None:
+    """The tightest CPU quota on the cgroup ``/proc/<pid>/cgroup`` names (v2 ``0::/path``, or a v1
+    hierarchy with the ``cpu`` controller, mounted as ``root/<controllers>``) or its parents."""
+    limits = []
+    for line in proc_cgroup.splitlines():
+        _hid, _, rest = line.partition(":")
+        controllers, _, path = rest.partition(":")
+        if controllers == "":
+            base = root  # v2: the unified hierarchy
+        elif "cpu" in controllers.split(","):
+            base = root / controllers
+        else:
+            continue
+        here = base / path.strip("/")
+        while True:
+            got = _quota_files(here)
+            if got is not None:
+                limits.append(got)
+            if here == base or base not in here.parents:
+                break
+            here = here.parent
+    return min(limits) if limits else None
+
+
+def cpu_budget(cgroup_root: Path = Path("/sys/fs/cgroup")) -> int:
+    """Worker threads for this node's Envoy: the CPUs in this process's affinity set, capped by
+    its cgroup's CPU quota (rounded up), at least 1."""
+    cpus = len(os.sched_getaffinity(0))
+    try:
+        limit = cgroup_cpu_limit(Path("/proc/self/cgroup").read_text(), cgroup_root)
+    except OSError:
+        limit = None
+    if limit is not None:
+        cpus = min(cpus, math.ceil(limit))
+    return max(1, cpus)
+
+
 @dataclass
 class EnvoySettings:
     binary: str
     bootstrap: Path
     admin_port: int
     workdir: Path
-    concurrency: int = 1
+    #: worker threads; None: :func:`cpu_budget` (one per CPU this process may use)
+    concurrency: int | None = None
     #: seconds listeners drain connections when they change or are removed
     drain_time: float = 5.0
     log_level: str = "warning"
@@ -76,7 +145,8 @@ class EnvoyProcess:
     def argv(self) -> list[str]:
         s = self.settings
         return [
-            s.binary, "-c", str(s.bootstrap), "--concurrency", str(s.concurrency),
+            s.binary, "-c", str(s.bootstrap),
+            "--concurrency", str(s.concurrency if s.concurrency is not None else cpu_budget()),
             "--drain-time-s", str(int(s.drain_time)), "--drain-strategy", "gradual",
             "--parent-shutdown-time-s", str(int(s.drain_time) + 5),
             "--base-id-path", str(s.workdir / "envoy.base-id"), "--use-dynamic-base-id",
