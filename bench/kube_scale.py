@@ -29,9 +29,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import hashlib
+import inspect
 import json
 import os
 import resource
+import shutil
 import signal
 import subprocess
 import sys
@@ -45,11 +48,19 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
 import httpx2 as httpx  # noqa: E402
-from tests.kube.harness.cluster import Cluster, binaries_present, start_cluster  # noqa: E402
-from tests.kube.harness.proxy import TOKEN  # noqa: E402
+from tests.kube.harness.builtin_crds import builtin_crds  # noqa: E402
+from tests.kube.harness.cluster import (  # noqa: E402
+    DEFAULT_BIN_DIR,
+    Cluster,
+    binaries_present,
+    start_cluster,
+)
+from tests.kube.harness.proxy import CORE_APIVERSION, TOKEN  # noqa: E402
 
 NS = "scale"
 HEADERS = {"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"}
+#: created objects are kept here per size and generator (see ``objects_key``)
+CACHE = Path(os.environ.get("VIPCAST_SCALE_CACHE", Path.home() / ".cache" / "vipcast-scale"))
 
 
 def progress(text: str) -> None:
@@ -61,9 +72,14 @@ def cidr_for(n: int) -> str:
     return f"198.18.0.0/{32 - bits}"
 
 
-async def create_objects(url: str, n: int, headless: int, width: int = 24) -> dict[str, float]:
-    """N LB Services + a slice each, ``headless`` headless slices; objects/s of each phase."""
-    async with httpx.AsyncClient(base_url=url, headers=HEADERS, timeout=120.0) as c:
+async def create_objects(url: str, n: int, headless: int, width: int = 32) -> dict[str, float]:
+    """N LB Services + a slice each, ``headless`` headless slices; objects/s of each phase.
+
+    Set-up, not a measurement: sent straight to the API server (``url``, its HTTPS port, the
+    Services at the stand-in core group), not through the Python shim, ``width`` at a time."""
+    limits = httpx.Limits(max_connections=width, max_keepalive_connections=width)
+    async with httpx.AsyncClient(base_url=url, headers=HEADERS, timeout=120.0, verify=False,
+                                 limits=limits) as c:
         async def post(path: str, body: dict[str, Any]) -> None:
             for attempt in range(8):
                 try:
@@ -85,8 +101,8 @@ async def create_objects(url: str, n: int, headless: int, width: int = 24) -> di
             await asyncio.gather(*(worker() for _ in range(width)))
             return len(bodies) / (time.monotonic() - t0)
 
-        svc = [(f"/api/v1/namespaces/{NS}/services", {
-            "apiVersion": "v1", "kind": "Service", "metadata": {"name": f"s{i}"},
+        svc = [(f"/apis/{CORE_APIVERSION}/namespaces/{NS}/services", {
+            "apiVersion": CORE_APIVERSION, "kind": "Service", "metadata": {"name": f"s{i}"},
             "spec": {"type": "LoadBalancer", "ports": [{"port": 80, "protocol": "TCP"}]}})
             for i in range(n)]
         rate_svc = await run(svc)
@@ -173,10 +189,10 @@ def start_controller(cluster: Cluster, ident: str, logdir: Path, args: argparse.
                      health: int | None = None) -> subprocess.Popen[bytes]:
     with (logdir / f"{ident}.log").open("ab") as log:
         return subprocess.Popen(
-            ["nice", sys.executable, "-m", "vipcast.cli.main", "controller",
-             "--kubeconfig", str(cluster.kubeconfig), "--namespace", NS, "--identity", ident,
-             "--lease-duration", "5", "--log-level", "WARNING", "--kube-api-qps", str(args.qps),
-             "--kube-api-burst", str(args.burst),
+            ["nice", "-n", str(args.controller_nice), sys.executable, "-m", "vipcast.cli.main",
+             "controller", "--kubeconfig", str(cluster.kubeconfig), "--namespace", NS,
+             "--identity", ident, "--lease-duration", "5", "--log-level", "WARNING",
+             "--kube-api-qps", str(args.qps), "--kube-api-burst", str(args.burst),
              *(["--health", str(health)] if health else [])],
             stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
 
@@ -187,13 +203,31 @@ def lease_holder(cluster: Cluster) -> str | None:
     return (body.get("spec") or {}).get("holderIdentity") if code == 200 else None
 
 
+def cpu_s(pid: int) -> float:
+    """User + system CPU seconds of a process so far (0 when it is gone)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def load1() -> float:
+    return round(os.getloadavg()[0], 2)
+
+
 async def cold_start(cluster: Cluster, n: int, logdir: Path,
                      args: argparse.Namespace, save: Any = None) -> dict[str, Any]:
+    """Two leader-elected controllers assign and write every Service; the Lease holder is
+    SIGKILLed at n/2 and restarted (same identity, as a container restart) only once the other
+    replica holds the Lease; then a fresh controller starts on the written statuses."""
     holders: dict[str, str] = {}
     first: dict[str, tuple[str, ...]] = {}
-    fig: dict[str, Any] = {"moves": 0, "double_assignments": 0, "kills": 0}
+    fig: dict[str, Any] = {"moves": 0, "double_assignments": 0, "kills": 0,
+                           "controller_nice": args.controller_nice}
     stamps: list[float] = []
     writes: list[float] = []  # every status change seen (first writes and rewrites)
+    loads: list[float] = [load1()]
 
     async def audit() -> None:
         async with httpx.AsyncClient(base_url=cluster.url, headers=HEADERS,
@@ -223,37 +257,68 @@ async def cold_start(cluster: Cluster, n: int, logdir: Path,
                             fig["double_assignments"] += 1
             raise RuntimeError(f"status watch ended ({code})")
 
+    def server_cpu() -> dict[str, float]:
+        return {name: cpu_s(p.pid) for name, p in cluster.procs.items()}
+
+    def rate(times: list[float], since: float) -> float:
+        later = [t for t in times if t > since]
+        span = later[-1] - since if later else 0
+        return round(len(later) / span, 1) if span > 0 else 0.0
+
     auditor = asyncio.create_task(audit())
     await asyncio.sleep(1.0)
     procs: dict[str, subprocess.Popen[bytes]] = {}
+    ctl_cpu: dict[str, float] = {}
+    cpu0 = server_cpu()
     t0 = time.monotonic()
+    last_save = t0
+    victim = ""
+    kill_time = takeover_time = 0.0
     try:
         for ident in ("ctl-a", "ctl-b"):
             procs[ident] = start_controller(cluster, ident, logdir, args)
         killed = False
-        kill_time = 0.0
         deadline = t0 + args.timeout
         while len(first) < n and time.monotonic() < deadline:
             if auditor.done():
                 auditor.result()
             if not killed and len(first) >= n // 2:
                 victim = lease_holder(cluster) or "ctl-a"
+                fig["killed"] = victim
                 fig["killed_at"] = len(first)
                 span = time.monotonic() - stamps[0]
                 fig["writes_per_s_before_kill"] = round(len(writes) / span, 1) if span else 0
+                fig["first_writes_per_s_before_kill"] = round(len(stamps) / span, 1) \
+                    if span else 0
+                fig["load_1m_at_kill"] = load1()
                 kill_time = time.monotonic()
+                ctl_cpu[f"{victim} (killed)"] = round(cpu_s(procs[victim].pid), 1)
                 os.kill(procs[victim].pid, signal.SIGKILL)
                 procs[victim].wait(10)
-                procs[victim] = start_controller(cluster, victim, logdir, args)
                 fig["kills"] += 1
                 killed = True
                 progress(f"SIGKILL {victim} at {len(first)} assigned")
-            if save and len(stamps) > 1 and int(time.monotonic()) % 30 == 0:
-                span = stamps[-1] - stamps[0]
-                save({**fig, "assigned_so_far": len(first), "elapsed_s": round(
-                    time.monotonic() - t0, 1), "status_writes_per_s_so_far": round(
-                        (len(stamps) - 1) / span, 1) if span else 0})
-            await asyncio.sleep(0.5)
+            if killed and not takeover_time:
+                holder = lease_holder(cluster)
+                if holder and holder != victim:
+                    takeover_time = time.monotonic()
+                    fig["new_leader"] = holder
+                    fig["lease_takeover_s"] = round(takeover_time - kill_time, 2)
+                    procs[victim] = start_controller(cluster, victim, logdir, args)
+                    progress(f"{holder} holds the Lease {fig['lease_takeover_s']} s after "
+                             f"the kill; {victim} restarted as a standby")
+            now = time.monotonic()
+            if now - last_save >= 30:
+                last_save = now
+                loads.append(load1())
+                if save and len(stamps) > 1:
+                    span = stamps[-1] - stamps[0]
+                    save({**fig, "assigned_so_far": len(first), "elapsed_s": round(
+                        now - t0, 1), "status_writes_per_s_so_far": round(
+                            (len(stamps) - 1) / span, 1) if span else 0,
+                        "load_1m": loads})
+                progress(f"{len(first)} assigned after {now - t0:.0f} s, load {loads[-1]}")
+            await asyncio.sleep(0.25 if killed and not takeover_time else 0.5)
         await asyncio.sleep(2.0)  # late writes would show as violations
         fig["assigned"] = len(first)
         fig["distinct_addresses"] = len({ip for ips in first.values() for ip in ips})
@@ -266,9 +331,22 @@ async def cold_start(cluster: Cluster, n: int, logdir: Path,
             if killed:
                 after = [w for w in writes if w > kill_time]
                 fig["writes_after_kill"] = len(after)
-                if after:
-                    fig["failover_gap_s"] = round(after[0] - kill_time, 2)
+            if takeover_time:
+                new = [t for t in stamps if t > takeover_time]
+                if new:
+                    fig["first_new_write_after_kill_s"] = round(new[0] - kill_time, 2)
+                    fig["first_writes_per_s_after_takeover"] = rate(stamps, new[0])
+        for ident, p in procs.items():
+            ctl_cpu[ident] = round(cpu_s(p.pid), 1)
+        cpu1 = server_cpu()
+        wall = time.monotonic() - t0
+        fig["cpu_s"] = {**{k: round(cpu1[k] - cpu0.get(k, 0), 1) for k in cpu1}, **ctl_cpu}
+        fig["wall_s"] = round(wall, 1)
+        loads.append(load1())
+        fig["load_1m"] = loads
         progress(f"cold start: {fig}")
+        if save:
+            save(fig)
     finally:
         for p in procs.values():
             p.kill()
@@ -276,21 +354,30 @@ async def cold_start(cluster: Cluster, n: int, logdir: Path,
         auditor.cancel()
         with contextlib.suppress(BaseException):
             await auditor
-    # restart on written statuses: rebuild from status, nothing to write
+    # restart on written statuses: rebuild from status, nothing to write (the dead leader's
+    # Lease must expire first: --lease-duration 5)
     port = 20000 + os.getpid() % 20000
     t1 = time.monotonic()
     p = start_controller(cluster, "ctl-c", logdir, args, health=port)
     try:
+        synced = False
         while time.monotonic() - t1 < args.timeout:
             with contextlib.suppress(OSError, ValueError):
                 with urllib.request.urlopen(f"http://127.0.0.1:{port}/status", timeout=5) as r:
                     st = json.loads(r.read())
+                if st.get("synced") and not synced:
+                    synced = True
+                    fig["restart_synced_s"] = round(time.monotonic() - t1, 2)
                 last = st.get("last_round") or {}
                 if st.get("leader") and last.get("allocated") == n:
                     fig["restart_rebuild_s"] = round(time.monotonic() - t1, 2)
                     fig["restart_writes"] = last.get("written")
+                    fig["restart_status_writes_taken"] = (st.get("status_writes") or {}).get(
+                        "taken")
                     break
             await asyncio.sleep(0.5)
+        fig["restart_cpu_s"] = round(cpu_s(p.pid), 1)
+        fig["load_1m_restart"] = load1()
     finally:
         p.kill()
         p.wait(10)
@@ -313,34 +400,99 @@ def server_memory(cluster: Cluster) -> dict[str, float]:
     return {name: rss_mb(p.pid) for name, p in cluster.procs.items()}
 
 
+def objects_key(n: int) -> str:
+    """What the created objects depend on: size, the generator, the CRDs, the binaries."""
+    from vipcast.sources.kube.crds import all_crds
+
+    h = hashlib.sha256()
+    for part in (str(n), inspect.getsource(create_objects), inspect.getsource(setup),
+                 json.dumps(builtin_crds(), sort_keys=True),
+                 json.dumps(all_crds(), sort_keys=True),
+                 (DEFAULT_BIN_DIR / "versions.txt").read_text()):
+        h.update(part.encode())
+    return f"{n}-{h.hexdigest()[:16]}"
+
+
+def setup(cluster: Cluster, n: int) -> None:
+    from vipcast.sources.kube.crds import all_crds
+
+    cluster.apply_crds(all_crds())
+    code, body = cluster.request("POST", "/api/v1/namespaces", {
+        "apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NS}})
+    assert code == 201, body
+    code, body = cluster.request("POST", "/apis/vipcast.io/v1beta1/ipaddresspools", {
+        "apiVersion": "vipcast.io/v1beta1", "kind": "IPAddressPool",
+        "metadata": {"name": "scale"}, "spec": {"addresses": [cidr_for(n)]}})
+    assert code == 201, body
+
+
+async def created_cluster(n: int, args: argparse.Namespace, work: Path,
+                          out: dict[str, Any]) -> Cluster:
+    """A test cluster holding the N Services and slices, freshly started.
+
+    The objects are created once per size and generator and their etcd data directory kept in
+    ``CACHE`` (copied after a clean stop of the cluster); every measurement then starts etcd on
+    a copy of it and a new API server, so a first run and a cached one measure the same thing
+    (an API server that loaded the objects from etcd)."""
+    from vipcast.sources.kube.crds import all_crds
+
+    workdir = work / f"k8s-{n}"
+    cached = CACHE / objects_key(n)
+    if not (args.no_cache or (cached / "done.json").exists()):
+        cluster = start_cluster(workdir, webhooks=False)
+        try:
+            setup(cluster, n)
+            t0 = time.monotonic()
+            out["create"] = await create_objects(f"https://127.0.0.1:{cluster.api_port}", n,
+                                                 n // 4)
+            out["create"]["wall_s"] = round(time.monotonic() - t0, 1)
+            out["create"]["load_1m"] = load1()
+            out["server_rss_mb_after_create"] = server_memory(cluster)
+            progress(f"created: {out['create']} server rss {out['server_rss_mb_after_create']}")
+        finally:
+            cluster.stop()
+        if args.no_cache:
+            return start_cluster(workdir, webhooks=False, ready_deadline_s=900)
+        tmp = cached.with_name(cached.name + ".tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        shutil.copytree(workdir / "etcd-data", tmp / "etcd-data")
+        (tmp / "done.json").write_text(json.dumps({
+            "create": out["create"],
+            "server_rss_mb_after_create": out["server_rss_mb_after_create"]}))
+        tmp.rename(cached)
+    else:
+        done = json.loads((cached / "done.json").read_text())
+        out.update(done)
+        out["create"]["from_cache"] = str(cached)
+        shutil.copytree(cached / "etcd-data", workdir / "etcd-data")
+    t0 = time.monotonic()
+    cluster = start_cluster(workdir, webhooks=False, ready_deadline_s=900)
+    cluster.apply_crds(all_crds(), 900)
+    out["restored_start_s"] = round(time.monotonic() - t0, 1)
+    code, body = cluster.request("GET", f"/api/v1/namespaces/{NS}/services?limit=1")
+    assert code == 200 and body["metadata"].get("remainingItemCount", 0) + 1 == n, (code, body)
+    out["server_rss_mb_restored"] = server_memory(cluster)
+    progress(f"cluster restored from etcd in {out['restored_start_s']} s, rss "
+             f"{out['server_rss_mb_restored']}")
+    return cluster
+
+
 async def one_size(n: int, args: argparse.Namespace, work: Path,
                    save: Any = None) -> dict[str, Any]:
-    cluster = start_cluster(work / f"k8s-{n}", webhooks=False)
+    out: dict[str, Any] = {"services": n, "headless_slices": n // 4, "load_1m_start": load1()}
+    cluster = await created_cluster(n, args, work, out)
     try:
-        from vipcast.sources.kube.crds import all_crds
-
-        cluster.apply_crds(all_crds())
-        code, body = cluster.request("POST", "/api/v1/namespaces", {
-            "apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NS}})
-        assert code == 201, body
-        code, body = cluster.request("POST", "/apis/vipcast.io/v1beta1/ipaddresspools", {
-            "apiVersion": "vipcast.io/v1beta1", "kind": "IPAddressPool",
-            "metadata": {"name": "scale"}, "spec": {"addresses": [cidr_for(n)]}})
-        assert code == 201, body
-        t0 = time.monotonic()
-        out: dict[str, Any] = {"services": n, "headless_slices": n // 4}
-        out["create"] = await create_objects(cluster.url, n, n // 4)
-        out["create"]["wall_s"] = round(time.monotonic() - t0, 1)
-        out["server_rss_mb_after_create"] = server_memory(cluster)
-        progress(f"created: {out['create']} server rss {out['server_rss_mb_after_create']}")
         if save:
             save(out)
-        out["speaker"] = {}
-        for mode in ("before", "after"):
-            out["speaker"][mode] = await speaker_tier(cluster, mode, args.events, n)
-            progress(f"speaker {mode}: {out['speaker'][mode]}")
-            if save:
-                save(out)
+        if args.speaker_from is not None:
+            out["speaker"] = {**args.speaker_from, "kept": "measured in an earlier run"}
+        else:
+            out["speaker"] = {}
+            for mode in ("before", "after"):
+                out["speaker"][mode] = await speaker_tier(cluster, mode, args.events, n)
+                progress(f"speaker {mode}: {out['speaker'][mode]}")
+                if save:
+                    save(out)
         logdir = work / f"logs-{n}"
         logdir.mkdir()
         out["controller"] = await cold_start(
@@ -363,6 +515,13 @@ def main() -> int:
     parser.add_argument("--json", type=Path, default=HERE / "kube_scale.json")
     parser.add_argument("--probe", choices=("before", "after"))
     parser.add_argument("--kubeconfig", type=Path)
+    parser.add_argument("--controller-nice", type=int, default=0,
+                        help="niceness of the controller processes (the run's own: 0)")
+    parser.add_argument("--keep-speaker", action="store_true",
+                        help="keep the speaker figures already in --json for a size (not "
+                             "measured again)")
+    parser.add_argument("--no-cache", action="store_true",
+                        help="create the objects even if a cached etcd holds them (not saved)")
     args = parser.parse_args()
     if args.probe:
         print(json.dumps(asyncio.run(probe(args.kubeconfig, args.probe, args.events))))
@@ -375,6 +534,12 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="vc-scale-") as tmp:
         for n in (int(s) for s in args.sizes.split(",")):
             t0 = time.monotonic()
+            args.speaker_from = (results.get(str(n)) or {}).get("speaker") \
+                if args.keep_speaker else None
+            if args.keep_speaker and args.speaker_from is None:
+                print(f"--keep-speaker: no speaker figures for {n} in {args.json}",
+                      file=sys.stderr)
+                return 2
 
             def save(partial: dict[str, Any], key: str = str(n)) -> None:
                 results[key] = {**partial, "partial": True}

@@ -93,6 +93,9 @@ class Cluster:
     workdir: Path
     bin_dir: Path
     webhooks: bool = True
+    #: how long CRDs may take to be Established and their storage to answer (a restored etcd
+    #: with many objects fills the watch cache first)
+    ready_deadline_s: float = 60
     kubeconfig: Path = field(init=False)
     url: str = field(init=False)
     audit_log: Path = field(init=False)
@@ -251,7 +254,7 @@ class Cluster:
         self._wait("etcd", lambda: self._etcd_healthy(), 30)
         self._start_apiserver(phase2=False)
         self.t_ready = time.monotonic() - t0
-        self.apply_crds(crds)
+        self.apply_crds(crds, self.ready_deadline_s)
         for ns in NAMESPACES:
             self.request("POST", "/api/v1/namespaces",
                          {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}})
@@ -259,7 +262,7 @@ class Cluster:
         if self.webhooks:
             self._kill("apiserver")
             self._start_apiserver(phase2=True)
-            self._warm(crds)
+            self._warm(crds, self.ready_deadline_s)
         self.t_total = time.monotonic() - t0
         return self
 
@@ -306,8 +309,8 @@ class Cluster:
 
 
 def start_cluster(workdir: Path, bin_dir: Path = DEFAULT_BIN_DIR,
-                  webhooks: bool = True) -> Cluster:
-    cluster = Cluster(workdir, bin_dir, webhooks)
+                  webhooks: bool = True, ready_deadline_s: float = 60) -> Cluster:
+    cluster = Cluster(workdir, bin_dir, webhooks, ready_deadline_s)
     try:
         return cluster.start()
     except BaseException:
