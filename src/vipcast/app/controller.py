@@ -24,6 +24,7 @@ from dataclasses import dataclass, field, replace
 import httpx2 as httpx
 
 from vipcast.alloc import AllocationResult, Assignment, Reason
+from vipcast.app.status_writes import WritePipeline
 from vipcast.core.allocation import allocate_spec
 from vipcast.core.gateway import translate
 from vipcast.core.gateway.address import (
@@ -41,7 +42,7 @@ from vipcast.core.handoff import calico_hand_off
 from vipcast.obs.pool_metrics import register_pool_metrics
 from vipcast.obs.registry import CollectorRegistry
 from vipcast.obs.status_server import StatusServer
-from vipcast.sources.kube.announcements import fold_reports
+from vipcast.sources.kube.announcements import ServiceAnnouncements, fold_reports
 from vipcast.sources.kube.client import ApiError, AsyncClient
 from vipcast.sources.kube.conditions import (
     OUR_TYPES,
@@ -107,6 +108,9 @@ class ControllerConfig:
     #: client-go's --kube-api-qps/--kube-api-burst; see docs/scale.md for the cold-start cost
     write_qps: float = 50.0
     write_burst: int = 100
+    #: Service status writes in flight at once (each with its Event), still under the limit
+    #: above: one at a time left the cold start at the round-trip rate (docs/scale.md)
+    write_concurrency: int = 8
 
 
 @dataclass
@@ -265,6 +269,25 @@ class Controller:
         ready = {n.metadata.name for n in outcome.spec.nodes if n.ready}
         nodes, seen = fold_reports(reports, ready)
         later: list[tuple[dict[str, object], str, str, str]] = []
+        writes = WritePipeline(self.config.write_concurrency, report)
+        try:
+            await self._assign(result, services, nodes, seen, writes, written, later, report)
+            await writes.drain()
+        finally:
+            writes.cancel()
+        self.memory = written
+        self.last_report = report
+        await self._emit_batch(later)
+        await self._calico_hand_off(spec, result)
+        return report
+
+    async def _assign(self, result: AllocationResult, services: dict[str, dict[str, object]],
+                      nodes: int, seen: Mapping[str, ServiceAnnouncements],
+                      writes: WritePipeline, written: dict[str, tuple[str, ...]],
+                      later: list[tuple[dict[str, object], str, str, str]],
+                      report: RoundReport) -> None:
+        """Each Service's status against its assignment: the writes it needs go to
+        ``writes`` (in order, ``write_concurrency`` in flight)."""
         for key, assignment in result.assignments.items():
             svc = services.get(key)
             if svc is None or assignment.reason is Reason.CLASS_NOT_OURS:
@@ -290,11 +313,7 @@ class Controller:
                 if not self.elector.is_leader:
                     break
                 conds = merged(current_conditions(svc), wanted, _generation(svc))
-                ok = await self._write(svc, ips, conds)
-                report.written += ok
-                report.failed_writes += not ok
-                if ok and tuple(had) != tuple(ips):
-                    await self._decision_event(svc, assignment, had)
+                await writes.submit(self._write_and_tell(svc, assignment, had, conds))
             if (assignment.reason is Reason.KEPT and key not in self.memory and ips
                     and tuple(had) == tuple(ips)):
                 # a new leader (or a restart) took these over from Service status
@@ -305,11 +324,6 @@ class Controller:
             if not assignment.ok and assignment.reason is not Reason.NOT_LOAD_BALANCER:
                 await self.events.emit(svc, "Warning", str(assignment.reason),
                                        assignment.message)
-        self.memory = written
-        self.last_report = report
-        await self._emit_batch(later)
-        await self._calico_hand_off(spec, result)
-        return report
 
     async def _calico_hand_off(self, spec: Spec, result: AllocationResult) -> None:
         """Calico's ``serviceLoadBalancerIPs`` for HandOff peers (docs/cni.md): one /32 or
@@ -472,6 +486,14 @@ class Controller:
                           width: int = 16) -> None:
         for i in range(0, len(events), width):
             await asyncio.gather(*(self.events.emit(*e) for e in events[i:i + width]))
+
+    async def _write_and_tell(self, svc: dict[str, object], assignment: Assignment,
+                              had: tuple[str, ...], conditions: list[dict[str, object]]) -> bool:
+        """One Service's status, then (written, and its addresses changed) its Event."""
+        ok = await self._write(svc, assignment.ips, conditions)
+        if ok and tuple(had) != tuple(assignment.ips):
+            await self._decision_event(svc, assignment, had)
+        return ok
 
     async def _write(self, svc: dict[str, object], ips: tuple[str, ...],
                      conditions: list[dict[str, object]]) -> bool:

@@ -134,6 +134,10 @@ def controller(
     kube_api_burst: Annotated[
         int, typer.Option("--kube-api-burst", min=1, help="Status writes allowed in a burst.")
     ] = 100,
+    status_write_concurrency: Annotated[
+        int, typer.Option("--status-write-concurrency", min=1,
+                          help="Service status writes in flight at once (within the limit).")
+    ] = 8,
 ) -> None:
     """Run the controller: allocate Service IPs and write them to Service status (leader only)."""
     import asyncio
@@ -152,7 +156,8 @@ def controller(
                               retry_period=max(0.2, lease_duration / 7))
     config = ControllerConfig(election=election, load_balancer_class=load_balancer_class,
                               password_secrets=_names(password_secrets), gateway_api=gateway_api,
-                              write_qps=kube_api_qps, write_burst=kube_api_burst)
+                              write_qps=kube_api_qps, write_burst=kube_api_burst,
+                              write_concurrency=status_write_concurrency)
     if identity is not None:
         config = replace(config, identity=identity)
 
