@@ -21,7 +21,15 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from vipcast.proto.membership import Membership, MembershipConfig, Rumor, State, Timers, View
+from vipcast.proto.membership import (
+    Interner,
+    Membership,
+    MembershipConfig,
+    Rumor,
+    State,
+    Timers,
+    View,
+)
 
 #: UDP (8) + IPv4 (20) bytes a datagram costs on the wire beyond its payload
 WIRE_OVERHEAD = 28
@@ -203,15 +211,18 @@ def swim_members(
     key: bytes = b"simulation-key",
     prefix: str = "n",
 ) -> dict[str, Member]:
-    """``count`` members of the real protocol, each with its own seeded randomness."""
+    """``count`` members of the real protocol, each with its own seeded randomness, sharing
+    the alive sets their views have in common (one copy instead of ``count``)."""
     rng = random.Random(seed)
     names = [f"{prefix}{i:05d}" for i in range(count)]
     everyone = frozenset(names)
+    intern = Interner()
     return {
         name: Membership(
             MembershipConfig(name, everyone, key, timers),
             boot=rng.getrandbits(64) | 1,
             rng=random.Random(rng.getrandbits(64)),
+            intern=intern,
         )
         for name in names
     }

@@ -2,7 +2,9 @@
 authentication and restart-proof replay protection.
 
 ``codec`` is the wire format, ``replay`` the per-peer window, ``members`` the member table's
-values and rumor precedence, ``sync`` the paged state transfer, ``protocol`` the state machine.
+values and rumor precedence, ``detection`` the probe round, suspicions and local health,
+``sync`` the paged state transfer, ``view`` what users see, ``protocol`` the state machine
+that ties them (receive, tick, rumors, sending).
 The runtime (:mod:`vipcast.runtime.membership`) drives it over UDP; L2 ownership decisions over
 its :class:`View` are in :mod:`vipcast.core.l2owner`. See docs/membership.md.
 """
@@ -11,6 +13,7 @@ from vipcast.proto.membership.codec import Datagram, Kind, Rumor, State, WireErr
 from vipcast.proto.membership.config import MembershipConfig, Timers
 from vipcast.proto.membership.protocol import (
     MAX_SERVING,
+    Interner,
     Membership,
     Received,
     Verdict,
@@ -20,6 +23,7 @@ from vipcast.proto.membership.protocol import (
 __all__ = [
     "MAX_SERVING",
     "Datagram",
+    "Interner",
     "Kind",
     "Membership",
     "MembershipConfig",

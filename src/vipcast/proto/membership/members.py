@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from vipcast.proto.membership.codec import Datagram, Rumor, State
-from vipcast.proto.membership.replay import ReplayWindow
+from vipcast.proto.membership.replay import UNPROVEN, slide
 
 #: boots of a member remembered as superseded (their rumors are ignored)
 RETIRED_BOOTS = 4
@@ -36,8 +36,11 @@ class Member:
     boot: int = 0
     incarnation: int = 0
     state: State | None = None
-    #: the boot was proven fresh here (an answer to our nonce); only then its datagrams count
-    window: ReplayWindow | None = None
+    #: the replay window of the known boot (:mod:`~vipcast.proto.membership.replay`), folded
+    #: into the record: the highest sequence accepted, UNPROVEN until the boot was proven fresh
+    #: here (an answer to our nonce; only then its datagrams count), and the bitmap below it
+    highest: int = UNPROVEN
+    seen: int = 0
     #: the serving set held here and its version; the highest version heard of
     serving: frozenset[str] = frozenset()
     serving_version: int = 0
@@ -125,20 +128,35 @@ class Member:
 
     @property
     def verified(self) -> bool:
-        return self.window is not None and self.window.boot == self.boot
+        return self.highest != UNPROVEN
+
+    def prove(self) -> None:
+        """The known boot was proven fresh: its datagrams count from now on (a new window)."""
+        self.highest, self.seen = 0, 0
+
+    def accept(self, boot: int, sequence: int) -> bool:
+        """True (and remembered) if ``sequence`` of ``boot`` is new in the proven boot's window;
+        False if a replay, too old, of another boot, or the boot is not proven."""
+        if boot != self.boot:
+            return False
+        window = slide(self.highest, self.seen, sequence)
+        if window is None:
+            return False
+        self.highest, self.seen = window
+        return True
 
     def adopt_boot(self, boot: int, incarnation: int) -> None:
         """A boot proven fresh. Another boot than known: the member restarted (or we did), and
         its old state is gone."""
         if boot == self.boot:
-            self.window = ReplayWindow(boot)
+            self.prove()
             if self.state is None:
                 self.incarnation, self.state = incarnation, State.ALIVE
             return
         if self.boot and self.boot != boot:
             self.retired = (*self.retired, self.boot)[-RETIRED_BOOTS:]
         self.boot, self.incarnation, self.state = boot, incarnation, State.ALIVE
-        self.window = ReplayWindow(boot)
+        self.prove()
         self.serving, self.serving_version, self.wanted_version = frozenset(), 0, 0
         self.pages = None
 

@@ -33,8 +33,8 @@ not known to have left, itself included) owns nothing.
 from __future__ import annotations
 
 import random
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Iterable
+from dataclasses import dataclass
 from enum import Enum
 from ipaddress import ip_address
 
@@ -51,9 +51,11 @@ from vipcast.proto.membership.codec import (
     header_size,
 )
 from vipcast.proto.membership.config import MembershipConfig
+from vipcast.proto.membership.detection import DetectionMixin, _Pending, _Probe
 from vipcast.proto.membership.members import Member, RumorQueue, overrides
-from vipcast.proto.membership.replay import ReplayWindow
+from vipcast.proto.membership.replay import UNPROVEN
 from vipcast.proto.membership.sync import SyncMixin
+from vipcast.proto.membership.view import Interner, View, ViewMixin
 
 #: serving addresses this node declares at most (in address order; the rest go to others)
 MAX_SERVING = 3000
@@ -86,46 +88,17 @@ class Received:
     node: str | None = None
 
 
-@dataclass(frozen=True)
-class View:
-    alive: frozenset[str]
-    left: frozenset[str]
-    #: a majority of the voting members is alive, and the start-up wait is over
-    quorum: bool
-    #: the start-up wait is over (always True for an agent alone)
-    settled: bool = True
-    #: per alive node, the VIPs it says it can serve now; None: servability not considered
-    serving: Mapping[str, frozenset[str]] | None = field(default=None, hash=False)
-    #: members known dead: seen alive in this boot, then suspected and not refuted in time.
-    #: Never a member not heard from yet (no speaker there, or not started), nor one that
-    #: left (a graceful stop is a restart of the agent, not a dead machine)
-    dead: frozenset[str] = frozenset()
-
-
-@dataclass(slots=True)
-class _Pending:
-    """A nonce we sent: who may echo it, what for, until when."""
-
-    purpose: str
-    peers: frozenset[str]
-    expires: float
-    #: probe: the target; relay: the requester and its nonce
-    target: str = ""
-    reply_to: str = ""
-    reply_token: int = 0
-    acked: bool = False
-
-
-@dataclass(slots=True)
-class _Probe:
-    target: str
-    token: int
-    sent: float
-    indirect: bool = False
-
-
-class Membership(SyncMixin):
-    def __init__(self, config: MembershipConfig, boot: int, rng: random.Random) -> None:
+class Membership(DetectionMixin, SyncMixin, ViewMixin):
+    def __init__(
+        self,
+        config: MembershipConfig,
+        boot: int,
+        rng: random.Random,
+        *,
+        intern: Interner | None = None,
+    ) -> None:
+        """``intern``: shared by members run in one process (the simulator), which then hold
+        the alive set their views have in common once (see :class:`~.view.Interner`)."""
         if not 0 < boot < 2**64:
             raise ValueError("the boot nonce must be a non-zero 64-bit number")
         self.config = config
@@ -134,6 +107,7 @@ class Membership(SyncMixin):
         self.boot = boot
         self.incarnation = 0
         self.rng = rng
+        self._intern = intern
         self._sequence = 0
         self.members: dict[str, Member] = {}
         self._rumors = RumorQueue()
@@ -231,8 +205,7 @@ class Membership(SyncMixin):
         if held is not None and member.held is held:
             # first contact: the datagram held back until the sender's boot was proven fresh
             member.held = None
-            assert member.window is not None
-            if held.boot == member.boot and member.window.accept(held.boot, held.sequence):
+            if member.accept(held.boot, held.sequence):
                 self._process(member, held, now, answered=True)
         return Received(Verdict.ACCEPTED, self._refresh(now), d.sender)
 
@@ -246,7 +219,7 @@ class Membership(SyncMixin):
             self._apply(rumor, now, spread=False)
             member = self.members.get(rumor.node)
             if proven and member is not None and member.boot == rumor.boot:
-                member.window = ReplayWindow(rumor.boot)
+                member.prove()
         return self._refresh(now)
 
     def _process(self, member: Member, d: Datagram, now: float, answered: bool = False) -> None:
@@ -324,33 +297,6 @@ class Membership(SyncMixin):
         self._promised = min(times)
         return self._promised
 
-    def _stalled(self, now: float) -> bool:
-        """This tick comes more than a probe timeout after the deadline we gave: this node
-        stalled (a GC pause, a loaded machine, a long synchronous step). The acks and
-        refutations that arrived meanwhile may still sit unread in the socket. Once per stall."""
-        promised, self._promised = self._promised, None
-        if promised is None or now - promised <= self._probe_timeout() or self._graced:
-            self._graced = False
-            return False
-        self._graced = True
-        self._health_change(+1)
-        return True
-
-    def _grace(self, now: float) -> bool:
-        """Lifeguard's point that a slow member must not accuse others: after a stall, nothing
-        is concluded (no probe judged, no suspicion expired) until the datagrams that arrived
-        meanwhile were read; the probe under way waits for its ack again and the suspicions
-        due run out a probe timeout later. The next tick proceeds whatever it finds."""
-        grace = now + self._probe_timeout()
-        if self._probe is not None:
-            self._probe.sent = now
-            self._probe.indirect = False
-            self._next_probe = max(self._next_probe, now + self._probe_interval())
-        for name, until in self._suspects.items():
-            if until < grace:
-                self._suspects[name] = grace
-        return self._refresh(now)
-
     @property
     def view(self) -> View:
         return self._view
@@ -397,11 +343,9 @@ class Membership(SyncMixin):
                     self._dirty = True
                 if restarted:
                     self._rumors.push(member.rumor(), self._transmits())
-            assert member.window is not None
-            return Verdict.ACCEPTED if member.window.accept(d.boot, d.sequence) else Verdict.REPLAY
+            return Verdict.ACCEPTED if member.accept(d.boot, d.sequence) else Verdict.REPLAY
         if member.verified and d.boot == member.boot:
-            assert member.window is not None
-            return Verdict.ACCEPTED if member.window.accept(d.boot, d.sequence) else Verdict.REPLAY
+            return Verdict.ACCEPTED if member.accept(d.boot, d.sequence) else Verdict.REPLAY
         if d.boot in member.retired:
             return Verdict.REPLAY
         # not proven fresh: answer a request (harmless: the answer goes to the member's own
@@ -456,7 +400,8 @@ class Membership(SyncMixin):
         if member is None:
             return
         if member.boot == 0:
-            member.boot = rumor.boot
+            # a boot first heard of in a rumor: not proven fresh here
+            member.boot, member.highest = rumor.boot, UNPROVEN
         elif rumor.boot != member.boot:
             if rumor.boot not in member.retired and rumor.state == State.ALIVE:
                 # another boot of a member we know: learn the truth from the member itself
@@ -517,107 +462,6 @@ class Membership(SyncMixin):
             for name in ([source] if source is not None else []) + names:
                 self._send(name, Kind.GOSSIP, first=mine)
 
-    def _tell(self, member: Member, now: float) -> None:
-        """Lifeguard's buddy notice: a member we suspect (or think dead) hears it from us."""
-        if now < member.told_at + self.timers.probe_interval:
-            return
-        member.told_at = now
-        self._send(member.name, Kind.GOSSIP, first=member.rumor())
-
-    # -- probing ---------------------------------------------------------------------------
-    def _probe_step(self, now: float) -> None:
-        probe = self._probe
-        timed_out = probe is not None and now >= probe.sent + self._probe_timeout()
-        if probe is not None and timed_out and not probe.indirect:
-            probe.indirect = True
-            # None: the nonce expired before this tick ran (this node stalled for longer than
-            # the probe lives); the probe is abandoned, not concluded (see _conclude)
-            pending = self._pending.get(probe.token)
-            if pending is not None and not pending.acked:
-                target = self.members.get(probe.target)
-                if target is not None and target.state in (State.ALIVE, State.SUSPECT):
-                    relays = self._pick(self.timers.indirect_checks, exclude=(probe.target,))
-                    pending.peers = pending.peers | frozenset(relays)
-                    for name in relays:
-                        self._send(name, Kind.PING_REQ, token=probe.token, target=probe.target)
-        if now < self._next_probe:
-            return
-        if probe is not None:
-            self._conclude(probe, now)
-        self._probe = None
-        self._next_probe = max(self._next_probe + self._probe_interval(), now)
-        target_name = self._next_target()
-        if target_name is None:
-            return
-        token = self._nonce("probe", target_name, now, 2 * self._probe_interval())
-        self._pending[token].target = target_name
-        self._probe = _Probe(target_name, token, now)
-        self._send(target_name, Kind.PING, token=token)
-
-    def _conclude(self, probe: _Probe, now: float) -> None:
-        """No ack by the end of the period: suspect the target. Not when the probe's nonce
-        expired unconcluded: this node itself stalled past the probe's lifetime (a GC pause, a
-        loaded machine), so the silence is no evidence against the target (Lifeguard's point:
-        a slow prober must not accuse others)."""
-        member = self.members.get(probe.target)
-        pending = self._pending.get(probe.token)
-        if pending is not None and pending.acked:
-            self._health_change(-1)
-        if member is None or pending is None or pending.acked:
-            return
-        if member.state == State.SUSPECT:
-            self._confirm(member, self.node, now)
-            return
-        if member.state != State.ALIVE:
-            return
-        member.state, self._dirty = State.SUSPECT, True
-        self._suspect(member, self.node, now)
-        rumor = member.rumor()
-        self._rumors.push(rumor, self._transmits())
-        self._tell(member, now)
-
-    def _next_target(self) -> str | None:
-        for _ in range(2):
-            while self._order:
-                name = self._order.pop()
-                member = self.members.get(name)
-                if member is not None and member.state != State.LEFT:
-                    return name
-            self._order = sorted(self.members)
-            self.rng.shuffle(self._order)
-        return None
-
-    def _probe_out_of_turn(self, member: Member, now: float) -> None:
-        if now < member.challenged_at + self.timers.request_timeout:
-            return
-        member.challenged_at = now
-        token = self._nonce("probe", member.name, now, self.timers.request_timeout)
-        self._send(member.name, Kind.PING, token=token, rumors=False)
-
-    def _pick(self, count: int, exclude: Iterable[str]) -> list[str]:
-        """Up to ``count`` distinct random members alive and verified here (sampled with a
-        bounded number of tries, not by scanning the table)."""
-        if not self.members or count <= 0:
-            return []
-        skip = set(exclude)
-        names = self._names()
-        out: list[str] = []
-        for _ in range(4 * count + 8):
-            name = names[self.rng.randrange(len(names))]
-            member = self.members[name]
-            if name in skip or member.state != State.ALIVE or not member.verified:
-                continue
-            out.append(name)
-            skip.add(name)
-            if len(out) == count:
-                break
-        return out
-
-    def _names(self) -> list[str]:
-        if len(self._name_list) != len(self.members):
-            self._name_list = sorted(self.members)
-        return self._name_list
-
     # -- sending ---------------------------------------------------------------------------
     def _nonce(self, purpose: str, peer: str, now: float, lifetime: float | None = None) -> int:
         token = self.rng.getrandbits(64) or 1
@@ -670,81 +514,8 @@ class Membership(SyncMixin):
         delta = (added, removed) if len(added) + len(removed) <= MAX_DELTA else None
         self._rumors.push(self._self_rumor(delta), self._transmits())
 
-    def _suspicion(self) -> float:
-        return self.timers.suspicion_timeout(len(self.members) + 1)
-
-    def _suspect(self, member: Member, accuser: str, now: float) -> None:
-        """A suspicion of ``member`` begins here (ours, or heard from ``accuser``)."""
-        self._accusers[member.name] = (now, member.incarnation, {accuser})
-        self._suspects[member.name] = now + self.timers.suspicion_after(len(self.members) + 1, 0)
-
-    def _confirm(self, member: Member, accuser: str, now: float) -> None:
-        """Another member suspects the same incarnation: the suspicion shrinks (Lifeguard)."""
-        entry = self._accusers.get(member.name)
-        if entry is None or entry[1] != member.incarnation or member.name not in self._suspects:
-            return
-        began, _, accusers = entry
-        if accuser in accusers:
-            return
-        accusers.add(accuser)
-        after = self.timers.suspicion_after(len(self.members) + 1, len(accusers) - 1)
-        self._suspects[member.name] = min(self._suspects[member.name], began + after)
-
-    def _health_change(self, delta: int) -> None:
-        self.health = min(max(self.health + delta, 0), max(self.timers.awareness_max - 1, 0))
-
-    def _probe_timeout(self) -> float:
-        return self.timers.probe_timeout * (self.health + 1)
-
-    def _probe_interval(self) -> float:
-        return self.timers.probe_interval * (self.health + 1)
-
     def _transmits(self) -> int:
         return self.timers.retransmits(len(self.members) + 1)
-
-    # -- the view --------------------------------------------------------------------------
-    def _compute_view(self, now: float) -> View:
-        alive = {self.node}
-        left = set()
-        dead = set()
-        serving = {self.node: self._declared}
-        known = True
-        for name, m in self.members.items():
-            if m.state in (State.ALIVE, State.SUSPECT):
-                alive.add(name)
-                serving[name] = m.serving
-            elif m.state == State.LEFT:
-                left.add(name)
-            elif m.state == State.DEAD:
-                dead.add(name)
-            elif m.state is None:
-                known = False
-        started = self._started is not None
-        if known:
-            self._synced = True
-        # settled early only once every member's state and serving set is known here
-        settled = not self.members or self._view.settled or (started and (
-            (known and not self._wanting)
-            or now >= (self._started or 0.0) + self.timers.settle_after
-        ))
-        voters = len(self.members) + 1 - len(left)
-        quorum = settled and 2 * len(alive) > voters
-        return View(frozenset(alive), frozenset(left), quorum, settled, serving, frozenset(dead))
-
-    def _refresh(self, now: float) -> bool:
-        if not self._dirty and (self._view.settled or self._started is None or (
-            now < self._started + self.timers.settle_after
-        )):
-            return False
-        self._dirty = False
-        view = self._compute_view(now)
-        if view.settled and not self._view.settled:
-            self._view = view
-            self._declare()
-            view = self._compute_view(now)
-        changed = view != self._view or view.serving != self._view.serving
-        self._view = view
-        return changed
 
 
 def _with_rumors(head: Datagram, rumors: tuple[Rumor, ...]) -> Datagram:
@@ -755,4 +526,4 @@ def _with_rumors(head: Datagram, rumors: tuple[Rumor, ...]) -> Datagram:
     )
 
 
-__all__ = ["MAX_SERVING", "Membership", "Received", "Verdict", "View", "header_size"]
+__all__ = ["MAX_SERVING", "Interner", "Membership", "Received", "Verdict", "View", "header_size"]
