@@ -73,7 +73,9 @@ def main() -> None:
         rows.append(row)
         print(json.dumps(row), flush=True)
     if args.json:
-        args.json.write_text(json.dumps({"runs": rows}, indent=2) + "\n")
+        report = {"runs": rows, "before": str(args.before),
+                  "load_average_1min": round(os.getloadavg()[0], 1)}
+        args.json.write_text(json.dumps(report, indent=2) + "\n")
 
 
 if __name__ == "__main__":
