@@ -14,6 +14,7 @@ import json
 import os
 import shutil
 import signal
+import subprocess
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -67,6 +68,18 @@ def _wait_hops(topo: Topology, want: set[str], what: str, timeout: float = 90.0)
                what=what, on_timeout=lambda: f"hops {_hops(topo)}\n{topo.logs()}")
 
 
+def _proc(pid: int) -> str:
+    """What the kernel says of process ``pid`` and of the agents' and Envoys' threads."""
+    try:
+        mine = Path(f"/proc/{pid}/status").read_text()
+    except OSError as exc:
+        mine = f"process {pid}: {exc}"
+    ps = subprocess.run(["ps", "-eLo", "pid,ppid,lwp,stat,wchan:30,etime,args"],
+                        capture_output=True, text=True, check=False).stdout
+    lines = [ln[:220] for ln in ps.splitlines() if "vipcast" in ln or "envoy" in ln]
+    return mine + "\n" + "\n".join(lines[:80])
+
+
 def _get(topo: Topology, host: str, path: str = "/") -> dict[str, Any]:
     out = topo["client"].run(["curl", "-sf", "--max-time", "5", "-H", f"Host: {host}",
                               f"http://{GATEWAY_VIP}{path}"], check=False, timeout=15)
@@ -104,7 +117,8 @@ def test_envoy_killed_vip_leaves_the_node_and_returns(lab: tuple[Topology, Path]
             lambda: gateway_state(n1, AGENT_STATUS_PORT).get("envoy", {}).get("restarts", 0)
             > before["envoy"]["restarts"] or None,
             timeout=60, interval=0.1, what="n1's agent saw its Envoy exit",
-            on_timeout=lambda: f"{gateway_state(n1, AGENT_STATUS_PORT)}\n{topo.logs()}")
+            on_timeout=lambda: f"{gateway_state(n1, AGENT_STATUS_PORT)}\n{_proc(pid)}\n"
+                               f"{topo.logs()}")
         # the other node still serves the VIP
         assert _get(topo, SPLIT_HOST)["pod"].startswith("10.244.")
     finally:

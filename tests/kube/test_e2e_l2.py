@@ -292,8 +292,10 @@ def test_l2_speakers_fed_by_api_answer_arp_and_fail_over(
         new_mac = lan.client_neighbor(vip)
         assert new_mac is not None and macs.get(new_mac) in survivors, (new_mac, macs)
         new_owner = macs[new_mac]
-        answering = [i for i in survivors if _answering(lan.status(i), vip)]
-        assert answering == [new_owner], (answering, new_owner)
+        views = {i: lan.status(i) for i in survivors}
+        answering = [i for i in survivors if _answering(views[i], vip)]
+        assert answering == [new_owner], (answering, new_owner,
+                                          {i: v.get("l2") for i, v in views.items()}, report())
         assert lan.answerers(vip, "after") == {new_mac}
         # the dead node's report stays as it was (until its Node is NotReady); the
         # survivors' reports follow the new owner

@@ -169,7 +169,7 @@ def test_a_partitioned_member_comes_back_with_a_higher_incarnation() -> None:
     sim.run_until(sim.now + 5.0)
     assert all(swim(sim, n).view.alive == set(sim.members) for n in sim.members)
     assert swim(sim, "n4").incarnation > before
-    # and what it serves is known again (its set was forgotten with its death)
+    # and what it serves is known again (kept through its death, same boot and version)
     assert all(swim(sim, n).view.serving["n4"] == {"192.0.2.50"}  # type: ignore[index]
                for n in sim.members)
 

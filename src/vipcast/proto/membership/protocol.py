@@ -63,6 +63,10 @@ MAX_SERVING = 3000
 LEAVE_FANOUT = 16
 #: copies of each LEAVE (UDP may drop one; the later copies count as replays, harmlessly)
 LEAVE_COPIES = 3
+#: a request (challenge, pull, sync) is sent again after ``request_timeout``, and its answer
+#: still counts for this many timeouts: on a loaded machine a round trip can take longer than
+#: one, and an answer refused as stale each time would leave the request unanswered for good
+ANSWER_WINDOW = 4
 _ANSWERS = frozenset({Kind.ACK, Kind.RESPONSE, Kind.SYNC, Kind.SERVING})
 _REQUESTS = frozenset({Kind.PING, Kind.CHALLENGE, Kind.SYNC_REQ, Kind.PULL})
 
@@ -251,9 +255,8 @@ class Membership(DetectionMixin, SyncMixin, ViewMixin):
             self._accusers.pop(name, None)
             member = self.members[name]
             if member.state == State.SUSPECT:
+                # its serving set is kept (see _apply): a refutation brings it back at once
                 member.state, self._dirty = State.DEAD, True
-                member.serving, member.pages = frozenset(), None
-                member.serving_version = member.wanted_version = 0
                 self._rumors.push(member.rumor(), self._transmits())
         if self._rumors and now >= self._next_gossip:
             self._next_gossip = now + self.timers.gossip_interval
@@ -422,8 +425,13 @@ class Membership(DetectionMixin, SyncMixin, ViewMixin):
             else:
                 self._suspects.pop(member.name, None)
                 self._accusers.pop(member.name, None)
-            if rumor.state in (State.DEAD, State.LEFT):
-                # forgotten with its version: when it comes back, its set is pulled again
+            if rumor.state == State.LEFT:
+                # a graceful stop ends the boot: the next one starts its sets afresh. A dead
+                # member keeps its set and version (they count only while it is alive): if it
+                # was falsely declared dead, its refutation brings it back with the set it
+                # serves, and the node that took its VIPs meanwhile gives them back on that
+                # datagram, not after a pull (two owners until then); a set it changed
+                # meanwhile has a higher version and is pulled as usual
                 member.serving, member.pages = frozenset(), None
                 member.serving_version = member.wanted_version = 0
                 self._wanting.discard(member.name)
@@ -465,7 +473,9 @@ class Membership(DetectionMixin, SyncMixin, ViewMixin):
     # -- sending ---------------------------------------------------------------------------
     def _nonce(self, purpose: str, peer: str, now: float, lifetime: float | None = None) -> int:
         token = self.rng.getrandbits(64) or 1
-        expires = now + (self.timers.request_timeout if lifetime is None else lifetime)
+        if lifetime is None:
+            lifetime = ANSWER_WINDOW * self.timers.request_timeout
+        expires = now + lifetime
         self._pending[token] = _Pending(purpose, frozenset({peer}), expires)
         return token
 
