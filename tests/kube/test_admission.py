@@ -59,3 +59,26 @@ def test_other_kinds_and_deletes_allowed() -> None:
     svc = {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "x"}}
     assert review(_req(svc), {})["response"]["allowed"] is True
     assert review(_req(_pool("a", ["junk"]), "DELETE"), {})["response"]["allowed"] is True
+
+
+def _ingress(spec: dict[str, Any], annotations: dict[str, str] | None = None) -> dict[str, Any]:
+    meta: dict[str, Any] = {"name": "shop", "namespace": "default"}
+    if annotations:
+        meta["annotations"] = annotations
+    return {"apiVersion": "networking.k8s.io/v1", "kind": "Ingress", "metadata": meta,
+            "spec": {**spec, "rules": [{"host": "shop.example", "http": {"paths": [{
+                "path": "/", "pathType": "Prefix",
+                "backend": {"resource": {"apiGroup": "x.io", "kind": "Bucket",
+                                         "name": "b"}}}]}}]}}
+
+
+def test_an_ingress_sent_to_the_webhook_is_judged_as_vipcasts_whatever_its_class_name() -> None:
+    """The webhook is asked only for Ingresses of vipcast's class (matchConditions: the
+    chart's IngressClass name, or no class while it is the default), and it does not watch
+    IngressClasses: such an Ingress is judged as vipcast's, a resource backend refused."""
+    for ing in (_ingress({"ingressClassName": "edge"}),
+                _ingress({}, {"kubernetes.io/ingress.class": "edge"}),
+                _ingress({})):
+        response = review(_req(ing), {})["response"]
+        assert response["allowed"] is False, ing
+        assert "only service backends are served" in response["status"]["message"]

@@ -465,7 +465,7 @@ def test_gateway_kinds_in_rbac_and_the_webhook_when_enabled(helm_env: dict[str, 
     read = {"apiGroups": ["gateway.networking.k8s.io"],
             "resources": ["gatewayclasses", "gateways", "httproutes", "referencegrants"],
             "verbs": ["get", "list", "watch"]}
-    ingress = {"apiGroups": ["networking.k8s.io"], "resources": ["ingresses"],
+    ingress = {"apiGroups": ["networking.k8s.io"], "resources": ["ingresses", "ingressclasses"],
                "verbs": ["get", "list", "watch"]}
     status = {"apiGroups": ["gateway.networking.k8s.io"],
               "resources": ["gateways/status", "httproutes/status"],
@@ -474,6 +474,13 @@ def test_gateway_kinds_in_rbac_and_the_webhook_when_enabled(helm_env: dict[str, 
     for name in ("vipcast-controller", "vipcast-speaker", "vipcast-webhook"):
         assert read in roles(default)[name] and ingress in roles(default)[name], name
     assert status in roles(default)["vipcast-controller"]
+    # the Ingress Gateway's address goes to the Ingresses' status, never their spec
+    ingress_status = {"apiGroups": ["networking.k8s.io"], "resources": ["ingresses/status"],
+                      "verbs": ["get", "patch", "update"]}
+    assert ingress_status in roles(default)["vipcast-controller"]
+    for name in ("vipcast-speaker", "vipcast-webhook"):
+        assert not any("ingresses/status" in r["resources"] for r in roles(default)[name])
+    assert not any(d["kind"] == "IngressClass" for d in default)
     # nobody may write a Gateway's or HTTPRoute's spec
     for name, rules in roles(default).items():
         for r in rules:
@@ -499,7 +506,26 @@ def test_gateway_kinds_in_rbac_and_the_webhook_when_enabled(helm_env: dict[str, 
     # the legacy class annotation too, when spec.ingressClassName is not set
     assert "has(object.spec.ingressClassName) ?" in expression
     assert "object.metadata.annotations['kubernetes.io/ingress.class'] == 'vipcast'" in expression
+    assert expression.endswith(": false")  # a class-less Ingress is not vipcast's to judge
     assert "--gateway-api" in controller_args(enabled)
+    # the IngressClass of vipcast's controller, not the default unless asked
+    (cls,) = [d for d in enabled if d["kind"] == "IngressClass"]
+    assert cls["metadata"]["name"] == "vipcast"
+    assert cls["spec"] == {"controller": "vipcast.io/ingress-controller"}
+    assert cls["metadata"]["annotations"] == {
+        "ingressclass.kubernetes.io/is-default-class": "false"}
+    made_default = _template(
+        helm_env, "--set", "gateway.enabled=true", "--set", "gateway.ingressClass.default=true",
+        "--set", "gateway.ingressClass.name=edge",
+        "--set", "gateway.ingressClass.addressPool=ingress")
+    (cls,) = [d for d in made_default if d["kind"] == "IngressClass"]
+    assert cls["metadata"]["name"] == "edge"
+    assert cls["metadata"]["annotations"] == {
+        "ingressclass.kubernetes.io/is-default-class": "true",
+        "vipcast.io/address-pool": "ingress"}
+    expression = webhooks(made_default)["ingress.vipcast.io"]["matchConditions"][0]["expression"]
+    assert "'edge'" in expression and "'vipcast'" not in expression
+    assert expression.endswith(": true")  # class-less Ingresses are the default class's
 
 
 def test_gateway_runs_envoy_in_the_speakers_and_reads_only_tls_secrets(

@@ -37,6 +37,11 @@ from vipcast.core.drain import DRAIN_STATE_ANNOTATION
 from vipcast.sources.kube.snapshot import OUR_KINDS, documents, to_document
 from vipcast.spec import KINDS, Issue, SpecError, load_documents
 from vipcast.spec.documents import JSON
+from vipcast.spec.gateway.objects import (
+    DEFAULT_CLASS_ANNOTATION,
+    INGRESS_CLASS_ANNOTATION,
+    INGRESS_CONTROLLER,
+)
 
 
 def _field(loc: Sequence[int | str]) -> str:
@@ -165,6 +170,17 @@ def node_review(request: Mapping[str, Any], speakers: Collection[str]) -> JSON:
     return _response(uid, True)
 
 
+def _class_of(ingress: Mapping[str, Any]) -> JSON:
+    """An IngressClass of vipcast's controller that makes ``ingress`` vipcast's."""
+    meta = ingress.get("metadata") or {}
+    name = (ingress.get("spec") or {}).get("ingressClassName") or \
+        (meta.get("annotations") or {}).get(INGRESS_CLASS_ANNOTATION)
+    notes = {} if name else {DEFAULT_CLASS_ANNOTATION: "true"}
+    return {"apiVersion": "networking.k8s.io/v1", "kind": "IngressClass",
+            "metadata": {"name": name or "vipcast-admission", "annotations": notes},
+            "spec": {"controller": INGRESS_CONTROLLER}}
+
+
 def review(admission: Mapping[str, Any], existing: Mapping[str, Iterable[Mapping[str, Any]]],
            speakers: Collection[str] = ()) -> JSON:
     """Answer one AdmissionReview; ``existing`` is ``kind -> objects`` of our kinds now,
@@ -187,6 +203,11 @@ def review(admission: Mapping[str, Any], existing: Mapping[str, Iterable[Mapping
     others = {k: [o for o in objs if not (k == kind and
                                            (o.get("metadata") or {}).get("name") == name)]
               for k, objs in existing.items() if k in OUR_KINDS}
+    if kind == "Ingress":
+        # asked only for Ingresses of vipcast's class (the webhook's matchConditions: its
+        # IngressClass by field or legacy annotation, none when that class is the default):
+        # judged as vipcast's, whatever the IngressClasses this webhook does not watch say
+        others = {**others, "IngressClass": [_class_of(obj)]}
     before = _issues(documents(others))
     after_objects = {k: list(v) for k, v in others.items()}
     after_objects.setdefault(kind, []).append(obj)

@@ -112,7 +112,12 @@ class Reflector:
     def _keep(self, obj: Any) -> JSON:
         data: JSON = obj.to_dict()
         if self.slim:
-            (data.get("metadata") or {}).pop("managedFields", None)
+            managed = (data.get("metadata") or {}).pop("managedFields", None)
+            if self.watched.status_owners and managed:
+                data["metadata"]["managedFields"] = [
+                    {"manager": m.get("manager"), "subresource": "status",
+                     "fieldsV1": m.get("fieldsV1")}
+                    for m in managed if m.get("subresource") == "status"]
         return data
 
     async def _list(self) -> None:

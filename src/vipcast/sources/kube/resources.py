@@ -36,6 +36,10 @@ class Watched:
     #: a label selector the API server applies to the list and the watch (fewer objects
     #: sent, decoded and kept); None: every object of the kind
     labels: tuple[tuple[str, Any], ...] | None = None
+    #: keep, of ``metadata.managedFields``, the entries of the ``status`` subresource (which
+    #: manager wrote which status field: Ingresses, whose address vipcast takes back only
+    #: where it wrote it); the rest of managedFields is dropped as for every kind
+    status_owners: bool = False
 
 
 def _ours() -> tuple[Watched, ...]:
@@ -78,7 +82,7 @@ GATEWAY_KINDS: tuple[Watched, ...] = (
     Watched("ReferenceGrant",
             create_namespaced_resource(_GW, "v1beta1", "ReferenceGrant", "referencegrants"),
             namespaced=True, ours=True),
-    Watched("Ingress", Ingress, namespaced=True, ours=True),
+    Watched("Ingress", Ingress, namespaced=True, ours=True, status_owners=True),
     # which Ingresses are ours: the classes of vipcast's controller, and the default one
     Watched("IngressClass", IngressClass, namespaced=False, ours=True),
 )
