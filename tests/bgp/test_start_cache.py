@@ -293,3 +293,22 @@ async def test_a_running_agent_writes_it_once_the_config_is_quiet(tmp_path: Path
     second = agent(folder, cache)
     same(second.load().plan, running.current.plan)
     assert second.start_cache is not None and second.start_cache.missed is None
+
+
+def test_a_write_a_reload_abandons_leaves_nothing(tmp_path: Path) -> None:
+    import threading
+
+    folder = config(tmp_path, 9)
+    cache = tmp_path / "cache"
+    first = agent(folder, cache)
+    desired = first.load()
+    assert first.start_cache is not None and desired.snapshot is not None
+    stop = threading.Event()
+    stop.set()
+    assert not first.start_cache.save(first.files.state(), first._planner,  # type: ignore[arg-type]
+                                      desired.snapshot, first.identity(), stop)
+    assert not list(cache.glob("start-*"))  # neither the file nor its temporary
+    restarted = agent(folder, cache)
+    restarted.load()
+    assert restarted.start_cache is not None
+    assert restarted.start_cache.missed == "no cache file"

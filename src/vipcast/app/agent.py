@@ -15,11 +15,9 @@ example ``kill -9``), so this process sets the Restart State bit in its OPENs; t
 computed and given to every session *before* the sessions start, so the initial table is
 complete when End-of-RIB is sent.
 
-With ``--cache-dir``, a start whose object files are the ones of a cache written by an earlier
-start takes its snapshot and the planner's memory from that cache (:mod:`vipcast.app.start_cache`)
-instead of reading, validating and planning; its values are the agent's own, split out:
-options and values in :mod:`vipcast.app.agent_values`, the GC pauses in
-:mod:`vipcast.app.gc_pauses`.
+With ``--cache-dir``, a start on the files an earlier start cached takes its snapshot from
+:mod:`vipcast.app.start_cache`. Values: :mod:`~vipcast.app.agent_values`; GC pauses:
+:mod:`~vipcast.app.gc_pauses`.
 """
 
 from __future__ import annotations
@@ -32,10 +30,11 @@ import os
 import random
 import signal
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import asdict, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from vipcast.app.agent_caches import CacheWriter
 from vipcast.app.agent_values import (
     AgentOptions,
     Desired,
@@ -44,6 +43,7 @@ from vipcast.app.agent_values import (
     default_planner,
     issues_table,
     peer_settings,
+    status_document,
     to_peer_settings,
 )
 from vipcast.app.gc_pauses import RELEASE_STEP, desired_parts, release_gradually, run_planner
@@ -55,7 +55,6 @@ from vipcast.core.incremental import NodePlanner
 from vipcast.core.pipeline import Local, NodeIdentity, Snapshot, snapshot
 from vipcast.core.pipeline import plan as pipeline_plan
 from vipcast.core.pipeline import servable_now as pipeline_servable_now
-from vipcast.core.weights import route_weight
 from vipcast.obs.bgp_metrics import register_bgp_metrics
 from vipcast.obs.registry import CollectorRegistry
 from vipcast.obs.status_server import StatusServer
@@ -142,11 +141,9 @@ class Agent:
         self._files_hint = asyncio.Event()
         self._stop = asyncio.Event()
         self._publishing = asyncio.Lock()
-        #: held while a load runs (and while the start cache is written: the planner's memory
-        #: is updated in place by a load)
-        self._loading = asyncio.Lock()
-        #: set when a new config is published (the start cache waits for a quiet one)
-        self._new_config = asyncio.Event()
+        #: the disk caches, and the lock every load holds (app/agent_caches.py)
+        self.caches = CacheWriter(self.files, self.start_cache, in_thread=options.load_in_thread,
+                                  quiet=options.cache_quiet)
         self.started = asyncio.Event()
         self.metrics_bound: tuple[str, int] | None = None
         #: awaited with the first plan before the BGP sessions start (the node's data plane
@@ -214,7 +211,7 @@ class Agent:
     async def reload(self) -> bool:
         """Validate the config whole and swap it in; on error keep the running one."""
         try:
-            async with self._loading:
+            async with self.caches.loading():
                 desired = await self._load()
         except SpecError as exc:
             self.last_error = list(exc.issues)
@@ -233,15 +230,11 @@ class Agent:
             parts = desired_parts(old)
             del old
             await asyncio.to_thread(release_gradually, parts)
-        await self._save_files()
+        await self.caches.save_files()
         return True
 
-    async def _keep_caches(self, limit: float = 30.0) -> None:
-        """Write the disk caches once every peer has the first plan's routes (or after
-        ``limit`` seconds): pickling 10,000 Services takes CPU the first UPDATEs need. Then
-        the start cache, each time a new config has run unchanged for ``cache_quiet`` seconds."""
-        if self.files.disk is None:
-            return
+    async def _announced(self, limit: float = 30.0) -> None:
+        """Until every peer has the first plan's routes (or ``limit`` seconds)."""
         wanted: dict[str, int] = {}  # routes per peer
         for route in self.current.plan.bgp if self.current is not None else ():
             for peer in route.peers:
@@ -252,43 +245,6 @@ class Agent:
                                 for p in speaker.status()),
             timeout=limit,
         )
-        await self._save_files()
-        while self.start_cache is not None:
-            await self._new_config.wait()
-            self._new_config.clear()
-            while True:  # until no new config for cache_quiet seconds
-                try:
-                    async with asyncio.timeout(self.options.cache_quiet):
-                        await self._new_config.wait()
-                except TimeoutError:
-                    break
-                self._new_config.clear()
-            await self._save_start()
-
-    async def _save_start(self) -> bool:
-        """Write the running config's start (its snapshot, the files it came from, the
-        planner's memory) to the start cache, unless it holds it already."""
-        cache = self.start_cache
-        if cache is None:
-            return False
-        async with self._loading:  # no load updates the planner's memory meanwhile
-            current = self.current
-            if (current is None or current.snapshot is None or current.snapshot is cache.holds
-                    or current.spec.gateways  # their stand-ins are remembered by object id
-                    or current.files != self.files.stamps):  # a refused load since
-                return False
-            assert isinstance(self._planner, NodePlanner)
-            return await asyncio.to_thread(cache.save, self.files.state(), self._planner,
-                                           current.snapshot, self.identity())
-
-    async def _save_files(self) -> None:
-        """Write newly validated files to the disk cache, after the plan was handed on."""
-        if self.files.disk is None:
-            return
-        if self.options.load_in_thread:
-            await asyncio.to_thread(self.files.save)
-        else:
-            self.files.save()
 
     async def observe(self, local: Local) -> None:
         """What the node observes changed (health, verification, membership): re-plan from the
@@ -358,7 +314,7 @@ class Agent:
             old = self.current
             self.current = desired
             if old is None or old.snapshot is not desired.snapshot:
-                self._new_config.set()
+                self.caches.new_config()
                 for watcher in self.config_watchers:
                     watcher()  # a new config (the drain driver looks at the Node object)
             if old is not None and old.plan == desired.plan:
@@ -443,7 +399,10 @@ class Agent:
                 self.metrics_bound = await self._status_server.start()
                 self._log.info("status on http://%s:%s/status", *self.metrics_bound)
             self.started.set()
-            saver = asyncio.create_task(self._keep_caches(), name="save-caches")
+            saver = asyncio.create_task(
+                self.caches.run(self._announced,
+                                lambda: (self.current, self._planner, self.identity())),
+                name="save-caches")
             watcher = self._start_watching()
             await self._watch()
         finally:
@@ -512,22 +471,7 @@ class Agent:
         self._status_sections[name] = section
 
     def status_document(self) -> dict[str, Any]:
-        plan = self.current.plan if self.current is not None else None
-        document: dict[str, Any] = {
-            "node": self.options.node,
-            "restarting": self.restarting,
-            "drain": self.drain_state,
-            "config": {
-                "files": sorted(self.current.files) if self.current else [],
-                "errors": [asdict(issue) for issue in self.last_error],
-            },
-            "peers": [asdict(peer) for peer in self.speaker.status()],
-            "routes": [
-                {"prefix": r.prefix, "peers": list(r.peers), "services": list(r.services),
-                 "weight": route_weight(r)}
-                for r in (plan.bgp if plan is not None else ())
-            ],
-        }
-        for name, section in self._status_sections.items():
-            document[name] = section()
-        return document
+        return status_document(self.options.node, self.restarting, self.drain_state,
+                               self.current, self.last_error, self.speaker.status(),
+                               {name: section() for name, section in
+                                self._status_sections.items()})

@@ -8,16 +8,17 @@ builds an agent.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from vipcast.core.desired import BgpSession, NodePlan
 from vipcast.core.drain import DEFAULT_DRAIN_LABELS, DEFAULT_DRAIN_TAINTS
 from vipcast.core.pipeline import Snapshot
 from vipcast.core.plan import plan_for_spec
 from vipcast.core.sessions import bgp_sessions
-from vipcast.runtime.bgp.peer import PeerSettings
+from vipcast.core.weights import route_weight
+from vipcast.runtime.bgp.peer import PeerSettings, PeerStatus
 from vipcast.runtime.bgp.transport import TransportOptions
 from vipcast.spec.errors import Issue
 from vipcast.spec.load import Spec
@@ -121,3 +122,28 @@ def default_planner(spec: Spec, node: str) -> NodePlan:
     return plan_for_spec(spec, node)
 
 
+
+
+def status_document(node: str, restarting: bool, drain: str, current: Desired | None,
+                    errors: Sequence[Issue], peers: Sequence[PeerStatus],
+                    sections: Mapping[str, Any]) -> dict[str, Any]:
+    """The agent's /status document: the node, its config, BGP peers and routes, and one
+    key per further section (BFD, L2, data plane, ...)."""
+    plan = current.plan if current is not None else None
+    document: dict[str, Any] = {
+        "node": node,
+        "restarting": restarting,
+        "drain": drain,
+        "config": {
+            "files": sorted(current.files) if current else [],
+            "errors": [asdict(issue) for issue in errors],
+        },
+        "peers": [asdict(peer) for peer in peers],
+        "routes": [
+            {"prefix": r.prefix, "peers": list(r.peers), "services": list(r.services),
+             "weight": route_weight(r)}
+            for r in (plan.bgp if plan is not None else ())
+        ],
+    }
+    document.update(sections)
+    return document

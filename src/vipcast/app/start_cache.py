@@ -36,6 +36,7 @@ import os
 import pickle
 import stat
 import sys
+import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
@@ -222,9 +223,10 @@ class StartCache:
     # ---- writing ----------------------------------------------------------------------------
 
     def save(self, state: FilesState, planner: NodePlanner, snap: Snapshot,
-             identity: NodeIdentity) -> bool:
+             identity: NodeIdentity, abandon: threading.Event | None = None) -> bool:
         """Write the start of ``snap`` (the files' entries it came from, the planner's memory);
-        in a worker thread, with no load running meanwhile. False: not written (logged)."""
+        in a worker thread, with no load running meanwhile. ``abandon`` set (a reload waits):
+        stop between two chunks, write nothing. False: not written (logged)."""
         keys = {name: entry.key for name, entry in state.entries.items()}
         if any(k is None for k in keys.values()):
             return False
@@ -239,8 +241,13 @@ class StartCache:
                 pickle.dump((MAGIC, FORMAT, self.code(), key), handle,
                             protocol=pickle.HIGHEST_PROTOCOL)
                 _write_body(handle, state, bare, {"files": state, "planner": planner,
-                                                  "snapshot": bare, "identity": identity})
+                                                  "snapshot": bare, "identity": identity},
+                            abandon or threading.Event())
             os.replace(temporary, self.path)
+        except _Abandoned:
+            log.info("start cache not written: a reload came first")
+            temporary.unlink(missing_ok=True)
+            return False
         except (OSError, pickle.PicklingError) as exc:
             log.warning("start cache not written to %s: %s", self.path, exc)
             temporary.unlink(missing_ok=True)
@@ -249,12 +256,18 @@ class StartCache:
         return True
 
 
+class _Abandoned(Exception):
+    """A reload waits for the writer: it stops."""
+
+
 def _write_body(handle: BinaryIO, state: FilesState, snap: Snapshot,
-                values: dict[str, object]) -> None:
+                values: dict[str, object], abandon: threading.Event) -> None:
     """The chunks (each one ``dump``, one pickler: a later record refers to an earlier one's
     objects), then an empty chunk, then ``values``."""
     pickler = pickle.Pickler(handle, protocol=pickle.HIGHEST_PROTOCOL)
     for chunk in _chunks(state, snap):
+        if abandon.is_set():
+            raise _Abandoned
         pickler.dump(chunk)
     pickler.dump([])
     pickler.dump(values)
