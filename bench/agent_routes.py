@@ -1,7 +1,7 @@
 """The agent as a user runs it: 10,000 Services in files, routes into FRR's kernel.
 
-    .venv/bin/python bench/agent_routes.py [--services 10000] [--trials 10] [--rounds 1]
-                                           [--speakers after,warm,before,bird,gobgp]
+    .venv/bin/python bench/agent_routes.py [--services 10000] [--trials 7] [--rounds 3]
+                        [--speakers before,before-warm,after,warm,bird,gobgp] [--before-rev REV]
 
 Two figures, each in fresh namespaces (``vc-<pid>-...``, FRR 8.4 router, a speaker namespace
 on a veth), run as root:
@@ -68,7 +68,7 @@ from vipcast.lab.gobgp import GobgpConfig, start_gobgp
 from vipcast.lab.netns import Topology
 
 ROOT = Path(__file__).resolve().parents[1]
-BEFORE_REV = "870ccaf"
+BEFORE_REV = "4f6fdc7"  # main before the start cache (issue 11)
 
 
 def base_objects() -> list[dict[str, Any]]:
@@ -306,9 +306,9 @@ def print_phases(summary: dict[str, Any]) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--services", type=int, default=10000)
-    parser.add_argument("--trials", type=int, default=10)
-    parser.add_argument("--rounds", type=int, default=1)
-    parser.add_argument("--speakers", default="after,warm,before,bird,gobgp")
+    parser.add_argument("--trials", type=int, default=7)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--speakers", default="before,before-warm,after,warm,bird,gobgp")
     parser.add_argument("--before-rev", default=BEFORE_REV)
     parser.add_argument("--json", type=Path, default=ROOT / "bench" / "agent_routes.json")
     args = parser.parse_args()

@@ -108,7 +108,8 @@ def messages(path: Path) -> list[Message]:
         if flags & 0x02:  # SYN
             next_seq[key] = (seq + 1) & 0xFFFFFFFF
             buffers[key] = bytearray()
-            out.append(Message(when, src, 0, 0))  # kind 0: a SYN
+            if not flags & 0x10:  # not a SYN-ACK
+                out.append(Message(when, src, 0, 0))  # kind 0: a connection's SYN
             continue
         if not payload or key not in next_seq:
             continue
@@ -129,14 +130,18 @@ def messages(path: Path) -> list[Message]:
 
 def phases(found: list[Message], speaker: str, start: float) -> dict[str, float | None]:
     """Seconds from ``start`` (the speaker process's start, wall clock) to each moment:
-    the first SYN (and who sent it), the speaker's OPEN, Established (both sides sent a
-    KEEPALIVE after their OPENs), the speaker's first and last UPDATE carrying routes."""
+    the SYN of the session's connection (and who sent it), the speaker's OPEN, Established
+    (both sides sent a KEEPALIVE after their OPENs), the speaker's first and last UPDATE
+    carrying routes."""
 
     def first(pred: object) -> Message | None:
         return next((m for m in found if pred(m)), None)  # type: ignore[operator]
 
-    syn = first(lambda m: m.kind == 0)
     opened = first(lambda m: m.kind == OPEN and m.sender == speaker)
+    # the SYN of the connection that carried the session: the last one before the OPEN
+    # (a refused attempt, e.g. the router's before the speaker listens, comes earlier)
+    syns = [m for m in found if m.kind == 0 and (opened is None or m.time <= opened.time)]
+    syn = syns[-1] if syns else None
     keepalives = [first(lambda m, s=s: m.kind == KEEPALIVE and (m.sender == speaker) is s)
                   for s in (True, False)]
     updates = [m for m in found if m.kind == UPDATE and m.sender == speaker
