@@ -10,27 +10,24 @@ route within the BFD detection time. Deadlines are generous; bench/lab_failover.
 from __future__ import annotations
 
 import os
-import shutil
 import signal
-import tempfile
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
+from harness_lab import WEB, power_loss_under_load, running_lab
 
-from vipcast.app.demo import power_off, recovery_time, watch_next_hop_gone
+from vipcast.app.demo import recovery_time, watch_next_hop_gone
 from vipcast.app.lab import (
     LabOptions,
     LabState,
-    build,
     frr_of,
     node_v4,
     router_of,
     start_agent,
     wait_sessions,
 )
-from vipcast.lab.netns import Topology, leftovers
+from vipcast.lab.netns import Topology
 from vipcast.lab.workload import ClientLoad
 
 pytestmark = [pytest.mark.e2e, pytest.mark.netns]
@@ -38,23 +35,12 @@ pytestmark = [pytest.mark.e2e, pytest.mark.netns]
 if os.geteuid() != 0:  # pragma: no cover
     pytest.skip("the lab needs root", allow_module_level=True)
 
-WEB = "192.0.2.3"
-
-
 @pytest.fixture(scope="module")
 def bfd_lab() -> Iterator[tuple[Topology, LabState, LabOptions]]:
-    workdir = Path(tempfile.mkdtemp(prefix="vc-e2e-bfd-"))
-    workdir.chmod(0o755)
-    opts = LabOptions(nodes=3, bfd=True, graceful_restart=True,
-                      prefix=f"vc-{os.getpid()}-bfd", workdir=workdir, hold_time=3)
-    topo, state = build(opts)
-    try:
+    with running_lab("bfd", nodes=3, bfd=True, graceful_restart=True, hold_time=3) as lab:
+        topo, state, _ = lab
         wait_sessions(router_of(topo, state), 3, timeout=60)
-        yield topo, state, opts
-    finally:
-        topo.close()
-        shutil.rmtree(workdir, ignore_errors=True)
-        assert not leftovers(opts.prefix)
+        yield lab
 
 
 def test_agent_restart_with_bfd_and_graceful_restart_loses_no_request(
@@ -88,12 +74,8 @@ def test_node_failure_with_bfd_drops_the_next_hop_and_client_recovers(
     topo, state, _ = bfd_lab
     router = topo["router"]
     router.wait_route(f"{WEB}/32", count=3, timeout=30)
-    load = ClientLoad(topo["client"], f"http://{WEB}/", duration=8.0, interval=0.02,
-                      timeout=0.25, response_timeout=2.0)
-    time.sleep(1.5)
-    kill_at = power_off(topo, state, "n3", load.now)
-    gone = watch_next_hop_gone(router, f"{WEB}/32", node_v4(3), since=kill_at,
-                               clock=load.now, until=8.0)
+    gone, load, kill_at = power_loss_under_load(topo, state, "n3", node_v4(3), duration=8.0,
+                                                lead=1.5)
     samples = load.samples()
     # behaviour, not speed (bench/bfd_failover.py and bench/lab_failover.py have the figures):
     # n3 left the route within the watch window, and BFD, not the hold timer, reset its session

@@ -32,22 +32,18 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
-import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
-import yaml
+from harness_cni_lab import vip_bursts
+from harness_lab import WEB, frr_router, power_loss_under_load, running_lab
 
-from vipcast.app.demo import power_off, send, watch_next_hop_gone
+from vipcast.app.demo import send
 from vipcast.app.lab import (
-    LabOptions,
     LabState,
-    build,
     cni_bird_of,
     node_v4,
     node_v6,
@@ -60,48 +56,31 @@ from vipcast.app.lab import (
 from vipcast.app.lab_cni import pod_blocks
 from vipcast.lab.cni_bird import same_changes, wait_vipcast_sessions
 from vipcast.lab.frr import FrrInstance
-from vipcast.lab.netns import Topology, leftovers, wait_until
-from vipcast.lab.workload import ClientLoad
+from vipcast.lab.netns import Topology, wait_until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.netns]
 
 if os.geteuid() != 0:  # pragma: no cover
     pytest.skip("the lab needs root", allow_module_level=True)
 
-WEB, WEB_LOCAL = "192.0.2.3", "192.0.2.4"
+WEB_LOCAL = "192.0.2.4"
 DUAL_V6 = "2001:db8:100::"
 VIP_COMMUNITY = "64512:100"
-#: the burst's Services ask for these addresses (vipcast.io/loadBalancerIPs)
-BURST_IPS = [f"192.0.2.{n}" for n in range(20, 26)]
 NODES = ("n1", "n2", "n3")
 
 
 @pytest.fixture(scope="module", params=["daemon", "handoff"])
 def cni_lab(request: pytest.FixtureRequest) -> Iterator[tuple[Topology, LabState]]:
     coexist = request.param
-    workdir = Path(tempfile.mkdtemp(prefix=f"vc-e2e-cni-{coexist}-"))
-    workdir.chmod(0o755)
-    opts = LabOptions(nodes=3, cni="bird", coexist=coexist, bfd=True, workdir=workdir,
-                      prefix=f"vc-{os.getpid()}-cni{coexist[0]}", hold_time=3)
-    topo, state = build(opts)
-    try:
+    with running_lab(f"cni{coexist[0]}", nodes=3, cni="bird", coexist=coexist, bfd=True,
+                     hold_time=3) as (topo, state, _):
         wait_sessions(router_of(topo, state), 3, timeout=90)
         if coexist == "daemon":
             for node in NODES:
                 wait_vipcast_sessions(cni_bird_of(topo, state, node), timeout=90)
         # mode 3: every node's agent has handed the Cluster VIP to its BIRD
-        _frr(topo, state).wait_paths(f"{WEB}/32", 3, timeout=120)
+        frr_router(topo, state).wait_paths(f"{WEB}/32", 3, timeout=120)
         yield topo, state
-    finally:
-        topo.close()
-        shutil.rmtree(workdir, ignore_errors=True)
-        assert not leftovers(opts.prefix)
-
-
-def _frr(topo: Topology, state: LabState) -> FrrInstance:
-    frr = router_of(topo, state)
-    assert isinstance(frr, FrrInstance)
-    return frr
 
 
 def _counters(frr: FrrInstance) -> dict[str, tuple[int, int]]:
@@ -128,30 +107,11 @@ def _bird_session_starts(topo: Topology, state: LabState) -> dict[str, tuple[str
             for name, change in cni_bird_of(topo, state, node).session_changes().items()}
 
 
-def _service(name: str, ip: str) -> list[dict[str, Any]]:
-    """A Cluster Service asking for ``ip``, backed by the pods on every node."""
-    return [
-        {"apiVersion": "v1", "kind": "Service",
-         "metadata": {"name": name, "namespace": "default",
-                      "annotations": {"vipcast.io/loadBalancerIPs": ip}},
-         "spec": {"type": "LoadBalancer", "externalTrafficPolicy": "Cluster",
-                  "ports": [{"name": "http", "port": 80, "protocol": "TCP", "targetPort": 8080}],
-                  "selector": {"app": name}}},
-        {"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
-         "metadata": {"name": name, "namespace": "default",
-                      "labels": {"kubernetes.io/service-name": name}},
-         "addressType": "IPv4",
-         "endpoints": [{"addresses": [f"10.244.{i}.10"], "nodeName": f"n{i}",
-                        "conditions": {"ready": True}} for i in (1, 2, 3)],
-         "ports": [{"name": "http", "port": 8080, "protocol": "TCP"}]},
-    ]
-
-
 def test_router_learns_pod_blocks_and_vips_over_the_cni_session(
     cni_lab: tuple[Topology, LabState],
 ) -> None:
     topo, state = cni_lab
-    frr = _frr(topo, state)
+    frr = frr_router(topo, state)
     # the router has the CNI's sessions and no other: one per node and family
     expected = {a for i in (1, 2, 3) for a in (node_v4(i), node_v6(i))}
     assert set(frr.neighbor_states()) == expected
@@ -200,7 +160,7 @@ def test_local_policy_is_announced_only_by_nodes_with_endpoints(
     cni_lab: tuple[Topology, LabState],
 ) -> None:
     topo, state = cni_lab
-    frr = _frr(topo, state)
+    frr = frr_router(topo, state)
     paths = frr.wait_paths(f"{WEB_LOCAL}/32", 2)
     assert {p.nexthop for p in paths} == {node_v4(1), node_v4(2)}
     assert f"{WEB_LOCAL}/32" not in frr.received_prefixes(node_v4(3))
@@ -213,20 +173,12 @@ def test_vip_changes_propagate_without_flapping_the_router_sessions(
     cni_lab: tuple[Topology, LabState],
 ) -> None:
     topo, state = cni_lab
-    frr = _frr(topo, state)
+    frr = frr_router(topo, state)
     frr.wait_paths(f"{WEB}/32", 3)
     before, starts = _counters(frr), _bird_session_starts(topo, state)
-    extra = Path(state.workdir) / "config" / "burst.yaml"
-    for round_ in range(3):
-        # a burst: six Services appear at once, then go; each round waits for the router
-        docs = [d for k, ip in enumerate(BURST_IPS) for d in _service(f"burst{k}", ip)]
-        extra.write_text(yaml.safe_dump_all(docs, sort_keys=False))
-        for ip in BURST_IPS:
-            frr.wait_paths(f"{ip}/32", 3, timeout=45)
-        extra.unlink()
-        for ip in BURST_IPS:
-            frr.wait_paths(f"{ip}/32", 0, timeout=45)  # withdrawn through every node's BIRD
-        assert frr.route(f"{WEB}/32"), f"round {round_}: the lab's own VIP went with the burst"
+    # a burst: six Services appear at once, then go (withdrawn through every node's BIRD);
+    # each of three rounds waits for the router
+    vip_bursts(frr, state.workdir)
     assert len(frr.route(f"{WEB}/32")) == 3
     assert _counters(frr) == before, (
         f"a router session dropped or restarted during the burst: {_resets(frr, before)}")
@@ -238,7 +190,7 @@ def test_agent_restart_changes_nothing_the_router_sees(
     cni_lab: tuple[Topology, LabState],
 ) -> None:
     topo, state = cni_lab
-    frr = _frr(topo, state)
+    frr = frr_router(topo, state)
     frr.wait_paths(f"{WEB}/32", 3)
     before = _counters(frr)
     bird = cni_bird_of(topo, state, "n2")
@@ -270,16 +222,12 @@ def test_node_power_loss_bfd_takes_pod_block_and_vips_away(
     cni_lab: tuple[Topology, LabState],
 ) -> None:
     topo, state = cni_lab
-    frr = _frr(topo, state)
+    frr = frr_router(topo, state)
     router = topo["router"]
     router.wait_route(f"{WEB}/32", count=3, timeout=30)
     router.wait_route(pod_blocks(3)[0], timeout=30)
-    load = ClientLoad(topo["client"], f"http://{WEB}/", duration=6.0, interval=0.02,
-                      timeout=0.25, response_timeout=2.0)
-    time.sleep(1.0)
-    kill_at = power_off(topo, state, "n3", load.now)
-    gone = watch_next_hop_gone(router, f"{WEB}/32", node_v4(3), since=kill_at,
-                               clock=load.now, until=6.0)
+    gone, load, kill_at = power_loss_under_load(topo, state, "n3", node_v4(3), duration=6.0,
+                                                lead=1.0)
     samples = load.samples()
     assert gone is not None, "n3 still a next hop of the VIP at the end of the watch window"
     router.wait_no_route(pod_blocks(3)[0], timeout=10)
@@ -301,7 +249,7 @@ def test_a_node_back_from_power_loss_announces_its_vips_only_with_its_agent(
     gets n3's pod block back but no VIP from n3 until n3's agent runs again (mode 2: no
     session yet; mode 3: the hand-off file is empty after the power loss, as on tmpfs)."""
     topo, state = cni_lab
-    frr = _frr(topo, state)
+    frr = frr_router(topo, state)
     topo["lan"].set_link("p3", True)
     restart_cni_bird(topo, state, "n3")
     wait_sessions(router_of(topo, state), 3, timeout=90)

@@ -24,27 +24,21 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
-import tempfile
-import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
-import yaml
+from harness_cni_lab import vip_bursts
+from harness_lab import WEB, frr_router, power_loss_under_load, running_lab
 
-from vipcast.app.demo import power_off, send, watch_next_hop_gone
+from vipcast.app.demo import send
 from vipcast.app.lab import (
-    LabOptions,
     LabState,
-    build,
     cni_bird_of,
     node_v4,
     node_v6,
     options_of,
-    router_of,
     start_agent,
     vipcast_v4,
     vipcast_v6,
@@ -53,17 +47,14 @@ from vipcast.app.lab import (
 from vipcast.app.lab_cni import pod_blocks
 from vipcast.lab.cni_bird import same_changes
 from vipcast.lab.frr import FrrInstance
-from vipcast.lab.netns import Topology, leftovers, wait_until
-from vipcast.lab.workload import ClientLoad
+from vipcast.lab.netns import Topology, wait_until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.netns]
 
 if os.geteuid() != 0:  # pragma: no cover
     pytest.skip("the lab needs root", allow_module_level=True)
 
-WEB = "192.0.2.3"
 DUAL_V6 = "2001:db8:100::"
-BURST_IPS = [f"192.0.2.{n}" for n in range(20, 26)]
 NODES = (1, 2, 3)
 CNI_AS, VIPCAST_AS = 64513, 64514
 
@@ -78,33 +69,18 @@ def _ours(i: int) -> tuple[str, str]:
 
 @pytest.fixture(scope="module")
 def lab() -> Iterator[tuple[Topology, LabState]]:
-    workdir = Path(tempfile.mkdtemp(prefix="vc-e2e-cni1-"))
-    workdir.chmod(0o755)
-    opts = LabOptions(nodes=3, cni="bird", coexist="separate", bfd=True,
-                      prefix=f"vc-{os.getpid()}-cn1", workdir=workdir, hold_time=3)
-    topo, state = build(opts)
-    try:
-        router = router_of(topo, state)
+    with running_lab("cn1", nodes=3, cni="bird", coexist="separate", bfd=True,
+                     hold_time=3) as (topo, state, _):
+        router = frr_router(topo, state)
         wait_sessions(router, 3, timeout=90)
         router.wait_established(*(a for i in NODES for a in _ours(i)), timeout=90)
         # every BFD session Up at the router before any test: out of the 1 s slow start, the
         # 100 ms x 3 timers are in force for the whole burst (one came Up mid-burst before)
         every = {a for i in NODES for a in (*_cni(i), *_ours(i))}
-        assert isinstance(router, FrrInstance)
         wait_until(lambda: {p.get("peer") for p in router.bfd_peers()
                             if p.get("status") == "up"} >= every or None,
                    timeout=60, what="every BFD session Up at the router")
         yield topo, state
-    finally:
-        topo.close()
-        shutil.rmtree(workdir, ignore_errors=True)
-        assert not leftovers(opts.prefix)
-
-
-def _frr(topo: Topology, state: LabState) -> FrrInstance:
-    frr = router_of(topo, state)
-    assert isinstance(frr, FrrInstance)
-    return frr
 
 
 def _counters(frr: FrrInstance, addresses: list[str]) -> dict[str, tuple[int, int]]:
@@ -146,29 +122,11 @@ def _bird_session_starts(topo: Topology, state: LabState) -> dict[str, tuple[str
             for name, change in cni_bird_of(topo, state, f"n{i}").router_session_changes().items()}
 
 
-def _service(name: str, ip: str) -> list[dict[str, Any]]:
-    return [
-        {"apiVersion": "v1", "kind": "Service",
-         "metadata": {"name": name, "namespace": "default",
-                      "annotations": {"vipcast.io/loadBalancerIPs": ip}},
-         "spec": {"type": "LoadBalancer", "externalTrafficPolicy": "Cluster",
-                  "ports": [{"name": "http", "port": 80, "protocol": "TCP", "targetPort": 8080}],
-                  "selector": {"app": name}}},
-        {"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
-         "metadata": {"name": name, "namespace": "default",
-                      "labels": {"kubernetes.io/service-name": name}},
-         "addressType": "IPv4",
-         "endpoints": [{"addresses": [f"10.244.{i}.10"], "nodeName": f"n{i}",
-                        "conditions": {"ready": True}} for i in NODES],
-         "ports": [{"name": "http", "port": 8080, "protocol": "TCP"}]},
-    ]
-
-
 def test_two_speakers_per_node_each_with_its_own_routes(
     lab: tuple[Topology, LabState],
 ) -> None:
     topo, state = lab
-    frr = _frr(topo, state)
+    frr = frr_router(topo, state)
     states = frr.neighbor_states()
     assert set(states) == {a for i in NODES for a in (*_cni(i), *_ours(i))}
     assert set(states.values()) == {"Established"}
@@ -227,24 +185,14 @@ def test_vip_changes_do_not_flap_the_cni_sessions(lab: tuple[Topology, LabState]
     vipcast's BFD must follow without a flap) and restores 100 ms after. The 100 ms x 3 failover
     is the power-loss test below."""
     topo, state = lab
-    frr = _frr(topo, state)
+    frr = frr_router(topo, state)
     frr.wait_paths(f"{WEB}/32", 3)
     every = [a for i in NODES for a in (*_cni(i), *_ours(i))]
     _bfd_interval(frr, 300, every)
     before, starts = _counters(frr, every), _bird_session_starts(topo, state)
     blocks_before = {i: set(frr.received_prefixes(node_v4(i))) for i in NODES}
-    extra = Path(state.workdir) / "config" / "burst.yaml"
-    for round_ in range(3):
-        docs = [d for k, ip in enumerate(BURST_IPS) for d in _service(f"burst{k}", ip)]
-        extra.write_text(yaml.safe_dump_all(docs, sort_keys=False))
-        for ip in BURST_IPS:
-            paths = frr.wait_paths(f"{ip}/32", 3, timeout=45)
-            assert {p.nexthop for p in paths} == {vipcast_v4(i) for i in NODES}
-        extra.unlink()
-        for ip in BURST_IPS:
-            frr.wait_paths(f"{ip}/32", 0, timeout=45)
-        assert frr.route(f"{WEB}/32"), (f"round {round_}: the lab's own VIP went with the "
-                                        f"burst\n{_why(topo, state, frr, every)}")
+    vip_bursts(frr, state.workdir, next_hops={vipcast_v4(i) for i in NODES},
+               why=lambda: f"\n{_why(topo, state, frr, every)}")
     after = _counters(frr, every)
     assert after == before, (f"a router session dropped or restarted: {before} -> {after}\n"
                              f"{_why(topo, state, frr, every)}")
@@ -259,7 +207,7 @@ def test_agent_restart_leaves_the_cni_sessions_alone(lab: tuple[Topology, LabSta
     """vipcast's agent restarts (graceful restart toward the router): the router keeps n2's
     VIP next hop meanwhile, and no CNI session -- n2's included -- drops."""
     topo, state = lab
-    frr = _frr(topo, state)
+    frr = frr_router(topo, state)
     frr.wait_paths(f"{WEB}/32", 3)
     cni_sessions = [a for i in NODES for a in _cni(i)]
     before = _counters(frr, cni_sessions)
@@ -280,18 +228,14 @@ def test_node_power_loss_bfd_drops_both_speakers_of_the_node(
     lab: tuple[Topology, LabState],
 ) -> None:
     topo, state = lab
-    frr = _frr(topo, state)
+    frr = frr_router(topo, state)
     router = topo["router"]
     router.wait_route(f"{WEB}/32", count=3, timeout=30)
     router.wait_route(pod_blocks(3)[0], timeout=30)
     survivors = [a for i in (1, 2) for a in (*_cni(i), *_ours(i))]
     before = _counters(frr, survivors)
-    load = ClientLoad(topo["client"], f"http://{WEB}/", duration=6.0, interval=0.02,
-                      timeout=0.25, response_timeout=2.0)
-    time.sleep(1.0)
-    kill_at = power_off(topo, state, "n3", load.now)
-    gone = watch_next_hop_gone(router, f"{WEB}/32", vipcast_v4(3), since=kill_at,
-                               clock=load.now, until=6.0)
+    gone, load, kill_at = power_loss_under_load(topo, state, "n3", vipcast_v4(3), duration=6.0,
+                                                lead=1.0)
     samples = load.samples()
     assert gone is not None, "n3's vipcast still a next hop of the VIP after the watch window"
     router.wait_no_route(pod_blocks(3)[0], timeout=10)

@@ -12,37 +12,32 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import sys
-import tempfile
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
+from harness_lab import WEB, power_loss_under_load, running_lab
 
-from vipcast.app.demo import power_off, recovery_time, watch_next_hop_gone
+from vipcast.app.demo import recovery_time
 from vipcast.app.lab import (
     AGENT_STATUS_PORT,
     LabOptions,
     LabState,
     backend_ips,
-    build,
     node_v4,
     router_of,
     start_agent,
     wait_sessions,
 )
-from vipcast.lab.netns import Netns, Topology, leftovers, wait_until
-from vipcast.lab.workload import ClientLoad
+from vipcast.lab.netns import Netns, Topology, wait_until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.netns]
 
 if os.geteuid() != 0:  # pragma: no cover
     pytest.skip("the lab needs root", allow_module_level=True)
 
-WEB = "192.0.2.3"
 N3_BACKENDS = [ip4 for ip4, _ in backend_ips(3)]
 _STATUS = ("import json, urllib.request; print(urllib.request.urlopen("
            f"'http://127.0.0.1:{AGENT_STATUS_PORT}/status', timeout=5).read().decode())")
@@ -50,18 +45,10 @@ _STATUS = ("import json, urllib.request; print(urllib.request.urlopen("
 
 @pytest.fixture(scope="module")
 def lab() -> Iterator[tuple[Topology, LabState, LabOptions]]:
-    workdir = Path(tempfile.mkdtemp(prefix="vc-e2e-live-"))
-    workdir.chmod(0o755)
-    opts = LabOptions(nodes=3, bfd=True, graceful_restart=True,
-                      prefix=f"vc-{os.getpid()}-live", workdir=workdir, hold_time=3)
-    topo, state = build(opts)
-    try:
+    with running_lab("live", nodes=3, bfd=True, graceful_restart=True, hold_time=3) as lab:
+        topo, state, _ = lab
         wait_sessions(router_of(topo, state), 3, timeout=60)
-        yield topo, state, opts
-    finally:
-        topo.close()
-        shutil.rmtree(workdir, ignore_errors=True)
-        assert not leftovers(opts.prefix)
+        yield lab
 
 
 def status(node: Netns) -> dict[str, Any]:
@@ -85,12 +72,8 @@ def test_survivors_drop_a_dead_nodes_backends_and_take_them_back_when_it_returns
         wait_until(lambda node=node: set(status(node)["liveness"].get("alive", ())) ==
                    {"n1", "n2", "n3"} or None, timeout=60, what=f"{node.name} sees all alive")
         assert all(ip in nat_targets(node) for ip in N3_BACKENDS)
-    load = ClientLoad(topo["client"], f"http://{WEB}/", duration=8.0, interval=0.02,
-                      timeout=0.25, response_timeout=2.0)
-    time.sleep(1.5)
-    kill_at = power_off(topo, state, "n3", load.now)
-    gone = watch_next_hop_gone(router, f"{WEB}/32", node_v4(3), since=kill_at,
-                               clock=load.now, until=8.0)
+    gone, load, kill_at = power_loss_under_load(topo, state, "n3", node_v4(3), duration=8.0,
+                                                lead=1.5)
     for node in survivors:
         wait_until(lambda node=node: status(node)["liveness"].get("dead") == ["n3"] or None,
                    timeout=30, what=f"{node.name} declares n3 dead")
