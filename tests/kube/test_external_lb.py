@@ -15,7 +15,6 @@ from typing import Any
 
 import pytest
 from lightkube import ApiError
-from lightkube.generic_resource import create_global_resource
 from lightkube.resources.core_v1 import Node, Secret, Service
 from lightkube.types import PatchType
 
@@ -24,21 +23,22 @@ from vipcast.sources.kube.provider_status import EXTERNAL_LB, FINALIZER
 
 from .conftest import run
 from .harness.cluster import Cluster
-from .kubetools import IPAddressPool, client, event_reasons, eventually, pool
+from .kubetools import IPAddressPool, client, event_reasons, eventually
+from .provider_objects import (
+    Provider,
+    condition,
+    create_as3_provider,
+    create_ready_node,
+    delete_cluster_scoped,
+    password_secret,
+    provider,
+    provider_service,
+)
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "providers"))
 from as3_server import AS3Service
 
 pytestmark = pytest.mark.slow
-Provider = create_global_resource("vipcast.io", "v1beta1", "LoadBalancerProvider",
-                                  "loadbalancerproviders")
-
-
-def service(name: str, ns: str, proto: str = "TCP") -> Service:
-    return Service.from_dict({
-        "metadata": {"name": name, "namespace": ns},
-        "spec": {"type": "LoadBalancer", "loadBalancerClass": f"vipcast.io/f5-{ns}",
-                 "ports": [{"port": 80, "protocol": proto, "nodePort": 30080}]}})
 
 
 def test_finalizer_status_conditions_events_and_cleanup(vipcast_crds: Cluster,
@@ -48,26 +48,14 @@ def test_finalizer_status_conditions_events_and_cleanup(vipcast_crds: Cluster,
         await as3.start()
         c = client(vipcast_crds.kubeconfig, namespace)
         ctl = ProviderController(c, namespace)
+        name = f"f5-{namespace}"
         try:
-            await c.create(Node.from_dict({"metadata": {"name": f"x-{namespace}"}}))
-            await c.patch(Node.Status, f"x-{namespace}", {"status": {
-                "addresses": [{"type": "InternalIP", "address": "10.0.0.1"}],
-                "conditions": [{"type": "Ready", "status": "True"}]}},
-                patch_type=PatchType.MERGE)
-            await c.create(Secret.from_dict({"metadata": {"name": "f5", "namespace": namespace},
-                                             "stringData": {"password": "secret"}}))
-            p = pool(f"f5-{namespace}", ["198.51.100.96/30"], namespace)
-            p["spec"]["autoAssign"] = False
-            await c.create(p)
-            await c.create(Provider.from_dict({
-                "apiVersion": "vipcast.io/v1beta1", "kind": "LoadBalancerProvider",
-                "metadata": {"name": f"f5-{namespace}"},
-                "spec": {"driver": "as3", "endpoint": as3.url,
-                         "credentialsSecret": {"name": "f5", "namespace": namespace},
-                         "options": {"addressPools": [f"f5-{namespace}"], "tenant": namespace,
-                                     "clusterName": "c1"}}}))
-            await c.create(service("web", namespace))
-            await c.create(service("sig", namespace, "SCTP"))
+            await create_ready_node(c, f"x-{namespace}", "10.0.0.1")
+            await c.create(password_secret("f5", namespace))
+            await create_as3_provider(c, name, namespace, as3.url, ["198.51.100.96/30"],
+                                      cluster_name="c1")
+            await c.create(provider_service("web", namespace, name))
+            await c.create(provider_service("sig", namespace, name, "SCTP"))
 
             result = await ctl.reconcile()
             lb = f"kube_service_c1_{namespace}_web"
@@ -76,7 +64,7 @@ def test_finalizer_status_conditions_events_and_cleanup(vipcast_crds: Cluster,
             assert FINALIZER in svc["metadata"]["finalizers"]
             (ingress,) = svc["status"]["loadBalancer"]["ingress"]
             assert ingress["ipMode"] == "VIP" and ingress["ip"].startswith("198.51.100.9")
-            cond = _cond(svc, EXTERNAL_LB)
+            cond = condition(svc, EXTERNAL_LB)
             assert cond["status"] == "True" and cond["reason"] == "Ensured"
             assert "EnsuredLoadBalancer" in await event_reasons(c, "web", namespace)
             members = as3.tenants[namespace][lb]["pool-tcp-80"]["members"]
@@ -84,7 +72,7 @@ def test_finalizer_status_conditions_events_and_cleanup(vipcast_crds: Cluster,
                     "remark": f"x-{namespace}", "adminState": "enable"} in members
 
             refused = (await c.get(Service, "sig", namespace=namespace)).to_dict()
-            cond = _cond(refused, EXTERNAL_LB)
+            cond = condition(refused, EXTERNAL_LB)
             assert cond["status"] == "False" and cond["reason"] == "ProtocolUnsupported"
             assert "SCTP" in cond["message"]
             assert "ProtocolUnsupported" in await event_reasons(c, "sig", namespace)
@@ -110,16 +98,10 @@ def test_finalizer_status_conditions_events_and_cleanup(vipcast_crds: Cluster,
             await as3.stop()
             # cluster-scoped objects outlive the test's namespace: every later test's
             # controller would read them
-            for res, name in ((Provider, f"f5-{namespace}"), (IPAddressPool, f"f5-{namespace}"),
-                              (Node, f"x-{namespace}")):
-                with contextlib.suppress(ApiError):
-                    await c.delete(res, name)
+            await delete_cluster_scoped(c, (Provider, name), (IPAddressPool, name),
+                                        (Node, f"x-{namespace}"))
             await c.close()
     run(go(), timeout=120)
-
-
-def _cond(svc: dict[str, Any], type_: str) -> dict[str, Any]:
-    return next(c for c in svc["status"].get("conditions") or () if c["type"] == type_)
 
 
 def test_an_unreachable_provider_is_a_condition_and_a_retry(vipcast_crds: Cluster,
@@ -128,19 +110,16 @@ def test_an_unreachable_provider_is_a_condition_and_a_retry(vipcast_crds: Cluste
         c = client(vipcast_crds.kubeconfig, namespace)
         ctl = ProviderController(c, namespace)
         try:
-            await c.create(Provider.from_dict({
-                "apiVersion": "vipcast.io/v1beta1", "kind": "LoadBalancerProvider",
-                "metadata": {"name": f"f5-{namespace}"},
-                "spec": {"driver": "as3", "endpoint": "http://127.0.0.1:9",
-                         "options": {"tenant": namespace}}}))
-            svc = service("web", namespace).to_dict()
+            await c.create(provider(f"f5-{namespace}", "as3", "http://127.0.0.1:9",
+                                    {"tenant": namespace}))
+            svc = provider_service("web", namespace, f"f5-{namespace}").to_dict()
             svc["spec"]["loadBalancerIP"] = "198.51.100.77"
             await c.create(Service.from_dict(svc))
             result = await ctl.reconcile()
             assert result.ensured == [] and result.retry_after is not None
             got = (await c.get(Service, "web", namespace=namespace)).to_dict()
             assert FINALIZER in got["metadata"]["finalizers"]
-            cond = _cond(got, EXTERNAL_LB)
+            cond = condition(got, EXTERNAL_LB)
             assert cond["status"] == "False" and cond["reason"] == "Unreachable"
             assert "127.0.0.1:9" in cond["message"]
             assert f"LoadBalancerProvider f5-{namespace} (as3)" in cond["message"]
@@ -172,38 +151,23 @@ def test_unusable_credentials_are_on_the_service_and_a_busy_provider_keeps_the_a
         ctl = ProviderController(c, namespace)
         name = f"cr-{namespace}"
         try:
-            await c.create(Node.from_dict({"metadata": {"name": f"y-{namespace}"}}))
-            await c.patch(Node.Status, f"y-{namespace}", {"status": {
-                "addresses": [{"type": "InternalIP", "address": "10.0.0.2"}],
-                "conditions": [{"type": "Ready", "status": "True"}]}},
-                patch_type=PatchType.MERGE)
-            p = pool(name, ["198.51.100.104/30"], namespace)
-            p["spec"]["autoAssign"] = False
-            await c.create(p)
-            await c.create(Provider.from_dict({
-                "apiVersion": "vipcast.io/v1beta1", "kind": "LoadBalancerProvider",
-                "metadata": {"name": name},
-                "spec": {"driver": "as3", "endpoint": as3.url,
-                         "credentialsSecret": {"name": "f5", "namespace": namespace},
-                         "options": {"addressPools": [name], "tenant": namespace}}}))
-            svc = service("web", namespace).to_dict()
-            svc["spec"]["loadBalancerClass"] = f"vipcast.io/{name}"
-            await c.create(Service.from_dict(svc))
+            await create_ready_node(c, f"y-{namespace}", "10.0.0.2")
+            await create_as3_provider(c, name, namespace, as3.url, ["198.51.100.104/30"])
+            await c.create(provider_service("web", namespace, name))
 
             await ctl.reconcile()
             got = (await c.get(Service, "web", namespace=namespace)).to_dict()
-            cond = _cond(got, EXTERNAL_LB)
+            cond = condition(got, EXTERNAL_LB)
             assert cond["status"] == "False" and cond["reason"] == "CredentialsUnusable"
             assert f"LoadBalancerProvider {name} (as3)" in cond["message"]
             assert f"Secret {namespace}/f5 with key 'password' not found" in cond["message"]
             assert "CredentialsUnusable" in await event_reasons(c, "web", namespace)
             assert as3.writes == []
 
-            await c.create(Secret.from_dict({"metadata": {"name": "f5", "namespace": namespace},
-                                             "stringData": {"password": "secret"}}))
+            await c.create(password_secret("f5", namespace))
             await ctl.reconcile()
             got = (await c.get(Service, "web", namespace=namespace)).to_dict()
-            assert _cond(got, EXTERNAL_LB)["reason"] == "Ensured"
+            assert condition(got, EXTERNAL_LB)["reason"] == "Ensured"
             (ingress,) = got["status"]["loadBalancer"]["ingress"]
 
             as3.busy = 10
@@ -214,7 +178,7 @@ def test_unusable_credentials_are_on_the_service_and_a_busy_provider_keeps_the_a
             result = await ctl.reconcile()
             assert result.retry_after is not None
             got = (await c.get(Service, "web", namespace=namespace)).to_dict()
-            cond = _cond(got, EXTERNAL_LB)
+            cond = condition(got, EXTERNAL_LB)
             assert cond["status"] == "False" and cond["reason"] == "Busy", cond
             assert got["status"]["loadBalancer"]["ingress"] == [ingress]
         finally:
@@ -223,9 +187,8 @@ def test_unusable_credentials_are_on_the_service_and_a_busy_provider_keeps_the_a
                 await c.delete(Service, "web", namespace=namespace)
             await ctl.reconcile()
             await as3.stop()
-            for res, obj in ((Provider, name), (IPAddressPool, name), (Node, f"y-{namespace}")):
-                with contextlib.suppress(ApiError):
-                    await c.delete(res, obj)
+            await delete_cluster_scoped(c, (Provider, name), (IPAddressPool, name),
+                                        (Node, f"y-{namespace}"))
             await c.close()
     run(go(), timeout=120)
 
@@ -243,25 +206,11 @@ def test_an_invalid_service_blocks_nothing_and_keeps_its_load_balancer(
         ctl = ProviderController(c, namespace)
         name = f"iv-{namespace}"
         try:
-            await c.create(Node.from_dict({"metadata": {"name": f"z-{namespace}"}}))
-            await c.patch(Node.Status, f"z-{namespace}", {"status": {
-                "addresses": [{"type": "InternalIP", "address": "10.0.0.4"}],
-                "conditions": [{"type": "Ready", "status": "True"}]}},
-                patch_type=PatchType.MERGE)
-            await c.create(Secret.from_dict({"metadata": {"name": "f5", "namespace": namespace},
-                                             "stringData": {"password": "secret"}}))
-            p = pool(name, ["198.51.100.112/29"], namespace)
-            p["spec"]["autoAssign"] = False
-            await c.create(p)
-            await c.create(Provider.from_dict({
-                "apiVersion": "vipcast.io/v1beta1", "kind": "LoadBalancerProvider",
-                "metadata": {"name": name},
-                "spec": {"driver": "as3", "endpoint": as3.url,
-                         "credentialsSecret": {"name": "f5", "namespace": namespace},
-                         "options": {"addressPools": [name], "tenant": namespace}}}))
+            await create_ready_node(c, f"z-{namespace}", "10.0.0.4")
+            await c.create(password_secret("f5", namespace))
+            await create_as3_provider(c, name, namespace, as3.url, ["198.51.100.112/29"])
             for svc_name in ("web", "api"):
-                svc = service(svc_name, namespace).to_dict()
-                svc["spec"]["loadBalancerClass"] = f"vipcast.io/{name}"
+                svc = provider_service(svc_name, namespace, name).to_dict()
                 svc["spec"]["ports"][0]["nodePort"] = 30080 if svc_name == "web" else 30081
                 await c.create(Service.from_dict(svc))
             result = await ctl.reconcile()
@@ -284,7 +233,7 @@ def test_an_invalid_service_blocks_nothing_and_keeps_its_load_balancer(
             assert "pool-tcp-443" in as3.tenants[namespace][api_lb]
             assert json.dumps(as3.tenants[namespace][web_lb], sort_keys=True) == web_app
             got = (await c.get(Service, "web", namespace=namespace)).to_dict()
-            cond = _cond(got, EXTERNAL_LB)
+            cond = condition(got, EXTERNAL_LB)
             assert cond["status"] == "False" and cond["reason"] == "InvalidService", cond
             assert f"LoadBalancerProvider {name}" in cond["message"]
             assert "vipcast.io/loadBalancerIPs" in cond["message"] and "bogus" in cond["message"]
@@ -300,9 +249,8 @@ def test_an_invalid_service_blocks_nothing_and_keeps_its_load_balancer(
                 await c.patch(Service, "web", {"metadata": {"finalizers": None}},
                               namespace=namespace, patch_type=PatchType.MERGE)
             await as3.stop()
-            for res, obj in ((Provider, name), (IPAddressPool, name), (Node, f"z-{namespace}")):
-                with contextlib.suppress(ApiError):
-                    await c.delete(res, obj)
+            await delete_cluster_scoped(c, (Provider, name), (IPAddressPool, name),
+                                        (Node, f"z-{namespace}"))
             await c.close()
     run(go(), timeout=120)
 
@@ -329,14 +277,9 @@ def test_run_keeps_each_providers_driver_until_the_provider_or_its_secret_change
         stop = asyncio.Event()
         task: asyncio.Task[None] | None = None
         try:
-            await c.create(Secret.from_dict({"metadata": {"name": "f5", "namespace": namespace},
-                                             "stringData": {"password": "secret"}}))
-            await c.create(Provider.from_dict({
-                "apiVersion": "vipcast.io/v1beta1", "kind": "LoadBalancerProvider",
-                "metadata": {"name": name},
-                "spec": {"driver": "as3", "endpoint": as3.url,
-                         "credentialsSecret": {"name": "f5", "namespace": namespace},
-                         "options": {"tenant": namespace}}}))
+            await c.create(password_secret("f5", namespace))
+            await c.create(provider(name, "as3", as3.url, {"tenant": namespace},
+                                    secret=("f5", namespace)))
             task = asyncio.create_task(ctl.run(stop))
             await eventually(lambda: asyncio.sleep(0, built[0].calls >= 3 if built else None),
                              30, what="three passes with one driver")

@@ -8,15 +8,12 @@ lets the Service go."""
 
 from __future__ import annotations
 
-import contextlib
 import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from lightkube import ApiError
-from lightkube.generic_resource import create_global_resource
 from lightkube.resources.core_v1 import Event, Node, Secret, Service
 from lightkube.types import PatchType
 
@@ -26,16 +23,23 @@ from vipcast.sources.kube.provider_status import EXTERNAL_LB, FINALIZER
 from .conftest import run
 from .harness.cluster import Cluster
 from .kubetools import client
+from .provider_objects import (
+    Provider,
+    condition,
+    create_ready_node,
+    delete_cluster_scoped,
+    provider,
+    provider_service,
+    release_service,
+)
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "providers"))
 from keystone_api import MISSING as KEYSTONE_MISSING
 from keystone_api import KeystoneAPI
 from octavia_api import MISSING as OCTAVIA_MISSING
-from octavia_api import SUBNET, OctaviaAPI
+from octavia_api import SUBNET, OctaviaAPI, with_keystone
 
 pytestmark = pytest.mark.slow
-Provider = create_global_resource("vipcast.io", "v1beta1", "LoadBalancerProvider",
-                                  "loadbalancerproviders")
 
 
 @pytest.fixture(scope="module")
@@ -43,21 +47,9 @@ def octavia(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[OctaviaA
     for missing in (KEYSTONE_MISSING, OCTAVIA_MISSING):
         if missing:
             pytest.skip(missing)
-    keystone = KeystoneAPI(tmp_path_factory.mktemp("keystone"))
-    api = OctaviaAPI(tmp_path_factory.mktemp("octavia"), keystone=keystone)
-    try:
-        keystone.launch()
-        api.launch()
-        keystone.wait()
-        api.wait()
-        yield api, keystone
-    finally:
-        api.stop()
-        keystone.stop()
-
-
-def _cond(svc: dict[str, Any]) -> dict[str, Any]:
-    return next(c for c in svc["status"].get("conditions") or () if c["type"] == EXTERNAL_LB)
+    with with_keystone(tmp_path_factory.mktemp("keystone"),
+                       tmp_path_factory.mktemp("octavia")) as both:
+        yield both
 
 
 def _live(api: OctaviaAPI) -> dict[str, object]:
@@ -82,29 +74,19 @@ def test_a_wrong_keystone_credential_is_named_on_the_service(
         ctl = ProviderController(c, namespace)
         lb = f"kube_service_c1_{namespace}_web"
         try:
-            await c.create(Node.from_dict({"metadata": {"name": f"k-{namespace}"}}))
-            await c.patch(Node.Status, f"k-{namespace}", {"status": {
-                "addresses": [{"type": "InternalIP", "address": "10.0.0.3"}],
-                "conditions": [{"type": "Ready", "status": "True"}]}},
-                patch_type=PatchType.MERGE)
+            await create_ready_node(c, f"k-{namespace}", "10.0.0.3")
             await c.create(Secret.from_dict({
                 "metadata": {"name": "os-cred", "namespace": namespace},
                 "stringData": secret("wrong-secret-in-the-cluster")}))
-            await c.create(Provider.from_dict({
-                "apiVersion": "vipcast.io/v1beta1", "kind": "LoadBalancerProvider",
-                "metadata": {"name": name},
-                "spec": {"driver": "octavia", "endpoint": api.url,
-                         "credentialsSecret": {"name": "os-cred", "namespace": namespace},
-                         "options": {"vipSubnetId": SUBNET, "clusterName": "c1"}}}))
-            await c.create(Service.from_dict({
-                "metadata": {"name": "web", "namespace": namespace},
-                "spec": {"type": "LoadBalancer", "loadBalancerClass": f"vipcast.io/{name}",
-                         "ports": [{"port": 80, "protocol": "TCP", "nodePort": 30080}]}}))
+            await c.create(provider(name, "octavia", api.url,
+                                    {"vipSubnetId": SUBNET, "clusterName": "c1"},
+                                    secret=("os-cred", namespace)))
+            await c.create(provider_service("web", namespace, name))
 
             result = await ctl.reconcile()
             assert result.ensured == [] and result.retry_after is not None
             got = (await c.get(Service, "web", namespace=namespace)).to_dict()
-            cond = _cond(got)
+            cond = condition(got, EXTERNAL_LB)
             assert cond["status"] == "False" and cond["reason"] == "BadCredential", cond
             for text in (f"LoadBalancerProvider {name} (octavia)", "authentication failed",
                          keystone.url, f"application credential {seed.app_credential_id}",
@@ -125,7 +107,7 @@ def test_a_wrong_keystone_credential_is_named_on_the_service(
             result = await ctl.reconcile()
             assert result.ensured == [lb], result
             got = (await c.get(Service, "web", namespace=namespace)).to_dict()
-            assert _cond(got)["reason"] == "Ensured"
+            assert condition(got, EXTERNAL_LB)["reason"] == "Ensured"
             (ingress,) = got["status"]["loadBalancer"]["ingress"]
             assert ingress["ip"] and ingress["ipMode"] == "VIP"
             assert _live(api) == {lb: seed.vipcast_project}
@@ -135,12 +117,7 @@ def test_a_wrong_keystone_credential_is_named_on_the_service(
             assert result.deleted == [lb] and result.released == [f"{namespace}/web"]
             assert _live(api) == {}
         finally:
-            with contextlib.suppress(ApiError):
-                await c.delete(Service, "web", namespace=namespace)
-                await c.patch(Service, "web", {"metadata": {"finalizers": None}},
-                              namespace=namespace, patch_type=PatchType.MERGE)
-            for res, obj in ((Provider, name), (Node, f"k-{namespace}")):
-                with contextlib.suppress(ApiError):
-                    await c.delete(res, obj)
+            await release_service(c, "web", namespace)
+            await delete_cluster_scoped(c, (Provider, name), (Node, f"k-{namespace}"))
             await c.close()
     run(go(), timeout=300)

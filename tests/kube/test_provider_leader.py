@@ -17,21 +17,26 @@ from pathlib import Path
 
 import pytest
 from lightkube import ApiError
-from lightkube.generic_resource import create_global_resource
 from lightkube.resources.coordination_v1 import Lease
-from lightkube.resources.core_v1 import Node, Secret, Service
-from lightkube.types import PatchType
+from lightkube.resources.core_v1 import Node
 
 from .conftest import run
 from .harness.cluster import Cluster
-from .kubetools import IPAddressPool, client, eventually, pool
+from .kubetools import IPAddressPool, client, eventually
+from .provider_objects import (
+    Provider,
+    create_as3_provider,
+    create_ready_node,
+    delete_cluster_scoped,
+    password_secret,
+    provider_service,
+    release_service,
+)
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "providers"))
 from as3_server import AS3Service
 
 pytestmark = pytest.mark.slow
-Provider = create_global_resource("vipcast.io", "v1beta1", "LoadBalancerProvider",
-                                  "loadbalancerproviders")
 LEASE = 3.0  # seconds: renew deadline 2 s, retry period 0.43 s
 
 
@@ -53,6 +58,7 @@ def test_one_writer_across_leader_kill_and_pause(vipcast_crds: Cluster, namespac
         c = client(vipcast_crds.kubeconfig, namespace)
         procs: dict[str, subprocess.Popen[bytes]] = {}
         lb = f"kube_service_c1_{namespace}_web"
+        name = f"le-{namespace}"
 
         def writers_since(t: float) -> list[str]:
             return [ua.rsplit("/", 1)[-1] for at, ua in as3.writes if at >= t]
@@ -71,27 +77,11 @@ def test_one_writer_across_leader_kill_and_pause(vipcast_crds: Cluster, namespac
             return app.get("pool-tcp-80", {}).get("members")
 
         try:
-            await c.create(Node.from_dict({"metadata": {"name": f"x-{namespace}"}}))
-            await c.patch(Node.Status, f"x-{namespace}", {"status": {
-                "addresses": [{"type": "InternalIP", "address": "10.0.0.1"}],
-                "conditions": [{"type": "Ready", "status": "True"}]}},
-                patch_type=PatchType.MERGE)
-            await c.create(Secret.from_dict({"metadata": {"name": "f5", "namespace": namespace},
-                                             "stringData": {"password": "secret"}}))
-            p = pool(f"le-{namespace}", ["198.51.100.100/30"], namespace)
-            p["spec"]["autoAssign"] = False
-            await c.create(p)
-            await c.create(Provider.from_dict({
-                "apiVersion": "vipcast.io/v1beta1", "kind": "LoadBalancerProvider",
-                "metadata": {"name": f"le-{namespace}"},
-                "spec": {"driver": "as3", "endpoint": as3.url,
-                         "credentialsSecret": {"name": "f5", "namespace": namespace},
-                         "options": {"addressPools": [f"le-{namespace}"], "tenant": namespace,
-                                     "clusterName": "c1"}}}))
-            await c.create(Service.from_dict({
-                "metadata": {"name": "web", "namespace": namespace},
-                "spec": {"type": "LoadBalancer", "loadBalancerClass": f"vipcast.io/le-{namespace}",
-                         "ports": [{"port": 80, "protocol": "TCP", "nodePort": 30080}]}}))
+            await create_ready_node(c, f"x-{namespace}", "10.0.0.1")
+            await c.create(password_secret("f5", namespace))
+            await create_as3_provider(c, name, namespace, as3.url, ["198.51.100.100/30"],
+                                      cluster_name="c1")
+            await c.create(provider_service("web", namespace, name))
             for ident in ("a", "b"):
                 procs[ident] = _start(vipcast_crds, namespace, ident, tmp_path)
 
@@ -150,15 +140,10 @@ def test_one_writer_across_leader_kill_and_pause(vipcast_crds: Cluster, namespac
                     await asyncio.to_thread(proc.wait, 10)
             for ident in procs:
                 print(f"--- {ident}.log\n{(tmp_path / f'{ident}.log').read_text()[-3000:]}")
-            with contextlib.suppress(ApiError):  # no controller left to let it go
-                await c.delete(Service, "web", namespace=namespace)
-                await c.patch(Service, "web", {"metadata": {"finalizers": None}},
-                              namespace=namespace, patch_type=PatchType.MERGE)
+            await release_service(c, "web", namespace)
             await as3.stop()
-            for res, name in ((Provider, f"le-{namespace}"), (IPAddressPool, f"le-{namespace}"),
-                              (Node, f"x-{namespace}")):
-                with contextlib.suppress(ApiError):
-                    await c.delete(res, name)
+            await delete_cluster_scoped(c, (Provider, name), (IPAddressPool, name),
+                                        (Node, f"x-{namespace}"))
             await c.close()
     run(go(), timeout=180)
 

@@ -9,7 +9,7 @@ import harness_octavia
 import pytest
 from keystone_api import MISSING as KEYSTONE_MISSING
 from keystone_api import KeystoneAPI
-from octavia_api import MISSING, OctaviaAPI
+from octavia_api import MISSING, OctaviaAPI, with_keystone
 
 
 @pytest.fixture(scope="session")
@@ -35,14 +35,6 @@ def octavia_keystone(tmp_path_factory: pytest.TempPathFactory
     for missing in (KEYSTONE_MISSING, MISSING):
         if missing:
             pytest.skip(missing)
-    keystone = KeystoneAPI(tmp_path_factory.mktemp("keystone"))
-    octavia = OctaviaAPI(tmp_path_factory.mktemp("octavia-keystone"), keystone=keystone)
-    try:
-        keystone.launch()
-        octavia.launch()
-        keystone.wait()
-        octavia.wait()
-        yield octavia, keystone
-    finally:
-        octavia.stop()
-        keystone.stop()
+    with with_keystone(tmp_path_factory.mktemp("keystone"),
+                       tmp_path_factory.mktemp("octavia-keystone")) as both:
+        yield both

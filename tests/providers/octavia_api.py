@@ -30,6 +30,7 @@ import subprocess
 import threading
 import time
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 
 from keystone_api import PASSWORDS, KeystoneAPI
@@ -227,3 +228,22 @@ def _release_quota(db: sqlite3.Connection, table: str, where: str) -> None:
 MISSING = None if API.exists() else (
     f"no Octavia API server at {API} (scripts/octavia-venv.sh installs octavia==19.0.0 there)")
 
+
+
+@contextlib.contextmanager
+def with_keystone(keystone_dir: Path, octavia_dir: Path
+                  ) -> Iterator[tuple[OctaviaAPI, KeystoneAPI]]:
+    """The real Keystone and an Octavia API server with ``auth_strategy = keystone``, both
+    started at once (Octavia asks Keystone only when the first request comes), then stopped.
+    The caller skips first when ``MISSING`` or keystone_api's ``MISSING`` says why it can't."""
+    keystone = KeystoneAPI(keystone_dir)
+    octavia = OctaviaAPI(octavia_dir, keystone=keystone)
+    try:
+        keystone.launch()
+        octavia.launch()
+        keystone.wait()
+        octavia.wait()
+        yield octavia, keystone
+    finally:
+        octavia.stop()
+        keystone.stop()
