@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 from lightkube import AsyncClient
-from lightkube.resources.core_v1 import Node, Service
+from lightkube.resources.core_v1 import Service
 
 from vipcast.app.agent import AgentOptions
 from vipcast.app.controller import Controller
@@ -32,8 +32,8 @@ from .kubetools import (
     lb_service,
     pool,
 )
+from .speaker_objects import create_speaker_objects, speaker_objects
 from .test_controller import _config, running
-from .test_speaker import BGPAdvertisement, BGPPeer
 
 pytestmark = pytest.mark.slow
 
@@ -48,19 +48,7 @@ def test_allocated_and_announced_conditions(vipcast_crds: Cluster, namespace: st
     async def go() -> None:
         c = client(vipcast_crds.kubeconfig, namespace)
         node = f"cn-{namespace}"
-        await c.create(Node.from_dict({"metadata": {
-            "name": node, "labels": {"kubernetes.io/hostname": node}}}))
-        await c.create(pool(f"p-{namespace}", ["198.51.100.64/31"], namespace))
-        await c.create(BGPPeer.from_dict({
-            "apiVersion": "vipcast.io/v1beta1", "kind": "BGPPeer",
-            "metadata": {"name": f"peer-{namespace}"},
-            "spec": {"myASN": 64512, "peerASN": 64500, "peerAddress": "127.0.0.1",
-                     "peerPort": 1790, "passive": True,
-                     "nodeSelectors": [{"matchLabels": {"kubernetes.io/hostname": node}}]}}))
-        await c.create(BGPAdvertisement.from_dict({
-            "apiVersion": "vipcast.io/v1beta1", "kind": "BGPAdvertisement",
-            "metadata": {"name": f"adv-{namespace}"},
-            "spec": {"ipAddressPools": [f"p-{namespace}"]}}))
+        await create_speaker_objects(c, namespace, node, "198.51.100.64/31")
         ctl = Controller(c, _config("cond-ctl", f"lease-{namespace}"))
         agent = KubeAgent(c, AgentOptions(config_paths=(), node=node, poll_interval=0.1))
         speaker = asyncio.create_task(agent.serve(install_signals=False, sync_timeout=30))
@@ -120,9 +108,7 @@ def test_allocated_and_announced_conditions(vipcast_crds: Cluster, namespace: st
             agent.request_stop()
             with contextlib.suppress(asyncio.CancelledError):
                 await asyncio.wait_for(speaker, 20)
-            for res, name in ((BGPAdvertisement, f"adv-{namespace}"),
-                              (BGPPeer, f"peer-{namespace}"),
-                              (IPAddressPool, f"p-{namespace}"), (Node, node),
+            for res, name in (*speaker_objects(namespace, node),
                               (NODE_ANNOUNCEMENTS.resource, node)):
                 with contextlib.suppress(Exception):
                     await c.delete(res, name)

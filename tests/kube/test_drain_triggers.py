@@ -18,8 +18,8 @@ from vipcast.app.speaker import KubeAgent
 
 from .conftest import run
 from .harness.cluster import Cluster
-from .kubetools import IPAddressPool, client, endpoint_slice, eventually, lb_service, pool
-from .test_speaker import BGPAdvertisement, BGPPeer, _set_status
+from .kubetools import client, endpoint_slice, eventually, lb_service
+from .speaker_objects import create_speaker_objects, set_status, speaker_objects
 
 pytestmark = pytest.mark.slow
 
@@ -32,22 +32,10 @@ def test_a_taint_or_a_label_drains_the_node(vipcast_crds: Cluster, namespace: st
     async def go() -> None:
         c = client(vipcast_crds.kubeconfig, namespace)
         node = f"node-{namespace}"
-        await c.create(Node.from_dict({"metadata": {
-            "name": node, "labels": {"kubernetes.io/hostname": node}}}))
-        await c.create(pool(f"p-{namespace}", ["203.0.113.144/28"], namespace))
-        await c.create(BGPPeer.from_dict({
-            "apiVersion": "vipcast.io/v1beta1", "kind": "BGPPeer",
-            "metadata": {"name": f"peer-{namespace}"},
-            "spec": {"myASN": 64512, "peerASN": 64500, "peerAddress": "127.0.0.1",
-                     "peerPort": 1790, "passive": True,
-                     "nodeSelectors": [{"matchLabels": {"kubernetes.io/hostname": node}}]}}))
-        await c.create(BGPAdvertisement.from_dict({
-            "apiVersion": "vipcast.io/v1beta1", "kind": "BGPAdvertisement",
-            "metadata": {"name": f"adv-{namespace}"},
-            "spec": {"ipAddressPools": [f"p-{namespace}"]}}))
+        await create_speaker_objects(c, namespace, node, "203.0.113.144/28")
         await c.create(lb_service("web", namespace))
         await c.create(endpoint_slice("web", namespace, node, "10.1.0.1"))
-        await _set_status(c, "web", namespace, ["203.0.113.145"])
+        await set_status(c, "web", namespace, ["203.0.113.145"])
 
         options = AgentOptions(config_paths=(), node=node, poll_interval=0.1)
         options = replace(options, drain_grace=1.0, drain_quiet=0.0)
@@ -101,9 +89,7 @@ def test_a_taint_or_a_label_drains_the_node(vipcast_crds: Cluster, namespace: st
             with contextlib.suppress(asyncio.CancelledError):
                 await asyncio.wait_for(task, 20)
             await driver.stop()
-            for res, name in ((BGPAdvertisement, f"adv-{namespace}"),
-                              (BGPPeer, f"peer-{namespace}"),
-                              (IPAddressPool, f"p-{namespace}"), (Node, node)):
+            for res, name in speaker_objects(namespace, node):
                 await c.delete(res, name)
             await c.close()
 

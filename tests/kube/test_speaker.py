@@ -7,58 +7,30 @@ import asyncio
 import contextlib
 
 import pytest
-from lightkube.generic_resource import create_global_resource
-from lightkube.models.core_v1 import LoadBalancerIngress, LoadBalancerStatus, ServiceStatus
-from lightkube.models.meta_v1 import ObjectMeta
-from lightkube.resources.core_v1 import Node, Service
 
 from vipcast.app.agent import AgentOptions
 from vipcast.app.speaker import KubeAgent
 
 from .conftest import run
 from .harness.cluster import Cluster
-from .kubetools import IPAddressPool, client, endpoint_slice, eventually, lb_service, pool
+from .kubetools import client, endpoint_slice, eventually, lb_service
+from .speaker_objects import create_speaker_objects, set_status, speaker_objects
 
 pytestmark = pytest.mark.slow
-
-BGPPeer = create_global_resource("vipcast.io", "v1beta1", "BGPPeer", "bgppeers")
-BGPAdvertisement = create_global_resource("vipcast.io", "v1beta1", "BGPAdvertisement",
-                                          "bgpadvertisements")
-
-
-async def _set_status(c: object, name: str, namespace: str, ips: list[str]) -> None:
-    await c.apply(Service.Status(  # type: ignore[attr-defined]
-        apiVersion="v1", kind="Service", metadata=ObjectMeta(name=name, namespace=namespace),
-        status=ServiceStatus(loadBalancer=LoadBalancerStatus(
-            ingress=[LoadBalancerIngress(ip=ip, ipMode="VIP") for ip in ips]))),
-        name, namespace=namespace, field_manager="vipcast-controller", force=True)
-
 
 def test_speaker_announces_committed_addresses_only(vipcast_crds: Cluster,
                                                     namespace: str) -> None:
     async def go() -> None:
         c = client(vipcast_crds.kubeconfig, namespace)
         node = f"node-{namespace}"
-        await c.create(Node.from_dict({"metadata": {
-            "name": node, "labels": {"kubernetes.io/hostname": node}}}))
-        await c.create(pool(f"p-{namespace}", ["203.0.113.128/28"], namespace))
-        await c.create(BGPPeer.from_dict({
-            "apiVersion": "vipcast.io/v1beta1", "kind": "BGPPeer",
-            "metadata": {"name": f"peer-{namespace}"},
-            "spec": {"myASN": 64512, "peerASN": 64500, "peerAddress": "127.0.0.1",
-                     "peerPort": 1790, "passive": True,
-                     "nodeSelectors": [{"matchLabels": {"kubernetes.io/hostname": node}}]}}))
-        await c.create(BGPAdvertisement.from_dict({
-            "apiVersion": "vipcast.io/v1beta1", "kind": "BGPAdvertisement",
-            "metadata": {"name": f"adv-{namespace}"},
-            "spec": {"ipAddressPools": [f"p-{namespace}"]}}))
+        await create_speaker_objects(c, namespace, node, "203.0.113.128/28")
         await c.create(lb_service("committed", namespace))
         await c.create(lb_service("pending", namespace))
         await c.create(lb_service("foreign", namespace, cls="example.com/other"))
         for i, svc in enumerate(("committed", "pending", "foreign")):
             await c.create(endpoint_slice(svc, namespace, node, f"10.1.0.{i + 1}"))
-        await _set_status(c, "committed", namespace, ["203.0.113.130"])
-        await _set_status(c, "foreign", namespace, ["203.0.113.131"])
+        await set_status(c, "committed", namespace, ["203.0.113.130"])
+        await set_status(c, "foreign", namespace, ["203.0.113.131"])
 
         agent = KubeAgent(c, AgentOptions(config_paths=(), node=node, poll_interval=0.1))
         task = asyncio.create_task(agent.serve(install_signals=False, sync_timeout=30))
@@ -72,21 +44,19 @@ def test_speaker_announces_committed_addresses_only(vipcast_crds: Cluster,
                                    what="a plan with routes")
             assert got == {"203.0.113.130/32"}
             # the controller commits the pending one: the speaker follows
-            await _set_status(c, "pending", namespace, ["203.0.113.129"])
+            await set_status(c, "pending", namespace, ["203.0.113.129"])
             await eventually(
                 lambda: asyncio.sleep(0, prefixes() == {"203.0.113.129/32", "203.0.113.130/32"}),
                 30, what="pending announced")
             # withdrawn from status: withdrawn from the plan
-            await _set_status(c, "committed", namespace, [])
+            await set_status(c, "committed", namespace, [])
             await eventually(lambda: asyncio.sleep(0, prefixes() == {"203.0.113.129/32"}), 30,
                              what="committed withdrawn")
         finally:
             agent.request_stop()
             with contextlib.suppress(asyncio.CancelledError):
                 await asyncio.wait_for(task, 20)
-            for res, name in ((BGPAdvertisement, f"adv-{namespace}"),
-                              (BGPPeer, f"peer-{namespace}"),
-                              (IPAddressPool, f"p-{namespace}"), (Node, node)):
+            for res, name in speaker_objects(namespace, node):
                 await c.delete(res, name)
             await c.close()
 
