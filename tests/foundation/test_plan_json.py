@@ -40,3 +40,16 @@ def test_one_node_of_a_random_plan() -> None:
     result = allocate_spec(spec)
     plans = {k: v for k, v in plan_all(spec, result.current()).items() if k == "node-1"}
     assert json.loads("".join(plan_json_chunks(result, plans))) == plan_document(result, plans)
+
+
+def test_shared_lists_give_the_same_bytes_as_unshared_ones() -> None:
+    """Sections several nodes hold alike (the same values) are joined once: the text is the
+    one that plans sharing nothing give."""
+    import copy
+
+    spec = load_documents(documents(200, 6, 7))
+    result = allocate_spec(spec)
+    plans = plan_all(spec, result.current())
+    assert len({tuple(map(id, p.l2)) for p in plans.values()}) < len(plans)  # some shared
+    apart = {name: copy.deepcopy(plan) for name, plan in plans.items()}  # none shared
+    assert "".join(plan_json_chunks(result, plans)) == "".join(plan_json_chunks(result, apart))

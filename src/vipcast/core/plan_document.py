@@ -123,21 +123,48 @@ def plan_json_chunks(result: AllocationResult, plans: Mapping[str, NodePlan]) ->
     The same document (``json.loads`` of the joined text equals ``plan_document``), laid out
     for a 10,000-service plan: the structure indented, each route, L2 duty, NAT rule and
     service on one line. Every entry is encoded once with the C encoder and reused where
-    several nodes' plans share the value (an L2 duty is in every node's plan), where an indented
-    ``json.dumps`` of the whole would run the pure-Python encoder over every copy.
+    several nodes' plans share the value (an L2 duty is in every node's plan), and a list that
+    several nodes' plans hold alike (their L2 duties, often their routes) is joined once, where
+    an indented ``json.dumps`` of the whole would run the pure-Python encoder over every copy.
     """
     cache: dict[int, str] = {}
-    kept: list[object] = []  # every value encoded stays alive, so its id is not reused
+    # a section's entries by identity: equal keys are the same values in the same order
+    # (every value stays alive in ``plans`` meanwhile, so no id is reused)
+    ordered = sorted(plans.items())
+    keys = [(tuple(map(id, p.bgp)), tuple(map(id, p.l2)), tuple(map(id, p.nat)))
+            for _, p in ordered]
+    # how many nodes' sections still to write hold each list: its text is kept until the last
+    uses: dict[tuple[int, ...], int] = {}
+    for node_keys in keys:
+        for key in node_keys:
+            uses[key] = uses.get(key, 0) + 1
+    joined: dict[tuple[int, ...], str] = {}
+    vips_text: dict[int, str] = {}
 
-    def encoded(values: Sequence[Any], document: Callable[[Any], dict[str, Any]]) -> str:
+    def encoded(values: Sequence[Any], key: tuple[int, ...],
+                text_of: Callable[[Any], str]) -> str:
         """The values as one indented JSON list, each value's text made once."""
-        ids = list(map(id, values))
-        for value, ident in zip(values, ids, strict=True):
-            if ident not in cache:
-                cache[ident] = _COMPACT(document(value))
-                kept.append(value)
-        texts = list(map(cache.__getitem__, ids))
-        return _joined("        ", texts, "[", "]")
+        text = joined.get(key)
+        if text is None:
+            for value, ident in zip(values, key, strict=True):
+                if ident not in cache:
+                    cache[ident] = text_of(value)
+            text = _joined("        ", list(map(cache.__getitem__, key)), "[", "]")
+            if uses[key] > 1:
+                joined[key] = text
+        left = uses[key] = uses[key] - 1
+        if not left:
+            joined.pop(key, None)
+        return text
+
+    def route_text(route: BGPRoute) -> str:
+        return _COMPACT(route_document(route))
+
+    def l2_text(own: L2Ownership) -> str:
+        return _COMPACT(l2_document(own))
+
+    def nat_text(rule: NatRule) -> str:
+        return _COMPACT(nat_document(rule))
 
     yield f'{{\n  "version": {SCHEMA_VERSION},\n  "services": '
     yield from _entries("    ", ((k, _COMPACT(assignment_document(a)))
@@ -150,14 +177,17 @@ def plan_json_chunks(result: AllocationResult, plans: Mapping[str, NodePlan]) ->
                                  for name, (used, total) in sorted(result.pool_usage.items())),
                         "{", "}")
     yield ',\n  "nodes": {'
-    for n, (name, plan) in enumerate(sorted(plans.items())):
+    for n, ((name, plan), (bgp, l2, nat)) in enumerate(zip(ordered, keys, strict=True)):
         yield f'{"," if n else ""}\n    {_COMPACT(name)}: {{\n      "bgp": '
-        yield encoded(plan.bgp, route_document)
+        yield encoded(plan.bgp, bgp, route_text)
         yield ',\n      "l2": '
-        yield encoded(plan.l2, l2_document)
+        yield encoded(plan.l2, l2, l2_text)
         yield ',\n      "nat": '
-        yield encoded(plan.nat, nat_document)
-        yield f',\n      "localVips": {_COMPACT(list(plan.local_vips))}\n    }}'
+        yield encoded(plan.nat, nat, nat_text)
+        vips = vips_text.get(id(plan.local_vips))
+        if vips is None:  # the planner hands nodes that accept every VIP one shared tuple
+            vips = vips_text[id(plan.local_vips)] = _COMPACT(list(plan.local_vips))
+        yield f',\n      "localVips": {vips}\n    }}'
     yield "\n  }\n}\n" if plans else "}\n}\n"
 
 
