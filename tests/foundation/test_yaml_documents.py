@@ -129,3 +129,16 @@ def test_aliases_share_one_value() -> None:
     recursive = load_all("&r [1, *r]\n")[0]
     assert isinstance(recursive, list)
     assert recursive[1] is recursive
+
+
+def test_a_path_resolver_is_honoured(monkeypatch: pytest.MonkeyPatch) -> None:
+    """With a path resolver added to the safe loader (yaml.add_path_resolver), PyYAML's own
+    loader reads the text: the fast one assumes there is none."""
+    from vipcast.sources import yaml_documents
+
+    base = yaml_documents._BASE
+    monkeypatch.setattr(base, "yaml_path_resolvers", {})  # this test's own, undone after it
+    yaml.add_path_resolver("tag:yaml.org,2002:int", ["a"], str, Loader=base)
+    text = "a: '12'\nb: '12'\n"
+    assert reference(text) == [{"a": 12, "b": "12"}]  # the resolver's tag, by path
+    assert load_all(text) == [{"a": 12, "b": "12"}]

@@ -41,22 +41,33 @@ class _Unusual(Exception):
 
 
 class _Loader(_BASE):  # type: ignore[valid-type,misc]
-    """The safe loader with a memo of plain-scalar tags. Without path resolvers (SafeLoader
-    has none) BaseResolver gives a scalar that is not plain the default ``str`` tag, and a
-    plain one a tag that depends on its value alone."""
+    """The safe loader with a memo of plain-scalar tags, for a loader class without path
+    resolvers (SafeLoader has none; :func:`load_all` checks). Without them BaseResolver gives
+    a scalar that is not plain the default ``str`` tag, a plain one a tag that depends on its
+    value alone, a sequence or a mapping the default tag; and there is nothing to track as the
+    composer descends into a node and comes back, which libyaml's composer asks for every
+    node: those two calls are bound to a C callable that ignores its arguments (no Python
+    frame per node)."""
 
     def __init__(self, stream: str) -> None:
         super().__init__(stream)
         self._plain: dict[str, str] = {}
+        # on the instance, over BaseResolver's methods: {}.get(node, index) looks a key up in
+        # an empty dict (returns ``index``, ignored), int() returns 0: both do nothing
+        self.__dict__.update(descend_resolver={}.get, ascend_resolver=int)
 
     def resolve(self, kind: type[Node], value: Any, implicit: tuple[bool, bool]) -> str:
-        if kind is ScalarNode and not self.yaml_path_resolvers:
+        if kind is ScalarNode:
             if not implicit[0]:
                 return _STR  # quoted (or a plain scalar with a tag): BaseResolver's default
             tag = self._plain.get(value)
             if tag is None:
-                tag = self._plain[value] = super().resolve(kind, value, implicit)
+                tag = self._plain[value] = str(super().resolve(kind, value, implicit))
             return tag
+        if kind is MappingNode:
+            return _MAP
+        if kind is SequenceNode:
+            return _SEQ
         return str(super().resolve(kind, value, implicit))
 
 
@@ -81,15 +92,30 @@ def _builder(loader: _Loader) -> Callable[[Node], object]:
         if kind is MappingNode and tag == _MAP:
             mapping: dict[object, object] = {}
             memo[id(node)] = mapping
+            # a plain string key or value (nearly all of them) is taken here, not by a call
             for key_node, value_node in node.value:
-                if type(key_node) is not ScalarNode or key_node.tag in (_MERGE, _VALUE):
+                if type(key_node) is not ScalarNode:
                     raise _Unusual
-                mapping[build(key_node)] = build(value_node)
+                key_tag = key_node.tag
+                if key_tag == _STR:
+                    key: object = key_node.value
+                elif key_tag in (_MERGE, _VALUE):
+                    raise _Unusual
+                else:
+                    key = build(key_node)
+                if type(value_node) is ScalarNode and value_node.tag == _STR:
+                    mapping[key] = value_node.value
+                else:
+                    mapping[key] = build(value_node)
             return mapping
         if kind is SequenceNode and tag == _SEQ:
             items: list[object] = []
             memo[id(node)] = items
-            items.extend(build(item) for item in node.value)
+            for item in node.value:
+                if type(item) is ScalarNode and item.tag == _STR:
+                    items.append(item.value)
+                else:
+                    items.append(build(item))
             return items
         raise _Unusual
 
@@ -99,6 +125,8 @@ def _builder(loader: _Loader) -> Callable[[Node], object]:
 def load_all(text: str) -> list[object]:
     """Every document of ``text`` as ``yaml.load_all(text, Loader=SafeLoader)`` gives it
     (``None`` for an empty document); raises what it raises (``yaml.YAMLError``)."""
+    if _BASE.yaml_path_resolvers:  # added by yaml.add_path_resolver: PyYAML's own way
+        return list(yaml.load_all(text, Loader=_BASE))
     loader = _Loader(text)
     out: list[object] = []
     try:

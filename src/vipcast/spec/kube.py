@@ -90,8 +90,17 @@ class LoadBalancerStatus(ViewModel):
     ingress: tuple[LoadBalancerIngress, ...] = ()
 
 
+#: the defaults of absent parts, shared: frozen values holding no mutable field, so pydantic
+#: hands the one instance to every object that lacks the part (a default_factory would build
+#: one per object: 10,000 Services, 20,000 endpoints)
+_NO_LOAD_BALANCER = LoadBalancerStatus()
+
+
 class ServiceStatus(ViewModel):
-    load_balancer: LoadBalancerStatus = Field(default_factory=LoadBalancerStatus)
+    load_balancer: LoadBalancerStatus = _NO_LOAD_BALANCER
+
+
+_NO_STATUS = ServiceStatus()
 
 
 class Service(ViewModel):
@@ -99,7 +108,7 @@ class Service(ViewModel):
     kind: Literal["Service"] = "Service"
     metadata: ObjectMeta
     spec: ServiceSpec = Field(default_factory=ServiceSpec)
-    status: ServiceStatus = Field(default_factory=ServiceStatus)
+    status: ServiceStatus = _NO_STATUS
 
     @property
     def key(self) -> str:
@@ -116,9 +125,12 @@ class EndpointConditions(ViewModel):
     terminating: bool | None = None
 
 
+_NO_CONDITIONS = EndpointConditions()
+
+
 class Endpoint(ViewModel):
     addresses: tuple[str, ...] = Field(min_length=1)
-    conditions: EndpointConditions = Field(default_factory=EndpointConditions)
+    conditions: EndpointConditions = _NO_CONDITIONS
     node_name: str | None = None
     hostname: str | None = None
 
@@ -174,12 +186,16 @@ class NodeSpec(ViewModel):
     taints: tuple[Taint, ...] = ()
 
 
+_NO_NODE_SPEC = NodeSpec()
+_NO_NODE_STATUS = NodeStatus()
+
+
 class Node(ViewModel):
     api_version: Literal["v1"] = "v1"
     kind: Literal["Node"] = "Node"
     metadata: ObjectMeta
-    spec: NodeSpec = Field(default_factory=NodeSpec)
-    status: NodeStatus = Field(default_factory=NodeStatus)
+    spec: NodeSpec = _NO_NODE_SPEC
+    status: NodeStatus = _NO_NODE_STATUS
 
     @property
     def ready(self) -> bool:
