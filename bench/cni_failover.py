@@ -25,16 +25,15 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import statistics
 import sys
-import tempfile
-import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 
-from vipcast.app.demo import power_off, recovery_time, send, watch_next_hop_gone
+sys.path.insert(0, str(Path(__file__).parent))
+
+import power_loss
+from power_loss import INTERVAL, TIMEOUT, Figures, fmt, median
+
 from vipcast.app.lab import (
     LabOptions,
     build,
@@ -45,38 +44,8 @@ from vipcast.app.lab import (
     start_agent,
     wait_sessions,
 )
-from vipcast.app.lab_cni import CoexistMode, pod_blocks
+from vipcast.app.lab_cni import CoexistMode
 from vipcast.lab.cni_bird import wait_vipcast_sessions
-from vipcast.lab.netns import Netns, wait_until
-from vipcast.lab.workload import ClientLoad
-
-WEB = "192.0.2.3"
-INTERVAL, TIMEOUT, DURATION = 0.01, 0.2, 4.0
-
-
-@dataclass
-class Figures:
-    """Seconds per trial (None: did not happen within the trial)."""
-
-    router_vip: list[float | None] = field(default_factory=list)
-    router_pods: list[float | None] = field(default_factory=list)
-    client: list[float | None] = field(default_factory=list)
-
-
-def watch_route_gone(router: Netns, prefix: str, *, since: float,
-                     clock: Callable[[], float], until: float) -> float | None:
-    """Seconds from ``since`` until ``prefix`` has left the router's kernel table."""
-    while clock() < until:
-        if router.route(prefix) is None:
-            return clock() - since
-        time.sleep(0.01)
-    return None
-
-
-def settle(client: Netns) -> None:
-    wait_until(lambda: all(s.ok for s in send(client, f"http://{WEB}/", 30, timeout=0.5)) or None,
-               timeout=60, interval=0.5, what="the VIP answers again")
-    time.sleep(1.0)
 
 
 def trials(coexist: CoexistMode | None, count: int, workdir: Path) -> Figures:
@@ -88,24 +57,11 @@ def trials(coexist: CoexistMode | None, count: int, workdir: Path) -> Figures:
     figures = Figures()
     with topo:
         wait_sessions(router_of(topo, state), 3, timeout=90)
-        router, client = topo["router"], topo["client"]
         for trial in range(count):
             victim = f"n{1 + trial % 2}"
             i = int(victim[1:])
-            router.wait_route(f"{WEB}/32", count=3, timeout=90)
-            if cni:
-                router.wait_route(pod_blocks(i)[0], timeout=60)
-            settle(client)
-            load = ClientLoad(client, f"http://{WEB}/", duration=DURATION, interval=INTERVAL,
-                              timeout=TIMEOUT)
-            time.sleep(1.0)
-            kill_at = power_off(topo, state, victim, load.now)
-            figures.router_vip.append(watch_next_hop_gone(
-                router, f"{WEB}/32", node_v4(i), since=kill_at, clock=load.now, until=DURATION))
-            if cni:
-                figures.router_pods.append(watch_route_gone(
-                    router, pod_blocks(i)[0], since=kill_at, clock=load.now, until=DURATION))
-            figures.client.append(recovery_time(load.samples(), kill_at)[0])
+            power_loss.ready(topo, i, pods=cni)
+            figures.add(power_loss.trial(topo, state, i, node_v4(i), pods=cni), pods=cni)
             # bring the node back: cable, then (mode 2) its BIRD, then its agent
             topo["lan"].set_link(f"p{i}", True)
             if cni:
@@ -121,10 +77,6 @@ def trials(coexist: CoexistMode | None, count: int, workdir: Path) -> Figures:
     return figures
 
 
-def fmt(v: float | None) -> str:
-    return "-" if v is None else f"{v * 1000:.0f} ms"
-
-
 def cell(values: list[float | None]) -> str:
     ok = [v for v in values if v is not None]
     if not values:
@@ -134,11 +86,6 @@ def cell(values: list[float | None]) -> str:
 
 def ratio_text(ratio: float | None) -> str:
     return "-" if ratio is None else f"{ratio:.2f}"
-
-
-def median(values: list[float | None]) -> float | None:
-    ok = [v for v in values if v is not None]
-    return statistics.median(ok) if ok else None
 
 
 def main() -> None:
@@ -151,12 +98,8 @@ def main() -> None:
     modes: tuple[tuple[str, CoexistMode | None], ...] = (
         ("reference", None), ("mode2", "daemon"), ("mode3", "handoff"))
     for name, coexist in modes:
-        workdir = Path(tempfile.mkdtemp(prefix="vc-bench-cf-"))
-        workdir.chmod(0o755)
-        try:
+        with power_loss.workdir("cf") as workdir:
             results[name] = trials(coexist, count, workdir)
-        finally:
-            shutil.rmtree(workdir, ignore_errors=True)
     ref, m2, m3 = results["reference"], results["mode2"], results["mode3"]
     rows = [("router drops the VIP next hop", ref.router_vip, m2.router_vip, m3.router_vip),
             ("router drops the pod block", [], m2.router_pods, m3.router_pods),

@@ -24,45 +24,34 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
-import statistics
 import sys
-import tempfile
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from vipcast.app.demo import power_off, recovery_time, send, watch_next_hop_gone
+sys.path.insert(0, str(Path(__file__).parent))
+
+import power_loss
+from power_loss import DURATION, INTERVAL, TIMEOUT, Figures, fmt, median
+
 from vipcast.app.lab import (
     LabOptions,
     LabState,
     build,
-    node_cni_config,
     node_v4,
     node_v6,
+    restart_cni_bird,
     router_of,
     start_agent,
     vipcast_v4,
     vipcast_v6,
     wait_sessions,
 )
-from vipcast.app.lab_cni import pod_blocks
-from vipcast.lab.cni_bird import start_cni_bird
 from vipcast.lab.frr import FrrInstance
-from vipcast.lab.netns import Netns, Topology, wait_until
-from vipcast.lab.workload import ClientLoad
-
-WEB = "192.0.2.3"
-INTERVAL, TIMEOUT, DURATION = 0.01, 0.2, 4.0
+from vipcast.lab.netns import Topology
 
 
 @dataclass
-class Figures:
-    """Seconds per trial (None: did not happen within the trial)."""
-
-    router_vip: list[float | None] = field(default_factory=list)
-    router_pods: list[float | None] = field(default_factory=list)
-    client: list[float | None] = field(default_factory=list)
+class SeparateFigures(Figures):
     #: router sessions of the surviving nodes that dropped during a trial (should be 0)
     survivor_drops: list[int] = field(default_factory=list)
     #: for each such drop: (trial, neighbor, FRR's reset reason)
@@ -92,51 +81,27 @@ def bring_back(topo: Topology, state: LabState, opts: LabOptions, node: str) -> 
     i = int(node[1:])
     topo["lan"].set_link(f"p{i}", True)
     if opts.cni == "bird":
-        bird = start_cni_bird(topo[node], node_cni_config(opts, i),
-                              Path(state.workdir) / f"cni-{node}")
-        state.pids[f"{node}-cni-bird"] = bird.pid
+        restart_cni_bird(topo, state, node)
     state.pids[f"{node}-agent"] = start_agent(topo, topo[node], opts, node).pid
     router_of(topo, state).wait_established(*speakers(opts, i), timeout=90)
 
 
-def settle(client: Netns, url: str) -> None:
-    wait_until(lambda: all(s.ok for s in send(client, url, 30, timeout=0.5)) or None,
-               timeout=60, interval=0.5, what=f"{url} answers again")
-    time.sleep(1.0)
-
-
-def trials(opts: LabOptions, count: int) -> Figures:
+def trials(opts: LabOptions, count: int) -> SeparateFigures:
     topo, state = build(opts)
-    figures = Figures()
+    figures = SeparateFigures()
     with topo:
         frr = router_of(topo, state)
         assert isinstance(frr, FrrInstance)
         wait_sessions(frr, opts.nodes, timeout=90)
         frr.wait_established(*(a for i in range(1, 4) for a in speakers(opts, i)), timeout=90)
-        router, client = topo["router"], topo["client"]
+        cni = opts.cni == "bird"
         for trial in range(count):
             victim = 1 + trial % 2
             survivors = [a for i in range(1, 4) if i != victim for a in speakers(opts, i)]
-            hop = vipcast_v4(victim) if opts.cni == "bird" else node_v4(victim)
-            router.wait_route(f"{WEB}/32", count=3, timeout=60)
-            if opts.cni == "bird":
-                router.wait_route(pod_blocks(victim)[0], timeout=60)
-            settle(client, f"http://{WEB}/")
+            hop = vipcast_v4(victim) if cni else node_v4(victim)
+            power_loss.ready(topo, victim, pods=cni)
             drops = dropped(frr, survivors)
-            load = ClientLoad(client, f"http://{WEB}/", duration=DURATION, interval=INTERVAL,
-                              timeout=TIMEOUT)
-            time.sleep(1.0)
-            kill_at = power_off(topo, state, f"n{victim}", load.now)
-            figures.router_vip.append(watch_next_hop_gone(
-                router, f"{WEB}/32", hop, since=kill_at, clock=load.now, until=DURATION))
-            if opts.cni == "bird":
-                block = pod_blocks(victim)[0]
-                while load.now() < DURATION and router.route(block) is not None:
-                    time.sleep(0.01)
-                figures.router_pods.append(load.now() - kill_at if router.route(block) is None
-                                           else None)
-            rec, _ = recovery_time(load.samples(), kill_at)
-            figures.client.append(rec)
+            figures.add(power_loss.trial(topo, state, victim, hop, pods=cni), pods=cni)
             after = dropped(frr, survivors)
             moved = [a for a in survivors if after[a] != drops[a]]
             figures.survivor_drops.append(sum(after[a] - drops[a] for a in moved))
@@ -147,17 +112,8 @@ def trials(opts: LabOptions, count: int) -> Figures:
             print(f"  {'mode 1' if opts.cni == 'bird' else 'reference'} trial {trial + 1}: "
                   f"n{victim} router VIP {fmt(figures.router_vip[-1])} pods "
                   f"{fmt(figures.router_pods[-1]) if figures.router_pods else '-'} client "
-                  f"{fmt(rec)} (load {load_avg:.1f})", file=sys.stderr)
+                  f"{fmt(figures.client[-1])} (load {load_avg:.1f})", file=sys.stderr)
     return figures
-
-
-def fmt(v: float | None) -> str:
-    return "-" if v is None else f"{v * 1000:.0f} ms"
-
-
-def median(values: list[float | None]) -> float | None:
-    ok = [v for v in values if v is not None]
-    return statistics.median(ok) if ok else None
 
 
 def main() -> None:
@@ -166,17 +122,13 @@ def main() -> None:
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     count = min(args.trials, 50)
-    results: dict[str, Figures] = {}
+    results: dict[str, SeparateFigures] = {}
     for name, cni in (("mode1", "bird"), ("reference", "none")):
-        workdir = Path(tempfile.mkdtemp(prefix="vc-bench-cs-"))
-        workdir.chmod(0o755)
-        opts = LabOptions(nodes=3, bfd=True, hold_time=3, workdir=workdir,
-                          cni="bird" if cni == "bird" else "none", coexist="separate",
-                          prefix=f"vc-{os.getpid()}-cs{name[0]}")
-        try:
+        with power_loss.workdir("cs") as workdir:
+            opts = LabOptions(nodes=3, bfd=True, hold_time=3, workdir=workdir,
+                              cni="bird" if cni == "bird" else "none", coexist="separate",
+                              prefix=f"vc-{os.getpid()}-cs{name[0]}")
             results[name] = trials(opts, count)
-        finally:
-            shutil.rmtree(workdir, ignore_errors=True)
     m, r = results["mode1"], results["reference"]
     print(f"{'':34} {'mode 1':>10} {'reference':>10} {'ratio':>7}")
     for label, a, b in (("router drops the VIP next hop", m.router_vip, r.router_vip),
