@@ -46,6 +46,7 @@ if os.geteuid() != 0:  # pragma: no cover
     pytest.skip("the lab needs root", allow_module_level=True)
 
 GW = "/apis/gateway.networking.k8s.io/v1"
+NET = "/apis/networking.k8s.io/v1"
 STATUS_PORT = 9470
 HOST = "app.lab"
 
@@ -169,6 +170,58 @@ def test_gateway_vip_through_envoy_on_speakers(gateway_api: Cluster, namespace: 
              "-H", "Host: other.lab", f"http://{vip}/"], check=False, timeout=15)
         assert out.stdout.strip() == "404"
 
+        # Ingresses: vipcast's IngressClass is the default, so a class-less Ingress is ours;
+        # the Ingress Gateway (in vipcast-system for the pools' namespace rules) gets an
+        # address, committed to the Ingress's status, announced by both speakers
+        pool_path = f"/apis/vipcast.io/v1beta1/ipaddresspools/{ns}-lab"
+        code, pool = cluster.request("GET", pool_path)
+        assert code == 200, pool
+        pool["spec"]["serviceAllocation"]["namespaces"].append("vipcast-system")
+        code, body = cluster.request("PUT", pool_path, pool)
+        assert code == 200, body
+        post(cluster, f"{NET}/ingressclasses", {
+            "apiVersion": "networking.k8s.io/v1", "kind": "IngressClass",
+            "metadata": {"name": f"e2e-{ns}", "annotations": {
+                "ingressclass.kubernetes.io/is-default-class": "true"}},
+            "spec": {"controller": "vipcast.io/ingress-controller"}})
+        post(cluster, f"{NET}/namespaces/{ns}/ingresses", {
+            "apiVersion": "networking.k8s.io/v1", "kind": "Ingress",
+            "metadata": {"name": "shop", "namespace": ns},
+            "spec": {"rules": [{"host": "shop.lab", "http": {"paths": [{
+                "path": "/", "pathType": "Prefix",
+                "backend": {"service": {"name": "web", "port": {"number": 80}}}}]}}]}})
+
+        def ingress_vip() -> str | None:
+            code, ing = cluster.request("GET", f"{NET}/namespaces/{ns}/ingresses/shop")
+            found = ((ing.get("status") or {}).get("loadBalancer") or {}).get("ingress") \
+                if code == 200 else None
+            return found[0]["ip"] if found else None
+
+        ing_vip = wait_until(ingress_vip, timeout=60, what="the Ingress's address",
+                             on_timeout=report)
+        assert ing_vip.startswith("192.0.2.") and ing_vip not in (vip, svc_ip)
+
+        def ing_hops() -> tuple[str, ...] | None:
+            route = lab.topo["router"].route(f"{ing_vip}/32")
+            return route.gateways if route and len(route.gateways) == NODES else None
+
+        wait_until(ing_hops, timeout=90, what=f"{NODES} next hops for the Ingress VIP",
+                   on_timeout=report)
+        out = lab.topo["client"].run(
+            ["curl", "-sf", "--max-time", "5", "-H", "Host: shop.lab", f"http://{ing_vip}/x"],
+            check=False, timeout=15)
+        assert out.returncode == 0, (out.stderr, report())
+        assert json.loads(out.stdout)["forwarded"] == "203.0.113.10"
+
+        # the Ingress changes class away: its status is cleared and the VIP withdrawn
+        code, ing = cluster.request("GET", f"{NET}/namespaces/{ns}/ingresses/shop")
+        ing["spec"]["ingressClassName"] = "nginx"
+        code, body = cluster.request("PUT", f"{NET}/namespaces/{ns}/ingresses/shop", ing)
+        assert code == 200, body
+        wait_until(lambda: ingress_vip() is None or None, timeout=60,
+                   what="the Ingress's status cleared", on_timeout=report)
+        lab.topo["router"].wait_no_route(f"{ing_vip}/32", timeout=60)
+
         # the Gateway goes away: both speakers withdraw its VIP; the Service's stays
         code, _ = cluster.request("DELETE", f"{GW}/namespaces/{ns}/gateways/gw")
         assert code == 200
@@ -188,3 +241,5 @@ def test_gateway_vip_through_envoy_on_speakers(gateway_api: Cluster, namespace: 
         # config of every later test's controller in the shared session cluster)
         delete_lab_objects(cluster, ns, names)
         cluster.request("DELETE", f"{GW}/gatewayclasses/e2e-{ns}")
+        cluster.request("DELETE", f"{NET}/ingressclasses/e2e-{ns}")
+        cluster.request("DELETE", f"{NET}/namespaces/{ns}/ingresses/shop")

@@ -29,7 +29,7 @@ import logging
 import os
 import random
 import signal
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -149,6 +149,10 @@ class Agent:
         #: awaited with the first plan before the BGP sessions start (the node's data plane
         #: and verification, so the first UPDATEs carry every servable route)
         self.prime: Callable[[NodePlan], Awaitable[None]] | None = None
+
+    def proxy_refused(self, refused: Mapping[str, tuple[str, str]]) -> None:
+        """What the node's Envoy refuses now (xDS type -> (version, Envoy's message)); the
+        gateway section of /status shows it. The Kubernetes speaker also reports it."""
 
     # ---- configuration --------------------------------------------------------------------
 

@@ -37,12 +37,16 @@ from vipcast.core.gateway.address import (
     readable,
 )
 from vipcast.core.gateway.certificates import certificate_refs
-from vipcast.core.gateway.model import GatewayStatus, Translation
+from vipcast.core.gateway.model import GatewayStatus, Translation, with_node_refusals
 from vipcast.core.handoff import calico_hand_off
 from vipcast.obs.pool_metrics import register_pool_metrics
 from vipcast.obs.registry import CollectorRegistry
 from vipcast.obs.status_server import StatusServer
-from vipcast.sources.kube.announcements import ServiceAnnouncements, fold_reports
+from vipcast.sources.kube.announcements import (
+    ServiceAnnouncements,
+    fold_reports,
+    node_gateway_refusals,
+)
 from vipcast.sources.kube.client import ApiError, AsyncClient
 from vipcast.sources.kube.conditions import (
     OUR_TYPES,
@@ -248,9 +252,12 @@ class Controller:
             if s.spec.type != "LoadBalancer" or claims(s.spec.load_balancer_class, cls)))
         result = allocate_spec(mine, self.memory, load_balancer_class=cls)
         written: dict[str, tuple[str, ...]] = {}
+        # only live nodes' reports count (after an L2 failover the dead node's stays behind)
+        ready = {n.metadata.name for n in outcome.spec.nodes if n.ready}
         if self.config.gateway_api:
-            written.update(await self._gateway_status(spec, result, report,
-                                                      objects.get("Ingress", [])))
+            written.update(await self._gateway_status(
+                spec, result, report, objects.get("Ingress", []),
+                node_gateway_refusals(reports, ready)))
         report.result = result
         self.pool_usage = result.pool_usage
         services = {f"{(s.get('metadata') or {}).get('namespace')}/"
@@ -265,8 +272,6 @@ class Controller:
             if gone.previous:
                 log.info("released %s of deleted Service %s", ", ".join(gone.previous),
                          gone.service)
-        # only live nodes' reports count (after an L2 failover the dead node's stays behind)
-        ready = {n.metadata.name for n in outcome.spec.nodes if n.ready}
         nodes, seen = fold_reports(reports, ready)
         later: list[tuple[dict[str, object], str, str, str]] = []
         writes = WritePipeline(self.config.write_concurrency, report)
@@ -360,11 +365,13 @@ class Controller:
 
     async def _gateway_status(self, spec: Spec, result: AllocationResult,
                               report: RoundReport, ingresses: list[dict[str, object]],
-                              ) -> dict[str, tuple[str, ...]]:
+                              refused: dict[str, str]) -> dict[str, tuple[str, ...]]:
         """Gateway and HTTPRoute status from the translation at the allocated Gateway
         addresses: ``status.addresses`` commits them (the speakers announce only committed
-        addresses), ``Programmed`` says why a Gateway got none; the Ingress Gateway's address
-        is committed to every served Ingress's ``status.loadBalancer.ingress``. Returns the
+        addresses), ``Programmed`` says why a Gateway got none, or which nodes' Envoys refuse
+        the configuration (``refused``: node -> Envoy's error, from the nodes' reports); the
+        Ingress Gateway's address is committed to every served Ingress's
+        ``status.loadBalancer.ingress``. Returns the
         stand-ins' addresses committed (this leader's memory of them); the proxy model
         itself is the speakers' business."""
         current = result.current()
@@ -376,6 +383,9 @@ class Controller:
         addresses = gateway_addresses(current)
         translation = translate(spec, "controller", addresses,
                                 refusals=gateway_refusals(result.assignments))
+        if refused:
+            translation = replace(translation, gateways=with_node_refusals(
+                translation.gateways, refused))
         ingress_gw = next((g for g in translation.gateways if g.key == INGRESS_GATEWAY_KEY),
                           None)
         try:

@@ -71,7 +71,13 @@ def attach_gateway(
     # imported here: Envoy's protobufs and gRPC cost ~0.5 s of start-up to nodes without it
     from vipcast.app.envoy_gateway import EnvoyGateway, ProxyConsumer
 
-    gateway = EnvoyGateway(settings, on_serving=on_serving)
+    def outcome(node: str, _outcome: object) -> None:
+        # what the node's Envoy refuses now (a later ACK of that type clears it)
+        report = gateway.cache.reports.get(node)
+        agent.proxy_refused(dict(report.nacked) if report is not None else {})
+
+    gateway = EnvoyGateway(settings, on_serving=on_serving, on_outcome=outcome)
+    agent.proxy_refused({})
     agent.add_consumer(ProxyConsumer(gateway))
     agent.add_status_section("gateway", gateway.status)
     task = asyncio.create_task(gateway.run(), name="envoy-gateway")

@@ -30,7 +30,7 @@ import asyncio
 import contextlib
 import functools
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from vipcast.app.agent import Agent, AgentOptions, PlanConsumer, Planner
@@ -43,6 +43,7 @@ from vipcast.core.gateway.certificates import certificate_refs
 from vipcast.core.incremental import StatusNodePlanner
 from vipcast.core.pipeline import Local, Snapshot
 from vipcast.obs.registry import CollectorRegistry
+from vipcast.sources.kube.announcements import GatewayReport, RefusedConfig
 from vipcast.sources.kube.client import AsyncClient
 from vipcast.sources.kube.drain_report import DrainReporter
 from vipcast.sources.kube.handoff import FrrK8sHandOff
@@ -208,6 +209,15 @@ class KubeAgent(Agent):
             await self.tls_secrets.close()
             if self.drain_reporter is not None:
                 await self.drain_reporter.stop()
+
+    def proxy_refused(self, refused: Mapping[str, tuple[str, str]]) -> None:
+        """What this node's Envoy refuses now goes into its NodeAnnouncement (``gateway``):
+        the controller folds every node's into the Gateways' ``Programmed`` condition."""
+        if self.reporter is not None:
+            self.reporter.set_gateway(GatewayReport(refused=tuple(
+                RefusedConfig(type=t.rsplit(".", 1)[-1][:64], version=v[:64],
+                              message=m[:2048])
+                for t, (v, m) in sorted(refused.items()))))
 
     async def set_drain(self, phase: Phase, state: str) -> None:
         """The drain moved: re-plan, and report the state on this node's Node."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -269,6 +270,32 @@ def with_refusal(gateways: tuple[GatewayStatus, ...],
         conds = tuple(
             Condition("Programmed", "False", "Invalid",
                       f"{text} (the last good configuration keeps serving)")
+            if c.type == "Programmed" and c.status == "True" else c
+            for c in gw.conditions)
+        out.append(dataclasses.replace(gw, conditions=conds))
+    return tuple(out)
+
+
+def with_node_refusals(gateways: tuple[GatewayStatus, ...],
+                       by_node: Mapping[str, str]) -> tuple[GatewayStatus, ...]:
+    """The Gateway statuses with what the nodes' proxies refuse (node -> Envoy's message, as
+    the nodes report it) folded in: every Gateway that was ``Programmed`` gets ``Programmed``
+    False, reason ``Invalid``, naming the nodes and their proxies' errors (nodes with the same
+    error together) -- the proxies keep serving their last good configuration meanwhile. No
+    refusal: the statuses unchanged."""
+    if not by_node:
+        return gateways
+    nodes_of: dict[str, list[str]] = {}
+    for node, text in sorted(by_node.items()):
+        nodes_of.setdefault(text, []).append(node)
+    parts = [f"Envoy on node{'s' if len(nodes) > 1 else ''} {', '.join(nodes)} refused the "
+             f"configuration: {text}" for text, nodes in sorted(nodes_of.items(),
+                                                              key=lambda kv: kv[1])]
+    message = "; ".join(parts) + " (the last good configuration keeps serving)"
+    out = []
+    for gw in gateways:
+        conds = tuple(
+            Condition("Programmed", "False", "Invalid", message)
             if c.type == "Programmed" and c.status == "True" else c
             for c in gw.conditions)
         out.append(dataclasses.replace(gw, conditions=conds))

@@ -56,6 +56,21 @@ class WithheldService(_Wire):
     message: str = Field(max_length=1024)
 
 
+class RefusedConfig(_Wire):
+    """A configuration the node's Envoy refused (an xDS NACK): it keeps serving the last one
+    it accepted."""
+
+    type: str = Field(max_length=64, description="the xDS resource type, e.g. Secret")
+    version: str = Field(max_length=64)
+    message: str = Field(max_length=2048, description="Envoy's error")
+
+
+class GatewayReport(_Wire):
+    """The node's L7 gateway: what its Envoy refuses now (empty: it took everything)."""
+
+    refused: tuple[RefusedConfig, ...] = Field(default=(), max_length=16)
+
+
 class NodeAnnouncementSpec(_Wire):
     node_name: str = Field(alias="nodeName", max_length=253)
 
@@ -63,6 +78,8 @@ class NodeAnnouncementSpec(_Wire):
 class NodeAnnouncementStatus(_Wire):
     announced: tuple[AnnouncedService, ...] = Field(default=(), max_length=MAX_SERVICES)
     withheld: tuple[WithheldService, ...] = Field(default=(), max_length=MAX_SERVICES)
+    #: the node's L7 gateway (None: no gateway on this node)
+    gateway: GatewayReport | None = None
 
 
 class NodeAnnouncement(_Wire):
@@ -156,6 +173,25 @@ def report_body(node: str, status: NodeAnnouncementStatus | None = None) -> dict
 
 
 # -- the controller side: every node's report -> per Service view ---------------------------
+
+def node_gateway_refusals(objects: Iterable[Mapping[str, Any]],
+                     ready_nodes: Collection[str] | None = None) -> dict[str, str]:
+    """Node -> what its Envoy refuses now (``type: message``; several joined by ``; ``), from
+    NodeAnnouncement dicts; a node whose report does not validate, or that is gone or not
+    Ready (``ready_nodes``), is left out."""
+    out: dict[str, str] = {}
+    for obj in objects:
+        try:
+            status = NodeAnnouncementStatus.model_validate(obj.get("status") or {})
+            node = NodeAnnouncementSpec.model_validate(obj.get("spec") or {}).node_name
+        except ValidationError:
+            continue
+        if ready_nodes is not None and node not in ready_nodes:
+            continue
+        if status.gateway is not None and status.gateway.refused:
+            out[node] = "; ".join(f"{r.type}: {r.message}" for r in status.gateway.refused)
+    return out
+
 
 @dataclass(frozen=True)
 class ServiceAnnouncements:

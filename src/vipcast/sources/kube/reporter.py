@@ -21,6 +21,7 @@ from vipcast.core.backoff import Backoff
 from vipcast.core.desired import NodePlan
 from vipcast.sources.kube.announcements import (
     SPEAKER_FIELD_MANAGER,
+    GatewayReport,
     NodeAnnouncementStatus,
     node_report,
     report_body,
@@ -47,6 +48,8 @@ class AnnouncementReporter:
         self.errors = 0
         self._inputs: tuple[NodePlan, Mapping[str, tuple[str, ...]], NodePlan | None] | None = None
         self._l2_answered: frozenset[str] | None = None
+        #: the node's gateway section (None: no gateway here)
+        self._gateway: GatewayReport | None = None
 
     def offer(self, plan: NodePlan, committed: Mapping[str, tuple[str, ...]],
               selected: NodePlan | None = None) -> None:
@@ -62,11 +65,19 @@ class AnnouncementReporter:
             self._l2_answered = answered
             self._report()
 
+    def set_gateway(self, report: GatewayReport | None) -> None:
+        """What the node's Envoy refuses now; reports again if that changes."""
+        if report != self._gateway:
+            self._gateway = report
+            self._report()
+
     def _report(self) -> None:
         if self._inputs is None:
             return
         plan, committed, selected = self._inputs
         self.wanted = node_report(plan, committed, selected, self._l2_answered)
+        if self._gateway is not None:
+            self.wanted = self.wanted.model_copy(update={"gateway": self._gateway})
         if self.wanted != self.written and self._loop is not None:
             self._loop.call_soon_threadsafe(self._changed.set)
 
