@@ -17,9 +17,10 @@ Two ways of sharing this 2-core machine, both measured:
   second: Envoy is given one whole core, the load side the other (the direct rounds show the
   load side's own ceiling on its core, which must be well above Envoy's).
 
-Every round records who used the CPU (in cores, from ``/proc``: Envoy's threads and nginx's
-worker from schedstat, wrk from the rusage of the finished child, the machine from
-``/proc/stat``; ``others`` is the rest: the other engineers' work on the shared machine), and
+Every round records who used the CPU (in cores, from ``/proc``: Envoy's threads, the
+``vipcast gateway`` process feeding it and nginx's worker from schedstat, wrk from the rusage
+of the finished child, the machine from ``/proc/stat``; ``others`` is the rest: the other
+engineers' work on the shared machine, and kernel work no process was charged for), and
 requests per Envoy CPU-second (what Envoy costs, whatever else runs).
 """
 
@@ -173,19 +174,21 @@ def run_wrk(ns: Netns, url: str, seconds: int, threads: int, cpu: int | None) ->
 
 
 def one_round(lab: GatewayLab, url: str, seconds: int, threads: int, envoy: int | None,
-              nginx_worker: int, wrk_cpu: int | None) -> dict[str, Any]:
+              vipcast: int | None, nginx_worker: int, wrk_cpu: int | None) -> dict[str, Any]:
     e0 = thread_cpu(envoy) if envoy else 0.0
+    v0 = thread_cpu(vipcast) if vipcast else 0.0
     n0, m0, t0 = thread_cpu(nginx_worker), machine_busy(), time.monotonic()
     r0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     got = run_wrk(lab.client, url, seconds, threads, wrk_cpu)
     r1 = resource.getrusage(resource.RUSAGE_CHILDREN)
     wall = time.monotonic() - t0
     e = (thread_cpu(envoy) if envoy else 0.0) - e0
+    v = (thread_cpu(vipcast) if vipcast else 0.0) - v0
     n, m = thread_cpu(nginx_worker) - n0, machine_busy() - m0
     w = (r1.ru_utime - r0.ru_utime) + (r1.ru_stime - r0.ru_stime)
     got["cpu_cores"] = {"envoy": round(e / wall, 2), "wrk": round(w / wall, 2),
-                        "nginx": round(n / wall, 2),
-                        "others": round(max(0.0, m - e - n - w) / wall, 2),
+                        "nginx": round(n / wall, 2), "vipcast_gateway": round(v / wall, 2),
+                        "others": round(max(0.0, m - e - v - n - w) / wall, 2),
                         "machine": round(m / wall, 2)}
     if envoy:
         got["requests_per_envoy_cpu_s"] = round(got["requests"] / e) if e > 0 else None
@@ -236,12 +239,15 @@ def throughput(lab: GatewayLab, rounds: int, seconds: int) -> dict[str, Any]:
     after_envoy = int(lab.status()["envoy"]["pid"])
     before = before_gateway(lab, ip)
     envoys = {"after": after_envoy}
+    assert lab.gateway_proc is not None
+    vipcasts = {"after": lab.gateway_proc.pid}  # `ip netns exec` execs: the same pid
     urls = {"after": f"http://{GATEWAY_IP}/", "direct": f"http://{ip}:8080/"}
     out: dict[str, Any] = {"before_commit": BEFORE_COMMIT}
     if isinstance(before, str):
         out["before_skipped"] = before
     else:
         envoys["before"] = before[1]
+        vipcasts["before"] = before[0].pid
         urls["before"] = f"http://{BEFORE_IP}/"
     out["envoy_workers"] = {k: workers(pid) for k, pid in envoys.items()}
     sides = [s for s in ("before", "after", "direct") if s in urls]
@@ -253,7 +259,8 @@ def throughput(lab: GatewayLab, rounds: int, seconds: int) -> dict[str, Any]:
         for r in range(rounds):
             for side in sides[r % len(sides):] + sides[:r % len(sides)]:
                 runs[side].append(one_round(lab, urls[side], seconds, threads,
-                                            envoys.get(side), nginx_worker, wrk_cpu))
+                                            envoys.get(side), vipcasts.get(side),
+                                            nginx_worker, wrk_cpu))
         res = {s: summary(v) for s, v in runs.items()}
         return {**res, "ratios": ratios(res)}
 
