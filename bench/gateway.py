@@ -30,7 +30,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from gateway_throughput import NGINX_BASE, nginx, throughput
+from gateway_throughput import NGINX_BASE, nginx, table, throughput
 
 from vipcast.lab.gateway import (
     GATEWAY_IP,
@@ -352,6 +352,9 @@ def main() -> int:
             result["throughput"] = {"when": when, **throughput(
                 lab, 1 if args.quick else 3, 5 if args.quick else 10)}
             print(json.dumps(result["throughput"], indent=1), flush=True)
+            print(table(result["throughput"]), flush=True)
+            if "warning" in result["throughput"]:
+                print(f"WARNING: {result['throughput']['warning']}", file=sys.stderr)
         if "churn" in parts:
             result["churn"] = churn(lab, 5 if args.quick else 20)
             print(json.dumps(result["churn"], indent=1), flush=True)

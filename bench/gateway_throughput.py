@@ -278,6 +278,14 @@ def throughput(lab: GatewayLab, rounds: int, seconds: int) -> dict[str, Any]:
             for pid in [*envoys.values(), nginx_worker]:
                 set_affinity(pid, everything)
     out["loadavg_1m_before_after"] = [round(load_before, 1), round(os.getloadavg()[0], 1)]
+    others = [r["cpu_cores"]["others"] for mode in ("shared", "envoy_one_core") if mode in out
+              for side in sides for r in out[mode][side]["runs"]]
+    out["others_cores_median"] = round(statistics.median(others), 2)
+    if out["others_cores_median"] > 0.3:
+        out["warning"] = (f"other work used {out['others_cores_median']} of {len(cpus)} cores "
+                          "during the rounds: the rates are what this machine left over, not "
+                          "Envoy's (requests per Envoy CPU-second suffers too: more wake-ups "
+                          "per request, cold caches)")
     out["per_node"] = per_node(out, len(cpus))
     return out
 
@@ -307,3 +315,32 @@ def per_node(out: dict[str, Any], cores: int) -> dict[str, Any]:
         res["envoy_given_node_cores_vs_original"] = [round(cost * cores / hi, 1),
                                                      round(cost * cores / lo, 1)]
     return res
+
+
+def table(out: dict[str, Any]) -> str:
+    """The throughput part as the markdown rows bench/README.md shows."""
+    lines = [f"load average {out['loadavg_1m_before_after'][0]} -> "
+             f"{out['loadavg_1m_before_after'][1]}, other work {out['others_cores_median']} "
+             f"cores; Envoy workers {out['envoy_workers']}", "",
+             "| sharing | path | RPS | p99 | requests per Envoy CPU-s | CPU cores: Envoy / "
+             "wrk / nginx / vipcast / others |", "| --- | --- | ---: | ---: | ---: | --- |"]
+    for mode in ("shared", "envoy_one_core"):
+        if mode not in out:
+            continue
+        for side in ("before", "after", "direct"):
+            x = out[mode].get(side)
+            if x is None:
+                continue
+            c = x["cpu_cores_median"]
+            per = x.get("requests_per_envoy_cpu_s")
+            lines.append(
+                f"| {mode} | {side} | {x['rps']:,} | {x['p99_ms']} ms | "
+                f"{f'{per:,}' if per else ''} | {c['envoy']} / {c['wrk']} / {c['nginx']} / "
+                f"{c['vipcast_gateway']} / {c['others']} |")
+    lines.append("")
+    for mode in ("shared", "envoy_one_core"):
+        if mode in out:
+            lines.append(f"{mode} ratios: " + ", ".join(
+                f"{k} {v}" for k, v in out[mode]["ratios"].items()))
+    lines.append(f"per node: {out['per_node']}")
+    return "\n".join(lines)
