@@ -312,3 +312,81 @@ def test_a_write_a_reload_abandons_leaves_nothing(tmp_path: Path) -> None:
     restarted.load()
     assert restarted.start_cache is not None
     assert restarted.start_cache.missed == "no cache file"
+
+
+async def test_a_cached_start_announces_before_the_rest_is_read(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """At a router (a passive vipcast speaker on loopback): the second start hands the cached
+    first plan's routes to BGP before the rest of the cache is read, and the plan of the whole
+    snapshot that follows is the same value (the router sees no change)."""
+    from test_agent_loopback import received, write_config
+
+    from vipcast.proto.bgp import SessionConfig, State
+    from vipcast.runtime.bgp.peer import PeerSettings
+    from vipcast.runtime.bgp.speaker import Speaker
+
+    router = Speaker(listen=[("127.0.0.3", 0)], log=logging.getLogger("test.router"))
+    await router.start()
+    router.configure([PeerSettings(name="node", address="127.0.0.2", session=SessionConfig(
+        local_asn=65000, peer_asn=4200000001, router_id="192.0.2.3", passive=True))])
+    folder = tmp_path / "config"
+    folder.mkdir()
+    write_config(folder, router.listen_ports[0], ["web", "api", "db"])
+    cache = tmp_path / "cache"
+    path = StartCache(cache, "n1").path
+    plans: list[NodePlan] = []
+
+    def up(s: Speaker) -> bool:
+        return "node" in s.peers() and s.peers()["node"].state == State.ESTABLISHED
+
+    try:
+        for start in range(2):
+            caplog.clear()
+            caplog.set_level(logging.INFO, "vipcast.agent")
+            running = Agent(AgentOptions(config_paths=(folder,), node="n1", cache_dir=cache,
+                                         load_in_thread=True, cache_quiet=0.1))
+            task = asyncio.create_task(running.run(install_signals=False))
+            async with asyncio.timeout(60):
+                await running.started.wait()
+                assert await router.wait_for(up, 30)
+                assert await router.wait_for(lambda s: received(s) >= 3, 30)
+                while not path.exists():
+                    await asyncio.sleep(0.05)
+            assert running.current is not None
+            plans.append(running.current.plan)
+            messages = [r.getMessage() for r in caplog.records]
+            early = [i for i, m in enumerate(messages) if m.startswith("peers (start cache)")]
+            planned = [i for i, m in enumerate(messages) if m.startswith("plan for n1")]
+            if start == 0:
+                assert not early and planned  # nothing cached yet: the whole load first
+            else:
+                assert early and planned and early[0] < planned[0], messages
+                assert not any(m.startswith("peers: ") for m in messages)  # no change after
+            running.request_stop()
+            assert await task == 0
+            assert await router.wait_for(lambda s: received(s) == 0 or not up(s), 30)
+        same(plans[1], plans[0])
+    finally:
+        await router.stop()
+
+
+@pytest.mark.parametrize("restarting", [False, True])
+def test_the_early_routes_are_the_restored_plans(tmp_path: Path, restarting: bool) -> None:
+    folder = config(tmp_path, 10)
+    cache = tmp_path / "cache"
+    written(folder, cache)
+    restarted = agent(folder, cache)
+    restarted.restarting = restarting  # written by a clean start: no early routes then
+    assert restarted.start_cache is not None
+    early = restarted.start_cache.early((folder,), restarted.identity())
+    desired = restarted.load()
+    assert restarted.start_cache.missed is None
+    if restarting:
+        assert early is None
+    else:
+        assert early is not None
+        assert early.bgp is desired.plan.bgp  # the very tuple: the speaker sees no change
+        assert early.peers == desired.plan.peers
+    restarted.restarting = False
+    assert desired.plan == agent(folder, None).load().plan or restarting

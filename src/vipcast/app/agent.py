@@ -370,10 +370,13 @@ class Agent:
             marker.parent.mkdir(parents=True, exist_ok=True)
             self.restarting = marker.exists()
             marker.write_text(str(os.getpid()))
+        early = await self._announce_early()
         try:
             first = await self._load()
         except SpecError as exc:
             self._log.error("configuration invalid:\n%s", issues_table(exc.issues))
+            if early:
+                await self.speaker.stop("vipcast agent stopping")
             if marker is not None:
                 marker.unlink(missing_ok=True)
             return 2
@@ -392,7 +395,8 @@ class Agent:
                 self.metrics_bound = self._status_server.bind(*self.options.metrics_address)
             if self.prime is not None:
                 await self.prime(first.plan)  # may observe(): planned again just below
-            await self.speaker.start()
+            if not early:
+                await self.speaker.start()
             assert first.snapshot is not None
             await self._publish(self._desired(first.snapshot))
             del first  # the reload that replaces it frees it (off the loop when in a thread)
@@ -428,6 +432,25 @@ class Agent:
             if marker is not None:
                 marker.unlink(missing_ok=True)
         return 0
+
+    async def _announce_early(self) -> bool:
+        """With a start cache of these files: hand its first plan's routes and sessions to the
+        speaker before the rest of the cache is read (the sessions open and the UPDATEs go out
+        meanwhile; the plan of the whole snapshot, published next, is the same value). Only
+        where the first plan is the snapshot's as is: no observation, priming or drain."""
+        cache = self.start_cache
+        if (cache is None or self.prime is not None or self.local != Local()
+                or self.drain_phase is not Phase.ANNOUNCE):
+            return False
+        early = await asyncio.to_thread(cache.early, self.options.config_paths, self.identity())
+        if early is None:
+            return False
+        await self.speaker.start()
+        await self.speaker.apply(NodePlan(node=self.options.node, bgp=early.bgp,
+                                          peers=early.peers))
+        changes = self.speaker.configure([to_peer_settings(s) for s in early.peers])
+        self._log.info("peers (start cache): %s", ", ".join(changes) or "none")
+        return True
 
     def _start_watching(self) -> asyncio.Task[None] | None:
         """Watch the object files (inotify, or polling): a change asks for a reload."""

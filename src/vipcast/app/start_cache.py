@@ -21,6 +21,12 @@ It is used only when it is exactly right:
   only); the rest only from a file this user owns, no one else may write, in a directory the
   same holds for (a pickle runs code when loaded); whatever it holds is checked for its types.
 
+The stream starts with the first plan's routes and BGP sessions (the snapshot's plan as a start
+without observations makes it): :meth:`StartCache.early` reads just them (a few hundredths of a
+second) and the agent hands them to the speaker, so the sessions open and the UPDATEs go out
+while the rest (mostly the validated objects, tenths of a second) is read; the whole snapshot's
+plan, published next, holds the very same route tuple, so the speaker sees no change.
+
 Anything else (no file, another key or version, a damaged or foreign file) is a miss, logged
 with its reason, and the agent loads as without it. The file is written whole under a temporary
 name and renamed, in a worker thread, a chunk of objects at a time (the GIL is released between
@@ -30,7 +36,6 @@ chunks), only once a config has been running unchanged for a while (``cache_quie
 from __future__ import annotations
 
 import hashlib
-import io
 import logging
 import os
 import pickle
@@ -42,6 +47,7 @@ from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from vipcast.core.desired import BGPRoute, BgpSession
 from vipcast.core.incremental import NodePlanner
 from vipcast.core.pipeline import NodeIdentity, Snapshot, snapshot
 from vipcast.sources.files import FilesState, ObjectFiles, Stamp, config_files, stamp_of
@@ -50,7 +56,7 @@ from vipcast.sources.validated_cache import ValidatedCache
 log = logging.getLogger("vipcast.agent.start_cache")
 
 MAGIC = "vipcast-start-cache"
-FORMAT = 1
+FORMAT = 2
 #: objects pickled per chunk (the GIL is held for one chunk)
 CHUNK = 512
 #: the packages whose code made the cached values
@@ -133,6 +139,33 @@ def start_key(keys: dict[str, str], identity: NodeIdentity) -> str:
 
 
 @dataclass(frozen=True)
+class Early:
+    """The first plan's routes and BGP sessions as a start without observations plans them
+    (the snapshot's, :func:`vipcast.core.pipeline.plan` with ``Local()``)."""
+
+    bgp: tuple[BGPRoute, ...]
+    peers: tuple[BgpSession, ...]
+
+
+@dataclass
+class _Reading:
+    """The open file between :meth:`StartCache.early` and :meth:`StartCache.restore`."""
+
+    handle: BinaryIO
+    unpickler: pickle.Unpickler
+    now: Files
+    key: str
+    early: object = None
+
+
+def _is_early(record: object) -> bool:
+    return (isinstance(record, tuple) and len(record) == 4 and record[0] == "early"
+            and isinstance(record[1], NodeIdentity) and isinstance(record[2], tuple)
+            and all(isinstance(r, BGPRoute) for r in record[2])
+            and isinstance(record[3], tuple) and all(isinstance(p, BgpSession) for p in record[3]))
+
+
+@dataclass(frozen=True)
 class Restored:
     """What a hit gives the agent: the planner with its memory and the snapshot."""
 
@@ -165,6 +198,7 @@ class StartCache:
         self.holds: Snapshot | None = None
         #: why the last restore missed (None: it hit, or none was tried)
         self.missed: str | None = None
+        self._reading: _Reading | None = None
 
     def code(self) -> str:
         if self._code is None:
@@ -173,6 +207,25 @@ class StartCache:
 
     # ---- reading ----------------------------------------------------------------------------
 
+    def early(self, paths: Sequence[Path], identity: NodeIdentity) -> Early | None:
+        """The first plan's routes and sessions, read ahead of the rest (a few hundredths of
+        a second instead of tenths): when the file is that of the files as they are now and was
+        written for this identity. The file stays open for :meth:`restore`."""
+        try:
+            opened = self._open(paths, identity)
+            record = opened.unpickler.load() if opened is not None else None
+        except Exception as exc:  # a damaged file is only a miss
+            self._close()
+            self.missed = f"unusable ({type(exc).__name__}: {exc})"
+            return None
+        if opened is None or not _is_early(record):
+            self._close()
+            return None
+        assert isinstance(record, tuple)
+        opened.early = record
+        _, cached_identity, bgp, peers = record
+        return Early(bgp, peers) if cached_identity == identity else None
+
     def restore(self, files: ObjectFiles, identity: NodeIdentity) -> Restored | None:
         """The cached start if it is that of the files as they are now (installing the files'
         entries into ``files``), else None with the reason logged."""
@@ -180,13 +233,16 @@ class StartCache:
             restored = self._restore(files, identity)
         except Exception as exc:  # a damaged file is only a miss
             restored, self.missed = None, f"unusable ({type(exc).__name__}: {exc})"
+        finally:
+            self._close()
         if restored is None:
             log.info("start cache %s not used: %s", self.path, self.missed)
         else:
             self.missed = None
         return restored
 
-    def _restore(self, files: ObjectFiles, identity: NodeIdentity) -> Restored | None:
+    def _open(self, paths: Sequence[Path], identity: NodeIdentity) -> _Reading | None:
+        """The file opened past its header, if it is this start's (else None, ``missed``)."""
         if not self.path.exists():
             self.missed = "no cache file"
             return None
@@ -194,30 +250,52 @@ class StartCache:
         if doubt is not None:
             self.missed = f"not trusted: {doubt}"
             return None
-        now = current_files(files.paths)
+        now = current_files(paths)
         if now is None:
             self.missed = "an object file cannot be read"
             return None
         key = start_key(now.keys, identity)
-        with self.path.open("rb") as handle:
-            header = _NoClasses(handle).load()
-            wanted = (MAGIC, FORMAT, self.code(), key)
-            if not isinstance(header, tuple) or header[:3] != wanted[:3]:
-                self.missed = "written by another vipcast (format or code)"
+        handle = self.path.open("rb")
+        self._reading = _Reading(handle, pickle.Unpickler(handle), now, key)
+        header = _NoClasses(handle).load()
+        wanted = (MAGIC, FORMAT, self.code(), key)
+        if not isinstance(header, tuple) or header[:3] != wanted[:3]:
+            self.missed = "written by another vipcast (format or code)"
+            return None
+        if header != wanted:
+            self.missed = "made from other object files (or another node)"
+            return None
+        # the rest: trusted (ours, written by this code, see the module)
+        self._reading.unpickler = pickle.Unpickler(handle)
+        return self._reading
+
+    def _close(self) -> None:
+        if self._reading is not None:
+            self._reading.handle.close()
+            self._reading = None
+
+    def _restore(self, files: ObjectFiles, identity: NodeIdentity) -> Restored | None:
+        opened = self._reading
+        if opened is None or opened.early is None:  # early() did not run (or missed)
+            self._close()
+            opened = self._open(files.paths, identity)
+            if opened is None:
                 return None
-            if header != wanted:
-                self.missed = "made from other object files (or another node)"
-                return None
-            state = _read_body(handle)
-        checked = _checked(state, now)
+            opened.early = opened.unpickler.load()
+        if not _is_early(opened.early) or opened.key != start_key(opened.now.keys, identity):
+            self.missed = "unexpected content"
+            return None
+        while opened.unpickler.load():  # the chunks, up to an empty one
+            pass
+        checked = _checked(opened.unpickler.load(), opened.now)
         if checked is None:
             self.missed = "unexpected content"
             return None
         files_state, planner, snap, cached_identity = checked
-        files.adopt(files_state, now.stamps)
+        files.adopt(files_state, opened.now.stamps)
         if cached_identity != identity:  # restarting differs: the sessions' R-bit
             snap = snapshot(snap.spec, snap.duties, identity)
-        self.key, self.holds = key, snap
+        self.key, self.holds = opened.key, snap
         return Restored(planner, snap)
 
     # ---- writing ----------------------------------------------------------------------------
@@ -240,9 +318,9 @@ class StartCache:
             with temporary.open("wb") as handle:
                 pickle.dump((MAGIC, FORMAT, self.code(), key), handle,
                             protocol=pickle.HIGHEST_PROTOCOL)
-                _write_body(handle, state, bare, {"files": state, "planner": planner,
-                                                  "snapshot": bare, "identity": identity},
-                            abandon or threading.Event())
+                _write_body(handle, ("early", identity, bare.plan_base.bgp, bare.plan_base.peers),
+                            state, bare, {"files": state, "planner": planner, "snapshot": bare,
+                                          "identity": identity}, abandon or threading.Event())
             os.replace(temporary, self.path)
         except _Abandoned:
             log.info("start cache not written: a reload came first")
@@ -260,24 +338,19 @@ class _Abandoned(Exception):
     """A reload waits for the writer: it stops."""
 
 
-def _write_body(handle: BinaryIO, state: FilesState, snap: Snapshot,
+def _write_body(handle: BinaryIO, early: tuple[object, ...], state: FilesState, snap: Snapshot,
                 values: dict[str, object], abandon: threading.Event) -> None:
-    """The chunks (each one ``dump``, one pickler: a later record refers to an earlier one's
-    objects), then an empty chunk, then ``values``."""
+    """The early record (the first plan's routes and sessions), the chunks (each one ``dump``,
+    one pickler: a later record refers to an earlier one's objects), then an empty chunk,
+    then ``values``."""
     pickler = pickle.Pickler(handle, protocol=pickle.HIGHEST_PROTOCOL)
+    pickler.dump(early)
     for chunk in _chunks(state, snap):
         if abandon.is_set():
             raise _Abandoned
         pickler.dump(chunk)
     pickler.dump([])
     pickler.dump(values)
-
-
-def _read_body(handle: io.BufferedReader) -> object:
-    unpickler = pickle.Unpickler(handle)  # trusted: ours, written by this code (see the module)
-    while unpickler.load():
-        pass
-    return unpickler.load()
 
 
 def _checked(state: object, now: Files
