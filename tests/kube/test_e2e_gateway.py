@@ -3,7 +3,12 @@ the API server; ``vipcast controller --gateway-api`` allocates the Gateway's add
 pool (beside a Service's) and commits it; ``vipcast speaker --gateway-workdir`` on two lab
 nodes runs Envoy, feeds it over xDS and announces the Gateway VIP to FRR only once its Envoy
 serves; a client's requests through the router reach the pods through Envoy, the real client
-in ``X-Forwarded-For``. The Gateway deleted: both speakers withdraw its VIP.
+in ``X-Forwarded-For``. A route Envoy refuses (NACK): both speakers report it, the Gateway's
+``Programmed`` turns False (``Invalid``, naming both nodes and Envoy's error) with a Warning
+Event while the last good routes serve; fixed, it is True again. An Ingress without a class
+under vipcast's default IngressClass gets an address in its status, both speakers announce it,
+the client reaches the pods through it; its class changed away, the status is cleared and the
+VIP withdrawn. The Gateway deleted: both speakers withdraw its VIP.
 
 The lab of ``test_e2e_lab.py`` (namespaces ``vc-<pid>-k8g-*``, the API server relayed into
 each node namespace); real apiextensions-apiserver with the upstream Gateway API CRDs, real
@@ -169,6 +174,47 @@ def test_gateway_vip_through_envoy_on_speakers(gateway_api: Cluster, namespace: 
             ["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "--max-time", "5",
              "-H", "Host: other.lab", f"http://{vip}/"], check=False, timeout=15)
         assert out.stdout.strip() == "404"
+
+        # Envoy refuses a route (\Z passes Python's re, and so vipcast's checks, but RE2 has
+        # no \Z): both speakers report the NACK in their NodeAnnouncement, the controller
+        # says so on the Gateway (Programmed False, Invalid, naming the nodes and Envoy's
+        # error) with a Warning Event; the last good routes keep serving; fixed, it is True
+        route_path = f"{GW}/namespaces/{ns}/httproutes/app"
+        code, route = cluster.request("GET", route_path)
+        assert code == 200, route
+        good_rules = route["spec"]["rules"]
+        route["spec"]["rules"] = [{"matches": [{"path": {"type": "RegularExpression",
+                                                         "value": "/x\\Z"}}],
+                                   "backendRefs": [{"name": "web", "port": 80}]}, *good_rules]
+        code, body = cluster.request("PUT", route_path, route)
+        assert code == 200, body
+
+        def programmed() -> tuple[str, str, str] | None:
+            code, gw = cluster.request("GET", f"{GW}/namespaces/{ns}/gateways/gw")
+            conds = (gw.get("status") or {}).get("conditions") or () if code == 200 else ()
+            found = [c for c in conds if c["type"] == "Programmed"]
+            return (found[0]["status"], found[0]["reason"], found[0].get("message", "")) \
+                if found else None
+
+        every = f"Envoy on nodes {', '.join(sorted(names[:NODES]))} refused the configuration"
+        refused = wait_until(lambda: (p := programmed()) and every in p[2] and p, timeout=60,
+                             what="both nodes' NACK on the Gateway's status",
+                             on_timeout=report)
+        assert refused[:2] == ("False", "Invalid"), refused
+        assert "RouteConfiguration: invalid escape sequence" in refused[2], refused
+        out = lab.topo["client"].run(
+            ["curl", "-sf", "--max-time", "5", "-H", f"Host: {HOST}", f"http://{vip}/x"],
+            check=False, timeout=15)
+        assert out.returncode == 0, (out.stderr, report())  # the last good routes serve
+        _, events = cluster.request("GET", f"/api/v1/namespaces/{ns}/events")
+        assert any(e["involvedObject"].get("name") == "gw" and e["type"] == "Warning"
+                   and e["reason"] == "Invalid" for e in events.get("items") or ())
+        code, route = cluster.request("GET", route_path)
+        route["spec"]["rules"] = good_rules
+        code, body = cluster.request("PUT", route_path, route)
+        assert code == 200, body
+        wait_until(lambda: (p := programmed()) and p[0] == "True", timeout=60,
+                   what="Programmed again once Envoy accepted", on_timeout=report)
 
         # Ingresses: vipcast's IngressClass is the default, so a class-less Ingress is ours;
         # the Ingress Gateway (in vipcast-system for the pools' namespace rules) gets an
