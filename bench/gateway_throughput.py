@@ -1,21 +1,26 @@
 """Throughput through one gateway node, side by side in one run (``bench/gateway.py --parts
-throughput``): vipcast's Envoy as rendered at ``BEFORE_COMMIT`` (main before the gateway
-performance work), as rendered now, and straight to the backend.
+throughput``): vipcast's Envoy as rendered and run at ``BEFORE_COMMIT`` (main before the
+gateway performance work), as rendered and run now, and straight to the backend.
 
-Three ``vipcast gateway`` processes would be one too many: two run in the gateway namespace,
-each with its Envoy and its own Gateway address — ``before`` is the source tree of
-``BEFORE_COMMIT`` (``git archive``) run with ``--concurrency 2``, as that commit's bench ran it;
-``after`` is this tree with no ``--concurrency`` (one worker per CPU it may use). Both serve
-the same HTTPRoute to the same nginx backend (``200 ok``, keep-alive). wrk runs in the client
-namespace; rounds are interleaved (before, after, direct, rotated each round).
+Sides (all in the gateway namespace, each its own ``vipcast gateway`` and Envoy on its own
+Gateway address, the same HTTPRoute to the same nginx backend, ``200 ok``, keep-alive):
 
-Two ways of sharing this 2-core machine, both measured:
+- ``before_default``: the source tree of ``BEFORE_COMMIT`` (``git archive``) with its defaults:
+  one Envoy worker (what ``vipcast agent --gateway-workdir`` and ``vipcast gateway`` ran);
+- ``before``: the same with ``--concurrency 2``, as that commit's bench ran it;
+- ``after``: this tree, no ``--concurrency`` (one worker per CPU it may use);
+- ``direct``: wrk straight to nginx.
 
-- ``shared``: nothing pinned; wrk (-t2 -c32), nginx (one worker) and Envoy (two workers)
-  share both cores, as before this work.
+wrk runs in the client namespace; rounds are interleaved, the order rotated each round.
+Three ways of sharing this 2-core machine:
+
+- ``shared``: nothing pinned; wrk (-t2 -c32), nginx (one worker) and Envoy share both cores,
+  as the earlier figures did.
 - ``envoy_one_core``: Envoy's threads pinned to the first CPU, wrk (-t1 -c32) and nginx to the
   second: Envoy is given one whole core, the load side the other (the direct rounds show the
   load side's own ceiling on its core, which must be well above Envoy's).
+- ``paired``: before and after loaded at the same time, for a cost ratio that holds on a busy
+  machine.
 
 Every round records who used the CPU (in cores, from ``/proc``: Envoy's threads, the
 ``vipcast gateway`` process feeding it and nginx's worker from schedstat, wrk from the rusage
@@ -51,6 +56,8 @@ from vipcast.lab.netns import Netns, Process, Topology, wait_until
 
 BEFORE_COMMIT = "4f6fdc7"
 BEFORE_IP = "203.0.113.2"
+BEFORE_DEFAULT_IP = "203.0.113.3"
+SIDES = ("before_default", "before", "after", "direct")
 BEFORE_ADMIN_PORT = 19001
 ORIGINAL_PER_NODE = (1734, 3529)  # the original system's 1-node RPS range (issue #12)
 REPO = Path(__file__).resolve().parents[1]
@@ -122,9 +129,8 @@ def _read_status(path: Path) -> dict[str, Any]:
     return doc
 
 
-def before_gateway(lab: GatewayLab, backend: str) -> tuple[Process, int] | str:
-    """``vipcast gateway`` from BEFORE_COMMIT's source, serving BEFORE_IP; (process, Envoy pid),
-    or why it could not run."""
+def before_source(lab: GatewayLab) -> Path | str:
+    """BEFORE_COMMIT's ``src`` (git archive) in the lab's work directory, or why not."""
     if shutil.which("git") is None:
         return "git not installed"
     root = lab.topo.workdir / "before"
@@ -137,16 +143,24 @@ def before_gateway(lab: GatewayLab, backend: str) -> tuple[Process, int] | str:
     tar_path.write_bytes(archive.stdout)
     with tarfile.open(tar_path) as tar:
         tar.extractall(root, filter="data")
+    return root / "src"
+
+
+def before_gateway(lab: GatewayLab, src: Path, name: str, address: str, admin_port: int,
+                   backend: str, *extra: str) -> tuple[Process, int]:
+    """``vipcast gateway`` from BEFORE_COMMIT's source serving ``address``: (process, Envoy
+    pid) once its Envoy serves."""
+    root = lab.topo.workdir / name
     config = root / "config"
-    config.mkdir()
-    (config / "objects.yaml").write_text(yaml.safe_dump_all(_objects(BEFORE_IP, backend)))
+    config.mkdir(parents=True)
+    (config / "objects.yaml").write_text(yaml.safe_dump_all(_objects(address, backend)))
     status = root / "status.json"
-    lab.gw.ip("addr", "add", f"{BEFORE_IP}/32", "dev", "eth0")
+    lab.gw.ip("addr", "add", f"{address}/32", "dev", "eth0")
     proc = lab.gw.spawn([
         lab.python, "-m", "vipcast.cli.main", "gateway", "-c", str(config), "--node", "gw",
-        "--workdir", str(root / "run"), "--admin-port", str(BEFORE_ADMIN_PORT),
-        "--status-file", str(status), "--concurrency", "2", "--log-level", "WARNING",
-    ], name="gateway-before", env={**os.environ, "PYTHONPATH": str(root / "src")})
+        "--workdir", str(root / "run"), "--admin-port", str(admin_port),
+        "--status-file", str(status), "--log-level", "WARNING", *extra,
+    ], name=f"gateway-{name}", env={**os.environ, "PYTHONPATH": str(src)})
 
     def ready() -> int | None:
         s = _read_status(status)
@@ -156,7 +170,7 @@ def before_gateway(lab: GatewayLab, backend: str) -> tuple[Process, int] | str:
             return int(envoy["pid"])
         return None
 
-    pid = wait_until(ready, timeout=120, what=f"gateway at {BEFORE_COMMIT} serving",
+    pid = wait_until(ready, timeout=120, what=f"{name}: gateway at {BEFORE_COMMIT} serving",
                      on_timeout=proc.log_text)
     return proc, pid
 
@@ -214,6 +228,10 @@ def ratios(res: dict[str, dict[str, Any]]) -> dict[str, Any]:
     a, d = res["after"], res["direct"]
     out["after_vs_direct_rps"] = round(a["rps"] / d["rps"], 3)
     out["after_vs_direct_p99"] = round(a["p99_ms"] / d["p99_ms"], 2)
+    bd = res.get("before_default")
+    if bd is not None:
+        out["after_vs_before_default_rps"] = round(a["rps"] / bd["rps"], 3)
+        out["after_vs_before_default_p99"] = round(a["p99_ms"] / bd["p99_ms"], 2)
     b = res.get("before")
     if b is not None:
         out["after_vs_before_rps"] = round(a["rps"] / b["rps"], 3)
@@ -223,6 +241,36 @@ def ratios(res: dict[str, dict[str, Any]]) -> dict[str, Any]:
                 a["requests_per_envoy_cpu_s"] / b["requests_per_envoy_cpu_s"], 3)
         out["before_vs_direct_rps"] = round(b["rps"] / d["rps"], 3)
     return out
+
+
+def paired(lab: GatewayLab, urls: dict[str, str], envoys: dict[str, int], rounds: int,
+           seconds: int) -> dict[str, Any]:
+    """Before and after loaded at the same time (one wrk -t1 -c32 each, unpinned): whatever
+    else the machine runs hits both alike, so the ratio of their requests per Envoy CPU-second
+    holds where the rates alone do not (an identical pair, tried by hand at load ~20, spread
+    0.94-1.09 per 6 s round)."""
+    per_round = []
+    for r in range(rounds):
+        order = ["before", "after"] if r % 2 == 0 else ["after", "before"]
+        cpu0 = {s: thread_cpu(envoys[s]) for s in order}
+        procs = {s: subprocess.Popen(lab.client.exec_argv(
+            ["wrk", "-t1", "-c32", f"-d{seconds}s", "-H", "Host: bench", urls[s]]),
+            stdout=subprocess.PIPE, text=True) for s in order}
+        outs = {s: procs[s].communicate(timeout=seconds + 60)[0] for s in order}
+        got: dict[str, Any] = {}
+        for s in order:
+            done = re.search(r"(\d+) requests in", outs[s])
+            assert done, outs[s]
+            cpu = thread_cpu(envoys[s]) - cpu0[s]
+            got[s] = {"rps": round(int(done.group(1)) / seconds),
+                      "requests_per_envoy_cpu_s": round(int(done.group(1)) / cpu) if cpu else 0}
+        got["ratio"] = round(got["after"]["requests_per_envoy_cpu_s"]
+                             / max(1, got["before"]["requests_per_envoy_cpu_s"]), 3)
+        per_round.append(got)
+    ratios_ = [g["ratio"] for g in per_round]
+    return {"wrk": "-t1 -c32 per side, both at once, unpinned",
+            "after_vs_before_requests_per_envoy_cpu_s": round(statistics.median(ratios_), 3),
+            "range": [min(ratios_), max(ratios_)], "rounds": per_round}
 
 
 def throughput(lab: GatewayLab, rounds: int, seconds: int) -> dict[str, Any]:
@@ -237,20 +285,24 @@ def throughput(lab: GatewayLab, rounds: int, seconds: int) -> dict[str, Any]:
                                       text=True, check=True).stdout.split()[0])
     lab.apply(_objects(GATEWAY_IP, ip))
     after_envoy = int(lab.status()["envoy"]["pid"])
-    before = before_gateway(lab, ip)
     envoys = {"after": after_envoy}
     assert lab.gateway_proc is not None
     vipcasts = {"after": lab.gateway_proc.pid}  # `ip netns exec` execs: the same pid
     urls = {"after": f"http://{GATEWAY_IP}/", "direct": f"http://{ip}:8080/"}
     out: dict[str, Any] = {"before_commit": BEFORE_COMMIT}
-    if isinstance(before, str):
-        out["before_skipped"] = before
+    src = before_source(lab)
+    if isinstance(src, str):
+        out["before_skipped"] = src
     else:
-        envoys["before"] = before[1]
-        vipcasts["before"] = before[0].pid
-        urls["before"] = f"http://{BEFORE_IP}/"
+        # as BEFORE_COMMIT's bench ran it (two workers), and as its defaults ran it (one)
+        for side, address, port, extra in (
+                ("before", BEFORE_IP, BEFORE_ADMIN_PORT, ("--concurrency", "2")),
+                ("before_default", BEFORE_DEFAULT_IP, BEFORE_ADMIN_PORT + 1, ())):
+            proc, pid = before_gateway(lab, src, side, address, port, ip, *extra)
+            envoys[side], vipcasts[side] = pid, proc.pid
+            urls[side] = f"http://{address}/"
     out["envoy_workers"] = {k: workers(pid) for k, pid in envoys.items()}
-    sides = [s for s in ("before", "after", "direct") if s in urls]
+    sides = [s for s in SIDES if s in urls]
     cpus = sorted(os.sched_getaffinity(0))
     load_before = os.getloadavg()[0]
 
@@ -277,6 +329,8 @@ def throughput(lab: GatewayLab, rounds: int, seconds: int) -> dict[str, Any]:
         finally:
             for pid in [*envoys.values(), nginx_worker]:
                 set_affinity(pid, everything)
+    if "before" in envoys:
+        out["paired"] = paired(lab, urls, envoys, 2 * rounds, seconds)
     out["loadavg_1m_before_after"] = [round(load_before, 1), round(os.getloadavg()[0], 1)]
     others = [r["cpu_cores"]["others"] for mode in ("shared", "envoy_one_core") if mode in out
               for side in sides for r in out[mode][side]["runs"]]
@@ -327,7 +381,7 @@ def table(out: dict[str, Any]) -> str:
     for mode in ("shared", "envoy_one_core"):
         if mode not in out:
             continue
-        for side in ("before", "after", "direct"):
+        for side in SIDES:
             x = out[mode].get(side)
             if x is None:
                 continue
@@ -342,5 +396,10 @@ def table(out: dict[str, Any]) -> str:
         if mode in out:
             lines.append(f"{mode} ratios: " + ", ".join(
                 f"{k} {v}" for k, v in out[mode]["ratios"].items()))
+    if "paired" in out:
+        pr = out["paired"]
+        lines.append(f"paired (before and after at once): after/before requests per Envoy "
+                     f"CPU-s {pr['after_vs_before_requests_per_envoy_cpu_s']} "
+                     f"(range {pr['range'][0]}-{pr['range'][1]})")
     lines.append(f"per node: {out['per_node']}")
     return "\n".join(lines)
