@@ -196,3 +196,39 @@ def test_the_node_announces_the_ingress_address_only_while_envoy_serves() -> Non
     assert serving.proxy is not None and {lis.address for lis in serving.proxy.listeners} == {vip}
     dead = plan(snap, Local(servable=frozenset(), proxy_ready=False))
     assert f"{vip}/32" not in {r.prefix for r in dead.bgp}
+
+
+def _raw(name: str, ips: tuple[str, ...], manager: str | None) -> Doc:
+    meta: Doc = {"name": name, "namespace": "default"}
+    if manager is not None:
+        meta["managedFields"] = [{"manager": manager, "subresource": "status", "fieldsV1": {
+            "f:status": {"f:loadBalancer": {"f:ingress": {}}}}}]
+    return {"metadata": meta,
+            "status": {"loadBalancer": {"ingress": [{"ip": ip} for ip in ips]}}}
+
+
+def test_the_status_writes_give_served_ingresses_the_address_and_take_back_only_ours() -> None:
+    from vipcast.sources.kube.ingress_status import ingress_writes
+
+    objects = [_raw("new", (), None), _raw("kept", ("192.0.2.1",), "vipcast-controller"),
+               _raw("moved", ("192.0.2.9",), "vipcast-controller"),
+               _raw("left", ("192.0.2.1",), "vipcast-controller"),
+               _raw("nginx", ("198.51.100.7",), "nginx-ingress-controller"),
+               _raw("taken-over", ("192.0.2.1",), "nginx-ingress-controller")]
+    served = {"default/new", "default/kept", "default/moved"}
+    writes = {w.name: (w.ips, w.had) for w in ingress_writes(objects, served, ("192.0.2.1",))}
+    assert writes == {"new": (("192.0.2.1",), ()), "moved": (("192.0.2.1",), ("192.0.2.9",)),
+                      "left": ((), ("192.0.2.1",))}
+    # no address to give (none allocated yet): nothing written where nothing stands
+    assert [w.name for w in ingress_writes(objects[:1], served, ())] == []
+
+
+def test_the_stand_ins_for_ingresses_are_not_written_as_gateway_api_objects() -> None:
+    from vipcast.core.gateway.ingress import without_ingress_stand_ins
+
+    spec = spec_of([*_infra(), ingress("a", cls="vipcast")])
+    full, result = _allocate(spec)
+    tr = translate(full, "n1", gateway_addresses(result.current()))
+    assert [g.key for g in tr.gateways] == [INGRESS_GATEWAY_KEY] and tr.routes
+    real = without_ingress_stand_ins(tr)
+    assert real.gateways == () and real.routes == ()

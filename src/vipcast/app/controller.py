@@ -37,7 +37,8 @@ from vipcast.core.gateway.address import (
     readable,
 )
 from vipcast.core.gateway.certificates import certificate_refs
-from vipcast.core.gateway.model import GatewayStatus, Translation, with_node_refusals
+from vipcast.core.gateway.ingress import without_ingress_stand_ins
+from vipcast.core.gateway.model import with_node_refusals
 from vipcast.core.handoff import calico_hand_off
 from vipcast.obs.pool_metrics import register_pool_metrics
 from vipcast.obs.registry import CollectorRegistry
@@ -61,7 +62,7 @@ from vipcast.sources.kube.conditions import (
 )
 from vipcast.sources.kube.gateway_status import write_status
 from vipcast.sources.kube.handoff import write_calico
-from vipcast.sources.kube.ingress_status import apply_ingress_ips, ingress_writes
+from vipcast.sources.kube.ingress_status import commit_ingress_addresses
 from vipcast.sources.kube.leader import ElectionConfig, LeaderElector
 from vipcast.sources.kube.named_secrets import NamedSecrets
 from vipcast.sources.kube.ratelimit import TokenBucket
@@ -389,70 +390,25 @@ class Controller:
         ingress_gw = next((g for g in translation.gateways if g.key == INGRESS_GATEWAY_KEY),
                           None)
         try:
-            await write_status(self.client, _real_objects(translation), events=self.events)
+            await write_status(self.client, without_ingress_stand_ins(translation),
+                               events=self.events)
         except (ApiError, httpx.HTTPError, OSError) as exc:
             report.failed_writes += 1
             log.warning("gateway status not written: %s", exc)
             return before  # what was committed before stays this leader's memory
         committed = {k: ips for k, ips in current.items() if gateway_of(k) is not None}
-        if not await self._ingress_status(spec, ingresses, ingress_gw, report):
+        written, failed = await commit_ingress_addresses(
+            self.client, self.events, ingresses, {i.key for i in spec.served_ingresses()},
+            ingress_gw, self.config.field_manager, leading=lambda: self.elector.is_leader)
+        report.written += written
+        report.failed_writes += failed
+        if failed or not self.elector.is_leader:
             stand_in = INGRESS_GATEWAY_KEY + SUFFIX
             committed.pop(stand_in, None)
             if stand_in in before:
                 committed[stand_in] = before[stand_in]
         # every Gateway of the translation had its status written (or was gone)
         return committed
-
-    async def _ingress_status(self, spec: Spec, ingresses: list[dict[str, object]],
-                              gateway: GatewayStatus | None, report: RoundReport) -> bool:
-        """Every served Ingress gets the Ingress Gateway's address, every other one loses
-        the address this controller wrote there; an Event for each change, and a Warning
-        on the served Ingresses while the Ingress Gateway is not Programmed. False: some
-        write failed."""
-        served = {i.key for i in spec.served_ingresses()}
-        ips = gateway.addresses if gateway is not None else ()
-        programmed = next((c for c in gateway.conditions if c.type == "Programmed"), None) \
-            if gateway is not None else None
-        ok = True
-        for write in ingress_writes(ingresses, served, ips, self.config.field_manager):
-            if not self.elector.is_leader:
-                return False
-            try:
-                await apply_ingress_ips(self.client, write, self.config.field_manager)
-            except ApiError as exc:
-                if exc.status.code != 404:
-                    ok = False
-                    report.failed_writes += 1
-                log.warning("status of Ingress %s/%s not written: %s", write.namespace,
-                            write.name, exc.status.message)
-                continue
-            except (httpx.HTTPError, OSError) as exc:
-                ok = False
-                report.failed_writes += 1
-                log.warning("status of Ingress %s/%s not written: %s", write.namespace,
-                            write.name, exc)
-                continue
-            report.written += 1
-            obj = {"apiVersion": "networking.k8s.io/v1", "kind": "Ingress",
-                   **{k: v for k, v in write.obj.items() if k == "metadata"}}
-            if write.ips:
-                await self.events.emit(obj, "Normal", "IPAllocated",
-                                       f"Assigned {', '.join(write.ips)} (the address of "
-                                       f"vipcast's Ingress Gateway)")
-            elif write.had and f"{write.namespace}/{write.name}" not in served:
-                await self.events.emit(obj, "Normal", "IPReleased",
-                                       f"Released {', '.join(write.had)}: no longer of an "
-                                       f"IngressClass of vipcast's")
-        if programmed is not None and programmed.status == "False":
-            for raw in ingresses:
-                meta = raw.get("metadata")
-                if isinstance(meta, dict) and \
-                        f"{meta.get('namespace')}/{meta.get('name')}" in served:
-                    await self.events.emit(
-                        {"apiVersion": "networking.k8s.io/v1", "kind": "Ingress",
-                         "metadata": meta}, "Warning", programmed.reason,
-                        f"the Ingress Gateway is not programmed: {programmed.message}")
-        return ok
 
     async def _peer_password_conditions(self, spec: Spec) -> None:
         """Each BGPPeer with a ``passwordSecret`` gets ``vipcast.io/PasswordResolved``: a
@@ -523,19 +479,6 @@ class Controller:
             log.warning("status of %s/%s not written: %s", meta.get("namespace"),
                         meta.get("name"), exc)
             return False
-
-
-def _real_objects(translation: Translation) -> Translation:
-    """The translation without the Gateway standing for Ingresses and the HTTPRoutes
-    standing for their rules: they exist only in vipcast (the Ingresses' status is theirs)."""
-    def virtual(route_parents: tuple[str, ...]) -> bool:
-        return bool(route_parents) and all(p == INGRESS_GATEWAY_KEY for p in route_parents)
-
-    return replace(
-        translation,
-        gateways=tuple(g for g in translation.gateways if g.key != INGRESS_GATEWAY_KEY),
-        routes=tuple(r for r in translation.routes if not virtual(
-            tuple(f"{p.parent.namespace}/{p.parent.name}" for p in r.parents))))
 
 
 def _annotations(svc: dict[str, object]) -> dict[str, str]:

@@ -26,9 +26,10 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
+from vipcast.core.gateway.model import Translation
 from vipcast.core.gateway.rules import created
 from vipcast.spec.gateway.objects import (
     CONTROLLER_NAME,
@@ -190,3 +191,18 @@ def ingress_objects(spec: Spec, addresses: tuple[str, ...],
     routes = tuple(r for ing in ingresses for r in ingress_routes(ing, spec))
     routes += default_backends(ingresses, spec)
     return IngressObjects((cls,), (gateway,), routes, grants)
+
+
+def without_ingress_stand_ins(translation: Translation) -> Translation:
+    """The translation without the Gateway standing for Ingresses and the HTTPRoutes standing
+    for their rules: they exist only in vipcast (the Ingresses' status is theirs)."""
+    key = f"{INGRESS_GATEWAY_NAMESPACE}/{INGRESS_GATEWAY_NAME}"
+
+    def virtual(parents: tuple[str, ...]) -> bool:
+        return bool(parents) and all(p == key for p in parents)
+
+    return replace(
+        translation,
+        gateways=tuple(g for g in translation.gateways if g.key != key),
+        routes=tuple(r for r in translation.routes if not virtual(
+            tuple(f"{p.parent.namespace}/{p.parent.name}" for p in r.parents))))

@@ -13,11 +13,13 @@ is the write: server-side apply on ``/status`` under vipcast's field manager.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Mapping, Sequence
+import logging
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from lightkube import AsyncClient
+import httpx2 as httpx
+from lightkube import ApiError, AsyncClient
 from lightkube.models.meta_v1 import ObjectMeta
 from lightkube.models.networking_v1 import (
     IngressLoadBalancerIngress,
@@ -26,7 +28,11 @@ from lightkube.models.networking_v1 import (
 )
 from lightkube.resources.networking_v1 import Ingress
 
+from vipcast.core.gateway.model import GatewayStatus
+from vipcast.sources.kube.gateway_status import EventSink
 from vipcast.sources.kube.status import FIELD_MANAGER
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -96,3 +102,52 @@ async def apply_ingress_ips(client: AsyncClient, write: IngressWrite,
     )
     await client.apply(body, write.name, namespace=write.namespace,
                        field_manager=field_manager, force=True)
+
+
+async def commit_ingress_addresses(
+    client: AsyncClient, events: EventSink, ingresses: Iterable[Mapping[str, Any]],
+    served: Collection[str], gateway: GatewayStatus | None, field_manager: str = FIELD_MANAGER,
+    *, leading: Callable[[], bool] = lambda: True,
+) -> tuple[int, int]:
+    """Every served Ingress gets the Ingress Gateway's addresses (``gateway``: its status in
+    the translation; None: no served Ingress), every other one loses what ``field_manager``
+    wrote there; an Event for each change, and a Warning on the served Ingresses while the
+    Ingress Gateway is not ``Programmed``. Stops when ``leading()`` turns False. Returns
+    (written, failed)."""
+    objects = list(ingresses)
+    ips = gateway.addresses if gateway is not None else ()
+    written = failed = 0
+    for write in ingress_writes(objects, served, ips, field_manager):
+        if not leading():
+            break
+        try:
+            await apply_ingress_ips(client, write, field_manager)
+        except ApiError as exc:
+            failed += exc.status.code != 404  # gone: nothing to retry
+            log.warning("status of Ingress %s/%s not written: %s", write.namespace, write.name,
+                        exc.status.message)
+            continue
+        except (httpx.HTTPError, OSError) as exc:
+            failed += 1
+            log.warning("status of Ingress %s/%s not written: %s", write.namespace, write.name,
+                        exc)
+            continue
+        written += 1
+        obj = {"apiVersion": "networking.k8s.io/v1", "kind": "Ingress",
+               "metadata": dict(_meta(write.obj))}
+        if write.ips:
+            await events.emit(obj, "Normal", "IPAllocated", f"Assigned {', '.join(write.ips)} "
+                              "(the address of vipcast's Ingress Gateway)")
+        elif write.had and f"{write.namespace}/{write.name}" not in served:
+            await events.emit(obj, "Normal", "IPReleased", f"Released {', '.join(write.had)}: "
+                              "no longer of an IngressClass of vipcast's")
+    programmed = next((c for c in gateway.conditions if c.type == "Programmed"), None) \
+        if gateway is not None else None
+    if programmed is not None and programmed.status == "False":
+        for raw in objects:
+            meta = _meta(raw)
+            if f"{meta.get('namespace')}/{meta.get('name')}" in served:
+                await events.emit({"apiVersion": "networking.k8s.io/v1", "kind": "Ingress",
+                                   "metadata": dict(meta)}, "Warning", programmed.reason,
+                                  f"the Ingress Gateway is not programmed: {programmed.message}")
+    return written, failed
