@@ -557,6 +557,10 @@ def test_gateway_runs_envoy_in_the_speakers_and_reads_only_tls_secrets(
     sp = speaker(on)
     assert "--gateway-workdir=/run/vipcast/gateway" in sp["args"]
     assert "--gateway-admin-port=19000" in sp["args"]
+    # Envoy's workers: one per CPU the speaker may use unless gateway.concurrency says
+    assert not any(a.startswith("--gateway-concurrency") for a in sp["args"])
+    four = _template(helm_env, "--set", "gateway.enabled=true", "--set", "gateway.concurrency=4")
+    assert "--gateway-concurrency=4" in speaker(four)["args"]
     assert {"name": "state", "mountPath": "/run/vipcast"} in sp["volumeMounts"]
     assert sp["securityContext"]["capabilities"] == {
         "drop": ["ALL"], "add": ["NET_ADMIN", "NET_RAW", "NET_BIND_SERVICE"]}

@@ -65,6 +65,10 @@ def agent(
     gateway_admin_port: Annotated[
         int, typer.Option(help="Envoy's admin port on 127.0.0.1")
     ] = 19000,
+    gateway_concurrency: Annotated[
+        int | None, typer.Option(min=1, help="Envoy worker threads (default: one per CPU this "
+                                 "process may use, capped by a cgroup CPU limit)")
+    ] = None,
     drain_grace: Annotated[
         float,
         typer.Option(help="On a drain, seconds announced with GRACEFUL_SHUTDOWN before the "
@@ -127,7 +131,8 @@ def agent(
             from vipcast.app.envoy_gateway import GatewaySettings
             from vipcast.runtime.envoy import find_envoy
 
-            gateway = GatewaySettings(node, gateway_workdir, find_envoy(), gateway_admin_port)
+            gateway = GatewaySettings(node, gateway_workdir, find_envoy(), gateway_admin_port,
+                                      concurrency=gateway_concurrency)
         return await run_node(options, dataplane_enabled=dataplane, membership_key=key.encode(),
                               gateway=gateway)
 

@@ -212,6 +212,10 @@ def speaker(
     gateway_admin_port: Annotated[
         int, typer.Option(help="Envoy's admin port on 127.0.0.1.")
     ] = 19000,
+    gateway_concurrency: Annotated[
+        int | None, typer.Option(min=1, help="Envoy worker threads (default: one per CPU this "
+                                 "process may use, capped by the container's CPU limit).")
+    ] = None,
     frr_k8s_namespace: Annotated[
         str | None, typer.Option(help="Where this node's FRRConfiguration may be (HandOff to "
                                  "FRR-K8s, docs/cni.md): one left from before is removed "
@@ -264,7 +268,8 @@ def speaker(
         from vipcast.app.envoy_gateway import GatewaySettings
         from vipcast.runtime.envoy import find_envoy
 
-        gateway = GatewaySettings(node, gateway_workdir, find_envoy(), gateway_admin_port)
+        gateway = GatewaySettings(node, gateway_workdir, find_envoy(), gateway_admin_port,
+                                  concurrency=gateway_concurrency)
 
     async def main() -> int:
         client = _client(kubeconfig, namespace)
