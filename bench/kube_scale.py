@@ -240,6 +240,8 @@ async def cold_start(cluster: Cluster, n: int, logdir: Path,
                 code = s.status_code
                 async for line in s.aiter_lines():
                     ev = json.loads(line)
+                    if "object" not in ev or ev.get("type") == "ERROR":
+                        raise RuntimeError(f"status watch: {line[:300]}")
                     obj = ev["object"]
                     name = obj["metadata"]["name"]
                     ing = ((obj.get("status") or {}).get("loadBalancer") or {}).get("ingress")
@@ -433,6 +435,26 @@ def setup(cluster: Cluster, n: int) -> None:
     assert code == 201, body
 
 
+async def watch_ready(cluster: Cluster, deadline_s: float = 900) -> None:
+    """Until a watch of Services and of EndpointSlices from a list's resourceVersion is
+    served (a freshly started API server answers 429 while its watch cache loads)."""
+    deadline = time.monotonic() + deadline_s
+    async with httpx.AsyncClient(base_url=cluster.url, headers=HEADERS, timeout=60.0) as c:
+        for path in (f"/api/v1/namespaces/{NS}/services",
+                     f"/apis/discovery.k8s.io/v1/namespaces/{NS}/endpointslices"):
+            while True:
+                r = await c.get(path, params={"limit": "1"})
+                if r.status_code == 200:
+                    rv = r.json()["metadata"]["resourceVersion"]
+                    w = await c.get(path, params={"watch": "1", "resourceVersion": rv,
+                                                  "timeoutSeconds": "1"})
+                    if w.status_code == 200 and b'"Status"' not in w.content:
+                        break
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"watch of {path} not served: {r.status_code}")
+                await asyncio.sleep(1.0)
+
+
 async def created_cluster(n: int, args: argparse.Namespace, work: Path,
                           out: dict[str, Any]) -> Cluster:
     """A test cluster holding the N Services and slices, freshly started.
@@ -478,6 +500,8 @@ async def created_cluster(n: int, args: argparse.Namespace, work: Path,
     out["restored_start_s"] = round(time.monotonic() - t0, 1)
     code, body = cluster.request("GET", f"/api/v1/namespaces/{NS}/services?limit=1")
     assert code == 200 and body["metadata"].get("remainingItemCount", 0) + 1 == n, (code, body)
+    await watch_ready(cluster)
+    out["restored_watch_ready_s"] = round(time.monotonic() - t0, 1)
     out["server_rss_mb_restored"] = server_memory(cluster)
     progress(f"cluster restored from etcd in {out['restored_start_s']} s, rss "
              f"{out['server_rss_mb_restored']}")
@@ -487,13 +511,13 @@ async def created_cluster(n: int, args: argparse.Namespace, work: Path,
 async def one_size(n: int, args: argparse.Namespace, work: Path,
                    save: Any = None) -> dict[str, Any]:
     out: dict[str, Any] = {"services": n, "headless_slices": n // 4, "load_1m_start": load1()}
+    if args.speaker_from is not None:
+        out["speaker"] = {**args.speaker_from, "kept": "measured in an earlier run"}
     cluster = await created_cluster(n, args, work, out)
     try:
         if save:
             save(out)
-        if args.speaker_from is not None:
-            out["speaker"] = {**args.speaker_from, "kept": "measured in an earlier run"}
-        else:
+        if args.speaker_from is None:
             out["speaker"] = {}
             for mode in ("before", "after"):
                 out["speaker"][mode] = await speaker_tier(cluster, mode, args.events, n)
