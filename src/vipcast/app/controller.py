@@ -118,6 +118,10 @@ class ControllerConfig:
     write_concurrency: int = 8
 
 
+#: Services compared with their status between two returns to the event loop
+YIELD_EVERY = 256
+
+
 @dataclass
 class RoundReport:
     """What one reconcile round did (for logs, metrics and tests)."""
@@ -225,7 +229,10 @@ class Controller:
             return report
         objects = snapshots([*self.reflectors, *self.tls_secrets.reflectors])
         reports = objects.pop(NODE_ANNOUNCEMENTS.kind, [])
-        outcome = build_spec(objects, self.last_good)
+        # the pure work of a round (validation, allocation) runs in a worker thread: at 50,000
+        # Services it takes many seconds of CPU, and in the event loop it starved the Lease
+        # renewals (5 s Lease: both replicas stepped down in turn, 3 writes in 4 minutes)
+        outcome = await asyncio.to_thread(build_spec, objects, self.last_good)
         report.issues = len(outcome.issues)
         report.config_stale = outcome.config_stale
         for issue in outcome.issues:
@@ -251,7 +258,8 @@ class Controller:
         mine = replace(spec, services=tuple(
             s for s in spec.services
             if s.spec.type != "LoadBalancer" or claims(s.spec.load_balancer_class, cls)))
-        result = allocate_spec(mine, self.memory, load_balancer_class=cls)
+        result = await asyncio.to_thread(allocate_spec, mine, self.memory,
+                                         load_balancer_class=cls)
         written: dict[str, tuple[str, ...]] = {}
         # only live nodes' reports count (after an L2 failover the dead node's stays behind)
         ready = {n.metadata.name for n in outcome.spec.nodes if n.ready}
@@ -294,7 +302,9 @@ class Controller:
                       report: RoundReport) -> None:
         """Each Service's status against its assignment: the writes it needs go to
         ``writes`` (in order, ``write_concurrency`` in flight)."""
-        for key, assignment in result.assignments.items():
+        for n, (key, assignment) in enumerate(result.assignments.items()):
+            if n % YIELD_EVERY == YIELD_EVERY - 1:
+                await asyncio.sleep(0)  # Lease renewals and watches between the Services
             svc = services.get(key)
             if svc is None or assignment.reason is Reason.CLASS_NOT_OURS:
                 continue
