@@ -7,10 +7,20 @@ and a new leader moves nothing."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from typing import Any
 
+from vipcast.app.controller import Controller, ControllerConfig
+from vipcast.sources.kube.client import make_client
+from vipcast.sources.kube.leader import ElectionConfig
+from vipcast.sources.kube.resources import CONTROLLER_KINDS, GATEWAY_KINDS, NODES
+
+from .conftest import run
 from .harness.cluster import Cluster
-from .test_gateway_addresses import _post, _run_controller, _status
+from .test_gateway_addresses import _post, _status
+from .test_gateway_tls import _chart, _rules_for
+from .test_manifests import _allowed
 
 NET = "/apis/networking.k8s.io/v1"
 POOL = "198.18.24.0/29"
@@ -37,6 +47,37 @@ def _update(cluster: Cluster, path: str, change: Any) -> None:
     change(obj)
     code, body = cluster.request("PUT", path, obj)
     assert code == 200, body
+
+
+def _run_controller(cluster: Cluster, ns: str, identity: str, until: Any,
+                    timeout: float = 60) -> Any:
+    """A controller (``--gateway-api``) as the user ``ing-<ns>`` (its calls audited), until
+    ``until()`` answers something."""
+
+    async def go() -> Any:
+        client = make_client(cluster.kubeconfig_for(f"ing-{ns}"), ns, "vipcast-test")
+        ctl = Controller(client, ControllerConfig(
+            identity=identity, gateway_api=True, resync=2, debounce=0.02,
+            election=ElectionConfig(name=f"lease-{ns}", namespace="vipcast-system",
+                                    lease_duration=2, renew_deadline=1.5, retry_period=0.2)),
+            kinds=(*CONTROLLER_KINDS, NODES, *GATEWAY_KINDS))
+        task = asyncio.create_task(ctl.run())
+        try:
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + timeout
+            while loop.time() < deadline:
+                got = until()
+                if got:
+                    return got
+                await asyncio.sleep(0.1)
+            raise AssertionError("the controller did not get there")
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+            await client.close()
+
+    return run(go(), timeout=timeout + 30)
 
 
 def _ips(cluster: Cluster, ns: str, name: str) -> list[str]:
@@ -92,6 +133,18 @@ def test_ingresses_of_our_classes_get_the_ingress_gateway_address(
         _run_controller(cluster, ns, "ing-c", lambda: not _ips(cluster, ns, "classless"))
         assert _ips(cluster, ns, "legacy") == [vip]
         assert _ips(cluster, ns, "nginx") == ["192.0.2.200"]
+        # the chart (gateway.enabled) grants every call the controller made: the Ingresses'
+        # status (never their spec), the IngressClasses read
+        calls = [c for c in cluster.audit() if c.get("user") == f"ing-{ns}"]
+        assert any(c["resource"] == "ingresses" and c["subresource"] == "status"
+                   for c in calls)
+        assert not any(c["resource"] == "ingresses" and not c["subresource"]
+                       and c["verb"] not in ("get", "list", "watch") for c in calls)
+        rules = _rules_for("vipcast-controller", _chart("--set", "gateway.enabled=true"))
+        missing = sorted({f"{c['verb']} {c['group'] or 'core'}/{c['resource']}"
+                          f"{'/' + c['subresource'] if c['subresource'] else ''}"
+                          for c in calls if not _allowed(rules, c)})
+        assert not missing, "vipcast-controller lacks:\n" + "\n".join(missing)
     finally:
         # cluster-scoped: a default IngressClass would take every later test's Ingresses
         cluster.request("DELETE", f"{NET}/ingressclasses/{cls}")
