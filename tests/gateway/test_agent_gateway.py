@@ -1,6 +1,8 @@
 """The node agent runs the L7 gateway as a consumer of its plan (``vipcast agent
 --gateway-workdir``): the plan carries the proxy model, Envoy serves it, and an EndpointSlice
-change reaches Envoy as an endpoint update (same Envoy, same listeners)."""
+change reaches Envoy as an endpoint update (same Envoy, same listeners). An Ingress without a
+class under vipcast's default IngressClass, from the same files: the agent allocates the
+Ingress Gateway the pool's address and Envoy serves the Ingress there."""
 
 from __future__ import annotations
 
@@ -71,3 +73,24 @@ def test_agent_feeds_envoy_from_its_plan(netlab: Topology) -> None:
     assert after["envoy"]["pid"] == first["envoy"]["pid"]
     assert after["versions"]["Listener"] == first["versions"]["Listener"]
     assert after["versions"]["Cluster"] == first["versions"]["Cluster"]
+
+    # the Gateway gone, an Ingress of vipcast's default class in its place: the Ingress
+    # Gateway gets the pool's (only) address from the agent's own allocation
+    pool = _objects(pod_ip(1))[0]
+    lab.apply_nowait([pool, *service_objects("app", {pod_ip(1): "ready"}), {
+        "apiVersion": "networking.k8s.io/v1", "kind": "IngressClass",
+        "metadata": {"name": "vipcast",
+                     "annotations": {"ingressclass.kubernetes.io/is-default-class": "true"}},
+        "spec": {"controller": "vipcast.io/ingress-controller"}}, {
+        "apiVersion": "networking.k8s.io/v1", "kind": "Ingress",
+        "metadata": {"name": "shop", "namespace": "default"},
+        "spec": {"rules": [{"host": "shop", "http": {"paths": [{
+            "path": "/", "pathType": "Prefix",
+            "backend": {"service": {"name": "app", "port": {"number": 80}}}}]}}]}}])
+
+    def ingress_served() -> bool:
+        status, _h, body = lab.curl(f"http://{GATEWAY_IP}/", "-H", "Host: shop")
+        return status == 200 and json.loads(body)["backend"] == "p1"
+
+    wait_until(ingress_served, timeout=30, what="the Ingress served at the pool's address",
+               on_timeout=agent.log_text)
