@@ -17,6 +17,7 @@ talking. Rules:
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
@@ -254,12 +255,6 @@ class PlanContext:
 
 
 @dataclass
-class _NodeDuties:
-    nat: list[NatRule]
-    vips: set[str]
-
-
-@dataclass
 class _L2Duty:
     """One address answered on the LAN, with what every node needs to plan it."""
 
@@ -314,12 +309,96 @@ class _Candidates:
         return order
 
 
+#: one announced address (see _build): the nodes sharing its NAT rules (None: no node forwards
+#: it to remote endpoints only), the address, the rules they share
+_Entry = tuple[frozenset[str] | None, str, list[NatRule]]
+
+
+class _NatViews:
+    """Each node's NAT rules and local VIPs from the announced addresses, built once per
+    *view* -- the distinct sets of announcing nodes a node belongs to -- and then completed per
+    node with the rules of the addresses whose endpoints it runs.
+
+    A node's rules are, address after address in entry order, its own rules where it runs an
+    endpoint, else the shared ones where it announces the address. Nodes alike (same
+    selectors, readiness and peers) hold the same view, so the walk over every address is done
+    per view, not per node; per node only its own entries are put in (each replaces the
+    shared rules of its address, one per port alike, or is inserted where no node shares them).
+    """
+
+    def __init__(self, entries: list[_Entry], own: dict[str, list[tuple[int, list[NatRule]]]],
+                 vips_order: tuple[str, ...]) -> None:
+        self._entries = entries
+        self._own = own
+        self._vips_order = vips_order
+        self._rank = {ip: i for i, ip in enumerate(vips_order)}
+        self._sets: dict[frozenset[str], int] = {}
+        for shared, _ip, _rules in entries:
+            if shared is not None and shared not in self._sets:
+                self._sets[shared] = len(self._sets)
+        #: view -> (shared rules in order, rules of the view before each entry, VIPs, in order)
+        self._views: dict[frozenset[frozenset[str]], tuple[
+            tuple[NatRule, ...], list[int], frozenset[str], tuple[str, ...]]] = {}
+
+    def _view(self, node: str) -> tuple[
+            tuple[NatRule, ...], list[int], frozenset[str], tuple[str, ...], frozenset[object]]:
+        member = frozenset(s for s in self._sets if node in s)
+        view = self._views.get(member)
+        if view is None:
+            rules: list[NatRule] = []
+            before: list[int] = []
+            vips: set[str] = set()
+            for shared, ip, shared_rules in self._entries:
+                before.append(len(rules))
+                if shared in member:
+                    rules.extend(shared_rules)
+                    vips.add(ip)
+            ordered = (self._vips_order if len(vips) == len(self._vips_order)
+                       else tuple(sorted(vips, key=self._rank.__getitem__)))
+            view = self._views[member] = (tuple(rules), before, frozenset(vips), ordered)
+        return (*view, member)
+
+    def of(self, node: str) -> tuple[tuple[NatRule, ...], tuple[str, ...]]:
+        """(NAT rules, local VIPs) of ``node``."""
+        shared_rules, before, vips, ordered, member = self._view(node)
+        mine = self._own.get(node)
+        if not mine:
+            return shared_rules, ordered
+        nat: list[NatRule] = []
+        done = 0
+        extra: set[str] = set()
+        for at, rules in mine:
+            shared, ip, _ = self._entries[at]
+            start = before[at]
+            nat.extend(shared_rules[done:start])
+            nat.extend(rules)
+            if shared in member:  # in place of the shared rules (as many: one per port)
+                done = start + len(rules)
+            else:
+                done = start
+                if ip not in vips:
+                    extra.add(ip)
+        nat.extend(shared_rules[done:])
+        if extra:
+            listed = list(ordered)
+            for ip in sorted(extra, key=self._rank.__getitem__):
+                bisect.insort(listed, ip, key=self._rank.__getitem__)
+            ordered = tuple(listed) if len(listed) < len(self._vips_order) else self._vips_order
+        return tuple(nat), ordered
+
+
 def _port_order(port: ServicePort) -> tuple[int, str]:
     return port.port, port.protocol
 
 
 def _build(ctx: PlanContext, targets: frozenset[str]) -> dict[str, NodePlan]:
-    duties = {n: _NodeDuties([], set()) for n in sorted(targets)}
+    nodes_sorted = sorted(targets)
+    # one entry per announced address, in (service, address) order: the nodes announcing it
+    # that forward to every endpoint as remote ones (None: none do), the address, the NAT
+    # rules those nodes share (one per port), and the nodes that run endpoints of it (with
+    # their own rules) -- see _NatViews
+    entries: list[_Entry] = []
+    own_rules: dict[str, list[tuple[int, list[NatRule]]]] = {n: [] for n in nodes_sorted}
     l2_duties: dict[str, _L2Duty] = {}
     prefix_advs: dict[str, set[str]] = {}  # prefix -> the BGPAdvertisements announcing it
     # route attributes -> service -> the nodes announcing it for that service
@@ -385,27 +464,26 @@ def _build(ctx: PlanContext, targets: frozenset[str]) -> dict[str, NodePlan]:
             if not announcing:
                 continue
             all_vips.add(ip)
+            sharers = frozenset(announcing)
             if key in ctx.proxied:
-                for node in announcing:
-                    duties[node].vips.add(ip)
+                entries.append((sharers, ip, []))  # Envoy binds the VIP: no NAT rules
                 continue
             table = tables.get(family)
             if table is None:
                 table = tables[family] = [
                     (port, PortBackends(service, port, eps, family)) for port in ports
                 ]
+            at = len(entries)
+            here = sharers & local_nodes if local_nodes else local_nodes
+            for node in here:
+                own_rules[node].append((at, _nat_rules(key, service, ip, table, node)))
             # a node without endpoints of the service sees them all as remote: the rules are
             # the same frozen values on every such node, so they are built once and shared
-            remote: list[NatRule] | None = None
-            for node in announcing:
-                d = duties[node]
-                d.vips.add(ip)
-                if node in local_nodes:
-                    d.nat.extend(_nat_rules(key, service, ip, table, node))
-                    continue
-                if remote is None:
-                    remote = _nat_rules(key, service, ip, table, node)
-                d.nat.extend(remote)
+            remote = next(iter(sharers - here), None) if here else next(iter(sharers))
+            if remote is None:
+                entries.append((None, ip, []))
+            else:
+                entries.append((sharers, ip, _nat_rules(key, service, ip, table, remote)))
     plans: dict[str, NodePlan] = {}
     candidates = _Candidates(ctx.ready_nodes)
     # merging is needed only where two advertisements announce one prefix
@@ -422,7 +500,7 @@ def _build(ctx: PlanContext, targets: frozenset[str]) -> dict[str, NodePlan]:
     ]
     # each node's routes and L2 duties in table order: walked once for all nodes (each entry
     # appended to the lists of the nodes it concerns), not once per node
-    node_routes: dict[str, list[BGPRoute]] = {node: [] for node in duties}
+    node_routes: dict[str, list[BGPRoute]] = {node: [] for node in nodes_sorted}
     if not merge:
         for rk, by_service, everywhere, route in route_table:
             for node in everywhere:  # announced for every service here: the shared value
@@ -431,7 +509,7 @@ def _build(ctx: PlanContext, targets: frozenset[str]) -> dict[str, NodePlan]:
                 for node in frozenset.union(*by_service.values()) - everywhere:
                     svcs = {s for s, nodes in by_service.items() if node in nodes}
                     node_routes[node].append(_route(route_cache, rk, svcs))
-    node_l2: dict[str, list[L2Ownership]] = {node: [] for node in duties}
+    node_l2: dict[str, list[L2Ownership]] = {node: [] for node in nodes_sorted}
     for ip, duty in l2_order:
         # one advertisement: the same interfaces, so the same value, on every node
         shared: L2Ownership | None = None
@@ -452,7 +530,8 @@ def _build(ctx: PlanContext, targets: frozenset[str]) -> dict[str, NodePlan]:
             if len(duty.interfaces) == 1:
                 shared = own
             mine.append(own)
-    for node, d in duties.items():
+    views = _NatViews(entries, own_rules, vips_order)
+    for node in nodes_sorted:
         routes = node_routes[node]
         if merge:
             mine_rk = {rk: {s for s, nodes in by_service.items() if node in nodes}
@@ -460,13 +539,9 @@ def _build(ctx: PlanContext, targets: frozenset[str]) -> dict[str, NodePlan]:
             merged = _merge_routes({rk: svcs for rk, svcs in mine_rk.items() if svcs})
             for rk, svcs in sorted(merged.items(), key=lambda item: item[0]):
                 routes.append(_route(route_cache, rk, svcs))
-        l2 = node_l2[node]
-        if len(d.vips) == len(vips_order):
-            vips = vips_order
-        else:
-            vips = tuple(ip for ip in vips_order if ip in d.vips)
+        nat, vips = views.of(node)
         plans[node] = NodePlan(
-            node=node, bgp=tuple(routes), l2=tuple(l2), nat=tuple(d.nat), local_vips=vips
+            node=node, bgp=tuple(routes), l2=tuple(node_l2[node]), nat=nat, local_vips=vips
         )
     return plans
 
