@@ -7,9 +7,12 @@ import random
 import sys
 from pathlib import Path
 
+from hypothesis import given
+from hypothesis import strategies as st
+
 from vipcast.core.allocation import allocate_spec
 from vipcast.core.plan import plan_all
-from vipcast.core.plan_document import plan_document, plan_json_chunks
+from vipcast.core.plan_document import _COMPACT, plan_document, plan_json_chunks
 from vipcast.spec import load_documents
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
@@ -53,3 +56,18 @@ def test_shared_lists_give_the_same_bytes_as_unshared_ones() -> None:
     assert len({tuple(map(id, p.l2)) for p in plans.values()}) < len(plans)  # some shared
     apart = {name: copy.deepcopy(plan) for name, plan in plans.items()}  # none shared
     assert "".join(plan_json_chunks(result, plans)) == "".join(plan_json_chunks(result, apart))
+
+
+json_values = st.recursive(
+    st.one_of(st.none(), st.booleans(), st.integers(), st.floats(), st.text()),
+    lambda inner: st.one_of(st.lists(inner, max_size=4),
+                            st.dictionaries(st.text(max_size=6), inner, max_size=4)),
+    max_leaves=20,
+)
+
+
+@given(json_values)
+def test_compact_encoder_writes_what_json_encoder_writes(value: object) -> None:
+    """The encoder made once gives JSONEncoder(separators=(", ", ": ")).encode's text."""
+    want = json.JSONEncoder(separators=(", ", ": "), ensure_ascii=True).encode(value)
+    assert _COMPACT(value) == want

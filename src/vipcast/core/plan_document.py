@@ -93,7 +93,26 @@ def plan_document(result: AllocationResult, plans: Mapping[str, NodePlan]) -> di
     }
 
 
-_COMPACT = json.JSONEncoder(separators=(", ", ": "), ensure_ascii=True).encode
+def _compact_encoder() -> Callable[[object], str]:
+    """``json.JSONEncoder(separators=(", ", ": ")).encode``, the same text, without the set-up
+    that method repeats on every call (it builds the C encoder again each time: half the cost of
+    encoding one NAT rule, and a 10,000-service plan encodes ~70,000 small values). The C
+    encoder is made once here with the arguments ``JSONEncoder.iterencode`` passes it (no
+    circular-reference markers: the plan's values are trees)."""
+    encoder = json.JSONEncoder(separators=(", ", ": "), ensure_ascii=True)
+    make = getattr(json.encoder, "c_make_encoder", None)  # not in typeshed
+    if make is None:  # pragma: no cover - CPython without its _json accelerator
+        return encoder.encode
+    chunks = make(None, encoder.default, json.encoder.encode_basestring_ascii, None,
+                  encoder.key_separator, encoder.item_separator, False, False, True)
+
+    def encode(value: object) -> str:
+        return "".join(chunks(value, 0))
+
+    return encode
+
+
+_COMPACT = _compact_encoder()
 
 
 def _entries(
