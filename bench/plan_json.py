@@ -1,19 +1,23 @@
 """``vipcast plan --json`` on 10,000 services, 50 pools, 50 nodes: where the time goes in this
 tree, and the whole command before (``--before-rev``, extracted with ``git archive``) and
-after, in one run.
+after, in one run; writes the figures to bench/plan_json.json (``--out``).
 
     .venv/bin/python bench/plan_json.py [--services 10000] [--pools 50] [--nodes 50]
-                                        [--before-rev 870ccaf] [--out F]
+                                        [--before-rev 4f6fdc7] [--rounds 3] [--out F]
 
 The objects are bench/alloc_plan.py's, written as one YAML file and read as the CLI reads it.
 CPU times are the ones to compare on a shared machine (the whole command: the child's user +
-system time, from interpreter start to the last byte written to /dev/null).
+system time, from interpreter start to the last byte written to /dev/null); the rounds are
+interleaved (before, after, before, ...) and the best of each is kept. Before the timed runs,
+each version's output is hashed once (untimed): the figures say whether the two documents are
+byte-identical. The 1-minute load average is recorded at the start and at the end.
 """
 
 from __future__ import annotations
 
 import argparse
 import gc
+import hashlib
 import json
 import os
 import subprocess
@@ -70,14 +74,30 @@ def whole_command(src: Path, path: Path) -> tuple[float, float]:
                   - cpu0.children_user - cpu0.children_system)
 
 
+def output_digest(src: Path, path: Path) -> tuple[str, int]:
+    """(sha256, bytes) of what ``vipcast plan --json`` run from ``src`` prints (untimed)."""
+    digest, size = hashlib.sha256(), 0
+    with subprocess.Popen([sys.executable, "-m", "vipcast.cli.main", "plan", "--json",
+                           "--no-save", str(path)], stdout=subprocess.PIPE,
+                          env=user_env(src)) as child:
+        assert child.stdout is not None
+        while block := child.stdout.read(1 << 20):
+            digest.update(block)
+            size += len(block)
+    if child.returncode:
+        raise SystemExit(f"vipcast plan --json from {src} failed ({child.returncode})")
+    return digest.hexdigest(), size
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--services", type=int, default=10_000)
     parser.add_argument("--pools", type=int, default=50)
     parser.add_argument("--nodes", type=int, default=50)
-    parser.add_argument("--before-rev", default="870ccaf")
-    parser.add_argument("--rounds", type=int, default=2)
-    parser.add_argument("--out", help="write the figures as JSON to this file")
+    parser.add_argument("--before-rev", default="4f6fdc7")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--out", default=str(ROOT / "bench" / "plan_json.json"),
+                        help="write the figures as JSON to this file (default: %(default)s)")
     args = parser.parse_args()
     figures: dict[str, Any] = {"services": args.services, "pools": args.pools,
                                "nodes": args.nodes, "before_rev": args.before_rev,
@@ -91,6 +111,12 @@ def main() -> None:
         gc.enable()
         before_src = extract(args.before_rev, Path(tmp) / "before")
         compiled(ROOT / "src")
+        digests = {name: output_digest(src, path)
+                   for name, src in (("before", before_src), ("after", ROOT / "src"))}
+        figures["output"] = {name: {"sha256": d, "bytes": n} for name, (d, n) in digests.items()}
+        figures["output"]["byte_identical"] = digests["before"] == digests["after"]
+        print(f"output: {digests['after'][1] / 1e6:.0f} MB, byte-identical to before: "
+              f"{digests['before'] == digests['after']}")
         runs: dict[str, list[tuple[float, float]]] = {"before": [], "after": []}
         for _ in range(args.rounds):  # interleaved: a busy machine's noise falls on both
             for name, src in (("before", before_src), ("after", ROOT / "src")):
@@ -107,8 +133,9 @@ def main() -> None:
                  / figures["vipcast plan --json (after)"]["cpu_s"])
         figures["speedup_cpu"] = round(ratio, 2)
         print(f"whole command, best CPU of {args.rounds}: before/after {ratio:.2f}x")
-    if args.out:
-        Path(args.out).write_text(json.dumps(figures, indent=2) + "\n")
+    figures["load_average_1min_end"] = round(os.getloadavg()[0], 2)
+    Path(args.out).write_text(json.dumps(figures, indent=2) + "\n")
+    print(f"figures written to {args.out}")
 
 
 if __name__ == "__main__":

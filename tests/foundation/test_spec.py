@@ -331,3 +331,29 @@ def test_selector_matching_and_contradictions() -> None:
                               {"key": "a", "operator": "DoesNotExist"}]}
     )
     assert bad.contradictions()
+
+
+def test_absent_parts_are_the_values_validation_gives() -> None:
+    """A Service without status, an endpoint without conditions, a Node without spec/status
+    share one default instance each: equal to what validating an empty part gives."""
+    from vipcast.spec.kube import (
+        EndpointConditions,
+        EndpointSlice,
+        Node,
+        NodeSpec,
+        NodeStatus,
+        Service,
+        ServiceStatus,
+    )
+
+    a, b = (Service.model_validate({"metadata": {"name": n}}) for n in ("a", "b"))
+    assert a.status is b.status
+    assert a.status == ServiceStatus.model_validate({"loadBalancer": {}})
+    assert a.status.model_fields_set == ServiceStatus.model_validate({}).model_fields_set
+    eps = EndpointSlice.model_validate({"metadata": {"name": "s"}, "endpoints": [
+        {"addresses": ["10.0.0.1"]}, {"addresses": ["10.0.0.2"]}]}).endpoints
+    assert eps[0].conditions is eps[1].conditions
+    assert eps[0].conditions == EndpointConditions.model_validate({}) and eps[0].is_ready
+    node = Node.model_validate({"metadata": {"name": "n"}})
+    assert node.spec == NodeSpec.model_validate({}) and node.status == NodeStatus.model_validate({})
+    assert node.ready
