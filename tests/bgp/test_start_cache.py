@@ -390,3 +390,24 @@ def test_the_early_routes_are_the_restored_plans(tmp_path: Path, restarting: boo
         assert early.peers == desired.plan.peers
     restarted.restarting = False
     assert desired.plan == agent(folder, None).load().plan or restarting
+
+
+async def test_a_sighup_during_the_start_is_a_reload(tmp_path: Path,
+                                                     caplog: pytest.LogCaptureFixture) -> None:
+    """Routes may be out before the load ends (the start cache's early routes): a SIGHUP then
+    (a user adding a file) asks for a reload; it must not end the process (the default
+    action), so the agent handles signals from the start of run()."""
+    import signal
+
+    folder = config(tmp_path, 12, services=5, peer=False)
+    caplog.set_level(logging.INFO, "vipcast.agent")
+    running = Agent(AgentOptions(config_paths=(folder,), node="n1", load_in_thread=True))
+    task = asyncio.create_task(running.run(install_signals=True))
+    await asyncio.sleep(0)  # run() is past its first step: handlers installed, load started
+    os.kill(os.getpid(), signal.SIGHUP)
+    async with asyncio.timeout(60):
+        await running.started.wait()
+        while "reload requested" not in caplog.text:
+            await asyncio.sleep(0.05)
+    running.request_stop()
+    assert await task == 0

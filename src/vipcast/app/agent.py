@@ -370,6 +370,11 @@ class Agent:
             marker.parent.mkdir(parents=True, exist_ok=True)
             self.restarting = marker.exists()
             marker.write_text(str(os.getpid()))
+        loop = asyncio.get_running_loop()
+        if install_signals:  # before any route is out: a SIGHUP then must not end the process
+            loop.add_signal_handler(signal.SIGHUP, self.request_reload)
+            loop.add_signal_handler(signal.SIGTERM, self.request_stop)
+            loop.add_signal_handler(signal.SIGINT, self.request_stop)
         early = await self._announce_early()
         try:
             first = await self._load()
@@ -377,16 +382,14 @@ class Agent:
             self._log.error("configuration invalid:\n%s", issues_table(exc.issues))
             if early:
                 await self.speaker.stop("vipcast agent stopping")
+            if install_signals:
+                for sig in (signal.SIGHUP, signal.SIGTERM, signal.SIGINT):
+                    loop.remove_signal_handler(sig)
             if marker is not None:
                 marker.unlink(missing_ok=True)
             return 2
         if self.restarting:
             self._log.info("previous agent did not stop cleanly: graceful restart (R-bit set)")
-        loop = asyncio.get_running_loop()
-        if install_signals:
-            loop.add_signal_handler(signal.SIGHUP, self.request_reload)
-            loop.add_signal_handler(signal.SIGTERM, self.request_stop)
-            loop.add_signal_handler(signal.SIGINT, self.request_stop)
         watcher: asyncio.Task[None] | None = None
         saver: asyncio.Task[None] | None = None
         stalls = asyncio.create_task(watch_loop(), name="loop-watch")
