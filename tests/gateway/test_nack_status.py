@@ -51,3 +51,11 @@ def test_no_refusal_leaves_the_status_as_it_is() -> None:
     # a report without a gateway section (a node without Envoy), or a broken one: nothing
     assert node_gateway_refusals([report_body("n1", NodeAnnouncementStatus()),
                                   {"spec": {}, "status": {"gateway": 3}}]) == {}
+
+
+def test_a_report_without_a_gateway_carries_no_gateway_field() -> None:
+    """The CRD's ``gateway`` is an object: a node without Envoy sends none (not null, which
+    the API server refuses, and the whole report with it)."""
+    assert "gateway" not in report_body("n1", NodeAnnouncementStatus())["status"]
+    assert report_body("n1", NodeAnnouncementStatus(gateway=GatewayReport()))["status"][
+        "gateway"] == {"refused": []}

@@ -168,7 +168,7 @@ def report_body(node: str, status: NodeAnnouncementStatus | None = None) -> dict
         "spec": {"nodeName": node},
     }
     if status is not None:
-        body["status"] = status.model_dump(by_alias=True, mode="json")
+        body["status"] = status.model_dump(by_alias=True, mode="json", exclude_none=True)
     return body
 
 
