@@ -122,6 +122,11 @@ def test_rendered_resources() -> None:
     https = res[LISTENER]["default/web/192.0.2.80/443"]
     assert [f.name for f in https.listener_filters] == [
         "envoy.filters.listener.proxy_protocol", "envoy.filters.listener.tls_inspector"]
+    # behind an LB tier (PROXY protocol): connections balanced exactly over the workers
+    assert all(lis.connection_balance_config.HasField("exact_balance")
+               for lis in res[LISTENER].values())
+    plain = render(model, ProxyOptions())[LISTENER]
+    assert not any(lis.HasField("connection_balance_config") for lis in plain.values())
     assert [list(c.filter_chain_match.server_names) for c in https.filter_chains] == [
         ["a.example.com"], ["*.b.example.com"]]
     cla = res[ENDPOINT]["default/v1:80"]

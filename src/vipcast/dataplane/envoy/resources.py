@@ -5,7 +5,8 @@ Listeners bind the Gateway address with ``freebind`` (the VIP need not be on an 
 the node yet). HTTP connection managers append the client to X-Forwarded-For
 (``use_remote_address``; ``xff_num_trusted_hops`` says how many client-supplied entries to
 trust), pass websocket upgrades, speak HTTP/1.1 and HTTP/2 (ALPN on TLS) and may take the
-client address from a PROXY protocol v2 header; the router adds no ``x-envoy-*`` headers.
+client address from a PROXY protocol v2 header (then connections are balanced exactly over
+the workers); the router adds no ``x-envoy-*`` headers.
 Certificates come over SDS, so rotating one changes no listener and closes no connection.
 """
 
@@ -126,6 +127,11 @@ def listener(lis: ProxyListener, model: ProxyModel, opts: ProxyOptions) -> liste
         freebind=wrappers_pb2.BoolValue(value=True),
     )
     if opts.proxy_protocol:
+        # behind an LB tier, a few long-lived connections carry everything: the kernel's
+        # SO_REUSEPORT hash can put most of them on one worker and leave the others idle;
+        # exact balancing hands each new connection to the least loaded worker (a lock per
+        # accept, cheap at the rate an LB tier opens connections)
+        out.connection_balance_config.exact_balance.SetInParent()
         out.listener_filters.append(lc.ListenerFilter(
             name="envoy.filters.listener.proxy_protocol",
             typed_config=_any(proxy_protocol_pb2.ProxyProtocol())))
