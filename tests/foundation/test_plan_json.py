@@ -11,8 +11,15 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from vipcast.core.allocation import allocate_spec
+from vipcast.core.desired import Backend, NatRule
 from vipcast.core.plan import plan_all
-from vipcast.core.plan_document import _COMPACT, plan_document, plan_json_chunks
+from vipcast.core.plan_document import (
+    _COMPACT,
+    _nat_text,
+    nat_document,
+    plan_document,
+    plan_json_chunks,
+)
 from vipcast.spec import load_documents
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
@@ -71,3 +78,22 @@ def test_compact_encoder_writes_what_json_encoder_writes(value: object) -> None:
     """The encoder made once gives JSONEncoder(separators=(", ", ": ")).encode's text."""
     want = json.JSONEncoder(separators=(", ", ": "), ensure_ascii=True).encode(value)
     assert _COMPACT(value) == want
+
+
+backends = st.builds(Backend, ip=st.text(max_size=8), port=st.integers(0, 70000),
+                     node=st.none() | st.text(max_size=8), local=st.booleans())
+nat_rules = st.builds(
+    NatRule, service=st.text(max_size=10), vip=st.text(max_size=10), port=st.integers(0, 70000),
+    protocol=st.sampled_from(["TCP", "UDP", "SCTP"]),
+    backends=st.lists(backends, max_size=3).map(tuple),
+    traffic_policy=st.sampled_from(["Cluster", "Local"]),
+    source_ranges=st.lists(st.text(max_size=8), max_size=3).map(tuple),
+)
+
+
+@given(nat_rules)
+def test_nat_rule_text_is_its_document_encoded(rule: NatRule) -> None:
+    """A NAT rule's text, put together from its fields, is its document as JSON (any text,
+    escapes and non-ASCII included)."""
+    assert _nat_text(rule) == _COMPACT(nat_document(rule))
+    assert json.loads(_nat_text(rule)) == nat_document(rule)
