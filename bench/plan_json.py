@@ -50,14 +50,26 @@ def timed(label: str, fn: Any, figures: dict[str, Any]) -> Any:
     return out
 
 
+STAGES = ("read + validate YAML (load_paths)", "allocate", "plan_all (every node)",
+          "encode (plan_json_chunks)")
+
+
 def stages(path: Path, figures: dict[str, Any]) -> None:
-    """This tree's stages, in process."""
-    spec = timed("read + validate YAML (load_paths)", lambda: load_paths([path]), figures)
-    result = timed("allocate", lambda: allocate_spec(spec), figures)
-    plans = timed("plan_all (every node)", lambda: plan_all(spec, result.current()), figures)
-    size = timed("encode (plan_json_chunks)",
-                 lambda: sum(len(c) for c in plan_json_chunks(result, plans)), figures)
+    """The stages of the tree on ``PYTHONPATH``, in process (cyclic GC off, as the command)."""
+    gc.disable()
+    spec = timed(STAGES[0], lambda: load_paths([path]), figures)
+    result = timed(STAGES[1], lambda: allocate_spec(spec), figures)
+    plans = timed(STAGES[2], lambda: plan_all(spec, result.current()), figures)
+    size = timed(STAGES[3], lambda: sum(len(c) for c in plan_json_chunks(result, plans)), figures)
     print(f"{size / 1e6:.0f} MB of JSON")
+
+
+def stages_of(src: Path, path: Path) -> dict[str, Any]:
+    """:func:`stages` of the tree at ``src``, in a child process of its own."""
+    out = subprocess.run([sys.executable, __file__, "--stages-of", str(path)], check=True,
+                         env=user_env(src), capture_output=True, text=True).stdout
+    figures: dict[str, Any] = json.loads(out.splitlines()[-1])
+    return figures
 
 
 def whole_command(src: Path, path: Path) -> tuple[float, float]:
@@ -98,7 +110,13 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--out", default=str(ROOT / "bench" / "plan_json.json"),
                         help="write the figures as JSON to this file (default: %(default)s)")
+    parser.add_argument("--stages-of", type=Path, help=argparse.SUPPRESS)  # the child's part
     args = parser.parse_args()
+    if args.stages_of is not None:
+        measured: dict[str, Any] = {}
+        stages(args.stages_of, measured)
+        print(json.dumps(measured))
+        return
     figures: dict[str, Any] = {"services": args.services, "pools": args.pools,
                                "nodes": args.nodes, "before_rev": args.before_rev,
                                "load_average_1min": round(os.getloadavg()[0], 2)}
@@ -106,11 +124,19 @@ def main() -> None:
         path = Path(tmp) / "objects.yaml"
         docs = [d for _, d in documents(args.services, args.pools, args.nodes)]
         path.write_text(yaml.safe_dump_all(docs))
-        gc.disable()  # as the command does
-        stages(path, figures)
-        gc.enable()
         before_src = extract(args.before_rev, Path(tmp) / "before")
         compiled(ROOT / "src")
+        # each tree's stages in its own process, before then after (in process, CPU seconds)
+        by_tree = {name: stages_of(src, path)
+                   for name, src in (("before", before_src), ("after", ROOT / "src"))}
+        figures["stages_cpu_s"] = {}
+        for label in STAGES:
+            before, after = by_tree["before"][label]["cpu_s"], by_tree["after"][label]["cpu_s"]
+            ratio = round(before / after, 2) if after else None
+            figures["stages_cpu_s"][label] = {"before": before, "after": after,
+                                              "before/after": ratio}
+            print(f"{label:<36} CPU before {before:6.2f} s, after {after:6.2f} s, "
+                  f"{ratio}x", flush=True)
         digests = {name: output_digest(src, path)
                    for name, src in (("before", before_src), ("after", ROOT / "src"))}
         figures["output"] = {name: {"sha256": d, "bytes": n} for name, (d, n) in digests.items()}
