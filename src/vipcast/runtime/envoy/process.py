@@ -28,16 +28,22 @@ log = logging.getLogger(__name__)
 
 
 async def admin_get(port: int, path: str, timeout: float = 1.0) -> tuple[int, str]:
-    """A GET on Envoy's admin listener at 127.0.0.1:``port``: (status, body); (0, "") if down."""
+    """A GET on Envoy's admin listener at 127.0.0.1:``port``: (status, body); (0, "") if down.
+
+    Deadlines by ``asyncio.timeout``, not ``asyncio.wait_for``: on Python 3.11, a task cancelled
+    while ``wait_for``'s inner call had just finished (a refused connection: Envoy died) goes
+    on as if nothing happened. The readiness poller then outlived its cancel, and
+    :meth:`EnvoyProcess.run`, which waits for it, never restarted the dead Envoy."""
     try:
-        reader, writer = await asyncio.wait_for(
-            asyncio.open_connection("127.0.0.1", port), timeout)
+        async with asyncio.timeout(timeout):
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
     except (OSError, TimeoutError):
         return 0, ""
     try:
         writer.write(f"GET {path} HTTP/1.1\r\nHost: envoy\r\nConnection: close\r\n\r\n".encode())
         await writer.drain()
-        raw = await asyncio.wait_for(reader.read(), timeout)
+        async with asyncio.timeout(timeout):
+            raw = await reader.read()
     except (OSError, TimeoutError):
         return 0, ""
     finally:
@@ -200,7 +206,8 @@ class EnvoyProcess:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGTERM)
         try:
-            await asyncio.wait_for(proc.wait(), 5.0)
+            async with asyncio.timeout(5.0):
+                await proc.wait()
         except TimeoutError:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(proc.pid, signal.SIGKILL)
