@@ -131,7 +131,8 @@ class Timeline:
     (:mod:`bench.bgp_capture`) and the router's kernel table (:class:`KernelWatch`), as
     seconds from the speaker process's start."""
 
-    def __init__(self, router: Any, work: Path) -> None:
+    def __init__(self, router: Any, work: Path, routes: int) -> None:
+        self.routes = routes
         self.capture = Capture(router, work / "bgp.pcap")
         self.capture.start()
         self.watch = KernelWatch(router)
@@ -143,7 +144,7 @@ class Timeline:
 
     def phases(self) -> dict[str, float | None]:
         """After the cold start: the capture's phases and the kernel's first and last route."""
-        found = phases(self.capture.stop(), SPEAKER, self.wall)
+        found = phases(self.capture.stop(), SPEAKER, self.wall, self.routes)
         found["first_kernel"] = round(self.watch.first_added - self.mono, 4)
         found["last_kernel"] = round(self.watch.last_added - self.mono, 4)
         return found
@@ -200,7 +201,7 @@ def run_vipcast(src: Path, n: int, trials: int, work: Path, *, config: Path | No
                 "--config", str(config), "--node", "n1", "--no-dataplane",
                 "--metrics-address", "127.0.0.1:0", "--log-level", "WARNING",
                 *(["--cache-dir", str(cache)] if cache is not None else [])]
-        timeline = Timeline(router, work)
+        timeline = Timeline(router, work, n)
         watch = timeline.watch
         t0 = timeline.begin()
         proc = subprocess.Popen(speaker.exec_argv(argv), env=env, stdout=log, stderr=log)
@@ -237,7 +238,7 @@ def run_vipcast(src: Path, n: int, trials: int, work: Path, *, config: Path | No
 def run_bird(n: int, work: Path) -> dict[str, Any]:
     with Topology() as topo:
         router, speaker = router_ready(topo)
-        timeline = Timeline(router, work)
+        timeline = Timeline(router, work, n)
         watch = timeline.watch
         try:
             t0 = timeline.begin()
@@ -255,7 +256,7 @@ def run_bird(n: int, work: Path) -> dict[str, Any]:
 def run_gobgp(n: int, work: Path) -> dict[str, Any]:
     with Topology() as topo:
         router, speaker = router_ready(topo)
-        timeline = Timeline(router, work)
+        timeline = Timeline(router, work, n)
         watch = timeline.watch
         try:
             t0 = timeline.begin()

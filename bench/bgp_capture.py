@@ -20,8 +20,6 @@ from pathlib import Path
 from vipcast.lab.netns import Netns
 
 OPEN, UPDATE, NOTIFICATION, KEEPALIVE = 1, 2, 3, 4
-#: an UPDATE of 23 bytes carries no route: an End-of-RIB marker (RFC 4724)
-EMPTY_UPDATE = 23
 
 
 @dataclass
@@ -30,6 +28,8 @@ class Message:
     sender: str
     kind: int
     length: int
+    #: IPv4 prefixes announced (an UPDATE's NLRI field; RFC 4271 section 4.3)
+    announced: int = 0
 
 
 @dataclass
@@ -123,16 +123,33 @@ def messages(path: Path) -> list[Message]:
             length = struct.unpack("!H", buffer[16:18])[0]
             if len(buffer) < length:
                 break
-            out.append(Message(when, src, buffer[18], length))
+            kind = buffer[18]
+            out.append(Message(when, src, kind, length,
+                               _announced(bytes(buffer[19:length])) if kind == UPDATE else 0))
             del buffer[:length]
     return out
 
 
-def phases(found: list[Message], speaker: str, start: float) -> dict[str, float | None]:
+def _announced(body: bytes) -> int:
+    """How many prefixes an UPDATE's NLRI field announces (withdrawn routes and path
+    attributes skipped by their lengths)."""
+    withdrawn = int.from_bytes(body[0:2], "big")
+    at = 2 + withdrawn
+    attributes = int.from_bytes(body[at:at + 2], "big")
+    at += 2 + attributes
+    count = 0
+    while at < len(body):
+        at += 1 + (body[at] + 7) // 8
+        count += 1
+    return count
+
+
+def phases(found: list[Message], speaker: str, start: float,
+           routes: int | None = None) -> dict[str, float | None]:
     """Seconds from ``start`` (the speaker process's start, wall clock) to each moment:
     the SYN of the session's connection (and who sent it), the speaker's OPEN, Established
-    (both sides sent a KEEPALIVE after their OPENs), the speaker's first and last UPDATE
-    carrying routes."""
+    (both sides sent a KEEPALIVE after their OPENs), the speaker's first UPDATE announcing
+    routes and the one that completes ``routes`` announced (None: its last announcing any)."""
 
     def first(pred: object) -> Message | None:
         return next((m for m in found if pred(m)), None)  # type: ignore[operator]
@@ -144,8 +161,14 @@ def phases(found: list[Message], speaker: str, start: float) -> dict[str, float 
     syn = syns[-1] if syns else None
     keepalives = [first(lambda m, s=s: m.kind == KEEPALIVE and (m.sender == speaker) is s)
                   for s in (True, False)]
-    updates = [m for m in found if m.kind == UPDATE and m.sender == speaker
-               and m.length > EMPTY_UPDATE]
+    updates = [m for m in found if m.kind == UPDATE and m.sender == speaker and m.announced]
+    if routes is not None:  # up to the UPDATE that completes the ``routes`` announced
+        total = 0
+        for i, m in enumerate(updates):
+            total += m.announced
+            if total >= routes:
+                updates = updates[:i + 1]
+                break
     established = (max(k.time for k in keepalives if k is not None)
                    if all(k is not None for k in keepalives) else None)
 
