@@ -174,7 +174,8 @@ class Membership(DetectionMixin, SyncMixin, ViewMixin):
         for name in sorted(wanted - set(self.members)):
             self.members[name] = Member(name)
             self._dirty = True
-            self._order.insert(self.rng.randint(0, len(self._order)), name)
+            # randrange(k + 1) draws what randint(0, k) drew, at less cost (25 M draws at 5,000)
+            self._order.insert(self.rng.randrange(len(self._order) + 1), name)
         self._order = [n for n in self._order if n in self.members]
         return self._refresh(now)
 
