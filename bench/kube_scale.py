@@ -191,7 +191,8 @@ def start_controller(cluster: Cluster, ident: str, logdir: Path, args: argparse.
         return subprocess.Popen(
             ["nice", "-n", str(args.controller_nice), sys.executable, "-m", "vipcast.cli.main",
              "controller", "--kubeconfig", str(cluster.kubeconfig), "--namespace", NS,
-             "--identity", ident, "--lease-duration", "5", "--log-level", "WARNING",
+             "--identity", ident, "--lease-duration", str(args.lease_duration),
+             "--log-level", "WARNING",
              "--kube-api-qps", str(args.qps), "--kube-api-burst", str(args.burst),
              *(["--health", str(health)] if health else [])],
             stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
@@ -224,7 +225,8 @@ async def cold_start(cluster: Cluster, n: int, logdir: Path,
     holders: dict[str, str] = {}
     first: dict[str, tuple[str, ...]] = {}
     fig: dict[str, Any] = {"moves": 0, "double_assignments": 0, "kills": 0,
-                           "controller_nice": args.controller_nice}
+                           "controller_nice": args.controller_nice,
+                           "lease_duration_s": args.lease_duration}
     stamps: list[float] = []
     writes: list[float] = []  # every status change seen (first writes and rewrites)
     loads: list[float] = [load1()]
@@ -357,7 +359,7 @@ async def cold_start(cluster: Cluster, n: int, logdir: Path,
         with contextlib.suppress(BaseException):
             await auditor
     # restart on written statuses: rebuild from status, nothing to write (the dead leader's
-    # Lease must expire first: --lease-duration 5)
+    # Lease must expire first: --lease-duration)
     port = 20000 + os.getpid() % 20000
     t1 = time.monotonic()
     p = start_controller(cluster, "ctl-c", logdir, args, health=port)
@@ -546,6 +548,8 @@ def main() -> int:
     parser.add_argument("--json", type=Path, default=HERE / "kube_scale.json")
     parser.add_argument("--probe", choices=("before", "after"))
     parser.add_argument("--kubeconfig", type=Path)
+    parser.add_argument("--lease-duration", type=float, default=5.0,
+                        help="the controllers' Lease (s; vipcast's default is 15)")
     parser.add_argument("--controller-nice", type=int, default=0,
                         help="niceness of the controller processes (the run's own: 0)")
     parser.add_argument("--keep-speaker", action="store_true",
