@@ -11,12 +11,18 @@ are created through the API server. Then, in one run:
    ``managedFields`` dropped (what ``SPEAKER_KINDS`` does now).
 2. **controller cold start**: two ``vipcast controller`` processes (leader-elected, status writes
    limited to ``--qps``/``--burst``) allocate and write every Service's status; when half are
-   written the Lease holder is SIGKILLed and restarted. An auditor watches every status change:
-   moves and double assignments must be 0. Then both are stopped and a fresh controller starts
-   on the written statuses: the time until its first round finds nothing to write (rebuild from
-   status) is the restart figure.
+   written the Lease holder is SIGKILLed, and restarted (same identity, as a container restart)
+   once the other replica holds the Lease. An auditor watches every status change: moves and
+   double assignments must be 0. Then both are stopped and a fresh controller starts on the
+   written statuses: the time until its first round finds nothing to write (rebuild from
+   status) is the restart figure. CPU seconds of each process and the 1-min load are recorded.
+
+The objects are created once per size (straight at the API server, not through the shim) and
+kept as an etcd data directory in ``~/.cache/vipcast-scale`` (``VIPCAST_SCALE_CACHE``); each
+measurement starts a fresh API server on a copy.
 
     nice .venv/bin/python bench/kube_scale.py --sizes 5000,10000 [--qps 100 --burst 200]
+    .venv/bin/python bench/kube_scale.py --sizes 50000 --keep-speaker --lease-duration 15
 
 Writes bench/kube_scale.json (each size's figures; sizes merged into the existing file). A size
 in progress is written after each phase (and every ~30 s of the cold start) with
