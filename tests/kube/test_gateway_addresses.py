@@ -5,17 +5,10 @@ them to ``status.addresses``, says why a Gateway got none (``Programmed`` False,
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 from typing import Any
 
-from vipcast.app.controller import Controller, ControllerConfig
-from vipcast.sources.kube.client import make_client
-from vipcast.sources.kube.leader import ElectionConfig
-from vipcast.sources.kube.resources import CONTROLLER_KINDS, GATEWAY_KINDS, NODES
-
-from .conftest import run
 from .harness.cluster import Cluster
+from .harness.gateway_controller import run_gateway_controller
 
 GW = "/apis/gateway.networking.k8s.io/v1"
 POOL = "198.18.21.0/29"
@@ -72,37 +65,6 @@ def _ingress(status: dict[str, Any]) -> list[str]:
     return [i["ip"] for i in (status.get("loadBalancer") or {}).get("ingress") or ()]
 
 
-def _run_controller(cluster: Cluster, ns: str, identity: str,
-                    until: Any, timeout: float = 60) -> Any:
-    """Run a controller (``--gateway-api``) until ``until()`` answers something."""
-
-    async def go() -> Any:
-        client = make_client(cluster.kubeconfig, ns, "vipcast-test")
-        config = ControllerConfig(
-            identity=identity, gateway_api=True, resync=2, debounce=0.02,
-            election=ElectionConfig(name=f"lease-{ns}", namespace="vipcast-system",
-                                    lease_duration=2, renew_deadline=1.5, retry_period=0.2))
-        kinds = (*CONTROLLER_KINDS, NODES, *GATEWAY_KINDS)
-        ctl = Controller(client, config, kinds=kinds)
-        task = asyncio.create_task(ctl.run())
-        try:
-            loop = asyncio.get_running_loop()
-            deadline = loop.time() + timeout
-            while loop.time() < deadline:
-                got = until()
-                if got:
-                    return got
-                await asyncio.sleep(0.1)
-            raise AssertionError("the controller did not get there")
-        finally:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-            await client.close()
-
-    return run(go(), timeout=timeout + 30)
-
-
 def test_gateways_and_services_share_the_pools(gateway_api: Cluster, namespace: str) -> None:
     cluster, ns = gateway_api, namespace
     gws, svcs = f"{GW}/namespaces/{ns}/gateways", f"/api/v1/namespaces/{ns}/services"
@@ -122,7 +84,7 @@ def test_gateways_and_services_share_the_pools(gateway_api: Cluster, namespace: 
             return svc[0], _addresses(gw)[0]
         return None
 
-    svc_ip, gw_ip = _run_controller(cluster, ns, "alloc-a", first)
+    svc_ip, gw_ip = run_gateway_controller(cluster, ns, "alloc-a", first)
     assert svc_ip != gw_ip
     assert svc_ip.startswith("198.18.21.") and gw_ip.startswith("198.18.21.")
 
@@ -135,7 +97,7 @@ def test_gateways_and_services_share_the_pools(gateway_api: Cluster, namespace: 
         asks = _allocated(_status(cluster, f"{svcs}/asks"))
         return (steal, asks) if steal and asks else None
 
-    steal, asks = _run_controller(cluster, ns, "alloc-b", refused)
+    steal, asks = run_gateway_controller(cluster, ns, "alloc-b", refused)
     assert steal[:2] == ("False", "AddressNotUsable"), steal
     assert f"held by {ns}/svc" in steal[2]
     assert asks[:2] == ("False", "RequestedIPTaken"), asks
@@ -153,7 +115,7 @@ def test_gateways_and_services_share_the_pools(gateway_api: Cluster, namespace: 
     # the Gateway goes away: its address is free for the Service that asked for it
     code, _ = cluster.request("DELETE", f"{gws}/auto")
     assert code == 200
-    got = _run_controller(cluster, ns, "alloc-c",
-                          lambda: _ingress(_status(cluster, f"{svcs}/asks")) or None)
+    got = run_gateway_controller(cluster, ns, "alloc-c",
+                                 lambda: _ingress(_status(cluster, f"{svcs}/asks")) or None)
     assert got == [gw_ip]
     cluster.request("DELETE", f"/apis/vipcast.io/v1beta1/ipaddresspools/gw-{ns}")

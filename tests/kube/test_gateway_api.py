@@ -133,12 +133,7 @@ def test_controller_writes_gateway_status(gateway_api: Cluster, namespace: str) 
     """``vipcast controller --gateway-api``: the leader reads the Gateway API objects and keeps
     their status (a condition reporting a problem is also a Warning Event on the object); a
     broken route of one tenant is left out, not the whole config."""
-    import asyncio
-    import contextlib
-
-    from vipcast.app.controller import Controller, ControllerConfig
-    from vipcast.sources.kube.leader import ElectionConfig
-    from vipcast.sources.kube.resources import CONTROLLER_KINDS, GATEWAY_KINDS, NODES
+    from .harness.gateway_controller import run_gateway_controller
 
     ns = namespace
     _pool(gateway_api, ns, "198.18.20.0/29")
@@ -163,36 +158,21 @@ def test_controller_writes_gateway_status(gateway_api: Cluster, namespace: str) 
         "spec": {"parentRefs": [{"name": "web"}], "rules": [{"matches": [{"path": {
             "type": "RegularExpression", "value": "/(?=x)"}}]}]}})
 
-    async def go() -> dict[str, Any]:
-        client = make_client(gateway_api.kubeconfig, ns, "vipcast-test")
-        config = ControllerConfig(
-            identity="gw-ctl", gateway_api=True, resync=2, debounce=0.02,
-            election=ElectionConfig(name=f"lease-{ns}", namespace="vipcast-system",
-                                    lease_duration=2, renew_deadline=1.5, retry_period=0.2))
-        kinds = (*CONTROLLER_KINDS, NODES, *GATEWAY_KINDS)
-        ctl = Controller(client, config, kinds=kinds)
-        task = asyncio.create_task(ctl.run())
-        try:
-            for _ in range(300):
-                _, got = gateway_api.request("GET", f"{GW}/namespaces/{ns}/httproutes/elsewhere")
-                _, events = gateway_api.request("GET", f"/api/v1/namespaces/{ns}/events")
-                # the decision is also an Event on the route, as for Services
-                warned = [e for e in events.get("items") or ()
-                          if e["involvedObject"].get("name") == "elsewhere"
-                          and e["involvedObject"].get("kind") == "HTTPRoute"
-                          and e["reason"] == "NoMatchingListenerHostname"
-                          and e["type"] == "Warning"]
-                if (got.get("status") or {}).get("parents") and warned:
-                    return dict(got)
-                await asyncio.sleep(0.1)
-            raise AssertionError("no status or no Event written")
-        finally:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-            await client.close()
+    def status_and_event() -> dict[str, Any] | None:
+        _, got = gateway_api.request("GET", f"{GW}/namespaces/{ns}/httproutes/elsewhere")
+        _, events = gateway_api.request("GET", f"/api/v1/namespaces/{ns}/events")
+        # the decision is also an Event on the route, as for Services
+        warned = [e for e in events.get("items") or ()
+                  if e["involvedObject"].get("name") == "elsewhere"
+                  and e["involvedObject"].get("kind") == "HTTPRoute"
+                  and e["reason"] == "NoMatchingListenerHostname"
+                  and e["type"] == "Warning"]
+        if (got.get("status") or {}).get("parents") and warned:
+            return dict(got)
+        return None
 
-    got = run(go(), timeout=90)
+    got = run_gateway_controller(gateway_api, ns, "gw-ctl", status_and_event,
+                                 failure="no status or no Event written")
     reasons = {c["type"]: c["reason"] for c in got["status"]["parents"][0]["conditions"]}
     assert reasons["Accepted"] == "NoMatchingListenerHostname"
     _, gw = gateway_api.request("GET", f"{GW}/namespaces/{ns}/gateways/web")

@@ -7,17 +7,10 @@ and a new leader moves nothing."""
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 from typing import Any
 
-from vipcast.app.controller import Controller, ControllerConfig
-from vipcast.sources.kube.client import make_client
-from vipcast.sources.kube.leader import ElectionConfig
-from vipcast.sources.kube.resources import CONTROLLER_KINDS, GATEWAY_KINDS, NODES
-
-from .conftest import run
 from .harness.cluster import Cluster
+from .harness.gateway_controller import run_gateway_controller
 from .test_gateway_addresses import _post, _status
 from .test_gateway_tls import _chart, _rules_for
 from .test_manifests import _allowed
@@ -47,37 +40,6 @@ def _update(cluster: Cluster, path: str, change: Any) -> None:
     change(obj)
     code, body = cluster.request("PUT", path, obj)
     assert code == 200, body
-
-
-def _run_controller(cluster: Cluster, ns: str, identity: str, until: Any,
-                    timeout: float = 60) -> Any:
-    """A controller (``--gateway-api``) as the user ``ing-<ns>`` (its calls audited), until
-    ``until()`` answers something."""
-
-    async def go() -> Any:
-        client = make_client(cluster.kubeconfig_for(f"ing-{ns}"), ns, "vipcast-test")
-        ctl = Controller(client, ControllerConfig(
-            identity=identity, gateway_api=True, resync=2, debounce=0.02,
-            election=ElectionConfig(name=f"lease-{ns}", namespace="vipcast-system",
-                                    lease_duration=2, renew_deadline=1.5, retry_period=0.2)),
-            kinds=(*CONTROLLER_KINDS, NODES, *GATEWAY_KINDS))
-        task = asyncio.create_task(ctl.run())
-        try:
-            loop = asyncio.get_running_loop()
-            deadline = loop.time() + timeout
-            while loop.time() < deadline:
-                got = until()
-                if got:
-                    return got
-                await asyncio.sleep(0.1)
-            raise AssertionError("the controller did not get there")
-        finally:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-            await client.close()
-
-    return run(go(), timeout=timeout + 30)
 
 
 def _ips(cluster: Cluster, ns: str, name: str) -> list[str]:
@@ -113,7 +75,8 @@ def test_ingresses_of_our_classes_get_the_ingress_gateway_address(
             first = got["field"]
             return first[0] if first and all(v == first for v in got.values()) else None
 
-        vip = _run_controller(cluster, ns, "ing-a", all_three)
+        vip = run_gateway_controller(cluster, ns, "ing-a", all_three,
+                                     kubeconfig=cluster.kubeconfig_for(f"ing-{ns}"))
         assert vip.startswith("198.18.24.")
         assert _ips(cluster, ns, "nginx") == ["192.0.2.200"]
         _, events = cluster.request("GET", f"/api/v1/namespaces/{ns}/events")
@@ -123,14 +86,16 @@ def test_ingresses_of_our_classes_get_the_ingress_gateway_address(
         # the field's Ingress changes class: it loses the address; a new leader keeps the
         # others' (the commitment is their status)
         _update(cluster, f"{ings}/field", lambda o: o["spec"].update(ingressClassName="nginx"))
-        _run_controller(cluster, ns, "ing-b", lambda: not _ips(cluster, ns, "field"))
+        run_gateway_controller(cluster, ns, "ing-b", lambda: not _ips(cluster, ns, "field"),
+                               kubeconfig=cluster.kubeconfig_for(f"ing-{ns}"))
         assert _ips(cluster, ns, "legacy") == [vip]
         assert _ips(cluster, ns, "classless") == [vip]
 
         # vipcast's class is no longer the default: the class-less Ingress loses it too
         _update(cluster, f"{NET}/ingressclasses/{cls}", lambda o: o["metadata"]["annotations"]
                 .update({"ingressclass.kubernetes.io/is-default-class": "false"}))
-        _run_controller(cluster, ns, "ing-c", lambda: not _ips(cluster, ns, "classless"))
+        run_gateway_controller(cluster, ns, "ing-c", lambda: not _ips(cluster, ns, "classless"),
+                               kubeconfig=cluster.kubeconfig_for(f"ing-{ns}"))
         assert _ips(cluster, ns, "legacy") == [vip]
         assert _ips(cluster, ns, "nginx") == ["192.0.2.200"]
         # the chart (gateway.enabled) grants every call the controller made: the Ingresses'
