@@ -7,7 +7,8 @@ from dataclasses import dataclass
 
 from vipcast.alloc import AllocationResult
 from vipcast.core.desired import NodePlan
-from vipcast.core.plan import PlanContext, plan_all
+from vipcast.core.plan import plan_all
+from vipcast.core.plan_context import PlanContext
 from vipcast.core.weights import route_weight, weighted
 from vipcast.spec import EndpointSlice, Node, Spec
 
