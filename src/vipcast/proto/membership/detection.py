@@ -6,16 +6,13 @@ accuses) and the buddy notice (a suspected member hears it from us at once)."""
 
 from __future__ import annotations
 
-import random
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from vipcast.proto.membership.codec import Kind, State
+from vipcast.proto.membership.host import MemberHost
 from vipcast.proto.membership.members import Member, RumorQueue
-
-if TYPE_CHECKING:
-    from vipcast.proto.membership.config import Timers
 
 
 @dataclass(slots=True)
@@ -40,14 +37,10 @@ class _Probe:
     indirect: bool = False
 
 
-class DetectionMixin:
+class DetectionMixin(MemberHost):
     """Mixed into :class:`~vipcast.proto.membership.protocol.Membership`."""
 
     if TYPE_CHECKING:
-        node: str
-        members: dict[str, Member]
-        rng: random.Random
-        timers: Timers
         health: int
         _pending: dict[int, _Pending]
         _probe: _Probe | None
@@ -59,12 +52,7 @@ class DetectionMixin:
         _rumors: RumorQueue
         _promised: float | None
         _graced: bool
-        _dirty: bool
 
-        def _nonce(
-            self, purpose: str, peer: str, now: float, lifetime: float | None = None
-        ) -> int: ...
-        def _send(self, to: str, kind: Kind, **kwargs: Any) -> None: ...
         def _transmits(self) -> int: ...
         def _refresh(self, now: float) -> bool: ...
 

@@ -4,8 +4,7 @@ nonce (so they also prove the answering boot fresh)."""
 
 from __future__ import annotations
 
-import random
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from vipcast.proto.membership.codec import (
     MTU_PAYLOAD,
@@ -15,10 +14,8 @@ from vipcast.proto.membership.codec import (
     State,
     header_size,
 )
+from vipcast.proto.membership.host import MemberHost
 from vipcast.proto.membership.members import Member
-
-if TYPE_CHECKING:
-    from vipcast.proto.membership.config import Timers
 
 #: datagrams answered at once to one SYNC_REQ or PULL (the asker asks on from where they end)
 PAGES_PER_ANSWER = 4
@@ -28,23 +25,14 @@ PULLS_AT_ONCE = 8
 _PAGE_HEAD = 12
 
 
-class SyncMixin:
+class SyncMixin(MemberHost):
     """Mixed into :class:`~vipcast.proto.membership.protocol.Membership`."""
 
     if TYPE_CHECKING:
-        node: str
-        members: dict[str, Member]
-        rng: random.Random
-        timers: Timers
         _declared: frozenset[str]
         _wanting: set[str]
-        _dirty: bool
         _serving_version: int
 
-        def _nonce(
-            self, purpose: str, peer: str, now: float, lifetime: float | None = None
-        ) -> int: ...
-        def _send(self, to: str, kind: Kind, **kwargs: Any) -> None: ...
         def _apply(
             self, rumor: Rumor, now: float, source: str | None = None, *, spread: bool = True
         ) -> None: ...

@@ -16,10 +16,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from vipcast.proto.membership.codec import State
-from vipcast.proto.membership.members import Member
-
-if TYPE_CHECKING:
-    from vipcast.proto.membership.config import Timers
+from vipcast.proto.membership.host import MemberHost
 
 _NOTHING: frozenset[str] = frozenset()
 
@@ -95,15 +92,11 @@ class Interner:
         return held
 
 
-class ViewMixin:
+class ViewMixin(MemberHost):
     """Mixed into :class:`~vipcast.proto.membership.protocol.Membership`."""
 
     if TYPE_CHECKING:
-        node: str
-        members: dict[str, Member]
-        timers: Timers
         _view: View
-        _dirty: bool
         _synced: bool
         _started: float | None
         _wanting: set[str]
