@@ -59,7 +59,8 @@ async def _answer(
 ) -> None:
     try:
         while True:
-            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), timeout=10)
+            async with asyncio.timeout(10):  # not wait_for: see runtime/envoy/process.py
+                head = await reader.readuntil(b"\r\n\r\n")
             if not head:
                 break
             peer = writer.get_extra_info("peername")

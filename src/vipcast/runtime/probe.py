@@ -60,7 +60,8 @@ async def _connect(
         if source is not None:
             sock.bind((source, 0))
         loop = asyncio.get_running_loop()
-        await asyncio.wait_for(loop.sock_connect(sock, (host, port)), timeout)
+        async with asyncio.timeout(timeout):  # not wait_for: see runtime/envoy/process.py
+            await loop.sock_connect(sock, (host, port))
     except BaseException:
         sock.close()
         raise
@@ -109,9 +110,11 @@ async def http_get(
     request = f"GET {path} HTTP/1.0\r\nHost: {hostname}\r\nUser-Agent: vipcast-probe\r\n\r\n"
     data = b""
     try:
-        await asyncio.wait_for(loop.sock_sendall(sock, request.encode()), _left(deadline))
+        async with asyncio.timeout(_left(deadline)):
+            await loop.sock_sendall(sock, request.encode())
         while len(data) <= max_body:
-            chunk = await asyncio.wait_for(loop.sock_recv(sock, 16384), _left(deadline))
+            async with asyncio.timeout(_left(deadline)):
+                chunk = await loop.sock_recv(sock, 16384)
             if not chunk:
                 break
             data += chunk
@@ -157,7 +160,8 @@ async def udp_query(
         # connected: only datagrams from host:port are received, and ICMP errors are reported
         await loop.sock_connect(sock, (host, port))
         await loop.sock_sendall(sock, payload)
-        data = await asyncio.wait_for(loop.sock_recv(sock, 65535), timeout)
+        async with asyncio.timeout(timeout):
+            data = await loop.sock_recv(sock, 65535)
     except TimeoutError:
         return ProbeResult(False, time.monotonic() - start, "no answer")
     except ConnectionRefusedError:

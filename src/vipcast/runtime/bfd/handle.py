@@ -118,8 +118,11 @@ class BfdHandle:
             remaining = deadline - loop.time()
             if remaining <= 0 or self.closed:
                 return False
+            # asyncio.timeout, not wait_for: on Python 3.11 wait_for can drop a cancel of
+            # the waiting task (see runtime/envoy/process.py)
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._changed.wait(), remaining)
+                async with asyncio.timeout(remaining):
+                    await self._changed.wait()
         return True
 
     def status(self) -> BfdStatus:

@@ -38,7 +38,8 @@ async def birdc_configure(socket_path: str, *, birdc: str = "birdc", timeout: fl
     except OSError as exc:
         raise BirdReloadError(f"{birdc}: {exc.strerror}") from exc
     try:
-        out, _ = await asyncio.wait_for(proc.communicate(), timeout)
+        async with asyncio.timeout(timeout):  # not wait_for: see runtime/envoy/process.py
+            out, _ = await proc.communicate()
     except TimeoutError:
         proc.kill()
         await proc.wait()
