@@ -71,11 +71,17 @@ ROOT = Path(__file__).resolve().parents[1]
 BEFORE_REV = "4f6fdc7"  # main before the start cache (issue 11)
 
 
-def base_objects() -> list[dict[str, Any]]:
+def base_objects(router: str = ROUTER, source: str = SPEAKER,
+                 port: int | None = None) -> list[dict[str, Any]]:
+    """The one peer (``router``, from ``source``; ``port``: not BGP's), pool, advertisement
+    and Node of the agent's files."""
+    peer: dict[str, Any] = {"myASN": SPEAKER_ASN, "peerASN": ROUTER_ASN, "peerAddress": router}
+    if port is not None:
+        peer["peerPort"] = port
+    peer.update(sourceAddress=source, connectTime="1s")
     return [
         {"apiVersion": "vipcast.io/v1beta1", "kind": "BGPPeer", "metadata": {"name": "rtr"},
-         "spec": {"myASN": SPEAKER_ASN, "peerASN": ROUTER_ASN, "peerAddress": ROUTER,
-                  "sourceAddress": SPEAKER, "connectTime": "1s"}},
+         "spec": peer},
         {"apiVersion": "vipcast.io/v1beta1", "kind": "IPAddressPool",
          "metadata": {"name": "pool"}, "spec": {"addresses": ["198.18.0.0/15"]}},
         {"apiVersion": "vipcast.io/v1beta1", "kind": "BGPAdvertisement",

@@ -38,7 +38,14 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from agent_routes import cache_written, compiled, extract, service_objects, user_env
+from agent_routes import (
+    base_objects,
+    cache_written,
+    compiled,
+    extract,
+    service_objects,
+    user_env,
+)
 from bgp_routes import prefixes
 
 from vipcast.proto.bgp import SessionConfig
@@ -51,16 +58,7 @@ ROUTER, NODE = "127.0.0.3", "127.0.0.2"
 
 def write_config(config: Path, n: int, port: int) -> None:
     config.mkdir(parents=True, exist_ok=True)
-    base = [
-        {"apiVersion": "vipcast.io/v1beta1", "kind": "BGPPeer", "metadata": {"name": "rtr"},
-         "spec": {"myASN": 65001, "peerASN": 65000, "peerAddress": ROUTER, "peerPort": port,
-                  "sourceAddress": NODE, "connectTime": "1s"}},
-        {"apiVersion": "vipcast.io/v1beta1", "kind": "IPAddressPool",
-         "metadata": {"name": "pool"}, "spec": {"addresses": ["198.18.0.0/15"]}},
-        {"apiVersion": "vipcast.io/v1beta1", "kind": "BGPAdvertisement",
-         "metadata": {"name": "adv"}, "spec": {}},
-        {"apiVersion": "v1", "kind": "Node", "metadata": {"name": "n1"}},
-    ]
+    base = base_objects(ROUTER, NODE, port)
     (config / "base.yaml").write_text(yaml.safe_dump_all(base, sort_keys=False))
     docs: list[dict[str, Any]] = []
     for i, prefix in enumerate(prefixes(n)):
