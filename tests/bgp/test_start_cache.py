@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 import yaml
 
+from random_slices import random_slice
 from vipcast.app.agent import Agent, AgentOptions
 from vipcast.app.start_cache import FORMAT, MAGIC, StartCache
 from vipcast.core.desired import NodePlan
@@ -57,12 +58,7 @@ def service(name: str, rng: random.Random, pinned: bool = False) -> list[dict[st
         {"apiVersion": "v1", "kind": "Service", "metadata": meta,
          "spec": {"type": "LoadBalancer",
                   "ports": [{"port": rng.choice([80, 443]), "targetPort": 8080}]}},
-        {"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
-         "metadata": {"name": f"{name}-1", "namespace": "d",
-                      "labels": {"kubernetes.io/service-name": name}},
-         "addressType": "IPv4", "ports": [{"port": 8080}],
-         "endpoints": [{"addresses": [f"10.1.{i}.{rng.randrange(1, 9)}"], "nodeName": n}
-                       for i, n in enumerate(nodes)]},
+        random_slice(name, nodes, rng),
     ]
 
 

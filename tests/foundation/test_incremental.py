@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from random_slices import random_slice
 from vipcast.core.incremental import NodePlanner
 from vipcast.core.pipeline import NodeIdentity, Snapshot, snapshot
 from vipcast.core.plan import plan_for_spec
@@ -53,12 +54,7 @@ def service(name: str, rng: random.Random, fresh: float) -> list[dict[str, Any]]
     nodes = rng.sample(["n0", "n1", "n2", "n3"], rng.randrange(0, 3))
     return [
         {"apiVersion": "v1", "kind": "Service", "metadata": meta, "spec": spec},
-        {"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
-         "metadata": {"name": f"{name}-1", "namespace": "d",
-                      "labels": {"kubernetes.io/service-name": name}},
-         "addressType": "IPv4", "ports": [{"port": 8080}],
-         "endpoints": [{"addresses": [f"10.1.{i}.{rng.randrange(1, 9)}"], "nodeName": n}
-                       for i, n in enumerate(nodes)]},
+        random_slice(name, nodes, rng),
     ]
 
 

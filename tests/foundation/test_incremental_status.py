@@ -9,6 +9,7 @@ from typing import Any
 
 from tests.foundation.test_incremental import BASE
 
+from random_slices import random_slice
 from vipcast.core.allocation import committed_assignments
 from vipcast.core.incremental import StatusNodePlanner
 from vipcast.core.plan import plan_node
@@ -39,12 +40,7 @@ def service(name: str, rng: random.Random) -> JSON:
 
 def endpoints(name: str, rng: random.Random) -> JSON:
     nodes = rng.sample(["n0", "n1", "n2", "n3"], rng.randrange(0, 3))
-    return {"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
-            "metadata": {"name": f"{name}-1", "namespace": "d",
-                         "labels": {"kubernetes.io/service-name": name}},
-            "addressType": "IPv4", "ports": [{"port": 8080}],
-            "endpoints": [{"addresses": [f"10.1.{i}.{rng.randrange(1, 9)}"], "nodeName": n}
-                          for i, n in enumerate(nodes)]}
+    return random_slice(name, nodes, rng)
 
 
 def by_kind(stores: dict[str, dict[str, JSON]]) -> dict[str, list[JSON]]:
