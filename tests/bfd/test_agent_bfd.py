@@ -114,12 +114,12 @@ def test_agent_bfd_status_metrics_and_node_cut(netlab: Topology) -> None:
         assert "route" in got and "bfdd" in got, got
         assert "bfd down" in reasons["bgp"].lower(), (reasons, got)  # Cease/BFD Down sent
         # n1's own BFD saw the router vanish and made its speaker drop the BGP session
-        log = n1.proc.log_text()[before["n1"]:]
+        log = n1.proc.log_text()[before["n1"] :]
         assert "BFD: peer r down" in log, log[-3000:]
         # n2 was not disturbed by the cut: no BFD down in its log since, the same BFD session
         # Up throughout (uptime kept counting, last diagnostic unchanged), and the router did
         # not reset its BGP session
-        log = n2.proc.log_text()[before["n2"]:]
+        log = n2.proc.log_text()[before["n2"] :]
         assert "BFD: peer" not in log and "session down" not in log, log[-3000:]
         wait_agents_up(agents, timeout=60)
         assert n1.bfd()["last_diag"] != "NONE"
