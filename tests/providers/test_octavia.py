@@ -5,11 +5,12 @@ Service deleted while its LB is PENDING, a refused request named."""
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 import threading
 import time
 
 import pytest
-from harness_octavia import MONITOR
+from harness_octavia import MONITOR, empty
 from octavia_api import PROJECT, SUBNET, OctaviaAPI
 
 from vipcast.core.external import DesiredLB, Listener, Member
@@ -50,11 +51,10 @@ def unpause_after_conflict(api: OctaviaAPI, drv: OctaviaDriver, bound: float = 6
 
 
 async def cleanup(api: OctaviaAPI, drv: OctaviaDriver) -> None:
-    api.paused = False
-    for name in await drv.names() or ():
-        await drv.delete(name)
-    api.settle()
-    await drv.close()
+    try:
+        await empty(api, drv)
+    finally:
+        await drv.close()
 
 
 def test_error_at_create_is_deleted_and_recreated_keeping_the_vip(octavia_api: OctaviaAPI
@@ -159,3 +159,30 @@ def test_a_request_octavia_refuses_is_named(octavia_api: OctaviaAPI) -> None:
             await cleanup(octavia_api, drv)
     asyncio.run(main())
 
+
+
+def test_the_clean_up_outlasts_a_delete_sqlite_refused(octavia_api: OctaviaAPI) -> None:
+    """While another connection writes the test server's sqlite file (as the settler does), a
+    delete Octavia answers 500 "database is locked" (SQLite refuses its read-then-write at
+    once) and the load balancer stays; the session's clean-up (harness_octavia.empty) deletes
+    again until nothing is live, so the next test does not inherit it."""
+    async def main() -> None:
+        drv = driver(octavia_api)
+        writer = sqlite3.connect(octavia_api.db, isolation_level=None, check_same_thread=False)
+        timer: threading.Timer | None = None
+        try:
+            assert isinstance(await drv.ensure(desired("held", None)), Applied)
+            writer.execute("BEGIN IMMEDIATE")
+            refused = await drv.delete("held")
+            assert isinstance(refused, Retry) and "database is locked" in refused.message, \
+                refused
+            assert [row[1] for row in live(octavia_api, "held")] == ["ACTIVE"]
+            timer = later(1.0, writer.rollback)  # the writer finishes during the clean-up
+            await empty(octavia_api, drv)
+            assert live(octavia_api, "held") == []
+        finally:
+            if timer is not None:
+                timer.join()
+            writer.close()
+            await cleanup(octavia_api, drv)
+    asyncio.run(main())

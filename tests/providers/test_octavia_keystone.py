@@ -21,7 +21,7 @@ from pathlib import Path
 import openstack
 import pytest
 import yaml
-from harness_octavia import MONITOR
+from harness_octavia import MONITOR, empty
 from keystone_api import ADMIN_PASSWORD, PASSWORDS, KeystoneAPI
 from lb_objects import node, service
 from octavia_api import SUBNET, OctaviaAPI
@@ -72,18 +72,19 @@ def children(api: OctaviaAPI) -> tuple[int, ...]:
 @pytest.fixture
 def servers(octavia_keystone: tuple[OctaviaAPI, KeystoneAPI]
             ) -> Iterator[tuple[OctaviaAPI, KeystoneAPI]]:
-    """The Keystone-authenticated Octavia and its Keystone; Octavia emptied (and the project's
-    quotas reset) after each test."""
+    """The Keystone-authenticated Octavia and its Keystone; Octavia emptied -- every load
+    balancer gone, checked (harness_octavia.empty) -- and the project's quotas reset after each
+    test."""
     yield octavia_keystone
     octavia, keystone = octavia_keystone
 
     async def clean() -> None:
         drv = driver(octavia, app_credential(keystone))
-        for name in await drv.names() or ():
-            await drv.delete(name)
-        await drv.close()
+        try:
+            await empty(octavia, drv)
+        finally:
+            await drv.close()
     asyncio.run(clean())
-    octavia.settle()
     with admin(keystone, octavia) as conn:
         assert keystone.seed is not None
         conn.load_balancer.delete_quota(keystone.seed.vipcast_project)
