@@ -5,12 +5,12 @@ from __future__ import annotations
 
 from hypothesis import given
 from hypothesis import strategies as st
-from swim_cluster import cluster, member, swim
+from swim_cluster import KEY, cluster, member, swim
 
 from vipcast.core.desired import L2Ownership
 from vipcast.core.l2owner import choose_owner, owned_here, owner_of
 from vipcast.lab.membership_sim import Simulation
-from vipcast.proto.membership import MAX_SERVING, View
+from vipcast.proto.membership import MAX_SERVING, Kind, Rumor, Verdict, View, decode
 
 MEMBERS = frozenset({"n0", "n1", "n2"})
 VIP = L2Ownership("192.0.2.50", ("eth0",), "n0", ("n0", "n1", "n2"))
@@ -121,3 +121,85 @@ def test_one_owner_at_most_and_only_an_alive_serving_one(
             assert owners == []
         else:
             assert owners == [able[0]]
+
+
+def _kinds_sent(sim: Simulation, name: str, now: float) -> list[tuple[str, Kind]]:
+    """Run ``name``'s timers at ``now`` and return what it sends (recipient, kind)."""
+    m = swim(sim, name)
+    m.tick(now)
+    out = []
+    for to, data in m.datagrams_to_send():
+        d = decode(data, KEY, to)
+        assert d is not None
+        out.append((to, d.kind))
+    return out
+
+
+def _from_owner(sim: Simulation, rumor: Rumor | None) -> bytes:
+    """A GOSSIP from n1 to n0 whose header carries n1's current serving version, with
+    ``rumor`` as its only rumor (or n1's pending rumors when None)."""
+    n1 = swim(sim, "n1")
+    if rumor is None:
+        n1._send("n0", Kind.GOSSIP)
+    else:
+        n1._send("n0", Kind.GOSSIP, rumors=False, first=rumor)
+    return next(data for to, data in n1.datagrams_to_send() if to == "n0")
+
+
+def test_the_owners_delta_is_applied_before_its_header_and_nothing_is_pulled() -> None:
+    """The owner's own delta rumor rides a datagram whose header already carries the new
+    version: the receiver applies the delta (and spreads it, with the delta) and pulls nothing."""
+    sim = cluster(3)
+    sim.run_until(sim.now + 0.5)
+    n0, n1 = swim(sim, "n0"), swim(sim, "n1")
+    before = n1._serving_version
+    assert n0.members["n1"].serving_version == before
+    n1.set_serving(("192.0.2.50",), sim.now)
+    assert n1._serving_version == before + 1
+    data = _from_owner(sim, None)
+    head = decode(data, KEY, "n0")
+    assert head is not None and head.serving_version == before + 1
+    assert [(r.node, r.serving_version, r.delta is not None) for r in head.rumors] == [
+        ("n1", before + 1, True)
+    ]
+    assert n0.receive(data, sim.now).verdict == Verdict.ACCEPTED
+    assert n0.members["n1"].serving_version == before + 1
+    assert n0.members["n1"].serving == {"192.0.2.50"}
+    assert "n1" not in n0._wanting
+    # what n0 passes on carries the delta, so the next hop needs no pull either
+    n0.datagrams_to_send()
+    n0._send("n2", Kind.GOSSIP)
+    to_n2 = next(data for to, data in n0.datagrams_to_send() if to == "n2")
+    relayed = decode(to_n2, KEY, "n2")
+    assert relayed is not None
+    assert [(r.serving_version, r.delta) for r in relayed.rumors if r.node == "n1"] == [
+        (before + 1, (frozenset({"192.0.2.50"}), frozenset()))
+    ]
+    sent = _kinds_sent(sim, "n0", sim.now) + _kinds_sent(sim, "n0", sim.now + 0.5)
+    assert not [k for _, k in sent if k == Kind.PULL]
+
+
+def test_a_header_newer_than_the_delta_it_carries_still_leads_to_a_pull() -> None:
+    """Correctness never rests on rumors: the delta brings version v, the header says v + 1,
+    so the receiver applies the delta and then pulls the set from its owner."""
+    sim = cluster(3)
+    sim.run_until(sim.now + 0.5)
+    n0, n1 = swim(sim, "n0"), swim(sim, "n1")
+    before = n1._serving_version
+    n1.set_serving(("192.0.2.50",), sim.now)
+    first = n1._self_rumor((frozenset({"192.0.2.50"}), frozenset()))
+    n1.set_serving(("192.0.2.50", "192.0.2.51"), sim.now)
+    n1.datagrams_to_send()
+    data = _from_owner(sim, first)
+    head = decode(data, KEY, "n0")
+    assert head is not None and head.serving_version == before + 2
+    assert [r.serving_version for r in head.rumors] == [before + 1]
+    assert n0.receive(data, sim.now).verdict == Verdict.ACCEPTED
+    assert n0.members["n1"].serving_version == before + 1  # the delta was applied
+    assert n0.members["n1"].wanted_version == before + 2  # and the header heard
+    sent = _kinds_sent(sim, "n0", sim.now) + _kinds_sent(sim, "n0", sim.now + 0.5)
+    assert ("n1", Kind.PULL) in sent
+    # and the pull brings the newer set
+    sim.run_until(sim.now + 1.0)
+    assert n0.members["n1"].serving == {"192.0.2.50", "192.0.2.51"}
+    assert n0.members["n1"].serving_version >= before + 2

@@ -228,6 +228,13 @@ class Membership(DetectionMixin, SyncMixin, ViewMixin):
         return self._refresh(now)
 
     def _process(self, member: Member, d: Datagram, now: float, answered: bool = False) -> None:
+        # the rumors first: the owner's own change (with its delta) rides a datagram whose
+        # header already carries the new version; read first, the header would make that
+        # delta look stale, and every member would pull the set instead (and pass on the
+        # version without the delta). The header after: a version newer than what the
+        # rumors brought still leads to a pull, so nothing rests on rumors arriving
+        for rumor in d.rumors:
+            self._apply(rumor, now, source=d.sender)
         if (
             d.incarnation > member.incarnation
             or member.state is None
@@ -235,8 +242,6 @@ class Membership(DetectionMixin, SyncMixin, ViewMixin):
         ):
             self._apply(Rumor(d.sender, d.boot, d.incarnation, State.ALIVE, d.serving_version),
                         now)
-        for rumor in d.rumors:
-            self._apply(rumor, now, source=d.sender)
         if not (answered and d.kind in _REQUESTS):
             self._handle(member, d, now)
         if member.state in (State.SUSPECT, State.DEAD):
