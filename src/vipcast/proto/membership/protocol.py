@@ -35,11 +35,10 @@ from __future__ import annotations
 import random
 from collections.abc import Iterable
 from dataclasses import dataclass
-from enum import Enum
 from ipaddress import ip_address
 
+from vipcast.proto.membership.authentication import REQUESTS, AuthenticationMixin, Verdict
 from vipcast.proto.membership.codec import (
-    MAX_DELTA,
     MTU_PAYLOAD,
     Datagram,
     Kind,
@@ -48,12 +47,11 @@ from vipcast.proto.membership.codec import (
     WireError,
     decode,
     encode,
-    header_size,
 )
 from vipcast.proto.membership.config import MembershipConfig
 from vipcast.proto.membership.detection import DetectionMixin, _Pending, _Probe
-from vipcast.proto.membership.members import Member, RumorQueue, overrides
-from vipcast.proto.membership.replay import UNPROVEN
+from vipcast.proto.membership.dissemination import DisseminationMixin
+from vipcast.proto.membership.members import Member, RumorQueue
 from vipcast.proto.membership.sync import SyncMixin
 from vipcast.proto.membership.view import Interner, View, ViewMixin
 
@@ -67,21 +65,6 @@ LEAVE_COPIES = 3
 #: still counts for this many timeouts: on a loaded machine a round trip can take longer than
 #: one, and an answer refused as stale each time would leave the request unanswered for good
 ANSWER_WINDOW = 4
-_ANSWERS = frozenset({Kind.ACK, Kind.RESPONSE, Kind.SYNC, Kind.SERVING})
-_REQUESTS = frozenset({Kind.PING, Kind.CHALLENGE, Kind.SYNC_REQ, Kind.PULL})
-
-
-class Verdict(Enum):
-    ACCEPTED = "accepted"
-    MALFORMED = "malformed"
-    BAD_MAC = "bad-mac"
-    REPLAY = "replay"
-    UNKNOWN_MEMBER = "unknown-member"
-    SELF = "self"
-    #: the sender's boot is not proven fresh yet: challenged, content ignored
-    CHALLENGED = "challenged"
-    #: an answer to no request of ours (late, or recorded)
-    STALE = "stale"
 
 
 @dataclass(frozen=True)
@@ -92,7 +75,9 @@ class Received:
     node: str | None = None
 
 
-class Membership(DetectionMixin, SyncMixin, ViewMixin):
+class Membership(AuthenticationMixin, DisseminationMixin, DetectionMixin, SyncMixin, ViewMixin):
+    """The state machine: receive, tick, leave, what to send, the view (see the module text)."""
+
     def __init__(
         self,
         config: MembershipConfig,
@@ -242,7 +227,7 @@ class Membership(DetectionMixin, SyncMixin, ViewMixin):
         ):
             self._apply(Rumor(d.sender, d.boot, d.incarnation, State.ALIVE, d.serving_version),
                         now)
-        if not (answered and d.kind in _REQUESTS):
+        if not (answered and d.kind in REQUESTS):
             self._handle(member, d, now)
         if member.state in (State.SUSPECT, State.DEAD):
             self._tell(member, now)
@@ -332,46 +317,6 @@ class Membership(DetectionMixin, SyncMixin, ViewMixin):
             "peers": peers,
         }
 
-    # -- authentication --------------------------------------------------------------------
-    def _authenticate(self, member: Member, d: Datagram, now: float) -> Verdict:
-        if d.kind in _ANSWERS:
-            pending = self._pending.get(d.token) if d.token else None
-            if pending is None or d.sender not in pending.peers:
-                return Verdict.STALE
-            if d.boot in member.retired:
-                return Verdict.REPLAY
-            # an echo of our own fresh nonce: this boot of the sender is alive now
-            if not member.verified or member.boot != d.boot:
-                restarted = member.boot not in (0, d.boot)
-                was = member.state
-                member.adopt_boot(d.boot, d.incarnation)
-                if restarted or was != member.state:
-                    self._suspects.pop(member.name, None)
-                    self._accusers.pop(member.name, None)
-                    self._wanting.discard(member.name)
-                    self._dirty = True
-                if restarted:
-                    self._rumors.push(member.rumor(), self._transmits())
-            return Verdict.ACCEPTED if member.accept(d.boot, d.sequence) else Verdict.REPLAY
-        if member.verified and d.boot == member.boot:
-            return Verdict.ACCEPTED if member.accept(d.boot, d.sequence) else Verdict.REPLAY
-        if d.boot in member.retired:
-            return Verdict.REPLAY
-        # not proven fresh: answer a request (harmless: the answer goes to the member's own
-        # address and echoes its nonce), challenge the sender, and ignore the content
-        if d.kind in _REQUESTS:
-            self._handle(member, d, now)
-        member.held = d
-        self._challenge(member, now)
-        return Verdict.CHALLENGED
-
-    def _challenge(self, member: Member, now: float) -> None:
-        if now < member.challenged_at + self.timers.request_timeout:
-            return
-        member.challenged_at = now
-        token = self._nonce("challenge", member.name, now)
-        self._send(member.name, Kind.CHALLENGE, token=token, rumors=False)
-
     # -- what arrives ----------------------------------------------------------------------
     def _handle(self, member: Member, d: Datagram, now: float) -> None:
         kind = d.kind
@@ -398,83 +343,6 @@ class Membership(DetectionMixin, SyncMixin, ViewMixin):
             pass  # the LEFT rumor it carries did the work
         else:
             self._handle_sync(member, d, now)
-
-    def _apply(
-        self, rumor: Rumor, now: float, source: str | None = None, *, spread: bool = True
-    ) -> None:
-        if rumor.node == self.node:
-            self._about_me(rumor, source, now)
-            return
-        member = self.members.get(rumor.node)
-        if member is None:
-            return
-        if member.boot == 0:
-            # a boot first heard of in a rumor: not proven fresh here
-            member.boot, member.highest = rumor.boot, UNPROVEN
-        elif rumor.boot != member.boot:
-            if rumor.boot not in member.retired and rumor.state == State.ALIVE:
-                # another boot of a member we know: learn the truth from the member itself
-                self._probe_out_of_turn(member, now)
-            return
-        news = False
-        if (
-            source is not None
-            and rumor.state == State.SUSPECT
-            and member.state == State.SUSPECT
-            and rumor.incarnation == member.incarnation
-        ):
-            self._confirm(member, source, now)
-        if overrides(rumor, member):
-            member.incarnation, member.state = rumor.incarnation, rumor.state
-            if rumor.state == State.SUSPECT:
-                self._suspect(member, source or "", now)
-            else:
-                self._suspects.pop(member.name, None)
-                self._accusers.pop(member.name, None)
-            if rumor.state == State.LEFT:
-                # a graceful stop ends the boot: the next one starts its sets afresh. A dead
-                # member keeps its set and version (they count only while it is alive): if it
-                # was falsely declared dead, its refutation brings it back with the set it
-                # serves, and the node that took its VIPs meanwhile gives them back on that
-                # datagram, not after a pull (two owners until then); a set it changed
-                # meanwhile has a higher version and is pulled as usual
-                member.serving, member.pages = frozenset(), None
-                member.serving_version = member.wanted_version = 0
-                self._wanting.discard(member.name)
-            news = self._dirty = True
-        if rumor.serving_version > member.wanted_version:
-            member.wanted_version = rumor.serving_version
-            if rumor.delta is not None and member.serving_version == rumor.serving_version - 1:
-                added, removed = rumor.delta
-                member.serving = (member.serving - removed) | added
-                member.serving_version = rumor.serving_version
-            else:
-                self._wanting.add(member.name)
-                self._pull_check_at = now
-            news = self._dirty = True
-        if news and spread:
-            delta = rumor.delta if member.serving_version == rumor.serving_version else None
-            self._rumors.push(member.rumor(delta), self._transmits())
-
-    def _about_me(self, rumor: Rumor, source: str | None, now: float) -> None:
-        if rumor.boot != self.boot or self._left:
-            return
-        if rumor.state != State.ALIVE and rumor.incarnation >= self.incarnation:
-            # suspected: a sign that this node may be the slow one (Lifeguard)
-            self._health_change(+1)
-            self.incarnation = rumor.incarnation + 1
-            mine = self._self_rumor()
-            self._rumors.push(mine, self._transmits())
-            # the refutation goes at once, in one hop, to the member that told us and to up to
-            # refute_fanout - 1 others (all of a small cluster): each of them may have a
-            # suspicion running out, and gossip alone reached some only after theirs had
-            fanout = self.timers.refute_fanout - 1
-            names = [n for n, m in self.members.items()
-                     if n != source and m.state in (State.ALIVE, State.SUSPECT)] if fanout else []
-            if len(names) > fanout:
-                names = self.rng.sample(names, fanout)
-            for name in ([source] if source is not None else []) + names:
-                self._send(name, Kind.GOSSIP, first=mine)
 
     # -- sending ---------------------------------------------------------------------------
     def _nonce(self, purpose: str, peer: str, now: float, lifetime: float | None = None) -> int:
@@ -512,27 +380,6 @@ class Membership(DetectionMixin, SyncMixin, ViewMixin):
                 data = encode(_with_rumors(head, taken), self.config.key, to)  # type: ignore[arg-type]
         self._outbox.append((to, data))
 
-    # -- this node's own record --------------------------------------------------------------
-    def _self_rumor(self, delta: tuple[frozenset[str], frozenset[str]] | None = None) -> Rumor:
-        state = State.LEFT if self._left else State.ALIVE
-        return Rumor(self.node, self.boot, self.incarnation, state, self._serving_version, delta)
-
-    def _declare(self) -> None:
-        """Publish the serving set: nothing before the start-up wait is over (this node cannot
-        own anything yet, and the current owners must not let go before it can take over)."""
-        declared = self._serving if self._view.settled else frozenset()
-        if declared == self._declared:
-            return
-        added, removed = declared - self._declared, self._declared - declared
-        self._declared = declared
-        self._serving_version += 1
-        self._dirty = True
-        delta = (added, removed) if len(added) + len(removed) <= MAX_DELTA else None
-        self._rumors.push(self._self_rumor(delta), self._transmits())
-
-    def _transmits(self) -> int:
-        return self.timers.retransmits(len(self.members) + 1)
-
 
 def _with_rumors(head: Datagram, rumors: tuple[Rumor, ...]) -> Datagram:
     return Datagram(
@@ -542,4 +389,4 @@ def _with_rumors(head: Datagram, rumors: tuple[Rumor, ...]) -> Datagram:
     )
 
 
-__all__ = ["MAX_SERVING", "Interner", "Membership", "Received", "Verdict", "View", "header_size"]
+__all__ = ["MAX_SERVING", "Membership", "Received"]
