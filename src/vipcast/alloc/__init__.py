@@ -1,6 +1,7 @@
 """The address allocator (pure): pools and services in, assignments with reasons out."""
 
-from vipcast.alloc.allocator import allocate, wanted_families
+from vipcast.alloc.allocator import allocate
+from vipcast.alloc.families import wanted_families
 from vipcast.alloc.model import (
     ANNOTATION_IPS,
     ANNOTATION_POOL,
