@@ -18,7 +18,8 @@ from vipcast.core.pipeline import Snapshot
 from vipcast.core.plan import plan_for_spec
 from vipcast.core.sessions import bgp_sessions
 from vipcast.core.weights import route_weight
-from vipcast.runtime.bgp.peer import PeerSettings, PeerStatus
+from vipcast.runtime.bgp.peer import PeerSettings
+from vipcast.runtime.bgp.peer_status import PeerStatus
 from vipcast.runtime.bgp.transport import TransportOptions
 from vipcast.spec.errors import Issue
 from vipcast.spec.load import Spec

@@ -40,6 +40,8 @@ from vipcast.proto.bgp import (
     collision_winner,
     head_start,
 )
+from vipcast.runtime.bgp.link import Connection, Link, drain_events
+from vipcast.runtime.bgp.peer_status import PeerStatus, RetiredCounters
 from vipcast.runtime.bgp.transport import (
     BGP_PORT,
     TransportOptions,
@@ -60,79 +62,6 @@ class PeerSettings:
     port: int = BGP_PORT
     transport: TransportOptions = field(default_factory=TransportOptions)
     connect_timeout: float = 5.0
-
-
-@dataclass(frozen=True)
-class PeerStatus:
-    """A snapshot of one peer for status, metrics and the CLI."""
-
-    name: str
-    address: str
-    port: int
-    local_asn: int
-    peer_asn: int
-    state: str
-    uptime: float | None
-    local_address: str | None
-    prefixes_advertised: int
-    prefixes_received: int
-    updates_sent: int
-    updates_received: int
-    notifications_sent: int
-    notifications_received: int
-    established_transitions: int
-    last_error: str | None
-
-
-class Connection(asyncio.Protocol):
-    """A TCP connection whose bytes and loss go to whoever owns it (set by :meth:`bind`)."""
-
-    def __init__(self) -> None:
-        self.transport: asyncio.Transport | None = None
-        self._on_data: Callable[[bytes], None] | None = None
-        self._on_lost: Callable[[], None] | None = None
-        self.closed = asyncio.get_running_loop().create_future()
-
-    def bind(self, on_data: Callable[[bytes], None], on_lost: Callable[[], None]) -> None:
-        self._on_data, self._on_lost = on_data, on_lost
-
-    def unbind(self) -> None:
-        self._on_data = self._on_lost = None
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
-
-    def data_received(self, data: bytes) -> None:
-        if self._on_data is not None:
-            self._on_data(data)
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        if not self.closed.done():
-            self.closed.set_result(None)
-        if self._on_lost is not None:
-            self._on_lost()
-
-    def close(self) -> None:
-        self.unbind()
-        if self.transport is not None:
-            self.transport.close()
-
-    def abort(self) -> None:
-        self.unbind()
-        if self.transport is not None:
-            self.transport.abort()
-
-
-@dataclass(eq=False)
-class Link:
-    """One session and the TCP connection it runs on."""
-
-    session: Session
-    outbound: bool = True
-    connection: Connection | None = None
-    connect_task: asyncio.Task[None] | None = None
-    timer: asyncio.TimerHandle | None = None
 
 
 class PeerDriver:
@@ -158,7 +87,7 @@ class PeerDriver:
         self._established_at: float | None = None
         self._last_error: str | None = None
         self._stopped = False
-        self._carried = _Counters()
+        self._carried = RetiredCounters()
 
     # ---- public ---------------------------------------------------------------------------
 
@@ -268,7 +197,7 @@ class PeerDriver:
             link = self._new_link(replace(self.settings.session, passive=False), outbound=False)
             link.session.set_routes(self._routes)
             link.session.start(now)
-            _drain(link.session)  # its ConnectWanted is not for us: the connection is here
+            drain_events(link.session)  # its ConnectWanted is not for us: the connection is here
             self._attach(link, connection)
             link.session.connection_made(now, local_of(connection.transport)[0])
             self._others.append(link)
@@ -539,26 +468,3 @@ class PeerDriver:
                 link.timer = None
             self._detach(link, abort=link.connection is not None and self._stopped is False)
         self._others = []
-
-
-@dataclass
-class _Counters:
-    """Counters of retired sessions (after a collision or a restart), kept for status."""
-
-    updates_sent: int = 0
-    updates_received: int = 0
-    notifications_sent: int = 0
-    notifications_received: int = 0
-    established: int = 0
-
-    def add(self, stats: object) -> None:
-        self.updates_sent += int(getattr(stats, "updates_sent", 0))
-        self.updates_received += int(getattr(stats, "updates_received", 0))
-        self.notifications_sent += int(getattr(stats, "notifications_sent", 0))
-        self.notifications_received += int(getattr(stats, "notifications_received", 0))
-        self.established += int(getattr(stats, "established_count", 0))
-
-
-def _drain(session: Session) -> None:
-    while session.next_event() is not None:
-        pass

@@ -18,7 +18,9 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from vipcast.core.backoff import Backoff
 from vipcast.core.desired import BGPRoute, NodePlan
 from vipcast.proto.bgp import RouteAttributes
-from vipcast.runtime.bgp.peer import Connection, PeerDriver, PeerSettings, PeerStatus
+from vipcast.runtime.bgp.link import Connection
+from vipcast.runtime.bgp.peer import PeerDriver, PeerSettings
+from vipcast.runtime.bgp.peer_status import PeerStatus
 from vipcast.runtime.bgp.transport import (
     TransportError,
     family_of,
