@@ -16,7 +16,7 @@ import pytest
 from swim_cluster import KEY, cluster, member, swim
 
 from vipcast.core.desired import L2Ownership
-from vipcast.core.l2owner import owner_of
+from vipcast.core.l2owner import announce_again, owner_of
 from vipcast.lab.membership_sim import Simulation
 from vipcast.proto.membership import Kind, decode
 
@@ -46,6 +46,7 @@ def test_after_a_false_death_the_owner_is_back_with_its_set_and_only_one_node_an
 ) -> None:
     sim = _serving_cluster(seed)
     timers = swim(sim, "n0").timers
+    before = swim(sim, "n0").view
     stall = 4 * timers.stall_tolerance()  # well past the tolerance: a false death
     frozen_from = sim.now + 0.01
     sim.stall("n0", frozen_from, stall)
@@ -73,6 +74,11 @@ def test_after_a_false_death_the_owner_is_back_with_its_set_and_only_one_node_an
                     name, sim.now - thawed, view.serving)
     assert _owners(sim) == {"n0"}
     assert all(owner_of(OWNERSHIP, swim(sim, n).view) == "n0" for n in NAMES)
+    # n0 never lost the VIP in its own view, but its view says it refuted (its incarnation
+    # rose): n1 announced the VIP meanwhile, so n0 must announce it again (docs/l2.md)
+    after = swim(sim, "n0").view
+    assert after.incarnation > before.incarnation
+    assert announce_again(before, after, frozenset({VIP})) == {VIP}
     # the second owner lasts until n1 reads n0's refutation: at most one network delay after
     # n0 ran again (on the simulated LAN, well under a millisecond plus one step)
     assert len(two_owners) * step <= 2 * (sim.network.latency + sim.network.jitter) + 2 * step, (
@@ -121,3 +127,15 @@ def test_a_pull_answered_later_than_the_retry_interval_still_counts() -> None:
     for _, data in a.datagrams_to_send():
         b.receive(data, now)
     assert b.view.serving is not None and b.view.serving["a"] == frozenset(many)
+
+
+def test_no_announcement_again_without_a_refutation() -> None:
+    """A view change that is no refutation of this node (here: a peer's serving set) asks for
+    no announcement beyond those of newly taken VIPs."""
+    sim = _serving_cluster(1)
+    before = swim(sim, "n0").view
+    sim.set_serving("n2", [])
+    sim.run_until(sim.now + 0.5)
+    after = swim(sim, "n0").view
+    assert after != before and after.incarnation == before.incarnation
+    assert announce_again(before, after, frozenset({VIP})) == frozenset()

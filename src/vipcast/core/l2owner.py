@@ -100,3 +100,15 @@ def owned_by_peers(ownerships: Iterable[L2Ownership], node: str, view: View) -> 
     """The VIPs (as written in the plan) that another live node owns under ``view``: one this
     node loses to them is handed over (:class:`Releasing`), any other it loses just stops."""
     return frozenset(o.ip for o in ownerships if owner_of(o, view) not in (None, node))
+
+
+def announce_again(before: View, after: View, owned: frozenset[str]) -> frozenset[str]:
+    """The VIPs of ``owned`` (owned under ``after``) to announce again although this node may
+    never have lost them in its own view: all of them when it refuted a suspicion or a death of
+    itself between the two views (its incarnation rose). Other members may have counted it out
+    meanwhile and the next candidate may have announced its VIPs (gratuitous ARP / unsolicited
+    NA), moving the LAN's neighbour caches; ownership comes back with the refutation, but the
+    caches only with an announcement from the owner (RFC 5227 §2.3, RFC 4861 §7.2.6). A node
+    frozen by a stall cannot tell whether it was declared dead or only suspected (a death of an
+    older incarnation is ignored once refuted), so every refutation counts."""
+    return owned if after.incarnation > before.incarnation else frozenset()

@@ -103,6 +103,7 @@ class DisseminationMixin(MemberHost):
             # suspected: a sign that this node may be the slow one (Lifeguard)
             self._health_change(+1)
             self.incarnation = rumor.incarnation + 1
+            self._dirty = True  # the view carries the incarnation (its users react to it)
             mine = self._self_rumor()
             self._rumors.push(mine, self._transmits())
             # the refutation goes at once, in one hop, to the member that told us and to up to

@@ -35,6 +35,10 @@ class View:
     #: Never a member not heard from yet (no speaker there, or not started), nor one that
     #: left (a graceful stop is a restart of the agent, not a dead machine)
     dead: frozenset[str] = frozenset()
+    #: this member's own incarnation: it rises each time the member refutes a suspicion or a
+    #: death of itself, i.e. each time other members may have counted it out and given what
+    #: it owned to another node (an L2 owner then announces its VIPs again, docs/l2.md)
+    incarnation: int = 0
 
 
 class ServingMap(Mapping[str, frozenset[str]]):
@@ -102,6 +106,7 @@ class ViewMixin(MemberHost):
         _wanting: set[str]
         _declared: frozenset[str]
         _intern: Interner | None
+        incarnation: int
 
         def _declare(self) -> None: ...
 
@@ -138,7 +143,7 @@ class ViewMixin(MemberHost):
         if self._intern is not None:
             everyone = self._intern(everyone)
         return View(everyone, frozenset(left), quorum, settled, ServingMap(everyone, serving),
-                    frozenset(dead))
+                    frozenset(dead), self.incarnation)
 
     def _refresh(self, now: float) -> bool:
         if not self._dirty and (self._view.settled or self._started is None or (

@@ -27,7 +27,14 @@ from dataclasses import dataclass, field, replace
 from ipaddress import ip_address
 
 from vipcast.core.desired import L2Ownership, NodePlan
-from vipcast.core.l2owner import Releasing, canonical_ip, owned_by_peers, owned_here, owner_of
+from vipcast.core.l2owner import (
+    Releasing,
+    announce_again,
+    canonical_ip,
+    owned_by_peers,
+    owned_here,
+    owner_of,
+)
 from vipcast.obs.l2_metrics import L2Metrics
 from vipcast.obs.registry import CollectorRegistry
 from vipcast.proto.l2 import format_mac
@@ -91,6 +98,8 @@ class L2Runtime:
         self._responders: dict[str, InterfaceResponder] = {}
         self._interface_errors: dict[str, str] = {}
         self._owned: frozenset[str] = frozenset()
+        #: the last membership view handed to :meth:`_on_view`
+        self._view = self.membership.view
         self._releasing = Releasing()
         self._release_timer: asyncio.TimerHandle | None = None
         self._on_ownership = on_ownership
@@ -174,8 +183,19 @@ class L2Runtime:
     def _on_view(self, view: View) -> None:
         self.metrics.members_alive.set(len(view.alive))
         self.metrics.quorum.set(1 if view.quorum else 0)
+        before, self._view = self._view, view
         if self._started:
             self._reconcile()
+            again = announce_again(before, view, self._owned)
+            if again:
+                # this node refuted its own suspicion or death: another node may have taken
+                # and announced its VIPs meanwhile; it gives them back on our refutation, the
+                # LAN's caches come back only with our announcement
+                log.info("l2 %s: refuted a suspicion of itself (incarnation %d), announcing %s "
+                         "again", self.config.node, view.incarnation, sorted(again))
+                wanted = {ip_address(ip) for ip in again}
+                for responder in self._responders.values():
+                    responder.announce_again(frozenset(wanted & responder.owned))
         if self._on_view_change is not None:
             self._on_view_change(view)
 

@@ -56,6 +56,8 @@ class InterfaceResponder:
         self.claims: dict[IPAddress, float] = {}
         self._on_claim = on_claim
         self._announcers: dict[IPAddress, asyncio.Task[None]] = {}
+        #: when each owned address was last announced (the rate limit of :meth:`announce_again`)
+        self._announced: dict[IPAddress, float] = {}
         self._loop = asyncio.get_running_loop()
         self._loop.add_reader(sock.fileno(), self._on_readable)
 
@@ -84,11 +86,28 @@ class InterfaceResponder:
         for ip in list(self._announcers):
             if ip not in ips:
                 self._announcers.pop(ip).cancel()
+                self._announced.pop(ip, None)
         for ip in sorted(ips - self._announcers.keys(), key=str):
             # another node's announcement before we took the VIP is no claim on it any more
             self.claims.pop(ip, None)
             self._announcers[ip] = self._loop.create_task(
                 self._announce(ip), name=f"l2-announce-{self.ifname}-{ip}"
+            )
+
+    def announce_again(self, ips: frozenset[IPAddress]) -> None:
+        """Announce owned ``ips`` again, in a new burst, although this node kept them (another
+        node may have announced them meanwhile). Rate-limited: a burst under way starts over,
+        but no round goes sooner than ``burst_interval`` after the previous one, so however
+        often this is called an address is announced at most once per ``burst_interval``."""
+        now = self._loop.time()
+        for ip in sorted(ips & self.owned - self._releasing, key=str):
+            task = self._announcers.pop(ip, None)
+            if task is not None:
+                task.cancel()
+            last = self._announced.get(ip)
+            delay = 0.0 if last is None else max(0.0, last + self._schedule.burst_interval - now)
+            self._announcers[ip] = self._loop.create_task(
+                self._announce(ip, delay), name=f"l2-announce-{self.ifname}-{ip}"
             )
 
     async def close(self) -> None:
@@ -139,10 +158,13 @@ class InterfaceResponder:
             return False
         return True
 
-    async def _announce(self, ip: IPAddress) -> None:
+    async def _announce(self, ip: IPAddress, delay: float = 0.0) -> None:
         frames = announcements(self.mac, ip)
         rounds = 0
+        if delay > 0:
+            await asyncio.sleep(delay)
         while True:
+            self._announced[ip] = self._loop.time()
             for frame in frames:
                 if self._send(frame):
                     self._metrics.announcements.labels(self.ifname).inc()
