@@ -34,16 +34,15 @@ sys.path.insert(0, str(HERE.parent))
 sys.path.insert(0, str(HERE))
 
 import httpx2 as httpx  # noqa: E402
-import kube_scale as ks  # noqa: E402
 from lightkube.resources.core_v1 import Service  # noqa: E402
 from lightkube.types import PatchType  # noqa: E402
+from scale_cluster import NS, cpu_s, create_objects, load1, setup  # noqa: E402
 from tests.kube.harness.cluster import start_cluster  # noqa: E402
 from tests.kube.harness.proxy import CORE_APIVERSION, TOKEN  # noqa: E402
 
 from vipcast.sources.kube.client import make_client  # noqa: E402
 from vipcast.sources.kube.status import EventRecorder, apply_service_ips  # noqa: E402
 
-NS = ks.NS
 PHASES = 7 + 2 * 3  # the single phases, then three rounds of one-at-a-time vs 8 in flight
 
 
@@ -67,19 +66,19 @@ async def run(m: int) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="vc-wcost-") as tmp:
         cluster = start_cluster(Path(tmp) / "k8s", webhooks=False)
         try:
-            ks.setup(cluster, n)
-            await ks.create_objects(f"https://127.0.0.1:{cluster.api_port}", n, 0)
+            setup(cluster, n)
+            await create_objects(f"https://127.0.0.1:{cluster.api_port}", n, 0)
             client = make_client(cluster.kubeconfig, NS, "vipcast-controller")
             recorder = EventRecorder(client, "vipcast-controller", "bench")
             direct = httpx.AsyncClient(base_url=f"https://127.0.0.1:{cluster.api_port}",
                                        verify=False, headers={"Authorization": f"Bearer {TOKEN}"})
             fresh = iter(range(n))
-            out: dict[str, Any] = {"m": m, "load_1m_start": ks.load1(), "phases": {}}
+            out: dict[str, Any] = {"m": m, "load_1m_start": load1(), "phases": {}}
 
             async def phase(name: str, one: Callable[[int], Awaitable[None]],
                             width: int = 1) -> None:
                 todo = iter([next(fresh) for _ in range(m)])
-                cpu0 = {k: ks.cpu_s(p.pid) for k, p in cluster.procs.items()}
+                cpu0 = {k: cpu_s(p.pid) for k, p in cluster.procs.items()}
                 own0 = time.process_time()
                 t0 = time.monotonic()
 
@@ -88,12 +87,12 @@ async def run(m: int) -> dict[str, Any]:
                         await one(i)
                 await asyncio.gather(*(worker() for _ in range(width)))
                 wall = time.monotonic() - t0
-                cpu = {k: round((ks.cpu_s(p.pid) - cpu0[k]) * 1000 / m, 2)
+                cpu = {k: round((cpu_s(p.pid) - cpu0[k]) * 1000 / m, 2)
                        for k, p in cluster.procs.items()}
                 cpu["client"] = round((time.process_time() - own0) * 1000 / m, 2)
                 out["phases"][name] = {"in_flight": width, "per_s": round(m / wall, 1),
                                        "ms_each": round(wall * 1000 / m, 1),
-                                       "cpu_ms_per_write": cpu, "load_1m": ks.load1()}
+                                       "cpu_ms_per_write": cpu, "load_1m": load1()}
                 print(name, out["phases"][name], flush=True)
 
             async def apply(i: int) -> None:
@@ -142,7 +141,7 @@ async def run(m: int) -> dict[str, Any]:
                 await phase(f"apply+event 8 in flight #{r}", apply_event, 8)
             await client.close()
             await direct.aclose()
-            out["load_1m_end"] = ks.load1()
+            out["load_1m_end"] = load1()
             out["cpu_count"] = os.cpu_count()
             return out
         finally:
