@@ -192,7 +192,7 @@ async def created_cluster(n: int, args: argparse.Namespace, work: Path,
 
     workdir = work / f"k8s-{n}"
     cached = CACHE / objects_key(n)
-    if not (args.no_cache or (cached / "done.json").exists()):
+    if args.no_cache or not (cached / "done.json").exists():
         cluster = start_cluster(workdir, webhooks=False)
         try:
             setup(cluster, n)
