@@ -10,12 +10,15 @@ the VIP the same way. Only one node answers ARP for the VIP at a time (capture o
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
-from agent_lan import VIP, AgentLan, parse_attempts
+from agent_lan import VIP, AgentLan, Attempt, parse_attempts
 from l2_lan import answers
 
-from vipcast.lab.netns import wait_until
+from vipcast.lab.netns import Process, wait_until
 
 pytestmark = [pytest.mark.netns, pytest.mark.slow]
 
@@ -47,59 +50,76 @@ def single_answerer(
     assert last_before <= first_after + window, nodes
 
 
-def test_owner_without_healthy_backend_gives_up_the_vip(agent_lan: AgentLan) -> None:
-    lan = agent_lan
+@dataclass
+class Handover:
+    """What a probe saw while the owner ``first`` gave the VIP to ``second``."""
+
+    first: str
+    second: str
+    #: when the test acted on ``first``
+    acted_at: float
+    attempts: list[Attempt]
+    #: the first probe ``second`` answered after the act
+    moved: Attempt
+    capture: Process
+    pcap: Path
+
+
+def hand_over(lan: AgentLan, act: Callable[[str], float], duration: float) -> Handover:
+    """The preferred node owns the VIP (and answers for it); under a capture and an ARP probe
+    every 20 ms for ``duration`` s, ``act(first)`` (returning when it acted) makes it give the
+    VIP up. The next candidate answers after the act, and from 0.5 s later it alone answers.
+    The capture still runs."""
     first, second = lan.candidates()[:2]
     lan.start_all()
     lan.wait_sole_owner(first)
     assert lan.get() == first
     capture, pcap = lan.start_capture()
-    probe = lan.start_probe(period=0.02, duration=7.0)
+    probe = lan.start_probe(period=0.02, duration=duration)
     time.sleep(1.0)
-    killed_at = lan.stop_backend(first)
+    acted_at = act(first)
     probe.popen.wait(40)
     attempts = parse_attempts(probe.log_text())
-    moved = next((a for a in attempts if a.node == second and a.sent > killed_at), None)
+    moved = next((a for a in attempts if a.node == second and a.sent > acted_at), None)
     assert moved is not None, f"{second} never answered: {attempts[-5:]}"
-    assert moved.sent - killed_at < MOVE_WITHIN
     later = [a.node for a in attempts if a.sent > moved.sent + 0.5]
     assert later and set(later) == {second}, later
-    lan.wait_sole_owner(second, timeout=10)
+    return Handover(first, second, acted_at, attempts, moved, capture, pcap)
+
+
+def test_owner_without_healthy_backend_gives_up_the_vip(agent_lan: AgentLan) -> None:
+    lan = agent_lan
+    h = hand_over(lan, lan.stop_backend, duration=7.0)
+    assert h.moved.sent - h.acted_at < MOVE_WITHIN
+    lan.wait_sole_owner(h.second, timeout=10)
     time.sleep(0.5)
-    capture.stop()
-    single_answerer(pcap, lan, first, second)
+    h.capture.stop()
+    single_answerer(h.pcap, lan, h.first, h.second)
     # recovery: healthy and verified again, the preferred node takes the VIP back
-    lan.start_backend(first)
-    lan.wait_sole_owner(first, timeout=30)
-    assert lan.get() == first
+    lan.start_backend(h.first)
+    lan.wait_sole_owner(h.first, timeout=30)
+    assert lan.get() == h.first
 
 
 def test_local_policy_owner_losing_its_last_ready_endpoint_moves_the_vip(
     agent_lan: AgentLan,
 ) -> None:
     lan = agent_lan
-    first, second = lan.candidates()[:2]
-    lan.start_all()
-    lan.wait_sole_owner(first)
-    capture, pcap = lan.start_capture()
-    probe = lan.start_probe(period=0.02, duration=6.0)
-    time.sleep(1.0)
-    changed_at = time.time()
-    lan.set_ready(first, False)  # a plan change: first is no candidate any more
-    probe.popen.wait(40)
-    attempts = parse_attempts(probe.log_text())
-    moved = next((a for a in attempts if a.node == second and a.sent > changed_at), None)
-    assert moved is not None, f"{second} never answered: {attempts[-5:]}"
-    assert moved.sent - changed_at < MOVE_WITHIN
-    later = [a.node for a in attempts if a.sent > moved.sent + 0.5]
-    assert later and set(later) == {second}, later
-    lan.wait_sole_owner(second, timeout=10)
+
+    def not_ready(node: str) -> float:
+        changed_at = time.time()
+        lan.set_ready(node, False)  # a plan change: the node is no candidate any more
+        return changed_at
+
+    h = hand_over(lan, not_ready, duration=6.0)
+    assert h.moved.sent - h.acted_at < MOVE_WITHIN
+    lan.wait_sole_owner(h.second, timeout=10)
     time.sleep(0.5)
-    capture.stop()
-    single_answerer(pcap, lan, first, second, PLAN_CHANGE_WINDOW)
-    lan.set_ready(first, True)
-    lan.wait_sole_owner(first, timeout=30)
-    assert lan.get() == first
+    h.capture.stop()
+    single_answerer(h.pcap, lan, h.first, h.second, PLAN_CHANGE_WINDOW)
+    lan.set_ready(h.first, True)
+    lan.wait_sole_owner(h.first, timeout=30)
+    assert lan.get() == h.first
 
 
 def test_drained_owner_hands_its_vip_over_before_it_stops_answering(
@@ -110,28 +130,21 @@ def test_drained_owner_hands_its_vip_over_before_it_stops_answering(
     announcement (the release of docs/l2.md), so every probe is answered across the drain and
     the capture shows one MAC, then the other. Undrain gives the VIP back."""
     lan = agent_lan
-    first, second = lan.candidates()[:2]
-    lan.start_all()
-    lan.wait_sole_owner(first)
-    capture, pcap = lan.start_capture()
-    probe = lan.start_probe(period=0.02, duration=6.0)
-    time.sleep(1.0)
-    drained_at = time.time()
-    lan.set_drained(first, True)
-    probe.popen.wait(40)
-    capture.stop()
-    attempts = parse_attempts(probe.log_text())
-    unanswered = [a for a in attempts if a.node is None]
-    assert not unanswered, f"{len(unanswered)} of {len(attempts)} unanswered: {unanswered[:5]}"
-    moved = next((a for a in attempts if a.node == second and a.sent > drained_at), None)
-    assert moved is not None, f"{second} never answered: {attempts[-5:]}"
-    later = [a.node for a in attempts if a.sent > moved.sent + 0.5]
-    assert later and set(later) == {second}, later
-    single_answerer(pcap, lan, first, second)
-    assert lan.status(first).get("drain") in ("draining", "drained"), lan.status(first)
-    lan.set_drained(first, False)
-    lan.wait_sole_owner(first, timeout=30)
-    assert lan.get() == first
+
+    def drain(node: str) -> float:
+        drained_at = time.time()
+        lan.set_drained(node, True)
+        return drained_at
+
+    h = hand_over(lan, drain, duration=6.0)
+    h.capture.stop()
+    unanswered = [a for a in h.attempts if a.node is None]
+    assert not unanswered, f"{len(unanswered)} of {len(h.attempts)} unanswered: {unanswered[:5]}"
+    single_answerer(h.pcap, lan, h.first, h.second)
+    assert lan.status(h.first).get("drain") in ("draining", "drained"), lan.status(h.first)
+    lan.set_drained(h.first, False)
+    lan.wait_sole_owner(h.first, timeout=30)
+    assert lan.get() == h.first
 
 
 def test_restarted_node_takes_its_vip_back_only_when_it_can_carry_it(
