@@ -194,7 +194,8 @@ def cache_written(src: Path, cache: Path, limit: float = 120.0) -> None:
 
 
 def run_vipcast(src: Path, n: int, trials: int, work: Path, *, config: Path | None = None,
-                cache: Path | None = None, prime: bool = False) -> dict[str, Any]:
+                cache: Path | None = None, prime: bool = False,
+                log_level: str = "WARNING") -> dict[str, Any]:
     work.mkdir(parents=True, exist_ok=True)
     if config is None:
         config = work / "config"
@@ -205,7 +206,7 @@ def run_vipcast(src: Path, n: int, trials: int, work: Path, *, config: Path | No
         env = user_env(src)
         argv = [sys.executable, "-c", "from vipcast.cli.main import app; app()", "agent",
                 "--config", str(config), "--node", "n1", "--no-dataplane",
-                "--metrics-address", "127.0.0.1:0", "--log-level", "WARNING",
+                "--metrics-address", "127.0.0.1:0", "--log-level", log_level,
                 *(["--cache-dir", str(cache)] if cache is not None else [])]
         timeline = Timeline(router, work, n)
         watch = timeline.watch
@@ -318,6 +319,8 @@ def main() -> None:
     parser.add_argument("--speakers", default="before,before-warm,after,warm,bird,gobgp")
     parser.add_argument("--before-rev", default=BEFORE_REV)
     parser.add_argument("--json", type=Path, default=ROOT / "bench" / "agent_routes.json")
+    parser.add_argument("--agent-log-level", default="WARNING",
+                        help="this tree's agents' log level (their agent.log: VC_BENCH_KEEP)")
     args = parser.parse_args()
     n, trials = args.services, min(args.trials, 50)
     speakers = args.speakers.split(",")
@@ -335,13 +338,15 @@ def main() -> None:
                 work.mkdir()
                 if s == "after":  # an empty cache: the cold-cache start
                     runs[s].append(run_vipcast(ROOT / "src", n, trials, work, config=shared,
-                                               cache=root / f"cache-cold-{rnd}"))
+                                               cache=root / f"cache-cold-{rnd}",
+                                               log_level=args.agent_log_level))
                 elif s == "warm":
                     if rnd == 0:  # a start that leaves the cache, not timed
                         run_vipcast(ROOT / "src", n, 0, work / "prime", config=shared,
                                     cache=root / "cache-warm", prime=True)
                     runs[s].append(run_vipcast(ROOT / "src", n, trials, work, config=shared,
-                                               cache=root / "cache-warm"))
+                                               cache=root / "cache-warm",
+                                               log_level=args.agent_log_level))
                 elif s == "before":
                     assert old is not None
                     runs[s].append(run_vipcast(old, n, trials, work))

@@ -90,7 +90,7 @@ def written(folder: Path, cache: Path, node: str = "n1") -> NodePlan:
     assert first.start_cache is not None and first.files.parsed > 0
     assert desired.snapshot is not None
     assert first.start_cache.save(first.files.state(), first._planner,  # type: ignore[arg-type]
-                                  desired.snapshot, first.identity())
+                                  first._gateway_services, desired.snapshot, first.identity())
     return desired.plan
 
 
@@ -302,7 +302,8 @@ def test_a_write_a_reload_abandons_leaves_nothing(tmp_path: Path) -> None:
     stop = threading.Event()
     stop.set()
     assert not first.start_cache.save(first.files.state(), first._planner,  # type: ignore[arg-type]
-                                      desired.snapshot, first.identity(), stop)
+                                      first._gateway_services, desired.snapshot,
+                                      first.identity(), stop)
     assert not list(cache.glob("start-*"))  # neither the file nor its temporary
     restarted = agent(folder, cache)
     restarted.load()

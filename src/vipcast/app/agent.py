@@ -171,6 +171,7 @@ class Agent:
             restored = self.start_cache.restore(self.files, self.identity())
             if restored is not None:
                 self._planner = restored.planner
+                self._gateway_services = restored.gateways
                 return self._desired(restored.snapshot)
         spec = self._gateway_services(self.load_spec())  # a Gateway's VIP: a stand-in Service
         duties = run_planner(self._planner, spec, self.options.node)
@@ -412,7 +413,8 @@ class Agent:
             self.started.set()
             saver = asyncio.create_task(
                 self.caches.run(self._announced,
-                                lambda: (self.current, self._planner, self.identity())),
+                                lambda: (self.current, self._planner, self._gateway_services,
+                                         self.identity())),
                 name="save-caches")
             watcher = self._start_watching()
             await self._watch()

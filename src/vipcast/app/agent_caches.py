@@ -17,12 +17,14 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 
 from vipcast.app.agent_values import Desired
 from vipcast.app.start_cache import StartCache
+from vipcast.core.gateway.address import GatewayServices
 from vipcast.core.incremental import NodePlanner
 from vipcast.core.pipeline import NodeIdentity
 from vipcast.sources.files import ObjectFiles
 
-#: (the running config, the planner, the node's identity) when the start cache is written
-Running = Callable[[], tuple[Desired | None, object, NodeIdentity]]
+#: (the running config, the planner, the Gateways' stand-ins, the node's identity) when the
+#: start cache is written
+Running = Callable[[], tuple[Desired | None, object, GatewayServices, NodeIdentity]]
 
 
 class CacheWriter:
@@ -86,11 +88,10 @@ class CacheWriter:
         if cache is None:
             return False
         async with self._loading:  # no load updates the planner's memory meanwhile
-            current, planner, identity = running()
+            current, planner, gateways, identity = running()
             if (current is None or current.snapshot is None or current.snapshot is cache.holds
-                    or current.spec.gateways  # their stand-ins are remembered by object id
                     or current.files != self.files.stamps  # a refused load since
                     or not isinstance(planner, NodePlanner)):
                 return False
-            return await asyncio.to_thread(cache.save, self.files.state(), planner,
+            return await asyncio.to_thread(cache.save, self.files.state(), planner, gateways,
                                            current.snapshot, identity, self._abandon)

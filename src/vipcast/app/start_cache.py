@@ -5,10 +5,12 @@ The per-file cache (:mod:`vipcast.sources.validated_cache`) spares a restart the
 validation, but allocation and planning still run over every Service (about 1.2 s of CPU for
 10,000 of them, more than unpickling the validated files). This cache keeps, in one pickle
 stream, everything the agent holds after a load: per file its validated objects (the source's
-memory), the assembler's and the incremental planner's memory, and the snapshot (the config and
-its duties, :class:`~vipcast.core.pipeline.Snapshot`). One stream keeps the objects shared
-between them shared, so a reload after the start is as incremental as in the process that wrote
-it (an unchanged Service is the same object in the files' entries, the spec and the planner).
+memory), the assembler's and the incremental planner's memory, the Gateways' stand-in Services
+(:class:`~vipcast.core.gateway.address.GatewayServices`, by object) and the snapshot (the
+config, its duties and the proxy model, :class:`~vipcast.core.pipeline.Snapshot`). One stream
+keeps the objects shared between them shared, so a reload after the start is as incremental as
+in the process that wrote it (an unchanged Service or Gateway is the same object in the files'
+entries, the spec and the planner).
 
 It is used only when it is exactly right:
 
@@ -48,6 +50,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from vipcast.core.desired import BGPRoute, BgpSession
+from vipcast.core.gateway.address import GatewayServices, gateway_addresses
 from vipcast.core.incremental import NodePlanner
 from vipcast.core.pipeline import NodeIdentity, Snapshot, snapshot
 from vipcast.sources.files import FilesState, ObjectFiles, Stamp, config_files, stamp_of
@@ -56,7 +59,7 @@ from vipcast.sources.validated_cache import ValidatedCache
 log = logging.getLogger("vipcast.agent.start_cache")
 
 MAGIC = "vipcast-start-cache"
-FORMAT = 2
+FORMAT = 3
 #: objects pickled per chunk (the GIL is held for one chunk)
 CHUNK = 512
 #: the packages whose code made the cached values
@@ -167,9 +170,12 @@ def _is_early(record: object) -> bool:
 
 @dataclass(frozen=True)
 class Restored:
-    """What a hit gives the agent: the planner with its memory and the snapshot."""
+    """What a hit gives the agent: the planner with its memory, the Gateways' stand-in
+    Services it planned (:class:`~vipcast.core.gateway.address.GatewayServices`: an unchanged
+    Gateway keeps its stand-in object, so a reload plans it as unchanged) and the snapshot."""
 
     planner: NodePlanner
+    gateways: GatewayServices
     snapshot: Snapshot
 
 
@@ -291,20 +297,25 @@ class StartCache:
         if checked is None:
             self.missed = "unexpected content"
             return None
-        files_state, planner, snap, cached_identity = checked
+        files_state, planner, gateways, snap, cached_identity = checked
         files.adopt(files_state, opened.now.stamps)
         if cached_identity != identity:  # restarting differs: the sessions' R-bit
-            snap = snapshot(snap.spec, snap.duties, identity)
+            spec = snap.spec  # the Gateways' proxy model as the agent makes it (Agent.load)
+            allocated = (gateway_addresses(planner.assignments)
+                         if spec.gateways or spec.ingresses else {})
+            snap = snapshot(spec, snap.duties, identity, gateway_addresses=allocated)
         self.key, self.holds = opened.key, snap
-        return Restored(planner, snap)
+        return Restored(planner, gateways, snap)
 
     # ---- writing ----------------------------------------------------------------------------
 
-    def save(self, state: FilesState, planner: NodePlanner, snap: Snapshot,
-             identity: NodeIdentity, abandon: threading.Event | None = None) -> bool:
-        """Write the start of ``snap`` (the files' entries it came from, the planner's memory);
-        in a worker thread, with no load running meanwhile. ``abandon`` set (a reload waits):
-        stop between two chunks, write nothing. False: not written (logged)."""
+    def save(self, state: FilesState, planner: NodePlanner, gateways: GatewayServices,
+             snap: Snapshot, identity: NodeIdentity, abandon: threading.Event | None = None
+             ) -> bool:
+        """Write the start of ``snap`` (the files' entries it came from, the planner's and the
+        Gateways' stand-ins' memory); in a worker thread, with no load running meanwhile.
+        ``abandon`` set (a reload waits): stop between two chunks, write nothing. False: not
+        written (logged)."""
         keys = {name: entry.key for name, entry in state.entries.items()}
         if any(k is None for k in keys.values()):
             return False
@@ -318,9 +329,10 @@ class StartCache:
             with temporary.open("wb") as handle:
                 pickle.dump((MAGIC, FORMAT, self.code(), key), handle,
                             protocol=pickle.HIGHEST_PROTOCOL)
+                values = {"files": state, "planner": planner, "gateways": gateways,
+                          "snapshot": bare, "identity": identity}
                 _write_body(handle, ("early", identity, bare.plan_base.bgp, bare.plan_base.peers),
-                            state, bare, {"files": state, "planner": planner, "snapshot": bare,
-                                          "identity": identity}, abandon or threading.Event())
+                            state, bare, values, abandon or threading.Event())
             os.replace(temporary, self.path)
         except _Abandoned:
             log.info("start cache not written: a reload came first")
@@ -354,17 +366,20 @@ def _write_body(handle: BinaryIO, early: tuple[object, ...], state: FilesState, 
 
 
 def _checked(state: object, now: Files
-             ) -> tuple[FilesState, NodePlanner, Snapshot, NodeIdentity] | None:
+             ) -> tuple[FilesState, NodePlanner, GatewayServices, Snapshot, NodeIdentity] | None:
     """The restored values, if they have the types and files they should."""
     if not isinstance(state, dict):
         return None
     files_state, planner = state.get("files"), state.get("planner")
+    gateways = state.get("gateways")
     snap, identity = state.get("snapshot"), state.get("identity")
     if not (isinstance(files_state, FilesState) and isinstance(planner, NodePlanner)
+            and isinstance(gateways, GatewayServices)
             and isinstance(snap, Snapshot) and isinstance(identity, NodeIdentity)):
         return None
     if set(files_state.entries) != set(now.stamps) or any(
         files_state.entries[name].key != key for name, key in now.keys.items()
     ):
         return None
-    return files_state, planner, snap, identity
+    return files_state, planner, gateways, snap, identity
+

@@ -25,6 +25,7 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
+from typing import Any
 
 from vipcast.alloc import Assignment, Reason
 from vipcast.core.gateway.ingress import (
@@ -185,7 +186,20 @@ class GatewayServices:
     def __init__(self, load_balancer_class: str | None = None) -> None:
         self.load_balancer_class = load_balancer_class
         self._memo: dict[int, tuple[Gateway, Service | None]] = {}
-        self._ingress_memo: tuple[tuple[int, ...], Service | None] | None = None
+        #: the Ingresses and IngressClasses the Ingress Gateway's stand-in was made from (held,
+        #: compared by identity) and that stand-in
+        self._ingress_memo: tuple[tuple[object, ...], Service | None] | None = None
+
+    def __getstate__(self) -> dict[str, object]:
+        """Picklable (the agent's start cache keeps it with the objects it remembers): the
+        memo by object, not by ``id`` (another process's ids mean nothing)."""
+        return {"load_balancer_class": self.load_balancer_class,
+                "memo": tuple(self._memo.values()), "ingress_memo": self._ingress_memo}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.load_balancer_class = state["load_balancer_class"]
+        self._memo = {id(gw): (gw, service) for gw, service in state["memo"]}
+        self._ingress_memo = state["ingress_memo"]
 
     def _ingress_service(self, spec: Spec) -> Service | None:
         """The stand-in of the Ingress Gateway: the same object while no Ingress or
@@ -193,12 +207,14 @@ class GatewayServices:
         if not spec.ingresses:
             self._ingress_memo = None
             return None
-        ids = tuple(id(o) for o in (*spec.ingresses, *spec.ingress_classes))
-        if self._ingress_memo is not None and self._ingress_memo[0] == ids:
-            return self._ingress_memo[1]
+        objects = (*spec.ingresses, *spec.ingress_classes)
+        held = self._ingress_memo
+        if held is not None and len(held[0]) == len(objects) and all(
+                a is b for a, b in zip(held[0], objects, strict=True)):
+            return held[1]
         gw = ingress_gateway(spec)
         service = gateway_service(gw, self.load_balancer_class) if gw is not None else None
-        self._ingress_memo = (ids, service)
+        self._ingress_memo = (objects, service)
         return service
 
     def __call__(self, spec: Spec) -> Spec:
