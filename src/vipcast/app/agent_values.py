@@ -18,6 +18,7 @@ from vipcast.core.pipeline import Snapshot
 from vipcast.core.plan import plan_for_spec
 from vipcast.core.sessions import bgp_sessions
 from vipcast.core.weights import route_weight
+from vipcast.proto.membership import suspicion_min_problem
 from vipcast.runtime.bgp.peer import PeerSettings
 from vipcast.runtime.bgp.peer_status import PeerStatus
 from vipcast.runtime.bgp.transport import TransportOptions
@@ -61,11 +62,20 @@ class AgentOptions:
     weight_interval: float = 5.0
     #: the membership's dead nodes leave the Cluster-policy maps (app/liveness.py)
     node_liveness: bool = True
+    #: the membership's suspicion floor in seconds (L2 and node liveness); None: the default
+    #: of ``Timers.lan`` (docs/membership.md, "The suspicion floor")
+    suspicion_min: float | None = None
     #: keep validated object files here across restarts (sources/validated_cache.py)
     cache_dir: Path | None = None
     #: seconds a new config must run unchanged before the start cache is written (a burst of
     #: reloads writes it once; app/start_cache.py)
     cache_quiet: float = 5.0
+
+    def __post_init__(self) -> None:
+        if self.suspicion_min is not None:
+            problem = suspicion_min_problem(self.suspicion_min)
+            if problem is not None:
+                raise ValueError(f"AgentOptions.suspicion_min {problem}")
 
 
 @dataclass(frozen=True)

@@ -23,10 +23,22 @@ from pathlib import Path
 
 from vipcast.core.desired import L2Ownership, NodePlan
 from vipcast.obs.registry import CollectorRegistry
+from vipcast.proto.membership import suspicion_min_problem
 from vipcast.runtime.l2.driver import L2Config, L2Runtime
 from vipcast.runtime.l2.responder import AnnounceSchedule
 from vipcast.runtime.membership import DEFAULT_PORT
 from vipcast.spec.addresses import parse_host_port
+
+
+def _suspicion_min(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number of seconds, not {text!r}") from None
+    problem = suspicion_min_problem(value)
+    if problem is not None:
+        raise argparse.ArgumentTypeError(problem)
+    return value
 
 
 def parse_args(argv: Sequence[str]) -> argparse.Namespace:
@@ -41,6 +53,11 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         help="read the preference order from this file (comma-separated) at start and on SIGHUP",
     )
     parser.add_argument("--release-timeout", type=float, default=3.0)
+    parser.add_argument(
+        "--suspicion-min",
+        type=_suspicion_min,
+        help="membership suspicion floor, seconds (0.05-30; default 0.12 up to 16 members)",
+    )
     parser.add_argument("--peer", action="append", default=[], help="NAME=HOST[:PORT]")
     parser.add_argument("--bind", default=f"0.0.0.0:{DEFAULT_PORT}")
     parser.add_argument("--key-file", type=Path)
@@ -69,6 +86,7 @@ def build(args: argparse.Namespace) -> tuple[L2Config, NodePlan]:
         schedule=AnnounceSchedule(args.burst, args.burst_interval, args.announce_period),
         default_interfaces=tuple(args.interface),
         release_timeout=args.release_timeout,
+        suspicion_min=args.suspicion_min,
     )
     text = args.candidates
     if args.candidates_file is not None:

@@ -49,6 +49,7 @@ class NodeLiveness:
         *,
         enabled: bool = True,
         timers: Timers | None = None,
+        suspicion_min: float | None = None,
         port: int = DEFAULT_PORT,
         clock: Clock | None = None,
     ) -> None:
@@ -57,6 +58,7 @@ class NodeLiveness:
         self._on_dead = on_dead
         self._enabled = enabled
         self._timers = timers
+        self._suspicion_min = suspicion_min
         self._port = port
         self._clock = clock
         self._agent: MembershipAgent | None = None
@@ -79,7 +81,7 @@ class NodeLiveness:
             return
         if self._agent is None:
             members = frozenset({self._node, *peers})
-            timers = self._timers or Timers.lan(len(members))
+            timers = self._timers or Timers.lan(len(members), self._suspicion_min)
             membership = Membership(MembershipConfig(self._node, members, self._key, timers),
                                     boot=new_boot(), rng=random.Random())
             agent = MembershipAgent(membership, peers, bind, self._changed, self._clock)

@@ -121,7 +121,8 @@ async def run_node(
     registry = CollectorRegistry()
     if not dataplane_enabled:
         agent = agent_factory(options, planner=base_planner, registry=registry)
-        l2 = NodeL2(options.node, registry, membership_key)
+        l2 = NodeL2(options.node, registry, membership_key,
+                    suspicion_min=options.suspicion_min)
         register_membership_metrics(registry, l2.membership_counters)
         agent.add_consumer(l2)
         bird = BirdHandOff()
@@ -154,10 +155,11 @@ async def run_node(
     # node liveness: the membership's dead nodes are an observation like health (BGP mode:
     # its own membership; L2 mode: the L2 one), see app/liveness.py
     liveness = NodeLiveness(options.node, membership_key, policy.dead_nodes,
-                            enabled=options.node_liveness)
+                            enabled=options.node_liveness, suspicion_min=options.suspicion_min)
     l2 = NodeL2(options.node, registry, membership_key,
                 on_view=lambda view: policy.dead_nodes(
-                    view.dead if options.node_liveness else frozenset()))
+                    view.dead if options.node_liveness else frozenset()),
+                suspicion_min=options.suspicion_min)
     register_membership_metrics(registry,
                                 lambda: l2.membership_counters() or liveness.counters())
     agent.add_consumer(liveness)  # before L2: it frees the membership port for it

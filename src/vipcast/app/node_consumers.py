@@ -94,8 +94,9 @@ def observe(agent: Agent, registry: CollectorRegistry, l2: NodeL2) -> BfdBinding
     return bfd
 
 
-def l2_config_of(plan: NodePlan, key: bytes) -> L2Config:
-    """The L2 runtime's membership config from the plan's members."""
+def l2_config_of(plan: NodePlan, key: bytes, suspicion_min: float | None = None) -> L2Config:
+    """The L2 runtime's membership config from the plan's members (``suspicion_min``: the
+    user's suspicion floor, None for the default)."""
     from vipcast.runtime.l2.driver import L2Config
     from vipcast.runtime.membership import DEFAULT_PORT as MEMBERSHIP_PORT
 
@@ -106,7 +107,7 @@ def l2_config_of(plan: NodePlan, key: bytes) -> L2Config:
         if m.name != plan.node and m.address is not None
     }
     bind = (me.address if me is not None and me.address else "0.0.0.0", MEMBERSHIP_PORT)
-    return L2Config(node=plan.node, peers=peers, key=key, bind=bind)
+    return L2Config(node=plan.node, peers=peers, key=key, bind=bind, suspicion_min=suspicion_min)
 
 
 def l2_config(spec: Spec, node: str, key: bytes) -> L2Config:
@@ -127,8 +128,10 @@ class NodeL2:
     """
 
     def __init__(self, node: str, registry: CollectorRegistry, key: bytes,
-                 on_view: Callable[[View], None] | None = None) -> None:
+                 on_view: Callable[[View], None] | None = None,
+                 suspicion_min: float | None = None) -> None:
         self._node = node
+        self._suspicion_min = suspicion_min
         self._registry = registry
         self._key = key
         self._on_view = on_view
@@ -136,7 +139,7 @@ class NodeL2:
 
     async def apply(self, plan: NodePlan) -> None:
         if self.runtime is not None and plan.l2_members:
-            config = l2_config_of(plan, self._key)
+            config = l2_config_of(plan, self._key, self._suspicion_min)
             current = self.runtime.config
             if config.bind != current.bind or (config.peers and not current.peers):
                 log.info("l2 %s: membership address or mode changed, rebuilding the runtime",
@@ -151,7 +154,7 @@ class NodeL2:
                 return
             from vipcast.runtime.l2.driver import L2Runtime
 
-            config = l2_config_of(plan, self._key)
+            config = l2_config_of(plan, self._key, self._suspicion_min)
             runtime = L2Runtime(config, self._registry, on_view=self._on_view)
             runtime.set_servable(plan.l2_servable)
             await runtime.start()

@@ -17,6 +17,25 @@ if TYPE_CHECKING:
 
 DEFAULT_STATUS = "127.0.0.1:9473"
 
+SUSPICION_MIN_HELP = (
+    "The node membership's suspicion floor, seconds (0.05-30): a member that stops answering "
+    "is declared dead no sooner than this after it was suspected (L2 failover, node "
+    "liveness). Default 0.12 s up to 16 members, 0.2 s beyond (docs/membership.md, "
+    "'The suspicion floor')"
+)
+
+
+def suspicion_min_option(value: float | None) -> float | None:
+    """Typer callback of ``--suspicion-min``: the value, or a usage error naming the option."""
+    if value is None:
+        return None
+    from vipcast.proto.membership import suspicion_min_problem
+
+    problem = suspicion_min_problem(value)
+    if problem is not None:
+        raise typer.BadParameter(problem, param_hint="'--suspicion-min'")
+    return value
+
 
 def _address(text: str) -> tuple[str, int]:
     from vipcast.obs.status_server import parse_address
@@ -58,6 +77,9 @@ def agent(
         bool, typer.Option(help="Leave a dead node's backends out of the Cluster-policy maps as "
                            "soon as the node membership declares it dead (docs/membership.md)")
     ] = True,
+    suspicion_min: Annotated[
+        float | None, typer.Option(callback=suspicion_min_option, help=SUSPICION_MIN_HELP)
+    ] = None,
     gateway_workdir: Annotated[
         Path | None,
         typer.Option(help="Run the L7 gateway (Envoy fed over xDS); its files go here"),
@@ -118,6 +140,7 @@ def agent(
         drain_labels=tuple(drain_label) if drain_label is not None else DEFAULT_DRAIN_LABELS,
         weight_interval=weight_interval,
         node_liveness=node_liveness,
+        suspicion_min=suspicion_min,
         cache_dir=cache_dir,
         load_in_thread=True,  # files only: reloads parse and plan off the event loop
     )

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from vipcast.cli.agent_cmds import SUSPICION_MIN_HELP, suspicion_min_option
 from vipcast.spec.addresses import parse_host_port
 
 if TYPE_CHECKING:
@@ -203,6 +204,9 @@ def speaker(
         bool, typer.Option(help="Leave a dead node's backends out of the Cluster-policy maps "
                            "as soon as the node membership declares it dead.")
     ] = True,
+    suspicion_min: Annotated[
+        float | None, typer.Option(callback=suspicion_min_option, help=SUSPICION_MIN_HELP)
+    ] = None,
     load_balancer_class: ClassOpt = None,
     log_level: Annotated[str, typer.Option(help="DEBUG, INFO, WARNING.")] = "INFO",
     gateway_workdir: Annotated[
@@ -253,7 +257,8 @@ def speaker(
     address = parse_address(metrics) if metrics else None  # a bare port: loopback only
     options = AgentOptions(config_paths=(), node=node, metrics_address=address,
                            router_id=router_id, state_dir=state_dir,
-                           node_liveness=node_liveness, drain_grace=drain_grace,
+                           node_liveness=node_liveness, suspicion_min=suspicion_min,
+                           drain_grace=drain_grace,
                            drain_quiet=drain_quiet)
     if drain_label is not None:
         options = replace(options, drain_labels=tuple(drain_label))

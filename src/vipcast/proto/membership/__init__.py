@@ -13,12 +13,18 @@ its :class:`View` are in :mod:`vipcast.core.l2owner`. See docs/membership.md.
 
 from vipcast.proto.membership.authentication import Verdict
 from vipcast.proto.membership.codec import Datagram, Kind, Rumor, State, WireError, decode, encode
-from vipcast.proto.membership.config import MembershipConfig, Timers
+from vipcast.proto.membership.config import (
+    SUSPICION_MIN_RANGE,
+    MembershipConfig,
+    Timers,
+    suspicion_min_problem,
+)
 from vipcast.proto.membership.protocol import MAX_SERVING, Membership, Received
 from vipcast.proto.membership.view import Interner, View
 
 __all__ = [
     "MAX_SERVING",
+    "SUSPICION_MIN_RANGE",
     "Datagram",
     "Interner",
     "Kind",
@@ -33,4 +39,5 @@ __all__ = [
     "WireError",
     "decode",
     "encode",
+    "suspicion_min_problem",
 ]

@@ -12,6 +12,25 @@ import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 
+#: the range a user may set the suspicion floor in (seconds), see :func:`suspicion_min_problem`
+SUSPICION_MIN_RANGE = (0.05, 30.0)
+
+
+def suspicion_min_problem(value: object) -> str | None:
+    """What is wrong with ``value`` as a user-set suspicion floor (seconds), or None.
+
+    Below 0.05 s (one probe period of a small cluster) a suspect has no time to refute: on a
+    loaded machine, where the event loop's scheduling delays reach tens of milliseconds, every
+    hiccup would be a death. Above 30 s detection takes longer than any health check would:
+    node liveness and L2 failover would lose their point (a typo such as 120 meant as 120 ms
+    is caught here too). See docs/membership.md, "The suspicion floor"."""
+    low, high = SUSPICION_MIN_RANGE
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return f"must be a number of seconds, not {value!r}"
+    if not math.isfinite(value) or not low <= value <= high:
+        return f"must be between {low:g} and {high:g} seconds, not {value!r}"
+    return None
+
 
 @dataclass(frozen=True)
 class Timers:
@@ -85,10 +104,12 @@ class Timers:
         return self.retransmit_mult * max(1, math.ceil(math.log10(members + 1)))
 
     @classmethod
-    def lan(cls, members: int) -> Timers:
-        """Timers for a LAN cluster of ``members`` nodes (see the module docstring)."""
+    def lan(cls, members: int, suspicion_min: float | None = None) -> Timers:
+        """Timers for a LAN cluster of ``members`` nodes (see the module docstring), with the
+        user's suspicion floor if one is given (ValueError naming ``suspicion_min`` if it is
+        out of :data:`SUSPICION_MIN_RANGE`)."""
         if members <= 16:
-            return cls(
+            timers = cls(
                 probe_interval=0.05,
                 probe_timeout=0.02,
                 indirect_checks=2,
@@ -96,7 +117,14 @@ class Timers:
                 gossip_interval=0.02,
                 settle_after=0.35,
             )
-        return cls()
+        else:
+            timers = cls()
+        if suspicion_min is None:
+            return timers
+        problem = suspicion_min_problem(suspicion_min)
+        if problem is not None:
+            raise ValueError(f"suspicion_min {problem}")
+        return replace(timers, suspicion_min=float(suspicion_min))
 
     @classmethod
     def memberlist_lan(cls) -> Timers:

@@ -55,6 +55,9 @@ class L2Config:
     bind: tuple[str, int] = ("0.0.0.0", DEFAULT_PORT)
     #: membership timers; None: :meth:`Timers.lan` for the member count
     timers: Timers | None = None
+    #: the suspicion floor (seconds) of :meth:`Timers.lan` when ``timers`` is None; None: its
+    #: default (0.12 s up to 16 members, 0.2 s beyond; docs/membership.md)
+    suspicion_min: float | None = None
     schedule: AnnounceSchedule = field(default_factory=AnnounceSchedule)
     #: interfaces for ownerships that name none
     default_interfaces: tuple[str, ...] = ()
@@ -78,7 +81,7 @@ class L2Runtime:
         self.config = config
         self.metrics = L2Metrics(registry)
         members = frozenset({config.node, *config.peers})
-        timers = config.timers or Timers.lan(len(members))
+        timers = config.timers or Timers.lan(len(members), config.suspicion_min)
         self.membership = Membership(
             MembershipConfig(config.node, members, config.key or b"single-node", timers),
             boot=new_boot() if boot is None else boot,
