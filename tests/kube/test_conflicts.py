@@ -84,6 +84,29 @@ def _config(lease: str, namespace: str, *, lease_duration: float = 10,
 
 
 @contextlib.asynccontextmanager
+async def plain_client(kubeconfig: Any, namespace: str) -> AsyncIterator[AsyncClient]:
+    """A client for the other writer and for reading the Lease."""
+    raw = AsyncClient(config=KubeConfig.from_file(kubeconfig), namespace=namespace)
+    try:
+        yield raw
+    finally:
+        await raw.close()
+
+
+@contextlib.asynccontextmanager
+async def lone_candidate(
+    cluster: Cluster, namespace: str, lease: str
+) -> AsyncIterator[tuple[AsyncClient, RacingClient, LeaderElector]]:
+    """(plain client, racing client, candidate "a" on it) for ``lease``; not yet campaigning."""
+    async with plain_client(cluster.kubeconfig, namespace) as raw:
+        c = RacingClient(cluster.kubeconfig, namespace)
+        try:
+            yield raw, c, LeaderElector(c, "a", _config(lease, namespace))
+        finally:
+            await c.close()
+
+
+@contextlib.asynccontextmanager
 async def campaigning(elector: LeaderElector) -> AsyncIterator[asyncio.Task[None]]:
     task = asyncio.create_task(elector.run())
     try:
@@ -134,38 +157,29 @@ class LeaderSampler:
 def test_renew_conflict_is_retried_with_a_fresh_read(kube_cluster: Cluster,
                                                      namespace: str) -> None:
     async def go() -> None:
-        async with contextlib.AsyncExitStack() as stack:
-            await body(stack)
+        async with lone_candidate(kube_cluster, namespace, "renew") as (raw, c, a):
+            sampler = LeaderSampler([a])
+            async with campaigning(a):
+                await eventually(lambda: asyncio.sleep(0, a.is_leader), what="a leads")
+                watch = asyncio.create_task(sampler.run())
+                # between a's read and its renewal, someone else writes the Lease
+                c.before_replace = _bump(raw, "renew", namespace)
+                await eventually(lambda: asyncio.sleep(0, c.conflicts), what="a 409 on renewal")
+                bumped = (await _lease(raw, "renew", namespace)).metadata
+                assert bumped is not None
+                # the next attempt reads afresh and renews on top of the other write
+                async def renewed() -> bool:
+                    lease = await _lease(raw, "renew", namespace)
+                    assert lease.metadata is not None and lease.spec is not None
+                    return (lease.metadata.resourceVersion != bumped.resourceVersion
+                            and lease.spec.holderIdentity == "a")
 
-    async def body(stack: contextlib.AsyncExitStack) -> None:
-        cfg = kube_cluster.kubeconfig
-        raw = AsyncClient(config=KubeConfig.from_file(cfg), namespace=namespace)
-        stack.push_async_callback(raw.close)
-        c = RacingClient(cfg, namespace)
-        stack.push_async_callback(c.close)
-        a = LeaderElector(c, "a", _config("renew", namespace))
-        sampler = LeaderSampler([a])
-        async with campaigning(a):
-            await eventually(lambda: asyncio.sleep(0, a.is_leader), what="a leads")
-            watch = asyncio.create_task(sampler.run())
-            # between a's read and its renewal, someone else writes the Lease
-            c.before_replace = _bump(raw, "renew", namespace)
-            await eventually(lambda: asyncio.sleep(0, c.conflicts), what="a 409 on renewal")
-            bumped = (await _lease(raw, "renew", namespace)).metadata
-            assert bumped is not None
-            # the next attempt reads afresh and renews on top of the other write
-            async def renewed() -> bool:
-                lease = await _lease(raw, "renew", namespace)
-                assert lease.metadata is not None and lease.spec is not None
-                return (lease.metadata.resourceVersion != bumped.resourceVersion
-                        and lease.spec.holderIdentity == "a")
-
-            await eventually(renewed, timeout=10, what="a renews after the conflict")
-            meta = (await _lease(raw, "renew", namespace)).metadata
-            assert meta is not None and meta.labels == {"touched": "yes"}
-            assert a.is_leader and a.transitions == 1 and c.conflicts == 1
-            watch.cancel()
-            assert sampler.seen_leaders == {"a"} and sampler.most == 1
+                await eventually(renewed, timeout=10, what="a renews after the conflict")
+                meta = (await _lease(raw, "renew", namespace)).metadata
+                assert meta is not None and meta.labels == {"touched": "yes"}
+                assert a.is_leader and a.transitions == 1 and c.conflicts == 1
+                watch.cancel()
+                assert sampler.seen_leaders == {"a"} and sampler.most == 1
 
     run(go(), timeout=30)
 
@@ -173,17 +187,10 @@ def test_renew_conflict_is_retried_with_a_fresh_read(kube_cluster: Cluster,
 def test_leader_that_lost_the_lease_steps_down_at_once(kube_cluster: Cluster, namespace: str,
                                                        caplog: pytest.LogCaptureFixture) -> None:
     async def go() -> None:
-        async with contextlib.AsyncExitStack() as stack:
-            await body(stack)
-
-    async def body(stack: contextlib.AsyncExitStack) -> None:
-        cfg = kube_cluster.kubeconfig
-        raw = AsyncClient(config=KubeConfig.from_file(cfg), namespace=namespace)
-        stack.push_async_callback(raw.close)
-        c = RacingClient(cfg, namespace)
-        stack.push_async_callback(c.close)
-        a = LeaderElector(c, "a", _config("lost", namespace))
-        async with campaigning(a) as task:
+        async with (
+            lone_candidate(kube_cluster, namespace, "lost") as (raw, c, a),
+            campaigning(a) as task,
+        ):
             await eventually(lambda: asyncio.sleep(0, a.is_leader), what="a leads")
             # between a's read and its renewal, an intruder takes the Lease over
             c.before_replace = _bump(raw, "lost", namespace, holder="intruder")
@@ -207,26 +214,18 @@ def test_leader_that_lost_the_lease_steps_down_at_once(kube_cluster: Cluster, na
 
 def test_release_conflict_is_retried(kube_cluster: Cluster, namespace: str) -> None:
     async def go() -> None:
-        async with contextlib.AsyncExitStack() as stack:
-            await body(stack)
-
-    async def body(stack: contextlib.AsyncExitStack) -> None:
-        cfg = kube_cluster.kubeconfig
-        raw = AsyncClient(config=KubeConfig.from_file(cfg), namespace=namespace)
-        stack.push_async_callback(raw.close)
-        c = RacingClient(cfg, namespace)
-        stack.push_async_callback(c.close)
-        a = LeaderElector(c, "a", _config("release", namespace))
-        async with campaigning(a):
-            await eventually(lambda: asyncio.sleep(0, a.is_leader), what="a leads")
-            # the other writer hits the release (the write that clears the holder), not a renewal
-            c.only_if = lambda lease: lease.spec.holderIdentity is None
-            c.before_replace = _bump(raw, "release", namespace)
-        # stopped: the release met a 409, read again and released
-        assert c.conflicts == 1 and not a.is_leader
-        lease = await _lease(raw, "release", namespace)
-        assert lease.spec is not None and lease.spec.holderIdentity is None
-        assert lease.metadata is not None and lease.metadata.labels == {"touched": "yes"}
+        async with lone_candidate(kube_cluster, namespace, "release") as (raw, c, a):
+            async with campaigning(a):
+                await eventually(lambda: asyncio.sleep(0, a.is_leader), what="a leads")
+                # the other writer hits the release (the write that clears the holder), not a
+                # renewal
+                c.only_if = lambda lease: lease.spec.holderIdentity is None
+                c.before_replace = _bump(raw, "release", namespace)
+            # stopped: the release met a 409, read again and released
+            assert c.conflicts == 1 and not a.is_leader
+            lease = await _lease(raw, "release", namespace)
+            assert lease.spec is not None and lease.spec.holderIdentity is None
+            assert lease.metadata is not None and lease.metadata.labels == {"touched": "yes"}
 
     run(go(), timeout=30)
 
@@ -242,8 +241,7 @@ def test_racing_candidates_one_wins_each_round(kube_cluster: Cluster, namespace:
 
     async def body(stack: contextlib.AsyncExitStack) -> None:
         cfg = kube_cluster.kubeconfig
-        raw = AsyncClient(config=KubeConfig.from_file(cfg), namespace=namespace)
-        stack.push_async_callback(raw.close)
+        raw = await stack.enter_async_context(plain_client(cfg, namespace))
         conf = _config("race", namespace, lease_duration=6, renew_deadline=4)
         clients = {name: RacingClient(cfg, namespace) for name in ("a", "b", "c")}
         for cl in clients.values():
