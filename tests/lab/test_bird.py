@@ -5,12 +5,12 @@ from __future__ import annotations
 import shutil
 
 import pytest
+from frr_link import frr_facing_node
 from hypothesis import given
 from hypothesis import strategies as st
 
 from vipcast.lab.bgpconf import Neighbor
 from vipcast.lab.bird import BirdConfig, parse_protocols, parse_routes, start_bird
-from vipcast.lab.frr import FrrConfig, start_frr
 from vipcast.lab.netns import Topology
 
 pytestmark = [
@@ -64,23 +64,7 @@ def test_parse_protocols() -> None:
 
 
 def test_frr_bird_established_routes_both_ways(netlab: Topology) -> None:
-    r = netlab.add_netns("router", router=True)
-    n = netlab.add_netns("node")
-    netlab.veth(r, "eth0", n, "eth0")
-    r.add_address("eth0", "10.0.0.1/30")
-    n.add_address("eth0", "10.0.0.2/30")
-    r.add_address("eth0", "fd00::1/64")
-    n.add_address("eth0", "fd00::2/64")
-    frr = start_frr(
-        r,
-        FrrConfig(
-            asn=65000,
-            router_id="192.0.2.1",
-            neighbors=(Neighbor("10.0.0.2", 65001), Neighbor("fd00::2", 65001)),
-            networks=("198.51.100.0/24",),
-        ),
-        netlab.workdir / "frr",
-    )
+    _router, n, frr = frr_facing_node(netlab)
     bird = start_bird(
         n,
         BirdConfig(

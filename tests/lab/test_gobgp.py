@@ -5,9 +5,9 @@ from __future__ import annotations
 import shutil
 
 import pytest
+from frr_link import frr_facing_node
 
 from vipcast.lab.bgpconf import Neighbor
-from vipcast.lab.frr import FrrConfig, start_frr
 from vipcast.lab.gobgp import GobgpConfig, render_gobgp, start_gobgp
 from vipcast.lab.netns import Topology, wait_until
 
@@ -39,23 +39,7 @@ def test_render_gobgp_toml() -> None:
 
 
 def test_frr_gobgp_established_routes_both_ways(netlab: Topology) -> None:
-    r = netlab.add_netns("router", router=True)
-    n = netlab.add_netns("node")
-    netlab.veth(r, "eth0", n, "eth0")
-    r.add_address("eth0", "10.0.0.1/30")
-    n.add_address("eth0", "10.0.0.2/30")
-    r.add_address("eth0", "fd00::1/64")
-    n.add_address("eth0", "fd00::2/64")
-    frr = start_frr(
-        r,
-        FrrConfig(
-            asn=65000,
-            router_id="192.0.2.1",
-            neighbors=(Neighbor("10.0.0.2", 65001), Neighbor("fd00::2", 65001)),
-            networks=("198.51.100.0/24",),
-        ),
-        netlab.workdir / "frr",
-    )
+    r, n, frr = frr_facing_node(netlab)
     gobgp = start_gobgp(
         n,
         GobgpConfig(
