@@ -54,6 +54,24 @@ def settings(
     )
 
 
+def to_node(local_asn: int, peer_asn: int, *, password: str | None = None) -> PeerSettings:
+    """The router's side: it waits (passive) for "node" at 127.0.0.2."""
+    return settings(
+        "node", "127.0.0.2", 179, local_asn, peer_asn, "192.0.2.3", passive=True, password=password
+    )
+
+
+def to_router(
+    port: int, local_asn: int, peer_asn: int, *, password: str | None = None
+) -> PeerSettings:
+    """The node's side: from 127.0.0.2 it connects to "rtr", the router's listener at
+    127.0.0.3:``port``."""
+    return settings(
+        "rtr", "127.0.0.3", port, local_asn, peer_asn, "192.0.2.2", source="127.0.0.2",
+        password=password,
+    )
+
+
 @asynccontextmanager
 async def speaker(listen: tuple[str, int] | None = None) -> AsyncIterator[Speaker]:
     s = Speaker(listen=[listen] if listen else [], log=LOG, backoff_base=0.2)
@@ -71,12 +89,8 @@ def established(name: str) -> Callable[[Speaker], bool]:
 async def test_session_routes_and_withdraw() -> None:
     async with speaker(("127.0.0.3", 0)) as router, speaker() as node:
         port = router.listen_ports[0]
-        router.configure(
-            [settings("node", "127.0.0.2", 179, 65000, 4200000001, "192.0.2.3", passive=True)]
-        )
-        node.configure(
-            [settings("rtr", "127.0.0.3", port, 4200000001, 65000, "192.0.2.2", source="127.0.0.2")]
-        )
+        router.configure([to_node(65000, 4200000001)])
+        node.configure([to_router(port, 4200000001, 65000)])
         assert await node.wait_for(established("rtr"), DEADLINE)
         assert await router.wait_for(established("node"), DEADLINE)
 
@@ -116,13 +130,9 @@ async def test_session_routes_and_withdraw() -> None:
 async def test_clean_stop_sends_admin_shutdown() -> None:
     async with speaker(("127.0.0.3", 0)) as router:
         port = router.listen_ports[0]
-        router.configure(
-            [settings("node", "127.0.0.2", 179, 65000, 65001, "192.0.2.3", passive=True)]
-        )
+        router.configure([to_node(65000, 65001)])
         async with speaker() as node:
-            node.configure(
-                [settings("rtr", "127.0.0.3", port, 65001, 65000, "192.0.2.2", source="127.0.0.2")]
-            )
+            node.configure([to_router(port, 65001, 65000)])
             assert await router.wait_for(established("node"), DEADLINE)
         # the node stopped: the router got a NOTIFICATION Cease / Administrative Shutdown
         assert await router.wait_for(
@@ -135,12 +145,8 @@ async def test_clean_stop_sends_admin_shutdown() -> None:
 async def test_ibgp_session_establishes() -> None:
     async with speaker(("127.0.0.3", 0)) as router, speaker() as node:
         port = router.listen_ports[0]
-        router.configure(
-            [settings("node", "127.0.0.2", 179, 64512, 64512, "192.0.2.3", passive=True)]
-        )
-        node.configure(
-            [settings("rtr", "127.0.0.3", port, 64512, 64512, "192.0.2.2", source="127.0.0.2")]
-        )
+        router.configure([to_node(64512, 64512)])
+        node.configure([to_router(port, 64512, 64512)])
         assert await node.wait_for(established("rtr"), DEADLINE)
         node.set_routes({"rtr": {"203.0.113.7/32": RouteAttributes(local_pref=300)}})
         assert await router.wait_for(
@@ -151,49 +157,10 @@ async def test_ibgp_session_establishes() -> None:
 async def test_md5_mismatch_never_establishes_and_match_does() -> None:
     async with speaker(("127.0.0.3", 0)) as router, speaker() as node:
         port = router.listen_ports[0]
-        router.configure(
-            [
-                settings(
-                    "node",
-                    "127.0.0.2",
-                    179,
-                    65000,
-                    65001,
-                    "192.0.2.3",
-                    passive=True,
-                    password="s3cret",
-                )
-            ]
-        )
-        node.configure(
-            [
-                settings(
-                    "rtr",
-                    "127.0.0.3",
-                    port,
-                    65001,
-                    65000,
-                    "192.0.2.2",
-                    source="127.0.0.2",
-                    password="wrong",
-                )
-            ]
-        )
+        router.configure([to_node(65000, 65001, password="s3cret")])
+        node.configure([to_router(port, 65001, 65000, password="wrong")])
         assert not await node.wait_for(established("rtr"), 3.0)
-        node.configure(
-            [
-                settings(
-                    "rtr",
-                    "127.0.0.3",
-                    port,
-                    65001,
-                    65000,
-                    "192.0.2.2",
-                    source="127.0.0.2",
-                    password="s3cret",
-                )
-            ]
-        )
+        node.configure([to_router(port, 65001, 65000, password="s3cret")])
         assert await node.wait_for(established("rtr"), DEADLINE)
 
 
@@ -218,18 +185,12 @@ async def test_reconnects_after_peer_restart() -> None:
     async with speaker() as node:
         async with speaker(("127.0.0.3", 0)) as router:
             port = router.listen_ports[0]
-            router.configure(
-                [settings("node", "127.0.0.2", 179, 65000, 65001, "192.0.2.3", passive=True)]
-            )
-            node.configure(
-                [settings("rtr", "127.0.0.3", port, 65001, 65000, "192.0.2.2", source="127.0.0.2")]
-            )
+            router.configure([to_node(65000, 65001)])
+            node.configure([to_router(port, 65001, 65000)])
             assert await node.wait_for(established("rtr"), DEADLINE)
         assert await node.wait_for(lambda s: s.peers()["rtr"].state != State.ESTABLISHED, DEADLINE)
         async with speaker(("127.0.0.3", port)) as router:
-            router.configure(
-                [settings("node", "127.0.0.2", 179, 65000, 65001, "192.0.2.3", passive=True)]
-            )
+            router.configure([to_node(65000, 65001)])
             assert await node.wait_for(established("rtr"), DEADLINE)
 
 
@@ -249,12 +210,8 @@ async def test_big_change_goes_out_head_first_and_whole() -> None:
     writes), and the peer gets every prefix exactly once, with the right attributes."""
     async with speaker(("127.0.0.3", 0)) as router, speaker() as node:
         port = router.listen_ports[0]
-        router.configure(
-            [settings("node", "127.0.0.2", 179, 65000, 4200000001, "192.0.2.3", passive=True)]
-        )
-        node.configure(
-            [settings("rtr", "127.0.0.3", port, 4200000001, 65000, "192.0.2.2", source="127.0.0.2")]
-        )
+        router.configure([to_node(65000, 4200000001)])
+        node.configure([to_router(port, 4200000001, 65000)])
         assert await node.wait_for(established("rtr"), DEADLINE)
         kept = {"203.0.113.1/32": RouteAttributes(communities=(7,))}
         node.set_routes({"rtr": kept})
