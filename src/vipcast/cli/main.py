@@ -1,34 +1,74 @@
-"""The ``vipcast`` command line. Each area registers its commands from its own module."""
+"""The ``vipcast`` command line. Each area registers its commands from its own module.
+
+``vipcast X`` imports only the module that registers ``X`` (:data:`COMMANDS`): importing every
+area's module costs more than some commands take to run (``vipcast plan`` needs neither asyncio
+nor the agent's, kube's or lab's modules). A name not in the table (``--help``, a typo) gets the
+whole command line, so help lists every command and a typo the same error. ``app`` (for
+``typer.testing.CliRunner`` and ``import``) is the whole command line, built when first read.
+"""
 
 from __future__ import annotations
 
+import sys
+from collections.abc import Iterable, Sequence
+from importlib import import_module
+from typing import Any
+
 import typer
 
-from vipcast.cli import (
-    agent_cmds,
-    config_cmds,
-    dataplane_cmds,
-    drain_cmds,
-    gateway_cmds,
-    handoff_cmds,
-    kube_cmds,
-    lab_cmds,
-    provider_cmds,
-)
+#: the area modules (in ``vipcast.cli``), in the order they register (help lists them so)
+MODULES = ("config_cmds", "agent_cmds", "dataplane_cmds", "lab_cmds", "kube_cmds",
+           "provider_cmds", "gateway_cmds", "drain_cmds", "handoff_cmds")
 
-app = typer.Typer(
-    name="vipcast",
-    help="LoadBalancer IPs for on-premises Kubernetes: allocate, announce (BGP/L2), forward.",
-    no_args_is_help=True,
-    add_completion=False,
-)
-
-for module in (config_cmds, agent_cmds, dataplane_cmds, lab_cmds, kube_cmds, provider_cmds,
-               gateway_cmds, drain_cmds, handoff_cmds):
-    module.register(app)
+#: each top-level command (or group) -> the module registering it
+#: (tests/foundation/test_cli_lazy.py holds it to what the modules register)
+COMMANDS = {
+    "check-config": "config_cmds", "plan": "config_cmds", "explain": "config_cmds",
+    "agent": "agent_cmds", "status": "agent_cmds",
+    "dataplane": "dataplane_cmds",
+    "lab": "lab_cmds", "demo": "lab_cmds",
+    "kube": "kube_cmds", "convert": "kube_cmds", "controller": "kube_cmds",
+    "speaker": "kube_cmds",
+    "providers": "provider_cmds",
+    "gateway": "gateway_cmds", "explain-route": "gateway_cmds",
+    "drain": "drain_cmds", "undrain": "drain_cmds",
+    "handoff": "handoff_cmds",
+}
 
 
-@app.command()
+def build(modules: Iterable[str] = MODULES) -> typer.Typer:
+    """The command line with the commands of ``modules`` (and ``version``)."""
+    cli = typer.Typer(
+        name="vipcast",
+        help="LoadBalancer IPs for on-premises Kubernetes: allocate, announce (BGP/L2), forward.",
+        no_args_is_help=True,
+        add_completion=False,
+    )
+    for name in modules:
+        import_module(f"vipcast.cli.{name}").register(cli)
+    cli.command()(version)
+    return cli
+
+
+def app_for(argv: Sequence[str]) -> typer.Typer:
+    """The command line ``argv`` (without the program name) needs: only its command's module
+    when the first word names a command, else every module."""
+    module = COMMANDS.get(argv[0]) if argv else None
+    return build((module,) if module is not None else MODULES)
+
+
+def main() -> None:
+    """The ``vipcast`` program."""
+    app_for(sys.argv[1:])()
+
+
+def __getattr__(name: str) -> Any:
+    if name == "app":  # the whole command line, once
+        whole = globals()["app"] = build()
+        return whole
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 def version() -> None:
     """Print vipcast's version and the git revision it was built from."""
     from vipcast import __version__
@@ -55,4 +95,4 @@ def _revision() -> str:
 
 
 if __name__ == "__main__":  # pragma: no cover
-    app()
+    main()

@@ -11,13 +11,15 @@ deterministically, so two plans compare equal exactly when the node's duties are
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
-from vipcast.core.gateway.model import ProxyModel
-from vipcast.proto.bfd import SessionConfig as BfdConfig
-from vipcast.proto.bgp import SessionConfig
 from vipcast.spec.health import HealthCheckConfig
 from vipcast.spec.objects import BFDProfileSpec
+
+if TYPE_CHECKING:  # types of fields only: the planner and `vipcast plan` need neither
+    from vipcast.core.gateway.model import ProxyModel
+    from vipcast.proto.bfd import SessionConfig as BfdConfig
+    from vipcast.proto.bgp import SessionConfig
 
 Protocol = Literal["TCP", "UDP", "SCTP"]
 TrafficPolicy = Literal["Cluster", "Local"]

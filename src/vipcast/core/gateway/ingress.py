@@ -27,9 +27,8 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from vipcast.core.gateway.model import Translation
 from vipcast.core.gateway.rules import created
 from vipcast.spec.gateway.objects import (
     CONTROLLER_NAME,
@@ -41,6 +40,9 @@ from vipcast.spec.gateway.objects import (
 )
 from vipcast.spec.gateway.routes import HTTPRoute
 from vipcast.spec.load import Spec
+
+if TYPE_CHECKING:  # an annotation only: the planner imports this module, not the model
+    from vipcast.core.gateway.model import Translation
 
 INGRESS_GATEWAY_NAMESPACE = "vipcast-system"
 INGRESS_GATEWAY_NAME = "ingress"

@@ -5,18 +5,24 @@ and :class:`StateChanged` events out. :mod:`vipcast.runtime.bfd.manager` gives i
 and timers.
 """
 
-from vipcast.proto.bfd.constants import (
-    MULTIHOP_PORT,
-    SINGLE_HOP_PORT,
-    SINGLE_HOP_TTL,
-    SOURCE_PORT_MAX,
-    SOURCE_PORT_MIN,
-    AuthType,
-    Diag,
-    State,
-)
-from vipcast.proto.bfd.packet import Auth, BFDPacketError, ControlPacket, DropReason, decode
-from vipcast.proto.bfd.session import Session, SessionConfig, StateChanged, jittered
+from __future__ import annotations
+
+from importlib import import_module
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from vipcast.proto.bfd.constants import (
+        MULTIHOP_PORT,
+        SINGLE_HOP_PORT,
+        SINGLE_HOP_TTL,
+        SOURCE_PORT_MAX,
+        SOURCE_PORT_MIN,
+        AuthType,
+        Diag,
+        State,
+    )
+    from vipcast.proto.bfd.packet import Auth, BFDPacketError, ControlPacket, DropReason, decode
+    from vipcast.proto.bfd.session import Session, SessionConfig, StateChanged, jittered
 
 __all__ = [
     "MULTIHOP_PORT",
@@ -37,3 +43,36 @@ __all__ = [
     "decode",
     "jittered",
 ]
+
+#: where each name of ``__all__`` lives, imported when first read: importing one module of
+#: the package (as ``vipcast plan`` does) does not import all of it
+#: (tests/foundation/test_cli_lazy.py reads every name)
+_WHERE = {
+    "Auth": "vipcast.proto.bfd.packet",
+    "AuthType": "vipcast.proto.bfd.constants",
+    "BFDPacketError": "vipcast.proto.bfd.packet",
+    "ControlPacket": "vipcast.proto.bfd.packet",
+    "Diag": "vipcast.proto.bfd.constants",
+    "DropReason": "vipcast.proto.bfd.packet",
+    "MULTIHOP_PORT": "vipcast.proto.bfd.constants",
+    "SINGLE_HOP_PORT": "vipcast.proto.bfd.constants",
+    "SINGLE_HOP_TTL": "vipcast.proto.bfd.constants",
+    "SOURCE_PORT_MAX": "vipcast.proto.bfd.constants",
+    "SOURCE_PORT_MIN": "vipcast.proto.bfd.constants",
+    "Session": "vipcast.proto.bfd.session",
+    "SessionConfig": "vipcast.proto.bfd.session",
+    "State": "vipcast.proto.bfd.constants",
+    "StateChanged": "vipcast.proto.bfd.session",
+    "decode": "vipcast.proto.bfd.packet",
+    "jittered": "vipcast.proto.bfd.session",
+}
+
+
+def __getattr__(name: str) -> object:
+    """A name of ``__all__``, imported from its module when first read."""
+    module = _WHERE.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(import_module(module, __name__), name)
+    globals()[name] = value
+    return value
