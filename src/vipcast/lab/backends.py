@@ -14,29 +14,17 @@ import sys
 from dataclasses import dataclass, field
 
 from vipcast.lab.netns import Netns, Process, ProcessDied, wait_until
+from vipcast.lab.process import SingleProcessDaemon
 
 
 @dataclass
-class BackendServer:
+class BackendServer(SingleProcessDaemon):
     backend_id: str
     node: str
     netns: Netns
     port: int
     udp_port: int
     process: Process = field(repr=False)
-
-    @property
-    def pid(self) -> int:
-        return self.process.pid
-
-    def alive(self) -> bool:
-        return self.process.alive()
-
-    def stop(self) -> None:
-        self.process.stop()
-
-    def log_text(self) -> str:
-        return self.process.log_text()
 
     def url(self, address: str, path: str = "/") -> str:
         host = f"[{address}]" if ":" in address else address

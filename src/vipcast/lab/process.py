@@ -165,7 +165,8 @@ def _is_zombie(pid: int) -> bool:
 
 
 class SingleProcessDaemon:
-    """What every one-process lab daemon (BIRD, GoBGP, ExaBGP) offers about its process."""
+    """What every one-process lab daemon (BIRD, GoBGP, ExaBGP, an HTTP backend) offers about its
+    process."""
 
     process: Process
 
