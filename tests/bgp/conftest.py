@@ -45,6 +45,7 @@ def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> bool | None:
 # --------------------------------------------------------------------------- interop harness
 
 import json  # noqa: E402
+import signal  # noqa: E402
 import subprocess  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
@@ -96,6 +97,23 @@ class StaticSpeaker:
                 pass
             time.sleep(0.1)
         raise AssertionError(f"{what} not reached in {timeout}s; status {self.status()}")
+
+    def expect_hold_expiry(self, peer: str, daemon: Any) -> None:
+        """Freeze the peer's daemon process (SIGSTOP): this speaker's hold timer expires and it
+        sends NOTIFICATION 4 (Hold Timer Expired). The daemon is resumed in any case."""
+        daemon.signal(signal.SIGSTOP)
+        try:
+            self.wait(
+                lambda s: (
+                    s[peer]["state"] != "Established"
+                    and "hold" in str(s[peer]["last_error"]).lower()
+                ),
+                30,
+                "hold timer expiry",
+            )
+            assert int(self.status()[peer]["notifications_sent"]) >= 1
+        finally:
+            daemon.signal(signal.SIGCONT)
 
     def kill(self) -> None:
         if self.popen.poll() is None:

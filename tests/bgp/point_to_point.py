@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from vipcast.lab.netns import Netns, Topology
 
 R4, R6, N4, N6 = "192.0.2.1", "2001:db8::1", "192.0.2.11", "2001:db8::11"
@@ -17,3 +19,11 @@ def link(topo: Topology, node_name: str = "node", *, v6: bool = True) -> tuple[N
         if v6:
             ns.add_address("eth0", f"{v6_addr}/64")
     return rtr, node
+
+
+def peer(name: str, address: str, local_asn: int, peer_asn: int, **extra: Any) -> dict[str, Any]:
+    """A peer of the node's static speaker (router id N4; 9 s hold, fast retries)."""
+    return {
+        "name": name, "address": address, "local_asn": local_asn, "peer_asn": peer_asn,
+        "router_id": N4, "hold_time": 9, "connect_retry_time": 2, "idle_hold_time": 0.5, **extra,
+    }  # fmt: skip

@@ -7,11 +7,10 @@
 from __future__ import annotations
 
 import shutil
-import signal
 from typing import Any
 
 import pytest
-from point_to_point import N4, N6, R4, R6, link
+from point_to_point import N4, N6, R4, R6, link, peer
 
 from vipcast.lab.bgpconf import Neighbor
 from vipcast.lab.bird import BirdConfig, BirdInstance, start_bird
@@ -39,13 +38,6 @@ def gone(b: BirdInstance, prefix: str) -> bool:
         return not b.route(prefix)
     except LabError:  # birdc: "Network not found"
         return True
-
-
-def peer(name: str, address: str, local_asn: int, peer_asn: int, **extra: Any) -> dict[str, Any]:
-    return {
-        "name": name, "address": address, "local_asn": local_asn, "peer_asn": peer_asn,
-        "router_id": N4, "hold_time": 9, "connect_retry_time": 2, "idle_hold_time": 0.5, **extra,
-    }  # fmt: skip
 
 
 def test_ebgp_v4_and_v6_4byte_asn_communities(netlab: Topology, static_speaker: Any) -> None:
@@ -107,18 +99,7 @@ def test_hold_timer_expiry_and_route_refresh(netlab: Topology, static_speaker: A
     b.birdc("reload", "in", "n1")
     speaker.wait(lambda s: int(s["r"]["updates_sent"]) > sent, 30, "route refresh answered")
     # freeze BIRD: vipcast's hold timer (3 s) expires and it sends NOTIFICATION 4
-    b.process.signal(signal.SIGSTOP)
-    try:
-        speaker.wait(
-            lambda s: (
-                s["r"]["state"] != "Established" and "hold" in str(s["r"]["last_error"]).lower()
-            ),
-            30,
-            "hold timer expiry",
-        )
-        assert int(speaker.status()["r"]["notifications_sent"]) >= 1
-    finally:
-        b.process.signal(signal.SIGCONT)
+    speaker.expect_hold_expiry("r", b.process)
 
 
 def test_graceful_restart_keeps_route(netlab: Topology, static_speaker: Any) -> None:

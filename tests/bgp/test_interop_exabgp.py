@@ -7,13 +7,12 @@ from __future__ import annotations
 
 import json
 import shutil
-import signal
 from pathlib import Path
 from typing import Any
 
 import point_to_point
 import pytest
-from point_to_point import N4, R4
+from point_to_point import N4, R4, peer
 
 from vipcast.lab import exabgp as exabgp_lab
 from vipcast.lab.bgpconf import Neighbor
@@ -79,13 +78,6 @@ def link_dual(topo: Topology) -> tuple[Netns, Netns]:
     rtr.add_address("eth0", f"{R6}/64")
     node.add_address("eth0", f"{N6}/64")
     return rtr, node
-
-
-def peer(name: str, address: str, local_asn: int, peer_asn: int, **extra: Any) -> dict[str, Any]:
-    return {
-        "name": name, "address": address, "local_asn": local_asn, "peer_asn": peer_asn,
-        "router_id": N4, "hold_time": 9, "connect_retry_time": 2, "idle_hold_time": 0.5, **extra,
-    }  # fmt: skip
 
 
 def test_v6_session_2byte_ebgp_md5(netlab: Topology, static_speaker: Any) -> None:
@@ -179,15 +171,4 @@ def test_route_refresh_and_hold_timer(
         what="the route re-sent to ExaBGP",
     )
 
-    exa.process.signal(signal.SIGSTOP)
-    try:
-        speaker.wait(
-            lambda s: (
-                s["r"]["state"] != "Established" and "hold" in str(s["r"]["last_error"]).lower()
-            ),
-            30,
-            "hold timer expiry",
-        )
-        assert int(speaker.status()["r"]["notifications_sent"]) >= 1
-    finally:
-        exa.process.signal(signal.SIGCONT)
+    speaker.expect_hold_expiry("r", exa.process)

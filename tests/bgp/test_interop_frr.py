@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import signal
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -324,15 +323,4 @@ def test_ibgp_local_pref_2byte_route_refresh_hold_timer(
 
     # freeze bgpd: vipcast's hold timer (3 s) expires and it sends NOTIFICATION 4
     bgpd = frr.processes["bgpd"]
-    bgpd.signal(signal.SIGSTOP)
-    try:
-        speaker.wait(
-            lambda s: (
-                s["r"]["state"] != "Established" and "hold" in str(s["r"]["last_error"]).lower()
-            ),
-            30,
-            "hold timer expiry",
-        )
-        assert int(speaker.status()["r"]["notifications_sent"]) >= 1
-    finally:
-        bgpd.signal(signal.SIGCONT)
+    speaker.expect_hold_expiry("r", bgpd)

@@ -7,11 +7,10 @@
 from __future__ import annotations
 
 import shutil
-import signal
 from typing import Any
 
 import pytest
-from point_to_point import N4, N6, R4, R6, link
+from point_to_point import N4, N6, R4, R6, link, peer
 
 from vipcast.lab.bgpconf import Neighbor
 from vipcast.lab.gobgp import GobgpConfig, GobgpInstance, start_gobgp
@@ -32,13 +31,6 @@ def gobgp(topo: Topology, rtr: Netns, asn: int, *neighbors: Neighbor) -> GobgpIn
     return start_gobgp(
         rtr, GobgpConfig(asn=asn, router_id=R4, neighbors=neighbors), topo.workdir / "gobgp"
     )
-
-
-def peer(name: str, address: str, local_asn: int, peer_asn: int, **extra: Any) -> dict[str, Any]:
-    return {
-        "name": name, "address": address, "local_asn": local_asn, "peer_asn": peer_asn,
-        "router_id": N4, "hold_time": 9, "connect_retry_time": 2, "idle_hold_time": 0.5, **extra,
-    }  # fmt: skip
 
 
 def test_ebgp_v4_v6_communities_withdraw(netlab: Topology, static_speaker: Any) -> None:
@@ -108,18 +100,7 @@ def test_hold_timer_expiry(netlab: Topology, static_speaker: Any) -> None:
     g.wait_established(N4, timeout=60)
     wait_until(lambda: g.route("203.0.113.30/32"), timeout=30, what="route")
     # freeze gobgpd: vipcast's hold timer (3 s) expires and it sends NOTIFICATION 4
-    g.process.signal(signal.SIGSTOP)
-    try:
-        speaker.wait(
-            lambda s: (
-                s["r"]["state"] != "Established" and "hold" in str(s["r"]["last_error"]).lower()
-            ),
-            30,
-            "hold timer expiry",
-        )
-        assert int(speaker.status()["r"]["notifications_sent"]) >= 1
-    finally:
-        g.process.signal(signal.SIGCONT)
+    speaker.expect_hold_expiry("r", g.process)
     # gobgpd thawed: the session comes back and the route with it
     g.wait_established(N4, timeout=60)
     wait_until(lambda: g.route("203.0.113.30/32"), timeout=30, what="route after re-establish")
