@@ -24,13 +24,15 @@ import pytest
 from kube.conftest import gateway_api  # noqa: F401  (a fixture)
 from kube.e2e_objects import (
     API_PORT,
+    GW,
     NODES,
     RELAY,
     KubeLab,
     delete_lab_objects,
+    gateway_objects,
+    gateway_vip,
     kube_lab_topology,
     lab_objects,
-    post,
 )
 from kube.harness.cluster import Cluster
 from vipcast.app.lab import backend_ips, node_v4
@@ -41,7 +43,6 @@ from .test_image_kube import _kubeconfig, _name, shared_dir  # noqa: F401  (a fi
 
 pytestmark = [pytest.mark.image, pytest.mark.slow, pytest.mark.timeout(1500)]
 
-GW = "/apis/gateway.networking.k8s.io/v1"
 HOST = "app.lab"
 
 
@@ -53,34 +54,13 @@ def gw_lab(image: Image, kube_cluster: Cluster) -> Iterator[KubeLab]:
         yield lab
 
 
-def _gateway_vip(cluster: Cluster, ns: str) -> str | None:
-    code, gw = cluster.request("GET", f"{GW}/namespaces/{ns}/gateways/gw")
-    status = (gw.get("status") or {}) if code == 200 else {}
-    ok = any(c["type"] == "Programmed" and c["status"] == "True"
-             for c in status.get("conditions") or ())
-    addrs = [a["value"] for a in status.get("addresses") or ()]
-    return addrs[0] if ok and addrs else None
-
-
 def test_speaker_containers_run_envoy_for_a_gateway(
     image: Image, gateway_api: Cluster, namespace: str,  # noqa: F811
     gw_lab: KubeLab, shared_dir: Path,  # noqa: F811
 ) -> None:
     cluster, lab, ns = gateway_api, gw_lab, namespace
     names = lab_objects(cluster, ns)
-    post(cluster, f"{GW}/gatewayclasses", {
-        "apiVersion": "gateway.networking.k8s.io/v1", "kind": "GatewayClass",
-        "metadata": {"name": f"img-{ns}"}, "spec": {"controllerName": "vipcast.io/gateway"}})
-    post(cluster, f"{GW}/namespaces/{ns}/gateways", {
-        "apiVersion": "gateway.networking.k8s.io/v1", "kind": "Gateway",
-        "metadata": {"name": "gw", "namespace": ns},
-        "spec": {"gatewayClassName": f"img-{ns}",
-                 "listeners": [{"name": "http", "port": 80, "protocol": "HTTP"}]}})
-    post(cluster, f"{GW}/namespaces/{ns}/httproutes", {
-        "apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute",
-        "metadata": {"name": "app", "namespace": ns},
-        "spec": {"parentRefs": [{"name": "gw"}], "hostnames": [HOST],
-                 "rules": [{"backendRefs": [{"name": "web", "port": 80}]}]}})
+    gateway_objects(cluster, ns, f"img-{ns}", HOST)
     host_port = cluster.url.split("://", 1)[1]
     sock = shared_dir / "api.sock"
     kubeconfig = _kubeconfig(cluster, shared_dir / "kubeconfig")
@@ -125,7 +105,7 @@ def test_speaker_containers_run_envoy_for_a_gateway(
                     text += f"\n----- n{i} envoy.log\n{log.read_text()[-2000:]}"
             return text + f"\n----- relay\n{relay_log.read_text()[-2000:]}"
 
-        vip = wait_until(lambda: _gateway_vip(cluster, ns), timeout=120,
+        vip = wait_until(lambda: gateway_vip(cluster, ns), timeout=120,
                          what="the Gateway's address committed", on_timeout=report)
 
         def hops() -> tuple[str, ...] | None:

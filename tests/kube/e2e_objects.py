@@ -49,6 +49,7 @@ NODES = 2
 POOL = "192.0.2.64/28"
 API_PORT = 6443  # inside each node namespace
 API = "/apis/vipcast.io/v1beta1"
+GW = "/apis/gateway.networking.k8s.io/v1"
 
 
 def lab_objects(cluster: Cluster, ns: str, *, mode: str = "bgp", nodes: int = NODES,
@@ -151,6 +152,35 @@ class ApiRelay:
         except subprocess.TimeoutExpired:
             self.popen.kill()
             self.popen.wait(5)
+
+
+def gateway_objects(cluster: Cluster, ns: str, gateway_class: str, host: str) -> None:
+    """GatewayClass ``gateway_class`` (vipcast's controller), Gateway ``gw`` with one HTTP
+    listener on port 80, and HTTPRoute ``app`` sending ``host`` to Service ``web`` port 80."""
+    post(cluster, f"{GW}/gatewayclasses", {
+        "apiVersion": "gateway.networking.k8s.io/v1", "kind": "GatewayClass",
+        "metadata": {"name": gateway_class}, "spec": {"controllerName": "vipcast.io/gateway"}})
+    post(cluster, f"{GW}/namespaces/{ns}/gateways", {
+        "apiVersion": "gateway.networking.k8s.io/v1", "kind": "Gateway",
+        "metadata": {"name": "gw", "namespace": ns},
+        "spec": {"gatewayClassName": gateway_class,
+                 "listeners": [{"name": "http", "port": 80, "protocol": "HTTP"}]}})
+    post(cluster, f"{GW}/namespaces/{ns}/httproutes", {
+        "apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute",
+        "metadata": {"name": "app", "namespace": ns},
+        "spec": {"parentRefs": [{"name": "gw"}], "hostnames": [host],
+                 "rules": [{"backendRefs": [{"name": "web", "port": 80}]}]}})
+
+
+def gateway_vip(cluster: Cluster, ns: str) -> str | None:
+    """Gateway ``gw``'s first address once the Gateway is Programmed; None before."""
+    code, gw = cluster.request("GET", f"{GW}/namespaces/{ns}/gateways/gw")
+    if code != 200:
+        return None
+    status = gw.get("status") or {}
+    programmed = [c for c in status.get("conditions") or () if c["type"] == "Programmed"]
+    addrs = [a["value"] for a in status.get("addresses") or ()]
+    return addrs[0] if addrs and programmed and programmed[0]["status"] == "True" else None
 
 
 def lb_ingress(cluster: Cluster, ns: str, name: str = "web") -> str | None:

@@ -33,10 +33,13 @@ from vipcast.runtime.envoy import find_envoy
 
 from .e2e_objects import (
     API_PORT,
+    GW,
     NODES,
     RELAY,
     KubeLab,
     delete_lab_objects,
+    gateway_objects,
+    gateway_vip,
     kube_lab_topology,
     lab_objects,
     lb_ingress,
@@ -50,7 +53,6 @@ pytestmark = [pytest.mark.e2e, pytest.mark.netns, pytest.mark.slow]
 if os.geteuid() != 0:  # pragma: no cover
     pytest.skip("the lab needs root", allow_module_level=True)
 
-GW = "/apis/gateway.networking.k8s.io/v1"
 NET = "/apis/networking.k8s.io/v1"
 STATUS_PORT = 9470
 HOST = "app.lab"
@@ -66,33 +68,11 @@ def kube_lab(gateway_api: Cluster) -> Any:
         yield lab
 
 
-def _gateway_vip(cluster: Cluster, ns: str) -> str | None:
-    code, gw = cluster.request("GET", f"{GW}/namespaces/{ns}/gateways/gw")
-    if code != 200:
-        return None
-    status = gw.get("status") or {}
-    programmed = [c for c in status.get("conditions") or () if c["type"] == "Programmed"]
-    addrs = [a["value"] for a in status.get("addresses") or ()]
-    return addrs[0] if addrs and programmed and programmed[0]["status"] == "True" else None
-
-
 def test_gateway_vip_through_envoy_on_speakers(gateway_api: Cluster, namespace: str,
                                                kube_lab: KubeLab) -> None:
     cluster, lab, work, ns = gateway_api, kube_lab, kube_lab.workdir, namespace
     names = lab_objects(cluster, ns)  # nodes, pool, peer, advertisement, Service web + slices
-    post(cluster, f"{GW}/gatewayclasses", {
-        "apiVersion": "gateway.networking.k8s.io/v1", "kind": "GatewayClass",
-        "metadata": {"name": f"e2e-{ns}"}, "spec": {"controllerName": "vipcast.io/gateway"}})
-    post(cluster, f"{GW}/namespaces/{ns}/gateways", {
-        "apiVersion": "gateway.networking.k8s.io/v1", "kind": "Gateway",
-        "metadata": {"name": "gw", "namespace": ns},
-        "spec": {"gatewayClassName": f"e2e-{ns}",
-                 "listeners": [{"name": "http", "port": 80, "protocol": "HTTP"}]}})
-    post(cluster, f"{GW}/namespaces/{ns}/httproutes", {
-        "apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute",
-        "metadata": {"name": "app", "namespace": ns},
-        "spec": {"parentRefs": [{"name": "gw"}], "hostnames": [HOST],
-                 "rules": [{"backendRefs": [{"name": "web", "port": 80}]}]}})
+    gateway_objects(cluster, ns, f"e2e-{ns}", HOST)
 
     host_port = cluster.url.split("://", 1)[1]
     sock = work / "api.sock"
@@ -138,7 +118,7 @@ def test_gateway_vip_through_envoy_on_speakers(gateway_api: Cluster, namespace: 
                         "--gateway-workdir", str(work / f"gw-n{i}")], name="speaker")
 
         # one allocation for the Service and the Gateway: two different pool addresses
-        vip = wait_until(lambda: _gateway_vip(cluster, ns), timeout=90,
+        vip = wait_until(lambda: gateway_vip(cluster, ns), timeout=90,
                          what="the Gateway's address committed and Programmed",
                          on_timeout=report)
         svc_ip = wait_until(lambda: lb_ingress(cluster, ns), timeout=60,
