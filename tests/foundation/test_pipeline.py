@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 from typing import Any
 
 from vipcast.core.allocation import allocate_spec
@@ -134,21 +135,25 @@ def test_liveness_members_are_every_node_of_a_bgp_config() -> None:
     assert snap.plan_base.l2_members == ()
 
 
-def test_the_filter_memo_gives_what_a_fresh_filter_gives() -> None:
-    """plan() remembers its last servable filter per snapshot; any sequence of servable sets
-    gives the plans a snapshot without that memory gives."""
-    import random
-
+def _forty_services(rng: random.Random) -> tuple[Spec, Any, Any, list[str]]:
+    """Forty Services from test_incremental's generator (drawn from ``rng``), planned for n1:
+    (spec, n1's duties, its snapshot, the Services with NAT rules, sorted)."""
     from test_incremental import BASE, service
 
-    rng = random.Random(5)
     docs = list(BASE)
     for i in range(40):
         docs += service(f"s{i}", rng, 0.0)
     spec = load_documents([("t.yaml", d) for d in docs])
     duties = plan_node(spec, allocate_spec(spec).current(), "n1")
     snap = snapshot(spec, duties, NodeIdentity("n1"))
-    services = sorted({r.service for r in duties.nat})
+    return spec, duties, snap, sorted({r.service for r in duties.nat})
+
+
+def test_the_filter_memo_gives_what_a_fresh_filter_gives() -> None:
+    """plan() remembers its last servable filter per snapshot; any sequence of servable sets
+    gives the plans a snapshot without that memory gives."""
+    rng = random.Random(5)
+    spec, duties, snap, services = _forty_services(rng)
     assert services
     servable = set(services)
     for _ in range(60):
@@ -163,18 +168,8 @@ def test_the_route_delta_takes_the_previous_routes_to_the_new_ones() -> None:
     """A plan made by the filter's incremental path says how its routes differ from the
     previous plan's: the previous tuple, minus ``removed``, plus ``added``, is the new one
     (by identity); a plan that looked at everything carries no delta."""
-    import random
-
-    from test_incremental import BASE, service
-
     rng = random.Random(11)
-    docs = list(BASE)
-    for i in range(40):
-        docs += service(f"s{i}", rng, 0.0)
-    spec = load_documents([("t.yaml", d) for d in docs])
-    duties = plan_node(spec, allocate_spec(spec).current(), "n1")
-    snap = snapshot(spec, duties, NodeIdentity("n1"))
-    services = sorted({r.service for r in duties.nat})
+    _spec, _duties, snap, services = _forty_services(rng)
     servable = set(services)
     previous = plan(snap, Local(servable=frozenset(servable)))
     assert previous.bgp_delta is None  # the first filter looks at everything
