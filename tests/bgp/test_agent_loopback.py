@@ -11,6 +11,7 @@ import logging
 import urllib.request
 from pathlib import Path
 
+from bgp_objects import service_yaml
 from typer.testing import CliRunner
 
 from vipcast.app.agent import Agent, AgentOptions
@@ -51,33 +52,9 @@ kind: Node
 metadata: {{name: n1}}
 """
 
-SERVICE = """\
-apiVersion: v1
-kind: Service
-metadata: {{name: {name}, namespace: default}}
-spec:
-  type: LoadBalancer
-  selector: {{app: {name}}}
-  ports: [{{name: http, port: 80, protocol: TCP}}]
----
-apiVersion: discovery.k8s.io/v1
-kind: EndpointSlice
-metadata:
-  name: {name}-1
-  namespace: default
-  labels: {{kubernetes.io/service-name: {name}}}
-addressType: IPv4
-ports: [{{name: http, port: 80, protocol: TCP}}]
-endpoints:
-  - addresses: [10.244.1.10]
-    nodeName: n1
-    conditions: {{ready: true}}
-"""
-
-
 def write_config(directory: Path, port: int, services: list[str]) -> None:
     (directory / "base.yaml").write_text(PEERS.format(port=port))
-    text = "---\n".join(SERVICE.format(name=name) for name in services)
+    text = "---\n".join(service_yaml(name, [("10.244.1.10", "n1")]) for name in services)
     (directory / "services.yaml").write_text(text or "# none\n")
 
 

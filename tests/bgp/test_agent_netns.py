@@ -19,6 +19,7 @@ from typing import Any
 
 import point_to_point
 import pytest
+from bgp_objects import service_yaml
 from point_to_point import N4, R4, R6
 
 from vipcast.lab.bgpconf import Neighbor
@@ -59,27 +60,6 @@ metadata: {{name: adv}}
 apiVersion: v1
 kind: Node
 metadata: {{name: n1}}
----
-apiVersion: v1
-kind: Service
-metadata: {{name: web, namespace: default}}
-spec:
-  type: LoadBalancer
-  selector: {{app: web}}
-  ports: [{{name: http, port: 80, protocol: TCP}}]
----
-apiVersion: discovery.k8s.io/v1
-kind: EndpointSlice
-metadata:
-  name: web-1
-  namespace: default
-  labels: {{kubernetes.io/service-name: web}}
-addressType: IPv4
-ports: [{{name: http, port: 80, protocol: TCP}}]
-endpoints:
-  - addresses: [10.244.1.10]
-    nodeName: n1
-    conditions: {{ready: true}}
 """
 VIP = "203.0.113.0/32"
 
@@ -124,6 +104,7 @@ def write_config(directory: Path, graceful_restart: bool) -> Path:
         router=R4,
         gr="true" if graceful_restart else "false",
     )
+    text += "---\n" + service_yaml("web", [("10.244.1.10", "n1")])
     (directory / "objects.yaml").write_text(text)
     return directory
 

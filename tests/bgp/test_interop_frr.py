@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from bgp_objects import service_yaml
 
 from vipcast.lab.bgpconf import Neighbor
 from vipcast.lab.frr import FrrConfig, FrrInstance, start_frr
@@ -58,29 +59,6 @@ spec:
   communities: ["65000:100", "large:64512:1:2"]
 """
 NODE = "---\napiVersion: v1\nkind: Node\nmetadata: {{name: {name}}}\n"
-SERVICE = """\
----
-apiVersion: v1
-kind: Service
-metadata: {{name: {name}, namespace: default}}
-spec:
-  type: LoadBalancer
-  selector: {{app: {name}}}
-  ports: [{{name: http, port: 80, protocol: TCP}}]
----
-apiVersion: discovery.k8s.io/v1
-kind: EndpointSlice
-metadata:
-  name: {name}-1
-  namespace: default
-  labels: {{kubernetes.io/service-name: {name}}}
-addressType: IPv4
-ports: [{{name: http, port: 80, protocol: TCP}}]
-endpoints:
-{endpoints}
-"""
-
-
 def write_config(
     directory: Path, services: list[str], nodes: list[str], password: str | None = None
 ) -> None:
@@ -92,11 +70,8 @@ def write_config(
         password=f"  password: {password}\n" if password else "",
     )
     text += "".join(NODE.format(name=n) for n in nodes)
-    endpoints = "".join(
-        f"  - addresses: [10.244.{i}.10]\n    nodeName: {n}\n    conditions: {{ready: true}}\n"
-        for i, n in enumerate(nodes, 1)
-    )
-    text += "".join(SERVICE.format(name=s, endpoints=endpoints) for s in services)
+    endpoints = [(f"10.244.{i}.10", n) for i, n in enumerate(nodes, 1)]
+    text += "".join("---\n" + service_yaml(s, endpoints) for s in services)
     tmp = directory / "objects.yaml.tmp"
     tmp.write_text(text)
     tmp.replace(directory / "objects.yaml")

@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from bgp_objects import service_yaml
 from tests.bgp.test_interop_frr import (
     BASE,
     NODE,
@@ -36,41 +37,17 @@ pytestmark = [
 ]
 
 VIP = "203.0.113.0/32"
-SERVICE = """\
----
-apiVersion: v1
-kind: Service
-metadata: {{name: web, namespace: default}}
-spec:
-  type: LoadBalancer
-  externalTrafficPolicy: Local
-  ports: [{{name: http, port: 80, protocol: TCP}}]
----
-apiVersion: discovery.k8s.io/v1
-kind: EndpointSlice
-metadata:
-  name: web-1
-  namespace: default
-  labels: {{kubernetes.io/service-name: web}}
-addressType: IPv4
-ports: [{{name: http, port: 80, protocol: TCP}}]
-endpoints:
-{endpoints}
-"""
-
-
 def write_weighted(directory: Path, counts: dict[str, int]) -> None:
     directory.mkdir(parents=True, exist_ok=True)
     text = BASE.format(node_asn=NODE_ASN, router_asn=ROUTER_ASN, router=ROUTER_V4, password="")
     text += "  weightedECMP: endpoints\n"
     text += "".join(NODE.format(name=n) for n in counts)
-    endpoints = "".join(
-        f"  - addresses: [10.244.{i}.{j + 10}]\n    nodeName: {n}\n"
-        "    conditions: {ready: true}\n"
+    endpoints = [
+        (f"10.244.{i}.{j + 10}", n)
         for i, (n, c) in enumerate(sorted(counts.items()), 1)
         for j in range(c)
-    )
-    text += SERVICE.format(endpoints=endpoints)
+    ]
+    text += "---\n" + service_yaml("web", endpoints, local=True)
     tmp = directory / "objects.yaml.tmp"
     tmp.write_text(text)
     tmp.replace(directory / "objects.yaml")
