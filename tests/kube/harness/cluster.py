@@ -275,16 +275,22 @@ class Cluster:
             return False
 
     def apply_crds(self, crds: list[dict[str, Any]], deadline_s: float = 60) -> None:
-        """Create (or replace) CRDs, wait until Established and their storage answers."""
+        """Create (or replace) CRDs, wait until Established and their storage answers.
+
+        Each write may take ``deadline_s``: the server compiles and cost-checks every CEL rule of
+        a CRD in the request (Gateway API's httproutes: 2.0 s at load 12 under ``nice 15``; the
+        former 10 s read timeout ran out under load 15-36 and failed every Gateway test)."""
         base = "/apis/apiextensions.k8s.io/v1/customresourcedefinitions"
         for crd in crds:
-            code, body = self.request("POST", base, crd, direct=True)
+            code, body = self.request("POST", base, crd, direct=True, timeout=deadline_s)
             if code == 409:
                 name = crd["metadata"]["name"]
-                _, current = self.request("GET", f"{base}/{name}", direct=True)
+                _, current = self.request("GET", f"{base}/{name}", direct=True,
+                                          timeout=deadline_s)
                 crd = {**crd, "metadata": {**crd["metadata"], "resourceVersion":
                                            current["metadata"]["resourceVersion"]}}
-                code, body = self.request("PUT", f"{base}/{name}", crd, direct=True)
+                code, body = self.request("PUT", f"{base}/{name}", crd, direct=True,
+                                          timeout=deadline_s)
             if code not in (200, 201):
                 raise ClusterError(f"CRD {crd['metadata']['name']} rejected: {code} {body}")
 
