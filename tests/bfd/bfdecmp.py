@@ -101,6 +101,7 @@ class VipcastNode:
                 speaker.configure([peer])
 
             bfd = BgpBfd(BfdManager(), on_down=drop)
+            speaker.add_session_listener(bfd.bgp_changed)
             bfd.configure([BfdPeer("r", ROUTER, address, FAST, interface="eth0")])
             return cls(ns, speaker, bfd, drops)
 

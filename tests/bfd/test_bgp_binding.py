@@ -57,7 +57,12 @@ def test_down_callback_names_the_bgp_peer(loopback_pair: tuple[str, str]) -> Non
         router = BfdManager(socket_factory=router_socket)
         try:
             (peer,) = bfd_peers(spec_for(router_ip, node_ip), ["router"])
-            assert node.configure([peer]) == ["added router"]
+            # no session before the peer's BGP session is Established
+            assert node.configure([peer]) == []
+            assert node.handles() == {} and node.waiting() == ["router"]
+            node.bgp_changed("router", True)
+            await asyncio.sleep(0)
+            assert list(node.handles()) == ["router"] and node.waiting() == []
             assert node.configure([peer]) == []
             router.add_peer(node_ip, router_ip, fast)
             assert await node.handles()["router"].wait_for(State.UP, 10)
@@ -77,8 +82,10 @@ def test_down_callback_names_the_bgp_peer(loopback_pair: tuple[str, str]) -> Non
             assert node.configure([]) == ["removed router"]
             assert node.handles() == {}
             bad = BfdPeer("x", "192.0.2.1", "198.51.100.250", fast)  # not a local address
+            assert node.configure([bad]) == []  # x's BGP is not Established
+            node.bgp_changed("x", True)
             (change,) = node.configure([bad])
-            assert change.startswith("failed x:")
+            assert change.startswith("failed x:") and "x" in node.failed()
         finally:
             node.close()
             router.close()
@@ -96,5 +103,72 @@ def test_sockets_are_released(loopback_pair: tuple[str, str]) -> None:
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
             s.bind((node_ip, 3784))
         m.close()
+
+    asyncio.run(main())
+
+
+def test_the_session_lives_while_bgp_is_established(loopback_pair: tuple[str, str]) -> None:
+    """Started at Established, closed (AdminDown to the router) when BGP leaves it; a BFD
+    failure while armed asks for the drop once, and the drop's own BGP Down closes it."""
+    node_ip, router_ip = loopback_pair
+    fast = SessionConfig(desired_min_tx_us=100_000, required_min_rx_us=100_000)
+
+    async def main() -> None:
+        node: BgpBfd
+        dropped: list[tuple[str, Diag]] = []
+
+        def drop(name: str, change: StateChanged) -> None:
+            dropped.append((name, change.diag))
+            node.bgp_changed(name, False)  # what the speaker reports while it drops
+
+        node = BgpBfd(BfdManager(), on_down=drop)
+        muted: list[MutableSocket] = []
+
+        def router_socket(family: int) -> socket.socket:
+            muted.append(MutableSocket(family, socket.SOCK_DGRAM))
+            return muted[-1]
+
+        router = BfdManager(socket_factory=router_socket)
+        try:
+            (peer,) = bfd_peers(spec_for(router_ip, node_ip), ["router"])
+            node.configure([peer])
+            theirs = router.add_peer(node_ip, router_ip, fast)
+            node.bgp_changed("router", True)
+            await asyncio.sleep(0)
+            ours = node.handles()["router"]
+            assert await ours.wait_for(State.UP, 10)
+            assert node.bindings()["router"].name == "ARMED"
+            assert node.status()["router"].binding == "ARMED"
+            node.bgp_changed("router", False)
+            await asyncio.sleep(0)
+            assert node.handles() == {} and ours.closed
+            assert await theirs.wait_for(State.DOWN, 5)
+            assert theirs.session.remote_state is State.ADMIN_DOWN
+            # BGP back: a new session (new discriminator) comes up with the router's
+            node.bgp_changed("router", True)
+            await asyncio.sleep(0)
+            again = node.handles()["router"]
+            assert again is not ours and await again.wait_for(State.UP, 10)
+            # the router goes AdminDown: not a failure, BGP kept
+            theirs.session.admin_down(router.now())
+            router.pump(theirs)
+            assert await again.wait_for(State.DOWN, 5)
+            assert dropped == [] and node.kept()["router"].startswith("the remote signalled Admin")
+            theirs.session.admin_up(router.now())
+            router.pump(theirs)
+            assert await again.wait_for(State.UP, 10)
+            # the router falls silent: a failure, one drop, and the session is closed
+            for sock in muted:
+                sock.muted = True
+            for _ in range(100):
+                if dropped:
+                    break
+                await asyncio.sleep(0.05)
+            assert dropped == [("router", Diag.CONTROL_DETECTION_TIME_EXPIRED)]
+            await asyncio.sleep(0)
+            assert node.handles() == {} and again.closed
+        finally:
+            node.close()
+            router.close()
 
     asyncio.run(main())

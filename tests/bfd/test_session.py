@@ -145,8 +145,9 @@ def test_detection_time_expiry() -> None:
     assert w.a.local_diag is Diag.CONTROL_DETECTION_TIME_EXPIRED
     assert w.now - t0 <= 0.3 + 1e-9
     assert w.a.remote_discr == 0
-    assert w.events["a"][-1] == StateChanged(
-        State.UP, State.DOWN, Diag.CONTROL_DETECTION_TIME_EXPIRED
+    last = w.events["a"][-1]
+    assert (last.old, last.new, last.diag, last.remote_new) == (
+        State.UP, State.DOWN, Diag.CONTROL_DETECTION_TIME_EXPIRED, False
     )
     # b hears a's Down and follows with "neighbor signaled session down"
     w.run(1, until=lambda: w.b.state is State.DOWN)

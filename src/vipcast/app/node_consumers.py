@@ -47,9 +47,12 @@ class HealthTargets:
 class BfdBinding:
     """A plan consumer that keeps one BFD session per BGP peer with a ``bfdProfile``.
 
-    When BFD declares a peer down, ``on_down(name)`` drops that peer's BGP connections at
-    once (the composition root wires it to the speaker), so the router loses this node's
-    routes within the BFD detection time, not the hold time.
+    When BFD declares a path failure toward a peer whose BGP session is Established,
+    ``on_down(name)`` drops that peer's BGP connections at once (the composition root wires it
+    to the speaker), so the router loses this node's routes within the BFD detection time, not
+    the hold time. The speaker reports Established in and out (:func:`observe` wires
+    :meth:`BgpBfd.bgp_changed`); a BFD session the router ends or replaces without a path
+    failure keeps BGP up (:mod:`vipcast.proto.bfd.client`, ``docs/bfd.md``).
     """
 
     def __init__(self, registry: CollectorRegistry, on_down: Callable[[str], object]) -> None:
@@ -62,23 +65,29 @@ class BfdBinding:
         self._on_down(name)
 
     async def apply(self, plan: NodePlan) -> None:
-        if plan.bfd == self._peers and not self._failed():
+        if plan.bfd == self._peers and not self.bfd.failed():
             return
         self._peers = plan.bfd
         changes = self.bfd.configure(plan.bfd)
         if changes:
             log.info("BFD sessions: %s", ", ".join(changes))
 
-    def _failed(self) -> bool:
-        """Some planned session has no handle (its sockets failed): try again."""
-        return any(p.name not in self.bfd.handles() for p in self._peers or ())
-
     def close(self) -> None:
         self.bfd.close()
 
     def status(self) -> dict[str, object]:
-        """BGPPeer name -> its BFD session as plain data (the ``bfd`` section of /status)."""
-        return {name: asdict(st) for name, st in self.bfd.status().items()}
+        """BGPPeer name -> its BFD session as plain data (the ``bfd`` section of /status);
+        a configured peer whose BGP session is not Established yet has no session:
+        ``state`` NOT_STARTED (and ``error`` when its sockets could not be opened)."""
+        sessions: dict[str, object] = {name: asdict(st) for name, st in self.bfd.status().items()}
+        for peer in self._peers or ():
+            if peer.name not in sessions:
+                sessions[peer.name] = {
+                    "peer": peer.address, "local": peer.local, "multihop": peer.multihop,
+                    "state": "NOT_STARTED", "binding": "IDLE",
+                    "error": self.bfd.failed().get(peer.name),
+                }  # fmt: skip
+        return sessions
 
 
 def observe(agent: Agent, registry: CollectorRegistry, l2: NodeL2) -> BfdBinding:
@@ -88,6 +97,7 @@ def observe(agent: Agent, registry: CollectorRegistry, l2: NodeL2) -> BfdBinding
     new plans reconfigure sessions without registering anything again.
     """
     bfd = BfdBinding(registry, agent.speaker.reset_peer)
+    agent.speaker.add_session_listener(bfd.bfd.bgp_changed)
     agent.add_consumer(bfd)
     agent.add_status_section("bfd", bfd.status)
     agent.add_status_section("l2", l2.status)

@@ -214,7 +214,7 @@ def bfd_table(document: dict[str, Any]) -> Table | None:
         return None
     table = Table(title=f"BFD sessions of {document.get('node', '?')}")
     for column in ("peer", "address", "state", "remote", "TX ms", "RX ms", "mult",
-                   "detect ms", "last diag", "uptime"):  # fmt: skip
+                   "detect ms", "last diag", "uptime", "BGP binding"):  # fmt: skip
         table.add_column(column, overflow="fold")
     for name, s in sorted(sessions.items()):
         state = str(s["state"])
@@ -231,6 +231,7 @@ def bfd_table(document: dict[str, Any]) -> Table | None:
             _ms(s.get("detection_time_ms")),
             str(s.get("last_diag") or s.get("local_diag") or "-"),
             _uptime(s.get("uptime_s")),
+            str(s.get("binding") or "-"),
         )
     return table
 

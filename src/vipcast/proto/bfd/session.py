@@ -57,11 +57,20 @@ class SessionConfig:
 
 @dataclass(frozen=True)
 class StateChanged:
-    """The session moved from ``old`` to ``new``; ``diag`` is the local diagnostic now."""
+    """The session moved from ``old`` to ``new``; ``diag`` is the local diagnostic now.
+
+    ``remote_state`` and ``remote_diag`` are what the remote said last; ``remote_new`` is
+    True when the packet that moved the session came from a different remote session (its My
+    Discriminator is not the one this session knew): the remote started over. A client tells
+    a path failure from a session the remote ended with them (:mod:`vipcast.proto.bfd.client`).
+    """
 
     old: State
     new: State
     diag: Diag
+    remote_state: State = State.DOWN
+    remote_diag: int = 0
+    remote_new: bool = False
 
 
 def jittered(interval_us: int, detect_mult: int, draw: float) -> float:
@@ -125,6 +134,7 @@ class Session:
         if reason is not None:
             return reason
         newly_known = self.remote_discr == 0
+        remote_new = not newly_known and packet.my_discr != self.remote_discr
         self.remote_discr = packet.my_discr
         self.remote_state = packet.state
         self.remote_diag = packet.diag
@@ -142,7 +152,7 @@ class Session:
             self._next_tx = now  # a passive session answers as soon as the remote is known
         if self.state is State.ADMIN_DOWN:
             return DropReason.ADMIN_DOWN
-        self._apply(RX_INPUT[packet.state], now)
+        self._apply(RX_INPUT[packet.state], now, remote_new=remote_new)
         if packet.poll:
             self._outbox.append(self._control(final=True).encode())
         return None
@@ -243,7 +253,7 @@ class Session:
             final=final,
         )
 
-    def _apply(self, event: Input, now: float) -> None:
+    def _apply(self, event: Input, now: float, *, remote_new: bool = False) -> None:
         move = step(self.state, event)
         if move is None:
             return
@@ -252,7 +262,9 @@ class Session:
         self.state = new
         if diag is not Diag.NONE or new is State.UP:
             self.local_diag = diag
-        self._events.append(StateChanged(old, new, self.local_diag))
+        self._events.append(
+            StateChanged(old, new, self.local_diag, self.remote_state, self.remote_diag, remote_new)
+        )
         if new is State.ADMIN_DOWN:
             self._next_tx = None
             self._detect_at = None

@@ -1,22 +1,31 @@
 """BFD for the BGP speaker: one BFD session per BGP peer that names a BFDProfile.
 
 The agent keeps a :class:`BgpBfd` beside its speaker and hands it the peers after every
-reload; when a session falls from Up to Down the ``on_down`` callback gets the BGPPeer's name,
-and the speaker drops that BGP session at once instead of waiting for the hold timer::
+reload, and tells it when each BGP session enters or leaves Established
+(:meth:`BgpBfd.bgp_changed`). Each peer's BFD and BGP states feed the binding of
+:mod:`vipcast.proto.bfd.client` (RFC 5882): once BGP is Established and BFD Up, a path
+failure calls ``on_down`` with the BGPPeer's name, and the speaker drops that BGP session at
+once instead of waiting for the hold timer; a BFD session the router ends or replaces (FRR 8.4
+does at every Established) keeps BGP up::
 
     bfd = BgpBfd(BfdManager(registry=registry), on_down=lambda name, change: ...)
+    speaker.add_session_listener(bfd.bgp_changed)
     bfd.configure(bfd_peers(spec, [p.name for p in desired.peers]))
 """
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import logging
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
 
 from vipcast.core.desired import BfdPeer
 from vipcast.core.sessions import bfd_peers
-from vipcast.proto.bfd import StateChanged
+from vipcast.proto.bfd import State, StateChanged
+from vipcast.proto.bfd.client import Action, Binding, bfd_input, initial, reason, step
+from vipcast.proto.bfd.client import Input as BindingInput
 from vipcast.runtime.bfd.manager import BfdHandle, BfdManager, BfdStatus
 
 __all__ = ["BfdPeer", "BgpBfd", "DownCallback", "bfd_peers"]
@@ -25,7 +34,17 @@ DownCallback = Callable[[str, StateChanged], None]
 
 
 class BgpBfd:
-    """Keeps the BFD sessions equal to the configured peers and reports their failures."""
+    """Keeps one BFD session per configured peer whose BGP session is Established, and
+    turns their path failures into BGP drops.
+
+    A peer's BFD session starts when its BGP session reaches Established and is closed
+    (AdminDown to the peer) when BGP leaves Established or the peer's BFD is no longer
+    configured. So no BFD session of ours is Up toward a router before the BGP session it
+    protects: FRR 8.4 registers a neighbour's BFD session before Established and replaces it
+    at Established, and a session Up across that hand-over costs one BGP flap on the
+    router's side (``docs/bfd.md``). Each session's changes feed the RFC 5882 binding of
+    :mod:`vipcast.proto.bfd.client`: only a path failure while armed calls ``on_down``.
+    """
 
     def __init__(
         self,
@@ -36,19 +55,32 @@ class BgpBfd:
         self.manager = manager
         self._on_down = on_down
         self._log = log or logging.getLogger("vipcast.bfd")
+        #: the configured peers (wanted), and the running sessions of some of them
+        self._wanted: dict[str, BfdPeer] = {}
         self._peers: dict[str, BfdPeer] = {}
         self._handles: dict[str, BfdHandle] = {}
+        self._bindings: dict[str, Binding] = {}
+        #: BGPPeer names whose BGP session is Established now
+        self._established: set[str] = set()
+        #: peers whose sockets could not be opened at the last attempt, with the reason
+        self._failed: dict[str, str] = {}
+        #: the last BFD Down that kept BGP up, per peer (for status)
+        self._kept: dict[str, str] = {}
+        self._sync_pending = False
 
     def configure(self, peers: Sequence[BfdPeer]) -> list[str]:
-        """Make the sessions equal to ``peers`` (needs a running loop); returns the changes.
+        """Make the sessions follow ``peers`` (needs a running loop); returns the changes.
 
-        A peer whose sockets cannot be opened (address not local yet, port taken) is
-        reported as ``failed NAME: reason`` and retried at the next call.
+        A running session whose peer is gone or moved (address, local address, hop mode,
+        interface) is closed; new timers retime it (Poll Sequence). A peer is started here if
+        its BGP session is already Established, otherwise at Established. A peer whose
+        sockets cannot be opened (address not local yet, port taken) is reported as
+        ``failed NAME: reason`` and retried at the next call or the next Established.
         """
-        wanted = {p.name: p for p in peers}
+        self._wanted = {p.name: p for p in peers}
         changes: list[str] = []
         for name in list(self._handles):
-            old, new = self._peers[name], wanted.get(name)
+            old, new = self._peers[name], self._wanted.get(name)
             if new == old:
                 continue
             if new is not None and _same_path(old, new):
@@ -56,43 +88,129 @@ class BgpBfd:
                 self._peers[name] = new
                 changes.append(f"retimed {name}")
                 continue
-            self._handles.pop(name).close()
-            del self._peers[name]
+            self._stop(name)
             changes.append(f"removed {name}")
-        for name, peer in wanted.items():
-            if name in self._handles:
-                continue
-            try:
-                handle = self.manager.add_peer(
-                    peer.address, peer.local, peer.config, peer.multihop, peer.interface
-                )
-            except OSError as exc:
-                changes.append(f"failed {name}: {exc}")
-                self._log.warning("bfd %s: cannot open sockets: %s", name, exc)
-                continue
-            handle.on_down(functools.partial(self._down, name))
-            self._handles[name] = handle
-            self._peers[name] = peer
-            changes.append(f"added {name}")
+        for name in list(self._failed):
+            if name not in self._wanted:
+                del self._failed[name]
+        for name in self._wanted:
+            if name not in self._handles and name in self._established:
+                changes.append(self._start(name))
         return changes
+
+    def bgp_changed(self, name: str, established: bool) -> None:
+        """The BGP session of BGPPeer ``name`` entered (True) or left (False) Established.
+
+        The binding moves now; the session itself is started or closed on the next turn of
+        the loop (this is called from inside the speaker, and from inside a BFD callback when
+        a BFD failure drops BGP).
+        """
+        if established:
+            self._established.add(name)
+        else:
+            self._established.discard(name)
+        if name in self._bindings:
+            self._feed(name, BindingInput.BGP_UP if established else BindingInput.BGP_DOWN)
+        if not self._sync_pending:
+            self._sync_pending = True
+            asyncio.get_running_loop().call_soon(self._sync)
 
     def handles(self) -> Mapping[str, BfdHandle]:
         return self._handles
 
+    def bindings(self) -> Mapping[str, Binding]:
+        """BGPPeer name -> where its BGP and BFD sessions stand together."""
+        return self._bindings
+
+    def failed(self) -> Mapping[str, str]:
+        """BGPPeer name -> why its sockets could not be opened at the last attempt."""
+        return self._failed
+
+    def waiting(self) -> list[str]:
+        """Configured peers without a session because their BGP is not Established."""
+        return sorted(set(self._wanted) - set(self._handles) - set(self._failed))
+
+    def kept(self) -> Mapping[str, str]:
+        """BGPPeer name -> why its last BFD Down left BGP up (peers that had one)."""
+        return self._kept
+
     def status(self) -> dict[str, BfdStatus]:
         """BGPPeer name -> its BFD session, for ``vipcast status``."""
-        return {name: h.status() for name, h in sorted(self._handles.items())}
+        return {
+            name: replace(h.status(), binding=self._bindings[name].name, kept=self._kept.get(name))
+            for name, h in sorted(self._handles.items())
+        }
 
     def close(self) -> None:
         """AdminDown to every peer and release the sockets."""
-        for handle in self._handles.values():
-            handle.close()
+        handles = list(self._handles.values())
         self._handles.clear()
         self._peers.clear()
+        self._bindings.clear()
+        self._wanted.clear()
+        for handle in handles:
+            handle.close()
 
-    def _down(self, name: str, change: StateChanged) -> None:
-        self._log.warning("bfd %s: down (%s): dropping the BGP session", name, change.diag.name)
-        self._on_down(name, change)
+    # ---- internals ------------------------------------------------------------------------
+
+    def _sync(self) -> None:
+        """Start the sessions of Established peers, close those of the others."""
+        self._sync_pending = False
+        for name in list(self._handles):
+            if name not in self._established:
+                self._stop(name)
+                self._log.info("bfd %s: BGP left Established: session closed", name)
+        for name in self._wanted:
+            if name not in self._handles and name in self._established:
+                self._log.info("bfd %s: BGP Established: %s", name, self._start(name))
+
+    def _start(self, name: str) -> str:
+        peer = self._wanted[name]
+        try:
+            handle = self.manager.add_peer(
+                peer.address, peer.local, peer.config, peer.multihop, peer.interface
+            )
+        except OSError as exc:
+            self._failed[name] = str(exc)
+            self._log.warning("bfd %s: cannot open sockets: %s", name, exc)
+            return f"failed {name}: {exc}"
+        self._failed.pop(name, None)
+        handle.on_change(functools.partial(self._bfd_changed, name))
+        self._bindings[name] = initial(name in self._established, handle.state is State.UP)
+        self._handles[name] = handle
+        self._peers[name] = peer
+        return f"added {name}"
+
+    def _stop(self, name: str) -> None:
+        self._handles.pop(name).close()
+        del self._peers[name]
+        self._bindings.pop(name, None)
+
+    def _bfd_changed(self, name: str, change: StateChanged) -> None:
+        event = bfd_input(change)
+        handle = self._handles.get(name)
+        if event is not None and name in self._bindings and handle is not None:
+            self._feed(name, event, change)
+
+    def _feed(self, name: str, event: BindingInput, change: StateChanged | None = None) -> None:
+        before = self._bindings[name]
+        after, action = step(before, event)
+        self._bindings[name] = after  # before acting: dropping BGP reports back at once
+        if after is not before:
+            self._log.debug("bfd %s: binding %s -> %s (%s)", name, before.name, after.name,
+                            event.value)  # fmt: skip
+        if change is None:
+            return
+        if action is Action.DROP:
+            self._log.warning("bfd %s: down (%s): dropping the BGP session", name, reason(change))
+            self._on_down(name, change)
+        elif action is Action.KEEP:
+            why = reason(change)
+            self._kept[name] = why
+            self._log.warning("bfd %s: down (%s): not a path failure, keeping the BGP session "
+                              "until BFD is Up again", name, why)  # fmt: skip
+        elif event in (BindingInput.BFD_FAILED, BindingInput.BFD_ENDED):
+            self._log.info("bfd %s: down (%s) while BGP is not Established", name, reason(change))
 
 
 def _same_path(a: BfdPeer, b: BfdPeer) -> bool:

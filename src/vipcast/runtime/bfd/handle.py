@@ -65,6 +65,11 @@ class BfdStatus:
     last_diag: str = "NONE"
     #: seconds the session has been Up; None when it is not Up
     uptime_s: float | None = None
+    #: for a BGP peer's session: where BGP and BFD stand together
+    #: (:class:`vipcast.proto.bfd.client.Binding` name: IDLE, BFD_UP, WAITING, ARMED)
+    binding: str | None = None
+    #: for a BGP peer's session: why the last BFD Down left BGP up (None: none did)
+    kept: str | None = None
 
 
 @dataclass(eq=False)

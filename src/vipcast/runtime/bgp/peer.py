@@ -74,11 +74,14 @@ class PeerDriver:
         backoff: Backoff,
         log: logging.Logger | None = None,
         on_change: Callable[[], None] | None = None,
+        on_session: Callable[[bool], None] | None = None,
     ) -> None:
         self.settings = settings
         self._backoff = backoff
         self._log = log or logging.getLogger(f"vipcast.bgp.{settings.name}")
         self._on_change = on_change
+        #: called with True when the session reaches Established, False when it leaves it
+        self._on_session = on_session
         self._loop = asyncio.get_running_loop()
         self._routes: dict[str, RouteAttributes] = {}
         self._primary = self._new_link(settings.session, outbound=True)
@@ -356,6 +359,8 @@ class PeerDriver:
         self._established_at = time.monotonic()
         negotiated = self._primary.session.negotiated
         self._log.info("%s: Established (%s)", self, negotiated)
+        if self._on_session is not None:
+            self._on_session(True)
 
     def _on_down(self, event: SessionDown) -> None:
         self._established_at = None
@@ -365,6 +370,8 @@ class PeerDriver:
             reason = f"{reason} (NOTIFICATION {side}: {event.notification})"
         self._last_error = reason
         self._log.warning("%s: session down: %s", self, reason)
+        if self._on_session is not None:
+            self._on_session(False)
 
     def _promote(self) -> None:
         """An Established other link replaces a primary that has no connection left."""

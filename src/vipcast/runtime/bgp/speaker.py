@@ -10,6 +10,7 @@ and carry their TCP MD5 keys.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import random
 import socket
@@ -186,6 +187,7 @@ class Speaker:
         self._set_directly = False
         self._changed = asyncio.Event()
         self._stopping: set[asyncio.Task[None]] = set()
+        self._session_listeners: list[Callable[[str, bool], None]] = []
 
     # ---- lifecycle ------------------------------------------------------------------------
 
@@ -236,6 +238,7 @@ class Speaker:
                     ),
                     log=self._log.getChild(name),
                     on_change=self._changed.set,
+                    on_session=functools.partial(self._session_changed, name),
                 )
                 driver.set_routes(self._routes.get(name, {}))
                 self._peers[name] = driver
@@ -286,6 +289,11 @@ class Speaker:
     def peers(self) -> Mapping[str, PeerDriver]:
         return self._peers
 
+    def add_session_listener(self, listener: Callable[[str, bool], None]) -> None:
+        """Call ``listener(name, established)`` whenever a peer's BGP session enters
+        (True) or leaves (False) Established; BFD binds to it (:mod:`vipcast.runtime.bfd.bgp`)."""
+        self._session_listeners.append(listener)
+
     def reset_peer(self, name: str) -> bool:
         """Drop the named peer's connections at once (BFD down); False if no such peer."""
         driver = self._peers.get(name)
@@ -319,6 +327,13 @@ class Speaker:
         return True
 
     # ---- internals ------------------------------------------------------------------------
+
+    def _session_changed(self, name: str, established: bool) -> None:
+        for listener in self._session_listeners:
+            try:
+                listener(name, established)
+            except Exception:
+                self._log.exception("session listener failed for %s", name)
 
     def _by_address(self, address: str) -> PeerDriver | None:
         for driver in self._peers.values():
