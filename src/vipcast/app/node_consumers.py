@@ -61,7 +61,7 @@ class BfdBinding:
         self.bfd = BgpBfd(BfdManager(registry=registry), on_down=self._down)
 
     def _down(self, name: str, change: StateChanged) -> None:
-        log.warning("BFD: peer %s down (%s): dropping its BGP session", name, change.diag)
+        log.warning("BFD: peer %s down (%s): dropping its BGP session", name, change.diag.name)
         self._on_down(name)
 
     async def apply(self, plan: NodePlan) -> None:
