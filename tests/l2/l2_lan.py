@@ -116,6 +116,9 @@ class L2Lan:
     agent_args: tuple[str, ...] = ()
     agents: dict[str, Process] = field(default_factory=dict)
     macs: dict[str, str] = field(default_factory=dict)
+    #: the agents' environment (None: this process's); bench/l2_false_death.py runs a
+    #: reference tree's agents with their own PYTHONPATH
+    agent_env: Mapping[str, str] | None = None
 
     @property
     def lan(self) -> Netns:
@@ -185,7 +188,8 @@ class L2Lan:
             if peer != node:
                 args += ["--peer", f"{peer}={self.address(peer)}"]
         proc = self.topo[node].spawn(
-            [*args, *self.agent_args, *extra], name=f"agent{len(self.topo.processes)}"
+            [*args, *self.agent_args, *extra], name=f"agent{len(self.topo.processes)}",
+            env=self.agent_env,
         )
         self.agents[node] = proc
         return proc

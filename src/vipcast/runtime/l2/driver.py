@@ -196,6 +196,7 @@ class L2Runtime:
                 # LAN's caches come back only with our announcement
                 log.info("l2 %s: refuted a suspicion of itself (incarnation %d), announcing %s "
                          "again", self.config.node, view.incarnation, sorted(again))
+                self.metrics.ownership_changes.labels("announced_again").inc(len(again))
                 wanted = {ip_address(ip) for ip in again}
                 for responder in self._responders.values():
                     responder.announce_again(frozenset(wanted & responder.owned))
