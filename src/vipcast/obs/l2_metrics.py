@@ -24,7 +24,7 @@ class L2Metrics:
         )
         self.ownership_changes = Counter(
             "vipcast_l2_ownership_changes",
-            "VIPs taken or released by this node, or announced again after it refuted its own death",
+            "VIPs taken or released by this node, or announced again after a refutation",
             ["change"],
             registry=registry,
         )
