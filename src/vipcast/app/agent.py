@@ -235,8 +235,7 @@ class Agent:
             parts = desired_parts(old)
             del old
             await asyncio.to_thread(release_gradually, parts)
-        await self.caches.save_files()
-        return True
+        return True  # its newly validated files are written once the config is quiet
 
     async def _announced(self, limit: float = 30.0) -> None:
         """Until every peer has the first plan's routes (or ``limit`` seconds)."""
@@ -258,8 +257,8 @@ class Agent:
             return
         self.local = local
         current = self.current
-        if current is None or current.snapshot is None or not self.started.is_set():
-            return  # the next load plans with it
+        if current is None or current.snapshot is None:
+            return  # the first load plans with it
         await self._publish(self._desired(current.snapshot))
 
     def drain_inputs(self) -> tuple[Spec, NodePlan] | None:
@@ -283,8 +282,8 @@ class Agent:
             return
         self.drain_phase = phase
         current = self.current
-        if current is None or current.snapshot is None or not self.started.is_set():
-            return
+        if current is None or current.snapshot is None:
+            return  # the first load plans with it
         await self._publish(self._desired(current.snapshot))
 
     async def _withdraw_all(self) -> None:
@@ -293,7 +292,7 @@ class Agent:
         end (graceful restart's stale paths). The UPDATE is written before the NOTIFICATION
         on the same connection, so the router reads it first."""
         current = self.current
-        if current is None or not current.plan.bgp or not self.started.is_set():
+        if current is None or not current.plan.bgp:
             return
         self._log.info("stopping: withdrawing %d route(s)", len(current.plan.bgp))
         async with self._publishing:
@@ -393,6 +392,7 @@ class Agent:
             self._log.info("previous agent did not stop cleanly: graceful restart (R-bit set)")
         watcher: asyncio.Task[None] | None = None
         saver: asyncio.Task[None] | None = None
+        serving: asyncio.Task[None] | None = None
         stalls = asyncio.create_task(watch_loop(), name="loop-watch")
         try:
             if self.options.metrics_address is not None:  # a busy port fails before announcing
@@ -404,22 +404,21 @@ class Agent:
             assert first.snapshot is not None
             await self._publish(self._desired(first.snapshot))
             del first  # the reload that replaces it frees it (off the loop when in a thread)
-            if self.options.metrics_address is not None:
-                # served after the first plan is handed on: the HTTP stack is imported in a
-                # thread (the loop keeps sending the first UPDATEs meanwhile)
-                await asyncio.to_thread(importlib.import_module, "aiohttp.web")
-                self.metrics_bound = await self._status_server.start()
-                self._log.info("status on http://%s:%s/status", *self.metrics_bound)
-            self.started.set()
+            # from here on a change (SIGHUP, a file, an observation) is planned at once: the
+            # status server and the disk caches are not needed for it and do not hold it up
+            watcher = self._start_watching()
+            serving = asyncio.create_task(self._serve_status(), name="status-server")
+            serving.add_done_callback(self._status_failed)
             saver = asyncio.create_task(
                 self.caches.run(self._announced,
                                 lambda: (self.current, self._planner, self._gateway_services,
                                          self.identity())),
                 name="save-caches")
-            watcher = self._start_watching()
             await self._watch()
+            if serving.done() and not serving.cancelled() and serving.exception() is not None:
+                raise serving.exception()  # type: ignore[misc]
         finally:
-            for task in (watcher, saver, stalls):
+            for task in (watcher, saver, serving, stalls):
                 if task is not None:
                     task.cancel()
                     await asyncio.gather(task, return_exceptions=True)
@@ -437,6 +436,21 @@ class Agent:
             if marker is not None:
                 marker.unlink(missing_ok=True)
         return 0
+
+    async def _serve_status(self) -> None:
+        """Serve /status and /metrics (after the first plan was handed on: the HTTP stack is
+        imported in a thread, the loop keeps sending the first UPDATEs and serving reloads
+        meanwhile), then the agent is started (ready)."""
+        if self.options.metrics_address is not None:
+            await asyncio.to_thread(importlib.import_module, "aiohttp.web")
+            self.metrics_bound = await self._status_server.start()
+            self._log.info("status on http://%s:%s/status", *self.metrics_bound)
+        self.started.set()
+
+    def _status_failed(self, task: asyncio.Task[None]) -> None:
+        """The status server could not start: the agent stops (run() raises its error)."""
+        if not task.cancelled() and task.exception() is not None:
+            self.request_stop()
 
     async def _announce_early(self) -> bool:
         """With a start cache of these files: hand its first plan's routes and sessions to the
