@@ -32,7 +32,7 @@ from pathlib import Path
 import yaml
 
 from vipcast.sources.validated_cache import ValidatedCache
-from vipcast.sources.yaml_documents import load_all
+from vipcast.sources.yaml_split import load_all
 from vipcast.spec import Issue, Spec, SpecError, Validated, validate_documents
 from vipcast.spec.load import Assembler
 
@@ -75,7 +75,8 @@ def stamp_of(path: Path) -> Stamp | None:
 def parse_file(path: Path) -> tuple[list[tuple[str, object]], list[Issue]]:
     """The YAML documents of one file (``List`` unrolled), or the reason it cannot be read.
 
-    Parsed as ``yaml.safe_load_all`` would (:mod:`vipcast.sources.yaml_documents`)."""
+    Parsed as ``yaml.safe_load_all`` would (:mod:`vipcast.sources.yaml_documents`), a big file
+    on several CPUs (:mod:`vipcast.sources.yaml_split`)."""
     try:
         data = path.read_bytes()
     except OSError as exc:

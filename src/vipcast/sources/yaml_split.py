@@ -1,0 +1,178 @@
+"""One big YAML stream parsed on several CPUs, with exactly the values of a serial parse.
+
+A file of 10,000 Services is one stream of 20,000 documents, and parsing it is a second of
+one CPU (:mod:`vipcast.sources.yaml_documents`). YAML documents are independent once the
+parser is past a document-start line, so :func:`load_all` cuts the text at such lines into as
+many parts as the process may use CPUs, parses the first part itself and each other part in a
+worker process (a fresh interpreter, ``python -P -c ...``, that imports only PyYAML and the
+loader, ~40 ms; never ``fork()``, which the agent's threads make unsafe),
+and joins the documents in order.
+
+Where a cut is made (:func:`parts`) is what makes the result exact:
+
+- only at a line that is ``---`` alone or followed by a blank, at column 0. The parser always
+  takes such a line for a document start: a block scalar's content is indented by at least one
+  space (libyaml and PyYAML alike), a plain scalar ends before it, and inside a quoted scalar
+  or a flow collection it is an error (which the part before the cut also raises, see below);
+- never in a text holding a directive (a line starting with ``%``: it belongs to the document
+  after it), a byte-order mark, or a line break other than ``\\n`` (NEL, LS, PS and CR also
+  break lines for YAML: a ``---`` after one would be missed, never wrongly taken);
+- anchors and tags are per document in YAML, so a part does not need what came before it.
+
+If any part raises (or a worker fails in any way), the whole text is parsed serially, so an
+invalid file gives the very error, with the line and column, that a serial parse gives. The
+documents come back from a worker with :mod:`marshal` (values shared through YAML aliases stay
+shared), or :mod:`pickle` when a value is one marshal cannot carry (a timestamp).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import marshal
+import os
+import pickle
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import yaml
+
+from vipcast.sources import yaml_documents
+
+#: characters of text a worker process is worth: below this a stream is parsed serially (a
+#: worker costs ~40 ms of CPU to start; 256 KiB of object YAML is ~50 ms to parse)
+MIN_PART = 256 * 1024
+#: at most this many parts, whatever the CPUs
+MAX_PARTS = 8
+#: characters the calling thread's part is longer than a worker's: the worker's start and its
+#: hand-over (marshal both ways) are ~0.1 s that the caller spends parsing meanwhile
+HEAD_START = 200 * 1024
+
+#: characters after which no cut is made at all (see the module docstring)
+_NO_CUT = ("\ufeff", "\x85", "\u2028", "\u2029", "\r")
+_MARSHAL, _PICKLE, _FAILED = b"m", b"p", b"!"
+_WORKER_CODE = ("import sys; sys.path.insert(0, sys.argv[1]); "
+                "from vipcast.sources.yaml_split import _worker; sys.exit(_worker())")
+
+
+def usable_cpus() -> int:
+    """How many CPUs this process may run on (its affinity mask where the OS has one)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not Linux
+        return os.cpu_count() or 1
+
+
+def parts(text: str, count: int, min_part: int | None = None, head_start: int = 0) -> list[str]:
+    """``text`` cut into at most ``count`` parts of at least ``min_part`` characters, each
+    after the first starting with a document-start line; ``[text]`` when it cannot be cut (see
+    the module docstring). The first part is ``head_start`` characters longer than the others
+    (``min_part``: :data:`MIN_PART` unless given).
+    """
+    count = min(count, MAX_PARTS, len(text) // max(MIN_PART if min_part is None else min_part, 1))
+    if count < 2 or text.startswith("%") or "\n%" in text or any(c in text for c in _NO_CUT):
+        return [text]
+    share = (len(text) - head_start) / count
+    cuts: list[int] = []
+    for i in range(1, count):
+        at = text.find("\n---", int(head_start + share * i) - 1)
+        while at != -1 and text[at + 4:at + 5] not in ("", "\n", " ", "\t"):
+            at = text.find("\n---", at + 1)  # "---x" is a plain scalar, not a document start
+        if at == -1:
+            break
+        cut = at + 1  # the part starts with the "---" line
+        if cut >= len(text) or (cuts and cut <= cuts[-1]):
+            continue
+        cuts.append(cut)
+    bounds = [0, *cuts, len(text)]
+    return [text[a:b] for a, b in itertools.pairwise(bounds)]
+
+
+def load_all(text: str, cpus: int | None = None) -> list[object]:
+    """``yaml_documents.load_all(text)`` (what ``yaml.load_all(text, Loader=SafeLoader)``
+    gives, or raises), on up to ``cpus`` CPUs (default: :func:`usable_cpus`)."""
+    pieces = parts(text, usable_cpus() if cpus is None else cpus, head_start=HEAD_START)
+    if len(pieces) < 2:
+        return yaml_documents.load_all(text)
+    workers: list[subprocess.Popen[bytes]] = []
+    try:
+        try:
+            for piece in pieces[1:]:
+                workers.append(_start(piece))
+        except OSError:  # no process to be had (limits, no interpreter): one CPU it is
+            return yaml_documents.load_all(text)
+        try:
+            out = yaml_documents.load_all(pieces[0])
+        except yaml.YAMLError:
+            return yaml_documents.load_all(text)  # the serial parse's own error
+        for worker in workers:
+            docs = _result(worker)
+            if docs is None:
+                return yaml_documents.load_all(text)
+            out.extend(docs)
+        return out
+    finally:
+        for worker in workers:
+            if worker.poll() is None:
+                worker.kill()
+            worker.wait()
+            if worker.stdout is not None:
+                worker.stdout.close()
+
+
+def _start(piece: str) -> subprocess.Popen[bytes]:
+    """A worker parsing ``piece`` (handed over in an unlinked temporary file: the worker
+    reads it when it is ready, the caller does not wait on a pipe)."""
+    with tempfile.TemporaryFile() as handover:
+        handover.write(piece.encode())
+        handover.seek(0)
+        # the worker imports this very vipcast (the directory this process took it from
+        # first), and nothing from the current directory (-P)
+        package_root = str(Path(yaml_documents.__file__).resolve().parents[2])
+        return subprocess.Popen(
+            [sys.executable, "-P", "-c", _WORKER_CODE, package_root], stdin=handover,
+            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+
+
+def _result(worker: subprocess.Popen[bytes]) -> list[object] | None:
+    """The worker's documents (None: its part raised, or the worker failed)."""
+    assert worker.stdout is not None
+    with worker.stdout:
+        data = worker.stdout.read()
+    if worker.wait() != 0 or not data:
+        return None
+    kind, body = data[:1], data[1:]
+    try:
+        if kind == _MARSHAL:
+            docs = marshal.loads(body)
+        elif kind == _PICKLE:
+            # our own worker's output, written just now from values the safe loader built
+            docs = pickle.loads(body)
+        else:
+            return None
+    except (EOFError, ValueError, TypeError, pickle.UnpicklingError):
+        return None
+    return docs if isinstance(docs, list) else None
+
+
+def _worker() -> int:
+    """Parse stdin's text, write its documents to stdout (the first byte says how)."""
+    import gc
+
+    gc.disable()  # a short-lived process building acyclic values: nothing for it to free
+    text = sys.stdin.buffer.read().decode()
+    try:
+        docs = yaml_documents.load_all(text)
+    except yaml.YAMLError:
+        sys.stdout.buffer.write(_FAILED)
+        return 0
+    try:
+        data = _MARSHAL + marshal.dumps(docs)
+    except ValueError:  # a timestamp (datetime) or other value marshal does not carry
+        data = _PICKLE + pickle.dumps(docs, protocol=pickle.HIGHEST_PROTOCOL)
+    with contextlib.suppress(BrokenPipeError):  # the caller gave up on this part
+        sys.stdout.buffer.write(data)
+        sys.stdout.buffer.flush()
+    return 0
