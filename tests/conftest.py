@@ -9,8 +9,9 @@ import os
 
 from hypothesis import HealthCheck, settings
 
-# the namespace-lab fixtures (``netlab``), shared by every area; skips grouped by reason at the end
-pytest_plugins = ["vipcast.lab.pytest_fixtures", "vipcast.lab.pytest_skips"]
+# the namespace-lab fixtures (``netlab``), shared by every area; skips grouped by reason at the
+# end; ``example`` (an examples/ directory copied to tmp) for the CLI tests
+pytest_plugins = ["vipcast.lab.pytest_fixtures", "vipcast.lab.pytest_skips", "cli_examples"]
 
 settings.register_profile(
     "ci",

@@ -2,32 +2,10 @@
 
 from __future__ import annotations
 
-import shutil
-from pathlib import Path
-
 import pytest
 import yaml
-from typer.testing import CliRunner
 
-from vipcast.cli.main import app
-
-EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
-runner = CliRunner()
-
-
-def run(*args: str) -> tuple[int, str]:
-    result = runner.invoke(app, list(args))
-    return result.exit_code, result.output
-
-
-@pytest.fixture()
-def example(tmp_path: Path) -> object:
-    def copy(name: str) -> Path:
-        target = tmp_path / name
-        shutil.copytree(EXAMPLES / name, target)
-        return target
-
-    return copy
+from cli_examples import EXAMPLES, run
 
 
 @pytest.mark.parametrize("name", ["cni-separate", "cni-handoff"])

@@ -7,30 +7,9 @@ import shutil
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
 
-from vipcast.cli.main import app
+from cli_examples import EXAMPLES, run
 from vipcast.sources.state import read_state, state_path, write_state
-
-EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
-runner = CliRunner()
-
-
-@pytest.fixture()
-def example(tmp_path: Path) -> object:
-    """Copy an example directory to tmp (the commands write a state file beside it)."""
-
-    def copy(name: str) -> Path:
-        target = tmp_path / name
-        shutil.copytree(EXAMPLES / name, target)
-        return target
-
-    return copy
-
-
-def run(*args: str) -> tuple[int, str]:
-    result = runner.invoke(app, list(args))
-    return result.exit_code, result.output
 
 
 @pytest.mark.parametrize("name", ["bgp", "l2", "dualstack"])
