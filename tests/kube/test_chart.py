@@ -607,3 +607,13 @@ def test_the_speaker_writes_nodes_only_to_patch_its_drain_state(helm_env: dict[s
                 and d["metadata"]["name"].endswith("-speaker"))
     assert not [r for r in role["rules"] if "nodes" in r["resources"]
                 and set(r["verbs"]) - {"get", "list", "watch"}]
+
+
+def test_speaker_suspicion_floor_from_values(helm_env: dict[str, str]) -> None:
+    """``speaker.suspicionMin`` becomes the speaker's ``--suspicion-min`` (docs/membership.md,
+    "The suspicion floor"); unset, no flag (the speaker's default)."""
+    speaker = _pod(_template(helm_env), "DaemonSet", "speaker")["containers"][0]
+    assert not [a for a in speaker["args"] if a.startswith("--suspicion-min")]
+    speaker = _pod(_template(helm_env, "--set", "speaker.suspicionMin=0.45"), "DaemonSet",
+                   "speaker")["containers"][0]
+    assert "--suspicion-min=0.45" in speaker["args"]
