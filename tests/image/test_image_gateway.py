@@ -24,7 +24,6 @@ import pytest
 from kube.conftest import gateway_api  # noqa: F401  (a fixture)
 from kube.e2e_objects import (
     API_PORT,
-    GW,
     NODES,
     RELAY,
     KubeLab,
@@ -35,6 +34,7 @@ from kube.e2e_objects import (
     lab_objects,
 )
 from kube.harness.cluster import Cluster
+from kube.kubetools import GW
 from vipcast.app.lab import backend_ips, node_v4
 from vipcast.lab.netns import wait_until
 

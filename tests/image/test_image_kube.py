@@ -23,9 +23,10 @@ from pathlib import Path
 
 import pytest
 
-from kube.e2e_objects import lb_ingress, post
+from kube.e2e_objects import lb_ingress
 from kube.e2e_run import Runner
 from kube.harness.cluster import Cluster
+from kube.kubetools import post
 from vipcast.lab.netns import wait_until
 
 from .conftest import Image

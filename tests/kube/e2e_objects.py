@@ -13,21 +13,13 @@ import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 from vipcast.app.lab import LAN_V4, LabOptions, backend_ips, node_v4, router_config
 from vipcast.lab.frr import start_frr
 from vipcast.lab.netns import Netns, Topology, leftovers, wait_until
 
 from .harness.cluster import Cluster
-
-
-def post(cluster: Cluster, path: str, body: dict[str, Any]) -> dict[str, Any]:
-    """POST an object; it must be created."""
-    code, out = cluster.request("POST", path, body)
-    assert code == 201, (path, out)
-    assert isinstance(out, dict)
-    return out
+from .kubetools import GW, post
 
 
 def ready_nodes(cluster: Cluster, ns: str, count: int) -> list[str]:
@@ -49,7 +41,6 @@ NODES = 2
 POOL = "192.0.2.64/28"
 API_PORT = 6443  # inside each node namespace
 API = "/apis/vipcast.io/v1beta1"
-GW = "/apis/gateway.networking.k8s.io/v1"
 
 
 def lab_objects(cluster: Cluster, ns: str, *, mode: str = "bgp", nodes: int = NODES,

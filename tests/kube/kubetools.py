@@ -11,9 +11,20 @@ from lightkube import AsyncClient, KubeConfig
 from lightkube.generic_resource import create_global_resource
 from lightkube.resources.core_v1 import Event, Service
 
+from .harness.cluster import Cluster
+
 T = TypeVar("T")
+GW = "/apis/gateway.networking.k8s.io/v1"
 IPAddressPool = create_global_resource("vipcast.io", "v1beta1", "IPAddressPool",
                                        "ipaddresspools")
+
+
+def post(cluster: Cluster, path: str, body: dict[str, Any]) -> dict[str, Any]:
+    """POST an object through the harness's plain client; it must be created."""
+    code, out = cluster.request("POST", path, body)
+    assert code == 201, (path, out)
+    assert isinstance(out, dict)
+    return out
 
 
 def client(kubeconfig: Path, namespace: str = "default") -> AsyncClient:

@@ -33,7 +33,6 @@ from vipcast.runtime.envoy import find_envoy
 
 from .e2e_objects import (
     API_PORT,
-    GW,
     NODES,
     RELAY,
     KubeLab,
@@ -43,10 +42,10 @@ from .e2e_objects import (
     kube_lab_topology,
     lab_objects,
     lb_ingress,
-    post,
 )
 from .e2e_run import vipcast_argv
 from .harness.cluster import Cluster
+from .kubetools import GW, post
 
 pytestmark = [pytest.mark.e2e, pytest.mark.netns, pytest.mark.slow]
 

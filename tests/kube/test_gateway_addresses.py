@@ -9,16 +9,9 @@ from typing import Any
 
 from .harness.cluster import Cluster
 from .harness.gateway_controller import run_gateway_controller
+from .kubetools import GW, post
 
-GW = "/apis/gateway.networking.k8s.io/v1"
 POOL = "198.18.21.0/29"
-
-
-def _post(cluster: Cluster, path: str, obj: dict[str, Any]) -> dict[str, Any]:
-    code, body = cluster.request("POST", path, obj)
-    assert code == 201, body
-    assert isinstance(body, dict)
-    return body
 
 
 def _gateway(ns: str, name: str, *addresses: str) -> dict[str, Any]:
@@ -68,15 +61,15 @@ def _ingress(status: dict[str, Any]) -> list[str]:
 def test_gateways_and_services_share_the_pools(gateway_api: Cluster, namespace: str) -> None:
     cluster, ns = gateway_api, namespace
     gws, svcs = f"{GW}/namespaces/{ns}/gateways", f"/api/v1/namespaces/{ns}/services"
-    _post(cluster, "/apis/vipcast.io/v1beta1/ipaddresspools", {
+    post(cluster, "/apis/vipcast.io/v1beta1/ipaddresspools", {
         "apiVersion": "vipcast.io/v1beta1", "kind": "IPAddressPool",
         "metadata": {"name": f"gw-{ns}"},
         "spec": {"addresses": [POOL], "serviceAllocation": {"namespaces": [ns]}}})
-    _post(cluster, f"{GW}/gatewayclasses", {
+    post(cluster, f"{GW}/gatewayclasses", {
         "apiVersion": "gateway.networking.k8s.io/v1", "kind": "GatewayClass",
         "metadata": {"name": f"alloc-{ns}"}, "spec": {"controllerName": "vipcast.io/gateway"}})
-    _post(cluster, svcs, _service(ns, "svc"))
-    _post(cluster, gws, _gateway(ns, "auto"))
+    post(cluster, svcs, _service(ns, "svc"))
+    post(cluster, gws, _gateway(ns, "auto"))
 
     def first() -> tuple[str, str] | None:
         svc, gw = _ingress(_status(cluster, f"{svcs}/svc")), _status(cluster, f"{gws}/auto")
@@ -89,8 +82,8 @@ def test_gateways_and_services_share_the_pools(gateway_api: Cluster, namespace: 
     assert svc_ip.startswith("198.18.21.") and gw_ip.startswith("198.18.21.")
 
     # a Gateway asking for the Service's address, a Service asking for the Gateway's
-    _post(cluster, gws, _gateway(ns, "steal", svc_ip))
-    _post(cluster, svcs, _service(ns, "asks", gw_ip))
+    post(cluster, gws, _gateway(ns, "steal", svc_ip))
+    post(cluster, svcs, _service(ns, "asks", gw_ip))
 
     def refused() -> tuple[Any, Any] | None:
         steal = _programmed(_status(cluster, f"{gws}/steal"))

@@ -18,15 +18,7 @@ from vipcast.spec import load_documents
 
 from .conftest import run
 from .harness.cluster import Cluster
-
-GW = "/apis/gateway.networking.k8s.io/v1"
-
-
-def _post(cluster: Cluster, path: str, obj: dict[str, Any]) -> dict[str, Any]:
-    code, body = cluster.request("POST", path, obj)
-    assert code == 201, body
-    assert isinstance(body, dict)
-    return body
+from .kubetools import GW, post
 
 
 def test_cel_rules_of_the_upstream_crds_refuse(gateway_api: Cluster, namespace: str) -> None:
@@ -42,21 +34,21 @@ def test_cel_rules_of_the_upstream_crds_refuse(gateway_api: Cluster, namespace: 
 def test_status_written_from_the_translation(gateway_api: Cluster, namespace: str,
                                              kubeconfig: Path) -> None:
     ns = namespace
-    cls = _post(gateway_api, f"{GW}/gatewayclasses", {
+    cls = post(gateway_api, f"{GW}/gatewayclasses", {
         "apiVersion": "gateway.networking.k8s.io/v1", "kind": "GatewayClass",
         "metadata": {"name": f"vipcast-{ns}"}, "spec": {"controllerName": "vipcast.io/gateway"}})
-    gw = _post(gateway_api, f"{GW}/namespaces/{ns}/gateways", {
+    gw = post(gateway_api, f"{GW}/namespaces/{ns}/gateways", {
         "apiVersion": "gateway.networking.k8s.io/v1", "kind": "Gateway",
         "metadata": {"name": "web", "namespace": ns},
         "spec": {"gatewayClassName": f"vipcast-{ns}",
                  "addresses": [{"type": "IPAddress", "value": "192.0.2.80"}],
                  "listeners": [{"name": "http", "port": 80, "protocol": "HTTP"}]}})
-    ok = _post(gateway_api, f"{GW}/namespaces/{ns}/httproutes", {
+    ok = post(gateway_api, f"{GW}/namespaces/{ns}/httproutes", {
         "apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute",
         "metadata": {"name": "ok", "namespace": ns},
         "spec": {"parentRefs": [{"name": "web"}],
                  "rules": [{"backendRefs": [{"name": "api", "port": 80}]}]}})
-    missing = _post(gateway_api, f"{GW}/namespaces/{ns}/httproutes", {
+    missing = post(gateway_api, f"{GW}/namespaces/{ns}/httproutes", {
         "apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute",
         "metadata": {"name": "missing", "namespace": ns},
         "spec": {"parentRefs": [{"name": "web"}], "hostnames": ["shop.example.com"],
@@ -137,22 +129,22 @@ def test_controller_writes_gateway_status(gateway_api: Cluster, namespace: str) 
 
     ns = namespace
     _pool(gateway_api, ns, "198.18.20.0/29")
-    _post(gateway_api, f"{GW}/gatewayclasses", {
+    post(gateway_api, f"{GW}/gatewayclasses", {
         "apiVersion": "gateway.networking.k8s.io/v1", "kind": "GatewayClass",
         "metadata": {"name": f"ctl-{ns}"}, "spec": {"controllerName": "vipcast.io/gateway"}})
-    _post(gateway_api, f"{GW}/namespaces/{ns}/gateways", {
+    post(gateway_api, f"{GW}/namespaces/{ns}/gateways", {
         "apiVersion": "gateway.networking.k8s.io/v1", "kind": "Gateway",
         "metadata": {"name": "web", "namespace": ns},
         "spec": {"gatewayClassName": f"ctl-{ns}",
                  "addresses": [{"type": "IPAddress", "value": "198.18.20.1"}],
                  "listeners": [{"name": "http", "port": 80, "protocol": "HTTP",
                                 "hostname": "a.example.com"}]}})
-    _post(gateway_api, f"{GW}/namespaces/{ns}/httproutes", {
+    post(gateway_api, f"{GW}/namespaces/{ns}/httproutes", {
         "apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute",
         "metadata": {"name": "elsewhere", "namespace": ns},
         "spec": {"parentRefs": [{"name": "web"}], "hostnames": ["b.example.com"]}})
     # RE2 has no lookaround: the API server takes it, vipcast leaves this route out
-    _post(gateway_api, f"{GW}/namespaces/{ns}/httproutes", {
+    post(gateway_api, f"{GW}/namespaces/{ns}/httproutes", {
         "apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute",
         "metadata": {"name": "broken", "namespace": ns},
         "spec": {"parentRefs": [{"name": "web"}], "rules": [{"matches": [{"path": {
@@ -188,7 +180,7 @@ def test_controller_writes_gateway_status(gateway_api: Cluster, namespace: str) 
 
 def _pool(cluster: Cluster, ns: str, cidr: str) -> None:
     """A pool serving only namespace ``ns`` (a range no other test of the session uses)."""
-    _post(cluster, "/apis/vipcast.io/v1beta1/ipaddresspools", {
+    post(cluster, "/apis/vipcast.io/v1beta1/ipaddresspools", {
         "apiVersion": "vipcast.io/v1beta1", "kind": "IPAddressPool",
         "metadata": {"name": f"gw-{ns}"},
         "spec": {"addresses": [cidr], "serviceAllocation": {"namespaces": [ns]}}})
@@ -204,14 +196,14 @@ def test_speaker_plan_carries_the_proxy_model(gateway_api: Cluster, namespace: s
     from vipcast.app.speaker import KubeAgent
     from vipcast.sources.kube.resources import GATEWAY_KINDS, SPEAKER_KINDS
 
-    from .kubetools import client, endpoint_slice, lb_service
+    from .kubetools import GW, client, endpoint_slice, lb_service, post
 
     ns = namespace
     _pool(gateway_api, ns, "198.18.22.0/29")
-    _post(gateway_api, f"{GW}/gatewayclasses", {
+    post(gateway_api, f"{GW}/gatewayclasses", {
         "apiVersion": "gateway.networking.k8s.io/v1", "kind": "GatewayClass",
         "metadata": {"name": f"spk-{ns}"}, "spec": {"controllerName": "vipcast.io/gateway"}})
-    gw = _post(gateway_api, f"{GW}/namespaces/{ns}/gateways", {
+    gw = post(gateway_api, f"{GW}/namespaces/{ns}/gateways", {
         "apiVersion": "gateway.networking.k8s.io/v1", "kind": "Gateway",
         "metadata": {"name": "web", "namespace": ns},
         "spec": {"gatewayClassName": f"spk-{ns}",
@@ -221,7 +213,7 @@ def test_speaker_plan_carries_the_proxy_model(gateway_api: Cluster, namespace: s
     gw["status"] = {"addresses": [{"type": "IPAddress", "value": "198.18.22.2"}]}
     code, body = gateway_api.request("PUT", f"{GW}/namespaces/{ns}/gateways/web/status", gw)
     assert code == 200, body
-    _post(gateway_api, f"{GW}/namespaces/{ns}/httproutes", {
+    post(gateway_api, f"{GW}/namespaces/{ns}/httproutes", {
         "apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute",
         "metadata": {"name": "r", "namespace": ns},
         "spec": {"parentRefs": [{"name": "web"}],

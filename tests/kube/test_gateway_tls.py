@@ -26,7 +26,7 @@ from vipcast.sources.kube.resources import CONTROLLER_KINDS, GATEWAY_KINDS, NODE
 
 from .conftest import run
 from .harness.cluster import Cluster, missing_tool
-from .kubetools import client
+from .kubetools import GW, client, post
 from .test_chart import CHART, HELM
 from .test_manifests import _allowed
 
@@ -57,14 +57,6 @@ def _rules_for(account: str, docs: list[dict[str, Any]]) -> list[tuple[str | Non
             out.extend((ns, r) for r in roles[(ref["kind"], ns, ref["name"])]["rules"])
     return out
 
-GW = "/apis/gateway.networking.k8s.io/v1"
-
-
-def _post(cluster: Cluster, path: str, obj: dict[str, Any]) -> dict[str, Any]:
-    code, body = cluster.request("POST", path, obj)
-    assert code == 201, body
-    assert isinstance(body, dict)
-    return body
 
 
 def _tls_secret(ns: str, name: str, cert: str, key: str) -> dict[str, Any]:
@@ -97,28 +89,28 @@ def _listener_refs(cluster: Cluster, ns: str) -> dict[str, tuple[str, str]] | No
 def test_listener_certificates_from_named_secrets(gateway_api: Cluster, namespace: str) -> None:
     cluster, ns = gateway_api, namespace
     other = f"{ns}-certs"
-    _post(cluster, "/api/v1/namespaces", {"apiVersion": "v1", "kind": "Namespace",
+    post(cluster, "/api/v1/namespaces", {"apiVersion": "v1", "kind": "Namespace",
                                           "metadata": {"name": other}})
     cert, key = self_signed("good.example.com", "granted.example.com", "late.example.com")
-    _post(cluster, f"/api/v1/namespaces/{ns}/secrets", _tls_secret(ns, "good", cert, key))
-    _post(cluster, f"/api/v1/namespaces/{ns}/secrets",
+    post(cluster, f"/api/v1/namespaces/{ns}/secrets", _tls_secret(ns, "good", cert, key))
+    post(cluster, f"/api/v1/namespaces/{ns}/secrets",
           _tls_secret(ns, "broken", "not a certificate", "nor a key"))
-    _post(cluster, f"/api/v1/namespaces/{other}/secrets", _tls_secret(other, "shared", cert, key))
-    _post(cluster, f"/api/v1/namespaces/{other}/secrets", _tls_secret(other, "private", cert, key))
-    _post(cluster, f"{GW.replace('/v1', '/v1beta1')}/namespaces/{other}/referencegrants", {
+    post(cluster, f"/api/v1/namespaces/{other}/secrets", _tls_secret(other, "shared", cert, key))
+    post(cluster, f"/api/v1/namespaces/{other}/secrets", _tls_secret(other, "private", cert, key))
+    post(cluster, f"{GW.replace('/v1', '/v1beta1')}/namespaces/{other}/referencegrants", {
         "apiVersion": "gateway.networking.k8s.io/v1beta1", "kind": "ReferenceGrant",
         "metadata": {"name": "gateways-of-ns", "namespace": other},
         "spec": {"from": [{"group": "gateway.networking.k8s.io", "kind": "Gateway",
                            "namespace": ns}],
                  "to": [{"group": "", "kind": "Secret", "name": "shared"}]}})
-    _post(cluster, "/apis/vipcast.io/v1beta1/ipaddresspools", {
+    post(cluster, "/apis/vipcast.io/v1beta1/ipaddresspools", {
         "apiVersion": "vipcast.io/v1beta1", "kind": "IPAddressPool",
         "metadata": {"name": f"tls-{ns}"},
         "spec": {"addresses": ["198.18.23.0/29"], "serviceAllocation": {"namespaces": [ns]}}})
-    _post(cluster, f"{GW}/gatewayclasses", {
+    post(cluster, f"{GW}/gatewayclasses", {
         "apiVersion": "gateway.networking.k8s.io/v1", "kind": "GatewayClass",
         "metadata": {"name": f"tls-{ns}"}, "spec": {"controllerName": "vipcast.io/gateway"}})
-    _post(cluster, f"{GW}/namespaces/{ns}/gateways", {
+    post(cluster, f"{GW}/namespaces/{ns}/gateways", {
         "apiVersion": "gateway.networking.k8s.io/v1", "kind": "Gateway",
         "metadata": {"name": "tls", "namespace": ns},
         "spec": {"gatewayClassName": f"tls-{ns}", "listeners": [
@@ -163,7 +155,7 @@ def test_listener_certificates_from_named_secrets(gateway_api: Cluster, namespac
             early = await until(lambda: (c := chains()) and len(c) == 2 and c,
                                 "the speaker's certificates")
             # the missing Secret is created: both pick it up
-            _post(cluster, f"/api/v1/namespaces/{ns}/secrets", _tls_secret(ns, "late", cert, key))
+            post(cluster, f"/api/v1/namespaces/{ns}/secrets", _tls_secret(ns, "late", cert, key))
             after = await until(lambda: (r := _listener_refs(cluster, ns))
                                 and r["missing"][0] == "True" and r, "the late Secret resolved")
             late = await until(lambda: (c := chains()) and len(c) == 3 and c,
