@@ -47,12 +47,12 @@ from vipcast.app.agent_values import (
     to_peer_settings,
 )
 from vipcast.app.gc_pauses import RELEASE_STEP, desired_parts, release_gradually, run_planner
-from vipcast.app.start_cache import StartCache
+from vipcast.app.start_cache import Early, StartCache
 from vipcast.core.desired import NodePlan
 from vipcast.core.drain import Phase, apply_drain
 from vipcast.core.gateway.address import GatewayServices, gateway_addresses
 from vipcast.core.incremental import NodePlanner
-from vipcast.core.pipeline import Local, NodeIdentity, Snapshot, snapshot
+from vipcast.core.pipeline import Local, NodeIdentity, Snapshot, first_routes, snapshot
 from vipcast.core.pipeline import plan as pipeline_plan
 from vipcast.core.pipeline import servable_now as pipeline_servable_now
 from vipcast.obs.bgp_metrics import register_bgp_metrics
@@ -149,6 +149,11 @@ class Agent:
         #: awaited with the first plan before the BGP sessions start (the node's data plane
         #: and verification, so the first UPDATEs carry every servable route)
         self.prime: Callable[[NodePlan], Awaitable[None]] | None = None
+        #: during the first load without the start cache: takes the first plan's routes and
+        #: sessions (from the load's worker thread) as soon as the duties are planned
+        self._first_routes: Callable[[Early], None] | None = None
+        #: the speaker got routes and sessions before the first load ended
+        self._announced_early = False
 
     def proxy_refused(self, refused: Mapping[str, tuple[str, str]]) -> None:
         """What the node's Envoy refuses now (xDS type -> (version, Envoy's message)); the
@@ -174,7 +179,17 @@ class Agent:
                 self._gateway_services = restored.gateways
                 return self._desired(restored.snapshot)
         spec = self._gateway_services(self.load_spec())  # a Gateway's VIP: a stand-in Service
-        duties = run_planner(self._planner, spec, self.options.node)
+        hand_on = self._first_routes if self.current is None else None
+        if hand_on is not None and isinstance(self._planner, NodePlanner):
+            # the first plan's routes go out before the planner's memory and the rest of the
+            # snapshot are made (the same route tuple: the speaker sees no change after)
+            duties = run_planner(self._planner.first, spec, self.options.node)
+            early = first_routes(spec, duties, self.identity())
+            if early is not None:
+                hand_on(Early(*early))
+            self._planner.settle()
+        else:
+            duties = run_planner(self._planner, spec, self.options.node)
         current = self.current
         changed = getattr(self._planner, "last_changed", None)
         previous = current.snapshot if current is not None and changed is not None else None
@@ -375,12 +390,12 @@ class Agent:
             loop.add_signal_handler(signal.SIGHUP, self.request_reload)
             loop.add_signal_handler(signal.SIGTERM, self.request_stop)
             loop.add_signal_handler(signal.SIGINT, self.request_stop)
-        early = await self._announce_early()
+        await self._announce_early()
         try:
-            first = await self._load()
+            first = await self._load_first()
         except SpecError as exc:
             self._log.error("configuration invalid:\n%s", issues_table(exc.issues))
-            if early:
+            if self._announced_early:
                 await self.speaker.stop("vipcast agent stopping")
             if install_signals:
                 for sig in (signal.SIGHUP, signal.SIGTERM, signal.SIGINT):
@@ -399,7 +414,7 @@ class Agent:
                 self.metrics_bound = self._status_server.bind(*self.options.metrics_address)
             if self.prime is not None:
                 await self.prime(first.plan)  # may observe(): planned again just below
-            if not early:
+            if not self._announced_early:
                 await self.speaker.start()
             assert first.snapshot is not None
             await self._publish(self._desired(first.snapshot))
@@ -452,24 +467,65 @@ class Agent:
         if not task.cancelled() and task.exception() is not None:
             self.request_stop()
 
-    async def _announce_early(self) -> bool:
+    def _first_plan_as_is(self) -> bool:
+        """Whether the first plan is the snapshot's as is (no observation, priming or drain):
+        then its routes and sessions may go to the speaker before the load ends."""
+        return (self.prime is None and self.local == Local()
+                and self.drain_phase is Phase.ANNOUNCE)
+
+    async def _announce_early(self) -> None:
         """With a start cache of these files: hand its first plan's routes and sessions to the
         speaker before the rest of the cache is read (the sessions open and the UPDATEs go out
-        meanwhile; the plan of the whole snapshot, published next, is the same value). Only
-        where the first plan is the snapshot's as is: no observation, priming or drain."""
+        meanwhile; the plan of the whole snapshot, published next, is the same value)."""
         cache = self.start_cache
-        if (cache is None or self.prime is not None or self.local != Local()
-                or self.drain_phase is not Phase.ANNOUNCE):
-            return False
+        if cache is None or not self._first_plan_as_is():
+            return
         early = await asyncio.to_thread(cache.early, self.options.config_paths, self.identity())
-        if early is None:
-            return False
+        if early is not None:
+            await self._hand_early(early, "start cache")
+
+    async def _hand_early(self, early: Early, source: str) -> None:
+        """The first plan's routes and sessions to the speaker, ahead of the first load."""
         await self.speaker.start()
         await self.speaker.apply(NodePlan(node=self.options.node, bgp=early.bgp,
                                           peers=early.peers))
         changes = self.speaker.configure([to_peer_settings(s) for s in early.peers])
-        self._log.info("peers (start cache): %s", ", ".join(changes) or "none")
-        return True
+        self._announced_early = True
+        self._log.info("peers (%s): %s", source, ", ".join(changes) or "none")
+
+    async def _load_first(self) -> Desired:
+        """The first load. Without the start cache's routes, in a worker thread, on the files'
+        planner: the first plan's routes and sessions go to the speaker as soon as the duties
+        are planned (:func:`vipcast.core.pipeline.first_routes`), while the load makes the
+        planner's memory and the rest of the snapshot (health targets, BFD, L2 and liveness
+        members, the proxy model); the whole plan, published next, holds the same routes."""
+        if (self._announced_early or not self.options.load_in_thread
+                or not self._first_plan_as_is() or not isinstance(self._planner, NodePlanner)
+                or type(self).load_spec is not Agent.load_spec):
+            return await self._load()
+        loop = asyncio.get_running_loop()
+        routes: asyncio.Future[Early] = loop.create_future()
+
+        def deliver(early: Early) -> None:  # on the loop
+            if not routes.done():
+                routes.set_result(early)
+
+        def hand_on(early: Early) -> None:  # in the load's thread
+            loop.call_soon_threadsafe(deliver, early)
+
+        self._first_routes = hand_on
+        loading = asyncio.ensure_future(self._load())
+        try:
+            await asyncio.wait((routes, loading), return_when=asyncio.FIRST_COMPLETED)
+            if routes.done() and (not loading.done() or loading.exception() is None):
+                await self._hand_early(routes.result(), "first routes")
+            return await loading
+        finally:
+            self._first_routes = None
+            if not loading.done():
+                loading.cancel()
+                await asyncio.gather(loading, return_exceptions=True)
+            routes.cancel()
 
     def _start_watching(self) -> asyncio.Task[None] | None:
         """Watch the object files (inotify, or polling): a change asks for a reload."""

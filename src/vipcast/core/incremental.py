@@ -111,13 +111,38 @@ class NodePlanner:
         #: the Services the last call planned alone (None: it planned everything), by key;
         #: None for a removed one (what :func:`vipcast.core.pipeline.snapshot` takes)
         self.last_changed: dict[str, Service | None] | None = None
+        #: a whole plan's inputs and result whose memory :meth:`settle` has yet to build
+        self._pending: tuple[Spec, str, Mapping[str, tuple[str, ...]], bool, NodePlan] | None
+        self._pending = None
 
     @property
     def assignments(self) -> Mapping[str, tuple[str, ...]]:
         """The last call's allocation, by Service key (what the snapshot's Gateways listen on)."""
+        if self._pending is not None:
+            return self._pending[2]
         return self._last.assignments if self._last is not None else {}
 
+    def first(self, spec: Spec, node: str) -> NodePlan:
+        """The whole computation, as a call gives it, without building the memory yet: the
+        caller hands the duties on (the agent's first routes) and then calls :meth:`settle`
+        (the next call settles too). The same result and memory as a call."""
+        self.settle()
+        self._last = None
+        self.whole += 1
+        self.last_changed = None
+        assignments, fresh = self._assign_all(spec)
+        duties = plan_node(spec, assignments, node)
+        self._pending = (spec, node, assignments, fresh, duties)
+        return duties
+
+    def settle(self) -> None:
+        """Build the memory of a :meth:`first` result (nothing when there is none)."""
+        pending, self._pending = self._pending, None
+        if pending is not None:
+            self._remember(*pending)
+
     def __call__(self, spec: Spec, node: str) -> NodePlan:
+        self.settle()
         last = self._last
         if last is not None and last.node == node:
             duties = self._changed(last, spec)
@@ -142,6 +167,12 @@ class NodePlanner:
     def _whole(self, spec: Spec, node: str) -> NodePlan:
         assignments, fresh = self._assign_all(spec)
         duties = plan_node(spec, assignments, node)
+        self._remember(spec, node, assignments, fresh, duties)
+        return duties
+
+    def _remember(self, spec: Spec, node: str, assignments: Mapping[str, tuple[str, ...]],
+                  fresh: bool, duties: NodePlan) -> None:
+        """The memory of a whole computation (what a change of a few Services starts from)."""
         services = {s.key: s for s in spec.services}
         holders: dict[str, set[str]] = {}
         for key, ips in assignments.items():
@@ -154,7 +185,6 @@ class NodePlanner:
         self._last = _Last(spec, node, duties, dict(assignments), services,
                            _slices_by_service(spec), holders, requested, fresh, {}, {})
         _index(self._last, duties.bgp, duties.l2)
-        return duties
 
     # ---- a few Services changed -------------------------------------------------------------
 

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field, replace
 from vipcast.core.desired import (
     BackendKey,
     BGPRoute,
+    BgpSession,
     HealthTarget,
     L2Member,
     NatRule,
@@ -230,6 +231,21 @@ def snapshot(
                    proxy=_proxy(spec, identity.node, gateway_addresses))
     base = with_weights(spec, base, old)
     return Snapshot(spec, duties, base, tuple(sorted(problems)), configs, proxied_keys)
+
+
+def first_routes(spec: Spec, duties: NodePlan, identity: NodeIdentity
+                 ) -> tuple[tuple[BGPRoute, ...], tuple[BgpSession, ...]] | None:
+    """The routes and BGP sessions of the first plan of ``spec`` on a node that observes
+    nothing yet (:func:`plan` with ``Local()`` of the :func:`snapshot` of ``duties`` with no
+    previous one), from the duties alone: ahead of the rest of the snapshot (health targets,
+    BFD, L2 and liveness members, the proxy model), and the very route tuple that plan
+    carries. None where the routes carry weights (those are made with the whole snapshot)."""
+    peers = bgp_sessions(spec, identity.node, router_id=identity.router_id,
+                         restarting=identity.restarting)
+    base = replace(duties, peers=peers)
+    if with_weights(spec, base) is not base:
+        return None
+    return duties.bgp, peers
 
 
 def _target_key(target: HealthTarget) -> BackendKey:

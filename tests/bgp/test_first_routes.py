@@ -1,0 +1,135 @@
+"""A first start without the start cache (issue 11): the first plan's routes and BGP sessions go
+to the speaker as soon as the duties are planned (:func:`vipcast.core.pipeline.first_routes`),
+before the planner's memory and the rest of the snapshot (health targets, BFD, L2 and liveness
+members, the proxy model) are made. They are the very route tuple of the whole first plan (the
+speaker sees no change when it is published), the planner split in two steps
+(:meth:`NodePlanner.first`, :meth:`NodePlanner.settle`) is the planner called once, and at a
+router the routes arrive before the whole plan is published."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from pathlib import Path
+
+import pytest
+from test_start_cache import agent, config, same, service, write
+from test_start_cache_gateway import gateway_config
+from tests.foundation.test_weights import weighted_spec
+
+from vipcast.app.agent import Agent, AgentOptions
+from vipcast.app.start_cache import Early
+from vipcast.core.allocation import allocate_spec
+from vipcast.core.gateway.address import gateway_addresses
+from vipcast.core.incremental import NodePlanner
+from vipcast.core.pipeline import Local, NodeIdentity, first_routes, plan, snapshot
+from vipcast.core.plan import plan_node
+
+
+@pytest.mark.parametrize("restarting", [False, True])
+@pytest.mark.parametrize("seed", range(4))
+def test_the_first_routes_are_the_first_plans(tmp_path: Path, seed: int,
+                                              restarting: bool) -> None:
+    folder = gateway_config(tmp_path, 50 + seed) if seed % 2 else config(tmp_path, 50 + seed)
+    source = agent(folder, None)
+    source.restarting = restarting
+    identity = source.identity()
+    spec = source._gateway_services(source.load_spec())
+    planner = NodePlanner()
+    duties = planner.first(spec, "n1")
+    early = first_routes(spec, duties, identity)
+    planner.settle()
+    snap = snapshot(spec, duties, identity, gateway_addresses=gateway_addresses(
+        planner.assignments))
+    whole = plan(snap, Local())
+    assert early is not None and early[0] is whole.bgp  # the very tuple
+    assert early[1] == whole.peers and whole.peers
+    assert any(p.session.restarting for p in whole.peers) == restarting
+    # and that is the plan a start makes
+    started = agent(folder, None)
+    started.restarting = restarting
+    same(started.load().plan, whole)
+
+
+def test_weighted_routes_are_made_with_the_whole_snapshot() -> None:
+    for weighted_ecmp in (True, False):
+        spec = weighted_spec({"n1": 2, "n2": 1}, weighted_ecmp=weighted_ecmp)
+        duties = plan_node(spec, allocate_spec(spec).current(), "n1")
+        assert duties.bgp
+        early = first_routes(spec, duties, NodeIdentity("n1"))
+        assert (early is None) == weighted_ecmp
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_the_first_load_in_two_steps_is_the_load(tmp_path: Path, seed: int) -> None:
+    """The agent's first load with the first routes handed on, against one without: the same
+    plan, and the next change planned the same way (the planner's memory is the same)."""
+    folder = gateway_config(tmp_path, 60 + seed, pinned=seed % 2 == 0)
+    handed: list[Early] = []
+    split = agent(folder, None)
+    split._first_routes = handed.append
+    first = split.load()
+    split._first_routes = None
+    plain = agent(folder, None)
+    same(first.plan, plain.load().plan)
+    assert len(handed) == 1 and handed[0].bgp is first.plan.bgp
+    assert handed[0].peers == first.plan.peers
+    planners = [a._planner for a in (split, plain)]
+    assert [(getattr(p, "whole", 0), getattr(p, "incremental", 0)) for p in planners] == [
+        (1, 0), (1, 0)]
+    extra = service("extra", random.Random(seed), pinned=True)
+    extra[0]["metadata"]["annotations"]["vipcast.io/loadBalancerIPs"] = "198.18.0.250"
+    write(folder / "extra.yaml", extra)
+    same(split.load().plan, plain.load().plan)
+    assert len({(getattr(p, "whole", 0), getattr(p, "incremental", 0)) for p in planners}) == 1
+    changed = [getattr(p, "last_changed", None) for p in planners]
+    assert [None if c is None else sorted(c) for c in changed] == [
+        None if changed[1] is None else sorted(changed[1])] * 2
+    if seed % 2 == 0:  # every address asked for: the change is planned alone in both
+        assert changed[0] is not None and sorted(changed[0]) == ["d/extra"]
+
+
+async def test_a_first_start_announces_before_the_load_ends(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """At a router (a passive vipcast speaker on loopback): a start with nothing cached hands
+    the first routes to BGP before the load ends; the whole plan published after it is the
+    same (no session is configured again, the router keeps what it got)."""
+    from test_agent_loopback import received, write_config
+
+    from vipcast.proto.bgp import SessionConfig, State
+    from vipcast.runtime.bgp.peer import PeerSettings
+    from vipcast.runtime.bgp.speaker import Speaker
+
+    router = Speaker(listen=[("127.0.0.3", 0)], log=logging.getLogger("test.router"))
+    await router.start()
+    router.configure([PeerSettings(name="node", address="127.0.0.2", session=SessionConfig(
+        local_asn=65000, peer_asn=4200000001, router_id="192.0.2.3", passive=True))])
+    folder = tmp_path / "config"
+    folder.mkdir()
+    write_config(folder, router.listen_ports[0], ["web", "api", "db"])
+
+    def up(s: Speaker) -> bool:
+        return "node" in s.peers() and s.peers()["node"].state == State.ESTABLISHED
+
+    caplog.set_level(logging.INFO, "vipcast.agent")
+    running = Agent(AgentOptions(config_paths=(folder,), node="n1", load_in_thread=True))
+    task = asyncio.create_task(running.run(install_signals=False))
+    try:
+        async with asyncio.timeout(60):
+            await running.started.wait()
+            assert await router.wait_for(up, 30)
+            assert await router.wait_for(lambda s: received(s) >= 3, 30)
+        messages = [r.getMessage() for r in caplog.records]
+        early = [i for i, m in enumerate(messages) if m.startswith("peers (first routes)")]
+        planned = [i for i, m in enumerate(messages) if m.startswith("plan for n1")]
+        assert early and planned and early[0] < planned[0], messages
+        assert not any(m.startswith("peers: ") for m in messages)  # no change after
+        assert running.current is not None
+        same(running.current.plan, agent(folder, None).load().plan)
+        assert received(router) == 3
+    finally:
+        running.request_stop()
+        assert await task == 0
+        await router.stop()
