@@ -22,6 +22,10 @@ the period's phase. The reference is the ``src`` tree of ``--reference`` (defaul
 before the change, 4a700f2) extracted with ``git archive``.
 
     sudo .venv/bin/python bench/l2_false_death.py [--trials 8] [--json bench/l2_false_death.json]
+    sudo .venv/bin/python bench/l2_false_death.py --agents [--json bench/l2_false_death_agents.json]
+
+``--agents`` runs the same freeze with full ``vipcast agent``s (data plane, health checks; one
+IPv4 VIP, an HTTP client every 50 ms) and measures the relearn only.
 """
 
 from __future__ import annotations
@@ -41,6 +45,8 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests" / "l2"))
 
+from agent_lan import VIP as AGENT_VIP
+from agent_lan import AgentLan
 from l2_lan import PYTHON, VIP4, VIP6, L2Lan
 from test_handover import ARP_PROBER, arp_exchanges
 
@@ -143,11 +149,77 @@ def variant(name: str, src: Path, trials: int) -> dict[str, Any]:
     }
 
 
+def agent_variant(name: str, src: Path, trials: int) -> dict[str, Any]:
+    """The same freeze with full ``vipcast agent``s (tests/l2/agent_lan.py: data plane, health
+    checks, one IPv4 VIP, HTTP client every 50 ms); relearn only."""
+    with Topology(f"vc-{os.getpid()}-fa{name[0]}") as topo:
+        lan = AgentLan(topo).build()
+        saved = os.environ.get("PYTHONPATH")
+        os.environ["PYTHONPATH"] = str(src)  # the agents' code (they inherit the environment)
+        try:
+            lan.start_all()
+        finally:
+            if saved is None:
+                os.environ.pop("PYTHONPATH", None)
+            else:
+                os.environ["PYTHONPATH"] = saved
+        owner, taker = lan.candidates()[:2]
+        lan.wait_sole_owner(owner)
+        lan.start_probe(period=0.05, duration=trials * 40.0)
+
+        def client_at() -> str | None:
+            for entry in lan.client.ip_json("-4", "neigh", "show", "dev", "eth0"):
+                if entry.get("dst") == AGENT_VIP and entry.get("lladdr") and (
+                    "FAILED" not in entry.get("state", [])
+                ):
+                    return str(entry["lladdr"])
+            return None
+
+        phases = random.Random(f"l2-false-death-agents-{trials}")
+        samples: list[dict[str, Any]] = []
+        for number in range(trials):
+            wait_until(lambda: client_at() == lan.macs[owner], timeout=20, interval=0.05,
+                       what="client at the owner")
+            phase = phases.uniform(0.0, 5.0)
+            time.sleep(0.5 + phase)
+            pid = lan.agents[owner].pid
+            stopped = time.time()
+            os.killpg(pid, signal.SIGSTOP)
+            try:
+                wait_until(lambda: client_at() == lan.macs[taker], timeout=20, interval=0.02,
+                           what="client at the taker")
+                time.sleep(max(0.0, stopped + FROZEN - time.time()))
+            finally:
+                thawed = time.time()
+                os.killpg(pid, signal.SIGCONT)
+            relearn = None
+            while time.time() < thawed + RELEARN_LIMIT:
+                if client_at() == lan.macs[owner]:
+                    relearn = time.time() - thawed
+                    break
+                time.sleep(0.01)
+            lan.wait_sole_owner(owner)
+            sample = {"phase_s": round(phase, 3),
+                      "relearn_s": None if relearn is None else round(relearn, 3)}
+            print(f"agents {name} trial {number + 1}: {sample}", flush=True)
+            samples.append(sample)
+    relearned = [s["relearn_s"] for s in samples if s["relearn_s"] is not None]
+    return {
+        "samples": samples,
+        "relearn_median_s": round(statistics.median(relearned), 3) if relearned else None,
+        "relearn_max_s": max(relearned) if relearned else None,
+        "not_relearned_within_limit": len(samples) - len(relearned),
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--trials", type=int, default=8)
     parser.add_argument("--reference", default=REFERENCE)
     parser.add_argument("--json", type=Path)
+    parser.add_argument("--agents", action="store_true",
+                        help="full vipcast agents (tests/l2/agent_lan.py) instead of the "
+                        "standalone responder")
     args = parser.parse_args()
     report: dict[str, Any] = {
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
@@ -163,8 +235,10 @@ def main() -> None:
         archive = subprocess.run(["git", "-C", str(ROOT), "archive", args.reference, "src"],
                                  capture_output=True, check=True).stdout
         subprocess.run(["tar", "-x", "-C", tmp], input=archive, check=True)
-        report["before"] = variant("before", Path(tmp) / "src", args.trials)
-    report["after"] = variant("after", ROOT / "src", args.trials)
+        run = agent_variant if args.agents else variant
+        report["mode"] = "vipcast agent" if args.agents else "vipcast.app.l2_standalone"
+        report["before"] = run("before", Path(tmp) / "src", args.trials)
+    report["after"] = run("after", ROOT / "src", args.trials)
     report["load_1min_end"] = os.getloadavg()[0]
     before, after = report["before"], report["after"]
     if before["relearn_median_s"] and after["relearn_median_s"]:
