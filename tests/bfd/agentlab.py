@@ -104,7 +104,10 @@ class AgentNode:
     proc: Process
 
     @classmethod
-    def start(cls, topo: Topology, ns: Netns, name: str, config: Path) -> AgentNode:
+    def start(cls, topo: Topology, ns: Netns, name: str, config: Path,
+              env: dict[str, str] | None = None) -> AgentNode:
+        """Start the agent; ``env`` replaces the environment (a bench runs another tree's
+        sources with its own PYTHONPATH)."""
         key = topo.workdir / "membership.key"
         if not key.exists():
             key.write_text(KEY)
@@ -114,7 +117,7 @@ class AgentNode:
              "--node", name, "--metrics-address", STATUS, "--no-dataplane",
              "--membership-key-file", str(key), "--poll-interval", "0.3",
              "--state-dir", str(topo.workdir / f"state-{name}")],
-            name=f"agent-{name}",
+            name=f"agent-{name}", env=env,
         )  # fmt: skip
         return cls(name, ns, proc)
 

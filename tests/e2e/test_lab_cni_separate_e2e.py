@@ -84,7 +84,9 @@ def lab() -> Iterator[tuple[Topology, LabState]]:
         # one after another, and each CNI session is reset once right after it first comes Up
         # (BFD between FRR and BIRD at session start: FRR sends Cease/BFD Down or BIRD sends
         # Cease within the same second; every run here, also with FRR's BFD toward vipcast's
-        # addresses turned off, so not vipcast's doing); BIRD comes back after its error wait
+        # addresses turned off, so not vipcast's doing: FRR 8.4's bgpd replaces each
+        # neighbour's BFD session at Established, and BIRD's BFD is Up before that, see
+        # docs/bfd.md and bench/bfd_start_flaps.py); BIRD comes back after its error wait
         # (1 s, doubling to 10 s on repeated errors), so a wait that saw it Up before the reset
         # proves nothing about the first test's read. The BFD Up above does not imply BGP:
         # BFD recovers first.
