@@ -4,9 +4,9 @@ A file of 10,000 Services is one stream of 20,000 documents, and parsing it is a
 one CPU (:mod:`vipcast.sources.yaml_documents`). YAML documents are independent once the
 parser is past a document-start line, so :func:`load_all` cuts the text at such lines into as
 many parts as the process may use CPUs, parses the first part itself and each other part in a
-worker process (a fresh interpreter, ``python -P -c ...``, that imports only PyYAML and the
-loader, ~40 ms; never ``fork()``, which the agent's threads make unsafe),
-and joins the documents in order.
+worker process (:mod:`vipcast.sources.yaml_worker` in a fresh interpreter, ``python -P``,
+that imports only PyYAML and the loader, ~40 ms; never ``fork()``, which the agent's threads
+make unsafe), and joins the documents in order.
 
 Where a cut is made (:func:`parts`) is what makes the result exact:
 
@@ -27,7 +27,6 @@ shared), or :mod:`pickle` when a value is one marshal cannot carry (a timestamp)
 
 from __future__ import annotations
 
-import contextlib
 import itertools
 import marshal
 import os
@@ -40,6 +39,7 @@ from pathlib import Path
 import yaml
 
 from vipcast.sources import yaml_documents
+from vipcast.sources.yaml_worker import MARSHAL, PICKLE
 
 #: characters of text a worker process is worth: below this a stream is parsed serially (a
 #: worker costs ~40 ms of CPU to start; 256 KiB of object YAML is ~50 ms to parse)
@@ -52,9 +52,8 @@ HEAD_START = 200 * 1024
 
 #: characters after which no cut is made at all (see the module docstring)
 _NO_CUT = ("\ufeff", "\x85", "\u2028", "\u2029", "\r")
-_MARSHAL, _PICKLE, _FAILED = b"m", b"p", b"!"
 _WORKER_CODE = ("import sys; sys.path.insert(0, sys.argv[1]); "
-                "from vipcast.sources.yaml_split import _worker; sys.exit(_worker())")
+                "from vipcast.sources.yaml_worker import main; sys.exit(main())")
 
 
 def usable_cpus() -> int:
@@ -145,9 +144,9 @@ def _result(worker: subprocess.Popen[bytes]) -> list[object] | None:
         return None
     kind, body = data[:1], data[1:]
     try:
-        if kind == _MARSHAL:
+        if kind == MARSHAL:
             docs = marshal.loads(body)
-        elif kind == _PICKLE:
+        elif kind == PICKLE:
             # our own worker's output, written just now from values the safe loader built
             docs = pickle.loads(body)
         else:
@@ -155,24 +154,3 @@ def _result(worker: subprocess.Popen[bytes]) -> list[object] | None:
     except (EOFError, ValueError, TypeError, pickle.UnpicklingError):
         return None
     return docs if isinstance(docs, list) else None
-
-
-def _worker() -> int:
-    """Parse stdin's text, write its documents to stdout (the first byte says how)."""
-    import gc
-
-    gc.disable()  # a short-lived process building acyclic values: nothing for it to free
-    text = sys.stdin.buffer.read().decode()
-    try:
-        docs = yaml_documents.load_all(text)
-    except yaml.YAMLError:
-        sys.stdout.buffer.write(_FAILED)
-        return 0
-    try:
-        data = _MARSHAL + marshal.dumps(docs)
-    except ValueError:  # a timestamp (datetime) or other value marshal does not carry
-        data = _PICKLE + pickle.dumps(docs, protocol=pickle.HIGHEST_PROTOCOL)
-    with contextlib.suppress(BrokenPipeError):  # the caller gave up on this part
-        sys.stdout.buffer.write(data)
-        sys.stdout.buffer.flush()
-    return 0
