@@ -1,4 +1,5 @@
-"""``vipcast plan --json`` streams plan_json_chunks: the same document as plan_document."""
+"""``vipcast plan --json`` streams plan_json_bytes (plan_json_chunks as text): the same document
+as plan_document."""
 
 from __future__ import annotations
 

@@ -20,7 +20,7 @@ from vipcast.core.desired import NodePlan
 from vipcast.core.explain import Explanation, explain
 from vipcast.core.notices import notices
 from vipcast.core.plan import plan_all
-from vipcast.core.plan_document import plan_diff, plan_json_chunks
+from vipcast.core.plan_document import plan_diff, plan_json_bytes
 from vipcast.core.weights import route_weight, weighted
 from vipcast.sources.files import load_paths
 from vipcast.sources.state import read_state, state_path, write_state
@@ -198,7 +198,10 @@ def plan(
     _warn(warnings)
     plans = _select_node(weighted(spec, plan_all(spec, result.current())), node)
     if as_json:
-        sys.stdout.writelines(plan_json_chunks(result, plans))
+        sys.stdout.flush()  # what was printed so far goes first
+        write = sys.stdout.buffer.write  # bytes: no copy to encode 400 MB of ASCII text
+        for chunk in plan_json_bytes(result, plans):  # (writelines would skip a subclass' write)
+            write(chunk)
         return
     out = _console()
     out.print(_services_table(result))

@@ -6,7 +6,7 @@ The shape is a contract, documented in ``docs/plan-json.md``; keys are only ever
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 from vipcast.alloc import AllocationResult, Assignment
@@ -115,25 +115,14 @@ def _compact_encoder() -> Callable[[object], str]:
 _COMPACT = _compact_encoder()
 
 
-def _entries(
-    indent: str, items: Iterator[tuple[str | None, str]], opening: str, closing: str
-) -> Iterator[str]:
+def _entries(indent: str, items: Iterable[tuple[str | None, str]], opening: str,
+             closing: str) -> bytes:
     """``opening``, one already-encoded entry a line (``"key": value`` when keyed), ``closing``."""
-    first = True
-    yield opening
-    for key, text in items:
-        prefix = "\n" if first else ",\n"
-        first = False
-        yield f"{prefix}{indent}{_COMPACT(key)}: {text}" if key is not None else (
-            f"{prefix}{indent}{text}")
-    yield closing if first else f"\n{indent[:-2]}{closing}"
-
-
-def _joined(indent: str, texts: list[str], opening: str, closing: str) -> str:
-    """What :func:`_entries` yields for unkeyed ``texts``, as one string."""
+    texts = [f"{_COMPACT(key)}: {text}" if key is not None else text for key, text in items]
     if not texts:
-        return opening + closing
-    return f"{opening}\n{indent}" + f",\n{indent}".join(texts) + f"\n{indent[:-2]}{closing}"
+        return (opening + closing).encode()
+    return (f"{opening}\n{indent}" + f",\n{indent}".join(texts)
+            + f"\n{indent[:-2]}{closing}").encode()
 
 
 _STRING = json.encoder.encode_basestring_ascii
@@ -157,7 +146,17 @@ def _nat_text(rule: NatRule) -> str:
 
 
 def plan_json_chunks(result: AllocationResult, plans: Mapping[str, NodePlan]) -> Iterator[str]:
-    """:func:`plan_document` as JSON text, in pieces to write one after the other.
+    """:func:`plan_json_bytes` as text."""
+    return (chunk.decode("ascii") for chunk in plan_json_bytes(result, plans))
+
+
+#: what separates two entries of a node's list (one a line), and what opens and closes the list
+_NEXT, _OPEN, _CLOSE = b",\n        ", b"[\n        ", b"\n      ]"
+
+
+def plan_json_bytes(result: AllocationResult, plans: Mapping[str, NodePlan]) -> Iterator[bytes]:
+    """:func:`plan_document` as JSON (ASCII: non-ASCII text is escaped), in pieces to write one
+    after the other: bytes, so that writing 400 MB does not copy it once more to encode it.
 
     The same document (``json.loads`` of the joined text equals ``plan_document``), laid out
     for a 10,000-service plan: the structure indented, each route, L2 duty, NAT rule and
@@ -166,7 +165,7 @@ def plan_json_chunks(result: AllocationResult, plans: Mapping[str, NodePlan]) ->
     several nodes' plans hold alike (their L2 duties, often their routes) is joined once, where
     an indented ``json.dumps`` of the whole would run the pure-Python encoder over every copy.
     """
-    cache: dict[int, str] = {}
+    cache: dict[int, bytes] = {}
     # a section's entries by identity: equal keys are the same values in the same order
     # (every value stays alive in ``plans`` meanwhile, so no id is reused)
     ordered = sorted(plans.items())
@@ -177,18 +176,18 @@ def plan_json_chunks(result: AllocationResult, plans: Mapping[str, NodePlan]) ->
     for node_keys in keys:
         for key in node_keys:
             uses[key] = uses.get(key, 0) + 1
-    joined: dict[tuple[int, ...], str] = {}
-    vips_text: dict[int, str] = {}
+    joined: dict[tuple[int, ...], bytes] = {}
+    vips_text: dict[int, bytes] = {}
 
     def encoded(values: Sequence[Any], key: tuple[int, ...],
-                text_of: Callable[[Any], str]) -> str:
+                text_of: Callable[[Any], str]) -> bytes:
         """The values as one indented JSON list, each value's text made once."""
         text = joined.get(key)
         if text is None:
             for value, ident in zip(values, key, strict=True):
                 if ident not in cache:
-                    cache[ident] = text_of(value)
-            text = _joined("        ", list(map(cache.__getitem__, key)), "[", "]")
+                    cache[ident] = text_of(value).encode()
+            text = (_OPEN + _NEXT.join(map(cache.__getitem__, key)) + _CLOSE) if key else b"[]"
             if uses[key] > 1:
                 joined[key] = text
         left = uses[key] = uses[key] - 1
@@ -202,32 +201,29 @@ def plan_json_chunks(result: AllocationResult, plans: Mapping[str, NodePlan]) ->
     def l2_text(own: L2Ownership) -> str:
         return _COMPACT(l2_document(own))
 
-    def nat_text(rule: NatRule) -> str:
-        return _nat_text(rule)
-
-    yield f'{{\n  "version": {SCHEMA_VERSION},\n  "services": '
-    yield from _entries("    ", ((k, _COMPACT(assignment_document(a)))
-                                 for k, a in result.assignments.items()), "{", "}")
-    yield ',\n  "released": '
-    yield from _entries("    ", ((None, _COMPACT({"service": a.service, "ips": list(a.previous)}))
-                                 for a in result.released), "[", "]")
-    yield ',\n  "pools": '
-    yield from _entries("    ", ((name, _COMPACT({"used": used, "total": total}))
-                                 for name, (used, total) in sorted(result.pool_usage.items())),
-                        "{", "}")
-    yield ',\n  "nodes": {'
+    yield f'{{\n  "version": {SCHEMA_VERSION},\n  "services": '.encode()
+    yield _entries("    ", ((k, _COMPACT(assignment_document(a)))
+                            for k, a in result.assignments.items()), "{", "}")
+    yield b',\n  "released": '
+    yield _entries("    ", ((None, _COMPACT({"service": a.service, "ips": list(a.previous)}))
+                            for a in result.released), "[", "]")
+    yield b',\n  "pools": '
+    yield _entries("    ", ((name, _COMPACT({"used": used, "total": total}))
+                            for name, (used, total) in sorted(result.pool_usage.items())),
+                   "{", "}")
+    yield b',\n  "nodes": {'
     for n, ((name, plan), (bgp, l2, nat)) in enumerate(zip(ordered, keys, strict=True)):
-        yield f'{"," if n else ""}\n    {_COMPACT(name)}: {{\n      "bgp": '
+        yield f'{"," if n else ""}\n    {_COMPACT(name)}: {{\n      "bgp": '.encode()
         yield encoded(plan.bgp, bgp, route_text)
-        yield ',\n      "l2": '
+        yield b',\n      "l2": '
         yield encoded(plan.l2, l2, l2_text)
-        yield ',\n      "nat": '
-        yield encoded(plan.nat, nat, nat_text)
+        yield b',\n      "nat": '
+        yield encoded(plan.nat, nat, _nat_text)
         vips = vips_text.get(id(plan.local_vips))
         if vips is None:  # the planner hands nodes that accept every VIP one shared tuple
-            vips = vips_text[id(plan.local_vips)] = _COMPACT(list(plan.local_vips))
-        yield f',\n      "localVips": {vips}\n    }}'
-    yield "\n  }\n}\n" if plans else "}\n}\n"
+            vips = vips_text[id(plan.local_vips)] = _COMPACT(list(plan.local_vips)).encode()
+        yield b',\n      "localVips": ' + vips + b"\n    }"
+    yield b"\n  }\n}\n" if plans else b"}\n}\n"
 
 
 def _route_lines(plan: NodePlan | None) -> set[str]:
