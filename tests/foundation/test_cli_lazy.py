@@ -1,15 +1,21 @@
-"""``vipcast X`` imports only X's module; the lazy packages still give every name."""
+"""``vipcast X`` imports only X's module; the lazy packages still give every name; the one-shot
+commands end the program without freeing what they built."""
 
 from __future__ import annotations
 
 import importlib
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import typer.main
+import yaml
 
 from vipcast.cli import main
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
+from alloc_plan import documents
 
 
 def commands(cli: typer.Typer) -> set[str]:
@@ -59,3 +65,28 @@ def test_lazy_packages_give_every_name_of_their_modules(package: str) -> None:
     with pytest.raises(AttributeError, match="no_such_name"):
         pkg.no_such_name  # noqa: B018
     assert sorted(pkg._WHERE) == sorted(pkg.__all__)
+
+
+def test_the_program_ends_one_shot_commands_with_what_they_wrote_and_their_status(
+        tmp_path: Path) -> None:
+    """``plan``, ``check-config`` and ``explain`` end with ``os._exit`` (nothing freed): what
+    they print is all written, and their status is the command's."""
+    from typer.testing import CliRunner
+
+    objects = tmp_path / "objects.yaml"
+    objects.write_text(yaml.safe_dump_all([d for _, d in documents(40, 3, 4)]))
+
+    def program(*args: str) -> subprocess.CompletedProcess[bytes]:
+        return subprocess.run([sys.executable, "-m", "vipcast.cli.main", *args],
+                              capture_output=True, timeout=120, check=False)
+
+    done = program("plan", "--json", "--no-save", str(objects))
+    assert done.returncode == 0, done.stderr
+    in_process = CliRunner().invoke(main.app, ["plan", "--json", "--no-save", str(objects)])
+    assert done.stdout == in_process.stdout_bytes and done.stdout.endswith(b"\n}\n")
+    assert program("check-config", str(objects)).stdout.startswith(b"valid: ")
+    missing = program("plan", "--json", str(tmp_path / "missing.yaml"))
+    assert missing.returncode == 1 and b"no such file or directory" in missing.stdout
+    unknown = program("explain", str(objects), "default/no-such-service")
+    assert unknown.returncode == 1 and b"no Service default/no-such-service" in unknown.stderr
+    assert main._flushed(None) == 0 and main._flushed(3) == 3

@@ -9,6 +9,7 @@ whole command line, so help lists every command and a typo the same error. ``app
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Iterable, Sequence
 from importlib import import_module
@@ -57,9 +58,46 @@ def app_for(argv: Sequence[str]) -> typer.Typer:
     return build((module,) if module is not None else MODULES)
 
 
+#: one-shot commands over one config that start no thread and register nothing to run at exit:
+#: the program ends them without freeing what they built (see :func:`main`)
+QUICK_EXIT = frozenset({"check-config", "plan", "explain"})
+
+
 def main() -> None:
     """The ``vipcast`` program."""
-    app_for(sys.argv[1:])()
+    argv = sys.argv[1:]
+    cli = app_for(argv)
+    if not argv or argv[0] not in QUICK_EXIT:
+        cli()
+        return
+    try:
+        cli()
+        code: object = 0
+    except SystemExit as done:  # how typer ends every command
+        code = done.code
+    os._exit(_flushed(code))
+
+
+def _flushed(code: object) -> int:
+    """The exit status of ``sys.exit(code)``, once standard output and error are written.
+
+    The interpreter's own exit would free, one by one, every value the command built and
+    collect them all once more (10,000 Services: ~0.3 s of ``vipcast plan --json``, more than
+    writing its 440 MB to a file); ``os._exit`` after this ends the process at once.
+    """
+    if code is None:
+        status = 0
+    elif isinstance(code, int):
+        status = code
+    else:  # sys.exit("message"): printed, status 1
+        print(code, file=sys.stderr)
+        status = 1
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):  # closed pipe (`| head`): as the interpreter's exit does
+            status = status or 120
+    return status
 
 
 def __getattr__(name: str) -> Any:
