@@ -11,7 +11,8 @@ from typing import Any
 
 from .harness.cluster import Cluster
 from .harness.gateway_controller import run_gateway_controller
-from .test_gateway_addresses import _post, _status
+from .kubetools import post
+from .test_gateway_addresses import _status
 from .test_gateway_tls import _chart, _rules_for
 from .test_manifests import _allowed
 
@@ -52,23 +53,23 @@ def test_ingresses_of_our_classes_get_the_ingress_gateway_address(
     cluster, ns = gateway_api, namespace
     cls = f"vipcast-{ns}"
     ings = f"{NET}/namespaces/{ns}/ingresses"
-    _post(cluster, "/apis/vipcast.io/v1beta1/ipaddresspools", {
+    post(cluster, "/apis/vipcast.io/v1beta1/ipaddresspools", {
         "apiVersion": "vipcast.io/v1beta1", "kind": "IPAddressPool",
         "metadata": {"name": f"ing-{ns}"},
         "spec": {"addresses": [POOL], "autoAssign": False}})
-    _post(cluster, f"{NET}/ingressclasses", {
+    post(cluster, f"{NET}/ingressclasses", {
         "apiVersion": "networking.k8s.io/v1", "kind": "IngressClass",
         "metadata": {"name": cls, "annotations": {
             "ingressclass.kubernetes.io/is-default-class": "true",
             "vipcast.io/address-pool": f"ing-{ns}"}},
         "spec": {"controller": "vipcast.io/ingress-controller"}})
     # nginx's (already written by it): never touched
-    _post(cluster, ings, _ingress(ns, "nginx", cls="nginx"))
+    post(cluster, ings, _ingress(ns, "nginx", cls="nginx"))
     _update(cluster, f"{ings}/nginx/status", lambda o: o.update(
         status={"loadBalancer": {"ingress": [{"ip": "192.0.2.200"}]}}))
     for ing in (_ingress(ns, "field", cls=cls), _ingress(ns, "legacy", legacy=cls),
                 _ingress(ns, "classless")):
-        _post(cluster, ings, ing)
+        post(cluster, ings, ing)
     try:
         def all_three() -> str | None:
             got = {n: _ips(cluster, ns, n) for n in ("field", "legacy", "classless")}
