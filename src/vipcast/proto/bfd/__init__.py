@@ -7,8 +7,9 @@ and timers.
 
 from __future__ import annotations
 
-from importlib import import_module
 from typing import TYPE_CHECKING
+
+from vipcast.lazy_exports import lazy_exports
 
 if TYPE_CHECKING:
     from vipcast.proto.bfd.constants import (
@@ -44,9 +45,8 @@ __all__ = [
     "jittered",
 ]
 
-#: where each name of ``__all__`` lives, imported when first read: importing one module of
-#: the package (as ``vipcast plan`` does) does not import all of it
-#: (tests/foundation/test_cli_lazy.py reads every name)
+#: where each name of ``__all__`` lives, imported when first read (vipcast.lazy_exports;
+#: tests/foundation/test_lazy_exports.py reads every name)
 _WHERE = {
     "Auth": "vipcast.proto.bfd.packet",
     "AuthType": "vipcast.proto.bfd.constants",
@@ -67,12 +67,4 @@ _WHERE = {
     "jittered": "vipcast.proto.bfd.session",
 }
 
-
-def __getattr__(name: str) -> object:
-    """A name of ``__all__``, imported from its module when first read."""
-    module = _WHERE.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(import_module(module, __name__), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_exports(globals(), _WHERE)

@@ -5,8 +5,9 @@ The driver-facing contract is ``docs/bgp-session-api.md``.
 
 from __future__ import annotations
 
-from importlib import import_module
 from typing import TYPE_CHECKING
+
+from vipcast.lazy_exports import lazy_exports
 
 if TYPE_CHECKING:
     from .adj_rib_out import HEAD_START, head_start
@@ -61,9 +62,8 @@ __all__ = [
     "head_start",
 ]
 
-#: where each name of ``__all__`` lives, imported when first read: importing one module of
-#: the package (as ``vipcast plan`` does) does not import all of it
-#: (tests/foundation/test_cli_lazy.py reads every name)
+#: where each name of ``__all__`` lives, imported when first read (vipcast.lazy_exports;
+#: tests/foundation/test_lazy_exports.py reads every name)
 _WHERE = {
     "BGPError": ".errors",
     "CloseWanted": ".events",
@@ -94,12 +94,4 @@ _WHERE = {
     "head_start": ".adj_rib_out",
 }
 
-
-def __getattr__(name: str) -> object:
-    """A name of ``__all__``, imported from its module when first read."""
-    module = _WHERE.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(import_module(module, __name__), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_exports(globals(), _WHERE)
