@@ -5,6 +5,7 @@ stream the serial parse's own error (line and column in the whole file)."""
 from __future__ import annotations
 
 import datetime
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -193,3 +194,31 @@ def test_a_failed_worker_means_a_serial_parse(monkeypatch: pytest.MonkeyPatch) -
     monkeypatch.setattr(sys, "executable", str(Path("/nonexistent/python")))
     text = big_stream(100)
     assert yaml_split.load_all(text, cpus=2) == reference(text)
+
+
+def test_the_cpus_are_bounded_by_the_cgroup_quota(tmp_path: Path) -> None:
+    """A container's CPU limit (cgroup v2 cpu.max, or v1's CFS quota, on the process's cgroup
+    or an ancestor) bounds the parts; no limit leaves the affinity mask."""
+    proc = tmp_path / "cgroup"
+    v2 = tmp_path / "v2"
+    (v2 / "pod" / "agent").mkdir(parents=True)
+    proc.write_text("0::/pod/agent\n")
+    assert yaml_split.cgroup_cpu_quota(v2, proc) is None  # no cpu.max anywhere
+    (v2 / "pod" / "agent" / "cpu.max").write_text("max 100000\n")
+    assert yaml_split.cgroup_cpu_quota(v2, proc) is None
+    (v2 / "pod" / "cpu.max").write_text("150000 100000\n")  # the pod's limit: 1.5 CPUs
+    assert yaml_split.cgroup_cpu_quota(v2, proc) == 1.5
+    (v2 / "pod" / "agent" / "cpu.max").write_text("50000 100000\n")
+    assert yaml_split.cgroup_cpu_quota(v2, proc) == 0.5
+    assert yaml_split.usable_cpus(v2, proc) == 1
+    v1 = tmp_path / "v1"
+    (v1 / "cpu,cpuacct" / "docker" / "c1").mkdir(parents=True)
+    proc.write_text("4:memory:/docker/c1\n2:cpu,cpuacct:/docker/c1\n0::/\n")
+    group = v1 / "cpu,cpuacct" / "docker" / "c1"
+    (group / "cpu.cfs_quota_us").write_text("-1\n")
+    (group / "cpu.cfs_period_us").write_text("100000\n")
+    assert yaml_split.cgroup_cpu_quota(v1, proc) is None
+    (group / "cpu.cfs_quota_us").write_text("200000\n")
+    assert yaml_split.cgroup_cpu_quota(v1, proc) == 2.0
+    assert yaml_split.usable_cpus(v1, proc) == min(2, len(os.sched_getaffinity(0)))
+    assert yaml_split.cgroup_cpu_quota(v1, tmp_path / "no-such-file") is None

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import itertools
 import marshal
+import math
 import os
 import pickle
 import subprocess
@@ -56,12 +57,65 @@ _WORKER_CODE = ("import sys; sys.path.insert(0, sys.argv[1]); "
                 "from vipcast.sources.yaml_worker import main; sys.exit(main())")
 
 
-def usable_cpus() -> int:
-    """How many CPUs this process may run on (its affinity mask where the OS has one)."""
+def usable_cpus(cgroup_fs: Path = Path("/sys/fs/cgroup"),
+                proc_cgroup: Path = Path("/proc/self/cgroup")) -> int:
+    """How many CPUs this process may use: its affinity mask, bounded by its cgroup's CPU
+    quota (a container's CPU limit; a quota of 1.5 CPUs counts as 2: two processes still get
+    more done than one)."""
     try:
-        return len(os.sched_getaffinity(0))
+        cpus = len(os.sched_getaffinity(0))
     except AttributeError:  # pragma: no cover - not Linux
-        return os.cpu_count() or 1
+        cpus = os.cpu_count() or 1
+    quota = cgroup_cpu_quota(cgroup_fs, proc_cgroup)
+    return cpus if quota is None else max(1, min(cpus, math.ceil(quota)))
+
+
+def cgroup_cpu_quota(cgroup_fs: Path, proc_cgroup: Path) -> float | None:
+    """The CPU quota (CPUs) of this process's cgroup and its ancestors, the smallest (cgroup v2
+    ``cpu.max``, v1 ``cpu.cfs_quota_us``/``cpu.cfs_period_us``); None: no quota (or no
+    cgroup file to tell)."""
+    try:
+        lines = proc_cgroup.read_text().splitlines()
+    except OSError:
+        return None
+    found: list[float] = []
+    files: tuple[str, ...]
+    for line in lines:
+        _id, controllers, path = line.split(":", 2)
+        if controllers == "":  # v2: one hierarchy, cpu.max in each cgroup
+            base, files = cgroup_fs, ("cpu.max",)
+        elif "cpu" in controllers.split(","):  # v1: the cpu controller's hierarchy
+            base = next((d for d in (cgroup_fs / controllers, cgroup_fs / "cpu")
+                         if d.is_dir()), cgroup_fs / "cpu")
+            files = ("cpu.cfs_quota_us", "cpu.cfs_period_us")
+        else:
+            continue
+        # the cgroup and its ancestors (a container may see its own cgroup as the root)
+        here = base / path.strip("/")
+        for directory in (here, *here.parents):
+            if not directory.is_relative_to(base):
+                break
+            limit = _quota_in(directory, files)
+            if limit is not None:
+                found.append(limit)
+    return min(found) if found else None
+
+
+def _quota_in(directory: Path, files: tuple[str, ...]) -> float | None:
+    try:
+        texts = [(directory / name).read_text().split() for name in files]
+    except (OSError, ValueError):
+        return None
+    try:
+        if len(files) == 1:  # v2: "max 100000" or "150000 100000"
+            quota, period = texts[0][0], texts[0][1]
+        else:
+            quota, period = texts[0][0], texts[1][0]
+        if quota in ("max", "-1"):
+            return None
+        return int(quota) / int(period) if int(period) > 0 and int(quota) > 0 else None
+    except (IndexError, ValueError):
+        return None
 
 
 def parts(text: str, count: int, min_part: int | None = None, head_start: int = 0) -> list[str]:
