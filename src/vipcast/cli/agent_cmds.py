@@ -151,11 +151,10 @@ def agent(
             key = membership_key_file.read_text().strip()
         gateway = None
         if gateway_workdir is not None:
-            from vipcast.app.envoy_gateway import GatewaySettings
-            from vipcast.runtime.envoy import find_envoy
+            from vipcast.app.envoy_gateway import found_settings
 
-            gateway = GatewaySettings(node, gateway_workdir, find_envoy(), gateway_admin_port,
-                                      concurrency=gateway_concurrency)
+            gateway = found_settings(node, gateway_workdir, gateway_admin_port,
+                                     gateway_concurrency)
         return await run_node(options, dataplane_enabled=dataplane, membership_key=key.encode(),
                               gateway=gateway)
 

@@ -5,14 +5,12 @@ from __future__ import annotations
 import functools
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-import yaml
 
+from vipcast.app import dataplane_tool
 from vipcast.core.desired import NodePlan
-from vipcast.dataplane.nft_render import down_set, render
-from vipcast.dataplane.planfile import PlanFileError, plan_from_data
 from vipcast.spec.addresses import parse_host_port
 
 if TYPE_CHECKING:
@@ -44,25 +42,11 @@ NetnsOpt = Annotated[
 
 
 def _plan(plan_file: Path | None, config: list[Path] | None, node: str | None) -> NodePlan:
-    if plan_file is not None:
-        try:
-            return plan_from_data(yaml.safe_load(plan_file.read_text()))
-        except (OSError, yaml.YAMLError, PlanFileError) as exc:
-            _console().print(f"[red]cannot read plan {plan_file}: {exc}")
-            raise typer.Exit(2) from exc
-    if config and node:
-        from vipcast.app.agent import default_planner
-        from vipcast.sources.files import load_paths
-        from vipcast.spec.errors import SpecError
-
-        try:
-            spec = load_paths(config)
-        except SpecError as exc:
-            _console().print(f"[red]invalid configuration:\n{exc}")
-            raise typer.Exit(2) from exc
-        return default_planner(spec, node)
-    _console().print("[red]give a PLANFILE, or --config FILES with --node NAME")
-    raise typer.Exit(2)
+    try:
+        return dataplane_tool.node_plan(plan_file, config, node)
+    except dataplane_tool.PlanInputError as exc:
+        _console().print(f"[red]{exc}")
+        raise typer.Exit(2) from exc
 
 
 def _down(items: list[str] | None) -> list[tuple[str, int]]:
@@ -85,7 +69,7 @@ def render_cmd(
     ] = None,
 ) -> None:
     """Print the libnftables JSON transaction for a node's plan (nothing is applied)."""
-    rendered = render(_plan(plan_file, config, node).nat, down_set(_down(down)))
+    rendered = dataplane_tool.render_plan(_plan(plan_file, config, node), _down(down))
     for skipped in rendered.skipped:
         _console().print(f"[yellow]skipped {skipped.service}: {skipped.reason}")
     typer.echo(json.dumps(rendered.document(), indent=2))
@@ -100,46 +84,30 @@ def apply_cmd(
     routes: Annotated[bool, typer.Option(help="Also sync the local VIP routes.")] = True,
 ) -> None:
     """Apply a node's plan once (no health checks); a no-op when the table already matches."""
-    from vipcast.dataplane.nft import NftTable  # netlink and libnftables: only here
-    from vipcast.dataplane.routes import LocalVips
-
-    plan = _plan(plan_file, config, node)
-    result = NftTable(netns).apply(render(plan.nat))
+    applied = dataplane_tool.apply_once(_plan(plan_file, config, node), netns, routes=routes)
+    result = applied.nft
     if not result.ok:
         _console().print(f"[red]apply failed, previous table kept:\n{result.error}")
         raise typer.Exit(1)
     state = "applied" if result.changed else "unchanged"
     typer.echo(f"nftables: {state} ({result.diff.summary()}, {result.seconds * 1000:.1f} ms)")
-    if routes:
-        change = LocalVips(netns).sync(plan.local_vips)
-        typer.echo(f"local VIPs: +{list(change.added)} -{list(change.removed)}")
+    if applied.vips is not None:
+        typer.echo(f"local VIPs: +{list(applied.vips.added)} -{list(applied.vips.removed)}")
 
 
 @dataplane.command("show")
 def show_cmd(netns: NetnsOpt = None) -> None:
     """Print the installed table (canonical JSON) and our local VIP routes."""
-    from vipcast.dataplane.nft import NftTable  # netlink and libnftables: only here
-    from vipcast.dataplane.routes import LocalVips
-
-    objects = NftTable(netns).read()
-    doc: dict[str, Any] = {
-        "table": None if objects is None else list(objects),
-        "local_vips": sorted(LocalVips(netns).current()),
-    }
-    typer.echo(json.dumps(doc, indent=2))
+    typer.echo(json.dumps(dataplane_tool.installed(netns), indent=2))
 
 
 @dataplane.command("cleanup")
 def cleanup_cmd(netns: NetnsOpt = None) -> None:
     """Remove table inet vipcast and every local VIP route vipcast installed."""
-    from vipcast.dataplane.nft import NftTable  # netlink and libnftables: only here
-    from vipcast.dataplane.routes import LocalVips
-
-    removed = NftTable(netns).cleanup()
-    change = LocalVips(netns).clear()
+    removed, routes = dataplane_tool.clean_up(netns)
     typer.echo(
         f"table inet vipcast: {'removed' if removed else 'absent'}; "
-        f"local VIP routes removed: {len(change.removed)}"
+        f"local VIP routes removed: {routes}"
     )
 
 

@@ -35,22 +35,13 @@ def gateway(
     log_level: Annotated[str, typer.Option(help="DEBUG, INFO, WARNING, ERROR")] = "INFO",
 ) -> None:
     """Serve this node's Gateways, HTTPRoutes and Ingresses with Envoy (ADS on a unix socket)."""
-    from vipcast.app.gateway import GatewayOptions, run_gateway
-    from vipcast.dataplane.envoy import ProxyOptions
-    from vipcast.obs.logs import setup_logging
-    from vipcast.obs.status_server import parse_address
-    from vipcast.runtime.envoy import find_envoy
+    from vipcast.app.gateway_tool import run_from_files
 
-    setup_logging(log_level)
-    options = GatewayOptions(
-        config_paths=tuple(config), node=node, workdir=workdir, envoy_binary=find_envoy(),
-        admin_port=admin_port, concurrency=concurrency,
-        proxy=ProxyOptions(xff_num_trusted_hops=xff_trusted_hops, proxy_protocol=proxy_protocol),
-        metrics_address=parse_address(metrics_address) if metrics_address else None,
-        poll_interval=poll_interval, ingress_addresses=tuple(ingress_address or ()),
-        status_file=status_file,
-    )
-    raise typer.Exit(run_gateway(options))
+    raise typer.Exit(run_from_files(
+        config, node, workdir, admin_port=admin_port, concurrency=concurrency,
+        xff_trusted_hops=xff_trusted_hops, proxy_protocol=proxy_protocol,
+        ingress_addresses=tuple(ingress_address or ()), metrics_address=metrics_address,
+        status_file=status_file, poll_interval=poll_interval, log_level=log_level))
 
 
 def explain_route(
@@ -61,22 +52,19 @@ def explain_route(
     """Which Gateway listeners took an HTTPRoute (and where its rules rank), or why none did."""
     from rich.console import Console
 
-    from vipcast.core.gateway import translate
-    from vipcast.core.gateway.explain import explain_route as explain
-    from vipcast.sources.files import load_paths
+    from vipcast.app.gateway_tool import route_story
     from vipcast.spec import SpecError
 
     out = Console()
+    key = route if "/" in route else f"default/{route}"
     try:
-        spec = load_paths([path])
+        story, routes = route_story(path, key, node)
     except SpecError as err:
         for issue in err.issues:
             out.print(f"[red]{issue}[/]")
         raise typer.Exit(1) from None
-    key = route if "/" in route else f"default/{route}"
-    story = explain(translate(spec, node), key)
     if story is None:
-        known = ", ".join(r.key for r in spec.http_routes) or "none"
+        known = ", ".join(routes) or "none"
         out.print(f"[red]error:[/] HTTPRoute {key} has no Gateway of vipcast's as parent "
                   f"(routes: {known})")
         raise typer.Exit(1)

@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated, TypeVar
 
 import typer
 
 from vipcast.cli.agent_cmds import SUSPICION_MIN_HELP, suspicion_min_option
 from vipcast.spec.addresses import parse_host_port
 
-if TYPE_CHECKING:
-    from vipcast.sources.kube.client import AsyncClient
+T = TypeVar("T")
+
 
 def _host_port(text: str) -> tuple[str, int]:
     try:
@@ -34,21 +35,18 @@ def crds(
     ] = False,
 ) -> None:
     """Print (or write) the CustomResourceDefinitions generated from vipcast's spec models."""
-    from vipcast.sources.kube.crds import rendered_files
+    from vipcast.app.kube_tool import crd_files, stale_crds, write_crds
 
-    files = rendered_files()
+    files = crd_files()
     if out is None:
         typer.echo("---\n".join(files.values()), nl=False)
         return
-    stale = [name for name, text in files.items()
-             if not (out / name).exists() or (out / name).read_text() != text]
     if check:
+        stale = stale_crds(out, files)
         for name in stale:
             typer.echo(f"out of date: {out / name}", err=True)
         raise typer.Exit(1 if stale else 0)
-    out.mkdir(parents=True, exist_ok=True)
-    for name, text in files.items():
-        (out / name).write_text(text)
+    write_crds(out, files)
     typer.echo(f"wrote {len(files)} CRDs to {out}")
 
 
@@ -97,12 +95,13 @@ def _names(text: str) -> tuple[str, ...]:
     return tuple(sorted({n.strip() for n in text.split(",") if n.strip()}))
 
 
-def _client(kubeconfig: Path | None, namespace: str) -> AsyncClient:
-    from vipcast.sources.kube.client import KubeconfigError, make_client
+def _with_kubeconfig(run: Callable[[], T]) -> T:
+    """``run()``; a kubeconfig it cannot use is the option's error (exit 2)."""
+    from vipcast.app.kube_tool import KubeconfigProblem
 
     try:
-        return make_client(kubeconfig, namespace, "vipcast")
-    except KubeconfigError as exc:
+        return run()
+    except KubeconfigProblem as exc:
         raise typer.BadParameter(str(exc), param_hint="--kubeconfig") from exc
 
 
@@ -141,38 +140,14 @@ def controller(
     ] = 8,
 ) -> None:
     """Run the controller: allocate Service IPs and write them to Service status (leader only)."""
-    import asyncio
-    import contextlib
-    import logging
-    from dataclasses import replace
+    from vipcast.app.kube_tool import run_controller_command
 
-    from vipcast.app.controller import ControllerConfig, run_controller
-    from vipcast.obs.status_server import parse_address
-    from vipcast.sources.kube.leader import ElectionConfig
-
-    logging.basicConfig(level=log_level.upper(),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    election = ElectionConfig(namespace=namespace, lease_duration=lease_duration,
-                              renew_deadline=lease_duration * 2 / 3,
-                              retry_period=max(0.2, lease_duration / 7))
-    config = ControllerConfig(election=election, load_balancer_class=load_balancer_class,
-                              password_secrets=_names(password_secrets), gateway_api=gateway_api,
-                              write_qps=kube_api_qps, write_burst=kube_api_burst,
-                              write_concurrency=status_write_concurrency)
-    if identity is not None:
-        config = replace(config, identity=identity)
-
-    async def main() -> None:
-        client = _client(kubeconfig, namespace)
-        try:
-            await run_controller(client, config,
-                                 parse_address(metrics) if metrics else None,
-                                 parse_address(health) if health else None)
-        finally:
-            await client.close()
-
-    with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(main())
+    _with_kubeconfig(lambda: run_controller_command(
+        kubeconfig=kubeconfig, namespace=namespace, password_secrets=_names(password_secrets),
+        identity=identity, lease_duration=lease_duration, health=health,
+        load_balancer_class=load_balancer_class, log_level=log_level, metrics=metrics,
+        gateway_api=gateway_api, write_qps=kube_api_qps, write_burst=kube_api_burst,
+        write_concurrency=status_write_concurrency))
 
 
 def speaker(
@@ -243,54 +218,25 @@ def speaker(
     ] = 5.0,
 ) -> None:
     """Run a node's speaker: the node code path of ``vipcast agent`` fed from the API."""
-    import asyncio
-    import logging
     import os
-    from dataclasses import replace
 
-    from vipcast.app.agent import AgentOptions
-    from vipcast.app.speaker import run_speaker
-    from vipcast.obs.status_server import parse_address
+    from vipcast.app.kube_tool import SpeakerCommand, run_speaker_command
 
-    logging.basicConfig(level=log_level.upper(),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    address = parse_address(metrics) if metrics else None  # a bare port: loopback only
-    options = AgentOptions(config_paths=(), node=node, metrics_address=address,
-                           router_id=router_id, state_dir=state_dir,
-                           node_liveness=node_liveness, suspicion_min=suspicion_min,
-                           drain_grace=drain_grace,
-                           drain_quiet=drain_quiet)
-    if drain_label is not None:
-        options = replace(options, drain_labels=tuple(drain_label))
-    if drain_taint is not None:
-        options = replace(options, drain_taints=tuple(drain_taint))
-    if listen:
-        options = replace(options, listen=tuple(_host_port(item) for item in listen))
-    key = membership_key(membership_key_file, os.environ.get("VIPCAST_MEMBERSHIP_KEY", ""))
-
-    gateway = None
-    if gateway_workdir is not None:
-        from vipcast.app.envoy_gateway import GatewaySettings
-        from vipcast.runtime.envoy import find_envoy
-
-        gateway = GatewaySettings(node, gateway_workdir, find_envoy(), gateway_admin_port,
-                                  concurrency=gateway_concurrency)
-
-    async def main() -> int:
-        client = _client(kubeconfig, namespace)
-        try:
-            return await run_speaker(client, options, dataplane_enabled=dataplane,
-                                     membership_key=key.encode(),
-                                     load_balancer_class=load_balancer_class,
-                                     namespace=namespace,
-                                     password_secrets=_names(password_secrets),
-                                     gateway=gateway,
-                                     frr_k8s_namespaces=(frr_k8s_namespace,)
-                                     if frr_k8s_namespace else ())
-        finally:
-            await client.close()
-
-    raise typer.Exit(asyncio.run(main()))
+    command = SpeakerCommand(
+        node=node, kubeconfig=kubeconfig, namespace=namespace,
+        password_secrets=_names(password_secrets), metrics=metrics, router_id=router_id,
+        state_dir=state_dir, listen=tuple(_host_port(item) for item in listen or ()),
+        dataplane=dataplane,
+        membership_key=membership_key(membership_key_file,
+                                      os.environ.get("VIPCAST_MEMBERSHIP_KEY", "")),
+        node_liveness=node_liveness, suspicion_min=suspicion_min,
+        load_balancer_class=load_balancer_class, log_level=log_level,
+        gateway_workdir=gateway_workdir, gateway_admin_port=gateway_admin_port,
+        gateway_concurrency=gateway_concurrency, frr_k8s_namespace=frr_k8s_namespace,
+        drain_labels=tuple(drain_label) if drain_label is not None else None,
+        drain_taints=tuple(drain_taint) if drain_taint is not None else None,
+        drain_grace=drain_grace, drain_quiet=drain_quiet)
+    raise typer.Exit(_with_kubeconfig(lambda: run_speaker_command(command)))
 
 
 @kube_app.command("webhook")
@@ -310,30 +256,12 @@ def webhook(
     log_level: Annotated[str, typer.Option(help="DEBUG, INFO, WARNING.")] = "INFO",
 ) -> None:
     """Serve the validating admission webhook for vipcast's kinds (POST /validate)."""
-    import asyncio
-    import contextlib
-    import logging
+    from vipcast.app.kube_tool import run_webhook_command
 
-    from vipcast.sources.kube.webhook import WebhookServer
-
-    logging.basicConfig(level=log_level.upper(),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     host, port = _host_port(listen)
-
-    async def main() -> None:
-        client = _client(kubeconfig, "default")
-        speakers = [f"system:serviceaccount:{a}"
-                    for a in speaker_account or ()]
-        server = WebhookServer(client, tls_cert, tls_key, host, port, speakers=speakers)
-        try:
-            await server.start()
-            await asyncio.Event().wait()
-        finally:
-            await server.stop()
-            await client.close()
-
-    with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(main())
+    _with_kubeconfig(lambda: run_webhook_command(
+        kubeconfig=kubeconfig, tls_cert=tls_cert, tls_key=tls_key, host=host, port=port,
+        speaker_accounts=tuple(speaker_account or ()), log_level=log_level))
 
 
 convert_app = typer.Typer(help="Convert other load balancers' objects to vipcast's.",
@@ -350,24 +278,19 @@ def convert_metallb(
     """Convert MetalLB objects (metallb.io) to vipcast.io objects; notes go to stderr."""
     import yaml
 
-    from vipcast.sources.files import read_documents
-    from vipcast.sources.kube.metallb import convert
-    from vipcast.spec import SpecError, load_documents
+    from vipcast.app.kube_tool import convert_metallb as convert
+    from vipcast.spec import SpecError
 
     try:
-        docs = read_documents(paths)
+        result, issues = convert(paths)
     except SpecError as error:
         for issue in error.issues:
             typer.echo(f"error: {issue}", err=True)
         raise typer.Exit(1) from None
-    result = convert(d for _, d in docs if isinstance(d, dict))
     for note in result.notes:
         typer.echo(f"note: {note}", err=True)
-    try:
-        load_documents([("converted", d) for d in result.documents])
-    except SpecError as error:
-        for issue in error.issues:
-            typer.echo(f"warning: converted {issue.obj} {issue.field}: {issue.message}", err=True)
+    for issue in issues:
+        typer.echo(f"warning: converted {issue.obj} {issue.field}: {issue.message}", err=True)
     text = yaml.safe_dump_all(list(result.documents), sort_keys=False)
     if out is None:
         typer.echo(text, nl=False)
