@@ -7,10 +7,11 @@ address and port 3784 (single hop) or 4784 (multihop), with the TTL / hop limit 
 ancillary data, and are handed to the session named by Your Discriminator, or, while that is
 still zero, the session of the source address.
 
-The BGP speaker's hook::
+A client's hook (the BGP speaker's is :class:`vipcast.runtime.bfd.bgp.BgpBfd`, which listens
+to every change and decides with the RFC 5882 binding of :mod:`vipcast.proto.bfd.client`)::
 
     handle = manager.add_peer("192.0.2.1", "192.0.2.10", profile)
-    handle.on_down(lambda change: driver.abort())   # Up -> Down: drop the BGP session now
+    handle.on_down(lambda change: driver.abort())   # Up -> Down: drop the session now
     ...
     handle.close()                                  # tells the peer AdminDown, frees sockets
 
