@@ -13,6 +13,8 @@ from __future__ import annotations
 import itertools
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from vipcast.proto.bfd import ControlPacket, Diag, Session, SessionConfig, State, StateChanged
 from vipcast.proto.bfd.client import (
@@ -212,3 +214,32 @@ def test_changes_that_do_not_leave_up_are_ignored() -> None:
     for old, new in moves:
         assert bfd_input(StateChanged(old, new, Diag.CONTROL_DETECTION_TIME_EXPIRED)) is None
     assert bfd_input(StateChanged(State.INIT, State.UP, Diag.NONE)) is Input.BFD_UP
+
+
+@given(st.lists(st.sampled_from(list(Input)), max_size=40))
+def test_the_binding_always_matches_the_two_sessions(events: list[Input]) -> None:
+    """Any sequence the two sessions can produce (a BFD Down only while BFD is Up, BGP Up
+    only while it is down, ...): after each step the binding is what :func:`initial` says
+    for the sessions' states, and BGP is dropped exactly when it was Established and BFD
+    failed while Up — the drop taking BGP down at once, as the speaker does."""
+    bgp = bfd = False
+    binding = initial(bgp, bfd)
+    for event in events:
+        possible = {
+            Input.BGP_UP: not bgp, Input.BGP_DOWN: bgp, Input.BFD_UP: not bfd,
+            Input.BFD_FAILED: bfd, Input.BFD_ENDED: bfd,
+        }[event]  # fmt: skip
+        if not possible:
+            continue
+        armed = bgp and bfd
+        binding, action = step(binding, event)
+        if event is Input.BGP_UP or event is Input.BGP_DOWN:
+            bgp = event is Input.BGP_UP
+        else:
+            bfd = event is Input.BFD_UP
+        assert (action is Action.DROP) == (armed and event is Input.BFD_FAILED)
+        assert (action is Action.KEEP) == (armed and event is Input.BFD_ENDED)
+        if action is Action.DROP:
+            bgp = False
+            binding, _ = step(binding, Input.BGP_DOWN)
+        assert binding is initial(bgp, bfd), (events, binding, bgp, bfd)
