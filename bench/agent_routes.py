@@ -324,7 +324,7 @@ def main() -> None:
     parser.add_argument("--before-rev", default=BEFORE_REV)
     parser.add_argument("--json", type=Path, default=ROOT / "bench" / "agent_routes.json")
     parser.add_argument("--agent-log-level", default="WARNING",
-                        help="this tree's agents' log level (their agent.log: VC_BENCH_KEEP)")
+                        help="the timed agents' log level (their agent.log: VC_BENCH_KEEP)")
     args = parser.parse_args()
     n, trials = args.services, min(args.trials, 50)
     speakers = args.speakers.split(",")
@@ -353,14 +353,16 @@ def main() -> None:
                                                log_level=args.agent_log_level))
                 elif s == "before":
                     assert old is not None
-                    runs[s].append(run_vipcast(old, n, trials, work))
+                    runs[s].append(run_vipcast(old, n, trials, work,
+                                               log_level=args.agent_log_level))
                 elif s == "before-warm":  # --before-rev with a warm cache (a tree that has one)
                     assert old is not None
                     if rnd == 0:
                         run_vipcast(old, n, 0, work / "prime", config=shared,
                                     cache=root / "cache-warm-before", prime=True)
                     runs[s].append(run_vipcast(old, n, trials, work, config=shared,
-                                               cache=root / "cache-warm-before"))
+                                               cache=root / "cache-warm-before",
+                                               log_level=args.agent_log_level))
                 elif s == "bird":
                     runs[s].append(run_bird(n, work))
                 elif s == "gobgp":
