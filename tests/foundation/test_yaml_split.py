@@ -222,3 +222,64 @@ def test_the_cpus_are_bounded_by_the_cgroup_quota(tmp_path: Path) -> None:
     assert yaml_split.cgroup_cpu_quota(v1, proc) == 2.0
     assert yaml_split.usable_cpus(v1, proc) == min(2, len(os.sched_getaffinity(0)))
     assert yaml_split.cgroup_cpu_quota(v1, tmp_path / "no-such-file") is None
+
+
+def test_many_texts_are_each_the_serial_parse(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Texts parsed together (parts of big ones and whole small ones dealt to the caller and
+    two workers): each text's documents, or the error its serial parse raises."""
+    monkeypatch.setattr(yaml_split, "MIN_PART", 1000)
+    monkeypatch.setattr(yaml_split, "HEAD_START", 0)
+    texts = [big_stream(40), "a: 1\n", big_stream(10) + "---\na: [1\n", "", "---\n---\n",
+             big_stream(60) + "---\nt: 2001-12-14\n", "x: &a [1]\ny: *a\n", big_stream(20)]
+    got = yaml_split.load_many(texts, cpus=3)
+    assert len(got) == len(texts)
+    for text, result in zip(texts, got, strict=True):
+        try:
+            want = reference(text)
+        except yaml.YAMLError as exc:
+            assert isinstance(result, yaml.YAMLError)
+            assert str(result) == str(exc)
+            continue
+        assert result == want
+    shared = got[6]
+    assert isinstance(shared, list) and isinstance(shared[0], dict)
+    assert shared[0]["x"] is shared[0]["y"]
+
+
+def test_a_directory_of_files_loads_as_file_by_file(monkeypatch: pytest.MonkeyPatch,
+                                                    tmp_path: Path) -> None:
+    """The file source over a directory of many files, parsed together on several CPUs: the
+    same Spec as parsed one by one, and a broken file's issue names that file and line."""
+    from vipcast.sources.files import ObjectFiles, load_paths
+    from vipcast.spec import SpecError
+
+    (tmp_path / "base.yaml").write_text(yaml.safe_dump_all([
+        {"apiVersion": "vipcast.io/v1beta1", "kind": "IPAddressPool",
+         "metadata": {"name": "pool"}, "spec": {"addresses": ["10.0.0.0/8"]}}]))
+    for i in range(12):
+        docs = [{"apiVersion": "v1", "kind": "Service",
+                 "metadata": {"name": f"f{i}-s{j}", "namespace": "default"},
+                 "spec": {"type": "LoadBalancer", "ports": [{"port": 80}]}}
+                for j in range(30)]
+        (tmp_path / f"svc-{i:02d}.yaml").write_text(yaml.safe_dump_all(docs))
+    monkeypatch.setattr(yaml_split, "MIN_PART", 10**9)  # one CPU: file by file
+    serially = load_paths([tmp_path])
+    monkeypatch.setattr(yaml_split, "MIN_PART", 2000)
+    monkeypatch.setattr(yaml_split, "usable_cpus", lambda: 3)
+    files = ObjectFiles([tmp_path])
+    together = files.load()
+    assert together == serially
+    assert files.parsed == 13
+    assert len(together.services) == 360
+    broken = "a: b\n" * 50 + "c: [1\n"
+    (tmp_path / "svc-05.yaml").write_text(broken)
+    with pytest.raises(yaml.YAMLError) as want:
+        reference(broken)
+    with pytest.raises(SpecError) as refused:
+        files.load()
+    assert files.parsed == 1  # only the changed file was read again
+    mark = want.value.problem_mark  # type: ignore[attr-defined]
+    assert mark.line + 1 == 52
+    assert [(i.file, i.message) for i in refused.value.issues] == [
+        (str(tmp_path / "svc-05.yaml"), f"invalid YAML at line 52, column {mark.column + 1}: "
+                                        f"{want.value.problem}")]  # type: ignore[attr-defined]

@@ -7,7 +7,8 @@ with a dot are skipped, which keeps the state file out), holding any number of d
 :class:`ObjectFiles` keeps, per file, what it made of it the last time — the validated objects
 (:func:`vipcast.spec.validate_documents`) or the file's problems — keyed by the file's
 ``(mtime_ns, size, inode)``. A load stats every file and reads, parses and validates only the
-files whose key changed; the other files' objects are the same Python objects as before, so the
+files whose key changed (parsed together on the CPUs the process may use:
+:mod:`vipcast.sources.yaml_split`); the other files' objects are the same Python objects as before, so the
 planner can tell an unchanged Service by identity. Assembly and cross-checks
 (:func:`vipcast.spec.assemble`) run on the whole set every time (about 30 ms for 10,000
 Services); a problem anywhere refuses the whole config.
@@ -32,7 +33,7 @@ from pathlib import Path
 import yaml
 
 from vipcast.sources.validated_cache import ValidatedCache
-from vipcast.sources.yaml_split import load_all
+from vipcast.sources.yaml_split import load_many
 from vipcast.spec import Issue, Spec, SpecError, Validated, validate_documents
 from vipcast.spec.load import Assembler
 
@@ -86,33 +87,59 @@ def parse_file(path: Path) -> tuple[list[tuple[str, object]], list[Issue]]:
 
 def parse_bytes(source: str, data: bytes) -> tuple[list[tuple[str, object]], list[Issue]]:
     """:func:`parse_file` of a file's bytes (UTF-8 text)."""
-    try:
-        text = data.decode()
+    return parse_many([(source, data)])[0]
+
+
+def parse_many(
+    files: Sequence[tuple[str, bytes]],
+) -> list[tuple[list[tuple[str, object]], list[Issue]]]:
+    """:func:`parse_bytes` of each ``(source, bytes)``, the files parsed together on the CPUs
+    the process may use (:func:`vipcast.sources.yaml_split.load_many`): a directory of many
+    files as well as one big file."""
+    out: list[tuple[list[tuple[str, object]], list[Issue]]] = [([], []) for _ in files]
+    texts: list[str] = []
+    which: list[int] = []
+    for at, (source, data) in enumerate(files):
+        try:
+            text = data.decode()
+        except UnicodeDecodeError as exc:
+            out[at] = ([], [Issue(source, "", "", "", f"cannot read: {exc}")])
+            continue
         if "\r" in text:  # as text mode reads a file: universal newlines
             text = text.replace("\r\n", "\n").replace("\r", "\n")
-        loaded = [d for d in load_all(text) if d is not None]
-    except UnicodeDecodeError as exc:
-        return [], [Issue(source, "", "", "", f"cannot read: {exc}")]
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        problem = getattr(exc, "problem", None) or str(exc)
-        return [], [Issue(source, "", "", "", f"invalid YAML{where}: {problem}")]
-    docs: list[tuple[str, object]] = []
-    for doc in loaded:
-        if isinstance(doc, dict) and doc.get("kind") == "List":
-            docs.extend((source, item) for item in doc.get("items") or [])
-        else:
-            docs.append((source, doc))
-    return docs, []
+        texts.append(text)
+        which.append(at)
+    for at, result in zip(which, load_many(texts), strict=True):
+        source = files[at][0]
+        if isinstance(result, yaml.YAMLError):
+            mark = getattr(result, "problem_mark", None)
+            where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+            problem = getattr(result, "problem", None) or str(result)
+            out[at] = ([], [Issue(source, "", "", "", f"invalid YAML{where}: {problem}")])
+            continue
+        docs: list[tuple[str, object]] = []
+        for doc in result:
+            if doc is None:
+                continue
+            if isinstance(doc, dict) and doc.get("kind") == "List":
+                docs.extend((source, item) for item in doc.get("items") or [])
+            else:
+                docs.append((source, doc))
+        out[at] = (docs, [])
+    return out
 
 
 def read_documents(paths: Iterable[str | Path]) -> list[tuple[str, object]]:
     """Every YAML document of the files (``List`` objects unrolled), or SpecError."""
     files, issues = config_files(paths)
-    docs: list[tuple[str, object]] = []
+    read: list[tuple[str, bytes]] = []
     for path in files:
-        found, problems = parse_file(path)
+        try:
+            read.append((str(path), path.read_bytes()))
+        except OSError as exc:
+            issues.append(Issue(str(path), "", "", "", f"cannot read: {exc}"))
+    docs: list[tuple[str, object]] = []
+    for found, problems in parse_many(read):
         docs.extend(found)
         issues.extend(problems)
     if issues:
@@ -191,10 +218,9 @@ class ObjectFiles:
         """The whole config, or SpecError listing every problem (the stamps are recorded either
         way, so an unchanged broken config is not reported again by :meth:`changed`)."""
         files, issues = config_files(self.paths)
-        parts: list[Validated] = []
         seen: dict[str, Stamp] = {}
-        cache: dict[str, _Cached] = {}
-        self.parsed = 0
+        present: list[tuple[str, Stamp]] = []  # in order, a file named twice twice
+        stale: dict[str, Path] = {}
         for path in files:
             name = str(path)
             stamp = stamp_of(path)
@@ -202,9 +228,19 @@ class ObjectFiles:
                 issues.append(Issue(name, "", "", "", "cannot read: the file vanished"))
                 continue
             seen[name] = stamp
+            present.append((name, stamp))
             entry = self._cache.get(name)
-            if entry is None or entry.stamp != stamp:
-                entry = _Cached(stamp, *self._validate(path))
+            if (entry is None or entry.stamp != stamp) and name not in stale:
+                stale[name] = path
+        self.parsed = 0
+        # the new or changed files: read and parsed together (on several CPUs), validated
+        fresh = self._validate(list(stale.values()))
+        parts: list[Validated] = []
+        cache: dict[str, _Cached] = {}
+        for name, stamp in present:
+            entry = cache.get(name)
+            if entry is None:
+                entry = _Cached(stamp, *fresh[name]) if name in fresh else self._cache[name]
             cache[name] = entry
             parts.append(entry.validated)
         self._cache = cache
@@ -213,33 +249,40 @@ class ObjectFiles:
             raise SpecError([*issues, *(i for p in parts for i in p.issues)])
         return self._assemble(parts)
 
-
-    def _validate(self, path: Path) -> tuple[Validated, str | None]:
-        """One file read, parsed and validated (or taken from the disk cache by content), and
-        its disk cache key."""
-        name = str(path)
-        try:
-            data = path.read_bytes()
-        except OSError as exc:
-            return Validated((), (Issue(name, "", "", "", f"cannot read: {exc}"),)), None
-        key = None
-        if self.disk is not None:
-            key = self.disk.key(name, data)
-            kept = self.disk.get(key)
-            if kept is not None:
-                return kept, key
-        docs, problems = parse_bytes(name, data)
-        self.parsed += 1
-        validated = validate_documents(docs)
-        # free the raw documents a few at a time: one big deallocation cascade holds the GIL
-        # for ~0.1 s per 10,000 documents, even in a worker thread
-        while docs:
-            del docs[-RELEASE_STEP:]
-        if problems:
-            validated = Validated(validated.objects, (*problems, *validated.issues))
-        if self.disk is not None and key is not None:
-            self.disk.put(key, validated)
-        return validated, key
+    def _validate(self, paths: Sequence[Path]) -> dict[str, tuple[Validated, str | None]]:
+        """Each file read, parsed and validated (or taken from the disk cache by content),
+        with its disk cache key, by name; the files to parse are parsed together."""
+        out: dict[str, tuple[Validated, str | None]] = {}
+        todo: list[tuple[str, bytes, str | None]] = []
+        for path in paths:
+            name = str(path)
+            try:
+                data = path.read_bytes()
+            except OSError as exc:
+                out[name] = Validated((), (Issue(name, "", "", "", f"cannot read: {exc}"),)), None
+                continue
+            key = None
+            if self.disk is not None:
+                key = self.disk.key(name, data)
+                kept = self.disk.get(key)
+                if kept is not None:
+                    out[name] = kept, key
+                    continue
+            todo.append((name, data, key))
+        parsed = parse_many([(name, data) for name, data, _key in todo])
+        self.parsed += len(todo)
+        for (name, _data, key), (docs, problems) in zip(todo, parsed, strict=True):
+            validated = validate_documents(docs)
+            # free the raw documents a few at a time: one big deallocation cascade holds the
+            # GIL for ~0.1 s per 10,000 documents, even in a worker thread
+            while docs:
+                del docs[-RELEASE_STEP:]
+            if problems:
+                validated = Validated(validated.objects, (*problems, *validated.issues))
+            if self.disk is not None and key is not None:
+                self.disk.put(key, validated)
+            out[name] = validated, key
+        return out
 
 
 async def watch(

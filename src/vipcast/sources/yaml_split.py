@@ -35,6 +35,7 @@ import pickle
 import subprocess
 import sys
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 
 import yaml
@@ -146,26 +147,43 @@ def parts(text: str, count: int, min_part: int | None = None, head_start: int = 
 def load_all(text: str, cpus: int | None = None) -> list[object]:
     """``yaml_documents.load_all(text)`` (what ``yaml.load_all(text, Loader=SafeLoader)``
     gives, or raises), on up to ``cpus`` CPUs (default: :func:`usable_cpus`)."""
-    pieces = parts(text, usable_cpus() if cpus is None else cpus, head_start=HEAD_START)
-    if len(pieces) < 2:
-        return yaml_documents.load_all(text)
+    result = load_many([text], cpus)[0]
+    if isinstance(result, yaml.YAMLError):
+        raise result
+    return result
+
+
+def load_many(texts: Sequence[str], cpus: int | None = None
+              ) -> list[list[object] | yaml.YAMLError]:
+    """:func:`load_all` of each text (its documents, or the error a serial parse of it
+    raises), the texts together on up to ``cpus`` CPUs: a big text is cut into parts
+    (:func:`parts`), and the parts and whole small texts are dealt out in order to the caller
+    and to worker processes, about the same number of characters each (the caller
+    :data:`HEAD_START` more)."""
+    count = usable_cpus() if cpus is None else cpus
+    total = sum(len(t) for t in texts)
+    count = min(count, MAX_PARTS, total // MIN_PART)
+    if count < 2:
+        return [_serial(t) for t in texts]
+    units: list[tuple[int, str]] = []  # (text, part of it), in order
+    head = HEAD_START  # the first part of the first text cut goes to the caller
+    for at, text in enumerate(texts):
+        pieces = parts(text, count, head_start=head)
+        if len(pieces) > 1:
+            head = 0
+        units.extend((at, piece) for piece in pieces)
+    groups = _deal(units, count, total)
     workers: list[subprocess.Popen[bytes]] = []
     try:
         try:
-            for piece in pieces[1:]:
-                workers.append(_start(piece))
+            for group in groups[1:]:
+                workers.append(_start([piece for _at, piece in group]))
         except OSError:  # no process to be had (limits, no interpreter): one CPU it is
-            return yaml_documents.load_all(text)
-        try:
-            out = yaml_documents.load_all(pieces[0])
-        except yaml.YAMLError:
-            return yaml_documents.load_all(text)  # the serial parse's own error
-        for worker in workers:
-            docs = _result(worker)
-            if docs is None:
-                return yaml_documents.load_all(text)
-            out.extend(docs)
-        return out
+            return [_serial(t) for t in texts]
+        results: list[list[object] | None] = [_parsed(piece) for _at, piece in groups[0]]
+        for worker, group in zip(workers, groups[1:], strict=True):
+            done = _result(worker, len(group))
+            results.extend(done if done is not None else [None] * len(group))
     finally:
         for worker in workers:
             if worker.poll() is None:
@@ -173,13 +191,57 @@ def load_all(text: str, cpus: int | None = None) -> list[object]:
             worker.wait()
             if worker.stdout is not None:
                 worker.stdout.close()
+    out: list[list[object] | yaml.YAMLError] = [[] for _ in texts]
+    failed: set[int] = set()
+    for (at, _piece), docs in zip((u for g in groups for u in g), results, strict=True):
+        if docs is None:
+            failed.add(at)
+        elif at not in failed:
+            joined = out[at]
+            assert isinstance(joined, list)
+            joined.extend(docs)
+    for at in failed:  # a part raised, or its worker failed: the serial parse's own answer
+        out[at] = _serial(texts[at])
+    return out
 
 
-def _start(piece: str) -> subprocess.Popen[bytes]:
-    """A worker parsing ``piece`` (handed over in an unlinked temporary file: the worker
-    reads it when it is ready, the caller does not wait on a pipe)."""
+def _deal(units: list[tuple[int, str]], count: int, total: int) -> list[list[tuple[int, str]]]:
+    """``units`` in order into at most ``count`` non-empty groups of about equal size, the
+    first :data:`HEAD_START` characters bigger when there is more than one text."""
+    if len({at for at, _piece in units}) == 1:  # one text: its parts are the groups
+        return [[unit] for unit in units]
+    share = (total - HEAD_START) / count
+    groups: list[list[tuple[int, str]]] = [[]]
+    size = 0
+    for unit in units:
+        target = share + HEAD_START if len(groups) == 1 else share
+        if groups[-1] and size + len(unit[1]) / 2 > target and len(groups) < count:
+            groups.append([])
+            size = 0
+        groups[-1].append(unit)
+        size += len(unit[1])
+    return groups
+
+
+def _serial(text: str) -> list[object] | yaml.YAMLError:
+    try:
+        return yaml_documents.load_all(text)
+    except yaml.YAMLError as exc:
+        return exc
+
+
+def _parsed(piece: str) -> list[object] | None:
+    try:
+        return yaml_documents.load_all(piece)
+    except yaml.YAMLError:
+        return None
+
+
+def _start(pieces: list[str]) -> subprocess.Popen[bytes]:
+    """A worker parsing ``pieces`` (handed over with marshal in an unlinked temporary file:
+    the worker reads it when it is ready, the caller does not wait on a pipe)."""
     with tempfile.TemporaryFile() as handover:
-        handover.write(piece.encode())
+        handover.write(marshal.dumps(pieces))
         handover.seek(0)
         # the worker imports this very vipcast (the directory this process took it from
         # first), and nothing from the current directory (-P)
@@ -189,8 +251,9 @@ def _start(piece: str) -> subprocess.Popen[bytes]:
             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
 
 
-def _result(worker: subprocess.Popen[bytes]) -> list[object] | None:
-    """The worker's documents (None: its part raised, or the worker failed)."""
+def _result(worker: subprocess.Popen[bytes], pieces: int) -> list[list[object] | None] | None:
+    """The worker's documents per piece (None for a piece that raised); None: the worker
+    failed."""
     assert worker.stdout is not None
     with worker.stdout:
         data = worker.stdout.read()
@@ -199,12 +262,14 @@ def _result(worker: subprocess.Popen[bytes]) -> list[object] | None:
     kind, body = data[:1], data[1:]
     try:
         if kind == MARSHAL:
-            docs = marshal.loads(body)
+            results = marshal.loads(body)
         elif kind == PICKLE:
             # our own worker's output, written just now from values the safe loader built
-            docs = pickle.loads(body)
+            results = pickle.loads(body)
         else:
             return None
     except (EOFError, ValueError, TypeError, pickle.UnpicklingError):
         return None
-    return docs if isinstance(docs, list) else None
+    if not isinstance(results, list) or len(results) != pieces:
+        return None
+    return [r if isinstance(r, list) else None for r in results]
