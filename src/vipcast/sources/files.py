@@ -8,8 +8,8 @@ with a dot are skipped, which keeps the state file out), holding any number of d
 (:func:`vipcast.spec.validate_documents`) or the file's problems — keyed by the file's
 ``(mtime_ns, size, inode)``. A load stats every file and reads, parses and validates only the
 files whose key changed (parsed together on the CPUs the process may use:
-:mod:`vipcast.sources.yaml_split`); the other files' objects are the same Python objects as before, so the
-planner can tell an unchanged Service by identity. Assembly and cross-checks
+:mod:`vipcast.sources.yaml_split`); the other files' objects are the same Python objects
+as before, so the planner can tell an unchanged Service by identity. Assembly and cross-checks
 (:func:`vipcast.spec.assemble`) run on the whole set every time (about 30 ms for 10,000
 Services); a problem anywhere refuses the whole config.
 
