@@ -34,7 +34,8 @@ sys.path.insert(0, str(Path(__file__).parent))
 import power_loss
 from power_loss import INTERVAL, TIMEOUT, Figures, fmt, median
 
-from vipcast.app.lab import (
+from vipcast.app.lab.cni import CoexistMode
+from vipcast.app.lab.topology import (
     LabOptions,
     build,
     cni_bird_of,
@@ -44,7 +45,6 @@ from vipcast.app.lab import (
     start_agent,
     wait_sessions,
 )
-from vipcast.app.lab_cni import CoexistMode
 from vipcast.lab.cni_bird import wait_vipcast_sessions
 
 

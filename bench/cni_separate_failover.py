@@ -33,7 +33,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 import power_loss
 from power_loss import DURATION, INTERVAL, TIMEOUT, Figures, fmt, median
 
-from vipcast.app.lab import (
+from vipcast.app.lab.topology import (
     LabOptions,
     LabState,
     build,

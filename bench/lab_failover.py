@@ -36,8 +36,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from vipcast.app.demo import power_off, recovery_time, send, watch_next_hop_gone
-from vipcast.app.lab import (
+from vipcast.app.lab.demo import power_off, recovery_time, send, watch_next_hop_gone
+from vipcast.app.lab.topology import (
     LabOptions,
     LabState,
     build,

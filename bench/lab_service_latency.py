@@ -18,7 +18,7 @@ from pathlib import Path
 
 import yaml
 
-from vipcast.app.lab import LabOptions, build, frr_of, wait_sessions
+from vipcast.app.lab.topology import LabOptions, build, frr_of, wait_sessions
 
 
 def service_docs(name: str, ip: str) -> list[dict[str, object]]:

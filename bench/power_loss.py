@@ -21,9 +21,9 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from vipcast.app.demo import power_off, recovery_time, send, watch_next_hop_gone
-from vipcast.app.lab import LabState
-from vipcast.app.lab_cni import pod_blocks
+from vipcast.app.lab.cni import pod_blocks
+from vipcast.app.lab.demo import power_off, recovery_time, send, watch_next_hop_gone
+from vipcast.app.lab.topology import LabState
 from vipcast.lab.netns import Netns, Topology, wait_until
 from vipcast.lab.workload import ClientLoad
 

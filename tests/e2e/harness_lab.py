@@ -12,8 +12,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from vipcast.app.demo import power_off, watch_next_hop_gone
-from vipcast.app.lab import LabOptions, LabState, build, router_of
+from vipcast.app.lab.demo import power_off, watch_next_hop_gone
+from vipcast.app.lab.topology import LabOptions, LabState, build, router_of
 from vipcast.lab.frr import FrrInstance
 from vipcast.lab.netns import Topology, leftovers
 from vipcast.lab.workload import ClientLoad

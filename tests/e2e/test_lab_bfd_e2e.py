@@ -17,8 +17,8 @@ from collections.abc import Iterator
 import pytest
 from harness_lab import WEB, power_loss_under_load, running_lab
 
-from vipcast.app.demo import recovery_time, watch_next_hop_gone
-from vipcast.app.lab import (
+from vipcast.app.lab.demo import recovery_time, watch_next_hop_gone
+from vipcast.app.lab.topology import (
     LabOptions,
     LabState,
     frr_of,

@@ -18,8 +18,16 @@ from pathlib import Path
 
 import pytest
 
-from vipcast.app.demo import power_off, recovery_time, send, watch_next_hop_gone
-from vipcast.app.lab import LabOptions, LabState, build, node_v4, node_v6, router_of, wait_sessions
+from vipcast.app.lab.demo import power_off, recovery_time, send, watch_next_hop_gone
+from vipcast.app.lab.topology import (
+    LabOptions,
+    LabState,
+    build,
+    node_v4,
+    node_v6,
+    router_of,
+    wait_sessions,
+)
 from vipcast.lab.netns import Topology, leftovers
 from vipcast.lab.workload import ClientLoad
 

@@ -32,8 +32,9 @@ import pytest
 from harness_cni_lab import vip_bursts
 from harness_lab import WEB, frr_router, power_loss_under_load, running_lab
 
-from vipcast.app.demo import send
-from vipcast.app.lab import (
+from vipcast.app.lab.cni import pod_blocks
+from vipcast.app.lab.demo import send
+from vipcast.app.lab.topology import (
     LabState,
     cni_bird_of,
     node_v4,
@@ -44,7 +45,6 @@ from vipcast.app.lab import (
     vipcast_v6,
     wait_sessions,
 )
-from vipcast.app.lab_cni import pod_blocks
 from vipcast.lab.cni_bird import same_changes
 from vipcast.lab.frr import FrrInstance
 from vipcast.lab.netns import Topology, wait_until

@@ -20,8 +20,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from vipcast.app.demo import power_off, recovery_time, send
-from vipcast.app.lab import (
+from vipcast.app.lab.demo import power_off, recovery_time, send
+from vipcast.app.lab.topology import (
     LabOptions,
     LabState,
     build,
@@ -159,7 +159,7 @@ def test_agent_restart_with_graceful_restart_loses_no_request(lab: Lab) -> None:
     proc = start_agent(lab.topo, lab.topo["n2"], lab.opts, "n2")
     lab.state.pids["n2-agent"] = proc.pid
     out, _ = load.communicate(timeout=60)
-    from vipcast.app.demo import load_samples
+    from vipcast.app.lab.demo import load_samples
 
     samples = load_samples(out)
     assert len(samples) > 100

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from vipcast.app.demo import recovery_time, send
-from vipcast.app.lab import LabOptions, build
+from vipcast.app.lab.demo import recovery_time, send
+from vipcast.app.lab.topology import LabOptions, build
 from vipcast.lab.netns import leftovers, wait_until
 from vipcast.lab.workload import ClientLoad
 

@@ -20,8 +20,8 @@ from typing import Any
 import pytest
 from harness_lab import WEB, power_loss_under_load, running_lab
 
-from vipcast.app.demo import recovery_time
-from vipcast.app.lab import (
+from vipcast.app.lab.demo import recovery_time
+from vipcast.app.lab.topology import (
     AGENT_STATUS_PORT,
     LabOptions,
     LabState,

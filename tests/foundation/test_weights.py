@@ -161,7 +161,7 @@ def test_a_peer_without_extended_communities_gets_unweighted_routes_and_a_warnin
 
 
 def test_lab_backends_option_gives_weighted_endpoint_counts() -> None:
-    from vipcast.app.lab import LabOptions, lab_objects
+    from vipcast.app.lab.topology import LabOptions, lab_objects
     from vipcast.spec import load_documents
 
     def spec_of(opts: LabOptions) -> Spec:

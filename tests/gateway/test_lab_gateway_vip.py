@@ -22,13 +22,20 @@ from typing import Any
 
 import pytest
 
-from vipcast.app.lab import AGENT_STATUS_PORT, LabOptions, build, frr_of, node_v4, wait_sessions
-from vipcast.app.lab_gateway import (
+from vipcast.app.lab.gateway import (
     GATEWAY_VIP,
     PATH_HOST,
     SPLIT_HOST,
     gateway_state,
     pod_version,
+)
+from vipcast.app.lab.topology import (
+    AGENT_STATUS_PORT,
+    LabOptions,
+    build,
+    frr_of,
+    node_v4,
+    wait_sessions,
 )
 from vipcast.lab.netns import Topology, leftovers, wait_until
 from vipcast.runtime.envoy import find_envoy

@@ -35,7 +35,7 @@ from kube.e2e_objects import (
 )
 from kube.harness.cluster import Cluster
 from kube.kubetools import GW
-from vipcast.app.lab import backend_ips, node_v4
+from vipcast.app.lab.topology import backend_ips, node_v4
 from vipcast.lab.netns import wait_until
 
 from .conftest import Image

@@ -14,7 +14,7 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-from vipcast.app.lab import LAN_V4, LabOptions, backend_ips, node_v4, router_config
+from vipcast.app.lab.topology import LAN_V4, LabOptions, backend_ips, node_v4, router_config
 from vipcast.lab.frr import start_frr
 from vipcast.lab.netns import Netns, Topology, leftovers, wait_until
 

@@ -26,8 +26,8 @@ from typing import Any
 
 import pytest
 
-from vipcast.app.lab import backend_ips, node_v4
-from vipcast.app.lab_gateway import gateway_state
+from vipcast.app.lab.gateway import gateway_state
+from vipcast.app.lab.topology import backend_ips, node_v4
 from vipcast.lab.netns import wait_until
 from vipcast.runtime.envoy import find_envoy
 

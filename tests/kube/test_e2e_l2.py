@@ -30,8 +30,8 @@ from typing import Any
 
 import pytest
 
-from vipcast.app.demo import recovery_time, send
-from vipcast.app.lab import LAN_V4, backend_ips, node_v4
+from vipcast.app.lab.demo import recovery_time, send
+from vipcast.app.lab.topology import LAN_V4, backend_ips, node_v4
 from vipcast.lab.netns import Netns, Topology, leftovers, wait_until
 from vipcast.lab.workload import ClientLoad
 

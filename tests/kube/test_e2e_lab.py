@@ -22,8 +22,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from vipcast.app.demo import send
-from vipcast.app.lab import node_v4
+from vipcast.app.lab.demo import send
+from vipcast.app.lab.topology import node_v4
 from vipcast.lab.netns import wait_until
 
 from .e2e_objects import (

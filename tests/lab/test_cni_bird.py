@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from vipcast.app.lab import LabOptions, node_cni_config, write_objects
-from vipcast.app.lab_cni import CoexistMode, speaker_of, write_empty_handoff_files
+from vipcast.app.lab.cni import CoexistMode, speaker_of, write_empty_handoff_files
+from vipcast.app.lab.topology import LabOptions, node_cni_config, write_objects
 from vipcast.lab.cni_bird import HANDOFF_SNIPPET, VIPCAST_SNIPPET, render_cni_bird
 from vipcast.sources.files import load_paths
 from vipcast.spec.cni_checks import check_cni

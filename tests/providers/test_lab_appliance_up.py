@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from vipcast.app.lab import remove_workdir, teardown
-from vipcast.app.lab_appliance import up
+from vipcast.app.lab.appliance import up
+from vipcast.app.lab.topology import remove_workdir, teardown
 from vipcast.lab.backends import http_load
 from vipcast.lab.netns import Netns, Topology, leftovers, wait_until
 

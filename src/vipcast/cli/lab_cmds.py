@@ -33,7 +33,7 @@ def _need_root() -> None:
 
 
 def _preflight(router: str = "frr") -> None:
-    from vipcast.app.demo import missing_tools
+    from vipcast.app.lab.demo import missing_tools
 
     _need_root()
     missing = missing_tools(router)
@@ -72,7 +72,14 @@ def up(
     ] = "daemon",
 ) -> None:
     """Build the lab and leave it running (``vipcast lab down`` removes it)."""
-    from vipcast.app.lab import LabOptions, LabState, build, router_of, teardown, wait_sessions
+    from vipcast.app.lab.topology import (
+        LabOptions,
+        LabState,
+        build,
+        router_of,
+        teardown,
+        wait_sessions,
+    )
 
     if appliance is not None:
         _appliance_up(appliance, workdir, prefix)
@@ -114,14 +121,14 @@ def up(
             status.update("waiting for BGP sessions")
             wait_sessions(router_of(topo, state), nodes, timeout=60)
         if opts.cni == "bird" and opts.coexist == "separate":
-            from vipcast.app.lab import vipcast_v4, vipcast_v6
+            from vipcast.app.lab.topology import vipcast_v4, vipcast_v6
 
             status.update("waiting for vipcast's own sessions with the router")
             router_of(topo, state).wait_established(
                 *(a for i in range(1, nodes + 1) for a in (vipcast_v4(i), vipcast_v6(i))),
                 timeout=60)
         elif opts.cni == "bird" and opts.coexist == "handoff":
-            from vipcast.app.lab_cni import handoff_path
+            from vipcast.app.lab.cni import handoff_path
             from vipcast.lab.netns import wait_until
 
             status.update("waiting for every agent to hand its routes to its node's BIRD")
@@ -129,7 +136,7 @@ def up(
                                    for i in range(1, nodes + 1)),
                        timeout=120, what="every node's hand-off file")
         elif opts.cni == "bird" and opts.coexist == "daemon":
-            from vipcast.app.lab import cni_bird_of
+            from vipcast.app.lab.topology import cni_bird_of
             from vipcast.lab.cni_bird import wait_vipcast_sessions
 
             status.update("waiting for the agents' sessions with their nodes' BIRD")
@@ -138,7 +145,7 @@ def up(
     _console().print(f"[green]lab up[/green]: {len(state.namespaces)} namespaces, state in "
                   f"{workdir}; try `vipcast lab status`")
     if gateway:
-        from vipcast.app.lab_gateway import GATEWAY_VIP, PATH_HOST, SPLIT_HOST
+        from vipcast.app.lab.gateway import GATEWAY_VIP, PATH_HOST, SPLIT_HOST
 
         _console().print(f"L7 gateway: Envoy on every node, Gateway default/web at {GATEWAY_VIP}; "
                       f"try\n  ip netns exec {prefix}-client curl -s -H 'Host: {SPLIT_HOST}' "
@@ -149,14 +156,14 @@ def up(
 def _appliance_up(kind: str, workdir: Path, prefix: str) -> None:
     import shutil
 
-    from vipcast.app.lab import LabState, teardown
+    from vipcast.app.lab.topology import LabState, teardown
 
     _preflight("frr")
     if kind != "haproxy" or shutil.which("haproxy") is None:
         _console().print("[red]--appliance haproxy is the one appliance (and needs haproxy: "
                       "bash scripts/setup.sh)[/red]")
         raise typer.Exit(2)
-    from vipcast.app.lab_appliance import up as appliance_up
+    from vipcast.app.lab.appliance import up as appliance_up
 
     previous = LabState.read(workdir)
     teardown(previous.prefix if previous else prefix, workdir)
@@ -179,7 +186,7 @@ def status(
     """Namespaces, processes, the router's BGP sessions and VIP routes."""
     from rich.table import Table
 
-    from vipcast.app.lab import LabState
+    from vipcast.app.lab.topology import LabState
     from vipcast.lab.netns import list_netns, run_command
 
     state = LabState.read(workdir)
@@ -211,7 +218,8 @@ def _print_speakers(state: Any) -> None:
     """Beside a CNI: each router session with the routes of both speakers it carries."""
     from rich.table import Table
 
-    from vipcast.app.lab import (
+    from vipcast.app.lab.cni import router_sessions, vipcast_session_states
+    from vipcast.app.lab.topology import (
         lab_pools,
         node_v4,
         node_v6,
@@ -219,7 +227,6 @@ def _print_speakers(state: Any) -> None:
         vipcast_v4,
         vipcast_v6,
     )
-    from vipcast.app.lab_cni import router_sessions, vipcast_session_states
 
     opts = options_of(state)
     node_of = {a: f"n{i}" for i in range(1, opts.nodes + 1) for a in (node_v4(i), node_v6(i))}
@@ -239,7 +246,7 @@ def _print_speakers(state: Any) -> None:
     if opts.coexist == "separate":
         return  # mode 1: vipcast's sessions are the router's "(vipcast)" rows above
     if opts.coexist == "handoff":
-        from vipcast.app.lab_cni import handoff_path
+        from vipcast.app.lab.cni import handoff_path
 
         handed = {node: handoff_path(Path(state.workdir), i).read_text().count(" route ")
                   for i, node in enumerate(state.nodes, start=1)}
@@ -258,7 +265,7 @@ def down(
     keep_logs: Annotated[bool, typer.Option(help="Keep the work directory (logs)")] = False,
 ) -> None:
     """Stop every lab process (by PID), delete the lab's namespaces and its work directory."""
-    from vipcast.app.lab import DEFAULT_PREFIX, LabState, remove_workdir, teardown
+    from vipcast.app.lab.topology import DEFAULT_PREFIX, LabState, remove_workdir, teardown
 
     _need_root()
     state = LabState.read(workdir)
@@ -282,8 +289,8 @@ def demo(
     """The whole system in about a minute: allocate, announce, forward, fail over."""
     from rich.table import Table
 
-    from vipcast.app.demo import run_demo
-    from vipcast.app.lab import LabOptions
+    from vipcast.app.lab.demo import run_demo
+    from vipcast.app.lab.topology import LabOptions
 
     _preflight()
     if gateway:
@@ -379,7 +386,7 @@ def demo(
 def _print_l7(l7: Any) -> None:
     from rich.table import Table
 
-    from vipcast.app.lab_gateway import GATEWAY_VIP
+    from vipcast.app.lab.gateway import GATEWAY_VIP
 
     _console().print(f"[bold]8. L7 gateway[/bold]: Envoy on every node; Gateway default/web at "
                   f"{GATEWAY_VIP}, the router's next hops {', '.join(l7.next_hops)}")

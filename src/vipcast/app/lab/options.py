@@ -1,6 +1,6 @@
 """What a lab is: its options, its addresses, and the state saved for later commands.
 
-Every other part of the lab (``lab_objects``, ``lab_routers``, ``lab``) reads these; they read
+Every other part of the lab (``objects``, ``routers``, ``topology``) reads these; they read
 nothing of the lab but these. ``LabState`` is saved as JSON in the work directory so ``vipcast
 lab status``/``down`` work from another process.
 """
@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from vipcast.app.lab_cni import CniKind, CoexistMode
+from vipcast.app.lab.cni import CniKind, CoexistMode
 
 ROUTER_ASN = 64512
 NODE_ASN = 64513
@@ -48,13 +48,13 @@ class LabOptions:
     workdir: Path = Path("/tmp/vipcast-lab")
     #: BGP hold time the agents and the router use (seconds)
     hold_time: int = 9
-    #: Envoy on every node in front of the backends as pods (``app/lab_gateway.py``)
+    #: Envoy on every node in front of the backends as pods (``app/lab/gateway.py``)
     gateway: bool = False
     #: ready endpoints of ``web-local`` per node (n1, n2, ...); set: the advertisement asks for
     #: weighted ECMP and the router hashes by L4 (docs/weighted-ecmp.md)
     backends: tuple[int, ...] = ()
     #: "bird": every node runs BIRD 2 playing a BGP-speaking CNI (calico-node's policy), and
-    #: vipcast lives beside it as ``coexist`` says (``app/lab_cni.py``, docs/cni.md)
+    #: vipcast lives beside it as ``coexist`` says (``app/lab/cni.py``, docs/cni.md)
     cni: CniKind = "none"
     #: "daemon": mode 2, vipcast's VIPs go through the node's BIRD; "separate": mode 1,
     #: vipcast peers the router itself from a second node address; "handoff": mode 3, the

@@ -16,7 +16,7 @@ from typing import Any
 
 import yaml
 
-from vipcast.app.lab import LabState, vipcast_argv
+from vipcast.app.lab.topology import LabState, vipcast_argv
 from vipcast.lab.appliance import VIP, Appliance, build
 from vipcast.lab.netns import LabError, Topology
 

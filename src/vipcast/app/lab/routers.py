@@ -1,21 +1,21 @@
 """The lab's BGP daemons: the router (FRR or BIRD 2) and, with ``--cni bird``, each node's BIRD.
 
-Their configurations follow from :class:`~vipcast.app.lab_options.LabOptions`; the ``*_of``
-functions find a running daemon again from a saved :class:`~vipcast.app.lab_options.LabState`.
+Their configurations follow from :class:`~vipcast.app.lab.options.LabOptions`; the ``*_of``
+functions find a running daemon again from a saved :class:`~vipcast.app.lab.options.LabState`.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from vipcast.app.lab_cni import (
+from vipcast.app.lab.cni import (
     VIPCAST_SEPARATE_ASN,
     cni_config,
     node_routers,
     write_empty_handoff_files,
 )
-from vipcast.app.lab_objects import lab_pools
-from vipcast.app.lab_options import (
+from vipcast.app.lab.objects import lab_pools
+from vipcast.app.lab.options import (
     NODE_ASN,
     ROUTER_ASN,
     ROUTER_V4,

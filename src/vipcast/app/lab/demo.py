@@ -4,10 +4,10 @@ Builds the lab (router, nodes running vipcast agents and Envoy, backends, client
 allocations, the router's BGP sessions and ECMP routes, sends client traffic through the VIPs
 and shows how it spreads, then cuts a node off (agent killed, its cable pulled) while the client
 keeps sending, and reports how long the client's traffic took to recover. Before that
-(``app/demo_drain.py``) it shows the router's weighted next hops for a VIP whose nodes run
+(``app/lab/demo_drain.py``) it shows the router's weighted next hops for a VIP whose nodes run
 different numbers of pods, beside the client's measured spread, and drains a node under load
 (the failed requests counted: zero expected), then undrains it. Its L7 part
-(``app/demo_gateway.py``) shows the Gateway: host and path routing, a weighted split, the client
+(``app/lab/demo_gateway.py``) shows the Gateway: host and path routing, a weighted split, the client
 the backends saw, pods scaled under load. Writes an SVG of requests per node over time (and
 per Service version through the Gateway), then tears everything down.
 """
@@ -27,15 +27,15 @@ from dataclasses import dataclass, replace
 from html import escape
 from pathlib import Path
 
-from vipcast.app.demo_drain import (
+from vipcast.app.lab.demo_drain import (
     DrainResult,
     WeightResult,
     drain_node,
     drain_svg,
     measure_weights,
 )
-from vipcast.app.demo_gateway import L7Result, l7_scenario, l7_svg, stack_svgs
-from vipcast.app.lab import (
+from vipcast.app.lab.demo_gateway import L7Result, l7_scenario, l7_svg, stack_svgs
+from vipcast.app.lab.topology import (
     LabOptions,
     LabState,
     build,

@@ -12,9 +12,10 @@ agents read are written to ``<workdir>/config``; the router spreads VIP traffic 
 by ECMP with an L4 hash. Nothing is added to the root namespace.
 
 This module builds it (namespaces, links, daemons, backends, agents) and tears it down; what a
-lab is lives in ``lab_options``, the agents' object files in ``lab_objects``, the router and
-CNI daemons in ``lab_routers``. What the CLI, the demos, the tests and the benches use of those
-is importable from here too (``__all__``): this is the lab's one face for them.
+lab is lives in ``options``, the agents' object files in ``objects``, the router and CNI
+daemons in ``routers`` (all in this package). What the CLI, the demos, the tests and the
+benches use of those is importable from here too (``__all__``): this is the lab's one face
+for them.
 """
 
 from __future__ import annotations
@@ -29,10 +30,10 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from vipcast.app.lab_cni import start_node_birds, write_empty_handoff_files
-from vipcast.app.lab_gateway import agent_gateway_args
-from vipcast.app.lab_objects import lab_objects, lab_pools, write_objects
-from vipcast.app.lab_options import (
+from vipcast.app.lab.cni import start_node_birds, write_empty_handoff_files
+from vipcast.app.lab.gateway import agent_gateway_args
+from vipcast.app.lab.objects import lab_objects, lab_pools, write_objects
+from vipcast.app.lab.options import (
     AGENT_STATUS_PORT,
     CLIENT_V4,
     CLIENT_V6,
@@ -54,7 +55,7 @@ from vipcast.app.lab_options import (
     vipcast_v4,
     vipcast_v6,
 )
-from vipcast.app.lab_routers import (
+from vipcast.app.lab.routers import (
     bird_config,
     cni_bird_of,
     frr_of,

@@ -1,6 +1,6 @@
 """The object files the lab's agents read: pools, peers, advertisements, Nodes, Services.
 
-Plain values from :class:`~vipcast.app.lab_options.LabOptions`; :func:`write_objects` puts them
+Plain values from :class:`~vipcast.app.lab.options.LabOptions`; :func:`write_objects` puts them
 in ``<workdir>/config`` as YAML.
 """
 
@@ -12,14 +12,14 @@ from typing import Any, Literal
 
 import yaml
 
-from vipcast.app.lab_cni import (
+from vipcast.app.lab.cni import (
     cni_speaker,
     daemon_peers,
     handoff_objects,
     separate_peers,
 )
-from vipcast.app.lab_gateway import GATEWAY_POOL, gateway_objects, gateway_pool, pod_objects
-from vipcast.app.lab_options import (
+from vipcast.app.lab.gateway import GATEWAY_POOL, gateway_objects, gateway_pool, pod_objects
+from vipcast.app.lab.options import (
     NODE_ASN,
     POOL_V4,
     POOL_V6,

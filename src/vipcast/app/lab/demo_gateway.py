@@ -1,4 +1,4 @@
-"""``vipcast demo``'s L7 part: the lab's Gateway (``app/lab_gateway.py``) in action.
+"""``vipcast demo``'s L7 part: the lab's Gateway (``app/lab/gateway.py``) in action.
 
 Host and path routing, the 80/20 weighted split, the client address the backends saw (Envoy's
 X-Forwarded-For), then a steady client load while the v1/v2 pods are scaled down to one node
@@ -20,8 +20,7 @@ from typing import Any
 
 import yaml
 
-from vipcast.app.lab import LabOptions, LabState, backend_ips
-from vipcast.app.lab_gateway import (
+from vipcast.app.lab.gateway import (
     GATEWAY_VIP,
     PATH_HOST,
     SPLIT_HOST,
@@ -29,6 +28,7 @@ from vipcast.app.lab_gateway import (
     pod_objects,
     pod_version,
 )
+from vipcast.app.lab.topology import LabOptions, LabState, backend_ips
 from vipcast.lab.netns import Netns, Topology, wait_until
 from vipcast.lab.workload import ClientLoad, Sample
 

@@ -22,7 +22,7 @@ from dataclasses import dataclass, replace
 from html import escape
 from pathlib import Path
 
-from vipcast.app.lab import LabState, node_v4
+from vipcast.app.lab.topology import LabState, node_v4
 from vipcast.lab.netns import Netns, Topology
 from vipcast.lab.workload import ClientLoad, Sample
 
