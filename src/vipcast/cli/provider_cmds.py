@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from vipcast.sources.files import load_paths
 from vipcast.spec import SpecError
 
 
@@ -23,19 +21,15 @@ def register(app: typer.Typer) -> None:
         as_json: Annotated[bool, typer.Option("--json")] = False,
     ) -> None:
         """Ensure every provider's load balancers match the Services; delete the unwanted."""
-        from vipcast.app.providers import sync_providers
-        from vipcast.spec.checks import credential_problems
+        from vipcast.app.provider_tool import checked_spec, sync_once
 
         try:
-            spec = load_paths(config)
-            problems = credential_problems(spec)  # not in the whole-config check (Secrets)
-            if problems:
-                raise SpecError(problems)
+            spec = checked_spec(config)
         except SpecError as exc:
             for issue in exc.issues:
                 typer.echo(str(issue), err=True)
             raise typer.Exit(2) from None
-        reports = asyncio.run(sync_providers(spec))
+        reports = sync_once(spec)
         failed = False
         out = []
         for r in reports:
@@ -85,39 +79,14 @@ def register(app: typer.Typer) -> None:
         """In Kubernetes: keep every provider's load balancers, Service finalizers, status,
         conditions and Events up to date (a pass every --resync seconds). Replicas elect a
         leader with the Lease ``vipcast-providers``; only the leader writes."""
-        import logging
-        import signal
-        import socket
-        import uuid
+        from vipcast.app.kube_tool import KubeconfigProblem
+        from vipcast.app.provider_tool import run_provider_controller
 
-        from vipcast.app.provider_controller import ProviderController
-        from vipcast.sources.kube.client import KubeconfigError, make_client
-        from vipcast.sources.kube.leader import ElectionConfig, LeaderElector
-
-        logging.basicConfig(level=log_level.upper(),
-                            format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-        logging.getLogger("httpx2").setLevel(logging.WARNING)  # a line per API request
-        me = identity or f"{socket.gethostname()}-{uuid.uuid4().hex[:6]}"
-        election = ElectionConfig(name="vipcast-providers", namespace=namespace,
-                                  lease_duration=lease_duration,
-                                  renew_deadline=lease_duration * 2 / 3,
-                                  retry_period=max(0.2, lease_duration / 7))
-
-        async def main() -> None:
-            try:
-                client = make_client(kubeconfig, namespace, "vipcast-providers")
-            except KubeconfigError as exc:
-                raise typer.BadParameter(str(exc), param_hint="--kubeconfig") from exc
-            stop = asyncio.Event()
-            for sig in (signal.SIGTERM, signal.SIGINT):  # a clean stop gives the Lease up
-                asyncio.get_running_loop().add_signal_handler(sig, stop.set)
-            elector = LeaderElector(client, me, election)
-            try:
-                await ProviderController(client, namespace, resync=resync,
-                                         elector=elector).run(stop)
-            finally:
-                await client.close()
-
-        asyncio.run(main())
+        try:
+            run_provider_controller(kubeconfig=kubeconfig, namespace=namespace, resync=resync,
+                                    identity=identity, lease_duration=lease_duration,
+                                    log_level=log_level)
+        except KubeconfigProblem as exc:
+            raise typer.BadParameter(str(exc), param_hint="--kubeconfig") from exc
 
     app.add_typer(providers, name="providers")
