@@ -16,8 +16,9 @@ computed and given to every session *before* the sessions start, so the initial 
 complete when End-of-RIB is sent.
 
 With ``--cache-dir``, a start on the files an earlier start cached takes its snapshot from
-:mod:`vipcast.app.start_cache`. Values: :mod:`~vipcast.app.agent_values`; GC pauses:
-:mod:`~vipcast.app.gc_pauses`.
+:mod:`vipcast.app.start_cache`. The first plan's routes may go to BGP before the first load
+ends (with or without that cache): :mod:`~vipcast.app.agent_start`. Values:
+:mod:`~vipcast.app.agent_values`; GC pauses: :mod:`~vipcast.app.gc_pauses`.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from vipcast.app.agent_caches import CacheWriter
+from vipcast.app.agent_start import StartFlow
 from vipcast.app.agent_values import (
     AgentOptions,
     Desired,
@@ -76,7 +78,7 @@ __all__ = [  # the agent's values live in agent_values and gc_pauses; importers 
 MARKER = "agent-running"
 
 
-class Agent:
+class Agent(StartFlow):
     """One node's agent: the pipeline's driver, speaker, consumers, status endpoint.
 
     The source (the object files here; the API server in the Kubernetes speaker, which
@@ -119,10 +121,12 @@ class Agent:
             cache=ValidatedCache(options.cache_dir) if options.cache_dir is not None else None,
         )
         #: the whole start on disk (the file agent with --cache-dir and the files' planner)
+        #: the config comes from the object files (not an agent that overrides the source)
+        self._reads_files = type(self).load_spec is Agent.load_spec
         self.start_cache = (
             StartCache(options.cache_dir, options.node)
             if options.cache_dir is not None and isinstance(self._planner, NodePlanner)
-            and type(self).load_spec is Agent.load_spec else None
+            and self._reads_files else None
         )
         self.current: Desired | None = None
         #: what the node observes now (the planner's input besides the config)
@@ -149,10 +153,7 @@ class Agent:
         #: awaited with the first plan before the BGP sessions start (the node's data plane
         #: and verification, so the first UPDATEs carry every servable route)
         self.prime: Callable[[NodePlan], Awaitable[None]] | None = None
-        #: during the first load without the start cache: takes the first plan's routes and
-        #: sessions (from the load's worker thread) as soon as the duties are planned
-        self._first_routes: Callable[[Early], None] | None = None
-        #: the speaker got routes and sessions before the first load ended
+        self._first_routes = None
         self._announced_early = False
 
     def proxy_refused(self, refused: Mapping[str, tuple[str, str]]) -> None:
@@ -466,66 +467,6 @@ class Agent:
         """The status server could not start: the agent stops (run() raises its error)."""
         if not task.cancelled() and task.exception() is not None:
             self.request_stop()
-
-    def _first_plan_as_is(self) -> bool:
-        """Whether the first plan is the snapshot's as is (no observation, priming or drain):
-        then its routes and sessions may go to the speaker before the load ends."""
-        return (self.prime is None and self.local == Local()
-                and self.drain_phase is Phase.ANNOUNCE)
-
-    async def _announce_early(self) -> None:
-        """With a start cache of these files: hand its first plan's routes and sessions to the
-        speaker before the rest of the cache is read (the sessions open and the UPDATEs go out
-        meanwhile; the plan of the whole snapshot, published next, is the same value)."""
-        cache = self.start_cache
-        if cache is None or not self._first_plan_as_is():
-            return
-        early = await asyncio.to_thread(cache.early, self.options.config_paths, self.identity())
-        if early is not None:
-            await self._hand_early(early, "start cache")
-
-    async def _hand_early(self, early: Early, source: str) -> None:
-        """The first plan's routes and sessions to the speaker, ahead of the first load."""
-        await self.speaker.start()
-        await self.speaker.apply(NodePlan(node=self.options.node, bgp=early.bgp,
-                                          peers=early.peers))
-        changes = self.speaker.configure([to_peer_settings(s) for s in early.peers])
-        self._announced_early = True
-        self._log.info("peers (%s): %s", source, ", ".join(changes) or "none")
-
-    async def _load_first(self) -> Desired:
-        """The first load. Without the start cache's routes, in a worker thread, on the files'
-        planner: the first plan's routes and sessions go to the speaker as soon as the duties
-        are planned (:func:`vipcast.core.pipeline.first_routes`), while the load makes the
-        planner's memory and the rest of the snapshot (health targets, BFD, L2 and liveness
-        members, the proxy model); the whole plan, published next, holds the same routes."""
-        if (self._announced_early or not self.options.load_in_thread
-                or not self._first_plan_as_is() or not isinstance(self._planner, NodePlanner)
-                or type(self).load_spec is not Agent.load_spec):
-            return await self._load()
-        loop = asyncio.get_running_loop()
-        routes: asyncio.Future[Early] = loop.create_future()
-
-        def deliver(early: Early) -> None:  # on the loop
-            if not routes.done():
-                routes.set_result(early)
-
-        def hand_on(early: Early) -> None:  # in the load's thread
-            loop.call_soon_threadsafe(deliver, early)
-
-        self._first_routes = hand_on
-        loading = asyncio.ensure_future(self._load())
-        try:
-            await asyncio.wait((routes, loading), return_when=asyncio.FIRST_COMPLETED)
-            if routes.done() and (not loading.done() or loading.exception() is None):
-                await self._hand_early(routes.result(), "first routes")
-            return await loading
-        finally:
-            self._first_routes = None
-            if not loading.done():
-                loading.cancel()
-                await asyncio.gather(loading, return_exceptions=True)
-            routes.cancel()
 
     def _start_watching(self) -> asyncio.Task[None] | None:
         """Watch the object files (inotify, or polling): a change asks for a reload."""
