@@ -4,7 +4,8 @@ before the planner's memory and the rest of the snapshot (health targets, BFD, L
 members, the proxy model) are made. They are the very route tuple of the whole first plan (the
 speaker sees no change when it is published), the planner split in two steps
 (:meth:`NodePlanner.first`, :meth:`NodePlanner.settle`) is the planner called once, and at a
-router the routes arrive before the whole plan is published."""
+router the routes arrive before the whole plan is published. And a reload right after a start is
+served while the status server is still starting."""
 
 from __future__ import annotations
 
@@ -133,3 +134,44 @@ async def test_a_first_start_announces_before_the_load_ends(
         running.request_stop()
         assert await task == 0
         await router.stop()
+
+
+async def test_a_reload_right_after_the_start_does_not_wait_for_the_status_server(
+        tmp_path: Path) -> None:
+    """The first Service added after a start is planned while the status server is still
+    starting (importing the HTTP stack takes ~0.2 s of CPU, seconds under load): reloads are
+    served from the first plan's hand-over on, the agent is ready (``started``) once it
+    serves."""
+    folder = config(tmp_path, 14, services=5, peer=False)
+    serving = asyncio.Event()
+    release = asyncio.Event()
+
+    class SlowStatus(Agent):
+        async def _serve_status(self) -> None:
+            serving.set()
+            await release.wait()  # the status server still starting
+            await super()._serve_status()
+
+    running = SlowStatus(AgentOptions(config_paths=(folder,), node="n1", load_in_thread=True,
+                                      metrics_address=("127.0.0.1", 0)))
+    task = asyncio.create_task(running.run(install_signals=False))
+
+    def keys() -> set[str]:
+        current = running.current
+        return {s.key for s in current.spec.services} if current is not None else set()
+
+    try:
+        async with asyncio.timeout(60):
+            await serving.wait()
+            assert "d/extra" not in keys()
+            write(folder / "extra.yaml", service("extra", random.Random(14)))
+            running.request_reload()
+            while "d/extra" not in keys():
+                await asyncio.sleep(0.02)
+            assert not running.started.is_set()
+            release.set()
+            await running.started.wait()
+    finally:
+        release.set()
+        running.request_stop()
+        assert await task == 0
