@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/agent_routes.py [--services 10000] [--trials 7] [--rounds 3]
                         [--speakers before,before-warm,after,warm,bird,gobgp] [--before-rev REV]
+                        [--agent-log-level INFO]
 
 Two figures, each in fresh namespaces (``vc-<pid>-...``, FRR 8.4 router, a speaker namespace
 on a veth), run as root:
@@ -404,6 +405,9 @@ def main() -> None:
     if "before-warm" in summary and "warm" in summary:
         print(f"cold start, warm cache, before/after: "
               f"{summary['before-warm']['cold_start_s'] / summary['warm']['cold_start_s']:.2f}x")
+        if "first_add_s" in summary["before-warm"] and "first_add_s" in summary["warm"]:
+            print(f"first Service added after a warm start, before/after: "
+                  f"{summary['before-warm']['first_add_s'] / summary['warm']['first_add_s']:.2f}x")
     for s in ("after", "warm"):
         if "before" in summary and s in summary:
             print(f"cold start, before/{s}: "
