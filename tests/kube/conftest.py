@@ -20,6 +20,9 @@ from .harness.cluster import (
     missing_tool,
     start_cluster,
 )
+from .helm_chart import helm_env
+
+__all__ = ["helm_env"]  # the chart tests' fixture (helm_chart.py), for every kube test module
 
 T = TypeVar("T")
 _ns_counter = itertools.count()

@@ -26,8 +26,8 @@ from vipcast.sources.kube.resources import CONTROLLER_KINDS, GATEWAY_KINDS, NODE
 
 from .conftest import run
 from .harness.cluster import Cluster, missing_tool
+from .helm_chart import CHART, HELM
 from .kubetools import GW, client, post
-from .test_chart import CHART, HELM
 from .test_manifests import _allowed
 
 
