@@ -1,7 +1,8 @@
 """decode(encode(x)) == x for every codec that encodes, over generated values.
 
-The BGP message round trip over all message kinds is ``tests/bgp/test_proto_properties.py``
-(``test_decode_encode_roundtrip``) and the BFD one ``tests/bfd/test_packet.py``
+The BGP message round trip over all message kinds is
+``tests/bgp/test_proto_properties_encoding.py`` (``test_decode_encode_roundtrip``) and the BFD one
+``tests/bfd/test_packet.py``
 (``test_roundtrip``); this file adds what they leave out: UPDATEs with every attribute vipcast
 keeps, MP_REACH/MP_UNREACH for both IPv4 and IPv6, both AS widths (extended communities,
 ORIGINATOR_ID, CLUSTER_LIST and AS4_AGGREGATOR are checked and dropped on decode, so they have
