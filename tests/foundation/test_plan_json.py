@@ -98,3 +98,22 @@ def test_nat_rule_text_is_its_document_encoded(rule: NatRule) -> None:
     escapes and non-ASCII included)."""
     assert _nat_text(rule) == _COMPACT(nat_document(rule))
     assert json.loads(_nat_text(rule)) == nat_document(rule)
+
+
+def test_the_bytes_are_the_ones_written_before() -> None:
+    """The document's exact bytes on two sets, as the tree of d2d510e wrote them (text pieces
+    through stdout's text layer) -- bench/plan_json.py checks the 10,000-service set so."""
+    import hashlib
+
+    from vipcast.core.plan_document import plan_json_bytes
+    from vipcast.core.weights import weighted
+
+    want = {(300, 6, 5): ("16247e5afafb1cf94482674909b33ec73efe0f4eb012a241a61b4401d1d97512",
+                          969404),
+            (120, 4, 7): ("1891cdb4b5e0d61a82dd1c3267141208177473cb2fb822d308342da50ad17011",
+                          528487)}
+    for sizes, (sha, size) in want.items():
+        spec = load_documents(documents(*sizes))
+        result = allocate_spec(spec)
+        data = b"".join(plan_json_bytes(result, weighted(spec, plan_all(spec, result.current()))))
+        assert (hashlib.sha256(data).hexdigest(), len(data)) == (sha, size)
