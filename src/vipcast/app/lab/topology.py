@@ -26,6 +26,7 @@ import shutil
 import signal
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -72,10 +73,11 @@ from vipcast.lab.netns import Netns, Topology, delete_prefixed
 #: the lab's names the CLI, the demos, the tests and the benches import from here
 __all__ = [
     "AGENT_STATUS_PORT", "DEFAULT_PREFIX", "LAN_V4", "LabOptions", "LabState", "backend_ips",
-    "build", "cni_bird_of", "frr_of", "lab_objects", "lab_pools", "node_cni_config", "node_v4",
-    "node_v6", "options_of", "remove_workdir", "restart_cni_bird", "router_config", "router_of",
-    "start_agent", "teardown", "vipcast_argv", "vipcast_v4", "vipcast_v6", "wait_sessions",
-    "write_objects",
+    "build", "cni_bird_of", "envoy_found", "frr_of", "lab_objects", "lab_pools",
+    "node_cni_config", "node_v4", "node_v6", "options_of", "present_namespaces",
+    "remove_workdir", "restart_cni_bird", "router_config", "router_of", "router_routes",
+    "start_agent", "teardown", "vipcast_argv", "vipcast_v4", "vipcast_v6", "wait_serving",
+    "wait_sessions", "write_objects",
 ]
 
 
@@ -238,4 +240,62 @@ def remove_workdir(workdir: Path) -> bool:
     if not (workdir / STATE_FILE).is_file():
         return False
     shutil.rmtree(workdir, ignore_errors=True)
+    return True
+
+
+def wait_serving(topo: Topology, state: LabState, opts: LabOptions,
+                 step: Callable[[str], None]) -> None:
+    """Wait until a lab just built serves (``step`` says what it waits for): the router's
+    sessions with every node (BGP), and with ``--cni bird`` what the coexistence mode needs:
+    vipcast's own sessions with the router (separate), every agent's hand-off file (handoff),
+    or the agents' sessions with their nodes' BIRD (daemon)."""
+    from vipcast.app.lab.cni import handoff_path
+    from vipcast.lab.cni_bird import wait_vipcast_sessions
+    from vipcast.lab.netns import wait_until
+
+    nodes = opts.nodes
+    if opts.mode == "bgp":
+        step("waiting for BGP sessions")
+        wait_sessions(router_of(topo, state), nodes, timeout=60)
+    if opts.cni == "bird" and opts.coexist == "separate":
+        step("waiting for vipcast's own sessions with the router")
+        router_of(topo, state).wait_established(
+            *(a for i in range(1, nodes + 1) for a in (vipcast_v4(i), vipcast_v6(i))),
+            timeout=60)
+    elif opts.cni == "bird" and opts.coexist == "handoff":
+        step("waiting for every agent to hand its routes to its node's BIRD")
+        wait_until(lambda: all(" route " in handoff_path(opts.workdir, i).read_text()
+                               for i in range(1, nodes + 1)),
+                   timeout=120, what="every node's hand-off file")
+    elif opts.cni == "bird" and opts.coexist == "daemon":
+        step("waiting for the agents' sessions with their nodes' BIRD")
+        for node in state.nodes:
+            wait_vipcast_sessions(cni_bird_of(topo, state, node), timeout=60)
+
+
+def present_namespaces() -> set[str]:
+    """The network namespaces that exist now."""
+    from vipcast.lab.netns import list_netns
+
+    return set(list_netns())
+
+
+def router_routes(state: LabState) -> list[tuple[str, str]]:
+    """The lab router's BGP routes, per family: ``("-4", text)``, ``("-6", text)``."""
+    from vipcast.lab.netns import run_command
+
+    proto = "bird" if state.router == "bird" else "bgp"
+    return [(fam, run_command(["ip", fam, "-n", f"{state.prefix}-router", "route", "show",
+                               "proto", proto], check=False).stdout)
+            for fam in ("-4", "-6")]
+
+
+def envoy_found() -> bool:
+    """Whether an Envoy binary is there for the lab's L7 part."""
+    from vipcast.runtime.envoy import find_envoy
+
+    try:
+        find_envoy()
+    except FileNotFoundError:
+        return False
     return True
