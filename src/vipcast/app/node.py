@@ -28,7 +28,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from vipcast.app.agent import Agent, AgentOptions, Planner, default_planner
@@ -53,7 +55,8 @@ if TYPE_CHECKING:
 
 __all__ = [  # the parts live in announcement and node_consumers; importers use either
     "PROBES_AT_ONCE", "AgentFactory", "AnnouncementPolicy", "BfdBinding", "HealthTargets",
-    "NodeL2", "attach_gateway", "l2_config", "l2_config_of", "observe", "run_node",
+    "NodeL2", "attach_gateway", "l2_config", "l2_config_of", "observe", "run_agent_command",
+    "run_node",
 ]
 
 log = logging.getLogger("vipcast.node")
@@ -204,3 +207,27 @@ async def run_node(
         await liveness.stop()
         await l2.stop()
         await bird.stop()
+
+
+def run_agent_command(options: AgentOptions, *, dataplane_enabled: bool,
+                      membership_key_file: Path | None, gateway_workdir: Path | None,
+                      gateway_admin_port: int = 19000,
+                      gateway_concurrency: int | None = None) -> int:
+    """``vipcast agent``: the node from object files until it stops; the exit code. The
+    membership key is the file's text, else ``$VIPCAST_MEMBERSHIP_KEY``; with a gateway
+    work directory, the node's Envoy is found and run too."""
+
+    async def main() -> int:
+        key = os.environ.get("VIPCAST_MEMBERSHIP_KEY", "")
+        if membership_key_file is not None:
+            key = membership_key_file.read_text().strip()
+        gateway = None
+        if gateway_workdir is not None:
+            from vipcast.app.envoy_gateway import found_settings
+
+            gateway = found_settings(options.node, gateway_workdir, gateway_admin_port,
+                                     gateway_concurrency)
+        return await run_node(options, dataplane_enabled=dataplane_enabled,
+                              membership_key=key.encode(), gateway=gateway)
+
+    return asyncio.run(main())

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
-import os
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -122,7 +120,7 @@ def agent(
 ) -> None:
     """Run this node's agent: BGP sessions for the peers that select it, reload on change."""
     from vipcast.app.agent import AgentOptions
-    from vipcast.app.node import run_node
+    from vipcast.app.node import run_agent_command
     from vipcast.core.drain import DEFAULT_DRAIN_LABELS
     from vipcast.obs.logs import setup_logging
 
@@ -145,20 +143,10 @@ def agent(
         load_in_thread=True,  # files only: reloads parse and plan off the event loop
     )
 
-    async def main() -> int:
-        key = os.environ.get("VIPCAST_MEMBERSHIP_KEY", "")
-        if membership_key_file is not None:
-            key = membership_key_file.read_text().strip()
-        gateway = None
-        if gateway_workdir is not None:
-            from vipcast.app.envoy_gateway import found_settings
-
-            gateway = found_settings(node, gateway_workdir, gateway_admin_port,
-                                     gateway_concurrency)
-        return await run_node(options, dataplane_enabled=dataplane, membership_key=key.encode(),
-                              gateway=gateway)
-
-    raise typer.Exit(asyncio.run(main()))
+    raise typer.Exit(run_agent_command(
+        options, dataplane_enabled=dataplane, membership_key_file=membership_key_file,
+        gateway_workdir=gateway_workdir, gateway_admin_port=gateway_admin_port,
+        gateway_concurrency=gateway_concurrency))
 
 
 def fetch_status(address: str, timeout: float = 5.0) -> dict[str, Any]:
