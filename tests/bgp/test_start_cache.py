@@ -94,6 +94,19 @@ def written(folder: Path, cache: Path, node: str = "n1") -> NodePlan:
     return desired.plan
 
 
+def plans_after_a_crash(folder: Path, cache: Path) -> tuple[NodePlan, NodePlan]:
+    """After a crash (``restarting``), for the same files: the plan of a start from the
+    written cache (asserted a hit) and the plan of a start without a cache."""
+    written(folder, cache)
+    restarted = agent(folder, cache)
+    restarted.restarting = True
+    plan = restarted.load().plan
+    assert restarted.start_cache is not None and restarted.start_cache.missed is None
+    crashed = agent(folder, None)
+    crashed.restarting = True
+    return plan, crashed.load().plan
+
+
 def same(a: NodePlan, b: NodePlan) -> None:
     assert a == b
     assert repr(a) == repr(b)  # every field, as text: nothing compared loosely
@@ -257,16 +270,7 @@ def test_a_file_others_may_write_is_not_trusted(tmp_path: Path) -> None:
 
 def test_a_restart_after_a_crash_sets_the_restart_bit(tmp_path: Path) -> None:
     """The key leaves out whether the last agent stopped cleanly; the sessions follow it."""
-    folder = config(tmp_path, 7)
-    cache = tmp_path / "cache"
-    written(folder, cache)
-    restarted = agent(folder, cache)
-    restarted.restarting = True
-    plan = restarted.load().plan
-    assert restarted.start_cache is not None and restarted.start_cache.missed is None
-    crashed = agent(folder, None)
-    crashed.restarting = True
-    expected = crashed.load().plan
+    plan, expected = plans_after_a_crash(config(tmp_path, 7), tmp_path / "cache")
     assert any(p.session.restarting for p in expected.peers)
     same(plan, expected)
 

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_start_cache import agent, config, same, service, write, written
+from test_start_cache import agent, config, plans_after_a_crash, same, service, write, written
 from tests.gateway.gwobjects import backend, endpoint_slice, gateway, gateway_class, ready, route
 from tests.gateway.gwobjects import service as plain_service
 
@@ -170,14 +170,6 @@ def test_a_changed_gateway_file_is_a_miss(tmp_path: Path) -> None:
 def test_a_restart_after_a_crash_with_gateways(tmp_path: Path) -> None:
     """The cached snapshot is made again for the R-bit: with the Gateways' addresses."""
     folder = gateway_config(tmp_path, 41, ingresses=False)
-    cache = tmp_path / "cache"
-    written(folder, cache)
-    restarted = agent(folder, cache)
-    restarted.restarting = True
-    plan = restarted.load().plan
-    assert restarted.start_cache is not None and restarted.start_cache.missed is None
-    crashed = agent(folder, None)
-    crashed.restarting = True
-    expected = crashed.load().plan
+    plan, expected = plans_after_a_crash(folder, tmp_path / "cache")
     assert expected.proxy is not None and any(p.session.restarting for p in expected.peers)
     same(plan, expected)
