@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import socket
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from ipaddress import IPv4Address
 
 from prometheus_client import CollectorRegistry
@@ -27,17 +29,30 @@ def _drain(sock: socket.socket) -> list[bytes]:
             return frames
 
 
+@asynccontextmanager
+async def responder_owning_the_vip(
+    schedule: AnnounceSchedule,
+) -> AsyncIterator[tuple[InterfaceResponder, socket.socket, list[bytes]]]:
+    """A responder writing into one end of a datagram socket pair, owning VIP: it, the other
+    end (non-blocking, to read its frames) and the frames of its first round (0.2 s after
+    taking the VIP). Both are closed after."""
+    ours, wire = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
+    wire.setblocking(False)
+    responder = InterfaceResponder("eth0", ours, MAC, schedule, L2Metrics(CollectorRegistry()))
+    try:
+        responder.set_owned(frozenset({VIP}))
+        await asyncio.sleep(0.2)
+        yield responder, wire, _drain(wire)
+    finally:
+        await responder.close()
+        wire.close()
+
+
 def test_announce_again_starts_a_burst_and_is_rate_limited() -> None:
     async def scenario() -> None:
-        ours, wire = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
-        wire.setblocking(False)
         # rounds 30 s apart: any round within the test's waits beyond the first is a failure
         schedule = AnnounceSchedule(burst=3, burst_interval=30.0, period=60.0)
-        responder = InterfaceResponder("eth0", ours, MAC, schedule, L2Metrics(CollectorRegistry()))
-        try:
-            responder.set_owned(frozenset({VIP}))
-            await asyncio.sleep(0.2)
-            first = _drain(wire)
+        async with responder_owning_the_vip(schedule) as (responder, wire, first):
             assert first, "taking the VIP announced nothing"
             for frame in first:
                 arp = decode_arp(decode_frame(frame).payload)
@@ -52,30 +67,18 @@ def test_announce_again_starts_a_burst_and_is_rate_limited() -> None:
             responder.announce_again(frozenset({IPv4Address("192.0.2.51")}))
             await asyncio.sleep(0.1)
             assert _drain(wire) == []
-        finally:
-            await responder.close()
-            wire.close()
 
     asyncio.run(scenario())
 
 
 def test_announce_again_goes_at_once_when_the_last_round_is_old_enough() -> None:
     async def scenario() -> None:
-        ours, wire = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
-        wire.setblocking(False)
         schedule = AnnounceSchedule(burst=1, burst_interval=0.05, period=60.0)
-        responder = InterfaceResponder("eth0", ours, MAC, schedule, L2Metrics(CollectorRegistry()))
-        try:
-            responder.set_owned(frozenset({VIP}))
-            await asyncio.sleep(0.2)
-            first = _drain(wire)
+        async with responder_owning_the_vip(schedule) as (responder, wire, first):
             assert first
             # the periodic round is a minute away; the refutation's round goes now
             responder.announce_again(frozenset({VIP}))
             await asyncio.sleep(0.2)
             assert _drain(wire) == first
-        finally:
-            await responder.close()
-            wire.close()
 
     asyncio.run(scenario())
