@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from l2_lan import converged
+from l2_lan import bridged_lan, converged
 
 from vipcast.core.ownership import l2_candidates
 from vipcast.lab.netns import Netns, Process, Topology, wait_until
@@ -182,14 +182,7 @@ class AgentLan:
     # ---- building
 
     def build(self) -> AgentLan:
-        lan = self.topo.add_netns("lan")
-        lan.add_bridge("br0")
-        lan.ip("link", "set", "br0", "type", "bridge", "mcast_snooping", "0")
-        for name in (*self.nodes, "client"):
-            ns = self.topo.add_netns(name)
-            ns.sysctl("net.ipv6.conf.all.accept_dad", 0)
-            ns.sysctl("net.ipv6.conf.default.accept_dad", 0)
-            self.topo.attach_to_bridge(lan, "br0", f"p-{name}"[:15], ns, "eth0")
+        bridged_lan(self.topo, (*self.nodes, "client"))
         self.client.add_address("eth0", "192.0.2.100/24")
         for name in self.nodes:
             ns = self.topo[name]

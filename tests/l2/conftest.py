@@ -6,6 +6,7 @@ import itertools
 import os
 import shutil
 from collections.abc import Iterator
+from contextlib import contextmanager
 
 import pytest
 from agent_lan import AgentLan
@@ -16,46 +17,39 @@ from vipcast.lab.netns import Topology, leftovers
 _runs = itertools.count()
 
 
-@pytest.fixture
-def lan() -> Iterator[L2Lan]:
+@contextmanager
+def namespaced_topology(tag: str) -> Iterator[Topology]:
+    """A topology of namespaces named ``vc-<pid>-<tag><n>``; after it its logs are printed
+    (shown by pytest only when the test fails), it is closed and none of its namespaces may be
+    left. Skips the test without root, iproute2 and tcpdump."""
     if os.geteuid() != 0 or not shutil.which("ip") or not shutil.which("tcpdump"):
         pytest.skip("needs root, iproute2 and tcpdump")
-    prefix = f"vc-{os.getpid()}-l2{next(_runs)}"
+    prefix = f"vc-{os.getpid()}-{tag}{next(_runs)}"
     topo = Topology(prefix)
     try:
-        yield L2Lan(topo).build()
+        yield topo
     finally:
-        print(topo.logs())  # shown by pytest only when the test fails
+        print(topo.logs())
         topo.close()
     assert leftovers(prefix) == []
+
+
+@pytest.fixture
+def lan() -> Iterator[L2Lan]:
+    with namespaced_topology("l2") as topo:
+        yield L2Lan(topo).build()
 
 
 @pytest.fixture
 def agent_lan() -> Iterator[AgentLan]:
     """Three full node agents in L2 mode with local backends (see ``agent_lan.py``)."""
-    if os.geteuid() != 0 or not shutil.which("ip") or not shutil.which("tcpdump"):
-        pytest.skip("needs root, iproute2 and tcpdump")
-    prefix = f"vc-{os.getpid()}-la{next(_runs)}"
-    topo = Topology(prefix)
-    try:
+    with namespaced_topology("la") as topo:
         yield AgentLan(topo).build()
-    finally:
-        print(topo.logs())  # shown by pytest only when the test fails
-        topo.close()
-    assert leftovers(prefix) == []
 
 
 @pytest.fixture
 def agent_lan4() -> Iterator[AgentLan]:
     """Four nodes on the LAN, only n1-n3 named in the config at first (see ``agent_lan.py``)."""
-    if os.geteuid() != 0 or not shutil.which("ip") or not shutil.which("tcpdump"):
-        pytest.skip("needs root, iproute2 and tcpdump")
-    prefix = f"vc-{os.getpid()}-lm{next(_runs)}"
-    topo = Topology(prefix)
-    try:
+    with namespaced_topology("lm") as topo:
         lan = AgentLan(topo, nodes=("n1", "n2", "n3", "n4"), configured=("n1", "n2", "n3"))
         yield lan.build()
-    finally:
-        print(topo.logs())  # shown by pytest only when the test fails
-        topo.close()
-    assert leftovers(prefix) == []

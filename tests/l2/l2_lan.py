@@ -13,7 +13,7 @@ import signal
 import struct
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -109,6 +109,20 @@ class Answer:
     gratuitous: bool
 
 
+def bridged_lan(topo: Topology, names: Iterable[str]) -> Netns:
+    """Namespace ``lan`` with bridge ``br0`` (multicast snooping off) and one namespace per
+    name on it by ``eth0`` (port ``p-<name>``), IPv6 duplicate address detection off."""
+    lan = topo.add_netns("lan")
+    lan.add_bridge("br0")
+    lan.ip("link", "set", "br0", "type", "bridge", "mcast_snooping", "0")
+    for name in names:
+        ns = topo.add_netns(name)
+        ns.sysctl("net.ipv6.conf.all.accept_dad", 0)
+        ns.sysctl("net.ipv6.conf.default.accept_dad", 0)
+        topo.attach_to_bridge(lan, "br0", f"p-{name}"[:15], ns, "eth0")
+    return lan
+
+
 @dataclass
 class L2Lan:
     topo: Topology
@@ -133,14 +147,7 @@ class L2Lan:
         return f"2001:db8::{index}" if v6 else f"192.0.2.{index}"
 
     def build(self) -> L2Lan:
-        lan = self.topo.add_netns("lan")
-        lan.add_bridge("br0")
-        lan.ip("link", "set", "br0", "type", "bridge", "mcast_snooping", "0")
-        for name in (*self.nodes, "client"):
-            ns = self.topo.add_netns(name)
-            ns.sysctl("net.ipv6.conf.all.accept_dad", 0)
-            ns.sysctl("net.ipv6.conf.default.accept_dad", 0)
-            self.topo.attach_to_bridge(lan, "br0", f"p-{name}"[:15], ns, "eth0")
+        bridged_lan(self.topo, (*self.nodes, "client"))
         client = self.topo["client"]
         client.add_address("eth0", "192.0.2.100/24")
         client.add_address("eth0", "2001:db8::100/64")
