@@ -98,14 +98,20 @@ def hand_over(lan: AgentLan, act: Callable[[str], float], duration: float) -> Ha
     return Handover(first, second, acted_at, attempts, moved, capture, pcap)
 
 
-def test_owner_without_healthy_backend_gives_up_the_vip(agent_lan: AgentLan) -> None:
-    lan = agent_lan
-    h = hand_over(lan, lan.stop_backend, duration=7.0)
+def taken_over(lan: AgentLan, h: Handover, window: float = HANDOVER_WINDOW) -> None:
+    """``h.second`` answered within ``MOVE_WITHIN`` of the act and then owns the VIP alone; the
+    capture (stopped here) shows one answerer at a time (``window``, see ``single_answerer``)."""
     assert h.moved.sent - h.acted_at < MOVE_WITHIN
     lan.wait_sole_owner(h.second, timeout=10)
     time.sleep(0.5)
     h.capture.stop()
-    single_answerer(h.pcap, lan, h.first, h.second)
+    single_answerer(h.pcap, lan, h.first, h.second, window)
+
+
+def test_owner_without_healthy_backend_gives_up_the_vip(agent_lan: AgentLan) -> None:
+    lan = agent_lan
+    h = hand_over(lan, lan.stop_backend, duration=7.0)
+    taken_over(lan, h)
     # recovery: healthy and verified again, the preferred node takes the VIP back
     lan.start_backend(h.first)
     lan.wait_sole_owner(h.first, timeout=30)
@@ -123,11 +129,7 @@ def test_local_policy_owner_losing_its_last_ready_endpoint_moves_the_vip(
         return changed_at
 
     h = hand_over(lan, not_ready, duration=6.0)
-    assert h.moved.sent - h.acted_at < MOVE_WITHIN
-    lan.wait_sole_owner(h.second, timeout=10)
-    time.sleep(0.5)
-    h.capture.stop()
-    single_answerer(h.pcap, lan, h.first, h.second, PLAN_CHANGE_WINDOW)
+    taken_over(lan, h, PLAN_CHANGE_WINDOW)
     lan.set_ready(h.first, True)
     lan.wait_sole_owner(h.first, timeout=30)
     assert lan.get() == h.first
