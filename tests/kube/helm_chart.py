@@ -63,6 +63,8 @@ def group_by_kind(docs: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]
 
 def pod_spec(docs: list[dict[str, Any]], kind: str, component: str) -> dict[str, Any]:
     """The pod spec of the ``kind`` (Deployment, DaemonSet) of one component."""
-    return next(d for d in docs if d["kind"] == kind
-                and d["metadata"]["labels"].get("app.kubernetes.io/component") == component
-                )["spec"]["template"]["spec"]
+    spec: dict[str, Any] = next(
+        d for d in docs if d["kind"] == kind
+        and d["metadata"]["labels"].get("app.kubernetes.io/component") == component
+    )["spec"]["template"]["spec"]
+    return spec
