@@ -79,7 +79,7 @@ def test_speaker_containers_run_envoy_for_a_gateway(
             "controller", "--kubeconfig", "/kube/config", "--namespace", ns,
             "--identity", "image-gw", "--lease-duration", "2", "--gateway-api"],
             "--network", "host", "-v", f"{kubeconfig}:/kube/config:ro"))
-        wait_until(lambda: sock.exists() or None, timeout=10, what=str(sock))
+        wait_until(lambda: sock.exists() or None, timeout=60, what=str(sock))
         for i in range(1, NODES + 1):
             node = lab.node(i)
             node.spawn([sys.executable, str(RELAY), "--listen", f"tcp:127.0.0.1:{API_PORT}",

@@ -128,7 +128,7 @@ class ApiRelay:
                 [sys.executable, str(RELAY), "--listen", f"unix:{self.sock}",
                  "--connect", f"tcp:{host_port}"], stdout=log, stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL)
-        wait_until(lambda: self.sock.exists() or None, timeout=10, what=str(self.sock),
+        wait_until(lambda: self.sock.exists() or None, timeout=60, what=str(self.sock),
                    on_timeout=lambda: self.log.read_text()[-2000:])
 
     def into(self, node: Netns) -> None:

@@ -274,7 +274,7 @@ def test_racing_candidates_one_wins_each_round(kube_cluster: Cluster, namespace:
                 def lost(standbys: list[str] = standbys, before: int = before) -> bool:
                     return sum(clients[n].conflicts for n in standbys) > before
 
-                await eventually(lambda: asyncio.sleep(0, lost()), timeout=5,
+                await eventually(lambda: asyncio.sleep(0, lost()), timeout=30,
                                  what="the loser's 409")
                 lease = await _lease(raw, "race", namespace)
                 assert lease.spec is not None and lease.spec.holderIdentity == new

@@ -105,7 +105,7 @@ def test_gateway_vip_through_envoy_on_speakers(gateway_api: Cluster, namespace: 
                  "--namespace", ns, "--identity", "e2e-gw", "--lease-duration", "2",
                  "--gateway-api"],
                 stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL))
-        wait_until(lambda: sock.exists() or None, timeout=10, what=str(sock))
+        wait_until(lambda: sock.exists() or None, timeout=60, what=str(sock))
         for i in range(1, NODES + 1):
             node = lab.node(i)
             node.spawn([sys.executable, str(RELAY), "--listen", f"tcp:127.0.0.1:{API_PORT}",

@@ -42,5 +42,5 @@ def test_lab_up_appliance() -> None:
         remove_workdir(workdir)
         shutil.rmtree(workdir.parent, ignore_errors=True)
     assert leftovers(prefix + "-") == []
-    wait_until(lambda: not Path(f"/proc/{haproxy_pid}").exists(), timeout=10,
+    wait_until(lambda: not Path(f"/proc/{haproxy_pid}").exists(), timeout=60,
                what="HAProxy gone after lab down")

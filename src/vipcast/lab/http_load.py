@@ -14,6 +14,7 @@ import argparse
 import contextlib
 import http.client
 import json
+import os
 import signal
 import sys
 import threading
@@ -118,8 +119,11 @@ def main(argv: list[str] | None = None) -> int:
         "errors": dict(totals.errors),
         "backends": dict(sorted(totals.backends.items())),
     }
-    with open(args.out, "w") as fh:
+    # whole or absent: a reader waiting for the file never sees it half written
+    partial = f"{args.out}.partial"
+    with open(partial, "w") as fh:
         json.dump(doc, fh)
+    os.replace(partial, args.out)
     return 0
 
 
