@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from vipcast.alloc import AllocationResult
+from vipcast.app.config_tool import allocate_with_state, load_config, old_state_file
 from vipcast.core.allocation import allocate_spec
 from vipcast.core.desired import NodePlan
 from vipcast.core.explain import Explanation, explain
@@ -22,8 +23,6 @@ from vipcast.core.notices import notices
 from vipcast.core.plan import plan_all
 from vipcast.core.plan_document import plan_diff, plan_json_bytes
 from vipcast.core.weights import route_weight, weighted
-from vipcast.sources.files import load_paths
-from vipcast.sources.state import read_state, state_path, write_state
 from vipcast.spec import Issue, Spec, SpecError
 
 if TYPE_CHECKING:
@@ -71,26 +70,10 @@ def _load(paths: list[Path]) -> Spec:
     # ``vipcast plan --json``); reference counting still frees them.
     gc.disable()
     try:
-        return load_paths(paths)
+        return load_config(paths)
     except SpecError as error:
         _console().print(_issues_table(error))
         raise typer.Exit(1) from None
-
-
-def _allocate(
-    path: Path, spec: Spec, state: Path | None, *, save: bool
-) -> tuple[AllocationResult, list[str]]:
-    """Allocate with the state beside ``path``; returns the result and warnings to show."""
-    where = state or state_path(path)
-    stored = read_state(where)
-    warnings = [stored.problem] if stored.problem else []
-    result = allocate_spec(spec, stored.assignments)
-    if save and (result.current() != dict(stored.assignments) or not stored.exists):
-        try:
-            write_state(where, result.current())
-        except OSError as exc:
-            warnings.append(f"could not write the state file {where}: {exc.strerror}")
-    return result, warnings
 
 
 def _warn(warnings: list[str]) -> None:
@@ -194,7 +177,7 @@ def plan(
     if against is not None:
         _plan_against(path, spec, against, state, node, as_json)
         return
-    result, warnings = _allocate(path, spec, state, save=save)
+    result, warnings = allocate_with_state(path, spec, state, save=save)
     _warn(warnings)
     plans = _select_node(weighted(spec, plan_all(spec, result.current())), node)
     if as_json:
@@ -216,10 +199,8 @@ def _plan_against(
     from rich.table import Table
 
     old_spec = _load([against])
-    old_state = state or state_path(against)
-    if not read_state(old_state).exists:
-        old_state = state_path(path)
-    old, warnings = _allocate(against, old_spec, old_state, save=False)
+    old_state = old_state_file(path, against, state)
+    old, warnings = allocate_with_state(against, old_spec, old_state, save=False)
     _warn(warnings)
     new = allocate_spec(spec, old.current())
     old_plans = weighted(old_spec, plan_all(old_spec, old.current()))
@@ -290,7 +271,7 @@ def explain_cmd(
 
     spec = _load([path])
     key = service if "/" in service else f"default/{service}"
-    result, warnings = _allocate(path, spec, state, save=save)
+    result, warnings = allocate_with_state(path, spec, state, save=save)
     _warn(warnings)
     story = explain(spec, result, key)
     if story is None:

@@ -16,7 +16,8 @@ from typing import Annotated, Any
 import typer
 import yaml
 
-from vipcast.cli.config_cmds import StateOpt, _allocate, _console, _load, _select_node, _warn
+from vipcast.app.config_tool import allocate_with_state
+from vipcast.cli.config_cmds import StateOpt, _console, _load, _select_node, _warn
 from vipcast.core.handoff import (
     bird_include,
     calico_hand_off,
@@ -43,7 +44,7 @@ def handoff(
         _console(err=True).print("[red]error:[/] --format bird needs --node (one file per node)")
         raise typer.Exit(2)
     spec = _load([path])
-    result, warnings = _allocate(path, spec, state, save=False)
+    result, warnings = allocate_with_state(path, spec, state, save=False)
     _warn(warnings)
     if output == "calico":
         docs = [{"apiVersion": "crd.projectcalico.org/v1", "kind": "BGPConfiguration",
