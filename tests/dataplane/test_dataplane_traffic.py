@@ -243,12 +243,17 @@ def test_killed_backend_is_taken_out_within_the_health_window(traffic_lab: Traff
         killed_at = loop.time()
         await asyncio.to_thread(lab.stop_backend, victim)
         key = (victim.ip4, BACKEND_PORT)
-        await _until(lambda: key in health.down(), 10, "backend marked down")
+
+        def kernel_down() -> frozenset[tuple[str, int]]:
+            # the backends down in what the kernel was last made to match (set once the flip
+            # patch or the whole apply returned); dp.last alone does not tell: the first
+            # apply's report also says 'changed'
+            applied = dp._applied
+            return applied[1] if applied is not None else frozenset()  # type: ignore[return-value]
+
+        await _until(lambda: key in health.down(), 30, "backend marked down")
         # the re-render runs on the flip; wait for it to reach the kernel
-        await _until(
-            lambda: dp.last is not None and dp.last.nft.changed and key in health.down(),
-            10, "table re-rendered",
-        )
+        await _until(lambda: key in kernel_down(), 30, "table re-rendered without it")
         window = loop.time() - killed_at
         per_backend, _seen, failures = await _requests(lab, VIP4, n=REQUESTS)
         assert not failures, failures
@@ -256,8 +261,8 @@ def test_killed_backend_is_taken_out_within_the_health_window(traffic_lab: Traff
         assert dp.has_healthy_backend("default/web")
         print(f"backend taken out {window:.2f}s after the kill")
         await asyncio.to_thread(lab.start_backend, victim)
-        await _until(lambda: key not in health.down(), 15, "backend back up")
-        await asyncio.sleep(0.3)
+        await _until(lambda: key not in health.down(), 30, "backend back up")
+        await _until(lambda: key not in kernel_down(), 30, "table re-rendered with it")
         per_backend, _seen, failures = await _requests(lab, VIP4, n=REQUESTS)
         assert not failures and victim.name in per_backend
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from vipcast.lab.netns import delete_prefixed, leftovers
+from vipcast.lab.netns import delete_prefixed, leftovers, wait_until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.netns]
 
@@ -54,7 +54,18 @@ def test_lab_up_twice_status_then_down_leaves_nothing() -> None:
         first_pids = pids - set(state["pids"].values())
         assert first_pids and not any(alive(p) for p in first_pids), "first lab still running"
 
-        st = vipcast("lab", "status", *common)
+        # 'lab up' returns once the BGP sessions are Established; the routes reach the
+        # router's kernel after that (UPDATE, BIRD's import and export): wait for what is read
+        seen: list[subprocess.CompletedProcess[str]] = []
+
+        def status_with_routes() -> bool:
+            seen.append(vipcast("lab", "status", *common))
+            return seen[-1].returncode == 0 and "nexthop via 198.18.0.11" in seen[-1].stdout
+
+        wait_until(status_with_routes, timeout=60, interval=0.5,
+                   what="'lab status' showing the router's ECMP route via n1",
+                   on_timeout=lambda: seen[-1].stdout + seen[-1].stderr if seen else "")
+        st = seen[-1]
         assert st.returncode == 0, st.stdout + st.stderr
         assert "n2-agent" in st.stdout and "router-bird" in st.stdout
         assert "nexthop via 198.18.0.11" in st.stdout, st.stdout
