@@ -74,6 +74,8 @@ Dir::Etc::preferencesparts "$APT/etc/preferences.d";
 APT::Architecture "amd64";
 APT::Sandbox::User "root";
 Acquire::Languages "none";
+// a mirror hiccup is retried, not the end of the CI run
+Acquire::Retries "3";
 EOF
 export APT_CONFIG="$APT/apt.conf"
 log "apt lists for $SUITE from $mirror"

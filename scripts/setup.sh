@@ -22,14 +22,15 @@ for p in "${APT_PACKAGES[@]}"; do
 done
 if [ "${#missing[@]}" -gt 0 ]; then
   echo "setup: installing Debian packages: ${missing[*]}"
-  $SUDO apt-get update -qq
+  $SUDO apt-get -o Acquire::Retries=3 update -qq
   # policy-rc.d keeps the packages' own services (frr, bird) from starting in the root namespace
   if [ ! -e /usr/sbin/policy-rc.d ]; then
     printf '#!/bin/sh\nexit 101\n' | $SUDO tee /usr/sbin/policy-rc.d >/dev/null
     $SUDO chmod +x /usr/sbin/policy-rc.d
     added_policy=1
   fi
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get -o Acquire::Retries=3 install -y -qq \
+    --no-install-recommends "${missing[@]}"
   [ -z "${added_policy:-}" ] || $SUDO rm -f /usr/sbin/policy-rc.d
 fi
 # the packages' own daemons must never run in the root namespace

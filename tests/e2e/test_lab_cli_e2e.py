@@ -81,6 +81,8 @@ def test_lab_up_twice_status_then_down_leaves_nothing() -> None:
         subprocess.run(["rm", "-rf", str(workdir.parent)], check=False)
 
 
+# the demo's own bound (communicate, 360 s) decides, not pytest-timeout's suite default (300 s)
+@pytest.mark.timeout(480)
 def test_demo_runs_in_about_a_minute_and_leaves_only_its_picture(tmp_path: Path) -> None:
     picture = tmp_path / "failover.svg"
     proc = subprocess.Popen(
