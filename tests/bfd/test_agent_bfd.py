@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import re
 import shutil
+from typing import Any
 
 import pytest
 from agentlab import L2_VIP, AgentNode, wait_agents_up, write_config
@@ -49,9 +50,19 @@ def test_agent_bfd_status_metrics_and_node_cut(netlab: Topology) -> None:
         wait_until(lambda: all(bfdd_status(frr, a) == "up" for a in NODES.values()),
                    timeout=30, what="BFD up on the router")  # fmt: skip
 
-        # JSON status: the negotiated session and the L2 view
-        document = n1.status()
-        bfd = document["bfd"]["r"]
+        # JSON status: the negotiated session and the L2 view. The 100 ms intervals follow Up
+        # through Poll Sequences (RFC 5880 §6.8.3: 1 s while not Up): bfdd's "up" does not
+        # say that the agent has taken bfdd's Final yet (CI once read tx 1000 here), so wait,
+        # bounded, for n1's Poll Sequence to be done, then check the values exactly
+        def negotiated() -> dict[str, Any] | None:
+            bfd: dict[str, Any] = n1.status()["bfd"]["r"]
+            return bfd if bfd["state"] == "UP" and bfd["polling"] is False else None
+
+        def last_seen() -> str:
+            return f"{n1.bfd()}\n{n1.proc.log_text()[-3000:]}"
+
+        bfd = wait_until(negotiated, timeout=30, what="n1's BFD Up, Poll Sequence done",
+                         on_timeout=last_seen)  # fmt: skip
         assert bfd["state"] == "UP" and bfd["peer"] == "192.0.2.1"
         assert bfd["tx_interval_ms"] == 100 and bfd["rx_interval_ms"] == 100
         assert bfd["detect_mult"] == 3 and bfd["remote_detect_mult"] == 3

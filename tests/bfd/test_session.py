@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import pytest
 from hypothesis import given, settings
@@ -126,6 +126,51 @@ def test_up_advertises_fast_tx_with_poll_then_final() -> None:
     assert fast and fast[0].poll  # the change to 100 ms is announced with Poll
     assert any(p.final for p in w.sent["b"])  # and answered with Final
     assert not any(p.poll and p.final for p in w.sent["a"] + w.sent["b"])
+
+
+def test_up_is_sent_at_once_with_the_poll_and_negotiated_within_a_round_trip() -> None:
+    """On Up the session transmits at once (Up, Poll, its fast intervals), not at its next
+    slow periodic packet: FRR, in Init, needs that packet to come Up and answer the Poll. The
+    lab capture before this: the Up+Poll left 0.59-0.76 s after FRR's Init (docs/bfd.md)."""
+    s = Session(FAST, 0x0A, half)
+    s.start(0.0)
+    s.handle_timer(0.0)
+    assert [decode(d).state for d in s.packets_to_send()] == [State.DOWN]
+    # the remote (as FRR's bfdd while not Up: 1 s both ways) answers Init
+    init = ControlPacket(State.INIT, my_discr=0x0B, your_discr=0x0A, detect_mult=3,
+                         desired_min_tx_us=1_000_000, required_min_rx_us=1_000_000)  # fmt: skip
+    assert s.receive_control(init, 0.3, 255) is None
+    assert s.state is State.UP and s.polling
+    (sent,) = [decode(d) for d in s.packets_to_send()]
+    assert (sent.state, sent.poll, sent.final) == (State.UP, True, False)
+    assert (sent.desired_min_tx_us, sent.required_min_rx_us) == (100_000, 100_000)
+    # the periodic timer restarts from this packet: the remote still asks for 1 s
+    deadline = s.next_deadline()
+    assert deadline is not None and deadline >= 0.3 + 0.75
+    # the remote's Final (with its own Poll to 100 ms before it) ends both sequences at once
+    up = ControlPacket(State.UP, my_discr=0x0B, your_discr=0x0A, detect_mult=3,
+                       desired_min_tx_us=100_000, required_min_rx_us=100_000)  # fmt: skip
+    assert s.receive_control(replace(up, poll=True), 0.301, 255) is None
+    assert [decode(d).final for d in s.packets_to_send()] == [True]
+    assert s.receive_control(replace(up, final=True), 0.301, 255) is None
+    assert not s.polling and s.packets_to_send() == []
+    assert (s.tx_interval_us, s.rx_interval_us, s.detection_time_us) == (
+        100_000,
+        100_000,
+        300_000,
+    )
+    deadline = s.next_deadline()
+    assert deadline is not None and deadline <= 0.301 + 0.1
+
+
+def test_no_extra_packet_without_a_change_to_up() -> None:
+    """Only the change to Up sends out of turn: a packet that keeps the session Up does not."""
+    w = up_pair()
+    sent = len(w.sent["a"])
+    up = ControlPacket(State.UP, my_discr=0x0B, your_discr=0x0A, detect_mult=3,
+                       desired_min_tx_us=100_000, required_min_rx_us=100_000)  # fmt: skip
+    assert w.a.receive_control(up, w.now, 255) is None
+    assert w.a.packets_to_send() == [] and len(w.sent["a"]) == sent
 
 
 def test_packet_rate_when_up_is_jittered_interval() -> None:

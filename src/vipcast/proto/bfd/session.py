@@ -15,7 +15,11 @@ Timer negotiation (§6.8.2-§6.8.4):
 * it declares the remote dead after ``remote DetectMult * max(rx in use, remote
   DesiredMinTxInterval)`` without a valid packet;
 * a change of either advertised interval while Up runs a Poll Sequence; an increase of the TX
-  interval or a decrease of the RX interval only takes effect when the Final arrives.
+  interval or a decrease of the RX interval only takes effect when the Final arrives;
+* on entering Up the session transmits at once (state Up, with the Poll of the change to the
+  configured intervals) and restarts its periodic timer from there: the remote completes its
+  handshake and answers the Poll within one round trip, instead of waiting for the next slow
+  (about one second) periodic packet. FRR's bfdd and BIRD send on a state change the same way.
 """
 
 from __future__ import annotations
@@ -269,6 +273,18 @@ class Session:
             self._next_tx = None
             self._detect_at = None
         self._renegotiate(now)
+        if new is State.UP:
+            self._transmit_now(now)
+
+    def _transmit_now(self, now: float) -> None:
+        """Send one packet at once (Poll if polling) and count the next interval from now."""
+        if not self._started or not self._may_transmit():
+            return
+        self._outbox.append(self._control(poll=self.polling).encode())
+        interval = self.tx_interval_us
+        self._next_tx = (
+            now + jittered(interval, self.config.detect_mult, self._jitter()) if interval else None
+        )
 
     def _expire(self, now: float) -> None:
         """A Detection Time passed in silence (§6.8.1, §6.8.4)."""

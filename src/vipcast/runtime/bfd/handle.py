@@ -65,6 +65,8 @@ class BfdStatus:
     last_diag: str = "NONE"
     #: seconds the session has been Up; None when it is not Up
     uptime_s: float | None = None
+    #: a Poll Sequence (RFC 5880 §6.5) is pending: the intervals shown are still converging
+    polling: bool = False
     #: for a BGP peer's session: where BGP and BFD stand together
     #: (:class:`vipcast.proto.bfd.client.Binding` name: IDLE, BFD_UP, WAITING, ARMED)
     binding: str | None = None
@@ -93,6 +95,8 @@ class BfdHandle:
     #: the diagnostic of the last state change that carried one
     last_diag: str = "NONE"
     closed: bool = False
+    #: the session's Poll Sequence was running at the last pump (its end is logged)
+    was_polling: bool = False
     _timer: Timer | None = field(default=None, repr=False)
     _on_change: list[ChangeCallback] = field(default_factory=list, repr=False)
     _on_down: list[ChangeCallback] = field(default_factory=list, repr=False)
@@ -154,6 +158,7 @@ class BfdHandle:
             detect_mult=s.config.detect_mult,
             last_diag=self.last_diag,
             uptime_s=self._uptime(),
+            polling=s.polling,
         )
 
     def _uptime(self) -> float | None:

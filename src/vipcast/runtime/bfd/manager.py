@@ -229,6 +229,15 @@ class BfdManager:
                 self._metrics.packets_sent.labels(handle.peer).inc()
         while (change := session.next_event()) is not None:
             self._deliver(handle, change)
+        if handle.was_polling and not session.polling and session.state is State.UP:
+            log.info(
+                "bfd %s: Poll Sequence done: tx %g ms, rx %g ms, detection %g ms",
+                handle.peer,
+                session.tx_interval_us / 1000,
+                session.rx_interval_us / 1000,
+                session.detection_time_us / 1000,
+            )
+        handle.was_polling = session.polling
         self._arm(handle)
 
     def _deliver(self, handle: BfdHandle, change: StateChanged) -> None:
