@@ -230,7 +230,7 @@ def test_node_power_loss_bfd_takes_pod_block_and_vips_away(
                                                 lead=1.0)
     samples = load.samples()
     assert gone is not None, "n3 still a next hop of the VIP at the end of the watch window"
-    router.wait_no_route(pod_blocks(3)[0], timeout=10)
+    router.wait_no_route(pod_blocks(3)[0], timeout=30)
     # it was BFD between the router and n3's BIRD that ended the session, not the hold timer
     record = frr.neighbors()[node_v4(3)]
     reason = f"{record.get('lastResetDueTo', '')} {record.get('lastNotificationReason', '')}"

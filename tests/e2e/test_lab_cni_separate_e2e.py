@@ -268,7 +268,7 @@ def test_node_power_loss_bfd_drops_both_speakers_of_the_node(
                                                 lead=1.0)
     samples = load.samples()
     assert gone is not None, "n3's vipcast still a next hop of the VIP after the watch window"
-    router.wait_no_route(pod_blocks(3)[0], timeout=10)
+    router.wait_no_route(pod_blocks(3)[0], timeout=30)
     neighbors = frr.neighbors()
     for address in (vipcast_v4(3), node_v4(3)):
         # BFD, not the hold timer (3 s), ended both of n3's sessions

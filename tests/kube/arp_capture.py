@@ -33,7 +33,7 @@ class ArpCapture:
             ["tcpdump", "-i", bridge, "--immediate-mode", "-U", "-n", "-w", str(path),
              "arp"],
             name=f"tcpdump-{path.stem}")
-        wait_until(lambda: "listening on" in self.process.log_text(), timeout=10,
+        wait_until(lambda: "listening on" in self.process.log_text(), timeout=30,
                    what="tcpdump listening")
 
     def stop(self) -> list[ArpAnswer]:

@@ -342,5 +342,5 @@ class AgentLan:
         path = self.topo.workdir / f"capture-{time.monotonic_ns()}.pcap"
         proc = self.lan.spawn(["tcpdump", "-i", "br0", "-U", "-n", "-w", str(path), "arp"],
                               name=f"tcpdump-{time.monotonic_ns()}")
-        wait_until(lambda: "listening on" in proc.log_text(), timeout=10, what="tcpdump")
+        wait_until(lambda: "listening on" in proc.log_text(), timeout=30, what="tcpdump")
         return proc, path

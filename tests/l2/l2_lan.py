@@ -254,7 +254,7 @@ class L2Lan:
                    what=f"{node} started")
         count = proc.log_text().count('"event": "status"')
         os.killpg(proc.pid, signal.SIGUSR1)
-        wait_until(lambda: proc.log_text().count('"event": "status"') > count, timeout=10,
+        wait_until(lambda: proc.log_text().count('"event": "status"') > count, timeout=30,
                    interval=0.05, what=f"{node} status")
         lines = [ln for ln in proc.log_text().splitlines() if '"event": "status"' in ln]
         status: dict[str, Any] = json.loads(lines[-1])["status"]
@@ -315,7 +315,7 @@ class L2Lan:
             ["tcpdump", "-i", "br0", "-U", "-n", "-w", str(path), "arp or icmp6"],
             name=f"tcpdump{len(self.topo.processes)}",
         )
-        wait_until(lambda: "listening on" in proc.log_text(), timeout=10, what="tcpdump")
+        wait_until(lambda: "listening on" in proc.log_text(), timeout=30, what="tcpdump")
         return proc, path
 
 

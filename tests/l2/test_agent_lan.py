@@ -102,7 +102,7 @@ def taken_over(lan: AgentLan, h: Handover, window: float = HANDOVER_WINDOW) -> N
     """``h.second`` answered within ``MOVE_WITHIN`` of the act and then owns the VIP alone; the
     capture (stopped here) shows one answerer at a time (``window``, see ``single_answerer``)."""
     assert h.moved.sent - h.acted_at < MOVE_WITHIN
-    lan.wait_sole_owner(h.second, timeout=10)
+    lan.wait_sole_owner(h.second, timeout=30)
     time.sleep(0.5)
     h.capture.stop()
     single_answerer(h.pcap, lan, h.first, h.second, window)
@@ -181,7 +181,7 @@ def test_restarted_node_takes_its_vip_back_only_when_it_can_carry_it(
     lan.wait_sole_owner(first)
     lan.kill_agent(first)
     lan.wipe_dataplane(first)
-    lan.wait_sole_owner(second, timeout=10)
+    lan.wait_sole_owner(second, timeout=30)
     assert lan.get() == second
     capture, pcap = lan.start_capture()
     # the probe runs until the restarted agent is back and settled (a generous deadline, not a
