@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -19,6 +18,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from harness_lab import Evidence, evidence_of
 
 from vipcast.app.lab.demo import power_off, recovery_time, send
 from vipcast.app.lab.topology import (
@@ -32,7 +32,7 @@ from vipcast.app.lab.topology import (
 )
 from vipcast.lab.frr import FrrInstance
 from vipcast.lab.netns import Topology, leftovers, wait_until
-from vipcast.lab.workload import ClientLoad
+from vipcast.lab.workload import ClientLoad, Sample
 
 pytestmark = [pytest.mark.e2e, pytest.mark.netns]
 
@@ -73,7 +73,19 @@ def lab() -> Iterator[Lab]:
         assert not leftovers(opts.prefix)
 
 
+@pytest.fixture(autouse=True)
+def evidence(request: pytest.FixtureRequest, lab: Lab, tmp_path: Path) -> Iterator[Evidence]:
+    """The lab's state, printed when the test fails (see harness_lab.Evidence)."""
+    yield from evidence_of(request, lab.topo, lab.state, tmp_path / "lab")
+
+
 WEB = "192.0.2.3"  # the allocator's deterministic choice for default/web in the lab config
+
+
+def _failures(samples: list[Sample], since: float) -> str:
+    """The failed samples as text: s after ``since``, error, phase, the client's port."""
+    return "; ".join(f"{s.t - since:+.2f} s {s.error} ({s.phase}, port {s.sport})"
+                     for s in samples if not s.ok)
 
 
 def test_traffic_spreads_over_all_three_nodes(lab: Lab) -> None:
@@ -141,57 +153,55 @@ def test_invalid_config_changes_nothing_then_fixed_file_applies(lab: Lab) -> Non
     lab.wait_gateways("192.0.2.20", 0, timeout=30)
 
 
-def test_agent_restart_with_graceful_restart_loses_no_request(lab: Lab) -> None:
+def test_agent_restart_with_graceful_restart_loses_no_request(lab: Lab, evidence: Evidence
+                                                              ) -> None:
     lab.wait_gateways(WEB, 3)
-    import subprocess
-
-    client = lab.topo["client"]
-    load = subprocess.Popen(
-        client.exec_argv([sys.executable, "-m", "vipcast.lab.workload", "load", "--url",
-                          f"http://{WEB}/", "--count", "400", "--interval", "0.02",
-                          "--timeout", "1.0", "--max-seconds", "12"]),
-        stdout=subprocess.PIPE, text=True,
-    )
+    load = ClientLoad(lab.topo["client"], f"http://{WEB}/", duration=8.0, interval=0.02,
+                      timeout=1.0)
+    evidence.watch(load)
     time.sleep(1.5)
     pid = lab.state.pids["n2-agent"]
+    evidence.kill_at = load.now()
     os.killpg(pid, signal.SIGKILL)
     time.sleep(0.5)
     proc = start_agent(lab.topo, lab.topo["n2"], lab.opts, "n2")
     lab.state.pids["n2-agent"] = proc.pid
-    out, _ = load.communicate(timeout=60)
-    from vipcast.app.lab.demo import load_samples
-
-    samples = load_samples(out)
+    samples = evidence.loaded(load.samples())
     assert len(samples) > 100
     failed = [s for s in samples if not s.ok]
-    assert not failed, f"{len(failed)} failed requests during a graceful restart"
+    assert not failed, (f"{len(failed)} failed requests during a graceful restart (s after "
+                        f"the kill): {_failures(samples, evidence.kill_at)}")
     wait_sessions(lab.frr, 3, timeout=30)
 
 
-def test_node_failure_moves_traffic_to_the_others(lab: Lab) -> None:
+def test_node_failure_moves_traffic_to_the_others(lab: Lab, evidence: Evidence) -> None:
     lab.wait_gateways(WEB, 3)
     # 0.25 s for the TCP handshake (the path), 2 s for the answer (a Python backend on a
     # loaded machine): see docs/lab.md, "Why a failover test's client has two timeouts"
     load = ClientLoad(lab.topo["client"], f"http://{WEB}/", duration=40.0,
                       response_timeout=2.0)
+    evidence.watch(load)
     time.sleep(2.0)
-    kill_at = power_off(lab.topo, lab.state, "n3", load.now)
+    kill_at = evidence.kill_at = power_off(lab.topo, lab.state, "n3", load.now)
     # the router must drop n3 (hold timer 3 s here; BFD makes it sub-second, see bench/)
     wait_until(lambda: (node_v4(3) not in lab.gateways(WEB) and lab.gateways(WEB)) or None,
                timeout=30, what="the router drops n3's next hop",
                on_timeout=lambda: lab.frr.vtysh("show bgp summary"))
-    samples = load.samples()
+    samples = evidence.loaded(load.samples())
     recovery, _ = recovery_time(samples, kill_at)
-    failures = [(round(s.t - kill_at, 2), s.error, s.phase) for s in samples if not s.ok]
+    failures = [(round(s.t - kill_at, 2), s.error, s.phase, s.sport) for s in samples
+                if not s.ok]
     # behaviour, not timing: the traffic moved to n1 and n2 and stays there. How fast is
     # bench/lab_failover.py's business (hold timer: ~2.4 s median; a loaded full-suite run has
     # shown a long tail of sporadic failures, printed here when it happens).
     assert recovery is not None, f"client traffic never recovered: {failures[-20:]}"
     late = [s for s in samples if s.t > samples[-1].t - 8.0]
     # a text message: pytest cut the list it was (as "...") before it reached the late failures
-    late_failures = [(round(s.t - kill_at, 2), s.error, s.phase) for s in late if not s.ok]
+    late_failures = [(round(s.t - kill_at, 2), s.error, s.phase, s.sport) for s in late
+                     if not s.ok]
     assert late and not late_failures, (
-        f"failed in the final 8 s (s after the cut, error, phase): {late_failures}; "
+        f"failed in the final 8 s (s after the cut, error, phase, client port): "
+        f"{late_failures}; "
         f"every failure after the cut: {failures}")
     assert {s.node for s in late} == {"n1", "n2"}
     assert set(lab.gateways(WEB)) == {node_v4(1), node_v4(2)}

@@ -9,7 +9,8 @@ Run inside a namespace (``ip netns exec NS python -m vipcast.lab.workload ...``)
   [--response-timeout R]`` sends at most C requests (one new TCP connection each, so ECMP
   hashing spreads them), at most M seconds, and prints one JSON line per request:
   ``{"t": seconds since start, "ok": bool, "backend": ..., "node": ..., "client": ...,
-  "error": ..., "phase": "connect"|"response", "connect_s": ..., "seconds": ...}``. ``T``
+  "error": ..., "phase": "connect"|"response", "connect_s": ..., "seconds": ...,
+  "sport": the client's source port}``. ``T``
   bounds the TCP handshake (the path), ``R`` (default ``T``) the answer (the backend process).
   With ``--t0 EPOCH`` (a ``time.time()`` value
   of the caller) ``t`` counts from that instant instead, so the caller can place its own
@@ -24,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import http.client
 import json
 import socket
@@ -52,6 +54,9 @@ class Sample:
     #: seconds to the completed TCP handshake, and to the end of the request
     connect_s: float | None = None
     seconds: float | None = None
+    #: the client's TCP source port (also of a failed connect): finds the request in the
+    #: nodes' conntrack tables (which node got it, which backend it was DNATed to)
+    sport: int | None = None
 
 
 async def _answer(
@@ -132,13 +137,25 @@ def request(url: str, timeout: float, response_timeout: float | None = None,
     process to be scheduled: on a loaded machine that can take longer than any path event.
     """
     parts = urlsplit(url)
-    conn = http.client.HTTPConnection(parts.hostname or "127.0.0.1", parts.port or 80,
-                                      timeout=timeout)
+    address = (parts.hostname or "127.0.0.1", parts.port or 80)
+    conn = http.client.HTTPConnection(*address, timeout=timeout)
     phase = "connect"
     start = time.monotonic()
     connected: float | None = None
+    sport: int | None = None
     try:
-        conn.connect()
+        # the socket by hand rather than conn.connect(): its source port is known even when
+        # the handshake fails (create_connection closes a failed socket before returning)
+        family = socket.AF_INET6 if ":" in address[0] else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        conn.sock = sock
+        sock.settimeout(timeout)
+        try:
+            sock.connect(address)
+        finally:
+            with contextlib.suppress(OSError):
+                sport = sock.getsockname()[1] or None
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         connected = time.monotonic() - start
         phase = "response"
         assert conn.sock is not None
@@ -149,13 +166,15 @@ def request(url: str, timeout: float, response_timeout: float | None = None,
         data = json.loads(resp.read() or b"{}")
         if resp.status != 200:
             return Sample(0.0, False, error=f"HTTP {resp.status}", phase=phase,
-                          connect_s=_ms(connected), seconds=_ms(time.monotonic() - start))
+                          connect_s=_ms(connected), seconds=_ms(time.monotonic() - start),
+                          sport=sport)
         return Sample(0.0, True, data.get("backend"), data.get("node"), data.get("client"),
                       data.get("pod"), data.get("forwarded"), connect_s=_ms(connected),
-                      seconds=_ms(time.monotonic() - start))
+                      seconds=_ms(time.monotonic() - start), sport=sport)
     except (OSError, http.client.HTTPException, ValueError) as exc:
         return Sample(0.0, False, error=type(exc).__name__, phase=phase,
-                      connect_s=_ms(connected), seconds=_ms(time.monotonic() - start))
+                      connect_s=_ms(connected), seconds=_ms(time.monotonic() - start),
+                      sport=sport)
     finally:
         conn.close()
 
