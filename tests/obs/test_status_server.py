@@ -21,13 +21,8 @@ from vipcast.obs.status_server import (
     StatusServer,
     TokenBucket,
     encode,
-    parse_address,
     redacted,
 )
-
-
-def test_a_bare_port_is_loopback() -> None:
-    assert parse_address("7472") == ("127.0.0.1", 7472)
 
 
 def test_discriminators_are_never_shown() -> None:

@@ -18,7 +18,7 @@ if TYPE_CHECKING:
 def run_from_files(
     config: Sequence[Path], node: str, workdir: Path, *, admin_port: int = 19000,
     concurrency: int | None = None, xff_trusted_hops: int = 0, proxy_protocol: bool = False,
-    ingress_addresses: Sequence[str] = (), metrics_address: str | None = None,
+    ingress_addresses: Sequence[str] = (), metrics_address: tuple[str, int] | None = None,
     status_file: Path | None = None, poll_interval: float = 0.5, log_level: str = "INFO",
 ) -> int:
     """Serve ``node``'s Gateways, HTTPRoutes and Ingresses of the ``config`` files with Envoy
@@ -26,7 +26,6 @@ def run_from_files(
     from vipcast.app.gateway import GatewayOptions, run_gateway
     from vipcast.dataplane.envoy import ProxyOptions
     from vipcast.obs.logs import setup_logging
-    from vipcast.obs.status_server import parse_address
     from vipcast.runtime.envoy import find_envoy
 
     setup_logging(log_level)
@@ -34,7 +33,7 @@ def run_from_files(
         config_paths=tuple(config), node=node, workdir=workdir, envoy_binary=find_envoy(),
         admin_port=admin_port, concurrency=concurrency,
         proxy=ProxyOptions(xff_num_trusted_hops=xff_trusted_hops, proxy_protocol=proxy_protocol),
-        metrics_address=parse_address(metrics_address) if metrics_address else None,
+        metrics_address=metrics_address,
         poll_interval=poll_interval, ingress_addresses=tuple(ingress_addresses),
         status_file=status_file,
     )

@@ -66,13 +66,13 @@ def write_crds(out: Path, files: dict[str, str]) -> None:
 
 def run_controller_command(
     *, kubeconfig: Path | None, namespace: str, password_secrets: tuple[str, ...],
-    identity: str | None, lease_duration: float, health: str | None,
-    load_balancer_class: str | None, log_level: str, metrics: str | None, gateway_api: bool,
+    identity: str | None, lease_duration: float, health: tuple[str, int] | None,
+    load_balancer_class: str | None, log_level: str, metrics: tuple[str, int] | None,
+    gateway_api: bool,
     write_qps: float, write_burst: int, write_concurrency: int,
 ) -> None:
     """Run the controller until interrupted (leader election on a Lease in ``namespace``)."""
     from vipcast.app.controller import ControllerConfig, run_controller
-    from vipcast.obs.status_server import parse_address
     from vipcast.sources.kube.leader import ElectionConfig
 
     _log(log_level)
@@ -89,9 +89,7 @@ def run_controller_command(
     async def main() -> None:
         client = _client(kubeconfig, namespace)
         try:
-            await run_controller(client, config,
-                                 parse_address(metrics) if metrics else None,
-                                 parse_address(health) if health else None)
+            await run_controller(client, config, metrics, health)
         finally:
             await client.close()
 
@@ -109,7 +107,7 @@ class SpeakerCommand:
     kubeconfig: Path | None
     namespace: str
     password_secrets: tuple[str, ...]
-    metrics: str | None
+    metrics: tuple[str, int] | None
     router_id: str | None
     state_dir: Path | None
     listen: tuple[tuple[str, int], ...]
@@ -134,11 +132,9 @@ def run_speaker_command(cmd: SpeakerCommand) -> int:
     stopped; the exit code."""
     from vipcast.app.agent_values import AgentOptions
     from vipcast.app.speaker import run_speaker
-    from vipcast.obs.status_server import parse_address
 
     _log(cmd.log_level)
-    address = parse_address(cmd.metrics) if cmd.metrics else None  # a bare port: loopback only
-    options = AgentOptions(config_paths=(), node=cmd.node, metrics_address=address,
+    options = AgentOptions(config_paths=(), node=cmd.node, metrics_address=cmd.metrics,
                            router_id=cmd.router_id, state_dir=cmd.state_dir,
                            node_liveness=cmd.node_liveness, suspicion_min=cmd.suspicion_min,
                            drain_grace=cmd.drain_grace, drain_quiet=cmd.drain_quiet)

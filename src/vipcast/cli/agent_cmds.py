@@ -10,6 +10,8 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from vipcast.cli.address_options import host_port, host_ports, optional_host_port
+
 if TYPE_CHECKING:
     from rich.table import Table
 
@@ -33,15 +35,6 @@ def suspicion_min_option(value: float | None) -> float | None:
     if problem is not None:
         raise typer.BadParameter(problem, param_hint="'--suspicion-min'")
     return value
-
-
-def _address(text: str) -> tuple[str, int]:
-    from vipcast.obs.status_server import parse_address
-
-    try:
-        return parse_address(text)
-    except ValueError:
-        raise typer.BadParameter(f"{text!r}: expected HOST:PORT") from None
 
 
 def agent(
@@ -124,12 +117,14 @@ def agent(
     from vipcast.core.drain import DEFAULT_DRAIN_LABELS
     from vipcast.obs.logs import setup_logging
 
+    status_address = optional_host_port(metrics_address, "--metrics-address")
+    listen_addresses = host_ports(listen, "--listen")
     setup_logging(log_level, as_json=log_json)
     options = AgentOptions(
         config_paths=tuple(config),
         node=node,
-        metrics_address=_address(metrics_address) if metrics_address else None,
-        listen=tuple(_address(item) for item in (listen or [])),
+        metrics_address=status_address,
+        listen=listen_addresses,
         router_id=router_id,
         state_dir=state_dir,
         poll_interval=poll_interval,
@@ -149,8 +144,8 @@ def agent(
         gateway_concurrency=gateway_concurrency))
 
 
-def fetch_status(address: str, timeout: float = 5.0) -> dict[str, Any]:
-    host, port = _address(address)
+def fetch_status(address: tuple[str, int], timeout: float = 5.0) -> dict[str, Any]:
+    host, port = address
     url_host = f"[{host}]" if ":" in host else host
     with urllib.request.urlopen(f"http://{url_host}:{port}/status", timeout=timeout) as response:
         document: dict[str, Any] = json.loads(response.read())
@@ -331,8 +326,9 @@ def status(
     """Show a running agent's BGP sessions, BFD sessions and L2 owners and membership."""
     from rich.console import Console
 
+    where = host_port(address, "--address")
     try:
-        document = fetch_status(address)
+        document = fetch_status(where)
     except (OSError, urllib.error.URLError, ValueError) as exc:
         Console(stderr=True).print(f"[red]cannot reach the agent at {address}: {exc}[/red]")
         raise typer.Exit(1) from None

@@ -10,8 +10,8 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from vipcast.app import dataplane_tool
+from vipcast.cli.address_options import host_ports
 from vipcast.core.desired import NodePlan
-from vipcast.spec.addresses import parse_host_port
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -50,13 +50,7 @@ def _plan(plan_file: Path | None, config: list[Path] | None, node: str | None) -
 
 
 def _down(items: list[str] | None) -> list[tuple[str, int]]:
-    out = []
-    for item in items or ():
-        try:
-            out.append(parse_host_port(item))
-        except ValueError as exc:
-            raise typer.BadParameter(str(exc), param_hint="--down") from None
-    return out
+    return list(host_ports(items, "--down", default_host=None))
 
 
 @dataplane.command("render")

@@ -7,6 +7,8 @@ from typing import Annotated
 
 import typer
 
+from vipcast.cli.address_options import optional_host_port
+
 
 def gateway(
     config: Annotated[
@@ -37,10 +39,11 @@ def gateway(
     """Serve this node's Gateways, HTTPRoutes and Ingresses with Envoy (ADS on a unix socket)."""
     from vipcast.app.gateway_tool import run_from_files
 
+    status_address = optional_host_port(metrics_address, "--metrics-address")
     raise typer.Exit(run_from_files(
         config, node, workdir, admin_port=admin_port, concurrency=concurrency,
         xff_trusted_hops=xff_trusted_hops, proxy_protocol=proxy_protocol,
-        ingress_addresses=tuple(ingress_address or ()), metrics_address=metrics_address,
+        ingress_addresses=tuple(ingress_address or ()), metrics_address=status_address,
         status_file=status_file, poll_interval=poll_interval, log_level=log_level))
 
 

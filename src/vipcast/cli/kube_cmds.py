@@ -8,17 +8,10 @@ from typing import Annotated, TypeVar
 
 import typer
 
+from vipcast.cli.address_options import host_port, host_ports, optional_host_port
 from vipcast.cli.agent_cmds import SUSPICION_MIN_HELP, suspicion_min_option
-from vipcast.spec.addresses import parse_host_port
 
 T = TypeVar("T")
-
-
-def _host_port(text: str) -> tuple[str, int]:
-    try:
-        return parse_host_port(text, default_host="0.0.0.0")
-    except ValueError as exc:
-        raise typer.BadParameter(str(exc)) from None
 
 
 kube_app = typer.Typer(help="Kubernetes: CRDs and manifests.", no_args_is_help=True)
@@ -142,10 +135,12 @@ def controller(
     """Run the controller: allocate Service IPs and write them to Service status (leader only)."""
     from vipcast.app.kube_tool import run_controller_command
 
+    metrics_address = optional_host_port(metrics, "--metrics")
+    health_address = optional_host_port(health, "--health")
     _with_kubeconfig(lambda: run_controller_command(
         kubeconfig=kubeconfig, namespace=namespace, password_secrets=_names(password_secrets),
-        identity=identity, lease_duration=lease_duration, health=health,
-        load_balancer_class=load_balancer_class, log_level=log_level, metrics=metrics,
+        identity=identity, lease_duration=lease_duration, health=health_address,
+        load_balancer_class=load_balancer_class, log_level=log_level, metrics=metrics_address,
         gateway_api=gateway_api, write_qps=kube_api_qps, write_burst=kube_api_burst,
         write_concurrency=status_write_concurrency))
 
@@ -224,8 +219,9 @@ def speaker(
 
     command = SpeakerCommand(
         node=node, kubeconfig=kubeconfig, namespace=namespace,
-        password_secrets=_names(password_secrets), metrics=metrics, router_id=router_id,
-        state_dir=state_dir, listen=tuple(_host_port(item) for item in listen or ()),
+        password_secrets=_names(password_secrets),
+        metrics=optional_host_port(metrics, "--metrics"), router_id=router_id,
+        state_dir=state_dir, listen=host_ports(listen, "--listen", default_host="0.0.0.0"),
         dataplane=dataplane,
         membership_key=membership_key(membership_key_file,
                                       os.environ.get("VIPCAST_MEMBERSHIP_KEY", "")),
@@ -258,7 +254,7 @@ def webhook(
     """Serve the validating admission webhook for vipcast's kinds (POST /validate)."""
     from vipcast.app.kube_tool import run_webhook_command
 
-    host, port = _host_port(listen)
+    host, port = host_port(listen, "--listen", default_host="0.0.0.0")
     _with_kubeconfig(lambda: run_webhook_command(
         kubeconfig=kubeconfig, tls_cert=tls_cert, tls_key=tls_key, host=host, port=port,
         speaker_accounts=tuple(speaker_account or ()), log_level=log_level))

@@ -29,8 +29,6 @@ from typing import TYPE_CHECKING, Any
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client.registry import CollectorRegistry
 
-from vipcast.spec.addresses import parse_host_port
-
 if TYPE_CHECKING:
     from aiohttp import web
 
@@ -38,11 +36,6 @@ StatusDocument = Callable[[], Mapping[str, Any]]
 #: keys never shown on /status, at any depth
 REDACTED = frozenset({"local_discr", "remote_discr", "discriminator", "password",
                       "md5_password"})
-
-
-def parse_address(text: str, default_host: str = "127.0.0.1") -> tuple[str, int]:
-    """``HOST:PORT``, ``[V6]:PORT`` or ``PORT`` (on ``default_host``) → (host, port)."""
-    return parse_host_port(text, default_host=default_host)
 
 
 def redacted(value: Any) -> Any:
