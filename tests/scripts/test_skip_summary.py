@@ -1,4 +1,4 @@
-"""The skip summary plugin (vipcast.lab.pytest_skips) on a small inner test run."""
+"""The skip summary plugin (tests/skip_summary.py) on a small inner test run."""
 
 from __future__ import annotations
 
@@ -29,7 +29,7 @@ def test_skips_are_counted_by_reason(pytester: pytest.Pytester,
     monkeypatch.delenv("CI", raising=False)
     monkeypatch.delenv("VIPCAST_SKIP_KUBE", raising=False)
     pytester.makepyfile(INNER)
-    result = pytester.runpytest("-p", "vipcast.lab.pytest_skips")
+    result = pytester.runpytest("-p", "skip_summary")
     result.assert_outcomes(passed=1, skipped=5)
     result.stdout.fnmatch_lines(["*skipped tests by reason*", "5 skipped",
                                  "    3  needs the frobnicator"])
@@ -41,7 +41,7 @@ def test_kube_skip_is_named(pytester: pytest.Pytester, monkeypatch: pytest.Monke
     monkeypatch.delenv("CI", raising=False)
     monkeypatch.setenv("VIPCAST_SKIP_KUBE", "1")
     pytester.makepyfile("def test_ok():\n    pass\n")
-    result = pytester.runpytest("-p", "vipcast.lab.pytest_skips")
+    result = pytester.runpytest("-p", "skip_summary")
     result.stdout.fnmatch_lines(["VIPCAST_SKIP_KUBE=1: *did not run", "0 skipped"])
 
 
@@ -49,7 +49,7 @@ def test_flaky_skip_fails_under_ci(pytester: pytest.Pytester,
                                    monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("CI", "true")
     pytester.makepyfile(INNER)
-    result = pytester.runpytest("-p", "vipcast.lab.pytest_skips")
+    result = pytester.runpytest("-p", "skip_summary")
     result.assert_outcomes(passed=1, skipped=5)
     result.stdout.fnmatch_lines(["CI: 1 test(s) skipped as flaky*flaky under load"])
     assert result.ret == pytest.ExitCode.TESTS_FAILED

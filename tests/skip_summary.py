@@ -1,10 +1,10 @@
 """pytest plugin: the skip summary, and no flaky skips under CI.
 
-Enabled suite-wide by ``tests/conftest.py``. At the end of every run the terminal summary counts
-the skipped tests grouped by reason ("N  reason"), and says when ``VIPCAST_SKIP_KUBE=1`` left
-out the API-tier and chart tests. A skip is acceptable only with a stated reason that is not
-flakiness: under CI (``CI`` set) a skip whose reason calls the test flaky or intermittent makes
-the run fail.
+Enabled suite-wide by ``tests/conftest.py`` (test support, so it lives in tests/, not in the
+product package). At the end of every run the terminal summary counts the skipped tests grouped
+by reason ("N  reason"), and says when ``VIPCAST_SKIP_KUBE=1`` left out the API-tier and chart
+tests. A skip is acceptable only with a stated reason that is not flakiness: under CI (``CI``
+set) a skip whose reason calls the test flaky or intermittent makes the run fail.
 """
 
 from __future__ import annotations
