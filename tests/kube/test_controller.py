@@ -33,8 +33,11 @@ pytestmark = pytest.mark.slow
 def _config(identity: str, lease: str) -> ControllerConfig:
     return ControllerConfig(
         identity=identity,
-        election=ElectionConfig(name=lease, namespace="vipcast-system", lease_duration=2,
-                                renew_deadline=1.5, retry_period=0.2),
+        # every hand-over here is a release (a cancelled leader gives its Lease up), so a long
+        # Lease costs nothing; a 1.5 s renew deadline let a stall of the test's own event loop
+        # (one process runs both controllers) make the leader step down under CI load
+        election=ElectionConfig(name=lease, namespace="vipcast-system", lease_duration=10,
+                                renew_deadline=8, retry_period=0.2),
         resync=5, debounce=0.02)
 
 

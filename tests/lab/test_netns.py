@@ -86,7 +86,7 @@ def test_close_stops_processes_and_deletes_namespaces() -> None:
         proc = ns.spawn(["sleep", "300"], name="sleeper")
         # a grandchild in the same namespace (not tracked) is killed too
         ns.spawn(["sh", "-c", "sleep 301 & wait"], name="shell")
-        wait_until(lambda: len(ns.pids()) >= 3, timeout=10, what="processes started")
+        wait_until(lambda: len(ns.pids()) >= 3, timeout=30, what="processes started")
         assert proc.alive()
         names = [n.name for n in topo]
     assert not proc.alive()
@@ -129,9 +129,9 @@ def test_sigterm_inside_a_topology_block_still_cleans_up(tmp_path: Path) -> None
     )
     proc = subprocess.Popen([sys.executable, "-c", script])
     try:
-        wait_until(lambda: marker.exists() and marker.read_text(), timeout=20, what="lab up")
+        wait_until(lambda: marker.exists() and marker.read_text(), timeout=60, what="lab up")
         proc.send_signal(signal.SIGTERM)
-        assert proc.wait(timeout=20) == 128 + signal.SIGTERM
+        assert proc.wait(timeout=60) == 128 + signal.SIGTERM
     finally:
         if proc.poll() is None:
             proc.kill()
