@@ -238,6 +238,12 @@ class ClientLoad:
     def now(self) -> float:
         return time.time() - self.t0
 
+    def stop(self) -> None:
+        """End the run now; :meth:`samples` then returns those taken so far (each is written
+        and flushed as it is taken)."""
+        if self._proc.poll() is None:
+            self._proc.terminate()
+
     def samples(self) -> list[Sample]:
         """Wait for the run to end (bounded) and return its samples."""
         try:

@@ -80,20 +80,27 @@ def drain_node(topo: Topology, state: LabState, node: int, vip: str, say: Say) -
     hop = node_v4(node)
     name = f"n{node}"
     say(f"drain: {name} leaves while the client keeps sending")
-    duration = 14.0
-    loads = [ClientLoad(topo["client"], f"http://{vip}/", duration=duration, interval=0.04,
-                        timeout=1.0, response_timeout=2.0) for _ in range(2)]
+    # the clients run until the withdrawal and TAIL seconds after it (on an idle machine the
+    # withdrawal comes ~9.5 s after the drain: the CLI, the agent's poll, the counter's quiet
+    # period of 5 s), at most WATCH seconds after the drain; a fixed 12 s window missed it on
+    # a loaded machine
+    watch, tail = 60.0, 2.0
+    loads = [ClientLoad(topo["client"], f"http://{vip}/", duration=2.0 + watch + tail + 5.0,
+                        interval=0.04, timeout=1.0, response_timeout=2.0) for _ in range(2)]
     load = loads[0]
     time.sleep(2.0)
     drain_at = load.now()
     _vipcast("drain", name, "--config", config)
     withdrawn: float | None = None
-    while load.now() < duration:
+    while load.now() < drain_at + watch:
         r = router.route(f"{vip}/32")
         if r is None or hop not in r.gateways:
             withdrawn = load.now() - drain_at
             break
         time.sleep(0.05)
+    time.sleep(tail)  # the clients keep going on the other nodes
+    for each in loads:
+        each.stop()
     samples = sorted((replace(s, t=round(s.t + other.t0 - load.t0, 4))
                       for other in loads for s in other.samples()), key=lambda s: s.t)
     say(f"drain: {name} comes back")
