@@ -26,6 +26,8 @@ from vipcast.lab.workload import ClientLoad, Sample
 
 #: the allocator's deterministic choice for default/web (a Cluster Service) in the lab config
 WEB = "192.0.2.3"
+#: the lab client's address (the source of every client connection, in conntrack)
+CLIENT_V4 = "203.0.113.10"
 
 
 @contextlib.contextmanager
@@ -213,6 +215,10 @@ class Evidence:
             if name.endswith("-agent.log"):
                 parts.append(f"----- {name} (last 60 lines) -----")
                 parts.append("\n".join(files[name].splitlines()[-60:]))
+        if "router-frr-daemons.log" in files:
+            parts.append("----- router-frr-daemons.log (BGP and BFD events, last 80) -----")
+            parts.append("\n".join([line for line in files["router-frr-daemons.log"].splitlines()
+                                    if "bgp" in line.lower() or "bfd" in line.lower()][-80:]))
         for name in ("router-frr.txt", *(f"{n}-kernel.txt" for n in self.state.nodes)):
             if name in files:
                 parts.append(f"----- {name} -----")
@@ -237,11 +243,12 @@ def _sample_line(s: Sample, since: float) -> str:
 
 
 def _entries(table: str, sport: int | None) -> list[str]:
-    """The conntrack entries of the client connection from ``sport`` (original direction)."""
+    """The conntrack entries of the client's connection from ``sport`` (its original
+    direction: from the client's address and port; the reply direction names the backend)."""
     if sport is None:
         return []
-    mark = f" sport={sport} "
-    return [line for line in table.splitlines() if mark in line.split(" dport=", 1)[0] + " "]
+    mark = f"src={CLIENT_V4} dst={WEB} sport={sport} "
+    return [line for line in table.splitlines() if mark in line]
 
 
 def _read(ns: Netns, argv: list[str]) -> str:

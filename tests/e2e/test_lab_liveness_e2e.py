@@ -49,7 +49,13 @@ _STATUS = ("import json, urllib.request; print(urllib.request.urlopen("
 
 @pytest.fixture(scope="module")
 def lab() -> Iterator[tuple[Topology, LabState, LabOptions]]:
-    with running_lab("live", nodes=3, bfd=True, graceful_restart=True, hold_time=3) as lab:
+    # BFD detects in 1.5 s (300 ms x 5), not the benches' 300 ms: a BFD session goes down
+    # when its peer sends nothing for the detection time (RFC 5880 6.8.4), and on a loaded
+    # 2-core CI machine an agent process went unscheduled for up to 1 s ("event loop stalled
+    # 961 ms ... none ran"): a survivor's sessions then dropped, the router withdrew its
+    # routes for the 5 s of the reconnection, and every request failed (docs/lab.md)
+    with running_lab("live", nodes=3, bfd=True, graceful_restart=True, hold_time=3,
+                     bfd_interval_ms=300, bfd_multiplier=5) as lab:
         topo, state, _ = lab
         wait_sessions(router_of(topo, state), 3, timeout=60)
         yield lab

@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import errno
 import http.client
 import json
 import socket
@@ -172,7 +173,10 @@ def request(url: str, timeout: float, response_timeout: float | None = None,
                       data.get("pod"), data.get("forwarded"), connect_s=_ms(connected),
                       seconds=_ms(time.monotonic() - start), sport=sport)
     except (OSError, http.client.HTTPException, ValueError) as exc:
-        return Sample(0.0, False, error=type(exc).__name__, phase=phase,
+        error = type(exc).__name__
+        if type(exc) is OSError and exc.errno is not None:  # e.g. an ICMP unreachable
+            error += f" {errno.errorcode.get(exc.errno, exc.errno)}"
+        return Sample(0.0, False, error=error, phase=phase,
                       connect_s=_ms(connected), seconds=_ms(time.monotonic() - start),
                       sport=sport)
     finally:

@@ -62,8 +62,9 @@ def lab_objects(opts: LabOptions) -> dict[str, list[dict[str, Any]]]:
         if opts.bfd:
             peer_common["bfdProfile"] = "fast"
             config.append({"apiVersion": api, "kind": "BFDProfile", "metadata": _meta("fast"),
-                           "spec": {"receiveInterval": 100, "transmitInterval": 100,
-                                    "detectMultiplier": 3}})
+                           "spec": {"receiveInterval": opts.bfd_interval_ms,
+                                    "transmitInterval": opts.bfd_interval_ms,
+                                    "detectMultiplier": opts.bfd_multiplier}})
         routers = ((ROUTER_V4, ROUTER_ASN), (ROUTER_V6, ROUTER_ASN))
         if opts.cni == "bird" and opts.coexist == "separate":
             # mode 1: each agent peers the router itself, from its node's second address

@@ -48,6 +48,12 @@ class LabOptions:
     workdir: Path = Path("/tmp/vipcast-lab")
     #: BGP hold time the agents and the router use (seconds)
     hold_time: int = 9
+    #: BFD on the router and the agents (``bfd``): both intervals, and the detect multiplier.
+    #: The detection time (their product) must exceed the longest time an agent process may
+    #: go unscheduled, or a live node's sessions drop: 100 ms x 3 is the failover benches'
+    #: figure; the e2e tests on a shared CI machine use more (docs/lab.md, "A survivor's BFD")
+    bfd_interval_ms: int = 100
+    bfd_multiplier: int = 3
     #: Envoy on every node in front of the backends as pods (``app/lab/gateway.py``)
     gateway: bool = False
     #: ready endpoints of ``web-local`` per node (n1, n2, ...); set: the advertisement asks for

@@ -65,7 +65,8 @@ def router_config(opts: LabOptions) -> FrrConfig:
     return FrrConfig(
         asn=ROUTER_ASN, router_id=ROUTER_V4, neighbors=router_neighbors(opts),
         hostname="router",
-        bfd_profiles=(BfdProfile("fast", 3, 100, 100),) if opts.bfd else (),
+        bfd_profiles=(BfdProfile("fast", opts.bfd_multiplier, opts.bfd_interval_ms,
+                                 opts.bfd_interval_ms),) if opts.bfd else (),
         stalepath_time=60,
     )
 
@@ -78,7 +79,8 @@ def bird_config(opts: LabOptions) -> BirdConfig:
     """
     return BirdConfig(
         asn=ROUTER_ASN, router_id=ROUTER_V4, neighbors=router_neighbors(opts),
-        graceful_restart=True, bfd_interval_ms=100, bfd_multiplier=3,
+        graceful_restart=True, bfd_interval_ms=opts.bfd_interval_ms,
+        bfd_multiplier=opts.bfd_multiplier,
     )
 
 
