@@ -115,6 +115,22 @@ def _counters(frr: FrrInstance, addresses: list[str]) -> dict[str, tuple[int, in
                 int(neighbors[a].get("connectionsDropped", 0))) for a in addresses}
 
 
+def _wait_all_bfd_up(topo: Topology, state: LabState, frr: FrrInstance, ms: int = 100) -> None:
+    """Every speaker's sessions Established and their BFD sessions Up at ``ms`` at once: a
+    speaker's BFD starts only once its BGP session is Established (RFC 5882), so right after a
+    restart Established alone does not mean the session has settled."""
+    every = [a for i in NODES for a in (*_cni(i), *_ours(i))]
+
+    def settled() -> bool:
+        states = frr.neighbor_states()
+        up = {p.get("peer") for p in frr.bfd_peers() if p.get("status") == "up"
+              and p.get("receive-interval") == ms and p.get("transmit-interval") == ms}
+        return all(states.get(a) == "Established" for a in every) and up >= set(every)
+
+    wait_until(settled, timeout=90, what=f"every session Established, its BFD Up at {ms} ms",
+               on_timeout=lambda: _why(topo, state, frr, every))
+
+
 def _why(topo: Topology, state: LabState, frr: FrrInstance, addresses: list[str]) -> str:
     """What a failure message needs to name the cause: FRR's reset reason per neighbor, its BFD
     peers (state, diagnostics, timers), and what each agent logged about its sessions and BFD."""
@@ -262,6 +278,9 @@ def test_node_power_loss_bfd_drops_both_speakers_of_the_node(
     router = topo["router"]
     router.wait_route(f"{WEB}/32", count=3, timeout=30)
     router.wait_route(pod_blocks(3)[0], timeout=30)
+    # the test before restarted n2's agent: its BFD session comes up after BGP's, read the
+    # counters once everything has settled
+    _wait_all_bfd_up(topo, state, frr)
     survivors = [a for i in (1, 2) for a in (*_cni(i), *_ours(i))]
     before = _counters(frr, survivors)
     gone, load, kill_at = power_loss_under_load(topo, state, "n3", vipcast_v4(3), duration=6.0,
