@@ -6,6 +6,8 @@ functions find a running daemon again from a saved :class:`~vipcast.app.lab.opti
 
 from __future__ import annotations
 
+import time
+from dataclasses import replace
 from pathlib import Path
 
 from vipcast.app.lab.cni import (
@@ -31,8 +33,8 @@ from vipcast.app.lab.options import (
 from vipcast.lab.bgpconf import Neighbor
 from vipcast.lab.bird import BirdConfig, BirdInstance
 from vipcast.lab.cni_bird import CniBird, CniBirdConfig, start_cni_bird
-from vipcast.lab.frr import BfdProfile, FrrConfig, FrrInstance
-from vipcast.lab.netns import Topology
+from vipcast.lab.frr import BfdProfile, FrrConfig, FrrInstance, start_frr
+from vipcast.lab.netns import LabError, Netns, Topology
 
 #: the lab's router daemon, whichever it is (both answer neighbor_states/wait_established)
 LabRouter = FrrInstance | BirdInstance
@@ -69,6 +71,56 @@ def router_config(opts: LabOptions) -> FrrConfig:
                                  opts.bfd_interval_ms),) if opts.bfd else (),
         stalepath_time=60,
     )
+
+
+def late_bfd_neighbors(opts: LabOptions) -> tuple[Neighbor, ...]:
+    """The router's neighbors whose BFD is configured only once their BGP session is
+    Established: the nodes' CNI BIRDs (``--cni bird``).
+
+    BIRD asks for its BFD session when its BGP protocol starts. With ``neighbor X bfd`` in
+    bgpd's startup file, FRR 8.4 registers a BFD session without a local address at once, BIRD's
+    BFD comes Up with it, and at Established bgpd moves the neighbor to a new session with the
+    local address; the old one goes Down while Up and bgpd resets BGP (Cease/BFD Down): one
+    flap per session at every start (docs/bfd.md). Configured after Established, bgpd registers
+    the session with its local address from the start, and there is nothing to hand over.
+    """
+    if opts.cni != "bird":
+        return ()
+    nodes = {a for i in range(1, opts.nodes + 1) for a in (node_v4(i), node_v6(i))}
+    return tuple(n for n in router_neighbors(opts) if n.bfd and n.address in nodes)
+
+
+def start_router_frr(router: Netns, opts: LabOptions, directory: Path) -> FrrInstance:
+    """Start the lab's FRR router: :func:`router_config`, less the BFD of
+    :func:`late_bfd_neighbors` (:func:`arm_late_bfd` adds it once they are Established)."""
+    late = {n.address for n in late_bfd_neighbors(opts)}
+    cfg = router_config(opts)
+    first = tuple(replace(n, bfd=False, bfd_profile=None) if n.address in late else n
+                  for n in cfg.neighbors)
+    return start_frr(router, replace(cfg, neighbors=first, bfdd=cfg.bfdd or bool(late)),
+                     directory)
+
+
+def arm_late_bfd(frr: FrrInstance, opts: LabOptions, timeout: float = 120.0) -> None:
+    """Configure BFD (at run time, through vtysh) on each of :func:`late_bfd_neighbors` as
+    soon as its session is Established; :class:`LabError` naming those still waiting when
+    ``timeout`` s have passed."""
+    waiting = {n.address: n for n in late_bfd_neighbors(opts)}
+    deadline = time.monotonic() + timeout
+    while waiting:
+        states = frr.neighbor_states()
+        for address in [a for a in waiting if states.get(a) == "Established"]:
+            n = waiting.pop(address)
+            lines = [f"neighbor {address} bfd"]
+            if n.bfd_profile:
+                lines.append(f"neighbor {address} bfd profile {n.bfd_profile}")
+            frr.configure(f"router bgp {frr.config.asn}", *lines)
+        if not waiting:
+            return
+        if time.monotonic() > deadline:
+            raise LabError(f"the router's sessions with {', '.join(sorted(waiting))} were not "
+                           f"Established within {timeout:g} s (states: {states})")
+        time.sleep(0.1)
 
 
 def bird_config(opts: LabOptions) -> BirdConfig:

@@ -57,17 +57,19 @@ from vipcast.app.lab.options import (
     vipcast_v6,
 )
 from vipcast.app.lab.routers import (
+    arm_late_bfd,
     bird_config,
     cni_bird_of,
     frr_of,
+    late_bfd_neighbors,
     node_cni_config,
     restart_cni_bird,
     router_config,
     router_of,
+    start_router_frr,
     wait_sessions,
 )
 from vipcast.lab.bird import start_bird
-from vipcast.lab.frr import start_frr
 from vipcast.lab.netns import Netns, Topology, delete_prefixed
 
 #: the lab's names the CLI, the demos, the tests and the benches import from here
@@ -167,7 +169,7 @@ def _build(topo: Topology, opts: LabOptions, step: Step) -> LabState:
         step("router (FRR)")
         if opts.backends:  # weighted next hops spread connections only with an L4 hash
             router.sysctl("net.ipv4.fib_multipath_hash_policy", 1)
-        frr = start_frr(router, router_config(opts), opts.workdir / "frr")
+        frr = start_router_frr(router, opts, opts.workdir / "frr")
         state.frr_dir = str(frr.directory)
         state.pids["router-frr"] = frr.pid
     else:
@@ -184,6 +186,9 @@ def _build(topo: Topology, opts: LabOptions, step: Step) -> LabState:
             write_empty_handoff_files(config_dir, opts.nodes)
         configs = [node_cni_config(opts, i) for i in range(1, opts.nodes + 1)]
         start_node_birds(nodes, configs, opts.workdir, state.pids)
+        if opts.mode == "bgp" and opts.router != "bird" and late_bfd_neighbors(opts):
+            step("the router's BFD toward each CNI BIRD, once its session is Established")
+            arm_late_bfd(frr_of(topo, state), opts)
 
     step("backends")
     for i, node in enumerate(nodes, start=1):
