@@ -27,6 +27,15 @@ from dataclasses import dataclass, replace
 from html import escape
 from pathlib import Path
 
+from vipcast.app.lab.bars import (
+    FAILED,
+    FAILED_COLOR,
+    Plot,
+    bucket_counts,
+    colours,
+    stacked_bars,
+    tallest,
+)
 from vipcast.app.lab.demo_drain import (
     DrainResult,
     WeightResult,
@@ -276,10 +285,6 @@ def watch_next_hop_gone(router: Netns, prefix: str, hop: str, *, since: float,
 
 # ------------------------------------------------------------------ the picture
 
-NODE_COLORS = ["#4e79a7", "#f28e2b", "#59a14f", "#b07aa1", "#76b7b2", "#edc948", "#9c755f"]
-FAILED_COLOR = "#e15759"
-
-
 def _nice_step(peak: int) -> int:
     for step in (1, 2, 5, 10, 20, 25, 50, 100, 200, 500):
         if peak / step <= 6:
@@ -296,23 +301,18 @@ def failover_svg(samples: list[Sample], kill_at: float, victim: str, *,
     if not samples:
         return '<svg xmlns="http://www.w3.org/2000/svg" width="10" height="10"/>'
     end = max(s.t for s in samples) + bucket
-    n_buckets = int(end / bucket) + 1
     names = sorted({str(s.node) for s in samples if s.ok})
-    counts = {name: [0] * n_buckets for name in [*names, "failed"]}
-    for s in samples:
-        counts[str(s.node) if s.ok else "failed"][max(0, int(s.t / bucket))] += 1
+    colour = colours(names)
+    counts = bucket_counts(((s.t, str(s.node) if s.ok else FAILED) for s in samples), colour,
+                           bucket, end)
+    n_buckets = len(counts[FAILED])
     width, height = 860, 470
     left, right, top, bottom = 70, 190, 104, 62
     plot_w, plot_h = width - left - right, height - top - bottom
-    totals = [sum(c[k] for c in counts.values()) for k in range(n_buckets)]
-    step = _nice_step(max(totals) or 1)
-    peak = step * (-(-max(max(totals), 1) // step))
-
-    def x(t: float) -> float:
-        return left + plot_w * t / (n_buckets * bucket)
-
-    def y(v: float) -> float:
-        return top + plot_h * (1 - v / peak)
+    step = _nice_step(tallest(counts))
+    peak = step * (-(-tallest(counts) // step))
+    plot = Plot(left, top, plot_w, plot_h, n_buckets * bucket, peak)
+    x, y = plot.x, plot.y
 
     per_bucket = f"{bucket * 1000:.0f} ms"
     title = f"Client requests during a node failure: {victim} loses power at {kill_at:.1f} s"
@@ -331,18 +331,7 @@ def failover_svg(samples: list[Sample], kill_at: float, victim: str, *,
         out.append(f'<line x1="{left}" y1="{y(v):.1f}" x2="{left + plot_w}" y2="{y(v):.1f}" '
                    'stroke="#ddd"/>')
         out.append(f'<text x="{left - 6}" y="{y(v) + 4:.1f}" text-anchor="end">{v}</text>')
-    bar_w = max(1.0, plot_w / n_buckets - 1)
-    for k in range(n_buckets):
-        base = 0
-        for i, name in enumerate([*names, "failed"]):
-            c = counts[name][k]
-            if not c:
-                continue
-            color = FAILED_COLOR if name == "failed" else NODE_COLORS[i % len(NODE_COLORS)]
-            out.append(f'<rect x="{x(k * bucket) + 0.5:.1f}" y="{y(base + c):.1f}" '
-                       f'width="{bar_w:.1f}" height="{y(base) - y(base + c):.1f}" '
-                       f'fill="{color}"/>')
-            base += c
+    out += stacked_bars(plot, counts, colour, bucket)
     out += [
         f'<line x1="{left}" y1="{top + plot_h}" x2="{left + plot_w}" y2="{top + plot_h}" '
         'stroke="black"/>',
@@ -368,9 +357,8 @@ def failover_svg(samples: list[Sample], kill_at: float, victim: str, *,
                    f'fill="{color}">{escape(label)}</text>')
     lx = left + plot_w + 16
     out.append(f'<text x="{lx}" y="{top + 4}" font-weight="bold">served by</text>')
-    for i, name in enumerate([*names, "failed"]):
-        color = FAILED_COLOR if name == "failed" else NODE_COLORS[i % len(NODE_COLORS)]
-        label = "failed (timeout)" if name == "failed" else f"node {name}"
+    for i, (name, color) in enumerate(colour.items()):
+        label = "failed (timeout)" if name == FAILED else f"node {name}"
         ly = top + 24 + 18 * i
         out.append(f'<rect x="{lx}" y="{ly - 10}" width="12" height="12" fill="{color}"/>')
         out.append(f'<text x="{lx + 18}" y="{ly}">{escape(label)}</text>')

@@ -22,6 +22,15 @@ from dataclasses import dataclass, replace
 from html import escape
 from pathlib import Path
 
+from vipcast.app.lab.bars import (
+    FAILED,
+    PALETTE,
+    Plot,
+    bucket_counts,
+    colours,
+    stacked_bars,
+    tallest,
+)
 from vipcast.app.lab.topology import LabState, node_v4
 from vipcast.lab.netns import Netns, Topology
 from vipcast.lab.workload import ClientLoad, Sample
@@ -124,10 +133,6 @@ def _vipcast(*args: str) -> None:
 
 # ------------------------------------------------------------------ the picture
 
-COLORS = ["#4e79a7", "#f28e2b", "#59a14f", "#b07aa1", "#76b7b2", "#edc948"]
-FAILED = "#e15759"
-
-
 def drain_svg(w: WeightResult | None, d: DrainResult, bucket: float = 0.5) -> str:
     """Left: weight share vs measured share per node. Right: the client's requests per
     ``bucket`` by node during the drain, failed ones in red, drain and withdrawal marked."""
@@ -145,7 +150,7 @@ def drain_svg(w: WeightResult | None, d: DrainResult, bucket: float = 0.5) -> st
         for i, hop in enumerate(sorted(w.weights)):
             y0 = 64 + i * 52
             ws, ss = w.weights[hop] / total_w, w.served[hop] / total_s
-            color = COLORS[i % len(COLORS)]
+            color = PALETTE[i % len(PALETTE)]
             out.append(f'<text x="20" y="{y0 + 12}">{escape(hop)} weight {w.weights[hop]}'
                        f'</text>')
             out.append(f'<rect x="20" y="{y0 + 18}" width="{260 * ws:.1f}" height="10" '
@@ -161,29 +166,13 @@ def drain_svg(w: WeightResult | None, d: DrainResult, bucket: float = 0.5) -> st
                'node; GRACEFUL_SHUTDOWN, withdrawal</text>')
     if d.samples:
         end = max(s.t for s in d.samples) + bucket
-        n = int(end / bucket) + 1
         names = sorted({str(s.node) for s in d.samples if s.ok})
-        counts = {k: [0] * n for k in [*names, "failed"]}
-        for s in d.samples:
-            counts[str(s.node) if s.ok else "failed"][max(0, int(s.t / bucket))] += 1
-        peak = max(sum(c[k] for c in counts.values()) for k in range(n)) or 1
-
-        def x(t: float) -> float:
-            return left + plot_w * t / (n * bucket)
-
-        for k in range(n):
-            base = 0
-            for i, key in enumerate([*names, "failed"]):
-                c = counts[key][k]
-                if not c:
-                    continue
-                color = FAILED if key == "failed" else COLORS[i % len(COLORS)]
-                h0 = plot_h * base / peak
-                h1 = plot_h * (base + c) / peak
-                out.append(f'<rect x="{x(k * bucket):.1f}" y="{top + plot_h - h1:.1f}" '
-                           f'width="{max(1.0, plot_w / n - 1):.1f}" height="{h1 - h0:.1f}" '
-                           f'fill="{color}"/>')
-                base += c
+        colour = colours(names)
+        counts = bucket_counts(((s.t, str(s.node) if s.ok else FAILED) for s in d.samples),
+                               colour, bucket, end)
+        plot = Plot(left, top, plot_w, plot_h, len(counts[FAILED]) * bucket, tallest(counts))
+        x = plot.x
+        out += stacked_bars(plot, counts, colour, bucket)
         marks = [(d.drain_at, f"vipcast drain {d.node}")]
         if d.withdrawn is not None:
             marks.append((d.drain_at + d.withdrawn, f"withdrawn +{d.withdrawn:.1f} s"))
@@ -196,7 +185,7 @@ def drain_svg(w: WeightResult | None, d: DrainResult, bucket: float = 0.5) -> st
                    f'y2="{top + plot_h}" stroke="black"/>')
         for i, key in enumerate(names):
             out.append(f'<rect x="{left + 90 * i}" y="{top + plot_h + 18}" width="12" '
-                       f'height="12" fill="{COLORS[i % len(COLORS)]}"/>')
+                       f'height="12" fill="{colour[key]}"/>')
             out.append(f'<text x="{left + 90 * i + 16}" y="{top + plot_h + 28}">node '
                        f'{escape(key)}</text>')
         out.append(f'<text x="{left}" y="{top + plot_h + 48}" fill="#555">seconds: 0 - '

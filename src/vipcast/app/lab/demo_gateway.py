@@ -20,6 +20,15 @@ from typing import Any
 
 import yaml
 
+from vipcast.app.lab.bars import (
+    FAILED,
+    FAILED_COLOR,
+    PALETTE,
+    Plot,
+    bucket_counts,
+    stacked_bars,
+    tallest,
+)
 from vipcast.app.lab.gateway import (
     GATEWAY_VIP,
     PATH_HOST,
@@ -32,7 +41,7 @@ from vipcast.app.lab.topology import LabOptions, LabState, backend_ips
 from vipcast.lab.netns import Netns, Topology, wait_until
 from vipcast.lab.workload import ClientLoad, Sample
 
-COLORS = {"v1": "#4e79a7", "v2": "#f28e2b", "failed": "#e15759"}
+COLORS = {"v1": PALETTE[0], "v2": PALETTE[1], FAILED: FAILED_COLOR}
 
 
 @dataclass
@@ -119,17 +128,11 @@ def l7_svg(result: L7Result, *, bucket: float = 0.2) -> str:
     left, right, top, bottom = 70, 190, 80, 52
     plot_w, plot_h = width - left - right, height - top - bottom
     end = max((s.t for s in samples), default=1.0) + bucket
-    n = int(end / bucket) + 1
-    counts = {k: [0] * n for k in COLORS}
-    for s in samples:
-        counts[pod_version(str(s.pod)) if s.ok else "failed"][max(0, int(s.t / bucket))] += 1
-    peak = max(1, max(sum(c[i] for c in counts.values()) for i in range(n)))
-
-    def x(t: float) -> float:
-        return left + plot_w * t / (n * bucket)
-
-    def y(v: float) -> float:
-        return top + plot_h * (1 - v / peak)
+    counts = bucket_counts(((s.t, pod_version(str(s.pod)) if s.ok else FAILED)
+                            for s in samples), COLORS, bucket, end)
+    n = len(counts[FAILED])
+    plot = Plot(left, top, plot_w, plot_h, n * bucket, tallest(counts))
+    x = plot.x
 
     title = (f"Through the L7 gateway: {len(samples)} requests, {result.failed} failed, "
              "while pods scale down and up")
@@ -143,16 +146,7 @@ def l7_svg(result: L7Result, *, bucket: float = 0.2) -> str:
         f'<text x="{left}" y="22" font-size="15" font-weight="bold">{escape(title)}</text>',
         f'<text x="{left}" y="40" fill="#555">{escape(sub)}</text>',
     ]
-    bar_w = max(1.0, plot_w / n - 1)
-    for i in range(n):
-        base = 0
-        for name, color in COLORS.items():
-            c = counts[name][i]
-            if c:
-                out.append(f'<rect x="{x(i * bucket) + 0.5:.1f}" y="{y(base + c):.1f}" '
-                           f'width="{bar_w:.1f}" height="{y(base) - y(base + c):.1f}" '
-                           f'fill="{color}"/>')
-                base += c
+    out += stacked_bars(plot, counts, COLORS, bucket)
     out.append(f'<line x1="{left}" y1="{top + plot_h}" x2="{left + plot_w}" '
                f'y2="{top + plot_h}" stroke="black"/>')
     for tick in range(int(n * bucket) + 1):
