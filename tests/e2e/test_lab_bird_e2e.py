@@ -44,8 +44,10 @@ DUAL_V6 = "2001:db8:100::"
 def bird_lab() -> Iterator[tuple[Topology, LabState]]:
     workdir = Path(tempfile.mkdtemp(prefix="vc-e2e-bird-"))
     workdir.chmod(0o755)
+    # BFD detects in 1.5 s (100 ms x 15): below the 3 s hold time, above the ~1 s an agent
+    # process may go unscheduled on the loaded CI machine (docs/lab.md "A survivor's BFD")
     opts = LabOptions(nodes=3, router="bird", bfd=True, prefix=f"vc-{os.getpid()}-bird",
-                      workdir=workdir, hold_time=3)
+                      workdir=workdir, hold_time=3, bfd_multiplier=15)
     topo, state = build(opts)
     try:
         wait_sessions(router_of(topo, state), 3, timeout=60)

@@ -122,7 +122,9 @@ class GatewayLab:
         return before + 1
 
     def apply(self, docs: Sequence[Doc], timeout: float = 60.0) -> dict[str, Any]:
-        """Write the objects and wait until Envoy ACKed every type at its new version."""
+        """Write the objects and wait until Envoy ACKed every type at its new version, and no
+        refusal is outstanding. (Back to a version Envoy ACKed before a NACK, the status is
+        ``in_sync`` at once; the NACK's record goes when Envoy ACKs the version sent again.)"""
         want = self.apply_nowait(docs)
         if self.gateway_proc is None:
             return {}
@@ -130,7 +132,8 @@ class GatewayLab:
         def synced(s: dict[str, Any]) -> bool:
             acked = s.get("acked", {})
             return (s.get("reloads", 0) >= want and bool(s.get("in_sync"))
-                    and all(s["versions"].get(t) == v for t, v in acked.items()))
+                    and all(s["versions"].get(t) == v for t, v in acked.items())
+                    and not s.get("nacked"))
 
         return self.wait(synced, what="config applied and ACKed", timeout=timeout)
 
