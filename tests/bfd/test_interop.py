@@ -75,7 +75,10 @@ def test_frr_bfdd_single_hop(
     wait_until(lambda: frr_status(frr, node_ip) == "down", timeout=10, interval=0.02,
                what="FRR declares the node down")
     assert "detection time expired" in str(frr_peer(frr, node_ip).get("diagnostic", "")).lower()
-    wait_until(lambda: handle.state is State.DOWN, timeout=5, what="vipcast Down")
+    # read on the session's own loop: the state changes before the callbacks run (same turn),
+    # so a read from this thread could see Down with ``downs`` still empty
+    wait_until(lambda: node.call(lambda: handle.state is State.DOWN), timeout=5,
+               what="vipcast Down")  # fmt: skip
     assert node.downs and node.downs[0][2].diag is Diag.CONTROL_DETECTION_TIME_EXPIRED
 
     restore(lan)
@@ -86,9 +89,11 @@ def test_frr_bfdd_single_hop(
     downs_before = len(node.downs)
     frr.configure("bfd", f"peer {node_ip} local-address {router_ip} interface eth0", "shutdown",
                   daemon="bfdd")  # fmt: skip
-    wait_until(lambda: handle.state is State.DOWN, timeout=10, what="vipcast Down (AdminDown)")
+    wait_until(lambda: node.call(lambda: handle.state is State.DOWN), timeout=10,
+               what="vipcast Down (AdminDown)")  # fmt: skip
     assert handle.session.remote_state is State.ADMIN_DOWN
     assert len(node.downs) == downs_before
+    assert node.changes[-1][2].remote_state is State.ADMIN_DOWN  # the change was delivered
 
 
 def test_frr_bfdd_multihop(

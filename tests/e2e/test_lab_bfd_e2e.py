@@ -27,7 +27,7 @@ from vipcast.app.lab.topology import (
     start_agent,
     wait_sessions,
 )
-from vipcast.lab.netns import Topology
+from vipcast.lab.netns import Topology, wait_until
 from vipcast.lab.workload import ClientLoad
 
 pytestmark = [pytest.mark.e2e, pytest.mark.netns]
@@ -74,13 +74,19 @@ def test_node_failure_with_bfd_drops_the_next_hop_and_client_recovers(
     topo, state, _ = bfd_lab
     router = topo["router"]
     router.wait_route(f"{WEB}/32", count=3, timeout=30)
+    # what the test relies on: the router's BFD session with n3 Up before the power loss (it
+    # comes Up after BGP is Established, which is all the fixture waits for)
+    frr = frr_of(topo, state)
+    wait_until(lambda: any(p.get("peer") == node_v4(3) and p.get("status") == "up"
+                           for p in frr.bfd_peers()),
+               timeout=30, what="the router's BFD session with n3 up")  # fmt: skip
     gone, load, kill_at = power_loss_under_load(topo, state, "n3", node_v4(3), duration=8.0,
                                                 lead=1.5)
     samples = load.samples()
     # behaviour, not speed (bench/bfd_failover.py and bench/lab_failover.py have the figures):
     # n3 left the route within the watch window, and BFD, not the hold timer, reset its session
     assert gone is not None, "n3 still a next hop at the end of the watch window"
-    record = frr_of(topo, state).neighbors().get(node_v4(3), {})
+    record = frr.neighbors().get(node_v4(3), {})
     reason = str(record.get("lastNotificationReason", ""))
     assert "bfd down" in reason.lower(), record  # FRR sent Cease/BFD Down (RFC 9384)
     recovery, _ = recovery_time(samples, kill_at)
