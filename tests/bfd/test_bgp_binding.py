@@ -7,7 +7,8 @@ import socket
 
 from bfdlab import MutableSocket
 
-from vipcast.proto.bfd import Diag, SessionConfig, State, StateChanged
+from vipcast.proto.bfd import ControlPacket, Diag, SessionConfig, State, StateChanged
+from vipcast.proto.bfd.constants import DEFAULT_RECOVERY_S
 from vipcast.runtime.bfd.bgp import BfdPeer, BgpBfd, bfd_peers
 from vipcast.runtime.bfd.manager import BfdManager
 from vipcast.spec.load import Spec, load_documents
@@ -15,11 +16,14 @@ from vipcast.spec.load import Spec, load_documents
 API = "vipcast.io/v1beta1"
 
 
-def spec_for(peer_ip: str, local_ip: str) -> Spec:
+def spec_for(peer_ip: str, local_ip: str, recovery_ms: int | None = None) -> Spec:
+    profile: dict[str, object] = {"receiveInterval": 100, "transmitInterval": 100,
+                                  "detectMultiplier": 3}  # fmt: skip
+    if recovery_ms is not None:
+        profile["recoveryTimeout"] = recovery_ms
     docs: list[tuple[str, object]] = [
         ("t", {"apiVersion": API, "kind": "BFDProfile", "metadata": {"name": "fast"},
-               "spec": {"receiveInterval": 100, "transmitInterval": 100,
-                        "detectMultiplier": 3}}),
+               "spec": profile}),
         ("t", {"apiVersion": API, "kind": "BGPPeer", "metadata": {"name": "router"},
                "spec": {"myASN": 64512, "peerASN": 64500, "peerAddress": peer_ip,
                         "sourceAddress": local_ip, "bfdProfile": "fast"}}),
@@ -167,6 +171,95 @@ def test_the_session_lives_while_bgp_is_established(loopback_pair: tuple[str, st
             assert dropped == [("router", Diag.CONTROL_DETECTION_TIME_EXPIRED)]
             await asyncio.sleep(0)
             assert node.handles() == {} and again.closed
+        finally:
+            node.close()
+            router.close()
+
+    asyncio.run(main())
+
+
+def _restarted_router_says_down(node_ip: str, router_ip: str, discr: int) -> None:
+    """A Down from a new router session (Your Discriminator zero), as after a bfdd restart."""
+    packet = ControlPacket(State.DOWN, my_discr=discr, your_discr=0, detect_mult=3,
+                           desired_min_tx_us=1_000_000, required_min_rx_us=1_000_000)  # fmt: skip
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.setsockopt(socket.IPPROTO_IP, socket.IP_TTL, 255)
+        s.bind((router_ip, 0))
+        s.sendto(packet.encode(), (node_ip, 3784))
+
+
+def test_a_replaced_session_not_back_within_the_recovery_timeout_drops_bgp(
+    loopback_pair: tuple[str, str],
+) -> None:
+    """The profile's recoveryTimeout (here 500 ms) bounds the wait after the router replaced
+    an Up session; BFD still not Up then: one drop, as for a path failure. A router that takes
+    BFD AdminDown instead is waited for without bound."""
+    node_ip, router_ip = loopback_pair
+    fast = SessionConfig(desired_min_tx_us=100_000, required_min_rx_us=100_000)
+
+    async def main() -> None:
+        node: BgpBfd
+        dropped: list[str] = []
+
+        def drop(name: str, _change: StateChanged) -> None:
+            dropped.append(name)
+            node.bgp_changed(name, False)
+
+        node = BgpBfd(BfdManager(), on_down=drop)
+        muted: list[MutableSocket] = []
+
+        def router_socket(family: int) -> socket.socket:
+            muted.append(MutableSocket(family, socket.SOCK_DGRAM))
+            return muted[-1]
+
+        router = BfdManager(socket_factory=router_socket)
+        try:
+            (peer,) = bfd_peers(spec_for(router_ip, node_ip, recovery_ms=500), ["router"])
+            assert peer.config.recovery_timeout_s == 0.5
+            (default,) = bfd_peers(spec_for(router_ip, node_ip), ["router"])
+            assert default.config.recovery_timeout_s == DEFAULT_RECOVERY_S
+            node.configure([peer])
+            theirs = router.add_peer(node_ip, router_ip, fast)
+            node.bgp_changed("router", True)
+            await asyncio.sleep(0)
+            ours = node.handles()["router"]
+            assert await ours.wait_for(State.UP, 10)
+            assert node.status()["router"].binding == "ARMED"
+
+            # the router takes BFD AdminDown: disabled, no bound (waited 3 bounds here)
+            theirs.session.admin_down(router.now())
+            router.pump(theirs)
+            assert await ours.wait_for(State.DOWN, 5)
+            status = node.status()["router"]
+            assert (status.binding, status.recovery_left_s) == ("DISABLED", None)
+            await asyncio.sleep(1.5)
+            assert dropped == [] and node.bindings()["router"].name == "DISABLED"
+            # the router talks BFD again: from our Init the wait is bounded (RECOVERING); the
+            # default bound here, so a stalled loop cannot turn the handshake into a drop
+            assert node.configure([default]) == ["retimed router"]
+            theirs.session.admin_up(router.now())
+            router.pump(theirs)
+            assert await ours.wait_for(State.UP, 10)
+            assert node.bindings()["router"].name == "ARMED" and dropped == []
+            assert node.configure([peer]) == ["retimed router"]
+
+            # the router's BFD starts over (new discriminator) and then goes quiet: kept first,
+            # dropped once the 500 ms bound passes with BFD still not Up
+            for sock in muted:
+                sock.muted = True
+            _restarted_router_says_down(node_ip, router_ip, theirs.session.local_discr ^ 0xFF)
+            assert await ours.wait_for(State.DOWN, 5)
+            status = node.status()["router"]
+            assert status.binding == "RECOVERING" and "replaced" in (status.kept or "")
+            assert status.recovery_left_s is not None and 0 < status.recovery_left_s <= 0.5
+            assert dropped == []
+            for _ in range(200):
+                if dropped:
+                    break
+                await asyncio.sleep(0.05)
+            assert dropped == ["router"]
+            await asyncio.sleep(0)
+            assert node.handles() == {} and ours.closed  # BGP left Established: closed
         finally:
             node.close()
             router.close()

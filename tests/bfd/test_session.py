@@ -163,8 +163,25 @@ def test_up_is_sent_at_once_with_the_poll_and_negotiated_within_a_round_trip() -
     assert deadline is not None and deadline <= 0.301 + 0.1
 
 
-def test_no_extra_packet_without_a_change_to_up() -> None:
-    """Only the change to Up sends out of turn: a packet that keeps the session Up does not."""
+def test_init_is_sent_at_once() -> None:
+    """The remote's Down moves us to Init: our Init leaves at once (the remote needs it to
+    come Up), not at the next slow periodic packet."""
+    s = Session(FAST, 0x0A, half)
+    s.start(0.0)
+    s.handle_timer(0.0)
+    s.packets_to_send()
+    down = ControlPacket(State.DOWN, my_discr=0x0B, your_discr=0, detect_mult=3,
+                         desired_min_tx_us=1_000_000, required_min_rx_us=1_000_000)  # fmt: skip
+    assert s.receive_control(down, 0.4, 255) is None
+    (sent,) = [decode(d) for d in s.packets_to_send()]
+    assert (sent.state, sent.your_discr, sent.poll) == (State.INIT, 0x0B, False)
+    deadline = s.next_deadline()
+    assert deadline is not None and deadline >= 0.4 + 0.75
+
+
+def test_no_extra_packet_without_a_change_to_init_or_up() -> None:
+    """Only a change to Init or Up sends out of turn: a packet that keeps the session Up does
+    not."""
     w = up_pair()
     sent = len(w.sent["a"])
     up = ControlPacket(State.UP, my_discr=0x0B, your_discr=0x0A, detect_mult=3,

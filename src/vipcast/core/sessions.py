@@ -88,6 +88,7 @@ def bfd_config(profile: BFDProfileSpec | BfdConfig | None, multihop: bool) -> Bf
         passive=p.passive_mode,
         multihop=multihop,
         minimum_ttl=p.minimum_ttl,
+        recovery_timeout_s=p.recovery_timeout / 1000,
     )
 
 

@@ -309,6 +309,11 @@ class BFDProfileSpec(Model):
     detect_multiplier: int = Field(default=3, ge=2, le=255)
     passive_mode: bool = False
     minimum_ttl: int = Field(default=254, ge=1, le=254)
+    recovery_timeout: int = Field(
+        default=5000, ge=0, le=3_600_000,
+        description="ms; how long a BGP session stays up after the router replaced or ended "
+        "an Up BFD session (not AdminDown) without bringing BFD Up again; 0: no bound",
+    )  # fmt: skip
 
 
 class BFDProfile(OurObject):

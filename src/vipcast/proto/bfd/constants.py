@@ -20,6 +20,11 @@ SINGLE_HOP_TTL = 255
 MANDATORY_LENGTH = 24
 #: RFC 5880 §6.8.3: while a session is not Up, it transmits no faster than once a second.
 SLOW_TX_US = 1_000_000
+#: How long a BFD client binding waits for Up again after the remote replaced or ended (not
+#: disabled) an Up session, before its BGP session is dropped (seconds): five slow (1 s)
+#: transmission intervals, room for a new session's three-way handshake at that rate, and
+#: well below BGP hold times (9 s in the lab, 90 s and more in the field).
+DEFAULT_RECOVERY_S = 5.0
 
 
 class State(IntEnum):

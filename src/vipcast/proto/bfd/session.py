@@ -16,10 +16,10 @@ Timer negotiation (§6.8.2-§6.8.4):
   DesiredMinTxInterval)`` without a valid packet;
 * a change of either advertised interval while Up runs a Poll Sequence; an increase of the TX
   interval or a decrease of the RX interval only takes effect when the Final arrives;
-* on entering Up the session transmits at once (state Up, with the Poll of the change to the
-  configured intervals) and restarts its periodic timer from there: the remote completes its
-  handshake and answers the Poll within one round trip, instead of waiting for the next slow
-  (about one second) periodic packet. FRR's bfdd and BIRD send on a state change the same way.
+* on entering Init or Up the session transmits at once (on Up with the Poll of the change to
+  the configured intervals) and restarts its periodic timer from there: the remote moves on
+  in its handshake and answers the Poll within one round trip, instead of waiting for the
+  next slow (about one second) periodic packet. FRR's bfdd sends on Up the same way.
 """
 
 from __future__ import annotations
@@ -28,7 +28,13 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from vipcast.proto.bfd.constants import SINGLE_HOP_TTL, SLOW_TX_US, Diag, State
+from vipcast.proto.bfd.constants import (
+    DEFAULT_RECOVERY_S,
+    SINGLE_HOP_TTL,
+    SLOW_TX_US,
+    Diag,
+    State,
+)
 from vipcast.proto.bfd.fsm import RX_INPUT, Input, step
 from vipcast.proto.bfd.packet import BFDPacketError, ControlPacket, DropReason, decode
 
@@ -49,6 +55,10 @@ class SessionConfig:
     #: single hop (RFC 5881) demands exactly 255
     multihop: bool = False
     minimum_ttl: int = 254
+    #: for the client (:mod:`vipcast.proto.bfd.client`): seconds to wait for Up again after
+    #: the remote replaced or ended an Up session, before its client counts a path failure
+    #: (0: no bound)
+    recovery_timeout_s: float = DEFAULT_RECOVERY_S
 
     def __post_init__(self) -> None:
         if not 1 <= self.detect_mult <= 255:
@@ -57,6 +67,8 @@ class SessionConfig:
             raise ValueError("intervals must be positive")
         if not 1 <= self.minimum_ttl <= 255:
             raise ValueError("minimum_ttl must be 1-255")
+        if self.recovery_timeout_s < 0:
+            raise ValueError("recovery_timeout_s must not be negative")
 
 
 @dataclass(frozen=True)
@@ -273,7 +285,7 @@ class Session:
             self._next_tx = None
             self._detect_at = None
         self._renegotiate(now)
-        if new is State.UP:
+        if new in (State.INIT, State.UP):
             self._transmit_now(now)
 
     def _transmit_now(self, now: float) -> None:

@@ -22,9 +22,10 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 
 from vipcast.core.desired import BfdPeer
+from vipcast.core.ports import Timer
 from vipcast.core.sessions import bfd_peers
 from vipcast.proto.bfd import State, StateChanged
-from vipcast.proto.bfd.client import Action, Binding, bfd_input, initial, reason, step
+from vipcast.proto.bfd.client import Action, Binding, Client, bfd_input, initial, reason
 from vipcast.proto.bfd.client import Input as BindingInput
 from vipcast.runtime.bfd.manager import BfdHandle, BfdManager, BfdStatus
 
@@ -59,7 +60,9 @@ class BgpBfd:
         self._wanted: dict[str, BfdPeer] = {}
         self._peers: dict[str, BfdPeer] = {}
         self._handles: dict[str, BfdHandle] = {}
-        self._bindings: dict[str, Binding] = {}
+        self._bindings: dict[str, Client] = {}
+        #: the timers of bindings that wait for BFD Up a bounded time (RECOVERING)
+        self._timers: dict[str, Timer] = {}
         #: BGPPeer names whose BGP session is Established now
         self._established: set[str] = set()
         #: peers whose sockets could not be opened at the last attempt, with the reason
@@ -86,6 +89,8 @@ class BgpBfd:
             if new is not None and _same_path(old, new):
                 self._handles[name].reconfigure(new.config)
                 self._peers[name] = new
+                self._bindings[name].recovery_s = new.config.recovery_timeout_s
+                self._arm(name)
                 changes.append(f"retimed {name}")
                 continue
             self._stop(name)
@@ -120,7 +125,7 @@ class BgpBfd:
 
     def bindings(self) -> Mapping[str, Binding]:
         """BGPPeer name -> where its BGP and BFD sessions stand together."""
-        return self._bindings
+        return {name: client.binding for name, client in self._bindings.items()}
 
     def failed(self) -> Mapping[str, str]:
         """BGPPeer name -> why its sockets could not be opened at the last attempt."""
@@ -137,9 +142,20 @@ class BgpBfd:
     def status(self) -> dict[str, BfdStatus]:
         """BGPPeer name -> its BFD session, for ``vipcast status``."""
         return {
-            name: replace(h.status(), binding=self._bindings[name].name, kept=self._kept.get(name))
+            name: replace(
+                h.status(),
+                binding=self._bindings[name].binding.name,
+                kept=self._kept.get(name),
+                recovery_left_s=self._left(name),
+            )
             for name, h in sorted(self._handles.items())
         }
+
+    def _left(self, name: str) -> float | None:
+        deadline = self._bindings[name].deadline()
+        if deadline is None:
+            return None
+        return round(max(0.0, deadline - self.manager.now()), 3)
 
     def close(self) -> None:
         """AdminDown to every peer and release the sockets."""
@@ -147,6 +163,9 @@ class BgpBfd:
         self._handles.clear()
         self._peers.clear()
         self._bindings.clear()
+        for timer in self._timers.values():
+            timer.cancel()
+        self._timers.clear()
         self._wanted.clear()
         for handle in handles:
             handle.close()
@@ -176,7 +195,11 @@ class BgpBfd:
             return f"failed {name}: {exc}"
         self._failed.pop(name, None)
         handle.on_change(functools.partial(self._bfd_changed, name))
-        self._bindings[name] = initial(name in self._established, handle.state is State.UP)
+        self._bindings[name] = Client(
+            recovery_s=peer.config.recovery_timeout_s,
+            binding=initial(name in self._established, handle.state is State.UP),
+            since=self.manager.now(),
+        )
         self._handles[name] = handle
         self._peers[name] = peer
         return f"added {name}"
@@ -185,6 +208,7 @@ class BgpBfd:
         self._handles.pop(name).close()
         del self._peers[name]
         self._bindings.pop(name, None)
+        self._arm(name)
 
     def _bfd_changed(self, name: str, change: StateChanged) -> None:
         event = bfd_input(change)
@@ -193,12 +217,11 @@ class BgpBfd:
             self._feed(name, event, change)
 
     def _feed(self, name: str, event: BindingInput, change: StateChanged | None = None) -> None:
-        before = self._bindings[name]
-        after, action = step(before, event)
-        self._bindings[name] = after  # before acting: dropping BGP reports back at once
-        if after is not before:
-            self._log.debug("bfd %s: binding %s -> %s (%s)", name, before.name, after.name,
-                            event.value)  # fmt: skip
+        client = self._bindings[name]
+        before = client.binding
+        # the binding moves before the action: dropping BGP reports back at once
+        action = client.feed(event, self.manager.now())
+        self._moved(name, before, event)
         if change is None:
             return
         if action is Action.DROP:
@@ -209,8 +232,55 @@ class BgpBfd:
             self._kept[name] = why
             self._log.warning("bfd %s: down (%s): not a path failure, keeping the BGP session "
                               "until BFD is Up again", name, why)  # fmt: skip
-        elif event in (BindingInput.BFD_FAILED, BindingInput.BFD_ENDED):
+        elif before in (Binding.IDLE, Binding.BFD_UP) and event in _DOWNS:
             self._log.info("bfd %s: down (%s) while BGP is not Established", name, reason(change))
+
+    def _moved(self, name: str, before: Binding, event: BindingInput) -> None:
+        after = self._bindings[name].binding
+        if after is not before:
+            self._log.debug("bfd %s: binding %s -> %s (%s)", name, before.name, after.name,
+                            event.value)  # fmt: skip
+            if after is Binding.RECOVERING:
+                client = self._bindings[name]
+                bound = f"{client.recovery_s:g} s" if client.recovery_s > 0 else "no bound"
+                self._log.info("bfd %s: waiting for BFD Up again (%s)", name, bound)
+        self._arm(name)
+
+    def _arm(self, name: str) -> None:
+        """Keep one timer at the binding's deadline (none when nothing is bounded)."""
+        client = self._bindings.get(name)
+        deadline = client.deadline() if client is not None else None
+        timer = self._timers.get(name)
+        if timer is not None and (deadline is None or timer.when() != deadline):
+            timer.cancel()
+            del self._timers[name]
+            timer = None
+        if deadline is not None and timer is None:
+            self._timers[name] = self.manager.call_at(
+                deadline, functools.partial(self._expired, name, deadline)
+            )
+
+    def _expired(self, name: str, deadline: float) -> None:
+        self._timers.pop(name, None)
+        client, handle = self._bindings.get(name), self._handles.get(name)
+        if client is None or handle is None:
+            return
+        before = client.binding
+        session = handle.session
+        # the loop may wake a hair early; the binding must see its deadline reached
+        action = client.expire(max(self.manager.now(), deadline), session.remote_state)
+        self._moved(name, before, BindingInput.RECOVERY_EXPIRED)
+        if action is not Action.DROP:
+            return
+        why = f"BFD not Up again within {client.recovery_s:g} s of the remote ending its session"
+        self._kept.pop(name, None)
+        self._log.warning("bfd %s: %s: dropping the BGP session", name, why)
+        still = StateChanged(session.state, session.state, session.local_diag,
+                             session.remote_state, session.remote_diag)  # fmt: skip
+        self._on_down(name, still)
+
+
+_DOWNS = (BindingInput.BFD_FAILED, BindingInput.BFD_ENDED, BindingInput.BFD_DISABLED)
 
 
 def _same_path(a: BfdPeer, b: BfdPeer) -> bool:

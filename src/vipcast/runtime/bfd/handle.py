@@ -68,10 +68,14 @@ class BfdStatus:
     #: a Poll Sequence (RFC 5880 §6.5) is pending: the intervals shown are still converging
     polling: bool = False
     #: for a BGP peer's session: where BGP and BFD stand together
-    #: (:class:`vipcast.proto.bfd.client.Binding` name: IDLE, BFD_UP, WAITING, ARMED)
+    #: (:class:`vipcast.proto.bfd.client.Binding` name: IDLE, BFD_UP, WAITING, DISABLED,
+    #: RECOVERING, ARMED)
     binding: str | None = None
     #: for a BGP peer's session: why the last BFD Down left BGP up (None: none did)
     kept: str | None = None
+    #: for a BGP peer's session in RECOVERING: seconds left before BGP is dropped unless BFD
+    #: comes Up again (None: no bound running)
+    recovery_left_s: float | None = None
 
 
 @dataclass(eq=False)

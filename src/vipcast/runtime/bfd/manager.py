@@ -49,7 +49,7 @@ from vipcast.proto.bfd import (
     decode,
 )
 from vipcast.runtime.bfd.handle import BfdHandle, BfdStatus, ChangeCallback, session_config
-from vipcast.runtime.clock import Clock, LoopClock
+from vipcast.runtime.clock import Clock, LoopClock, Timer
 from vipcast.spec.objects import BFDProfileSpec
 
 # Linux values; Python's socket module lacks IP_RECVTTL
@@ -122,6 +122,10 @@ class BfdManager:
 
     def now(self) -> float:
         return self._clock.now()
+
+    def call_at(self, when: float, callback: Callable[[], None]) -> Timer:
+        """A timer on the sessions' clock (the BGP binding's recovery bound uses it)."""
+        return self._clock.call_at(when, callback)
 
     def add_peer(
         self,
