@@ -209,7 +209,9 @@ def run_vipcast(src: Path, n: int, trials: int, work: Path, *, config: Path | No
         router, speaker = router_ready(topo)
         log = (work / "agent.log").open("w")
         env = user_env(src)
-        argv = [sys.executable, "-c", "from vipcast.cli.main import app; app()", "agent",
+        # the installed `vipcast` program's entry point (pyproject.toml [project.scripts]):
+        # it imports only the agent command's module (`app()` would build every command)
+        argv = [sys.executable, "-c", "from vipcast.cli.main import main; main()", "agent",
                 "--config", str(config), "--node", "n1", "--no-dataplane",
                 "--metrics-address", "127.0.0.1:0", "--log-level", log_level,
                 *(["--cache-dir", str(cache)] if cache is not None else [])]
@@ -330,6 +332,7 @@ def main() -> None:
     n, trials = args.services, min(args.trials, 50)
     speakers = args.speakers.split(",")
     runs: dict[str, list[dict[str, Any]]] = {s: [] for s in speakers}
+    load_before = round(os.getloadavg()[0], 1)
     with tempfile.TemporaryDirectory(prefix="vc-ar-") as tmp:
         root = Path(os.environ.get("VC_BENCH_KEEP", tmp))
         old = (extract(args.before_rev, root / "before")
@@ -388,7 +391,8 @@ def main() -> None:
             summary[s]["remove_one_s"] = round(
                 med([t for r in results for t in r["remove_one_s"]]), 3)
     print(f"\n{n} services; medians in seconds (cold start: process start -> all routes in "
-          f"FRR's kernel)")
+          f"FRR's kernel); load average {load_before} at the start, "
+          f"{os.getloadavg()[0]:.1f} at the end")
     ref = summary.get("bird", {}).get("cold_start_s")
     for s, fig in summary.items():
         ratio = f"  {fig['cold_start_s'] / ref:.2f}x BIRD" if ref else ""
@@ -414,7 +418,8 @@ def main() -> None:
                   f"{summary['before']['cold_start_s'] / summary[s]['cold_start_s']:.1f}x")
     args.json.write_text(json.dumps({
         "date": time.strftime("%Y-%m-%d"), "services": n, "trials": trials,
-        "before_rev": args.before_rev, "load_average_1min": round(os.getloadavg()[0], 1),
+        "before_rev": args.before_rev, "load_average_1min_start": load_before,
+        "load_average_1min": round(os.getloadavg()[0], 1),
         "cpus": os.cpu_count(), "median": summary, "runs": runs,
     }, indent=2) + "\n")
 

@@ -80,7 +80,8 @@ async def one_start(router: Speaker, src: Path, config: Path, cache: Path, n: in
     router.configure([])  # a fresh peer: its counters start at zero
     await asyncio.sleep(0.1)
     router.configure([PEER])
-    argv = [sys.executable, "-c", "from vipcast.cli.main import app; app()", "agent",
+    # the installed `vipcast` program's entry point (pyproject.toml [project.scripts])
+    argv = [sys.executable, "-c", "from vipcast.cli.main import main; main()", "agent",
             "--config", str(config), "--node", "n1", "--no-dataplane",
             "--metrics-address", "127.0.0.1:0", "--log-level", "WARNING",
             "--cache-dir", str(cache)]

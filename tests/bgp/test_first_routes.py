@@ -20,7 +20,7 @@ from test_start_cache_gateway import gateway_config
 from tests.foundation.test_weights import weighted_spec
 
 from vipcast.app.agent import Agent, AgentOptions
-from vipcast.app.start_cache import Early
+from vipcast.app.start_early import Early
 from vipcast.core.allocation import allocate_spec
 from vipcast.core.gateway.address import gateway_addresses
 from vipcast.core.incremental import NodePlanner

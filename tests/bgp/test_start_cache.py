@@ -17,7 +17,8 @@ import yaml
 
 from random_slices import random_slice
 from vipcast.app.agent import Agent, AgentOptions
-from vipcast.app.start_cache import FORMAT, MAGIC, StartCache
+from vipcast.app.start_cache import StartCache
+from vipcast.app.start_early import FORMAT, MAGIC
 from vipcast.core.desired import NodePlan
 
 V = "vipcast.io/v1beta1"

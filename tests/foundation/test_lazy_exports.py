@@ -11,7 +11,7 @@ import pytest
 
 from vipcast.lazy_exports import lazy_exports
 
-LAZY = ["vipcast.proto.bgp", "vipcast.proto.bfd", "vipcast.core.gateway"]
+LAZY = ["vipcast.proto.bgp", "vipcast.proto.bfd", "vipcast.core.gateway", "vipcast.spec"]
 
 
 def modules_of(package: str) -> set[str]:

@@ -28,7 +28,6 @@ import gc
 import importlib
 import logging
 import os
-import random
 import signal
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import replace
@@ -49,18 +48,18 @@ from vipcast.app.agent_values import (
     to_peer_settings,
 )
 from vipcast.app.gc_pauses import RELEASE_STEP, desired_parts, release_gradually, run_planner
-from vipcast.app.start_cache import Early, StartCache
-from vipcast.core.desired import NodePlan
+from vipcast.app.start_cache import StartCache
+from vipcast.app.start_early import MARKER, Early, EarlyStart, agent_speaker
+from vipcast.core.desired import NodeIdentity, NodePlan
 from vipcast.core.drain import Phase, apply_drain
 from vipcast.core.gateway.address import GatewayServices, gateway_addresses
 from vipcast.core.incremental import NodePlanner
-from vipcast.core.pipeline import Local, NodeIdentity, Snapshot, first_routes, snapshot
+from vipcast.core.pipeline import Local, Snapshot, first_routes, snapshot
 from vipcast.core.pipeline import plan as pipeline_plan
 from vipcast.core.pipeline import servable_now as pipeline_servable_now
 from vipcast.obs.bgp_metrics import register_bgp_metrics
 from vipcast.obs.registry import CollectorRegistry
 from vipcast.obs.status_server import StatusServer
-from vipcast.runtime.bgp.speaker import Speaker
 from vipcast.runtime.clock import LoopClock
 from vipcast.runtime.loop_watch import watch_loop
 from vipcast.runtime.weight_pacer import WeightPacer
@@ -74,8 +73,6 @@ __all__ = [  # the agent's values live in agent_values and gc_pauses; importers 
     "default_planner", "desired_parts", "issues_table", "peer_settings", "release_gradually",
     "run_planner", "to_peer_settings",
 ]
-
-MARKER = "agent-running"
 
 
 class Agent(StartFlow):
@@ -98,6 +95,7 @@ class Agent(StartFlow):
         registry: CollectorRegistry | None = None,
         log: logging.Logger | None = None,
         local: Local | None = None,
+        early: EarlyStart | None = None,
     ) -> None:
         self.options = options
         # the files' planner remembers its last config: a few changed Services are planned alone
@@ -107,12 +105,12 @@ class Agent(StartFlow):
         self._status_sections: dict[str, Callable[[], Any]] = {}
         self.registry = registry or CollectorRegistry()
         self._log = log or logging.getLogger("vipcast.agent")
-        self._rng = random.Random(options.seed)
-        self.speaker = Speaker(
-            listen=options.listen,
-            rng=random.Random(self._rng.random()),
-            log=self._log.getChild("bgp"),
-        )
+        #: the speaker (and open start cache) of vipcast.app.start_early, when that ran first
+        self._early = early
+        if early is not None:
+            self._rng, self.speaker = early.rng, early.speaker
+        else:
+            self._rng, self.speaker = agent_speaker(options.listen, options.seed, self._log)
         register_bgp_metrics(self.registry, self.speaker.status)
         self._status_server = StatusServer(self.registry, self.status_document,
                                            ready=lambda: self.started.is_set())
@@ -391,6 +389,9 @@ class Agent(StartFlow):
             loop.add_signal_handler(signal.SIGHUP, self.request_reload)
             loop.add_signal_handler(signal.SIGTERM, self.request_stop)
             loop.add_signal_handler(signal.SIGINT, self.request_stop)
+            for sig in self._early.signals if self._early is not None else ():
+                # held by the early start until now
+                (self.request_reload if sig == signal.SIGHUP else self.request_stop)()
         await self._announce_early()
         try:
             first = await self._load_first()

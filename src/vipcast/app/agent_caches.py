@@ -21,9 +21,9 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 
 from vipcast.app.agent_values import Desired
 from vipcast.app.start_cache import StartCache
+from vipcast.core.desired import NodeIdentity
 from vipcast.core.gateway.address import GatewayServices
 from vipcast.core.incremental import NodePlanner
-from vipcast.core.pipeline import NodeIdentity
 from vipcast.sources.files import ObjectFiles
 
 #: (the running config, the planner, the Gateways' stand-ins, the node's identity) when the

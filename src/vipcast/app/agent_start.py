@@ -15,11 +15,12 @@ import logging
 from collections.abc import Awaitable, Callable
 
 from vipcast.app.agent_values import AgentOptions, Desired, Planner, to_peer_settings
-from vipcast.app.start_cache import Early, StartCache
-from vipcast.core.desired import NodePlan
+from vipcast.app.start_cache import StartCache
+from vipcast.app.start_early import Early, EarlyStart
+from vipcast.core.desired import NodeIdentity, NodePlan
 from vipcast.core.drain import Phase
 from vipcast.core.incremental import NodePlanner
-from vipcast.core.pipeline import Local, NodeIdentity
+from vipcast.core.pipeline import Local
 from vipcast.runtime.bgp.speaker import Speaker
 
 
@@ -33,6 +34,7 @@ class StartFlow:
     local: Local
     drain_phase: Phase
     _planner: Planner
+    _early: EarlyStart | None
     _log: logging.Logger
     _reads_files: bool
     #: during the first load without the start cache: takes the first plan's routes and
@@ -58,6 +60,16 @@ class StartFlow:
         speaker before the rest of the cache is read (the sessions open and the UPDATEs go out
         meanwhile; the plan of the whole snapshot, published next, is the same value)."""
         cache = self.start_cache
+        started = self._early
+        if started is not None:  # vipcast.app.start_early tried the cache before the agent
+            if started.reading is not None and started.early is not None:
+                # its speaker runs with the first routes; the load goes on reading the file
+                self._announced_early = True
+                if cache is not None:
+                    cache.adopt(started.reading)
+                else:
+                    started.reading.handle.close()
+            return
         if cache is None or not self._first_plan_as_is():
             return
         early = await asyncio.to_thread(cache.early, self.options.config_paths, self.identity())

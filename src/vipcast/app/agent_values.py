@@ -12,7 +12,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from vipcast.core.desired import BgpSession, NodePlan
+from vipcast.app.start_early import to_peer_settings as to_peer_settings
+from vipcast.core.desired import NodePlan
 from vipcast.core.drain import DEFAULT_DRAIN_LABELS, DEFAULT_DRAIN_TAINTS
 from vipcast.core.pipeline import Snapshot
 from vipcast.core.plan import plan_for_spec
@@ -21,7 +22,6 @@ from vipcast.core.weights import route_weight
 from vipcast.proto.membership import suspicion_min_problem
 from vipcast.runtime.bgp.peer import PeerSettings
 from vipcast.runtime.bgp.peer_status import PeerStatus
-from vipcast.runtime.bgp.transport import TransportOptions
 from vipcast.spec.errors import Issue
 from vipcast.spec.load import Spec
 
@@ -88,22 +88,6 @@ class Desired:
     files: Mapping[str, object] = field(default_factory=dict)
     #: the snapshot the plan was made from (re-planned from on every observation)
     snapshot: Snapshot | None = None
-
-
-def to_peer_settings(session: BgpSession) -> PeerSettings:
-    """The speaker's settings of one planned BGP session."""
-    return PeerSettings(
-        name=session.name,
-        address=session.address,
-        port=session.port,
-        session=session.session,
-        transport=TransportOptions(
-            source_address=session.source_address,
-            ttl=session.ttl,
-            gtsm_hops=session.gtsm_hops,
-            md5_password=session.md5_password,
-        ),
-    )
 
 
 def peer_settings(

@@ -1,6 +1,7 @@
 """A whole node: the agent (BGP) plus the data plane, health checks and verified announcement.
 
-``vipcast agent`` runs :func:`run_node`, the node's composition root. Data flows one way::
+``vipcast agent`` runs :func:`run_node` (through :mod:`vipcast.app.agent_command`), the node's
+composition root. Data flows one way::
 
     object files / API ──> Snapshot ──> plan(snapshot, observations) ──> NodePlan ──> consumers
                                               ^                                          |
@@ -28,9 +29,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 from collections.abc import Callable
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from vipcast.app.agent import Agent, AgentOptions, Planner, default_planner
@@ -45,6 +44,7 @@ from vipcast.app.node_consumers import (
     l2_config_of,
     observe,
 )
+from vipcast.app.start_early import EarlyStart
 from vipcast.core.desired import NodePlan
 from vipcast.obs.membership_metrics import register_membership_metrics
 from vipcast.obs.registry import CollectorRegistry
@@ -55,8 +55,7 @@ if TYPE_CHECKING:
 
 __all__ = [  # the parts live in announcement and node_consumers; importers use either
     "PROBES_AT_ONCE", "AgentFactory", "AnnouncementPolicy", "BfdBinding", "HealthTargets",
-    "NodeL2", "attach_gateway", "l2_config", "l2_config_of", "observe", "run_agent_command",
-    "run_node",
+    "NodeL2", "attach_gateway", "l2_config", "l2_config_of", "observe", "run_node",
 ]
 
 log = logging.getLogger("vipcast.node")
@@ -112,18 +111,22 @@ async def run_node(
     agent_factory: AgentFactory = Agent,
     base_planner: Planner = default_planner,
     gateway: GatewaySettings | None = None,
+    early: EarlyStart | None = None,
 ) -> int:
     """Run the agent with the data plane, L2, BFD and the announcement policy until it stops.
 
     ``agent_factory`` is called like :class:`Agent` (``options, planner=, consumers=,
-    registry=, local=``); the Kubernetes speaker passes a factory of its API-fed agent so both
-    run one code path. The wiring is one way: the agent's plan goes to every consumer; the
-    health checker and the verification probes report back only as observations
-    (:meth:`Agent.observe`), which re-plan from memory.
+    registry=, local=``, and ``early=`` when the early start ran); the Kubernetes speaker
+    passes a factory of its API-fed agent so both run one code path. The wiring is one
+    way: the agent's plan goes to every consumer; the health checker and the verification
+    probes report back only as observations (:meth:`Agent.observe`), which re-plan from
+    memory.
     """
     registry = CollectorRegistry()
     if not dataplane_enabled:
-        agent = agent_factory(options, planner=base_planner, registry=registry)
+        # the early start's speaker (vipcast.app.agent_command) goes to the file agent only
+        more = {"early": early} if early is not None else {}
+        agent = agent_factory(options, planner=base_planner, registry=registry, **more)
         l2 = NodeL2(options.node, registry, membership_key,
                     suspicion_min=options.suspicion_min)
         register_membership_metrics(registry, l2.membership_counters)
@@ -207,27 +210,3 @@ async def run_node(
         await liveness.stop()
         await l2.stop()
         await bird.stop()
-
-
-def run_agent_command(options: AgentOptions, *, dataplane_enabled: bool,
-                      membership_key_file: Path | None, gateway_workdir: Path | None,
-                      gateway_admin_port: int = 19000,
-                      gateway_concurrency: int | None = None) -> int:
-    """``vipcast agent``: the node from object files until it stops; the exit code. The
-    membership key is the file's text, else ``$VIPCAST_MEMBERSHIP_KEY``; with a gateway
-    work directory, the node's Envoy is found and run too."""
-
-    async def main() -> int:
-        key = os.environ.get("VIPCAST_MEMBERSHIP_KEY", "")
-        if membership_key_file is not None:
-            key = membership_key_file.read_text().strip()
-        gateway = None
-        if gateway_workdir is not None:
-            from vipcast.app.envoy_gateway import found_settings
-
-            gateway = found_settings(options.node, gateway_workdir, gateway_admin_port,
-                                     gateway_concurrency)
-        return await run_node(options, dataplane_enabled=dataplane_enabled,
-                              membership_key=key.encode(), gateway=gateway)
-
-    return asyncio.run(main())

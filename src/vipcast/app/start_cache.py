@@ -37,135 +37,39 @@ chunks), only once a config has been running unchanged for a while (``cache_quie
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import pickle
-import stat
-import sys
 import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import BinaryIO
 
-from vipcast.core.desired import BGPRoute, BgpSession
+from vipcast.app.start_early import (
+    FORMAT,
+    MAGIC,
+    Early,
+    Files,
+    Reading,
+    cache_path,
+    code_digest,
+    is_early,
+    open_cache,
+    private,
+    read_early,
+    start_key,
+)
+from vipcast.core.desired import NodeIdentity
 from vipcast.core.gateway.address import GatewayServices, gateway_addresses
 from vipcast.core.incremental import NodePlanner
-from vipcast.core.pipeline import NodeIdentity, Snapshot, snapshot
-from vipcast.sources.files import FilesState, ObjectFiles, Stamp, config_files, stamp_of
-from vipcast.sources.validated_cache import ValidatedCache
+from vipcast.core.pipeline import Snapshot, snapshot
+from vipcast.sources.files import FilesState, ObjectFiles
 
 log = logging.getLogger("vipcast.agent.start_cache")
 
-MAGIC = "vipcast-start-cache"
-FORMAT = 3
 #: objects pickled per chunk (the GIL is held for one chunk)
 CHUNK = 512
-#: the packages whose code made the cached values
-_PACKAGES = ("spec", "alloc", "core", "sources")
-_MODULES = ("app/agent.py", "app/agent_values.py", "app/gc_pauses.py", "app/start_cache.py")
-
-
-def code_digest() -> str:
-    """A digest of the code the cached values depend on (see the module)."""
-    import pydantic
-
-    import vipcast
-
-    root = Path(vipcast.__file__).parent
-    digest = hashlib.sha256(f"{vipcast.__version__}\0{sys.version}\0{pydantic.VERSION}\0"
-                            .encode())
-    modules = [m for package in _PACKAGES for m in sorted((root / package).rglob("*.py"))]
-    modules += [root / m for m in _MODULES]
-    for module in modules:
-        digest.update(str(module.relative_to(root)).encode() + b"\0" + module.read_bytes())
-    return digest.hexdigest()[:32]
-
-
-def private(path: Path) -> str | None:
-    """Why ``path`` may not be trusted with pickles (None: it may): it must be ours, and
-    writable by no one else."""
-    try:
-        st = path.stat()
-    except OSError as exc:
-        return str(exc)
-    if st.st_uid != os.geteuid():
-        return f"{path} belongs to uid {st.st_uid}"
-    if st.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
-        return f"{path} is writable by others"
-    return None
-
-
-class _NoClasses(pickle.Unpickler):
-    """Unpickles plain data only (the header): any class or function is refused."""
-
-    def find_class(self, module: str, name: str) -> Any:
-        raise pickle.UnpicklingError(f"the header names {module}.{name}")
-
-
-@dataclass(frozen=True)
-class Files:
-    """The object files as they are now: per file its stamp and per-file cache key."""
-
-    stamps: dict[str, Stamp]
-    keys: dict[str, str]
-
-
-def current_files(paths: Sequence[Path]) -> Files | None:
-    """Every object file's stamp (taken before its bytes are read: a later write changes it)
-    and content key; None when one cannot be read (the load will say why)."""
-    names, issues = config_files(paths)
-    if issues:
-        return None
-    stamps: dict[str, Stamp] = {}
-    keys: dict[str, str] = {}
-    for path in names:
-        name = str(path)
-        found = stamp_of(path)
-        try:
-            data = path.read_bytes()
-        except OSError:
-            return None
-        if found is None:
-            return None
-        stamps[name], keys[name] = found, ValidatedCache.key(name, data)
-    return Files(stamps, keys)
-
-
-def start_key(keys: dict[str, str], identity: NodeIdentity) -> str:
-    """The key of a start: every file's content key, the node and its router id."""
-    digest = hashlib.sha256(f"{identity.node}\0{identity.router_id or ''}\0".encode())
-    for name in sorted(keys):
-        digest.update(f"{name}\0{keys[name]}\0".encode())
-    return digest.hexdigest()
-
-
-@dataclass(frozen=True)
-class Early:
-    """The first plan's routes and BGP sessions as a start without observations plans them
-    (the snapshot's, :func:`vipcast.core.pipeline.plan` with ``Local()``)."""
-
-    bgp: tuple[BGPRoute, ...]
-    peers: tuple[BgpSession, ...]
-
-
-@dataclass
-class _Reading:
-    """The open file between :meth:`StartCache.early` and :meth:`StartCache.restore`."""
-
-    handle: BinaryIO
-    unpickler: pickle.Unpickler
-    now: Files
-    key: str
-    early: object = None
-
-
-def _is_early(record: object) -> bool:
-    return (isinstance(record, tuple) and len(record) == 4 and record[0] == "early"
-            and isinstance(record[1], NodeIdentity) and isinstance(record[2], tuple)
-            and all(isinstance(r, BGPRoute) for r in record[2])
-            and isinstance(record[3], tuple) and all(isinstance(p, BgpSession) for p in record[3]))
 
 
 @dataclass(frozen=True)
@@ -196,7 +100,7 @@ class StartCache:
 
     def __init__(self, directory: Path, node: str) -> None:
         self.directory = directory
-        self.path = directory / f"start-{hashlib.sha256(node.encode()).hexdigest()[:16]}.pickle"
+        self.path = cache_path(directory, node)
         self._code: str | None = None
         #: the key of what the file holds (restored or written by this process)
         self.key: str | None = None
@@ -204,7 +108,7 @@ class StartCache:
         self.holds: Snapshot | None = None
         #: why the last restore missed (None: it hit, or none was tried)
         self.missed: str | None = None
-        self._reading: _Reading | None = None
+        self._reading: Reading | None = None
 
     def code(self) -> str:
         if self._code is None:
@@ -219,18 +123,20 @@ class StartCache:
         written for this identity. The file stays open for :meth:`restore`."""
         try:
             opened = self._open(paths, identity)
-            record = opened.unpickler.load() if opened is not None else None
+            early = read_early(opened, identity) if opened is not None else None
         except Exception as exc:  # a damaged file is only a miss
             self._close()
             self.missed = f"unusable ({type(exc).__name__}: {exc})"
             return None
-        if opened is None or not _is_early(record):
+        if opened is None or opened.early is None:
             self._close()
-            return None
-        assert isinstance(record, tuple)
-        opened.early = record
-        _, cached_identity, bgp, peers = record
-        return Early(bgp, peers) if cached_identity == identity else None
+        return early
+
+    def adopt(self, reading: Reading) -> None:
+        """Take the file :func:`vipcast.app.start_early.start_early` opened and read the
+        early record of (:meth:`restore` goes on from there)."""
+        self._close()
+        self._reading = reading
 
     def restore(self, files: ObjectFiles, identity: NodeIdentity) -> Restored | None:
         """The cached start if it is that of the files as they are now (installing the files'
@@ -247,32 +153,12 @@ class StartCache:
             self.missed = None
         return restored
 
-    def _open(self, paths: Sequence[Path], identity: NodeIdentity) -> _Reading | None:
+    def _open(self, paths: Sequence[Path], identity: NodeIdentity) -> Reading | None:
         """The file opened past its header, if it is this start's (else None, ``missed``)."""
-        if not self.path.exists():
-            self.missed = "no cache file"
-            return None
-        doubt = private(self.directory) or private(self.path)
-        if doubt is not None:
-            self.missed = f"not trusted: {doubt}"
-            return None
-        now = current_files(paths)
-        if now is None:
-            self.missed = "an object file cannot be read"
-            return None
-        key = start_key(now.keys, identity)
-        handle = self.path.open("rb")
-        self._reading = _Reading(handle, pickle.Unpickler(handle), now, key)
-        header = _NoClasses(handle).load()
-        wanted = (MAGIC, FORMAT, self.code(), key)
-        if not isinstance(header, tuple) or header[:3] != wanted[:3]:
-            self.missed = "written by another vipcast (format or code)"
-            return None
-        if header != wanted:
-            self.missed = "made from other object files (or another node)"
-            return None
-        # the rest: trusted (ours, written by this code, see the module)
-        self._reading.unpickler = pickle.Unpickler(handle)
+        self._close()
+        self._reading, missed = open_cache(self.path, paths, identity, self.code())
+        if self._reading is None:
+            self.missed = missed
         return self._reading
 
     def _close(self) -> None:
@@ -288,7 +174,7 @@ class StartCache:
             if opened is None:
                 return None
             opened.early = opened.unpickler.load()
-        if not _is_early(opened.early) or opened.key != start_key(opened.now.keys, identity):
+        if not is_early(opened.early) or opened.key != start_key(opened.now.keys, identity):
             self.missed = "unexpected content"
             return None
         while opened.unpickler.load():  # the chunks, up to an empty one

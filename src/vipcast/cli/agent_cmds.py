@@ -15,6 +15,8 @@ from vipcast.cli.address_options import host_port, host_ports, optional_host_por
 if TYPE_CHECKING:
     from rich.table import Table
 
+    from vipcast.app.agent_values import AgentOptions
+
 DEFAULT_STATUS = "127.0.0.1:9473"
 
 SUSPICION_MIN_HELP = (
@@ -112,36 +114,46 @@ def agent(
     ] = None,
 ) -> None:
     """Run this node's agent: BGP sessions for the peers that select it, reload on change."""
-    from vipcast.app.agent import AgentOptions
-    from vipcast.app.node import run_agent_command
-    from vipcast.core.drain import DEFAULT_DRAIN_LABELS
+    from vipcast.app.agent_command import run_agent_command
+    from vipcast.app.start_early import StartArgs
     from vipcast.obs.logs import setup_logging
 
     status_address = optional_host_port(metrics_address, "--metrics-address")
     listen_addresses = host_ports(listen, "--listen")
     setup_logging(log_level, as_json=log_json)
-    options = AgentOptions(
-        config_paths=tuple(config),
-        node=node,
-        metrics_address=status_address,
-        listen=listen_addresses,
-        router_id=router_id,
-        state_dir=state_dir,
-        poll_interval=poll_interval,
-        drain_grace=drain_grace,
-        drain_quiet=drain_quiet,
-        drain_labels=tuple(drain_label) if drain_label is not None else DEFAULT_DRAIN_LABELS,
-        weight_interval=weight_interval,
-        node_liveness=node_liveness,
-        suspicion_min=suspicion_min,
-        cache_dir=cache_dir,
-        load_in_thread=True,  # files only: reloads parse and plan off the event loop
-    )
 
+    def options() -> AgentOptions:
+        # imports the whole agent: called once a start from the start cache has its first
+        # routes out (vipcast.app.agent_command)
+        from vipcast.app.agent import AgentOptions
+        from vipcast.core.drain import DEFAULT_DRAIN_LABELS
+
+        return AgentOptions(
+            config_paths=tuple(config),
+            node=node,
+            metrics_address=status_address,
+            listen=listen_addresses,
+            router_id=router_id,
+            state_dir=state_dir,
+            poll_interval=poll_interval,
+            drain_grace=drain_grace,
+            drain_quiet=drain_quiet,
+            drain_labels=(tuple(drain_label) if drain_label is not None
+                          else DEFAULT_DRAIN_LABELS),
+            weight_interval=weight_interval,
+            node_liveness=node_liveness,
+            suspicion_min=suspicion_min,
+            cache_dir=cache_dir,
+            load_in_thread=True,  # files only: reloads parse and plan off the event loop
+        )
+
+    start = (StartArgs(paths=tuple(config), node=node, cache_dir=cache_dir,
+                       router_id=router_id, state_dir=state_dir, listen=listen_addresses)
+             if cache_dir is not None else None)
     raise typer.Exit(run_agent_command(
-        options, dataplane_enabled=dataplane, membership_key_file=membership_key_file,
-        gateway_workdir=gateway_workdir, gateway_admin_port=gateway_admin_port,
-        gateway_concurrency=gateway_concurrency))
+        options, start=start, dataplane_enabled=dataplane,
+        membership_key_file=membership_key_file, gateway_workdir=gateway_workdir,
+        gateway_admin_port=gateway_admin_port, gateway_concurrency=gateway_concurrency))
 
 
 def fetch_status(address: tuple[str, int], timeout: float = 5.0) -> dict[str, Any]:

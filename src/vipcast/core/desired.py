@@ -14,12 +14,12 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal
 
 from vipcast.spec.health import HealthCheckConfig
-from vipcast.spec.objects import BFDProfileSpec
 
 if TYPE_CHECKING:  # types of fields only: the planner and `vipcast plan` need neither
     from vipcast.core.gateway.model import ProxyModel
     from vipcast.proto.bfd import SessionConfig as BfdConfig
     from vipcast.proto.bgp import SessionConfig
+    from vipcast.spec.objects import BFDProfileSpec  # pydantic: not needed to read a plan
 
 Protocol = Literal["TCP", "UDP", "SCTP"]
 TrafficPolicy = Literal["Cluster", "Local"]
@@ -27,6 +27,16 @@ TrafficPolicy = Literal["Cluster", "Local"]
 BackendKey = tuple[str, int]
 #: ``(vip, port, protocol)``: one announced service port
 VipKey = tuple[str, int, str]
+
+
+@dataclass(frozen=True)
+class NodeIdentity:
+    """Who this node is, as the BGP sessions need it."""
+
+    node: str
+    router_id: str | None = None
+    #: the previous agent did not stop cleanly: graceful restart (R-bit) where configured
+    restarting: bool = False
 
 
 @dataclass(frozen=True, order=True)

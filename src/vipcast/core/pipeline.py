@@ -33,6 +33,7 @@ from vipcast.core.desired import (
     NodePlan,
     RouteDelta,
 )
+from vipcast.core.desired import NodeIdentity as NodeIdentity  # its home before (the tests')
 from vipcast.core.gateway import translate
 from vipcast.core.gateway.address import proxied
 from vipcast.core.gateway.model import ProxyModel
@@ -42,16 +43,6 @@ from vipcast.core.sessions import bfd_peers, bgp_sessions
 from vipcast.core.weights import with_weights
 from vipcast.spec import Service, Spec, annotation
 from vipcast.spec.health import HealthCheckConfig
-
-
-@dataclass(frozen=True)
-class NodeIdentity:
-    """Who this node is, as the BGP sessions need it."""
-
-    node: str
-    router_id: str | None = None
-    #: the previous agent did not stop cleanly: graceful restart (R-bit) where configured
-    restarting: bool = False
 
 
 @dataclass(frozen=True)

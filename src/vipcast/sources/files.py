@@ -25,13 +25,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 import yaml
 
+from vipcast.sources.file_set import YAML_SUFFIXES as YAML_SUFFIXES
+from vipcast.sources.file_set import Stamp as Stamp
+from vipcast.sources.file_set import config_files as config_files
+from vipcast.sources.file_set import stamp_of as stamp_of
 from vipcast.sources.validated_cache import ValidatedCache
 from vipcast.sources.yaml_split import load_many
 from vipcast.spec import Issue, Spec, SpecError, Validated, validate_documents
@@ -39,38 +42,8 @@ from vipcast.spec.load import Assembler
 
 log = logging.getLogger(__name__)
 
-YAML_SUFFIXES = (".yaml", ".yml", ".json")
-
 #: raw documents freed per step after validation (see ObjectFiles.load)
 RELEASE_STEP = 64
-#: (mtime_ns, size, inode) of one file: a different key means "read it again"
-Stamp = tuple[int, int, int]
-
-
-def config_files(paths: Iterable[str | Path]) -> tuple[list[Path], list[Issue]]:
-    """The object files under ``paths`` (files, or directories walked recursively, sorted)."""
-    files: list[Path] = []
-    issues: list[Issue] = []
-    for raw in paths:
-        path = Path(raw)
-        if path.is_dir():
-            files.extend(sorted(
-                p for p in path.rglob("*")
-                if p.suffix in YAML_SUFFIXES and not p.name.startswith(".") and p.is_file()
-            ))
-        elif path.is_file():
-            files.append(path)
-        else:
-            issues.append(Issue(str(path), "", "", "", "no such file or directory"))
-    return files, issues
-
-
-def stamp_of(path: Path) -> Stamp | None:
-    try:
-        st = os.stat(path)
-    except OSError:
-        return None
-    return (st.st_mtime_ns, st.st_size, st.st_ino)
 
 
 def parse_file(path: Path) -> tuple[list[tuple[str, object]], list[Issue]]:

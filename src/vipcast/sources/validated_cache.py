@@ -30,6 +30,7 @@ import sys
 from pathlib import Path
 from typing import BinaryIO
 
+from vipcast.sources.file_set import content_key
 from vipcast.spec import Issue, Validated
 
 log = logging.getLogger(__name__)
@@ -82,7 +83,7 @@ class ValidatedCache:
 
     @staticmethod
     def key(path: str, data: bytes) -> str:
-        return hashlib.sha256(path.encode() + b"\0" + data).hexdigest()
+        return content_key(path, data)
 
     def get(self, key: str) -> Validated | None:
         """The entry (None: none, or unusable)."""
