@@ -156,9 +156,10 @@ def test_invalid_config_changes_nothing_then_fixed_file_applies(lab: Lab) -> Non
 def test_agent_restart_with_graceful_restart_loses_no_request(lab: Lab, evidence: Evidence
                                                               ) -> None:
     lab.wait_gateways(WEB, 3)
-    load = ClientLoad(lab.topo["client"], f"http://{WEB}/", duration=8.0, interval=0.02,
+    load = ClientLoad(lab.topo["client"], f"http://{WEB}/", duration=12.0, interval=0.02,
                       timeout=1.0)
     evidence.watch(load)
+    assert load.wait_started(), "the client load sent nothing within 60 s"
     time.sleep(1.5)
     pid = lab.state.pids["n2-agent"]
     evidence.kill_at = load.now()
@@ -181,6 +182,7 @@ def test_node_failure_moves_traffic_to_the_others(lab: Lab, evidence: Evidence) 
     load = ClientLoad(lab.topo["client"], f"http://{WEB}/", duration=40.0,
                       response_timeout=2.0)
     evidence.watch(load)
+    assert load.wait_started(), "the client load sent nothing within 60 s"
     time.sleep(2.0)
     kill_at = evidence.kill_at = power_off(lab.topo, lab.state, "n3", load.now)
     # the router must drop n3 (hold timer 3 s here; BFD makes it sub-second, see bench/)

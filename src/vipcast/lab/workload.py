@@ -29,6 +29,8 @@ import contextlib
 import errno
 import http.client
 import json
+import os
+import select
 import socket
 import subprocess
 import sys
@@ -228,6 +230,8 @@ class ClientLoad:
                  host: str | None = None) -> None:
         self.t0 = time.time()
         self.duration = duration
+        #: what :meth:`wait_started` read of the output
+        self._head = ""
         count = int(duration / interval) + 1
         self._proc = subprocess.Popen(
             ns.exec_argv([sys.executable, "-m", "vipcast.lab.workload", "load", "--url", url,
@@ -242,6 +246,27 @@ class ClientLoad:
     def now(self) -> float:
         return time.time() - self.t0
 
+    def wait_started(self, timeout: float = 60.0) -> bool:
+        """Wait until the client has finished its first request (True; False: not within
+        ``timeout``). Its interpreter's start-up takes seconds on a loaded machine (11 s at
+        load 27, seen): a failure injected before then meets no traffic at all."""
+        assert self._proc.stdout is not None
+        fd = self._proc.stdout.fileno()
+        deadline = time.monotonic() + timeout
+        line = b""
+        # raw reads of the pipe, byte by byte: a buffered read could take more than the line,
+        # and communicate() (in samples()) reads the pipe's descriptor, not the buffer
+        while not line.endswith(b"\n"):
+            left = deadline - time.monotonic()
+            if left <= 0 or not select.select([fd], [], [], left)[0]:
+                break
+            byte = os.read(fd, 1)
+            if not byte:
+                break
+            line += byte
+        self._head += line.decode()
+        return line.endswith(b"\n")
+
     def stop(self) -> None:
         """End the run now; :meth:`samples` then returns those taken so far (each is written
         and flushed as it is taken)."""
@@ -255,6 +280,7 @@ class ClientLoad:
         except subprocess.TimeoutExpired:
             self._proc.kill()
             out, _ = self._proc.communicate()
+        out = self._head + out
         return [Sample(**json.loads(line)) for line in out.splitlines() if line.strip()]
 
 
