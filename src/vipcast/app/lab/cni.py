@@ -180,11 +180,13 @@ def write_empty_handoff_files(config_dir: Path, nodes: int, only: int | None = N
 def cni_config(
     i: int, v4: str, v6: str, routers: tuple[Neighbor, ...], *, asn: int,
     vip_pools: tuple[str, ...], coexist: CoexistMode, workdir: Path,
+    bfd_interval_ms: int = 100, bfd_multiplier: int = 3,
 ) -> CniBirdConfig:
     """Node ``i``'s CNI BIRD: its blocks, the pools, its router sessions (and vipcast's)."""
     return CniBirdConfig(
         asn=asn, router_id=v4, node_v4=v4, node_v6=v6, blocks=pod_blocks(i), pools=POD_POOLS,
-        routers=routers, coexist="none" if coexist == "separate" else coexist,
+        routers=routers, bfd_interval_ms=bfd_interval_ms, bfd_multiplier=bfd_multiplier,
+        coexist="none" if coexist == "separate" else coexist,
         vip_pools=vip_pools, vipcast_port=VIPCAST_PORT,
         handoff_path=str(handoff_path(workdir, i)),
     )

@@ -156,7 +156,8 @@ def node_cni_config(opts: LabOptions, i: int) -> CniBirdConfig:
     routers = node_routers(ROUTER_V4, ROUTER_V6, router_asn=ROUTER_ASN,
                            bfd=opts.bfd, hold_time=opts.hold_time)
     return cni_config(i, node_v4(i), node_v6(i), routers, asn=NODE_ASN,
-                      vip_pools=lab_pools(opts), coexist=opts.coexist, workdir=opts.workdir)
+                      vip_pools=lab_pools(opts), coexist=opts.coexist, workdir=opts.workdir,
+                      bfd_interval_ms=opts.bfd_interval_ms, bfd_multiplier=opts.bfd_multiplier)
 
 
 def cni_bird_of(topo: Topology, state: LabState, node: str) -> CniBird:
