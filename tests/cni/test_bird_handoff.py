@@ -65,8 +65,7 @@ def route(prefix: str, *peers: str, **attrs: object) -> BGPRoute:
 
 
 def session_counters(frr: FrrInstance) -> tuple[int, int]:
-    n = frr.neighbors()[N4]
-    return int(n.get("connectionsEstablished", 0)), int(n.get("connectionsDropped", 0))
+    return frr.session_counts()[N4]
 
 
 def frr_prefixes(frr: FrrInstance) -> set[str]:

@@ -55,7 +55,7 @@ from vipcast.app.lab.topology import (
     wait_sessions,
 )
 from vipcast.lab.cni_bird import same_changes, wait_vipcast_sessions
-from vipcast.lab.frr import FrrInstance
+from vipcast.lab.frr import FrrInstance, session_counts_of
 from vipcast.lab.netns import Topology, wait_until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.netns]
@@ -83,21 +83,12 @@ def cni_lab(request: pytest.FixtureRequest) -> Iterator[tuple[Topology, LabState
         yield topo, state
 
 
-def _counters(frr: FrrInstance) -> dict[str, tuple[int, int]]:
-    """Per router neighbor: (sessions established, sessions dropped) since bgpd started."""
-    return {a: (int(v.get("connectionsEstablished", 0)), int(v.get("connectionsDropped", 0)))
-            for a, v in frr.neighbors().items()}
-
-
 def _resets(frr: FrrInstance, before: dict[str, tuple[int, int]]) -> str:
     """Why FRR reset the sessions whose counters moved since ``before`` (for a failure)."""
-    now = frr.neighbors()
     return "; ".join(
-        f"{a}: {before.get(a)} -> {_counters(frr).get(a)} {v.get('lastResetDueTo', '')} "
+        f"{a}: {before.get(a)} -> {session_counts_of(v)} {v.get('lastResetDueTo', '')} "
         f"{v.get('lastNotificationReason', '')} {v.get('lastResetTimerMsecs', '')} ms ago"
-        for a, v in now.items()
-        if (int(v.get("connectionsEstablished", 0)), int(v.get("connectionsDropped", 0)))
-        != before.get(a))
+        for a, v in frr.neighbors().items() if session_counts_of(v) != before.get(a))
 
 
 def _bird_session_starts(topo: Topology, state: LabState) -> dict[str, tuple[str, float]]:
@@ -119,7 +110,7 @@ def test_router_learns_pod_blocks_and_vips_over_the_cni_session(
     # each came up once at the start and stayed up: the router's BFD toward a CNI BIRD is
     # configured once its session is Established (app/lab/routers.py:arm_late_bfd), so FRR
     # 8.4's hand-over of the BFD session at Established resets nothing (docs/bfd.md)
-    assert _counters(frr) == dict.fromkeys(expected, (1, 0)), (
+    assert frr.session_counts() == dict.fromkeys(expected, (1, 0)), (
         f"a router session was reset at the start: {_resets(frr, {})}")
     for i in (1, 2, 3):
         block4, block6 = pod_blocks(i)
@@ -180,12 +171,12 @@ def test_vip_changes_propagate_without_flapping_the_router_sessions(
     topo, state = cni_lab
     frr = frr_router(topo, state)
     frr.wait_paths(f"{WEB}/32", 3)
-    before, starts = _counters(frr), _bird_session_starts(topo, state)
+    before, starts = frr.session_counts(), _bird_session_starts(topo, state)
     # a burst: six Services appear at once, then go (withdrawn through every node's BIRD);
     # each of three rounds waits for the router
     vip_bursts(frr, state.workdir)
     assert len(frr.route(f"{WEB}/32")) == 3
-    assert _counters(frr) == before, (
+    assert frr.session_counts() == before, (
         f"a router session dropped or restarted during the burst: {_resets(frr, before)}")
     after = _bird_session_starts(topo, state)
     assert same_changes(starts, after), (starts, after)
@@ -197,7 +188,7 @@ def test_agent_restart_changes_nothing_the_router_sees(
     topo, state = cni_lab
     frr = frr_router(topo, state)
     frr.wait_paths(f"{WEB}/32", 3)
-    before = _counters(frr)
+    before = frr.session_counts()
     bird = cni_bird_of(topo, state, "n2")
     daemon = options_of(state).coexist == "daemon"
     handoff = Path(state.workdir) / "cni-n2" / "vipcast-handoff.conf"
@@ -220,7 +211,7 @@ def test_agent_restart_changes_nothing_the_router_sees(
         assert handoff.read_text() == handed
     time.sleep(2.0)  # BIRD ends the restart on the agent's End-of-RIB; give the router time
     assert {p.nexthop for p in frr.route(f"{WEB}/32")} == {node_v4(i) for i in (1, 2, 3)}
-    assert _counters(frr) == before, _resets(frr, before)
+    assert frr.session_counts() == before, _resets(frr, before)
 
 
 def test_node_power_loss_bfd_takes_pod_block_and_vips_away(

@@ -114,9 +114,8 @@ def _wait_all_established(topo: Topology, state: LabState, frr: FrrInstance) -> 
 
 def _counters(frr: FrrInstance, addresses: list[str]) -> dict[str, tuple[int, int]]:
     """(sessions established, sessions dropped) since bgpd started, per neighbor."""
-    neighbors = frr.neighbors()
-    return {a: (int(neighbors[a].get("connectionsEstablished", 0)),
-                int(neighbors[a].get("connectionsDropped", 0))) for a in addresses}
+    counts = frr.session_counts()
+    return {a: counts[a] for a in addresses}
 
 
 def _wait_all_bfd_up(topo: Topology, state: LabState, frr: FrrInstance, ms: int = 100) -> None:

@@ -168,6 +168,12 @@ def render_staticd(cfg: FrrConfig) -> str:
     return "\n".join(lines)
 
 
+def session_counts_of(record: dict[str, Any]) -> tuple[int, int]:
+    """(sessions established, sessions dropped) of one ``show bgp neighbors json`` record."""
+    return (int(record.get("connectionsEstablished", 0)),
+            int(record.get("connectionsDropped", 0)))
+
+
 @dataclass
 class FrrInstance(BgpDaemon):
     """A running FRR in one namespace; stop() ends every daemon of it."""
@@ -230,6 +236,11 @@ class FrrInstance(BgpDaemon):
         """``show bgp neighbors json``: neighbor address -> FRR's record."""
         data = self.vtysh_json("show bgp neighbors json")
         return data if isinstance(data, dict) else {}
+
+    def session_counts(self) -> dict[str, tuple[int, int]]:
+        """Neighbor address -> (sessions established, sessions dropped) since bgpd started:
+        FRR's own counters, what tells a flap that came and went."""
+        return {a: session_counts_of(v) for a, v in self.neighbors().items()}
 
     def neighbor_states(self) -> dict[str, str]:
         """Neighbor address -> FSM state ("Established", "Active", ...)."""

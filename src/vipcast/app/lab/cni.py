@@ -39,6 +39,7 @@ from vipcast.core.handoff import bird_include, hand_off_targets
 from vipcast.lab.bgpconf import Neighbor
 from vipcast.lab.bird import parse_protocols
 from vipcast.lab.cni_bird import CniBird, CniBirdConfig, start_cni_bird
+from vipcast.lab.frr import session_counts_of
 from vipcast.lab.netns import Netns
 from vipcast.lab.process import run_command
 from vipcast.sources.files import load_paths
@@ -276,11 +277,11 @@ def router_sessions(
         by: dict[str, list[str]] = {"cni": [], "vipcast": [], "other": []}
         for p in prefixes:
             by[speaker_of(p, vip_pools)].append(p)
+        established, dropped = session_counts_of(info)
         result.append(RouterSession(
             neighbor=address, node=node_of.get(address, "?"),
             state=str(info.get("bgpState", "")),
-            established=int(info.get("connectionsEstablished", 0)),
-            dropped=int(info.get("connectionsDropped", 0)),
+            established=established, dropped=dropped,
             up_ms=int(info.get("bgpTimerUpMsec", 0)),
             pod_routes=tuple(by["cni"]), vip_routes=tuple(by["vipcast"]),
             other_routes=tuple(by["other"]),
