@@ -12,8 +12,6 @@ from collections.abc import Iterable
 
 import typer
 
-from vipcast.spec.addresses import parse_host_port
-
 #: where a bare ``PORT`` listens (and ``status`` connects) unless the option says otherwise
 LOOPBACK = "127.0.0.1"
 
@@ -23,6 +21,8 @@ def host_port(
     default_port: int | None = None,
 ) -> tuple[str, int]:
     """``text`` of ``option`` as ``(host, port)``, or the usage error (exit 2) naming both."""
+    from vipcast.spec.addresses import parse_host_port  # the spec package: when a value is read
+
     try:
         return parse_host_port(text, default_host=default_host, default_port=default_port)
     except ValueError as exc:
