@@ -297,6 +297,35 @@ def test_bad_service_annotations(tmp_path: Path) -> None:
     }
 
 
+def test_service_checks_run_on_each_thing_they_check(tmp_path: Path) -> None:
+    """A Service's own checks look at its source ranges without any annotation, and at
+    MetalLB's address annotation (validate_documents skips them only for a Service with no
+    annotation, requested address or source range)."""
+    found = issues_of(tmp_path, """
+        apiVersion: v1
+        kind: Service
+        metadata: {name: ranges}
+        spec: {type: LoadBalancer, loadBalancerSourceRanges: [10.0.0.0/8, nope]}
+        ---
+        apiVersion: v1
+        kind: Service
+        metadata:
+          name: metallb
+          annotations: {metallb.universe.tf/loadBalancerIPs: "192.0.2.1,192.0.2.2"}
+        spec: {type: LoadBalancer}
+        ---
+        apiVersion: v1
+        kind: Service
+        metadata: {name: plain}
+        spec: {type: LoadBalancer, loadBalancerIP: 192.0.2.9}
+    """)
+    assert sorted(found) == [
+        ("Service/default/metallb", "metadata.annotations[vipcast.io/loadBalancerIPs]",
+         "at most one requested IP per family"),
+        ("Service/default/ranges", "spec.loadBalancerSourceRanges[1]", "'nope' is not a CIDR"),
+    ]
+
+
 @pytest.mark.parametrize(
     ("text", "seconds"),
     [("90s", 90.0), ("1m30s", 90.0), ("300ms", 0.3), (3, 3.0), ("1h", 3600.0)],

@@ -315,14 +315,20 @@ def validate_documents(docs: Iterable[tuple[str, object]]) -> Validated:
     for source, doc in docs:
         ordinal = ordinals[source] = ordinals.get(source, 0) + 1
         obj, problems = _parse(source, doc)
-        # an object without a name is found in its file by its position
-        issues.extend(
-            p if p.name else replace(p, message=f"{p.message} (document #{ordinal} of the file)")
-            for p in problems
-        )
+        if problems:  # an object without a name is found in its file by its position
+            issues.extend(
+                p if p.name
+                else replace(p, message=f"{p.message} (document #{ordinal} of the file)")
+                for p in problems
+            )
         if obj is not None:
             objects.append((source, obj))
-            if isinstance(obj, Service):
+            # a Service without annotations, requested address or source ranges (most of
+            # them) has nothing for service_issues to look at
+            if isinstance(obj, Service) and (
+                obj.metadata.annotations or obj.spec.load_balancer_ip
+                or obj.spec.load_balancer_source_ranges
+            ):
                 issues.extend(service_issues(source, obj))
     return Validated(tuple(objects), tuple(issues))
 
