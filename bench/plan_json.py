@@ -4,7 +4,7 @@ after, in one run; writes the figures to bench/plan_json.json (``--out``). About
 half on a quiet machine (3 rounds).
 
     .venv/bin/python bench/plan_json.py [--services 10000] [--pools 50] [--nodes 50]
-                                        [--before-rev d2d510e] [--rounds 3] [--out F]
+                                        [--before-rev afa287f] [--rounds 3] [--out F]
 
 The objects are bench/alloc_plan.py's, written as one YAML file and read as the CLI reads it.
 CPU times are the ones to compare on a shared machine (the whole command: the user + system
@@ -132,7 +132,7 @@ def main() -> None:
     parser.add_argument("--services", type=int, default=10_000)
     parser.add_argument("--pools", type=int, default=50)
     parser.add_argument("--nodes", type=int, default=50)
-    parser.add_argument("--before-rev", default="d2d510e")
+    parser.add_argument("--before-rev", default="afa287f")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--out", default=str(ROOT / "bench" / "plan_json.json"),
                         help="write the figures as JSON to this file (default: %(default)s)")

@@ -7,6 +7,10 @@ doubled), on documents of one shape met many times, and on hand-written corner c
 
 from __future__ import annotations
 
+import hashlib
+import sys
+from pathlib import Path
+
 import pytest
 import yaml
 from hypothesis import given, settings
@@ -151,13 +155,13 @@ def streams(draw: st.DrawFn) -> str:
     return start + "---\n".join(texts) + draw(st.sampled_from(["", "---\n", "\n"]))
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=150, deadline=None)
 @given(streams())
 def test_styled_block_yaml_reads_as_safe_load_all(text: str) -> None:
     check(text)
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=150, deadline=None)
 @given(streams(), st.data())
 def test_damaged_block_yaml_reads_as_safe_load_all(text: str, data: st.DataObject) -> None:
     """A line indented more or less, dropped, or doubled: the reader reads it as PyYAML does,
@@ -259,3 +263,40 @@ def test_the_common_corner_cases_are_read_here() -> None:
     for text in ("a: 1\n---\n", "a:\n- 1\n- 2\nb:\n  - 3\n", "a:\n  # c\n  b: 1\n",
                  "a: 'x''y'\nb: \"z\"\nc: []\nd: {}\ne: ~\nf: 0x10\n", "-\n  a: 1\n"):
         assert yaml_block.load_all(text) is not None, text
+
+
+def test_a_plan_read_from_yaml_is_the_pinned_one_on_every_reading_path(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The 120-service set written as YAML as bench/plan_json.py writes it, read by load_paths:
+    the plan's bytes are the ones test_plan_json pins, read by the block reader in parts on
+    worker processes, serially, and by PyYAML (the block reader refusing every text)."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
+    from alloc_plan import documents
+
+    from vipcast.core.allocation import allocate_spec
+    from vipcast.core.plan import plan_all
+    from vipcast.core.plan_document import plan_json_bytes
+    from vipcast.core.weights import weighted
+    from vipcast.sources import yaml_split
+    from vipcast.sources.files import load_paths
+
+    text = yaml.safe_dump_all([doc for _, doc in documents(120, 4, 7)])
+    assert yaml_block.load_all(text) is not None
+    path = tmp_path / "objects.yaml"
+    path.write_text(text)
+
+    def plan_bytes() -> tuple[str, int]:
+        spec = load_paths([path])
+        result = allocate_spec(spec)
+        data = b"".join(plan_json_bytes(result, weighted(spec, plan_all(spec, result.current()))))
+        return hashlib.sha256(data).hexdigest(), len(data)
+
+    want = ("1891cdb4b5e0d61a82dd1c3267141208177473cb2fb822d308342da50ad17011", 528487)
+    monkeypatch.setattr(yaml_split, "MIN_PART", 8_000)  # parts on worker processes
+    monkeypatch.setattr(yaml_split, "HEAD_START", 0)
+    assert plan_bytes() == want
+    monkeypatch.setattr(yaml_split, "MIN_PART", 10**9)  # one part, this process
+    assert plan_bytes() == want
+    monkeypatch.setattr(yaml_block, "load_all", lambda text: None)
+    assert plan_bytes() == want
