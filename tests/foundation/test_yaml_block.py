@@ -300,3 +300,24 @@ def test_a_plan_read_from_yaml_is_the_pinned_one_on_every_reading_path(
     assert plan_bytes() == want
     monkeypatch.setattr(yaml_block, "load_all", lambda text: None)
     assert plan_bytes() == want
+
+
+
+def test_documents_differing_only_in_a_key_of_a_value_line_keep_their_keys() -> None:
+    """Documents whose lines differ only in the key of a line with a value are not one shape:
+    none is built with another's keys (found by tests/bgp/test_start_cache.py, where
+    ``vipcast.io/allow-shared-ip: k`` was read as ``vipcast.io/health-check: k``)."""
+    import random
+
+    rng = random.Random(0)
+    keys = ["vipcast.io/health-check", "vipcast.io/allow-shared-ip", "vipcast.io/pool"]
+    docs = []
+    for i in range(60):
+        annotations = {"vipcast.io/loadBalancerIPs": f"198.18.0.{i}"}
+        annotations[rng.choice(keys)] = rng.choice(["k", "http:/hz", "bogus"])
+        docs.append({"apiVersion": "v1", "kind": "Service",
+                     "metadata": {"name": f"s{i}", "namespace": "d", "annotations": annotations},
+                     "spec": {"type": "LoadBalancer",
+                              "ports": [{"port": rng.choice([80, 443]), "targetPort": 8080}]}})
+    text = yaml.safe_dump_all(docs, sort_keys=False)
+    assert yaml_block.load_all(text) == list(yaml.safe_load_all(text))

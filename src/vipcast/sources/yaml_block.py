@@ -47,7 +47,7 @@ _LINE = re.compile(r"^(?! *(?:#|$))( *)(?:(-)( +|$))?(?:([A-Za-z0-9_][A-Za-z0-9_
                    r"(.*)", re.M)
 #: the value text of a line, as :data:`_LINE` finds it (``rest`` when not empty): split on it,
 #: a document is its shape (the text between the values) and its values
-_VALUE = re.compile(r"^(?> *(?:-(?: +|$))?(?:[A-Za-z0-9_][A-Za-z0-9_./-]*:(?: +|$))?)(.+)",
+_VALUE = re.compile(r"^((?> *(?:-(?: +|$))?(?:[A-Za-z0-9_][A-Za-z0-9_./-]*:(?: +|$))?))(.+)",
                     re.M)
 #: a document start line (``---`` alone)
 _START = re.compile(r"^--- *$", re.M)
@@ -132,13 +132,16 @@ class _Reader:
         the second time it is met."""
         if "#" in text:  # a comment (or a quoted '#'): line by line
             return self._document(self.lines_of(text))
+        # split on the value texts: (between, a value line's indent/dash/key, its value)*: the
+        # shape keeps the keys of value lines too (two documents differing only in such a
+        # key are two shapes)
         pieces = _VALUE.split(text)
-        shape = "\0".join(pieces[0::2])
+        shape = "\0".join(piece for i, piece in enumerate(pieces) if i % 3 != 2)
         if shape not in self.shapes:
             self.shapes[shape] = None
             return self._document(self.lines_of(text))
         build = self.shapes[shape]
-        texts = pieces[1::2]
+        texts = pieces[2::3]
         known, scalar = self.known, self._scalar
         values = [v if (v := known.get(t, _EMPTY)) is not _EMPTY else scalar(t) for t in texts]
         if build is None:
