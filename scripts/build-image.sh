@@ -8,6 +8,13 @@
 #   bash scripts/build-image.sh --relock        rewrite deploy/image/requirements.lock (PyPI)
 #   bash scripts/build-image.sh --relock-debian rewrite deploy/image/debian.lock (the mirror)
 #   bash scripts/build-image.sh --no-cache      rebuild the final stages even when tagged
+#   bash scripts/build-image.sh --tag REF       also tag the result REF (under the build lock)
+#
+# One build at a time per cache: the script holds an flock on $VIPCAST_IMAGE_CACHE/build.lock
+# from its first write to its last tag (the cache, podman's tags of earlier builds it removes,
+# the vipcast:<version> tag). A second run (CI and a developer, two checkouts, two test
+# sessions) waits for it, saying which process holds it, at most VIPCAST_IMAGE_LOCK_WAIT
+# seconds (default 1200), then stops with an error and builds nothing.
 #
 # Steps (docs/image.md):
 #   1. tools: podman, runc, mmdebstrap (installed with apt-get when missing and allowed)
@@ -25,7 +32,8 @@
 #
 # Environment: VIPCAST_IMAGE_CACHE (cache dir), VIPCAST_IMAGE_NO_INSTALL=1 (never apt-get),
 # VIPCAST_DEBIAN_SOURCES (apt sources file for mmdebstrap; default: the machine's),
-# VIPCAST_PYTHON (a Python 3.11 with pip; default .venv/bin/python, then python3).
+# VIPCAST_PYTHON (a Python 3.11 with pip; default .venv/bin/python, then python3),
+# VIPCAST_IMAGE_LOCK_WAIT (seconds to wait for another build's lock, default 1200).
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 cd "$here"
@@ -52,15 +60,22 @@ PIP_TOOLS_VERSION=7.7.0
 relock=0
 relock_debian=0
 no_cache=0
-for arg in "$@"; do
-  case "$arg" in
+extra_tag=
+while [ $# -gt 0 ]; do
+  case "$1" in
     --relock) relock=1 ;;
     --relock-debian) relock_debian=1 ;;
     --no-cache) no_cache=1 ;;
-    -h|--help) sed -n '2,28p' "$0"; exit 0 ;;
-    *) die "unknown argument: $arg (see --help)" ;;
+    --tag) [ $# -ge 2 ] && [ -n "$2" ] || die "--tag needs an image reference"
+           extra_tag=$2; shift ;;
+    -h|--help) sed -n '2,36p' "$0"; exit 0 ;;
+    *) die "unknown argument: $1 (see --help)" ;;
   esac
+  shift
 done
+LOCK_WAIT=${VIPCAST_IMAGE_LOCK_WAIT:-1200}
+[[ "$LOCK_WAIT" =~ ^[0-9]+$ ]] \
+  || die "VIPCAST_IMAGE_LOCK_WAIT='$LOCK_WAIT': not a whole number of seconds"
 
 # --- 1. tools ----------------------------------------------------------------------------
 PY=${VIPCAST_PYTHON:-}
@@ -106,6 +121,18 @@ grep -qE '^(URIs:|deb )' "$SOURCES" \
   || die "missing: a Debian mirror in $SOURCES (no 'URIs:' or 'deb' line)"
 
 mkdir -p "$CACHE"
+# --- the build lock: one build per cache at a time (see the top). fd 9 stays open (and the
+# lock held) until the script exits; the owner file says who holds it.
+BUILD_LOCK="$CACHE/build.lock"
+exec 9>>"$BUILD_LOCK"
+if ! flock -n 9; then
+  holder=$(cat "$BUILD_LOCK.owner" 2>/dev/null || echo "unknown process")
+  say "waiting for another build that holds $BUILD_LOCK ($holder), at most ${LOCK_WAIT}s (VIPCAST_IMAGE_LOCK_WAIT)"
+  flock -w "$LOCK_WAIT" 9 \
+    || die "another build still holds $BUILD_LOCK after ${LOCK_WAIT}s ($holder); nothing was built. Wait for it to end, or raise VIPCAST_IMAGE_LOCK_WAIT"
+  say "got $BUILD_LOCK"
+fi
+echo "pid $$ since $(date -u +%H:%M:%S) UTC, checkout $here" > "$BUILD_LOCK.owner"
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 sha() { sha256sum "$@" | cut -d' ' -f1; }
@@ -372,5 +399,6 @@ else
     | while read -r old; do podman rmi "$old" >/dev/null 2>&1 || true; done
 fi
 podman tag "$cached" "$tag"
-say "tagged $tag (revision $revision, image $(podman image inspect --format '{{.Id}}' "$cached" | cut -c1-12))"
+[ -z "$extra_tag" ] || podman tag "$cached" "$extra_tag"
+say "tagged $tag${extra_tag:+ and $extra_tag} (revision $revision, image $(podman image inspect --format '{{.Id}}' "$cached" | cut -c1-12))"
 echo "$tag"

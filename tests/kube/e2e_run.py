@@ -79,15 +79,14 @@ class Image:
 def build_image(pin: str | None = None) -> Image:
     """Run scripts/build-image.sh (cached: seconds): the image under the script's tag, or
     pinned under ``pin`` (so that another checkout re-tagging ``vipcast:<version>`` meanwhile
-    changes nothing for this session)."""
-    out = subprocess.run(["bash", str(BUILD)], capture_output=True, text=True, timeout=1500,
-                         cwd=REPO, check=False)
+    changes nothing for this session). The script tags ``pin`` itself, under its build lock:
+    tagged here afterwards, another checkout's build could move ``vipcast:<version>`` (or
+    remove this build's tag) in between, and the session would run that checkout's image."""
+    argv = ["bash", str(BUILD)] + (["--tag", pin] if pin is not None else [])
+    out = subprocess.run(argv, capture_output=True, text=True, timeout=1500, cwd=REPO,
+                         check=False)
     assert out.returncode == 0, f"scripts/build-image.sh failed:\n{out.stderr[-5000:]}"
-    built = Image(out.stdout.strip().splitlines()[-1])
-    if pin is None:
-        return built
-    built.podman("tag", built.ref, pin)
-    return Image(pin)
+    return Image(pin if pin is not None else out.stdout.strip().splitlines()[-1])
 
 
 @dataclass
