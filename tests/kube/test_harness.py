@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import socket
 from contextlib import aclosing
+from pathlib import Path
 
 import pytest
 from lightkube import AsyncClient, KubeConfig
@@ -13,7 +15,14 @@ from lightkube.models.meta_v1 import ObjectMeta
 from lightkube.resources.core_v1 import Service
 
 from .conftest import run
-from .harness.cluster import Cluster
+from .harness.cluster import (
+    Cluster,
+    ClusterError,
+    _free_port,
+    binaries_present,
+    missing_tool,
+    start_cluster,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -140,3 +149,39 @@ def test_watch_from_too_old_version_is_gone(kube_cluster: Cluster, namespace: st
         return 0
 
     assert run(go()) == 410
+
+
+def test_a_taken_port_starts_the_cluster_again_on_fresh_ports(tmp_path: Path) -> None:
+    """The harness chooses its servers' ports before they bind them; another process may take
+    one in between. Here etcd's client port is taken (a listener) before etcd starts: etcd
+    exits with "address already in use", and the start is made again on fresh ports."""
+    missing_tool("API-tier tests", binaries_present(), "run scripts/build-k8s.sh")
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        picks = iter([taken.getsockname()[1]])
+
+        def pick() -> int:
+            return next(picks, None) or _free_port()
+
+        cluster = start_cluster(tmp_path / "k8s", webhooks=False, pick_port=pick)
+        try:
+            assert cluster.attempts == 2
+            etcd_log = (tmp_path / "k8s" / "etcd.log").read_text(errors="replace")
+            assert "address already in use" in etcd_log, etcd_log[-2000:]
+            assert cluster.etcd_port != taken.getsockname()[1]
+            code, body = cluster.request("GET", "/api/v1/namespaces/default")
+            assert code == 200, body
+        finally:
+            cluster.stop()
+
+
+def test_a_failure_other_than_a_taken_port_is_not_retried(tmp_path: Path) -> None:
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for name in ("etcd", "apiextensions-apiserver"):
+        (bin_dir / name).write_text("#!/bin/sh\necho 'cannot start' >&2\nexit 3\n")
+        (bin_dir / name).chmod(0o755)
+    with pytest.raises(ClusterError, match="etcd exited with 3"):
+        start_cluster(tmp_path / "k8s", bin_dir=bin_dir, webhooks=False)
+    assert not (tmp_path / "k8s" / "attempt-2").exists()

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import socket
 import ssl
 import subprocess
@@ -24,6 +25,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -66,11 +68,39 @@ def missing_tool(what: str, present: bool, how: str) -> None:
     pytest.skip(message)
 
 
+def _ephemeral_low() -> int:
+    try:
+        text = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text()
+        return int(text.split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
 def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
+    """A loopback port that is free now, chosen at random BELOW the kernel's ephemeral range.
+
+    The servers here (etcd, apiextensions-apiserver, the proxy) take their port on the command
+    line, so the port is chosen before they bind it. A port the kernel handed out by
+    ``bind(0)`` comes from the ephemeral range, and the kernel hands it out again at once to any
+    other process's ``bind(0)`` or outgoing ``connect()`` (the API server alone opens dozens to
+    etcd; on a shared machine every test does the same): the server then failed with "address
+    already in use". Below the range only another process choosing the same number explicitly
+    can collide; :func:`start_cluster` starts again on fresh ports when that happens.
+    """
+    low = max(1025, min(_ephemeral_low(), 65536) - 12000)
+    high = max(low + 1000, _ephemeral_low())
+    for _ in range(200):
+        port = random.randrange(low, high)
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise ClusterError(f"no free loopback port in {low}-{high - 1}")
+
+
+ADDRESS_IN_USE = "address already in use"
 
 
 def _kubeconfig(path: Path, server: str, token: str | None = TOKEN) -> Path:
@@ -96,15 +126,23 @@ class Cluster:
     #: how long CRDs may take to be Established and their storage to answer (a restored etcd
     #: with many objects fills the watch cache first)
     ready_deadline_s: float = 60
+    #: how the five loopback ports are chosen (a test hands in a taken one)
+    pick_port: Callable[[], int] = _free_port
     kubeconfig: Path = field(init=False)
     url: str = field(init=False)
     audit_log: Path = field(init=False)
     procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict, init=False)
+    #: which start of :func:`start_cluster` this cluster is (1: ports were free at once)
+    attempts: int = field(default=1, init=False)
 
     def __post_init__(self) -> None:
         self.workdir.mkdir(parents=True, exist_ok=True)
-        self.etcd_port, self.peer_port = _free_port(), _free_port()
-        self.api_port, self.stub_port, self.shim_port = _free_port(), _free_port(), _free_port()
+        ports: list[int] = []
+        while len(ports) < 5:  # in this order: etcd client, etcd peer, API server, stub, shim
+            port = self.pick_port()
+            if port not in ports:
+                ports.append(port)
+        self.etcd_port, self.peer_port, self.api_port, self.stub_port, self.shim_port = ports
         self.url = f"http://127.0.0.1:{self.shim_port}"
         self.kubeconfig = _kubeconfig(self.workdir / "kubeconfig", self.url)
         self.stub_kubeconfig = _kubeconfig(self.workdir / "stub.kubeconfig",
@@ -315,13 +353,28 @@ class Cluster:
 
 
 def start_cluster(workdir: Path, bin_dir: Path = DEFAULT_BIN_DIR,
-                  webhooks: bool = True, ready_deadline_s: float = 60) -> Cluster:
-    cluster = Cluster(workdir, bin_dir, webhooks, ready_deadline_s)
-    try:
-        return cluster.start()
-    except BaseException:
-        cluster.stop()
-        raise
+                  webhooks: bool = True, ready_deadline_s: float = 60,
+                  pick_port: Callable[[], int] = _free_port, attempts: int = 3) -> Cluster:
+    """Start a cluster; when one of its servers could not bind its port (another process took
+    it after it was chosen: "address already in use" in a log), stop every process of that
+    attempt and start again on fresh ports, at most ``attempts`` times. Any other failure is
+    raised at once."""
+    for attempt in range(1, attempts + 1):
+        where = workdir if attempt == 1 else workdir / f"attempt-{attempt}"
+        cluster = Cluster(where, bin_dir, webhooks, ready_deadline_s, pick_port)
+        try:
+            cluster.start()
+        except ClusterError:
+            cluster.stop()
+            if ADDRESS_IN_USE not in cluster.logs().lower() or attempt == attempts:
+                raise
+            continue
+        except BaseException:
+            cluster.stop()
+            raise
+        cluster.attempts = attempt
+        return cluster
+    raise AssertionError("unreachable")
 
 
 __all__ = ["BUILTIN_KINDS", "Cluster", "ClusterError", "binaries_present", "start_cluster"]
