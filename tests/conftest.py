@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, settings
 
 # the namespace-lab fixtures (``netlab``), shared by every area; skips grouped by reason at the
 # end; ``example`` (an examples/ directory copied to tmp) for the CLI tests
-pytest_plugins = ["vipcast.lab.pytest_fixtures", "skip_summary", "cli_examples"]
+pytest_plugins = ["lab_fixtures", "skip_summary", "cli_examples"]
 
 settings.register_profile(
     "ci",

@@ -9,10 +9,6 @@ from collections.abc import Callable, Iterator
 import pytest
 from bfdlab import BfdThread
 
-from vipcast.lab.pytest_fixtures import netlab, netlab_root
-
-__all__ = ["netlab", "netlab_root"]
-
 
 @pytest.fixture
 def loopback_pair() -> tuple[str, str]:

@@ -1,1 +1,1 @@
-"""Lab tests: ``netlab`` comes from :mod:`vipcast.lab.pytest_fixtures` (top-level conftest)."""
+"""Lab tests: ``netlab`` comes from :mod:`lab_fixtures` (top-level conftest)."""

@@ -1,6 +1,7 @@
-"""pytest plugin: lab fixtures for every area's tests.
+"""pytest plugin: the network-namespace lab fixtures for every area's tests.
 
-Enable in an area's ``conftest.py`` with ``pytest_plugins = ["vipcast.lab.pytest_fixtures"]``.
+Test support, kept out of the product package (``vipcast`` never imports pytest; the wheel and
+the image do not carry it). ``tests/conftest.py`` registers it with ``pytest_plugins``.
 
 - ``netlab``: a fresh :class:`~vipcast.lab.netns.Topology` (prefix ``vc-<pid>``); on teardown
   it prints the tracked processes' logs (shown by pytest when the test failed), stops the
@@ -8,6 +9,7 @@ Enable in an area's ``conftest.py`` with ``pytest_plugins = ["vipcast.lab.pytest
 - ``netlab_module``: the same, shared by the tests of one module (build once, test many);
   its namespaces carry the prefix ``vc-<pid>-m<n>`` so they never clash with ``netlab``'s.
 - ``netlab_root``: skips the test unless it runs as root with ``ip`` available.
+- :func:`owned_topology`: the teardown above, for an area fixture that builds its own lab.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from __future__ import annotations
 import os
 import shutil
 from collections.abc import Iterator
+from contextlib import contextmanager
 
 import pytest
 
@@ -30,14 +33,20 @@ def lab_capable() -> str | None:
     return None
 
 
-@pytest.fixture
-def netlab_root() -> None:
+def skip_unless_lab_capable() -> None:
     reason = lab_capable()
     if reason:
         pytest.skip(reason)
 
 
-def _run_topology(topo: Topology) -> Iterator[Topology]:
+@pytest.fixture
+def netlab_root() -> None:
+    skip_unless_lab_capable()
+
+
+@contextmanager
+def owned_topology(topo: Topology) -> Iterator[Topology]:
+    """Yield ``topo``; then print its processes' logs, close it, and fail if a namespace is left."""
     try:
         yield topo
     finally:
@@ -52,14 +61,14 @@ def _run_topology(topo: Topology) -> Iterator[Topology]:
 
 @pytest.fixture
 def netlab(netlab_root: None) -> Iterator[Topology]:
-    yield from _run_topology(Topology())
+    with owned_topology(Topology()) as topo:
+        yield topo
 
 
 @pytest.fixture(scope="module")
 def netlab_module(request: pytest.FixtureRequest) -> Iterator[Topology]:
-    reason = lab_capable()
-    if reason:
-        pytest.skip(reason)
+    skip_unless_lab_capable()
     module = request.module.__name__.rsplit(".", 1)[-1]
     tag = sum(module.encode()) % 1000
-    yield from _run_topology(Topology(f"{default_prefix()}-m{tag}"))
+    with owned_topology(Topology(f"{default_prefix()}-m{tag}")) as topo:
+        yield topo
