@@ -61,9 +61,10 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser.add_argument("--peer", action="append", default=[], help="NAME=HOST[:PORT]")
     parser.add_argument("--bind", default=f"0.0.0.0:{DEFAULT_PORT}")
     parser.add_argument("--key-file", type=Path)
-    parser.add_argument("--burst", type=int, default=3)
-    parser.add_argument("--burst-interval", type=float, default=0.2)
-    parser.add_argument("--announce-period", type=float, default=5.0)
+    schedule = AnnounceSchedule()
+    parser.add_argument("--burst", type=int, default=schedule.burst)
+    parser.add_argument("--burst-interval", type=float, default=schedule.burst_interval)
+    parser.add_argument("--announce-period", type=float, default=schedule.period)
     parser.add_argument("--log-level", default="INFO")
     return parser.parse_args(argv)
 

@@ -23,13 +23,28 @@ IPAddress = IPv4Address | IPv6Address
 READ_BATCH = 64
 
 
+#: RFC 4861 §10: unsolicited NAs after a link-layer change, at most this many (§7.2.6)
+MAX_NEIGHBOR_ADVERTISEMENT = 3
+#: RFC 4861 §10 RETRANS_TIMER (seconds): §7.2.6 spaces unsolicited NAs by at least RetransTimer
+RETRANS_TIMER = 1.0
+#: Linux ``neigh/*/locktime`` default (seconds): an ARP update inside it may be ignored
+ARP_LOCKTIME = 1.0
+
+
 @dataclass(frozen=True)
 class AnnounceSchedule:
     """Gratuitous ARP / unsolicited NA on taking a VIP: ``burst`` rounds ``burst_interval``
-    apart starting at once, then one round every ``period`` while the VIP stays ours."""
+    apart, the first sent at once (it is what moves the traffic), then one round every
+    ``period`` while the VIP stays ours.
 
-    burst: int = 3
-    burst_interval: float = 0.2
+    Defaults (docs/l2.md, "Announcement spacing"): 3 rounds = MAX_NEIGHBOR_ADVERTISEMENT;
+    1.1 s apart, at least RetransTimer as RFC 4861 §7.2.6 requires of unsolicited NAs, and
+    longer than the ARP cache's 1 s locktime, so that when the first round lands inside it on a
+    receiver that applies locktime to gratuitous ARP, the next one lands outside it.
+    """
+
+    burst: int = MAX_NEIGHBOR_ADVERTISEMENT
+    burst_interval: float = 1.1
     period: float = 5.0
 
 
@@ -90,9 +105,7 @@ class InterfaceResponder:
         for ip in sorted(ips - self._announcers.keys(), key=str):
             # another node's announcement before we took the VIP is no claim on it any more
             self.claims.pop(ip, None)
-            self._announcers[ip] = self._loop.create_task(
-                self._announce(ip), name=f"l2-announce-{self.ifname}-{ip}"
-            )
+            self._start_announcing(ip, 0.0)
 
     def announce_again(self, ips: frozenset[IPAddress]) -> None:
         """Announce owned ``ips`` again, in a new burst, although this node kept them (another
@@ -106,9 +119,7 @@ class InterfaceResponder:
                 task.cancel()
             last = self._announced.get(ip)
             delay = 0.0 if last is None else max(0.0, last + self._schedule.burst_interval - now)
-            self._announcers[ip] = self._loop.create_task(
-                self._announce(ip, delay), name=f"l2-announce-{self.ifname}-{ip}"
-            )
+            self._start_announcing(ip, delay)
 
     async def close(self) -> None:
         self._loop.remove_reader(self._sock.fileno())
@@ -158,16 +169,34 @@ class InterfaceResponder:
             return False
         return True
 
-    async def _announce(self, ip: IPAddress, delay: float = 0.0) -> None:
+    def _start_announcing(self, ip: IPAddress, delay: float) -> None:
+        """A new burst for ``ip``: its first round now, in this call (no task switch before
+        it), unless ``delay``; the rest on the schedule."""
         frames = announcements(self.mac, ip)
         rounds = 0
-        if delay > 0:
-            await asyncio.sleep(delay)
+        if delay <= 0:
+            self._send_round(ip, frames)
+            rounds = 1
+            delay = self._next_delay(rounds)
+        self._announcers[ip] = self._loop.create_task(
+            self._announce(ip, frames, delay, rounds), name=f"l2-announce-{self.ifname}-{ip}"
+        )
+
+    def _next_delay(self, rounds: int) -> float:
+        burst = rounds < self._schedule.burst
+        return self._schedule.burst_interval if burst else self._schedule.period
+
+    def _send_round(self, ip: IPAddress, frames: tuple[bytes, ...]) -> None:
+        self._announced[ip] = self._loop.time()
+        for frame in frames:
+            if self._send(frame):
+                self._metrics.announcements.labels(self.ifname).inc()
+
+    async def _announce(
+        self, ip: IPAddress, frames: tuple[bytes, ...], delay: float, rounds: int
+    ) -> None:
         while True:
-            self._announced[ip] = self._loop.time()
-            for frame in frames:
-                if self._send(frame):
-                    self._metrics.announcements.labels(self.ifname).inc()
+            await asyncio.sleep(delay)
+            self._send_round(ip, frames)
             rounds += 1
-            burst = rounds < self._schedule.burst
-            await asyncio.sleep(self._schedule.burst_interval if burst else self._schedule.period)
+            delay = self._next_delay(rounds)
