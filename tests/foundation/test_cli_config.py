@@ -171,3 +171,29 @@ def test_explain_shows_what_was_given_up(example: object) -> None:
     assert read_state(state_path(path)).assignments["edge/ingress"] == tuple(doc["ips"])
     code, out = run("explain", str(path), "edge/stale")
     assert code == 0 and "no ready endpoint" in out
+
+
+def test_plan_phase_times_on_stderr_leave_the_document_alone(example: object) -> None:
+    """``VIPCAST_PHASE_TIMES=1``: ``vipcast plan --json`` (the real program, its quick exit
+    included) prints its phases, in the order it ran them, as one JSON line on stderr; stdout
+    holds the very same bytes as without it, and without it stderr stays empty."""
+    import os
+    import subprocess
+    import sys
+
+    path = example("bgp")  # type: ignore[operator]
+    argv = [sys.executable, "-m", "vipcast.cli.main", "plan", "--json", "--no-save", str(path)]
+    env = {k: v for k, v in os.environ.items() if k != "VIPCAST_PHASE_TIMES"}
+    plain = subprocess.run(argv, env=env, capture_output=True, check=True, timeout=120)
+    timed = subprocess.run(argv, env={**env, "VIPCAST_PHASE_TIMES": "1"}, capture_output=True,
+                           check=True, timeout=120)
+    assert plain.stderr == b""
+    assert timed.stdout == plain.stdout and json.loads(plain.stdout)["version"] == 1
+    report = json.loads(timed.stderr.decode().strip().splitlines()[-1])
+    assert list(report["phases"]) == ["before the command (start, imports)",
+                                      "read + validate YAML", "allocate", "plan",
+                                      "encode + write"]
+    for name, phase in report["phases"].items():
+        assert phase["cpu_s"] >= 0, name
+    assert report["gc_collections"] == 0  # the command runs with the cyclic collector off
+    assert report["max_rss_kib"] > 0 and report["write_s"] >= 0

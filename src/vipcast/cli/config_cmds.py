@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import gc
 import json
+import os
+import resource
 import sys
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -133,6 +136,59 @@ def _select_node(plans: dict[str, NodePlan], node: str | None) -> dict[str, Node
     return {node: plans[node]}
 
 
+#: set (to anything but "" or "0") to have ``vipcast plan`` print its phase times to stderr
+PHASES_ENV = "VIPCAST_PHASE_TIMES"
+
+
+class _Phases:
+    """The phases of one command as it runs (wall and CPU seconds; CPU counts the worker
+    processes waited for), printed to stderr as one JSON line when :data:`PHASES_ENV` is set:
+    so a benchmark sees where each round of the real command went, not a separate measure."""
+
+    def __init__(self) -> None:
+        self.enabled = os.environ.get(PHASES_ENV, "") not in ("", "0")
+        self.figures: dict[str, Any] = {}
+        self._collections = self._gc_collections()
+        if self.enabled:
+            # what the interpreter spent before the command started (start-up, imports)
+            self.figures["before the command (start, imports)"] = {
+                "cpu_s": round(self._cpu(), 3)}
+        self._last = self._now()
+
+    @staticmethod
+    def _gc_collections() -> int:
+        return sum(int(g["collections"]) for g in gc.get_stats())
+
+    @staticmethod
+    def _cpu() -> float:
+        t = os.times()
+        return t.user + t.system + t.children_user + t.children_system
+
+    def _now(self) -> tuple[float, float, int, int, int]:
+        own = resource.getrusage(resource.RUSAGE_SELF)
+        return (time.perf_counter(), self._cpu(), own.ru_minflt, own.ru_nvcsw, own.ru_nivcsw)
+
+    def mark(self, label: str) -> None:
+        """The phase since the last mark (or the start) ends here, called ``label``."""
+        if not self.enabled:
+            return
+        now = self._now()
+        wall, cpu, faults, waits, preempted = (b - a for a, b in zip(self._last, now,
+                                                                       strict=True))
+        self.figures[label] = {"s": round(wall, 3), "cpu_s": round(cpu, 3),
+                               "minor_faults": faults, "voluntary_switches": waits,
+                               "involuntary_switches": preempted}
+        self._last = now
+
+    def report(self, **extra: object) -> None:
+        if self.enabled:
+            peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+            collections = self._gc_collections() - self._collections
+            print(json.dumps({"phases": self.figures, "max_rss_kib": peak,
+                              "gc_collections": collections, **extra}),
+                  file=sys.stderr, flush=True)
+
+
 def _emit_json(doc: dict[str, Any]) -> None:
     typer.echo(json.dumps(doc, indent=2, sort_keys=False))
 
@@ -173,18 +229,31 @@ def plan(
     save: SaveOpt = True,
 ) -> None:
     """Allocations and per-node announcements (or, with --against, a dry-run diff)."""
+    phases = _Phases()
     spec = _load([path])
+    phases.mark("read + validate YAML")
     if against is not None:
         _plan_against(path, spec, against, state, node, as_json)
         return
     result, warnings = allocate_with_state(path, spec, state, save=save)
     _warn(warnings)
+    phases.mark("allocate")
     plans = _select_node(weighted(spec, plan_all(spec, result.current())), node)
+    phases.mark("plan")
     if as_json:
         sys.stdout.flush()  # what was printed so far goes first
         write = sys.stdout.buffer.write  # bytes: no copy to encode 400 MB of ASCII text
+        written = 0.0
         for chunk in plan_json_bytes(result, plans):  # (writelines would skip a subclass' write)
-            write(chunk)
+            if phases.enabled:
+                start = time.perf_counter()
+                write(chunk)
+                written += time.perf_counter() - start
+            else:
+                write(chunk)
+        sys.stdout.flush()
+        phases.mark("encode + write")
+        phases.report(write_s=round(written, 3))
         return
     out = _console()
     out.print(_services_table(result))
