@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from vipcast.lab.netns import Netns
+from vipcast.lab.pcap import LINKTYPE_ETHERNET, LINKTYPE_LINUX_SLL, link_type, records
 
 OPEN, UPDATE, NOTIFICATION, KEEPALIVE = 1, 2, 3, 4
 
@@ -64,24 +65,14 @@ class Capture:
 def _packets(path: Path) -> list[tuple[float, str, str, int, int, bytes]]:
     """(time, source, destination, seq, flags, payload) of each TCP/IPv4 packet of a pcap."""
     data = path.read_bytes()
-    if len(data) < 24:
-        return []
-    magic = data[:4]
-    endian = "<" if magic in (b"\xd4\xc3\xb2\xa1", b"\x4d\x3c\xb2\xa1") else ">"
-    nano = magic in (b"\x4d\x3c\xb2\xa1", b"\xa1\xb2\x3c\x4d")
-    linktype = struct.unpack(endian + "I", data[20:24])[0]
+    linktype = link_type(data)
     out = []
-    pos = 24
-    while pos + 16 <= len(data):
-        sec, frac, caplen, _ = struct.unpack(endian + "IIII", data[pos:pos + 16])
-        frame = data[pos + 16:pos + 16 + caplen]
-        pos += 16 + caplen
-        when = sec + frac / (1e9 if nano else 1e6)
-        if linktype == 1:  # Ethernet
+    for when, frame in records(data):
+        if linktype == LINKTYPE_ETHERNET:
             if len(frame) < 14 or frame[12:14] != b"\x08\x00":
                 continue
             ip = frame[14:]
-        elif linktype == 113:  # Linux cooked capture
+        elif linktype == LINKTYPE_LINUX_SLL:
             ip = frame[16:]
         else:
             raise ValueError(f"link type {linktype} not read here")

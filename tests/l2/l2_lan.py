@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import struct
 import sys
 import time
 from collections.abc import Iterable, Mapping
@@ -19,9 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from vipcast.lab.netns import Netns, Process, Topology, wait_until
-from vipcast.proto.l2 import L2Error, decode_arp, decode_frame, format_mac
-from vipcast.proto.l2.ethernet import EtherType
-from vipcast.proto.l2.ndp import IcmpType, decode_ipv6, decode_neighbor
+from vipcast.lab.pcap import NeighborAnswer as Answer
+from vipcast.lab.pcap import neighbor_answers
 
 PYTHON = sys.executable
 VIP4 = "192.0.2.50"
@@ -97,16 +95,6 @@ class ProbeResult:
     def lost(self) -> list[int]:
         answered = {r.seq for r in self.replies}
         return [s for s in range(1, self.sent_total + 1) if s not in answered]
-
-
-@dataclass
-class Answer:
-    """One ARP reply or Neighbor Advertisement for a VIP seen on the bridge."""
-
-    time: float
-    ip: str
-    mac: str
-    gratuitous: bool
 
 
 def bridged_lan(topo: Topology, names: Iterable[str]) -> Netns:
@@ -352,43 +340,4 @@ def parse_probe(text: str) -> ProbeResult:
 
 def answers(pcap: Path, vips: tuple[str, ...] = (VIP4, VIP6)) -> list[Answer]:
     """ARP replies/announcements and Neighbor Advertisements for ``vips`` in a capture."""
-    data = pcap.read_bytes()
-    if len(data) < 24:
-        return []
-    little = data[:4] == b"\xd4\xc3\xb2\xa1"
-    order = "<" if little else ">"
-    found, offset = [], 24
-    while offset + 16 <= len(data):
-        seconds, micros, length, _ = struct.unpack_from(order + "IIII", data, offset)
-        frame = data[offset + 16 : offset + 16 + length]
-        offset += 16 + length
-        moment = seconds + micros / 1e6
-        try:
-            ethernet = decode_frame(frame)
-            if ethernet.ethertype == EtherType.ARP:
-                arp = decode_arp(ethernet.payload)
-                if str(arp.sender_ip) in vips and (arp.op == 2 or arp.is_gratuitous):
-                    found.append(
-                        Answer(
-                            moment,
-                            str(arp.sender_ip),
-                            format_mac(arp.sender_mac),
-                            arp.is_gratuitous,
-                        )
-                    )
-            elif ethernet.ethertype == EtherType.IPV6:
-                packet = decode_ipv6(ethernet.payload)
-                if packet.payload[:1] == bytes([IcmpType.NEIGHBOR_ADVERTISEMENT]):
-                    advert = decode_neighbor(packet)
-                    if str(advert.target) in vips:
-                        found.append(
-                            Answer(
-                                moment,
-                                str(advert.target),
-                                format_mac(advert.link_layer or ethernet.src),
-                                packet.dst.is_multicast,
-                            )
-                        )
-        except L2Error:
-            continue
-    return found
+    return neighbor_answers(pcap.read_bytes(), vips)

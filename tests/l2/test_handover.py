@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import os
 import signal
-import struct
 import time
 from pathlib import Path
 
@@ -21,6 +20,7 @@ import pytest
 from l2_lan import PYTHON, VIP4, L2Lan, parse_probe
 
 from vipcast.lab.netns import wait_until
+from vipcast.lab.pcap import records
 from vipcast.proto.l2 import L2Error, decode_arp, decode_frame, format_mac
 from vipcast.proto.l2.ethernet import EtherType
 
@@ -53,15 +53,9 @@ def arp_exchanges(pcap: Path, client_mac: str) -> list[tuple[float, set[str], bo
     """Per ARP request from the client for the VIP, in order: its time, the MACs that replied to
     it (a reply's target address names the request), and whether a gratuitous announcement of
     the VIP was seen between it and the next request."""
-    data = pcap.read_bytes()
-    order = "<" if data[:4] == b"\xd4\xc3\xb2\xa1" else ">"
     requests: dict[str, int] = {}
     exchanges: list[tuple[float, set[str], bool]] = []
-    offset = 24
-    while offset + 16 <= len(data):
-        seconds, micros, length, _ = struct.unpack_from(order + "IIII", data, offset)
-        frame_bytes = data[offset + 16 : offset + 16 + length]
-        offset += 16 + length
+    for moment, frame_bytes in records(pcap.read_bytes()):
         try:
             frame = decode_frame(frame_bytes)
             if frame.ethertype != EtherType.ARP:
@@ -72,7 +66,7 @@ def arp_exchanges(pcap: Path, client_mac: str) -> list[tuple[float, set[str], bo
         sender = format_mac(arp.sender_mac)
         if arp.op == 1 and sender == client_mac and str(arp.target_ip) == VIP4:
             requests[str(arp.sender_ip)] = len(exchanges)
-            exchanges.append((seconds + micros / 1e6, set(), False))
+            exchanges.append((moment, set(), False))
         elif exchanges and str(arp.sender_ip) == VIP4:
             if arp.is_gratuitous:
                 moment, macs, _ = exchanges[-1]
