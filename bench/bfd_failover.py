@@ -51,6 +51,11 @@ from bfdecmp import (  # type: ignore[import-not-found,unused-ignore]  # noqa: E
 
 from vipcast.lab.netns import Topology, wait_until  # noqa: E402
 
+#: seconds the session stays Established between trials: past the speaker's stable time
+#: (RFC 4271 §8.1.1 damping, ``SessionConfig.stable_time`` 10 s), so each trial is a first
+#: drop, not a flapping peer waiting out a growing idle hold (bench/bgp_reconnect.py shows both)
+SETTLE = 12.0
+
 #: "BFD 192.0.2.1: UP -> DOWN" and "BFD: peer r down" lines of the agent log, with their times
 _LOG_TIME = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}) .*?(UP -> DOWN|BFD: peer r down)")
 
@@ -73,6 +78,7 @@ def run(speaker_kind: str, trials: int) -> dict[str, Any]:
                        timeout=30, what="bfd up")  # fmt: skip
             results = []
             for i in range(trials):
+                time.sleep(SETTLE if i else 0.0)
                 got = trial(r, sw, frr, "n1")
                 results.append(got)
                 shown = ", ".join(f"{k} {v * 1000:.0f} ms" for k, v in sorted(got.items()))
@@ -128,6 +134,7 @@ def run_agents(trials: int, load: int, reloads: int = 1) -> dict[str, Any]:
                   "from n1", flush=True)  # fmt: skip
             downs_before = _downs(n1)
             for i in range(trials):
+                time.sleep(SETTLE if i else 0.0)
                 since = time.time()
                 got = trial(r, sw, frr, "n1", back_timeout=300)
                 got.update(node_side(n1.proc.log_text(), since))

@@ -13,7 +13,7 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Future
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from bfdlab import Bird
@@ -28,6 +28,7 @@ from vipcast.proto.bgp import SessionConfig
 from vipcast.runtime.bfd.bgp import BfdPeer, BgpBfd
 from vipcast.runtime.bfd.manager import BfdManager
 from vipcast.runtime.bgp.peer import PeerSettings
+from vipcast.runtime.bgp.peer_status import PeerStatus
 from vipcast.runtime.bgp.speaker import Speaker, routes_by_peer
 
 T = TypeVar("T")
@@ -75,37 +76,53 @@ class VipcastNode:
     bfd: BgpBfd
     #: BGPPeer names whose session BFD made the speaker drop
     drops: list[str]
+    #: the peer's status read right after each drop (its damping: drops in a row, restart_in)
+    after_drops: list[PeerStatus] = field(default_factory=list)
+    #: the node loop's clock at each BFD drop and at each BGP Established
+    drop_times: list[float] = field(default_factory=list)
+    up_times: list[float] = field(default_factory=list)
 
     @classmethod
-    def start(cls, netns: Netns, address: str) -> VipcastNode:
+    def start(cls, netns: Netns, address: str, **session: Any) -> VipcastNode:
+        """``session``: SessionConfig values over the lab's (e.g. the idle hold)."""
         ns = NsLoop(netns.name)
-        peer = PeerSettings(
-            name="r",
-            address=ROUTER,
-            session=SessionConfig(
-                local_asn=NODE_ASN, peer_asn=ROUTER_ASN, router_id=address, hold_time=9,
-                connect_retry_time=1.0, idle_hold_time=0.5,
-            ),
-        )  # fmt: skip
+        values: dict[str, Any] = {"local_asn": NODE_ASN, "peer_asn": ROUTER_ASN,
+                                  "router_id": address, "hold_time": 9,
+                                  "connect_retry_time": 1.0, **session}  # fmt: skip
+        peer = PeerSettings(name="r", address=ROUTER, session=SessionConfig(**values))
 
         def build() -> VipcastNode:
             speaker = Speaker(backoff_base=0.2)
             speaker.set_routes(routes_by_peer([BGPRoute(VIP, ("r",))]))
             speaker.configure([peer])
             drops: list[str] = []
+            after: list[PeerStatus] = []
+            drop_times: list[float] = []
+            up_times: list[float] = []
+            loop = asyncio.get_running_loop()
 
             def drop(name: str, _change: object) -> None:
-                # the speaker has no reset call yet: re-adding the peer restarts its session
+                # what the agent does on a BFD Down (app/node_consumers.py: BfdBinding)
                 drops.append(name)
-                speaker.configure([])
-                speaker.configure([peer])
+                drop_times.append(loop.time())
+                speaker.reset_peer(name)
+                after.extend(s for s in speaker.status() if s.name == name)
+
+            def session(_name: str, established: bool) -> None:
+                if established:
+                    up_times.append(loop.time())
 
             bfd = BgpBfd(BfdManager(), on_down=drop)
             speaker.add_session_listener(bfd.bgp_changed)
+            speaker.add_session_listener(session)
             bfd.configure([BfdPeer("r", ROUTER, address, FAST, interface="eth0")])
-            return cls(ns, speaker, bfd, drops)
+            return cls(ns, speaker, bfd, drops, after, drop_times, up_times)
 
         return ns.call(build)
+
+    def peer(self) -> PeerStatus:
+        """The router peer's status now."""
+        return self.ns.call(lambda: self.speaker.status()[0])
 
     def stop(self) -> None:
         self.ns.call(self.bfd.close)

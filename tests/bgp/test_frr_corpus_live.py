@@ -163,9 +163,12 @@ async def test_every_corpus_file_over_tcp_gets_the_recorded_answer() -> None:
     await speaker.start()
     try:
         port = speaker.listen_ports[0]
+        # every file that ends the session is a drop in a row: a fixed 10 ms idle hold (the
+        # damping's cap at its base), or the lanes would wait the default's growing holds
         cfg = SessionConfig(
-            LOCAL_ASN, PEER_ASN, "192.0.2.1", passive=True, hold_time=90, idle_hold_time=0.01
-        )
+            LOCAL_ASN, PEER_ASN, "192.0.2.1", passive=True, hold_time=90,
+            idle_hold_time=0.01, idle_hold_max=0.01,
+        )  # fmt: skip
         lanes = [(f"corpus{i}", f"127.0.0.{20 + i}") for i in range(LANES)]
         speaker.configure([PeerSettings(name, address, cfg) for name, address in lanes])
         speaker.set_routes({name: {ROUTE: RouteAttributes()} for name, _ in lanes})

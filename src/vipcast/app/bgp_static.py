@@ -41,6 +41,8 @@ def peer_from_json(doc: dict[str, Any]) -> PeerSettings:
         hold_time=int(doc.get("hold_time", 90)),
         connect_retry_time=float(doc.get("connect_retry_time", 5.0)),
         idle_hold_time=float(doc.get("idle_hold_time", 1.0)),
+        idle_hold_max=float(doc.get("idle_hold_max", max(60.0, doc.get("idle_hold_time", 1.0)))),
+        stable_time=float(doc.get("stable_time", 10.0)),
         passive=bool(doc.get("passive", False)),
         graceful_restart=bool(doc.get("graceful_restart", False)),
         restart_time=int(doc.get("restart_time", 120)),

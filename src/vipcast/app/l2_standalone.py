@@ -6,12 +6,19 @@
 Every VIP gets the candidates given by ``--candidates`` (default: all members, sorted). On each
 ownership change one JSON line ``{"event": "owned", "t": <unix time>, "ips": [...]}`` goes to
 stdout; SIGUSR1 prints the status; SIGTERM/SIGINT stop gracefully (peers take over at once).
+
+Bad input ends the process before anything starts: one line on standard error naming the
+option and the value (``vipcast-l2: error: argument --bind: '1.2.3.4:99999': port '99999' is
+not a number from 0 to 65535``), exit status 2. ``HOST:PORT`` values are read by the project's
+one parser (:func:`vipcast.spec.addresses.parse_host_port`); hosts are IP addresses (the
+membership binds and sends UDP to them).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import ipaddress
 import json
 import logging
 import os
@@ -20,6 +27,7 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import NoReturn
 
 from vipcast.core.desired import L2Ownership, NodePlan
 from vipcast.obs.registry import CollectorRegistry
@@ -41,11 +49,48 @@ def _suspicion_min(text: str) -> float:
     return value
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports a bad option in one line (no usage block), exit status 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def _endpoint(text: str) -> tuple[str, int]:
+    """``HOST[:PORT]`` (membership port by default) with an IP address as the host."""
+    try:
+        host, port = parse_host_port(text, default_port=DEFAULT_PORT)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: host {host!r} is not an IP address"
+        ) from None
+    return host, port
+
+
+def _peer(text: str) -> tuple[str, tuple[str, int]]:
+    """``NAME=HOST[:PORT]``."""
+    name, sep, address = text.partition("=")
+    if not sep or not name.strip() or not address.strip():
+        raise argparse.ArgumentTypeError(f"{text!r}: expected NAME=HOST[:PORT]")
+    return name.strip(), _endpoint(address)
+
+
+def _vip(text: str) -> str:
+    try:
+        return str(ipaddress.ip_address(text.strip()))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an IP address") from None
+
+
 def parse_args(argv: Sequence[str]) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="vipcast-l2", description=__doc__.split("\n")[0])
+    parser = _Parser(prog="vipcast-l2", description=__doc__.split("\n")[0])
     parser.add_argument("--node", required=True)
     parser.add_argument("--interface", action="append", default=[], required=True)
-    parser.add_argument("--vip", action="append", default=[])
+    parser.add_argument("--vip", action="append", default=[], type=_vip)
     parser.add_argument("--candidates", help="comma-separated preference order for every VIP")
     parser.add_argument(
         "--candidates-file",
@@ -58,32 +103,43 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         type=_suspicion_min,
         help="membership suspicion floor, seconds (0.05-30; default 0.12 up to 16 members)",
     )
-    parser.add_argument("--peer", action="append", default=[], help="NAME=HOST[:PORT]")
-    parser.add_argument("--bind", default=f"0.0.0.0:{DEFAULT_PORT}")
+    parser.add_argument(
+        "--peer", action="append", default=[], type=_peer, help="NAME=HOST[:PORT]"
+    )
+    parser.add_argument("--bind", default=("0.0.0.0", DEFAULT_PORT), type=_endpoint)
     parser.add_argument("--key-file", type=Path)
     schedule = AnnounceSchedule()
     parser.add_argument("--burst", type=int, default=schedule.burst)
     parser.add_argument("--burst-interval", type=float, default=schedule.burst_interval)
     parser.add_argument("--announce-period", type=float, default=schedule.period)
     parser.add_argument("--log-level", default="INFO")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    names = [name for name, _ in args.peer]
+    if len(set(names)) != len(names):
+        parser.error(f"argument --peer: a name given twice: {sorted(names)}")
+    if args.node in names:
+        parser.error(f"argument --peer: {args.node!r} is this node (--node)")
+    return args
 
 
 def build(args: argparse.Namespace) -> tuple[L2Config, NodePlan]:
-    peers = {}
-    for item in args.peer:
-        name, _, address = item.partition("=")
-        peers[name] = parse_host_port(address, default_port=DEFAULT_PORT)
+    """The runtime's config and plan; ValueError names the option of a bad value."""
+    peers = dict(args.peer)
     key = b""
     if args.key_file is not None:
-        key = args.key_file.read_bytes().strip()
+        try:
+            key = args.key_file.read_bytes().strip()
+        except OSError as exc:
+            raise ValueError(f"--key-file {str(args.key_file)!r}: {exc.strerror}") from None
     elif "VIPCAST_L2_KEY" in os.environ:
         key = os.environ["VIPCAST_L2_KEY"].encode()
+    if peers and not key:
+        raise ValueError("--peer needs the membership key: --key-file FILE or VIPCAST_L2_KEY")
     config = L2Config(
         node=args.node,
         peers=peers,
         key=key,
-        bind=parse_host_port(args.bind, default_port=DEFAULT_PORT),
+        bind=args.bind,
         schedule=AnnounceSchedule(args.burst, args.burst_interval, args.announce_period),
         default_interfaces=tuple(args.interface),
         release_timeout=args.release_timeout,
@@ -91,7 +147,12 @@ def build(args: argparse.Namespace) -> tuple[L2Config, NodePlan]:
     )
     text = args.candidates
     if args.candidates_file is not None:
-        text = args.candidates_file.read_text().strip()
+        try:
+            text = args.candidates_file.read_text().strip()
+        except OSError as exc:
+            raise ValueError(
+                f"--candidates-file {str(args.candidates_file)!r}: {exc.strerror}"
+            ) from None
     candidates = tuple(text.split(",")) if text else tuple(sorted({args.node, *peers}))
     ownerships = tuple(
         L2Ownership(vip, tuple(args.interface), candidates[0], candidates) for vip in args.vip
@@ -103,8 +164,8 @@ def _emit(event: str, **fields: object) -> None:
     print(json.dumps({"event": event, "t": time.time(), **fields}), flush=True)
 
 
-async def run(args: argparse.Namespace) -> None:
-    config, plan = build(args)
+async def run(args: argparse.Namespace, built: tuple[L2Config, NodePlan] | None = None) -> None:
+    config, plan = built or build(args)
     runtime = L2Runtime(
         config,
         CollectorRegistry(),
@@ -123,8 +184,8 @@ async def run(args: argparse.Namespace) -> None:
         # a plan change: the preference order re-read (an unreadable file changes nothing)
         try:
             _, new_plan = build(args)
-        except (OSError, ValueError) as exc:
-            _emit("reload_failed", error=f"{args.candidates_file}: {exc}")
+        except ValueError as exc:
+            _emit("reload_failed", error=str(exc))
             return
         applying = loop.create_task(runtime.apply(new_plan))
         pending.add(applying)
@@ -141,12 +202,17 @@ async def run(args: argparse.Namespace) -> None:
 
 def main(argv: Sequence[str] | None = None) -> None:
     args = parse_args(sys.argv[1:] if argv is None else argv)
+    try:
+        built = build(args)
+    except ValueError as exc:
+        print(f"vipcast-l2: error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
     logging.basicConfig(
         level=args.log_level,
         format="%(asctime)s %(name)s %(levelname)s %(message)s",
         stream=sys.stderr,
     )
-    asyncio.run(run(args))
+    asyncio.run(run(args, built))
 
 
 if __name__ == "__main__":

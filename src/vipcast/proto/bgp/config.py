@@ -16,7 +16,12 @@ class SessionConfig:
     hold_time: int = 90
     keepalive_time: int | None = None
     connect_retry_time: float = 10.0
-    idle_hold_time: float = 5.0
+    #: RFC 4271 §8.1.1 DampPeerOscillations: the first drop after a stable session restarts
+    #: at once; each further drop in a row waits ``idle_hold_time``, then twice as long each
+    #: time, up to ``idle_hold_max``. A session Established for ``stable_time`` ends the row.
+    idle_hold_time: float = 1.0
+    idle_hold_max: float = 60.0
+    stable_time: float = 10.0
     passive: bool = False
     families: frozenset[Family] = SUPPORTED_FAMILIES
     next_hop_v4: str | None = None
@@ -48,11 +53,24 @@ class SessionConfig:
             raise ValueError("keepalive_time must be at least 1 second")
         if self.connect_retry_time <= 0 or self.idle_hold_time <= 0:
             raise ValueError("connect_retry_time and idle_hold_time must be positive")
+        if self.idle_hold_max < self.idle_hold_time:
+            raise ValueError("idle_hold_max must be at least idle_hold_time")
+        if self.stable_time < 0:
+            raise ValueError("stable_time must not be negative")
         if not 0 <= self.restart_time <= 4095:
             raise ValueError("restart_time must be in 0..4095")
         for addr in (self.next_hop_v4, self.next_hop_v6, self.next_hop_v6_link_local):
             if addr is not None:
                 ipaddress.ip_address(addr)
+
+
+def idle_hold(config: SessionConfig, drops: int) -> float:
+    """The idle hold before the automatic restart after the ``drops``-th drop in a row
+    (RFC 4271 §8.1.1 DampPeerOscillations; pure): 0 for the first, then ``idle_hold_time``
+    doubling each time, at most ``idle_hold_max``."""
+    if drops <= 1:
+        return 0.0
+    return min(config.idle_hold_max, config.idle_hold_time * float(2 ** min(drops - 2, 62)))
 
 
 @dataclass

@@ -5,9 +5,11 @@ an FSM error, handled by ``FSM_ERROR[state]`` (RFC 4271 §8.2.1.5, subcodes from
 :func:`transition` is therefore total. The session executes the returned actions in order;
 nothing here knows about bytes or timers' values.
 
-Simplifications against the RFC: no DelayOpen, no peer oscillation damping (a fixed idle hold
-instead), TCP connect success in either direction is one event (``CONNECTION_MADE``), and a
-connection collision is resolved by the driver through ``COLLISION_DUMP``.
+Simplifications against the RFC: no DelayOpen, TCP connect success in either direction is one
+event (``CONNECTION_MADE``), and a connection collision is resolved by the driver through
+``COLLISION_DUMP``. Peer oscillation damping (§8.1.1 DampPeerOscillations) is the idle hold's
+length, not a table row: ``START_IDLE_HOLD`` arms a hold that is 0 after the first drop and
+grows with each further drop in a row (:func:`.config.idle_hold`).
 """
 
 from __future__ import annotations

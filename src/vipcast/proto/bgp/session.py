@@ -23,7 +23,7 @@ from .capabilities import (
     Multiprotocol,
     RouteRefreshCapability,
 )
-from .config import SessionConfig, SessionStats
+from .config import SessionConfig, SessionStats, idle_hold
 from .constants import (
     IPV4_UNICAST,
     IPV6_UNICAST,
@@ -108,6 +108,10 @@ class Session:
         self._connected = False
         self._local_address: str | None = None
         self._auto_restart = False
+        #: drops in a row (RFC 4271 §8.1.1 DampPeerOscillations): each one the session went
+        #: down and restarts on its own; a session Established for ``stable_time`` ends the row
+        self.oscillations = 0
+        self._up_since: float | None = None
         self._shutdown_message = ""
         self._error: BGPError | None = None
         self._pending: UpdateSummary | RouteRefresh | None = None
@@ -207,6 +211,10 @@ class Session:
 
     def next_deadline(self) -> float | None:
         return min(self._deadlines.values(), default=None)
+
+    def idle_hold_until(self) -> float | None:
+        """When the automatic restart is due (None: no idle hold is running)."""
+        return self._deadlines.get(Timer.IDLE_HOLD)
 
     def next_event(self) -> SessionEvent | None:
         return self._events.popleft() if self._events else None
@@ -327,14 +335,19 @@ class Session:
                 self._deadlines.pop(timer, None)
         elif action is Action.START_IDLE_HOLD:
             if self._auto_restart:
-                self._deadlines[Timer.IDLE_HOLD] = now + cfg.idle_hold_time
+                self.oscillations += 1
+                self._deadlines[Timer.IDLE_HOLD] = now + idle_hold(cfg, self.oscillations)
         elif action is Action.STOP_IDLE_HOLD:
             self._deadlines.pop(Timer.IDLE_HOLD, None)
         elif action is Action.NEGOTIATE:
             self._adopt(self._offered)
         elif action is Action.SESSION_UP:
+            self._up_since = now
             self._session_up()
         elif action is Action.SESSION_DOWN:
+            if self._up_since is not None and now - self._up_since >= cfg.stable_time:
+                self.oscillations = 0  # a stable session ended: its drop starts a new row
+            self._up_since = None
             self._session_down()
         elif action is Action.PROCESS_MESSAGE:
             self._process(self._pending)

@@ -224,6 +224,7 @@ class PeerDriver:
             with contextlib.suppress(OSError, TypeError):
                 local = local_of(connection.transport)[0]
         established = session.state == State.ESTABLISHED and self._established_at is not None
+        hold = session.idle_hold_until()
         return PeerStatus(
             name=self.settings.name,
             address=self.settings.address,
@@ -244,6 +245,8 @@ class PeerDriver:
             + stats.notifications_received,
             established_transitions=self._carried.established + stats.established_count,
             last_error=self._last_error or stats.last_error,
+            drops_in_a_row=session.oscillations,
+            restart_in=None if hold is None else max(0.0, hold - self._now()),
         )
 
     @property
@@ -306,6 +309,11 @@ class PeerDriver:
         self._cancel_connect(old)
         stats = old.session.stats
         self._carried.add(stats)
+        # the peer's drops in a row go on counting (RFC 4271 §8.1.1): a successor that won a
+        # collision must not reset the damping of a flapping peer
+        successor.session.oscillations = max(
+            successor.session.oscillations, old.session.oscillations
+        )
         self._others = [link for link in self._others if link is not successor] + [old]
         self._primary = successor
 

@@ -26,6 +26,11 @@ class PeerStatus:
     notifications_received: int
     established_transitions: int
     last_error: str | None
+    #: the session's drops in a row (RFC 4271 §8.1.1 damping: 1 restarts at once, each more
+    #: waits twice as long); back to 0 after a session Established for its stable time
+    drops_in_a_row: int = 0
+    #: seconds until the automatic restart while the session waits out its idle hold
+    restart_in: float | None = None
 
 
 @dataclass
