@@ -1,11 +1,13 @@
 """A first start without the start cache (issue 11): the first plan's routes and BGP sessions go
-to the speaker as soon as the duties are planned (:func:`vipcast.core.pipeline.first_routes`),
-before the planner's memory and the rest of the snapshot (health targets, BFD, L2 and liveness
-members, the proxy model) are made. They are the very route tuple of the whole first plan (the
-speaker sees no change when it is published), the planner split in two steps
-(:meth:`NodePlanner.first`, :meth:`NodePlanner.settle`) is the planner called once, and at a
-router the routes arrive before the whole plan is published. And a reload right after a start is
-served while the status server is still starting."""
+to the speaker as soon as the Services are allocated (:mod:`vipcast.core.first_routes`; from
+the duties, :func:`vipcast.core.pipeline.first_routes`, where the routes need the whole plan),
+before the node's duties, the planner's memory and the rest of the snapshot (health targets,
+BFD, L2 and liveness members, the proxy model) are made, which wait until the routes are out.
+They are the very route tuple of the whole first plan (the speaker sees no change when it is
+published), the planner split in two steps (:meth:`NodePlanner.first`,
+:meth:`NodePlanner.settle`) is the planner called once, and at a router the routes arrive before
+the whole plan is published. An invalid first config opens no session. And a reload right after
+a start is served while the status server is still starting."""
 
 from __future__ import annotations
 
@@ -13,6 +15,7 @@ import asyncio
 import logging
 import random
 from pathlib import Path
+from typing import Any
 
 import pytest
 from test_start_cache import agent, config, same, service, write
@@ -175,3 +178,90 @@ async def test_a_reload_right_after_the_start_does_not_wait_for_the_status_serve
         release.set()
         running.request_stop()
         assert await task == 0
+
+
+async def test_the_load_goes_on_once_the_first_routes_are_out(tmp_path: Path) -> None:
+    """Without the start cache: the first routes go out from the allocation alone, and the
+    rest of the first load (the node's duties, the planner's memory, the snapshot) waits
+    until the router has them, so it does not compete with the OPEN exchange and the UPDATEs;
+    the whole plan published then is the same routes (no session configured again)."""
+    from test_agent_loopback import received, write_config
+
+    from vipcast.proto.bgp import SessionConfig
+    from vipcast.runtime.bgp.peer import PeerSettings
+    from vipcast.runtime.bgp.speaker import Speaker
+
+    router = Speaker(listen=[("127.0.0.3", 0)], log=logging.getLogger("test.router"))
+    await router.start()
+    router.configure([PeerSettings(name="node", address="127.0.0.2", session=SessionConfig(
+        local_asn=65000, peer_asn=4200000001, router_id="192.0.2.3", passive=True))])
+    folder = tmp_path / "config"
+    folder.mkdir()
+    write_config(folder, router.listen_ports[0], ["web", "api", "db", "mail"])
+    order: list[str] = []
+
+    class Watched(Agent):
+        first_routes_wait = 60.0  # a loaded machine: the order, not the time, is asserted
+
+        def _first_duties(self, spec: Any, hand_on: Any) -> Any:
+            def handed(early: Early) -> None:
+                order.append(f"handed {len(early.bgp)}")
+                hand_on(early)  # returns once the routes are out
+                sent = {p.name: p.prefixes_advertised for p in self.speaker.status()}
+                order.append(f"out {sent}")
+            duties = super()._first_duties(spec, handed)
+            order.append("duties")
+            return duties
+
+        async def _publish(self, desired: Any) -> None:
+            order.append(f"publish {len(desired.plan.bgp)}")
+            await super()._publish(desired)
+
+    running = Watched(AgentOptions(config_paths=(folder,), node="n1", load_in_thread=True))
+    task = asyncio.create_task(running.run(install_signals=False))
+    try:
+        async with asyncio.timeout(120):
+            await running.started.wait()
+            assert await router.wait_for(lambda s: received(s) >= 4, 60)
+        assert order == ["handed 4", "out {'rtr': 4}", "duties", "publish 4"], order
+        assert running.current is not None
+        same(running.current.plan, agent(folder, None).load().plan)
+    finally:
+        running.request_stop()
+        assert await task == 0
+        await router.stop()
+
+
+async def test_an_invalid_first_config_opens_no_session(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A first start on a config with one bad field (the peers themselves valid): refused
+    whole, the file, object and field named, and the router never sees a session."""
+    from test_agent_loopback import write_config
+
+    from vipcast.proto.bgp import SessionConfig
+    from vipcast.runtime.bgp.peer import PeerSettings
+    from vipcast.runtime.bgp.speaker import Speaker
+
+    router = Speaker(listen=[("127.0.0.3", 0)], log=logging.getLogger("test.router"))
+    await router.start()
+    router.configure([PeerSettings(name="node", address="127.0.0.2", session=SessionConfig(
+        local_asn=65000, peer_asn=4200000001, router_id="192.0.2.3", passive=True))])
+    folder = tmp_path / "config"
+    folder.mkdir()
+    write_config(folder, router.listen_ports[0], ["web", "api"])
+    services = folder / "services.yaml"
+    services.write_text(services.read_text().replace("port: 80", "port: 99999", 1))
+    caplog.set_level(logging.INFO, "vipcast.agent")
+    running = Agent(AgentOptions(config_paths=(folder,), node="n1", load_in_thread=True))
+    try:
+        async with asyncio.timeout(120):
+            assert await running.run(install_signals=False) == 2
+        refused = [r.getMessage() for r in caplog.records
+                   if r.getMessage().startswith("configuration invalid")]
+        assert refused and "services.yaml" in refused[0] and "spec.ports" in refused[0], refused
+        assert not any("first routes" in r.getMessage() for r in caplog.records)
+        (peer,) = router.status()
+        assert peer.established_transitions == 0 and peer.prefixes_received == 0
+    finally:
+        await router.stop()

@@ -49,12 +49,12 @@ from vipcast.app.agent_values import (
 )
 from vipcast.app.gc_pauses import RELEASE_STEP, desired_parts, release_gradually, run_planner
 from vipcast.app.start_cache import StartCache
-from vipcast.app.start_early import MARKER, Early, EarlyStart, agent_speaker
+from vipcast.app.start_early import MARKER, EarlyStart, agent_speaker
 from vipcast.core.desired import NodeIdentity, NodePlan
 from vipcast.core.drain import Phase, apply_drain
 from vipcast.core.gateway.address import GatewayServices, gateway_addresses
 from vipcast.core.incremental import NodePlanner
-from vipcast.core.pipeline import Local, Snapshot, first_routes, snapshot
+from vipcast.core.pipeline import Local, Snapshot, snapshot
 from vipcast.core.pipeline import plan as pipeline_plan
 from vipcast.core.pipeline import servable_now as pipeline_servable_now
 from vipcast.obs.bgp_metrics import register_bgp_metrics
@@ -180,12 +180,11 @@ class Agent(StartFlow):
         spec = self._gateway_services(self.load_spec())  # a Gateway's VIP: a stand-in Service
         hand_on = self._first_routes if self.current is None else None
         if hand_on is not None and isinstance(self._planner, NodePlanner):
-            # the first plan's routes go out before the planner's memory and the rest of the
-            # snapshot are made (the same route tuple: the speaker sees no change after)
-            duties = run_planner(self._planner.first, spec, self.options.node)
-            early = first_routes(spec, duties, self.identity())
-            if early is not None:
-                hand_on(Early(*early))
+            # the first plan's routes go out once the Services are allocated, before the
+            # node's duties (NAT rules, L2), the planner's memory and the rest of the snapshot
+            # are made (core/first_routes.py: the plan's very routes; the speaker sees no
+            # change when the whole plan follows)
+            duties = self._first_duties(spec, hand_on)
             self._planner.settle()
         else:
             duties = run_planner(self._planner, spec, self.options.node)

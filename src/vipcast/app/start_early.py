@@ -289,8 +289,14 @@ async def start_early(args: StartArgs, log: logging.Logger | None = None) -> Ear
 def routes_sent(started: EarlyStart) -> Callable[[Speaker], bool]:
     """Whether every peer of the early routes has them all (Established, every prefix
     advertised) or has failed an attempt already (an error: it retries on its own)."""
+    return routes_done(started.early.bgp if started.early is not None else ())
+
+
+def routes_done(routes: Sequence[BGPRoute]) -> Callable[[Speaker], bool]:
+    """Whether every peer of ``routes`` has them all (Established, every prefix advertised)
+    or has failed an attempt already (an error: it retries on its own)."""
     wanted: dict[str, int] = {}
-    for route in started.early.bgp if started.early is not None else ():
+    for route in routes:
         for peer in route.peers:
             wanted[peer] = wanted.get(peer, 0) + 1
 

@@ -122,15 +122,21 @@ class NodePlanner:
             return self._pending[2]
         return self._last.assignments if self._last is not None else {}
 
-    def first(self, spec: Spec, node: str) -> NodePlan:
+    def first(self, spec: Spec, node: str,
+              assigned: Callable[[Mapping[str, tuple[str, ...]]], None] | None = None
+              ) -> NodePlan:
         """The whole computation, as a call gives it, without building the memory yet: the
         caller hands the duties on (the agent's first routes) and then calls :meth:`settle`
-        (the next call settles too). The same result and memory as a call."""
+        (the next call settles too). The same result and memory as a call. ``assigned`` is
+        handed the allocation before the duties are planned (the agent plans its first
+        routes from it: :mod:`vipcast.core.first_routes`)."""
         self.settle()
         self._last = None
         self.whole += 1
         self.last_changed = None
         assignments, fresh = self._assign_all(spec)
+        if assigned is not None:
+            assigned(assignments)
         duties = plan_node(spec, assignments, node)
         self._pending = (spec, node, assignments, fresh, duties)
         return duties
