@@ -30,12 +30,11 @@ from typing import Any
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
+sys.path.insert(0, str(HERE.parent / "tests" / "bgp"))  # the lab modules the tests import
 
-from tests.bgp.test_interop_frr import NODES, build, write_config  # noqa: E402
-from tests.bgp.test_interop_frr_drain import LOAD, VIP, cli, start_with_grace  # noqa: E402
-from tests.bgp.test_interop_frr_weighted import add_traffic  # noqa: E402
+from tests.bgp.test_interop_frr_drain import VIP, cli, loaded_lab  # noqa: E402
 
-from vipcast.lab.netns import Topology, wait_until  # noqa: E402
+from vipcast.lab.netns import Topology  # noqa: E402
 
 MODES: dict[str, tuple[float, float]] = {"grace": (10.0, 0.0), "quiet": (120.0, 3.0),
                                          "sigterm": (10.0, 0.0)}
@@ -45,19 +44,8 @@ LOAD_SECONDS = 20
 def trial(mode: str) -> dict[str, Any]:
     grace, quiet = MODES[mode]
     with Topology() as topo:
-        lab = build(topo, ["n1", "n2", "n3"])
-        lab.router.sysctl("net.ipv4.fib_multipath_hash_policy", 1)
-        client = add_traffic(lab)
-        write_config(lab.config, ["web"], ["n1", "n2", "n3"])
-        for name in lab.nodes:
-            start_with_grace(lab, name, grace=grace, quiet=quiet)
-        ips = {n: NODES[n][0] for n in lab.nodes}
-        lab.frr.wait_established(*ips.values(), timeout=60)
-        lab.router.wait_route(VIP, gateways=sorted(ips.values()), timeout=60)
-        result = topo.workdir / "load.json"
-        load = topo.spawn(client, [sys.executable, "-c", LOAD, str(LOAD_SECONDS), str(result)],
-                          name="load")
-        time.sleep(3)
+        loaded = loaded_lab(topo, grace=grace, quiet=quiet, seconds=LOAD_SECONDS)
+        lab = loaded.lab
         start = time.monotonic()
         if mode == "sigterm":
             lab.agents["n3"].signal(signal.SIGTERM)
@@ -65,9 +53,7 @@ def trial(mode: str) -> dict[str, Any]:
             cli("drain", "n3", "--config", str(lab.config))
         lab.frr.wait_paths(VIP, 2, timeout=grace + 60)
         withdrawn = time.monotonic() - start
-        wait_until(lambda: load.popen.poll() is not None, timeout=LOAD_SECONDS + 60,
-                   what="load finished")
-        totals = json.loads(result.read_text())
+        totals = loaded.totals(timeout=LOAD_SECONDS + 60)
     return {"mode": mode, "grace_s": grace, "quiet_s": quiet, "withdrawn_after_s": withdrawn,
             "ok": totals["ok"], "failed": totals["failed"], "resets": totals["resets"],
             "n3_served": totals["by_node"].get("n3", 0)}

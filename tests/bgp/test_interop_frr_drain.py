@@ -14,13 +14,16 @@ import shutil
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import pytest
 from tests.bgp.test_interop_frr import NODES, Lab, build, write_config
 from tests.bgp.test_interop_frr_weighted import add_traffic
 
 from vipcast.lab.bgpconf import BgpPath
-from vipcast.lab.netns import Topology, wait_until
+from vipcast.lab.netns import Process, Topology, wait_until
 
 pytestmark = [
     pytest.mark.netns,
@@ -74,20 +77,47 @@ open(sys.argv[2], "w").write(json.dumps(t))
 """
 
 
-def test_drain_de_prefers_then_withdraws_then_undrains(netlab: Topology) -> None:
-    lab = build(netlab, ["n1", "n2", "n3"])
+@dataclass(frozen=True)
+class LoadedLab:
+    """Three agents announcing VIP (ECMP) under the steady client load of :data:`LOAD`."""
+
+    lab: Lab
+    #: node -> its address (the BGP next hop)
+    ips: dict[str, str]
+    load: Process
+    result: Path
+
+    def totals(self, timeout: float) -> dict[str, Any]:
+        """The load's counts, once it has finished (within ``timeout`` seconds)."""
+        wait_until(lambda: self.load.popen.poll() is not None, timeout=timeout,
+                   what="load finished")
+        totals: dict[str, Any] = json.loads(self.result.read_text())
+        return totals
+
+
+def loaded_lab(topo: Topology, *, grace: float, quiet: float, seconds: float) -> LoadedLab:
+    """FRR (hashing ECMP on L4 ports) and three agents with this drain grace and quiet period
+    announcing VIP; once FRR has the three paths, new connections at about 100/s for
+    ``seconds``, and 3 s of that steady state before this returns."""
+    lab = build(topo, ["n1", "n2", "n3"])
     lab.router.sysctl("net.ipv4.fib_multipath_hash_policy", 1)  # inside the router netns only
     client = add_traffic(lab)
     write_config(lab.config, ["web"], ["n1", "n2", "n3"])
     for name in lab.nodes:
-        start_with_grace(lab, name)
+        start_with_grace(lab, name, grace=grace, quiet=quiet)
     ips = {n: NODES[n][0] for n in lab.nodes}
     lab.frr.wait_established(*ips.values(), timeout=60)
     lab.router.wait_route(VIP, gateways=sorted(ips.values()), timeout=60)
-    result = lab.topo.workdir / "load.json"
-    load = lab.topo.spawn(client, [sys.executable, "-c", LOAD, str(GRACE + 14), str(result)],
-                          name="load")
+    result = topo.workdir / "load.json"
+    load = topo.spawn(client, [sys.executable, "-c", LOAD, str(seconds), str(result)],
+                      name="load")
     time.sleep(3)  # steady state before the drain
+    return LoadedLab(lab, ips, load, result)
+
+
+def test_drain_de_prefers_then_withdraws_then_undrains(netlab: Topology) -> None:
+    loaded = loaded_lab(netlab, grace=GRACE, quiet=0.0, seconds=GRACE + 14)
+    lab, ips = loaded.lab, loaded.ips
 
     cli("drain", "n3", "--config", str(lab.config))
     drained_at = time.monotonic()
@@ -116,8 +146,7 @@ def test_drain_de_prefers_then_withdraws_then_undrains(netlab: Topology) -> None
                what="n3 reports drained")
 
     # the steady load across the whole drain: no failed new connection, no reset
-    wait_until(lambda: load.popen.poll() is not None, timeout=GRACE + 60, what="load finished")
-    totals = json.loads(result.read_text())
+    totals = loaded.totals(timeout=GRACE + 60)
     print("load during the drain:", totals)
     assert totals["failed"] == 0 and totals["resets"] == 0, totals
     assert totals["by_node"].get("n3", 0) > 0  # n3 served before the drain
@@ -138,18 +167,8 @@ def test_drain_ends_early_once_the_routers_moved(netlab: Topology) -> None:
     connections to the VIP stops once FRR de-prefers its path, and n3 withdraws then, long
     before the grace; still no failed or reset new connection."""
     grace, quiet = 120.0, 3.0
-    lab = build(netlab, ["n1", "n2", "n3"])
-    lab.router.sysctl("net.ipv4.fib_multipath_hash_policy", 1)  # inside the router netns only
-    client = add_traffic(lab)
-    write_config(lab.config, ["web"], ["n1", "n2", "n3"])
-    for name in lab.nodes:
-        start_with_grace(lab, name, grace=grace, quiet=quiet)
-    ips = {n: NODES[n][0] for n in lab.nodes}
-    lab.frr.wait_established(*ips.values(), timeout=60)
-    lab.router.wait_route(VIP, gateways=sorted(ips.values()), timeout=60)
-    result = lab.topo.workdir / "load.json"
-    load = lab.topo.spawn(client, [sys.executable, "-c", LOAD, "16", str(result)], name="load")
-    time.sleep(3)  # steady state before the drain
+    loaded = loaded_lab(netlab, grace=grace, quiet=quiet, seconds=16)
+    lab, ips = loaded.lab, loaded.ips
 
     cli("drain", "n3", "--config", str(lab.config))
     drained_at = time.monotonic()
@@ -167,8 +186,7 @@ def test_drain_ends_early_once_the_routers_moved(netlab: Topology) -> None:
           next(line for line in log.splitlines() if "routers moved" in line))
     assert took < grace / 2
 
-    wait_until(lambda: load.popen.poll() is not None, timeout=60, what="load finished")
-    totals = json.loads(result.read_text())
+    totals = loaded.totals(timeout=60)
     print("load during the drain:", totals)
     assert totals["failed"] == 0 and totals["resets"] == 0, totals
     assert totals["by_node"].get("n3", 0) > 0 and totals["ok"] > 300
