@@ -21,16 +21,16 @@ BASE = ["--node", "a", "--interface", "lo"]
     ("extra", "needles"),
     [
         (["--bind", "1.2.3.4:99999"], ["--bind", "'1.2.3.4:99999'", "port '99999'"]),
-        (["--bind", "nonsense"], ["--bind", "'nonsense'", "not an IP address"]),
+        (["--bind", "nonsense"], ["--bind", "'nonsense'", "not a valid IP address"]),
         (["--bind", "[::1"], ["--bind", "'[::1'"]),
         (["--bind", ""], ["--bind", "empty address"]),
         (["--peer", "b"], ["--peer", "'b'", "NAME=HOST[:PORT]"]),
         (["--peer", "=192.0.2.2"], ["--peer", "'=192.0.2.2'", "NAME=HOST[:PORT]"]),
         (["--peer", "b=192.0.2.2:x"], ["--peer", "'192.0.2.2:x'", "port 'x'"]),
-        (["--peer", "b=host.example"], ["--peer", "'host.example'", "not an IP address"]),
+        (["--peer", "b=host.example"], ["--peer", "'host.example'", "not a valid IP address"]),
         (["--peer", "b=192.0.2.2", "--peer", "b=192.0.2.3"], ["--peer", "twice"]),
         (["--peer", "a=192.0.2.2"], ["--peer", "'a'", "--node"]),
-        (["--vip", "nope"], ["--vip", "'nope'", "not an IP address"]),
+        (["--vip", "nope"], ["--vip", "'nope'", "not a valid IP address"]),
     ],
 )
 def test_a_bad_option_is_one_line_naming_it_and_exit_2(

@@ -10,15 +10,15 @@ stdout; SIGUSR1 prints the status; SIGTERM/SIGINT stop gracefully (peers take ov
 Bad input ends the process before anything starts: one line on standard error naming the
 option and the value (``vipcast-l2: error: argument --bind: '1.2.3.4:99999': port '99999' is
 not a number from 0 to 65535``), exit status 2. ``HOST:PORT`` values are read by the project's
-one parser (:func:`vipcast.spec.addresses.parse_host_port`); hosts are IP addresses (the
-membership binds and sends UDP to them).
+one parser (:func:`vipcast.spec.addresses.parse_host_port`, through
+:mod:`vipcast.lab.arguments`); hosts are IP addresses (the membership binds and sends UDP to
+them).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import ipaddress
 import json
 import logging
 import os
@@ -27,15 +27,14 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import NoReturn
 
 from vipcast.core.desired import L2Ownership, NodePlan
+from vipcast.lab.arguments import OneLineParser, endpoint, ip_address
 from vipcast.obs.registry import CollectorRegistry
 from vipcast.proto.membership import suspicion_min_problem
 from vipcast.runtime.l2.driver import L2Config, L2Runtime
 from vipcast.runtime.l2.responder import AnnounceSchedule
 from vipcast.runtime.membership import DEFAULT_PORT
-from vipcast.spec.addresses import parse_host_port
 
 
 def _suspicion_min(text: str) -> float:
@@ -49,26 +48,8 @@ def _suspicion_min(text: str) -> float:
     return value
 
 
-class _Parser(argparse.ArgumentParser):
-    """argparse that reports a bad option in one line (no usage block), exit status 2."""
-
-    def error(self, message: str) -> NoReturn:
-        self.exit(2, f"{self.prog}: error: {message}\n")
-
-
 def _endpoint(text: str) -> tuple[str, int]:
-    """``HOST[:PORT]`` (membership port by default) with an IP address as the host."""
-    try:
-        host, port = parse_host_port(text, default_port=DEFAULT_PORT)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-    try:
-        ipaddress.ip_address(host)
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"{text!r}: host {host!r} is not an IP address"
-        ) from None
-    return host, port
+    return endpoint(text, DEFAULT_PORT)
 
 
 def _peer(text: str) -> tuple[str, tuple[str, int]]:
@@ -79,18 +60,11 @@ def _peer(text: str) -> tuple[str, tuple[str, int]]:
     return name.strip(), _endpoint(address)
 
 
-def _vip(text: str) -> str:
-    try:
-        return str(ipaddress.ip_address(text.strip()))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an IP address") from None
-
-
 def parse_args(argv: Sequence[str]) -> argparse.Namespace:
-    parser = _Parser(prog="vipcast-l2", description=__doc__.split("\n")[0])
+    parser = OneLineParser(prog="vipcast-l2", description=__doc__.split("\n")[0])
     parser.add_argument("--node", required=True)
     parser.add_argument("--interface", action="append", default=[], required=True)
-    parser.add_argument("--vip", action="append", default=[], type=_vip)
+    parser.add_argument("--vip", action="append", default=[], type=ip_address)
     parser.add_argument("--candidates", help="comma-separated preference order for every VIP")
     parser.add_argument(
         "--candidates-file",

@@ -9,13 +9,14 @@ unless ``--bind`` says otherwise, and prints ``ready`` once listening.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import json
 import socket
 import sys
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from vipcast.lab.arguments import OneLineParser, ip_address, port
 
 
 def _client(addr: str) -> str:
@@ -58,12 +59,12 @@ def serve_udp(sock: socket.socket, identity: dict[str, object]) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__)
+    parser = OneLineParser(description=__doc__)
     parser.add_argument("--id", required=True)
     parser.add_argument("--node", default="")
-    parser.add_argument("--port", type=int, default=8080)
-    parser.add_argument("--udp-port", type=int, default=0)
-    parser.add_argument("--bind", default="::")
+    parser.add_argument("--port", type=port, default=8080)
+    parser.add_argument("--udp-port", type=port, default=0)
+    parser.add_argument("--bind", type=ip_address, default="::")
     args = parser.parse_args(argv)
     identity: dict[str, object] = {"backend": args.id, "node": args.node, "port": args.port}
     if ":" in args.bind:

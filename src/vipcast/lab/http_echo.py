@@ -9,12 +9,13 @@ peer address (so a test sees X-Forwarded-For, Host, rewrites as the backend saw 
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import contextlib
 import sys
 
 from aiohttp import WSMsgType, web
+
+from vipcast.lab.arguments import OneLineParser, ip_address, port
 
 
 def make_app(identity: str) -> web.Application:
@@ -49,10 +50,10 @@ def make_app(identity: str) -> web.Application:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__)
+    parser = OneLineParser(description=__doc__)
     parser.add_argument("--id", required=True)
-    parser.add_argument("--port", type=int, default=8080)
-    parser.add_argument("--bind", default="::")
+    parser.add_argument("--port", type=port, default=8080)
+    parser.add_argument("--bind", type=ip_address, default="::")
     args = parser.parse_args(argv)
 
     async def serve() -> None:

@@ -9,12 +9,13 @@ TCP peer: the load balancer). Health checks that close after the header are fine
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import contextlib
 import ipaddress
 import json
 import struct
+
+from vipcast.lab.arguments import OneLineParser, port
 
 SIGNATURE = b"\r\n\r\n\x00\r\nQUIT\n"
 
@@ -73,10 +74,10 @@ async def serve(backend_id: str, node: str, port: int) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
+    parser = OneLineParser()
     parser.add_argument("--id", required=True)
     parser.add_argument("--node", default="")
-    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--port", type=port, required=True)
     args = parser.parse_args()
     asyncio.run(serve(args.id, args.node, args.port))
 

@@ -23,7 +23,6 @@ Both are bounded and stop by themselves; the lab kills servers by PID.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import contextlib
 import errno
@@ -39,6 +38,8 @@ from collections.abc import Iterator
 from dataclasses import asdict, dataclass, replace
 from typing import Any, Protocol, cast
 from urllib.parse import urlsplit
+
+from vipcast.lab.arguments import OneLineParser, port
 
 
 @dataclass(frozen=True)
@@ -285,11 +286,11 @@ class ClientLoad:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m vipcast.lab.workload")
+    parser = OneLineParser(prog="python -m vipcast.lab.workload")
     sub = parser.add_subparsers(dest="cmd", required=True)
     s = sub.add_parser("serve")
-    s.add_argument("--host", required=True)
-    s.add_argument("--port", type=int, default=8080)
+    s.add_argument("--host", required=True, help="address to listen on (\"\": every one)")
+    s.add_argument("--port", type=port, default=8080)
     s.add_argument("--name", required=True)
     s.add_argument("--node", default="")
     c = sub.add_parser("load")

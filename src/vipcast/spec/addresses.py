@@ -120,6 +120,14 @@ def parse_host_port(
         if default_port is None:
             raise ValueError(f"{text!r}: no port (expected HOST:PORT)")
         return host, default_port
-    if not port_text.isdigit() or int(port_text) > 65535:
-        raise ValueError(f"{text!r}: port {port_text!r} is not a number from 0 to 65535")
-    return host, int(port_text)
+    try:
+        return host, parse_port(port_text)
+    except ValueError as exc:
+        raise ValueError(f"{text!r}: {exc}") from None
+
+
+def parse_port(text: str) -> int:
+    """A TCP/UDP port, 0 to 65535, or ValueError naming it."""
+    if not text.isdigit() or int(text) > 65535:
+        raise ValueError(f"port {text!r} is not a number from 0 to 65535")
+    return int(text)
