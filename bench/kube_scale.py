@@ -22,7 +22,7 @@ kept as an etcd data directory in ``~/.cache/vipcast-scale`` (``VIPCAST_SCALE_CA
 measurement starts a fresh API server on a copy.
 
     nice .venv/bin/python bench/kube_scale.py --sizes 5000,10000 [--qps 100 --burst 200]
-    .venv/bin/python bench/kube_scale.py --sizes 50000 --keep-speaker --lease-duration 15
+    .venv/bin/python bench/kube_scale.py --sizes 50000 --keep-speaker
 
 Writes bench/kube_scale.json (each size's figures; sizes merged into the existing file). A size
 in progress is written after each phase (and every ~30 s of the cold start) with
@@ -152,8 +152,9 @@ def main() -> int:
     parser.add_argument("--json", type=Path, default=HERE / "kube_scale.json")
     parser.add_argument("--probe", choices=("before", "after"))
     parser.add_argument("--kubeconfig", type=Path)
-    parser.add_argument("--lease-duration", type=float, default=5.0,
-                        help="the controllers' Lease (s; vipcast's default is 15)")
+    parser.add_argument("--lease-duration", type=float, default=15.0,
+                        help="the controllers' Lease (s), vipcast's default; a 5 s Lease "
+                             "stepped down at load 28-31 (docs/kubernetes.md 'Lease timing')")
     parser.add_argument("--controller-nice", type=int, default=0,
                         help="niceness of the controller processes (the run's own: 0)")
     parser.add_argument("--keep-speaker", action="store_true",

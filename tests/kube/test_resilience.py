@@ -101,7 +101,7 @@ def test_leadership_is_lost_cleanly_when_the_api_server_stops_answering(
                      "serviceAllocation": {"namespaces": [namespace]}}}))
         await admin.create(lb_service("s1", namespace))
         lease = f"lease-{namespace}"
-        a = Controller(cut_client, _config("cut-a", lease))  # renew deadline 1.5 s
+        a = Controller(cut_client, _config("cut-a", lease))  # renew deadline 8 s
         b = Controller(admin, _config("direct-b", lease))
         loop = asyncio.get_running_loop()
         # every status write a issues: (when, leading then). Counting a round's writes is not
