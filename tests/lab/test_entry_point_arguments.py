@@ -18,11 +18,8 @@ from vipcast.lab.arguments import endpoint, ip_address, port
     [
         (["vipcast.lab.http_echo", "--id", "x", "--bind", "nonsense"],
          "http_echo.py: error: argument --bind: 'nonsense' is not a valid IP address\n"),
-        (["vipcast.lab.backend_server", "--id", "x", "--port", "99999"],
-         "backend_server.py: error: argument --port: "
-         "port '99999' is not a number from 0 to 65535\n"),
-        (["vipcast.lab.backend_server", "--id", "x", "--udp-port", "-1"],
-         "backend_server.py: error: argument --udp-port: "
+        (["vipcast.lab.workload", "serve", "--host", "", "--name", "w", "--udp-port", "-1"],
+         "python -m vipcast.lab.workload serve: error: argument --udp-port: "
          "port '-1' is not a number from 0 to 65535\n"),
         (["vipcast.lab.proxy_backend", "--id", "x", "--port", "http"],
          "proxy_backend.py: error: argument --port: "

@@ -1,20 +1,22 @@
 """HTTP backends and a bounded HTTP client for data plane and e2e tests.
 
-:func:`start_backend` runs :mod:`vipcast.lab.backend_server` in a namespace: it answers every
-request with JSON naming its backend id, its node and the client address it saw.
-:func:`http_load` runs :mod:`vipcast.lab.http_probe` in a namespace: at most ``count`` requests
-(a new connection each), stopped at ``deadline`` seconds, and returns per-backend counts and
-failures as a :class:`LoadResult`.
+:func:`start_backend` runs the lab's backend (``vipcast.lab.workload serve``) in a namespace:
+it answers every request with JSON naming its backend id, its node and the client address it
+saw. :func:`http_load` runs the lab's client (``vipcast.lab.workload load``) in a namespace:
+at most ``count`` requests (a new connection each), stopped at ``deadline`` seconds, and
+returns per-backend counts and failures as a :class:`LoadResult`.
 """
 
 from __future__ import annotations
 
 import json
 import sys
+from collections import Counter
 from dataclasses import dataclass, field
 
 from vipcast.lab.netns import Netns, Process, ProcessDied, wait_until
 from vipcast.lab.process import SingleProcessDaemon
+from vipcast.lab.workload import Sample
 
 
 @dataclass
@@ -41,11 +43,12 @@ def start_backend(
     bind: str = "::",
     timeout: float = 15.0,
 ) -> BackendServer:
-    """Start an HTTP backend (and a UDP echo of the same JSON when ``udp_port``) in ``netns``."""
+    """Start an HTTP backend (and a UDP echo of the same JSON when ``udp_port``) in ``netns``;
+    ``bind`` "::" listens on every address of both families."""
     argv = [
-        sys.executable, "-m", "vipcast.lab.backend_server",
-        "--id", backend_id, "--node", node, "--port", str(port),
-        "--udp-port", str(udp_port), "--bind", bind,
+        sys.executable, "-m", "vipcast.lab.workload", "serve",
+        "--host", "" if bind == "::" else bind, "--port", str(port),
+        "--name", backend_id, "--node", node, "--udp-port", str(udp_port),
     ]  # fmt: skip
     proc = netns.spawn(argv, name=f"backend-{backend_id}")
     server = BackendServer(backend_id, node, netns, port, udp_port, proc)
@@ -82,19 +85,23 @@ def http_load(
     deadline: float = 30.0,
     timeout: float = 2.0,
 ) -> LoadResult:
-    """Send up to ``count`` GETs to ``url`` from inside ``netns`` within ``deadline`` seconds."""
+    """Send up to ``count`` GETs to ``url`` from inside ``netns`` within ``deadline`` seconds
+    (each bounded by ``timeout`` to connect and again to be answered)."""
     argv = [
-        sys.executable, "-m", "vipcast.lab.http_probe", url,
-        "--count", str(count), "--deadline", str(deadline), "--timeout", str(timeout),
+        sys.executable, "-m", "vipcast.lab.workload", "load", "--url", url,
+        "--count", str(count), "--interval", "0", "--timeout", str(timeout),
+        "--max-seconds", str(deadline),
     ]  # fmt: skip
-    out = netns.run(argv, timeout=deadline + timeout + 30).stdout
-    data = json.loads(out.strip().splitlines()[-1])
+    out = netns.run(argv, timeout=deadline + 2 * timeout + 30).stdout
+    samples = [Sample(**json.loads(line)) for line in out.splitlines() if line.strip()]
+    answered = [s for s in samples if s.ok]
+    failures = [f"{s.phase}: {s.error}" for s in samples if not s.ok]
     return LoadResult(
-        sent=int(data["sent"]),
-        ok=int(data["ok"]),
-        failed=int(data["failed"]),
-        backends={str(k): int(v) for k, v in data["backends"].items()},
-        nodes={str(k): int(v) for k, v in data["nodes"].items()},
-        clients=tuple(data["clients"]),
-        errors=tuple(data["errors"]),
+        sent=len(samples),
+        ok=len(answered),
+        failed=len(failures),
+        backends=dict(Counter(str(s.backend) for s in answered)),
+        nodes=dict(Counter(str(s.node) for s in answered)),
+        clients=tuple(sorted({str(s.client) for s in answered})),
+        errors=tuple(failures[:5]),
     )

@@ -2,9 +2,11 @@
 
 Run inside a namespace (``ip netns exec NS python -m vipcast.lab.workload ...``):
 
-- ``serve --host H --port P --name B --node N`` answers every request with one JSON line
-  ``{"backend": B, "node": N, "client": "<source address it saw>"}``, over HTTP on TCP port P
-  and, for any datagram, on UDP port P;
+- ``serve --host H --port P --name B --node N [--udp-port U]`` answers every request with one
+  JSON line ``{"backend": B, "node": N, "client": "<source address it saw>", "port": P}``, over
+  HTTP on TCP port P (``--host ""``: every address of both families) and, for any datagram, on
+  UDP port U (default P; 0: none), and prints ``ready`` once listening. The lab's one HTTP
+  backend (:func:`vipcast.lab.backends.start_backend` runs it too);
 - ``load --url URL --count C --interval S --timeout T --max-seconds M
   [--response-timeout R]`` sends at most C requests (one new TCP connection each, so ECMP
   hashing spreads them), at most M seconds, and prints one JSON line per request:
@@ -73,10 +75,12 @@ async def _answer(
             if not head:
                 break
             peer = writer.get_extra_info("peername")
-            answer = {"backend": name, "node": node, "client": peer[0]}
+            local = writer.get_extra_info("sockname")
+            answer = {"backend": name, "node": node, "client": _client(peer[0]),
+                      "port": local[1]}
             # behind the L7 gateway: the pod address it was reached at, and the client Envoy
             # put in X-Forwarded-For (what the backend sees of the real client)
-            answer["pod"] = writer.get_extra_info("sockname")[0]
+            answer["pod"] = _client(local[0])
             for line in head.split(b"\r\n")[1:]:
                 key, _, value = line.partition(b":")
                 if key.strip().lower() == b"x-forwarded-for":
@@ -99,8 +103,8 @@ class _UdpAnswer(asyncio.DatagramProtocol):
     """Answers every datagram with the same JSON line as an HTTP answer (a UDP backend for the
     lab's UDP services: their VIP ports are verified by an answer, docs/dataplane.md)."""
 
-    def __init__(self, name: str, node: str) -> None:
-        self.name, self.node = name, node
+    def __init__(self, name: str, node: str, port: int) -> None:
+        self.name, self.node, self.port = name, node, port
         self.transport: asyncio.DatagramTransport | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -108,27 +112,39 @@ class _UdpAnswer(asyncio.DatagramProtocol):
 
     def datagram_received(self, data: bytes, addr: tuple[str | Any, int]) -> None:
         if self.transport is not None:
-            client = str(addr[0]).removeprefix("::ffff:")
-            body = {"backend": self.name, "node": self.node, "client": client}
+            body = {"backend": self.name, "node": self.node, "client": _client(str(addr[0])),
+                    "port": self.port}
             self.transport.sendto(json.dumps(body).encode() + b"\n", addr)
 
 
-async def serve(host: str, port: int, name: str, node: str) -> None:
+def _client(address: str) -> str:
+    """An address as the peer has it (an IPv4 client of a dual-stack socket without ::ffff:)."""
+    return address.removeprefix("::ffff:")
+
+
+async def serve(host: str, port: int, name: str, node: str, udp_port: int | None = None) -> None:
+    """Answer on TCP ``port`` of ``host`` ("": every address, both families) and on UDP
+    ``udp_port`` (None: the same port; 0: no UDP); print ``ready`` once both listen."""
     server = await asyncio.start_server(
         lambda r, w: _answer(r, w, name, node), host=host, port=port, reuse_address=True
     )
-    udp = socket.socket(socket.AF_INET6 if not host or ":" in host else socket.AF_INET,
-                        socket.SOCK_DGRAM)
-    if udp.family == socket.AF_INET6:
-        udp.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
-    udp.bind((host or "::", port))
-    transport, _ = await asyncio.get_running_loop().create_datagram_endpoint(
-        lambda: _UdpAnswer(name, node), sock=udp)
+    transport: asyncio.DatagramTransport | None = None
+    udp_port = port if udp_port is None else udp_port
+    if udp_port:
+        udp = socket.socket(socket.AF_INET6 if not host or ":" in host else socket.AF_INET,
+                            socket.SOCK_DGRAM)
+        if udp.family == socket.AF_INET6:
+            udp.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+        udp.bind((host or "::", udp_port))
+        transport, _ = await asyncio.get_running_loop().create_datagram_endpoint(
+            lambda: _UdpAnswer(name, node, udp_port), sock=udp)
+    print("ready", flush=True)
     try:
         async with server:
             await server.serve_forever()
     finally:
-        transport.close()
+        if transport is not None:
+            transport.close()
 
 
 def request(url: str, timeout: float, response_timeout: float | None = None,
@@ -293,6 +309,8 @@ def main(argv: list[str] | None = None) -> int:
     s.add_argument("--port", type=port, default=8080)
     s.add_argument("--name", required=True)
     s.add_argument("--node", default="")
+    s.add_argument("--udp-port", type=port, default=None,
+                   help="UDP port of the same answers (default: --port; 0: no UDP)")
     c = sub.add_parser("load")
     c.add_argument("--url", required=True)
     c.add_argument("--count", type=int, default=100)
@@ -305,7 +323,7 @@ def main(argv: list[str] | None = None) -> int:
     c.add_argument("--host-header", default=None, help="the Host header (L7 routing)")
     args = parser.parse_args(argv)
     if args.cmd == "serve":
-        asyncio.run(serve(args.host, args.port, args.name, args.node))
+        asyncio.run(serve(args.host, args.port, args.name, args.node, args.udp_port))
         return 0
     for sample in load(
         args.url,
