@@ -3,9 +3,10 @@
 The lab of ``tests/bfd/agentlab.py``: FRR router ``r`` (bgpd + bfdd + zebra, connect-retry
 1 s, BFD 100 ms x 3) and the real ``vipcast agent`` on nodes ``n1`` and ``n2`` behind a bridge.
 A trial cuts n1's bridge port until the router's bfdd says Down (the router sends Cease/BFD
-Down and n1's agent drops its session on its own BFD Down), restores the port, and times from
-the restore, with ``tcpdump -tt`` in the router's namespace (TCP 179 and BFD control packets
-between r and n1):
+Down and n1's agent drops its session on its own BFD Down), waits 0.5-1.5 s more (a seeded
+draw, the same for every tree: the restore falls anywhere in the 1 s ConnectRetry cycle),
+restores the port, and times from the restore, with ``tcpdump -tt`` in the router's
+namespace (TCP 179 and BFD control packets between r and n1):
 
 * ``bfd_up``: the first BFD packet in which the router says Up to n1 again;
 * ``syn_r`` / ``syn_n1``: the first TCP SYN to port 179 from the router / from n1, and what
@@ -25,6 +26,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import random
 import re
 import statistics
 import sys
@@ -118,17 +120,21 @@ def timeline(text: str, since: float) -> dict[str, Any]:
         payload = re.search(r"length [1-9]", rest) is not None and flag.startswith("P")
         if src == N1 and dport == 179 and payload and "open_n1" not in got:
             got["open_n1"] = at
-    got["tcp"] = syns[:12]
+    got["tcp"] = syns[:16]
     return got
 
 
-def cut_and_restore(r: Netns, sw: Netns, frr: Any, dump: Process) -> dict[str, Any]:
-    """One trial: cut n1 until the router dropped it, restore, time the way back."""
+def cut_and_restore(
+    r: Netns, sw: Netns, frr: Any, dump: Process, n1: AgentNode, pause: float
+) -> dict[str, Any]:
+    """One trial: cut n1 until the router dropped it, ``pause`` seconds more, restore, time
+    the way back. ``log``: n1's agent log lines about its BGP peer since the cut."""
+    marker = len(n1.proc.log_text())
     sw.set_link("pn1", False)
     wait_until(lambda: bfdd_status(frr, N1) == "down", timeout=30, interval=0.02,
                what="bfdd down")  # fmt: skip
     wait_until(lambda: N1 not in nexthops(r), timeout=30, interval=0.02, what="nexthop gone")
-    time.sleep(0.5)  # both sides are down now; the agent has dropped its session
+    time.sleep(pause)  # both sides are down; where the restore falls in ConnectRetry's cycle
     restored = time.time()
     sw.set_link("pn1", True)
     wait_until(lambda: nexthops(r) == set(NODES.values()), timeout=300, interval=0.02,
@@ -137,6 +143,9 @@ def cut_and_restore(r: Netns, sw: Netns, frr: Any, dump: Process) -> dict[str, A
     time.sleep(0.5)
     got = timeline(dump.log_text(), restored)
     got["back"] = round(back, 3)
+    got["pause"] = round(pause, 3)
+    got["log"] = [line[11:200] for line in n1.proc.log_text()[marker:].splitlines()
+                  if "peer r " in line or "BFD: peer" in line][:12]  # fmt: skip
     return got
 
 
@@ -158,15 +167,21 @@ def run(label: str, src: str, trials: int, settle: float, flaps: int) -> dict[st
                        what=f"{label}: ECMP route")  # fmt: skip
             wait_until(lambda: bfdd_status(frr, N1) == "up", timeout=60, what="bfd up")
             dump = capture(topo, r)
+            # the restore 0.5-1.5 s after the router dropped n1: every phase of the 1 s
+            # ConnectRetry cycle, the same draws for every tree
+            pauses = random.Random(11)
             for i in range(trials):
                 time.sleep(settle)
-                got = cut_and_restore(r, sw, frr, dump)
+                got = cut_and_restore(r, sw, frr, dump, agents[0], pauses.uniform(0.5, 1.5))
                 results.append(got)
-                print(f"  {label} trial {i + 1}: {got}", flush=True)
+                shown = {k: v for k, v in got.items() if k != "log"}
+                print(f"  {label} trial {i + 1}: {shown}", flush=True)
+                for line in got["log"]:
+                    print(f"      {line}", flush=True)
                 wait_agents_up(agents, timeout=120)
             for i in range(flaps):
                 time.sleep(1.0)
-                got = cut_and_restore(r, sw, frr, dump)
+                got = cut_and_restore(r, sw, frr, dump, agents[0], 0.5)
                 flapped.append(got)
                 print(f"  {label} flap {i + 1}: back {got['back']} s", flush=True)
                 wait_agents_up(agents, timeout=300)

@@ -61,7 +61,18 @@ class PeerSettings:
     session: SessionConfig
     port: int = BGP_PORT
     transport: TransportOptions = field(default_factory=TransportOptions)
-    connect_timeout: float = 5.0
+    #: how long one outgoing connection attempt may wait for the peer's SYN-ACK. None: until
+    #: the ConnectRetry timer starts the next attempt (RFC 4271 §8.2.2, Connect state), with
+    #: twice ConnectRetryTime as a backstop. A shorter fixed timeout (it was 5 s) ended an
+    #: attempt early and then waited a whole ConnectRetryTime more in Active: with the
+    #: default 10 s, 10 s without a SYN toward a peer whose path had just come back
+    connect_timeout: float | None = None
+
+    def attempt_timeout(self) -> float:
+        """The bound on one outgoing connection attempt (see ``connect_timeout``)."""
+        if self.connect_timeout is not None:
+            return self.connect_timeout
+        return 2.0 * self.session.connect_retry_time
 
 
 class PeerDriver:
@@ -453,7 +464,7 @@ class PeerDriver:
                 settings.port,
                 settings.transport,
                 Connection,
-                settings.connect_timeout,
+                settings.attempt_timeout(),
             )
         except (OSError, TimeoutError) as exc:
             link.connect_task = None
