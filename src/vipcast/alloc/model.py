@@ -149,8 +149,9 @@ class ServiceInput:
     #: what Local-policy sharers must have in common (the pod selector, as sorted pairs)
     selector: tuple[tuple[str, str], ...] = ()
 
-    @property
+    @cached_property
     def key(self) -> str:
+        """``namespace/name`` (computed once: a run looks it up several times per service)."""
         return f"{self.namespace}/{self.name}"
 
 
@@ -178,9 +179,14 @@ class Reason(StrEnum):
 GRANTED = frozenset({Reason.KEPT, Reason.ASSIGNED, Reason.REQUESTED, Reason.MOVED})
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, init=False)
 class Assignment:
-    """The outcome for one service: its addresses (possibly none) and why."""
+    """The outcome for one service: its addresses (possibly none) and why.
+
+    One per service and run: the ``__init__`` fills the instance dict in one go (the one a
+    frozen dataclass generates sets each field through ``object.__setattr__``, several times
+    slower); it takes the fields in declaration order with the same defaults.
+    """
 
     service: str
     ips: tuple[str, ...]
@@ -191,6 +197,25 @@ class Assignment:
     previous: tuple[str, ...] = ()
     #: addresses given up in this run, each with why (pool removed, family dropped, ...)
     invalidated: tuple[tuple[str, str], ...] = ()
+
+    def __init__(
+        self,
+        service: str,
+        ips: tuple[str, ...],
+        pool: str | None,
+        reason: Reason,
+        message: str,
+        previous: tuple[str, ...] = (),
+        invalidated: tuple[tuple[str, str], ...] = (),
+    ) -> None:
+        fields = self.__dict__
+        fields["service"] = service
+        fields["ips"] = ips
+        fields["pool"] = pool
+        fields["reason"] = reason
+        fields["message"] = message
+        fields["previous"] = previous
+        fields["invalidated"] = invalidated
 
     @property
     def ok(self) -> bool:
