@@ -20,13 +20,13 @@ import os
 import re
 import shutil
 import tempfile
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from harness_lab import WEB, power_loss_under_load
 
-from vipcast.app.lab.demo import power_off, recovery_time, send, watch_next_hop_gone
+from vipcast.app.lab.demo import recovery_time, send
 from vipcast.app.lab.topology import (
     LabOptions,
     LabState,
@@ -38,14 +38,12 @@ from vipcast.app.lab.topology import (
 )
 from vipcast.lab.bird import BirdInstance
 from vipcast.lab.netns import Topology, leftovers, wait_until
-from vipcast.lab.workload import ClientLoad
 
 pytestmark = [pytest.mark.e2e, pytest.mark.netns]
 
 if os.geteuid() != 0:  # pragma: no cover
     pytest.skip("the lab needs root", allow_module_level=True)
 
-WEB = "192.0.2.3"
 DUAL_V6 = "2001:db8:100::"
 
 
@@ -110,12 +108,11 @@ def test_bird_node_failure_with_bfd(bird_lab: tuple[Topology, LabState]) -> None
     bird = router_of(topo, state)
     assert isinstance(bird, BirdInstance)
     wait_router_bfd_up(bird, node_v4(3))  # what the test relies on, before the power loss
-    load = ClientLoad(topo["client"], f"http://{WEB}/", duration=8.0, interval=0.02,
-                      timeout=0.25, response_timeout=2.0)
-    time.sleep(1.5)
-    kill_at = power_off(topo, state, "n3", load.now)
-    gone = watch_next_hop_gone(router, f"{WEB}/32", node_v4(3), since=kill_at,
-                               clock=load.now, until=8.0)
+    # the power loss 1.5 s after the client's first request (its start-up takes seconds under
+    # load: a kill 1.5 s after launching it met no traffic, and the watch window, 8 s on the
+    # load's clock, was then mostly spent before the kill)
+    gone, load, kill_at = power_loss_under_load(topo, state, "n3", node_v4(3), duration=8.0,
+                                                lead=1.5)
     samples = load.samples()
     # behaviour, not speed (bench/ has the figures): n3 left the route within the watch window,
     # and it was BFD that took BIRD's session to n3 down, not the hold timer
