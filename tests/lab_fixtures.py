@@ -10,18 +10,26 @@ the image do not carry it). ``tests/conftest.py`` registers it with ``pytest_plu
   its namespaces carry the prefix ``vc-<pid>-m<n>`` so they never clash with ``netlab``'s.
 - ``netlab_root``: skips the test unless it runs as root with ``ip`` available.
 - :func:`owned_topology`: the teardown above, for an area fixture that builds its own lab.
+- :func:`running_lab`: the whole lab of ``vipcast lab up`` (:mod:`vipcast.app.lab.topology`)
+  under the run's own prefix, torn down with nothing left behind (the e2e and gateway tests).
 """
 
 from __future__ import annotations
 
 import os
 import shutil
+import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from vipcast.lab.netns import Topology, default_prefix, list_netns
+from vipcast.lab.netns import Topology, default_prefix, leftovers, list_netns
+
+if TYPE_CHECKING:
+    from vipcast.app.lab.topology import LabOptions, LabState
 
 
 def lab_capable() -> str | None:
@@ -72,3 +80,24 @@ def netlab_module(request: pytest.FixtureRequest) -> Iterator[Topology]:
     tag = sum(module.encode()) % 1000
     with owned_topology(Topology(f"{default_prefix()}-m{tag}")) as topo:
         yield topo
+
+
+@contextmanager
+def running_lab(tag: str, **options: Any) -> Iterator[tuple[Topology, LabState, LabOptions]]:
+    """A lab in namespaces ``vc-<pid>-<tag>-*`` built with ``options``; on leaving, its
+    processes and namespaces are gone (asserted) and its work directory removed. What the
+    caller waits for (sessions, routes) it waits for inside the ``with``."""
+    # imported here, not at the top: every test run loads this plugin, few build the lab
+    from vipcast.app.lab.topology import LabOptions, build
+
+    # not pytest's tmp_path: FRR drops to the frr user, which must reach its directory
+    workdir = Path(tempfile.mkdtemp(prefix=f"vc-e2e-{tag}-"))
+    workdir.chmod(0o755)
+    opts = LabOptions(prefix=f"vc-{os.getpid()}-{tag}", workdir=workdir, **options)
+    topo, state = build(opts)
+    try:
+        yield topo, state, opts
+    finally:
+        topo.close()
+        shutil.rmtree(workdir, ignore_errors=True)
+        assert not leftovers(opts.prefix)

@@ -1,51 +1,28 @@
-"""The e2e labs' shared life and moves: a lab built under the run's own prefix and torn down
-with nothing left behind, the router as FRR, a node's power loss under client load, and the
-evidence a failing scenario prints (:class:`Evidence`)."""
+"""The e2e labs' shared moves: the router as FRR, a node's power loss under client load, and the
+evidence a failing scenario prints (:class:`Evidence`). The lab itself, built under the run's
+own prefix and torn down with nothing left behind, is ``lab_fixtures.running_lab``."""
 
 from __future__ import annotations
 
-import contextlib
-import os
-import shutil
 import subprocess
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from vipcast.app.lab.demo import power_off, watch_next_hop_gone
-from vipcast.app.lab.topology import LabOptions, LabState, build, router_of
+from vipcast.app.lab.topology import LabState, router_of
 from vipcast.lab.frr import FrrInstance
-from vipcast.lab.netns import Netns, Topology, leftovers
+from vipcast.lab.netns import Netns, Topology
 from vipcast.lab.workload import ClientLoad, Sample
 
 #: the allocator's deterministic choice for default/web (a Cluster Service) in the lab config
 WEB = "192.0.2.3"
 #: the lab client's address (the source of every client connection, in conntrack)
 CLIENT_V4 = "203.0.113.10"
-
-
-@contextlib.contextmanager
-def running_lab(tag: str, **options: Any) -> Iterator[tuple[Topology, LabState, LabOptions]]:
-    """A lab in namespaces ``vc-<pid>-<tag>-*`` built with ``options``; on leaving, its
-    processes and namespaces are gone (asserted) and its work directory removed. What the
-    caller waits for (sessions, routes) it waits for inside the ``with``."""
-    # not pytest's tmp_path: FRR drops to the frr user, which must reach its directory
-    workdir = Path(tempfile.mkdtemp(prefix=f"vc-e2e-{tag}-"))
-    workdir.chmod(0o755)
-    opts = LabOptions(prefix=f"vc-{os.getpid()}-{tag}", workdir=workdir, **options)
-    topo, state = build(opts)
-    try:
-        yield topo, state, opts
-    finally:
-        topo.close()
-        shutil.rmtree(workdir, ignore_errors=True)
-        assert not leftovers(opts.prefix)
 
 
 def frr_router(topo: Topology, state: LabState) -> FrrInstance:

@@ -22,8 +22,9 @@ import time
 from collections.abc import Iterator
 
 import pytest
-from harness_lab import WEB, power_loss_under_load, running_lab
+from harness_lab import WEB, power_loss_under_load
 
+from lab_fixtures import running_lab
 from vipcast.app.lab.demo import recovery_time, watch_next_hop_gone
 from vipcast.app.lab.topology import (
     LabOptions,

@@ -39,8 +39,9 @@ from pathlib import Path
 
 import pytest
 from harness_cni_lab import vip_bursts
-from harness_lab import WEB, frr_router, power_loss_under_load, running_lab
+from harness_lab import WEB, frr_router, power_loss_under_load
 
+from lab_fixtures import running_lab
 from vipcast.app.lab.cni import pod_blocks
 from vipcast.app.lab.demo import send
 from vipcast.app.lab.topology import (

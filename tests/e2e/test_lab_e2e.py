@@ -9,9 +9,7 @@ restart, and a node failure. Deadlines are generous; figures belong to bench/.
 from __future__ import annotations
 
 import os
-import shutil
 import signal
-import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,18 +18,18 @@ import pytest
 import yaml
 from harness_lab import Evidence, evidence_of
 
+from lab_fixtures import running_lab
 from vipcast.app.lab.demo import power_off, recovery_time, send
 from vipcast.app.lab.topology import (
     LabOptions,
     LabState,
-    build,
     frr_of,
     node_v4,
     start_agent,
     wait_sessions,
 )
 from vipcast.lab.frr import FrrInstance
-from vipcast.lab.netns import Topology, leftovers, wait_until
+from vipcast.lab.netns import Topology, wait_until
 from vipcast.lab.workload import ClientLoad, Sample
 
 pytestmark = [pytest.mark.e2e, pytest.mark.netns]
@@ -58,19 +56,10 @@ class Lab:
 
 @pytest.fixture(scope="module")
 def lab() -> Iterator[Lab]:
-    # not pytest's tmp_path: FRR drops to the frr user, which must reach its directory
-    workdir = Path(tempfile.mkdtemp(prefix="vc-e2e-"))
-    opts = LabOptions(nodes=3, bfd=False, prefix=f"vc-{os.getpid()}-e2e", workdir=workdir,
-                      hold_time=3)
-    topo, state = build(opts)
-    try:
+    with running_lab("e2e", nodes=3, bfd=False, hold_time=3) as (topo, state, opts):
         lab = Lab(topo, state, opts)
         wait_sessions(lab.frr, 3, timeout=60)
         yield lab
-    finally:
-        topo.close()
-        shutil.rmtree(workdir, ignore_errors=True)
-        assert not leftovers(opts.prefix)
 
 
 @pytest.fixture(autouse=True)

@@ -4,17 +4,14 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
-import tempfile
 import time
-from pathlib import Path
 
 import pytest
 
+from lab_fixtures import running_lab
 from vipcast.app.lab.demo import recovery_time, send
-from vipcast.app.lab.topology import LabOptions, build
-from vipcast.lab.netns import leftovers, wait_until
+from vipcast.lab.netns import wait_until
 from vipcast.lab.workload import ClientLoad
 
 pytestmark = [pytest.mark.e2e, pytest.mark.netns]
@@ -26,11 +23,7 @@ WEB = "192.0.2.3"
 
 
 def test_l2_owner_failure_moves_the_vip() -> None:
-    workdir = Path(tempfile.mkdtemp(prefix="vc-e2e-l2-"))
-    opts = LabOptions(nodes=3, mode="l2", bfd=False, prefix=f"vc-{os.getpid()}-l2e",
-                      workdir=workdir)
-    topo, state = build(opts)
-    try:
+    with running_lab("l2e", nodes=3, mode="l2", bfd=False) as (topo, state, _opts):
         client = topo["client"]
 
         # every agent sees all three alive with quorum, can serve the VIP and names one owner
@@ -77,7 +70,3 @@ def test_l2_owner_failure_moves_the_vip() -> None:
         assert final and all(s.ok for s in final), [(s.t - kill_at, s.error) for s in after
                                                     if not s.ok]
         assert owner not in {s.node for s in final}
-    finally:
-        topo.close()
-        shutil.rmtree(workdir, ignore_errors=True)
-        assert not leftovers(opts.prefix)

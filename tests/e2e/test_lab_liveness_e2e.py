@@ -21,8 +21,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from harness_lab import WEB, Evidence, evidence_of, power_loss_under_load, running_lab
+from harness_lab import WEB, Evidence, evidence_of, power_loss_under_load
 
+from lab_fixtures import running_lab
 from vipcast.app.lab.demo import recovery_time
 from vipcast.app.lab.topology import (
     AGENT_STATUS_PORT,

