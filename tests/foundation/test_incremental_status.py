@@ -5,7 +5,6 @@ watch events; one Service or EndpointSlice event validates and plans that Servic
 from __future__ import annotations
 
 import random
-from typing import Any
 
 from tests.foundation.test_incremental import BASE
 
@@ -14,8 +13,7 @@ from vipcast.core.allocation import committed_assignments
 from vipcast.core.incremental import StatusNodePlanner
 from vipcast.core.plan import plan_node
 from vipcast.sources.kube.snapshot import SpecBuilder, build_spec
-
-JSON = dict[str, Any]
+from vipcast.spec.documents import JSON
 
 
 def service(name: str, rng: random.Random) -> JSON:

@@ -16,10 +16,10 @@ from dataclasses import dataclass
 from importlib import resources
 from typing import Any
 
+from vipcast.spec.documents import JSON
+
 CORE_STANDIN_GROUP = "core.kube.test"
 SCHEMA_VERSION = "v1.36.0-local"
-
-JSON = dict[str, Any]
 
 
 @dataclass(frozen=True)
