@@ -189,6 +189,9 @@ def test_plan_phase_times_on_stderr_leave_the_document_alone(example: object) ->
                            check=True, timeout=120)
     assert plain.stderr == b""
     assert timed.stdout == plain.stdout and json.loads(plain.stdout)["version"] == 1
+    # written with os.writev to the pipe: the bytes a replaced stdout gets joined
+    code, out = run("plan", str(path), "--json", "--no-save")
+    assert code == 0 and out.encode() == plain.stdout
     report = json.loads(timed.stderr.decode().strip().splitlines()[-1])
     assert list(report["phases"]) == ["before the command (start, imports)",
                                       "read + validate YAML", "allocate", "plan",

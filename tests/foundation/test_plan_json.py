@@ -117,3 +117,54 @@ def test_the_bytes_are_the_ones_written_before() -> None:
         result = allocate_spec(spec)
         data = b"".join(plan_json_bytes(result, weighted(spec, plan_all(spec, result.current()))))
         assert (hashlib.sha256(data).hexdigest(), len(data)) == (sha, size)
+
+
+def _plan_of(services: int, pools: int, nodes: int) -> tuple[object, object]:
+    from vipcast.core.weights import weighted
+
+    spec = load_documents(documents(services, pools, nodes))
+    result = allocate_spec(spec)
+    return result, weighted(spec, plan_all(spec, result.current()))
+
+
+def test_pieces_are_the_bytes_and_lists_end_without_a_separator() -> None:
+    """The pieces written with ``os.writev`` are the document's bytes: a node's list is its
+    entries' texts each followed by the separator, the last one a view without it."""
+    from vipcast.core.plan_document import plan_json_bytes, plan_json_pieces
+
+    result, plans = _plan_of(120, 4, 7)
+    groups = list(plan_json_pieces(result, plans))  # type: ignore[arg-type]
+    data = b"".join(b"".join(group) for group in groups)
+    assert data == b"".join(plan_json_bytes(result, plans))  # type: ignore[arg-type]
+    assert b",\n        \n" not in data and b",\n      ]" not in data
+    views = [p for group in groups for p in group if isinstance(p, memoryview)]
+    assert views and all(not bytes(v).endswith(b",\n        ") for v in views)
+
+
+def test_short_writes_are_completed_in_order(monkeypatch: object, tmp_path: Path) -> None:
+    """``os.writev`` may write less than asked (a signal during a write to a pipe): the rest
+    follows, in order, and the file holds the whole document."""
+    import os
+
+    import pytest
+
+    from vipcast.cli import config_cmds
+    from vipcast.core.plan_document import plan_json_bytes, plan_json_pieces
+
+    assert isinstance(monkeypatch, pytest.MonkeyPatch)
+    result, plans = _plan_of(120, 4, 7)
+    real = os.writev
+    cut: list[int] = []
+
+    def short(fd: int, buffers: list[bytes]) -> int:  # the first few bytes of the first buffer
+        head = bytes(buffers[0])[: max(1, len(buffers[0]) // 3)]
+        cut.append(len(head))
+        return real(fd, [head])
+
+    target = tmp_path / "plan.json"
+    with open(target, "wb") as out, open(out.fileno(), "w", closefd=False) as stdout:
+        monkeypatch.setattr(config_cmds.os, "writev", short)
+        monkeypatch.setattr(config_cmds.sys, "stdout", stdout)
+        config_cmds._write_document(plan_json_pieces(result, plans))  # type: ignore[arg-type]
+    want = b"".join(plan_json_bytes(result, plans))  # type: ignore[arg-type]
+    assert cut and target.read_bytes() == want

@@ -5,6 +5,7 @@ The shape is a contract, documented in ``docs/plan-json.md``; keys are only ever
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
@@ -152,48 +153,78 @@ def plan_json_chunks(result: AllocationResult, plans: Mapping[str, NodePlan]) ->
 
 #: what separates two entries of a node's list (one a line), and what opens and closes the list
 _NEXT, _OPEN, _CLOSE = b",\n        ", b"[\n        ", b"\n      ]"
+_CUT = len(_NEXT)
+
+#: a piece of the document: bytes, or a view of a part of bytes (a buffer either way)
+Piece = bytes | memoryview
 
 
 def plan_json_bytes(result: AllocationResult, plans: Mapping[str, NodePlan]) -> Iterator[bytes]:
     """:func:`plan_document` as JSON (ASCII: non-ASCII text is escaped), in pieces to write one
-    after the other: bytes, so that writing 400 MB does not copy it once more to encode it.
+    after the other: bytes, so that writing 400 MB does not copy it once more to encode it
+    (:func:`plan_json_pieces` joined a group at a time)."""
+    return (b"".join(group) for group in plan_json_pieces(result, plans))
+
+
+def plan_json_pieces(result: AllocationResult,
+                     plans: Mapping[str, NodePlan]) -> Iterator[Sequence[Piece]]:
+    """:func:`plan_document` as JSON, as groups of buffers that, written one after the other
+    (``os.writev``), are the document: most of it is never joined in memory.
 
     The same document (``json.loads`` of the joined text equals ``plan_document``), laid out
     for a 10,000-service plan: the structure indented, each route, L2 duty, NAT rule and
     service on one line. Every entry is encoded once with the C encoder and reused where
-    several nodes' plans share the value (an L2 duty is in every node's plan), and a list that
-    several nodes' plans hold alike (their L2 duties, often their routes) is joined once, where
-    an indented ``json.dumps`` of the whole would run the pure-Python encoder over every copy.
+    several nodes' plans share the value (an L2 duty is in every node's plan): a node's list
+    is then the entries' texts in order, each already followed by the separator (the last one
+    a view without it), where an indented ``json.dumps`` of the whole would run the
+    pure-Python encoder over every copy, and a join would copy the ~440 MB once more.
     """
+    #: each entry's text and the separator after it, by the entry's identity (every value
+    #: stays alive in ``plans`` meanwhile, so no id is reused)
     cache: dict[int, bytes] = {}
     # a section's entries by identity: equal keys are the same values in the same order
-    # (every value stays alive in ``plans`` meanwhile, so no id is reused)
     ordered = sorted(plans.items())
     keys = [(tuple(map(id, p.bgp)), tuple(map(id, p.l2)), tuple(map(id, p.nat)))
             for _, p in ordered]
-    # how many nodes' sections still to write hold each list: its text is kept until the last
+    # the pieces of a list several nodes hold alike (their L2 duties, often their routes),
+    # made once; kept until the last node holding it is written
     uses: dict[tuple[int, ...], int] = {}
     for node_keys in keys:
         for key in node_keys:
             uses[key] = uses.get(key, 0) + 1
-    joined: dict[tuple[int, ...], bytes] = {}
+    made: dict[tuple[int, ...], list[Piece]] = {}
     vips_text: dict[int, bytes] = {}
 
-    def encoded(values: Sequence[Any], key: tuple[int, ...],
-                text_of: Callable[[Any], str]) -> bytes:
+    def pieces(values: Sequence[Any], key: tuple[int, ...],
+               text_of: Callable[[Any], str]) -> list[Piece]:
         """The values as one indented JSON list, each value's text made once."""
-        text = joined.get(key)
-        if text is None:
-            for value, ident in zip(values, key, strict=True):
-                if ident not in cache:
-                    cache[ident] = text_of(value).encode()
-            text = (_OPEN + _NEXT.join(map(cache.__getitem__, key)) + _CLOSE) if key else b"[]"
+        out = made.get(key)
+        if out is None:
+            if not key:
+                out = [b"[]"]
+            else:
+                texts: list[bytes | None] = list(map(cache.get, key))
+                # the entries not met before, found by the list's own search (a loop in C:
+                # a node's list is mostly entries of the nodes before it)
+                at = -1
+                with contextlib.suppress(ValueError):  # no None left
+                    while True:
+                        at = texts.index(None, at + 1)
+                        ident = key[at]
+                        text = cache.get(ident)  # (an entry twice in one list)
+                        if text is None:
+                            text = cache[ident] = text_of(values[at]).encode() + _NEXT
+                        texts[at] = text
+                out = [_OPEN, *texts]  # type: ignore[list-item]  # none is None now
+                last = out[-1]
+                out[-1] = memoryview(last)[:len(last) - _CUT]
+                out.append(_CLOSE)
             if uses[key] > 1:
-                joined[key] = text
+                made[key] = out
         left = uses[key] = uses[key] - 1
         if not left:
-            joined.pop(key, None)
-        return text
+            made.pop(key, None)
+        return out
 
     def route_text(route: BGPRoute) -> str:
         return _COMPACT(route_document(route))
@@ -201,29 +232,29 @@ def plan_json_bytes(result: AllocationResult, plans: Mapping[str, NodePlan]) -> 
     def l2_text(own: L2Ownership) -> str:
         return _COMPACT(l2_document(own))
 
-    yield f'{{\n  "version": {SCHEMA_VERSION},\n  "services": '.encode()
-    yield _entries("    ", ((k, _COMPACT(assignment_document(a)))
-                            for k, a in result.assignments.items()), "{", "}")
-    yield b',\n  "released": '
-    yield _entries("    ", ((None, _COMPACT({"service": a.service, "ips": list(a.previous)}))
-                            for a in result.released), "[", "]")
-    yield b',\n  "pools": '
-    yield _entries("    ", ((name, _COMPACT({"used": used, "total": total}))
-                            for name, (used, total) in sorted(result.pool_usage.items())),
-                   "{", "}")
-    yield b',\n  "nodes": {'
+    yield (f'{{\n  "version": {SCHEMA_VERSION},\n  "services": '.encode(),
+           _entries("    ", ((k, _COMPACT(assignment_document(a)))
+                             for k, a in result.assignments.items()), "{", "}"),
+           b',\n  "released": ',
+           _entries("    ", ((None, _COMPACT({"service": a.service, "ips": list(a.previous)}))
+                             for a in result.released), "[", "]"),
+           b',\n  "pools": ',
+           _entries("    ", ((name, _COMPACT({"used": used, "total": total}))
+                             for name, (used, total) in sorted(result.pool_usage.items())),
+                    "{", "}"),
+           b',\n  "nodes": {')
     for n, ((name, plan), (bgp, l2, nat)) in enumerate(zip(ordered, keys, strict=True)):
-        yield f'{"," if n else ""}\n    {_COMPACT(name)}: {{\n      "bgp": '.encode()
-        yield encoded(plan.bgp, bgp, route_text)
-        yield b',\n      "l2": '
-        yield encoded(plan.l2, l2, l2_text)
-        yield b',\n      "nat": '
-        yield encoded(plan.nat, nat, _nat_text)
         vips = vips_text.get(id(plan.local_vips))
         if vips is None:  # the planner hands nodes that accept every VIP one shared tuple
             vips = vips_text[id(plan.local_vips)] = _COMPACT(list(plan.local_vips)).encode()
-        yield b',\n      "localVips": ' + vips + b"\n    }"
-    yield b"\n  }\n}\n" if plans else b"}\n}\n"
+        yield (f'{"," if n else ""}\n    {_COMPACT(name)}: {{\n      "bgp": '.encode(),
+               *pieces(plan.bgp, bgp, route_text),
+               b',\n      "l2": ',
+               *pieces(plan.l2, l2, l2_text),
+               b',\n      "nat": ',
+               *pieces(plan.nat, nat, _nat_text),
+               b',\n      "localVips": ' + vips + b"\n    }")
+    yield (b"\n  }\n}\n" if plans else b"}\n}\n",)
 
 
 def _route_lines(plan: NodePlan | None) -> set[str]:
