@@ -1,5 +1,5 @@
-"""Random EndpointSlices for the randomised planner and pipeline tests (any test folder: this
-folder is on the import path through its conftest.py)."""
+"""EndpointSlices for the randomised planner and pipeline tests (any test folder: this folder is
+on the import path through its conftest.py)."""
 
 from __future__ import annotations
 
@@ -17,3 +17,13 @@ def random_slice(name: str, nodes: Sequence[str], rng: random.Random) -> dict[st
             "addressType": "IPv4", "ports": [{"port": 8080}],
             "endpoints": [{"addresses": [f"10.1.{i}.{rng.randrange(1, 9)}"], "nodeName": n}
                           for i, n in enumerate(nodes)]}
+
+
+def slice_document(name: str, endpoints: list[dict[str, Any]]) -> dict[str, Any]:
+    """The EndpointSlice of Service ``ns/<name>`` (named like it): ``endpoints``, IPv4, port
+    8080 named ``p`` (the property tests' Services expose port ``p`` 80)."""
+    return {"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+            "metadata": {"name": name, "namespace": "ns",
+                         "labels": {"kubernetes.io/service-name": name}},
+            "addressType": "IPv4", "ports": [{"name": "p", "port": 8080}],
+            "endpoints": endpoints}

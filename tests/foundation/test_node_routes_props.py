@@ -15,6 +15,7 @@ from typing import Any
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
+from random_slices import slice_document
 from vipcast.core.allocation import allocate_spec
 from vipcast.core.desired import NodeIdentity
 from vipcast.core.first_routes import first_routes, node_routes
@@ -100,11 +101,7 @@ def configs(draw: st.DrawFn) -> Spec:
                                                   max_size=3)))
         ]
         if endpoints:
-            docs.append({"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
-                         "metadata": {"name": name, "namespace": "ns",
-                                      "labels": {"kubernetes.io/service-name": name}},
-                         "addressType": "IPv4", "ports": [{"name": "p", "port": 8080}],
-                         "endpoints": endpoints})
+            docs.append(slice_document(name, endpoints))
     return load_documents([("gen", d) for d in docs])
 
 

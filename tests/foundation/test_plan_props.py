@@ -7,6 +7,7 @@ from typing import Any
 from hypothesis import given
 from hypothesis import strategies as st
 
+from random_slices import slice_document
 from vipcast.core.allocation import allocate_spec
 from vipcast.core.plan import plan_all, plan_node
 from vipcast.sources.state import read_state
@@ -52,11 +53,7 @@ def clusters(draw: st.DrawFn) -> Spec:
             for j, node in enumerate(draw(st.lists(st.sampled_from(NODES), max_size=3)))
         ]
         if endpoints:
-            docs.append({"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
-                         "metadata": {"name": name, "namespace": "ns",
-                                      "labels": {"kubernetes.io/service-name": name}},
-                         "addressType": "IPv4", "ports": [{"name": "p", "port": 8080}],
-                         "endpoints": endpoints})
+            docs.append(slice_document(name, endpoints))
     return load_documents([("gen", d) for d in docs])
 
 
