@@ -15,10 +15,13 @@ namespace (TCP 179 and BFD control packets between r and n1):
 * ``back``: both next hops back in the router's kernel (the table re-sent).
 
 Each source tree (``--tree label=path/to/src``, default: this tree as ``after``) gets its own
-lab, one after the other in one run, so the figures sit side by side; the ratio of the medians
-is printed. Writes ``bench/bgp_reconnect.json`` with the 1-minute load average.
+lab, one after the other in one run, so the figures sit side by side; ``--tree bird=bird`` runs
+BIRD 2 on the nodes instead (``tests/bfd/bfdecmp.py``: ``bfd on``, connect retry 1 s, error
+wait 1-2 s), the reference. The ratio of the first two medians is printed. Writes
+``bench/bgp_reconnect.json`` with the 1-minute load average.
 
-    python bench/bgp_reconnect.py --trials 5 --tree before=/tmp/before/src --tree after=src
+    python bench/bgp_reconnect.py --trials 6 --tree before=/tmp/before/src --tree after=src \
+        --tree bird=bird
 """
 
 from __future__ import annotations
@@ -48,6 +51,7 @@ from bfdecmp import (  # type: ignore[import-not-found,unused-ignore]  # noqa: E
     bfdd_status,
     build,
     nexthops,
+    start_bird_node,
     start_router,
 )
 
@@ -125,11 +129,11 @@ def timeline(text: str, since: float) -> dict[str, Any]:
 
 
 def cut_and_restore(
-    r: Netns, sw: Netns, frr: Any, dump: Process, n1: AgentNode, pause: float
+    r: Netns, sw: Netns, frr: Any, dump: Process, n1: Process, pause: float
 ) -> dict[str, Any]:
     """One trial: cut n1 until the router dropped it, ``pause`` seconds more, restore, time
-    the way back. ``log``: n1's agent log lines about its BGP peer since the cut."""
-    marker = len(n1.proc.log_text())
+    the way back. ``log``: n1's log lines about its BGP peer since the cut (the agent's)."""
+    marker = len(n1.log_text())
     sw.set_link("pn1", False)
     wait_until(lambda: bfdd_status(frr, N1) == "down", timeout=30, interval=0.02,
                what="bfdd down")  # fmt: skip
@@ -144,7 +148,7 @@ def cut_and_restore(
     got = timeline(dump.log_text(), restored)
     got["back"] = round(back, 3)
     got["pause"] = round(pause, 3)
-    got["log"] = [line[11:200] for line in n1.proc.log_text()[marker:].splitlines()
+    got["log"] = [line[11:200] for line in n1.log_text()[marker:].splitlines()
                   if "peer r " in line or "BFD: peer" in line][:12]  # fmt: skip
     return got
 
@@ -160,31 +164,44 @@ def run(label: str, src: str, trials: int, settle: float, flaps: int) -> dict[st
         frr = start_router(topo, r)
         config = topo.workdir / "objects.yaml"
         write_config(config)
-        agents = [AgentNode.start(topo, ns, short, config, env=env) for short, ns in nodes.items()]
+        agents: list[AgentNode] = []
+        n1: Process
+        if src == "bird":  # the reference: BIRD 2 on the nodes (bfdecmp's configuration)
+            birds = [start_bird_node(topo, ns, NODES[short]) for short, ns in nodes.items()]
+            n1 = birds[0].proc
+        else:
+            agents = [AgentNode.start(topo, ns, short, config, env=env)
+                      for short, ns in nodes.items()]  # fmt: skip
+            n1 = agents[0].proc
+
+        def up(timeout: float) -> None:
+            if agents:
+                wait_agents_up(agents, timeout=timeout)
+            wait_until(lambda: nexthops(r) == set(NODES.values()), timeout=timeout,
+                       interval=0.2, what=f"{label}: ECMP route")  # fmt: skip
+            wait_until(lambda: bfdd_status(frr, N1) == "up", timeout=timeout, what="bfd up")
+
         try:
-            wait_agents_up(agents, timeout=300)
-            wait_until(lambda: nexthops(r) == set(NODES.values()), timeout=120, interval=0.2,
-                       what=f"{label}: ECMP route")  # fmt: skip
-            wait_until(lambda: bfdd_status(frr, N1) == "up", timeout=60, what="bfd up")
+            up(300)
             dump = capture(topo, r)
             # the restore 0.5-1.5 s after the router dropped n1: every phase of the 1 s
             # ConnectRetry cycle, the same draws for every tree
             pauses = random.Random(11)
             for i in range(trials):
                 time.sleep(settle)
-                got = cut_and_restore(r, sw, frr, dump, agents[0], pauses.uniform(0.5, 1.5))
+                got = cut_and_restore(r, sw, frr, dump, n1, pauses.uniform(0.5, 1.5))
                 results.append(got)
                 shown = {k: v for k, v in got.items() if k != "log"}
                 print(f"  {label} trial {i + 1}: {shown}", flush=True)
                 for line in got["log"]:
                     print(f"      {line}", flush=True)
-                wait_agents_up(agents, timeout=120)
+                up(120)
             for i in range(flaps):
                 time.sleep(1.0)
-                got = cut_and_restore(r, sw, frr, dump, agents[0], 0.5)
+                got = cut_and_restore(r, sw, frr, dump, n1, 0.5)
                 flapped.append(got)
                 print(f"  {label} flap {i + 1}: back {got['back']} s", flush=True)
-                wait_agents_up(agents, timeout=300)
+                up(300)
         finally:
             for agent in agents:
                 agent.proc.stop(timeout=10)
@@ -203,7 +220,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--trials", type=int, default=5)
     parser.add_argument("--tree", action="append", default=[],
-                        help="label=path of a source tree (its src/), repeatable")  # fmt: skip
+                        help="label=path of a source tree (its src/), or label=bird for BIRD 2 "
+                             "on the nodes (the reference); repeatable")  # fmt: skip
     parser.add_argument("--settle", type=float, default=12.0,
                         help="seconds Established before each trial's cut (past stable_time)")
     parser.add_argument("--flaps", type=int, default=4,
