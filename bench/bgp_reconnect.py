@@ -12,7 +12,8 @@ namespace (TCP 179 and BFD control packets between r and n1):
 * ``syn_r`` / ``syn_n1``: the first TCP SYN to port 179 from the router / from n1, and what
   answered it (SYN-ACK or RST: a refused connection);
 * ``open_n1``: the moment n1's OPEN travels (TCP payload from n1 to the router);
-* ``back``: both next hops back in the router's kernel (the table re-sent).
+* ``back``: both next hops back in the router's kernel (the table re-sent);
+* ``since_drop``: the same from the moment the router had dropped n1 (the pause plus ``back``).
 
 Each source tree (``--tree label=path/to/src``, default: this tree as ``after``) gets its own
 lab, one after the other in one run, so the figures sit side by side; ``--tree bird=bird`` runs
@@ -148,6 +149,7 @@ def cut_and_restore(
     got = timeline(dump.log_text(), restored)
     got["back"] = round(back, 3)
     got["pause"] = round(pause, 3)
+    got["since_drop"] = round(pause + back, 3)  # the router's drop -> both next hops back
     got["log"] = [line[11:200] for line in n1.log_text()[marker:].splitlines()
                   if "peer r " in line or "BFD: peer" in line][:12]  # fmt: skip
     return got
@@ -168,7 +170,7 @@ def run(label: str, src: str, trials: int, settle: float, flaps: int) -> dict[st
         n1: Process
         if src == "bird":  # the reference: BIRD 2 on the nodes (bfdecmp's configuration)
             birds = [start_bird_node(topo, ns, NODES[short]) for short, ns in nodes.items()]
-            n1 = birds[0].proc
+            n1 = birds[0].process
         else:
             agents = [AgentNode.start(topo, ns, short, config, env=env)
                       for short, ns in nodes.items()]  # fmt: skip
@@ -207,7 +209,7 @@ def run(label: str, src: str, trials: int, settle: float, flaps: int) -> dict[st
                 agent.proc.stop(timeout=10)
     out: dict[str, Any] = {"tree": label, "src": src, "trials": len(results), "raw": results,
                            "flaps_back_s": [x["back"] for x in flapped]}  # fmt: skip
-    for key in ("bfd_up", "syn_r", "syn_n1", "open_n1", "back"):
+    for key in ("bfd_up", "syn_r", "syn_n1", "open_n1", "back", "since_drop"):
         values = [float(x[key]) for x in results if key in x]
         out[key] = {"n": len(values),
                     "median_s": round(statistics.median(values), 3) if values else None,
@@ -230,21 +232,28 @@ def main() -> int:
     args = parser.parse_args()
     trees = [t.split("=", 1) for t in args.tree] or [["after", str(HERE.parent / "src")]]
     load = os.getloadavg()[0]
-    summaries = [run(label, src, min(args.trials, 30), args.settle, min(args.flaps, 8))
-                 for label, src in trees]
+    started = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())
+    summaries: list[dict[str, Any]] = []
+
+    def write() -> None:  # after every tree: a later failure keeps what was measured
+        args.out.write_text(json.dumps({"bench": "bgp_reconnect", "load_1min": load,
+                                        "load_1min_end": os.getloadavg()[0], "started": started,
+                                        "ended": time.strftime("%Y-%m-%d %H:%M:%S UTC",
+                                                               time.gmtime()),
+                                        "results": summaries}, indent=2) + "\n")  # fmt: skip
+
+    for label, src in trees:
+        summaries.append(run(label, src, min(args.trials, 30), args.settle, min(args.flaps, 8)))
+        write()
     print("\nBFD Down drops BGP; n1's port restored: seconds from the restore (median / max)")
     for s in summaries:
         shown = "  ".join(f"{k} {s[k]['median_s']}/{s[k]['max_s']}"
-                          for k in ("bfd_up", "syn_r", "syn_n1", "back"))  # fmt: skip
+                          for k in ("bfd_up", "syn_r", "syn_n1", "back", "since_drop"))  # fmt: skip
         print(f"{s['tree']:<10}{shown}  flaps in a row: back {s['flaps_back_s']}")
     medians = [s["back"]["median_s"] for s in summaries]
-    if len(medians) == 2 and all(medians):
-        ratio = medians[0] / medians[1]
-        print(f"back: {summaries[0]['tree']} / {summaries[1]['tree']} = {ratio:.1f}x")
-    args.out.write_text(json.dumps({"bench": "bgp_reconnect", "load_1min": load,
-                                    "load_1min_end": os.getloadavg()[0],
-                                    "time": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
-                                    "results": summaries}, indent=2) + "\n")  # fmt: skip
+    for s, median in zip(summaries[1:], medians[1:], strict=True):
+        if medians[0] and median:
+            print(f"back: {summaries[0]['tree']} / {s['tree']} = {medians[0] / median:.1f}x")
     return 0
 
 
