@@ -15,7 +15,6 @@ import base64
 import json
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
 from collections.abc import Iterator
@@ -25,7 +24,7 @@ import pytest
 
 from kube.e2e_objects import lb_ingress
 from kube.e2e_run import Runner
-from kube.harness.cluster import Cluster
+from kube.harness.cluster import Cluster, free_loopback_port
 from kube.kubetools import post
 from vipcast.lab.netns import wait_until
 
@@ -54,13 +53,6 @@ def _kubeconfig(cluster: Cluster, out: Path, server: str | None = None) -> Path:
     return out
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
 def _name(role: str) -> str:
     return f"vc-{os.getpid()}-img-{role}"
 
@@ -78,7 +70,9 @@ def test_controller_and_webhook_containers_against_the_api_server(
          "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
          "-keyout", str(key), "-out", str(cert)], check=True, capture_output=True, timeout=60)
     key.chmod(0o644)  # read by the container's user 65532
-    port = _free_port()
+    # the webhook container binds it seconds later: a port below the ephemeral range, which no
+    # other process's bind(0) or connect() is handed meanwhile (kube/harness/cluster.py)
+    port = free_loopback_port()
     api = "/apis/vipcast.io/v1beta1"
     vwc = f"vipcast-image-{ns}"
     runner = Runner(image, shared_dir)

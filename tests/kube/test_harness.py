@@ -18,8 +18,8 @@ from .conftest import run
 from .harness.cluster import (
     Cluster,
     ClusterError,
-    _free_port,
     binaries_present,
+    free_loopback_port,
     missing_tool,
     start_cluster,
 )
@@ -162,7 +162,7 @@ def test_a_taken_port_starts_the_cluster_again_on_fresh_ports(tmp_path: Path) ->
         picks = iter([taken.getsockname()[1]])
 
         def pick() -> int:
-            return next(picks, None) or _free_port()
+            return next(picks, None) or free_loopback_port()
 
         cluster = start_cluster(tmp_path / "k8s", webhooks=False, pick_port=pick)
         try:

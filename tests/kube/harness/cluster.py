@@ -76,7 +76,7 @@ def _ephemeral_low() -> int:
         return 32768
 
 
-def _free_port() -> int:
+def free_loopback_port() -> int:
     """A loopback port that is free now, chosen at random BELOW the kernel's ephemeral range.
 
     The servers here (etcd, apiextensions-apiserver, the proxy) take their port on the command
@@ -127,7 +127,7 @@ class Cluster:
     #: with many objects fills the watch cache first)
     ready_deadline_s: float = 60
     #: how the five loopback ports are chosen (a test hands in a taken one)
-    pick_port: Callable[[], int] = _free_port
+    pick_port: Callable[[], int] = free_loopback_port
     kubeconfig: Path = field(init=False)
     url: str = field(init=False)
     audit_log: Path = field(init=False)
@@ -354,7 +354,7 @@ class Cluster:
 
 def start_cluster(workdir: Path, bin_dir: Path = DEFAULT_BIN_DIR,
                   webhooks: bool = True, ready_deadline_s: float = 60,
-                  pick_port: Callable[[], int] = _free_port, attempts: int = 3) -> Cluster:
+                  pick_port: Callable[[], int] = free_loopback_port, attempts: int = 3) -> Cluster:
     """Start a cluster; when one of its servers could not bind its port (another process took
     it after it was chosen: "address already in use" in a log), stop every process of that
     attempt and start again on fresh ports, at most ``attempts`` times. Any other failure is
@@ -377,4 +377,5 @@ def start_cluster(workdir: Path, bin_dir: Path = DEFAULT_BIN_DIR,
     raise AssertionError("unreachable")
 
 
-__all__ = ["BUILTIN_KINDS", "Cluster", "ClusterError", "binaries_present", "start_cluster"]
+__all__ = ["BUILTIN_KINDS", "Cluster", "ClusterError", "binaries_present", "free_loopback_port",
+           "start_cluster"]
