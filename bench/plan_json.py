@@ -50,10 +50,18 @@ from vipcast.core.plan import plan_all
 from vipcast.sources.files import load_paths
 
 sys.path.insert(0, str(Path(__file__).parent))
-from agent_routes import compiled, extract, user_env
 from alloc_plan import documents
 
 ROOT = Path(__file__).resolve().parents[1]
+
+
+def user_env(src: Path) -> dict[str, str]:
+    """bench/agent_routes.py's environment of a process run from ``src`` (imported here, not
+    at the top: the child measuring the stages runs the before tree, where bench/agent_routes.py's
+    imports of today's modules may not exist)."""
+    from agent_routes import user_env as env_of
+
+    return env_of(src)
 
 
 def cpu_now() -> float:
@@ -74,7 +82,7 @@ def timed(label: str, fn: Any, figures: dict[str, Any]) -> Any:
 
 IMPORT = "import what vipcast plan imports"
 STAGES = (IMPORT, "read + validate YAML (load_paths)", "allocate", "plan_all (every node)",
-          "encode (plan_json_bytes, or _chunks before)")
+          "encode + write to /dev/null")
 #: a fresh interpreter importing the command line as ``vipcast plan`` does (the whole command
 #: line before cli.main.app_for existed), then its CPU seconds from interpreter start
 IMPORT_CODE = ("import os, vipcast.cli.main as m\n"
@@ -88,9 +96,25 @@ def stages(path: Path, figures: dict[str, Any]) -> None:
     spec = timed(STAGES[1], lambda: load_paths([path]), figures)
     result = timed(STAGES[2], lambda: allocate_spec(spec), figures)
     plans = timed(STAGES[3], lambda: plan_all(spec, result.current()), figures)
-    encode = getattr(plan_document, "plan_json_bytes", None) or plan_document.plan_json_chunks
-    size = timed(STAGES[4], lambda: sum(len(c) for c in encode(result, plans)), figures)
+    size = timed(STAGES[4], lambda: encode_to_null(result, plans), figures)
     print(f"{size / 1e6:.0f} MB of JSON")
+
+
+def encode_to_null(result: Any, plans: Any) -> int:
+    """The document encoded and written to /dev/null as the tree's ``vipcast plan`` writes it
+    (pieces with ``os.writev``; before them, bytes or text chunks with ``write``); its size."""
+    size = 0
+    with open(os.devnull, "wb", buffering=0) as null:
+        pieces = getattr(plan_document, "plan_json_pieces", None)
+        if pieces is not None:
+            for group in pieces(result, plans):
+                for at in range(0, len(group), 1024):
+                    size += os.writev(null.fileno(), group[at:at + 1024])
+            return size
+        encode = getattr(plan_document, "plan_json_bytes", None) or plan_document.plan_json_chunks
+        for chunk in encode(result, plans):
+            size += null.write(chunk if isinstance(chunk, bytes) else chunk.encode())
+    return size
 
 
 def import_cpu(src: Path) -> float:
@@ -225,6 +249,8 @@ def main() -> None:
         path = Path(tmp) / "objects.yaml"
         docs = [d for _, d in documents(args.services, args.pools, args.nodes)]
         path.write_text(yaml.safe_dump_all(docs))
+        from agent_routes import compiled, extract
+
         before_src = extract(args.before_rev, Path(tmp) / "before")
         compiled(ROOT / "src")
         # each tree's stages in a process of its own (a first call, as the command makes it),

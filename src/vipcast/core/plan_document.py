@@ -8,7 +8,7 @@ from __future__ import annotations
 import contextlib
 import json
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from typing import Any
+from typing import Any, cast
 
 from vipcast.alloc import AllocationResult, Assignment
 from vipcast.core.desired import BGPRoute, L2Ownership, NatRule, NodePlan
@@ -215,10 +215,14 @@ def plan_json_pieces(result: AllocationResult,
                         if text is None:
                             text = cache[ident] = text_of(values[at]).encode() + _NEXT
                         texts[at] = text
-                out = [_OPEN, *texts]  # type: ignore[list-item]  # none is None now
-                last = out[-1]
-                out[-1] = memoryview(last)[:len(last) - _CUT]
-                out.append(_CLOSE)
+                # in place, not copied: each copy of a list of a million references costs
+                # a million reference-count updates scattered over memory
+                filled = cast(list[Piece], texts)  # none is None now
+                last = filled[-1]
+                filled[-1] = memoryview(last)[:len(last) - _CUT]
+                filled.insert(0, _OPEN)
+                filled.append(_CLOSE)
+                out = filled
             if uses[key] > 1:
                 made[key] = out
         left = uses[key] = uses[key] - 1
@@ -247,13 +251,14 @@ def plan_json_pieces(result: AllocationResult,
         vips = vips_text.get(id(plan.local_vips))
         if vips is None:  # the planner hands nodes that accept every VIP one shared tuple
             vips = vips_text[id(plan.local_vips)] = _COMPACT(list(plan.local_vips)).encode()
-        yield (f'{"," if n else ""}\n    {_COMPACT(name)}: {{\n      "bgp": '.encode(),
-               *pieces(plan.bgp, bgp, route_text),
-               b',\n      "l2": ',
-               *pieces(plan.l2, l2, l2_text),
-               b',\n      "nat": ',
-               *pieces(plan.nat, nat, _nat_text),
-               b',\n      "localVips": ' + vips + b"\n    }")
+        # a node's lists are groups of their own (a group is written as it is, not copied)
+        yield (f'{"," if n else ""}\n    {_COMPACT(name)}: {{\n      "bgp": '.encode(),)
+        yield pieces(plan.bgp, bgp, route_text)
+        yield (b',\n      "l2": ',)
+        yield pieces(plan.l2, l2, l2_text)
+        yield (b',\n      "nat": ',)
+        yield pieces(plan.nat, nat, _nat_text)
+        yield (b',\n      "localVips": ' + vips + b"\n    }",)
     yield (b"\n  }\n}\n" if plans else b"}\n}\n",)
 
 
