@@ -43,7 +43,8 @@ def test_a_command_gets_its_module_and_anything_else_all() -> None:
 
 def test_plan_imports_neither_other_areas_nor_the_protocols() -> None:
     """What ``vipcast plan`` imports (a fresh interpreter): its own module, not the agent's,
-    nor BGP's or BFD's sans-IO packages (the plan's types name them for the checker only)."""
+    nor BGP's or BFD's sans-IO packages (the plan's types name them for the checker only), nor
+    asyncio (only watching the object files needs it)."""
     code = ("import sys; from vipcast.cli.main import app_for; app_for(['plan']); "
             "print(' '.join(sorted(sys.modules)))")
     loaded = set(subprocess.run([sys.executable, "-c", code], check=True, capture_output=True,
@@ -51,7 +52,7 @@ def test_plan_imports_neither_other_areas_nor_the_protocols() -> None:
     assert {m for m in loaded if m.startswith("vipcast.cli.")} == {"vipcast.cli.config_cmds",
                                                                  "vipcast.cli.main"}
     for heavy in ("vipcast.proto.bgp.session", "vipcast.proto.bfd.session",
-                  "vipcast.core.gateway.translate", "vipcast.core.gateway.lookup"):
+                  "vipcast.core.gateway.translate", "vipcast.core.gateway.lookup", "asyncio"):
         assert heavy not in loaded
 
 

@@ -22,7 +22,6 @@ is only a hint.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
@@ -268,6 +267,7 @@ async def watch(
     """Await ``changed()`` whenever something under ``paths`` may have changed. Runs until
     cancelled. inotify when available (events within ``settle`` seconds are one change),
     else polling every ``poll_interval`` seconds."""
+    import asyncio  # here: the one-shot commands that only load files do not import it
     try:
         from asyncinotify import Mask, RecursiveInotify
     except ImportError:  # pragma: no cover - the dependency is declared; a stripped install
@@ -307,6 +307,8 @@ async def watch(
 async def _poll(
     paths: Sequence[Path], changed: Callable[[], Awaitable[None]], every: float
 ) -> None:
+    import asyncio
+
     files = ObjectFiles(paths)
     last = files.current_stamps()
     while True:
