@@ -372,6 +372,45 @@ def test_ip_text_roundtrip(n: int) -> None:
     assert parse_address(ip_text(version, value)) == (version, value)
 
 
+@given(st.lists(st.sampled_from([0, 0, 0, 1, 0xA, 0xDB8, 0xFFFF]), min_size=8, max_size=8),
+       st.integers(0, 2**32 - 1))
+def test_ip_text_of_neighbouring_addresses_is_what_ipaddress_writes(
+    groups: list[int], v4: int
+) -> None:
+    """ip_text remembers the text before the last group (IPv6) or byte (IPv4): addresses with
+    zero runs anywhere, and their neighbours, must still read as ipaddress writes them."""
+    value = 0
+    for group in groups:
+        value = value << 16 | group
+    for v in (value, value ^ 1, value | 0xFFFF, value & ~0xFFFF):
+        assert ip_text(6, v) == str(ipaddress.IPv6Address(v))
+    for v in (v4, v4 ^ 1, v4 | 0xFF, v4 & ~0xFF):
+        assert ip_text(4, v) == str(ipaddress.IPv4Address(v))
+    # parse_address remembers the value before the last group or byte: any spelling
+    for v in (value, value ^ 1, value | 0xFFFF, value & ~0xFFFF):
+        address = ipaddress.IPv6Address(v)
+        for text in (str(address), address.exploded, address.exploded.upper(), f" {address} "):
+            assert parse_address(text) == (6, v), text
+        for other in (f"{address}:1", f"{address}%", f"{address}:", f"{address}g",
+                      f"{address}:12345", f"1:{address}"):
+            _agrees_with_ipaddress(other)
+    for v in (v4, v4 ^ 1, v4 | 0xFF, v4 & ~0xFF):
+        text = str(ipaddress.IPv4Address(v))
+        assert parse_address(text) == (4, v)
+        for other in (f"{text}.1", f"{text}0", f"0{text}", f"{text}.", f"::ffff:{text}"):
+            _agrees_with_ipaddress(other)
+
+
+def _agrees_with_ipaddress(text: str) -> None:
+    try:
+        expected = ipaddress.ip_address(text.strip())
+    except ValueError:
+        with pytest.raises(ValueError):
+            parse_address(text)
+    else:
+        assert parse_address(text) == (expected.version, int(expected)), text
+
+
 def test_require_dual_stack_partial_adds_only_from_its_pool() -> None:
     """Holding an IPv4 of a pool without IPv6, a RequireDualStack service does not take the
     IPv6 from another pool (one pool per service): it stays partially assigned."""

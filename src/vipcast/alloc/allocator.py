@@ -155,9 +155,13 @@ def _is_ours(service: ServiceInput, load_balancer_class: str | None) -> tuple[Re
 def _outcome(work: Work, failure: tuple[Reason, str] | None) -> Assignment:
     service = work.service
     order = work.families
-    versions = sorted(work.held, key=lambda v: order.index(v) if v in order else 9)
-    ips = tuple(ip_text(v, work.held[v][0]) for v in versions)
-    pool = work.held[versions[0]][1] if versions else None
+    held = work.held
+    if len(held) > 1:
+        versions = sorted(held, key=lambda v: order.index(v) if v in order else 9)
+    else:
+        versions = list(held)
+    ips = tuple([ip_text(v, held[v][0]) for v in versions])
+    pool = held[versions[0]][1] if versions else None
     lost = tuple(work.invalidated)
     if failure is not None:
         reason, message = failure

@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from functools import cached_property
+from types import MappingProxyType
 from typing import Literal, Protocol
 
 FamilyPolicy = Literal["SingleStack", "PreferDualStack", "RequireDualStack"]
@@ -121,9 +122,18 @@ def _multiples(first: int, last: int, low: int) -> int:
     return (last - low) // 256 - (first - 1 - low) // 256
 
 
-@dataclass(frozen=True)
+#: the default of ServiceInput's label mappings: a marker for "a new empty dict" (the
+#: dataclass fields' ``default_factory``), never stored
+_NEW_DICT: Mapping[str, str] = MappingProxyType({})
+
+
+@dataclass(frozen=True, init=False)
 class ServiceInput:
-    """The facts of one Service that decide its addresses."""
+    """The facts of one Service that decide its addresses.
+
+    One per Service and run: the ``__init__`` fills the instance dict in one go (as
+    :class:`Assignment`'s); the fields in declaration order, with the same defaults.
+    """
 
     namespace: str
     name: str
@@ -148,6 +158,41 @@ class ServiceInput:
     traffic_policy: TrafficPolicy = "Cluster"
     #: what Local-policy sharers must have in common (the pod selector, as sorted pairs)
     selector: tuple[tuple[str, str], ...] = ()
+
+    def __init__(
+        self,
+        namespace: str,
+        name: str,
+        type: str = "LoadBalancer",
+        load_balancer_class: str | None = None,
+        labels: Mapping[str, str] = _NEW_DICT,
+        namespace_labels: Mapping[str, str] = _NEW_DICT,
+        requested_ips: tuple[str, ...] = (),
+        request_problem: str | None = None,
+        requested_pool: str | None = None,
+        ip_families: tuple[int, ...] = (4,),
+        ip_family_policy: FamilyPolicy = "SingleStack",
+        sharing_key: str | None = None,
+        ports: tuple[tuple[int, str], ...] = (),
+        traffic_policy: TrafficPolicy = "Cluster",
+        selector: tuple[tuple[str, str], ...] = (),
+    ) -> None:
+        fields = self.__dict__
+        fields["namespace"] = namespace
+        fields["name"] = name
+        fields["type"] = type
+        fields["load_balancer_class"] = load_balancer_class
+        fields["labels"] = {} if labels is _NEW_DICT else labels
+        fields["namespace_labels"] = {} if namespace_labels is _NEW_DICT else namespace_labels
+        fields["requested_ips"] = requested_ips
+        fields["request_problem"] = request_problem
+        fields["requested_pool"] = requested_pool
+        fields["ip_families"] = ip_families
+        fields["ip_family_policy"] = ip_family_policy
+        fields["sharing_key"] = sharing_key
+        fields["ports"] = ports
+        fields["traffic_policy"] = traffic_policy
+        fields["selector"] = selector
 
     @cached_property
     def key(self) -> str:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import ipaddress
 from bisect import bisect_right
 from collections.abc import Iterable
+from functools import lru_cache
 
 from vipcast.alloc.model import PoolInput, ServiceInput
 
@@ -20,13 +21,43 @@ def is_buggy(version: int, value: int) -> bool:
     return version == 4 and (value & 0xFF) in (0, 0xFF)
 
 
+#: the last part of a dotted quad, by value
+_OCTETS = tuple(str(i) for i in range(256))
+
+
 def ip_text(version: int, value: int) -> str:
     """Canonical text of an address (RFC 5952, as :mod:`ipaddress` writes it), formatted here
-    directly: this runs for every service."""
+    directly: this runs for every address of every service (allocation, then the planner's
+    prefixes). Addresses are handed out next to one another, so the text of all but the last
+    byte (IPv4) or group (IPv6, when not zero) is remembered: :func:`_v4_head`, :func:`_v6_head`.
+    """
     if version == 4:
+        if 0 <= value < 1 << 32:
+            return _v4_head(value >> 8) + _OCTETS[value & 255]
         return f"{value >> 24}.{(value >> 16) & 255}.{(value >> 8) & 255}.{value & 255}"
     if not 0 <= value < 1 << 128:
         raise ValueError(f"{value} is not an IPv6 address")
+    if value & 0xFFFF:
+        return _v6_head(value >> 16) + f"{value & 0xFFFF:x}"
+    return _v6_text(value)
+
+
+@lru_cache(maxsize=4096)
+def _v4_head(high: int) -> str:
+    """``"a.b.c."`` of the IPv4 addresses ``high << 8 | d``."""
+    return f"{high >> 16}.{(high >> 8) & 255}.{high & 255}."
+
+
+@lru_cache(maxsize=4096)
+def _v6_head(high: int) -> str:
+    """The text of the IPv6 addresses ``high << 16 | g`` for any group ``g`` but 0, up to it:
+    with the last group not zero, where "::" goes depends on the first seven groups only, so
+    it is the text of ``high << 16 | 1`` less its final "1"."""
+    return _v6_text(high << 16 | 1)[:-1]
+
+
+def _v6_text(value: int) -> str:
+    """RFC 5952 text of an IPv6 address given as an integer in range."""
     groups = [(value >> shift) & 0xFFFF for shift in range(112, -16, -16)]
     # the longest run of two or more zero groups (the first of equal ones) becomes "::"
     best_at, best_len, at, run = -1, 1, -1, 0
@@ -74,8 +105,23 @@ def parse_address(text: str) -> tuple[int, int]:
     """(version, integer value) of an address; ValueError when it is not one.
 
     Canonical dotted quads and plain hexadecimal IPv6 take fast paths; anything else goes
-    through :mod:`ipaddress` (which also words the error).
+    through :mod:`ipaddress` (which also words the error). The value of the text before the
+    last byte (IPv4) or group (IPv6) is remembered (:func:`_v4_high`, :func:`_v6_high`): a
+    plan parses thousands of neighbouring addresses.
     """
+    head, dot, last = text.rpartition(".")
+    if dot:
+        octet = _OCTET_VALUES.get(last)
+        if octet is not None:
+            high = _v4_high(head)
+            if high is not None:
+                return 4, high | octet
+    else:
+        head, colon, last = text.rpartition(":")
+        if colon and 0 < len(last) <= 4 and _HEX_DIGITS.issuperset(last):
+            high = _v6_high(head)
+            if high is not None:
+                return 6, high | int(last, 16)
     parts = text.split(".")
     if len(parts) == 4 and text.isascii():
         try:
@@ -94,6 +140,32 @@ def parse_address(text: str) -> tuple[int, int]:
             return 6, value
         return 6, int(ipaddress.IPv6Address(text))
     return 4, int(ipaddress.IPv4Address(text))
+
+
+#: a canonical byte's text -> its value
+_OCTET_VALUES = {text: value for value, text in enumerate(_OCTETS)}
+
+
+@lru_cache(maxsize=4096)
+def _v4_high(head: str) -> int | None:
+    """The value of the IPv4 addresses ``head + "." + d``, less ``d``; None unless ``head`` is
+    three canonical bytes."""
+    parts = head.split(".")
+    if len(parts) != 3:
+        return None
+    values = [_OCTET_VALUES.get(part) for part in parts]
+    if None in values:
+        return None
+    a, b, c = values
+    assert a is not None and b is not None and c is not None
+    return a << 24 | b << 16 | c << 8
+
+
+@lru_cache(maxsize=4096)
+def _v6_high(head: str) -> int | None:
+    """The value of the IPv6 addresses ``head + ":" + g`` for a group ``g`` of 1-4 hex digits,
+    less ``g``: that of ``head + ":0"`` when it is plain hexadecimal IPv6, else None."""
+    return _parse_v6_groups(head + ":0")
 
 
 def pool_rank(pool: PoolInput) -> tuple[bool, bool, int, bool, bool, str]:

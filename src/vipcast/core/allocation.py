@@ -40,12 +40,15 @@ def pool_input(pool: IPAddressPool) -> PoolInput:
 
 def service_input(service: Service, namespace_labels: Mapping[str, str]) -> ServiceInput:
     spec = service.spec
-    problem = request_conflict(service)
+    annotated = bool(service.metadata.annotations)  # most Services have none to look up
+    # without annotations and spec.loadBalancerIP a Service requests nothing
+    problem = request_conflict(service) if annotated else None
     try:
-        wanted = () if problem else requested_ips(service)
+        wanted = () if problem or not (annotated or spec.load_balancer_ip) else (
+            requested_ips(service)
+        )
     except ValueError:  # the spec check reports it; an unparsable request asks for nothing valid
         wanted = ("invalid",)
-    annotated = bool(service.metadata.annotations)  # most Services have none to look up
     return ServiceInput(
         namespace=service.metadata.namespace or "default",
         name=service.metadata.name,

@@ -110,8 +110,13 @@ class PortBackends:
             rows.sort(key=_backend_order)
         self._rows = rows
         self._local_only = service.spec.external_traffic_policy == "Local"
-        self._nodes = frozenset(row[2] for row in rows)
+        self._nodes = frozenset(row[2] for row in rows if row[2] is not None)
         self._remote: tuple[Backend, ...] | None = None
+
+    @property
+    def nodes(self) -> frozenset[str]:
+        """The nodes running the backends: ``for_node`` of any other node is the same tuple."""
+        return self._nodes
 
     def for_node(self, node: str) -> tuple[Backend, ...]:
         if node in self._nodes:

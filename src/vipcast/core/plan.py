@@ -111,26 +111,40 @@ _Entry = tuple[frozenset[str] | None, str, list[NatRule]]
 
 class _NatViews:
     """Each node's NAT rules and local VIPs from the announced addresses, built once per
-    *view* -- the distinct sets of announcing nodes a node belongs to -- and then completed per
-    node with the rules of the addresses whose endpoints it runs.
+    *view* -- the distinct sets of announcing nodes a node belongs to, among the *wide* ones
+    (more than half the planned nodes) -- and then completed per node with the rules of the
+    addresses whose endpoints it runs and of the addresses only a few nodes announce.
 
     A node's rules are, address after address in entry order, its own rules where it runs an
     endpoint, else the shared ones where it announces the address. Nodes alike (same
     selectors, readiness and peers) hold the same view, so the walk over every address is done
-    per view, not per node; per node only its own entries are put in (each replaces the
-    shared rules of its address, one per port alike, or is inserted where no node shares them).
+    per view, not per node; per node only its own entries and those of its narrow sets (a
+    Service with ``externalTrafficPolicy: Local`` is announced by the few nodes running it,
+    and would otherwise make every node's view a different one) are put in: each replaces the
+    shared rules of its address, one per port alike, or is inserted where the view has none.
     """
 
     def __init__(self, entries: list[_Entry], own: dict[str, list[tuple[int, list[NatRule]]]],
-                 vips_order: tuple[str, ...]) -> None:
+                 vips_order: tuple[str, ...], nodes: int) -> None:
         self._entries = entries
         self._own = own
         self._vips_order = vips_order
         self._rank = {ip: i for i, ip in enumerate(vips_order)}
         self._sets: dict[frozenset[str], int] = {}
-        for shared, _ip, _rules in entries:
-            if shared is not None and shared not in self._sets:
+        #: node -> the entries of narrow sets holding it, in entry order
+        self._narrow: dict[str, list[int]] = {}
+        narrow: set[frozenset[str]] = set()
+        for at, (shared, _ip, _rules) in enumerate(entries):
+            if shared is None or shared in self._sets:
+                continue
+            if shared in narrow or len(shared) * 2 <= nodes:
+                narrow.add(shared)
+                for node in shared:
+                    self._narrow.setdefault(node, []).append(at)
+            else:
                 self._sets[shared] = len(self._sets)
+        #: a view's VIPs in order -> their ranks in the order of all VIPs
+        self._ranks: dict[tuple[str, ...], list[int]] = {}
         #: view -> (shared rules in order, rules of the view before each entry, VIPs, in order)
         self._views: dict[frozenset[frozenset[str]], tuple[
             tuple[NatRule, ...], list[int], frozenset[str], tuple[str, ...]]] = {}
@@ -153,10 +167,23 @@ class _NatViews:
             view = self._views[member] = (tuple(rules), before, frozenset(vips), ordered)
         return (*view, member)
 
+    def _extra(self, node: str) -> list[tuple[int, list[NatRule]]]:
+        """The node's entries beyond its view, in entry order: its own rules, and the shared
+        ones of the narrow sets holding it where it has none of its own."""
+        mine = self._own.get(node) or []
+        narrow = self._narrow.get(node)
+        if not narrow:
+            return mine
+        owned = {at for at, _ in mine}
+        entries = self._entries
+        merged = mine + [(at, entries[at][2]) for at in narrow if at not in owned]
+        merged.sort(key=_first)
+        return merged
+
     def of(self, node: str) -> tuple[tuple[NatRule, ...], tuple[str, ...]]:
         """(NAT rules, local VIPs) of ``node``."""
         shared_rules, before, vips, ordered, member = self._view(node)
-        mine = self._own.get(node)
+        mine = self._extra(node)
         if not mine:
             return shared_rules, ordered
         nat: list[NatRule] = []
@@ -175,11 +202,30 @@ class _NatViews:
                     extra.add(ip)
         nat.extend(shared_rules[done:])
         if extra:
-            listed = list(ordered)
-            for ip in sorted(extra, key=self._rank.__getitem__):
-                bisect.insort(listed, ip, key=self._rank.__getitem__)
-            ordered = tuple(listed) if len(listed) < len(self._vips_order) else self._vips_order
+            ordered = self._with(ordered, extra)
         return tuple(nat), ordered
+
+    def _with(self, ordered: tuple[str, ...], extra: set[str]) -> tuple[str, ...]:
+        """``ordered`` (VIPs in address order) with the VIPs of ``extra`` put in their place."""
+        if len(ordered) + len(extra) == len(self._vips_order):
+            return self._vips_order
+        rank = self._rank
+        ranks = self._ranks.get(ordered)
+        if ranks is None:
+            ranks = self._ranks[ordered] = [rank[ip] for ip in ordered]
+        listed: list[str] = []
+        done = 0
+        for ip in sorted(extra, key=rank.__getitem__):
+            at = bisect.bisect_left(ranks, rank[ip])
+            listed.extend(ordered[done:at])
+            listed.append(ip)
+            done = at
+        listed.extend(ordered[done:])
+        return tuple(listed)
+
+
+def _first(item: tuple[int, list[NatRule]]) -> int:
+    return item[0]
 
 
 def _port_order(port: ServicePort) -> tuple[int, str]:
@@ -204,13 +250,13 @@ def _build(ctx: PlanContext, targets: frozenset[str]) -> dict[str, NodePlan]:
     prefixes = _Prefixes()
     for key, service, ips in ctx.announced_services():
         eps = ctx.endpoints.get(key, ())
-        local_nodes = ctx.local_nodes(key)
         # every node's NAT rules come out in (service, vip, port, protocol) order as they are
         # appended: services are in key order, addresses in text order, ports sorted here
         ports = service.spec.ports
         if len(ports) > 1:
             ports = tuple(sorted(ports, key=_port_order))
-        tables: dict[int, list[tuple[ServicePort, PortBackends]]] = {}
+        #: per family: the ports' backends, and the nodes running any of them
+        tables: dict[int, tuple[list[tuple[ServicePort, PortBackends]], frozenset[str]]] = {}
         allowed = ctx.allowed(key)
         for ip in sorted(ips) if len(ips) > 1 else ips:
             family, value = addr = ctx.address(ip)
@@ -263,13 +309,16 @@ def _build(ctx: PlanContext, targets: frozenset[str]) -> dict[str, NodePlan]:
             if key in ctx.proxied:
                 entries.append((sharers, ip, []))  # Envoy binds the VIP: no NAT rules
                 continue
-            table = tables.get(family)
-            if table is None:
-                table = tables[family] = [
-                    (port, PortBackends(service, port, eps, family)) for port in ports
-                ]
+            found = tables.get(family)
+            if found is None:
+                table = [(port, PortBackends(service, port, eps, family)) for port in ports]
+                nodes_with = frozenset[str]().union(*(b.nodes for _, b in table))
+                found = tables[family] = (table, nodes_with)
+            table, backend_nodes = found
             at = len(entries)
-            here = sharers & local_nodes if local_nodes else local_nodes
+            # nodes running backends of these ports have rules of their own (their backends
+            # are local); every other node's are the remote ones
+            here = sharers & backend_nodes if backend_nodes else backend_nodes
             for node in here:
                 own_rules[node].append((at, _nat_rules(key, service, ip, table, node)))
             # a node without endpoints of the service sees them all as remote: the rules are
@@ -325,7 +374,7 @@ def _build(ctx: PlanContext, targets: frozenset[str]) -> dict[str, NodePlan]:
             if len(duty.interfaces) == 1:
                 shared = own
             mine.append(own)
-    views = _NatViews(entries, own_rules, vips_order)
+    views = _NatViews(entries, own_rules, vips_order, len(nodes_sorted))
     for node in nodes_sorted:
         routes = node_routes[node]
         if merge:
