@@ -113,7 +113,13 @@ def test_frr_configuration_is_accepted_as_written_and_follows_the_plan(
             # the node hands nothing to FRR-K8s any more: its object goes
             await writer.apply(_plan(None, *ROUTES))
             await eventually(lambda: _absent(stored), 20, what="the object deleted")
-            assert writer.errors == 0 and writer.deletes == 1
+            # the writer records its delete only once its own DELETE call has returned, which
+            # may be after this test's GET on another connection already saw the object gone:
+            # wait for the writer's record itself, then check it: two writes (one per plan
+            # seen above), exactly one delete, no error
+            await eventually(lambda: _recorded(writer, namespace, None), 20,
+                             what="the writer's record of its delete")
+            assert (writer.errors, writer.writes, writer.deletes) == (0, 2, 1)
         finally:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -141,6 +147,13 @@ async def _prefixes(stored: Any) -> bool:
 
 async def _absent(stored: Any) -> bool:
     return await stored() is None
+
+
+async def _recorded(writer: FrrK8sHandOff, namespace: str, body: dict[str, Any] | None) -> bool:
+    """The writer has recorded ``body`` as written in ``namespace`` (None: its delete): it
+    does so after its own call returned and its counters (writes, deletes, errors) moved."""
+    await asyncio.sleep(0)
+    return namespace in writer.written and writer.written[namespace] == body
 
 
 def test_calico_list_is_written_into_the_existing_object_only(cni_crds: Cluster) -> None:
