@@ -222,23 +222,31 @@ def trial(
     timeout: float = 15.0,
     back_timeout: float = 60.0,
     reasons: dict[str, str] | None = None,
+    also: Callable[[], bool] | None = None,
 ) -> dict[str, float]:
     """Cut ``cut_node``'s bridge port; seconds until bfdd says down (``bfdd``) and the kernel
     route loses its nexthop (``route``); restore it and wait for both nexthops (``back``:
     seconds from the restore, session re-established and the table re-sent). ``reasons``, when
     given, receives why the router reset the BGP session while the node was cut
     (``reasons["bgp"]``: FRR's ``lastResetDueTo`` and ``lastNotificationReason``, e.g.
-    "BGP Notification send: Cease/BFD Down")."""
+    "BGP Notification send: Cease/BFD Down"). ``also``, when given, is what the node must
+    see too before the link comes back (e.g. its own BFD declared the router down): the
+    router and the node detect the cut independently, each on its own clock, and a loaded
+    node may be later than the router; the cut lasts until both (still within ``timeout``)."""
     victim = NODES[cut_node]
     t0 = time.monotonic()
     sw.set_link(f"p{cut_node}", False)
     got: dict[str, float] = {}
     deadline = t0 + timeout
-    while time.monotonic() < deadline and len(got) < 2:
+    seen_also = also is None
+    while time.monotonic() < deadline and not ({"route", "bfdd"} <= got.keys() and seen_also):
         if "route" not in got and victim not in nexthops(r):
             got["route"] = time.monotonic() - t0
         if "bfdd" not in got and bfdd_status(frr, victim) == "down":
             got["bfdd"] = time.monotonic() - t0
+        if not seen_also and also is not None and also():
+            seen_also = True
+            got["also"] = time.monotonic() - t0
         time.sleep(0.005)
     if reasons is not None:
         record = frr.neighbors().get(victim, {})

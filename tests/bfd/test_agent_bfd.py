@@ -115,7 +115,11 @@ def test_agent_bfd_status_metrics_and_node_cut(netlab: Topology) -> None:
         n2_bfd = n2.bfd()
         assert n2_bfd["state"] == "UP", n2_bfd
         reasons: dict[str, str] = {}
-        got = trial(r, sw, frr, "n1", reasons=reasons)  # restores the link, waits for both
+        # the link stays cut until n1's own BFD saw the router vanish too (n1 and the router
+        # detect independently; a loaded n1 may come after the router); then restored, and
+        # trial waits for both next hops
+        got = trial(r, sw, frr, "n1", reasons=reasons,
+                    also=lambda: "BFD: peer r down" in n1.proc.log_text()[before["n1"]:])
         # behaviour, not speed (bench/bfd_failover.py has the figures): bfdd declared n1 down
         # and the router dropped its next hop while the link was cut (15 s deadline), and it
         # was BFD that reset the BGP session, not the 9 s hold timer

@@ -36,16 +36,23 @@ def test_router_drops_cut_node_nexthop(netlab: Topology) -> None:
                    timeout=30, what="BFD up on the router")  # fmt: skip
         n1 = started[0]
         reasons: dict[str, str] = {}
-        got = trial(r, sw, frr, "n1", reasons=reasons)  # cut, measure, restore, wait
+        # cut, measure, restore, wait; the link stays cut until n1's own BFD has dropped too
+        # (n1 and the router detect independently: a loaded n1 may come after the router)
+        got = trial(r, sw, frr, "n1", reasons=reasons, also=lambda: bool(n1.drops))
         # behaviour, not speed (bench/bfd_failover.py has the figures): bfdd declared n1 down
         # and the router dropped its next hop while the link was cut (15 s deadline), and it
         # was BFD that reset the BGP session, not the 9 s hold timer
         assert "route" in got and "bfdd" in got, got
         assert "bfd down" in reasons["bgp"].lower(), (reasons, got)  # Cease/BFD Down sent
         # the node's BFD also saw the router vanish and made its speaker drop the session
+        assert "also" in got, got
         assert n1.drops == ["r"]
         assert started[1].drops == []
-        assert n1.ns.call(lambda: n1.bfd.status()["r"].state) == "UP"
+        # trial() waited for the ROUTER's bfdd to say up; n1's own session reaches Up on its
+        # own loop, a moment later (the three-way handshake's last packet): wait for it
+        wait_until(lambda: n1.ns.call(lambda: n1.bfd.status()["r"].state) == "UP", timeout=30,
+                   what="n1's BFD session Up again")  # fmt: skip
+        assert n1.drops == ["r"] and started[1].drops == []
     finally:
         for node in started:
             node.stop()
@@ -92,7 +99,9 @@ def test_bfd_drop_reconnects_at_once_and_a_flapping_peer_is_damped(netlab: Topol
                         f"tcp port 179 and host {NODES['n1']}"], name="tcpdump")  # fmt: skip
         wait_until(lambda: "listening on" in dump.log_text(), timeout=20, what="tcpdump")
         since = time.time()
-        trial(r, sw, frr, "n1")  # cut until the router dropped n1, restore, both next hops back
+        # cut until the router and n1's own BFD dropped, restore, both next hops back
+        got = trial(r, sw, frr, "n1", also=lambda: bool(n1.drops))
+        assert "also" in got, got
         assert n1.drops == ["r"]
         first = n1.after_drops[0]
         # the first drop restarts at once: no idle hold, out of Idle in the same call
@@ -110,7 +119,9 @@ def test_bfd_drop_reconnects_at_once_and_a_flapping_peer_is_damped(netlab: Topol
         for k in (2, 3):
             # armed again: BGP Established and n1's own BFD session Up
             wait_until(lambda: n1.ns.call(armed), timeout=30, what="n1's binding armed")
-            trial(r, sw, frr, "n1", back_timeout=120)
+            got = trial(r, sw, frr, "n1", back_timeout=120,
+                        also=lambda k=k: len(n1.drops) >= k)  # fmt: skip
+            assert "also" in got, got
             wait_until(lambda: n1.peer().state == "Established", timeout=60, what="n1 back")
             status = n1.after_drops[k - 1]
             wanted = hold * 2 ** (k - 2)  # 2 s, then 4 s
