@@ -162,7 +162,24 @@ def test_garbage_is_counted_and_ignored(loopback_pair: tuple[str, str]) -> None:
                     bytes.fromhex("20 40 03 18 00000001 00000000 000f4240 000f4240 00000000"),
                     (a_addr, 3784),
                 )
-            await asyncio.sleep(0.3)
+            # the three datagrams are in the socket when sendto returns, but the manager
+            # reads one per loop turn: wait (bounded) for all three to be counted, then check
+            # each count exactly (a fixed sleep raced a stalled loop)
+            reasons = ("TOO_SHORT", "BAD_VERSION", "BAD_TTL")
+
+            def counted() -> bool:
+                return all(
+                    registry.get_sample_value(
+                        "vipcast_bfd_packets_dropped_total", {"reason": reason}
+                    ) is not None
+                    for reason in reasons
+                )
+
+            for _ in range(600):
+                if counted():
+                    break
+                await asyncio.sleep(0.05)
+            await asyncio.sleep(0.1)  # nothing more arrives: exactly one each
             assert (
                 registry.get_sample_value(
                     "vipcast_bfd_packets_dropped_total", {"reason": "TOO_SHORT"}
