@@ -102,11 +102,18 @@ def test_collision_with_frr_both_active(
     speaker.wait(lambda s: s["r"]["state"] == "Established", timeout=30, what="Established")
     # whichever side saw both OPENs first resolved it: vipcast closed the loser itself, or
     # FRR did and vipcast got Cease/Connection Collision Resolution (6/7) on that connection
-    log = speaker.log_path.read_text()
+    # (waited for, bounded: the loser's Cease travels on the other TCP connection, which
+    # vipcast may read after the survivor's KEEPALIVE that made the session Established)
     closing = "inbound" if keeps == "outbound" else "outbound"
-    resolved_here = f"connection collision, closing the {closing} one" in log
-    resolved_there = "Notification(code=6, subcode=7" in log
-    assert resolved_here or resolved_there, log[-3000:]
+
+    def resolved() -> bool:
+        log = speaker.log_path.read_text()
+        resolved_here = f"connection collision, closing the {closing} one" in log
+        resolved_there = "Notification(code=6, subcode=7" in log
+        return resolved_here or resolved_there
+
+    wait_until(resolved, timeout=30, what="the collision resolved (here or by FRR)",
+               on_timeout=lambda: speaker.log_path.read_text()[-3000:])  # fmt: skip
     # the survivor is the connection the higher BGP identifier opened (RFC 4271 §6.8)
     survivor = f"{N4}:179 " if keeps == "inbound" else f"{R4}:179"
     wait_until(lambda: len(bgp_connections(node)) == 1, timeout=30, what="one connection")
