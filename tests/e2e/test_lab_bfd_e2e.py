@@ -80,6 +80,9 @@ def test_agent_restart_with_bfd_and_graceful_restart_loses_no_request(
     wait_router_bfd_up(frr, node_v4(2))  # else the test would not put BFD to the question
     load = ClientLoad(topo["client"], f"http://{WEB}/", duration=8.0, interval=0.02,
                       timeout=1.0)
+    # the client's start-up takes seconds under load: a kill before its first request would
+    # meet no traffic at all (the other load tests wait for it the same way)
+    assert load.wait_started(), "the client load sent nothing within 60 s"
     time.sleep(1.5)
     killed = load.now()
     os.killpg(state.pids["n2-agent"], signal.SIGKILL)
