@@ -17,9 +17,9 @@ def octavia_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OctaviaAPI
     if MISSING:
         pytest.skip(MISSING)
     api = OctaviaAPI(tmp_path_factory.mktemp("octavia"))
-    api.start()
-    harness_octavia.SERVER[:] = [api]
     try:
+        api.start()
+        harness_octavia.SERVER[:] = [api]
         yield api
     finally:
         api.stop()

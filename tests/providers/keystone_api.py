@@ -70,16 +70,26 @@ class Seed:
     app_credential_secret: str
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+def listening_socket() -> socket.socket:
+    """A TCP socket listening on 127.0.0.1 at a port the kernel chose, for a server process to
+    inherit (``pass_fds``). The port is held from the moment it is chosen until the server
+    serves it: choosing a port with bind(0), closing it and letting the server bind it later
+    left a window in which another process (another test run, CI's servers) could take it."""
+    sock = socket.socket()
+    try:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen(64)
+    except OSError:
+        sock.close()
+        raise
+    return sock
 
 
 class KeystoneAPI:
     def __init__(self, workdir: Path) -> None:
         self.dir = workdir
-        self.port = _free_port()
+        self.sock: socket.socket | None = listening_socket()
+        self.port = int(self.sock.getsockname()[1])
         self.url = f"http://127.0.0.1:{self.port}/v3"
         self.proc: subprocess.Popen[bytes] | None = None
         self.seed: Seed | None = None
@@ -100,7 +110,10 @@ class KeystoneAPI:
             db.execute("UPDATE endpoint SET url = ? WHERE url = ?", (self.url, _PLACEHOLDER))
         raw = json.loads((self.dir / "seed.json").read_text())
         self.seed = Seed(raw["project"], raw["app_credential_id"], raw["app_credential_secret"])
-        self.proc = _serve(conf, self.port, self.dir / "serve.log")
+        assert self.sock is not None, "launched once only"
+        self.proc = _serve(conf, self.sock, self.dir / "serve.log")
+        self.sock.close()  # the server holds it now
+        self.sock = None
 
     def wait(self, timeout: float = 90.0) -> None:
         assert self.proc is not None
@@ -108,16 +121,21 @@ class KeystoneAPI:
 
     def stop(self) -> None:
         _stop(self.proc)
+        if self.sock is not None:
+            self.sock.close()
+            self.sock = None
 
     def log(self) -> str:
         path = self.dir / "keystone.log"
         return path.read_text(errors="replace") if path.exists() else ""
 
 
-def _serve(conf: Path, port: int, log: Path) -> subprocess.Popen[bytes]:
+def _serve(conf: Path, sock: socket.socket, log: Path) -> subprocess.Popen[bytes]:
+    fd = sock.fileno()
     with log.open("ab") as out:
-        return subprocess.Popen([str(VENV / "bin" / "python"), str(SERVE), str(conf), str(port)],
-                                stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        return subprocess.Popen([str(VENV / "bin" / "python"), str(SERVE), str(conf), str(fd)],
+                                stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                pass_fds=(fd,))
 
 
 def _wait(url: str, proc: subprocess.Popen[bytes], timeout: float, log: Path) -> None:
@@ -127,7 +145,9 @@ def _wait(url: str, proc: subprocess.Popen[bytes], timeout: float, log: Path) ->
             raise RuntimeError(f"keystone exited {proc.returncode}: "
                                f"{log.read_text(errors='replace')[-2000:]}")
         try:
-            with urllib.request.urlopen(url, timeout=2) as resp:
+            # the socket listens from the start: a request waits in its backlog until the
+            # server serves, so each try may take as long as the start (a loaded machine)
+            with urllib.request.urlopen(url, timeout=10) as resp:
                 if resp.status == 200:
                     return
         except OSError:
@@ -181,11 +201,11 @@ def _build_state(d: Path) -> None:
                  ["bootstrap", "--bootstrap-password", ADMIN_PASSWORD,
                   "--bootstrap-public-url", _PLACEHOLDER, "--bootstrap-region-id", "RegionOne"]):
         subprocess.run([*manage, *args], check=True, capture_output=True, timeout=300)
-    port = _free_port()
-    url = f"http://127.0.0.1:{port}/v3"
-    with sqlite3.connect(d / "keystone.sqlite") as db:
-        db.execute("UPDATE endpoint SET url = ? WHERE url = ?", (url, _PLACEHOLDER))
-    proc = _serve(conf, port, d / "serve.log")
+    with listening_socket() as sock:
+        url = f"http://127.0.0.1:{sock.getsockname()[1]}/v3"
+        with sqlite3.connect(d / "keystone.sqlite") as db:
+            db.execute("UPDATE endpoint SET url = ? WHERE url = ?", (url, _PLACEHOLDER))
+        proc = _serve(conf, sock, d / "serve.log")
     try:
         _wait(url, proc, 90.0, d / "serve.log")
         seed = _seed(url)

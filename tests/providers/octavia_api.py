@@ -15,6 +15,9 @@ or to ERROR for the load balancers named in ``error_at_create``; deleted childre
 as Octavia's controller worker does.
 ``paused`` holds everything PENDING (a slow provider). A background thread settles every
 ``interval`` seconds.
+
+The server is octavia-api's own main run by octavia_serve.py on a listening socket bound
+here and inherited, so that no other process can take the port between choosing and serving.
 """
 
 from __future__ import annotations
@@ -33,11 +36,12 @@ import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
-from keystone_api import PASSWORDS, KeystoneAPI
+from keystone_api import PASSWORDS, KeystoneAPI, listening_socket
 
 VENV = Path(os.environ.get("VIPCAST_OCTAVIA_VENV",
                            Path.home() / ".cache" / "vipcast" / "octavia-19.0.0"))
 API = VENV / "bin" / "octavia-api"
+SERVE = Path(__file__).with_name("octavia_serve.py")
 SEED = Path(__file__).with_name("octavia_seed.py")
 PROJECT = "4a0c7a4e1a6f4a8c9a0b6c7d8e9f0a1b"
 SUBNET = "7f1c0b4e-0000-4000-8000-000000000001"
@@ -75,18 +79,14 @@ _IN_USE = {"load_balancer": "in_use_load_balancer", "listener": "in_use_listener
            "health_monitor": "in_use_health_monitor"}
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 class OctaviaAPI:
     def __init__(self, workdir: Path, keystone: KeystoneAPI | None = None) -> None:
         self.dir = workdir
         self.keystone = keystone
         self.db = workdir / "octavia.sqlite"
-        self.port = _free_port()
+        #: held from the moment the kernel chose the port until the server serves it
+        self.sock: socket.socket | None = listening_socket()
+        self.port = int(self.sock.getsockname()[1])
         self.url = f"http://127.0.0.1:{self.port}"
         self.proc: subprocess.Popen[bytes] | None = None
         self.paused = False
@@ -110,8 +110,15 @@ class OctaviaAPI:
             text = text.replace("auth_strategy = noauth", "auth_strategy = keystone")
             text += KEYSTONE.format(url=self.keystone.url, password=PASSWORDS["octavia"])
         conf.write_text(text)
-        self.proc = subprocess.Popen([str(API), "--config-file", str(conf)],
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        assert self.sock is not None, "launched once only"
+        fd = self.sock.fileno()
+        # octavia-api's own main, but serving the socket bound here (octavia_serve.py)
+        self.proc = subprocess.Popen([str(VENV / "bin" / "python"), str(SERVE), str(fd),
+                                      "--config-file", str(conf)],
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                     stdin=subprocess.DEVNULL, pass_fds=(fd,))
+        self.sock.close()  # the server holds it now
+        self.sock = None
 
     def wait(self, timeout: float = 90.0) -> None:
         """Until the server answers; then the settler thread starts."""
@@ -122,7 +129,9 @@ class OctaviaAPI:
                 raise RuntimeError(f"octavia-api exited {self.proc.returncode}: "
                                    f"{self.log()[-2000:]}")
             try:
-                with urllib.request.urlopen(self.url + "/", timeout=2) as resp:
+                # the socket listens from the start: a request waits in its backlog until
+                # the server serves, so each try may take as long as the start
+                with urllib.request.urlopen(self.url + "/", timeout=10) as resp:
                     if resp.status == 200:
                         break
             except OSError:
@@ -137,6 +146,9 @@ class OctaviaAPI:
         return path.read_text(errors="replace") if path.exists() else ""
 
     def stop(self) -> None:
+        if self.sock is not None:
+            self.sock.close()
+            self.sock = None
         self._stop.set()
         if self._thread is not None:
             self._thread.join(5)
