@@ -436,9 +436,13 @@ def test_a_restarted_speaker_removes_its_stale_frr_configuration(
         try:
             await writer.apply(_plan(None, *ROUTES))
             await eventually(gone, 20, what="n1's stale FRRConfiguration deleted")
+            # the writer's counters move after its own DELETE returned (the GET above may see
+            # the object gone first): wait for its record of the delete, then check them
+            await eventually(lambda: _recorded(writer, namespace, None), 20,
+                             what="the writer's record of its delete")
             # another node's object is that node's speaker's business
             await c.get(FRR_CONFIGURATIONS, "vipcast-n2", namespace=namespace)
-            assert writer.writes == 0 and writer.deletes == 1
+            assert (writer.errors, writer.writes, writer.deletes) == (0, 0, 1)
         finally:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
