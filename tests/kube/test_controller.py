@@ -161,15 +161,15 @@ def test_only_the_leader_writes_and_standby_takes_over(
 
 def test_health_endpoint_for_the_probes(vipcast_crds: Cluster, namespace: str) -> None:
     """Issue 16: the controller had no liveness/readiness endpoint for its probes."""
-    import socket
     import urllib.error
     import urllib.request
 
     from vipcast.app.controller import run_controller
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    # the controller binds port 0 itself and says which port it got (a port found free by
+    # the test and closed again could be taken by anyone before the controller bound it)
+    bound: list[tuple[str, int]] = []
+    port = 0
 
     def get(path: str) -> int:
         try:
@@ -182,9 +182,14 @@ def test_health_endpoint_for_the_probes(vipcast_crds: Cluster, namespace: str) -
 
     async def go() -> None:
         c = client(vipcast_crds.kubeconfig, namespace)
+        nonlocal port
         task = asyncio.create_task(run_controller(c, _config("health", f"health-{namespace}"),
-                                                  health=("127.0.0.1", port)))
+                                                  health=("127.0.0.1", 0),
+                                                  serving=bound.append))
         try:
+            await eventually(lambda: asyncio.sleep(0, bound), 30, what="the health server")
+            (host, port), = bound
+            assert host == "127.0.0.1" and port != 0
             await eventually(lambda: asyncio.to_thread(lambda: get("/readyz") == 200), 30,
                              what="/readyz 200 once synced")
             assert await asyncio.to_thread(get, "/healthz") == 200

@@ -19,7 +19,7 @@ import contextlib
 import logging
 import socket
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 
 import httpx2 as httpx
@@ -403,18 +403,23 @@ async def run_controller(
     config: ControllerConfig | None = None,
     metrics: tuple[str, int] | None = None,
     health: tuple[str, int] | None = None,
+    serving: Callable[[tuple[str, int]], None] | None = None,
 ) -> None:
     """Composition root used by ``vipcast controller``. With ``metrics`` and/or ``health``,
     serves /metrics (pool capacity and use), /status, /healthz (the loop answers) and /readyz
-    (every cache synced, for the pod's probes) on each address given."""
+    (every cache synced, for the pod's probes) on each address given. Each address is logged
+    and handed to ``serving`` once listening (port 0: the port the kernel chose)."""
     registry = CollectorRegistry()
     controller = Controller(client, config, registry=registry)
     servers = []
     for address in dict.fromkeys(a for a in (metrics, health) if a is not None):
         server = StatusServer(registry, lambda: controller_status(controller),
                               ready=lambda: controller.synced)
-        await server.start(*address)
+        bound = await server.start(*address)
         servers.append(server)
+        log.info("serving /metrics, /status, /healthz and /readyz on %s port %d", *bound)
+        if serving is not None:
+            serving(bound)
     try:
         await controller.run()
     finally:
