@@ -16,7 +16,16 @@ from typing import Any
 
 import pytest
 from agentlab import L2_VIP, AgentNode, wait_agents_up, write_config
-from bfdecmp import NODES, bfdd_status, build, nexthops, start_router, trial
+from bfdecmp import (
+    NODES,
+    TEST_INTERVAL_MS,
+    TEST_MULT,
+    bfdd_status,
+    build,
+    nexthops,
+    start_router,
+    trial,
+)
 
 from vipcast.lab.netns import Topology, wait_until
 
@@ -37,9 +46,10 @@ def metric(text: str, name: str, labels: str = "") -> float | None:
 
 def test_agent_bfd_status_metrics_and_node_cut(netlab: Topology) -> None:
     r, sw, nodes = build(netlab)
-    frr = start_router(netlab, r)
+    # the tests' BFD timers both ways (300 ms x 5: bfdecmp.LOADED says why), not the benches'
+    frr = start_router(netlab, r, TEST_INTERVAL_MS, TEST_MULT)
     config = netlab.workdir / "objects.yaml"
-    write_config(config)
+    write_config(config, bfd_interval_ms=TEST_INTERVAL_MS, bfd_multiplier=TEST_MULT)
     agents = [AgentNode.start(netlab, ns, short, config) for short, ns in nodes.items()]
     n1, n2 = agents
     try:
@@ -50,7 +60,7 @@ def test_agent_bfd_status_metrics_and_node_cut(netlab: Topology) -> None:
         wait_until(lambda: all(bfdd_status(frr, a) == "up" for a in NODES.values()),
                    timeout=30, what="BFD up on the router")  # fmt: skip
 
-        # JSON status: the negotiated session and the L2 view. The 100 ms intervals follow Up
+        # JSON status: the negotiated session and the L2 view. The 300 ms intervals follow Up
         # through Poll Sequences (RFC 5880 §6.8.3: 1 s while not Up): bfdd's "up" does not
         # say that the agent has taken bfdd's Final yet (CI once read tx 1000 here), so wait,
         # bounded, for n1's Poll Sequence to be done, then check the values exactly
@@ -64,9 +74,10 @@ def test_agent_bfd_status_metrics_and_node_cut(netlab: Topology) -> None:
         bfd = wait_until(negotiated, timeout=30, what="n1's BFD Up, Poll Sequence done",
                          on_timeout=last_seen)  # fmt: skip
         assert bfd["state"] == "UP" and bfd["peer"] == "192.0.2.1"
-        assert bfd["tx_interval_ms"] == 100 and bfd["rx_interval_ms"] == 100
-        assert bfd["detect_mult"] == 3 and bfd["remote_detect_mult"] == 3
-        assert bfd["detection_time_ms"] == 300 and bfd["uptime_s"] is not None
+        interval, detection = TEST_INTERVAL_MS, TEST_INTERVAL_MS * TEST_MULT
+        assert bfd["tx_interval_ms"] == interval and bfd["rx_interval_ms"] == interval
+        assert bfd["detect_mult"] == TEST_MULT and bfd["remote_detect_mult"] == TEST_MULT
+        assert bfd["detection_time_ms"] == detection and bfd["uptime_s"] is not None
         wait_until(lambda: n1.status()["l2"]["membership"]["quorum"], timeout=30,
                    what="L2 quorum on n1")  # fmt: skip
         l2 = n1.status()["l2"]
@@ -96,7 +107,8 @@ def test_agent_bfd_status_metrics_and_node_cut(netlab: Topology) -> None:
 
         wait_until(metrics_ok, timeout=20, what="metrics")
         uptime = n1.status()["bfd"]["r"]["uptime_s"]
-        write_config(config, extra=1)  # one more service: both agents reload and re-plan
+        # one more service: both agents reload and re-plan
+        write_config(config, extra=1, bfd_interval_ms=TEST_INTERVAL_MS, bfd_multiplier=TEST_MULT)
         wait_until(lambda: n1.status()["peers"][0]["prefixes_advertised"] == 2, timeout=60,
                    what="reload picked up")  # fmt: skip
         wait_until(metrics_ok, timeout=20, what="metrics after reload")

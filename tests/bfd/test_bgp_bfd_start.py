@@ -23,7 +23,7 @@ import time
 
 import pytest
 from agentlab import AgentNode, write_config
-from bfdecmp import NODES, bfdd_status, build, start_router
+from bfdecmp import NODES, TEST_INTERVAL_MS, TEST_MULT, bfdd_status, build, start_router
 
 from vipcast.lab.frr import FrrInstance
 from vipcast.lab.netns import Netns, Topology, wait_until
@@ -76,9 +76,11 @@ def release_bgp(r: Netns) -> None:
 def test_start_without_a_flap_then_bfd_still_cuts_bgp(netlab: Topology) -> None:
     r, sw, nodes = build(netlab)
     hold_bgp(r)
-    frr = start_router(netlab, r)
+    # the tests' BFD timers both ways (300 ms x 5: bfdecmp.LOADED says why): "no flap" must
+    # not turn an agent unscheduled for 300 ms on a loaded machine into a failure
+    frr = start_router(netlab, r, TEST_INTERVAL_MS, TEST_MULT)
     config = netlab.workdir / "objects.yaml"
-    write_config(config)
+    write_config(config, bfd_interval_ms=TEST_INTERVAL_MS, bfd_multiplier=TEST_MULT)
     n1 = AgentNode.start(netlab, nodes["n1"], "n1", config)
     try:
         # BGP is held long enough for a BFD session started with the agent to come Up
