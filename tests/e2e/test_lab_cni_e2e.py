@@ -235,8 +235,16 @@ def test_node_power_loss_bfd_takes_pod_block_and_vips_away(
     samples = load.samples()
     assert gone is not None, "n3 still a next hop of the VIP at the end of the watch window"
     router.wait_no_route(pod_blocks(3)[0], timeout=30)
-    # it was BFD between the router and n3's BIRD that ended the session, not the hold timer
-    record = frr.neighbors()[node_v4(3)]
+    # it was BFD between the router and n3's BIRD that ended the session, not the hold timer.
+    # The kernel route and bgpd's neighbour record are two observables: wait (bounded) for
+    # the record to show the reset before reading its reason (tests/e2e/test_lab_bfd_e2e.py
+    # once read an empty reason right after the route had lost n3)
+    def reset() -> dict[str, object] | None:
+        record = frr.neighbors().get(node_v4(3), {})
+        return record if record.get("bgpState") != "Established" else None
+
+    record = wait_until(reset, timeout=30, what="the router's BGP session with n3 reset",
+                        on_timeout=lambda: f"{frr.neighbors().get(node_v4(3))}")  # fmt: skip
     reason = f"{record.get('lastResetDueTo', '')} {record.get('lastNotificationReason', '')}"
     assert "BFD" in reason, reason
     assert frr.neighbor_state(node_v4(3)) != "Established"

@@ -27,6 +27,7 @@ import os
 import signal
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from harness_cni_lab import vip_bursts
@@ -297,7 +298,17 @@ def test_node_power_loss_bfd_drops_both_speakers_of_the_node(
     samples = load.samples()
     assert gone is not None, "n3's vipcast still a next hop of the VIP after the watch window"
     router.wait_no_route(pod_blocks(3)[0], timeout=30)
-    neighbors = frr.neighbors()
+    # the kernel routes and bgpd's neighbour records are separate observables: wait (bounded)
+    # for both records to show the reset before reading their reasons
+    def both_reset() -> dict[str, dict[str, Any]] | None:
+        records = frr.neighbors()
+        down = all(records.get(a, {}).get("bgpState") not in (None, "Established")
+                   for a in (vipcast_v4(3), node_v4(3)))  # fmt: skip
+        return records if down else None
+
+    neighbors = wait_until(both_reset, timeout=30, what="both of n3's sessions reset",
+                           on_timeout=lambda: str({a: frr.neighbors().get(a)
+                                                   for a in (vipcast_v4(3), node_v4(3))}))
     for address in (vipcast_v4(3), node_v4(3)):
         # BFD, not the hold timer (3 s), ended both of n3's sessions
         record = neighbors[address]
