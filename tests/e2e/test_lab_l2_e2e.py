@@ -56,6 +56,8 @@ def test_l2_owner_failure_moves_the_vip() -> None:
         # one time line for the load and the kill (ClientLoad's t0); 0.25 s for the handshake
         # (the path), 2 s for the answer (docs/lab.md)
         load = ClientLoad(client, f"http://{WEB}/", duration=12.0, response_timeout=2.0)
+        # its interpreter's start-up takes seconds under load: the kill must meet traffic
+        assert load.wait_started(), "the client load sent nothing within 60 s"
         time.sleep(2.0)
         kill_at = load.now()
         os.killpg(state.pids[f"{owner}-agent"], signal.SIGKILL)
