@@ -40,7 +40,18 @@ def test_a_cold_restart_keeps_every_path_until_its_routes_are_in(netlab: Topolog
     before = wait_until(fresh, timeout=60, what="every route at FRR")
     assert before is not None and len(before) == len(SERVICES)
     monitor = lab.router.spawn(["ip", "-o", "monitor", "route"], name="route-monitor")
-    time.sleep(0.5)  # the monitor listens
+    # the monitor listens once it reports a change made after its start: a marker route is
+    # added and removed until it does (a fixed 0.5 s was a guess: a monitor started late on a
+    # loaded machine would miss a flush at the kill)
+    marker = "198.51.100.254"
+
+    def listening() -> bool:
+        lab.router.ip("route", "replace", "blackhole", f"{marker}/32")
+        lab.router.ip("route", "del", "blackhole", f"{marker}/32")
+        return marker in monitor.log_text()
+
+    wait_until(listening, timeout=30, interval=0.1, what="the route monitor listening",
+               on_timeout=monitor.log_text)  # fmt: skip
 
     agent.kill()  # kill -9: FRR keeps the paths, stale, for the restart time
     wait_until(lambda: lab.frr.neighbor_state(node) != "Established", timeout=60,
