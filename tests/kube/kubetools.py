@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
-from lightkube import AsyncClient, KubeConfig
+from lightkube import ApiError, AsyncClient, KubeConfig
 from lightkube.generic_resource import create_global_resource
 from lightkube.resources.core_v1 import Event, Service
 
@@ -42,6 +43,24 @@ async def eventually(probe: Callable[[], Awaitable[T | None]], timeout: float = 
             return last
         await asyncio.sleep(every)
     raise AssertionError(f"timed out after {timeout}s waiting for {what} (last: {last!r})")
+
+
+async def webhook_released(c: AsyncClient, reviews: Callable[[], int], probe: Any,
+                           timeout: float = 30) -> None:
+    """Once a test deleted its ValidatingWebhookConfiguration, wait until the API server no
+    longer calls the webhook: a dry-run create of ``probe`` (an object that configuration
+    matched, under a fresh name) no longer reaches it (``reviews``: the webhook's count of
+    calls). The API server learns of the deletion through its watch; stopping the webhook
+    before that (failurePolicy Fail) would make the session cluster refuse the next test's
+    writes."""
+    async def released() -> bool:
+        before = reviews()
+        with contextlib.suppress(ApiError):  # refused by the webhook still called: again
+            await c.create(probe, dry_run=True)
+        return reviews() == before
+
+    await eventually(released, timeout, every=0.2, what="the API server to stop calling the "
+                     "deleted webhook")
 
 
 def lb_service(name: str, namespace: str, *, cls: str | None = None, type_: str = "LoadBalancer",

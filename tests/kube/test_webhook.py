@@ -22,7 +22,7 @@ from vipcast.sources.kube.webhook import WebhookServer
 
 from .conftest import run
 from .harness.cluster import Cluster
-from .kubetools import IPAddressPool, client, eventually, pool
+from .kubetools import IPAddressPool, client, eventually, pool, webhook_released
 
 pytestmark = pytest.mark.slow
 VWC = create_global_resource("admissionregistration.k8s.io", "v1",
@@ -92,6 +92,8 @@ def test_api_server_calls_webhook_and_denies_overlap(
             for res, obj in ((VWC, name), (IPAddressPool, f"a-{namespace}")):
                 with contextlib.suppress(ApiError):
                     await c.delete(res, obj)
+            await webhook_released(c, lambda: server.reviews,
+                                   pool(f"probe-{namespace}", ["198.18.1.0/28"], namespace))
             await server.stop()
             await c.close()
 

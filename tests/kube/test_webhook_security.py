@@ -37,7 +37,7 @@ from vipcast.sources.kube.webhook import WebhookServer
 
 from .conftest import run
 from .harness.cluster import Cluster
-from .kubetools import IPAddressPool, client, eventually, pool
+from .kubetools import IPAddressPool, client, eventually, pool, webhook_released
 
 VWC = create_global_resource("admissionregistration.k8s.io", "v1",
                              "ValidatingWebhookConfiguration",
@@ -196,6 +196,9 @@ def test_renewed_certificate_served_and_reports_per_node(vipcast_crds: Cluster, 
                              (NodeAnnouncement, node_a), (NodeAnnouncement, node_b)):
                 with contextlib.suppress(ApiError):
                     await admin.delete(res, obj)
+            # it matched every pool write: stopped only once the API server no longer calls it
+            await webhook_released(admin, lambda: server.reviews,
+                                   pool(f"probe-{namespace}", ["198.18.3.0/29"], namespace))
             await server.stop()
             await speaker_a.close()
             await admin.close()
