@@ -11,19 +11,24 @@ The stand-in for Envoy is ``sleep``: these tests are about supervision, not the 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import socket
+from collections.abc import Iterator
 from pathlib import Path
 
 from vipcast.core.backoff import Backoff
 from vipcast.runtime.envoy import EnvoyProcess, EnvoySettings
 
 
-def _closed_port() -> int:
+@contextlib.contextmanager
+def _closed_port() -> Iterator[int]:
+    """A port nobody listens on while the test runs: bound here, never listening (a connection
+    to it is refused), so that no other process can take it and answer the poller."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+        yield int(s.getsockname()[1])
 
 
 def _process(tmp_path: Path, port: int, poll: float) -> EnvoyProcess:
@@ -38,8 +43,7 @@ def _process(tmp_path: Path, port: int, poll: float) -> EnvoyProcess:
 def test_the_readiness_poller_ends_on_every_cancel(tmp_path: Path) -> None:
     """Cancelled at every point of its cycle against a dead admin port, it always ends."""
 
-    async def main() -> list[int]:
-        port = _closed_port()
+    async def main(port: int) -> list[int]:
         survived = []
         for spins in range(12):
             for attempt in range(10):
@@ -56,12 +60,13 @@ def test_the_readiness_poller_ends_on_every_cancel(tmp_path: Path) -> None:
                             break
         return survived
 
-    assert asyncio.run(main()) == []
+    with _closed_port() as port:
+        assert asyncio.run(main(port)) == []
 
 
 def test_a_killed_envoy_is_restarted_every_time(tmp_path: Path) -> None:
-    async def main() -> None:
-        process = _process(tmp_path, _closed_port(), poll=0.001)
+    async def main(port: int) -> None:
+        process = _process(tmp_path, port, poll=0.001)
         runner = asyncio.create_task(process.run())
         killed: list[int] = []
         try:
@@ -82,4 +87,5 @@ def test_a_killed_envoy_is_restarted_every_time(tmp_path: Path) -> None:
                 process._proc.kill()
                 await process._proc.wait()
 
-    asyncio.run(main())
+    with _closed_port() as port:
+        asyncio.run(main(port))
