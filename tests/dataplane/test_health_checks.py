@@ -65,6 +65,16 @@ async def _serve(status: bytes = b"200 OK") -> tuple[asyncio.Server, int]:
     return server, server.sockets[0].getsockname()[1]
 
 
+def _held_port() -> socket.socket:
+    """127.0.0.1 at a port the kernel chose, bound (SO_REUSEPORT) and not listening: while
+    it is open a connection to the port is refused, and no other process can take the port
+    (a listener of ours may share it, SO_REUSEPORT, and this socket may listen later)."""
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sock.bind(("127.0.0.1", 0))
+    return sock
+
+
 def test_probes_against_loopback() -> None:
     async def main() -> None:
         ok_srv, ok_port = await _serve()
@@ -83,7 +93,12 @@ def test_probes_against_loopback() -> None:
 
 def test_checker_takes_a_dead_backend_out_and_back() -> None:
     async def main() -> None:
-        server, port = await _serve()
+        # the port stays ours while the server is down, to serve it again (nobody else's
+        # socket can take it in between)
+        held = _held_port()
+        port = held.getsockname()[1]
+        server = await asyncio.start_server(lambda r, w: w.close(), "127.0.0.1", port,
+                                            reuse_port=True)
         checker = HealthChecker(HealthCheckConfig(interval=0.05, timeout=0.5, rise=2, fall=2))
         flips: list[frozenset[tuple[str, int]]] = []
         checker.on_change(lambda: flips.append(checker.down()))
@@ -95,7 +110,8 @@ def test_checker_takes_a_dead_backend_out_and_back() -> None:
             await server.wait_closed()
             await _until(lambda: checker.is_down("127.0.0.1", port), 10)
             assert flips == [frozenset({("127.0.0.1", port)})]
-            again = await asyncio.start_server(lambda r, w: w.close(), "127.0.0.1", port)
+            held.listen()
+            again = await asyncio.start_server(lambda r, w: w.close(), sock=held)
             async with again:
                 await _until(lambda: not checker.is_down("127.0.0.1", port), 10)
             assert flips[-1] == frozenset()
@@ -103,6 +119,7 @@ def test_checker_takes_a_dead_backend_out_and_back() -> None:
             assert checker.down() == frozenset()
         finally:
             await checker.close()
+            held.close()
 
     asyncio.run(main())
 
@@ -116,9 +133,8 @@ def test_checker_probes_on_its_clock_and_flips_after_fall_probes() -> None:
         clock = ManualClock()
         checker = HealthChecker(HealthCheckConfig(interval=10.0, timeout=2.0, rise=2, fall=3),
                                 clock=clock)
-        server, port = await _serve()
-        server.close()
-        await server.wait_closed()  # nothing listens: every probe is refused
+        held = _held_port()  # nothing listens, nobody else can: every probe is refused
+        port = held.getsockname()[1]
         flips: list[tuple[float, bool]] = []
         checker.on_change(lambda: flips.append((clock.now(), checker.is_down("127.0.0.1", port))))
         results: list[object] = []
@@ -152,7 +168,8 @@ def test_checker_probes_on_its_clock_and_flips_after_fall_probes() -> None:
             await probed()
             assert checker.is_down("127.0.0.1", port)
             assert flips == [(t0 + 20.0, True)]
-            again = await asyncio.start_server(lambda r, w: w.close(), "127.0.0.1", port)
+            held.listen()
+            again = await asyncio.start_server(lambda r, w: w.close(), sock=held)
             async with again:
                 await clock.advance(10.0)
                 await probed()
@@ -164,6 +181,7 @@ def test_checker_probes_on_its_clock_and_flips_after_fall_probes() -> None:
             assert len(results) == 5
         finally:
             await checker.close()
+            held.close()
 
     asyncio.run(asyncio.wait_for(main(), 60))
 
