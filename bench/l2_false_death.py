@@ -104,8 +104,7 @@ def trial(lan: L2Lan, asker_mac: str, phase: float) -> dict[str, Any]:
     time.sleep(1.0)
     os.killpg(asker.pid, signal.SIGTERM)
     asker.popen.wait(10)
-    os.killpg(capture.pid, signal.SIGTERM)
-    capture.popen.wait(10)
+    capture.stop()  # drained first (tests/l2/l2_lan.Capture)
     after = [(t, macs) for t, macs, _ in arp_exchanges(pcap, asker_mac) if t > thawed]
     doubles = [t for t, macs in after if macs == {n1, n2}]
     return {

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from l2_lan import bridged_lan, converged
+from l2_lan import Capture, bridged_lan, converged
 
 from vipcast.core.ownership import l2_candidates
 from vipcast.lab.netns import Netns, Process, Topology, wait_until
@@ -338,9 +338,8 @@ class AgentLan:
         return self.client.spawn([PYTHON, "-c", PROBE, VIP, str(period), str(duration)],
                                  name=f"probe-{time.monotonic_ns()}")
 
-    def start_capture(self) -> tuple[Process, Path]:
-        path = self.topo.workdir / f"capture-{time.monotonic_ns()}.pcap"
-        proc = self.lan.spawn(["tcpdump", "-i", "br0", "-U", "-n", "-w", str(path), "arp"],
-                              name=f"tcpdump-{time.monotonic_ns()}")
-        wait_until(lambda: "listening on" in proc.log_text(), timeout=30, what="tcpdump")
-        return proc, path
+    def start_capture(self) -> tuple[Capture, Path]:
+        """ARP on the bridge, known to be captured from now on (see l2_lan.Capture)."""
+        capture = Capture.start(self.lan, self.topo.workdir / f"capture-{time.monotonic_ns()}.pcap",
+                                "arp")
+        return capture, capture.path

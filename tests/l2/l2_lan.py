@@ -14,12 +14,15 @@ import sys
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from ipaddress import IPv4Address
 from pathlib import Path
 from typing import Any
 
 from vipcast.lab.netns import Netns, Process, Topology, wait_until
 from vipcast.lab.pcap import NeighborAnswer as Answer
 from vipcast.lab.pcap import neighbor_answers
+from vipcast.proto.l2 import ArpOp, ArpPacket, EthernetFrame
+from vipcast.proto.l2.ethernet import ZERO_MAC, EtherType
 
 PYTHON = sys.executable
 VIP4 = "192.0.2.50"
@@ -297,14 +300,84 @@ class L2Lan:
             name=f"probe{len(self.topo.processes)}",
         )
 
-    def start_capture(self) -> tuple[Process, Path]:
+    def start_capture(self) -> tuple[Capture, Path]:
         path = self.topo.workdir / f"capture{len(self.topo.processes)}.pcap"
-        proc = self.lan.spawn(
-            ["tcpdump", "-i", "br0", "-U", "-n", "-w", str(path), "arp or icmp6"],
-            name=f"tcpdump{len(self.topo.processes)}",
+        capture = Capture.start(self.lan, path, "arp or icmp6")
+        return capture, capture.path
+
+
+#: run in the LAN's namespace: send one Ethernet frame (hex) out of the bridge
+_SEND_FRAME = (
+    "import socket, sys\n"
+    "s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)\n"
+    "s.bind(('br0', 0))\n"
+    "s.send(bytes.fromhex(sys.argv[1]))\n"
+)
+#: a capture marker's addresses: locally administered MACs no port has, and an ARP probe (sender
+#: 0.0.0.0) for an address of 198.18.0.0/15 (benchmarking, unused in the labs): no node answers
+#: it (its destination is nobody's MAC) and no test's reading of a capture counts it
+_MARK_SRC = bytes.fromhex("027663000001")
+_MARK_DST = bytes.fromhex("027663000002")
+
+
+@dataclass
+class Capture:
+    """tcpdump on the LAN's bridge ``br0`` writing ``path``, known to capture.
+
+    ``tcpdump``'s "listening on" line says its socket exists, not that a frame crossing the
+    bridge now will reach the file: so :meth:`start` returns only once a marker frame sent
+    onto the bridge is in the file. And a SIGTERMed tcpdump drops what it has not yet read from
+    its ring (a loaded machine: seconds behind): so :meth:`stop` first sends a marker and
+    waits until the file holds it -- every frame the bridge carried before is in the file --
+    and only then ends tcpdump. ``--immediate-mode``: each frame is handed over as it comes,
+    not in blocks after a timeout."""
+
+    process: Process
+    path: Path
+    lan: Netns
+    marks: int = 0
+
+    @classmethod
+    def start(cls, lan: Netns, path: Path, expression: str) -> Capture:
+        process = lan.spawn(
+            ["tcpdump", "-i", "br0", "-U", "--immediate-mode", "-n", "-w", str(path),
+             f"arp or ({expression})"],
+            name=f"tcpdump-{path.stem}",
         )
-        wait_until(lambda: "listening on" in proc.log_text(), timeout=30, what="tcpdump")
-        return proc, path
+        capture = cls(process, path, lan)
+        wait_until(lambda: "listening on" in process.log_text(), timeout=30, what="tcpdump")
+        capture.mark()
+        return capture
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def mark(self, timeout: float = 60.0) -> None:
+        """A marker frame onto the bridge, again every second, until the file holds it."""
+        self.marks += 1
+        target = IPv4Address("198.18.0.0") + self.marks
+        arp = ArpPacket(ArpOp.REQUEST, _MARK_SRC, IPv4Address(0), ZERO_MAC, target).encode()
+        frame = EthernetFrame(_MARK_DST, _MARK_SRC, EtherType.ARP, arp).encode()
+        end = time.monotonic() + timeout
+        while True:
+            if not self.process.alive():
+                raise AssertionError(f"tcpdump exited: {self.process.log_text()[-2000:]}")
+            self.lan.run([PYTHON, "-c", _SEND_FRAME, frame.hex()])
+            again = min(time.monotonic() + 1.0, end)
+            while time.monotonic() < again:
+                if self.path.exists() and arp in self.path.read_bytes():
+                    return
+                time.sleep(0.02)
+            if time.monotonic() >= end:
+                raise TimeoutError(f"capture marker {target} not in {self.path} within "
+                                   f"{timeout} s: {self.process.log_text()[-2000:]}")
+
+    def stop(self) -> None:
+        """Drained (see the class), then tcpdump ended."""
+        if self.process.alive():
+            self.mark()
+        self.process.stop()
 
 
 def converged(statuses: Mapping[str, Mapping[str, Any]]) -> bool:

@@ -16,9 +16,9 @@ from pathlib import Path
 
 import pytest
 from agent_lan import VIP, AgentLan, Attempt, parse_attempts
-from l2_lan import answers
+from l2_lan import Capture, answers
 
-from vipcast.lab.netns import Process, wait_until
+from vipcast.lab.netns import wait_until
 
 pytestmark = [pytest.mark.netns, pytest.mark.slow]
 
@@ -72,7 +72,7 @@ class Handover:
     attempts: list[Attempt]
     #: the first probe ``second`` answered after the act
     moved: Attempt
-    capture: Process
+    capture: Capture
     pcap: Path
 
 

@@ -82,9 +82,7 @@ def test_a_falsely_dead_owner_that_comes_back_wins_the_client_back(lan: L2Lan) -
                 relearned[vip] = time.time() - thawed
         time.sleep(0.02)
     seen_at_end = {vip: neighbour(lan, vip) for vip in (VIP4, VIP6)}
-    time.sleep(0.5)
-    os.killpg(capture.pid, signal.SIGTERM)
-    capture.popen.wait(10)
+    capture.stop()  # drained first: every frame the bridge carried is in the file
     for probe in probes:
         os.killpg(probe.pid, signal.SIGTERM)
         probe.popen.wait(10)
