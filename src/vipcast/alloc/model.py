@@ -11,8 +11,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from functools import cached_property
-from types import MappingProxyType
 from typing import Literal, Protocol
+
+from vipcast.fastinit import fast_init
 
 FamilyPolicy = Literal["SingleStack", "PreferDualStack", "RequireDualStack"]
 TrafficPolicy = Literal["Cluster", "Local"]
@@ -122,17 +123,13 @@ def _multiples(first: int, last: int, low: int) -> int:
     return (last - low) // 256 - (first - 1 - low) // 256
 
 
-#: the default of ServiceInput's label mappings: a marker for "a new empty dict" (the
-#: dataclass fields' ``default_factory``), never stored
-_NEW_DICT: Mapping[str, str] = MappingProxyType({})
-
-
-@dataclass(frozen=True, init=False)
+@fast_init
+@dataclass(frozen=True)
 class ServiceInput:
     """The facts of one Service that decide its addresses.
 
-    One per Service and run: the ``__init__`` fills the instance dict in one go (as
-    :class:`Assignment`'s); the fields in declaration order, with the same defaults.
+    One per Service and run: :func:`~vipcast.fastinit.fast_init` gives it an ``__init__``
+    that fills the instance dict in one go (as :class:`Assignment`'s).
     """
 
     namespace: str
@@ -158,41 +155,6 @@ class ServiceInput:
     traffic_policy: TrafficPolicy = "Cluster"
     #: what Local-policy sharers must have in common (the pod selector, as sorted pairs)
     selector: tuple[tuple[str, str], ...] = ()
-
-    def __init__(
-        self,
-        namespace: str,
-        name: str,
-        type: str = "LoadBalancer",
-        load_balancer_class: str | None = None,
-        labels: Mapping[str, str] = _NEW_DICT,
-        namespace_labels: Mapping[str, str] = _NEW_DICT,
-        requested_ips: tuple[str, ...] = (),
-        request_problem: str | None = None,
-        requested_pool: str | None = None,
-        ip_families: tuple[int, ...] = (4,),
-        ip_family_policy: FamilyPolicy = "SingleStack",
-        sharing_key: str | None = None,
-        ports: tuple[tuple[int, str], ...] = (),
-        traffic_policy: TrafficPolicy = "Cluster",
-        selector: tuple[tuple[str, str], ...] = (),
-    ) -> None:
-        fields = self.__dict__
-        fields["namespace"] = namespace
-        fields["name"] = name
-        fields["type"] = type
-        fields["load_balancer_class"] = load_balancer_class
-        fields["labels"] = {} if labels is _NEW_DICT else labels
-        fields["namespace_labels"] = {} if namespace_labels is _NEW_DICT else namespace_labels
-        fields["requested_ips"] = requested_ips
-        fields["request_problem"] = request_problem
-        fields["requested_pool"] = requested_pool
-        fields["ip_families"] = ip_families
-        fields["ip_family_policy"] = ip_family_policy
-        fields["sharing_key"] = sharing_key
-        fields["ports"] = ports
-        fields["traffic_policy"] = traffic_policy
-        fields["selector"] = selector
 
     @cached_property
     def key(self) -> str:
@@ -224,13 +186,14 @@ class Reason(StrEnum):
 GRANTED = frozenset({Reason.KEPT, Reason.ASSIGNED, Reason.REQUESTED, Reason.MOVED})
 
 
-@dataclass(frozen=True, init=False)
+@fast_init
+@dataclass(frozen=True)
 class Assignment:
     """The outcome for one service: its addresses (possibly none) and why.
 
-    One per service and run: the ``__init__`` fills the instance dict in one go (the one a
-    frozen dataclass generates sets each field through ``object.__setattr__``, several times
-    slower); it takes the fields in declaration order with the same defaults.
+    One per service and run: :func:`~vipcast.fastinit.fast_init` gives it an ``__init__``
+    that fills the instance dict in one go (the one a frozen dataclass generates sets each
+    field through ``object.__setattr__``, several times slower).
     """
 
     service: str
@@ -242,25 +205,6 @@ class Assignment:
     previous: tuple[str, ...] = ()
     #: addresses given up in this run, each with why (pool removed, family dropped, ...)
     invalidated: tuple[tuple[str, str], ...] = ()
-
-    def __init__(
-        self,
-        service: str,
-        ips: tuple[str, ...],
-        pool: str | None,
-        reason: Reason,
-        message: str,
-        previous: tuple[str, ...] = (),
-        invalidated: tuple[tuple[str, str], ...] = (),
-    ) -> None:
-        fields = self.__dict__
-        fields["service"] = service
-        fields["ips"] = ips
-        fields["pool"] = pool
-        fields["reason"] = reason
-        fields["message"] = message
-        fields["previous"] = previous
-        fields["invalidated"] = invalidated
 
     @property
     def ok(self) -> bool:

@@ -9,11 +9,11 @@ deterministically, so two plans compare equal exactly when the node's duties are
 
 The values built per address and per node (:class:`Backend`, :class:`NatRule`,
 :class:`BGPRoute`, :class:`L2Ownership`; a plan of 10,000 Services on 50 nodes makes some
-150,000 of them) are frozen dataclasses with a hand-written ``__init__`` that fills the
-instance dict in one go: the generated one of a frozen dataclass sets each field through
-``object.__setattr__``, several times slower. Equality, order, hash, ``repr`` and
-:func:`dataclasses.replace` are the dataclass's own; each ``__init__`` takes the fields in
-declaration order with the same defaults (tests/foundation/test_desired_init.py checks it).
+150,000 of them) are frozen dataclasses whose ``__init__`` :func:`vipcast.fastinit.fast_init`
+generates from their fields to fill the instance dict in one go: the generated one of a frozen
+dataclass sets each field through ``object.__setattr__``, several times slower. The
+parameters, defaults, equality, order, hash, ``repr`` and :func:`dataclasses.replace` are the
+dataclass's own (tests/foundation/test_desired_init.py checks it).
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal
 
+from vipcast.fastinit import fast_init
 from vipcast.spec.health import HealthCheckConfig
 
 if TYPE_CHECKING:  # types of fields only: the planner and `vipcast plan` need neither
@@ -47,7 +48,8 @@ class NodeIdentity:
     restarting: bool = False
 
 
-@dataclass(frozen=True, order=True, init=False)
+@fast_init
+@dataclass(frozen=True, order=True)
 class Backend:
     """One endpoint of a service port: where the data plane sends VIP traffic."""
 
@@ -58,18 +60,9 @@ class Backend:
     local: bool = False
     ready: bool = True
 
-    def __init__(
-        self, ip: str, port: int, node: str | None = None, local: bool = False, ready: bool = True
-    ) -> None:
-        fields = self.__dict__
-        fields["ip"] = ip
-        fields["port"] = port
-        fields["node"] = node
-        fields["local"] = local
-        fields["ready"] = ready
 
-
-@dataclass(frozen=True, order=True, init=False)
+@fast_init
+@dataclass(frozen=True, order=True)
 class NatRule:
     """Carry ``vip:port/protocol`` to ``backends`` (DNAT), as the traffic policy says."""
 
@@ -82,27 +75,9 @@ class NatRule:
     #: CIDRs allowed to reach the VIP; empty means everyone
     source_ranges: tuple[str, ...] = ()
 
-    def __init__(
-        self,
-        service: str,
-        vip: str,
-        port: int,
-        protocol: Protocol,
-        backends: tuple[Backend, ...],
-        traffic_policy: TrafficPolicy = "Cluster",
-        source_ranges: tuple[str, ...] = (),
-    ) -> None:
-        fields = self.__dict__
-        fields["service"] = service
-        fields["vip"] = vip
-        fields["port"] = port
-        fields["protocol"] = protocol
-        fields["backends"] = backends
-        fields["traffic_policy"] = traffic_policy
-        fields["source_ranges"] = source_ranges
 
-
-@dataclass(frozen=True, order=True, init=False)
+@fast_init
+@dataclass(frozen=True, order=True)
 class BGPRoute:
     """A prefix this node announces, to which peers and with which attributes."""
 
@@ -117,27 +92,9 @@ class BGPRoute:
     #: RFC 4360 extended communities as 64-bit values (RFC 10005 link bandwidth: weightedECMP)
     extended_communities: tuple[int, ...] = ()
 
-    def __init__(
-        self,
-        prefix: str,
-        peers: tuple[str, ...],
-        communities: tuple[int, ...] = (),
-        large_communities: tuple[tuple[int, int, int], ...] = (),
-        local_pref: int | None = None,
-        services: tuple[str, ...] = (),
-        extended_communities: tuple[int, ...] = (),
-    ) -> None:
-        fields = self.__dict__
-        fields["prefix"] = prefix
-        fields["peers"] = peers
-        fields["communities"] = communities
-        fields["large_communities"] = large_communities
-        fields["local_pref"] = local_pref
-        fields["services"] = services
-        fields["extended_communities"] = extended_communities
 
-
-@dataclass(frozen=True, order=True, init=False)
+@fast_init
+@dataclass(frozen=True, order=True)
 class L2Ownership:
     """An IP answered on the LAN (ARP/NDP) by exactly one node.
 
@@ -151,21 +108,6 @@ class L2Ownership:
     owner: str
     candidates: tuple[str, ...]
     services: tuple[str, ...] = ()
-
-    def __init__(
-        self,
-        ip: str,
-        interfaces: tuple[str, ...],
-        owner: str,
-        candidates: tuple[str, ...],
-        services: tuple[str, ...] = (),
-    ) -> None:
-        fields = self.__dict__
-        fields["ip"] = ip
-        fields["interfaces"] = interfaces
-        fields["owner"] = owner
-        fields["candidates"] = candidates
-        fields["services"] = services
 
 
 @dataclass(frozen=True, order=True)
