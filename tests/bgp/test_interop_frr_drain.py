@@ -23,7 +23,7 @@ from tests.bgp.test_interop_frr import NODES, Lab, build, write_config
 from tests.bgp.test_interop_frr_weighted import add_traffic
 
 from vipcast.lab.bgpconf import BgpPath
-from vipcast.lab.netns import Process, Topology, wait_until
+from vipcast.lab.netns import Netns, Process, Topology, wait_until
 
 pytestmark = [
     pytest.mark.netns,
@@ -65,6 +65,8 @@ while time.monotonic() < end:
         if name:
             t["ok"] += 1
             t["by_node"][name] += 1
+            if t["ok"] == 1:
+                print("first answer", flush=True)  # start_load() waits for it
         else:
             t["failed"] += 1
     except ConnectionResetError:
@@ -75,6 +77,17 @@ while time.monotonic() < end:
     time.sleep(0.01)
 open(sys.argv[2], "w").write(json.dumps(t))
 """
+
+
+def start_load(topo: Topology, client: Netns, seconds: float, result: Path) -> Process:
+    """:data:`LOAD` for ``seconds`` (from its own start) in ``client``, returned once it has
+    had its first answer: its interpreter's start-up takes seconds on a loaded machine, and a
+    stop or drain before then would meet no traffic (``by_node["n3"] > 0`` could not hold)."""
+    load = topo.spawn(client, [sys.executable, "-c", LOAD, str(seconds), str(result)],
+                      name="load")
+    wait_until(lambda: "first answer" in load.log_text(), timeout=60,
+               what="the client load's first answer", on_timeout=load.log_text)
+    return load
 
 
 @dataclass(frozen=True)
@@ -109,8 +122,7 @@ def loaded_lab(topo: Topology, *, grace: float, quiet: float, seconds: float) ->
     lab.frr.wait_established(*ips.values(), timeout=60)
     lab.router.wait_route(VIP, gateways=sorted(ips.values()), timeout=60)
     result = topo.workdir / "load.json"
-    load = topo.spawn(client, [sys.executable, "-c", LOAD, str(seconds), str(result)],
-                      name="load")
+    load = start_load(topo, client, seconds, result)
     time.sleep(3)  # steady state before the drain
     return LoadedLab(lab, ips, load, result)
 

@@ -12,12 +12,11 @@ import json
 import re
 import shutil
 import signal
-import sys
 import time
 
 import pytest
 from tests.bgp.test_interop_frr import NODES, build, write_config
-from tests.bgp.test_interop_frr_drain import LOAD
+from tests.bgp.test_interop_frr_drain import start_load
 from tests.bgp.test_interop_frr_weighted import add_traffic
 
 from vipcast.lab.netns import Topology, wait_until
@@ -47,7 +46,7 @@ def test_sigterm_withdraws_then_ceases_under_load(netlab: Topology) -> None:
     lab.frr.vtysh("debug bgp updates in")
 
     result = lab.topo.workdir / "load.json"
-    load = lab.topo.spawn(client, [sys.executable, "-c", LOAD, "10", str(result)], name="load")
+    load = start_load(lab.topo, client, 10, result)  # returns at its first answer
     time.sleep(3)  # steady state before the stop
 
     agent = lab.agents["n3"]
@@ -57,12 +56,18 @@ def test_sigterm_withdraws_then_ceases_under_load(netlab: Topology) -> None:
     lab.router.wait_route(VIP, gateways=sorted([ips["n1"], ips["n2"]]), timeout=30)
     lab.frr.wait_paths(VIP, 2, timeout=30)
 
-    # FRR's log: the withdrawal from n3 first, then the session down on the Cease
-    log = lab.frr.processes["bgpd"].log_text()
+    # FRR's log: the withdrawal from n3 first, then the session down on the Cease. The agent
+    # exited once its Cease was written; bgpd may read it after the test saw the paths
+    # change (the withdrawal came first), so the session's end is waited for, bounded
     n3 = re.escape(ips["n3"])
+    down_line = rf"neighbor {n3}.*Down BGP Notification received"
+    wait_until(lambda: re.search(down_line, lab.frr.processes["bgpd"].log_text()), timeout=30,
+               what="FRR logs n3's session down",
+               on_timeout=lambda: lab.frr.processes["bgpd"].log_text()[-3000:])  # fmt: skip
+    log = lab.frr.processes["bgpd"].log_text()
     withdrawn = re.search(rf"{n3}.*rcvd UPDATE about {re.escape(VIP)}.*withdrawn", log)
     cease = re.search(rf"NOTIFICATION: received from neighbor {n3} 6/2 .*", log)
-    down = re.search(rf"neighbor {n3}.*Down BGP Notification received", log)
+    down = re.search(down_line, log)
     assert withdrawn is not None, log[-3000:]
     assert cease is not None and down is not None, log[-3000:]
     assert withdrawn.start() < cease.start() < down.start(), log[-3000:]
