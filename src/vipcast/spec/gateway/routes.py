@@ -118,7 +118,7 @@ class RouteTimeouts(Model):
 
 class RouteRule(Model):
     name: str | None = None
-    matches: tuple[RouteMatch, ...] = (RouteMatch(),)
+    matches: tuple[RouteMatch, ...] = Field(default_factory=lambda: (RouteMatch(),))
     filters: tuple[RouteFilter, ...] = ()
     backend_refs: tuple[BackendRef, ...] = ()
     timeouts: RouteTimeouts | None = None
@@ -127,7 +127,7 @@ class RouteRule(Model):
 class HTTPRouteSpec(Model):
     parent_refs: tuple[ParentReference, ...] = ()
     hostnames: tuple[str, ...] = ()
-    rules: tuple[RouteRule, ...] = (RouteRule(),)
+    rules: tuple[RouteRule, ...] = Field(default_factory=lambda: (RouteRule(),))
 
 
 class HTTPRoute(GatewayObject):
