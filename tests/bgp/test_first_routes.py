@@ -29,6 +29,8 @@ from vipcast.core.gateway.address import gateway_addresses
 from vipcast.core.incremental import NodePlanner
 from vipcast.core.pipeline import Local, NodeIdentity, first_routes, plan, snapshot
 from vipcast.core.plan import plan_node
+from vipcast.sources import yaml_split
+from vipcast.sources.early_parse import start_parse
 
 
 @pytest.mark.parametrize("restarting", [False, True])
@@ -232,11 +234,15 @@ async def test_the_load_goes_on_once_the_first_routes_are_out(tmp_path: Path) ->
         await router.stop()
 
 
+@pytest.mark.parametrize("parsed_early", [False, True])
 async def test_an_invalid_first_config_opens_no_session(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch,
+    parsed_early: bool,
 ) -> None:
     """A first start on a config with one bad field (the peers themselves valid): refused
-    whole, the file, object and field named, and the router never sees a session."""
+    whole, the file, object and field named, and the router never sees a session; the same
+    when the files were parsed by workers while the agent was imported
+    (:mod:`vipcast.sources.early_parse`)."""
     from test_agent_loopback import write_config
 
     from vipcast.proto.bgp import SessionConfig
@@ -253,7 +259,13 @@ async def test_an_invalid_first_config_opens_no_session(
     services = folder / "services.yaml"
     services.write_text(services.read_text().replace("port: 80", "port: 99999", 1))
     caplog.set_level(logging.INFO, "vipcast.agent")
-    running = Agent(AgentOptions(config_paths=(folder,), node="n1", load_in_thread=True))
+    parsing = None
+    if parsed_early:
+        monkeypatch.setattr(yaml_split, "MIN_PART", 100)  # workers even for a small config
+        parsing = start_parse([folder], cpus=2)
+        assert parsing is not None
+    running = Agent(AgentOptions(config_paths=(folder,), node="n1", load_in_thread=True),
+                    parsing=parsing)
     try:
         async with asyncio.timeout(120):
             assert await running.run(install_signals=False) == 2
@@ -263,5 +275,23 @@ async def test_an_invalid_first_config_opens_no_session(
         assert not any("first routes" in r.getMessage() for r in caplog.records)
         (peer,) = router.status()
         assert peer.established_transitions == 0 and peer.prefixes_received == 0
+        if parsing is not None:
+            assert parsing.used == 2  # the documents did come from the workers
     finally:
         await router.stop()
+
+
+@pytest.mark.parametrize("seed", range(2))
+def test_the_first_load_from_the_early_parse_is_the_load(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, seed: int
+) -> None:
+    """The agent's first load from the documents parsed while it was imported: the plan of a
+    load that parsed the files itself."""
+    folder = gateway_config(tmp_path, 70 + seed, pinned=seed % 2 == 0)
+    monkeypatch.setattr(yaml_split, "MIN_PART", 100)
+    parsing = start_parse([folder], cpus=2)
+    assert parsing is not None
+    early = Agent(AgentOptions(config_paths=(folder,), node="n1"), parsing=parsing)
+    first = early.load()
+    assert parsing.used == len(list(folder.glob("*.yaml")))
+    same(first.plan, agent(folder, None).load().plan)

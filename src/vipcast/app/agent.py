@@ -63,6 +63,7 @@ from vipcast.obs.status_server import StatusServer
 from vipcast.runtime.clock import LoopClock
 from vipcast.runtime.loop_watch import watch_loop
 from vipcast.runtime.weight_pacer import WeightPacer
+from vipcast.sources.early_parse import EarlyParse
 from vipcast.sources.files import ObjectFiles, watch
 from vipcast.sources.validated_cache import ValidatedCache
 from vipcast.spec.errors import Issue, SpecError
@@ -96,6 +97,7 @@ class Agent(StartFlow):
         log: logging.Logger | None = None,
         local: Local | None = None,
         early: EarlyStart | None = None,
+        parsing: EarlyParse | None = None,
     ) -> None:
         self.options = options
         # the files' planner remembers its last config: a few changed Services are planned alone
@@ -117,6 +119,7 @@ class Agent(StartFlow):
         self.files = ObjectFiles(
             options.config_paths,
             cache=ValidatedCache(options.cache_dir) if options.cache_dir is not None else None,
+            early=parsing,  # the files as parsed while the agent was imported, if they were
         )
         #: the whole start on disk (the file agent with --cache-dir and the files' planner)
         #: the config comes from the object files (not an agent that overrides the source)

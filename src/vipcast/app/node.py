@@ -49,6 +49,7 @@ from vipcast.core.desired import NodePlan
 from vipcast.obs.membership_metrics import register_membership_metrics
 from vipcast.obs.registry import CollectorRegistry
 from vipcast.runtime.handoff.bird import BirdHandOff
+from vipcast.sources.early_parse import EarlyParse
 
 if TYPE_CHECKING:
     from vipcast.app.envoy_gateway import GatewaySettings
@@ -112,11 +113,13 @@ async def run_node(
     base_planner: Planner = default_planner,
     gateway: GatewaySettings | None = None,
     early: EarlyStart | None = None,
+    parsing: EarlyParse | None = None,
 ) -> int:
     """Run the agent with the data plane, L2, BFD and the announcement policy until it stops.
 
     ``agent_factory`` is called like :class:`Agent` (``options, planner=, consumers=,
-    registry=, local=``, and ``early=`` when the early start ran); the Kubernetes speaker
+    registry=, local=``, ``early=`` when the early start ran, ``parsing=`` when the object
+    files are being parsed already: :mod:`vipcast.sources.early_parse`); the Kubernetes speaker
     passes a factory of its API-fed agent so both run one code path. The wiring is one
     way: the agent's plan goes to every consumer; the health checker and the verification
     probes report back only as observations (:meth:`Agent.observe`), which re-plan from
@@ -125,7 +128,9 @@ async def run_node(
     registry = CollectorRegistry()
     if not dataplane_enabled:
         # the early start's speaker (vipcast.app.agent_command) goes to the file agent only
-        more = {"early": early} if early is not None else {}
+        more: dict[str, object] = {"early": early} if early is not None else {}
+        if parsing is not None:
+            more["parsing"] = parsing
         agent = agent_factory(options, planner=base_planner, registry=registry, **more)
         l2 = NodeL2(options.node, registry, membership_key,
                     suspicion_min=options.suspicion_min)
@@ -157,7 +162,8 @@ async def run_node(
     # nothing is servable (announced, owned) before the data plane verified it
     agent = agent_factory(options, planner=base_planner, registry=registry,
                           consumers=[HealthTargets(health), dataplane, policy],
-                          local=policy.local)
+                          local=policy.local,
+                          **({"parsing": parsing} if parsing is not None else {}))
     # node liveness: the membership's dead nodes are an observation like health (BGP mode:
     # its own membership; L2 mode: the L2 one), see app/liveness.py
     liveness = NodeLiveness(options.node, membership_key, policy.dead_nodes,

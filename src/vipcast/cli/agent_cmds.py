@@ -151,7 +151,7 @@ def agent(
                        router_id=router_id, state_dir=state_dir, listen=listen_addresses)
              if cache_dir is not None else None)
     raise typer.Exit(run_agent_command(
-        options, start=start, dataplane_enabled=dataplane,
+        options, start=start, config_paths=tuple(config), dataplane_enabled=dataplane,
         membership_key_file=membership_key_file, gateway_workdir=gateway_workdir,
         gateway_admin_port=gateway_admin_port, gateway_concurrency=gateway_concurrency))
 

@@ -43,6 +43,15 @@ def stamp_of(path: Path) -> Stamp | None:
     return (st.st_mtime_ns, st.st_size, st.st_ino)
 
 
+def text_of(data: bytes) -> str:
+    """A file's text as the object files are read: UTF-8 (raises UnicodeDecodeError), line
+    breaks as text mode reads them (universal newlines)."""
+    text = data.decode()
+    if "\r" in text:
+        text = text.replace("\r\n", "\n").replace("\r", "\n")
+    return text
+
+
 def content_key(path: str, data: bytes) -> str:
     """The key of one file's content at ``path`` (the per-file cache's and the start cache's)."""
     return hashlib.sha256(path.encode() + b"\0" + data).hexdigest()

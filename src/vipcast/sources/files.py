@@ -30,10 +30,12 @@ from pathlib import Path
 
 import yaml
 
+from vipcast.sources.early_parse import EarlyParse
 from vipcast.sources.file_set import YAML_SUFFIXES as YAML_SUFFIXES
 from vipcast.sources.file_set import Stamp as Stamp
 from vipcast.sources.file_set import config_files as config_files
 from vipcast.sources.file_set import stamp_of as stamp_of
+from vipcast.sources.file_set import text_of
 from vipcast.sources.validated_cache import ValidatedCache
 from vipcast.sources.yaml_split import load_many
 from vipcast.spec import Issue, Spec, SpecError, Validated, validate_documents
@@ -63,25 +65,30 @@ def parse_bytes(source: str, data: bytes) -> tuple[list[tuple[str, object]], lis
 
 
 def parse_many(
-    files: Sequence[tuple[str, bytes]],
+    files: Sequence[tuple[str, bytes]], early: EarlyParse | None = None,
 ) -> list[tuple[list[tuple[str, object]], list[Issue]]]:
     """:func:`parse_bytes` of each ``(source, bytes)``, the files parsed together on the CPUs
     the process may use (:func:`vipcast.sources.yaml_split.load_many`): a directory of many
-    files as well as one big file."""
+    files as well as one big file. A file whose very bytes ``early`` parsed already
+    (:mod:`vipcast.sources.early_parse`) takes its documents from there."""
     out: list[tuple[list[tuple[str, object]], list[Issue]]] = [([], []) for _ in files]
     texts: list[str] = []
     which: list[int] = []
+    results: dict[int, list[object] | yaml.YAMLError] = {}
     for at, (source, data) in enumerate(files):
+        found = early.documents(source, data) if early is not None else None
+        if found is not None:
+            results[at] = found
+            continue
         try:
-            text = data.decode()
+            text = text_of(data)
         except UnicodeDecodeError as exc:
             out[at] = ([], [Issue(source, "", "", "", f"cannot read: {exc}")])
             continue
-        if "\r" in text:  # as text mode reads a file: universal newlines
-            text = text.replace("\r\n", "\n").replace("\r", "\n")
         texts.append(text)
         which.append(at)
-    for at, result in zip(which, load_many(texts), strict=True):
+    results.update(zip(which, load_many(texts), strict=True))
+    for at, result in sorted(results.items()):
         source = files[at][0]
         if isinstance(result, yaml.YAMLError):
             mark = getattr(result, "problem_mark", None)
@@ -143,10 +150,14 @@ class FilesState:
 class ObjectFiles:
     """The object files at ``paths``, read again only where a file changed."""
 
-    def __init__(self, paths: Sequence[Path], *, cache: ValidatedCache | None = None) -> None:
+    def __init__(self, paths: Sequence[Path], *, cache: ValidatedCache | None = None,
+                 early: EarlyParse | None = None) -> None:
         self.paths = tuple(paths)
         #: validated files kept on disk across restarts (None: none)
         self.disk = cache
+        #: the files as parsed before the first load (:mod:`vipcast.sources.early_parse`):
+        #: the first load takes the documents of the files whose bytes are those; then None
+        self.early = early
         self._cache: dict[str, _Cached] = {}
         self._assemble = Assembler()
         #: the stamps of the files the last :meth:`load` saw (refused or not)
@@ -241,7 +252,12 @@ class ObjectFiles:
                     out[name] = kept, key
                     continue
             todo.append((name, data, key))
-        parsed = parse_many([(name, data) for name, data, _key in todo])
+        early, self.early = self.early, None
+        try:
+            parsed = parse_many([(name, data) for name, data, _key in todo], early)
+        finally:
+            if early is not None:
+                early.close()
         self.parsed += len(todo)
         for (name, _data, key), (docs, problems) in zip(todo, parsed, strict=True):
             validated = validate_documents(docs)

@@ -205,16 +205,85 @@ def load_many(texts: Sequence[str], cpus: int | None = None
     return out
 
 
-def _deal(units: list[tuple[int, str]], count: int, total: int) -> list[list[tuple[int, str]]]:
+class Parsing:
+    """Texts being parsed by worker processes alone (:func:`start`), while the caller does
+    something else; :meth:`result` waits for them."""
+
+    def __init__(self, texts: Sequence[str], groups: list[list[tuple[int, str]]],
+                 workers: list[subprocess.Popen[bytes]]) -> None:
+        self.texts = tuple(texts)
+        self._groups = groups
+        self._workers = workers
+
+    def result(self) -> list[list[object] | None]:
+        """Per text its documents, or None: a part of it raised, or its worker failed (parse
+        it again the usual way, which gives the error with its line and column). Once."""
+        results: list[list[object] | None] = []
+        try:
+            for worker, group in zip(self._workers, self._groups, strict=True):
+                done = _result(worker, len(group))
+                results.extend(done if done is not None else [None] * len(group))
+        finally:
+            self.close()
+        out: list[list[object] | None] = [[] for _ in self.texts]
+        for (at, _piece), docs in zip((u for g in self._groups for u in g), results,
+                                      strict=True):
+            joined = out[at]
+            if docs is None or joined is None:
+                out[at] = None
+            else:
+                joined.extend(docs)
+        return out
+
+    def close(self) -> None:
+        """Stop and reap the workers (any still running: their result is not wanted)."""
+        workers, self._workers = self._workers, []
+        for worker in workers:
+            if worker.poll() is None:
+                worker.kill()
+            worker.wait()
+            if worker.stdout is not None:
+                worker.stdout.close()
+
+
+def start(texts: Sequence[str], cpus: int | None = None) -> Parsing | None:
+    """The texts parsed by worker processes only, one CPU fewer than ``cpus`` (default
+    :func:`usable_cpus`; at least one worker): for a caller with other work meanwhile (the
+    agent's start imports its modules while the object files are parsed,
+    :mod:`vipcast.app.agent_command`). None when the texts are too small to be worth a worker
+    (under :data:`MIN_PART` characters) or no process can be started."""
+    total = sum(len(t) for t in texts)
+    count = max(1, min((usable_cpus() if cpus is None else cpus) - 1, MAX_PARTS,
+                       total // MIN_PART))
+    if total < MIN_PART:
+        return None
+    units: list[tuple[int, str]] = []
+    for at, text in enumerate(texts):
+        units.extend((at, piece) for piece in parts(text, count))
+    groups = _deal(units, count, total, head=0)
+    workers: list[subprocess.Popen[bytes]] = []
+    try:
+        for group in groups:
+            workers.append(_start([piece for _at, piece in group]))
+    except OSError:
+        for worker in workers:
+            worker.kill()
+            worker.wait()
+        return None
+    return Parsing(texts, groups, workers)
+
+
+def _deal(units: list[tuple[int, str]], count: int, total: int,
+          head: int = HEAD_START) -> list[list[tuple[int, str]]]:
     """``units`` in order into at most ``count`` non-empty groups of about equal size, the
-    first :data:`HEAD_START` characters bigger when there is more than one text."""
+    first ``head`` characters bigger when there is more than one text."""
     if len({at for at, _piece in units}) == 1:  # one text: its parts are the groups
         return [[unit] for unit in units]
-    share = (total - HEAD_START) / count
+    share = (total - head) / count
     groups: list[list[tuple[int, str]]] = [[]]
     size = 0
     for unit in units:
-        target = share + HEAD_START if len(groups) == 1 else share
+        target = share + head if len(groups) == 1 else share
         if groups[-1] and size + len(unit[1]) / 2 > target and len(groups) < count:
             groups.append([])
             size = 0
