@@ -88,6 +88,9 @@ def hand_over(lan: AgentLan, act: Callable[[str], float], duration: float) -> Ha
     capture, pcap = lan.start_capture()
     probe = lan.start_probe(period=0.02, duration=duration)
     time.sleep(1.0)
+    # and the probe runs, answered by the owner (a loaded machine may start it late)
+    wait_until(lambda: any(a.node == first for a in parse_attempts(probe.log_text())),
+               timeout=30, interval=0.05, what=f"the probe answered by {first}")
     acted_at = act(first)
     probe.popen.wait(40)
     attempts = parse_attempts(probe.log_text())

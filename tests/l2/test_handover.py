@@ -3,10 +3,10 @@
 Three standalone L2 agents on a namespaced LAN read the preference order from a file and re-read
 it on SIGHUP. While the client sends an ARP request for the VIP every 20 ms and a UDP request
 every 10 ms, the order changes from n1,n2,n3 to n2,n1,n3. The old owner n1 hears of it first
-and n2 only 0.6 s later: n1 must keep answering (it is releasing) until n2 announces the VIP,
-then stop. A capture on the bridge shows every ARP request answered, answered by one MAC
-(at most the one request crossing n2's announcement sees both), n1 before n2 and never after;
-no UDP request is lost.
+and n2 only 0.6 s later (and once n1 answered 10 requests since): n1 must keep answering (it
+is releasing) until n2 announces the VIP, then stop. A capture on the bridge shows every ARP
+request answered, answered by one MAC (at most the one request crossing n2's announcement sees
+both), n1 before n2 and never after; no UDP request is lost.
 """
 
 from __future__ import annotations
@@ -84,16 +84,31 @@ def test_plan_change_hands_over_without_gap_or_double_answer(lan: L2Lan) -> None
     lan.wait_owner("n1")
     client_mac = lan.client.ip_json("link", "show", "dev", "eth0")[0]["address"]
     capture, pcap = lan.start_capture()
-    udp = lan.start_probe(VIP4, period=0.01, duration=5.0)
+    udp = lan.start_probe(VIP4, period=0.01, duration=6.0)
     arp = lan.client.spawn(
-        [PYTHON, "-c", ARP_PROBER, VIP4, "10.100.0.0", "0.02", "5.0"], name="arpprobe"
+        [PYTHON, "-c", ARP_PROBER, VIP4, "10.100.0.0", "0.02", "6.0"], name="arpprobe"
     )
+    n1 = lan.macs["n1"]
     time.sleep(1.5)
+    # and both probes are running, answered by n1 (a starved prober may start late)
+    wait_until(lambda: bool(parse_probe(udp.log_text()).replies) and any(
+        macs == {n1} for _, macs, _ in arp_exchanges(pcap, client_mac)), timeout=30,
+        what="the client's UDP and ARP requests answered by n1")
 
     order.write_text("n2,n1,n3")
     hup_n1 = time.time()
     os.killpg(lan.agents["n1"].pid, signal.SIGHUP)  # the old owner learns first
+
+    def released() -> list[float]:
+        """The client's requests n1 answered after its plan changed (it is releasing)."""
+        return [t for t, macs, _ in arp_exchanges(pcap, client_mac)
+                if t > hup_n1 + 0.1 and macs == {n1}]
+
     time.sleep(0.6)
+    # and n1 has answered at least 10 requests since (a starved prober sends fewer in 0.6 s;
+    # asserted again below): if n1 stopped answering before n2 took the VIP, this times out
+    wait_until(lambda: len(released()) >= 10, timeout=30,
+               what="n1 answering 10 requests after its plan changed")
     for node in ("n2", "n3"):
         os.killpg(lan.agents[node].pid, signal.SIGHUP)
     lan.wait_owner("n2")
@@ -105,7 +120,7 @@ def test_plan_change_hands_over_without_gap_or_double_answer(lan: L2Lan) -> None
 
     result = parse_probe(udp.log_text())
     assert result.lost() == [], (hup_n1, result.start, result.lost())
-    n1, n2 = lan.macs["n1"], lan.macs["n2"]
+    n2 = lan.macs["n2"]
     exchanges = arp_exchanges(pcap, client_mac)
     assert len(exchanges) > 100, len(exchanges)
     # every request answered (the last one may be cut by the end of the capture)
@@ -120,5 +135,4 @@ def test_plan_change_hands_over_without_gap_or_double_answer(lan: L2Lan) -> None
     answerers = [next(iter(macs)) for _, macs, _ in exchanges if len(macs) == 1]
     first_n2 = answerers.index(n2)
     assert set(answerers[:first_n2]) == {n1} and set(answerers[first_n2:]) == {n2}
-    released = [t for t, macs, _ in exchanges if t > hup_n1 + 0.1 and macs == {n1}]
-    assert len(released) >= 10, "n1 stopped answering before n2 took the VIP"
+    assert len(released()) >= 10, "n1 stopped answering before n2 took the VIP"

@@ -7,7 +7,19 @@ import time
 import pytest
 from l2_lan import VIP4, VIP6, L2Lan, answers, parse_probe
 
+from vipcast.lab.netns import Process, wait_until
+
 pytestmark = [pytest.mark.netns, pytest.mark.slow]
+
+
+def answered_for(probe: Process, seconds: float) -> None:
+    """Until the probe has been answered for ``seconds`` of its own run: the act that follows
+    falls inside its window with traffic before it, however late a loaded machine started it
+    (a fixed sleep after the spawn could end before the probe sent anything)."""
+    wait_until(lambda: any(r.recv >= result.start + seconds
+                           for result in [parse_probe(probe.log_text())]
+                           for r in result.replies),
+               timeout=30, interval=0.05, what=f"the probe answered for {seconds} s")
 
 
 def test_client_resolves_vip_to_owner_and_only_owner_answers(lan: L2Lan) -> None:
@@ -41,7 +53,7 @@ def test_sigkill_of_owner_fails_over_to_next_candidate(lan: L2Lan) -> None:
     lan.start_all()
     capture, pcap = lan.start_capture()
     probe = lan.start_probe(VIP4, period=0.01, duration=4.0)
-    time.sleep(1.0)
+    answered_for(probe, 1.0)
     killed_at = lan.kill("n1")
     probe.popen.wait(30)
     result = parse_probe(probe.log_text())
@@ -88,7 +100,7 @@ def test_link_down_of_owner_fails_over_and_link_up_takes_back(lan: L2Lan) -> Non
 def test_graceful_stop_hands_over_without_loss(lan: L2Lan) -> None:
     lan.start_all()
     probe = lan.start_probe(VIP4, period=0.01, duration=3.0)
-    time.sleep(1.0)
+    answered_for(probe, 1.0)
     stopped_at = lan.terminate("n1")
     assert lan.agents["n1"].returncode == 0
     probe.popen.wait(30)
