@@ -93,8 +93,12 @@ def test_allocated_and_announced_conditions(vipcast_crds: Cluster, namespace: st
                     f"{namespace}/web"]
                 managers = {m["manager"] for m in report["metadata"]["managedFields"]}
                 assert managers == {"vipcast-speaker"}
-                reasons = await event_reasons(c, "taken", namespace)
-                assert "RequestedIPTaken" in reasons
+                # the Event is emitted beside the status write, not before it: wait for it
+
+                async def taken_told() -> bool:
+                    return "RequestedIPTaken" in await event_reasons(c, "taken", namespace)
+
+                await eventually(taken_told, 30, what="the RequestedIPTaken Event")
                 # the endpoint goes away: the speaker withdraws, the condition follows
                 await c.delete(endpoint_slice("web", namespace, node, "").__class__,
                                "web-1", namespace=namespace)

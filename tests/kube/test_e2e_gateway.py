@@ -182,9 +182,15 @@ def test_gateway_vip_through_envoy_on_speakers(gateway_api: Cluster, namespace: 
             ["curl", "-sf", "--max-time", "5", "-H", f"Host: {HOST}", f"http://{vip}/x"],
             check=False, timeout=15)
         assert out.returncode == 0, (out.stderr, report())  # the last good routes serve
-        _, events = cluster.request("GET", f"/api/v1/namespaces/{ns}/events")
-        assert any(e["involvedObject"].get("name") == "gw" and e["type"] == "Warning"
-                   and e["reason"] == "Invalid" for e in events.get("items") or ())
+        # the controller (another process) writes the status, THEN the Event: wait for it
+
+        def warned() -> bool:
+            _, events = cluster.request("GET", f"/api/v1/namespaces/{ns}/events")
+            return any(e["involvedObject"].get("name") == "gw" and e["type"] == "Warning"
+                       and e["reason"] == "Invalid" for e in events.get("items") or ())
+
+        wait_until(warned, timeout=30, what="the Warning Event Invalid on the Gateway",
+                   on_timeout=report)
         code, route = cluster.request("GET", route_path)
         route["spec"]["rules"] = good_rules
         code, body = cluster.request("PUT", route_path, route)

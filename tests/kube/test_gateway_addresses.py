@@ -85,22 +85,26 @@ def test_gateways_and_services_share_the_pools(gateway_api: Cluster, namespace: 
     post(cluster, gws, _gateway(ns, "steal", svc_ip))
     post(cluster, svcs, _service(ns, "asks", gw_ip))
 
+    def warned() -> bool:
+        """The refusal is a Warning Event on the Gateway (written after its status)."""
+        _, events = cluster.request("GET", f"/api/v1/namespaces/{ns}/events")
+        return any(e["involvedObject"].get("name") == "steal" and e["type"] == "Warning"
+                   and e["reason"] == "AddressNotUsable" for e in events.get("items") or ())
+
     def refused() -> tuple[Any, Any] | None:
         steal = _programmed(_status(cluster, f"{gws}/steal"))
         asks = _allocated(_status(cluster, f"{svcs}/asks"))
-        return (steal, asks) if steal and asks else None
+        return (steal, asks) if steal and asks and warned() else None
 
-    steal, asks = run_gateway_controller(cluster, ns, "alloc-b", refused)
+    steal, asks = run_gateway_controller(cluster, ns, "alloc-b", refused,
+                                         failure="no refusal on the status or no Event")
     assert steal[:2] == ("False", "AddressNotUsable"), steal
     assert f"held by {ns}/svc" in steal[2]
     assert asks[:2] == ("False", "RequestedIPTaken"), asks
     assert f"held by Gateway {ns}/auto" in asks[2]
     assert _addresses(_status(cluster, f"{gws}/steal")) == []
     assert _ingress(_status(cluster, f"{svcs}/asks")) == []
-    # the refusal is a Warning Event on the Gateway
-    _, events = cluster.request("GET", f"/api/v1/namespaces/{ns}/events")
-    assert any(e["involvedObject"].get("name") == "steal" and e["type"] == "Warning"
-               and e["reason"] == "AddressNotUsable" for e in events.get("items") or ())
+    assert warned()  # the refusal is a Warning Event on the Gateway
     # a new leader (alloc-b above, after alloc-a) kept both: nothing moved
     assert _addresses(_status(cluster, f"{gws}/auto")) == [gw_ip]
     assert _ingress(_status(cluster, f"{svcs}/svc")) == [svc_ip]

@@ -71,18 +71,25 @@ def test_ingresses_of_our_classes_get_the_ingress_gateway_address(
                 _ingress(ns, "classless")):
         post(cluster, ings, ing)
     try:
+        def told(vip: str) -> bool:
+            """The IPAllocated Event on the class-less Ingress (written after its status)."""
+            _, events = cluster.request("GET", f"/api/v1/namespaces/{ns}/events")
+            return any(e["involvedObject"].get("name") == "classless"
+                       and e["reason"] == "IPAllocated" and vip in e["message"]
+                       for e in events.get("items") or ())
+
         def all_three() -> str | None:
             got = {n: _ips(cluster, ns, n) for n in ("field", "legacy", "classless")}
             first = got["field"]
-            return first[0] if first and all(v == first for v in got.values()) else None
+            return first[0] if (first and all(v == first for v in got.values())
+                                and told(first[0])) else None
 
         vip = run_gateway_controller(cluster, ns, "ing-a", all_three,
-                                     kubeconfig=cluster.kubeconfig_for(f"ing-{ns}"))
+                                     kubeconfig=cluster.kubeconfig_for(f"ing-{ns}"),
+                                     failure="not all three Ingresses, or no Event")
         assert vip.startswith("198.18.24.")
         assert _ips(cluster, ns, "nginx") == ["192.0.2.200"]
-        _, events = cluster.request("GET", f"/api/v1/namespaces/{ns}/events")
-        assert any(e["involvedObject"].get("name") == "classless" and e["reason"] == "IPAllocated"
-                   and vip in e["message"] for e in events.get("items") or ())
+        assert told(vip)
 
         # the field's Ingress changes class: it loses the address; a new leader keeps the
         # others' (the commitment is their status)
