@@ -44,7 +44,11 @@ def vip_bursts(frr: FrrInstance, workdir: str, *, next_hops: set[str] | None = N
     extra = Path(workdir) / "config" / "burst.yaml"
     for round_ in range(3):
         docs = [d for k, ip in enumerate(BURST_IPS) for d in burst_service(f"burst{k}", ip)]
-        extra.write_text(yaml.safe_dump_all(docs, sort_keys=False))
+        # written whole, then renamed in: an agent polling the directory (every 0.3 s) never
+        # reads a half-written file (a refusal, logged, that would only delay the round)
+        tmp = extra.with_name(".burst.tmp")
+        tmp.write_text(yaml.safe_dump_all(docs, sort_keys=False))
+        tmp.rename(extra)
         for ip in BURST_IPS:
             paths = frr.wait_paths(f"{ip}/32", 3, timeout=45)
             if next_hops is not None:
