@@ -97,14 +97,15 @@ ENDPOINT = """\
 PROBE = r"""
 import json, socket, sys, time
 vip, period, duration = sys.argv[1], float(sys.argv[2]), float(sys.argv[3])
+timeout = float(sys.argv[4]) if len(sys.argv) > 4 else 0.3
 end = time.time() + duration
 next_send = time.time()
 while time.time() < end:
     sent = time.time()
     node = None
     try:
-        with socket.create_connection((vip, 80), timeout=0.3) as s:
-            s.settimeout(0.3)
+        with socket.create_connection((vip, 80), timeout=timeout) as s:
+            s.settimeout(timeout)
             s.sendall(b"GET / HTTP/1.1\r\nHost: vip\r\nConnection: close\r\n\r\n")
             data = b""
             while True:
@@ -325,13 +326,16 @@ class AgentLan:
                    on_timeout=self.topo.logs)
 
     def get(self) -> str | None:
-        """One HTTP GET of the VIP from the client: the node whose backend answered."""
-        attempts = self.probe(period=0.05, duration=0.01)
+        """One HTTP GET of the VIP from the client: the node whose backend answered. Who
+        answers, not how fast: 10 s to connect and again to be answered (the probe series
+        keep their 0.3 s), since a loaded machine can hold a niced backend off the CPU for
+        longer than 0.3 s."""
+        attempts = self.probe(period=0.05, duration=0.01, timeout=10.0)
         return attempts[0].node if attempts else None
 
-    def probe(self, period: float, duration: float) -> list[Attempt]:
-        run = self.client.run([PYTHON, "-c", PROBE, VIP, str(period), str(duration)],
-                              timeout=duration + 30)
+    def probe(self, period: float, duration: float, timeout: float = 0.3) -> list[Attempt]:
+        run = self.client.run([PYTHON, "-c", PROBE, VIP, str(period), str(duration),
+                               str(timeout)], timeout=duration + 2 * timeout + 30)
         return parse_attempts(run.stdout)
 
     def start_probe(self, period: float, duration: float) -> Process:
