@@ -9,11 +9,10 @@ generated ``__init__`` of such a class with one that stores the fields straight 
 (the source text of one ``def``, compiled with ``exec``)::
 
     @fast_init
-    @dataclass(frozen=True, order=True)
-    class Backend:
-        ip: str
-        port: int
-        node: str | None = None
+    @dataclass(frozen=True)
+    class Route:
+        prefix: str
+        peers: tuple[str, ...] = ()
 
 It keeps everything the caller sees of the dataclass's ``__init__``: the parameters in the
 same order and of the same kinds (``kw_only`` fields after ``*``), the same defaults, a new
