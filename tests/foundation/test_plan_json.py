@@ -148,7 +148,7 @@ def test_short_writes_are_completed_in_order(monkeypatch: object, tmp_path: Path
 
     import pytest
 
-    from vipcast.cli import config_cmds
+    from vipcast.app import document_writer
     from vipcast.core.plan_document import plan_json_bytes, plan_json_pieces
 
     assert isinstance(monkeypatch, pytest.MonkeyPatch)
@@ -162,9 +162,8 @@ def test_short_writes_are_completed_in_order(monkeypatch: object, tmp_path: Path
         return real(fd, [head])
 
     target = tmp_path / "plan.json"
-    with open(target, "wb") as out, open(out.fileno(), "w", closefd=False) as stdout:
-        monkeypatch.setattr(config_cmds.os, "writev", short)
-        monkeypatch.setattr(config_cmds.sys, "stdout", stdout)
-        config_cmds._write_document(plan_json_pieces(result, plans))  # type: ignore[arg-type]
+    with open(target, "wb") as out:
+        monkeypatch.setattr(document_writer.os, "writev", short)
+        document_writer.write_document(plan_json_pieces(result, plans), out)  # type: ignore[arg-type]
     want = b"".join(plan_json_bytes(result, plans))  # type: ignore[arg-type]
     assert cut and target.read_bytes() == want

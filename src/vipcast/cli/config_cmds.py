@@ -9,10 +9,7 @@ from __future__ import annotations
 import gc
 import json
 import os
-import resource
 import sys
-import time
-from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -20,13 +17,15 @@ import typer
 
 from vipcast.alloc import AllocationResult
 from vipcast.app.config_tool import allocate_with_state, load_config, old_state_file
+from vipcast.app.document_writer import write_document
 from vipcast.core.allocation import allocate_spec
 from vipcast.core.desired import NodePlan
 from vipcast.core.explain import Explanation, explain
 from vipcast.core.notices import notices
 from vipcast.core.plan import plan_all
-from vipcast.core.plan_document import Piece, plan_diff, plan_json_pieces
+from vipcast.core.plan_document import plan_diff, plan_json_pieces
 from vipcast.core.weights import route_weight, weighted
+from vipcast.obs.phases import PhaseTimer
 from vipcast.spec import Issue, Spec, SpecError
 
 if TYPE_CHECKING:
@@ -137,94 +136,6 @@ def _select_node(plans: dict[str, NodePlan], node: str | None) -> dict[str, Node
     return {node: plans[node]}
 
 
-#: set (to anything but "" or "0") to have ``vipcast plan`` print its phase times to stderr
-PHASES_ENV = "VIPCAST_PHASE_TIMES"
-
-
-class _Phases:
-    """The phases of one command as it runs (wall and CPU seconds; CPU counts the worker
-    processes waited for), printed to stderr as one JSON line when :data:`PHASES_ENV` is set:
-    so a benchmark sees where each round of the real command went, not a separate measure."""
-
-    def __init__(self) -> None:
-        self.enabled = os.environ.get(PHASES_ENV, "") not in ("", "0")
-        self.figures: dict[str, Any] = {}
-        self._collections = self._gc_collections()
-        if self.enabled:
-            # what the interpreter spent before the command started (start-up, imports)
-            self.figures["before the command (start, imports)"] = {
-                "cpu_s": round(self._cpu(), 3)}
-        self._last = self._now()
-
-    @staticmethod
-    def _gc_collections() -> int:
-        return sum(int(g["collections"]) for g in gc.get_stats())
-
-    @staticmethod
-    def _cpu() -> float:
-        t = os.times()
-        return t.user + t.system + t.children_user + t.children_system
-
-    def _now(self) -> tuple[float, float, int, int, int]:
-        own = resource.getrusage(resource.RUSAGE_SELF)
-        return (time.perf_counter(), self._cpu(), own.ru_minflt, own.ru_nvcsw, own.ru_nivcsw)
-
-    def mark(self, label: str) -> None:
-        """The phase since the last mark (or the start) ends here, called ``label``."""
-        if not self.enabled:
-            return
-        now = self._now()
-        wall, cpu, faults, waits, preempted = (b - a for a, b in zip(self._last, now,
-                                                                       strict=True))
-        self.figures[label] = {"s": round(wall, 3), "cpu_s": round(cpu, 3),
-                               "minor_faults": faults, "voluntary_switches": waits,
-                               "involuntary_switches": preempted}
-        self._last = now
-
-    def report(self, **extra: object) -> None:
-        if self.enabled:
-            peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-            collections = self._gc_collections() - self._collections
-            print(json.dumps({"phases": self.figures, "max_rss_kib": peak,
-                              "gc_collections": collections, **extra}),
-                  file=sys.stderr, flush=True)
-
-
-#: buffers one ``os.writev`` call takes at most
-_IOV_MAX = os.sysconf("SC_IOV_MAX") if "SC_IOV_MAX" in os.sysconf_names else 1024
-
-
-def _write_document(groups: Iterable[Sequence[Piece]]) -> float:
-    """Write the document's pieces to stdout, in order; the seconds spent in writing.
-
-    To a file descriptor (a file, a pipe, a terminal, /dev/null) with ``os.writev``, many
-    pieces a call, so that the ~440 MB of a 10,000-service plan is copied once, by the kernel,
-    and not first joined in memory; else (stdout replaced, as in tests) each group joined and
-    written to ``sys.stdout.buffer``."""
-    sys.stdout.flush()  # what was printed so far goes first
-    out = sys.stdout.buffer
-    out.flush()
-    try:
-        fd: int | None = out.fileno()
-    except (OSError, ValueError):  # io.UnsupportedOperation: no descriptor behind it
-        fd = None
-    spent = 0.0
-    for group in groups:
-        start = time.perf_counter()
-        if fd is None:
-            out.write(b"".join(group))
-        else:
-            for at in range(0, len(group), _IOV_MAX):
-                batch = group[at:at + _IOV_MAX]
-                done = os.writev(fd, batch)
-                if done < sum(map(len, batch)):  # cut short (a signal): the rest as one piece
-                    rest = memoryview(b"".join(batch))[done:]
-                    while rest:
-                        rest = rest[os.write(fd, rest):]
-        spent += time.perf_counter() - start
-    return spent
-
-
 def _emit_json(doc: dict[str, Any]) -> None:
     typer.echo(json.dumps(doc, indent=2, sort_keys=False))
 
@@ -265,7 +176,7 @@ def plan(
     save: SaveOpt = True,
 ) -> None:
     """Allocations and per-node announcements (or, with --against, a dry-run diff)."""
-    phases = _Phases()
+    phases = PhaseTimer.from_env(os.environ, sys.stderr)
     spec = _load([path])
     phases.mark("read + validate YAML")
     if against is not None:
@@ -277,7 +188,8 @@ def plan(
     plans = _select_node(weighted(spec, plan_all(spec, result.current())), node)
     phases.mark("plan")
     if as_json:
-        written = _write_document(plan_json_pieces(result, plans))
+        sys.stdout.flush()  # what was printed so far goes first
+        written = write_document(plan_json_pieces(result, plans), sys.stdout.buffer)
         phases.mark("encode + write")
         phases.report(write_s=round(written, 3))
         return
