@@ -118,11 +118,15 @@ def test_envoy_killed_vip_leaves_the_node_and_returns(lab: tuple[Topology, Path]
     _wait_hops(topo, {node_v4(1), node_v4(2)}, "n1's next hop back after Envoy restarted")
 
     def settled() -> dict[str, Any] | None:
+        # serving (the readiness poller) and the Listener's ACK (the ADS stream) are recorded
+        # by two different paths of the agent: wait for both, the ACK being asserted below
         state = gateway_state(n1, AGENT_STATUS_PORT)
         envoy = state.get("envoy", {})
-        return state if envoy.get("serving") and envoy.get("pid") != pid else None
+        fed = state.get("acked", {}).get("Listener") == state.get("versions", {}).get("Listener")
+        return state if envoy.get("serving") and envoy.get("pid") != pid and fed else None
 
-    after = wait_until(settled, timeout=60, interval=0.1, what="n1's new Envoy serving",
+    after = wait_until(settled, timeout=60, interval=0.1,
+                       what="n1's new Envoy serving and its Listener ACKed",
                        on_timeout=lambda: f"{gateway_state(n1, AGENT_STATUS_PORT)}")
     assert after["envoy"]["pid"] != pid
     assert after["envoy"]["restarts"] > before["envoy"]["restarts"]
