@@ -62,6 +62,17 @@ def ready_endpoints(slices: Iterable[EndpointSlice]) -> tuple[ReadyEndpoint, ...
     return tuple(map(out.__getitem__, keys))
 
 
+def any_ready(slices: Iterable[EndpointSlice]) -> bool:
+    """Whether :func:`ready_endpoints` of the slices is not empty, without making it."""
+    for s in slices:
+        if s.address_type == "FQDN":
+            continue
+        for ep in s.endpoints:
+            if ep.addresses and ep.is_ready:
+                return True
+    return False
+
+
 def target_port(port: ServicePort, endpoint: ReadyEndpoint) -> int | None:
     """The endpoint's port for a Service port: matched by name and protocol, as kube-proxy does."""
     return _target(port, endpoint.ports)

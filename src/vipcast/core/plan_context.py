@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from vipcast.alloc import Selector
 from vipcast.alloc.pools import PoolIndex, parse_address
 from vipcast.core.allocation import pool_input
-from vipcast.core.endpoints import ReadyEndpoint, ready_endpoints
+from vipcast.core.endpoints import ReadyEndpoint, any_ready, ready_endpoints
 from vipcast.core.gateway.address import proxied
 from vipcast.spec import (
     LOAD_BALANCER_CLASS,
@@ -42,6 +42,38 @@ class Announcement:
     eligible: frozenset[str]
 
 
+class ServiceEndpoints:
+    """The ready endpoints of each Service (by key), each Service's made when first asked for:
+    a node's routes alone (:mod:`vipcast.core.first_routes`) ask only whether a Cluster-policy
+    Service has one (:meth:`any_ready`), which needs no sorted endpoint tuple."""
+
+    __slots__ = ("_made", "_slices")
+
+    def __init__(self, slices: Mapping[str, Sequence[EndpointSlice]]) -> None:
+        self._slices = slices
+        self._made: dict[str, tuple[ReadyEndpoint, ...]] = {}
+
+    def get(self, key: str, default: tuple[ReadyEndpoint, ...] = ()
+            ) -> tuple[ReadyEndpoint, ...]:
+        """The Service's ready endpoints (:func:`ready_endpoints` of its slices); ``default``
+        for a Service without slices."""
+        made = self._made.get(key)
+        if made is None:
+            slices = self._slices.get(key)
+            if slices is None:
+                return default
+            made = self._made[key] = ready_endpoints(slices)
+        return made
+
+    def any_ready(self, key: str) -> bool:
+        """Whether the Service has a ready endpoint (``bool(self.get(key))``)."""
+        made = self._made.get(key)
+        if made is not None:
+            return bool(made)
+        slices = self._slices.get(key)
+        return slices is not None and any_ready(slices)
+
+
 class PlanContext:
     """Everything derived once from the inputs and shared by all nodes' plans."""
 
@@ -66,9 +98,7 @@ class PlanContext:
         for s in endpoint_slices if endpoint_slices is not None else spec.endpoint_slices:
             if s.service_key:
                 slices.setdefault(s.service_key, []).append(s)
-        self.endpoints: dict[str, tuple[ReadyEndpoint, ...]] = {
-            k: ready_endpoints(v) for k, v in slices.items()
-        }
+        self.endpoints = ServiceEndpoints(slices)
         self.pool_index = PoolIndex(pool_input(p) for p in spec.pools)
         self.bgp_by_pool: dict[str, list[BGPAdvertisement]] = {p.name: [] for p in spec.pools}
         self.l2_by_pool: dict[str, list[L2Advertisement]] = {p.name: [] for p in spec.pools}
@@ -225,6 +255,6 @@ class PlanContext:
                 continue
             if service.spec.load_balancer_class not in (None, LOAD_BALANCER_CLASS):
                 continue  # another controller's addresses (read from its status)
-            if not self.endpoints.get(key) and key not in self.proxied:
+            if not self.endpoints.any_ready(key) and key not in self.proxied:
                 continue
             yield key, service, ips
