@@ -338,9 +338,11 @@ class AgentLan:
                                str(timeout)], timeout=duration + 2 * timeout + 30)
         return parse_attempts(run.stdout)
 
-    def start_probe(self, period: float, duration: float) -> Process:
-        return self.client.spawn([PYTHON, "-c", PROBE, VIP, str(period), str(duration)],
-                                 name=f"probe-{time.monotonic_ns()}")
+    def start_probe(self, period: float, duration: float, timeout: float = 0.3) -> Process:
+        """The probe series in the background: an attempt every ``period`` for ``duration``,
+        each bounded by ``timeout`` to connect and again to be answered."""
+        return self.client.spawn([PYTHON, "-c", PROBE, VIP, str(period), str(duration),
+                                  str(timeout)], name=f"probe-{time.monotonic_ns()}")
 
     def start_capture(self) -> tuple[Capture, Path]:
         """ARP on the bridge, known to be captured from now on (see l2_lan.Capture)."""
