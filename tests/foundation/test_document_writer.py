@@ -1,9 +1,10 @@
 """``vipcast.app.document_writer.write_document``: every piece written, in order, whole.
 
-To a real pipe with a one-page buffer and a slow reader, interrupted by a timer signal every
-millisecond: ``os.writev`` then returns having written part of what it was given (Linux
-returns the bytes already copied when a signal arrives), and the rest must follow before the
-next batch. To a stream without a descriptor: one write per group, the group joined."""
+To a real pipe with a one-page buffer and a slow reader, the writing thread interrupted by a
+signal (SIGUSR1, a no-op handler) every millisecond: ``os.writev`` then returns having written
+part of what it was given (Linux returns the bytes already copied when a signal arrives), and
+the rest must follow before the next batch. To a stream without a descriptor: one write per
+group, the group joined."""
 
 from __future__ import annotations
 
@@ -52,32 +53,41 @@ def test_short_writes_to_a_small_pipe_are_completed_in_order(
             short.append((done, asked))
         return done
 
-    monkeypatch.setattr(document_writer.os, "writev", counted)
+    monkeypatch.setattr(os, "writev", counted)  # the module writes through os.writev
     read_fd, write_fd = os.pipe()
     fcntl.fcntl(write_fd, fcntl.F_SETPIPE_SZ, 4096)
     got = bytearray()
 
     def reader() -> None:  # slow: the writer blocks with part of a batch written
-        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGALRM})  # the writer gets them
         while chunk := os.read(read_fd, 1024):
             got.extend(chunk)
             time.sleep(0.0002)
 
-    thread = threading.Thread(target=reader, daemon=True)
-    previous = signal.signal(signal.SIGALRM, lambda *_: None)
-    thread.start()
+    writing = threading.Event()
+    writer_thread = threading.get_ident()
+
+    def interrupter() -> None:  # a signal to the writing thread every millisecond
+        while writing.is_set():
+            signal.pthread_kill(writer_thread, signal.SIGUSR1)
+            time.sleep(0.001)
+
+    previous = signal.signal(signal.SIGUSR1, lambda *_: None)
+    threads = [threading.Thread(target=reader, daemon=True),
+               threading.Thread(target=interrupter, daemon=True)]
+    writing.set()
+    for thread in threads:
+        thread.start()
     try:
-        signal.setitimer(signal.ITIMER_REAL, 0.001, 0.001)
         with open(write_fd, "wb", closefd=True) as out:
             out.write(b"head:")  # written before the document: flushed first
             write_document(groups, out)
-        signal.setitimer(signal.ITIMER_REAL, 0, 0)
-        thread.join(timeout=120)
     finally:
-        signal.setitimer(signal.ITIMER_REAL, 0, 0)
-        signal.signal(signal.SIGALRM, previous)
+        writing.clear()
+        for thread in threads:
+            thread.join(timeout=120)
+        signal.signal(signal.SIGUSR1, previous)
         os.close(read_fd)
-    assert not thread.is_alive()
+    assert not any(thread.is_alive() for thread in threads)
     assert bytes(got) == b"head:" + want
     assert short, "no write was cut short: the test did not exercise the completion"
     assert all(0 < done < asked for done, asked in short)
@@ -94,7 +104,7 @@ def test_batches_of_the_iov_limit_keep_the_order(
         calls.append(len(buffers))
         return real(fd, buffers)
 
-    monkeypatch.setattr(document_writer.os, "writev", counted)
+    monkeypatch.setattr(os, "writev", counted)  # the module writes through os.writev
     read_fd, write_fd = os.pipe()
     with open(write_fd, "wb") as out:
         write_document(groups[:1], out)  # 23 pieces: well under the pipe's buffer
