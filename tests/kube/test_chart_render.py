@@ -86,7 +86,11 @@ def _dry_run_apply(cluster: Cluster, path: str, doc: dict[str, Any]) -> tuple[in
         headers={"Authorization": f"Bearer {TOKEN}", "Content-Type": ctype,
                  "Accept": "application/json"})
     try:
-        with urllib.request.urlopen(req, timeout=20) as resp:
+        # 60 s, as the harness's own CRD writes (cluster.py apply_crds): a CRD's dry run
+        # compiles and cost-checks its CEL rules in the request: 0.05-0.3 s each at load 12,
+        # but this test's call took 147 s in all (5 s normally) while nice-0 CPU-bound work
+        # starved the nice-15 API server
+        with urllib.request.urlopen(req, timeout=60) as resp:
             return resp.status, ""
     except urllib.error.HTTPError as exc:
         return exc.code, exc.read().decode(errors="replace")[:500]
