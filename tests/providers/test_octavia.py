@@ -130,7 +130,9 @@ def test_service_deleted_while_its_lb_is_pending(octavia_api: OctaviaAPI) -> Non
             outcome = await drv.ensure(desired("gone", "198.51.100.22"))
             assert isinstance(outcome, Retry)
             drv.wait_timeout = 20.0
-            timer = later(1.0, lambda: setattr(octavia_api, "paused", False))
+            # the provider finishes only once the delete met the 409 (a fixed 1 s could end
+            # before the driver's first delete on a loaded machine: no conflict then)
+            timer = later(0.0, lambda: unpause_after_conflict(octavia_api, drv))
             deleted = await drv.delete("gone")
             timer.join()
             assert isinstance(deleted, Applied) and deleted.changes == 1, deleted
