@@ -295,3 +295,25 @@ def test_the_first_load_from_the_early_parse_is_the_load(
     first = early.load()
     assert parsing.used == len(list(folder.glob("*.yaml")))
     same(first.plan, agent(folder, None).load().plan)
+
+
+def test_a_start_from_the_start_cache_lets_the_early_parse_go(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Files parsed early for a first load the start cache then serves: the workers are
+    stopped and reaped, their documents unused, and the plan is the cache's."""
+    from test_start_cache import written
+
+    folder = config(tmp_path, 80)
+    cache = tmp_path / "cache"
+    plan_written = written(folder, cache)
+    monkeypatch.setattr(yaml_split, "MIN_PART", 100)
+    parsing = start_parse([folder], cpus=2)
+    assert parsing is not None
+    workers = list(parsing._parsing._workers)  # type: ignore[union-attr]
+    cached = Agent(AgentOptions(config_paths=(folder,), node="n1", cache_dir=cache),
+                   parsing=parsing)
+    same(cached.load().plan, plan_written)
+    assert cached.files.parsed == 0 and cached.files.early is None
+    assert parsing.used == 0
+    assert workers and all(w.returncode is not None for w in workers)  # reaped

@@ -177,6 +177,7 @@ class Agent(StartFlow):
         if self.current is None and self.start_cache is not None:
             restored = self.start_cache.restore(self.files, self.identity())
             if restored is not None:
+                self.files.drop_early()  # the files' documents are not needed
                 self._planner = restored.planner
                 self._gateway_services = restored.gateways
                 return self._desired(restored.snapshot)

@@ -165,6 +165,13 @@ class ObjectFiles:
         #: how many files the last load read and parsed (the others came from the cache)
         self.parsed = 0
 
+    def drop_early(self) -> None:
+        """Let go of the early parse unused (the first load came from elsewhere: the start
+        cache); its workers are stopped and reaped."""
+        early, self.early = self.early, None
+        if early is not None:
+            early.close()
+
     def save(self) -> None:
         """Write what the last loads validated to the disk cache (if any): after the work,
         in a worker thread (see :meth:`ValidatedCache.flush`)."""
