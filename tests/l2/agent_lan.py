@@ -102,7 +102,7 @@ end = time.time() + duration
 next_send = time.time()
 while time.time() < end:
     sent = time.time()
-    node = None
+    node = error = None
     try:
         with socket.create_connection((vip, 80), timeout=timeout) as s:
             s.settimeout(timeout)
@@ -114,9 +114,10 @@ while time.time() < end:
                     break
                 data += chunk
         node = data.split(b"\r\n\r\n", 1)[1].split()[0].decode()
-    except (OSError, IndexError):
-        pass
-    print(json.dumps({"sent": sent, "node": node}), flush=True)
+    except (OSError, IndexError) as exc:
+        error = repr(exc)
+    print(json.dumps({"sent": sent, "node": node, "error": error,
+                      "seconds": round(time.time() - sent, 4)}), flush=True)
     next_send += period
     time.sleep(max(0.0, next_send - time.time()))
 """
@@ -126,6 +127,10 @@ while time.time() < end:
 class Attempt:
     sent: float
     node: str | None
+    #: why no node answered (the exception), and how long the attempt took: a failure's
+    #: cause in an assertion's message (a reset, or a timeout on a starved machine)
+    error: str | None = field(default=None, compare=False)
+    seconds: float | None = field(default=None, compare=False)
 
 
 def parse_attempts(text: str) -> list[Attempt]:
@@ -133,7 +138,8 @@ def parse_attempts(text: str) -> list[Attempt]:
     for line in text.splitlines():
         if line.startswith("{"):
             item = json.loads(line)
-            out.append(Attempt(item["sent"], item["node"]))
+            out.append(Attempt(item["sent"], item["node"], item.get("error"),
+                               item.get("seconds")))
     return out
 
 
