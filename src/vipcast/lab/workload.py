@@ -36,7 +36,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, replace
 from typing import Any, Protocol, cast
 from urllib.parse import urlsplit
@@ -246,6 +246,7 @@ class ClientLoad:
                  timeout: float = 0.25, response_timeout: float | None = None,
                  host: str | None = None) -> None:
         self.t0 = time.time()
+        self.url = url
         self.duration = duration
         #: what :meth:`wait_started` read of the output
         self._head = ""
@@ -300,6 +301,17 @@ class ClientLoad:
         out = self._head + out
         return [Sample(**json.loads(line)) for line in out.splitlines() if line.strip()]
 
+
+def wait_all_started(loads: Iterable[ClientLoad], timeout: float = 60.0) -> None:
+    """Wait until every load has finished its first request (:meth:`ClientLoad.wait_started`,
+    ``timeout`` in all); RuntimeError naming the load's URL when one has not: a change made
+    before then would meet no traffic, and what it measures would mean nothing."""
+    deadline = time.monotonic() + timeout
+    for each in loads:
+        if not each.wait_started(max(0.0, deadline - time.monotonic())):
+            each.stop()
+            raise RuntimeError(f"the client load of {each.url} finished no request within "
+                               f"{timeout:.0f} s")
 
 def main(argv: list[str] | None = None) -> int:
     parser = OneLineParser(prog="python -m vipcast.lab.workload")

@@ -54,7 +54,7 @@ from vipcast.app.lab.topology import (
 )
 from vipcast.core.allocation import allocate_spec
 from vipcast.lab.netns import Netns, Topology
-from vipcast.lab.workload import ClientLoad, Sample
+from vipcast.lab.workload import ClientLoad, Sample, wait_all_started
 from vipcast.sources.files import load_paths
 
 Say = Callable[[str], None]
@@ -222,7 +222,9 @@ def _scenario(topo: Topology, state: LabState, opts: LabOptions, say: Say,
     loads = [ClientLoad(client, f"http://{web_ip}/", duration=duration, interval=0.04,
                         timeout=0.25, response_timeout=2.0) for _ in range(2)]
     load = loads[0]
-    time.sleep(3.0)
+    # traffic known to flow (a loaded machine takes seconds to start a client), then 2.5 s of it
+    wait_all_started(loads)
+    time.sleep(2.5)
     kill_at = power_off(topo, state, victim, load.now)
     route_gone = watch_next_hop_gone(router, f"{web_ip}/32", node_v4(opts.nodes),
                                      since=kill_at, clock=load.now, until=duration)

@@ -33,7 +33,7 @@ from vipcast.app.lab.bars import (
 )
 from vipcast.app.lab.topology import LabState, node_v4
 from vipcast.lab.netns import Netns, Topology
-from vipcast.lab.workload import ClientLoad, Sample
+from vipcast.lab.workload import ClientLoad, Sample, wait_all_started
 
 Say = Callable[[str], None]
 
@@ -97,7 +97,8 @@ def drain_node(topo: Topology, state: LabState, node: int, vip: str, say: Say) -
     loads = [ClientLoad(topo["client"], f"http://{vip}/", duration=2.0 + watch + tail + 5.0,
                         interval=0.04, timeout=1.0, response_timeout=2.0) for _ in range(2)]
     load = loads[0]
-    time.sleep(2.0)
+    wait_all_started(loads)  # traffic known to flow before the drain, then 1.5 s of it
+    time.sleep(1.5)
     drain_at = load.now()
     _vipcast("drain", name, "--config", config)
     withdrawn: float | None = None

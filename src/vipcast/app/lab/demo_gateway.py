@@ -39,7 +39,7 @@ from vipcast.app.lab.gateway import (
 )
 from vipcast.app.lab.topology import LabOptions, LabState, backend_ips
 from vipcast.lab.netns import Netns, Topology, wait_until
-from vipcast.lab.workload import ClientLoad, Sample
+from vipcast.lab.workload import ClientLoad, Sample, wait_all_started
 
 COLORS = {"v1": PALETTE[0], "v2": PALETTE[1], FAILED: FAILED_COLOR}
 
@@ -109,7 +109,8 @@ def l7_scenario(topo: Topology, state: LabState, opts: LabOptions,
     load = ClientLoad(client, f"http://{GATEWAY_VIP}/", duration=7.0, interval=0.02,
                       timeout=0.5, response_timeout=2.0, host=SPLIT_HOST)
     events: list[tuple[float, str]] = []
-    time.sleep(1.0)
+    wait_all_started([load])  # traffic known to flow before the first change, then 0.5 s of it
+    time.sleep(0.5)
     for _ in range(2):
         _write_pods(config, opts.nodes, {"v1": [1], "v2": [1]})
         events.append((load.now(), "scaled to 1 pod each"))
