@@ -121,11 +121,40 @@ class WebhookServer:
         log.info("admission webhook on https://%s:%s/validate", *self.bound)
         return self.bound
 
-    async def stop(self) -> None:
+    async def stop(self, grace: float = 2.0) -> None:
         if self._runner is not None:
-            await self._runner.cleanup()
+            await stop_tls_runner(self._runner, grace)
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+
+
+async def stop_tls_runner(runner: web.AppRunner, grace: float = 2.0) -> None:
+    """Stop an aiohttp TLS server so that no accepted socket outlives it.
+
+    ``runner.cleanup()`` closes each kept-alive connection the TLS way: it sends close_notify
+    and leaves the socket open until the peer answers (the API server keeps its webhook
+    connections alive). A peer that does not answer before the event loop ends left the raw
+    socket open, reported later as "unclosed transport" at garbage collection. So: wait for the
+    peers at most ``grace`` seconds, then abort what is still open.
+    """
+    server = runner.server
+    transports = [h.transport for h in (server.connections if server else [])
+                  if h.transport is not None]
+    await runner.cleanup()
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + grace
+    while any(_open(t) for t in transports) and loop.time() < deadline:
+        await asyncio.sleep(0.05)
+    aborted = [t for t in transports if _open(t)]
+    for transport in aborted:
+        transport.abort()
+    if aborted:
+        await asyncio.sleep(0)  # abort() closes the socket in a callback: let it run now
+
+
+def _open(transport: asyncio.BaseTransport) -> bool:
+    sock = transport.get_extra_info("socket")
+    return sock is not None and sock.fileno() != -1
